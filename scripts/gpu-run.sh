@@ -68,11 +68,11 @@ section "CUDA tests (JUnit, tag cuda)"
   --class-path "$here/lib/jclip-tests.jar:$here/lib/jclip.jar" --scan-class-path --include-tag cuda \
   --details=tree --disable-banner --disable-ansi-colors --fail-if-no-tests --reports-dir "$OUT/junit" 2>&1 | tee "$OUT/junit-console.txt" | tail -40 | tee -a "$report"
 
-section "cuBLAS GEMM peaks"
-jclip gpu-info --gemm-bench 2>&1 | grep -E 'gemm|TFLOP' | tee -a "$report"
+section "cuBLAS GEMM peaks and attention kernels"
+jclip gpu-info --gemm-bench 2>&1 | grep -E 'gemm|attention|TFLOP|rror' | tee -a "$report"
 
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
-if [ "$mode" = smoke ]; then peer_args=(--batches 1,32,256,1024 --compile-batches 1024); else peer_args=(--batches 1,32,256,1024); fi
+if [ "$mode" = smoke ]; then peer_args=(--batches 1,32,256,1024 --compile-batches 1,1024); else peer_args=(--batches 1,32,256,1024); fi
 timeout "${JCLIP_PEER_TIMEOUT:-300}" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" 2>&1 \
   | grep -vE 'Warning|warn\(' | tail -30 | tee -a "$report"
 

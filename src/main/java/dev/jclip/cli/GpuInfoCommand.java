@@ -27,7 +27,7 @@ final class GpuInfoCommand implements Callable<Integer> {
   @Option(names = "--self-test", description = "Run a PTX kernel and a cuBLAS GEMM on every device and check them.")
   boolean selfTest;
 
-  @Option(names = "--gemm-bench", description = "Measure cuBLAS fp32/fp16/bf16 GEMM throughput on device 0.")
+  @Option(names = "--gemm-bench", description = "Measure cuBLAS fp32/fp16/bf16 GEMM and fused-attention throughput on device 0.")
   boolean gemmBench;
 
   @Override
@@ -47,7 +47,10 @@ final class GpuInfoCommand implements Callable<Integer> {
         long[] mem = dev.memoryInfo();
         out.println(dev + ", " + (mem[0] >> 20) + " MiB free");
         if (selfTest) failures += selfTest(dev, out) ? 0 : 1;
-        if (gemmBench && i == 0) CudaGemmBench.run(dev, System.out);
+        if (gemmBench && i == 0) {
+          CudaGemmBench.run(dev, System.out);
+          CudaGemmBench.attention(dev, System.out);
+        }
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());
         failures++;

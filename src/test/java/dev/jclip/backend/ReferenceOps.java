@@ -63,6 +63,57 @@ public final class ReferenceOps {
     return (double) x[i] + (residual == null ? 0 : residual[i]);
   }
 
+  /**
+   * Multi-head self-attention, head size 64, over packed {@code qkv} [B, N, 3, H, 64]; returns
+   * [B, N, H, 64]. PyTorch's scaled_dot_product_attention with scale 1/8 (and is_causal).
+   */
+  public static float[] attention(float[] qkv, int batch, int n, int heads, boolean causal) {
+    int d = heads * 64;
+    float[] out = new float[batch * n * d];
+    double[] p = new double[n];
+    for (int b = 0; b < batch; b++) {
+      for (int h = 0; h < heads; h++) {
+        for (int i = 0; i < n; i++) {
+          int qo = (b * n + i) * 3 * d + h * 64;
+          double max = Double.NEGATIVE_INFINITY;
+          int keys = causal ? i + 1 : n;
+          for (int j = 0; j < keys; j++) {
+            int ko = (b * n + j) * 3 * d + d + h * 64;
+            double s = 0;
+            for (int t = 0; t < 64; t++) s += (double) qkv[qo + t] * qkv[ko + t];
+            p[j] = s / 8;
+            max = Math.max(max, p[j]);
+          }
+          double sum = 0;
+          for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
+          for (int t = 0; t < 64; t++) {
+            double o = 0;
+            for (int j = 0; j < keys; j++) o += p[j] * qkv[(b * n + j) * 3 * d + 2 * d + h * 64 + t];
+            out[(b * n + i) * d + h * 64 + t] = (float) (o / sum);
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /** CLIP's logits: {@code scale · x̂ · ŷᵀ} with rows L2-normalised. */
+  public static float[] cosineLogits(float[] x, float[] y, int m, int t, int e, double scale) {
+    float[] out = new float[m * t];
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < t; j++) {
+        double dot = 0, nx = 0, ny = 0;
+        for (int k = 0; k < e; k++) {
+          dot += (double) x[i * e + k] * y[j * e + k];
+          nx += (double) x[i * e + k] * x[i * e + k];
+          ny += (double) y[j * e + k] * y[j * e + k];
+        }
+        out[i * t + j] = (float) (scale * dot / Math.sqrt(nx) / Math.sqrt(ny));
+      }
+    }
+    return out;
+  }
+
   /** The error function to double precision: Taylor series near 0, continued fraction for erfc beyond. */
   public static double erf(double x) {
     double ax = Math.abs(x);

@@ -36,6 +36,43 @@ public final class CudaGemmBench {
     return out.toArray(Result[]::new);
   }
 
+  /**
+   * Times the fused attention kernels at CLIP shapes (ViT-B/32 image and text towers at batch
+   * 1024, ViT-L/14@336 image at batch 64): milliseconds per call and effective TFLOP/s of the
+   * 4·B·H·N²·64 multiply-adds (causal counted in full).
+   */
+  public static void attention(CudaDevice device, PrintStream log) {
+    int[][] shapes = {{1024, 50, 12, 0}, {1024, 77, 8, 1}, {64, 577, 16, 0}, {256, 197, 12, 0}};
+    try (CudaOps ops = new CudaOps(device, null)) {
+      for (int[] s : shapes) {
+        int b = s[0], n = s[1], h = s[2];
+        boolean causal = s[3] == 1;
+        for (CudaOps.Precision p : CudaOps.Precision.values()) {
+          int elem = p == CudaOps.Precision.FP32 ? 4 : 2;
+          long qkvBytes = (long) b * n * 3 * h * 64 * elem;
+          try (DeviceBuffer qkv = device.allocate(qkvBytes);
+              DeviceBuffer out = device.allocate(qkvBytes / 3)) {
+            zero(qkv);
+            Runnable call = () -> ops.attention(out, qkv, b, n, h, causal, p);
+            for (int i = 0; i < 3; i++) call.run();
+            device.synchronize();
+            double[] ms = new double[7];
+            for (int r = 0; r < ms.length; r++) {
+              long t0 = System.nanoTime();
+              for (int i = 0; i < 10; i++) call.run();
+              device.synchronize();
+              ms[r] = (System.nanoTime() - t0) / 1e6 / 10;
+            }
+            Arrays.sort(ms);
+            double flop = 4.0 * b * h * (double) n * n * 64;
+            log.printf("[attention] %-4s B=%4d N=%3d H=%2d%s: %8.3f ms (min %.3f, max %.3f), %6.1f TFLOP/s%n", p, b, n, h,
+                causal ? " causal" : "       ", ms[3], ms[0], ms[6], flop / (ms[3] / 1e3) / 1e12);
+          }
+        }
+      }
+    }
+  }
+
   private static Result measure(CudaDevice device, Cublas blas, String type, int cudaType, int m, int n, int k) {
     int elem = cudaType == 0 ? 4 : 2;
     try (DeviceBuffer a = device.allocate((long) m * k * elem);

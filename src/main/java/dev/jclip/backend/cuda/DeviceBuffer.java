@@ -8,6 +8,7 @@ import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
 
 import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.javacpp.ShortPointer;
 
 /** Device memory owned by Java code and freed by {@link #close()}, never by the garbage collector. */
 public final class DeviceBuffer implements AutoCloseable {
@@ -44,6 +45,29 @@ public final class DeviceBuffer implements AutoCloseable {
       check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
     }
     return this;
+  }
+
+  /** Copies 16-bit values (fp16 or bf16 bit patterns) to the start of this buffer (synchronous). */
+  public DeviceBuffer upload(short[] data) {
+    long n = 2L * data.length;
+    checkFits(n);
+    device.makeCurrent();
+    try (ShortPointer host = new ShortPointer(data)) {
+      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+    }
+    return this;
+  }
+
+  /** Copies the first {@code n} 16-bit values of this buffer to a new array (synchronous). */
+  public short[] downloadShorts(int n) {
+    checkFits(2L * n);
+    device.makeCurrent();
+    short[] out = new short[n];
+    try (ShortPointer host = new ShortPointer(n)) {
+      check(cuMemcpyDtoH(host, address, 2L * n), "cuMemcpyDtoH(" + 2L * n + " bytes)");
+      host.get(out);
+    }
+    return out;
   }
 
   /** Copies the first {@code n} floats of this buffer to a new array (synchronous). */
