@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.ReferenceOps;
 import dev.jclip.backend.cuda.CudaOps.Precision;
+import dev.jclip.testing.TestRandom;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -26,7 +27,7 @@ class CudaAttentionTest {
 
   static CudaDevice device;
   static CudaOps ops;
-  final Random random = new Random(System.nanoTime());
+  final Random random = TestRandom.create(getClass().getSimpleName());
 
   @BeforeAll
   static void open() {

@@ -3,6 +3,7 @@ package dev.jclip.backend.cuda;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.ReferenceOps;
+import dev.jclip.testing.TestRandom;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -19,7 +20,7 @@ class CudaOpsTest {
   static CudaDevice device;
   static CudaOps ops;
   static Cublas cublas;
-  final Random random = new Random(System.nanoTime());
+  final Random random = TestRandom.create(getClass().getSimpleName());
 
   @BeforeAll
   static void open() {
