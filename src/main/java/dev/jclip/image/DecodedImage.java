@@ -126,7 +126,7 @@ public final class DecodedImage {
   }
 
   /**
-   * The bytes of {@code numpy.asarray(image)} for the Pillow image: uint8 samples (0/1 for mode
+   * The bytes of {@code numpy.asarray(image)} for the Pillow image: uint8 samples (0/255 for mode
    * "1", indices for "P"), little-endian int32 for "I". Used to compare decoders with the
    * reference's {@code decoded_sha256}.
    */
@@ -136,11 +136,8 @@ public final class DecodedImage {
       b.asIntBuffer().put(ints);
       return b.array();
     }
-    byte[] out = pixels.clone();
-    if (mode == Mode.BILEVEL) {
-      for (int i = 0; i < out.length; i++) out[i] = (byte) (out[i] != 0 ? 1 : 0);
-    }
-    return out;
+    // Mode "1" too: Pillow hands numpy the bytes 0/255 under a bool dtype.
+    return pixels.clone();
   }
 
   /** numpy's shape of {@link #numpyBytes()}: [H, W] for one channel, else [H, W, C]. */

@@ -220,16 +220,38 @@ public final class ImageDecoder {
         if (!(cm instanceof IndexColorModel icm)) {
           throw new ImageDecodeException(file, "palette PNG decoded without a palette");
         }
-        return DecodedImage.palette(fmt, W, H, bands(r, new int[] {0}, 0, 1), paletteOf(icm));
+        // Only the PLTE's own entries: ImageIO pads the colour model to 2^depth entries with
+        // black, Pillow pads its palette with a gray ramp (index i -> (i, i, i)).
+        byte[] pal = paletteOf(icm);
+        int entries = pngPaletteEntries(b);
+        if (entries >= 0 && entries * 3 < pal.length) pal = java.util.Arrays.copyOf(pal, entries * 3);
+        return DecodedImage.palette(fmt, W, H, bands(r, new int[] {0}, 0, 1), pal);
       }
       case 4 -> {
-        return DecodedImage.of(fmt, DecodedImage.Mode.LA, W, H, bands(r, new int[] {0, 1}, depth == 16 ? 8 : 0, 1));
+        if (depth == 16) {
+          // Pillow opens 16-bit gray+alpha as RGBA (rawmode "LA;16B"): high bytes, gray replicated.
+          return DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bands(r, new int[] {0, 0, 0, 1}, 8, 1));
+        }
+        return DecodedImage.of(fmt, DecodedImage.Mode.LA, W, H, bands(r, new int[] {0, 1}, 0, 1));
       }
       case 6 -> {
         return DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bands(r, new int[] {0, 1, 2, 3}, depth == 16 ? 8 : 0, 1));
       }
       default -> throw new ImageDecodeException(file, "corrupt PNG file: unknown colour type " + colorType);
     }
+  }
+
+  /** Entries in the PNG's PLTE chunk, or -1 when there is none (chunks walked from IHDR on). */
+  static int pngPaletteEntries(byte[] b) {
+    int i = 8;
+    while (i + 8 <= b.length) {
+      long len = be32(b, i);
+      if (b[i + 4] == 'P' && b[i + 5] == 'L' && b[i + 6] == 'T' && b[i + 7] == 'E') return (int) Math.min(len / 3, 256);
+      if (b[i + 4] == 'I' && b[i + 5] == 'D' && b[i + 6] == 'A' && b[i + 7] == 'T') return -1;
+      if (len > b.length) return -1;
+      i += 12 + (int) len;
+    }
+    return -1;
   }
 
   private static long be32(byte[] b, int off) {

@@ -102,6 +102,29 @@ class SafetensorsTest {
     }
   }
 
+  @Test
+  void streamsTensorsWhoseShapesAreKnownUpFront() throws IOException {
+    Path f = tmp.resolve("s.safetensors");
+    List<SafetensorsWriter.Spec> specs =
+        List.of(new SafetensorsWriter.Spec("a", DType.F32, new long[] {2}), new SafetensorsWriter.Spec("b", DType.U8, new long[] {3}));
+    try (SafetensorsWriter.Stream s = SafetensorsWriter.open(f, specs, Map.of("k", "v"))) {
+      s.write(Tensor.ofFloats("a", new long[] {2}, new float[] {1, 2}).data());
+      assertThrows(IllegalArgumentException.class, () -> s.write(ByteBuffer.allocate(2)));
+      assertThrows(IllegalStateException.class, s::finish);
+      s.write(ByteBuffer.wrap(new byte[] {7, 8, 9}));
+      s.finish();
+    }
+    try (SafetensorsReader st = SafetensorsReader.open(f)) {
+      assertArrayEquals(new float[] {1, 2}, st.tensor("a").toFloatArray());
+      assertArrayEquals(new byte[] {7, 8, 9}, st.tensor("b").toByteArray());
+    }
+    Path g = tmp.resolve("unfinished.safetensors");
+    try (SafetensorsWriter.Stream s = SafetensorsWriter.open(g, specs, null)) {
+      s.write(Tensor.ofFloats("a", new long[] {2}, new float[] {1, 2}).data());
+    }
+    assertFalse(Files.exists(g), "an unfinished stream leaves no file");
+  }
+
   // ---- malformed files: each must give a CheckpointException naming the file and the problem ----
 
   private Path file(String name, byte[] bytes) throws IOException {
