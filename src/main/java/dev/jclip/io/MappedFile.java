@@ -18,12 +18,12 @@ import java.nio.file.StandardOpenOption;
  * {@link MemorySegment}) handles files over 2 GiB; each tensor is sliced out of it.
  */
 public final class MappedFile implements AutoCloseable {
-  private final String label;
+  private final Path path;
   private final MemorySegment segment;
   private final Arena arena; // null for arrays: nothing to release
 
-  private MappedFile(String label, MemorySegment segment, Arena arena) {
-    this.label = label;
+  private MappedFile(Path path, MemorySegment segment, Arena arena) {
+    this.path = path;
     this.segment = segment;
     this.arena = arena;
   }
@@ -36,7 +36,7 @@ public final class MappedFile implements AutoCloseable {
     try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
       long size = ch.size();
       MemorySegment seg = size == 0 ? MemorySegment.NULL : ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-      return new MappedFile(path.toString(), seg, arena);
+      return new MappedFile(path, seg, arena);
     } catch (IOException | RuntimeException e) {
       arena.close();
       throw e;
@@ -45,17 +45,17 @@ public final class MappedFile implements AutoCloseable {
 
   /** A byte array seen as a file named {@code label} (no copy: later changes to the array show). */
   public static MappedFile ofBytes(String label, byte[] bytes) {
-    return new MappedFile(label, MemorySegment.ofArray(bytes), null);
+    return new MappedFile(Path.of(label), MemorySegment.ofArray(bytes), null);
   }
 
   /** The first {@code length} bytes of this file as another (unowned) file: for truncation tests. */
   public MappedFile prefix(long length) {
-    return new MappedFile(label, segment.asSlice(0, length), null);
+    return new MappedFile(path, segment.asSlice(0, length), null);
   }
 
-  /** The name used in error messages. */
-  public String label() {
-    return label;
+  /** The file (for arrays: the name given), as used in error messages. */
+  public Path path() {
+    return path;
   }
 
   public MemorySegment segment() {

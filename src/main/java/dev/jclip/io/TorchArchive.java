@@ -7,6 +7,7 @@ import dev.jclip.io.Unpickler.Tuple;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashMap;
@@ -52,7 +53,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
   }
 
   public static TorchArchive read(ZipArchive zip) throws CheckpointException {
-    String src = zip.label();
+    Path src = zip.file();
     String prefix = topFolder(zip);
     ZipArchive.Entry byteorder = zip.entry(prefix + "byteorder");
     if (byteorder != null) {
@@ -135,14 +136,14 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
       String n = e.name();
       int slash = n.indexOf('/');
       if (slash > 0 && n.substring(slash + 1).equals("data.pkl")) {
-        if (found != null) throw new CheckpointException(zip.label(), n, "two data.pkl records (" + found + "data.pkl and " + n + ")");
+        if (found != null) throw new CheckpointException(zip.file(), n, "two data.pkl records (" + found + "data.pkl and " + n + ")");
         found = n.substring(0, slash + 1);
       }
     }
     if (found == null) {
       boolean oldScript = zip.entries().stream().anyMatch(e -> e.name().endsWith("model.json"));
       throw new CheckpointException(
-          zip.label(),
+          zip.file(),
           "data.pkl",
           oldScript
               ? "TorchScript archive of the pre-1.4 (model.json) format: re-save it with a newer PyTorch"
@@ -151,7 +152,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
     return found;
   }
 
-  private static StorageRef storageRef(Object pid, String src, String pkl) throws CheckpointException {
+  private static StorageRef storageRef(Object pid, Path src, String pkl) throws CheckpointException {
     // ('storage', torch.<Type>Storage, key, location, numel)
     if (!(pid instanceof Tuple t) || t.size() < 5 || !"storage".equals(t.get(0))) {
       throw new CheckpointException(src, pkl, "persistent id " + describe(pid) + " is not a ('storage', type, key, location, numel) tuple");
@@ -176,8 +177,8 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
 
   private static void flattenModule(TorchObject obj, String prefix, Map<String, Tensor> out, Materializer m, Set<Object> seen, int depth)
       throws CheckpointException {
-    if (depth > MAX_DEPTH) throw new CheckpointException(m.zip.label(), prefix, "module tree deeper than " + MAX_DEPTH + " levels");
-    if (!seen.add(obj)) throw new CheckpointException(m.zip.label(), prefix, "module tree contains a cycle");
+    if (depth > MAX_DEPTH) throw new CheckpointException(m.zip.file(), prefix, "module tree deeper than " + MAX_DEPTH + " levels");
+    if (!seen.add(obj)) throw new CheckpointException(m.zip.file(), prefix, "module tree contains a cycle");
     for (Map.Entry<String, Object> e : obj.attributes().entrySet()) {
       String name = prefix + e.getKey();
       Object v = e.getValue();
@@ -204,7 +205,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
     }
 
     Tensor tensor(String name, TensorRef r) throws CheckpointException {
-      String src = zip.label();
+      Path src = zip.file();
       StorageRef s = r.storage();
       String key = prefix + "data/" + s.key();
       DType dt = s.dtype();

@@ -13,6 +13,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.nio.file.Path;
 
 /**
  * A restricted unpickler for the {@code data.pkl} records of PyTorch checkpoints and TorchScript
@@ -131,7 +132,7 @@ public final class Unpickler {
    * values appear in training checkpoints' metadata; {@code __torch__.*} are the classes TorchScript
    * writes for modules (OpenAI's released {@code .pt} files), which we treat as attribute maps.
    */
-  static Global allow(String module, String name, String source, String entry) throws CheckpointException {
+  static Global allow(String module, String name, Path source, String entry) throws CheckpointException {
     if (module.equals("collections") && name.equals("OrderedDict")) {
       return new Global(module, name, Global.Kind.ORDERED_DICT, null);
     }
@@ -173,14 +174,14 @@ public final class Unpickler {
   };
 
   private final ByteBuffer in;
-  private final String source;
+  private final Path source;
   private final String entry;
   private final PersistentLoader loader;
   private final ArrayList<Object> stack = new ArrayList<>();
   private final ArrayList<Integer> marks = new ArrayList<>();
   private final HashMap<Long, Object> memo = new HashMap<>();
 
-  private Unpickler(ByteBuffer in, String source, String entry, PersistentLoader loader) {
+  private Unpickler(ByteBuffer in, Path source, String entry, PersistentLoader loader) {
     this.in = in.slice().order(ByteOrder.LITTLE_ENDIAN);
     this.source = source;
     this.entry = entry;
@@ -193,7 +194,7 @@ public final class Unpickler {
    * @param source the file, for messages
    * @param entry the record inside it (e.g. {@code archive/data.pkl}), for messages
    */
-  public static Object load(ByteBuffer pickle, String source, String entry, PersistentLoader loader) throws CheckpointException {
+  public static Object load(ByteBuffer pickle, Path source, String entry, PersistentLoader loader) throws CheckpointException {
     return new Unpickler(pickle, source, entry, loader).run();
   }
 

@@ -7,6 +7,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.LinkedHashMap;
@@ -48,24 +49,24 @@ public final class ZipArchive {
    */
   public record Entry(String name, int method, long compressedSize, long size, long dataOffset) {}
 
-  private final String label;
-  private final MemorySegment file;
+  private final Path file;
+  private final MemorySegment data;
   private final Map<String, Entry> entries;
 
-  private ZipArchive(String label, MemorySegment file, Map<String, Entry> entries) {
-    this.label = label;
+  private ZipArchive(Path file, MemorySegment data, Map<String, Entry> entries) {
     this.file = file;
+    this.data = data;
     this.entries = entries;
   }
 
   /** Reads the central directory of {@code file} and checks every entry's local header. */
   public static ZipArchive read(MappedFile file) throws CheckpointException {
-    return new Parser(file.label(), file.segment()).parse();
+    return new Parser(file.path(), file.segment()).parse();
   }
 
-  /** The file's name as used in error messages. */
-  public String label() {
-    return label;
+  /** The file, as used in error messages. */
+  public Path file() {
+    return file;
   }
 
   /** All entries in central-directory order. */
@@ -84,10 +85,10 @@ public final class ZipArchive {
    */
   public ByteBuffer bytes(Entry e) throws CheckpointException {
     if (e.size() > MAX_ARRAY) {
-      throw new CheckpointException(label, e.name(), "entry of " + e.size() + " bytes is over the 2 GiB a single buffer can hold");
+      throw new CheckpointException(file, e.name(), "entry of " + e.size() + " bytes is over the 2 GiB a single buffer can hold");
     }
     if (e.method() == STORED) {
-      return file.asSlice(e.dataOffset(), e.size()).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
+      return data.asSlice(e.dataOffset(), e.size()).asByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
     }
     return inflate(e);
   }
@@ -95,7 +96,7 @@ public final class ZipArchive {
   private ByteBuffer inflate(Entry e) throws CheckpointException {
     Inflater inf = new Inflater(true);
     try {
-      inf.setInput(file.asSlice(e.dataOffset(), e.compressedSize()).asByteBuffer());
+      inf.setInput(data.asSlice(e.dataOffset(), e.compressedSize()).asByteBuffer());
       // Grow as data arrives instead of trusting the declared size: a damaged header cannot make us
       // allocate more than the stream really produces (and never more than it declares).
       byte[] out = new byte[(int) Math.min(e.size(), 1 << 20)];
@@ -104,7 +105,7 @@ public final class ZipArchive {
         if (n == out.length) {
           if (n >= e.size()) {
             if (!inf.finished() && inf.inflate(new byte[1]) > 0) {
-              throw new CheckpointException(label, e.name(), "deflated data is longer than the declared " + e.size() + " bytes");
+              throw new CheckpointException(file, e.name(), "deflated data is longer than the declared " + e.size() + " bytes");
             }
             break;
           }
@@ -115,11 +116,11 @@ public final class ZipArchive {
         if (k == 0 && (inf.finished() || inf.needsInput() || inf.needsDictionary())) break;
       }
       if (n != e.size()) {
-        throw new CheckpointException(label, e.name(), "deflated data gives " + n + " bytes, the directory says " + e.size());
+        throw new CheckpointException(file, e.name(), "deflated data gives " + n + " bytes, the directory says " + e.size());
       }
       return ByteBuffer.wrap(out, 0, n).slice().order(ByteOrder.LITTLE_ENDIAN);
     } catch (DataFormatException ex) {
-      throw new CheckpointException(label, e.name(), "corrupt deflated data: " + ex.getMessage(), ex);
+      throw new CheckpointException(file, e.name(), "corrupt deflated data: " + ex.getMessage(), ex);
     } finally {
       inf.end();
     }
@@ -127,18 +128,18 @@ public final class ZipArchive {
 
   /** The parsing state; all reads go through bounds-checked helpers. */
   private static final class Parser {
-    private final String label;
+    private final Path file;
     private final MemorySegment f;
     private final long size;
 
-    Parser(String label, MemorySegment f) {
-      this.label = label;
+    Parser(Path file, MemorySegment f) {
+      this.file = file;
       this.f = f;
       this.size = f.byteSize();
     }
 
     private CheckpointException bad(String key, String problem) {
-      return new CheckpointException(label, key, problem);
+      return new CheckpointException(file, key, problem);
     }
 
     private void need(long off, long len, String what) throws CheckpointException {
@@ -253,7 +254,7 @@ public final class ZipArchive {
         }
         p = next;
       }
-      return new ZipArchive(label, f, Collections.unmodifiableMap(entries));
+      return new ZipArchive(file, f, Collections.unmodifiableMap(entries));
     }
 
     private long localData(long local, String name, long cdOffset) throws CheckpointException {

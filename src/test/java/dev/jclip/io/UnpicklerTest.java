@@ -21,8 +21,8 @@ class UnpicklerTest {
   @TempDir Path tmp;
 
   private static Object load(byte[] pickle) throws CheckpointException {
-    return Unpickler.load(ByteBuffer.wrap(pickle), "test.pt", "archive/data.pkl", pid -> {
-      throw new CheckpointException("test.pt", "archive/data.pkl", "no persistent ids here");
+    return Unpickler.load(ByteBuffer.wrap(pickle), Path.of("test.pt"), "archive/data.pkl", pid -> {
+      throw new CheckpointException(java.nio.file.Path.of("test.pt"), "archive/data.pkl", "no persistent ids here");
     });
   }
 
@@ -43,7 +43,7 @@ class UnpicklerTest {
       for (byte[] p : List.of(viaGlobal, viaStack)) {
         var e = assertThrows(CheckpointException.class, () -> load(p));
         assertTrue(e.getMessage().contains("'" + g[0] + "." + g[1] + "' is not allowed"), e.getMessage());
-        assertTrue(e.getMessage().startsWith("test.pt [archive/data.pkl]: "), e.getMessage());
+        assertTrue(e.getMessage().startsWith("test.pt: 'archive/data.pkl': "), e.getMessage());
       }
     }
     // A refused global inside an otherwise valid state dict is refused too, wherever it sits.
@@ -95,7 +95,7 @@ class UnpicklerTest {
     };
     for (byte[] c : cases) {
       var e = assertThrows(CheckpointException.class, () -> load(c));
-      assertTrue(e.getMessage().startsWith("test.pt [archive/data.pkl]: "), e.getMessage());
+      assertTrue(e.getMessage().startsWith("test.pt: 'archive/data.pkl': "), e.getMessage());
     }
   }
 }
