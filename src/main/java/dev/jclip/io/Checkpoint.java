@@ -1,0 +1,297 @@
+package dev.jclip.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A CLIP checkpoint in any supported layout, opened, checked and renamed to OpenAI's state-dict
+ * keys (see {@link CanonicalNames}).
+ *
+ * <pre>{@code
+ * try (Checkpoint ck = Checkpoint.open(Path.of("ViT-B-32.pt"))) {
+ *   Tensor proj = ck.tensor("visual.proj");          // [W, E], a view of the mapped file
+ *   ClipConfig cfg = ClipConfig.infer(ck);           // dev.jclip.model
+ * }
+ * }</pre>
+ *
+ * <p>What {@link #open} accepts: a PyTorch zip ({@code torch.save}: {@code .pt}, {@code .pth},
+ * {@code .bin}, possibly wrapping the state dict in {@code {"state_dict": ...}} with {@code
+ * module.} prefixes), a TorchScript archive (OpenAI's released files), a {@code .safetensors}
+ * file, or a HuggingFace folder ({@code config.json} with {@code model.safetensors}, a sharded
+ * {@code model.safetensors.index.json}, or {@code pytorch_model.bin}). The format is told from the
+ * content, not the file name. Loading never executes code from the file.
+ *
+ * <p>Tensors are views of memory-mapped files (except those converted from the HuggingFace layout
+ * and non-contiguous ones): they stay valid until {@link #close()}.
+ */
+public final class Checkpoint implements AutoCloseable {
+  /** The container format. */
+  public enum Format {
+    TORCH_SAVE("PyTorch zip (torch.save)"),
+    TORCHSCRIPT("TorchScript archive"),
+    SAFETENSORS("safetensors"),
+    HUGGINGFACE("HuggingFace folder");
+
+    private final String description;
+
+    Format(String description) {
+      this.description = description;
+    }
+
+    public String description() {
+      return description;
+    }
+  }
+
+  private final Path path;
+  private final Format format;
+  private final String detail;
+  private final CanonicalNames.Naming naming;
+  private final List<Path> files;
+  private final Map<String, Tensor> tensors;
+  private final Map<String, Tensor> extras;
+  private final ConfigHints hints;
+  private final List<AutoCloseable> resources;
+
+  private Checkpoint(Path path, Format format, String detail, CanonicalNames.Result names, List<Path> files, ConfigHints hints, List<AutoCloseable> resources) {
+    this.path = path;
+    this.format = format;
+    this.detail = detail;
+    this.naming = names.naming();
+    this.files = List.copyOf(files);
+    this.tensors = Collections.unmodifiableMap(new LinkedHashMap<>(names.tensors()));
+    this.extras = Collections.unmodifiableMap(new LinkedHashMap<>(names.extras()));
+    this.hints = hints;
+    this.resources = List.copyOf(resources);
+  }
+
+  /** Opens a checkpoint file or HuggingFace folder. */
+  public static Checkpoint open(Path path) throws IOException {
+    if (Files.isDirectory(path)) return openFolder(path);
+    if (!Files.exists(path)) throw new NoSuchFileException(path.toString(), null, "no such checkpoint file or folder");
+    List<AutoCloseable> resources = new ArrayList<>();
+    try {
+      Loaded l = loadFile(path, resources);
+      Checkpoint ck = new Checkpoint(path, l.format, l.detail, CanonicalNames.canonicalize(path, l.tensors), List.of(path), ConfigHints.NONE, resources);
+      resources = null;
+      return ck;
+    } finally {
+      closeAll(resources);
+    }
+  }
+
+  /** Raw tensors of one file, under its own names. */
+  private record Loaded(Format format, String detail, Map<String, Tensor> tensors) {}
+
+  private static Loaded loadFile(Path path, List<AutoCloseable> resources) throws IOException {
+    MappedFile mf = MappedFile.open(path);
+    resources.add(mf);
+    long size = mf.size();
+    if (size < 8) throw new CheckpointException(path, null, "file of " + size + " bytes is too short to be a checkpoint");
+    int b0 = mf.segment().get(ValueLayout.JAVA_BYTE, 0) & 0xff;
+    int b1 = mf.segment().get(ValueLayout.JAVA_BYTE, 1) & 0xff;
+    if (b0 == 'P' && b1 == 'K') {
+      TorchArchive a = TorchArchive.read(mf);
+      Format f = a.format().equals(TorchArchive.TORCHSCRIPT) ? Format.TORCHSCRIPT : Format.TORCH_SAVE;
+      return new Loaded(f, a.wrapper() == null ? null : "state dict under '" + a.wrapper() + "'", a.tensors());
+    }
+    if (b0 == 0x80 && b1 <= 5) {
+      throw new CheckpointException(
+          path,
+          null,
+          "legacy (pre-1.6, non-zip) torch.save format is not supported: re-save it with torch.save(torch.load(f), f2)"
+              + " from a PyTorch >= 1.6, or convert it to safetensors");
+    }
+    long headerLen = mf.segment().get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
+    if (headerLen > 0 && size > 8 && (mf.segment().get(ValueLayout.JAVA_BYTE, 8) == '{')) {
+      return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
+    }
+    throw new CheckpointException(
+        path,
+        null,
+        String.format(
+            "unrecognized checkpoint format (starts with bytes %02x %02x): expected a PyTorch zip, a TorchScript archive or a safetensors file",
+            b0,
+            b1));
+  }
+
+  private static Map<String, Tensor> readSafetensors(Path path, List<AutoCloseable> resources) throws IOException {
+    throw new CheckpointException(path, null, "safetensors reading is not available in this build yet");
+  }
+
+  private static Checkpoint openFolder(Path dir) throws IOException {
+    Path config = dir.resolve("config.json");
+    if (!Files.isRegularFile(config)) {
+      throw new CheckpointException(dir, "config.json", "missing: a checkpoint folder must be a HuggingFace CLIPModel folder (config.json + model.safetensors or pytorch_model.bin)");
+    }
+    ConfigHints hints = huggingFaceHints(config);
+    List<Path> files = new ArrayList<>();
+    for (String index : List.of("model.safetensors.index.json", "pytorch_model.bin.index.json")) {
+      Path ix = dir.resolve(index);
+      if (Files.isRegularFile(ix)) files = shards(dir, ix);
+      if (!files.isEmpty()) break;
+    }
+    if (files.isEmpty()) {
+      for (String single : List.of("model.safetensors", "pytorch_model.bin")) {
+        if (Files.isRegularFile(dir.resolve(single))) {
+          files = List.of(dir.resolve(single));
+          break;
+        }
+      }
+    }
+    if (files.isEmpty()) {
+      throw new CheckpointException(dir, "model.safetensors", "missing: the folder has config.json but no model.safetensors, model.safetensors.index.json or pytorch_model.bin");
+    }
+    List<AutoCloseable> resources = new ArrayList<>();
+    try {
+      Map<String, Tensor> raw = new LinkedHashMap<>();
+      Set<String> detail = new LinkedHashSet<>();
+      for (Path f : files) {
+        Loaded l = loadFile(f, resources);
+        detail.add(l.format.description());
+        for (var e : l.tensors.entrySet()) {
+          if (raw.put(e.getKey(), e.getValue()) != null) throw new CheckpointException(f, e.getKey(), "tensor appears in two shards");
+        }
+      }
+      String d = String.join(", ", detail) + (files.size() > 1 ? ", " + files.size() + " shards" : "");
+      Checkpoint ck = new Checkpoint(dir, Format.HUGGINGFACE, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources);
+      resources = null;
+      return ck;
+    } finally {
+      closeAll(resources);
+    }
+  }
+
+  private static JsonNode readJson(Path file) throws CheckpointException {
+    try {
+      if (Files.size(file) > 64L << 20) throw new CheckpointException(file, null, "JSON file over 64 MiB");
+      return new ObjectMapper().readTree(file.toFile());
+    } catch (CheckpointException e) {
+      throw e;
+    } catch (IOException e) {
+      throw new CheckpointException(file, null, "unreadable JSON: " + e.getMessage(), e);
+    }
+  }
+
+  private static ConfigHints huggingFaceHints(Path config) throws CheckpointException {
+    JsonNode root = readJson(config);
+    JsonNode text = root.path("text_config");
+    JsonNode vision = root.path("vision_config");
+    // CLIPConfig's defaults (transformers' configuration_clip.py) when a field is omitted.
+    String textAct = text.path("hidden_act").asText("quick_gelu");
+    String visionAct = vision.path("hidden_act").asText("quick_gelu");
+    if (!textAct.equals(visionAct)) {
+      throw new CheckpointException(config, "hidden_act", "text_config uses '" + textAct + "' but vision_config '" + visionAct + "': jclip runs one activation in both towers");
+    }
+    return new ConfigHints(textAct, intOrNull(vision, "num_attention_heads"), intOrNull(text, "num_attention_heads"), config);
+  }
+
+  private static Integer intOrNull(JsonNode n, String field) {
+    JsonNode v = n.get(field);
+    return v != null && v.canConvertToInt() ? v.intValue() : null;
+  }
+
+  private static List<Path> shards(Path dir, Path index) throws CheckpointException {
+    JsonNode map = readJson(index).get("weight_map");
+    if (map == null || !map.isObject()) throw new CheckpointException(index, "weight_map", "missing or not an object");
+    Set<String> names = new LinkedHashSet<>();
+    for (JsonNode v : map) {
+      String s = v.asText();
+      // Shards must be files of this folder: no paths that could reach elsewhere.
+      if (!v.isTextual() || s.isEmpty() || s.contains("/") || s.contains("\\") || s.equals("..") || s.equals(".")) {
+        throw new CheckpointException(index, s, "shard name is not a plain file name");
+      }
+      names.add(s);
+    }
+    List<Path> files = new ArrayList<>();
+    for (String s : names) {
+      Path f = dir.resolve(s);
+      if (!Files.isRegularFile(f)) throw new CheckpointException(index, s, "shard file missing from " + dir);
+      files.add(f);
+    }
+    return files;
+  }
+
+  private static void closeAll(List<AutoCloseable> resources) {
+    if (resources == null) return;
+    for (AutoCloseable r : resources) {
+      try {
+        r.close();
+      } catch (Exception ignored) {
+        // Closing after a failed open: the original error is the one to report.
+      }
+    }
+  }
+
+  /** The file or folder opened. */
+  public Path path() {
+    return path;
+  }
+
+  public Format format() {
+    return format;
+  }
+
+  /** A human-readable description of the format, e.g. "PyTorch zip (torch.save), state dict under 'state_dict'". */
+  public String formatDescription() {
+    return format.description() + (detail == null ? "" : " (" + detail + ")");
+  }
+
+  /** The naming the file used before renaming. */
+  public CanonicalNames.Naming naming() {
+    return naming;
+  }
+
+  /** The weight files read (one, or the shards of a folder). */
+  public List<Path> files() {
+    return files;
+  }
+
+  /** Canonical (OpenAI state-dict) name → tensor, in file order. */
+  public Map<String, Tensor> tensors() {
+    return tensors;
+  }
+
+  /** Tensors that are not weights (TorchScript scalars, position_ids, attention masks). */
+  public Map<String, Tensor> extras() {
+    return extras;
+  }
+
+  /** What side files (config.json) say; {@link ConfigHints#NONE} when there are none. */
+  public ConfigHints hints() {
+    return hints;
+  }
+
+  /** The tensor of that canonical name, or an error naming it. */
+  public Tensor tensor(String name) throws CheckpointException {
+    Tensor t = tensors.get(name);
+    if (t == null) throw new CheckpointException(path, name, "missing from the checkpoint");
+    return t;
+  }
+
+  /** Number of weight elements. */
+  public long parameterCount() {
+    long n = 0;
+    for (Tensor t : tensors.values()) n += t.numel();
+    return n;
+  }
+
+  /** Unmaps the files: tensors obtained from this checkpoint become unusable. */
+  @Override
+  public void close() {
+    closeAll(resources);
+  }
+}
