@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -93,12 +92,35 @@ public final class Checkpoint implements AutoCloseable {
     }
   }
 
+  /**
+   * Reads a checkpoint file that is already mapped (or a byte array, see {@link
+   * MappedFile#ofBytes}); the caller keeps ownership of {@code file} and must keep it open while
+   * the tensors are used. Only the zip formats (torch.save, TorchScript) are read this way:
+   * safetensors files and folders go through {@link #open}.
+   */
+  public static Checkpoint read(MappedFile file) throws IOException {
+    Loaded l = load(file);
+    return new Checkpoint(file.path(), l.format, l.detail, CanonicalNames.canonicalize(file.path(), l.tensors), List.of(file.path()), ConfigHints.NONE, List.of());
+  }
+
   /** Raw tensors of one file, under its own names. */
   private record Loaded(Format format, String detail, Map<String, Tensor> tensors) {}
 
   private static Loaded loadFile(Path path, List<AutoCloseable> resources) throws IOException {
     MappedFile mf = MappedFile.open(path);
     resources.add(mf);
+    if (!isZip(mf) && mf.size() >= 9 && mf.segment().get(ValueLayout.JAVA_BYTE, 8) == '{') {
+      return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
+    }
+    return load(mf);
+  }
+
+  private static boolean isZip(MappedFile mf) {
+    return mf.size() >= 2 && mf.segment().get(ValueLayout.JAVA_BYTE, 0) == 'P' && mf.segment().get(ValueLayout.JAVA_BYTE, 1) == 'K';
+  }
+
+  private static Loaded load(MappedFile mf) throws IOException {
+    Path path = mf.path();
     long size = mf.size();
     if (size < 8) throw new CheckpointException(path, null, "file of " + size + " bytes is too short to be a checkpoint");
     int b0 = mf.segment().get(ValueLayout.JAVA_BYTE, 0) & 0xff;
@@ -114,10 +136,6 @@ public final class Checkpoint implements AutoCloseable {
           null,
           "legacy (pre-1.6, non-zip) torch.save format is not supported: re-save it with torch.save(torch.load(f), f2)"
               + " from a PyTorch >= 1.6, or convert it to safetensors");
-    }
-    long headerLen = mf.segment().get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 0);
-    if (headerLen > 0 && size > 8 && (mf.segment().get(ValueLayout.JAVA_BYTE, 8) == '{')) {
-      return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
     }
     throw new CheckpointException(
         path,
