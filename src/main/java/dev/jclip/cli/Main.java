@@ -11,6 +11,7 @@ import picocli.CommandLine.Command;
     description = "OpenAI CLIP on the JVM: tokenize, preprocess, embed and classify.",
     subcommands = {
       CommandLine.HelpCommand.class,
+      InspectCommand.class,
     })
 public final class Main implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
