@@ -29,8 +29,10 @@ import java.util.Set;
  * <p>What {@link #open} accepts: a PyTorch zip ({@code torch.save}: {@code .pt}, {@code .pth},
  * {@code .bin}, possibly wrapping the state dict in {@code {"state_dict": ...}} with {@code
  * module.} prefixes), a TorchScript archive (OpenAI's released files), a {@code .safetensors}
- * file, or a HuggingFace folder ({@code config.json} with {@code model.safetensors}, a sharded
- * {@code model.safetensors.index.json}, or {@code pytorch_model.bin}). The format is told from the
+ * file, a HuggingFace folder ({@code config.json} with {@code model.safetensors}, a sharded
+ * {@code model.safetensors.index.json}, or {@code pytorch_model.bin}), or an open_clip folder
+ * ({@code open_clip_config.json} with {@code open_clip_model.safetensors} or {@code
+ * open_clip_pytorch_model.bin}). The format is told from the
  * content, not the file name. Loading never executes code from the file.
  *
  * <p>Tensors are views of memory-mapped files (except those converted from the HuggingFace layout
@@ -42,7 +44,8 @@ public final class Checkpoint implements AutoCloseable {
     TORCH_SAVE("PyTorch zip (torch.save)"),
     TORCHSCRIPT("TorchScript archive"),
     SAFETENSORS("safetensors"),
-    HUGGINGFACE("HuggingFace folder");
+    HUGGINGFACE("HuggingFace folder"),
+    OPEN_CLIP("open_clip folder");
 
     private final String description;
 
@@ -152,26 +155,35 @@ public final class Checkpoint implements AutoCloseable {
 
   private static Checkpoint openFolder(Path dir) throws IOException {
     Path config = dir.resolve("config.json");
-    if (!Files.isRegularFile(config)) {
-      throw new CheckpointException(dir, "config.json", "missing: a checkpoint folder must be a HuggingFace CLIPModel folder (config.json + model.safetensors or pytorch_model.bin)");
-    }
-    ConfigHints hints = huggingFaceHints(config);
+    Path openClipConfig = dir.resolve("open_clip_config.json");
+    ConfigHints hints;
     List<Path> files = new ArrayList<>();
-    for (String index : List.of("model.safetensors.index.json", "pytorch_model.bin.index.json")) {
-      Path ix = dir.resolve(index);
-      if (Files.isRegularFile(ix)) files = shards(dir, ix);
-      if (!files.isEmpty()) break;
-    }
-    if (files.isEmpty()) {
-      for (String single : List.of("model.safetensors", "pytorch_model.bin")) {
-        if (Files.isRegularFile(dir.resolve(single))) {
-          files = List.of(dir.resolve(single));
-          break;
-        }
+    Format format;
+    if (Files.isRegularFile(config)) {
+      format = Format.HUGGINGFACE;
+      hints = huggingFaceHints(config);
+      for (String index : List.of("model.safetensors.index.json", "pytorch_model.bin.index.json")) {
+        Path ix = dir.resolve(index);
+        if (Files.isRegularFile(ix)) files = shards(dir, ix);
+        if (!files.isEmpty()) break;
       }
-    }
-    if (files.isEmpty()) {
-      throw new CheckpointException(dir, "model.safetensors", "missing: the folder has config.json but no model.safetensors, model.safetensors.index.json or pytorch_model.bin");
+      if (files.isEmpty()) files = firstExisting(dir, "model.safetensors", "pytorch_model.bin");
+      if (files.isEmpty()) {
+        throw new CheckpointException(dir, "model.safetensors", "missing: the folder has config.json but no model.safetensors, model.safetensors.index.json or pytorch_model.bin");
+      }
+    } else if (Files.isRegularFile(openClipConfig)) {
+      format = Format.OPEN_CLIP;
+      hints = openClipHints(openClipConfig);
+      files = firstExisting(dir, "open_clip_model.safetensors", "open_clip_pytorch_model.bin");
+      if (files.isEmpty()) {
+        throw new CheckpointException(dir, "open_clip_model.safetensors", "missing: the folder has open_clip_config.json but no open_clip_model.safetensors or open_clip_pytorch_model.bin");
+      }
+    } else {
+      throw new CheckpointException(
+          dir,
+          "config.json",
+          "missing: a checkpoint folder must be a HuggingFace CLIPModel folder (config.json + model.safetensors or pytorch_model.bin)"
+              + " or an open_clip folder (open_clip_config.json + open_clip_model.safetensors)");
     }
     List<AutoCloseable> resources = new ArrayList<>();
     try {
@@ -179,18 +191,23 @@ public final class Checkpoint implements AutoCloseable {
       Set<String> detail = new LinkedHashSet<>();
       for (Path f : files) {
         Loaded l = loadFile(f, resources);
-        detail.add(l.format.description());
+        detail.add(l.format.description() + (l.detail == null ? "" : ", " + l.detail));
         for (var e : l.tensors.entrySet()) {
           if (raw.put(e.getKey(), e.getValue()) != null) throw new CheckpointException(f, e.getKey(), "tensor appears in two shards");
         }
       }
       String d = String.join(", ", detail) + (files.size() > 1 ? ", " + files.size() + " shards" : "");
-      Checkpoint ck = new Checkpoint(dir, Format.HUGGINGFACE, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources);
+      Checkpoint ck = new Checkpoint(dir, format, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources);
       resources = null;
       return ck;
     } finally {
       closeAll(resources);
     }
+  }
+
+  private static List<Path> firstExisting(Path dir, String... names) {
+    for (String n : names) if (Files.isRegularFile(dir.resolve(n))) return List.of(dir.resolve(n));
+    return List.of();
   }
 
   private static JsonNode readJson(Path file) throws CheckpointException {
@@ -214,7 +231,51 @@ public final class Checkpoint implements AutoCloseable {
     if (!textAct.equals(visionAct)) {
       throw new CheckpointException(config, "hidden_act", "text_config uses '" + textAct + "' but vision_config '" + visionAct + "': jclip runs one activation in both towers");
     }
-    return new ConfigHints(textAct, intOrNull(vision, "num_attention_heads"), intOrNull(text, "num_attention_heads"), config);
+    Map<String, Integer> declared = new LinkedHashMap<>();
+    declare(declared, "embed_dim", root, "projection_dim");
+    declare(declared, "image_resolution", vision, "image_size");
+    declare(declared, "vision_patch_size", vision, "patch_size");
+    declare(declared, "vision_width", vision, "hidden_size");
+    declare(declared, "vision_layers", vision, "num_hidden_layers");
+    declare(declared, "context_length", text, "max_position_embeddings");
+    declare(declared, "vocab_size", text, "vocab_size");
+    declare(declared, "transformer_width", text, "hidden_size");
+    declare(declared, "transformer_layers", text, "num_hidden_layers");
+    return new ConfigHints(textAct, intOrNull(vision, "num_attention_heads"), intOrNull(text, "num_attention_heads"), declared, config);
+  }
+
+  /**
+   * open_clip's {@code open_clip_config.json}: {@code model_cfg} with {@code quick_gelu} (absent
+   * means GELU), {@code vision_cfg} and {@code text_cfg}.
+   */
+  private static ConfigHints openClipHints(Path config) throws CheckpointException {
+    JsonNode cfg = readJson(config).path("model_cfg");
+    if (!cfg.isObject()) throw new CheckpointException(config, "model_cfg", "missing or not an object");
+    JsonNode vision = cfg.path("vision_cfg");
+    JsonNode text = cfg.path("text_cfg");
+    String act = cfg.path("quick_gelu").asBoolean(false) ? "quick_gelu" : "gelu";
+    Integer visionHeads = null;
+    Integer width = intOrNull(vision, "width");
+    if (width != null && vision.path("layers").isInt()) {
+      int headWidth = vision.path("head_width").asInt(64); // open_clip's VisionCfg default
+      if (headWidth > 0) visionHeads = width / headWidth;
+    }
+    Map<String, Integer> declared = new LinkedHashMap<>();
+    declare(declared, "embed_dim", cfg, "embed_dim");
+    declare(declared, "image_resolution", vision, "image_size");
+    declare(declared, "vision_patch_size", vision, "patch_size");
+    declare(declared, "vision_width", vision, "width");
+    if (vision.path("layers").isInt()) declare(declared, "vision_layers", vision, "layers");
+    declare(declared, "context_length", text, "context_length");
+    declare(declared, "vocab_size", text, "vocab_size");
+    declare(declared, "transformer_width", text, "width");
+    declare(declared, "transformer_layers", text, "layers");
+    return new ConfigHints(act, visionHeads, intOrNull(text, "heads"), declared, config);
+  }
+
+  private static void declare(Map<String, Integer> m, String arg, JsonNode n, String field) {
+    Integer v = intOrNull(n, field);
+    if (v != null) m.put(arg, v);
   }
 
   private static Integer intOrNull(JsonNode n, String field) {

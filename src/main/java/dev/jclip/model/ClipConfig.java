@@ -110,6 +110,13 @@ public record ClipConfig(
     } catch (ArithmeticException e) {
       throw new CheckpointException(file, null, "weight shapes give a configuration too large to be real: " + e.getMessage(), e);
     }
+    Map<String, Object> args = c.constructorArgs();
+    for (var d : hints.declared().entrySet()) {
+      Object inferred = args.get(d.getKey());
+      if (inferred instanceof Integer i && !i.equals(d.getValue())) {
+        throw new CheckpointException(hints.source(), d.getKey(), "the config declares " + d.getValue() + " but the weight shapes give " + i);
+      }
+    }
     c.validate(file, sd);
     return c;
   }

@@ -124,11 +124,11 @@ class ClipConfigTest {
   @Test
   void hintsOverrideHeadsAndActivation() throws IOException {
     Map<String, Tensor> sd = stateDict("vit-b32-tiny");
-    ClipConfig c = ClipConfig.infer(Path.of("h.pt"), sd, new ConfigHints("gelu", 4, 1, Path.of("config.json")));
+    ClipConfig c = ClipConfig.infer(Path.of("h.pt"), sd, new ConfigHints("gelu", 4, 1, Map.of(), Path.of("config.json")));
     assertEquals(Activation.GELU, c.activation());
     assertEquals(4, c.visionHeads());
     assertEquals(1, c.transformerHeads());
-    var e = assertThrows(CheckpointException.class, () -> ClipConfig.infer(Path.of("h.pt"), sd, new ConfigHints("swish", null, null, Path.of("config.json"))));
+    var e = assertThrows(CheckpointException.class, () -> ClipConfig.infer(Path.of("h.pt"), sd, new ConfigHints("swish", null, null, Map.of(), Path.of("config.json"))));
     assertTrue(e.getMessage().startsWith("config.json: 'hidden_act': ") && e.getMessage().contains("swish"), e.getMessage());
     assertEquals(Activation.QUICK_GELU, Activation.parse("QuickGELU".replace("GELU", "_gelu")));
   }
