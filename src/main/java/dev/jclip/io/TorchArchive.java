@@ -45,6 +45,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
   private static final List<String> WRAPPER_KEYS = List.of("state_dict", "model", "module", "model_state_dict");
 
   private static final int MAX_DEPTH = 64;
+  private static final int MAX_MODULE_VISITS = 1_000_000;
   private static final long MAX_BUFFER = Integer.MAX_VALUE - 8;
 
   /** Reads the archive; {@code file} must stay open while the tensors are used. */
@@ -84,7 +85,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
     Map<String, Tensor> out = new LinkedHashMap<>();
     String wrapper = null;
     if (root instanceof TorchObject t) {
-      flattenModule(t, "", out, m, Collections.newSetFromMap(new IdentityHashMap<>()), 0);
+      flattenModule(t, "", out, m, Collections.newSetFromMap(new IdentityHashMap<>()), new int[1]);
     } else if (root instanceof Map<?, ?> map) {
       Map<?, ?> sd = map;
       if (!hasTensor(sd)) {
@@ -96,7 +97,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
           }
           if (sd.get(k) instanceof TorchObject t) {
             wrapper = k;
-            flattenModule(t, "", out, m, Collections.newSetFromMap(new IdentityHashMap<>()), 0);
+            flattenModule(t, "", out, m, Collections.newSetFromMap(new IdentityHashMap<>()), new int[1]);
             sd = Map.of();
             break;
           }
@@ -175,20 +176,27 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
     return s.length() > 80 ? s.substring(0, 80) + "..." : s;
   }
 
-  private static void flattenModule(TorchObject obj, String prefix, Map<String, Tensor> out, Materializer m, Set<Object> seen, int depth)
+  /**
+   * Flattens a module tree into dotted names. A submodule shared by two parents appears under both
+   * names (as in PyTorch's state_dict); {@code path} holds the modules being visited, to detect
+   * cycles, and {@code visits} bounds the total work on pathological (deeply shared) trees.
+   */
+  private static void flattenModule(TorchObject obj, String prefix, Map<String, Tensor> out, Materializer m, Set<Object> path, int[] visits)
       throws CheckpointException {
-    if (depth > MAX_DEPTH) throw new CheckpointException(m.zip.file(), prefix, "module tree deeper than " + MAX_DEPTH + " levels");
-    if (!seen.add(obj)) throw new CheckpointException(m.zip.file(), prefix, "module tree contains a cycle");
+    if (path.size() > MAX_DEPTH) throw new CheckpointException(m.zip.file(), prefix, "module tree deeper than " + MAX_DEPTH + " levels");
+    if (++visits[0] > MAX_MODULE_VISITS) throw new CheckpointException(m.zip.file(), prefix, "module tree has more than " + MAX_MODULE_VISITS + " module references");
+    if (!path.add(obj)) throw new CheckpointException(m.zip.file(), prefix, "module tree contains a cycle");
     for (Map.Entry<String, Object> e : obj.attributes().entrySet()) {
       String name = prefix + e.getKey();
       Object v = e.getValue();
       if (v instanceof TensorRef r) {
         out.put(name, m.tensor(name, r));
       } else if (v instanceof TorchObject child) {
-        flattenModule(child, name + ".", out, m, seen, depth + 1);
+        flattenModule(child, name + ".", out, m, path, visits);
       }
       // Other attributes (training flags, hooks, ints) carry no weights.
     }
+    path.remove(obj);
   }
 
   /** Turns tensor descriptions into tensors over the archive's storages. */

@@ -163,7 +163,11 @@ public final class Unpickler {
             + "' is not allowed: jclip never runs code from a checkpoint, and only reads tensors,"
             + " dicts, lists and TorchScript modules (allowed: collections.OrderedDict,"
             + " torch._utils._rebuild_tensor_v2/_rebuild_parameter, torch.*Storage, torch dtypes,"
-            + " torch.Size, __torch__.*)");
+            + " torch.Size, __torch__.*)"
+            + (module.startsWith("torch") || module.equals("builtins") || module.equals("__builtin__") || module.equals("os")
+                    || module.equals("posix") || module.equals("subprocess")
+                ? ""
+                : ". If this file is a whole model saved with torch.save(model), save model.state_dict() instead"));
   }
 
   private static final Object MARK = new Object() {

@@ -119,6 +119,34 @@ class TorchArchiveTest {
     assertArrayEquals(new float[] {1, 2}, a.tensors().get("module.w").toFloatArray());
   }
 
+  @Test
+  void torchScriptModuleTreesFlattenSharedSubmodulesAndRefuseCycles() throws IOException {
+    PickleBuilder p = new PickleBuilder().proto(2);
+    p.global("__torch__.m", "Root").emptyTuple().op(0x81).op('q').raw(0).op('}').mark();
+    p.str("lin").global("__torch__.m.___torch_mangle_3", "Linear").emptyTuple().op(0x81).op('q').raw(1).op('}').mark()
+        .str("weight").tensor("FloatStorage", "0", 2, 0, new long[] {2}, new long[] {1})
+        .str("training").op(0x89).str("_is_full_backward_hook").op('N')
+        .op('u').op('b');
+    p.str("tied").op('h').raw(1); // the same submodule under a second name
+    p.str("training").op(0x89);
+    p.op('u').op('b').stop();
+    byte[] zip = new TorchZipWriter("archive").put("data.pkl", p.bytes()).put("data/0", TorchZipWriter.floats(7, 8))
+        .put("constants.pkl", new PickleBuilder().proto(2).emptyTuple().stop().bytes()).bytes();
+    TorchArchive a = TorchArchive.read(MappedFile.ofBytes("script.pt", zip));
+    assertEquals(TorchArchive.TORCHSCRIPT, a.format());
+    assertEquals(List.of("lin.weight", "tied.weight"), List.copyOf(a.tensors().keySet()));
+    assertArrayEquals(new float[] {7, 8}, a.tensors().get("tied.weight").toFloatArray());
+
+    // A module that contains itself.
+    PickleBuilder c = new PickleBuilder().proto(2);
+    c.global("__torch__.m", "Root").emptyTuple().op(0x81).op('q').raw(0).op('}').mark();
+    c.str("w").tensor("FloatStorage", "0", 2, 0, new long[] {2}, new long[] {1});
+    c.str("self").op('h').raw(0).op('u').op('b').stop();
+    byte[] cyc = new TorchZipWriter("archive").put("data.pkl", c.bytes()).put("data/0", TorchZipWriter.floats(7, 8)).bytes();
+    var e = assertThrows(CheckpointException.class, () -> TorchArchive.read(MappedFile.ofBytes("cycle.pt", cyc)));
+    assertTrue(e.getMessage().contains("cycle"), e.getMessage());
+  }
+
   private static CheckpointException fails(byte[] pkl, Map<String, byte[]> data) throws IOException {
     TorchZipWriter w = new TorchZipWriter("x").put("data.pkl", pkl);
     data.forEach(w::put);
