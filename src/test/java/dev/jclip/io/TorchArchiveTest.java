@@ -106,6 +106,24 @@ class TorchArchiveTest {
   }
 
   @Test
+  void everyStorageTypeRoundTrips() throws IOException {
+    Map<String, Tensor> in = new java.util.LinkedHashMap<>();
+    java.util.Random r = new java.util.Random(3);
+    for (DType d : DType.values()) {
+      byte[] b = new byte[6 * d.byteSize()];
+      r.nextBytes(b);
+      in.put("t_" + d, new Tensor("t_" + d, d, new long[] {2, 3}, java.nio.ByteBuffer.wrap(b)));
+    }
+    TorchArchive a = TorchArchive.read(MappedFile.ofBytes("dtypes.pt", TorchSaveWriter.write(in, "", false)));
+    for (var e : in.entrySet()) {
+      Tensor t = a.tensors().get(e.getKey());
+      assertEquals(e.getValue().dtype(), t.dtype(), e.getKey());
+      assertArrayEquals(e.getValue().shape(), t.shape(), e.getKey());
+      assertEquals(e.getValue().data(), t.data(), e.getKey());
+    }
+  }
+
+  @Test
   void wrappedStateDictIsFound() throws IOException {
     byte[] pkl =
         stateDict(
