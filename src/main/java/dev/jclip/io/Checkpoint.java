@@ -36,7 +36,9 @@ import java.util.Set;
  * content, not the file name. Loading never executes code from the file.
  *
  * <p>Tensors are views of memory-mapped files (except those converted from the HuggingFace layout
- * and non-contiguous ones): they stay valid until {@link #close()}.
+ * and non-contiguous ones, which are copies). They stay valid after {@link #close()}, which
+ * releases file handles; a mapping is released by the garbage collector once no tensor refers to
+ * it (see {@link MappedFile}).
  */
 public final class Checkpoint implements AutoCloseable {
   /** The container format. */
@@ -111,7 +113,6 @@ public final class Checkpoint implements AutoCloseable {
 
   private static Loaded loadFile(Path path, List<AutoCloseable> resources) throws IOException {
     MappedFile mf = MappedFile.open(path);
-    resources.add(mf);
     if (!isZip(mf) && mf.size() >= 9 && mf.segment().get(ValueLayout.JAVA_BYTE, 8) == '{') {
       return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
     }
@@ -368,7 +369,7 @@ public final class Checkpoint implements AutoCloseable {
     return n;
   }
 
-  /** Unmaps the files: tensors obtained from this checkpoint become unusable. */
+  /** Releases file handles; the tensors stay usable (their mappings live as long as they do). */
   @Override
   public void close() {
     closeAll(resources);

@@ -12,45 +12,42 @@ import java.nio.file.StandardOpenOption;
 /**
  * A whole file mapped read-only into memory, or a byte array standing in for one (tests).
  *
- * <p>Tensors read from a checkpoint are views of this mapping: closing it unmaps the file, after
- * which touching such a tensor's data throws {@link IllegalStateException} (never a crash). Keep
- * it open as long as the weights are used, or copy them first. A mapping of the whole file (one
- * {@link MemorySegment}) handles files over 2 GiB; each tensor is sliced out of it.
+ * <p>Tensors read from a checkpoint are views of this mapping. The mapping belongs to an automatic
+ * arena: it is released by the garbage collector once neither this object nor any tensor view of
+ * it is reachable, so a view can never outlive its memory (no use-after-unmap), and tensors stay
+ * valid after the {@link Checkpoint} that produced them is closed, as with {@link
+ * SafetensorsReader}. The file handle itself is closed as soon as the mapping exists. One mapping
+ * of the whole file (a {@link MemorySegment}) handles files over 2 GiB; each tensor is sliced out
+ * of it.
  */
-public final class MappedFile implements AutoCloseable {
+public final class MappedFile {
   private final Path path;
   private final MemorySegment segment;
-  private final Arena arena; // null for arrays: nothing to release
 
-  private MappedFile(Path path, MemorySegment segment, Arena arena) {
+  private MappedFile(Path path, MemorySegment segment) {
     this.path = path;
     this.segment = segment;
-    this.arena = arena;
   }
 
   /** Maps {@code path} read-only. */
   public static MappedFile open(Path path) throws IOException {
     if (!Files.exists(path)) throw new NoSuchFileException(path.toString(), null, "no such file");
     if (!Files.isRegularFile(path)) throw new CheckpointException(path, null, "not a regular file");
-    Arena arena = Arena.ofShared();
     try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
       long size = ch.size();
-      MemorySegment seg = size == 0 ? MemorySegment.NULL : ch.map(FileChannel.MapMode.READ_ONLY, 0, size, arena);
-      return new MappedFile(path, seg, arena);
-    } catch (IOException | RuntimeException e) {
-      arena.close();
-      throw e;
+      MemorySegment seg = size == 0 ? MemorySegment.NULL : ch.map(FileChannel.MapMode.READ_ONLY, 0, size, Arena.ofAuto());
+      return new MappedFile(path, seg);
     }
   }
 
   /** A byte array seen as a file named {@code label} (no copy: later changes to the array show). */
   public static MappedFile ofBytes(String label, byte[] bytes) {
-    return new MappedFile(Path.of(label), MemorySegment.ofArray(bytes), null);
+    return new MappedFile(Path.of(label), MemorySegment.ofArray(bytes));
   }
 
-  /** The first {@code length} bytes of this file as another (unowned) file: for truncation tests. */
+  /** The first {@code length} bytes of this file as another file: for truncation tests. */
   public MappedFile prefix(long length) {
-    return new MappedFile(path, segment.asSlice(0, length), null);
+    return new MappedFile(path, segment.asSlice(0, length));
   }
 
   /** The file (for arrays: the name given), as used in error messages. */
@@ -64,10 +61,5 @@ public final class MappedFile implements AutoCloseable {
 
   public long size() {
     return segment.byteSize();
-  }
-
-  @Override
-  public void close() {
-    if (arena != null && arena.scope().isAlive()) arena.close();
   }
 }

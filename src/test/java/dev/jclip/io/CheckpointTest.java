@@ -89,16 +89,18 @@ class CheckpointTest {
   }
 
   @Test
-  void closingUnmapsSafely() throws IOException {
+  void tensorsOutliveTheCheckpoint() throws IOException {
     Path p = Reference.file("models/vit-b32-tiny/state_dict.pt");
     Tensor t;
+    float[] before;
     try (Checkpoint ck = Checkpoint.open(p)) {
       t = ck.tensor("visual.proj");
-      t.toFloatArray();
+      before = t.toFloatArray();
       var e = assertThrows(CheckpointException.class, () -> ck.tensor("visual.nope"));
       assertTrue(e.getMessage().contains("'visual.nope'"), e.getMessage());
     }
-    // After close the mapping is gone: access fails cleanly instead of crashing the JVM.
-    assertThrows(IllegalStateException.class, t::toFloatArray);
+    System.gc();
+    // The view keeps its mapping alive: still readable, same values, after close and a GC.
+    assertArrayEquals(before, t.toFloatArray());
   }
 }

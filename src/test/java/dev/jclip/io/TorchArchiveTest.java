@@ -62,8 +62,9 @@ class TorchArchiveTest {
     ObjectMapper json = new ObjectMapper();
     for (Path dir : modelDirs()) {
       JsonNode manifest = json.readTree(dir.resolve("manifest.json").toFile());
-      try (MappedFile sdFile = MappedFile.open(dir.resolve("state_dict.pt"));
-          MappedFile jitFile = MappedFile.open(dir.resolve("openai-jit.pt"))) {
+      MappedFile sdFile = MappedFile.open(dir.resolve("state_dict.pt"));
+      MappedFile jitFile = MappedFile.open(dir.resolve("openai-jit.pt"));
+      {
         TorchArchive sd = TorchArchive.read(sdFile);
         TorchArchive jit = TorchArchive.read(jitFile);
         assertEquals(TorchArchive.TORCH_SAVE, sd.format());

@@ -45,8 +45,8 @@ class ZipArchiveTest {
     }
     assertTrue(files.size() >= 2, "no reference checkpoints found");
     for (Path p : files) {
-      try (MappedFile mf = MappedFile.open(p);
-          ZipFile jz = new ZipFile(p.toFile())) {
+      MappedFile mf = MappedFile.open(p);
+      try (ZipFile jz = new ZipFile(p.toFile())) {
         ZipArchive z = ZipArchive.read(mf);
         assertEquals(Collections.list(jz.entries()).size(), z.entries().size(), p.toString());
         for (ZipArchive.Entry e : z.entries()) {
@@ -131,7 +131,8 @@ class ZipArchiveTest {
       raf.seek(local);
       raf.write(b.array(), 0, b.position());
     }
-    try (MappedFile mf = MappedFile.open(f)) {
+    {
+      MappedFile mf = MappedFile.open(f);
       assertTrue(mf.size() > (4L << 30));
       ZipArchive z = ZipArchive.read(mf);
       ZipArchive.Entry e = z.entry("big/data/0");
