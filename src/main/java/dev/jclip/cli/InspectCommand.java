@@ -1,0 +1,113 @@
+package dev.jclip.cli;
+
+import dev.jclip.io.Checkpoint;
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.Activation;
+import dev.jclip.model.ClipConfig;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.EnumMap;
+import java.util.HexFormat;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/** {@code jclip inspect MODEL}: what a checkpoint holds, without running it. */
+@Command(
+    name = "inspect",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Show a checkpoint's format, inferred CLIP architecture, parameter count, dtypes and SHA-256.",
+      "MODEL is a .pt/.pth/.bin file (torch.save or TorchScript, e.g. OpenAI's ViT-B-32.pt), a .safetensors file,"
+          + " or a HuggingFace CLIPModel folder."
+    })
+public final class InspectCommand implements Callable<Integer> {
+  @Spec CommandSpec spec;
+
+  @Parameters(paramLabel = "MODEL", description = "checkpoint file or HuggingFace folder")
+  Path model;
+
+  @Option(
+      names = "--activation",
+      paramLabel = "ACT",
+      description = "override the activation: quick_gelu or gelu (open_clip models without -quickgelu use gelu)")
+  String activation;
+
+  @Option(names = "--no-sha256", description = "skip hashing the weight files (large checkpoints)")
+  boolean noSha;
+
+  @Override
+  public Integer call() throws IOException {
+    PrintWriter out = spec.commandLine().getOut();
+    PrintWriter err = spec.commandLine().getErr();
+    Activation override = null;
+    if (activation != null) {
+      try {
+        override = Activation.parse(activation);
+      } catch (IllegalArgumentException e) {
+        err.println("jclip inspect: " + e.getMessage());
+        return 2;
+      }
+    }
+    try (Checkpoint ck = Checkpoint.open(model)) {
+      out.println("path:         " + ck.path());
+      out.println("format:       " + ck.formatDescription());
+      out.println("naming:       " + ck.naming().name().toLowerCase(Locale.ROOT).replace('_', ' ') + " tensor names (mapped to OpenAI's state-dict keys)");
+      if (!noSha) {
+        for (Path f : ck.files()) out.println("sha256:       " + sha256(f) + (f.equals(ck.path()) ? "" : "  " + f.getFileName()));
+      }
+      long params = ck.parameterCount();
+      out.printf(Locale.ROOT, "parameters:   %,d in %d tensors%n", params, ck.tensors().size());
+      Map<DType, long[]> hist = new EnumMap<>(DType.class);
+      for (Tensor t : ck.tensors().values()) {
+        long[] h = hist.computeIfAbsent(t.dtype(), d -> new long[3]);
+        h[0]++;
+        h[1] += t.numel();
+        h[2] += t.byteSize();
+      }
+      for (var e : hist.entrySet()) {
+        out.printf(Locale.ROOT, "dtype %-6s  %,d tensors, %,d parameters, %,d bytes%n", e.getKey(), e.getValue()[0], e.getValue()[1], e.getValue()[2]);
+      }
+      if (!ck.extras().isEmpty()) out.println("extras:       " + String.join(", ", ck.extras().keySet()) + " (not weights)");
+      ClipConfig cfg = ClipConfig.infer(ck);
+      if (override != null) cfg = cfg.withActivation(override);
+      out.println("architecture: " + cfg.architecture().referenceName());
+      out.println("config:       " + cfg.summary());
+      out.println("constructor:  " + cfg.constructorArgs());
+      out.println("vision heads: " + cfg.visionHeads());
+      out.println("activation:   " + cfg.activation().hfName() + " (" + cfg.activationSource() + ")");
+      out.flush();
+      return 0;
+    } catch (IOException e) {
+      out.flush();
+      err.println("jclip inspect: " + e.getMessage());
+      err.flush();
+      return 1;
+    }
+  }
+
+  static String sha256(Path f) throws IOException {
+    MessageDigest md;
+    try {
+      md = MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("the JDK lacks SHA-256", e);
+    }
+    byte[] buf = new byte[1 << 20];
+    try (InputStream in = Files.newInputStream(f)) {
+      for (int n; (n = in.read(buf)) > 0; ) md.update(buf, 0, n);
+    }
+    return HexFormat.of().formatHex(md.digest());
+  }
+}

@@ -1,0 +1,377 @@
+package dev.jclip.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A CLIP checkpoint in any supported layout, opened, checked and renamed to OpenAI's state-dict
+ * keys (see {@link CanonicalNames}).
+ *
+ * <pre>{@code
+ * try (Checkpoint ck = Checkpoint.open(Path.of("ViT-B-32.pt"))) {
+ *   Tensor proj = ck.tensor("visual.proj");          // [W, E], a view of the mapped file
+ *   ClipConfig cfg = ClipConfig.infer(ck);           // dev.jclip.model
+ * }
+ * }</pre>
+ *
+ * <p>What {@link #open} accepts: a PyTorch zip ({@code torch.save}: {@code .pt}, {@code .pth},
+ * {@code .bin}, possibly wrapping the state dict in {@code {"state_dict": ...}} with {@code
+ * module.} prefixes), a TorchScript archive (OpenAI's released files), a {@code .safetensors}
+ * file, a HuggingFace folder ({@code config.json} with {@code model.safetensors}, a sharded
+ * {@code model.safetensors.index.json}, or {@code pytorch_model.bin}), or an open_clip folder
+ * ({@code open_clip_config.json} with {@code open_clip_model.safetensors} or {@code
+ * open_clip_pytorch_model.bin}). The format is told from the
+ * content, not the file name. Loading never executes code from the file.
+ *
+ * <p>Tensors are views of memory-mapped files (except those converted from the HuggingFace layout
+ * and non-contiguous ones, which are copies). They stay valid after {@link #close()}, which
+ * releases file handles; a mapping is released by the garbage collector once no tensor refers to
+ * it (see {@link MappedFile}).
+ */
+public final class Checkpoint implements AutoCloseable {
+  /** The container format. */
+  public enum Format {
+    TORCH_SAVE("PyTorch zip (torch.save)"),
+    TORCHSCRIPT("TorchScript archive"),
+    SAFETENSORS("safetensors"),
+    HUGGINGFACE("HuggingFace folder"),
+    OPEN_CLIP("open_clip folder");
+
+    private final String description;
+
+    Format(String description) {
+      this.description = description;
+    }
+
+    public String description() {
+      return description;
+    }
+  }
+
+  private final Path path;
+  private final Format format;
+  private final String detail;
+  private final CanonicalNames.Naming naming;
+  private final List<Path> files;
+  private final Map<String, Tensor> tensors;
+  private final Map<String, Tensor> extras;
+  private final ConfigHints hints;
+  private final List<AutoCloseable> resources;
+
+  private Checkpoint(Path path, Format format, String detail, CanonicalNames.Result names, List<Path> files, ConfigHints hints, List<AutoCloseable> resources) {
+    this.path = path;
+    this.format = format;
+    this.detail = detail;
+    this.naming = names.naming();
+    this.files = List.copyOf(files);
+    this.tensors = Collections.unmodifiableMap(new LinkedHashMap<>(names.tensors()));
+    this.extras = Collections.unmodifiableMap(new LinkedHashMap<>(names.extras()));
+    this.hints = hints;
+    this.resources = List.copyOf(resources);
+  }
+
+  /** Opens a checkpoint file or HuggingFace folder. */
+  public static Checkpoint open(Path path) throws IOException {
+    if (Files.isDirectory(path)) return openFolder(path);
+    if (!Files.exists(path)) throw new NoSuchFileException(path.toString(), null, "no such checkpoint file or folder");
+    List<AutoCloseable> resources = new ArrayList<>();
+    try {
+      Loaded l = loadFile(path, resources);
+      Checkpoint ck = new Checkpoint(path, l.format, l.detail, CanonicalNames.canonicalize(path, l.tensors), List.of(path), ConfigHints.NONE, resources);
+      resources = null;
+      return ck;
+    } finally {
+      closeAll(resources);
+    }
+  }
+
+  /**
+   * Reads a checkpoint file that is already mapped (or a byte array, see {@link
+   * MappedFile#ofBytes}); the caller keeps ownership of {@code file} and must keep it open while
+   * the tensors are used. Only the zip formats (torch.save, TorchScript) are read this way:
+   * safetensors files and folders go through {@link #open}.
+   */
+  public static Checkpoint read(MappedFile file) throws IOException {
+    Loaded l = load(file);
+    return new Checkpoint(file.path(), l.format, l.detail, CanonicalNames.canonicalize(file.path(), l.tensors), List.of(file.path()), ConfigHints.NONE, List.of());
+  }
+
+  /** Raw tensors of one file, under its own names. */
+  private record Loaded(Format format, String detail, Map<String, Tensor> tensors) {}
+
+  private static Loaded loadFile(Path path, List<AutoCloseable> resources) throws IOException {
+    MappedFile mf = MappedFile.open(path);
+    if (!isZip(mf) && mf.size() >= 9 && mf.segment().get(ValueLayout.JAVA_BYTE, 8) == '{') {
+      return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
+    }
+    return load(mf);
+  }
+
+  private static boolean isZip(MappedFile mf) {
+    return mf.size() >= 2 && mf.segment().get(ValueLayout.JAVA_BYTE, 0) == 'P' && mf.segment().get(ValueLayout.JAVA_BYTE, 1) == 'K';
+  }
+
+  private static Loaded load(MappedFile mf) throws IOException {
+    Path path = mf.path();
+    long size = mf.size();
+    if (size < 8) throw new CheckpointException(path, null, "file of " + size + " bytes is too short to be a checkpoint");
+    int b0 = mf.segment().get(ValueLayout.JAVA_BYTE, 0) & 0xff;
+    int b1 = mf.segment().get(ValueLayout.JAVA_BYTE, 1) & 0xff;
+    if (b0 == 'P' && b1 == 'K') {
+      TorchArchive a = TorchArchive.read(mf);
+      Format f = a.format().equals(TorchArchive.TORCHSCRIPT) ? Format.TORCHSCRIPT : Format.TORCH_SAVE;
+      return new Loaded(f, a.wrapper() == null ? null : "state dict under '" + a.wrapper() + "'", a.tensors());
+    }
+    if (b0 == 0x80 && b1 <= 5) {
+      throw new CheckpointException(
+          path,
+          null,
+          "legacy (pre-1.6, non-zip) torch.save format is not supported: re-save it with torch.save(torch.load(f), f2)"
+              + " from a PyTorch >= 1.6, or convert it to safetensors");
+    }
+    throw new CheckpointException(
+        path,
+        null,
+        String.format(
+            "unrecognized checkpoint format (starts with bytes %02x %02x): expected a PyTorch zip, a TorchScript archive or a safetensors file",
+            b0,
+            b1));
+  }
+
+  private static Map<String, Tensor> readSafetensors(Path path, List<AutoCloseable> resources) throws IOException {
+    throw new CheckpointException(path, null, "safetensors reading is not available in this build yet");
+  }
+
+  private static Checkpoint openFolder(Path dir) throws IOException {
+    Path config = dir.resolve("config.json");
+    Path openClipConfig = dir.resolve("open_clip_config.json");
+    ConfigHints hints;
+    List<Path> files = new ArrayList<>();
+    Format format;
+    if (Files.isRegularFile(config)) {
+      format = Format.HUGGINGFACE;
+      hints = huggingFaceHints(config);
+      for (String index : List.of("model.safetensors.index.json", "pytorch_model.bin.index.json")) {
+        Path ix = dir.resolve(index);
+        if (Files.isRegularFile(ix)) files = shards(dir, ix);
+        if (!files.isEmpty()) break;
+      }
+      if (files.isEmpty()) files = firstExisting(dir, "model.safetensors", "pytorch_model.bin");
+      if (files.isEmpty()) {
+        throw new CheckpointException(dir, "model.safetensors", "missing: the folder has config.json but no model.safetensors, model.safetensors.index.json or pytorch_model.bin");
+      }
+    } else if (Files.isRegularFile(openClipConfig)) {
+      format = Format.OPEN_CLIP;
+      hints = openClipHints(openClipConfig);
+      files = firstExisting(dir, "open_clip_model.safetensors", "open_clip_pytorch_model.bin");
+      if (files.isEmpty()) {
+        throw new CheckpointException(dir, "open_clip_model.safetensors", "missing: the folder has open_clip_config.json but no open_clip_model.safetensors or open_clip_pytorch_model.bin");
+      }
+    } else {
+      throw new CheckpointException(
+          dir,
+          "config.json",
+          "missing: a checkpoint folder must be a HuggingFace CLIPModel folder (config.json + model.safetensors or pytorch_model.bin)"
+              + " or an open_clip folder (open_clip_config.json + open_clip_model.safetensors)");
+    }
+    List<AutoCloseable> resources = new ArrayList<>();
+    try {
+      Map<String, Tensor> raw = new LinkedHashMap<>();
+      Set<String> detail = new LinkedHashSet<>();
+      for (Path f : files) {
+        Loaded l = loadFile(f, resources);
+        detail.add(l.format.description() + (l.detail == null ? "" : ", " + l.detail));
+        for (var e : l.tensors.entrySet()) {
+          if (raw.put(e.getKey(), e.getValue()) != null) throw new CheckpointException(f, e.getKey(), "tensor appears in two shards");
+        }
+      }
+      String d = String.join(", ", detail) + (files.size() > 1 ? ", " + files.size() + " shards" : "");
+      Checkpoint ck = new Checkpoint(dir, format, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources);
+      resources = null;
+      return ck;
+    } finally {
+      closeAll(resources);
+    }
+  }
+
+  private static List<Path> firstExisting(Path dir, String... names) {
+    for (String n : names) if (Files.isRegularFile(dir.resolve(n))) return List.of(dir.resolve(n));
+    return List.of();
+  }
+
+  private static JsonNode readJson(Path file) throws CheckpointException {
+    try {
+      if (Files.size(file) > 64L << 20) throw new CheckpointException(file, null, "JSON file over 64 MiB");
+      return new ObjectMapper().readTree(file.toFile());
+    } catch (CheckpointException e) {
+      throw e;
+    } catch (IOException e) {
+      throw new CheckpointException(file, null, "unreadable JSON: " + e.getMessage(), e);
+    }
+  }
+
+  private static ConfigHints huggingFaceHints(Path config) throws CheckpointException {
+    JsonNode root = readJson(config);
+    JsonNode text = root.path("text_config");
+    JsonNode vision = root.path("vision_config");
+    // CLIPConfig's defaults (transformers' configuration_clip.py) when a field is omitted.
+    String textAct = text.path("hidden_act").asText("quick_gelu");
+    String visionAct = vision.path("hidden_act").asText("quick_gelu");
+    if (!textAct.equals(visionAct)) {
+      throw new CheckpointException(config, "hidden_act", "text_config uses '" + textAct + "' but vision_config '" + visionAct + "': jclip runs one activation in both towers");
+    }
+    Map<String, Integer> declared = new LinkedHashMap<>();
+    declare(declared, "embed_dim", root, "projection_dim");
+    declare(declared, "image_resolution", vision, "image_size");
+    declare(declared, "vision_patch_size", vision, "patch_size");
+    declare(declared, "vision_width", vision, "hidden_size");
+    declare(declared, "vision_layers", vision, "num_hidden_layers");
+    declare(declared, "context_length", text, "max_position_embeddings");
+    declare(declared, "vocab_size", text, "vocab_size");
+    declare(declared, "transformer_width", text, "hidden_size");
+    declare(declared, "transformer_layers", text, "num_hidden_layers");
+    return new ConfigHints(textAct, intOrNull(vision, "num_attention_heads"), intOrNull(text, "num_attention_heads"), declared, config);
+  }
+
+  /**
+   * open_clip's {@code open_clip_config.json}: {@code model_cfg} with {@code quick_gelu} (absent
+   * means GELU), {@code vision_cfg} and {@code text_cfg}.
+   */
+  private static ConfigHints openClipHints(Path config) throws CheckpointException {
+    JsonNode cfg = readJson(config).path("model_cfg");
+    if (!cfg.isObject()) throw new CheckpointException(config, "model_cfg", "missing or not an object");
+    JsonNode vision = cfg.path("vision_cfg");
+    JsonNode text = cfg.path("text_cfg");
+    String act = cfg.path("quick_gelu").asBoolean(false) ? "quick_gelu" : "gelu";
+    Integer visionHeads = null;
+    Integer width = intOrNull(vision, "width");
+    if (width != null && vision.path("layers").isInt()) {
+      int headWidth = vision.path("head_width").asInt(64); // open_clip's VisionCfg default
+      if (headWidth > 0) visionHeads = width / headWidth;
+    }
+    Map<String, Integer> declared = new LinkedHashMap<>();
+    declare(declared, "embed_dim", cfg, "embed_dim");
+    declare(declared, "image_resolution", vision, "image_size");
+    declare(declared, "vision_patch_size", vision, "patch_size");
+    declare(declared, "vision_width", vision, "width");
+    if (vision.path("layers").isInt()) declare(declared, "vision_layers", vision, "layers");
+    declare(declared, "context_length", text, "context_length");
+    declare(declared, "vocab_size", text, "vocab_size");
+    declare(declared, "transformer_width", text, "width");
+    declare(declared, "transformer_layers", text, "layers");
+    return new ConfigHints(act, visionHeads, intOrNull(text, "heads"), declared, config);
+  }
+
+  private static void declare(Map<String, Integer> m, String arg, JsonNode n, String field) {
+    Integer v = intOrNull(n, field);
+    if (v != null) m.put(arg, v);
+  }
+
+  private static Integer intOrNull(JsonNode n, String field) {
+    JsonNode v = n.get(field);
+    return v != null && v.canConvertToInt() ? v.intValue() : null;
+  }
+
+  private static List<Path> shards(Path dir, Path index) throws CheckpointException {
+    JsonNode map = readJson(index).get("weight_map");
+    if (map == null || !map.isObject()) throw new CheckpointException(index, "weight_map", "missing or not an object");
+    Set<String> names = new LinkedHashSet<>();
+    for (JsonNode v : map) {
+      String s = v.asText();
+      // Shards must be files of this folder: no paths that could reach elsewhere.
+      if (!v.isTextual() || s.isEmpty() || s.contains("/") || s.contains("\\") || s.equals("..") || s.equals(".")) {
+        throw new CheckpointException(index, s, "shard name is not a plain file name");
+      }
+      names.add(s);
+    }
+    List<Path> files = new ArrayList<>();
+    for (String s : names) {
+      Path f = dir.resolve(s);
+      if (!Files.isRegularFile(f)) throw new CheckpointException(index, s, "shard file missing from " + dir);
+      files.add(f);
+    }
+    return files;
+  }
+
+  private static void closeAll(List<AutoCloseable> resources) {
+    if (resources == null) return;
+    for (AutoCloseable r : resources) {
+      try {
+        r.close();
+      } catch (Exception ignored) {
+        // Closing after a failed open: the original error is the one to report.
+      }
+    }
+  }
+
+  /** The file or folder opened. */
+  public Path path() {
+    return path;
+  }
+
+  public Format format() {
+    return format;
+  }
+
+  /** A human-readable description of the format, e.g. "PyTorch zip (torch.save), state dict under 'state_dict'". */
+  public String formatDescription() {
+    return format.description() + (detail == null ? "" : " (" + detail + ")");
+  }
+
+  /** The naming the file used before renaming. */
+  public CanonicalNames.Naming naming() {
+    return naming;
+  }
+
+  /** The weight files read (one, or the shards of a folder). */
+  public List<Path> files() {
+    return files;
+  }
+
+  /** Canonical (OpenAI state-dict) name → tensor, in file order. */
+  public Map<String, Tensor> tensors() {
+    return tensors;
+  }
+
+  /** Tensors that are not weights (TorchScript scalars, position_ids, attention masks). */
+  public Map<String, Tensor> extras() {
+    return extras;
+  }
+
+  /** What side files (config.json) say; {@link ConfigHints#NONE} when there are none. */
+  public ConfigHints hints() {
+    return hints;
+  }
+
+  /** The tensor of that canonical name, or an error naming it. */
+  public Tensor tensor(String name) throws CheckpointException {
+    Tensor t = tensors.get(name);
+    if (t == null) throw new CheckpointException(path, name, "missing from the checkpoint");
+    return t;
+  }
+
+  /** Number of weight elements. */
+  public long parameterCount() {
+    long n = 0;
+    for (Tensor t : tensors.values()) n += t.numel();
+    return n;
+  }
+
+  /** Releases file handles; the tensors stay usable (their mappings live as long as they do). */
+  @Override
+  public void close() {
+    closeAll(resources);
+  }
+}

@@ -1,0 +1,141 @@
+package dev.jclip.io;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jclip.model.Activation;
+import dev.jclip.model.ClipConfig;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * HuggingFace and open_clip folders and wrapped training checkpoints, built in a temporary folder
+ * from each reference model's state_dict.pt (renamed by the test's own {@link HfNames}), so every
+ * model of the reference set is covered whatever formats it ships.
+ */
+class CheckpointFolderTest {
+  private static final ObjectMapper JSON = new ObjectMapper();
+  @TempDir Path tmp;
+
+  /** A CLIPConfig config.json for the manifest's constructor arguments. */
+  private static ObjectNode hfConfig(JsonNode ctor, String act) {
+    ObjectNode c = JSON.createObjectNode();
+    c.put("projection_dim", ctor.get("embed_dim").asInt());
+    ObjectNode t = c.putObject("text_config");
+    t.put("hidden_size", ctor.get("transformer_width").asInt());
+    t.put("num_attention_heads", ctor.get("transformer_heads").asInt());
+    t.put("num_hidden_layers", ctor.get("transformer_layers").asInt());
+    t.put("max_position_embeddings", ctor.get("context_length").asInt());
+    t.put("vocab_size", ctor.get("vocab_size").asInt());
+    t.put("hidden_act", act);
+    ObjectNode v = c.putObject("vision_config");
+    v.put("hidden_size", ctor.get("vision_width").asInt());
+    v.put("num_attention_heads", ctor.get("vision_width").asInt() / 64);
+    v.put("num_hidden_layers", ctor.get("vision_layers").asInt());
+    v.put("image_size", ctor.get("image_resolution").asInt());
+    v.put("patch_size", ctor.get("vision_patch_size").asInt());
+    v.put("hidden_act", act);
+    return c;
+  }
+
+  @Test
+  void huggingFaceFoldersWithPytorchBinSingleAndSharded() throws IOException {
+    for (Path dir : TorchArchiveTest.modelDirs()) {
+      JsonNode m = JSON.readTree(dir.resolve("manifest.json").toFile());
+      if (!m.get("architecture").asText().equals("ViT")) continue; // no ResNet in HuggingFace
+      try (Checkpoint sd = Checkpoint.open(dir.resolve("state_dict.pt"))) {
+        Map<String, Tensor> hf = HfNames.toHuggingFace(sd.tensors());
+        Path single = Files.createDirectories(tmp.resolve(dir.getFileName() + "-hf"));
+        JSON.writeValue(single.resolve("config.json").toFile(), hfConfig(m.get("constructor"), "quick_gelu"));
+        Files.write(single.resolve("pytorch_model.bin"), TorchSaveWriter.write(hf, "", false));
+
+        Path sharded = Files.createDirectories(tmp.resolve(dir.getFileName() + "-hf-sharded"));
+        JSON.writeValue(sharded.resolve("config.json").toFile(), hfConfig(m.get("constructor"), "gelu"));
+        Map<String, Tensor> a = new LinkedHashMap<>();
+        Map<String, Tensor> b = new LinkedHashMap<>();
+        ObjectNode index = JSON.createObjectNode();
+        ObjectNode weightMap = index.putObject("weight_map");
+        for (var e : hf.entrySet()) {
+          boolean first = e.getKey().startsWith("vision_model.");
+          (first ? a : b).put(e.getKey(), e.getValue());
+          weightMap.put(e.getKey(), first ? "pytorch_model-00001-of-00002.bin" : "pytorch_model-00002-of-00002.bin");
+        }
+        Files.write(sharded.resolve("pytorch_model-00001-of-00002.bin"), TorchSaveWriter.write(a, "", false));
+        Files.write(sharded.resolve("pytorch_model-00002-of-00002.bin"), TorchSaveWriter.write(b, "", false));
+        JSON.writeValue(sharded.resolve("pytorch_model.bin.index.json").toFile(), index);
+
+        for (Path folder : new Path[] {single, sharded}) {
+          try (Checkpoint ck = Checkpoint.open(folder)) {
+            assertEquals(Checkpoint.Format.HUGGINGFACE, ck.format());
+            assertEquals(CanonicalNames.Naming.HUGGINGFACE, ck.naming());
+            CheckpointTest.assertSameTensors(sd.tensors(), ck.tensors(), folder.toString());
+            ClipConfig c = ClipConfig.infer(ck);
+            assertEquals(m.get("constructor"), JSON.valueToTree(c.constructorArgs()), folder.toString());
+            assertEquals(folder == single ? Activation.QUICK_GELU : Activation.GELU, c.activation());
+          }
+        }
+        try (Checkpoint ck = Checkpoint.open(sharded)) {
+          assertEquals(2, ck.files().size());
+        }
+
+        // A config.json that disagrees with the weights is named.
+        ObjectNode wrong = hfConfig(m.get("constructor"), "quick_gelu");
+        wrong.put("projection_dim", m.get("constructor").get("embed_dim").asInt() + 1);
+        JSON.writeValue(single.resolve("config.json").toFile(), wrong);
+        try (Checkpoint ck = Checkpoint.open(single)) {
+          var e = assertThrows(CheckpointException.class, () -> ClipConfig.infer(ck));
+          assertTrue(e.getMessage().startsWith(single.resolve("config.json") + ": 'embed_dim': "), e.getMessage());
+        }
+        // A shard outside the folder is refused.
+        ObjectNode evil = JSON.createObjectNode();
+        evil.putObject("weight_map").put("logit_scale", "../../etc/passwd");
+        JSON.writeValue(sharded.resolve("pytorch_model.bin.index.json").toFile(), evil);
+        var e = assertThrows(CheckpointException.class, () -> Checkpoint.open(sharded));
+        assertTrue(e.getMessage().contains("not a plain file name"), e.getMessage());
+      }
+    }
+  }
+
+  @Test
+  void openClipTrainingCheckpointsAndFolders() throws IOException {
+    for (Path dir : TorchArchiveTest.modelDirs()) {
+      JsonNode ctor = JSON.readTree(dir.resolve("manifest.json").toFile()).get("constructor");
+      try (Checkpoint sd = Checkpoint.open(dir.resolve("state_dict.pt"))) {
+        // {"epoch": 1, "state_dict": {"module.visual...": ...}}, as open_clip's training writes.
+        Path ckpt = tmp.resolve(dir.getFileName() + "-epoch_1.pt");
+        Files.write(ckpt, TorchSaveWriter.write(sd.tensors(), "module.", true));
+        try (Checkpoint ck = Checkpoint.open(ckpt)) {
+          assertEquals(Checkpoint.Format.TORCH_SAVE, ck.format());
+          assertTrue(ck.formatDescription().contains("'state_dict'"), ck.formatDescription());
+          CheckpointTest.assertSameTensors(sd.tensors(), ck.tensors(), ckpt.toString());
+          assertEquals(ctor, JSON.valueToTree(ClipConfig.infer(ck).constructorArgs()));
+        }
+        // An open_clip hub folder: open_clip_config.json without quick_gelu means GELU.
+        Path folder = Files.createDirectories(tmp.resolve(dir.getFileName() + "-open_clip"));
+        ObjectNode cfg = JSON.createObjectNode();
+        ObjectNode model = cfg.putObject("model_cfg");
+        model.put("embed_dim", ctor.get("embed_dim").asInt());
+        model.putObject("text_cfg").put("width", ctor.get("transformer_width").asInt()).put("heads", ctor.get("transformer_heads").asInt())
+            .put("layers", ctor.get("transformer_layers").asInt()).put("context_length", ctor.get("context_length").asInt());
+        model.putObject("vision_cfg").put("image_size", ctor.get("image_resolution").asInt()).put("width", ctor.get("vision_width").asInt());
+        JSON.writeValue(folder.resolve("open_clip_config.json").toFile(), cfg);
+        Files.write(folder.resolve("open_clip_pytorch_model.bin"), TorchSaveWriter.write(sd.tensors(), "", false));
+        try (Checkpoint ck = Checkpoint.open(folder)) {
+          assertEquals(Checkpoint.Format.OPEN_CLIP, ck.format());
+          ClipConfig c = ClipConfig.infer(ck);
+          assertEquals(Activation.GELU, c.activation());
+          assertEquals(ctor, JSON.valueToTree(c.constructorArgs()));
+        }
+      }
+    }
+  }
+}
