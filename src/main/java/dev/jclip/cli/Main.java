@@ -14,6 +14,8 @@ import picocli.CommandLine.Command;
       GpuInfoCommand.class,
       PreprocessCommand.class,
       InspectCommand.class,
+      TokenizeCommand.class,
+      BenchCommand.class,
     })
 public final class Main implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
