@@ -91,7 +91,11 @@ public final class ImageDecoder {
       return switch (format) {
         case PNG -> decodePng(file, bytes);
         case JPEG -> decodeJpeg(file, bytes);
-        case GIF, BMP, WEBP -> decodeOther(file, bytes, format);
+        case WEBP -> {
+          NativeWebp webp = NativeWebp.get();
+          yield webp != null ? webp.decode(file, bytes, this) : decodeOther(file, bytes, format);
+        }
+        case GIF, BMP -> decodeOther(file, bytes, format);
       };
     } catch (ImageDecodeException e) {
       throw e;
@@ -149,7 +153,7 @@ public final class ImageDecoder {
     }
   }
 
-  private void checkPixels(Path file, Format f, long w, long h) throws ImageDecodeException {
+  void checkPixels(Path file, Format f, long w, long h) throws ImageDecodeException {
     if (w <= 0 || h <= 0) throw new ImageDecodeException(file, f + " header gives an empty size " + w + "x" + h);
     long n = w * h;
     if (n > maxPixels) {
@@ -261,12 +265,28 @@ public final class ImageDecoder {
   // ---------------------------------------------------------------- JPEG
 
   private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
+    int components = jpegComponents(b);
+    if (components != 4) {
+      // The JDK's own reader first: it is libjpeg with Pillow's defaults and skips the extra
+      // stream layer of TwelveMonkeys; TwelveMonkeys then handles what it refuses (odd ICC
+      // profiles, broken metadata), and CMYK/YCCK.
+      try {
+        return decodeJpeg(file, b, components, true);
+      } catch (ImageDecodeException e) {
+        throw e;
+      } catch (IOException | RuntimeException e) {
+        // fall through to TwelveMonkeys
+      }
+    }
+    return decodeJpeg(file, b, components, false);
+  }
+
+  private DecodedImage decodeJpeg(Path file, byte[] b, int components, boolean jdk) throws IOException {
     List<String> warnings = new ArrayList<>();
-    ImageReader reader = reader(file, b, Format.JPEG);
+    ImageReader reader = jdk ? jdkJpegReader(file, b) : reader(file, b, Format.JPEG);
     try {
       reader.addIIOReadWarningListener((src, w) -> warnings.add(w));
       checkPixels(file, Format.JPEG, reader.getWidth(0), reader.getHeight(0));
-      int components = jpegComponents(b);
       Raster r;
       if (components == 4) {
         // CMYK/YCCK: the raw raster, without the colour management ImageIO would apply.
@@ -381,13 +401,36 @@ public final class ImageDecoder {
     int nb = r.getNumBands();
     int c = which.length;
     byte[] out = new byte[Math.multiplyExact(Math.multiplyExact(w, h), c)];
-    // Fast path: 8-bit interleaved rasters whose bands are exactly those asked for.
-    if (shift == 0 && scale == 1 && nb == c && r.getTransferType() == java.awt.image.DataBuffer.TYPE_BYTE
-        && r.getSampleModel().getSampleSize(0) == 8) {
-      Object row = null;
+    // Fast path: 8-bit pixel-interleaved rasters (what the JPEG and PNG readers produce), read
+    // straight from the data buffer; the generic path below costs several times more.
+    if (shift == 0
+        && scale == 1
+        && r.getDataBuffer() instanceof java.awt.image.DataBufferByte db
+        && db.getNumBanks() == 1
+        && r.getSampleModel() instanceof java.awt.image.ComponentSampleModel sm
+        && !(sm instanceof java.awt.image.BandedSampleModel)
+        && sm.getPixelStride() == nb) {
+      byte[] data = db.getData();
+      int[] bandOff = sm.getBandOffsets();
+      int[] off = new int[c];
+      for (int k = 0; k < c; k++) off[k] = bandOff[which[k]];
+      int stride = sm.getScanlineStride();
+      int base0 = db.getOffset() - r.getSampleModelTranslateY() * stride - r.getSampleModelTranslateX() * nb;
+      int o = 0;
       for (int y = 0; y < h; y++) {
-        row = r.getDataElements(0, y, w, 1, row);
-        System.arraycopy((byte[]) row, 0, out, y * w * c, w * c);
+        int p = base0 + y * stride;
+        if (c == 3) {
+          int o0 = off[0], o1 = off[1], o2 = off[2];
+          for (int x = 0; x < w; x++, p += nb) {
+            out[o++] = data[p + o0];
+            out[o++] = data[p + o1];
+            out[o++] = data[p + o2];
+          }
+        } else {
+          for (int x = 0; x < w; x++, p += nb) {
+            for (int k = 0; k < c; k++) out[o++] = data[p + off[k]];
+          }
+        }
       }
       return out;
     }
@@ -401,6 +444,18 @@ public final class ImageDecoder {
       }
     }
     return out;
+  }
+
+  private static ImageReader jdkJpegReader(Path file, byte[] b) throws IOException {
+    Iterator<ImageReader> it = ImageIO.getImageReadersByFormatName("jpeg");
+    while (it.hasNext()) {
+      ImageReader r = it.next();
+      if (r.getClass().getName().startsWith("com.sun.imageio.plugins.jpeg.")) {
+        r.setInput(new MemoryCacheImageInputStream(new ByteArrayInputStream(b)), true, true);
+        return r;
+      }
+    }
+    throw new IOException("the JDK's JPEG reader is not available");
   }
 
   private ImageReader reader(Path file, byte[] b, Format f) throws IOException {
