@@ -27,10 +27,10 @@ import org.junit.jupiter.params.provider.MethodSource;
  * (features per row). Proves the model code (graph building, BN folding, layouts); the fast
  * backends are then tested against the reference backend.
  */
-class GoldenParityTest {
+public class GoldenParityTest {
   static final double TOL = 1e-4;
 
-  static Stream<Path> models() throws IOException {
+  public static Stream<Path> models() throws IOException {
     List<Path> dirs = new ArrayList<>();
     try (Stream<Path> s = Files.list(Reference.dir().resolve("models"))) {
       s.filter(d -> Files.exists(d.resolve("golden.safetensors"))).sorted().forEach(dirs::add);
@@ -42,15 +42,24 @@ class GoldenParityTest {
   @ParameterizedTest(name = "{0}")
   @MethodSource("models")
   void featuresLogitsAndIntermediatesMatchTheReference(Path dir) throws IOException {
-    try (Checkpoint ck = Checkpoint.open(dir.resolve("state_dict.pt"));
-        SafetensorsReader golden = SafetensorsReader.open(dir.resolve("golden.safetensors"));
-        ReferenceBackend backend = new ReferenceBackend()) {
+    try (ReferenceBackend backend = new ReferenceBackend()) {
+      check(dir, dir.resolve("state_dict.pt"), backend);
+    }
+  }
+
+  /**
+   * Runs the model of {@code dir} (weights from {@code weights}) on {@code backend} and checks every
+   * golden output. Shared by the GPU parity test.
+   */
+  public static void check(Path dir, Path weights, dev.jclip.graph.Backend backend) throws IOException {
+    try (Checkpoint ck = Checkpoint.open(weights);
+        SafetensorsReader golden = SafetensorsReader.open(dir.resolve("golden.safetensors"))) {
       ClipConfig cfg = ClipConfig.infer(ck);
       ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
       Tensor pixels = golden.tensor("pixels");
       Tensor tokens = golden.tensor("tokens");
       int images = (int) pixels.dim(0), texts = (int) tokens.dim(0), len = (int) tokens.dim(1);
-      String name = dir.getFileName().toString();
+      String name = dir.getFileName() + " (" + backend.name() + ")";
 
       // image tower, capturing the layers the golden file has
       List<String> imageDebug = cfg.isVit()
@@ -59,6 +68,8 @@ class GoldenParityTest {
       Map<String, float[]> img;
       try (Executor ex = new Executor(graphs.image(images), backend, imageDebug)) {
         assertTrue(ex.plannedBytes() < ex.unplannedBytes(), "buffer planning reused nothing");
+        System.out.printf("[parity] %s on %s: image graph of %d nodes, activations %.1f MB planned (%.1f MB without reuse)%n",
+            dir.getFileName(), backend.name(), ex.graph().nodes().size(), ex.plannedBytes() / 1e6, ex.unplannedBytes() / 1e6);
         img = ex.run(Map.of("pixels", pixels.toFloatArray()));
       }
       int e = cfg.embedDim();

@@ -66,6 +66,19 @@ public final class Cublas implements AutoCloseable {
     }
   }
 
+  /** fp32 {@code C[M,N] = A[M,K] · B[K,N]}, all row-major and contiguous. */
+  public void sgemmNN(int m, int n, int k, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    device.makeCurrent();
+    // Row-major C[M,N] is column-major Cᵀ[N,M] = Bᵀ · Aᵀ, and row-major B[K,N] is column-major Bᵀ.
+    try (FloatPointer al = new FloatPointer(1).put(1f);
+        FloatPointer be = new FloatPointer(1).put(0f)) {
+      check(
+          cublasSgemm_v2(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, al, new FloatPointer(b.asPointer()), n,
+              new FloatPointer(a.asPointer()), k, be, new FloatPointer(c.asPointer()), n),
+          "cublasSgemm(NN " + m + "x" + n + "x" + k + ")");
+    }
+  }
+
   /**
    * Mixed-precision {@code C[M,N] = A[M,K] · B[N,K]ᵀ} with {@code A}, {@code B} and {@code C} in
    * {@code dataType} (a {@code CUDA_R_*} constant, e.g. CUDA_R_16BF) and fp32 accumulation.

@@ -13,6 +13,7 @@ public final class CudaOps implements AutoCloseable {
   private final CudaModule attention;
   private final CudaModule cosineLogits;
   private final CudaModule cast;
+  private final CudaModule glue;
   private final CUstream_st stream;
 
   /** Loads the kernels on {@code device}; launches go to {@code stream} (null: the legacy default stream). */
@@ -23,6 +24,23 @@ public final class CudaOps implements AutoCloseable {
     this.attention = device.loadModule("attention");
     this.cosineLogits = device.loadModule("cosine_logits");
     this.cast = device.loadModule("cast");
+    this.glue = device.loadModule("glue");
+  }
+
+  /**
+   * Launches one of the glue kernels (cuda-kernels/glue.cu) over {@code n} elements with the
+   * grid-stride launch shape; {@code args} in the kernel's order.
+   */
+  public void glue(String kernel, long n, Object... args) {
+    glue.launch(kernel, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, args);
+  }
+
+  /** Launches a one-warp-per-row glue kernel over {@code rows} rows. */
+  public void glueRows(String kernel, long rows, Object... args) {
+    int perBlock = THREADS / 32;
+    long blocks = (rows + perBlock - 1) / perBlock;
+    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
+    glue.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
   /** Element type of a device tensor. */
@@ -101,7 +119,8 @@ public final class CudaOps implements AutoCloseable {
         layerNorm;
         attention;
         cosineLogits;
-        cast) {
+        cast;
+        glue) {
       // closes both modules, even if one close fails
     }
   }

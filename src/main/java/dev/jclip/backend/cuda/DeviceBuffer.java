@@ -6,18 +6,38 @@ import static org.bytedeco.cuda.global.cudart.cuMemFree;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoH;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
 
+import dev.jclip.graph.Backend;
 import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.ShortPointer;
 
 /** Device memory owned by Java code and freed by {@link #close()}, never by the garbage collector. */
-public final class DeviceBuffer implements AutoCloseable {
+public final class DeviceBuffer implements Backend.Buffer {
   private final CudaDevice device;
   private final long address;
   private final long bytes;
+  private final boolean owner;
   private boolean closed;
 
+  private DeviceBuffer(CudaDevice device, long address, long bytes) {
+    this.device = device;
+    this.address = address;
+    this.bytes = bytes;
+    this.owner = false;
+  }
+
+  /** A non-owning view of {@code bytes} bytes at {@code offset} (closing it frees nothing). */
+  public DeviceBuffer view(long offset, long bytes) {
+    ensureOpen();
+    if (offset < 0 || bytes <= 0 || offset + bytes > this.bytes) {
+      throw new IllegalArgumentException("view [" + offset + ", " + (offset + bytes) + ") outside a buffer of " + this.bytes);
+    }
+    return new DeviceBuffer(device, address + offset, bytes);
+  }
+
   DeviceBuffer(CudaDevice device, long bytes) {
+    this.owner = true;
     if (bytes <= 0) throw new IllegalArgumentException("device allocation of " + bytes + " bytes");
     this.device = device;
     this.bytes = bytes;
@@ -32,6 +52,7 @@ public final class DeviceBuffer implements AutoCloseable {
     return address;
   }
 
+  @Override
   public long bytes() {
     return bytes;
   }
@@ -42,6 +63,17 @@ public final class DeviceBuffer implements AutoCloseable {
     checkFits(n);
     device.makeCurrent();
     try (FloatPointer host = new FloatPointer(data)) {
+      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+    }
+    return this;
+  }
+
+  /** Copies int32 values to the start of this buffer (synchronous). */
+  public DeviceBuffer upload(int[] data) {
+    long n = 4L * data.length;
+    checkFits(n);
+    device.makeCurrent();
+    try (IntPointer host = new IntPointer(data)) {
       check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
     }
     return this;
@@ -101,6 +133,7 @@ public final class DeviceBuffer implements AutoCloseable {
   public void close() {
     if (closed) return;
     closed = true;
+    if (!owner) return;
     device.makeCurrent();
     check(cuMemFree(address), "cuMemFree");
   }
