@@ -11,8 +11,12 @@ import picocli.CommandLine.Command;
     description = "OpenAI CLIP on the JVM: tokenize, preprocess, embed and classify.",
     subcommands = {
       CommandLine.HelpCommand.class,
+      GpuInfoCommand.class,
+      PreprocessCommand.class,
       InspectCommand.class,
       DownloadCommand.class,
+      TokenizeCommand.class,
+      BenchCommand.class,
     })
 public final class Main implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds target/gpu-bundle/: what the lent GPU machine needs to run jclip's CUDA tests and GPU
+# benchmark. That machine has the NVIDIA driver, the CUDA 13 toolkit and Python/PyTorch, but no
+# Java, no Maven and no network, so the bundle carries a jlink'd Java 25 runtime (xz-packed),
+# the jclip jar, the test classes with the JUnit console launcher, the reference data the GPU
+# tests read, and run.sh. Limit: 60 MB.
+#
+#   scripts/gpu-bundle.sh           build the bundle
+#   target/gpu-bundle/run.sh        (on the GPU machine) run it; results go to $OUT
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="$root/target/gpu-bundle"
+cache="$root/target/gpu-bundle-cache"
+ref="${JCLIP_REFERENCE:-$root/../shared/clip-reference}"
+limit_mb=60
+
+for cand in "${JAVA_HOME:-}" /usr/lib/jvm/temurin-25-jdk-amd64; do
+  if [ -n "$cand" ] && [ -x "$cand/bin/jlink" ] && "$cand/bin/java" -version 2>&1 | head -1 | grep -q 'version "25'; then JAVA_HOME="$cand"; break; fi
+done
+[ -x "${JAVA_HOME:-}/bin/jlink" ] || { echo "gpu-bundle: needs a JDK 25 with jlink (set JAVA_HOME)" >&2; exit 1; }
+export JAVA_HOME
+
+cd "$root"
+echo "gpu-bundle: building jar and test classes" >&2
+./mvnw -q -B -DskipTests package test-compile
+junit_version="$(sed -n 's|.*<junit.version>\(.*\)</junit.version>.*|\1|p' pom.xml)"
+console_version="1${junit_version#5}" # JUnit Jupiter 5.x.y ships with Platform 1.x.y
+./mvnw -q -B dependency:copy -Dartifact="org.junit.platform:junit-platform-console-standalone:$console_version" \
+  -DoutputDirectory="$cache" >&2
+
+rm -rf "$out"; mkdir -p "$out/lib" "$cache"
+jre_version="$("$JAVA_HOME/bin/java" -version 2>&1 | head -1 | tr -dc '0-9.')"
+modules=java.base,java.desktop,java.logging,java.management,java.naming,java.sql,java.xml,jdk.unsupported,jdk.incubator.vector,jdk.zipfs
+jre_pack="$cache/jre-$jre_version-$(echo "$modules" | sha256sum | cut -c1-8).tar.xz"
+if [ ! -f "$jre_pack" ]; then
+  echo "gpu-bundle: jlink $modules (once per JDK version)" >&2
+  rm -rf "$cache/jre"
+  "$JAVA_HOME/bin/jlink" --add-modules "$modules" --strip-debug --no-header-files --no-man-pages --compress zip-0 \
+    --output "$cache/jre" 2>/dev/null
+  tar -C "$cache/jre" -cf - . | xz -T0 -6 > "$jre_pack.tmp" && mv "$jre_pack.tmp" "$jre_pack"
+  rm -rf "$cache/jre"
+fi
+cp "$jre_pack" "$out/jre.tar.xz"
+cp target/jclip.jar "$out/lib/jclip.jar"
+(cd target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$out/lib/jclip-tests.jar" .)
+cp "$cache/junit-platform-console-standalone-$console_version.jar" "$out/lib/junit-console.jar"
+cp scripts/gpu-run.sh "$out/run.sh"
+cp scripts/gpu-peer.py "$out/peer.py"
+chmod +x "$out/run.sh"
+
+# Reference data read by the GPU tests and the peer benchmark (scripts/gpu-bundle.files lists it).
+mkdir -p "$out/clip-reference"
+while read -r f; do
+  case "$f" in ''|'#'*) continue ;; esac
+  [ -e "$ref/$f" ] || { echo "gpu-bundle: reference file $ref/$f is missing" >&2; exit 1; }
+  mkdir -p "$out/clip-reference/$(dirname "$f")"
+  cp "$ref/$f" "$out/clip-reference/$f"
+done < "$root/scripts/gpu-bundle.files"
+git -C "$root" rev-parse HEAD > "$out/COMMIT" 2>/dev/null || echo unknown > "$out/COMMIT"
+git -C "$root" status --porcelain | grep -q . && echo "+uncommitted" >> "$out/COMMIT" || true
+
+size_kb="$(du -sk "$out" | cut -f1)"
+echo "gpu-bundle: $out is $((size_kb / 1024)) MB" >&2
+if [ "$size_kb" -gt $((limit_mb * 1024)) ]; then echo "gpu-bundle: over the ${limit_mb} MB limit" >&2; exit 1; fi

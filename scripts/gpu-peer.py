@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""The PyTorch peer for jclip's GPU benchmark (issue: CUDA backend).
+
+HuggingFace transformers CLIPModel built from a default CLIPConfig (ViT-B/32 geometry: vision width
+768, 12 layers, patch 32, 224 px; text width 512, 12 layers), random weights, fp16, SDPA attention,
+eager and (unless --no-compile) torch.compile, at the given batch sizes, for
+  - the image tower (get_image_features on random pixels),
+  - the text tower on 77-token inputs,
+  - the text tower on ImageNet-template prompts padded to the longest prompt in each batch.
+Timing: CUDA events, warm-up, then the median of repetitions; throughput in items/s.
+Runs on the GPU machine only (it has PyTorch and transformers); writes one JSON file.
+"""
+import argparse, json, statistics, time, os, sys
+
+import torch
+
+
+def median_ms(fn, min_reps=5, min_seconds=0.5):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    t_end = time.perf_counter() + min_seconds
+    while len(times) < min_reps or time.perf_counter() < t_end:
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+        if len(times) >= 200:
+            break
+    return statistics.median(times), min(times), max(times)
+
+
+def features(out):
+    if torch.is_tensor(out):
+        return out
+    for name in ("image_embeds", "text_embeds", "pooler_output"):
+        if getattr(out, name, None) is not None:
+            return getattr(out, name)
+    return out[0]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reference", required=True)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--batches", default="1,32,256,1024")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--compile-batches", default=None, help="batch sizes for torch.compile (default: all)")
+    args = ap.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+
+    import transformers
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    torch.manual_seed(0)
+    dev = "cuda"
+    config = CLIPConfig()
+    try:
+        model = CLIPModel._from_config(config, attn_implementation="sdpa", torch_dtype=torch.float16)
+    except TypeError:
+        model = CLIPModel._from_config(config, attn_implementation="sdpa", dtype=torch.float16)
+    model = model.to(dev).eval()
+    attn = getattr(model.config, "_attn_implementation", "?")
+    result = {
+        "torch": torch.__version__, "transformers": transformers.__version__, "gpu": torch.cuda.get_device_name(0),
+        "attn_implementation": attn, "dtype": "float16", "results": [],
+    }
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, {result['gpu']}, attention {attn}", flush=True)
+
+    tok = CLIPTokenizer(os.path.join(args.reference, "models/vit-b32-tiny/hf/vocab.json"),
+                        os.path.join(args.reference, "models/vit-b32-tiny/hf/merges.txt"))
+    classes = json.load(open(os.path.join(args.reference, "zeroshot/imagenet_classes.json")))
+    templates = json.load(open(os.path.join(args.reference, "zeroshot/imagenet_templates.json")))
+    prompts = [t.format(c) for c in classes for t in templates]
+    import random
+    random.Random(0).shuffle(prompts)
+
+    def image_fn(m):
+        return lambda px: features(m.get_image_features(pixel_values=px))
+
+    def text_fn(m):
+        return lambda ids, mask: features(m.get_text_features(input_ids=ids, attention_mask=mask))
+
+    # torch.compile(model) compiles forward() alone: get_*_features on the wrapper would run eager.
+    # So each tower's feature function is compiled itself (static shapes: one graph per batch size).
+    compiled_image = torch.compile(image_fn(model), dynamic=False)
+    compiled_text = torch.compile(text_fn(model), dynamic=False)
+    variants = [("eager", image_fn(model), text_fn(model))]
+    if not args.no_compile:
+        variants.append(("compile", compiled_image, compiled_text))
+
+    with torch.inference_mode():
+        for variant, f, g in variants:
+            for b in batches:
+                if variant == "compile" and args.compile_batches and b not in [int(x) for x in args.compile_batches.split(",")]:
+                    continue
+                row = {"variant": variant, "batch": b}
+                try:
+                    t0 = time.perf_counter()
+                    px = torch.randn(b, 3, 224, 224, device=dev, dtype=torch.float16)
+                    med, lo, hi = median_ms(lambda: f(px))
+                    row["image_per_s"] = b / med * 1e3
+                    row["image_ms"] = [med, lo, hi]
+                    ids = torch.randint(1, 49000, (b, 77), device=dev)
+                    ids[:, -1] = 49407
+                    mask = torch.ones_like(ids)
+                    med, lo, hi = median_ms(lambda: g(ids, mask))
+                    row["text77_per_s"] = b / med * 1e3
+                    row["text77_ms"] = [med, lo, hi]
+                    batch_prompts = [prompts[i % len(prompts)] for i in range(b)]
+                    enc = tok(batch_prompts, padding="longest", return_tensors="pt")
+                    pids, pmask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+                    med, lo, hi = median_ms(lambda: g(pids, pmask))
+                    row["text_prompt_per_s"] = b / med * 1e3
+                    row["text_prompt_ms"] = [med, lo, hi]
+                    row["prompt_padded_len"] = int(pids.shape[1])
+                    row["seconds"] = time.perf_counter() - t0
+                except Exception as e:  # record and go on: a peer failure must not hide the rest
+                    row["error"] = f"{type(e).__name__}: {e}"[:500]
+                result["results"].append(row)
+                print(json.dumps(row), flush=True)
+                with open(args.json, "w") as fh:
+                    json.dump(result, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

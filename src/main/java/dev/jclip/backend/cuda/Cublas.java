@@ -1,0 +1,104 @@
+package dev.jclip.backend.cuda;
+
+import static org.bytedeco.cuda.global.cublas.CUBLAS_COMPUTE_32F;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_DEFAULT_MATH;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_GEMM_DEFAULT;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_N;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_T;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
+import static org.bytedeco.cuda.global.cublas.cublasCreate_v2;
+import static org.bytedeco.cuda.global.cublas.cublasDestroy_v2;
+import static org.bytedeco.cuda.global.cublas.cublasGemmEx;
+import static org.bytedeco.cuda.global.cublas.cublasGetStatusString;
+import static org.bytedeco.cuda.global.cublas.cublasGetVersion_v2;
+import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
+import static org.bytedeco.cuda.global.cublas.cublasSgemm_v2;
+
+import org.bytedeco.cuda.cublas.cublasContext;
+import org.bytedeco.cuda.global.cublas;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.Loader;
+
+/**
+ * A cuBLAS handle on one device. GEMMs are expressed row-major, as the graph stores tensors:
+ * {@code C[M,N] = A[M,K] · B[N,K]ᵀ} is PyTorch's {@code F.linear(A, B)}.
+ *
+ * <p>fp32 GEMMs run with {@code CUBLAS_DEFAULT_MATH}: no TF32, so results match the CPU within
+ * float32 rounding (the parity mode).
+ */
+public final class Cublas implements AutoCloseable {
+  private final CudaDevice device;
+  private final cublasContext handle;
+  private boolean closed;
+
+  public Cublas(CudaDevice device) {
+    this.device = device;
+    device.makeCurrent();
+    try {
+      Loader.load(cublas.class);
+    } catch (UnsatisfiedLinkError e) {
+      throw new CudaUnavailableException(
+          "cuBLAS could not be loaded (" + e.getMessage() + "): put the CUDA 13 toolkit's lib64 directory on LD_LIBRARY_PATH", e);
+    }
+    this.handle = new cublasContext();
+    check(cublasCreate_v2(handle), "cublasCreate");
+    check(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode(CUBLAS_DEFAULT_MATH)");
+  }
+
+  /** The cuBLAS library version, e.g. 130001. */
+  public int version() {
+    int[] v = new int[1];
+    check(cublasGetVersion_v2(handle, v), "cublasGetVersion");
+    return v[0];
+  }
+
+  /** fp32 {@code C[M,N] = alpha · A[M,K] · B[N,K]ᵀ + beta · C}, all row-major and contiguous. */
+  public void sgemmNT(int m, int n, int k, float alpha, DeviceBuffer a, DeviceBuffer b, float beta, DeviceBuffer c) {
+    device.makeCurrent();
+    // Row-major C[M,N] is column-major Cᵀ[N,M] = B · Aᵀ with B seen as column-major [K,N] transposed.
+    try (FloatPointer al = new FloatPointer(1).put(alpha);
+        FloatPointer be = new FloatPointer(1).put(beta)) {
+      check(
+          cublasSgemm_v2(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, al, new FloatPointer(b.asPointer()), k,
+              new FloatPointer(a.asPointer()), k, be, new FloatPointer(c.asPointer()), n),
+          "cublasSgemm(" + m + "x" + n + "x" + k + ")");
+    }
+  }
+
+  /**
+   * Mixed-precision {@code C[M,N] = A[M,K] · B[N,K]ᵀ} with {@code A}, {@code B} and {@code C} in
+   * {@code dataType} (a {@code CUDA_R_*} constant, e.g. CUDA_R_16BF) and fp32 accumulation.
+   */
+  public void gemmExNT(int m, int n, int k, int dataType, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    device.makeCurrent();
+    try (FloatPointer al = new FloatPointer(1).put(1f);
+        FloatPointer be = new FloatPointer(1).put(0f)) {
+      check(
+          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, k, a.asPointer(), dataType, k, be,
+              c.asPointer(), dataType, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx(" + m + "x" + n + "x" + k + ", type " + dataType + ")");
+    }
+  }
+
+  static void check(int status, String call) {
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      String text = "";
+      try {
+        BytePointer p = cublasGetStatusString(status);
+        if (p != null && !p.isNull()) text = ": " + p.getString();
+      } catch (RuntimeException | UnsatisfiedLinkError ignored) {
+        // best effort
+      }
+      throw new CudaException(call + " failed: cuBLAS status " + status + text);
+    }
+  }
+
+  @Override
+  public void close() {
+    if (closed) return;
+    closed = true;
+    device.makeCurrent();
+    check(cublasDestroy_v2(handle), "cublasDestroy");
+  }
+}

@@ -1,0 +1,114 @@
+package dev.jclip.backend.cuda;
+
+import static dev.jclip.backend.cuda.CudaDriver.check;
+import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
+import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
+import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
+import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.util.HashMap;
+import java.util.Map;
+import org.bytedeco.cuda.cudart.CUfunc_st;
+import org.bytedeco.cuda.cudart.CUmod_st;
+import org.bytedeco.cuda.cudart.CUstream_st;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.DoublePointer;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.IntPointer;
+import org.bytedeco.javacpp.LongPointer;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.javacpp.PointerPointer;
+
+/**
+ * A PTX module built from {@code cuda-kernels/<name>.cu} and loaded with {@code cuModuleLoadData};
+ * its kernels are launched with {@code cuLaunchKernel}.
+ */
+public final class CudaModule implements AutoCloseable {
+  private final CudaDevice device;
+  private final String name;
+  private final CUmod_st module;
+  private final Map<String, CUfunc_st> functions = new HashMap<>();
+  private boolean closed;
+
+  private CudaModule(CudaDevice device, String name, CUmod_st module) {
+    this.device = device;
+    this.name = name;
+    this.module = module;
+  }
+
+  static CudaModule load(CudaDevice device, String name) {
+    String resource = "/ptx/" + name + ".ptx";
+    byte[] ptx;
+    try (InputStream in = CudaModule.class.getResourceAsStream(resource)) {
+      if (in == null) throw new CudaException("PTX resource " + resource + " is missing from the jar (run scripts/build-ptx.sh)");
+      ptx = in.readAllBytes();
+    } catch (IOException e) {
+      throw new UncheckedIOException("reading " + resource, e);
+    }
+    CUmod_st module = new CUmod_st();
+    try (BytePointer image = new BytePointer(ptx.length + 1)) {
+      image.put(ptx).put(ptx.length, (byte) 0); // cuModuleLoadData wants a NUL-terminated PTX string
+      check(cuModuleLoadData(module, image), "cuModuleLoadData(" + resource + ")");
+    }
+    return new CudaModule(device, name, module);
+  }
+
+  /** The kernel {@code kernel} of this module. */
+  public synchronized CUfunc_st function(String kernel) {
+    ensureOpen();
+    return functions.computeIfAbsent(
+        kernel,
+        k -> {
+          CUfunc_st f = new CUfunc_st();
+          check(cuModuleGetFunction(f, module, k), "cuModuleGetFunction(" + name + "." + k + ")");
+          return f;
+        });
+  }
+
+  /**
+   * Launches {@code kernel} with the given arguments: {@link DeviceBuffer} (or null for a NULL
+   * pointer), {@code Integer}, {@code Long}, {@code Float} or {@code Double}, in the kernel's order.
+   */
+  public void launch(String kernel, int[] grid, int[] block, int sharedBytes, CUstream_st stream, Object... args) {
+    CUfunc_st f = function(kernel);
+    device.makeCurrent();
+    Pointer[] holders = new Pointer[args.length];
+    try (PointerPointer<Pointer> params = new PointerPointer<>(args.length)) {
+      for (int i = 0; i < args.length; i++) {
+        Object a = args[i];
+        holders[i] =
+            switch (a) {
+              case null -> new LongPointer(1).put(0L);
+              case DeviceBuffer b -> new LongPointer(1).put(b.address());
+              case Integer v -> new IntPointer(1).put(v);
+              case Long v -> new LongPointer(1).put(v);
+              case Float v -> new FloatPointer(1).put(v);
+              case Double v -> new DoublePointer(1).put(v);
+              default -> throw new IllegalArgumentException("kernel argument " + i + " of " + kernel + ": unsupported " + a.getClass());
+            };
+        params.put(i, holders[i]);
+      }
+      check(
+          cuLaunchKernel(f, grid[0], grid[1], grid[2], block[0], block[1], block[2], sharedBytes, stream, params, (PointerPointer<?>) null),
+          "cuLaunchKernel(" + name + "." + kernel + ", grid " + grid[0] + "x" + grid[1] + "x" + grid[2] + ", block " + block[0] + "x"
+              + block[1] + "x" + block[2] + ")");
+    } finally {
+      for (Pointer p : holders) if (p != null) p.close();
+    }
+  }
+
+  private void ensureOpen() {
+    if (closed) throw new IllegalStateException("CUDA module " + name + " is closed");
+  }
+
+  @Override
+  public void close() {
+    if (closed) return;
+    closed = true;
+    device.makeCurrent();
+    check(cuModuleUnload(module), "cuModuleUnload(" + name + ")");
+  }
+}

@@ -1,0 +1,108 @@
+package dev.jclip.backend.cuda;
+
+import org.bytedeco.cuda.cudart.CUstream_st;
+
+/**
+ * Launchers for jclip's own kernels (cuda-kernels/*.cu), one method per fused op, with the launch
+ * shapes documented in each kernel's header. Buffers hold row-major fp32 tensors.
+ */
+public final class CudaOps implements AutoCloseable {
+  private static final int THREADS = 256;
+  private final CudaModule gelu;
+  private final CudaModule layerNorm;
+  private final CudaModule attention;
+  private final CudaModule cosineLogits;
+  private final CudaModule cast;
+  private final CUstream_st stream;
+
+  /** Loads the kernels on {@code device}; launches go to {@code stream} (null: the legacy default stream). */
+  public CudaOps(CudaDevice device, CUstream_st stream) {
+    this.stream = stream;
+    this.gelu = device.loadModule("gelu");
+    this.layerNorm = device.loadModule("layernorm");
+    this.attention = device.loadModule("attention");
+    this.cosineLogits = device.loadModule("cosine_logits");
+    this.cast = device.loadModule("cast");
+  }
+
+  /** Element type of a device tensor. */
+  public enum Precision {
+    FP32("f32"),
+    FP16("f16"),
+    BF16("bf16");
+
+    final String suffix;
+
+    Precision(String suffix) {
+      this.suffix = suffix;
+    }
+  }
+
+  /**
+   * Multi-head self-attention, head size 64: {@code qkv} [B, N, 3, H, 64] (the in_proj output) to
+   * {@code out} [B, N, H, 64], causal or not, in {@code precision}.
+   */
+  public void attention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision) {
+    if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
+    int rowsPerBlock = precision == Precision.FP32 ? 16 : 64;
+    int threads = precision == Precision.FP32 ? 256 : 128;
+    attention.launch("attention_" + precision.suffix, new int[] {(n + rowsPerBlock - 1) / rowsPerBlock, heads, batch},
+        new int[] {threads, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
+  }
+
+  /**
+   * {@code logits[M,T] = scale · normalise(x[M,E]) · normalise(y[T,E])ᵀ}, fp32: CLIP's
+   * logits_per_image with {@code scale = exp(logit_scale)}.
+   */
+  public void cosineLogits(DeviceBuffer logits, DeviceBuffer x, DeviceBuffer y, int m, int t, int e, float scale) {
+    if ((m + 63) / 64 > 65535) throw new IllegalArgumentException("too many image rows for one launch: " + m);
+    cosineLogits.launch("cosine_logits_f32", new int[] {(t + 63) / 64, (m + 63) / 64, 1}, new int[] {16, 16, 1}, 0, stream,
+        logits, x, y, m, t, e, scale);
+  }
+
+  /** Converts {@code n} elements from {@code from} to {@code to} (one of them FP32). */
+  public void cast(DeviceBuffer dst, Precision to, DeviceBuffer src, Precision from, long n) {
+    if ((from == Precision.FP32) == (to == Precision.FP32)) throw new IllegalArgumentException("cast " + from + " -> " + to);
+    cast.launch("cast_" + from.suffix + "_" + to.suffix, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, dst, src, n);
+  }
+
+  /** {@code x = QuickGELU(x + bias)} over a [rows, cols] tensor; bias [cols] may be null. */
+  public void biasQuickGelu(DeviceBuffer x, DeviceBuffer bias, long rows, int cols) {
+    gelu.launch("bias_quick_gelu_f32", elementwiseGrid(rows * cols), new int[] {THREADS, 1, 1}, 0, stream, x, bias, rows, cols);
+  }
+
+  /** {@code x = GELU(x + bias)} (erf form) over a [rows, cols] tensor; bias [cols] may be null. */
+  public void biasGelu(DeviceBuffer x, DeviceBuffer bias, long rows, int cols) {
+    gelu.launch("bias_gelu_f32", elementwiseGrid(rows * cols), new int[] {THREADS, 1, 1}, 0, stream, x, bias, rows, cols);
+  }
+
+  /**
+   * {@code s = x + residual; sumOut = s; out = LayerNorm(s)} over [rows, d]; residual and sumOut
+   * may be null.
+   */
+  public void addLayerNorm(
+      DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma, DeviceBuffer beta,
+      long rows, int d, float eps) {
+    int rowsPerBlock = THREADS / 32;
+    long blocks = (rows + rowsPerBlock - 1) / rowsPerBlock;
+    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
+    layerNorm.launch("add_layernorm_f32", new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream,
+        out, sumOut, x, residual, gamma, beta, rows, d, eps);
+  }
+
+  private static int[] elementwiseGrid(long n) {
+    long blocks = Math.min((n + THREADS - 1) / THREADS, 65535L * 4);
+    return new int[] {(int) Math.max(blocks, 1), 1, 1};
+  }
+
+  @Override
+  public void close() {
+    try (gelu;
+        layerNorm;
+        attention;
+        cosineLogits;
+        cast) {
+      // closes both modules, even if one close fails
+    }
+  }
+}

@@ -1,0 +1,106 @@
+package dev.jclip.cli;
+
+import dev.jclip.image.ClipPreprocessor;
+import dev.jclip.image.DecodedImage;
+import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.DType;
+import dev.jclip.io.SafetensorsWriter;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code jclip preprocess --size R [--rgb8] --out FILE.safetensors IMAGE...}: CLIP's image
+ * transform, written in the naming of the reference's preprocess.safetensors: {@code
+ * <file-name>@<R>} float32 [3,R,R] and, with {@code --rgb8}, {@code <file-name>@<R>.rgb8} uint8
+ * [R,R,3] (the image after resize, crop and RGB conversion).
+ */
+@Command(
+    name = "preprocess",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Apply CLIP's image transform (Resize, CenterCrop, RGB, ToTensor, Normalize; Pillow-exact) and write the tensors to a safetensors file.",
+      "Keys: <file-name>@<R> float32 [3,R,R]; with --rgb8 also <file-name>@<R>.rgb8 uint8 [R,R,3]."
+    })
+public final class PreprocessCommand implements Callable<Integer> {
+  @Spec picocli.CommandLine.Model.CommandSpec spec;
+
+  @Option(names = "--size", required = true, paramLabel = "R", description = "output resolution (e.g. 224, 336)")
+  int size;
+
+  @Option(names = "--rgb8", description = "also write the uint8 image before ToTensor")
+  boolean rgb8;
+
+  @Option(names = "--out", required = true, paramLabel = "FILE", description = "safetensors file to write")
+  Path out;
+
+  @Option(
+      names = "--max-pixels",
+      paramLabel = "N",
+      description = "refuse images larger than N pixels (decompression bombs; default ${DEFAULT-VALUE})")
+  long maxPixels = ImageDecoder.DEFAULT_MAX_PIXELS;
+
+  @Parameters(arity = "1..*", paramLabel = "IMAGE", description = "image files (JPEG, PNG, GIF, BMP, WebP)")
+  List<Path> images;
+
+  @Override
+  public Integer call() {
+    if (size <= 0 || size > 4096) {
+      spec.commandLine().getErr().println("jclip preprocess: --size must be between 1 and 4096, got " + size);
+      return 2;
+    }
+    if (maxPixels <= 0) {
+      spec.commandLine().getErr().println("jclip preprocess: --max-pixels must be positive");
+      return 2;
+    }
+    Set<String> names = new HashSet<>();
+    List<SafetensorsWriter.Spec> specs = new ArrayList<>();
+    for (Path p : images) {
+      String name = p.getFileName().toString();
+      if (!names.add(name)) {
+        spec.commandLine().getErr().println(
+            "jclip preprocess: two images are named '" + name + "'; keys use the file name, so it must be unique");
+        return 2;
+      }
+      specs.add(new SafetensorsWriter.Spec(name + "@" + size, DType.F32, new long[] {3, size, size}));
+      if (rgb8) specs.add(new SafetensorsWriter.Spec(name + "@" + size + ".rgb8", DType.U8, new long[] {size, size, 3}));
+    }
+    ImageDecoder decoder = new ImageDecoder(maxPixels);
+    ClipPreprocessor pre = new ClipPreprocessor(size);
+    Map<String, String> metadata = new LinkedHashMap<>();
+    metadata.put("description", "jclip preprocess: CLIP _transform(R) outputs, keys <image>@<R> and <image>@<R>.rgb8");
+    metadata.put("resolution", String.valueOf(size));
+    byte[] rgb = new byte[3 * size * size];
+    float[] floats = new float[pre.floatsPerImage()];
+    ByteBuffer fb = ByteBuffer.allocate(4 * floats.length).order(ByteOrder.LITTLE_ENDIAN);
+    try (SafetensorsWriter.Stream w = SafetensorsWriter.open(out, specs, metadata)) {
+      for (Path p : images) {
+        DecodedImage im = decoder.decode(p);
+        pre.rgb8(im, rgb, 0);
+        pre.toTensor(rgb, 0, floats, 0);
+        fb.clear();
+        fb.asFloatBuffer().put(floats);
+        w.write(fb);
+        if (rgb8) w.write(ByteBuffer.wrap(rgb));
+      }
+      w.finish();
+    } catch (IOException | IllegalArgumentException e) {
+      spec.commandLine().getErr().println("jclip preprocess: " + e.getMessage());
+      return 1;
+    }
+    spec.commandLine().getOut().println("wrote " + images.size() + " image(s) at " + size + " to " + out);
+    return 0;
+  }
+}

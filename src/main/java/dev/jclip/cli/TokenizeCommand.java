@@ -1,0 +1,125 @@
+package dev.jclip.cli;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.jclip.tokenizer.ClipTokenizer;
+import java.io.BufferedReader;
+import java.io.BufferedWriter;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.OutputStreamWriter;
+import java.io.PrintWriter;
+import java.io.Writer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code jclip tokenize}: JSON Lines in (one JSON string per line), JSON Lines out (one array of
+ * ints per line, in order). Other tools rely on this contract.
+ *
+ * <pre>
+ * echo '"a photo of a cat"' | scripts/jclip tokenize --bpe
+ * [320,1125,539,320,2368]
+ * </pre>
+ */
+@Command(
+    name = "tokenize",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Tokenize texts as CLIP does. Reads JSON Lines from standard input, one JSON string per line,",
+      "and writes one JSON array of token ids per line, in the same order.",
+    })
+public final class TokenizeCommand implements Callable<Integer> {
+  @Option(
+      names = "--vocab",
+      paramLabel = "FILE",
+      description = {
+        "bpe_simple_vocab_16e6.txt.gz, or a folder with HuggingFace vocab.json and merges.txt.",
+        "Default: $JCLIP_VOCAB, then ~/.cache/jclip/bpe_simple_vocab_16e6.txt.gz."
+      })
+  Path vocab;
+
+  @Option(names = "--context-length", paramLabel = "N", defaultValue = "77", description = "Ids per text, padded with 0 (default: ${DEFAULT-VALUE}).")
+  int contextLength;
+
+  @Option(names = "--truncate", description = "Cut texts that are too long (the last id becomes <|endoftext|>) instead of failing.")
+  boolean truncate;
+
+  @Option(names = "--bpe", description = "Write the BPE ids alone: no start/end tokens, no padding, no length limit.")
+  boolean bpeOnly;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  /** Standard input; tests replace it. */
+  InputStream in = System.in;
+
+  @Override
+  public Integer call() throws IOException {
+    PrintWriter err = spec.commandLine().getErr();
+    if (contextLength < 1) {
+      err.println("jclip tokenize: --context-length must be at least 1, got " + contextLength);
+      return 2;
+    }
+    ClipTokenizer tokenizer;
+    try {
+      tokenizer = ClipTokenizer.load(vocab != null ? vocab : ClipTokenizer.defaultVocabulary());
+    } catch (IOException e) {
+      err.println("jclip tokenize: " + e.getMessage());
+      return 1;
+    }
+    ObjectMapper json = new ObjectMapper();
+    Writer out = spec.commandLine().getOut();
+    if (out == null) out = new BufferedWriter(new OutputStreamWriter(System.out, StandardCharsets.UTF_8));
+    BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
+    StringBuilder line = new StringBuilder();
+    int lineNo = 0;
+    for (String raw; (raw = reader.readLine()) != null; ) {
+      lineNo++;
+      String text;
+      try {
+        JsonNode node = json.readTree(raw);
+        if (node == null || !node.isTextual()) {
+          err.println("jclip tokenize: stdin line " + lineNo + ": expected a JSON string such as \"a photo of a cat\", got "
+              + (raw.isBlank() ? "an empty line" : abbreviate(raw)));
+          out.flush();
+          return 1;
+        }
+        text = node.textValue();
+      } catch (JsonProcessingException e) {
+        err.println("jclip tokenize: stdin line " + lineNo + ": not valid JSON (" + e.getOriginalMessage() + "): " + abbreviate(raw));
+        out.flush();
+        return 1;
+      }
+      int[] ids;
+      try {
+        ids = bpeOnly ? tokenizer.encode(text) : tokenizer.tokenize(text, contextLength, truncate);
+      } catch (IllegalArgumentException e) {
+        err.println("jclip tokenize: stdin line " + lineNo + ": " + e.getMessage() + "; use --truncate to cut it");
+        out.flush();
+        return 1;
+      }
+      line.setLength(0);
+      line.append('[');
+      for (int i = 0; i < ids.length; i++) {
+        if (i > 0) line.append(',');
+        line.append(ids[i]);
+      }
+      line.append("]\n");
+      out.write(line.toString());
+      // Answer line by line when the caller waits for each result (an interactive pipe).
+      if (in.available() == 0) out.flush();
+    }
+    out.flush();
+    return 0;
+  }
+
+  private static String abbreviate(String s) {
+    return s.length() > 80 ? s.substring(0, 80) + "..." : s;
+  }
+}

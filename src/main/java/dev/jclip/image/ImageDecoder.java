@@ -1,0 +1,437 @@
+package dev.jclip.image;
+
+import java.awt.image.BufferedImage;
+import java.awt.image.ColorModel;
+import java.awt.image.IndexColorModel;
+import java.awt.image.Raster;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Locale;
+import javax.imageio.ImageIO;
+import javax.imageio.ImageReader;
+import javax.imageio.stream.ImageInputStream;
+import javax.imageio.stream.MemoryCacheImageInputStream;
+
+/**
+ * Decodes image files into the mode and pixels that Pillow 9.4's {@code Image.open} gives, with
+ * ImageIO (the JDK's PNG, GIF and BMP readers, TwelveMonkeys for JPEG and WebP).
+ *
+ * <p>Why these decoders: the JDK's JPEG codec is IJG libjpeg 6b with the same defaults as Pillow's
+ * libjpeg-turbo (ISLOW integer IDCT, "fancy" triangle-filter chroma upsampling, same YCbCr tables),
+ * and for baseline and progressive 4:2:0 files it gives the same bytes (see
+ * docs/preprocessing.md); PNG decoding is lossless. The mode follows Pillow's rules: palette PNG
+ * and GIF stay palette indices ("P"), 16-bit RGB/RGBA/LA keep the high byte, 16-bit gray becomes
+ * 32-bit "I", 1-bit gray "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored.
+ *
+ * <p>Guard rails: the pixel count is read from the header and checked against {@link
+ * #maxPixels()} before any pixel buffer is allocated (decompression bombs); a truncated or corrupt
+ * file is an error naming the file, never a partially grey image.
+ *
+ * <pre>{@code
+ * DecodedImage im = new ImageDecoder().decode(Path.of("cat.jpg"));   // RGB 640x480
+ * }</pre>
+ *
+ * <p>Instances are immutable and thread-safe.
+ */
+public final class ImageDecoder {
+  /** Pillow's DecompressionBombError threshold: 2 × MAX_IMAGE_PIXELS = 2 × 89,478,485. */
+  public static final long DEFAULT_MAX_PIXELS = 2L * (1024L * 1024 * 1024 / 4 / 3);
+
+  /** Files above this size are refused before reading (no image we accept needs more). */
+  public static final long DEFAULT_MAX_FILE_BYTES = 1L << 30;
+
+  private final long maxPixels;
+  private final long maxFileBytes;
+
+  public ImageDecoder() {
+    this(DEFAULT_MAX_PIXELS);
+  }
+
+  /** @param maxPixels largest width × height accepted (decompression-bomb limit) */
+  public ImageDecoder(long maxPixels) {
+    this(maxPixels, DEFAULT_MAX_FILE_BYTES);
+  }
+
+  public ImageDecoder(long maxPixels, long maxFileBytes) {
+    if (maxPixels <= 0 || maxFileBytes <= 0) throw new IllegalArgumentException("limits must be positive");
+    this.maxPixels = maxPixels;
+    this.maxFileBytes = maxFileBytes;
+  }
+
+  public long maxPixels() {
+    return maxPixels;
+  }
+
+  /** Decodes a file; the format is recognised from its content, not its name (as Pillow does). */
+  public DecodedImage decode(Path file) throws ImageDecodeException {
+    byte[] bytes = readFile(file);
+    return decode(file, bytes);
+  }
+
+  /**
+   * Decodes in-memory file content.
+   *
+   * @param file the name to use in messages (may be null)
+   */
+  public DecodedImage decode(Path file, byte[] bytes) throws ImageDecodeException {
+    if (bytes.length == 0) throw new ImageDecodeException(file, "empty file (0 bytes), not an image");
+    Format format = Format.sniff(bytes);
+    if (format == null) {
+      throw new ImageDecodeException(
+          file, "not a recognised image format (JPEG, PNG, GIF, BMP or WebP expected; the content does not start with any of their signatures)");
+    }
+    try {
+      return switch (format) {
+        case PNG -> decodePng(file, bytes);
+        case JPEG -> decodeJpeg(file, bytes);
+        case GIF, BMP, WEBP -> decodeOther(file, bytes, format);
+      };
+    } catch (ImageDecodeException e) {
+      throw e;
+    } catch (IOException | RuntimeException e) {
+      // ImageIO reports corrupt data with IIOException and, for some malformed headers, with
+      // runtime exceptions from deep inside the codec: either way the file is unusable.
+      String msg = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+      Throwable c = e.getCause();
+      if (c != null && c.getMessage() != null && !msg.contains(c.getMessage())) msg += " (" + c.getMessage() + ")";
+      throw new ImageDecodeException(file, "corrupt or truncated " + format + " file: " + msg, e);
+    } catch (OutOfMemoryError e) {
+      throw new ImageDecodeException(file, "not enough memory to decode this " + format + " image", e);
+    }
+  }
+
+  private byte[] readFile(Path file) throws ImageDecodeException {
+    try {
+      if (Files.isDirectory(file)) throw new ImageDecodeException(file, "is a directory, not an image file");
+      long size = Files.size(file);
+      if (size > maxFileBytes) {
+        throw new ImageDecodeException(file, "file of " + size + " bytes is larger than the limit of " + maxFileBytes);
+      }
+      return Files.readAllBytes(file);
+    } catch (NoSuchFileException e) {
+      throw new ImageDecodeException(file, "no such file");
+    } catch (AccessDeniedException e) {
+      throw new ImageDecodeException(file, "permission denied");
+    } catch (ImageDecodeException e) {
+      throw e;
+    } catch (IOException e) {
+      throw new ImageDecodeException(file, "cannot read: " + e.getMessage(), e);
+    }
+  }
+
+  enum Format {
+    PNG,
+    JPEG,
+    GIF,
+    BMP,
+    WEBP;
+
+    static Format sniff(byte[] b) {
+      if (startsWith(b, 0, 0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A)) return PNG;
+      if (startsWith(b, 0, 0xFF, 0xD8, 0xFF)) return JPEG;
+      if (startsWith(b, 0, 'G', 'I', 'F', '8')) return GIF;
+      if (startsWith(b, 0, 'B', 'M')) return BMP;
+      if (startsWith(b, 0, 'R', 'I', 'F', 'F') && startsWith(b, 8, 'W', 'E', 'B', 'P')) return WEBP;
+      return null;
+    }
+
+    private static boolean startsWith(byte[] b, int off, int... sig) {
+      if (b.length < off + sig.length) return false;
+      for (int i = 0; i < sig.length; i++) if ((b[off + i] & 0xff) != sig[i]) return false;
+      return true;
+    }
+  }
+
+  private void checkPixels(Path file, Format f, long w, long h) throws ImageDecodeException {
+    if (w <= 0 || h <= 0) throw new ImageDecodeException(file, f + " header gives an empty size " + w + "x" + h);
+    long n = w * h;
+    if (n > maxPixels) {
+      throw new ImageDecodeException(
+          file,
+          "image is "
+              + w
+              + "x"
+              + h
+              + " = "
+              + n
+              + " pixels, above the limit of "
+              + maxPixels
+              + " (possible decompression bomb; raise the limit if the image is genuine)");
+    }
+  }
+
+  // ---------------------------------------------------------------- PNG
+
+  private DecodedImage decodePng(Path file, byte[] b) throws IOException {
+    // IHDR must be the first chunk: length 13 at byte 8, type at 12, data at 16.
+    if (b.length < 33 || !(b[12] == 'I' && b[13] == 'H' && b[14] == 'D' && b[15] == 'R')) {
+      throw new ImageDecodeException(file, "corrupt PNG file: no IHDR chunk after the signature");
+    }
+    long w = be32(b, 16);
+    long h = be32(b, 20);
+    int depth = b[24] & 0xff;
+    int colorType = b[25] & 0xff;
+    checkPixels(file, Format.PNG, w, h);
+    Raster r;
+    ColorModel cm;
+    {
+      BufferedImage im = read(file, b, Format.PNG, new ArrayList<>());
+      r = im.getRaster();
+      cm = im.getColorModel();
+    }
+    int W = (int) w;
+    int H = (int) h;
+    if (r.getWidth() != W || r.getHeight() != H) {
+      throw new ImageDecodeException(file, "PNG decoder returned " + r.getWidth() + "x" + r.getHeight() + ", header says " + w + "x" + h);
+    }
+    String fmt = "PNG";
+    switch (colorType) {
+      case 0 -> {
+        if (depth == 16) {
+          int[] v = new int[W * H];
+          int[] row = new int[W * r.getNumBands()];
+          for (int y = 0; y < H; y++) {
+            r.getPixels(0, y, W, 1, row);
+            for (int x = 0; x < W; x++) v[y * W + x] = row[x * r.getNumBands()];
+          }
+          return DecodedImage.ofInts(fmt, W, H, v);
+        }
+        // 1-bit gray is Pillow's mode "1"; 2- and 4-bit are unpacked to L by multiplying.
+        int scale = switch (depth) {
+          case 1 -> 255;
+          case 2 -> 0x55;
+          case 4 -> 0x11;
+          default -> 1;
+        };
+        byte[] px = bands(r, new int[] {0}, 0, scale);
+        return DecodedImage.of(fmt, depth == 1 ? DecodedImage.Mode.BILEVEL : DecodedImage.Mode.L, W, H, px);
+      }
+      case 2 -> {
+        return DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, depth == 16 ? 8 : 0, 1));
+      }
+      case 3 -> {
+        if (!(cm instanceof IndexColorModel icm)) {
+          throw new ImageDecodeException(file, "palette PNG decoded without a palette");
+        }
+        // Only the PLTE's own entries: ImageIO pads the colour model to 2^depth entries with
+        // black, Pillow pads its palette with a gray ramp (index i -> (i, i, i)).
+        byte[] pal = paletteOf(icm);
+        int entries = pngPaletteEntries(b);
+        if (entries >= 0 && entries * 3 < pal.length) pal = java.util.Arrays.copyOf(pal, entries * 3);
+        return DecodedImage.palette(fmt, W, H, bands(r, new int[] {0}, 0, 1), pal);
+      }
+      case 4 -> {
+        if (depth == 16) {
+          // Pillow opens 16-bit gray+alpha as RGBA (rawmode "LA;16B"): high bytes, gray replicated.
+          return DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bands(r, new int[] {0, 0, 0, 1}, 8, 1));
+        }
+        return DecodedImage.of(fmt, DecodedImage.Mode.LA, W, H, bands(r, new int[] {0, 1}, 0, 1));
+      }
+      case 6 -> {
+        return DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bands(r, new int[] {0, 1, 2, 3}, depth == 16 ? 8 : 0, 1));
+      }
+      default -> throw new ImageDecodeException(file, "corrupt PNG file: unknown colour type " + colorType);
+    }
+  }
+
+  /** Entries in the PNG's PLTE chunk, or -1 when there is none (chunks walked from IHDR on). */
+  static int pngPaletteEntries(byte[] b) {
+    int i = 8;
+    while (i + 8 <= b.length) {
+      long len = be32(b, i);
+      if (b[i + 4] == 'P' && b[i + 5] == 'L' && b[i + 6] == 'T' && b[i + 7] == 'E') return (int) Math.min(len / 3, 256);
+      if (b[i + 4] == 'I' && b[i + 5] == 'D' && b[i + 6] == 'A' && b[i + 7] == 'T') return -1;
+      if (len > b.length) return -1;
+      i += 12 + (int) len;
+    }
+    return -1;
+  }
+
+  private static long be32(byte[] b, int off) {
+    return ((long) (b[off] & 0xff) << 24) | ((b[off + 1] & 0xff) << 16) | ((b[off + 2] & 0xff) << 8) | (b[off + 3] & 0xff);
+  }
+
+  // ---------------------------------------------------------------- JPEG
+
+  private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
+    List<String> warnings = new ArrayList<>();
+    ImageReader reader = reader(file, b, Format.JPEG);
+    try {
+      reader.addIIOReadWarningListener((src, w) -> warnings.add(w));
+      checkPixels(file, Format.JPEG, reader.getWidth(0), reader.getHeight(0));
+      int components = jpegComponents(b);
+      Raster r;
+      if (components == 4) {
+        // CMYK/YCCK: the raw raster, without the colour management ImageIO would apply.
+        r = reader.readRaster(0, null);
+      } else {
+        r = reader.read(0).getRaster();
+      }
+      checkWarnings(file, Format.JPEG, warnings);
+      int W = r.getWidth();
+      int H = r.getHeight();
+      return switch (r.getNumBands()) {
+        case 1 -> DecodedImage.of("JPEG", DecodedImage.Mode.L, W, H, bands(r, new int[] {0}, 0, 1));
+        case 3 -> DecodedImage.of("JPEG", DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
+        case 4 -> {
+          // Pillow reads 4-component JPEGs as "CMYK;I" (Adobe's inverted convention).
+          byte[] px = bands(r, new int[] {0, 1, 2, 3}, 0, 1);
+          for (int i = 0; i < px.length; i++) px[i] = (byte) (255 - (px[i] & 0xff));
+          yield DecodedImage.of("JPEG", DecodedImage.Mode.CMYK, W, H, px);
+        }
+        default -> throw new ImageDecodeException(file, "JPEG with " + r.getNumBands() + " components is not supported");
+      };
+    } finally {
+      reader.dispose();
+    }
+  }
+
+  /** Number of components from the first SOF marker, or -1. */
+  static int jpegComponents(byte[] b) {
+    int i = 2;
+    while (i + 9 < b.length) {
+      if ((b[i] & 0xff) != 0xFF) return -1;
+      int m = b[i + 1] & 0xff;
+      if (m == 0xFF) {
+        i++;
+        continue;
+      }
+      int len = ((b[i + 2] & 0xff) << 8) | (b[i + 3] & 0xff);
+      boolean sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+      if (sof) return b[i + 9] & 0xff;
+      if (m == 0xDA || m == 0xD9) return -1;
+      i += 2 + len;
+    }
+    return -1;
+  }
+
+  // ---------------------------------------------------------------- GIF, BMP, WebP
+
+  private DecodedImage decodeOther(Path file, byte[] b, Format f) throws IOException {
+    List<String> warnings = new ArrayList<>();
+    BufferedImage im = read(file, b, f, warnings);
+    checkWarnings(file, f, warnings);
+    Raster r = im.getRaster();
+    int W = r.getWidth();
+    int H = r.getHeight();
+    String fmt = f.name();
+    ColorModel cm = im.getColorModel();
+    if (cm instanceof IndexColorModel icm) {
+      byte[] idx = bands(r, new int[] {0}, 0, 1);
+      byte[] pal = paletteOf(icm);
+      int n = icm.getMapSize();
+      // Pillow drops a palette that is the identity gray ramp: GIF gives "L", BMP "L" (or "1"
+      // for a two-entry black/white palette); otherwise the image stays "P".
+      if (f == Format.BMP && n == 2 && isGray(pal, new int[] {0, 255})) {
+        for (int i = 0; i < idx.length; i++) idx[i] = (byte) (idx[i] != 0 ? 255 : 0);
+        return DecodedImage.of(fmt, DecodedImage.Mode.BILEVEL, W, H, idx);
+      }
+      int[] ramp = new int[n];
+      for (int i = 0; i < n; i++) ramp[i] = i;
+      if ((f == Format.GIF || f == Format.BMP) && isGray(pal, ramp)) {
+        return DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, idx);
+      }
+      return DecodedImage.palette(fmt, W, H, idx, pal);
+    }
+    int bands = r.getNumBands();
+    if (bands == 1) return DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, bands(r, new int[] {0}, 0, 1));
+    if (cm.hasAlpha() && bands == 4) {
+      return DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bands(r, new int[] {0, 1, 2, 3}, 0, 1));
+    }
+    if (bands >= 3) return DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
+    throw new ImageDecodeException(file, fmt + " image with " + bands + " bands is not supported");
+  }
+
+  private static boolean isGray(byte[] pal, int[] expected) {
+    for (int i = 0; i < expected.length; i++) {
+      int v = expected[i];
+      if ((pal[3 * i] & 0xff) != v || (pal[3 * i + 1] & 0xff) != v || (pal[3 * i + 2] & 0xff) != v) return false;
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  private static byte[] paletteOf(IndexColorModel icm) {
+    int n = Math.min(256, icm.getMapSize());
+    byte[] pal = new byte[3 * n];
+    for (int i = 0; i < n; i++) {
+      int rgb = icm.getRGB(i);
+      pal[3 * i] = (byte) (rgb >> 16);
+      pal[3 * i + 1] = (byte) (rgb >> 8);
+      pal[3 * i + 2] = (byte) rgb;
+    }
+    return pal;
+  }
+
+  /**
+   * Selected bands of a raster as interleaved bytes: each sample shifted right by {@code shift}
+   * (16-bit to its high byte) and multiplied by {@code scale} (low bit depths to 8 bits).
+   */
+  private static byte[] bands(Raster r, int[] which, int shift, int scale) {
+    int w = r.getWidth();
+    int h = r.getHeight();
+    int nb = r.getNumBands();
+    int c = which.length;
+    byte[] out = new byte[Math.multiplyExact(Math.multiplyExact(w, h), c)];
+    // Fast path: 8-bit interleaved rasters whose bands are exactly those asked for.
+    if (shift == 0 && scale == 1 && nb == c && r.getTransferType() == java.awt.image.DataBuffer.TYPE_BYTE
+        && r.getSampleModel().getSampleSize(0) == 8) {
+      Object row = null;
+      for (int y = 0; y < h; y++) {
+        row = r.getDataElements(0, y, w, 1, row);
+        System.arraycopy((byte[]) row, 0, out, y * w * c, w * c);
+      }
+      return out;
+    }
+    int[] row = new int[w * nb];
+    int o = 0;
+    for (int y = 0; y < h; y++) {
+      r.getPixels(0, y, w, 1, row);
+      for (int x = 0; x < w; x++) {
+        int base = x * nb;
+        for (int k = 0; k < c; k++) out[o++] = (byte) ((row[base + which[k]] >> shift) * scale);
+      }
+    }
+    return out;
+  }
+
+  private ImageReader reader(Path file, byte[] b, Format f) throws IOException {
+    ImageInputStream in = new MemoryCacheImageInputStream(new ByteArrayInputStream(b));
+    Iterator<ImageReader> it = ImageIO.getImageReaders(in);
+    if (!it.hasNext()) {
+      throw new ImageDecodeException(file, "no " + f + " decoder available (ImageIO plugins missing from the class path?)");
+    }
+    ImageReader reader = it.next();
+    reader.setInput(in, true, true);
+    return reader;
+  }
+
+  private BufferedImage read(Path file, byte[] b, Format f, List<String> warnings) throws IOException {
+    ImageReader reader = reader(file, b, f);
+    try {
+      reader.addIIOReadWarningListener((src, w) -> warnings.add(w));
+      checkPixels(file, f, reader.getWidth(0), reader.getHeight(0));
+      return reader.read(0);
+    } finally {
+      reader.dispose();
+    }
+  }
+
+  /** Warnings that mean the data ended early or is damaged are errors; others are ignored as libjpeg does. */
+  private static void checkWarnings(Path file, Format f, List<String> warnings) throws ImageDecodeException {
+    for (String w : warnings) {
+      String l = w.toLowerCase(Locale.ROOT);
+      if (l.contains("premature end") || l.contains("truncated") || l.contains("missing eoi")) {
+        throw new ImageDecodeException(file, "truncated " + f + " file (" + String.join("; ", warnings) + ")");
+      }
+    }
+  }
+}

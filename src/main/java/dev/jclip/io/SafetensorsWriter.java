@@ -1,0 +1,192 @@
+package dev.jclip.io;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.Arrays;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Writes tensors to a safetensors file, in the order given, with an optional {@code __metadata__}
+ * string map.
+ *
+ * <p>The layout matches the reference implementation: the JSON header is padded with spaces so
+ * that the data starts at a multiple of 8 bytes, and tensors are stored back to back. The file
+ * appears atomically: it is written to a temporary file in the same folder and renamed over the
+ * target, so a reader never sees a half-written file.
+ *
+ * <pre>{@code
+ * SafetensorsWriter.write(Path.of("out.safetensors"),
+ *     List.of(Tensor.ofFloats("x", new long[] {2, 2}, new float[] {1, 2, 3, 4})),
+ *     Map.of("format", "pt"));
+ * }</pre>
+ *
+ * <p>When the names and shapes are known up front but the data is produced one tensor at a time
+ * (e.g. preprocessing thousands of images), {@link #open} streams it without holding it all.
+ */
+public final class SafetensorsWriter {
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  private SafetensorsWriter() {}
+
+  /** Name, dtype and shape of a tensor to be written. */
+  public record Spec(String name, DType dtype, long[] shape) {
+    public Spec {
+      shape = shape.clone();
+    }
+
+    public long byteSize() {
+      return Math.multiplyExact(Tensor.numel(shape), (long) dtype.byteSize());
+    }
+  }
+
+  /**
+   * Writes {@code tensors} (names must be unique and not {@code __metadata__}) and {@code
+   * metadata} (may be empty or null) to {@code file}, replacing it atomically.
+   */
+  public static void write(Path file, List<Tensor> tensors, Map<String, String> metadata) throws IOException {
+    List<Spec> specs = tensors.stream().map(t -> new Spec(t.name(), t.dtype(), t.shape())).toList();
+    try (Stream s = open(file, specs, metadata)) {
+      for (Tensor t : tensors) s.write(t.data());
+      s.finish();
+    }
+  }
+
+  /**
+   * Starts a file whose tensors are given by {@code specs}; their data must then be passed to
+   * {@link Stream#write} in the same order, and {@link Stream#finish()} makes the file appear.
+   */
+  public static Stream open(Path file, List<Spec> specs, Map<String, String> metadata) throws IOException {
+    byte[] header = header(specs, metadata);
+    Path abs = file.toAbsolutePath();
+    Path dir = abs.getParent();
+    if (dir != null && !Files.isDirectory(dir)) {
+      throw new java.nio.file.NoSuchFileException(file.toString(), null, "folder does not exist");
+    }
+    Path tmp = Files.createTempFile(dir, "." + abs.getFileName(), ".tmp");
+    FileChannel ch = null;
+    try {
+      ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
+      writeFully(ch, ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
+      writeFully(ch, ByteBuffer.wrap(header));
+      return new Stream(abs, tmp, ch, List.copyOf(specs));
+    } catch (IOException | RuntimeException e) {
+      if (ch != null) ch.close();
+      Files.deleteIfExists(tmp);
+      throw e;
+    }
+  }
+
+  /** A safetensors file being written; close without {@link #finish()} discards it. */
+  public static final class Stream implements AutoCloseable {
+    private final Path target;
+    private final Path tmp;
+    private final FileChannel ch;
+    private final List<Spec> specs;
+    private int next;
+    private boolean finished;
+    private boolean closed;
+
+    private Stream(Path target, Path tmp, FileChannel ch, List<Spec> specs) {
+      this.target = target;
+      this.tmp = tmp;
+      this.ch = ch;
+      this.specs = specs;
+    }
+
+    /** The data of the next tensor, exactly its byte size, little-endian (position to limit). */
+    public void write(ByteBuffer data) throws IOException {
+      if (finished || closed) throw new IllegalStateException(target + ": already finished");
+      if (next >= specs.size()) throw new IllegalStateException(target + ": all " + specs.size() + " tensors already written");
+      Spec s = specs.get(next);
+      if (data.remaining() != s.byteSize()) {
+        throw new IllegalArgumentException(
+            "tensor '" + s.name() + "' needs " + s.byteSize() + " bytes, got " + data.remaining());
+      }
+      writeFully(ch, data.duplicate());
+      next++;
+    }
+
+    /** Checks that every tensor was written, syncs, and renames the file into place. */
+    public void finish() throws IOException {
+      if (finished || closed) throw new IllegalStateException(target + ": already finished");
+      if (next != specs.size()) {
+        throw new IllegalStateException(target + ": only " + next + " of " + specs.size() + " tensors written");
+      }
+      ch.force(true);
+      ch.close();
+      try {
+        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      } catch (AtomicMoveNotSupportedException e) {
+        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+      }
+      finished = true;
+    }
+
+    @Override
+    public void close() throws IOException {
+      if (closed) return;
+      closed = true;
+      if (!finished) {
+        try {
+          ch.close();
+        } finally {
+          Files.deleteIfExists(tmp);
+        }
+      }
+    }
+  }
+
+  /** The padded JSON header (without the 8-byte length). */
+  static byte[] header(List<Spec> specs, Map<String, String> metadata) throws JsonProcessingException {
+    ObjectNode root = JSON.createObjectNode();
+    if (metadata != null && !metadata.isEmpty()) {
+      ObjectNode md = root.putObject("__metadata__");
+      metadata.forEach(
+          (k, v) -> {
+            if (k == null || v == null) throw new IllegalArgumentException("metadata keys and values must not be null");
+            md.put(k, v);
+          });
+    }
+    Set<String> seen = new HashSet<>();
+    long offset = 0;
+    for (Spec t : specs) {
+      String name = t.name();
+      if (name.isEmpty() || name.equals("__metadata__")) {
+        throw new IllegalArgumentException("invalid tensor name '" + name + "'");
+      }
+      if (!seen.add(name)) throw new IllegalArgumentException("duplicate tensor name '" + name + "'");
+      ObjectNode e = root.putObject(name);
+      e.put("dtype", t.dtype().safetensorsName());
+      ArrayNode shape = e.putArray("shape");
+      for (long d : t.shape()) shape.add(d);
+      ArrayNode off = e.putArray("data_offsets");
+      off.add(offset);
+      offset = Math.addExact(offset, t.byteSize());
+      off.add(offset);
+    }
+    byte[] json = JSON.writeValueAsBytes(root);
+    // Pad so that 8 + header length is a multiple of 8: mapped F64/I64 data is then aligned.
+    int padded = (json.length + 7) & ~7;
+    byte[] out = Arrays.copyOf(json, padded);
+    Arrays.fill(out, json.length, padded, (byte) ' ');
+    return out;
+  }
+
+  static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
+    while (b.hasRemaining()) ch.write(b);
+  }
+}

@@ -1,0 +1,159 @@
+package dev.jclip.backend;
+
+/**
+ * The oracle for every op: plain loops, double accumulation, formulas as in PyTorch. Used only by
+ * tests; slow on purpose.
+ */
+public final class ReferenceOps {
+  private ReferenceOps() {}
+
+  /** {@code C[M,N] = A[M,K] · B[N,K]ᵀ (+ bias[N])}, PyTorch's F.linear. */
+  public static float[] linear(float[] a, float[] b, float[] bias, int m, int n, int k) {
+    float[] c = new float[m * n];
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < n; j++) {
+        double s = bias == null ? 0 : bias[j];
+        for (int t = 0; t < k; t++) s += (double) a[i * k + t] * b[j * k + t];
+        c[i * n + j] = (float) s;
+      }
+    }
+    return c;
+  }
+
+  /** QuickGELU of CLIP: {@code v * sigmoid(1.702 v)}, with an optional bias over the last dim. */
+  public static float[] biasQuickGelu(float[] x, float[] bias, int cols) {
+    float[] y = new float[x.length];
+    for (int i = 0; i < x.length; i++) {
+      double v = (double) x[i] + (bias == null ? 0 : bias[i % cols]);
+      y[i] = (float) (v / (1 + Math.exp(-1.702 * v)));
+    }
+    return y;
+  }
+
+  /** Exact GELU: {@code 0.5 v (1 + erf(v / √2))}, with an optional bias over the last dim. */
+  public static float[] biasGelu(float[] x, float[] bias, int cols) {
+    float[] y = new float[x.length];
+    for (int i = 0; i < x.length; i++) {
+      double v = (double) x[i] + (bias == null ? 0 : bias[i % cols]);
+      y[i] = (float) (0.5 * v * (1 + erf(v / Math.sqrt(2))));
+    }
+    return y;
+  }
+
+  /** LayerNorm over the last dim of {@code x + residual} (residual may be null), biased variance. */
+  public static float[] addLayerNorm(float[] x, float[] residual, float[] gamma, float[] beta, int rows, int d, double eps) {
+    float[] y = new float[x.length];
+    for (int r = 0; r < rows; r++) {
+      double mean = 0;
+      for (int i = 0; i < d; i++) mean += s(x, residual, r * d + i);
+      mean /= d;
+      double var = 0;
+      for (int i = 0; i < d; i++) {
+        double t = s(x, residual, r * d + i) - mean;
+        var += t * t;
+      }
+      var /= d;
+      double rstd = 1 / Math.sqrt(var + eps);
+      for (int i = 0; i < d; i++) y[r * d + i] = (float) ((s(x, residual, r * d + i) - mean) * rstd * gamma[i] + beta[i]);
+    }
+    return y;
+  }
+
+  private static double s(float[] x, float[] residual, int i) {
+    return (double) x[i] + (residual == null ? 0 : residual[i]);
+  }
+
+  /**
+   * Multi-head self-attention, head size 64, over packed {@code qkv} [B, N, 3, H, 64]; returns
+   * [B, N, H, 64]. PyTorch's scaled_dot_product_attention with scale 1/8 (and is_causal).
+   */
+  public static float[] attention(float[] qkv, int batch, int n, int heads, boolean causal) {
+    int d = heads * 64;
+    float[] out = new float[batch * n * d];
+    double[] p = new double[n];
+    for (int b = 0; b < batch; b++) {
+      for (int h = 0; h < heads; h++) {
+        for (int i = 0; i < n; i++) {
+          int qo = (b * n + i) * 3 * d + h * 64;
+          double max = Double.NEGATIVE_INFINITY;
+          int keys = causal ? i + 1 : n;
+          for (int j = 0; j < keys; j++) {
+            int ko = (b * n + j) * 3 * d + d + h * 64;
+            double s = 0;
+            for (int t = 0; t < 64; t++) s += (double) qkv[qo + t] * qkv[ko + t];
+            p[j] = s / 8;
+            max = Math.max(max, p[j]);
+          }
+          double sum = 0;
+          for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
+          for (int t = 0; t < 64; t++) {
+            double o = 0;
+            for (int j = 0; j < keys; j++) o += p[j] * qkv[(b * n + j) * 3 * d + 2 * d + h * 64 + t];
+            out[(b * n + i) * d + h * 64 + t] = (float) (o / sum);
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  /** CLIP's logits: {@code scale · x̂ · ŷᵀ} with rows L2-normalised. */
+  public static float[] cosineLogits(float[] x, float[] y, int m, int t, int e, double scale) {
+    float[] out = new float[m * t];
+    for (int i = 0; i < m; i++) {
+      for (int j = 0; j < t; j++) {
+        double dot = 0, nx = 0, ny = 0;
+        for (int k = 0; k < e; k++) {
+          dot += (double) x[i * e + k] * y[j * e + k];
+          nx += (double) x[i * e + k] * x[i * e + k];
+          ny += (double) y[j * e + k] * y[j * e + k];
+        }
+        out[i * t + j] = (float) (scale * dot / Math.sqrt(nx) / Math.sqrt(ny));
+      }
+    }
+    return out;
+  }
+
+  /** The error function to double precision: Taylor series near 0, continued fraction for erfc beyond. */
+  public static double erf(double x) {
+    double ax = Math.abs(x);
+    if (ax > 6) return Math.signum(x);
+    if (ax < 2.5) {
+      double term = ax, sum = ax, x2 = ax * ax;
+      for (int n = 1; n < 200; n++) {
+        term *= -x2 / n;
+        double add = term / (2 * n + 1);
+        sum += add;
+        if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+      }
+      return Math.copySign(2 / Math.sqrt(Math.PI) * sum, x);
+    }
+    // erfc(x) = exp(-x²)/√π · 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))) evaluated by Lentz's method
+    double tiny = 1e-300, f = ax, c = ax, dd = 0;
+    for (int n = 1; n < 500; n++) {
+      double an = n / 2.0;
+      dd = ax + an * dd;
+      dd = Math.abs(dd) < tiny ? tiny : dd;
+      c = ax + an / c;
+      c = Math.abs(c) < tiny ? tiny : c;
+      dd = 1 / dd;
+      double delta = c * dd;
+      f *= delta;
+      if (Math.abs(delta - 1) < 1e-16) break;
+    }
+    double erfc = Math.exp(-ax * ax) / Math.sqrt(Math.PI) / f;
+    return Math.copySign(1 - erfc, x);
+  }
+
+  /** ‖a − b‖ / ‖b‖ in double. */
+  public static double relativeError(float[] a, float[] b) {
+    if (a.length != b.length) throw new IllegalArgumentException("lengths " + a.length + " vs " + b.length);
+    double num = 0, den = 0;
+    for (int i = 0; i < a.length; i++) {
+      double d = (double) a[i] - b[i];
+      num += d * d;
+      den += (double) b[i] * b[i];
+    }
+    return Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
+  }
+}

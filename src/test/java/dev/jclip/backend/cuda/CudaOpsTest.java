@@ -1,0 +1,128 @@
+package dev.jclip.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.backend.ReferenceOps;
+import dev.jclip.testing.TestRandom;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/** Every CUDA op against the reference on fresh random inputs at CLIP shapes, fp32 parity mode. */
+@Tag("cuda")
+class CudaOpsTest {
+  static final int[] WIDTHS = {64, 128, 512, 768, 1024, 1280};
+  static final int[] SEQS = {50, 77, 197, 257, 577};
+  static final double FP32_TOL = 1e-5;
+
+  static CudaDevice device;
+  static CudaOps ops;
+  static Cublas cublas;
+  final Random random = TestRandom.create(getClass().getSimpleName());
+
+  @BeforeAll
+  static void open() {
+    device = CudaTestSupport.openDevice();
+    System.out.println("[cuda] testing on " + device + ", driver CUDA " + CudaDriver.driverVersion());
+    ops = new CudaOps(device, null);
+    cublas = new Cublas(device);
+  }
+
+  @AfterAll
+  static void close() {
+    if (cublas != null) cublas.close();
+    if (ops != null) ops.close();
+    if (device != null) device.close();
+  }
+
+  float[] randn(int n, double scale) {
+    float[] a = new float[n];
+    for (int i = 0; i < n; i++) a[i] = (float) (random.nextGaussian() * scale);
+    return a;
+  }
+
+  DeviceBuffer upload(float[] a) {
+    return device.allocate(4L * a.length).upload(a);
+  }
+
+  static void assertClose(String what, float[] got, float[] want, double tol) {
+    double err = ReferenceOps.relativeError(got, want);
+    int worst = 0;
+    for (int i = 0; i < got.length; i++) if (Math.abs(got[i] - want[i]) > Math.abs(got[worst] - want[worst])) worst = i;
+    assertTrue(err <= tol, what + ": relative error " + err + " > " + tol + "; worst at " + worst + ": got " + got[worst]
+        + ", want " + want[worst]);
+  }
+
+  @Test
+  void biasActivationsMatchReference() {
+    for (int d : WIDTHS) {
+      int cols = 4 * d; // the MLP hidden width c_fc produces
+      int rows = SEQS[random.nextInt(SEQS.length)] * (1 + random.nextInt(2));
+      float[] x = randn(rows * cols, 3);
+      float[] bias = randn(cols, 0.5);
+      try (DeviceBuffer dx = upload(x);
+          DeviceBuffer db = upload(bias);
+          DeviceBuffer dx2 = upload(x)) {
+        ops.biasQuickGelu(dx, db, rows, cols);
+        assertClose("bias+QuickGELU " + rows + "x" + cols, dx.downloadFloats(x.length), ReferenceOps.biasQuickGelu(x, bias, cols), FP32_TOL);
+        ops.biasGelu(dx2, db, rows, cols);
+        assertClose("bias+GELU " + rows + "x" + cols, dx2.downloadFloats(x.length), ReferenceOps.biasGelu(x, bias, cols), FP32_TOL);
+      }
+    }
+    // no bias
+    float[] x = randn(77 * 64, 2);
+    try (DeviceBuffer dx = upload(x)) {
+      ops.biasQuickGelu(dx, null, 77, 64);
+      assertClose("QuickGELU without bias", dx.downloadFloats(x.length), ReferenceOps.biasQuickGelu(x, null, 64), FP32_TOL);
+    }
+  }
+
+  @Test
+  void addLayerNormMatchesReference() {
+    for (int d : WIDTHS) {
+      for (int seq : SEQS) {
+        int rows = seq * (1 + random.nextInt(2));
+        float[] x = randn(rows * d, 1);
+        float[] res = randn(rows * d, 2);
+        float[] g = randn(d, 0.1);
+        for (int i = 0; i < d; i++) g[i] += 1;
+        float[] b = randn(d, 0.05);
+        float[] sum = new float[x.length];
+        for (int i = 0; i < x.length; i++) sum[i] = x[i] + res[i];
+        try (DeviceBuffer dx = upload(x);
+            DeviceBuffer dr = upload(res);
+            DeviceBuffer dg = upload(g);
+            DeviceBuffer db = upload(b);
+            DeviceBuffer out = device.allocate(4L * x.length);
+            DeviceBuffer dsum = device.allocate(4L * x.length)) {
+          ops.addLayerNorm(out, dsum, dx, dr, dg, db, rows, d, 1e-5f);
+          String shape = rows + "x" + d;
+          assertClose("add+LayerNorm " + shape, out.downloadFloats(x.length), ReferenceOps.addLayerNorm(x, res, g, b, rows, d, 1e-5), FP32_TOL);
+          assertClose("residual sum " + shape, dsum.downloadFloats(x.length), sum, 0);
+          // plain LayerNorm, in place
+          ops.addLayerNorm(dx, null, dx, null, dg, db, rows, d, 1e-5f);
+          assertClose("LayerNorm in place " + shape, dx.downloadFloats(x.length), ReferenceOps.addLayerNorm(x, null, g, b, rows, d, 1e-5), FP32_TOL);
+        }
+      }
+    }
+  }
+
+  @Test
+  void cublasSgemmIsFp32Exact() {
+    // LINEAR shapes of CLIP: [B*N, D] x [D', D]^T
+    int[][] shapes = {{50, 768, 768}, {77, 2048, 512}, {2 * 197, 768, 3072}, {257, 3 * 1024, 1024}, {64, 512, 768}, {1, 512, 512}};
+    for (int[] s : shapes) {
+      int m = s[0], n = s[1], k = s[2];
+      float[] a = randn(m * k, 1);
+      float[] w = randn(n * k, 1 / Math.sqrt(k));
+      try (DeviceBuffer da = upload(a);
+          DeviceBuffer dw = upload(w);
+          DeviceBuffer dc = device.allocate(4L * m * n)) {
+        cublas.sgemmNT(m, n, k, 1f, da, dw, 0f, dc);
+        assertClose("sgemm " + m + "x" + n + "x" + k, dc.downloadFloats(m * n), ReferenceOps.linear(a, w, null, m, n, k), FP32_TOL);
+      }
+    }
+  }
+}

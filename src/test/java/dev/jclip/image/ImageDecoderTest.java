@@ -1,0 +1,183 @@
+package dev.jclip.image;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.testing.Reference;
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Bad inputs give clear errors quickly; Pillow's mode rules for the less common PNG kinds. */
+@Timeout(value = 60, unit = TimeUnit.SECONDS)
+class ImageDecoderTest {
+  @TempDir Path tmp;
+
+  private final ImageDecoder decoder = new ImageDecoder();
+
+  private Path write(String name, byte[] data) throws IOException {
+    Path f = tmp.resolve(name);
+    Files.write(f, data);
+    return f;
+  }
+
+  private ImageDecodeException bad(Path f, String... fragments) {
+    ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> decoder.decode(f));
+    assertTrue(e.getMessage().contains(f.toString()), "names the file: " + e.getMessage());
+    for (String s : fragments) assertTrue(e.getMessage().contains(s), "'" + s + "' in: " + e.getMessage());
+    return e;
+  }
+
+  @Test
+  void emptyFile() throws IOException {
+    bad(write("empty.jpg", new byte[0]), "empty file");
+  }
+
+  @Test
+  void textFileNamedJpg() throws IOException {
+    bad(write("notes.jpg", "this is not an image\n".getBytes()), "not a recognised image format");
+  }
+
+  @Test
+  void unreadablePaths() {
+    bad(tmp.resolve("missing.png"), "no such file");
+    bad(tmp, "directory");
+  }
+
+  @Test
+  void truncatedJpeg() throws IOException {
+    for (String name : new String[] {"grace_hopper.jpg", "FreshFlower.jpg"}) { // baseline, progressive
+      byte[] full = Files.readAllBytes(Reference.file("images/" + name));
+      for (int keep : new int[] {full.length / 2, full.length - 100, full.length - 2, 700}) {
+        bad(write("cut-" + keep + "-" + name, Arrays.copyOf(full, keep)), "JPEG");
+      }
+    }
+    byte[] header = Arrays.copyOf(Files.readAllBytes(Reference.file("images/rose.jpg")), 20);
+    bad(write("header-only.jpg", header), "JPEG");
+  }
+
+  @Test
+  void truncatedPng() throws IOException {
+    byte[] full = Files.readAllBytes(Reference.file("images/chelsea.png"));
+    for (int keep : new int[] {full.length / 2, full.length / 3 * 2, 100, 40, 20}) {
+      bad(write("cut-" + keep + ".png", Arrays.copyOf(full, keep)), "PNG");
+    }
+    // Like Pillow, a file whose pixel data is complete and only the tail (checksum, IEND) is
+    // missing still decodes, to the same pixels.
+    DecodedImage tail = decoder.decode(write("tail.png", Arrays.copyOf(full, full.length - 20)));
+    assertArrayEquals(decoder.decode(Reference.file("images/chelsea.png")).numpyBytes(), tail.numpyBytes());
+  }
+
+  @Test
+  void corruptBodies() throws IOException {
+    Random r = new Random(3);
+    byte[] jpeg = Files.readAllBytes(Reference.file("images/grace_hopper.jpg"));
+    byte[] png = Files.readAllBytes(Reference.file("images/coins.png"));
+    for (int i = 0; i < 5; i++) {
+      byte[] j = jpeg.clone();
+      byte[] p = png.clone();
+      for (int k = 0; k < 200; k++) {
+        j[600 + r.nextInt(j.length - 600)] = (byte) r.nextInt();
+        p[100 + r.nextInt(p.length - 100)] = (byte) r.nextInt();
+      }
+      // Corrupt JPEG entropy data may still decode (libjpeg, and Pillow, accept it with warnings);
+      // what matters is an ImageDecodeException or an image, never another exception or a hang.
+      try {
+        decoder.decode(write("noise" + i + ".jpg", j));
+      } catch (ImageDecodeException expected) {
+        assertTrue(expected.getMessage().contains("noise" + i + ".jpg"));
+      }
+      bad(write("noise" + i + ".png", p), "PNG");
+    }
+  }
+
+  @Test
+  void wrongExtensionIsDecodedByContentAsPillowDoes() throws IOException {
+    Path png = Reference.file("images/coins.png");
+    DecodedImage want = decoder.decode(png);
+    DecodedImage got = decoder.decode(write("coins.jpg", Files.readAllBytes(png)));
+    assertEquals("PNG", got.format());
+    assertArrayEquals(want.numpyBytes(), got.numpyBytes());
+  }
+
+  @Test
+  void decompressionBombIsRefusedFromTheHeader() throws IOException {
+    // A valid IHDR for 30000x30000 RGB followed by a tiny IDAT: refused before any pixel buffer.
+    ByteArrayOutputStream b = new ByteArrayOutputStream();
+    b.writeBytes(TestPng.SIGNATURE);
+    b.writeBytes(TestPng.ihdr(30000, 30000, 8, 2));
+    b.writeBytes(TestPng.chunk("IDAT", new byte[] {0x78, (byte) 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01}));
+    b.writeBytes(TestPng.chunk("IEND", new byte[0]));
+    Path f = write("bomb.png", b.toByteArray());
+    bad(f, "30000x30000", "900000000 pixels", "limit");
+    // The limit is configurable: a small one refuses a normal image too.
+    ImageDecodeException e =
+        assertThrows(ImageDecodeException.class, () -> new ImageDecoder(1000).decode(Reference.file("images/rose.jpg")));
+    assertTrue(e.getMessage().contains("limit of 1000"), e.getMessage());
+  }
+
+  // ---- Pillow's modes for PNG kinds absent from the reference set ----
+
+  private static byte[][] rows(int h, int bytesPerRow, Random r) {
+    byte[][] rows = new byte[h][bytesPerRow];
+    for (byte[] row : rows) r.nextBytes(row);
+    return rows;
+  }
+
+  @Test
+  void sixteenBitPngsFollowPillow() throws IOException {
+    Random r = new Random(16);
+    int w = 5;
+    int h = 3;
+    // RGB 16: high bytes; RGBA 16: high bytes; LA 16: Pillow gives RGBA (gray replicated).
+    byte[][] rgb = rows(h, w * 6, r);
+    DecodedImage im = decoder.decode(write("rgb16.png", TestPng.png(w, h, 16, 2, rgb, null)));
+    assertEquals(DecodedImage.Mode.RGB, im.mode());
+    for (int y = 0; y < h; y++)
+      for (int i = 0; i < w * 3; i++) assertEquals(rgb[y][2 * i], im.numpyBytes()[y * w * 3 + i]);
+    byte[][] la = rows(h, w * 4, r);
+    im = decoder.decode(write("la16.png", TestPng.png(w, h, 16, 4, la, null)));
+    assertEquals(DecodedImage.Mode.RGBA, im.mode());
+    byte[] px = im.numpyBytes();
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++) {
+        int o = (y * w + x) * 4;
+        assertArrayEquals(new byte[] {la[y][4 * x], la[y][4 * x], la[y][4 * x], la[y][4 * x + 2]}, Arrays.copyOfRange(px, o, o + 4));
+      }
+    // Gray 16: mode I with the full value; convert("RGB") then clips to 0..255.
+    byte[][] g = rows(h, w * 2, r);
+    g[0][0] = 0;
+    g[0][1] = 7; // a small value survives the clip
+    im = decoder.decode(write("g16.png", TestPng.png(w, h, 16, 0, g, null)));
+    assertEquals(DecodedImage.Mode.I, im.mode());
+    assertEquals(7, im.ints()[0]);
+    assertEquals(((g[1][2] & 0xff) << 8) | (g[1][3] & 0xff), im.ints()[w + 1]);
+  }
+
+  @Test
+  void lowBitDepthsAndShortPalettesFollowPillow() throws IOException {
+    // 2-bit gray: values 0..3 scaled by 85 to mode L.
+    byte[][] rows = {{(byte) 0b00011011}};
+    DecodedImage im = decoder.decode(write("g2.png", TestPng.png(4, 1, 2, 0, rows, null)));
+    assertEquals(DecodedImage.Mode.L, im.mode());
+    assertArrayEquals(new byte[] {0, 85, (byte) 170, (byte) 255}, im.numpyBytes());
+    // 1-bit gray: mode "1".
+    im = decoder.decode(write("g1.png", TestPng.png(3, 1, 1, 0, new byte[][] {{(byte) 0b10100000}}, null)));
+    assertEquals(DecodedImage.Mode.BILEVEL, im.mode());
+    // A palette of 2 entries with indices beyond it: Pillow's palette continues as a gray ramp.
+    byte[] plte = {10, 20, 30, 40, 50, 60};
+    im = decoder.decode(write("pshort.png", TestPng.png(3, 3, 8, 3, new byte[][] {{0, 1, 9}, {0, 0, 0}, {0, 0, 0}}, plte)));
+    assertEquals(DecodedImage.Mode.P, im.mode());
+    byte[] rgb = new ClipPreprocessor(3).rgb8(im);
+    assertArrayEquals(new byte[] {10, 20, 30, 40, 50, 60, 9, 9, 9}, Arrays.copyOfRange(rgb, 0, 9));
+  }
+}

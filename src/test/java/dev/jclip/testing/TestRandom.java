@@ -1,0 +1,19 @@
+package dev.jclip.testing;
+
+import java.security.SecureRandom;
+import java.util.Random;
+
+/**
+ * Fresh random inputs for every run, reproducible on demand: the seed is drawn anew each time and
+ * printed; {@code -Djclip.test.seed=N} replays a failing run.
+ */
+public final class TestRandom {
+  private TestRandom() {}
+
+  public static Random create(String owner) {
+    Long fixed = Long.getLong("jclip.test.seed");
+    long seed = fixed != null ? fixed : new SecureRandom().nextLong();
+    System.out.println("[seed] " + owner + ": " + seed + " (replay with -Djclip.test.seed=" + seed + ")");
+    return new Random(seed);
+  }
+}
