@@ -151,7 +151,11 @@ public final class Checkpoint implements AutoCloseable {
   }
 
   private static Map<String, Tensor> readSafetensors(Path path, List<AutoCloseable> resources) throws IOException {
-    throw new CheckpointException(path, null, "safetensors reading is not available in this build yet");
+    SafetensorsReader r = SafetensorsReader.open(path);
+    resources.add(r);
+    Map<String, Tensor> m = new LinkedHashMap<>();
+    for (Tensor t : r.tensors()) m.put(t.name(), t);
+    return m;
   }
 
   private static Checkpoint openFolder(Path dir) throws IOException {
