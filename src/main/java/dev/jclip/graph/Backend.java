@@ -1,0 +1,42 @@
+package dev.jclip.graph;
+
+import java.util.List;
+
+/**
+ * Where a graph runs: a handful of hooks (allocate, copy in and out, execute one node). Backends
+ * know nothing of CLIP: they see ops, shapes and parameter tensors. A backend converts and caches
+ * each parameter tensor the first time a node uses it (per backend instance).
+ */
+public interface Backend extends AutoCloseable {
+  /** A short name for messages ("reference", "cpu", "cuda:0"). */
+  String name();
+
+  /** Whether this backend implements {@code op}. */
+  boolean supports(Op op);
+
+  /** A buffer of at least {@code bytes}; its contents are undefined. */
+  Buffer allocate(long bytes);
+
+  /** Copies host values into {@code dst}, laid out as {@code spec}: {@code float[]} for F32, {@code int[]} for I32. */
+  void write(Buffer dst, TensorSpec spec, Object host);
+
+  /** Copies the F32 value {@code spec} out of {@code src}. */
+  float[] read(Buffer src, TensorSpec spec);
+
+  /** Runs {@code node}: its inputs are in {@code inputs} (in order), its result goes to {@code output}. */
+  void execute(Node node, List<Buffer> inputs, Buffer output);
+
+  /** Waits for all queued work (asynchronous backends). */
+  default void synchronize() {}
+
+  @Override
+  void close();
+
+  /** Memory owned by a backend. */
+  interface Buffer extends AutoCloseable {
+    long bytes();
+
+    @Override
+    void close();
+  }
+}

@@ -1,0 +1,132 @@
+package dev.jclip.graph;
+
+import java.util.ArrayList;
+import java.util.Collection;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * Runs a {@link Graph} on a {@link Backend}. At construction it plans memory: each value lives
+ * from the node that writes it to the last node that reads it, and a value whose life is over
+ * hands its buffer to a later one (best fit by size). Graph outputs and captured intermediates
+ * (named in {@code capture}: node names, which are state-dict prefixes) live to the end.
+ *
+ * <p>An executor owns its buffers; it is not thread-safe (one run at a time), and {@link #close()}
+ * frees everything it allocated.
+ */
+public final class Executor implements AutoCloseable {
+  private final Graph graph;
+  private final Backend backend;
+  private final Map<Value, Backend.Buffer> buffers = new IdentityHashMap<>();
+  private final List<Backend.Buffer> owned = new ArrayList<>();
+  private final Map<String, Value> captured = new LinkedHashMap<>();
+  private final long plannedBytes;
+  private final long unplannedBytes;
+
+  public Executor(Graph graph, Backend backend, Collection<String> capture) {
+    this.graph = graph;
+    this.backend = backend;
+    for (Node n : graph.nodes()) {
+      if (n.op() != Op.INPUT && !backend.supports(n.op())) {
+        throw new UnsupportedOperationException("backend " + backend.name() + " does not implement " + n.op() + " (node " + n.name() + ")");
+      }
+    }
+    Set<String> wanted = Set.copyOf(capture);
+    for (Node n : graph.nodes()) if (wanted.contains(n.name())) captured.put(n.name(), n.output());
+    for (String name : wanted) {
+      if (!captured.containsKey(name)) throw new IllegalArgumentException("no node named " + name + " to capture");
+    }
+
+    List<Node> nodes = graph.nodes();
+    Map<Value, Integer> lastUse = new IdentityHashMap<>();
+    for (int i = 0; i < nodes.size(); i++) for (Value in : nodes.get(i).inputs()) lastUse.put(in, i);
+    Set<Value> pinned = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+    pinned.addAll(graph.outputs().values());
+    pinned.addAll(captured.values());
+    pinned.addAll(graph.inputs().values());
+
+    // Free slots by size; a slot returns to the pool after the last reader of its value has run.
+    List<Slot> free = new ArrayList<>();
+    Map<Integer, List<Slot>> releaseAfter = new HashMap<>();
+    long planned = 0, unplanned = 0;
+    for (int i = 0; i < nodes.size(); i++) {
+      Value v = nodes.get(i).output();
+      long bytes = v.spec().elements() * 4;
+      unplanned += bytes;
+      Slot slot = null;
+      if (!pinned.contains(v)) {
+        for (Slot s : free) if (s.bytes >= bytes && (slot == null || s.bytes < slot.bytes)) slot = s;
+        if (slot != null) free.remove(slot);
+      }
+      if (slot == null) {
+        slot = new Slot(backend.allocate(bytes), bytes);
+        owned.add(slot.buffer);
+        planned += bytes;
+      }
+      buffers.put(v, slot.buffer);
+      if (!pinned.contains(v)) {
+        int last = lastUse.getOrDefault(v, i);
+        releaseAfter.computeIfAbsent(last, k -> new ArrayList<>()).add(slot);
+      }
+      List<Slot> released = releaseAfter.remove(i);
+      if (released != null) free.addAll(released);
+    }
+    this.plannedBytes = planned;
+    this.unplannedBytes = unplanned;
+  }
+
+  private record Slot(Backend.Buffer buffer, long bytes) {}
+
+  /**
+   * Runs the graph. {@code inputs} maps each graph input's name to a {@code float[]} (F32) or
+   * {@code int[]} (I32) in row-major order. Returns the graph outputs, then the captured values,
+   * by name.
+   */
+  public Map<String, float[]> run(Map<String, ?> inputs) {
+    for (Map.Entry<String, Value> e : graph.inputs().entrySet()) {
+      Object host = inputs.get(e.getKey());
+      if (host == null) throw new IllegalArgumentException("missing graph input " + e.getKey());
+      long n = host instanceof float[] f ? f.length : host instanceof int[] a ? a.length : -1;
+      if (n != e.getValue().spec().elements()) {
+        throw new IllegalArgumentException("graph input " + e.getKey() + " needs " + e.getValue().spec().elements() + " values of "
+            + e.getValue().spec() + ", got " + (n < 0 ? host.getClass().getSimpleName() : n));
+      }
+      backend.write(buffers.get(e.getValue()), e.getValue().spec(), host);
+    }
+    for (Node n : graph.nodes()) {
+      if (n.op() == Op.INPUT) continue;
+      List<Backend.Buffer> in = new ArrayList<>(n.inputs().size());
+      for (Value v : n.inputs()) in.add(buffers.get(v));
+      backend.execute(n, in, buffers.get(n.output()));
+    }
+    backend.synchronize();
+    Map<String, float[]> out = new LinkedHashMap<>();
+    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
+    for (Map.Entry<String, Value> e : captured.entrySet()) out.putIfAbsent(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
+    return out;
+  }
+
+  public Graph graph() {
+    return graph;
+  }
+
+  /** Bytes of activation memory allocated after planning. */
+  public long plannedBytes() {
+    return plannedBytes;
+  }
+
+  /** Bytes that one buffer per value would take. */
+  public long unplannedBytes() {
+    return unplannedBytes;
+  }
+
+  @Override
+  public void close() {
+    for (Backend.Buffer b : owned) b.close();
+    owned.clear();
+  }
+}

@@ -1,0 +1,199 @@
+package dev.jclip.graph;
+
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.Activation;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Builds a {@link Graph}, inferring and checking every shape as it goes: a wrong weight shape is
+ * reported at build time with the node's name, never as a crash inside a backend.
+ */
+public final class GraphBuilder {
+  private final List<Node> nodes = new ArrayList<>();
+  private final Map<String, Value> inputs = new LinkedHashMap<>();
+  private final Map<String, Value> outputs = new LinkedHashMap<>();
+  private int nextId;
+
+  /** A graph input. */
+  public Value input(String name, DType dtype, int... shape) {
+    if (inputs.containsKey(name)) throw new IllegalArgumentException("input " + name + " defined twice");
+    Value v = add(Op.INPUT, name, List.of(), Map.of(), Map.of(), new TensorSpec(name, dtype, shape));
+    inputs.put(name, v);
+    return v;
+  }
+
+  /** Marks {@code v} as a graph output under {@code name}. */
+  public GraphBuilder output(String name, Value v) {
+    outputs.put(name, v);
+    return this;
+  }
+
+  public Graph build() {
+    if (outputs.isEmpty()) throw new IllegalStateException("graph has no outputs");
+    return new Graph(nodes, inputs, outputs);
+  }
+
+  // ---- ops ---------------------------------------------------------------------------------
+
+  /** {@code act(x · weightᵀ + bias)}; weight [N, K], bias [N] or null; activation null for none. */
+  public Value linear(String name, Value x, Tensor weight, Tensor bias, Activation activation) {
+    int k = x.dim(-1);
+    expectShape(name, "weight", weight, -1, k);
+    int n = (int) weight.dim(0);
+    if (bias != null) expectShape(name, "bias", bias, n);
+    Map<String, Tensor> p = new LinkedHashMap<>();
+    p.put("weight", weight);
+    if (bias != null) p.put("bias", bias);
+    Map<String, Object> a = new LinkedHashMap<>();
+    if (activation != null) a.put("activation", activation);
+    return add(Op.LINEAR, name, List.of(x), p, a, withLast(name, x, n));
+  }
+
+  /** {@code x · weight} with weight [K, N] (CLIP's {@code proj} and {@code text_projection}). */
+  public Value matmul(String name, Value x, Tensor weight) {
+    int k = x.dim(-1);
+    expectShape(name, "weight", weight, k, -1);
+    return add(Op.MATMUL, name, List.of(x), Map.of("weight", weight), Map.of(), withLast(name, x, (int) weight.dim(1)));
+  }
+
+  public Value layerNorm(String name, Value x, Tensor weight, Tensor bias, float eps) {
+    int d = x.dim(-1);
+    expectShape(name, "weight", weight, d);
+    expectShape(name, "bias", bias, d);
+    return add(Op.LAYER_NORM, name, List.of(x), Map.of("weight", weight, "bias", bias), Map.of("eps", eps), spec(name, x.shape()));
+  }
+
+  public Value add(String name, Value a, Value b, boolean relu) {
+    if (!Arrays.equals(a.shape(), b.shape())) {
+      throw new IllegalArgumentException(name + ": cannot add " + a.spec() + " and " + b.spec());
+    }
+    return add(Op.ADD, name, List.of(a, b), Map.of(), Map.of("relu", relu), spec(name, a.shape()));
+  }
+
+  /** Self-attention over qkv [B, N, 3D], heads of 64: [B, N, D]. */
+  public Value attention(String name, Value qkv, int heads, boolean causal) {
+    int[] s = qkv.shape();
+    if (s.length != 3 || s[2] != 3 * 64 * heads) {
+      throw new IllegalArgumentException(name + ": attention expects qkv [B, N, 3*64*" + heads + "], got " + qkv.spec());
+    }
+    return add(Op.ATTENTION, name, List.of(qkv), Map.of(), Map.of("heads", heads, "causal", causal), spec(name, s[0], s[1], s[2] / 3));
+  }
+
+  public Value activation(String name, Value x, Activation act) {
+    return add(act == Activation.GELU ? Op.GELU : Op.QUICK_GELU, name, List.of(x), Map.of(), Map.of(), spec(name, x.shape()));
+  }
+
+  /** Patch embedding: pixels [B, 3, R, R], weight [D, 3, P, P] to [B, (R/P)², D]. */
+  public Value patchEmbed(String name, Value pixels, Tensor weight) {
+    int[] s = pixels.shape();
+    long p = weight.rank() == 4 ? weight.dim(2) : -1;
+    if (s.length != 4 || weight.rank() != 4 || weight.dim(1) != s[1] || weight.dim(3) != p || p <= 0 || s[2] % p != 0 || s[3] % p != 0) {
+      throw new IllegalArgumentException(name + ": patch embedding of " + pixels.spec() + " with weight " + Arrays.toString(weight.shape()));
+    }
+    int g = (int) (s[2] / p), gw = (int) (s[3] / p);
+    return add(Op.PATCH_EMBED, name, List.of(pixels), Map.of("weight", weight), Map.of("patch", (int) p),
+        spec(name, s[0], g * gw, (int) weight.dim(0)));
+  }
+
+  public Value classPosEmbed(String name, Value patches, Tensor classEmbedding, Tensor positional) {
+    int n = patches.dim(1) + 1, d = patches.dim(2);
+    expectShape(name, "class_embedding", classEmbedding, d);
+    expectShape(name, "positional_embedding", positional, n, d);
+    return add(Op.CLASS_POS_EMBED, name, List.of(patches), Map.of("class", classEmbedding, "positional", positional), Map.of(),
+        spec(name, patches.dim(0), n, d));
+  }
+
+  /** Token ids [B, L] to embeddings [B, L, D] plus positions 0..L-1 of {@code positional} [ctx, D]. */
+  public Value tokenEmbed(String name, Value ids, Tensor tokenEmbedding, Tensor positional) {
+    if (ids.spec().dtype() != DType.I32 || ids.spec().rank() != 2) throw new IllegalArgumentException(name + ": token ids must be I32 [B, L]");
+    int d = (int) tokenEmbedding.dim(1);
+    expectShape(name, "positional_embedding", positional, -1, d);
+    if (ids.dim(1) > positional.dim(0)) throw new IllegalArgumentException(name + ": " + ids.dim(1) + " tokens exceed the context length " + positional.dim(0));
+    return add(Op.TOKEN_EMBED, name, List.of(ids), Map.of("token", tokenEmbedding, "positional", positional), Map.of(),
+        spec(name, ids.dim(0), ids.dim(1), d));
+  }
+
+  public Value takeToken(String name, Value x, int index) {
+    return add(Op.TAKE_TOKEN, name, List.of(x), Map.of(), Map.of("index", index), spec(name, x.dim(0), x.dim(2)));
+  }
+
+  public Value eotGather(String name, Value x, Value ids) {
+    if (x.dim(0) != ids.dim(0) || x.dim(1) != ids.dim(1)) throw new IllegalArgumentException(name + ": " + x.spec() + " vs ids " + ids.spec());
+    return add(Op.EOT_GATHER, name, List.of(x, ids), Map.of(), Map.of(), spec(name, x.dim(0), x.dim(2)));
+  }
+
+  /** Convolution, NCHW: weight [O, C, k, k], bias [O]; output size floor((H + 2p - k) / s) + 1. */
+  public Value conv2d(String name, Value x, Tensor weight, Tensor bias, int stride, int padding, boolean relu) {
+    int[] s = x.shape();
+    if (s.length != 4 || weight.rank() != 4 || weight.dim(1) != s[1] || weight.dim(2) != weight.dim(3)) {
+      throw new IllegalArgumentException(name + ": conv of " + x.spec() + " with weight " + Arrays.toString(weight.shape()));
+    }
+    int k = (int) weight.dim(2), o = (int) weight.dim(0);
+    expectShape(name, "bias", bias, o);
+    int h = (s[2] + 2 * padding - k) / stride + 1, w = (s[3] + 2 * padding - k) / stride + 1;
+    return add(Op.CONV2D, name, List.of(x), Map.of("weight", weight, "bias", bias),
+        Map.of("stride", stride, "padding", padding, "kernel", k, "relu", relu), spec(name, s[0], o, h, w));
+  }
+
+  public Value avgPool(String name, Value x, int k) {
+    int[] s = x.shape();
+    return add(Op.AVG_POOL, name, List.of(x), Map.of(), Map.of("kernel", k), spec(name, s[0], s[1], s[2] / k, s[3] / k));
+  }
+
+  public Value attnPoolTokens(String name, Value x, Tensor positional) {
+    int[] s = x.shape();
+    int n = s[2] * s[3] + 1;
+    expectShape(name, "positional_embedding", positional, n, s[1]);
+    return add(Op.ATTNPOOL_TOKENS, name, List.of(x), Map.of("positional", positional), Map.of(), spec(name, s[0], n, s[1]));
+  }
+
+  public Value l2Normalize(String name, Value x) {
+    return add(Op.L2_NORMALIZE, name, List.of(x), Map.of(), Map.of(), spec(name, x.shape()));
+  }
+
+  public Value cosineLogits(String name, Value images, Value texts, float scale) {
+    if (images.dim(-1) != texts.dim(-1)) throw new IllegalArgumentException(name + ": " + images.spec() + " vs " + texts.spec());
+    return add(Op.COSINE_LOGITS, name, List.of(images, texts), Map.of(), Map.of("scale", scale), spec(name, images.dim(0), texts.dim(0)));
+  }
+
+  public Value softmax(String name, Value x) {
+    return add(Op.SOFTMAX, name, List.of(x), Map.of(), Map.of(), spec(name, x.shape()));
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  private Value add(Op op, String name, List<Value> in, Map<String, Tensor> params, Map<String, Object> attrs, TensorSpec out) {
+    Node n = new Node(op, name, in, params, attrs);
+    Value v = new Value(nextId++, out, n);
+    n.setOutput(v);
+    nodes.add(n);
+    return v;
+  }
+
+  private static TensorSpec spec(String name, int... shape) {
+    return TensorSpec.f32(name, shape);
+  }
+
+  private static TensorSpec withLast(String name, Value x, int last) {
+    int[] s = x.shape();
+    s[s.length - 1] = last;
+    return TensorSpec.f32(name, s);
+  }
+
+  /** Checks a parameter's shape; -1 matches any size. */
+  private static void expectShape(String node, String role, Tensor t, long... dims) {
+    if (t == null) throw new IllegalArgumentException(node + ": missing parameter " + role);
+    long[] s = t.shape();
+    boolean ok = s.length == dims.length;
+    for (int i = 0; ok && i < dims.length; i++) ok = dims[i] < 0 || dims[i] == s[i];
+    if (!ok) {
+      throw new IllegalArgumentException(node + ": parameter " + role + " (" + t.name() + ") has shape " + Arrays.toString(s)
+          + ", expected " + Arrays.toString(dims).replace("-1", "*"));
+    }
+  }
+}

@@ -1,0 +1,47 @@
+package dev.jclip.graph;
+
+/**
+ * The operations of a CLIP graph. Fused ops are first-class so that every backend can implement
+ * them in one pass. Shapes use the house alphabet: B batch, N tokens, D width, H heads, E
+ * embedding, R resolution, G grid (R / patch), C channels, L text length, V vocabulary.
+ */
+public enum Op {
+  /** A graph input (pixels or token ids); no computation. */
+  INPUT,
+  /** {@code y[.., N] = act(x[.., K] · weight[N, K]ᵀ + bias[N])}; PyTorch F.linear (+ activation). */
+  LINEAR,
+  /** {@code y[.., N] = x[.., K] · weight[K, N]}; the {@code x @ proj} of CLIP's projections. */
+  MATMUL,
+  /** LayerNorm over the last dimension, fp32 statistics, biased variance. */
+  LAYER_NORM,
+  /** {@code y = a + b} (optionally followed by ReLU), same shapes. */
+  ADD,
+  /** Multi-head self-attention, head size 64: qkv [B, N, 3D] (q, k, v; heads inside D) to [B, N, D]. */
+  ATTENTION,
+  /** {@code x · sigmoid(1.702 x)}. */
+  QUICK_GELU,
+  /** {@code 0.5 x (1 + erf(x / √2))}. */
+  GELU,
+  /** The patch convolution (kernel = stride = P, no bias) as a GEMM: [B, 3, R, R] to [B, G·G, D]. */
+  PATCH_EMBED,
+  /** Prepends the class embedding [D] and adds the positional embedding [G·G+1, D]: [B, G·G, D] to [B, G·G+1, D]. */
+  CLASS_POS_EMBED,
+  /** Token embedding gather plus positional embedding: ids [B, L] to [B, L, D]. */
+  TOKEN_EMBED,
+  /** Row {@code index} of every sequence: [B, N, D] to [B, D] (the class token). */
+  TAKE_TOKEN,
+  /** The row at each sequence's end-of-text position (first argmax of its ids): [B, L, D], ids [B, L] to [B, D]. */
+  EOT_GATHER,
+  /** 2-D convolution with bias (BatchNorm folded in), optional ReLU; NCHW. */
+  CONV2D,
+  /** Average pooling with kernel = stride = k; NCHW. */
+  AVG_POOL,
+  /** AttentionPool2d's tokens: [B, C, H, W] to [B, H·W+1, C] (mean token first) plus positional embedding. */
+  ATTNPOOL_TOKENS,
+  /** Row-wise {@code x / ‖x‖₂}. */
+  L2_NORMALIZE,
+  /** {@code logits[M, T] = scale · x̂[M, E] · ŷ[T, E]ᵀ}, rows L2-normalised inside. */
+  COSINE_LOGITS,
+  /** Row-wise softmax over the last dimension. */
+  SOFTMAX,
+}

@@ -1,0 +1,59 @@
+package dev.jclip.model;
+
+import dev.jclip.graph.Graph;
+import dev.jclip.graph.GraphBuilder;
+import dev.jclip.graph.Value;
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import java.util.Map;
+
+/**
+ * Builds CLIP's graphs for concrete shapes from a configuration and canonical weights. Model code
+ * only builds graphs; it never runs them.
+ */
+public final class ClipGraphs {
+  private final ClipConfig config;
+  private final Weights weights;
+
+  public ClipGraphs(ClipConfig config, Map<String, Tensor> canonicalWeights) {
+    this.config = config;
+    this.weights = new Weights(canonicalWeights);
+  }
+
+  public ClipConfig config() {
+    return config;
+  }
+
+  /** {@code encode_image}: input "pixels" [B, 3, R, R], output "image_features" [B, E]. */
+  public Graph image(int batch) {
+    GraphBuilder g = new GraphBuilder();
+    int r = config.imageResolution();
+    Value pixels = g.input("pixels", DType.F32, batch, 3, r, r);
+    Value f = config.isVit() ? VisionTransformer.build(g, config, weights, pixels) : ModifiedResNet.build(g, config, weights, pixels);
+    return g.output("image_features", f).build();
+  }
+
+  /** {@code encode_text}: input "tokens" [B, L] (I32, L ≤ context length), output "text_features" [B, E]. */
+  public Graph text(int batch, int length) {
+    GraphBuilder g = new GraphBuilder();
+    Value ids = g.input("tokens", DType.I32, batch, length);
+    return g.output("text_features", TextTransformer.build(g, config, weights, ids)).build();
+  }
+
+  /** {@code exp(logit_scale)}, the temperature applied to cosine similarities. */
+  public float logitScale() {
+    return (float) Math.exp(weights.get("logit_scale").toFloatArray()[0]);
+  }
+
+  /**
+   * Logits and probabilities from features: inputs "image_features" [I, E], "text_features" [T,
+   * E]; outputs "logits_per_image" [I, T] and "probs" [I, T].
+   */
+  public Graph logits(int images, int texts) {
+    GraphBuilder g = new GraphBuilder();
+    Value img = g.input("image_features", DType.F32, images, config.embedDim());
+    Value txt = g.input("text_features", DType.F32, texts, config.embedDim());
+    Value logits = g.cosineLogits("logits", img, txt, logitScale());
+    return g.output("logits_per_image", logits).output("probs", g.softmax("probs", logits)).build();
+  }
+}

@@ -1,0 +1,158 @@
+package dev.jclip.model;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.backend.ReferenceBackend;
+import dev.jclip.graph.Executor;
+import dev.jclip.graph.Graph;
+import dev.jclip.io.Checkpoint;
+import dev.jclip.io.SafetensorsReader;
+import dev.jclip.io.Tensor;
+import dev.jclip.testing.Reference;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/**
+ * The graph of every reference model, run on the reference backend, against the golden outputs of
+ * openai/CLIP: features, logits, probabilities and the debug intermediates, relative error ≤ 1e-4
+ * (features per row). Proves the model code (graph building, BN folding, layouts); the fast
+ * backends are then tested against the reference backend.
+ */
+class GoldenParityTest {
+  static final double TOL = 1e-4;
+
+  static Stream<Path> models() throws IOException {
+    List<Path> dirs = new ArrayList<>();
+    try (Stream<Path> s = Files.list(Reference.dir().resolve("models"))) {
+      s.filter(d -> Files.exists(d.resolve("golden.safetensors"))).sorted().forEach(dirs::add);
+    }
+    assertTrue(!dirs.isEmpty(), "no models with golden.safetensors under " + Reference.dir());
+    return dirs.stream();
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("models")
+  void featuresLogitsAndIntermediatesMatchTheReference(Path dir) throws IOException {
+    try (Checkpoint ck = Checkpoint.open(dir.resolve("state_dict.pt"));
+        SafetensorsReader golden = SafetensorsReader.open(dir.resolve("golden.safetensors"));
+        ReferenceBackend backend = new ReferenceBackend()) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
+      Tensor pixels = golden.tensor("pixels");
+      Tensor tokens = golden.tensor("tokens");
+      int images = (int) pixels.dim(0), texts = (int) tokens.dim(0), len = (int) tokens.dim(1);
+      String name = dir.getFileName().toString();
+
+      // image tower, capturing the layers the golden file has
+      List<String> imageDebug = cfg.isVit()
+          ? List.of("visual.conv1", "visual.ln_pre", "visual.transformer.resblocks.0", "visual.ln_post")
+          : List.of("visual.stem", "visual.layer1", "visual.attnpool");
+      Map<String, float[]> img;
+      try (Executor ex = new Executor(graphs.image(images), backend, imageDebug)) {
+        assertTrue(ex.plannedBytes() < ex.unplannedBytes(), "buffer planning reused nothing");
+        img = ex.run(Map.of("pixels", pixels.toFloatArray()));
+      }
+      int e = cfg.embedDim();
+      assertRows(name + " image_features", img.get("image_features"), golden.tensor("image_features").toFloatArray(), images, e);
+
+      int[] ids = toInts(tokens);
+      Map<String, float[]> txt;
+      try (Executor ex = new Executor(graphs.text(texts, len), backend, List.of("transformer.resblocks.0", "ln_final"))) {
+        txt = ex.run(Map.of("tokens", ids));
+      }
+      assertRows(name + " text_features", txt.get("text_features"), golden.tensor("text_features").toFloatArray(), texts, e);
+
+      Map<String, float[]> lg;
+      try (Executor ex = new Executor(graphs.logits(images, texts), backend, List.of())) {
+        lg = ex.run(Map.of("image_features", img.get("image_features"), "text_features", txt.get("text_features")));
+      }
+      assertClose(name + " logits_per_image", lg.get("logits_per_image"), golden.tensor("logits_per_image").toFloatArray(), TOL);
+      float[] probs = lg.get("probs"), want = golden.tensor("probs").toFloatArray();
+      for (int i = 0; i < probs.length; i++) assertEquals(want[i], probs[i], 1e-4, name + " probs[" + i + "]");
+
+      // debug intermediates (first images / texts only), permuted to our NLD / NCHW layouts
+      for (String key : golden.names()) {
+        if (!key.startsWith("debug.")) continue;
+        String node = key.substring("debug.".length());
+        Tensor t = golden.tensor(key);
+        float[] ours = img.containsKey(node) ? img.get(node) : txt.get(node);
+        assertTrue(ours != null, name + ": no captured node for " + key);
+        float[] theirs = t.toFloatArray();
+        long[] s = t.shape();
+        float[] mine = switch (node) {
+          case "visual.conv1" -> nhwcFromPatches(ours, (int) s[0], (int) s[1], (int) (s[2] * s[3]));
+          case "visual.transformer.resblocks.0", "transformer.resblocks.0" -> lndFromNld(ours, (int) s[1], (int) s[0], (int) s[2]);
+          default -> prefix(ours, theirs.length);
+        };
+        assertClose(name + " " + key, mine, theirs, TOL);
+      }
+
+      // text truncated after the last end-of-text token gives the same features, bit for bit
+      int cut = 0;
+      for (int b = 0; b < texts; b++) {
+        int best = 0;
+        for (int t = 1; t < len; t++) if (ids[b * len + t] > ids[b * len + best]) best = t;
+        cut = Math.max(cut, best + 1);
+      }
+      int[] shortIds = new int[texts * cut];
+      for (int b = 0; b < texts; b++) System.arraycopy(ids, b * len, shortIds, b * cut, cut);
+      try (Executor ex = new Executor(graphs.text(texts, cut), backend, List.of())) {
+        assertArrayEquals(txt.get("text_features"), ex.run(Map.of("tokens", shortIds)).get("text_features"),
+            name + ": features changed when cutting the text at " + cut + " tokens");
+      }
+    }
+  }
+
+  static int[] toInts(Tensor t) {
+    long[] l = t.toLongArray();
+    int[] a = new int[l.length];
+    for (int i = 0; i < l.length; i++) a[i] = (int) l[i];
+    return a;
+  }
+
+  /** Our patch embedding [B, G·G, W] in the reference conv layout [B, W, G, G] (first b images). */
+  static float[] nhwcFromPatches(float[] ours, int b, int w, int cells) {
+    float[] out = new float[b * w * cells];
+    for (int i = 0; i < b; i++) for (int c = 0; c < w; c++) for (int p = 0; p < cells; p++) out[(i * w + c) * cells + p] = ours[(i * cells + p) * w + c];
+    return out;
+  }
+
+  /** Our NLD [B, N, W] as the reference's LND [N, b, W] for the first b sequences. */
+  static float[] lndFromNld(float[] ours, int b, int n, int w) {
+    float[] out = new float[n * b * w];
+    for (int t = 0; t < n; t++) for (int i = 0; i < b; i++) System.arraycopy(ours, (i * n + t) * w, out, (t * b + i) * w, w);
+    return out;
+  }
+
+  static float[] prefix(float[] a, int n) {
+    float[] p = new float[n];
+    System.arraycopy(a, 0, p, 0, n);
+    return p;
+  }
+
+  static void assertRows(String what, float[] got, float[] want, int rows, int cols) {
+    assertEquals(want.length, got.length, what + " size");
+    for (int r = 0; r < rows; r++) {
+      float[] g = new float[cols], w = new float[cols];
+      System.arraycopy(got, r * cols, g, 0, cols);
+      System.arraycopy(want, r * cols, w, 0, cols);
+      assertClose(what + " row " + r, g, w, TOL);
+    }
+  }
+
+  static void assertClose(String what, float[] got, float[] want, double tol) {
+    assertEquals(want.length, got.length, what + " size");
+    double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
+    if (err > tol / 10) System.out.printf("[parity] %s relative error %.2e%n", what, err);
+    assertTrue(err <= tol, what + ": relative error " + err + " > " + tol);
+  }
+}
