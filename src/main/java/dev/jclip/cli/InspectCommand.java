@@ -2,6 +2,8 @@ package dev.jclip.cli;
 
 import dev.jclip.io.Checkpoint;
 import dev.jclip.io.DType;
+import dev.jclip.io.Downloader;
+import dev.jclip.io.ModelRegistry;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.Activation;
 import dev.jclip.model.ClipConfig;
@@ -30,13 +32,13 @@ import picocli.CommandLine.Spec;
     description = {
       "Show a checkpoint's format, inferred CLIP architecture, parameter count, dtypes and SHA-256.",
       "MODEL is a .pt/.pth/.bin file (torch.save or TorchScript, e.g. OpenAI's ViT-B-32.pt), a .safetensors file,"
-          + " or a HuggingFace CLIPModel folder."
+          + " a HuggingFace CLIPModel or open_clip folder, or a registered model name (jclip download --list)."
     })
 public final class InspectCommand implements Callable<Integer> {
   @Spec CommandSpec spec;
 
-  @Parameters(paramLabel = "MODEL", description = "checkpoint file or HuggingFace folder")
-  Path model;
+  @Parameters(paramLabel = "MODEL", description = "checkpoint file, HuggingFace folder, or a registered name (ViT-B/32: downloaded if not cached)")
+  String model;
 
   @Option(
       names = "--activation",
@@ -60,7 +62,7 @@ public final class InspectCommand implements Callable<Integer> {
         return 2;
       }
     }
-    try (Checkpoint ck = Checkpoint.open(model)) {
+    try (Checkpoint ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.builtin()))) {
       out.println("path:         " + ck.path());
       out.println("format:       " + ck.formatDescription());
       out.println("naming:       " + ck.naming().name().toLowerCase(Locale.ROOT).replace('_', ' ') + " tensor names (mapped to OpenAI's state-dict keys)");

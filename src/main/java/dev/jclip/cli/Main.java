@@ -14,6 +14,7 @@ import picocli.CommandLine.Command;
       GpuInfoCommand.class,
       PreprocessCommand.class,
       InspectCommand.class,
+      DownloadCommand.class,
       TokenizeCommand.class,
       BenchCommand.class,
     })

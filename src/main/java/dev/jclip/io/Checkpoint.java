@@ -151,7 +151,11 @@ public final class Checkpoint implements AutoCloseable {
   }
 
   private static Map<String, Tensor> readSafetensors(Path path, List<AutoCloseable> resources) throws IOException {
-    throw new CheckpointException(path, null, "safetensors reading is not available in this build yet");
+    SafetensorsReader r = SafetensorsReader.open(path);
+    resources.add(r);
+    Map<String, Tensor> m = new LinkedHashMap<>();
+    for (Tensor t : r.tensors()) m.put(t.name(), t);
+    return m;
   }
 
   private static Checkpoint openFolder(Path dir) throws IOException {
@@ -159,14 +163,18 @@ public final class Checkpoint implements AutoCloseable {
     Path openClipConfig = dir.resolve("open_clip_config.json");
     ConfigHints hints;
     List<Path> files = new ArrayList<>();
+    Path indexFile = null;
     Format format;
     if (Files.isRegularFile(config)) {
       format = Format.HUGGINGFACE;
       hints = huggingFaceHints(config);
       for (String index : List.of("model.safetensors.index.json", "pytorch_model.bin.index.json")) {
         Path ix = dir.resolve(index);
-        if (Files.isRegularFile(ix)) files = shards(dir, ix);
-        if (!files.isEmpty()) break;
+        if (Files.isRegularFile(ix)) {
+          files = shards(dir, ix);
+          indexFile = ix;
+          break;
+        }
       }
       if (files.isEmpty()) files = firstExisting(dir, "model.safetensors", "pytorch_model.bin");
       if (files.isEmpty()) {
@@ -197,6 +205,7 @@ public final class Checkpoint implements AutoCloseable {
           if (raw.put(e.getKey(), e.getValue()) != null) throw new CheckpointException(f, e.getKey(), "tensor appears in two shards");
         }
       }
+      if (indexFile != null) checkIndex(indexFile, raw.keySet());
       String d = String.join(", ", detail) + (files.size() > 1 ? ", " + files.size() + " shards" : "");
       Checkpoint ck = new Checkpoint(dir, format, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources);
       resources = null;
@@ -282,6 +291,17 @@ public final class Checkpoint implements AutoCloseable {
   private static Integer intOrNull(JsonNode n, String field) {
     JsonNode v = n.get(field);
     return v != null && v.canConvertToInt() ? v.intValue() : null;
+  }
+
+  /** Every tensor the index lists must have been found in the shards. */
+  private static void checkIndex(Path index, Set<String> found) throws CheckpointException {
+    JsonNode map = readJson(index).get("weight_map");
+    for (var it = map.fieldNames(); it.hasNext(); ) {
+      String name = it.next();
+      if (!found.contains(name)) {
+        throw new CheckpointException(index, name, "listed in the index (shard " + map.get(name).asText() + ") but missing from the shards");
+      }
+    }
   }
 
   private static List<Path> shards(Path dir, Path index) throws CheckpointException {

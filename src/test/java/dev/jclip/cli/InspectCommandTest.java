@@ -54,6 +54,13 @@ class InspectCommandTest {
           assertTrue(r.out().contains(file.equals("state_dict.pt") ? "PyTorch zip" : "TorchScript"), r.out());
           assertTrue(r.out().contains("activation:   quick_gelu"), r.out());
         }
+        if (Files.isDirectory(dir.resolve("hf"))) {
+          Run r = run("inspect", dir.resolve("hf").toString());
+          assertEquals(0, r.code(), r.err());
+          assertTrue(r.out().contains(m.get("files").get("hf/model.safetensors").get("sha256").asText() + "  model.safetensors"), r.out());
+          assertTrue(r.out().contains("format:       HuggingFace folder") && r.out().contains("architecture: ViT"), r.out());
+          assertTrue(r.out().contains("activation:   quick_gelu (hidden_act in"), r.out());
+        }
       }
     }
     Run g = run("inspect", "--activation", "gelu", Reference.file("models/vit-b32-tiny/state_dict.pt").toString());

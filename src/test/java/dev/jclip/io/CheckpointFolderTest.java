@@ -105,6 +105,46 @@ class CheckpointFolderTest {
     }
   }
 
+  /** The reference hf/ folder re-written as two safetensors shards with model.safetensors.index.json. */
+  @Test
+  void shardedSafetensorsFolder() throws IOException {
+    for (Path dir : TorchArchiveTest.modelDirs()) {
+      Path hf = dir.resolve("hf");
+      if (!Files.isDirectory(hf)) continue;
+      Path sharded = Files.createDirectories(tmp.resolve(dir.getFileName() + "-st-sharded"));
+      Files.copy(hf.resolve("config.json"), sharded.resolve("config.json"));
+      java.util.List<Tensor> a = new java.util.ArrayList<>();
+      java.util.List<Tensor> b = new java.util.ArrayList<>();
+      ObjectNode index = JSON.createObjectNode();
+      ObjectNode weightMap = index.putObject("weight_map");
+      try (SafetensorsReader r = SafetensorsReader.open(hf.resolve("model.safetensors"));
+          Checkpoint sd = Checkpoint.open(dir.resolve("state_dict.pt"))) {
+        for (Tensor t : r.tensors()) {
+          boolean first = t.name().startsWith("text_model.");
+          (first ? a : b).add(t);
+          weightMap.put(t.name(), first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors");
+        }
+        SafetensorsWriter.write(sharded.resolve("model-00001-of-00002.safetensors"), a, Map.of());
+        SafetensorsWriter.write(sharded.resolve("model-00002-of-00002.safetensors"), b, Map.of());
+        JSON.writeValue(sharded.resolve("model.safetensors.index.json").toFile(), index);
+        try (Checkpoint ck = Checkpoint.open(sharded)) {
+          assertEquals(2, ck.files().size());
+          CheckpointTest.assertSameTensors(sd.tensors(), ck.tensors(), sharded.toString());
+          assertEquals(JSON.readTree(dir.resolve("manifest.json").toFile()).get("constructor"), JSON.valueToTree(ClipConfig.infer(ck).constructorArgs()));
+        }
+        // A tensor that the index lists but no shard holds.
+        weightMap.put("text_model.extra.weight", "model-00001-of-00002.safetensors");
+        JSON.writeValue(sharded.resolve("model.safetensors.index.json").toFile(), index);
+        var missing = assertThrows(CheckpointException.class, () -> Checkpoint.open(sharded));
+        assertTrue(missing.getMessage().contains("'text_model.extra.weight'") && missing.getMessage().contains("missing from the shards"), missing.getMessage());
+        // A shard that the index names but that is missing.
+        Files.delete(sharded.resolve("model-00002-of-00002.safetensors"));
+        var e = assertThrows(CheckpointException.class, () -> Checkpoint.open(sharded));
+        assertTrue(e.getMessage().contains("model-00002-of-00002.safetensors") && e.getMessage().contains("missing"), e.getMessage());
+      }
+    }
+  }
+
   @Test
   void openClipTrainingCheckpointsAndFolders() throws IOException {
     for (Path dir : TorchArchiveTest.modelDirs()) {

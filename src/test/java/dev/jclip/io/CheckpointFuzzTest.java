@@ -54,6 +54,73 @@ class CheckpointFuzzTest {
     ClipConfig.infer(ck);
   }
 
+  /**
+   * HuggingFace folders: damage the safetensors header (names, dtypes, shapes, offsets) of a copy
+   * of each reference hf/ folder in place, then open the folder (renaming q/k/v, transposing the
+   * projections) and infer the configuration.
+   */
+  @Test
+  void damagedHuggingFaceFoldersFailCleanly(@org.junit.jupiter.api.io.TempDir Path tmp) throws IOException {
+    List<Path> folders = new ArrayList<>();
+    try (var s = Files.list(Reference.dir().resolve("models"))) {
+      for (Path d : s.sorted().toList()) if (Files.isDirectory(d.resolve("hf"))) folders.add(d.resolve("hf"));
+    }
+    org.junit.jupiter.api.Assumptions.assumeFalse(folders.isEmpty(), "no hf/ folders in the reference data");
+    assertTimeoutPreemptively(Duration.ofMinutes(3), () -> {
+      List<String> failures = new ArrayList<>();
+      int clean = 0;
+      for (Path hf : folders) {
+        Path copy = Files.createDirectories(tmp.resolve(hf.getParent().getFileName().toString()));
+        Files.copy(hf.resolve("config.json"), copy.resolve("config.json"));
+        byte[] original = Files.readAllBytes(hf.resolve("model.safetensors"));
+        Path st = copy.resolve("model.safetensors");
+        Files.write(st, original);
+        long headerEnd = 8 + (java.nio.ByteBuffer.wrap(original, 0, 8).order(java.nio.ByteOrder.LITTLE_ENDIAN).getLong());
+        Random r = new Random(77);
+        for (int c = 0; c < 400; c++) {
+          boolean truncate = c % 10 == 0;
+          String what;
+          int at = -1;
+          try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(st.toFile(), "rw")) {
+            if (truncate) {
+              long len = (long) (r.nextDouble() * original.length);
+              raf.setLength(len);
+              what = "truncate to " + len;
+            } else {
+              at = (int) (r.nextDouble() * headerEnd);
+              byte[] special = {'0', '9', '-', '"', ',', ']', 'e', 0};
+              byte v = r.nextBoolean() ? (byte) (original[at] ^ (1 << r.nextInt(8))) : special[r.nextInt(special.length)];
+              raf.seek(at);
+              raf.write(v);
+              what = "byte " + at + " = " + v;
+            }
+          }
+          try (Checkpoint ck = Checkpoint.open(copy)) {
+            for (Tensor t : ck.tensors().values()) if (t.byteSize() > 0) t.data().get(0);
+            ClipConfig.infer(ck);
+          } catch (IOException e) {
+            clean++;
+          } catch (Throwable t) {
+            StringWriter sw = new StringWriter();
+            t.printStackTrace(new PrintWriter(sw));
+            failures.add(hf + " case " + c + " (" + what + "): " + sw.toString().lines().limit(6).toList());
+          }
+          if (truncate) {
+            Files.write(st, original); // restore
+          } else {
+            try (java.io.RandomAccessFile raf = new java.io.RandomAccessFile(st.toFile(), "rw")) {
+              raf.seek(at);
+              raf.write(original[at]);
+            }
+          }
+        }
+      }
+      assertEquals(List.of(), failures.stream().limit(20).toList(), failures.size() + " cases failed uncleanly");
+      assertTrue(clean > 0, "no damaged case was detected");
+      System.out.println("fuzz hf/: " + clean + " clean errors");
+    });
+  }
+
   @Test
   void damagedCheckpointsFailCleanly() throws IOException {
     List<Path> files = new ArrayList<>();

@@ -40,6 +40,17 @@ class CheckpointTest {
         assertSameTensors(sd.tensors(), jit.tensors(), dir + " openai-jit.pt");
         assertEquals(List.of("input_resolution", "context_length", "vocab_size"), List.copyOf(jit.extras().keySet()));
         assertTrue(sd.extras().isEmpty());
+        if (Files.isDirectory(dir.resolve("hf"))) {
+          try (Checkpoint hf = Checkpoint.open(dir.resolve("hf"));
+              Checkpoint st = Checkpoint.open(dir.resolve("hf/model.safetensors"))) {
+            assertEquals(Checkpoint.Format.HUGGINGFACE, hf.format());
+            assertEquals(CanonicalNames.Naming.HUGGINGFACE, hf.naming());
+            assertSameTensors(sd.tensors(), hf.tensors(), dir + " hf/");
+            // The bare safetensors file (no config.json) maps the same.
+            assertEquals(Checkpoint.Format.SAFETENSORS, st.format());
+            assertSameTensors(sd.tensors(), st.tensors(), dir + " hf/model.safetensors");
+          }
+        }
       }
     }
   }
@@ -70,6 +81,34 @@ class CheckpointTest {
     assertEquals(CanonicalNames.Naming.OPEN_CLIP_CUSTOM_TEXT, r.naming());
     assertEquals(List.of("token_embedding.weight", "transformer.resblocks.0.ln_1.weight", "visual.proj"), List.copyOf(r.tensors().keySet()));
     assertEquals(List.of("attn_mask"), List.copyOf(r.extras().keySet()));
+  }
+
+  @Test
+  void safetensorsInOpenAiLayoutAndBadSafetensors() throws IOException {
+    // A safetensors file with OpenAI names (open_clip's open_clip_model.safetensors layout).
+    Path dir = TorchArchiveTest.modelDirs().get(0);
+    try (Checkpoint sd = Checkpoint.open(dir.resolve("state_dict.pt"))) {
+      Path st = tmp.resolve("open_clip_model.safetensors");
+      SafetensorsWriter.write(st, List.copyOf(sd.tensors().values()), Map.of("format", "pt"));
+      try (Checkpoint ck = Checkpoint.open(st)) {
+        assertEquals(Checkpoint.Format.SAFETENSORS, ck.format());
+        assertEquals(CanonicalNames.Naming.OPENAI, ck.naming());
+        assertSameTensors(sd.tensors(), ck.tensors(), st.toString());
+      }
+      // Truncated: clean error naming the file.
+      byte[] all = Files.readAllBytes(st);
+      Path cut = tmp.resolve("cut.safetensors");
+      Files.write(cut, java.util.Arrays.copyOf(all, all.length - 100));
+      var e = assertThrows(CheckpointException.class, () -> Checkpoint.open(cut));
+      assertTrue(e.getMessage().startsWith(cut + ": "), e.getMessage());
+    }
+    // A header claiming 1 TB.
+    Path huge = tmp.resolve("huge.safetensors");
+    java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(64).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+    b.putLong(1L << 40).put("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}".getBytes(java.nio.charset.StandardCharsets.US_ASCII), 0, 48);
+    Files.write(huge, b.array());
+    var e = assertThrows(CheckpointException.class, () -> Checkpoint.open(huge));
+    assertTrue(e.getMessage().startsWith(huge + ": "), e.getMessage());
   }
 
   @Test

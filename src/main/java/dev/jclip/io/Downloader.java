@@ -1,0 +1,333 @@
+package dev.jclip.io;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.net.ConnectException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpConnectTimeoutException;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.net.http.HttpTimeoutException;
+import java.nio.channels.UnresolvedAddressException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Duration;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.regex.Pattern;
+
+/**
+ * Fetches registered checkpoints into the user cache ({@code ~/.cache/jclip}, or {@code
+ * $JCLIP_CACHE}), the way users expect from {@code clip.load("ViT-B/32")}:
+ *
+ * <ul>
+ *   <li>a file already in the cache whose SHA-256 matches is used as is (the check is remembered
+ *       in a {@code .sha256} side file keyed by size and modification time, so a cached ViT-B/32
+ *       opens without re-hashing 350 MB);
+ *   <li>a matching file in OpenAI's own cache ({@code ~/.cache/clip}) is used in place;
+ *   <li>otherwise it is downloaded to {@code NAME.part} with a progress bar, resuming a partial
+ *       download with an HTTP range request, verified (the registry's SHA-256, or for HuggingFace
+ *       LFS files the hub's {@code X-Linked-Etag}), and renamed atomically into place, so the cache
+ *       never holds a partial or corrupt file under the final name;
+ *   <li>without a network the error says where to put the file by hand.
+ * </ul>
+ *
+ * Two processes downloading the same file at once are not coordinated.
+ */
+public final class Downloader {
+  private static final Pattern SHA256 = Pattern.compile("[0-9a-f]{64}");
+
+  private final Path cache;
+  private final List<Path> legacyCaches;
+  private final HttpClient http;
+  private final PrintStream progress;
+
+  /**
+   * @param cache where downloads go
+   * @param legacyCaches other caches whose verified files are used in place (e.g. ~/.cache/clip)
+   * @param progress where the progress bar goes (null: silent)
+   */
+  public Downloader(Path cache, List<Path> legacyCaches, HttpClient http, PrintStream progress) {
+    this.cache = cache;
+    this.legacyCaches = List.copyOf(legacyCaches);
+    this.http = http;
+    this.progress = progress;
+  }
+
+  /** The user's cache: {@code $JCLIP_CACHE} or {@code ~/.cache/jclip}, reusing {@code ~/.cache/clip}. */
+  public static Downloader defaults(PrintStream progress) {
+    String env = System.getenv("JCLIP_CACHE");
+    Path home = Path.of(System.getProperty("user.home"));
+    return withCache(env != null && !env.isBlank() ? Path.of(env) : home.resolve(".cache/jclip"), progress);
+  }
+
+  /** Like {@link #defaults} with another cache folder. */
+  public static Downloader withCache(Path cache, PrintStream progress) {
+    Path home = Path.of(System.getProperty("user.home"));
+    // NORMAL redirects: HuggingFace redirects to its CDN; never from https down to http.
+    HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(20)).followRedirects(HttpClient.Redirect.NORMAL).build();
+    return new Downloader(cache, List.of(home.resolve(".cache/clip")), http, progress);
+  }
+
+  public Path cache() {
+    return cache;
+  }
+
+  /**
+   * A path as given when it exists, else a registered model's location, downloading it if needed.
+   *
+   * @throws java.nio.file.NoSuchFileException when it is neither (the message lists the names)
+   */
+  public Path resolve(String pathOrName, ModelRegistry registry) throws IOException {
+    Path p = Path.of(pathOrName);
+    if (Files.exists(p)) return p;
+    Optional<ModelRegistry.Model> m = registry.find(pathOrName);
+    if (m.isEmpty()) {
+      throw new java.nio.file.NoSuchFileException(
+          pathOrName, null, "no such file, and not a registered model name (known: " + registry.models().stream().map(ModelRegistry.Model::name).toList() + ")");
+    }
+    return fetch(m.get());
+  }
+
+  /** Where a model lives once fetched: its file (OpenAI) or folder (HuggingFace). */
+  public Path location(ModelRegistry.Model m) {
+    Path dir = m.cacheSubfolder().isEmpty() ? cache : cache.resolve(m.cacheSubfolder());
+    return m.source().equals("huggingface") ? dir : dir.resolve(m.files().get(0).name());
+  }
+
+  /** The model's path if every file is already available (no network), else empty. */
+  public Optional<Path> cached(ModelRegistry.Model m) throws IOException {
+    Path dir = m.cacheSubfolder().isEmpty() ? cache : cache.resolve(m.cacheSubfolder());
+    Path single = null;
+    for (ModelRegistry.FileSpec f : m.files()) {
+      Optional<Path> p = available(f, dir);
+      if (p.isEmpty()) return Optional.empty();
+      single = p.get();
+    }
+    return Optional.of(m.source().equals("huggingface") ? dir : single);
+  }
+
+  /** Fetches every file of {@code m} (downloading what is missing) and returns {@link #location}. */
+  public Path fetch(ModelRegistry.Model m) throws IOException {
+    Path dir = m.cacheSubfolder().isEmpty() ? cache : cache.resolve(m.cacheSubfolder());
+    Path single = null;
+    for (ModelRegistry.FileSpec f : m.files()) single = fetch(f, dir);
+    return m.source().equals("huggingface") ? dir : single;
+  }
+
+  /** Fetches one file into {@code dir} (or finds it verified in a legacy cache) and returns its path. */
+  public Path fetch(ModelRegistry.FileSpec f, Path dir) throws IOException {
+    Optional<Path> have = available(f, dir);
+    if (have.isPresent()) return have.get();
+    Files.createDirectories(dir);
+    Path target = dir.resolve(f.name());
+    Path part = dir.resolve(f.name() + ".part");
+    String got = download(f, part, target);
+    String want = f.sha256();
+    if (want != null && !want.equals(got)) {
+      Files.deleteIfExists(part);
+      throw new DownloadException(
+          f.url() + ": downloaded file has SHA-256 " + got + " but " + want + " was expected; the partial file was deleted, try again"
+              + " (a proxy or a changed upstream file?)");
+    }
+    try {
+      Files.move(part, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    } catch (AtomicMoveNotSupportedException e) {
+      Files.move(part, target, StandardCopyOption.REPLACE_EXISTING);
+    }
+    remember(target, got);
+    return target;
+  }
+
+  private Optional<Path> available(ModelRegistry.FileSpec f, Path dir) throws IOException {
+    Path target = dir.resolve(f.name());
+    if (Files.isRegularFile(target)) {
+      if (f.sha256() == null) return Optional.of(target); // verified against the server's ETag when downloaded
+      if (verified(target, f.sha256())) return Optional.of(target);
+    }
+    if (f.sha256() != null) {
+      for (Path legacy : legacyCaches) {
+        Path p = legacy.resolve(f.name());
+        if (Files.isRegularFile(p) && sha256(p).equals(f.sha256())) return Optional.of(p);
+      }
+    }
+    return Optional.empty();
+  }
+
+  /** True when {@code file} has SHA-256 {@code sha}, trusting a side file written for the same size and time. */
+  private boolean verified(Path file, String sha) throws IOException {
+    Path marker = marker(file);
+    String stamp = sha + " " + Files.size(file) + " " + Files.getLastModifiedTime(file).toMillis();
+    if (Files.isRegularFile(marker) && Files.readString(marker, StandardCharsets.US_ASCII).trim().equals(stamp)) return true;
+    if (!sha256(file).equals(sha)) return false;
+    Files.writeString(marker, stamp + "\n", StandardCharsets.US_ASCII);
+    return true;
+  }
+
+  private void remember(Path file, String sha) throws IOException {
+    Files.writeString(marker(file), sha + " " + Files.size(file) + " " + Files.getLastModifiedTime(file).toMillis() + "\n", StandardCharsets.US_ASCII);
+  }
+
+  private static Path marker(Path file) {
+    return file.resolveSibling("." + file.getFileName() + ".sha256");
+  }
+
+  /** Downloads (resuming {@code part}) and returns the SHA-256 of the complete file. */
+  private String download(ModelRegistry.FileSpec f, Path part, Path target) throws IOException {
+    long have = Files.isRegularFile(part) ? Files.size(part) : 0;
+    HttpRequest.Builder req = HttpRequest.newBuilder(f.url()).timeout(Duration.ofMinutes(5)).header("User-Agent", "jclip");
+    if (have > 0) req.header("Range", "bytes=" + have + "-");
+    HttpResponse<InputStream> resp;
+    try {
+      resp = http.send(req.build(), HttpResponse.BodyHandlers.ofInputStream());
+    } catch (ConnectException | HttpConnectTimeoutException | UnresolvedAddressException e) {
+      throw offline(f, target, e);
+    } catch (HttpTimeoutException e) {
+      throw offline(f, target, e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new DownloadException(f.url() + ": interrupted", e);
+    } catch (IOException e) {
+      if (e.getCause() instanceof UnresolvedAddressException || e.getCause() instanceof ConnectException) throw offline(f, target, e);
+      throw new DownloadException(f.url() + ": " + e, e);
+    }
+    int status = resp.statusCode();
+    MessageDigest md = sha();
+    boolean append;
+    if (status == 206 && have > 0) {
+      String range = resp.headers().firstValue("Content-Range").orElse("");
+      if (!range.startsWith("bytes " + have + "-")) {
+        resp.body().close();
+        Files.deleteIfExists(part);
+        throw new DownloadException(f.url() + ": server resumed at '" + range + "' instead of byte " + have + "; the partial file was deleted, try again");
+      }
+      append = true;
+      try (InputStream in = Files.newInputStream(part)) {
+        byte[] buf = new byte[1 << 20];
+        for (int n; (n = in.read(buf)) > 0; ) md.update(buf, 0, n);
+      }
+    } else if (status == 200) {
+      append = false;
+      have = 0;
+    } else if (status == 416 && have > 0) {
+      // The partial file already holds everything: verify it as is.
+      resp.body().close();
+      return sha256(part);
+    } else {
+      resp.body().close();
+      throw new DownloadException(f.url() + ": HTTP " + status + (status == 404 ? " (not found: the registry URL may be outdated)" : "") + "; nothing was written");
+    }
+    long length = resp.headers().firstValueAsLong("Content-Length").orElse(-1);
+    long total = length < 0 ? -1 : have + length;
+    long done = have;
+    long lastPrint = 0;
+    long start = System.nanoTime();
+    try (InputStream in = resp.body();
+        OutputStream out =
+            append
+                ? Files.newOutputStream(part, StandardOpenOption.APPEND)
+                : Files.newOutputStream(part, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+      byte[] buf = new byte[1 << 16];
+      for (int n; (n = in.read(buf)) > 0; ) {
+        out.write(buf, 0, n);
+        md.update(buf, 0, n);
+        done += n;
+        long now = System.nanoTime();
+        if (progress != null && now - lastPrint > 100_000_000L) {
+          lastPrint = now;
+          bar(f.name(), done, total, have, now - start);
+        }
+      }
+    } catch (IOException e) {
+      throw new DownloadException(
+          f.url() + ": connection lost after " + done + " bytes (" + e.getMessage() + "); run the same command again to resume from " + part, e);
+    }
+    if (progress != null) {
+      bar(f.name(), done, total, have, System.nanoTime() - start);
+      progress.println();
+    }
+    if (total >= 0 && done != total) {
+      throw new DownloadException(f.url() + ": got " + done + " of " + total + " bytes; run the same command again to resume from " + part);
+    }
+    String got = HexFormat.of().formatHex(md.digest());
+    if (f.sha256() == null) {
+      Optional<String> etag = linkedEtag(resp);
+      if (etag.isPresent() && !etag.get().equals(got)) {
+        Files.deleteIfExists(part);
+        throw new DownloadException(f.url() + ": downloaded file has SHA-256 " + got + " but the server's ETag says " + etag.get() + "; the partial file was deleted, try again");
+      }
+    }
+    return got;
+  }
+
+  /** HuggingFace sends the SHA-256 of LFS files as X-Linked-Etag on the (redirect) response. */
+  private static Optional<String> linkedEtag(HttpResponse<?> resp) {
+    for (HttpResponse<?> r = resp; r != null; r = r.previousResponse().orElse(null)) {
+      for (String h : List.of("X-Linked-Etag", "ETag")) {
+        Optional<String> v = r.headers().firstValue(h).map(s -> s.replace("W/", "").replace("\"", "").trim().toLowerCase(Locale.ROOT));
+        if (v.isPresent() && SHA256.matcher(v.get()).matches()) return v;
+      }
+    }
+    return Optional.empty();
+  }
+
+  private void bar(String name, long done, long total, long resumedFrom, long nanos) {
+    double mb = done / 1e6;
+    double rate = (done - resumedFrom) / 1e6 / Math.max(1e-9, nanos / 1e9);
+    if (total > 0) {
+      int width = 30;
+      int fill = (int) (width * done / total);
+      progress.printf(Locale.ROOT, "\r%s [%s%s] %3d%% %.1f/%.1f MB %.1f MB/s", name, "#".repeat(fill), " ".repeat(width - fill), 100 * done / total, mb, total / 1e6, rate);
+    } else {
+      progress.printf(Locale.ROOT, "\r%s %.1f MB %.1f MB/s", name, mb, rate);
+    }
+    progress.flush();
+  }
+
+  private static DownloadException offline(ModelRegistry.FileSpec f, Path target, Exception e) {
+    URI u = f.url();
+    return new DownloadException(
+        "cannot reach "
+            + u.getHost()
+            + " to download "
+            + f.name()
+            + " ("
+            + e.getClass().getSimpleName()
+            + (e.getMessage() == null ? "" : ": " + e.getMessage())
+            + "). Offline? Fetch "
+            + u
+            + " by other means and place it at "
+            + target
+            + (f.sha256() == null ? "" : " (SHA-256 " + f.sha256() + ")"),
+        e);
+  }
+
+  private static MessageDigest sha() {
+    try {
+      return MessageDigest.getInstance("SHA-256");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException("the JDK lacks SHA-256", e);
+    }
+  }
+
+  /** The SHA-256 of a file, as lower-case hex. */
+  public static String sha256(Path file) throws IOException {
+    MessageDigest md = sha();
+    byte[] buf = new byte[1 << 20];
+    try (InputStream in = Files.newInputStream(file)) {
+      for (int n; (n = in.read(buf)) > 0; ) md.update(buf, 0, n);
+    }
+    return HexFormat.of().formatHex(md.digest());
+  }
+}

@@ -1,0 +1,111 @@
+package dev.jclip.io;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.io.InputStream;
+import java.net.URI;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.regex.Pattern;
+
+/**
+ * The known checkpoints, read from {@code weights/registry.json} (packaged in the jar as {@value
+ * #RESOURCE}): OpenAI's nine released models with the URLs and SHA-256 of openai/CLIP's {@code
+ * clip.py}, the tokenizer vocabulary, and HuggingFace repositories (OpenAI's and LAION's open_clip
+ * models).
+ */
+public final class ModelRegistry {
+  public static final String RESOURCE = "/dev/jclip/weights/registry.json";
+  private static final Pattern SHA256 = Pattern.compile("[0-9a-f]{64}");
+  private static final Pattern FILE_NAME = Pattern.compile("[A-Za-z0-9._@-]+");
+
+  /** One file of a model: where to get it, its name in the cache, and its SHA-256 (null when not pinned). */
+  public record FileSpec(String name, URI url, String sha256) {}
+
+  /**
+   * A registered model.
+   *
+   * @param source {@code openai} (one TorchScript file) or {@code huggingface} (a folder of files)
+   */
+  public record Model(String name, List<String> aliases, String source, String description, List<FileSpec> files) {
+    /** The folder (relative to the cache) this model's files go to: none for OpenAI's single files. */
+    public String cacheSubfolder() {
+      return source.equals("huggingface") ? "huggingface/" + name.replace('/', '-') : "";
+    }
+
+    public boolean matches(String query) {
+      String q = query.toLowerCase(Locale.ROOT);
+      if (name.toLowerCase(Locale.ROOT).equals(q)) return true;
+      for (String a : aliases) if (a.toLowerCase(Locale.ROOT).equals(q)) return true;
+      return false;
+    }
+  }
+
+  private final List<Model> models;
+  private final FileSpec tokenizer;
+
+  private ModelRegistry(List<Model> models, FileSpec tokenizer) {
+    this.models = List.copyOf(models);
+    this.tokenizer = tokenizer;
+  }
+
+  /** The registry shipped with jclip. */
+  public static ModelRegistry builtin() throws IOException {
+    try (InputStream in = ModelRegistry.class.getResourceAsStream(RESOURCE)) {
+      if (in == null) throw new IOException("the model registry " + RESOURCE + " is missing from the jclip jar (a broken build)");
+      return parse(in, Path.of("registry.json"));
+    }
+  }
+
+  /** Parses a registry file, checking every entry. */
+  public static ModelRegistry parse(InputStream in, Path label) throws IOException {
+    JsonNode root = new ObjectMapper().readTree(in);
+    List<Model> models = new ArrayList<>();
+    for (JsonNode m : root.path("models")) {
+      String name = text(m, "name", label);
+      List<String> aliases = new ArrayList<>();
+      for (JsonNode a : m.path("aliases")) aliases.add(a.asText());
+      List<FileSpec> files = new ArrayList<>();
+      for (JsonNode f : m.path("files")) files.add(file(f, label, name));
+      if (files.isEmpty()) throw new CheckpointException(label, name, "model has no files");
+      models.add(new Model(name, aliases, text(m, "source", label), m.path("description").asText(""), files));
+    }
+    return new ModelRegistry(models, file(root.path("tokenizer"), label, "tokenizer"));
+  }
+
+  private static String text(JsonNode n, String field, Path label) throws CheckpointException {
+    JsonNode v = n.get(field);
+    if (v == null || !v.isTextual() || v.asText().isEmpty()) throw new CheckpointException(label, field, "missing or not a string");
+    return v.asText();
+  }
+
+  private static FileSpec file(JsonNode f, Path label, String model) throws CheckpointException {
+    String name = text(f, "name", label);
+    // Names become cache file names: no separators, no "..".
+    if (!FILE_NAME.matcher(name).matches() || name.startsWith(".")) throw new CheckpointException(label, model, "file name '" + name + "' is not a plain file name");
+    URI url = URI.create(text(f, "url", label));
+    if (!"https".equals(url.getScheme()) && !"http".equals(url.getScheme())) throw new CheckpointException(label, model, "url " + url + " is not http(s)");
+    JsonNode s = f.get("sha256");
+    String sha = s == null || s.isNull() ? null : s.asText().toLowerCase(Locale.ROOT);
+    if (sha != null && !SHA256.matcher(sha).matches()) throw new CheckpointException(label, model, "sha256 '" + sha + "' is not 64 hex digits");
+    return new FileSpec(name, url, sha);
+  }
+
+  public List<Model> models() {
+    return models;
+  }
+
+  /** The BPE vocabulary file. */
+  public FileSpec tokenizer() {
+    return tokenizer;
+  }
+
+  /** The model called {@code name} (or one of its aliases, case-insensitive). */
+  public Optional<Model> find(String name) {
+    return models.stream().filter(m -> m.matches(name)).findFirst();
+  }
+}
