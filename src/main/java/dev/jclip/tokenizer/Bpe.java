@@ -1,7 +1,6 @@
 package dev.jclip.tokenizer;
 
 import java.util.Arrays;
-import java.util.PriorityQueue;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -127,7 +126,7 @@ final class Bpe {
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
     }
-    PriorityQueue<Long> queue = new PriorityQueue<>();
+    LongHeap queue = new LongHeap(n);
     for (int i = 0; i + 1 < n; i++) offer(queue, sym, i, i + 1);
     long[] round = new long[16];
     while (!queue.isEmpty()) {
@@ -161,9 +160,55 @@ final class Bpe {
     return out;
   }
 
-  private void offer(PriorityQueue<Long> queue, int[] sym, int i, int j) {
+  private void offer(LongHeap queue, int[] sym, int i, int j) {
     long v = pairs.get(sym[i], sym[j]);
     if (v >= 0) queue.add(((v >>> 32) << 32) | i);
+  }
+
+  /** A binary min-heap of longs (rank << 32 | position), without boxing. */
+  private static final class LongHeap {
+    private long[] a;
+    private int size;
+
+    LongHeap(int capacity) {
+      a = new long[Math.max(16, capacity)];
+    }
+
+    boolean isEmpty() {
+      return size == 0;
+    }
+
+    long peek() {
+      return a[0];
+    }
+
+    void add(long v) {
+      if (size == a.length) a = Arrays.copyOf(a, size * 2);
+      int i = size++;
+      while (i > 0) {
+        int parent = (i - 1) >>> 1;
+        if (a[parent] <= v) break;
+        a[i] = a[parent];
+        i = parent;
+      }
+      a[i] = v;
+    }
+
+    long poll() {
+      long top = a[0];
+      long last = a[--size];
+      int i = 0;
+      while (true) {
+        int child = 2 * i + 1;
+        if (child >= size) break;
+        if (child + 1 < size && a[child + 1] < a[child]) child++;
+        if (a[child] >= last) break;
+        a[i] = a[child];
+        i = child;
+      }
+      if (size > 0) a[i] = last;
+      return top;
+    }
   }
 
   /** Open-addressing map from a pair of ids to (rank << 32 | merged id). */

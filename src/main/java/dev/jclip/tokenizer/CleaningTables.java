@@ -26,18 +26,14 @@ final class CleaningTables {
   final Map<String, int[]> charmaps;
   /** Named character classes ({@code badness.*}, {@code clues.*}). */
   final Map<String, BitSet> classes;
-  /** Range lists of the classes as written in the file, for building regular expressions. */
-  final Map<String, String> classRanges;
 
   private CleaningTables(
       Map<String, String> html5,
       Map<String, int[]> charmaps,
-      Map<String, BitSet> classes,
-      Map<String, String> classRanges) {
+      Map<String, BitSet> classes) {
     this.html5 = Map.copyOf(html5);
     this.charmaps = Map.copyOf(charmaps);
     this.classes = Map.copyOf(classes);
-    this.classRanges = Map.copyOf(classRanges);
   }
 
   static CleaningTables get() {
@@ -56,27 +52,10 @@ final class CleaningTables {
     return s;
   }
 
-  /** The class as the body of a Java regex character class, e.g. {@code \x{c0}-\x{d1}\x{d8}}. */
-  String regexClass(String name) {
-    String ranges = classRanges.get(name);
-    if (ranges == null) throw new IllegalStateException(RESOURCE + " lacks the character class " + name);
-    StringBuilder sb = new StringBuilder();
-    for (String r : ranges.split(" ")) {
-      int dash = r.indexOf('-');
-      if (dash < 0) {
-        sb.append("\\x{").append(r).append('}');
-      } else {
-        sb.append("\\x{").append(r, 0, dash).append("}-\\x{").append(r.substring(dash + 1)).append('}');
-      }
-    }
-    return sb.toString();
-  }
-
   private static CleaningTables load() {
     Map<String, String> html5 = new HashMap<>(4096);
     Map<String, int[]> charmaps = new HashMap<>();
     Map<String, BitSet> classes = new HashMap<>();
-    Map<String, String> ranges = new HashMap<>();
     try (InputStream in = CleaningTables.class.getResourceAsStream(RESOURCE)) {
       if (in == null) throw new IllegalStateException("resource " + RESOURCE + " missing from the jar");
       BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8));
@@ -108,7 +87,6 @@ final class CleaningTables {
               s.set(lo, hi + 1);
             }
             classes.put(f[1], s);
-            ranges.put(f[1], f[2]);
           }
           default -> throw new IllegalStateException(RESOURCE + " line " + lineNo + ": unknown kind " + f[0]);
         }
@@ -116,6 +94,6 @@ final class CleaningTables {
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read resource " + RESOURCE, e);
     }
-    return new CleaningTables(html5, charmaps, classes, ranges);
+    return new CleaningTables(html5, charmaps, classes);
   }
 }

@@ -1,6 +1,10 @@
 package dev.jclip.tokenizer;
 
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -137,6 +141,18 @@ public final class ClipTokenizer {
     int[][] out = new int[texts.size()][];
     for (int i = 0; i < out.length; i++) out[i] = tokenize(texts.get(i), contextLength, truncate);
     return out;
+  }
+
+  /**
+   * {@link #tokenize(List, int, boolean)} as the model's input tensor: int32 {@code [T,
+   * contextLength]} named "tokens", the layout of the reference's golden files.
+   */
+  public Tensor tokenizeToTensor(List<String> texts, int contextLength, boolean truncate) {
+    int[][] rows = tokenize(texts, contextLength, truncate);
+    ByteBuffer b = ByteBuffer.allocate(Math.multiplyExact(rows.length, contextLength) * 4).order(ByteOrder.LITTLE_ENDIAN);
+    for (int[] row : rows) for (int id : row) b.putInt(id);
+    b.flip();
+    return new Tensor("tokens", DType.I32, new long[] {rows.length, contextLength}, b);
   }
 
   /** {@link #tokenize(List, int, boolean)} for one text. */

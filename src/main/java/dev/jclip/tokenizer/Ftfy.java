@@ -63,7 +63,6 @@ final class Ftfy {
   private static final Map<String, String> FTFY_ENTITIES = buildFtfyEntities();
   private static final Pattern HTML_ENTITY_RE = Pattern.compile("&#?[0-9A-Za-z]{1,24};");
   private static final Pattern ANSI_RE = Pattern.compile("\u001b\\[[\\p{Nd};]*[a-zA-Z]");
-  private static final Pattern BADNESS_RE = Pattern.compile(badnessRegex());
   private static final BitSet FIRST_OF_2 = T.charClass("clues.utf8_first_of_2");
   private static final BitSet FIRST_OF_3 = T.charClass("clues.utf8_first_of_3");
   private static final BitSet FIRST_OF_4 = T.charClass("clues.utf8_first_of_4");
@@ -231,7 +230,7 @@ final class Ftfy {
 
   /** {@code badness.is_bad}: whether the text contains a sequence typical of mojibake. */
   static boolean isBad(String text) {
-    return BADNESS_RE.matcher(text).find();
+    return Badness.isBad(text);
   }
 
   /** The bytes of {@code text} in a code page, or null if some character is not in it. */
@@ -495,68 +494,5 @@ final class Ftfy {
       if (sb != null && !removed) sb.append(c);
     }
     return sb == null ? text : sb.toString();
-  }
-
-  // ---------------------------------------------------------------- the badness heuristic
-
-  /** ftfy's {@code BADNESS_RE}, written for java.util.regex with the same character classes. */
-  private static String badnessRegex() {
-    String c1 = T.regexClass("badness.c1");
-    String bad = T.regexClass("badness.bad");
-    String law = T.regexClass("badness.law");
-    String currency = T.regexClass("badness.currency");
-    String start = T.regexClass("badness.start_punctuation");
-    String end = T.regexClass("badness.end_punctuation");
-    String numeric = T.regexClass("badness.numeric");
-    String kaomoji = T.regexClass("badness.kaomoji");
-    String upperAcc = T.regexClass("badness.upper_accented");
-    String lowerAcc = T.regexClass("badness.lower_accented");
-    String upperCommon = T.regexClass("badness.upper_common");
-    String lowerCommon = T.regexClass("badness.lower_common");
-    String box = T.regexClass("badness.box");
-    String common = T.regexClass("badness.common");
-    // Python's \s (str.isspace) and \w (alphanumeric or '_') for str patterns.
-    String s = "[\\x{9}-\\x{d}\\x{1c}-\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}]";
-    String w = "[\\p{L}\\p{N}_]";
-    String[] alternatives = {
-      "[" + c1 + "]",
-      "[" + bad + lowerAcc + upperAcc + box + start + end + currency + numeric + law + "][" + bad + "]",
-      "[a-zA-Z][" + lowerCommon + upperCommon + "][" + bad + "]",
-      "[" + bad + "][" + lowerAcc + upperAcc + box + start + end + currency + numeric + law + "]",
-      "[" + lowerAcc + lowerCommon + box + end + currency + numeric + "][" + upperAcc + "]",
-      "[" + box + end + currency + numeric + "][" + lowerAcc + "]",
-      "[" + lowerAcc + box + end + "][" + currency + "]",
-      s + "[" + upperAcc + "][" + currency + "]",
-      "[" + upperAcc + box + "][" + numeric + law + "]",
-      "[" + lowerAcc + upperAcc + box + currency + end + "][" + start + "][" + numeric + "]",
-      "[" + lowerAcc + upperAcc + currency + numeric + box + law + "][" + end + "][" + start + "]",
-      "[" + currency + numeric + box + "][" + start + "]",
-      "[a-z][" + upperAcc + "][" + start + currency + "]",
-      "[" + box + "][" + kaomoji + "]",
-      "[" + lowerAcc + upperAcc + currency + numeric + start + end + law + "][" + box + "]",
-      "[" + box + "][" + end + "]",
-      "[" + lowerAcc + upperAcc + "][" + start + end + "]" + w,
-      "[Œœ][^A-Za-z]",
-      "[" + upperAcc + "]°",
-      "[ÂÃÎÐ][€œŠš¢£Ÿž\\x{a0}\\x{ad}®©°·»" + start + end + "–—´]",
-      "×[²³]",
-      "[ØÙ][" + common + currency + bad + numeric + start + "ŸŠ®°µ»][ØÙ][" + common + currency + bad + numeric + start + "ŸŠ®°µ»]",
-      "à[²µ¹¼½¾]",
-      "√[±∂†≠®™´≤≥¥µø]",
-      "≈[°¢]",
-      "‚Ä[ìîïòôúùû†°¢π]",
-      "‚[âó][àä°ê]",
-      "вЂ",
-      "[ВГРС][" + c1 + bad + start + end + currency + "°µ][ВГРС]",
-      "ГўВЂВ[^\\n][A-Za-z ]",
-      "Ã[\\x{a0}¡]",
-      "[a-z]" + s + "?[ÃÂ] ",
-      "^[ÃÂ] ",
-      "[a-z.,?!" + end + "]Â[ " + start + end + "]",
-      "β€[™\\x{a0}Ά\\x{ad}®°]",
-      "[ΒΓΞΟ][" + c1 + bad + start + end + currency + "°][ΒΓΞΟ]",
-      "ā€",
-    };
-    return String.join("|", alternatives);
   }
 }

@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Every case of {@code tokenizer/cases.jsonl} (made by the reference SimpleTokenizer and
- * clip.tokenize): bpe, tokens77 and too_long must be identical. On failure the report gives the
+ * clip.tokenize): bpe, tokens77 and too_long must be identical, and so must the cleaned text. On failure the report gives the
  * count per category and the first mismatches, with whether the cleaned text already differs.
  */
 class ReferenceCasesTest {
@@ -57,6 +57,8 @@ class ReferenceCasesTest {
                       ? "tokens77 " + Arrays.toString(t77)
                       : tooLong != wantTooLong ? "too_long " + tooLong : null;
           if (problem == null && wantTooLong != throwsWithoutTruncate(text)) problem = "tokenize without truncate disagrees with too_long";
+          // Stricter than the ids: the cleaned text itself must be the reference's.
+          if (problem == null && !TextCleaner.clean(text).equals(c.get("cleaned").asText())) problem = "cleaned text differs";
         } catch (RuntimeException e) {
           problem = "threw " + e;
         }
