@@ -56,6 +56,14 @@ while read -r f; do
   mkdir -p "$out/clip-reference/$(dirname "$f")"
   cp "$ref/$f" "$out/clip-reference/$f"
 done < "$root/scripts/gpu-bundle.files"
+# The reference models, repacked by dev.jclip.testing.BundleModels (unused token rows zeroed) and
+# xz-packed: run.sh unpacks them into clip-reference/models.
+echo "gpu-bundle: packing reference models" >&2
+./mvnw -q -B dependency:build-classpath -Dmdep.outputFile="$cache/test-classpath.txt" -Dmdep.includeScope=test >&2
+rm -rf "$cache/models"
+"$JAVA_HOME/bin/java" -cp "target/test-classes:target/classes:$(cat "$cache/test-classpath.txt")" dev.jclip.testing.BundleModels \
+  "$ref" "$cache/models/clip-reference" >&2
+tar -C "$cache/models" -cf - clip-reference | xz -T0 -6 > "$out/models.tar.xz"
 git -C "$root" rev-parse HEAD > "$out/COMMIT" 2>/dev/null || echo unknown > "$out/COMMIT"
 git -C "$root" status --porcelain | grep -q . && echo "+uncommitted" >> "$out/COMMIT" || true
 

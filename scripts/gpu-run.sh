@@ -4,7 +4,8 @@
 # self-test, every test tagged "cuda", the GEMM peak benchmark and the PyTorch peer benchmark,
 # and writes everything under $OUT (report.txt, junit/, peer.json).
 #
-#   ./run.sh [smoke|full]     smoke: environment, self-test, CUDA tests, GEMM peaks, short peer run
+#   ./run.sh [smoke|tests|full]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer only;
+#                                full: torch.compile at every batch size
 set -u
 mode="${1:-full}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,6 +48,10 @@ export LD_LIBRARY_PATH="${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 say "libcuda.so.1: $(ldconfig -p | grep -m1 'libcuda\.so\.1' | awk '{print $NF}')"
 
+section "reference data"
+[ -f "$here/models.tar.xz" ] && tar -C "$here" -xJf "$here/models.tar.xz"
+ls "$here/clip-reference/models" 2>/dev/null | sed 's/^/  model: /' | tee -a "$report"
+
 section "Java runtime"
 jre=/tmp/jclip-jre
 if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && tar -C "$jre" -xJf "$here/jre.tar.xz"; fi
@@ -69,10 +74,14 @@ section "CUDA tests (JUnit, tag cuda)"
   --details=tree --disable-banner --disable-ansi-colors --fail-if-no-tests --reports-dir "$OUT/junit" 2>&1 | tee "$OUT/junit-console.txt" | tail -40 | tee -a "$report"
 
 section "cuBLAS GEMM peaks and attention kernels"
-jclip gpu-info --gemm-bench 2>&1 | grep -E 'gemm|attention|TFLOP|rror' | tee -a "$report"
+jclip gpu-info --gemm-bench 2>&1 | grep -E 'gemm|attention|model|TFLOP|rror|Exception' | tee -a "$report"
 
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
-if [ "$mode" = smoke ]; then peer_args=(--batches 1,32,256,1024 --compile-batches 1,1024); else peer_args=(--batches 1,32,256,1024); fi
+case "$mode" in
+  smoke) peer_args=(--batches 1,32,256,1024 --compile-batches 1,1024) ;;
+  tests) peer_args=(--batches 1,32,256,1024 --no-compile) ;;
+  *) peer_args=(--batches 1,32,256,1024) ;;
+esac
 timeout "${JCLIP_PEER_TIMEOUT:-300}" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" 2>&1 \
   | grep -vE 'Warning|warn\(' | tail -30 | tee -a "$report"
 

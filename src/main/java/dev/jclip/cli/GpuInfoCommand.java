@@ -50,6 +50,7 @@ final class GpuInfoCommand implements Callable<Integer> {
         if (gemmBench && i == 0) {
           CudaGemmBench.run(dev, System.out);
           CudaGemmBench.attention(dev, System.out);
+          CudaGemmBench.model(dev, System.out);
         }
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());
