@@ -14,6 +14,14 @@ public interface Backend extends AutoCloseable {
   /** Whether this backend implements {@code op}. */
   boolean supports(Op op);
 
+  /**
+   * Bytes one element of {@code spec} takes in this backend's buffers (4 unless the backend keeps
+   * activations in a 16-bit format).
+   */
+  default int elementBytes(TensorSpec spec) {
+    return 4;
+  }
+
   /** A buffer of at least {@code bytes}; its contents are undefined. */
   Buffer allocate(long bytes);
 

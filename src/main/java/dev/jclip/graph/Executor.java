@@ -55,7 +55,7 @@ public final class Executor implements AutoCloseable {
     long planned = 0, unplanned = 0;
     for (int i = 0; i < nodes.size(); i++) {
       Value v = nodes.get(i).output();
-      long bytes = v.spec().elements() * 4;
+      long bytes = v.spec().elements() * backend.elementBytes(v.spec());
       unplanned += bytes;
       Slot slot = null;
       if (!pinned.contains(v)) {

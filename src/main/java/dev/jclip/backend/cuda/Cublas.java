@@ -94,6 +94,18 @@ public final class Cublas implements AutoCloseable {
     }
   }
 
+  /** Mixed-precision {@code C[M,N] = A[M,K] · B[K,N]}, types and accumulation as {@link #gemmExNT}. */
+  public void gemmExNN(int m, int n, int k, int dataType, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    device.makeCurrent();
+    try (FloatPointer al = new FloatPointer(1).put(1f);
+        FloatPointer be = new FloatPointer(1).put(0f)) {
+      check(
+          cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, n, a.asPointer(), dataType, k, be,
+              c.asPointer(), dataType, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx(NN " + m + "x" + n + "x" + k + ", type " + dataType + ")");
+    }
+  }
+
   static void check(int status, String call) {
     if (status != CUBLAS_STATUS_SUCCESS) {
       String text = "";

@@ -74,25 +74,27 @@ public final class CudaGemmBench {
   }
 
   /**
-   * The whole fp32 (parity mode) model on the GPU: a random ViT-B/32 at several batch sizes,
+   * The whole model on the GPU in each precision: a random ViT-B/32 at several batch sizes,
    * images/s and 77-token texts/s, each call including the host-to-device copy of the inputs and
    * the copy of the features back. Median of 5 after 2 warm-ups.
    */
   public static void model(CudaDevice device, PrintStream log) {
     dev.jclip.model.ClipConfig cfg = dev.jclip.model.RandomWeights.config("ViT-B/32");
     dev.jclip.model.ClipGraphs graphs = new dev.jclip.model.ClipGraphs(cfg, dev.jclip.model.RandomWeights.generate(cfg, 1));
-    try (CudaBackend backend = new CudaBackend(device)) {
-      for (int batch : new int[] {1, 32, 256}) {
-        float[] pixels = new float[batch * 3 * 224 * 224];
-        int[] ids = new int[batch * 77];
-        for (int b = 0; b < batch; b++) {
-          ids[b * 77] = 49406;
-          for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
-          ids[b * 77 + 76] = 49407;
+    for (CudaOps.Precision precision : CudaOps.Precision.values()) {
+      try (CudaBackend backend = new CudaBackend(device, precision)) {
+        for (int batch : new int[] {1, 32, 256, 1024}) {
+          float[] pixels = new float[batch * 3 * 224 * 224];
+          int[] ids = new int[batch * 77];
+          for (int b = 0; b < batch; b++) {
+            ids[b * 77] = 49406;
+            for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
+            ids[b * 77 + 76] = 49407;
+          }
+          double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch);
+          double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch);
+          log.printf("[model] ViT-B/32 %s batch %4d: %9.1f images/s, %9.1f texts/s (77 tokens)%n", precision, batch, img, txt);
         }
-        double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch);
-        double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch);
-        log.printf("[model] ViT-B/32 fp32 batch %4d: %9.1f images/s, %9.1f texts/s (77 tokens)%n", batch, img, txt);
       }
     }
   }

@@ -35,6 +35,19 @@ public final class CudaOps implements AutoCloseable {
     glue.launch(kernel, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
+  /** Launches a one-warp-per-row kernel of module {@code module} ("glue" or "layernorm") over {@code rows} rows. */
+  public void glueRowsIn(String module, String kernel, long rows, Object... args) {
+    CudaModule m = switch (module) {
+      case "glue" -> glue;
+      case "layernorm" -> layerNorm;
+      default -> throw new IllegalArgumentException("no row-kernel module " + module);
+    };
+    int perBlock = THREADS / 32;
+    long blocks = (rows + perBlock - 1) / perBlock;
+    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
+    m.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
+  }
+
   /** Launches a one-warp-per-row glue kernel over {@code rows} rows. */
   public void glueRows(String kernel, long rows, Object... args) {
     int perBlock = THREADS / 32;

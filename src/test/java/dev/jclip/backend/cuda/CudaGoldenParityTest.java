@@ -14,7 +14,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * Every reference model on the GPU in fp32 (parity mode) against the golden outputs of openai/CLIP:
  * the same checks, tolerances and intermediates as {@link GoldenParityTest} on the reference
- * backend. In the GPU bundle the weights come as {@code model.safetensors} (see
+ * backend; and in fp16 and bf16, features within 5e-3 and the same argmax on every probability row. In the GPU bundle the weights come as {@code model.safetensors} (see
  * scripts/gpu-bundle.sh); elsewhere from {@code state_dict.pt}.
  */
 @Tag("cuda")
@@ -40,7 +40,18 @@ class CudaGoldenParityTest {
   void modelMatchesGoldenOnTheGpu(Path dir) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
     try (CudaBackend backend = new CudaBackend(device)) {
-      GoldenParityTest.check(dir, weights, backend);
+      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32_GPU);
+    }
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("models")
+  void halfPrecisionKeepsFeaturesWithin5e3AndTheArgmax(Path dir) throws IOException {
+    Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
+    for (CudaOps.Precision p : new CudaOps.Precision[] {CudaOps.Precision.FP16, CudaOps.Precision.BF16}) {
+      try (CudaBackend backend = new CudaBackend(device, p)) {
+        GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.HALF);
+      }
     }
   }
 }
