@@ -59,59 +59,55 @@ public final class DeviceBuffer implements Backend.Buffer {
 
   /** Copies {@code data} to the start of this buffer (synchronous). */
   public DeviceBuffer upload(float[] data) {
-    long n = 4L * data.length;
-    checkFits(n);
-    device.makeCurrent();
     try (FloatPointer host = new FloatPointer(data)) {
-      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+      return copyIn(host, 4L * data.length);
     }
-    return this;
   }
 
   /** Copies int32 values to the start of this buffer (synchronous). */
   public DeviceBuffer upload(int[] data) {
-    long n = 4L * data.length;
-    checkFits(n);
-    device.makeCurrent();
     try (IntPointer host = new IntPointer(data)) {
-      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+      return copyIn(host, 4L * data.length);
     }
-    return this;
   }
 
   /** Copies 16-bit values (fp16 or bf16 bit patterns) to the start of this buffer (synchronous). */
   public DeviceBuffer upload(short[] data) {
-    long n = 2L * data.length;
-    checkFits(n);
-    device.makeCurrent();
     try (ShortPointer host = new ShortPointer(data)) {
-      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+      return copyIn(host, 2L * data.length);
     }
-    return this;
   }
 
   /** Copies the first {@code n} 16-bit values of this buffer to a new array (synchronous). */
   public short[] downloadShorts(int n) {
-    checkFits(2L * n);
-    device.makeCurrent();
     short[] out = new short[n];
     try (ShortPointer host = new ShortPointer(n)) {
-      check(cuMemcpyDtoH(host, address, 2L * n), "cuMemcpyDtoH(" + 2L * n + " bytes)");
-      host.get(out);
+      copyOut(host, 2L * n).get(out);
     }
     return out;
   }
 
   /** Copies the first {@code n} floats of this buffer to a new array (synchronous). */
   public float[] downloadFloats(int n) {
-    checkFits(4L * n);
-    device.makeCurrent();
     float[] out = new float[n];
     try (FloatPointer host = new FloatPointer(n)) {
-      check(cuMemcpyDtoH(host, address, 4L * n), "cuMemcpyDtoH(" + 4L * n + " bytes)");
-      host.get(out);
+      copyOut(host, 4L * n).get(out);
     }
     return out;
+  }
+
+  private DeviceBuffer copyIn(Pointer host, long n) {
+    checkFits(n);
+    device.makeCurrent();
+    check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+    return this;
+  }
+
+  private <P extends Pointer> P copyOut(P host, long n) {
+    checkFits(n);
+    device.makeCurrent();
+    check(cuMemcpyDtoH(host, address, n), "cuMemcpyDtoH(" + n + " bytes)");
+    return host;
   }
 
   /** A JavaCPP pointer to this device memory, for libraries such as cuBLAS that take one. */
