@@ -5,7 +5,7 @@ import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoD;
 
-import dev.jclip.backend.cuda.CudaOps.Precision;
+import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
@@ -50,7 +50,7 @@ public final class CudaBackend implements Backend {
   public CudaBackend(CudaDevice device, Precision precision) {
     this.device = device;
     this.precision = precision;
-    this.s = precision.suffix;
+    this.s = CudaOps.suffix(precision);
     this.elem = precision == Precision.FP32 ? 4 : 2;
     this.ops = new CudaOps(device, null);
     this.blas = new Cublas(device);
@@ -58,7 +58,7 @@ public final class CudaBackend implements Backend {
 
   @Override
   public String name() {
-    return "cuda:" + device.ordinal() + (precision == Precision.FP32 ? "" : "/" + precision.name().toLowerCase(java.util.Locale.ROOT));
+    return "cuda:" + device.ordinal() + (precision == Precision.FP32 ? "" : "/" + precision);
   }
 
   public Precision precision() {

@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
 
@@ -47,8 +48,8 @@ public final class CudaGemmBench {
       for (int[] s : shapes) {
         int b = s[0], n = s[1], h = s[2];
         boolean causal = s[3] == 1;
-        for (CudaOps.Precision p : CudaOps.Precision.values()) {
-          int elem = p == CudaOps.Precision.FP32 ? 4 : 2;
+        for (Precision p : Precision.values()) {
+          int elem = p == Precision.FP32 ? 4 : 2;
           long qkvBytes = (long) b * n * 3 * h * 64 * elem;
           try (DeviceBuffer qkv = device.allocate(qkvBytes);
               DeviceBuffer out = device.allocate(qkvBytes / 3)) {
@@ -81,7 +82,7 @@ public final class CudaGemmBench {
   public static void model(CudaDevice device, PrintStream log) {
     dev.jclip.model.ClipConfig cfg = dev.jclip.model.RandomWeights.config("ViT-B/32");
     dev.jclip.model.ClipGraphs graphs = new dev.jclip.model.ClipGraphs(cfg, dev.jclip.model.RandomWeights.generate(cfg, 1));
-    for (CudaOps.Precision precision : CudaOps.Precision.values()) {
+    for (Precision precision : Precision.values()) {
       try (CudaBackend backend = new CudaBackend(device, precision)) {
         for (int batch : new int[] {1, 32, 256, 1024}) {
           float[] pixels = new float[batch * 3 * 224 * 224];

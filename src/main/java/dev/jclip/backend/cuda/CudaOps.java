@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import org.bytedeco.cuda.cudart.CUstream_st;
 
 /**
@@ -56,17 +57,13 @@ public final class CudaOps implements AutoCloseable {
     glue.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
-  /** Element type of a device tensor. */
-  public enum Precision {
-    FP32("f32"),
-    FP16("f16"),
-    BF16("bf16");
-
-    final String suffix;
-
-    Precision(String suffix) {
-      this.suffix = suffix;
-    }
+  /** The suffix of a kernel's version in {@code precision}: {@code f32}, {@code f16} or {@code bf16}. */
+  static String suffix(Precision precision) {
+    return switch (precision) {
+      case FP32 -> "f32";
+      case FP16 -> "f16";
+      case BF16 -> "bf16";
+    };
   }
 
   /**
@@ -77,7 +74,7 @@ public final class CudaOps implements AutoCloseable {
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
     int rowsPerBlock = precision == Precision.FP32 ? 16 : 64;
     int threads = precision == Precision.FP32 ? 256 : 128;
-    attention.launch("attention_" + precision.suffix, new int[] {(n + rowsPerBlock - 1) / rowsPerBlock, heads, batch},
+    attention.launch("attention_" + suffix(precision), new int[] {(n + rowsPerBlock - 1) / rowsPerBlock, heads, batch},
         new int[] {threads, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
   }
 
@@ -94,7 +91,7 @@ public final class CudaOps implements AutoCloseable {
   /** Converts {@code n} elements from {@code from} to {@code to} (one of them FP32). */
   public void cast(DeviceBuffer dst, Precision to, DeviceBuffer src, Precision from, long n) {
     if ((from == Precision.FP32) == (to == Precision.FP32)) throw new IllegalArgumentException("cast " + from + " -> " + to);
-    cast.launch("cast_" + from.suffix + "_" + to.suffix, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, dst, src, n);
+    cast.launch("cast_" + suffix(from) + "_" + suffix(to), elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, dst, src, n);
   }
 
   /** {@code x = QuickGELU(x + bias)} over a [rows, cols] tensor; bias [cols] may be null. */

@@ -3,7 +3,7 @@ package dev.jclip.backend.cuda;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.ReferenceOps;
-import dev.jclip.backend.cuda.CudaOps.Precision;
+import dev.jclip.backend.Precision;
 import dev.jclip.testing.TestRandom;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;

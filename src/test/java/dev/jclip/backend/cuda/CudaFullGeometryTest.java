@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.ReferenceBackend;
@@ -43,7 +44,7 @@ class CudaFullGeometryTest {
       float[] refText = run("text_features", graphs.text(texts, len), Map.of("tokens", ids), ref);
       // fp32: parity mode. fp16 keeps 11 significant bits, bf16 8: over 12 layers the features
       // drift by a few 1e-3 (fp16) and ~1e-2 (bf16) relative.
-      for (CudaOps.Precision p : CudaOps.Precision.values()) {
+      for (Precision p : Precision.values()) {
         double tol = switch (p) {
           case FP32 -> 1e-4;
           case FP16 -> 5e-3;

@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import dev.jclip.model.GoldenParityTest;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -48,7 +49,7 @@ class CudaGoldenParityTest {
   @MethodSource("models")
   void halfPrecisionKeepsFeaturesWithin5e3AndTheArgmax(Path dir) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
-    for (CudaOps.Precision p : new CudaOps.Precision[] {CudaOps.Precision.FP16, CudaOps.Precision.BF16}) {
+    for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
       try (CudaBackend backend = new CudaBackend(device, p)) {
         GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.HALF);
       }
