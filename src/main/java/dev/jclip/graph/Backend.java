@@ -34,6 +34,24 @@ public interface Backend extends AutoCloseable {
   /** Runs {@code node}: its inputs are in {@code inputs} (in order), its result goes to {@code output}. */
   void execute(Node node, List<Buffer> inputs, Buffer output);
 
+  /**
+   * Records the device work {@code body} queues (one executor's node loop) so that it can be
+   * replayed without the host issuing each launch again, as a CUDA graph does; {@code body} is not
+   * executed by the recording itself. Returns null when this backend cannot record, and the
+   * executor then runs nodes one by one.
+   */
+  default Recording record(Runnable body) {
+    return null;
+  }
+
+  /** A recorded sequence of launches, bound to the buffers it was recorded with. */
+  interface Recording extends AutoCloseable {
+    void replay();
+
+    @Override
+    void close();
+  }
+
   /** Waits for all queued work (asynchronous backends). */
   default void synchronize() {}
 

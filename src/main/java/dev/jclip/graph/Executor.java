@@ -26,8 +26,22 @@ public final class Executor implements AutoCloseable {
   private final Map<String, Value> captured = new LinkedHashMap<>();
   private final long plannedBytes;
   private final long unplannedBytes;
+  private final boolean replay;
+  private Backend.Recording recording;
+  private int runs;
 
   public Executor(Graph graph, Backend backend, Collection<String> capture) {
+    this(graph, backend, capture, false);
+  }
+
+  /**
+   * @param replay record the node loop on the second run (the first warms up: parameters uploaded,
+   *     scratch sized) and replay the recording from then on, where the backend can record (a CUDA
+   *     graph per executor, i.e. per batch shape); the inputs are written before each replay and
+   *     the outputs read after it
+   */
+  public Executor(Graph graph, Backend backend, Collection<String> capture, boolean replay) {
+    this.replay = replay;
     this.graph = graph;
     this.backend = backend;
     for (Node n : graph.nodes()) {
@@ -97,17 +111,31 @@ public final class Executor implements AutoCloseable {
       }
       backend.write(buffers.get(e.getValue()), e.getValue().spec(), host);
     }
+    if (recording == null && replay && runs >= 1) {
+      recording = backend.record(this::runNodes);
+    }
+    if (recording != null) recording.replay();
+    else runNodes();
+    runs++;
+    backend.synchronize();
+    Map<String, float[]> out = new LinkedHashMap<>();
+    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
+    for (Map.Entry<String, Value> e : captured.entrySet()) out.putIfAbsent(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
+    return out;
+  }
+
+  private void runNodes() {
     for (Node n : graph.nodes()) {
       if (n.op() == Op.INPUT) continue;
       List<Backend.Buffer> in = new ArrayList<>(n.inputs().size());
       for (Value v : n.inputs()) in.add(buffers.get(v));
       backend.execute(n, in, buffers.get(n.output()));
     }
-    backend.synchronize();
-    Map<String, float[]> out = new LinkedHashMap<>();
-    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
-    for (Map.Entry<String, Value> e : captured.entrySet()) out.putIfAbsent(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
-    return out;
+  }
+
+  /** Whether runs replay a recording (after the first run, on a backend that records). */
+  public boolean replaying() {
+    return recording != null;
   }
 
   public Graph graph() {
@@ -126,6 +154,8 @@ public final class Executor implements AutoCloseable {
 
   @Override
   public void close() {
+    if (recording != null) recording.close();
+    recording = null;
     for (Backend.Buffer b : owned) b.close();
     owned.clear();
   }

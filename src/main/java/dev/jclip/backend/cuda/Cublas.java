@@ -12,6 +12,8 @@ import static org.bytedeco.cuda.global.cublas.cublasGemmEx;
 import static org.bytedeco.cuda.global.cublas.cublasGetStatusString;
 import static org.bytedeco.cuda.global.cublas.cublasGetVersion_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
+import static org.bytedeco.cuda.global.cublas.cublasSetStream_v2;
+import static org.bytedeco.cuda.global.cublas.cublasSetWorkspace_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSgemm_v2;
 
 import org.bytedeco.cuda.cublas.cublasContext;
@@ -44,6 +46,16 @@ public final class Cublas implements AutoCloseable {
     this.handle = new cublasContext();
     check(cublasCreate_v2(handle), "cublasCreate");
     check(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode(CUBLAS_DEFAULT_MATH)");
+  }
+
+  /**
+   * Puts this handle's work on {@code stream}, with {@code workspace} as its scratch memory (a
+   * fixed workspace is what lets cuBLAS calls be captured into a CUDA graph).
+   */
+  public void bind(CudaStream stream, DeviceBuffer workspace) {
+    device.makeCurrent();
+    check(cublasSetStream_v2(handle, stream.handle()), "cublasSetStream");
+    check(cublasSetWorkspace_v2(handle, workspace.asPointer(), workspace.bytes()), "cublasSetWorkspace(" + workspace.bytes() + " bytes)");
   }
 
   /** The cuBLAS library version, e.g. 130001. */

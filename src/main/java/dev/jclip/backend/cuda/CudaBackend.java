@@ -1,9 +1,7 @@
 package dev.jclip.backend.cuda;
 
-import static dev.jclip.backend.cuda.CudaDriver.check;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
-import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoD;
 
 import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
@@ -40,6 +38,12 @@ public final class CudaBackend implements Backend {
   private final Map<Tensor, DeviceBuffer> params = new IdentityHashMap<>();
   private final Map<Tensor, DeviceBuffer> gemmWeights = new IdentityHashMap<>();
   private final DeviceBuffer[] scratch = new DeviceBuffer[3];
+  private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
+  private final CudaStream stream;
+  private final DeviceBuffer blasWorkspace;
+
+  /** cuBLAS's fixed workspace: 32 MiB, as NVIDIA recommends for Hopper. */
+  private static final long BLAS_WORKSPACE = 32L << 20;
 
   /** An fp32 (parity mode) backend on {@code device}; the caller keeps ownership of the device. */
   public CudaBackend(CudaDevice device) {
@@ -52,8 +56,11 @@ public final class CudaBackend implements Backend {
     this.precision = precision;
     this.s = CudaOps.suffix(precision);
     this.elem = precision == Precision.FP32 ? 4 : 2;
-    this.ops = new CudaOps(device, null);
+    this.stream = new CudaStream(device);
+    this.ops = new CudaOps(device, stream.handle());
     this.blas = new Cublas(device);
+    this.blasWorkspace = device.allocate(BLAS_WORKSPACE);
+    blas.bind(stream, blasWorkspace);
   }
 
   @Override
@@ -84,12 +91,12 @@ public final class CudaBackend implements Backend {
   public void write(Buffer dst, TensorSpec spec, Object host) {
     DeviceBuffer d = (DeviceBuffer) dst;
     if (spec.dtype() == DType.I32) {
-      d.upload((int[]) host);
+      d.upload((int[]) host, stream);
     } else if (precision == Precision.FP32) {
-      d.upload((float[]) host);
+      d.upload((float[]) host, stream);
     } else {
       float[] f = (float[]) host;
-      DeviceBuffer staging = scratch(0, 4L * f.length).upload(f);
+      DeviceBuffer staging = scratch(0, 4L * f.length).upload(f, stream);
       ops.cast(d, precision, staging, Precision.FP32, f.length);
     }
   }
@@ -97,22 +104,32 @@ public final class CudaBackend implements Backend {
   @Override
   public float[] read(Buffer src, TensorSpec spec) {
     int n = (int) spec.elements();
-    if (precision == Precision.FP32) return ((DeviceBuffer) src).downloadFloats(n);
+    if (precision == Precision.FP32) return ((DeviceBuffer) src).downloadFloats(n, stream);
     DeviceBuffer staging = scratch(0, 4L * n);
     ops.cast(staging, Precision.FP32, (DeviceBuffer) src, precision, n);
-    return staging.downloadFloats(n);
+    return staging.downloadFloats(n, stream);
   }
 
   @Override
   public void synchronize() {
-    device.synchronize();
+    stream.synchronize();
+  }
+
+  /**
+   * Captures {@code body}'s launches on this backend's stream into a CUDA graph. Everything the
+   * body needs must already exist (the executor records on its second run, after the first has
+   * uploaded the parameters and sized the scratch buffers).
+   */
+  @Override
+  public Recording record(Runnable body) {
+    return CudaGraph.capture(device, stream, body);
   }
 
   /** The fp32 device copy of a parameter (bias, LayerNorm weight, embedding), uploaded once. */
   private DeviceBuffer param(Node n, String role) {
     Tensor t = n.param(role);
     if (t == null) return null;
-    return params.computeIfAbsent(t, k -> device.allocate(4L * k.numel()).upload(k.toFloatArray()));
+    return params.computeIfAbsent(t, k -> device.allocate(4L * k.numel()).upload(k.toFloatArray(), stream));
   }
 
   /** A GEMM operand weight in the compute precision, uploaded once. */
@@ -123,14 +140,15 @@ public final class CudaBackend implements Backend {
       float[] f = k.toFloatArray();
       short[] h = new short[f.length];
       for (int i = 0; i < f.length; i++) h[i] = precision == Precision.FP16 ? HalfFloats.fp16(f[i]) : HalfFloats.bf16(f[i]);
-      return device.allocate(2L * h.length).upload(h);
+      return device.allocate(2L * h.length).upload(h, stream);
     });
   }
 
   /** Scratch buffer {@code slot}, grown to at least {@code bytes}. */
   private DeviceBuffer scratch(int slot, long bytes) {
     if (scratch[slot] == null || scratch[slot].bytes() < bytes) {
-      if (scratch[slot] != null) scratch[slot].close();
+      // Recorded CUDA graphs of other executors may hold the old address: keep it until close.
+      if (scratch[slot] != null) retired.add(scratch[slot]);
       scratch[slot] = device.allocate(bytes);
     }
     return scratch[slot];
@@ -241,21 +259,25 @@ public final class CudaBackend implements Backend {
   }
 
   private void copy(DeviceBuffer dst, DeviceBuffer src, long bytes) {
-    device.makeCurrent();
-    check(cuMemcpyDtoD(dst.address(), src.address(), bytes), "cuMemcpyDtoD(" + bytes + " bytes)");
+    dst.copyFrom(src, bytes, stream);
   }
 
   @Override
   public void close() {
+    stream.synchronize();
     for (DeviceBuffer b : params.values()) b.close();
     for (DeviceBuffer b : gemmWeights.values()) b.close();
     params.clear();
     gemmWeights.clear();
+    for (DeviceBuffer b : retired) b.close();
+    retired.clear();
     for (int i = 0; i < scratch.length; i++) {
       if (scratch[i] != null) scratch[i].close();
       scratch[i] = null;
     }
     blas.close();
+    blasWorkspace.close();
     ops.close();
+    stream.close();
   }
 }

@@ -77,7 +77,8 @@ public final class CudaGemmBench {
   /**
    * The whole model on the GPU in each precision: a random ViT-B/32 at several batch sizes,
    * images/s and 77-token texts/s, each call including the host-to-device copy of the inputs and
-   * the copy of the features back. Median of 5 after 2 warm-ups.
+   * the copy of the features back; node by node and replaying a CUDA graph. Median of 5 after 2
+   * warm-ups.
    */
   public static void model(CudaDevice device, PrintStream log) {
     dev.jclip.model.ClipConfig cfg = dev.jclip.model.RandomWeights.config("ViT-B/32");
@@ -92,16 +93,19 @@ public final class CudaGemmBench {
             for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
             ids[b * 77 + 76] = 49407;
           }
-          double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch);
-          double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch);
-          log.printf("[model] ViT-B/32 %s batch %4d: %9.1f images/s, %9.1f texts/s (77 tokens)%n", precision, batch, img, txt);
+          for (boolean replay : new boolean[] {false, true}) {
+            double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch, replay);
+            double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch, replay);
+            log.printf("[model] ViT-B/32 %s %-11s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)%n", precision,
+                replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
+          }
         }
       }
     }
   }
 
-  private static double perSecond(CudaBackend backend, dev.jclip.graph.Graph graph, java.util.Map<String, ?> inputs, int batch) {
-    try (dev.jclip.graph.Executor ex = new dev.jclip.graph.Executor(graph, backend, java.util.List.of())) {
+  private static double perSecond(CudaBackend backend, dev.jclip.graph.Graph graph, java.util.Map<String, ?> inputs, int batch, boolean replay) {
+    try (dev.jclip.graph.Executor ex = new dev.jclip.graph.Executor(graph, backend, java.util.List.of(), replay)) {
       for (int i = 0; i < 2; i++) ex.run(inputs);
       double[] s = new double[5];
       for (int r = 0; r < s.length; r++) {

@@ -4,7 +4,10 @@ import static dev.jclip.backend.cuda.CudaDriver.check;
 import static org.bytedeco.cuda.global.cudart.cuMemAlloc;
 import static org.bytedeco.cuda.global.cudart.cuMemFree;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoH;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoDAsync;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoHAsync;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoDAsync;
 
 import dev.jclip.graph.Backend;
 import org.bytedeco.javacpp.FloatPointer;
@@ -94,6 +97,63 @@ public final class DeviceBuffer implements Backend.Buffer {
       copyOut(host, 4L * n).get(out);
     }
     return out;
+  }
+
+  /**
+   * Copies {@code data} to the start of this buffer in {@code stream}'s order. The call returns
+   * once the host array may be reused (pageable memory is staged by the driver).
+   */
+  public DeviceBuffer upload(float[] data, CudaStream stream) {
+    try (FloatPointer host = new FloatPointer(data)) {
+      long n = 4L * data.length;
+      checkFits(n);
+      device.makeCurrent();
+      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+      return this;
+    }
+  }
+
+  /** Copies int32 values to the start of this buffer in {@code stream}'s order. */
+  public DeviceBuffer upload(int[] data, CudaStream stream) {
+    try (IntPointer host = new IntPointer(data)) {
+      long n = 4L * data.length;
+      checkFits(n);
+      device.makeCurrent();
+      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+      return this;
+    }
+  }
+
+  /** Copies 16-bit values to the start of this buffer in {@code stream}'s order. */
+  public DeviceBuffer upload(short[] data, CudaStream stream) {
+    try (ShortPointer host = new ShortPointer(data)) {
+      long n = 2L * data.length;
+      checkFits(n);
+      device.makeCurrent();
+      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+      return this;
+    }
+  }
+
+  /** Copies the first {@code n} floats after the work queued on {@code stream}; returns when they are here. */
+  public float[] downloadFloats(int n, CudaStream stream) {
+    float[] out = new float[n];
+    try (FloatPointer host = new FloatPointer(n)) {
+      checkFits(4L * n);
+      device.makeCurrent();
+      check(cuMemcpyDtoHAsync(host, address, 4L * n, stream.handle()), "cuMemcpyDtoHAsync(" + 4L * n + " bytes)");
+      stream.synchronize();
+      host.get(out);
+    }
+    return out;
+  }
+
+  /** Copies {@code bytes} from {@code src} into this buffer in {@code stream}'s order. */
+  public void copyFrom(DeviceBuffer src, long bytes, CudaStream stream) {
+    checkFits(bytes);
+    if (bytes > src.bytes) throw new IllegalArgumentException(bytes + " bytes do not fit a device buffer of " + src.bytes);
+    device.makeCurrent();
+    check(cuMemcpyDtoDAsync(address, src.address(), bytes, stream.handle()), "cuMemcpyDtoDAsync(" + bytes + " bytes)");
   }
 
   private DeviceBuffer copyIn(Pointer host, long n) {
