@@ -40,6 +40,7 @@ public final class CudaBackend implements Backend {
   private final DeviceBuffer[] scratch = new DeviceBuffer[3];
   private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
   private final CudaStream stream;
+  private final boolean flash;
   private final DeviceBuffer blasWorkspace;
 
   /** cuBLAS's fixed workspace: 32 MiB, as NVIDIA recommends for Hopper. */
@@ -52,6 +53,16 @@ public final class CudaBackend implements Backend {
 
   /** A backend on {@code device} computing in {@code precision}; the caller keeps ownership of the device. */
   public CudaBackend(CudaDevice device, Precision precision) {
+    this(device, precision, false);
+  }
+
+  /**
+   * @param flashAttention in fp16/bf16, use the register-resident FlashAttention-2 style kernel
+   *     (flash_attention.cu) instead of the first WMMA version; off by default until it has been
+   *     validated and timed on a GPU (docs/gpu.md)
+   */
+  public CudaBackend(CudaDevice device, Precision precision, boolean flashAttention) {
+    this.flash = flashAttention && precision != Precision.FP32;
     this.device = device;
     this.precision = precision;
     this.s = CudaOps.suffix(precision);
@@ -190,7 +201,10 @@ public final class CudaBackend implements Backend {
       case LAYER_NORM -> ops.glueRowsIn("layernorm", "add_layernorm_" + s, in.rows(),
           y, null, x, null, param(n, "weight"), param(n, "bias"), in.rows(), in.dim(-1), n.floatAttr("eps"));
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
-      case ATTENTION -> ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+      case ATTENTION -> {
+        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+        else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+      }
       case QUICK_GELU, GELU -> {
         copy(y, x, (long) elem * in.elements());
         ops.glue("bias_act_" + s, in.elements(), y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1);

@@ -54,20 +54,8 @@ public final class CudaGemmBench {
           try (DeviceBuffer qkv = device.allocate(qkvBytes);
               DeviceBuffer out = device.allocate(qkvBytes / 3)) {
             zero(qkv);
-            Runnable call = () -> ops.attention(out, qkv, b, n, h, causal, p);
-            for (int i = 0; i < 3; i++) call.run();
-            device.synchronize();
-            double[] ms = new double[7];
-            for (int r = 0; r < ms.length; r++) {
-              long t0 = System.nanoTime();
-              for (int i = 0; i < 10; i++) call.run();
-              device.synchronize();
-              ms[r] = (System.nanoTime() - t0) / 1e6 / 10;
-            }
-            Arrays.sort(ms);
-            double flop = 4.0 * b * h * (double) n * n * 64;
-            log.printf("[attention] %-4s B=%4d N=%3d H=%2d%s: %8.3f ms (min %.3f, max %.3f), %6.1f TFLOP/s%n", p, b, n, h,
-                causal ? " causal" : "       ", ms[3], ms[0], ms[6], flop / (ms[3] / 1e3) / 1e12);
+            time(device, p.toString(), () -> ops.attention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
+            if (p != Precision.FP32) time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
           }
         }
       }
@@ -84,20 +72,22 @@ public final class CudaGemmBench {
     dev.jclip.model.ClipConfig cfg = dev.jclip.model.RandomWeights.config("ViT-B/32");
     dev.jclip.model.ClipGraphs graphs = new dev.jclip.model.ClipGraphs(cfg, dev.jclip.model.RandomWeights.generate(cfg, 1));
     for (Precision precision : Precision.values()) {
-      try (CudaBackend backend = new CudaBackend(device, precision)) {
-        for (int batch : new int[] {1, 32, 256, 1024}) {
-          float[] pixels = new float[batch * 3 * 224 * 224];
-          int[] ids = new int[batch * 77];
-          for (int b = 0; b < batch; b++) {
-            ids[b * 77] = 49406;
-            for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
-            ids[b * 77 + 76] = 49407;
-          }
-          for (boolean replay : new boolean[] {false, true}) {
-            double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch, replay);
-            double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch, replay);
-            log.printf("[model] ViT-B/32 %s %-11s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)%n", precision,
-                replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
+      for (boolean flash : precision == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
+        try (CudaBackend backend = new CudaBackend(device, precision, flash)) {
+          for (int batch : new int[] {1, 32, 256, 1024}) {
+            float[] pixels = new float[batch * 3 * 224 * 224];
+            int[] ids = new int[batch * 77];
+            for (int b = 0; b < batch; b++) {
+              ids[b * 77] = 49406;
+              for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
+              ids[b * 77 + 76] = 49407;
+            }
+            for (boolean replay : new boolean[] {false, true}) {
+              double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch, replay);
+              double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch, replay);
+              log.printf("[model] ViT-B/32 %s%s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)%n", precision,
+                  flash ? "+flash" : "", replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
+            }
           }
         }
       }
@@ -116,6 +106,26 @@ public final class CudaGemmBench {
       Arrays.sort(s);
       return batch / s[2];
     }
+  }
+
+  private static void time(CudaDevice device, String what, Runnable call, int b, int n, int h, boolean causal, PrintStream log) {
+    for (int i = 0; i < 3; i++) call.run();
+    device.synchronize();
+    double[] ms = new double[7];
+    for (int r = 0; r < ms.length; r++) {
+      long t0 = System.nanoTime();
+      for (int i = 0; i < 10; i++) call.run();
+      device.synchronize();
+      ms[r] = (System.nanoTime() - t0) / 1e6 / 10;
+    }
+    Arrays.sort(ms);
+    report(what, ms, b, n, h, causal, log);
+  }
+
+  private static void report(String what, double[] ms, int b, int n, int h, boolean causal, PrintStream log) {
+    double flop = 4.0 * b * h * (double) n * n * 64;
+    log.printf("[attention] %-10s B=%4d N=%3d H=%2d%s: %8.3f ms (min %.3f, max %.3f), %6.1f TFLOP/s%n", what, b, n, h,
+        causal ? " causal" : "       ", ms[3], ms[0], ms[ms.length - 1], flop / (ms[3] / 1e3) / 1e12);
   }
 
   private static Result measure(CudaDevice device, Cublas blas, String type, int cudaType, int m, int n, int k) {

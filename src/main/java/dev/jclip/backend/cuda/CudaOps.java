@@ -12,6 +12,7 @@ public final class CudaOps implements AutoCloseable {
   private final CudaModule gelu;
   private final CudaModule layerNorm;
   private final CudaModule attention;
+  private final CudaModule flashAttention;
   private final CudaModule cosineLogits;
   private final CudaModule cast;
   private final CudaModule glue;
@@ -23,6 +24,7 @@ public final class CudaOps implements AutoCloseable {
     this.gelu = device.loadModule("gelu");
     this.layerNorm = device.loadModule("layernorm");
     this.attention = device.loadModule("attention");
+    this.flashAttention = device.loadModule("flash_attention");
     this.cosineLogits = device.loadModule("cosine_logits");
     this.cast = device.loadModule("cast");
     this.glue = device.loadModule("glue");
@@ -79,6 +81,17 @@ public final class CudaOps implements AutoCloseable {
   }
 
   /**
+   * The same attention as {@link #attention} on tensor cores with the probabilities kept in
+   * registers (cuda-kernels/flash_attention.cu, the second version); fp16 and bf16 only.
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision) {
+    if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
+    if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
+    flashAttention.launch("flash_attention_" + suffix(precision), new int[] {(n + 63) / 64, heads, batch}, new int[] {128, 1, 1}, 0,
+        stream, out, qkv, n, heads, causal ? 1 : 0);
+  }
+
+  /**
    * {@code logits[M,T] = scale · normalise(x[M,E]) · normalise(y[T,E])ᵀ}, fp32: CLIP's
    * logits_per_image with {@code scale = exp(logit_scale)}.
    */
@@ -128,6 +141,7 @@ public final class CudaOps implements AutoCloseable {
     try (gelu;
         layerNorm;
         attention;
+        flashAttention;
         cosineLogits;
         cast;
         glue) {

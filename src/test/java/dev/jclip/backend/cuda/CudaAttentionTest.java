@@ -82,12 +82,15 @@ class CudaAttentionTest {
         for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
           short[] h = toHalf(qkv, p);
           float[] rounded = fromHalf(h, p);
-          try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
-              DeviceBuffer dout = device.allocate(2L * batch * n * d)) {
-            ops.attention(dout, dq, batch, n, heads, causal, p);
-            float[] got = fromHalf(dout.downloadShorts(batch * n * d), p);
-            check("attention " + p + " " + shape, got, ReferenceOps.attention(rounded, batch, n, heads, causal),
-                p == Precision.FP16 ? FP16_TOL : BF16_TOL);
+          float[] want = ReferenceOps.attention(rounded, batch, n, heads, causal);
+          for (boolean flash : new boolean[] {false, true}) {
+            try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
+                DeviceBuffer dout = device.allocate(2L * batch * n * d)) {
+              if (flash) ops.flashAttention(dout, dq, batch, n, heads, causal, p);
+              else ops.attention(dout, dq, batch, n, heads, causal, p);
+              float[] got = fromHalf(dout.downloadShorts(batch * n * d), p);
+              check((flash ? "flash attention " : "attention ") + p + " " + shape, got, want, p == Precision.FP16 ? FP16_TOL : BF16_TOL);
+            }
           }
         }
       }

@@ -50,9 +50,12 @@ class CudaFullGeometryTest {
           case FP16 -> 5e-3;
           case BF16 -> 2e-2;
         };
-        try (CudaBackend cuda = new CudaBackend(device, p)) {
-          check(p + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol);
-          check(p + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol);
+        for (boolean flash : p == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
+          String what = p + (flash ? "+flash" : "");
+          try (CudaBackend cuda = new CudaBackend(device, p, flash)) {
+            check(what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol);
+            check(what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol);
+          }
         }
       }
     }
