@@ -25,6 +25,16 @@ public interface Backend extends AutoCloseable {
   /** A buffer of at least {@code bytes}; its contents are undefined. */
   Buffer allocate(long bytes);
 
+  /**
+   * Buffers of the given sizes, for one executor's activation memory; closing each releases it. By
+   * default one allocation each; a device backend may carve them from one arena.
+   */
+  default List<Buffer> allocateAll(long[] bytes) {
+    List<Buffer> out = new java.util.ArrayList<>(bytes.length);
+    for (long b : bytes) out.add(allocate(b));
+    return out;
+  }
+
   /** Copies host values into {@code dst}, laid out as {@code spec}: {@code float[]} for F32, {@code int[]} for I32. */
   void write(Buffer dst, TensorSpec spec, Object host);
 

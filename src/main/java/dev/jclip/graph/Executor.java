@@ -63,7 +63,10 @@ public final class Executor implements AutoCloseable {
     pinned.addAll(captured.values());
     pinned.addAll(graph.inputs().values());
 
-    // Free slots by size; a slot returns to the pool after the last reader of its value has run.
+    // Plan: free slots by size; a slot returns to the pool after the last reader of its value has
+    // run. Then allocate every slot at once, so a backend can carve them from one arena.
+    List<Slot> slots = new ArrayList<>();
+    Map<Value, Slot> slotOf = new IdentityHashMap<>();
     List<Slot> free = new ArrayList<>();
     Map<Integer, List<Slot>> releaseAfter = new HashMap<>();
     long planned = 0, unplanned = 0;
@@ -77,11 +80,11 @@ public final class Executor implements AutoCloseable {
         if (slot != null) free.remove(slot);
       }
       if (slot == null) {
-        slot = new Slot(backend.allocate(bytes), bytes);
-        owned.add(slot.buffer);
+        slot = new Slot(slots.size(), bytes);
+        slots.add(slot);
         planned += bytes;
       }
-      buffers.put(v, slot.buffer);
+      slotOf.put(v, slot);
       if (!pinned.contains(v)) {
         int last = lastUse.getOrDefault(v, i);
         releaseAfter.computeIfAbsent(last, k -> new ArrayList<>()).add(slot);
@@ -89,11 +92,16 @@ public final class Executor implements AutoCloseable {
       List<Slot> released = releaseAfter.remove(i);
       if (released != null) free.addAll(released);
     }
+    long[] sizes = new long[slots.size()];
+    for (Slot sl : slots) sizes[sl.index] = sl.bytes;
+    List<Backend.Buffer> allocated = backend.allocateAll(sizes);
+    owned.addAll(allocated);
+    for (Map.Entry<Value, Slot> e : slotOf.entrySet()) buffers.put(e.getKey(), allocated.get(e.getValue().index));
     this.plannedBytes = planned;
     this.unplannedBytes = unplanned;
   }
 
-  private record Slot(Backend.Buffer buffer, long bytes) {}
+  private record Slot(int index, long bytes) {}
 
   /**
    * Runs the graph. {@code inputs} maps each graph input's name to a {@code float[]} (F32) or

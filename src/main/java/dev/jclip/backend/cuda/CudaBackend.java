@@ -98,6 +98,23 @@ public final class CudaBackend implements Backend {
     return device.allocate(bytes);
   }
 
+  /**
+   * One activation arena per executor: a single device allocation, each slot a 256-byte aligned
+   * view of it. The arena is freed when the last of its views is closed.
+   */
+  @Override
+  public List<Buffer> allocateAll(long[] bytes) {
+    if (bytes.length == 0) return List.of();
+    long total = 0;
+    long[] offsets = new long[bytes.length], sizes = new long[bytes.length];
+    for (int i = 0; i < bytes.length; i++) {
+      offsets[i] = total;
+      sizes[i] = Math.max(bytes[i], 1);
+      total += (sizes[i] + 255) & ~255L;
+    }
+    return List.copyOf(device.allocate(total).split(offsets, sizes));
+  }
+
   @Override
   public void write(Buffer dst, TensorSpec spec, Object host) {
     DeviceBuffer d = (DeviceBuffer) dst;

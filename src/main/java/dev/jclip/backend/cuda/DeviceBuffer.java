@@ -21,13 +21,35 @@ public final class DeviceBuffer implements Backend.Buffer {
   private final long address;
   private final long bytes;
   private final boolean owner;
+  /** For the views of {@link #split}: the buffer they share, freed when the last view closes. */
+  private final DeviceBuffer shared;
+  private final int[] openViews;
   private boolean closed;
 
-  private DeviceBuffer(CudaDevice device, long address, long bytes) {
+  private DeviceBuffer(CudaDevice device, long address, long bytes, DeviceBuffer shared, int[] openViews) {
     this.device = device;
     this.address = address;
     this.bytes = bytes;
     this.owner = false;
+    this.shared = shared;
+    this.openViews = openViews;
+  }
+
+  /**
+   * Splits this buffer into views at {@code offsets} with {@code sizes}; this buffer is then owned
+   * by the views and freed when the last of them is closed.
+   */
+  public java.util.List<DeviceBuffer> split(long[] offsets, long[] sizes) {
+    ensureOpen();
+    int[] open = {offsets.length};
+    java.util.List<DeviceBuffer> views = new java.util.ArrayList<>(offsets.length);
+    for (int i = 0; i < offsets.length; i++) {
+      if (offsets[i] < 0 || sizes[i] <= 0 || offsets[i] + sizes[i] > bytes) {
+        throw new IllegalArgumentException("view [" + offsets[i] + ", " + (offsets[i] + sizes[i]) + ") outside a buffer of " + bytes);
+      }
+      views.add(new DeviceBuffer(device, address + offsets[i], sizes[i], this, open));
+    }
+    return views;
   }
 
   /** A non-owning view of {@code bytes} bytes at {@code offset} (closing it frees nothing). */
@@ -36,11 +58,13 @@ public final class DeviceBuffer implements Backend.Buffer {
     if (offset < 0 || bytes <= 0 || offset + bytes > this.bytes) {
       throw new IllegalArgumentException("view [" + offset + ", " + (offset + bytes) + ") outside a buffer of " + this.bytes);
     }
-    return new DeviceBuffer(device, address + offset, bytes);
+    return new DeviceBuffer(device, address + offset, bytes, null, null);
   }
 
   DeviceBuffer(CudaDevice device, long bytes) {
     this.owner = true;
+    this.shared = null;
+    this.openViews = null;
     if (bytes <= 0) throw new IllegalArgumentException("device allocation of " + bytes + " bytes");
     this.device = device;
     this.bytes = bytes;
@@ -189,7 +213,10 @@ public final class DeviceBuffer implements Backend.Buffer {
   public void close() {
     if (closed) return;
     closed = true;
-    if (!owner) return;
+    if (!owner) {
+      if (shared != null && --openViews[0] == 0) shared.close();
+      return;
+    }
     device.makeCurrent();
     check(cuMemFree(address), "cuMemFree");
   }
