@@ -288,7 +288,18 @@ public final class ImageDecoder {
       reader.addIIOReadWarningListener((src, w) -> warnings.add(w));
       checkPixels(file, Format.JPEG, reader.getWidth(0), reader.getHeight(0));
       Raster r;
-      if (components == 4) {
+      boolean[] h1v2 = jdk ? JpegH1v2.components(b) : null;
+      if (h1v2 != null) {
+        // 4:4:0 chroma: libjpeg 6b duplicates rows where libjpeg-turbo interpolates them.
+        r = reader.readRaster(0, null);
+        checkWarnings(file, Format.JPEG, warnings);
+        if (r.getNumBands() == 3) {
+          byte[] ycc = bands(r, new int[] {0, 1, 2}, 0, 1);
+          JpegH1v2.toRgb(ycc, r.getWidth(), r.getHeight(), h1v2);
+          return DecodedImage.of("JPEG", DecodedImage.Mode.RGB, r.getWidth(), r.getHeight(), ycc);
+        }
+        throw new IOException("raw JPEG raster has " + r.getNumBands() + " bands"); // caller falls back
+      } else if (components == 4) {
         // CMYK/YCCK: the raw raster, without the colour management ImageIO would apply.
         r = reader.readRaster(0, null);
       } else {
@@ -342,6 +353,7 @@ public final class ImageDecoder {
     int W = r.getWidth();
     int H = r.getHeight();
     String fmt = f.name();
+    // (W, H may grow to the GIF's logical screen below.)
     ColorModel cm = im.getColorModel();
     if (cm instanceof IndexColorModel icm) {
       byte[] idx = bands(r, new int[] {0}, 0, 1);
@@ -355,6 +367,25 @@ public final class ImageDecoder {
       }
       int[] ramp = new int[n];
       for (int i = 0; i < n; i++) ramp[i] = i;
+      if (f == Format.GIF) {
+        // Pillow's first frame fills the whole logical screen: the frame at its offset, the rest
+        // the transparent index (or 0).
+        GifLayout g = GifLayout.parse(b);
+        if (g != null && (g.screenW != W || g.screenH != H)) {
+          checkPixels(file, f, g.screenW, g.screenH);
+          byte[] canvas = new byte[g.screenW * g.screenH];
+          java.util.Arrays.fill(canvas, (byte) Math.max(g.transparent, 0));
+          for (int y = 0; y < H; y++) {
+            int cy = g.top + y;
+            if (cy >= g.screenH) break;
+            int len = Math.min(W, g.screenW - g.left);
+            if (len > 0) System.arraycopy(idx, y * W, canvas, cy * g.screenW + g.left, len);
+          }
+          idx = canvas;
+          W = g.screenW;
+          H = g.screenH;
+        }
+      }
       if ((f == Format.GIF || f == Format.BMP) && isGray(pal, ramp)) {
         return DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, idx);
       }
@@ -367,6 +398,36 @@ public final class ImageDecoder {
     }
     if (bands >= 3) return DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
     throw new ImageDecodeException(file, fmt + " image with " + bands + " bands is not supported");
+  }
+
+  /** The GIF logical screen, the first frame's position and its transparent index (-1 if none). */
+  record GifLayout(int screenW, int screenH, int left, int top, int transparent) {
+    static GifLayout parse(byte[] b) {
+      if (b.length < 13) return null;
+      int sw = le16(b, 6);
+      int sh = le16(b, 8);
+      int flags = b[10] & 0xff;
+      int i = 13 + ((flags & 0x80) != 0 ? 3 << ((flags & 7) + 1) : 0);
+      int transparent = -1;
+      while (i < b.length) {
+        int block = b[i] & 0xff;
+        if (block == 0x2C) {
+          if (i + 9 > b.length) return null;
+          return new GifLayout(sw, sh, le16(b, i + 1), le16(b, i + 3), transparent);
+        }
+        if (block != 0x21 || i + 2 >= b.length) return null;
+        int label = b[i + 1] & 0xff;
+        if (label == 0xF9 && i + 6 < b.length && (b[i + 3] & 1) != 0) transparent = b[i + 6] & 0xff;
+        i += 2;
+        while (i < b.length && (b[i] & 0xff) != 0) i += (b[i] & 0xff) + 1;
+        i++;
+      }
+      return null;
+    }
+
+    private static int le16(byte[] b, int off) {
+      return (b[off] & 0xff) | ((b[off + 1] & 0xff) << 8);
+    }
   }
 
   private static boolean isGray(byte[] pal, int[] expected) {
