@@ -169,6 +169,10 @@ public final class ImageDecoder {
               + maxPixels
               + " (possible decompression bomb; raise the limit if the image is genuine)");
     }
+    if (n > Integer.MAX_VALUE / 4 - 8) {
+      // Java arrays stop at 2^31 elements: 4 bytes per pixel must fit in one.
+      throw new ImageDecodeException(file, "image is " + w + "x" + h + " = " + n + " pixels, too large for one Java array");
+    }
   }
 
   // ---------------------------------------------------------------- PNG

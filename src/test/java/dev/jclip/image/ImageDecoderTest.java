@@ -119,6 +119,9 @@ class ImageDecoderTest {
     b.writeBytes(TestPng.chunk("IEND", new byte[0]));
     Path f = write("bomb.png", b.toByteArray());
     bad(f, "30000x30000", "900000000 pixels", "limit");
+    // Even with no limit, what cannot fit a Java array is refused up front, not by an OOM.
+    ImageDecodeException big = assertThrows(ImageDecodeException.class, () -> new ImageDecoder(Long.MAX_VALUE).decode(f));
+    assertTrue(big.getMessage().contains("too large"), big.getMessage());
     // The limit is configurable: a small one refuses a normal image too.
     ImageDecodeException e =
         assertThrows(ImageDecodeException.class, () -> new ImageDecoder(1000).decode(Reference.file("images/rose.jpg")));
