@@ -49,6 +49,8 @@ public final class ImageDecoder {
 
   private final long maxPixels;
   private final long maxFileBytes;
+  /** False only in tests, to exercise the TwelveMonkeys fallback on ordinary files. */
+  private final boolean jdkJpegFirst;
 
   public ImageDecoder() {
     this(DEFAULT_MAX_PIXELS);
@@ -60,9 +62,14 @@ public final class ImageDecoder {
   }
 
   public ImageDecoder(long maxPixels, long maxFileBytes) {
+    this(maxPixels, maxFileBytes, true);
+  }
+
+  ImageDecoder(long maxPixels, long maxFileBytes, boolean jdkJpegFirst) {
     if (maxPixels <= 0 || maxFileBytes <= 0) throw new IllegalArgumentException("limits must be positive");
     this.maxPixels = maxPixels;
     this.maxFileBytes = maxFileBytes;
+    this.jdkJpegFirst = jdkJpegFirst;
   }
 
   public long maxPixels() {
@@ -270,7 +277,7 @@ public final class ImageDecoder {
 
   private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
     int components = jpegComponents(b);
-    if (components != 4) {
+    if (components != 4 && jdkJpegFirst) {
       // The JDK's own reader first: it is libjpeg with Pillow's defaults and skips the extra
       // stream layer of TwelveMonkeys; TwelveMonkeys then handles what it refuses (odd ICC
       // profiles, broken metadata), and CMYK/YCCK.
@@ -306,6 +313,18 @@ public final class ImageDecoder {
       } else if (components == 4) {
         // CMYK/YCCK: the raw raster, without the colour management ImageIO would apply.
         r = reader.readRaster(0, null);
+      } else if (!jdk && components == 3) {
+        // Fallback for files the JDK's reader refused: TwelveMonkeys' read() may apply an embedded
+        // ICC profile; the raw raster plus libjpeg's own YCbCr conversion does not.
+        r = reader.readRaster(0, null);
+        checkWarnings(file, Format.JPEG, warnings);
+        if (r.getNumBands() != 3) throw new ImageDecodeException(file, "JPEG raster has " + r.getNumBands() + " bands");
+        byte[] px = bands(r, new int[] {0, 1, 2}, 0, 1);
+        if (JpegH1v2.isYcc(b)) {
+          boolean[] flags = JpegH1v2.components(b);
+          JpegH1v2.toRgb(px, r.getWidth(), r.getHeight(), flags == null ? new boolean[3] : flags);
+        }
+        return DecodedImage.of("JPEG", DecodedImage.Mode.RGB, r.getWidth(), r.getHeight(), px);
       } else {
         r = reader.read(0).getRaster();
       }

@@ -76,6 +76,37 @@ final class JpegH1v2 {
   }
 
   /**
+   * Whether libjpeg would decode this 3-component JPEG as YCbCr (its default): not when an Adobe
+   * marker says transform 0, nor (without JFIF/Adobe markers) when the component ids are 'R','G','B'.
+   */
+  static boolean isYcc(byte[] b) {
+    int i = 2;
+    boolean jfif = false;
+    int adobe = -1;
+    while (i + 4 < b.length) {
+      if ((b[i] & 0xff) != 0xFF) return true;
+      int m = b[i + 1] & 0xff;
+      if (m == 0xFF) {
+        i++;
+        continue;
+      }
+      int len = ((b[i + 2] & 0xff) << 8) | (b[i + 3] & 0xff);
+      if (m == 0xE0 && i + 8 < b.length && b[i + 4] == 'J' && b[i + 5] == 'F' && b[i + 6] == 'I' && b[i + 7] == 'F') jfif = true;
+      if (m == 0xEE && len >= 12 && i + 15 < b.length && b[i + 4] == 'A' && b[i + 5] == 'd') adobe = b[i + 15] & 0xff;
+      boolean sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+      if (sof) {
+        if (jfif) return true;
+        if (adobe >= 0) return adobe != 0;
+        if (i + 16 >= b.length) return true;
+        return !(b[i + 10] == 'R' && b[i + 13] == 'G' && b[i + 16] == 'B');
+      }
+      if (m == 0xDA || m == 0xD9) return true;
+      i += 2 + len;
+    }
+    return true;
+  }
+
+  /**
    * Which components of a 3-component YCbCr JPEG libjpeg-turbo upsamples with its h1v2 filter
    * (full width, half the maximum height), from the SOF marker; null when none, or when the file
    * is not the plain YCbCr case this class handles.

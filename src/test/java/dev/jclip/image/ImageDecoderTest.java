@@ -244,4 +244,22 @@ class ImageDecoderTest {
     for (int i = 0; i < 768; i++) ramp[i] = (byte) (i / 3);
     assertEquals(DecodedImage.Mode.L, decoder.decode(write("gray.gif", gif(20, 12, 0, 0, 20, 12, idx, ramp, -1))).mode());
   }
+
+  @Test
+  void theTwelveMonkeysFallbackGivesTheSamePixels() throws IOException {
+    ImageDecoder fallback = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, false);
+    for (String name : new String[] {"images/grace_hopper.jpg", "images/FreshFlower.jpg", "images/rose.jpg"}) {
+      assertArrayEquals(decoder.decode(Reference.file(name)).numpyBytes(), fallback.decode(Reference.file(name)).numpyBytes(), name);
+    }
+    for (String name : new String[] {"synthetic-440.jpg", "synthetic-440-progressive.jpg"}) {
+      byte[] b;
+      try (var in = ImageDecoderTest.class.getResourceAsStream(name)) {
+        b = in.readAllBytes();
+      }
+      assertArrayEquals(decoder.decode(Path.of(name), b).numpyBytes(), fallback.decode(Path.of(name), b).numpyBytes(), name);
+    }
+    Path cut = write("cut.jpg", Arrays.copyOf(Files.readAllBytes(Reference.file("images/rose.jpg")), 2000));
+    ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> fallback.decode(cut));
+    assertTrue(e.getMessage().contains("cut.jpg") && e.getMessage().contains("truncated"), e.getMessage());
+  }
 }
