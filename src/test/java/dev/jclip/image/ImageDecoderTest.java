@@ -247,7 +247,7 @@ class ImageDecoderTest {
 
   @Test
   void theTwelveMonkeysFallbackGivesTheSamePixels() throws IOException {
-    ImageDecoder fallback = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, false);
+    ImageDecoder fallback = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, false, false);
     for (String name : new String[] {"images/grace_hopper.jpg", "images/FreshFlower.jpg", "images/rose.jpg"}) {
       assertArrayEquals(decoder.decode(Reference.file(name)).numpyBytes(), fallback.decode(Reference.file(name)).numpyBytes(), name);
     }
