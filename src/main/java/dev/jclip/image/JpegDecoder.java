@@ -826,15 +826,51 @@ final class JpegDecoder {
       for (int y = 0; y < height; y++) System.arraycopy(p, y * stride, out, y * width, width);
       return out;
     }
-    byte[][] full = new byte[3][];
-    for (int i = 0; i < 3; i++) full[i] = upsample(comps[i], plane(comps[i]));
-    byte[] rgb = new byte[width * height * 3];
-    for (int i = 0, o = 0; i < width * height; i++, o += 3) {
-      rgb[o] = full[0][i];
-      rgb[o + 1] = full[1][i];
-      rgb[o + 2] = full[2][i];
+    // Full-resolution components are read straight from their IDCT planes; the others from their
+    // upsampled copies. Colour conversion and interleaving happen in one pass.
+    byte[][] src = new byte[3][];
+    int[] stride = new int[3];
+    for (int i = 0; i < 3; i++) {
+      Component c = comps[i];
+      byte[] p = plane(c);
+      if (c.h == maxH && c.v == maxV) {
+        src[i] = p;
+        stride[i] = c.bufBlocksW * 8;
+      } else {
+        src[i] = upsample(c, p);
+        stride[i] = width;
+      }
     }
-    if (ycc) JpegH1v2.toRgb(rgb, width, height, new boolean[3]);
+    byte[] rgb = new byte[width * height * 3];
+    byte[] s0 = src[0];
+    byte[] s1 = src[1];
+    byte[] s2 = src[2];
+    int[] crR = JpegH1v2.CR_R;
+    int[] cbB = JpegH1v2.CB_B;
+    int[] crG = JpegH1v2.CR_G;
+    int[] cbG = JpegH1v2.CB_G;
+    int o = 0;
+    for (int y = 0; y < height; y++) {
+      int p0 = y * stride[0];
+      int p1 = y * stride[1];
+      int p2 = y * stride[2];
+      if (!ycc) {
+        for (int x = 0; x < width; x++, o += 3) {
+          rgb[o] = s0[p0 + x];
+          rgb[o + 1] = s1[p1 + x];
+          rgb[o + 2] = s2[p2 + x];
+        }
+        continue;
+      }
+      for (int x = 0; x < width; x++, o += 3) {
+        int yy = s0[p0 + x] & 0xff;
+        int cb = s1[p1 + x] & 0xff;
+        int cr = s2[p2 + x] & 0xff;
+        rgb[o] = (byte) JpegH1v2.clamp(yy + crR[cr]);
+        rgb[o + 1] = (byte) JpegH1v2.clamp(yy + ((cbG[cb] + crG[cr]) >> JpegH1v2.SCALEBITS));
+        rgb[o + 2] = (byte) JpegH1v2.clamp(yy + cbB[cb]);
+      }
+    }
     return rgb;
   }
 }

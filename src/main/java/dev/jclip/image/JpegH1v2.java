@@ -11,12 +11,14 @@ package dev.jclip.image;
  * YCbCr to RGB conversion (the same fixed-point tables in both libraries).
  */
 final class JpegH1v2 {
-  private static final int SCALEBITS = 16;
+  static final int SCALEBITS = 16;
   private static final int ONE_HALF = 1 << (SCALEBITS - 1);
-  private static final int[] CR_R = new int[256];
-  private static final int[] CB_B = new int[256];
-  private static final int[] CR_G = new int[256];
-  private static final int[] CB_G = new int[256];
+  // libjpeg's YCbCr -> RGB tables (filled once, never written after): R = Y + CR_R[Cr],
+  // G = Y + ((CB_G[Cb] + CR_G[Cr]) >> 16), B = Y + CB_B[Cb], each clamped to 0..255.
+  static final int[] CR_R = new int[256];
+  static final int[] CB_B = new int[256];
+  static final int[] CR_G = new int[256];
+  static final int[] CB_G = new int[256];
 
   static {
     // jdcolor.c build_ycc_rgb_table
@@ -35,7 +37,7 @@ final class JpegH1v2 {
     return (int) (v * (1L << SCALEBITS) + 0.5);
   }
 
-  private static int clamp(int v) {
+  static int clamp(int v) {
     return v < 0 ? 0 : v > 255 ? 255 : v;
   }
 
