@@ -600,8 +600,24 @@ final class JpegDecoder {
 
   /** libjpeg's range limit for IDCT output: the value masked to 10 bits, then clamped around 128. */
   private static int limit(int x) {
-    int m = x & 1023;
-    return m < 128 ? m + 128 : m < 512 ? 255 : m < 896 ? 0 : m - 896;
+    return RANGE_LIMIT[x & 1023];
+  }
+
+  /** {@link #limit} as a table (libjpeg's idct_range_limit), read-only after class init. */
+  private static final byte[] RANGE_LIMIT_BYTES = new byte[1024];
+
+  private static final int[] RANGE_LIMIT = new int[1024];
+
+  /** Clamp to 0..255 for colour conversion, indexed by value + 384 (values -384..639). */
+  private static final byte[] CLAMP = new byte[1024];
+
+  static {
+    for (int m = 0; m < 1024; m++) {
+      RANGE_LIMIT[m] = m < 128 ? m + 128 : m < 512 ? 255 : m < 896 ? 0 : m - 896;
+      RANGE_LIMIT_BYTES[m] = (byte) RANGE_LIMIT[m];
+      int v = m - 384;
+      CLAMP[m] = (byte) (v < 0 ? 0 : v > 255 ? 255 : v);
+    }
   }
 
   /** Dequantises and inverse-transforms one block into {@code out} (stride {@code stride}). */
@@ -863,12 +879,12 @@ final class JpegDecoder {
         continue;
       }
       for (int x = 0; x < width; x++, o += 3) {
-        int yy = s0[p0 + x] & 0xff;
+        int yy = (s0[p0 + x] & 0xff) + 384;
         int cb = s1[p1 + x] & 0xff;
         int cr = s2[p2 + x] & 0xff;
-        rgb[o] = (byte) JpegH1v2.clamp(yy + crR[cr]);
-        rgb[o + 1] = (byte) JpegH1v2.clamp(yy + ((cbG[cb] + crG[cr]) >> JpegH1v2.SCALEBITS));
-        rgb[o + 2] = (byte) JpegH1v2.clamp(yy + cbB[cb]);
+        rgb[o] = CLAMP[yy + crR[cr]];
+        rgb[o + 1] = CLAMP[yy + ((cbG[cb] + crG[cr]) >> JpegH1v2.SCALEBITS)];
+        rgb[o + 2] = CLAMP[yy + cbB[cb]];
       }
     }
     return rgb;
