@@ -604,8 +604,6 @@ final class JpegDecoder {
   }
 
   /** {@link #limit} as a table (libjpeg's idct_range_limit), read-only after class init. */
-  private static final byte[] RANGE_LIMIT_BYTES = new byte[1024];
-
   private static final int[] RANGE_LIMIT = new int[1024];
 
   /** Clamp to 0..255 for colour conversion, indexed by value + 384 (values -384..639). */
@@ -614,7 +612,6 @@ final class JpegDecoder {
   static {
     for (int m = 0; m < 1024; m++) {
       RANGE_LIMIT[m] = m < 128 ? m + 128 : m < 512 ? 255 : m < 896 ? 0 : m - 896;
-      RANGE_LIMIT_BYTES[m] = (byte) RANGE_LIMIT[m];
       int v = m - 384;
       CLAMP[m] = (byte) (v < 0 ? 0 : v > 255 ? 255 : v);
     }
