@@ -20,15 +20,17 @@ import javax.imageio.stream.ImageInputStream;
 import javax.imageio.stream.MemoryCacheImageInputStream;
 
 /**
- * Decodes image files into the mode and pixels that Pillow 9.4's {@code Image.open} gives, with
- * ImageIO (the JDK's PNG, GIF and BMP readers, TwelveMonkeys for JPEG and WebP).
+ * Decodes image files into the mode and pixels that Pillow 9.4's {@code Image.open} gives.
  *
- * <p>Why these decoders: the JDK's JPEG codec is IJG libjpeg 6b with the same defaults as Pillow's
- * libjpeg-turbo (ISLOW integer IDCT, "fancy" triangle-filter chroma upsampling, same YCbCr tables),
- * and for baseline and progressive 4:2:0 files it gives the same bytes (see
- * docs/preprocessing.md); PNG decoding is lossless. The mode follows Pillow's rules: palette PNG
- * and GIF stay palette indices ("P"), 16-bit RGB/RGBA/LA keep the high byte, 16-bit gray becomes
- * 32-bit "I", 1-bit gray "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored.
+ * <p>Decoders, chosen for identical output (docs/preprocessing.md has the measurements): JPEG by
+ * {@link JpegDecoder} (libjpeg-turbo's arithmetic in Java: ISLOW IDCT, turbo's fancy upsampling,
+ * libjpeg's YCbCr tables), falling back to the JDK's libjpeg 6b reader and then TwelveMonkeys for
+ * what it declines (CMYK/YCCK, arithmetic coding, damaged data); PNG, GIF and BMP by the JDK's
+ * ImageIO readers (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed.
+ * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
+ * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
+ * "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored, a GIF's first frame sits on its logical
+ * screen.
  *
  * <p>Guard rails: the pixel count is read from the header and checked against {@link
  * #maxPixels()} before any pixel buffer is allocated (decompression bombs); a truncated or corrupt
