@@ -4,6 +4,8 @@
 # self-test, every test tagged "cuda", the GEMM peak benchmark and the PyTorch peer benchmark,
 # and writes everything under $OUT (report.txt, junit/, peer.json).
 #
+# Stage limits (seconds, env): JCLIP_TEST_TIMEOUT 240, JCLIP_BENCH_TIMEOUT 150, JCLIP_PEER_TIMEOUT 300;
+# a device call may run 600 s, so lower the peer limit when the tests and benchmarks need their time.
 #   ./run.sh [smoke|tests|full]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer only;
 #                                full: torch.compile at every batch size
 set -u
@@ -62,19 +64,21 @@ jclip() { "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" "$@"; }
 jclip --version 2>&1 | sed 's/^/  /' | tee -a "$report"
 
 section "jclip gpu-info --self-test"
-jclip gpu-info --self-test 2>&1 | tee -a "$report"
+timeout 120 "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --self-test 2>&1 | tee -a "$report"
 if [ "${PIPESTATUS[0]}" != 0 ]; then
   say "self-test failed; JavaCPP loader debug output follows"
   "$java" "${jflags[@]}" -Dorg.bytedeco.javacpp.logger.debug=true -jar "$here/lib/jclip.jar" gpu-info 2>&1 | tail -40 | tee -a "$report"
 fi
 
 section "CUDA tests (JUnit, tag cuda)"
-"$java" "${jflags[@]}" -Djclip.cuda.required=true -jar "$here/lib/junit-console.jar" execute \
+# Every stage runs under its own time limit: a kernel that hangs must not eat the session's GPU time.
+timeout "${JCLIP_TEST_TIMEOUT:-240}" "$java" "${jflags[@]}" -Djclip.cuda.required=true -jar "$here/lib/junit-console.jar" execute \
   --class-path "$here/lib/jclip-tests.jar:$here/lib/jclip.jar" --scan-class-path --include-tag cuda \
   --details=tree --disable-banner --disable-ansi-colors --fail-if-no-tests --reports-dir "$OUT/junit" 2>&1 | tee "$OUT/junit-console.txt" | tail -40 | tee -a "$report"
 
 section "cuBLAS GEMM peaks and attention kernels"
-jclip gpu-info --gemm-bench 2>&1 | grep -E 'gemm|attention|model|TFLOP|rror|Exception' | tee -a "$report"
+timeout "${JCLIP_BENCH_TIMEOUT:-150}" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench 2>&1 \
+  | grep -E 'gemm|attention|model|TFLOP|rror|Exception' | tee -a "$report"
 
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
 case "$mode" in
