@@ -77,7 +77,8 @@ timeout "${JCLIP_TEST_TIMEOUT:-240}" "$java" "${jflags[@]}" -Djclip.cuda.require
   --details=tree --disable-banner --disable-ansi-colors --fail-if-no-tests --reports-dir "$OUT/junit" 2>&1 | tee "$OUT/junit-console.txt" | tail -40 | tee -a "$report"
 
 section "cuBLAS GEMM peaks and attention kernels"
-timeout "${JCLIP_BENCH_TIMEOUT:-150}" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench 2>&1 \
+timeout "${JCLIP_BENCH_TIMEOUT:-150}" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench --model-bench \
+  --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" 2>&1 \
   | grep -E 'gemm|attention|model|TFLOP|rror|Exception' | tee -a "$report"
 
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"

@@ -4,6 +4,7 @@ import dev.jclip.backend.cuda.CudaDevice;
 import dev.jclip.backend.cuda.CudaDriver;
 import dev.jclip.backend.cuda.CudaException;
 import dev.jclip.backend.cuda.CudaGemmBench;
+import dev.jclip.backend.cuda.CudaModelBench;
 import dev.jclip.backend.cuda.CudaOps;
 import dev.jclip.backend.cuda.Cublas;
 import dev.jclip.backend.cuda.DeviceBuffer;
@@ -30,8 +31,21 @@ final class GpuInfoCommand implements Callable<Integer> {
   @Option(names = "--gemm-bench", description = "Measure cuBLAS fp32/fp16/bf16 GEMM and fused-attention throughput on device 0.")
   boolean gemmBench;
 
+  @Option(names = "--model-bench", description = "Measure a random ViT-B/32 on device 0 in every precision (images, 77-token texts, prompts).")
+  boolean modelBench;
+
+  @Option(names = "--prompts", paramLabel = "DIR",
+      description = "With --model-bench: a folder with imagenet_classes.json and imagenet_templates.json, for the prompt column (needs --vocab).")
+  java.nio.file.Path promptsDir;
+
+  @Option(names = "--vocab", paramLabel = "PATH", description = "With --prompts: bpe_simple_vocab_16e6.txt.gz, or a folder with vocab.json + merges.txt.")
+  java.nio.file.Path vocab;
+
+  @Option(names = "--json", paramLabel = "FILE", description = "With --model-bench: also write the results as JSON.")
+  java.nio.file.Path json;
+
   @Override
-  public Integer call() {
+  public Integer call() throws java.io.IOException {
     PrintWriter out = spec.commandLine().getOut();
     int count;
     try {
@@ -50,8 +64,8 @@ final class GpuInfoCommand implements Callable<Integer> {
         if (gemmBench && i == 0) {
           CudaGemmBench.run(dev, System.out);
           CudaGemmBench.attention(dev, System.out);
-          CudaGemmBench.model(dev, System.out);
         }
+        if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out);
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());
         failures++;
@@ -59,6 +73,20 @@ final class GpuInfoCommand implements Callable<Integer> {
     }
     out.flush();
     return failures == 0 ? 0 : 1;
+  }
+
+  /** The ImageNet prompts (classes x templates, in that order) as 77-token ids. */
+  private static int[][] prompts(java.nio.file.Path dir, java.nio.file.Path vocab) {
+    if (vocab == null) throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(new GpuInfoCommand()), "--prompts needs --vocab");
+    try {
+      java.util.List<String> texts = dev.jclip.tokenizer.Prompts.expand(
+          dev.jclip.tokenizer.Prompts.readList(dir.resolve("imagenet_classes.json")),
+          dev.jclip.tokenizer.Prompts.readList(dir.resolve("imagenet_templates.json")));
+      dev.jclip.tokenizer.ClipTokenizer tok = dev.jclip.tokenizer.ClipTokenizer.load(vocab);
+      return tok.tokenize(texts.subList(0, Math.min(texts.size(), 1024)), 77, true);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException("reading prompts from " + dir, e);
+    }
   }
 
   /** QuickGELU on a PTX kernel and a small SGEMM, each checked against a host computation. */

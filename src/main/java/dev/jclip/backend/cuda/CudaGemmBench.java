@@ -62,52 +62,6 @@ public final class CudaGemmBench {
     }
   }
 
-  /**
-   * The whole model on the GPU in each precision: a random ViT-B/32 at several batch sizes,
-   * images/s and 77-token texts/s, each call including the host-to-device copy of the inputs and
-   * the copy of the features back; node by node and replaying a CUDA graph. Median of 5 after 2
-   * warm-ups.
-   */
-  public static void model(CudaDevice device, PrintStream log) {
-    dev.jclip.model.ClipConfig cfg = dev.jclip.model.RandomWeights.config("ViT-B/32");
-    dev.jclip.model.ClipGraphs graphs = new dev.jclip.model.ClipGraphs(cfg, dev.jclip.model.RandomWeights.generate(cfg, 1));
-    for (Precision precision : Precision.values()) {
-      for (boolean flash : precision == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
-        try (CudaBackend backend = new CudaBackend(device, precision, flash)) {
-          for (int batch : new int[] {1, 32, 256, 1024}) {
-            float[] pixels = new float[batch * 3 * 224 * 224];
-            int[] ids = new int[batch * 77];
-            for (int b = 0; b < batch; b++) {
-              ids[b * 77] = 49406;
-              for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
-              ids[b * 77 + 76] = 49407;
-            }
-            for (boolean replay : new boolean[] {false, true}) {
-              double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch, replay);
-              double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch, replay);
-              log.printf("[model] ViT-B/32 %s%s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)%n", precision,
-                  flash ? "+flash" : "", replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
-            }
-          }
-        }
-      }
-    }
-  }
-
-  private static double perSecond(CudaBackend backend, dev.jclip.graph.Graph graph, java.util.Map<String, ?> inputs, int batch, boolean replay) {
-    try (dev.jclip.graph.Executor ex = new dev.jclip.graph.Executor(graph, backend, java.util.List.of(), replay)) {
-      for (int i = 0; i < 2; i++) ex.run(inputs);
-      double[] s = new double[5];
-      for (int r = 0; r < s.length; r++) {
-        long t0 = System.nanoTime();
-        ex.run(inputs);
-        s[r] = (System.nanoTime() - t0) / 1e9;
-      }
-      Arrays.sort(s);
-      return batch / s[2];
-    }
-  }
-
   private static void time(CudaDevice device, String what, Runnable call, int b, int n, int h, boolean causal, PrintStream log) {
     for (int i = 0; i < 3; i++) call.run();
     device.synchronize();
