@@ -10,6 +10,7 @@ import dev.jclip.image.ImageDecoder;
 import dev.jclip.io.Checkpoint;
 import dev.jclip.io.Downloader;
 import dev.jclip.io.ModelRegistry;
+import dev.jclip.io.Tensor;
 import dev.jclip.model.ClipConfig;
 import dev.jclip.model.ClipGraphs;
 import dev.jclip.tokenizer.ClipTokenizer;
@@ -143,16 +144,25 @@ public final class Clip implements AutoCloseable {
   private final AtomicInteger idle = new AtomicInteger();
   private volatile boolean closed;
 
-  private Clip(Checkpoint checkpoint, ClipTokenizer tokenizer, Backend backend, Options options) throws IOException {
+  private Clip(Checkpoint checkpoint, ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Backend backend, Options options) {
     this.checkpoint = checkpoint;
-    this.config = ClipConfig.infer(checkpoint);
-    this.graphs = new ClipGraphs(config, checkpoint.tensors());
+    this.config = config;
+    this.graphs = new ClipGraphs(config, weights);
     this.tokenizer = tokenizer;
     this.backend = backend;
     this.options = options;
     this.resolution = config.imageResolution();
     this.preprocessors = ThreadLocal.withInitial(() -> new ClipPreprocessor(resolution));
     this.floatsPerImage = preprocessors.get().floatsPerImage();
+  }
+
+  /**
+   * A model from canonical (OpenAI state-dict) weights already in memory, e.g. {@link
+   * dev.jclip.model.RandomWeights} for benchmarks; CPU only.
+   */
+  public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
+    checkDevice(options);
+    return new Clip(null, config, weights, tokenizer, new CpuBackend(options.threads(), true), options);
   }
 
   /** {@link #load(String, Options)} with {@link Options#defaults()}. */
@@ -171,6 +181,23 @@ public final class Clip implements AutoCloseable {
    * @throws IllegalArgumentException for a device or precision this build does not offer
    */
   public static Clip load(String modelNameOrPath, Options options) throws IOException {
+    checkDevice(options);
+    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
+    ClipTokenizer tok = ClipTokenizer.load(vocabulary(path, options.vocabulary()));
+    Checkpoint ck = Checkpoint.open(path);
+    CpuBackend cpu = null;
+    try {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      cpu = new CpuBackend(options.threads(), true);
+      return new Clip(ck, cfg, ck.tensors(), tok, cpu, options);
+    } catch (IOException | RuntimeException e) {
+      if (cpu != null) cpu.close();
+      ck.close();
+      throw e;
+    }
+  }
+
+  private static void checkDevice(Options options) {
     String device = options.device().toLowerCase(Locale.ROOT);
     if (!device.equals("cpu")) {
       throw new IllegalArgumentException("device " + options.device() + " is not offered by Clip yet: use --device cpu (the CUDA backend runs graphs "
@@ -178,18 +205,6 @@ public final class Clip implements AutoCloseable {
     }
     if (!options.precision().equalsIgnoreCase("fp32")) {
       throw new IllegalArgumentException("precision " + options.precision() + " is not offered on the CPU yet: use fp32");
-    }
-    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
-    ClipTokenizer tok = ClipTokenizer.load(vocabulary(path, options.vocabulary()));
-    Checkpoint ck = Checkpoint.open(path);
-    CpuBackend cpu = null;
-    try {
-      cpu = new CpuBackend(options.threads(), true);
-      return new Clip(ck, tok, cpu, options);
-    } catch (IOException | RuntimeException e) {
-      if (cpu != null) cpu.close();
-      ck.close();
-      throw e;
     }
   }
 
@@ -379,7 +394,7 @@ public final class Clip implements AutoCloseable {
     }
     pools.clear();
     backend.close();
-    checkpoint.close();
+    if (checkpoint != null) checkpoint.close();
   }
 
   /** A one-line description for logs. */
