@@ -8,7 +8,6 @@ import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import org.bytedeco.javacpp.FloatPointer;
 import org.bytedeco.javacpp.Loader;
 import org.bytedeco.openblas.global.openblas_nolapack;
 
@@ -70,13 +69,6 @@ final class Blas {
   /** Row-major {@code c[M,N] = a[M,K] · b[K,N]} with leading dimensions given. */
   static void sgemm(boolean transB, int m, int n, int k, float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc) {
     gemm(NO_TRANS, transB ? TRANS : NO_TRANS, m, n, k, seg(a, aOff), lda, seg(b, bOff), ldb, seg(c, cOff), ldc);
-  }
-
-  /** {@link #sgemmNT} on JavaCPP pointers (for the library comparison). */
-  static void sgemmNT(int m, int n, int k, FloatPointer a, int aOff, FloatPointer b, int bOff, Object unused, FloatPointer c, int cOff) {
-    gemm(NO_TRANS, TRANS, m, n, k, MemorySegment.ofAddress(a.address()).reinterpret(4L * (aOff + (long) m * k)).asSlice(4L * aOff), k,
-        MemorySegment.ofAddress(b.address()).reinterpret(4L * (bOff + (long) n * k)).asSlice(4L * bOff), k,
-        MemorySegment.ofAddress(c.address()).reinterpret(4L * (cOff + (long) m * n)).asSlice(4L * cOff), n);
   }
 
   private static MemorySegment seg(float[] a, int off) {

@@ -56,7 +56,42 @@ public final class CpuBackend implements Backend {
     this.threads = threads;
     this.pool = new ForkJoinPool(threads);
     this.kernels = vector && vectorAvailable() ? newVectorKernels() : new ScalarKernels();
-    Blas.init(threads);
+    // GEMMs are split over this backend's own threads, each calling single-threaded OpenBLAS:
+    // OpenBLAS's own threads spin while waiting and collapse when the cores are shared (see
+    // docs/cpu-backend.md); -Djclip.cpu.openblasThreads=true restores OpenBLAS threading to compare.
+    this.openblasThreads = Boolean.getBoolean("jclip.cpu.openblasThreads");
+    Blas.init(openblasThreads ? threads : 1);
+  }
+
+  private final boolean openblasThreads;
+
+  /** {@code c[M,N] = a[M,K] · b[N,K]ᵀ} as LINEAR runs it (for {@link CpuGemmBench}). */
+  void gemmNT(int m, int n, int k, float[] a, float[] b, float[] c) {
+    gemm(true, m, n, k, a, 0, b, 0, c, 0);
+  }
+
+  /**
+   * Row-major {@code c[M,N] = a[M,K] · b} with b [N,K] ({@code transB}) or [K,N], split into
+   * column blocks over the pool. Each output element is computed by one call with the same K
+   * order whatever the split, so results do not depend on M (the end-of-text cut stays exact).
+   */
+  private void gemm(boolean transB, int m, int n, int k, float[] a, int aOff, float[] b, int bOff, float[] c, int cOff) {
+    int ldb = transB ? k : n;
+    double work = 2.0 * m * n * k;
+    if (openblasThreads || threads == 1 || work < 2e6 || n < 64) {
+      Blas.sgemm(transB, m, n, k, a, aOff, k, b, bOff, ldb, c, cOff, n);
+      return;
+    }
+    int parts = (int) Math.min(threads, Math.max(1, n / 32));
+    int per = (n + parts - 1) / parts;
+    per = (per + 15) / 16 * 16; // whole 16-column panels per part
+    int blocks = (n + per - 1) / per, perBlock = per;
+    parallel(blocks, Long.MAX_VALUE / blocks, (p0, p1) -> {
+      for (int p = p0; p < p1; p++) {
+        int n0 = p * perBlock, n1 = Math.min(n, n0 + perBlock);
+        Blas.sgemm(transB, m, n1 - n0, k, a, aOff, k, b, bOff + (transB ? n0 * k : n0), ldb, c, cOff + n0, n);
+      }
+    });
   }
 
   /** Whether the Vector API module was added to this JVM ({@code --add-modules jdk.incubator.vector}). */
@@ -156,14 +191,14 @@ public final class CpuBackend implements Backend {
       case LINEAR -> {
         float[] w = p(n, "weight"), b = p(n, "bias");
         int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
-        Blas.sgemmNT(m, cols, k, x, 0, w, 0, y, 0);
+        gemm(true, m, cols, k, x, 0, w, 0, y, 0);
         Activation act = n.enumAttr("activation", (Activation) null);
         int code = act == Activation.QUICK_GELU ? 1 : act == Activation.GELU ? 2 : 0;
         if (b != null || code != 0) {
           parallel(m, (long) cols * (code == 0 ? 1 : 16), (r0, r1) -> kernels.biasActivation(y, b, cols, r0, r1, code));
         }
       }
-      case MATMUL -> Blas.sgemmNN((int) in.rows(), out.dim(-1), in.dim(-1), x, 0, p(n, "weight"), 0, y, 0);
+      case MATMUL -> gemm(false, (int) in.rows(), out.dim(-1), in.dim(-1), x, 0, p(n, "weight"), 0, y, 0);
       case LAYER_NORM -> {
         float[] g = p(n, "weight"), b = p(n, "bias");
         int d = in.dim(-1);
@@ -330,7 +365,7 @@ public final class CpuBackend implements Backend {
         }
       }
     });
-    Blas.sgemmNT(batch * cells, d, kk, col, 0, w, 0, y, 0);
+    gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
   }
 
   /** Per image: im2col [C·k·k, OH·OW] (skipped for 1×1 stride-1 convs), GEMM weight[O, C·k·k] · col, then bias and ReLU. */
@@ -370,7 +405,7 @@ public final class CpuBackend implements Backend {
         col = cb;
         colOff = 0;
       }
-      Blas.sgemmNN(o, cells, kk, w, 0, col, colOff, y, b * o * cells);
+      gemm(false, o, cells, kk, w, 0, col, colOff, y, b * o * cells);
     }
     parallel(batch * o, cells, (r0, r1) -> {
       for (int r = r0; r < r1; r++) {

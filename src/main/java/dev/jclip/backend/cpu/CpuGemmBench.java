@@ -4,7 +4,6 @@ import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
-import org.bytedeco.javacpp.FloatPointer;
 
 /**
  * Measures fp32 GEMM throughput at CLIP's LINEAR shapes ({@code C[M,N] = A[M,K] · W[N,K]ᵀ}, M =
@@ -17,7 +16,7 @@ public final class CpuGemmBench {
   /** A row-major {@code C[M,N] = A[M,K] · B[N,K]ᵀ}, as the library under test computes it. */
   @FunctionalInterface
   public interface Sgemm {
-    void run(int m, int n, int k, FloatPointer a, FloatPointer b, FloatPointer c);
+    void run(int m, int n, int k, float[] a, float[] b, float[] c);
   }
 
   /** One measured shape: GFLOP/s median and spread. */
@@ -37,8 +36,8 @@ public final class CpuGemmBench {
     for (int m : ms) {
       for (int[] s : kn) {
         int k = s[0], n = s[1];
-        try (FloatPointer a = fill(new FloatPointer((long) m * k)); FloatPointer b = fill(new FloatPointer((long) n * k));
-            FloatPointer c = new FloatPointer((long) m * n)) {
+        {
+          float[] a = fill(new float[m * k]), b = fill(new float[n * k]), c = new float[m * n];
           double flop = 2.0 * m * n * k;
           for (int i = 0; i < 3; i++) gemm.run(m, n, k, a, b, c);
           long t0 = System.nanoTime();
@@ -63,26 +62,37 @@ public final class CpuGemmBench {
     return out;
   }
 
-  private static FloatPointer fill(FloatPointer p) {
-    for (long i = 0; i < p.capacity(); i++) p.put(i, (float) ((i * 2654435761L % 1000) / 1000.0 - 0.5));
+  private static float[] fill(float[] p) {
+    for (int i = 0; i < p.length; i++) p[i] = (float) ((i * 2654435761L % 1000) / 1000.0 - 0.5);
     return p;
   }
 
-  /** OpenBLAS's sgemm (what {@link CpuBackend} uses), with {@code threads} threads. */
-  public static Sgemm openblas(int threads) {
+  /**
+   * OpenBLAS's sgemm with OpenBLAS's own {@code threads} threads. This sets OpenBLAS's
+   * process-wide thread count: do not run it beside a {@link CpuBackend}.
+   */
+  public static Sgemm openblasThreaded(int threads) {
     Blas.init(threads);
-    return (m, n, k, a, b, c) -> Blas.sgemmNT(m, n, k, a, 0, b, 0, null, c, 0);
+    return (m, n, k, a, b, c) -> Blas.sgemmNT(m, n, k, a, 0, b, 0, c, 0);
   }
 
-  /** The peak for the benchmark's "share of GEMM peak": the median of the batch-32 shapes. */
-  public static double peakGflops(int threads, PrintStream log) {
-    List<Result> r = measure("openblas", openblas(threads), new int[] {1600}, CLIP_KN, 0.5, log);
+  /** GEMMs as {@code cpu} runs them: column blocks over its threads, single-threaded OpenBLAS in each. */
+  public static Sgemm backend(CpuBackend cpu) {
+    return (m, n, k, a, b, c) -> cpu.gemmNT(m, n, k, a, b, c);
+  }
+
+  /** The peak for the benchmark's "share of GEMM peak": the median of the batch-32 shapes, as {@code cpu} runs GEMMs. */
+  public static double peakGflops(CpuBackend cpu, PrintStream log) {
+    List<Result> r = measure("cpu", backend(cpu), new int[] {1600}, CLIP_KN, 0.5, log);
     double[] g = r.stream().mapToDouble(Result::median).sorted().toArray();
     return g[g.length / 2];
   }
 
+  /** Usage: {@code CpuGemmBench [threads]}: the backend's GEMMs at M = 50, 77, 1600. */
   public static void main(String[] args) {
     int threads = args.length > 0 ? Integer.parseInt(args[0]) : Runtime.getRuntime().availableProcessors();
-    measure("openblas", openblas(threads), new int[] {50, 77, 1600}, CLIP_KN, 1.0, System.out);
+    try (CpuBackend cpu = new CpuBackend(threads, true)) {
+      measure("cpu", backend(cpu), new int[] {50, 77, 1600}, CLIP_KN, 1.0, System.out);
+    }
   }
 }
