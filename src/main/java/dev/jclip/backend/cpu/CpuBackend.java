@@ -39,8 +39,15 @@ public final class CpuBackend implements Backend {
   private final ForkJoinPool pool;
   private final ScalarKernels kernels;
   private final Map<Tensor, float[]> params = new IdentityHashMap<>();
-  /** Per-thread scratch (im2col columns, attention's K transposed and scores), grown on demand. */
+  /**
+   * Attention's scratch (K transposed, scores) per thread: small, and used by the pool's workers.
+   */
   private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[3][0]);
+  /**
+   * im2col columns (up to tens of MB) are borrowed from this pool and given back, so that many
+   * calling threads do not each keep their own: it holds as many buffers as calls ran at once.
+   */
+  private final java.util.concurrent.ConcurrentLinkedDeque<float[]> columns = new java.util.concurrent.ConcurrentLinkedDeque<>();
 
   /** All available processors, vector kernels when the module is present. */
   public CpuBackend() {
@@ -173,6 +180,12 @@ public final class CpuBackend implements Backend {
       if (f == null) params.put(t, f = t.toFloatArray());
       return f;
     }
+  }
+
+  private float[] borrowColumns(long floats) {
+    if (floats > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("im2col scratch of " + floats + " floats is too large");
+    float[] c = columns.pollFirst();
+    return c != null && c.length >= floats ? c : new float[(int) floats];
   }
 
   private float[] scratch(int slot, long floats) {
@@ -354,7 +367,16 @@ public final class CpuBackend implements Backend {
     float[] w = p(n, "weight");
     int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3), ps = n.intAttr("patch"), d = out.dim(2);
     int gw = wd / ps, cells = out.dim(1), kk = c * ps * ps;
-    float[] col = scratch(0, (long) batch * cells * kk);
+    float[] col = borrowColumns((long) batch * cells * kk);
+    try {
+      patchColumns(x, col, batch, c, h, wd, ps, gw, cells, kk);
+      gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
+    } finally {
+      columns.addFirst(col);
+    }
+  }
+
+  private void patchColumns(float[] x, float[] col, int batch, int c, int h, int wd, int ps, int gw, int cells, int kk) {
     parallel(batch * cells, kk, (r0, r1) -> {
       for (int r = r0; r < r1; r++) {
         int b = r / cells, cell = r % cells, gy = cell / gw, gx = cell % gw;
@@ -365,7 +387,6 @@ public final class CpuBackend implements Backend {
         }
       }
     });
-    gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
   }
 
   /** Per image: im2col [C·k·k, OH·OW] (skipped for 1×1 stride-1 convs), GEMM weight[O, C·k·k] · col, then bias and ReLU. */
@@ -376,14 +397,32 @@ public final class CpuBackend implements Backend {
     int k = n.intAttr("kernel"), s = n.intAttr("stride"), pad = n.intAttr("padding");
     boolean relu = n.boolAttr("relu"), direct = k == 1 && s == 1 && pad == 0;
     int kk = c * k * k, cells = oh * ow;
-    for (int b = 0; b < batch; b++) {
+    float[] cb = direct ? null : borrowColumns((long) kk * cells);
+    try {
+      for (int b = 0; b < batch; b++) convImage(x, y, w, cb, b, direct, c, h, wd, o, oh, ow, k, s, pad, kk, cells);
+    } finally {
+      if (cb != null) columns.addFirst(cb);
+    }
+    parallel(batch * o, cells, (r0, r1) -> {
+      for (int r = r0; r < r1; r++) {
+        float bv = bias[r % o];
+        for (int i = r * cells; i < (r + 1) * cells; i++) {
+          float v = y[i] + bv;
+          y[i] = relu ? Math.max(v, 0f) : v;
+        }
+      }
+    });
+  }
+
+  private void convImage(float[] x, float[] y, float[] w, float[] cb, int b, boolean direct, int c, int h, int wd, int o, int oh, int ow,
+      int k, int s, int pad, int kk, int cells) {
+    {
       float[] col;
       int colOff;
       if (direct) {
         col = x;
         colOff = b * c * h * wd;
       } else {
-        float[] cb = scratch(0, (long) kk * cells);
         int base = b * c * h * wd;
         parallel(kk, cells, (r0, r1) -> {
           for (int r = r0; r < r1; r++) {
@@ -407,15 +446,6 @@ public final class CpuBackend implements Backend {
       }
       gemm(false, o, cells, kk, w, 0, col, colOff, y, b * o * cells);
     }
-    parallel(batch * o, cells, (r0, r1) -> {
-      for (int r = r0; r < r1; r++) {
-        float bv = bias[r % o];
-        for (int i = r * cells; i < (r + 1) * cells; i++) {
-          float v = y[i] + bv;
-          y[i] = relu ? Math.max(v, 0f) : v;
-        }
-      }
-    });
   }
 
   @FunctionalInterface
