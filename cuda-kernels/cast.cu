@@ -5,8 +5,7 @@
 // Layout: contiguous. Launch: 1-D grid-stride loop, block 256, grid = min(ceil(n/256), 262140).
 #include "common.cuh"
 
-#define GRID_STRIDE(i, n) \
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+#define GRID_STRIDE(i, n) JCLIP_GRID_STRIDE(i, n)
 
 extern "C" __global__ void cast_f32_f16(__half* __restrict__ dst, const float* __restrict__ src, long long n) {
   GRID_STRIDE(i, n) dst[i] = __float2half_rn(src[i]);

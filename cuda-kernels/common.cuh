@@ -1,11 +1,28 @@
 // common.cuh: helpers shared by every jclip kernel.
 // Kernels are compiled to PTX (scripts/build-ptx.sh) and launched from Java through the driver API
 // (cuModuleLoadData / cuModuleGetFunction / cuLaunchKernel), so every entry point is extern "C".
+// Kernels that exist in several precisions are written once as a template over the element type
+// and instantiated by JCLIP_FOR_TYPES as <name>_f32, <name>_f16 and <name>_bf16; arithmetic is
+// always fp32 (ld converts on load, st<T> rounds to nearest even on store).
 #pragma once
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 
 #define JCLIP_WARP 32
+
+#define JCLIP_FOR_TYPES(M) M(f32, float) M(f16, __half) M(bf16, __nv_bfloat16)
+
+#define JCLIP_GRID_STRIDE(i, n) \
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
+
+__device__ __forceinline__ float ld(float v) { return v; }
+__device__ __forceinline__ float ld(__half v) { return __half2float(v); }
+__device__ __forceinline__ float ld(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T> __device__ __forceinline__ T st(float v);
+template <> __device__ __forceinline__ float st<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half st<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 st<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 // Sum of v over the 32 lanes of a warp; every lane gets the result.
 __device__ __forceinline__ float warp_sum(float v) {

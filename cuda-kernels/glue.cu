@@ -1,27 +1,26 @@
-// glue.cu: the small ops between the GEMMs and the fused kernels, fp32.
+// glue.cu: the small ops between the GEMMs and the fused kernels.
 //
 // Each kernel names its PyTorch equivalent. Layouts are row-major and contiguous; images NCHW.
+// Every kernel exists as <name>_f32, <name>_f16 and <name>_bf16 (activations in that type;
+// parameters such as biases, embeddings and LayerNorm weights always fp32; arithmetic fp32).
 // Launch (unless stated): 1-D grid-stride loop, block 256, grid = min(ceil(n/256), 262140).
-//   bias_act_f32        x[r, c] = act(x[r, c] + bias[c]); act 0 none, 1 QuickGELU, 2 GELU (erf)
+//   bias_act            x[r, c] = act(x[r, c] + bias[c]); act 0 none, 1 QuickGELU, 2 GELU (erf)
 //                       (the LINEAR epilogue; F.linear's bias then the activation)
-//   bias_channel_act_f32 y[b, o, p] += bias[o], then ReLU if relu (conv bias + folded BN + ReLU)
-//   add_f32             y = a + b, then ReLU if relu (residual adds; Bottleneck's relu3(out + identity))
-//   patchify_f32        pixels [B, C, H, W] -> rows [(b, gy, gx), (c, ky, kx)] for the patch GEMM
+//   bias_channel_act    y[b, o, p] += bias[o], then ReLU if relu (conv bias + folded BN + ReLU)
+//   add                 y = a + b, then ReLU if relu (residual adds; Bottleneck's relu3(out + identity))
+//   patchify            pixels [B, C, H, W] -> rows [(b, gy, gx), (c, ky, kx)] for the patch GEMM
 //                       (conv1 of VisionTransformer with kernel = stride = P)
-//   im2col_f32          one image [C, H, W] -> col [(c, ky, kx), (oy, ox)] for a k x k conv
-//   class_pos_embed_f32 out[b, 0] = cls + pos[0]; out[b, t] = patches[b, t-1] + pos[t]
+//   im2col              one image [C, H, W] -> col [(c, ky, kx), (oy, ox)] for a k x k conv
+//   class_pos_embed     out[b, 0] = cls + pos[0]; out[b, t] = patches[b, t-1] + pos[t]
 //                       (torch.cat([class_embedding + zeros, x], 1) + positional_embedding)
-//   token_embed_f32     out[b, t] = tok[ids[b, t]] + pos[t]   (token_embedding(text) + positional_embedding)
-//   take_token_f32      out[b] = x[b, index]                  (x[:, 0, :])
-//   eot_gather_f32      out[b] = x[b, argmax_t ids[b, t]] (first maximum, as torch.argmax)
-//   avg_pool_f32        nn.AvgPool2d(k) (kernel = stride = k, no padding)
-//   attnpool_tokens_f32 AttentionPool2d's flatten + mean token + positional embedding, to [B, HW+1, C]
-//   l2_normalize_f32    x / x.norm(dim=-1, keepdim=True); one warp per row, block 256
-//   softmax_f32         x.softmax(dim=-1); one warp per row, block 256
+//   token_embed         out[b, t] = tok[ids[b, t]] + pos[t]   (token_embedding(text) + positional_embedding)
+//   take_token          out[b] = x[b, index]                  (x[:, 0, :])
+//   eot_gather          out[b] = x[b, argmax_t ids[b, t]] (first maximum, as torch.argmax)
+//   avg_pool            nn.AvgPool2d(k) (kernel = stride = k, no padding)
+//   attnpool_tokens     AttentionPool2d's flatten + mean token + positional embedding, to [B, HW+1, C]
+//   l2_normalize        x / x.norm(dim=-1, keepdim=True); one warp per row, block 256
+//   softmax             x.softmax(dim=-1); one warp per row, block 256
 #include "common.cuh"
-
-#define GRID_STRIDE(i, n) \
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < (n); i += (long long)gridDim.x * blockDim.x)
 
 __device__ __forceinline__ float apply_act(float v, int act) {
   if (act == 1) return v / (1.0f + expf(-1.702f * v));
@@ -29,27 +28,31 @@ __device__ __forceinline__ float apply_act(float v, int act) {
   return v;
 }
 
-extern "C" __global__ void bias_act_f32(float* x, const float* bias, long long rows, int cols, int act) {
-  GRID_STRIDE(i, rows * cols) x[i] = apply_act(x[i] + (bias ? bias[i % cols] : 0.0f), act);
+template <typename T>
+__device__ void bias_act(T* x, const float* bias, long long rows, int cols, int act) {
+  JCLIP_GRID_STRIDE(i, rows * cols) x[i] = st<T>(apply_act(ld(x[i]) + (bias ? bias[i % cols] : 0.0f), act));
 }
 
-extern "C" __global__ void bias_channel_act_f32(float* y, const float* bias, long long batch, int channels, int plane, int relu) {
-  GRID_STRIDE(i, batch * channels * plane) {
-    float v = y[i] + bias[(i / plane) % channels];
-    y[i] = relu ? fmaxf(v, 0.0f) : v;
+template <typename T>
+__device__ void bias_channel_act(T* y, const float* bias, long long batch, int channels, int plane, int relu) {
+  JCLIP_GRID_STRIDE(i, batch * channels * plane) {
+    float v = ld(y[i]) + bias[(i / plane) % channels];
+    y[i] = st<T>(relu ? fmaxf(v, 0.0f) : v);
   }
 }
 
-extern "C" __global__ void add_f32(float* y, const float* a, const float* b, long long n, int relu) {
-  GRID_STRIDE(i, n) {
-    float v = a[i] + b[i];
-    y[i] = relu ? fmaxf(v, 0.0f) : v;
+template <typename T>
+__device__ void add(T* y, const T* a, const T* b, long long n, int relu) {
+  JCLIP_GRID_STRIDE(i, n) {
+    float v = ld(a[i]) + ld(b[i]);
+    y[i] = st<T>(relu ? fmaxf(v, 0.0f) : v);
   }
 }
 
-extern "C" __global__ void patchify_f32(float* out, const float* px, int B, int C, int H, int W, int P) {
+template <typename T>
+__device__ void patchify(T* out, const T* px, int B, int C, int H, int W, int P) {
   const int gw = W / P, gh = H / P, K = C * P * P;
-  GRID_STRIDE(i, (long long)B * gh * gw * K) {
+  JCLIP_GRID_STRIDE(i, (long long)B * gh * gw * K) {
     const int k = i % K;
     const long long row = i / K;
     const int cell = row % (gh * gw), b = row / (gh * gw);
@@ -59,45 +62,50 @@ extern "C" __global__ void patchify_f32(float* out, const float* px, int B, int 
   }
 }
 
-extern "C" __global__ void im2col_f32(float* col, const float* img, int C, int H, int W, int k, int stride, int pad, int OH, int OW) {
+template <typename T>
+__device__ void im2col(T* col, const T* img, int C, int H, int W, int k, int stride, int pad, int OH, int OW) {
   const long long P = (long long)OH * OW;
-  GRID_STRIDE(i, (long long)C * k * k * P) {
+  JCLIP_GRID_STRIDE(i, (long long)C * k * k * P) {
     const long long p = i % P;
     const int kk = i / P;
     const int c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
     const int oy = p / OW, ox = p % OW;
     const int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
-    col[i] = (y >= 0 && y < H && x >= 0 && x < W) ? img[((long long)c * H + y) * W + x] : 0.0f;
+    col[i] = (y >= 0 && y < H && x >= 0 && x < W) ? img[((long long)c * H + y) * W + x] : st<T>(0.0f);
   }
 }
 
-extern "C" __global__ void class_pos_embed_f32(float* out, const float* patches, const float* cls, const float* pos, int B, int N, int D) {
-  GRID_STRIDE(i, (long long)B * N * D) {
+template <typename T>
+__device__ void class_pos_embed(T* out, const T* patches, const float* cls, const float* pos, int B, int N, int D) {
+  JCLIP_GRID_STRIDE(i, (long long)B * N * D) {
     const int d = i % D, t = (i / D) % N;
     const long long b = i / ((long long)N * D);
-    const float v = t == 0 ? cls[d] : patches[(b * (N - 1) + t - 1) * D + d];
-    out[i] = v + pos[(long long)t * D + d];
+    const float v = t == 0 ? cls[d] : ld(patches[(b * (N - 1) + t - 1) * D + d]);
+    out[i] = st<T>(v + pos[(long long)t * D + d]);
   }
 }
 
-extern "C" __global__ void token_embed_f32(float* out, const int* ids, const float* tok, const float* pos, int B, int L, int D) {
-  GRID_STRIDE(i, (long long)B * L * D) {
+template <typename T>
+__device__ void token_embed(T* out, const int* ids, const float* tok, const float* pos, int B, int L, int D) {
+  JCLIP_GRID_STRIDE(i, (long long)B * L * D) {
     const int d = i % D;
     const long long bt = i / D;
     const int t = bt % L;
-    out[i] = tok[(long long)ids[bt] * D + d] + pos[(long long)t * D + d];
+    out[i] = st<T>(tok[(long long)ids[bt] * D + d] + pos[(long long)t * D + d]);
   }
 }
 
-extern "C" __global__ void take_token_f32(float* out, const float* x, int B, int N, int D, int index) {
-  GRID_STRIDE(i, (long long)B * D) {
+template <typename T>
+__device__ void take_token(T* out, const T* x, int B, int N, int D, int index) {
+  JCLIP_GRID_STRIDE(i, (long long)B * D) {
     const long long b = i / D;
     out[i] = x[(b * N + index) * D + i % D];
   }
 }
 
-extern "C" __global__ void eot_gather_f32(float* out, const float* x, const int* ids, int B, int L, int D) {
-  GRID_STRIDE(i, (long long)B * D) {
+template <typename T>
+__device__ void eot_gather(T* out, const T* x, const int* ids, int B, int L, int D) {
+  JCLIP_GRID_STRIDE(i, (long long)B * D) {
     const long long b = i / D;
     int best = 0;
     for (int t = 1; t < L; t++) if (ids[b * L + t] > ids[b * L + best]) best = t;
@@ -105,55 +113,102 @@ extern "C" __global__ void eot_gather_f32(float* out, const float* x, const int*
   }
 }
 
-extern "C" __global__ void avg_pool_f32(float* out, const float* x, long long BC, int H, int W, int k, int OH, int OW) {
+template <typename T>
+__device__ void avg_pool(T* out, const T* x, long long BC, int H, int W, int k, int OH, int OW) {
   const float inv = 1.0f / (k * k);
-  GRID_STRIDE(i, BC * OH * OW) {
+  JCLIP_GRID_STRIDE(i, BC * OH * OW) {
     const int ox = i % OW, oy = (i / OW) % OH;
     const long long bc = i / ((long long)OH * OW);
     float s = 0.0f;
     for (int ky = 0; ky < k; ky++)
-      for (int kx = 0; kx < k; kx++) s += x[(bc * H + oy * k + ky) * W + ox * k + kx];
-    out[i] = s * inv;
+      for (int kx = 0; kx < k; kx++) s += ld(x[(bc * H + oy * k + ky) * W + ox * k + kx]);
+    out[i] = st<T>(s * inv);
   }
 }
 
-extern "C" __global__ void attnpool_tokens_f32(float* out, const float* x, const float* pos, int B, int C, int HW) {
+template <typename T>
+__device__ void attnpool_tokens(T* out, const T* x, const float* pos, int B, int C, int HW) {
   const int N = HW + 1;
-  GRID_STRIDE(i, (long long)B * N * C) {
+  JCLIP_GRID_STRIDE(i, (long long)B * N * C) {
     const int c = i % C, t = (i / C) % N;
     const long long b = i / ((long long)N * C);
-    const float* plane = x + (b * C + c) * HW;
+    const T* plane = x + (b * C + c) * HW;
     float v;
     if (t == 0) {
       float s = 0.0f;
-      for (int j = 0; j < HW; j++) s += plane[j];
+      for (int j = 0; j < HW; j++) s += ld(plane[j]);
       v = s / HW;
     } else {
-      v = plane[t - 1];
+      v = ld(plane[t - 1]);
     }
-    out[i] = v + pos[(long long)t * C + c];
+    out[i] = st<T>(v + pos[(long long)t * C + c]);
   }
 }
 
-extern "C" __global__ void l2_normalize_f32(float* y, const float* x, long long rows, int D) {
+template <typename T>
+__device__ void l2_normalize(T* y, const T* x, long long rows, int D) {
   const int lane = threadIdx.x % 32;
   const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (row >= rows) return;
   float s = 0.0f;
-  for (int i = lane; i < D; i += 32) s = fmaf(x[row * D + i], x[row * D + i], s);
+  for (int i = lane; i < D; i += 32) {
+    const float v = ld(x[row * D + i]);
+    s = fmaf(v, v, s);
+  }
   const float inv = 1.0f / sqrtf(warp_sum(s));
-  for (int i = lane; i < D; i += 32) y[row * D + i] = x[row * D + i] * inv;
+  for (int i = lane; i < D; i += 32) y[row * D + i] = st<T>(ld(x[row * D + i]) * inv);
 }
 
-extern "C" __global__ void softmax_f32(float* y, const float* x, long long rows, int D) {
+template <typename T>
+__device__ void softmax(T* y, const T* x, long long rows, int D) {
   const int lane = threadIdx.x % 32;
   const long long row = (long long)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
   if (row >= rows) return;
   float m = -INFINITY;
-  for (int i = lane; i < D; i += 32) m = fmaxf(m, x[row * D + i]);
+  for (int i = lane; i < D; i += 32) m = fmaxf(m, ld(x[row * D + i]));
   m = warp_max(m);
   float s = 0.0f;
-  for (int i = lane; i < D; i += 32) s += expf(x[row * D + i] - m);
+  for (int i = lane; i < D; i += 32) s += expf(ld(x[row * D + i]) - m);
   const float inv = 1.0f / warp_sum(s);
-  for (int i = lane; i < D; i += 32) y[row * D + i] = expf(x[row * D + i] - m) * inv;
+  for (int i = lane; i < D; i += 32) y[row * D + i] = st<T>(expf(ld(x[row * D + i]) - m) * inv);
 }
+
+#define GLUE(S, T)                                                                                                       \
+  extern "C" __global__ void bias_act_##S(T* x, const float* bias, long long rows, int cols, int act) {                  \
+    bias_act<T>(x, bias, rows, cols, act);                                                                               \
+  }                                                                                                                      \
+  extern "C" __global__ void bias_channel_act_##S(T* y, const float* bias, long long batch, int channels, int plane,     \
+                                                  int relu) {                                                            \
+    bias_channel_act<T>(y, bias, batch, channels, plane, relu);                                                          \
+  }                                                                                                                      \
+  extern "C" __global__ void add_##S(T* y, const T* a, const T* b, long long n, int relu) { add<T>(y, a, b, n, relu); } \
+  extern "C" __global__ void patchify_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                      \
+    patchify<T>(out, px, B, C, H, W, P);                                                                                 \
+  }                                                                                                                      \
+  extern "C" __global__ void im2col_##S(T* col, const T* img, int C, int H, int W, int k, int stride, int pad, int OH,   \
+                                        int OW) {                                                                        \
+    im2col<T>(col, img, C, H, W, k, stride, pad, OH, OW);                                                                \
+  }                                                                                                                      \
+  extern "C" __global__ void class_pos_embed_##S(T* out, const T* patches, const float* cls, const float* pos, int B,    \
+                                                 int N, int D) {                                                         \
+    class_pos_embed<T>(out, patches, cls, pos, B, N, D);                                                                 \
+  }                                                                                                                      \
+  extern "C" __global__ void token_embed_##S(T* out, const int* ids, const float* tok, const float* pos, int B, int L,   \
+                                             int D) {                                                                    \
+    token_embed<T>(out, ids, tok, pos, B, L, D);                                                                         \
+  }                                                                                                                      \
+  extern "C" __global__ void take_token_##S(T* out, const T* x, int B, int N, int D, int index) {                        \
+    take_token<T>(out, x, B, N, D, index);                                                                               \
+  }                                                                                                                      \
+  extern "C" __global__ void eot_gather_##S(T* out, const T* x, const int* ids, int B, int L, int D) {                   \
+    eot_gather<T>(out, x, ids, B, L, D);                                                                                 \
+  }                                                                                                                      \
+  extern "C" __global__ void avg_pool_##S(T* out, const T* x, long long BC, int H, int W, int k, int OH, int OW) {       \
+    avg_pool<T>(out, x, BC, H, W, k, OH, OW);                                                                            \
+  }                                                                                                                      \
+  extern "C" __global__ void attnpool_tokens_##S(T* out, const T* x, const float* pos, int B, int C, int HW) {           \
+    attnpool_tokens<T>(out, x, pos, B, C, HW);                                                                           \
+  }                                                                                                                      \
+  extern "C" __global__ void l2_normalize_##S(T* y, const T* x, long long rows, int D) { l2_normalize<T>(y, x, rows, D); } \
+  extern "C" __global__ void softmax_##S(T* y, const T* x, long long rows, int D) { softmax<T>(y, x, rows, D); }
+JCLIP_FOR_TYPES(GLUE)

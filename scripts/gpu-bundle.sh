@@ -14,11 +14,8 @@ cache="$root/target/gpu-bundle-cache"
 ref="${JCLIP_REFERENCE:-$root/../shared/clip-reference}"
 limit_mb=60
 
-for cand in "${JAVA_HOME:-}" /usr/lib/jvm/temurin-25-jdk-amd64; do
-  if [ -n "$cand" ] && [ -x "$cand/bin/jlink" ] && "$cand/bin/java" -version 2>&1 | head -1 | grep -q 'version "25'; then JAVA_HOME="$cand"; break; fi
-done
-[ -x "${JAVA_HOME:-}/bin/jlink" ] || { echo "gpu-bundle: needs a JDK 25 with jlink (set JAVA_HOME)" >&2; exit 1; }
-export JAVA_HOME
+. "$root/scripts/find-java.sh"
+jclip_find_java
 
 cd "$root"
 echo "gpu-bundle: building jar and test classes" >&2
@@ -41,7 +38,15 @@ if [ ! -f "$jre_pack" ]; then
   rm -rf "$cache/jre"
 fi
 cp "$jre_pack" "$out/jre.tar.xz"
-cp target/jclip.jar "$out/lib/jclip.jar"
+# The GPU machine needs no CPU GEMM libraries: leave their natives out of the bundled jar (size).
+python3 - target/jclip.jar "$out/lib/jclip.jar" <<'PY'
+import sys, zipfile
+skip = ("org/bytedeco/openblas/linux-x86_64/", "org/bytedeco/dnnl/linux-x86_64/")
+with zipfile.ZipFile(sys.argv[1]) as src, zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as dst:
+    for item in src.infolist():
+        if not item.filename.startswith(skip):
+            dst.writestr(item, src.read(item.filename))
+PY
 (cd target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$out/lib/jclip-tests.jar" .)
 cp "$cache/junit-platform-console-standalone-$console_version.jar" "$out/lib/junit-console.jar"
 cp scripts/gpu-run.sh "$out/run.sh"

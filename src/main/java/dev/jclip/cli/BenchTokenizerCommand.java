@@ -6,6 +6,8 @@ import dev.jclip.tokenizer.ClipTokenizer;
 import dev.jclip.tokenizer.Vocabulary;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -97,29 +99,35 @@ public final class BenchTokenizerCommand implements Callable<Integer> {
     int n = threads != null ? threads : cores;
     out.printf("tokenizer benchmark: %s, %d texts (%d BPE tokens, %.1f per text), cache %s, %d cores available%n",
         textsFile != null ? textsFile : "ImageNet templates x classes", texts.size(), tokensPerPass, (double) tokensPerPass / texts.size(), noCache ? "off" : "on", cores);
-    out.printf("%-10s %14s %16s %18s %12s%n", "threads", "texts/s", "tokens/s", "tokens/s/thread", "spread");
+    out.printf("%-8s %12s %14s %16s %8s %18s%n", "threads", "texts/s", "tokens/s", "tokens/s/thread", "spread", "tokens/CPU-second");
     for (int t : n == 1 ? new int[] {1} : new int[] {1, n}) {
-      double[] seconds = measure(tokenizer, texts, t); // per pass over all texts
-      double[] sorted = seconds.clone();
-      Arrays.sort(sorted);
-      double median = sorted[sorted.length / 2];
-      double textsPerSecond = texts.size() / median;
+      Samples s = measure(tokenizer, texts, t);
+      double[] wall = s.wall().clone();
+      Arrays.sort(wall);
+      double median = wall[wall.length / 2];
+      double[] cpu = s.cpu().clone();
+      Arrays.sort(cpu);
       double tokensPerSecond = tokensPerPass / median;
-      out.printf("%-10d %14.0f %16.0f %18.0f %11.1f%%%n", t, textsPerSecond, tokensPerSecond, tokensPerSecond / t,
-          100 * (sorted[sorted.length - 1] - sorted[0]) / median);
+      out.printf("%-8d %12.0f %14.0f %16.0f %7.1f%% %18.0f%n", t, texts.size() / median, tokensPerSecond, tokensPerSecond / t,
+          100 * (wall[wall.length - 1] - wall[0]) / median, tokensPerPass / cpu[cpu.length / 2]);
       out.flush();
     }
     out.println("tokens = BPE ids per text (without start/end/padding); each pass runs tokenize(text, 77, truncate=true) on every text;");
-    out.println("median of " + repeats + " passes after >= " + warmupSeconds + " s of warm-up; spread = (slowest - fastest) / median.");
+    out.println("median of " + repeats + " samples after >= " + warmupSeconds + " s of warm-up; spread = (slowest - fastest) / median;");
+    out.println("tokens/CPU-second = tokens per second of CPU time used by the worker threads (per core, whatever the machine's load).");
     return 0;
   }
 
+  /** Per timed sample: wall-clock seconds per pass, and CPU seconds the workers used per pass. */
+  private record Samples(double[] wall, double[] cpu) {}
+
   /**
-   * Seconds per pass over all texts, split into contiguous slices over {@code threads} threads.
-   * A timed sample repeats the pass until it lasts at least 0.2 s, so small text sets are not
-   * dominated by timer and thread start-up noise.
+   * Passes over all texts, split into contiguous slices over {@code threads} threads. A timed
+   * sample repeats the pass until it lasts at least 0.2 s, so small text sets are not dominated by
+   * timer and thread start-up noise. CPU time is measured too: on a shared machine it still tells
+   * the cost per core when wall time does not.
    */
-  private double[] measure(ClipTokenizer tokenizer, List<String> texts, int threads) throws Exception {
+  private Samples measure(ClipTokenizer tokenizer, List<String> texts, int threads) throws Exception {
     try (ExecutorService pool = Executors.newFixedThreadPool(threads)) {
       long warmEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
       long passes = 0;
@@ -130,31 +138,43 @@ public final class BenchTokenizerCommand implements Callable<Integer> {
       } while (System.nanoTime() < warmEnd);
       double perPass = (System.nanoTime() - warmStart) / 1e9 / passes;
       int loops = (int) Math.max(1, Math.ceil(0.2 / perPass));
-      double[] seconds = new double[repeats];
+      double[] wall = new double[repeats];
+      double[] cpu = new double[repeats];
       for (int r = 0; r < repeats; r++) {
         long t0 = System.nanoTime();
-        for (int k = 0; k < loops; k++) pass(pool, tokenizer, texts, threads);
-        seconds[r] = (System.nanoTime() - t0) / 1e9 / loops;
+        long cpuNanos = 0;
+        for (int k = 0; k < loops; k++) cpuNanos += pass(pool, tokenizer, texts, threads);
+        wall[r] = (System.nanoTime() - t0) / 1e9 / loops;
+        cpu[r] = cpuNanos / 1e9 / loops;
       }
-      return seconds;
+      return new Samples(wall, cpu);
     }
   }
 
-  private static void pass(ExecutorService pool, ClipTokenizer tokenizer, List<String> texts, int threads) throws Exception {
-    List<Future<Long>> parts = new ArrayList<>(threads);
+  /** One pass; returns the CPU nanoseconds its workers used. */
+  private static long pass(ExecutorService pool, ClipTokenizer tokenizer, List<String> texts, int threads) throws Exception {
+    ThreadMXBean mx = ManagementFactory.getThreadMXBean();
+    List<Future<long[]>> parts = new ArrayList<>(threads);
     int size = texts.size();
     for (int k = 0; k < threads; k++) {
       int from = (int) ((long) size * k / threads);
       int to = (int) ((long) size * (k + 1) / threads);
       parts.add(pool.submit(() -> {
+        long c0 = mx.getCurrentThreadCpuTime();
         long sink = 0;
         for (int i = from; i < to; i++) sink += tokenizer.tokenize(texts.get(i), 77, true)[1];
-        return sink;
+        return new long[] {sink, mx.getCurrentThreadCpuTime() - c0};
       }));
     }
     long sink = 0;
-    for (Future<Long> f : parts) sink += f.get();
+    long cpu = 0;
+    for (Future<long[]> f : parts) {
+      long[] r = f.get();
+      sink += r[0];
+      cpu += r[1];
+    }
     if (sink == 42) System.out.print(""); // keeps the results alive
+    return cpu;
   }
 
   private static List<String> readStrings(Path file) throws IOException {

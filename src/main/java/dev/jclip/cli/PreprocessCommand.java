@@ -1,7 +1,6 @@
 package dev.jclip.cli;
 
 import dev.jclip.image.ClipPreprocessor;
-import dev.jclip.image.DecodedImage;
 import dev.jclip.image.ImageDecoder;
 import dev.jclip.io.DType;
 import dev.jclip.io.SafetensorsWriter;
@@ -9,13 +8,19 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Deque;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
@@ -52,13 +57,36 @@ public final class PreprocessCommand implements Callable<Integer> {
       description = "refuse images larger than N pixels (decompression bombs; default ${DEFAULT-VALUE})")
   long maxPixels = ImageDecoder.DEFAULT_MAX_PIXELS;
 
+  @Option(names = "--threads", paramLabel = "N", description = "images decoded in parallel (default: the number of cores, ${DEFAULT-VALUE})")
+  int threads = Runtime.getRuntime().availableProcessors();
+
   @Parameters(arity = "1..*", paramLabel = "IMAGE", description = "image files (JPEG, PNG, GIF, BMP, WebP)")
   List<Path> images;
+
+  /** The task's result, with its own exception (an ImageDecodeException naming the file) rethrown. */
+  private static byte[] get(Future<byte[]> f) throws IOException {
+    try {
+      return f.get();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IOException("interrupted", e);
+    } catch (ExecutionException e) {
+      Throwable c = e.getCause();
+      if (c instanceof IOException io) throw io;
+      if (c instanceof RuntimeException re) throw re;
+      if (c instanceof Error err) throw err;
+      throw new IOException(c);
+    }
+  }
 
   @Override
   public Integer call() {
     if (size <= 0 || size > 4096) {
       spec.commandLine().getErr().println("jclip preprocess: --size must be between 1 and 4096, got " + size);
+      return 2;
+    }
+    if (threads <= 0) {
+      spec.commandLine().getErr().println("jclip preprocess: --threads must be positive");
       return 2;
     }
     if (maxPixels <= 0) {
@@ -77,28 +105,42 @@ public final class PreprocessCommand implements Callable<Integer> {
       specs.add(new SafetensorsWriter.Spec(name + "@" + size, DType.F32, new long[] {3, size, size}));
       if (rgb8) specs.add(new SafetensorsWriter.Spec(name + "@" + size + ".rgb8", DType.U8, new long[] {size, size, 3}));
     }
-    ImageDecoder decoder = new ImageDecoder(maxPixels);
-    ClipPreprocessor pre = new ClipPreprocessor(size);
     Map<String, String> metadata = new LinkedHashMap<>();
     metadata.put("description", "jclip preprocess: CLIP _transform(R) outputs, keys <image>@<R> and <image>@<R>.rgb8");
     metadata.put("resolution", String.valueOf(size));
-    byte[] rgb = new byte[3 * size * size];
-    float[] floats = new float[pre.floatsPerImage()];
+    int workers = Math.max(1, Math.min(threads, images.size()));
+    ExecutorService pool = Executors.newFixedThreadPool(workers);
+    // One decoder/preprocessor pair per worker thread (they keep scratch buffers).
+    ThreadLocal<ClipPreprocessor> pre = ThreadLocal.withInitial(() -> new ClipPreprocessor(size));
+    ImageDecoder decoder = new ImageDecoder(maxPixels);
+    ClipPreprocessor normalizer = new ClipPreprocessor(size);
+    float[] floats = new float[normalizer.floatsPerImage()];
     ByteBuffer fb = ByteBuffer.allocate(4 * floats.length).order(ByteOrder.LITTLE_ENDIAN);
     try (SafetensorsWriter.Stream w = SafetensorsWriter.open(out, specs, metadata)) {
-      for (Path p : images) {
-        DecodedImage im = decoder.decode(p);
-        pre.rgb8(im, rgb, 0);
-        pre.toTensor(rgb, 0, floats, 0);
+      // Images are decoded in parallel, at most 2 per worker ahead of the writer, and written in
+      // argument order.
+      Deque<Future<byte[]>> pending = new ArrayDeque<>();
+      int next = 0;
+      int written = 0;
+      while (written < images.size()) {
+        while (next < images.size() && pending.size() < 2 * workers) {
+          Path p = images.get(next++);
+          pending.add(pool.submit(() -> pre.get().rgb8(decoder.decode(p))));
+        }
+        byte[] rgb = get(pending.removeFirst());
+        normalizer.toTensor(rgb, 0, floats, 0);
         fb.clear();
         fb.asFloatBuffer().put(floats);
         w.write(fb);
         if (rgb8) w.write(ByteBuffer.wrap(rgb));
+        written++;
       }
       w.finish();
     } catch (IOException | IllegalArgumentException e) {
       spec.commandLine().getErr().println("jclip preprocess: " + e.getMessage());
       return 1;
+    } finally {
+      pool.shutdownNow();
     }
     spec.commandLine().getOut().println("wrote " + images.size() + " image(s) at " + size + " to " + out);
     return 0;

@@ -26,8 +26,22 @@ public final class Executor implements AutoCloseable {
   private final Map<String, Value> captured = new LinkedHashMap<>();
   private final long plannedBytes;
   private final long unplannedBytes;
+  private final boolean replay;
+  private Backend.Recording recording;
+  private int runs;
 
   public Executor(Graph graph, Backend backend, Collection<String> capture) {
+    this(graph, backend, capture, false);
+  }
+
+  /**
+   * @param replay record the node loop on the second run (the first warms up: parameters uploaded,
+   *     scratch sized) and replay the recording from then on, where the backend can record (a CUDA
+   *     graph per executor, i.e. per batch shape); the inputs are written before each replay and
+   *     the outputs read after it
+   */
+  public Executor(Graph graph, Backend backend, Collection<String> capture, boolean replay) {
+    this.replay = replay;
     this.graph = graph;
     this.backend = backend;
     for (Node n : graph.nodes()) {
@@ -49,13 +63,16 @@ public final class Executor implements AutoCloseable {
     pinned.addAll(captured.values());
     pinned.addAll(graph.inputs().values());
 
-    // Free slots by size; a slot returns to the pool after the last reader of its value has run.
+    // Plan: free slots by size; a slot returns to the pool after the last reader of its value has
+    // run. Then allocate every slot at once, so a backend can carve them from one arena.
+    List<Slot> slots = new ArrayList<>();
+    Map<Value, Slot> slotOf = new IdentityHashMap<>();
     List<Slot> free = new ArrayList<>();
     Map<Integer, List<Slot>> releaseAfter = new HashMap<>();
     long planned = 0, unplanned = 0;
     for (int i = 0; i < nodes.size(); i++) {
       Value v = nodes.get(i).output();
-      long bytes = v.spec().elements() * 4;
+      long bytes = v.spec().elements() * backend.elementBytes(v.spec());
       unplanned += bytes;
       Slot slot = null;
       if (!pinned.contains(v)) {
@@ -63,11 +80,11 @@ public final class Executor implements AutoCloseable {
         if (slot != null) free.remove(slot);
       }
       if (slot == null) {
-        slot = new Slot(backend.allocate(bytes), bytes);
-        owned.add(slot.buffer);
+        slot = new Slot(slots.size(), bytes);
+        slots.add(slot);
         planned += bytes;
       }
-      buffers.put(v, slot.buffer);
+      slotOf.put(v, slot);
       if (!pinned.contains(v)) {
         int last = lastUse.getOrDefault(v, i);
         releaseAfter.computeIfAbsent(last, k -> new ArrayList<>()).add(slot);
@@ -75,11 +92,16 @@ public final class Executor implements AutoCloseable {
       List<Slot> released = releaseAfter.remove(i);
       if (released != null) free.addAll(released);
     }
+    long[] sizes = new long[slots.size()];
+    for (Slot sl : slots) sizes[sl.index] = sl.bytes;
+    List<Backend.Buffer> allocated = backend.allocateAll(sizes);
+    owned.addAll(allocated);
+    for (Map.Entry<Value, Slot> e : slotOf.entrySet()) buffers.put(e.getKey(), allocated.get(e.getValue().index));
     this.plannedBytes = planned;
     this.unplannedBytes = unplanned;
   }
 
-  private record Slot(Backend.Buffer buffer, long bytes) {}
+  private record Slot(int index, long bytes) {}
 
   /**
    * Runs the graph. {@code inputs} maps each graph input's name to a {@code float[]} (F32) or
@@ -97,17 +119,31 @@ public final class Executor implements AutoCloseable {
       }
       backend.write(buffers.get(e.getValue()), e.getValue().spec(), host);
     }
+    if (recording == null && replay && runs >= 1) {
+      recording = backend.record(this::runNodes);
+    }
+    if (recording != null) recording.replay();
+    else runNodes();
+    runs++;
+    backend.synchronize();
+    Map<String, float[]> out = new LinkedHashMap<>();
+    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
+    for (Map.Entry<String, Value> e : captured.entrySet()) out.putIfAbsent(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
+    return out;
+  }
+
+  private void runNodes() {
     for (Node n : graph.nodes()) {
       if (n.op() == Op.INPUT) continue;
       List<Backend.Buffer> in = new ArrayList<>(n.inputs().size());
       for (Value v : n.inputs()) in.add(buffers.get(v));
       backend.execute(n, in, buffers.get(n.output()));
     }
-    backend.synchronize();
-    Map<String, float[]> out = new LinkedHashMap<>();
-    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
-    for (Map.Entry<String, Value> e : captured.entrySet()) out.putIfAbsent(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
-    return out;
+  }
+
+  /** Whether runs replay a recording (after the first run, on a backend that records). */
+  public boolean replaying() {
+    return recording != null;
   }
 
   public Graph graph() {
@@ -126,6 +162,8 @@ public final class Executor implements AutoCloseable {
 
   @Override
   public void close() {
+    if (recording != null) recording.close();
+    recording = null;
     for (Backend.Buffer b : owned) b.close();
     owned.clear();
   }

@@ -20,15 +20,17 @@ import javax.imageio.stream.ImageInputStream;
 import javax.imageio.stream.MemoryCacheImageInputStream;
 
 /**
- * Decodes image files into the mode and pixels that Pillow 9.4's {@code Image.open} gives, with
- * ImageIO (the JDK's PNG, GIF and BMP readers, TwelveMonkeys for JPEG and WebP).
+ * Decodes image files into the mode and pixels that Pillow 9.4's {@code Image.open} gives.
  *
- * <p>Why these decoders: the JDK's JPEG codec is IJG libjpeg 6b with the same defaults as Pillow's
- * libjpeg-turbo (ISLOW integer IDCT, "fancy" triangle-filter chroma upsampling, same YCbCr tables),
- * and for baseline and progressive 4:2:0 files it gives the same bytes (see
- * docs/preprocessing.md); PNG decoding is lossless. The mode follows Pillow's rules: palette PNG
- * and GIF stay palette indices ("P"), 16-bit RGB/RGBA/LA keep the high byte, 16-bit gray becomes
- * 32-bit "I", 1-bit gray "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored.
+ * <p>Decoders, chosen for identical output (docs/preprocessing.md has the measurements): JPEG by
+ * {@link JpegDecoder} (libjpeg-turbo's arithmetic in Java: ISLOW IDCT, turbo's fancy upsampling,
+ * libjpeg's YCbCr tables), falling back to the JDK's libjpeg 6b reader and then TwelveMonkeys for
+ * what it declines (CMYK/YCCK, arithmetic coding, damaged data); PNG, GIF and BMP by the JDK's
+ * ImageIO readers (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed.
+ * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
+ * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
+ * "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored, a GIF's first frame sits on its logical
+ * screen.
  *
  * <p>Guard rails: the pixel count is read from the header and checked against {@link
  * #maxPixels()} before any pixel buffer is allocated (decompression bombs); a truncated or corrupt
@@ -49,6 +51,10 @@ public final class ImageDecoder {
 
   private final long maxPixels;
   private final long maxFileBytes;
+  /** False only in tests, to exercise the TwelveMonkeys fallback on ordinary files. */
+  private final boolean jdkJpegFirst;
+  /** False only in tests, to compare the ImageIO path with {@link JpegDecoder}. */
+  private final boolean javaJpeg;
 
   public ImageDecoder() {
     this(DEFAULT_MAX_PIXELS);
@@ -60,9 +66,15 @@ public final class ImageDecoder {
   }
 
   public ImageDecoder(long maxPixels, long maxFileBytes) {
+    this(maxPixels, maxFileBytes, true, true);
+  }
+
+  ImageDecoder(long maxPixels, long maxFileBytes, boolean jdkJpegFirst, boolean javaJpeg) {
     if (maxPixels <= 0 || maxFileBytes <= 0) throw new IllegalArgumentException("limits must be positive");
     this.maxPixels = maxPixels;
     this.maxFileBytes = maxFileBytes;
+    this.jdkJpegFirst = jdkJpegFirst;
+    this.javaJpeg = javaJpeg;
   }
 
   public long maxPixels() {
@@ -169,6 +181,10 @@ public final class ImageDecoder {
               + maxPixels
               + " (possible decompression bomb; raise the limit if the image is genuine)");
     }
+    if (n > Integer.MAX_VALUE / 4 - 8) {
+      // Java arrays stop at 2^31 elements: 4 bytes per pixel must fit in one.
+      throw new ImageDecodeException(file, "image is " + w + "x" + h + " = " + n + " pixels, too large for one Java array");
+    }
   }
 
   // ---------------------------------------------------------------- PNG
@@ -266,7 +282,16 @@ public final class ImageDecoder {
 
   private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
     int components = jpegComponents(b);
-    if (components != 4) {
+    if ((components == 1 || components == 3) && javaJpeg) {
+      // The common case, several times faster than ImageIO and with libjpeg-turbo's output; any
+      // file it does not handle (or any doubt about the data) goes to ImageIO below.
+      try {
+        return JpegDecoder.decode(b, maxPixels);
+      } catch (JpegDecoder.Unsupported e) {
+        // fall through
+      }
+    }
+    if (components != 4 && jdkJpegFirst) {
       // The JDK's own reader first: it is libjpeg with Pillow's defaults and skips the extra
       // stream layer of TwelveMonkeys; TwelveMonkeys then handles what it refuses (odd ICC
       // profiles, broken metadata), and CMYK/YCCK.
@@ -288,9 +313,32 @@ public final class ImageDecoder {
       reader.addIIOReadWarningListener((src, w) -> warnings.add(w));
       checkPixels(file, Format.JPEG, reader.getWidth(0), reader.getHeight(0));
       Raster r;
-      if (components == 4) {
+      boolean[] h1v2 = jdk ? JpegH1v2.components(b) : null;
+      if (h1v2 != null) {
+        // 4:4:0 chroma: libjpeg 6b duplicates rows where libjpeg-turbo interpolates them.
+        r = reader.readRaster(0, null);
+        checkWarnings(file, Format.JPEG, warnings);
+        if (r.getNumBands() == 3) {
+          byte[] ycc = bands(r, new int[] {0, 1, 2}, 0, 1);
+          JpegH1v2.toRgb(ycc, r.getWidth(), r.getHeight(), h1v2);
+          return DecodedImage.of("JPEG", DecodedImage.Mode.RGB, r.getWidth(), r.getHeight(), ycc);
+        }
+        throw new IOException("raw JPEG raster has " + r.getNumBands() + " bands"); // caller falls back
+      } else if (components == 4) {
         // CMYK/YCCK: the raw raster, without the colour management ImageIO would apply.
         r = reader.readRaster(0, null);
+      } else if (!jdk && components == 3) {
+        // Fallback for files the JDK's reader refused: TwelveMonkeys' read() may apply an embedded
+        // ICC profile; the raw raster plus libjpeg's own YCbCr conversion does not.
+        r = reader.readRaster(0, null);
+        checkWarnings(file, Format.JPEG, warnings);
+        if (r.getNumBands() != 3) throw new ImageDecodeException(file, "JPEG raster has " + r.getNumBands() + " bands");
+        byte[] px = bands(r, new int[] {0, 1, 2}, 0, 1);
+        if (JpegH1v2.isYcc(b)) {
+          boolean[] flags = JpegH1v2.components(b);
+          JpegH1v2.toRgb(px, r.getWidth(), r.getHeight(), flags == null ? new boolean[3] : flags);
+        }
+        return DecodedImage.of("JPEG", DecodedImage.Mode.RGB, r.getWidth(), r.getHeight(), px);
       } else {
         r = reader.read(0).getRaster();
       }
@@ -342,6 +390,7 @@ public final class ImageDecoder {
     int W = r.getWidth();
     int H = r.getHeight();
     String fmt = f.name();
+    // (W, H may grow to the GIF's logical screen below.)
     ColorModel cm = im.getColorModel();
     if (cm instanceof IndexColorModel icm) {
       byte[] idx = bands(r, new int[] {0}, 0, 1);
@@ -355,6 +404,25 @@ public final class ImageDecoder {
       }
       int[] ramp = new int[n];
       for (int i = 0; i < n; i++) ramp[i] = i;
+      if (f == Format.GIF) {
+        // Pillow's first frame fills the whole logical screen: the frame at its offset, the rest
+        // the transparent index (or 0).
+        GifLayout g = GifLayout.parse(b);
+        if (g != null && (g.screenW != W || g.screenH != H)) {
+          checkPixels(file, f, g.screenW, g.screenH);
+          byte[] canvas = new byte[g.screenW * g.screenH];
+          java.util.Arrays.fill(canvas, (byte) Math.max(g.transparent, 0));
+          for (int y = 0; y < H; y++) {
+            int cy = g.top + y;
+            if (cy >= g.screenH) break;
+            int len = Math.min(W, g.screenW - g.left);
+            if (len > 0) System.arraycopy(idx, y * W, canvas, cy * g.screenW + g.left, len);
+          }
+          idx = canvas;
+          W = g.screenW;
+          H = g.screenH;
+        }
+      }
       if ((f == Format.GIF || f == Format.BMP) && isGray(pal, ramp)) {
         return DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, idx);
       }
@@ -367,6 +435,36 @@ public final class ImageDecoder {
     }
     if (bands >= 3) return DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
     throw new ImageDecodeException(file, fmt + " image with " + bands + " bands is not supported");
+  }
+
+  /** The GIF logical screen, the first frame's position and its transparent index (-1 if none). */
+  record GifLayout(int screenW, int screenH, int left, int top, int transparent) {
+    static GifLayout parse(byte[] b) {
+      if (b.length < 13) return null;
+      int sw = le16(b, 6);
+      int sh = le16(b, 8);
+      int flags = b[10] & 0xff;
+      int i = 13 + ((flags & 0x80) != 0 ? 3 << ((flags & 7) + 1) : 0);
+      int transparent = -1;
+      while (i < b.length) {
+        int block = b[i] & 0xff;
+        if (block == 0x2C) {
+          if (i + 9 > b.length) return null;
+          return new GifLayout(sw, sh, le16(b, i + 1), le16(b, i + 3), transparent);
+        }
+        if (block != 0x21 || i + 2 >= b.length) return null;
+        int label = b[i + 1] & 0xff;
+        if (label == 0xF9 && i + 6 < b.length && (b[i + 3] & 1) != 0) transparent = b[i + 6] & 0xff;
+        i += 2;
+        while (i < b.length && (b[i] & 0xff) != 0) i += (b[i] & 0xff) + 1;
+        i++;
+      }
+      return null;
+    }
+
+    private static int le16(byte[] b, int off) {
+      return (b[off] & 0xff) | ((b[off + 1] & 0xff) << 8);
+    }
   }
 
   private static boolean isGray(byte[] pal, int[] expected) {

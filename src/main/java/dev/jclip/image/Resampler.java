@@ -207,6 +207,26 @@ public final class Resampler {
             out[o++] = (byte) clip8(s2);
           }
         }
+        case 4 -> {
+          for (int xx = 0; xx < cw; xx++) {
+            int xmin = bounds[2 * xx];
+            int n = bounds[2 * xx + 1];
+            int kb = xx * hk;
+            int s0 = half, s1 = half, s2 = half, s3 = half;
+            int p = rowBase + xmin * 4;
+            for (int x = 0; x < n; x++, p += 4) {
+              int k = kk[kb + x];
+              s0 += (src[p] & 0xff) * k;
+              s1 += (src[p + 1] & 0xff) * k;
+              s2 += (src[p + 2] & 0xff) * k;
+              s3 += (src[p + 3] & 0xff) * k;
+            }
+            out[o++] = (byte) clip8(s0);
+            out[o++] = (byte) clip8(s1);
+            out[o++] = (byte) clip8(s2);
+            out[o++] = (byte) clip8(s3);
+          }
+        }
         default -> {
           for (int xx = 0; xx < cw; xx++) {
             int xmin = bounds[2 * xx];

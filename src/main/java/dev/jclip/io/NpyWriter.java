@@ -5,11 +5,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 
 /**
@@ -35,8 +31,8 @@ public final class NpyWriter implements AutoCloseable {
   private static final int ALIGN = 64;
   private static final int GROWTH_AXIS_MAX_DIGITS = 21; // numpy.lib.format's spare room for axis 0
 
+  private final AtomicFile file;
   private final Path target;
-  private final Path tmp;
   private final FileChannel ch;
   private final DType dtype;
   private final long[] rowShape;
@@ -47,10 +43,10 @@ public final class NpyWriter implements AutoCloseable {
   private boolean finished;
   private boolean closed;
 
-  private NpyWriter(Path target, Path tmp, FileChannel ch, DType dtype, long[] rowShape) throws IOException {
-    this.target = target;
-    this.tmp = tmp;
-    this.ch = ch;
+  private NpyWriter(AtomicFile file, DType dtype, long[] rowShape) throws IOException {
+    this.file = file;
+    this.target = file.target();
+    this.ch = file.channel();
     this.dtype = dtype;
     this.rowShape = rowShape;
     this.rowElements = Tensor.numel(rowShape);
@@ -69,19 +65,11 @@ public final class NpyWriter implements AutoCloseable {
   public static NpyWriter create(Path file, DType dtype, long... rowShape) throws IOException {
     descr(dtype);
     Tensor.numel(rowShape); // rejects negative dimensions
-    Path abs = file.toAbsolutePath();
-    Path dir = abs.getParent();
-    if (dir != null && !Files.isDirectory(dir)) {
-      throw new java.nio.file.NoSuchFileException(file.toString(), null, "folder does not exist");
-    }
-    Path tmp = Files.createTempFile(dir, "." + abs.getFileName(), ".tmp");
-    FileChannel ch = null;
+    AtomicFile out = AtomicFile.create(file);
     try {
-      ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
-      return new NpyWriter(abs, tmp, ch, dtype, rowShape.clone());
+      return new NpyWriter(out, dtype, rowShape.clone());
     } catch (IOException | RuntimeException e) {
-      if (ch != null) ch.close();
-      Files.deleteIfExists(tmp);
+      out.close();
       throw e;
     }
   }
@@ -142,13 +130,7 @@ public final class NpyWriter implements AutoCloseable {
       throw new IllegalStateException("npy header length changed: " + headerLength + " -> " + h.length);
     }
     SafetensorsWriter.writeFully(ch.position(0), ByteBuffer.wrap(h));
-    ch.force(true);
-    ch.close();
-    try {
-      Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-    } catch (AtomicMoveNotSupportedException e) {
-      Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-    }
+    file.commit();
     finished = true;
   }
 
@@ -157,13 +139,7 @@ public final class NpyWriter implements AutoCloseable {
   public void close() throws IOException {
     if (closed) return;
     closed = true;
-    if (!finished) {
-      try {
-        ch.close();
-      } finally {
-        Files.deleteIfExists(tmp);
-      }
-    }
+    file.close();
   }
 
   private void flush() throws IOException {

@@ -8,11 +8,7 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
 import java.util.HashSet;
 import java.util.List;
@@ -71,39 +67,31 @@ public final class SafetensorsWriter {
    */
   public static Stream open(Path file, List<Spec> specs, Map<String, String> metadata) throws IOException {
     byte[] header = header(specs, metadata);
-    Path abs = file.toAbsolutePath();
-    Path dir = abs.getParent();
-    if (dir != null && !Files.isDirectory(dir)) {
-      throw new java.nio.file.NoSuchFileException(file.toString(), null, "folder does not exist");
-    }
-    Path tmp = Files.createTempFile(dir, "." + abs.getFileName(), ".tmp");
-    FileChannel ch = null;
+    AtomicFile out = AtomicFile.create(file);
     try {
-      ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING);
-      writeFully(ch, ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
-      writeFully(ch, ByteBuffer.wrap(header));
-      return new Stream(abs, tmp, ch, List.copyOf(specs));
+      writeFully(out.channel(), ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
+      writeFully(out.channel(), ByteBuffer.wrap(header));
+      return new Stream(out, List.copyOf(specs));
     } catch (IOException | RuntimeException e) {
-      if (ch != null) ch.close();
-      Files.deleteIfExists(tmp);
+      out.close();
       throw e;
     }
   }
 
   /** A safetensors file being written; close without {@link #finish()} discards it. */
   public static final class Stream implements AutoCloseable {
+    private final AtomicFile file;
     private final Path target;
-    private final Path tmp;
     private final FileChannel ch;
     private final List<Spec> specs;
     private int next;
     private boolean finished;
     private boolean closed;
 
-    private Stream(Path target, Path tmp, FileChannel ch, List<Spec> specs) {
-      this.target = target;
-      this.tmp = tmp;
-      this.ch = ch;
+    private Stream(AtomicFile file, List<Spec> specs) {
+      this.file = file;
+      this.target = file.target();
+      this.ch = file.channel();
       this.specs = specs;
     }
 
@@ -126,13 +114,7 @@ public final class SafetensorsWriter {
       if (next != specs.size()) {
         throw new IllegalStateException(target + ": only " + next + " of " + specs.size() + " tensors written");
       }
-      ch.force(true);
-      ch.close();
-      try {
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-      } catch (AtomicMoveNotSupportedException e) {
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-      }
+      file.commit();
       finished = true;
     }
 
@@ -140,13 +122,7 @@ public final class SafetensorsWriter {
     public void close() throws IOException {
       if (closed) return;
       closed = true;
-      if (!finished) {
-        try {
-          ch.close();
-        } finally {
-          Files.deleteIfExists(tmp);
-        }
-      }
+      file.close();
     }
   }
 

@@ -1,6 +1,7 @@
 package dev.jclip.tokenizer;
 
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -42,9 +43,9 @@ final class Bpe {
     var merges = vocab.merges();
     pairs = new PairTable(merges.size());
     for (int r = 0; r < merges.size(); r++) {
-      String[] m = merges.get(r);
+      List<String> m = merges.get(r);
       // dict(zip(merges, range(...))): a repeated merge keeps its last rank.
-      pairs.put(vocab.id(m[0]), vocab.id(m[1]), r, vocab.id(m[0] + m[1]));
+      pairs.put(vocab.id(m.get(0)), vocab.id(m.get(1)), r, vocab.id(m.get(0) + m.get(1)));
     }
     this.cacheCapacity = Math.max(0, cacheCapacity);
     this.cache = new AtomicReference<>(new Generations(new ConcurrentHashMap<>(), new ConcurrentHashMap<>()));

@@ -8,9 +8,10 @@ package dev.jclip.tokenizer;
  *
  * <p>Java's own {@link String#toLowerCase} and {@link Character#isWhitespace} differ from Python
  * in places (the final-sigma context, characters added after Unicode 14, the set of whitespace
- * characters), so these are spelled out here. Characters assigned after the reference's Unicode
- * version (Java 25 knows Unicode 16) are classified by Java's tables, which may differ from the
- * reference for them; lower-casing does exclude them (see {@link #lower}).
+ * characters), so these are spelled out here. Java 25 knows Unicode 16.0; the reference's {@code
+ * regex} module has Unicode 15.0 and its {@code str} methods Unicode 14.0. Letters, numbers and
+ * lower-case mappings added since are excluded explicitly (see {@link #isLetter} and {@link
+ * #lower}); other properties of such new characters follow Java.
  */
 final class PythonText {
   private PythonText() {}
@@ -38,7 +39,36 @@ final class PythonText {
     return isRegexSpace(cp) || (cp >= 0x1C && cp <= 0x1F);
   }
 
-  /** {@code \p{L}}: general category Lu, Ll, Lt, Lm or Lo. */
+  /**
+   * Letters and numbers of Java 25 (Unicode 16.0) that are unassigned in Unicode 15.0, the
+   * version of the reference's {@code regex} module (2022.10.31), so its {@code \p{L}} and {@code
+   * \p{N}} do not match them: pairs of inclusive bounds, sorted. Derived by comparing Java's
+   * general categories with the Unicode 15.0.0 data of the npm package {@code
+   * @unicode/unicode-15.0.0} over all code points; no other code point differs in L or N.
+   */
+  private static final int[] NEW_SINCE_UNICODE_15 = {
+    0x1C89, 0x1C8A, 0xA7CB, 0xA7CD, 0xA7DA, 0xA7DC, 0x105C0, 0x105F3, 0x10D40, 0x10D49,
+    0x10D4A, 0x10D65, 0x10D6F, 0x10D85, 0x10EC2, 0x10EC4, 0x11380, 0x11389, 0x1138B, 0x1138B,
+    0x1138E, 0x1138E, 0x11390, 0x113B5, 0x113B7, 0x113B7, 0x113D1, 0x113D1, 0x113D3, 0x113D3,
+    0x116D0, 0x116E3, 0x11BC0, 0x11BE0, 0x11BF0, 0x11BF9, 0x13460, 0x143FA, 0x16100, 0x1611D,
+    0x16130, 0x16139, 0x16D40, 0x16D6C, 0x16D70, 0x16D79, 0x18CFF, 0x18CFF, 0x1CCF0, 0x1CCF9,
+    0x1E5D0, 0x1E5ED, 0x1E5F0, 0x1E5FA, 0x2EBF0, 0x2EE5D,
+  };
+
+  static boolean isNewSinceUnicode15(int cp) {
+    if (cp < 0x1C89) return false;
+    int lo = 0;
+    int hi = NEW_SINCE_UNICODE_15.length / 2 - 1;
+    while (lo <= hi) {
+      int mid = (lo + hi) >>> 1;
+      if (cp < NEW_SINCE_UNICODE_15[2 * mid]) hi = mid - 1;
+      else if (cp > NEW_SINCE_UNICODE_15[2 * mid + 1]) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  }
+
+  /** {@code \p{L}}: general category Lu, Ll, Lt, Lm or Lo, in Unicode 15.0. */
   static boolean isLetter(int cp) {
     if (cp < 0x80) return ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z');
     return switch (Character.getType(cp)) {
@@ -47,16 +77,17 @@ final class PythonText {
           Character.TITLECASE_LETTER,
           Character.MODIFIER_LETTER,
           Character.OTHER_LETTER ->
-          true;
+          !isNewSinceUnicode15(cp);
       default -> false;
     };
   }
 
-  /** {@code \p{N}}: general category Nd, Nl or No. */
+  /** {@code \p{N}}: general category Nd, Nl or No, in Unicode 15.0. */
   static boolean isNumber(int cp) {
     if (cp < 0x80) return cp >= '0' && cp <= '9';
     return switch (Character.getType(cp)) {
-      case Character.DECIMAL_DIGIT_NUMBER, Character.LETTER_NUMBER, Character.OTHER_NUMBER -> true;
+      case Character.DECIMAL_DIGIT_NUMBER, Character.LETTER_NUMBER, Character.OTHER_NUMBER ->
+          !isNewSinceUnicode15(cp);
       default -> false;
     };
   }

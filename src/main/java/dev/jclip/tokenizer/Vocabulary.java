@@ -45,14 +45,14 @@ public final class Vocabulary {
   private final String source;
   private final String[] tokens;
   private final Map<String, Integer> ids;
-  private final List<String[]> merges;
+  private final List<List<String>> merges;
 
   private Vocabulary(String source, String[] tokens, Map<String, Integer> ids, List<String[]> merges)
       throws IOException {
     this.source = source;
     this.tokens = tokens;
     this.ids = ids;
-    this.merges = merges;
+    this.merges = merges.stream().map(List::of).toList();
     validate();
   }
 
@@ -159,10 +159,10 @@ public final class Vocabulary {
       }
     }
     for (int r = 0; r < merges.size(); r++) {
-      String[] m = merges.get(r);
-      for (String part : new String[] {m[0], m[1], m[0] + m[1]}) {
+      List<String> m = merges.get(r);
+      for (String part : new String[] {m.get(0), m.get(1), m.get(0) + m.get(1)}) {
         if (!ids.containsKey(part)) {
-          throw new IOException(source + ": merge " + r + " (" + m[0] + " " + m[1] + ") uses "
+          throw new IOException(source + ": merge " + r + " (" + m.get(0) + " " + m.get(1) + ") uses "
               + quote(part) + ", which is not in the vocabulary");
         }
       }
@@ -244,8 +244,8 @@ public final class Vocabulary {
     return id == null ? -1 : id;
   }
 
-  /** The merges in rank order, each a pair of token strings. */
-  public List<String[]> merges() {
+  /** The merges in rank order, each a pair of token strings (unmodifiable). */
+  public List<List<String>> merges() {
     return merges;
   }
 }

@@ -119,6 +119,9 @@ class ImageDecoderTest {
     b.writeBytes(TestPng.chunk("IEND", new byte[0]));
     Path f = write("bomb.png", b.toByteArray());
     bad(f, "30000x30000", "900000000 pixels", "limit");
+    // Even with no limit, what cannot fit a Java array is refused up front, not by an OOM.
+    ImageDecodeException big = assertThrows(ImageDecodeException.class, () -> new ImageDecoder(Long.MAX_VALUE).decode(f));
+    assertTrue(big.getMessage().contains("too large"), big.getMessage());
     // The limit is configurable: a small one refuses a normal image too.
     ImageDecodeException e =
         assertThrows(ImageDecodeException.class, () -> new ImageDecoder(1000).decode(Reference.file("images/rose.jpg")));
@@ -179,5 +182,84 @@ class ImageDecoderTest {
     assertEquals(DecodedImage.Mode.P, im.mode());
     byte[] rgb = new ClipPreprocessor(3).rgb8(im);
     assertArrayEquals(new byte[] {10, 20, 30, 40, 50, 60, 9, 9, 9}, Arrays.copyOfRange(rgb, 0, 9));
+  }
+
+  /** A GIF89a with a global palette and one frame at an offset, LZW-coded with 9-bit codes only. */
+  private static byte[] gif(int sw, int sh, int left, int top, int w, int h, int[] idx, byte[] palette, int transparent) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    out.writeBytes("GIF89a".getBytes());
+    out.writeBytes(new byte[] {(byte) sw, (byte) (sw >> 8), (byte) sh, (byte) (sh >> 8), (byte) 0xF7, 0, 0});
+    out.writeBytes(Arrays.copyOf(palette, 768));
+    if (transparent >= 0) out.writeBytes(new byte[] {0x21, (byte) 0xF9, 4, 1, 0, 0, (byte) transparent, 0});
+    out.writeBytes(new byte[] {0x2C, (byte) left, (byte) (left >> 8), (byte) top, (byte) (top >> 8), (byte) w, (byte) (w >> 8), (byte) h, (byte) (h >> 8), 0});
+    // A clear code every 200 literals keeps the decoder's table below 512 entries: 9-bit codes.
+    ByteArrayOutputStream data = new ByteArrayOutputStream();
+    long bits = 0;
+    int n = 0;
+    for (int i = 0; i <= idx.length; i++) {
+      int[] codes = i == idx.length ? new int[] {257} : i % 200 == 0 ? new int[] {256, idx[i]} : new int[] {idx[i]};
+      for (int c : codes) {
+        bits |= (long) c << n;
+        n += 9;
+        while (n >= 8) {
+          data.write((int) (bits & 0xff));
+          bits >>>= 8;
+          n -= 8;
+        }
+      }
+    }
+    if (n > 0) data.write((int) bits);
+    byte[] d = data.toByteArray();
+    out.write(8);
+    for (int i = 0; i < d.length; i += 255) {
+      int len = Math.min(255, d.length - i);
+      out.write(len);
+      out.write(d, i, len);
+    }
+    out.writeBytes(new byte[] {0, 0x3B});
+    return out.toByteArray();
+  }
+
+  @Test
+  void gifFirstFrameIsPlacedOnTheLogicalScreen() throws IOException {
+    Random r = new Random(8);
+    byte[] pal = new byte[768];
+    r.nextBytes(pal);
+    int[] idx = new int[20 * 12];
+    for (int i = 0; i < idx.length; i++) idx[i] = r.nextInt(256);
+    DecodedImage im = decoder.decode(write("offset.gif", gif(40, 30, 7, 5, 20, 12, idx, pal, 33)));
+    assertEquals(DecodedImage.Mode.P, im.mode());
+    assertEquals(40, im.width());
+    assertEquals(30, im.height());
+    byte[] px = im.numpyBytes();
+    for (int y = 0; y < 30; y++) {
+      for (int x = 0; x < 40; x++) {
+        boolean inside = x >= 7 && x < 27 && y >= 5 && y < 17;
+        int want = inside ? idx[(y - 5) * 20 + (x - 7)] : 33; // Pillow fills with the transparent index
+        assertEquals(want, px[y * 40 + x] & 0xff, "pixel " + x + "," + y);
+      }
+    }
+    // A palette that is exactly the gray ramp makes Pillow open the GIF as L.
+    byte[] ramp = new byte[768];
+    for (int i = 0; i < 768; i++) ramp[i] = (byte) (i / 3);
+    assertEquals(DecodedImage.Mode.L, decoder.decode(write("gray.gif", gif(20, 12, 0, 0, 20, 12, idx, ramp, -1))).mode());
+  }
+
+  @Test
+  void theTwelveMonkeysFallbackGivesTheSamePixels() throws IOException {
+    ImageDecoder fallback = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, false, false);
+    for (String name : new String[] {"images/grace_hopper.jpg", "images/FreshFlower.jpg", "images/rose.jpg"}) {
+      assertArrayEquals(decoder.decode(Reference.file(name)).numpyBytes(), fallback.decode(Reference.file(name)).numpyBytes(), name);
+    }
+    for (String name : new String[] {"synthetic-440.jpg", "synthetic-440-progressive.jpg"}) {
+      byte[] b;
+      try (var in = ImageDecoderTest.class.getResourceAsStream(name)) {
+        b = in.readAllBytes();
+      }
+      assertArrayEquals(decoder.decode(Path.of(name), b).numpyBytes(), fallback.decode(Path.of(name), b).numpyBytes(), name);
+    }
+    Path cut = write("cut.jpg", Arrays.copyOf(Files.readAllBytes(Reference.file("images/rose.jpg")), 2000));
+    ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> fallback.decode(cut));
+    assertTrue(e.getMessage().contains("cut.jpg") && e.getMessage().contains("truncated"), e.getMessage());
   }
 }

@@ -28,7 +28,6 @@ import org.junit.jupiter.params.provider.MethodSource;
  * backends are then tested against the reference backend.
  */
 public class GoldenParityTest {
-  static final double TOL = 1e-4;
 
   public static Stream<Path> models() throws IOException {
     List<Path> dirs = new ArrayList<>();
@@ -52,6 +51,33 @@ public class GoldenParityTest {
    * golden output. Shared by the GPU parity test.
    */
   public static void check(Path dir, Path weights, dev.jclip.graph.Backend backend) throws IOException {
+    check(dir, weights, backend, Mode.FP32);
+  }
+
+  /**
+   * What a backend must meet. FP32: features, logits and intermediates within 1e-4, probabilities
+   * within 1e-4, the text cut after the last end-of-text token bit-identical ({@code exactCut}) or
+   * within 1e-6. HALF (fp16/bf16 compute): features and logits within 5e-3 and the same argmax on
+   * every probability row; intermediates are not compared.
+   */
+  public enum Mode {
+    FP32(1e-4, true, true),
+    FP32_GPU(1e-4, true, false),
+    HALF(5e-3, false, false);
+
+    final double tol;
+    final boolean intermediates;
+    final boolean exactCut;
+
+    Mode(double tol, boolean intermediates, boolean exactCut) {
+      this.tol = tol;
+      this.intermediates = intermediates;
+      this.exactCut = exactCut;
+    }
+  }
+
+  public static void check(Path dir, Path weights, dev.jclip.graph.Backend backend, Mode mode) throws IOException {
+    final double TOL = mode.tol;
     try (Checkpoint ck = Checkpoint.open(weights);
         SafetensorsReader golden = SafetensorsReader.open(dir.resolve("golden.safetensors"))) {
       ClipConfig cfg = ClipConfig.infer(ck);
@@ -73,14 +99,14 @@ public class GoldenParityTest {
         img = ex.run(Map.of("pixels", pixels.toFloatArray()));
       }
       int e = cfg.embedDim();
-      assertRows(name + " image_features", img.get("image_features"), golden.tensor("image_features").toFloatArray(), images, e);
+      assertRows(name + " image_features", img.get("image_features"), golden.tensor("image_features").toFloatArray(), images, e, TOL);
 
       int[] ids = toInts(tokens);
       Map<String, float[]> txt;
       try (Executor ex = new Executor(graphs.text(texts, len), backend, List.of("transformer.resblocks.0", "ln_final"))) {
         txt = ex.run(Map.of("tokens", ids));
       }
-      assertRows(name + " text_features", txt.get("text_features"), golden.tensor("text_features").toFloatArray(), texts, e);
+      assertRows(name + " text_features", txt.get("text_features"), golden.tensor("text_features").toFloatArray(), texts, e, TOL);
 
       Map<String, float[]> lg;
       try (Executor ex = new Executor(graphs.logits(images, texts), backend, List.of())) {
@@ -88,10 +114,16 @@ public class GoldenParityTest {
       }
       assertClose(name + " logits_per_image", lg.get("logits_per_image"), golden.tensor("logits_per_image").toFloatArray(), TOL);
       float[] probs = lg.get("probs"), want = golden.tensor("probs").toFloatArray();
+      if (mode == Mode.HALF) {
+        for (int i = 0; i < images; i++) {
+          assertEquals(argmax(want, i * texts, texts), argmax(probs, i * texts, texts), name + ": argmax of probs row " + i);
+        }
+        return;
+      }
       for (int i = 0; i < probs.length; i++) assertEquals(want[i], probs[i], 1e-4, name + " probs[" + i + "]");
 
       // debug intermediates (first images / texts only), permuted to our NLD / NCHW layouts
-      for (String key : golden.names()) {
+      for (String key : mode.intermediates ? golden.names() : List.<String>of()) {
         if (!key.startsWith("debug.")) continue;
         String node = key.substring("debug.".length());
         Tensor t = golden.tensor(key);
@@ -117,10 +149,21 @@ public class GoldenParityTest {
       int[] shortIds = new int[texts * cut];
       for (int b = 0; b < texts; b++) System.arraycopy(ids, b * len, shortIds, b * cut, cut);
       try (Executor ex = new Executor(graphs.text(texts, cut), backend, List.of())) {
-        assertArrayEquals(txt.get("text_features"), ex.run(Map.of("tokens", shortIds)).get("text_features"),
-            name + ": features changed when cutting the text at " + cut + " tokens");
+        float[] cutFeatures = ex.run(Map.of("tokens", shortIds)).get("text_features");
+        if (mode.exactCut) {
+          assertArrayEquals(txt.get("text_features"), cutFeatures, name + ": features changed when cutting the text at " + cut + " tokens");
+        } else {
+          // GEMM libraries may pick other kernels for fewer rows: equal to float rounding, not bit for bit
+          assertClose(name + " text cut at " + cut + " tokens", cutFeatures, txt.get("text_features"), 1e-6);
+        }
       }
     }
+  }
+
+  static int argmax(float[] a, int from, int n) {
+    int best = from;
+    for (int i = from + 1; i < from + n; i++) if (a[i] > a[best]) best = i;
+    return best - from;
   }
 
   static int[] toInts(Tensor t) {
@@ -150,13 +193,13 @@ public class GoldenParityTest {
     return p;
   }
 
-  static void assertRows(String what, float[] got, float[] want, int rows, int cols) {
+  static void assertRows(String what, float[] got, float[] want, int rows, int cols, double tol) {
     assertEquals(want.length, got.length, what + " size");
     for (int r = 0; r < rows; r++) {
       float[] g = new float[cols], w = new float[cols];
       System.arraycopy(got, r * cols, g, 0, cols);
       System.arraycopy(want, r * cols, w, 0, cols);
-      assertClose(what + " row " + r, g, w, TOL);
+      assertClose(what + " row " + r, g, w, tol);
     }
   }
 

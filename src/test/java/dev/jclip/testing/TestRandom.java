@@ -16,4 +16,11 @@ public final class TestRandom {
     System.out.println("[seed] " + owner + ": " + seed + " (replay with -Djclip.test.seed=" + seed + ")");
     return new Random(seed);
   }
+
+  /** {@code n} values drawn from N(0, scale²). */
+  public static float[] gaussian(Random random, int n, double scale) {
+    float[] a = new float[n];
+    for (int i = 0; i < n; i++) a[i] = (float) (random.nextGaussian() * scale);
+    return a;
+  }
 }

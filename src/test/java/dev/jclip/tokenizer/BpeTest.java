@@ -64,7 +64,7 @@ class BpeTest {
 
   private static void check(Vocabulary v, Random random, int words, int maxLength, String alphabet) {
     Map<List<String>, Integer> ranks = new HashMap<>();
-    for (int r = 0; r < v.merges().size(); r++) ranks.put(List.of(v.merges().get(r)), r);
+    for (int r = 0; r < v.merges().size(); r++) ranks.put(v.merges().get(r), r);
     Bpe bpe = new Bpe(v, 0);
     for (int k = 0; k < words; k++) {
       int len = 1 + random.nextInt(maxLength);

@@ -80,6 +80,17 @@ class CleaningTest {
   }
 
   @Test
+  void letterClassesFollowUnicode15() {
+    assertTrue(PythonText.isLetter('a') && PythonText.isLetter('日') && PythonText.isLetter(0x11F04)); // Kawi, 15.0
+    assertFalse(PythonText.isLetter(0x10D50)); // Garay, 16.0: unassigned for the reference
+    assertFalse(PythonText.isNumber(0x16D70)); // Kirat Rai digit, 16.0
+    assertTrue(PythonText.isOther(0x10D50));
+    assertTrue(PythonText.isNumber('٣') && PythonText.isNumber('²') && PythonText.isNumber('Ⅻ'));
+    assertFalse(PythonText.isOther(0x345));
+    assertFalse(PythonText.isLetter(0x345));
+  }
+
+  @Test
   void pythonWhitespace() {
     assertTrue(PythonText.isPythonSpace(0x1c));
     assertFalse(PythonText.isRegexSpace(0x1c));

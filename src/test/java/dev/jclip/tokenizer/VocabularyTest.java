@@ -47,7 +47,7 @@ class VocabularyTest {
     }
     assertEquals(openai.merges().size(), hf.merges().size());
     for (int r = 0; r < openai.merges().size(); r++) {
-      assertArrayEquals(openai.merges().get(r), hf.merges().get(r), "merge " + r);
+      assertEquals(openai.merges().get(r), hf.merges().get(r), "merge " + r);
     }
     ClipTokenizer a = new ClipTokenizer(openai);
     ClipTokenizer b = new ClipTokenizer(hf);

@@ -12,6 +12,8 @@ import static org.bytedeco.cuda.global.cublas.cublasGemmEx;
 import static org.bytedeco.cuda.global.cublas.cublasGetStatusString;
 import static org.bytedeco.cuda.global.cublas.cublasGetVersion_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
+import static org.bytedeco.cuda.global.cublas.cublasSetStream_v2;
+import static org.bytedeco.cuda.global.cublas.cublasSetWorkspace_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSgemm_v2;
 
 import org.bytedeco.cuda.cublas.cublasContext;
@@ -44,6 +46,16 @@ public final class Cublas implements AutoCloseable {
     this.handle = new cublasContext();
     check(cublasCreate_v2(handle), "cublasCreate");
     check(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH), "cublasSetMathMode(CUBLAS_DEFAULT_MATH)");
+  }
+
+  /**
+   * Puts this handle's work on {@code stream}, with {@code workspace} as its scratch memory (a
+   * fixed workspace is what lets cuBLAS calls be captured into a CUDA graph).
+   */
+  public void bind(CudaStream stream, DeviceBuffer workspace) {
+    device.makeCurrent();
+    check(cublasSetStream_v2(handle, stream.handle()), "cublasSetStream");
+    check(cublasSetWorkspace_v2(handle, workspace.asPointer(), workspace.bytes()), "cublasSetWorkspace(" + workspace.bytes() + " bytes)");
   }
 
   /** The cuBLAS library version, e.g. 130001. */
@@ -84,13 +96,23 @@ public final class Cublas implements AutoCloseable {
    * {@code dataType} (a {@code CUDA_R_*} constant, e.g. CUDA_R_16BF) and fp32 accumulation.
    */
   public void gemmExNT(int m, int n, int k, int dataType, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    gemmEx(CUBLAS_OP_T, k, m, n, k, dataType, a, b, c, "NT");
+  }
+
+  /** Mixed-precision {@code C[M,N] = A[M,K] · B[K,N]}, types and accumulation as {@link #gemmExNT}. */
+  public void gemmExNN(int m, int n, int k, int dataType, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    gemmEx(CUBLAS_OP_N, n, m, n, k, dataType, a, b, c, "NN");
+  }
+
+  /** Row-major {@code C = A · op(B)} as column-major {@code Cᵀ = op(B)ᵀ · Aᵀ}; {@code ldb} is B's row length. */
+  private void gemmEx(int opB, int ldb, int m, int n, int k, int dataType, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c, String what) {
     device.makeCurrent();
     try (FloatPointer al = new FloatPointer(1).put(1f);
         FloatPointer be = new FloatPointer(1).put(0f)) {
       check(
-          cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, k, a.asPointer(), dataType, k, be,
+          cublasGemmEx(handle, opB, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, ldb, a.asPointer(), dataType, k, be,
               c.asPointer(), dataType, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx(" + m + "x" + n + "x" + k + ", type " + dataType + ")");
+          "cublasGemmEx(" + what + " " + m + "x" + n + "x" + k + ", type " + dataType + ")");
     }
   }
 

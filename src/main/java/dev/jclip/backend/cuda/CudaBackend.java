@@ -1,8 +1,9 @@
 package dev.jclip.backend.cuda;
 
-import static dev.jclip.backend.cuda.CudaDriver.check;
-import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoD;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
 
+import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
@@ -15,28 +16,71 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Runs graphs on one NVIDIA GPU: cuBLAS for the GEMMs (fp32, no TF32: the parity mode), jclip's
- * PTX kernels for everything else. Parameters are uploaded once, the first time a node uses them,
- * and freed with the backend. Every op of {@link Op} is implemented, the ResNet convolutions as
- * im2col + GEMM.
+ * Runs graphs on one NVIDIA GPU: cuBLAS for the GEMMs, jclip's PTX kernels for everything else.
+ *
+ * <p>Precision is chosen per backend: {@link Precision#FP32} is the parity mode (fp32 GEMMs without
+ * TF32, fp32 activations); {@link Precision#FP16} and {@link Precision#BF16} keep activations and
+ * GEMM weights in 16 bits, with fp32 accumulation in every GEMM and fp32 statistics in LayerNorm,
+ * softmax and the reductions. Biases, LayerNorm weights and embeddings stay fp32 in every mode.
+ * Graph inputs and outputs are fp32 on the host; the casts happen on the device.
+ *
+ * <p>Parameters are uploaded once, the first time a node uses them, and freed with the backend.
+ * Every op of {@link Op} is implemented, the ResNet convolutions as im2col + GEMM. Not
+ * thread-safe: one executor runs on a backend at a time.
  */
 public final class CudaBackend implements Backend {
   private final CudaDevice device;
+  private final Precision precision;
+  private final String s; // kernel name suffix
+  private final int elem;
   private final CudaOps ops;
   private final Cublas blas;
   private final Map<Tensor, DeviceBuffer> params = new IdentityHashMap<>();
-  private DeviceBuffer scratch;
+  private final Map<Tensor, DeviceBuffer> gemmWeights = new IdentityHashMap<>();
+  private final DeviceBuffer[] scratch = new DeviceBuffer[3];
+  private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
+  private final CudaStream stream;
+  private final boolean flash;
+  private final DeviceBuffer blasWorkspace;
 
-  /** A backend on {@code device}; the caller keeps ownership of the device and closes it after this. */
+  /** cuBLAS's fixed workspace: 32 MiB, as NVIDIA recommends for Hopper. */
+  private static final long BLAS_WORKSPACE = 32L << 20;
+
+  /** An fp32 (parity mode) backend on {@code device}; the caller keeps ownership of the device. */
   public CudaBackend(CudaDevice device) {
+    this(device, Precision.FP32);
+  }
+
+  /** A backend on {@code device} computing in {@code precision}; the caller keeps ownership of the device. */
+  public CudaBackend(CudaDevice device, Precision precision) {
+    this(device, precision, false);
+  }
+
+  /**
+   * @param flashAttention in fp16/bf16, use the register-resident FlashAttention-2 style kernel
+   *     (flash_attention.cu) instead of the first WMMA version; off by default until it has been
+   *     validated and timed on a GPU (docs/gpu.md)
+   */
+  public CudaBackend(CudaDevice device, Precision precision, boolean flashAttention) {
+    this.flash = flashAttention && precision != Precision.FP32;
     this.device = device;
-    this.ops = new CudaOps(device, null);
+    this.precision = precision;
+    this.s = CudaOps.suffix(precision);
+    this.elem = precision == Precision.FP32 ? 4 : 2;
+    this.stream = new CudaStream(device);
+    this.ops = new CudaOps(device, stream.handle());
     this.blas = new Cublas(device);
+    this.blasWorkspace = device.allocate(BLAS_WORKSPACE);
+    blas.bind(stream, blasWorkspace);
   }
 
   @Override
   public String name() {
-    return "cuda:" + device.ordinal();
+    return "cuda:" + device.ordinal() + (precision == Precision.FP32 ? "" : "/" + precision);
+  }
+
+  public Precision precision() {
+    return precision;
   }
 
   @Override
@@ -45,40 +89,115 @@ public final class CudaBackend implements Backend {
   }
 
   @Override
+  public int elementBytes(TensorSpec spec) {
+    return spec.dtype() == DType.I32 ? 4 : elem;
+  }
+
+  @Override
   public Buffer allocate(long bytes) {
     return device.allocate(bytes);
+  }
+
+  /**
+   * One activation arena per executor: a single device allocation, each slot a 256-byte aligned
+   * view of it. The arena is freed when the last of its views is closed.
+   */
+  @Override
+  public List<Buffer> allocateAll(long[] bytes) {
+    if (bytes.length == 0) return List.of();
+    long total = 0;
+    long[] offsets = new long[bytes.length], sizes = new long[bytes.length];
+    for (int i = 0; i < bytes.length; i++) {
+      offsets[i] = total;
+      sizes[i] = Math.max(bytes[i], 1);
+      total += (sizes[i] + 255) & ~255L;
+    }
+    return List.copyOf(device.allocate(total).split(offsets, sizes));
   }
 
   @Override
   public void write(Buffer dst, TensorSpec spec, Object host) {
     DeviceBuffer d = (DeviceBuffer) dst;
-    if (spec.dtype() == DType.I32) d.upload((int[]) host);
-    else d.upload((float[]) host);
+    if (spec.dtype() == DType.I32) {
+      d.upload((int[]) host, stream);
+    } else if (precision == Precision.FP32) {
+      d.upload((float[]) host, stream);
+    } else {
+      float[] f = (float[]) host;
+      DeviceBuffer staging = scratch(0, 4L * f.length).upload(f, stream);
+      ops.cast(d, precision, staging, Precision.FP32, f.length);
+    }
   }
 
   @Override
   public float[] read(Buffer src, TensorSpec spec) {
-    return ((DeviceBuffer) src).downloadFloats((int) spec.elements());
+    int n = (int) spec.elements();
+    if (precision == Precision.FP32) return ((DeviceBuffer) src).downloadFloats(n, stream);
+    DeviceBuffer staging = scratch(0, 4L * n);
+    ops.cast(staging, Precision.FP32, (DeviceBuffer) src, precision, n);
+    return staging.downloadFloats(n, stream);
   }
 
   @Override
   public void synchronize() {
-    device.synchronize();
+    stream.synchronize();
   }
 
-  /** The device copy of a parameter tensor, converted to fp32 once. */
+  /**
+   * Captures {@code body}'s launches on this backend's stream into a CUDA graph. Everything the
+   * body needs must already exist (the executor records on its second run, after the first has
+   * uploaded the parameters and sized the scratch buffers).
+   */
+  @Override
+  public Recording record(Runnable body) {
+    return CudaGraph.capture(device, stream, body);
+  }
+
+  /** The fp32 device copy of a parameter (bias, LayerNorm weight, embedding), uploaded once. */
   private DeviceBuffer param(Node n, String role) {
     Tensor t = n.param(role);
     if (t == null) return null;
-    return params.computeIfAbsent(t, k -> device.allocate(4L * k.numel()).upload(k.toFloatArray()));
+    return params.computeIfAbsent(t, k -> device.allocate(4L * k.numel()).upload(k.toFloatArray(), stream));
   }
 
-  private DeviceBuffer scratch(long bytes) {
-    if (scratch == null || scratch.bytes() < bytes) {
-      if (scratch != null) scratch.close();
-      scratch = device.allocate(bytes);
+  /** A GEMM operand weight in the compute precision, uploaded once. */
+  private DeviceBuffer gemmWeight(Node n) {
+    if (precision == Precision.FP32) return param(n, "weight");
+    Tensor t = n.param("weight");
+    return gemmWeights.computeIfAbsent(t, k -> {
+      float[] f = k.toFloatArray();
+      short[] h = new short[f.length];
+      for (int i = 0; i < f.length; i++) h[i] = precision == Precision.FP16 ? HalfFloats.fp16(f[i]) : HalfFloats.bf16(f[i]);
+      return device.allocate(2L * h.length).upload(h, stream);
+    });
+  }
+
+  /** Scratch buffer {@code slot}, grown to at least {@code bytes}. */
+  private DeviceBuffer scratch(int slot, long bytes) {
+    if (scratch[slot] == null || scratch[slot].bytes() < bytes) {
+      // Recorded CUDA graphs of other executors may hold the old address: keep it until close.
+      if (scratch[slot] != null) retired.add(scratch[slot]);
+      scratch[slot] = device.allocate(bytes);
     }
-    return scratch;
+    return scratch[slot];
+  }
+
+  /** {@code C[M,N] = A[M,K] · B[N,K]ᵀ} in the compute precision. */
+  private void gemmNT(long m, int n, int k, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    int rows = Math.toIntExact(m);
+    if (precision == Precision.FP32) blas.sgemmNT(rows, n, k, 1f, a, b, 0f, c);
+    else blas.gemmExNT(rows, n, k, cudaType(), a, b, c);
+  }
+
+  /** {@code C[M,N] = A[M,K] · B[K,N]} in the compute precision. */
+  private void gemmNN(long m, int n, int k, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
+    int rows = Math.toIntExact(m);
+    if (precision == Precision.FP32) blas.sgemmNN(rows, n, k, a, b, c);
+    else blas.gemmExNN(rows, n, k, cudaType(), a, b, c);
+  }
+
+  private int cudaType() {
+    return precision == Precision.FP16 ? CUDA_R_16F : CUDA_R_16BF;
   }
 
   @Override
@@ -90,43 +209,62 @@ public final class CudaBackend implements Backend {
       case LINEAR -> {
         int k = in.dim(-1), cols = out.dim(-1);
         long m = in.rows();
-        blas.sgemmNT(Math.toIntExact(m), cols, k, 1f, x, param(n, "weight"), 0f, y);
+        gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
         Activation act = n.enumAttr("activation", (Activation) null);
-        if (bias != null || act != null) ops.glue("bias_act_f32", m * cols, y, bias, m, cols, actCode(act));
+        if (bias != null || act != null) ops.glue("bias_act_" + s, m * cols, y, bias, m, cols, actCode(act));
       }
-      case MATMUL -> blas.sgemmNN(Math.toIntExact(in.rows()), out.dim(-1), in.dim(-1), x, param(n, "weight"), y);
-      case LAYER_NORM -> ops.addLayerNorm(y, null, x, null, param(n, "weight"), param(n, "bias"), in.rows(), in.dim(-1), n.floatAttr("eps"));
-      case ADD -> ops.glue("add_f32", out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
-      case ATTENTION -> ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), CudaOps.Precision.FP32);
+      case MATMUL -> gemmNN(in.rows(), out.dim(-1), in.dim(-1), x, gemmWeight(n), y);
+      case LAYER_NORM -> ops.glueRowsIn("layernorm", "add_layernorm_" + s, in.rows(),
+          y, null, x, null, param(n, "weight"), param(n, "bias"), in.rows(), in.dim(-1), n.floatAttr("eps"));
+      case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
+      case ATTENTION -> {
+        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+        else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+      }
       case QUICK_GELU, GELU -> {
-        copy(y, x, 4L * in.elements());
-        ops.glue("bias_act_f32", in.elements(), y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1);
+        copy(y, x, (long) elem * in.elements());
+        ops.glue("bias_act_" + s, in.elements(), y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1);
       }
       case PATCH_EMBED -> {
         int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3), p = n.intAttr("patch");
         int cells = out.dim(1), d = out.dim(2), k = c * p * p;
         long rows = (long) b * cells;
-        DeviceBuffer patches = scratch(4L * rows * k);
-        ops.glue("patchify_f32", rows * k, patches, x, b, c, h, w, p);
-        blas.sgemmNT(Math.toIntExact(rows), d, k, 1f, patches, param(n, "weight"), 0f, y);
+        DeviceBuffer patches = scratch(1, (long) elem * rows * k);
+        ops.glue("patchify_" + s, rows * k, patches, x, b, c, h, w, p);
+        gemmNT(rows, d, k, patches, gemmWeight(n), y);
       }
-      case CLASS_POS_EMBED -> ops.glue("class_pos_embed_f32", out.elements(), y, x, param(n, "class"), param(n, "positional"),
+      case CLASS_POS_EMBED -> ops.glue("class_pos_embed_" + s, out.elements(), y, x, param(n, "class"), param(n, "positional"),
           out.dim(0), out.dim(1), out.dim(2));
-      case TOKEN_EMBED -> ops.glue("token_embed_f32", out.elements(), y, x, param(n, "token"), param(n, "positional"),
+      case TOKEN_EMBED -> ops.glue("token_embed_" + s, out.elements(), y, x, param(n, "token"), param(n, "positional"),
           out.dim(0), out.dim(1), out.dim(2));
-      case TAKE_TOKEN -> ops.glue("take_token_f32", out.elements(), y, x, in.dim(0), in.dim(1), in.dim(2), n.intAttr("index"));
-      case EOT_GATHER -> ops.glue("eot_gather_f32", out.elements(), y, x, inputs.get(1), in.dim(0), in.dim(1), in.dim(2));
+      case TAKE_TOKEN -> ops.glue("take_token_" + s, out.elements(), y, x, in.dim(0), in.dim(1), in.dim(2), n.intAttr("index"));
+      case EOT_GATHER -> ops.glue("eot_gather_" + s, out.elements(), y, x, inputs.get(1), in.dim(0), in.dim(1), in.dim(2));
       case CONV2D -> conv2d(n, x, y, in, out);
-      case AVG_POOL -> ops.glue("avg_pool_f32", out.elements(), y, x, (long) in.dim(0) * in.dim(1), in.dim(2), in.dim(3),
+      case AVG_POOL -> ops.glue("avg_pool_" + s, out.elements(), y, x, (long) in.dim(0) * in.dim(1), in.dim(2), in.dim(3),
           n.intAttr("kernel"), out.dim(2), out.dim(3));
-      case ATTNPOOL_TOKENS -> ops.glue("attnpool_tokens_f32", out.elements(), y, x, param(n, "positional"), in.dim(0), in.dim(1),
+      case ATTNPOOL_TOKENS -> ops.glue("attnpool_tokens_" + s, out.elements(), y, x, param(n, "positional"), in.dim(0), in.dim(1),
           in.dim(2) * in.dim(3));
-      case L2_NORMALIZE -> ops.glueRows("l2_normalize_f32", in.rows(), y, x, in.rows(), in.dim(-1));
-      case SOFTMAX -> ops.glueRows("softmax_f32", in.rows(), y, x, in.rows(), in.dim(-1));
-      case COSINE_LOGITS -> ops.cosineLogits(y, x, (DeviceBuffer) inputs.get(1), in.dim(0), out.dim(1), in.dim(1), n.floatAttr("scale"));
+      case L2_NORMALIZE -> ops.glueRows("l2_normalize_" + s, in.rows(), y, x, in.rows(), in.dim(-1));
+      case SOFTMAX -> ops.glueRows("softmax_" + s, in.rows(), y, x, in.rows(), in.dim(-1));
+      case COSINE_LOGITS -> cosineLogits(n, x, (DeviceBuffer) inputs.get(1), y, in, out);
       case INPUT -> throw new IllegalStateException("INPUT nodes are not executed");
     }
+  }
+
+  /** The fused cosine-logit kernel is fp32: 16-bit features are widened first, the logits narrowed after. */
+  private void cosineLogits(Node n, DeviceBuffer img, DeviceBuffer txt, DeviceBuffer y, TensorSpec in, TensorSpec out) {
+    int m = in.dim(0), e = in.dim(1), t = out.dim(1);
+    float scale = n.floatAttr("scale");
+    if (precision == Precision.FP32) {
+      ops.cosineLogits(y, img, txt, m, t, e, scale);
+      return;
+    }
+    DeviceBuffer a = scratch(0, 4L * m * e), b = scratch(1, 4L * t * e), c = scratch(2, 4L * m * t);
+    ops.cast(a, Precision.FP32, img, precision, (long) m * e);
+    ops.cast(b, Precision.FP32, txt, precision, (long) t * e);
+    ops.cosineLogits(c, a, b, m, t, e, scale);
+    ops.cast(y, precision, c, Precision.FP32, (long) m * t);
   }
 
   /** k x k convolution as im2col + one GEMM per image, then bias (folded BatchNorm) and ReLU. */
@@ -135,16 +273,16 @@ public final class CudaBackend implements Backend {
     int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
     int k = n.intAttr("kernel"), stride = n.intAttr("stride"), pad = n.intAttr("padding");
     int plane = oh * ow, kk = c * k * k;
-    DeviceBuffer weight = param(n, "weight");
+    DeviceBuffer weight = gemmWeight(n);
     boolean direct = k == 1 && stride == 1 && pad == 0; // a 1x1 conv reads the image as its own im2col
-    DeviceBuffer col = direct ? null : scratch(4L * kk * plane);
+    DeviceBuffer col = direct ? null : scratch(1, (long) elem * kk * plane);
     for (int i = 0; i < b; i++) {
-      DeviceBuffer img = x.view(4L * i * c * h * w, 4L * c * h * w);
-      DeviceBuffer dst = y.view(4L * i * o * plane, 4L * o * plane);
-      if (!direct) ops.glue("im2col_f32", (long) kk * plane, col, img, c, h, w, k, stride, pad, oh, ow);
-      blas.sgemmNN(o, plane, kk, weight, direct ? img : col, dst);
+      DeviceBuffer img = x.view((long) elem * i * c * h * w, (long) elem * c * h * w);
+      DeviceBuffer dst = y.view((long) elem * i * o * plane, (long) elem * o * plane);
+      if (!direct) ops.glue("im2col_" + s, (long) kk * plane, col, img, c, h, w, k, stride, pad, oh, ow);
+      gemmNN(o, plane, kk, weight, direct ? img : col, dst);
     }
-    ops.glue("bias_channel_act_f32", out.elements(), y, param(n, "bias"), (long) b, o, plane, n.boolAttr("relu") ? 1 : 0);
+    ops.glue("bias_channel_act_" + s, out.elements(), y, param(n, "bias"), (long) b, o, plane, n.boolAttr("relu") ? 1 : 0);
   }
 
   private static int actCode(Activation a) {
@@ -152,17 +290,25 @@ public final class CudaBackend implements Backend {
   }
 
   private void copy(DeviceBuffer dst, DeviceBuffer src, long bytes) {
-    device.makeCurrent();
-    check(cuMemcpyDtoD(dst.address(), src.address(), bytes), "cuMemcpyDtoD(" + bytes + " bytes)");
+    dst.copyFrom(src, bytes, stream);
   }
 
   @Override
   public void close() {
+    stream.synchronize();
     for (DeviceBuffer b : params.values()) b.close();
+    for (DeviceBuffer b : gemmWeights.values()) b.close();
     params.clear();
-    if (scratch != null) scratch.close();
-    scratch = null;
+    gemmWeights.clear();
+    for (DeviceBuffer b : retired) b.close();
+    retired.clear();
+    for (int i = 0; i < scratch.length; i++) {
+      if (scratch[i] != null) scratch[i].close();
+      scratch[i] = null;
+    }
     blas.close();
+    blasWorkspace.close();
     ops.close();
+    stream.close();
   }
 }

@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
 
@@ -47,26 +48,14 @@ public final class CudaGemmBench {
       for (int[] s : shapes) {
         int b = s[0], n = s[1], h = s[2];
         boolean causal = s[3] == 1;
-        for (CudaOps.Precision p : CudaOps.Precision.values()) {
-          int elem = p == CudaOps.Precision.FP32 ? 4 : 2;
+        for (Precision p : Precision.values()) {
+          int elem = p == Precision.FP32 ? 4 : 2;
           long qkvBytes = (long) b * n * 3 * h * 64 * elem;
           try (DeviceBuffer qkv = device.allocate(qkvBytes);
               DeviceBuffer out = device.allocate(qkvBytes / 3)) {
             zero(qkv);
-            Runnable call = () -> ops.attention(out, qkv, b, n, h, causal, p);
-            for (int i = 0; i < 3; i++) call.run();
-            device.synchronize();
-            double[] ms = new double[7];
-            for (int r = 0; r < ms.length; r++) {
-              long t0 = System.nanoTime();
-              for (int i = 0; i < 10; i++) call.run();
-              device.synchronize();
-              ms[r] = (System.nanoTime() - t0) / 1e6 / 10;
-            }
-            Arrays.sort(ms);
-            double flop = 4.0 * b * h * (double) n * n * 64;
-            log.printf("[attention] %-4s B=%4d N=%3d H=%2d%s: %8.3f ms (min %.3f, max %.3f), %6.1f TFLOP/s%n", p, b, n, h,
-                causal ? " causal" : "       ", ms[3], ms[0], ms[6], flop / (ms[3] / 1e3) / 1e12);
+            time(device, p.toString(), () -> ops.attention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
+            if (p != Precision.FP32) time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
           }
         }
       }
@@ -74,31 +63,39 @@ public final class CudaGemmBench {
   }
 
   /**
-   * The whole fp32 (parity mode) model on the GPU: a random ViT-B/32 at several batch sizes,
+   * The whole model on the GPU in each precision: a random ViT-B/32 at several batch sizes,
    * images/s and 77-token texts/s, each call including the host-to-device copy of the inputs and
-   * the copy of the features back. Median of 5 after 2 warm-ups.
+   * the copy of the features back; node by node and replaying a CUDA graph. Median of 5 after 2
+   * warm-ups.
    */
   public static void model(CudaDevice device, PrintStream log) {
     dev.jclip.model.ClipConfig cfg = dev.jclip.model.RandomWeights.config("ViT-B/32");
     dev.jclip.model.ClipGraphs graphs = new dev.jclip.model.ClipGraphs(cfg, dev.jclip.model.RandomWeights.generate(cfg, 1));
-    try (CudaBackend backend = new CudaBackend(device)) {
-      for (int batch : new int[] {1, 32, 256}) {
-        float[] pixels = new float[batch * 3 * 224 * 224];
-        int[] ids = new int[batch * 77];
-        for (int b = 0; b < batch; b++) {
-          ids[b * 77] = 49406;
-          for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
-          ids[b * 77 + 76] = 49407;
+    for (Precision precision : Precision.values()) {
+      for (boolean flash : precision == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
+        try (CudaBackend backend = new CudaBackend(device, precision, flash)) {
+          for (int batch : new int[] {1, 32, 256, 1024}) {
+            float[] pixels = new float[batch * 3 * 224 * 224];
+            int[] ids = new int[batch * 77];
+            for (int b = 0; b < batch; b++) {
+              ids[b * 77] = 49406;
+              for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
+              ids[b * 77 + 76] = 49407;
+            }
+            for (boolean replay : new boolean[] {false, true}) {
+              double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch, replay);
+              double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch, replay);
+              log.printf("[model] ViT-B/32 %s%s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)%n", precision,
+                  flash ? "+flash" : "", replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
+            }
+          }
         }
-        double img = perSecond(backend, graphs.image(batch), java.util.Map.of("pixels", pixels), batch);
-        double txt = perSecond(backend, graphs.text(batch, 77), java.util.Map.of("tokens", ids), batch);
-        log.printf("[model] ViT-B/32 fp32 batch %4d: %9.1f images/s, %9.1f texts/s (77 tokens)%n", batch, img, txt);
       }
     }
   }
 
-  private static double perSecond(CudaBackend backend, dev.jclip.graph.Graph graph, java.util.Map<String, ?> inputs, int batch) {
-    try (dev.jclip.graph.Executor ex = new dev.jclip.graph.Executor(graph, backend, java.util.List.of())) {
+  private static double perSecond(CudaBackend backend, dev.jclip.graph.Graph graph, java.util.Map<String, ?> inputs, int batch, boolean replay) {
+    try (dev.jclip.graph.Executor ex = new dev.jclip.graph.Executor(graph, backend, java.util.List.of(), replay)) {
       for (int i = 0; i < 2; i++) ex.run(inputs);
       double[] s = new double[5];
       for (int r = 0; r < s.length; r++) {
@@ -109,6 +106,26 @@ public final class CudaGemmBench {
       Arrays.sort(s);
       return batch / s[2];
     }
+  }
+
+  private static void time(CudaDevice device, String what, Runnable call, int b, int n, int h, boolean causal, PrintStream log) {
+    for (int i = 0; i < 3; i++) call.run();
+    device.synchronize();
+    double[] ms = new double[7];
+    for (int r = 0; r < ms.length; r++) {
+      long t0 = System.nanoTime();
+      for (int i = 0; i < 10; i++) call.run();
+      device.synchronize();
+      ms[r] = (System.nanoTime() - t0) / 1e6 / 10;
+    }
+    Arrays.sort(ms);
+    report(what, ms, b, n, h, causal, log);
+  }
+
+  private static void report(String what, double[] ms, int b, int n, int h, boolean causal, PrintStream log) {
+    double flop = 4.0 * b * h * (double) n * n * 64;
+    log.printf("[attention] %-10s B=%4d N=%3d H=%2d%s: %8.3f ms (min %.3f, max %.3f), %6.1f TFLOP/s%n", what, b, n, h,
+        causal ? " causal" : "       ", ms[3], ms[0], ms[ms.length - 1], flop / (ms[3] / 1e3) / 1e12);
   }
 
   private static Result measure(CudaDevice device, Cublas blas, String type, int cudaType, int m, int n, int k) {

@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import org.bytedeco.cuda.cudart.CUstream_st;
 
 /**
@@ -11,6 +12,7 @@ public final class CudaOps implements AutoCloseable {
   private final CudaModule gelu;
   private final CudaModule layerNorm;
   private final CudaModule attention;
+  private final CudaModule flashAttention;
   private final CudaModule cosineLogits;
   private final CudaModule cast;
   private final CudaModule glue;
@@ -22,6 +24,7 @@ public final class CudaOps implements AutoCloseable {
     this.gelu = device.loadModule("gelu");
     this.layerNorm = device.loadModule("layernorm");
     this.attention = device.loadModule("attention");
+    this.flashAttention = device.loadModule("flash_attention");
     this.cosineLogits = device.loadModule("cosine_logits");
     this.cast = device.loadModule("cast");
     this.glue = device.loadModule("glue");
@@ -35,6 +38,19 @@ public final class CudaOps implements AutoCloseable {
     glue.launch(kernel, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
+  /** Launches a one-warp-per-row kernel of module {@code module} ("glue" or "layernorm") over {@code rows} rows. */
+  public void glueRowsIn(String module, String kernel, long rows, Object... args) {
+    CudaModule m = switch (module) {
+      case "glue" -> glue;
+      case "layernorm" -> layerNorm;
+      default -> throw new IllegalArgumentException("no row-kernel module " + module);
+    };
+    int perBlock = THREADS / 32;
+    long blocks = (rows + perBlock - 1) / perBlock;
+    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
+    m.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
+  }
+
   /** Launches a one-warp-per-row glue kernel over {@code rows} rows. */
   public void glueRows(String kernel, long rows, Object... args) {
     int perBlock = THREADS / 32;
@@ -43,17 +59,13 @@ public final class CudaOps implements AutoCloseable {
     glue.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
-  /** Element type of a device tensor. */
-  public enum Precision {
-    FP32("f32"),
-    FP16("f16"),
-    BF16("bf16");
-
-    final String suffix;
-
-    Precision(String suffix) {
-      this.suffix = suffix;
-    }
+  /** The suffix of a kernel's version in {@code precision}: {@code f32}, {@code f16} or {@code bf16}. */
+  static String suffix(Precision precision) {
+    return switch (precision) {
+      case FP32 -> "f32";
+      case FP16 -> "f16";
+      case BF16 -> "bf16";
+    };
   }
 
   /**
@@ -64,8 +76,19 @@ public final class CudaOps implements AutoCloseable {
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
     int rowsPerBlock = precision == Precision.FP32 ? 16 : 64;
     int threads = precision == Precision.FP32 ? 256 : 128;
-    attention.launch("attention_" + precision.suffix, new int[] {(n + rowsPerBlock - 1) / rowsPerBlock, heads, batch},
+    attention.launch("attention_" + suffix(precision), new int[] {(n + rowsPerBlock - 1) / rowsPerBlock, heads, batch},
         new int[] {threads, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
+  }
+
+  /**
+   * The same attention as {@link #attention} on tensor cores with the probabilities kept in
+   * registers (cuda-kernels/flash_attention.cu, the second version); fp16 and bf16 only.
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision) {
+    if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
+    if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
+    flashAttention.launch("flash_attention_" + suffix(precision), new int[] {(n + 63) / 64, heads, batch}, new int[] {128, 1, 1}, 0,
+        stream, out, qkv, n, heads, causal ? 1 : 0);
   }
 
   /**
@@ -81,7 +104,7 @@ public final class CudaOps implements AutoCloseable {
   /** Converts {@code n} elements from {@code from} to {@code to} (one of them FP32). */
   public void cast(DeviceBuffer dst, Precision to, DeviceBuffer src, Precision from, long n) {
     if ((from == Precision.FP32) == (to == Precision.FP32)) throw new IllegalArgumentException("cast " + from + " -> " + to);
-    cast.launch("cast_" + from.suffix + "_" + to.suffix, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, dst, src, n);
+    cast.launch("cast_" + suffix(from) + "_" + suffix(to), elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, dst, src, n);
   }
 
   /** {@code x = QuickGELU(x + bias)} over a [rows, cols] tensor; bias [cols] may be null. */
@@ -118,6 +141,7 @@ public final class CudaOps implements AutoCloseable {
     try (gelu;
         layerNorm;
         attention;
+        flashAttention;
         cosineLogits;
         cast;
         glue) {

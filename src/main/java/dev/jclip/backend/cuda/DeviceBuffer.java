@@ -4,7 +4,10 @@ import static dev.jclip.backend.cuda.CudaDriver.check;
 import static org.bytedeco.cuda.global.cudart.cuMemAlloc;
 import static org.bytedeco.cuda.global.cudart.cuMemFree;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoH;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoDAsync;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoHAsync;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
+import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoDAsync;
 
 import dev.jclip.graph.Backend;
 import org.bytedeco.javacpp.FloatPointer;
@@ -18,13 +21,35 @@ public final class DeviceBuffer implements Backend.Buffer {
   private final long address;
   private final long bytes;
   private final boolean owner;
+  /** For the views of {@link #split}: the buffer they share, freed when the last view closes. */
+  private final DeviceBuffer shared;
+  private final int[] openViews;
   private boolean closed;
 
-  private DeviceBuffer(CudaDevice device, long address, long bytes) {
+  private DeviceBuffer(CudaDevice device, long address, long bytes, DeviceBuffer shared, int[] openViews) {
     this.device = device;
     this.address = address;
     this.bytes = bytes;
     this.owner = false;
+    this.shared = shared;
+    this.openViews = openViews;
+  }
+
+  /**
+   * Splits this buffer into views at {@code offsets} with {@code sizes}; this buffer is then owned
+   * by the views and freed when the last of them is closed.
+   */
+  public java.util.List<DeviceBuffer> split(long[] offsets, long[] sizes) {
+    ensureOpen();
+    int[] open = {offsets.length};
+    java.util.List<DeviceBuffer> views = new java.util.ArrayList<>(offsets.length);
+    for (int i = 0; i < offsets.length; i++) {
+      if (offsets[i] < 0 || sizes[i] <= 0 || offsets[i] + sizes[i] > bytes) {
+        throw new IllegalArgumentException("view [" + offsets[i] + ", " + (offsets[i] + sizes[i]) + ") outside a buffer of " + bytes);
+      }
+      views.add(new DeviceBuffer(device, address + offsets[i], sizes[i], this, open));
+    }
+    return views;
   }
 
   /** A non-owning view of {@code bytes} bytes at {@code offset} (closing it frees nothing). */
@@ -33,11 +58,13 @@ public final class DeviceBuffer implements Backend.Buffer {
     if (offset < 0 || bytes <= 0 || offset + bytes > this.bytes) {
       throw new IllegalArgumentException("view [" + offset + ", " + (offset + bytes) + ") outside a buffer of " + this.bytes);
     }
-    return new DeviceBuffer(device, address + offset, bytes);
+    return new DeviceBuffer(device, address + offset, bytes, null, null);
   }
 
   DeviceBuffer(CudaDevice device, long bytes) {
     this.owner = true;
+    this.shared = null;
+    this.openViews = null;
     if (bytes <= 0) throw new IllegalArgumentException("device allocation of " + bytes + " bytes");
     this.device = device;
     this.bytes = bytes;
@@ -59,59 +86,112 @@ public final class DeviceBuffer implements Backend.Buffer {
 
   /** Copies {@code data} to the start of this buffer (synchronous). */
   public DeviceBuffer upload(float[] data) {
-    long n = 4L * data.length;
-    checkFits(n);
-    device.makeCurrent();
     try (FloatPointer host = new FloatPointer(data)) {
-      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+      return copyIn(host, 4L * data.length);
     }
-    return this;
   }
 
   /** Copies int32 values to the start of this buffer (synchronous). */
   public DeviceBuffer upload(int[] data) {
-    long n = 4L * data.length;
-    checkFits(n);
-    device.makeCurrent();
     try (IntPointer host = new IntPointer(data)) {
-      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+      return copyIn(host, 4L * data.length);
     }
-    return this;
   }
 
   /** Copies 16-bit values (fp16 or bf16 bit patterns) to the start of this buffer (synchronous). */
   public DeviceBuffer upload(short[] data) {
-    long n = 2L * data.length;
-    checkFits(n);
-    device.makeCurrent();
     try (ShortPointer host = new ShortPointer(data)) {
-      check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+      return copyIn(host, 2L * data.length);
     }
-    return this;
   }
 
   /** Copies the first {@code n} 16-bit values of this buffer to a new array (synchronous). */
   public short[] downloadShorts(int n) {
-    checkFits(2L * n);
-    device.makeCurrent();
     short[] out = new short[n];
     try (ShortPointer host = new ShortPointer(n)) {
-      check(cuMemcpyDtoH(host, address, 2L * n), "cuMemcpyDtoH(" + 2L * n + " bytes)");
-      host.get(out);
+      copyOut(host, 2L * n).get(out);
     }
     return out;
   }
 
   /** Copies the first {@code n} floats of this buffer to a new array (synchronous). */
   public float[] downloadFloats(int n) {
-    checkFits(4L * n);
-    device.makeCurrent();
     float[] out = new float[n];
     try (FloatPointer host = new FloatPointer(n)) {
-      check(cuMemcpyDtoH(host, address, 4L * n), "cuMemcpyDtoH(" + 4L * n + " bytes)");
+      copyOut(host, 4L * n).get(out);
+    }
+    return out;
+  }
+
+  /**
+   * Copies {@code data} to the start of this buffer in {@code stream}'s order. The call returns
+   * once the host array may be reused (pageable memory is staged by the driver).
+   */
+  public DeviceBuffer upload(float[] data, CudaStream stream) {
+    try (FloatPointer host = new FloatPointer(data)) {
+      long n = 4L * data.length;
+      checkFits(n);
+      device.makeCurrent();
+      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+      return this;
+    }
+  }
+
+  /** Copies int32 values to the start of this buffer in {@code stream}'s order. */
+  public DeviceBuffer upload(int[] data, CudaStream stream) {
+    try (IntPointer host = new IntPointer(data)) {
+      long n = 4L * data.length;
+      checkFits(n);
+      device.makeCurrent();
+      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+      return this;
+    }
+  }
+
+  /** Copies 16-bit values to the start of this buffer in {@code stream}'s order. */
+  public DeviceBuffer upload(short[] data, CudaStream stream) {
+    try (ShortPointer host = new ShortPointer(data)) {
+      long n = 2L * data.length;
+      checkFits(n);
+      device.makeCurrent();
+      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+      return this;
+    }
+  }
+
+  /** Copies the first {@code n} floats after the work queued on {@code stream}; returns when they are here. */
+  public float[] downloadFloats(int n, CudaStream stream) {
+    float[] out = new float[n];
+    try (FloatPointer host = new FloatPointer(n)) {
+      checkFits(4L * n);
+      device.makeCurrent();
+      check(cuMemcpyDtoHAsync(host, address, 4L * n, stream.handle()), "cuMemcpyDtoHAsync(" + 4L * n + " bytes)");
+      stream.synchronize();
       host.get(out);
     }
     return out;
+  }
+
+  /** Copies {@code bytes} from {@code src} into this buffer in {@code stream}'s order. */
+  public void copyFrom(DeviceBuffer src, long bytes, CudaStream stream) {
+    checkFits(bytes);
+    if (bytes > src.bytes) throw new IllegalArgumentException(bytes + " bytes do not fit a device buffer of " + src.bytes);
+    device.makeCurrent();
+    check(cuMemcpyDtoDAsync(address, src.address(), bytes, stream.handle()), "cuMemcpyDtoDAsync(" + bytes + " bytes)");
+  }
+
+  private DeviceBuffer copyIn(Pointer host, long n) {
+    checkFits(n);
+    device.makeCurrent();
+    check(cuMemcpyHtoD(address, host, n), "cuMemcpyHtoD(" + n + " bytes)");
+    return this;
+  }
+
+  private <P extends Pointer> P copyOut(P host, long n) {
+    checkFits(n);
+    device.makeCurrent();
+    check(cuMemcpyDtoH(host, address, n), "cuMemcpyDtoH(" + n + " bytes)");
+    return host;
   }
 
   /** A JavaCPP pointer to this device memory, for libraries such as cuBLAS that take one. */
@@ -133,7 +213,10 @@ public final class DeviceBuffer implements Backend.Buffer {
   public void close() {
     if (closed) return;
     closed = true;
-    if (!owner) return;
+    if (!owner) {
+      if (shared != null && --openViews[0] == 0) shared.close();
+      return;
+    }
     device.makeCurrent();
     check(cuMemFree(address), "cuMemFree");
   }

@@ -3,7 +3,7 @@ package dev.jclip.backend.cuda;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.ReferenceOps;
-import dev.jclip.backend.cuda.CudaOps.Precision;
+import dev.jclip.backend.Precision;
 import dev.jclip.testing.TestRandom;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
@@ -42,29 +42,21 @@ class CudaAttentionTest {
   }
 
   float[] randn(int n, double scale) {
-    float[] a = new float[n];
-    for (int i = 0; i < n; i++) a[i] = (float) (random.nextGaussian() * scale);
-    return a;
+    return TestRandom.gaussian(random, n, scale);
   }
 
   static short[] toHalf(float[] a, Precision p) {
     short[] s = new short[a.length];
-    for (int i = 0; i < a.length; i++) s[i] = p == Precision.FP16 ? Float.floatToFloat16(a[i]) : bf16(a[i]);
+    for (int i = 0; i < a.length; i++) s[i] = p == Precision.FP16 ? HalfFloats.fp16(a[i]) : HalfFloats.bf16(a[i]);
     return s;
   }
 
   static float[] fromHalf(short[] s, Precision p) {
     float[] a = new float[s.length];
-    for (int i = 0; i < s.length; i++) a[i] = p == Precision.FP16 ? Float.float16ToFloat(s[i]) : Float.intBitsToFloat((s[i] & 0xffff) << 16);
+    for (int i = 0; i < s.length; i++) a[i] = p == Precision.FP16 ? HalfFloats.fromFp16(s[i]) : HalfFloats.fromBf16(s[i]);
     return a;
   }
 
-  /** Round to nearest even bf16, as __float2bfloat16_rn (finite inputs). */
-  static short bf16(float f) {
-    int bits = Float.floatToRawIntBits(f);
-    int rounding = 0x7fff + ((bits >>> 16) & 1);
-    return (short) ((bits + rounding) >>> 16);
-  }
 
   static void check(String what, float[] got, float[] want, double tol) {
     double err = ReferenceOps.relativeError(got, want);
@@ -90,12 +82,15 @@ class CudaAttentionTest {
         for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
           short[] h = toHalf(qkv, p);
           float[] rounded = fromHalf(h, p);
-          try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
-              DeviceBuffer dout = device.allocate(2L * batch * n * d)) {
-            ops.attention(dout, dq, batch, n, heads, causal, p);
-            float[] got = fromHalf(dout.downloadShorts(batch * n * d), p);
-            check("attention " + p + " " + shape, got, ReferenceOps.attention(rounded, batch, n, heads, causal),
-                p == Precision.FP16 ? FP16_TOL : BF16_TOL);
+          float[] want = ReferenceOps.attention(rounded, batch, n, heads, causal);
+          for (boolean flash : new boolean[] {false, true}) {
+            try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
+                DeviceBuffer dout = device.allocate(2L * batch * n * d)) {
+              if (flash) ops.flashAttention(dout, dq, batch, n, heads, causal, p);
+              else ops.attention(dout, dq, batch, n, heads, causal, p);
+              float[] got = fromHalf(dout.downloadShorts(batch * n * d), p);
+              check((flash ? "flash attention " : "attention ") + p + " " + shape, got, want, p == Precision.FP16 ? FP16_TOL : BF16_TOL);
+            }
           }
         }
       }

@@ -1,5 +1,6 @@
 package dev.jclip.backend.cuda;
 
+import dev.jclip.backend.Precision;
 import dev.jclip.model.GoldenParityTest;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -14,7 +15,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * Every reference model on the GPU in fp32 (parity mode) against the golden outputs of openai/CLIP:
  * the same checks, tolerances and intermediates as {@link GoldenParityTest} on the reference
- * backend. In the GPU bundle the weights come as {@code model.safetensors} (see
+ * backend; and in fp16 and bf16, features within 5e-3 and the same argmax on every probability row. In the GPU bundle the weights come as {@code model.safetensors} (see
  * scripts/gpu-bundle.sh); elsewhere from {@code state_dict.pt}.
  */
 @Tag("cuda")
@@ -40,7 +41,18 @@ class CudaGoldenParityTest {
   void modelMatchesGoldenOnTheGpu(Path dir) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
     try (CudaBackend backend = new CudaBackend(device)) {
-      GoldenParityTest.check(dir, weights, backend);
+      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32_GPU);
+    }
+  }
+
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("models")
+  void halfPrecisionKeepsFeaturesWithin5e3AndTheArgmax(Path dir) throws IOException {
+    Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
+    for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+      try (CudaBackend backend = new CudaBackend(device, p)) {
+        GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.HALF);
+      }
     }
   }
 }

@@ -38,9 +38,7 @@ class CudaOpsTest {
   }
 
   float[] randn(int n, double scale) {
-    float[] a = new float[n];
-    for (int i = 0; i < n; i++) a[i] = (float) (random.nextGaussian() * scale);
-    return a;
+    return TestRandom.gaussian(random, n, scale);
   }
 
   DeviceBuffer upload(float[] a) {

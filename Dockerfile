@@ -1,0 +1,24 @@
+# jclip on an NVIDIA GPU:  docker build -t jclip . && docker run --gpus all jclip gpu-info --self-test
+# Build stage: the jar (Maven wrapper, pinned) and a jlink'd Java 25 runtime.
+FROM eclipse-temurin:25-jdk AS build
+WORKDIR /src
+COPY .mvn/ .mvn/
+COPY mvnw pom.xml ./
+RUN ./mvnw -B -q dependency:go-offline
+COPY src/ src/
+COPY weights/ weights/
+RUN ./mvnw -B -q -DskipTests package \
+ && jlink --add-modules java.base,java.desktop,java.logging,java.management,java.naming,java.sql,java.xml,jdk.unsupported,jdk.incubator.vector,jdk.zipfs \
+      --strip-debug --no-man-pages --no-header-files --output /opt/jre
+
+# Runtime: CUDA 13 runtime libraries (cudart, cuBLAS) from NVIDIA's image; the driver comes from the host.
+FROM nvidia/cuda:13.0.0-runtime-ubuntu24.04
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libwebp7 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/jre /opt/jre
+COPY --from=build /src/target/jclip.jar /opt/jclip/jclip.jar
+ENV PATH=/opt/jre/bin:$PATH
+WORKDIR /data
+ENTRYPOINT ["java", "--enable-native-access=ALL-UNNAMED", "-jar", "/opt/jclip/jclip.jar"]
+CMD ["--help"]

@@ -1,0 +1,208 @@
+// flash_attention.cu: fused multi-head self-attention on tensor cores, FlashAttention-2 style.
+//
+// Computes, for each batch b, head h and query row i (scale = 1/sqrt(64)):
+//   out[i] = sum_j softmax_j(scale * <q_i, k_j>) v_j      over keys j (j <= i when causal)
+// PyTorch: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal) between
+// CLIP's in_proj and out_proj. Same layout and semantics as attention.cu (its attention_f16/_bf16
+// are the first, WMMA-based versions; these are the second):
+//   qkv row-major [B, N, 3, H, 64] (the [B*N, 3D] in_proj output), out row-major [B, N, H, 64].
+//
+// How: each warp owns 16 query rows and keeps everything in registers with the mma.sync
+// m16n8k16 fragment layouts (g = lane / 4, t = lane % 4):
+//   A (16x16, row):  a0 = (g, 2t..2t+1), a1 = (g+8, 2t..), a2 = (g, 2t+8..), a3 = (g+8, 2t+8..)
+//   B (16x8, col):   b0 = (rows 2t..2t+1, col g), b1 = (rows 2t+8.., col g)
+//   C (16x8, f32):   c0, c1 = (g, 2t), (g, 2t+1); c2, c3 = (g+8, 2t), (g+8, 2t+1)
+// S = Q K^T comes out in C layout, which is exactly the A layout P needs for O += P V, so the
+// probabilities never leave registers; the online softmax rescales O per row (rows g and g+8 of
+// the thread). K tiles are stored row-major (a B operand for K^T is a row of K), V tiles
+// transposed (a B operand for V is a row of V^T). fp32 accumulation and statistics throughout.
+// Launch: grid (ceil(N/64), H, B), block 128 (4 warps x 16 rows), static shared memory 18 KB.
+#include "common.cuh"
+
+#define FA_HEAD 64
+#define FA_WARPS 4
+#define FA_ROWS (FA_WARPS * 16)
+#define FA_TILE 64
+#define FA_PAD 8  // halves of padding per smem row: rows 144 bytes apart, conflict-free 32-bit loads
+
+template <typename T> struct Mma;
+template <> struct Mma<__half> {
+  static __device__ __forceinline__ void run(float* c, const unsigned* a, const unsigned* b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&h);
+  }
+};
+template <> struct Mma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float* c, const unsigned* a, const unsigned* b) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  }
+  static __device__ __forceinline__ unsigned pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned*>(&h);
+  }
+};
+
+// Two consecutive 16-bit elements as one 32-bit register.
+template <typename T>
+__device__ __forceinline__ unsigned pair(const T* p) {
+  return *reinterpret_cast<const unsigned*>(p);
+}
+
+template <typename T>
+__device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, int causal) {
+  __shared__ __align__(16) T k_s[FA_TILE][FA_HEAD + FA_PAD];
+  __shared__ __align__(16) T vt_s[FA_HEAD][FA_TILE + FA_PAD];
+
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int D = H * FA_HEAD;
+  const long long row_stride = 3LL * D;
+  const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int row0 = blockIdx.x * FA_ROWS + warp * 16;  // this warp's first query row
+  const int r_lo = row0 + g, r_hi = row0 + g + 8;     // the two rows this thread holds
+  const float scale = 0.125f;
+
+  // Q fragments for 4 k-steps of 16 dims, straight from global memory (read once).
+  unsigned qf[4][4];
+  {
+    const T* q_lo = base + (long long)min(r_lo, N - 1) * row_stride;
+    const T* q_hi = base + (long long)min(r_hi, N - 1) * row_stride;
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+      qf[ks][0] = pair(q_lo + ks * 16 + 2 * t);
+      qf[ks][1] = pair(q_hi + ks * 16 + 2 * t);
+      qf[ks][2] = pair(q_lo + ks * 16 + 2 * t + 8);
+      qf[ks][3] = pair(q_hi + ks * 16 + 2 * t + 8);
+    }
+  }
+
+  float o[8][4];  // 8 blocks of 8 output dims, C layout
+#pragma unroll
+  for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+
+  const int block_last = min(blockIdx.x * FA_ROWS + FA_ROWS, N) - 1;
+  const int kv_end = causal ? block_last + 1 : N;
+  for (int j0 = 0; j0 < kv_end; j0 += FA_TILE) {
+    __syncthreads();
+    // K tile row-major, V tile transposed; keys past N are zero (and masked below).
+    for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+      const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
+      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+      if (key < N) {
+        kv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + D + c);
+        vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
+      }
+      *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
+      const T* v8 = reinterpret_cast<const T*>(&vv);
+#pragma unroll
+      for (int u = 0; u < 8; u++) vt_s[c + u][r] = v8[u];
+    }
+    __syncthreads();
+    if (row0 >= N) continue;  // a warp past the end still joins every barrier
+
+    // S = Q K^T: 8 blocks of 8 keys.
+    float s[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+      for (int ks = 0; ks < 4; ks++) {
+        unsigned kb[2] = {pair(&k_s[n * 8 + g][ks * 16 + 2 * t]), pair(&k_s[n * 8 + g][ks * 16 + 2 * t + 8])};
+        Mma<T>::run(s[n], qf[ks], kb);
+      }
+    }
+    // scale, mask, row maxima (a row's 64 scores are spread over the 4 threads of a quad)
+    float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+#pragma unroll
+      for (int u = 0; u < 2; u++) {
+        const int key = j0 + n * 8 + 2 * t + u;
+        const bool ok_lo = key < N && !(causal && key > r_lo);
+        const bool ok_hi = key < N && !(causal && key > r_hi);
+        s[n][u] = ok_lo ? s[n][u] * scale : -INFINITY;
+        s[n][2 + u] = ok_hi ? s[n][2 + u] * scale : -INFINITY;
+        mx_lo = fmaxf(mx_lo, s[n][u]);
+        mx_hi = fmaxf(mx_hi, s[n][2 + u]);
+      }
+    }
+    mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
+    mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
+    mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
+    mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+    // rows whose every key so far is masked keep max -inf: use 0 as the reference, all p are 0
+    const float ref_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, ref_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+    const float corr_lo = m_lo == -INFINITY ? 0.0f : expf(m_lo - ref_lo);
+    const float corr_hi = m_hi == -INFINITY ? 0.0f : expf(m_hi - ref_hi);
+    float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+      s[n][0] = expf(s[n][0] - ref_lo);
+      s[n][1] = expf(s[n][1] - ref_lo);
+      s[n][2] = expf(s[n][2] - ref_hi);
+      s[n][3] = expf(s[n][3] - ref_hi);
+      sum_lo += s[n][0] + s[n][1];
+      sum_hi += s[n][2] + s[n][3];
+    }
+    sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 1);
+    sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 2);
+    sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 1);
+    sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 2);
+    l_lo = l_lo * corr_lo + sum_lo;
+    l_hi = l_hi * corr_hi + sum_hi;
+    m_lo = mn_lo;
+    m_hi = mn_hi;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+      o[n][0] *= corr_lo;
+      o[n][1] *= corr_lo;
+      o[n][2] *= corr_hi;
+      o[n][3] *= corr_hi;
+    }
+    // O += P V: P's A fragments are S's C fragments, two key blocks per 16-key step.
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+      unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
+                        Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+#pragma unroll
+      for (int n = 0; n < 8; n++) {
+        unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
+        Mma<T>::run(o[n], pa, vb);
+      }
+    }
+  }
+  if (row0 >= N) return;
+  const float inv_lo = l_lo > 0.0f ? 1.0f / l_lo : 0.0f, inv_hi = l_hi > 0.0f ? 1.0f / l_hi : 0.0f;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    const int d = n * 8 + 2 * t;
+    if (r_lo < N) {
+      T* o_lo = out + ((long long)b * N + r_lo) * D + h * FA_HEAD + d;
+      *reinterpret_cast<unsigned*>(o_lo) = Mma<T>::pack(o[n][0] * inv_lo, o[n][1] * inv_lo);
+    }
+    if (r_hi < N) {
+      T* o_hi = out + ((long long)b * N + r_hi) * D + h * FA_HEAD + d;
+      *reinterpret_cast<unsigned*>(o_hi) = Mma<T>::pack(o[n][2] * inv_hi, o[n][3] * inv_hi);
+    }
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
+flash_attention_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__half>(out, qkv, N, H, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
+flash_attention_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__nv_bfloat16>(out, qkv, N, H, causal);
+}

@@ -1,0 +1,33 @@
+package dev.jclip.image;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.io.InputStream;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.HexFormat;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+/**
+ * 4:4:0 JPEGs (what lossless rotation makes of 4:2:2 photos), where libjpeg 6b and
+ * libjpeg-turbo upsample chroma differently: the fixtures (make-jpeg440-fixtures.py beside them)
+ * must decode to the hash Pillow 9.4 printed for them.
+ */
+class JpegH1v2Test {
+  private static final String PILLOW_SHA256 = "03ad794f2eeec3aa708399aabd2a978a2470f466a596161d170cdb4de41d8ec2";
+
+  @ParameterizedTest
+  @ValueSource(strings = {"synthetic-440.jpg", "synthetic-440-progressive.jpg"})
+  void decodesAsLibjpegTurboDoes(String name) throws Exception {
+    byte[] b;
+    try (InputStream in = JpegH1v2Test.class.getResourceAsStream(name)) {
+      b = in.readAllBytes();
+    }
+    DecodedImage im = new ImageDecoder().decode(Path.of(name), b);
+    assertEquals(DecodedImage.Mode.RGB, im.mode());
+    assertEquals(37, im.width());
+    assertEquals(50, im.height());
+    assertEquals(PILLOW_SHA256, HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(im.numpyBytes())));
+  }
+}
