@@ -1,19 +1,263 @@
 package dev.jclip.cli;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jclip.api.Clip;
+import dev.jclip.backend.cpu.CpuGemmBench;
+import dev.jclip.graph.Graph;
+import dev.jclip.graph.Node;
+import dev.jclip.graph.TensorSpec;
+import dev.jclip.io.Checkpoint;
+import dev.jclip.io.Downloader;
+import dev.jclip.io.ModelRegistry;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.model.ClipGraphs;
+import dev.jclip.model.RandomWeights;
+import dev.jclip.tokenizer.ClipTokenizer;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
-/** {@code jclip bench}: benchmarks, one subcommand per component. */
+/**
+ * {@code jclip bench}: the model benchmark (images/s, 77-token texts/s, ImageNet-template
+ * prompts/s, achieved GFLOP/s and its share of the measured GEMM peak), and one subcommand per
+ * component benchmark ({@code bench tokenizer}). Each configuration is warmed up, then timed
+ * several times; the median is reported with the fastest and slowest.
+ *
+ * <pre>
+ * scripts/jclip bench --random ViT-B/32 --device cpu --batch 1,8,32
+ * </pre>
+ */
 @Command(
     name = "bench",
     mixinStandardHelpOptions = true,
-    description = "Benchmarks: warm-up, then the median and spread of repeated runs.",
+    description = {"Benchmarks: warm-up, then the median and spread of repeated runs.",
+        "Without a subcommand: the model benchmark (--model or --random)."},
     subcommands = {BenchTokenizerCommand.class})
-public final class BenchCommand implements Runnable {
+public final class BenchCommand implements Callable<Integer> {
+  @Option(names = "--model", paramLabel = "MODEL", description = "A model name, .pt, .safetensors or HuggingFace folder.")
+  String model;
+
+  @Option(names = "--random", paramLabel = "NAME", description = "Random weights at the full geometry of ViT-B/32, ViT-B/16, ViT-L/14 or ViT-L/14@336px.")
+  String random;
+
+  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu", description = "cpu (default: ${DEFAULT-VALUE}).")
+  String device;
+
+  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32", description = "fp32 (default: ${DEFAULT-VALUE}).")
+  String precision;
+
+  @Option(names = "--batch", paramLabel = "B,B,...", split = ",", defaultValue = "1,8,32", description = "Batch sizes (default: ${DEFAULT-VALUE}).")
+  int[] batches;
+
+  @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors).")
+  Integer threads;
+
+  @Option(names = "--repeats", paramLabel = "N", defaultValue = "5", description = "Timed runs per measurement (default: ${DEFAULT-VALUE}).")
+  int repeats;
+
+  @Option(names = "--warmup", paramLabel = "N", defaultValue = "2", description = "Untimed runs first (default: ${DEFAULT-VALUE}).")
+  int warmup;
+
+  @Option(names = "--vocab", paramLabel = "FILE", description = "Vocabulary for the prompts (default: $JCLIP_VOCAB, the cache, the reference folder's copy).")
+  Path vocab;
+
+  @Option(names = "--json", description = "Also print one JSON object per batch size (the last line when one batch size is given).")
+  boolean json;
+
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
   @Override
-  public void run() {
-    spec.commandLine().usage(spec.commandLine().getOut());
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut(), err = spec.commandLine().getErr();
+    if (model == null && random == null) {
+      spec.commandLine().usage(out);
+      return 0;
+    }
+    if (model != null && random != null) {
+      err.println("jclip bench: give --model or --random, not both");
+      return 2;
+    }
+    if (repeats < 1 || warmup < 0 || batches.length == 0 || Arrays.stream(batches).anyMatch(b -> b < 1)) {
+      err.println("jclip bench: --repeats and batch sizes must be at least 1, --warmup at least 0");
+      return 2;
+    }
+    int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+    Checkpoint ck = null;
+    try {
+      ClipConfig cfg;
+      Map<String, Tensor> weights;
+      if (random != null) {
+        cfg = RandomWeights.config(random);
+        weights = RandomWeights.generate(cfg, 1);
+      } else {
+        ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.builtin()));
+        cfg = ClipConfig.infer(ck);
+        weights = ck.tensors();
+      }
+      ClipTokenizer tok = ClipTokenizer.load(vocabulary());
+      List<String> prompts = prompts();
+      Clip.Options options = Clip.Options.defaults().withDevice(device).withPrecision(precision).withThreads(t).withBatchSize(Integer.MAX_VALUE);
+      try (Clip clip = Clip.create(cfg, weights, tok, options)) {
+        ClipGraphs graphs = new ClipGraphs(cfg, weights);
+        out.printf("model: %s%n", random != null ? "random " + random + " (" + cfg.summary() + ")" : model + " (" + cfg.summary() + ")");
+        out.printf("machine: %d processors, %s %s, Java %s; %s; %d threads, %s%n", Runtime.getRuntime().availableProcessors(),
+            System.getProperty("os.name"), System.getProperty("os.arch"), Runtime.version(), cpuName(), t, precision);
+        out.flush();
+        double peak;
+        try (dev.jclip.backend.cpu.CpuBackend cpu = new dev.jclip.backend.cpu.CpuBackend(t, true)) {
+          peak = CpuGemmBench.peakGflops(cpu, null);
+        }
+        out.printf("GEMM peak (sgemm as the backend runs it, median of the batch-32 LINEAR shapes): %.1f GFLOP/s%n", peak);
+        out.printf("%6s %12s %9s %7s %12s %9s %7s %12s %10s %8s%n", "batch", "images/s", "GFLOP/s", "peak", "text77/s", "GFLOP/s", "peak",
+            "prompts/s", "tokens", "spread");
+        out.flush();
+        SplittableRandom rnd = new SplittableRandom(7);
+        for (int b : batches) {
+          float[] pixels = new float[b * 3 * cfg.imageResolution() * cfg.imageResolution()];
+          for (int i = 0; i < pixels.length; i++) pixels[i] = (float) rnd.nextGaussian();
+          Clip.Pixels px = new Clip.Pixels(b, cfg.imageResolution(), pixels);
+          double[] img = time(() -> clip.encodeImage(px));
+          double imgFlop = flops(graphs.image(b));
+
+          int ctx = cfg.contextLength();
+          int[] ids = new int[b * ctx];
+          for (int i = 0; i < b; i++) {
+            for (int k = 0; k < ctx; k++) ids[i * ctx + k] = k == 0 ? tok.startOfText() : k == ctx - 1 ? tok.endOfText() : 1 + rnd.nextInt(40000);
+          }
+          Clip.Tokens full = new Clip.Tokens(b, ctx, ids);
+          double[] txt = time(() -> clip.encodeText(full));
+          double txtFlop = flops(graphs.text(b, ctx));
+
+          // prompts: consecutive batches of the ImageNet template x class set, each cut at its longest prompt
+          List<Clip.Tokens> batchesOfPrompts = new ArrayList<>();
+          long promptTokens = 0;
+          for (int start = 0; start + b <= prompts.size() && batchesOfPrompts.size() < 8; start += prompts.size() / 8) {
+            Clip.Tokens tk = clip.tokenize(prompts.subList(start, start + b), true);
+            batchesOfPrompts.add(tk);
+            for (int i = 0; i < b; i++) {
+              int best = 0;
+              for (int k = 1; k < ctx; k++) if (tk.ids()[i * ctx + k] > tk.ids()[i * ctx + best]) best = k;
+              promptTokens += best + 1;
+            }
+          }
+          int[] next = {0};
+          double[] pr = time(() -> clip.encodeText(batchesOfPrompts.get(next[0]++ % batchesOfPrompts.size())));
+          double imgS = b / median(img), txtS = b / median(txt), prS = b / median(pr);
+          double imgG = imgFlop / median(img) / 1e9, txtG = txtFlop / median(txt) / 1e9;
+          double spread = Math.max(spread(img), Math.max(spread(txt), spread(pr)));
+          out.printf("%6d %12.2f %9.1f %6.0f%% %12.2f %9.1f %6.0f%% %12.1f %10.1f %7.0f%%%n", b, imgS, imgG, 100 * imgG / peak, txtS, txtG,
+              100 * txtG / peak, prS, (double) promptTokens / (batchesOfPrompts.size() * b), 100 * spread);
+          if (json) {
+            ObjectNode o = new ObjectMapper().createObjectNode();
+            o.put("model", random != null ? "random " + random : model).put("device", device).put("precision", precision).put("threads", t).put("batch", b);
+            o.put("image_per_s", imgS).put("image_gflops", imgG).put("image_gflop_per_item", imgFlop / b / 1e9);
+            o.put("text77_per_s", txtS).put("text77_gflops", txtG).put("text77_gflop_per_item", txtFlop / b / 1e9);
+            o.put("text_prompt_per_s", prS).put("prompt_tokens_mean", (double) promptTokens / (batchesOfPrompts.size() * b));
+            o.put("gemm_peak_gflops", peak).put("image_peak_share", imgG / peak).put("text77_peak_share", txtG / peak);
+            o.put("repeats", repeats).put("warmup", warmup).put("spread", spread);
+            out.println(new ObjectMapper().writeValueAsString(o));
+          }
+          out.flush();
+        }
+        if (!json) {
+          out.printf("median of %d runs after %d warm-up runs; spread = (slowest - fastest) / median; GFLOP/s counts 2·M·N·K per GEMM and%n", repeats, warmup);
+          out.println("4·N²·D per attention (causal in full); prompts = ImageNet templates x classes, each batch cut after its longest prompt.");
+        }
+      }
+      return 0;
+    } catch (IOException | IllegalArgumentException e) {
+      err.println("jclip bench: " + e.getMessage());
+      return 1;
+    } finally {
+      if (ck != null) ck.close();
+    }
+  }
+
+  private Path vocabulary() throws IOException {
+    if (vocab != null) return vocab;
+    try {
+      return ClipTokenizer.defaultVocabulary();
+    } catch (IOException e) {
+      Path v = referenceDir().resolve(ClipTokenizer.VOCAB_FILE_NAME);
+      if (!Files.exists(v)) throw e;
+      return v;
+    }
+  }
+
+  private static List<String> prompts() throws IOException {
+    Path z = referenceDir().resolve("zeroshot");
+    ObjectMapper m = new ObjectMapper();
+    List<String> names, forms;
+    try {
+      names = List.of(m.readValue(z.resolve("imagenet_classes.json").toFile(), String[].class));
+      forms = List.of(m.readValue(z.resolve("imagenet_templates.json").toFile(), String[].class));
+    } catch (IOException e) {
+      throw new IOException("the prompt set needs " + z + "/imagenet_{classes,templates}.json (set JCLIP_REFERENCE): " + e.getMessage(), e);
+    }
+    List<String> p = new ArrayList<>(names.size() * forms.size());
+    for (String c : names) for (String t : forms) p.add(t.replace("{}", c));
+    return p;
+  }
+
+  private static Path referenceDir() {
+    String p = System.getenv("JCLIP_REFERENCE");
+    return Path.of(p != null && !p.isBlank() ? p : "../shared/clip-reference").toAbsolutePath().normalize();
+  }
+
+  private double[] time(Runnable r) {
+    for (int i = 0; i < warmup; i++) r.run();
+    double[] s = new double[repeats];
+    for (int i = 0; i < repeats; i++) {
+      long t0 = System.nanoTime();
+      r.run();
+      s[i] = (System.nanoTime() - t0) / 1e9;
+    }
+    Arrays.sort(s);
+    return s;
+  }
+
+  private static double median(double[] sorted) {
+    return sorted[sorted.length / 2];
+  }
+
+  private static double spread(double[] sorted) {
+    return (sorted[sorted.length - 1] - sorted[0]) / median(sorted);
+  }
+
+  /** Floating-point operations of a graph: 2·M·N·K per GEMM-shaped node, 4·B·N²·D per attention. */
+  static double flops(Graph g) {
+    double f = 0;
+    for (Node n : g.nodes()) {
+      TensorSpec in = n.inputs().isEmpty() ? null : n.input(0).spec(), out = n.output().spec();
+      switch (n.op()) {
+        case LINEAR, MATMUL -> f += 2.0 * in.rows() * in.dim(-1) * out.dim(-1);
+        case PATCH_EMBED -> f += 2.0 * out.elements() * in.dim(1) * n.intAttr("patch") * n.intAttr("patch");
+        case CONV2D -> f += 2.0 * out.elements() * in.dim(1) * n.intAttr("kernel") * n.intAttr("kernel");
+        case ATTENTION -> f += 4.0 * in.dim(0) * in.dim(1) * (double) in.dim(1) * out.dim(2);
+        default -> {}
+      }
+    }
+    return f;
+  }
+
+  private static String cpuName() {
+    try {
+      for (String l : Files.readAllLines(Path.of("/proc/cpuinfo"))) if (l.startsWith("model name")) return l.substring(l.indexOf(':') + 1).trim();
+    } catch (IOException | RuntimeException e) {
+      // not Linux: the name is only informative
+    }
+    return "unknown CPU";
   }
 }

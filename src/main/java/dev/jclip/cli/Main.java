@@ -17,6 +17,9 @@ import picocli.CommandLine.Command;
       DownloadCommand.class,
       TokenizeCommand.class,
       BenchCommand.class,
+      ClassifyCommand.class,
+      EmbedImagesCommand.class,
+      EmbedTextsCommand.class,
     })
 public final class Main implements Runnable {
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;

@@ -1,0 +1,404 @@
+package dev.jclip.api;
+
+import dev.jclip.backend.cpu.CpuBackend;
+import dev.jclip.graph.Backend;
+import dev.jclip.graph.Executor;
+import dev.jclip.graph.Graph;
+import dev.jclip.image.ClipPreprocessor;
+import dev.jclip.image.DecodedImage;
+import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.Checkpoint;
+import dev.jclip.io.Downloader;
+import dev.jclip.io.ModelRegistry;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.model.ClipGraphs;
+import dev.jclip.tokenizer.ClipTokenizer;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Supplier;
+
+/**
+ * OpenAI CLIP, as close to the reference's {@code clip.load} / {@code model.encode_image} /
+ * {@code model.encode_text} / {@code model(image, text)} as Java allows.
+ *
+ * <pre>{@code
+ * try (Clip clip = Clip.load("ViT-B/32")) {                // or a .pt / .safetensors file, or a HuggingFace folder
+ *   Clip.Pixels image = clip.preprocess(Path.of("CLIP.png"));
+ *   Clip.Tokens text = clip.tokenize("a diagram", "a dog", "a cat");
+ *   float[][] probs = clip.probs(image, text);             // [[0.9927937, 0.00421068, 0.00299572]]
+ *   float[][] imageFeatures = clip.encodeImage(image);     // [1][E], not normalised (encode_image)
+ * }
+ * }</pre>
+ *
+ * <p><b>Batching.</b> Encoders take any number of items and run them in batches of at most
+ * {@link Options#batchSize()}. Text batches are cut after the longest end-of-text position among
+ * their texts (rounded up to a multiple of 8 to share graphs): the causal mask makes the features
+ * bit-for-bit those of the full 77 tokens, at a fraction of the work for short prompts.
+ *
+ * <p><b>Threads.</b> A {@code Clip} may be used from many threads at once. Each graph shape (batch
+ * size, text length) has a pool of {@link Executor}s; a call borrows one for its batch (building a
+ * new one when all are busy) and returns it afterwards, so concurrent calls never share activation
+ * buffers. The backend's weights are shared (converted once); the CPU backend's kernels split each
+ * op over its own thread pool, so concurrent calls share the cores. Closing a {@code Clip} while
+ * calls are running is an error of the caller.
+ */
+public final class Clip implements AutoCloseable {
+  /** How to load: device ("cpu"), precision ("fp32"), vocabulary file, threads, batch size. */
+  public record Options(String device, String precision, Path vocabulary, int threads, int batchSize) {
+    public Options {
+      if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
+      if (batchSize < 1) throw new IllegalArgumentException("batch size must be at least 1, got " + batchSize);
+    }
+
+    /** CPU, fp32, the default vocabulary, all processors, batches of 32. */
+    public static Options defaults() {
+      return new Options("cpu", "fp32", null, Runtime.getRuntime().availableProcessors(), 32);
+    }
+
+    public Options withDevice(String d) {
+      return new Options(d, precision, vocabulary, threads, batchSize);
+    }
+
+    public Options withPrecision(String p) {
+      return new Options(device, p, vocabulary, threads, batchSize);
+    }
+
+    public Options withVocabulary(Path v) {
+      return new Options(device, precision, v, threads, batchSize);
+    }
+
+    public Options withThreads(int t) {
+      return new Options(device, precision, vocabulary, t, batchSize);
+    }
+
+    public Options withBatchSize(int b) {
+      return new Options(device, precision, vocabulary, threads, b);
+    }
+  }
+
+  /** Preprocessed images: float32 [count, 3, R, R], row-major. */
+  public record Pixels(int count, int resolution, float[] data) {
+    public Pixels {
+      if ((long) count * 3 * resolution * resolution != data.length) {
+        throw new IllegalArgumentException(count + " images of " + resolution + " px need " + (long) count * 3 * resolution * resolution
+            + " floats, got " + data.length);
+      }
+    }
+
+    /** Images {@code from..to-1}. */
+    public Pixels slice(int from, int to) {
+      int per = 3 * resolution * resolution;
+      float[] d = new float[(to - from) * per];
+      System.arraycopy(data, from * per, d, 0, d.length);
+      return new Pixels(to - from, resolution, d);
+    }
+
+    /** Several batches as one, in order. */
+    public static Pixels concat(List<Pixels> parts) {
+      if (parts.isEmpty()) throw new IllegalArgumentException("no images");
+      int r = parts.get(0).resolution, n = 0;
+      for (Pixels p : parts) {
+        if (p.resolution != r) throw new IllegalArgumentException("cannot join images of " + r + " and " + p.resolution + " px");
+        n += p.count;
+      }
+      float[] d = new float[n * 3 * r * r];
+      int o = 0;
+      for (Pixels p : parts) {
+        System.arraycopy(p.data, 0, d, o, p.data.length);
+        o += p.data.length;
+      }
+      return new Pixels(n, r, d);
+    }
+  }
+
+  /** Token ids: int32 [count, length] (clip.tokenize's layout, zero-padded after end-of-text). */
+  public record Tokens(int count, int length, int[] ids) {
+    public Tokens {
+      if ((long) count * length != ids.length) throw new IllegalArgumentException(count + " x " + length + " token ids, got " + ids.length);
+    }
+  }
+
+  /** Idle executors kept across all shapes; more are closed when returned. */
+  private static final int MAX_IDLE = 64;
+
+  private final Checkpoint checkpoint;
+  private final ClipConfig config;
+  private final ClipGraphs graphs;
+  private final Backend backend;
+  private final ClipTokenizer tokenizer;
+  /** ClipPreprocessor reuses scratch buffers and is not thread-safe: one per thread. */
+  private final ThreadLocal<ClipPreprocessor> preprocessors;
+  private final int resolution, floatsPerImage;
+  private final ImageDecoder decoder = new ImageDecoder();
+  private final Options options;
+  private final Map<String, ConcurrentLinkedDeque<Executor>> pools = new ConcurrentHashMap<>();
+  private final AtomicInteger idle = new AtomicInteger();
+  private volatile boolean closed;
+
+  private Clip(Checkpoint checkpoint, ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Backend backend, Options options) {
+    this.checkpoint = checkpoint;
+    this.config = config;
+    this.graphs = new ClipGraphs(config, weights);
+    this.tokenizer = tokenizer;
+    this.backend = backend;
+    this.options = options;
+    this.resolution = config.imageResolution();
+    this.preprocessors = ThreadLocal.withInitial(() -> new ClipPreprocessor(resolution));
+    this.floatsPerImage = preprocessors.get().floatsPerImage();
+  }
+
+  /**
+   * A model from canonical (OpenAI state-dict) weights already in memory, e.g. {@link
+   * dev.jclip.model.RandomWeights} for benchmarks; CPU only.
+   */
+  public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
+    checkDevice(options);
+    return new Clip(null, config, weights, tokenizer, new CpuBackend(options.threads(), true), options);
+  }
+
+  /** {@link #load(String, Options)} with {@link Options#defaults()}. */
+  public static Clip load(String modelNameOrPath) throws IOException {
+    return load(modelNameOrPath, Options.defaults());
+  }
+
+  /**
+   * Loads a model: an OpenAI name ("ViT-B/32", from the cache or downloaded, see {@code jclip
+   * download}), a .pt or .safetensors file, or a HuggingFace folder. The vocabulary is
+   * {@code options.vocabulary()}, else the folder's vocab.json and merges.txt, else the default
+   * ({@code $JCLIP_VOCAB} or the cache, downloaded when missing).
+   *
+   * @throws IOException when the model or vocabulary cannot be read, or its configuration cannot
+   *     be inferred (the message names the file and the tensor)
+   * @throws IllegalArgumentException for a device or precision this build does not offer
+   */
+  public static Clip load(String modelNameOrPath, Options options) throws IOException {
+    checkDevice(options);
+    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
+    ClipTokenizer tok = ClipTokenizer.load(vocabulary(path, options.vocabulary()));
+    Checkpoint ck = Checkpoint.open(path);
+    CpuBackend cpu = null;
+    try {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      cpu = new CpuBackend(options.threads(), true);
+      return new Clip(ck, cfg, ck.tensors(), tok, cpu, options);
+    } catch (IOException | RuntimeException e) {
+      if (cpu != null) cpu.close();
+      ck.close();
+      throw e;
+    }
+  }
+
+  private static void checkDevice(Options options) {
+    String device = options.device().toLowerCase(Locale.ROOT);
+    if (!device.equals("cpu")) {
+      throw new IllegalArgumentException("device " + options.device() + " is not offered by Clip yet: use --device cpu (the CUDA backend runs graphs "
+          + "through dev.jclip.backend.cuda.CudaBackend and an Executor)");
+    }
+    if (!options.precision().equalsIgnoreCase("fp32")) {
+      throw new IllegalArgumentException("precision " + options.precision() + " is not offered on the CPU yet: use fp32");
+    }
+  }
+
+  private static Path vocabulary(Path model, Path given) throws IOException {
+    if (given != null) return given;
+    if (Files.isDirectory(model) && Files.exists(model.resolve("vocab.json")) && Files.exists(model.resolve("merges.txt"))) return model;
+    try {
+      return ClipTokenizer.defaultVocabulary();
+    } catch (IOException missing) {
+      try {
+        Downloader d = Downloader.defaults(System.err);
+        return d.fetch(ModelRegistry.builtin().tokenizer(), d.cache());
+      } catch (IOException e) {
+        missing.addSuppressed(e);
+        throw missing;
+      }
+    }
+  }
+
+  public ClipConfig config() {
+    return config;
+  }
+
+  public ClipTokenizer tokenizer() {
+    return tokenizer;
+  }
+
+  public Options options() {
+    return options;
+  }
+
+  /** The reference's {@code preprocess} (resize, center crop, normalise) of image files, in order. */
+  public Pixels preprocess(Path... images) throws IOException {
+    float[] d = new float[images.length * floatsPerImage];
+    ClipPreprocessor pre = preprocessors.get();
+    for (int i = 0; i < images.length; i++) {
+      // ImageDecodeException names the file and the problem
+      pre.toTensor(decoder.decode(images[i]), d, i * floatsPerImage);
+    }
+    return new Pixels(images.length, resolution, d);
+  }
+
+  /** {@link #preprocess(Path...)} of a decoded image. */
+  public Pixels preprocess(DecodedImage image) {
+    float[] d = new float[floatsPerImage];
+    preprocessors.get().toTensor(image, d, 0);
+    return new Pixels(1, resolution, d);
+  }
+
+  /** {@link #preprocess(Path...)} of an AWT image, taken as RGB (alpha dropped, as Pillow's convert("RGB")). */
+  public Pixels preprocess(BufferedImage image) {
+    int w = image.getWidth(), h = image.getHeight();
+    int[] argb = image.getRGB(0, 0, w, h, null, 0, w);
+    byte[] rgb = new byte[3 * argb.length];
+    for (int i = 0; i < argb.length; i++) {
+      rgb[3 * i] = (byte) (argb[i] >> 16);
+      rgb[3 * i + 1] = (byte) (argb[i] >> 8);
+      rgb[3 * i + 2] = (byte) argb[i];
+    }
+    return preprocess(DecodedImage.of("PNG", DecodedImage.Mode.RGB, w, h, rgb));
+  }
+
+  /** {@code clip.tokenize(texts)}: context length 77 (the model's), too-long texts rejected with their text named. */
+  public Tokens tokenize(String... texts) {
+    return tokenize(List.of(texts), false);
+  }
+
+  /** {@code clip.tokenize(texts, truncate=truncate)}. */
+  public Tokens tokenize(List<String> texts, boolean truncate) {
+    int len = config.contextLength();
+    int[] ids = new int[texts.size() * len];
+    for (int i = 0; i < texts.size(); i++) System.arraycopy(tokenizer.tokenize(texts.get(i), len, truncate), 0, ids, i * len, len);
+    return new Tokens(texts.size(), len, ids);
+  }
+
+  /** {@code model.encode_image(pixels)}: [count][E], not normalised. */
+  public float[][] encodeImage(Pixels pixels) {
+    if (pixels.resolution() != config.imageResolution()) {
+      throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + config.imageResolution());
+    }
+    float[][] out = new float[pixels.count()][];
+    for (int b0 = 0; b0 < pixels.count(); b0 += options.batchSize()) {
+      int b1 = Math.min(pixels.count(), b0 + options.batchSize()), n = b1 - b0;
+      Pixels part = b0 == 0 && b1 == pixels.count() ? pixels : pixels.slice(b0, b1);
+      float[] f = run("image:" + n, () -> graphs.image(n), Map.of("pixels", part.data())).get("image_features");
+      rows(f, config.embedDim(), out, b0);
+    }
+    return out;
+  }
+
+  /** {@code model.encode_text(tokens)}: [count][E], not normalised; each batch cut after its last end-of-text token. */
+  public float[][] encodeText(Tokens tokens) {
+    int len = tokens.length();
+    if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
+    float[][] out = new float[tokens.count()][];
+    int[] ids = tokens.ids();
+    for (int b0 = 0; b0 < tokens.count(); b0 += options.batchSize()) {
+      int b1 = Math.min(tokens.count(), b0 + options.batchSize()), n = b1 - b0;
+      int cut = 1;
+      for (int b = b0; b < b1; b++) {
+        int best = 0;
+        for (int t = 1; t < len; t++) if (ids[b * len + t] > ids[b * len + best]) best = t;
+        cut = Math.max(cut, best + 1);
+      }
+      int l = Math.min(len, (cut + 7) / 8 * 8);
+      int[] part = new int[n * l];
+      for (int b = 0; b < n; b++) System.arraycopy(ids, (b0 + b) * len, part, b * l, l);
+      float[] f = run("text:" + n + "x" + l, () -> graphs.text(n, l), Map.of("tokens", part)).get("text_features");
+      rows(f, config.embedDim(), out, b0);
+    }
+    return out;
+  }
+
+  /** {@code logits_per_image} of {@code model(image, text)}: [images][texts], {@code exp(logit_scale) · cos}. */
+  public float[][] logits(Pixels images, Tokens texts) {
+    return logits(encodeImage(images), encodeText(texts));
+  }
+
+  /** Logits from features (e.g. cached text features of class prompts). */
+  public float[][] logits(float[][] imageFeatures, float[][] textFeatures) {
+    return similarity(imageFeatures, textFeatures, "logits_per_image");
+  }
+
+  /** {@code logits_per_image.softmax(dim=-1)}: [images][texts]. */
+  public float[][] probs(Pixels images, Tokens texts) {
+    return probs(encodeImage(images), encodeText(texts));
+  }
+
+  /** Probabilities from features. */
+  public float[][] probs(float[][] imageFeatures, float[][] textFeatures) {
+    return similarity(imageFeatures, textFeatures, "probs");
+  }
+
+  private float[][] similarity(float[][] img, float[][] txt, String output) {
+    int i = img.length, t = txt.length, e = config.embedDim();
+    if (i == 0 || t == 0) return new float[i][0];
+    float[] a = flatten(img, e, "image"), b = flatten(txt, e, "text");
+    float[] r = run("logits:" + i + "x" + t, () -> graphs.logits(i, t), Map.of("image_features", a, "text_features", b)).get(output);
+    float[][] out = new float[i][];
+    rows(r, t, out, 0);
+    return out;
+  }
+
+  private static float[] flatten(float[][] rows, int e, String what) {
+    float[] f = new float[rows.length * e];
+    for (int r = 0; r < rows.length; r++) {
+      if (rows[r].length != e) throw new IllegalArgumentException(what + " feature row " + r + " has " + rows[r].length + " values; the model's embedding is " + e);
+      System.arraycopy(rows[r], 0, f, r * e, e);
+    }
+    return f;
+  }
+
+  private static void rows(float[] flat, int cols, float[][] out, int first) {
+    for (int r = 0; r < flat.length / cols; r++) {
+      out[first + r] = new float[cols];
+      System.arraycopy(flat, r * cols, out[first + r], 0, cols);
+    }
+  }
+
+  /** Borrows an executor of this shape (or builds one), runs, and gives it back. */
+  private Map<String, float[]> run(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
+    if (closed) throw new IllegalStateException("this Clip is closed");
+    ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
+    Executor ex = pool.pollFirst();
+    if (ex != null) idle.decrementAndGet();
+    else ex = new Executor(graph.get(), backend, List.of());
+    boolean ok = false;
+    try {
+      Map<String, float[]> out = ex.run(inputs);
+      ok = true;
+      return out;
+    } finally {
+      if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
+        pool.addFirst(ex);
+      } else {
+        if (ok && !closed) idle.decrementAndGet();
+        ex.close();
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    closed = true;
+    for (ConcurrentLinkedDeque<Executor> pool : pools.values()) {
+      for (Executor ex; (ex = pool.pollFirst()) != null;) ex.close();
+    }
+    pools.clear();
+    backend.close();
+    if (checkpoint != null) checkpoint.close();
+  }
+
+  /** A one-line description for logs. */
+  public String describe() {
+    return config.summary() + " on " + backend.name() + " (" + options.threads() + " threads)";
+  }
+}

@@ -1,0 +1,497 @@
+package dev.jclip.backend.cpu;
+
+import dev.jclip.graph.Backend;
+import dev.jclip.graph.Node;
+import dev.jclip.graph.Op;
+import dev.jclip.graph.TensorSpec;
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.Activation;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ForkJoinPool;
+import java.util.concurrent.ForkJoinTask;
+import java.util.concurrent.RecursiveAction;
+
+/**
+ * The CPU backend: GEMMs (LINEAR, MATMUL, the patch and ResNet convolutions as im2col + GEMM) in
+ * OpenBLAS, everything else in Java over a fork-join pool owned by this backend, on the Vector API
+ * when the {@code jdk.incubator.vector} module is present (else the scalar twin).
+ *
+ * <p>Buffers are heap {@code float[]} handed to OpenBLAS without copying (see {@link Blas}); token
+ * ids are stored as floats (exact below 2²⁴). Parameters are converted to float once per backend
+ * and shared. One backend may serve several executors on several threads at once: parameter
+ * conversion is synchronised, scratch is per thread, and OpenBLAS is thread-safe.
+ *
+ * <pre>{@code
+ * try (CpuBackend cpu = new CpuBackend(); Executor ex = new Executor(graphs.image(1), cpu, List.of())) {
+ *   float[] features = ex.run(Map.of("pixels", pixels)).get("image_features");
+ * }
+ * }</pre>
+ */
+public final class CpuBackend implements Backend {
+  /** Below this many multiply-adds an op runs on the calling thread: forking costs more. */
+  private static final long PARALLEL_WORK = 32_768;
+
+  private final int threads;
+  private final ForkJoinPool pool;
+  private final ScalarKernels kernels;
+  private final Map<Tensor, float[]> params = new IdentityHashMap<>();
+  /**
+   * Attention's scratch (K transposed, scores) per thread: small, and used by the pool's workers.
+   */
+  private final ThreadLocal<float[][]> scratch = ThreadLocal.withInitial(() -> new float[3][0]);
+  /**
+   * im2col columns (up to tens of MB) are borrowed from this pool and given back, so that many
+   * calling threads do not each keep their own: it holds as many buffers as calls ran at once.
+   */
+  private final java.util.concurrent.ConcurrentLinkedDeque<float[]> columns = new java.util.concurrent.ConcurrentLinkedDeque<>();
+
+  /** All available processors, vector kernels when the module is present. */
+  public CpuBackend() {
+    this(Runtime.getRuntime().availableProcessors(), true);
+  }
+
+  /**
+   * @param threads threads for Java ops and OpenBLAS (OpenBLAS's count is process-wide)
+   * @param vector use the Vector API kernels when the module is present; false forces the scalar twin
+   */
+  public CpuBackend(int threads, boolean vector) {
+    if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
+    this.threads = threads;
+    this.pool = new ForkJoinPool(threads);
+    this.kernels = vector && vectorAvailable() ? newVectorKernels() : new ScalarKernels();
+    // GEMMs are split over this backend's own threads, each calling single-threaded OpenBLAS:
+    // OpenBLAS's own threads spin while waiting and collapse when the cores are shared (see
+    // docs/cpu-backend.md); -Djclip.cpu.openblasThreads=true restores OpenBLAS threading to compare.
+    this.openblasThreads = Boolean.getBoolean("jclip.cpu.openblasThreads");
+    Blas.init(openblasThreads ? threads : 1);
+  }
+
+  private final boolean openblasThreads;
+
+  /** {@code c[M,N] = a[M,K] · b[N,K]ᵀ} as LINEAR runs it (for {@link CpuGemmBench}). */
+  void gemmNT(int m, int n, int k, float[] a, float[] b, float[] c) {
+    gemm(true, m, n, k, a, 0, b, 0, c, 0);
+  }
+
+  /**
+   * Row-major {@code c[M,N] = a[M,K] · b} with b [N,K] ({@code transB}) or [K,N], split into
+   * column blocks over the pool. Each output element is computed by one call with the same K
+   * order whatever the split, so results do not depend on M (the end-of-text cut stays exact).
+   */
+  private void gemm(boolean transB, int m, int n, int k, float[] a, int aOff, float[] b, int bOff, float[] c, int cOff) {
+    int ldb = transB ? k : n;
+    double work = 2.0 * m * n * k;
+    if (openblasThreads || threads == 1 || work < 2e6 || n < 64) {
+      Blas.sgemm(transB, m, n, k, a, aOff, k, b, bOff, ldb, c, cOff, n);
+      return;
+    }
+    int parts = (int) Math.min(threads, Math.max(1, n / 32));
+    int per = (n + parts - 1) / parts;
+    per = (per + 15) / 16 * 16; // whole 16-column panels per part
+    int blocks = (n + per - 1) / per, perBlock = per;
+    parallel(blocks, Long.MAX_VALUE / blocks, (p0, p1) -> {
+      for (int p = p0; p < p1; p++) {
+        int n0 = p * perBlock, n1 = Math.min(n, n0 + perBlock);
+        Blas.sgemm(transB, m, n1 - n0, k, a, aOff, k, b, bOff + (transB ? n0 * k : n0), ldb, c, cOff + n0, n);
+      }
+    });
+  }
+
+  /** Whether the Vector API module was added to this JVM ({@code --add-modules jdk.incubator.vector}). */
+  public static boolean vectorAvailable() {
+    return ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+  }
+
+  private static ScalarKernels newVectorKernels() {
+    return new VectorKernels();
+  }
+
+  /** Whether this backend runs the Vector API kernels. */
+  public boolean vectorized() {
+    return !(kernels.getClass() == ScalarKernels.class);
+  }
+
+  public int threads() {
+    return threads;
+  }
+
+  @Override
+  public String name() {
+    return "cpu";
+  }
+
+  @Override
+  public boolean supports(Op op) {
+    return true;
+  }
+
+  /** A host buffer of floats. */
+  static final class HostBuffer implements Buffer {
+    final float[] data;
+
+    HostBuffer(long bytes) {
+      long n = (bytes + 3) / 4;
+      if (n > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("a CPU buffer holds at most 2³¹ floats; asked for " + bytes + " bytes");
+      data = new float[(int) n];
+    }
+
+    @Override
+    public long bytes() {
+      return 4L * data.length;
+    }
+
+    @Override
+    public void close() {}
+  }
+
+  @Override
+  public Buffer allocate(long bytes) {
+    return new HostBuffer(bytes);
+  }
+
+  @Override
+  public void write(Buffer dst, TensorSpec spec, Object host) {
+    float[] d = ((HostBuffer) dst).data;
+    if (spec.dtype() == DType.I32) {
+      int[] ids = (int[]) host;
+      for (int i = 0; i < ids.length; i++) d[i] = ids[i];
+    } else {
+      float[] f = (float[]) host;
+      System.arraycopy(f, 0, d, 0, f.length);
+    }
+  }
+
+  @Override
+  public float[] read(Buffer src, TensorSpec spec) {
+    float[] out = new float[(int) spec.elements()];
+    System.arraycopy(((HostBuffer) src).data, 0, out, 0, out.length);
+    return out;
+  }
+
+  private float[] p(Node n, String role) {
+    Tensor t = n.param(role);
+    if (t == null) return null;
+    synchronized (params) {
+      float[] f = params.get(t);
+      if (f == null) params.put(t, f = t.toFloatArray());
+      return f;
+    }
+  }
+
+  private float[] borrowColumns(long floats) {
+    if (floats > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("im2col scratch of " + floats + " floats is too large");
+    float[] c = columns.pollFirst();
+    return c != null && c.length >= floats ? c : new float[(int) floats];
+  }
+
+  private float[] scratch(int slot, long floats) {
+    if (floats > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("CPU scratch of " + floats + " floats is too large");
+    float[][] s = scratch.get();
+    if (s[slot].length < floats) s[slot] = new float[(int) floats];
+    return s[slot];
+  }
+
+  @Override
+  public void execute(Node n, List<Buffer> inputs, Buffer output) {
+    float[] y = ((HostBuffer) output).data;
+    float[] x = ((HostBuffer) inputs.get(0)).data;
+    TensorSpec in = n.input(0).spec(), out = n.output().spec();
+    switch (n.op()) {
+      case LINEAR -> {
+        float[] w = p(n, "weight"), b = p(n, "bias");
+        int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
+        gemm(true, m, cols, k, x, 0, w, 0, y, 0);
+        Activation act = n.enumAttr("activation", (Activation) null);
+        int code = act == Activation.QUICK_GELU ? 1 : act == Activation.GELU ? 2 : 0;
+        if (b != null || code != 0) {
+          parallel(m, (long) cols * (code == 0 ? 1 : 16), (r0, r1) -> kernels.biasActivation(y, b, cols, r0, r1, code));
+        }
+      }
+      case MATMUL -> gemm(false, (int) in.rows(), out.dim(-1), in.dim(-1), x, 0, p(n, "weight"), 0, y, 0);
+      case LAYER_NORM -> {
+        float[] g = p(n, "weight"), b = p(n, "bias");
+        int d = in.dim(-1);
+        float eps = n.floatAttr("eps");
+        parallel((int) in.rows(), 4L * d, (r0, r1) -> kernels.layerNorm(x, y, g, b, d, r0, r1, eps));
+      }
+      case ADD -> {
+        float[] b = ((HostBuffer) inputs.get(1)).data;
+        boolean relu = n.boolAttr("relu");
+        int e = (int) out.elements(), chunk = 4096;
+        parallel((e + chunk - 1) / chunk, chunk, (c0, c1) -> kernels.add(x, b, y, c0 * chunk, Math.min(e, c1 * chunk), relu));
+      }
+      case ATTENTION -> attention(n, x, y, in);
+      case QUICK_GELU, GELU -> {
+        int e = (int) out.elements(), chunk = 4096, code = n.op() == Op.GELU ? 2 : 1;
+        System.arraycopy(x, 0, y, 0, e);
+        int rows = e / chunk, tail = e - rows * chunk;
+        parallel(rows, 16L * chunk, (r0, r1) -> kernels.biasActivation(y, null, chunk, r0, r1, code));
+        if (tail > 0) {
+          float[] t = new float[tail];
+          System.arraycopy(y, rows * chunk, t, 0, tail);
+          kernels.biasActivation(t, null, tail, 0, 1, code);
+          System.arraycopy(t, 0, y, rows * chunk, tail);
+        }
+      }
+      case PATCH_EMBED -> patchEmbed(n, x, y, in, out);
+      case CLASS_POS_EMBED -> {
+        float[] cls = p(n, "class"), pos = p(n, "positional");
+        int batch = out.dim(0), len = out.dim(1), d = out.dim(2);
+        parallel(batch * len, d, (r0, r1) -> {
+          for (int r = r0; r < r1; r++) {
+            int b = r / len, t = r % len;
+            for (int i = 0; i < d; i++) y[r * d + i] = (t == 0 ? cls[i] : x[(b * (len - 1) + t - 1) * d + i]) + pos[t * d + i];
+          }
+        });
+      }
+      case TOKEN_EMBED -> {
+        float[] tok = p(n, "token"), pos = p(n, "positional");
+        int len = out.dim(1), d = out.dim(2), vocab = tok.length / d;
+        for (int r = 0; r < out.dim(0) * len; r++) {
+          int id = (int) x[r];
+          if (id < 0 || id >= vocab || id != x[r]) {
+            throw new IllegalArgumentException(n.name() + ": token id " + x[r] + " at sequence " + r / len + ", position " + r % len
+                + " is outside the vocabulary [0, " + vocab + ")");
+          }
+          int t = r % len;
+          for (int i = 0; i < d; i++) y[r * d + i] = tok[id * d + i] + pos[t * d + i];
+        }
+      }
+      case TAKE_TOKEN -> {
+        int len = in.dim(1), d = in.dim(2), idx = n.intAttr("index");
+        for (int b = 0; b < in.dim(0); b++) System.arraycopy(x, (b * len + idx) * d, y, b * d, d);
+      }
+      case EOT_GATHER -> {
+        float[] ids = ((HostBuffer) inputs.get(1)).data;
+        int len = in.dim(1), d = in.dim(2);
+        for (int b = 0; b < in.dim(0); b++) {
+          int best = 0;
+          for (int t = 1; t < len; t++) if (ids[b * len + t] > ids[b * len + best]) best = t;
+          System.arraycopy(x, (b * len + best) * d, y, b * d, d);
+        }
+      }
+      case CONV2D -> conv2d(n, x, y, in, out);
+      case AVG_POOL -> {
+        int c = in.dim(1), h = in.dim(2), wd = in.dim(3), k = n.intAttr("kernel"), oh = out.dim(2), ow = out.dim(3);
+        float inv = 1f / (k * k);
+        parallel(in.dim(0) * c, (long) h * wd, (p0, p1) -> {
+          for (int bc = p0; bc < p1; bc++) {
+            for (int oy = 0; oy < oh; oy++) {
+              for (int ox = 0; ox < ow; ox++) {
+                float s = 0;
+                for (int ky = 0; ky < k; ky++) for (int kx = 0; kx < k; kx++) s += x[(bc * h + oy * k + ky) * wd + ox * k + kx];
+                y[(bc * oh + oy) * ow + ox] = s * inv;
+              }
+            }
+          }
+        });
+      }
+      case ATTNPOOL_TOKENS -> {
+        float[] pos = p(n, "positional");
+        int c = in.dim(1), hw = in.dim(2) * in.dim(3), len = hw + 1;
+        parallel(in.dim(0) * c, hw, (p0, p1) -> {
+          for (int bc = p0; bc < p1; bc++) {
+            int b = bc / c, ch = bc % c;
+            double mean = 0;
+            for (int i = 0; i < hw; i++) mean += x[bc * hw + i];
+            y[(b * len) * c + ch] = (float) (mean / hw) + pos[ch];
+            for (int i = 0; i < hw; i++) y[(b * len + 1 + i) * c + ch] = x[bc * hw + i] + pos[(1 + i) * c + ch];
+          }
+        });
+      }
+      case L2_NORMALIZE -> {
+        int d = in.dim(-1);
+        for (int r = 0; r < in.rows(); r++) {
+          double s = 0;
+          for (int i = 0; i < d; i++) s += (double) x[r * d + i] * x[r * d + i];
+          double inv = 1 / Math.sqrt(s);
+          for (int i = 0; i < d; i++) y[r * d + i] = (float) (x[r * d + i] * inv);
+        }
+      }
+      case COSINE_LOGITS -> {
+        float[] t = ((HostBuffer) inputs.get(1)).data;
+        int m = in.dim(0), e = in.dim(1), cols = out.dim(1);
+        double scale = n.floatAttr("scale");
+        double[] nt = new double[cols];
+        for (int j = 0; j < cols; j++) nt[j] = norm(t, j * e, e);
+        for (int i = 0; i < m; i++) {
+          double ni = norm(x, i * e, e);
+          for (int j = 0; j < cols; j++) {
+            double dot = 0;
+            for (int k = 0; k < e; k++) dot += (double) x[i * e + k] * t[j * e + k];
+            y[i * cols + j] = (float) (scale * dot / ni / nt[j]);
+          }
+        }
+      }
+      case SOFTMAX -> {
+        int d = in.dim(-1);
+        for (int r = 0; r < in.rows(); r++) {
+          double max = Double.NEGATIVE_INFINITY, s = 0;
+          for (int i = 0; i < d; i++) max = Math.max(max, x[r * d + i]);
+          for (int i = 0; i < d; i++) s += Math.exp(x[r * d + i] - max);
+          for (int i = 0; i < d; i++) y[r * d + i] = (float) (Math.exp(x[r * d + i] - max) / s);
+        }
+      }
+      case INPUT -> throw new IllegalStateException("INPUT nodes are not executed");
+    }
+  }
+
+  private static double norm(float[] a, int off, int e) {
+    double s = 0;
+    for (int k = 0; k < e; k++) s += (double) a[off + k] * a[off + k];
+    return Math.sqrt(s);
+  }
+
+  private void attention(Node n, float[] x, float[] y, TensorSpec in) {
+    int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads");
+    boolean causal = n.boolAttr("causal");
+    int lanes = 16, np = (len + lanes - 1) / lanes * lanes;
+    // Split rows too when (sequence, head) pairs alone cannot keep every thread busy.
+    int pairs = batch * heads, parts = Math.max(1, Math.min(len / 16, (2 * threads + pairs - 1) / pairs));
+    int rowsPer = (len + parts - 1) / parts;
+    parallel(pairs * parts, (long) rowsPer * len * 128, (t0, t1) -> {
+      float[] kt = scratch(1, 64L * np), s = scratch(2, np + lanes);
+      for (int t = t0; t < t1; t++) {
+        int pair = t / parts, part = t % parts, i0 = part * rowsPer, i1 = Math.min(len, i0 + rowsPer);
+        if (i0 < i1) kernels.attention(x, y, pair / heads, pair % heads, i0, i1, len, heads, causal, kt, s);
+      }
+    });
+  }
+
+  /** im2col of non-overlapping patches, then one GEMM: [B·G², 3·P²] · weight[D, 3·P²]ᵀ. */
+  private void patchEmbed(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+    float[] w = p(n, "weight");
+    int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3), ps = n.intAttr("patch"), d = out.dim(2);
+    int gw = wd / ps, cells = out.dim(1), kk = c * ps * ps;
+    float[] col = borrowColumns((long) batch * cells * kk);
+    try {
+      patchColumns(x, col, batch, c, h, wd, ps, gw, cells, kk);
+      gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
+    } finally {
+      columns.addFirst(col);
+    }
+  }
+
+  private void patchColumns(float[] x, float[] col, int batch, int c, int h, int wd, int ps, int gw, int cells, int kk) {
+    parallel(batch * cells, kk, (r0, r1) -> {
+      for (int r = r0; r < r1; r++) {
+        int b = r / cells, cell = r % cells, gy = cell / gw, gx = cell % gw;
+        for (int ch = 0; ch < c; ch++) {
+          for (int ky = 0; ky < ps; ky++) {
+            System.arraycopy(x, ((b * c + ch) * h + gy * ps + ky) * wd + gx * ps, col, r * kk + (ch * ps + ky) * ps, ps);
+          }
+        }
+      }
+    });
+  }
+
+  /** Per image: im2col [C·k·k, OH·OW] (skipped for 1×1 stride-1 convs), GEMM weight[O, C·k·k] · col, then bias and ReLU. */
+  private void conv2d(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+    float[] w = p(n, "weight"), bias = p(n, "bias");
+    int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3);
+    int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
+    int k = n.intAttr("kernel"), s = n.intAttr("stride"), pad = n.intAttr("padding");
+    boolean relu = n.boolAttr("relu"), direct = k == 1 && s == 1 && pad == 0;
+    int kk = c * k * k, cells = oh * ow;
+    float[] cb = direct ? null : borrowColumns((long) kk * cells);
+    try {
+      for (int b = 0; b < batch; b++) convImage(x, y, w, cb, b, direct, c, h, wd, o, oh, ow, k, s, pad, kk, cells);
+    } finally {
+      if (cb != null) columns.addFirst(cb);
+    }
+    parallel(batch * o, cells, (r0, r1) -> {
+      for (int r = r0; r < r1; r++) {
+        float bv = bias[r % o];
+        for (int i = r * cells; i < (r + 1) * cells; i++) {
+          float v = y[i] + bv;
+          y[i] = relu ? Math.max(v, 0f) : v;
+        }
+      }
+    });
+  }
+
+  private void convImage(float[] x, float[] y, float[] w, float[] cb, int b, boolean direct, int c, int h, int wd, int o, int oh, int ow,
+      int k, int s, int pad, int kk, int cells) {
+    {
+      float[] col;
+      int colOff;
+      if (direct) {
+        col = x;
+        colOff = b * c * h * wd;
+      } else {
+        int base = b * c * h * wd;
+        parallel(kk, cells, (r0, r1) -> {
+          for (int r = r0; r < r1; r++) {
+            int ic = r / (k * k), ky = r / k % k, kx = r % k;
+            for (int oy = 0; oy < oh; oy++) {
+              int iy = oy * s - pad + ky, dst = r * cells + oy * ow;
+              if (iy < 0 || iy >= h) {
+                java.util.Arrays.fill(cb, dst, dst + ow, 0f);
+                continue;
+              }
+              int src = base + (ic * h + iy) * wd;
+              for (int ox = 0; ox < ow; ox++) {
+                int ix = ox * s - pad + kx;
+                cb[dst + ox] = ix < 0 || ix >= wd ? 0f : x[src + ix];
+              }
+            }
+          }
+        });
+        col = cb;
+        colOff = 0;
+      }
+      gemm(false, o, cells, kk, w, 0, col, colOff, y, b * o * cells);
+    }
+  }
+
+  @FunctionalInterface
+  private interface Range {
+    void run(int from, int to);
+  }
+
+  /**
+   * Runs {@code body} over [0, n) split into about four chunks per thread, on the pool; inline when
+   * the whole is smaller than {@link #PARALLEL_WORK} or there is one thread. {@code workPerItem}
+   * is a rough cost per index.
+   */
+  private void parallel(int n, long workPerItem, Range body) {
+    if (n <= 0) return;
+    if (threads == 1 || n == 1 || (long) n * workPerItem < PARALLEL_WORK) {
+      body.run(0, n);
+      return;
+    }
+    int chunks = Math.min(n, threads * 4), per = (n + chunks - 1) / chunks;
+    List<ForkJoinTask<?>> tasks = new ArrayList<>(chunks);
+    for (int c = 0; c < n; c += per) {
+      int from = c, to = Math.min(n, c + per);
+      tasks.add(new RecursiveAction() {
+        @Override
+        protected void compute() {
+          body.run(from, to);
+        }
+      });
+    }
+    if (ForkJoinTask.inForkJoinPool() && ForkJoinTask.getPool() == pool) {
+      ForkJoinTask.invokeAll(tasks);
+    } else {
+      pool.invoke(new RecursiveAction() {
+        @Override
+        protected void compute() {
+          invokeAll(tasks);
+        }
+      });
+    }
+  }
+
+  @Override
+  public void close() {
+    pool.shutdown();
+    synchronized (params) {
+      params.clear();
+    }
+  }
+}

@@ -1,0 +1,186 @@
+package dev.jclip.backend.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * The row kernels on the Vector API (jdk.incubator.vector), loaded only when that module is
+ * present; {@link ScalarKernels} is the twin each method is tested against. Attention transposes K
+ * once per (sequence, head) so that scores are computed 16 keys at a time without horizontal sums.
+ *
+ * <p>Results must not depend on whether HotSpot has compiled a loop yet: the Vector API's EXP and
+ * {@code reduceLanes(ADD)} give different bits interpreted and compiled, which broke run-to-run
+ * identity (and the bit-exact end-of-text cut). So exp is our own polynomial of adds, multiplies
+ * and FMAs, and sums over lanes are taken lane by lane in a fixed order.
+ */
+final class VectorKernels extends ScalarKernels {
+  private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
+  private static final int L = S.length();
+
+  /** Lanes per vector (the padding attention's scratch needs). */
+  static int lanes() {
+    return L;
+  }
+
+  private static final FloatVector MAGIC = FloatVector.broadcast(S, 12582912f); // 1.5·2²³: adding it rounds to an integer
+
+  /**
+   * e^x for x in [-87.3, 88.7] (clamped outside), Cephes' expf: x = n·ln2 + r, |r| ≤ ln2/2, a
+   * degree-6 polynomial for e^r, 2^n built in the exponent bits. About 1 ulp.
+   */
+  static FloatVector exp(FloatVector x) {
+    x = x.max(-87.3f).min(88.7f);
+    FloatVector t = x.mul(1.44269504088896341f).add(MAGIC);
+    IntVector n = t.reinterpretAsInts().sub(0x4B400000); // integer value of round(x·log2 e)
+    FloatVector nf = t.sub(MAGIC);
+    FloatVector r = nf.fma(FloatVector.broadcast(S, -0.693359375f), x);
+    r = nf.fma(FloatVector.broadcast(S, 2.12194440e-4f), r);
+    FloatVector p = r.fma(FloatVector.broadcast(S, 1.9875691500e-4f), FloatVector.broadcast(S, 1.3981999507e-3f));
+    p = p.fma(r, FloatVector.broadcast(S, 8.3334519073e-3f));
+    p = p.fma(r, FloatVector.broadcast(S, 4.1665795894e-2f));
+    p = p.fma(r, FloatVector.broadcast(S, 1.6666665459e-1f));
+    p = p.fma(r, FloatVector.broadcast(S, 5.0000001201e-1f));
+    FloatVector e = p.mul(r).fma(r, r).add(1f);
+    FloatVector scale = n.add(127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+    return e.mul(scale);
+  }
+
+  /** The lanes' sum in lane order (deterministic, unlike reduceLanes). */
+  static float sum(FloatVector v) {
+    float s = 0;
+    for (int i = 0; i < L; i++) s += v.lane(i);
+    return s;
+  }
+
+  @Override
+  void add(float[] a, float[] b, float[] y, int from, int to, boolean relu) {
+    int i = from;
+    for (int end = from + S.loopBound(to - from); i < end; i += L) {
+      FloatVector v = FloatVector.fromArray(S, a, i).add(FloatVector.fromArray(S, b, i));
+      if (relu) v = v.max(0f);
+      v.intoArray(y, i);
+    }
+    super.add(a, b, y, i, to, relu);
+  }
+
+  @Override
+  void biasActivation(float[] y, float[] bias, int n, int r0, int r1, int act) {
+    if (act == 2) {
+      super.biasActivation(y, bias, n, r0, r1, act); // no vector erf: GELU stays scalar
+      return;
+    }
+    int bound = S.loopBound(n);
+    for (int r = r0; r < r1; r++) {
+      int o = r * n, j = 0;
+      for (; j < bound; j += L) {
+        FloatVector v = FloatVector.fromArray(S, y, o + j);
+        if (bias != null) v = v.add(FloatVector.fromArray(S, bias, j));
+        if (act == 1) v = v.div(exp(v.mul(-1.702f)).add(1f));
+        v.intoArray(y, o + j);
+      }
+      for (; j < n; j++) {
+        float v = bias == null ? y[o + j] : y[o + j] + bias[j];
+        y[o + j] = act == 1 ? quickGelu(v) : v;
+      }
+    }
+  }
+
+  @Override
+  void layerNorm(float[] x, float[] y, float[] gamma, float[] beta, int d, int r0, int r1, float eps) {
+    int bound = S.loopBound(d);
+    for (int r = r0; r < r1; r++) {
+      int o = r * d, i = 0;
+      FloatVector acc = FloatVector.zero(S);
+      for (; i < bound; i += L) acc = acc.add(FloatVector.fromArray(S, x, o + i));
+      float sum = sum(acc);
+      for (; i < d; i++) sum += x[o + i];
+      float mean = sum / d;
+      FloatVector m = FloatVector.broadcast(S, mean);
+      acc = FloatVector.zero(S);
+      for (i = 0; i < bound; i += L) {
+        FloatVector t = FloatVector.fromArray(S, x, o + i).sub(m);
+        acc = t.fma(t, acc);
+      }
+      float var = sum(acc);
+      for (; i < d; i++) var += (x[o + i] - mean) * (x[o + i] - mean);
+      float rstd = (float) (1 / Math.sqrt(var / d + eps));
+      for (i = 0; i < bound; i += L) {
+        FloatVector t = FloatVector.fromArray(S, x, o + i).sub(m).mul(rstd);
+        t.fma(FloatVector.fromArray(S, gamma, i), FloatVector.fromArray(S, beta, i)).intoArray(y, o + i);
+      }
+      for (; i < d; i++) y[o + i] = (x[o + i] - mean) * rstd * gamma[i] + beta[i];
+    }
+  }
+
+  /**
+   * As the scalar twin; {@code kt} needs 64 · ceil(N / L) · L floats, {@code s} ceil(N / L) · L.
+   * Every score, exponential and sum of query i depends only on keys 0..i when causal (padding
+   * lanes are masked, never read), so cutting a text batch after its last token changes no bit.
+   */
+  @Override
+  void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, boolean causal, float[] kt, float[] s) {
+    if (64 % L != 0) {
+      super.attention(qkv, y, b, h, i0, i1, n, heads, causal, kt, s);
+      return;
+    }
+    int d = heads * 64, row = 3 * d, np = (n + L - 1) / L * L;
+    int lastKey = causal ? i1 : n; // keys this range of queries reads
+    for (int j = 0; j < lastKey; j++) {
+      int k = (b * n + j) * row + d + h * 64;
+      for (int t = 0; t < 64; t++) kt[t * np + j] = qkv[k + t];
+    }
+    for (int j = lastKey; j < (lastKey + L - 1) / L * L; j++) for (int t = 0; t < 64; t++) kt[t * np + j] = 0f;
+    FloatVector ninf = FloatVector.broadcast(S, Float.NEGATIVE_INFINITY);
+    for (int i = i0; i < i1; i++) {
+      int q = (b * n + i) * row + h * 64;
+      int keys = causal ? i + 1 : n, blocks = (keys + L - 1) / L;
+      FloatVector vmax = ninf;
+      for (int jb = 0; jb < blocks; jb++) {
+        int j0 = jb * L;
+        FloatVector acc = FloatVector.zero(S);
+        for (int t = 0; t < 64; t++) acc = FloatVector.fromArray(S, kt, t * np + j0).fma(FloatVector.broadcast(S, qkv[q + t]), acc);
+        acc = acc.mul(0.125f);
+        if (j0 + L > keys) acc = acc.blend(ninf, S.indexInRange(j0, keys).not());
+        acc.intoArray(s, j0);
+        vmax = vmax.max(acc);
+      }
+      float max = vmax.reduceLanes(VectorOperators.MAX);
+      FloatVector vsum = FloatVector.zero(S);
+      for (int jb = 0; jb < blocks; jb++) {
+        FloatVector e = exp(FloatVector.fromArray(S, s, jb * L).sub(max));
+        VectorMask<Float> valid = S.indexInRange(jb * L, keys);
+        e = FloatVector.zero(S).blend(e, valid);
+        e.intoArray(s, jb * L);
+        vsum = vsum.add(e);
+      }
+      float inv = 1 / sum(vsum);
+      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+      boolean four = L == 16;
+      if (four) {
+        for (int j = 0; j < keys; j++) {
+          int v = (b * n + j) * row + 2 * d + h * 64;
+          FloatVector p = FloatVector.broadcast(S, s[j]);
+          a0 = FloatVector.fromArray(S, qkv, v).fma(p, a0);
+          a1 = FloatVector.fromArray(S, qkv, v + 16).fma(p, a1);
+          a2 = FloatVector.fromArray(S, qkv, v + 32).fma(p, a2);
+          a3 = FloatVector.fromArray(S, qkv, v + 48).fma(p, a3);
+        }
+        int out = (b * n + i) * d + h * 64;
+        a0.mul(inv).intoArray(y, out);
+        a1.mul(inv).intoArray(y, out + 16);
+        a2.mul(inv).intoArray(y, out + 32);
+        a3.mul(inv).intoArray(y, out + 48);
+      } else {
+        int out = (b * n + i) * d + h * 64;
+        for (int c = 0; c < 64; c += L) {
+          FloatVector acc = FloatVector.zero(S);
+          for (int j = 0; j < keys; j++) acc = FloatVector.fromArray(S, qkv, (b * n + j) * row + 2 * d + h * 64 + c).fma(FloatVector.broadcast(S, s[j]), acc);
+          acc.mul(inv).intoArray(y, out + c);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,82 @@
+package dev.jclip.cli;
+
+import dev.jclip.api.Clip;
+import dev.jclip.io.DType;
+import dev.jclip.io.NpyWriter;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+
+/**
+ * {@code jclip embed-images}: float32 [N, E] image embeddings in argument order, L2-normalised
+ * unless {@code --no-normalize} (which gives {@code encode_image} exactly). An image that cannot be
+ * decoded stops the command with its name, or with {@code --skip-bad} is left out and reported.
+ */
+@Command(name = "embed-images", mixinStandardHelpOptions = true, description = "Embed images into a .npy file (float32 [N, E], argument order).")
+public final class EmbedImagesCommand implements Callable<Integer> {
+  @Mixin ModelOptions model;
+
+  @Option(names = "--batch-size", paramLabel = "N", defaultValue = "32", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
+  int batchSize;
+
+  @Option(names = "--no-normalize", description = "Write encode_image as is, without L2 normalisation.")
+  boolean noNormalize;
+
+  @Option(names = "--skip-bad", description = "Leave out images that cannot be read (reported on standard error) instead of failing.")
+  boolean skipBad;
+
+  @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "Output file.")
+  Path out;
+
+  @Parameters(arity = "1..*", paramLabel = "IMAGE", description = "Image files.")
+  List<Path> images;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public Integer call() {
+    PrintWriter err = spec.commandLine().getErr();
+    if (batchSize < 1) {
+      err.println("jclip embed-images: --batch-size must be at least 1, got " + batchSize);
+      err.flush();
+      return 2;
+    }
+    try (Clip clip = model.load(batchSize); NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+      List<String> skipped = new ArrayList<>();
+      int written = 0;
+      for (int i0 = 0; i0 < images.size(); i0 += batchSize) {
+        List<Clip.Pixels> batch = new ArrayList<>();
+        for (Path p : images.subList(i0, Math.min(images.size(), i0 + batchSize))) {
+          try {
+            batch.add(clip.preprocess(p));
+          } catch (IOException | RuntimeException e) {
+            if (!skipBad) throw new IOException("cannot embed " + p + ": " + e.getMessage() + " (use --skip-bad to leave such images out)", e);
+            skipped.add(p.toString());
+            err.println("jclip embed-images: skipped " + p + ": " + e.getMessage());
+          }
+        }
+        if (batch.isEmpty()) continue;
+        float[][] f = clip.encodeImage(Clip.Pixels.concat(batch));
+        for (float[] row : f) npy.writeRow(noNormalize ? row : EmbedTextsCommand.normalized(row));
+        written += f.length;
+      }
+      npy.finish();
+      if (!skipped.isEmpty()) err.println("jclip embed-images: " + skipped.size() + " of " + images.size() + " images skipped");
+      err.println("jclip embed-images: wrote " + written + " x " + clip.config().embedDim() + " to " + out);
+      err.flush();
+      return 0;
+    } catch (IOException | IllegalArgumentException e) {
+      err.println("jclip embed-images: " + e.getMessage());
+      err.flush();
+      return 1;
+    }
+  }
+}

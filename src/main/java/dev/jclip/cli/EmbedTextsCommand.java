@@ -1,0 +1,111 @@
+package dev.jclip.cli;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.jclip.api.Clip;
+import dev.jclip.io.DType;
+import dev.jclip.io.NpyWriter;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code jclip embed-texts}: texts as JSON Lines on standard input (one JSON string a line), float32
+ * [N, E] embeddings in input order, L2-normalised unless {@code --no-normalize}.
+ *
+ * <pre>
+ * printf '"a dog"\n"a cat"\n' | scripts/jclip embed-texts --model ViT-B/32 --out texts.npy
+ * </pre>
+ */
+@Command(name = "embed-texts", mixinStandardHelpOptions = true, description = "Embed texts (JSON Lines on standard input) into a .npy file (float32 [N, E]).")
+public final class EmbedTextsCommand implements Callable<Integer> {
+  @Mixin ModelOptions model;
+
+  @Option(names = "--batch-size", paramLabel = "N", defaultValue = "32", description = "Texts per forward pass (default: ${DEFAULT-VALUE}).")
+  int batchSize;
+
+  @Option(names = "--no-normalize", description = "Write encode_text as is, without L2 normalisation.")
+  boolean noNormalize;
+
+  @Option(names = "--truncate", description = "Cut texts longer than the context instead of failing (clip.tokenize(truncate=True)).")
+  boolean truncate;
+
+  @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "Output file.")
+  Path out;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  /** Standard input; tests replace it. */
+  InputStream in = System.in;
+
+  @Override
+  public Integer call() {
+    PrintWriter err = spec.commandLine().getErr();
+    if (batchSize < 1) {
+      err.println("jclip embed-texts: --batch-size must be at least 1, got " + batchSize);
+      err.flush();
+      return 2;
+    }
+    ObjectMapper json = new ObjectMapper();
+    try (Clip clip = model.load(batchSize); NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+      BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
+      List<String> batch = new ArrayList<>();
+      int lineNo = 0, written = 0;
+      for (String raw; ; ) {
+        raw = reader.readLine();
+        if (raw != null) {
+          lineNo++;
+          JsonNode node;
+          try {
+            node = json.readTree(raw);
+          } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException("stdin line " + lineNo + ": not valid JSON (" + e.getOriginalMessage() + ")");
+          }
+          if (node == null || !node.isTextual()) throw new IllegalArgumentException("stdin line " + lineNo + ": expected a JSON string such as \"a dog\"");
+          if (!truncate && clip.tokenizer().isTooLong(node.textValue(), clip.config().contextLength())) {
+            throw new IllegalArgumentException("stdin line " + lineNo + ": text is too long for context length " + clip.config().contextLength()
+                + "; use --truncate to cut it");
+          }
+          batch.add(node.textValue());
+        }
+        if (batch.size() == batchSize || (raw == null && !batch.isEmpty())) {
+          float[][] f = clip.encodeText(clip.tokenize(batch, truncate));
+          for (float[] row : f) npy.writeRow(noNormalize ? row : normalized(row));
+          written += f.length;
+          batch.clear();
+        }
+        if (raw == null) break;
+      }
+      npy.finish();
+      err.println("jclip embed-texts: wrote " + written + " x " + clip.config().embedDim() + " to " + out);
+      err.flush();
+      return 0;
+    } catch (IOException | IllegalArgumentException e) {
+      err.println("jclip embed-texts: " + e.getMessage());
+      err.flush();
+      return 1;
+    }
+  }
+
+  /** {@code x / ‖x‖₂} (as {@code features / features.norm(dim=-1, keepdim=True)}). */
+  static float[] normalized(float[] x) {
+    double s = 0;
+    for (float v : x) s += (double) v * v;
+    float[] y = new float[x.length];
+    double inv = 1 / Math.sqrt(s);
+    for (int i = 0; i < x.length; i++) y[i] = (float) (x[i] * inv);
+    return y;
+  }
+}

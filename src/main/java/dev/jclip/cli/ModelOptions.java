@@ -1,0 +1,29 @@
+package dev.jclip.cli;
+
+import dev.jclip.api.Clip;
+import java.io.IOException;
+import java.nio.file.Path;
+import picocli.CommandLine.Option;
+
+/** The options every model command shares: which model, vocabulary, device and threads. */
+final class ModelOptions {
+  @Option(names = "--model", required = true, paramLabel = "MODEL",
+      description = "An OpenAI name (ViT-B/32, RN50, ...; downloaded when missing), a .pt or .safetensors file, or a HuggingFace folder.")
+  String model;
+
+  @Option(names = "--vocab", paramLabel = "FILE",
+      description = "bpe_simple_vocab_16e6.txt.gz or a folder with vocab.json and merges.txt (default: the model folder's, $JCLIP_VOCAB, the cache).")
+  Path vocab;
+
+  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu", description = "cpu (default: ${DEFAULT-VALUE}).")
+  String device;
+
+  @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors).")
+  Integer threads;
+
+  Clip load(int batchSize) throws IOException {
+    Clip.Options o = Clip.Options.defaults().withDevice(device).withVocabulary(vocab).withBatchSize(batchSize);
+    if (threads != null) o = o.withThreads(threads);
+    return Clip.load(model, o);
+  }
+}

@@ -1,0 +1,117 @@
+package dev.jclip.cli;
+
+import java.math.BigDecimal;
+import java.math.MathContext;
+import java.math.RoundingMode;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * {@code str(array)} of a 2-D float32 NumPy array with NumPy's default print options (precision 8,
+ * floatmode "maxprec", line width 75): what the reference's {@code print("Label probs:", probs)}
+ * shows. Values print as the shortest decimal that reads back as the same float32, cut to 8
+ * fractional digits; a column of them is aligned on the decimal point; scientific notation when
+ * the non-zero magnitudes reach 1e8, fall below 1e-4 or span more than 1e3.
+ */
+final class NumpyFormat {
+  private static final int LINE_WIDTH = 75, PRECISION = 8;
+
+  private NumpyFormat() {}
+
+  static String format(float[][] rows) {
+    List<Float> finite = new ArrayList<>();
+    for (float[] r : rows) for (float v : r) if (Float.isFinite(v)) finite.add(v);
+    boolean exp = false;
+    float max = 0, min = Float.POSITIVE_INFINITY;
+    for (float v : finite) {
+      if (v == 0) continue;
+      max = Math.max(max, Math.abs(v));
+      min = Math.min(min, Math.abs(v));
+    }
+    if (min != Float.POSITIVE_INFINITY) exp = max >= 1e8f || min < 1e-4f || max / min > 1000f;
+
+    // First pass: each value's integer and fraction (and exponent) parts, to learn the padding.
+    int padLeft = 0, padRight = 0, expDigits = 0;
+    for (float v : finite) {
+      String[] p = exp ? scientific(v) : positional(v);
+      padLeft = Math.max(padLeft, p[0].length());
+      padRight = Math.max(padRight, p[1].length());
+      if (exp) expDigits = Math.max(expDigits, Math.max(2, p[2].length() - 1)); // at least two digits, as C printf
+    }
+    List<String> lines = new ArrayList<>();
+    StringBuilder out = new StringBuilder("[");
+    for (int r = 0; r < rows.length; r++) {
+      String[] words = new String[rows[r].length];
+      for (int i = 0; i < words.length; i++) words[i] = word(rows[r][i], exp, padLeft, padRight, expDigits);
+      if (r > 0) out.append('\n').append(' ');
+      out.append(row(words));
+    }
+    lines.add(out.append(']').toString());
+    return String.join("\n", lines);
+  }
+
+  /** One row as NumPy's _formatArray wraps it: "[a b c]", continuation lines indented by two. */
+  private static String row(String[] words) {
+    String indent = "  ";
+    int elemWidth = LINE_WIDTH - 1 - 1; // one ']' per nesting level below the outer one, and the row's own
+    StringBuilder s = new StringBuilder();
+    StringBuilder line = new StringBuilder(indent);
+    for (int i = 0; i < words.length; i++) {
+      if (line.length() + words[i].length() > elemWidth && line.length() > indent.length()) {
+        s.append(line.toString().stripTrailing()).append('\n');
+        line = new StringBuilder(indent);
+      }
+      line.append(words[i]);
+      if (i < words.length - 1) line.append(' ');
+    }
+    s.append(line);
+    return "[" + s.substring(indent.length()) + "]";
+  }
+
+  private static String word(float v, boolean exp, int padLeft, int padRight, int expDigits) {
+    if (Float.isNaN(v)) return pad("nan", padLeft + padRight + 1 + (exp ? expDigits + 2 : 0));
+    if (Float.isInfinite(v)) return pad(v > 0 ? "inf" : "-inf", padLeft + padRight + 1 + (exp ? expDigits + 2 : 0));
+    String[] p = exp ? scientific(v) : positional(v);
+    StringBuilder b = new StringBuilder();
+    b.append(" ".repeat(padLeft - p[0].length())).append(p[0]).append('.');
+    if (exp) {
+      b.append(p[1]).append("0".repeat(padRight - p[1].length())); // scientific: all mantissas to the same digits
+      String e = p[2];
+      char sign = e.charAt(0);
+      String digits = e.substring(1);
+      b.append('e').append(sign).append("0".repeat(Math.max(0, expDigits - digits.length()))).append(digits);
+    } else {
+      b.append(p[1]).append(" ".repeat(padRight - p[1].length()));
+    }
+    return b.toString();
+  }
+
+  private static String pad(String s, int width) {
+    return " ".repeat(Math.max(0, width - s.length())) + s;
+  }
+
+  /** {integer part, fraction} of the shortest float32 decimal, at most 8 fractional digits, no trailing zeros. */
+  static String[] positional(float v) {
+    BigDecimal d = new BigDecimal(Float.toString(v));
+    if (d.scale() > PRECISION) d = d.setScale(PRECISION, RoundingMode.HALF_EVEN);
+    d = d.stripTrailingZeros();
+    String s = d.scale() <= 0 ? d.toBigInteger().toString() + "." : d.toPlainString();
+    if (v == 0 && (Float.floatToRawIntBits(v) < 0)) s = "-0.";
+    int dot = s.indexOf('.');
+    return new String[] {s.substring(0, dot), s.substring(dot + 1)};
+  }
+
+  /** {integer digit, fraction, exponent with sign} of the shortest float32 decimal in scientific form. */
+  static String[] scientific(float v) {
+    if (v == 0) return new String[] {Float.floatToRawIntBits(v) < 0 ? "-0" : "0", "", "+0"};
+    BigDecimal d = new BigDecimal(Float.toString(v));
+    if (d.precision() > PRECISION + 1) d = d.round(new MathContext(PRECISION + 1, RoundingMode.HALF_EVEN));
+    d = d.stripTrailingZeros();
+    int exponent = d.precision() - d.scale() - 1;
+    BigDecimal mantissa = d.movePointLeft(exponent);
+    String m = mantissa.toPlainString();
+    int dot = m.indexOf('.');
+    String ip = dot < 0 ? m : m.substring(0, dot), fp = dot < 0 ? "" : m.substring(dot + 1);
+    return new String[] {ip, fp, (exponent < 0 ? "-" : "+") + Math.abs(exponent)};
+  }
+}

@@ -1,0 +1,147 @@
+package dev.jclip.api;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.io.SafetensorsReader;
+import dev.jclip.io.Tensor;
+import dev.jclip.testing.Reference;
+import dev.jclip.testing.TestRandom;
+import java.awt.image.BufferedImage;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/** The library surface on the reference's vit-b32-tiny: the README example, batching, threads. */
+class ClipTest {
+  static Path dir;
+  static Clip clip;
+  static List<String> texts;
+  static float[][] goldenProbs;
+  static List<String> images;
+
+  @BeforeAll
+  static void load() throws Exception {
+    dir = Reference.dir().resolve("models/vit-b32-tiny");
+    clip = Clip.load(dir.resolve("state_dict.pt").toString(),
+        Clip.Options.defaults().withVocabulary(Reference.file("bpe_simple_vocab_16e6.txt.gz")).withBatchSize(3));
+    // the golden file's texts are in its metadata; images in the order of the reference README's table
+    try (SafetensorsReader g = SafetensorsReader.open(dir.resolve("golden.safetensors"))) {
+      Tensor p = g.tensor("probs");
+      int cols = (int) p.dim(1);
+      float[] flat = p.toFloatArray();
+      goldenProbs = new float[(int) p.dim(0)][cols];
+      for (int i = 0; i < goldenProbs.length; i++) System.arraycopy(flat, i * cols, goldenProbs[i], 0, cols);
+      texts = new com.fasterxml.jackson.databind.ObjectMapper().readValue(g.metadata().get("texts"),
+          new com.fasterxml.jackson.core.type.TypeReference<List<String>>() {});
+      images = new com.fasterxml.jackson.databind.ObjectMapper().readValue(g.metadata().get("images"),
+          new com.fasterxml.jackson.core.type.TypeReference<List<String>>() {});
+    }
+  }
+
+  @AfterAll
+  static void close() {
+    clip.close();
+  }
+
+  @Test
+  void readmeExampleGivesTheGoldenProbabilities() throws Exception {
+    float[][] probs = clip.probs(clip.preprocess(Reference.file("images/CLIP.png")), clip.tokenize("a diagram", "a dog", "a cat"));
+    int row = images.indexOf("CLIP.png");
+    assertTrue(row >= 0, "CLIP.png not among the golden images " + images);
+    assertEquals(1, probs.length);
+    assertEquals(3, probs[0].length);
+    // the golden softmax runs over all its texts: restricted to three, it is renormalised over them
+    int[] cols = new int[3];
+    double sum = 0;
+    for (int j = 0; j < 3; j++) {
+      cols[j] = texts.indexOf(List.of("a diagram", "a dog", "a cat").get(j));
+      assertTrue(cols[j] >= 0);
+      sum += goldenProbs[row][cols[j]];
+    }
+    for (int j = 0; j < 3; j++) assertEquals(goldenProbs[row][cols[j]] / sum, probs[0][j], 1e-5, "probs[0][" + j + "]");
+    System.out.println("[clip] Label probs: " + java.util.Arrays.toString(probs[0]));
+  }
+
+  @Test
+  void batchesGiveTheSameFeaturesAsSingles() throws Exception {
+    Path[] files = images.stream().map(n -> Reference.file("images/" + n)).toArray(Path[]::new);
+    Clip.Pixels all = clip.preprocess(files);
+    float[][] batched = clip.encodeImage(all); // batch size 3: several batches and a partial one
+    for (int i = 0; i < files.length; i++) {
+      float[] single = clip.encodeImage(clip.preprocess(files[i]))[0];
+      assertClose(single, batched[i], 1e-5, "image " + files[i].getFileName());
+    }
+    float[][] t = clip.encodeText(clip.tokenize(texts, true));
+    for (int i = 0; i < texts.size(); i++) {
+      assertArrayEquals(clip.encodeText(clip.tokenize(List.of(texts.get(i)), true))[0], t[i], 1e-5f, "text " + i);
+    }
+    float[][] probs = clip.probs(all, clip.tokenize(texts, true));
+    for (int i = 0; i < probs.length; i++) for (int j = 0; j < probs[i].length; j++) assertEquals(goldenProbs[i][j], probs[i][j], 1e-4);
+  }
+
+  @Test
+  void manyThreadsGetTheSameResults() throws Exception {
+    Random rnd = TestRandom.create("ClipTest.threads");
+    Path[] files = images.stream().map(n -> Reference.file("images/" + n)).toArray(Path[]::new);
+    float[][] wantImages = clip.encodeImage(clip.preprocess(files));
+    float[][] wantTexts = clip.encodeText(clip.tokenize(texts, true));
+    ExecutorService pool = Executors.newFixedThreadPool(8);
+    try {
+      List<Future<?>> jobs = new ArrayList<>();
+      for (int job = 0; job < 32; job++) {
+        int i = rnd.nextInt(files.length), j = rnd.nextInt(texts.size());
+        boolean image = rnd.nextBoolean();
+        jobs.add(pool.submit(() -> {
+          if (image) assertClose(wantImages[i], clip.encodeImage(clip.preprocess(files[i]))[0], 1e-5, "image " + i);
+          else assertClose(wantTexts[j], clip.encodeText(clip.tokenize(List.of(texts.get(j)), true))[0], 1e-5, "text " + j);
+          return null;
+        }));
+      }
+      for (Future<?> f : jobs) f.get();
+    } finally {
+      pool.shutdown();
+    }
+  }
+
+  @Test
+  void bufferedImagesAreTakenAsRgb() throws Exception {
+    BufferedImage im = javax.imageio.ImageIO.read(Reference.file("images/grace_hopper.jpg").toFile());
+    float[] viaAwt = clip.encodeImage(clip.preprocess(im))[0];
+    float[] viaFile = clip.encodeImage(clip.preprocess(Reference.file("images/grace_hopper.jpg")))[0];
+    // AWT's JPEG decoder may round differently from libjpeg: close, not equal
+    assertClose(viaFile, viaAwt, 5e-2, "grace_hopper via BufferedImage");
+  }
+
+  @Test
+  void badInputsSayWhatIsWrong() throws Exception {
+    Path bad = Files.createTempFile("jclip-bad", ".png");
+    try {
+      Files.writeString(bad, "not an image");
+      Exception e = assertThrows(java.io.IOException.class, () -> clip.preprocess(bad));
+      assertTrue(e.getMessage().contains(bad.getFileName().toString()), e.getMessage());
+    } finally {
+      Files.delete(bad);
+    }
+    Exception e = assertThrows(IllegalArgumentException.class, () -> Clip.load(dir.resolve("state_dict.pt").toString(), Clip.Options.defaults().withDevice("tpu")));
+    assertTrue(e.getMessage().contains("tpu"));
+    e = assertThrows(IllegalArgumentException.class, () -> clip.tokenize("word ".repeat(100)));
+    assertTrue(e.getMessage().contains("too long"), e.getMessage());
+    assertThrows(java.nio.file.NoSuchFileException.class, () -> Clip.load(dir.resolve("missing.pt").toString()));
+  }
+
+  static void assertClose(float[] want, float[] got, double tol, String what) {
+    double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
+    assertTrue(err <= tol, what + ": relative error " + err);
+  }
+}

@@ -1,0 +1,48 @@
+package dev.jclip.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.jclip.model.ClipGraphs;
+import dev.jclip.model.RandomWeights;
+import dev.jclip.testing.Reference;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import org.junit.jupiter.api.Test;
+import picocli.CommandLine;
+
+/** The model benchmark's contract (not its speed): one JSON object last, with the agreed keys. */
+class BenchCommandTest {
+  @Test
+  void jsonLastLineHasTheAgreedKeys() throws Exception {
+    StringWriter out = new StringWriter(), err = new StringWriter();
+    CommandLine cl = Main.commandLine();
+    cl.setOut(new PrintWriter(out));
+    cl.setErr(new PrintWriter(err));
+    int code = cl.execute("bench", "--model", Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt").toString(), "--vocab",
+        Reference.file("bpe_simple_vocab_16e6.txt.gz").toString(), "--device", "cpu", "--batch", "2", "--repeats", "1", "--warmup", "0", "--json");
+    assertEquals(0, code, err.toString());
+    String[] lines = out.toString().strip().split("\n");
+    JsonNode o = new ObjectMapper().readTree(lines[lines.length - 1]);
+    for (String k : new String[] {"image_per_s", "text77_per_s", "text_prompt_per_s", "image_gflops", "gemm_peak_gflops"}) {
+      assertTrue(o.has(k) && o.get(k).asDouble() > 0, k + " in " + o);
+    }
+    assertEquals(2, o.get("batch").asInt());
+  }
+
+  @Test
+  void flopCountsMatchTheIssueFigures() {
+    var cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs g = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
+    // the issue's figures for ViT-B/32: 8.82 GFLOP per image, 5.96 per 77-token text
+    assertEquals(8.82, BenchCommand.flops(g.image(1)) / 1e9, 0.01);
+    assertEquals(5.96, BenchCommand.flops(g.text(1, 77)) / 1e9, 0.01);
+  }
+
+  @Test
+  void tokenizerSubcommandStillListed() {
+    assertTrue(Main.commandLine().getSubcommands().get("bench").getSubcommands().containsKey("tokenizer"));
+  }
+}

@@ -1,0 +1,206 @@
+package dev.jclip.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.jclip.io.SafetensorsReader;
+import dev.jclip.io.Tensor;
+import dev.jclip.testing.Reference;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** classify, embed-images and embed-texts run in-process on the reference's vit-b32-tiny. */
+class ModelCommandsTest {
+  record Result(int code, String out, String err) {}
+
+  static Path dir, model;
+  static List<String> texts, images;
+  static float[][] probs, imageFeatures, textFeatures;
+
+  @BeforeAll
+  static void golden() throws IOException {
+    dir = Reference.dir().resolve("models/vit-b32-tiny");
+    model = dir.resolve("state_dict.pt");
+    try (SafetensorsReader g = SafetensorsReader.open(dir.resolve("golden.safetensors"))) {
+      ObjectMapper m = new ObjectMapper();
+      texts = List.of(m.readValue(g.metadata().get("texts"), String[].class));
+      images = List.of(m.readValue(g.metadata().get("images"), String[].class));
+      probs = rows(g.tensor("probs"));
+      imageFeatures = rows(g.tensor("image_features"));
+      textFeatures = rows(g.tensor("text_features"));
+    }
+  }
+
+  static float[][] rows(Tensor t) {
+    float[] f = t.toFloatArray();
+    int c = (int) t.dim(1);
+    float[][] r = new float[(int) t.dim(0)][c];
+    for (int i = 0; i < r.length; i++) System.arraycopy(f, i * c, r[i], 0, c);
+    return r;
+  }
+
+  static Result run(Object cmd, String stdin, String... args) {
+    if (cmd instanceof EmbedTextsCommand e) e.in = new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8));
+    CommandLine cl = new CommandLine(cmd);
+    StringWriter out = new StringWriter(), err = new StringWriter();
+    cl.setOut(new PrintWriter(out));
+    cl.setErr(new PrintWriter(err));
+    int code = cl.execute(args);
+    return new Result(code, out.toString(), err.toString());
+  }
+
+  static String vocab() {
+    return Reference.file("bpe_simple_vocab_16e6.txt.gz").toString();
+  }
+
+  static float[][] readNpy(Path p) throws IOException {
+    ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(p)).order(ByteOrder.LITTLE_ENDIAN);
+    int headerLen = b.getShort(8) & 0xffff;
+    String header = new String(b.array(), 10, headerLen, StandardCharsets.ISO_8859_1);
+    assertTrue(header.contains("'descr': '<f4'"), header);
+    String shape = header.substring(header.indexOf("'shape': (") + 10, header.indexOf(")", header.indexOf("'shape': (")));
+    String[] dims = shape.split(",");
+    int n = Integer.parseInt(dims[0].trim()), e = Integer.parseInt(dims[1].trim());
+    b.position(10 + headerLen);
+    float[][] r = new float[n][e];
+    for (float[] row : r) for (int i = 0; i < e; i++) row[i] = b.getFloat();
+    return r;
+  }
+
+  static float[] normalized(float[] x) {
+    return EmbedTextsCommand.normalized(x);
+  }
+
+  static void assertClose(float[] want, float[] got, double tol, String what) {
+    double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
+    assertTrue(err <= tol, what + ": relative error " + err);
+  }
+
+  /** The golden softmax runs over all texts; over a subset it is renormalised over those. */
+  static double[] expectedProbs(int image, List<String> labels) {
+    double[] p = new double[labels.size()];
+    double s = 0;
+    for (int j = 0; j < p.length; j++) s += p[j] = probs[image][texts.indexOf(labels.get(j))];
+    for (int j = 0; j < p.length; j++) p[j] /= s;
+    return p;
+  }
+
+  @Test
+  void classifyPrintsLabelProbsLikeTheReference() {
+    List<String> labels = List.of("a diagram", "a dog", "a cat");
+    Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--device", "cpu",
+        Reference.file("images/CLIP.png").toString(), "a diagram", "a dog", "a cat");
+    assertEquals(0, r.code, r.err);
+    assertTrue(r.out.startsWith("Label probs: [[") && r.out.trim().endsWith("]]"), r.out);
+    String[] nums = r.out.trim().substring("Label probs: [[".length(), r.out.trim().length() - 2).trim().split("\\s+");
+    assertEquals(3, nums.length, r.out);
+    double[] want = expectedProbs(images.indexOf("CLIP.png"), labels);
+    for (int j = 0; j < 3; j++) assertEquals(want[j], Double.parseDouble(nums[j]), 1e-5, r.out);
+  }
+
+  @Test
+  void classifyJson() throws IOException {
+    List<String> labels = List.of("a red rose", "a dog", "a photo of a flower", "a pile of old coins");
+    List<String> args = new ArrayList<>(List.of("--model", model.toString(), "--vocab", vocab(), "--json", Reference.file("images/rose.jpg").toString()));
+    args.addAll(labels);
+    Result r = run(new ClassifyCommand(), "", args.toArray(String[]::new));
+    assertEquals(0, r.code, r.err);
+    JsonNode o = new ObjectMapper().readTree(r.out);
+    assertEquals(labels.size(), o.get("labels").size());
+    for (int j = 0; j < labels.size(); j++) assertEquals(labels.get(j), o.get("labels").get(j).asText());
+    double[] want = expectedProbs(images.indexOf("rose.jpg"), labels);
+    for (int j = 0; j < labels.size(); j++) assertEquals(want[j], o.get("probs").get(j).asDouble(), 1e-5);
+    // softmax of the logits gives the probabilities
+    double max = Double.NEGATIVE_INFINITY, s = 0;
+    for (JsonNode l : o.get("logits")) max = Math.max(max, l.asDouble());
+    for (JsonNode l : o.get("logits")) s += Math.exp(l.asDouble() - max);
+    assertEquals(Math.exp(o.get("logits").get(0).asDouble() - max) / s, o.get("probs").get(0).asDouble(), 1e-5);
+  }
+
+  @Test
+  void classifyFailsCleanly() {
+    Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "missing.png", "a dog");
+    assertEquals(1, r.code);
+    assertTrue(r.err.contains("missing.png"), r.err);
+    r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--device", "cuda:7",
+        Reference.file("images/CLIP.png").toString(), "a dog");
+    assertEquals(1, r.code);
+    assertTrue(r.err.contains("cuda:7"), r.err);
+  }
+
+  @Test
+  void embedImagesInArgumentOrder(@TempDir Path tmp) throws IOException {
+    List<String> args = new ArrayList<>(List.of("--model", model.toString(), "--vocab", vocab(), "--batch-size", "3", "--out",
+        tmp.resolve("img.npy").toString()));
+    List<String> order = new ArrayList<>(images);
+    java.util.Collections.reverse(order);
+    for (String n : order) args.add(Reference.file("images/" + n).toString());
+    Result r = run(new EmbedImagesCommand(), "", args.toArray(String[]::new));
+    assertEquals(0, r.code, r.err);
+    float[][] got = readNpy(tmp.resolve("img.npy"));
+    assertEquals(order.size(), got.length);
+    for (int i = 0; i < got.length; i++) assertClose(normalized(imageFeatures[images.indexOf(order.get(i))]), got[i], 1e-4, order.get(i));
+
+    args.add(1 + args.indexOf("--out") + 1, "--no-normalize");
+    r = run(new EmbedImagesCommand(), "", args.toArray(String[]::new));
+    assertEquals(0, r.code, r.err);
+    got = readNpy(tmp.resolve("img.npy"));
+    for (int i = 0; i < got.length; i++) assertClose(imageFeatures[images.indexOf(order.get(i))], got[i], 1e-4, order.get(i));
+  }
+
+  @Test
+  void badImagesFailOrAreSkipped(@TempDir Path tmp) throws IOException {
+    Path bad = tmp.resolve("broken.jpg");
+    Files.write(bad, new byte[] {(byte) 0xFF, (byte) 0xD8, (byte) 0xFF, 0, 1, 2, 3});
+    Path out = tmp.resolve("out.npy");
+    String good = Reference.file("images/chelsea.png").toString();
+    Result r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--out", out.toString(), good, bad.toString());
+    assertEquals(1, r.code);
+    assertTrue(r.err.contains("broken.jpg") && r.err.contains("--skip-bad"), r.err);
+    assertFalse(Files.exists(out), "no partial output");
+    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--skip-bad", "--out", out.toString(), good,
+        bad.toString(), good);
+    assertEquals(0, r.code, r.err);
+    assertTrue(r.err.contains("skipped " + bad), r.err);
+    float[][] got = readNpy(out);
+    assertEquals(2, got.length);
+    assertClose(normalized(imageFeatures[images.indexOf("chelsea.png")]), got[1], 1e-4, "chelsea");
+  }
+
+  @Test
+  void embedTextsFromJsonLines(@TempDir Path tmp) throws IOException {
+    ObjectMapper m = new ObjectMapper();
+    StringBuilder in = new StringBuilder();
+    for (String t : texts) in.append(m.writeValueAsString(t)).append('\n');
+    Path out = tmp.resolve("t.npy");
+    Result r = run(new EmbedTextsCommand(), in.toString(), "--model", model.toString(), "--vocab", vocab(), "--batch-size", "4", "--truncate",
+        "--out", out.toString());
+    assertEquals(0, r.code, r.err);
+    float[][] got = readNpy(out);
+    assertEquals(texts.size(), got.length);
+    for (int i = 0; i < got.length; i++) assertClose(normalized(textFeatures[i]), got[i], 1e-4, "text " + i);
+
+    r = run(new EmbedTextsCommand(), in.toString(), "--model", model.toString(), "--vocab", vocab(), "--out", out.toString());
+    assertEquals(1, r.code);
+    assertTrue(r.err.contains("line " + texts.size()) && r.err.contains("--truncate"), r.err);
+    r = run(new EmbedTextsCommand(), "\"ok\"\n42\n", "--model", model.toString(), "--vocab", vocab(), "--out", out.toString());
+    assertEquals(1, r.code);
+    assertTrue(r.err.contains("line 2"), r.err);
+  }
+}
