@@ -1,6 +1,8 @@
 package dev.jclip.api;
 
-import dev.jclip.backend.cpu.CpuBackend;
+import dev.jclip.backend.Backends;
+import dev.jclip.backend.DeviceSpec;
+import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Graph;
@@ -19,11 +21,11 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Supplier;
 
 /**
@@ -48,20 +50,30 @@ import java.util.function.Supplier;
  * size, text length) has a pool of {@link Executor}s; a call borrows one for its batch (building a
  * new one when all are busy) and returns it afterwards, so concurrent calls never share activation
  * buffers. The backend's weights are shared (converted once); the CPU backend's kernels split each
- * op over its own thread pool, so concurrent calls share the cores. Closing a {@code Clip} while
- * calls are running is an error of the caller.
+ * op over its own thread pool, so concurrent calls share the cores. On a GPU the calls take turns
+ * on the device's stream (the host work around them, preprocessing and tokenizing, stays
+ * concurrent), and each shape's executor replays a CUDA graph after its first run. Closing a
+ * {@code Clip} while calls are running is an error of the caller.
+ *
+ * <p><b>Devices.</b> {@code Options.device} is {@code auto} (the default: the first GPU when one
+ * works, else the CPU; which one is said on stderr), {@code cpu}, {@code cuda} or {@code cuda:N};
+ * {@code Options.precision} is {@code fp32} (the parity mode, everywhere), or {@code fp16} /
+ * {@code bf16} on a GPU.
  */
 public final class Clip implements AutoCloseable {
-  /** How to load: device ("cpu"), precision ("fp32"), vocabulary file, threads, batch size. */
+  /**
+   * How to load: device ("auto", "cpu", "cuda", "cuda:N"), precision ("fp32", "fp16", "bf16"),
+   * vocabulary file, CPU threads, batch size.
+   */
   public record Options(String device, String precision, Path vocabulary, int threads, int batchSize) {
     public Options {
       if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
       if (batchSize < 1) throw new IllegalArgumentException("batch size must be at least 1, got " + batchSize);
     }
 
-    /** CPU, fp32, the default vocabulary, all processors, batches of 32. */
+    /** The GPU when one works (else the CPU), fp32, the default vocabulary, all processors, batches of 32. */
     public static Options defaults() {
-      return new Options("cpu", "fp32", null, Runtime.getRuntime().availableProcessors(), 32);
+      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), 32);
     }
 
     public Options withDevice(String d) {
@@ -134,6 +146,9 @@ public final class Clip implements AutoCloseable {
   private final ClipConfig config;
   private final ClipGraphs graphs;
   private final Backend backend;
+  /** A GPU backend runs one executor at a time (one stream); the CPU backend runs many at once. */
+  private final boolean serialized;
+  private final ReentrantLock deviceLock = new ReentrantLock();
   private final ClipTokenizer tokenizer;
   /** ClipPreprocessor reuses scratch buffers and is not thread-safe: one per thread. */
   private final ThreadLocal<ClipPreprocessor> preprocessors;
@@ -150,6 +165,7 @@ public final class Clip implements AutoCloseable {
     this.graphs = new ClipGraphs(config, weights);
     this.tokenizer = tokenizer;
     this.backend = backend;
+    this.serialized = Backends.serialized(backend);
     this.options = options;
     this.resolution = config.imageResolution();
     this.preprocessors = ThreadLocal.withInitial(() -> new ClipPreprocessor(resolution));
@@ -161,8 +177,7 @@ public final class Clip implements AutoCloseable {
    * dev.jclip.model.RandomWeights} for benchmarks; CPU only.
    */
   public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
-    checkDevice(options);
-    return new Clip(null, config, weights, tokenizer, new CpuBackend(options.threads(), true), options);
+    return new Clip(null, config, weights, tokenizer, openBackend(options), options);
   }
 
   /** {@link #load(String, Options)} with {@link Options#defaults()}. */
@@ -181,31 +196,26 @@ public final class Clip implements AutoCloseable {
    * @throws IllegalArgumentException for a device or precision this build does not offer
    */
   public static Clip load(String modelNameOrPath, Options options) throws IOException {
-    checkDevice(options);
+    DeviceSpec.parse(options.device());
+    Precision.parse(options.precision());
     Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
     ClipTokenizer tok = ClipTokenizer.load(vocabulary(path, options.vocabulary()));
     Checkpoint ck = Checkpoint.open(path);
-    CpuBackend cpu = null;
+    Backend backend = null;
     try {
       ClipConfig cfg = ClipConfig.infer(ck);
-      cpu = new CpuBackend(options.threads(), true);
-      return new Clip(ck, cfg, ck.tensors(), tok, cpu, options);
+      backend = openBackend(options);
+      return new Clip(ck, cfg, ck.tensors(), tok, backend, options);
     } catch (IOException | RuntimeException e) {
-      if (cpu != null) cpu.close();
+      if (backend != null) backend.close();
       ck.close();
       throw e;
     }
   }
 
-  private static void checkDevice(Options options) {
-    String device = options.device().toLowerCase(Locale.ROOT);
-    if (!device.equals("cpu")) {
-      throw new IllegalArgumentException("device " + options.device() + " is not offered by Clip yet: use --device cpu (the CUDA backend runs graphs "
-          + "through dev.jclip.backend.cuda.CudaBackend and an Executor)");
-    }
-    if (!options.precision().equalsIgnoreCase("fp32")) {
-      throw new IllegalArgumentException("precision " + options.precision() + " is not offered on the CPU yet: use fp32");
-    }
+  /** The backend {@code options} ask for; {@code auto} says on stderr which device it picked. */
+  private static Backend openBackend(Options options) {
+    return Backends.open(DeviceSpec.parse(options.device()), Precision.parse(options.precision()), options.threads(), System.err::println);
   }
 
   private static Path vocabulary(Path model, Path given) throws IOException {
@@ -370,13 +380,15 @@ public final class Clip implements AutoCloseable {
     ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
     Executor ex = pool.pollFirst();
     if (ex != null) idle.decrementAndGet();
-    else ex = new Executor(graph.get(), backend, List.of());
+    else ex = new Executor(graph.get(), backend, List.of(), serialized); // a GPU replays a CUDA graph per shape
     boolean ok = false;
+    if (serialized) deviceLock.lock();
     try {
       Map<String, float[]> out = ex.run(inputs);
       ok = true;
       return out;
     } finally {
+      if (serialized) deviceLock.unlock();
       if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
         pool.addFirst(ex);
       } else {
@@ -399,6 +411,6 @@ public final class Clip implements AutoCloseable {
 
   /** A one-line description for logs. */
   public String describe() {
-    return config.summary() + " on " + backend.name() + " (" + options.threads() + " threads)";
+    return config.summary() + " on " + backend.name() + (serialized ? "" : " (" + options.threads() + " threads)");
   }
 }

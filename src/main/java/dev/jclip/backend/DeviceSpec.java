@@ -74,14 +74,14 @@ public record DeviceSpec(Kind kind, int ordinal) {
         return List.of(CPU);
       }
       case CUDA: {
-        int count = CudaDriver.deviceCount();
+        int count = cudaDevices();
         if (ordinal >= count) {
           throw new IllegalArgumentException("--device " + this + ": this machine has " + count + " CUDA device(s)");
         }
         return List.of(this);
       }
       case CUDA_ALL: {
-        int count = CudaDriver.deviceCount();
+        int count = cudaDevices();
         if (count == 0) throw new IllegalArgumentException("--device cuda:all: this machine has no CUDA device");
         List<DeviceSpec> all = new ArrayList<>();
         for (int i = 0; i < count; i++) all.add(new DeviceSpec(Kind.CUDA, i));
@@ -89,6 +89,15 @@ public record DeviceSpec(Kind kind, int ordinal) {
       }
       default:
         throw new IllegalStateException(kind.toString());
+    }
+  }
+
+  /** The number of CUDA devices; an explicit request for a GPU on a machine without one names itself and the reason. */
+  private int cudaDevices() {
+    try {
+      return CudaDriver.deviceCount();
+    } catch (CudaException | LinkageError e) {
+      throw new IllegalArgumentException("--device " + this + ": no usable GPU (" + e.getMessage() + "); use --device cpu or auto", e);
     }
   }
 

@@ -52,10 +52,11 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--random", paramLabel = "NAME", description = "Random weights at the full geometry of ViT-B/32, ViT-B/16, ViT-L/14 or ViT-L/14@336px.")
   String random;
 
-  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu", description = "cpu (default: ${DEFAULT-VALUE}).")
+  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "auto",
+      description = "auto (the GPU when one works, else the CPU), cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}).")
   String device;
 
-  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32", description = "fp32 (default: ${DEFAULT-VALUE}).")
+  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32", description = "fp32, or fp16 / bf16 on a GPU (default: ${DEFAULT-VALUE}).")
   String precision;
 
   @Option(names = "--batch", paramLabel = "B,B,...", split = ",", defaultValue = "1,8,32", description = "Batch sizes (default: ${DEFAULT-VALUE}).")

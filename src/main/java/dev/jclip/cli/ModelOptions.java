@@ -5,7 +5,7 @@ import java.io.IOException;
 import java.nio.file.Path;
 import picocli.CommandLine.Option;
 
-/** The options every model command shares: which model, vocabulary, device and threads. */
+/** The options every model command shares: which model, vocabulary, device, precision and threads. */
 final class ModelOptions {
   @Option(names = "--model", required = true, paramLabel = "MODEL",
       description = "An OpenAI name (ViT-B/32, RN50, ...; downloaded when missing), a .pt or .safetensors file, or a HuggingFace folder.")
@@ -15,14 +15,19 @@ final class ModelOptions {
       description = "bpe_simple_vocab_16e6.txt.gz or a folder with vocab.json and merges.txt (default: the model folder's, $JCLIP_VOCAB, the cache).")
   Path vocab;
 
-  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "cpu", description = "cpu (default: ${DEFAULT-VALUE}).")
+  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "auto",
+      description = "auto (the GPU when one works, else the CPU; says which), cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}).")
   String device;
+
+  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32",
+      description = "fp32 (reference parity, any device), fp16 or bf16 (GPU) (default: ${DEFAULT-VALUE}).")
+  String precision;
 
   @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors).")
   Integer threads;
 
   Clip load(int batchSize) throws IOException {
-    Clip.Options o = Clip.Options.defaults().withDevice(device).withVocabulary(vocab).withBatchSize(batchSize);
+    Clip.Options o = Clip.Options.defaults().withDevice(device).withPrecision(precision).withVocabulary(vocab).withBatchSize(batchSize);
     if (threads != null) o = o.withThreads(threads);
     return Clip.load(model, o);
   }

@@ -33,6 +33,18 @@ class DeviceSpecTest {
   }
 
   @Test
+  void anExplicitGpuThatCannotWorkNamesItself() {
+    DeviceSpec cuda7 = DeviceSpec.parse("cuda:7");
+    try {
+      cuda7.resolve(m -> {});
+    } catch (IllegalArgumentException e) {
+      assertTrue(e.getMessage().startsWith("--device cuda:7"), e.getMessage());
+      return;
+    }
+    // only a machine with eight GPUs gets here
+  }
+
+  @Test
   void precisionParses() {
     assertEquals(Precision.BF16, Precision.parse("bf16"));
     assertEquals(2, Precision.FP16.bytes());

@@ -41,10 +41,24 @@ public final class CudaBackend implements Backend {
   private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
   private final CudaStream stream;
   private final boolean flash;
+  private boolean ownsDevice;
   private final DeviceBuffer blasWorkspace;
 
   /** cuBLAS's fixed workspace: 32 MiB, as NVIDIA recommends for Hopper. */
   private static final long BLAS_WORKSPACE = 32L << 20;
+
+  /** A backend that owns a newly opened device {@code ordinal}: closing the backend closes the device. */
+  public static CudaBackend open(int ordinal, Precision precision) {
+    CudaDevice device = CudaDevice.open(ordinal);
+    try {
+      CudaBackend b = new CudaBackend(device, precision, false);
+      b.ownsDevice = true;
+      return b;
+    } catch (RuntimeException e) {
+      device.close();
+      throw e;
+    }
+  }
 
   /** An fp32 (parity mode) backend on {@code device}; the caller keeps ownership of the device. */
   public CudaBackend(CudaDevice device) {
@@ -72,6 +86,10 @@ public final class CudaBackend implements Backend {
     this.blas = new Cublas(device);
     this.blasWorkspace = device.allocate(BLAS_WORKSPACE);
     blas.bind(stream, blasWorkspace);
+  }
+
+  public CudaDevice device() {
+    return device;
   }
 
   @Override
@@ -310,5 +328,6 @@ public final class CudaBackend implements Backend {
     blasWorkspace.close();
     ops.close();
     stream.close();
+    if (ownsDevice) device.close();
   }
 }
