@@ -37,7 +37,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * causal or not; NCHW convolutions with stride 1/2, padding 0/1, kernels 1/3), relative error ≤
  * 1e-5.
  */
-class CpuBackendOpsTest {
+public class CpuBackendOpsTest {
   static final double TOL = 1e-5;
   static final Random RNG = TestRandom.create("CpuBackendOpsTest");
   static CpuBackend vector, scalar;
@@ -58,7 +58,7 @@ class CpuBackendOpsTest {
   }
 
   /** One case: a name, the op it tests, and a graph with its random inputs. */
-  record Case(Op op, String name, Function<GraphBuilder, Map<String, Object>> build) {
+  public record Case(Op op, String name, Function<GraphBuilder, Map<String, Object>> build) {
     @Override
     public String toString() {
       return op + " " + name;
@@ -85,7 +85,7 @@ class CpuBackendOpsTest {
     return g.input(name, DType.F32, shape);
   }
 
-  static List<Case> cases() {
+  public static List<Case> cases() {
     List<Case> c = new ArrayList<>();
     // LINEAR: rows of one image / text / larger sequences, K and N across CLIP's widths
     int[][] linear = {{50, 768, 2304, 0, 1}, {77, 512, 2048, 1, 1}, {197, 64, 256, 2, 1}, {257, 1280, 128, 0, 0}, {154, 1024, 64, 1, 1},
