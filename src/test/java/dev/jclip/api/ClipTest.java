@@ -82,9 +82,11 @@ class ClipTest {
       float[] single = clip.encodeImage(clip.preprocess(files[i]))[0];
       assertClose(single, batched[i], 1e-5, "image " + files[i].getFileName());
     }
+    // each text alone is cut at its own end-of-text, in a batch at the batch's longest (OpenBLAS
+    // picks its kernels by M, so other batch sizes may differ in the last bits)
     float[][] t = clip.encodeText(clip.tokenize(texts, true));
     for (int i = 0; i < texts.size(); i++) {
-      assertArrayEquals(clip.encodeText(clip.tokenize(List.of(texts.get(i)), true))[0], t[i], 1e-5f, "text " + i);
+      assertClose(clip.encodeText(clip.tokenize(List.of(texts.get(i)), true))[0], t[i], 1e-6, "text " + i);
     }
     float[][] probs = clip.probs(all, clip.tokenize(texts, true));
     for (int i = 0; i < probs.length; i++) for (int j = 0; j < probs[i].length; j++) assertEquals(goldenProbs[i][j], probs[i][j], 1e-4);

@@ -118,7 +118,7 @@ final class VectorKernels extends ScalarKernels {
   /**
    * As the scalar twin; {@code kt} needs 64 · ceil(N / L) · L floats, {@code s} ceil(N / L) · L.
    * Every score, exponential and sum of query i depends only on keys 0..i when causal (padding
-   * lanes are masked, never read), so cutting a text batch after its last token changes no bit.
+   * lanes are masked, never read), so cutting a text batch after its last token changes no bit here.
    */
   @Override
   void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, boolean causal, float[] kt, float[] s) {

@@ -257,6 +257,17 @@ public class CpuBackendOpsTest {
   }
 
   @Test
+  void tokenIdsOutsideTheVocabularyAreNamed() {
+    GraphBuilder g = new GraphBuilder();
+    g.output("y", g.tokenEmbed("token_embedding", g.input("ids", DType.I32, 1, 3), param("t", 10, 64), param("p", 3, 64)));
+    try (Executor ex = new Executor(g.build(), vector, List.of())) {
+      IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+          () -> ex.run(Map.of("ids", new int[] {1, 10, 2})));
+      assertTrue(e.getMessage().contains("token_embedding") && e.getMessage().contains("position 1"), e.getMessage());
+    }
+  }
+
+  @Test
   void vectorExpIsAccurate() {
     int lanes = VectorKernels.lanes();
     float[] x = new float[lanes], y = new float[lanes];

@@ -1,0 +1,65 @@
+package dev.jclip.backend.cpu;
+
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.graph.Executor;
+import dev.jclip.io.Checkpoint;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.model.ClipGraphs;
+import dev.jclip.testing.Reference;
+import dev.jclip.testing.TestRandom;
+import dev.jclip.tokenizer.ClipTokenizer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The end-of-text cut on the CPU backend: a batch of short texts run at 77 tokens and cut after
+ * its longest end-of-text gives the same features up to float rounding, relative difference ≤ 1e-5 (the golden files' batches
+ * include a 77-token text, so their own bit-exact cut check does not cut anything). Not bit for
+ * bit: OpenBLAS picks its sgemm kernels by the number of rows (B·L), and they sum in different
+ * orders; every other op is row-independent.
+ */
+class CpuTextCutTest {
+  @Test
+  void cuttingAfterTheLastEndOfTextChangesNoBit() throws Exception {
+    Random rnd = TestRandom.create("CpuTextCutTest");
+    String[] words = {"a", "photo", "of", "the", "dog", "cat", "small", "red", "diagram", "flower", "in", "uniform"};
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"));
+        CpuBackend cpu = new CpuBackend()) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
+      ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+      for (int batch : new int[] {1, 3, 8}) {
+        List<String> texts = new ArrayList<>();
+        for (int i = 0; i < batch; i++) {
+          StringBuilder t = new StringBuilder();
+          for (int w = 0, n = 1 + rnd.nextInt(12); w < n; w++) t.append(words[rnd.nextInt(words.length)]).append(' ');
+          texts.add(t.toString().trim());
+        }
+        int[][] rows = tok.tokenize(texts, 77, false);
+        int cut = 0;
+        int[] full = new int[batch * 77];
+        for (int b = 0; b < batch; b++) {
+          System.arraycopy(rows[b], 0, full, b * 77, 77);
+          for (int t = 0; t < 77; t++) if (rows[b][t] == tok.endOfText()) cut = Math.max(cut, t + 1);
+        }
+        assertTrue(cut < 77);
+        int[] shortIds = new int[batch * cut];
+        for (int b = 0; b < batch; b++) System.arraycopy(rows[b], 0, shortIds, b * cut, cut);
+        float[] a, c;
+        try (Executor ex = new Executor(graphs.text(batch, 77), cpu, List.of())) {
+          a = ex.run(Map.of("tokens", full)).get("text_features");
+        }
+        try (Executor ex = new Executor(graphs.text(batch, cut), cpu, List.of())) {
+          c = ex.run(Map.of("tokens", shortIds)).get("text_features");
+        }
+        double err = dev.jclip.backend.ReferenceOps.relativeError(c, a);
+        System.out.printf("[cut] batch %d, 77 -> %d tokens: relative difference %.2e%n", batch, cut, err);
+        assertTrue(err <= 1e-5, "batch " + batch + " cut at " + cut + ": relative difference " + err + " for " + texts);
+      }
+    }
+  }
+}
