@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The PyTorch peer of jclip's CPU benchmark: openai/CLIP's ViT-B/32 towers (clip_vit.py, the same
 seeded random weights as the ONNX export) in PyTorch 1.13 eager mode, float32 and bf16 autocast
 (torch.autocast("cpu", dtype=torch.bfloat16): linear/matmul/conv in bf16 through oneDNN, LayerNorm in
@@ -131,10 +131,12 @@ def main():
                     ("image", lambda: visual(pixels), b),
                     ("text77", lambda: text(t77), b),
                     ("text_prompt", lambda: [text(t) for t in prompt_batches], len(prompts))]:
-                r = common.time_calls(run(fn), items, **timing)
+                r = common.time_calls(run(fn), items, args.threads, **timing)
                 row[key + "_per_s"] = round(r["per_s"], 2)
                 row[key + "_per_s_range"] = [round(r["per_s_min"], 2), round(r["per_s_max"], 2)]
                 row[key + "_reps"] = r["reps"]
+                row[key + "_cpu_share"] = round(r["cpu_share"], 2)
+            row["load_avg_1min"] = round(os.getloadavg()[0], 2)
             row["prompt_padded_len_mean"] = round(sum(t.shape[1] for t in prompt_batches) / len(prompt_batches), 2)
             report["results"].append(row)
             print(json.dumps(row), flush=True)

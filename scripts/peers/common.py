@@ -21,20 +21,24 @@ def need_torch():
     return torch
 
 
-def time_calls(fn, items, warmup=2, min_reps=5, min_seconds=3.0, max_reps=50):
+def time_calls(fn, items, threads, warmup=2, min_reps=5, min_seconds=3.0, max_reps=50):
     """Calls fn() `warmup` times, then at least min_reps times and for at least min_seconds.
-    Returns items/s at the median call time plus the spread (items/s of the slowest and fastest call)."""
+    Returns items/s at the median call time plus the spread (items/s of the slowest and fastest call),
+    and cpu_share: the process's CPU time over wall time x threads while timing. On a machine shared
+    with other jobs a share well under 1 says the figure is depressed by contention."""
     for _ in range(warmup):
         fn()
     times = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     end = time.perf_counter() + min_seconds
     while len(times) < min_reps or (time.perf_counter() < end and len(times) < max_reps):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+    share = (time.process_time() - cpu0) / ((time.perf_counter() - wall0) * threads)
     med = statistics.median(times)
     return {"per_s": items / med, "per_s_min": items / max(times), "per_s_max": items / min(times),
-            "ms_median": med * 1e3, "reps": len(times)}
+            "ms_median": med * 1e3, "reps": len(times), "cpu_share": share}
 
 
 def text77(batch):

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Exports the peers' model: openai/CLIP's ViT-B/32 towers (clip_vit.py) with seeded random weights,
 to two ONNX files, and prepares the inputs that every peer measures on.
 

@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jclip.io.SafetensorsReader;
 import dev.jclip.io.Tensor;
 import java.io.IOException;
+import java.lang.management.ManagementFactory;
 import java.nio.FloatBuffer;
 import java.nio.LongBuffer;
 import java.nio.file.Files;
@@ -90,15 +91,23 @@ public final class OrtPeerBench {
     }
   }
 
-  /** Throughput from the per-call times: items/s at the median call, and at the slowest and fastest. */
-  record Stats(double perS, double perSMin, double perSMax, double msMedian, int reps) {
+  /**
+   * Throughput from the per-call times: items/s at the median call, and at the slowest and fastest;
+   * cpuShare is the process's CPU time over wall time x threads while timing (well under 1 on a
+   * machine shared with other jobs says the figure is depressed by contention; NaN when unknown).
+   */
+  record Stats(double perS, double perSMin, double perSMax, double msMedian, int reps, double cpuShare) {
+    Stats withCpuShare(double share) {
+      return new Stats(perS, perSMin, perSMax, msMedian, reps, share);
+    }
+
     static Stats of(double[] secondsPerCall, int items) {
       if (secondsPerCall.length == 0) throw new IllegalArgumentException("no timed calls");
       double[] s = secondsPerCall.clone();
       Arrays.sort(s);
       int n = s.length;
       double median = n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-      return new Stats(items / median, items / s[n - 1], items / s[0], median * 1e3, n);
+      return new Stats(items / median, items / s[n - 1], items / s[0], median * 1e3, n, Double.NaN);
     }
   }
 
@@ -108,17 +117,29 @@ public final class OrtPeerBench {
   }
 
   /** Two warm-up calls, then at least minReps calls and at least minSeconds (at most 50 calls). */
-  static Stats measure(Call call, int items, int minReps, double minSeconds) throws OrtException {
+  static Stats measure(Call call, int items, int threads, int minReps, double minSeconds) throws OrtException {
     call.run();
     call.run();
     List<Double> times = new ArrayList<>();
+    long cpu0 = processCpuNanos();
+    long wall0 = System.nanoTime();
     long end = System.nanoTime() + (long) (minSeconds * 1e9);
     while (times.size() < minReps || (System.nanoTime() < end && times.size() < 50)) {
       long t0 = System.nanoTime();
       call.run();
       times.add((System.nanoTime() - t0) / 1e9);
     }
-    return Stats.of(times.stream().mapToDouble(Double::doubleValue).toArray(), items);
+    long cpu1 = processCpuNanos();
+    double share = cpu0 < 0 || cpu1 < 0 ? Double.NaN : (cpu1 - cpu0) / ((double) (System.nanoTime() - wall0) * threads);
+    return Stats.of(times.stream().mapToDouble(Double::doubleValue).toArray(), items).withCpuShare(share);
+  }
+
+  /** CPU time of the whole process (ONNX Runtime's native threads included), or -1 when unknown. */
+  private static long processCpuNanos() {
+    if (ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
+      return os.getProcessCpuTime();
+    }
+    return -1;
   }
 
   /** The 77-token text of scripts/peers/common.py: start, 75 ids spread over the vocabulary, end. */
@@ -246,8 +267,8 @@ public final class OrtPeerBench {
           row.put("precision", "fp32");
           row.put("batch", b);
           try (OnnxTensor px = floats(env, pixels, b, 3, 224, 224); OnnxTensor tk = longs(env, t77)) {
-            put(row, "image", measure(() -> run(image, "pixels", px), b, opt.minReps(), opt.minSeconds()));
-            put(row, "text77", measure(() -> run(text, "tokens", tk), b, opt.minReps(), opt.minSeconds()));
+            put(row, "image", measure(() -> run(image, "pixels", px), b, opt.threads(), opt.minReps(), opt.minSeconds()));
+            put(row, "text77", measure(() -> run(text, "tokens", tk), b, opt.threads(), opt.minReps(), opt.minSeconds()));
           }
           List<OnnxTensor> promptBatches = new ArrayList<>();
           double paddedLen = 0;
@@ -259,11 +280,12 @@ public final class OrtPeerBench {
             }
             Stats s = measure(() -> {
               for (OnnxTensor t : promptBatches) run(text, "tokens", t);
-            }, prompts.size(), opt.minReps(), opt.minSeconds());
+            }, prompts.size(), opt.threads(), opt.minReps(), opt.minSeconds());
             put(row, "text_prompt", s);
           } finally {
             for (OnnxTensor t : promptBatches) t.close();
           }
+          row.put("load_avg_1min", round2(ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage()));
           row.put("prompt_padded_len_mean", Math.round(paddedLen / promptBatches.size() * 100) / 100.0);
           System.out.println(line.writeValueAsString(row));
           if (opt.json() != null) json.writeValue(opt.json().toFile(), report);
@@ -277,6 +299,8 @@ public final class OrtPeerBench {
     row.put(key + "_per_s", round2(s.perS()));
     row.putArray(key + "_per_s_range").add(round2(s.perSMin())).add(round2(s.perSMax()));
     row.put(key + "_reps", s.reps());
+    if (Double.isNaN(s.cpuShare())) row.putNull(key + "_cpu_share");
+    else row.put(key + "_cpu_share", round2(s.cpuShare()));
   }
 
   private static double round2(double v) {
