@@ -16,7 +16,7 @@ def need_torch():
         import torch  # noqa: F401
     except ImportError as e:
         sys.exit(f"{os.path.basename(sys.argv[0])}: PyTorch is missing ({e}) for {sys.executable}.\n"
-                 "  Install Debian's build: apt-get install -y python3-torch python3-numpy\n"
+                 "  Install Debian's build: scripts/peers/setup.sh (apt-get install -y python3-torch python3-numpy libopenblas0-openmp)\n"
                  "  and run the script with /usr/bin/python3 (or set PYTHON=/usr/bin/python3 for scripts/peers/run.sh).")
     return torch
 

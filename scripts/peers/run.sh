@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     --spin) spin=--spin; shift ;;
     --min-seconds) min_seconds="$2"; shift 2 ;;
     --min-reps) min_reps="$2"; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -30,11 +30,11 @@ python="${PYTHON:-/usr/bin/python3}"
 die() { echo "run.sh: $*" >&2; exit 1; }
 [ -x "$python" ] || command -v "$python" >/dev/null || die "no Python at $python (set PYTHON)"
 "$python" -c 'import torch' 2>/dev/null \
-  || die "$python cannot import torch: apt-get install -y python3-torch python3-numpy (Debian's PyTorch 1.13), or set PYTHON"
+  || die "$python cannot import torch: run scripts/peers/setup.sh (Debian's python3-torch 1.13 and OpenBLAS), or set PYTHON"
 . "$root/scripts/find-java.sh"
 jclip_find_java || exit 1
 if ! ls /usr/lib/x86_64-linux-gnu/openblas*/libopenblas*.so* >/dev/null 2>&1 && [ "$only" != ort ]; then
-  echo "run.sh: WARNING: no OpenBLAS found; Debian's PyTorch then runs fp32 GEMMs on the reference BLAS (~10x slower): apt-get install -y libopenblas0-openmp" >&2
+  echo "run.sh: WARNING: no OpenBLAS found; Debian's PyTorch then runs fp32 GEMMs on the reference BLAS (~10x slower): scripts/peers/setup.sh installs it" >&2
 fi
 
 mkdir -p "$peers"

@@ -36,9 +36,9 @@ import java.util.Random;
  * Warm-up, then the median of repetitions and the spread; one JSON object per line on standard
  * output and the whole report in {@code --json FILE}.
  *
- * <p>Run: {@code scripts/peers/run.sh} (both peers), or after {@code ./mvnw test-compile}: {@code
- * java -cp target/classes:target/test-classes:$(cat target/peers/classpath)
- * dev.jclip.peers.OrtPeerBench --peers target/peers --batch 1,8,32 --threads 2 --json FILE}.
+ * <p>Run: {@code scripts/peers/run.sh --only ort} (it exports the model, builds the test classes
+ * and puts ONNX Runtime on the class path). Options: {@code --peers DIR --batch 1,8,32 --threads 2
+ * --json FILE --min-seconds 3 --min-reps 5 --spin --check-tolerance 1e-4}.
  */
 public final class OrtPeerBench {
   static final long SOT = 49406;
