@@ -41,7 +41,7 @@ class CudaGoldenParityTest {
   void modelMatchesGoldenOnTheGpu(Path dir) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
     try (CudaBackend backend = new CudaBackend(device)) {
-      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32_GPU);
+      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32);
     }
   }
 
