@@ -129,34 +129,29 @@ public final class DeviceBuffer implements Backend.Buffer {
    */
   public DeviceBuffer upload(float[] data, CudaStream stream) {
     try (FloatPointer host = new FloatPointer(data)) {
-      long n = 4L * data.length;
-      checkFits(n);
-      device.makeCurrent();
-      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
-      return this;
+      return copyIn(host, 4L * data.length, stream);
     }
   }
 
   /** Copies int32 values to the start of this buffer in {@code stream}'s order. */
   public DeviceBuffer upload(int[] data, CudaStream stream) {
     try (IntPointer host = new IntPointer(data)) {
-      long n = 4L * data.length;
-      checkFits(n);
-      device.makeCurrent();
-      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
-      return this;
+      return copyIn(host, 4L * data.length, stream);
     }
   }
 
   /** Copies 16-bit values to the start of this buffer in {@code stream}'s order. */
   public DeviceBuffer upload(short[] data, CudaStream stream) {
     try (ShortPointer host = new ShortPointer(data)) {
-      long n = 2L * data.length;
-      checkFits(n);
-      device.makeCurrent();
-      check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
-      return this;
+      return copyIn(host, 2L * data.length, stream);
     }
+  }
+
+  private DeviceBuffer copyIn(Pointer host, long n, CudaStream stream) {
+    checkFits(n);
+    device.makeCurrent();
+    check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+    return this;
   }
 
   /** Copies the first {@code n} floats after the work queued on {@code stream}; returns when they are here. */
