@@ -522,7 +522,11 @@ public final class InputSources {
             break;
           }
           if (e.getSize() > Integer.MAX_VALUE - 16) throw new IOException(e.getName() + ": member of " + e.getSize() + " bytes is too large");
-          members.put(extension(e.getName()), tar.readNBytes((int) e.getSize()));
+          byte[] content = tar.readNBytes((int) e.getSize());
+          if (content.length != e.getSize()) {
+            throw new IOException(e.getName() + " is truncated (" + content.length + " of " + e.getSize() + " bytes)");
+          }
+          members.put(extension(e.getName()), content);
         }
         e = tar.getNextEntry();
       }

@@ -320,4 +320,41 @@ class EmbedJobTest {
     assertTrue(errs.get(1).contains("4 fields, the header has 3"), errs.get(1));
     assertFalse(Files.exists(out.resolve("img_emb/img_emb_1.npy")));
   }
+
+  @Test
+  void webdatasetTarJobUsesKeysCaptionsAndCarriesJsonFields() throws Exception {
+    Path t = tmp.resolve("shard-000.tar");
+    try (var os = Files.newOutputStream(t);
+        var tar = new org.apache.commons.compress.archivers.tar.TarArchiveOutputStream(os)) {
+      for (int i = 0; i < 12; i++) {
+        String key = String.format("%09d", i);
+        byte[] img = i == 5 ? new byte[] {1, 2, 3} : Files.readAllBytes(corpus.resolve(GOOD_FILES.get(i)));
+        String ext = GOOD_FILES.get(i).substring(GOOD_FILES.get(i).lastIndexOf('.') + 1);
+        Object[][] members = {
+          {key + "." + ext, img},
+          {key + ".txt", ("caption " + i).getBytes()},
+          {key + ".json", ("{\"key\": \"" + key + "\", \"url\": \"http://h/" + i + "\", \"status\": \"success\"}").getBytes()}
+        };
+        for (Object[] m : members) {
+          var e = new org.apache.commons.compress.archivers.tar.TarArchiveEntry((String) m[0]);
+          e.setSize(((byte[]) m[1]).length);
+          tar.putArchiveEntry(e);
+          tar.write((byte[]) m[1]);
+          tar.closeArchiveEntry();
+        }
+      }
+    }
+    Path out = tmp.resolve("wds");
+    EmbedJob.Result r = EmbedJob.run(options(t.toString(), out, 4, 100), new TestEncoder(R, 0));
+    assertEquals(11, r.embedded());
+    ParquetReference.Table meta = ParquetReference.read(out.resolve("metadata/metadata_0.parquet"));
+    assertEquals(List.of("key", "caption", "width", "height", "url", "status"), meta.columnNames());
+    assertEquals("000000006", meta.rows().get(5).get(0));
+    assertEquals("caption 6", meta.rows().get(5).get(1));
+    assertEquals("http://h/6", meta.rows().get(5).get(4));
+    assertEquals(11, readNpy(out.resolve("text_emb/text_emb_0.npy")).length);
+    List<String> errs = Files.readAllLines(out.resolve("errors.jsonl"));
+    assertEquals(1, errs.size());
+    assertTrue(errs.get(0).contains("\"key\":\"000000005\""), errs.get(0));
+  }
 }
