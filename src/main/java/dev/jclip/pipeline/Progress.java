@@ -28,7 +28,9 @@ final class Progress {
   Progress(Mode mode, PrintStream out, long total) {
     this.out = out;
     this.total = total;
-    Mode m = mode == Mode.AUTO ? (System.console() != null ? Mode.BAR : Mode.LINES) : mode;
+    // Since JDK 22 System.console() is non-null even when redirected; isTerminal() tells.
+    java.io.Console console = System.console();
+    Mode m = mode == Mode.AUTO ? (console != null && console.isTerminal() ? Mode.BAR : Mode.LINES) : mode;
     this.bar = m == Mode.BAR;
     this.silent = m == Mode.NONE;
   }

@@ -221,9 +221,11 @@ class EmbedJobTest {
     Path resumed = tmp.resolve("resumed");
     SplittableRandom rnd = new SplittableRandom(System.nanoTime());
     int kills = 0;
+    // The child sleeps 60 ms per batch of 8, so a whole run takes over 3 s after JVM start-up and
+    // each attempt below, killed within 1.5 s, gets through at most a few of the 9 shards.
     for (int attempt = 0; attempt < 4; attempt++) {
       Process p = child(list, resumed);
-      long waitMs = 300 + rnd.nextInt(2500);
+      long waitMs = 300 + rnd.nextInt(1200);
       if (p.waitFor(waitMs, TimeUnit.MILLISECONDS)) break; // finished before the kill
       p.destroyForcibly();
       p.waitFor();
@@ -241,7 +243,7 @@ class EmbedJobTest {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
     return new ProcessBuilder(
             java, "-cp", System.getProperty("java.class.path"), EmbedJobChildMain.class.getName(),
-            list.toString(), out.toString(), "8", "40", "25")
+            list.toString(), out.toString(), "8", "40", "60")
         .redirectErrorStream(true)
         .start();
   }
@@ -356,5 +358,58 @@ class EmbedJobTest {
     List<String> errs = Files.readAllLines(out.resolve("errors.jsonl"));
     assertEquals(1, errs.size());
     assertTrue(errs.get(0).contains("\"key\":\"000000005\""), errs.get(0));
+  }
+
+  @Test
+  void aFailingModelStopsTheJobWithItsErrorAndTheRerunCompletesIt() throws Exception {
+    Path list = tmp.resolve("f.txt");
+    Files.write(list, GOOD_FILES.subList(0, 100).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path reference = tmp.resolve("fref");
+    EmbedJob.run(options(list.toString(), reference, 8, 16), new TestEncoder(R, 0));
+    Path out = tmp.resolve("fout");
+    BatchEncoder failing =
+        new BatchEncoder() {
+          final TestEncoder inner = new TestEncoder(R, 0);
+          int calls;
+
+          @Override
+          public int embedDim() {
+            return inner.embedDim();
+          }
+
+          @Override
+          public int imageSize() {
+            return R;
+          }
+
+          @Override
+          public String name() {
+            return inner.name();
+          }
+
+          @Override
+          public void encodeImages(float[] pixels, int count, float[] o) {
+            if (++calls == 7) throw new IllegalStateException("device lost");
+            inner.encodeImages(pixels, count, o);
+          }
+
+          @Override
+          public void encodeTexts(List<String> texts, float[] o) {}
+        };
+    IllegalStateException e =
+        assertThrows(IllegalStateException.class, () -> EmbedJob.run(options(list.toString(), out, 8, 16), failing));
+    assertEquals("device lost", e.getMessage());
+    // Batches 1-6 hold 48 inputs, shards 0-2 (16 each): those may have been committed before the
+    // failure stopped the writer, nothing after them.
+    long committed;
+    try (Stream<Path> m = Files.list(out.resolve("metadata"))) {
+      committed = m.filter(f -> f.getFileName().toString().startsWith("metadata_")).count();
+    }
+    assertTrue(committed <= 3, committed + " shards committed");
+    assertFalse(Files.exists(out.resolve("metadata/metadata_3.parquet")));
+    assertFalse(Files.exists(out.resolve("job.json")));
+    EmbedJob.Result r = EmbedJob.run(options(list.toString(), out, 8, 16), new TestEncoder(R, 0));
+    assertEquals(committed, r.shardsSkipped());
+    assertSameTree(reference, out);
   }
 }
