@@ -719,7 +719,7 @@ public final class EmbedJob {
 
   private static String summary(Map<String, Double> t, long items, long embedded, long errors) {
     StringBuilder s = new StringBuilder();
-    s.append(String.format(java.util.Locale.ROOT, "embed: %d items, %d embedded, %d errors in %.1f s%n", items, embedded, errors, t.get("wall_s")));
+    s.append(String.format(java.util.Locale.ROOT, "embed: %d items, %d embedded, %d skipped (see errors.jsonl) in %.1f s%n", items, embedded, errors, t.get("wall_s")));
     s.append("where the time went (decode and preprocess are CPU seconds summed over the workers):\n");
     Iterator<Map.Entry<String, Double>> it = t.entrySet().iterator();
     while (it.hasNext()) {
