@@ -72,10 +72,15 @@ class EmbedJobTest {
       int base = rnd.nextInt(0xffffff);
       for (int y = 0; y < h; y++) for (int x = 0; x < w; x++) im.setRGB(x, y, base ^ (x * 37 + y * 11));
       boolean jpeg = rnd.nextBoolean();
-      String rel = String.format("d%02d/img_%05d.%s", i % 17, i, jpeg ? "jpg" : "png");
+      boolean cmyk = i % 97 == 3;
+      String rel = String.format("d%02d/img_%05d.%s", i % 17, i, jpeg || cmyk ? "jpg" : "png");
       Path f = corpus.resolve(rel);
       Files.createDirectories(f.getParent());
-      ImageIO.write(im, jpeg ? "jpg" : "png", f.toFile());
+      if (cmyk) {
+        writeCmykJpeg(w, h, base, f);
+      } else {
+        ImageIO.write(im, jpeg ? "jpg" : "png", f.toFile());
+      }
       GOOD_FILES.add(rel);
     }
     byte[] sampleJpeg = Files.readAllBytes(corpus.resolve(GOOD_FILES.stream().filter(s -> s.endsWith(".jpg")).findFirst().orElseThrow()));
@@ -97,6 +102,19 @@ class EmbedJobTest {
       bad(String.format("d%02d/notes_%d.md", i, i), ("# not an image " + i).getBytes(), "not a recognised image format");
     }
     GOOD_FILES.sort(null);
+  }
+
+  /** A 4-channel JPEG without colour conversion: decoded as CMYK (as Pillow opens such files). */
+  private static void writeCmykJpeg(int w, int h, int seed, Path f) throws IOException {
+    java.awt.image.WritableRaster r = java.awt.image.Raster.createInterleavedRaster(java.awt.image.DataBuffer.TYPE_BYTE, w, h, 4, null);
+    for (int y = 0; y < h; y++) for (int x = 0; x < w; x++) r.setPixel(x, y, new int[] {(x * 9 + seed) & 255, y * 5 & 255, (seed >> 8) & 255, 40});
+    javax.imageio.ImageWriter wr = ImageIO.getImageWritersByFormatName("jpeg").next();
+    try (javax.imageio.stream.ImageOutputStream os = ImageIO.createImageOutputStream(f.toFile())) {
+      wr.setOutput(os);
+      wr.write(null, new javax.imageio.IIOImage(r, null, null), wr.getDefaultWriteParam());
+    } finally {
+      wr.dispose();
+    }
   }
 
   private static void bad(String rel, byte[] content, String reason) throws IOException {
@@ -156,6 +174,7 @@ class EmbedJobTest {
     ClipPreprocessor pre = new ClipPreprocessor(R);
     TestEncoder enc = new TestEncoder(R, 0);
     List<String> seen = new ArrayList<>();
+    int cmykSeen = 0;
     for (int n = 0; n < shards; n++) {
       float[][] emb = readNpy(out.resolve("img_emb/img_emb_" + n + ".npy"));
       ParquetReference.Table meta = ParquetReference.read(out.resolve("metadata/metadata_" + n + ".parquet"));
@@ -168,6 +187,7 @@ class EmbedJobTest {
         seen.add(rel);
         // The expected row, computed independently of the pipeline's threads and buffers.
         var im = dec.decode(corpus.resolve(rel));
+        if (im.mode() == dev.jclip.image.DecodedImage.Mode.CMYK) cmykSeen++;
         assertEquals(im.width(), meta.rows().get(i).get(1));
         assertEquals(im.height(), meta.rows().get(i).get(2));
         float[] px = new float[3 * R * R];
@@ -180,6 +200,7 @@ class EmbedJobTest {
       }
     }
     assertEquals(GOOD_FILES, seen, "every good image exactly once, in input order");
+    assertTrue(cmykSeen >= 20, cmykSeen + " CMYK JPEGs embedded");
 
     ObjectMapper m = new ObjectMapper();
     List<String> errLines = Files.readAllLines(out.resolve("errors.jsonl"));
