@@ -223,34 +223,55 @@ public final class EmbedJob {
   private static final Pattern META_FILE = Pattern.compile("metadata_(\\d+)\\.parquet");
 
   private final Options o;
+  /** The first model: its sizes and name describe the job. */
   private final BatchEncoder encoder;
+  /** One model per device (e.g. per GPU with --device cuda:all); each runs on its own thread. */
+  private final List<BatchEncoder> encoders;
   private final Layout out;
   private final ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
   private final ObjectMapper jsonLine = new ObjectMapper();
   private final AtomicReference<Throwable> failure = new AtomicReference<>();
   private final LongAdder decodeNanos = new LongAdder();
   private final LongAdder preprocessNanos = new LongAdder();
-  private long encodeNanos;
-  private long encoderWaitNanos;
+  private final LongAdder encodeNanos = new LongAdder();
+  private final LongAdder encoderWaitNanos = new LongAdder();
   private long writeNanos;
 
-  private EmbedJob(Options o, BatchEncoder encoder) {
+  private EmbedJob(Options o, List<BatchEncoder> encoders) {
     this.o = o;
-    this.encoder = encoder;
+    this.encoders = List.copyOf(encoders);
+    this.encoder = encoders.get(0);
+    for (BatchEncoder b : encoders) {
+      if (b.embedDim() != encoder.embedDim() || b.imageSize() != encoder.imageSize()) {
+        throw new IllegalArgumentException("all encoders must have the same embedding size and resolution");
+      }
+    }
     this.out = new Layout(o.output);
   }
 
   /** Runs (or resumes) the job described by {@code options} with {@code encoder} as the model. */
   public static Result run(Options options, BatchEncoder encoder) throws IOException, InterruptedException {
+    return run(options, List.of(encoder));
+  }
+
+  /**
+   * Runs the job with several copies of the model (one per GPU): each takes the next completed
+   * batch, and the writer puts the results back in input order, so the output is the same as with
+   * one encoder.
+   */
+  public static Result run(Options options, List<BatchEncoder> encoders) throws IOException, InterruptedException {
     Objects.requireNonNull(options.input, "input");
     Objects.requireNonNull(options.output, "output");
-    return new EmbedJob(options, encoder).run();
+    if (encoders.isEmpty()) throw new IllegalArgumentException("no encoder");
+    return new EmbedJob(options, encoders).run();
   }
 
   /** One batch: a run of consecutive inputs of one shard in one pooled pixel buffer. */
   private static final class Batch {
     final int shard;
     final float[] pixels;
+    /** Position in the job's sequence of batches: the writer's order. */
+    long seq;
     final List<InputItem> items = new ArrayList<>();
     String[] errors;
     int[] width;
@@ -304,18 +325,24 @@ public final class EmbedJob {
               });
       ticker.scheduleAtFixedRate(() -> progress.report(false), o.progressIntervalMillis, o.progressIntervalMillis, TimeUnit.MILLISECONDS);
 
-      BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(o.bufferedBatches);
-      for (int i = 0; i < o.bufferedBatches; i++) pool.add(new float[o.batchSize * floatsPerImage]);
-      BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(o.bufferedBatches + 1);
-      BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(2);
+      int k = encoders.size();
+      // Each model holds one buffer while it runs; the rest are being filled by the workers.
+      int buffers = Math.max(o.bufferedBatches, k + 2);
+      BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
+      for (int i = 0; i < buffers; i++) pool.add(new float[o.batchSize * floatsPerImage]);
+      BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
+      BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(k + 1);
       ExecutorService workers = Executors.newFixedThreadPool(o.workers, daemon("embed-decode"));
       ThreadLocal<ClipPreprocessor> pre = ThreadLocal.withInitial(() -> new ClipPreprocessor(r));
       ImageDecoder decoder = new ImageDecoder(o.maxPixels);
       Thread feeder = Thread.currentThread();
 
-      Thread enc = daemon("embed-encode").newThread(() -> guard(feeder, () -> encodeLoop(toEncode, toWrite, pool, captions, e, floatsPerImage)));
-      Thread wr = daemon("embed-write").newThread(() -> guard(feeder, () -> writeLoop(toWrite, source, captions, e, progress)));
-      enc.start();
+      List<Thread> enc = new ArrayList<>();
+      for (BatchEncoder model : encoders) {
+        enc.add(daemon("embed-encode").newThread(() -> guard(feeder, () -> encodeLoop(model, toEncode, toWrite, pool, captions, e, floatsPerImage))));
+      }
+      Thread wr = daemon("embed-write").newThread(() -> guard(feeder, () -> writeLoop(toWrite, source, captions, e, progress, k)));
+      enc.forEach(Thread::start);
       wr.start();
       try {
         Batch batch = null;
@@ -343,14 +370,14 @@ public final class EmbedJob {
           batch.lastOfShard = true;
           closeBatch(batch, toEncode);
         }
-        toEncode.put(END);
+        for (int i = 0; i < k; i++) toEncode.put(END);
         wr.join();
       } catch (InterruptedException | IOException ex) {
         // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
         if (failure.get() == null) throw ex;
       } finally {
         workers.shutdownNow();
-        enc.interrupt();
+        enc.forEach(Thread::interrupt);
         wr.interrupt();
         ticker.shutdownNow();
       }
@@ -370,7 +397,10 @@ public final class EmbedJob {
     return pool.take();
   }
 
+  private long batches;
+
   private void closeBatch(Batch b, BlockingQueue<Batch> toEncode) throws InterruptedException {
+    b.seq = batches++;
     toEncode.put(b);
     b.release();
   }
@@ -426,6 +456,7 @@ public final class EmbedJob {
   }
 
   private void encodeLoop(
+      BatchEncoder model,
       BlockingQueue<Batch> in, BlockingQueue<Encoded> outQ, BlockingQueue<float[]> pool, boolean captions, int e, int fpi)
       throws InterruptedException {
     while (true) {
@@ -436,7 +467,7 @@ public final class EmbedJob {
         return;
       }
       b.done.await();
-      encoderWaitNanos += System.nanoTime() - w;
+      encoderWaitNanos.add(System.nanoTime() - w);
       // Compact the good images to the front so that the model sees a dense batch.
       int good = 0;
       List<String> texts = new ArrayList<>();
@@ -450,10 +481,10 @@ public final class EmbedJob {
       float[] txt = captions ? new float[good * e] : null;
       long t = System.nanoTime();
       if (good > 0) {
-        encoder.encodeImages(b.pixels, good, img);
-        if (captions) encoder.encodeTexts(texts, txt);
+        model.encodeImages(b.pixels, good, img);
+        if (captions) model.encodeTexts(texts, txt);
       }
-      encodeNanos += System.nanoTime() - t;
+      encodeNanos.add(System.nanoTime() - t);
       pool.put(b.pixels);
       normalize(img, e);
       if (txt != null) normalize(txt, e);
@@ -491,42 +522,57 @@ public final class EmbedJob {
     }
   }
 
-  private void writeLoop(BlockingQueue<Encoded> in, InputSource source, boolean captions, int e, Progress progress)
+  private void writeLoop(BlockingQueue<Encoded> in, InputSource source, boolean captions, int e, Progress progress, int models)
       throws Exception {
     ShardState s = null;
+    // With several models, batches finish out of order: hold them until their turn.
+    TreeMap<Long, Encoded> early = new TreeMap<>();
+    long next = 0;
+    int ended = 0;
     try {
       while (true) {
-        Encoded enc = in.take();
-        if (enc == END_ENCODED) return;
-        long t = System.nanoTime();
-        Batch b = enc.batch();
-        if (s == null) s = new ShardState(b.shard, captions, e);
-        s.img.writeRows(enc.img(), 0, enc.good());
-        if (s.text != null) s.text.writeRows(enc.text(), 0, enc.good());
-        for (int i = 0; i < b.items.size(); i++) {
-          InputItem it = b.items.get(i);
-          s.items++;
-          if (b.errors[i] != null) {
-            ObjectNode line = jsonLine.createObjectNode();
-            line.put("index", it.index());
-            line.put(source.idColumn(), it.id());
-            line.put("shard", b.shard);
-            line.put("error", b.errors[i]);
-            s.errors.append(jsonLine.writeValueAsString(line)).append('\n');
-            s.errorCount++;
-            progress.errors.incrementAndGet();
-          } else {
-            s.rows.add(new Object[] {it.id(), it.caption(), b.width[i], b.height[i]});
-            s.extras.add(it.extra());
-            for (String k : it.extra().keySet()) if (!InputSources.reservedColumns().contains(k)) s.extraColumns.add(k);
+        Encoded got = in.take();
+        if (got == END_ENCODED) {
+          if (++ended == models) {
+            if (!early.isEmpty()) throw new IllegalStateException("batches " + early.keySet() + " never written");
+            return;
           }
-          progress.done.incrementAndGet();
+          continue;
         }
-        if (b.lastOfShard) {
-          commit(s, source, captions);
-          s = null;
+        early.put(got.batch().seq, got);
+        Encoded enc;
+        while ((enc = early.remove(next)) != null) {
+          next++;
+          long t = System.nanoTime();
+          Batch b = enc.batch();
+          if (s == null) s = new ShardState(b.shard, captions, e);
+          s.img.writeRows(enc.img(), 0, enc.good());
+          if (s.text != null) s.text.writeRows(enc.text(), 0, enc.good());
+          for (int i = 0; i < b.items.size(); i++) {
+            InputItem it = b.items.get(i);
+            s.items++;
+            if (b.errors[i] != null) {
+              ObjectNode line = jsonLine.createObjectNode();
+              line.put("index", it.index());
+              line.put(source.idColumn(), it.id());
+              line.put("shard", b.shard);
+              line.put("error", b.errors[i]);
+              s.errors.append(jsonLine.writeValueAsString(line)).append('\n');
+              s.errorCount++;
+              progress.errors.incrementAndGet();
+            } else {
+              s.rows.add(new Object[] {it.id(), it.caption(), b.width[i], b.height[i]});
+              s.extras.add(it.extra());
+              for (String k : it.extra().keySet()) if (!InputSources.reservedColumns().contains(k)) s.extraColumns.add(k);
+            }
+            progress.done.incrementAndGet();
+          }
+          if (b.lastOfShard) {
+            commit(s, source, captions);
+            s = null;
+          }
+          writeNanos += System.nanoTime() - t;
         }
-        writeNanos += System.nanoTime() - t;
       }
     } finally {
       if (s != null) {
@@ -681,8 +727,8 @@ public final class EmbedJob {
     Map<String, Double> timings = new LinkedHashMap<>();
     timings.put("decode_cpu_s", decodeNanos.sum() / 1e9);
     timings.put("preprocess_cpu_s", preprocessNanos.sum() / 1e9);
-    timings.put("encode_s", encodeNanos / 1e9);
-    timings.put("encoder_waiting_for_input_s", encoderWaitNanos / 1e9);
+    timings.put("encode_s", encodeNanos.sum() / 1e9);
+    timings.put("encoder_waiting_for_input_s", encoderWaitNanos.sum() / 1e9);
     timings.put("write_s", writeNanos / 1e9);
     timings.put("wall_s", (System.nanoTime() - t0) / 1e9);
 
@@ -707,6 +753,7 @@ public final class EmbedJob {
     // Everything that differs between an uninterrupted run and a resumed one lives under "run".
     ObjectNode run = job.putObject("run");
     run.put("workers", o.workers);
+    run.put("models", encoders.size());
     run.put("shards_written", shards.size() - skipped);
     run.put("shards_resumed", skipped);
     ObjectNode t = run.putObject("timings");

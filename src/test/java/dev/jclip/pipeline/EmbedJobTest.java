@@ -433,4 +433,21 @@ class EmbedJobTest {
     assertEquals(committed, r.shardsSkipped());
     assertSameTree(reference, out);
   }
+
+  @Test
+  void severalModelsGiveTheSameOutputAsOne() throws Exception {
+    Path list = tmp.resolve("m.txt");
+    List<String> some = new ArrayList<>(GOOD_FILES.subList(0, 200));
+    some.addAll(BAD.keySet());
+    some.sort(null);
+    Files.write(list, some.stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path one = tmp.resolve("one");
+    EmbedJob.run(options(list.toString(), one, 4, 50), new TestEncoder(R, 0));
+    Path three = tmp.resolve("three");
+    // Different speeds make the models finish batches out of order.
+    EmbedJob.Result r =
+        EmbedJob.run(options(list.toString(), three, 4, 50), List.of(new TestEncoder(R, 0), new TestEncoder(R, 7), new TestEncoder(R, 3)));
+    assertEquals(200, r.embedded());
+    assertSameTree(one, three);
+  }
 }
