@@ -1,0 +1,778 @@
+package dev.jclip.pipeline;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jclip.image.ClipPreprocessor;
+import dev.jclip.image.DecodedImage;
+import dev.jclip.image.ImageDecodeException;
+import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.DType;
+import dev.jclip.io.NpyWriter;
+import dev.jclip.io.ParquetWriter;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.stream.Stream;
+
+/**
+ * A batch embedding job in clip-retrieval's output layout, resumable after a crash; the engine of
+ * {@code jclip embed} (see docs/pipeline.md).
+ *
+ * <pre>{@code
+ * EmbedJob.Options o = new EmbedJob.Options().input("images/").output(Path.of("out"))
+ *     .batchSize(256).workers(8).shardSize(100_000).dtype(EmbedJob.Dtype.FLOAT16);
+ * EmbedJob.Result r = EmbedJob.run(o, encoder);   // encoder: a BatchEncoder over the model
+ * }</pre>
+ *
+ * <p>Stages: the calling thread reads the source and forms batches (each in one pooled pixel
+ * buffer: the pool size bounds memory and is the backpressure), a pool of workers decodes and
+ * preprocesses into the buffers, one encoder thread runs the model on completed batches in input
+ * order, one writer thread writes shards. A shard is committed by renaming its metadata parquet,
+ * the last of its files; a re-run skips committed shards and redoes the others.
+ */
+public final class EmbedJob {
+  public enum Dtype {
+    FLOAT16(DType.F16),
+    FLOAT32(DType.F32);
+
+    final DType dtype;
+
+    Dtype(DType d) {
+      this.dtype = d;
+    }
+
+    /** "float16" / "float32" as on the command line. */
+    public static Dtype parse(String s) {
+      return switch (s.toLowerCase(java.util.Locale.ROOT)) {
+        case "float16", "f16", "fp16", "half" -> FLOAT16;
+        case "float32", "f32", "fp32", "float" -> FLOAT32;
+        default -> throw new IllegalArgumentException("--dtype must be float16 or float32, not '" + s + "'");
+      };
+    }
+  }
+
+  /** The command line's options (see {@code jclip embed --help} once wired). */
+  public static final class Options {
+    String input;
+    Path output;
+    int batchSize = 256;
+    int workers = Math.max(1, Runtime.getRuntime().availableProcessors());
+    int shardSize = 100_000;
+    Dtype dtype = Dtype.FLOAT16;
+    String imageColumn;
+    String captionColumn;
+    String modelName;
+    String modelSha256;
+    String precision;
+    Progress.Mode progress = Progress.Mode.AUTO;
+    long progressIntervalMillis = 10_000;
+    long maxPixels = ImageDecoder.DEFAULT_MAX_PIXELS;
+    int bufferedBatches = 3;
+    PrintStream log = System.err;
+
+    public Options input(String v) {
+      input = v;
+      return this;
+    }
+
+    public Options output(Path v) {
+      output = v;
+      return this;
+    }
+
+    public Options batchSize(int v) {
+      batchSize = positive("--batch-size", v);
+      return this;
+    }
+
+    public Options workers(int v) {
+      workers = positive("--workers", v);
+      return this;
+    }
+
+    public Options shardSize(int v) {
+      shardSize = positive("--shard-size", v);
+      return this;
+    }
+
+    public Options dtype(Dtype v) {
+      dtype = Objects.requireNonNull(v);
+      return this;
+    }
+
+    public Options imageColumn(String v) {
+      imageColumn = v;
+      return this;
+    }
+
+    public Options captionColumn(String v) {
+      captionColumn = v;
+      return this;
+    }
+
+    /** Model name and the checkpoint's SHA-256 (may be null), recorded in job.json. */
+    public Options model(String name, String sha256) {
+      modelName = name;
+      modelSha256 = sha256;
+      return this;
+    }
+
+    public Options precision(String v) {
+      precision = v;
+      return this;
+    }
+
+    /** "auto" (bar on a terminal, lines otherwise), "bar", "lines" or "none". */
+    public Options progress(String mode, long intervalMillis) {
+      progress = Progress.Mode.valueOf(mode.toUpperCase(java.util.Locale.ROOT));
+      progressIntervalMillis = Math.max(50, intervalMillis);
+      return this;
+    }
+
+    public Options maxPixels(long v) {
+      maxPixels = v;
+      return this;
+    }
+
+    /** Pixel buffers in flight (≥ 2): one being encoded, the others being filled. */
+    public Options bufferedBatches(int v) {
+      bufferedBatches = Math.max(2, v);
+      return this;
+    }
+
+    public Options log(PrintStream v) {
+      log = Objects.requireNonNull(v);
+      return this;
+    }
+
+    private static int positive(String name, int v) {
+      if (v <= 0) throw new IllegalArgumentException(name + " must be positive, got " + v);
+      return v;
+    }
+  }
+
+  /** What a run did. Timings are in seconds; decode and preprocess sum the workers' CPU time. */
+  public record Result(
+      long items, long embedded, long errors, int shards, int shardsSkipped, Map<String, Double> timings) {}
+
+  /** Files of one output directory. */
+  static final class Layout {
+    final Path root;
+    final Path img;
+    final Path text;
+    final Path meta;
+    final Path work;
+
+    Layout(Path root) {
+      this.root = root;
+      img = root.resolve("img_emb");
+      text = root.resolve("text_emb");
+      meta = root.resolve("metadata");
+      work = root.resolve(".jclip");
+    }
+
+    Path imgFile(int n) {
+      return img.resolve("img_emb_" + n + ".npy");
+    }
+
+    Path textFile(int n) {
+      return text.resolve("text_emb_" + n + ".npy");
+    }
+
+    Path metaFile(int n) {
+      return meta.resolve("metadata_" + n + ".parquet");
+    }
+
+    Path errorsFile(int n) {
+      return work.resolve("errors_" + n + ".jsonl");
+    }
+
+    Path countsFile(int n) {
+      return work.resolve("shard_" + n + ".json");
+    }
+  }
+
+  private static final Pattern SHARD_FILE = Pattern.compile("(?:img_emb|text_emb|metadata|errors|shard)_(\\d+)\\.(?:npy|parquet|jsonl|json)");
+  private static final Pattern META_FILE = Pattern.compile("metadata_(\\d+)\\.parquet");
+
+  private final Options o;
+  /** The first model: its sizes and name describe the job. */
+  private final BatchEncoder encoder;
+  /** One model per device (e.g. per GPU with --device cuda:all); each runs on its own thread. */
+  private final List<BatchEncoder> encoders;
+  private final Layout out;
+  private final ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
+  private final ObjectMapper jsonLine = new ObjectMapper();
+  private final AtomicReference<Throwable> failure = new AtomicReference<>();
+  private final LongAdder decodeNanos = new LongAdder();
+  private final LongAdder preprocessNanos = new LongAdder();
+  private final LongAdder encodeNanos = new LongAdder();
+  private final LongAdder encoderWaitNanos = new LongAdder();
+  private long writeNanos;
+
+  private EmbedJob(Options o, List<BatchEncoder> encoders) {
+    this.o = o;
+    this.encoders = List.copyOf(encoders);
+    this.encoder = encoders.get(0);
+    for (BatchEncoder b : encoders) {
+      if (b.embedDim() != encoder.embedDim() || b.imageSize() != encoder.imageSize()) {
+        throw new IllegalArgumentException("all encoders must have the same embedding size and resolution");
+      }
+    }
+    this.out = new Layout(o.output);
+  }
+
+  /** Runs (or resumes) the job described by {@code options} with {@code encoder} as the model. */
+  public static Result run(Options options, BatchEncoder encoder) throws IOException, InterruptedException {
+    return run(options, List.of(encoder));
+  }
+
+  /**
+   * Runs the job with several copies of the model (one per GPU): each takes the next completed
+   * batch, and the writer puts the results back in input order, so the output is the same as with
+   * one encoder.
+   */
+  public static Result run(Options options, List<BatchEncoder> encoders) throws IOException, InterruptedException {
+    Objects.requireNonNull(options.input, "input");
+    Objects.requireNonNull(options.output, "output");
+    if (encoders.isEmpty()) throw new IllegalArgumentException("no encoder");
+    return new EmbedJob(options, encoders).run();
+  }
+
+  /** One batch: a run of consecutive inputs of one shard in one pooled pixel buffer. */
+  private static final class Batch {
+    final int shard;
+    final float[] pixels;
+    /** Position in the job's sequence of batches: the writer's order. */
+    long seq;
+    final List<InputItem> items = new ArrayList<>();
+    String[] errors;
+    int[] width;
+    int[] height;
+    boolean lastOfShard;
+    /** Items still being decoded, plus one while the batch is open for more. */
+    final AtomicInteger pending = new AtomicInteger(1);
+    final CountDownLatch done = new CountDownLatch(1);
+
+    Batch(int shard, float[] pixels, int capacity) {
+      this.shard = shard;
+      this.pixels = pixels;
+      errors = new String[capacity];
+      width = new int[capacity];
+      height = new int[capacity];
+    }
+
+    void release() {
+      if (pending.decrementAndGet() == 0) done.countDown();
+    }
+  }
+
+  /** What the encoder hands the writer. */
+  private record Encoded(Batch batch, float[] img, float[] text, int good) {}
+
+  private static final Batch END = new Batch(-1, null, 0);
+  private static final Encoded END_ENCODED = new Encoded(END, null, null, 0);
+
+  private Result run() throws IOException, InterruptedException {
+    long t0 = System.nanoTime();
+    int e = encoder.embedDim();
+    int r = encoder.imageSize();
+    int floatsPerImage = 3 * r * r;
+    try (InputSource source = InputSources.open(o.input, o.imageColumn, o.captionColumn)) {
+      boolean captions = source.hasCaptions();
+      Files.createDirectories(out.img);
+      Files.createDirectories(out.meta);
+      Files.createDirectories(out.work);
+      if (captions) Files.createDirectories(out.text);
+      checkParams(source, captions);
+      Set<Integer> complete = recover();
+      int skippedShards = complete.size();
+
+      Progress progress = new Progress(o.progress, o.log, source.size());
+      ScheduledExecutorService ticker =
+          Executors.newSingleThreadScheduledExecutor(
+              rr -> {
+                Thread t = new Thread(rr, "embed-progress");
+                t.setDaemon(true);
+                return t;
+              });
+      ticker.scheduleAtFixedRate(() -> progress.report(false), o.progressIntervalMillis, o.progressIntervalMillis, TimeUnit.MILLISECONDS);
+
+      int k = encoders.size();
+      // Each model holds one buffer while it runs; the rest are being filled by the workers.
+      int buffers = Math.max(o.bufferedBatches, k + 2);
+      BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
+      for (int i = 0; i < buffers; i++) pool.add(new float[o.batchSize * floatsPerImage]);
+      BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
+      BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(k + 1);
+      ExecutorService workers = Executors.newFixedThreadPool(o.workers, daemon("embed-decode"));
+      ThreadLocal<ClipPreprocessor> pre = ThreadLocal.withInitial(() -> new ClipPreprocessor(r));
+      ImageDecoder decoder = new ImageDecoder(o.maxPixels);
+      Thread feeder = Thread.currentThread();
+
+      List<Thread> enc = new ArrayList<>();
+      for (BatchEncoder model : encoders) {
+        enc.add(daemon("embed-encode").newThread(() -> guard(feeder, () -> encodeLoop(model, toEncode, toWrite, pool, captions, e, floatsPerImage))));
+      }
+      Thread wr = daemon("embed-write").newThread(() -> guard(feeder, () -> writeLoop(toWrite, source, captions, e, progress, k)));
+      enc.forEach(Thread::start);
+      wr.start();
+      try {
+        Batch batch = null;
+        InputItem item;
+        while ((item = source.next()) != null) {
+          int shard = Math.toIntExact(item.index() / o.shardSize);
+          if (complete.contains(shard)) {
+            progress.skipped.incrementAndGet();
+            continue;
+          }
+          if (batch != null && (batch.shard != shard || batch.items.size() == o.batchSize)) {
+            batch.lastOfShard = batch.shard != shard;
+            closeBatch(batch, toEncode);
+            batch = null;
+          }
+          if (batch == null) batch = new Batch(shard, take(pool), o.batchSize);
+          int slot = batch.items.size();
+          batch.items.add(item);
+          batch.pending.incrementAndGet();
+          Batch b = batch;
+          InputItem it = item;
+          workers.execute(() -> prepare(b, slot, it, decoder, pre.get(), floatsPerImage));
+        }
+        if (batch != null) {
+          batch.lastOfShard = true;
+          closeBatch(batch, toEncode);
+        }
+        for (int i = 0; i < k; i++) toEncode.put(END);
+        wr.join();
+      } catch (InterruptedException | IOException ex) {
+        // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
+        if (failure.get() == null) throw ex;
+      } finally {
+        workers.shutdownNow();
+        enc.forEach(Thread::interrupt);
+        wr.interrupt();
+        ticker.shutdownNow();
+      }
+      Throwable f = failure.get();
+      if (f != null) {
+        if (f instanceof IOException io) throw io;
+        if (f instanceof RuntimeException re) throw re;
+        if (f instanceof Error er) throw er;
+        throw new IOException(f);
+      }
+      progress.report(true);
+      return finish(source, skippedShards, t0);
+    }
+  }
+
+  private float[] take(BlockingQueue<float[]> pool) throws InterruptedException {
+    return pool.take();
+  }
+
+  private long batches;
+
+  private void closeBatch(Batch b, BlockingQueue<Batch> toEncode) throws InterruptedException {
+    b.seq = batches++;
+    toEncode.put(b);
+    b.release();
+  }
+
+  private interface Body {
+    void run() throws Exception;
+  }
+
+  /** Runs a stage; its first failure stops the job (the feeder is interrupted and rethrows it). */
+  private void guard(Thread feeder, Body body) {
+    try {
+      body.run();
+    } catch (InterruptedException e) {
+      // Stopped because another stage failed.
+    } catch (Throwable t) {
+      if (failure.compareAndSet(null, t)) feeder.interrupt();
+    }
+  }
+
+  private static java.util.concurrent.ThreadFactory daemon(String name) {
+    AtomicInteger n = new AtomicInteger();
+    return rr -> {
+      Thread t = new Thread(rr, name + "-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    };
+  }
+
+  /** Worker: decode and preprocess one input into its slot, or record why it cannot be used. */
+  private void prepare(Batch b, int slot, InputItem item, ImageDecoder decoder, ClipPreprocessor pre, int fpi) {
+    try {
+      if (item.error() != null) {
+        b.errors[slot] = item.error();
+        return;
+      }
+      long t = System.nanoTime();
+      DecodedImage im = item.bytes() != null ? decoder.decode(item.file(), item.bytes()) : decoder.decode(item.file());
+      long t1 = System.nanoTime();
+      decodeNanos.add(t1 - t);
+      pre.toTensor(im, b.pixels, slot * fpi);
+      preprocessNanos.add(System.nanoTime() - t1);
+      b.width[slot] = im.width();
+      b.height[slot] = im.height();
+    } catch (ImageDecodeException e) {
+      b.errors[slot] = e.getMessage();
+    } catch (RuntimeException e) {
+      b.errors[slot] = item.id() + ": cannot preprocess: " + e;
+    } catch (OutOfMemoryError e) {
+      b.errors[slot] = item.id() + ": not enough memory to decode";
+    } finally {
+      b.release();
+    }
+  }
+
+  private void encodeLoop(
+      BatchEncoder model,
+      BlockingQueue<Batch> in, BlockingQueue<Encoded> outQ, BlockingQueue<float[]> pool, boolean captions, int e, int fpi)
+      throws InterruptedException {
+    while (true) {
+      long w = System.nanoTime();
+      Batch b = in.take();
+      if (b == END) {
+        outQ.put(END_ENCODED);
+        return;
+      }
+      b.done.await();
+      encoderWaitNanos.add(System.nanoTime() - w);
+      // Compact the good images to the front so that the model sees a dense batch.
+      int good = 0;
+      List<String> texts = new ArrayList<>();
+      for (int i = 0; i < b.items.size(); i++) {
+        if (b.errors[i] != null) continue;
+        if (good != i) System.arraycopy(b.pixels, i * fpi, b.pixels, good * fpi, fpi);
+        if (captions) texts.add(b.items.get(i).caption() == null ? "" : b.items.get(i).caption());
+        good++;
+      }
+      float[] img = new float[good * e];
+      float[] txt = captions ? new float[good * e] : null;
+      long t = System.nanoTime();
+      if (good > 0) {
+        model.encodeImages(b.pixels, good, img);
+        if (captions) model.encodeTexts(texts, txt);
+      }
+      encodeNanos.add(System.nanoTime() - t);
+      pool.put(b.pixels);
+      normalize(img, e);
+      if (txt != null) normalize(txt, e);
+      outQ.put(new Encoded(b, img, txt, good));
+    }
+  }
+
+  /** L2-normalises each row of E floats in place (a zero row stays zero). */
+  static void normalize(float[] rows, int e) {
+    for (int off = 0; off < rows.length; off += e) {
+      double s = 0;
+      for (int k = 0; k < e; k++) s += (double) rows[off + k] * rows[off + k];
+      if (s == 0) continue;
+      float inv = (float) (1 / Math.sqrt(s));
+      for (int k = 0; k < e; k++) rows[off + k] *= inv;
+    }
+  }
+
+  /** Rows of one shard being written. */
+  private final class ShardState {
+    final int n;
+    final NpyWriter img;
+    final NpyWriter text;
+    final List<Object[]> rows = new ArrayList<>();
+    final List<Map<String, String>> extras = new ArrayList<>();
+    final Set<String> extraColumns = new LinkedHashSet<>();
+    final StringBuilder errors = new StringBuilder();
+    long items;
+    long errorCount;
+
+    ShardState(int n, boolean captions, int e) throws IOException {
+      this.n = n;
+      img = NpyWriter.create(out.imgFile(n), o.dtype.dtype, e);
+      text = captions ? NpyWriter.create(out.textFile(n), o.dtype.dtype, e) : null;
+    }
+  }
+
+  private void writeLoop(BlockingQueue<Encoded> in, InputSource source, boolean captions, int e, Progress progress, int models)
+      throws Exception {
+    ShardState s = null;
+    // With several models, batches finish out of order: hold them until their turn.
+    TreeMap<Long, Encoded> early = new TreeMap<>();
+    long next = 0;
+    int ended = 0;
+    try {
+      while (true) {
+        Encoded got = in.take();
+        if (got == END_ENCODED) {
+          if (++ended == models) {
+            if (!early.isEmpty()) throw new IllegalStateException("batches " + early.keySet() + " never written");
+            return;
+          }
+          continue;
+        }
+        early.put(got.batch().seq, got);
+        Encoded enc;
+        while ((enc = early.remove(next)) != null) {
+          next++;
+          long t = System.nanoTime();
+          Batch b = enc.batch();
+          if (s == null) s = new ShardState(b.shard, captions, e);
+          s.img.writeRows(enc.img(), 0, enc.good());
+          if (s.text != null) s.text.writeRows(enc.text(), 0, enc.good());
+          for (int i = 0; i < b.items.size(); i++) {
+            InputItem it = b.items.get(i);
+            s.items++;
+            if (b.errors[i] != null) {
+              ObjectNode line = jsonLine.createObjectNode();
+              line.put("index", it.index());
+              line.put(source.idColumn(), it.id());
+              line.put("shard", b.shard);
+              line.put("error", b.errors[i]);
+              s.errors.append(jsonLine.writeValueAsString(line)).append('\n');
+              s.errorCount++;
+              progress.errors.incrementAndGet();
+            } else {
+              s.rows.add(new Object[] {it.id(), it.caption(), b.width[i], b.height[i]});
+              s.extras.add(it.extra());
+              for (String k : it.extra().keySet()) if (!InputSources.reservedColumns().contains(k)) s.extraColumns.add(k);
+            }
+            progress.done.incrementAndGet();
+          }
+          if (b.lastOfShard) {
+            commit(s, source, captions);
+            s = null;
+          }
+          writeNanos += System.nanoTime() - t;
+        }
+      }
+    } finally {
+      if (s != null) {
+        s.img.close();
+        if (s.text != null) s.text.close();
+      }
+    }
+  }
+
+  /**
+   * Commit order: img_emb, text_emb, the shard's errors and counts (under .jclip/), then the
+   * metadata parquet, whose appearance marks the shard complete.
+   */
+  private void commit(ShardState s, InputSource source, boolean captions) throws IOException {
+    s.img.finish();
+    s.img.close();
+    if (s.text != null) {
+      s.text.finish();
+      s.text.close();
+    }
+    writeAtomically(out.errorsFile(s.n), s.errors.toString().getBytes(StandardCharsets.UTF_8));
+    Map<String, Object> counts = new LinkedHashMap<>();
+    counts.put("items", s.items);
+    counts.put("embedded", s.rows.size());
+    counts.put("errors", s.errorCount);
+    writeAtomically(out.countsFile(s.n), json.writeValueAsBytes(counts));
+    List<ParquetWriter.Column> cols = new ArrayList<>();
+    cols.add(ParquetWriter.Column.required(source.idColumn(), ParquetWriter.Type.STRING));
+    if (captions) cols.add(ParquetWriter.Column.optional("caption", ParquetWriter.Type.STRING));
+    cols.add(ParquetWriter.Column.required("width", ParquetWriter.Type.INT32));
+    cols.add(ParquetWriter.Column.required("height", ParquetWriter.Type.INT32));
+    for (String c : s.extraColumns) cols.add(ParquetWriter.Column.optional(c, ParquetWriter.Type.STRING));
+    try (ParquetWriter pw = ParquetWriter.create(out.metaFile(s.n), cols)) {
+      Object[] row = new Object[cols.size()];
+      for (int i = 0; i < s.rows.size(); i++) {
+        Object[] base = s.rows.get(i);
+        int c = 0;
+        row[c++] = base[0];
+        if (captions) row[c++] = base[1];
+        row[c++] = base[2];
+        row[c++] = base[3];
+        Map<String, String> ex = s.extras.get(i);
+        for (String k : s.extraColumns) row[c++] = ex.get(k);
+        pw.writeRow(row);
+      }
+      pw.finish();
+    }
+  }
+
+  /** Writes a file under a temporary sibling name and renames it into place. */
+  static void writeAtomically(Path target, byte[] content) throws IOException {
+    Path tmp = Files.createTempFile(target.getParent(), "." + target.getFileName(), ".tmp");
+    try {
+      try (var ch = java.nio.channels.FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+        var buf = java.nio.ByteBuffer.wrap(content);
+        while (buf.hasRemaining()) ch.write(buf);
+        ch.force(true);
+      }
+      try {
+        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+      } catch (AtomicMoveNotSupportedException e) {
+        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+      }
+    } catch (IOException | RuntimeException e) {
+      Files.deleteIfExists(tmp);
+      throw e;
+    }
+  }
+
+  /** Refuses to resume into a folder started with different options (the shards would not match). */
+  private void checkParams(InputSource source, boolean captions) throws IOException {
+    Map<String, Object> p = new LinkedHashMap<>();
+    p.put("input", o.input);
+    p.put("shard_size", o.shardSize);
+    p.put("dtype", o.dtype.name().toLowerCase(java.util.Locale.ROOT));
+    p.put("embed_dim", encoder.embedDim());
+    p.put("image_size", encoder.imageSize());
+    p.put("model", o.modelName == null ? encoder.name() : o.modelName);
+    p.put("model_sha256", o.modelSha256);
+    p.put("precision", o.precision);
+    p.put("captions", captions);
+    p.put("id_column", source.idColumn());
+    byte[] want = json.writeValueAsBytes(p);
+    Path f = out.work.resolve("params.json");
+    if (Files.exists(f)) {
+      byte[] have = Files.readAllBytes(f);
+      if (!java.util.Arrays.equals(have, want)) {
+        throw new IllegalArgumentException(
+            o.output + " holds a job started with other options:\n" + new String(have, StandardCharsets.UTF_8)
+                + "\nnow:\n" + new String(want, StandardCharsets.UTF_8)
+                + "\nre-run with the same options to resume, or choose a new output folder");
+      }
+    } else {
+      writeAtomically(f, want);
+    }
+  }
+
+  /**
+   * Makes the folder consistent after a crash: removes temporary files and every file of a shard
+   * whose metadata was not committed. Returns the committed shards.
+   */
+  private Set<Integer> recover() throws IOException {
+    Set<Integer> complete = new java.util.TreeSet<>();
+    for (Path f : list(out.meta)) {
+      Matcher m = META_FILE.matcher(f.getFileName().toString());
+      if (m.matches()) complete.add(Integer.parseInt(m.group(1)));
+    }
+    for (Path d : List.of(out.img, out.text, out.meta, out.work)) {
+      for (Path f : list(d)) {
+        String name = f.getFileName().toString();
+        if (name.startsWith(".") && name.endsWith(".tmp")) {
+          Files.deleteIfExists(f);
+          continue;
+        }
+        Matcher m = SHARD_FILE.matcher(name);
+        if (m.matches() && !complete.contains(Integer.parseInt(m.group(1)))) Files.deleteIfExists(f);
+      }
+    }
+    for (String name : List.of("errors.jsonl", "job.json")) Files.deleteIfExists(out.root.resolve(name));
+    return complete;
+  }
+
+  private static List<Path> list(Path dir) throws IOException {
+    if (!Files.isDirectory(dir)) return List.of();
+    try (Stream<Path> s = Files.list(dir)) {
+      return s.sorted().toList();
+    }
+  }
+
+  /** Merges the shards' errors in shard order and writes job.json. */
+  private Result finish(InputSource source, int skipped, long t0) throws IOException {
+    long wStart = System.nanoTime();
+    TreeMap<Integer, Path> shards = new TreeMap<>();
+    for (Path f : list(out.work)) {
+      Matcher m = Pattern.compile("shard_(\\d+)\\.json").matcher(f.getFileName().toString());
+      if (m.matches()) shards.put(Integer.parseInt(m.group(1)), f);
+    }
+    long items = 0;
+    long embedded = 0;
+    long errors = 0;
+    java.io.ByteArrayOutputStream merged = new java.io.ByteArrayOutputStream();
+    for (Map.Entry<Integer, Path> en : shards.entrySet()) {
+      var c = json.readTree(en.getValue().toFile());
+      items += c.get("items").asLong();
+      embedded += c.get("embedded").asLong();
+      errors += c.get("errors").asLong();
+      merged.write(Files.readAllBytes(out.errorsFile(en.getKey())));
+    }
+    writeAtomically(out.root.resolve("errors.jsonl"), merged.toByteArray());
+    writeNanos += System.nanoTime() - wStart;
+
+    Map<String, Double> timings = new LinkedHashMap<>();
+    timings.put("decode_cpu_s", decodeNanos.sum() / 1e9);
+    timings.put("preprocess_cpu_s", preprocessNanos.sum() / 1e9);
+    timings.put("encode_s", encodeNanos.sum() / 1e9);
+    timings.put("encoder_waiting_for_input_s", encoderWaitNanos.sum() / 1e9);
+    timings.put("write_s", writeNanos / 1e9);
+    timings.put("wall_s", (System.nanoTime() - t0) / 1e9);
+
+    ObjectNode job = json.createObjectNode();
+    ObjectNode model = job.putObject("model");
+    model.put("name", o.modelName == null ? encoder.name() : o.modelName);
+    model.put("sha256", o.modelSha256);
+    job.put("precision", o.precision);
+    job.put("input", o.input);
+    job.put("id_column", source.idColumn());
+    job.put("dtype", o.dtype.name().toLowerCase(java.util.Locale.ROOT));
+    job.put("embed_dim", encoder.embedDim());
+    job.put("image_size", encoder.imageSize());
+    job.put("batch_size", o.batchSize);
+    job.put("shard_size", o.shardSize);
+    job.put("text_embeddings", source.hasCaptions());
+    ObjectNode counts = job.putObject("counts");
+    counts.put("items", items);
+    counts.put("embedded", embedded);
+    counts.put("errors", errors);
+    counts.put("shards", shards.size());
+    // Everything that differs between an uninterrupted run and a resumed one lives under "run".
+    ObjectNode run = job.putObject("run");
+    run.put("workers", o.workers);
+    run.put("models", encoders.size());
+    run.put("shards_written", shards.size() - skipped);
+    run.put("shards_resumed", skipped);
+    ObjectNode t = run.putObject("timings");
+    timings.forEach(t::put);
+    writeAtomically(out.root.resolve("job.json"), json.writeValueAsBytes(job));
+
+    o.log.println(summary(timings, items, embedded, errors));
+    return new Result(items, embedded, errors, shards.size(), skipped, timings);
+  }
+
+  private static String summary(Map<String, Double> t, long items, long embedded, long errors) {
+    StringBuilder s = new StringBuilder();
+    s.append(String.format(java.util.Locale.ROOT, "embed: %d items, %d embedded, %d skipped (see errors.jsonl) in %.1f s%n", items, embedded, errors, t.get("wall_s")));
+    s.append("where the time went (decode and preprocess are CPU seconds summed over the workers):\n");
+    Iterator<Map.Entry<String, Double>> it = t.entrySet().iterator();
+    while (it.hasNext()) {
+      Map.Entry<String, Double> en = it.next();
+      s.append(String.format(java.util.Locale.ROOT, "  %-30s %9.2f s%n", en.getKey(), en.getValue()));
+    }
+    return s.toString().stripTrailing();
+  }
+}

@@ -1,0 +1,453 @@
+package dev.jclip.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jclip.image.ClipPreprocessor;
+import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.ParquetReference;
+import java.awt.image.BufferedImage;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.TreeMap;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import java.util.zip.CRC32;
+import javax.imageio.ImageIO;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** End-to-end jobs over a generated corpus of good and bad files, with a test encoder. */
+class EmbedJobTest {
+  static final int R = 16;
+  static final int GOOD = 2000;
+
+  @TempDir static Path corpusDir;
+  @TempDir Path tmp;
+
+  static Path corpus;
+  /** Relative path → expected reason fragment, for the bad files. */
+  static final Map<String, String> BAD = new TreeMap<>();
+
+  static final List<String> GOOD_FILES = new ArrayList<>();
+
+  static EmbedJob.Options options(String input, Path output, int batch, int shard) {
+    return new EmbedJob.Options()
+        .input(input)
+        .output(output)
+        .batchSize(batch)
+        .shardSize(shard)
+        .workers(2)
+        .model("test-projection", null)
+        .precision("fp32")
+        .progress("none", 1000)
+        .log(new PrintStream(java.io.OutputStream.nullOutputStream()));
+  }
+
+  @BeforeAll
+  static void makeCorpus() throws IOException {
+    corpus = corpusDir.resolve("corpus");
+    SplittableRandom rnd = new SplittableRandom(7);
+    for (int i = 0; i < GOOD; i++) {
+      int w = 4 + rnd.nextInt(40);
+      int h = 4 + rnd.nextInt(40);
+      BufferedImage im = new BufferedImage(w, h, BufferedImage.TYPE_INT_RGB);
+      int base = rnd.nextInt(0xffffff);
+      for (int y = 0; y < h; y++) for (int x = 0; x < w; x++) im.setRGB(x, y, base ^ (x * 37 + y * 11));
+      boolean jpeg = rnd.nextBoolean();
+      boolean cmyk = i % 97 == 3;
+      String rel = String.format("d%02d/img_%05d.%s", i % 17, i, jpeg || cmyk ? "jpg" : "png");
+      Path f = corpus.resolve(rel);
+      Files.createDirectories(f.getParent());
+      if (cmyk) {
+        writeCmykJpeg(w, h, base, f);
+      } else {
+        ImageIO.write(im, jpeg ? "jpg" : "png", f.toFile());
+      }
+      GOOD_FILES.add(rel);
+    }
+    byte[] sampleJpeg = Files.readAllBytes(corpus.resolve(GOOD_FILES.stream().filter(s -> s.endsWith(".jpg")).findFirst().orElseThrow()));
+    for (int i = 0; i < 12; i++) {
+      bad(String.format("d%02d/zero_%d.jpg", i, i), new byte[0], "empty file");
+      bad(String.format("d%02d/trunc_%d.jpg", i, i), java.util.Arrays.copyOf(sampleJpeg, sampleJpeg.length / 3), "JPEG");
+      byte[] junk = new byte[200 + i];
+      new SplittableRandom(i).nextBytes(junk);
+      junk[0] = (byte) 0x89;
+      junk[1] = 'P';
+      junk[2] = 'N';
+      junk[3] = 'G';
+      junk[4] = 0x0D;
+      junk[5] = 0x0A;
+      junk[6] = 0x1A;
+      junk[7] = 0x0A;
+      bad(String.format("d%02d/corrupt_%d.png", i, i), junk, "PNG");
+      bad(String.format("d%02d/bomb_%d.png", i, i), pngHeader(60_000 + i, 60_000), "");
+      bad(String.format("d%02d/notes_%d.md", i, i), ("# not an image " + i).getBytes(), "not a recognised image format");
+    }
+    GOOD_FILES.sort(null);
+  }
+
+  /** A 4-channel JPEG without colour conversion: decoded as CMYK (as Pillow opens such files). */
+  private static void writeCmykJpeg(int w, int h, int seed, Path f) throws IOException {
+    java.awt.image.WritableRaster r = java.awt.image.Raster.createInterleavedRaster(java.awt.image.DataBuffer.TYPE_BYTE, w, h, 4, null);
+    for (int y = 0; y < h; y++) for (int x = 0; x < w; x++) r.setPixel(x, y, new int[] {(x * 9 + seed) & 255, y * 5 & 255, (seed >> 8) & 255, 40});
+    javax.imageio.ImageWriter wr = ImageIO.getImageWritersByFormatName("jpeg").next();
+    try (javax.imageio.stream.ImageOutputStream os = ImageIO.createImageOutputStream(f.toFile())) {
+      wr.setOutput(os);
+      wr.write(null, new javax.imageio.IIOImage(r, null, null), wr.getDefaultWriteParam());
+    } finally {
+      wr.dispose();
+    }
+  }
+
+  private static void bad(String rel, byte[] content, String reason) throws IOException {
+    Path f = corpus.resolve(rel);
+    Files.createDirectories(f.getParent());
+    Files.write(f, content);
+    BAD.put(rel, reason);
+  }
+
+  /** A PNG signature and IHDR claiming a huge image (a decompression bomb's header), nothing else. */
+  static byte[] pngHeader(int w, int h) {
+    ByteBuffer b = ByteBuffer.allocate(8 + 25).order(ByteOrder.BIG_ENDIAN);
+    b.put(new byte[] {(byte) 0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A});
+    b.putInt(13);
+    int start = b.position();
+    b.put(new byte[] {'I', 'H', 'D', 'R'}).putInt(w).putInt(h).put((byte) 8).put((byte) 2).put((byte) 0).put((byte) 0).put((byte) 0);
+    CRC32 crc = new CRC32();
+    crc.update(b.array(), start, 17);
+    b.putInt((int) crc.getValue());
+    return b.array();
+  }
+
+  /** Rows of an .npy file (float16 or float32) as floats. */
+  static float[][] readNpy(Path f) throws IOException {
+    ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(f)).order(ByteOrder.LITTLE_ENDIAN);
+    int hl = b.getShort(8) & 0xffff;
+    String header = new String(b.array(), 10, hl, java.nio.charset.StandardCharsets.US_ASCII);
+    boolean f16 = header.contains("<f2");
+    java.util.regex.Matcher m = java.util.regex.Pattern.compile("\\((\\d+), (\\d+)\\)").matcher(header);
+    assertTrue(m.find(), header);
+    int rows = Integer.parseInt(m.group(1));
+    int cols = Integer.parseInt(m.group(2));
+    b.position(10 + hl);
+    assertEquals((long) rows * cols * (f16 ? 2 : 4), b.remaining(), f + " size");
+    float[][] out = new float[rows][cols];
+    for (int r = 0; r < rows; r++) for (int c = 0; c < cols; c++) out[r][c] = f16 ? Float.float16ToFloat(b.getShort()) : b.getFloat();
+    return out;
+  }
+
+  @Test
+  void everyGoodImageOnceInOrderEveryBadOneInErrors() throws Exception {
+    Path out = tmp.resolve("out");
+    EmbedJob.Result res = EmbedJob.run(options(corpus.toString(), out, 32, 500), new TestEncoder(R, 0));
+    int total = GOOD + BAD.size();
+    assertEquals(total, res.items());
+    assertEquals(GOOD, res.embedded());
+    assertEquals(BAD.size(), res.errors());
+
+    // All files sorted by relative path, as the job numbers them.
+    List<String> all = new ArrayList<>(GOOD_FILES);
+    all.addAll(BAD.keySet());
+    all.sort(null);
+    int shards = (total + 499) / 500;
+    assertEquals(shards, res.shards());
+
+    ImageDecoder dec = new ImageDecoder();
+    ClipPreprocessor pre = new ClipPreprocessor(R);
+    TestEncoder enc = new TestEncoder(R, 0);
+    List<String> seen = new ArrayList<>();
+    int cmykSeen = 0;
+    for (int n = 0; n < shards; n++) {
+      float[][] emb = readNpy(out.resolve("img_emb/img_emb_" + n + ".npy"));
+      ParquetReference.Table meta = ParquetReference.read(out.resolve("metadata/metadata_" + n + ".parquet"));
+      assertEquals(List.of("image_path", "width", "height"), meta.columnNames());
+      assertEquals(emb.length, meta.rows().size());
+      List<String> inShard = all.subList(n * 500, Math.min(total, (n + 1) * 500)).stream().filter(s -> !BAD.containsKey(s)).toList();
+      assertEquals(inShard, meta.column("image_path"), "shard " + n + " holds its good inputs in order");
+      for (int i = 0; i < emb.length; i++) {
+        String rel = (String) meta.rows().get(i).get(0);
+        seen.add(rel);
+        // The expected row, computed independently of the pipeline's threads and buffers.
+        var im = dec.decode(corpus.resolve(rel));
+        if (im.mode() == dev.jclip.image.DecodedImage.Mode.CMYK) cmykSeen++;
+        assertEquals(im.width(), meta.rows().get(i).get(1));
+        assertEquals(im.height(), meta.rows().get(i).get(2));
+        float[] px = new float[3 * R * R];
+        pre.toTensor(im, px, 0);
+        float[] want = new float[TestEncoder.E];
+        enc.encodeImages(px, 1, want);
+        EmbedJob.normalize(want, TestEncoder.E);
+        for (int k = 0; k < want.length; k++) want[k] = Float.float16ToFloat(Float.floatToFloat16(want[k]));
+        assertArrayEquals(want, emb[i], rel);
+      }
+    }
+    assertEquals(GOOD_FILES, seen, "every good image exactly once, in input order");
+    assertTrue(cmykSeen >= 20, cmykSeen + " CMYK JPEGs embedded");
+
+    ObjectMapper m = new ObjectMapper();
+    List<String> errLines = Files.readAllLines(out.resolve("errors.jsonl"));
+    assertEquals(BAD.size(), errLines.size());
+    long prev = -1;
+    for (String l : errLines) {
+      JsonNode e = m.readTree(l);
+      String rel = e.get("image_path").asText();
+      assertTrue(BAD.containsKey(rel), rel + " is not a bad file");
+      assertEquals(all.indexOf(rel), e.get("index").asLong());
+      assertTrue(e.get("index").asLong() > prev, "errors in input order");
+      prev = e.get("index").asLong();
+      String reason = e.get("error").asText();
+      assertTrue(reason.contains(BAD.get(rel)), rel + ": " + reason);
+      if (rel.contains("bomb")) assertTrue(reason.toLowerCase().contains("pixel") || reason.toLowerCase().contains("bomb"), reason);
+    }
+    JsonNode job = m.readTree(out.resolve("job.json").toFile());
+    assertEquals(GOOD, job.get("counts").get("embedded").asLong());
+    assertEquals("test-projection", job.get("model").get("name").asText());
+    for (String k : List.of("decode_cpu_s", "preprocess_cpu_s", "encode_s", "write_s", "wall_s")) {
+      assertNotNull(job.get("run").get("timings").get(k), k);
+    }
+  }
+
+  @Test
+  void killedAtRandomPointsThenResumedEqualsAnUninterruptedRun() throws Exception {
+    // A smaller slice of the corpus keeps each child JVM short.
+    Path list = tmp.resolve("list.txt");
+    List<String> lines = new ArrayList<>();
+    List<String> all = new ArrayList<>(GOOD_FILES.subList(0, 300));
+    all.addAll(BAD.keySet());
+    all.sort(null);
+    for (String s : all) lines.add(corpus.resolve(s).toString());
+    Files.write(list, lines);
+
+    Path reference = tmp.resolve("ref");
+    EmbedJob.run(options(list.toString(), reference, 8, 40), new TestEncoder(R, 0));
+
+    Path resumed = tmp.resolve("resumed");
+    SplittableRandom rnd = new SplittableRandom(System.nanoTime());
+    int kills = 0;
+    // The child sleeps 60 ms per batch of 8, so a whole run takes over 3 s after JVM start-up and
+    // each attempt below, killed within 1.5 s, gets through at most a few of the 9 shards.
+    for (int attempt = 0; attempt < 4; attempt++) {
+      Process p = child(list, resumed);
+      long waitMs = 300 + rnd.nextInt(1200);
+      if (p.waitFor(waitMs, TimeUnit.MILLISECONDS)) break; // finished before the kill
+      p.destroyForcibly();
+      p.waitFor();
+      kills++;
+    }
+    Process p = child(list, resumed);
+    String log = new String(p.getInputStream().readAllBytes());
+    assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), log);
+    assertTrue(kills > 0, "at least one kill landed");
+    assertSameTree(reference, resumed);
+  }
+
+  private Process child(Path list, Path out) throws IOException {
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    return new ProcessBuilder(
+            java, "-cp", System.getProperty("java.class.path"), EmbedJobChildMain.class.getName(),
+            list.toString(), out.toString(), "8", "40", "60")
+        .redirectErrorStream(true)
+        .start();
+  }
+
+  /** Every file byte for byte, except job.json's "run" section (worker count, timings, resumed shards). */
+  static void assertSameTree(Path a, Path b) throws IOException {
+    Map<String, byte[]> fa = files(a);
+    Map<String, byte[]> fb = files(b);
+    assertEquals(fa.keySet(), fb.keySet(), "same files");
+    ObjectMapper m = new ObjectMapper();
+    for (String k : fa.keySet()) {
+      if (k.equals("job.json")) {
+        ObjectNode ja = (ObjectNode) m.readTree(fa.get(k));
+        ObjectNode jb = (ObjectNode) m.readTree(fb.get(k));
+        ja.remove("run");
+        jb.remove("run");
+        assertEquals(ja, jb, "job.json");
+      } else {
+        assertArrayEquals(fa.get(k), fb.get(k), k);
+      }
+    }
+  }
+
+  private static Map<String, byte[]> files(Path root) throws IOException {
+    Map<String, byte[]> m = new LinkedHashMap<>();
+    try (Stream<Path> s = Files.walk(root)) {
+      for (Path f : s.filter(Files::isRegularFile).sorted().toList()) m.put(root.relativize(f).toString(), Files.readAllBytes(f));
+    }
+    return m;
+  }
+
+  @Test
+  void reRunOfAFinishedJobChangesNothingAndOtherOptionsAreRefused() throws Exception {
+    Path list = tmp.resolve("l.txt");
+    Files.write(list, GOOD_FILES.subList(0, 50).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path a = tmp.resolve("a");
+    EmbedJob.run(options(list.toString(), a, 8, 20), new TestEncoder(R, 0));
+    Path copy = tmp.resolve("copy");
+    for (Map.Entry<String, byte[]> e : files(a).entrySet()) {
+      Files.createDirectories(copy.resolve(e.getKey()).getParent());
+      Files.write(copy.resolve(e.getKey()), e.getValue());
+    }
+    EmbedJob.Result r = EmbedJob.run(options(list.toString(), a, 8, 20), new TestEncoder(R, 0));
+    assertEquals(3, r.shardsSkipped());
+    assertSameTree(copy, a);
+    IllegalArgumentException e =
+        assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options(list.toString(), a, 8, 30), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("other options"), e.getMessage());
+  }
+
+  @Test
+  void captionsFromATableGiveTextEmbeddingsAndCarriedColumns() throws Exception {
+    Path csv = tmp.resolve("t.csv");
+    StringBuilder s = new StringBuilder("filepath,caption,license\n");
+    for (int i = 0; i < 30; i++) s.append(corpus.resolve(GOOD_FILES.get(i))).append(",\"a, \"\"quoted\"\" cat ").append(i).append("\",cc-by\n");
+    s.append("missing.jpg,no file,x\n");
+    s.append("too,many,fields,here\n");
+    Files.writeString(csv, s);
+    Path out = tmp.resolve("o");
+    EmbedJob.Result r = EmbedJob.run(options(csv.toString(), out, 8, 1000).dtype(EmbedJob.Dtype.FLOAT32), new TestEncoder(R, 0));
+    assertEquals(32, r.items());
+    assertEquals(30, r.embedded());
+    ParquetReference.Table meta = ParquetReference.read(out.resolve("metadata/metadata_0.parquet"));
+    assertEquals(List.of("image_path", "caption", "width", "height", "license"), meta.columnNames());
+    assertEquals("a, \"quoted\" cat 7", meta.rows().get(7).get(1));
+    assertEquals("cc-by", meta.rows().get(7).get(4));
+    float[][] text = readNpy(out.resolve("text_emb/text_emb_0.npy"));
+    assertEquals(30, text.length);
+    float[] want = new float[TestEncoder.E];
+    new TestEncoder(R, 0).encodeTexts(List.of("a, \"quoted\" cat 7"), want);
+    EmbedJob.normalize(want, TestEncoder.E);
+    assertArrayEquals(want, text[7]);
+    List<String> errs = Files.readAllLines(out.resolve("errors.jsonl"));
+    assertEquals(2, errs.size());
+    assertTrue(errs.get(0).contains("no such file"), errs.get(0));
+    assertTrue(errs.get(1).contains("4 fields, the header has 3"), errs.get(1));
+    assertFalse(Files.exists(out.resolve("img_emb/img_emb_1.npy")));
+  }
+
+  @Test
+  void webdatasetTarJobUsesKeysCaptionsAndCarriesJsonFields() throws Exception {
+    Path t = tmp.resolve("shard-000.tar");
+    try (var os = Files.newOutputStream(t);
+        var tar = new org.apache.commons.compress.archivers.tar.TarArchiveOutputStream(os)) {
+      for (int i = 0; i < 12; i++) {
+        String key = String.format("%09d", i);
+        byte[] img = i == 5 ? new byte[] {1, 2, 3} : Files.readAllBytes(corpus.resolve(GOOD_FILES.get(i)));
+        String ext = GOOD_FILES.get(i).substring(GOOD_FILES.get(i).lastIndexOf('.') + 1);
+        Object[][] members = {
+          {key + "." + ext, img},
+          {key + ".txt", ("caption " + i).getBytes()},
+          {key + ".json", ("{\"key\": \"" + key + "\", \"url\": \"http://h/" + i + "\", \"status\": \"success\"}").getBytes()}
+        };
+        for (Object[] m : members) {
+          var e = new org.apache.commons.compress.archivers.tar.TarArchiveEntry((String) m[0]);
+          e.setSize(((byte[]) m[1]).length);
+          tar.putArchiveEntry(e);
+          tar.write((byte[]) m[1]);
+          tar.closeArchiveEntry();
+        }
+      }
+    }
+    Path out = tmp.resolve("wds");
+    EmbedJob.Result r = EmbedJob.run(options(t.toString(), out, 4, 100), new TestEncoder(R, 0));
+    assertEquals(11, r.embedded());
+    ParquetReference.Table meta = ParquetReference.read(out.resolve("metadata/metadata_0.parquet"));
+    assertEquals(List.of("key", "caption", "width", "height", "url", "status"), meta.columnNames());
+    assertEquals("000000006", meta.rows().get(5).get(0));
+    assertEquals("caption 6", meta.rows().get(5).get(1));
+    assertEquals("http://h/6", meta.rows().get(5).get(4));
+    assertEquals(11, readNpy(out.resolve("text_emb/text_emb_0.npy")).length);
+    List<String> errs = Files.readAllLines(out.resolve("errors.jsonl"));
+    assertEquals(1, errs.size());
+    assertTrue(errs.get(0).contains("\"key\":\"000000005\""), errs.get(0));
+  }
+
+  @Test
+  void aFailingModelStopsTheJobWithItsErrorAndTheRerunCompletesIt() throws Exception {
+    Path list = tmp.resolve("f.txt");
+    Files.write(list, GOOD_FILES.subList(0, 100).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path reference = tmp.resolve("fref");
+    EmbedJob.run(options(list.toString(), reference, 8, 16), new TestEncoder(R, 0));
+    Path out = tmp.resolve("fout");
+    BatchEncoder failing =
+        new BatchEncoder() {
+          final TestEncoder inner = new TestEncoder(R, 0);
+          int calls;
+
+          @Override
+          public int embedDim() {
+            return inner.embedDim();
+          }
+
+          @Override
+          public int imageSize() {
+            return R;
+          }
+
+          @Override
+          public String name() {
+            return inner.name();
+          }
+
+          @Override
+          public void encodeImages(float[] pixels, int count, float[] o) {
+            if (++calls == 7) throw new IllegalStateException("device lost");
+            inner.encodeImages(pixels, count, o);
+          }
+
+          @Override
+          public void encodeTexts(List<String> texts, float[] o) {}
+        };
+    IllegalStateException e =
+        assertThrows(IllegalStateException.class, () -> EmbedJob.run(options(list.toString(), out, 8, 16), failing));
+    assertEquals("device lost", e.getMessage());
+    // Batches 1-6 hold 48 inputs, shards 0-2 (16 each): those may have been committed before the
+    // failure stopped the writer, nothing after them.
+    long committed;
+    try (Stream<Path> m = Files.list(out.resolve("metadata"))) {
+      committed = m.filter(f -> f.getFileName().toString().startsWith("metadata_")).count();
+    }
+    assertTrue(committed <= 3, committed + " shards committed");
+    assertFalse(Files.exists(out.resolve("metadata/metadata_3.parquet")));
+    assertFalse(Files.exists(out.resolve("job.json")));
+    EmbedJob.Result r = EmbedJob.run(options(list.toString(), out, 8, 16), new TestEncoder(R, 0));
+    assertEquals(committed, r.shardsSkipped());
+    assertSameTree(reference, out);
+  }
+
+  @Test
+  void severalModelsGiveTheSameOutputAsOne() throws Exception {
+    Path list = tmp.resolve("m.txt");
+    List<String> some = new ArrayList<>(GOOD_FILES.subList(0, 200));
+    some.addAll(BAD.keySet());
+    some.sort(null);
+    Files.write(list, some.stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path one = tmp.resolve("one");
+    EmbedJob.run(options(list.toString(), one, 4, 50), new TestEncoder(R, 0));
+    Path three = tmp.resolve("three");
+    // Different speeds make the models finish batches out of order.
+    EmbedJob.Result r =
+        EmbedJob.run(options(list.toString(), three, 4, 50), List.of(new TestEncoder(R, 0), new TestEncoder(R, 7), new TestEncoder(R, 3)));
+    assertEquals(200, r.embedded());
+    assertSameTree(one, three);
+  }
+}

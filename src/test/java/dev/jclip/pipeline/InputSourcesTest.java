@@ -1,0 +1,207 @@
+package dev.jclip.pipeline;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
+import org.apache.commons.compress.archivers.tar.TarArchiveOutputStream;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class InputSourcesTest {
+  @TempDir Path dir;
+
+  private static List<InputItem> all(InputSource s) throws IOException {
+    List<InputItem> out = new ArrayList<>();
+    InputItem it;
+    while ((it = s.next()) != null) {
+      assertEquals(out.size(), it.index(), "indices are consecutive");
+      out.add(it);
+    }
+    return out;
+  }
+
+  private Path touch(String rel, String content) throws IOException {
+    Path f = dir.resolve(rel);
+    Files.createDirectories(f.getParent());
+    Files.writeString(f, content);
+    return f;
+  }
+
+  @Test
+  void directoryIsRecursiveSortedWithCaptionSidecarsAndNoHiddenFiles() throws IOException {
+    Path root = dir.resolve("imgs");
+    touch("imgs/b/2.png", "x");
+    touch("imgs/b/1.jpg", "x");
+    touch("imgs/b/1.txt", " a caption \n");
+    touch("imgs/a.webp", "x");
+    touch("imgs/readme.txt", "not a caption: no image named readme");
+    touch("imgs/.hidden.jpg", "x");
+    touch("imgs/.cache/x.jpg", "x");
+    try (InputSource s = InputSources.open(root.toString(), null, null)) {
+      List<InputItem> items = all(s);
+      assertEquals(List.of("a.webp", "b/1.jpg", "b/2.png", "readme.txt"), items.stream().map(InputItem::id).toList());
+      assertEquals("a caption", items.get(1).caption());
+      assertNull(items.get(2).caption());
+      assertTrue(s.hasCaptions());
+      assertEquals(4, s.size());
+      assertEquals(root.resolve("b/1.jpg"), items.get(1).file());
+    }
+  }
+
+  @Test
+  void listOfPathsResolvesAgainstItsFolderAndRejectsUrls() throws IOException {
+    Path list = touch("lists/l.txt", "a.jpg\n\n  /abs/b.png \nhttps://example.com/c.jpg\n");
+    try (InputSource s = InputSources.open(list.toString(), null, null)) {
+      List<InputItem> items = all(s);
+      assertEquals(3, items.size());
+      assertEquals(dir.resolve("lists/a.jpg"), items.get(0).file());
+      assertEquals(Path.of("/abs/b.png"), items.get(1).file());
+      assertTrue(items.get(2).error().contains("URL"), items.get(2).error());
+      assertFalse(s.hasCaptions());
+    }
+  }
+
+  @Test
+  void csvQuotingBomCrlfAndBadRows() throws IOException {
+    Path csv =
+        touch(
+            "t.csv",
+            "\uFEFFid,url,caption,note\r\n"
+                + "1,x/a.jpg,\"multi\nline, \"\"quoted\"\"\",n1\r\n"
+                + "2,b.jpg,plain,\r\n"
+                + "3,c.jpg\r\n"
+                + "\r\n"
+                + "4,,empty path,n\r\n"
+                + "5,d.jpg,\"unterminated,n\n");
+    try (InputSource s = InputSources.open(csv.toString(), null, null)) {
+      List<InputItem> items = all(s);
+      assertEquals(5, items.size());
+      assertEquals("x/a.jpg", items.get(0).id());
+      assertEquals("multi\nline, \"quoted\"", items.get(0).caption());
+      assertEquals(Map.of("id", "1", "note", "n1"), items.get(0).extra());
+      assertEquals(dir.resolve("b.jpg"), items.get(1).file());
+      assertTrue(items.get(2).error().contains("2 fields, the header has 4"), items.get(2).error());
+      assertTrue(items.get(2).error().contains("line 5"), items.get(2).error());
+      assertTrue(items.get(3).error().contains("empty image path"), items.get(3).error());
+      assertTrue(items.get(4).error().contains("unterminated"), items.get(4).error());
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(csv.toString(), "image", null));
+    assertTrue(e.getMessage().contains("[id, url, caption, note]"), e.getMessage());
+    Path noImage = touch("n.csv", "a,b\n1,2\n");
+    e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(noImage.toString(), null, null));
+    assertTrue(e.getMessage().contains("--image-column"), e.getMessage());
+  }
+
+  @Test
+  void jsonLinesWithBadLines() throws IOException {
+    Path f =
+        touch(
+            "t.jsonl",
+            "{\"image_path\": \"a.jpg\", \"caption\": \"cat\", \"score\": 0.5, \"tags\": [1,2]}\n"
+                + "not json\n"
+                + "[1, 2]\n"
+                + "\n"
+                + "{\"caption\": \"no image\"}\n"
+                + "{\"path\": \"b.jpg\"}\n");
+    try (InputSource s = InputSources.open(f.toString(), null, null)) {
+      List<InputItem> items = all(s);
+      assertEquals(5, items.size());
+      assertEquals("cat", items.get(0).caption());
+      assertEquals(Map.of("score", "0.5", "tags", "[1,2]"), items.get(0).extra());
+      assertTrue(items.get(1).error().contains("line 2: not valid JSON"), items.get(1).error());
+      assertTrue(items.get(2).error().contains("not a JSON object"), items.get(2).error());
+      assertTrue(items.get(3).error().contains("line 5: no image field"), items.get(3).error());
+      assertEquals(dir.resolve("b.jpg"), items.get(4).file());
+    }
+  }
+
+  private static void entry(TarArchiveOutputStream t, String name, byte[] content) throws IOException {
+    TarArchiveEntry e = new TarArchiveEntry(name);
+    e.setSize(content.length);
+    t.putArchiveEntry(e);
+    t.write(content);
+    t.closeArchiveEntry();
+  }
+
+  private Path tar(String name, Object... nameContent) throws IOException {
+    Path f = dir.resolve(name);
+    try (OutputStream os = Files.newOutputStream(f);
+        TarArchiveOutputStream t = new TarArchiveOutputStream(os)) {
+      t.setLongFileMode(TarArchiveOutputStream.LONGFILE_POSIX);
+      for (int i = 0; i < nameContent.length; i += 2) {
+        Object c = nameContent[i + 1];
+        entry(t, (String) nameContent[i], c instanceof String s ? s.getBytes(StandardCharsets.UTF_8) : (byte[]) c);
+      }
+    }
+    return f;
+  }
+
+  @Test
+  void webdatasetShardsGroupedByKeyAcrossABraceRange() throws IOException {
+    String longKey = "deep/" + "k".repeat(150);
+    tar(
+        "s-00.tar",
+        "000000000.jpg", new byte[] {1, 2, 3},
+        "000000000.txt", "a cat",
+        "000000000.json", "{\"url\": \"http://x/1.jpg\", \"width\": 640, \"key\": \"000000000\"}",
+        "000000001.json", "{}",
+        "000000001.png", new byte[] {4});
+    tar("s-01.tar", "000000002.txt", "caption only", longKey + ".jpg", new byte[] {5, 6}, longKey + ".txt", "long");
+    try (InputSource s = InputSources.open(dir.resolve("s-{00..01}.tar").toString(), null, null)) {
+      assertTrue(s.hasCaptions());
+      assertEquals("key", s.idColumn());
+      List<InputItem> items = all(s);
+      assertEquals(4, items.size());
+      assertEquals("000000000", items.get(0).id());
+      assertArrayEquals(new byte[] {1, 2, 3}, items.get(0).bytes());
+      assertEquals("a cat", items.get(0).caption());
+      assertEquals("http://x/1.jpg", items.get(0).extra().get("url"));
+      assertEquals("640", items.get(0).extra().get("width"));
+      assertArrayEquals(new byte[] {4}, items.get(1).bytes());
+      assertNull(items.get(1).caption());
+      assertTrue(items.get(2).error().contains("no image member"), items.get(2).error());
+      assertEquals("k".repeat(150), items.get(3).id());
+      assertEquals("long", items.get(3).caption());
+    }
+  }
+
+  @Test
+  void truncatedTarReportsTheShardAndGoesOn() throws IOException {
+    byte[] big = new byte[5000];
+    Path a = tar("t-0.tar", "a.jpg", big, "b.jpg", big);
+    byte[] whole = Files.readAllBytes(a);
+    Files.write(a, java.util.Arrays.copyOf(whole, 512 + 5120 + 512 + 1000));
+    tar("t-1.tar", "c.jpg", new byte[] {1});
+    try (InputSource s = InputSources.open(dir.resolve("t-{0..1}.tar").toString(), null, null)) {
+      List<InputItem> items = all(s);
+      assertEquals("a", items.get(0).id());
+      assertTrue(items.get(1).error().contains("t-0.tar") || items.get(1).id().contains("t-0.tar"), items.get(1).toString());
+      assertTrue(items.get(1).error().contains("damaged tar"), items.get(1).error());
+      assertEquals("c", items.get(items.size() - 1).id());
+    }
+  }
+
+  @Test
+  void missingInputsAndParquetTablesAreClearErrors() throws IOException {
+    Path pq = touch("t.parquet", "PAR1");
+    assertTrue(assertThrows(IllegalArgumentException.class, () -> InputSources.open(pq.toString(), null, null)).getMessage().contains("CSV or JSONL"));
+    assertThrows(java.nio.file.NoSuchFileException.class, () -> InputSources.open(dir.resolve("nope").toString(), null, null));
+    assertThrows(java.nio.file.NoSuchFileException.class, () -> InputSources.open(dir.resolve("x-{0..2}.tar").toString(), null, null));
+    assertEquals(
+        List.of(Path.of("a/007.tar"), Path.of("a/008.tar"), Path.of("a/009.tar"), Path.of("a/010.tar")),
+        InputSources.expandBraces("a/{007..010}.tar"));
+  }
+}
