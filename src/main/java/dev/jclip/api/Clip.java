@@ -239,6 +239,16 @@ public final class Clip implements AutoCloseable {
     return config;
   }
 
+  /** The checkpoint file or folder this model was loaded from, or null for in-memory weights. */
+  public Path modelPath() {
+    return checkpoint == null ? null : checkpoint.path();
+  }
+
+  /** The backend's name: "cpu", "cuda:0", "cuda:0/fp16", ... */
+  public String device() {
+    return backend.name();
+  }
+
   public ClipTokenizer tokenizer() {
     return tokenizer;
   }

@@ -17,6 +17,7 @@ import picocli.CommandLine.Command;
       DownloadCommand.class,
       TokenizeCommand.class,
       BenchCommand.class,
+      EmbedCommand.class,
       ClassifyCommand.class,
       EmbedImagesCommand.class,
       EmbedTextsCommand.class,

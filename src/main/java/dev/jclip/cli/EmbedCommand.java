@@ -1,0 +1,92 @@
+package dev.jclip.cli;
+
+import dev.jclip.api.Clip;
+import dev.jclip.api.ClipBatchEncoder;
+import dev.jclip.io.Downloader;
+import dev.jclip.pipeline.EmbedJob;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code jclip embed}: a batch embedding job in clip-retrieval's layout (img_emb/, text_emb/,
+ * metadata/, errors.jsonl, job.json), resumable: re-running the same command skips finished
+ * shards. See docs/pipeline.md.
+ */
+@Command(name = "embed", mixinStandardHelpOptions = true,
+    description = {
+      "Embed a folder, a list of paths, a CSV/JSONL table (image path and optional caption columns) or webdataset .tar shards",
+      "into clip-retrieval's layout under DIR; resumable (re-run the same command after an interruption)."
+    })
+public final class EmbedCommand implements Callable<Integer> {
+  @Mixin ModelOptions model;
+
+  @Option(names = "--input", required = true, paramLabel = "SOURCE",
+      description = "A folder of images (recursive), a .txt of paths, a .csv or .jsonl table, or .tar shards (dir/{00000..00009}.tar).")
+  String input;
+
+  @Option(names = "--output", required = true, paramLabel = "DIR", description = "Output folder.")
+  Path output;
+
+  @Option(names = "--batch-size", paramLabel = "N", defaultValue = "256", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
+  int batchSize;
+
+  @Option(names = "--workers", paramLabel = "N", description = "Decoding threads (default: all processors).")
+  Integer workers;
+
+  @Option(names = "--shard-size", paramLabel = "N", defaultValue = "100000", description = "Inputs per output shard (default: ${DEFAULT-VALUE}).")
+  int shardSize;
+
+  @Option(names = "--dtype", paramLabel = "T", defaultValue = "float16", description = "float16 or float32 embeddings (default: ${DEFAULT-VALUE}).")
+  String dtype;
+
+  @Option(names = "--image-column", paramLabel = "NAME", description = "Table column with the image path (default: the first of image_path, filepath, path, ...).")
+  String imageColumn;
+
+  @Option(names = "--caption-column", paramLabel = "NAME", description = "Table column with the caption (default: caption, when present).")
+  String captionColumn;
+
+  @Option(names = "--progress", paramLabel = "MODE", defaultValue = "auto", description = "auto, bar, lines or none (default: ${DEFAULT-VALUE}).")
+  String progress;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter err = spec.commandLine().getErr();
+    EmbedJob.Options o;
+    try {
+      o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))
+          .precision(model.precision).progress(progress, 10_000);
+      if (workers != null) o = o.workers(workers);
+      if (imageColumn != null) o = o.imageColumn(imageColumn);
+      if (captionColumn != null) o = o.captionColumn(captionColumn);
+    } catch (IllegalArgumentException e) {
+      err.println("jclip embed: " + e.getMessage());
+      err.flush();
+      return 2;
+    }
+    try (Clip clip = model.load(batchSize)) {
+      Path file = clip.modelPath();
+      String sha = file != null && Files.isRegularFile(file) ? Downloader.sha256(file) : null;
+      o = o.model(model.model, sha);
+      err.println("jclip embed: " + clip.describe());
+      err.flush();
+      EmbedJob.Result r = EmbedJob.run(o, new ClipBatchEncoder(clip, model.model));
+      err.printf("jclip embed: %d inputs, %d embedded, %d skipped (errors.jsonl), %d shards (%d already done)%n", r.items(), r.embedded(),
+          r.errors(), r.shards(), r.shardsSkipped());
+      err.flush();
+      return 0;
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
+      err.println("jclip embed: " + e.getMessage());
+      err.flush();
+      return 1;
+    }
+  }
+}
