@@ -2,12 +2,16 @@ package dev.jclip.cli;
 
 import dev.jclip.api.Clip;
 import dev.jclip.api.ClipBatchEncoder;
+import dev.jclip.backend.DeviceSpec;
+import dev.jclip.pipeline.BatchEncoder;
 import dev.jclip.io.Downloader;
 import dev.jclip.pipeline.EmbedJob;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -72,13 +76,27 @@ public final class EmbedCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
-    try (Clip clip = model.load(batchSize)) {
-      Path file = clip.modelPath();
+    List<Clip> clips = new ArrayList<>();
+    try {
+      // --device cuda:all: one model per GPU, each taking the next batch; otherwise one model
+      List<String> devices = new ArrayList<>();
+      if (DeviceSpec.parse(model.device).kind() == DeviceSpec.Kind.CUDA_ALL) {
+        for (DeviceSpec d : DeviceSpec.parse(model.device).resolve(err::println)) devices.add(d.toString());
+      } else {
+        devices.add(model.device);
+      }
+      List<BatchEncoder> encoders = new ArrayList<>();
+      for (String d : devices) {
+        Clip clip = model.load(batchSize, d);
+        clips.add(clip);
+        encoders.add(new ClipBatchEncoder(clip, model.model));
+        err.println("jclip embed: " + clip.describe());
+      }
+      Path file = clips.get(0).modelPath();
       String sha = file != null && Files.isRegularFile(file) ? Downloader.sha256(file) : null;
       o = o.model(model.model, sha);
-      err.println("jclip embed: " + clip.describe());
       err.flush();
-      EmbedJob.Result r = EmbedJob.run(o, new ClipBatchEncoder(clip, model.model));
+      EmbedJob.Result r = EmbedJob.run(o, encoders);
       err.printf("jclip embed: %d inputs, %d embedded, %d skipped (errors.jsonl), %d shards (%d already done)%n", r.items(), r.embedded(),
           r.errors(), r.shards(), r.shardsSkipped());
       err.flush();
@@ -87,6 +105,8 @@ public final class EmbedCommand implements Callable<Integer> {
       err.println("jclip embed: " + e.getMessage());
       err.flush();
       return 1;
+    } finally {
+      for (Clip c : clips) c.close();
     }
   }
 }

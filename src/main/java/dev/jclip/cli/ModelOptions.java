@@ -27,7 +27,12 @@ final class ModelOptions {
   Integer threads;
 
   Clip load(int batchSize) throws IOException {
-    Clip.Options o = Clip.Options.defaults().withDevice(device).withPrecision(precision).withVocabulary(vocab).withBatchSize(batchSize);
+    return load(batchSize, device);
+  }
+
+  /** The model on {@code onDevice} instead of {@code --device} (one model per GPU). */
+  Clip load(int batchSize, String onDevice) throws IOException {
+    Clip.Options o = Clip.Options.defaults().withDevice(onDevice).withPrecision(precision).withVocabulary(vocab).withBatchSize(batchSize);
     if (threads != null) o = o.withThreads(threads);
     return Clip.load(model, o);
   }
