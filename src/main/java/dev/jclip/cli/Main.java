@@ -18,6 +18,7 @@ import picocli.CommandLine.Command;
       TokenizeCommand.class,
       BenchCommand.class,
       EmbedCommand.class,
+      ZeroShotCommand.class,
       ClassifyCommand.class,
       EmbedImagesCommand.class,
       EmbedTextsCommand.class,
