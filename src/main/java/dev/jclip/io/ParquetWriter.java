@@ -4,12 +4,9 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashSet;
@@ -164,35 +161,25 @@ public final class ParquetWriter implements AutoCloseable {
   public void finish() throws IOException {
     if (finished || closed) throw new IllegalStateException("writer for " + target + " is already finished");
     for (ColumnBuffer b : buffers) b.flushPage();
-    Path tmp = Files.createTempFile(target.getParent(), "." + target.getFileName(), ".tmp");
-    try {
-      try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-        writeAll(ch, ByteBuffer.wrap(MAGIC));
-        long pos = MAGIC.length;
-        long[] offsets = new long[buffers.length];
-        long total = 0;
-        for (int i = 0; i < buffers.length; i++) {
-          offsets[i] = pos;
-          for (byte[] page : buffers[i].pages) {
-            writeAll(ch, ByteBuffer.wrap(page));
-            pos += page.length;
-          }
-          total += buffers[i].chunkBytes;
+    try (AtomicFile file = AtomicFile.create(target)) {
+      FileChannel ch = file.channel();
+      writeAll(ch, ByteBuffer.wrap(MAGIC));
+      long pos = MAGIC.length;
+      long[] offsets = new long[buffers.length];
+      long total = 0;
+      for (int i = 0; i < buffers.length; i++) {
+        offsets[i] = pos;
+        for (byte[] page : buffers[i].pages) {
+          writeAll(ch, ByteBuffer.wrap(page));
+          pos += page.length;
         }
-        byte[] footer = footer(offsets, total);
-        ByteBuffer tail = ByteBuffer.allocate(footer.length + 8).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-        tail.put(footer).putInt(footer.length).put(MAGIC).flip();
-        writeAll(ch, tail);
-        ch.force(true);
+        total += buffers[i].chunkBytes;
       }
-      try {
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-      } catch (AtomicMoveNotSupportedException e) {
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-      }
-    } catch (IOException | RuntimeException e) {
-      Files.deleteIfExists(tmp);
-      throw e;
+      byte[] footer = footer(offsets, total);
+      ByteBuffer tail = ByteBuffer.allocate(footer.length + 8).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+      tail.put(footer).putInt(footer.length).put(MAGIC).flip();
+      writeAll(ch, tail);
+      file.commit();
     }
     finished = true;
   }

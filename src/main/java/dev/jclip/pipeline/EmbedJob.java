@@ -7,17 +7,15 @@ import dev.jclip.image.ClipPreprocessor;
 import dev.jclip.image.DecodedImage;
 import dev.jclip.image.ImageDecodeException;
 import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.AtomicFile;
 import dev.jclip.io.DType;
 import dev.jclip.io.NpyWriter;
 import dev.jclip.io.ParquetWriter;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
@@ -624,21 +622,10 @@ public final class EmbedJob {
 
   /** Writes a file under a temporary sibling name and renames it into place. */
   static void writeAtomically(Path target, byte[] content) throws IOException {
-    Path tmp = Files.createTempFile(target.getParent(), "." + target.getFileName(), ".tmp");
-    try {
-      try (var ch = java.nio.channels.FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-        var buf = java.nio.ByteBuffer.wrap(content);
-        while (buf.hasRemaining()) ch.write(buf);
-        ch.force(true);
-      }
-      try {
-        Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-      } catch (AtomicMoveNotSupportedException e) {
-        Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-      }
-    } catch (IOException | RuntimeException e) {
-      Files.deleteIfExists(tmp);
-      throw e;
+    try (AtomicFile file = AtomicFile.create(target)) {
+      var buf = java.nio.ByteBuffer.wrap(content);
+      while (buf.hasRemaining()) file.channel().write(buf);
+      file.commit();
     }
   }
 
