@@ -47,11 +47,12 @@ trap 'rm -rf "$tmp"' EXIT
 if [ "$only" != torch ]; then
   echo "run.sh: building the ONNX Runtime harness (test classes) ..." >&2
   ./mvnw -q -B -DskipTests test-compile >&2 || die "test-compile failed (run ./mvnw test-compile to see why)"
+  # Hadoop (test scope, for the Parquet tests) crashes the ONNX Runtime JVM when on its classpath: left out below.
   ./mvnw -q -B dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile="$tmp/cp" >&2 \
     || die "could not resolve the test classpath (ONNX Runtime comes from Maven Central)"
   echo "run.sh: ONNX Runtime peer ..." >&2
   "$JAVA_HOME/bin/java" --enable-native-access=ALL-UNNAMED -Xmx2g \
-    -cp "target/classes:target/test-classes:$(cat "$tmp/cp")" dev.jclip.peers.OrtPeerBench \
+    -cp "target/classes:target/test-classes:$(tr ':' '\n' < "$tmp/cp" | grep -viE '/(hadoop|parquet)' | paste -sd:)" dev.jclip.peers.OrtPeerBench \
     --peers "$peers" --batch "$batch" --threads "$threads" --min-seconds "$min_seconds" --min-reps "$min_reps" \
     $spin --json "$tmp/ort.json"
 fi
