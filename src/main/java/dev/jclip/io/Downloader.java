@@ -65,11 +65,15 @@ public final class Downloader {
     this.progress = progress;
   }
 
-  /** The user's cache: {@code $JCLIP_CACHE} or {@code ~/.cache/jclip}, reusing {@code ~/.cache/clip}. */
+  /**
+   * The user's cache: the system property {@code jclip.cache} (the test build points it into
+   * target/), else {@code $JCLIP_CACHE}, else {@code ~/.cache/jclip}; reusing {@code ~/.cache/clip}.
+   */
   public static Downloader defaults(PrintStream progress) {
-    String env = System.getenv("JCLIP_CACHE");
+    String dir = System.getProperty("jclip.cache");
+    if (dir == null || dir.isBlank()) dir = System.getenv("JCLIP_CACHE");
     Path home = Path.of(System.getProperty("user.home"));
-    return withCache(env != null && !env.isBlank() ? Path.of(env) : home.resolve(".cache/jclip"), progress);
+    return withCache(dir != null && !dir.isBlank() ? Path.of(dir) : home.resolve(".cache/jclip"), progress);
   }
 
   /** Like {@link #defaults} with another cache folder. */
