@@ -35,7 +35,7 @@ class EmbedCommandTest {
     String[] args = {"--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu", "--input",
         in.toString(), "--output", out.toString(), "--dtype", "float32", "--batch-size", "3", "--shard-size", "5", "--workers", "2",
         "--progress", "none"};
-    ModelCommandsTest.Result r = ModelCommandsTest.run(new EmbedCommand(), "", args);
+    CliRun.Result r = ModelCommandsTest.run(new EmbedCommand(), "", args);
     assertEquals(0, r.code(), r.err());
 
     List<float[]> rows = new ArrayList<>();

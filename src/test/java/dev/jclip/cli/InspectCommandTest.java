@@ -7,28 +7,17 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.jclip.testing.Reference;
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import picocli.CommandLine;
 
 class InspectCommandTest {
   @TempDir Path tmp;
 
-  private record Run(int code, String out, String err) {}
-
-  private static Run run(String... args) {
-    CommandLine cl = Main.commandLine();
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    cl.setOut(new PrintWriter(out));
-    cl.setErr(new PrintWriter(err));
-    int code = cl.execute(args);
-    return new Run(code, out.toString(), err.toString());
+  private static CliRun.Result run(String... args) {
+    return CliRun.run(Main.commandLine(), args);
   }
 
   @Test
@@ -37,7 +26,7 @@ class InspectCommandTest {
       for (Path dir : dirs.filter(Files::isDirectory).sorted().toList()) {
         JsonNode m = new ObjectMapper().readTree(dir.resolve("manifest.json").toFile());
         for (String file : new String[] {"state_dict.pt", "openai-jit.pt"}) {
-          Run r = run("inspect", dir.resolve(file).toString());
+          CliRun.Result r = run("inspect", dir.resolve(file).toString());
           assertEquals(0, r.code(), r.err());
           assertTrue(r.out().contains(m.get("files").get(file).get("sha256").asText()), r.out());
           assertTrue(r.out().contains("architecture: " + m.get("architecture").asText()), r.out());
@@ -55,7 +44,7 @@ class InspectCommandTest {
           assertTrue(r.out().contains("activation:   quick_gelu"), r.out());
         }
         if (Files.isDirectory(dir.resolve("hf"))) {
-          Run r = run("inspect", dir.resolve("hf").toString());
+          CliRun.Result r = run("inspect", dir.resolve("hf").toString());
           assertEquals(0, r.code(), r.err());
           assertTrue(r.out().contains(m.get("files").get("hf/model.safetensors").get("sha256").asText() + "  model.safetensors"), r.out());
           assertTrue(r.out().contains("format:       HuggingFace folder") && r.out().contains("architecture: ViT"), r.out());
@@ -63,14 +52,14 @@ class InspectCommandTest {
         }
       }
     }
-    Run g = run("inspect", "--activation", "gelu", Reference.file("models/vit-b32-tiny/state_dict.pt").toString());
+    CliRun.Result g = run("inspect", "--activation", "gelu", Reference.file("models/vit-b32-tiny/state_dict.pt").toString());
     assertTrue(g.out().contains("activation:   gelu (override)"), g.out());
   }
 
   @Test
   void brokenFileGivesOneLineErrorAndCodeOne() throws IOException {
     Path junk = Files.writeString(tmp.resolve("junk.pt"), "definitely not a checkpoint");
-    Run r = run("inspect", junk.toString());
+    CliRun.Result r = run("inspect", junk.toString());
     assertEquals(1, r.code());
     assertTrue(r.err().startsWith("jclip inspect: " + junk + ": "), r.err());
     assertEquals(2, run("inspect", "--activation", "relu", junk.toString()).code());

@@ -11,8 +11,6 @@ import dev.jclip.io.Tensor;
 import dev.jclip.testing.Reference;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -27,8 +25,6 @@ import picocli.CommandLine;
 
 /** classify, embed-images and embed-texts run in-process on the reference's vit-b32-tiny. */
 class ModelCommandsTest {
-  record Result(int code, String out, String err) {}
-
   static Path dir, model;
   static List<String> texts, images;
   static float[][] probs, imageFeatures, textFeatures;
@@ -55,14 +51,9 @@ class ModelCommandsTest {
     return r;
   }
 
-  static Result run(Object cmd, String stdin, String... args) {
+  static CliRun.Result run(Object cmd, String stdin, String... args) {
     if (cmd instanceof EmbedTextsCommand e) e.in = new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8));
-    CommandLine cl = new CommandLine(cmd);
-    StringWriter out = new StringWriter(), err = new StringWriter();
-    cl.setOut(new PrintWriter(out));
-    cl.setErr(new PrintWriter(err));
-    int code = cl.execute(args);
-    return new Result(code, out.toString(), err.toString());
+    return CliRun.run(new CommandLine(cmd), args);
   }
 
   static String vocab() {
@@ -104,14 +95,14 @@ class ModelCommandsTest {
   @Test
   void classifyPrintsLabelProbsLikeTheReference() {
     List<String> labels = List.of("a diagram", "a dog", "a cat");
-    Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--device", "cpu",
+    CliRun.Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--device", "cpu",
         Reference.file("images/CLIP.png").toString(), "a diagram", "a dog", "a cat");
-    assertEquals(0, r.code, r.err);
-    assertTrue(r.out.startsWith("Label probs: [[") && r.out.trim().endsWith("]]"), r.out);
-    String[] nums = r.out.trim().substring("Label probs: [[".length(), r.out.trim().length() - 2).trim().split("\\s+");
-    assertEquals(3, nums.length, r.out);
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().startsWith("Label probs: [[") && r.out().trim().endsWith("]]"), r.out());
+    String[] nums = r.out().trim().substring("Label probs: [[".length(), r.out().trim().length() - 2).trim().split("\\s+");
+    assertEquals(3, nums.length, r.out());
     double[] want = expectedProbs(images.indexOf("CLIP.png"), labels);
-    for (int j = 0; j < 3; j++) assertEquals(want[j], Double.parseDouble(nums[j]), 1e-5, r.out);
+    for (int j = 0; j < 3; j++) assertEquals(want[j], Double.parseDouble(nums[j]), 1e-5, r.out());
   }
 
   @Test
@@ -119,9 +110,9 @@ class ModelCommandsTest {
     List<String> labels = List.of("a red rose", "a dog", "a photo of a flower", "a pile of old coins");
     List<String> args = new ArrayList<>(List.of("--model", model.toString(), "--vocab", vocab(), "--json", Reference.file("images/rose.jpg").toString()));
     args.addAll(labels);
-    Result r = run(new ClassifyCommand(), "", args.toArray(String[]::new));
-    assertEquals(0, r.code, r.err);
-    JsonNode o = new ObjectMapper().readTree(r.out);
+    CliRun.Result r = run(new ClassifyCommand(), "", args.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    JsonNode o = new ObjectMapper().readTree(r.out());
     assertEquals(labels.size(), o.get("labels").size());
     for (int j = 0; j < labels.size(); j++) assertEquals(labels.get(j), o.get("labels").get(j).asText());
     double[] want = expectedProbs(images.indexOf("rose.jpg"), labels);
@@ -135,13 +126,13 @@ class ModelCommandsTest {
 
   @Test
   void classifyFailsCleanly() {
-    Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "missing.png", "a dog");
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("missing.png"), r.err);
+    CliRun.Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "missing.png", "a dog");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("missing.png"), r.err());
     r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--device", "cuda:7",
         Reference.file("images/CLIP.png").toString(), "a dog");
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("cuda:7"), r.err);
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("cuda:7"), r.err());
   }
 
   @Test
@@ -151,15 +142,15 @@ class ModelCommandsTest {
     List<String> order = new ArrayList<>(images);
     java.util.Collections.reverse(order);
     for (String n : order) args.add(Reference.file("images/" + n).toString());
-    Result r = run(new EmbedImagesCommand(), "", args.toArray(String[]::new));
-    assertEquals(0, r.code, r.err);
+    CliRun.Result r = run(new EmbedImagesCommand(), "", args.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
     float[][] got = readNpy(tmp.resolve("img.npy"));
     assertEquals(order.size(), got.length);
     for (int i = 0; i < got.length; i++) assertClose(normalized(imageFeatures[images.indexOf(order.get(i))]), got[i], 1e-4, order.get(i));
 
     args.add(1 + args.indexOf("--out") + 1, "--no-normalize");
     r = run(new EmbedImagesCommand(), "", args.toArray(String[]::new));
-    assertEquals(0, r.code, r.err);
+    assertEquals(0, r.code(), r.err());
     got = readNpy(tmp.resolve("img.npy"));
     for (int i = 0; i < got.length; i++) assertClose(imageFeatures[images.indexOf(order.get(i))], got[i], 1e-4, order.get(i));
   }
@@ -170,14 +161,14 @@ class ModelCommandsTest {
     Files.write(bad, new byte[] {(byte) 0xFF, (byte) 0xD8, (byte) 0xFF, 0, 1, 2, 3});
     Path out = tmp.resolve("out.npy");
     String good = Reference.file("images/chelsea.png").toString();
-    Result r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--out", out.toString(), good, bad.toString());
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("broken.jpg") && r.err.contains("--skip-bad"), r.err);
+    CliRun.Result r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--out", out.toString(), good, bad.toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("broken.jpg") && r.err().contains("--skip-bad"), r.err());
     assertFalse(Files.exists(out), "no partial output");
     r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--skip-bad", "--out", out.toString(), good,
         bad.toString(), good);
-    assertEquals(0, r.code, r.err);
-    assertTrue(r.err.contains("skipped " + bad), r.err);
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("skipped " + bad), r.err());
     float[][] got = readNpy(out);
     assertEquals(2, got.length);
     assertClose(normalized(imageFeatures[images.indexOf("chelsea.png")]), got[1], 1e-4, "chelsea");
@@ -189,18 +180,18 @@ class ModelCommandsTest {
     StringBuilder in = new StringBuilder();
     for (String t : texts) in.append(m.writeValueAsString(t)).append('\n');
     Path out = tmp.resolve("t.npy");
-    Result r = run(new EmbedTextsCommand(), in.toString(), "--model", model.toString(), "--vocab", vocab(), "--batch-size", "4", "--truncate",
+    CliRun.Result r = run(new EmbedTextsCommand(), in.toString(), "--model", model.toString(), "--vocab", vocab(), "--batch-size", "4", "--truncate",
         "--out", out.toString());
-    assertEquals(0, r.code, r.err);
+    assertEquals(0, r.code(), r.err());
     float[][] got = readNpy(out);
     assertEquals(texts.size(), got.length);
     for (int i = 0; i < got.length; i++) assertClose(normalized(textFeatures[i]), got[i], 1e-4, "text " + i);
 
     r = run(new EmbedTextsCommand(), in.toString(), "--model", model.toString(), "--vocab", vocab(), "--out", out.toString());
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("line " + texts.size()) && r.err.contains("--truncate"), r.err);
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line " + texts.size()) && r.err().contains("--truncate"), r.err());
     r = run(new EmbedTextsCommand(), "\"ok\"\n42\n", "--model", model.toString(), "--vocab", vocab(), "--out", out.toString());
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("line 2"), r.err);
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line 2"), r.err());
   }
 }

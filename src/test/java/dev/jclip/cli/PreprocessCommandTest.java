@@ -8,28 +8,17 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.jclip.io.DType;
 import dev.jclip.io.SafetensorsReader;
 import dev.jclip.testing.Reference;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
-import picocli.CommandLine;
 
 class PreprocessCommandTest {
   @TempDir Path tmp;
 
-  private record Result(int code, String out, String err) {}
-
-  private static Result run(String... args) {
-    CommandLine cl = Main.commandLine();
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    cl.setOut(new PrintWriter(out));
-    cl.setErr(new PrintWriter(err));
-    int code = cl.execute(args);
-    return new Result(code, out.toString(), err.toString());
+  private static CliRun.Result run(String... args) {
+    return CliRun.run(Main.commandLine(), args);
   }
 
   @Test
@@ -37,7 +26,7 @@ class PreprocessCommandTest {
     Path out = tmp.resolve("pre.safetensors");
     Path a = Reference.file("images/rose.jpg");
     Path b = Reference.file("images/debian-logo-256.png");
-    Result r = run("preprocess", "--size", "224", "--rgb8", "--out", out.toString(), a.toString(), b.toString());
+    CliRun.Result r = run("preprocess", "--size", "224", "--rgb8", "--out", out.toString(), a.toString(), b.toString());
     assertEquals(0, r.code(), r.err());
     try (SafetensorsReader got = SafetensorsReader.open(out);
         SafetensorsReader ref = SafetensorsReader.open(Reference.file("preprocess/preprocess.safetensors"))) {
@@ -68,7 +57,7 @@ class PreprocessCommandTest {
     Path out = tmp.resolve("x.safetensors");
     Path text = tmp.resolve("text.jpg");
     Files.writeString(text, "hello");
-    Result r = run("preprocess", "--size", "224", "--out", out.toString(), Reference.file("images/rose.jpg").toString(), text.toString());
+    CliRun.Result r = run("preprocess", "--size", "224", "--out", out.toString(), Reference.file("images/rose.jpg").toString(), text.toString());
     assertEquals(1, r.code());
     assertTrue(r.err().contains("text.jpg") && r.err().contains("not a recognised image format"), r.err());
     assertFalse(Files.exists(out));

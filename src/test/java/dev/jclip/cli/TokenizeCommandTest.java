@@ -15,18 +15,10 @@ import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
 
 class TokenizeCommandTest {
-  private record Result(int code, String out, String err) {}
-
-  private static Result run(String stdin, String... args) {
+  private static CliRun.Result run(String stdin, String... args) {
     TokenizeCommand cmd = new TokenizeCommand();
     cmd.in = new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8));
-    CommandLine cl = new CommandLine(cmd);
-    StringWriter out = new StringWriter();
-    StringWriter err = new StringWriter();
-    cl.setOut(new PrintWriter(out));
-    cl.setErr(new PrintWriter(err));
-    int code = cl.execute(args);
-    return new Result(code, out.toString(), err.toString());
+    return CliRun.run(new CommandLine(cmd), args);
   }
 
   private static String vocab() {
@@ -35,40 +27,40 @@ class TokenizeCommandTest {
 
   @Test
   void writesOneArrayPerLineInOrder() {
-    Result r = run("\"a photo of a cat\"\n\"\"\n\"a dog\"\n", "--vocab", vocab(), "--bpe");
-    assertEquals(0, r.code, r.err);
-    assertEquals("[320,1125,539,320,2368]\n[]\n[320,1929]\n", r.out);
+    CliRun.Result r = run("\"a photo of a cat\"\n\"\"\n\"a dog\"\n", "--vocab", vocab(), "--bpe");
+    assertEquals(0, r.code(), r.err());
+    assertEquals("[320,1125,539,320,2368]\n[]\n[320,1929]\n", r.out());
 
     r = run("\"a dog\"\n", "--vocab", vocab(), "--context-length", "6");
-    assertEquals("[49406,320,1929,49407,0,0]\n", r.out);
+    assertEquals("[49406,320,1929,49407,0,0]\n", r.out());
   }
 
   @Test
   void tooLongFailsUnlessTruncated() {
     String line = "\"" + "cat ".repeat(10) + "\"\n";
-    Result r = run(line, "--vocab", vocab(), "--context-length", "5");
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("line 1") && r.err.contains("too long") && r.err.contains("cat cat"), r.err);
+    CliRun.Result r = run(line, "--vocab", vocab(), "--context-length", "5");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line 1") && r.err().contains("too long") && r.err().contains("cat cat"), r.err());
     r = run(line, "--vocab", vocab(), "--context-length", "5", "--truncate");
-    assertEquals(0, r.code, r.err);
-    assertEquals("[49406,2368,2368,2368,49407]\n", r.out);
+    assertEquals(0, r.code(), r.err());
+    assertEquals("[49406,2368,2368,2368,49407]\n", r.out());
   }
 
   @Test
   void badInputNamesTheLine() {
-    Result r = run("\"ok\"\n{\"text\": 1}\n", "--vocab", vocab(), "--bpe");
-    assertEquals(1, r.code);
-    assertTrue(r.out.startsWith("["), r.out);
-    assertTrue(r.err.contains("line 2") && r.err.contains("JSON string"), r.err);
+    CliRun.Result r = run("\"ok\"\n{\"text\": 1}\n", "--vocab", vocab(), "--bpe");
+    assertEquals(1, r.code());
+    assertTrue(r.out().startsWith("["), r.out());
+    assertTrue(r.err().contains("line 2") && r.err().contains("JSON string"), r.err());
     r = run("\"unterminated\n", "--vocab", vocab(), "--bpe");
-    assertTrue(r.err.contains("line 1") && r.err.contains("not valid JSON"), r.err);
+    assertTrue(r.err().contains("line 1") && r.err().contains("not valid JSON"), r.err());
   }
 
   @Test
   void missingVocabularySaysHowToGetIt(@TempDir Path dir) {
-    Result r = run("\"x\"\n", "--vocab", dir.resolve("missing.gz").toString());
-    assertEquals(1, r.code);
-    assertTrue(r.err.contains("missing.gz"), r.err);
+    CliRun.Result r = run("\"x\"\n", "--vocab", dir.resolve("missing.gz").toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("missing.gz"), r.err());
   }
 
   @Test

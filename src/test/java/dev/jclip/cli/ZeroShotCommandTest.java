@@ -41,7 +41,7 @@ class ZeroShotCommandTest {
     String[] args = {"--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu", "--classes",
         classes.toString(), "--templates", templates.toString(), "--input", input.toString(), "--output", out.toString(), "--top-k", "4",
         "--batch-size", "2"};
-    ModelCommandsTest.Result r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
+    CliRun.Result r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
     assertEquals(0, r.code(), r.err());
     assertTrue(r.err().contains("top-1 accuracy"), r.err());
 
@@ -103,7 +103,7 @@ class ZeroShotCommandTest {
 
   @Test
   void rejectsAnUnknownOutputFormat(@TempDir Path tmp) {
-    ModelCommandsTest.Result r = ModelCommandsTest.run(new ZeroShotCommand(), "", "--model", ModelCommandsTest.model.toString(), "--classes",
+    CliRun.Result r = ModelCommandsTest.run(new ZeroShotCommand(), "", "--model", ModelCommandsTest.model.toString(), "--classes",
         "c.txt", "--templates", "t.txt", "--input", tmp.toString(), "--output", tmp.resolve("p.xlsx").toString());
     assertEquals(2, r.code());
     assertTrue(r.err().contains(".csv or .jsonl"), r.err());
