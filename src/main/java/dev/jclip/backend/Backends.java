@@ -25,10 +25,7 @@ public final class Backends {
     List<DeviceSpec> resolved = device.resolve(log);
     DeviceSpec d = resolved.get(0);
     if (d.isCuda()) return CudaBackend.open(d.ordinal(), precision);
-    if (precision != Precision.FP32) {
-      throw new IllegalArgumentException("the CPU backend computes in fp32; --precision " + precision + " needs a GPU (--device cuda)");
-    }
-    return new CpuBackend(threads, true);
+    return new CpuBackend(threads, true, precision);
   }
 
   /** Whether one executor at a time must use {@code backend} (a GPU stream), rather than many. */

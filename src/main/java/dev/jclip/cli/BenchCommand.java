@@ -56,7 +56,7 @@ public final class BenchCommand implements Callable<Integer> {
       description = "auto (the GPU when one works, else the CPU), cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}).")
   String device;
 
-  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32", description = "fp32, or fp16 / bf16 on a GPU (default: ${DEFAULT-VALUE}).")
+  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32", description = "fp32; bf16 (GPU, or a CPU with AVX-512 BF16 / AMX); fp16 (GPU) (default: ${DEFAULT-VALUE}).")
   String precision;
 
   @Option(names = "--batch", paramLabel = "B,B,...", split = ",", defaultValue = "1,8,32", description = "Batch sizes (default: ${DEFAULT-VALUE}).")
@@ -116,11 +116,15 @@ public final class BenchCommand implements Callable<Integer> {
         out.printf("machine: %d processors, %s %s, Java %s; %s; %d threads, %s%n", Runtime.getRuntime().availableProcessors(),
             System.getProperty("os.name"), System.getProperty("os.arch"), Runtime.version(), cpuName(), t, precision);
         out.flush();
-        double peak;
-        try (dev.jclip.backend.cpu.CpuBackend cpu = new dev.jclip.backend.cpu.CpuBackend(t, true)) {
+        double peak = Double.NaN;
+        String library = "no CPU GEMM in " + precision;
+        try (dev.jclip.backend.cpu.CpuBackend cpu = new dev.jclip.backend.cpu.CpuBackend(t, true, dev.jclip.backend.Precision.parse(precision))) {
           peak = CpuGemmBench.peakGflops(cpu, null);
+          library = cpu.gemmLibrary();
+        } catch (IllegalArgumentException e) {
+          // a precision the CPU does not offer (fp16): the model runs on a GPU, no CPU peak to share
         }
-        out.printf("GEMM peak (sgemm as the backend runs it, median of the batch-32 LINEAR shapes): %.1f GFLOP/s%n", peak);
+        out.printf("GEMM peak (%s as LINEAR runs it, median of the batch-32 LINEAR shapes): %.1f GFLOP/s%n", library, peak);
         out.printf("%6s %12s %9s %7s %12s %9s %7s %12s %10s %8s%n", "batch", "images/s", "GFLOP/s", "peak", "text77/s", "GFLOP/s", "peak",
             "prompts/s", "tokens", "spread");
         out.flush();

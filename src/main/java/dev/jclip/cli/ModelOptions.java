@@ -20,7 +20,7 @@ final class ModelOptions {
   String device;
 
   @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32",
-      description = "fp32 (reference parity, any device), fp16 or bf16 (GPU) (default: ${DEFAULT-VALUE}).")
+      description = "fp32 (reference parity, any device), bf16 (GPU, or a CPU with AVX-512 BF16 / AMX), fp16 (GPU) (default: ${DEFAULT-VALUE}).")
   String precision;
 
   @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors).")

@@ -57,7 +57,7 @@ public class GoldenParityTest {
   /**
    * What a backend must meet. REFERENCE and FP32: features, logits and intermediates within 1e-4,
    * probabilities within 1e-4, the texts cut after their last end-of-text token bit-identical
-   * (REFERENCE) or within 1e-5 (FP32). HALF (fp16/bf16 compute): features and logits within 5e-3 and the same argmax on
+   * (REFERENCE) or within 1e-5 (FP32). HALF (fp16/bf16 compute): features and logits within 5e-3 (BF16, the CPU's bf16 GEMMs: 2e-2) and the same argmax on
    * every probability row; intermediates are not compared.
    */
   public enum Mode {
@@ -66,7 +66,13 @@ public class GoldenParityTest {
     /** A fast fp32 backend: fp32 checks, the cut within 1e-5 (GEMM kernels may depend on the row count). */
     FP32(1e-4, true, false),
     /** fp16 / bf16 compute. */
-    HALF(5e-3, false, false);
+    HALF(5e-3, false, false),
+    /**
+     * bf16 weight GEMMs with fp32 everywhere else (the CPU's bf16): the engine issue's "same argmax,
+     * relative error of features ~1e-2". bf16 keeps 8 significant bits to fp16's 11, so a LINEAR's
+     * output is off by ~2.4e-3 (measured) and a tower of them by up to ~1e-2.
+     */
+    BF16(2e-2, false, false);
 
     final double tol;
     final boolean intermediates;
@@ -117,7 +123,7 @@ public class GoldenParityTest {
       }
       assertClose(name + " logits_per_image", lg.get("logits_per_image"), golden.tensor("logits_per_image").toFloatArray(), TOL);
       float[] probs = lg.get("probs"), want = golden.tensor("probs").toFloatArray();
-      if (mode == Mode.HALF) {
+      if (mode == Mode.HALF || mode == Mode.BF16) {
         for (int i = 0; i < images; i++) {
           assertEquals(argmax(want, i * texts, texts), argmax(probs, i * texts, texts), name + ": argmax of probs row " + i);
         }

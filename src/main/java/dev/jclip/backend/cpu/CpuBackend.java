@@ -1,5 +1,6 @@
 package dev.jclip.backend.cpu;
 
+import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
@@ -59,7 +60,25 @@ public final class CpuBackend implements Backend {
    * @param vector use the Vector API kernels when the module is present; false forces the scalar twin
    */
   public CpuBackend(int threads, boolean vector) {
+    this(threads, vector, Precision.FP32);
+  }
+
+  /**
+   * @param threads threads for Java ops and the GEMMs
+   * @param vector use the Vector API kernels when the module is present; false forces the scalar twin
+   * @param precision {@link Precision#FP32}, or {@link Precision#BF16} (LINEAR operands rounded to
+   *     bf16, fp32 accumulation, every other op in fp32) on a CPU with AVX-512 BF16 or AMX
+   * @throws IllegalArgumentException for fp16, or bf16 on a CPU without bf16 instructions or without oneDNN
+   */
+  public CpuBackend(int threads, boolean vector, Precision precision) {
+    this(threads, vector, precision, System.getProperty("jclip.cpu.gemm", "onednn"));
+  }
+
+  /** As above with the weight-GEMM library named: "onednn" or "openblas" (fp32 only). */
+  CpuBackend(int threads, boolean vector, Precision precision, String gemm) {
     if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
+    this.precision = precision;
+    this.linear = openLinear(precision, threads, gemm);
     this.threads = threads;
     this.pool = new ForkJoinPool(threads);
     this.kernels = vector && vectorAvailable() ? newVectorKernels() : new ScalarKernels();
@@ -71,11 +90,63 @@ public final class CpuBackend implements Backend {
   }
 
   private final boolean openblasThreads;
+  private final Precision precision;
+  /** LINEAR and PATCH_EMBED through oneDNN with packed weights; null: OpenBLAS ({@code -Djclip.cpu.gemm=openblas}). */
+  private final DnnlLinear linear;
 
-  /** {@code c[M,N] = a[M,K] · b[N,K]ᵀ} as LINEAR runs it (for {@link CpuGemmBench}). */
+  /**
+   * oneDNN for the weight GEMMs unless {@code -Djclip.cpu.gemm=openblas} asks for OpenBLAS (fp32
+   * only); when oneDNN cannot be loaded, fp32 falls back to OpenBLAS and bf16 is refused.
+   */
+  private static DnnlLinear openLinear(Precision precision, int threads, String gemm) {
+    if (precision == Precision.FP16) {
+      throw new IllegalArgumentException("the CPU backend computes in fp32 or bf16; --precision fp16 needs a GPU (--device cuda)");
+    }
+    boolean bf16 = precision == Precision.BF16;
+    if (!bf16 && gemm.equals("openblas")) return null;
+    if (!gemm.equals("onednn") && !gemm.equals("openblas")) {
+      throw new IllegalArgumentException("the CPU GEMM library (-Djclip.cpu.gemm) must be onednn or openblas, not '" + gemm + "'");
+    }
+    if (bf16 && !CpuFeatures.bf16()) {
+      throw new IllegalArgumentException("--precision bf16 on the CPU needs AVX-512 BF16 or AMX, which this CPU lacks (" + CpuFeatures.describe()
+          + "); use fp32");
+    }
+    try {
+      return new DnnlLinear(Dnnl.get(), bf16 ? Dnnl.BF16 : Dnnl.F32, threads);
+    } catch (IllegalStateException e) {
+      if (bf16) throw new IllegalArgumentException("--precision bf16 on the CPU needs oneDNN: " + e.getMessage(), e);
+      return null;
+    }
+  }
+
+  /** The precision of the weight GEMMs. */
+  public Precision precision() {
+    return precision;
+  }
+
+  /** Which library runs the weight GEMMs: "oneDNN fp32", "oneDNN bf16" or "OpenBLAS fp32". */
+  public String gemmLibrary() {
+    return linear == null ? "OpenBLAS fp32" : linear.bf16() ? "oneDNN bf16" : "oneDNN fp32";
+  }
+
+  /**
+   * {@code c[M,N] = a[M,K] · b[N,K]ᵀ} as LINEAR runs it (for {@link CpuGemmBench}); with oneDNN, b
+   * is packed on its first use, as a model's weights are.
+   */
   void gemmNT(int m, int n, int k, float[] a, float[] b, float[] c) {
+    if (linear != null) {
+      Tensor w;
+      synchronized (benchWeights) {
+        w = benchWeights.computeIfAbsent(b, x -> Tensor.ofFloats("bench.weight", new long[] {n, k}, x));
+      }
+      linear.run(m, n, k, a, w, null, null, 0, c, kernels, this::parallel);
+      return;
+    }
     gemm(true, m, n, k, a, 0, b, 0, c, 0);
   }
+
+  /** The benchmark's weight arrays as tensors (the packed-weight key), by identity. */
+  private final Map<float[], Tensor> benchWeights = new IdentityHashMap<>();
 
   /**
    * Row-major {@code c[M,N] = a[M,K] · b} with b [N,K] ({@code transB}) or [K,N], split into
@@ -205,11 +276,17 @@ public final class CpuBackend implements Backend {
     TensorSpec in = n.input(0).spec(), out = n.output().spec();
     switch (n.op()) {
       case LINEAR -> {
-        float[] w = p(n, "weight"), b = p(n, "bias");
+        float[] b = p(n, "bias");
         int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
-        gemm(true, m, cols, k, x, 0, w, 0, y, 0);
         Activation act = n.enumAttr("activation", (Activation) null);
         int code = act == Activation.QUICK_GELU ? 1 : act == Activation.GELU ? 2 : 0;
+        if (linear != null) {
+          // The weight is read straight from its tensor when packed: no float copy is kept.
+          linear.run(m, cols, k, x, n.param("weight"), n.param("bias"), b, code, y, kernels, this::parallel);
+          return;
+        }
+        float[] w = p(n, "weight");
+        gemm(true, m, cols, k, x, 0, w, 0, y, 0);
         if (b != null || code != 0) {
           parallel(m, (long) cols * (code == 0 ? 1 : 16), (r0, r1) -> kernels.biasActivation(y, b, cols, r0, r1, code));
         }
@@ -367,13 +444,17 @@ public final class CpuBackend implements Backend {
 
   /** im2col of non-overlapping patches, then one GEMM: [B·G², 3·P²] · weight[D, 3·P²]ᵀ. */
   private void patchEmbed(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
-    float[] w = p(n, "weight");
+    float[] w = linear == null ? p(n, "weight") : null;
     int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3), ps = n.intAttr("patch"), d = out.dim(2);
     int gw = wd / ps, cells = out.dim(1), kk = c * ps * ps;
     float[] col = borrowColumns((long) batch * cells * kk);
     try {
       patchColumns(x, col, batch, c, h, wd, ps, gw, cells, kk);
-      gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
+      if (linear != null) {
+        linear.run(batch * cells, d, kk, col, n.param("weight"), null, null, 0, y, kernels, this::parallel);
+      } else {
+        gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
+      }
     } finally {
       columns.addFirst(col);
     }
@@ -451,17 +532,12 @@ public final class CpuBackend implements Backend {
     }
   }
 
-  @FunctionalInterface
-  private interface Range {
-    void run(int from, int to);
-  }
-
   /**
    * Runs {@code body} over [0, n) split into about four chunks per thread, on the pool; inline when
    * the whole is smaller than {@link #PARALLEL_WORK} or there is one thread. {@code workPerItem}
    * is a rough cost per index.
    */
-  private void parallel(int n, long workPerItem, Range body) {
+  private void parallel(int n, long workPerItem, DnnlLinear.Range body) {
     if (n <= 0) return;
     if (threads == 1 || n == 1 || (long) n * workPerItem < PARALLEL_WORK) {
       body.run(0, n);
@@ -492,6 +568,7 @@ public final class CpuBackend implements Backend {
 
   @Override
   public void close() {
+    if (linear != null) linear.close();
     pool.shutdown();
     synchronized (params) {
       params.clear();

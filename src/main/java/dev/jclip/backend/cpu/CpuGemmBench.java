@@ -76,7 +76,7 @@ public final class CpuGemmBench {
     return (m, n, k, a, b, c) -> Blas.sgemmNT(m, n, k, a, 0, b, 0, c, 0);
   }
 
-  /** GEMMs as {@code cpu} runs them: column blocks over its threads, single-threaded OpenBLAS in each. */
+  /** GEMMs as {@code cpu} runs LINEAR: column blocks over its threads, one single-threaded library call (oneDNN or OpenBLAS) each. */
   public static Sgemm backend(CpuBackend cpu) {
     return (m, n, k, a, b, c) -> cpu.gemmNT(m, n, k, a, b, c);
   }

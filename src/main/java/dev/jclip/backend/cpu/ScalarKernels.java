@@ -6,6 +6,20 @@ package dev.jclip.backend.cpu;
  * range of rows so that the backend can split it over its threads.
  */
 class ScalarKernels {
+  /**
+   * {@code count} floats of x from {@code off} as bf16 (the upper 16 bits, rounded to nearest even,
+   * as PyTorch's {@code .to(torch.bfloat16)}) into native memory at {@code byteOff}. NaN stays NaN.
+   */
+  void toBf16(float[] x, int off, int count, java.lang.foreign.MemorySegment dst, long byteOff) {
+    for (int i = 0; i < count; i++) dst.set(java.lang.foreign.ValueLayout.JAVA_SHORT_UNALIGNED, byteOff + 2L * i, bf16(x[off + i]));
+  }
+
+  static short bf16(float v) {
+    int bits = Float.floatToRawIntBits(v);
+    if (Float.isNaN(v)) return (short) ((bits >>> 16) | 0x40);
+    return (short) ((bits + 0x7FFF + ((bits >>> 16) & 1)) >>> 16);
+  }
+
   /** {@code y = a + b}, optionally ReLU, over elements [from, to). */
   void add(float[] a, float[] b, float[] y, int from, int to, boolean relu) {
     for (int i = from; i < to; i++) {

@@ -66,6 +66,28 @@ final class VectorKernels extends ScalarKernels {
     super.add(a, b, y, i, to, relu);
   }
 
+  private static final VectorSpecies<Short> HALF = jdk.incubator.vector.ShortVector.SPECIES_PREFERRED.length() == 2 * L
+      ? jdk.incubator.vector.VectorSpecies.of(short.class, jdk.incubator.vector.VectorShape.forBitSize(S.vectorBitSize() / 2))
+      : null;
+
+  @Override
+  void toBf16(float[] x, int off, int count, java.lang.foreign.MemorySegment dst, long byteOff) {
+    if (HALF == null) {
+      super.toBf16(x, off, count, dst, byteOff);
+      return;
+    }
+    int i = 0;
+    for (int end = S.loopBound(count); i < end; i += L) {
+      IntVector b = FloatVector.fromArray(S, x, off + i).reinterpretAsInts();
+      // Round to nearest even: add 0x7FFF plus the lowest kept bit, keep the upper half (NaN is
+      // not special-cased here: activations are finite; the scalar tail and twin handle it).
+      IntVector r = b.add(b.lanewise(VectorOperators.LSHR, 16).and(1)).add(0x7FFF).lanewise(VectorOperators.LSHR, 16);
+      r.convertShape(VectorOperators.I2S, HALF, 0).reinterpretAsShorts()
+          .intoMemorySegment(dst, byteOff + 2L * i, java.nio.ByteOrder.nativeOrder());
+    }
+    super.toBf16(x, off + i, count - i, dst, byteOff + 2L * i);
+  }
+
   @Override
   void biasActivation(float[] y, float[] bias, int n, int r0, int r1, int act) {
     if (act == 2) {

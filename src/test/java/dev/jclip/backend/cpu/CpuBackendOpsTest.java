@@ -40,13 +40,18 @@ import org.junit.jupiter.params.provider.MethodSource;
 public class CpuBackendOpsTest {
   static final double TOL = 1e-5;
   static final Random RNG = TestRandom.create("CpuBackendOpsTest");
-  static CpuBackend vector, scalar;
+  /** bf16 LINEAR operands: each product carries two roundings of 2⁻⁹, sums of K terms stay near 4e-3. */
+  static final double BF16_TOL = 1e-2;
+  static CpuBackend vector, scalar, openblas, bf16;
   static ReferenceBackend reference;
 
   @BeforeAll
   static void open() {
     vector = new CpuBackend(Runtime.getRuntime().availableProcessors(), true);
     scalar = new CpuBackend(Runtime.getRuntime().availableProcessors(), false);
+    openblas = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.FP32, "openblas");
+    bf16 = CpuFeatures.bf16() ? new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.BF16) : null;
+    if (bf16 == null) System.out.println("[ops] this CPU has no bf16 instructions (" + CpuFeatures.describe() + "): bf16 cases skipped");
     reference = new ReferenceBackend();
   }
 
@@ -54,6 +59,8 @@ public class CpuBackendOpsTest {
   static void close() {
     vector.close();
     scalar.close();
+    openblas.close();
+    if (bf16 != null) bf16.close();
     reference.close();
   }
 
@@ -227,11 +234,11 @@ public class CpuBackendOpsTest {
     return ids;
   }
 
+  /** Each case on: vector kernels + oneDNN fp32 (the default), scalar twins, OpenBLAS, and oneDNN bf16. */
   static Stream<Arguments> runs() {
     List<Arguments> a = new ArrayList<>();
     for (Case c : cases()) {
-      a.add(Arguments.of(c, true));
-      a.add(Arguments.of(c, false));
+      for (String v : new String[] {"vector", "scalar", "openblas", "bf16"}) a.add(Arguments.of(c, v));
     }
     return a.stream();
   }
@@ -281,13 +288,21 @@ public class CpuBackendOpsTest {
     assertTrue(worst < 5e-7, "vector exp relative error " + worst);
   }
 
-  @ParameterizedTest(name = "{0} vector={1}")
+  @ParameterizedTest(name = "{0} {1}")
   @MethodSource("runs")
-  void matchesTheReferenceBackend(Case c, boolean useVector) {
+  void matchesTheReferenceBackend(Case c, String variant) {
+    CpuBackend cpu = switch (variant) {
+      case "vector" -> vector;
+      case "scalar" -> scalar;
+      case "openblas" -> openblas;
+      default -> bf16;
+    };
+    org.junit.jupiter.api.Assumptions.assumeTrue(cpu != null, "no bf16 instructions on this CPU");
+    // bf16 rounds the operands of the weight GEMMs only; every other op stays fp32.
+    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.PATCH_EMBED) ? BF16_TOL : TOL;
     GraphBuilder g = new GraphBuilder();
     Map<String, Object> inputs = c.build().apply(g);
     var graph = g.build();
-    Backend cpu = useVector ? vector : scalar;
     float[] want, got;
     try (Executor ex = new Executor(graph, reference, List.of())) {
       want = ex.run(inputs).get("y");
@@ -299,11 +314,11 @@ public class CpuBackendOpsTest {
       assertTrue(java.util.Arrays.equals(got, again), c + ": a second run differs");
     }
     double err = ReferenceOps.relativeError(got, want);
-    System.out.printf("[ops] %-55s %-6s relative error %.2e%n", c, useVector ? "vector" : "scalar", err);
+    System.out.printf("[ops] %-55s %-8s relative error %.2e%n", c, variant, err);
     for (int i = 0; i < got.length; i++) {
       if (!Float.isFinite(got[i])) throw new AssertionError(c + ": element " + i + " is " + got[i]);
     }
-    assertTrue(err <= TOL, c + (useVector ? " (vector)" : " (scalar)") + ": relative error " + err + " > " + TOL + firstMismatch(got, want));
+    assertTrue(err <= tol, c + " (" + variant + "): relative error " + err + " > " + tol + firstMismatch(got, want));
   }
 
   static String firstMismatch(float[] got, float[] want) {

@@ -25,6 +25,16 @@ class CpuGoldenParityTest {
     }
   }
 
+  /** bf16 weight GEMMs (AVX-512 BF16 / AMX): features within 2e-2, same argmax on every row. */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("models")
+  void bf16MatchesTheReferenceWithinItsTolerance(Path dir) throws IOException {
+    org.junit.jupiter.api.Assumptions.assumeTrue(CpuFeatures.bf16(), "this CPU has no bf16 instructions (" + CpuFeatures.describe() + ")");
+    try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.BF16)) {
+      GoldenParityTest.check(dir, dir.resolve("state_dict.pt"), cpu, GoldenParityTest.Mode.BF16);
+    }
+  }
+
   @ParameterizedTest(name = "{0}")
   @MethodSource("models")
   void scalarKernelsMatchTheReference(Path dir) throws IOException {

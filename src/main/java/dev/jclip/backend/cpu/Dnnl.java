@@ -1,0 +1,368 @@
+package dev.jclip.backend.cpu;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.SymbolLookup;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Path;
+import org.bytedeco.javacpp.Loader;
+
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+/**
+ * The part of oneDNN's C API that the bf16 CPU path needs (engine, stream, memory descriptors,
+ * matmul and reorder primitives), bound through the foreign-function API. The library comes from
+ * the JavaCPP preset {@code org.bytedeco:dnnl}, which extracts and loads it with its OpenMP runtime;
+ * calls go straight to the C functions so that every status is checked and named here.
+ *
+ * <p>oneDNN runs each primitive on the calling thread's OpenMP team; {@link #singleThreaded()}
+ * sets that team to one thread, because the backend splits GEMMs over its own threads (the reason
+ * is in docs/cpu-backend.md: library thread pools spin and collapse when cores are shared).
+ */
+final class Dnnl {
+  static final int F16 = 1, BF16 = 2, F32 = 3;
+  static final int TAG_ANY = 1, TAG_AB = 3, TAG_BA = 14;
+  static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
+  static final int QUERY_WEIGHTS_MD = 131;
+  static final int ELTWISE_SWISH = 44, ELTWISE_GELU_ERF = 49;
+  static final int FPMATH_STRICT = 0, FPMATH_BF16 = 1;
+  private static final int CPU = 1, STREAM_DEFAULT = 1, MAX_NDIMS = 12;
+  /** DNNL_RUNTIME_DIM_VAL: a dimension given only at execution (INT64_MIN). */
+  static final long RUNTIME = Long.MIN_VALUE;
+
+  private static final Linker LINKER = Linker.nativeLinker();
+  private static volatile Dnnl instance;
+  private static volatile Throwable loadFailure;
+
+  private final MethodHandle engineCreate, engineDestroy, streamCreate, streamWait, streamDestroy;
+  private final MethodHandle mdCreateTag, mdCreateStrides, mdDestroy, mdEqual, mdSize;
+  private final MethodHandle matmulPd, reorderPd, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
+  private final MethodHandle memCreate, memDestroy, memSetHandle;
+  private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
+  private final MethodHandle ompSetNumThreads;
+  private final String library;
+
+  private Dnnl(SymbolLookup lib, SymbolLookup omp, String library) {
+    this.library = library;
+    engineCreate = h(lib, "dnnl_engine_create", ADDRESS, JAVA_INT, JAVA_LONG);
+    engineDestroy = h(lib, "dnnl_engine_destroy", ADDRESS);
+    streamCreate = h(lib, "dnnl_stream_create", ADDRESS, ADDRESS, JAVA_INT);
+    streamWait = h(lib, "dnnl_stream_wait", ADDRESS);
+    streamDestroy = h(lib, "dnnl_stream_destroy", ADDRESS);
+    mdCreateTag = h(lib, "dnnl_memory_desc_create_with_tag", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+    mdCreateStrides = h(lib, "dnnl_memory_desc_create_with_strides", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS);
+    mdDestroy = h(lib, "dnnl_memory_desc_destroy", ADDRESS);
+    mdEqual = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_equal"), FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
+    mdSize = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_get_size"), FunctionDescriptor.of(JAVA_LONG, ADDRESS));
+    matmulPd = h(lib, "dnnl_matmul_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    reorderPd = h(lib, "dnnl_reorder_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    pdQueryMd = LINKER.downcallHandle(find(lib, "dnnl_primitive_desc_query_md"), FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_INT, JAVA_INT));
+    pdDestroy = h(lib, "dnnl_primitive_desc_destroy", ADDRESS);
+    primCreate = h(lib, "dnnl_primitive_create", ADDRESS, ADDRESS);
+    primDestroy = h(lib, "dnnl_primitive_destroy", ADDRESS);
+    primExecute = h(lib, "dnnl_primitive_execute", ADDRESS, ADDRESS, JAVA_INT, ADDRESS);
+    memCreate = h(lib, "dnnl_memory_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    memDestroy = h(lib, "dnnl_memory_destroy", ADDRESS);
+    memSetHandle = h(lib, "dnnl_memory_set_data_handle", ADDRESS, ADDRESS);
+    attrCreate = h(lib, "dnnl_primitive_attr_create", ADDRESS);
+    attrDestroy = h(lib, "dnnl_primitive_attr_destroy", ADDRESS);
+    attrSetPostOps = h(lib, "dnnl_primitive_attr_set_post_ops", ADDRESS, ADDRESS);
+    attrSetFpmath = h(lib, "dnnl_primitive_attr_set_fpmath_mode", ADDRESS, JAVA_INT);
+    postOpsCreate = h(lib, "dnnl_post_ops_create", ADDRESS);
+    postOpsDestroy = h(lib, "dnnl_post_ops_destroy", ADDRESS);
+    postOpsAppendEltwise = h(lib, "dnnl_post_ops_append_eltwise", ADDRESS, JAVA_INT, JAVA_FLOAT, JAVA_FLOAT);
+    ompSetNumThreads = omp == null ? null
+        : LINKER.downcallHandle(omp.find("omp_set_num_threads").orElseThrow(() -> new IllegalStateException("no omp_set_num_threads")),
+            FunctionDescriptor.ofVoid(JAVA_INT));
+  }
+
+  private static MemorySegment find(SymbolLookup lib, String name) {
+    return lib.find(name).orElseThrow(() -> new IllegalStateException("oneDNN has no symbol " + name));
+  }
+
+  /** A function returning dnnl_status_t. */
+  private static MethodHandle h(SymbolLookup lib, String name, ValueLayout... args) {
+    return LINKER.downcallHandle(find(lib, name), FunctionDescriptor.of(JAVA_INT, args));
+  }
+
+  /**
+   * The process-wide binding, loaded on first use.
+   *
+   * @throws IllegalStateException when the oneDNN natives cannot be loaded (the message says why)
+   */
+  static Dnnl get() {
+    Dnnl d = instance;
+    if (d != null) return d;
+    synchronized (Dnnl.class) {
+      if (instance != null) return instance;
+      if (loadFailure != null) throw new IllegalStateException("oneDNN is not available: " + loadFailure.getMessage(), loadFailure);
+      try {
+        // Extracted from the preset's jar into JavaCPP's cache; libgomp first, so that libdnnl's
+        // DT_NEEDED libgomp.so.1 resolves to the copy it was built with.
+        String base = "/org/bytedeco/dnnl/" + Loader.getPlatform() + "/";
+        Path gomp = Loader.cacheResource(Dnnl.class, base + "libgomp.so.1").toPath();
+        SymbolLookup omp = SymbolLookup.libraryLookup(gomp, Arena.global());
+        Path lib = Loader.cacheResource(Dnnl.class, base + "libdnnl.so.3").toPath();
+        instance = new Dnnl(SymbolLookup.libraryLookup(lib, Arena.global()), omp, lib.toString());
+        return instance;
+      } catch (Exception | LinkageError e) {
+        loadFailure = e;
+        throw new IllegalStateException("oneDNN is not available: " + e.getMessage(), e);
+      }
+    }
+  }
+
+  String library() {
+    return library;
+  }
+
+  private static void check(int status, String call) {
+    if (status != 0) throw new IllegalStateException(call + " failed: oneDNN status " + status + " (" + statusName(status) + ")");
+  }
+
+  private static String statusName(int s) {
+    return switch (s) {
+      case 1 -> "out_of_memory";
+      case 2 -> "invalid_arguments";
+      case 3 -> "unimplemented";
+      case 5 -> "runtime_error";
+      case 6 -> "not_required";
+      default -> "status " + s;
+    };
+  }
+
+  private static RuntimeException wrap(Throwable t, String call) {
+    if (t instanceof RuntimeException r) return r;
+    if (t instanceof Error e) throw e;
+    return new IllegalStateException(call + " failed", t);
+  }
+
+  /** Makes oneDNN's calls from the current thread run on one OpenMP thread. */
+  void singleThreaded() {
+    if (ompSetNumThreads == null) return;
+    try {
+      ompSetNumThreads.invokeExact(1);
+    } catch (Throwable t) {
+      throw wrap(t, "omp_set_num_threads");
+    }
+  }
+
+  MemorySegment engine() {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) engineCreate.invokeExact(out, CPU, 0L), "dnnl_engine_create");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_engine_create");
+    }
+  }
+
+  void destroyEngine(MemorySegment e) {
+    call(engineDestroy, e, "dnnl_engine_destroy");
+  }
+
+  MemorySegment stream(MemorySegment engine) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) streamCreate.invokeExact(out, engine, STREAM_DEFAULT), "dnnl_stream_create");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_stream_create");
+    }
+  }
+
+  void destroyStream(MemorySegment s) {
+    call(streamDestroy, s, "dnnl_stream_destroy");
+  }
+
+  private static void call(MethodHandle h, MemorySegment arg, String name) {
+    try {
+      check((int) h.invokeExact(arg), name);
+    } catch (Throwable t) {
+      throw wrap(t, name);
+    }
+  }
+
+  /** A 2-D memory descriptor {@code [rows, cols]} with a format tag ({@link #TAG_AB}, {@link #TAG_BA}, {@link #TAG_ANY}). */
+  MemorySegment md(long rows, long cols, int dtype, int tag) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      MemorySegment dims = a.allocate(JAVA_LONG, MAX_NDIMS);
+      dims.setAtIndex(JAVA_LONG, 0, rows);
+      dims.setAtIndex(JAVA_LONG, 1, cols);
+      check((int) mdCreateTag.invokeExact(out, 2, dims, dtype, tag), "dnnl_memory_desc_create_with_tag");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_memory_desc_create_with_tag");
+    }
+  }
+
+  /** A 2-D row-major memory descriptor {@code [rows, cols]} whose rows are {@code ld} elements apart. */
+  MemorySegment mdStrided(long rows, long cols, int dtype, long ld) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      MemorySegment dims = a.allocate(JAVA_LONG, MAX_NDIMS), strides = a.allocate(JAVA_LONG, MAX_NDIMS);
+      dims.setAtIndex(JAVA_LONG, 0, rows);
+      dims.setAtIndex(JAVA_LONG, 1, cols);
+      strides.setAtIndex(JAVA_LONG, 0, ld);
+      strides.setAtIndex(JAVA_LONG, 1, 1);
+      check((int) mdCreateStrides.invokeExact(out, 2, dims, dtype, strides), "dnnl_memory_desc_create_with_strides");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_memory_desc_create_with_strides");
+    }
+  }
+
+  void destroyMd(MemorySegment md) {
+    call(mdDestroy, md, "dnnl_memory_desc_destroy");
+  }
+
+  boolean mdEqual(MemorySegment a, MemorySegment b) {
+    try {
+      return (int) mdEqual.invokeExact(a, b) != 0;
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_memory_desc_equal");
+    }
+  }
+
+  long mdSize(MemorySegment md) {
+    try {
+      return (long) mdSize.invokeExact(md);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_memory_desc_get_size");
+    }
+  }
+
+  /**
+   * Primitive attributes: an fpmath mode ({@link #FPMATH_STRICT}, or {@link #FPMATH_BF16} to let an
+   * f32 primitive compute with bf16 operands) and optionally one eltwise post-op ({@code alg} <
+   * 0 for none; {@link #ELTWISE_GELU_ERF}, or {@link #ELTWISE_SWISH} with alpha 1.702 for
+   * QuickGELU).
+   */
+  MemorySegment attr(int fpmath, int alg, float alpha) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) attrCreate.invokeExact(out), "dnnl_primitive_attr_create");
+      MemorySegment attr = out.get(ADDRESS, 0);
+      check((int) attrSetFpmath.invokeExact(attr, fpmath), "dnnl_primitive_attr_set_fpmath_mode");
+      if (alg >= 0) {
+        check((int) postOpsCreate.invokeExact(out), "dnnl_post_ops_create");
+        MemorySegment ops = out.get(ADDRESS, 0);
+        try {
+          check((int) postOpsAppendEltwise.invokeExact(ops, alg, alpha, 0f), "dnnl_post_ops_append_eltwise");
+          check((int) attrSetPostOps.invokeExact(attr, ops), "dnnl_primitive_attr_set_post_ops");
+        } finally {
+          check((int) postOpsDestroy.invokeExact(ops), "dnnl_post_ops_destroy");
+        }
+      }
+      return attr;
+    } catch (Throwable t) {
+      throw wrap(t, "primitive attributes");
+    }
+  }
+
+  void destroyAttr(MemorySegment attr) {
+    call(attrDestroy, attr, "dnnl_primitive_attr_destroy");
+  }
+
+  /** A matmul primitive descriptor ({@code bias} and {@code attr} may be {@link MemorySegment#NULL}). */
+  MemorySegment matmulPd(MemorySegment engine, MemorySegment src, MemorySegment weights, MemorySegment bias, MemorySegment dst,
+      MemorySegment attr) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) matmulPd.invokeExact(out, engine, src, weights, bias, dst, attr), "dnnl_matmul_primitive_desc_create");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_matmul_primitive_desc_create");
+    }
+  }
+
+  MemorySegment reorderPd(MemorySegment engine, MemorySegment from, MemorySegment to) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) reorderPd.invokeExact(out, from, engine, to, engine, MemorySegment.NULL), "dnnl_reorder_primitive_desc_create");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_reorder_primitive_desc_create");
+    }
+  }
+
+  /** The descriptor a primitive descriptor chose (owned by the primitive descriptor: do not destroy). */
+  MemorySegment queryMd(MemorySegment pd, int what) {
+    try {
+      MemorySegment md = (MemorySegment) pdQueryMd.invokeExact(pd, what, 0);
+      if (md.equals(MemorySegment.NULL)) throw new IllegalStateException("dnnl_primitive_desc_query_md(" + what + ") gave no descriptor");
+      return md;
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_primitive_desc_query_md");
+    }
+  }
+
+  void destroyPd(MemorySegment pd) {
+    call(pdDestroy, pd, "dnnl_primitive_desc_destroy");
+  }
+
+  MemorySegment primitive(MemorySegment pd) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) primCreate.invokeExact(out, pd), "dnnl_primitive_create");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_primitive_create");
+    }
+  }
+
+  void destroyPrimitive(MemorySegment p) {
+    call(primDestroy, p, "dnnl_primitive_destroy");
+  }
+
+  /** A memory object over {@code data} (not owned). */
+  MemorySegment memory(MemorySegment engine, MemorySegment md, MemorySegment data) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) memCreate.invokeExact(out, md, engine, data), "dnnl_memory_create");
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_memory_create");
+    }
+  }
+
+  /** Points a memory object at other data (of the same size and layout). */
+  void setHandle(MemorySegment memory, MemorySegment data) {
+    try {
+      check((int) memSetHandle.invokeExact(memory, data), "dnnl_memory_set_data_handle");
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_memory_set_data_handle");
+    }
+  }
+
+  void destroyMemory(MemorySegment m) {
+    call(memDestroy, m, "dnnl_memory_destroy");
+  }
+
+  /**
+   * Executes {@code primitive} on {@code stream} with (argument id, memory) pairs and waits for it.
+   *
+   * @param args a native array of {@code dnnl_exec_arg_t} ({int arg; dnnl_memory_t memory}, 16 bytes each)
+   */
+  void execute(MemorySegment primitive, MemorySegment stream, int nargs, MemorySegment args) {
+    try {
+      check((int) primExecute.invokeExact(primitive, stream, nargs, args), "dnnl_primitive_execute");
+      check((int) streamWait.invokeExact(stream), "dnnl_stream_wait");
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_primitive_execute");
+    }
+  }
+
+  /** Sets entry {@code i} of a {@code dnnl_exec_arg_t} array. */
+  static void arg(MemorySegment args, int i, int id, MemorySegment memory) {
+    args.set(JAVA_INT, 16L * i, id);
+    args.set(ADDRESS, 16L * i + 8, memory);
+  }
+}

@@ -1,0 +1,268 @@
+package dev.jclip.backend.cpu;
+
+import dev.jclip.io.Tensor;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * LINEAR ({@code y[M,N] = act(x[M,K] · W[N,K]ᵀ + b)}) as oneDNN matmul primitives whose weights
+ * are packed once, in the layout oneDNN's kernel wants, in fp32 or bf16.
+ *
+ * <p>Why: OpenBLAS packs the weight panel again on every call, which at batch 1 (M = 50 or 77
+ * rows) costs as much as the multiply; a prepacked oneDNN matmul runs the same shapes 1.4-1.8x
+ * faster in fp32 on one core, and in bf16 (AVX-512 BF16 or AMX) twice that again
+ * (docs/cpu-backend.md has the measurements).
+ *
+ * <p>How: the weight's N columns are cut into blocks, each with its own primitive (M given at run
+ * time, so one primitive serves every batch and every end-of-text cut) and packed weights; a call
+ * converts x once into native memory (bf16 rounded to nearest even, or a copy), then runs (column
+ * block × row chunk) tasks over the backend's threads, each on one OpenMP thread of its own and
+ * copying its part of the result back into {@code y}. Bias and QuickGELU (swish with α = 1.702) or
+ * GELU (erf) run as the primitive's fused epilogue. Every element of y is computed by one call of
+ * the same primitive, so results do not depend on how rows are split.
+ *
+ * <p>Native memory (packed weights, scratch) belongs to this object and is freed by {@link
+ * #close}; the garbage collector frees nothing here.
+ */
+final class DnnlLinear implements AutoCloseable {
+  /** Column blocks are at least this wide: narrower blocks lose more to the kernel's edges than they gain in balance. */
+  private static final int MIN_BLOCK = 64;
+
+  private final Dnnl dnnl;
+  private final MemorySegment engine;
+  private final int dtype;
+  private final int threads;
+  private final Arena arena = Arena.ofShared();
+  private final Map<Tensor, List<Packed>> packed = new IdentityHashMap<>();
+  private final List<Workspace> workspaces = new ArrayList<>();
+  private final ThreadLocal<Workspace> workspace = ThreadLocal.withInitial(this::newWorkspace);
+  private volatile boolean closed;
+
+  /**
+   * @param dtype {@link Dnnl#F32} or {@link Dnnl#BF16}: the operands' type (accumulation is fp32 either way)
+   * @param threads the backend's thread count (sets how many column blocks a weight is cut into)
+   */
+  DnnlLinear(Dnnl dnnl, int dtype, int threads) {
+    this.dnnl = dnnl;
+    this.dtype = dtype;
+    this.threads = threads;
+    this.engine = dnnl.engine();
+  }
+
+  boolean bf16() {
+    return dtype == Dnnl.BF16;
+  }
+
+  /** One column block of one weight: its packed weights and its primitive. */
+  private record Block(int n0, int n1, MemorySegment primitive, MemorySegment pd, MemorySegment weights, MemorySegment bias) {}
+
+  /** A weight packed for one (bias, activation) epilogue. */
+  private record Packed(Tensor bias, int act, Block[] blocks) {}
+
+  /** Per-thread state: a oneDNN stream, the x/y scratch of calls made from this thread, and memory objects by shape. */
+  private final class Workspace {
+    final MemorySegment stream = dnnl.stream(engine);
+    final Map<Long, MemorySegment[]> memories = new java.util.HashMap<>();
+    MemorySegment src = MemorySegment.NULL, dst = MemorySegment.NULL;
+    final MemorySegment args = arena.allocate(16 * 4, 8);
+
+    /** A memory object (with its descriptor) for a [rows, cols] matrix with leading dimension ld, made once per shape. */
+    MemorySegment memory(int rows, int cols, int ld, int type, int slot) {
+      long key = ((long) rows << 40) ^ ((long) cols << 20) ^ ((long) ld << 4) ^ (type << 2) ^ slot;
+      MemorySegment[] m = memories.get(key);
+      if (m == null) {
+        MemorySegment md = dnnl.mdStrided(rows, cols, type, ld);
+        m = new MemorySegment[] {md, dnnl.memory(engine, md, MemorySegment.NULL)};
+        memories.put(key, m);
+      }
+      return m[1];
+    }
+  }
+
+  private Workspace newWorkspace() {
+    // This thread's oneDNN calls run on one OpenMP thread: the backend's tasks are the parallelism.
+    dnnl.singleThreaded();
+    Workspace w = new Workspace();
+    synchronized (workspaces) {
+      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      workspaces.add(w);
+    }
+    return w;
+  }
+
+  /** The parallel loop of the backend: runs body(i) for i in [0, n) over its threads. */
+  @FunctionalInterface
+  interface Parallel {
+    void run(int n, long workPerItem, Range body);
+  }
+
+  @FunctionalInterface
+  interface Range {
+    void run(int from, int to);
+  }
+
+  /**
+   * {@code y[m, n] = act(x[m, k] · w[n, k]ᵀ + b)}.
+   *
+   * @param weight the weight [n, k] (packed on first use; its identity is the key)
+   * @param bias the bias tensor (null for none) and {@code b} its values
+   * @param act 0 none, 1 QuickGELU, 2 GELU (erf)
+   * @param kernels converts x to bf16
+   */
+  void run(int m, int n, int k, float[] x, Tensor weight, Tensor bias, float[] b, int act, float[] y, ScalarKernels kernels,
+      Parallel parallel) {
+    Block[] blocks = blocks(weight, bias, b, act, n, k);
+    Workspace caller = workspace.get();
+    int esize = dtype == Dnnl.BF16 ? 2 : 4;
+    long srcBytes = (long) m * k * esize, dstBytes = 4L * m * n;
+    if (caller.src.byteSize() < srcBytes) caller.src = arena.allocate(Math.max(srcBytes, caller.src.byteSize() * 3 / 2), 64);
+    if (caller.dst.byteSize() < dstBytes) caller.dst = arena.allocate(Math.max(dstBytes, caller.dst.byteSize() * 3 / 2), 64);
+    MemorySegment src = caller.src, dst = caller.dst;
+    parallel.run(m, k, (r0, r1) -> {
+      if (dtype == Dnnl.BF16) {
+        kernels.toBf16(x, r0 * k, (r1 - r0) * k, src, 2L * r0 * k);
+      } else {
+        MemorySegment.copy(x, r0 * k, src, ValueLayout.JAVA_FLOAT, 4L * r0 * k, (r1 - r0) * k);
+      }
+    });
+    // Row chunks so that there are about four tasks per thread (stealing evens out a busy core).
+    int chunks = Math.max(1, Math.min((4 * threads + blocks.length - 1) / blocks.length, m / 16));
+    int per = (m + chunks - 1) / chunks;
+    int tasks = blocks.length * ((m + per - 1) / per);
+    parallel.run(tasks, Long.MAX_VALUE / Math.max(1, tasks), (t0, t1) -> {
+      Workspace ws = workspace.get();
+      for (int t = t0; t < t1; t++) {
+        Block blk = blocks[t % blocks.length];
+        int r0 = (t / blocks.length) * per, r1 = Math.min(m, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
+        MemorySegment sm = ws.memory(rows, k, k, dtype, 0), dm = ws.memory(rows, cols, n, Dnnl.F32, 1);
+        dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
+        dnnl.setHandle(dm, dst.asSlice(4L * ((long) r0 * n + blk.n0)));
+        int nargs = 0;
+        Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, sm);
+        Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
+        if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
+        Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
+        dnnl.execute(blk.primitive, ws.stream, nargs, ws.args);
+        for (int r = r0; r < r1; r++) {
+          MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * ((long) r * n + blk.n0), y, r * n + blk.n0, cols);
+        }
+      }
+    });
+  }
+
+  private Block[] blocks(Tensor weight, Tensor bias, float[] b, int act, int n, int k) {
+    synchronized (packed) {
+      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      List<Packed> list = packed.computeIfAbsent(weight, t -> new ArrayList<>(1));
+      for (Packed p : list) if (p.bias == bias && p.act == act) return p.blocks;
+      if (weight.numel() != (long) n * k) {
+        throw new IllegalArgumentException("weight " + weight.name() + " has " + weight.numel() + " elements, expected " + n + " x " + k);
+      }
+      Block[] blocks = pack(weight.toFloatArray(), b, act, n, k);
+      list.add(new Packed(bias, act, blocks));
+      return blocks;
+    }
+  }
+
+  /** Cuts w [n, k] into column blocks and packs each for its primitive. */
+  private Block[] pack(float[] w, float[] b, int act, int n, int k) {
+    int count = Math.max(1, Math.min(2 * threads, n / MIN_BLOCK));
+    int per = (n + count - 1) / count;
+    per = (per + 15) / 16 * 16;
+    count = (n + per - 1) / per;
+    Block[] blocks = new Block[count];
+    int alg = act == 1 ? Dnnl.ELTWISE_SWISH : act == 2 ? Dnnl.ELTWISE_GELU_ERF : -1;
+    float alpha = act == 1 ? 1.702f : 0f;
+    MemorySegment attr = dnnl.attr(Dnnl.FPMATH_STRICT, alg, alpha);
+    try {
+      for (int j = 0; j < count; j++) {
+        int n0 = j * per, n1 = Math.min(n, n0 + per), cols = n1 - n0;
+        MemorySegment srcMd = dnnl.md(Dnnl.RUNTIME, k, dtype, Dnnl.TAG_AB);
+        MemorySegment anyMd = dnnl.md(k, cols, dtype, Dnnl.TAG_ANY);
+        MemorySegment biasMd = b == null ? MemorySegment.NULL : dnnl.md(1, cols, Dnnl.F32, Dnnl.TAG_AB);
+        MemorySegment dstMd = dnnl.mdStrided(Dnnl.RUNTIME, cols, Dnnl.F32, n);
+        MemorySegment pd;
+        try {
+          pd = dnnl.matmulPd(engine, srcMd, anyMd, biasMd, dstMd, attr);
+        } finally {
+          dnnl.destroyMd(srcMd);
+          dnnl.destroyMd(anyMd);
+          dnnl.destroyMd(dstMd);
+        }
+        MemorySegment biasMem = null;
+        if (b != null) {
+          MemorySegment bias = arena.allocate(4L * cols, 64);
+          MemorySegment.copy(b, n0, bias, ValueLayout.JAVA_FLOAT, 0, cols);
+          biasMem = dnnl.memory(engine, biasMd, bias);
+          dnnl.destroyMd(biasMd);
+        }
+        MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
+        MemorySegment weights = arena.allocate(dnnl.mdSize(packedMd), 64);
+        MemorySegment weightsMem = dnnl.memory(engine, packedMd, weights);
+        reorder(w, n0, cols, k, weightsMem, packedMd);
+        blocks[j] = new Block(n0, n1, dnnl.primitive(pd), pd, weightsMem, biasMem);
+      }
+    } finally {
+      dnnl.destroyAttr(attr);
+    }
+    return blocks;
+  }
+
+  /** Rows [n0, n0 + cols) of w [n, k] (fp32, row-major: a [k, cols] matrix in "ba" order) into the packed layout. */
+  private void reorder(float[] w, int n0, int cols, int k, MemorySegment packedMem, MemorySegment packedMd) {
+    try (Arena tmp = Arena.ofConfined()) {
+      MemorySegment plain = tmp.allocate(4L * cols * k, 64);
+      MemorySegment.copy(w, n0 * k, plain, ValueLayout.JAVA_FLOAT, 0, cols * k);
+      MemorySegment plainMd = dnnl.md(k, cols, Dnnl.F32, Dnnl.TAG_BA);
+      MemorySegment plainMem = dnnl.memory(engine, plainMd, plain);
+      MemorySegment pd = dnnl.reorderPd(engine, plainMd, packedMd);
+      MemorySegment prim = dnnl.primitive(pd);
+      Workspace ws = workspace.get();
+      Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, plainMem);
+      Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, packedMem);
+      dnnl.execute(prim, ws.stream, 2, ws.args);
+      dnnl.destroyPrimitive(prim);
+      dnnl.destroyPd(pd);
+      dnnl.destroyMemory(plainMem);
+      dnnl.destroyMd(plainMd);
+    }
+  }
+
+  @Override
+  public void close() {
+    synchronized (packed) {
+      synchronized (workspaces) {
+        if (closed) return;
+        closed = true;
+      }
+      for (List<Packed> list : packed.values()) {
+        for (Packed p : list) {
+          for (Block b : p.blocks) {
+            dnnl.destroyPrimitive(b.primitive);
+            dnnl.destroyMemory(b.weights);
+            if (b.bias != null) dnnl.destroyMemory(b.bias);
+            dnnl.destroyPd(b.pd);
+          }
+        }
+      }
+      packed.clear();
+      synchronized (workspaces) {
+        for (Workspace w : workspaces) {
+          for (MemorySegment[] m : w.memories.values()) {
+            dnnl.destroyMemory(m[1]);
+            dnnl.destroyMd(m[0]);
+          }
+          dnnl.destroyStream(w.stream);
+        }
+        workspaces.clear();
+      }
+      dnnl.destroyEngine(engine);
+      arena.close();
+    }
+  }
+}
