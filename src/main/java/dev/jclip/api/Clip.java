@@ -58,8 +58,8 @@ import java.util.function.Supplier;
  *
  * <p><b>Devices.</b> {@code Options.device} is {@code auto} (the default: the first GPU when one
  * works, else the CPU; which one is said on stderr), {@code cpu}, {@code cuda} or {@code cuda:N};
- * {@code Options.precision} is {@code fp32} (the parity mode, everywhere), or {@code fp16} /
- * {@code bf16} on a GPU.
+ * {@code Options.precision} is {@code fp32} (the parity mode, everywhere), {@code bf16} (a GPU, or a
+ * CPU with AVX-512 BF16 or AMX: bf16 weight GEMMs) or {@code fp16} (a GPU).
  */
 public final class Clip implements AutoCloseable {
   /**

@@ -34,7 +34,7 @@ import java.util.concurrent.RecursiveAction;
  */
 public final class CpuBackend implements Backend {
   /** Below this many multiply-adds an op runs on the calling thread: forking costs more. */
-  private static final long PARALLEL_WORK = 32_768;
+  private static final long PARALLEL_WORK = 65_536;
 
   private final int threads;
   private final ForkJoinPool pool;

@@ -51,6 +51,7 @@ final class DnnlLinear implements AutoCloseable {
     this.dnnl = dnnl;
     this.dtype = dtype;
     this.threads = threads;
+    dnnl.singleThreaded(); // before anything of oneDNN runs on this thread (see Workspace)
     this.engine = dnnl.engine();
   }
 
@@ -64,16 +65,18 @@ final class DnnlLinear implements AutoCloseable {
   /** A weight packed for one (bias, activation) epilogue. */
   private record Packed(Tensor bias, int act, Block[] blocks) {}
 
+  private record Shape(int rows, int cols, int ld, int type, int slot) {}
+
   /** Per-thread state: a oneDNN stream, the x/y scratch of calls made from this thread, and memory objects by shape. */
   private final class Workspace {
     final MemorySegment stream = dnnl.stream(engine);
-    final Map<Long, MemorySegment[]> memories = new java.util.HashMap<>();
+    final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
     MemorySegment src = MemorySegment.NULL, dst = MemorySegment.NULL;
     final MemorySegment args = arena.allocate(16 * 4, 8);
 
     /** A memory object (with its descriptor) for a [rows, cols] matrix with leading dimension ld, made once per shape. */
     MemorySegment memory(int rows, int cols, int ld, int type, int slot) {
-      long key = ((long) rows << 40) ^ ((long) cols << 20) ^ ((long) ld << 4) ^ (type << 2) ^ slot;
+      Shape key = new Shape(rows, cols, ld, type, slot);
       MemorySegment[] m = memories.get(key);
       if (m == null) {
         MemorySegment md = dnnl.mdStrided(rows, cols, type, ld);
@@ -116,29 +119,40 @@ final class DnnlLinear implements AutoCloseable {
    */
   void run(int m, int n, int k, float[] x, Tensor weight, Tensor bias, float[] b, int act, float[] y, ScalarKernels kernels,
       Parallel parallel) {
-    Block[] blocks = blocks(weight, bias, b, act, n, k);
+    // The workspace first: it sets this thread's OpenMP team to one thread, which oneDNN reads
+    // when a primitive is created (a primitive created with two would fork a team per call).
     Workspace caller = workspace.get();
+    Block[] blocks = blocks(weight, bias, b, act, n, k);
     int esize = dtype == Dnnl.BF16 ? 2 : 4;
-    long srcBytes = (long) m * k * esize, dstBytes = 4L * m * n;
+    // oneDNN runs a single row through another kernel (a matrix-vector product) that sums in
+    // another order: one row is computed as two equal rows, so that a row's result never depends
+    // on how many rows the call has (DnnlLinearTest).
+    int rowsRun = Math.max(m, 2);
+    long srcBytes = (long) rowsRun * k * esize, dstBytes = 4L * rowsRun * n;
     if (caller.src.byteSize() < srcBytes) caller.src = arena.allocate(Math.max(srcBytes, caller.src.byteSize() * 3 / 2), 64);
     if (caller.dst.byteSize() < dstBytes) caller.dst = arena.allocate(Math.max(dstBytes, caller.dst.byteSize() * 3 / 2), 64);
     MemorySegment src = caller.src, dst = caller.dst;
-    parallel.run(m, k, (r0, r1) -> {
-      if (dtype == Dnnl.BF16) {
-        kernels.toBf16(x, r0 * k, (r1 - r0) * k, src, 2L * r0 * k);
-      } else {
-        MemorySegment.copy(x, r0 * k, src, ValueLayout.JAVA_FLOAT, 4L * r0 * k, (r1 - r0) * k);
+    parallel.run(rowsRun, k, (r0, r1) -> {
+      for (int r = r0; r < r1; r++) {
+        int from = Math.min(r, m - 1) * k; // the padding row repeats the last
+        if (dtype == Dnnl.BF16) {
+          kernels.toBf16(x, from, k, src, 2L * r * k);
+        } else {
+          MemorySegment.copy(x, from, src, ValueLayout.JAVA_FLOAT, 4L * r * k, k);
+        }
       }
     });
-    // Row chunks so that there are about four tasks per thread (stealing evens out a busy core).
-    int chunks = Math.max(1, Math.min((4 * threads + blocks.length - 1) / blocks.length, m / 16));
-    int per = (m + chunks - 1) / chunks;
-    int tasks = blocks.length * ((m + per - 1) / per);
+    // Row chunks, for about four tasks per thread (stealing evens out a busy core), only when
+    // there are many rows: every chunk streams its block's weights again, which at M = 50 or 77
+    // (batch 1) costs more than the multiply.
+    int chunks = m < 256 ? 1 : Math.max(1, Math.min((4 * threads + blocks.length - 1) / blocks.length, m / 128));
+    int per = (rowsRun + chunks - 1) / chunks;
+    int tasks = blocks.length * ((rowsRun + per - 1) / per);
     parallel.run(tasks, Long.MAX_VALUE / Math.max(1, tasks), (t0, t1) -> {
       Workspace ws = workspace.get();
       for (int t = t0; t < t1; t++) {
         Block blk = blocks[t % blocks.length];
-        int r0 = (t / blocks.length) * per, r1 = Math.min(m, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
+        int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
         MemorySegment sm = ws.memory(rows, k, k, dtype, 0), dm = ws.memory(rows, cols, n, Dnnl.F32, 1);
         dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
         dnnl.setHandle(dm, dst.asSlice(4L * ((long) r0 * n + blk.n0)));
@@ -148,7 +162,7 @@ final class DnnlLinear implements AutoCloseable {
         if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
         dnnl.execute(blk.primitive, ws.stream, nargs, ws.args);
-        for (int r = r0; r < r1; r++) {
+        for (int r = r0; r < Math.min(r1, m); r++) {
           MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * ((long) r * n + blk.n0), y, r * n + blk.n0, cols);
         }
       }

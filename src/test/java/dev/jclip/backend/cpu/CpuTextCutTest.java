@@ -17,18 +17,36 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The end-of-text cut on the CPU backend: a batch of short texts run at 77 tokens and cut after
- * its longest end-of-text gives the same features up to float rounding, relative difference ≤ 1e-5 (the golden files' batches
- * include a 77-token text, so their own bit-exact cut check does not cut anything). Not bit for
- * bit: OpenBLAS picks its sgemm kernels by the number of rows (B·L), and they sum in different
- * orders; every other op is row-independent.
+ * its longest end-of-text gives the same features bit for bit with the default oneDNN GEMMs, fp32
+ * and bf16 (a row's result does not depend on the row count: DnnlLinearTest), and up to float
+ * rounding (relative difference ≤ 1e-5) with OpenBLAS, which picks its sgemm kernels by the number
+ * of rows (B·L) and sums in different orders. Every other op is row-independent. (The golden
+ * files' batches include a 77-token text, so their own bit-exact cut check does not cut anything.)
  */
 class CpuTextCutTest {
   @Test
   void cuttingAfterTheLastEndOfTextChangesNoBit() throws Exception {
+    try (CpuBackend cpu = new CpuBackend()) {
+      check(cpu, 0);
+    }
+    if (CpuFeatures.bf16()) {
+      try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.BF16)) {
+        check(cpu, 0);
+      }
+    }
+  }
+
+  @Test
+  void withOpenBlasTheCutChangesOnlyRounding() throws Exception {
+    try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.FP32, "openblas")) {
+      check(cpu, 1e-5);
+    }
+  }
+
+  private static void check(CpuBackend cpu, double tol) throws Exception {
     Random rnd = TestRandom.create("CpuTextCutTest");
     String[] words = {"a", "photo", "of", "the", "dog", "cat", "small", "red", "diagram", "flower", "in", "uniform"};
-    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"));
-        CpuBackend cpu = new CpuBackend()) {
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"))) {
       ClipConfig cfg = ClipConfig.infer(ck);
       ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
       ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
@@ -57,8 +75,12 @@ class CpuTextCutTest {
           c = ex.run(Map.of("tokens", shortIds)).get("text_features");
         }
         double err = dev.jclip.backend.ReferenceOps.relativeError(c, a);
-        System.out.printf("[cut] batch %d, 77 -> %d tokens: relative difference %.2e%n", batch, cut, err);
-        assertTrue(err <= 1e-5, "batch " + batch + " cut at " + cut + ": relative difference " + err + " for " + texts);
+        System.out.printf("[cut] %s, batch %d, 77 -> %d tokens: relative difference %.2e%n", cpu.gemmLibrary(), batch, cut, err);
+        if (tol == 0) {
+          assertTrue(java.util.Arrays.equals(a, c), cpu.gemmLibrary() + ", batch " + batch + " cut at " + cut + ": features differ (relative " + err + ") for " + texts);
+        } else {
+          assertTrue(err <= tol, "batch " + batch + " cut at " + cut + ": relative difference " + err + " for " + texts);
+        }
       }
     }
   }

@@ -5,7 +5,13 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 
-/** Scratch probe: oneDNN matmul GFLOP/s at CLIP shapes, one thread, prepacked weights. */
+/**
+ * oneDNN matmul GFLOP/s at CLIP's LINEAR shapes on one thread with weights prepacked in oneDNN's
+ * layout (a development measurement, not a test; docs/cpu-backend.md has the figures). Modes:
+ * {@code bf16} (bf16 operands), {@code f32bf16} (f32 operands, fpmath mode bf16), {@code f32}; a
+ * suffix {@code rt} gives M at run time, as {@link DnnlLinear} does. Usage: {@code DnnlProbe
+ * [mode,mode,...]}.
+ */
 public final class DnnlProbe {
   public static void main(String[] args) {
     Dnnl d = Dnnl.get();
