@@ -88,11 +88,12 @@ public final class CpuGemmBench {
     return g[g.length / 2];
   }
 
-  /** Usage: {@code CpuGemmBench [threads]}: the backend's GEMMs at M = 50, 77, 1600. */
+  /** Usage: {@code CpuGemmBench [threads] [fp32|bf16]}: the backend's LINEAR GEMMs at M = 50, 77, 1600. */
   public static void main(String[] args) {
     int threads = args.length > 0 ? Integer.parseInt(args[0]) : Runtime.getRuntime().availableProcessors();
-    try (CpuBackend cpu = new CpuBackend(threads, true)) {
-      measure("cpu", backend(cpu), new int[] {50, 77, 1600}, CLIP_KN, 1.0, System.out);
+    dev.jclip.backend.Precision precision = dev.jclip.backend.Precision.parse(args.length > 1 ? args[1] : "fp32");
+    try (CpuBackend cpu = new CpuBackend(threads, true, precision)) {
+      measure(cpu.gemmLibrary().replace(' ', '-'), backend(cpu), new int[] {50, 77, 1600}, CLIP_KN, 1.0, System.out);
     }
   }
 }
