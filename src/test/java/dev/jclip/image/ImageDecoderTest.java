@@ -17,12 +17,25 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-/** Bad inputs give clear errors quickly; Pillow's mode rules for the less common PNG kinds. */
+/**
+ * Bad inputs give clear errors quickly; Pillow's mode rules for the less common PNG kinds. JPEG
+ * cases run on the Java path here and on libjpeg-turbo in {@link ImageDecoderNativeJpegTest}.
+ */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class ImageDecoderTest {
   @TempDir Path tmp;
 
-  private final ImageDecoder decoder = new ImageDecoder();
+  final ImageDecoder decoder = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec());
+
+  /** The JPEG path under test. */
+  ImageDecoder.JpegCodec codec() {
+    return ImageDecoder.JpegCodec.JAVA;
+  }
+
+  /** A decoder of this test's JPEG path with another pixel limit. */
+  ImageDecoder withLimit(long maxPixels) {
+    return new ImageDecoder(maxPixels, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec());
+  }
 
   private Path write(String name, byte[] data) throws IOException {
     Path f = tmp.resolve(name);
@@ -120,11 +133,11 @@ class ImageDecoderTest {
     Path f = write("bomb.png", b.toByteArray());
     bad(f, "30000x30000", "900000000 pixels", "limit");
     // Even with no limit, what cannot fit a Java array is refused up front, not by an OOM.
-    ImageDecodeException big = assertThrows(ImageDecodeException.class, () -> new ImageDecoder(Long.MAX_VALUE).decode(f));
+    ImageDecodeException big = assertThrows(ImageDecodeException.class, () -> withLimit(Long.MAX_VALUE).decode(f));
     assertTrue(big.getMessage().contains("too large"), big.getMessage());
     // The limit is configurable: a small one refuses a normal image too.
     ImageDecodeException e =
-        assertThrows(ImageDecodeException.class, () -> new ImageDecoder(1000).decode(Reference.file("images/rose.jpg")));
+        assertThrows(ImageDecodeException.class, () -> withLimit(1000).decode(Reference.file("images/rose.jpg")));
     assertTrue(e.getMessage().contains("limit of 1000"), e.getMessage());
   }
 
