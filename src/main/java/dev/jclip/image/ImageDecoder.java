@@ -430,6 +430,18 @@ public final class ImageDecoder {
 
   /** Number of components from the first SOF marker, or -1. */
   static int jpegComponents(byte[] b) {
+    int i = jpegSof(b);
+    return i < 0 ? -1 : b[i + 9] & 0xff;
+  }
+
+  /** Whether the first SOF marker is one of arithmetic coding's (SOF9..SOF15 but DHP/JPG). */
+  static boolean jpegArithmetic(byte[] b) {
+    int i = jpegSof(b);
+    return i >= 0 && (b[i + 1] & 0xff) >= 0xC9;
+  }
+
+  /** Offset of the first SOF marker (its 0xFF byte), or -1. */
+  private static int jpegSof(byte[] b) {
     int i = 2;
     while (i + 9 < b.length) {
       if ((b[i] & 0xff) != 0xFF) return -1;
@@ -440,7 +452,7 @@ public final class ImageDecoder {
       }
       int len = ((b[i + 2] & 0xff) << 8) | (b[i + 3] & 0xff);
       boolean sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
-      if (sof) return b[i + 9] & 0xff;
+      if (sof) return i;
       if (m == 0xDA || m == 0xD9) return -1;
       i += 2 + len;
     }

@@ -168,7 +168,8 @@ final class NativeJpeg {
    * fatal error, or a warning other than truncation (see the class comment).
    *
    * @throws ImageDecodeException the pixel limit is exceeded (checked from the header before any
-   *     pixel buffer is allocated), or the file is truncated
+   *     pixel buffer is allocated), the file is truncated, or it is a damaged arithmetic-coded
+   *     file (which the Java path could not decode either)
    */
   DecodedImage decode(Session s, Path file, byte[] b, ImageDecoder limits) throws ImageDecodeException {
     try (Arena oneOff = Arena.ofConfined()) {
@@ -215,6 +216,12 @@ final class NativeJpeg {
         String msg = errorText(s);
         if (code == TJERR_WARNING && msg.startsWith(PREMATURE_END)) {
           throw new ImageDecodeException(file, "truncated JPEG file (" + msg + ")");
+        }
+        if (ImageDecoder.jpegArithmetic(b)) {
+          // The Java path cannot decode arithmetic coding at all, so libjpeg-turbo's verdict is the
+          // useful message. Pillow may conceal such damage; with only the first warning known
+          // (a truncation could hide behind it), refusing is the safe side.
+          throw new ImageDecodeException(file, "corrupt arithmetic-coded JPEG file (libjpeg-turbo: " + msg + ")");
         }
         // A fatal error, or a warning whose text hides whether the data also ran out: the Java
         // path decides, as it did for every file before.

@@ -269,6 +269,17 @@ class NativeJpegTest {
     byte[] a = fixture("synthetic-arithmetic.jpg");
     ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> nat().decode(Path.of("cut.jpg"), Arrays.copyOf(a, a.length / 2)));
     assertTrue(e.getMessage().contains("cut.jpg") && e.getMessage().contains("truncated"), e.getMessage());
+    // Damaged so that libjpeg warns (garbage before the SOS marker): libjpeg-turbo's own message,
+    // since the Java path, which decides other files with warnings, cannot read arithmetic coding.
+    int sos = 2;
+    while ((a[sos + 1] & 0xff) != 0xDA) sos += 2 + (((a[sos + 2] & 0xff) << 8) | (a[sos + 3] & 0xff));
+    byte[] damaged = new byte[a.length + 2];
+    System.arraycopy(a, 0, damaged, 0, sos);
+    damaged[sos] = 0x12;
+    damaged[sos + 1] = 0x34;
+    System.arraycopy(a, sos, damaged, sos + 2, a.length - sos);
+    e = assertThrows(ImageDecodeException.class, () -> nat().decode(Path.of("damaged.jpg"), damaged));
+    assertTrue(e.getMessage().contains("damaged.jpg: corrupt arithmetic-coded JPEG file (libjpeg-turbo: Corrupt JPEG data: 2 extraneous bytes"), e.getMessage());
   }
 
   // ---------------------------------------------------------------- bad files
