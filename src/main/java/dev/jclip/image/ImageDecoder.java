@@ -24,8 +24,8 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  *
  * <p>Decoders, chosen for identical output (docs/preprocessing.md has the measurements): JPEG by
  * the system's libjpeg-turbo (Pillow's own codec, {@link NativeJpeg}) when {@code
- * libturbojpeg.so.0} is installed, else (and for what it hands back: CMYK/YCCK, files with
- * warnings, fatal errors) by {@link JpegDecoder} (libjpeg-turbo's arithmetic in Java: ISLOW IDCT,
+ * libturbojpeg.so.0} is installed, else (and for what it hands back: files with warnings, fatal
+ * errors) by {@link JpegDecoder} (libjpeg-turbo's arithmetic in Java: ISLOW IDCT,
  * turbo's fancy upsampling, libjpeg's YCbCr tables), falling back to the JDK's libjpeg 6b reader
  * and then TwelveMonkeys for what it declines (CMYK/YCCK, arithmetic coding, damaged data). The
  * system property {@code jclip.jpeg} ({@code auto}, the default, {@code native} or {@code java})
@@ -344,8 +344,8 @@ public final class ImageDecoder {
 
   private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
     int components = jpegComponents(b);
-    if ((components == 1 || components == 3) && nativeJpeg != null) {
-      // Pillow's own codec; null hands the file to the Java path (CMYK/YCCK, warnings, errors).
+    if ((components == 1 || components == 3 || components == 4) && nativeJpeg != null) {
+      // Pillow's own codec; null hands the file to the Java path (warnings, errors).
       DecodedImage im = nativeJpeg.decode(jpegSessions.get(), file, b, this);
       if (im != null) return im;
     }
@@ -416,8 +416,11 @@ public final class ImageDecoder {
         case 1 -> DecodedImage.of("JPEG", DecodedImage.Mode.L, W, H, bands(r, new int[] {0}, 0, 1));
         case 3 -> DecodedImage.of("JPEG", DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
         case 4 -> {
-          // Pillow reads 4-component JPEGs as "CMYK;I" (Adobe's inverted convention).
+          // Pillow reads 4-component JPEGs as "CMYK;I" (Adobe's inverted convention), after
+          // libjpeg's YCCK -> CMYK conversion where the Adobe marker says YCCK (the raw raster
+          // is still YCCK).
           byte[] px = bands(r, new int[] {0, 1, 2, 3}, 0, 1);
+          if (JpegH1v2.isYcck(b)) JpegH1v2.ycckToCmyk(px);
           for (int i = 0; i < px.length; i++) px[i] = (byte) (255 - (px[i] & 0xff));
           yield DecodedImage.of("JPEG", DecodedImage.Mode.CMYK, W, H, px);
         }

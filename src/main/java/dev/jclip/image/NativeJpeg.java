@@ -21,9 +21,9 @@ import java.nio.file.Path;
  * do_fancy_upsampling = TRUE} and {@code do_block_smoothing = TRUE} for every image (libjpeg's
  * defaults, which Pillow keeps); TurboJPEG changes them only for {@code TJFLAG_FASTDCT} and {@code
  * TJFLAG_FASTUPSAMPLE}, never passed here. The requested size is the image's own, so the scaling
- * factor is 1/1. The output colour space is set from the pixel format ({@code JCS_EXT_RGB} or
- * {@code JCS_GRAYSCALE}): the same conversions from the guessed JPEG colour space that Pillow's
- * RGB/L output uses.
+ * factor is 1/1. The output colour space is set from the pixel format ({@code JCS_EXT_RGB},
+ * {@code JCS_GRAYSCALE} or {@code JCS_CMYK}): the same conversions from the guessed JPEG colour
+ * space that Pillow's RGB/L/CMYK output uses (YCCK to CMYK included).
  *
  * <p>Errors and warnings. TurboJPEG's error manager longjmps only inside the library and returns
  * -1; warnings (libjpeg's recoverable "corrupt data" conditions) also end with -1 after a complete
@@ -44,9 +44,12 @@ import java.nio.file.Path;
 final class NativeJpeg {
   static final int TJPF_RGB = 0;
   static final int TJPF_GRAY = 6;
+  static final int TJPF_CMYK = 11;
   static final int TJCS_RGB = 0;
   static final int TJCS_YCBCR = 1;
   static final int TJCS_GRAY = 2;
+  static final int TJCS_CMYK = 3;
+  static final int TJCS_YCCK = 4;
   static final int TJERR_WARNING = 0;
 
   /** libjpeg's JWRN_JPEG_EOF text, the memory source's "needed more data than the file has". */
@@ -163,9 +166,9 @@ final class NativeJpeg {
   }
 
   /**
-   * Decodes a 1- or 3-component JPEG as Pillow 9.4 does (mode L or RGB), or returns null when the
-   * file should go to the Java path: the header cannot be read, the colour space is CMYK/YCCK, a
-   * fatal error, or a warning other than truncation (see the class comment).
+   * Decodes a 1-, 3- or 4-component JPEG as Pillow 9.4 does (mode L, RGB or inverted CMYK), or
+   * returns null when the file should go to the Java path: the header cannot be read, a fatal
+   * error, or a warning other than truncation (see the class comment).
    *
    * @throws ImageDecodeException the pixel limit is exceeded (checked from the header before any
    *     pixel buffer is allocated), the file is truncated, or it is a damaged arithmetic-coded
@@ -203,8 +206,12 @@ final class NativeJpeg {
       } else if (colorspace == TJCS_YCBCR || colorspace == TJCS_RGB) {
         format = TJPF_RGB;
         mode = DecodedImage.Mode.RGB;
+      } else if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
+        // libjpeg's CMYK output (YCCK converted by libjpeg, as for Pillow), inverted below.
+        format = TJPF_CMYK;
+        mode = DecodedImage.Mode.CMYK;
       } else {
-        return null; // CMYK / YCCK: Pillow's inverted CMYK comes from the Java path
+        return null;
       }
       limits.checkPixels(file, ImageDecoder.Format.JPEG, w, h);
       int channels = mode.channels();
@@ -229,6 +236,11 @@ final class NativeJpeg {
       }
       byte[] pixels = new byte[Math.toIntExact(n)];
       MemorySegment.copy(px, ValueLayout.JAVA_BYTE, 0, pixels, 0, pixels.length);
+      if (mode == DecodedImage.Mode.CMYK) {
+        // Pillow 9.4 reads every 4-component JPEG with rawmode "CMYK;I" ("assume adobe
+        // conventions"): 255 - v of libjpeg's output.
+        for (int i = 0; i < pixels.length; i++) pixels[i] = (byte) ~pixels[i];
+      }
       return DecodedImage.of("JPEG", mode, w, h, pixels);
     } catch (ImageDecodeException | RuntimeException | Error e) {
       throw e;

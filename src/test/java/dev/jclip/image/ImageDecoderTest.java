@@ -259,6 +259,26 @@ class ImageDecoderTest {
   }
 
   @Test
+  void fourComponentJpegsAreReadAsPillowsInvertedCmyk() throws Exception {
+    // Fixtures and hashes from make-jpeg-cmyk-fixtures.py: Adobe CMYK, and YCCK (which libjpeg
+    // converts to CMYK before Pillow inverts it).
+    String[][] cases = {
+      {"synthetic-cmyk.jpg", "a10dd6d5fc5e8da1e3adefab4ffc1aada52063f5f8d0417b4e114bd91748d065"},
+      {"synthetic-ycck.jpg", "1ae3d2051ca80a03789ee32551e2e68b81854d95e50b900ee2bc5874ffde1845"},
+    };
+    for (String[] c : cases) {
+      byte[] b;
+      try (var in = ImageDecoderTest.class.getResourceAsStream(c[0])) {
+        b = in.readAllBytes();
+      }
+      DecodedImage im = decoder.decode(Path.of(c[0]), b);
+      assertEquals(DecodedImage.Mode.CMYK, im.mode(), c[0]);
+      String sha = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(im.numpyBytes()));
+      assertEquals(c[1], sha, c[0]);
+    }
+  }
+
+  @Test
   void theTwelveMonkeysFallbackGivesTheSamePixels() throws IOException {
     ImageDecoder fallback = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, false, false);
     for (String name : new String[] {"images/grace_hopper.jpg", "images/FreshFlower.jpg", "images/rose.jpg"}) {

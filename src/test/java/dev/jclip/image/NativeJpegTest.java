@@ -282,6 +282,25 @@ class NativeJpegTest {
     assertTrue(e.getMessage().contains("damaged.jpg: corrupt arithmetic-coded JPEG file (libjpeg-turbo: Corrupt JPEG data: 2 extraneous bytes"), e.getMessage());
   }
 
+  @Test
+  void cmykAndYcckJpegsDecodeToPillowsInvertedCmyk() throws Exception {
+    // Hashes printed by make-jpeg-cmyk-fixtures.py: Adobe CMYK (transform 0) and YCCK (2, 4:2:0).
+    String[][] cases = {
+      {"synthetic-cmyk.jpg", "a10dd6d5fc5e8da1e3adefab4ffc1aada52063f5f8d0417b4e114bd91748d065"},
+      {"synthetic-ycck.jpg", "1ae3d2051ca80a03789ee32551e2e68b81854d95e50b900ee2bc5874ffde1845"},
+    };
+    NativeJpeg lib = NativeJpeg.get();
+    for (String[] c : cases) {
+      DecodedImage im = lib.decode(lib.newSession(), Path.of(c[0]), fixture(c[0]), java);
+      assertNotNull(im, c[0] + ": handed back");
+      assertEquals(DecodedImage.Mode.CMYK, im.mode(), c[0]);
+      assertEquals(43, im.width(), c[0]);
+      assertEquals(29, im.height(), c[0]);
+      assertEquals(c[1], sha256(im.numpyBytes()), c[0]);
+    }
+    // (ImageDecoderTest checks the same fixtures through ImageDecoder on both paths.)
+  }
+
   // ---------------------------------------------------------------- bad files
 
   @Test
