@@ -12,9 +12,12 @@ RUN ./mvnw -B -q -DskipTests package \
       --strip-debug --no-man-pages --no-header-files --output /opt/jre
 
 # Runtime: CUDA 13 runtime libraries (cudart, cuBLAS) from NVIDIA's image; the driver comes from the host.
+# libwebp and libturbojpeg: Pillow's WebP and JPEG codecs, for Pillow-exact and fast decoding (Ubuntu
+# names the TurboJPEG package libturbojpeg, Debian libturbojpeg0).
 FROM nvidia/cuda:13.0.0-runtime-ubuntu24.04
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libwebp7 \
+ && (apt-get install -y --no-install-recommends libturbojpeg || apt-get install -y --no-install-recommends libturbojpeg0) \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/jre /opt/jre
 COPY --from=build /src/target/jclip.jar /opt/jclip/jclip.jar

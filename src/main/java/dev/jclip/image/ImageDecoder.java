@@ -23,9 +23,13 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * Decodes image files into the mode and pixels that Pillow 9.4's {@code Image.open} gives.
  *
  * <p>Decoders, chosen for identical output (docs/preprocessing.md has the measurements): JPEG by
- * {@link JpegDecoder} (libjpeg-turbo's arithmetic in Java: ISLOW IDCT, turbo's fancy upsampling,
- * libjpeg's YCbCr tables), falling back to the JDK's libjpeg 6b reader and then TwelveMonkeys for
- * what it declines (CMYK/YCCK, arithmetic coding, damaged data); PNG, GIF and BMP by the JDK's
+ * the system's libjpeg-turbo (Pillow's own codec, {@link NativeJpeg}) when {@code
+ * libturbojpeg.so.0} is installed, else (and for what it hands back: files with warnings, fatal
+ * errors) by {@link JpegDecoder} (libjpeg-turbo's arithmetic in Java: ISLOW IDCT,
+ * turbo's fancy upsampling, libjpeg's YCbCr tables), falling back to the JDK's libjpeg 6b reader
+ * and then TwelveMonkeys for what it declines (CMYK/YCCK, arithmetic coding, damaged data). The
+ * system property {@code jclip.jpeg} ({@code auto}, the default, {@code native} or {@code java})
+ * or {@link JpegCodec} in the constructor chooses the JPEG path. PNG, GIF and BMP by the JDK's
  * ImageIO readers (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed.
  * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
  * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
@@ -40,9 +44,38 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * DecodedImage im = new ImageDecoder().decode(Path.of("cat.jpg"));   // RGB 640x480
  * }</pre>
  *
- * <p>Instances are immutable and thread-safe.
+ * <p>Instances are thread-safe: the native JPEG decoder keeps one handle and its buffers per
+ * thread.
  */
 public final class ImageDecoder {
+  /** Which decoder reads JPEG files; the default comes from the system property {@code jclip.jpeg}. */
+  public enum JpegCodec {
+    /** libjpeg-turbo when {@code libturbojpeg.so.0} loads, else the Java path. */
+    AUTO,
+    /** libjpeg-turbo, required: constructing the decoder fails when the library is absent. */
+    NATIVE,
+    /** The Java path only ({@link JpegDecoder}, then ImageIO), as before libjpeg-turbo was used. */
+    JAVA;
+
+    /** The system property that gives the default. */
+    public static final String PROPERTY = "jclip.jpeg";
+
+    /** The choice named by {@code -Djclip.jpeg=auto|native|java} (auto when unset). */
+    public static JpegCodec fromSystemProperty() {
+      return parse(System.getProperty(PROPERTY));
+    }
+
+    /** {@code auto}, {@code native} or {@code java}, any case; null means auto. */
+    public static JpegCodec parse(String value) {
+      if (value == null) return AUTO;
+      try {
+        return valueOf(value.trim().toUpperCase(Locale.ROOT));
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("system property " + PROPERTY + "=" + value + ": expected auto, native or java", e);
+      }
+    }
+  }
+
   /** Pillow's DecompressionBombError threshold: 2 × MAX_IMAGE_PIXELS = 2 × 89,478,485. */
   public static final long DEFAULT_MAX_PIXELS = 2L * (1024L * 1024 * 1024 / 4 / 3);
 
@@ -55,6 +88,9 @@ public final class ImageDecoder {
   private final boolean jdkJpegFirst;
   /** False only in tests, to compare the ImageIO path with {@link JpegDecoder}. */
   private final boolean javaJpeg;
+  /** libjpeg-turbo, or null for the Java path. */
+  private final NativeJpeg nativeJpeg;
+  private final ThreadLocal<NativeJpeg.Session> jpegSessions;
 
   public ImageDecoder() {
     this(DEFAULT_MAX_PIXELS);
@@ -66,15 +102,41 @@ public final class ImageDecoder {
   }
 
   public ImageDecoder(long maxPixels, long maxFileBytes) {
-    this(maxPixels, maxFileBytes, true, true);
+    this(maxPixels, maxFileBytes, JpegCodec.fromSystemProperty());
   }
 
+  /**
+   * @param jpeg which JPEG decoder to use
+   * @throws IllegalStateException {@link JpegCodec#NATIVE} and libturbojpeg cannot be loaded
+   */
+  public ImageDecoder(long maxPixels, long maxFileBytes, JpegCodec jpeg) {
+    this(maxPixels, maxFileBytes, jpeg, true, true);
+  }
+
+  /** The Java JPEG path with test switches (the native decoder would bypass what they test). */
   ImageDecoder(long maxPixels, long maxFileBytes, boolean jdkJpegFirst, boolean javaJpeg) {
+    this(maxPixels, maxFileBytes, JpegCodec.JAVA, jdkJpegFirst, javaJpeg);
+  }
+
+  private ImageDecoder(long maxPixels, long maxFileBytes, JpegCodec jpeg, boolean jdkJpegFirst, boolean javaJpeg) {
     if (maxPixels <= 0 || maxFileBytes <= 0) throw new IllegalArgumentException("limits must be positive");
     this.maxPixels = maxPixels;
     this.maxFileBytes = maxFileBytes;
     this.jdkJpegFirst = jdkJpegFirst;
     this.javaJpeg = javaJpeg;
+    NativeJpeg lib = jpeg == JpegCodec.JAVA ? null : NativeJpeg.get();
+    if (jpeg == JpegCodec.NATIVE && lib == null) {
+      throw new IllegalStateException(
+          "the native JPEG decoder was requested but libturbojpeg.so.0 (Debian/Ubuntu package libturbojpeg0) could not be loaded");
+    }
+    this.nativeJpeg = lib;
+    // One TurboJPEG handle per thread that decodes with this instance (created on first use).
+    this.jpegSessions = lib == null ? null : ThreadLocal.withInitial(lib::newSession);
+  }
+
+  /** The JPEG path in use: {@link JpegCodec#NATIVE} or {@link JpegCodec#JAVA}. */
+  public JpegCodec jpegCodec() {
+    return nativeJpeg != null ? JpegCodec.NATIVE : JpegCodec.JAVA;
   }
 
   public long maxPixels() {
@@ -282,6 +344,11 @@ public final class ImageDecoder {
 
   private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
     int components = jpegComponents(b);
+    if ((components == 1 || components == 3 || components == 4) && nativeJpeg != null) {
+      // Pillow's own codec; null hands the file to the Java path (warnings, errors).
+      DecodedImage im = nativeJpeg.decode(jpegSessions.get(), file, b, this);
+      if (im != null) return im;
+    }
     if ((components == 1 || components == 3) && javaJpeg) {
       // The common case, several times faster than ImageIO and with libjpeg-turbo's output; any
       // file it does not handle (or any doubt about the data) goes to ImageIO below.
@@ -349,8 +416,11 @@ public final class ImageDecoder {
         case 1 -> DecodedImage.of("JPEG", DecodedImage.Mode.L, W, H, bands(r, new int[] {0}, 0, 1));
         case 3 -> DecodedImage.of("JPEG", DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
         case 4 -> {
-          // Pillow reads 4-component JPEGs as "CMYK;I" (Adobe's inverted convention).
+          // Pillow reads 4-component JPEGs as "CMYK;I" (Adobe's inverted convention), after
+          // libjpeg's YCCK -> CMYK conversion where the Adobe marker says YCCK (the raw raster
+          // is still YCCK).
           byte[] px = bands(r, new int[] {0, 1, 2, 3}, 0, 1);
+          if (JpegH1v2.isYcck(b)) JpegH1v2.ycckToCmyk(px);
           for (int i = 0; i < px.length; i++) px[i] = (byte) (255 - (px[i] & 0xff));
           yield DecodedImage.of("JPEG", DecodedImage.Mode.CMYK, W, H, px);
         }
@@ -363,6 +433,18 @@ public final class ImageDecoder {
 
   /** Number of components from the first SOF marker, or -1. */
   static int jpegComponents(byte[] b) {
+    int i = jpegSof(b);
+    return i < 0 ? -1 : b[i + 9] & 0xff;
+  }
+
+  /** Whether the first SOF marker is one of arithmetic coding's (SOF9..SOF15 but DHP/JPG). */
+  static boolean jpegArithmetic(byte[] b) {
+    int i = jpegSof(b);
+    return i >= 0 && (b[i + 1] & 0xff) >= 0xC9;
+  }
+
+  /** Offset of the first SOF marker (its 0xFF byte), or -1. */
+  private static int jpegSof(byte[] b) {
     int i = 2;
     while (i + 9 < b.length) {
       if ((b[i] & 0xff) != 0xFF) return -1;
@@ -373,7 +455,7 @@ public final class ImageDecoder {
       }
       int len = ((b[i + 2] & 0xff) << 8) | (b[i + 3] & 0xff);
       boolean sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
-      if (sof) return b[i + 9] & 0xff;
+      if (sof) return i;
       if (m == 0xDA || m == 0xD9) return -1;
       i += 2 + len;
     }

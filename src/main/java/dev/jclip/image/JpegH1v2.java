@@ -78,6 +78,43 @@ final class JpegH1v2 {
   }
 
   /**
+   * Converts raw Y, Cb, Cr, K (interleaved) to the CMYK libjpeg outputs for a YCCK JPEG, in place:
+   * C, M, Y = 255 - the RGB of libjpeg's YCbCr conversion, K unchanged ({@code jdcolor.c}
+   * {@code ycck_cmyk_convert}).
+   */
+  static void ycckToCmyk(byte[] ycck) {
+    for (int i = 0; i < ycck.length; i += 4) {
+      int y = ycck[i] & 0xff;
+      int cb = ycck[i + 1] & 0xff;
+      int cr = ycck[i + 2] & 0xff;
+      ycck[i] = (byte) (255 - clamp(y + CR_R[cr]));
+      ycck[i + 1] = (byte) (255 - clamp(y + ((CB_G[cb] + CR_G[cr]) >> SCALEBITS)));
+      ycck[i + 2] = (byte) (255 - clamp(y + CB_B[cb]));
+    }
+  }
+
+  /**
+   * Whether libjpeg would decode this 4-component JPEG as YCCK: an Adobe marker with a transform
+   * other than 0 before the frame ({@code default_decompress_parms}); otherwise it is CMYK.
+   */
+  static boolean isYcck(byte[] b) {
+    int i = 2;
+    while (i + 4 < b.length) {
+      if ((b[i] & 0xff) != 0xFF) return false;
+      int m = b[i + 1] & 0xff;
+      if (m == 0xFF) {
+        i++;
+        continue;
+      }
+      int len = ((b[i + 2] & 0xff) << 8) | (b[i + 3] & 0xff);
+      if (m == 0xEE && len >= 12 && i + 15 < b.length && b[i + 4] == 'A' && b[i + 5] == 'd') return b[i + 15] != 0;
+      if (m == 0xDA || m == 0xD9) return false;
+      i += 2 + len;
+    }
+    return false;
+  }
+
+  /**
    * Whether libjpeg would decode this 3-component JPEG as YCbCr (its default): not when an Adobe
    * marker says transform 0, nor (without JFIF/Adobe markers) when the component ids are 'R','G','B'.
    */

@@ -17,12 +17,25 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
-/** Bad inputs give clear errors quickly; Pillow's mode rules for the less common PNG kinds. */
+/**
+ * Bad inputs give clear errors quickly; Pillow's mode rules for the less common PNG kinds. JPEG
+ * cases run on the Java path here and on libjpeg-turbo in {@link ImageDecoderNativeJpegTest}.
+ */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class ImageDecoderTest {
   @TempDir Path tmp;
 
-  private final ImageDecoder decoder = new ImageDecoder();
+  final ImageDecoder decoder = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec());
+
+  /** The JPEG path under test. */
+  ImageDecoder.JpegCodec codec() {
+    return ImageDecoder.JpegCodec.JAVA;
+  }
+
+  /** A decoder of this test's JPEG path with another pixel limit. */
+  ImageDecoder withLimit(long maxPixels) {
+    return new ImageDecoder(maxPixels, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec());
+  }
 
   private Path write(String name, byte[] data) throws IOException {
     Path f = tmp.resolve(name);
@@ -120,11 +133,11 @@ class ImageDecoderTest {
     Path f = write("bomb.png", b.toByteArray());
     bad(f, "30000x30000", "900000000 pixels", "limit");
     // Even with no limit, what cannot fit a Java array is refused up front, not by an OOM.
-    ImageDecodeException big = assertThrows(ImageDecodeException.class, () -> new ImageDecoder(Long.MAX_VALUE).decode(f));
+    ImageDecodeException big = assertThrows(ImageDecodeException.class, () -> withLimit(Long.MAX_VALUE).decode(f));
     assertTrue(big.getMessage().contains("too large"), big.getMessage());
     // The limit is configurable: a small one refuses a normal image too.
     ImageDecodeException e =
-        assertThrows(ImageDecodeException.class, () -> new ImageDecoder(1000).decode(Reference.file("images/rose.jpg")));
+        assertThrows(ImageDecodeException.class, () -> withLimit(1000).decode(Reference.file("images/rose.jpg")));
     assertTrue(e.getMessage().contains("limit of 1000"), e.getMessage());
   }
 
@@ -243,6 +256,26 @@ class ImageDecoderTest {
     byte[] ramp = new byte[768];
     for (int i = 0; i < 768; i++) ramp[i] = (byte) (i / 3);
     assertEquals(DecodedImage.Mode.L, decoder.decode(write("gray.gif", gif(20, 12, 0, 0, 20, 12, idx, ramp, -1))).mode());
+  }
+
+  @Test
+  void fourComponentJpegsAreReadAsPillowsInvertedCmyk() throws Exception {
+    // Fixtures and hashes from make-jpeg-cmyk-fixtures.py: Adobe CMYK, and YCCK (which libjpeg
+    // converts to CMYK before Pillow inverts it).
+    String[][] cases = {
+      {"synthetic-cmyk.jpg", "a10dd6d5fc5e8da1e3adefab4ffc1aada52063f5f8d0417b4e114bd91748d065"},
+      {"synthetic-ycck.jpg", "1ae3d2051ca80a03789ee32551e2e68b81854d95e50b900ee2bc5874ffde1845"},
+    };
+    for (String[] c : cases) {
+      byte[] b;
+      try (var in = ImageDecoderTest.class.getResourceAsStream(c[0])) {
+        b = in.readAllBytes();
+      }
+      DecodedImage im = decoder.decode(Path.of(c[0]), b);
+      assertEquals(DecodedImage.Mode.CMYK, im.mode(), c[0]);
+      String sha = java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(im.numpyBytes()));
+      assertEquals(c[1], sha, c[0]);
+    }
   }
 
   @Test

@@ -23,7 +23,8 @@ import org.junit.jupiter.api.Test;
 /**
  * The Java JPEG decoder against libjpeg as ImageIO runs it (the same IDCT, upsampling and colour
  * conversion as libjpeg-turbo for these files), on the reference JPEGs and on JPEGs written here:
- * baseline and progressive, colour and gray, sizes with partial MCUs on every side.
+ * baseline and progressive, colour and gray, sizes with partial MCUs on every side; and the
+ * native decoder ({@link NativeJpeg}) too, where libturbojpeg is installed.
  */
 class JpegDecoderTest {
   private final ImageDecoder imageIo =
@@ -75,6 +76,13 @@ class JpegDecoderTest {
     byte[] b = mine.numpyBytes();
     for (int i = 0; i < a.length; i++) {
       if (a[i] != b[i]) fail(what + ": first difference at byte " + i + ": libjpeg " + (a[i] & 0xff) + ", Java " + (b[i] & 0xff));
+    }
+    // And the native path (libjpeg-turbo, where installed) on the same file.
+    NativeJpeg turbo = NativeJpeg.get();
+    if (turbo != null) {
+      DecodedImage t = turbo.decode(turbo.newSession(), Path.of(what), jpeg, imageIo);
+      if (t == null) fail(what + ": libjpeg-turbo handed the file back");
+      assertArrayEquals(a, t.numpyBytes(), what + ": libjpeg-turbo");
     }
   }
 
