@@ -15,7 +15,7 @@ import java.util.Map;
 
 /**
  * Where the CPU backend's time goes, per op, on a random full-geometry model (a development tool,
- * not a test): {@code OpProfile [ViT-B/32] [batch] [fp32|bf16] [image|text]}.
+ * not a test): {@code OpProfile [ViT-B/32] [batch] [fp32|bf16] [image|text] [threads]}.
  */
 public final class OpProfile {
   public static void main(String[] args) throws Exception {
@@ -23,10 +23,11 @@ public final class OpProfile {
     int batch = args.length > 1 ? Integer.parseInt(args[1]) : 1;
     Precision precision = Precision.parse(args.length > 2 ? args[2] : "fp32");
     boolean text = args.length > 3 && args[3].equals("text");
+    int threads = args.length > 4 ? Integer.parseInt(args[4]) : Runtime.getRuntime().availableProcessors();
     ClipConfig cfg = RandomWeights.config(model);
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
     Map<Op, long[]> times = new EnumMap<>(Op.class);
-    try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision)) {
+    try (CpuBackend cpu = new CpuBackend(threads, true, precision)) {
       Backend timed = new Backend() {
         public String name() { return cpu.name(); }
         public boolean supports(Op op) { return cpu.supports(op); }
