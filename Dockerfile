@@ -23,5 +23,5 @@ COPY --from=build /opt/jre /opt/jre
 COPY --from=build /src/target/jclip.jar /opt/jclip/jclip.jar
 ENV PATH=/opt/jre/bin:$PATH
 WORKDIR /data
-ENTRYPOINT ["java", "--enable-native-access=ALL-UNNAMED", "-jar", "/opt/jclip/jclip.jar"]
+ENTRYPOINT ["java", "--enable-native-access=ALL-UNNAMED", "--add-modules", "jdk.incubator.vector", "-jar", "/opt/jclip/jclip.jar"]
 CMD ["--help"]
