@@ -544,6 +544,11 @@ public final class CpuBackend implements Backend {
       return;
     }
     int chunks = Math.min(n, threads * 4), per = (n + chunks - 1) / chunks;
+    boolean inPool = ForkJoinTask.inForkJoinPool() && ForkJoinTask.getPool() == pool;
+    if (!inPool && CALLER_RUNS) {
+      callerRuns(n, per, body);
+      return;
+    }
     List<ForkJoinTask<?>> tasks = new ArrayList<>(chunks);
     for (int c = 0; c < n; c += per) {
       int from = c, to = Math.min(n, c + per);
@@ -554,7 +559,7 @@ public final class CpuBackend implements Backend {
         }
       });
     }
-    if (ForkJoinTask.inForkJoinPool() && ForkJoinTask.getPool() == pool) {
+    if (inPool) {
       ForkJoinTask.invokeAll(tasks);
     } else {
       pool.invoke(new RecursiveAction() {
@@ -564,6 +569,42 @@ public final class CpuBackend implements Backend {
         }
       });
     }
+  }
+
+  /** {@code -Djclip.cpu.callerRuns=false} goes back to handing whole regions to the pool (to compare). */
+  private static final boolean CALLER_RUNS = !"false".equals(System.getProperty("jclip.cpu.callerRuns"));
+
+  /**
+   * A parallel region started from outside the pool: the calling thread claims chunks from a
+   * shared counter alongside the pool's workers, instead of handing the region over and sleeping.
+   * A worker that wakes late (parked threads take tens to hundreds of µs to wake on a VM, as long
+   * as a batch-1 GEMM block) finds the chunks already taken, and the caller never waits for a
+   * wake-up before work starts. Exceptions from any chunk are rethrown here after all chunks end.
+   */
+  private void callerRuns(int n, int per, DnnlLinear.Range body) {
+    int count = (n + per - 1) / per;
+    java.util.concurrent.atomic.AtomicInteger next = new java.util.concurrent.atomic.AtomicInteger();
+    java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger();
+    java.util.concurrent.atomic.AtomicReference<Throwable> failure = new java.util.concurrent.atomic.AtomicReference<>();
+    Thread caller = Thread.currentThread();
+    Runnable work = () -> {
+      for (int c; (c = next.getAndIncrement()) < count; ) {
+        try {
+          body.run(c * per, Math.min(n, (c + 1) * per));
+        } catch (Throwable t) {
+          failure.compareAndSet(null, t);
+        } finally {
+          if (done.incrementAndGet() == count) java.util.concurrent.locks.LockSupport.unpark(caller);
+        }
+      }
+    };
+    for (int i = 0, helpers = Math.min(threads - 1, count - 1); i < helpers; i++) pool.execute(work);
+    work.run();
+    while (done.get() < count) java.util.concurrent.locks.LockSupport.park(this);
+    Throwable t = failure.get();
+    if (t instanceof RuntimeException r) throw r;
+    if (t instanceof Error e) throw e;
+    if (t != null) throw new IllegalStateException(t);
   }
 
   @Override
