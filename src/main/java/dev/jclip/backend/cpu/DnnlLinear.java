@@ -10,24 +10,28 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * LINEAR ({@code y[M,N] = act(x[M,K] · W[N,K]ᵀ + b)}) as oneDNN matmul primitives whose weights
- * are packed once, in the layout oneDNN's kernel wants, in fp32 or bf16.
+ * LINEAR ({@code y[M,N] = act(x[M,K] · W[N,K]ᵀ + b)}) as oneDNN matmul primitives, in fp32 or
+ * bf16, with the weights reordered once into the layout the primitive asks for.
  *
- * <p>Why: OpenBLAS packs the weight panel again on every call, which at batch 1 (M = 50 or 77
- * rows) costs as much as the multiply; a prepacked oneDNN matmul runs the same shapes 1.4-1.8x
- * faster in fp32 on one core, and in bf16 (AVX-512 BF16 or AMX) twice that again
+ * <p>Why: at batch 1 (M = 50 or 77 rows) oneDNN's kernels run CLIP's shapes 1.3-1.9x faster than
+ * OpenBLAS's sgemm on one core, and bf16 (AVX-512 BF16 or AMX) about twice that again
  * (docs/cpu-backend.md has the measurements).
  *
- * <p>How: the weight's N columns are cut into blocks, each with its own primitive (M given at run
- * time, so one primitive serves every batch and every end-of-text cut) and packed weights; a call
- * converts x once into native memory (bf16 rounded to nearest even, or a copy), then runs (column
- * block × row chunk) tasks over the backend's threads, each on one OpenMP thread of its own and
- * copying its part of the result back into {@code y}. Bias and QuickGELU (swish with α = 1.702) or
- * GELU (erf) run as the primitive's fused epilogue. Every element of y is computed by one call of
- * the same primitive, so results do not depend on how rows are split.
+ * <p>How: the weight's N columns are cut into blocks, each with its own primitive and weights. M is
+ * given at run time ({@code DNNL_RUNTIME_DIM_VAL}), so one primitive serves every batch and every
+ * end-of-text cut; oneDNN then picks its JIT gemm ({@code gemm:jit}, weights in plain K x N
+ * layout, panels packed per call) rather than its brgemm with blocked weights, which it picks for
+ * a fixed M (measured: no faster in fp32, 15-25% faster in bf16 at M = 50-77, one thread; but a
+ * primitive per M would mean JIT-compiling 4 primitives per LINEAR for every new text length). A
+ * call converts x once into native memory (bf16 rounded to nearest even, or a copy), then runs
+ * (column block x row chunk) tasks over the backend's threads, each a single-threaded oneDNN call
+ * writing its block of the result, copied back into {@code y}. Bias and QuickGELU (swish with α =
+ * 1.702) or GELU (erf) run as the primitive's fused epilogue. Every element of y is computed by
+ * the same kernel whatever the number of rows (one row is run as two: see {@link #run}), so results
+ * do not depend on batching.
  *
- * <p>Native memory (packed weights, scratch) belongs to this object and is freed by {@link
- * #close}; the garbage collector frees nothing here.
+ * <p>Native memory (weights, scratch) belongs to this object and is freed by {@link #close}; the
+ * garbage collector frees nothing here.
  */
 final class DnnlLinear implements AutoCloseable {
   /** Column blocks are at least this wide: narrower blocks lose more to the kernel's edges than they gain in balance. */
@@ -153,9 +157,12 @@ final class DnnlLinear implements AutoCloseable {
       for (int t = t0; t < t1; t++) {
         Block blk = blocks[t % blocks.length];
         int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
-        MemorySegment sm = ws.memory(rows, k, k, dtype, 0), dm = ws.memory(rows, cols, n, Dnnl.F32, 1);
+        // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
+        // rowsRun x n0), then copied row by row into y.
+        MemorySegment sm = ws.memory(rows, k, k, dtype, 0), dm = ws.memory(rows, cols, cols, Dnnl.F32, 1);
+        long blockBase = 4L * ((long) rowsRun * blk.n0);
         dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
-        dnnl.setHandle(dm, dst.asSlice(4L * ((long) r0 * n + blk.n0)));
+        dnnl.setHandle(dm, dst.asSlice(blockBase + 4L * r0 * cols));
         int nargs = 0;
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, sm);
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
@@ -163,7 +170,7 @@ final class DnnlLinear implements AutoCloseable {
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
         dnnl.execute(blk.primitive, ws.stream, nargs, ws.args);
         for (int r = r0; r < Math.min(r1, m); r++) {
-          MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, 4L * ((long) r * n + blk.n0), y, r * n + blk.n0, cols);
+          MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
         }
       }
     });
@@ -199,7 +206,7 @@ final class DnnlLinear implements AutoCloseable {
         MemorySegment srcMd = dnnl.md(Dnnl.RUNTIME, k, dtype, Dnnl.TAG_AB);
         MemorySegment anyMd = dnnl.md(k, cols, dtype, Dnnl.TAG_ANY);
         MemorySegment biasMd = b == null ? MemorySegment.NULL : dnnl.md(1, cols, Dnnl.F32, Dnnl.TAG_AB);
-        MemorySegment dstMd = dnnl.mdStrided(Dnnl.RUNTIME, cols, Dnnl.F32, n);
+        MemorySegment dstMd = dnnl.md(Dnnl.RUNTIME, cols, Dnnl.F32, Dnnl.TAG_AB);
         MemorySegment pd;
         try {
           pd = dnnl.matmulPd(engine, srcMd, anyMd, biasMd, dstMd, attr);
