@@ -137,6 +137,14 @@ final class VectorKernels extends ScalarKernels {
     }
   }
 
+  /** Scaled scores of keys j0..j0+L-1 (keys past {@code keys} masked to -inf) stored into s. */
+  private static FloatVector scores(FloatVector acc, int j0, int keys, float[] s, FloatVector ninf) {
+    acc = acc.mul(0.125f);
+    if (j0 + L > keys) acc = acc.blend(ninf, S.indexInRange(j0, keys).not());
+    acc.intoArray(s, j0);
+    return acc;
+  }
+
   /**
    * As the scalar twin; {@code kt} needs 64 · ceil(N / L) · L floats, {@code s} ceil(N / L) · L.
    * Every score, exponential and sum of query i depends only on keys 0..i when causal (padding
@@ -160,18 +168,33 @@ final class VectorKernels extends ScalarKernels {
       int q = (b * n + i) * row + h * 64;
       int keys = causal ? i + 1 : n, blocks = (keys + L - 1) / L;
       FloatVector vmax = ninf;
-      for (int jb = 0; jb < blocks; jb++) {
+      int jb = 0;
+      // Four key blocks at a time: four independent FMA chains instead of one (a chain of 64
+      // dependent FMAs per block is latency-bound). Each block's sum keeps its own order over t,
+      // so the bits are those of one block at a time.
+      for (; jb + 4 <= blocks; jb += 4) {
+        int j0 = jb * L;
+        FloatVector c0 = FloatVector.zero(S), c1 = c0, c2 = c0, c3 = c0;
+        for (int t = 0; t < 64; t++) {
+          FloatVector qt = FloatVector.broadcast(S, qkv[q + t]);
+          int o = t * np + j0;
+          c0 = FloatVector.fromArray(S, kt, o).fma(qt, c0);
+          c1 = FloatVector.fromArray(S, kt, o + L).fma(qt, c1);
+          c2 = FloatVector.fromArray(S, kt, o + 2 * L).fma(qt, c2);
+          c3 = FloatVector.fromArray(S, kt, o + 3 * L).fma(qt, c3);
+        }
+        vmax = vmax.max(scores(c0, j0, keys, s, ninf)).max(scores(c1, j0 + L, keys, s, ninf))
+            .max(scores(c2, j0 + 2 * L, keys, s, ninf)).max(scores(c3, j0 + 3 * L, keys, s, ninf));
+      }
+      for (; jb < blocks; jb++) {
         int j0 = jb * L;
         FloatVector acc = FloatVector.zero(S);
         for (int t = 0; t < 64; t++) acc = FloatVector.fromArray(S, kt, t * np + j0).fma(FloatVector.broadcast(S, qkv[q + t]), acc);
-        acc = acc.mul(0.125f);
-        if (j0 + L > keys) acc = acc.blend(ninf, S.indexInRange(j0, keys).not());
-        acc.intoArray(s, j0);
-        vmax = vmax.max(acc);
+        vmax = vmax.max(scores(acc, j0, keys, s, ninf));
       }
       float max = vmax.reduceLanes(VectorOperators.MAX);
       FloatVector vsum = FloatVector.zero(S);
-      for (int jb = 0; jb < blocks; jb++) {
+      for (jb = 0; jb < blocks; jb++) {
         FloatVector e = exp(FloatVector.fromArray(S, s, jb * L).sub(max));
         VectorMask<Float> valid = S.indexInRange(jb * L, keys);
         e = FloatVector.zero(S).blend(e, valid);
