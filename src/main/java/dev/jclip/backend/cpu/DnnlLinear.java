@@ -71,17 +71,24 @@ final class DnnlLinear implements AutoCloseable {
 
   private record Shape(int rows, int cols, int ld, int type, int slot) {}
 
-  /** Per-thread state: a oneDNN stream, the x/y scratch of calls made from this thread, and memory objects by shape. */
+  /** Per-thread state: a oneDNN stream and memory objects by shape (small; scratch is pooled, see {@link #borrow}). */
   private final class Workspace {
     final MemorySegment stream = dnnl.stream(engine);
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
-    MemorySegment src = MemorySegment.NULL, dst = MemorySegment.NULL;
     final MemorySegment args = arena.allocate(16 * 4, 8);
 
     /** A memory object (with its descriptor) for a [rows, cols] matrix with leading dimension ld, made once per shape. */
     MemorySegment memory(int rows, int cols, int ld, int type, int slot) {
       Shape key = new Shape(rows, cols, ld, type, slot);
       MemorySegment[] m = memories.get(key);
+      if (m == null && memories.size() >= 256) {
+        // Text batches bring a new row count with every end-of-text cut: keep this bounded.
+        for (MemorySegment[] old : memories.values()) {
+          dnnl.destroyMemory(old[1]);
+          dnnl.destroyMd(old[0]);
+        }
+        memories.clear();
+      }
       if (m == null) {
         MemorySegment md = dnnl.mdStrided(rows, cols, type, ld);
         m = new MemorySegment[] {md, dnnl.memory(engine, md, MemorySegment.NULL)};
@@ -125,7 +132,7 @@ final class DnnlLinear implements AutoCloseable {
       Parallel parallel) {
     // The workspace first: it sets this thread's OpenMP team to one thread, which oneDNN reads
     // when a primitive is created (a primitive created with two would fork a team per call).
-    Workspace caller = workspace.get();
+    workspace.get();
     Block[] blocks = blocks(weight, bias, b, act, n, k);
     int esize = dtype == Dnnl.BF16 ? 2 : 4;
     // oneDNN runs a single row through another kernel (a matrix-vector product) that sums in
@@ -133,9 +140,17 @@ final class DnnlLinear implements AutoCloseable {
     // on how many rows the call has (DnnlLinearTest).
     int rowsRun = Math.max(m, 2);
     long srcBytes = (long) rowsRun * k * esize, dstBytes = 4L * rowsRun * n;
-    if (caller.src.byteSize() < srcBytes) caller.src = arena.allocate(Math.max(srcBytes, caller.src.byteSize() * 3 / 2), 64);
-    if (caller.dst.byteSize() < dstBytes) caller.dst = arena.allocate(Math.max(dstBytes, caller.dst.byteSize() * 3 / 2), 64);
-    MemorySegment src = caller.src, dst = caller.dst;
+    long srcPadded = (srcBytes + 63) / 64 * 64;
+    Scratch scratch = borrow(srcPadded + dstBytes);
+    try {
+      run(m, n, k, x, blocks, act, y, kernels, parallel, esize, rowsRun, scratch.seg.asSlice(0, srcBytes), scratch.seg.asSlice(srcPadded, dstBytes));
+    } finally {
+      giveBack(scratch);
+    }
+  }
+
+  private void run(int m, int n, int k, float[] x, Block[] blocks, int act, float[] y, ScalarKernels kernels, Parallel parallel, int esize,
+      int rowsRun, MemorySegment src, MemorySegment dst) {
     parallel.run(rowsRun, k, (r0, r1) -> {
       for (int r = r0; r < r1; r++) {
         int from = Math.min(r, m - 1) * k; // the padding row repeats the last
@@ -175,6 +190,42 @@ final class DnnlLinear implements AutoCloseable {
       }
     });
   }
+
+  /** Native scratch for one call's x and y, in its own arena so that it can be freed alone. */
+  private record Scratch(Arena arena, MemorySegment seg) {}
+
+  /**
+   * Scratch is borrowed per call and given back, not kept per calling thread: a service calling
+   * from hundreds of request threads holds as many buffers as calls ran at once.
+   */
+  private Scratch borrow(long bytes) {
+    Scratch s = scratchPool.pollFirst();
+    if (s != null && s.seg.byteSize() >= bytes) return s;
+    if (s != null) free(s);
+    Arena a = Arena.ofShared();
+    Scratch fresh = new Scratch(a, a.allocate(Math.max(bytes, s == null ? 0 : s.seg.byteSize() * 3 / 2), 64));
+    synchronized (allScratch) {
+      allScratch.add(fresh);
+    }
+    return fresh;
+  }
+
+  private void giveBack(Scratch s) {
+    if (closed) {
+      free(s);
+    } else {
+      scratchPool.addFirst(s);
+    }
+  }
+
+  private void free(Scratch s) {
+    synchronized (allScratch) {
+      if (allScratch.remove(s)) s.arena.close();
+    }
+  }
+
+  private final java.util.concurrent.ConcurrentLinkedDeque<Scratch> scratchPool = new java.util.concurrent.ConcurrentLinkedDeque<>();
+  private final java.util.Set<Scratch> allScratch = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
 
   private Block[] blocks(Tensor weight, Tensor bias, float[] b, int act, int n, int k) {
     synchronized (packed) {
@@ -285,6 +336,11 @@ final class DnnlLinear implements AutoCloseable {
         }
         workspaces.clear();
       }
+      synchronized (allScratch) {
+        for (Scratch sc : allScratch) sc.arena.close();
+        allScratch.clear();
+      }
+      scratchPool.clear();
       dnnl.destroyEngine(engine);
       arena.close();
     }
