@@ -25,6 +25,47 @@ public final class Resampler {
 
   private static final double BICUBIC_SUPPORT = 2.0;
 
+  /**
+   * The horizontal pass on the Vector API when the {@code jdk.incubator.vector} module is present
+   * (and {@code -Djclip.resample.vector=false} does not turn it off), else null: the scalar loop.
+   */
+  private final HorizontalPass vector;
+
+  /** The Vector API pass when available (the default). */
+  public Resampler() {
+    this(true);
+  }
+
+  /** @param useVector false forces the scalar loops (the twin the tests compare with) */
+  Resampler(boolean useVector) {
+    this.vector = useVector ? vectorPass() : null;
+  }
+
+  /** The horizontal pass of another implementation (the interface keeps the Vector API classes unloaded without the module). */
+  interface HorizontalPass {
+    boolean supports(int channels);
+
+    void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff, int precisionBits);
+  }
+
+  private static HorizontalPass vectorPass() {
+    if ("false".equals(System.getProperty("jclip.resample.vector"))) return null;
+    if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return null;
+    return VectorFactory.create();
+  }
+
+  /** Separate so that HorizontalVector is only resolved when the module is there. */
+  private static final class VectorFactory {
+    static HorizontalPass create() {
+      return new HorizontalVector();
+    }
+  }
+
+  /** Whether the horizontal pass runs on the Vector API (for tests and benchmarks). */
+  public boolean vectorized() {
+    return vector != null;
+  }
+
   private int[] hBounds = new int[0];
   private int[] hKernel = new int[0];
   private int[] vBounds = new int[0];
@@ -171,6 +212,10 @@ public final class Resampler {
   }
 
   private void horizontal(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, byte[] out, int outOff) {
+    if (vector != null && vector.supports(c)) {
+      vector.run(src, w, c, rowFirst, rows, cw, hk, hBounds, hKernel, out, outOff, PRECISION_BITS);
+      return;
+    }
     int[] bounds = hBounds;
     int[] kk = hKernel;
     int half = 1 << (PRECISION_BITS - 1);

@@ -48,6 +48,14 @@ class ResamplerPropertyTest {
     return new Case(w, h, 1 + r.nextInt(4), ow, oh, r.nextInt(ow - cw + 1), r.nextInt(oh - ch + 1), cw, ch);
   }
 
+  /** The Vector API horizontal pass (required when the module is present, as under surefire) or the scalar twin. */
+  private static Resampler resampler(boolean vector) {
+    Resampler rs = new Resampler(vector);
+    if (vector && ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()) assertTrue(rs.vectorized(), "vector pass not used");
+    if (!vector) assertTrue(!rs.vectorized());
+    return rs;
+  }
+
   private static void check(Random r, Case k, Resampler rs, boolean againstDouble) {
     byte[] src = image(r, k.w, k.h, k.c);
     byte[] got = new byte[k.cw * k.ch * k.c + 3];
@@ -68,10 +76,11 @@ class ResamplerPropertyTest {
     }
   }
 
-  @Test
-  void bicubicMatchesThePlainImplementationExactly() {
+  @org.junit.jupiter.params.ParameterizedTest(name = "vector={0}")
+  @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+  void bicubicMatchesThePlainImplementationExactly(boolean vector) {
     Random r = new Random(20261127);
-    Resampler rs = new Resampler(); // reused: scratch buffers must not leak between calls
+    Resampler rs = resampler(vector); // reused: scratch buffers must not leak between calls
     for (int i = 0; i < 60; i++) check(r, randomCase(r, 300, 400), rs, true);
     // Extremes: 1 pixel, one row / column, huge reduction factors.
     check(r, new Case(1, 1, 3, 224, 224, 0, 0, 224, 224), rs, true);
@@ -80,10 +89,11 @@ class ResamplerPropertyTest {
     check(r, new Case(2000, 3, 3, 224, 1, 17, 0, 190, 1), rs, true);
   }
 
-  @Test
-  void bicubicMatchesOnLargeImages() {
+  @org.junit.jupiter.params.ParameterizedTest(name = "vector={0}")
+  @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+  void bicubicMatchesOnLargeImages(boolean vector) {
     Random r = new Random(4000);
-    Resampler rs = new Resampler();
+    Resampler rs = resampler(vector);
     // 4000x3000 down to CLIP sizes (landscape and portrait), and a large upscale window.
     check(r, new Case(4000, 3000, 3, 298, 224, 37, 0, 224, 224), rs, false);
     check(r, new Case(1500, 2000, 3, 336, 448, 0, 56, 336, 336), rs, false);
@@ -91,10 +101,11 @@ class ResamplerPropertyTest {
     check(r, new Case(70, 46, 3, 1511, 1000, 600, 400, 336, 336), rs, false);
   }
 
-  @Test
-  void clipGeometriesBothDirectionsOddAndEvenCrops() {
+  @org.junit.jupiter.params.ParameterizedTest(name = "vector={0}")
+  @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
+  void clipGeometriesBothDirectionsOddAndEvenCrops(boolean vector) {
     Random r = new Random(77);
-    Resampler rs = new Resampler();
+    Resampler rs = resampler(vector);
     int odd = 0;
     int even = 0;
     for (int i = 0; i < 30; i++) {
