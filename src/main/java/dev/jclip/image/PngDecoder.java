@@ -1,5 +1,8 @@
 package dev.jclip.image;
 
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.zip.CRC32;
@@ -316,18 +319,30 @@ final class PngDecoder {
     switch (filter) {
       case 0 -> System.arraycopy(src, s, dst, d, n);
       case 1 -> {
-        int m = Math.min(bpp, n);
-        System.arraycopy(src, s, dst, d, m);
-        for (int i = m; i < n; i++) dst[d + i] = (byte) (src[s + i] + dst[d + i - bpp]);
+        if (bpp == 4) sub4(src, s, dst, d, n);
+        else if (bpp == 3) sub3(src, s, dst, d, n);
+        else if (bpp == 1) sub1(src, s, dst, d, n);
+        else {
+          int m = Math.min(bpp, n);
+          System.arraycopy(src, s, dst, d, m);
+          for (int i = m; i < n; i++) dst[d + i] = (byte) (src[s + i] + dst[d + i - bpp]);
+        }
       }
       case 2 -> {
-        for (int i = 0; i < n; i++) dst[d + i] = (byte) (src[s + i] + prev[p + i]);
+        // Eight bytes at a time: no left neighbour, so no dependency between them.
+        int i = 0;
+        for (; i + 8 <= n; i += 8) LONG.set(dst, d + i, addBytes((long) LONG.get(src, s + i), (long) LONG.get(prev, p + i)));
+        for (; i < n; i++) dst[d + i] = (byte) (src[s + i] + prev[p + i]);
       }
       case 3 -> {
-        int m = Math.min(bpp, n);
-        for (int i = 0; i < m; i++) dst[d + i] = (byte) (src[s + i] + ((prev[p + i] & 0xff) >>> 1));
-        for (int i = m; i < n; i++) {
-          dst[d + i] = (byte) (src[s + i] + (((dst[d + i - bpp] & 0xff) + (prev[p + i] & 0xff)) >>> 1));
+        if (bpp == 4) average4(src, s, dst, d, prev, p, n);
+        else if (bpp == 3) average3(src, s, dst, d, prev, p, n);
+        else {
+          int m = Math.min(bpp, n);
+          for (int i = 0; i < m; i++) dst[d + i] = (byte) (src[s + i] + ((prev[p + i] & 0xff) >>> 1));
+          for (int i = m; i < n; i++) {
+            dst[d + i] = (byte) (src[s + i] + (((dst[d + i - bpp] & 0xff) + (prev[p + i] & 0xff)) >>> 1));
+          }
         }
       }
       case 4 -> {
@@ -336,6 +351,80 @@ final class PngDecoder {
         else paeth(src, s, dst, d, prev, p, n, bpp);
       }
       default -> throw new IllegalArgumentException("filter type " + filter);
+    }
+  }
+
+  /** Little-endian views of byte arrays (the JIT turns them into plain 4- and 8-byte loads). */
+  private static final VarHandle INT = MethodHandles.byteArrayViewVarHandle(int[].class, ByteOrder.LITTLE_ENDIAN);
+
+  private static final VarHandle LONG = MethodHandles.byteArrayViewVarHandle(long[].class, ByteOrder.LITTLE_ENDIAN);
+
+  /** Bytewise sum modulo 256 of the four bytes of x and y: no carry crosses a byte. */
+  static int addBytes(int x, int y) {
+    return ((x & 0x7f7f7f7f) + (y & 0x7f7f7f7f)) ^ ((x ^ y) & 0x80808080);
+  }
+
+  /** Bytewise sum modulo 256 of the eight bytes of x and y. */
+  static long addBytes(long x, long y) {
+    return ((x & 0x7f7f7f7f7f7f7f7fL) + (y & 0x7f7f7f7f7f7f7f7fL)) ^ ((x ^ y) & 0x8080808080808080L);
+  }
+
+  /** Bytewise floor((x + y) / 2) of the four bytes of x and y: (x & y) + (x ^ y) / 2, per byte. */
+  static int averageBytes(int x, int y) {
+    return (x & y) + (((x ^ y) & 0xfefefefe) >>> 1);
+  }
+
+  /**
+   * Sub for 4 bytes per pixel: the left pixel stays in a register as one int, added bytewise, so
+   * each pixel waits for a register, not for the store of the previous one. Starting from 0 gives
+   * the first pixel as it is.
+   */
+  private static void sub4(byte[] src, int s, byte[] dst, int d, int n) {
+    int left = 0;
+    for (int i = 0; i + 3 < n; i += 4) {
+      left = addBytes((int) INT.get(src, s + i), left);
+      INT.set(dst, d + i, left);
+    }
+  }
+
+  private static void sub3(byte[] src, int s, byte[] dst, int d, int n) {
+    int a0 = 0, a1 = 0, a2 = 0;
+    for (int i = 0; i + 2 < n; i += 3) {
+      a0 = (src[s + i] + a0) & 0xff;
+      a1 = (src[s + i + 1] + a1) & 0xff;
+      a2 = (src[s + i + 2] + a2) & 0xff;
+      dst[d + i] = (byte) a0;
+      dst[d + i + 1] = (byte) a1;
+      dst[d + i + 2] = (byte) a2;
+    }
+  }
+
+  private static void sub1(byte[] src, int s, byte[] dst, int d, int n) {
+    int a = 0;
+    for (int i = 0; i < n; i++) {
+      a = (src[s + i] + a) & 0xff;
+      dst[d + i] = (byte) a;
+    }
+  }
+
+  /** Average for 4 bytes per pixel, bytewise in one int as {@link #sub4}. */
+  private static void average4(byte[] src, int s, byte[] dst, int d, byte[] prev, int p, int n) {
+    int left = 0;
+    for (int i = 0; i + 3 < n; i += 4) {
+      left = addBytes((int) INT.get(src, s + i), averageBytes(left, (int) INT.get(prev, p + i)));
+      INT.set(dst, d + i, left);
+    }
+  }
+
+  private static void average3(byte[] src, int s, byte[] dst, int d, byte[] prev, int p, int n) {
+    int a0 = 0, a1 = 0, a2 = 0;
+    for (int i = 0; i + 2 < n; i += 3) {
+      a0 = (src[s + i] + ((a0 + (prev[p + i] & 0xff)) >>> 1)) & 0xff;
+      a1 = (src[s + i + 1] + ((a1 + (prev[p + i + 1] & 0xff)) >>> 1)) & 0xff;
+      a2 = (src[s + i + 2] + ((a2 + (prev[p + i + 2] & 0xff)) >>> 1)) & 0xff;
+      dst[d + i] = (byte) a0;
+      dst[d + i + 1] = (byte) a1;
+      dst[d + i + 2] = (byte) a2;
     }
   }
 
@@ -353,7 +442,10 @@ final class PngDecoder {
     int lo = Math.min(a, b);
     int hi = Math.max(a, b);
     int t = 3 * c - a - b;
-    return t <= lo ? hi : t >= hi ? lo : c;
+    // Two plain selections (conditional moves when the choice is unpredictable, as on
+    // photographs; a nested ternary compiled to branches and ran twice as slow).
+    int r = t >= hi ? lo : c;
+    return t <= lo ? hi : r;
   }
 
   private static void paeth(byte[] src, int s, byte[] dst, int d, byte[] prev, int p, int n, int bpp) {
