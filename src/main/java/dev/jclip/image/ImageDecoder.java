@@ -81,26 +81,31 @@ public final class ImageDecoder {
 
   /** Which decoder reads PNG files; the default comes from the system property {@code jclip.png}. */
   public enum PngCodec {
-    /** Our own reader ({@link PngDecoder}), ImageIO for what it declines (interlaced, APNG, odd chunks). */
+    /**
+     * Our own reader ({@link PngDecoder}) with the system's libdeflate for complete streams when
+     * {@code libdeflate.so.0} loads, ImageIO for what it declines (interlaced, APNG, odd chunks).
+     */
     AUTO,
+    /** Our own reader with {@code java.util.zip.Inflater} only (no libdeflate), ImageIO as for AUTO. */
+    JAVA,
     /** The JDK's ImageIO reader for every PNG, as before {@link PngDecoder} existed. */
     IMAGEIO;
 
     /** The system property that gives the default. */
     public static final String PROPERTY = "jclip.png";
 
-    /** The choice named by {@code -Djclip.png=auto|imageio} (auto when unset). */
+    /** The choice named by {@code -Djclip.png=auto|java|imageio} (auto when unset). */
     public static PngCodec fromSystemProperty() {
       return parse(System.getProperty(PROPERTY));
     }
 
-    /** {@code auto} or {@code imageio}, any case; null means auto. */
+    /** {@code auto}, {@code java} or {@code imageio}, any case; null means auto. */
     public static PngCodec parse(String value) {
       if (value == null) return AUTO;
       try {
         return valueOf(value.trim().toUpperCase(Locale.ROOT));
       } catch (IllegalArgumentException e) {
-        throw new IllegalArgumentException("system property " + PROPERTY + "=" + value + ": expected auto or imageio", e);
+        throw new IllegalArgumentException("system property " + PROPERTY + "=" + value + ": expected auto, java or imageio", e);
       }
     }
   }
@@ -179,7 +184,7 @@ public final class ImageDecoder {
     return nativeJpeg != null ? JpegCodec.NATIVE : JpegCodec.JAVA;
   }
 
-  /** The PNG path in use: {@link PngCodec#AUTO} (our reader, ImageIO for the rest) or {@link PngCodec#IMAGEIO}. */
+  /** The PNG path chosen: {@link PngCodec#AUTO}, {@link PngCodec#JAVA} or {@link PngCodec#IMAGEIO}. */
   public PngCodec pngCodec() {
     return pngCodec;
   }
@@ -306,9 +311,9 @@ public final class ImageDecoder {
     int depth = b[24] & 0xff;
     int colorType = b[25] & 0xff;
     checkPixels(file, Format.PNG, w, h);
-    if (pngCodec == PngCodec.AUTO) {
+    if (pngCodec != PngCodec.IMAGEIO) {
       try {
-        return PngDecoder.decode(file, b);
+        return PngDecoder.decode(file, b, pngCodec == PngCodec.AUTO ? NativeDeflate.get() : null);
       } catch (PngDecoder.Unsupported e) {
         // Interlaced, animated or unusual: ImageIO below, exactly as before our reader existed.
       }

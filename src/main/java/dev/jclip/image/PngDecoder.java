@@ -52,21 +52,26 @@ final class PngDecoder {
 
   private final Path file;
   private final byte[] b;
+  /** libdeflate for complete streams, or null for the streaming Inflater only. */
+  private final NativeDeflate deflate;
 
-  private PngDecoder(Path file, byte[] b) {
+  private PngDecoder(Path file, byte[] b, NativeDeflate deflate) {
     this.file = file;
     this.b = b;
+    this.deflate = deflate;
   }
 
   /**
    * Decodes a PNG whose signature, IHDR chunk type and pixel count the caller has already checked
    * ({@link ImageDecoder#checkPixels}).
    *
+   * @param deflate libdeflate, tried first on complete streams, or null for {@code Inflater} only
+   *
    * @throws ImageDecodeException the file is corrupt or truncated (as Pillow would refuse it)
    * @throws Unsupported the file should be decoded by ImageIO
    */
-  static DecodedImage decode(Path file, byte[] b) throws ImageDecodeException, Unsupported {
-    return new PngDecoder(file, b).run();
+  static DecodedImage decode(Path file, byte[] b, NativeDeflate deflate) throws ImageDecodeException, Unsupported {
+    return new PngDecoder(file, b, deflate).run();
   }
 
   private DecodedImage run() throws ImageDecodeException, Unsupported {
@@ -225,6 +230,16 @@ final class PngDecoder {
   /** Inflates the rows a batch at a time and hands each to {@code sink}. */
   private void rows(Idat idat, int h, int rowBytes, RowSink sink) throws ImageDecodeException {
     int raw = rowBytes + 1;
+    byte[] all = idat.wholeStream((long) h * raw);
+    if (all != null) {
+      for (int y = 0; y < h; y++) {
+        int filter = all[y * raw] & 0xff;
+        if (filter > 4) throw corrupt("unknown filter type " + filter + " in row " + y);
+        sink.row(y, all, y * raw + 1, filter);
+      }
+      idat.checkTail();
+      return;
+    }
     int batchRows = Math.max(1, Math.min(h, BATCH_BYTES / raw));
     byte[] stage = new byte[batchRows * raw];
     for (int y = 0; y < h; ) {
@@ -246,9 +261,53 @@ final class PngDecoder {
     /** Offset of the next chunk to look at (after the one being inflated). */
     private long next;
 
+    /** The first IDAT chunk. */
+    private final int first;
+
     Idat(Inflater inflater, int first) {
       this.inflater = inflater;
+      this.first = first;
       feed(first);
+    }
+
+    /**
+     * The whole filtered image through libdeflate, when it is installed, every IDAT chunk of the
+     * run is complete and the stream decodes exactly (see {@link NativeDeflate}); null otherwise,
+     * and the streaming path decides. On success the chunk walk resumes after the last IDAT, as
+     * Pillow's {@code load_end} would after reading the same complete chunks.
+     */
+    byte[] wholeStream(long size) {
+      if (deflate == null || size > Integer.MAX_VALUE - 16) return null;
+      long pos = first;
+      long total = 0;
+      int chunks = 0;
+      while (pos <= b.length - 8 && be32(b, (int) pos + 4) == IDAT) {
+        long len = be32(b, (int) pos) & 0xffffffffL;
+        if (len > b.length - pos - 8) return null; // cut by the end of the file
+        total += len;
+        chunks++;
+        pos += 12 + len;
+      }
+      byte[] z;
+      int off;
+      if (chunks == 1) {
+        z = b;
+        off = first + 8;
+      } else {
+        z = new byte[(int) total];
+        off = 0;
+        int o = 0;
+        for (int p = first; o < total; ) {
+          int len = be32(b, p);
+          System.arraycopy(b, p + 8, z, o, len);
+          o += len;
+          p += 12 + len;
+        }
+      }
+      byte[] out = new byte[(int) size];
+      if (!deflate.zlibDecompress(z, off, (int) total, out)) return null;
+      next = pos;
+      return out;
     }
 
     private void feed(int pos) {

@@ -15,7 +15,7 @@ import java.util.stream.Stream;
  * measures the other side the same way).
  *
  * <pre>
- * java [-Djclip.jpeg=native|java] [-Djclip.png=auto|imageio] -cp target/jclip.jar dev.jclip.image.PreprocessBenchmark [--size 224] [--rounds 7] FILE_OR_DIR...
+ * java [-Djclip.jpeg=native|java] [-Djclip.png=auto|java|imageio] -cp target/jclip.jar dev.jclip.image.PreprocessBenchmark [--size 224] [--rounds 7] FILE_OR_DIR...
  * </pre>
  *
  * Each round processes every image once: end to end (read + decode + resize + crop + normalise
@@ -72,7 +72,7 @@ public final class PreprocessBenchmark {
         rounds,
         Runtime.version(),
         decoder.jpegCodec(),
-        decoder.pngCodec());
+        decoder.pngCodec() + (decoder.pngCodec() == ImageDecoder.PngCodec.AUTO && NativeDeflate.get() != null ? " (libdeflate)" : ""));
     double[] e2e = new double[rounds];
     double[] dec = new double[rounds];
     double[] tr = new double[rounds];

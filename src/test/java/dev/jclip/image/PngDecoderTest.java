@@ -61,10 +61,15 @@ class PngDecoderTest {
     };
   }
 
-  /** Decodes with our reader, failing if it hands the file to ImageIO. */
+  /**
+   * Decodes with our reader, failing if it hands the file to ImageIO: with the streaming Inflater,
+   * and with libdeflate where installed (the two must agree, image or error alike).
+   */
   private static DecodedImage direct(String name, byte[] png) throws ImageDecodeException {
     try {
-      return PngDecoder.decode(Path.of(name), png);
+      DecodedImage streamed = PngDecoder.decode(Path.of(name), png, null);
+      if (NativeDeflate.get() != null) assertSame(name + " (libdeflate)", streamed, PngDecoder.decode(Path.of(name), png, NativeDeflate.get()));
+      return streamed;
     } catch (PngDecoder.Unsupported e) {
       throw new AssertionError(name + ": handed to ImageIO (" + e.getMessage() + ")", e);
     }
@@ -320,7 +325,7 @@ class PngDecoderTest {
     for (int type : new int[] {BufferedImage.TYPE_3BYTE_BGR, BufferedImage.TYPE_BYTE_GRAY, BufferedImage.TYPE_4BYTE_ABGR}) {
       byte[] png = write(randomImage(type, 45, 31, r), true);
       assertEquals(1, png[28], "the writer made an interlaced file");
-      assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("adam7.png"), png));
+      assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("adam7.png"), png, null));
       assertSame("adam7 type " + type, imageio.decode(Path.of("adam7.png"), png), fast.decode(Path.of("adam7.png"), png));
     }
     // An acTL chunk (APNG): the IDAT image through ImageIO, as before.
@@ -330,13 +335,13 @@ class PngDecoderTest {
     apng.writeBytes(TestPng.chunk("acTL", new byte[] {0, 0, 0, 1, 0, 0, 0, 0}));
     apng.write(plain, 33, plain.length - 33);
     byte[] a = apng.toByteArray();
-    assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("anim.png"), a));
+    assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("anim.png"), a, null));
     assertSame("apng", imageio.decode(Path.of("anim.png"), a), fast.decode(Path.of("anim.png"), a));
     // A palette image without PLTE, and a 16-bit palette depth: ImageIO decides (and refuses).
     byte[] noPlte = TestPng.png(2, 2, 8, 3, new byte[][] {{0, 1}, {1, 0}}, null);
-    assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("noplte.png"), noPlte));
+    assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("noplte.png"), noPlte, null));
     byte[] p16 = TestPng.png(2, 1, 16, 3, new byte[][] {{0, 1, 1, 0}}, new byte[] {1, 2, 3});
-    assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("p16.png"), p16));
+    assertThrows(PngDecoder.Unsupported.class, () -> PngDecoder.decode(Path.of("p16.png"), p16, null));
     assertThrows(ImageDecodeException.class, () -> fast.decode(Path.of("p16.png"), p16));
   }
 
@@ -523,12 +528,37 @@ class PngDecoderTest {
   }
 
   @Test
+  void libdeflateAnswersOnlyForExactStreams() {
+    NativeDeflate lib = NativeDeflate.get();
+    org.junit.jupiter.api.Assumptions.assumeTrue(lib != null, "libdeflate.so.0 not installed (package libdeflate0): whole-stream path skipped");
+    byte[] data = new byte[100_000];
+    new Random(8).nextBytes(data);
+    Arrays.fill(data, 50_000, 90_000, (byte) 7);
+    byte[] z = TestPng.deflate(data, 6);
+    byte[] out = new byte[data.length];
+    assertTrue(lib.zlibDecompress(z, 0, z.length, out));
+    assertArrayEquals(data, out);
+    // Within a larger array, at an offset.
+    byte[] padded = new byte[z.length + 10];
+    System.arraycopy(z, 0, padded, 3, z.length);
+    assertTrue(lib.zlibDecompress(padded, 3, z.length, new byte[data.length]));
+    // Short, over-long, truncated, bad checksum: all refused (the streaming path then decides).
+    assertTrue(!lib.zlibDecompress(z, 0, z.length, new byte[data.length + 1]), "more room than data");
+    assertTrue(!lib.zlibDecompress(z, 0, z.length, new byte[data.length - 1]), "less room than data");
+    assertTrue(!lib.zlibDecompress(z, 0, z.length - 5, new byte[data.length]), "truncated");
+    byte[] badSum = z.clone();
+    badSum[badSum.length - 1] ^= 1;
+    assertTrue(!lib.zlibDecompress(badSum, 0, badSum.length, new byte[data.length]), "bad Adler-32");
+  }
+
+  @Test
   void codecSelection() {
     assertEquals(PngCodec.AUTO, fast.pngCodec());
     assertEquals(PngCodec.IMAGEIO, imageio.pngCodec());
     assertEquals(PngCodec.AUTO, PngCodec.parse(null));
     assertEquals(PngCodec.IMAGEIO, PngCodec.parse(" ImageIO "));
+    assertEquals(PngCodec.JAVA, PngCodec.parse("java"));
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> PngCodec.parse("libpng"));
-    assertTrue(e.getMessage().contains("jclip.png=libpng") && e.getMessage().contains("auto or imageio"), e.getMessage());
+    assertTrue(e.getMessage().contains("jclip.png=libpng") && e.getMessage().contains("auto, java or imageio"), e.getMessage());
   }
 }
