@@ -27,11 +27,13 @@ import java.util.zip.Inflater;
  * repeated or odd-sized palette, an IHDR of another length or with unknown methods) raises {@link
  * Unsupported}, and the caller decodes the file with ImageIO exactly as before this class existed.
  *
- * <p>zlib is {@code java.util.zip.Inflater} (native zlib, as Pillow's), fed the IDAT chunks where
- * they lie in the file (no copy) and never asked for more output than the image holds, so a
- * decompression bomb inside the data cannot grow memory and corrupt data cannot loop. Rows are
- * inflated a batch at a time into a small buffer that stays in cache and unfiltered from there
- * into the decoded image.
+ * <p>Inflating: when the system's libdeflate is installed ({@link NativeDeflate}) and every IDAT
+ * chunk is complete, the whole stream is decompressed at once, 3 to 6 times faster than zlib, and
+ * used only if it decoded exactly (size and checksum). Otherwise, and for every damaged file, zlib
+ * through {@code java.util.zip.Inflater} (as Pillow's), fed the IDAT chunks where they lie in the
+ * file (no copy) and never asked for more output than the image holds, so a decompression bomb
+ * inside the data cannot grow memory and corrupt data cannot loop; rows are inflated a batch at a
+ * time into a small buffer that stays in cache and unfiltered from there into the decoded image.
  */
 final class PngDecoder {
   /** The file is valid as far as we know but outside what this reader handles: use ImageIO. */
