@@ -13,10 +13,10 @@ RUN ./mvnw -B -q -DskipTests package \
 
 # Runtime: CUDA 13 runtime libraries (cudart, cuBLAS) from NVIDIA's image; the driver comes from the host.
 # libwebp and libturbojpeg: Pillow's WebP and JPEG codecs, for Pillow-exact and fast decoding (Ubuntu
-# names the TurboJPEG package libturbojpeg, Debian libturbojpeg0).
+# names the TurboJPEG package libturbojpeg, Debian libturbojpeg0); libdeflate: fast PNG inflating.
 FROM nvidia/cuda:13.0.0-runtime-ubuntu24.04
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libwebp7 \
+ && apt-get install -y --no-install-recommends libwebp7 libdeflate0 \
  && (apt-get install -y --no-install-recommends libturbojpeg || apt-get install -y --no-install-recommends libturbojpeg0) \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/jre /opt/jre

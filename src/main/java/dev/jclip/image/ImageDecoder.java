@@ -29,8 +29,11 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * turbo's fancy upsampling, libjpeg's YCbCr tables), falling back to the JDK's libjpeg 6b reader
  * and then TwelveMonkeys for what it declines (CMYK/YCCK, arithmetic coding, damaged data). The
  * system property {@code jclip.jpeg} ({@code auto}, the default, {@code native} or {@code java})
- * or {@link JpegCodec} in the constructor chooses the JPEG path. PNG, GIF and BMP by the JDK's
- * ImageIO readers (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed.
+ * or {@link JpegCodec} in the constructor chooses the JPEG path. PNG by our own reader ({@link
+ * PngDecoder}: zlib through {@code java.util.zip.Inflater}, the filters written into Pillow's
+ * layout) with the JDK's ImageIO reader for interlaced and unusual files ({@code jclip.png=imageio}
+ * or {@link PngCodec} forces ImageIO for all); GIF and BMP by the JDK's ImageIO readers
+ * (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed.
  * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
  * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
  * "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored, a GIF's first frame sits on its logical
@@ -76,6 +79,37 @@ public final class ImageDecoder {
     }
   }
 
+  /** Which decoder reads PNG files; the default comes from the system property {@code jclip.png}. */
+  public enum PngCodec {
+    /**
+     * Our own reader ({@link PngDecoder}) with the system's libdeflate for complete streams when
+     * {@code libdeflate.so.0} loads, ImageIO for what it declines (interlaced, APNG, odd chunks).
+     */
+    AUTO,
+    /** Our own reader with {@code java.util.zip.Inflater} only (no libdeflate), ImageIO as for AUTO. */
+    JAVA,
+    /** The JDK's ImageIO reader for every PNG, as before {@link PngDecoder} existed. */
+    IMAGEIO;
+
+    /** The system property that gives the default. */
+    public static final String PROPERTY = "jclip.png";
+
+    /** The choice named by {@code -Djclip.png=auto|java|imageio} (auto when unset). */
+    public static PngCodec fromSystemProperty() {
+      return parse(System.getProperty(PROPERTY));
+    }
+
+    /** {@code auto}, {@code java} or {@code imageio}, any case; null means auto. */
+    public static PngCodec parse(String value) {
+      if (value == null) return AUTO;
+      try {
+        return valueOf(value.trim().toUpperCase(Locale.ROOT));
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("system property " + PROPERTY + "=" + value + ": expected auto, java or imageio", e);
+      }
+    }
+  }
+
   /** Pillow's DecompressionBombError threshold: 2 × MAX_IMAGE_PIXELS = 2 × 89,478,485. */
   public static final long DEFAULT_MAX_PIXELS = 2L * (1024L * 1024 * 1024 / 4 / 3);
 
@@ -91,6 +125,7 @@ public final class ImageDecoder {
   /** libjpeg-turbo, or null for the Java path. */
   private final NativeJpeg nativeJpeg;
   private final ThreadLocal<NativeJpeg.Session> jpegSessions;
+  private final PngCodec pngCodec;
 
   public ImageDecoder() {
     this(DEFAULT_MAX_PIXELS);
@@ -110,16 +145,26 @@ public final class ImageDecoder {
    * @throws IllegalStateException {@link JpegCodec#NATIVE} and libturbojpeg cannot be loaded
    */
   public ImageDecoder(long maxPixels, long maxFileBytes, JpegCodec jpeg) {
-    this(maxPixels, maxFileBytes, jpeg, true, true);
+    this(maxPixels, maxFileBytes, jpeg, PngCodec.fromSystemProperty());
+  }
+
+  /**
+   * @param jpeg which JPEG decoder to use
+   * @param png which PNG decoder to use
+   * @throws IllegalStateException {@link JpegCodec#NATIVE} and libturbojpeg cannot be loaded
+   */
+  public ImageDecoder(long maxPixels, long maxFileBytes, JpegCodec jpeg, PngCodec png) {
+    this(maxPixels, maxFileBytes, jpeg, png, true, true);
   }
 
   /** The Java JPEG path with test switches (the native decoder would bypass what they test). */
   ImageDecoder(long maxPixels, long maxFileBytes, boolean jdkJpegFirst, boolean javaJpeg) {
-    this(maxPixels, maxFileBytes, JpegCodec.JAVA, jdkJpegFirst, javaJpeg);
+    this(maxPixels, maxFileBytes, JpegCodec.JAVA, PngCodec.fromSystemProperty(), jdkJpegFirst, javaJpeg);
   }
 
-  private ImageDecoder(long maxPixels, long maxFileBytes, JpegCodec jpeg, boolean jdkJpegFirst, boolean javaJpeg) {
+  private ImageDecoder(long maxPixels, long maxFileBytes, JpegCodec jpeg, PngCodec png, boolean jdkJpegFirst, boolean javaJpeg) {
     if (maxPixels <= 0 || maxFileBytes <= 0) throw new IllegalArgumentException("limits must be positive");
+    this.pngCodec = java.util.Objects.requireNonNull(png);
     this.maxPixels = maxPixels;
     this.maxFileBytes = maxFileBytes;
     this.jdkJpegFirst = jdkJpegFirst;
@@ -137,6 +182,11 @@ public final class ImageDecoder {
   /** The JPEG path in use: {@link JpegCodec#NATIVE} or {@link JpegCodec#JAVA}. */
   public JpegCodec jpegCodec() {
     return nativeJpeg != null ? JpegCodec.NATIVE : JpegCodec.JAVA;
+  }
+
+  /** The PNG path chosen: {@link PngCodec#AUTO}, {@link PngCodec#JAVA} or {@link PngCodec#IMAGEIO}. */
+  public PngCodec pngCodec() {
+    return pngCodec;
   }
 
   public long maxPixels() {
@@ -261,6 +311,13 @@ public final class ImageDecoder {
     int depth = b[24] & 0xff;
     int colorType = b[25] & 0xff;
     checkPixels(file, Format.PNG, w, h);
+    if (pngCodec != PngCodec.IMAGEIO) {
+      try {
+        return PngDecoder.decode(file, b, pngCodec == PngCodec.AUTO ? NativeDeflate.get() : null);
+      } catch (PngDecoder.Unsupported e) {
+        // Interlaced, animated or unusual: ImageIO below, exactly as before our reader existed.
+      }
+    }
     Raster r;
     ColorModel cm;
     {
@@ -285,8 +342,10 @@ public final class ImageDecoder {
           }
           return DecodedImage.ofInts(fmt, W, H, v);
         }
-        // 1-bit gray is Pillow's mode "1"; 2- and 4-bit are unpacked to L by multiplying.
-        int scale = switch (depth) {
+        // 1-bit gray is Pillow's mode "1"; 2- and 4-bit are unpacked to L by multiplying. With a
+        // tRNS chunk ImageIO adds an alpha band and has already scaled the samples to 8 bits
+        // (round(s * 255 / max): the same values).
+        int scale = r.getSampleModel().getSampleSize(0) == 8 ? 1 : switch (depth) {
           case 1 -> 255;
           case 2 -> 0x55;
           case 4 -> 0x11;

@@ -15,7 +15,7 @@ import java.util.stream.Stream;
  * measures the other side the same way).
  *
  * <pre>
- * java [-Djclip.jpeg=native|java] -cp target/jclip.jar dev.jclip.image.PreprocessBenchmark [--size 224] [--rounds 7] FILE_OR_DIR...
+ * java [-Djclip.jpeg=native|java] [-Djclip.png=auto|java|imageio] -cp target/jclip.jar dev.jclip.image.PreprocessBenchmark [--size 224] [--rounds 7] FILE_OR_DIR...
  * </pre>
  *
  * Each round processes every image once: end to end (read + decode + resize + crop + normalise
@@ -64,14 +64,15 @@ public final class PreprocessBenchmark {
     }
     System.out.printf(
         Locale.ROOT,
-        "%d images, %.1f megapixels in all, R=%d, %d warm-up + %d measured rounds, 1 thread (%s), JPEG path %s%n",
+        "%d images, %.1f megapixels in all, R=%d, %d warm-up + %d measured rounds, 1 thread (%s), JPEG path %s, PNG path %s%n",
         files.size(),
         pixels / 1e6,
         size,
         warmup,
         rounds,
         Runtime.version(),
-        decoder.jpegCodec());
+        decoder.jpegCodec(),
+        decoder.pngCodec() + (decoder.pngCodec() == ImageDecoder.PngCodec.AUTO && NativeDeflate.get() != null ? " (libdeflate)" : ""));
     double[] e2e = new double[rounds];
     double[] dec = new double[rounds];
     double[] tr = new double[rounds];

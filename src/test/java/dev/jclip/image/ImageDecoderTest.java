@@ -19,22 +19,28 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Bad inputs give clear errors quickly; Pillow's mode rules for the less common PNG kinds. JPEG
- * cases run on the Java path here and on libjpeg-turbo in {@link ImageDecoderNativeJpegTest}.
+ * cases run on the Java path here and on libjpeg-turbo in {@link ImageDecoderNativeJpegTest}; PNG
+ * cases on our reader here and on ImageIO in {@link ImageDecoderImageioPngTest}.
  */
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class ImageDecoderTest {
   @TempDir Path tmp;
 
-  final ImageDecoder decoder = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec());
+  final ImageDecoder decoder = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec(), png());
 
   /** The JPEG path under test. */
   ImageDecoder.JpegCodec codec() {
     return ImageDecoder.JpegCodec.JAVA;
   }
 
-  /** A decoder of this test's JPEG path with another pixel limit. */
+  /** The PNG path under test. */
+  ImageDecoder.PngCodec png() {
+    return ImageDecoder.PngCodec.AUTO;
+  }
+
+  /** A decoder of this test's JPEG and PNG paths with another pixel limit. */
   ImageDecoder withLimit(long maxPixels) {
-    return new ImageDecoder(maxPixels, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec());
+    return new ImageDecoder(maxPixels, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec(), png());
   }
 
   private Path write(String name, byte[] data) throws IOException {

@@ -17,25 +17,27 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import dev.jclip.image.ImageDecoder.JpegCodec;
+import dev.jclip.image.ImageDecoder.PngCodec;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 /**
  * Every image of the reference set against {@code preprocess/preprocess.safetensors}: decoded
  * pixels against {@code decoded_sha256}, geometry against the recorded resize/crop, {@code .rgb8}
  * byte for byte at every stored resolution, float tensors within 1e-5. On both JPEG paths: the
- * system's libjpeg-turbo (skipped where it is not installed) and the Java decoders.
+ * system's libjpeg-turbo (skipped where it is not installed) and the Java decoders; and on both PNG
+ * paths: our reader ({@link PngDecoder}) and ImageIO.
  */
 class ReferencePreprocessTest {
   private static final ObjectMapper JSON = new ObjectMapper();
 
-  @ParameterizedTest
-  @EnumSource(value = JpegCodec.class, names = {"NATIVE", "JAVA"})
-  void everyReferenceImageMatchesPillowAndTorchvision(JpegCodec codec) throws Exception {
+  @ParameterizedTest(name = "JPEG {0}, PNG {1}")
+  @CsvSource({"NATIVE, AUTO", "JAVA, JAVA", "JAVA, IMAGEIO"})
+  void everyReferenceImageMatchesPillowAndTorchvision(JpegCodec codec, PngCodec png) throws Exception {
     Assumptions.assumeTrue(codec != JpegCodec.NATIVE || NativeJpeg.get() != null, "libturbojpeg.so.0 not installed (package libturbojpeg0): native JPEG path skipped");
     Path file = Reference.file("preprocess/preprocess.safetensors");
-    ImageDecoder decoder = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec);
+    ImageDecoder decoder = new ImageDecoder(ImageDecoder.DEFAULT_MAX_PIXELS, ImageDecoder.DEFAULT_MAX_FILE_BYTES, codec, png);
     List<String> failures = new ArrayList<>();
     Map<String, Long> differingBytes = new LinkedHashMap<>();
     int checkedFloats = 0;
@@ -93,7 +95,7 @@ class ReferencePreprocessTest {
         }
       }
     }
-    System.out.println(codec + " JPEG path, differing rgb8 bytes per image: " + differingBytes);
+    System.out.println(codec + " JPEG path, " + png + " PNG path, differing rgb8 bytes per image: " + differingBytes);
     assertTrue(checkedFloats > 0);
     assertTrue(failures.isEmpty(), String.join("\n", failures));
   }
