@@ -55,7 +55,7 @@ final class HorizontalVector implements Resampler.HorizontalPass {
    * pixel; {@code kk}: {@code hk} fixed-point weights per pixel), clipped to bytes into {@code out}.
    */
   @Override
-  public void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff, int precisionBits) {
+  public void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff) {
     int ppv = L / c;
     int steps = (hk + ppv - 1) / ppv;
     int need = cw * steps * L;
@@ -73,7 +73,7 @@ final class HorizontalVector implements Resampler.HorizontalPass {
     @SuppressWarnings("unchecked")
     VectorMask<Integer>[] masks = new VectorMask[c];
     for (int ch = 0; ch < c; ch++) masks[ch] = mask(c, ch);
-    int half = 1 << (precisionBits - 1);
+    int half = 1 << (Resampler.PRECISION_BITS - 1);
     int o = outOff;
     long limit = src.length;
     for (int y = 0; y < rows; y++) {
@@ -86,7 +86,7 @@ final class HorizontalVector implements Resampler.HorizontalPass {
           for (int ch = 0; ch < c; ch++) {
             int ss = half;
             for (int x = 0; x < n; x++) ss += (src[p + x * c + ch] & 0xff) * kk[xx * hk + x];
-            out[o++] = clip8(ss, precisionBits);
+            out[o++] = (byte) Resampler.clip8(ss);
           }
           continue;
         }
@@ -95,13 +95,8 @@ final class HorizontalVector implements Resampler.HorizontalPass {
           IntVector px = (IntVector) ByteVector.fromArray(B, src, p + s * ppv * c).convertShape(VectorOperators.B2I, I, 0);
           acc = px.and(0xff).mul(IntVector.fromArray(I, ek, base + s * L)).add(acc);
         }
-        for (int ch = 0; ch < c; ch++) out[o++] = clip8(half + acc.reduceLanes(VectorOperators.ADD, masks[ch]), precisionBits);
+        for (int ch = 0; ch < c; ch++) out[o++] = (byte) Resampler.clip8(half + acc.reduceLanes(VectorOperators.ADD, masks[ch]));
       }
     }
-  }
-
-  private static byte clip8(int ss, int precisionBits) {
-    int v = ss >> precisionBits;
-    return (byte) (v < 0 ? 0 : v > 255 ? 255 : v);
   }
 }

@@ -395,8 +395,9 @@ public final class ImageDecoder {
     return -1;
   }
 
+  /** A big-endian unsigned 32-bit field (PNG's lengths and sizes). */
   private static long be32(byte[] b, int off) {
-    return ((long) (b[off] & 0xff) << 24) | ((b[off + 1] & 0xff) << 16) | ((b[off + 2] & 0xff) << 8) | (b[off + 3] & 0xff);
+    return PngDecoder.be32(b, off) & 0xffffffffL;
   }
 
   // ---------------------------------------------------------------- JPEG

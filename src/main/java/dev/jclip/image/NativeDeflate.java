@@ -1,6 +1,5 @@
 package dev.jclip.image;
 
-import java.lang.foreign.Arena;
 import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
@@ -45,18 +44,7 @@ final class NativeDeflate {
 
   /** Loaded once, on first use; null when libdeflate cannot be found or bound. */
   private static final class Holder {
-    static final NativeDeflate INSTANCE = load();
-
-    private static NativeDeflate load() {
-      for (String name : new String[] {"libdeflate.so.0", "libdeflate.so", "libdeflate.0.dylib", "libdeflate.dylib"}) {
-        try {
-          return new NativeDeflate(SymbolLookup.libraryLookup(name, Arena.global()));
-        } catch (RuntimeException | LinkageError e) {
-          // try the next name
-        }
-      }
-      return null;
-    }
+    static final NativeDeflate INSTANCE = SystemLibrary.load(NativeDeflate::new, "libdeflate.so.0", "libdeflate.so", "libdeflate.0.dylib", "libdeflate.dylib");
   }
 
   /** The shared binding, or null when libdeflate is not installed. */

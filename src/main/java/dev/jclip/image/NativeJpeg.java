@@ -85,18 +85,7 @@ final class NativeJpeg {
 
   /** Loaded once, on first use; null when libturbojpeg cannot be found or bound. */
   private static final class Holder {
-    static final NativeJpeg INSTANCE = load();
-
-    private static NativeJpeg load() {
-      for (String name : new String[] {"libturbojpeg.so.0", "libturbojpeg.so", "libturbojpeg.0.dylib", "libturbojpeg.dylib"}) {
-        try {
-          return new NativeJpeg(SymbolLookup.libraryLookup(name, Arena.global()));
-        } catch (RuntimeException | LinkageError e) {
-          // try the next name
-        }
-      }
-      return null;
-    }
+    static final NativeJpeg INSTANCE = SystemLibrary.load(NativeJpeg::new, "libturbojpeg.so.0", "libturbojpeg.so", "libturbojpeg.0.dylib", "libturbojpeg.dylib");
   }
 
   /** The shared binding, or null when libturbojpeg is not installed. */

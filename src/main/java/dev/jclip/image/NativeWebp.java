@@ -42,18 +42,7 @@ final class NativeWebp {
 
   /** Loaded once, on first use; null when libwebp cannot be found or bound. */
   private static final class Holder {
-    static final NativeWebp INSTANCE = load();
-
-    private static NativeWebp load() {
-      for (String name : new String[] {"libwebp.so.7", "libwebp.so", "libwebp.7.dylib", "libwebp.dylib"}) {
-        try {
-          return new NativeWebp(SymbolLookup.libraryLookup(name, Arena.global()));
-        } catch (RuntimeException | LinkageError e) {
-          // try the next name
-        }
-      }
-      return null;
-    }
+    static final NativeWebp INSTANCE = SystemLibrary.load(NativeWebp::new, "libwebp.so.7", "libwebp.so", "libwebp.7.dylib", "libwebp.dylib");
   }
 
   /** The shared binding, or null when libwebp is not installed. */

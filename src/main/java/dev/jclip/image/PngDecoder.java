@@ -603,7 +603,7 @@ final class PngDecoder {
     return new ImageDecodeException(file, "truncated PNG file: " + what);
   }
 
-  private static int be32(byte[] b, int off) {
+  static int be32(byte[] b, int off) {
     return ((b[off] & 0xff) << 24) | ((b[off + 1] & 0xff) << 16) | ((b[off + 2] & 0xff) << 8) | (b[off + 3] & 0xff);
   }
 }

@@ -45,7 +45,7 @@ public final class Resampler {
   interface HorizontalPass {
     boolean supports(int channels);
 
-    void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff, int precisionBits);
+    void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff);
   }
 
   private static HorizontalPass vectorPass() {
@@ -135,7 +135,7 @@ public final class Resampler {
     return (int) Math.ceil(support) * 2 + 1;
   }
 
-  private static int clip8(int ss) {
+  static int clip8(int ss) {
     int v = ss >> PRECISION_BITS;
     return v < 0 ? 0 : v > 255 ? 255 : v;
   }
@@ -213,7 +213,7 @@ public final class Resampler {
 
   private void horizontal(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, byte[] out, int outOff) {
     if (vector != null && vector.supports(c)) {
-      vector.run(src, w, c, rowFirst, rows, cw, hk, hBounds, hKernel, out, outOff, PRECISION_BITS);
+      vector.run(src, w, c, rowFirst, rows, cw, hk, hBounds, hKernel, out, outOff);
       return;
     }
     int[] bounds = hBounds;
