@@ -77,7 +77,6 @@ public final class CpuBackend implements Backend {
   /** As above with the weight-GEMM library named: "onednn" or "openblas" (fp32 only). */
   CpuBackend(int threads, boolean vector, Precision precision, String gemm) {
     if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
-    this.precision = precision;
     this.linear = openLinear(precision, threads, gemm);
     this.threads = threads;
     this.pool = new ForkJoinPool(threads);
@@ -90,7 +89,6 @@ public final class CpuBackend implements Backend {
   }
 
   private final boolean openblasThreads;
-  private final Precision precision;
   /** LINEAR and PATCH_EMBED through oneDNN with packed weights; null: OpenBLAS ({@code -Djclip.cpu.gemm=openblas}). */
   private final DnnlLinear linear;
 
@@ -117,11 +115,6 @@ public final class CpuBackend implements Backend {
       if (bf16) throw new IllegalArgumentException("--precision bf16 on the CPU needs oneDNN: " + e.getMessage(), e);
       return null;
     }
-  }
-
-  /** The precision of the weight GEMMs. */
-  public Precision precision() {
-    return precision;
   }
 
   /** Which library runs the weight GEMMs: "oneDNN fp32", "oneDNN bf16" or "OpenBLAS fp32". */
@@ -444,7 +437,6 @@ public final class CpuBackend implements Backend {
 
   /** im2col of non-overlapping patches, then one GEMM: [B·G², 3·P²] · weight[D, 3·P²]ᵀ. */
   private void patchEmbed(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
-    float[] w = linear == null ? p(n, "weight") : null;
     int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3), ps = n.intAttr("patch"), d = out.dim(2);
     int gw = wd / ps, cells = out.dim(1), kk = c * ps * ps;
     float[] col = borrowColumns((long) batch * cells * kk);
@@ -453,7 +445,7 @@ public final class CpuBackend implements Backend {
       if (linear != null) {
         linear.run(batch * cells, d, kk, col, n.param("weight"), null, null, 0, y, kernels, this::parallel);
       } else {
-        gemm(true, batch * cells, d, kk, col, 0, w, 0, y, 0);
+        gemm(true, batch * cells, d, kk, col, 0, p(n, "weight"), 0, y, 0);
       }
     } finally {
       columns.addFirst(col);

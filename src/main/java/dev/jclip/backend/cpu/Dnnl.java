@@ -26,7 +26,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * is in docs/cpu-backend.md: library thread pools spin and collapse when cores are shared).
  */
 final class Dnnl {
-  static final int F16 = 1, BF16 = 2, F32 = 3;
+  static final int BF16 = 2, F32 = 3;
   static final int TAG_ANY = 1, TAG_AB = 3, TAG_BA = 14;
   static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
   static final int QUERY_WEIGHTS_MD = 131;
@@ -41,24 +41,20 @@ final class Dnnl {
   private static volatile Throwable loadFailure;
 
   private final MethodHandle engineCreate, engineDestroy, streamCreate, streamWait, streamDestroy;
-  private final MethodHandle mdCreateTag, mdCreateStrides, mdDestroy, mdEqual, mdSize;
+  private final MethodHandle mdCreateTag, mdDestroy, mdSize;
   private final MethodHandle matmulPd, reorderPd, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
   private final MethodHandle memCreate, memDestroy, memSetHandle;
   private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
   private final MethodHandle ompSetNumThreads;
-  private final String library;
 
-  private Dnnl(SymbolLookup lib, SymbolLookup omp, String library) {
-    this.library = library;
+  private Dnnl(SymbolLookup lib, SymbolLookup omp) {
     engineCreate = h(lib, "dnnl_engine_create", ADDRESS, JAVA_INT, JAVA_LONG);
     engineDestroy = h(lib, "dnnl_engine_destroy", ADDRESS);
     streamCreate = h(lib, "dnnl_stream_create", ADDRESS, ADDRESS, JAVA_INT);
     streamWait = h(lib, "dnnl_stream_wait", ADDRESS);
     streamDestroy = h(lib, "dnnl_stream_destroy", ADDRESS);
     mdCreateTag = h(lib, "dnnl_memory_desc_create_with_tag", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
-    mdCreateStrides = h(lib, "dnnl_memory_desc_create_with_strides", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS);
     mdDestroy = h(lib, "dnnl_memory_desc_destroy", ADDRESS);
-    mdEqual = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_equal"), FunctionDescriptor.of(JAVA_INT, ADDRESS, ADDRESS));
     mdSize = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_get_size"), FunctionDescriptor.of(JAVA_LONG, ADDRESS));
     matmulPd = h(lib, "dnnl_matmul_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
     reorderPd = h(lib, "dnnl_reorder_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
@@ -77,9 +73,9 @@ final class Dnnl {
     postOpsCreate = h(lib, "dnnl_post_ops_create", ADDRESS);
     postOpsDestroy = h(lib, "dnnl_post_ops_destroy", ADDRESS);
     postOpsAppendEltwise = h(lib, "dnnl_post_ops_append_eltwise", ADDRESS, JAVA_INT, JAVA_FLOAT, JAVA_FLOAT);
-    ompSetNumThreads = omp == null ? null
-        : LINKER.downcallHandle(omp.find("omp_set_num_threads").orElseThrow(() -> new IllegalStateException("no omp_set_num_threads")),
-            FunctionDescriptor.ofVoid(JAVA_INT));
+    ompSetNumThreads = LINKER.downcallHandle(
+        omp.find("omp_set_num_threads").orElseThrow(() -> new IllegalStateException("no omp_set_num_threads in the preset's libgomp")),
+        FunctionDescriptor.ofVoid(JAVA_INT));
   }
 
   private static MemorySegment find(SymbolLookup lib, String name) {
@@ -109,17 +105,13 @@ final class Dnnl {
         Path gomp = Loader.cacheResource(Dnnl.class, base + "libgomp.so.1").toPath();
         SymbolLookup omp = SymbolLookup.libraryLookup(gomp, Arena.global());
         Path lib = Loader.cacheResource(Dnnl.class, base + "libdnnl.so.3").toPath();
-        instance = new Dnnl(SymbolLookup.libraryLookup(lib, Arena.global()), omp, lib.toString());
+        instance = new Dnnl(SymbolLookup.libraryLookup(lib, Arena.global()), omp);
         return instance;
       } catch (Exception | LinkageError e) {
         loadFailure = e;
         throw new IllegalStateException("oneDNN is not available: " + e.getMessage(), e);
       }
     }
-  }
-
-  String library() {
-    return library;
   }
 
   private static void check(int status, String call) {
@@ -145,7 +137,6 @@ final class Dnnl {
 
   /** Makes oneDNN's calls from the current thread run on one OpenMP thread. */
   void singleThreaded() {
-    if (ompSetNumThreads == null) return;
     try {
       ompSetNumThreads.invokeExact(1);
     } catch (Throwable t) {
@@ -203,32 +194,8 @@ final class Dnnl {
     }
   }
 
-  /** A 2-D row-major memory descriptor {@code [rows, cols]} whose rows are {@code ld} elements apart. */
-  MemorySegment mdStrided(long rows, long cols, int dtype, long ld) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      MemorySegment dims = a.allocate(JAVA_LONG, MAX_NDIMS), strides = a.allocate(JAVA_LONG, MAX_NDIMS);
-      dims.setAtIndex(JAVA_LONG, 0, rows);
-      dims.setAtIndex(JAVA_LONG, 1, cols);
-      strides.setAtIndex(JAVA_LONG, 0, ld);
-      strides.setAtIndex(JAVA_LONG, 1, 1);
-      check((int) mdCreateStrides.invokeExact(out, 2, dims, dtype, strides), "dnnl_memory_desc_create_with_strides");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_memory_desc_create_with_strides");
-    }
-  }
-
   void destroyMd(MemorySegment md) {
     call(mdDestroy, md, "dnnl_memory_desc_destroy");
-  }
-
-  boolean mdEqual(MemorySegment a, MemorySegment b) {
-    try {
-      return (int) mdEqual.invokeExact(a, b) != 0;
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_memory_desc_equal");
-    }
   }
 
   long mdSize(MemorySegment md) {

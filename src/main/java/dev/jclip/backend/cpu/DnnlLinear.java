@@ -69,7 +69,7 @@ final class DnnlLinear implements AutoCloseable {
   /** A weight packed for one (bias, activation) epilogue. */
   private record Packed(Tensor bias, int act, Block[] blocks) {}
 
-  private record Shape(int rows, int cols, int ld, int type, int slot) {}
+  private record Shape(int rows, int cols, int type, int slot) {}
 
   /** Per-thread state: a oneDNN stream and memory objects by shape (small; scratch is pooled, see {@link #borrow}). */
   private final class Workspace {
@@ -77,9 +77,12 @@ final class DnnlLinear implements AutoCloseable {
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
     final MemorySegment args = arena.allocate(16 * 4, 8);
 
-    /** A memory object (with its descriptor) for a [rows, cols] matrix with leading dimension ld, made once per shape. */
-    MemorySegment memory(int rows, int cols, int ld, int type, int slot) {
-      Shape key = new Shape(rows, cols, ld, type, slot);
+    /**
+     * A memory object (with its descriptor) for a dense row-major [rows, cols] matrix, made once
+     * per shape; {@code slot} keeps the source and destination of one call apart.
+     */
+    MemorySegment memory(int rows, int cols, int type, int slot) {
+      Shape key = new Shape(rows, cols, type, slot);
       MemorySegment[] m = memories.get(key);
       if (m == null && memories.size() >= 256) {
         // Text batches bring a new row count with every end-of-text cut: keep this bounded.
@@ -90,7 +93,7 @@ final class DnnlLinear implements AutoCloseable {
         memories.clear();
       }
       if (m == null) {
-        MemorySegment md = dnnl.mdStrided(rows, cols, type, ld);
+        MemorySegment md = dnnl.md(rows, cols, type, Dnnl.TAG_AB);
         m = new MemorySegment[] {md, dnnl.memory(engine, md, MemorySegment.NULL)};
         memories.put(key, m);
       }
@@ -143,13 +146,13 @@ final class DnnlLinear implements AutoCloseable {
     long srcPadded = (srcBytes + 63) / 64 * 64;
     Scratch scratch = borrow(srcPadded + dstBytes);
     try {
-      run(m, n, k, x, blocks, act, y, kernels, parallel, esize, rowsRun, scratch.seg.asSlice(0, srcBytes), scratch.seg.asSlice(srcPadded, dstBytes));
+      run(m, n, k, x, blocks, y, kernels, parallel, esize, rowsRun, scratch.seg.asSlice(0, srcBytes), scratch.seg.asSlice(srcPadded, dstBytes));
     } finally {
       giveBack(scratch);
     }
   }
 
-  private void run(int m, int n, int k, float[] x, Block[] blocks, int act, float[] y, ScalarKernels kernels, Parallel parallel, int esize,
+  private void run(int m, int n, int k, float[] x, Block[] blocks, float[] y, ScalarKernels kernels, Parallel parallel, int esize,
       int rowsRun, MemorySegment src, MemorySegment dst) {
     parallel.run(rowsRun, k, (r0, r1) -> {
       for (int r = r0; r < r1; r++) {
@@ -174,7 +177,7 @@ final class DnnlLinear implements AutoCloseable {
         int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
         // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
         // rowsRun x n0), then copied row by row into y.
-        MemorySegment sm = ws.memory(rows, k, k, dtype, 0), dm = ws.memory(rows, cols, cols, Dnnl.F32, 1);
+        MemorySegment sm = ws.memory(rows, k, dtype, 0), dm = ws.memory(rows, cols, Dnnl.F32, 1);
         long blockBase = 4L * ((long) rowsRun * blk.n0);
         dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
         dnnl.setHandle(dm, dst.asSlice(blockBase + 4L * r0 * cols));
