@@ -2,7 +2,8 @@
 """Single-thread throughput of CLIP preprocessing with Pillow (+ torchvision when installed).
 
 The Pillow side of dev.jclip.image.PreprocessBenchmark: same images, same rounds, same report.
-Usage: scripts/bench-preprocess-pillow.py [--size 224] [--rounds 7] [--warmup 3] FILE_OR_DIR...
+Usage: scripts/bench-preprocess-pillow.py [--size 224] [--rounds 7] [--warmup 3] [--jpeg-draft] FILE_OR_DIR...
+(--jpeg-draft: im.draft("RGB", (R, R)) before loading, as jclip's --jpeg-draft.)
 
 Without torchvision the transform is the same sequence written with Pillow and numpy
 (Resize(R, BICUBIC) size rule, CenterCrop offsets, convert("RGB"), /255, normalise), which is
@@ -56,6 +57,7 @@ def main():
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--jpeg-draft", action="store_true")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args()
     files = []
@@ -67,19 +69,17 @@ def main():
             files.append(p)
     files.sort()
     name, tf = make_transform(a.size)
-    decoded = []
-    for f in files:
-        im = Image.open(f)
-        im.load()
-        decoded.append(im)
-    pixels = sum(im.size[0] * im.size[1] for im in decoded)
-    print(f"{len(files)} images, {pixels / 1e6:.1f} megapixels in all, R={a.size}, {a.warmup} warm-up + "
-          f"{a.rounds} measured rounds, 1 thread (Pillow {Image.__version__}, {name})")
-
     def load(f):
         im = Image.open(f)
+        if a.jpeg_draft:
+            im.draft("RGB", (a.size, a.size))  # a no-op for formats other than JPEG
         im.load()
         return im
+
+    decoded = [load(f) for f in files]
+    pixels = sum(im.size[0] * im.size[1] for im in decoded)
+    print(f"{len(files)} images, {pixels / 1e6:.1f} megapixels in all, R={a.size}, {a.warmup} warm-up + "
+          f"{a.rounds} measured rounds, 1 thread (Pillow {Image.__version__}, {name}{', draft' if a.jpeg_draft else ''})")
 
     e2e, dec, tr = [], [], []
     for r in range(-a.warmup, a.rounds):

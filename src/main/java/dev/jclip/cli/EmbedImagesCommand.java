@@ -1,6 +1,7 @@
 package dev.jclip.cli;
 
 import dev.jclip.api.Clip;
+import dev.jclip.image.ImageDecoder;
 import dev.jclip.io.DType;
 import dev.jclip.io.NpyWriter;
 import java.io.IOException;
@@ -33,6 +34,9 @@ public final class EmbedImagesCommand implements Callable<Integer> {
   @Option(names = "--skip-bad", description = "Leave out images that cannot be read (reported on standard error) instead of failing.")
   boolean skipBad;
 
+  @Option(names = "--jpeg-draft", description = "Decode JPEGs at 1/2, 1/4 or 1/8 scale first, as Pillow's Image.draft(\"RGB\", (R, R)) with R the model's input size: several times faster for large photos; features differ slightly from the reference preprocess.")
+  boolean jpegDraft;
+
   @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "Output file.")
   Path out;
 
@@ -50,13 +54,14 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       return 2;
     }
     try (Clip clip = model.load(batchSize); NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+      ImageDecoder decoder = new ImageDecoder().withJpegDraft(jpegDraft ? clip.config().imageResolution() : 0);
       List<String> skipped = new ArrayList<>();
       int written = 0;
       for (int i0 = 0; i0 < images.size(); i0 += batchSize) {
         List<Clip.Pixels> batch = new ArrayList<>();
         for (Path p : images.subList(i0, Math.min(images.size(), i0 + batchSize))) {
           try {
-            batch.add(clip.preprocess(p));
+            batch.add(clip.preprocess(decoder.decode(p)));
           } catch (IOException | RuntimeException e) {
             if (!skipBad) throw new IOException("cannot embed " + p + ": " + e.getMessage() + " (use --skip-bad to leave such images out)", e);
             skipped.add(p.toString());
@@ -73,7 +78,7 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       err.println("jclip embed-images: wrote " + written + " x " + clip.config().embedDim() + " to " + out);
       err.flush();
       return 0;
-    } catch (IOException | IllegalArgumentException e) {
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       err.println("jclip embed-images: " + e.getMessage());
       err.flush();
       return 1;

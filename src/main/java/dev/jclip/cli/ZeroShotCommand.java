@@ -70,6 +70,9 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Option(names = "--batch-size", paramLabel = "N", defaultValue = "64", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
   int batchSize;
 
+  @Option(names = "--jpeg-draft", description = "Decode JPEGs at 1/2, 1/4 or 1/8 scale first, as Pillow's Image.draft(\"RGB\", (R, R)) with R the model's input size: several times faster for large photos; features differ slightly from the reference preprocess.")
+  boolean jpegDraft;
+
   @Option(names = "--no-cache", description = "Recompute the class embeddings instead of reading them from the cache.")
   boolean noCache;
 
@@ -88,7 +91,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
       int k = Math.min(topK, classes.size());
       long seen = 0, labelled = 0, top1 = 0, top5 = 0, bad = 0;
       ObjectMapper json = new ObjectMapper();
-      ImageDecoder decoder = new ImageDecoder();
+      ImageDecoder decoder = new ImageDecoder().withJpegDraft(jpegDraft ? clip.config().imageResolution() : 0);
       try (InputSource source = InputSources.open(input, imageColumn, null);
           BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
         if (!jsonl) out.write(csvHeader(source.idColumn(), k));
@@ -135,7 +138,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
       }
       err.flush();
       return 0;
-    } catch (IOException | IllegalArgumentException e) {
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       return fail(err, 1, e.getMessage());
     }
   }

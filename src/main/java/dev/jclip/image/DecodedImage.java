@@ -51,8 +51,17 @@ public final class DecodedImage {
   private final byte[] pixels;
   private final int[] ints;
   private final byte[] palette;
+  private final int sourceWidth;
+  private final int sourceHeight;
 
   private DecodedImage(String format, Mode mode, int width, int height, byte[] pixels, int[] ints, byte[] palette) {
+    this(format, mode, width, height, pixels, ints, palette, width, height);
+  }
+
+  private DecodedImage(
+      String format, Mode mode, int width, int height, byte[] pixels, int[] ints, byte[] palette, int sourceWidth, int sourceHeight) {
+    this.sourceWidth = sourceWidth;
+    this.sourceHeight = sourceHeight;
     this.format = Objects.requireNonNull(format);
     this.mode = Objects.requireNonNull(mode);
     this.width = width;
@@ -72,6 +81,15 @@ public final class DecodedImage {
   public static DecodedImage of(String format, Mode mode, int width, int height, byte[] pixels) {
     if (mode == Mode.P || mode == Mode.I) throw new IllegalArgumentException("use palette() or ofInts() for " + mode);
     return new DecodedImage(format, mode, width, height, pixels, null, null);
+  }
+
+  /**
+   * An 8-bit image decoded at a reduced scale (Pillow's {@code draft}): {@link #width()} and {@link
+   * #height()} are the decoded size, {@link #sourceWidth()} and {@link #sourceHeight()} the file's.
+   */
+  static DecodedImage drafted(String format, Mode mode, int width, int height, byte[] pixels, int sourceWidth, int sourceHeight) {
+    if (mode == Mode.P || mode == Mode.I) throw new IllegalArgumentException("no draft decoding for " + mode);
+    return new DecodedImage(format, mode, width, height, pixels, null, null, sourceWidth, sourceHeight);
   }
 
   /** A palette image: indices and a palette of up to 256 RGB triplets (padded as Pillow pads it). */
@@ -103,6 +121,16 @@ public final class DecodedImage {
 
   public int height() {
     return height;
+  }
+
+  /** The width the file declares: {@link #width()}, unless the image was decoded at a reduced scale. */
+  public int sourceWidth() {
+    return sourceWidth;
+  }
+
+  /** The height the file declares: {@link #height()}, unless the image was decoded at a reduced scale. */
+  public int sourceHeight() {
+    return sourceHeight;
   }
 
   /** The samples (not a copy: the preprocessing hot path reads them in place). Null for mode I. */

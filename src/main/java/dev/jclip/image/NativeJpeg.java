@@ -159,11 +159,20 @@ final class NativeJpeg {
    * returns null when the file should go to the Java path: the header cannot be read, a fatal
    * error, or a warning other than truncation (see the class comment).
    *
+   * <p>With {@code draft > 0} the image is decoded at the reduced scale Pillow's {@code
+   * image.draft(mode, (draft, draft))} picks: {@code s = } the largest of 8, 4, 2, 1 not above
+   * {@code min(w / draft, h / draft)}, giving {@code ceil(w / s) x ceil(h / s)} pixels from
+   * libjpeg's scaled inverse DCT ({@code scale_num = 1, scale_denom = s}, as Pillow's decoder
+   * sets them). TurboJPEG selects that same factor when asked for that size: it takes the first
+   * of its factors (2/1 down to 1/8) whose scaled size fits, and for {@code s > 1} every larger
+   * factor gives a larger size because the image is at least {@code 2 * draft} pixels wide.
+   *
+   * @param draft Pillow's draft size, or 0 to decode at full size
    * @throws ImageDecodeException the pixel limit is exceeded (checked from the header before any
    *     pixel buffer is allocated), the file is truncated, or it is a damaged arithmetic-coded
    *     file (which the Java path could not decode either)
    */
-  DecodedImage decode(Session s, Path file, byte[] b, ImageDecoder limits) throws ImageDecodeException {
+  DecodedImage decode(Session s, Path file, byte[] b, ImageDecoder limits, int draft) throws ImageDecodeException {
     try (Arena oneOff = Arena.ofConfined()) {
       MemorySegment data = s.input(b.length, oneOff);
       MemorySegment.copy(b, 0, data, ValueLayout.JAVA_BYTE, 0, b.length);
@@ -202,11 +211,15 @@ final class NativeJpeg {
       } else {
         return null;
       }
+      // The limit applies to the file's size, as Pillow checks it when the file is opened.
       limits.checkPixels(file, ImageDecoder.Format.JPEG, w, h);
+      int scale = draftScale(w, h, draft);
+      int ow = (w + scale - 1) / scale;
+      int oh = (h + scale - 1) / scale;
       int channels = mode.channels();
-      long n = (long) w * h * channels;
+      long n = (long) ow * oh * channels;
       MemorySegment px = s.output(n, oneOff);
-      rc = (int) decompress2.invokeExact(s.handle, data, (long) b.length, px, w, w * channels, h, format, 0);
+      rc = (int) decompress2.invokeExact(s.handle, data, (long) b.length, px, ow, ow * channels, oh, format, 0);
       if (rc != 0) {
         int code = (int) getErrorCode.invokeExact(s.handle);
         String msg = errorText(s);
@@ -230,12 +243,20 @@ final class NativeJpeg {
         // conventions"): 255 - v of libjpeg's output.
         for (int i = 0; i < pixels.length; i++) pixels[i] = (byte) ~pixels[i];
       }
-      return DecodedImage.of("JPEG", mode, w, h, pixels);
+      return scale == 1 ? DecodedImage.of("JPEG", mode, w, h, pixels) : DecodedImage.drafted("JPEG", mode, ow, oh, pixels, w, h);
     } catch (ImageDecodeException | RuntimeException | Error e) {
       throw e;
     } catch (Throwable t) {
       throw new ImageDecodeException(file, "libturbojpeg call failed: " + t, t);
     }
+  }
+
+  /** Pillow's draft scale for a {@code w x h} JPEG and a requested {@code draft x draft}: 8, 4, 2 or 1. */
+  static int draftScale(int w, int h, int draft) {
+    if (draft <= 0) return 1;
+    int scale = Math.min(w / draft, h / draft);
+    for (int s : new int[] {8, 4, 2}) if (scale >= s) return s;
+    return 1;
   }
 
   /** The last error or first warning text of this thread's (or the handle's) last call. */

@@ -21,7 +21,8 @@ import java.util.stream.Stream;
  * Each round processes every image once: end to end (read + decode + resize + crop + normalise
  * into a batch buffer), and separately decode only and transform only (from decoded images). The
  * first rounds are warm-up; the report gives the median and the spread (min..max) of the measured
- * rounds.
+ * rounds. {@code --jpeg-draft} decodes JPEGs at reduced scale ({@link
+ * ImageDecoder#withJpegDraft} at the {@code --size}), as Pillow after {@code draft("RGB", (R, R))}.
  */
 public final class PreprocessBenchmark {
   private PreprocessBenchmark() {}
@@ -30,12 +31,14 @@ public final class PreprocessBenchmark {
     int size = 224;
     int rounds = 7;
     int warmup = 3;
+    boolean draft = false;
     List<Path> files = new ArrayList<>();
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "--size" -> size = Integer.parseInt(args[++i]);
         case "--rounds" -> rounds = Integer.parseInt(args[++i]);
         case "--warmup" -> warmup = Integer.parseInt(args[++i]);
+        case "--jpeg-draft" -> draft = true;
         default -> {
           Path p = Path.of(args[i]);
           if (Files.isDirectory(p)) {
@@ -49,10 +52,10 @@ public final class PreprocessBenchmark {
       }
     }
     if (files.isEmpty()) {
-      System.err.println("usage: PreprocessBenchmark [--size R] [--rounds N] [--warmup N] FILE_OR_DIR...");
+      System.err.println("usage: PreprocessBenchmark [--size R] [--rounds N] [--warmup N] [--jpeg-draft] FILE_OR_DIR...");
       System.exit(2);
     }
-    ImageDecoder decoder = new ImageDecoder();
+    ImageDecoder decoder = new ImageDecoder().withJpegDraft(draft ? size : 0);
     ClipPreprocessor pre = new ClipPreprocessor(size);
     float[] batch = new float[pre.floatsPerImage()];
     long pixels = 0;
@@ -71,7 +74,7 @@ public final class PreprocessBenchmark {
         warmup,
         rounds,
         Runtime.version(),
-        decoder.jpegCodec(),
+        decoder.jpegCodec() + (draft ? " (draft " + size + ")" : ""),
         decoder.pngCodec() + (decoder.pngCodec() == ImageDecoder.PngCodec.AUTO && NativeDeflate.get() != null ? " (libdeflate)" : ""));
     double[] e2e = new double[rounds];
     double[] dec = new double[rounds];

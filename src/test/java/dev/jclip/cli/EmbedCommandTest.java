@@ -68,6 +68,71 @@ class EmbedCommandTest {
     assertTrue(java.util.Arrays.equals(before, after));
   }
 
+  @Test
+  void jpegDraftGivesWhatEmbedImagesGivesWithIt(@TempDir Path tmp) throws IOException {
+    org.junit.jupiter.api.Assumptions.assumeTrue(
+        new dev.jclip.image.ImageDecoder().jpegCodec() == dev.jclip.image.ImageDecoder.JpegCodec.NATIVE, "libturbojpeg not installed");
+    Path in = Files.createDirectories(tmp.resolve("in"));
+    // Photos of 300-641 px: the draft decodes those at least twice the model's input size at 1/2
+    // scale and the others at full size.
+    List<String> names = List.of("draft-420.jpg", "draft-444.jpg", "draft-gray.jpg", "draft-progressive.jpg");
+    for (String n : names) {
+      try (var res = dev.jclip.image.ImageDecoder.class.getResourceAsStream(n)) {
+        Files.copy(res, in.resolve(n));
+      }
+    }
+    String[] common = {"--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu"};
+    java.util.function.BiFunction<String, Boolean, float[][]> embed = (dir, draft) -> {
+      List<String> a = new ArrayList<>(List.of(common));
+      a.addAll(List.of("--input", in.toString(), "--output", tmp.resolve(dir).toString(), "--dtype", "float32", "--batch-size", "3",
+          "--workers", "2", "--progress", "none"));
+      if (draft) a.add("--jpeg-draft");
+      CliRun.Result r = ModelCommandsTest.run(new EmbedCommand(), "", a.toArray(String[]::new));
+      assertEquals(0, r.code(), r.err());
+      try {
+        var job = new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve(dir).resolve("job.json").toFile());
+        assertEquals(draft, job.get("jpeg_draft").asBoolean(), "job.json jpeg_draft");
+        return ModelCommandsTest.readNpy(tmp.resolve(dir).resolve("img_emb").resolve("img_emb_0.npy"));
+      } catch (IOException e) {
+        throw new java.io.UncheckedIOException(e);
+      }
+    };
+    float[][] drafted = embed.apply("draft", true);
+    int resolution = new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve("draft").resolve("job.json").toFile()).get("image_size").asInt();
+    int drafts = 0;
+    float[][] full = embed.apply("full", false);
+    List<String> ei = new ArrayList<>(List.of(common));
+    ei.addAll(List.of("--jpeg-draft", "--out", tmp.resolve("ei.npy").toString()));
+    for (String n : names) ei.add(in.resolve(n).toString());
+    CliRun.Result r = ModelCommandsTest.run(new EmbedImagesCommand(), "", ei.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    float[][] direct = ModelCommandsTest.readNpy(tmp.resolve("ei.npy"));
+    assertEquals(names.size(), drafted.length);
+    for (int i = 0; i < names.size(); i++) {
+      ModelCommandsTest.assertClose(direct[i], drafted[i], 1e-5, "embed vs embed-images with --jpeg-draft " + names.get(i));
+      // The draft is used where Pillow's rule says: the features move (slightly) away from the
+      // full-size decode's; elsewhere they are the same.
+      var im = new dev.jclip.image.ImageDecoder().decode(in.resolve(names.get(i)));
+      boolean reduced = Math.min(im.width(), im.height()) >= 2 * resolution;
+      double d = 0, n = 0;
+      for (int k = 0; k < full[i].length; k++) {
+        d += (drafted[i][k] - full[i][k]) * (drafted[i][k] - full[i][k]);
+        n += full[i][k] * full[i][k];
+      }
+      double rel = Math.sqrt(d / n);
+      assertTrue(reduced ? rel > 1e-4 && rel < 0.5 : rel == 0, names.get(i) + ": relative difference to full-size decoding " + rel);
+      drafts += reduced ? 1 : 0;
+    }
+    assertTrue(drafts > 0, "no photo large enough for the draft at " + resolution + " px");
+    // A folder started without the draft is not resumed with it.
+    List<String> a = new ArrayList<>(List.of(common));
+    a.addAll(List.of("--input", in.toString(), "--output", tmp.resolve("full").toString(), "--dtype", "float32", "--progress", "none",
+        "--batch-size", "3", "--jpeg-draft"));
+    r = ModelCommandsTest.run(new EmbedCommand(), "", a.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("other options"), r.err());
+  }
+
   private static Path firstShard(Path out) throws IOException {
     try (var s = Files.list(out.resolve("img_emb"))) {
       return s.sorted().findFirst().orElseThrow();

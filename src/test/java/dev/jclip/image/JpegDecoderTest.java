@@ -80,7 +80,7 @@ class JpegDecoderTest {
     // And the native path (libjpeg-turbo, where installed) on the same file.
     NativeJpeg turbo = NativeJpeg.get();
     if (turbo != null) {
-      DecodedImage t = turbo.decode(turbo.newSession(), Path.of(what), jpeg, imageIo);
+      DecodedImage t = turbo.decode(turbo.newSession(), Path.of(what), jpeg, imageIo, 0);
       if (t == null) fail(what + ": libjpeg-turbo handed the file back");
       assertArrayEquals(a, t.numpyBytes(), what + ": libjpeg-turbo");
     }

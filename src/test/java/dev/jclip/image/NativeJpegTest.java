@@ -140,7 +140,7 @@ class NativeJpegTest {
   /** The native decoder itself (no fallback allowed) against the whole Java path. */
   private void assertSameAsJavaPath(String what, byte[] jpeg) throws Exception {
     NativeJpeg lib = NativeJpeg.get();
-    DecodedImage mine = lib.decode(lib.newSession(), Path.of(what), jpeg, java);
+    DecodedImage mine = lib.decode(lib.newSession(), Path.of(what), jpeg, java, 0);
     assertNotNull(mine, what + ": the native decoder handed the file back");
     DecodedImage ref = java.decode(Path.of(what), jpeg);
     assertEquals(ref.mode(), mine.mode(), what);
@@ -291,7 +291,7 @@ class NativeJpegTest {
     };
     NativeJpeg lib = NativeJpeg.get();
     for (String[] c : cases) {
-      DecodedImage im = lib.decode(lib.newSession(), Path.of(c[0]), fixture(c[0]), java);
+      DecodedImage im = lib.decode(lib.newSession(), Path.of(c[0]), fixture(c[0]), java, 0);
       assertNotNull(im, c[0] + ": handed back");
       assertEquals(DecodedImage.Mode.CMYK, im.mode(), c[0]);
       assertEquals(43, im.width(), c[0]);
@@ -321,9 +321,9 @@ class NativeJpegTest {
     byte[] full = Files.readAllBytes(Reference.file("images/grace_hopper.jpg"));
     NativeJpeg lib = NativeJpeg.get();
     ImageDecodeException e =
-        assertThrows(ImageDecodeException.class, () -> lib.decode(lib.newSession(), Path.of("half.jpg"), Arrays.copyOf(full, full.length / 2), java));
+        assertThrows(ImageDecodeException.class, () -> lib.decode(lib.newSession(), Path.of("half.jpg"), Arrays.copyOf(full, full.length / 2), java, 0));
     assertTrue(e.getMessage().contains("half.jpg: truncated JPEG file (Premature end of JPEG file)"), e.getMessage());
-    e = assertThrows(ImageDecodeException.class, () -> lib.decode(lib.newSession(), Path.of("no-eoi.jpg"), Arrays.copyOf(full, full.length - 2), java));
+    e = assertThrows(ImageDecodeException.class, () -> lib.decode(lib.newSession(), Path.of("no-eoi.jpg"), Arrays.copyOf(full, full.length - 2), java, 0));
     assertTrue(e.getMessage().contains("truncated"), e.getMessage());
   }
 
@@ -362,7 +362,7 @@ class NativeJpegTest {
     int k = full.length * 3 / 4;
     planted[k] = (byte) 0xFF;
     planted[k + 1] = (byte) 0xD9;
-    assertNull(lib.decode(lib.newSession(), Path.of("planted.jpg"), planted, java), "handed back to the Java path");
+    assertNull(lib.decode(lib.newSession(), Path.of("planted.jpg"), planted, java, 0), "handed back to the Java path");
     assertSameOutcome(nat(), java, "planted.jpg", planted);
     // Bytes between the entropy data and EOI, and bytes after EOI: the image, as in Pillow.
     int eoi = full.length - 2;
