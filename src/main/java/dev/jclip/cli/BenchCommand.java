@@ -178,7 +178,8 @@ public final class BenchCommand implements Callable<Integer> {
         }
         if (!json) {
           out.printf("median of %d runs after %d warm-up runs; spread = (slowest - fastest) / median; GFLOP/s counts 2·M·N·K per GEMM and%n", repeats, warmup);
-          out.println("4·N²·D per attention (causal in full); prompts = ImageNet templates x classes, each batch cut after its longest prompt.");
+          out.println("4·N²·D per attention (causal in full), as the graphs run them (the last block after attention for the pooled rows only);");
+          out.println("prompts = ImageNet templates x classes, each batch cut after its longest prompt.");
         }
       }
       return 0;

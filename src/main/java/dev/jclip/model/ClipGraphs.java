@@ -24,20 +24,40 @@ public final class ClipGraphs {
     return config;
   }
 
-  /** {@code encode_image}: input "pixels" [B, 3, R, R], output "image_features" [B, E]. */
+  /**
+   * {@code encode_image}: input "pixels" [B, 3, R, R], output "image_features" [B, E]. A ViT's last
+   * block runs only for the class token after its attention (the same features, ~6% less work).
+   */
   public Graph image(int batch) {
+    return image(batch, false);
+  }
+
+  /**
+   * @param allTokens keep every intermediate the reference has (a ViT's last block for every
+   *     token), for capturing nodes by their state-dict names; the features are the same
+   */
+  public Graph image(int batch, boolean allTokens) {
     GraphBuilder g = new GraphBuilder();
     int r = config.imageResolution();
     Value pixels = g.input("pixels", DType.F32, batch, 3, r, r);
-    Value f = config.isVit() ? VisionTransformer.build(g, config, weights, pixels) : ModifiedResNet.build(g, config, weights, pixels);
+    Value f = config.isVit() ? VisionTransformer.build(g, config, weights, pixels, allTokens) : ModifiedResNet.build(g, config, weights, pixels);
     return g.output("image_features", f).build();
   }
 
-  /** {@code encode_text}: input "tokens" [B, L] (I32, L ≤ context length), output "text_features" [B, E]. */
+  /**
+   * {@code encode_text}: input "tokens" [B, L] (I32, L ≤ context length), output "text_features" [B,
+   * E]. The last block runs only for each end-of-text row after its attention, and ln_final only
+   * on those rows (the same features, ~6% less work).
+   */
   public Graph text(int batch, int length) {
+    return text(batch, length, false);
+  }
+
+  /** @param allTokens keep every intermediate the reference has (the last block and ln_final for every position) */
+  public Graph text(int batch, int length, boolean allTokens) {
     GraphBuilder g = new GraphBuilder();
     Value ids = g.input("tokens", DType.I32, batch, length);
-    return g.output("text_features", TextTransformer.build(g, config, weights, ids)).build();
+    return g.output("text_features", TextTransformer.build(g, config, weights, ids, allTokens)).build();
   }
 
   /** {@code exp(logit_scale)}, the temperature applied to cosine similarities. */

@@ -37,8 +37,12 @@ class BenchCommandTest {
     var cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs g = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
     // the figures for ViT-B/32: 8.82 GFLOP per image, 5.96 per 77-token text
-    assertEquals(8.82, BenchCommand.flops(g.image(1)) / 1e9, 0.01);
-    assertEquals(5.96, BenchCommand.flops(g.text(1, 77)) / 1e9, 0.01);
+    assertEquals(8.82, BenchCommand.flops(g.image(1, true)) / 1e9, 0.01);
+    assertEquals(5.96, BenchCommand.flops(g.text(1, 77, true)) / 1e9, 0.01);
+    // the graphs that run skip the last block's out-projection and MLP (2·rows·D·(D + 2·4D)) for
+    // all rows but the pooled one: 49 of 50 tokens of width 768, 76 of 77 of width 512
+    assertEquals(BenchCommand.flops(g.image(1, true)) - 2.0 * 49 * 768 * (768 + 2 * 3072), BenchCommand.flops(g.image(1)), 1);
+    assertEquals(BenchCommand.flops(g.text(1, 77, true)) - 2.0 * 76 * 512 * (512 + 2 * 2048), BenchCommand.flops(g.text(1, 77)), 1);
   }
 
   @Test

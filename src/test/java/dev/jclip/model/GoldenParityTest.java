@@ -101,7 +101,7 @@ public class GoldenParityTest {
           ? List.of("visual.conv1", "visual.ln_pre", "visual.transformer.resblocks.0", "visual.ln_post")
           : List.of("visual.stem", "visual.layer1", "visual.attnpool");
       Map<String, float[]> img;
-      try (Executor ex = new Executor(graphs.image(images), backend, imageDebug)) {
+      try (Executor ex = new Executor(graphs.image(images, true), backend, imageDebug)) {
         assertTrue(ex.plannedBytes() < ex.unplannedBytes(), "buffer planning reused nothing");
         System.out.printf("[parity] %s on %s: image graph of %d nodes, activations %.1f MB planned (%.1f MB without reuse)%n",
             dir.getFileName(), backend.name(), ex.graph().nodes().size(), ex.plannedBytes() / 1e6, ex.unplannedBytes() / 1e6);
@@ -109,17 +109,30 @@ public class GoldenParityTest {
       }
       int e = cfg.embedDim();
       assertRows(name + " image_features", img.get("image_features"), golden.tensor("image_features").toFloatArray(), images, e, TOL);
+      // The graph Clip runs: a ViT's last block for the class token only. Same rows, same values.
+      float[] imagePooled;
+      try (Executor ex = new Executor(graphs.image(images), backend, List.of())) {
+        imagePooled = ex.run(Map.of("pixels", pixels.toFloatArray())).get("image_features");
+      }
+      assertSameFeatures(name + " image_features, last block for the class token only", imagePooled, img.get("image_features"), mode);
+      assertRows(name + " image_features (pooled graph)", imagePooled, golden.tensor("image_features").toFloatArray(), images, e, TOL);
 
       int[] ids = toInts(tokens);
       Map<String, float[]> txt;
-      try (Executor ex = new Executor(graphs.text(texts, len), backend, List.of("transformer.resblocks.0", "ln_final"))) {
+      try (Executor ex = new Executor(graphs.text(texts, len, true), backend, List.of("transformer.resblocks.0", "ln_final"))) {
         txt = ex.run(Map.of("tokens", ids));
       }
       assertRows(name + " text_features", txt.get("text_features"), golden.tensor("text_features").toFloatArray(), texts, e, TOL);
+      float[] textPooled;
+      try (Executor ex = new Executor(graphs.text(texts, len), backend, List.of())) {
+        textPooled = ex.run(Map.of("tokens", ids)).get("text_features");
+      }
+      assertSameFeatures(name + " text_features, last block for the end-of-text rows only", textPooled, txt.get("text_features"), mode);
+      assertRows(name + " text_features (pooled graph)", textPooled, golden.tensor("text_features").toFloatArray(), texts, e, TOL);
 
       Map<String, float[]> lg;
       try (Executor ex = new Executor(graphs.logits(images, texts), backend, List.of())) {
-        lg = ex.run(Map.of("image_features", img.get("image_features"), "text_features", txt.get("text_features")));
+        lg = ex.run(Map.of("image_features", imagePooled, "text_features", textPooled));
       }
       assertClose(name + " logits_per_image", lg.get("logits_per_image"), golden.tensor("logits_per_image").toFloatArray(), TOL);
       float[] probs = lg.get("probs"), want = golden.tensor("probs").toFloatArray();
@@ -179,6 +192,19 @@ public class GoldenParityTest {
       } else {
         assertClose(name + " " + n + " texts cut at " + cut + " of " + len + " tokens", shortened, full, 1e-5);
       }
+    }
+  }
+
+  /**
+   * The pooled graph against the all-tokens one: bit for bit where the mode promises the exact cut
+   * (the reference backend), to float rounding for fast fp32 backends whose GEMM kernels may depend
+   * on the row count, within the mode's tolerance for 16-bit compute.
+   */
+  static void assertSameFeatures(String what, float[] pooled, float[] all, Mode mode) {
+    if (mode.exactCut) {
+      assertArrayEquals(all, pooled, what);
+    } else {
+      assertClose(what, pooled, all, mode == Mode.FP32 ? 1e-5 : mode.tol);
     }
   }
 

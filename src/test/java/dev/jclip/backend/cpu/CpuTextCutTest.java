@@ -84,4 +84,49 @@ class CpuTextCutTest {
       }
     }
   }
+
+  /**
+   * The graphs Clip runs compute the last block after its attention only for the pooled rows (the
+   * class token, the end-of-text tokens): on the CPU backend the features equal those of the
+   * all-tokens graph bit for bit, fp32 and bf16, images and texts, for every ViT reference model.
+   */
+  @Test
+  void poolingTheLastBlockChangesNoBit() throws Exception {
+    List<dev.jclip.backend.Precision> precisions = new ArrayList<>(List.of(dev.jclip.backend.Precision.FP32));
+    if (CpuFeatures.bf16()) precisions.add(dev.jclip.backend.Precision.BF16);
+    Random rnd = TestRandom.create("CpuTextCutTest.pooling");
+    ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+    for (String model : List.of("vit-b32-tiny", "vit-b16-336-tiny")) {
+      try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/" + model + "/state_dict.pt"))) {
+        ClipConfig cfg = ClipConfig.infer(ck);
+        ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
+        for (dev.jclip.backend.Precision precision : precisions) {
+          try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision)) {
+            for (int batch : new int[] {1, 3, 8}) {
+              float[] pixels = new float[batch * 3 * cfg.imageResolution() * cfg.imageResolution()];
+              for (int i = 0; i < pixels.length; i++) pixels[i] = (float) rnd.nextGaussian();
+              float[][] f = new float[2][];
+              for (int k = 0; k < 2; k++) {
+                try (Executor ex = new Executor(graphs.image(batch, k == 1), cpu, List.of())) {
+                  f[k] = ex.run(Map.of("pixels", pixels)).get("image_features");
+                }
+              }
+              assertTrue(java.util.Arrays.equals(f[0], f[1]), model + " " + precision + " images, batch " + batch + ": pooled graph differs");
+              List<String> texts = new ArrayList<>();
+              for (int i = 0; i < batch; i++) texts.add("a photo of " + "a small red dog ".repeat(rnd.nextInt(6)).trim() + " number " + rnd.nextInt(1000));
+              int[][] rows = tok.tokenize(texts, 77, false);
+              int[] ids = new int[batch * 77];
+              for (int b = 0; b < batch; b++) System.arraycopy(rows[b], 0, ids, b * 77, 77);
+              for (int k = 0; k < 2; k++) {
+                try (Executor ex = new Executor(graphs.text(batch, 77, k == 1), cpu, List.of())) {
+                  f[k] = ex.run(Map.of("tokens", ids)).get("text_features");
+                }
+              }
+              assertTrue(java.util.Arrays.equals(f[0], f[1]), model + " " + precision + " texts, batch " + batch + ": pooled graph differs");
+            }
+          }
+        }
+      }
+    }
+  }
 }
