@@ -427,7 +427,7 @@ public final class CpuBackend implements Backend {
     int pairs = batch * heads, parts = Math.max(1, Math.min(len / 16, (2 * threads + pairs - 1) / pairs));
     int rowsPer = (len + parts - 1) / parts;
     parallel(pairs * parts, (long) rowsPer * len * 128, (t0, t1) -> {
-      float[] kt = scratch(1, 64L * np), s = scratch(2, np + lanes);
+      float[] kt = scratch(1, 64L * np), s = scratch(2, 2L * (np + lanes)); // room for two rows' scores
       for (int t = t0; t < t1; t++) {
         int pair = t / parts, part = t % parts, i0 = part * rowsPer, i1 = Math.min(len, i0 + rowsPer);
         if (i0 < i1) kernels.attention(x, y, pair / heads, pair % heads, i0, i1, len, heads, causal, kt, s);

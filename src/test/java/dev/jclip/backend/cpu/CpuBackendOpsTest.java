@@ -288,6 +288,41 @@ public class CpuBackendOpsTest {
     assertTrue(worst < 5e-7, "vector exp relative error " + worst);
   }
 
+  /**
+   * The vector attention's two-rows-at-a-time path gives every row the bits of the one-row path
+   * (which a range of one row takes), at every CLIP sequence length, causal or not, whatever row
+   * the range starts at: so row splits between threads and the end-of-text cut change nothing.
+   */
+  @Test
+  void attentionInPairsEqualsOneRowAtATime() {
+    VectorKernels k = new VectorKernels();
+    int lanes = VectorKernels.lanes();
+    for (int n : new int[] {1, 2, 7, 16, 17, 33, 50, 64, 65, 77, 197, 257}) {
+      for (boolean causal : new boolean[] {false, true}) {
+        int heads = 2, d = heads * 64, np = (n + lanes - 1) / lanes * lanes;
+        float[] qkv = new float[2 * n * 3 * d];
+        for (int i = 0; i < qkv.length; i++) qkv[i] = (float) (RNG.nextGaussian() * 2);
+        float[] kt = new float[64 * np], s = new float[2 * (np + lanes)];
+        for (int b = 0; b < 2; b++) {
+          for (int h = 0; h < heads; h++) {
+            float[] paired = new float[2 * n * d], single = new float[2 * n * d];
+            int start = RNG.nextInt(2); // pairs (0,1), (2,3)... or (1,2), (3,4)...
+            if (start > 0) k.attention(qkv, paired, b, h, 0, start, n, heads, causal, kt, s);
+            k.attention(qkv, paired, b, h, start, n, n, heads, causal, kt, s);
+            for (int i = 0; i < n; i++) k.attention(qkv, single, b, h, i, i + 1, n, heads, causal, kt, s);
+            for (int i = 0; i < n; i++) {
+              int o = (b * n + i) * d + h * 64;
+              for (int t = 0; t < 64; t++) {
+                assertEquals(Float.floatToRawIntBits(single[o + t]), Float.floatToRawIntBits(paired[o + t]),
+                    "n " + n + (causal ? " causal" : "") + " seq " + b + " head " + h + " row " + i + " col " + t);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
   @ParameterizedTest(name = "{0} {1}")
   @MethodSource("runs")
   void matchesTheReferenceBackend(Case c, String variant) {
