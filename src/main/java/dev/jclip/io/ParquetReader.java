@@ -544,7 +544,7 @@ public final class ParquetReader implements AutoCloseable {
               ByteStreamSplit s = new ByteStreamSplit(b, p, end, w);
               yield () -> fromBytes(s.next());
             }
-            default -> throw unsupported("encoding " + encodingName(enc));
+            default -> throw unsupported(encodingName(enc));
           };
       pageLeft = n;
       rowsLeft -= n;
