@@ -20,6 +20,15 @@ final class ParquetCodecs {
   private ParquetCodecs() {}
 
   static byte[] decompress(int codec, byte[] src, int off, int len, int usize) throws IOException {
+    try {
+      return run(codec, src, off, len, usize);
+    } catch (LinkageError e) {
+      // zstd-jni and snappy-java unpack a native library into java.io.tmpdir on first use.
+      throw new IOException("the " + codecName(codec) + " codec's native library cannot be loaded (" + e + "); is java.io.tmpdir writable and executable?");
+    }
+  }
+
+  private static byte[] run(int codec, byte[] src, int off, int len, int usize) throws IOException {
     byte[] out;
     switch (codec) {
       case CODEC_SNAPPY -> {

@@ -29,15 +29,12 @@ final class ParquetFormat {
 
   // ConvertedType (the legacy annotation; LogicalType is the newer union)
   static final int CONVERTED_UTF8 = 0;
-  static final int CONVERTED_ENUM = 4;
   static final int CONVERTED_DECIMAL = 5;
   static final int CONVERTED_DATE = 6;
   static final int CONVERTED_UINT_8 = 11;
   static final int CONVERTED_UINT_64 = 14;
-  static final int CONVERTED_JSON = 19;
 
   // LogicalType union member ids
-  static final int LOGICAL_STRING = 1;
   static final int LOGICAL_DECIMAL = 5;
   static final int LOGICAL_DATE = 6;
   static final int LOGICAL_INTEGER = 10;
@@ -66,7 +63,6 @@ final class ParquetFormat {
 
   // PageType
   static final int PAGE_DATA = 0;
-  static final int PAGE_INDEX = 1;
   static final int PAGE_DICTIONARY = 2;
   static final int PAGE_DATA_V2 = 3;
 

@@ -67,25 +67,26 @@ public final class ParquetReader implements AutoCloseable {
   /** The largest decompressed page accepted (writers cut pages at about 1 MiB). */
   static final int MAX_PAGE_BYTES = 256 << 20;
 
-  /** A flat column: a top-level REQUIRED or OPTIONAL leaf of the schema. */
+  /**
+   * A flat column: a top-level REQUIRED or OPTIONAL leaf of the schema, with the annotations
+   * (legacy ConvertedType or LogicalType) that change how its values read.
+   */
   private record Leaf(
-      String name, int type, int typeLength, boolean optional, int leafIndex, int converted, Struct logical, int scale) {
-    boolean isDecimal() {
-      return converted == CONVERTED_DECIMAL || (logical != null && logical.has(LOGICAL_DECIMAL));
-    }
-
-    boolean isDate() {
-      return converted == CONVERTED_DATE || (logical != null && logical.has(LOGICAL_DATE));
-    }
-
-    boolean isUuid() {
-      return logical != null && logical.has(LOGICAL_UUID);
-    }
-
-    boolean isUnsigned() throws IOException {
-      if (converted >= CONVERTED_UINT_8 && converted <= CONVERTED_UINT_64) return true;
-      Struct i = logical == null ? null : logical.struct(LOGICAL_INTEGER);
-      return i != null && !i.bool(2, true);
+      String name, int type, int typeLength, boolean optional, int leafIndex, boolean decimal, int scale, boolean date, boolean uuid, boolean unsigned) {
+    static Leaf of(String name, int type, int typeLength, boolean optional, int leafIndex, int converted, Struct logical, int scale) throws IOException {
+      Struct integer = logical == null ? null : logical.struct(LOGICAL_INTEGER);
+      Struct dec = logical == null ? null : logical.struct(LOGICAL_DECIMAL);
+      return new Leaf(
+          name,
+          type,
+          typeLength,
+          optional,
+          leafIndex,
+          converted == CONVERTED_DECIMAL || dec != null,
+          dec != null ? dec.i32(1, scale) : scale,
+          converted == CONVERTED_DATE || (logical != null && logical.has(LOGICAL_DATE)),
+          logical != null && logical.has(LOGICAL_UUID),
+          (converted >= CONVERTED_UINT_8 && converted <= CONVERTED_UINT_64) || (integer != null && !integer.bool(2, true)));
     }
   }
 
@@ -172,11 +173,7 @@ public final class ParquetReader implements AutoCloseable {
     if (type == FIXED_LEN_BYTE_ARRAY && (typeLength <= 0 || typeLength > MAX_PAGE_BYTES)) {
       throw new IOException("column '" + name + "' is FIXED_LEN_BYTE_ARRAY of length " + typeLength);
     }
-    Struct logical = e.struct(10);
-    int scale = e.i32(7, 0);
-    Struct dec = logical == null ? null : logical.struct(LOGICAL_DECIMAL);
-    if (dec != null) scale = dec.i32(1, scale);
-    leaves.add(new Leaf(name, type, typeLength, repetition == OPTIONAL, leaf, e.i32(6, -1), logical, scale));
+    leaves.add(Leaf.of(name, type, typeLength, repetition == OPTIONAL, leaf, e.i32(6, -1), e.struct(10), e.i32(7, 0)));
   }
 
   /** Opens a file and reads its footer. */
@@ -607,19 +604,19 @@ public final class ParquetReader implements AutoCloseable {
     }
 
     /** A physical value (Boolean, Integer, Long, Float, Double, byte[]) as the schema's logical type says. */
-    private Object convert(Object v) throws IOException {
+    private Object convert(Object v) {
       switch (leaf.type) {
         case INT32 -> {
           int i = (Integer) v;
-          if (leaf.isDecimal()) return BigDecimal.valueOf(i, leaf.scale);
-          if (leaf.isDate()) return LocalDate.ofEpochDay(i);
-          if (leaf.isUnsigned()) return i & 0xFFFFFFFFL;
+          if (leaf.decimal) return BigDecimal.valueOf(i, leaf.scale);
+          if (leaf.date) return LocalDate.ofEpochDay(i);
+          if (leaf.unsigned) return i & 0xFFFFFFFFL;
           return v;
         }
         case INT64 -> {
           long l = (Long) v;
-          if (leaf.isDecimal()) return BigDecimal.valueOf(l, leaf.scale);
-          if (leaf.isUnsigned() && l < 0) return new BigInteger(Long.toUnsignedString(l));
+          if (leaf.decimal) return BigDecimal.valueOf(l, leaf.scale);
+          if (leaf.unsigned && l < 0) return new BigInteger(Long.toUnsignedString(l));
           return v;
         }
         case INT96 -> {
@@ -634,9 +631,9 @@ public final class ParquetReader implements AutoCloseable {
         }
         case BYTE_ARRAY, FIXED_LEN_BYTE_ARRAY -> {
           byte[] b = (byte[]) v;
-          if (leaf.isDecimal()) return b.length == 0 ? BigDecimal.ZERO.setScale(leaf.scale) : new BigDecimal(new BigInteger(b), leaf.scale);
+          if (leaf.decimal) return b.length == 0 ? BigDecimal.ZERO.setScale(leaf.scale) : new BigDecimal(new BigInteger(b), leaf.scale);
           if (leaf.type == BYTE_ARRAY) return new String(b, StandardCharsets.UTF_8);
-          if (leaf.isUuid() && b.length == 16) {
+          if (leaf.uuid && b.length == 16) {
             ByteBuffer bb = ByteBuffer.wrap(b);
             return new UUID(bb.getLong(), bb.getLong()).toString();
           }

@@ -28,6 +28,7 @@ class ParquetReaderCraftedTest {
   /** One BYTE_ARRAY column "image_path" with one data page (v1) holding {@code body}. */
   static final class Craft {
     boolean optional;
+    int type = ParquetFormat.BYTE_ARRAY;
     int encoding = ParquetFormat.ENCODING_PLAIN;
     int codec = ParquetFormat.CODEC_UNCOMPRESSED;
     byte[] body = new byte[0];
@@ -62,7 +63,7 @@ class ParquetReaderCraftedTest {
       t.fieldI32(5, 1);
       t.endStruct();
       t.beginStruct();
-      t.fieldI32(1, ParquetFormat.BYTE_ARRAY);
+      t.fieldI32(1, type);
       t.fieldI32(3, optional ? ParquetFormat.OPTIONAL : ParquetFormat.REQUIRED);
       t.fieldString(4, "image_path");
       t.endStruct();
@@ -73,7 +74,7 @@ class ParquetReaderCraftedTest {
       t.beginStruct();
       t.fieldI64(2, 0);
       t.fieldStruct(3);
-      t.fieldI32(1, ParquetFormat.BYTE_ARRAY);
+      t.fieldI32(1, type);
       t.fieldList(2, ThriftCompactWriter.I32, 1);
       t.i32(encoding);
       t.fieldList(3, ThriftCompactWriter.BINARY, 1);
@@ -212,6 +213,21 @@ class ParquetReaderCraftedTest {
     byte[] bin = {0x48, (byte) 0xFF, (byte) 0xFF, 0x03, 0};
     contains(error(file(new byte[0], bin)), "corrupt footer", "binary of");
     contains(error(file(new byte[0], new byte[] {0})), "num_rows");
+  }
+
+  @Test
+  void int96TimestampsAsSparkWritesThem() throws IOException {
+    // INT96: nanoseconds of the day (8 bytes LE), then the Julian day (4 bytes LE).
+    java.time.LocalDateTime t = java.time.LocalDateTime.of(2020, 1, 2, 3, 4, 5, 6);
+    ByteBuffer b = ByteBuffer.allocate(24).order(ByteOrder.LITTLE_ENDIAN);
+    b.putLong(t.toLocalTime().toNanoOfDay()).putInt((int) (t.toLocalDate().toEpochDay() + 2_440_588));
+    b.putLong(0).putInt(2_440_588);
+    Craft c = new Craft();
+    c.type = ParquetFormat.INT96;
+    c.body = b.array();
+    c.values = 2;
+    assertEquals(List.of(t, java.time.LocalDateTime.of(1970, 1, 1, 0, 0)), read(c.build()));
+    assertEquals("2020-01-02T03:04:05.000000006", ParquetReader.text(t));
   }
 
   /** DELTA_BINARY_PACKED as the spec lays it out: one block of 128 values in 4 miniblocks per 128 values. */
