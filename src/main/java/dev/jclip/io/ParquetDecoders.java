@@ -138,7 +138,8 @@ final class ParquetDecoders {
     private int bufLen;
     private int bufPos;
 
-    DeltaBinaryPacked(byte[] b, int pos, int end) throws IOException {
+    /** @param max the most values the page can hold: a larger count in the header is corrupt (and would take long to skip) */
+    DeltaBinaryPacked(byte[] b, int pos, int end, long max) throws IOException {
       this.b = b;
       this.end = end;
       this.pos = new int[] {pos};
@@ -150,7 +151,7 @@ final class ParquetDecoders {
       if (blockSize <= 0 || blockSize > MAX_BLOCK || blockSize % 128 != 0 || mb <= 0 || blockSize % mb != 0 || (blockSize / mb) % 32 != 0) {
         throw new IOException("DELTA_BINARY_PACKED header: block of " + blockSize + " values in " + mb + " miniblocks");
       }
-      if (total < 0) throw new IOException("DELTA_BINARY_PACKED header: " + total + " values");
+      if (total < 0 || total > max) throw new IOException("DELTA_BINARY_PACKED header declares " + total + " values in a page of " + max);
       miniblocks = (int) mb;
       perMiniblock = (int) (blockSize / mb);
       buf = new long[perMiniblock];
@@ -206,12 +207,12 @@ final class ParquetDecoders {
     private final DeltaBinaryPacked lengths;
     private int data;
 
-    DeltaLengthByteArray(byte[] b, int pos, int end) throws IOException {
+    DeltaLengthByteArray(byte[] b, int pos, int end, long max) throws IOException {
       this.b = b;
       this.end = end;
       // The bytes start after the last length: a first pass finds that offset without storing lengths.
-      this.data = new DeltaBinaryPacked(b, pos, end).skipToEnd();
-      this.lengths = new DeltaBinaryPacked(b, pos, end);
+      this.data = new DeltaBinaryPacked(b, pos, end, max).skipToEnd();
+      this.lengths = new DeltaBinaryPacked(b, pos, end, max);
     }
 
     byte[] next() throws IOException {
@@ -229,10 +230,10 @@ final class ParquetDecoders {
     private final DeltaLengthByteArray suffixes;
     private byte[] previous = new byte[0];
 
-    DeltaByteArray(byte[] b, int pos, int end) throws IOException {
-      int suffixStart = new DeltaBinaryPacked(b, pos, end).skipToEnd();
-      prefixes = new DeltaBinaryPacked(b, pos, end);
-      suffixes = new DeltaLengthByteArray(b, suffixStart, end);
+    DeltaByteArray(byte[] b, int pos, int end, long max) throws IOException {
+      int suffixStart = new DeltaBinaryPacked(b, pos, end, max).skipToEnd();
+      prefixes = new DeltaBinaryPacked(b, pos, end, max);
+      suffixes = new DeltaLengthByteArray(b, suffixStart, end, max);
     }
 
     byte[] next() throws IOException {

@@ -516,18 +516,18 @@ public final class ParquetReader implements AutoCloseable {
             }
             case ENCODING_DELTA_BINARY_PACKED -> {
               if (leaf.type != INT32 && leaf.type != INT64) throw unsupported("DELTA_BINARY_PACKED in a " + typeName(leaf.type) + " column");
-              DeltaBinaryPacked dbp = new DeltaBinaryPacked(b, p, end);
+              DeltaBinaryPacked dbp = new DeltaBinaryPacked(b, p, end, n);
               boolean int32 = leaf.type == INT32;
               yield () -> int32 ? (Object) (int) dbp.next() : (Object) dbp.next();
             }
             case ENCODING_DELTA_LENGTH_BYTE_ARRAY -> {
               if (leaf.type != BYTE_ARRAY) throw unsupported("DELTA_LENGTH_BYTE_ARRAY in a " + typeName(leaf.type) + " column");
-              DeltaLengthByteArray d = new DeltaLengthByteArray(b, p, end);
+              DeltaLengthByteArray d = new DeltaLengthByteArray(b, p, end, n);
               yield d::next;
             }
             case ENCODING_DELTA_BYTE_ARRAY -> {
               if (leaf.type != BYTE_ARRAY && leaf.type != FIXED_LEN_BYTE_ARRAY) throw unsupported("DELTA_BYTE_ARRAY in a " + typeName(leaf.type) + " column");
-              DeltaByteArray d = new DeltaByteArray(b, p, end);
+              DeltaByteArray d = new DeltaByteArray(b, p, end, n);
               yield d::next;
             }
             case ENCODING_BYTE_STREAM_SPLIT -> {
@@ -647,6 +647,7 @@ public final class ParquetReader implements AutoCloseable {
 
     /** The page's bytes after the codec, exactly {@code usize} of them. */
     private byte[] decompress(int off, int len, int usize) throws IOException {
+      if (usize == 0 && len == 0) return new byte[0]; // an empty values section (an all-null v2 page) need not be a codec frame
       if (codec == CODEC_UNCOMPRESSED) {
         if (len != usize) throw new IOException("uncompressed page of " + len + " bytes declares " + usize);
         return Arrays.copyOfRange(chunk, off, off + len);

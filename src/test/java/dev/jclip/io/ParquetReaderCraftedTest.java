@@ -307,5 +307,11 @@ class ParquetReaderCraftedTest {
     prefix[1] = 1000;
     c.body = concat(deltaBinaryPacked(prefix), deltaBinaryPacked(suffixLen), suffixes.toByteArray());
     contains(error(c.build()), "DELTA_BYTE_ARRAY prefix of 1000 bytes");
+    // A header that declares 2^40 values with zero-width miniblocks would take hours to skip.
+    ByteArrayOutputStream lie = new ByteArrayOutputStream();
+    for (long v : new long[] {128, 4, 1L << 40, 0, 0}) uleb(lie, v);
+    lie.writeBytes(new byte[4]);
+    c.body = lie.toByteArray();
+    contains(error(c.build()), "declares 1099511627776 values");
   }
 }

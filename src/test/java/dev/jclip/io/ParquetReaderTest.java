@@ -229,15 +229,22 @@ class ParquetReaderTest {
       assertEquals(0, r.rowCount());
       assertNull(r.nextRow());
     }
-    Path nulls = dir.resolve("nulls.parquet");
-    try (Statement s = db.createStatement()) {
-      s.execute("COPY (SELECT NULL::VARCHAR AS image_path, i AS n FROM range(5000) r(i)) TO '" + nulls + "' (FORMAT PARQUET)");
-    }
-    List<Object[]> rows = ours(nulls);
-    assertEquals(5000, rows.size());
-    for (int i = 0; i < rows.size(); i++) {
-      assertNull(rows.get(i)[0]);
-      assertEquals((long) i, rows.get(i)[1]);
+    for (String codec : CODECS) {
+      for (String version : List.of("V1", "V2")) {
+        Path nulls = dir.resolve("nulls-" + codec + version + ".parquet");
+        try (Statement s = db.createStatement()) {
+          s.execute(
+              "COPY (SELECT NULL::VARCHAR AS image_path, i AS n, CASE WHEN i < 3000 THEN NULL ELSE i END AS late FROM range(5000) r(i)) TO '" + nulls
+                  + "' (FORMAT PARQUET, COMPRESSION '" + codec + "', PARQUET_VERSION " + version + ", ROW_GROUP_SIZE 2048)");
+        }
+        List<Object[]> rows = ours(nulls);
+        assertEquals(5000, rows.size());
+        for (int i = 0; i < rows.size(); i++) {
+          assertNull(rows.get(i)[0]);
+          assertEquals((long) i, rows.get(i)[1]);
+          assertEquals(i < 3000 ? null : (Object) (long) i, rows.get(i)[2]);
+        }
+      }
     }
   }
 
