@@ -17,8 +17,7 @@ import java.util.List;
  * <p>The input is untrusted: every length and count is checked against the bytes left (each
  * element takes at least one byte), nesting is limited to {@value #MAX_DEPTH} levels and varints
  * to 10 bytes, so a corrupt footer gives an {@link IOException} naming the byte offset, never an
- * OutOfMemoryError or StackOverflowError. {@link Truncated} means the bytes ended inside the
- * struct, which a caller reading a page header from a window of the file can act on.
+ * OutOfMemoryError or StackOverflowError.
  */
 final class ThriftCompactReader {
   static final int MAX_DEPTH = 64;
@@ -37,15 +36,6 @@ final class ThriftCompactReader {
   private static final int SET = 10;
   private static final int MAP = 11;
   private static final int STRUCT = ThriftCompactWriter.STRUCT;
-
-  /** The bytes ended inside the struct. */
-  static final class Truncated extends IOException {
-    private static final long serialVersionUID = 1L;
-
-    Truncated(String m) {
-      super(m);
-    }
-  }
 
   /** A decoded struct: its fields by id, in the order read. */
   static final class Struct {
@@ -220,7 +210,7 @@ final class ThriftCompactReader {
       }
       case BINARY -> {
         long len = varint();
-        if (len > end - pos) throw truncatedOrBad("binary of " + len + " bytes but only " + (end - pos) + " left");
+        if (len > end - pos) throw error("binary of " + len + " bytes but only " + (end - pos) + " left");
         byte[] b = Arrays.copyOfRange(buf, pos, pos + (int) len);
         pos += (int) len;
         yield b;
@@ -236,7 +226,7 @@ final class ThriftCompactReader {
         long size = varint();
         if (size == 0) yield List.of();
         int kv = u8();
-        if (size > (end - pos) / 2) throw truncatedOrBad("map of " + size + " entries but only " + (end - pos) + " bytes left");
+        if (size > (end - pos) / 2) throw error("map of " + size + " entries but only " + (end - pos) + " bytes left");
         List<Object> out = new ArrayList<>();
         for (long i = 0; i < size; i++) {
           out.add(element(kv >>> 4, depth));
@@ -251,7 +241,7 @@ final class ThriftCompactReader {
 
   private List<Object> elements(long size, int elem, int depth) throws IOException {
     // Every element takes at least one byte, so a larger count is a lie (or a truncated window).
-    if (size > end - pos) throw truncatedOrBad("list of " + size + " elements but only " + (end - pos) + " bytes left");
+    if (size > end - pos) throw error("list of " + size + " elements but only " + (end - pos) + " bytes left");
     List<Object> out = new ArrayList<>((int) size);
     for (long i = 0; i < size; i++) out.add(element(elem, depth));
     return out;
@@ -284,12 +274,7 @@ final class ThriftCompactReader {
   }
 
   private void need(int n) throws IOException {
-    if (end - pos < n) throw new Truncated("Thrift data ends at byte " + (pos - start) + " inside a struct");
-  }
-
-  /** A length beyond the window: truncation if the window may be cut short, else corruption; the caller decides. */
-  private IOException truncatedOrBad(String m) {
-    return new Truncated("Thrift " + m + " (at byte " + (pos - start) + ")");
+    if (end - pos < n) throw new IOException("Thrift data ends at byte " + (pos - start) + " inside a struct");
   }
 
   private IOException error(String m) {
