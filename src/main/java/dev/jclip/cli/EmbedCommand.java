@@ -25,14 +25,14 @@ import picocli.CommandLine.Option;
  */
 @Command(name = "embed", mixinStandardHelpOptions = true,
     description = {
-      "Embed a folder, a list of paths, a CSV/JSONL table (image path and optional caption columns) or webdataset .tar shards",
+      "Embed a folder, a list of paths, a CSV/JSONL/Parquet table (image path and optional caption columns) or webdataset .tar shards",
       "into clip-retrieval's layout under DIR; resumable (re-run the same command after an interruption)."
     })
 public final class EmbedCommand implements Callable<Integer> {
   @Mixin ModelOptions model;
 
   @Option(names = "--input", required = true, paramLabel = "SOURCE",
-      description = "A folder of images (recursive), a .txt of paths, a .csv or .jsonl table, or .tar shards (dir/{00000..00009}.tar).")
+      description = "A folder of images (recursive), a .txt of paths, a .csv, .jsonl or .parquet table, or .tar shards (dir/{00000..00009}.tar).")
   String input;
 
   @Option(names = "--output", required = true, paramLabel = "DIR", description = "Output folder.")

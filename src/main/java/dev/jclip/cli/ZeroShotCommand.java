@@ -36,7 +36,7 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code jclip zeroshot}: the paper's zero-shot classifier with prompt ensembling over a folder,
- * list, CSV/JSONL table or webdataset shards; predictions with probabilities as CSV or JSONL (by
+ * list, CSV/JSONL/Parquet table or webdataset shards; predictions with probabilities as CSV or JSONL (by
  * the output's extension); top-1/top-5 accuracy when the input has a label column. Class
  * embeddings are computed once per (model, classes, templates) and cached in the user cache.
  */
@@ -51,7 +51,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Option(names = "--templates", required = true, paramLabel = "FILE", description = "Prompt templates with {} for the class name: a JSON list or one a line.")
   Path templatesFile;
 
-  @Option(names = "--input", required = true, paramLabel = "SOURCE", description = "A folder of images, a .txt of paths, a .csv/.jsonl table, or .tar shards.")
+  @Option(names = "--input", required = true, paramLabel = "SOURCE", description = "A folder of images, a .txt of paths, a .csv/.jsonl/.parquet table, or .tar shards.")
   String input;
 
   @Option(names = "--output", required = true, paramLabel = "FILE", description = "Predictions: FILE.csv or FILE.jsonl.")

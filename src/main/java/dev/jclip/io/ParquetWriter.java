@@ -53,12 +53,12 @@ import java.util.Set;
 public final class ParquetWriter implements AutoCloseable {
   /** Physical + logical column types supported. */
   public enum Type {
-    STRING(6),
-    INT32(1),
-    INT64(2),
-    FLOAT(4),
-    DOUBLE(5),
-    BOOLEAN(0);
+    STRING(ParquetFormat.BYTE_ARRAY),
+    INT32(ParquetFormat.INT32),
+    INT64(ParquetFormat.INT64),
+    FLOAT(ParquetFormat.FLOAT),
+    DOUBLE(ParquetFormat.DOUBLE),
+    BOOLEAN(ParquetFormat.BOOLEAN);
 
     /** parquet.thrift's {@code Type} code. */
     final int physical;
@@ -88,15 +88,14 @@ public final class ParquetWriter implements AutoCloseable {
   static final int PAGE_MAX_ROWS = 20_000;
   static final int PAGE_TARGET_BYTES = 1 << 20;
 
-  private static final byte[] MAGIC = {'P', 'A', 'R', '1'};
-  // parquet.thrift enum values used below.
-  private static final int ENCODING_PLAIN = 0;
-  private static final int ENCODING_RLE = 3;
-  private static final int PAGE_DATA = 0;
-  private static final int REPETITION_REQUIRED = 0;
-  private static final int REPETITION_OPTIONAL = 1;
-  private static final int CONVERTED_UTF8 = 0;
-  private static final int CODEC_UNCOMPRESSED = 0;
+  private static final byte[] MAGIC = ParquetFormat.MAGIC;
+  private static final int ENCODING_PLAIN = ParquetFormat.ENCODING_PLAIN;
+  private static final int ENCODING_RLE = ParquetFormat.ENCODING_RLE;
+  private static final int PAGE_DATA = ParquetFormat.PAGE_DATA;
+  private static final int REPETITION_REQUIRED = ParquetFormat.REQUIRED;
+  private static final int REPETITION_OPTIONAL = ParquetFormat.OPTIONAL;
+  private static final int CONVERTED_UTF8 = ParquetFormat.CONVERTED_UTF8;
+  private static final int CODEC_UNCOMPRESSED = ParquetFormat.CODEC_UNCOMPRESSED;
 
   /** parquet-java parses "NAME version X (build Y)" to decide whether to trust statistics. */
   private static final String CREATED_BY = "jclip version 0.1.0 (build hand-written writer)";

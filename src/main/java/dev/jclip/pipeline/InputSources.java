@@ -3,6 +3,7 @@ package dev.jclip.pipeline;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jclip.io.ParquetReader;
 import java.io.BufferedInputStream;
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -38,9 +39,15 @@ import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
  *       image's caption, not an input. Formats are recognised by content, so a non-image file is
  *       an input that fails with its reason;
  *   <li>{@code *.csv}: a table with a header row (RFC 4180 quoting); {@code *.jsonl} / {@code
- *       *.ndjson}: one JSON object per line. The image column is {@code imageColumn} or else the
- *       first of {@value #DEFAULT_IMAGE_COLUMNS}; the caption column is {@code captionColumn} or
- *       else {@code caption} when present. Other columns are carried into the metadata as text;
+ *       *.ndjson}: one JSON object per line; {@code *.parquet}: an Apache Parquet table (its flat
+ *       columns, read a row group at a time by {@link ParquetReader}; nested and repeated columns
+ *       are not carried). The image column is {@code imageColumn} or else the first of {@value
+ *       #DEFAULT_IMAGE_COLUMNS}; the caption column is {@code captionColumn} or else {@code
+ *       caption} when present. Other columns are carried into the metadata as text (Parquet
+ *       numbers in plain decimal form, booleans true/false, nulls as nulls: {@link
+ *       ParquetReader#text}). Bad rows are items with an error named {@code t.csv:LINE}, {@code
+ *       t.jsonl:LINE} or {@code t.parquet:row N} (N from 0, file order); a damaged Parquet row
+ *       group stops the job with an IOException naming it;
  *   <li>{@code *.tar}, or a brace range such as {@code shards/{00000..00009}.tar}: webdataset
  *       shards as img2dataset writes them, members grouped by key (the member name up to the first
  *       '.' of its file name): the image member ({@code jpg jpeg png webp gif bmp}), an optional
@@ -70,12 +77,10 @@ public final class InputSources {
     if (lower.endsWith(".tar")) return new TarSource(expandBraces(source));
     Path p = Path.of(source);
     if (Files.isDirectory(p)) return new DirectorySource(p);
-    if (!Files.isRegularFile(p)) throw new NoSuchFileException(source, null, "input not found (expected a folder, a list, a .csv/.jsonl table or .tar shards)");
+    if (!Files.isRegularFile(p)) throw new NoSuchFileException(source, null, "input not found (expected a folder, a list, a .csv/.jsonl/.parquet table or .tar shards)");
     if (lower.endsWith(".csv")) return new TableSource(p, false, imageColumn, captionColumn);
     if (lower.endsWith(".jsonl") || lower.endsWith(".ndjson")) return new TableSource(p, true, imageColumn, captionColumn);
-    if (lower.endsWith(".parquet")) {
-      throw new IllegalArgumentException(source + ": Parquet input tables are not supported yet; convert it to CSV or JSONL");
-    }
+    if (lower.endsWith(".parquet")) return new ParquetSource(p, imageColumn, captionColumn);
     return new ListSource(p);
   }
 
@@ -225,10 +230,66 @@ public final class InputSources {
     public void close() {}
   }
 
+  /**
+   * The rules every table shares (CSV, JSON Lines, Parquet): which columns are the image and the
+   * caption, and how a row becomes an item. Relative paths resolve against the table's folder.
+   */
+  static final class TableRows {
+    private final Path base;
+
+    TableRows(Path table) {
+      this.base = table.toAbsolutePath().getParent();
+    }
+
+    /** {@code wanted}, or else the first of the default image columns present. */
+    static String imageColumn(Path file, List<String> columns, String wanted) {
+      if (wanted != null) {
+        if (!columns.contains(wanted)) throw new IllegalArgumentException(file + ": no image column '" + wanted + "' (columns: " + columns + ")");
+        return wanted;
+      }
+      for (String c : IMAGE_COLUMNS) if (columns.contains(c)) return c;
+      throw new IllegalArgumentException(
+          file + ": no image column: none of " + IMAGE_COLUMNS + " among the columns " + columns + "; name it with --image-column");
+    }
+
+    /** {@code wanted} (which must exist), or else "caption" when present, or else null. */
+    static String captionColumn(Path file, List<String> columns, String wanted) {
+      if (wanted != null && !columns.contains(wanted)) {
+        throw new IllegalArgumentException(file + ": no caption column '" + wanted + "' (columns: " + columns + ")");
+      }
+      String c = wanted == null ? "caption" : wanted;
+      return columns.contains(c) ? c : null;
+    }
+
+    /**
+     * A row (column → text, in column order) as an item: the image path from {@code imageColumn},
+     * the caption from {@code captionColumn} (may be null), every other column carried.
+     *
+     * @param where how an error names the row when it has no usable path ({@code t.csv:12})
+     */
+    InputItem item(long i, String where, Map<String, String> row, String imageColumn, String captionColumn) {
+      String path = row.get(imageColumn);
+      if (path == null || path.isBlank()) return InputItem.bad(i, where, "empty image path");
+      String url = rejectUrl(path);
+      if (url != null) return InputItem.bad(i, path, url);
+      Path file;
+      try {
+        file = base.resolve(path);
+      } catch (java.nio.file.InvalidPathException e) {
+        return InputItem.bad(i, where, "not a valid path: " + e.getMessage());
+      }
+      String caption = captionColumn == null ? null : row.get(captionColumn);
+      Map<String, String> extra = new LinkedHashMap<>(row);
+      extra.remove(imageColumn);
+      if (captionColumn != null) extra.remove(captionColumn);
+      return new InputItem(i, path, file, null, caption, extra, null);
+    }
+  }
+
   /** A CSV or JSON Lines table. */
   static final class TableSource implements InputSource {
     private final Path file;
-    private final Path base;
+    private final TableRows rows;
     private final boolean jsonl;
     private final BufferedReader in;
     private final ObjectMapper json = new ObjectMapper();
@@ -241,7 +302,7 @@ public final class InputSources {
     TableSource(Path file, boolean jsonl, String imageColumn, String captionColumn) throws IOException {
       this.file = file;
       this.jsonl = jsonl;
-      this.base = file.toAbsolutePath().getParent();
+      this.rows = new TableRows(file);
       this.in =
           new BufferedReader(
               new java.io.InputStreamReader(
@@ -259,27 +320,13 @@ public final class InputSources {
           if (h == null) throw new IOException(file + ": empty CSV file (a header row is needed)");
           if (!h.isEmpty() && h.get(0).startsWith("\uFEFF")) h.set(0, h.get(0).substring(1));
           this.header = h;
-          this.imageColumn = pickImageColumn(h, imageColumn);
-          String cap = captionColumn == null ? "caption" : captionColumn;
-          if (captionColumn != null && !h.contains(captionColumn)) {
-            throw new IllegalArgumentException(file + ": no caption column '" + captionColumn + "' (columns: " + h + ")");
-          }
-          this.captionColumn = h.contains(cap) ? cap : null;
+          this.imageColumn = TableRows.imageColumn(file, h, imageColumn);
+          this.captionColumn = TableRows.captionColumn(file, h, captionColumn);
         }
       } catch (IOException | RuntimeException e) {
         in.close();
         throw e;
       }
-    }
-
-    private String pickImageColumn(List<String> h, String wanted) {
-      if (wanted != null) {
-        if (!h.contains(wanted)) throw new IllegalArgumentException(file + ": no image column '" + wanted + "' (columns: " + h + ")");
-        return wanted;
-      }
-      for (String c : IMAGE_COLUMNS) if (h.contains(c)) return c;
-      throw new IllegalArgumentException(
-          file + ": no image column: none of " + IMAGE_COLUMNS + " among the columns " + h + "; name it with --image-column");
     }
 
     @Override
@@ -308,7 +355,7 @@ public final class InputSources {
         }
         Map<String, String> row = new LinkedHashMap<>();
         for (int c = 0; c < header.size(); c++) row.put(header.get(c), rec.get(c));
-        return item(i, where, row);
+        return rows.item(i, where, row, imageColumn, captionColumn);
       }
     }
 
@@ -338,24 +385,7 @@ public final class InputSources {
         if (col == null) return InputItem.bad(i, where, "line " + lineNo + ": no image field (none of " + IMAGE_COLUMNS + ")");
       }
       if (!row.containsKey(col)) return InputItem.bad(i, where, "line " + lineNo + ": no field '" + col + "'");
-      return item(i, where, withImageColumn(row, col));
-    }
-
-    private static Map<String, String> withImageColumn(Map<String, String> row, String col) {
-      Map<String, String> m = new LinkedHashMap<>();
-      m.put("\0image", row.get(col));
-      for (Map.Entry<String, String> e : row.entrySet()) if (!e.getKey().equals(col)) m.put(e.getKey(), e.getValue());
-      return m;
-    }
-
-    private InputItem item(long i, String where, Map<String, String> row) {
-      if (!jsonl) row = withImageColumn(row, imageColumn);
-      String path = row.remove("\0image");
-      if (path == null || path.isBlank()) return InputItem.bad(i, where, "empty image path");
-      String url = rejectUrl(path);
-      if (url != null) return InputItem.bad(i, path, url);
-      String caption = captionColumn == null ? null : row.remove(captionColumn);
-      return new InputItem(i, path, base.resolve(path), null, caption, row, null);
+      return rows.item(i, where, row, col, captionColumn);
     }
 
     /** One CSV record (RFC 4180: quoted fields may hold commas, doubled quotes and newlines); null at EOF. */
@@ -431,6 +461,66 @@ public final class InputSources {
     @Override
     public void close() throws IOException {
       in.close();
+    }
+  }
+
+  /** A Parquet table, read a row group at a time (ParquetReader); values carried as text. */
+  static final class ParquetSource implements InputSource {
+    private final Path file;
+    private final ParquetReader reader;
+    private final TableRows rows;
+    private final List<String> columns;
+    private final String imageColumn;
+    private final String captionColumn;
+
+    ParquetSource(Path file, String imageColumn, String captionColumn) throws IOException {
+      this.file = file;
+      this.rows = new TableRows(file);
+      this.reader = ParquetReader.open(file);
+      try {
+        this.columns = reader.columns();
+        for (String wanted : new String[] {imageColumn, captionColumn}) {
+          if (wanted != null && reader.skippedColumns().contains(wanted)) {
+            throw new IllegalArgumentException(
+                file + ": column '" + wanted + "' is a nested or repeated column (list, struct or map); image and caption columns must be flat text columns");
+          }
+        }
+        this.imageColumn = TableRows.imageColumn(file, columns, imageColumn);
+        this.captionColumn = TableRows.captionColumn(file, columns, captionColumn);
+      } catch (RuntimeException e) {
+        reader.close();
+        throw e;
+      }
+    }
+
+    @Override
+    public InputItem next() throws IOException {
+      Object[] values = reader.nextRow();
+      if (values == null) return null;
+      long i = reader.rowIndex();
+      Map<String, String> row = new LinkedHashMap<>();
+      for (int c = 0; c < values.length; c++) row.put(columns.get(c), ParquetReader.text(values[c]));
+      return rows.item(i, file.getFileName() + ":row " + i, row, imageColumn, captionColumn);
+    }
+
+    @Override
+    public long size() {
+      return reader.rowCount();
+    }
+
+    @Override
+    public boolean hasCaptions() {
+      return captionColumn != null;
+    }
+
+    @Override
+    public String idColumn() {
+      return "image_path";
+    }
+
+    @Override
+    public void close() throws IOException {
+      reader.close();
     }
   }
 

@@ -29,7 +29,7 @@ class ZeroShotCommandTest {
   }
 
   @Test
-  void probabilitiesEqualTheDirectComputation(@TempDir Path tmp) throws IOException {
+  void probabilitiesEqualTheDirectComputation(@TempDir Path tmp) throws IOException, java.sql.SQLException {
     Path classes = Files.writeString(tmp.resolve("classes.txt"), String.join("\n", CLASSES) + "\n");
     Path templates = Files.writeString(tmp.resolve("templates.json"), new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(TEMPLATES));
     List<String> imgs = List.of("CLIP.png", "rose.jpg", "chelsea.png");
@@ -98,6 +98,17 @@ class ZeroShotCommandTest {
     r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
     assertEquals(0, r.code(), r.err());
     assertTrue(r.err().contains("from the cache"), r.err());
+    assertEquals(first, Files.readString(out));
+
+    // the same table as Parquet (DuckDB converts it, a list column added) gives the same predictions
+    Path parquet = tmp.resolve("input.parquet");
+    try (java.sql.Connection db = java.sql.DriverManager.getConnection("jdbc:duckdb:");
+        java.sql.Statement st = db.createStatement()) {
+      st.execute("COPY (SELECT *, [1, 2] AS tags FROM read_csv('" + input + "', header = true)) TO '" + parquet + "' (FORMAT PARQUET)");
+    }
+    args[java.util.Arrays.asList(args).indexOf(input.toString())] = parquet.toString();
+    r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
+    assertEquals(0, r.code(), r.err());
     assertEquals(first, Files.readString(out));
   }
 

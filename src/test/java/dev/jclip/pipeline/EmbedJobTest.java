@@ -345,6 +345,61 @@ class EmbedJobTest {
   }
 
   @Test
+  void aParquetTableGivesTheSameJobAsTheEquivalentCsv() throws Exception {
+    // Beside the corpus folder, so that relative paths ("corpus/...") resolve against the table's folder.
+    Path csv = corpusDir.resolve("pq-job.csv");
+    Path pq = corpusDir.resolve("pq-job.parquet");
+    StringBuilder s = new StringBuilder("filepath,caption,license,score\n");
+    for (int i = 0; i < 40; i++) {
+      String path =
+          switch (i) {
+            case 7 -> "corpus/missing.jpg";
+            case 11 -> "https://example.com/x.jpg";
+            case 13 -> "";
+            default -> i % 2 == 0 ? "corpus/" + GOOD_FILES.get(i) : corpus.resolve(GOOD_FILES.get(i)).toString();
+          };
+      s.append(path).append(",\"猫 \"\"").append(i).append("\"\", a cat\",cc-by,").append(i * 0.25).append('\n');
+    }
+    Files.writeString(csv, s);
+    try (java.sql.Connection db = java.sql.DriverManager.getConnection("jdbc:duckdb:");
+        java.sql.Statement st = db.createStatement()) {
+      st.execute(
+          "COPY (SELECT *, [1, 2] AS tags FROM read_csv('" + csv + "', header = true)) TO '" + pq + "' (FORMAT PARQUET, COMPRESSION 'snappy', ROW_GROUP_SIZE 16)");
+    }
+    Path a = tmp.resolve("from-csv");
+    Path b = tmp.resolve("from-parquet");
+    EmbedJob.Result ra = EmbedJob.run(options(csv.toString(), a, 8, 16), new TestEncoder(R, 0));
+    EmbedJob.Result rb = EmbedJob.run(options(pq.toString(), b, 8, 16), new TestEncoder(R, 0));
+    assertEquals(40, rb.items());
+    assertEquals(37, rb.embedded());
+    assertEquals(ra.embedded(), rb.embedded());
+    Map<String, byte[]> fa = files(a);
+    Map<String, byte[]> fb = files(b);
+    assertEquals(fa.keySet(), fb.keySet());
+    for (String k : fa.keySet()) {
+      // job.json and the resume parameters name the input; error records name the row without a path differently.
+      if (k.equals("job.json") || k.endsWith("params.json") || k.contains("errors")) continue;
+      assertArrayEquals(fa.get(k), fb.get(k), k);
+    }
+    ParquetReference.Table meta = ParquetReference.read(b.resolve("metadata/metadata_0.parquet"));
+    assertEquals(List.of("image_path", "caption", "width", "height", "license", "score"), meta.columnNames());
+    assertEquals("猫 \"3\", a cat", meta.rows().get(3).get(1));
+    assertEquals("0.75", meta.rows().get(3).get(5));
+    // The same failures at the same indices; only the name of the row without a path differs.
+    ObjectMapper m = new ObjectMapper();
+    List<String> ea = Files.readAllLines(a.resolve("errors.jsonl"));
+    List<String> eb = Files.readAllLines(b.resolve("errors.jsonl"));
+    assertEquals(3, eb.size());
+    for (int i = 0; i < 3; i++) {
+      JsonNode x = m.readTree(ea.get(i));
+      JsonNode y = m.readTree(eb.get(i));
+      assertEquals(x.get("index"), y.get("index"));
+      assertEquals(x.get("error"), y.get("error"));
+    }
+    assertEquals("pq-job.parquet:row 13", m.readTree(eb.get(2)).get("image_path").asText());
+  }
+
+  @Test
   void webdatasetTarJobUsesKeysCaptionsAndCarriesJsonFields() throws Exception {
     Path t = tmp.resolve("shard-000.tar");
     try (var os = Files.newOutputStream(t);

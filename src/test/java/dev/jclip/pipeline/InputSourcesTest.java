@@ -12,6 +12,10 @@ import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.sql.Connection;
+import java.sql.DriverManager;
+import java.sql.SQLException;
+import java.sql.Statement;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -194,10 +198,75 @@ class InputSourcesTest {
     }
   }
 
+  /** DuckDB (test scope) turns a CSV into the equivalent Parquet table; both must give the same items. */
+  private static void duckdb(String sql) throws SQLException {
+    try (Connection db = DriverManager.getConnection("jdbc:duckdb:");
+        Statement s = db.createStatement()) {
+      s.execute(sql);
+    }
+  }
+
   @Test
-  void missingInputsAndParquetTablesAreClearErrors() throws IOException {
+  void parquetTableGivesTheSameItemsAsTheEquivalentCsv() throws Exception {
+    Path csv =
+        touch(
+            "tables/t.csv",
+            "id,image_path,caption,score,ok\n"
+                + "1,a.jpg,\"a cat, \"\"quoted\"\" 猫 🐈\",0.25,true\n"
+                + "2,sub/b.png,second,100000000000000000000,false\n"
+                + "3,/abs/c.jpg,third,-3.5,true\n"
+                + "4,https://example.com/d.jpg,a url,0,false\n"
+                + "5,,no path,7,true\n"
+                + "6,missing.jpg,,2.5,false\n");
+    Path pq = dir.resolve("tables/t.parquet");
+    duckdb(
+        "COPY (SELECT *, [id, id] AS tags, {'k': id} AS nested FROM read_csv('" + csv + "', header = true)) TO '" + pq
+            + "' (FORMAT PARQUET, COMPRESSION 'zstd', ROW_GROUP_SIZE 2)");
+    List<InputItem> fromCsv;
+    List<InputItem> fromParquet;
+    try (InputSource c = InputSources.open(csv.toString(), null, null);
+        InputSource p = InputSources.open(pq.toString(), null, null)) {
+      fromCsv = all(c);
+      fromParquet = all(p);
+      assertTrue(p.hasCaptions());
+      assertEquals(6, p.size());
+    }
+    assertEquals(6, fromParquet.size());
+    for (int i = 0; i < 6; i++) {
+      InputItem a = fromCsv.get(i);
+      InputItem b = fromParquet.get(i);
+      assertEquals(a.index(), b.index());
+      assertEquals(a.file(), b.file());
+      assertEquals(a.error(), b.error());
+      assertEquals(a.extra(), b.extra(), "row " + i);
+      // A CSV cannot tell an empty field from a missing one; Parquet's null stays null.
+      assertEquals(i == 5 ? "" : a.caption(), i == 5 ? "" : b.caption());
+      assertEquals(i == 4 ? "t.parquet:row 4" : a.id(), b.id());
+    }
+    assertEquals(dir.resolve("tables/a.jpg"), fromParquet.get(0).file());
+    assertEquals(dir.resolve("tables/sub/b.png"), fromParquet.get(1).file());
+    assertEquals("a cat, \"quoted\" 猫 🐈", fromParquet.get(0).caption());
+    assertEquals(Map.of("id", "2", "score", "100000000000000000000", "ok", "false"), fromParquet.get(1).extra());
+    assertTrue(fromParquet.get(3).error().contains("URL"), fromParquet.get(3).error());
+    assertTrue(fromParquet.get(4).error().contains("empty image path"));
+    assertNull(fromParquet.get(5).caption());
+
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(pq.toString(), "tags", null));
+    assertTrue(e.getMessage().contains("nested or repeated"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(pq.toString(), null, "nope"));
+    assertTrue(e.getMessage().contains("no caption column 'nope'"), e.getMessage());
+    try (InputSource p = InputSources.open(pq.toString(), "caption", "image_path")) {
+      InputItem first = p.next();
+      assertEquals(dir.resolve("tables").resolve(fromCsv.get(0).caption()), first.file());
+      assertEquals("a.jpg", first.caption());
+    }
+  }
+
+  @Test
+  void missingInputsAndBadParquetFilesAreClearErrors() throws IOException {
     Path pq = touch("t.parquet", "PAR1");
-    assertTrue(assertThrows(IllegalArgumentException.class, () -> InputSources.open(pq.toString(), null, null)).getMessage().contains("CSV or JSONL"));
+    IOException bad = assertThrows(IOException.class, () -> InputSources.open(pq.toString(), null, null));
+    assertTrue(bad.getMessage().startsWith(pq.toString()) && bad.getMessage().contains("not a Parquet file"), bad.getMessage());
     assertThrows(java.nio.file.NoSuchFileException.class, () -> InputSources.open(dir.resolve("nope").toString(), null, null));
     assertThrows(java.nio.file.NoSuchFileException.class, () -> InputSources.open(dir.resolve("x-{0..2}.tar").toString(), null, null));
     assertEquals(
