@@ -42,9 +42,16 @@ cp "$jre_pack" "$out/jre.tar.xz"
 python3 - target/jclip.jar "$out/lib/jclip.jar" <<'PY'
 import sys, zipfile
 skip = ("org/bytedeco/openblas/linux-x86_64/", "org/bytedeco/dnnl/linux-x86_64/")
+# The Parquet codecs' natives (zstd-jni, snappy-java, lz4-java) for every other platform too.
+native = (".so", ".dll", ".dylib", ".a", ".jnilib")
+keep = ("linux/amd64/", "org/xerial/snappy/native/Linux/x86_64/", "net/jpountz/util/linux/amd64/")
+def wanted(name):
+    if name.startswith(skip):
+        return False
+    return not name.endswith(native) or name.startswith(keep) or name.startswith("org/bytedeco/")
 with zipfile.ZipFile(sys.argv[1]) as src, zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as dst:
     for item in src.infolist():
-        if not item.filename.startswith(skip):
+        if wanted(item.filename):
             dst.writestr(item, src.read(item.filename))
 PY
 (cd target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$out/lib/jclip-tests.jar" .)
