@@ -55,8 +55,8 @@ public final class CudaModelBench {
             for (boolean replay : new boolean[] {false, true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash)
                   .put("cuda_graph", replay).put("batch", batch);
-              double img = perSecond(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay);
-              double txt = perSecond(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay);
+              double img = perSecond(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
+              double txt = perSecond(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay, log);
               row.put("image_per_s", img).put("text77_per_s", txt);
               String line = String.format("[model] ViT-B/32 %s%s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)",
                   precision, flash ? "+flash" : "", replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
@@ -70,7 +70,7 @@ public final class CudaModelBench {
                 }
                 int[] cut = new int[batch * len];
                 for (int b = 0; b < batch; b++) System.arraycopy(ids, b * 77, cut, b * len, len);
-                double pr = perSecond(backend, graphs.text(batch, len), Map.of("tokens", cut), batch, replay);
+                double pr = perSecond(backend, graphs.text(batch, len), Map.of("tokens", cut), batch, replay, log);
                 row.put("text_prompt_per_s", pr).put("prompt_len", len);
                 line += String.format(", %9.1f prompts/s (cut at %d tokens)", pr, len);
               }
@@ -94,9 +94,13 @@ public final class CudaModelBench {
     return best;
   }
 
-  private static double perSecond(CudaBackend backend, Graph graph, Map<String, ?> inputs, int batch, boolean replay) {
+  private static double perSecond(CudaBackend backend, Graph graph, Map<String, ?> inputs, int batch, boolean replay, PrintStream log) {
     try (Executor ex = new Executor(graph, backend, List.of(), replay)) {
       for (int i = 0; i < 2; i++) ex.run(inputs);
+      if (replay && !ex.replaying()) {
+        log.println("[model] warning: " + graph.nodes().size() + "-node graph at batch " + batch + " runs node by node, its CUDA graph "
+            + "capture failed: " + ex.recordingFailure());
+      }
       double[] s = new double[5];
       for (int r = 0; r < s.length; r++) {
         long t0 = System.nanoTime();

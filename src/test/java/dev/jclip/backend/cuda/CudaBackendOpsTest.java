@@ -72,7 +72,7 @@ class CudaBackendOpsTest {
       try (Executor ex = new Executor(graph, backends.get(p), List.of(), true)) {
         got = ex.run(inputs).get("y");
         float[] replayed = ex.run(inputs).get("y"); // the second run replays a CUDA graph
-        assertTrue(ex.replaying(), c + " " + p + ": the second run did not replay a CUDA graph");
+        assertTrue(ex.replaying(), c + " " + p + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
         assertArrayEquals(got, replayed, c + " " + p + ": the CUDA-graph replay differs from the first run");
       }
       double tol = switch (p) {
