@@ -77,17 +77,26 @@ export LD_LIBRARY_PATH="${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 say "libcuda.so.1: $(ldconfig -p 2>/dev/null | grep -m1 'libcuda\.so\.1' | awk '{print $NF}')"
 
+# unpack DIR FILE.tar.xz: tar with xz where they exist, else Python's tarfile (lzma built in)
+unpack() {
+  tar -C "$1" -xJf "$2" 2>/dev/null && return 0
+  say "tar -xJf $2 failed; unpacking with Python's tarfile"
+  python3 -c 'import sys, tarfile
+t = tarfile.open(sys.argv[2])
+t.extractall(sys.argv[1], filter="tar") if hasattr(tarfile, "tar_filter") else t.extractall(sys.argv[1])' "$1" "$2"
+}
+
 section "reference data"
 # (clip-reference/models already holds the vocabulary files of gpu-bundle.files: a stamp, not
 # the folder, says whether the models were unpacked)
 if [ -f "$here/models.tar.xz" ] && [ ! -f "$here/clip-reference/.models-unpacked" ]; then
-  tar -C "$here" -xJf "$here/models.tar.xz" && touch "$here/clip-reference/.models-unpacked" || note "unpacking models.tar.xz: FAILED"
+  unpack "$here" "$here/models.tar.xz" && touch "$here/clip-reference/.models-unpacked" || note "unpacking models.tar.xz: FAILED"
 fi
 ls "$here/clip-reference/models" 2>/dev/null | sed 's/^/  model: /' | tee -a "$report"
 
 section "Java runtime"
 jre=/tmp/jclip-jre
-if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && tar -C "$jre" -xJf "$here/jre.tar.xz" || note "unpacking jre.tar.xz: FAILED"; fi
+if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && unpack "$jre" "$here/jre.tar.xz" || note "unpacking jre.tar.xz: FAILED"; fi
 java="$jre/bin/java"
 "$java" -version 2>&1 | sed 's/^/  /' | tee -a "$report"
 jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/javacpp-cache -Djclip.reference="$here/clip-reference")
