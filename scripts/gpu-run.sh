@@ -27,10 +27,10 @@ started=$(date +%s)
 deadline=$(( started + ${JCLIP_BUDGET:-540} ))
 summary=()
 note() { summary+=("$*"); }
-# limit WANT: seconds a stage may take, WANT capped by what is left of the budget (minus 10 s
+# limit WANT: seconds a stage may take, WANT capped by what is left of the budget (minus 20 s
 # kept for the summary); prints 0 when under 20 s would be left.
 limit() {
-  local left=$(( deadline - $(date +%s) - 10 ))
+  local left=$(( deadline - $(date +%s) - 20 ))
   local l=$(( $1 < left ? $1 : left ))
   [ "$l" -lt 20 ] && l=0
   echo "$l"
@@ -48,8 +48,8 @@ section "machine"
 say "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "commit: $(tr '\n' ' ' < "$here/COMMIT")"
 say "mode: $mode, budget ${JCLIP_BUDGET:-540} s"
-timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$report"
-timeout 20 nvidia-smi 2>&1 | sed -n '3p' | sed 's/^/nvidia-smi: /' | tee -a "$report"
+timeout -k 5 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$report"
+timeout -k 5 20 nvidia-smi 2>&1 | sed -n '3p' | sed 's/^/nvidia-smi: /' | tee -a "$report"
 say "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
 section "CUDA libraries"
@@ -105,12 +105,12 @@ jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/
 section "jclip gpu-info --self-test"
 t="$(limit "${JCLIP_SELFTEST_TIMEOUT:-60}")"
 if [ "$t" -gt 0 ]; then
-  timeout "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --self-test 2>&1 | tee -a "$report"
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --self-test 2>&1 | tee -a "$report"
   rc=${PIPESTATUS[0]}
   stage "self-test" "$rc"
   if [ "$rc" != 0 ] && [ "$(limit 30)" -gt 0 ]; then
     say "self-test failed; JavaCPP loader debug output follows"
-    timeout 30 "$java" "${jflags[@]}" -Dorg.bytedeco.javacpp.logger.debug=true -jar "$here/lib/jclip.jar" gpu-info 2>&1 | tail -40 | tee -a "$report"
+    timeout -k 10 30 "$java" "${jflags[@]}" -Dorg.bytedeco.javacpp.logger.debug=true -jar "$here/lib/jclip.jar" gpu-info 2>&1 | tail -40 | tee -a "$report"
   fi
 else
   note "self-test: SKIPPED (budget)"
@@ -125,7 +125,7 @@ classes="${JCLIP_TESTS:-CudaBackendOpsTest,CudaGraphReplayTest,CudaGoldenParityT
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
 junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
   local name="$1" t="$2"; shift 2
-  timeout "$t" "$java" "${jflags[@]}" -Djclip.cuda.required=true -jar "$here/lib/junit-console.jar" execute \
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -Djclip.cuda.required=true -jar "$here/lib/junit-console.jar" execute \
     --class-path "$here/lib/jclip-tests.jar:$here/lib/jclip.jar" --details=tree --details-theme=ascii --disable-banner --disable-ansi-colors \
     --reports-dir "$OUT/junit/$name" "$@" > "$OUT/junit-$name.txt" 2>&1
 }
@@ -145,7 +145,8 @@ for cls in ${classes//,/ }; do
 done
 # any other class tagged cuda (added after this list was written)
 listed="$(echo "$classes" | sed "s/,/|/g")"
-t="$(limit 60)"
+left=$(( tests_deadline - $(date +%s) ))
+t="$(limit $(( left < 60 ? left : 60 )))"
 if [ -z "${JCLIP_TESTS:-}" ] && [ "$t" -gt 0 ]; then
   junit others "$t" --scan-class-path --include-tag cuda --exclude-classname ".*\\.($listed)"
   rc=$?
@@ -158,7 +159,7 @@ fi
 section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
 t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-120}")"
 if [ "$t" -gt 0 ]; then
-  timeout "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench \
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench \
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
     > "$OUT/bench-model.txt" 2>&1
   rc=$?
@@ -171,7 +172,7 @@ fi
 section "cuBLAS GEMM peaks and attention kernels"
 t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
 if [ "$t" -gt 0 ]; then
-  timeout "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
   rc=$?
   stage "GEMM/attention benchmark" "$rc"
   grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
@@ -187,7 +188,7 @@ case "$mode" in
 esac
 t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
 if [ "$t" -gt 0 ]; then
-  timeout "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
+  timeout -k 10 "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
   stage "PyTorch peer (limit $t s)" "$?"
   grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
 else
