@@ -20,6 +20,12 @@ public final class CudaOps implements AutoCloseable {
 
   /** Loads the kernels on {@code device}; launches go to {@code stream} (null: the legacy default stream). */
   public CudaOps(CudaDevice device, CUstream_st stream) {
+    // The PTX targets compute_80 (mma.sync with bf16, WMMA): an older GPU would fail to load it
+    // with a JIT error that does not say why.
+    if (device.computeCapabilityMajor() < 8) {
+      throw new CudaUnavailableException("jclip's CUDA kernels need compute capability 8.0 (Ampere) or newer; " + device
+          + " has " + device.computeCapability() + ": use --device cpu", null);
+    }
     this.stream = stream;
     this.gelu = device.loadModule("gelu");
     this.layerNorm = device.loadModule("layernorm");
