@@ -87,10 +87,28 @@ public final class CudaBackend implements Backend {
     this.s = CudaOps.suffix(precision);
     this.elem = precision == Precision.FP32 ? 4 : 2;
     this.stream = new CudaStream(device);
-    this.ops = new CudaOps(device, stream.handle());
-    this.blas = new Cublas(device);
-    this.blasWorkspace = device.allocate(BLAS_WORKSPACE);
-    blas.bind(stream, blasWorkspace);
+    CudaOps o = null;
+    Cublas b = null;
+    DeviceBuffer w = null;
+    try {
+      o = new CudaOps(device, stream.handle());
+      b = new Cublas(device);
+      w = device.allocate(BLAS_WORKSPACE);
+      b.bind(stream, w);
+    } catch (RuntimeException e) {
+      // e.g. cuBLAS missing: free what was made, the device (the caller's) stays usable
+      for (AutoCloseable c : new AutoCloseable[] {w, b, o, stream}) {
+        try {
+          if (c != null) c.close();
+        } catch (Exception suppressed) {
+          e.addSuppressed(suppressed);
+        }
+      }
+      throw e;
+    }
+    this.ops = o;
+    this.blas = b;
+    this.blasWorkspace = w;
   }
 
   public CudaDevice device() {

@@ -27,13 +27,31 @@ public final class CudaOps implements AutoCloseable {
           + " has " + device.computeCapability() + ": use --device cpu", null);
     }
     this.stream = stream;
-    this.gelu = device.loadModule("gelu");
-    this.layerNorm = device.loadModule("layernorm");
-    this.attention = device.loadModule("attention");
-    this.flashAttention = device.loadModule("flash_attention");
-    this.cosineLogits = device.loadModule("cosine_logits");
-    this.cast = device.loadModule("cast");
-    this.glue = device.loadModule("glue");
+    java.util.List<CudaModule> loaded = new java.util.ArrayList<>();
+    try {
+      this.gelu = load(device, "gelu", loaded);
+      this.layerNorm = load(device, "layernorm", loaded);
+      this.attention = load(device, "attention", loaded);
+      this.flashAttention = load(device, "flash_attention", loaded);
+      this.cosineLogits = load(device, "cosine_logits", loaded);
+      this.cast = load(device, "cast", loaded);
+      this.glue = load(device, "glue", loaded);
+    } catch (RuntimeException e) {
+      for (CudaModule m : loaded) { // a module that failed to load leaves the others unloaded again
+        try {
+          m.close();
+        } catch (RuntimeException suppressed) {
+          e.addSuppressed(suppressed);
+        }
+      }
+      throw e;
+    }
+  }
+
+  private static CudaModule load(CudaDevice device, String name, java.util.List<CudaModule> loaded) {
+    CudaModule m = device.loadModule(name);
+    loaded.add(m);
+    return m;
   }
 
   /**
