@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # run.sh of the GPU bundle (built by scripts/gpu-bundle.sh from scripts/gpu-run.sh).
 # Runs on the GPU machine alone: finds its CUDA libraries, unpacks the Java runtime, runs the
-# self-test, every test tagged "cuda", the GEMM peak benchmark and the PyTorch peer benchmark,
-# and writes everything under $OUT (report.txt, junit/, peer.json).
+# self-test, every test tagged "cuda" (one JVM per test class, most important first), the
+# whole-model benchmark, the cuBLAS GEMM and attention benchmark, and the PyTorch peer, and writes
+# everything under $OUT (report.txt, junit/, junit-*.txt, jclip-model.json, bench-*.txt, peer.json).
 #
-# Stage limits (seconds, env): JCLIP_TEST_TIMEOUT 240, JCLIP_BENCH_TIMEOUT 150, JCLIP_PEER_TIMEOUT 300;
-# a device call may run 600 s, so lower the peer limit when the tests and benchmarks need their time.
+# Time: the whole run keeps within JCLIP_BUDGET seconds (default 540: a device call may run 600 s,
+# and the session's 15 minutes include the machine's start), each stage within its own limit and
+# within what is left of the budget; a stage with too little time left is skipped and says so, so
+# that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
+# 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
+# JCLIP_MODEL_BENCH_TIMEOUT 120; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
+# JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes.
 #   ./run.sh [smoke|tests|full]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer only;
 #                                full: torch.compile at every batch size
 set -u
@@ -16,26 +22,46 @@ mkdir -p "$OUT"
 report="$OUT/report.txt"
 : > "$report"
 say() { echo "$@" | tee -a "$report"; }
-section() { say ""; say "== $* ($(date -u +%H:%M:%S))"; }
+section() { say ""; say "== $* ($(date -u +%H:%M:%S), $(( $(date +%s) - started )) s)"; }
 started=$(date +%s)
+deadline=$(( started + ${JCLIP_BUDGET:-540} ))
+summary=()
+note() { summary+=("$*"); }
+# limit WANT: seconds a stage may take, WANT capped by what is left of the budget (minus 20 s
+# kept for the summary); prints 0 when under 20 s would be left.
+limit() {
+  local left=$(( deadline - $(date +%s) - 20 ))
+  local l=$(( $1 < left ? $1 : left ))
+  [ "$l" -lt 20 ] && l=0
+  echo "$l"
+}
+# stage NAME RC: records how a timed command ended (124/137: killed at its time limit).
+stage() {
+  case "$2" in
+    0) note "$1: ok" ;;
+    124|137) note "$1: TIMED OUT" ;;
+    *) note "$1: FAILED (exit $2)" ;;
+  esac
+}
 
 section "machine"
 say "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "commit: $(tr '\n' ' ' < "$here/COMMIT")"
-say "mode: $mode"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$report"
-nvidia-smi 2>&1 | sed -n '3p' | sed 's/^/nvidia-smi: /' | tee -a "$report"
+say "mode: $mode, budget ${JCLIP_BUDGET:-540} s"
+timeout -k 5 20 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv,noheader 2>&1 | sed 's/^/gpu: /' | tee -a "$report"
+timeout -k 5 20 nvidia-smi 2>&1 | sed -n '3p' | sed 's/^/nvidia-smi: /' | tee -a "$report"
 say "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
 section "CUDA libraries"
 # Do not assume where the toolkit lives: ask the linker cache, then look in the usual places.
 ldconfig -p 2>/dev/null | grep -E 'libcuda\.so\.1|libcudart\.so\.13|libcublas(Lt)?\.so\.13' | sed 's/^/ldconfig: /' | tee -a "$report"
-# Directories holding each library: the linker cache first, then a search of the usual roots
-# (the toolkit may sit in /usr/local/cuda-13.x/lib rather than lib64, or in pip's nvidia/ packages).
+# Directories holding each library: the linker cache first, then a (time-limited) search of the
+# usual roots (the toolkit may sit in /usr/local/cuda-13.x/lib rather than lib64, or in pip's
+# nvidia/ packages).
 locate() {
   local lib="$1" hit
   hit="$(ldconfig -p 2>/dev/null | grep -m1 " $lib " | awk '{print $NF}')"
-  [ -z "$hit" ] && hit="$(find /usr/local /opt /usr/lib /usr/lib64 / -xdev \( -path /proc -o -path /sys \) -prune -o \
+  [ -z "$hit" ] && hit="$(timeout 30 find /usr/local /opt /usr/lib /usr/lib64 / -xdev \( -path /proc -o -path /sys \) -prune -o \
       \( -name "$lib" -o -name "$lib.*" \) -print 2>/dev/null | head -1)"
   [ -n "$hit" ] && dirname "$hit"
 }
@@ -43,43 +69,116 @@ libpath=""
 for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13; do
   d="$(locate "$lib")"
   say "$lib: ${d:-NOT FOUND}"
+  [ -z "$d" ] && note "CUDA library $lib: NOT FOUND"
   case ":$libpath:" in *":$d:"*) ;; *) [ -n "$d" ] && libpath="${libpath:+$libpath:}$d" ;; esac
 done
 for d in ${libpath//:/ }; do ls "$d" | grep -E '^lib(cudart|cublas|cublasLt)\.so\.[0-9]+\.[0-9.]*$' | sed "s|^|  $d/|" | tee -a "$report"; done
 export LD_LIBRARY_PATH="${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
-say "libcuda.so.1: $(ldconfig -p | grep -m1 'libcuda\.so\.1' | awk '{print $NF}')"
+say "libcuda.so.1: $(ldconfig -p 2>/dev/null | grep -m1 'libcuda\.so\.1' | awk '{print $NF}')"
+
+# unpack DIR FILE.tar.xz: tar with xz where they exist, else Python's tarfile (lzma built in)
+unpack() {
+  tar -C "$1" -xJf "$2" 2>/dev/null && return 0
+  say "tar -xJf $2 failed; unpacking with Python's tarfile"
+  python3 -c 'import sys, tarfile
+t = tarfile.open(sys.argv[2])
+t.extractall(sys.argv[1], filter="tar") if hasattr(tarfile, "tar_filter") else t.extractall(sys.argv[1])' "$1" "$2"
+}
 
 section "reference data"
-[ -f "$here/models.tar.xz" ] && tar -C "$here" -xJf "$here/models.tar.xz"
+# (clip-reference/models already holds the vocabulary files of gpu-bundle.files: a stamp, not
+# the folder, says whether the models were unpacked)
+if [ -f "$here/models.tar.xz" ] && [ ! -f "$here/clip-reference/.models-unpacked" ]; then
+  unpack "$here" "$here/models.tar.xz" && touch "$here/clip-reference/.models-unpacked" || note "unpacking models.tar.xz: FAILED"
+fi
 ls "$here/clip-reference/models" 2>/dev/null | sed 's/^/  model: /' | tee -a "$report"
 
 section "Java runtime"
 jre=/tmp/jclip-jre
-if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && tar -C "$jre" -xJf "$here/jre.tar.xz"; fi
+if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && unpack "$jre" "$here/jre.tar.xz" || note "unpacking jre.tar.xz: FAILED"; fi
 java="$jre/bin/java"
 "$java" -version 2>&1 | sed 's/^/  /' | tee -a "$report"
 jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/javacpp-cache -Djclip.reference="$here/clip-reference")
-jclip() { "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" "$@"; }
-jclip --version 2>&1 | sed 's/^/  /' | tee -a "$report"
+"$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" --version 2>&1 | sed 's/^/  /' | tee -a "$report"
 
 section "jclip gpu-info --self-test"
-timeout 120 "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --self-test 2>&1 | tee -a "$report"
-if [ "${PIPESTATUS[0]}" != 0 ]; then
-  say "self-test failed; JavaCPP loader debug output follows"
-  "$java" "${jflags[@]}" -Dorg.bytedeco.javacpp.logger.debug=true -jar "$here/lib/jclip.jar" gpu-info 2>&1 | tail -40 | tee -a "$report"
+t="$(limit "${JCLIP_SELFTEST_TIMEOUT:-60}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --self-test 2>&1 | tee -a "$report"
+  rc=${PIPESTATUS[0]}
+  stage "self-test" "$rc"
+  if [ "$rc" != 0 ] && [ "$(limit 30)" -gt 0 ]; then
+    say "self-test failed; JavaCPP loader debug output follows"
+    timeout -k 10 30 "$java" "${jflags[@]}" -Dorg.bytedeco.javacpp.logger.debug=true -jar "$here/lib/jclip.jar" gpu-info 2>&1 | tail -40 | tee -a "$report"
+  fi
+else
+  note "self-test: SKIPPED (budget)"
 fi
 
-section "CUDA tests (JUnit, tag cuda)"
-# Every stage runs under its own time limit: a kernel that hangs must not eat the session's GPU time.
-timeout "${JCLIP_TEST_TIMEOUT:-240}" "$java" "${jflags[@]}" -Djclip.cuda.required=true -jar "$here/lib/junit-console.jar" execute \
-  --class-path "$here/lib/jclip-tests.jar:$here/lib/jclip.jar" --scan-class-path --include-tag cuda \
-  --details=tree --disable-banner --disable-ansi-colors --fail-if-no-tests --reports-dir "$OUT/junit" 2>&1 | tee "$OUT/junit-console.txt" | tail -40 | tee -a "$report"
+section "CUDA tests (JUnit, tag cuda, one JVM per class)"
+# One JVM per class: a kernel that hangs, or an illegal address (which leaves the CUDA context
+# unusable for the rest of the process), costs one class, not the others. Most important first:
+# what has never run on a GPU, then what has.
+pkg=dev.jclip.backend.cuda
+classes="${JCLIP_TESTS:-CudaBackendOpsTest,CudaGraphReplayTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
+tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
+junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
+  local name="$1" t="$2"; shift 2
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -Djclip.cuda.required=true -jar "$here/lib/junit-console.jar" execute \
+    --class-path "$here/lib/jclip-tests.jar:$here/lib/jclip.jar" --details=tree --details-theme=ascii --disable-banner --disable-ansi-colors \
+    --reports-dir "$OUT/junit/$name" "$@" > "$OUT/junit-$name.txt" 2>&1
+}
+for cls in ${classes//,/ }; do
+  left=$(( tests_deadline - $(date +%s) ))
+  t="$(limit $(( left < ${JCLIP_CLASS_TIMEOUT:-150} ? left : ${JCLIP_CLASS_TIMEOUT:-150} )))"
+  if [ "$t" -le 0 ]; then note "$cls: SKIPPED (budget)"; say "$cls: skipped (budget)"; continue; fi
+  t0=$(date +%s)
+  junit "$cls" "$t" --select-class "$pkg.$cls" --fail-if-no-tests
+  rc=$?
+  stage "$cls ($(( $(date +%s) - t0 )) s)" "$rc"
+  say "-- $cls: exit $rc in $(( $(date +%s) - t0 )) s (limit $t s); full output in junit-$cls.txt"
+  # the measured errors, then the failures and the counts
+  grep -E '^\[(cuda|parity)' "$OUT/junit-$cls.txt" | tail -60 | tee -a "$report"
+  [ "$rc" != 0 ] && grep -E '=> |\[X\]|Exception' "$OUT/junit-$cls.txt" | grep -v '^\[' | head -30 | tee -a "$report"
+  grep -E 'tests (successful|failed|aborted|skipped)|containers failed' "$OUT/junit-$cls.txt" | sed 's/^/  /' | tee -a "$report"
+done
+# any other class tagged cuda (added after this list was written)
+listed="$(echo "$classes" | sed "s/,/|/g")"
+left=$(( tests_deadline - $(date +%s) ))
+t="$(limit $(( left < 60 ? left : 60 )))"
+if [ -z "${JCLIP_TESTS:-}" ] && [ "$t" -gt 0 ]; then
+  junit others "$t" --scan-class-path --include-tag cuda --exclude-classname ".*\\.($listed)"
+  rc=$?
+  if grep -qE '[1-9][0-9]* tests found' "$OUT/junit-others.txt"; then
+    stage "other cuda-tagged tests" "$rc"
+    grep -E '=> |\[X\]|tests (successful|failed)' "$OUT/junit-others.txt" | head -30 | sed 's/^/  /' | tee -a "$report"
+  fi
+fi
+
+section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
+t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-120}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench \
+    --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
+    > "$OUT/bench-model.txt" 2>&1
+  rc=$?
+  stage "model benchmark" "$rc"
+  grep -E 'model|rror|Exception|CUDA|failed' "$OUT/bench-model.txt" | head -60 | tee -a "$report"
+else
+  note "model benchmark: SKIPPED (budget)"
+fi
 
 section "cuBLAS GEMM peaks and attention kernels"
-timeout "${JCLIP_BENCH_TIMEOUT:-150}" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench --model-bench \
-  --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" 2>&1 \
-  | grep -E 'gemm|attention|model|TFLOP|rror|Exception' | tee -a "$report"
+t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
+  rc=$?
+  stage "GEMM/attention benchmark" "$rc"
+  grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
+else
+  note "GEMM/attention benchmark: SKIPPED (budget)"
+fi
 
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
 case "$mode" in
@@ -87,7 +186,15 @@ case "$mode" in
   tests) peer_args=(--batches 1,32,256,1024 --no-compile) ;;
   *) peer_args=(--batches 1,32,256,1024) ;;
 esac
-timeout "${JCLIP_PEER_TIMEOUT:-300}" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" 2>&1 \
-  | grep -vE 'Warning|warn\(' | tail -30 | tee -a "$report"
+t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
+  stage "PyTorch peer (limit $t s)" "$?"
+  grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
+else
+  note "PyTorch peer: SKIPPED (budget)"
+fi
 
-section "done in $(( $(date +%s) - started )) s"
+section "summary"
+for s in "${summary[@]}"; do say "  $s"; done
+say "done in $(( $(date +%s) - started )) s"

@@ -391,20 +391,26 @@ public final class Clip implements AutoCloseable {
     ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
     Executor ex = pool.pollFirst();
     if (ex != null) idle.decrementAndGet();
-    else ex = new Executor(graph.get(), backend, List.of(), serialized); // a GPU replays a CUDA graph per shape
     boolean ok = false;
+    // On a GPU the executor is also built and closed under the lock: closing one synchronises the
+    // shared stream and destroys its CUDA graph, which would break another thread's graph capture
+    // on that stream (a capturing stream must not be synchronised).
     if (serialized) deviceLock.lock();
     try {
+      if (ex == null) ex = new Executor(graph.get(), backend, List.of(), serialized); // a GPU replays a CUDA graph per shape
       Map<String, float[]> out = ex.run(inputs);
       ok = true;
       return out;
     } finally {
-      if (serialized) deviceLock.unlock();
-      if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
-        pool.addFirst(ex);
-      } else {
-        if (ok && !closed) idle.decrementAndGet();
-        ex.close();
+      try {
+        if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
+          pool.addFirst(ex);
+        } else {
+          if (ok && !closed) idle.decrementAndGet();
+          if (ex != null) ex.close();
+        }
+      } finally {
+        if (serialized) deviceLock.unlock();
       }
     }
   }
@@ -412,11 +418,16 @@ public final class Clip implements AutoCloseable {
   @Override
   public void close() {
     closed = true;
-    for (ConcurrentLinkedDeque<Executor> pool : pools.values()) {
-      for (Executor ex; (ex = pool.pollFirst()) != null;) ex.close();
+    if (serialized) deviceLock.lock(); // a GPU run in flight ends (and returns its executor) first
+    try {
+      for (ConcurrentLinkedDeque<Executor> pool : pools.values()) {
+        for (Executor ex; (ex = pool.pollFirst()) != null;) ex.close();
+      }
+      pools.clear();
+      backend.close();
+    } finally {
+      if (serialized) deviceLock.unlock();
     }
-    pools.clear();
-    backend.close();
     if (checkpoint != null) checkpoint.close();
   }
 

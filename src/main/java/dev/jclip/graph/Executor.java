@@ -28,6 +28,8 @@ public final class Executor implements AutoCloseable {
   private final long unplannedBytes;
   private final boolean replay;
   private Backend.Recording recording;
+  /** Why recording failed, if it did: the executor then runs node by node (see {@link #recordingFailure()}). */
+  private RuntimeException recordingFailure;
   private int runs;
 
   public Executor(Graph graph, Backend backend, Collection<String> capture) {
@@ -119,8 +121,14 @@ public final class Executor implements AutoCloseable {
       }
       backend.write(buffers.get(e.getValue()), e.getValue().spec(), host);
     }
-    if (recording == null && replay && runs >= 1) {
-      recording = backend.record(this::runNodes);
+    if (recording == null && replay && runs >= 1 && recordingFailure == null) {
+      try {
+        recording = backend.record(this::runNodes);
+      } catch (RuntimeException e) {
+        // Recording (a CUDA graph capture) only speeds runs up: when the backend cannot record this
+        // loop, run it node by node from now on rather than fail this and every later run.
+        recordingFailure = e;
+      }
     }
     if (recording != null) recording.replay();
     else runNodes();
@@ -144,6 +152,11 @@ public final class Executor implements AutoCloseable {
   /** Whether runs replay a recording (after the first run, on a backend that records). */
   public boolean replaying() {
     return recording != null;
+  }
+
+  /** The exception that made recording fail (runs are then node by node), or null. */
+  public RuntimeException recordingFailure() {
+    return recordingFailure;
   }
 
   public Graph graph() {

@@ -56,6 +56,14 @@ public final class ModifiedResNet {
   }
 
   private static Value convBn(GraphBuilder g, Weights w, String conv, String bn, Value x, int stride, int padding, boolean relu) {
+    // folded once per model, shared by the graphs of every batch size (see Weights)
+    Tensor fw = w.derived(conv + ".weight+" + bn, () -> fold(w, conv, bn)[0]);
+    Tensor fb = w.derived(conv + ".bias+" + bn, () -> fold(w, conv, bn)[1]);
+    return g.conv2d(conv, x, fw, fb, stride, padding, relu);
+  }
+
+  /** The convolution's weight and bias with BatchNorm folded in: {weight, bias}. */
+  private static Tensor[] fold(Weights w, String conv, String bn) {
     Tensor weight = w.get(conv + ".weight");
     float[] k = weight.toFloatArray();
     float[] gamma = w.get(bn + ".weight").toFloatArray();
@@ -74,17 +82,17 @@ public final class ModifiedResNet {
       for (int i = 0; i < per; i++) folded[o * per + i] = (float) (k[o * per + i] * scale);
       bias[o] = (float) (beta[o] - mean[o] * scale);
     }
-    Tensor fw = Tensor.ofFloats(conv + ".weight+" + bn, weight.shape(), folded);
-    Tensor fb = Tensor.ofFloats(conv + ".bias+" + bn, new long[] {out}, bias);
-    return g.conv2d(conv, x, fw, fb, stride, padding, relu);
+    return new Tensor[] {Tensor.ofFloats(conv + ".weight+" + bn, weight.shape(), folded), Tensor.ofFloats(conv + ".bias+" + bn, new long[] {out}, bias)};
   }
 
   /** AttentionPool2d: q, k, v projections fused into one [3C, C] LINEAR over all tokens; the mean token's row is kept. */
   private static Value attnPool(GraphBuilder g, ClipConfig cfg, Weights w, Value x) {
     String p = "visual.attnpool";
     Value tokens = g.attnPoolTokens(p + ".tokens", x, w.get(p + ".positional_embedding"));
-    Tensor qkvWeight = concatRows(p + ".qkv_proj.weight", w.get(p + ".q_proj.weight"), w.get(p + ".k_proj.weight"), w.get(p + ".v_proj.weight"));
-    Tensor qkvBias = concatRows(p + ".qkv_proj.bias", w.get(p + ".q_proj.bias"), w.get(p + ".k_proj.bias"), w.get(p + ".v_proj.bias"));
+    Tensor qkvWeight = w.derived(p + ".qkv_proj.weight",
+        () -> concatRows(p + ".qkv_proj.weight", w.get(p + ".q_proj.weight"), w.get(p + ".k_proj.weight"), w.get(p + ".v_proj.weight")));
+    Tensor qkvBias = w.derived(p + ".qkv_proj.bias",
+        () -> concatRows(p + ".qkv_proj.bias", w.get(p + ".q_proj.bias"), w.get(p + ".k_proj.bias"), w.get(p + ".v_proj.bias")));
     Value qkv = g.linear(p + ".qkv_proj", tokens, qkvWeight, qkvBias, null);
     Value a = g.attention(p + ".attn", qkv, cfg.visionHeads(), false);
     a = g.takeToken(p + ".mean_token", a, 0);

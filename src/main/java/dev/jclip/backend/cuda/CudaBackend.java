@@ -14,6 +14,7 @@ import dev.jclip.model.Activation;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.WeakHashMap;
 
 /**
  * Runs graphs on one NVIDIA GPU: cuBLAS for the GEMMs, jclip's PTX kernels for everything else.
@@ -43,6 +44,10 @@ public final class CudaBackend implements Backend {
   private final boolean flash;
   private boolean ownsDevice;
   private final DeviceBuffer blasWorkspace;
+  /** Token-id buffers and the table of the TOKEN_EMBED that reads each (see {@link TokenTable}). */
+  private final Map<Buffer, TokenTable> tokenReaders = new WeakHashMap<>();
+  /** Ids written to a buffer before any TOKEN_EMBED has read it: checked when one first does. */
+  private final Map<Buffer, int[]> uncheckedIds = new WeakHashMap<>();
 
   /** cuBLAS's fixed workspace: 32 MiB, as NVIDIA recommends for Hopper. */
   private static final long BLAS_WORKSPACE = 32L << 20;
@@ -82,10 +87,28 @@ public final class CudaBackend implements Backend {
     this.s = CudaOps.suffix(precision);
     this.elem = precision == Precision.FP32 ? 4 : 2;
     this.stream = new CudaStream(device);
-    this.ops = new CudaOps(device, stream.handle());
-    this.blas = new Cublas(device);
-    this.blasWorkspace = device.allocate(BLAS_WORKSPACE);
-    blas.bind(stream, blasWorkspace);
+    CudaOps o = null;
+    Cublas b = null;
+    DeviceBuffer w = null;
+    try {
+      o = new CudaOps(device, stream.handle());
+      b = new Cublas(device);
+      w = device.allocate(BLAS_WORKSPACE);
+      b.bind(stream, w);
+    } catch (RuntimeException e) {
+      // e.g. cuBLAS missing: free what was made, the device (the caller's) stays usable
+      for (AutoCloseable c : new AutoCloseable[] {w, b, o, stream}) {
+        try {
+          if (c != null) c.close();
+        } catch (Exception suppressed) {
+          e.addSuppressed(suppressed);
+        }
+      }
+      throw e;
+    }
+    this.ops = o;
+    this.blas = b;
+    this.blasWorkspace = w;
   }
 
   public CudaDevice device() {
@@ -137,7 +160,11 @@ public final class CudaBackend implements Backend {
   public void write(Buffer dst, TensorSpec spec, Object host) {
     DeviceBuffer d = (DeviceBuffer) dst;
     if (spec.dtype() == DType.I32) {
-      d.upload((int[]) host, stream);
+      int[] ids = (int[]) host;
+      TokenTable table = tokenReaders.get(dst);
+      if (table != null) table.check(ids, spec.dim(-1));
+      else uncheckedIds.put(dst, ids);
+      d.upload(ids, stream);
     } else if (precision == Precision.FP32) {
       d.upload((float[]) host, stream);
     } else {
@@ -254,8 +281,13 @@ public final class CudaBackend implements Backend {
       }
       case CLASS_POS_EMBED -> ops.glue("class_pos_embed_" + s, out.elements(), y, x, param(n, "class"), param(n, "positional"),
           out.dim(0), out.dim(1), out.dim(2));
-      case TOKEN_EMBED -> ops.glue("token_embed_" + s, out.elements(), y, x, param(n, "token"), param(n, "positional"),
-          out.dim(0), out.dim(1), out.dim(2));
+      case TOKEN_EMBED -> {
+        TokenTable table = new TokenTable(n.name(), n.param("token").dim(0));
+        int[] ids = uncheckedIds.remove(x);
+        if (ids != null) table.check(ids, in.dim(-1));
+        tokenReaders.put(x, table);
+        ops.glue("token_embed_" + s, out.elements(), y, x, param(n, "token"), param(n, "positional"), out.dim(0), out.dim(1), out.dim(2));
+      }
       case TAKE_TOKEN -> ops.glue("take_token_" + s, out.elements(), y, x, in.dim(0), in.dim(1), in.dim(2), n.intAttr("index"));
       case EOT_GATHER -> ops.glue("eot_gather_" + s, out.elements(), y, x, inputs.get(1), in.dim(0), in.dim(1), in.dim(2));
       case CONV2D -> conv2d(n, x, y, in, out);
@@ -267,6 +299,23 @@ public final class CudaBackend implements Backend {
       case SOFTMAX -> ops.glueRows("softmax_" + s, in.rows(), y, x, in.rows(), in.dim(-1));
       case COSINE_LOGITS -> cosineLogits(n, x, (DeviceBuffer) inputs.get(1), y, in, out);
       case INPUT -> throw new IllegalStateException("INPUT nodes are not executed");
+    }
+  }
+
+  /**
+   * The embedding table a TOKEN_EMBED node gathers from. The kernel reads {@code token[id]}
+   * unchecked, and an id outside the table is an illegal address that leaves the CUDA context
+   * unusable, so ids are checked on the host as the CPU backend checks them: when written, once the
+   * node reading the buffer is known (from its first run on), else when that node first runs.
+   */
+  private record TokenTable(String node, long vocab) {
+    void check(int[] ids, int len) {
+      for (int r = 0; r < ids.length; r++) {
+        if (ids[r] < 0 || ids[r] >= vocab) {
+          throw new IllegalArgumentException(node + ": token id " + ids[r] + " at sequence " + r / len + ", position " + r % len
+              + " is outside the vocabulary [0, " + vocab + ")");
+        }
+      }
     }
   }
 

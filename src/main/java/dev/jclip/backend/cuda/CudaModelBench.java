@@ -22,7 +22,8 @@ import java.util.Map;
  * prompts/s (the first {@code batch} of classes x templates, in that order, as the peer takes
  * them; jclip cuts each batch after its last end-of-text token, the peer pads to the longest
  * prompt). Each precision, with the host launching every node and replaying a CUDA graph; each
- * call includes copying the inputs in and the features out. Median of 5 after 2 warm-ups.
+ * call includes copying the inputs in and the features out. Median of 5 after 2 warm-ups. fp16 and
+ * bf16 run first; a failing configuration is recorded as an error row and the others still run.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -37,11 +38,22 @@ public final class CudaModelBench {
     ObjectMapper mapper = new ObjectMapper();
     ObjectNode root = mapper.createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32");
     ArrayNode rows = root.putArray("results");
-    for (Precision precision : Precision.values()) {
+    // What copying the pixels in costs by itself (pageable host memory, fp32), per batch size: the
+    // per-call times below include it, while the PyTorch peer draws its pixels on the device.
+    Map<Integer, Double> uploadMs = new java.util.HashMap<>();
+    // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
+    // should have measured them. The JSON is rewritten after every row for the same reason, and
+    // a failing configuration is recorded and skipped rather than ending the benchmark.
+    for (Precision precision : new Precision[] {Precision.FP16, Precision.BF16, Precision.FP32}) {
       for (boolean flash : precision == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
         try (CudaBackend backend = new CudaBackend(device, precision, flash)) {
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
+            if (!uploadMs.containsKey(batch)) {
+              uploadMs.put(batch, uploadMillis(device, pixels));
+              log.printf("[model] host-to-device copy of the pixels at batch %4d: %.3f ms (%.1f GB/s)%n", batch, uploadMs.get(batch),
+                  4e-6 * pixels.length / uploadMs.get(batch));
+            }
             int[] ids77 = new int[batch * 77];
             for (int b = 0; b < batch; b++) {
               ids77[b * 77] = 49406;
@@ -50,9 +62,9 @@ public final class CudaModelBench {
             }
             for (boolean replay : new boolean[] {false, true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash)
-                  .put("cuda_graph", replay).put("batch", batch);
-              double img = perSecond(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay);
-              double txt = perSecond(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay);
+                  .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs.get(batch));
+              double img = perSecond(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
+              double txt = perSecond(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay, log);
               row.put("image_per_s", img).put("text77_per_s", txt);
               String line = String.format("[model] ViT-B/32 %s%s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)",
                   precision, flash ? "+flash" : "", replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
@@ -66,17 +78,37 @@ public final class CudaModelBench {
                 }
                 int[] cut = new int[batch * len];
                 for (int b = 0; b < batch; b++) System.arraycopy(ids, b * 77, cut, b * len, len);
-                double pr = perSecond(backend, graphs.text(batch, len), Map.of("tokens", cut), batch, replay);
+                double pr = perSecond(backend, graphs.text(batch, len), Map.of("tokens", cut), batch, replay, log);
                 row.put("text_prompt_per_s", pr).put("prompt_len", len);
                 line += String.format(", %9.1f prompts/s (cut at %d tokens)", pr, len);
               }
               log.println(line);
+              if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
             }
           }
+        } catch (RuntimeException e) {
+          rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("error", String.valueOf(e));
+          log.println("[model] ViT-B/32 " + precision + (flash ? "+flash" : "") + " failed: " + e);
+          e.printStackTrace(log);
         }
       }
     }
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+  }
+
+  /** Median of 5 timed copies of {@code data} into device memory, in milliseconds. */
+  private static double uploadMillis(CudaDevice device, float[] data) {
+    try (DeviceBuffer d = device.allocate(4L * data.length)) {
+      double[] ms = new double[5];
+      for (int r = 0; r < ms.length; r++) {
+        long t0 = System.nanoTime();
+        d.upload(data);
+        device.synchronize();
+        ms[r] = (System.nanoTime() - t0) / 1e6;
+      }
+      Arrays.sort(ms);
+      return ms[2];
+    }
   }
 
   private static int eot(int[] ids) {
@@ -85,9 +117,13 @@ public final class CudaModelBench {
     return best;
   }
 
-  private static double perSecond(CudaBackend backend, Graph graph, Map<String, ?> inputs, int batch, boolean replay) {
+  private static double perSecond(CudaBackend backend, Graph graph, Map<String, ?> inputs, int batch, boolean replay, PrintStream log) {
     try (Executor ex = new Executor(graph, backend, List.of(), replay)) {
       for (int i = 0; i < 2; i++) ex.run(inputs);
+      if (replay && !ex.replaying()) {
+        log.println("[model] warning: " + graph.nodes().size() + "-node graph at batch " + batch + " runs node by node, its CUDA graph "
+            + "capture failed: " + ex.recordingFailure());
+      }
       double[] s = new double[5];
       for (int r = 0; r < s.length; r++) {
         long t0 = System.nanoTime();

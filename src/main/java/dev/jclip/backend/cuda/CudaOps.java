@@ -20,14 +20,38 @@ public final class CudaOps implements AutoCloseable {
 
   /** Loads the kernels on {@code device}; launches go to {@code stream} (null: the legacy default stream). */
   public CudaOps(CudaDevice device, CUstream_st stream) {
+    // The PTX targets compute_80 (mma.sync with bf16, WMMA): an older GPU would fail to load it
+    // with a JIT error that does not say why.
+    if (device.computeCapabilityMajor() < 8) {
+      throw new CudaUnavailableException("jclip's CUDA kernels need compute capability 8.0 (Ampere) or newer; " + device
+          + " has " + device.computeCapability() + ": use --device cpu", null);
+    }
     this.stream = stream;
-    this.gelu = device.loadModule("gelu");
-    this.layerNorm = device.loadModule("layernorm");
-    this.attention = device.loadModule("attention");
-    this.flashAttention = device.loadModule("flash_attention");
-    this.cosineLogits = device.loadModule("cosine_logits");
-    this.cast = device.loadModule("cast");
-    this.glue = device.loadModule("glue");
+    java.util.List<CudaModule> loaded = new java.util.ArrayList<>();
+    try {
+      this.gelu = load(device, "gelu", loaded);
+      this.layerNorm = load(device, "layernorm", loaded);
+      this.attention = load(device, "attention", loaded);
+      this.flashAttention = load(device, "flash_attention", loaded);
+      this.cosineLogits = load(device, "cosine_logits", loaded);
+      this.cast = load(device, "cast", loaded);
+      this.glue = load(device, "glue", loaded);
+    } catch (RuntimeException e) {
+      for (CudaModule m : loaded) { // a module that failed to load leaves the others unloaded again
+        try {
+          m.close();
+        } catch (RuntimeException suppressed) {
+          e.addSuppressed(suppressed);
+        }
+      }
+      throw e;
+    }
+  }
+
+  private static CudaModule load(CudaDevice device, String name, java.util.List<CudaModule> loaded) {
+    CudaModule m = device.loadModule(name);
+    loaded.add(m);
+    return m;
   }
 
   /**

@@ -124,8 +124,8 @@ public final class DeviceBuffer implements Backend.Buffer {
   }
 
   /**
-   * Copies {@code data} to the start of this buffer in {@code stream}'s order. The call returns
-   * once the host array may be reused (pageable memory is staged by the driver).
+   * Copies {@code data} to the start of this buffer in {@code stream}'s order, and returns when the
+   * copy is done (the host array may then be reused).
    */
   public DeviceBuffer upload(float[] data, CudaStream stream) {
     try (FloatPointer host = new FloatPointer(data)) {
@@ -151,6 +151,11 @@ public final class DeviceBuffer implements Backend.Buffer {
     checkFits(n);
     device.makeCurrent();
     check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
+    // The callers free the native copy of the array as soon as this returns. From pageable memory
+    // the driver documents the async copy only as "might be synchronous" (it may stage it later),
+    // so wait for it: such a copy is host-bound anyway; inputs are written between runs, and
+    // parameters are uploaded once, in an executor's first run.
+    stream.synchronize();
     return this;
   }
 

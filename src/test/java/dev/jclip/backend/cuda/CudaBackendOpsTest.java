@@ -1,6 +1,7 @@
 package dev.jclip.backend.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.Precision;
@@ -10,12 +11,16 @@ import dev.jclip.backend.cpu.CpuBackendOpsTest;
 import dev.jclip.backend.cpu.CpuBackendOpsTest.Case;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.GraphBuilder;
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import dev.jclip.testing.TestRandom;
 import java.util.List;
 import java.util.Map;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
 
@@ -67,6 +72,7 @@ class CudaBackendOpsTest {
       try (Executor ex = new Executor(graph, backends.get(p), List.of(), true)) {
         got = ex.run(inputs).get("y");
         float[] replayed = ex.run(inputs).get("y"); // the second run replays a CUDA graph
+        assertTrue(ex.replaying(), c + " " + p + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
         assertArrayEquals(got, replayed, c + " " + p + ": the CUDA-graph replay differs from the first run");
       }
       double tol = switch (p) {
@@ -78,6 +84,33 @@ class CudaBackendOpsTest {
       System.out.printf("[cuda ops] %-55s %-4s relative error %.2e%n", c, p, err);
       for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), c + " " + p + ": element " + i + " is " + got[i]);
       assertTrue(err <= tol, c + " " + p + ": relative error " + err + " > " + tol);
+    }
+  }
+
+  /**
+   * A token id outside the embedding table is refused on the host with the CPU backend's message,
+   * on an executor's first run and when written before a replay, and the device stays usable (an
+   * unchecked gather would be an illegal address, fatal to the CUDA context).
+   */
+  @Test
+  void tokenIdsOutsideTheVocabularyAreRefused() {
+    GraphBuilder g = new GraphBuilder();
+    Tensor table = Tensor.ofFloats("t", new long[] {100, 64}, TestRandom.gaussian(TestRandom.create("vocab"), 6400, 1));
+    Tensor pos = Tensor.ofFloats("p", new long[] {4, 64}, new float[256]);
+    g.output("y", g.tokenEmbed("tok", g.input("ids", DType.I32, 2, 4), table, pos));
+    var graph = g.build();
+    int[] good = {0, 1, 2, 99, 5, 6, 7, 8}, bad = {0, 1, 2, 100, 5, 6, 7, 8};
+    CudaBackend cuda = backends.get(Precision.FP32);
+    try (Executor ex = new Executor(graph, cuda, List.of(), true)) {
+      var e = assertThrows(IllegalArgumentException.class, () -> ex.run(Map.of("ids", bad)));
+      assertTrue(e.getMessage().contains("token id 100 at sequence 0, position 3"), e.getMessage());
+    }
+    try (Executor ex = new Executor(graph, cuda, List.of(), true)) {
+      float[] want = ex.run(Map.of("ids", good)).get("y");
+      ex.run(Map.of("ids", good));
+      assertTrue(ex.replaying());
+      assertThrows(IllegalArgumentException.class, () -> ex.run(Map.of("ids", new int[] {0, 1, 2, 3, 4, 5, 6, -1})));
+      assertArrayEquals(want, ex.run(Map.of("ids", good)).get("y"), "the backend works on after a refused input");
     }
   }
 }

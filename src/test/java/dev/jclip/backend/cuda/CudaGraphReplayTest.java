@@ -40,7 +40,7 @@ class CudaGraphReplayTest {
             float[] got = replay.run(Map.of("pixels", pixels)).get("image_features");
             assertArrayEquals(want, got, p + " run " + run + ": replay differs from eager");
             if (run == 0) assertFalse(replay.replaying(), "the first run warms up");
-            else assertTrue(replay.replaying(), "run " + run + " should replay a CUDA graph");
+            else assertTrue(replay.replaying(), "run " + run + " should replay a CUDA graph: " + replay.recordingFailure());
             if (run == 1) {
               // another shape on the same backend grows its scratch buffers
               Graph big = graphs.image(16);
