@@ -46,6 +46,15 @@ final class Dnnl {
   private final MethodHandle memCreate, memDestroy, memSetHandle;
   private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
   private final MethodHandle ompSetNumThreads;
+  private final MethodHandle sigmask;
+  /** The asynchronous signals {@link #execute} holds off (see there); built once, read-only. */
+  private final MemorySegment asyncSignals;
+
+  /** Bytes of a glibc {@code sigset_t} (1024 bits), the size {@link #execute}'s saved mask needs. */
+  static final long SIGSET_BYTES = 128;
+  private static final int SIG_BLOCK = 0, SIG_SETMASK = 2;
+  /** Signals raised by the faulting instruction itself: never blocked, so that a crash still reaches the JVM's handler. */
+  private static final int[] SYNCHRONOUS = {4 /* ILL */, 5 /* TRAP */, 6 /* ABRT */, 7 /* BUS */, 8 /* FPE */, 11 /* SEGV */};
 
   private Dnnl(SymbolLookup lib, SymbolLookup omp) {
     engineCreate = h(lib, "dnnl_engine_create", ADDRESS, JAVA_INT, JAVA_LONG);
@@ -76,6 +85,23 @@ final class Dnnl {
     ompSetNumThreads = LINKER.downcallHandle(
         omp.find("omp_set_num_threads").orElseThrow(() -> new IllegalStateException("no omp_set_num_threads in the preset's libgomp")),
         FunctionDescriptor.ofVoid(JAVA_INT));
+    SymbolLookup libc = LINKER.defaultLookup();
+    sigmask = LINKER.downcallHandle(libcSymbol(libc, "pthread_sigmask"), FunctionDescriptor.of(JAVA_INT, JAVA_INT, ADDRESS, ADDRESS));
+    MethodHandle fill = LINKER.downcallHandle(libcSymbol(libc, "sigfillset"), FunctionDescriptor.of(JAVA_INT, ADDRESS));
+    MethodHandle del = LINKER.downcallHandle(libcSymbol(libc, "sigdelset"), FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT));
+    asyncSignals = Arena.global().allocate(SIGSET_BYTES, 8);
+    try {
+      if ((int) fill.invokeExact(asyncSignals) != 0) throw new IllegalStateException("sigfillset failed");
+      for (int sig : SYNCHRONOUS) {
+        if ((int) del.invokeExact(asyncSignals, sig) != 0) throw new IllegalStateException("sigdelset(" + sig + ") failed");
+      }
+    } catch (Throwable t) {
+      throw wrap(t, "building the signal mask");
+    }
+  }
+
+  private static MemorySegment libcSymbol(SymbolLookup libc, String name) {
+    return libc.find(name).orElseThrow(() -> new IllegalStateException("the C library has no " + name));
   }
 
   private static MemorySegment find(SymbolLookup lib, String name) {
@@ -314,16 +340,65 @@ final class Dnnl {
   }
 
   /**
-   * Executes {@code primitive} on {@code stream} with (argument id, memory) pairs and waits for it.
+   * Executes {@code primitive} on {@code stream} with (argument id, memory) pairs and waits for it,
+   * with the calling thread's asynchronous signals held off until the primitive has finished.
+   *
+   * <p>Why: oneDNN's f32 JIT GEMM kernels ({@code gemm:jit:f32}: jit_avx512_common_gemm_f32,
+   * jit_avx_gemm_f32; oneDNN 3.11 and older) point {@code rsp} into a heap buffer while they run.
+   * A signal delivered then makes the kernel write its signal frame (the saved registers, full of
+   * the kernel's floats) below that address, over the C heap: glibc later aborts ("corrupted size vs.
+   * prev_size") or something else crashes. JFR's method sampling (10 ms in {@code settings=profile})
+   * and profilers such as async-profiler send such signals (oneDNN issue 4845, fixed upstream after
+   * 3.11 by not moving rsp). A blocked signal stays pending and is delivered when the mask is
+   * restored, on the thread's own stack. Faults (SIGSEGV, SIGBUS, ...) are left unblocked so that a
+   * crash still reaches the JVM. Two system calls per primitive, against the tens of µs or more that a
+   * primitive takes.
    *
    * @param args a native array of {@code dnnl_exec_arg_t} ({int arg; dnnl_memory_t memory}, 16 bytes each)
+   * @param savedMask {@link #SIGSET_BYTES} of scratch owned by the calling thread (holds its signal mask meanwhile)
    */
-  void execute(MemorySegment primitive, MemorySegment stream, int nargs, MemorySegment args) {
+  void execute(MemorySegment primitive, MemorySegment stream, int nargs, MemorySegment args, MemorySegment savedMask) {
     try {
-      check((int) primExecute.invokeExact(primitive, stream, nargs, args), "dnnl_primitive_execute");
-      check((int) streamWait.invokeExact(stream), "dnnl_stream_wait");
+      withSignalsHeld(savedMask, () -> {
+        check((int) primExecute.invokeExact(primitive, stream, nargs, args), "dnnl_primitive_execute");
+        check((int) streamWait.invokeExact(stream), "dnnl_stream_wait");
+      });
     } catch (Throwable t) {
       throw wrap(t, "dnnl_primitive_execute");
+    }
+  }
+
+  /** A native call sequence (its handles' invokeExact throw Throwable). */
+  @FunctionalInterface
+  interface NativeCalls {
+    void run() throws Throwable;
+  }
+
+  /**
+   * Runs {@code calls} with the calling thread's asynchronous signals blocked, then restores the
+   * thread's mask (see {@link #execute} for why); {@code savedMask} holds the mask meanwhile.
+   */
+  void withSignalsHeld(MemorySegment savedMask, NativeCalls calls) throws Throwable {
+    int rc = (int) sigmask.invokeExact(SIG_BLOCK, asyncSignals, savedMask);
+    if (rc != 0) throw new IllegalStateException("pthread_sigmask failed: error " + rc);
+    try {
+      calls.run();
+    } finally {
+      int back = (int) sigmask.invokeExact(SIG_SETMASK, savedMask, MemorySegment.NULL);
+      if (back != 0) throw new IllegalStateException("pthread_sigmask (restoring the mask) failed: error " + back);
+    }
+  }
+
+  /** Whether signal {@code sig} is blocked on the calling thread (for tests of {@link #execute}'s mask). */
+  boolean blockedHere(int sig) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment cur = a.allocate(SIGSET_BYTES, 8);
+      int rc = (int) sigmask.invokeExact(SIG_BLOCK, MemorySegment.NULL, cur);
+      if (rc != 0) throw new IllegalStateException("pthread_sigmask failed: error " + rc);
+      // glibc's sigset_t: bit (sig - 1) of an array of unsigned longs
+      return (cur.get(JAVA_LONG, 8L * ((sig - 1) / 64)) >>> ((sig - 1) % 64) & 1) != 0;
+    } catch (Throwable t) {
+      throw wrap(t, "pthread_sigmask");
     }
   }
 

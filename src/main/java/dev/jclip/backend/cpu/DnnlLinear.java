@@ -76,6 +76,8 @@ final class DnnlLinear implements AutoCloseable {
     final MemorySegment stream = dnnl.stream(engine);
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
     final MemorySegment args = arena.allocate(16 * 4, 8);
+    /** Where {@link Dnnl#execute} keeps this thread's signal mask while a primitive runs. */
+    final MemorySegment savedMask = arena.allocate(Dnnl.SIGSET_BYTES, 8);
 
     /**
      * A memory object (with its descriptor) for a dense row-major [rows, cols] matrix, made once
@@ -186,7 +188,7 @@ final class DnnlLinear implements AutoCloseable {
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
         if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
-        dnnl.execute(blk.primitive, ws.stream, nargs, ws.args);
+        dnnl.execute(blk.primitive, ws.stream, nargs, ws.args, ws.savedMask);
         for (int r = r0; r < Math.min(r1, m); r++) {
           MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
         }
@@ -303,7 +305,7 @@ final class DnnlLinear implements AutoCloseable {
       Workspace ws = workspace.get();
       Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, plainMem);
       Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, packedMem);
-      dnnl.execute(prim, ws.stream, 2, ws.args);
+      dnnl.execute(prim, ws.stream, 2, ws.args, ws.savedMask);
       dnnl.destroyPrimitive(prim);
       dnnl.destroyPd(pd);
       dnnl.destroyMemory(plainMem);

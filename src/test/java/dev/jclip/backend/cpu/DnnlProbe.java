@@ -36,22 +36,22 @@ public final class DnnlProbe {
             MemorySegment prim = d.primitive(pd);
             MemorySegment sbuf = a.allocate(d.mdSize(srcC), 64), wbuf = a.allocate(d.mdSize(wmd), 64), dbuf = a.allocate(d.mdSize(dstC), 64);
             MemorySegment sm = d.memory(eng, srcC, sbuf), wm = d.memory(eng, wmd, wbuf), dm = d.memory(eng, dstC, dbuf);
-            MemorySegment args2 = a.allocate(16 * 3, 8);
+            MemorySegment args2 = a.allocate(16 * 3, 8), mask = a.allocate(Dnnl.SIGSET_BYTES, 8);
             Dnnl.arg(args2, 0, Dnnl.ARG_SRC, sm);
             Dnnl.arg(args2, 1, Dnnl.ARG_WEIGHTS, wm);
             Dnnl.arg(args2, 2, Dnnl.ARG_DST, dm);
             double flop = 2.0 * m * n * k;
-            for (int i = 0; i < 3; i++) d.execute(prim, st, 3, args2);
+            for (int i = 0; i < 3; i++) d.execute(prim, st, 3, args2, mask);
             long t0 = System.nanoTime();
             int calls = 0;
             while (System.nanoTime() - t0 < 0.06e9) {
-              d.execute(prim, st, 3, args2);
+              d.execute(prim, st, 3, args2, mask);
               calls++;
             }
             double[] g = new double[5];
             for (int r = 0; r < 5; r++) {
               long t = System.nanoTime();
-              for (int i = 0; i < calls; i++) d.execute(prim, st, 3, args2);
+              for (int i = 0; i < calls; i++) d.execute(prim, st, 3, args2, mask);
               g[r] = flop * calls / ((System.nanoTime() - t) / 1e9) / 1e9;
             }
             Arrays.sort(g);
