@@ -65,11 +65,19 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors).")
   Integer threads;
 
-  @Option(names = "--repeats", paramLabel = "N", defaultValue = "5", description = "Timed runs per measurement (default: ${DEFAULT-VALUE}).")
+  @Option(names = "--repeats", paramLabel = "N", defaultValue = "5", description = "Timed runs per measurement, at least (default: ${DEFAULT-VALUE}).")
   int repeats;
 
-  @Option(names = "--warmup", paramLabel = "N", defaultValue = "2", description = "Untimed runs first (default: ${DEFAULT-VALUE}).")
+  @Option(names = "--min-seconds", paramLabel = "S", defaultValue = "3",
+      description = "Keep timing until this many seconds have passed too, up to 50 runs (default: ${DEFAULT-VALUE}, as the peer harness).")
+  double minSeconds;
+
+  @Option(names = "--warmup", paramLabel = "N", defaultValue = "2", description = "Untimed runs first, at least (default: ${DEFAULT-VALUE}).")
   int warmup;
+
+  @Option(names = "--warmup-seconds", paramLabel = "S", defaultValue = "2",
+      description = "Keep warming up until this many seconds have passed too: the JIT compiles the kernels meanwhile (default: ${DEFAULT-VALUE}).")
+  double warmupSeconds;
 
   @Option(names = "--vocab", paramLabel = "FILE", description = "Vocabulary for the prompts (default: $JCLIP_VOCAB, the cache, the reference folder's copy).")
   Path vocab;
@@ -90,8 +98,8 @@ public final class BenchCommand implements Callable<Integer> {
       err.println("jclip bench: give --model or --random, not both");
       return 2;
     }
-    if (repeats < 1 || warmup < 0 || batches.length == 0 || Arrays.stream(batches).anyMatch(b -> b < 1)) {
-      err.println("jclip bench: --repeats and batch sizes must be at least 1, --warmup at least 0");
+    if (repeats < 1 || warmup < 0 || minSeconds < 0 || warmupSeconds < 0 || batches.length == 0 || Arrays.stream(batches).anyMatch(b -> b < 1)) {
+      err.println("jclip bench: --repeats and batch sizes must be at least 1, --warmup, --min-seconds and --warmup-seconds at least 0");
       return 2;
     }
     int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();
@@ -171,13 +179,17 @@ public final class BenchCommand implements Callable<Integer> {
             o.put("text77_per_s", txtS).put("text77_gflops", txtG).put("text77_gflop_per_item", txtFlop / b / 1e9);
             o.put("text_prompt_per_s", prS).put("prompt_tokens_mean", (double) promptTokens / (batchesOfPrompts.size() * b));
             o.put("gemm_peak_gflops", peak).put("image_peak_share", imgG / peak).put("text77_peak_share", txtG / peak);
-            o.put("repeats", repeats).put("warmup", warmup).put("spread", spread);
+            o.put("repeats", repeats).put("min_seconds", minSeconds).put("warmup", warmup).put("warmup_seconds", warmupSeconds)
+                .put("min_runs", Math.min(img.length, Math.min(txt.length, pr.length)))
+                .put("spread", spread);
             out.println(new ObjectMapper().writeValueAsString(o));
           }
           out.flush();
         }
         if (!json) {
-          out.printf("median of %d runs after %d warm-up runs; spread = (slowest - fastest) / median; GFLOP/s counts 2·M·N·K per GEMM and%n", repeats, warmup);
+          out.printf("median of at least %d runs and %.0f s (at most %d) after at least %d warm-up runs and %.0f s; spread = (slowest - fastest) / median;%n",
+              repeats, minSeconds, MAX_REPEATS, warmup, warmupSeconds);
+          out.print("GFLOP/s counts 2·M·N·K per GEMM and ");
           out.println("4·N²·D per attention (causal in full), as the graphs run them (the last block after attention for the pooled rows only);");
           out.println("prompts = ImageNet templates x classes, each batch cut after its longest prompt.");
         }
@@ -222,14 +234,29 @@ public final class BenchCommand implements Callable<Integer> {
     return Path.of(p != null && !p.isBlank() ? p : "../shared/clip-reference").toAbsolutePath().normalize();
   }
 
+  /** Most timed runs per measurement (as the peer harness's max_reps). */
+  private static final int MAX_REPEATS = 50;
+
+  /**
+   * Warm-up (at least {@code warmup} runs and {@code warmupSeconds}), then at least {@code repeats}
+   * timed runs and {@code minSeconds}, at most {@link #MAX_REPEATS}: the peers' protocol
+   * (scripts/peers/common.py), with a timed warm-up because HotSpot compiles the Java kernels
+   * during the first seconds (a batch-1 forward of 50 ms would otherwise be timed half-compiled).
+   * Returns the sorted times in seconds.
+   */
   private double[] time(Runnable r) {
-    for (int i = 0; i < warmup; i++) r.run();
-    double[] s = new double[repeats];
-    for (int i = 0; i < repeats; i++) {
+    long warmEnd = System.nanoTime() + (long) (warmupSeconds * 1e9);
+    for (int i = 0; i < warmup || System.nanoTime() < warmEnd; i++) r.run();
+    double[] s = new double[MAX_REPEATS];
+    int n = 0;
+    long end = System.nanoTime() + (long) (minSeconds * 1e9);
+    while (n < Math.max(repeats, 1) || (n < MAX_REPEATS && System.nanoTime() < end)) {
       long t0 = System.nanoTime();
       r.run();
-      s[i] = (System.nanoTime() - t0) / 1e9;
+      s[n++] = (System.nanoTime() - t0) / 1e9;
+      if (n == s.length) s = Arrays.copyOf(s, 2 * n);
     }
+    s = Arrays.copyOf(s, n);
     Arrays.sort(s);
     return s;
   }

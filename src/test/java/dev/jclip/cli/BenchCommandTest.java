@@ -22,7 +22,8 @@ class BenchCommandTest {
     cl.setOut(new PrintWriter(out));
     cl.setErr(new PrintWriter(err));
     int code = cl.execute("bench", "--model", Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt").toString(), "--vocab",
-        Reference.file("bpe_simple_vocab_16e6.txt.gz").toString(), "--device", "cpu", "--batch", "2", "--repeats", "1", "--warmup", "0", "--json");
+        Reference.file("bpe_simple_vocab_16e6.txt.gz").toString(), "--device", "cpu", "--batch", "2", "--repeats", "1", "--warmup", "0",
+        "--min-seconds", "0", "--warmup-seconds", "0", "--json");
     assertEquals(0, code, err.toString());
     String[] lines = out.toString().strip().split("\n");
     JsonNode o = new ObjectMapper().readTree(lines[lines.length - 1]);
@@ -30,6 +31,7 @@ class BenchCommandTest {
       assertTrue(o.has(k) && o.get(k).asDouble() > 0, k + " in " + o);
     }
     assertEquals(2, o.get("batch").asInt());
+    assertEquals(1, o.get("min_runs").asInt(), "--repeats 1 with --min-seconds 0 times exactly one run");
   }
 
   @Test

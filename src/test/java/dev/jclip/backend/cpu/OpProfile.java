@@ -60,7 +60,9 @@ public final class OpProfile {
         name = "pixels";
       }
       try (Executor ex = new Executor(text ? graphs.text(batch, 77) : graphs.image(batch), timed, List.of())) {
-        for (int i = 0; i < 3; i++) ex.run(Map.of(name, input));
+        // Warm-up runs (-Djclip.profile.warmup, default 3): the attention kernels reach C2 only
+        // after some thousands of calls of their per-row methods.
+        for (int i = 0, w = Integer.getInteger("jclip.profile.warmup", 3); i < w; i++) ex.run(Map.of(name, input));
         times.clear();
         int runs = Math.max(3, 24 / batch);
         long t0 = System.nanoTime();
