@@ -110,6 +110,23 @@ class ZeroShotCommandTest {
     r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
     assertEquals(0, r.code(), r.err());
     assertEquals(first, Files.readString(out));
+
+    // --jpeg-draft reaches the decoder: the same predictions where no JPEG is large enough to be
+    // drafted at the model's size (Pillow's rule: both sides at least twice it), others where one is
+    if (new dev.jclip.image.ImageDecoder().jpegCodec() == dev.jclip.image.ImageDecoder.JpegCodec.NATIVE) {
+      List<String> withDraft = new java.util.ArrayList<>(List.of(args));
+      withDraft.add("--jpeg-draft");
+      r = ModelCommandsTest.run(new ZeroShotCommand(), "", withDraft.toArray(String[]::new));
+      assertEquals(0, r.code(), r.err());
+      int size;
+      try (Clip clip = Clip.load(ModelCommandsTest.model.toString(),
+          Clip.Options.defaults().withDevice("cpu").withVocabulary(Path.of(ModelCommandsTest.vocab())))) {
+        size = clip.config().imageResolution();
+      }
+      var im = new dev.jclip.image.ImageDecoder().decode(Reference.file("images/rose.jpg"));
+      boolean drafted = Math.min(im.width(), im.height()) >= 2 * size;
+      assertEquals(!drafted, first.equals(Files.readString(out)), "rose.jpg " + im.width() + "x" + im.height() + " at " + size + " px");
+    }
   }
 
   @Test
