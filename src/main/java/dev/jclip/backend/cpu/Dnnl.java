@@ -155,6 +155,23 @@ final class Dnnl {
     };
   }
 
+  /** A oneDNN constructor call: writes the new handle through {@code out}, returns a status. */
+  @FunctionalInterface
+  private interface Create {
+    int call(MemorySegment out) throws Throwable;
+  }
+
+  /** Runs {@code c} with a fresh out-pointer, checks its status and returns the handle it wrote. */
+  private static MemorySegment create(String name, Create c) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check(c.call(out), name);
+      return out.get(ADDRESS, 0);
+    } catch (Throwable t) {
+      throw wrap(t, name);
+    }
+  }
+
   private static RuntimeException wrap(Throwable t, String call) {
     if (t instanceof RuntimeException r) return r;
     if (t instanceof Error e) throw e;
@@ -171,13 +188,7 @@ final class Dnnl {
   }
 
   MemorySegment engine() {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      check((int) engineCreate.invokeExact(out, CPU, 0L), "dnnl_engine_create");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_engine_create");
-    }
+    return create("dnnl_engine_create", out -> (int) engineCreate.invokeExact(out, CPU, 0L));
   }
 
   void destroyEngine(MemorySegment e) {
@@ -185,13 +196,7 @@ final class Dnnl {
   }
 
   MemorySegment stream(MemorySegment engine) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      check((int) streamCreate.invokeExact(out, engine, STREAM_DEFAULT), "dnnl_stream_create");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_stream_create");
-    }
+    return create("dnnl_stream_create", out -> (int) streamCreate.invokeExact(out, engine, STREAM_DEFAULT));
   }
 
   void destroyStream(MemorySegment s) {
@@ -209,14 +214,10 @@ final class Dnnl {
   /** A 2-D memory descriptor {@code [rows, cols]} with a format tag ({@link #TAG_AB}, {@link #TAG_BA}, {@link #TAG_ANY}). */
   MemorySegment md(long rows, long cols, int dtype, int tag) {
     try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
       MemorySegment dims = a.allocate(JAVA_LONG, MAX_NDIMS);
       dims.setAtIndex(JAVA_LONG, 0, rows);
       dims.setAtIndex(JAVA_LONG, 1, cols);
-      check((int) mdCreateTag.invokeExact(out, 2, dims, dtype, tag), "dnnl_memory_desc_create_with_tag");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_memory_desc_create_with_tag");
+      return create("dnnl_memory_desc_create_with_tag", out -> (int) mdCreateTag.invokeExact(out, 2, dims, dtype, tag));
     }
   }
 
@@ -267,23 +268,11 @@ final class Dnnl {
   /** A matmul primitive descriptor ({@code bias} and {@code attr} may be {@link MemorySegment#NULL}). */
   MemorySegment matmulPd(MemorySegment engine, MemorySegment src, MemorySegment weights, MemorySegment bias, MemorySegment dst,
       MemorySegment attr) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      check((int) matmulPd.invokeExact(out, engine, src, weights, bias, dst, attr), "dnnl_matmul_primitive_desc_create");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_matmul_primitive_desc_create");
-    }
+    return create("dnnl_matmul_primitive_desc_create", out -> (int) matmulPd.invokeExact(out, engine, src, weights, bias, dst, attr));
   }
 
   MemorySegment reorderPd(MemorySegment engine, MemorySegment from, MemorySegment to) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      check((int) reorderPd.invokeExact(out, from, engine, to, engine, MemorySegment.NULL), "dnnl_reorder_primitive_desc_create");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_reorder_primitive_desc_create");
-    }
+    return create("dnnl_reorder_primitive_desc_create", out -> (int) reorderPd.invokeExact(out, from, engine, to, engine, MemorySegment.NULL));
   }
 
   /** The descriptor a primitive descriptor chose (owned by the primitive descriptor: do not destroy). */
@@ -302,13 +291,7 @@ final class Dnnl {
   }
 
   MemorySegment primitive(MemorySegment pd) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      check((int) primCreate.invokeExact(out, pd), "dnnl_primitive_create");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_primitive_create");
-    }
+    return create("dnnl_primitive_create", out -> (int) primCreate.invokeExact(out, pd));
   }
 
   void destroyPrimitive(MemorySegment p) {
@@ -317,13 +300,7 @@ final class Dnnl {
 
   /** A memory object over {@code data} (not owned). */
   MemorySegment memory(MemorySegment engine, MemorySegment md, MemorySegment data) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment out = a.allocate(ADDRESS);
-      check((int) memCreate.invokeExact(out, md, engine, data), "dnnl_memory_create");
-      return out.get(ADDRESS, 0);
-    } catch (Throwable t) {
-      throw wrap(t, "dnnl_memory_create");
-    }
+    return create("dnnl_memory_create", out -> (int) memCreate.invokeExact(out, md, engine, data));
   }
 
   /** Points a memory object at other data (of the same size and layout). */
