@@ -56,8 +56,7 @@ public final class EmbedCommand implements Callable<Integer> {
   @Option(names = "--caption-column", paramLabel = "NAME", description = "Table column with the caption (default: caption, when present).")
   String captionColumn;
 
-  @Option(names = "--jpeg-draft", description = "Decode JPEGs at 1/2, 1/4 or 1/8 scale first, as Pillow's Image.draft(\"RGB\", (R, R)) with R the model's input size: several times faster for large photos; features differ slightly from the reference preprocess.")
-  boolean jpegDraft;
+  @Mixin DecodeOptions decode;
 
   @Option(names = "--progress", paramLabel = "MODE", defaultValue = "auto", description = "auto, bar, lines or none (default: ${DEFAULT-VALUE}).")
   String progress;
@@ -70,7 +69,7 @@ public final class EmbedCommand implements Callable<Integer> {
     EmbedJob.Options o;
     try {
       o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))
-          .precision(model.precision).progress(progress, 10_000).jpegDraft(jpegDraft);
+          .precision(model.precision).progress(progress, 10_000).jpegDraft(decode.jpegDraft);
       if (workers != null) o = o.workers(workers);
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);

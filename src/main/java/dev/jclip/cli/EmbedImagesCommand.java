@@ -34,8 +34,7 @@ public final class EmbedImagesCommand implements Callable<Integer> {
   @Option(names = "--skip-bad", description = "Leave out images that cannot be read (reported on standard error) instead of failing.")
   boolean skipBad;
 
-  @Option(names = "--jpeg-draft", description = "Decode JPEGs at 1/2, 1/4 or 1/8 scale first, as Pillow's Image.draft(\"RGB\", (R, R)) with R the model's input size: several times faster for large photos; features differ slightly from the reference preprocess.")
-  boolean jpegDraft;
+  @Mixin DecodeOptions decode;
 
   @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "Output file.")
   Path out;
@@ -54,7 +53,7 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       return 2;
     }
     try (Clip clip = model.load(batchSize); NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
-      ImageDecoder decoder = new ImageDecoder().withJpegDraft(jpegDraft ? clip.config().imageResolution() : 0);
+      ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
       List<String> skipped = new ArrayList<>();
       int written = 0;
       for (int i0 = 0; i0 < images.size(); i0 += batchSize) {

@@ -70,8 +70,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Option(names = "--batch-size", paramLabel = "N", defaultValue = "64", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
   int batchSize;
 
-  @Option(names = "--jpeg-draft", description = "Decode JPEGs at 1/2, 1/4 or 1/8 scale first, as Pillow's Image.draft(\"RGB\", (R, R)) with R the model's input size: several times faster for large photos; features differ slightly from the reference preprocess.")
-  boolean jpegDraft;
+  @Mixin DecodeOptions decode;
 
   @Option(names = "--no-cache", description = "Recompute the class embeddings instead of reading them from the cache.")
   boolean noCache;
@@ -91,7 +90,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
       int k = Math.min(topK, classes.size());
       long seen = 0, labelled = 0, top1 = 0, top5 = 0, bad = 0;
       ObjectMapper json = new ObjectMapper();
-      ImageDecoder decoder = new ImageDecoder().withJpegDraft(jpegDraft ? clip.config().imageResolution() : 0);
+      ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
       try (InputSource source = InputSources.open(input, imageColumn, null);
           BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
         if (!jsonl) out.write(csvHeader(source.idColumn(), k));

@@ -199,7 +199,8 @@ public final class ImageDecoder {
    * least {@code size} pixels (Pillow's rule, so a 4000x3000 photo with size 224 decodes as
    * 500x375). The bytes equal Pillow's draft decoding; the CLIP transform that follows is
    * unchanged, but its input is not the full-size image, so features differ slightly from the
-   * reference {@code preprocess}. It makes decoding of large photos several times cheaper. Files
+   * reference {@code preprocess}. It saves the inverse DCT, upsampling and colour conversion of the
+   * full image, not the entropy decoding, so the gain depends on the bitrate (docs/preprocessing.md). Files
    * libjpeg-turbo reports damage in (which go to the exact Java path) and other formats are decoded
    * at full size.
    *

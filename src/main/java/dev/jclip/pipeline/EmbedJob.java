@@ -162,7 +162,7 @@ public final class EmbedJob {
 
     /**
      * Decode JPEGs at reduced scale as Pillow's {@code draft("RGB", (R, R))} does, R the model's
-     * input size ({@link ImageDecoder#withJpegDraft}): much cheaper decoding of large photos,
+     * input size ({@link ImageDecoder#withJpegDraft}): cheaper decoding of large photos,
      * slightly different features from the reference preprocess.
      */
     public Options jpegDraft(boolean v) {
