@@ -220,7 +220,7 @@ class EmbedJobTest {
     JsonNode job = m.readTree(out.resolve("job.json").toFile());
     assertEquals(GOOD, job.get("counts").get("embedded").asLong());
     assertEquals("test-projection", job.get("model").get("name").asText());
-    for (String k : List.of("decode_cpu_s", "preprocess_cpu_s", "encode_s", "write_s", "wall_s")) {
+    for (String k : List.of("decode_cpu_s", "preprocess_cpu_s", "decode_wall_s", "preprocess_wall_s", "encode_s", "write_s", "wall_s")) {
       assertNotNull(job.get("run").get("timings").get(k), k);
     }
   }
