@@ -316,27 +316,43 @@ public final class Clip implements AutoCloseable {
     return out;
   }
 
-  /** {@code model.encode_text(tokens)}: [count][E], not normalised; each batch cut after its last end-of-text token. */
+  /**
+   * {@code model.encode_text(tokens)}: [count][E], not normalised, in the order given. When there
+   * is more than one batch, the texts are batched by length (shortest first, ties in the order
+   * given) and each batch is cut after its last end-of-text token, so a batch of short prompts does
+   * not pay for the longest prompt of the whole call. A text's features do not depend on its
+   * batch: its end-of-text row attends (causally) to its own tokens only.
+   */
   public float[][] encodeText(Tokens tokens) {
-    int len = tokens.length();
+    int len = tokens.length(), count = tokens.count();
     if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
-    float[][] out = new float[tokens.count()][];
+    float[][] out = new float[count][];
     int[] ids = tokens.ids();
-    for (int b0 = 0; b0 < tokens.count(); b0 += options.batchSize()) {
-      int b1 = Math.min(tokens.count(), b0 + options.batchSize()), n = b1 - b0;
+    int[] eot = new int[count]; // the end-of-text token is the highest id (clip.py's argmax)
+    for (int b = 0; b < count; b++) {
+      int best = 0;
+      for (int t = 1; t < len; t++) if (ids[b * len + t] > ids[b * len + best]) best = t;
+      eot[b] = best;
+    }
+    int[] order = count > options.batchSize() ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
+    int e = config.embedDim();
+    for (int b0 = 0; b0 < count; b0 += options.batchSize()) {
+      int b1 = Math.min(count, b0 + options.batchSize()), n = b1 - b0;
       int cut = 1;
-      for (int b = b0; b < b1; b++) {
-        int best = 0;
-        for (int t = 1; t < len; t++) if (ids[b * len + t] > ids[b * len + best]) best = t;
-        cut = Math.max(cut, best + 1);
-      }
+      for (int b = b0; b < b1; b++) cut = Math.max(cut, eot[order[b]] + 1);
       int l = cut;
       int[] part = new int[n * l];
-      for (int b = 0; b < n; b++) System.arraycopy(ids, (b0 + b) * len, part, b * l, l);
+      for (int b = 0; b < n; b++) System.arraycopy(ids, order[b0 + b] * len, part, b * l, l);
       float[] f = run("text:" + n + "x" + l, () -> graphs.text(n, l), Map.of("tokens", part)).get("text_features");
-      rows(f, config.embedDim(), out, b0);
+      for (int b = 0; b < n; b++) out[order[b0 + b]] = java.util.Arrays.copyOfRange(f, b * e, (b + 1) * e);
     }
     return out;
+  }
+
+  /** Indices sorted by end-of-text position, stable. */
+  private static int[] byLength(int[] eot) {
+    return java.util.stream.IntStream.range(0, eot.length).boxed()
+        .sorted(java.util.Comparator.comparingInt(i -> eot[i])).mapToInt(Integer::intValue).toArray();
   }
 
   /** {@code logits_per_image} of {@code model(image, text)}: [images][texts], {@code exp(logit_scale) · cos}. */

@@ -93,6 +93,23 @@ class ClipTest {
   }
 
   @Test
+  void textsBatchedByLengthComeBackInTheirOwnOrder() throws Exception {
+    // long and short texts interleaved: batched by length (batch size 3), each batch cut at its own
+    // longest, and every row must still be that text's own features, in the order given
+    List<String> mixed = new java.util.ArrayList<>();
+    String[] words = "the quick brown fox jumps over a lazy dog near an old stone bridge at dawn while birds sing".split(" ");
+    for (int i = 0; i < 10; i++) {
+      int n = i % 2 == 0 ? 1 + i / 2 : words.length - i;
+      mixed.add(String.join(" ", java.util.Arrays.copyOf(words, n)));
+    }
+    float[][] batched = clip.encodeText(clip.tokenize(mixed, true));
+    assertEquals(mixed.size(), batched.length);
+    for (int i = 0; i < mixed.size(); i++) {
+      assertClose(clip.encodeText(clip.tokenize(List.of(mixed.get(i)), true))[0], batched[i], 1e-6, "text " + i + " '" + mixed.get(i) + "'");
+    }
+  }
+
+  @Test
   void manyThreadsGetTheSameResults() throws Exception {
     Random rnd = TestRandom.create("ClipTest.threads");
     Path[] files = images.stream().map(n -> Reference.file("images/" + n)).toArray(Path[]::new);
