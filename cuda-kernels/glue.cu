@@ -10,7 +10,7 @@
 //   add                 y = a + b, then ReLU if relu (residual adds; Bottleneck's relu3(out + identity))
 //   patchify            pixels [B, C, H, W] -> rows [(b, gy, gx), (c, ky, kx)] for the patch GEMM
 //                       (conv1 of VisionTransformer with kernel = stride = P)
-//   im2col              one image [C, H, W] -> col [(c, ky, kx), (oy, ox)] for a k x k conv
+//   im2col              N images [N, C, H, W] -> col [N, (c, ky, kx), (oy, ox)] for a k x k conv
 //   class_pos_embed     out[b, 0] = cls + pos[0]; out[b, t] = patches[b, t-1] + pos[t]
 //                       (torch.cat([class_embedding + zeros, x], 1) + positional_embedding)
 //   token_embed         out[b, t] = tok[ids[b, t]] + pos[t]   (token_embedding(text) + positional_embedding)
@@ -63,15 +63,16 @@ __device__ void patchify(T* out, const T* px, int B, int C, int H, int W, int P)
 }
 
 template <typename T>
-__device__ void im2col(T* col, const T* img, int C, int H, int W, int k, int stride, int pad, int OH, int OW) {
-  const long long P = (long long)OH * OW;
-  JCLIP_GRID_STRIDE(i, (long long)C * k * k * P) {
-    const long long p = i % P;
-    const int kk = i / P;
+__device__ void im2col(T* col, const T* img, int N, int C, int H, int W, int k, int stride, int pad, int OH, int OW) {
+  const long long P = (long long)OH * OW, per = (long long)C * k * k * P;
+  JCLIP_GRID_STRIDE(i, N * per) {
+    const long long n = i / per, j = i % per;
+    const long long p = j % P;
+    const int kk = j / P;
     const int c = kk / (k * k), ky = (kk / k) % k, kx = kk % k;
     const int oy = p / OW, ox = p % OW;
     const int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
-    col[i] = (y >= 0 && y < H && x >= 0 && x < W) ? img[((long long)c * H + y) * W + x] : st<T>(0.0f);
+    col[i] = (y >= 0 && y < H && x >= 0 && x < W) ? img[((n * C + c) * H + y) * W + x] : st<T>(0.0f);
   }
 }
 
@@ -185,9 +186,9 @@ __device__ void softmax(T* y, const T* x, long long rows, int D) {
   extern "C" __global__ void patchify_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                      \
     patchify<T>(out, px, B, C, H, W, P);                                                                                 \
   }                                                                                                                      \
-  extern "C" __global__ void im2col_##S(T* col, const T* img, int C, int H, int W, int k, int stride, int pad, int OH,   \
-                                        int OW) {                                                                        \
-    im2col<T>(col, img, C, H, W, k, stride, pad, OH, OW);                                                                \
+  extern "C" __global__ void im2col_##S(T* col, const T* img, int N, int C, int H, int W, int k, int stride, int pad,   \
+                                        int OH, int OW) {                                                                \
+    im2col<T>(col, img, N, C, H, W, k, stride, pad, OH, OW);                                                             \
   }                                                                                                                      \
   extern "C" __global__ void class_pos_embed_##S(T* out, const T* patches, const float* cls, const float* pos, int B,    \
                                                  int N, int D) {                                                         \

@@ -9,6 +9,7 @@ import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
 import static org.bytedeco.cuda.global.cublas.cublasCreate_v2;
 import static org.bytedeco.cuda.global.cublas.cublasDestroy_v2;
 import static org.bytedeco.cuda.global.cublas.cublasGemmEx;
+import static org.bytedeco.cuda.global.cublas.cublasGemmStridedBatchedEx;
 import static org.bytedeco.cuda.global.cublas.cublasGetStatusString;
 import static org.bytedeco.cuda.global.cublas.cublasGetVersion_v2;
 import static org.bytedeco.cuda.global.cublas.cublasSetMathMode;
@@ -113,6 +114,25 @@ public final class Cublas implements AutoCloseable {
           cublasGemmEx(handle, opB, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, ldb, a.asPointer(), dataType, k, be,
               c.asPointer(), dataType, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmEx(" + what + " " + m + "x" + n + "x" + k + ", type " + dataType + ")");
+    }
+  }
+
+  /**
+   * {@code count} row-major GEMMs {@code C_i[M,N] = A_i[M,K] · B_i[K,N]}, where operand {@code i}
+   * starts {@code stride*} elements after operand {@code i - 1} (a stride of 0 shares one
+   * operand), all in {@code dataType} (CUDA_R_32F, CUDA_R_16F or CUDA_R_16BF) with fp32
+   * accumulation; fp32 runs without TF32 (the handle's default math mode), as {@link #sgemmNN}.
+   */
+  public void gemmStridedBatchedNN(int m, int n, int k, int dataType, DeviceBuffer a, long strideA, DeviceBuffer b, long strideB,
+      DeviceBuffer c, long strideC, int count) {
+    device.makeCurrent();
+    // Per matrix as gemmExNN: row-major C = A · B is column-major Cᵀ = Bᵀ · Aᵀ.
+    try (FloatPointer al = new FloatPointer(1).put(1f);
+        FloatPointer be = new FloatPointer(1).put(0f)) {
+      check(
+          cublasGemmStridedBatchedEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, n, strideB, a.asPointer(),
+              dataType, k, strideA, be, c.asPointer(), dataType, n, strideC, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmStridedBatchedEx(NN " + count + " x " + m + "x" + n + "x" + k + ", type " + dataType + ")");
     }
   }
 

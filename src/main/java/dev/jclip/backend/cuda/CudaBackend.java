@@ -2,6 +2,7 @@ package dev.jclip.backend.cuda;
 
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
+import static org.bytedeco.cuda.global.cudart.CUDA_R_32F;
 
 import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
@@ -334,23 +335,40 @@ public final class CudaBackend implements Backend {
     ops.cast(y, precision, c, Precision.FP32, (long) m * t);
   }
 
-  /** k x k convolution as im2col + one GEMM per image, then bias (folded BatchNorm) and ReLU. */
+  /**
+   * k x k convolution as im2col + GEMM, then bias (folded BatchNorm) and ReLU. Images go in groups
+   * whose im2col fits {@link #im2colBytes}: one im2col launch and one strided-batched GEMM
+   * ({@code Y_i[O, P] = W[O, C·k·k] · col_i[C·k·k, P]}, W shared) per group. A 1x1 stride-1 conv
+   * reads the images as their own im2col.
+   */
   private void conv2d(Node n, DeviceBuffer x, DeviceBuffer y, TensorSpec in, TensorSpec out) {
     int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3);
     int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
     int k = n.intAttr("kernel"), stride = n.intAttr("stride"), pad = n.intAttr("padding");
     int plane = oh * ow, kk = c * k * k;
     DeviceBuffer weight = gemmWeight(n);
-    boolean direct = k == 1 && stride == 1 && pad == 0; // a 1x1 conv reads the image as its own im2col
-    DeviceBuffer col = direct ? null : scratch(1, (long) elem * kk * plane);
-    for (int i = 0; i < b; i++) {
-      DeviceBuffer img = x.view((long) elem * i * c * h * w, (long) elem * c * h * w);
-      DeviceBuffer dst = y.view((long) elem * i * o * plane, (long) elem * o * plane);
-      if (!direct) ops.glue("im2col_" + s, (long) kk * plane, col, img, c, h, w, k, stride, pad, oh, ow);
-      gemmNN(o, plane, kk, weight, direct ? img : col, dst);
+    boolean direct = k == 1 && stride == 1 && pad == 0;
+    long colPerImage = (long) kk * plane;
+    int group = direct ? b : (int) Math.max(1, Math.min(b, im2colBytes / (elem * colPerImage)));
+    DeviceBuffer col = direct ? null : scratch(1, (long) elem * colPerImage * group);
+    int type = precision == Precision.FP32 ? CUDA_R_32F : cudaType();
+    for (int i0 = 0; i0 < b; i0 += group) {
+      int g = Math.min(group, b - i0);
+      DeviceBuffer img = x.view((long) elem * i0 * c * h * w, (long) elem * g * c * h * w);
+      DeviceBuffer dst = y.view((long) elem * i0 * o * plane, (long) elem * g * o * plane);
+      if (!direct) ops.glue("im2col_" + s, g * colPerImage, col, img, g, c, h, w, k, stride, pad, oh, ow);
+      DeviceBuffer src = direct ? img : col;
+      long srcStride = direct ? (long) c * h * w : colPerImage;
+      blas.gemmStridedBatchedNN(o, plane, kk, type, weight, 0, src, srcStride, dst, (long) o * plane, g);
     }
     ops.glue("bias_channel_act_" + s, out.elements(), y, param(n, "bias"), (long) b, o, plane, n.boolAttr("relu") ? 1 : 0);
   }
+
+  /**
+   * The most im2col scratch one convolution group uses (all of RN50x64's images at batch 1024 at
+   * once would need tens of GB); {@code -Djclip.cuda.im2colBytes} lowers it for tests.
+   */
+  private final long im2colBytes = Long.getLong("jclip.cuda.im2colBytes", 256L << 20);
 
   private static int actCode(Activation a) {
     return a == null ? 0 : a == Activation.QUICK_GELU ? 1 : 2;
