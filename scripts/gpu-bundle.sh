@@ -58,6 +58,14 @@ PY
 cp "$cache/junit-platform-console-standalone-$console_version.jar" "$out/lib/junit-console.jar"
 cp scripts/gpu-run.sh "$out/run.sh"
 cp scripts/gpu-peer.py "$out/peer.py"
+# libjpeg-turbo's TurboJPEG library (needs only libc, glibc 2.14): used on the GPU machine only when
+# it has none of its own, so that embed's decoding there is the fast, Pillow-exact one.
+turbo="$(ldconfig -p 2>/dev/null | grep -m1 '[[:space:]]libturbojpeg\.so\.0 ' | awk '{print $NF}' || true)"
+if [ -n "$turbo" ]; then
+  mkdir -p "$out/native" && cp "$(readlink -f "$turbo")" "$out/native/libturbojpeg.so.0"
+else
+  echo "gpu-bundle: no libturbojpeg.so.0 here (apt install libturbojpeg0): the GPU machine decodes JPEGs with the Java path unless it has one" >&2
+fi
 chmod +x "$out/run.sh"
 
 # Reference data read by the GPU tests and the peer benchmark (scripts/gpu-bundle.files lists it).

@@ -11,7 +11,7 @@
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
 # JCLIP_MODEL_BENCH_TIMEOUT 120; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
-# JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes.
+# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes.
 #   ./run.sh [smoke|tests|full]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer only;
 #                                full: torch.compile at every batch size
 set -u
@@ -60,7 +60,7 @@ ldconfig -p 2>/dev/null | grep -E 'libcuda\.so\.1|libcudart\.so\.13|libcublas(Lt
 # nvidia/ packages).
 locate() {
   local lib="$1" hit
-  hit="$(ldconfig -p 2>/dev/null | grep -m1 " $lib " | awk '{print $NF}')"
+  hit="$(ldconfig -p 2>/dev/null | grep -m1 "[[:space:]]$lib " | awk '{print $NF}')" # ldconfig -p indents with a tab
   [ -z "$hit" ] && hit="$(timeout 30 find /usr/local /opt /usr/lib /usr/lib64 / -xdev \( -path /proc -o -path /sys \) -prune -o \
       \( -name "$lib" -o -name "$lib.*" \) -print 2>/dev/null | head -1)"
   [ -n "$hit" ] && dirname "$hit"
@@ -76,6 +76,16 @@ for d in ${libpath//:/ }; do ls "$d" | grep -E '^lib(cudart|cublas|cublasLt)\.so
 export LD_LIBRARY_PATH="${libpath}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 say "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 say "libcuda.so.1: $(ldconfig -p 2>/dev/null | grep -m1 'libcuda\.so\.1' | awk '{print $NF}')"
+# JPEG decoding (embed): the machine's own libturbojpeg when it has one, else the bundle's copy.
+turbo="$(ldconfig -p 2>/dev/null | grep -m1 '[[:space:]]libturbojpeg\.so\.0 ' | awk '{print $NF}')"
+if [ -n "$turbo" ]; then
+  say "libturbojpeg.so.0: $turbo (the machine's)"
+elif [ -f "$here/native/libturbojpeg.so.0" ]; then
+  export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$here/native"
+  say "libturbojpeg.so.0: not on this machine; using the bundle's ($here/native)"
+else
+  say "libturbojpeg.so.0: NOT FOUND (embed decodes JPEGs with the Java path)"
+fi
 
 # unpack DIR FILE.tar.xz: tar with xz where they exist, else Python's tarfile (lzma built in)
 unpack() {
@@ -178,6 +188,43 @@ if [ "$t" -gt 0 ]; then
   grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
 else
   note "GEMM/attention benchmark: SKIPPED (budget)"
+fi
+
+section "jclip embed end to end on the GPU (synthetic JPEGs, random ViT-B/32, fp16)"
+# Issue 7's GPU figure: embed's images/s against the model alone (bench) at the same batch size,
+# and where the time goes, with all the machine's cores decoding for one GPU: real-size pictures
+# (1.9-12 MP) and img2dataset-size ones (384x288). EmbedCorpus (test classes) makes the corpus and
+# the model here, as the bundle carries neither.
+t="$(limit "${JCLIP_EMBED_TIMEOUT:-150}")"
+if [ "$t" -gt 0 ]; then
+  ework=/tmp/jclip-embed
+  rm -rf "$ework"
+  embed_deadline=$(( $(date +%s) + t ))
+  left() { local l=$(( embed_deadline - $(date +%s) )); [ "$l" -lt 1 ] && l=1; echo "$l"; } # timeout 0 would mean none
+  vocab="$here/clip-reference/models/vit-b32-tiny/hf"
+  {
+    timeout -k 5 "$(left)" "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.EmbedCorpus \
+      "$ework/big" ViT-B/32 "100:4000x3000,100:2560x1920,100:1600x1200" &&
+    timeout -k 5 "$(left)" "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.EmbedCorpus \
+      "$ework/small" - "6000:384x288" &&
+    for b in 256; do
+      echo "-- model alone: bench --batch $b"
+      JCLIP_REFERENCE="$here/clip-reference" timeout -k 5 "$(left)" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" bench --model "$ework/big/model.safetensors" --vocab "$vocab" \
+        --device cuda --precision fp16 --batch "$b" --json
+      for set in big small; do
+        echo "-- embed $set, batch $b"
+        timeout -k 5 "$(left)" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" embed --model "$ework/big/model.safetensors" --vocab "$vocab" \
+          --input "$ework/$set/photos" --output "$ework/out-$set-$b" --device cuda:all --precision fp16 --batch-size "$b" --progress none
+        cp "$ework/out-$set-$b/job.json" "$OUT/embed-$set-$b-job.json" 2>/dev/null
+      done
+    done
+  } > "$OUT/embed.txt" 2>&1
+  rc=$?
+  stage "embed end to end" "$rc"
+  grep -E '^\[corpus\]|^-- |image_per_s|^embed:|_s  |rror|Exception' "$OUT/embed.txt" | cut -c1-400 | head -40 | tee -a "$report"
+  rm -rf "$ework"
+else
+  note "embed end to end: SKIPPED (budget)"
 fi
 
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"

@@ -126,13 +126,19 @@ public final class BenchCommand implements Callable<Integer> {
         out.flush();
         double peak = Double.NaN;
         String library = "no CPU GEMM in " + precision;
-        try (dev.jclip.backend.cpu.CpuBackend cpu = new dev.jclip.backend.cpu.CpuBackend(t, true, dev.jclip.backend.Precision.parse(precision))) {
-          peak = CpuGemmBench.peakGflops(cpu, null);
-          library = cpu.gemmLibrary();
-        } catch (IllegalArgumentException e) {
-          // a precision the CPU does not offer (fp16): the model runs on a GPU, no CPU peak to share
+        if (clip.device().startsWith("cpu")) {
+          try (dev.jclip.backend.cpu.CpuBackend cpu = new dev.jclip.backend.cpu.CpuBackend(t, true, dev.jclip.backend.Precision.parse(precision))) {
+            peak = CpuGemmBench.peakGflops(cpu, null);
+            library = cpu.gemmLibrary();
+          } catch (IllegalArgumentException e) {
+            // a precision this CPU does not offer: no peak to share
+          }
+          out.printf("GEMM peak (%s as LINEAR runs it, median of the batch-32 LINEAR shapes): %.1f GFLOP/s%n", library, peak);
+        } else {
+          // On a GPU the CPU's GEMM peak says nothing (gpu-info --gemm-bench measures cuBLAS's),
+          // and the GPU bundle does not carry the CPU GEMM libraries.
+          out.printf("device: %s (GEMM peak: jclip gpu-info --gemm-bench)%n", clip.device());
         }
-        out.printf("GEMM peak (%s as LINEAR runs it, median of the batch-32 LINEAR shapes): %.1f GFLOP/s%n", library, peak);
         out.printf("%6s %12s %9s %7s %12s %9s %7s %12s %10s %8s%n", "batch", "images/s", "GFLOP/s", "peak", "text77/s", "GFLOP/s", "peak",
             "prompts/s", "tokens", "spread");
         out.flush();

@@ -245,6 +245,8 @@ public final class EmbedJob {
   private final LongAdder decodeNanos = new LongAdder();
   private final LongAdder preprocessNanos = new LongAdder();
   private final LongAdder decodeWallNanos = new LongAdder();
+  /** {@link ImageDecoder#jpegDecoder()} of this run, for job.json. */
+  private String jpegDecoder;
   private final LongAdder preprocessWallNanos = new LongAdder();
   private static final java.lang.management.ThreadMXBean THREADS = java.lang.management.ManagementFactory.getThreadMXBean();
   private final LongAdder encodeNanos = new LongAdder();
@@ -321,6 +323,7 @@ public final class EmbedJob {
     int floatsPerImage = 3 * r * r;
     // Before anything is opened: --jpeg-draft without libjpeg-turbo is refused here.
     ImageDecoder decoder = new ImageDecoder(o.maxPixels).withJpegDraft(o.jpegDraft ? r : 0);
+    jpegDecoder = decoder.jpegDecoder();
     try (InputSource source = InputSources.open(o.input, o.imageColumn, o.captionColumn)) {
       boolean captions = source.hasCaptions();
       Files.createDirectories(out.img);
@@ -331,6 +334,7 @@ public final class EmbedJob {
       Set<Integer> complete = recover();
       int skippedShards = complete.size();
 
+      o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + " workers");
       Progress progress = new Progress(o.progress, o.log, source.size());
       ScheduledExecutorService ticker =
           Executors.newSingleThreadScheduledExecutor(
@@ -764,6 +768,7 @@ public final class EmbedJob {
     job.put("shard_size", o.shardSize);
     job.put("text_embeddings", source.hasCaptions());
     job.put("jpeg_draft", o.jpegDraft);
+    job.put("jpeg_decoder", jpegDecoder);
     ObjectNode counts = job.putObject("counts");
     counts.put("items", items);
     counts.put("embedded", embedded);

@@ -220,6 +220,8 @@ class EmbedJobTest {
     JsonNode job = m.readTree(out.resolve("job.json").toFile());
     assertEquals(GOOD, job.get("counts").get("embedded").asLong());
     assertEquals("test-projection", job.get("model").get("name").asText());
+    String jpeg = job.get("jpeg_decoder").asText();
+    assertTrue(jpeg.startsWith("libjpeg-turbo") || jpeg.startsWith("Java"), jpeg);
     for (String k : List.of("decode_cpu_s", "preprocess_cpu_s", "decode_wall_s", "preprocess_wall_s", "encode_s", "write_s", "wall_s")) {
       assertNotNull(job.get("run").get("timings").get(k), k);
     }
