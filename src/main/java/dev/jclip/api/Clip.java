@@ -53,8 +53,10 @@ import java.util.function.Supplier;
  * buffers. The backend's weights are shared (converted once); the CPU backend's kernels split each
  * op over its own thread pool, so concurrent calls share the cores. On a GPU the calls take turns
  * on the device's stream (the host work around them, preprocessing and tokenizing, stays
- * concurrent), and each shape's executor replays a CUDA graph after its first run. Closing a
- * {@code Clip} while calls are running is an error of the caller.
+ * concurrent), and each shape's executor replays a CUDA graph after its first run. {@link
+ * #submitImage} takes the lock twice, to queue a batch and to collect it, so that one caller can
+ * upload its next batch while the previous one computes. Closing a {@code Clip} while calls are
+ * running (or batches are in flight) is an error of the caller.
  *
  * <p><b>Devices.</b> {@code Options.device} is {@code auto} (the default: the first GPU when one
  * works, else the CPU; which one is said on stderr), {@code cpu}, {@code cuda} or {@code cuda:N};
@@ -303,17 +305,7 @@ public final class Clip implements AutoCloseable {
 
   /** {@code model.encode_image(pixels)}: [count][E], not normalised. */
   public float[][] encodeImage(Pixels pixels) {
-    if (pixels.resolution() != config.imageResolution()) {
-      throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + config.imageResolution());
-    }
-    float[][] out = new float[pixels.count()][];
-    for (int b0 = 0; b0 < pixels.count(); b0 += options.batchSize()) {
-      int b1 = Math.min(pixels.count(), b0 + options.batchSize()), n = b1 - b0;
-      Pixels part = b0 == 0 && b1 == pixels.count() ? pixels : pixels.slice(b0, b1);
-      float[] f = run("image:" + n, () -> graphs.image(n), Map.of("pixels", part.data())).get("image_features");
-      rows(f, config.embedDim(), out, b0);
-    }
-    return out;
+    return encode(pixels.count(), imageParts(pixels), "image_features");
   }
 
   /**
@@ -324,9 +316,36 @@ public final class Clip implements AutoCloseable {
    * batch: its end-of-text row attends (causally) to its own tokens only.
    */
   public float[][] encodeText(Tokens tokens) {
+    return encode(tokens.count(), textParts(tokens), "text_features");
+  }
+
+  /**
+   * One batch of an encode call: the call's row of each of its rows, its graph's shape, the graph,
+   * its inputs (made when it runs).
+   */
+  private record Part(int[] dest, String shape, Supplier<Graph> graph, Supplier<Map<String, ?>> inputs) {}
+
+  /** Batches of at most {@link Options#batchSize()} images. */
+  private List<Part> imageParts(Pixels pixels) {
+    if (pixels.resolution() != config.imageResolution()) {
+      throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + config.imageResolution());
+    }
+    List<Part> parts = new java.util.ArrayList<>();
+    for (int b0 = 0; b0 < pixels.count(); b0 += options.batchSize()) {
+      int b1 = Math.min(pixels.count(), b0 + options.batchSize()), n = b1 - b0, from = b0;
+      parts.add(new Part(java.util.stream.IntStream.range(b0, b1).toArray(), "image:" + n, () -> graphs.image(n),
+          () -> Map.of("pixels", (from == 0 && b1 == pixels.count() ? pixels : pixels.slice(from, b1)).data())));
+    }
+    return parts;
+  }
+
+  /**
+   * Batches of at most {@link Options#batchSize()} texts, by length when there is more than one
+   * batch, each cut after its last end-of-text token.
+   */
+  private List<Part> textParts(Tokens tokens) {
     int len = tokens.length(), count = tokens.count();
     if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
-    float[][] out = new float[count][];
     int[] ids = tokens.ids();
     int[] eot = new int[count]; // the end-of-text token is the highest id (clip.py's argmax)
     for (int b = 0; b < count; b++) {
@@ -335,24 +354,121 @@ public final class Clip implements AutoCloseable {
       eot[b] = best;
     }
     int[] order = count > options.batchSize() ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
-    int e = config.embedDim();
+    List<Part> parts = new java.util.ArrayList<>();
     for (int b0 = 0; b0 < count; b0 += options.batchSize()) {
       int b1 = Math.min(count, b0 + options.batchSize()), n = b1 - b0;
+      int[] dest = java.util.Arrays.copyOfRange(order, b0, b1);
       int cut = 1;
-      for (int b = b0; b < b1; b++) cut = Math.max(cut, eot[order[b]] + 1);
+      for (int d : dest) cut = Math.max(cut, eot[d] + 1);
       int l = cut;
-      int[] part = new int[n * l];
-      for (int b = 0; b < n; b++) System.arraycopy(ids, order[b0 + b] * len, part, b * l, l);
-      float[] f = run("text:" + n + "x" + l, () -> graphs.text(n, l), Map.of("tokens", part)).get("text_features");
-      for (int b = 0; b < n; b++) out[order[b0 + b]] = java.util.Arrays.copyOfRange(f, b * e, (b + 1) * e);
+      parts.add(new Part(dest, "text:" + n + "x" + l, () -> graphs.text(n, l), () -> {
+        int[] part = new int[n * l];
+        for (int b = 0; b < n; b++) System.arraycopy(ids, dest[b] * len, part, b * l, l);
+        return Map.of("tokens", part);
+      }));
     }
-    return out;
+    return parts;
   }
 
   /** Indices sorted by end-of-text position, stable. */
   private static int[] byLength(int[] eot) {
     return java.util.stream.IntStream.range(0, eot.length).boxed()
         .sorted(java.util.Comparator.comparingInt(i -> eot[i])).mapToInt(Integer::intValue).toArray();
+  }
+
+  /** Runs the parts one after the other: [count][E] of {@code output}. */
+  private float[][] encode(int count, List<Part> parts, String output) {
+    float[][] out = new float[count][];
+    for (Part p : parts) scatter(run(p.shape(), p.graph(), p.inputs().get()).get(output), config.embedDim(), out, p.dest());
+    return out;
+  }
+
+  /**
+   * Starts {@link #encodeImage}: on a GPU the images' batches are queued and this returns while
+   * the last of them still computes, so that the caller can prepare (and submit) the next images
+   * meanwhile; {@link Pending#finish()} waits and returns the features. On the CPU the images are
+   * encoded right here. {@code pixels} may be reused as soon as this returns.
+   *
+   * <pre>{@code
+   * Clip.Pending a = clip.submitImage(batch0);
+   * Clip.Pending b = clip.submitImage(batch1);   // uploads while batch0 computes
+   * float[][] f0 = a.finish();
+   * float[][] f1 = b.finish();
+   * }</pre>
+   *
+   * <p>Each submitted batch holds an executor of its shape until it is finished (or closed), so a
+   * caller keeps a few in flight (two are enough to hide the uploads). Batches above {@link
+   * Options#batchSize()} are split, the earlier parts finished here while the later ones compute.
+   */
+  public Pending submitImage(Pixels pixels) {
+    return submit(pixels.count(), imageParts(pixels), "image_features");
+  }
+
+  /** Starts {@link #encodeText}, as {@link #submitImage} starts encodeImage. */
+  public Pending submitText(Tokens tokens) {
+    return submit(tokens.count(), textParts(tokens), "text_features");
+  }
+
+  private Pending submit(int count, List<Part> parts, String output) {
+    if (!serialized) return new Pending(encode(count, parts, output), null, null, output);
+    float[][] out = new float[count][];
+    InFlight last = null;
+    int[] lastDest = null;
+    try {
+      for (Part p : parts) {
+        InFlight next = submit(p.shape(), p.graph(), p.inputs().get());
+        InFlight done = last;
+        last = next;
+        if (done != null) scatter(done.collect().get(output), config.embedDim(), out, lastDest);
+        lastDest = p.dest();
+      }
+    } catch (RuntimeException e) {
+      if (last != null) last.abandon(e);
+      throw e;
+    }
+    return new Pending(out, last, lastDest, output);
+  }
+
+  /**
+   * Features being encoded ({@link #submitImage}, {@link #submitText}): {@link #finish()} waits for
+   * them; {@link #close()} abandons them if they were not finished (waiting for the device, and
+   * returning the executor). Used from one thread.
+   */
+  public final class Pending implements AutoCloseable {
+    private final float[][] features;
+    private final int[] lastDest;
+    private final String output;
+    private InFlight last;
+    private boolean finished;
+
+    private Pending(float[][] features, InFlight last, int[] lastDest, String output) {
+      this.features = features;
+      this.last = last;
+      this.lastDest = lastDest;
+      this.output = output;
+    }
+
+    /** Whether {@link #finish()} returns without waiting (on the CPU the features were computed when submitted). */
+    public boolean isDone() {
+      return finished || last == null;
+    }
+
+    /** The features, [count][E], not normalised: what encodeImage (encodeText) returns. */
+    public float[][] finish() {
+      if (finished) return features;
+      InFlight f = last;
+      last = null;
+      if (f != null) scatter(f.collect().get(output), config.embedDim(), features, lastDest);
+      finished = true;
+      return features;
+    }
+
+    @Override
+    public void close() {
+      InFlight f = last;
+      last = null;
+      if (f != null) f.abandon(null);
+    }
   }
 
   /** {@code logits_per_image} of {@code model(image, text)}: [images][texts], {@code exp(logit_scale) · cos}. */
@@ -394,6 +510,11 @@ public final class Clip implements AutoCloseable {
     return f;
   }
 
+  /** Row {@code r} of {@code flat} becomes {@code out[dest[r]]}. */
+  private static void scatter(float[] flat, int cols, float[][] out, int[] dest) {
+    for (int r = 0; r < dest.length; r++) out[dest[r]] = java.util.Arrays.copyOfRange(flat, r * cols, (r + 1) * cols);
+  }
+
   private static void rows(float[] flat, int cols, float[][] out, int first) {
     for (int r = 0; r < flat.length / cols; r++) {
       out[first + r] = new float[cols];
@@ -405,8 +526,7 @@ public final class Clip implements AutoCloseable {
   private Map<String, float[]> run(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
     if (closed) throw new IllegalStateException("this Clip is closed");
     ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
-    Executor ex = pool.pollFirst();
-    if (ex != null) idle.decrementAndGet();
+    Executor ex = borrow(pool);
     boolean ok = false;
     // On a GPU the executor is also built and closed under the lock: closing one synchronises the
     // shared stream and destroys its CUDA graph, which would break another thread's graph capture
@@ -419,12 +539,98 @@ public final class Clip implements AutoCloseable {
       return out;
     } finally {
       try {
-        if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
-          pool.addFirst(ex);
-        } else {
-          if (ok && !closed) idle.decrementAndGet();
-          if (ex != null) ex.close();
+        giveBack(pool, ex, ok);
+      } finally {
+        if (serialized) deviceLock.unlock();
+      }
+    }
+  }
+
+  private Executor borrow(ConcurrentLinkedDeque<Executor> pool) {
+    Executor ex = pool.pollFirst();
+    if (ex != null) idle.decrementAndGet();
+    return ex;
+  }
+
+  /** Returns a borrowed executor to its pool after a successful run, else (or when the pool is full) closes it. */
+  private void giveBack(ConcurrentLinkedDeque<Executor> pool, Executor ex, boolean ok) {
+    if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
+      pool.addFirst(ex);
+    } else {
+      if (ok && !closed) idle.decrementAndGet();
+      if (ex != null) ex.close();
+    }
+  }
+
+  /**
+   * {@link #run} split at the device: borrows an executor and submits the inputs under the device
+   * lock, and releases the lock while the batch computes. Another thread's run may then queue its
+   * own work on the stream behind this batch: it has its own executor (buffers, CUDA graph, input
+   * staging, fence), and the backend's shared scratch buffers are only touched by work in stream
+   * order, so the two runs do not mix; each waits for its own fence.
+   */
+  private InFlight submit(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
+    if (closed) throw new IllegalStateException("this Clip is closed");
+    ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
+    Executor ex = borrow(pool);
+    boolean ok = false;
+    if (serialized) deviceLock.lock();
+    try {
+      if (ex == null) ex = new Executor(graph.get(), backend, List.of(), serialized);
+      ex.submit(inputs);
+      ok = true;
+      return new InFlight(pool, ex);
+    } finally {
+      try {
+        if (!ok && ex != null) ex.close(); // as run() does with an executor whose run failed
+      } finally {
+        if (serialized) deviceLock.unlock();
+      }
+    }
+  }
+
+  /** A submitted run, holding its borrowed executor until collected or abandoned. */
+  private final class InFlight {
+    private final ConcurrentLinkedDeque<Executor> pool;
+    private Executor ex;
+
+    InFlight(ConcurrentLinkedDeque<Executor> pool, Executor ex) {
+      this.pool = pool;
+      this.ex = ex;
+    }
+
+    /** Waits for the run (under the device lock) and gives the executor back. */
+    Map<String, float[]> collect() {
+      if (ex == null) throw new IllegalStateException("this batch was already collected or abandoned");
+      if (closed) throw new IllegalStateException("this Clip was closed while a batch was in flight");
+      Executor e = ex;
+      ex = null;
+      boolean ok = false;
+      if (serialized) deviceLock.lock();
+      try {
+        Map<String, float[]> out = e.collect();
+        ok = true;
+        return out;
+      } finally {
+        try {
+          giveBack(pool, e, ok);
+        } finally {
+          if (serialized) deviceLock.unlock();
         }
+      }
+    }
+
+    /** Gives up the run: waits for its work and closes the executor; a failure is added to {@code cause} if given. */
+    void abandon(RuntimeException cause) {
+      Executor e = ex;
+      ex = null;
+      if (e == null || closed) return;
+      if (serialized) deviceLock.lock();
+      try {
+        e.close();
+      } catch (RuntimeException x) {
+        if (cause == null) throw x;
+        cause.addSuppressed(x);
       } finally {
         if (serialized) deviceLock.unlock();
       }

@@ -34,13 +34,50 @@ public final class ClipBatchEncoder implements BatchEncoder {
 
   @Override
   public void encodeImages(float[] pixels, int count, float[] out) {
+    copy(clip.encodeImage(pixels(pixels, count)), out);
+  }
+
+  /**
+   * {@link Clip#submitImage}: on a GPU the batch computes after this returns (its pixels already
+   * copied to the upload staging), on the CPU it is encoded here.
+   */
+  @Override
+  public Pending submitImages(float[] pixels, int count, float[] out) {
+    return pending(clip.submitImage(pixels(pixels, count)), out);
+  }
+
+  /** {@link Clip#submitText} of the texts tokenized with truncation, as {@link #encodeTexts}. */
+  @Override
+  public Pending submitTexts(List<String> texts, float[] out) {
+    return pending(clip.submitText(clip.tokenize(texts, true)), out);
+  }
+
+  private Pending pending(Clip.Pending p, float[] out) {
+    if (p.isDone()) { // the CPU: encoded when submitted
+      copy(p.finish(), out);
+      return Pending.DONE;
+    }
+    return new Pending() {
+      @Override
+      public void finish() {
+        copy(p.finish(), out);
+      }
+
+      @Override
+      public void close() {
+        p.close();
+      }
+    };
+  }
+
+  private Clip.Pixels pixels(float[] pixels, int count) {
     int per = 3 * imageSize() * imageSize();
     float[] data = pixels;
     if (pixels.length != count * per) { // a pooled buffer holds more than this batch
       data = new float[count * per];
       System.arraycopy(pixels, 0, data, 0, data.length);
     }
-    copy(clip.encodeImage(new Clip.Pixels(count, imageSize(), data)), out);
+    return new Clip.Pixels(count, imageSize(), data);
   }
 
   @Override

@@ -35,11 +35,61 @@ public interface Backend extends AutoCloseable {
     return out;
   }
 
-  /** Copies host values into {@code dst}, laid out as {@code spec}: {@code float[]} for F32, {@code int[]} for I32. */
+  /**
+   * Copies host values into {@code dst}, laid out as {@code spec}: {@code float[]} for F32, {@code
+   * int[]} for I32. The host array may be reused as soon as this returns. An asynchronous backend
+   * may return before the copy has reached {@code dst} (work queued afterwards sees it); the caller
+   * must not write a buffer that queued work may still read: an {@link Executor} writes its inputs
+   * again only after its previous run has been waited for.
+   */
   void write(Buffer dst, TensorSpec spec, Object host);
 
-  /** Copies the F32 value {@code spec} out of {@code src}. */
+  /** Copies the F32 value {@code spec} out of {@code src}, after all work queued so far. */
   float[] read(Buffer src, TensorSpec spec);
+
+  /**
+   * Copies the F32 value {@code spec} out of {@code src}, which the work before {@code written}'s
+   * mark wrote: an asynchronous backend waits for that work only, not for work queued after the
+   * mark (another executor's batch).
+   */
+  default float[] read(Buffer src, TensorSpec spec, Fence written) {
+    written.await();
+    return read(src, spec);
+  }
+
+  /**
+   * A new fence on this backend's work, owned by the caller. The default, for backends that compute
+   * in {@link #execute} itself, marks nothing and awaits by {@link #synchronize()}.
+   */
+  default Fence newFence() {
+    return new Fence() {
+      @Override
+      public void mark() {}
+
+      @Override
+      public void await() {
+        synchronize();
+      }
+
+      @Override
+      public void close() {}
+    };
+  }
+
+  /**
+   * A point in a backend's queue of work (a CUDA event): what one executor's run queued, so that
+   * its outputs can be waited for while the next run's work is already queued behind it.
+   */
+  interface Fence extends AutoCloseable {
+    /** Marks the work queued so far (replacing the previous mark). */
+    void mark();
+
+    /** Blocks until the work queued before the last {@link #mark()} has been done. */
+    void await();
+
+    @Override
+    void close();
+  }
 
   /** Runs {@code node}: its inputs are in {@code inputs} (in order), its result goes to {@code output}. */
   void execute(Node node, List<Buffer> inputs, Buffer output);

@@ -16,7 +16,9 @@ import java.util.Set;
  * (named in {@code capture}: node names, which are state-dict prefixes) live to the end.
  *
  * <p>An executor owns its buffers; it is not thread-safe (one run at a time), and {@link #close()}
- * frees everything it allocated.
+ * frees everything it allocated. {@link #run} is {@link #submit} then {@link #collect}: with two
+ * executors of one shape, a caller keeps one batch computing while the next one's inputs upload
+ * (submit B, then collect A).
  */
 public final class Executor implements AutoCloseable {
   private final Graph graph;
@@ -27,10 +29,16 @@ public final class Executor implements AutoCloseable {
   private final long plannedBytes;
   private final long unplannedBytes;
   private final boolean replay;
+  private final Backend.Fence fence;
   private Backend.Recording recording;
   /** Why recording failed, if it did: the executor then runs node by node (see {@link #recordingFailure()}). */
   private RuntimeException recordingFailure;
   private int runs;
+  /** A submitted run waits to be collected. */
+  private boolean submitted;
+  /** Inputs have been written at least once (what {@link #resubmit()} reruns on). */
+  private boolean written;
+  private boolean closed;
 
   public Executor(Graph graph, Backend backend, Collection<String> capture) {
     this(graph, backend, capture, false);
@@ -101,6 +109,13 @@ public final class Executor implements AutoCloseable {
     for (Map.Entry<Value, Slot> e : slotOf.entrySet()) buffers.put(e.getKey(), allocated.get(e.getValue().index));
     this.plannedBytes = planned;
     this.unplannedBytes = unplanned;
+    Backend.Fence f = null;
+    try {
+      f = backend.newFence();
+    } finally {
+      if (f == null) for (Backend.Buffer b : owned) b.close();
+    }
+    this.fence = f;
   }
 
   private record Slot(int index, long bytes) {}
@@ -108,9 +123,24 @@ public final class Executor implements AutoCloseable {
   /**
    * Runs the graph. {@code inputs} maps each graph input's name to a {@code float[]} (F32) or
    * {@code int[]} (I32) in row-major order. Returns the graph outputs, then the captured values,
-   * by name.
+   * by name. The same as {@link #submit} then {@link #collect}.
    */
   public Map<String, float[]> run(Map<String, ?> inputs) {
+    submit(inputs);
+    return collect();
+  }
+
+  /**
+   * Writes the inputs (see {@link #run}) and queues the graph's work; the outputs are read by
+   * {@link #collect()}. On an asynchronous backend (a GPU) this returns once the work is queued,
+   * so the caller can submit another executor's batch, whose inputs then upload while this one
+   * computes; synchronous backends compute here. The input arrays may be reused as soon as this
+   * returns. One submitted run per executor at a time.
+   *
+   * @throws IllegalStateException when a submitted run has not been collected yet
+   */
+  public void submit(Map<String, ?> inputs) {
+    ensureIdle();
     for (Map.Entry<String, Value> e : graph.inputs().entrySet()) {
       Object host = inputs.get(e.getKey());
       if (host == null) throw new IllegalArgumentException("missing graph input " + e.getKey());
@@ -119,8 +149,76 @@ public final class Executor implements AutoCloseable {
         throw new IllegalArgumentException("graph input " + e.getKey() + " needs " + e.getValue().spec().elements() + " values of "
             + e.getValue().spec() + ", got " + (n < 0 ? host.getClass().getSimpleName() : n));
       }
-      backend.write(buffers.get(e.getValue()), e.getValue().spec(), host);
     }
+    try {
+      for (Map.Entry<String, Value> e : graph.inputs().entrySet()) {
+        backend.write(buffers.get(e.getValue()), e.getValue().spec(), inputs.get(e.getKey()));
+      }
+      launch();
+    } catch (RuntimeException e) {
+      settle(e);
+      throw e;
+    }
+    written = true;
+  }
+
+  /**
+   * Queues the graph's work again on the inputs the last {@link #submit} wrote, which stay in the
+   * backend's buffers: for benchmarks of the device work alone. Collect it as a submitted run.
+   */
+  public void resubmit() {
+    ensureIdle();
+    if (!written) throw new IllegalStateException("resubmit() needs the inputs of an earlier submit(inputs)");
+    try {
+      launch();
+    } catch (RuntimeException e) {
+      settle(e);
+      throw e;
+    }
+  }
+
+  /** Blocks until the submitted run's work is done, without reading its outputs (idempotent). */
+  public void await() {
+    if (!submitted) throw new IllegalStateException("nothing submitted: call submit(inputs) first");
+    fence.await();
+  }
+
+  /**
+   * Waits for the submitted run (not for work queued after it, such as another executor's next
+   * batch) and returns its outputs, then the captured values, by name.
+   *
+   * @throws IllegalStateException when nothing was submitted
+   */
+  public Map<String, float[]> collect() {
+    if (!submitted) throw new IllegalStateException("nothing submitted: call submit(inputs) first");
+    // Whatever happens now, the run is over: a failed read leaves the executor usable (or closable).
+    submitted = false;
+    fence.await();
+    Map<String, float[]> out = new LinkedHashMap<>();
+    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) {
+      out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec(), fence));
+    }
+    for (Map.Entry<String, Value> e : captured.entrySet()) {
+      if (!out.containsKey(e.getKey())) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec(), fence));
+    }
+    return out;
+  }
+
+  /** Whether a submitted run waits to be collected. */
+  public boolean submitted() {
+    return submitted;
+  }
+
+  private void ensureIdle() {
+    if (closed) throw new IllegalStateException("executor is closed");
+    if (submitted) {
+      throw new IllegalStateException("this executor's submitted run has not been collected: call collect() before submitting again "
+          + "(use a second executor to keep two batches in flight)");
+    }
+  }
+
+  /** Queues the node loop, or replays its recording (recorded on the second run), and marks its end. */
+  private void launch() {
     if (recording == null && replay && runs >= 1 && recordingFailure == null) {
       try {
         recording = backend.record(this::runNodes);
@@ -133,11 +231,21 @@ public final class Executor implements AutoCloseable {
     if (recording != null) recording.replay();
     else runNodes();
     runs++;
-    backend.synchronize();
-    Map<String, float[]> out = new LinkedHashMap<>();
-    for (Map.Entry<String, Value> e : graph.outputs().entrySet()) out.put(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
-    for (Map.Entry<String, Value> e : captured.entrySet()) out.putIfAbsent(e.getKey(), backend.read(buffers.get(e.getValue()), e.getValue().spec()));
-    return out;
+    fence.mark();
+    submitted = true;
+  }
+
+  /**
+   * After a failed submit: waits for whatever it had queued (an input upload, the first nodes),
+   * so that the next submit does not write buffers that queued work still reads.
+   */
+  private void settle(RuntimeException failure) {
+    try {
+      fence.mark();
+      fence.await();
+    } catch (RuntimeException e) {
+      failure.addSuppressed(e);
+    }
   }
 
   private void runNodes() {
@@ -173,11 +281,31 @@ public final class Executor implements AutoCloseable {
     return unplannedBytes;
   }
 
+  /**
+   * Frees the executor's buffers and recording; a submitted run that was not collected is waited
+   * for first (its work still uses the buffers).
+   */
   @Override
   public void close() {
-    if (recording != null) recording.close();
-    recording = null;
-    for (Backend.Buffer b : owned) b.close();
-    owned.clear();
+    if (closed) return;
+    closed = true;
+    try {
+      if (submitted) {
+        submitted = false;
+        fence.await();
+      }
+    } finally {
+      try {
+        if (recording != null) recording.close();
+        recording = null;
+      } finally {
+        try {
+          for (Backend.Buffer b : owned) b.close();
+          owned.clear();
+        } finally {
+          fence.close();
+        }
+      }
+    }
   }
 }

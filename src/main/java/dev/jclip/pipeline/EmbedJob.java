@@ -484,40 +484,145 @@ public final class EmbedJob {
     return cpu < 0 ? wall : cpu;
   }
 
+  /** A batch being encoded: submitted, not yet finished and handed on. */
+  private record InFlight(Batch batch, BatchEncoder.Pending images, BatchEncoder.Pending texts, float[] img, float[] text, int good) {
+    boolean done() {
+      return (images == null || images == BatchEncoder.Pending.DONE) && (texts == null || texts == BatchEncoder.Pending.DONE);
+    }
+  }
+
+  /**
+   * The encoder stage. One batch stays in flight: batch n+1 is submitted (on a GPU its pixels
+   * upload while batch n computes), then batch n is finished and handed to the writer, so batches
+   * reach the writer in the order they arrive. A batch that an encoder computed when it was
+   * submitted (the default) is handed on at once: the same work in the same order as before. A
+   * batch that fails to submit does not take the one in flight with it: that one is handed on
+   * first, as the synchronous stage had already done before it started the failing batch.
+   */
   private void encodeLoop(
       BatchEncoder model,
       BlockingQueue<Batch> in, BlockingQueue<Encoded> outQ, BlockingQueue<float[]> pool, boolean captions, int e, int fpi)
       throws InterruptedException {
-    while (true) {
-      long w = System.nanoTime();
-      Batch b = in.take();
-      if (b == END) {
-        outQ.put(END_ENCODED);
-        return;
+    InFlight pending = null;
+    try {
+      while (true) {
+        long w = System.nanoTime();
+        Batch b = in.take();
+        if (b == END) {
+          InFlight last = pending;
+          pending = null;
+          if (last != null) handOn(last, outQ, e);
+          outQ.put(END_ENCODED);
+          return;
+        }
+        b.done.await();
+        encoderWaitNanos.add(System.nanoTime() - w);
+        // Compact the good images to the front so that the model sees a dense batch.
+        int good = 0;
+        List<String> texts = new ArrayList<>();
+        for (int i = 0; i < b.items.size(); i++) {
+          if (b.errors[i] != null) continue;
+          if (good != i) System.arraycopy(b.pixels, i * fpi, b.pixels, good * fpi, fpi);
+          if (captions) texts.add(b.items.get(i).caption() == null ? "" : b.items.get(i).caption());
+          good++;
+        }
+        float[] img = new float[good * e];
+        float[] txt = captions ? new float[good * e] : null;
+        long t = System.nanoTime();
+        BatchEncoder.Pending images = null, textRows = null;
+        try {
+          if (good > 0) {
+            images = model.submitImages(b.pixels, good, img);
+            if (captions) textRows = model.submitTexts(texts, txt);
+          }
+        } catch (RuntimeException | Error x) {
+          if (images != null) abandon(images, x);
+          InFlight before = pending;
+          pending = null;
+          if (before != null) {
+            try {
+              handOn(before, outQ, e);
+            } catch (InterruptedException y) {
+              x.addSuppressed(y);
+              Thread.currentThread().interrupt();
+            } catch (RuntimeException | Error y) {
+              x.addSuppressed(y);
+            }
+          }
+          throw x;
+        }
+        encodeNanos.add(System.nanoTime() - t);
+        // The model has copied the pixels (submitImages' contract): the buffer can be refilled.
+        pool.put(b.pixels);
+        InFlight before = pending;
+        pending = new InFlight(b, images, textRows, img, txt, good);
+        if (before != null) handOn(before, outQ, e);
+        if (pending.done()) {
+          // Encoded already (a synchronous encoder, or no good image): on to the writer at once.
+          InFlight now = pending;
+          pending = null;
+          handOn(now, outQ, e);
+        }
       }
-      b.done.await();
-      encoderWaitNanos.add(System.nanoTime() - w);
-      // Compact the good images to the front so that the model sees a dense batch.
-      int good = 0;
-      List<String> texts = new ArrayList<>();
-      for (int i = 0; i < b.items.size(); i++) {
-        if (b.errors[i] != null) continue;
-        if (good != i) System.arraycopy(b.pixels, i * fpi, b.pixels, good * fpi, fpi);
-        if (captions) texts.add(b.items.get(i).caption() == null ? "" : b.items.get(i).caption());
-        good++;
-      }
-      float[] img = new float[good * e];
-      float[] txt = captions ? new float[good * e] : null;
-      long t = System.nanoTime();
-      if (good > 0) {
-        model.encodeImages(b.pixels, good, img);
-        if (captions) model.encodeTexts(texts, txt);
-      }
-      encodeNanos.add(System.nanoTime() - t);
-      pool.put(b.pixels);
-      normalize(img, e);
-      if (txt != null) normalize(txt, e);
-      outQ.put(new Encoded(b, img, txt, good));
+    } finally {
+      // Interrupted (another stage failed) or failed: the batch still in flight is not wanted.
+      if (pending != null) abandon(pending, null);
+    }
+  }
+
+  /** Finishes a batch's images and texts, normalises its rows and hands it to the writer. */
+  private void handOn(InFlight f, BlockingQueue<Encoded> outQ, int e) throws InterruptedException {
+    long t = System.nanoTime();
+    try {
+      if (f.images() != null) f.images().finish();
+      if (f.texts() != null) f.texts().finish();
+    } catch (RuntimeException | Error x) {
+      abandon(f, x);
+      throw x;
+    }
+    encodeNanos.add(System.nanoTime() - t);
+    normalize(f.img(), e);
+    if (f.text() != null) normalize(f.text(), e);
+    outQ.put(new Encoded(f.batch(), f.img(), f.text(), f.good()));
+  }
+
+  private static void abandon(InFlight f, Throwable cause) {
+    if (f.images() != null) abandon(f.images(), cause);
+    if (f.texts() != null) abandon(f.texts(), cause);
+  }
+
+  /** Closes an unfinished batch; its failure is added to {@code cause} (or, without one, dropped: the job is stopping). */
+  private static void abandon(BatchEncoder.Pending p, Throwable cause) {
+    try {
+      p.close();
+    } catch (RuntimeException | Error x) {
+      if (cause != null) cause.addSuppressed(x);
+    }
+  }
+
+  /**
+   * For tests of the encoder stage alone: runs it over {@code batches} (batch i: {@code counts[i]}
+   * images, no captions, no errors) with {@code model}, and adds the image rows it hands to the
+   * writer to {@code handedOn}, in order, before rethrowing the model's failure, if any.
+   */
+  static void runEncoderStage(BatchEncoder model, List<float[]> batches, int[] counts, List<float[]> handedOn) throws Exception {
+    EmbedJob job = new EmbedJob(new Options().output(Path.of("unused")), List.of(model));
+    BlockingQueue<Batch> in = new ArrayBlockingQueue<>(batches.size() + 1);
+    BlockingQueue<Encoded> outQ = new ArrayBlockingQueue<>(batches.size() + 1);
+    BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(batches.size() + 1);
+    for (int i = 0; i < batches.size(); i++) {
+      Batch b = new Batch(0, batches.get(i), counts[i]);
+      for (int k = 0; k < counts[i]; k++) b.items.add(new InputItem(k, "item " + k, null, null, null, Map.of(), null));
+      b.seq = i;
+      b.release();
+      in.add(b);
+    }
+    in.add(END);
+    int r = model.imageSize();
+    try {
+      job.encodeLoop(model, in, outQ, pool, false, model.embedDim(), 3 * r * r);
+    } finally {
+      for (Encoded x; (x = outQ.poll()) != null;) if (x != END_ENCODED) handedOn.add(x.img());
     }
   }
 

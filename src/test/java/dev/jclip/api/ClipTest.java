@@ -110,6 +110,36 @@ class ClipTest {
   }
 
   @Test
+  void submitImageGivesWhatEncodeImageGives() throws Exception {
+    Path[] files = images.stream().map(n -> Reference.file("images/" + n)).toArray(Path[]::new);
+    Clip.Pixels all = clip.preprocess(files);
+    float[][] want = clip.encodeImage(all);
+    try (Clip.Pending p = clip.submitImage(all)) {
+      assertTrue(p.isDone(), "the CPU encodes in submitImage");
+      float[][] got = p.finish();
+      assertEquals(want.length, got.length);
+      for (int i = 0; i < want.length; i++) assertArrayEquals(want[i], got[i], "image " + i);
+      assertTrue(got == p.finish(), "finish is idempotent");
+    }
+    Clip.Tokens tokens = clip.tokenize(texts, true);
+    float[][] wantText = clip.encodeText(tokens);
+    try (Clip.Pending p = clip.submitText(tokens)) {
+      assertTrue(p.isDone());
+      for (int i = 0; i < wantText.length; i++) assertArrayEquals(wantText[i], p.finish()[i], "text " + i);
+    }
+    // the batch encoder of the embedding pipeline: a pooled buffer larger than the batch
+    ClipBatchEncoder enc = new ClipBatchEncoder(clip, "tiny");
+    int e = enc.embedDim(), per = 3 * enc.imageSize() * enc.imageSize();
+    float[] pooled = java.util.Arrays.copyOf(all.data(), all.data().length + per);
+    float[] out = new float[files.length * e];
+    try (dev.jclip.pipeline.BatchEncoder.Pending f = enc.submitImages(pooled, files.length, out)) {
+      assertTrue(f == dev.jclip.pipeline.BatchEncoder.Pending.DONE, "encoded in submit on the CPU");
+      f.finish();
+    }
+    for (int i = 0; i < files.length; i++) assertArrayEquals(want[i], java.util.Arrays.copyOfRange(out, i * e, (i + 1) * e), "row " + i);
+  }
+
+  @Test
   void manyThreadsGetTheSameResults() throws Exception {
     Random rnd = TestRandom.create("ClipTest.threads");
     Path[] files = images.stream().map(n -> Reference.file("images/" + n)).toArray(Path[]::new);

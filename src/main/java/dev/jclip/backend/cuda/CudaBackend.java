@@ -24,11 +24,17 @@ import java.util.WeakHashMap;
  * TF32, fp32 activations); {@link Precision#FP16} and {@link Precision#BF16} keep activations and
  * GEMM weights in 16 bits, with fp32 accumulation in every GEMM and fp32 statistics in LayerNorm,
  * softmax and the reductions. Biases, LayerNorm weights and embeddings stay fp32 in every mode.
- * Graph inputs and outputs are fp32 on the host; the casts happen on the device.
+ * Graph inputs and outputs are fp32 on the host; inputs are cast to 16 bits on the device, outputs
+ * widened on the host (exactly).
  *
- * <p>Parameters are uploaded once, the first time a node uses them, and freed with the backend.
+ * <p>Three streams: the compute stream runs every kernel, cuBLAS call and CUDA graph in order; an
+ * upload stream copies inputs from a pinned staging buffer per input buffer (the compute stream
+ * waits for each copy through an event), and a download stream copies outputs into a pinned
+ * staging buffer. So {@link #write} returns before its copy has run, and an executor's next batch
+ * uploads while another executor's batch computes ({@link dev.jclip.graph.Executor#submit}).
+ * Parameters are uploaded once, the first time a node uses them, and freed with the backend.
  * Every op of {@link Op} is implemented, the ResNet convolutions as im2col + GEMM. Not
- * thread-safe: one executor runs on a backend at a time.
+ * thread-safe: calls come from one thread at a time (several executors may have work queued).
  */
 public final class CudaBackend implements Backend {
   private final CudaDevice device;
@@ -41,7 +47,16 @@ public final class CudaBackend implements Backend {
   private final Map<Tensor, DeviceBuffer> gemmWeights = new IdentityHashMap<>();
   private final DeviceBuffer[] scratch = new DeviceBuffer[3];
   private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
+  /** The compute stream: kernels, cuBLAS, CUDA graphs, parameter uploads. */
   private final CudaStream stream;
+  /** Input uploads from pinned staging, beside the compute stream. */
+  private final CudaStream uploads;
+  /** Output downloads into pinned staging, beside the compute stream. */
+  private final CudaStream downloads;
+  /** Per input buffer (an executor's input slot): its staging, freed with the buffer. */
+  private final Map<DeviceBuffer, InputStaging> stagings = new IdentityHashMap<>();
+  /** Where {@link #read} copies outputs, grown when needed. */
+  private PinnedBuffer output;
   private final boolean flash;
   private boolean ownsDevice;
   private final DeviceBuffer blasWorkspace;
@@ -88,17 +103,20 @@ public final class CudaBackend implements Backend {
     this.s = CudaOps.suffix(precision);
     this.elem = precision == Precision.FP32 ? 4 : 2;
     this.stream = new CudaStream(device);
+    CudaStream up = null, down = null;
     CudaOps o = null;
     Cublas b = null;
     DeviceBuffer w = null;
     try {
+      up = new CudaStream(device);
+      down = new CudaStream(device);
       o = new CudaOps(device, stream.handle());
       b = new Cublas(device);
       w = device.allocate(BLAS_WORKSPACE);
       b.bind(stream, w);
     } catch (RuntimeException e) {
       // e.g. cuBLAS missing: free what was made, the device (the caller's) stays usable
-      for (AutoCloseable c : new AutoCloseable[] {w, b, o, stream}) {
+      for (AutoCloseable c : new AutoCloseable[] {w, b, o, down, up, stream}) {
         try {
           if (c != null) c.close();
         } catch (Exception suppressed) {
@@ -107,6 +125,8 @@ public final class CudaBackend implements Backend {
       }
       throw e;
     }
+    this.uploads = up;
+    this.downloads = down;
     this.ops = o;
     this.blas = b;
     this.blasWorkspace = w;
@@ -157,36 +177,204 @@ public final class CudaBackend implements Backend {
     return List.copyOf(device.allocate(total).split(offsets, sizes));
   }
 
+  /**
+   * Queues {@code host}'s upload into {@code dst} and returns without waiting for it: the array is
+   * copied into the pinned staging of {@code dst} (after that staging's previous upload has left
+   * it), copied to the device on the upload stream, and the compute stream waits for that copy
+   * before its next work (in 16-bit modes: the cast from the input's own fp32 device staging).
+   * Token ids are checked against the embedding table on the host first.
+   */
   @Override
   public void write(Buffer dst, TensorSpec spec, Object host) {
     DeviceBuffer d = (DeviceBuffer) dst;
+    InputStaging st = staging(d);
     if (spec.dtype() == DType.I32) {
       int[] ids = (int[]) host;
       TokenTable table = tokenReaders.get(dst);
       if (table != null) table.check(ids, spec.dim(-1));
-      else uncheckedIds.put(dst, ids);
-      d.upload(ids, stream);
+      else uncheckedIds.put(dst, ids.clone()); // checked when the TOKEN_EMBED first runs; the caller may reuse ids
+      st.upload(ids, d);
     } else if (precision == Precision.FP32) {
-      d.upload((float[]) host, stream);
+      st.upload((float[]) host, d, null);
     } else {
-      float[] f = (float[]) host;
-      DeviceBuffer staging = scratch(0, 4L * f.length).upload(f, stream);
-      ops.cast(d, precision, staging, Precision.FP32, f.length);
+      st.upload((float[]) host, d, precision);
     }
   }
 
+  /** The staging of input buffer {@code d}, made on its first write and freed when {@code d} is closed (or the backend). */
+  private InputStaging staging(DeviceBuffer d) {
+    InputStaging st = stagings.get(d);
+    if (st == null) {
+      st = new InputStaging();
+      stagings.put(d, st);
+      InputStaging own = st;
+      d.onClose(() -> {
+        stagings.remove(d);
+        own.close();
+      });
+    }
+    return st;
+  }
+
+  /**
+   * What {@link #write} keeps per input buffer, so that two executors' inputs never share a
+   * staging: a pinned host buffer with the event of its last upload, and in 16-bit modes the fp32
+   * device buffer that the upload lands in and the cast reads, with the event of that cast. (Not
+   * the shared scratch buffers: another executor's queued work may still read those when this
+   * upload, on its own stream, lands.)
+   */
+  private final class InputStaging implements AutoCloseable {
+    private final CudaEvent uploaded = new CudaEvent(device, "input upload");
+    private final CudaEvent cast;
+    private PinnedBuffer host;
+    private DeviceBuffer fp32;
+    private boolean closed;
+
+    InputStaging() {
+      CudaEvent c = null;
+      try {
+        c = new CudaEvent(device, "input cast");
+      } finally {
+        if (c == null) uploaded.close();
+      }
+      cast = c;
+    }
+
+    void upload(int[] ids, DeviceBuffer dst) {
+      long bytes = 4L * ids.length;
+      pinned(bytes).put(ids);
+      copy(dst, bytes);
+    }
+
+    /** @param castTo null: {@code dst} holds fp32; else the 16-bit format {@code dst} holds */
+    void upload(float[] values, DeviceBuffer dst, Precision castTo) {
+      long bytes = 4L * values.length;
+      pinned(bytes).put(values);
+      if (castTo == null) {
+        copy(dst, bytes);
+        return;
+      }
+      if (fp32 == null || fp32.bytes() < bytes) {
+        if (fp32 != null) {
+          cast.synchronize(); // the last cast from it has run
+          fp32.close();
+          fp32 = null;
+        }
+        fp32 = device.allocate(bytes);
+      }
+      uploads.waitFor(cast); // the previous cast has read the old values
+      copy(fp32, bytes);
+      ops.cast(dst, castTo, fp32, Precision.FP32, values.length);
+      cast.record(stream);
+    }
+
+    /** The pinned buffer, free again (its last upload done) and at least {@code bytes} long. */
+    private PinnedBuffer pinned(long bytes) {
+      ensureOpen();
+      uploaded.synchronize();
+      if (host == null || host.bytes() < bytes) {
+        if (host != null) host.close();
+        host = null;
+        host = PinnedBuffer.allocate(device, bytes);
+      }
+      return host;
+    }
+
+    /** Uploads the pinned buffer's first {@code bytes} into {@code target} and orders the compute stream after it. */
+    private void copy(DeviceBuffer target, long bytes) {
+      target.copyFromHostAsync(host, bytes, uploads);
+      uploaded.record(uploads);
+      stream.waitFor(uploaded);
+    }
+
+    private void ensureOpen() {
+      if (closed) throw new IllegalStateException("input staging is closed");
+    }
+
+    /** Waits for the staging's pending copy and cast, then frees it. */
+    @Override
+    public void close() {
+      if (closed) return;
+      closed = true;
+      PinnedBuffer h = host;
+      DeviceBuffer f = fp32;
+      host = null;
+      fp32 = null;
+      try (uploaded; cast; h; f) { // closed whatever the waits throw
+        uploaded.synchronize();
+        cast.synchronize();
+      }
+    }
+  }
+
+  /** Reads after all work queued so far. */
   @Override
   public float[] read(Buffer src, TensorSpec spec) {
-    int n = (int) spec.elements();
-    if (precision == Precision.FP32) return ((DeviceBuffer) src).downloadFloats(n, stream);
-    DeviceBuffer staging = scratch(0, 4L * n);
-    ops.cast(staging, Precision.FP32, (DeviceBuffer) src, precision, n);
-    return staging.downloadFloats(n, stream);
+    stream.synchronize();
+    return download((DeviceBuffer) src, spec);
+  }
+
+  /**
+   * Reads after the work marked by {@code written} only: the copy runs on the download stream, so
+   * it does not wait behind work queued on the compute stream since (the next batch).
+   */
+  @Override
+  public float[] read(Buffer src, TensorSpec spec, Fence written) {
+    written.await();
+    return download((DeviceBuffer) src, spec);
+  }
+
+  /**
+   * Copies a value whose writers have finished into the pinned output staging, then into a new
+   * array; 16-bit values are widened on the host (exactly, as the device's cast would).
+   */
+  private float[] download(DeviceBuffer src, TensorSpec spec) {
+    int n = Math.toIntExact(spec.elements());
+    int bytesPer = elementBytes(spec);
+    long bytes = (long) bytesPer * n;
+    if (output == null || output.bytes() < bytes) {
+      if (output != null) output.close(); // every download waits for its copy: nothing uses it now
+      output = null;
+      output = PinnedBuffer.allocate(device, Math.max(bytes, 1L << 20));
+    }
+    src.copyToHostAsync(output, bytes, downloads);
+    downloads.synchronize();
+    float[] out = new float[n];
+    if (bytesPer == 4) {
+      output.get(out);
+    } else {
+      short[] h = new short[n];
+      output.get(h);
+      for (int i = 0; i < n; i++) out[i] = precision == Precision.FP16 ? HalfFloats.fromFp16(h[i]) : HalfFloats.fromBf16(h[i]);
+    }
+    return out;
   }
 
   @Override
   public void synchronize() {
     stream.synchronize();
+  }
+
+  /** A CUDA event recorded on the compute stream. */
+  @Override
+  public Fence newFence() {
+    CudaEvent event = new CudaEvent(device, "executor run");
+    return new Fence() {
+      @Override
+      public void mark() {
+        event.record(stream);
+      }
+
+      @Override
+      public void await() {
+        event.synchronize();
+      }
+
+      @Override
+      public void close() {
+        event.close();
+      }
+    };
   }
 
   /**
@@ -381,6 +569,12 @@ public final class CudaBackend implements Backend {
   @Override
   public void close() {
     stream.synchronize();
+    uploads.synchronize();
+    downloads.synchronize();
+    for (InputStaging st : List.copyOf(stagings.values())) st.close();
+    stagings.clear();
+    if (output != null) output.close();
+    output = null;
     for (DeviceBuffer b : params.values()) b.close();
     for (DeviceBuffer b : gemmWeights.values()) b.close();
     params.clear();
@@ -394,6 +588,8 @@ public final class CudaBackend implements Backend {
     blas.close();
     blasWorkspace.close();
     ops.close();
+    downloads.close();
+    uploads.close();
     stream.close();
     if (ownsDevice) device.close();
   }

@@ -35,6 +35,8 @@ public final class CudaDevice implements AutoCloseable {
   private final int ccMinor;
   private final int multiprocessors;
   private final long totalMemory;
+  /** Page-locked host memory allocated through this device and not yet freed (see {@link PinnedBuffer}). */
+  private final java.util.concurrent.atomic.AtomicLong pinnedBytes = new java.util.concurrent.atomic.AtomicLong();
   private boolean closed;
 
   private CudaDevice(int ordinal) {
@@ -109,6 +111,19 @@ public final class CudaDevice implements AutoCloseable {
       check(cuMemGetInfo(free, total), "cuMemGetInfo");
       return new long[] {free.get(), total.get()};
     }
+  }
+
+  /**
+   * Bytes of page-locked host memory (the backends' upload and download staging) allocated for
+   * this device and not yet freed: the driver reports device memory only, so this is how a leak
+   * of pinned memory shows.
+   */
+  public long pinnedBytes() {
+    return pinnedBytes.get();
+  }
+
+  void pinned(long delta) {
+    pinnedBytes.addAndGet(delta);
   }
 
   public int ordinal() {

@@ -5,6 +5,7 @@ import static org.bytedeco.cuda.global.cudart.CU_STREAM_NON_BLOCKING;
 import static org.bytedeco.cuda.global.cudart.cuStreamCreate;
 import static org.bytedeco.cuda.global.cudart.cuStreamDestroy;
 import static org.bytedeco.cuda.global.cudart.cuStreamSynchronize;
+import static org.bytedeco.cuda.global.cudart.cuStreamWaitEvent;
 
 import org.bytedeco.cuda.cudart.CUstream_st;
 
@@ -33,6 +34,16 @@ public final class CudaStream implements AutoCloseable {
   public void synchronize() {
     device.makeCurrent();
     check(cuStreamSynchronize(handle()), "cuStreamSynchronize");
+  }
+
+  /**
+   * Makes the work queued on this stream from now on wait until {@code event}'s recorded point has
+   * been reached on its stream; the host does not wait. A no-op for an event never recorded.
+   */
+  void waitFor(CudaEvent event) {
+    if (!event.recorded()) return;
+    device.makeCurrent();
+    check(cuStreamWaitEvent(handle(), event.handle(), 0), "cuStreamWaitEvent");
   }
 
   @Override

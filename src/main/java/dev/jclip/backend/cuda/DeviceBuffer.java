@@ -24,6 +24,8 @@ public final class DeviceBuffer implements Backend.Buffer {
   /** For the views of {@link #split}: the buffer they share, freed when the last view closes. */
   private final DeviceBuffer shared;
   private final int[] openViews;
+  /** Run by {@link #close()} before the memory is released (see {@link #onClose}). */
+  private java.util.List<Runnable> closeHooks;
   private boolean closed;
 
   private DeviceBuffer(CudaDevice device, long address, long bytes, DeviceBuffer shared, int[] openViews) {
@@ -172,6 +174,35 @@ public final class DeviceBuffer implements Backend.Buffer {
     return out;
   }
 
+  /**
+   * Queues a copy of the first {@code bytes} of pinned {@code src} into this buffer on {@code
+   * stream} and returns at once; {@code src} must stay untouched until the copy has run.
+   */
+  void copyFromHostAsync(PinnedBuffer src, long bytes, CudaStream stream) {
+    checkFits(bytes);
+    if (bytes > src.bytes()) throw new IllegalArgumentException(bytes + " bytes do not fit a pinned buffer of " + src.bytes());
+    device.makeCurrent();
+    check(cuMemcpyHtoDAsync(address, src.pointer(), bytes, stream.handle()), "cuMemcpyHtoDAsync(" + bytes + " bytes, pinned)");
+  }
+
+  /** Queues a copy of the first {@code bytes} of this buffer into pinned {@code dst} on {@code stream}; returns at once. */
+  void copyToHostAsync(PinnedBuffer dst, long bytes, CudaStream stream) {
+    checkFits(bytes);
+    if (bytes > dst.bytes()) throw new IllegalArgumentException(bytes + " bytes do not fit a pinned buffer of " + dst.bytes());
+    device.makeCurrent();
+    check(cuMemcpyDtoHAsync(dst.pointer(), address, bytes, stream.handle()), "cuMemcpyDtoHAsync(" + bytes + " bytes, pinned)");
+  }
+
+  /**
+   * Runs {@code hook} when this buffer is closed, before its memory is released: how a backend
+   * frees what it keeps per buffer (an input's staging) together with the buffer.
+   */
+  void onClose(Runnable hook) {
+    ensureOpen();
+    if (closeHooks == null) closeHooks = new java.util.ArrayList<>();
+    closeHooks.add(hook);
+  }
+
   /** Copies {@code bytes} from {@code src} into this buffer in {@code stream}'s order. */
   public void copyFrom(DeviceBuffer src, long bytes, CudaStream stream) {
     checkFits(bytes);
@@ -213,6 +244,30 @@ public final class DeviceBuffer implements Backend.Buffer {
   public void close() {
     if (closed) return;
     closed = true;
+    if (closeHooks != null) {
+      RuntimeException failure = null;
+      for (Runnable hook : closeHooks) {
+        try {
+          hook.run();
+        } catch (RuntimeException e) { // the memory is released all the same
+          if (failure == null) failure = e;
+          else failure.addSuppressed(e);
+        }
+      }
+      closeHooks = null;
+      if (failure != null) {
+        try {
+          release();
+        } catch (RuntimeException e) {
+          failure.addSuppressed(e);
+        }
+        throw failure;
+      }
+    }
+    release();
+  }
+
+  private void release() {
     if (!owner) {
       if (shared != null && --openViews[0] == 0) shared.close();
       return;

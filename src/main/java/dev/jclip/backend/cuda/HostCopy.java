@@ -1,0 +1,91 @@
+package dev.jclip.backend.cuda;
+
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.stream.IntStream;
+import org.bytedeco.javacpp.BytePointer;
+import org.bytedeco.javacpp.Pointer;
+
+/**
+ * Copies between Java arrays and native host memory (the pinned staging buffers) through direct
+ * byte buffers in the machine's byte order: a single bulk copy per chunk, where JavaCPP's array
+ * methods would first copy the array into a temporary of their own. Arrays of 64 MiB and more are
+ * copied in 16 MiB chunks in parallel (a batch of 1024 fp32 images is 616 MB: one thread would
+ * take longer than the GPU needs to compute it); each chunk is a separate window, so no two
+ * threads write the same bytes.
+ */
+final class HostCopy {
+  private HostCopy() {}
+
+  static final int CHUNK_BYTES = 16 << 20;
+  static final long PARALLEL_FROM = 64L << 20;
+
+  /** Writes {@code src} to the native memory at {@code address}, which holds {@code capacity} bytes. */
+  static void put(float[] src, long address, long capacity) {
+    long bytes = 4L * src.length;
+    fits(bytes, capacity);
+    int per = CHUNK_BYTES / 4;
+    chunks(src.length, per, bytes, c -> {
+      int from = c * per, n = Math.min(per, src.length - from);
+      window(address, 4L * from, 4 * n).asFloatBuffer().put(src, from, n);
+    });
+  }
+
+  /** Writes {@code src} to the native memory at {@code address}, which holds {@code capacity} bytes. */
+  static void put(int[] src, long address, long capacity) {
+    long bytes = 4L * src.length;
+    fits(bytes, capacity);
+    int per = CHUNK_BYTES / 4;
+    chunks(src.length, per, bytes, c -> {
+      int from = c * per, n = Math.min(per, src.length - from);
+      window(address, 4L * from, 4 * n).asIntBuffer().put(src, from, n);
+    });
+  }
+
+  /** Reads {@code dst.length} floats from the native memory at {@code address} ({@code capacity} bytes). */
+  static void get(long address, long capacity, float[] dst) {
+    long bytes = 4L * dst.length;
+    fits(bytes, capacity);
+    int per = CHUNK_BYTES / 4;
+    chunks(dst.length, per, bytes, c -> {
+      int from = c * per, n = Math.min(per, dst.length - from);
+      window(address, 4L * from, 4 * n).asFloatBuffer().get(dst, from, n);
+    });
+  }
+
+  /** Reads {@code dst.length} 16-bit values from the native memory at {@code address} ({@code capacity} bytes). */
+  static void get(long address, long capacity, short[] dst) {
+    long bytes = 2L * dst.length;
+    fits(bytes, capacity);
+    int per = CHUNK_BYTES / 2;
+    chunks(dst.length, per, bytes, c -> {
+      int from = c * per, n = Math.min(per, dst.length - from);
+      window(address, 2L * from, 2 * n).asShortBuffer().get(dst, from, n);
+    });
+  }
+
+  private static void fits(long bytes, long capacity) {
+    if (bytes > capacity) throw new IllegalArgumentException(bytes + " bytes do not fit a host buffer of " + capacity);
+  }
+
+  private static void chunks(int length, int perChunk, long bytes, java.util.function.IntConsumer copy) {
+    int chunks = (int) ((length + (long) perChunk - 1) / perChunk);
+    IntStream range = IntStream.range(0, chunks);
+    (bytes >= PARALLEL_FROM ? range.parallel() : range).forEach(copy);
+  }
+
+  /** A direct buffer over {@code bytes} bytes at {@code address + offset}, in native byte order. */
+  private static ByteBuffer window(long address, long offset, int bytes) {
+    if (bytes == 0) return ByteBuffer.allocate(0).order(ByteOrder.nativeOrder());
+    return new BytePointer(new Raw(address + offset, bytes)).asByteBuffer().order(ByteOrder.nativeOrder());
+  }
+
+  /** An address and a length, owning nothing. */
+  static final class Raw extends Pointer {
+    Raw(long address, long bytes) {
+      this.address = address;
+      this.capacity = bytes;
+      this.limit = bytes;
+    }
+  }
+}
