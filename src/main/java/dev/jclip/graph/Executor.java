@@ -44,6 +44,7 @@ public final class Executor implements AutoCloseable {
    */
   public Executor(Graph graph, Backend backend, Collection<String> capture, boolean replay) {
     this.replay = replay;
+    graph = backend.prepare(graph, Set.copyOf(capture)); // e.g. fusions; captured nodes keep their names
     this.graph = graph;
     this.backend = backend;
     for (Node n : graph.nodes()) {
@@ -159,6 +160,7 @@ public final class Executor implements AutoCloseable {
     return recordingFailure;
   }
 
+  /** The graph this executor runs: the one it was given, as its backend prepared it ({@link Backend#prepare}). */
   public Graph graph() {
     return graph;
   }

@@ -24,6 +24,8 @@ import java.util.Map;
  * prompt). Each precision, with the host launching every node and replaying a CUDA graph; each
  * call includes copying the inputs in and the features out. Median of 5 after 2 warm-ups. fp16 and
  * bf16 run first; a failing configuration is recorded as an error row and the others still run.
+ * Each precision runs with cuBLASLt (bias and residual in the GEMM epilogue, the fused graph) and
+ * with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field says which.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -45,8 +47,13 @@ public final class CudaModelBench {
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
     for (Precision precision : new Precision[] {Precision.FP16, Precision.BF16, Precision.FP32}) {
-      for (boolean flash : precision == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
-        try (CudaBackend backend = new CudaBackend(device, precision, flash)) {
+      // cuBLASLt and cuBLAS back to back (without flash attention), then flash with cuBLASLt
+      List<boolean[]> variants = precision == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})
+          : List.of(new boolean[] {false, true}, new boolean[] {false, false}, new boolean[] {true, true});
+      for (boolean[] variant : variants) {
+        boolean flash = variant[0], useLt = variant[1];
+        String gemm = useLt ? "cublaslt" : "cublas";
+        try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
             if (!uploadMs.containsKey(batch)) {
@@ -61,13 +68,13 @@ public final class CudaModelBench {
               ids77[b * 77 + 76] = 49407;
             }
             for (boolean replay : new boolean[] {false, true}) {
-              ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash)
+              ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
                   .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs.get(batch));
               double img = perSecond(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
               double txt = perSecond(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay, log);
               row.put("image_per_s", img).put("text77_per_s", txt);
-              String line = String.format("[model] ViT-B/32 %s%s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)",
-                  precision, flash ? "+flash" : "", replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
+              String line = String.format("[model] ViT-B/32 %s%s %-8s %-10s batch %4d: %9.1f images/s (%.3f ms), %9.1f texts/s (77 tokens)",
+                  precision, flash ? "+flash" : "", gemm, replay ? "cuda-graph" : "launches", batch, img, 1e3 * batch / img, txt);
               if (prompts != null) {
                 int len = 0;
                 int[] ids = new int[batch * 77];
@@ -82,13 +89,19 @@ public final class CudaModelBench {
                 row.put("text_prompt_per_s", pr).put("prompt_len", len);
                 line += String.format(", %9.1f prompts/s (cut at %d tokens)", pr, len);
               }
+              List<String> unsupported = backend.cublasLtUnsupported();
+              if (!unsupported.isEmpty()) {
+                // those LINEARs ran on the cuBLAS path: the row does not measure cuBLASLt alone
+                row.put("cublaslt_unsupported", String.join("; ", unsupported));
+                line += " [cuBLASLt had no algorithm for " + unsupported.size() + " problem(s): " + unsupported + "]";
+              }
               log.println(line);
               if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
             }
           }
         } catch (RuntimeException e) {
-          rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("error", String.valueOf(e));
-          log.println("[model] ViT-B/32 " + precision + (flash ? "+flash" : "") + " failed: " + e);
+          rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm).put("error", String.valueOf(e));
+          log.println("[model] ViT-B/32 " + precision + (flash ? "+flash" : "") + " " + gemm + " failed: " + e);
           e.printStackTrace(log);
         }
       }
