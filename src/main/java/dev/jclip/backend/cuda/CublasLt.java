@@ -89,7 +89,6 @@ public final class CublasLt implements AutoCloseable {
   private final FloatPointer zero = new FloatPointer(1).put(0f);
   /** The bias address, as the 8-byte value {@code CUBLASLT_MATMUL_DESC_BIAS_POINTER} reads. */
   private final LongPointer biasAddress = new LongPointer(1);
-  private final IntPointer int32 = new IntPointer(1);
   private CUstream_st stream;
   private DeviceBuffer workspace;
   private boolean closed;
@@ -99,7 +98,7 @@ public final class CublasLt implements AutoCloseable {
     device.makeCurrent();
     try {
       Loader.load(cublas.class);
-    } catch (UnsatisfiedLinkError e) {
+    } catch (UnsatisfiedLinkError | NoClassDefFoundError e) { // (the second once a first load failed)
       closePointers();
       throw new CudaUnavailableException(
           "cuBLASLt could not be loaded (" + e.getMessage() + "): put the CUDA 13 toolkit's lib64 directory on LD_LIBRARY_PATH", e);
@@ -215,56 +214,34 @@ public final class CublasLt implements AutoCloseable {
     }
   }
 
-  /** The cached objects of one problem; {@code algo} null when cuBLASLt has none ({@code reason} says why). */
-  private static final class Plan {
+  /**
+   * The cached objects of one problem; {@code algo} null when cuBLASLt has none ({@code reason} says
+   * why). {@code pref} only feeds the heuristic and is destroyed after it.
+   */
+  static final class Plan {
     cublasLtMatmulDescOpaque_t desc;
     cublasLtMatrixLayoutOpaque_t a, b, c;
+    cublasLtMatmulPreferenceOpaque_t pref;
     cublasLtMatmulHeuristicResult_t heuristic;
     cublasLtMatmulAlgo_t algo;
     String reason;
   }
 
   private Plan plan(Problem p, DeviceBuffer bias) {
-    Plan plan = new Plan();
     if (p.bias() && p.alignBias() < 16) {
       // cuBLASLt takes no alignment preference for the bias, and other users of its bias
       // epilogue require 16 bytes: do not find out. (The backend's biases are allocations of
       // their own, 256-byte aligned.)
+      Plan plan = new Plan();
       plan.reason = "the bias address is aligned to " + p.alignBias() + " bytes only";
       return plan;
     }
-    cublasLtMatmulPreferenceOpaque_t pref = null;
-    boolean made = false;
+    // The heuristic may look at the bias pointer (its alignment): give it this call's.
+    Plan plan = describe(p, bias == null ? 0 : bias.address(), workspace.bytes());
     try {
-      try (PointerPointer<Pointer> out = new PointerPointer<>(1)) {
-        check(cublasLtMatmulDescCreate(out, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate(COMPUTE_32F, scale 32F) for " + p);
-        plan.desc = new cublasLtMatmulDescOpaque_t(out.get(0));
-        setDesc(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T, "TRANSA", p);
-        setDesc(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N, "TRANSB", p);
-        setDesc(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, p.bias() ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, "EPILOGUE", p);
-        if (bias != null) {
-          // The heuristic may look at the bias pointer (its alignment): give it this call's.
-          biasAddress.put(0, bias.address());
-          check(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, biasAddress, 8),
-              "cublasLtMatmulDescSetAttribute(BIAS_POINTER) for " + p);
-        }
-        plan.a = layout(out, p.type(), p.k(), p.n(), p.k(), "A = w", p);
-        plan.b = layout(out, p.type(), p.k(), p.m(), p.k(), "B = x", p);
-        plan.c = layout(out, p.type(), p.n(), p.m(), p.n(), "C = D = y", p);
-        check(cublasLtMatmulPreferenceCreate(out), "cublasLtMatmulPreferenceCreate for " + p);
-        pref = new cublasLtMatmulPreferenceOpaque_t(out.get(0));
-      }
-      try (LongPointer bytes = new LongPointer(1).put(workspace.bytes())) {
-        check(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, bytes, 8),
-            "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES " + workspace.bytes() + ") for " + p);
-      }
-      setPref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, p.alignW(), "MIN_ALIGNMENT_A_BYTES", p);
-      setPref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, p.alignX(), "MIN_ALIGNMENT_B_BYTES", p);
-      setPref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, p.alignC(), "MIN_ALIGNMENT_C_BYTES", p);
-      setPref(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, p.alignY(), "MIN_ALIGNMENT_D_BYTES", p);
       plan.heuristic = new cublasLtMatmulHeuristicResult_t();
       int[] found = new int[1];
-      int status = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, 1, plan.heuristic, found);
+      int status = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, plan.pref, 1, plan.heuristic, found);
       if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found[0] == 0)) {
         plan.reason = "cublasLtMatmulAlgoGetHeuristic found no algorithm (" + statusText(status) + ")";
       } else {
@@ -272,7 +249,9 @@ public final class CublasLt implements AutoCloseable {
         check(plan.heuristic.state(), "cublasLtMatmulAlgoGetHeuristic's algorithm state for " + p);
         plan.algo = plan.heuristic.algo();
       }
-      made = true;
+      int destroyed = cublasLtMatmulPreferenceDestroy(plan.pref);
+      plan.pref = null; // destroyed or not, never again
+      check(destroyed, "cublasLtMatmulPreferenceDestroy for " + p);
       return plan;
     } catch (RuntimeException e) {
       try {
@@ -281,42 +260,72 @@ public final class CublasLt implements AutoCloseable {
         e.addSuppressed(suppressed);
       }
       throw e;
-    } finally {
-      // The preference only feeds the heuristic. (Its failure to be destroyed is reported unless
-      // another failure already is.)
-      if (pref != null) {
-        int status = cublasLtMatmulPreferenceDestroy(pref);
-        if (made && status != CUBLAS_STATUS_SUCCESS) {
-          try {
-            destroy(plan); // not cached: release it here
-          } catch (RuntimeException ignored) {
-            // the failure reported is the preference's
-          }
-          check(status, "cublasLtMatmulPreferenceDestroy for " + p);
-        }
-      }
     }
   }
 
-  private cublasLtMatrixLayoutOpaque_t layout(PointerPointer<Pointer> out, int type, long rows, long cols, long ld, String what, Problem p) {
+  /**
+   * The matmul descriptor, layouts and heuristic preference of {@code p}, with the bias pointer
+   * set when {@code p} has a bias: host objects only, made without a handle or a device (tested
+   * without a GPU). On failure, what was made is destroyed.
+   */
+  static Plan describe(Problem p, long biasAddress, long workspaceBytes) {
+    Plan plan = new Plan();
+    try (PointerPointer<Pointer> out = new PointerPointer<>(1);
+        IntPointer int32 = new IntPointer(1);
+        LongPointer int64 = new LongPointer(1)) {
+      check(cublasLtMatmulDescCreate(out, CUBLAS_COMPUTE_32F, CUDA_R_32F), "cublasLtMatmulDescCreate(COMPUTE_32F, scale 32F) for " + p);
+      plan.desc = new cublasLtMatmulDescOpaque_t(out.get(0));
+      setDesc(plan.desc, int32, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T, "TRANSA", p);
+      setDesc(plan.desc, int32, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N, "TRANSB", p);
+      setDesc(plan.desc, int32, CUBLASLT_MATMUL_DESC_EPILOGUE, p.bias() ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, "EPILOGUE", p);
+      if (p.bias()) {
+        int64.put(0, biasAddress);
+        check(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, int64, 8),
+            "cublasLtMatmulDescSetAttribute(BIAS_POINTER) for " + p);
+      }
+      plan.a = layout(out, p.type(), p.k(), p.n(), p.k(), "A = w", p);
+      plan.b = layout(out, p.type(), p.k(), p.m(), p.k(), "B = x", p);
+      plan.c = layout(out, p.type(), p.n(), p.m(), p.n(), "C = D = y", p);
+      check(cublasLtMatmulPreferenceCreate(out), "cublasLtMatmulPreferenceCreate for " + p);
+      plan.pref = new cublasLtMatmulPreferenceOpaque_t(out.get(0));
+      int64.put(0, workspaceBytes);
+      check(cublasLtMatmulPreferenceSetAttribute(plan.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, int64, 8),
+          "cublasLtMatmulPreferenceSetAttribute(MAX_WORKSPACE_BYTES " + workspaceBytes + ") for " + p);
+      setPref(plan.pref, int32, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, p.alignW(), "MIN_ALIGNMENT_A_BYTES", p);
+      setPref(plan.pref, int32, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, p.alignX(), "MIN_ALIGNMENT_B_BYTES", p);
+      setPref(plan.pref, int32, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, p.alignC(), "MIN_ALIGNMENT_C_BYTES", p);
+      setPref(plan.pref, int32, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, p.alignY(), "MIN_ALIGNMENT_D_BYTES", p);
+      return plan;
+    } catch (RuntimeException e) {
+      try {
+        destroy(plan);
+      } catch (RuntimeException suppressed) {
+        e.addSuppressed(suppressed);
+      }
+      throw e;
+    }
+  }
+
+  private static cublasLtMatrixLayoutOpaque_t layout(PointerPointer<Pointer> out, int type, long rows, long cols, long ld, String what,
+      Problem p) {
     check(cublasLtMatrixLayoutCreate(out, type, rows, cols, ld),
         "cublasLtMatrixLayoutCreate(" + what + ": " + rows + "x" + cols + ", ld " + ld + ") for " + p);
     return new cublasLtMatrixLayoutOpaque_t(out.get(0));
   }
 
-  private void setDesc(cublasLtMatmulDescOpaque_t desc, int attr, int value, String name, Problem p) {
+  private static void setDesc(cublasLtMatmulDescOpaque_t desc, IntPointer int32, int attr, int value, String name, Problem p) {
     int32.put(0, value);
     check(cublasLtMatmulDescSetAttribute(desc, attr, int32, 4), "cublasLtMatmulDescSetAttribute(" + name + " = " + value + ") for " + p);
   }
 
-  private void setPref(cublasLtMatmulPreferenceOpaque_t pref, int attr, int value, String name, Problem p) {
+  private static void setPref(cublasLtMatmulPreferenceOpaque_t pref, IntPointer int32, int attr, int value, String name, Problem p) {
     int32.put(0, value);
     check(cublasLtMatmulPreferenceSetAttribute(pref, attr, int32, 4),
         "cublasLtMatmulPreferenceSetAttribute(" + name + " = " + value + ") for " + p);
   }
 
   /** Destroys what {@code plan} holds (each object once), reporting the first failure after trying all. */
-  private static void destroy(Plan plan) {
+  static void destroy(Plan plan) {
     RuntimeException first = null;
     for (cublasLtMatrixLayoutOpaque_t l : new cublasLtMatrixLayoutOpaque_t[] {plan.a, plan.b, plan.c}) {
       if (l == null) continue;
@@ -327,6 +336,14 @@ public final class CublasLt implements AutoCloseable {
       }
     }
     plan.a = plan.b = plan.c = null;
+    if (plan.pref != null) {
+      try {
+        check(cublasLtMatmulPreferenceDestroy(plan.pref), "cublasLtMatmulPreferenceDestroy");
+      } catch (RuntimeException e) {
+        if (first == null) first = e;
+      }
+      plan.pref = null;
+    }
     if (plan.desc != null) {
       try {
         check(cublasLtMatmulDescDestroy(plan.desc), "cublasLtMatmulDescDestroy");
@@ -359,7 +376,6 @@ public final class CublasLt implements AutoCloseable {
     one.close();
     zero.close();
     biasAddress.close();
-    int32.close();
   }
 
   /**
