@@ -31,7 +31,8 @@ def main():
           "| texts/s (77) | vs eager | prompts/s | vs eager |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in ours["results"]:
-        cfg = r["precision"] + ("+flash" if r["flash_attention"] else "") + (" graph" if r.get("cuda_graph") else "")
+        cfg = r["precision"] + ("+flash" if r["flash_attention"] else "") + (" " + r["gemm"] if "gemm" in r else "") \
+            + (" graph" if r.get("cuda_graph") else "")
         if "error" in r or "image_per_s" not in r or "text77_per_s" not in r:
             # a failed configuration (or a row cut short): say so instead of a number
             print(f"| {cfg} | {r.get('batch', '-')} | failed: {r.get('error', 'incomplete')[:80]} | | | | | | | | |")

@@ -131,7 +131,7 @@ section "CUDA tests (JUnit, tag cuda, one JVM per class)"
 # unusable for the rest of the process), costs one class, not the others. Most important first:
 # what has never run on a GPU, then what has.
 pkg=dev.jclip.backend.cuda
-classes="${JCLIP_TESTS:-CudaBackendOpsTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
+classes="${JCLIP_TESTS:-CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
 junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
   local name="$1" t="$2"; shift 2

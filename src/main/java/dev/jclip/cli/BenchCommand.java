@@ -281,7 +281,7 @@ public final class BenchCommand implements Callable<Integer> {
     for (Node n : g.nodes()) {
       TensorSpec in = n.inputs().isEmpty() ? null : n.input(0).spec(), out = n.output().spec();
       switch (n.op()) {
-        case LINEAR, MATMUL -> f += 2.0 * in.rows() * in.dim(-1) * out.dim(-1);
+        case LINEAR, LINEAR_RESIDUAL, MATMUL -> f += 2.0 * in.rows() * in.dim(-1) * out.dim(-1);
         case PATCH_EMBED -> f += 2.0 * out.elements() * in.dim(1) * n.intAttr("patch") * n.intAttr("patch");
         case CONV2D -> f += 2.0 * out.elements() * in.dim(1) * n.intAttr("kernel") * n.intAttr("kernel");
         case ATTENTION -> f += 4.0 * in.dim(0) * in.dim(1) * (double) in.dim(1) * out.dim(2);

@@ -6,7 +6,10 @@ import dev.jclip.backend.cuda.CudaException;
 import dev.jclip.backend.cuda.CudaGemmBench;
 import dev.jclip.backend.cuda.CudaModelBench;
 import dev.jclip.backend.cuda.CudaOps;
+import dev.jclip.backend.Precision;
 import dev.jclip.backend.cuda.Cublas;
+import dev.jclip.backend.cuda.CublasLt;
+import dev.jclip.backend.cuda.CudaStream;
 import dev.jclip.backend.cuda.DeviceBuffer;
 import java.io.PrintWriter;
 import java.util.concurrent.Callable;
@@ -20,12 +23,12 @@ import picocli.CommandLine.Spec;
     mixinStandardHelpOptions = true,
     description = {
       "List the CUDA devices jclip can use (driver, compute capability, memory).",
-      "With --self-test, launch a PTX kernel and a cuBLAS GEMM on each and check the results."
+      "With --self-test, launch a PTX kernel, a cuBLAS GEMM and a cuBLASLt GEMM with bias and residual on each and check the results."
     })
 final class GpuInfoCommand implements Callable<Integer> {
   @Spec picocli.CommandLine.Model.CommandSpec spec;
 
-  @Option(names = "--self-test", description = "Run a PTX kernel and a cuBLAS GEMM on every device and check them.")
+  @Option(names = "--self-test", description = "Run a PTX kernel, a cuBLAS GEMM and a cuBLASLt GEMM on every device and check them.")
   boolean selfTest;
 
   @Option(names = "--gemm-bench", description = "Measure cuBLAS fp32/fp16/bf16 GEMM and fused-attention throughput on device 0.")
@@ -89,7 +92,11 @@ final class GpuInfoCommand implements Callable<Integer> {
     }
   }
 
-  /** QuickGELU on a PTX kernel and a small SGEMM, each checked against a host computation. */
+  /**
+   * QuickGELU on a PTX kernel, a small SGEMM, and the same product through cuBLASLt with a bias and
+   * a residual in its epilogue, each checked against a host computation (the GEMMs' small
+   * integers are exact in fp32).
+   */
   private static boolean selfTest(CudaDevice dev, PrintWriter out) {
     int rows = 77, cols = 512;
     float[] x = new float[rows * cols];
@@ -124,9 +131,48 @@ final class GpuInfoCommand implements Callable<Integer> {
       }
       out.println("  cuBLAS " + blas.version());
     }
-    boolean ok = kernelErr < 1e-5 && gemmErr == 0;
-    out.printf("  self-test %s: PTX kernel bias_quick_gelu_f32 max error %.2e, cuBLAS SGEMM %dx%dx%d max error %.2e%n",
-        ok ? "passed" : "FAILED", kernelErr, m, n, k, gemmErr);
+    double ltErr;
+    try {
+      ltErr = cublasLtSelfTest(dev, a, b, m, n, k, out);
+    } catch (RuntimeException e) {
+      out.println("  cuBLASLt failed: " + e.getMessage());
+      ltErr = Double.NaN;
+    }
+    boolean ok = kernelErr < 1e-5 && gemmErr == 0 && ltErr == 0;
+    out.printf("  self-test %s: PTX kernel bias_quick_gelu_f32 max error %.2e, cuBLAS SGEMM %dx%dx%d max error %.2e, "
+        + "cuBLASLt GEMM + bias + residual max error %.2e%n", ok ? "passed" : "FAILED", kernelErr, m, n, k, gemmErr, ltErr);
     return ok;
+  }
+
+  /** {@code x · wᵀ + bias + residual} through cuBLASLt's bias epilogue and beta = 1; the largest difference from the host. */
+  private static double cublasLtSelfTest(CudaDevice dev, float[] a, float[] b, int m, int n, int k, PrintWriter out) {
+    float[] bias = new float[n], res = new float[m * n];
+    for (int j = 0; j < n; j++) bias[j] = (j % 9) - 4;
+    for (int i = 0; i < res.length; i++) res[i] = (i % 11) - 5;
+    try (CudaStream stream = new CudaStream(dev);
+        CublasLt lt = new CublasLt(dev);
+        DeviceBuffer work = dev.allocate(4L << 20);
+        DeviceBuffer da = dev.allocate(4L * a.length).upload(a);
+        DeviceBuffer db = dev.allocate(4L * b.length).upload(b);
+        DeviceBuffer dbias = dev.allocate(4L * n).upload(bias);
+        DeviceBuffer dres = dev.allocate(4L * res.length).upload(res);
+        DeviceBuffer dc = dev.allocate(4L * m * n)) {
+      lt.bind(stream, work);
+      if (!lt.linear(m, n, k, CublasLt.dataType(Precision.FP32), da, db, dbias, dres, dc)) {
+        throw new IllegalStateException("no cuBLASLt algorithm: " + lt.unsupported());
+      }
+      stream.synchronize();
+      float[] c = dc.downloadFloats(m * n);
+      double err = 0;
+      for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+          double s = bias[j] + res[i * n + j];
+          for (int t = 0; t < k; t++) s += a[i * k + t] * b[j * k + t];
+          err = Math.max(err, Math.abs(c[i * n + j] - s));
+        }
+      }
+      out.println("  cuBLASLt " + lt.version());
+      return err;
+    }
   }
 }

@@ -1,6 +1,7 @@
 package dev.jclip.graph;
 
 import java.util.List;
+import java.util.Set;
 
 /**
  * Where a graph runs: a handful of hooks (allocate, copy in and out, execute one node). Backends
@@ -20,6 +21,15 @@ public interface Backend extends AutoCloseable {
    */
   default int elementBytes(TensorSpec spec) {
     return 4;
+  }
+
+  /**
+   * The graph to run in place of {@code graph}: a backend may rewrite it with the passes of {@link
+   * Fusion} it implements fast, as long as the outputs and every node named in {@code keep} (the
+   * executor's captures) keep their names and values. By default, the graph itself.
+   */
+  default Graph prepare(Graph graph, Set<String> keep) {
+    return graph;
   }
 
   /** A buffer of at least {@code bytes}; its contents are undefined. */

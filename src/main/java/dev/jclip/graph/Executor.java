@@ -52,6 +52,7 @@ public final class Executor implements AutoCloseable {
    */
   public Executor(Graph graph, Backend backend, Collection<String> capture, boolean replay) {
     this.replay = replay;
+    graph = backend.prepare(graph, Set.copyOf(capture)); // e.g. fusions; captured nodes keep their names
     this.graph = graph;
     this.backend = backend;
     for (Node n : graph.nodes()) {
@@ -267,6 +268,7 @@ public final class Executor implements AutoCloseable {
     return recordingFailure;
   }
 
+  /** The graph this executor runs: the one it was given, as its backend prepared it ({@link Backend#prepare}). */
   public Graph graph() {
     return graph;
   }

@@ -54,6 +54,26 @@ public final class GraphBuilder {
     return add(Op.LINEAR, name, List.of(x), p, a, withLast(name, x, n));
   }
 
+  /**
+   * {@code x · weightᵀ + bias + residual}; weight [N, K], bias [N] or null, residual shaped as the
+   * result. Model code builds LINEAR and ADD; {@link Fusion#linearResidual} makes this node of
+   * them, and ops tests build it directly.
+   */
+  public Value linearResidual(String name, Value x, Tensor weight, Tensor bias, Value residual) {
+    int k = x.dim(-1);
+    expectShape(name, "weight", weight, -1, k);
+    int n = (int) weight.dim(0);
+    if (bias != null) expectShape(name, "bias", bias, n);
+    TensorSpec out = withLast(name, x, n);
+    if (!Arrays.equals(out.shape(), residual.shape())) {
+      throw new IllegalArgumentException(name + ": residual " + residual.spec() + " does not match the linear's result " + out);
+    }
+    Map<String, Tensor> p = new LinkedHashMap<>();
+    p.put("weight", weight);
+    if (bias != null) p.put("bias", bias);
+    return add(Op.LINEAR_RESIDUAL, name, List.of(x, residual), p, Map.of(), out);
+  }
+
   /** {@code x · weight} with weight [K, N] (CLIP's {@code proj} and {@code text_projection}). */
   public Value matmul(String name, Value x, Tensor weight) {
     int k = x.dim(-1);

@@ -10,6 +10,15 @@ public enum Op {
   INPUT,
   /** {@code y[.., N] = act(x[.., K] · weight[N, K]ᵀ + bias[N])}; PyTorch F.linear (+ activation). */
   LINEAR,
+  /**
+   * {@code y[.., N] = x[.., K] · weight[N, K]ᵀ + bias[N] + residual[.., N]}, inputs (x, residual):
+   * a LINEAR without activation and the residual ADD that alone reads it, as one node that carries
+   * the ADD's name ({@link Fusion#linearResidual}). Its value is exactly LINEAR then ADD on the
+   * CPU and reference backends; a GPU folds bias and residual into the GEMM's epilogue. An op of
+   * its own rather than a LINEAR with a second input: a backend unaware of the residual would
+   * otherwise run such a node as a plain LINEAR and drop it without a word.
+   */
+  LINEAR_RESIDUAL,
   /** {@code y[.., N] = x[.., K] · weight[K, N]}; the {@code x @ proj} of CLIP's projections. */
   MATMUL,
   /** LayerNorm over the last dimension, fp32 statistics, biased variance. */

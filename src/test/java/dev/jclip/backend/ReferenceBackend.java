@@ -89,6 +89,13 @@ public final class ReferenceBackend implements Backend {
         if (act == Activation.GELU) r = ReferenceOps.biasGelu(r, null, cols);
         System.arraycopy(r, 0, y, 0, r.length);
       }
+      case LINEAR_RESIDUAL -> {
+        // LINEAR, rounded to float, then the ADD: the unfused graph's value, bit for bit.
+        float[] w = p(n, "weight"), b = p(n, "bias"), res = ((HostBuffer) inputs.get(1)).data;
+        int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
+        float[] r = ReferenceOps.linear(slice(x, m * k), w, b, m, cols, k);
+        for (int i = 0; i < r.length; i++) y[i] = res[i] + r[i];
+      }
       case MATMUL -> {
         float[] w = p(n, "weight");
         int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);

@@ -268,21 +268,15 @@ public final class CpuBackend implements Backend {
     float[] x = ((HostBuffer) inputs.get(0)).data;
     TensorSpec in = n.input(0).spec(), out = n.output().spec();
     switch (n.op()) {
-      case LINEAR -> {
-        float[] b = p(n, "bias");
-        int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
-        Activation act = n.enumAttr("activation", (Activation) null);
-        int code = act == Activation.QUICK_GELU ? 1 : act == Activation.GELU ? 2 : 0;
-        if (linear != null) {
-          // The weight is read straight from its tensor when packed: no float copy is kept.
-          linear.run(m, cols, k, x, n.param("weight"), n.param("bias"), b, code, y, kernels, this::parallel);
-          return;
-        }
-        float[] w = p(n, "weight");
-        gemm(true, m, cols, k, x, 0, w, 0, y, 0);
-        if (b != null || code != 0) {
-          parallel(m, (long) cols * (code == 0 ? 1 : 16), (r0, r1) -> kernels.biasActivation(y, b, cols, r0, r1, code));
-        }
+      case LINEAR -> linear(n, x, y, in, out);
+      case LINEAR_RESIDUAL -> {
+        // Exactly LINEAR then ADD (float addition commutes, so which input the ADD had first does
+        // not matter): the fused graph gives the unfused graph's bits. This backend does not fuse
+        // (no prepare), so only a graph fused elsewhere runs this.
+        linear(n, x, y, in, out);
+        float[] r = ((HostBuffer) inputs.get(1)).data;
+        int e = (int) out.elements(), chunk = 4096;
+        parallel((e + chunk - 1) / chunk, chunk, (c0, c1) -> kernels.add(r, y, y, c0 * chunk, Math.min(e, c1 * chunk), false));
       }
       case MATMUL -> gemm(false, (int) in.rows(), out.dim(-1), in.dim(-1), x, 0, p(n, "weight"), 0, y, 0);
       case LAYER_NORM -> {
@@ -410,6 +404,24 @@ public final class CpuBackend implements Backend {
         }
       }
       case INPUT -> throw new IllegalStateException("INPUT nodes are not executed");
+    }
+  }
+
+  /** LINEAR: {@code y = act(x · Wᵀ + b)}, activation absent for LINEAR_RESIDUAL. */
+  private void linear(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+    float[] b = p(n, "bias");
+    int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
+    Activation act = n.enumAttr("activation", (Activation) null);
+    int code = act == Activation.QUICK_GELU ? 1 : act == Activation.GELU ? 2 : 0;
+    if (linear != null) {
+      // The weight is read straight from its tensor when packed: no float copy is kept.
+      linear.run(m, cols, k, x, n.param("weight"), n.param("bias"), b, code, y, kernels, this::parallel);
+      return;
+    }
+    float[] w = p(n, "weight");
+    gemm(true, m, cols, k, x, 0, w, 0, y, 0);
+    if (b != null || code != 0) {
+      parallel(m, (long) cols * (code == 0 ? 1 : 16), (r0, r1) -> kernels.biasActivation(y, b, cols, r0, r1, code));
     }
   }
 

@@ -40,7 +40,7 @@ public final class Cublas implements AutoCloseable {
     device.makeCurrent();
     try {
       Loader.load(cublas.class);
-    } catch (UnsatisfiedLinkError e) {
+    } catch (UnsatisfiedLinkError | NoClassDefFoundError e) { // (the second once a first load failed)
       throw new CudaUnavailableException(
           "cuBLAS could not be loaded (" + e.getMessage() + "): put the CUDA 13 toolkit's lib64 directory on LD_LIBRARY_PATH", e);
     }

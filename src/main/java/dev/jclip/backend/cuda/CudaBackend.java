@@ -6,6 +6,8 @@ import static org.bytedeco.cuda.global.cudart.CUDA_R_32F;
 
 import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
+import dev.jclip.graph.Fusion;
+import dev.jclip.graph.Graph;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
 import dev.jclip.graph.TensorSpec;
@@ -15,15 +17,27 @@ import dev.jclip.model.Activation;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.WeakHashMap;
 
 /**
- * Runs graphs on one NVIDIA GPU: cuBLAS for the GEMMs, jclip's PTX kernels for everything else.
+ * Runs graphs on one NVIDIA GPU: cuBLAS and cuBLASLt for the GEMMs, jclip's PTX kernels for
+ * everything else.
+ *
+ * <p>A LINEAR without activation runs as one cuBLASLt matmul that adds the bias in its epilogue,
+ * and the residual ADD that reads it is folded into the same matmul ({@link
+ * Fusion#linearResidual}, applied by {@link #prepare}: {@code C} = the residual, {@code beta} =
+ * 1), so the attention's in-projection, out-projection and the MLP's second linear make no extra
+ * pass over their results. A LINEAR with QuickGELU or GELU (erf) stays a cuBLAS GEMM followed by
+ * the {@code bias_act} kernel: cuBLASLt's GELU epilogue is the tanh approximation. The cuBLAS path
+ * for everything (GEMM, then bias, then ADD) is kept: {@code -Djclip.cuda.gemm=cublas} or the
+ * constructor's flag.
  *
  * <p>Precision is chosen per backend: {@link Precision#FP32} is the parity mode (fp32 GEMMs without
  * TF32, fp32 activations); {@link Precision#FP16} and {@link Precision#BF16} keep activations and
  * GEMM weights in 16 bits, with fp32 accumulation in every GEMM and fp32 statistics in LayerNorm,
- * softmax and the reductions. Biases, LayerNorm weights and embeddings stay fp32 in every mode.
+ * softmax and the reductions. Biases, LayerNorm weights and embeddings stay fp32 in every mode
+ * (cuBLASLt's bias epilogue reads a LINEAR's bias in the output's type: a 16-bit copy is made once).
  * Graph inputs and outputs are fp32 on the host; inputs are cast to 16 bits on the device, outputs
  * widened on the host (exactly).
  *
@@ -44,6 +58,7 @@ public final class CudaBackend implements Backend {
   private final CudaOps ops;
   private final Cublas blas;
   private final Map<Tensor, DeviceBuffer> params = new IdentityHashMap<>();
+  /** 16-bit copies (fp16 or bf16) of GEMM weights, and of the biases cuBLASLt's epilogue reads. */
   private final Map<Tensor, DeviceBuffer> gemmWeights = new IdentityHashMap<>();
   private final DeviceBuffer[] scratch = new DeviceBuffer[3];
   private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
@@ -60,6 +75,8 @@ public final class CudaBackend implements Backend {
   private final boolean flash;
   private boolean ownsDevice;
   private final DeviceBuffer blasWorkspace;
+  /** LINEAR without activation, with its bias and residual in the epilogue; null: the cuBLAS path. */
+  private final CublasLt lt;
   /** Token-id buffers and the table of the TOKEN_EMBED that reads each (see {@link TokenTable}). */
   private final Map<Buffer, TokenTable> tokenReaders = new WeakHashMap<>();
   /** Ids written to a buffer before any TOKEN_EMBED has read it: checked when one first does. */
@@ -97,6 +114,28 @@ public final class CudaBackend implements Backend {
    *     validated and timed on a GPU (docs/gpu.md)
    */
   public CudaBackend(CudaDevice device, Precision precision, boolean flashAttention) {
+    this(device, precision, flashAttention, cublasLtByDefault());
+  }
+
+  /**
+   * Whether backends built without saying use cuBLASLt: yes, unless {@code -Djclip.cuda.gemm=cublas}
+   * asks for the cuBLAS path ({@code cublaslt}, the default, asks for cuBLASLt).
+   */
+  public static boolean cublasLtByDefault() {
+    String gemm = System.getProperty("jclip.cuda.gemm", "cublaslt");
+    return switch (gemm) {
+      case "cublaslt" -> true;
+      case "cublas" -> false;
+      default -> throw new IllegalArgumentException("the CUDA GEMM library (-Djclip.cuda.gemm) must be cublaslt or cublas, not '" + gemm + "'");
+    };
+  }
+
+  /**
+   * @param cublasLt run each LINEAR without activation as one cuBLASLt matmul with the bias, and
+   *     the residual its ADD adds, in the epilogue (the executor's graph is fused by {@link
+   *     #prepare}); false: cuBLAS GEMMs with separate bias and ADD passes, the unfused graph
+   */
+  public CudaBackend(CudaDevice device, Precision precision, boolean flashAttention, boolean cublasLt) {
     this.flash = flashAttention && precision != Precision.FP32;
     this.device = device;
     this.precision = precision;
@@ -106,6 +145,7 @@ public final class CudaBackend implements Backend {
     CudaStream up = null, down = null;
     CudaOps o = null;
     Cublas b = null;
+    CublasLt l = null;
     DeviceBuffer w = null;
     try {
       up = new CudaStream(device);
@@ -114,9 +154,13 @@ public final class CudaBackend implements Backend {
       b = new Cublas(device);
       w = device.allocate(BLAS_WORKSPACE);
       b.bind(stream, w);
+      if (cublasLt) {
+        l = new CublasLt(device);
+        l.bind(stream, w); // one workspace: cuBLAS and cuBLASLt calls are ordered on the one stream
+      }
     } catch (RuntimeException e) {
       // e.g. cuBLAS missing: free what was made, the device (the caller's) stays usable
-      for (AutoCloseable c : new AutoCloseable[] {w, b, o, down, up, stream}) {
+      for (AutoCloseable c : new AutoCloseable[] {l, w, b, o, down, up, stream}) {
         try {
           if (c != null) c.close();
         } catch (Exception suppressed) {
@@ -129,6 +173,7 @@ public final class CudaBackend implements Backend {
     this.downloads = down;
     this.ops = o;
     this.blas = b;
+    this.lt = l;
     this.blasWorkspace = w;
   }
 
@@ -143,6 +188,33 @@ public final class CudaBackend implements Backend {
 
   public Precision precision() {
     return precision;
+  }
+
+  /** Which library runs the LINEARs without activation: "cuBLASLt" (bias and residual in the epilogue) or "cuBLAS". */
+  public String gemmLibrary() {
+    return lt != null ? "cuBLASLt" : "cuBLAS";
+  }
+
+  /**
+   * The problems cuBLASLt found no algorithm for, which ran on the cuBLAS path instead (empty
+   * when every LINEAR ran as one cuBLASLt matmul, or on the cuBLAS backend).
+   */
+  public List<String> cublasLtUnsupported() {
+    return lt == null ? List.of() : lt.unsupported();
+  }
+
+  /** How many cuBLASLt problems (shape, type, epilogue) this backend has planned: 0 on the cuBLAS path. */
+  public int cublasLtPlans() {
+    return lt == null ? 0 : lt.plans();
+  }
+
+  /**
+   * With cuBLASLt, the graph with each residual ADD folded into the LINEAR it adds ({@link
+   * Fusion#linearResidual}); captured nodes are kept. On the cuBLAS path, the graph as given.
+   */
+  @Override
+  public Graph prepare(Graph graph, Set<String> keep) {
+    return lt == null ? graph : Fusion.linearResidual(graph, keep);
   }
 
   @Override
@@ -396,14 +468,35 @@ public final class CudaBackend implements Backend {
 
   /** A GEMM operand weight in the compute precision, uploaded once. */
   private DeviceBuffer gemmWeight(Node n) {
-    if (precision == Precision.FP32) return param(n, "weight");
-    Tensor t = n.param("weight");
+    return computeTypeParam(n, "weight");
+  }
+
+  /**
+   * Parameter {@code role} in the compute precision (fp32, or converted once to fp16/bf16), or
+   * null when the node has none: GEMM weights, and the biases cuBLASLt's epilogue reads in the
+   * output's type.
+   */
+  private DeviceBuffer computeTypeParam(Node n, String role) {
+    if (precision == Precision.FP32) return param(n, role);
+    Tensor t = n.param(role);
+    if (t == null) return null;
     return gemmWeights.computeIfAbsent(t, k -> {
       float[] f = k.toFloatArray();
       short[] h = new short[f.length];
       for (int i = 0; i < f.length; i++) h[i] = precision == Precision.FP16 ? HalfFloats.fp16(f[i]) : HalfFloats.bf16(f[i]);
       return device.allocate(2L * h.length).upload(h, stream);
     });
+  }
+
+  /**
+   * {@code y = x · Wᵀ + bias (+ residual)} of a LINEAR without activation or a LINEAR_RESIDUAL as
+   * one cuBLASLt matmul; false (nothing queued) on the cuBLAS path or when cuBLASLt has no
+   * algorithm for the problem ({@link #cublasLtUnsupported}).
+   */
+  private boolean ltLinear(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, TensorSpec in, TensorSpec out) {
+    if (lt == null) return false;
+    return lt.linear(Math.toIntExact(in.rows()), out.dim(-1), in.dim(-1), CublasLt.dataType(precision), x, gemmWeight(n),
+        computeTypeParam(n, "bias"), residual, y);
   }
 
   /** Scratch buffer {@code slot}, grown to at least {@code bytes}. */
@@ -443,10 +536,24 @@ public final class CudaBackend implements Backend {
       case LINEAR -> {
         int k = in.dim(-1), cols = out.dim(-1);
         long m = in.rows();
+        Activation act = n.enumAttr("activation", (Activation) null);
+        // QuickGELU and erf-GELU are no cuBLASLt epilogue (its GELU is the tanh form): with an
+        // activation, the bias pass stays too, since bias_act applies both in one pass.
+        if (act == null && ltLinear(n, x, null, y, in, out)) return;
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        Activation act = n.enumAttr("activation", (Activation) null);
         if (bias != null || act != null) ops.glue("bias_act_" + s, m * cols, y, bias, m, cols, actCode(act));
+      }
+      case LINEAR_RESIDUAL -> {
+        DeviceBuffer residual = (DeviceBuffer) inputs.get(1);
+        if (ltLinear(n, x, residual, y, in, out)) return;
+        // the cuBLAS path: LINEAR's GEMM and bias pass, then the ADD in place (elementwise)
+        int k = in.dim(-1), cols = out.dim(-1);
+        long m = in.rows();
+        gemmNT(m, cols, k, x, gemmWeight(n), y);
+        DeviceBuffer bias = param(n, "bias");
+        if (bias != null) ops.glue("bias_act_" + s, m * cols, y, bias, m, cols, 0);
+        ops.glue("add_" + s, out.elements(), y, residual, y, out.elements(), 0);
       }
       case MATMUL -> gemmNN(in.rows(), out.dim(-1), in.dim(-1), x, gemmWeight(n), y);
       case LAYER_NORM -> ops.glueRowsIn("layernorm", "add_layernorm_" + s, in.rows(),
@@ -585,6 +692,7 @@ public final class CudaBackend implements Backend {
       if (scratch[i] != null) scratch[i].close();
       scratch[i] = null;
     }
+    if (lt != null) lt.close();
     blas.close();
     blasWorkspace.close();
     ops.close();

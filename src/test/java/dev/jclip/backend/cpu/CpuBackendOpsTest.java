@@ -106,6 +106,17 @@ public class CpuBackendOpsTest {
         return m;
       }));
     }
+    // LINEAR_RESIDUAL (x · Wᵀ + b + r): out_proj and c_proj shapes, the pooled last block's rows
+    int[][] residual = {{50, 768, 768, 1}, {154, 2048, 512, 1}, {3, 3072, 768, 1}, {77, 512, 512, 0}};
+    for (int[] l : residual) {
+      c.add(new Case(Op.LINEAR_RESIDUAL, "M=" + l[0] + " K=" + l[1] + " N=" + l[2] + (l[3] == 1 ? " bias" : ""), g -> {
+        Map<String, Object> m = new LinkedHashMap<>();
+        Value x = in(g, m, "x", 1, l[0], l[1]);
+        Value r = in(g, m, "r", 2, l[0], l[2]);
+        g.output("y", g.linearResidual("lin", x, param("w", l[2], l[1]), l[3] == 1 ? param("b", l[2]) : null, r));
+        return m;
+      }));
+    }
     for (int[] s : new int[][] {{2, 768, 512}, {5, 1280, 1024}, {1, 64, 64}}) {
       c.add(new Case(Op.MATMUL, s[0] + "x" + s[1] + "x" + s[2], g -> {
         Map<String, Object> m = new LinkedHashMap<>();
@@ -334,7 +345,7 @@ public class CpuBackendOpsTest {
     };
     org.junit.jupiter.api.Assumptions.assumeTrue(cpu != null, "no bf16 instructions on this CPU");
     // bf16 rounds the operands of the weight GEMMs only; every other op stays fp32.
-    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.PATCH_EMBED) ? BF16_TOL : TOL;
+    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.PATCH_EMBED) ? BF16_TOL : TOL;
     GraphBuilder g = new GraphBuilder();
     Map<String, Object> inputs = c.build().apply(g);
     var graph = g.build();

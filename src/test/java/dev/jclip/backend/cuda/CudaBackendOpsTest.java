@@ -30,25 +30,34 @@ import org.junit.jupiter.params.provider.MethodSource;
  * 1e-5; fp16 within 1e-2 and bf16 within 5e-2: there the inputs themselves are rounded to 11 and
  * 8 significant bits on the way in, so these bounds catch wrong indexing and broken kernels, while
  * the model-level tolerance of the 16-bit modes is checked against the golden outputs
- * (CudaGoldenParityTest, 5e-3).
+ * (CudaGoldenParityTest, 5e-3). The LINEAR and LINEAR_RESIDUAL cases run on both GEMM paths
+ * (cuBLASLt epilogues, and cuBLAS with separate passes); CudaLinearEpilogueTest covers every CLIP
+ * LINEAR shape.
  */
 @Tag("cuda")
 class CudaBackendOpsTest {
   static CudaDevice device;
   static ReferenceBackend reference;
   static final Map<Precision, CudaBackend> backends = new java.util.EnumMap<>(Precision.class);
+  /** The same on the cuBLAS path, for the LINEAR cases. */
+  static final Map<Precision, CudaBackend> cublas = new java.util.EnumMap<>(Precision.class);
 
   @BeforeAll
   static void open() {
     device = CudaTestSupport.openDevice();
     reference = new ReferenceBackend();
-    for (Precision p : Precision.values()) backends.put(p, new CudaBackend(device, p)); // one per precision: modules load once
+    for (Precision p : Precision.values()) { // one per precision: modules load once
+      backends.put(p, new CudaBackend(device, p, false, true));
+      cublas.put(p, new CudaBackend(device, p, false, false));
+    }
   }
 
   @AfterAll
   static void close() {
     for (CudaBackend b : backends.values()) b.close();
+    for (CudaBackend b : cublas.values()) b.close();
     backends.clear();
+    cublas.clear();
     if (reference != null) reference.close();
     if (device != null) device.close();
   }
@@ -67,24 +76,35 @@ class CudaBackendOpsTest {
     try (Executor ex = new Executor(graph, reference, List.of())) {
       want = ex.run(inputs).get("y");
     }
+    boolean linear = c.op() == dev.jclip.graph.Op.LINEAR || c.op() == dev.jclip.graph.Op.LINEAR_RESIDUAL;
     for (Precision p : Precision.values()) {
-      float[] got;
-      try (Executor ex = new Executor(graph, backends.get(p), List.of(), true)) {
-        got = ex.run(inputs).get("y");
-        float[] replayed = ex.run(inputs).get("y"); // the second run replays a CUDA graph
-        assertTrue(ex.replaying(), c + " " + p + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
-        assertArrayEquals(got, replayed, c + " " + p + ": the CUDA-graph replay differs from the first run");
+      for (CudaBackend backend : linear ? List.of(backends.get(p), cublas.get(p)) : List.of(backends.get(p))) {
+        check(c, graph, inputs, want, p, backend);
       }
-      double tol = switch (p) {
-        case FP32 -> 1e-5;
-        case FP16 -> 1e-2;
-        case BF16 -> 5e-2;
-      };
-      double err = ReferenceOps.relativeError(got, want);
-      System.out.printf("[cuda ops] %-55s %-4s relative error %.2e%n", c, p, err);
-      for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), c + " " + p + ": element " + i + " is " + got[i]);
-      assertTrue(err <= tol, c + " " + p + ": relative error " + err + " > " + tol);
+      if (linear) {
+        assertTrue(backends.get(p).cublasLtUnsupported().isEmpty(), c + " " + p + ": cuBLASLt had no algorithm for "
+            + backends.get(p).cublasLtUnsupported());
+      }
     }
+  }
+
+  private static void check(Case c, dev.jclip.graph.Graph graph, Map<String, Object> inputs, float[] want, Precision p, CudaBackend backend) {
+    float[] got;
+    try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+      got = ex.run(inputs).get("y");
+      float[] replayed = ex.run(inputs).get("y"); // the second run replays a CUDA graph
+      assertTrue(ex.replaying(), c + " " + p + " " + backend.gemmLibrary() + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+      assertArrayEquals(got, replayed, c + " " + p + " " + backend.gemmLibrary() + ": the CUDA-graph replay differs from the first run");
+    }
+    double tol = switch (p) {
+      case FP32 -> 1e-5;
+      case FP16 -> 1e-2;
+      case BF16 -> 5e-2;
+    };
+    double err = ReferenceOps.relativeError(got, want);
+    System.out.printf("[cuda ops] %-55s %-4s %-8s relative error %.2e%n", c, p, backend.gemmLibrary(), err);
+    for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), c + " " + p + " " + backend.gemmLibrary() + ": element " + i + " is " + got[i]);
+    assertTrue(err <= tol, c + " " + p + " " + backend.gemmLibrary() + ": relative error " + err + " > " + tol);
   }
 
   /**

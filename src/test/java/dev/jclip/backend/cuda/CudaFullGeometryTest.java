@@ -19,7 +19,11 @@ import java.util.Random;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 
-/** A full-geometry ViT-B/32 with random weights: the GPU (fp32) against the reference backend. */
+/**
+ * A full-geometry ViT-B/32 with random weights: the GPU in every precision, with and without flash
+ * attention, on the cuBLASLt path (residual ADDs folded into the GEMM epilogues) and on the cuBLAS
+ * path, against the reference backend.
+ */
 @Tag("cuda")
 class CudaFullGeometryTest {
   @Test
@@ -52,11 +56,15 @@ class CudaFullGeometryTest {
           case FP16 -> 5e-3;
           case BF16 -> 2e-2;
         };
-        for (boolean flash : p == Precision.FP32 ? new boolean[] {false} : new boolean[] {false, true}) {
-          String what = p + (flash ? "+flash" : "");
-          try (CudaBackend cuda = new CudaBackend(device, p, flash)) {
+        List<boolean[]> variants = p == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})
+            : List.of(new boolean[] {false, true}, new boolean[] {false, false}, new boolean[] {true, true});
+        for (boolean[] v : variants) {
+          boolean flash = v[0], lt = v[1];
+          String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS");
+          try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
             check(what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
             check(what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
+            if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());
           } catch (RuntimeException e) {
             failures.add(what + ": " + e);
             e.printStackTrace(System.out);

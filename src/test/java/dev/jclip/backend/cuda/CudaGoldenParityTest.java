@@ -17,7 +17,9 @@ import org.junit.jupiter.params.provider.MethodSource;
  * Every reference model on the GPU in fp32 (parity mode) against the golden outputs of openai/CLIP:
  * the same checks, tolerances and intermediates as {@link GoldenParityTest} on the reference
  * backend; and in fp16 and bf16, features within 5e-3 and the same argmax on every probability row. In the GPU bundle the weights come as {@code model.safetensors} (see
- * scripts/gpu-bundle.sh); elsewhere from {@code state_dict.pt}.
+ * scripts/gpu-bundle.sh); elsewhere from {@code state_dict.pt}. Each on both GEMM paths: cuBLASLt
+ * runs the graphs with their residual ADDs folded into the LINEARs' epilogues (the executor fuses
+ * them, the captured block outputs included), cuBLAS the graphs as built.
  */
 @Tag("cuda")
 class CudaGoldenParityTest {
@@ -37,26 +39,45 @@ class CudaGoldenParityTest {
     return GoldenParityTest.models();
   }
 
-  @ParameterizedTest(name = "{0}")
-  @MethodSource("models")
-  void modelMatchesGoldenOnTheGpu(Path dir) throws IOException {
-    Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
-    try (CudaBackend backend = new CudaBackend(device)) {
-      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32);
-    }
-  }
-
-  /** Each model in fp16 and in bf16, as separate cases: a failing fp16 must not hide bf16's errors. */
-  static Stream<Arguments> halfModels() throws IOException {
-    return models().flatMap(m -> Stream.of(Arguments.of(m, Precision.FP16), Arguments.of(m, Precision.BF16)));
+  /** Each model on cuBLASLt (the fused graph) and on cuBLAS, as separate cases. */
+  static Stream<Arguments> fp32Models() throws IOException {
+    return models().flatMap(m -> Stream.of(Arguments.of(m, "cublaslt"), Arguments.of(m, "cublas")));
   }
 
   @ParameterizedTest(name = "{0} {1}")
-  @MethodSource("halfModels")
-  void halfPrecisionKeepsFeaturesWithin5e3AndTheArgmax(Path dir, Precision p) throws IOException {
+  @MethodSource("fp32Models")
+  void modelMatchesGoldenOnTheGpu(Path dir, String gemm) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
-    try (CudaBackend backend = new CudaBackend(device, p)) {
-      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.HALF);
+    try (CudaBackend backend = new CudaBackend(device, Precision.FP32, false, gemm.equals("cublaslt"))) {
+      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32);
+      assertUsedCublasLt(backend, gemm);
     }
+  }
+
+  /**
+   * Each model in fp16 and in bf16, on both GEMM paths, as separate cases: a failing fp16 must not
+   * hide bf16's errors.
+   */
+  static Stream<Arguments> halfModels() throws IOException {
+    return models().flatMap(m -> Stream.of(Precision.FP16, Precision.BF16)
+        .flatMap(p -> Stream.of(Arguments.of(m, p, "cublaslt"), Arguments.of(m, p, "cublas"))));
+  }
+
+  @ParameterizedTest(name = "{0} {1} {2}")
+  @MethodSource("halfModels")
+  void halfPrecisionKeepsFeaturesWithin5e3AndTheArgmax(Path dir, Precision p, String gemm) throws IOException {
+    Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
+    try (CudaBackend backend = new CudaBackend(device, p, false, gemm.equals("cublaslt"))) {
+      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.HALF);
+      assertUsedCublasLt(backend, gemm);
+    }
+  }
+
+  /** On the cuBLASLt path, the LINEARs did run as cuBLASLt matmuls, none on the cuBLAS fallback. */
+  private static void assertUsedCublasLt(CudaBackend backend, String gemm) {
+    if (!gemm.equals("cublaslt")) return;
+    org.junit.jupiter.api.Assertions.assertTrue(backend.cublasLtPlans() > 0, "no LINEAR ran through cuBLASLt");
+    org.junit.jupiter.api.Assertions.assertTrue(backend.cublasLtUnsupported().isEmpty(),
+        "cuBLASLt had no algorithm for " + backend.cublasLtUnsupported());
   }
 }

@@ -1,0 +1,271 @@
+package dev.jclip.graph;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.backend.ReferenceBackend;
+import dev.jclip.backend.cpu.CpuBackend;
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.Activation;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.model.ClipGraphs;
+import dev.jclip.model.RandomWeights;
+import dev.jclip.testing.TestRandom;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link Fusion#linearResidual}: which LINEARs it folds into their residual ADD, what the fused
+ * graph looks like (names, parameters, order, outputs), and that the CPU and reference backends
+ * give the fused graph exactly the unfused graph's bits. The reference models are checked the
+ * same way in {@code dev.jclip.model.FusedGraphParityTest}.
+ */
+class FusionTest {
+  static final Random RNG = TestRandom.create("FusionTest");
+
+  /** A random ViT-B/32 (full geometry): both residuals of all 12 blocks of each tower fold, and nothing else changes. */
+  @Test
+  void foldsBothResidualAddsOfEveryBlock() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, RNG.nextLong()));
+    for (Graph g : List.of(graphs.image(2), graphs.image(2, true), graphs.text(3, 77), graphs.text(1, 9, true))) {
+      Graph f = Fusion.linearResidual(g, Set.of());
+      assertEquals(24, count(f, Op.LINEAR_RESIDUAL), "two per block, 12 blocks");
+      assertEquals(0, count(f, Op.ADD), "every ADD of a ViT tower is a residual");
+      assertEquals(count(g, Op.LINEAR) - 24, count(f, Op.LINEAR), "in_proj and c_fc stay");
+      assertEquals(g.nodes().size() - 24, f.nodes().size());
+      checkFused(g, f);
+    }
+  }
+
+  /** A captured LINEAR keeps its node (and so its ADD stays an ADD); a captured ADD is fused under its own name. */
+  @Test
+  void capturedLinearsAreKept() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, RNG.nextLong()));
+    Graph g = graphs.image(1, true);
+    String p = "visual.transformer.resblocks.";
+    Graph f = Fusion.linearResidual(g, Set.of(p + "3.attn.out_proj", p + "5", p + "7.mlp.c_fc"));
+    assertEquals(23, count(f, Op.LINEAR_RESIDUAL));
+    assertEquals(Op.LINEAR, f.node(p + "3.attn.out_proj").op());
+    assertEquals(Op.ADD, f.node(p + "3.attn.residual").op());
+    assertEquals(Op.LINEAR_RESIDUAL, f.node(p + "5").op());
+    assertEquals(p + "5.mlp.c_proj", f.node(p + "5").attrs().get("linear"));
+    checkFused(g, f);
+  }
+
+  @Test
+  void onlyALinearWithoutActivationReadByOneAddWithoutReluIsFolded() {
+    Map<String, Object> inputs = new HashMap<>();
+    GraphBuilder b = new GraphBuilder();
+    Value x = input(b, inputs, "x", 2, 5, 16);
+    b.output("gelu+x", b.add("gelu+x", b.linear("gelu", x, w(16, 16), w(16), Activation.QUICK_GELU), x, false));
+    Value twice = b.linear("twice", x, w(16, 16), w(16), null);
+    b.output("twice+x", b.add("twice+x", x, twice, false));
+    b.output("ln", b.layerNorm("ln", twice, w(16), w(16), 1e-5f));
+    b.output("relu+x", b.add("relu+x", x, b.linear("relu", x, w(16, 16), w(16), null), true));
+    Value out = b.linear("out", x, w(16, 16), w(16), null);
+    b.output("out", out).output("out+x", b.add("out+x", x, out, false));
+    Value self = b.linear("self", x, w(16, 16), null, null);
+    b.output("self+self", b.add("self+self", self, self, false));
+    // folded: the residual second, no bias
+    b.output("nobias+x", b.add("nobias+x", b.linear("nobias", x, w(16, 16), null, null), x, false));
+    // two foldable LINEARs into one ADD: the first is folded, the second becomes its residual
+    Value p = b.linear("p", x, w(8, 16), w(8), null), q = b.linear("q", x, w(8, 16), w(8), null);
+    b.output("p+q", b.add("p+q", p, q, false));
+    Graph g = b.build();
+
+    Graph f = Fusion.linearResidual(g, Set.of());
+    assertEquals(2, count(f, Op.LINEAR_RESIDUAL), f.describe());
+    assertEquals(Op.LINEAR_RESIDUAL, f.node("nobias+x").op());
+    assertEquals(Op.LINEAR_RESIDUAL, f.node("p+q").op());
+    assertEquals("p", f.node("p+q").attrs().get("linear"));
+    assertEquals(Op.LINEAR, f.node("q").op());
+    for (String kept : List.of("gelu+x", "twice+x", "relu+x", "out+x", "self+self")) assertEquals(Op.ADD, f.node(kept).op(), kept);
+    checkFused(g, f);
+    assertSameResults(g, f, inputs, List.of());
+  }
+
+  @Test
+  void aGraphWithNothingToFoldIsReturnedAsIs() {
+    GraphBuilder b = new GraphBuilder();
+    Value x = b.input("x", DType.F32, 3, 8);
+    b.output("y", b.add("y", x, b.linear("lin", x, w(8, 8), w(8), Activation.GELU), false));
+    Graph g = b.build();
+    assertSame(g, Fusion.linearResidual(g, Set.of()));
+  }
+
+  @Test
+  void linearResidualChecksItsShapes() {
+    GraphBuilder b = new GraphBuilder();
+    Value x = b.input("x", DType.F32, 3, 8), r = b.input("r", DType.F32, 3, 5);
+    var e = assertThrows(IllegalArgumentException.class, () -> b.linearResidual("lin", x, w(4, 8), w(4), r));
+    assertTrue(e.getMessage().contains("lin: residual"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> b.linearResidual("lin", x, w(5, 7), w(5), r));
+    assertTrue(e.getMessage().contains("parameter weight"), e.getMessage());
+  }
+
+  /**
+   * An executor on a backend that fuses ({@link Backend#prepare}) runs the fused graph, captures
+   * block outputs and kept LINEARs by name, and gives the CPU's unfused bits.
+   */
+  @Test
+  void anExecutorRunsTheGraphItsBackendPrepares() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, RNG.nextLong()));
+    Graph g = graphs.text(2, 12, true);
+    List<String> capture = List.of("transformer.resblocks.0", "transformer.resblocks.4.attn.out_proj", "transformer.resblocks.11");
+    int[] ids = new int[2 * 12];
+    for (int i = 0; i < ids.length; i++) ids[i] = i % 12 == 11 ? 49407 : RNG.nextInt(49406);
+    try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true);
+        Backend fusing = new FusingBackend(cpu);
+        Executor plain = new Executor(g, cpu, capture);
+        Executor fused = new Executor(g, fusing, capture)) {
+      assertSame(g, plain.graph());
+      assertEquals(23, count(fused.graph(), Op.LINEAR_RESIDUAL), "all but the captured out_proj");
+      Map<String, float[]> want = plain.run(Map.of("tokens", ids)), got = fused.run(Map.of("tokens", ids));
+      assertEquals(want.keySet(), got.keySet());
+      for (String k : want.keySet()) assertArrayEquals(want.get(k), got.get(k), k);
+    }
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  /** Runs both graphs on the CPU and reference backends and compares every output bit for bit. */
+  static void assertSameResults(Graph g, Graph f, Map<String, Object> inputs, List<String> capture) {
+    try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true);
+        ReferenceBackend ref = new ReferenceBackend()) {
+      for (Backend backend : List.<Backend>of(cpu, ref)) {
+        Map<String, float[]> want, got;
+        try (Executor ex = new Executor(g, backend, capture)) {
+          want = ex.run(inputs);
+        }
+        try (Executor ex = new Executor(f, backend, capture)) {
+          got = ex.run(inputs);
+        }
+        assertEquals(want.keySet(), got.keySet());
+        for (String k : want.keySet()) assertArrayEquals(want.get(k), got.get(k), backend.name() + ": " + k);
+      }
+    }
+  }
+
+  /**
+   * Every fused node is the ADD of {@code g} by name, with the absorbed LINEAR's parameters (the
+   * same tensors) and inputs; every other node is unchanged; nodes come after their inputs; the
+   * inputs and outputs are the same by name and spec.
+   */
+  static void checkFused(Graph g, Graph f) {
+    Map<Node, Integer> position = new IdentityHashMap<>();
+    for (int i = 0; i < f.nodes().size(); i++) position.put(f.nodes().get(i), i);
+    for (int i = 0; i < f.nodes().size(); i++) {
+      Node n = f.nodes().get(i);
+      for (Value v : n.inputs()) {
+        Integer at = position.get(v.producer());
+        assertNotNull(at, n + ": input " + v + " is not produced in the fused graph");
+        assertTrue(at < i, n + ": input " + v + " is produced later");
+      }
+      Node old = g.node(n.name());
+      assertNotNull(old, n.name());
+      assertEquals(old.output().spec(), n.output().spec(), n.name());
+      if (n.op() == Op.LINEAR_RESIDUAL) {
+        assertEquals(Op.ADD, old.op(), n.name());
+        Node linear = g.node((String) n.attrs().get("linear"));
+        assertEquals(Op.LINEAR, linear.op());
+        assertEquals(linear.params().keySet(), n.params().keySet());
+        for (String role : linear.params().keySet()) assertSame(linear.param(role), n.param(role), n.name() + " " + role);
+        Value residual = old.input(0) == linear.output() ? old.input(1) : old.input(0);
+        assertEquals(linear.input(0).name(), n.input(0).name(), n.name() + ": x");
+        assertEquals(residual.name(), n.input(1).name(), n.name() + ": residual");
+        assertTrue(f.node(linear.name()) == null, linear.name() + " should be gone");
+      } else {
+        assertEquals(old.op(), n.op(), n.name());
+        assertEquals(old.attrs(), n.attrs(), n.name());
+        assertEquals(old.params(), n.params(), n.name());
+        List<String> in = new ArrayList<>(), was = new ArrayList<>();
+        for (Value v : n.inputs()) in.add(v.name());
+        for (Value v : old.inputs()) was.add(v.name());
+        assertEquals(was, in, n.name());
+      }
+    }
+    assertEquals(g.inputs().keySet(), f.inputs().keySet());
+    assertEquals(g.outputs().keySet(), f.outputs().keySet());
+    for (String k : g.outputs().keySet()) assertEquals(g.outputs().get(k).spec(), f.outputs().get(k).spec(), k);
+    for (Value v : f.inputs().values()) assertTrue(position.containsKey(v.producer()));
+    for (Value v : f.outputs().values()) assertTrue(position.containsKey(v.producer()));
+  }
+
+  static int count(Graph g, Op op) {
+    int c = 0;
+    for (Node n : g.nodes()) if (n.op() == op) c++;
+    return c;
+  }
+
+  static Tensor w(long... shape) {
+    return Tensor.ofFloats("w", shape, TestRandom.gaussian(RNG, (int) Tensor.numel(shape), 0.3));
+  }
+
+  static Value input(GraphBuilder b, Map<String, Object> inputs, String name, int... shape) {
+    int n = 1;
+    for (int d : shape) n *= d;
+    inputs.put(name, TestRandom.gaussian(RNG, n, 1));
+    return b.input(name, DType.F32, shape);
+  }
+
+  /** The CPU backend with the CUDA backend's fusion: what a fusing backend's executor does, testable without a GPU. */
+  static final class FusingBackend implements Backend {
+    private final Backend inner;
+
+    FusingBackend(Backend inner) {
+      this.inner = inner;
+    }
+
+    @Override
+    public Graph prepare(Graph graph, Set<String> keep) {
+      return Fusion.linearResidual(graph, keep);
+    }
+
+    @Override
+    public String name() {
+      return inner.name() + "+fused";
+    }
+
+    @Override
+    public boolean supports(Op op) {
+      return inner.supports(op);
+    }
+
+    @Override
+    public Buffer allocate(long bytes) {
+      return inner.allocate(bytes);
+    }
+
+    @Override
+    public void write(Buffer dst, TensorSpec spec, Object host) {
+      inner.write(dst, spec, host);
+    }
+
+    @Override
+    public float[] read(Buffer src, TensorSpec spec) {
+      return inner.read(src, spec);
+    }
+
+    @Override
+    public void execute(Node node, List<Buffer> inputs, Buffer output) {
+      inner.execute(node, inputs, output);
+    }
+
+    @Override
+    public void close() {}
+  }
+}
