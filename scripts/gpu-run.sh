@@ -12,8 +12,10 @@
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
 # JCLIP_MODEL_BENCH_TIMEOUT 120; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes.
-#   ./run.sh [smoke|tests|full]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer only;
-#                                full: torch.compile at every batch size
+#   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer
+#                                only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
+#                                embed: only the embed stage. Stage order: self-test, CUDA tests, model benchmark,
+#                                GEMM/attention benchmark, PyTorch peer, embed end to end.
 set -u
 mode="${1:-full}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +29,14 @@ started=$(date +%s)
 deadline=$(( started + ${JCLIP_BUDGET:-540} ))
 summary=()
 note() { summary+=("$*"); }
+# want STAGE: whether this mode runs STAGE (selftest, tests, model, gemm, peer, embed)
+want() {
+  case "$mode" in
+    bench) [ "$1" != tests ] ;;
+    embed) [ "$1" = embed ] ;;
+    *) true ;;
+  esac
+}
 # limit WANT: seconds a stage may take, WANT capped by what is left of the budget (minus 20 s
 # kept for the summary); prints 0 when under 20 s would be left.
 limit() {
@@ -113,7 +123,7 @@ jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/
 "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" --version 2>&1 | sed 's/^/  /' | tee -a "$report"
 
 section "jclip gpu-info --self-test"
-t="$(limit "${JCLIP_SELFTEST_TIMEOUT:-60}")"
+t=0; want selftest && t="$(limit "${JCLIP_SELFTEST_TIMEOUT:-60}")"
 if [ "$t" -gt 0 ]; then
   timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --self-test 2>&1 | tee -a "$report"
   rc=${PIPESTATUS[0]}
@@ -123,10 +133,11 @@ if [ "$t" -gt 0 ]; then
     timeout -k 10 30 "$java" "${jflags[@]}" -Dorg.bytedeco.javacpp.logger.debug=true -jar "$here/lib/jclip.jar" gpu-info 2>&1 | tail -40 | tee -a "$report"
   fi
 else
-  note "self-test: SKIPPED (budget)"
+  note "self-test: SKIPPED (budget or mode)"
 fi
 
 section "CUDA tests (JUnit, tag cuda, one JVM per class)"
+if want tests; then
 # One JVM per class: a kernel that hangs, or an illegal address (which leaves the CUDA context
 # unusable for the rest of the process), costs one class, not the others. Most important first:
 # what has never run on a GPU, then what has.
@@ -142,7 +153,7 @@ junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/j
 for cls in ${classes//,/ }; do
   left=$(( tests_deadline - $(date +%s) ))
   t="$(limit $(( left < ${JCLIP_CLASS_TIMEOUT:-150} ? left : ${JCLIP_CLASS_TIMEOUT:-150} )))"
-  if [ "$t" -le 0 ]; then note "$cls: SKIPPED (budget)"; say "$cls: skipped (budget)"; continue; fi
+  if [ "$t" -le 0 ]; then note "$cls: SKIPPED (budget or mode)"; say "$cls: skipped (budget)"; continue; fi
   t0=$(date +%s)
   junit "$cls" "$t" --select-class "$pkg.$cls" --fail-if-no-tests
   rc=$?
@@ -165,9 +176,12 @@ if [ -z "${JCLIP_TESTS:-}" ] && [ "$t" -gt 0 ]; then
     grep -E '=> |\[X\]|tests (successful|failed)' "$OUT/junit-others.txt" | head -30 | sed 's/^/  /' | tee -a "$report"
   fi
 fi
+else
+  note "CUDA tests: not run in mode $mode"
+fi
 
 section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
-t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-120}")"
+t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-120}")"
 if [ "$t" -gt 0 ]; then
   timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench \
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
@@ -176,18 +190,33 @@ if [ "$t" -gt 0 ]; then
   stage "model benchmark" "$rc"
   grep -E 'model|rror|Exception|CUDA|failed' "$OUT/bench-model.txt" | head -60 | tee -a "$report"
 else
-  note "model benchmark: SKIPPED (budget)"
+  note "model benchmark: SKIPPED (budget or mode)"
 fi
 
 section "cuBLAS GEMM peaks and attention kernels"
-t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
+t=0; want gemm && t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
 if [ "$t" -gt 0 ]; then
   timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
   rc=$?
   stage "GEMM/attention benchmark" "$rc"
   grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
 else
-  note "GEMM/attention benchmark: SKIPPED (budget)"
+  note "GEMM/attention benchmark: SKIPPED (budget or mode)"
+fi
+
+section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
+case "$mode" in
+  smoke|bench) peer_args=(--batches 1,32,256,1024 --compile-batches 1,1024) ;;
+  tests) peer_args=(--batches 1,32,256,1024 --no-compile) ;;
+  *) peer_args=(--batches 1,32,256,1024) ;;
+esac
+t=0; want peer && t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
+  stage "PyTorch peer (limit $t s)" "$?"
+  grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
+else
+  note "PyTorch peer: SKIPPED (budget or mode)"
 fi
 
 section "jclip embed end to end on the GPU (synthetic JPEGs, random ViT-B/32, fp16)"
@@ -195,7 +224,7 @@ section "jclip embed end to end on the GPU (synthetic JPEGs, random ViT-B/32, fp
 # and where the time goes, with all the machine's cores decoding for one GPU: real-size pictures
 # (1.9-12 MP) and img2dataset-size ones (384x288). EmbedCorpus (test classes) makes the corpus and
 # the model here, as the bundle carries neither.
-t="$(limit "${JCLIP_EMBED_TIMEOUT:-150}")"
+t=0; want embed && t="$(limit "${JCLIP_EMBED_TIMEOUT:-150}")"
 if [ "$t" -gt 0 ]; then
   ework=/tmp/jclip-embed
   rm -rf "$ework"
@@ -224,22 +253,7 @@ if [ "$t" -gt 0 ]; then
   grep -E '^\[corpus\]|^-- |image_per_s|^embed:|_s  |rror|Exception' "$OUT/embed.txt" | cut -c1-400 | head -40 | tee -a "$report"
   rm -rf "$ework"
 else
-  note "embed end to end: SKIPPED (budget)"
-fi
-
-section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
-case "$mode" in
-  smoke) peer_args=(--batches 1,32,256,1024 --compile-batches 1,1024) ;;
-  tests) peer_args=(--batches 1,32,256,1024 --no-compile) ;;
-  *) peer_args=(--batches 1,32,256,1024) ;;
-esac
-t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
-if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
-  stage "PyTorch peer (limit $t s)" "$?"
-  grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
-else
-  note "PyTorch peer: SKIPPED (budget)"
+  note "embed end to end: SKIPPED (budget or mode)"
 fi
 
 section "summary"
