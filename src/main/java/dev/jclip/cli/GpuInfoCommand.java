@@ -1,5 +1,7 @@
 package dev.jclip.cli;
 
+import dev.jclip.backend.Precision;
+import dev.jclip.backend.cuda.CudaBackend;
 import dev.jclip.backend.cuda.CudaDevice;
 import dev.jclip.backend.cuda.CudaDriver;
 import dev.jclip.backend.cuda.CudaException;
@@ -11,7 +13,14 @@ import dev.jclip.backend.cuda.Cublas;
 import dev.jclip.backend.cuda.CublasLt;
 import dev.jclip.backend.cuda.CudaStream;
 import dev.jclip.backend.cuda.DeviceBuffer;
+import dev.jclip.graph.Executor;
+import dev.jclip.graph.Graph;
+import dev.jclip.graph.GraphBuilder;
+import dev.jclip.graph.Value;
+import dev.jclip.io.DType;
 import java.io.PrintWriter;
+import java.util.List;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -23,7 +32,7 @@ import picocli.CommandLine.Spec;
     mixinStandardHelpOptions = true,
     description = {
       "List the CUDA devices jclip can use (driver, compute capability, memory).",
-      "With --self-test, launch a PTX kernel, a cuBLAS GEMM and a cuBLASLt GEMM with bias and residual on each and check the results."
+      "With --self-test, launch a PTX kernel, a cuBLAS GEMM and a cuBLASLt GEMM with bias and residual on each, send values through the pinned upload path, and check the results."
     })
 final class GpuInfoCommand implements Callable<Integer> {
   @Spec picocli.CommandLine.Model.CommandSpec spec;
@@ -138,9 +147,17 @@ final class GpuInfoCommand implements Callable<Integer> {
       out.println("  cuBLASLt failed: " + e.getMessage());
       ltErr = Double.NaN;
     }
-    boolean ok = kernelErr < 1e-5 && gemmErr == 0 && ltErr == 0;
+    long wrong;
+    try {
+      wrong = pipelineMismatches(dev);
+    } catch (RuntimeException e) {
+      out.println("  pinned upload path failed: " + e);
+      wrong = -1;
+    }
+    boolean ok = kernelErr < 1e-5 && gemmErr == 0 && ltErr == 0 && wrong == 0;
     out.printf("  self-test %s: PTX kernel bias_quick_gelu_f32 max error %.2e, cuBLAS SGEMM %dx%dx%d max error %.2e, "
-        + "cuBLASLt GEMM + bias + residual max error %.2e%n", ok ? "passed" : "FAILED", kernelErr, m, n, k, gemmErr, ltErr);
+        + "cuBLASLt GEMM + bias + residual max error %.2e, pinned uploads and reads through two executors in flight (fp32, fp16): "
+        + "%d wrong values%n", ok ? "passed" : "FAILED", kernelErr, m, n, k, gemmErr, ltErr, wrong);
     return ok;
   }
 
@@ -174,5 +191,37 @@ final class GpuInfoCommand implements Callable<Integer> {
       out.println("  cuBLASLt " + lt.version());
       return err;
     }
+  }
+
+  /**
+   * {@code y = relu(x + x)} on 2^20 values through the backend's upload path (pinned staging, the
+   * upload stream, the 16-bit cast, fenced reads), two executors in flight at once: the number of
+   * values that differ from the exact result (the inputs are small integers, exact in fp16).
+   */
+  private static long pipelineMismatches(CudaDevice dev) {
+    GraphBuilder g = new GraphBuilder();
+    Value x = g.input("x", DType.F32, 1 << 10, 1 << 10);
+    g.output("y", g.add("y", x, x, true));
+    Graph graph = g.build();
+    long wrong = 0;
+    for (Precision p : new Precision[] {Precision.FP32, Precision.FP16}) {
+      try (CudaBackend backend = new CudaBackend(dev, p);
+          Executor a = new Executor(graph, backend, List.of());
+          Executor b = new Executor(graph, backend, List.of())) {
+        float[] xa = new float[1 << 20], xb = new float[1 << 20];
+        for (int i = 0; i < xa.length; i++) {
+          xa[i] = (i % 17) - 8;
+          xb[i] = (i % 13) - 6;
+        }
+        a.submit(Map.of("x", xa));
+        b.submit(Map.of("x", xb));
+        float[] ya = a.collect().get("y"), yb = b.collect().get("y");
+        for (int i = 0; i < xa.length; i++) {
+          if (ya[i] != Math.max(2 * xa[i], 0)) wrong++;
+          if (yb[i] != Math.max(2 * xb[i], 0)) wrong++;
+        }
+      }
+    }
+    return wrong;
   }
 }

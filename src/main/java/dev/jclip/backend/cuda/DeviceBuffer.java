@@ -126,18 +126,12 @@ public final class DeviceBuffer implements Backend.Buffer {
   }
 
   /**
-   * Copies {@code data} to the start of this buffer in {@code stream}'s order, and returns when the
-   * copy is done (the host array may then be reused).
+   * Copies {@code data} to the start of this buffer in {@code stream}'s order, through pageable
+   * memory, and returns when the copy is done (the host array may then be reused): for the
+   * parameters, uploaded once. Inputs go through {@link #copyFromHostAsync} from pinned staging.
    */
   public DeviceBuffer upload(float[] data, CudaStream stream) {
     try (FloatPointer host = new FloatPointer(data)) {
-      return copyIn(host, 4L * data.length, stream);
-    }
-  }
-
-  /** Copies int32 values to the start of this buffer in {@code stream}'s order. */
-  public DeviceBuffer upload(int[] data, CudaStream stream) {
-    try (IntPointer host = new IntPointer(data)) {
       return copyIn(host, 4L * data.length, stream);
     }
   }
@@ -155,23 +149,10 @@ public final class DeviceBuffer implements Backend.Buffer {
     check(cuMemcpyHtoDAsync(address, host, n, stream.handle()), "cuMemcpyHtoDAsync(" + n + " bytes)");
     // The callers free the native copy of the array as soon as this returns. From pageable memory
     // the driver documents the async copy only as "might be synchronous" (it may stage it later),
-    // so wait for it: such a copy is host-bound anyway; inputs are written between runs, and
-    // parameters are uploaded once, in an executor's first run.
+    // so wait for it: such a copy is host-bound anyway, and parameters are uploaded once, in an
+    // executor's first run.
     stream.synchronize();
     return this;
-  }
-
-  /** Copies the first {@code n} floats after the work queued on {@code stream}; returns when they are here. */
-  public float[] downloadFloats(int n, CudaStream stream) {
-    float[] out = new float[n];
-    try (FloatPointer host = new FloatPointer(n)) {
-      checkFits(4L * n);
-      device.makeCurrent();
-      check(cuMemcpyDtoHAsync(host, address, 4L * n, stream.handle()), "cuMemcpyDtoHAsync(" + 4L * n + " bytes)");
-      stream.synchronize();
-      host.get(out);
-    }
-    return out;
   }
 
   /**
