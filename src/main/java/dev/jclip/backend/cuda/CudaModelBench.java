@@ -58,6 +58,8 @@ public final class CudaModelBench {
     // path before the pinned staging), per batch size: a yardstick for the per-call rows, whose
     // uploads go through the backend's pinned staging.
     Map<Integer, Double> uploadMs = new java.util.HashMap<>();
+    if (prompts != null) promptSet(device, graphs, prompts, 1024, root.putObject("prompt_set"), log);
+    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
@@ -145,6 +147,76 @@ public final class CudaModelBench {
       }
       Arrays.sort(ms);
       return ms[2];
+    }
+  }
+
+  /**
+   * The whole prompt set (ImageNet: 1000 classes x 80 templates) through the text tower in fp16
+   * (the backend's defaults), in batches of {@code batch}: in the given order, each batch cut after
+   * its longest prompt (what the PyTorch peer's padding to the longest does), and batched by length
+   * first ({@code Clip.encodeText}'s order). One executor per batch shape, replaying its CUDA graph;
+   * inputs copied in and features out for every batch; median of 3 passes after 2 warm-up passes.
+   */
+  static void promptSet(CudaDevice device, ClipGraphs graphs, int[][] prompts, int batch, ObjectNode row, PrintStream log) {
+    row.put("prompts", prompts.length).put("batch", batch).put("precision", "FP16");
+    try (CudaBackend backend = new CudaBackend(device, Precision.FP16)) {
+      promptSet(backend, graphs, prompts, batch, row, log);
+    } catch (RuntimeException e) {
+      row.put("error", String.valueOf(e));
+      log.println("[model] prompt set failed: " + e);
+      e.printStackTrace(log);
+    }
+  }
+
+  /** {@link #promptSet(CudaDevice, ClipGraphs, int[][], int, ObjectNode, PrintStream)} on any backend. */
+  static void promptSet(dev.jclip.graph.Backend backend, ClipGraphs graphs, int[][] prompts, int batch, ObjectNode row, PrintStream log) {
+    int count = prompts.length;
+    int[] eot = new int[count];
+    for (int i = 0; i < count; i++) eot[i] = eot(prompts[i]);
+    Integer[] byLength = new Integer[count];
+    for (int i = 0; i < count; i++) byLength[i] = i;
+    Arrays.sort(byLength, java.util.Comparator.comparingInt(i -> eot[i])); // stable
+    for (String order : new String[] {"given_order", "by_length"}) {
+      List<int[]> inputs = new java.util.ArrayList<>();
+      List<int[]> shapes = new java.util.ArrayList<>();
+      long tokens = 0;
+      for (int b0 = 0; b0 < count; b0 += batch) {
+        int n = Math.min(batch, count - b0), l = 1;
+        for (int b = b0; b < b0 + n; b++) l = Math.max(l, eot[order.equals("by_length") ? byLength[b] : b] + 1);
+        int[] ids = new int[n * l];
+        for (int b = 0; b < n; b++) {
+          int src = order.equals("by_length") ? byLength[b0 + b] : b0 + b;
+          System.arraycopy(prompts[src], 0, ids, b * l, l);
+        }
+        inputs.add(ids);
+        shapes.add(new int[] {n, l});
+        tokens += (long) n * l;
+      }
+      Map<String, Executor> executors = new java.util.HashMap<>();
+      try {
+        Runnable pass = () -> {
+          for (int i = 0; i < inputs.size(); i++) {
+            int n = shapes.get(i)[0], l = shapes.get(i)[1];
+            executors.computeIfAbsent(n + "x" + l, k -> new Executor(graphs.text(n, l), backend, List.of(), true))
+                .run(Map.of("tokens", inputs.get(i)));
+          }
+        };
+        pass.run();
+        pass.run();
+        double[] s = new double[3];
+        for (int r = 0; r < s.length; r++) {
+          long t0 = System.nanoTime();
+          pass.run();
+          s[r] = (System.nanoTime() - t0) / 1e9;
+        }
+        Arrays.sort(s);
+        double rate = count / s[1];
+        row.put(order + "_per_s", rate).put(order + "_tokens_per_prompt", (double) tokens / count).put(order + "_shapes", executors.size());
+        log.printf("[model] text tower on %s, all %d prompts, batch %d, %s: %.1f prompts/s (%.2f tokens per prompt, %d shapes)%n",
+            backend.name(), count, batch, order.replace('_', ' '), rate, (double) tokens / count, executors.size());
+      } finally {
+        for (Executor e : executors.values()) e.close();
+      }
     }
   }
 
