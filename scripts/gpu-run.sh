@@ -10,7 +10,7 @@
 # within what is left of the budget; a stage with too little time left is skipped and says so, so
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
-# JCLIP_MODEL_BENCH_TIMEOUT 120; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
+# JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes.
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer
 #                                only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
@@ -181,7 +181,7 @@ else
 fi
 
 section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
-t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-120}")"
+t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-150}")"
 if [ "$t" -gt 0 ]; then
   timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench \
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
