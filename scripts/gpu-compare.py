@@ -56,6 +56,27 @@ def main():
               f"{num(ours_of('text77_per_s'))} | {ratio('text77_per_s', 'eager')} | "
               f"{num(ours_of('text_prompt_per_s'))} | {ratio('text_prompt_per_s', 'eager')} |")
 
+    # The whole ImageNet prompt set (model bench "prompt_set", peer "prompt_set"): prompts/s.
+    ps, pp = ours.get("prompt_set"), peer.get("prompt_set")
+    if ps or pp:
+        print("\nText tower over the whole ImageNet prompt set (zero-shot class embeddings), batch "
+              f"{(ps or pp).get('batch')}, prompts/s (tokens per prompt after padding):\n")
+        print("| order | jclip | PyTorch eager | ratio |")
+        print("| --- | ---: | ---: | ---: |")
+
+        def cell(d, order):
+            if not d or "error" in d or f"{order}_per_s" not in d:
+                return "-", None
+            return f"{d[order + '_per_s']:,.0f} ({d[order + '_tokens_per_prompt']:.2f})", d[order + "_per_s"]
+        for order in ("given_order", "by_length"):
+            a, av = cell(ps, order)
+            b, bv = cell(pp, order)
+            print(f"| {order.replace('_', ' ')} | {a} | {b} | {f'{av / bv:.2f}x' if av and bv else '-'} |")
+        a, av = cell(ps, "by_length")
+        b, bv = cell(pp, "given_order")
+        print(f"| jclip by length vs PyTorch in the given order (its best case with padding to the longest) | {a} | {b} | "
+              f"{f'{av / bv:.2f}x' if av and bv else '-'} |")
+
 
 if __name__ == "__main__":
     main()
