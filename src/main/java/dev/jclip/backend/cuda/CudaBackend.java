@@ -89,7 +89,7 @@ public final class CudaBackend implements Backend {
   public static CudaBackend open(int ordinal, Precision precision) {
     CudaDevice device = CudaDevice.open(ordinal);
     try {
-      CudaBackend b = new CudaBackend(device, precision, false);
+      CudaBackend b = new CudaBackend(device, precision, flashByDefault());
       b.ownsDevice = true;
       return b;
     } catch (RuntimeException e) {
@@ -105,7 +105,20 @@ public final class CudaBackend implements Backend {
 
   /** A backend on {@code device} computing in {@code precision}; the caller keeps ownership of the device. */
   public CudaBackend(CudaDevice device, Precision precision) {
-    this(device, precision, false);
+    this(device, precision, flashByDefault());
+  }
+
+  /**
+   * Whether backends built without saying use the FlashAttention-2 style kernel in fp16/bf16: no
+   * (the WMMA kernel) until it has run on a GPU, unless {@code -Djclip.cuda.attention=flash}.
+   */
+  public static boolean flashByDefault() {
+    String attention = System.getProperty("jclip.cuda.attention", "wmma");
+    return switch (attention) {
+      case "flash" -> true;
+      case "wmma" -> false;
+      default -> throw new IllegalArgumentException("the CUDA attention kernel (-Djclip.cuda.attention) must be flash or wmma, not '" + attention + "'");
+    };
   }
 
   /**
