@@ -4,7 +4,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jclip.api.Clip;
-import dev.jclip.image.DecodedImage;
 import dev.jclip.image.ImageDecoder;
 import dev.jclip.io.Downloader;
 import dev.jclip.io.SafetensorsReader;
@@ -13,6 +12,8 @@ import dev.jclip.io.Tensor;
 import dev.jclip.pipeline.InputItem;
 import dev.jclip.pipeline.InputSource;
 import dev.jclip.pipeline.InputSources;
+import dev.jclip.pipeline.OrderedDecoder;
+import dev.jclip.pipeline.Progress;
 import dev.jclip.tokenizer.Prompts;
 import dev.jclip.zeroshot.ZeroShotClassifier;
 import java.io.BufferedWriter;
@@ -24,11 +25,19 @@ import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HexFormat;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.Callable;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -75,6 +84,16 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Option(names = "--no-cache", description = "Recompute the class embeddings instead of reading them from the cache.")
   boolean noCache;
 
+  @Option(names = "--workers", paramLabel = "N", description = "Decoding threads (default: all processors).")
+  Integer workers;
+
+  @Option(names = "--progress", paramLabel = "MODE", defaultValue = "auto",
+      description = "auto (a bar on a terminal, lines every 10 s otherwise), bar, lines or none (default: ${DEFAULT-VALUE}).")
+  String progress;
+
+  /** Milliseconds between progress reports (tests shorten it). */
+  long progressIntervalMillis = 10_000;
+
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
   @Override
@@ -84,62 +103,239 @@ public final class ZeroShotCommand implements Callable<Integer> {
     boolean jsonl = name.endsWith(".jsonl") || name.endsWith(".json");
     if (!jsonl && !name.endsWith(".csv")) return fail(err, 2, "--output must end in .csv or .jsonl: " + output);
     if (topK < 1 || batchSize < 1) return fail(err, 2, "--top-k and --batch-size must be at least 1");
+    int threads = workers == null ? Math.max(1, Runtime.getRuntime().availableProcessors()) : workers;
+    if (threads < 1) return fail(err, 2, "--workers must be at least 1");
+    Progress.Mode mode;
+    try {
+      mode = Progress.mode(progress);
+    } catch (IllegalArgumentException e) {
+      return fail(err, 2, e.getMessage());
+    }
+    long t0 = System.nanoTime();
     try (Clip clip = model.load(batchSize)) {
       List<String> classes = Prompts.readList(classesFile), templates = Prompts.readList(templatesFile);
+      long c0 = System.nanoTime();
       ZeroShotClassifier zs = classifier(clip, classes, templates, err);
-      int k = Math.min(topK, classes.size());
-      long seen = 0, labelled = 0, top1 = 0, top5 = 0, bad = 0;
-      ObjectMapper json = new ObjectMapper();
+      double classSeconds = (System.nanoTime() - c0) / 1e9;
       ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
+      Run run;
       try (InputSource source = InputSources.open(input, imageColumn, null);
           BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
-        if (!jsonl) out.write(csvHeader(source.idColumn(), k));
-        List<InputItem> batch = new ArrayList<>();
-        List<Clip.Pixels> pixels = new ArrayList<>();
-        for (InputItem item = source.next(); ; item = source.next()) {
-          if (item != null) {
-            try {
-              if (item.error() != null) throw new IOException(item.error());
-              DecodedImage im = item.bytes() != null
-                  ? decoder.decode(item.file() != null ? item.file() : Path.of(item.id()), item.bytes())
-                  : decoder.decode(item.file());
-              pixels.add(clip.preprocess(im));
-              batch.add(item);
-            } catch (IOException | RuntimeException e) {
-              bad++;
-              err.println("jclip zeroshot: skipped " + item.id() + ": " + e.getMessage());
-            }
-          }
-          if (!batch.isEmpty() && (item == null || batch.size() == batchSize)) {
-            float[][] probs = zs.probs(clip.encodeImage(Clip.Pixels.concat(pixels)));
-            for (int i = 0; i < batch.size(); i++) {
-              InputItem it = batch.get(i);
-              int[] top = ZeroShotClassifier.topK(probs[i], Math.max(k, Math.min(5, classes.size())));
-              String label = it.extra().get(labelColumn);
-              if (label != null) {
-                labelled++;
-                if (classes.get(top[0]).equals(label)) top1++;
-                for (int j = 0; j < Math.min(5, top.length); j++) if (classes.get(top[j]).equals(label)) top5++;
-              }
-              out.write(jsonl ? jsonLine(json, source.idColumn(), it.id(), label, classes, probs[i], top, k) : csvLine(it.id(), label, classes, probs[i], top, k));
-              seen++;
-            }
-            batch.clear();
-            pixels.clear();
-          }
-          if (item == null) break;
-        }
+        run = new Run(clip, zs, classes, source, out, jsonl, err);
+        run.go(decoder, threads, mode);
       }
-      err.printf("jclip zeroshot: %d images classified into %d classes (%d templates), %d skipped%n", seen, classes.size(), templates.size(), bad);
-      if (labelled > 0) {
-        err.printf("jclip zeroshot: top-1 accuracy %.4f, top-5 accuracy %.4f (%d labelled images)%n", (double) top1 / labelled,
-            (double) top5 / labelled, labelled);
+      Map<String, Double> timings = new LinkedHashMap<>();
+      timings.put("class_embeddings_s", classSeconds);
+      timings.putAll(run.timings);
+      timings.put("wall_s", (System.nanoTime() - t0) / 1e9);
+      err.println(summary(timings));
+      err.printf("jclip zeroshot: %d images classified into %d classes (%d templates), %d skipped%n", run.seen, classes.size(), templates.size(),
+          run.bad);
+      if (run.labelled > 0) {
+        err.printf("jclip zeroshot: top-1 accuracy %.4f, top-5 accuracy %.4f (%d labelled images)%n", (double) run.top1 / run.labelled,
+            (double) run.top5 / run.labelled, run.labelled);
       }
       err.flush();
       return 0;
     } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       return fail(err, 1, e.getMessage());
     }
+  }
+
+  /** Good images of consecutive inputs, in one pooled pixel buffer: one forward pass. */
+  private record Batch(float[] pixels, List<InputItem> items) {}
+
+  private static final Batch END = new Batch(null, List.of());
+
+  /**
+   * One classification pass over the input. Stages: an {@link OrderedDecoder} decodes and
+   * preprocesses on {@code --workers} threads; an assembler thread takes its results in input
+   * order, reports the inputs that cannot be used, and packs the good images into batches of
+   * {@code --batch-size} (the same batches, hence the same numbers, as one thread decoding in
+   * turn); the calling thread encodes them in order with one batch in flight ({@link
+   * Clip#submitImage}: on a GPU the next batch uploads while this one computes, and the rows of
+   * the one before are written meanwhile). Three pixel buffers circulate (one being filled, one
+   * waiting, one being submitted): with the decoder's window they bound the memory in use.
+   */
+  private final class Run {
+    final Clip clip;
+    final ZeroShotClassifier zs;
+    final List<String> classes;
+    final InputSource source;
+    final BufferedWriter out;
+    final boolean jsonl;
+    final PrintWriter err;
+    final int k;
+    final int fpi;
+    final ObjectMapper json = new ObjectMapper();
+    long seen, labelled, top1, top5, bad;
+    long encodeNanos, waitNanos, classifyNanos, writeNanos;
+    final Map<String, Double> timings = new LinkedHashMap<>();
+
+    Run(Clip clip, ZeroShotClassifier zs, List<String> classes, InputSource source, BufferedWriter out, boolean jsonl, PrintWriter err) {
+      this.clip = clip;
+      this.zs = zs;
+      this.classes = classes;
+      this.source = source;
+      this.out = out;
+      this.jsonl = jsonl;
+      this.err = err;
+      this.k = Math.min(topK, classes.size());
+      int r = clip.config().imageResolution();
+      this.fpi = 3 * r * r;
+    }
+
+    void go(ImageDecoder decoder, int threads, Progress.Mode mode) throws IOException {
+      if (!jsonl) out.write(csvHeader(source.idColumn(), k));
+      Progress progress = new Progress(mode, err, source.size(), "jclip zeroshot");
+      ScheduledExecutorService ticker = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "zeroshot-progress");
+        t.setDaemon(true);
+        return t;
+      });
+      ticker.scheduleAtFixedRate(() -> progress.report(false), progressIntervalMillis, progressIntervalMillis, TimeUnit.MILLISECONDS);
+      BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(3);
+      BlockingQueue<Batch> batches = new ArrayBlockingQueue<>(4);
+      AtomicReference<Throwable> failure = new AtomicReference<>();
+      // A few inputs per worker read ahead, so that one slow image does not idle the others.
+      int window = Math.max(8, 4 * threads);
+      Clip.Pending inFlight = null;
+      try (OrderedDecoder dec = new OrderedDecoder(source, decoder, clip.config().imageResolution(), threads, window)) {
+        for (int i = 0; i < 3; i++) pool.add(new float[batchSize * fpi]);
+        Thread assembler = new Thread(() -> {
+          try {
+            assemble(dec, pool, batches, progress);
+            batches.put(END);
+          } catch (InterruptedException e) {
+            // stopped: the encoder stage failed and reads no more batches
+          } catch (Throwable t) {
+            // The batches before the failure are still written (as when one thread did it all); then it is rethrown.
+            failure.set(t);
+            try {
+              batches.put(END);
+            } catch (InterruptedException e) {
+              // stopped meanwhile
+            }
+          }
+        }, "zeroshot-assemble");
+        assembler.setDaemon(true);
+        assembler.start();
+        try {
+          List<InputItem> inFlightItems = null;
+          while (true) {
+            long w = System.nanoTime();
+            Batch b = batches.take();
+            waitNanos += System.nanoTime() - w;
+            if (b == END) break;
+            int n = b.items().size();
+            long t = System.nanoTime();
+            // The pooled buffer holds batchSize images; a last, partial batch is copied to its size.
+            float[] data = n == batchSize ? b.pixels() : Arrays.copyOf(b.pixels(), n * fpi);
+            Clip.Pending p = clip.submitImage(new Clip.Pixels(n, clip.config().imageResolution(), data));
+            encodeNanos += System.nanoTime() - t;
+            // submitImage has copied the pixels (its contract): the buffer can be refilled.
+            pool.put(b.pixels());
+            Clip.Pending before = inFlight;
+            List<InputItem> beforeItems = inFlightItems;
+            inFlight = p;
+            inFlightItems = b.items();
+            if (before != null) write(finish(before), beforeItems, progress);
+          }
+          if (inFlight != null) {
+            Clip.Pending last = inFlight;
+            inFlight = null;
+            write(finish(last), inFlightItems, progress);
+          }
+          Throwable f = failure.get();
+          if (f instanceof IOException io) throw io;
+          if (f instanceof RuntimeException re) throw re;
+          if (f instanceof Error er) throw er;
+          if (f != null) throw new IOException(f);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          throw new IOException("interrupted", e);
+        } finally {
+          // The decoder is the assembler's: it is closed (below) once that thread has stopped.
+          assembler.interrupt();
+          try {
+            assembler.join();
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          }
+          if (inFlight != null) inFlight.close();
+        }
+        timings.putAll(dec.timings());
+      } finally {
+        ticker.shutdownNow();
+      }
+      progress.report(true);
+      timings.put("encode_s", encodeNanos / 1e9);
+      timings.put("encoder_waiting_for_input_s", waitNanos / 1e9);
+      timings.put("classify_s", classifyNanos / 1e9);
+      timings.put("write_s", writeNanos / 1e9);
+    }
+
+    private float[][] finish(Clip.Pending p) {
+      long t = System.nanoTime();
+      float[][] f = p.finish();
+      encodeNanos += System.nanoTime() - t;
+      return f;
+    }
+
+    /** The assembler: decoded inputs in input order into batches of good images. */
+    private void assemble(OrderedDecoder dec, BlockingQueue<float[]> pool, BlockingQueue<Batch> batches, Progress progress)
+        throws IOException, InterruptedException {
+      float[] pixels = null;
+      List<InputItem> items = new ArrayList<>();
+      for (OrderedDecoder.Decoded d; (d = dec.next()) != null; ) {
+        if (d.error() != null) {
+          bad++;
+          err.println("jclip zeroshot: skipped " + d.item().id() + ": " + d.error());
+          progress.advance(true);
+          continue;
+        }
+        if (pixels == null) pixels = pool.take();
+        System.arraycopy(d.pixels(), 0, pixels, items.size() * fpi, fpi);
+        items.add(d.item());
+        if (items.size() == batchSize) {
+          batches.put(new Batch(pixels, items));
+          pixels = null;
+          items = new ArrayList<>();
+        }
+      }
+      if (!items.isEmpty()) batches.put(new Batch(pixels, items));
+    }
+
+    /** Classifies a batch's features and writes its rows, in input order. */
+    private void write(float[][] features, List<InputItem> items, Progress progress) throws IOException {
+      long t = System.nanoTime();
+      float[][] probs = zs.probs(features);
+      int[][] tops = new int[items.size()][];
+      for (int i = 0; i < items.size(); i++) tops[i] = ZeroShotClassifier.topK(probs[i], Math.max(k, Math.min(5, classes.size())));
+      long t1 = System.nanoTime();
+      classifyNanos += t1 - t;
+      for (int i = 0; i < items.size(); i++) {
+        InputItem it = items.get(i);
+        int[] top = tops[i];
+        String label = it.extra().get(labelColumn);
+        if (label != null) {
+          labelled++;
+          if (classes.get(top[0]).equals(label)) top1++;
+          for (int j = 0; j < Math.min(5, top.length); j++) if (classes.get(top[j]).equals(label)) top5++;
+        }
+        out.write(jsonl ? jsonLine(json, source.idColumn(), it.id(), label, classes, probs[i], top, k) : csvLine(it.id(), label, classes, probs[i], top, k));
+        seen++;
+        progress.advance(false);
+      }
+      writeNanos += System.nanoTime() - t1;
+    }
+  }
+
+  private static String summary(Map<String, Double> t) {
+    StringBuilder s = new StringBuilder("jclip zeroshot: where the time went (decode/preprocess: *_cpu_s the workers' CPU time, *_wall_s their"
+        + " elapsed time, both summed over the workers; encode_s the model; classify_s probabilities and top-k; write_s the output):\n");
+    t.forEach((key, v) -> s.append(String.format(Locale.ROOT, "  %-30s %9.2f s%n", key, v)));
+    return s.toString().stripTrailing();
   }
 
   /** Class embeddings from the cache when the same model, classes and templates were seen before. */

@@ -1,22 +1,26 @@
 package dev.jclip.pipeline;
 
 import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.util.Locale;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Progress of a job: a bar redrawn in place on a terminal, periodic plain lines otherwise (logs,
  * CI). Counters are updated by the writer stage; {@link #report(boolean)} is called by a timer.
+ * Used by {@code jclip embed} ({@link EmbedJob}) and {@code jclip zeroshot}.
  */
-final class Progress {
-  enum Mode {
+public final class Progress {
+  /** {@code --progress}: a bar on a terminal and lines otherwise, a bar, lines, or nothing. */
+  public enum Mode {
     AUTO,
     BAR,
     LINES,
     NONE
   }
 
-  private final PrintStream out;
+  private final PrintWriter out;
+  private final String prefix;
   private final boolean bar;
   private final boolean silent;
   private final long total;
@@ -26,7 +30,16 @@ final class Progress {
   final AtomicLong skipped = new AtomicLong();
 
   Progress(Mode mode, PrintStream out, long total) {
+    this(mode, new PrintWriter(out, true), total, "embed");
+  }
+
+  /**
+   * @param total items expected, or -1 when unknown
+   * @param prefix starts each plain line (e.g. "embed", "jclip zeroshot")
+   */
+  public Progress(Mode mode, PrintWriter out, long total, String prefix) {
     this.out = out;
+    this.prefix = prefix;
     this.total = total;
     // Since JDK 22 System.console() is non-null even when redirected; isTerminal() tells.
     java.io.Console console = System.console();
@@ -59,12 +72,28 @@ final class Progress {
     return s.toString();
   }
 
-  void report(boolean last) {
+  /** {@code --progress}'s value: auto, bar, lines or none. */
+  public static Mode mode(String s) {
+    try {
+      return Mode.valueOf(s.toUpperCase(Locale.ROOT));
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("--progress must be auto, bar, lines or none, not '" + s + "'");
+    }
+  }
+
+  /** One more item handled; {@code failed}: it could not be used. */
+  public void advance(boolean failed) {
+    if (failed) errors.incrementAndGet();
+    done.incrementAndGet();
+  }
+
+  /** Prints the status now ({@code last}: the final report, which ends the bar's line). */
+  public void report(boolean last) {
     if (silent) return;
     if (bar) {
       out.print("\r" + line() + "\u001b[K" + (last ? "\n" : ""));
     } else {
-      out.println("embed: " + line());
+      out.println(prefix + ": " + line());
     }
     out.flush();
   }
