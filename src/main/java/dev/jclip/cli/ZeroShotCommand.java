@@ -48,6 +48,10 @@ import picocli.CommandLine.Option;
  * list, CSV/JSONL/Parquet table or webdataset shards; predictions with probabilities as CSV or JSONL (by
  * the output's extension); top-1/top-5 accuracy when the input has a label column. Class
  * embeddings are computed once per (model, classes, templates) and cached in the user cache.
+ *
+ * <p>Images are decoded and preprocessed on {@code --workers} threads ({@link OrderedDecoder}) and
+ * encoded in input order with one batch in flight at the model; the output is the same, byte for
+ * byte, whatever the number of workers (docs/pipeline.md, "Zero-shot classification").
  */
 @Command(name = "zeroshot", mixinStandardHelpOptions = true,
     description = "Zero-shot classification with prompt ensembling; predictions as CSV or JSONL, accuracy when labels are given.")
