@@ -95,7 +95,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
       description = "auto (a bar on a terminal, lines every 10 s otherwise), bar, lines or none (default: ${DEFAULT-VALUE}).")
   String progress;
 
-  /** Milliseconds between progress reports (tests shorten it). */
+  /** Milliseconds between progress reports (a test shortens it, to run the reporter alongside the stages). */
   long progressIntervalMillis = 10_000;
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
@@ -117,6 +117,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
     }
     long t0 = System.nanoTime();
     try (Clip clip = model.load(batchSize)) {
+      double loadSeconds = (System.nanoTime() - t0) / 1e9;
       List<String> classes = Prompts.readList(classesFile), templates = Prompts.readList(templatesFile);
       long c0 = System.nanoTime();
       ZeroShotClassifier zs = classifier(clip, classes, templates, err);
@@ -129,6 +130,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
         run.go(decoder, threads, mode);
       }
       Map<String, Double> timings = new LinkedHashMap<>();
+      timings.put("model_load_s", loadSeconds);
       timings.put("class_embeddings_s", classSeconds);
       timings.putAll(run.timings);
       timings.put("wall_s", (System.nanoTime() - t0) / 1e9);

@@ -98,12 +98,16 @@ class ZeroShotPipelineTest {
   }
 
   static CliRun.Result zeroshot(Path out, String... more) {
+    return zeroshot(new ZeroShotCommand(), out, more);
+  }
+
+  static CliRun.Result zeroshot(ZeroShotCommand cmd, Path out, String... more) {
     List<String> args = new ArrayList<>(List.of("--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device",
         "cpu", "--classes", classes.toString(), "--templates", templates.toString(), "--input", input.toString(), "--output", out.toString(),
         "--top-k", "3", "--batch-size", "4", "--no-cache"));
     args.addAll(List.of(more));
     if (!args.contains("--progress")) args.addAll(List.of("--progress", "none"));
-    return ModelCommandsTest.run(new ZeroShotCommand(), "", args.toArray(String[]::new));
+    return ModelCommandsTest.run(cmd, "", args.toArray(String[]::new));
   }
 
   static List<String> lines(String err, String prefix) {
@@ -150,13 +154,15 @@ class ZeroShotPipelineTest {
 
   @Test
   void progressAndWhereTheTimeWent(@TempDir Path tmp) {
-    CliRun.Result r = zeroshot(tmp.resolve("p.jsonl"), "--workers", "2", "--progress", "lines");
+    ZeroShotCommand cmd = new ZeroShotCommand();
+    cmd.progressIntervalMillis = 20; // reports while the stages run, too
+    CliRun.Result r = zeroshot(cmd, tmp.resolve("p.jsonl"), "--workers", "2", "--progress", "lines");
     assertEquals(0, r.code(), r.err());
     // the final report counts every input, good or bad (a CSV's size is not known in advance)
     String bad = (ROWS.size() - GOOD) + " errors";
     assertTrue(r.err().lines().anyMatch(l -> l.startsWith("jclip zeroshot: " + ROWS.size() + " items, ") && l.endsWith(bad)), r.err());
     assertTrue(r.err().contains("jclip zeroshot: where the time went"), r.err());
-    for (String k : List.of("class_embeddings_s", "decode_cpu_s", "preprocess_wall_s", "encode_s", "encoder_waiting_for_input_s", "write_s", "wall_s")) {
+    for (String k : List.of("model_load_s", "class_embeddings_s", "decode_cpu_s", "preprocess_wall_s", "encode_s", "encoder_waiting_for_input_s", "write_s", "wall_s")) {
       assertTrue(r.err().lines().anyMatch(l -> l.trim().startsWith(k + " ")), k + " in\n" + r.err());
     }
   }
