@@ -135,6 +135,45 @@ class ZeroShotPipelineTest {
   }
 
   @Test
+  void webdatasetShardsToo(@TempDir Path tmp) throws IOException {
+    // Archive members are decoded from their bytes: the same order and messages with 1 and 3 workers.
+    Path shard = tmp.resolve("s-0.tar");
+    int members = 0;
+    try (var t = new org.apache.commons.compress.archivers.tar.TarArchiveOutputStream(Files.newOutputStream(shard))) {
+      for (int i = 0; i < ROWS.size(); i++) {
+        Path f = Path.of(ROWS.get(i));
+        if (!Files.exists(f)) continue;
+        String name = f.getFileName().toString();
+        byte[] content = Files.readAllBytes(f);
+        var e = new org.apache.commons.compress.archivers.tar.TarArchiveEntry(String.format("%05d", i) + name.substring(name.lastIndexOf('.')));
+        e.setSize(content.length);
+        t.putArchiveEntry(e);
+        t.write(content);
+        t.closeArchiveEntry();
+        members++;
+      }
+    }
+    Path one = tmp.resolve("one.jsonl"), three = tmp.resolve("three.jsonl");
+    List<String> args = List.of("--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu",
+        "--classes", classes.toString(), "--templates", templates.toString(), "--input", shard.toString(), "--batch-size", "4", "--no-cache",
+        "--progress", "none", "--output");
+    CliRun.Result a = ModelCommandsTest.run(new ZeroShotCommand(), "", concat(args, one.toString(), "--workers", "1"));
+    CliRun.Result b = ModelCommandsTest.run(new ZeroShotCommand(), "", concat(args, three.toString(), "--workers", "3"));
+    assertEquals(0, a.code(), a.err());
+    assertEquals(0, b.code(), b.err());
+    assertTrue(Arrays.equals(Files.readAllBytes(one), Files.readAllBytes(three)), Files.readString(one) + "\nvs\n" + Files.readString(three));
+    assertEquals(GOOD, Files.readAllLines(one).size());
+    assertEquals(lines(a.err(), "jclip zeroshot: skipped"), lines(b.err(), "jclip zeroshot: skipped"));
+    assertEquals(members - GOOD, lines(b.err(), "jclip zeroshot: skipped").size(), b.err());
+  }
+
+  private static String[] concat(List<String> a, String... b) {
+    List<String> all = new ArrayList<>(a);
+    all.addAll(List.of(b));
+    return all.toArray(String[]::new);
+  }
+
+  @Test
   void aBadInputNeverStopsTheRun(@TempDir Path tmp) throws IOException {
     Path out = tmp.resolve("pred.csv");
     CliRun.Result r = zeroshot(out, "--workers", "3");
