@@ -296,7 +296,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
       for (OrderedDecoder.Decoded d; (d = dec.next()) != null; ) {
         if (d.error() != null) {
           bad++;
-          err.println("jclip zeroshot: skipped " + d.item().id() + ": " + d.error());
+          progress.message("jclip zeroshot: skipped " + d.item().id() + ": " + d.error());
           progress.advance(true);
           continue;
         }

@@ -87,9 +87,27 @@ public final class Progress {
     done.incrementAndGet();
   }
 
+  /**
+   * Prints a message line (e.g. a skipped input) to the same stream: on a terminal the bar's line
+   * is cleared first, so the message does not run on after the bar, which the next report redraws.
+   */
+  public void message(String line) {
+    synchronized (out) {
+      if (bar) out.print("\r\u001b[K");
+      out.println(line);
+      out.flush();
+    }
+  }
+
   /** Prints the status now ({@code last}: the final report, which ends the bar's line). */
   public void report(boolean last) {
     if (silent) return;
+    synchronized (out) {
+      print(last);
+    }
+  }
+
+  private void print(boolean last) {
     if (bar) {
       out.print("\r" + line() + "\u001b[K" + (last ? "\n" : ""));
     } else {

@@ -36,6 +36,22 @@ class ProgressTest {
   }
 
   @Test
+  void aMessageClearsTheBarLineFirst() {
+    ByteArrayOutputStream buf = new ByteArrayOutputStream();
+    java.io.PrintWriter w = new java.io.PrintWriter(buf, true, StandardCharsets.UTF_8);
+    new Progress(Progress.Mode.BAR, w, 10, "x").message("skipped a");
+    assertEquals("\r\u001b[Kskipped a" + System.lineSeparator(), buf.toString(StandardCharsets.UTF_8));
+    buf.reset();
+    Progress lines = new Progress(Progress.Mode.LINES, w, 10, "jclip zeroshot");
+    lines.message("skipped b");
+    lines.advance(true);
+    lines.report(false);
+    String s = buf.toString(StandardCharsets.UTF_8);
+    assertTrue(s.startsWith("skipped b" + System.lineSeparator() + "jclip zeroshot: 1/10 (10%)"), s);
+    assertTrue(s.trim().endsWith("1 error"), s);
+  }
+
+  @Test
   void unknownTotalAndNone() {
     ByteArrayOutputStream buf = new ByteArrayOutputStream();
     Progress p = new Progress(Progress.Mode.LINES, new PrintStream(buf, true, StandardCharsets.UTF_8), -1);
