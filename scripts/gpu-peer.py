@@ -96,6 +96,55 @@ def main():
     if not args.no_compile:
         variants.append(("compile", compiled_image, compiled_text))
 
+    # The whole prompt set (zero-shot class embeddings), eager, batch --full-batch: run after the
+    # eager rows and before torch.compile, so that a run cut short by its time limit has it.
+    def prompt_set():
+        if args.full_batch > 0:
+            row = {"variant": "eager", "batch": args.full_batch, "prompt_set": len(prompts)}
+            try:
+                t0 = time.perf_counter()
+                try:  # the Rust tokenizer: the Python one takes tens of seconds over 80,000 prompts
+                    from transformers import CLIPTokenizerFast
+                    fast = CLIPTokenizerFast(os.path.join(args.reference, "models/vit-b32-tiny/hf/vocab.json"),
+                                             os.path.join(args.reference, "models/vit-b32-tiny/hf/merges.txt"))
+                except Exception:
+                    fast = tok
+                ids = fast(prompts)["input_ids"]  # unpadded, with start and end of text
+                row["tokenize_s"] = time.perf_counter() - t0
+                g = text_fn(model)
+
+                def run_set(order):
+                    batches_ = []
+                    for s0 in range(0, len(order), args.full_batch):
+                        part = [ids[i] for i in order[s0:s0 + args.full_batch]]
+                        n = max(len(x) for x in part)
+                        t = torch.zeros(len(part), n, dtype=torch.long)
+                        m = torch.zeros(len(part), n, dtype=torch.long)
+                        for r, x in enumerate(part):
+                            t[r, :len(x)] = torch.tensor(x)
+                            m[r, :len(x)] = 1
+                        batches_.append((t.to(dev), m.to(dev)))
+                    tokens = sum(t.numel() for t, _ in batches_)
+
+                    def all_batches():
+                        for t, m in batches_:
+                            g(t, m)
+                    med, lo, hi = median_ms(all_batches, min_reps=3, min_seconds=0.5)
+                    return len(order) / med * 1e3, tokens / len(order), [med, lo, hi]
+
+                with torch.inference_mode():
+                    given = list(range(len(prompts)))
+                    row["given_order_per_s"], row["given_order_tokens_per_prompt"], row["given_order_ms"] = run_set(given)
+                    by_len = sorted(given, key=lambda i: len(ids[i]))
+                    row["by_length_per_s"], row["by_length_tokens_per_prompt"], row["by_length_ms"] = run_set(by_len)
+            except Exception as e:
+                row["error"] = f"{type(e).__name__}: {e}"[:500]
+            result["prompt_set"] = row
+            print(json.dumps(row), flush=True)
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=1)
+
+
     with torch.inference_mode():
         for variant, f, g in variants:
             for b in batches:
@@ -128,52 +177,8 @@ def main():
                 print(json.dumps(row), flush=True)
                 with open(args.json, "w") as fh:
                     json.dump(result, fh, indent=1)
-
-    # The whole prompt set (zero-shot class embeddings), eager, batch --full-batch.
-    if args.full_batch > 0:
-        row = {"variant": "eager", "batch": args.full_batch, "prompt_set": len(prompts)}
-        try:
-            t0 = time.perf_counter()
-            try:  # the Rust tokenizer: the Python one takes tens of seconds over 80,000 prompts
-                from transformers import CLIPTokenizerFast
-                fast = CLIPTokenizerFast(os.path.join(args.reference, "models/vit-b32-tiny/hf/vocab.json"),
-                                         os.path.join(args.reference, "models/vit-b32-tiny/hf/merges.txt"))
-            except Exception:
-                fast = tok
-            ids = fast(prompts)["input_ids"]  # unpadded, with start and end of text
-            row["tokenize_s"] = time.perf_counter() - t0
-            g = text_fn(model)
-
-            def run_set(order):
-                batches_ = []
-                for s0 in range(0, len(order), args.full_batch):
-                    part = [ids[i] for i in order[s0:s0 + args.full_batch]]
-                    n = max(len(x) for x in part)
-                    t = torch.zeros(len(part), n, dtype=torch.long)
-                    m = torch.zeros(len(part), n, dtype=torch.long)
-                    for r, x in enumerate(part):
-                        t[r, :len(x)] = torch.tensor(x)
-                        m[r, :len(x)] = 1
-                    batches_.append((t.to(dev), m.to(dev)))
-                tokens = sum(t.numel() for t, _ in batches_)
-
-                def all_batches():
-                    for t, m in batches_:
-                        g(t, m)
-                med, lo, hi = median_ms(all_batches, min_reps=3, min_seconds=0.5)
-                return len(order) / med * 1e3, tokens / len(order), [med, lo, hi]
-
-            with torch.inference_mode():
-                given = list(range(len(prompts)))
-                row["given_order_per_s"], row["given_order_tokens_per_prompt"], row["given_order_ms"] = run_set(given)
-                by_len = sorted(given, key=lambda i: len(ids[i]))
-                row["by_length_per_s"], row["by_length_tokens_per_prompt"], row["by_length_ms"] = run_set(by_len)
-        except Exception as e:
-            row["error"] = f"{type(e).__name__}: {e}"[:500]
-        result["prompt_set"] = row
-        print(json.dumps(row), flush=True)
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
+            if variant == "eager":
+                prompt_set()
 
 
 if __name__ == "__main__":
