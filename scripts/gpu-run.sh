@@ -188,7 +188,7 @@ if [ "$t" -gt 0 ]; then
     > "$OUT/bench-model.txt" 2>&1
   rc=$?
   stage "model benchmark" "$rc"
-  grep -E 'model|rror|Exception|CUDA|failed' "$OUT/bench-model.txt" | head -60 | tee -a "$report"
+  grep -E 'model|profile|rror|Exception|CUDA|failed' "$OUT/bench-model.txt" | head -120 | tee -a "$report"
 else
   note "model benchmark: SKIPPED (budget or mode)"
 fi

@@ -73,6 +73,8 @@ public final class CudaBackend implements Backend {
   /** Where {@link #read} copies outputs, grown when needed. */
   private PinnedBuffer output;
   private final boolean flash;
+  /** Times each node when set ({@link #profile}). */
+  private KernelProfile profile;
   private boolean ownsDevice;
   private final DeviceBuffer blasWorkspace;
   /** LINEAR without activation, with its bias and residual in the epilogue; null: the cuBLAS path. */
@@ -542,6 +544,24 @@ public final class CudaBackend implements Backend {
 
   @Override
   public void execute(Node n, List<Buffer> inputs, Buffer output) {
+    if (profile == null) {
+      executeNode(n, inputs, output);
+      return;
+    }
+    profile.begin(KernelProfile.label(n.op().toString(), n.name()), stream);
+    executeNode(n, inputs, output);
+    profile.end(stream);
+  }
+
+  /**
+   * Times every node this backend runs from now on into {@code p} (null: stop). Only for executors
+   * that run node by node: events between nodes cannot be recorded into a CUDA graph replay.
+   */
+  public void profile(KernelProfile p) {
+    this.profile = p;
+  }
+
+  private void executeNode(Node n, List<Buffer> inputs, Buffer output) {
     DeviceBuffer y = (DeviceBuffer) output;
     DeviceBuffer x = (DeviceBuffer) inputs.get(0);
     TensorSpec in = n.input(0).spec(), out = n.output().spec();
