@@ -22,45 +22,37 @@ final class HostCopy {
 
   /** Writes {@code src} to the native memory at {@code address}, which holds {@code capacity} bytes. */
   static void put(float[] src, long address, long capacity) {
-    long bytes = 4L * src.length;
-    fits(bytes, capacity);
-    int per = CHUNK_BYTES / 4;
-    chunks(src.length, per, bytes, c -> {
-      int from = c * per, n = Math.min(per, src.length - from);
-      window(address, 4L * from, 4 * n).asFloatBuffer().put(src, from, n);
-    });
+    copy(address, capacity, src.length, 4, (w, from, n) -> w.asFloatBuffer().put(src, from, n));
   }
 
   /** Writes {@code src} to the native memory at {@code address}, which holds {@code capacity} bytes. */
   static void put(int[] src, long address, long capacity) {
-    long bytes = 4L * src.length;
-    fits(bytes, capacity);
-    int per = CHUNK_BYTES / 4;
-    chunks(src.length, per, bytes, c -> {
-      int from = c * per, n = Math.min(per, src.length - from);
-      window(address, 4L * from, 4 * n).asIntBuffer().put(src, from, n);
-    });
+    copy(address, capacity, src.length, 4, (w, from, n) -> w.asIntBuffer().put(src, from, n));
   }
 
   /** Reads {@code dst.length} floats from the native memory at {@code address} ({@code capacity} bytes). */
   static void get(long address, long capacity, float[] dst) {
-    long bytes = 4L * dst.length;
-    fits(bytes, capacity);
-    int per = CHUNK_BYTES / 4;
-    chunks(dst.length, per, bytes, c -> {
-      int from = c * per, n = Math.min(per, dst.length - from);
-      window(address, 4L * from, 4 * n).asFloatBuffer().get(dst, from, n);
-    });
+    copy(address, capacity, dst.length, 4, (w, from, n) -> w.asFloatBuffer().get(dst, from, n));
   }
 
   /** Reads {@code dst.length} 16-bit values from the native memory at {@code address} ({@code capacity} bytes). */
   static void get(long address, long capacity, short[] dst) {
-    long bytes = 2L * dst.length;
+    copy(address, capacity, dst.length, 2, (w, from, n) -> w.asShortBuffer().get(dst, from, n));
+  }
+
+  /** Moves elements {@code [from, from + n)} of an array through {@code window}, the native bytes of exactly those elements. */
+  private interface Chunk {
+    void copy(ByteBuffer window, int from, int n);
+  }
+
+  /** Copies {@code length} elements of {@code elementBytes} each, chunk by chunk (in parallel from {@link #PARALLEL_FROM} bytes). */
+  private static void copy(long address, long capacity, int length, int elementBytes, Chunk chunk) {
+    long bytes = (long) elementBytes * length;
     fits(bytes, capacity);
-    int per = CHUNK_BYTES / 2;
-    chunks(dst.length, per, bytes, c -> {
-      int from = c * per, n = Math.min(per, dst.length - from);
-      window(address, 2L * from, 2 * n).asShortBuffer().get(dst, from, n);
+    int per = CHUNK_BYTES / elementBytes;
+    chunks(length, per, bytes, c -> {
+      int from = c * per, n = Math.min(per, length - from);
+      chunk.copy(window(address, (long) elementBytes * from, elementBytes * n), from, n);
     });
   }
 
