@@ -347,12 +347,8 @@ public final class Clip implements AutoCloseable {
     int len = tokens.length(), count = tokens.count();
     if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
     int[] ids = tokens.ids();
-    int[] eot = new int[count]; // the end-of-text token is the highest id (clip.py's argmax)
-    for (int b = 0; b < count; b++) {
-      int best = 0;
-      for (int t = 1; t < len; t++) if (ids[b * len + t] > ids[b * len + best]) best = t;
-      eot[b] = best;
-    }
+    int[] eot = new int[count];
+    for (int b = 0; b < count; b++) eot[b] = ClipTokenizer.endOfTextPosition(ids, b * len, len);
     int[] order = count > options.batchSize() ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
     List<Part> parts = new java.util.ArrayList<>();
     for (int b0 = 0; b0 < count; b0 += options.batchSize()) {

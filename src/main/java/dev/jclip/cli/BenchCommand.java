@@ -166,9 +166,7 @@ public final class BenchCommand implements Callable<Integer> {
             Clip.Tokens tk = clip.tokenize(prompts.subList(start, start + b), true);
             batchesOfPrompts.add(tk);
             for (int i = 0; i < b; i++) {
-              int best = 0;
-              for (int k = 1; k < ctx; k++) if (tk.ids()[i * ctx + k] > tk.ids()[i * ctx + best]) best = k;
-              promptTokens += best + 1;
+              promptTokens += ClipTokenizer.endOfTextPosition(tk.ids(), i * ctx, ctx) + 1;
             }
           }
           int[] next = {0};

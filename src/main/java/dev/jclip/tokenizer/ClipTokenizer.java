@@ -93,6 +93,17 @@ public final class ClipTokenizer {
     return endId;
   }
 
+  /**
+   * The position of the end-of-text token in the sequence {@code ids[from, from + length)}: the
+   * first position of its largest id, as {@code model.py}'s {@code text.argmax(dim=-1)} finds it
+   * (the end-of-text token has the vocabulary's largest id).
+   */
+  public static int endOfTextPosition(int[] ids, int from, int length) {
+    int best = 0;
+    for (int t = 1; t < length; t++) if (ids[from + t] > ids[from + best]) best = t;
+    return best;
+  }
+
   /** {@code SimpleTokenizer.encode}: the BPE ids of a text, without start and end tokens. */
   public int[] encode(String text) {
     String cleaned = TextCleaner.clean(text);

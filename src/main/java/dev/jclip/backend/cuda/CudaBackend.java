@@ -115,12 +115,7 @@ public final class CudaBackend implements Backend {
    * (the WMMA kernel) until it has run on a GPU, unless {@code -Djclip.cuda.attention=flash}.
    */
   public static boolean flashByDefault() {
-    String attention = System.getProperty("jclip.cuda.attention", "wmma");
-    return switch (attention) {
-      case "flash" -> true;
-      case "wmma" -> false;
-      default -> throw new IllegalArgumentException("the CUDA attention kernel (-Djclip.cuda.attention) must be flash or wmma, not '" + attention + "'");
-    };
+    return choice("jclip.cuda.attention", "the CUDA attention kernel", "flash", "wmma", "wmma");
   }
 
   /**
@@ -137,12 +132,15 @@ public final class CudaBackend implements Backend {
    * asks for the cuBLAS path ({@code cublaslt}, the default, asks for cuBLASLt).
    */
   public static boolean cublasLtByDefault() {
-    String gemm = System.getProperty("jclip.cuda.gemm", "cublaslt");
-    return switch (gemm) {
-      case "cublaslt" -> true;
-      case "cublas" -> false;
-      default -> throw new IllegalArgumentException("the CUDA GEMM library (-Djclip.cuda.gemm) must be cublaslt or cublas, not '" + gemm + "'");
-    };
+    return choice("jclip.cuda.gemm", "the CUDA GEMM library", "cublaslt", "cublas", "cublaslt");
+  }
+
+  /** Whether system property {@code key} (default {@code fallback}) names {@code yes} rather than {@code no}; anything else is refused. */
+  private static boolean choice(String key, String what, String yes, String no, String fallback) {
+    String v = System.getProperty(key, fallback);
+    if (v.equals(yes)) return true;
+    if (v.equals(no)) return false;
+    throw new IllegalArgumentException(what + " (-D" + key + ") must be " + yes + " or " + no + ", not '" + v + "'");
   }
 
   /**

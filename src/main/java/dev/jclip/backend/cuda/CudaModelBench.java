@@ -9,6 +9,7 @@ import dev.jclip.graph.Graph;
 import dev.jclip.model.ClipConfig;
 import dev.jclip.model.ClipGraphs;
 import dev.jclip.model.RandomWeights;
+import dev.jclip.tokenizer.ClipTokenizer;
 import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -81,12 +82,7 @@ public final class CudaModelBench {
               log.printf("[model] host-to-device copy of the pixels through pageable memory at batch %4d: %.3f ms (%.1f GB/s)%n", batch, uploadMs.get(batch),
                   4e-6 * pixels.length / uploadMs.get(batch));
             }
-            int[] ids77 = new int[batch * 77];
-            for (int b = 0; b < batch; b++) {
-              ids77[b * 77] = 49406;
-              for (int i = 1; i < 76; i++) ids77[b * 77 + i] = 1000 + i;
-              ids77[b * 77 + 76] = 49407;
-            }
+            int[] ids77 = texts77(batch);
             float[] pixels2 = new float[pixels.length]; // the pipelined stream's other batch
             Arrays.fill(pixels2, 0.5f);
             // launches only where launch overhead matters (small batches); CUDA graphs at every size
@@ -164,12 +160,7 @@ public final class CudaModelBench {
   static void profile(CudaDevice device, ClipGraphs graphs, ArrayNode rows, PrintStream log) {
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
-    int[] ids = new int[batch * 77];
-    for (int b = 0; b < batch; b++) {
-      ids[b * 77] = 49406;
-      for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
-      ids[b * 77 + 76] = 49407;
-    }
+    int[] ids = texts77(batch);
     for (boolean flash : new boolean[] {false, true}) {
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
@@ -217,21 +208,19 @@ public final class CudaModelBench {
     int count = prompts.length;
     int[] eot = new int[count];
     for (int i = 0; i < count; i++) eot[i] = eot(prompts[i]);
-    Integer[] byLength = new Integer[count];
-    for (int i = 0; i < count; i++) byLength[i] = i;
-    Arrays.sort(byLength, java.util.Comparator.comparingInt(i -> eot[i])); // stable
+    int[] given = java.util.stream.IntStream.range(0, count).toArray();
+    int[] byLength = java.util.stream.IntStream.range(0, count).boxed()
+        .sorted(java.util.Comparator.comparingInt(i -> eot[i])).mapToInt(Integer::intValue).toArray(); // stable
     for (String order : new String[] {"given_order", "by_length"}) {
+      int[] index = order.equals("by_length") ? byLength : given;
       List<int[]> inputs = new java.util.ArrayList<>();
       List<int[]> shapes = new java.util.ArrayList<>();
       long tokens = 0;
       for (int b0 = 0; b0 < count; b0 += batch) {
         int n = Math.min(batch, count - b0), l = 1;
-        for (int b = b0; b < b0 + n; b++) l = Math.max(l, eot[order.equals("by_length") ? byLength[b] : b] + 1);
+        for (int b = b0; b < b0 + n; b++) l = Math.max(l, eot[index[b]] + 1);
         int[] ids = new int[n * l];
-        for (int b = 0; b < n; b++) {
-          int src = order.equals("by_length") ? byLength[b0 + b] : b0 + b;
-          System.arraycopy(prompts[src], 0, ids, b * l, l);
-        }
+        for (int b = 0; b < n; b++) System.arraycopy(prompts[index[b0 + b]], 0, ids, b * l, l);
         inputs.add(ids);
         shapes.add(new int[] {n, l});
         tokens += (long) n * l;
@@ -265,9 +254,18 @@ public final class CudaModelBench {
   }
 
   private static int eot(int[] ids) {
-    int best = 0;
-    for (int t = 1; t < ids.length; t++) if (ids[t] > ids[best]) best = t;
-    return best;
+    return ClipTokenizer.endOfTextPosition(ids, 0, ids.length);
+  }
+
+  /** {@code batch} texts of 77 tokens: start of text, 75 word ids, end of text. */
+  private static int[] texts77(int batch) {
+    int[] ids = new int[batch * 77];
+    for (int b = 0; b < batch; b++) {
+      ids[b * 77] = 49406;
+      for (int i = 1; i < 76; i++) ids[b * 77 + i] = 1000 + i;
+      ids[b * 77 + 76] = 49407;
+    }
+    return ids;
   }
 
   /** Items per second: one call after the other with uploads, and on resident inputs. */
