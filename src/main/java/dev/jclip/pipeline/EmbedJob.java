@@ -240,15 +240,9 @@ public final class EmbedJob {
   private final ObjectMapper json = new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT);
   private final ObjectMapper jsonLine = new ObjectMapper();
   private final AtomicReference<Throwable> failure = new AtomicReference<>();
-  // CPU time of the workers' threads (what decoding costs), and their elapsed time (which also
-  // counts waiting for a core: on a machine whose cores the model shares, it is the larger).
-  private final LongAdder decodeNanos = new LongAdder();
-  private final LongAdder preprocessNanos = new LongAdder();
-  private final LongAdder decodeWallNanos = new LongAdder();
+  private final WorkerTimes workerTimes = new WorkerTimes();
   /** {@link ImageDecoder#jpegDecoder()} of this run, for job.json. */
   private String jpegDecoder;
-  private final LongAdder preprocessWallNanos = new LongAdder();
-  private static final java.lang.management.ThreadMXBean THREADS = java.lang.management.ManagementFactory.getThreadMXBean();
   private final LongAdder encodeNanos = new LongAdder();
   private final LongAdder encoderWaitNanos = new LongAdder();
   private long writeNanos;
@@ -455,15 +449,11 @@ public final class EmbedJob {
         b.errors[slot] = item.error();
         return;
       }
-      long t = System.nanoTime(), c = cpuNanos(t);
-      DecodedImage im = item.bytes() != null ? decoder.decode(item.file(), item.bytes()) : decoder.decode(item.file());
-      long t1 = System.nanoTime(), c1 = cpuNanos(t1);
-      decodeWallNanos.add(t1 - t);
-      decodeNanos.add(c1 - c);
-      pre.toTensor(im, b.pixels, slot * fpi);
-      long t2 = System.nanoTime();
-      preprocessWallNanos.add(t2 - t1);
-      preprocessNanos.add(cpuNanos(t2) - c1);
+      DecodedImage im = workerTimes.decode(() -> item.bytes() != null ? decoder.decode(item.file(), item.bytes()) : decoder.decode(item.file()));
+      workerTimes.preprocess(() -> {
+        pre.toTensor(im, b.pixels, slot * fpi);
+        return null;
+      });
       // The file's size, also when it was decoded at a reduced scale.
       b.width[slot] = im.sourceWidth();
       b.height[slot] = im.sourceHeight();
@@ -476,12 +466,6 @@ public final class EmbedJob {
     } finally {
       b.release();
     }
-  }
-
-  /** This thread's CPU time, or {@code wall} where the JVM cannot measure it. */
-  private static long cpuNanos(long wall) {
-    long cpu = THREADS.isCurrentThreadCpuTimeSupported() ? THREADS.getCurrentThreadCpuTime() : -1;
-    return cpu < 0 ? wall : cpu;
   }
 
   /** A batch being encoded: submitted, not yet finished and handed on. */
@@ -850,10 +834,7 @@ public final class EmbedJob {
     writeNanos += System.nanoTime() - wStart;
 
     Map<String, Double> timings = new LinkedHashMap<>();
-    timings.put("decode_cpu_s", decodeNanos.sum() / 1e9);
-    timings.put("preprocess_cpu_s", preprocessNanos.sum() / 1e9);
-    timings.put("decode_wall_s", decodeWallNanos.sum() / 1e9);
-    timings.put("preprocess_wall_s", preprocessWallNanos.sum() / 1e9);
+    workerTimes.putInto(timings);
     timings.put("encode_s", encodeNanos.sum() / 1e9);
     timings.put("encoder_waiting_for_input_s", encoderWaitNanos.sum() / 1e9);
     timings.put("write_s", writeNanos / 1e9);

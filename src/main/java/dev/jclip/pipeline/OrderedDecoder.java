@@ -4,8 +4,6 @@ import dev.jclip.image.ClipPreprocessor;
 import dev.jclip.image.DecodedImage;
 import dev.jclip.image.ImageDecoder;
 import java.io.IOException;
-import java.lang.management.ManagementFactory;
-import java.lang.management.ThreadMXBean;
 import java.nio.file.Path;
 import java.util.ArrayDeque;
 import java.util.LinkedHashMap;
@@ -15,7 +13,6 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.LongAdder;
 
 /**
  * Decodes and preprocesses the items of an {@link InputSource} on a pool of worker threads and
@@ -48,8 +45,6 @@ public final class OrderedDecoder implements AutoCloseable {
    */
   public record Decoded(InputItem item, float[] pixels, int width, int height, String error) {}
 
-  private static final ThreadMXBean THREADS = ManagementFactory.getThreadMXBean();
-
   private final InputSource source;
   private final ImageDecoder decoder;
   private final ExecutorService workers;
@@ -57,12 +52,7 @@ public final class OrderedDecoder implements AutoCloseable {
   private final int window;
   private final ArrayDeque<Future<Decoded>> ahead = new ArrayDeque<>();
   private boolean ended;
-  // The workers' CPU time (what decoding costs) and their elapsed time (which also counts waiting
-  // for a core: on a machine whose cores the model shares, it is the larger).
-  private final LongAdder decodeCpu = new LongAdder();
-  private final LongAdder decodeWall = new LongAdder();
-  private final LongAdder preprocessCpu = new LongAdder();
-  private final LongAdder preprocessWall = new LongAdder();
+  private final WorkerTimes workerTimes = new WorkerTimes();
   /** Time {@link #next()} waited for the item at the front to be decoded. */
   private long waitNanos;
   private final AtomicInteger maxAhead = new AtomicInteger();
@@ -128,20 +118,16 @@ public final class OrderedDecoder implements AutoCloseable {
   private Decoded decode(InputItem item) {
     if (item.error() != null) return new Decoded(item, null, 0, 0, item.error());
     try {
-      long t = System.nanoTime(), c = cpuNanos(t);
       // An archive member has no file of its own: its id names it in messages.
-      DecodedImage im = item.bytes() != null
+      DecodedImage im = workerTimes.decode(() -> item.bytes() != null
           ? decoder.decode(item.file() != null ? item.file() : Path.of(item.id()), item.bytes())
-          : decoder.decode(item.file());
-      long t1 = System.nanoTime(), c1 = cpuNanos(t1);
-      decodeWall.add(t1 - t);
-      decodeCpu.add(c1 - c);
-      ClipPreprocessor pre = preprocessors.get();
-      float[] px = new float[pre.floatsPerImage()];
-      pre.toTensor(im, px, 0);
-      long t2 = System.nanoTime();
-      preprocessWall.add(t2 - t1);
-      preprocessCpu.add(cpuNanos(t2) - c1);
+          : decoder.decode(item.file()));
+      float[] px = workerTimes.preprocess(() -> {
+        ClipPreprocessor pre = preprocessors.get();
+        float[] p = new float[pre.floatsPerImage()];
+        pre.toTensor(im, p, 0);
+        return p;
+      });
       return new Decoded(item, px, im.sourceWidth(), im.sourceHeight(), null);
     } catch (IOException | RuntimeException e) {
       // String.valueOf: an exception without a message still marks the input bad.
@@ -149,12 +135,6 @@ public final class OrderedDecoder implements AutoCloseable {
     } catch (OutOfMemoryError e) {
       return new Decoded(item, null, 0, 0, item.id() + ": not enough memory to decode");
     }
-  }
-
-  /** This thread's CPU time, or {@code wall} where the JVM cannot measure it. */
-  private static long cpuNanos(long wall) {
-    long cpu = THREADS.isCurrentThreadCpuTimeSupported() ? THREADS.getCurrentThreadCpuTime() : -1;
-    return cpu < 0 ? wall : cpu;
   }
 
   /** The most items that were ever read ahead at once (≤ window): for tests of the bound. */
@@ -169,10 +149,7 @@ public final class OrderedDecoder implements AutoCloseable {
    */
   public Map<String, Double> timings() {
     Map<String, Double> t = new LinkedHashMap<>();
-    t.put("decode_cpu_s", decodeCpu.sum() / 1e9);
-    t.put("preprocess_cpu_s", preprocessCpu.sum() / 1e9);
-    t.put("decode_wall_s", decodeWall.sum() / 1e9);
-    t.put("preprocess_wall_s", preprocessWall.sum() / 1e9);
+    workerTimes.putInto(t);
     t.put("waiting_for_decode_s", waitNanos / 1e9);
     return t;
   }
