@@ -6,10 +6,15 @@
 // Launch (unless stated): 1-D grid-stride loop, block 256, grid = min(ceil(n/256), 262140).
 //   bias_act            x[r, c] = act(x[r, c] + bias[c]); act 0 none, 1 QuickGELU, 2 GELU (erf)
 //                       (the LINEAR epilogue; F.linear's bias then the activation)
+//   bias_act_vec        bias_act, element for element the same arithmetic, 16 bytes a thread (8 halves or
+//                       4 floats): needs cols a multiple of that count and x 16-byte aligned; launched
+//                       over rows * cols / count items (the plain bias_act is its reference)
 //   bias_channel_act    y[b, o, p] += bias[o], then ReLU if relu (conv bias + folded BN + ReLU)
 //   add                 y = a + b, then ReLU if relu (residual adds; Bottleneck's relu3(out + identity))
 //   patchify            pixels [B, C, H, W] -> rows [(b, gy, gx), (c, ky, kx)] for the patch GEMM
 //                       (conv1 of VisionTransformer with kernel = stride = P)
+//   patchify_rows       patchify, the same copy, one block of 256 threads a patch row (grid = B * gh * gw
+//                       blocks): 32-bit index arithmetic, coalesced writes (patchify is its reference)
 //   im2col              N images [N, C, H, W] -> col [N, (c, ky, kx), (oy, ox)] for a k x k conv
 //   class_pos_embed     out[b, 0] = cls + pos[0]; out[b, t] = patches[b, t-1] + pos[t]
 //                       (torch.cat([class_embedding + zeros, x], 1) + positional_embedding)
@@ -31,6 +36,25 @@ __device__ __forceinline__ float apply_act(float v, int act) {
 template <typename T>
 __device__ void bias_act(T* x, const float* bias, long long rows, int cols, int act) {
   JCLIP_GRID_STRIDE(i, rows * cols) x[i] = st<T>(apply_act(ld(x[i]) + (bias ? bias[i % cols] : 0.0f), act));
+}
+
+// 16 bytes of T, loaded and stored as one vector.
+template <typename T>
+struct alignas(16) Pack16 {
+  T v[16 / sizeof(T)];
+};
+
+template <typename T>
+__device__ void bias_act_vec(T* x, const float* bias, long long rows, int cols, int act) {
+  constexpr int V = 16 / sizeof(T);
+  Pack16<T>* xv = reinterpret_cast<Pack16<T>*>(x);
+  JCLIP_GRID_STRIDE(j, rows * cols / V) {
+    const int c = (int)((j * V) % cols);  // one division per V elements; c + V <= cols since V divides cols
+    Pack16<T> p = xv[j];
+#pragma unroll
+    for (int k = 0; k < V; k++) p.v[k] = st<T>(apply_act(ld(p.v[k]) + (bias ? bias[c + k] : 0.0f), act));
+    xv[j] = p;
+  }
 }
 
 template <typename T>
@@ -59,6 +83,20 @@ __device__ void patchify(T* out, const T* px, int B, int C, int H, int W, int P)
     const int c = k / (P * P), ky = (k / P) % P, kx = k % P;
     const int y = (cell / gw) * P + ky, x = (cell % gw) * P + kx;
     out[i] = px[(((long long)b * C + c) * H + y) * W + x];
+  }
+}
+
+template <typename T>
+__device__ void patchify_rows(T* out, const T* px, int B, int C, int H, int W, int P) {
+  const int gw = W / P, gh = H / P, K = C * P * P, PP = P * P;
+  const long long row = blockIdx.x;  // (b, gy, gx)
+  const int cell = (int)(row % (gh * gw)), b = (int)(row / (gh * gw));
+  const int y0 = (cell / gw) * P, x0 = (cell % gw) * P;
+  const T* img = px + (long long)b * C * H * W;
+  T* o = out + row * K;
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    const int c = k / PP, r = k - c * PP, ky = r / P, kx = r - ky * P;
+    o[k] = img[((long long)c * H + y0 + ky) * W + x0 + kx];
   }
 }
 
@@ -177,6 +215,12 @@ __device__ void softmax(T* y, const T* x, long long rows, int D) {
 #define GLUE(S, T)                                                                                                       \
   extern "C" __global__ void bias_act_##S(T* x, const float* bias, long long rows, int cols, int act) {                  \
     bias_act<T>(x, bias, rows, cols, act);                                                                               \
+  }                                                                                                                      \
+  extern "C" __global__ void bias_act_vec_##S(T* x, const float* bias, long long rows, int cols, int act) {              \
+    bias_act_vec<T>(x, bias, rows, cols, act);                                                                           \
+  }                                                                                                                      \
+  extern "C" __global__ void patchify_rows_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
+    patchify_rows<T>(out, px, B, C, H, W, P);                                                                            \
   }                                                                                                                      \
   extern "C" __global__ void bias_channel_act_##S(T* y, const float* bias, long long batch, int channels, int plane,     \
                                                   int relu) {                                                            \

@@ -11,7 +11,9 @@
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
 # JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
-# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes.
+# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes;
+# JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
+# batch arguments. Everything under $OUT is also packed into $OUT/0-results.tar.gz (the device tool brings back 8 files).
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer,
 #                                compiled at 1024 only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
 #                                embed: only the embed stage. Stage order: self-test, CUDA tests, model benchmark,
@@ -183,7 +185,7 @@ fi
 section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
 t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-150}")"
 if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench \
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" \
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
     > "$OUT/bench-model.txt" 2>&1
   rc=$?
@@ -210,6 +212,7 @@ case "$mode" in
   tests) peer_args=(--batches 1,32,256,1024 --compile-batches 1024) ;; # the eager rows first, then compiled at 1024 (the goal's)
   *) peer_args=(--batches 1,32,256,1024) ;;
 esac
+[ -n "${JCLIP_PEER_ARGS:-}" ] && read -r -a peer_args <<< "$JCLIP_PEER_ARGS"
 t=0; want peer && t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
 if [ "$t" -gt 0 ]; then
   timeout -k 10 "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
@@ -259,3 +262,5 @@ fi
 section "summary"
 for s in "${summary[@]}"; do say "  $s"; done
 say "done in $(( $(date +%s) - started )) s"
+# The device tool brings back at most 8 files from $OUT: one archive of everything, named to sort first.
+tar -C "$OUT" -czf /tmp/jclip-results.tar.gz . 2>/dev/null; mv /tmp/jclip-results.tar.gz "$OUT/0-results.tar.gz" || true

@@ -53,12 +53,18 @@ final class GpuInfoCommand implements Callable<Integer> {
   @Option(names = "--vocab", paramLabel = "PATH", description = "With --prompts: bpe_simple_vocab_16e6.txt.gz, or a folder with vocab.json + merges.txt.")
   java.nio.file.Path vocab;
 
+  @Option(names = "--precisions", paramLabel = "P[,P...]", split = ",", defaultValue = "fp16,bf16,fp32",
+      description = "With --model-bench: the precisions of the throughput rows, in order (default: ${DEFAULT-VALUE}).")
+  java.util.List<String> precisions;
+
   @Option(names = "--json", paramLabel = "FILE", description = "With --model-bench: also write the results as JSON.")
   java.nio.file.Path json;
 
   @Override
   public Integer call() throws java.io.IOException {
     PrintWriter out = spec.commandLine().getOut();
+    // a misspelt precision fails before any device work
+    java.util.List<dev.jclip.backend.Precision> benchPrecisions = precisions.stream().map(dev.jclip.backend.Precision::parse).toList();
     int count;
     try {
       count = CudaDriver.deviceCount();
@@ -77,7 +83,7 @@ final class GpuInfoCommand implements Callable<Integer> {
           CudaGemmBench.run(dev, System.out);
           CudaGemmBench.attention(dev, System.out);
         }
-        if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out);
+        if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out, benchPrecisions);
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());
         failures++;

@@ -111,17 +111,17 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * Whether backends built without saying use the FlashAttention-2 style kernel in fp16/bf16: no
-   * (the WMMA kernel) until it has run on a GPU, unless {@code -Djclip.cuda.attention=flash}.
+   * Whether backends built without saying use the FlashAttention-2 style kernel in fp16/bf16: yes
+   * since its first GPU run (docs/gpu.md: the same errors as the WMMA kernel, 6.5-11x faster);
+   * {@code -Djclip.cuda.attention=wmma} keeps the first kernel.
    */
   public static boolean flashByDefault() {
-    return choice("jclip.cuda.attention", "the CUDA attention kernel", "flash", "wmma", "wmma");
+    return choice("jclip.cuda.attention", "the CUDA attention kernel", "flash", "wmma", "flash");
   }
 
   /**
    * @param flashAttention in fp16/bf16, use the register-resident FlashAttention-2 style kernel
-   *     (flash_attention.cu) instead of the first WMMA version; off by default until it has been
-   *     validated and timed on a GPU (docs/gpu.md)
+   *     (flash_attention.cu) instead of the first WMMA version (the default: {@link #flashByDefault})
    */
   public CudaBackend(CudaDevice device, Precision precision, boolean flashAttention) {
     this(device, precision, flashAttention, cublasLtByDefault());
@@ -573,7 +573,7 @@ public final class CudaBackend implements Backend {
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        if (bias != null || act != null) ops.glue("bias_act_" + s, m * cols, y, bias, m, cols, actCode(act));
+        if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision);
       }
       case LINEAR_RESIDUAL -> {
         DeviceBuffer residual = (DeviceBuffer) inputs.get(1);
@@ -583,7 +583,7 @@ public final class CudaBackend implements Backend {
         long m = in.rows();
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        if (bias != null) ops.glue("bias_act_" + s, m * cols, y, bias, m, cols, 0);
+        if (bias != null) ops.biasAct(y, bias, m, cols, 0, precision);
         ops.glue("add_" + s, out.elements(), y, residual, y, out.elements(), 0);
       }
       case MATMUL -> gemmNN(in.rows(), out.dim(-1), in.dim(-1), x, gemmWeight(n), y);
@@ -596,14 +596,14 @@ public final class CudaBackend implements Backend {
       }
       case QUICK_GELU, GELU -> {
         copy(y, x, (long) elem * in.elements());
-        ops.glue("bias_act_" + s, in.elements(), y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1);
+        ops.biasAct(y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1, precision);
       }
       case PATCH_EMBED -> {
         int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3), p = n.intAttr("patch");
         int cells = out.dim(1), d = out.dim(2), k = c * p * p;
         long rows = (long) b * cells;
         DeviceBuffer patches = scratch(1, (long) elem * rows * k);
-        ops.glue("patchify_" + s, rows * k, patches, x, b, c, h, w, p);
+        ops.patchify(patches, x, b, c, h, w, p, precision);
         gemmNT(rows, d, k, patches, gemmWeight(n), y);
       }
       case CLASS_POS_EMBED -> ops.glue("class_pos_embed_" + s, out.elements(), y, x, param(n, "class"), param(n, "positional"),

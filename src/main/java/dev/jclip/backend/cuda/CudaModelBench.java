@@ -50,6 +50,11 @@ public final class CudaModelBench {
    * @param json where to write all rows as JSON, or null
    */
   public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log) throws IOException {
+    run(device, prompts, json, log, List.of(Precision.FP16, Precision.BF16, Precision.FP32));
+  }
+
+  /** As {@link #run(CudaDevice, int[][], Path, PrintStream)}, with the throughput rows of {@code precisions} only (in that order). */
+  public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
     ClipConfig cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
     ObjectMapper mapper = new ObjectMapper();
@@ -66,7 +71,7 @@ public final class CudaModelBench {
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
-    for (Precision precision : new Precision[] {Precision.FP16, Precision.BF16, Precision.FP32}) {
+    for (Precision precision : precisions) {
       // {flash, cuBLASLt}: in 16 bits the fastest candidate first (flash attention with cuBLASLt),
       // then cuBLASLt and cuBLAS back to back with the WMMA attention
       List<boolean[]> variants = precision == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})

@@ -62,6 +62,33 @@ public final class CudaOps implements AutoCloseable {
     glue.launch(kernel, elementwiseGrid(n), new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
+  /**
+   * {@code x[r, c] = act(x[r, c] + bias[c])} in place over a row-major [rows, cols] activation of
+   * {@code precision} (bias fp32 or null; act 0 none, 1 QuickGELU, 2 erf GELU): glue.cu's
+   * {@code bias_act_vec}, 16 bytes a thread, where cols is a multiple of that many elements and
+   * {@code x} is 16-byte aligned, else the plain {@code bias_act}. Both compute each element alike.
+   */
+  public void biasAct(DeviceBuffer x, DeviceBuffer bias, long rows, int cols, int act, Precision precision) {
+    int perPack = 16 / (precision == Precision.FP32 ? 4 : 2);
+    String s = suffix(precision);
+    if (cols % perPack == 0 && x.address() % 16 == 0) {
+      glue("bias_act_vec_" + s, rows * cols / perPack, x, bias, rows, cols, act);
+    } else {
+      glue("bias_act_" + s, rows * cols, x, bias, rows, cols, act);
+    }
+  }
+
+  /**
+   * The patch rows of a ViT's conv1 ({@code kernel = stride = P}): pixels [B, C, H, W] to
+   * {@code out} [B * (H/P) * (W/P), C * P * P], one block a patch row (glue.cu's {@code patchify_rows}).
+   */
+  public void patchify(DeviceBuffer out, DeviceBuffer pixels, int b, int c, int h, int w, int p, Precision precision) {
+    long rows = (long) b * (h / p) * (w / p);
+    if (rows > Integer.MAX_VALUE) throw new IllegalArgumentException("too many patch rows for one launch: " + rows);
+    glue.launch("patchify_rows_" + suffix(precision), new int[] {(int) rows, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream,
+        out, pixels, b, c, h, w, p);
+  }
+
   /** Launches a one-warp-per-row kernel of module {@code module} ("glue" or "layernorm") over {@code rows} rows. */
   public void glueRowsIn(String module, String kernel, long rows, Object... args) {
     CudaModule m = switch (module) {

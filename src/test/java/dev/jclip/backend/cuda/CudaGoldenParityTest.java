@@ -16,7 +16,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * Every reference model on the GPU in fp32 (parity mode) against the golden outputs of openai/CLIP:
  * the same checks, tolerances and intermediates as {@link GoldenParityTest} on the reference
- * backend; and in fp16 and bf16, features within 5e-3 and the same argmax on every probability row. In the GPU bundle the weights come as {@code model.safetensors} (see
+ * backend; and in fp16 and bf16, features within 5e-3 (fp16 ViTs) or 2e-2 (fp16 ResNets, bf16) and the same argmax on every probability row. In the GPU bundle the weights come as {@code model.safetensors} (see
  * scripts/gpu-bundle.sh); elsewhere from {@code state_dict.pt}. Each on both GEMM paths: cuBLASLt
  * runs the graphs with their residual ADDs folded into the LINEARs' epilogues (the executor fuses
  * them, the captured block outputs included), cuBLAS the graphs as built.
@@ -55,20 +55,26 @@ class CudaGoldenParityTest {
   }
 
   /**
-   * Each model in fp16 and in bf16, on both GEMM paths, as separate cases: a failing fp16 must not
-   * hide bf16's errors.
+   * Each model in fp16 and in bf16 as separate cases (a failing fp16 must not hide bf16's errors):
+   * on cuBLASLt with the flash attention kernel (the default), with the WMMA kernel, and on cuBLAS.
    */
   static Stream<Arguments> halfModels() throws IOException {
     return models().flatMap(m -> Stream.of(Precision.FP16, Precision.BF16)
-        .flatMap(p -> Stream.of(Arguments.of(m, p, "cublaslt"), Arguments.of(m, p, "cublas"))));
+        .flatMap(p -> Stream.of(Arguments.of(m, p, "cublaslt", "flash"), Arguments.of(m, p, "cublaslt", "wmma"),
+            Arguments.of(m, p, "cublas", "flash"))));
   }
 
-  @ParameterizedTest(name = "{0} {1} {2}")
+  /**
+   * fp16: features within 5e-3 (ResNets 2e-2, see {@link GoldenParityTest.Mode#tolerance}); bf16,
+   * with 8 significant bits to fp16's 11: within 2e-2 (the engine issue's "~1e-2"; the full-geometry
+   * test's bound); the same argmax on every probability row in both.
+   */
+  @ParameterizedTest(name = "{0} {1} {2} {3}")
   @MethodSource("halfModels")
-  void halfPrecisionKeepsFeaturesWithin5e3AndTheArgmax(Path dir, Precision p, String gemm) throws IOException {
+  void halfPrecisionKeepsFeaturesCloseAndTheArgmax(Path dir, Precision p, String gemm, String attention) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
-    try (CudaBackend backend = new CudaBackend(device, p, false, gemm.equals("cublaslt"))) {
-      GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.HALF);
+    try (CudaBackend backend = new CudaBackend(device, p, attention.equals("flash"), gemm.equals("cublaslt"))) {
+      GoldenParityTest.check(dir, weights, backend, p == Precision.BF16 ? GoldenParityTest.Mode.BF16 : GoldenParityTest.Mode.HALF);
       assertUsedCublasLt(backend, gemm);
     }
   }

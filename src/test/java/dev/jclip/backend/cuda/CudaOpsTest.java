@@ -1,7 +1,9 @@
 package dev.jclip.backend.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.jclip.backend.Precision;
 import dev.jclip.backend.ReferenceOps;
 import dev.jclip.testing.TestRandom;
 import java.util.Random;
@@ -79,7 +81,9 @@ class CudaOpsTest {
 
   @Test
   void addLayerNormMatchesReference() {
-    for (int d : WIDTHS) {
+    // every CLIP width (the row held in registers) and one wider (the three-pass loop)
+    int[] widths = java.util.stream.IntStream.concat(java.util.Arrays.stream(WIDTHS), java.util.stream.IntStream.of(1664)).toArray();
+    for (int d : widths) {
       for (int seq : SEQS) {
         int rows = seq * (1 + random.nextInt(2));
         float[] x = randn(rows * d, 1);
@@ -120,6 +124,84 @@ class CudaOpsTest {
           DeviceBuffer dc = device.allocate(4L * m * n)) {
         cublas.sgemmNT(m, n, k, 1f, da, dw, 0f, dc);
         assertClose("sgemm " + m + "x" + n + "x" + k, dc.downloadFloats(m * n), ReferenceOps.linear(a, w, null, m, n, k), FP32_TOL);
+      }
+    }
+  }
+
+  /** Random values of {@code p} as raw bits (fp32 bit patterns, or 16-bit halves widened to int). */
+  DeviceBuffer uploadAs(Precision p, float[] v) {
+    return fill(device.allocate((p == Precision.FP32 ? 4L : 2L) * v.length), p, v);
+  }
+
+  /** Writes {@code v} in precision {@code p} to the start of {@code target}. */
+  static DeviceBuffer fill(DeviceBuffer target, Precision p, float[] v) {
+    if (p == Precision.FP32) return target.upload(v);
+    short[] h = new short[v.length];
+    for (int i = 0; i < v.length; i++) h[i] = p == Precision.FP16 ? HalfFloats.fp16(v[i]) : HalfFloats.bf16(v[i]);
+    return target.upload(h);
+  }
+
+  static int[] bits(Precision p, DeviceBuffer b, int n) {
+    int[] out = new int[n];
+    if (p == Precision.FP32) {
+      float[] f = b.downloadFloats(n);
+      for (int i = 0; i < n; i++) out[i] = Float.floatToRawIntBits(f[i]);
+    } else {
+      short[] h = b.downloadShorts(n);
+      for (int i = 0; i < n; i++) out[i] = h[i];
+    }
+    return out;
+  }
+
+  /**
+   * The vectorized bias + activation pass (what LINEAR uses) writes exactly what the plain
+   * per-element kernel writes, in every precision and activation, with and without bias, at the
+   * MLP widths of every CLIP model; shapes it cannot take (cols not a multiple of the pack, a
+   * misaligned buffer) fall back to the plain kernel.
+   */
+  @Test
+  void vectorizedBiasActIsBitIdenticalToThePlainKernel() {
+    int[] colsList = {8 * 4 * 64, 4 * 512, 4 * 768, 4 * 1024, 4 * 1280, 2304, 768, 24, 100, 4};
+    for (Precision p : Precision.values()) {
+      int elem = p == Precision.FP32 ? 4 : 2;
+      for (int cols : colsList) {
+        for (int act = 0; act <= 2; act++) {
+          int rows = 1 + random.nextInt(160);
+          float[] x = randn(rows * cols, 3);
+          float[] bias = random.nextBoolean() || act == 0 ? randn(cols, 0.5) : null;
+          boolean misalign = random.nextInt(4) == 0;
+          String what = p + " act " + act + " " + rows + "x" + cols + (bias == null ? " no bias" : "") + (misalign ? " misaligned" : "");
+          try (DeviceBuffer plain = uploadAs(p, x);
+              DeviceBuffer whole = device.allocate((long) elem * (x.length + 8));
+              DeviceBuffer db = bias == null ? null : upload(bias)) {
+            // the same input at a 16-byte aligned or a one-element-off offset of a larger buffer
+            DeviceBuffer fast = fill(whole.view(misalign ? elem : 0, (long) elem * x.length), p, x);
+            ops.glue("bias_act_" + CudaOps.suffix(p), (long) rows * cols, plain, db, (long) rows, cols, act);
+            ops.biasAct(fast, db, rows, cols, act, p);
+            assertArrayEquals(bits(p, plain, x.length), bits(p, fast, x.length), what);
+          }
+        }
+      }
+    }
+  }
+
+  /** The patch-row copy (one block a row) equals the plain per-element patchify at every ViT geometry. */
+  @Test
+  void patchRowsEqualThePlainPatchify() {
+    int[][] geometries = {{224, 32}, {224, 16}, {224, 14}, {336, 14}, {240, 16}};
+    for (Precision p : new Precision[] {Precision.FP32, Precision.FP16}) {
+      int elem = p == Precision.FP32 ? 4 : 2;
+      for (int[] g : geometries) {
+        int b = 1 + random.nextInt(3), c = 3, hw = g[0], patch = g[1];
+        float[] px = randn(b * c * hw * hw, 1);
+        long out = (long) b * (hw / patch) * (hw / patch) * c * patch * patch;
+        try (DeviceBuffer dpx = uploadAs(p, px);
+            DeviceBuffer want = device.allocate(elem * out);
+            DeviceBuffer got = device.allocate(elem * out)) {
+          ops.glue("patchify_" + CudaOps.suffix(p), out, want, dpx, b, c, hw, hw, patch);
+          ops.patchify(got, dpx, b, c, hw, hw, patch, p);
+          assertArrayEquals(bits(p, want, (int) out), bits(p, got, (int) out), p + " " + b + "x" + c + "x" + hw + " patch " + patch);
+        }
       }
     }
   }
