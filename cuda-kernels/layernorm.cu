@@ -11,11 +11,7 @@
 // beta always fp32; statistics always fp32.
 // Layout: every tensor contiguous row-major; out may alias x; sum_out may alias x or residual.
 // Launch: one warp per row; block = 256 threads (8 rows), grid = ceil(rows / 8).
-// Rows of D <= 32 * LN_REGS (1280, every CLIP width) are read once into registers; wider rows are
-// read three times (statistics, then output), with the same arithmetic.
 #include "common.cuh"
-
-#define LN_REGS 40
 
 template <typename T>
 __device__ __forceinline__ void add_layernorm(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
@@ -25,41 +21,6 @@ __device__ __forceinline__ void add_layernorm(T* out, T* sum_out, const T* x, co
   if (row >= rows) return;
   const T* xr = x + row * D;
   const T* rr = residual ? residual + row * D : nullptr;
-
-  T* orow = out + row * D;
-  T* srow = sum_out ? sum_out + row * D : nullptr;
-  if (D <= JCLIP_WARP * LN_REGS) {
-    // The row read once and kept in registers (element i in lane i % 32, slot i / 32): the same
-    // sums in the same order as the loop below, one pass over memory instead of three.
-    float v[LN_REGS];
-    float sum = 0.0f;
-#pragma unroll
-    for (int j = 0; j < LN_REGS; j++) {
-      const int i = lane + j * JCLIP_WARP;
-      v[j] = i < D ? ld(xr[i]) + (rr ? ld(rr[i]) : 0.0f) : 0.0f;
-      if (i < D) sum += v[j];
-    }
-    const float mean = warp_sum(sum) / D;
-    float sq = 0.0f;
-#pragma unroll
-    for (int j = 0; j < LN_REGS; j++) {
-      const int i = lane + j * JCLIP_WARP;
-      if (i < D) {
-        float d = v[j] - mean;
-        sq += d * d;
-      }
-    }
-    const float rstd = 1.0f / sqrtf(warp_sum(sq) / D + eps);
-#pragma unroll
-    for (int j = 0; j < LN_REGS; j++) {
-      const int i = lane + j * JCLIP_WARP;
-      if (i < D) {
-        if (srow) srow[i] = st<T>(v[j]);
-        orow[i] = st<T>((v[j] - mean) * rstd * gamma[i] + beta[i]);
-      }
-    }
-    return;
-  }
 
   float sum = 0.0f;
   for (int i = lane; i < D; i += JCLIP_WARP) sum += ld(xr[i]) + (rr ? ld(rr[i]) : 0.0f);
@@ -72,6 +33,8 @@ __device__ __forceinline__ void add_layernorm(T* out, T* sum_out, const T* x, co
   }
   const float rstd = 1.0f / sqrtf(warp_sum(sq) / D + eps);
 
+  T* orow = out + row * D;
+  T* srow = sum_out ? sum_out + row * D : nullptr;
   for (int i = lane; i < D; i += JCLIP_WARP) {
     float s = ld(xr[i]) + (rr ? ld(rr[i]) : 0.0f);
     if (srow) srow[i] = st<T>(s);

@@ -64,7 +64,12 @@ final class GpuInfoCommand implements Callable<Integer> {
   public Integer call() throws java.io.IOException {
     PrintWriter out = spec.commandLine().getOut();
     // a misspelt precision fails before any device work
-    java.util.List<dev.jclip.backend.Precision> benchPrecisions = precisions.stream().map(dev.jclip.backend.Precision::parse).toList();
+    java.util.List<dev.jclip.backend.Precision> benchPrecisions;
+    try {
+      benchPrecisions = precisions.stream().map(dev.jclip.backend.Precision::parse).toList();
+    } catch (IllegalArgumentException e) {
+      throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--precisions: " + e.getMessage());
+    }
     int count;
     try {
       count = CudaDriver.deviceCount();

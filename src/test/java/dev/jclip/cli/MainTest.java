@@ -31,4 +31,13 @@ class MainTest {
       assertTrue(help.contains(sub), "help lacks " + sub + ":\n" + help);
     }
   }
+
+  /** A misspelt precision list is a usage error naming the option and the value, before any device is touched. */
+  @Test
+  void gpuInfoRefusesAnUnknownBenchPrecision() {
+    CliRun.Result r = CliRun.run(Main.commandLine(), "gpu-info", "--model-bench", "--precisions", "fp16,fp61");
+    assertEquals(2, r.code(), r.out() + r.err());
+    assertTrue(r.err().contains("--precisions") && r.err().contains("fp61"), r.err());
+    assertTrue(!r.out().contains("CUDA"), "touched the driver: " + r.out());
+  }
 }

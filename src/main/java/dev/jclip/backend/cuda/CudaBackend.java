@@ -112,7 +112,7 @@ public final class CudaBackend implements Backend {
 
   /**
    * Whether backends built without saying use the FlashAttention-2 style kernel in fp16/bf16: yes
-   * since its first GPU run (docs/gpu.md: the same errors as the WMMA kernel, 6.5-11x faster);
+   * since its first GPU run (docs/gpu.md: the same errors as the WMMA kernel, 7.5-10.7x faster);
    * {@code -Djclip.cuda.attention=wmma} keeps the first kernel.
    */
   public static boolean flashByDefault() {

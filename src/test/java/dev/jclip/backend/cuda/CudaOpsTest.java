@@ -81,7 +81,7 @@ class CudaOpsTest {
 
   @Test
   void addLayerNormMatchesReference() {
-    // every CLIP width (the row held in registers) and one wider (the three-pass loop)
+    // every CLIP width, and ViT-bigG's 1664
     int[] widths = java.util.stream.IntStream.concat(java.util.Arrays.stream(WIDTHS), java.util.stream.IntStream.of(1664)).toArray();
     for (int d : widths) {
       for (int seq : SEQS) {
