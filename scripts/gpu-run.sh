@@ -12,7 +12,8 @@
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
 # JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes;
-# JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
+# JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
+# (random weights, fp16; default RN50,RN50x4,ViT-B/16,ViT-L/14@336px); JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
 # batch arguments. Everything under $OUT is also packed into $OUT/0-results.tar.gz (the device tool brings back 8 files).
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer,
 #                                compiled at 1024 only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
@@ -20,6 +21,8 @@
 #                                GEMM/attention benchmark, PyTorch peer, embed end to end.
 set -u
 mode="${1:-full}"
+# the model benchmark's other image towers (empty: none)
+JCLIP_MODEL_ARCHS="${JCLIP_MODEL_ARCHS-RN50,RN50x4,ViT-B/16,ViT-L/14@336px}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="${OUT:-$here/out}"
 mkdir -p "$OUT"
@@ -185,7 +188,7 @@ fi
 section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
 t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-150}")"
 if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" \
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" ${JCLIP_MODEL_ARCHS:+--architectures "$JCLIP_MODEL_ARCHS"} \
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
     > "$OUT/bench-model.txt" 2>&1
   rc=$?

@@ -57,6 +57,10 @@ final class GpuInfoCommand implements Callable<Integer> {
       description = "With --model-bench: the precisions of the throughput rows, in order (default: ${DEFAULT-VALUE}).")
   java.util.List<String> precisions;
 
+  @Option(names = "--architectures", paramLabel = "NAME[,NAME...]", split = ",",
+      description = "With --model-bench: also the image tower of these OpenAI models with random weights (RN50, ..., ViT-L/14@336px; fp16, batch 256 or 64).")
+  java.util.List<String> architectures = new java.util.ArrayList<>();
+
   @Option(names = "--json", paramLabel = "FILE", description = "With --model-bench: also write the results as JSON.")
   java.nio.file.Path json;
 
@@ -69,6 +73,12 @@ final class GpuInfoCommand implements Callable<Integer> {
       benchPrecisions = precisions.stream().map(dev.jclip.backend.Precision::parse).toList();
     } catch (IllegalArgumentException e) {
       throw new picocli.CommandLine.ParameterException(spec.commandLine(), "--precisions: " + e.getMessage());
+    }
+    for (String a : architectures) {
+      if (!dev.jclip.model.RandomWeights.NAMES.contains(a)) {
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(),
+            "--architectures: no random geometry for '" + a + "' (" + String.join(", ", dev.jclip.model.RandomWeights.NAMES) + ")");
+      }
     }
     int count;
     try {
@@ -88,7 +98,8 @@ final class GpuInfoCommand implements Callable<Integer> {
           CudaGemmBench.run(dev, System.out);
           CudaGemmBench.attention(dev, System.out);
         }
-        if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out, benchPrecisions);
+        if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out, benchPrecisions,
+            architectures);
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());
         failures++;

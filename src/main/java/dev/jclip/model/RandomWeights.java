@@ -19,15 +19,29 @@ import java.util.SplittableRandom;
 public final class RandomWeights {
   private RandomWeights() {}
 
-  /** The geometry of an OpenAI ViT model by its release name (ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px). */
+  /** The nine OpenAI models' release names, each a geometry {@link #config} knows. */
+  public static final List<String> NAMES =
+      List.of("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px");
+
+  /** The geometry of an OpenAI model by its release name (one of {@link #NAMES}), as clip/model.py's build_model infers it. */
   public static ClipConfig config(String name) {
     return switch (name) {
+      case "RN50" -> resnet(1024, 224, List.of(3, 4, 6, 3), 64, 512);
+      case "RN101" -> resnet(512, 224, List.of(3, 4, 23, 3), 64, 512);
+      case "RN50x4" -> resnet(640, 288, List.of(4, 6, 10, 6), 80, 640);
+      case "RN50x16" -> resnet(768, 384, List.of(6, 8, 18, 8), 96, 768);
+      case "RN50x64" -> resnet(1024, 448, List.of(3, 15, 36, 10), 128, 1024);
       case "ViT-B/32" -> vit(512, 224, 12, 768, 32, 512, 12);
       case "ViT-B/16" -> vit(512, 224, 12, 768, 16, 512, 12);
       case "ViT-L/14" -> vit(768, 224, 24, 1024, 14, 768, 12);
       case "ViT-L/14@336px" -> vit(768, 336, 24, 1024, 14, 768, 12);
-      default -> throw new IllegalArgumentException("no random geometry for '" + name + "' (ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px)");
+      default -> throw new IllegalArgumentException("no random geometry for '" + name + "' (" + String.join(", ", NAMES) + ")");
     };
+  }
+
+  private static ClipConfig resnet(int embed, int res, List<Integer> layers, int width, int textWidth) {
+    return new ClipConfig(ClipConfig.Architecture.MODIFIED_RESNET, embed, res, layers, width, null, width * 32 / 64, 77, 49408,
+        textWidth, textWidth / 64, 12, Activation.QUICK_GELU, "random");
   }
 
   private static ClipConfig vit(int embed, int res, int layers, int width, int patch, int textWidth, int textLayers) {
@@ -35,19 +49,12 @@ public final class RandomWeights {
         textWidth, textWidth / 64, textLayers, Activation.QUICK_GELU, "random");
   }
 
-  /** Canonical (OpenAI state-dict) float32 weights for a ViT {@code cfg}, deterministic in {@code seed}. */
+  /** Canonical (OpenAI state-dict) float32 weights for {@code cfg}, deterministic in {@code seed}. */
   public static Map<String, Tensor> generate(ClipConfig cfg, long seed) {
-    if (!cfg.isVit()) throw new IllegalArgumentException("random weights are generated for ViT models only");
     SplittableRandom r = new SplittableRandom(seed);
     Map<String, Tensor> w = new LinkedHashMap<>();
-    int vw = cfg.visionWidth(), p = cfg.visionPatchSize(), grid = cfg.imageResolution() / p;
-    put(w, r, "visual.conv1.weight", Math.pow(3 * p * p, -0.5), 0, vw, 3, p, p);
-    put(w, r, "visual.class_embedding", Math.pow(vw, -0.5), 0, vw);
-    put(w, r, "visual.positional_embedding", Math.pow(vw, -0.5), 0, grid * grid + 1, vw);
-    layerNorm(w, r, "visual.ln_pre", vw);
-    blocks(w, r, "visual.transformer", cfg.visionLayers().get(0), vw);
-    layerNorm(w, r, "visual.ln_post", vw);
-    put(w, r, "visual.proj", Math.pow(vw, -0.5), 0, vw, cfg.embedDim());
+    if (cfg.isVit()) vitTower(w, r, cfg);
+    else resnetTower(w, r, cfg);
     int tw = cfg.transformerWidth();
     put(w, r, "token_embedding.weight", 0.02, 0, cfg.vocabSize(), tw);
     put(w, r, "positional_embedding", 0.01, 0, cfg.contextLength(), tw);
@@ -56,6 +63,75 @@ public final class RandomWeights {
     put(w, r, "text_projection", Math.pow(tw, -0.5), 0, tw, cfg.embedDim());
     w.put("logit_scale", Tensor.ofFloats("logit_scale", new long[] {}, new float[] {(float) Math.log(1 / 0.07)}));
     return w;
+  }
+
+  /**
+   * ModifiedResNet: He-scaled convolutions, BatchNorm with running statistics near (0, 1) and the
+   * last BatchNorm of each residual branch scaled down (0.2), so that activations stay O(1) over
+   * up to 64 bottlenecks; the attention pool as CLIP initialises it (std width^-0.5).
+   */
+  private static void resnetTower(Map<String, Tensor> w, SplittableRandom r, ClipConfig cfg) {
+    int width = cfg.visionWidth();
+    conv(w, r, "visual.conv1", width / 2, 3, 3);
+    batchNorm(w, r, "visual.bn1", width / 2, 1);
+    conv(w, r, "visual.conv2", width / 2, width / 2, 3);
+    batchNorm(w, r, "visual.bn2", width / 2, 1);
+    conv(w, r, "visual.conv3", width, width / 2, 3);
+    batchNorm(w, r, "visual.bn3", width, 1);
+    int inplanes = width;
+    for (int layer = 0; layer < 4; layer++) {
+      int planes = width << layer;
+      for (int b = 0; b < cfg.visionLayers().get(layer); b++) {
+        String p = "visual.layer" + (layer + 1) + "." + b;
+        conv(w, r, p + ".conv1", planes, inplanes, 1);
+        batchNorm(w, r, p + ".bn1", planes, 1);
+        conv(w, r, p + ".conv2", planes, planes, 3);
+        batchNorm(w, r, p + ".bn2", planes, 1);
+        conv(w, r, p + ".conv3", planes * 4, planes, 1);
+        batchNorm(w, r, p + ".bn3", planes * 4, 0.2);
+        if ((b == 0 && layer > 0) || inplanes != planes * 4) {
+          conv(w, r, p + ".downsample.0", planes * 4, inplanes, 1);
+          batchNorm(w, r, p + ".downsample.1", planes * 4, 1);
+        }
+        inplanes = planes * 4;
+      }
+    }
+    int d = width * 32, grid = cfg.imageResolution() / 32;
+    String a = "visual.attnpool";
+    put(w, r, a + ".positional_embedding", Math.pow(d, -0.5), 0, grid * grid + 1, d);
+    for (String proj : new String[] {"q_proj", "k_proj", "v_proj"}) {
+      put(w, r, a + "." + proj + ".weight", Math.pow(d, -0.5), 0, d, d);
+      put(w, r, a + "." + proj + ".bias", 0.02, 0, d);
+    }
+    put(w, r, a + ".c_proj.weight", Math.pow(d, -0.5), 0, cfg.embedDim(), d);
+    put(w, r, a + ".c_proj.bias", 0.02, 0, cfg.embedDim());
+  }
+
+  private static void conv(Map<String, Tensor> w, SplittableRandom r, String name, int out, int in, int k) {
+    put(w, r, name + ".weight", Math.sqrt(2.0 / (in * k * k)), 0, out, in, k, k);
+  }
+
+  private static void batchNorm(Map<String, Tensor> w, SplittableRandom r, String prefix, int c, double gain) {
+    put(w, r, prefix + ".weight", 0.1 * gain, gain, c);
+    put(w, r, prefix + ".bias", 0.05, 0, c);
+    put(w, r, prefix + ".running_mean", 0.1, 0, c);
+    float[] var = new float[c];
+    for (int i = 0; i < c; i++) var[i] = (float) (1 + 0.2 * Math.abs(gaussian(r)));
+    w.put(prefix + ".running_var", Tensor.ofFloats(prefix + ".running_var", new long[] {c}, var));
+    // the int64 scalar every torch BatchNorm keeps (a complete state dict has it)
+    w.put(prefix + ".num_batches_tracked", new Tensor(prefix + ".num_batches_tracked", dev.jclip.io.DType.I64, new long[] {},
+        java.nio.ByteBuffer.allocate(8)));
+  }
+
+  private static void vitTower(Map<String, Tensor> w, SplittableRandom r, ClipConfig cfg) {
+    int vw = cfg.visionWidth(), p = cfg.visionPatchSize(), grid = cfg.imageResolution() / p;
+    put(w, r, "visual.conv1.weight", Math.pow(3 * p * p, -0.5), 0, vw, 3, p, p);
+    put(w, r, "visual.class_embedding", Math.pow(vw, -0.5), 0, vw);
+    put(w, r, "visual.positional_embedding", Math.pow(vw, -0.5), 0, grid * grid + 1, vw);
+    layerNorm(w, r, "visual.ln_pre", vw);
+    blocks(w, r, "visual.transformer", cfg.visionLayers().get(0), vw);
+    layerNorm(w, r, "visual.ln_post", vw);
+    put(w, r, "visual.proj", Math.pow(vw, -0.5), 0, vw, cfg.embedDim());
   }
 
   private static void blocks(Map<String, Tensor> w, SplittableRandom r, String prefix, int layers, int d) {

@@ -55,6 +55,16 @@ public final class CudaModelBench {
 
   /** As {@link #run(CudaDevice, int[][], Path, PrintStream)}, with the throughput rows of {@code precisions} only (in that order). */
   public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
+    run(device, prompts, json, log, precisions, List.of());
+  }
+
+  /**
+   * As above, then the image tower of each of {@code architectures} (release names, {@link
+   * RandomWeights#NAMES}) with random weights: fp16, flash attention, cuBLASLt, CUDA graph, at
+   * batch 256 (64 from 336 px up), per call and resident (JSON {@code "architectures"}).
+   */
+  public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions,
+      List<String> architectures) throws IOException {
     ClipConfig cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
     ObjectMapper mapper = new ObjectMapper();
@@ -138,7 +148,38 @@ public final class CudaModelBench {
         }
       }
     }
+    if (!architectures.isEmpty()) {
+      ArrayNode arch = root.putArray("architectures");
+      for (String name : architectures) {
+        architecture(device, name, arch.addObject(), log);
+        if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+      }
+    }
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+  }
+
+  /** One architecture's image tower (see {@link #run(CudaDevice, int[][], Path, PrintStream, List, List)}); a failure is recorded, not thrown. */
+  static void architecture(CudaDevice device, String name, ObjectNode row, PrintStream log) {
+    row.put("model", name);
+    try {
+      ClipConfig cfg = RandomWeights.config(name);
+      int res = cfg.imageResolution(), batch = res >= 336 ? 64 : 256;
+      long t0 = System.nanoTime();
+      ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
+      double genS = (System.nanoTime() - t0) / 1e9;
+      float[] pixels = new float[batch * 3 * res * res];
+      for (int i = 0; i < pixels.length; i++) pixels[i] = (float) Math.sin(i * 1e-3);
+      try (CudaBackend backend = new CudaBackend(device, Precision.FP16, true, true)) {
+        Rate img = measure(backend, graphs.image(batch), Map.of("pixels", pixels), batch, true, log);
+        row.put("precision", "FP16").put("flash_attention", true).put("gemm", "cublaslt").put("cuda_graph", true).put("batch", batch)
+            .put("resolution", res).put("image_per_s", img.perCall()).put("image_resident_per_s", img.resident());
+        log.printf("[arch] %-15s %3d px fp16+flash cublaslt cuda-graph batch %3d: %9.1f images/s resident (%.3f ms), %9.1f per call "
+            + "(weights generated in %.1f s)%n", name, res, batch, img.resident(), 1e3 * batch / img.resident(), img.perCall(), genS);
+      }
+    } catch (RuntimeException | OutOfMemoryError e) {
+      row.put("error", String.valueOf(e));
+      log.println("[arch] " + name + " failed: " + e);
+    }
   }
 
   /** Median of 5 timed copies of {@code data} into device memory, in milliseconds. */

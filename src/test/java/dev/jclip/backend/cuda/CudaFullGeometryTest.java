@@ -22,7 +22,7 @@ import org.junit.jupiter.api.Test;
 /**
  * A full-geometry ViT-B/32 with random weights: the GPU in every precision, with and without flash
  * attention, on the cuBLASLt path (residual ADDs folded into the GEMM epilogues) and on the cuBLAS
- * path, against the reference backend.
+ * path, against the reference backend; and a full-geometry RN50 image tower the same way.
  */
 @Tag("cuda")
 class CudaFullGeometryTest {
@@ -65,6 +65,47 @@ class CudaFullGeometryTest {
             check(what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
             check(what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
             if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());
+          } catch (RuntimeException e) {
+            failures.add(what + ": " + e);
+            e.printStackTrace(System.out);
+          }
+        }
+      }
+      assertTrue(failures.isEmpty(), String.join("\n", failures));
+    }
+  }
+
+  /**
+   * A full-geometry RN50 image tower with random weights (stem, 16 bottlenecks of batched im2col
+   * convolutions, the attention pool), two images, on the GPU against the reference backend: fp32
+   * on both GEMM paths within 1e-4; fp16 and bf16 within 40 unit roundoffs, the ResNet bound of
+   * the golden test (GoldenParityTest.Mode#tolerance: its attention pool amplifies the trunk's
+   * rounding).
+   */
+  @Test
+  void rn50ImageTowerMatchesTheReference() {
+    Random random = TestRandom.create(getClass().getSimpleName() + ".rn50");
+    ClipConfig cfg = RandomWeights.config("RN50");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, random.nextLong()));
+    int images = 2;
+    float[] pixels = new float[images * 3 * 224 * 224];
+    for (int i = 0; i < pixels.length; i++) pixels[i] = (float) random.nextGaussian();
+    try (CudaDevice device = CudaTestSupport.openDevice();
+        ReferenceBackend ref = new ReferenceBackend()) {
+      float[] want = run("image_features", graphs.image(images), Map.of("pixels", pixels), ref);
+      List<String> failures = new java.util.ArrayList<>();
+      for (Precision p : Precision.values()) {
+        double tol = switch (p) {
+          case FP32 -> 1e-4;
+          case FP16 -> 40 * 0x1p-11;
+          case BF16 -> 40 * 0x1p-8;
+        };
+        for (boolean lt : new boolean[] {true, false}) {
+          String what = "RN50 " + p + (lt ? " cuBLASLt" : " cuBLAS");
+          try (CudaBackend cuda = new CudaBackend(device, p, true, lt)) {
+            double err = ReferenceOps.relativeError(run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), want);
+            System.out.printf("[cuda] %s full geometry image_features: relative error %.2e (tolerance %.1e)%n", what, err, tol);
+            if (!(err <= tol)) failures.add(what + ": relative error " + err + " > " + tol);
           } catch (RuntimeException e) {
             failures.add(what + ": " + e);
             e.printStackTrace(System.out);
