@@ -111,6 +111,22 @@ public final class CudaBackend implements Backend {
   }
 
   /**
+   * LayerNorm through layernorm.cu's vector kernel (16-byte accesses, one read of the row) where
+   * it fits, else the plain one: off by default until it has been timed on a GPU (docs/gpu.md,
+   * run 5: a first register version was 4.3x slower than the plain kernel); {@code
+   * -Djclip.cuda.layernorm=vec} turns it on for backends built without saying.
+   */
+  private volatile boolean vectorLayerNorm = choice("jclip.cuda.layernorm", "the CUDA LayerNorm kernel", "vec", "plain", "plain");
+
+  /**
+   * Chooses the LayerNorm kernel for graphs run from now on (a CUDA graph already recorded keeps
+   * the kernel it captured): the vector one, or the plain one.
+   */
+  public void vectorLayerNorm(boolean on) {
+    vectorLayerNorm = on;
+  }
+
+  /**
    * Whether backends built without saying use the FlashAttention-2 style kernel in fp16/bf16: yes
    * since its first GPU run (docs/gpu.md: the same errors as the WMMA kernel, 7.5-10.7x faster);
    * {@code -Djclip.cuda.attention=wmma} keeps the first kernel.
@@ -587,8 +603,8 @@ public final class CudaBackend implements Backend {
         ops.glue("add_" + s, out.elements(), y, residual, y, out.elements(), 0);
       }
       case MATMUL -> gemmNN(in.rows(), out.dim(-1), in.dim(-1), x, gemmWeight(n), y);
-      case LAYER_NORM -> ops.glueRowsIn("layernorm", "add_layernorm_" + s, in.rows(),
-          y, null, x, null, param(n, "weight"), param(n, "bias"), in.rows(), in.dim(-1), n.floatAttr("eps"));
+      case LAYER_NORM -> ops.layerNorm(y, null, x, null, param(n, "weight"), param(n, "bias"), in.rows(), in.dim(-1), n.floatAttr("eps"),
+          precision, vectorLayerNorm);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
         if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);

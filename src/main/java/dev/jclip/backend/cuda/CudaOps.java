@@ -182,6 +182,36 @@ public final class CudaOps implements AutoCloseable {
         out, sumOut, x, residual, gamma, beta, rows, d, eps);
   }
 
+  /**
+   * {@code s = x + residual; sumOut = s; out = LayerNorm(s)} over [rows, d] in {@code precision}
+   * (residual and sumOut may be null; gamma, beta fp32): layernorm.cu's {@code add_layernorm}, or
+   * with {@code vector} its {@code add_layernorm_vec<P>} (16-byte accesses, the row in registers)
+   * where d and the buffers allow it ({@link #vectorLayerNormFits}).
+   */
+  public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
+      DeviceBuffer beta, long rows, int d, float eps, Precision precision, boolean vector) {
+    int rowsPerBlock = THREADS / 32;
+    long blocks = (rows + rowsPerBlock - 1) / rowsPerBlock;
+    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
+    int p = vector ? vectorLayerNormPacks(d, precision, out, sumOut, x, residual) : 0;
+    String kernel = (p > 0 ? "add_layernorm_vec" + p + "_" : "add_layernorm_") + suffix(precision);
+    layerNorm.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, out, sumOut, x, residual, gamma, beta,
+        rows, d, eps);
+  }
+
+  /** Whether the vector LayerNorm takes rows of {@code d} elements of {@code precision}: a multiple of 16 bytes, at most 32 x 5 packs. */
+  public static boolean vectorLayerNormFits(int d, Precision precision) {
+    int perPack = 16 / precision.bytes();
+    return d % perPack == 0 && d / perPack <= 32 * 5;
+  }
+
+  /** The vector kernel's packs per lane for these rows and buffers, or 0 where it does not fit. */
+  private static int vectorLayerNormPacks(int d, Precision precision, DeviceBuffer... buffers) {
+    if (!vectorLayerNormFits(d, precision)) return 0;
+    for (DeviceBuffer b : buffers) if (b != null && b.address() % 16 != 0) return 0;
+    return (d / (16 / precision.bytes()) + 31) / 32;
+  }
+
   private static int[] elementwiseGrid(long n) {
     long blocks = Math.min((n + THREADS - 1) / THREADS, 65535L * 4);
     return new int[] {(int) Math.max(blocks, 1), 1, 1};

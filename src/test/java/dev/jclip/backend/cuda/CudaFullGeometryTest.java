@@ -56,12 +56,16 @@ class CudaFullGeometryTest {
           case FP16 -> 5e-3;
           case BF16 -> 2e-2;
         };
-        List<boolean[]> variants = p == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})
-            : List.of(new boolean[] {false, true}, new boolean[] {false, false}, new boolean[] {true, true});
+        // {flash, cuBLASLt, vector LayerNorm}
+        List<boolean[]> variants = p == Precision.FP32
+            ? List.of(new boolean[] {false, true, false}, new boolean[] {false, false, false}, new boolean[] {false, true, true})
+            : List.of(new boolean[] {false, true, false}, new boolean[] {false, false, false}, new boolean[] {true, true, false},
+                new boolean[] {true, true, true});
         for (boolean[] v : variants) {
           boolean flash = v[0], lt = v[1];
-          String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS");
+          String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm" : "");
           try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
+            cuda.vectorLayerNorm(v[2]);
             check(what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
             check(what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
             if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());
