@@ -175,11 +175,7 @@ public final class CudaOps implements AutoCloseable {
   public void addLayerNorm(
       DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma, DeviceBuffer beta,
       long rows, int d, float eps) {
-    int rowsPerBlock = THREADS / 32;
-    long blocks = (rows + rowsPerBlock - 1) / rowsPerBlock;
-    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
-    layerNorm.launch("add_layernorm_f32", new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream,
-        out, sumOut, x, residual, gamma, beta, rows, d, eps);
+    layerNorm(out, sumOut, x, residual, gamma, beta, rows, d, eps, Precision.FP32, false);
   }
 
   /**
