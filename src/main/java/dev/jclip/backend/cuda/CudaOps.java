@@ -89,25 +89,17 @@ public final class CudaOps implements AutoCloseable {
         out, pixels, b, c, h, w, p);
   }
 
-  /** Launches a one-warp-per-row kernel of module {@code module} ("glue" or "layernorm") over {@code rows} rows. */
-  public void glueRowsIn(String module, String kernel, long rows, Object... args) {
-    CudaModule m = switch (module) {
-      case "glue" -> glue;
-      case "layernorm" -> layerNorm;
-      default -> throw new IllegalArgumentException("no row-kernel module " + module);
-    };
+  /** Launches a one-warp-per-row glue kernel over {@code rows} rows. */
+  public void glueRows(String kernel, long rows, Object... args) {
+    launchRows(glue, kernel, rows, args);
+  }
+
+  /** One warp a row, 8 rows a block of 256 threads. */
+  private void launchRows(CudaModule m, String kernel, long rows, Object... args) {
     int perBlock = THREADS / 32;
     long blocks = (rows + perBlock - 1) / perBlock;
     if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
     m.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
-  }
-
-  /** Launches a one-warp-per-row glue kernel over {@code rows} rows. */
-  public void glueRows(String kernel, long rows, Object... args) {
-    int perBlock = THREADS / 32;
-    long blocks = (rows + perBlock - 1) / perBlock;
-    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
-    glue.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, args);
   }
 
   /** The suffix of a kernel's version in {@code precision}: {@code f32}, {@code f16} or {@code bf16}. */
@@ -186,13 +178,9 @@ public final class CudaOps implements AutoCloseable {
    */
   public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
       DeviceBuffer beta, long rows, int d, float eps, Precision precision, boolean vector) {
-    int rowsPerBlock = THREADS / 32;
-    long blocks = (rows + rowsPerBlock - 1) / rowsPerBlock;
-    if (blocks > Integer.MAX_VALUE) throw new IllegalArgumentException("too many rows for one launch: " + rows);
     int p = vector ? vectorLayerNormPacks(d, precision, out, sumOut, x, residual) : 0;
     String kernel = (p > 0 ? "add_layernorm_vec" + p + "_" : "add_layernorm_") + suffix(precision);
-    layerNorm.launch(kernel, new int[] {(int) blocks, 1, 1}, new int[] {THREADS, 1, 1}, 0, stream, out, sumOut, x, residual, gamma, beta,
-        rows, d, eps);
+    launchRows(layerNorm, kernel, rows, out, sumOut, x, residual, gamma, beta, rows, d, eps);
   }
 
   /** Whether the vector LayerNorm takes rows of {@code d} elements of {@code precision}: a multiple of 16 bytes, at most 32 x 5 packs. */
