@@ -77,6 +77,40 @@ def main():
         print(f"| jclip by length vs PyTorch in the given order (its best case with padding to the longest) | {a} | {b} | "
               f"{f'{av / bv:.2f}x' if av and bv else '-'} |")
 
+    # Where one forward pass at batch 1024 goes (model bench "profile"): ms by node, one column a
+    # configuration, per tower.
+    prof = [p for p in ours.get("profile", []) if "ms_by_node" in p]
+    for tower in sorted({p["tower"] for p in prof}):
+        cols = [p for p in prof if p["tower"] == tower]
+        names = []
+        for p in cols:
+            for k in p["ms_by_node"]:
+                if k not in names:
+                    names.append(k)
+        names.sort(key=lambda k: -max(p["ms_by_node"].get(k, 0) for p in cols))
+        heads = ["fp16" + ("+flash" if p["flash_attention"] else " wmma") + (" vec-LN" if p.get("vector_layernorm") else "") for p in cols]
+        print(f"\nProfile, {tower} tower, batch {cols[0]['batch']}, ms per forward pass (node totals):\n")
+        print("| node | " + " | ".join(heads) + " |")
+        print("| --- |" + " ---: |" * len(cols))
+        print("| total | " + " | ".join(f"{sum(p['ms_by_node'].values()):.2f}" for p in cols) + " |")
+        for k in names:
+            if max(p["ms_by_node"].get(k, 0) for p in cols) < 0.05:
+                continue
+            print(f"| {k} | " + " | ".join(f"{p['ms_by_node'].get(k, 0):.3f}" for p in cols) + " |")
+
+    # Other image towers (model bench "architectures").
+    arch = ours.get("architectures", [])
+    if arch:
+        print("\nOther image towers (random weights, fp16, flash, cuBLASLt, CUDA graph):\n")
+        print("| model | px | batch | images/s resident | ms a batch | images/s per call |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for a in arch:
+            if "error" in a or "image_resident_per_s" not in a:
+                print(f"| {a.get('model')} | | | failed: {a.get('error', 'incomplete')[:80]} | | |")
+                continue
+            r = a["image_resident_per_s"]
+            print(f"| {a['model']} | {a['resolution']} | {a['batch']} | {r:,.0f} | {1e3 * a['batch'] / r:.2f} | {a['image_per_s']:,.0f} |")
+
 
 if __name__ == "__main__":
     main()
