@@ -240,12 +240,13 @@ if [ "$t" -gt 0 ]; then
   vocab="$here/clip-reference/models/vit-b32-tiny/hf"
   {
     timeout -k 5 "$(left)" "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.EmbedCorpus \
-      "$ework/big" ViT-B/32 "100:4000x3000,100:2560x1920,100:1600x1200" &&
+      "$ework/big" ViT-B/32 "34:4000x3000,33:2560x1920,33:1600x1200" &&
     timeout -k 5 "$(left)" "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.EmbedCorpus \
-      "$ework/small" - "6000:384x288" &&
-    # Hard-linked copies (free to make) so that each job runs long enough for its steady state
-    # rather than the JIT's warm-up: 4 x 6,000 small and 3 x 300 big images (read from the page cache).
-    for set in small:3 big:2; do
+      "$ework/small" - "3000:384x288" &&
+    # Hard-linked copies (free to make, where encoding the JPEGs takes a minute) so that each job
+    # runs long enough for its steady state rather than the JIT's warm-up: 8 x 3,000 small and
+    # 9 x 100 big images (read from the page cache).
+    for set in small:7 big:8; do
       for i in $(seq 1 "${set#*:}"); do
         mkdir -p "$ework/${set%:*}/photos/copy$i" && ln "$ework/${set%:*}"/photos/*.jpg "$ework/${set%:*}/photos/copy$i/"
       done
