@@ -19,13 +19,21 @@ import jdk.incubator.vector.VectorSpecies;
  *
  * <p><b>Horizontal pass.</b> Each source row is first copied into an int per pixel (the pixel's
  * {@code c} bytes and whatever follows: only the low {@code c} bytes are used), so that every pixel
- * is 4 bytes whatever the channel count. A 16-int vector then holds 4 consecutive taps × 4
- * channels of one output pixel (one 16-byte load, zero-extended); the kernel is expanded once per
- * call to the same layout. Four output pixels are accumulated side by side, and their four
- * accumulators folded into one vector of 4 pixels × 4 channels by two rounds of two-vector
- * shuffles and adds (a 4×4 transpose-and-add), instead of one lane reduction per channel and
- * pixel. The 16 sums are rounded, clipped, packed to the {@code c} channels and stored with one
- * vector store.
+ * is 4 bytes whatever the channel count. Output pixels go 4 at a time, and their 4 × 4 channels
+ * end in one vector, rounded, clipped, packed to the {@code c} channels and stored with one vector
+ * store. Two layouts, the kernel expanded once per call to the one used:
+ *
+ * <ul>
+ *   <li>narrow ({@link #narrow}; when each group of 4 output pixels starts within 16 source
+ *       pixels, i.e. downscaling by less than about 5, CLIP's usual case for small images): lanes
+ *       are 4 pixels × 4 channels throughout; per tap one load of 16 source pixels and one shuffle
+ *       picking each output pixel's own source pixel;
+ *   <li>otherwise: a vector holds 4 consecutive taps × 4 channels of one output pixel (one 16-byte
+ *       load, zero-extended); the four pixels' accumulators are folded into one vector of 4 pixels
+ *       × 4 channels by two rounds of two-vector shuffles and adds (a 4×4 transpose-and-add).
+ * </ul>
+ *
+ * Neither needs a lane reduction per channel and pixel (what {@link HorizontalVector} does).
  *
  * <p><b>Vertical pass.</b> Every byte of an output row has the same weights (those of its row), so
  * 16 consecutive bytes are computed at once: per tap one 16-byte load zero-extended to ints and
@@ -75,6 +83,17 @@ final class ResampleVector implements Resampler.VectorPass {
     return IntVector.SPECIES_PREFERRED.length() >= 16;
   }
 
+  /** Whether the horizontal pass may take {@link #narrow} (false: always the 4-taps layout; for the tests). */
+  private final boolean narrowAllowed;
+
+  ResampleVector() {
+    this(true);
+  }
+
+  ResampleVector(boolean narrowAllowed) {
+    this.narrowAllowed = narrowAllowed;
+  }
+
   private int[] expanded = new int[0];
   private int[] row = new int[0];
 
@@ -91,6 +110,7 @@ final class ResampleVector implements Resampler.VectorPass {
   @Override
   public void horizontal(
       byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff) {
+    if (narrowAllowed && narrow(src, w, c, rowFirst, rows, cw, hk, bounds, kk, out, outOff)) return;
     // Expanded kernel: per output pixel, `steps` vectors of 4 taps × 4 channels (0 past its taps).
     int steps = (hk + 3) / 4;
     int per = steps * 16;
@@ -142,6 +162,95 @@ final class ResampleVector implements Resampler.VectorPass {
         }
         o += xx < full ? 4 * c : (cw - xx) * c;
       }
+    }
+  }
+
+  /**
+   * The horizontal pass when every group of 4 consecutive output pixels starts within 16 source
+   * pixels (downscaling by less than about 5): lanes are 4 pixels × 4 channels, so there is
+   * nothing to fold. Per tap {@code k} one vector of 16 packed source pixels from the group's first
+   * start {@code + k}, one shuffle picking each pixel's own source pixel ({@code start_j + k}), its
+   * bytes zero-extended, times the 4 pixels' weights for that tap.
+   *
+   * @return false when some group's starts are too far apart (nothing written)
+   */
+  private boolean narrow(
+      byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff) {
+    int groups = (cw + 3) / 4;
+    if (gBase.length < groups) {
+      gBase = new int[groups];
+      gTaps = new int[groups];
+      gIdx = new int[groups * 16];
+    }
+    int total = 0;
+    for (int g = 0; g < groups; g++) {
+      int base = bounds[8 * g];
+      int taps = 0;
+      for (int j = 0; j < 4; j++) {
+        int xx = 4 * g + j;
+        int d = xx < cw ? bounds[2 * xx] - base : 0;
+        if (d > 15) return false;
+        gIdx[g * 16 + j] = d; // lane j: pixel j's source; lanes 4..15 unused
+        if (xx < cw) taps = Math.max(taps, bounds[2 * xx + 1]);
+      }
+      gBase[g] = base;
+      gTaps[g] = taps;
+      total += taps;
+    }
+    if (expanded.length < total * 16) expanded = new int[total * 16];
+    int[] ek = expanded;
+    for (int g = 0, e = 0; g < groups; g++) {
+      for (int k = 0; k < gTaps[g]; k++, e += 16) {
+        for (int j = 0; j < 4; j++) {
+          int xx = 4 * g + j;
+          int v = xx < cw && k < bounds[2 * xx + 1] ? kk[xx * hk + k] : 0;
+          ek[e + 4 * j] = v;
+          ek[e + 4 * j + 1] = v;
+          ek[e + 4 * j + 2] = v;
+          ek[e + 4 * j + 3] = v;
+        }
+      }
+    }
+    // Loads reach 15 pixels past the last tap's start (the weights there are 0).
+    if (row.length < w + 16 + hk) row = new int[w + 16 + hk];
+    int[] px = row;
+    int outStride = cw * c;
+    int outEnd = outOff + rows * outStride;
+    for (int y = 0; y < rows; y++) {
+      packRow(src, (rowFirst + y) * w * c, w, c, px);
+      narrowRow(px, groups, cw, c, ek, out, outOff + y * outStride, outEnd);
+    }
+    return true;
+  }
+
+  private int[] gBase = new int[0];
+  private int[] gTaps = new int[0];
+  private int[] gIdx = new int[0];
+
+  private void narrowRow(int[] px, int groups, int cw, int c, int[] ek, byte[] out, int o, int outEnd) {
+    int[] bases = gBase;
+    int[] tapsOf = gTaps;
+    int[] idxs = gIdx;
+    for (int g = 0, e = 0; g < groups; g++) {
+      IntVector idx = IntVector.fromArray(I, idxs, 16 * g);
+      int base = bases[g];
+      int taps = tapsOf[g];
+      IntVector acc = IntVector.broadcast(I, 1 << (Resampler.PRECISION_BITS - 1));
+      for (int k = 0; k < taps; k++, e += 16) {
+        IntVector p = idx.selectFrom(IntVector.fromArray(I, px, base + k));
+        IntVector b = (IntVector) p.reinterpretAsBytes().convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+        acc = b.mul(IntVector.fromArray(I, ek, e)).add(acc);
+      }
+      IntVector v = acc.lanewise(VectorOperators.ASHR, Resampler.PRECISION_BITS).max(0).min(255);
+      if (c != 4) v = v.rearrange(PACK[c]);
+      ByteVector bytes = (ByteVector) v.convertShape(VectorOperators.I2B, B, 0);
+      int valid = Math.min(4, cw - 4 * g) * c;
+      if (o + 16 <= outEnd) {
+        bytes.intoArray(out, o);
+      } else {
+        bytes.intoArray(out, o, VectorMask.fromLong(B, (1L << valid) - 1));
+      }
+      o += valid;
     }
   }
 

@@ -67,11 +67,15 @@ public final class Resampler {
 
   /** Separate so that the Vector API classes are only resolved when the module is there. */
   static final class VectorFactory {
-    /** @param kind "auto", "512" (ResampleVector) or "horizontal" (HorizontalVector); null if the JVM cannot */
+    /**
+     * @param kind "auto", "512" (ResampleVector), "512-taps" (ResampleVector without its narrow
+     *     horizontal layout) or "horizontal" (HorizontalVector); null if the JVM cannot
+     */
     static VectorPass create(String kind) {
       boolean wide = ResampleVector.available();
       return switch (kind) {
         case "512" -> wide ? new ResampleVector() : null;
+        case "512-taps" -> wide ? new ResampleVector(false) : null;
         case "horizontal" -> HorizontalVector.available() ? new HorizontalVector() : null;
         default -> wide ? new ResampleVector() : HorizontalVector.available() ? new HorizontalVector() : null;
       };

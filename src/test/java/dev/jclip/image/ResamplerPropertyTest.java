@@ -50,8 +50,9 @@ class ResamplerPropertyTest {
 
   /**
    * "vector": the default Vector API passes (required when the module is present, as under
-   * surefire); "512" and "horizontal": {@link ResampleVector} and {@link HorizontalVector} by name
-   * (skipped where the JVM's vectors are too short); "scalar": the scalar twins.
+   * surefire); "512", "512-taps" and "horizontal": {@link ResampleVector} (with and without its
+   * narrow horizontal layout) and {@link HorizontalVector} by name (skipped where the JVM's
+   * vectors are too short); "scalar": the scalar twins.
    */
   private static Resampler resampler(String kind) {
     boolean module = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
@@ -92,7 +93,7 @@ class ResamplerPropertyTest {
   }
 
   @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
-  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "horizontal", "scalar"})
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal", "scalar"})
   void bicubicMatchesThePlainImplementationExactly(String vector) {
     Random r = new Random(20261127);
     Resampler rs = resampler(vector); // reused: scratch buffers must not leak between calls
@@ -105,7 +106,7 @@ class ResamplerPropertyTest {
   }
 
   @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
-  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "horizontal", "scalar"})
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal", "scalar"})
   void bicubicMatchesOnLargeImages(String vector) {
     Random r = new Random(4000);
     Resampler rs = resampler(vector);
@@ -117,7 +118,7 @@ class ResamplerPropertyTest {
   }
 
   @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
-  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "horizontal", "scalar"})
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal", "scalar"})
   void clipGeometriesBothDirectionsOddAndEvenCrops(String vector) {
     Random r = new Random(77);
     Resampler rs = resampler(vector);
@@ -143,7 +144,7 @@ class ResamplerPropertyTest {
    * horizontal pass stores whole vectors and relies on later stores to overwrite their tails).
    */
   @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
-  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "horizontal"})
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal"})
   void vectorEdgeCasesMatchTheScalarTwinAndStayInsideTheWindow(String vector) {
     Random r = new Random(System.nanoTime());
     long seed = r.nextLong();
