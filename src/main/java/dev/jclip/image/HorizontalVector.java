@@ -19,7 +19,7 @@ import jdk.incubator.vector.VectorSpecies;
  * summed lane-wise and each channel's lanes are added at the end. All of it is 32-bit integer
  * arithmetic, like Pillow's, so the order of the additions cannot change a bit.
  */
-final class HorizontalVector implements Resampler.HorizontalPass {
+final class HorizontalVector implements Resampler.VectorPass {
   private static final VectorSpecies<Integer> I = IntVector.SPECIES_PREFERRED;
   private static final int L = I.length();
   private static final VectorSpecies<Byte> B = VectorSpecies.of(byte.class, VectorShape.forBitSize(L * 8));
@@ -32,10 +32,21 @@ final class HorizontalVector implements Resampler.HorizontalPass {
     return new VectorMask[5 * 4];
   }
 
-  /** Whether this pass handles {@code c} channels (it needs at least one whole pixel per vector). */
+  /** Whether this JVM's vectors hold at least 8 ints (two whole RGBA pixels). */
+  static boolean available() {
+    return L >= 8;
+  }
+
   @Override
   public boolean supports(int c) {
     return L >= 8 && c >= 1 && c <= 4;
+  }
+
+  /** No vertical pass here: {@link Resampler}'s scalar loop runs. */
+  @Override
+  public boolean vertical(
+      byte[] t, int tOff, int tStride, int tRow0, int c, int cw, int ch, int vk, int[] bounds, int[] kk, byte[] out, int outOff) {
+    return false;
   }
 
   private VectorMask<Integer> mask(int c, int ch) {
@@ -55,7 +66,7 @@ final class HorizontalVector implements Resampler.HorizontalPass {
    * pixel; {@code kk}: {@code hk} fixed-point weights per pixel), clipped to bytes into {@code out}.
    */
   @Override
-  public void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff) {
+  public void horizontal(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff) {
     int ppv = L / c;
     int steps = (hk + ppv - 1) / ppv;
     int need = cw * steps * L;

@@ -26,42 +26,63 @@ public final class Resampler {
   private static final double BICUBIC_SUPPORT = 2.0;
 
   /**
-   * The horizontal pass on the Vector API when the {@code jdk.incubator.vector} module is present
-   * (and {@code -Djclip.resample.vector=false} does not turn it off), else null: the scalar loop.
+   * The passes on the Vector API when the {@code jdk.incubator.vector} module is present (and
+   * {@code -Djclip.resample.vector=false} does not turn it off), else null: the scalar loops.
+   * {@link ResampleVector} (both passes) where the JVM has 16-int vectors, else {@link
+   * HorizontalVector} (the horizontal pass only) where it has 8.
    */
-  private final HorizontalPass vector;
+  private final VectorPass vector;
 
-  /** The Vector API pass when available (the default). */
+  /** The Vector API passes when available (the default). */
   public Resampler() {
     this(true);
   }
 
   /** @param useVector false forces the scalar loops (the twin the tests compare with) */
   Resampler(boolean useVector) {
-    this.vector = useVector ? vectorPass() : null;
+    this(useVector ? vectorPass() : null);
   }
 
-  /** The horizontal pass of another implementation (the interface keeps the Vector API classes unloaded without the module). */
-  interface HorizontalPass {
+  /** A given implementation of the passes (null: the scalar loops); for the tests. */
+  Resampler(VectorPass pass) {
+    this.vector = pass;
+  }
+
+  /** The passes of another implementation (the interface keeps the Vector API classes unloaded without the module). */
+  interface VectorPass {
     boolean supports(int channels);
 
-    void run(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff);
+    void horizontal(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, int[] bounds, int[] kk, byte[] out, int outOff);
+
+    /** @return false when this implementation has no vertical pass (the scalar loop runs) */
+    boolean vertical(
+        byte[] t, int tOff, int tStride, int tRow0, int c, int cw, int ch, int vk, int[] bounds, int[] kk, byte[] out, int outOff);
   }
 
-  private static HorizontalPass vectorPass() {
+  static VectorPass vectorPass() {
     if ("false".equals(System.getProperty("jclip.resample.vector"))) return null;
     if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return null;
-    return VectorFactory.create();
+    return VectorFactory.create(System.getProperty("jclip.resample.vector", "auto"));
   }
 
-  /** Separate so that HorizontalVector is only resolved when the module is there. */
-  private static final class VectorFactory {
-    static HorizontalPass create() {
-      return new HorizontalVector();
+  /** Separate so that the Vector API classes are only resolved when the module is there. */
+  static final class VectorFactory {
+    /**
+     * @param kind "auto", "512" (ResampleVector), "512-taps" (ResampleVector without its narrow
+     *     horizontal layout) or "horizontal" (HorizontalVector); null if the JVM cannot
+     */
+    static VectorPass create(String kind) {
+      boolean wide = ResampleVector.available();
+      return switch (kind) {
+        case "512" -> wide ? new ResampleVector() : null;
+        case "512-taps" -> wide ? new ResampleVector(false) : null;
+        case "horizontal" -> HorizontalVector.available() ? new HorizontalVector() : null;
+        default -> wide ? new ResampleVector() : HorizontalVector.available() ? new HorizontalVector() : null;
+      };
     }
   }
 
-  /** Whether the horizontal pass runs on the Vector API (for tests and benchmarks). */
+  /** Whether a pass runs on the Vector API (for tests and benchmarks). */
   public boolean vectorized() {
     return vector != null;
   }
@@ -213,7 +234,7 @@ public final class Resampler {
 
   private void horizontal(byte[] src, int w, int c, int rowFirst, int rows, int cw, int hk, byte[] out, int outOff) {
     if (vector != null && vector.supports(c)) {
-      vector.run(src, w, c, rowFirst, rows, cw, hk, hBounds, hKernel, out, outOff);
+      vector.horizontal(src, w, c, rowFirst, rows, cw, hk, hBounds, hKernel, out, outOff);
       return;
     }
     int[] bounds = hBounds;
@@ -297,6 +318,9 @@ public final class Resampler {
   }
 
   private void vertical(byte[] t, int tOff, int tStride, int tRow0, int c, int cw, int ch, int vk, byte[] out, int outOff) {
+    if (vector != null && vector.supports(c) && vector.vertical(t, tOff, tStride, tRow0, c, cw, ch, vk, vBounds, vKernel, out, outOff)) {
+      return;
+    }
     int[] bounds = vBounds;
     int[] kk = vKernel;
     int half = 1 << (PRECISION_BITS - 1);

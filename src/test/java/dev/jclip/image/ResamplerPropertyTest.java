@@ -48,11 +48,27 @@ class ResamplerPropertyTest {
     return new Case(w, h, 1 + r.nextInt(4), ow, oh, r.nextInt(ow - cw + 1), r.nextInt(oh - ch + 1), cw, ch);
   }
 
-  /** The Vector API horizontal pass (required when the module is present, as under surefire) or the scalar twin. */
-  private static Resampler resampler(boolean vector) {
-    Resampler rs = new Resampler(vector);
-    if (vector && ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent()) assertTrue(rs.vectorized(), "vector pass not used");
-    if (!vector) assertTrue(!rs.vectorized());
+  /**
+   * "vector": the default Vector API passes (required when the module is present, as under
+   * surefire); "512", "512-taps" and "horizontal": {@link ResampleVector} (with and without its
+   * narrow horizontal layout) and {@link HorizontalVector} by name (skipped where the JVM's
+   * vectors are too short); "scalar": the scalar twins.
+   */
+  private static Resampler resampler(String kind) {
+    boolean module = ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent();
+    Resampler rs =
+        switch (kind) {
+          case "scalar" -> new Resampler(false);
+          case "vector" -> new Resampler(true);
+          default -> {
+            org.junit.jupiter.api.Assumptions.assumeTrue(module, "no jdk.incubator.vector");
+            Resampler.VectorPass p = Resampler.VectorFactory.create(kind);
+            org.junit.jupiter.api.Assumptions.assumeTrue(p != null, kind + " vectors not available on this JVM");
+            yield new Resampler(p);
+          }
+        };
+    if (kind.equals("vector") && module) assertTrue(rs.vectorized(), "vector pass not used");
+    if (kind.equals("scalar")) assertTrue(!rs.vectorized());
     return rs;
   }
 
@@ -76,9 +92,9 @@ class ResamplerPropertyTest {
     }
   }
 
-  @org.junit.jupiter.params.ParameterizedTest(name = "vector={0}")
-  @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
-  void bicubicMatchesThePlainImplementationExactly(boolean vector) {
+  @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal", "scalar"})
+  void bicubicMatchesThePlainImplementationExactly(String vector) {
     Random r = new Random(20261127);
     Resampler rs = resampler(vector); // reused: scratch buffers must not leak between calls
     for (int i = 0; i < 60; i++) check(r, randomCase(r, 300, 400), rs, true);
@@ -89,9 +105,9 @@ class ResamplerPropertyTest {
     check(r, new Case(2000, 3, 3, 224, 1, 17, 0, 190, 1), rs, true);
   }
 
-  @org.junit.jupiter.params.ParameterizedTest(name = "vector={0}")
-  @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
-  void bicubicMatchesOnLargeImages(boolean vector) {
+  @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal", "scalar"})
+  void bicubicMatchesOnLargeImages(String vector) {
     Random r = new Random(4000);
     Resampler rs = resampler(vector);
     // 4000x3000 down to CLIP sizes (landscape and portrait), and a large upscale window.
@@ -101,9 +117,9 @@ class ResamplerPropertyTest {
     check(r, new Case(70, 46, 3, 1511, 1000, 600, 400, 336, 336), rs, false);
   }
 
-  @org.junit.jupiter.params.ParameterizedTest(name = "vector={0}")
-  @org.junit.jupiter.params.provider.ValueSource(booleans = {true, false})
-  void clipGeometriesBothDirectionsOddAndEvenCrops(boolean vector) {
+  @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal", "scalar"})
+  void clipGeometriesBothDirectionsOddAndEvenCrops(String vector) {
     Random r = new Random(77);
     Resampler rs = resampler(vector);
     int odd = 0;
@@ -119,6 +135,47 @@ class ResamplerPropertyTest {
       check(r, new Case(w, h, 3, (int) g.resizedWidth(), (int) g.resizedHeight(), g.cropLeft(), g.cropTop(), size, size), rs, true);
     }
     assertTrue(odd > 0 && even > 0, "both crop parities exercised");
+  }
+
+  /**
+   * The vector passes' edge cases on fresh random inputs: tiny and odd widths (windows not a
+   * multiple of the 4 pixels or 16 bytes a vector holds), 1 to 4 channels, up- and downscaling,
+   * one pass skipped; the destination is surrounded by sentinel bytes that must survive (the
+   * horizontal pass stores whole vectors and relies on later stores to overwrite their tails).
+   */
+  @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"vector", "512", "512-taps", "horizontal"})
+  void vectorEdgeCasesMatchTheScalarTwinAndStayInsideTheWindow(String vector) {
+    Random r = new Random(System.nanoTime());
+    long seed = r.nextLong();
+    r = new Random(seed);
+    Resampler rs = resampler(vector);
+    Resampler scalar = resampler("scalar");
+    for (int i = 0; i < 400; i++) {
+      int c = 1 + r.nextInt(4);
+      int w = 1 + r.nextInt(r.nextBoolean() ? 9 : 70);
+      int h = 1 + r.nextInt(r.nextBoolean() ? 9 : 70);
+      int ow = r.nextInt(5) == 0 ? w : 1 + r.nextInt(r.nextBoolean() ? 12 : 150);
+      int oh = r.nextInt(5) == 0 ? h : 1 + r.nextInt(r.nextBoolean() ? 12 : 150);
+      int cw = 1 + r.nextInt(ow);
+      int ch = 1 + r.nextInt(oh);
+      Case k = new Case(w, h, c, ow, oh, r.nextInt(ow - cw + 1), r.nextInt(oh - ch + 1), cw, ch);
+      byte[] src = image(r, w, h, c);
+      int pad = 1 + r.nextInt(40);
+      int n = cw * ch * c;
+      byte[] got = new byte[pad + n + pad];
+      byte[] twin = new byte[n];
+      java.util.Arrays.fill(got, (byte) 0x5a);
+      rs.bicubic(src, w, h, c, ow, oh, k.x0(), k.y0(), cw, ch, got, pad);
+      scalar.bicubic(src, w, h, c, ow, oh, k.x0(), k.y0(), cw, ch, twin, 0);
+      for (int j = 0; j < pad; j++) {
+        if (got[j] != 0x5a || got[pad + n + j] != 0x5a) fail("seed " + seed + ", " + k + ": wrote outside the window");
+      }
+      for (int j = 0; j < n; j++) {
+        if (got[pad + j] != twin[j]) fail("seed " + seed + ", " + k + ": first mismatch with the scalar twin at byte " + j);
+      }
+      if (i % 8 == 0) check(r, k, rs, false);
+    }
   }
 
   @Test
