@@ -27,7 +27,10 @@ console_version="1${junit_version#5}" # JUnit Jupiter 5.x.y ships with Platform 
 
 rm -rf "$out"; mkdir -p "$out/lib" "$cache"
 jre_version="$("$JAVA_HOME/bin/java" -version 2>&1 | head -1 | tr -dc '0-9.')"
-modules=java.base,java.desktop,java.logging,java.management,java.naming,java.net.http,java.sql,java.xml,jdk.unsupported,jdk.incubator.vector,jdk.zipfs
+# The runtime's modules: those the tests and the JUnit launcher use, and whatever jdeps finds the
+# jar needs (run 3's runtime lacked java.net.http, which Clip.load links, and every embed failed).
+modules="$( (echo java.base,java.desktop,java.logging,java.management,java.naming,java.sql,java.xml,jdk.unsupported,jdk.incubator.vector,jdk.zipfs
+  "$JAVA_HOME/bin/jdeps" --print-module-deps --ignore-missing-deps --multi-release 25 target/jclip.jar) | tr ',' '\n' | sort -u | paste -sd, -)"
 jre_pack="$cache/jre-$jre_version-$(echo "$modules" | sha256sum | cut -c1-8).tar.xz"
 if [ ! -f "$jre_pack" ]; then
   echo "gpu-bundle: jlink $modules (once per JDK version)" >&2
