@@ -71,6 +71,23 @@ else
 fi
 chmod +x "$out/run.sh"
 
+# Smoke test of the bundled runtime here, on the CPU: the commands the GPU run calls must find every
+# class they link (a module missing from the jlink'd runtime only shows when a command runs). With
+# the full jar: the bundle's leaves out the CPU GEMM libraries.
+smoke="$(mktemp -d)"
+trap 'rm -rf "$smoke"' EXIT
+mkdir -p "$smoke/jre" "$smoke/images"
+tar -C "$smoke/jre" -xJf "$out/jre.tar.xz"
+cp "$ref/images/CLIP.png" "$ref/images/FreshFlower.jpg" "$smoke/images/"
+if ! "$smoke/jre/bin/java" --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector -jar target/jclip.jar embed \
+    --model "$ref/models/vit-b32-tiny/state_dict.pt" --vocab "$ref/bpe_simple_vocab_16e6.txt.gz" --input "$smoke/images" --output "$smoke/out" --device cpu --batch-size 2 \
+    --progress none > "$smoke/log" 2>&1 || ! grep -q '2 embedded' "$smoke/log"; then
+  cat "$smoke/log" >&2
+  echo "gpu-bundle: the bundled runtime failed the embed smoke test (above)" >&2
+  exit 1
+fi
+echo "gpu-bundle: the bundled runtime runs embed (2 images, CPU)" >&2
+
 # Reference data read by the GPU tests and the peer benchmark (scripts/gpu-bundle.files lists it).
 mkdir -p "$out/clip-reference"
 while read -r f; do
