@@ -10,7 +10,7 @@
 # within what is left of the budget; a stage with too little time left is skipped and says so, so
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
-# JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
+# JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes;
 # JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
 # (random weights, fp16; default RN50,RN50x4,ViT-B/16,ViT-L/14@336px); JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
@@ -196,6 +196,22 @@ if [ "$t" -gt 0 ]; then
   grep -E 'model|profile|rror|Exception|CUDA|failed' "$OUT/bench-model.txt" | head -120 | tee -a "$report"
 else
   note "model benchmark: SKIPPED (budget or mode)"
+fi
+
+section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
+# Why a kernel takes the time the profile shows: memory throughput, shared-memory bank conflicts,
+# occupancy of each hot kernel at ViT-B/32's batch-1024 fp16 shapes (the second of two launches).
+# The machine may refuse performance counters (ERR_NVGPUCTRPERM): then this says so and moves on.
+t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
+ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
+if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|add_layernorm|bias_act_vec|patchify_rows' --launch-skip 6 --launch-count 6 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
+    "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample > "$OUT/ncu.txt" 2>&1
+  stage "kernel metrics (ncu)" "$?"
+  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|add_layernorm|bias_act_vec|patchify_rows|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank' "$OUT/ncu.txt" | head -80 | tee -a "$report"
+else
+  note "kernel metrics (ncu): SKIPPED (budget, mode, or no ncu on this machine)"
 fi
 
 section "cuBLAS GEMM peaks and attention kernels"
