@@ -17,6 +17,8 @@
 // the thread). K tiles are stored row-major (a B operand for K^T is a row of K), V tiles
 // transposed (a B operand for V is a row of V^T). fp32 accumulation and statistics throughout.
 // Launch: grid (ceil(N/64), H, B), block 128 (4 warps x 16 rows), static shared memory 18 KB.
+// flash_attention_vkey_*: the same, with the V tile read key by key (bank-conflict-free transposed
+// stores), bit for bit the same results; opt-in until timed.
 #include "common.cuh"
 
 #define FA_HEAD 64
@@ -55,7 +57,7 @@ __device__ __forceinline__ unsigned pair(const T* p) {
   return *reinterpret_cast<const unsigned*>(p);
 }
 
-template <typename T>
+template <typename T, bool V_BY_KEY>
 __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, int causal) {
   __shared__ __align__(16) T k_s[FA_TILE][FA_HEAD + FA_PAD];
   __shared__ __align__(16) T vt_s[FA_HEAD][FA_TILE + FA_PAD];
@@ -94,17 +96,39 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   for (int j0 = 0; j0 < kv_end; j0 += FA_TILE) {
     __syncthreads();
     // K tile row-major, V tile transposed; keys past N are zero (and masked below).
-    for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
-      const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (key < N) {
-        kv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + D + c);
-        vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
-      }
-      *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
-      const T* v8 = reinterpret_cast<const T*>(&vv);
+    if (!V_BY_KEY) {
+      // 8 consecutive threads read one key's 128 bytes of K and of V; the transposed V stores of a
+      // warp land on 8 rows 1152 bytes apart, all in the same two banks.
+      for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+        const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
+        uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+        if (key < N) {
+          kv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + D + c);
+          vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
+        }
+        *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
+        const T* v8 = reinterpret_cast<const T*>(&vv);
 #pragma unroll
-      for (int u = 0; u < 8; u++) vt_s[c + u][r] = v8[u];
+        for (int u = 0; u < 8; u++) vt_s[c + u][r] = v8[u];
+      }
+    } else {
+      // K as above; V with consecutive threads on consecutive keys, so that a warp's transposed
+      // stores fill 64 contiguous bytes of one vt_s row (no bank conflicts). The same values land
+      // in the same places: the result is bit for bit the other mapping's.
+      for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+        const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
+        uint4 kv = make_uint4(0, 0, 0, 0);
+        if (key < N) kv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + D + c);
+        *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
+      }
+      for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+        const int r = e % FA_TILE, c = (e / FA_TILE) * 8, key = j0 + r;
+        uint4 vv = make_uint4(0, 0, 0, 0);
+        if (key < N) vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
+        const T* v8 = reinterpret_cast<const T*>(&vv);
+#pragma unroll
+        for (int u = 0; u < 8; u++) vt_s[c + u][r] = v8[u];
+      }
     }
     __syncthreads();
     if (row0 >= N) continue;  // a warp past the end still joins every barrier
@@ -199,10 +223,21 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
 
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
 flash_attention_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__half>(out, qkv, N, H, causal);
+  flash_attention<__half, false>(out, qkv, N, H, causal);
 }
 
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
 flash_attention_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__nv_bfloat16>(out, qkv, N, H, causal);
+  flash_attention<__nv_bfloat16, false>(out, qkv, N, H, causal);
+}
+
+// The same kernels with the V tile loaded key by key (see the tile loads above).
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
+flash_attention_vkey_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__half, true>(out, qkv, N, H, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
+flash_attention_vkey_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__nv_bfloat16, true>(out, qkv, N, H, causal);
 }

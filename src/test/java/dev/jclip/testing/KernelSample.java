@@ -8,7 +8,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Launches each of jclip's hot kernels once or twice at ViT-B/32's batch-1024 fp16 shapes and
+ * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes and
  * exits: a short process for a kernel profiler to attach to (scripts/gpu-run.sh runs it under
  * Nsight Compute, {@code ncu}, where the GPU machine allows it), so that the per-kernel metrics
  * (memory throughput, bank conflicts, occupancy) say why a kernel takes the time the model
@@ -45,6 +45,8 @@ public final class KernelSample {
       for (int i = 0; i < 2; i++) {
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p); // image: N = 50, 12 heads
         ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p); // text: N = 77, 8 heads, causal
+        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, true); // the same, V key by key
+        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true);
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, false);
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, true);
         ops.biasAct(act, bias, imageRows, 4 * width, 1, p); // c_fc's bias + QuickGELU

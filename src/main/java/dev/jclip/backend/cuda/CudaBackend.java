@@ -119,6 +119,18 @@ public final class CudaBackend implements Backend {
   private volatile boolean vectorLayerNorm = choice("jclip.cuda.layernorm", "the CUDA LayerNorm kernel", "vec", "plain", "plain");
 
   /**
+   * The flash attention kernel that reads its V tiles key by key (bank-conflict-free transposed
+   * stores, the same bits): off by default until timed; {@code -Djclip.cuda.flashV=key} turns it on
+   * for backends built without saying.
+   */
+  private volatile boolean flashVByKey = choice("jclip.cuda.flashV", "the flash kernel's V tile loads", "key", "row", "row");
+
+  /** Chooses the flash kernel's V tile loads for graphs run from now on: key by key, or by rows. */
+  public void flashVByKey(boolean on) {
+    flashVByKey = on;
+  }
+
+  /**
    * Chooses the LayerNorm kernel for graphs run from now on (a CUDA graph already recorded keeps
    * the kernel it captured): the vector one, or the plain one.
    */
@@ -607,7 +619,7 @@ public final class CudaBackend implements Backend {
           precision, vectorLayerNorm);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
-        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashVByKey);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
       }
       case QUICK_GELU, GELU -> {

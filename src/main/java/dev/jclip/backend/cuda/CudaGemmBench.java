@@ -55,7 +55,10 @@ public final class CudaGemmBench {
               DeviceBuffer out = device.allocate(qkvBytes / 3)) {
             zero(qkv);
             time(device, p.toString(), () -> ops.attention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
-            if (p != Precision.FP32) time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
+            if (p != Precision.FP32) {
+              time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
+              time(device, "flash-vkey " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
+            }
           }
         }
       }

@@ -207,25 +207,27 @@ public final class CudaModelBench {
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
     int[] ids = texts77(batch);
-    // {flash, vector LayerNorm}: the WMMA and the flash attention kernel, then flash with the vector LayerNorm
-    for (boolean[] cfg : new boolean[][] {{false, false}, {true, false}, {true, true}}) {
-      boolean flash = cfg[0], vecLn = cfg[1];
+    // {flash, vector LayerNorm, V by key}: the WMMA and the flash attention kernel, then flash with
+    // the vector LayerNorm, and flash reading V key by key
+    for (boolean[] cfg : new boolean[][] {{false, false, false}, {true, false, false}, {true, true, false}, {true, false, true}}) {
+      boolean flash = cfg[0], vecLn = cfg[1], vKey = cfg[2];
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", vecLn).put("tower", tower).put("batch", batch);
+            .put("vector_layernorm", vecLn).put("flash_v_by_key", vKey).put("tower", tower).put("batch", batch);
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device);
             Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
           Map<String, ?> in = tower.equals("image") ? Map.of("pixels", pixels) : Map.of("tokens", ids);
           backend.vectorLayerNorm(vecLn);
+          backend.flashVByKey(vKey);
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);
           ex.run(in);
           backend.profile(null);
           ObjectNode ops = row.putObject("ms_by_node");
           prof.totals().forEach((k, v) -> ops.put(k, v[0]));
-          log.printf("[profile] ViT-B/32 FP16%s cuBLASLt%s %s tower, batch %d, one forward pass node by node:%n", flash ? "+flash" : "",
-              vecLn ? " vector-LayerNorm" : "", tower, batch);
+          log.printf("[profile] ViT-B/32 FP16%s cuBLASLt%s%s %s tower, batch %d, one forward pass node by node:%n", flash ? "+flash" : "",
+              vecLn ? " vector-LayerNorm" : "", vKey ? " V-by-key" : "", tower, batch);
           for (String line : prof.report(14)) log.println("[profile]   " + line);
         } catch (RuntimeException e) {
           row.put("error", String.valueOf(e));

@@ -128,10 +128,20 @@ public final class CudaOps implements AutoCloseable {
    * registers (cuda-kernels/flash_attention.cu, the second version); fp16 and bf16 only.
    */
   public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision) {
+    flashAttention(out, qkv, batch, n, heads, causal, precision, false);
+  }
+
+  /**
+   * As {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision)}; with
+   * {@code vByKey} the kernel that reads its V tiles key by key ({@code flash_attention_vkey_*}:
+   * bank-conflict-free transposed stores, bit for bit the same result).
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean vByKey) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
-    flashAttention.launch("flash_attention_" + suffix(precision), new int[] {(n + 63) / 64, heads, batch}, new int[] {128, 1, 1}, 0,
-        stream, out, qkv, n, heads, causal ? 1 : 0);
+    flashAttention.launch((vByKey ? "flash_attention_vkey_" : "flash_attention_") + suffix(precision), new int[] {(n + 63) / 64, heads, batch},
+        new int[] {128, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
   }
 
   /**

@@ -88,8 +88,15 @@ class CudaAttentionTest {
                 DeviceBuffer dout = device.allocate(2L * batch * n * d)) {
               if (flash) ops.flashAttention(dout, dq, batch, n, heads, causal, p);
               else ops.attention(dout, dq, batch, n, heads, causal, p);
-              float[] got = fromHalf(dout.downloadShorts(batch * n * d), p);
+              short[] bits = dout.downloadShorts(batch * n * d);
+              float[] got = fromHalf(bits, p);
               check((flash ? "flash attention " : "attention ") + p + " " + shape, got, want, p == Precision.FP16 ? FP16_TOL : BF16_TOL);
+              if (flash) {
+                // the kernel reading V key by key: the same values in the same places, the same bits
+                ops.flashAttention(dout, dq, batch, n, heads, causal, p, true);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                    "flash attention with V read key by key, " + p + " " + shape);
+              }
             }
           }
         }
