@@ -105,7 +105,7 @@ public class GoldenParityTest {
      * unit roundoffs (1.4e-2, 7.4e-2) over 64 perturbed inputs in a CPU emulation of the GPU's
      * rounding ({@code dev.jclip.diag.Rn50RoundingDiagTest}, docs/diag/), where ViTs stay at a few.
      */
-    double tolerance(ClipConfig cfg) {
+    public double tolerance(ClipConfig cfg) {
       if (cfg.isVit()) return tol;
       return switch (this) {
         case HALF -> 40 * 0x1p-11;

@@ -11,6 +11,7 @@ import dev.jclip.graph.Graph;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.ClipConfig;
 import dev.jclip.model.ClipGraphs;
+import dev.jclip.model.GoldenParityTest;
 import dev.jclip.model.RandomWeights;
 import dev.jclip.testing.TestRandom;
 import java.util.List;
@@ -66,8 +67,8 @@ class CudaFullGeometryTest {
           String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm" : "");
           try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
             cuda.vectorLayerNorm(v[2]);
-            check(what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
-            check(what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
+            check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
+            check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
             if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());
           } catch (RuntimeException e) {
             failures.add(what + ": " + e);
@@ -99,17 +100,16 @@ class CudaFullGeometryTest {
       float[] want = run("image_features", graphs.image(images), Map.of("pixels", pixels), ref);
       List<String> failures = new java.util.ArrayList<>();
       for (Precision p : Precision.values()) {
-        double tol = switch (p) {
-          case FP32 -> 1e-4;
-          case FP16 -> 40 * 0x1p-11;
-          case BF16 -> 40 * 0x1p-8;
-        };
+        double tol = (switch (p) {
+          case FP32 -> GoldenParityTest.Mode.FP32;
+          case FP16 -> GoldenParityTest.Mode.HALF;
+          case BF16 -> GoldenParityTest.Mode.BF16_ACTIVATIONS;
+        }).tolerance(cfg);
         for (boolean lt : new boolean[] {true, false}) {
-          String what = "RN50 " + p + (lt ? " cuBLASLt" : " cuBLAS");
+          String what = p + (lt ? " cuBLASLt" : " cuBLAS");
           try (CudaBackend cuda = new CudaBackend(device, p, true, lt)) {
-            double err = ReferenceOps.relativeError(run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), want);
-            System.out.printf("[cuda] %s full geometry image_features: relative error %.2e (tolerance %.1e)%n", what, err, tol);
-            if (!(err <= tol)) failures.add(what + ": relative error " + err + " > " + tol);
+            check("RN50", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), want, tol,
+                failures);
           } catch (RuntimeException e) {
             failures.add(what + ": " + e);
             e.printStackTrace(System.out);
@@ -126,9 +126,9 @@ class CudaFullGeometryTest {
     }
   }
 
-  private static void check(String what, float[] got, float[] want, double tol, List<String> failures) {
+  private static void check(String model, String what, float[] got, float[] want, double tol, List<String> failures) {
     double err = ReferenceOps.relativeError(got, want);
-    System.out.printf("[cuda] ViT-B/32 full geometry %s: relative error %.2e (tolerance %.0e)%n", what, err, tol);
-    if (!(err <= tol)) failures.add(what + ": relative error " + err + " > " + tol);
+    System.out.printf("[cuda] %s full geometry %s: relative error %.2e (tolerance %.1e)%n", model, what, err, tol);
+    if (!(err <= tol)) failures.add(model + " " + what + ": relative error " + err + " > " + tol);
   }
 }

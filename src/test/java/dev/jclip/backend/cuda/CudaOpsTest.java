@@ -135,10 +135,7 @@ class CudaOpsTest {
 
   /** Writes {@code v} in precision {@code p} to the start of {@code target}. */
   static DeviceBuffer fill(DeviceBuffer target, Precision p, float[] v) {
-    if (p == Precision.FP32) return target.upload(v);
-    short[] h = new short[v.length];
-    for (int i = 0; i < v.length; i++) h[i] = p == Precision.FP16 ? HalfFloats.fp16(v[i]) : HalfFloats.bf16(v[i]);
-    return target.upload(h);
+    return p == Precision.FP32 ? target.upload(v) : target.upload(CudaAttentionTest.toHalf(v, p));
   }
 
   static int[] bits(Precision p, DeviceBuffer b, int n) {
@@ -242,19 +239,13 @@ class CudaOpsTest {
             assertClose("vector LayerNorm " + what, vecOut.downloadFloats(x.length), ReferenceOps.addLayerNorm(x, res, g, b, rows, d, 1e-5),
                 FP32_TOL);
           } else {
-            float[] want = widen(p, plainOut, x.length), got = widen(p, vecOut, x.length);
+            float[] want = CudaAttentionTest.fromHalf(plainOut.downloadShorts(x.length), p);
+            float[] got = CudaAttentionTest.fromHalf(vecOut.downloadShorts(x.length), p);
             double ulp = p == Precision.FP16 ? 0x1p-10 : 0x1p-7;
             assertClose("vector LayerNorm against the plain kernel " + what, got, want, ulp);
           }
         }
       }
     }
-  }
-
-  static float[] widen(Precision p, DeviceBuffer b, int n) {
-    short[] h = b.downloadShorts(n);
-    float[] f = new float[n];
-    for (int i = 0; i < n; i++) f[i] = p == Precision.FP16 ? HalfFloats.fromFp16(h[i]) : HalfFloats.fromBf16(h[i]);
-    return f;
   }
 }
