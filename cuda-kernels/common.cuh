@@ -37,3 +37,17 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   return v;
 }
+
+// The LINEAR epilogue's activation: 0 none, 1 QuickGELU (x * sigmoid(1.702 x), CLIP's), 2 GELU (erf)
+// (glue.cu's bias_act and gemm_sm90.cu's epilogue compute it alike).
+__device__ __forceinline__ float apply_act(float v, int act) {
+  if (act == 1) return v / (1.0f + expf(-1.702f * v));
+  if (act == 2) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+  return v;
+}
+
+// 16 bytes of T, loaded and stored as one vector.
+template <typename T>
+struct alignas(16) Pack16 {
+  T v[16 / sizeof(T)];
+};

@@ -27,22 +27,10 @@
 //   softmax             x.softmax(dim=-1); one warp per row, block 256
 #include "common.cuh"
 
-__device__ __forceinline__ float apply_act(float v, int act) {
-  if (act == 1) return v / (1.0f + expf(-1.702f * v));
-  if (act == 2) return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-  return v;
-}
-
 template <typename T>
 __device__ void bias_act(T* x, const float* bias, long long rows, int cols, int act) {
   JCLIP_GRID_STRIDE(i, rows * cols) x[i] = st<T>(apply_act(ld(x[i]) + (bias ? bias[i % cols] : 0.0f), act));
 }
-
-// 16 bytes of T, loaded and stored as one vector.
-template <typename T>
-struct alignas(16) Pack16 {
-  T v[16 / sizeof(T)];
-};
 
 template <typename T>
 __device__ void bias_act_vec(T* x, const float* bias, long long rows, int cols, int act) {

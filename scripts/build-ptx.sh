@@ -4,7 +4,8 @@
 #
 #   scripts/build-ptx.sh          rebuild every PTX file
 #   scripts/build-ptx.sh --check  verify stamps, recompile and compare (when nvcc is present), and
-#                                 run ptxas -arch=sm_90 on every committed PTX (when ptxas is present)
+#                                 run ptxas -arch=sm_90 on every committed PTX (when ptxas is present;
+#                                 sm_90a for sources whose "// jclip-ptx-arch:" line names sm_90a)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 src="$root/cuda-kernels"
@@ -15,10 +16,17 @@ PTXAS="${PTXAS:-$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)}"
 
 source_hash() { cat "$1" "$src/common.cuh" | sha256sum | cut -d' ' -f1; }
 
+# The PTX target of a source: $ARCH, unless the source names its own in a "// jclip-ptx-arch: X"
+# line (gemm_sm90.cu: sm_90a, for wgmma and TMA).
+arch_of() { sed -n 's|^// jclip-ptx-arch: *\([a-z0-9_]*\).*|\1|p' "$1" | head -1 | grep . || echo "$ARCH"; }
+
+# The ptxas target that checks a PTX file: sm_90, or sm_90a for PTX written for it.
+ptxas_arch_of() { case "$(arch_of "$1")" in sm_90a) echo sm_90a ;; *) echo sm_90 ;; esac; }
+
 compile() { # compile SRC.cu OUT.ptx
   local cu="$1" out="$2" tmp
   tmp="$(mktemp)"
-  "$NVCC" -ptx -arch="$ARCH" -O3 -std=c++17 -I"$src" -o "$tmp" "$cu"
+  "$NVCC" -ptx -arch="$(arch_of "$cu")" -O3 -std=c++17 -I"$src" -o "$tmp" "$cu"
   { echo "// jclip-source-sha256: $(source_hash "$cu")"; echo "// jclip-source: cuda-kernels/$(basename "$cu")"; cat "$tmp"; } > "$out"
   rm -f "$tmp"
 }
@@ -36,9 +44,10 @@ if [ "${1:-}" = "--check" ]; then
       rm -f "$fresh"
     fi
     if [ -x "$PTXAS" ]; then
-      if ! log="$("$PTXAS" -arch=sm_90 -v -o /dev/null "$ptx" 2>&1)"; then echo "PTXAS   $ptx rejected:"; echo "$log"; status=1; continue; fi
+      target="$(ptxas_arch_of "$cu")"
+      if ! log="$("$PTXAS" -arch="$target" -v -o /dev/null "$ptx" 2>&1)"; then echo "PTXAS   $ptx rejected:"; echo "$log"; status=1; continue; fi
       spills="$(echo "$log" | grep -Eo '[0-9]+ bytes spill stores' | awk '{s+=$1} END {print s+0}')"
-      echo "OK      $name.ptx (ptxas sm_90: $(echo "$log" | grep -c 'Used') kernels, $spills bytes spilled)"
+      echo "OK      $name.ptx (ptxas $target: $(echo "$log" | grep -c 'Used') kernels, $spills bytes spilled)"
     else
       echo "OK      $name.ptx (stamp only: ptxas not found)"
     fi

@@ -147,7 +147,7 @@ if want tests; then
 # unusable for the rest of the process), costs one class, not the others. Most important first:
 # what has never run on a GPU, then what has.
 pkg=dev.jclip.backend.cuda
-classes="${JCLIP_TESTS:-CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
+classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
 junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
   local name="$1" t="$2"; shift 2
@@ -205,11 +205,11 @@ section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
 t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
 ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
 if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
-  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|add_layernorm|bias_act_vec|patchify_rows' --launch-skip 8 --launch-count 8 \
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|add_layernorm|bias_act_vec|patchify_rows|gemm_bias_act_sm90' --launch-skip 9 --launch-count 9 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
     "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample > "$OUT/ncu.txt" 2>&1
   stage "kernel metrics (ncu)" "$?"
-  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|add_layernorm|bias_act_vec|patchify_rows|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank' "$OUT/ncu.txt" | head -80 | tee -a "$report"
+  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|add_layernorm|bias_act_vec|patchify_rows|gemm_bias_act_sm90|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank' "$OUT/ncu.txt" | head -80 | tee -a "$report"
 else
   note "kernel metrics (ncu): SKIPPED (budget, mode, or no ncu on this machine)"
 fi

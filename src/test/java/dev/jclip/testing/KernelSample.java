@@ -1,14 +1,19 @@
 package dev.jclip.testing;
 
+import static org.bytedeco.cuda.global.cudart.cuMemsetD8;
+
 import dev.jclip.backend.Precision;
 import dev.jclip.backend.cuda.CudaDevice;
+import dev.jclip.backend.cuda.CudaDriver;
 import dev.jclip.backend.cuda.CudaOps;
 import dev.jclip.backend.cuda.DeviceBuffer;
+import dev.jclip.backend.cuda.Sm90Gemm;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes and
+ * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes (gemm_sm90, the
+ * fused c_fc, last and on Hopper only) and
  * exits: a short process for a kernel profiler to attach to (scripts/gpu-run.sh runs it under
  * Nsight Compute, {@code ncu}, where the GPU machine allows it), so that the per-kernel metrics
  * (memory throughput, bank conflicts, occupancy) say why a kernel takes the time the model
@@ -24,12 +29,13 @@ public final class KernelSample {
     int batch = 1024, width = 768, imageTokens = 50, textTokens = 77, textWidth = 512;
     long imageRows = (long) batch * imageTokens, textRows = (long) batch * textTokens;
     try (CudaDevice device = CudaDevice.open(0);
-        CudaOps ops = new CudaOps(device, null)) {
-      run(device, ops, p, batch, width, imageTokens, textTokens, textWidth, imageRows, textRows);
+        CudaOps ops = new CudaOps(device, null);
+        Sm90Gemm sm90 = Sm90Gemm.available(device) ? new Sm90Gemm(device, null) : null) {
+      run(device, ops, sm90, p, batch, width, imageTokens, textTokens, textWidth, imageRows, textRows);
     }
   }
 
-  private static void run(CudaDevice device, CudaOps ops, Precision p, int batch, int width, int imageTokens, int textTokens,
+  private static void run(CudaDevice device, CudaOps ops, Sm90Gemm sm90, Precision p, int batch, int width, int imageTokens, int textTokens,
       int textWidth, long imageRows, long textRows) {
     List<DeviceBuffer> buffers = new ArrayList<>();
     try {
@@ -42,6 +48,9 @@ public final class KernelSample {
       DeviceBuffer bias = keep(buffers, device.allocate(4L * 4 * width).upload(new float[4 * width]));
       DeviceBuffer pixels = keep(buffers, device.allocate(2L * batch * 3 * 224 * 224));
       DeviceBuffer patches = keep(buffers, device.allocate(2L * batch * 49 * 3 * 32 * 32));
+      DeviceBuffer weight = keep(buffers, device.allocate(2L * 4 * width * width));
+      CudaDriver.check(cuMemsetD8(weight.address(), (byte) 0, weight.bytes()), "cuMemsetD8");
+      CudaDriver.check(cuMemsetD8(out.address(), (byte) 0, out.bytes()), "cuMemsetD8");
       for (int i = 0; i < 2; i++) {
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p); // image: N = 50, 12 heads
         ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p); // text: N = 77, 8 heads, causal
@@ -51,6 +60,7 @@ public final class KernelSample {
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, true);
         ops.biasAct(act, bias, imageRows, 4 * width, 1, p); // c_fc's bias + QuickGELU
         ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p);
+        if (sm90 != null) sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act); // c_fc fused
       }
       device.synchronize();
       System.out.println("[sample] done");

@@ -29,7 +29,9 @@ import java.util.WeakHashMap;
  * Fusion#linearResidual}, applied by {@link #prepare}: {@code C} = the residual, {@code beta} =
  * 1), so the attention's in-projection, out-projection and the MLP's second linear make no extra
  * pass over their results. A LINEAR with QuickGELU or GELU (erf) stays a cuBLAS GEMM followed by
- * the {@code bias_act} kernel: cuBLASLt's GELU epilogue is the tanh approximation. The cuBLAS path
+ * the {@code bias_act} kernel: cuBLASLt's GELU epilogue is the tanh approximation; on Hopper,
+ * {@code -Djclip.cuda.fusedLinear=sm90} runs it as one gemm_sm90 kernel instead ({@link Sm90Gemm},
+ * opt-in until timed). The cuBLAS path
  * for everything (GEMM, then bias, then ADD) is kept: {@code -Djclip.cuda.gemm=cublas} or the
  * constructor's flag.
  *
@@ -124,6 +126,38 @@ public final class CudaBackend implements Backend {
    * for backends built without saying.
    */
   private volatile boolean flashVByKey = choice("jclip.cuda.flashV", "the flash kernel's V tile loads", "key", "row", "row");
+
+  /**
+   * A LINEAR with an activation (the MLP's c_fc) as one gemm_sm90 kernel with the bias and
+   * activation in its epilogue ({@link Sm90Gemm}: Hopper only, fp16/bf16), instead of a cuBLAS GEMM
+   * and a bias_act pass: off by default until it has run and been timed on a GPU; {@code
+   * -Djclip.cuda.fusedLinear=sm90} turns it on for backends built without saying.
+   */
+  private volatile boolean fusedLinear = choice("jclip.cuda.fusedLinear", "the fused LINEAR kernel", "sm90", "off", "off");
+
+  /** gemm_sm90's launcher, loaded the first time a fused LINEAR runs; null before (or off Hopper). */
+  private Sm90Gemm sm90;
+
+  /**
+   * Chooses, for graphs run from now on, whether LINEARs with an activation run as one gemm_sm90
+   * kernel (where {@link #fusedLinearAvailable}) or as a cuBLAS GEMM and a bias_act pass.
+   */
+  public void fusedLinear(boolean on) {
+    fusedLinear = on;
+    if (on && fusedLinearAvailable() && sm90 == null) sm90 = new Sm90Gemm(device, stream.handle()); // not while a graph records
+  }
+
+  /** How many LINEARs have been queued as gemm_sm90 kernels (outside CUDA-graph replays). */
+  public long fusedLinearLaunches() {
+    return fusedLinearLaunches;
+  }
+
+  private long fusedLinearLaunches;
+
+  /** Whether this backend can run gemm_sm90: a 16-bit precision on compute capability 9.0. */
+  public boolean fusedLinearAvailable() {
+    return precision != Precision.FP32 && Sm90Gemm.available(device);
+  }
 
   /** Chooses the flash kernel's V tile loads for graphs run from now on: key by key, or by rows. */
   public void flashVByKey(boolean on) {
@@ -540,6 +574,20 @@ public final class CudaBackend implements Backend {
         computeTypeParam(n, "bias"), residual, y);
   }
 
+  /**
+   * {@code y = act(x · Wᵀ + bias)} as one gemm_sm90 kernel; false (nothing queued) when fused
+   * LINEARs are off, unavailable here, or the problem does not fit the kernel.
+   */
+  private boolean fusedLinear(Node n, DeviceBuffer x, DeviceBuffer y, long m, int cols, int k, int act) {
+    if (!fusedLinear || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
+    DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
+    if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, null, y) != null) return false;
+    if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
+    sm90.run(precision, (int) m, cols, k, x, w, bias, null, act, y);
+    fusedLinearLaunches++;
+    return true;
+  }
+
   /** Scratch buffer {@code slot}, grown to at least {@code bytes}. */
   private DeviceBuffer scratch(int slot, long bytes) {
     if (scratch[slot] == null || scratch[slot].bytes() < bytes) {
@@ -597,8 +645,10 @@ public final class CudaBackend implements Backend {
         long m = in.rows();
         Activation act = n.enumAttr("activation", (Activation) null);
         // QuickGELU and erf-GELU are no cuBLASLt epilogue (its GELU is the tanh form): with an
-        // activation, the bias pass stays too, since bias_act applies both in one pass.
+        // activation, the bias pass stays too, since bias_act applies both in one pass, unless
+        // gemm_sm90 takes the whole LINEAR.
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
+        if (act != null && fusedLinear(n, x, y, m, cols, k, actCode(act))) return;
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
         if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision);
@@ -752,6 +802,7 @@ public final class CudaBackend implements Backend {
       scratch[i] = null;
     }
     if (lt != null) lt.close();
+    if (sm90 != null) sm90.close();
     blas.close();
     blasWorkspace.close();
     ops.close();

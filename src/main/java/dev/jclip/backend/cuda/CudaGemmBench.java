@@ -65,6 +65,102 @@ public final class CudaGemmBench {
     }
   }
 
+  /**
+   * Times a LINEAR with bias + QuickGELU (c_fc) and the other transformer LINEARs at batch-1024
+   * shapes, on random 16-bit inputs: the path the backend takes by default (cuBLAS GEMM, then
+   * bias_act_vec over its output; cuBLASLt with the bias, and the residual, in its epilogue for
+   * the LINEARs without activation) against gemm_sm90 with everything in its epilogue, plus the
+   * bare cuBLAS GEMM for reference. Milliseconds per call and TFLOP/s of the 2·M·N·K of the
+   * product. Only on compute capability 9.0 (gemm_sm90 is sm_90a code).
+   */
+  public static void fusedLinear(CudaDevice device, PrintStream log) {
+    if (!Sm90Gemm.available(device)) {
+      log.println("[linear] gemm_sm90 needs compute capability 9.0; " + device + " has " + device.computeCapability() + ": skipped");
+      return;
+    }
+    // name, M, N, K, activation (1 QuickGELU, 0 none), residual
+    Object[][] shapes = {
+      {"image c_fc", 1024 * 50, 3072, 768, 1, false}, {"text c_fc", 1024 * 77, 2048, 512, 1, false},
+      {"ViT-L c_fc", 256 * 257, 4096, 1024, 1, false}, {"image in_proj", 1024 * 50, 2304, 768, 0, false},
+      {"image c_proj", 1024 * 50, 768, 3072, 0, true}};
+    try (CudaStream stream = new CudaStream(device);
+        CudaOps ops = new CudaOps(device, stream.handle());
+        Cublas blas = new Cublas(device);
+        CublasLt lt = new CublasLt(device);
+        DeviceBuffer workspace = device.allocate(32L << 20);
+        Sm90Gemm sm90 = new Sm90Gemm(device, stream.handle())) {
+      blas.bind(stream, workspace);
+      lt.bind(stream, workspace);
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        int type = p == Precision.FP16 ? CUDA_R_16F : CUDA_R_16BF;
+        for (Object[] s : shapes) {
+          String name = (String) s[0];
+          int m = (int) s[1], n = (int) s[2], k = (int) s[3], act = (int) s[4];
+          boolean residual = (boolean) s[5];
+          try (DeviceBuffer a = random(device, (long) m * k, p);
+              DeviceBuffer w = random(device, (long) n * k, p);
+              DeviceBuffer r = residual ? random(device, (long) m * n, p) : null;
+              DeviceBuffer bias = random(device, n, Precision.FP32);
+              DeviceBuffer bias16 = random(device, n, p);
+              DeviceBuffer c = device.allocate((long) m * n * 2)) {
+            double flop = 2.0 * m * n * k;
+            String at = String.format("%-13s %s %6d x %4d x %4d", name, p, m, n, k);
+            double base = timeMs(stream, () -> blas.gemmExNT(m, n, k, type, a, w, c));
+            log.printf("[linear] %s cuBLAS GEMM alone        %7.3f ms %6.1f TFLOP/s%n", at, base, flop / base / 1e9);
+            double unfused = act != 0
+                ? timeMs(stream, () -> {
+                  blas.gemmExNT(m, n, k, type, a, w, c);
+                  ops.biasAct(c, bias, m, n, act, p);
+                })
+                : timeMs(stream, () -> {
+                  if (!lt.linear(m, n, k, CublasLt.dataType(p), a, w, bias16, r, c)) throw new CudaException("cuBLASLt has no algorithm for " + at);
+                });
+            log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, act != 0 ? "cuBLAS + bias_act_vec" : "cuBLASLt epilogue", unfused,
+                flop / unfused / 1e9);
+            double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c));
+            log.printf("[linear] %s gemm_sm90 fused          %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, fused,
+                flop / fused / 1e9, unfused / fused);
+          }
+        }
+      }
+    }
+  }
+
+  /** A device buffer of n random values of size ~1 in precision p (a 1 Mi-value random block, repeated). */
+  private static DeviceBuffer random(CudaDevice device, long n, Precision p) {
+    java.util.Random rng = new java.util.Random(n);
+    int block = (int) Math.min(n, 1 << 20);
+    DeviceBuffer buf = device.allocate(n * (p == Precision.FP32 ? 4 : 2));
+    if (p == Precision.FP32) {
+      float[] f = new float[block];
+      for (int i = 0; i < block; i++) f[i] = (float) rng.nextGaussian() * 0.05f;
+      for (long at = 0; at < n; at += block) buf.view(4 * at, 4L * Math.min(block, n - at)).upload(Arrays.copyOf(f, (int) Math.min(block, n - at)));
+    } else {
+      short[] h = new short[block];
+      for (int i = 0; i < block; i++) {
+        float v = (float) rng.nextGaussian() * 0.05f;
+        h[i] = p == Precision.FP16 ? HalfFloats.fp16(v) : HalfFloats.bf16(v);
+      }
+      for (long at = 0; at < n; at += block) buf.view(2 * at, 2L * Math.min(block, n - at)).upload(Arrays.copyOf(h, (int) Math.min(block, n - at)));
+    }
+    return buf;
+  }
+
+  /** Median milliseconds of one call of {@code call} on {@code stream}: 3 warm-ups, 7 timings of 5 calls. */
+  private static double timeMs(CudaStream stream, Runnable call) {
+    for (int i = 0; i < 3; i++) call.run();
+    stream.synchronize();
+    double[] ms = new double[7];
+    for (int r = 0; r < ms.length; r++) {
+      long t0 = System.nanoTime();
+      for (int i = 0; i < 5; i++) call.run();
+      stream.synchronize();
+      ms[r] = (System.nanoTime() - t0) / 1e6 / 5;
+    }
+    Arrays.sort(ms);
+    return ms[ms.length / 2];
+  }
+
   private static void time(CudaDevice device, String what, Runnable call, int b, int n, int h, boolean causal, PrintStream log) {
     for (int i = 0; i < 3; i++) call.run();
     device.synchronize();

@@ -40,7 +40,9 @@ import java.util.Map;
  * fp16 and bf16 run first; a failing configuration is recorded as an error row and the others
  * still run. Each precision runs with cuBLASLt (bias and residual in the GEMM epilogue, the fused
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
- * says which.
+ * says which; in 16 bits also {@code "cublaslt tuned"}: flash and cuBLASLt with every opt-in kernel
+ * on (the vector LayerNorm, V read key by key, c_fc as one gemm_sm90 kernel where the GPU is a
+ * Hopper), to time them in the configuration they would become the default of.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -69,27 +71,59 @@ public final class CudaModelBench {
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
     ObjectMapper mapper = new ObjectMapper();
     ObjectNode root = mapper.createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32");
-    ArrayNode rows = root.putArray("results");
+    root.putArray("results");
     // What copying the pixels in costs by itself through pageable memory (DeviceBuffer.upload, the
     // path before the pinned staging), per batch size: a yardstick for the per-call rows, whose
     // uploads go through the backend's pinned staging.
     Map<Integer, Double> uploadMs = new java.util.HashMap<>();
     if (prompts != null) promptSet(device, graphs, prompts, 1024, root.putObject("prompt_set"), log);
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
-    profile(device, graphs, root.putArray("profile"), log);
+    ArrayNode profileRows = root.putArray("profile");
+    profile(device, graphs, PROFILE_PROVEN, profileRows, log);
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
+    throughput(device, graphs, prompts, precisions, false, root, json, uploadMs, log);
+    if (!architectures.isEmpty()) {
+      ArrayNode arch = root.putArray("architectures");
+      for (String name : architectures) {
+        architecture(device, name, arch.addObject(), log);
+        if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+      }
+    }
+    // Kernels that have not yet run on a GPU (the opt-in ones) come last, after everything else
+    // has been measured: one that faults leaves the CUDA context unusable for what follows.
+    profile(device, graphs, PROFILE_OPT_IN, profileRows, log);
+    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+    throughput(device, graphs, prompts, precisions, true, root, json, uploadMs, log);
+    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+  }
+
+  /**
+   * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
+   * bits flash attention with cuBLASLt (the default), then cuBLASLt and cuBLAS with the WMMA
+   * attention (fp32: cuBLASLt and cuBLAS); with {@code tuned}, in 16 bits flash and cuBLASLt with
+   * every opt-in kernel on (vector LayerNorm, V by key, c_fc as gemm_sm90 on Hopper).
+   */
+  static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
+      Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
+    ObjectMapper mapper = new ObjectMapper();
+    ArrayNode rows = (ArrayNode) root.get("results");
     for (Precision precision : precisions) {
-      // {flash, cuBLASLt}: in 16 bits the fastest candidate first (flash attention with cuBLASLt),
-      // then cuBLASLt and cuBLAS back to back with the WMMA attention
-      List<boolean[]> variants = precision == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})
+      // {flash, cuBLASLt}
+      List<boolean[]> variants = tuned ? (precision == Precision.FP32 ? List.of() : List.of(new boolean[] {true, true}))
+          : precision == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})
           : List.of(new boolean[] {true, true}, new boolean[] {false, true}, new boolean[] {false, false});
       for (boolean[] variant : variants) {
         boolean flash = variant[0], useLt = variant[1];
-        String gemm = useLt ? "cublaslt" : "cublas";
+        String gemm = (useLt ? "cublaslt" : "cublas") + (tuned ? " tuned" : "");
         try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
+          if (tuned) {
+            backend.vectorLayerNorm(true);
+            backend.flashVByKey(true);
+            backend.fusedLinear(backend.fusedLinearAvailable());
+          }
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
             if (!uploadMs.containsKey(batch)) {
@@ -148,14 +182,6 @@ public final class CudaModelBench {
         }
       }
     }
-    if (!architectures.isEmpty()) {
-      ArrayNode arch = root.putArray("architectures");
-      for (String name : architectures) {
-        architecture(device, name, arch.addObject(), log);
-        if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
-      }
-    }
-    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
   }
 
   /** One architecture's image tower (see {@link #run(CudaDevice, int[][], Path, PrintStream, List, List)}); a failure is recorded, not thrown. */
@@ -197,37 +223,51 @@ public final class CudaModelBench {
     }
   }
 
+  /** Profile configurations {flash, vector LayerNorm, V by key, fused LINEAR}: the WMMA and the flash attention kernel. */
+  static final boolean[][] PROFILE_PROVEN = {{false, false, false, false}, {true, false, false, false}};
+
+  /**
+   * Then flash with each opt-in kernel alone (the vector LayerNorm, V read key by key, c_fc as one
+   * gemm_sm90 kernel: Hopper only), then all three.
+   */
+  static final boolean[][] PROFILE_OPT_IN = {{true, true, false, false}, {true, false, true, false}, {true, false, false, true},
+    {true, true, true, true}};
+
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
-   * on 77-token texts at batch 1024, fp16 with cuBLASLt, WMMA and flash attention, node by node
+   * on 77-token texts at batch 1024, fp16 with cuBLASLt, WMMA and flash attention, and flash with
+   * each opt-in kernel (vector LayerNorm, V by key, gemm_sm90 for c_fc) and all three, node by node
    * with a timing event pair around each node ({@link KernelProfile}), after a warm-up run. The
    * totals come out a little above a CUDA-graph replay's (the events and the launches).
    */
-  static void profile(CudaDevice device, ClipGraphs graphs, ArrayNode rows, PrintStream log) {
+  static void profile(CudaDevice device, ClipGraphs graphs, boolean[][] configs, ArrayNode rows, PrintStream log) {
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
     int[] ids = texts77(batch);
-    // {flash, vector LayerNorm, V by key}: the WMMA and the flash attention kernel, then flash with
-    // the vector LayerNorm, and flash reading V key by key
-    for (boolean[] cfg : new boolean[][] {{false, false, false}, {true, false, false}, {true, true, false}, {true, false, true}}) {
-      boolean flash = cfg[0], vecLn = cfg[1], vKey = cfg[2];
+    for (boolean[] cfg : configs) {
+      boolean flash = cfg[0], vecLn = cfg[1], vKey = cfg[2], fused = cfg[3];
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", vecLn).put("flash_v_by_key", vKey).put("tower", tower).put("batch", batch);
+            .put("vector_layernorm", vecLn).put("flash_v_by_key", vKey).put("fused_linear", fused).put("tower", tower).put("batch", batch);
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device);
             Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
           Map<String, ?> in = tower.equals("image") ? Map.of("pixels", pixels) : Map.of("tokens", ids);
+          if (fused && !backend.fusedLinearAvailable()) {
+            row.put("error", "gemm_sm90 needs compute capability 9.0");
+            continue;
+          }
           backend.vectorLayerNorm(vecLn);
           backend.flashVByKey(vKey);
+          backend.fusedLinear(fused);
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);
           ex.run(in);
           backend.profile(null);
           ObjectNode ops = row.putObject("ms_by_node");
           prof.totals().forEach((k, v) -> ops.put(k, v[0]));
-          log.printf("[profile] ViT-B/32 FP16%s cuBLASLt%s%s %s tower, batch %d, one forward pass node by node:%n", flash ? "+flash" : "",
-              vecLn ? " vector-LayerNorm" : "", vKey ? " V-by-key" : "", tower, batch);
+          log.printf("[profile] ViT-B/32 FP16%s cuBLASLt%s%s%s %s tower, batch %d, one forward pass node by node:%n", flash ? "+flash" : "",
+              vecLn ? " vector-LayerNorm" : "", vKey ? " V-by-key" : "", fused ? " gemm_sm90-c_fc" : "", tower, batch);
           for (String line : prof.report(14)) log.println("[profile]   " + line);
         } catch (RuntimeException e) {
           row.put("error", String.valueOf(e));

@@ -1,6 +1,8 @@
 package dev.jclip.backend.cuda;
 
 import static dev.jclip.backend.cuda.CudaDriver.check;
+import static org.bytedeco.cuda.global.cudart.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES;
+import static org.bytedeco.cuda.global.cudart.cuFuncSetAttribute;
 import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
 import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
@@ -14,6 +16,7 @@ import java.util.Map;
 import org.bytedeco.cuda.cudart.CUfunc_st;
 import org.bytedeco.cuda.cudart.CUmod_st;
 import org.bytedeco.cuda.cudart.CUstream_st;
+import org.bytedeco.cuda.cudart.CUtensorMap;
 import org.bytedeco.javacpp.BytePointer;
 import org.bytedeco.javacpp.DoublePointer;
 import org.bytedeco.javacpp.FloatPointer;
@@ -69,13 +72,25 @@ public final class CudaModule implements AutoCloseable {
   }
 
   /**
+   * Lets {@code kernel} use {@code bytes} of dynamic shared memory (cuFuncSetAttribute
+   * MAX_DYNAMIC_SHARED_SIZE_BYTES): needed above the 48 KB a launch may ask for by default.
+   */
+  public void allowSharedMemory(String kernel, int bytes) {
+    CUfunc_st f = function(kernel);
+    device.makeCurrent();
+    check(cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
+        "cuFuncSetAttribute(" + name + "." + kernel + ", MAX_DYNAMIC_SHARED_SIZE_BYTES, " + bytes + ")");
+  }
+
+  /**
    * Launches {@code kernel} with the given arguments: {@link DeviceBuffer} (or null for a NULL
-   * pointer), {@code Integer}, {@code Long}, {@code Float} or {@code Double}, in the kernel's order.
+   * pointer), {@code Integer}, {@code Long}, {@code Float}, {@code Double} or {@link CUtensorMap}
+   * (a {@code __grid_constant__} tensor-map parameter, the caller's), in the kernel's order.
    */
   public void launch(String kernel, int[] grid, int[] block, int sharedBytes, CUstream_st stream, Object... args) {
     CUfunc_st f = function(kernel);
     device.makeCurrent();
-    Pointer[] holders = new Pointer[args.length];
+    Pointer[] holders = new Pointer[args.length]; // ours to free: every argument but a tensor map
     try (PointerPointer<Pointer> params = new PointerPointer<>(args.length)) {
       for (int i = 0; i < args.length; i++) {
         Object a = args[i];
@@ -87,6 +102,7 @@ public final class CudaModule implements AutoCloseable {
               case Long v -> new LongPointer(1).put(v);
               case Float v -> new FloatPointer(1).put(v);
               case Double v -> new DoublePointer(1).put(v);
+              case CUtensorMap m -> m;
               default -> throw new IllegalArgumentException("kernel argument " + i + " of " + kernel + ": unsupported " + a.getClass());
             };
         params.put(i, holders[i]);
@@ -96,7 +112,7 @@ public final class CudaModule implements AutoCloseable {
           "cuLaunchKernel(" + name + "." + kernel + ", grid " + grid[0] + "x" + grid[1] + "x" + grid[2] + ", block " + block[0] + "x"
               + block[1] + "x" + block[2] + ")");
     } finally {
-      for (Pointer p : holders) if (p != null) p.close();
+      for (Pointer p : holders) if (p != null && !(p instanceof CUtensorMap)) p.close();
     }
   }
 

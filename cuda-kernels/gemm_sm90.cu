@@ -1,0 +1,271 @@
+// gemm_sm90.cu: a LINEAR as one Hopper GEMM with its epilogue fused.
+// jclip-ptx-arch: sm_90a
+//
+// Computes, row-major, with fp32 accumulation and one rounding at the end:
+//   C[m, n] = act(sum_k A[m, k] * W[n, k] + bias[n]) (+ residual[m, n])
+// PyTorch: act(F.linear(x, weight, bias)) (+ residual) with x [M, K], weight [N, K] (nn.Linear's
+// own layout: both operands K-contiguous), act 0 none, 1 QuickGELU (CLIP's c_fc), 2 GELU (erf).
+// cuBLASLt has bias and residual epilogues but no QuickGELU (its GELU is the tanh form), so the
+// cuBLAS path writes the c_fc product, then glue.cu's bias_act reads and writes it once more:
+// this kernel does both in one pass over C.
+//
+// How (sm_90a only, hence the PTX target above: wgmma and TMA; loaded on compute capability 9.0 only):
+//   - tiles of 128 x 256 of C, K in steps of 64, a 4-stage ring of shared-memory tiles (A 128x64
+//     and W 256x64 halves a stage, 48 KB, 1024-byte aligned); persistent: one block per SM walks
+//     the tiles (N fastest) and the producer loads the next tile while the consumers finish one;
+//   - 3 warpgroups (384 threads): warpgroup 0 is the producer, one thread issuing TMA loads
+//     (cp.async.bulk.tensor, 128-byte swizzle, zero fill past M, N and K) that complete on the
+//     stage's "full" mbarrier; warpgroups 1 and 2 are consumers, each owning 64 rows of the tile
+//     and issuing wgmma.mma_async m64n256k16 (A and W from shared memory, fp32 accumulators in
+//     128 registers a thread), releasing a stage on its "empty" mbarrier (one arrive per warp)
+//     once the wgmma that read it has completed;
+//   - epilogue straight from the accumulators: bias, activation, residual, one rounding to T,
+//     32-bit stores of column pairs (a 32-byte sector of C is completed by the same thread's
+//     neighbouring stores, so L2 merges them before DRAM).
+// wgmma's accumulator layout (m64nNk16, f32): warp w of the warpgroup holds rows 16w..16w+15;
+// register 4j+e of lane l is row 16w + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2).
+// Needs: K % 8 == 0 and N % 8 == 0 (TMA's 16-byte row strides), A and W 16-byte aligned, C and
+// residual 4-byte aligned, bias fp32 (8-byte aligned) or null, residual null or [M, N].
+// Launch: grid min(tiles, SMs) (tiles = ceil(M/128) * ceil(N/256)), block 384, dynamic shared
+// memory GEMM_SMEM_BYTES = 197,696 (above the 48 KB default: cuFuncSetAttribute
+// MAX_DYNAMIC_SHARED_SIZE_BYTES first); the two tensor maps (A: dims {K, M}, box {64, 128}; W: dims {K, N}, box {64, 256}; 128B swizzle) are
+// __grid_constant__ parameters made by cuTensorMapEncodeTiled on the host.
+#include "common.cuh"
+#include <stdint.h>
+
+#define GEMM_BM 128
+#define GEMM_BN 256
+#define GEMM_BK 64
+#define GEMM_STAGES 4
+#define GEMM_A_BYTES (GEMM_BM * GEMM_BK * 2)
+#define GEMM_B_BYTES (GEMM_BN * GEMM_BK * 2)
+#define GEMM_STAGE_BYTES (GEMM_A_BYTES + GEMM_B_BYTES)
+// tiles, then full and empty mbarriers, plus 1 KB to align the tiles to 1024 bytes
+#define GEMM_SMEM_BYTES (GEMM_STAGES * GEMM_STAGE_BYTES + 2 * GEMM_STAGES * 8 + 1024)
+
+// CUtensorMap as the driver defines it: 128 opaque bytes, 64-byte aligned.
+struct alignas(64) TensorMap {
+  unsigned char bytes[128];
+};
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+
+__device__ __forceinline__ void mbar_expect_tx(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+
+__device__ __forceinline__ bool mbar_try_wait(uint32_t bar, uint32_t parity) {
+  uint32_t done;
+  asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+               : "=r"(done)
+               : "r"(bar), "r"(parity)
+               : "memory");
+  return done != 0;
+}
+
+// Waits until the phase of parity `parity` of the barrier has completed. A wait of more than
+// 2^32 cycles (about 2 s) is a broken pipeline, never a slow one: trap, so that the launch fails
+// with an error instead of hanging the stream.
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+  if (mbar_try_wait(bar, parity)) return;
+  const long long start = clock64();
+  while (!mbar_try_wait(bar, parity)) {
+    if (clock64() - start > (1ll << 32)) asm volatile("trap;");
+  }
+}
+
+// TMA: the box at (c0 along K, c1 along rows) of the tensor map into shared memory at dst,
+// completing `bar`'s transaction count (the whole box's bytes, zero-filled past the tensor's end).
+__device__ __forceinline__ void tma_load(uint32_t dst, const TensorMap* map, uint32_t bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%3, %4}], [%2];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+// wgmma shared-memory matrix descriptor of a K-major tile with 128-byte swizzle: rows of 128 bytes
+// (64 halves of K), 8-row groups 1024 bytes apart (stride byte offset), leading byte offset unused
+// (16), start address advanced by 32 bytes per k16 step inside the swizzled row.
+__device__ __forceinline__ uint64_t smem_desc(uint32_t addr) {
+  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+
+// Keeps the compiler from moving accesses to the accumulators across wgmma's asynchronous writes.
+__device__ __forceinline__ void fence_accumulators(float* d) {
+#pragma unroll
+  for (int i = 0; i < 128; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
+
+#define GEMM_D8(i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
+#define GEMM_D128                                                                                                      \
+  GEMM_D8(0), GEMM_D8(8), GEMM_D8(16), GEMM_D8(24), GEMM_D8(32), GEMM_D8(40), GEMM_D8(48), GEMM_D8(56), GEMM_D8(64),   \
+      GEMM_D8(72), GEMM_D8(80), GEMM_D8(88), GEMM_D8(96), GEMM_D8(104), GEMM_D8(112), GEMM_D8(120)
+#define GEMM_REGS                                                                                                      \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                            \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                                   \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                                   \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "                                   \
+  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "                                   \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "                                   \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "                       \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
+
+// d[64 x 256] += A[64 x 16] * W[256 x 16]^T, both from shared memory (descriptors), no transposes;
+// the scale-d predicate is true (accumulate: the accumulators start at zero).
+template <typename T> struct Wgmma;
+template <> struct Wgmma<__half> {
+  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
+    asm volatile(
+        "{\n .reg .pred acc;\n setp.ne.b32 acc, %130, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " GEMM_REGS ", %128, %129, acc, 1, 1, 0, 0;\n}\n"
+        : GEMM_D128
+        : "l"(a), "l"(b), "r"(1));
+  }
+};
+template <> struct Wgmma<__nv_bfloat16> {
+  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
+    asm volatile(
+        "{\n .reg .pred acc;\n setp.ne.b32 acc, %130, 0;\n"
+        " wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " GEMM_REGS ", %128, %129, acc, 1, 1, 0, 0;\n}\n"
+        : GEMM_D128
+        : "l"(a), "l"(b), "r"(1));
+  }
+};
+
+// The epilogue's activation: QuickGELU with the fast intrinsics (ex2.approx and rcp.approx, 2 SFU
+// operations an element: within ~1e-6 relative of expf and IEEE division, far below the 16-bit
+// rounding that follows; the tail's limits hold: v -> -inf gives -0, v -> +inf gives v); the erf
+// GELU as apply_act. The SFU work (32K elements a tile) is the epilogue's cost.
+__device__ __forceinline__ float epilogue_act(float v, int act) {
+  if (act == 1) return __fdividef(v, 1.0f + __expf(-1.702f * v));
+  return apply_act(v, act);
+}
+
+// Two consecutive outputs of T as one 32-bit store.
+template <typename T> struct Pair;
+template <> struct Pair<__half> {
+  static __device__ __forceinline__ void store(__half* p, float a, float b) { *reinterpret_cast<__half2*>(p) = __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 load(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
+};
+template <> struct Pair<__nv_bfloat16> {
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float a, float b) {
+    *reinterpret_cast<__nv_bfloat162*>(p) = __floats2bfloat162_rn(a, b);
+  }
+  static __device__ __forceinline__ float2 load(const __nv_bfloat16* p) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
+                                          int N, int K, int act) {
+  extern __shared__ unsigned char gemm_smem[];
+  const uint32_t raw = smem_addr(gemm_smem);
+  const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * STAGE_BYTES, W right after
+  const uint32_t full = base + GEMM_STAGES * GEMM_STAGE_BYTES, empty = full + GEMM_STAGES * 8;
+
+  const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const int tilesN = (N + GEMM_BN - 1) / GEMM_BN, tiles = tilesN * ((M + GEMM_BM - 1) / GEMM_BM);
+  const int steps = (K + GEMM_BK - 1) / GEMM_BK;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < GEMM_STAGES; s++) {
+      mbar_init(full + 8 * s, 1);   // the producer's arrive, plus the TMA bytes
+      mbar_init(empty + 8 * s, 8);  // one arrive per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  __syncthreads();
+
+  // Persistent: block b takes tiles b, b + gridDim.x, ... (N tiles fastest: blocks running
+  // together share rows of A, and W stays in L2). Producer and consumers walk the same sequence of
+  // k-steps; step g uses stage g % STAGES in its (g / STAGES)-th round.
+  if (wg == 0) {  // producer: one thread keeps the ring full, running ahead into the next tile
+    if (threadIdx.x == 0) {
+      int g = 0;
+      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+        const int m0 = (tile / tilesN) * GEMM_BM, n0 = (tile % tilesN) * GEMM_BN;
+        for (int kt = 0; kt < steps; kt++, g++) {
+          const int s = g % GEMM_STAGES;
+          if (g >= GEMM_STAGES) mbar_wait(empty + 8 * s, ((g / GEMM_STAGES) + 1) & 1);
+          const uint32_t a = base + s * GEMM_STAGE_BYTES;
+          mbar_expect_tx(full + 8 * s, GEMM_STAGE_BYTES);
+          tma_load(a, &tmA, full + 8 * s, kt * GEMM_BK, m0);
+          tma_load(a + GEMM_A_BYTES, &tmB, full + 8 * s, kt * GEMM_BK, n0);
+        }
+      }
+    }
+    return;
+  }
+
+  // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
+  const int rows = (wg - 1) * 64;
+  float d[128];
+  int g = 0;
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    const int m0 = (tile / tilesN) * GEMM_BM, n0 = (tile % tilesN) * GEMM_BN;
+#pragma unroll
+    for (int i = 0; i < 128; i++) d[i] = 0.0f;
+    for (int kt = 0; kt < steps; kt++, g++) {
+      const int s = g % GEMM_STAGES;
+      mbar_wait(full + 8 * s, (g / GEMM_STAGES) & 1);
+      const uint32_t a = base + s * GEMM_STAGE_BYTES + rows * (GEMM_BK * 2), b = base + s * GEMM_STAGE_BYTES + GEMM_A_BYTES;
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < GEMM_BK / 16; kk++) Wgmma<T>::run(d, smem_desc(a + 32 * kk), smem_desc(b + 32 * kk));
+      wgmma_commit();
+      wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
+      if (kt > 0 && lane == 0) mbar_arrive(empty + 8 * ((g - 1) % GEMM_STAGES));
+    }
+    wgmma_wait<0>();
+    fence_accumulators(d);
+    if (lane == 0) mbar_arrive(empty + 8 * ((g - 1) % GEMM_STAGES));  // the tile's last step
+
+    // Epilogue straight from the accumulators (the producer is already filling the ring with the
+    // next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
+    const int r0 = m0 + rows + warp * 16 + lane / 4;
+#pragma unroll
+    for (int j = 0; j < 32; j++) {
+      const int c = n0 + 8 * j + 2 * (lane % 4);
+      if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
+      const float2 b = bias ? *reinterpret_cast<const float2*>(bias + c) : make_float2(0.0f, 0.0f);
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int r = r0 + 8 * h;
+        if (r >= M) continue;
+        float v0 = epilogue_act(d[4 * j + 2 * h] + b.x, act), v1 = epilogue_act(d[4 * j + 2 * h + 1] + b.y, act);
+        const size_t at = (size_t)r * N + c;
+        if (residual) {
+          const float2 rv = Pair<T>::load(residual + at);
+          v0 += rv.x, v1 += rv.y;
+        }
+        Pair<T>::store(C + at, v0, v1);
+      }
+    }
+  }
+}
+
+#define GEMM_SM90(S, T)                                                                                                  \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,      \
+                             const float* bias, const T* residual, int M, int N, int K, int act) {                      \
+    gemm_sm90<T>(tmA, tmB, C, bias, residual, M, N, K, act);                                                            \
+  }
+GEMM_SM90(f16, __half)
+GEMM_SM90(bf16, __nv_bfloat16)
