@@ -28,8 +28,13 @@
 // residual 4-byte aligned, bias fp32 (8-byte aligned) or null, residual null or [M, N].
 // Launch: grid min(tiles, SMs) (tiles = ceil(M/128) * ceil(N/256)), block 384, dynamic shared
 // memory GEMM_SMEM_BYTES = 197,696 (above the 48 KB default: cuFuncSetAttribute
-// MAX_DYNAMIC_SHARED_SIZE_BYTES first); the two tensor maps (A: dims {K, M}, box {64, 128}; W: dims {K, N}, box {64, 256}; 128B swizzle) are
-// __grid_constant__ parameters made by cuTensorMapEncodeTiled on the host.
+// MAX_DYNAMIC_SHARED_SIZE_BYTES first); the two tensor maps (A: dims {K, M}, box {64, 128}; W: dims
+// {K, N}, box {64, 256}; 128B swizzle) are __grid_constant__ parameters made by
+// cuTensorMapEncodeTiled on the host.
+// gemm_bias_act_sm90_c2_*: the same in clusters of two blocks (__cluster_dims__(2, 1, 1)) on M
+// tiles 2i and 2i+1 with one N tile: each block loads its A tile and one half of W's tile (box {64,
+// 128}), multicast to both, so W's tiles cross L2 once per pair; grid 2 * min(tile pairs, resident
+// clusters).
 #include "common.cuh"
 #include <stdint.h>
 
@@ -171,7 +176,61 @@ template <> struct Pair<__nv_bfloat16> {
   }
 };
 
-template <typename T>
+// The tile sequence of a block (CLUSTER 1) or of a cluster of 2 (CLUSTER 2): unit u of the
+// sequence covers N tile u % tilesN and M tile u / tilesN (CLUSTER 1), or M tiles 2 (u / tilesN)
+// and the one after it, one per block of the cluster (CLUSTER 2).
+template <int CLUSTER>
+struct Tiles {
+  int tilesN, units, first, stride, rank;
+  __device__ __forceinline__ Tiles(int M, int N) {
+    tilesN = (N + GEMM_BN - 1) / GEMM_BN;
+    const int tilesM = (M + GEMM_BM - 1) / GEMM_BM;
+    units = tilesN * ((tilesM + CLUSTER - 1) / CLUSTER);
+    if (CLUSTER == 1) {
+      first = blockIdx.x, stride = gridDim.x, rank = 0;
+    } else {
+      uint32_t r, id, n;
+      asm("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+      asm("mov.u32 %0, %%clusterid.x;" : "=r"(id));
+      asm("mov.u32 %0, %%nclusterid.x;" : "=r"(n));
+      first = id, stride = n, rank = r;
+    }
+  }
+  __device__ __forceinline__ int m0(int u) const { return ((u / tilesN) * CLUSTER + rank) * GEMM_BM; }
+  __device__ __forceinline__ int n0(int u) const { return (u % tilesN) * GEMM_BN; }
+};
+
+// Both blocks of the cluster reach this point (all their threads) before either goes on.
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+// The address of the same shared-memory location in block `rank` of the cluster.
+__device__ __forceinline__ uint32_t peer_addr(uint32_t local, uint32_t rank) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(local), "r"(rank));
+  return remote;
+}
+
+__device__ __forceinline__ void mbar_arrive_cluster(uint32_t remote_bar) {
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(remote_bar) : "memory");
+}
+
+// TMA with multicast: the box lands at the same offset `dst` in every block of `mask`, completing
+// the barrier at offset `bar` of each.
+__device__ __forceinline__ void tma_load_multicast(uint32_t dst, const TensorMap* map, uint32_t bar, int c0, int c1, uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(bar), "r"(c0), "r"(c1), "h"(mask)
+      : "memory");
+}
+
+// CLUSTER 1: one block a 128x256 tile, W tiles loaded whole (tensor map box 256 rows).
+// CLUSTER 2: a cluster of two blocks on M tiles 2i and 2i+1 with the same N tile: each block loads
+// its own A tile and one half of the shared W tile (box 128 rows), multicast to both, so W crosses
+// L2 once per pair. A stage is refilled only when the consumers of both blocks have released it
+// (each consumer warp arrives on its own block's "empty" barrier and on its peer's).
+template <typename T, int CLUSTER>
 __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
                                           int N, int K, int act) {
   extern __shared__ unsigned char gemm_smem[];
@@ -180,92 +239,114 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
   const uint32_t full = base + GEMM_STAGES * GEMM_STAGE_BYTES, empty = full + GEMM_STAGES * 8;
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
-  const int tilesN = (N + GEMM_BN - 1) / GEMM_BN, tiles = tilesN * ((M + GEMM_BM - 1) / GEMM_BM);
+  const Tiles<CLUSTER> tiles(M, N);
   const int steps = (K + GEMM_BK - 1) / GEMM_BK;
 
   if (threadIdx.x == 0) {
     for (int s = 0; s < GEMM_STAGES; s++) {
-      mbar_init(full + 8 * s, 1);   // the producer's arrive, plus the TMA bytes
-      mbar_init(empty + 8 * s, 8);  // one arrive per consumer warp
+      mbar_init(full + 8 * s, 1);             // the producer's arrive, plus the TMA bytes
+      mbar_init(empty + 8 * s, 8 * CLUSTER);  // one arrive per consumer warp of the cluster
     }
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
   }
-  __syncthreads();
+  if (CLUSTER > 1) cluster_sync();  // the peer's barriers exist before anything lands in them
+  else __syncthreads();
 
-  // Persistent: block b takes tiles b, b + gridDim.x, ... (N tiles fastest: blocks running
-  // together share rows of A, and W stays in L2). Producer and consumers walk the same sequence of
-  // k-steps; step g uses stage g % STAGES in its (g / STAGES)-th round.
+  // Persistent: unit u = first, first + stride, ... (N tiles fastest: blocks running together
+  // share rows of A, and W stays in L2). Producer and consumers walk the same sequence of k-steps;
+  // step g uses stage g % STAGES in its (g / STAGES)-th round.
   if (wg == 0) {  // producer: one thread keeps the ring full, running ahead into the next tile
     if (threadIdx.x == 0) {
       int g = 0;
-      for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-        const int m0 = (tile / tilesN) * GEMM_BM, n0 = (tile % tilesN) * GEMM_BN;
+      for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
+        const int m0 = tiles.m0(u), n0 = tiles.n0(u);
         for (int kt = 0; kt < steps; kt++, g++) {
           const int s = g % GEMM_STAGES;
           if (g >= GEMM_STAGES) mbar_wait(empty + 8 * s, ((g / GEMM_STAGES) + 1) & 1);
           const uint32_t a = base + s * GEMM_STAGE_BYTES;
           mbar_expect_tx(full + 8 * s, GEMM_STAGE_BYTES);
           tma_load(a, &tmA, full + 8 * s, kt * GEMM_BK, m0);
-          tma_load(a + GEMM_A_BYTES, &tmB, full + 8 * s, kt * GEMM_BK, n0);
+          if (CLUSTER == 1) {
+            tma_load(a + GEMM_A_BYTES, &tmB, full + 8 * s, kt * GEMM_BK, n0);
+          } else {
+            const int half = GEMM_BN / 2;
+            tma_load_multicast(a + GEMM_A_BYTES + tiles.rank * (half * GEMM_BK * 2), &tmB, full + 8 * s, kt * GEMM_BK, n0 + tiles.rank * half,
+                               (uint16_t)0x3);
+          }
         }
       }
     }
-    return;
-  }
-
-  // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
-  const int rows = (wg - 1) * 64;
-  float d[128];
-  int g = 0;
-  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int m0 = (tile / tilesN) * GEMM_BM, n0 = (tile % tilesN) * GEMM_BN;
+  } else {
+    // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
+    const int rows = (wg - 1) * 64;
+    const uint32_t peer = CLUSTER > 1 ? peer_addr(empty, tiles.rank ^ 1) : 0;  // the peer's empty barriers
+    float d[128];
+    int g = 0;
+    for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
+      const int m0 = tiles.m0(u), n0 = tiles.n0(u);
 #pragma unroll
-    for (int i = 0; i < 128; i++) d[i] = 0.0f;
-    for (int kt = 0; kt < steps; kt++, g++) {
-      const int s = g % GEMM_STAGES;
-      mbar_wait(full + 8 * s, (g / GEMM_STAGES) & 1);
-      const uint32_t a = base + s * GEMM_STAGE_BYTES + rows * (GEMM_BK * 2), b = base + s * GEMM_STAGE_BYTES + GEMM_A_BYTES;
-      wgmma_fence();
+      for (int i = 0; i < 128; i++) d[i] = 0.0f;
+      for (int kt = 0; kt < steps; kt++, g++) {
+        const int s = g % GEMM_STAGES;
+        mbar_wait(full + 8 * s, (g / GEMM_STAGES) & 1);
+        const uint32_t a = base + s * GEMM_STAGE_BYTES + rows * (GEMM_BK * 2), b = base + s * GEMM_STAGE_BYTES + GEMM_A_BYTES;
+        wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < GEMM_BK / 16; kk++) Wgmma<T>::run(d, smem_desc(a + 32 * kk), smem_desc(b + 32 * kk));
-      wgmma_commit();
-      wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
-      if (kt > 0 && lane == 0) mbar_arrive(empty + 8 * ((g - 1) % GEMM_STAGES));
-    }
-    wgmma_wait<0>();
-    fence_accumulators(d);
-    if (lane == 0) mbar_arrive(empty + 8 * ((g - 1) % GEMM_STAGES));  // the tile's last step
-
-    // Epilogue straight from the accumulators (the producer is already filling the ring with the
-    // next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
-    const int r0 = m0 + rows + warp * 16 + lane / 4;
-#pragma unroll
-    for (int j = 0; j < 32; j++) {
-      const int c = n0 + 8 * j + 2 * (lane % 4);
-      if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
-      const float2 b = bias ? *reinterpret_cast<const float2*>(bias + c) : make_float2(0.0f, 0.0f);
-#pragma unroll
-      for (int h = 0; h < 2; h++) {
-        const int r = r0 + 8 * h;
-        if (r >= M) continue;
-        float v0 = epilogue_act(d[4 * j + 2 * h] + b.x, act), v1 = epilogue_act(d[4 * j + 2 * h + 1] + b.y, act);
-        const size_t at = (size_t)r * N + c;
-        if (residual) {
-          const float2 rv = Pair<T>::load(residual + at);
-          v0 += rv.x, v1 += rv.y;
+        for (int kk = 0; kk < GEMM_BK / 16; kk++) Wgmma<T>::run(d, smem_desc(a + 32 * kk), smem_desc(b + 32 * kk));
+        wgmma_commit();
+        wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
+        if (kt > 0 && lane == 0) {
+          const int released = (g - 1) % GEMM_STAGES;
+          mbar_arrive(empty + 8 * released);
+          if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
         }
-        Pair<T>::store(C + at, v0, v1);
+      }
+      wgmma_wait<0>();
+      fence_accumulators(d);
+      if (lane == 0) {  // the tile's last step
+        const int released = (g - 1) % GEMM_STAGES;
+        mbar_arrive(empty + 8 * released);
+        if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
+      }
+
+      // Epilogue straight from the accumulators (the producer is already filling the ring with
+      // the next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
+      const int r0 = m0 + rows + warp * 16 + lane / 4;
+#pragma unroll
+      for (int j = 0; j < 32; j++) {
+        const int c = n0 + 8 * j + 2 * (lane % 4);
+        if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
+        const float2 b = bias ? *reinterpret_cast<const float2*>(bias + c) : make_float2(0.0f, 0.0f);
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int r = r0 + 8 * h;
+          if (r >= M) continue;
+          float v0 = epilogue_act(d[4 * j + 2 * h] + b.x, act), v1 = epilogue_act(d[4 * j + 2 * h + 1] + b.y, act);
+          const size_t at = (size_t)r * N + c;
+          if (residual) {
+            const float2 rv = Pair<T>::load(residual + at);
+            v0 += rv.x, v1 += rv.y;
+          }
+          Pair<T>::store(C + at, v0, v1);
+        }
       }
     }
   }
+  // A block may not leave while its peer can still arrive on its barriers.
+  if (CLUSTER > 1) cluster_sync();
 }
 
 #define GEMM_SM90(S, T)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_bias_act_sm90_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,      \
                              const float* bias, const T* residual, int M, int N, int K, int act) {                      \
-    gemm_sm90<T>(tmA, tmB, C, bias, residual, M, N, K, act);                                                            \
+    gemm_sm90<T, 1>(tmA, tmB, C, bias, residual, M, N, K, act);                                                         \
+  }                                                                                                                     \
+  extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1)                                        \
+      gemm_bias_act_sm90_c2_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,   \
+                                const float* bias, const T* residual, int M, int N, int K, int act) {                   \
+    gemm_sm90<T, 2>(tmA, tmB, C, bias, residual, M, N, K, act);                                                         \
   }
 GEMM_SM90(f16, __half)
 GEMM_SM90(bf16, __nv_bfloat16)

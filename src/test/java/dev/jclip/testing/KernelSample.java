@@ -60,7 +60,10 @@ public final class KernelSample {
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, true);
         ops.biasAct(act, bias, imageRows, 4 * width, 1, p); // c_fc's bias + QuickGELU
         ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p);
-        if (sm90 != null) sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act); // c_fc fused
+        if (sm90 != null) { // c_fc fused, one block a tile and in clusters of two
+          sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, false);
+          sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, true);
+        }
       }
       device.synchronize();
       System.out.println("[sample] done");

@@ -131,9 +131,23 @@ public final class CudaBackend implements Backend {
    * A LINEAR with an activation (the MLP's c_fc) as one gemm_sm90 kernel with the bias and
    * activation in its epilogue ({@link Sm90Gemm}: Hopper only, fp16/bf16), instead of a cuBLAS GEMM
    * and a bias_act pass: off by default until it has run and been timed on a GPU; {@code
-   * -Djclip.cuda.fusedLinear=sm90} turns it on for backends built without saying.
+   * -Djclip.cuda.fusedLinear=sm90} (or {@code sm90c2}, its cluster version) turns it on for
+   * backends built without saying.
    */
-  private volatile boolean fusedLinear = choice("jclip.cuda.fusedLinear", "the fused LINEAR kernel", "sm90", "off", "off");
+  private volatile boolean fusedLinear = fusedLinearProperty();
+
+  /** gemm_sm90's cluster version (pairs of blocks multicasting W): {@code -Djclip.cuda.fusedLinear=sm90c2}. */
+  private volatile boolean fusedLinearCluster = System.getProperty("jclip.cuda.fusedLinear", "off").equals("sm90c2");
+
+  /** Whether {@code -Djclip.cuda.fusedLinear} asks for gemm_sm90 ({@code sm90} or {@code sm90c2}); {@code off} or unset: no. */
+  private static boolean fusedLinearProperty() {
+    String v = System.getProperty("jclip.cuda.fusedLinear", "off");
+    return switch (v) {
+      case "off" -> false;
+      case "sm90", "sm90c2" -> true;
+      default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, sm90 or sm90c2, not '" + v + "'");
+    };
+  }
 
   /** gemm_sm90's launcher, loaded the first time a fused LINEAR runs; null before (or off Hopper). */
   private Sm90Gemm sm90;
@@ -143,7 +157,13 @@ public final class CudaBackend implements Backend {
    * kernel (where {@link #fusedLinearAvailable}) or as a cuBLAS GEMM and a bias_act pass.
    */
   public void fusedLinear(boolean on) {
+    fusedLinear(on, false);
+  }
+
+  /** As {@link #fusedLinear(boolean)}, choosing gemm_sm90's cluster version (W multicast to pairs of blocks) or the plain one. */
+  public void fusedLinear(boolean on, boolean cluster) {
     fusedLinear = on;
+    fusedLinearCluster = cluster;
     if (on && fusedLinearAvailable() && sm90 == null) sm90 = new Sm90Gemm(device, stream.handle()); // not while a graph records
   }
 
@@ -583,7 +603,7 @@ public final class CudaBackend implements Backend {
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
     if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, null, y) != null) return false;
     if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
-    sm90.run(precision, (int) m, cols, k, x, w, bias, null, act, y);
+    sm90.run(precision, (int) m, cols, k, x, w, bias, null, act, y, fusedLinearCluster);
     fusedLinearLaunches++;
     return true;
   }

@@ -70,7 +70,8 @@ public final class CudaGemmBench {
    * shapes, on random 16-bit inputs: the path the backend takes by default (cuBLAS GEMM, then
    * bias_act_vec over its output; cuBLASLt with the bias, and the residual, in its epilogue for
    * the LINEARs without activation) against gemm_sm90 with everything in its epilogue, plus the
-   * bare cuBLAS GEMM for reference. Milliseconds per call and TFLOP/s of the 2·M·N·K of the
+   * bare cuBLAS GEMM for reference; gemm_sm90 one block a tile, and in clusters of two (W
+   * multicast). Milliseconds per call and TFLOP/s of the 2·M·N·K of the
    * product. Only on compute capability 9.0 (gemm_sm90 is sm_90a code).
    */
   public static void fusedLinear(CudaDevice device, PrintStream log) {
@@ -91,6 +92,7 @@ public final class CudaGemmBench {
         Sm90Gemm sm90 = new Sm90Gemm(device, stream.handle())) {
       blas.bind(stream, workspace);
       lt.bind(stream, workspace);
+      log.printf("[linear] gemm_sm90: %d SMs, %d 2-block clusters resident at once%n", device.multiprocessors(), sm90.clusterSlots());
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
         int type = p == Precision.FP16 ? CUDA_R_16F : CUDA_R_16BF;
         for (Object[] s : shapes) {
@@ -117,9 +119,11 @@ public final class CudaGemmBench {
                 });
             log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, act != 0 ? "cuBLAS + bias_act_vec" : "cuBLASLt epilogue", unfused,
                 flop / unfused / 1e9);
-            double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c));
-            log.printf("[linear] %s gemm_sm90 fused          %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, fused,
-                flop / fused / 1e9, unfused / fused);
+            for (boolean cluster : new boolean[] {false, true}) {
+              double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, cluster));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at,
+                  cluster ? "gemm_sm90 2-block cluster" : "gemm_sm90 fused", fused, flop / fused / 1e9, unfused / fused);
+            }
           }
         }
       }

@@ -39,7 +39,9 @@ import org.junit.jupiter.api.Test;
  * more tiles than SMs, so that blocks go round their persistent loop and the stage ring wraps
  * across tiles). The output has one rounding to 16 bits, so its error is that rounding's: at most
  * 1e-3 relative (fp16, unit roundoff 4.9e-4) and 8e-3 (bf16, 3.9e-3). Rows past M are a guard band
- * that must stay untouched. Skipped (with the reason) off compute capability 9.0.
+ * that must stay untouched. Both versions: one block a tile, and clusters of two blocks multicasting
+ * W (M tile counts odd and even, so that a cluster's second block sometimes has no rows). Skipped
+ * (with the reason) off compute capability 9.0.
  */
 @Tag("cuda")
 class CudaSm90GemmTest {
@@ -98,15 +100,19 @@ class CudaSm90GemmTest {
     List<String> failures = new ArrayList<>();
     try (CudaStream stream = new CudaStream(device);
         Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
-      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        double tol = p == Precision.FP16 ? 1e-3 : 8e-3;
-        for (Problem pr : problems()) {
-          try {
-            double err = check(gemm, stream, p, pr);
-            System.out.printf("[gemm_sm90] %-60s %-4s relative error %.2e%n", pr, p, err);
-            assertTrue(err <= tol, "relative error " + err + " > " + tol);
-          } catch (AssertionError | RuntimeException e) {
-            failures.add(pr + " " + p + ": " + e.getMessage());
+      for (boolean cluster : new boolean[] {false, true}) {
+        for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+          double tol = p == Precision.FP16 ? 1e-3 : 8e-3;
+          for (Problem pr : problems()) {
+            String what = pr + " " + p + (cluster ? " 2-block cluster" : "");
+            try {
+              double err = check(gemm, stream, p, pr, cluster);
+              System.out.printf("[gemm_sm90] %-76s relative error %.2e%n", what, err);
+              assertTrue(err <= tol, "relative error " + err + " > " + tol);
+            } catch (AssertionError | RuntimeException e) {
+              failures.add(what + ": " + e.getMessage());
+              if (e instanceof CudaException) break; // a fault leaves the context unusable: the rest would only repeat it
+            }
           }
         }
       }
@@ -115,7 +121,7 @@ class CudaSm90GemmTest {
   }
 
   /** Runs one problem and returns its relative error against the double product of the same 16-bit inputs. */
-  static double check(Sm90Gemm gemm, CudaStream stream, Precision p, Problem pr) {
+  static double check(Sm90Gemm gemm, CudaStream stream, Precision p, Problem pr, boolean cluster) {
     int m = pr.m, n = pr.n, k = pr.k;
     // inputs of size ~1 after the product (weights scaled by 1/sqrt(K)), rounded to 16 bits first
     float[] a = fromHalf(toHalf(TestRandom.gaussian(RNG, m * k, 1), p), p);
@@ -132,7 +138,7 @@ class CudaSm90GemmTest {
         DeviceBuffer dr = res == null ? null : device.allocate(2L * res.length).upload(toHalf(res, p));
         DeviceBuffer dc = device.allocate(2L * cInit.length).upload(cInit)) {
       assertNull(Sm90Gemm.unsupported(p, n, k, da, dw, db, dr, dc));
-      gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc);
+      gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc, cluster);
       stream.synchronize();
       short[] c = dc.downloadShorts(cInit.length);
       for (int i = m * n; i < c.length; i++) assertEquals(sentinel, c[i], "element " + i + " past C was written");
@@ -175,7 +181,7 @@ class CudaSm90GemmTest {
    * LINEARs on, against the reference backend (the tolerances of CudaLinearEpilogueTest: fp16
    * 1e-2, bf16 5e-2) and within 2 units of 16-bit rounding of the unfused path (cuBLAS GEMM then
    * bias_act: it rounds the product before the bias, the fused kernel once); its CUDA-graph replay
-   * gives the first run's bits.
+   * gives the first run's bits. Both versions of the kernel.
    */
   @Test
   void theBackendRunsCfcAsOneKernelWhenAsked() {
@@ -193,28 +199,31 @@ class CudaSm90GemmTest {
         want = ex.run(in).get("y");
       }
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        float[] fused, replayed, unfused;
-        try (CudaBackend backend = new CudaBackend(device, p)) {
-          assertTrue(backend.fusedLinearAvailable());
-          backend.fusedLinear(false);
-          try (Executor ex = new Executor(graph, backend, List.of())) {
-            unfused = ex.run(in).get("y");
+        for (boolean cluster : new boolean[] {false, true}) {
+          String what = "M=" + m + " " + p + (cluster ? " 2-block cluster" : "");
+          float[] fused, replayed, unfused;
+          try (CudaBackend backend = new CudaBackend(device, p)) {
+            assertTrue(backend.fusedLinearAvailable());
+            backend.fusedLinear(false);
+            try (Executor ex = new Executor(graph, backend, List.of())) {
+              unfused = ex.run(in).get("y");
+            }
+            assertEquals(0, backend.fusedLinearLaunches(), "gemm_sm90 ran while off");
+            backend.fusedLinear(true, cluster);
+            try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+              fused = ex.run(in).get("y");
+              assertEquals(1, backend.fusedLinearLaunches(), what + ": c_fc did not run as one gemm_sm90 kernel");
+              replayed = ex.run(in).get("y");
+              assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+            }
           }
-          assertEquals(0, backend.fusedLinearLaunches(), "gemm_sm90 ran while off");
-          backend.fusedLinear(true);
-          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
-            fused = ex.run(in).get("y");
-            assertEquals(1, backend.fusedLinearLaunches(), "c_fc did not run as one gemm_sm90 kernel");
-            replayed = ex.run(in).get("y");
-            assertTrue(ex.replaying(), "the second run did not replay a CUDA graph: " + ex.recordingFailure());
-          }
+          assertArrayEquals(fused, replayed, what + ": the CUDA-graph replay differs from the first run");
+          double err = ReferenceOps.relativeError(fused, want), vsUnfused = ReferenceOps.relativeError(fused, unfused);
+          double u = p == Precision.FP16 ? 4.9e-4 : 3.9e-3;
+          System.out.printf("[gemm_sm90 backend] c_fc %-28s vs reference %.2e, vs cuBLAS + bias_act %.2e%n", what, err, vsUnfused);
+          assertTrue(err <= (p == Precision.FP16 ? 1e-2 : 5e-2), what + ": relative error " + err);
+          assertTrue(vsUnfused <= 2 * u, what + ": " + vsUnfused + " from the unfused path");
         }
-        assertArrayEquals(fused, replayed, "M=" + m + " " + p + ": the CUDA-graph replay differs from the first run");
-        double err = ReferenceOps.relativeError(fused, want), vsUnfused = ReferenceOps.relativeError(fused, unfused);
-        double u = p == Precision.FP16 ? 4.9e-4 : 3.9e-3;
-        System.out.printf("[gemm_sm90 backend] c_fc M=%d %-4s vs reference %.2e, vs cuBLAS + bias_act %.2e%n", m, p, err, vsUnfused);
-        assertTrue(err <= (p == Precision.FP16 ? 1e-2 : 5e-2), "M=" + m + " " + p + ": relative error " + err);
-        assertTrue(vsUnfused <= 2 * u, "M=" + m + " " + p + ": " + vsUnfused + " from the unfused path");
       }
     }
   }
