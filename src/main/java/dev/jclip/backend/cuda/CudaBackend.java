@@ -31,9 +31,9 @@ import java.util.WeakHashMap;
  * pass over their results. A LINEAR with QuickGELU or GELU (erf) stays a cuBLAS GEMM followed by
  * the {@code bias_act} kernel: cuBLASLt's GELU epilogue is the tanh approximation; on Hopper,
  * {@code -Djclip.cuda.fusedLinear=sm90} runs it as one gemm_sm90 kernel instead ({@link Sm90Gemm},
- * opt-in until timed). The cuBLAS path
- * for everything (GEMM, then bias, then ADD) is kept: {@code -Djclip.cuda.gemm=cublas} or the
- * constructor's flag.
+ * opt-in until timed; {@code sm90c2} its cluster version; {@code sm90-all} and {@code sm90c2-all}
+ * every LINEAR, bias and residual included, instead of cuBLASLt). The cuBLAS path for everything
+ * (GEMM, then bias, then ADD) is kept: {@code -Djclip.cuda.gemm=cublas} or the constructor's flag.
  *
  * <p>Precision is chosen per backend: {@link Precision#FP32} is the parity mode (fp32 GEMMs without
  * TF32, fp32 activations); {@link Precision#FP16} and {@link Precision#BF16} keep activations and
@@ -131,21 +131,34 @@ public final class CudaBackend implements Backend {
    * A LINEAR with an activation (the MLP's c_fc) as one gemm_sm90 kernel with the bias and
    * activation in its epilogue ({@link Sm90Gemm}: Hopper only, fp16/bf16), instead of a cuBLAS GEMM
    * and a bias_act pass: off by default until it has run and been timed on a GPU; {@code
-   * -Djclip.cuda.fusedLinear=sm90} (or {@code sm90c2}, its cluster version) turns it on for
-   * backends built without saying.
+   * -Djclip.cuda.fusedLinear=sm90} (or {@code sm90c2}, its cluster version; {@code -all}: every
+   * LINEAR) turns it on for backends built without saying.
    */
-  private volatile boolean fusedLinear = fusedLinearProperty();
+  private volatile boolean fusedLinear = fusedLinearProperty()[0];
 
   /** gemm_sm90's cluster version (pairs of blocks multicasting W): {@code -Djclip.cuda.fusedLinear=sm90c2}. */
-  private volatile boolean fusedLinearCluster = System.getProperty("jclip.cuda.fusedLinear", "off").equals("sm90c2");
+  private volatile boolean fusedLinearCluster = fusedLinearProperty()[1];
 
-  /** Whether {@code -Djclip.cuda.fusedLinear} asks for gemm_sm90 ({@code sm90} or {@code sm90c2}); {@code off} or unset: no. */
-  private static boolean fusedLinearProperty() {
+  /**
+   * Every LINEAR (bias, residual) on gemm_sm90 rather than cuBLASLt, not only those with an
+   * activation: {@code -Djclip.cuda.fusedLinear=sm90-all} or {@code sm90c2-all}.
+   */
+  private volatile boolean fusedLinearAll = fusedLinearProperty()[2];
+
+  /**
+   * {@code -Djclip.cuda.fusedLinear} as {on, cluster, all}: {@code off} (or unset), {@code sm90},
+   * {@code sm90c2}, {@code sm90-all}, {@code sm90c2-all}; anything else is refused.
+   */
+  private static boolean[] fusedLinearProperty() {
     String v = System.getProperty("jclip.cuda.fusedLinear", "off");
     return switch (v) {
-      case "off" -> false;
-      case "sm90", "sm90c2" -> true;
-      default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, sm90 or sm90c2, not '" + v + "'");
+      case "off" -> new boolean[] {false, false, false};
+      case "sm90" -> new boolean[] {true, false, false};
+      case "sm90c2" -> new boolean[] {true, true, false};
+      case "sm90-all" -> new boolean[] {true, false, true};
+      case "sm90c2-all" -> new boolean[] {true, true, true};
+      default -> throw new IllegalArgumentException(
+          "the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, sm90, sm90c2, sm90-all or sm90c2-all, not '" + v + "'");
     };
   }
 
@@ -162,8 +175,17 @@ public final class CudaBackend implements Backend {
 
   /** As {@link #fusedLinear(boolean)}, choosing gemm_sm90's cluster version (W multicast to pairs of blocks) or the plain one. */
   public void fusedLinear(boolean on, boolean cluster) {
+    fusedLinear(on, cluster, false);
+  }
+
+  /**
+   * As {@link #fusedLinear(boolean, boolean)}; with {@code all}, every LINEAR and LINEAR_RESIDUAL
+   * (bias and residual in the epilogue) runs on gemm_sm90, not only those with an activation.
+   */
+  public void fusedLinear(boolean on, boolean cluster, boolean all) {
     fusedLinear = on;
     fusedLinearCluster = cluster;
+    fusedLinearAll = all;
     if (on && fusedLinearAvailable() && sm90 == null) sm90 = new Sm90Gemm(device, stream.handle()); // not while a graph records
   }
 
@@ -595,15 +617,16 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * {@code y = act(x · Wᵀ + bias)} as one gemm_sm90 kernel; false (nothing queued) when fused
-   * LINEARs are off, unavailable here, or the problem does not fit the kernel.
+   * {@code y = act(x · Wᵀ + bias) (+ residual)} as one gemm_sm90 kernel; false (nothing queued)
+   * when fused LINEARs are off (for LINEARs without activation: unless every LINEAR is asked for),
+   * unavailable here, or the problem does not fit the kernel.
    */
-  private boolean fusedLinear(Node n, DeviceBuffer x, DeviceBuffer y, long m, int cols, int k, int act) {
-    if (!fusedLinear || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
+  private boolean fusedLinear(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, long m, int cols, int k, int act) {
+    if (!fusedLinear || (act == 0 && !fusedLinearAll) || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
-    if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, null, y) != null) return false;
+    if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
     if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
-    sm90.run(precision, (int) m, cols, k, x, w, bias, null, act, y, fusedLinearCluster);
+    sm90.run(precision, (int) m, cols, k, x, w, bias, residual, act, y, fusedLinearCluster);
     fusedLinearLaunches++;
     return true;
   }
@@ -667,14 +690,15 @@ public final class CudaBackend implements Backend {
         // QuickGELU and erf-GELU are no cuBLASLt epilogue (its GELU is the tanh form): with an
         // activation, the bias pass stays too, since bias_act applies both in one pass, unless
         // gemm_sm90 takes the whole LINEAR.
+        if (fusedLinear(n, x, null, y, m, cols, k, actCode(act))) return;
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
-        if (act != null && fusedLinear(n, x, y, m, cols, k, actCode(act))) return;
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
         if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision);
       }
       case LINEAR_RESIDUAL -> {
         DeviceBuffer residual = (DeviceBuffer) inputs.get(1);
+        if (fusedLinear(n, x, residual, y, in.rows(), out.dim(-1), in.dim(-1), 0)) return;
         if (ltLinear(n, x, residual, y, in, out)) return;
         // the cuBLAS path: LINEAR's GEMM and bias pass, then the ADD in place (elementwise)
         int k = in.dim(-1), cols = out.dim(-1);

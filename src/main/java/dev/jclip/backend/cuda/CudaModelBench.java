@@ -224,17 +224,19 @@ public final class CudaModelBench {
   }
 
   /**
-   * Profile configurations {flash, vector LayerNorm, V by key, fused LINEAR, its cluster version}:
-   * the WMMA and the flash attention kernel.
+   * Profile configurations {flash, vector LayerNorm, V by key, fused LINEAR, its cluster version,
+   * every LINEAR on it}: the WMMA and the flash attention kernel.
    */
-  static final boolean[][] PROFILE_PROVEN = {{false, false, false, false, false}, {true, false, false, false, false}};
+  static final boolean[][] PROFILE_PROVEN = {{false, false, false, false, false, false}, {true, false, false, false, false, false}};
 
   /**
    * Then flash with each opt-in kernel alone (the vector LayerNorm, V read key by key, c_fc as one
-   * gemm_sm90 kernel, and as its 2-block-cluster version: Hopper only), then all of them.
+   * gemm_sm90 kernel, and as its 2-block-cluster version, which also takes every LINEAR in a
+   * last column: Hopper only), then the first three together.
    */
-  static final boolean[][] PROFILE_OPT_IN = {{true, true, false, false, false}, {true, false, true, false, false},
-    {true, false, false, true, false}, {true, false, false, true, true}, {true, true, true, true, false}};
+  static final boolean[][] PROFILE_OPT_IN = {{true, true, false, false, false, false}, {true, false, true, false, false, false},
+    {true, false, false, true, false, false}, {true, false, false, true, true, false}, {true, false, false, true, true, true},
+    {true, true, true, true, false, false}};
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
@@ -248,10 +250,10 @@ public final class CudaModelBench {
     float[] pixels = new float[batch * 3 * 224 * 224];
     int[] ids = texts77(batch);
     for (boolean[] cfg : configs) {
-      boolean flash = cfg[0], vecLn = cfg[1], vKey = cfg[2], fused = cfg[3], cluster = cfg[4];
+      boolean flash = cfg[0], vecLn = cfg[1], vKey = cfg[2], fused = cfg[3], cluster = cfg[4], all = cfg[5];
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", vecLn).put("flash_v_by_key", vKey).put("fused_linear", fused).put("fused_linear_cluster", cluster).put("tower", tower).put("batch", batch);
+            .put("vector_layernorm", vecLn).put("flash_v_by_key", vKey).put("fused_linear", fused).put("fused_linear_cluster", cluster).put("fused_linear_all", all).put("tower", tower).put("batch", batch);
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device);
             Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
@@ -262,7 +264,7 @@ public final class CudaModelBench {
           }
           backend.vectorLayerNorm(vecLn);
           backend.flashVByKey(vKey);
-          backend.fusedLinear(fused, cluster);
+          backend.fusedLinear(fused, cluster, all);
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);
           ex.run(in);
@@ -270,7 +272,7 @@ public final class CudaModelBench {
           ObjectNode ops = row.putObject("ms_by_node");
           prof.totals().forEach((k, v) -> ops.put(k, v[0]));
           log.printf("[profile] ViT-B/32 FP16%s cuBLASLt%s%s%s %s tower, batch %d, one forward pass node by node:%n", flash ? "+flash" : "",
-              vecLn ? " vector-LayerNorm" : "", vKey ? " V-by-key" : "", fused ? (cluster ? " gemm_sm90-c2-c_fc" : " gemm_sm90-c_fc") : "", tower, batch);
+              vecLn ? " vector-LayerNorm" : "", vKey ? " V-by-key" : "", fused ? (cluster ? " gemm_sm90-c2" : " gemm_sm90") + (all ? "-every-LINEAR" : "-c_fc") : "", tower, batch);
           for (String line : prof.report(14)) log.println("[profile]   " + line);
         } catch (RuntimeException e) {
           row.put("error", String.valueOf(e));

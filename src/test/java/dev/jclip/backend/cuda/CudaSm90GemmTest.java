@@ -227,4 +227,51 @@ class CudaSm90GemmTest {
       }
     }
   }
+
+  /**
+   * With every LINEAR asked for ({@code sm90-all}): an out_proj (bias) and a c_proj with its
+   * residual (LINEAR_RESIDUAL) at ViT-B/32's width on 2 images run as gemm_sm90 kernels, within the
+   * tolerances of CudaLinearEpilogueTest of the reference; with only activations asked for, neither
+   * does (cuBLASLt takes them).
+   */
+  @Test
+  void everyLinearRunsOnItWhenAskedForAll() {
+    int m = 100, d = 768;
+    GraphBuilder g = new GraphBuilder();
+    Value x = g.input("x", DType.F32, m, d);
+    Tensor w1 = Tensor.ofFloats("w1", new long[] {d, d}, TestRandom.gaussian(RNG, d * d, 1 / Math.sqrt(d)));
+    Tensor b1 = Tensor.ofFloats("b1", new long[] {d}, TestRandom.gaussian(RNG, d, 1));
+    Tensor w2 = Tensor.ofFloats("w2", new long[] {d, 4 * d}, TestRandom.gaussian(RNG, 4 * d * d, 1 / Math.sqrt(4 * d)));
+    Tensor b2 = Tensor.ofFloats("b2", new long[] {d}, TestRandom.gaussian(RNG, d, 1));
+    Value h = g.linear("out_proj", x, w1, b1, null);
+    Value wide = g.input("wide", DType.F32, m, 4 * d);
+    Graph graph = g.output("y", g.linearResidual("c_proj", wide, w2, b2, h)).build();
+    Map<String, Object> in = Map.of("x", TestRandom.gaussian(RNG, m * d, 1), "wide", TestRandom.gaussian(RNG, m * 4 * d, 1));
+    float[] want;
+    try (ReferenceBackend ref = new ReferenceBackend();
+        Executor ex = new Executor(graph, ref, List.of())) {
+      want = ex.run(in).get("y");
+    }
+    for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+      for (boolean cluster : new boolean[] {false, true}) {
+        String what = p + (cluster ? " 2-block cluster" : "");
+        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
+          backend.fusedLinear(true, cluster, false);
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            ex.run(in);
+          }
+          assertEquals(0, backend.fusedLinearLaunches(), what + ": LINEARs without activation ran on gemm_sm90 without -all");
+          backend.fusedLinear(true, cluster, true);
+          float[] got;
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            got = ex.run(in).get("y");
+          }
+          assertEquals(2, backend.fusedLinearLaunches(), what + ": out_proj and c_proj + residual did not both run on gemm_sm90");
+          double err = ReferenceOps.relativeError(got, want);
+          System.out.printf("[gemm_sm90 backend] out_proj, c_proj + residual %-20s vs reference %.2e%n", what, err);
+          assertTrue(err <= (p == Precision.FP16 ? 1e-2 : 5e-2), what + ": relative error " + err);
+        }
+      }
+    }
+  }
 }
