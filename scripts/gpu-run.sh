@@ -14,7 +14,8 @@
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes;
 # JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
 # (random weights, fp16; default RN50,RN50x4,ViT-B/16,ViT-L/14@336px); JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
-# batch arguments. Everything under $OUT is also packed into $OUT/0-results.tar.gz (the device tool brings back 8 files).
+# batch arguments; JCLIP_JAVA_OPTS="-D..." adds JVM options to every stage (the kernel choices: -Djclip.cuda.fusedLinear=...).
+# Everything under $OUT is also packed into $OUT/0-results.tar.gz (the device tool brings back 8 files).
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer,
 #                                compiled at 1024 only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
 #                                embed: only the embed stage. Stage order: self-test, CUDA tests, model benchmark,
@@ -125,6 +126,9 @@ if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && unpack "$jre" "$here/jre.ta
 java="$jre/bin/java"
 "$java" -version 2>&1 | sed 's/^/  /' | tee -a "$report"
 jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/javacpp-cache -Djclip.reference="$here/clip-reference")
+# extra JVM options for every stage, e.g. JCLIP_JAVA_OPTS="-Djclip.cuda.fusedLinear=sm90c2 -Djclip.cuda.layernorm=vec"
+# shellcheck disable=SC2206
+[ -n "${JCLIP_JAVA_OPTS:-}" ] && jflags+=(${JCLIP_JAVA_OPTS})
 "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" --version 2>&1 | sed 's/^/  /' | tee -a "$report"
 
 section "jclip gpu-info --self-test"
