@@ -133,24 +133,17 @@ __device__ __forceinline__ void fence_accumulators(float* d) {
 // d[64 x 256] += A[64 x 16] * W[256 x 16]^T, both from shared memory (descriptors), no transposes;
 // the scale-d predicate is true (accumulate: the accumulators start at zero).
 template <typename T> struct Wgmma;
-template <> struct Wgmma<__half> {
-  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n .reg .pred acc;\n setp.ne.b32 acc, %130, 0;\n"
-        " wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 " GEMM_REGS ", %128, %129, acc, 1, 1, 0, 0;\n}\n"
-        : GEMM_D128
-        : "l"(a), "l"(b), "r"(1));
-  }
-};
-template <> struct Wgmma<__nv_bfloat16> {
-  static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {
-    asm volatile(
-        "{\n .reg .pred acc;\n setp.ne.b32 acc, %130, 0;\n"
-        " wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 " GEMM_REGS ", %128, %129, acc, 1, 1, 0, 0;\n}\n"
-        : GEMM_D128
-        : "l"(a), "l"(b), "r"(1));
-  }
-};
+#define GEMM_WGMMA(T, TYPE)                                                                                              \
+  template <> struct Wgmma<T> {                                                                                         \
+    static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {                                      \
+      asm volatile("{\n .reg .pred acc;\n setp.ne.b32 acc, %130, 0;\n"                                                 \
+                   " wgmma.mma_async.sync.aligned.m64n256k16.f32." TYPE "." TYPE " " GEMM_REGS ", %128, %129, acc, 1, 1, 0, 0;\n}\n" \
+                   : GEMM_D128                                                                                          \
+                   : "l"(a), "l"(b), "r"(1));                                                                           \
+    }                                                                                                                   \
+  };
+GEMM_WGMMA(__half, "f16")
+GEMM_WGMMA(__nv_bfloat16, "bf16")
 
 // The epilogue's activation: QuickGELU with the fast intrinsics (ex2.approx and rcp.approx, 2 SFU
 // operations an element: within ~1e-6 relative of expf and IEEE division, far below the 16-bit

@@ -150,33 +150,31 @@ public final class CudaGemmBench {
     return buf;
   }
 
-  /** Median milliseconds of one call of {@code call} on {@code stream}: 3 warm-ups, 7 timings of 5 calls. */
+  /** Median milliseconds of one call of {@code call} on {@code stream} ({@link #timings}, 5 calls a timing). */
   private static double timeMs(CudaStream stream, Runnable call) {
-    for (int i = 0; i < 3; i++) call.run();
-    stream.synchronize();
-    double[] ms = new double[7];
-    for (int r = 0; r < ms.length; r++) {
-      long t0 = System.nanoTime();
-      for (int i = 0; i < 5; i++) call.run();
-      stream.synchronize();
-      ms[r] = (System.nanoTime() - t0) / 1e6 / 5;
-    }
-    Arrays.sort(ms);
-    return ms[ms.length / 2];
+    return timings(stream::synchronize, call, 5)[3];
   }
 
   private static void time(CudaDevice device, String what, Runnable call, int b, int n, int h, boolean causal, PrintStream log) {
+    report(what, timings(device::synchronize, call, 10), b, n, h, causal, log);
+  }
+
+  /**
+   * Milliseconds of one call of {@code call}, sorted: 3 warm-up calls, then 7 timings of {@code
+   * calls} calls each, {@code sync} waiting for the work before each clock reading.
+   */
+  private static double[] timings(Runnable sync, Runnable call, int calls) {
     for (int i = 0; i < 3; i++) call.run();
-    device.synchronize();
+    sync.run();
     double[] ms = new double[7];
     for (int r = 0; r < ms.length; r++) {
       long t0 = System.nanoTime();
-      for (int i = 0; i < 10; i++) call.run();
-      device.synchronize();
-      ms[r] = (System.nanoTime() - t0) / 1e6 / 10;
+      for (int i = 0; i < calls; i++) call.run();
+      sync.run();
+      ms[r] = (System.nanoTime() - t0) / 1e6 / calls;
     }
     Arrays.sort(ms);
-    report(what, ms, b, n, h, causal, log);
+    return ms;
   }
 
   private static void report(String what, double[] ms, int b, int n, int h, boolean causal, PrintStream log) {

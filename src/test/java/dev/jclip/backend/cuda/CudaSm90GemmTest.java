@@ -193,11 +193,7 @@ class CudaSm90GemmTest {
       Tensor b = Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1));
       Graph graph = g.output("y", g.linear("c_fc", x, w, b, Activation.QUICK_GELU)).build();
       Map<String, Object> in = Map.of("x", TestRandom.gaussian(RNG, m * k, 1));
-      float[] want;
-      try (ReferenceBackend ref = new ReferenceBackend();
-          Executor ex = new Executor(graph, ref, List.of())) {
-        want = ex.run(in).get("y");
-      }
+      float[] want = onReference(graph, in);
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
         for (boolean cluster : new boolean[] {false, true}) {
           String what = "M=" + m + " " + p + (cluster ? " 2-block cluster" : "");
@@ -247,11 +243,7 @@ class CudaSm90GemmTest {
     Value wide = g.input("wide", DType.F32, m, 4 * d);
     Graph graph = g.output("y", g.linearResidual("c_proj", wide, w2, b2, h)).build();
     Map<String, Object> in = Map.of("x", TestRandom.gaussian(RNG, m * d, 1), "wide", TestRandom.gaussian(RNG, m * 4 * d, 1));
-    float[] want;
-    try (ReferenceBackend ref = new ReferenceBackend();
-        Executor ex = new Executor(graph, ref, List.of())) {
-      want = ex.run(in).get("y");
-    }
+    float[] want = onReference(graph, in);
     for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
       for (boolean cluster : new boolean[] {false, true}) {
         String what = p + (cluster ? " 2-block cluster" : "");
@@ -272,6 +264,14 @@ class CudaSm90GemmTest {
           assertTrue(err <= (p == Precision.FP16 ? 1e-2 : 5e-2), what + ": relative error " + err);
         }
       }
+    }
+  }
+
+  /** The graph's output "y" on the reference backend. */
+  static float[] onReference(Graph graph, Map<String, Object> in) {
+    try (ReferenceBackend ref = new ReferenceBackend();
+        Executor ex = new Executor(graph, ref, List.of())) {
+      return ex.run(in).get("y");
     }
   }
 }
