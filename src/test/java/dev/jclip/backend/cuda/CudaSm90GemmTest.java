@@ -106,7 +106,7 @@ class CudaSm90GemmTest {
           for (Problem pr : problems()) {
             String what = pr + " " + p + (cluster ? " 2-block cluster" : "");
             try {
-              double err = check(gemm, stream, p, pr, cluster);
+              double err = check(gemm, stream, p, pr, cluster, tol);
               System.out.printf("[gemm_sm90] %-76s relative error %.2e%n", what, err);
               assertTrue(err <= tol, "relative error " + err + " > " + tol);
             } catch (AssertionError | RuntimeException e) {
@@ -121,7 +121,7 @@ class CudaSm90GemmTest {
   }
 
   /** Runs one problem and returns its relative error against the double product of the same 16-bit inputs. */
-  static double check(Sm90Gemm gemm, CudaStream stream, Precision p, Problem pr, boolean cluster) {
+  static double check(Sm90Gemm gemm, CudaStream stream, Precision p, Problem pr, boolean cluster, double tol) {
     int m = pr.m, n = pr.n, k = pr.k;
     // inputs of size ~1 after the product (weights scaled by 1/sqrt(K)), rounded to 16 bits first
     float[] a = fromHalf(toHalf(TestRandom.gaussian(RNG, m * k, 1), p), p);
@@ -145,8 +145,42 @@ class CudaSm90GemmTest {
       float[] got = fromHalf(java.util.Arrays.copyOf(c, m * n), p);
       for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), "element " + i + " is " + got[i]);
       float[] want = reference(a, w, bias, res, m, n, k, pr.act);
-      return ReferenceOps.relativeError(got, want);
+      double err = ReferenceOps.relativeError(got, want);
+      if (err > tol) System.out.print(errorMap(got, want, m, n, tol));
+      return err;
     }
+  }
+
+  /**
+   * Where a wrong result is wrong, for a first GPU run to tell a layout mistake from a pipeline
+   * one: over the first 128 x 256 tile, one character per block of 16 rows x 8 columns (a warp's
+   * rows, a wgmma core matrix's columns): '.' within {@code tol} of the reference (relative to the
+   * block's norm), 'x' off, '0' all zero; then a few single elements.
+   */
+  static String errorMap(float[] got, float[] want, int m, int n, double tol) {
+    StringBuilder sb = new StringBuilder("  error map of the first tile (rows of 16, columns of 8):\n");
+    for (int rb = 0; rb < Math.min(8, (m + 15) / 16); rb++) {
+      sb.append("  ");
+      for (int cb = 0; cb < Math.min(32, n / 8); cb++) {
+        double e = 0, w = 0, g = 0;
+        for (int r = rb * 16; r < Math.min(m, rb * 16 + 16); r++) {
+          for (int c = cb * 8; c < cb * 8 + 8; c++) {
+            double d = got[r * n + c] - want[r * n + c];
+            e += d * d;
+            w += (double) want[r * n + c] * want[r * n + c];
+            g += Math.abs(got[r * n + c]);
+          }
+        }
+        sb.append(g == 0 ? '0' : Math.sqrt(e / Math.max(w, 1e-30)) <= tol ? '.' : 'x');
+      }
+      sb.append('\n');
+    }
+    for (int[] rc : new int[][] {{0, 0}, {0, 1}, {0, 2}, {0, 8}, {1, 0}, {8, 0}, {0, 64}, {64, 0}}) {
+      if (rc[0] < m && rc[1] < n) {
+        sb.append(String.format("  C[%d][%d] = %.5f, want %.5f%n", rc[0], rc[1], got[rc[0] * n + rc[1]], want[rc[0] * n + rc[1]]));
+      }
+    }
+    return sb.toString();
   }
 
   /** act(a · wᵀ + bias) + residual in double, rounded to float once. */
