@@ -35,6 +35,9 @@
 // tiles 2i and 2i+1 with one N tile: each block loads its A tile and one half of W's tile (box {64,
 // 128}), multicast to both, so W's tiles cross L2 once per pair; grid 2 * min(tile pairs, resident
 // clusters).
+// gemm_bias_act_sm90_pp_* and _pp_c2_*: the ping-pong schedule (below): 128x128 tiles, each consumer
+// warpgroup on alternate tiles so that one's epilogue overlaps the other's mainloop; W box {64, 128}
+// ({64, 64} in clusters), 6 stages, dynamic shared memory PP_SMEM_BYTES = 197,728.
 #include "common.cuh"
 #include <stdint.h>
 
@@ -145,6 +148,26 @@ template <typename T> struct Wgmma;
 GEMM_WGMMA(__half, "f16")
 GEMM_WGMMA(__nv_bfloat16, "bf16")
 
+// d[64 x 128] += A[64 x 16] * W[128 x 16]^T (the ping-pong version's shape: 64 accumulators).
+#define GEMM_D64 GEMM_D8(0), GEMM_D8(8), GEMM_D8(16), GEMM_D8(24), GEMM_D8(32), GEMM_D8(40), GEMM_D8(48), GEMM_D8(56)
+#define GEMM_REGS64                                                                                                    \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "                                            \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "                                   \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "                                   \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+template <typename T> struct Wgmma128;
+#define GEMM_WGMMA128(T, TYPE)                                                                                           \
+  template <> struct Wgmma128<T> {                                                                                      \
+    static __device__ __forceinline__ void run(float* d, uint64_t a, uint64_t b) {                                      \
+      asm volatile("{\n .reg .pred acc;\n setp.ne.b32 acc, %66, 0;\n"                                                  \
+                   " wgmma.mma_async.sync.aligned.m64n128k16.f32." TYPE "." TYPE " " GEMM_REGS64 ", %64, %65, acc, 1, 1, 0, 0;\n}\n" \
+                   : GEMM_D64                                                                                           \
+                   : "l"(a), "l"(b), "r"(1));                                                                           \
+    }                                                                                                                   \
+  };
+GEMM_WGMMA128(__half, "f16")
+GEMM_WGMMA128(__nv_bfloat16, "bf16")
+
 // The epilogue's activation: QuickGELU with the fast intrinsics (ex2.approx and rcp.approx, 2 SFU
 // operations an element: within ~1e-6 relative of expf and IEEE division, far below the 16-bit
 // rounding that follows; the tail's limits hold: v -> -inf gives -0, v -> +inf gives v); the erf
@@ -169,14 +192,14 @@ template <> struct Pair<__nv_bfloat16> {
   }
 };
 
-// The tile sequence of a block (CLUSTER 1) or of a cluster of 2 (CLUSTER 2): unit u of the
-// sequence covers N tile u % tilesN and M tile u / tilesN (CLUSTER 1), or M tiles 2 (u / tilesN)
-// and the one after it, one per block of the cluster (CLUSTER 2).
-template <int CLUSTER>
+// The tile sequence of a block (CLUSTER 1) or of a cluster of 2 (CLUSTER 2), tiles of 128 x BN:
+// unit u of the sequence covers N tile u % tilesN and M tile u / tilesN (CLUSTER 1), or M tiles
+// 2 (u / tilesN) and the one after it, one per block of the cluster (CLUSTER 2).
+template <int CLUSTER, int BN>
 struct Tiles {
   int tilesN, units, first, stride, rank;
   __device__ __forceinline__ Tiles(int M, int N) {
-    tilesN = (N + GEMM_BN - 1) / GEMM_BN;
+    tilesN = (N + BN - 1) / BN;
     const int tilesM = (M + GEMM_BM - 1) / GEMM_BM;
     units = tilesN * ((tilesM + CLUSTER - 1) / CLUSTER);
     if (CLUSTER == 1) {
@@ -190,7 +213,7 @@ struct Tiles {
     }
   }
   __device__ __forceinline__ int m0(int u) const { return ((u / tilesN) * CLUSTER + rank) * GEMM_BM; }
-  __device__ __forceinline__ int n0(int u) const { return (u % tilesN) * GEMM_BN; }
+  __device__ __forceinline__ int n0(int u) const { return (u % tilesN) * BN; }
 };
 
 // Both blocks of the cluster reach this point (all their threads) before either goes on.
@@ -232,7 +255,7 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
   const uint32_t full = base + GEMM_STAGES * GEMM_STAGE_BYTES, empty = full + GEMM_STAGES * 8;
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
-  const Tiles<CLUSTER> tiles(M, N);
+  const Tiles<CLUSTER, GEMM_BN> tiles(M, N);
   const int steps = (K + GEMM_BK - 1) / GEMM_BK;
 
   if (threadIdx.x == 0) {
@@ -330,6 +353,133 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
   if (CLUSTER > 1) cluster_sync();
 }
 
+// ---- the ping-pong version -------------------------------------------------------------------
+// The cooperative kernel above runs its epilogue (~2.5 us of SFU work a 128x256 tile with
+// QuickGELU) while the tensor cores wait. Here each consumer warpgroup owns whole 128x128 tiles,
+// the even and the odd units of the block's sequence: the producer fills the ring in sequence
+// order, so one consumer's mainloop runs while the other finishes its epilogue. A stage holds a
+// 128x64 A tile and a 128x64 W tile (32 KB), 6 stages; a consumer issues two m64n128k16 per k16
+// step (rows 0..63 and 64..127 of A against the same W), 128 accumulators a thread. With CLUSTER
+// 2, W's tile is multicast as in the cooperative version (64 rows a block).
+#define PP_BN 128
+#define PP_STAGES 6
+#define PP_A_BYTES (GEMM_BM * GEMM_BK * 2)
+#define PP_B_BYTES (PP_BN * GEMM_BK * 2)
+#define PP_STAGE_BYTES (PP_A_BYTES + PP_B_BYTES)
+#define PP_SMEM_BYTES (PP_STAGES * PP_STAGE_BYTES + 2 * PP_STAGES * 8 + 1024)
+
+template <typename T, int CLUSTER>
+__device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
+                                             int N, int K, int act) {
+  extern __shared__ unsigned char gemm_smem[];
+  const uint32_t raw = smem_addr(gemm_smem);
+  const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);
+  const uint32_t full = base + PP_STAGES * PP_STAGE_BYTES, empty = full + PP_STAGES * 8;
+
+  const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const Tiles<CLUSTER, PP_BN> tiles(M, N);
+  const int steps = (K + GEMM_BK - 1) / GEMM_BK;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < PP_STAGES; s++) {
+      mbar_init(full + 8 * s, 1);             // the producer's arrive, plus the TMA bytes
+      mbar_init(empty + 8 * s, 4 * CLUSTER);  // the warps of the one consumer of that step, in each block
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  if (CLUSTER > 1) cluster_sync();
+  else __syncthreads();
+
+  if (wg == 0) {  // producer: the units in sequence order, k-steps numbered g as in the cooperative kernel
+    if (threadIdx.x == 0) {
+      int g = 0;
+      for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
+        const int m0 = tiles.m0(u), n0 = tiles.n0(u);
+        for (int kt = 0; kt < steps; kt++, g++) {
+          const int s = g % PP_STAGES;
+          if (g >= PP_STAGES) mbar_wait(empty + 8 * s, ((g / PP_STAGES) + 1) & 1);
+          const uint32_t a = base + s * PP_STAGE_BYTES;
+          mbar_expect_tx(full + 8 * s, PP_STAGE_BYTES);
+          tma_load(a, &tmA, full + 8 * s, kt * GEMM_BK, m0);
+          if (CLUSTER == 1) {
+            tma_load(a + PP_A_BYTES, &tmB, full + 8 * s, kt * GEMM_BK, n0);
+          } else {
+            const int half = PP_BN / 2;
+            tma_load_multicast(a + PP_A_BYTES + tiles.rank * (half * GEMM_BK * 2), &tmB, full + 8 * s, kt * GEMM_BK, n0 + tiles.rank * half,
+                               (uint16_t)0x3);
+          }
+        }
+      }
+    }
+  } else {
+    // consumer c takes the units at positions c, c + 2, ... of the block's sequence, whose k-steps
+    // are g = position * steps + kt
+    const int c = wg - 1;
+    const uint32_t peer = CLUSTER > 1 ? peer_addr(empty, tiles.rank ^ 1) : 0;
+    float d[128];  // d[0..63]: rows 0..63 of the tile, d[64..127]: rows 64..127
+    int position = 0;
+    for (int u = tiles.first; u < tiles.units; u += tiles.stride, position++) {
+      if ((position & 1) != c) continue;
+      const int m0 = tiles.m0(u), n0 = tiles.n0(u);
+      int g = position * steps;
+#pragma unroll
+      for (int i = 0; i < 128; i++) d[i] = 0.0f;
+      for (int kt = 0; kt < steps; kt++, g++) {
+        const int s = g % PP_STAGES;
+        mbar_wait(full + 8 * s, (g / PP_STAGES) & 1);
+        const uint32_t a = base + s * PP_STAGE_BYTES, b = a + PP_A_BYTES;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < GEMM_BK / 16; kk++) {
+          Wgmma128<T>::run(d, smem_desc(a + 32 * kk), smem_desc(b + 32 * kk));
+          Wgmma128<T>::run(d + 64, smem_desc(a + 64 * (GEMM_BK * 2) + 32 * kk), smem_desc(b + 32 * kk));
+        }
+        wgmma_commit();
+        wgmma_wait<1>();
+        if (kt > 0 && lane == 0) {
+          const int released = (g - 1) % PP_STAGES;
+          mbar_arrive(empty + 8 * released);
+          if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
+        }
+      }
+      wgmma_wait<0>();
+      fence_accumulators(d);
+      if (lane == 0) {
+        const int released = (g - 1) % PP_STAGES;
+        mbar_arrive(empty + 8 * released);
+        if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
+      }
+      // epilogue, as the cooperative kernel's: register 64*half + 4j + e of lane l is row
+      // 64*half + 16*warp + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2)
+#pragma unroll
+      for (int half = 0; half < 2; half++) {
+        const int r0 = m0 + 64 * half + warp * 16 + lane / 4;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+          const int col = n0 + 8 * j + 2 * (lane % 4);
+          if (col >= N) continue;
+          const float2 b = bias ? *reinterpret_cast<const float2*>(bias + col) : make_float2(0.0f, 0.0f);
+#pragma unroll
+          for (int h = 0; h < 2; h++) {
+            const int r = r0 + 8 * h;
+            if (r >= M) continue;
+            const int i = 64 * half + 4 * j + 2 * h;
+            float v0 = epilogue_act(d[i] + b.x, act), v1 = epilogue_act(d[i + 1] + b.y, act);
+            const size_t at = (size_t)r * N + col;
+            if (residual) {
+              const float2 rv = Pair<T>::load(residual + at);
+              v0 += rv.x, v1 += rv.y;
+            }
+            Pair<T>::store(C + at, v0, v1);
+          }
+        }
+      }
+    }
+  }
+  if (CLUSTER > 1) cluster_sync();
+}
+
 #define GEMM_SM90(S, T)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_bias_act_sm90_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,      \
@@ -340,6 +490,16 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
       gemm_bias_act_sm90_c2_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,   \
                                 const float* bias, const T* residual, int M, int N, int K, int act) {                   \
     gemm_sm90<T, 2>(tmA, tmB, C, bias, residual, M, N, K, act);                                                         \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_pp_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,   \
+                                const float* bias, const T* residual, int M, int N, int K, int act) {                   \
+    gemm_sm90_pp<T, 1>(tmA, tmB, C, bias, residual, M, N, K, act);                                                      \
+  }                                                                                                                     \
+  extern "C" __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(384, 1)                                        \
+      gemm_bias_act_sm90_pp_c2_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,\
+                                   const float* bias, const T* residual, int M, int N, int K, int act) {                \
+    gemm_sm90_pp<T, 2>(tmA, tmB, C, bias, residual, M, N, K, act);                                                      \
   }
 GEMM_SM90(f16, __half)
 GEMM_SM90(bf16, __nv_bfloat16)

@@ -126,7 +126,7 @@ if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && unpack "$jre" "$here/jre.ta
 java="$jre/bin/java"
 "$java" -version 2>&1 | sed 's/^/  /' | tee -a "$report"
 jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/javacpp-cache -Djclip.reference="$here/clip-reference")
-# extra JVM options for every stage, e.g. JCLIP_JAVA_OPTS="-Djclip.cuda.fusedLinear=sm90c2 -Djclip.cuda.layernorm=vec"
+# extra JVM options for every stage, e.g. JCLIP_JAVA_OPTS="-Djclip.cuda.fusedLinear=sm90ppc2 -Djclip.cuda.layernorm=vec"
 # shellcheck disable=SC2206
 [ -n "${JCLIP_JAVA_OPTS:-}" ] && jflags+=(${JCLIP_JAVA_OPTS})
 "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" --version 2>&1 | sed 's/^/  /' | tee -a "$report"
@@ -209,7 +209,7 @@ section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
 t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
 ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
 if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
-  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|add_layernorm|bias_act_vec|patchify_rows|gemm_bias_act_sm90' --launch-skip 10 --launch-count 10 \
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|add_layernorm|bias_act_vec|patchify_rows|gemm_bias_act_sm90' --launch-skip 12 --launch-count 12 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
     "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample > "$OUT/ncu.txt" 2>&1
   stage "kernel metrics (ncu)" "$?"

@@ -13,7 +13,7 @@ import java.util.List;
 
 /**
  * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes (gemm_sm90, the
- * fused c_fc, last and on Hopper only) and
+ * fused c_fc, in each of its four schedules, last and on Hopper only) and
  * exits: a short process for a kernel profiler to attach to (scripts/gpu-run.sh runs it under
  * Nsight Compute, {@code ncu}, where the GPU machine allows it), so that the per-kernel metrics
  * (memory throughput, bank conflicts, occupancy) say why a kernel takes the time the model
@@ -60,9 +60,8 @@ public final class KernelSample {
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, true);
         ops.biasAct(act, bias, imageRows, 4 * width, 1, p); // c_fc's bias + QuickGELU
         ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p);
-        if (sm90 != null) { // c_fc fused, one block a tile and in clusters of two
-          sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, false);
-          sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, true);
+        if (sm90 != null) { // c_fc fused, in each schedule
+          for (Sm90Gemm.Schedule sc : Sm90Gemm.Schedule.values()) sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc);
         }
       }
       device.synchronize();

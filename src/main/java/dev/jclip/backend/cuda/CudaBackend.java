@@ -31,8 +31,8 @@ import java.util.WeakHashMap;
  * pass over their results. A LINEAR with QuickGELU or GELU (erf) stays a cuBLAS GEMM followed by
  * the {@code bias_act} kernel: cuBLASLt's GELU epilogue is the tanh approximation; on Hopper,
  * {@code -Djclip.cuda.fusedLinear=sm90} runs it as one gemm_sm90 kernel instead ({@link Sm90Gemm},
- * opt-in until timed; {@code sm90c2} its cluster version; {@code sm90-all} and {@code sm90c2-all}
- * every LINEAR, bias and residual included, instead of cuBLASLt). The cuBLAS path for everything
+ * opt-in until timed; {@code sm90c2}, {@code sm90pp}, {@code sm90ppc2} its other schedules, and
+ * {@code -all} after any of them every LINEAR, bias and residual included, instead of cuBLASLt). The cuBLAS path for everything
  * (GEMM, then bias, then ADD) is kept: {@code -Djclip.cuda.gemm=cublas} or the constructor's flag.
  *
  * <p>Precision is chosen per backend: {@link Precision#FP32} is the parity mode (fp32 GEMMs without
@@ -131,35 +131,42 @@ public final class CudaBackend implements Backend {
    * A LINEAR with an activation (the MLP's c_fc) as one gemm_sm90 kernel with the bias and
    * activation in its epilogue ({@link Sm90Gemm}: Hopper only, fp16/bf16), instead of a cuBLAS GEMM
    * and a bias_act pass: off by default until it has run and been timed on a GPU; {@code
-   * -Djclip.cuda.fusedLinear=sm90} (or {@code sm90c2}, its cluster version; {@code -all}: every
-   * LINEAR) turns it on for backends built without saying.
+   * -Djclip.cuda.fusedLinear=sm90} (or another of its schedules, {@link #fusedLinearProperty};
+   * {@code -all}: every LINEAR) turns it on for backends built without saying.
    */
-  private volatile boolean fusedLinear = fusedLinearProperty()[0];
+  private volatile boolean fusedLinear = fusedLinearProperty() != null;
 
-  /** gemm_sm90's cluster version (pairs of blocks multicasting W): {@code -Djclip.cuda.fusedLinear=sm90c2}. */
-  private volatile boolean fusedLinearCluster = fusedLinearProperty()[1];
+  /** Which gemm_sm90 kernel: {@code -Djclip.cuda.fusedLinear=sm90} (cooperative), {@code sm90c2}, {@code sm90pp}, {@code sm90ppc2}. */
+  private volatile Sm90Gemm.Schedule fusedLinearSchedule =
+      fusedLinearProperty() == null ? Sm90Gemm.Schedule.COOPERATIVE : fusedLinearProperty().schedule();
 
   /**
    * Every LINEAR (bias, residual) on gemm_sm90 rather than cuBLASLt, not only those with an
-   * activation: {@code -Djclip.cuda.fusedLinear=sm90-all} or {@code sm90c2-all}.
+   * activation: {@code -all} after the kernel's name ({@code -Djclip.cuda.fusedLinear=sm90c2-all}).
    */
-  private volatile boolean fusedLinearAll = fusedLinearProperty()[2];
+  private volatile boolean fusedLinearAll = fusedLinearProperty() != null && fusedLinearProperty().all();
+
+  /** A {@code -Djclip.cuda.fusedLinear} value: the kernel's schedule, and whether every LINEAR runs on it. */
+  private record FusedLinearChoice(Sm90Gemm.Schedule schedule, boolean all) {}
 
   /**
-   * {@code -Djclip.cuda.fusedLinear} as {on, cluster, all}: {@code off} (or unset), {@code sm90},
-   * {@code sm90c2}, {@code sm90-all}, {@code sm90c2-all}; anything else is refused.
+   * {@code -Djclip.cuda.fusedLinear}: null for {@code off} (or unset); {@code sm90} (cooperative),
+   * {@code sm90c2} (cooperative, clusters of two), {@code sm90pp} (ping-pong), {@code sm90ppc2}
+   * (ping-pong, clusters of two), each optionally followed by {@code -all}; anything else is refused.
    */
-  private static boolean[] fusedLinearProperty() {
+  private static FusedLinearChoice fusedLinearProperty() {
     String v = System.getProperty("jclip.cuda.fusedLinear", "off");
-    return switch (v) {
-      case "off" -> new boolean[] {false, false, false};
-      case "sm90" -> new boolean[] {true, false, false};
-      case "sm90c2" -> new boolean[] {true, true, false};
-      case "sm90-all" -> new boolean[] {true, false, true};
-      case "sm90c2-all" -> new boolean[] {true, true, true};
-      default -> throw new IllegalArgumentException(
-          "the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, sm90, sm90c2, sm90-all or sm90c2-all, not '" + v + "'");
+    if (v.equals("off")) return null;
+    boolean all = v.endsWith("-all");
+    Sm90Gemm.Schedule schedule = switch (all ? v.substring(0, v.length() - 4) : v) {
+      case "sm90" -> Sm90Gemm.Schedule.COOPERATIVE;
+      case "sm90c2" -> Sm90Gemm.Schedule.COOPERATIVE_CLUSTER;
+      case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
+      case "sm90ppc2" -> Sm90Gemm.Schedule.PINGPONG_CLUSTER;
+      default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp or"
+          + " sm90ppc2, each optionally followed by -all; not '" + v + "'");
     };
+    return new FusedLinearChoice(schedule, all);
   }
 
   /** gemm_sm90's launcher, loaded the first time a fused LINEAR runs; null before (or off Hopper). */
@@ -170,21 +177,17 @@ public final class CudaBackend implements Backend {
    * kernel (where {@link #fusedLinearAvailable}) or as a cuBLAS GEMM and a bias_act pass.
    */
   public void fusedLinear(boolean on) {
-    fusedLinear(on, false);
-  }
-
-  /** As {@link #fusedLinear(boolean)}, choosing gemm_sm90's cluster version (W multicast to pairs of blocks) or the plain one. */
-  public void fusedLinear(boolean on, boolean cluster) {
-    fusedLinear(on, cluster, false);
+    fusedLinear(on, Sm90Gemm.Schedule.COOPERATIVE, false);
   }
 
   /**
-   * As {@link #fusedLinear(boolean, boolean)}; with {@code all}, every LINEAR and LINEAR_RESIDUAL
-   * (bias and residual in the epilogue) runs on gemm_sm90, not only those with an activation.
+   * As {@link #fusedLinear(boolean)}, with gemm_sm90's {@code schedule}; with {@code all}, every
+   * LINEAR and LINEAR_RESIDUAL (bias and residual in the epilogue) runs on it, not only those with
+   * an activation.
    */
-  public void fusedLinear(boolean on, boolean cluster, boolean all) {
+  public void fusedLinear(boolean on, Sm90Gemm.Schedule schedule, boolean all) {
     fusedLinear = on;
-    fusedLinearCluster = cluster;
+    fusedLinearSchedule = schedule;
     fusedLinearAll = all;
     if (on && fusedLinearAvailable() && sm90 == null) sm90 = new Sm90Gemm(device, stream.handle()); // not while a graph records
   }
@@ -626,7 +629,7 @@ public final class CudaBackend implements Backend {
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
     if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
     if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
-    sm90.run(precision, (int) m, cols, k, x, w, bias, residual, act, y, fusedLinearCluster);
+    sm90.run(precision, (int) m, cols, k, x, w, bias, residual, act, y, fusedLinearSchedule);
     fusedLinearLaunches++;
     return true;
   }

@@ -70,8 +70,7 @@ public final class CudaGemmBench {
    * shapes, on random 16-bit inputs: the path the backend takes by default (cuBLAS GEMM, then
    * bias_act_vec over its output; cuBLASLt with the bias, and the residual, in its epilogue for
    * the LINEARs without activation) against gemm_sm90 with everything in its epilogue, plus the
-   * bare cuBLAS GEMM for reference; gemm_sm90 one block a tile, and in clusters of two (W
-   * multicast). Milliseconds per call and TFLOP/s of the 2·M·N·K of the
+   * bare cuBLAS GEMM for reference; gemm_sm90 in each of its schedules. Milliseconds per call and TFLOP/s of the 2·M·N·K of the
    * product. Only on compute capability 9.0 (gemm_sm90 is sm_90a code).
    */
   public static void fusedLinear(CudaDevice device, PrintStream log) {
@@ -119,10 +118,10 @@ public final class CudaGemmBench {
                 });
             log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, act != 0 ? "cuBLAS + bias_act_vec" : "cuBLASLt epilogue", unfused,
                 flop / unfused / 1e9);
-            for (boolean cluster : new boolean[] {false, true}) {
-              double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, cluster));
-              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at,
-                  cluster ? "gemm_sm90 2-block cluster" : "gemm_sm90 fused", fused, flop / fused / 1e9, unfused / fused);
+            for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
+              double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, schedule));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + schedule.name().toLowerCase(),
+                  fused, flop / fused / 1e9, unfused / fused);
             }
           }
         }

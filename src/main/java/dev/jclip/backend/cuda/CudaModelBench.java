@@ -41,8 +41,9 @@ import java.util.Map;
  * still run. Each precision runs with cuBLASLt (bias and residual in the GEMM epilogue, the fused
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
  * says which; in 16 bits also {@code "cublaslt tuned"}: flash and cuBLASLt with every opt-in kernel
- * on (the vector LayerNorm, V read key by key, c_fc as one gemm_sm90 kernel where the GPU is a
- * Hopper), to time them in the configuration they would become the default of.
+ * on (the vector LayerNorm, V read key by key, c_fc as one gemm_sm90 kernel, ping-pong in clusters
+ * of two, where the GPU is a Hopper), to time them in the configuration they would become the
+ * default of.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -104,7 +105,8 @@ public final class CudaModelBench {
    * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
    * bits flash attention with cuBLASLt (the default), then cuBLASLt and cuBLAS with the WMMA
    * attention (fp32: cuBLASLt and cuBLAS); with {@code tuned}, in 16 bits flash and cuBLASLt with
-   * every opt-in kernel on (vector LayerNorm, V by key, c_fc as gemm_sm90 on Hopper).
+   * every opt-in kernel on (vector LayerNorm, V by key, c_fc as gemm_sm90's ping-pong cluster
+   * schedule on Hopper).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
       Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
@@ -122,7 +124,7 @@ public final class CudaModelBench {
           if (tuned) {
             backend.vectorLayerNorm(true);
             backend.flashVByKey(true);
-            backend.fusedLinear(backend.fusedLinearAvailable());
+            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG_CLUSTER, false);
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
@@ -224,36 +226,49 @@ public final class CudaModelBench {
   }
 
   /**
-   * Profile configurations {flash, vector LayerNorm, V by key, fused LINEAR, its cluster version,
-   * every LINEAR on it}: the WMMA and the flash attention kernel.
+   * One profile configuration: flash attention or WMMA, the vector LayerNorm, V read key by key,
+   * gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), and whether every LINEAR runs on it.
    */
-  static final boolean[][] PROFILE_PROVEN = {{false, false, false, false, false, false}, {true, false, false, false, false, false}};
+  record ProfileConfig(boolean flash, boolean vecLn, boolean vKey, Sm90Gemm.Schedule fused, boolean all) {
+    String label() {
+      return (flash ? "+flash" : "") + " cuBLASLt" + (vecLn ? " vector-LayerNorm" : "") + (vKey ? " V-by-key" : "")
+          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
+    }
+  }
+
+  /** The WMMA and the flash attention kernel. */
+  static final List<ProfileConfig> PROFILE_PROVEN = List.of(new ProfileConfig(false, false, false, null, false),
+      new ProfileConfig(true, false, false, null, false));
 
   /**
-   * Then flash with each opt-in kernel alone (the vector LayerNorm, V read key by key, c_fc as one
-   * gemm_sm90 kernel, and as its 2-block-cluster version, which also takes every LINEAR in a
-   * last column: Hopper only), then the first three together.
+   * Then flash with each opt-in kernel alone: the vector LayerNorm, V read key by key, c_fc as one
+   * gemm_sm90 kernel in each schedule (Hopper only), every LINEAR on its ping-pong cluster
+   * schedule; then the vector LayerNorm, V by key and that schedule for c_fc together.
    */
-  static final boolean[][] PROFILE_OPT_IN = {{true, true, false, false, false, false}, {true, false, true, false, false, false},
-    {true, false, false, true, false, false}, {true, false, false, true, true, false}, {true, false, false, true, true, true},
-    {true, true, true, true, false, false}};
+  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(new ProfileConfig(true, true, false, null, false),
+      new ProfileConfig(true, false, true, null, false), new ProfileConfig(true, false, false, Sm90Gemm.Schedule.COOPERATIVE, false),
+      new ProfileConfig(true, false, false, Sm90Gemm.Schedule.COOPERATIVE_CLUSTER, false),
+      new ProfileConfig(true, false, false, Sm90Gemm.Schedule.PINGPONG, false),
+      new ProfileConfig(true, false, false, Sm90Gemm.Schedule.PINGPONG_CLUSTER, false),
+      new ProfileConfig(true, false, false, Sm90Gemm.Schedule.PINGPONG_CLUSTER, true),
+      new ProfileConfig(true, true, true, Sm90Gemm.Schedule.PINGPONG_CLUSTER, false));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
-   * on 77-token texts at batch 1024, fp16 with cuBLASLt, WMMA and flash attention, and flash with
-   * each opt-in kernel (vector LayerNorm, V by key, gemm_sm90 for c_fc) and all three, node by node
+   * on 77-token texts at batch 1024, fp16 with cuBLASLt, in each of {@code configs}, node by node
    * with a timing event pair around each node ({@link KernelProfile}), after a warm-up run. The
    * totals come out a little above a CUDA-graph replay's (the events and the launches).
    */
-  static void profile(CudaDevice device, ClipGraphs graphs, boolean[][] configs, ArrayNode rows, PrintStream log) {
+  static void profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows, PrintStream log) {
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
     int[] ids = texts77(batch);
-    for (boolean[] cfg : configs) {
-      boolean flash = cfg[0], vecLn = cfg[1], vKey = cfg[2], fused = cfg[3], cluster = cfg[4], all = cfg[5];
+    for (ProfileConfig cfg : configs) {
+      boolean flash = cfg.flash(), fused = cfg.fused() != null;
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", vecLn).put("flash_v_by_key", vKey).put("fused_linear", fused).put("fused_linear_cluster", cluster).put("fused_linear_all", all).put("tower", tower).put("batch", batch);
+            .put("vector_layernorm", cfg.vecLn()).put("flash_v_by_key", cfg.vKey()).put("tower", tower).put("batch", batch);
+        if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.all());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device);
             Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
@@ -262,21 +277,20 @@ public final class CudaModelBench {
             row.put("error", "gemm_sm90 needs compute capability 9.0");
             continue;
           }
-          backend.vectorLayerNorm(vecLn);
-          backend.flashVByKey(vKey);
-          backend.fusedLinear(fused, cluster, all);
+          backend.vectorLayerNorm(cfg.vecLn());
+          backend.flashVByKey(cfg.vKey());
+          if (fused) backend.fusedLinear(true, cfg.fused(), cfg.all());
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);
           ex.run(in);
           backend.profile(null);
           ObjectNode ops = row.putObject("ms_by_node");
           prof.totals().forEach((k, v) -> ops.put(k, v[0]));
-          log.printf("[profile] ViT-B/32 FP16%s cuBLASLt%s%s%s %s tower, batch %d, one forward pass node by node:%n", flash ? "+flash" : "",
-              vecLn ? " vector-LayerNorm" : "", vKey ? " V-by-key" : "", fused ? (cluster ? " gemm_sm90-c2" : " gemm_sm90") + (all ? "-every-LINEAR" : "-c_fc") : "", tower, batch);
+          log.printf("[profile] ViT-B/32 FP16%s %s tower, batch %d, one forward pass node by node:%n", cfg.label(), tower, batch);
           for (String line : prof.report(14)) log.println("[profile]   " + line);
         } catch (RuntimeException e) {
           row.put("error", String.valueOf(e));
-          log.println("[profile] " + tower + (flash ? " +flash" : "") + " failed: " + e);
+          log.println("[profile] " + tower + cfg.label() + " failed: " + e);
         }
       }
     }

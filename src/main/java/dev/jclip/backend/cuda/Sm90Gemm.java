@@ -23,20 +23,47 @@ import org.bytedeco.javacpp.LongPointer;
  * and the residual in its epilogue and one rounding to fp16/bf16. A LINEAR with an activation is
  * otherwise a cuBLAS GEMM and a bias_act pass over its output (cuBLASLt has no QuickGELU
  * epilogue). sm_90a code runs on compute capability 9.0 only (H100, H200): {@link #available}.
- * Two versions: one block a 128x256 tile, and clusters of two blocks sharing (multicasting) the
- * W tile of two neighbouring M tiles, which halves W's traffic out of L2.
+ * Four schedules ({@link Schedule}): both consumer warpgroups on one 128x256 tile, or each on its
+ * own 128x128 tiles in turn (ping-pong, so that one's epilogue overlaps the other's mainloop); each
+ * also in clusters of two blocks sharing (multicasting) the W tile of two neighbouring M tiles,
+ * which halves W's traffic out of L2.
  */
 public final class Sm90Gemm implements AutoCloseable {
-  /** The kernel's tile: rows of A (and C) and rows of W (columns of C) a tile, K a stage. */
-  static final int BM = 128, BN = 256, BK = 64;
+  /** The kernels' tile rows of A (and C) and K a stage. */
+  static final int BM = 128, BK = 64;
 
-  /** gemm_sm90.cu's GEMM_SMEM_BYTES: 4 stages of A and W tiles, 8 mbarriers, 1 KB to align the tiles. */
-  static final int SHARED_BYTES = 4 * (BM * BK * 2 + BN * BK * 2) + 2 * 4 * 8 + 1024;
+  /**
+   * How the kernel schedules its tiles (gemm_sm90.cu): each a kernel, its tile's columns, its
+   * shared memory (stages of A and W tiles, their mbarriers, 1 KB to align the tiles), and whether
+   * it runs in clusters of two blocks that multicast W's tile.
+   */
+  public enum Schedule {
+    /** Both consumer warpgroups on one 128x256 tile, one block a tile; the epilogue does not overlap the tensor cores. */
+    COOPERATIVE("gemm_bias_act_sm90_", 256, 4, false),
+    /** COOPERATIVE in clusters of two blocks on neighbouring M tiles, W's tile multicast (half from each). */
+    COOPERATIVE_CLUSTER("gemm_bias_act_sm90_c2_", 256, 4, true),
+    /** Each consumer warpgroup on its own 128x128 tiles, alternately: one's epilogue runs during the other's mainloop. */
+    PINGPONG("gemm_bias_act_sm90_pp_", 128, 6, false),
+    /** PINGPONG in clusters of two blocks, W's tile multicast. */
+    PINGPONG_CLUSTER("gemm_bias_act_sm90_pp_c2_", 128, 6, true);
+
+    final String kernel;
+    final int bn;
+    final int sharedBytes;
+    final boolean cluster;
+
+    Schedule(String kernel, int bn, int stages, boolean cluster) {
+      this.kernel = kernel;
+      this.bn = bn;
+      this.sharedBytes = stages * (BM * BK * 2 + bn * BK * 2) + 2 * stages * 8 + 1024; // GEMM_SMEM_BYTES, PP_SMEM_BYTES
+      this.cluster = cluster;
+    }
+  }
 
   private final CudaModule module;
   private final CUstream_st stream;
   private final int multiprocessors;
-  /** How many 2-block clusters of the cluster version can be resident at once (cuOccupancyMaxActiveClusters). */
+  /** How many 2-block clusters of the cluster versions can be resident at once (cuOccupancyMaxActiveClusters, the lower of the two). */
   private final int clusterSlots;
   /** Why the cluster version cannot run here, or null. */
   private final String clusterUnavailable;
@@ -56,7 +83,9 @@ public final class Sm90Gemm implements AutoCloseable {
     this.multiprocessors = device.multiprocessors();
     CudaModule m = device.loadModule("gemm_sm90");
     try {
-      for (String s : new String[] {"f16", "bf16", "c2_f16", "c2_bf16"}) m.allowSharedMemory("gemm_bias_act_sm90_" + s, SHARED_BYTES);
+      for (Schedule sc : Schedule.values()) {
+        for (String s : new String[] {"f16", "bf16"}) m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
+      }
       int slots;
       String why = null;
       try {
@@ -80,15 +109,19 @@ public final class Sm90Gemm implements AutoCloseable {
    * kernel's time). Each GPC holds an even number of SMs on H100/H200, which makes this half the SMs.
    */
   private int clusterSlots(CudaModule m) {
-    try (CUlaunchConfig config = new CUlaunchConfig()) {
-      config.gridDimX(2).gridDimY(1).gridDimZ(1).blockDimX(384).blockDimY(1).blockDimZ(1).sharedMemBytes(SHARED_BYTES).hStream(stream)
-          .attrs(null).numAttrs(0);
-      int[] clusters = new int[1];
-      check(cuOccupancyMaxActiveClusters(clusters, m.function("gemm_bias_act_sm90_c2_f16"), config),
-          "cuOccupancyMaxActiveClusters(gemm_bias_act_sm90_c2_f16)");
-      if (clusters[0] < 1) throw new CudaException("gemm_sm90's 2-block clusters do not fit on this GPU (cuOccupancyMaxActiveClusters: 0)");
-      return clusters[0];
+    int slots = Integer.MAX_VALUE;
+    for (Schedule sc : Schedule.values()) {
+      if (!sc.cluster) continue;
+      try (CUlaunchConfig config = new CUlaunchConfig()) {
+        config.gridDimX(2).gridDimY(1).gridDimZ(1).blockDimX(384).blockDimY(1).blockDimZ(1).sharedMemBytes(sc.sharedBytes).hStream(stream)
+            .attrs(null).numAttrs(0);
+        int[] clusters = new int[1];
+        check(cuOccupancyMaxActiveClusters(clusters, m.function(sc.kernel + "f16"), config), "cuOccupancyMaxActiveClusters(" + sc.kernel + "f16)");
+        if (clusters[0] < 1) throw new CudaException("gemm_sm90's 2-block clusters do not fit on this GPU (cuOccupancyMaxActiveClusters: 0)");
+        slots = Math.min(slots, clusters[0]);
+      }
     }
+    return slots;
   }
 
   /** The 2-block clusters resident at once (the cluster version's grid at most); 0 when that version cannot run. */
@@ -115,26 +148,27 @@ public final class Sm90Gemm implements AutoCloseable {
   /**
    * Queues {@code c[m, n] = act(a[m, :] · w[n, :] + bias[n]) (+ residual[m, n])}: a [m, k] and w
    * [n, k] row-major in {@code precision} (fp16 or bf16), bias fp32 [n] or null, residual [m, n] or
-   * null, c [m, n]. The problem must pass {@link #unsupported}. With {@code cluster}, the kernel
-   * runs in clusters of two blocks on neighbouring M tiles that load the W tile they share once,
-   * half each, multicast to both ({@code gemm_bias_act_sm90_c2_*}); without, one block a tile.
+   * null, c [m, n], with the kernel of {@code schedule}. The problem must pass {@link #unsupported}.
    */
   public void run(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer residual,
-      int act, DeviceBuffer c, boolean cluster) {
+      int act, DeviceBuffer c, Schedule schedule) {
     String why = unsupported(precision, n, k, a, w, bias, residual, c);
     if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
-    if (cluster && clusterUnavailable != null) throw new CudaException("gemm_sm90's cluster version cannot run here: " + clusterUnavailable);
+    if (schedule.cluster && clusterUnavailable != null) {
+      throw new CudaException("gemm_sm90's cluster versions cannot run here: " + clusterUnavailable);
+    }
     if (m <= 0) return;
     int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-    int tilesM = (m + BM - 1) / BM, tilesN = (n + BN - 1) / BN;
+    int tilesM = (m + BM - 1) / BM, tilesN = (n + schedule.bn - 1) / schedule.bn;
     // persistent: one block per SM at most (clusters: pairs of M tiles, as many clusters as fit at once)
-    int grid = cluster ? 2 * (int) Math.min((long) tilesN * ((tilesM + 1) / 2), clusterSlots)
+    int grid = schedule.cluster ? 2 * (int) Math.min((long) tilesN * ((tilesM + 1) / 2), clusterSlots)
         : (int) Math.min((long) tilesN * tilesM, multiprocessors);
     // cuLaunchKernel copies the parameters (into the graph's node as well when capturing): the maps
     // can go when it returns.
-    try (CUtensorMap mapA = tensorMap(type, a, m, k, BM); CUtensorMap mapW = tensorMap(type, w, n, k, cluster ? BN / 2 : BN)) {
-      module.launch("gemm_bias_act_sm90_" + (cluster ? "c2_" : "") + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1},
-          SHARED_BYTES, stream, mapA, mapW, c, bias, residual, m, n, k, act);
+    try (CUtensorMap mapA = tensorMap(type, a, m, k, BM);
+        CUtensorMap mapW = tensorMap(type, w, n, k, schedule.cluster ? schedule.bn / 2 : schedule.bn)) {
+      module.launch(schedule.kernel + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes, stream,
+          mapA, mapW, c, bias, residual, m, n, k, act);
     }
   }
 

@@ -24,7 +24,8 @@ import org.junit.jupiter.api.Test;
  * A full-geometry ViT-B/32 with random weights: the GPU in every precision, with and without flash
  * attention, on the cuBLASLt path (residual ADDs folded into the GEMM epilogues) and on the cuBLAS
  * path, against the reference backend, and on Hopper in 16 bits with every opt-in kernel (vector
- * LayerNorm, V read key by key, gemm_sm90 for c_fc, and its cluster version for every LINEAR); and
+ * LayerNorm, V read key by key, gemm_sm90 for c_fc, and its ping-pong cluster schedule for every
+ * LINEAR); and
  * a full-geometry RN50 image tower the same way.
  */
 @Tag("cuda")
@@ -60,7 +61,7 @@ class CudaFullGeometryTest {
           case BF16 -> 2e-2;
         };
         // {flash, cuBLASLt, vector LayerNorm, opt-in kernels: V by key and gemm_sm90 (Hopper),
-        // gemm_sm90's cluster version on every LINEAR}
+        // gemm_sm90's ping-pong cluster schedule on every LINEAR}
         List<boolean[]> variants = new java.util.ArrayList<>(p == Precision.FP32
             ? List.of(new boolean[] {false, true, false, false, false}, new boolean[] {false, false, false, false, false},
                 new boolean[] {false, true, true, false, false})
@@ -73,11 +74,11 @@ class CudaFullGeometryTest {
         for (boolean[] v : variants) {
           boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4];
           String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm" : "")
-              + (optIn ? " V-by-key gemm_sm90" + (cluster ? "-c2 on every LINEAR" : " on c_fc") : "");
+              + (optIn ? " V-by-key gemm_sm90" + (cluster ? " ping-pong-cluster on every LINEAR" : " cooperative on c_fc") : "");
           try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
             cuda.vectorLayerNorm(v[2]);
             cuda.flashVByKey(optIn);
-            cuda.fusedLinear(optIn, cluster, cluster);
+            cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
             check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
             check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
             if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());

@@ -39,9 +39,10 @@ import org.junit.jupiter.api.Test;
  * more tiles than SMs, so that blocks go round their persistent loop and the stage ring wraps
  * across tiles). The output has one rounding to 16 bits, so its error is that rounding's: at most
  * 1e-3 relative (fp16, unit roundoff 4.9e-4) and 8e-3 (bf16, 3.9e-3). Rows past M are a guard band
- * that must stay untouched. Both versions: one block a tile, and clusters of two blocks multicasting
- * W (M tile counts odd and even, so that a cluster's second block sometimes has no rows). Skipped
- * (with the reason) off compute capability 9.0.
+ * that must stay untouched. Every schedule ({@link Sm90Gemm.Schedule}: cooperative and ping-pong,
+ * each alone and in clusters of two blocks multicasting W; M tile counts odd and even, so that a
+ * cluster's second block sometimes has no rows, and unit counts odd and even, so that a ping-pong
+ * consumer sometimes has one tile fewer). Skipped (with the reason) off compute capability 9.0.
  */
 @Tag("cuda")
 class CudaSm90GemmTest {
@@ -100,18 +101,20 @@ class CudaSm90GemmTest {
     List<String> failures = new ArrayList<>();
     try (CudaStream stream = new CudaStream(device);
         Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
-      for (boolean cluster : new boolean[] {false, true}) {
-        for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-          double tol = p == Precision.FP16 ? 1e-3 : 8e-3;
-          for (Problem pr : problems()) {
-            String what = pr + " " + p + (cluster ? " 2-block cluster" : "");
+      problems:
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        double tol = p == Precision.FP16 ? 1e-3 : 8e-3;
+        for (Problem pr : problems()) {
+          Inputs in = new Inputs(p, pr); // one set of inputs and one reference for every schedule
+          for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
+            String what = pr + " " + p + " " + schedule;
             try {
-              double err = check(gemm, stream, p, pr, cluster, tol);
-              System.out.printf("[gemm_sm90] %-76s relative error %.2e%n", what, err);
+              double err = in.check(gemm, stream, schedule, tol);
+              System.out.printf("[gemm_sm90] %-84s relative error %.2e%n", what, err);
               assertTrue(err <= tol, "relative error " + err + " > " + tol);
             } catch (AssertionError | RuntimeException e) {
               failures.add(what + ": " + e.getMessage());
-              if (e instanceof CudaException) break; // a fault leaves the context unusable: the rest would only repeat it
+              if (e instanceof CudaException) break problems; // a fault leaves the context unusable: the rest would only repeat it
             }
           }
         }
@@ -120,34 +123,49 @@ class CudaSm90GemmTest {
     assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
   }
 
-  /** Runs one problem and returns its relative error against the double product of the same 16-bit inputs. */
-  static double check(Sm90Gemm gemm, CudaStream stream, Precision p, Problem pr, boolean cluster, double tol) {
-    int m = pr.m, n = pr.n, k = pr.k;
-    // inputs of size ~1 after the product (weights scaled by 1/sqrt(K)), rounded to 16 bits first
-    float[] a = fromHalf(toHalf(TestRandom.gaussian(RNG, m * k, 1), p), p);
-    float[] w = fromHalf(toHalf(TestRandom.gaussian(RNG, n * k, 1 / Math.sqrt(k)), p), p);
-    float[] bias = pr.bias ? TestRandom.gaussian(RNG, n, 1) : null;
-    float[] res = pr.residual ? fromHalf(toHalf(TestRandom.gaussian(RNG, m * n, 1), p), p) : null;
-    int guard = 2 * n; // two rows past C, which must keep their sentinel
-    short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
-    short[] cInit = new short[m * n + guard];
-    java.util.Arrays.fill(cInit, sentinel);
-    try (DeviceBuffer da = device.allocate(2L * a.length).upload(toHalf(a, p));
-        DeviceBuffer dw = device.allocate(2L * w.length).upload(toHalf(w, p));
-        DeviceBuffer db = bias == null ? null : device.allocate(4L * n).upload(bias);
-        DeviceBuffer dr = res == null ? null : device.allocate(2L * res.length).upload(toHalf(res, p));
-        DeviceBuffer dc = device.allocate(2L * cInit.length).upload(cInit)) {
-      assertNull(Sm90Gemm.unsupported(p, n, k, da, dw, db, dr, dc));
-      gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc, cluster);
-      stream.synchronize();
-      short[] c = dc.downloadShorts(cInit.length);
-      for (int i = m * n; i < c.length; i++) assertEquals(sentinel, c[i], "element " + i + " past C was written");
-      float[] got = fromHalf(java.util.Arrays.copyOf(c, m * n), p);
-      for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), "element " + i + " is " + got[i]);
-      float[] want = reference(a, w, bias, res, m, n, k, pr.act);
-      double err = ReferenceOps.relativeError(got, want);
-      if (err > tol) System.out.print(errorMap(got, want, m, n, tol));
-      return err;
+  /**
+   * One problem's random inputs (of size ~1 after the product: weights scaled by 1/sqrt(K)),
+   * rounded to 16 bits first, and the double product of those 16-bit values (made when first asked).
+   */
+  static final class Inputs {
+    final Precision p;
+    final Problem pr;
+    final float[] a, w, bias, res;
+    float[] want;
+
+    Inputs(Precision p, Problem pr) {
+      this.p = p;
+      this.pr = pr;
+      a = fromHalf(toHalf(TestRandom.gaussian(RNG, pr.m * pr.k, 1), p), p);
+      w = fromHalf(toHalf(TestRandom.gaussian(RNG, pr.n * pr.k, 1 / Math.sqrt(pr.k)), p), p);
+      bias = pr.bias ? TestRandom.gaussian(RNG, pr.n, 1) : null;
+      res = pr.residual ? fromHalf(toHalf(TestRandom.gaussian(RNG, pr.m * pr.n, 1), p), p) : null;
+    }
+
+    /** Runs the problem with {@code schedule} and returns its relative error against the double product. */
+    double check(Sm90Gemm gemm, CudaStream stream, Sm90Gemm.Schedule schedule, double tol) {
+      int m = pr.m, n = pr.n, k = pr.k;
+      int guard = 2 * n; // two rows past C, which must keep their sentinel
+      short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
+      short[] cInit = new short[m * n + guard];
+      java.util.Arrays.fill(cInit, sentinel);
+      try (DeviceBuffer da = device.allocate(2L * a.length).upload(toHalf(a, p));
+          DeviceBuffer dw = device.allocate(2L * w.length).upload(toHalf(w, p));
+          DeviceBuffer db = bias == null ? null : device.allocate(4L * n).upload(bias);
+          DeviceBuffer dr = res == null ? null : device.allocate(2L * res.length).upload(toHalf(res, p));
+          DeviceBuffer dc = device.allocate(2L * cInit.length).upload(cInit)) {
+        assertNull(Sm90Gemm.unsupported(p, n, k, da, dw, db, dr, dc));
+        gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc, schedule);
+        stream.synchronize();
+        short[] c = dc.downloadShorts(cInit.length);
+        for (int i = m * n; i < c.length; i++) assertEquals(sentinel, c[i], "element " + i + " past C was written");
+        float[] got = fromHalf(java.util.Arrays.copyOf(c, m * n), p);
+        for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), "element " + i + " is " + got[i]);
+        if (want == null) want = reference(a, w, bias, res, m, n, k, pr.act);
+        double err = ReferenceOps.relativeError(got, want);
+        if (err > tol) System.out.print(errorMap(got, want, m, n, tol));
+        return err;
+      }
     }
   }
 
@@ -215,7 +233,7 @@ class CudaSm90GemmTest {
    * LINEARs on, against the reference backend (the tolerances of CudaLinearEpilogueTest: fp16
    * 1e-2, bf16 5e-2) and within 2 units of 16-bit rounding of the unfused path (cuBLAS GEMM then
    * bias_act: it rounds the product before the bias, the fused kernel once); its CUDA-graph replay
-   * gives the first run's bits. Both versions of the kernel.
+   * gives the first run's bits. Every schedule of the kernel.
    */
   @Test
   void theBackendRunsCfcAsOneKernelWhenAsked() {
@@ -229,8 +247,8 @@ class CudaSm90GemmTest {
       Map<String, Object> in = Map.of("x", TestRandom.gaussian(RNG, m * k, 1));
       float[] want = onReference(graph, in);
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        for (boolean cluster : new boolean[] {false, true}) {
-          String what = "M=" + m + " " + p + (cluster ? " 2-block cluster" : "");
+        for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
+          String what = "M=" + m + " " + p + " " + schedule;
           float[] fused, replayed, unfused;
           try (CudaBackend backend = new CudaBackend(device, p)) {
             assertTrue(backend.fusedLinearAvailable());
@@ -239,7 +257,7 @@ class CudaSm90GemmTest {
               unfused = ex.run(in).get("y");
             }
             assertEquals(0, backend.fusedLinearLaunches(), "gemm_sm90 ran while off");
-            backend.fusedLinear(true, cluster);
+            backend.fusedLinear(true, schedule, false);
             try (Executor ex = new Executor(graph, backend, List.of(), true)) {
               fused = ex.run(in).get("y");
               assertEquals(1, backend.fusedLinearLaunches(), what + ": c_fc did not run as one gemm_sm90 kernel");
@@ -279,15 +297,15 @@ class CudaSm90GemmTest {
     Map<String, Object> in = Map.of("x", TestRandom.gaussian(RNG, m * d, 1), "wide", TestRandom.gaussian(RNG, m * 4 * d, 1));
     float[] want = onReference(graph, in);
     for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-      for (boolean cluster : new boolean[] {false, true}) {
-        String what = p + (cluster ? " 2-block cluster" : "");
+      for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
+        String what = p + " " + schedule;
         try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
-          backend.fusedLinear(true, cluster, false);
+          backend.fusedLinear(true, schedule, false);
           try (Executor ex = new Executor(graph, backend, List.of())) {
             ex.run(in);
           }
           assertEquals(0, backend.fusedLinearLaunches(), what + ": LINEARs without activation ran on gemm_sm90 without -all");
-          backend.fusedLinear(true, cluster, true);
+          backend.fusedLinear(true, schedule, true);
           float[] got;
           try (Executor ex = new Executor(graph, backend, List.of())) {
             got = ex.run(in).get("y");
