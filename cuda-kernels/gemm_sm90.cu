@@ -357,7 +357,8 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
 // The cooperative kernel above runs its epilogue (~2.5 us of SFU work a 128x256 tile with
 // QuickGELU) while the tensor cores wait. Here each consumer warpgroup owns whole 128x128 tiles,
 // the even and the odd units of the block's sequence: the producer fills the ring in sequence
-// order, so one consumer's mainloop runs while the other finishes its epilogue. A stage holds a
+// order, so one consumer's mainloop runs while the other finishes its epilogue; two named barriers
+// hand the mainloop from one consumer to the other. A stage holds a
 // 128x64 A tile and a 128x64 W tile (32 KB), 6 stages; a consumer issues two m64n128k16 per k16
 // step (rows 0..63 and 64..127 of A against the same W), 128 accumulators a thread. With CLUSTER
 // 2, W's tile is multicast as in the cooperative version (64 rows a block).
@@ -413,14 +414,20 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
       }
     }
   } else {
-    // consumer c takes the units at positions c, c + 2, ... of the block's sequence, whose k-steps
-    // are g = position * steps + kt
+    // Consumer c takes the units at positions c, c + 2, ... of the block's sequence, whose k-steps
+    // are g = position * steps + kt. It starts the mainloop of a position only once the other
+    // consumer has finished the mainloop of the position before (named barrier 1 + c, arrived at
+    // by the other): the full barriers' phases are told apart by parity alone, so a consumer that
+    // skipped the other's steps must not wait on a stage two rounds early (it would take the
+    // other's data), and the tensor cores go to one mainloop at a time.
     const int c = wg - 1;
+    const int count = tiles.first < tiles.units ? (tiles.units - tiles.first + tiles.stride - 1) / tiles.stride : 0;
     const uint32_t peer = CLUSTER > 1 ? peer_addr(empty, tiles.rank ^ 1) : 0;
     float d[128];  // d[0..63]: rows 0..63 of the tile, d[64..127]: rows 64..127
     int position = 0;
     for (int u = tiles.first; u < tiles.units; u += tiles.stride, position++) {
       if ((position & 1) != c) continue;
+      if (position > 0) asm volatile("bar.sync %0, 256;" ::"r"(1 + c) : "memory");
       const int m0 = tiles.m0(u), n0 = tiles.n0(u);
       int g = position * steps;
 #pragma unroll
@@ -450,6 +457,9 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
         mbar_arrive(empty + 8 * released);
         if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
       }
+      // the other consumer may start the next position's mainloop (if there is one: an arrival
+      // nobody waits for would be left on the barrier)
+      if (position + 1 < count) asm volatile("bar.arrive %0, 256;" ::"r"(1 + (c ^ 1)) : "memory");
       // epilogue, as the cooperative kernel's: register 64*half + 4j + e of lane l is row
       // 64*half + 16*warp + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2)
 #pragma unroll
