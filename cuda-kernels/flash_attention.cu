@@ -18,7 +18,8 @@
 // transposed (a B operand for V is a row of V^T). fp32 accumulation and statistics throughout.
 // Launch: grid (ceil(N/64), H, B), block 128 (4 warps x 16 rows), static shared memory 18 KB.
 // flash_attention_vkey_*: the same, with the V tile read key by key (bank-conflict-free transposed
-// stores), bit for bit the same results; opt-in until timed.
+// stores), bit for bit the same results; opt-in until timed. flash_attention_occ4_* and
+// flash_attention_vkey_occ4_*: both compiled for 4 resident blocks an SM (at the end of the file).
 #include "common.cuh"
 
 #define FA_HEAD 64
@@ -239,5 +240,28 @@ flash_attention_vkey_f16(__half* __restrict__ out, const __half* __restrict__ qk
 
 extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
 flash_attention_vkey_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__nv_bfloat16, true>(out, qkv, N, H, causal);
+}
+
+// Both versions again, compiled for 4 resident blocks an SM (128 registers a thread at most, from
+// 138/146): the same code and the same bits, for the occupancy the short sequences of CLIP may
+// need (a block is a load, a few MMAs and a store). Opt-in until timed.
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
+flash_attention_occ4_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__half, false>(out, qkv, N, H, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
+flash_attention_occ4_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__nv_bfloat16, false>(out, qkv, N, H, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
+flash_attention_vkey_occ4_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
+  flash_attention<__half, true>(out, qkv, N, H, causal);
+}
+
+extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
+flash_attention_vkey_occ4_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
   flash_attention<__nv_bfloat16, true>(out, qkv, N, H, causal);
 }

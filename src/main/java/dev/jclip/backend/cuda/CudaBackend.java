@@ -204,6 +204,18 @@ public final class CudaBackend implements Backend {
     return precision != Precision.FP32 && Sm90Gemm.available(device);
   }
 
+  /**
+   * The flash kernel compiled for 4 resident blocks an SM (at most 128 registers a thread; the same
+   * bits): off by default until timed; {@code -Djclip.cuda.flashBlocks=4} turns it on for backends
+   * built without saying ({@code default}: the compiler's register count, 3 blocks an SM).
+   */
+  private volatile boolean flashFourBlocks = choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "default", "default");
+
+  /** Chooses, for graphs run from now on, the flash kernel compiled for 4 resident blocks an SM, or the default one. */
+  public void flashFourBlocks(boolean on) {
+    flashFourBlocks = on;
+  }
+
   /** Chooses the flash kernel's V tile loads for graphs run from now on: key by key, or by rows. */
   public void flashVByKey(boolean on) {
     flashVByKey = on;
@@ -716,7 +728,7 @@ public final class CudaBackend implements Backend {
           precision, vectorLayerNorm);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
-        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashVByKey);
+        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashVByKey, flashFourBlocks);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
       }
       case QUICK_GELU, GELU -> {

@@ -58,6 +58,8 @@ public final class CudaGemmBench {
             if (p != Precision.FP32) {
               time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
               time(device, "flash-vkey " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
+              time(device, "flash-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, true), b, n, h, causal, log);
+              time(device, "flash-vkey-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, true), b, n, h, causal, log);
             }
           }
         }

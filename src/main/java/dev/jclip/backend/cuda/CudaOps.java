@@ -138,10 +138,20 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean vByKey) {
+    flashAttention(out, qkv, batch, n, heads, causal, precision, vByKey, false);
+  }
+
+  /**
+   * As {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision,
+   * boolean)}; with {@code fourBlocks} the same kernel compiled for 4 resident blocks an SM ({@code
+   * *_occ4_*}: at most 128 registers a thread, the same bits).
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean vByKey, boolean fourBlocks) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
-    flashAttention.launch((vByKey ? "flash_attention_vkey_" : "flash_attention_") + suffix(precision), new int[] {(n + 63) / 64, heads, batch},
-        new int[] {128, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
+    String kernel = "flash_attention_" + (vByKey ? "vkey_" : "") + (fourBlocks ? "occ4_" : "") + suffix(precision);
+    flashAttention.launch(kernel, new int[] {(n + 63) / 64, heads, batch}, new int[] {128, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
   }
 
   /**

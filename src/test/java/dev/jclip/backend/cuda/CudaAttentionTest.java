@@ -96,6 +96,12 @@ class CudaAttentionTest {
                 ops.flashAttention(dout, dq, batch, n, heads, causal, p, true);
                 org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
                     "flash attention with V read key by key, " + p + " " + shape);
+                // both compiled for 4 resident blocks an SM: the same code, the same bits
+                for (boolean vByKey : new boolean[] {false, true}) {
+                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, vByKey, true);
+                  org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                      "flash attention for 4 blocks an SM" + (vByKey ? ", V read key by key, " : ", ") + p + " " + shape);
+                }
               }
             }
           }
