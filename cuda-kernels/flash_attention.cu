@@ -222,46 +222,24 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   }
 }
 
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
-flash_attention_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__half, false>(out, qkv, N, H, causal);
-}
+// One entry point: NAME runs flash_attention<T, V_BY_KEY> under the launch bounds given last.
+#define FA_ENTRY(NAME, T, V_BY_KEY, ...)                                                                       \
+  extern "C" __global__ void __launch_bounds__(__VA_ARGS__) NAME(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, \
+                                                                 int causal) {                                \
+    flash_attention<T, V_BY_KEY>(out, qkv, N, H, causal);                                                     \
+  }
 
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
-flash_attention_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__nv_bfloat16, false>(out, qkv, N, H, causal);
-}
+FA_ENTRY(flash_attention_f16, __half, false, FA_WARPS * 32)
+FA_ENTRY(flash_attention_bf16, __nv_bfloat16, false, FA_WARPS * 32)
 
 // The same kernels with the V tile loaded key by key (see the tile loads above).
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
-flash_attention_vkey_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__half, true>(out, qkv, N, H, causal);
-}
-
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32)
-flash_attention_vkey_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__nv_bfloat16, true>(out, qkv, N, H, causal);
-}
+FA_ENTRY(flash_attention_vkey_f16, __half, true, FA_WARPS * 32)
+FA_ENTRY(flash_attention_vkey_bf16, __nv_bfloat16, true, FA_WARPS * 32)
 
 // Both versions again, compiled for 4 resident blocks an SM (128 registers a thread at most, from
 // 138/146): the same code and the same bits, for the occupancy the short sequences of CLIP may
 // need (a block is a load, a few MMAs and a store). Opt-in until timed.
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
-flash_attention_occ4_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__half, false>(out, qkv, N, H, causal);
-}
-
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
-flash_attention_occ4_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__nv_bfloat16, false>(out, qkv, N, H, causal);
-}
-
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
-flash_attention_vkey_occ4_f16(__half* __restrict__ out, const __half* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__half, true>(out, qkv, N, H, causal);
-}
-
-extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)
-flash_attention_vkey_occ4_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
-  flash_attention<__nv_bfloat16, true>(out, qkv, N, H, causal);
-}
+FA_ENTRY(flash_attention_occ4_f16, __half, false, FA_WARPS * 32, 4)
+FA_ENTRY(flash_attention_occ4_bf16, __nv_bfloat16, false, FA_WARPS * 32, 4)
+FA_ENTRY(flash_attention_vkey_occ4_f16, __half, true, FA_WARPS * 32, 4)
+FA_ENTRY(flash_attention_vkey_occ4_bf16, __nv_bfloat16, true, FA_WARPS * 32, 4)

@@ -241,6 +241,79 @@ __device__ __forceinline__ void tma_load_multicast(uint32_t dst, const TensorMap
       : "memory");
 }
 
+// The ring's barriers: "full" completes on the producer's arrive and the stage's TMA bytes,
+// "empty" on `releases` arrivals (the consumer warps of a step, in every block of the cluster).
+// Returns once every block of the cluster has initialised its barriers.
+template <int CLUSTER>
+__device__ __forceinline__ void init_ring(uint32_t full, uint32_t empty, int stages, uint32_t releases) {
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; s++) {
+      mbar_init(full + 8 * s, 1);
+      mbar_init(empty + 8 * s, releases);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  }
+  if (CLUSTER > 1) cluster_sync();  // the peer's barriers exist before anything lands in them
+  else __syncthreads();
+}
+
+// The producer (one thread): the block's units in sequence order, k-step g of the whole sequence
+// into stage g % stages once its previous round has been released, A's 128 rows and W's BN rows
+// (CLUSTER 2: this block's half of them, multicast to both blocks).
+template <int CLUSTER, int BN>
+__device__ __forceinline__ void produce(const Tiles<CLUSTER, BN>& tiles, const TensorMap* tmA, const TensorMap* tmB, uint32_t base,
+                                        uint32_t full, uint32_t empty, int stages, int steps) {
+  constexpr uint32_t a_bytes = GEMM_BM * GEMM_BK * 2, stage_bytes = a_bytes + BN * GEMM_BK * 2;
+  int g = 0;
+  for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
+    const int m0 = tiles.m0(u), n0 = tiles.n0(u);
+    for (int kt = 0; kt < steps; kt++, g++) {
+      const int s = g % stages;
+      if (g >= stages) mbar_wait(empty + 8 * s, ((g / stages) + 1) & 1);
+      const uint32_t a = base + s * stage_bytes;
+      mbar_expect_tx(full + 8 * s, stage_bytes);
+      tma_load(a, tmA, full + 8 * s, kt * GEMM_BK, m0);
+      if (CLUSTER == 1) {
+        tma_load(a + a_bytes, tmB, full + 8 * s, kt * GEMM_BK, n0);
+      } else {
+        const int half = BN / 2;
+        tma_load_multicast(a + a_bytes + tiles.rank * (half * GEMM_BK * 2), tmB, full + 8 * s, kt * GEMM_BK, n0 + tiles.rank * half,
+                           (uint16_t)0x3);
+      }
+    }
+  }
+}
+
+// A consumer warp's release of step g's stage (lane 0): on its own block's empty barrier, and on
+// the peer's (`peer`: the peer's empty barriers) in a cluster.
+template <int CLUSTER>
+__device__ __forceinline__ void release(uint32_t empty, uint32_t peer, int g, int stages, int lane) {
+  if (lane != 0) return;
+  const int s = g % stages;
+  mbar_arrive(empty + 8 * s);
+  if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * s);
+}
+
+// The bias of columns c and c + 1 (zero without one).
+__device__ __forceinline__ float2 bias_pair(const float* bias, int c) {
+  return bias ? *reinterpret_cast<const float2*>(bias + c) : make_float2(0.0f, 0.0f);
+}
+
+// The epilogue of two neighbouring outputs (r, c), (r, c + 1) from their accumulators: bias b,
+// activation, residual, one rounding, one 32-bit store; nothing past row M.
+template <typename T>
+__device__ __forceinline__ void store_pair(T* C, float2 b, const T* residual, int M, int N, int r, int c, float a0, float a1, int act) {
+  if (r >= M) return;
+  float v0 = epilogue_act(a0 + b.x, act), v1 = epilogue_act(a1 + b.y, act);
+  const size_t at = (size_t)r * N + c;
+  if (residual) {
+    const float2 rv = Pair<T>::load(residual + at);
+    v0 += rv.x, v1 += rv.y;
+  }
+  Pair<T>::store(C + at, v0, v1);
+}
+
 // CLUSTER 1: one block a 128x256 tile, W tiles loaded whole (tensor map box 256 rows).
 // CLUSTER 2: a cluster of two blocks on M tiles 2i and 2i+1 with the same N tile: each block loads
 // its own A tile and one half of the shared W tile (box 128 rows), multicast to both, so W crosses
@@ -258,41 +331,13 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
   const Tiles<CLUSTER, GEMM_BN> tiles(M, N);
   const int steps = (K + GEMM_BK - 1) / GEMM_BK;
 
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < GEMM_STAGES; s++) {
-      mbar_init(full + 8 * s, 1);             // the producer's arrive, plus the TMA bytes
-      mbar_init(empty + 8 * s, 8 * CLUSTER);  // one arrive per consumer warp of the cluster
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  }
-  if (CLUSTER > 1) cluster_sync();  // the peer's barriers exist before anything lands in them
-  else __syncthreads();
+  init_ring<CLUSTER>(full, empty, GEMM_STAGES, 8 * CLUSTER);  // both consumer warpgroups release every step
 
   // Persistent: unit u = first, first + stride, ... (N tiles fastest: blocks running together
   // share rows of A, and W stays in L2). Producer and consumers walk the same sequence of k-steps;
   // step g uses stage g % STAGES in its (g / STAGES)-th round.
   if (wg == 0) {  // producer: one thread keeps the ring full, running ahead into the next tile
-    if (threadIdx.x == 0) {
-      int g = 0;
-      for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
-        const int m0 = tiles.m0(u), n0 = tiles.n0(u);
-        for (int kt = 0; kt < steps; kt++, g++) {
-          const int s = g % GEMM_STAGES;
-          if (g >= GEMM_STAGES) mbar_wait(empty + 8 * s, ((g / GEMM_STAGES) + 1) & 1);
-          const uint32_t a = base + s * GEMM_STAGE_BYTES;
-          mbar_expect_tx(full + 8 * s, GEMM_STAGE_BYTES);
-          tma_load(a, &tmA, full + 8 * s, kt * GEMM_BK, m0);
-          if (CLUSTER == 1) {
-            tma_load(a + GEMM_A_BYTES, &tmB, full + 8 * s, kt * GEMM_BK, n0);
-          } else {
-            const int half = GEMM_BN / 2;
-            tma_load_multicast(a + GEMM_A_BYTES + tiles.rank * (half * GEMM_BK * 2), &tmB, full + 8 * s, kt * GEMM_BK, n0 + tiles.rank * half,
-                               (uint16_t)0x3);
-          }
-        }
-      }
-    }
+    if (threadIdx.x == 0) produce<CLUSTER, GEMM_BN>(tiles, &tmA, &tmB, base, full, empty, GEMM_STAGES, steps);
   } else {
     // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
     const int rows = (wg - 1) * 64;
@@ -312,19 +357,11 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
         for (int kk = 0; kk < GEMM_BK / 16; kk++) Wgmma<T>::run(d, smem_desc(a + 32 * kk), smem_desc(b + 32 * kk));
         wgmma_commit();
         wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
-        if (kt > 0 && lane == 0) {
-          const int released = (g - 1) % GEMM_STAGES;
-          mbar_arrive(empty + 8 * released);
-          if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
-        }
+        if (kt > 0) release<CLUSTER>(empty, peer, g - 1, GEMM_STAGES, lane);
       }
       wgmma_wait<0>();
       fence_accumulators(d);
-      if (lane == 0) {  // the tile's last step
-        const int released = (g - 1) % GEMM_STAGES;
-        mbar_arrive(empty + 8 * released);
-        if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
-      }
+      release<CLUSTER>(empty, peer, g - 1, GEMM_STAGES, lane);  // the tile's last step
 
       // Epilogue straight from the accumulators (the producer is already filling the ring with
       // the next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
@@ -333,19 +370,9 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
       for (int j = 0; j < 32; j++) {
         const int c = n0 + 8 * j + 2 * (lane % 4);
         if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
-        const float2 b = bias ? *reinterpret_cast<const float2*>(bias + c) : make_float2(0.0f, 0.0f);
+        const float2 b = bias_pair(bias, c);
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-          const int r = r0 + 8 * h;
-          if (r >= M) continue;
-          float v0 = epilogue_act(d[4 * j + 2 * h] + b.x, act), v1 = epilogue_act(d[4 * j + 2 * h + 1] + b.y, act);
-          const size_t at = (size_t)r * N + c;
-          if (residual) {
-            const float2 rv = Pair<T>::load(residual + at);
-            v0 += rv.x, v1 += rv.y;
-          }
-          Pair<T>::store(C + at, v0, v1);
-        }
+        for (int h = 0; h < 2; h++) store_pair(C, b, residual, M, N, r0 + 8 * h, c, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], act);
       }
     }
   }
@@ -381,38 +408,10 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
   const Tiles<CLUSTER, PP_BN> tiles(M, N);
   const int steps = (K + GEMM_BK - 1) / GEMM_BK;
 
-  if (threadIdx.x == 0) {
-    for (int s = 0; s < PP_STAGES; s++) {
-      mbar_init(full + 8 * s, 1);             // the producer's arrive, plus the TMA bytes
-      mbar_init(empty + 8 * s, 4 * CLUSTER);  // the warps of the one consumer of that step, in each block
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-  }
-  if (CLUSTER > 1) cluster_sync();
-  else __syncthreads();
+  init_ring<CLUSTER>(full, empty, PP_STAGES, 4 * CLUSTER);  // one consumer warpgroup releases a step
 
   if (wg == 0) {  // producer: the units in sequence order, k-steps numbered g as in the cooperative kernel
-    if (threadIdx.x == 0) {
-      int g = 0;
-      for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
-        const int m0 = tiles.m0(u), n0 = tiles.n0(u);
-        for (int kt = 0; kt < steps; kt++, g++) {
-          const int s = g % PP_STAGES;
-          if (g >= PP_STAGES) mbar_wait(empty + 8 * s, ((g / PP_STAGES) + 1) & 1);
-          const uint32_t a = base + s * PP_STAGE_BYTES;
-          mbar_expect_tx(full + 8 * s, PP_STAGE_BYTES);
-          tma_load(a, &tmA, full + 8 * s, kt * GEMM_BK, m0);
-          if (CLUSTER == 1) {
-            tma_load(a + PP_A_BYTES, &tmB, full + 8 * s, kt * GEMM_BK, n0);
-          } else {
-            const int half = PP_BN / 2;
-            tma_load_multicast(a + PP_A_BYTES + tiles.rank * (half * GEMM_BK * 2), &tmB, full + 8 * s, kt * GEMM_BK, n0 + tiles.rank * half,
-                               (uint16_t)0x3);
-          }
-        }
-      }
-    }
+    if (threadIdx.x == 0) produce<CLUSTER, PP_BN>(tiles, &tmA, &tmB, base, full, empty, PP_STAGES, steps);
   } else {
     // Consumer c takes the units at positions c, c + 2, ... of the block's sequence, whose k-steps
     // are g = position * steps + kt. It starts the mainloop of a position only once the other
@@ -444,19 +443,11 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
         }
         wgmma_commit();
         wgmma_wait<1>();
-        if (kt > 0 && lane == 0) {
-          const int released = (g - 1) % PP_STAGES;
-          mbar_arrive(empty + 8 * released);
-          if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
-        }
+        if (kt > 0) release<CLUSTER>(empty, peer, g - 1, PP_STAGES, lane);
       }
       wgmma_wait<0>();
       fence_accumulators(d);
-      if (lane == 0) {
-        const int released = (g - 1) % PP_STAGES;
-        mbar_arrive(empty + 8 * released);
-        if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * released);
-      }
+      release<CLUSTER>(empty, peer, g - 1, PP_STAGES, lane);
       // the other consumer may start the next position's mainloop (if there is one: an arrival
       // nobody waits for would be left on the barrier)
       if (position + 1 < count) asm volatile("bar.arrive %0, 256;" ::"r"(1 + (c ^ 1)) : "memory");
@@ -469,19 +460,11 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
         for (int j = 0; j < 16; j++) {
           const int col = n0 + 8 * j + 2 * (lane % 4);
           if (col >= N) continue;
-          const float2 b = bias ? *reinterpret_cast<const float2*>(bias + col) : make_float2(0.0f, 0.0f);
+          const float2 b = bias_pair(bias, col);
 #pragma unroll
           for (int h = 0; h < 2; h++) {
-            const int r = r0 + 8 * h;
-            if (r >= M) continue;
             const int i = 64 * half + 4 * j + 2 * h;
-            float v0 = epilogue_act(d[i] + b.x, act), v1 = epilogue_act(d[i + 1] + b.y, act);
-            const size_t at = (size_t)r * N + col;
-            if (residual) {
-              const float2 rv = Pair<T>::load(residual + at);
-              v0 += rv.x, v1 += rv.y;
-            }
-            Pair<T>::store(C + at, v0, v1);
+            store_pair(C, b, residual, M, N, r0 + 8 * h, col, d[i], d[i + 1], act);
           }
         }
       }
