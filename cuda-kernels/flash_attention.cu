@@ -19,7 +19,9 @@
 // Launch: grid (ceil(N/64), H, B), block 128 (4 warps x 16 rows), static shared memory 18 KB.
 // flash_attention_vkey_*: the same, with the V tile read key by key (bank-conflict-free transposed
 // stores), bit for bit the same results; opt-in until timed. flash_attention_occ4_* and
-// flash_attention_vkey_occ4_*: both compiled for 4 resident blocks an SM (at the end of the file).
+// flash_attention_vkey_occ4_*: both compiled for 4 resident blocks an SM; flash_attention_r80_* and
+// flash_attention_vkey_r80_*: 80 query rows a block (grid (ceil(N/80), H, B), block 160), for
+// 65..80 tokens (both at the end of the file).
 #include "common.cuh"
 
 #define FA_HEAD 64
@@ -58,7 +60,7 @@ __device__ __forceinline__ unsigned pair(const T* p) {
   return *reinterpret_cast<const unsigned*>(p);
 }
 
-template <typename T, bool V_BY_KEY>
+template <typename T, bool V_BY_KEY, int ROWS = FA_ROWS>
 __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, int causal) {
   __shared__ __align__(16) T k_s[FA_TILE][FA_HEAD + FA_PAD];
   __shared__ __align__(16) T vt_s[FA_HEAD][FA_TILE + FA_PAD];
@@ -69,7 +71,7 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int row0 = blockIdx.x * FA_ROWS + warp * 16;  // this warp's first query row
+  const int row0 = blockIdx.x * ROWS + warp * 16;  // this warp's first query row
   const int r_lo = row0 + g, r_hi = row0 + g + 8;     // the two rows this thread holds
   const float scale = 0.125f;
 
@@ -92,7 +94,7 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
 
-  const int block_last = min(blockIdx.x * FA_ROWS + FA_ROWS, N) - 1;
+  const int block_last = min(blockIdx.x * ROWS + ROWS, N) - 1;
   const int kv_end = causal ? block_last + 1 : N;
   for (int j0 = 0; j0 < kv_end; j0 += FA_TILE) {
     __syncthreads();
@@ -222,12 +224,13 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   }
 }
 
-// One entry point: NAME runs flash_attention<T, V_BY_KEY> under the launch bounds given last.
-#define FA_ENTRY(NAME, T, V_BY_KEY, ...)                                                                       \
+// One entry point: NAME runs flash_attention<T, V_BY_KEY, ROWS> under the launch bounds given last.
+#define FA_ENTRY_ROWS(NAME, T, V_BY_KEY, ROWS, ...)                                                            \
   extern "C" __global__ void __launch_bounds__(__VA_ARGS__) NAME(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, \
                                                                  int causal) {                                \
-    flash_attention<T, V_BY_KEY>(out, qkv, N, H, causal);                                                     \
+    flash_attention<T, V_BY_KEY, ROWS>(out, qkv, N, H, causal);                                               \
   }
+#define FA_ENTRY(NAME, T, V_BY_KEY, ...) FA_ENTRY_ROWS(NAME, T, V_BY_KEY, FA_ROWS, __VA_ARGS__)
 
 FA_ENTRY(flash_attention_f16, __half, false, FA_WARPS * 32)
 FA_ENTRY(flash_attention_bf16, __nv_bfloat16, false, FA_WARPS * 32)
@@ -243,3 +246,12 @@ FA_ENTRY(flash_attention_occ4_f16, __half, false, FA_WARPS * 32, 4)
 FA_ENTRY(flash_attention_occ4_bf16, __nv_bfloat16, false, FA_WARPS * 32, 4)
 FA_ENTRY(flash_attention_vkey_occ4_f16, __half, true, FA_WARPS * 32, 4)
 FA_ENTRY(flash_attention_vkey_occ4_bf16, __nv_bfloat16, true, FA_WARPS * 32, 4)
+
+// 80 query rows a block (5 warps, block 160): a sequence of 65..80 tokens (the text tower's 77) in
+// one block per (batch, head) instead of two, the second of which had 13 rows to work for and read
+// the whole of K and V again. Each row's arithmetic is the 64-row kernel's: the same bits. Opt-in
+// until timed.
+FA_ENTRY_ROWS(flash_attention_r80_f16, __half, false, 80, 160)
+FA_ENTRY_ROWS(flash_attention_r80_bf16, __nv_bfloat16, false, 80, 160)
+FA_ENTRY_ROWS(flash_attention_vkey_r80_f16, __half, true, 80, 160)
+FA_ENTRY_ROWS(flash_attention_vkey_r80_bf16, __nv_bfloat16, true, 80, 160)

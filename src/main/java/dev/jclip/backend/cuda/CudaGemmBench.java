@@ -60,6 +60,10 @@ public final class CudaGemmBench {
               time(device, "flash-vkey " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
               time(device, "flash-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, true), b, n, h, causal, log);
               time(device, "flash-vkey-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, true), b, n, h, causal, log);
+              if (n > 64 && n <= 80) {
+                time(device, "flash-r80 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, false, true), b, n, h, causal, log);
+                time(device, "flash-vkey-r80 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, false, true), b, n, h, causal, log);
+              }
             }
           }
         }

@@ -229,10 +229,15 @@ public final class CudaModelBench {
    * One profile configuration: flash attention or WMMA, the vector LayerNorm, V read key by key,
    * gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), and whether every LINEAR runs on it.
    */
-  record ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, Sm90Gemm.Schedule fused, boolean all) {
+  record ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, boolean rows80, Sm90Gemm.Schedule fused, boolean all) {
+    ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, Sm90Gemm.Schedule fused, boolean all) {
+      this(flash, vecLn, vKey, fourBlocks, false, fused, all);
+    }
+
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt" + (vecLn ? " vector-LayerNorm" : "") + (vKey ? " V-by-key" : "")
-          + (fourBlocks ? " flash-4-blocks" : "") + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
+          + (fourBlocks ? " flash-4-blocks" : "") + (rows80 ? " flash-80-rows" : "")
+          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
     }
   }
 
@@ -242,13 +247,15 @@ public final class CudaModelBench {
 
   /**
    * Then flash with each opt-in kernel alone: the vector LayerNorm, V read key by key, the flash
-   * kernel for 4 blocks an SM (rows, and V by key), c_fc as one gemm_sm90 kernel in each schedule
+   * kernel for 4 blocks an SM and in 80-row blocks (rows, and V by key; 80 rows change only the
+   * text tower), c_fc as one gemm_sm90 kernel in each schedule
    * (Hopper only), every LINEAR on its ping-pong cluster schedule; then the vector LayerNorm, V
    * by key and that schedule for c_fc together.
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(new ProfileConfig(true, true, false, false, null, false),
       new ProfileConfig(true, false, true, false, null, false), new ProfileConfig(true, false, false, true, null, false),
-      new ProfileConfig(true, false, true, true, null, false),
+      new ProfileConfig(true, false, true, true, null, false), new ProfileConfig(true, false, false, false, true, null, false),
+      new ProfileConfig(true, false, true, false, true, null, false),
       new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.COOPERATIVE, false),
       new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.COOPERATIVE_CLUSTER, false),
       new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.PINGPONG, false),
@@ -270,7 +277,7 @@ public final class CudaModelBench {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", cfg.vecLn()).put("flash_v_by_key", cfg.vKey()).put("flash_four_blocks", cfg.fourBlocks()).put("tower", tower)
+            .put("vector_layernorm", cfg.vecLn()).put("flash_v_by_key", cfg.vKey()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_rows80", cfg.rows80()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.all());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
@@ -284,6 +291,7 @@ public final class CudaModelBench {
           backend.vectorLayerNorm(cfg.vecLn());
           backend.flashVByKey(cfg.vKey());
           backend.flashFourBlocks(cfg.fourBlocks());
+          backend.flashRows80(cfg.rows80());
           if (fused) backend.fusedLinear(true, cfg.fused(), cfg.all());
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);

@@ -148,10 +148,24 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean vByKey, boolean fourBlocks) {
+    flashAttention(out, qkv, batch, n, heads, causal, precision, vByKey, fourBlocks, false);
+  }
+
+  /**
+   * As {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision,
+   * boolean, boolean)}; with {@code rows80}, a sequence of 65..80 tokens (the text tower's 77) runs
+   * in blocks of 80 query rows ({@code *_r80_*}: one block per batch and head instead of two; the
+   * same bits), {@code fourBlocks} then not applying. Other lengths ignore {@code rows80}.
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean vByKey, boolean fourBlocks, boolean rows80) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
-    String kernel = "flash_attention_" + (vByKey ? "vkey_" : "") + (fourBlocks ? "occ4_" : "") + suffix(precision);
-    flashAttention.launch(kernel, new int[] {(n + 63) / 64, heads, batch}, new int[] {128, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
+    boolean r80 = rows80 && n > 64 && n <= 80;
+    String kernel = "flash_attention_" + (vByKey ? "vkey_" : "") + (r80 ? "r80_" : fourBlocks ? "occ4_" : "") + suffix(precision);
+    int rows = r80 ? 80 : 64;
+    flashAttention.launch(kernel, new int[] {(n + rows - 1) / rows, heads, batch}, new int[] {2 * rows, 1, 1}, 0, stream, out, qkv, n, heads,
+        causal ? 1 : 0);
   }
 
   /**
