@@ -40,10 +40,10 @@ import java.util.Map;
  * fp16 and bf16 run first; a failing configuration is recorded as an error row and the others
  * still run. Each precision runs with cuBLASLt (bias and residual in the GEMM epilogue, the fused
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
- * says which; in 16 bits also {@code "cublaslt tuned"}: flash and cuBLASLt with every opt-in kernel
- * on (the vector LayerNorm, V read key by key, c_fc as one gemm_sm90 kernel, ping-pong in clusters
- * of two, where the GPU is a Hopper), to time them in the configuration they would become the
- * default of.
+ * says which; in 16 bits also {@code "cublaslt tuned"}: flash and cuBLASLt with the opt-in kernels
+ * on (the vector LayerNorm, V read key by key, 80-row flash blocks for 77 tokens, c_fc as one
+ * gemm_sm90 kernel, ping-pong in clusters of two, where the GPU is a Hopper), to time them in the
+ * configuration they would become the default of.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -105,8 +105,9 @@ public final class CudaModelBench {
    * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
    * bits flash attention with cuBLASLt (the default), then cuBLASLt and cuBLAS with the WMMA
    * attention (fp32: cuBLASLt and cuBLAS); with {@code tuned}, in 16 bits flash and cuBLASLt with
-   * every opt-in kernel on (vector LayerNorm, V by key, c_fc as gemm_sm90's ping-pong cluster
-   * schedule on Hopper).
+   * every opt-in kernel on (vector LayerNorm, V by key, 80-row flash blocks for the text's 77
+   * tokens, c_fc as gemm_sm90's ping-pong cluster schedule on Hopper; not the 4-blocks flash
+   * build, which spills).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
       Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
@@ -124,6 +125,7 @@ public final class CudaModelBench {
           if (tuned) {
             backend.vectorLayerNorm(true);
             backend.flashVByKey(true);
+            backend.flashRows80(true);
             backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG_CLUSTER, false);
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
