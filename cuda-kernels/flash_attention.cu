@@ -19,9 +19,9 @@
 // Launch: grid (ceil(N/64), H, B), block 128 (4 warps x 16 rows), static shared memory 18 KB.
 // flash_attention_vkey_*: the same, with the V tile read key by key (bank-conflict-free transposed
 // stores), bit for bit the same results; opt-in until timed. flash_attention_occ4_* and
-// flash_attention_vkey_occ4_*: both compiled for 4 resident blocks an SM; flash_attention_r80_* and
-// flash_attention_vkey_r80_*: 80 query rows a block (grid (ceil(N/80), H, B), block 160), for
-// 65..80 tokens (both at the end of the file).
+// flash_attention_vkey_occ4_*: both compiled for 4 resident blocks an SM; flash_attention_fit_* and
+// flash_attention_vkey_fit_*: one block of 16 * ceil(N/16) rows for N <= 80 (grid (1, H, B), block
+// 32 * ceil(N/16)) (both at the end of the file).
 #include "common.cuh"
 
 #define FA_HEAD 64
@@ -60,6 +60,7 @@ __device__ __forceinline__ unsigned pair(const T* p) {
   return *reinterpret_cast<const unsigned*>(p);
 }
 
+// ROWS: query rows a block (16 a warp); 0: blockDim.x / 2, the block's warps' rows.
 template <typename T, bool V_BY_KEY, int ROWS = FA_ROWS>
 __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, int causal) {
   __shared__ __align__(16) T k_s[FA_TILE][FA_HEAD + FA_PAD];
@@ -71,7 +72,8 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
-  const int row0 = blockIdx.x * ROWS + warp * 16;  // this warp's first query row
+  const int rows = ROWS > 0 ? ROWS : (int)blockDim.x / 2;
+  const int row0 = blockIdx.x * rows + warp * 16;  // this warp's first query row
   const int r_lo = row0 + g, r_hi = row0 + g + 8;     // the two rows this thread holds
   const float scale = 0.125f;
 
@@ -94,7 +96,7 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
 
-  const int block_last = min(blockIdx.x * ROWS + ROWS, N) - 1;
+  const int block_last = min(blockIdx.x * rows + rows, N) - 1;
   const int kv_end = causal ? block_last + 1 : N;
   for (int j0 = 0; j0 < kv_end; j0 += FA_TILE) {
     __syncthreads();
@@ -247,11 +249,12 @@ FA_ENTRY(flash_attention_occ4_bf16, __nv_bfloat16, false, FA_WARPS * 32, 4)
 FA_ENTRY(flash_attention_vkey_occ4_f16, __half, true, FA_WARPS * 32, 4)
 FA_ENTRY(flash_attention_vkey_occ4_bf16, __nv_bfloat16, true, FA_WARPS * 32, 4)
 
-// 80 query rows a block (5 warps, block 160): a sequence of 65..80 tokens (the text tower's 77) in
-// one block per (batch, head) instead of two, the second of which had 13 rows to work for and read
-// the whole of K and V again. Each row's arithmetic is the 64-row kernel's: the same bits. Opt-in
-// until timed.
-FA_ENTRY_ROWS(flash_attention_r80_f16, __half, false, 80, 160)
-FA_ENTRY_ROWS(flash_attention_r80_bf16, __nv_bfloat16, false, 80, 160)
-FA_ENTRY_ROWS(flash_attention_vkey_r80_f16, __half, true, 80, 160)
-FA_ENTRY_ROWS(flash_attention_vkey_r80_bf16, __nv_bfloat16, true, 80, 160)
+// Blocks fitted to short sequences: as many warps as the sequence has 16-row groups, up to 5
+// (block 32..160, rows = blockDim.x / 2): a sequence of up to 80 tokens in one block per (batch,
+// head). The text tower's 77 tokens ran in two 64-row blocks, the second with 13 rows to compute
+// that read the whole of K and V again; a 15-token prompt ran in 4 warps of which 3 had nothing to
+// do. Each row's arithmetic is the 64-row kernel's: the same bits. Opt-in until timed.
+FA_ENTRY_ROWS(flash_attention_fit_f16, __half, false, 0, 160)
+FA_ENTRY_ROWS(flash_attention_fit_bf16, __nv_bfloat16, false, 0, 160)
+FA_ENTRY_ROWS(flash_attention_vkey_fit_f16, __half, true, 0, 160)
+FA_ENTRY_ROWS(flash_attention_vkey_fit_bf16, __nv_bfloat16, true, 0, 160)

@@ -88,7 +88,7 @@ def main():
                 if k not in names:
                     names.append(k)
         names.sort(key=lambda k: -max(p["ms_by_node"].get(k, 0) for p in cols))
-        heads = ["fp16" + ("+flash" if p["flash_attention"] else " wmma") + (" vec-LN" if p.get("vector_layernorm") else "") + (" V-by-key" if p.get("flash_v_by_key") else "") + (" 4-blocks" if p.get("flash_four_blocks") else "") + (" 80-rows" if p.get("flash_rows80") else "") + ((" sm90-" + p["fused_linear"] + ("-all" if p.get("fused_linear_all") else "-c_fc")) if p.get("fused_linear") else "") for p in cols]
+        heads = ["fp16" + ("+flash" if p["flash_attention"] else " wmma") + (" vec-LN" if p.get("vector_layernorm") else "") + (" V-by-key" if p.get("flash_v_by_key") else "") + (" 4-blocks" if p.get("flash_four_blocks") else "") + (" fit-rows" if p.get("flash_fit_rows") else "") + ((" sm90-" + p["fused_linear"] + ("-all" if p.get("fused_linear_all") else "-c_fc")) if p.get("fused_linear") else "") for p in cols]
         print(f"\nProfile, {tower} tower, batch {cols[0]['batch']}, ms per forward pass (node totals):\n")
         print("| node | " + " | ".join(heads) + " |")
         print("| --- |" + " ---: |" * len(cols))

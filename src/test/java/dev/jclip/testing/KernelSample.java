@@ -58,7 +58,7 @@ public final class KernelSample {
         ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true);
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, true, true); // V key by key, 4 blocks an SM
         ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true, true);
-        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true, false, true); // text in 80-row blocks
+        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true, false, true); // text in a fitted block
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, false);
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, true);
         ops.biasAct(act, bias, imageRows, 4 * width, 1, p); // c_fc's bias + QuickGELU

@@ -212,15 +212,15 @@ public final class CudaBackend implements Backend {
   private volatile boolean flashFourBlocks = choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "default", "default");
 
   /**
-   * The flash kernel in blocks of 80 query rows for sequences of 65..80 tokens (the text tower's 77:
-   * one block per batch and head instead of two; the same bits): off by default until timed;
-   * {@code -Djclip.cuda.flashRows=80} turns it on for backends built without saying.
+   * The flash kernel in blocks fitted to sequences of up to 80 tokens (16 · ⌈n/16⌉ rows, one block
+   * per batch and head: the text tower's 77 tokens, short prompts; the same bits): off by default
+   * until timed; {@code -Djclip.cuda.flashRows=fit} turns it on for backends built without saying.
    */
-  private volatile boolean flashRows80 = choice("jclip.cuda.flashRows", "the flash kernel's rows a block", "80", "64", "64");
+  private volatile boolean flashFitRows = choice("jclip.cuda.flashRows", "the flash kernel's rows a block", "fit", "64", "64");
 
-  /** Chooses, for graphs run from now on, 80-row flash blocks for 65..80 tokens, or 64-row ones. */
-  public void flashRows80(boolean on) {
-    flashRows80 = on;
+  /** Chooses, for graphs run from now on, flash blocks fitted to sequences of up to 80 tokens, or 64-row ones. */
+  public void flashFitRows(boolean on) {
+    flashFitRows = on;
   }
 
   /** Chooses, for graphs run from now on, the flash kernel compiled for 4 resident blocks an SM, or the default one. */
@@ -741,7 +741,7 @@ public final class CudaBackend implements Backend {
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
         if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashVByKey, flashFourBlocks,
-            flashRows80);
+            flashFitRows);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
       }
       case QUICK_GELU, GELU -> {

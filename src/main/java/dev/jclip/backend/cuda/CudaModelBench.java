@@ -41,7 +41,7 @@ import java.util.Map;
  * still run. Each precision runs with cuBLASLt (bias and residual in the GEMM epilogue, the fused
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
  * says which; in 16 bits also {@code "cublaslt tuned"}: flash and cuBLASLt with the opt-in kernels
- * on (the vector LayerNorm, V read key by key, 80-row flash blocks for 77 tokens, c_fc as one
+ * on (the vector LayerNorm, V read key by key, flash blocks fitted to short sequences, c_fc as one
  * gemm_sm90 kernel, ping-pong in clusters of two, where the GPU is a Hopper), to time them in the
  * configuration they would become the default of.
  */
@@ -105,8 +105,8 @@ public final class CudaModelBench {
    * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
    * bits flash attention with cuBLASLt (the default), then cuBLASLt and cuBLAS with the WMMA
    * attention (fp32: cuBLASLt and cuBLAS); with {@code tuned}, in 16 bits flash and cuBLASLt with
-   * every opt-in kernel on (vector LayerNorm, V by key, 80-row flash blocks for the text's 77
-   * tokens, c_fc as gemm_sm90's ping-pong cluster schedule on Hopper; not the 4-blocks flash
+   * every opt-in kernel on (vector LayerNorm, V by key, flash blocks fitted to sequences of up to
+   * 80 tokens, c_fc as gemm_sm90's ping-pong cluster schedule on Hopper; not the 4-blocks flash
    * build, which spills).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
@@ -125,7 +125,7 @@ public final class CudaModelBench {
           if (tuned) {
             backend.vectorLayerNorm(true);
             backend.flashVByKey(true);
-            backend.flashRows80(true);
+            backend.flashFitRows(true);
             backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG_CLUSTER, false);
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
@@ -231,14 +231,14 @@ public final class CudaModelBench {
    * One profile configuration: flash attention or WMMA, the vector LayerNorm, V read key by key,
    * gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), and whether every LINEAR runs on it.
    */
-  record ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, boolean rows80, Sm90Gemm.Schedule fused, boolean all) {
+  record ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, boolean fitRows, Sm90Gemm.Schedule fused, boolean all) {
     ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, Sm90Gemm.Schedule fused, boolean all) {
       this(flash, vecLn, vKey, fourBlocks, false, fused, all);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt" + (vecLn ? " vector-LayerNorm" : "") + (vKey ? " V-by-key" : "")
-          + (fourBlocks ? " flash-4-blocks" : "") + (rows80 ? " flash-80-rows" : "")
+          + (fourBlocks ? " flash-4-blocks" : "") + (fitRows ? " flash-fitted-rows" : "")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
     }
   }
@@ -249,8 +249,8 @@ public final class CudaModelBench {
 
   /**
    * Then flash with each opt-in kernel alone: the vector LayerNorm, V read key by key, the flash
-   * kernel for 4 blocks an SM and in 80-row blocks (rows, and V by key; 80 rows change only the
-   * text tower), c_fc as one gemm_sm90 kernel in each schedule
+   * kernel for 4 blocks an SM and in blocks fitted to the sequence (rows, and V by key; fitting
+   * changes only the text tower's 77 tokens), c_fc as one gemm_sm90 kernel in each schedule
    * (Hopper only), every LINEAR on its ping-pong cluster schedule; then the vector LayerNorm, V
    * by key and that schedule for c_fc together.
    */
@@ -279,7 +279,7 @@ public final class CudaModelBench {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", cfg.vecLn()).put("flash_v_by_key", cfg.vKey()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_rows80", cfg.rows80()).put("tower", tower)
+            .put("vector_layernorm", cfg.vecLn()).put("flash_v_by_key", cfg.vKey()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.all());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
@@ -293,7 +293,7 @@ public final class CudaModelBench {
           backend.vectorLayerNorm(cfg.vecLn());
           backend.flashVByKey(cfg.vKey());
           backend.flashFourBlocks(cfg.fourBlocks());
-          backend.flashRows80(cfg.rows80());
+          backend.flashFitRows(cfg.fitRows());
           if (fused) backend.fusedLinear(true, cfg.fused(), cfg.all());
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);

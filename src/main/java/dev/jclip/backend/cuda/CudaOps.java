@@ -153,17 +153,19 @@ public final class CudaOps implements AutoCloseable {
 
   /**
    * As {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision,
-   * boolean, boolean)}; with {@code rows80}, a sequence of 65..80 tokens (the text tower's 77) runs
-   * in blocks of 80 query rows ({@code *_r80_*}: one block per batch and head instead of two; the
-   * same bits), {@code fourBlocks} then not applying. Other lengths ignore {@code rows80}.
+   * boolean, boolean)}; with {@code fitRows}, a sequence of up to 80 tokens runs in one block per
+   * batch and head of 16 · ⌈n/16⌉ query rows ({@code *_fit_*}: 1 to 5 warps; the same bits), where
+   * that is not the 64 rows of the usual block, {@code fourBlocks} then not applying. Longer
+   * sequences ignore {@code fitRows}.
    */
   public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
-      boolean vByKey, boolean fourBlocks, boolean rows80) {
+      boolean vByKey, boolean fourBlocks, boolean fitRows) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
-    boolean r80 = rows80 && n > 64 && n <= 80;
-    String kernel = "flash_attention_" + (vByKey ? "vkey_" : "") + (r80 ? "r80_" : fourBlocks ? "occ4_" : "") + suffix(precision);
-    int rows = r80 ? 80 : 64;
+    int fitted = 16 * ((n + 15) / 16);
+    boolean fit = fitRows && n <= 80 && fitted != 64;
+    int rows = fit ? fitted : 64;
+    String kernel = "flash_attention_" + (vByKey ? "vkey_" : "") + (fit ? "fit_" : fourBlocks ? "occ4_" : "") + suffix(precision);
     flashAttention.launch(kernel, new int[] {(n + rows - 1) / rows, heads, batch}, new int[] {2 * rows, 1, 1}, 0, stream, out, qkv, n, heads,
         causal ? 1 : 0);
   }
