@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Builds the GPU benchmark table: jclip (gpu-info --model-bench --json) beside the PyTorch peer
-(peer.py --json) measured in the same run. Usage: gpu-compare.py JCLIP.json PEER.json > table.md
+(peer.py --json) measured in the same run. Usage: gpu-compare.py JCLIP.json PEER.json [BENCH-GEMM.txt] > table.md
+(the optional third file, gpu-info --gemm-bench's output, adds the fused-LINEAR and attention-kernel tables)
 
 The tower comparison uses jclip's resident rows (inputs already on the device, the forward pass
 alone timed), as the peer draws its inputs on the device; jclip's pipelined images/s (a stream of
@@ -110,6 +111,49 @@ def main():
                 continue
             r = a["image_resident_per_s"]
             print(f"| {a['model']} | {a['resolution']} | {a['batch']} | {r:,.0f} | {1e3 * a['batch'] / r:.2f} | {a['image_per_s']:,.0f} |")
+
+    if len(sys.argv) > 3:
+        kernel_tables(open(sys.argv[3]).read().splitlines())
+
+
+def kernel_tables(lines):
+    """The [linear] rows (gemm_sm90's schedules against the default path) and the [attention] rows
+    of gpu-info --gemm-bench, as tables: one row a shape, one column a method."""
+    import re
+    linear = {}
+    for line in lines:
+        m = re.match(r"\[linear\] (.+?) (FP16|BF16)\s+(\d+) x\s+(\d+) x\s+(\d+) (.+?)\s+([\d.]+) ms\s+([\d.]+) TFLOP/s", line)
+        if m:
+            shape = f"{m.group(1).strip()} {m.group(2)} {m.group(3)}x{m.group(4)}x{m.group(5)}"
+            linear.setdefault(shape, {})[m.group(6).strip()] = (float(m.group(7)), float(m.group(8)))
+    if linear:
+        methods = []
+        for v in linear.values():
+            for k in v:
+                if k not in methods:
+                    methods.append(k)
+        print("\nLINEARs at batch-1024 shapes, ms (TFLOP/s of the product):\n")
+        print("| shape | " + " | ".join(methods) + " |")
+        print("| --- |" + " ---: |" * len(methods))
+        for shape, v in linear.items():
+            print(f"| {shape} | " + " | ".join(f"{v[k][0]:.3f} ({v[k][1]:.0f})" if k in v else "-" for k in methods) + " |")
+    attention = {}
+    for line in lines:
+        m = re.match(r"\[attention\] (\S+(?: \S+)?)\s+B=\s*(\d+) N=\s*(\d+) H=\s*(\d+)( causal)?\s*:\s+([\d.]+) ms", line)
+        if m:
+            shape = f"B={m.group(2)} N={m.group(3)} H={m.group(4)}{' causal' if m.group(5) else ''}"
+            attention.setdefault(shape, {})[m.group(1)] = float(m.group(6))
+    if attention:
+        kernels = []
+        for v in attention.values():
+            for k in v:
+                if k not in kernels:
+                    kernels.append(k)
+        print("\nAttention kernels, ms a call:\n")
+        print("| shape | " + " | ".join(kernels) + " |")
+        print("| --- |" + " ---: |" * len(kernels))
+        for shape, v in attention.items():
+            print(f"| {shape} | " + " | ".join(f"{v[k]:.3f}" if k in v else "-" for k in kernels) + " |")
 
 
 if __name__ == "__main__":
