@@ -1,10 +1,7 @@
 package dev.jclip.testing;
 
-import static org.bytedeco.cuda.global.cudart.cuMemsetD8;
-
 import dev.jclip.backend.Precision;
 import dev.jclip.backend.cuda.CudaDevice;
-import dev.jclip.backend.cuda.CudaDriver;
 import dev.jclip.backend.cuda.CudaOps;
 import dev.jclip.backend.cuda.DeviceBuffer;
 import dev.jclip.backend.cuda.Sm90Gemm;
@@ -48,9 +45,8 @@ public final class KernelSample {
       DeviceBuffer bias = keep(buffers, device.allocate(4L * 4 * width).upload(new float[4 * width]));
       DeviceBuffer pixels = keep(buffers, device.allocate(2L * batch * 3 * 224 * 224));
       DeviceBuffer patches = keep(buffers, device.allocate(2L * batch * 49 * 3 * 32 * 32));
-      DeviceBuffer weight = keep(buffers, device.allocate(2L * 4 * width * width));
-      CudaDriver.check(cuMemsetD8(weight.address(), (byte) 0, weight.bytes()), "cuMemsetD8");
-      CudaDriver.check(cuMemsetD8(out.address(), (byte) 0, out.bytes()), "cuMemsetD8");
+      DeviceBuffer weight = keep(buffers, device.allocate(2L * 4 * width * width).zero());
+      out.zero();
       for (int i = 0; i < 2; i++) {
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p); // image: N = 50, 12 heads
         ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p); // text: N = 77, 8 heads, causal

@@ -53,7 +53,7 @@ public final class CudaGemmBench {
           long qkvBytes = (long) b * n * 3 * h * 64 * elem;
           try (DeviceBuffer qkv = device.allocate(qkvBytes);
               DeviceBuffer out = device.allocate(qkvBytes / 3)) {
-            zero(qkv);
+            qkv.zero();
             time(device, p.toString(), () -> ops.attention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
             if (p != Precision.FP32) {
               time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
@@ -194,8 +194,8 @@ public final class CudaGemmBench {
         DeviceBuffer b = device.allocate((long) n * k * elem);
         DeviceBuffer c = device.allocate((long) m * n * elem)) {
       // contents do not matter for timing, but zeroed memory keeps NaNs out of the way
-      zero(a);
-      zero(b);
+      a.zero();
+      b.zero();
       Runnable gemm = cudaType == 0 ? () -> blas.sgemmNT(m, n, k, 1f, a, b, 0f, c) : () -> blas.gemmExNT(m, n, k, cudaType, a, b, c);
       for (int i = 0; i < 3; i++) gemm.run();
       device.synchronize();
@@ -213,9 +213,5 @@ public final class CudaGemmBench {
       Arrays.sort(tflops);
       return new Result(type, m, n, k, tflops[reps / 2], tflops[0], tflops[reps - 1]);
     }
-  }
-
-  private static void zero(DeviceBuffer buf) {
-    CudaDriver.check(org.bytedeco.cuda.global.cudart.cuMemsetD8(buf.address(), (byte) 0, buf.bytes()), "cuMemsetD8");
   }
 }

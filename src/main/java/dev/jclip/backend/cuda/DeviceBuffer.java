@@ -8,6 +8,7 @@ import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoDAsync;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyDtoHAsync;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoD;
 import static org.bytedeco.cuda.global.cudart.cuMemcpyHtoDAsync;
+import static org.bytedeco.cuda.global.cudart.cuMemsetD8;
 
 import dev.jclip.graph.Backend;
 import org.bytedeco.javacpp.FloatPointer;
@@ -84,6 +85,14 @@ public final class DeviceBuffer implements Backend.Buffer {
   @Override
   public long bytes() {
     return bytes;
+  }
+
+  /** Sets every byte of this buffer to zero (synchronous with respect to the host). */
+  public DeviceBuffer zero() {
+    ensureOpen();
+    device.makeCurrent();
+    check(cuMemsetD8(address, (byte) 0, bytes), "cuMemsetD8(" + bytes + " bytes)");
+    return this;
   }
 
   /** Copies {@code data} to the start of this buffer (synchronous). */
