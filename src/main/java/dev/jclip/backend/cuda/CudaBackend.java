@@ -132,21 +132,14 @@ public final class CudaBackend implements Backend {
    * activation in its epilogue ({@link Sm90Gemm}: Hopper only, fp16/bf16), instead of a cuBLAS GEMM
    * and a bias_act pass: off by default until it has run and been timed on a GPU; {@code
    * -Djclip.cuda.fusedLinear=sm90} (or another of its schedules, {@link #fusedLinearProperty};
-   * {@code -all}: every LINEAR) turns it on for backends built without saying.
+   * {@code -all}: every LINEAR) turns it on for backends built without saying. Null: off.
    */
-  private volatile boolean fusedLinear = fusedLinearProperty() != null;
-
-  /** Which gemm_sm90 kernel: {@code -Djclip.cuda.fusedLinear=sm90} (cooperative), {@code sm90c2}, {@code sm90pp}, {@code sm90ppc2}. */
-  private volatile Sm90Gemm.Schedule fusedLinearSchedule =
-      fusedLinearProperty() == null ? Sm90Gemm.Schedule.COOPERATIVE : fusedLinearProperty().schedule();
+  private volatile FusedLinearChoice fusedLinear = fusedLinearProperty();
 
   /**
-   * Every LINEAR (bias, residual) on gemm_sm90 rather than cuBLASLt, not only those with an
-   * activation: {@code -all} after the kernel's name ({@code -Djclip.cuda.fusedLinear=sm90c2-all}).
+   * A choice of fused LINEARs: gemm_sm90's schedule, and whether every LINEAR (bias, residual) runs
+   * on it rather than cuBLASLt, not only those with an activation.
    */
-  private volatile boolean fusedLinearAll = fusedLinearProperty() != null && fusedLinearProperty().all();
-
-  /** A {@code -Djclip.cuda.fusedLinear} value: the kernel's schedule, and whether every LINEAR runs on it. */
   private record FusedLinearChoice(Sm90Gemm.Schedule schedule, boolean all) {}
 
   /**
@@ -186,10 +179,14 @@ public final class CudaBackend implements Backend {
    * an activation.
    */
   public void fusedLinear(boolean on, Sm90Gemm.Schedule schedule, boolean all) {
-    fusedLinear = on;
-    fusedLinearSchedule = schedule;
-    fusedLinearAll = all;
-    if (on && fusedLinearAvailable() && sm90 == null) sm90 = new Sm90Gemm(device, stream.handle()); // not while a graph records
+    fusedLinear = on ? new FusedLinearChoice(schedule, all) : null;
+    if (on && fusedLinearAvailable()) sm90(); // loaded now, not while a graph records
+  }
+
+  /** gemm_sm90's launcher, loaded on first use. */
+  private Sm90Gemm sm90() {
+    if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
+    return sm90;
   }
 
   /** How many LINEARs have been queued as gemm_sm90 kernels (outside CUDA-graph replays). */
@@ -649,11 +646,11 @@ public final class CudaBackend implements Backend {
    * unavailable here, or the problem does not fit the kernel.
    */
   private boolean fusedLinear(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, long m, int cols, int k, int act) {
-    if (!fusedLinear || (act == 0 && !fusedLinearAll) || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
+    FusedLinearChoice choice = fusedLinear;
+    if (choice == null || (act == 0 && !choice.all()) || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
     if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
-    if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
-    sm90.run(precision, (int) m, cols, k, x, w, bias, residual, act, y, fusedLinearSchedule);
+    sm90().run(precision, (int) m, cols, k, x, w, bias, residual, act, y, choice.schedule());
     fusedLinearLaunches++;
     return true;
   }
