@@ -130,16 +130,21 @@ class CudaSm90GemmTest {
   static final class Inputs {
     final Precision p;
     final Problem pr;
+    /** The 16-bit inputs as uploaded, and their values. */
+    final short[] aHalf, wHalf, resHalf;
     final float[] a, w, bias, res;
     float[] want;
 
     Inputs(Precision p, Problem pr) {
       this.p = p;
       this.pr = pr;
-      a = fromHalf(toHalf(TestRandom.gaussian(RNG, pr.m * pr.k, 1), p), p);
-      w = fromHalf(toHalf(TestRandom.gaussian(RNG, pr.n * pr.k, 1 / Math.sqrt(pr.k)), p), p);
+      aHalf = toHalf(TestRandom.gaussian(RNG, pr.m * pr.k, 1), p);
+      wHalf = toHalf(TestRandom.gaussian(RNG, pr.n * pr.k, 1 / Math.sqrt(pr.k)), p);
+      resHalf = pr.residual ? toHalf(TestRandom.gaussian(RNG, pr.m * pr.n, 1), p) : null;
+      a = fromHalf(aHalf, p);
+      w = fromHalf(wHalf, p);
       bias = pr.bias ? TestRandom.gaussian(RNG, pr.n, 1) : null;
-      res = pr.residual ? fromHalf(toHalf(TestRandom.gaussian(RNG, pr.m * pr.n, 1), p), p) : null;
+      res = resHalf == null ? null : fromHalf(resHalf, p);
     }
 
     /** Runs the problem with {@code schedule} and returns its relative error against the double product. */
@@ -149,10 +154,10 @@ class CudaSm90GemmTest {
       short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
       short[] cInit = new short[m * n + guard];
       java.util.Arrays.fill(cInit, sentinel);
-      try (DeviceBuffer da = device.allocate(2L * a.length).upload(toHalf(a, p));
-          DeviceBuffer dw = device.allocate(2L * w.length).upload(toHalf(w, p));
+      try (DeviceBuffer da = device.allocate(2L * aHalf.length).upload(aHalf);
+          DeviceBuffer dw = device.allocate(2L * wHalf.length).upload(wHalf);
           DeviceBuffer db = bias == null ? null : device.allocate(4L * n).upload(bias);
-          DeviceBuffer dr = res == null ? null : device.allocate(2L * res.length).upload(toHalf(res, p));
+          DeviceBuffer dr = resHalf == null ? null : device.allocate(2L * resHalf.length).upload(resHalf);
           DeviceBuffer dc = device.allocate(2L * cInit.length).upload(cInit)) {
         assertNull(Sm90Gemm.unsupported(p, n, k, da, dw, db, dr, dc));
         gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc, schedule);
