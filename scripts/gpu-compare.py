@@ -120,40 +120,34 @@ def kernel_tables(lines):
     """The [linear] rows (gemm_sm90's schedules against the default path) and the [attention] rows
     of gpu-info --gemm-bench, as tables: one row a shape, one column a method."""
     import re
-    linear = {}
+    linear, attention = {}, {}
     for line in lines:
         m = re.match(r"\[linear\] (.+?) (FP16|BF16)\s+(\d+) x\s+(\d+) x\s+(\d+) (.+?)\s+([\d.]+) ms\s+([\d.]+) TFLOP/s", line)
         if m:
             shape = f"{m.group(1).strip()} {m.group(2)} {m.group(3)}x{m.group(4)}x{m.group(5)}"
-            linear.setdefault(shape, {})[m.group(6).strip()] = (float(m.group(7)), float(m.group(8)))
-    if linear:
-        methods = []
-        for v in linear.values():
-            for k in v:
-                if k not in methods:
-                    methods.append(k)
-        print("\nLINEARs at batch-1024 shapes, ms (TFLOP/s of the product):\n")
-        print("| shape | " + " | ".join(methods) + " |")
-        print("| --- |" + " ---: |" * len(methods))
-        for shape, v in linear.items():
-            print(f"| {shape} | " + " | ".join(f"{v[k][0]:.3f} ({v[k][1]:.0f})" if k in v else "-" for k in methods) + " |")
-    attention = {}
-    for line in lines:
+            linear.setdefault(shape, {})[m.group(6).strip()] = f"{float(m.group(7)):.3f} ({float(m.group(8)):.0f})"
         m = re.match(r"\[attention\] (\S+(?: \S+)?)\s+B=\s*(\d+) N=\s*(\d+) H=\s*(\d+)( causal)?\s*:\s+([\d.]+) ms", line)
         if m:
             shape = f"B={m.group(2)} N={m.group(3)} H={m.group(4)}{' causal' if m.group(5) else ''}"
-            attention.setdefault(shape, {})[m.group(1)] = float(m.group(6))
-    if attention:
-        kernels = []
-        for v in attention.values():
-            for k in v:
-                if k not in kernels:
-                    kernels.append(k)
-        print("\nAttention kernels, ms a call:\n")
-        print("| shape | " + " | ".join(kernels) + " |")
-        print("| --- |" + " ---: |" * len(kernels))
-        for shape, v in attention.items():
-            print(f"| {shape} | " + " | ".join(f"{v[k]:.3f}" if k in v else "-" for k in kernels) + " |")
+            attention.setdefault(shape, {})[m.group(1)] = f"{float(m.group(6)):.3f}"
+    table("LINEARs at batch-1024 shapes, ms (TFLOP/s of the product)", linear)
+    table("Attention kernels, ms a call", attention)
+
+
+def table(title, cells):
+    """cells {row: {column: text}} as a markdown table, columns in order of first appearance."""
+    if not cells:
+        return
+    columns = []
+    for v in cells.values():
+        for k in v:
+            if k not in columns:
+                columns.append(k)
+    print(f"\n{title}:\n")
+    print("| shape | " + " | ".join(columns) + " |")
+    print("| --- |" + " ---: |" * len(columns))
+    for row, v in cells.items():
+        print(f"| {row} | " + " | ".join(v.get(k, "-") for k in columns) + " |")
 
 
 if __name__ == "__main__":
