@@ -21,7 +21,8 @@
 // stores), bit for bit the same results; opt-in until timed. flash_attention_occ4_* and
 // flash_attention_vkey_occ4_*: both compiled for 4 resident blocks an SM; flash_attention_fit_* and
 // flash_attention_vkey_fit_*: one block of 16 * ceil(N/16) rows for N <= 80 (grid (1, H, B), block
-// 32 * ceil(N/16)) (both at the end of the file).
+// 32 * ceil(N/16)); flash_attention_ldm[_occ4|_fit]_*: the V tile row-major, its fragments read
+// with ldmatrix.trans (all at the end of the file).
 #include "common.cuh"
 
 #define FA_HEAD 64
@@ -60,10 +61,23 @@ __device__ __forceinline__ unsigned pair(const T* p) {
   return *reinterpret_cast<const unsigned*>(p);
 }
 
+// Four 8x8 matrices of 16-bit elements from shared memory, transposed: lane l gives the address of
+// row l % 8 of matrix l / 8 (16 contiguous bytes) and receives, in r[i], elements (2t, g) and
+// (2t + 1, g) of matrix i (g = l / 4, t = l % 4): an mma B fragment of a row-major tile.
+__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* row) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
 // ROWS: query rows a block (16 a warp); 0: blockDim.x / 2, the block's warps' rows.
-template <typename T, bool V_BY_KEY, int ROWS = FA_ROWS>
+// LDM: the V tile stored row-major as K is (16-byte stores, no transpose) and its B fragments read
+// with ldmatrix.trans: the same operands, so the same bits (V_BY_KEY is then ignored).
+template <typename T, bool V_BY_KEY, int ROWS = FA_ROWS, bool LDM = false>
 __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, int causal) {
   __shared__ __align__(16) T k_s[FA_TILE][FA_HEAD + FA_PAD];
+  // V transposed ([dim][key]), or with LDM row-major ([key][dim]); 64 x 72 either way
   __shared__ __align__(16) T vt_s[FA_HEAD][FA_TILE + FA_PAD];
 
   const int b = blockIdx.z, h = blockIdx.y;
@@ -100,8 +114,20 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   const int kv_end = causal ? block_last + 1 : N;
   for (int j0 = 0; j0 < kv_end; j0 += FA_TILE) {
     __syncthreads();
-    // K tile row-major, V tile transposed; keys past N are zero (and masked below).
-    if (!V_BY_KEY) {
+    // K tile row-major, V tile transposed (LDM: row-major too); keys past N are zero (and masked below).
+    if (LDM) {
+      // 8 consecutive threads read one key's 128 bytes of K and of V and store them as they are
+      for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+        const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
+        uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
+        if (key < N) {
+          kv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + D + c);
+          vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
+        }
+        *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
+        *reinterpret_cast<uint4*>(&vt_s[r][c]) = vv;  // vt_s[key][dim]
+      }
+    } else if (!V_BY_KEY) {
       // 8 consecutive threads read one key's 128 bytes of K and of V; the transposed V stores of a
       // warp land on 8 rows 1152 bytes apart, all in the same two banks.
       for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
@@ -203,10 +229,22 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
     for (int ks = 0; ks < 4; ks++) {
       unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
                         Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+      if (LDM) {
+        // matrices: keys ks*16 + 0..7 and + 8..15 of dims 8n..8n+7, then the same of block n + 1
+        const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
 #pragma unroll
-      for (int n = 0; n < 8; n++) {
-        unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
-        Mma<T>::run(o[n], pa, vb);
+        for (int n = 0; n < 8; n += 2) {
+          unsigned vb[4];
+          ldmatrix_x4_trans(vb, &vt_s[key][(n + (mi >> 1)) * 8]);
+          Mma<T>::run(o[n], pa, vb);
+          Mma<T>::run(o[n + 1], pa, vb + 2);
+        }
+      } else {
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+          unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
+          Mma<T>::run(o[n], pa, vb);
+        }
       }
     }
   }
@@ -226,12 +264,13 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   }
 }
 
-// One entry point: NAME runs flash_attention<T, V_BY_KEY, ROWS> under the launch bounds given last.
-#define FA_ENTRY_ROWS(NAME, T, V_BY_KEY, ROWS, ...)                                                            \
+// One entry point: NAME runs flash_attention<T, V_BY_KEY, ROWS, LDM> under the launch bounds given last.
+#define FA_ENTRY_LDM(NAME, T, V_BY_KEY, ROWS, LDM, ...)                                                        \
   extern "C" __global__ void __launch_bounds__(__VA_ARGS__) NAME(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, \
                                                                  int causal) {                                \
-    flash_attention<T, V_BY_KEY, ROWS>(out, qkv, N, H, causal);                                               \
+    flash_attention<T, V_BY_KEY, ROWS, LDM>(out, qkv, N, H, causal);                                          \
   }
+#define FA_ENTRY_ROWS(NAME, T, V_BY_KEY, ROWS, ...) FA_ENTRY_LDM(NAME, T, V_BY_KEY, ROWS, false, __VA_ARGS__)
 #define FA_ENTRY(NAME, T, V_BY_KEY, ...) FA_ENTRY_ROWS(NAME, T, V_BY_KEY, FA_ROWS, __VA_ARGS__)
 
 FA_ENTRY(flash_attention_f16, __half, false, FA_WARPS * 32)
@@ -258,3 +297,13 @@ FA_ENTRY_ROWS(flash_attention_fit_f16, __half, false, 0, 160)
 FA_ENTRY_ROWS(flash_attention_fit_bf16, __nv_bfloat16, false, 0, 160)
 FA_ENTRY_ROWS(flash_attention_vkey_fit_f16, __half, true, 0, 160)
 FA_ENTRY_ROWS(flash_attention_vkey_fit_bf16, __nv_bfloat16, true, 0, 160)
+
+// The V tile row-major, read with ldmatrix.trans (GPU run 7: the transposed V stores were 82% of
+// the shared-store wavefronts, 7.6-way bank conflicts, and L1 the busiest unit at 84%): the same
+// operands, the same bits; in the three launch shapes above. Opt-in until timed.
+FA_ENTRY_LDM(flash_attention_ldm_f16, __half, false, FA_ROWS, true, FA_WARPS * 32)
+FA_ENTRY_LDM(flash_attention_ldm_bf16, __nv_bfloat16, false, FA_ROWS, true, FA_WARPS * 32)
+FA_ENTRY_LDM(flash_attention_ldm_occ4_f16, __half, false, FA_ROWS, true, FA_WARPS * 32, 4)
+FA_ENTRY_LDM(flash_attention_ldm_occ4_bf16, __nv_bfloat16, false, FA_ROWS, true, FA_WARPS * 32, 4)
+FA_ENTRY_LDM(flash_attention_ldm_fit_f16, __half, false, 0, true, 160)
+FA_ENTRY_LDM(flash_attention_ldm_fit_bf16, __nv_bfloat16, false, 0, true, 160)

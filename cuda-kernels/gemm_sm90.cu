@@ -4,7 +4,8 @@
 // Computes, row-major, with fp32 accumulation and one rounding at the end:
 //   C[m, n] = act(sum_k A[m, k] * W[n, k] + bias[n]) (+ residual[m, n])
 // PyTorch: act(F.linear(x, weight, bias)) (+ residual) with x [M, K], weight [N, K] (nn.Linear's
-// own layout: both operands K-contiguous), act 0 none, 1 QuickGELU (CLIP's c_fc), 2 GELU (erf).
+// own layout: both operands K-contiguous), act 0 none, 1 QuickGELU (CLIP's c_fc), 2 GELU (erf);
+// act -1 times the mainloop alone (no epilogue: nothing is written; benchmarks only).
 // cuBLASLt has bias and residual epilogues but no QuickGELU (its GELU is the tanh form), so the
 // cuBLAS path writes the c_fc product, then glue.cu's bias_act reads and writes it once more:
 // this kernel does both in one pass over C.
@@ -168,15 +169,6 @@ template <typename T> struct Wgmma128;
 GEMM_WGMMA128(__half, "f16")
 GEMM_WGMMA128(__nv_bfloat16, "bf16")
 
-// The epilogue's activation: QuickGELU with the fast intrinsics (ex2.approx and rcp.approx, 2 SFU
-// operations an element: within ~1e-6 relative of expf and IEEE division, far below the 16-bit
-// rounding that follows; the tail's limits hold: v -> -inf gives -0, v -> +inf gives v); the erf
-// GELU as apply_act. The SFU work (32K elements a tile) is the epilogue's cost.
-__device__ __forceinline__ float epilogue_act(float v, int act) {
-  if (act == 1) return __fdividef(v, 1.0f + __expf(-1.702f * v));
-  return apply_act(v, act);
-}
-
 // Two consecutive outputs of T as one 32-bit store.
 template <typename T> struct Pair;
 template <> struct Pair<__half> {
@@ -305,13 +297,46 @@ __device__ __forceinline__ float2 bias_pair(const float* bias, int c) {
 template <typename T>
 __device__ __forceinline__ void store_pair(T* C, float2 b, const T* residual, int M, int N, int r, int c, float a0, float a1, int act) {
   if (r >= M) return;
-  float v0 = epilogue_act(a0 + b.x, act), v1 = epilogue_act(a1 + b.y, act);
+  float v0 = fast_act(a0 + b.x, act), v1 = fast_act(a1 + b.y, act);
   const size_t at = (size_t)r * N + c;
   if (residual) {
     const float2 rv = Pair<T>::load(residual + at);
     v0 += rv.x, v1 += rv.y;
   }
   Pair<T>::store(C + at, v0, v1);
+}
+
+// The epilogue of a warp's 16 rows x 8J columns inside the matrix (a tile wholly inside C; no
+// residual; act 0 or 1 as ACT): the same arithmetic as store_pair, without its per-element
+// bounds checks, activation switch and address arithmetic (GPU run 7: the generic epilogue took
+// 13-25 us a 128x256 tile, the mainloop ~9, stalled on dependent integer and branch chains at 2
+// warps a scheduler). d[4j + 2h + e] is row r0 + 8h, column c0 + 8j + e; the bias of 8 columns
+// pairs is loaded before any of their stores. Addresses are one base pointer plus constants.
+template <typename T, int ACT, int J>
+__device__ __forceinline__ void epilogue_inside(const float* d, T* __restrict__ C, const float* __restrict__ bias, int N, int r0, int c0) {
+  T* out = C + (size_t)r0 * N + c0;
+  const size_t down = (size_t)8 * N;
+#pragma unroll
+  for (int jc = 0; jc < J; jc += 8) {
+    float2 b[8];
+    if (bias) {
+#pragma unroll
+      for (int jj = 0; jj < 8; jj++) b[jj] = *reinterpret_cast<const float2*>(bias + c0 + 8 * (jc + jj));
+    } else {
+#pragma unroll
+      for (int jj = 0; jj < 8; jj++) b[jj] = make_float2(0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int jj = 0; jj < 8; jj++) {
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        const int i = 4 * (jc + jj) + 2 * h;
+        float v0 = d[i] + b[jj].x, v1 = d[i + 1] + b[jj].y;
+        if (ACT == 1) v0 = fast_act(v0, 1), v1 = fast_act(v1, 1);
+        Pair<T>::store(out + h * down + 8 * (jc + jj), v0, v1);
+      }
+    }
+  }
 }
 
 // CLUSTER 1: one block a 128x256 tile, W tiles loaded whole (tensor map box 256 rows).
@@ -362,17 +387,25 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
       wgmma_wait<0>();
       fence_accumulators(d);
       release<CLUSTER>(empty, peer, g - 1, GEMM_STAGES, lane);  // the tile's last step
+      if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
 
       // Epilogue straight from the accumulators (the producer is already filling the ring with
       // the next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
       const int r0 = m0 + rows + warp * 16 + lane / 4;
+      const bool inside = !residual && m0 + GEMM_BM <= M && n0 + GEMM_BN <= N;
+      if (inside && act == 1) {
+        epilogue_inside<T, 1, 32>(d, C, bias, N, r0, n0 + 2 * (lane % 4));
+      } else if (inside && act == 0) {
+        epilogue_inside<T, 0, 32>(d, C, bias, N, r0, n0 + 2 * (lane % 4));
+      } else {
 #pragma unroll
-      for (int j = 0; j < 32; j++) {
-        const int c = n0 + 8 * j + 2 * (lane % 4);
-        if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
-        const float2 b = bias_pair(bias, c);
+        for (int j = 0; j < 32; j++) {
+          const int c = n0 + 8 * j + 2 * (lane % 4);
+          if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
+          const float2 b = bias_pair(bias, c);
 #pragma unroll
-        for (int h = 0; h < 2; h++) store_pair(C, b, residual, M, N, r0 + 8 * h, c, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], act);
+          for (int h = 0; h < 2; h++) store_pair(C, b, residual, M, N, r0 + 8 * h, c, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], act);
+        }
       }
     }
   }
@@ -451,20 +484,28 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
       // the other consumer may start the next position's mainloop (if there is one: an arrival
       // nobody waits for would be left on the barrier)
       if (position + 1 < count) asm volatile("bar.arrive %0, 256;" ::"r"(1 + (c ^ 1)) : "memory");
+      if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
       // epilogue, as the cooperative kernel's: register 64*half + 4j + e of lane l is row
       // 64*half + 16*warp + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2)
+      const bool inside = !residual && m0 + GEMM_BM <= M && n0 + PP_BN <= N;
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int r0 = m0 + 64 * half + warp * 16 + lane / 4;
+        if (inside && act == 1) {
+          epilogue_inside<T, 1, 16>(d + 64 * half, C, bias, N, r0, n0 + 2 * (lane % 4));
+        } else if (inside && act == 0) {
+          epilogue_inside<T, 0, 16>(d + 64 * half, C, bias, N, r0, n0 + 2 * (lane % 4));
+        } else {
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-          const int col = n0 + 8 * j + 2 * (lane % 4);
-          if (col >= N) continue;
-          const float2 b = bias_pair(bias, col);
+          for (int j = 0; j < 16; j++) {
+            const int col = n0 + 8 * j + 2 * (lane % 4);
+            if (col >= N) continue;
+            const float2 b = bias_pair(bias, col);
 #pragma unroll
-          for (int h = 0; h < 2; h++) {
-            const int i = 64 * half + 4 * j + 2 * h;
-            store_pair(C, b, residual, M, N, r0 + 8 * h, col, d[i], d[i + 1], act);
+            for (int h = 0; h < 2; h++) {
+              const int i = 64 * half + 4 * j + 2 * h;
+              store_pair(C, b, residual, M, N, r0 + 8 * h, col, d[i], d[i + 1], act);
+            }
           }
         }
       }

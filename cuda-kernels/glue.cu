@@ -25,6 +25,18 @@
 //   attnpool_tokens     AttentionPool2d's flatten + mean token + positional embedding, to [B, HW+1, C]
 //   l2_normalize        x / x.norm(dim=-1, keepdim=True); one warp per row, block 256
 //   softmax             x.softmax(dim=-1); one warp per row, block 256
+//
+// The vector versions (what the CUDA backend runs by default; each plain kernel above is its
+// reference and its fallback): 32-bit index arithmetic (the launcher checks that the item count
+// fits), several elements a thread, grid-stride launch over the items (not the elements):
+//   patchify_v<V>       patchify, V elements (V * sizeof(T) <= 16 bytes) of a patch row a thread: V
+//                       divides P and W, px and out V * sizeof(T)-byte aligned; the same bits
+//   class_pos_embed_vec class_pos_embed, 16 bytes of out a thread (D a multiple of 16 / sizeof(T),
+//                       out, patches, cls and pos 16-byte aligned); the same bits
+//   token_embed_vec     token_embed, likewise (D a multiple of 16 / sizeof(T), tok and pos too)
+//   bias_act_fast       bias_act_vec for fp16/bf16 with fast_act (QuickGELU through __expf and
+//                       __fdividef: within one unit in the last place of bias_act; none and GELU
+//                       alike): cols a multiple of 8, x and bias 16-byte aligned
 #include "common.cuh"
 
 template <typename T>
@@ -245,3 +257,123 @@ __device__ void softmax(T* y, const T* x, long long rows, int D) {
   extern "C" __global__ void l2_normalize_##S(T* y, const T* x, long long rows, int D) { l2_normalize<T>(y, x, rows, D); } \
   extern "C" __global__ void softmax_##S(T* y, const T* x, long long rows, int D) { softmax<T>(y, x, rows, D); }
 JCLIP_FOR_TYPES(GLUE)
+
+// ---- the vector versions -------------------------------------------------------------------------
+
+#define JCLIP_GRID_STRIDE32(i, n) for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += gridDim.x * blockDim.x)
+
+template <typename T, int V>
+struct alignas(V * sizeof(T)) Vec {
+  T v[V];
+};
+
+// Item i: elements V*i .. V*i + V-1 of the patch rows (row i / (K/V), a run of V pixels along x).
+template <typename T, int V>
+__device__ void patchify_v(T* out, const T* px, int B, int C, int H, int W, int P) {
+  const unsigned gw = W / P, cells = (H / P) * gw, PV = P / V, KV = C * P * PV;
+  const unsigned n = B * cells * KV;
+  JCLIP_GRID_STRIDE32(i, n) {
+    const unsigned row = i / KV, kv = i - row * KV;
+    const unsigned b = row / cells, cell = row - b * cells;
+    const unsigned c = kv / (P * PV), r = kv - c * (P * PV), ky = r / PV, kx = (r - ky * PV) * V;
+    const unsigned y = (cell / gw) * P + ky, x = (cell % gw) * P + kx;
+    reinterpret_cast<Vec<T, V>*>(out)[i] = *reinterpret_cast<const Vec<T, V>*>(px + ((size_t)(b * C + c) * H + y) * W + x);
+  }
+}
+
+// V fp32 values at p (16-byte aligned, V a multiple of 4) as float4 loads.
+template <int V>
+__device__ __forceinline__ void load_floats(float (&f)[V], const float* p) {
+#pragma unroll
+  for (int k = 0; k < V; k += 4) {
+    const float4 q = *reinterpret_cast<const float4*>(p + k);
+    f[k] = q.x, f[k + 1] = q.y, f[k + 2] = q.z, f[k + 3] = q.w;
+  }
+}
+
+template <typename T>
+__device__ void class_pos_embed_vec(T* out, const T* patches, const float* cls, const float* pos, int B, int N, int D) {
+  constexpr int V = 16 / sizeof(T);
+  const unsigned DV = D / V, n = B * N * DV;
+  JCLIP_GRID_STRIDE32(i, n) {
+    const unsigned bt = i / DV, d = (i - bt * DV) * V, b = bt / N, t = bt - b * N;
+    float v[V], p[V];
+    if (t == 0) {
+      load_floats<V>(v, cls + d);
+    } else {
+      const Pack16<T> q = reinterpret_cast<const Pack16<T>*>(patches)[(size_t)(b * (N - 1) + t - 1) * DV + d / V];
+#pragma unroll
+      for (int k = 0; k < V; k++) v[k] = ld(q.v[k]);
+    }
+    load_floats<V>(p, pos + (size_t)t * D + d);
+    Pack16<T> o;
+#pragma unroll
+    for (int k = 0; k < V; k++) o.v[k] = st<T>(v[k] + p[k]);
+    reinterpret_cast<Pack16<T>*>(out)[i] = o;
+  }
+}
+
+template <typename T>
+__device__ void token_embed_vec(T* out, const int* ids, const float* tok, const float* pos, int B, int L, int D) {
+  constexpr int V = 16 / sizeof(T);
+  const unsigned DV = D / V, n = B * L * DV;
+  JCLIP_GRID_STRIDE32(i, n) {
+    const unsigned bt = i / DV, d = (i - bt * DV) * V, t = bt % L;
+    float e[V], p[V];
+    load_floats<V>(e, tok + (size_t)ids[bt] * D + d);
+    load_floats<V>(p, pos + (size_t)t * D + d);
+    Pack16<T> o;
+#pragma unroll
+    for (int k = 0; k < V; k++) o.v[k] = st<T>(e[k] + p[k]);
+    reinterpret_cast<Pack16<T>*>(out)[i] = o;
+  }
+}
+
+template <typename T>
+__device__ void bias_act_fast(T* x, const float* bias, int rows, int cols, int act) {
+  constexpr int V = 16 / sizeof(T);
+  const unsigned CV = cols / V, n = rows * CV;
+  Pack16<T>* xv = reinterpret_cast<Pack16<T>*>(x);
+  JCLIP_GRID_STRIDE32(j, n) {
+    const unsigned c = (j % CV) * V;
+    float b[V];
+    if (bias) {
+      load_floats<V>(b, bias + c);
+    } else {
+#pragma unroll
+      for (int k = 0; k < V; k++) b[k] = 0.0f;
+    }
+    Pack16<T> p = xv[j];
+#pragma unroll
+    for (int k = 0; k < V; k++) p.v[k] = st<T>(fast_act(ld(p.v[k]) + b[k], act));
+    xv[j] = p;
+  }
+}
+
+#define GLUE_VEC(S, T)                                                                                                  \
+  extern "C" __global__ void patchify_v2_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
+    patchify_v<T, 2>(out, px, B, C, H, W, P);                                                                            \
+  }                                                                                                                     \
+  extern "C" __global__ void patchify_v4_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
+    patchify_v<T, 4>(out, px, B, C, H, W, P);                                                                            \
+  }                                                                                                                     \
+  extern "C" __global__ void class_pos_embed_vec_##S(T* out, const T* patches, const float* cls, const float* pos,      \
+                                                     int B, int N, int D) {                                             \
+    class_pos_embed_vec<T>(out, patches, cls, pos, B, N, D);                                                            \
+  }                                                                                                                     \
+  extern "C" __global__ void token_embed_vec_##S(T* out, const int* ids, const float* tok, const float* pos, int B,     \
+                                                 int L, int D) {                                                        \
+    token_embed_vec<T>(out, ids, tok, pos, B, L, D);                                                                    \
+  }
+JCLIP_FOR_TYPES(GLUE_VEC)
+
+// 8 elements (16 bytes) a thread: 16-bit types only.
+#define GLUE_VEC16(S, T)                                                                                                \
+  extern "C" __global__ void patchify_v8_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
+    patchify_v<T, 8>(out, px, B, C, H, W, P);                                                                            \
+  }                                                                                                                     \
+  extern "C" __global__ void bias_act_fast_##S(T* x, const float* bias, int rows, int cols, int act) {                 \
+    bias_act_fast<T>(x, bias, rows, cols, act);                                                                         \
+  }
+GLUE_VEC16(f16, __half)
+GLUE_VEC16(bf16, __nv_bfloat16)

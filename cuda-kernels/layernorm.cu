@@ -19,6 +19,14 @@
 // 16-byte aligned (x, residual, out, sum_out); P is the smallest that fits (the launcher picks it):
 // fp16/bf16 D up to 1280, fp32 up to 640. Lane l holds packs l, l + 32, ...: the sums run in
 // another order than add_layernorm's, so results may differ from it in the last bit.
+//
+// layernorm_warps<P>_f32 / _f16 / _bf16: add_layernorm_vec<P>'s arithmetic, bit for bit, for many
+// rows at a time: each warp loads gamma and beta of its lanes' packs into registers once (the
+// vector kernel re-reads them for every row, as scalar loads 32 bytes apart: most of its memory
+// instructions) and walks rows w, w + warps, w + 2 * warps, ..., for P <= 3 two at a time (both
+// rows' loads in flight before either's sums). Same conditions as add_layernorm_vec, P up to 4. Launch:
+// block 256 (8 warps; at most 128 registers a thread: 2 blocks an SM), grid = min(ceil(rows / 8),
+// 2 * SMs) (one resident wave; warps = grid * 8).
 #include "common.cuh"
 
 template <typename T>
@@ -128,3 +136,179 @@ JCLIP_FOR_TYPES(LAYERNORM_VECS)
     add_layernorm<T>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                      \
   }
 JCLIP_FOR_TYPES(LAYERNORM)
+
+// A row's packs of x (+ residual) as floats, add_layernorm_vec's loads and sums.
+template <typename T, int P>
+__device__ __forceinline__ void ln_load(float (&v)[P][16 / sizeof(T)], const T* x, const T* residual, long long row, int D, int packs,
+                                        int lane) {
+  constexpr int V = 16 / sizeof(T);
+  const LnPack<T>* xr = reinterpret_cast<const LnPack<T>*>(x + row * D);
+  const LnPack<T>* rr = residual ? reinterpret_cast<const LnPack<T>*>(residual + row * D) : nullptr;
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    const int q = lane + j * JCLIP_WARP;
+    if (q < packs) {
+      LnPack<T> a = xr[q];
+      LnPack<T> b;
+      if (rr) b = rr[q];
+#pragma unroll
+      for (int k = 0; k < V; k++) v[j][k] = ld(a.v[k]) + (rr ? ld(b.v[k]) : 0.0f);
+    }
+  }
+}
+
+// The mean and 1/sqrt(var + eps) of a row loaded by ln_load, in add_layernorm_vec's order.
+template <typename T, int P>
+__device__ __forceinline__ float2 ln_stats(const float (&v)[P][16 / sizeof(T)], int D, int packs, int lane, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    if (lane + j * JCLIP_WARP < packs) {
+#pragma unroll
+      for (int k = 0; k < V; k++) sum += v[j][k];
+    }
+  }
+  const float mean = warp_sum(sum) / D;
+  float sq = 0.0f;
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    if (lane + j * JCLIP_WARP < packs) {
+#pragma unroll
+      for (int k = 0; k < V; k++) {
+        const float d = v[j][k] - mean;
+        sq += d * d;
+      }
+    }
+  }
+  return make_float2(mean, 1.0f / sqrtf(warp_sum(sq) / D + eps));
+}
+
+// Pack j of a row's outputs (and of its sum) from the statistics, with that pack's gamma and beta.
+template <typename T>
+__device__ __forceinline__ void ln_pack_out(const float* v, const float* g, const float* bt, float2 stats, LnPack<T>* orow, LnPack<T>* srow,
+                                            int q) {
+  constexpr int V = 16 / sizeof(T);
+  LnPack<T> o, sm;
+#pragma unroll
+  for (int k = 0; k < V; k++) {
+    o.v[k] = st<T>((v[k] - stats.x) * stats.y * g[k] + bt[k]);
+    sm.v[k] = st<T>(v[k]);
+  }
+  if (srow) srow[q] = sm;
+  orow[q] = o;
+}
+
+// The statistics and outputs of a row loaded by ln_load, in add_layernorm_vec's order.
+template <typename T, int P>
+__device__ __forceinline__ void ln_store(const float (&v)[P][16 / sizeof(T)], const float (&g)[P][16 / sizeof(T)],
+                                         const float (&bt)[P][16 / sizeof(T)], T* out, T* sum_out, long long row, int D, int packs,
+                                         int lane, float eps) {
+  const float2 stats = ln_stats<T, P>(v, D, packs, lane, eps);
+  LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
+  LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    const int q = lane + j * JCLIP_WARP;
+    if (q < packs) ln_pack_out<T>(v[j], g[j], bt[j], stats, orow, srow, q);
+  }
+}
+
+template <typename T, int P>
+__device__ __forceinline__ void layernorm_warps(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
+                                                const float* __restrict__ beta, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  const int lane = threadIdx.x % JCLIP_WARP, packs = D / V;
+  const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
+  float g[P][V], bt[P][V];
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    const int q = lane + j * JCLIP_WARP;
+#pragma unroll
+    for (int k = 0; k < V; k++) g[j][k] = bt[j][k] = 0.0f;
+    if (q < packs) {
+#pragma unroll
+      for (int k = 0; k < V; k += 4) {
+        const float4 a = *reinterpret_cast<const float4*>(gamma + q * V + k), b = *reinterpret_cast<const float4*>(beta + q * V + k);
+        g[j][k] = a.x, g[j][k + 1] = a.y, g[j][k + 2] = a.z, g[j][k + 3] = a.w;
+        bt[j][k] = b.x, bt[j][k + 1] = b.y, bt[j][k + 2] = b.z, bt[j][k + 3] = b.w;
+      }
+    }
+  }
+  // two rows in flight a warp where their registers fit beside gamma and beta (P <= 3), else one
+  constexpr int R = P <= 3 ? 2 : 1;
+  for (long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP; row < rows; row += R * warps) {
+    const long long row2 = row + warps;
+    float v[P][V], w[P][V];
+    ln_load<T, P>(v, x, residual, row, D, packs, lane);
+    if (R == 2 && row2 < rows) ln_load<T, P>(w, x, residual, row2, D, packs, lane);
+    ln_store<T, P>(v, g, bt, out, sum_out, row, D, packs, lane, eps);
+    if (R == 2 && row2 < rows) ln_store<T, P>(w, g, bt, out, sum_out, row2, D, packs, lane, eps);
+  }
+}
+
+#define LAYERNORM_WARPS(S, T, P)                                                                                  \
+  extern "C" __global__ void __launch_bounds__(256, 2) layernorm_warps##P##_##S(T* out, T* sum_out, const T* x,      \
+                                                                             const T* residual, const float* gamma, \
+                                                                             const float* beta, long long rows, int D, \
+                                                                             float eps) {                         \
+    layernorm_warps<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                  \
+  }
+// P = 1..4 (fp16/bf16 D up to 1024, fp32 up to 512; P = 5 would spill): wider rows take the plain kernel.
+#define LAYERNORM_WARPS_ALL(S, T) LAYERNORM_WARPS(S, T, 1) LAYERNORM_WARPS(S, T, 2) LAYERNORM_WARPS(S, T, 3) LAYERNORM_WARPS(S, T, 4)
+JCLIP_FOR_TYPES(LAYERNORM_WARPS_ALL)
+
+// layernorm_smem<P>_f32 / _f16 / _bf16: the vector kernel's arithmetic, bit for bit, with gamma
+// and beta in shared memory, laid out so that the lanes' 16-byte reads of them are consecutive
+// (conflict-free): float4 k of pack q at G4[k * packs + q]. Few registers, many warps (run 7: the
+// register-hoarding warps kernel ran 4 warps a scheduler and waited on memory); each warp walks
+// rows w, w + warps, ... one at a time. Same conditions as add_layernorm_vec, P up to 4. Launch:
+// block 256 (at most 64 registers a thread: 4 blocks, 32 warps an SM), grid = min(ceil(rows / 8),
+// 4 * SMs), dynamic shared memory 8 * D bytes (gamma and beta as fp32).
+template <typename T, int P>
+__device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
+                                               const float* __restrict__ beta, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T), K4 = V / 4;
+  extern __shared__ float4 ln_smem[];
+  const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
+  float4* g4 = ln_smem;
+  float4* b4 = ln_smem + K4 * packs;
+  for (int i = threadIdx.x; i < K4 * packs; i += blockDim.x) {
+    const int q = i % packs, k = i / packs;  // float4 k of pack q
+    g4[i] = *reinterpret_cast<const float4*>(gamma + q * V + 4 * k);
+    b4[i] = *reinterpret_cast<const float4*>(beta + q * V + 4 * k);
+  }
+  __syncthreads();
+  const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
+  for (long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP; row < rows; row += warps) {
+    float v[P][V];
+    ln_load<T, P>(v, x, residual, row, D, packs, lane);
+    const float2 stats = ln_stats<T, P>(v, D, packs, lane, eps);
+    LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
+    LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
+#pragma unroll
+    for (int j = 0; j < P; j++) {
+      const int q = lane + j * JCLIP_WARP;
+      if (q < packs) {
+        float g[V], bt[V];
+#pragma unroll
+        for (int k = 0; k < K4; k++) {
+          const float4 a = g4[k * packs + q], b = b4[k * packs + q];
+          g[4 * k] = a.x, g[4 * k + 1] = a.y, g[4 * k + 2] = a.z, g[4 * k + 3] = a.w;
+          bt[4 * k] = b.x, bt[4 * k + 1] = b.y, bt[4 * k + 2] = b.z, bt[4 * k + 3] = b.w;
+        }
+        ln_pack_out<T>(v[j], g, bt, stats, orow, srow, q);
+      }
+    }
+  }
+}
+
+#define LAYERNORM_SMEM(S, T, P)                                                                                   \
+  extern "C" __global__ void __launch_bounds__(256, 4) layernorm_smem##P##_##S(T* out, T* sum_out, const T* x,      \
+                                                                               const T* residual, const float* gamma, \
+                                                                               const float* beta, long long rows, int D, \
+                                                                               float eps) {                       \
+    layernorm_smem<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                   \
+  }
+#define LAYERNORM_SMEM_ALL(S, T) LAYERNORM_SMEM(S, T, 1) LAYERNORM_SMEM(S, T, 2) LAYERNORM_SMEM(S, T, 3) LAYERNORM_SMEM(S, T, 4)
+JCLIP_FOR_TYPES(LAYERNORM_SMEM_ALL)

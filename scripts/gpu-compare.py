@@ -89,7 +89,7 @@ def main():
                 if k not in names:
                     names.append(k)
         names.sort(key=lambda k: -max(p["ms_by_node"].get(k, 0) for p in cols))
-        heads = ["fp16" + ("+flash" if p["flash_attention"] else " wmma") + (" vec-LN" if p.get("vector_layernorm") else "") + (" V-by-key" if p.get("flash_v_by_key") else "") + (" 4-blocks" if p.get("flash_four_blocks") else "") + (" fit-rows" if p.get("flash_fit_rows") else "") + ((" sm90-" + p["fused_linear"] + ("-all" if p.get("fused_linear_all") else "-c_fc")) if p.get("fused_linear") else "") for p in cols]
+        heads = [profile_label(p) for p in cols]
         print(f"\nProfile, {tower} tower, batch {cols[0]['batch']}, ms per forward pass (node totals):\n")
         print("| node | " + " | ".join(heads) + " |")
         print("| --- |" + " ---: |" * len(cols))
@@ -114,6 +114,18 @@ def main():
 
     if len(sys.argv) > 3:
         kernel_tables(open(sys.argv[3]).read().splitlines())
+
+
+def profile_label(p):
+    """A profile row's configuration in a few words (the fields of runs 1-6 and of run 7 on)."""
+    ln = p.get("layernorm") or ("vector" if p.get("vector_layernorm") else "plain")
+    v = p.get("flash_v") or ("keys" if p.get("flash_v_by_key") else "rows")
+    return ("fp16" + ("+flash" if p["flash_attention"] else " wmma") + f" LN-{ln}"
+            + ("" if v == "rows" else f" V-{v}")
+            + (" 4-blocks" if p.get("flash_four_blocks") else "")
+            + (" fit-rows" if p.get("flash_fit_rows") else "")
+            + (" vec-glue" if p.get("vector_glue") else "")
+            + ((" sm90-" + p["fused_linear"] + ("-all" if p.get("fused_linear_all") else "-c_fc")) if p.get("fused_linear") else ""))
 
 
 def kernel_tables(lines):

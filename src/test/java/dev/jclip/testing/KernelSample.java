@@ -9,8 +9,9 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes (gemm_sm90, the
- * fused c_fc, in each of its four schedules, last and on Hopper only) and
+ * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes (each default
+ * kernel beside the one it replaced; gemm_sm90, the fused c_fc, in its ping-pong and cooperative
+ * schedules, last and on Hopper only) and
  * exits: a short process for a kernel profiler to attach to (scripts/gpu-run.sh runs it under
  * Nsight Compute, {@code ncu}, where the GPU machine allows it), so that the per-kernel metrics
  * (memory throughput, bank conflicts, occupancy) say why a kernel takes the time the model
@@ -46,21 +47,26 @@ public final class KernelSample {
       DeviceBuffer pixels = keep(buffers, device.allocate(2L * batch * 3 * 224 * 224));
       DeviceBuffer patches = keep(buffers, device.allocate(2L * batch * 49 * 3 * 32 * 32));
       DeviceBuffer weight = keep(buffers, device.allocate(2L * 4 * width * width).zero());
+      DeviceBuffer pos = keep(buffers, device.allocate(4L * imageTokens * width).zero());
       out.zero();
       for (int i = 0; i < 2; i++) {
-        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p); // image: N = 50, 12 heads
-        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p); // text: N = 77, 8 heads, causal
-        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, true); // the same, V key by key
-        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true);
-        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, true, true); // V key by key, 4 blocks an SM
-        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true, true);
-        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, true, false, true); // text in a fitted block
-        ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, false);
-        ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, true);
-        ops.biasAct(act, bias, imageRows, 4 * width, 1, p); // c_fc's bias + QuickGELU
-        ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p);
-        if (sm90 != null) { // c_fc fused, in each schedule
-          for (Sm90Gemm.Schedule sc : Sm90Gemm.Schedule.values()) sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc);
+        // 14 launches an iteration on Hopper (12 elsewhere): scripts/gpu-run.sh profiles the second
+        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, false); // image: N = 50, 12 heads, 3 blocks an SM
+        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, true); // the same, 4 blocks an SM (the default)
+        ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, CudaOps.FlashV.LDMATRIX, true, false); // V row-major, ldmatrix
+        ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, false, true); // text: N = 77, 8 heads, causal
+        ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, CudaOps.LayerNormKernel.PLAIN);
+        ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, CudaOps.LayerNormKernel.WARPS);
+        ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, CudaOps.LayerNormKernel.SHARED);
+        ops.biasAct(act, bias, imageRows, 4 * width, 1, p, false); // c_fc's bias + QuickGELU, exact
+        ops.biasAct(act, bias, imageRows, 4 * width, 1, p, true); // the same with the fast intrinsics
+        ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p); // one block a patch row
+        ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p, true); // 8 pixels a thread
+        ops.classPosEmbed(out, patches, bias, pos, batch, imageTokens, width, p, true); // patch GEMM rows to tokens
+        if (sm90 != null) { // c_fc fused, in its two single-block schedules
+          for (Sm90Gemm.Schedule sc : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.PINGPONG, Sm90Gemm.Schedule.COOPERATIVE}) {
+            sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc);
+          }
         }
       }
       device.synchronize();

@@ -113,19 +113,52 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * LayerNorm through layernorm.cu's vector kernel (16-byte accesses, one read of the row) where
-   * it fits, else the plain one: off by default until it has been timed on a GPU (docs/gpu.md,
-   * run 5: a first register version was 4.3x slower than the plain kernel); {@code
-   * -Djclip.cuda.layernorm=vec} turns it on for backends built without saying.
+   * The LayerNorm kernel ({@link CudaOps.LayerNormKernel}): by default WARPS, layernorm.cu's
+   * {@code layernorm_warps} (gamma and beta held in registers while a warp walks rows) where it
+   * fits, else the plain kernel (docs/gpu.md, run 7: 24 LayerNorms of the image tower 1.87 → 1.62
+   * ms); {@code -Djclip.cuda.layernorm=plain}, {@code vec} (the first vector kernel: 1.2x slower
+   * than the plain one) or {@code smem} (gamma and beta in shared memory, many warps: not yet
+   * timed) for backends built without saying.
    */
-  private volatile boolean vectorLayerNorm = choice("jclip.cuda.layernorm", "the CUDA LayerNorm kernel", "vec", "plain", "plain");
+  private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty();
+
+  private static CudaOps.LayerNormKernel layerNormProperty() {
+    String v = System.getProperty("jclip.cuda.layernorm", "warps");
+    return switch (v) {
+      case "warps" -> CudaOps.LayerNormKernel.WARPS;
+      case "vec" -> CudaOps.LayerNormKernel.VECTOR;
+      case "plain" -> CudaOps.LayerNormKernel.PLAIN;
+      case "smem" -> CudaOps.LayerNormKernel.SHARED;
+      default -> throw new IllegalArgumentException("the CUDA LayerNorm kernel (-Djclip.cuda.layernorm) must be warps, smem, vec or plain, not '" + v + "'");
+    };
+  }
 
   /**
-   * The flash attention kernel that reads its V tiles key by key (bank-conflict-free transposed
-   * stores, the same bits): off by default until timed; {@code -Djclip.cuda.flashV=key} turns it on
-   * for backends built without saying.
+   * The vector glue kernels (glue.cu: patch rows 16 bytes at a time, class and position
+   * embeddings, token embeddings, and in fp16/bf16 the bias + activation pass with the fast
+   * QuickGELU, within one unit in the last place): on by default; {@code -Djclip.cuda.glue=plain}
+   * keeps the plain kernels (their references) for backends built without saying.
    */
-  private volatile boolean flashVByKey = choice("jclip.cuda.flashV", "the flash kernel's V tile loads", "key", "row", "row");
+  private volatile boolean vectorGlue = choice("jclip.cuda.glue", "the CUDA glue kernels", "vec", "plain", "vec");
+
+
+  /**
+   * How the flash kernel stores its V tiles ({@link CudaOps.FlashV}; the same bits every way):
+   * transposed, 8 threads a key (the default); {@code -Djclip.cuda.flashV=key} (transposed, a
+   * thread a key: docs/gpu.md run 6, 14% slower) or {@code ldm} (row-major, read with ldmatrix.trans:
+   * not yet timed) for backends built without saying.
+   */
+  private volatile CudaOps.FlashV flashV = flashVProperty();
+
+  private static CudaOps.FlashV flashVProperty() {
+    String v = System.getProperty("jclip.cuda.flashV", "row");
+    return switch (v) {
+      case "row" -> CudaOps.FlashV.ROWS;
+      case "key" -> CudaOps.FlashV.KEYS;
+      case "ldm" -> CudaOps.FlashV.LDMATRIX;
+      default -> throw new IllegalArgumentException("the flash kernel's V tiles (-Djclip.cuda.flashV) must be row, key or ldm, not '" + v + "'");
+    };
+  }
 
   /**
    * A LINEAR with an activation (the MLP's c_fc) as one gemm_sm90 kernel with the bias and
@@ -203,10 +236,11 @@ public final class CudaBackend implements Backend {
 
   /**
    * The flash kernel compiled for 4 resident blocks an SM (at most 128 registers a thread; the same
-   * bits): off by default until timed; {@code -Djclip.cuda.flashBlocks=4} turns it on for backends
-   * built without saying ({@code default}: the compiler's register count, 3 blocks an SM).
+   * bits): on by default since docs/gpu.md's run 6 (12% faster on the image tower's and the text
+   * tower's attention); {@code -Djclip.cuda.flashBlocks=3} keeps the compiler's register count (3
+   * blocks an SM) for backends built without saying.
    */
-  private volatile boolean flashFourBlocks = choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "default", "default");
+  private volatile boolean flashFourBlocks = choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "3", "4");
 
   /**
    * The flash kernel in blocks fitted to sequences of up to 80 tokens (16 · ⌈n/16⌉ rows, one block
@@ -225,17 +259,27 @@ public final class CudaBackend implements Backend {
     flashFourBlocks = on;
   }
 
+  /** Chooses the flash kernel's V tile layout for graphs run from now on. */
+  public void flashV(CudaOps.FlashV v) {
+    flashV = java.util.Objects.requireNonNull(v);
+  }
+
   /** Chooses the flash kernel's V tile loads for graphs run from now on: key by key, or by rows. */
   public void flashVByKey(boolean on) {
-    flashVByKey = on;
+    flashV = on ? CudaOps.FlashV.KEYS : CudaOps.FlashV.ROWS;
   }
 
   /**
    * Chooses the LayerNorm kernel for graphs run from now on (a CUDA graph already recorded keeps
-   * the kernel it captured): the vector one, or the plain one.
+   * the kernel it captured).
    */
-  public void vectorLayerNorm(boolean on) {
-    vectorLayerNorm = on;
+  public void layerNormKernel(CudaOps.LayerNormKernel kernel) {
+    layerNormKernel = java.util.Objects.requireNonNull(kernel);
+  }
+
+  /** Chooses, for graphs run from now on, the vector glue kernels ({@link #vectorGlue}) or the plain ones. */
+  public void vectorGlue(boolean on) {
+    vectorGlue = on;
   }
 
   /**
@@ -718,7 +762,7 @@ public final class CudaBackend implements Backend {
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision);
+        if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision, vectorGlue);
       }
       case LINEAR_RESIDUAL -> {
         DeviceBuffer residual = (DeviceBuffer) inputs.get(1);
@@ -729,38 +773,38 @@ public final class CudaBackend implements Backend {
         long m = in.rows();
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        if (bias != null) ops.biasAct(y, bias, m, cols, 0, precision);
+        if (bias != null) ops.biasAct(y, bias, m, cols, 0, precision, vectorGlue);
         ops.glue("add_" + s, out.elements(), y, residual, y, out.elements(), 0);
       }
       case MATMUL -> gemmNN(in.rows(), out.dim(-1), in.dim(-1), x, gemmWeight(n), y);
       case LAYER_NORM -> ops.layerNorm(y, null, x, null, param(n, "weight"), param(n, "bias"), in.rows(), in.dim(-1), n.floatAttr("eps"),
-          precision, vectorLayerNorm);
+          precision, layerNormKernel);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
-        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashVByKey, flashFourBlocks,
+        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
             flashFitRows);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
       }
       case QUICK_GELU, GELU -> {
         copy(y, x, (long) elem * in.elements());
-        ops.biasAct(y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1, precision);
+        ops.biasAct(y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1, precision, vectorGlue);
       }
       case PATCH_EMBED -> {
         int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3), p = n.intAttr("patch");
         int cells = out.dim(1), d = out.dim(2), k = c * p * p;
         long rows = (long) b * cells;
         DeviceBuffer patches = scratch(1, (long) elem * rows * k);
-        ops.patchify(patches, x, b, c, h, w, p, precision);
+        ops.patchify(patches, x, b, c, h, w, p, precision, vectorGlue);
         gemmNT(rows, d, k, patches, gemmWeight(n), y);
       }
-      case CLASS_POS_EMBED -> ops.glue("class_pos_embed_" + s, out.elements(), y, x, param(n, "class"), param(n, "positional"),
-          out.dim(0), out.dim(1), out.dim(2));
+      case CLASS_POS_EMBED -> ops.classPosEmbed(y, x, param(n, "class"), param(n, "positional"), out.dim(0), out.dim(1), out.dim(2),
+          precision, vectorGlue);
       case TOKEN_EMBED -> {
         TokenTable table = new TokenTable(n.name(), n.param("token").dim(0));
         int[] ids = uncheckedIds.remove(x);
         if (ids != null) table.check(ids, in.dim(-1));
         tokenReaders.put(x, table);
-        ops.glue("token_embed_" + s, out.elements(), y, x, param(n, "token"), param(n, "positional"), out.dim(0), out.dim(1), out.dim(2));
+        ops.tokenEmbed(y, x, param(n, "token"), param(n, "positional"), out.dim(0), out.dim(1), out.dim(2), precision, vectorGlue);
       }
       case TAKE_TOKEN -> ops.glue("take_token_" + s, out.elements(), y, x, in.dim(0), in.dim(1), in.dim(2), n.intAttr("index"));
       case EOT_GATHER -> ops.glue("eot_gather_" + s, out.elements(), y, x, inputs.get(1), in.dim(0), in.dim(1), in.dim(2));

@@ -60,6 +60,10 @@ public final class CudaGemmBench {
               time(device, "flash-vkey " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
               time(device, "flash-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, true), b, n, h, causal, log);
               time(device, "flash-vkey-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, true), b, n, h, causal, log);
+              time(device, "flash-ldm " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, false, false), b, n, h,
+                  causal, log);
+              time(device, "flash-ldm-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, true, false), b, n,
+                  h, causal, log);
               if (n <= 80 && n != 64) {
                 time(device, "flash-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, false, true), b, n, h, causal, log);
                 time(device, "flash-vkey-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, false, true), b, n, h, causal, log);
@@ -128,6 +132,12 @@ public final class CudaGemmBench {
               double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, schedule));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + schedule.name().toLowerCase(),
                   fused, flop / fused / 1e9, unfused / fused);
+            }
+            // act -1: the mainloop alone (no epilogue, nothing written): what the epilogue costs
+            for (Sm90Gemm.Schedule schedule : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.PINGPONG, Sm90Gemm.Schedule.COOPERATIVE}) {
+              double loop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, -1, c, schedule));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (mainloop only: no epilogue)%n", at, "sm90 " + schedule.name().toLowerCase() + " loop",
+                  loop, flop / loop / 1e9);
             }
           }
         }

@@ -40,9 +40,10 @@ import java.util.Map;
  * fp16 and bf16 run first; a failing configuration is recorded as an error row and the others
  * still run. Each precision runs with cuBLASLt (bias and residual in the GEMM epilogue, the fused
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
- * says which; in 16 bits also {@code "cublaslt tuned"}: flash and cuBLASLt with the opt-in kernels
- * on (the vector LayerNorm, V read key by key, flash blocks fitted to short sequences, c_fc as one
- * gemm_sm90 kernel, ping-pong in clusters of two, where the GPU is a Hopper), to time them in the
+ * says which (16 bits: flash attention with cuBLASLt, the default, only: the WMMA attention and
+ * the cuBLAS path were timed in docs/gpu.md's runs 1-6); in 16 bits also {@code "cublaslt tuned"}:
+ * the defaults with the opt-in kernels on (flash blocks fitted to short sequences, c_fc as one
+ * gemm_sm90 kernel in the ping-pong schedule, where the GPU is a Hopper), to time them in the
  * configuration they would become the default of.
  */
 public final class CudaModelBench {
@@ -103,11 +104,9 @@ public final class CudaModelBench {
 
   /**
    * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
-   * bits flash attention with cuBLASLt (the default), then cuBLASLt and cuBLAS with the WMMA
-   * attention (fp32: cuBLASLt and cuBLAS); with {@code tuned}, in 16 bits flash and cuBLASLt with
-   * every opt-in kernel on (vector LayerNorm, V by key, flash blocks fitted to sequences of up to
-   * 80 tokens, c_fc as gemm_sm90's ping-pong cluster schedule on Hopper; not the 4-blocks flash
-   * build, which spills).
+   * bits flash attention with cuBLASLt (the default; fp32: cuBLASLt and cuBLAS); with {@code
+   * tuned}, in 16 bits the defaults with the opt-in kernels on (flash blocks fitted to sequences of
+   * up to 80 tokens, c_fc as gemm_sm90's ping-pong schedule on Hopper).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
       Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
@@ -117,16 +116,14 @@ public final class CudaModelBench {
       // {flash, cuBLASLt}
       List<boolean[]> variants = tuned ? (precision == Precision.FP32 ? List.of() : List.of(new boolean[] {true, true}))
           : precision == Precision.FP32 ? List.of(new boolean[] {false, true}, new boolean[] {false, false})
-          : List.of(new boolean[] {true, true}, new boolean[] {false, true}, new boolean[] {false, false});
+          : List.of(new boolean[] {true, true});
       for (boolean[] variant : variants) {
         boolean flash = variant[0], useLt = variant[1];
         String gemm = (useLt ? "cublaslt" : "cublas") + (tuned ? " tuned" : "");
         try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
           if (tuned) {
-            backend.vectorLayerNorm(true);
-            backend.flashVByKey(true);
             backend.flashFitRows(true);
-            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG_CLUSTER, false);
+            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, false);
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
@@ -228,42 +225,64 @@ public final class CudaModelBench {
   }
 
   /**
-   * One profile configuration: flash attention or WMMA, the vector LayerNorm, V read key by key,
-   * gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), and whether every LINEAR runs on it.
+   * One profile configuration: flash attention or WMMA, the LayerNorm kernel, the flash kernel's V
+   * tile layout, the flash kernel for 4 blocks an SM and in blocks fitted to the sequence, the vector glue
+   * kernels, gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), and whether every LINEAR runs
+   * on it.
    */
-  record ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, boolean fitRows, Sm90Gemm.Schedule fused, boolean all) {
-    ProfileConfig(boolean flash, boolean vecLn, boolean vKey, boolean fourBlocks, Sm90Gemm.Schedule fused, boolean all) {
-      this(flash, vecLn, vKey, fourBlocks, false, fused, all);
+  record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
+      Sm90Gemm.Schedule fused, boolean all) {
+    /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, false);
+    /** docs/gpu.md run 6's defaults: the plain LayerNorm and glue, the flash kernel for 3 blocks. */
+    static final ProfileConfig RUN6 = new ProfileConfig(true, CudaOps.LayerNormKernel.PLAIN, CudaOps.FlashV.ROWS, false, false, false, null, false);
+
+    ProfileConfig withLn(CudaOps.LayerNormKernel k) {
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, all);
+    }
+
+    ProfileConfig withFourBlocks(boolean on) {
+      return new ProfileConfig(flash, ln, v, on, fitRows, vecGlue, fused, all);
+    }
+
+    ProfileConfig withVecGlue(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, on, fused, all);
+    }
+
+    ProfileConfig withFitRows(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, all);
+    }
+
+    ProfileConfig withFused(Sm90Gemm.Schedule schedule, boolean every) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, every);
+    }
+
+    ProfileConfig withV(CudaOps.FlashV layout) {
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, all);
     }
 
     String label() {
-      return (flash ? "+flash" : "") + " cuBLASLt" + (vecLn ? " vector-LayerNorm" : "") + (vKey ? " V-by-key" : "")
-          + (fourBlocks ? " flash-4-blocks" : "") + (fitRows ? " flash-fitted-rows" : "")
+      return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
+          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
     }
   }
 
-  /** The WMMA and the flash attention kernel. */
-  static final List<ProfileConfig> PROFILE_PROVEN = List.of(new ProfileConfig(false, false, false, false, null, false),
-      new ProfileConfig(true, false, false, false, null, false));
+  /** Run 6's defaults, then today's. */
+  static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.RUN6, ProfileConfig.DEFAULTS);
 
   /**
-   * Then flash with each opt-in kernel alone: the vector LayerNorm, V read key by key, the flash
-   * kernel for 4 blocks an SM and in blocks fitted to the sequence (rows, and V by key; fitting
-   * changes only the text tower's 77 tokens), c_fc as one gemm_sm90 kernel in each schedule
-   * (Hopper only), every LINEAR on its ping-pong cluster schedule; then the vector LayerNorm, V
-   * by key and that schedule for c_fc together.
+   * Then one change at a time from run 6's defaults towards today's (4 blocks; then the vector
+   * glue; then the first vector LayerNorm), and from today's defaults: the plain LayerNorm, the
+   * shared-memory one, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
+   * gemm_sm90 kernel in its two single-block schedules, then every LINEAR on them.
    */
-  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(new ProfileConfig(true, true, false, false, null, false),
-      new ProfileConfig(true, false, true, false, null, false), new ProfileConfig(true, false, false, true, null, false),
-      new ProfileConfig(true, false, true, true, null, false), new ProfileConfig(true, false, false, false, true, null, false),
-      new ProfileConfig(true, false, true, false, true, null, false),
-      new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.COOPERATIVE, false),
-      new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.COOPERATIVE_CLUSTER, false),
-      new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.PINGPONG, false),
-      new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.PINGPONG_CLUSTER, false),
-      new ProfileConfig(true, false, false, false, Sm90Gemm.Schedule.PINGPONG_CLUSTER, true),
-      new ProfileConfig(true, true, true, false, Sm90Gemm.Schedule.PINGPONG_CLUSTER, false));
+  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.RUN6.withFourBlocks(true),
+      ProfileConfig.RUN6.withFourBlocks(true).withVecGlue(true), ProfileConfig.RUN6.withFourBlocks(true).withVecGlue(true).withLn(CudaOps.LayerNormKernel.VECTOR),
+      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.PLAIN), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+      ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, false), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, false),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, true), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, true));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
@@ -279,7 +298,7 @@ public final class CudaModelBench {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("vector_layernorm", cfg.vecLn()).put("flash_v_by_key", cfg.vKey()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("tower", tower)
+            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.all());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
@@ -290,8 +309,9 @@ public final class CudaModelBench {
             row.put("error", "gemm_sm90 needs compute capability 9.0");
             continue;
           }
-          backend.vectorLayerNorm(cfg.vecLn());
-          backend.flashVByKey(cfg.vKey());
+          backend.layerNormKernel(cfg.ln());
+          backend.vectorGlue(cfg.vecGlue());
+          backend.flashV(cfg.v());
           backend.flashFourBlocks(cfg.fourBlocks());
           backend.flashFitRows(cfg.fitRows());
           if (fused) backend.fusedLinear(true, cfg.fused(), cfg.all());

@@ -17,6 +17,7 @@ public final class CudaOps implements AutoCloseable {
   private final CudaModule cast;
   private final CudaModule glue;
   private final CUstream_st stream;
+  private final int multiprocessors;
 
   /** Loads the kernels on {@code device}; launches go to {@code stream} (null: the legacy default stream). */
   public CudaOps(CudaDevice device, CUstream_st stream) {
@@ -27,6 +28,7 @@ public final class CudaOps implements AutoCloseable {
           + " has " + device.computeCapability() + ": use --device cpu", null);
     }
     this.stream = stream;
+    this.multiprocessors = device.multiprocessors();
     java.util.List<CudaModule> loaded = new java.util.ArrayList<>();
     try {
       this.gelu = load(device, "gelu", loaded);
@@ -79,9 +81,86 @@ public final class CudaOps implements AutoCloseable {
   }
 
   /**
+   * As {@link #biasAct(DeviceBuffer, DeviceBuffer, long, int, int, Precision)}; with {@code fast},
+   * in fp16/bf16, glue.cu's {@code bias_act_fast} where it fits (cols a multiple of 8, x and bias
+   * 16-byte aligned, under 2^31 packs): QuickGELU through the fast intrinsics, within one unit in
+   * the last place of the exact kernels (~6 instead of ~40 instructions an element: the pass
+   * becomes memory-bound); fp32 and the rest as the exact method.
+   */
+  public void biasAct(DeviceBuffer x, DeviceBuffer bias, long rows, int cols, int act, Precision precision, boolean fast) {
+    if (fast && precision != Precision.FP32 && cols % 8 == 0 && x.address() % 16 == 0 && (bias == null || bias.address() % 16 == 0)
+        && rows * cols / 8 < Integer.MAX_VALUE) {
+      glue("bias_act_fast_" + suffix(precision), rows * cols / 8, x, bias, (int) rows, cols, act);
+    } else {
+      biasAct(x, bias, rows, cols, act, precision);
+    }
+  }
+
+  /**
    * The patch rows of a ViT's conv1 ({@code kernel = stride = P}): pixels [B, C, H, W] to
    * {@code out} [B * (H/P) * (W/P), C * P * P], one block a patch row (glue.cu's {@code patchify_rows}).
    */
+  public void patchify(DeviceBuffer out, DeviceBuffer pixels, int b, int c, int h, int w, int p, Precision precision, boolean vector) {
+    int v = vector ? patchVector(out, pixels, (long) b * c * h * w, w, p, precision) : 0;
+    if (v == 0) {
+      patchify(out, pixels, b, c, h, w, p, precision);
+    } else {
+      glue("patchify_v" + v + "_" + suffix(precision), (long) b * c * h * w / v, out, pixels, b, c, h, w, p);
+    }
+  }
+
+  /**
+   * The widest run of pixels glue.cu's {@code patchify_v<V>} can copy at once (V in 8, 4, 2, at
+   * most 16 bytes, dividing P and W, both buffers aligned to it, under 2^31 runs), or 0.
+   */
+  private static int patchVector(DeviceBuffer out, DeviceBuffer pixels, long elements, int w, int p, Precision precision) {
+    for (int v = 8; v >= 2; v /= 2) {
+      long bytes = (long) v * precision.bytes();
+      if (bytes <= 16 && p % v == 0 && w % v == 0 && out.address() % bytes == 0 && pixels.address() % bytes == 0
+          && elements / v < Integer.MAX_VALUE) {
+        return v;
+      }
+    }
+    return 0;
+  }
+
+  /**
+   * {@code out[b, 0] = cls + pos[0]; out[b, t] = patches[b, t-1] + pos[t]} over [B, N, D]: glue.cu's
+   * {@code class_pos_embed}, or with {@code vector} its 16-bytes-a-thread version where D and the
+   * buffers allow it (the same bits).
+   */
+  public void classPosEmbed(DeviceBuffer out, DeviceBuffer patches, DeviceBuffer cls, DeviceBuffer pos, int b, int n, int d,
+      Precision precision, boolean vector) {
+    long elements = (long) b * n * d;
+    int per = 16 / precision.bytes();
+    if (vector && d % per == 0 && elements / per < Integer.MAX_VALUE && aligned16(out, patches, cls, pos)) {
+      glue("class_pos_embed_vec_" + suffix(precision), elements / per, out, patches, cls, pos, b, n, d);
+    } else {
+      glue("class_pos_embed_" + suffix(precision), elements, out, patches, cls, pos, b, n, d);
+    }
+  }
+
+  /**
+   * {@code out[b, t] = tok[ids[b, t]] + pos[t]} over [B, L, D]: glue.cu's {@code token_embed}, or
+   * with {@code vector} its 16-bytes-a-thread version where D and the buffers allow it (the same bits).
+   */
+  public void tokenEmbed(DeviceBuffer out, DeviceBuffer ids, DeviceBuffer tok, DeviceBuffer pos, int b, int l, int d, Precision precision,
+      boolean vector) {
+    long elements = (long) b * l * d;
+    int per = 16 / precision.bytes();
+    if (vector && d % per == 0 && elements / per < Integer.MAX_VALUE && aligned16(out, tok, pos)) {
+      glue("token_embed_vec_" + suffix(precision), elements / per, out, ids, tok, pos, b, l, d);
+    } else {
+      glue("token_embed_" + suffix(precision), elements, out, ids, tok, pos, b, l, d);
+    }
+  }
+
+  private static boolean aligned16(DeviceBuffer... buffers) {
+    for (DeviceBuffer b : buffers) if (b.address() % 16 != 0) return false;
+    return true;
+  }
+
+  /** The patch rows by {@code patchify_rows} (one block a patch row): the reference of the vector version. */
   public void patchify(DeviceBuffer out, DeviceBuffer pixels, int b, int c, int h, int w, int p, Precision precision) {
     long rows = (long) b * (h / p) * (w / p);
     if (rows > Integer.MAX_VALUE) throw new IllegalArgumentException("too many patch rows for one launch: " + rows);
@@ -160,12 +239,37 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean vByKey, boolean fourBlocks, boolean fitRows) {
+    flashAttention(out, qkv, batch, n, heads, causal, precision, vByKey ? FlashV.KEYS : FlashV.ROWS, fourBlocks, fitRows);
+  }
+
+  /** How the flash kernel stores a V tile in shared memory and reads its mma fragments back (the same bits every way). */
+  public enum FlashV {
+    /** Transposed, loaded 8 threads a key (coalesced global reads; the transposed stores conflict 8-way). */
+    ROWS,
+    /** Transposed, loaded a thread a key ({@code flash_attention_vkey_*}: conflict-free stores, scattered global reads). */
+    KEYS,
+    /** Row-major as K, its fragments read with ldmatrix.trans ({@code flash_attention_ldm_*}: no transpose at all). */
+    LDMATRIX
+  }
+
+  /**
+   * The flash attention of {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision)} with the V
+   * tile stored as {@code v} says, compiled for 4 blocks an SM with {@code fourBlocks}, in blocks
+   * fitted to sequences of up to 80 tokens with {@code fitRows} (longer sequences ignore it).
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      FlashV v, boolean fourBlocks, boolean fitRows) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
     int fitted = 16 * ((n + 15) / 16);
     boolean fit = fitRows && n <= 80 && fitted != 64;
     int rows = fit ? fitted : 64;
-    String kernel = "flash_attention_" + (vByKey ? "vkey_" : "") + (fit ? "fit_" : fourBlocks ? "occ4_" : "") + suffix(precision);
+    String layout = switch (v) {
+      case ROWS -> "";
+      case KEYS -> "vkey_";
+      case LDMATRIX -> "ldm_";
+    };
+    String kernel = "flash_attention_" + layout + (fit ? "fit_" : fourBlocks ? "occ4_" : "") + suffix(precision);
     flashAttention.launch(kernel, new int[] {(n + rows - 1) / rows, heads, batch}, new int[] {2 * rows, 1, 1}, 0, stream, out, qkv, n, heads,
         causal ? 1 : 0);
   }
@@ -203,20 +307,46 @@ public final class CudaOps implements AutoCloseable {
   public void addLayerNorm(
       DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma, DeviceBuffer beta,
       long rows, int d, float eps) {
-    layerNorm(out, sumOut, x, residual, gamma, beta, rows, d, eps, Precision.FP32, false);
+    layerNorm(out, sumOut, x, residual, gamma, beta, rows, d, eps, Precision.FP32, LayerNormKernel.PLAIN);
+  }
+
+  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows. */
+  public enum LayerNormKernel {
+    /** layernorm.cu's {@code add_layernorm}: one warp a row, element by element (the reference). */
+    PLAIN,
+    /** {@code add_layernorm_vec<P>}: one warp a row, 16-byte accesses, the row in registers. */
+    VECTOR,
+    /**
+     * {@code layernorm_warps<P>}: the vector kernel's arithmetic (the same bits) with gamma and beta
+     * kept in registers while each warp walks many rows, two at a time up to P = 3.
+     */
+    WARPS,
+    /**
+     * {@code layernorm_smem<P>}: the vector kernel's arithmetic (the same bits) with gamma and beta
+     * in shared memory, few registers and many warps, each walking rows one at a time.
+     */
+    SHARED
   }
 
   /**
    * {@code s = x + residual; sumOut = s; out = LayerNorm(s)} over [rows, d] in {@code precision}
-   * (residual and sumOut may be null; gamma, beta fp32): layernorm.cu's {@code add_layernorm}, or
-   * with {@code vector} its {@code add_layernorm_vec<P>} (16-byte accesses, the row in registers)
-   * where d and the buffers allow it ({@link #vectorLayerNormFits}).
+   * (residual and sumOut may be null; gamma, beta fp32) with {@code kernel}; the vector kernels
+   * where d and the buffers allow them ({@link #vectorLayerNormFits}; WARPS and SHARED up to 4
+   * packs a lane, else VECTOR), else the plain one.
    */
   public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
-      DeviceBuffer beta, long rows, int d, float eps, Precision precision, boolean vector) {
-    int p = vector ? vectorLayerNormPacks(d, precision, out, sumOut, x, residual) : 0;
-    String kernel = (p > 0 ? "add_layernorm_vec" + p + "_" : "add_layernorm_") + suffix(precision);
-    launchRows(layerNorm, kernel, rows, out, sumOut, x, residual, gamma, beta, rows, d, eps);
+      DeviceBuffer beta, long rows, int d, float eps, Precision precision, LayerNormKernel kernel) {
+    int p = kernel == LayerNormKernel.PLAIN ? 0 : vectorLayerNormPacks(d, precision, out, sumOut, x, residual);
+    boolean gammaAligned = gamma.address() % 16 == 0 && beta.address() % 16 == 0;
+    if ((kernel == LayerNormKernel.WARPS || kernel == LayerNormKernel.SHARED) && p > 0 && p <= 4 && gammaAligned) {
+      boolean warps = kernel == LayerNormKernel.WARPS;
+      long blocks = Math.min((rows + 7) / 8, (warps ? 2L : 4L) * multiprocessors);
+      layerNorm.launch((warps ? "layernorm_warps" : "layernorm_smem") + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1},
+          new int[] {THREADS, 1, 1}, warps ? 0 : 8 * d, stream, out, sumOut, x, residual, gamma, beta, rows, d, eps);
+      return;
+    }
+    String name = (p > 0 ? "add_layernorm_vec" + p + "_" : "add_layernorm_") + suffix(precision);
+    launchRows(layerNorm, name, rows, out, sumOut, x, residual, gamma, beta, rows, d, eps);
   }
 
   /** Whether the vector LayerNorm takes rows of {@code d} elements of {@code precision}: a multiple of 16 bytes, at most 32 x 5 packs. */

@@ -98,13 +98,17 @@ class CudaAttentionTest {
                     "flash attention with V read key by key, " + p + " " + shape);
                 // both compiled for 4 resident blocks an SM, and in blocks fitted to sequences of
                 // up to 80 tokens: the same code, the same bits
-                for (boolean vByKey : new boolean[] {false, true}) {
-                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, vByKey, true);
+                // (and every V tile layout: transposed by rows or by keys, row-major read with ldmatrix.trans)
+                for (CudaOps.FlashV v : CudaOps.FlashV.values()) {
+                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, false, false);
                   org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
-                      "flash attention for 4 blocks an SM" + (vByKey ? ", V read key by key, " : ", ") + p + " " + shape);
-                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, vByKey, false, true);
+                      "flash attention, V " + v + ", " + p + " " + shape);
+                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, true, false);
                   org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
-                      "flash attention in fitted blocks" + (vByKey ? ", V read key by key, " : ", ") + p + " " + shape);
+                      "flash attention for 4 blocks an SM, V " + v + ", " + p + " " + shape);
+                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, false, true);
+                  org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                      "flash attention in fitted blocks, V " + v + ", " + p + " " + shape);
                 }
               }
             }

@@ -59,7 +59,7 @@ class CudaFullGeometryTest {
       // drift by a few 1e-3 (fp16) and ~1e-2 (bf16) relative.
       // every precision runs and prints its errors before any failure is reported
       List<String> failures = new java.util.ArrayList<>();
-      // {flash, cuBLASLt, vector LayerNorm, opt-in kernels: V by key, fitted flash blocks and
+      // {flash, cuBLASLt, vector LayerNorm and glue kernels (else the plain ones), opt-in kernels: V by key, fitted flash blocks and
       // gemm_sm90 (Hopper), gemm_sm90's ping-pong cluster schedule on every LINEAR}, by precision;
       // the opt-in kernels last, after every precision's proven configurations (a kernel that
       // faults leaves the CUDA context unusable for what follows)
@@ -88,10 +88,11 @@ class CudaFullGeometryTest {
           case BF16 -> 2e-2;
         };
         boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4];
-        String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm" : "")
+        String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
             + (optIn ? " V-by-key fitted-rows gemm_sm90" + (cluster ? " ping-pong-cluster on every LINEAR" : " cooperative on c_fc") : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
-          cuda.vectorLayerNorm(v[2]);
+          cuda.layerNormKernel(v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
+          cuda.vectorGlue(v[2]);
           cuda.flashVByKey(optIn);
           cuda.flashFitRows(optIn);
           cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);

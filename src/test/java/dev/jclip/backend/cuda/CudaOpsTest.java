@@ -182,11 +182,14 @@ class CudaOpsTest {
     }
   }
 
-  /** The patch-row copy (one block a row) equals the plain per-element patchify at every ViT geometry. */
+  /**
+   * The patch-row copy (one block a row) and the vector copy (8, 4 or 2 pixels a thread, as P and the
+   * precision allow) equal the plain per-element patchify at every ViT geometry.
+   */
   @Test
   void patchRowsEqualThePlainPatchify() {
-    int[][] geometries = {{224, 32}, {224, 16}, {224, 14}, {336, 14}, {240, 16}};
-    for (Precision p : new Precision[] {Precision.FP32, Precision.FP16}) {
+    int[][] geometries = {{224, 32}, {224, 16}, {224, 14}, {336, 14}, {240, 16}, {35, 7}};
+    for (Precision p : Precision.values()) {
       int elem = p == Precision.FP32 ? 4 : 2;
       for (int[] g : geometries) {
         int b = 1 + random.nextInt(3), c = 3, hw = g[0], patch = g[1];
@@ -198,6 +201,9 @@ class CudaOpsTest {
           ops.glue("patchify_" + CudaOps.suffix(p), out, want, dpx, b, c, hw, hw, patch);
           ops.patchify(got, dpx, b, c, hw, hw, patch, p);
           assertArrayEquals(bits(p, want, (int) out), bits(p, got, (int) out), p + " " + b + "x" + c + "x" + hw + " patch " + patch);
+          got.zero();
+          ops.patchify(got, dpx, b, c, hw, hw, patch, p, true);
+          assertArrayEquals(bits(p, want, (int) out), bits(p, got, (int) out), p + " " + b + "x" + c + "x" + hw + " patch " + patch + ", vector");
         }
       }
     }
@@ -207,7 +213,10 @@ class CudaOpsTest {
    * The vector LayerNorm (16-byte accesses, the row in registers): fp32 against the reference within
    * 1e-5 at every width it takes; fp16 and bf16 against the plain kernel on the same inputs within
    * one unit in the last place (the statistics are summed in another order), the residual sum bit
-   * for bit; widths it does not take and misaligned buffers run the plain kernel, bit for bit.
+   * for bit; widths it does not take and misaligned buffers run the plain kernel, bit for bit. The
+   * warps kernel (gamma and beta in registers, warps walking rows) and the shared-memory kernel
+   * write the vector kernel's bits, with and without a residual, in place, on more rows than they
+   * have warps.
    */
   @Test
   void vectorLayerNormMatchesTheReferenceAndThePlainKernel() {
@@ -215,7 +224,8 @@ class CudaOpsTest {
     for (Precision p : Precision.values()) {
       int elem = p.bytes();
       for (int d : widths) {
-        int rows = 1 + random.nextInt(200);
+        // a few rows, or more rows than the warps kernel has warps (2 blocks of 8 warps an SM)
+        int rows = random.nextBoolean() ? 1 + random.nextInt(200) : 16 * device.multiprocessors() + 1 + random.nextInt(3000);
         boolean misalign = random.nextInt(4) == 0;
         float[] x = randn(rows * d, 1), res = randn(rows * d, 2), g = randn(d, 0.1), b = randn(d, 0.05);
         for (int i = 0; i < d; i++) g[i] += 1;
@@ -228,11 +238,33 @@ class CudaOpsTest {
             DeviceBuffer plainOut = device.allocate((long) elem * x.length);
             DeviceBuffer plainSum = device.allocate((long) elem * x.length);
             DeviceBuffer vecOut = device.allocate((long) elem * x.length);
-            DeviceBuffer vecSum = device.allocate((long) elem * x.length)) {
+            DeviceBuffer vecSum = device.allocate((long) elem * x.length);
+            DeviceBuffer warpsOut = device.allocate((long) elem * x.length);
+            DeviceBuffer warpsSum = device.allocate((long) elem * x.length)) {
           DeviceBuffer dx = fill(whole.view(misalign ? elem : 0, (long) elem * x.length), p, x);
-          ops.layerNorm(plainOut, plainSum, dx, dr, dg, db, rows, d, 1e-5f, p, false);
-          ops.layerNorm(vecOut, vecSum, dx, dr, dg, db, rows, d, 1e-5f, p, true);
+          ops.layerNorm(plainOut, plainSum, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.PLAIN);
+          ops.layerNorm(vecOut, vecSum, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.VECTOR);
           assertArrayEquals(bits(p, plainSum, x.length), bits(p, vecSum, x.length), what + ": residual sum");
+          // layernorm_warps: the vector kernel's arithmetic, warps walking many rows: the same bits
+          ops.layerNorm(warpsOut, warpsSum, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.WARPS);
+          assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": residual sum, warps kernel");
+          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": warps kernel against the vector one");
+          // layernorm_smem: the same arithmetic with gamma and beta in shared memory: the same bits
+          warpsOut.zero();
+          warpsSum.zero();
+          ops.layerNorm(warpsOut, warpsSum, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.SHARED);
+          assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": residual sum, shared-memory kernel");
+          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": shared-memory kernel against the vector one");
+          // and without residual or sum (the transformer's ln_1 and ln_2), in place
+          try (DeviceBuffer inPlace = uploadAs(p, res)) {
+            ops.layerNorm(warpsSum, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.VECTOR);
+            ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.WARPS);
+            assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": warps kernel in place, no residual");
+          }
+          try (DeviceBuffer inPlace = uploadAs(p, res)) {
+            ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.SHARED);
+            assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": shared-memory kernel in place, no residual");
+          }
           if (!fits) {
             assertArrayEquals(bits(p, plainOut, x.length), bits(p, vecOut, x.length), what);
           } else if (p == Precision.FP32) {
@@ -244,6 +276,91 @@ class CudaOpsTest {
             double ulp = p == Precision.FP16 ? 0x1p-10 : 0x1p-7;
             assertClose("vector LayerNorm against the plain kernel " + what, got, want, ulp);
           }
+        }
+      }
+    }
+  }
+
+  /**
+   * The fast bias + activation pass (fp16/bf16, QuickGELU through the fast intrinsics) is within one
+   * unit in the last place of the exact kernel element by element, and bit for bit the same without
+   * an activation and with the erf GELU, at every CLIP MLP width, with and without bias; shapes it
+   * cannot take fall back to the exact kernels.
+   */
+  @Test
+  void fastBiasActIsWithinOneUlpOfTheExactKernel() {
+    int[] colsList = {4 * 512, 4 * 640, 4 * 768, 4 * 1024, 4 * 1280, 2304, 768, 100, 4};
+    for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+      for (int cols : colsList) {
+        for (int act = 0; act <= 2; act++) {
+          int rows = 1 + random.nextInt(300);
+          float[] x = randn(rows * cols, 4);
+          float[] bias = random.nextBoolean() || act == 0 ? randn(cols, 0.5) : null;
+          String what = p + " act " + act + " " + rows + "x" + cols + (bias == null ? " no bias" : "");
+          try (DeviceBuffer exact = uploadAs(p, x);
+              DeviceBuffer fast = uploadAs(p, x);
+              DeviceBuffer db = bias == null ? null : upload(bias)) {
+            ops.biasAct(exact, db, rows, cols, act, p, false);
+            ops.biasAct(fast, db, rows, cols, act, p, true);
+            int[] want = bits(p, exact, x.length), got = bits(p, fast, x.length);
+            if (act != 1) {
+              assertArrayEquals(want, got, what);
+              continue;
+            }
+            int off = 0;
+            for (int i = 0; i < want.length; i++) {
+              int d = Math.abs(ordered(want[i]) - ordered(got[i]));
+              assertTrue(d <= 1, what + ": element " + i + " is " + d + " units in the last place off (exact 0x"
+                  + Integer.toHexString(want[i] & 0xffff) + ", fast 0x" + Integer.toHexString(got[i] & 0xffff) + ")");
+              if (d != 0) off++;
+            }
+            System.out.printf("[bias_act_fast] %s: %d of %d elements one unit in the last place off%n", what, off, want.length);
+          }
+        }
+      }
+    }
+  }
+
+  /** A 16-bit pattern (sign bit 15) as an integer that counts representable values in order, -0 and +0 alike. */
+  static int ordered(int bits16) {
+    int b = bits16 & 0xffff;
+    return (b & 0x8000) != 0 ? -(b & 0x7fff) : b;
+  }
+
+  /**
+   * The vector class/position embedding and token embedding kernels write the plain kernels' bits at
+   * every CLIP width; widths that are not a multiple of 16 bytes and misaligned buffers fall back to
+   * the plain kernels.
+   */
+  @Test
+  void vectorEmbeddingsEqualThePlainKernels() {
+    int[] widths = {512, 640, 768, 1024, 1280, 100};
+    for (Precision p : Precision.values()) {
+      int elem = p.bytes();
+      for (int d : widths) {
+        int b = 1 + random.nextInt(40), n = random.nextBoolean() ? 50 : 257, l = 77, vocab = 300;
+        boolean misalign = random.nextInt(4) == 0;
+        String what = p + " D " + d + (misalign ? " misaligned" : "");
+        float[] patches = randn(b * (n - 1) * d, 1), cls = randn(d, 1), pos = randn(n * d, 0.1), tok = randn(vocab * d, 1), tpos = randn(l * d, 0.1);
+        int[] ids = new int[b * l];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+        try (DeviceBuffer dp = uploadAs(p, patches);
+            DeviceBuffer dc = upload(cls);
+            DeviceBuffer dpos = upload(pos);
+            DeviceBuffer dtok = upload(tok);
+            DeviceBuffer dtpos = upload(tpos);
+            DeviceBuffer dids = device.allocate(4L * ids.length).upload(ids);
+            DeviceBuffer want = device.allocate((long) elem * b * Math.max(n, l) * d);
+            DeviceBuffer whole = device.allocate((long) elem * (b * Math.max(n, l) * d + 8))) {
+          DeviceBuffer got = whole.view(misalign ? elem : 0, (long) elem * b * Math.max(n, l) * d);
+          int count = b * n * d;
+          ops.classPosEmbed(want, dp, dc, dpos, b, n, d, p, false);
+          ops.classPosEmbed(got, dp, dc, dpos, b, n, d, p, true);
+          assertArrayEquals(bits(p, want, count), bits(p, got, count), what + ": class and position embeddings");
+          count = b * l * d;
+          ops.tokenEmbed(want, dids, dtok, dtpos, b, l, d, p, false);
+          ops.tokenEmbed(got, dids, dtok, dtpos, b, l, d, p, true);
+          assertArrayEquals(bits(p, want, count), bits(p, got, count), what + ": token embeddings");
         }
       }
     }
