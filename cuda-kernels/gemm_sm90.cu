@@ -306,36 +306,62 @@ __device__ __forceinline__ void store_pair(T* C, float2 b, const T* residual, in
   Pair<T>::store(C + at, v0, v1);
 }
 
-// The epilogue of a warp's 16 rows x 8J columns inside the matrix (a tile wholly inside C; no
-// residual; act 0 or 1 as ACT): the same arithmetic as store_pair, without its per-element
-// bounds checks, activation switch and address arithmetic (GPU run 7: the generic epilogue took
-// 13-25 us a 128x256 tile, the mainloop ~9, stalled on dependent integer and branch chains at 2
-// warps a scheduler). d[4j + 2h + e] is row r0 + 8h, column c0 + 8j + e; the bias of 8 columns
-// pairs is loaded before any of their stores. Addresses are one base pointer plus constants.
-template <typename T, int ACT, int J>
-__device__ __forceinline__ void epilogue_inside(const float* d, T* __restrict__ C, const float* __restrict__ bias, int N, int r0, int c0) {
+// The epilogue of a warp's 16 rows x 8J columns inside the matrix (a tile wholly inside C; act 0
+// or 1 as ACT; with RES, a residual of C's shape): the same arithmetic as store_pair, without its
+// per-element bounds checks, activation switch and address arithmetic (GPU run 7: the generic
+// epilogue took 13-25 us a 128x256 tile, the mainloop ~9, stalled on dependent integer and branch
+// chains at 2 warps a scheduler). d[4j + 2h + e] is row r0 + 8h, column c0 + 8j + e. The bias
+// (and residual) of CH column pairs are loaded before any of their stores: 8 without a residual,
+// 4 with one (its 16 more registers a chunk, within the 168 a thread); addresses are one base
+// pointer plus constants.
+template <typename T, int ACT, bool RES, int J>
+__device__ __forceinline__ void epilogue_inside(const float* d, T* __restrict__ C, const float* __restrict__ bias,
+                                                const T* __restrict__ residual, int N, int r0, int c0) {
+  constexpr int CH = RES ? 4 : 8;
   T* out = C + (size_t)r0 * N + c0;
+  const T* res = RES ? residual + (size_t)r0 * N + c0 : nullptr;
   const size_t down = (size_t)8 * N;
 #pragma unroll
-  for (int jc = 0; jc < J; jc += 8) {
-    float2 b[8];
+  for (int jc = 0; jc < J; jc += CH) {
+    float2 b[CH], r[CH][2];
     if (bias) {
 #pragma unroll
-      for (int jj = 0; jj < 8; jj++) b[jj] = *reinterpret_cast<const float2*>(bias + c0 + 8 * (jc + jj));
+      for (int jj = 0; jj < CH; jj++) b[jj] = *reinterpret_cast<const float2*>(bias + c0 + 8 * (jc + jj));
     } else {
 #pragma unroll
-      for (int jj = 0; jj < 8; jj++) b[jj] = make_float2(0.0f, 0.0f);
+      for (int jj = 0; jj < CH; jj++) b[jj] = make_float2(0.0f, 0.0f);
+    }
+    if (RES) {
+#pragma unroll
+      for (int jj = 0; jj < CH; jj++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) r[jj][h] = Pair<T>::load(res + h * down + 8 * (jc + jj));
+      }
     }
 #pragma unroll
-    for (int jj = 0; jj < 8; jj++) {
+    for (int jj = 0; jj < CH; jj++) {
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         const int i = 4 * (jc + jj) + 2 * h;
         float v0 = d[i] + b[jj].x, v1 = d[i + 1] + b[jj].y;
         if (ACT == 1) v0 = fast_act(v0, 1), v1 = fast_act(v1, 1);
+        if (RES) v0 += r[jj][h].x, v1 += r[jj][h].y;
         Pair<T>::store(out + h * down + 8 * (jc + jj), v0, v1);
       }
     }
+  }
+}
+
+// epilogue_inside for the activation and residual of the launch (act 0 or 1; others are not
+// "inside": the caller runs the generic epilogue for them).
+template <typename T, int J>
+__device__ __forceinline__ void epilogue_inside(const float* d, T* C, const float* bias, const T* residual, int act, int N, int r0, int c0) {
+  if (residual) {
+    if (act == 1) epilogue_inside<T, 1, true, J>(d, C, bias, residual, N, r0, c0);
+    else epilogue_inside<T, 0, true, J>(d, C, bias, residual, N, r0, c0);
+  } else {
+    if (act == 1) epilogue_inside<T, 1, false, J>(d, C, bias, residual, N, r0, c0);
+    else epilogue_inside<T, 0, false, J>(d, C, bias, residual, N, r0, c0);
   }
 }
 
@@ -392,11 +418,9 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
       // Epilogue straight from the accumulators (the producer is already filling the ring with
       // the next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
       const int r0 = m0 + rows + warp * 16 + lane / 4;
-      const bool inside = !residual && m0 + GEMM_BM <= M && n0 + GEMM_BN <= N;
-      if (inside && act == 1) {
-        epilogue_inside<T, 1, 32>(d, C, bias, N, r0, n0 + 2 * (lane % 4));
-      } else if (inside && act == 0) {
-        epilogue_inside<T, 0, 32>(d, C, bias, N, r0, n0 + 2 * (lane % 4));
+      const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + GEMM_BN <= N;
+      if (inside) {
+        epilogue_inside<T, 32>(d, C, bias, residual, act, N, r0, n0 + 2 * (lane % 4));
       } else {
 #pragma unroll
         for (int j = 0; j < 32; j++) {
@@ -487,14 +511,12 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
       if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
       // epilogue, as the cooperative kernel's: register 64*half + 4j + e of lane l is row
       // 64*half + 16*warp + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2)
-      const bool inside = !residual && m0 + GEMM_BM <= M && n0 + PP_BN <= N;
+      const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + PP_BN <= N;
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int r0 = m0 + 64 * half + warp * 16 + lane / 4;
-        if (inside && act == 1) {
-          epilogue_inside<T, 1, 16>(d + 64 * half, C, bias, N, r0, n0 + 2 * (lane % 4));
-        } else if (inside && act == 0) {
-          epilogue_inside<T, 0, 16>(d + 64 * half, C, bias, N, r0, n0 + 2 * (lane % 4));
+        if (inside) {
+          epilogue_inside<T, 16>(d + 64 * half, C, bias, residual, act, N, r0, n0 + 2 * (lane % 4));
         } else {
 #pragma unroll
           for (int j = 0; j < 16; j++) {
