@@ -71,6 +71,119 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* 
                : "r"(a));
 }
 
+// One K/V tile (keys j0 .. j0 + 63, in k_s and vt_s) of a warp's 16 query rows: S = Q K^T,
+// scale and mask, the online softmax's running maxima and sums, O rescaled, O += P V. Shared by
+// the kernels below, so that they compute alike (the same bits).
+template <typename T, bool LDM>
+__device__ __forceinline__ void fa_tile(const T (*k_s)[FA_HEAD + FA_PAD], const T (*vt_s)[FA_TILE + FA_PAD], const unsigned (&qf)[4][4],
+                                        float (&o)[8][4], float& m_lo, float& m_hi, float& l_lo, float& l_hi, int j0, int N,
+                                        int causal, int r_lo, int r_hi, int lane) {
+  const int g = lane / 4, t = lane % 4;
+  const float scale = 0.125f;
+  // S = Q K^T: 8 blocks of 8 keys.
+  float s[8][4];
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+      unsigned kb[2] = {pair(&k_s[n * 8 + g][ks * 16 + 2 * t]), pair(&k_s[n * 8 + g][ks * 16 + 2 * t + 8])};
+      Mma<T>::run(s[n], qf[ks], kb);
+    }
+  }
+  // scale, mask, row maxima (a row's 64 scores are spread over the 4 threads of a quad)
+  float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      const int key = j0 + n * 8 + 2 * t + u;
+      const bool ok_lo = key < N && !(causal && key > r_lo);
+      const bool ok_hi = key < N && !(causal && key > r_hi);
+      s[n][u] = ok_lo ? s[n][u] * scale : -INFINITY;
+      s[n][2 + u] = ok_hi ? s[n][2 + u] * scale : -INFINITY;
+      mx_lo = fmaxf(mx_lo, s[n][u]);
+      mx_hi = fmaxf(mx_hi, s[n][2 + u]);
+    }
+  }
+  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
+  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
+  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
+  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+  const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+  // rows whose every key so far is masked keep max -inf: use 0 as the reference, all p are 0
+  const float ref_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, ref_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
+  const float corr_lo = m_lo == -INFINITY ? 0.0f : expf(m_lo - ref_lo);
+  const float corr_hi = m_hi == -INFINITY ? 0.0f : expf(m_hi - ref_hi);
+  float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    s[n][0] = expf(s[n][0] - ref_lo);
+    s[n][1] = expf(s[n][1] - ref_lo);
+    s[n][2] = expf(s[n][2] - ref_hi);
+    s[n][3] = expf(s[n][3] - ref_hi);
+    sum_lo += s[n][0] + s[n][1];
+    sum_hi += s[n][2] + s[n][3];
+  }
+  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 1);
+  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 2);
+  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 1);
+  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 2);
+  l_lo = l_lo * corr_lo + sum_lo;
+  l_hi = l_hi * corr_hi + sum_hi;
+  m_lo = mn_lo;
+  m_hi = mn_hi;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    o[n][0] *= corr_lo;
+    o[n][1] *= corr_lo;
+    o[n][2] *= corr_hi;
+    o[n][3] *= corr_hi;
+  }
+  // O += P V: P's A fragments are S's C fragments, two key blocks per 16-key step.
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++) {
+    unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
+                      Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+    if (LDM) {
+      // matrices: keys ks*16 + 0..7 and + 8..15 of dims 8n..8n+7, then the same of block n + 1
+      const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
+#pragma unroll
+      for (int n = 0; n < 8; n += 2) {
+        unsigned vb[4];
+        ldmatrix_x4_trans(vb, &vt_s[key][(n + (mi >> 1)) * 8]);
+        Mma<T>::run(o[n], pa, vb);
+        Mma<T>::run(o[n + 1], pa, vb + 2);
+      }
+    } else {
+#pragma unroll
+      for (int n = 0; n < 8; n++) {
+        unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
+        Mma<T>::run(o[n], pa, vb);
+      }
+    }
+  }
+}
+
+// The warp's 16 output rows: O / l, rounded to T, rows past N left alone.
+template <typename T>
+__device__ __forceinline__ void fa_store(T* __restrict__ out, const float (&o)[8][4], float l_lo, float l_hi, int b, int h, int N, int D,
+                                         int r_lo, int r_hi, int t) {
+  const float inv_lo = l_lo > 0.0f ? 1.0f / l_lo : 0.0f, inv_hi = l_hi > 0.0f ? 1.0f / l_hi : 0.0f;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    const int d = n * 8 + 2 * t;
+    if (r_lo < N) {
+      T* o_lo = out + ((long long)b * N + r_lo) * D + h * FA_HEAD + d;
+      *reinterpret_cast<unsigned*>(o_lo) = Mma<T>::pack(o[n][0] * inv_lo, o[n][1] * inv_lo);
+    }
+    if (r_hi < N) {
+      T* o_hi = out + ((long long)b * N + r_hi) * D + h * FA_HEAD + d;
+      *reinterpret_cast<unsigned*>(o_hi) = Mma<T>::pack(o[n][2] * inv_hi, o[n][3] * inv_hi);
+    }
+  }
+}
+
 // ROWS: query rows a block (16 a warp); 0: blockDim.x / 2, the block's warps' rows.
 // LDM: the V tile stored row-major as K is (16-byte stores, no transpose) and its B fragments read
 // with ldmatrix.trans: the same operands, so the same bits (V_BY_KEY is then ignored).
@@ -89,7 +202,6 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   const int rows = ROWS > 0 ? ROWS : (int)blockDim.x / 2;
   const int row0 = blockIdx.x * rows + warp * 16;  // this warp's first query row
   const int r_lo = row0 + g, r_hi = row0 + g + 8;     // the two rows this thread holds
-  const float scale = 0.125f;
 
   // Q fragments for 4 k-steps of 16 dims, straight from global memory (read once).
   unsigned qf[4][4];
@@ -164,104 +276,10 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
     __syncthreads();
     if (row0 >= N) continue;  // a warp past the end still joins every barrier
 
-    // S = Q K^T: 8 blocks of 8 keys.
-    float s[8][4];
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-#pragma unroll
-      for (int ks = 0; ks < 4; ks++) {
-        unsigned kb[2] = {pair(&k_s[n * 8 + g][ks * 16 + 2 * t]), pair(&k_s[n * 8 + g][ks * 16 + 2 * t + 8])};
-        Mma<T>::run(s[n], qf[ks], kb);
-      }
-    }
-    // scale, mask, row maxima (a row's 64 scores are spread over the 4 threads of a quad)
-    float mx_lo = -INFINITY, mx_hi = -INFINITY;
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-#pragma unroll
-      for (int u = 0; u < 2; u++) {
-        const int key = j0 + n * 8 + 2 * t + u;
-        const bool ok_lo = key < N && !(causal && key > r_lo);
-        const bool ok_hi = key < N && !(causal && key > r_hi);
-        s[n][u] = ok_lo ? s[n][u] * scale : -INFINITY;
-        s[n][2 + u] = ok_hi ? s[n][2 + u] * scale : -INFINITY;
-        mx_lo = fmaxf(mx_lo, s[n][u]);
-        mx_hi = fmaxf(mx_hi, s[n][2 + u]);
-      }
-    }
-    mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
-    mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
-    mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
-    mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
-    const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
-    // rows whose every key so far is masked keep max -inf: use 0 as the reference, all p are 0
-    const float ref_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, ref_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
-    const float corr_lo = m_lo == -INFINITY ? 0.0f : expf(m_lo - ref_lo);
-    const float corr_hi = m_hi == -INFINITY ? 0.0f : expf(m_hi - ref_hi);
-    float sum_lo = 0.0f, sum_hi = 0.0f;
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-      s[n][0] = expf(s[n][0] - ref_lo);
-      s[n][1] = expf(s[n][1] - ref_lo);
-      s[n][2] = expf(s[n][2] - ref_hi);
-      s[n][3] = expf(s[n][3] - ref_hi);
-      sum_lo += s[n][0] + s[n][1];
-      sum_hi += s[n][2] + s[n][3];
-    }
-    sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 1);
-    sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 2);
-    sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 1);
-    sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 2);
-    l_lo = l_lo * corr_lo + sum_lo;
-    l_hi = l_hi * corr_hi + sum_hi;
-    m_lo = mn_lo;
-    m_hi = mn_hi;
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-      o[n][0] *= corr_lo;
-      o[n][1] *= corr_lo;
-      o[n][2] *= corr_hi;
-      o[n][3] *= corr_hi;
-    }
-    // O += P V: P's A fragments are S's C fragments, two key blocks per 16-key step.
-#pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-      unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
-                        Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
-      if (LDM) {
-        // matrices: keys ks*16 + 0..7 and + 8..15 of dims 8n..8n+7, then the same of block n + 1
-        const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
-#pragma unroll
-        for (int n = 0; n < 8; n += 2) {
-          unsigned vb[4];
-          ldmatrix_x4_trans(vb, &vt_s[key][(n + (mi >> 1)) * 8]);
-          Mma<T>::run(o[n], pa, vb);
-          Mma<T>::run(o[n + 1], pa, vb + 2);
-        }
-      } else {
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-          unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
-          Mma<T>::run(o[n], pa, vb);
-        }
-      }
-    }
+    fa_tile<T, LDM>(k_s, vt_s, qf, o, m_lo, m_hi, l_lo, l_hi, j0, N, causal, r_lo, r_hi, lane);
   }
   if (row0 >= N) return;
-  const float inv_lo = l_lo > 0.0f ? 1.0f / l_lo : 0.0f, inv_hi = l_hi > 0.0f ? 1.0f / l_hi : 0.0f;
-#pragma unroll
-  for (int n = 0; n < 8; n++) {
-    const int d = n * 8 + 2 * t;
-    if (r_lo < N) {
-      T* o_lo = out + ((long long)b * N + r_lo) * D + h * FA_HEAD + d;
-      *reinterpret_cast<unsigned*>(o_lo) = Mma<T>::pack(o[n][0] * inv_lo, o[n][1] * inv_lo);
-    }
-    if (r_hi < N) {
-      T* o_hi = out + ((long long)b * N + r_hi) * D + h * FA_HEAD + d;
-      *reinterpret_cast<unsigned*>(o_hi) = Mma<T>::pack(o[n][2] * inv_hi, o[n][3] * inv_hi);
-    }
-  }
+  fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
 }
 
 // One entry point: NAME runs flash_attention<T, V_BY_KEY, ROWS, LDM> under the launch bounds given last.
@@ -307,3 +325,142 @@ FA_ENTRY_LDM(flash_attention_ldm_occ4_f16, __half, false, FA_ROWS, true, FA_WARP
 FA_ENTRY_LDM(flash_attention_ldm_occ4_bf16, __nv_bfloat16, false, FA_ROWS, true, FA_WARPS * 32, 4)
 FA_ENTRY_LDM(flash_attention_ldm_fit_f16, __half, false, 0, true, 160)
 FA_ENTRY_LDM(flash_attention_ldm_fit_bf16, __nv_bfloat16, false, 0, true, 160)
+
+// ---- the pipelined version ---------------------------------------------------------------------
+// flash_attention_pipe_*: the same attention (fa_tile and fa_store: the same bits) in persistent
+// blocks that load the next K/V tile while computing the current one. GPU run 7: a CLIP-sized
+// block (50 or 77 tokens: one or two tiles) is a load, a few MMAs and a store, and at 4 blocks an
+// SM the loads' latency was not hidden (2.11 ms for the image tower's 12 layers, where reading
+// qkv and writing the output once is ~0.8 ms at the card's bandwidth). Here block i takes the
+// work items (batch, head, 64-row query block) i, i + gridDim.x, ...; their K/V tiles form one
+// sequence of stages, and stage s + 1's tiles (and, at an item's first tile, its Q tile) are
+// copied with cp.async into the other half of a double buffer while stage s computes. V is kept
+// row-major and read with ldmatrix.trans (as flash_attention_ldm_*). Keys and rows past N are
+// zero-filled by the copies and masked as in the other kernels.
+// Launch: grid min(items, 4 * SMs) with items = B * H * ceil(N/64), block 128, dynamic shared
+// memory FA_PIPE_SMEM = 2 x (K, V, Q tiles of 64 x 72) = 55,296 bytes (above the 48 KB default:
+// cuFuncSetAttribute MAX_DYNAMIC_SHARED_SIZE_BYTES first).
+#define FA_PIPE_TILE_ELEMS (FA_TILE * (FA_HEAD + FA_PAD))
+#define FA_PIPE_SMEM (2 * 3 * FA_PIPE_TILE_ELEMS * 2)
+
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned s = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int PENDING>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(PENDING) : "memory");
+}
+
+// A position in a block's sequence of stages: work item `it` (valid while below `items`), its
+// K/V tile j of `tiles`.
+struct FaCursor {
+  int it, j, tiles, items, stride, qblocks, N, causal;
+  __device__ __forceinline__ FaCursor(int first, int items_, int stride_, int qblocks_, int N_, int causal_)
+      : it(first), j(0), items(items_), stride(stride_), qblocks(qblocks_), N(N_), causal(causal_) {
+    tiles = count();
+  }
+  // the item's K/V tiles: all keys, or with causal those up to the block's last row
+  __device__ __forceinline__ int count() const {
+    const int qb = it % qblocks;
+    const int kv_end = causal ? min(qb * FA_ROWS + FA_ROWS, N) : N;
+    return (kv_end + FA_TILE - 1) / FA_TILE;
+  }
+  __device__ __forceinline__ bool valid() const { return it < items; }
+  __device__ __forceinline__ void advance() {
+    if (++j == tiles) {
+      j = 0;
+      it += stride;
+      if (it < items) tiles = count();
+    }
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {
+  extern __shared__ __align__(16) unsigned char fa_pipe_smem[];
+  typedef T Row[FA_HEAD + FA_PAD];
+  Row* tiles = reinterpret_cast<Row*>(fa_pipe_smem);  // buffer u: K rows at 3u * 64, V at (3u + 1) * 64, Q at (3u + 2) * 64
+  const int D = H * FA_HEAD;
+  const long long row_stride = 3LL * D;
+  const int qblocks = (N + FA_ROWS - 1) / FA_ROWS, items = B * H * qblocks;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+
+  // Queues the copies of the stage at `c` into buffer u: its K and V tiles, and at an item's first
+  // tile its Q tile; 8 consecutive threads a 128-byte row.
+  auto issue = [&](const FaCursor& c, int u) {
+    const int qb = c.it % qblocks, bh = c.it / qblocks, h = bh % H, b = bh / H;
+    const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
+    Row* k_s = tiles + 3 * u * FA_TILE;
+    Row* v_s = k_s + FA_TILE;
+    Row* q_s = v_s + FA_TILE;
+    for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+      const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, key = c.j * FA_TILE + r;
+      const bool ok = key < N;
+      const T* src = base + (long long)(ok ? key : 0) * row_stride + col;
+      cp_async16(&k_s[r][col], src + D, ok);
+      cp_async16(&v_s[r][col], src + 2 * D, ok);
+      if (c.j == 0) {
+        const int row = qb * FA_ROWS + r;
+        const bool in = row < N;
+        cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
+      }
+    }
+  };
+
+  FaCursor cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
+  if (next.valid()) {
+    issue(next, 0);
+    next.advance();
+  }
+  cp_async_commit();
+
+  unsigned qf[4][4];
+  float o[8][4];
+  float m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+  for (int s = 0; cur.valid(); s++) {
+    // the next stage's copies into the other buffer (an empty group when there is none), then
+    // wait for this stage's
+    if (next.valid()) {
+      issue(next, (s + 1) & 1);
+      next.advance();
+    }
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+
+    const int u = s & 1;
+    const Row* k_s = tiles + 3 * u * FA_TILE;
+    const Row* v_s = k_s + FA_TILE;
+    const Row* q_s = v_s + FA_TILE;
+    const int qb = cur.it % qblocks, bh = cur.it / qblocks, h = bh % H, b = bh / H;
+    const int row0 = qb * FA_ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
+    if (cur.j == 0) {
+      // a new item: its Q fragments (rows past N are zeros and are never written), fresh sums
+#pragma unroll
+      for (int ks = 0; ks < 4; ks++) {
+        qf[ks][0] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t]);
+        qf[ks][1] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t]);
+        qf[ks][2] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t + 8]);
+        qf[ks][3] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t + 8]);
+      }
+#pragma unroll
+      for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+      m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
+    }
+    if (row0 < N) fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
+    if (cur.j + 1 == cur.tiles && row0 < N) fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
+    __syncthreads();  // every warp is done with buffer u before stage s + 2's copies refill it
+    cur.advance();
+  }
+  cp_async_wait<0>();
+}
+
+#define FA_PIPE_ENTRY(S, T)                                                                                    \
+  extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)                                                \
+      flash_attention_pipe_##S(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) { \
+    flash_attention_pipe<T>(out, qkv, B, N, H, causal);                                                        \
+  }
+FA_PIPE_ENTRY(f16, __half)
+FA_PIPE_ENTRY(bf16, __nv_bfloat16)

@@ -124,6 +124,7 @@ def profile_label(p):
             + ("" if v == "rows" else f" V-{v}")
             + (" 4-blocks" if p.get("flash_four_blocks") else "")
             + (" fit-rows" if p.get("flash_fit_rows") else "")
+            + (" pipelined" if p.get("flash_pipelined") else "")
             + (" vec-glue" if p.get("vector_glue") else "")
             + ((" sm90-" + p["fused_linear"] + ("-all" if p.get("fused_linear_all") else "-c_fc")) if p.get("fused_linear") else ""))
 

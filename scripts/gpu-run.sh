@@ -216,7 +216,7 @@ section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
 t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
 ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
 if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
-  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip 14 --launch-count 14 \
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip 15 --launch-count 15 \
     --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
     --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
     "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample > "$OUT/ncu.txt" 2>&1

@@ -50,10 +50,11 @@ public final class KernelSample {
       DeviceBuffer pos = keep(buffers, device.allocate(4L * imageTokens * width).zero());
       out.zero();
       for (int i = 0; i < 2; i++) {
-        // 14 launches an iteration on Hopper (12 elsewhere): scripts/gpu-run.sh profiles the second
+        // 15 launches an iteration on Hopper (13 elsewhere): scripts/gpu-run.sh profiles the second
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, false); // image: N = 50, 12 heads, 3 blocks an SM
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, true); // the same, 4 blocks an SM (the default)
         ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, CudaOps.FlashV.LDMATRIX, true, false); // V row-major, ldmatrix
+        ops.flashAttentionPipelined(out, qkv, batch, imageTokens, width / 64, false, p); // persistent, the next tile copied meanwhile
         ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, false, true); // text: N = 77, 8 heads, causal
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, CudaOps.LayerNormKernel.PLAIN);
         ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, CudaOps.LayerNormKernel.WARPS);

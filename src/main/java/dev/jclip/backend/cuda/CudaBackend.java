@@ -150,6 +150,19 @@ public final class CudaBackend implements Backend {
    */
   private volatile CudaOps.FlashV flashV = flashVProperty();
 
+  /**
+   * The pipelined flash kernel ({@link CudaOps#flashAttentionPipelined}: persistent blocks copying
+   * the next K/V tile while computing the current one; the same bits): off by default until timed;
+   * {@code -Djclip.cuda.flashPipe=on} turns it on for backends built without saying (it then
+   * replaces the V layout, block count and fitted-rows choices).
+   */
+  private volatile boolean flashPipelined = choice("jclip.cuda.flashPipe", "the pipelined flash kernel", "on", "off", "off");
+
+  /** Chooses, for graphs run from now on, the pipelined flash kernel or the one-block-a-tile ones. */
+  public void flashPipelined(boolean on) {
+    flashPipelined = on;
+  }
+
   private static CudaOps.FlashV flashVProperty() {
     String v = System.getProperty("jclip.cuda.flashV", "row");
     return switch (v) {
@@ -781,7 +794,8 @@ public final class CudaBackend implements Backend {
           precision, layerNormKernel);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
-        if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
+        if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+        else if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
             flashFitRows);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
       }

@@ -64,6 +64,7 @@ public final class CudaGemmBench {
                   causal, log);
               time(device, "flash-ldm-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, true, false), b, n,
                   h, causal, log);
+              time(device, "flash-pipe " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
               if (n <= 80 && n != 64) {
                 time(device, "flash-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, false, true), b, n, h, causal, log);
                 time(device, "flash-vkey-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, false, true), b, n, h, causal, log);

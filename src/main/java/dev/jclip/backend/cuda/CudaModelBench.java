@@ -42,9 +42,9 @@ import java.util.Map;
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
  * says which (16 bits: flash attention with cuBLASLt, the default, only: the WMMA attention and
  * the cuBLAS path were timed in docs/gpu.md's runs 1-6); in 16 bits also {@code "cublaslt tuned"}:
- * the defaults with the opt-in kernels on (flash blocks fitted to short sequences, c_fc as one
- * gemm_sm90 kernel in the ping-pong schedule, where the GPU is a Hopper), to time them in the
- * configuration they would become the default of.
+ * the defaults with the opt-in kernels on (the pipelined flash kernel, the shared-memory
+ * LayerNorm, every LINEAR on gemm_sm90's ping-pong schedule where the GPU is a Hopper), to time
+ * them in the configuration they would become the default of.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -105,8 +105,8 @@ public final class CudaModelBench {
   /**
    * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
    * bits flash attention with cuBLASLt (the default; fp32: cuBLASLt and cuBLAS); with {@code
-   * tuned}, in 16 bits the defaults with the opt-in kernels on (flash blocks fitted to sequences of
-   * up to 80 tokens, c_fc as gemm_sm90's ping-pong schedule on Hopper).
+   * tuned}, in 16 bits the defaults with the opt-in kernels on (the pipelined flash kernel, the
+   * shared-memory LayerNorm, every LINEAR on gemm_sm90's ping-pong schedule on Hopper).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
       Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
@@ -122,8 +122,9 @@ public final class CudaModelBench {
         String gemm = (useLt ? "cublaslt" : "cublas") + (tuned ? " tuned" : "");
         try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
           if (tuned) {
-            backend.flashFitRows(true);
-            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, false);
+            backend.flashPipelined(true);
+            backend.layerNormKernel(CudaOps.LayerNormKernel.SHARED);
+            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, true);
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
@@ -227,62 +228,63 @@ public final class CudaModelBench {
   /**
    * One profile configuration: flash attention or WMMA, the LayerNorm kernel, the flash kernel's V
    * tile layout, the flash kernel for 4 blocks an SM and in blocks fitted to the sequence, the vector glue
-   * kernels, gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), and whether every LINEAR runs
-   * on it.
+   * kernels, gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), whether every LINEAR runs
+   * on it, and the pipelined flash kernel.
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, boolean all) {
+      Sm90Gemm.Schedule fused, boolean all, boolean pipe) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, false);
-    /** docs/gpu.md run 6's defaults: the plain LayerNorm and glue, the flash kernel for 3 blocks. */
-    static final ProfileConfig RUN6 = new ProfileConfig(true, CudaOps.LayerNormKernel.PLAIN, CudaOps.FlashV.ROWS, false, false, false, null, false);
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, all);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, all, pipe);
     }
 
     ProfileConfig withFourBlocks(boolean on) {
-      return new ProfileConfig(flash, ln, v, on, fitRows, vecGlue, fused, all);
+      return new ProfileConfig(flash, ln, v, on, fitRows, vecGlue, fused, all, pipe);
     }
 
     ProfileConfig withVecGlue(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, on, fused, all);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, on, fused, all, pipe);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, all);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, all, pipe);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, boolean every) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, every);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, every, pipe);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, all);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, all, pipe);
+    }
+
+    ProfileConfig withPipe(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, all, on);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
-          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (vecGlue ? " vector-glue" : " plain-glue")
+          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
     }
   }
 
-  /** Run 6's defaults, then today's. */
-  static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.RUN6, ProfileConfig.DEFAULTS);
+  /** Today's defaults (run 6's were timed beside them in run 7: docs/gpu.md). */
+  static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.DEFAULTS);
 
   /**
-   * Then one change at a time from run 6's defaults towards today's (4 blocks; then the vector
-   * glue; then the first vector LayerNorm), and from today's defaults: the plain LayerNorm, the
-   * shared-memory one, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
-   * gemm_sm90 kernel in its two single-block schedules, then every LINEAR on them.
+   * Then, from today's defaults, one opt-in kernel at a time: the shared-memory LayerNorm, the
+   * fitted flash blocks, V tiles read with ldmatrix.trans, the pipelined flash kernel, c_fc as one
+   * gemm_sm90 kernel in its two single-block schedules, every LINEAR on them; then the pipelined
+   * flash kernel, the shared-memory LayerNorm and every LINEAR on gemm_sm90's ping-pong together.
    */
-  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.RUN6.withFourBlocks(true),
-      ProfileConfig.RUN6.withFourBlocks(true).withVecGlue(true), ProfileConfig.RUN6.withFourBlocks(true).withVecGlue(true).withLn(CudaOps.LayerNormKernel.VECTOR),
-      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.PLAIN), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
-      ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
+  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+      ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX), ProfileConfig.DEFAULTS.withPipe(true),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, false), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, false),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, true), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, true));
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, true), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, true),
+      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, true));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
@@ -298,7 +300,7 @@ public final class CudaModelBench {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("tower", tower)
+            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.all());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
@@ -314,6 +316,7 @@ public final class CudaModelBench {
           backend.flashV(cfg.v());
           backend.flashFourBlocks(cfg.fourBlocks());
           backend.flashFitRows(cfg.fitRows());
+          backend.flashPipelined(cfg.pipe());
           if (fused) backend.fusedLinear(true, cfg.fused(), cfg.all());
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);

@@ -274,6 +274,31 @@ public final class CudaOps implements AutoCloseable {
         causal ? 1 : 0);
   }
 
+  /** flash_attention.cu's FA_PIPE_SMEM: two buffers of K, V and Q tiles of 64 rows x 72 halves. */
+  static final int FLASH_PIPE_SMEM = 2 * 3 * 64 * 72 * 2;
+
+  private volatile boolean flashPipeSharedMemory;
+
+  /**
+   * The flash attention of {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision)} in
+   * persistent blocks that copy the next K/V tile (cp.async, double-buffered) while computing the
+   * current one ({@code flash_attention_pipe_*}: the same per-tile arithmetic, the same bits);
+   * fp16 and bf16.
+   */
+  public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision) {
+    if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
+    long items = (long) batch * heads * ((n + 63) / 64);
+    if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
+    String kernel = "flash_attention_pipe_" + suffix(precision);
+    if (!flashPipeSharedMemory) {
+      for (String s : new String[] {"f16", "bf16"}) flashAttention.allowSharedMemory("flash_attention_pipe_" + s, FLASH_PIPE_SMEM);
+      flashPipeSharedMemory = true;
+    }
+    int grid = (int) Math.max(1, Math.min(items, 4L * multiprocessors));
+    flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {128, 1, 1}, FLASH_PIPE_SMEM, stream, out, qkv, batch, n, heads,
+        causal ? 1 : 0);
+  }
+
   /**
    * {@code logits[M,T] = scale · normalise(x[M,E]) · normalise(y[T,E])ᵀ}, fp32: CLIP's
    * logits_per_image with {@code scale = exp(logit_scale)}.

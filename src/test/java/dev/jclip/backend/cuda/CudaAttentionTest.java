@@ -110,8 +110,43 @@ class CudaAttentionTest {
                   org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
                       "flash attention in fitted blocks, V " + v + ", " + p + " " + shape);
                 }
+                ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                    "pipelined flash attention, " + p + " " + shape);
               }
             }
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * The pipelined flash kernel (persistent blocks, the next tile copied while the current one
+   * computes) writes the one-block-a-tile kernel's bits where each block walks many items and
+   * items have several tiles: CLIP's image and text shapes at batch sizes that give every block
+   * several items, causal and not, and 197 and 257 tokens (4 and 5 tiles an item).
+   */
+  @Test
+  void pipelinedFlashAttentionMatchesTheBlockKernelOnManyItems() {
+    int items = 4 * device.multiprocessors();
+    int[][] shapes = {{50, 12}, {77, 8}, {15, 8}, {197, 12}, {257, 16}};
+    for (int[] sh : shapes) {
+      int n = sh[0], heads = sh[1], qblocks = (n + 63) / 64;
+      int batch = 2 * items / (heads * qblocks) + 1 + random.nextInt(7); // every block two items or more
+      int d = heads * 64;
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        short[] h = toHalf(randn(batch * n * 3 * d, 0.6), p);
+        for (boolean causal : new boolean[] {false, true}) {
+          String shape = p + " B=" + batch + " N=" + n + " H=" + heads + (causal ? " causal" : "");
+          try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
+              DeviceBuffer want = device.allocate(2L * batch * n * d);
+              DeviceBuffer got = device.allocate(2L * batch * n * d)) {
+            ops.flashAttention(want, dq, batch, n, heads, causal, p, CudaOps.FlashV.LDMATRIX, true, false);
+            got.zero();
+            ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p);
+            org.junit.jupiter.api.Assertions.assertArrayEquals(want.downloadShorts(batch * n * d), got.downloadShorts(batch * n * d),
+                "pipelined flash attention against the block kernel, " + shape);
           }
         }
       }

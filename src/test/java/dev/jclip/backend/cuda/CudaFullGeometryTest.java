@@ -26,9 +26,10 @@ import org.junit.jupiter.api.TestMethodOrder;
 /**
  * A full-geometry ViT-B/32 with random weights: the GPU in every precision, with and without flash
  * attention, on the cuBLASLt path (residual ADDs folded into the GEMM epilogues) and on the cuBLAS
- * path, against the reference backend, and last, on Hopper in 16 bits, with every opt-in kernel
- * (vector LayerNorm, V read key by key, fitted flash blocks, gemm_sm90 for c_fc, and its ping-pong
- * cluster schedule for every LINEAR); and a full-geometry RN50 image tower the same way.
+ * path, against the reference backend, and last, on Hopper in 16 bits, with the opt-in kernels
+ * (the shared-memory LayerNorm; gemm_sm90 for c_fc with V read by ldmatrix and fitted flash blocks;
+ * gemm_sm90's ping-pong cluster schedule for every LINEAR with the pipelined flash kernel); and a
+ * full-geometry RN50 image tower the same way.
  */
 @Tag("cuda")
 @TestMethodOrder(MethodOrderer.OrderAnnotation.class)
@@ -59,8 +60,9 @@ class CudaFullGeometryTest {
       // drift by a few 1e-3 (fp16) and ~1e-2 (bf16) relative.
       // every precision runs and prints its errors before any failure is reported
       List<String> failures = new java.util.ArrayList<>();
-      // {flash, cuBLASLt, vector LayerNorm and glue kernels (else the plain ones), opt-in kernels: V by key, fitted flash blocks and
-      // gemm_sm90 (Hopper), gemm_sm90's ping-pong cluster schedule on every LINEAR}, by precision;
+      // {flash, cuBLASLt, vector LayerNorm and glue kernels (else the plain ones), opt-in kernels (Hopper: the
+      // shared-memory LayerNorm and gemm_sm90), and of those the second set (every LINEAR on the ping-pong
+      // cluster schedule, the pipelined flash kernel) rather than the first (c_fc, V by ldmatrix, fitted rows)}, by precision;
       // the opt-in kernels last, after every precision's proven configurations (a kernel that
       // faults leaves the CUDA context unusable for what follows)
       List<Map.Entry<Precision, boolean[]>> variants = new java.util.ArrayList<>();
@@ -89,12 +91,14 @@ class CudaFullGeometryTest {
         };
         boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4];
         String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
-            + (optIn ? " V-by-key fitted-rows gemm_sm90" + (cluster ? " ping-pong-cluster on every LINEAR" : " cooperative on c_fc") : "");
+            + (optIn ? " shared-memory LayerNorm, gemm_sm90" + (cluster ? " ping-pong-cluster on every LINEAR, pipelined flash"
+                : " cooperative on c_fc, V by ldmatrix, fitted flash rows") : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
-          cuda.layerNormKernel(v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
+          cuda.layerNormKernel(optIn ? CudaOps.LayerNormKernel.SHARED : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
           cuda.vectorGlue(v[2]);
-          cuda.flashVByKey(optIn);
-          cuda.flashFitRows(optIn);
+          cuda.flashV(optIn && !cluster ? CudaOps.FlashV.LDMATRIX : CudaOps.FlashV.ROWS);
+          cuda.flashFitRows(optIn && !cluster);
+          cuda.flashPipelined(optIn && cluster);
           cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
           check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
           check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
