@@ -227,8 +227,10 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   for (int j0 = 0; j0 < kv_end; j0 += FA_TILE) {
     __syncthreads();
     // K tile row-major, V tile transposed (LDM: row-major too); keys past N are zero (and masked below).
-    if (LDM) {
-      // 8 consecutive threads read one key's 128 bytes of K and of V and store them as they are
+    if (LDM || !V_BY_KEY) {
+      // 8 consecutive threads read one key's 128 bytes of K and of V. K is stored as it is; V too
+      // with LDM, else transposed: a warp's transposed stores land on 8 rows 1152 bytes apart, all
+      // in the same two banks.
       for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
         const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
         uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
@@ -237,22 +239,13 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
           vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
         }
         *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
-        *reinterpret_cast<uint4*>(&vt_s[r][c]) = vv;  // vt_s[key][dim]
-      }
-    } else if (!V_BY_KEY) {
-      // 8 consecutive threads read one key's 128 bytes of K and of V; the transposed V stores of a
-      // warp land on 8 rows 1152 bytes apart, all in the same two banks.
-      for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
-        const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, key = j0 + r;
-        uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-        if (key < N) {
-          kv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + D + c);
-          vv = *reinterpret_cast<const uint4*>(base + (long long)key * row_stride + 2 * D + c);
-        }
-        *reinterpret_cast<uint4*>(&k_s[r][c]) = kv;
-        const T* v8 = reinterpret_cast<const T*>(&vv);
+        if (LDM) {
+          *reinterpret_cast<uint4*>(&vt_s[r][c]) = vv;  // vt_s[key][dim]
+        } else {
+          const T* v8 = reinterpret_cast<const T*>(&vv);
 #pragma unroll
-        for (int u = 0; u < 8; u++) vt_s[c + u][r] = v8[u];
+          for (int u = 0; u < 8; u++) vt_s[c + u][r] = v8[u];
+        }
       }
     } else {
       // K as above; V with consecutive threads on consecutive keys, so that a warp's transposed

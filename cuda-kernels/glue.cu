@@ -350,13 +350,13 @@ __device__ void bias_act_fast(T* x, const float* bias, int rows, int cols, int a
   }
 }
 
+#define PATCHIFY_V(S, T, V)                                                                                             \
+  extern "C" __global__ void patchify_v##V##_##S(T* out, const T* px, int B, int C, int H, int W, int P) {              \
+    patchify_v<T, V>(out, px, B, C, H, W, P);                                                                            \
+  }
 #define GLUE_VEC(S, T)                                                                                                  \
-  extern "C" __global__ void patchify_v2_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
-    patchify_v<T, 2>(out, px, B, C, H, W, P);                                                                            \
-  }                                                                                                                     \
-  extern "C" __global__ void patchify_v4_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
-    patchify_v<T, 4>(out, px, B, C, H, W, P);                                                                            \
-  }                                                                                                                     \
+  PATCHIFY_V(S, T, 2)                                                                                                   \
+  PATCHIFY_V(S, T, 4)                                                                                                   \
   extern "C" __global__ void class_pos_embed_vec_##S(T* out, const T* patches, const float* cls, const float* pos,      \
                                                      int B, int N, int D) {                                             \
     class_pos_embed_vec<T>(out, patches, cls, pos, B, N, D);                                                            \
@@ -369,9 +369,7 @@ JCLIP_FOR_TYPES(GLUE_VEC)
 
 // 8 elements (16 bytes) a thread: 16-bit types only.
 #define GLUE_VEC16(S, T)                                                                                                \
-  extern "C" __global__ void patchify_v8_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
-    patchify_v<T, 8>(out, px, B, C, H, W, P);                                                                            \
-  }                                                                                                                     \
+  PATCHIFY_V(S, T, 8)                                                                                                   \
   extern "C" __global__ void bias_act_fast_##S(T* x, const float* bias, int rows, int cols, int act) {                 \
     bias_act_fast<T>(x, bias, rows, cols, act);                                                                         \
   }

@@ -63,81 +63,7 @@ struct alignas(16) LnPack {
   T v[16 / sizeof(T)];
 };
 
-template <typename T, int P>
-__device__ __forceinline__ void add_layernorm_vec(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
-                                                  const float* __restrict__ beta, long long rows, int D, float eps) {
-  constexpr int V = 16 / sizeof(T);
-  const int lane = threadIdx.x % JCLIP_WARP;
-  const long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP;
-  if (row >= rows) return;
-  const int packs = D / V;
-  const LnPack<T>* xr = reinterpret_cast<const LnPack<T>*>(x + row * D);
-  const LnPack<T>* rr = residual ? reinterpret_cast<const LnPack<T>*>(residual + row * D) : nullptr;
-  float v[P][V];
-  float sum = 0.0f;
-#pragma unroll
-  for (int j = 0; j < P; j++) {
-    const int q = lane + j * JCLIP_WARP;
-    if (q < packs) {
-      LnPack<T> a = xr[q];
-      LnPack<T> b;
-      if (rr) b = rr[q];
-#pragma unroll
-      for (int k = 0; k < V; k++) {
-        v[j][k] = ld(a.v[k]) + (rr ? ld(b.v[k]) : 0.0f);
-        sum += v[j][k];
-      }
-    }
-  }
-  const float mean = warp_sum(sum) / D;
-  float sq = 0.0f;
-#pragma unroll
-  for (int j = 0; j < P; j++) {
-    if (lane + j * JCLIP_WARP < packs) {
-#pragma unroll
-      for (int k = 0; k < V; k++) {
-        const float d = v[j][k] - mean;
-        sq += d * d;
-      }
-    }
-  }
-  const float rstd = 1.0f / sqrtf(warp_sum(sq) / D + eps);
-  LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
-  LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
-#pragma unroll
-  for (int j = 0; j < P; j++) {
-    const int q = lane + j * JCLIP_WARP;
-    if (q < packs) {
-      LnPack<T> o, sm;
-#pragma unroll
-      for (int k = 0; k < V; k++) {
-        const int i = q * V + k;
-        o.v[k] = st<T>((v[j][k] - mean) * rstd * gamma[i] + beta[i]);
-        sm.v[k] = st<T>(v[j][k]);
-      }
-      if (srow) srow[q] = sm;
-      orow[q] = o;
-    }
-  }
-}
-
-#define LAYERNORM_VEC(S, T, P)                                                                                    \
-  extern "C" __global__ void add_layernorm_vec##P##_##S(T* out, T* sum_out, const T* x, const T* residual,         \
-                                                        const float* gamma, const float* beta, long long rows, int D, \
-                                                        float eps) {                                               \
-    add_layernorm_vec<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                \
-  }
-#define LAYERNORM_VECS(S, T) LAYERNORM_VEC(S, T, 1) LAYERNORM_VEC(S, T, 2) LAYERNORM_VEC(S, T, 3) LAYERNORM_VEC(S, T, 4) LAYERNORM_VEC(S, T, 5)
-JCLIP_FOR_TYPES(LAYERNORM_VECS)
-
-#define LAYERNORM(S, T)                                                                                          \
-  extern "C" __global__ void add_layernorm_##S(T* out, T* sum_out, const T* x, const T* residual, const float* gamma, \
-                                               const float* beta, long long rows, int D, float eps) {            \
-    add_layernorm<T>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                      \
-  }
-JCLIP_FOR_TYPES(LAYERNORM)
-
-// A row's packs of x (+ residual) as floats, add_layernorm_vec's loads and sums.
+// A row's packs of x (+ residual) as floats (lane l: packs l, l + 32, ...).
 template <typename T, int P>
 __device__ __forceinline__ void ln_load(float (&v)[P][16 / sizeof(T)], const T* x, const T* residual, long long row, int D, int packs,
                                         int lane) {
@@ -157,7 +83,7 @@ __device__ __forceinline__ void ln_load(float (&v)[P][16 / sizeof(T)], const T* 
   }
 }
 
-// The mean and 1/sqrt(var + eps) of a row loaded by ln_load, in add_layernorm_vec's order.
+// The mean and 1/sqrt(var + eps) of a row loaded by ln_load (sums in pack order, then across the warp).
 template <typename T, int P>
 __device__ __forceinline__ float2 ln_stats(const float (&v)[P][16 / sizeof(T)], int D, int packs, int lane, float eps) {
   constexpr int V = 16 / sizeof(T);
@@ -199,7 +125,7 @@ __device__ __forceinline__ void ln_pack_out(const float* v, const float* g, cons
   orow[q] = o;
 }
 
-// The statistics and outputs of a row loaded by ln_load, in add_layernorm_vec's order.
+// The statistics and outputs of a row loaded by ln_load, gamma and beta given per pack.
 template <typename T, int P>
 __device__ __forceinline__ void ln_store(const float (&v)[P][16 / sizeof(T)], const float (&g)[P][16 / sizeof(T)],
                                          const float (&bt)[P][16 / sizeof(T)], T* out, T* sum_out, long long row, int D, int packs,
@@ -213,6 +139,42 @@ __device__ __forceinline__ void ln_store(const float (&v)[P][16 / sizeof(T)], co
     if (q < packs) ln_pack_out<T>(v[j], g[j], bt[j], stats, orow, srow, q);
   }
 }
+
+template <typename T, int P>
+__device__ __forceinline__ void add_layernorm_vec(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
+                                                  const float* __restrict__ beta, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  const int lane = threadIdx.x % JCLIP_WARP;
+  const long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP;
+  if (row >= rows) return;
+  const int packs = D / V;
+  float v[P][V];
+  ln_load<T, P>(v, x, residual, row, D, packs, lane);
+  const float2 stats = ln_stats<T, P>(v, D, packs, lane, eps);
+  LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
+  LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    const int q = lane + j * JCLIP_WARP;
+    if (q < packs) ln_pack_out<T>(v[j], gamma + q * V, beta + q * V, stats, orow, srow, q);
+  }
+}
+
+#define LAYERNORM_VEC(S, T, P)                                                                                    \
+  extern "C" __global__ void add_layernorm_vec##P##_##S(T* out, T* sum_out, const T* x, const T* residual,         \
+                                                        const float* gamma, const float* beta, long long rows, int D, \
+                                                        float eps) {                                               \
+    add_layernorm_vec<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                \
+  }
+#define LAYERNORM_VECS(S, T) LAYERNORM_VEC(S, T, 1) LAYERNORM_VEC(S, T, 2) LAYERNORM_VEC(S, T, 3) LAYERNORM_VEC(S, T, 4) LAYERNORM_VEC(S, T, 5)
+JCLIP_FOR_TYPES(LAYERNORM_VECS)
+
+#define LAYERNORM(S, T)                                                                                          \
+  extern "C" __global__ void add_layernorm_##S(T* out, T* sum_out, const T* x, const T* residual, const float* gamma, \
+                                               const float* beta, long long rows, int D, float eps) {            \
+    add_layernorm<T>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                      \
+  }
+JCLIP_FOR_TYPES(LAYERNORM)
 
 template <typename T, int P>
 __device__ __forceinline__ void layernorm_warps(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
@@ -247,15 +209,18 @@ __device__ __forceinline__ void layernorm_warps(T* out, T* sum_out, const T* x, 
   }
 }
 
-#define LAYERNORM_WARPS(S, T, P)                                                                                  \
-  extern "C" __global__ void __launch_bounds__(256, 2) layernorm_warps##P##_##S(T* out, T* sum_out, const T* x,      \
-                                                                             const T* residual, const float* gamma, \
-                                                                             const float* beta, long long rows, int D, \
-                                                                             float eps) {                         \
-    layernorm_warps<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                  \
+// The entry point NAME<P>_S of the row-walking kernel NAME<T, P>, at least MIN_BLOCKS blocks of 256 an SM.
+#define LAYERNORM_WALK(NAME, MIN_BLOCKS, S, T, P)                                                                 \
+  extern "C" __global__ void __launch_bounds__(256, MIN_BLOCKS) NAME##P##_##S(T* out, T* sum_out, const T* x,       \
+                                                                              const T* residual, const float* gamma, \
+                                                                              const float* beta, long long rows, int D, \
+                                                                              float eps) {                        \
+    NAME<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                             \
   }
 // P = 1..4 (fp16/bf16 D up to 1024, fp32 up to 512; P = 5 would spill): wider rows take the plain kernel.
-#define LAYERNORM_WARPS_ALL(S, T) LAYERNORM_WARPS(S, T, 1) LAYERNORM_WARPS(S, T, 2) LAYERNORM_WARPS(S, T, 3) LAYERNORM_WARPS(S, T, 4)
+#define LAYERNORM_WARPS_ALL(S, T)                                                                                 \
+  LAYERNORM_WALK(layernorm_warps, 2, S, T, 1) LAYERNORM_WALK(layernorm_warps, 2, S, T, 2)                        \
+  LAYERNORM_WALK(layernorm_warps, 2, S, T, 3) LAYERNORM_WALK(layernorm_warps, 2, S, T, 4)
 JCLIP_FOR_TYPES(LAYERNORM_WARPS_ALL)
 
 // layernorm_smem<P>_f32 / _f16 / _bf16: the vector kernel's arithmetic, bit for bit, with gamma
@@ -303,12 +268,7 @@ __device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, c
   }
 }
 
-#define LAYERNORM_SMEM(S, T, P)                                                                                   \
-  extern "C" __global__ void __launch_bounds__(256, 4) layernorm_smem##P##_##S(T* out, T* sum_out, const T* x,      \
-                                                                               const T* residual, const float* gamma, \
-                                                                               const float* beta, long long rows, int D, \
-                                                                               float eps) {                       \
-    layernorm_smem<T, P>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                                   \
-  }
-#define LAYERNORM_SMEM_ALL(S, T) LAYERNORM_SMEM(S, T, 1) LAYERNORM_SMEM(S, T, 2) LAYERNORM_SMEM(S, T, 3) LAYERNORM_SMEM(S, T, 4)
+#define LAYERNORM_SMEM_ALL(S, T)                                                                                  \
+  LAYERNORM_WALK(layernorm_smem, 4, S, T, 1) LAYERNORM_WALK(layernorm_smem, 4, S, T, 2)                          \
+  LAYERNORM_WALK(layernorm_smem, 4, S, T, 3) LAYERNORM_WALK(layernorm_smem, 4, S, T, 4)
 JCLIP_FOR_TYPES(LAYERNORM_SMEM_ALL)
