@@ -126,7 +126,8 @@ def profile_label(p):
             + (" fit-rows" if p.get("flash_fit_rows") else "")
             + (" pipelined" if p.get("flash_pipelined") else "")
             + (" vec-glue" if p.get("vector_glue") else "")
-            + ((" sm90-" + p["fused_linear"] + ("-all" if p.get("fused_linear_all") else "-c_fc")) if p.get("fused_linear") else ""))
+            + ((" sm90-" + p["fused_linear"] + "-" + (p.get("fused_linear_scope") or ("all" if p.get("fused_linear_all") else "c_fc")))
+               if p.get("fused_linear") else ""))
 
 
 def kernel_tables(lines):

@@ -176,36 +176,45 @@ public final class CudaBackend implements Backend {
   /**
    * A LINEAR with an activation (the MLP's c_fc) as one gemm_sm90 kernel with the bias and
    * activation in its epilogue ({@link Sm90Gemm}: Hopper only, fp16/bf16), instead of a cuBLAS GEMM
-   * and a bias_act pass: off by default until it has run and been timed on a GPU; {@code
-   * -Djclip.cuda.fusedLinear=sm90} (or another of its schedules, {@link #fusedLinearProperty};
-   * {@code -all}: every LINEAR) turns it on for backends built without saying. Null: off.
+   * and a bias_act pass: off by default until it has been timed faster on a GPU; {@code
+   * -Djclip.cuda.fusedLinear=sm90} (or another of its schedules, {@link #fusedLinearProperty}; a
+   * {@link FusedScope} suffix for more LINEARs) turns it on for backends built without saying. Null: off.
    */
   private volatile FusedLinearChoice fusedLinear = fusedLinearProperty();
 
-  /**
-   * A choice of fused LINEARs: gemm_sm90's schedule, and whether every LINEAR (bias, residual) runs
-   * on it rather than cuBLASLt, not only those with an activation.
-   */
-  private record FusedLinearChoice(Sm90Gemm.Schedule schedule, boolean all) {}
+  /** Which LINEARs run on gemm_sm90 when it is on. */
+  public enum FusedScope {
+    /** Those with an activation (c_fc): no suffix. */
+    ACTIVATION,
+    /** Every LINEAR without a residual (c_fc, in_proj; the pooled projections): {@code -linear}. */
+    LINEAR,
+    /** Every LINEAR and LINEAR_RESIDUAL (out_proj and c_proj with the residual in the epilogue): {@code -all}. */
+    ALL
+  }
+
+  /** A choice of fused LINEARs: gemm_sm90's schedule, and which LINEARs run on it. */
+  private record FusedLinearChoice(Sm90Gemm.Schedule schedule, FusedScope scope) {}
 
   /**
    * {@code -Djclip.cuda.fusedLinear}: null for {@code off} (or unset); {@code sm90} (cooperative),
    * {@code sm90c2} (cooperative, clusters of two), {@code sm90pp} (ping-pong), {@code sm90ppc2}
-   * (ping-pong, clusters of two), each optionally followed by {@code -all}; anything else is refused.
+   * (ping-pong, clusters of two), each optionally followed by {@code -linear} or {@code -all}
+   * ({@link FusedScope}); anything else is refused.
    */
   private static FusedLinearChoice fusedLinearProperty() {
     String v = System.getProperty("jclip.cuda.fusedLinear", "off");
     if (v.equals("off")) return null;
-    boolean all = v.endsWith("-all");
-    Sm90Gemm.Schedule schedule = switch (all ? v.substring(0, v.length() - 4) : v) {
+    FusedScope scope = v.endsWith("-all") ? FusedScope.ALL : v.endsWith("-linear") ? FusedScope.LINEAR : FusedScope.ACTIVATION;
+    String name = scope == FusedScope.ACTIVATION ? v : v.substring(0, v.lastIndexOf('-'));
+    Sm90Gemm.Schedule schedule = switch (name) {
       case "sm90" -> Sm90Gemm.Schedule.COOPERATIVE;
       case "sm90c2" -> Sm90Gemm.Schedule.COOPERATIVE_CLUSTER;
       case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
       case "sm90ppc2" -> Sm90Gemm.Schedule.PINGPONG_CLUSTER;
       default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp or"
-          + " sm90ppc2, each optionally followed by -all; not '" + v + "'");
+          + " sm90ppc2, each optionally followed by -linear or -all; not '" + v + "'");
     };
-    return new FusedLinearChoice(schedule, all);
+    return new FusedLinearChoice(schedule, scope);
   }
 
   /** gemm_sm90's launcher, loaded the first time a fused LINEAR runs; null before (or off Hopper). */
@@ -216,7 +225,7 @@ public final class CudaBackend implements Backend {
    * kernel (where {@link #fusedLinearAvailable}) or as a cuBLAS GEMM and a bias_act pass.
    */
   public void fusedLinear(boolean on) {
-    fusedLinear(on, Sm90Gemm.Schedule.COOPERATIVE, false);
+    fusedLinear(on, Sm90Gemm.Schedule.COOPERATIVE, FusedScope.ACTIVATION);
   }
 
   /**
@@ -225,7 +234,12 @@ public final class CudaBackend implements Backend {
    * an activation.
    */
   public void fusedLinear(boolean on, Sm90Gemm.Schedule schedule, boolean all) {
-    fusedLinear = on ? new FusedLinearChoice(schedule, all) : null;
+    fusedLinear(on, schedule, all ? FusedScope.ALL : FusedScope.ACTIVATION);
+  }
+
+  /** As {@link #fusedLinear(boolean)}, with gemm_sm90's {@code schedule} for the LINEARs of {@code scope}. */
+  public void fusedLinear(boolean on, Sm90Gemm.Schedule schedule, FusedScope scope) {
+    fusedLinear = on ? new FusedLinearChoice(schedule, java.util.Objects.requireNonNull(scope)) : null;
     if (on && fusedLinearAvailable()) sm90(); // loaded now, not while a graph records
   }
 
@@ -704,7 +718,13 @@ public final class CudaBackend implements Backend {
    */
   private boolean fusedLinear(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, long m, int cols, int k, int act) {
     FusedLinearChoice choice = fusedLinear;
-    if (choice == null || (act == 0 && !choice.all()) || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
+    if (choice == null || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
+    boolean inScope = switch (choice.scope()) {
+      case ACTIVATION -> act != 0;
+      case LINEAR -> residual == null;
+      case ALL -> true;
+    };
+    if (!inScope) return false;
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
     if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
     sm90().run(precision, (int) m, cols, k, x, w, bias, residual, act, y, choice.schedule());

@@ -43,8 +43,8 @@ import java.util.Map;
  * says which (16 bits: flash attention with cuBLASLt, the default, only: the WMMA attention and
  * the cuBLAS path were timed in docs/gpu.md's runs 1-6); in 16 bits also {@code "cublaslt tuned"}:
  * the defaults with the opt-in kernels on (the pipelined flash kernel, the shared-memory
- * LayerNorm, every LINEAR on gemm_sm90's ping-pong schedule where the GPU is a Hopper), to time
- * them in the configuration they would become the default of.
+ * LayerNorm, every LINEAR without a residual on gemm_sm90's ping-pong schedule where the GPU is a
+ * Hopper), to time them in the configuration they would become the default of.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -106,7 +106,8 @@ public final class CudaModelBench {
    * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
    * bits flash attention with cuBLASLt (the default; fp32: cuBLASLt and cuBLAS); with {@code
    * tuned}, in 16 bits the defaults with the opt-in kernels on (the pipelined flash kernel, the
-   * shared-memory LayerNorm, every LINEAR on gemm_sm90's ping-pong schedule on Hopper).
+   * shared-memory LayerNorm, every LINEAR without a residual on gemm_sm90's ping-pong schedule on
+   * Hopper).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
       Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
@@ -124,7 +125,7 @@ public final class CudaModelBench {
           if (tuned) {
             backend.flashPipelined(true);
             backend.layerNormKernel(CudaOps.LayerNormKernel.SHARED);
-            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, true);
+            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR);
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
@@ -232,42 +233,42 @@ public final class CudaModelBench {
    * on it, and the pipelined flash kernel.
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, boolean all, boolean pipe) {
+      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, false, false);
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, all, pipe);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe);
     }
 
     ProfileConfig withFourBlocks(boolean on) {
-      return new ProfileConfig(flash, ln, v, on, fitRows, vecGlue, fused, all, pipe);
+      return new ProfileConfig(flash, ln, v, on, fitRows, vecGlue, fused, scope, pipe);
     }
 
     ProfileConfig withVecGlue(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, on, fused, all, pipe);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, on, fused, scope, pipe);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, all, pipe);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe);
     }
 
-    ProfileConfig withFused(Sm90Gemm.Schedule schedule, boolean every) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, every, pipe);
+    ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, all, pipe);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, all, on);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (vecGlue ? " vector-glue" : " plain-glue")
-          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + (all ? "-every-LINEAR" : "-c_fc"));
+          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase());
     }
   }
 
@@ -277,17 +278,21 @@ public final class CudaModelBench {
   /**
    * Then, from today's defaults, one opt-in kernel at a time: the shared-memory LayerNorm, the
    * fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one gemm_sm90 kernel in its two
-   * single-block schedules, every LINEAR on them, the pipelined flash kernel; then the pipelined
-   * flash kernel, the shared-memory LayerNorm and every LINEAR on gemm_sm90's ping-pong together.
+   * single-block schedules, every LINEAR without a residual on ping-pong, every LINEAR on both, the
+   * pipelined flash kernel; then the pipelined flash kernel, the shared-memory LayerNorm and every
+   * LINEAR without a residual on gemm_sm90's ping-pong together.
    * The kernels that have never run come last (a fault leaves the context unusable for what
    * follows).
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
       ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, false), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, false),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, true), ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, true),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ALL),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withPipe(true),
-      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, true));
+      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
@@ -305,7 +310,7 @@ public final class CudaModelBench {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
             .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("tower", tower)
             .put("batch", batch);
-        if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.all());
+        if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.scope() == CudaBackend.FusedScope.ALL).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device);
             Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
@@ -320,7 +325,7 @@ public final class CudaModelBench {
           backend.flashFourBlocks(cfg.fourBlocks());
           backend.flashFitRows(cfg.fitRows());
           backend.flashPipelined(cfg.pipe());
-          if (fused) backend.fusedLinear(true, cfg.fused(), cfg.all());
+          if (fused) backend.fusedLinear(true, cfg.fused(), cfg.scope());
           ex.run(in); // parameters uploaded, GEMM plans made
           backend.profile(prof);
           ex.run(in);

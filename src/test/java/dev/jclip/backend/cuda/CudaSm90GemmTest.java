@@ -288,7 +288,7 @@ class CudaSm90GemmTest {
    * does (cuBLASLt takes them).
    */
   @Test
-  void everyLinearRunsOnItWhenAskedForAll() {
+  void everyLinearRunsOnItWhenAskedForAll() { // and with -linear, those without a residual
     int m = 100, d = 768;
     GraphBuilder g = new GraphBuilder();
     Value x = g.input("x", DType.F32, m, d);
@@ -310,12 +310,19 @@ class CudaSm90GemmTest {
             ex.run(in);
           }
           assertEquals(0, backend.fusedLinearLaunches(), what + ": LINEARs without activation ran on gemm_sm90 without -all");
+          backend.fusedLinear(true, schedule, CudaBackend.FusedScope.LINEAR);
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            float[] linear = ex.run(in).get("y");
+            double err = ReferenceOps.relativeError(linear, want);
+            assertTrue(err <= (p == Precision.FP16 ? 1e-2 : 5e-2), what + " -linear: relative error " + err);
+          }
+          assertEquals(1, backend.fusedLinearLaunches(), what + ": -linear did not run out_proj, and only it, on gemm_sm90");
           backend.fusedLinear(true, schedule, true);
           float[] got;
           try (Executor ex = new Executor(graph, backend, List.of())) {
             got = ex.run(in).get("y");
           }
-          assertEquals(2, backend.fusedLinearLaunches(), what + ": out_proj and c_proj + residual did not both run on gemm_sm90");
+          assertEquals(3, backend.fusedLinearLaunches(), what + ": out_proj and c_proj + residual did not both run on gemm_sm90");
           double err = ReferenceOps.relativeError(got, want);
           System.out.printf("[gemm_sm90 backend] out_proj, c_proj + residual %-20s vs reference %.2e%n", what, err);
           assertTrue(err <= (p == Precision.FP16 ? 1e-2 : 5e-2), what + ": relative error " + err);
