@@ -98,7 +98,9 @@ public final class CudaOps implements AutoCloseable {
 
   /**
    * The patch rows of a ViT's conv1 ({@code kernel = stride = P}): pixels [B, C, H, W] to
-   * {@code out} [B * (H/P) * (W/P), C * P * P], one block a patch row (glue.cu's {@code patchify_rows}).
+   * {@code out} [B * (H/P) * (W/P), C * P * P]: with {@code vector}, glue.cu's {@code patchify_v<V>}
+   * (8, 4 or 2 pixels a thread, as P, W and the buffers allow), else (or where none fits) its
+   * {@code patchify_rows} (one block a patch row); the same bits either way.
    */
   public void patchify(DeviceBuffer out, DeviceBuffer pixels, int b, int c, int h, int w, int p, Precision precision, boolean vector) {
     int v = vector ? patchVector(out, pixels, (long) b * c * h * w, w, p, precision) : 0;
