@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Builds the GPU benchmark table: jclip (gpu-info --model-bench --json) beside the PyTorch peer
 (peer.py --json) measured in the same run. Usage: gpu-compare.py JCLIP.json PEER.json [BENCH-GEMM.txt] > table.md
-(the optional third file, gpu-info --gemm-bench's output, adds the fused-LINEAR and attention-kernel tables)
+(the optional third file, gpu-info --gemm-bench's output, adds the fused-LINEAR and attention-kernel tables
+and the bf16 GEMM peak for the goals table)
 
 The tower comparison uses jclip's resident rows (inputs already on the device, the forward pass
 alone timed), as the peer draws its inputs on the device; jclip's pipelined images/s (a stream of
@@ -112,8 +113,60 @@ def main():
             r = a["image_resident_per_s"]
             print(f"| {a['model']} | {a['resolution']} | {a['batch']} | {r:,.0f} | {1e3 * a['batch'] / r:.2f} | {a['image_per_s']:,.0f} |")
 
-    if len(sys.argv) > 3:
-        kernel_tables(open(sys.argv[3]).read().splitlines())
+    gemm_lines = open(sys.argv[3]).read().splitlines() if len(sys.argv) > 3 else []
+    goals(ours, peer, best_peer, gemm_lines)
+    if gemm_lines:
+        kernel_tables(gemm_lines)
+
+
+# ViT-B/32's image tower, GFLOP an image as jclip's bench counts them (the pooled graph).
+VIT_B32_IMAGE_GFLOP = 8.297
+
+
+def goals(ours, peer, best_peer, gemm_lines):
+    """Issue 6's speed goals against this run's figures: jclip's default fp16 row (flash, cuBLASLt,
+    CUDA graph; resident), and the tuned row where there is one."""
+    import re
+    def row(gemm, batch):
+        for r in ours["results"]:
+            if (str(r.get("precision")).lower() == "fp16" and r.get("flash_attention") and r.get("gemm") == gemm and r.get("cuda_graph")
+                    and r.get("batch") == batch and "error" not in r):
+                return r
+        return None
+    peak = None
+    for line in gemm_lines:
+        m = re.match(r"\[gemm\] bf16\s+8192 x\s+8192 x\s+8192:\s+([\d.]+) TFLOP/s", line)
+        if m:
+            peak = float(m.group(1))
+    print("\nIssue 6's goals, this run:\n")
+    print("| goal | jclip config | measured | met |")
+    print("| --- | --- | ---: | --- |")
+    for gemm in ("cublaslt", "cublaslt tuned"):
+        big, one = row(gemm, 1024), row(gemm, 1)
+        if not big:
+            continue
+        def vs(k, variant, want):
+            p = best_peer.get((1024, k), {}).get(variant)
+            v = big.get(k.replace("_per_s", "_resident_per_s"))
+            return (f"{v / p:.2f}x", "yes" if v / p >= want else "no") if p and v else ("-", "-")
+        for what, k, variant, want in (("image tower, batch 1024, 2x eager", "image_per_s", "eager", 2.0),
+                                       ("image tower, batch 1024, 1.2x compiled", "image_per_s", "compile", 1.2),
+                                       ("77-token texts, batch 1024, 2x eager", "text77_per_s", "eager", 2.0)):
+            m, ok = vs(k, variant, want)
+            print(f"| {what} | {gemm} | {m} | {ok} |")
+        if peak:
+            tflops = big["image_resident_per_s"] * VIT_B32_IMAGE_GFLOP / 1e3
+            print(f"| 40% of the bf16 GEMM peak ({peak:.0f} TFLOP/s) | {gemm} | {tflops:.0f} TFLOP/s, {100 * tflops / peak:.0f}% | "
+                  f"{'yes' if tflops >= 0.4 * peak else 'no'} |")
+        if one and one.get("image_per_s"):
+            ms = 1e3 / one["image_per_s"]
+            print(f"| batch 1 under 1 ms with CUDA graphs (a call, uploads included) | {gemm} | {ms:.3f} ms | {'yes' if ms < 1 else 'no'} |")
+    ps, pp = ours.get("prompt_set"), peer.get("prompt_set")
+    if ps and pp and "error" not in ps and "error" not in pp:
+        for order in ("given_order", "by_length"):
+            if f"{order}_per_s" in ps and f"{order}_per_s" in pp:
+                r = ps[f"{order}_per_s"] / pp[f"{order}_per_s"]
+                print(f"| ImageNet prompt set, 2x eager, both {order.replace('_', ' ')} | defaults | {r:.2f}x | {'yes' if r >= 2 else 'no'} |")
 
 
 def profile_label(p):
