@@ -125,18 +125,23 @@ __device__ __forceinline__ void ln_pack_out(const float* v, const float* g, cons
   orow[q] = o;
 }
 
-// The statistics and outputs of a row loaded by ln_load, gamma and beta given per pack.
-template <typename T, int P>
-__device__ __forceinline__ void ln_store(const float (&v)[P][16 / sizeof(T)], const float (&g)[P][16 / sizeof(T)],
-                                         const float (&bt)[P][16 / sizeof(T)], T* out, T* sum_out, long long row, int D, int packs,
-                                         int lane, float eps) {
+// The statistics and outputs of a row loaded by ln_load; gamma_beta(j, q, g, bt) gives pack q's
+// (lane pack j's) gamma and beta in g and bt, from wherever the kernel keeps them.
+template <typename T, int P, typename GammaBeta>
+__device__ __forceinline__ void ln_store(const float (&v)[P][16 / sizeof(T)], GammaBeta gamma_beta, T* out, T* sum_out, long long row,
+                                         int D, int packs, int lane, float eps) {
+  constexpr int V = 16 / sizeof(T);
   const float2 stats = ln_stats<T, P>(v, D, packs, lane, eps);
   LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
   LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
 #pragma unroll
   for (int j = 0; j < P; j++) {
     const int q = lane + j * JCLIP_WARP;
-    if (q < packs) ln_pack_out<T>(v[j], g[j], bt[j], stats, orow, srow, q);
+    if (q < packs) {
+      float g[V], bt[V];
+      gamma_beta(j, q, g, bt);
+      ln_pack_out<T>(v[j], g, bt, stats, orow, srow, q);
+    }
   }
 }
 
@@ -150,14 +155,10 @@ __device__ __forceinline__ void add_layernorm_vec(T* out, T* sum_out, const T* x
   const int packs = D / V;
   float v[P][V];
   ln_load<T, P>(v, x, residual, row, D, packs, lane);
-  const float2 stats = ln_stats<T, P>(v, D, packs, lane, eps);
-  LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
-  LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
+  ln_store<T, P>(v, [&](int, int q, float* g, float* bt) {
 #pragma unroll
-  for (int j = 0; j < P; j++) {
-    const int q = lane + j * JCLIP_WARP;
-    if (q < packs) ln_pack_out<T>(v[j], gamma + q * V, beta + q * V, stats, orow, srow, q);
-  }
+    for (int k = 0; k < V; k++) g[k] = gamma[q * V + k], bt[k] = beta[q * V + k];
+  }, out, sum_out, row, D, packs, lane, eps);
 }
 
 #define LAYERNORM_VEC(S, T, P)                                                                                    \
@@ -204,8 +205,13 @@ __device__ __forceinline__ void layernorm_warps(T* out, T* sum_out, const T* x, 
     float v[P][V], w[P][V];
     ln_load<T, P>(v, x, residual, row, D, packs, lane);
     if (R == 2 && row2 < rows) ln_load<T, P>(w, x, residual, row2, D, packs, lane);
-    ln_store<T, P>(v, g, bt, out, sum_out, row, D, packs, lane, eps);
-    if (R == 2 && row2 < rows) ln_store<T, P>(w, g, bt, out, sum_out, row2, D, packs, lane, eps);
+    // gamma and beta from the registers loaded above
+    auto held = [&](int j, int, float* gj, float* bj) {
+#pragma unroll
+      for (int k = 0; k < V; k++) gj[k] = g[j][k], bj[k] = bt[j][k];
+    };
+    ln_store<T, P>(v, held, out, sum_out, row, D, packs, lane, eps);
+    if (R == 2 && row2 < rows) ln_store<T, P>(w, held, out, sum_out, row2, D, packs, lane, eps);
   }
 }
 
@@ -248,23 +254,14 @@ __device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, c
   for (long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP; row < rows; row += warps) {
     float v[P][V];
     ln_load<T, P>(v, x, residual, row, D, packs, lane);
-    const float2 stats = ln_stats<T, P>(v, D, packs, lane, eps);
-    LnPack<T>* orow = reinterpret_cast<LnPack<T>*>(out + row * D);
-    LnPack<T>* srow = sum_out ? reinterpret_cast<LnPack<T>*>(sum_out + row * D) : nullptr;
+    ln_store<T, P>(v, [&](int, int q, float* g, float* bt) {
 #pragma unroll
-    for (int j = 0; j < P; j++) {
-      const int q = lane + j * JCLIP_WARP;
-      if (q < packs) {
-        float g[V], bt[V];
-#pragma unroll
-        for (int k = 0; k < K4; k++) {
-          const float4 a = g4[k * packs + q], b = b4[k * packs + q];
-          g[4 * k] = a.x, g[4 * k + 1] = a.y, g[4 * k + 2] = a.z, g[4 * k + 3] = a.w;
-          bt[4 * k] = b.x, bt[4 * k + 1] = b.y, bt[4 * k + 2] = b.z, bt[4 * k + 3] = b.w;
-        }
-        ln_pack_out<T>(v[j], g, bt, stats, orow, srow, q);
+      for (int k = 0; k < K4; k++) {
+        const float4 a = g4[k * packs + q], b = b4[k * packs + q];
+        g[4 * k] = a.x, g[4 * k + 1] = a.y, g[4 * k + 2] = a.z, g[4 * k + 3] = a.w;
+        bt[4 * k] = b.x, bt[4 * k + 1] = b.y, bt[4 * k + 2] = b.z, bt[4 * k + 3] = b.w;
       }
-    }
+    }, out, sum_out, row, D, packs, lane, eps);
   }
 }
 
