@@ -123,14 +123,9 @@ public final class CudaBackend implements Backend {
   private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty();
 
   private static CudaOps.LayerNormKernel layerNormProperty() {
-    String v = System.getProperty("jclip.cuda.layernorm", "warps");
-    return switch (v) {
-      case "warps" -> CudaOps.LayerNormKernel.WARPS;
-      case "vec" -> CudaOps.LayerNormKernel.VECTOR;
-      case "plain" -> CudaOps.LayerNormKernel.PLAIN;
-      case "smem" -> CudaOps.LayerNormKernel.SHARED;
-      default -> throw new IllegalArgumentException("the CUDA LayerNorm kernel (-Djclip.cuda.layernorm) must be warps, smem, vec or plain, not '" + v + "'");
-    };
+    return option("jclip.cuda.layernorm", "the CUDA LayerNorm kernel", "warps", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
+        Map.entry("smem", CudaOps.LayerNormKernel.SHARED), Map.entry("vec", CudaOps.LayerNormKernel.VECTOR),
+        Map.entry("plain", CudaOps.LayerNormKernel.PLAIN));
   }
 
   /**
@@ -164,13 +159,8 @@ public final class CudaBackend implements Backend {
   }
 
   private static CudaOps.FlashV flashVProperty() {
-    String v = System.getProperty("jclip.cuda.flashV", "row");
-    return switch (v) {
-      case "row" -> CudaOps.FlashV.ROWS;
-      case "key" -> CudaOps.FlashV.KEYS;
-      case "ldm" -> CudaOps.FlashV.LDMATRIX;
-      default -> throw new IllegalArgumentException("the flash kernel's V tiles (-Djclip.cuda.flashV) must be row, key or ldm, not '" + v + "'");
-    };
+    return option("jclip.cuda.flashV", "the flash kernel's V tiles", "row", Map.entry("row", CudaOps.FlashV.ROWS),
+        Map.entry("key", CudaOps.FlashV.KEYS), Map.entry("ldm", CudaOps.FlashV.LDMATRIX));
   }
 
   /**
@@ -336,10 +326,23 @@ public final class CudaBackend implements Backend {
 
   /** Whether system property {@code key} (default {@code fallback}) names {@code yes} rather than {@code no}; anything else is refused. */
   private static boolean choice(String key, String what, String yes, String no, String fallback) {
+    return option(key, what, fallback, Map.entry(yes, true), Map.entry(no, false));
+  }
+
+  /**
+   * The value of system property {@code key} (default {@code fallback}) among {@code choices}
+   * (name, value); any other setting is refused, naming {@code what} and the names.
+   */
+  @SafeVarargs
+  private static <V> V option(String key, String what, String fallback, Map.Entry<String, V>... choices) {
     String v = System.getProperty(key, fallback);
-    if (v.equals(yes)) return true;
-    if (v.equals(no)) return false;
-    throw new IllegalArgumentException(what + " (-D" + key + ") must be " + yes + " or " + no + ", not '" + v + "'");
+    List<String> names = new java.util.ArrayList<>();
+    for (Map.Entry<String, V> c : choices) {
+      if (c.getKey().equals(v)) return c.getValue();
+      names.add(c.getKey());
+    }
+    String last = names.remove(names.size() - 1);
+    throw new IllegalArgumentException(what + " (-D" + key + ") must be " + String.join(", ", names) + " or " + last + ", not '" + v + "'");
   }
 
   /**
