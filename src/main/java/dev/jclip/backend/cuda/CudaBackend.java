@@ -281,10 +281,6 @@ public final class CudaBackend implements Backend {
     flashV = java.util.Objects.requireNonNull(v);
   }
 
-  /** Chooses the flash kernel's V tile loads for graphs run from now on: key by key, or by rows. */
-  public void flashVByKey(boolean on) {
-    flashV = on ? CudaOps.FlashV.KEYS : CudaOps.FlashV.ROWS;
-  }
 
   /**
    * Chooses the LayerNorm kernel for graphs run from now on (a CUDA graph already recorded keeps

@@ -241,14 +241,6 @@ public final class CudaModelBench {
       return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe);
     }
 
-    ProfileConfig withFourBlocks(boolean on) {
-      return new ProfileConfig(flash, ln, v, on, fitRows, vecGlue, fused, scope, pipe);
-    }
-
-    ProfileConfig withVecGlue(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, on, fused, scope, pipe);
-    }
-
     ProfileConfig withFitRows(boolean on) {
       return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe);
     }
