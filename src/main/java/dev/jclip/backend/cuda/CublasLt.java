@@ -1,5 +1,10 @@
 package dev.jclip.backend.cuda;
 
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_ID;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_SPLITK_NUM;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_STAGES_ID;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_TILE_ID;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_EPILOGUE_BIAS;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_EPILOGUE_DEFAULT;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_MATMUL_DESC_BIAS_POINTER;
@@ -21,6 +26,7 @@ import static org.bytedeco.cuda.global.cublas.cublasLtDestroy;
 import static org.bytedeco.cuda.global.cublas.cublasLtGetStatusString;
 import static org.bytedeco.cuda.global.cublas.cublasLtGetVersion;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmul;
+import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoConfigGetAttribute;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoGetHeuristic;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulDescCreate;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulDescDestroy;
@@ -33,6 +39,14 @@ import static org.bytedeco.cuda.global.cublas.cublasLtMatrixLayoutDestroy;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16BF;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_16F;
 import static org.bytedeco.cuda.global.cudart.CUDA_R_32F;
+import static org.bytedeco.cuda.global.cudart.CU_EVENT_DEFAULT;
+import static org.bytedeco.cuda.global.cudart.CU_STREAM_CAPTURE_STATUS_NONE;
+import static org.bytedeco.cuda.global.cudart.cuEventCreate;
+import static org.bytedeco.cuda.global.cudart.cuEventDestroy;
+import static org.bytedeco.cuda.global.cudart.cuEventElapsedTime;
+import static org.bytedeco.cuda.global.cudart.cuEventRecord;
+import static org.bytedeco.cuda.global.cudart.cuEventSynchronize;
+import static org.bytedeco.cuda.global.cudart.cuStreamIsCapturing;
 
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -44,6 +58,7 @@ import org.bytedeco.cuda.cublas.cublasLtMatmulDescOpaque_t;
 import org.bytedeco.cuda.cublas.cublasLtMatmulHeuristicResult_t;
 import org.bytedeco.cuda.cublas.cublasLtMatmulPreferenceOpaque_t;
 import org.bytedeco.cuda.cublas.cublasLtMatrixLayoutOpaque_t;
+import org.bytedeco.cuda.cudart.CUevent_st;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.cublas;
 import org.bytedeco.javacpp.BytePointer;
@@ -53,6 +68,7 @@ import org.bytedeco.javacpp.Loader;
 import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.PointerPointer;
+import org.bytedeco.javacpp.SizeTPointer;
 
 /**
  * A cuBLASLt handle on one device, for the LINEAR GEMMs whose bias (and residual) cuBLASLt adds
@@ -79,6 +95,13 @@ import org.bytedeco.javacpp.PointerPointer;
  * of the call it captures). When cuBLASLt has no algorithm for a problem, {@link #linear} returns
  * false (cached too) and the caller runs its cuBLAS path. Every call's status is checked and a
  * failure names the call and the problem. Not thread-safe, like the backend that owns it.
+ *
+ * <p>Tuning ({@link #tune}): the heuristic's first algorithm is its guess for the problem, not a
+ * measurement. With tuning on, a new problem's plan asks the heuristic for up to that many
+ * algorithms, times each on the call's own buffers (one warm-up call, then {@value #TUNE_CALLS}
+ * calls between two timing events) and keeps the fastest; {@link #tuning} says what each choice
+ * measured. The candidates compute the same product (each may sum in its own order, split K
+ * included), so the result differs from the heuristic's first by float rounding only.
  */
 public final class CublasLt implements AutoCloseable {
   private final CudaDevice device;
@@ -92,6 +115,13 @@ public final class CublasLt implements AutoCloseable {
   private CUstream_st stream;
   private DeviceBuffer workspace;
   private boolean closed;
+  /** How many of the heuristic's algorithms a new plan times (1: its first, untimed). */
+  private int candidates = 1;
+  /** One line per tuned problem: what its candidates measured. */
+  private final List<String> tuning = new ArrayList<>();
+
+  /** Calls timed per candidate when tuning. */
+  static final int TUNE_CALLS = 10;
 
   public CublasLt(CudaDevice device) {
     this.device = device;
@@ -120,6 +150,33 @@ public final class CublasLt implements AutoCloseable {
   public void bind(CudaStream stream, DeviceBuffer workspace) {
     this.stream = stream.handle();
     this.workspace = workspace;
+  }
+
+  /**
+   * From now on, plans each new problem by timing up to {@code candidates} of the heuristic's
+   * algorithms and keeping the fastest; 1 (the default) takes the heuristic's first untimed.
+   * Problems already planned keep their algorithm. A problem first met while the bound stream is
+   * being captured into a CUDA graph (where nothing can be timed) takes the heuristic's first;
+   * the backend's executors run each graph once before recording it, so their problems are
+   * planned by then.
+   */
+  public void tune(int candidates) {
+    if (candidates < 1 || candidates > 64) throw new IllegalArgumentException("cuBLASLt tuning candidates must be 1 to 64, not " + candidates);
+    this.candidates = candidates;
+  }
+
+  /** How many algorithms a new plan times (1: none, the heuristic's first). */
+  public int tuneCandidates() {
+    return candidates;
+  }
+
+  /**
+   * One line per problem planned with tuning on: the number of candidates, the heuristic's first
+   * and the fastest with their milliseconds a call and their configuration (algorithm, tile,
+   * stages, split-K, cluster shape ids), and the candidates that failed.
+   */
+  public List<String> tuning() {
+    return List.copyOf(tuning);
   }
 
   /** The cuBLASLt library version, e.g. 130100. */
@@ -162,7 +219,7 @@ public final class CublasLt implements AutoCloseable {
         alignment(residual != null ? residual : y), alignment(y), bias == null ? 0 : alignment(bias));
     Plan plan = plans.get(p);
     if (plan == null) {
-      plan = plan(p, bias);
+      plan = plan(p, x, w, bias, residual, y);
       plans.put(p, plan);
     }
     if (plan.algo == null) return false;
@@ -171,11 +228,15 @@ public final class CublasLt implements AutoCloseable {
       check(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, biasAddress, 8),
           "cublasLtMatmulDescSetAttribute(BIAS_POINTER) for " + p);
     }
-    DeviceBuffer c = residual != null ? residual : y;
-    check(cublasLtMatmul(handle, plan.desc, one, w.asPointer(), plan.a, x.asPointer(), plan.b, residual != null ? one : zero,
-        c.asPointer(), plan.c, y.asPointer(), plan.c, plan.algo, workspace.asPointer(), workspace.bytes(), stream),
-        "cublasLtMatmul(" + p + ")");
+    check(matmul(plan, plan.algo, x, w, residual, y), "cublasLtMatmul(" + p + ")");
     return true;
+  }
+
+  /** Queues one matmul of {@code plan} with {@code algo} (the bias pointer already set); returns its status. */
+  private int matmul(Plan plan, cublasLtMatmulAlgo_t algo, DeviceBuffer x, DeviceBuffer w, DeviceBuffer residual, DeviceBuffer y) {
+    DeviceBuffer c = residual != null ? residual : y;
+    return cublasLtMatmul(handle, plan.desc, one, w.asPointer(), plan.a, x.asPointer(), plan.b, residual != null ? one : zero,
+        c.asPointer(), plan.c, y.asPointer(), plan.c, algo, workspace.asPointer(), workspace.bytes(), stream);
   }
 
   /** The problems cuBLASLt had no algorithm for (their calls returned false), for reports. */
@@ -214,6 +275,33 @@ public final class CublasLt implements AutoCloseable {
     }
   }
 
+  /** The pure part of tuning: choosing and reporting (tested without a GPU). */
+  static final class Tuning {
+    private Tuning() {}
+
+    /** The index of the smallest time, NaN (a candidate that did not run) skipped; -1 when none ran. Ties go to the earlier (the heuristic's order). */
+    static int fastest(double[] ms) {
+      int best = -1;
+      for (int i = 0; i < ms.length; i++) if (!Double.isNaN(ms[i]) && (best < 0 || ms[i] < ms[best])) best = i;
+      return best;
+    }
+
+    /** "problem: n candidates; heuristic's first 0.356 ms (config); fastest #5 0.331 ms (config), 1.08x the first[; failed: ...]". */
+    static String report(String problem, double[] ms, String[] config, List<String> failed) {
+      int best = fastest(ms);
+      StringBuilder b = new StringBuilder(problem).append(": ").append(ms.length).append(" candidates; ");
+      b.append("heuristic's first ").append(Double.isNaN(ms[0]) ? "did not run" : String.format("%.4f ms", ms[0])).append(" (").append(config[0]).append(')');
+      if (best < 0) b.append("; none ran");
+      else if (best == 0) b.append("; the first is the fastest");
+      else {
+        b.append(String.format("; fastest #%d %.4f ms (%s)", best, ms[best], config[best]));
+        if (!Double.isNaN(ms[0])) b.append(String.format(", %.2fx the first", ms[0] / ms[best]));
+      }
+      if (!failed.isEmpty()) b.append("; failed: ").append(String.join(", ", failed));
+      return b.toString();
+    }
+  }
+
   /**
    * The cached objects of one problem; {@code algo} null when cuBLASLt has none ({@code reason} says
    * why). {@code pref} only feeds the heuristic and is destroyed after it.
@@ -227,7 +315,7 @@ public final class CublasLt implements AutoCloseable {
     String reason;
   }
 
-  private Plan plan(Problem p, DeviceBuffer bias) {
+  private Plan plan(Problem p, DeviceBuffer x, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer residual, DeviceBuffer y) {
     if (p.bias() && p.alignBias() < 16) {
       // cuBLASLt takes no alignment preference for the bias, and other users of its bias
       // epilogue require 16 bytes: do not find out. (The backend's biases are allocations of
@@ -239,15 +327,17 @@ public final class CublasLt implements AutoCloseable {
     // The heuristic may look at the bias pointer (its alignment): give it this call's.
     Plan plan = describe(p, bias == null ? 0 : bias.address(), workspace.bytes());
     try {
-      plan.heuristic = new cublasLtMatmulHeuristicResult_t();
+      int wanted = candidates > 1 && !capturing() ? candidates : 1;
+      plan.heuristic = new cublasLtMatmulHeuristicResult_t(wanted);
       int[] found = new int[1];
-      int status = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, plan.pref, 1, plan.heuristic, found);
+      int status = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, plan.pref, wanted, plan.heuristic, found);
       if (status == CUBLAS_STATUS_NOT_SUPPORTED || (status == CUBLAS_STATUS_SUCCESS && found[0] == 0)) {
         plan.reason = "cublasLtMatmulAlgoGetHeuristic found no algorithm (" + statusText(status) + ")";
       } else {
         check(status, "cublasLtMatmulAlgoGetHeuristic for " + p);
-        check(plan.heuristic.state(), "cublasLtMatmulAlgoGetHeuristic's algorithm state for " + p);
-        plan.algo = plan.heuristic.algo();
+        check(plan.heuristic.getPointer(0).state(), "cublasLtMatmulAlgoGetHeuristic's algorithm state for " + p);
+        plan.algo = plan.heuristic.getPointer(0).algo();
+        if (wanted > 1 && found[0] > 1) plan.algo = fastest(p, plan, found[0], x, w, residual, y);
       }
       int destroyed = cublasLtMatmulPreferenceDestroy(plan.pref);
       plan.pref = null; // destroyed or not, never again
@@ -261,6 +351,77 @@ public final class CublasLt implements AutoCloseable {
       }
       throw e;
     }
+  }
+
+  /** Whether the bound stream is being captured into a CUDA graph (nothing on it can be timed then). */
+  private boolean capturing() {
+    int[] st = new int[1];
+    CudaDriver.check(cuStreamIsCapturing(stream, st), "cuStreamIsCapturing");
+    return st[0] != CU_STREAM_CAPTURE_STATUS_NONE;
+  }
+
+  /**
+   * Times the first {@code count} algorithms of {@code plan}'s heuristic on the call's buffers and
+   * returns the fastest ({@link Tuning#fastest}); candidates whose state or first call fails are
+   * skipped and named in the report line. The stream is idle when this returns.
+   */
+  private cublasLtMatmulAlgo_t fastest(Problem p, Plan plan, int count, DeviceBuffer x, DeviceBuffer w, DeviceBuffer residual, DeviceBuffer y) {
+    double[] ms = new double[count];
+    String[] config = new String[count];
+    List<String> failed = new ArrayList<>();
+    CUevent_st start = new CUevent_st(), stop = new CUevent_st();
+    CudaDriver.check(cuEventCreate(start, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt tuning)");
+    try {
+      CudaDriver.check(cuEventCreate(stop, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt tuning)");
+      try (FloatPointer elapsed = new FloatPointer(1)) {
+        for (int i = 0; i < count; i++) {
+          ms[i] = Double.NaN;
+          cublasLtMatmulHeuristicResult_t h = plan.heuristic.getPointer(i);
+          config[i] = describe(h.algo());
+          if (h.state() != CUBLAS_STATUS_SUCCESS) {
+            failed.add("#" + i + " state " + h.state());
+            continue;
+          }
+          int status = matmul(plan, h.algo(), x, w, residual, y); // warm-up, and does it run at all
+          if (status != CUBLAS_STATUS_SUCCESS) {
+            failed.add("#" + i + " status " + status + statusText(status));
+            continue;
+          }
+          CudaDriver.check(cuEventRecord(start, stream), "cuEventRecord(cuBLASLt tuning)");
+          for (int r = 0; r < TUNE_CALLS; r++) check(matmul(plan, h.algo(), x, w, residual, y), "cublasLtMatmul(" + p + ", tuning #" + i + ")");
+          CudaDriver.check(cuEventRecord(stop, stream), "cuEventRecord(cuBLASLt tuning)");
+          CudaDriver.check(cuEventSynchronize(stop), "cuEventSynchronize(cuBLASLt tuning)");
+          CudaDriver.check(cuEventElapsedTime(elapsed, start, stop), "cuEventElapsedTime(cuBLASLt tuning)");
+          ms[i] = elapsed.get() / TUNE_CALLS;
+        }
+      } finally {
+        CudaDriver.check(cuEventDestroy(stop), "cuEventDestroy(cuBLASLt tuning)");
+      }
+    } finally {
+      CudaDriver.check(cuEventDestroy(start), "cuEventDestroy(cuBLASLt tuning)");
+    }
+    int best = Tuning.fastest(ms);
+    tuning.add(Tuning.report(p.toString(), ms, config, failed));
+    if (best < 0) throw new CudaException("cuBLASLt tuning: none of the heuristic's " + count + " algorithms ran for " + p + " (" + String.join(", ", failed) + ")");
+    return plan.heuristic.getPointer(best).algo();
+  }
+
+  /** An algorithm's configuration ids, for the tuning report: "algo 66 tile 21 stages 31 split-K 1 cluster 2". */
+  private static String describe(cublasLtMatmulAlgo_t algo) {
+    StringBuilder b = new StringBuilder();
+    int[][] attrs = {{CUBLASLT_ALGO_CONFIG_ID}, {CUBLASLT_ALGO_CONFIG_TILE_ID}, {CUBLASLT_ALGO_CONFIG_STAGES_ID}, {CUBLASLT_ALGO_CONFIG_SPLITK_NUM},
+      {CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID}};
+    String[] names = {"algo", "tile", "stages", "split-K", "cluster"};
+    try (IntPointer value = new IntPointer(1);
+        SizeTPointer written = new SizeTPointer(1)) {
+      for (int i = 0; i < attrs.length; i++) {
+        value.put(0, -1);
+        int status = cublasLtMatmulAlgoConfigGetAttribute(algo, attrs[i][0], value, 4, written);
+        if (i > 0) b.append(' ');
+        b.append(names[i]).append(' ').append(status == CUBLAS_STATUS_SUCCESS ? Integer.toString(value.get()) : "?");
+      }
+    }
+    return b.toString();
   }
 
   /**

@@ -153,6 +153,41 @@ public final class CudaBackend implements Backend {
    */
   private volatile boolean flashPipelined = choice("jclip.cuda.flashPipe", "the pipelined flash kernel", "on", "off", "off");
 
+  /** {@link #gemmTuneByDefault}, read before the constructor allocates anything (a bad value fails first). */
+  private final boolean tuneFromProperty = gemmTuneByDefault();
+
+  /** How many of cuBLASLt's algorithms a GEMM problem times when tuning is on ({@link #gemmTune}). */
+  public static final int TUNE_CANDIDATES = 16;
+
+  /**
+   * Whether backends built without saying tune their cuBLASLt GEMMs ({@link #gemmTune}): not until
+   * it has been timed on a GPU; {@code -Djclip.cuda.gemmTune=on} turns it on.
+   */
+  public static boolean gemmTuneByDefault() {
+    return choice("jclip.cuda.gemmTune", "cuBLASLt tuning", "on", "off", "off");
+  }
+
+  /**
+   * Tunes (or not) the cuBLASLt GEMMs of graphs first run from now on ({@link CublasLt#tune}): the
+   * first call of each LINEAR problem times up to {@value #TUNE_CANDIDATES} of the heuristic's
+   * algorithms on its own buffers and keeps the fastest, and a LINEAR with an activation runs its
+   * GEMM as a cuBLASLt matmul too (then the same bias_act pass). Problems already planned keep
+   * their algorithm. A no-op on the cuBLAS path.
+   */
+  public void gemmTune(boolean on) {
+    if (lt != null) lt.tune(on ? TUNE_CANDIDATES : 1);
+  }
+
+  /** Whether new GEMM problems are tuned ({@link #gemmTune}). */
+  public boolean gemmTuned() {
+    return lt != null && lt.tuneCandidates() > 1;
+  }
+
+  /** What tuning measured, a line per tuned problem ({@link CublasLt#tuning}); empty when nothing was tuned. */
+  public List<String> gemmTuning() {
+    return lt == null ? List.of() : lt.tuning();
+  }
+
   /** Chooses, for graphs run from now on, the pipelined flash kernel or the one-block-a-tile ones. */
   public void flashPipelined(boolean on) {
     flashPipelined = on;
@@ -386,6 +421,7 @@ public final class CudaBackend implements Backend {
     this.blas = b;
     this.lt = l;
     this.blasWorkspace = w;
+    gemmTune(tuneFromProperty);
   }
 
   public CudaDevice device() {
@@ -792,7 +828,10 @@ public final class CudaBackend implements Backend {
         // gemm_sm90 takes the whole LINEAR.
         if (fusedLinear(n, x, null, y, m, cols, k, actCode(act))) return;
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
-        gemmNT(m, cols, k, x, gemmWeight(n), y);
+        // Tuned, the GEMM before the bias_act pass is a cuBLASLt matmul too (cuBLAS takes no algorithm choice).
+        boolean tuned = act != null && gemmTuned()
+            && lt.linear(Math.toIntExact(m), cols, k, CublasLt.dataType(precision), x, gemmWeight(n), null, null, y);
+        if (!tuned) gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
         if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision, vectorGlue);
       }

@@ -80,7 +80,8 @@ public final class CudaGemmBench {
    * Times a LINEAR with bias + QuickGELU (c_fc) and the other transformer LINEARs at batch-1024
    * shapes, on random 16-bit inputs: the path the backend takes by default (cuBLAS GEMM, then
    * bias_act_vec over its output; cuBLASLt with the bias, and the residual, in its epilogue for
-   * the LINEARs without activation) against gemm_sm90 with everything in its epilogue, plus the
+   * the LINEARs without activation), the same on tuned cuBLASLt ({@link CublasLt#tune}, with what
+   * its tuning measured), against gemm_sm90 with everything in its epilogue, plus the
    * bare cuBLAS GEMM for reference; gemm_sm90 in each of its schedules. Milliseconds per call and TFLOP/s of the 2·M·N·K of the
    * product. Only on compute capability 9.0 (gemm_sm90 is sm_90a code).
    */
@@ -98,10 +99,13 @@ public final class CudaGemmBench {
         CudaOps ops = new CudaOps(device, stream.handle());
         Cublas blas = new Cublas(device);
         CublasLt lt = new CublasLt(device);
+        CublasLt tunedLt = new CublasLt(device);
         DeviceBuffer workspace = device.allocate(32L << 20);
         Sm90Gemm sm90 = new Sm90Gemm(device, stream.handle())) {
       blas.bind(stream, workspace);
       lt.bind(stream, workspace);
+      tunedLt.bind(stream, workspace);
+      tunedLt.tune(CudaBackend.TUNE_CANDIDATES);
       log.printf("[linear] gemm_sm90: %d SMs, %d 2-block clusters resident at once%n", device.multiprocessors(), sm90.clusterSlots());
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
         int type = p == Precision.FP16 ? CUDA_R_16F : CUDA_R_16BF;
@@ -129,6 +133,15 @@ public final class CudaGemmBench {
                 });
             log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, act != 0 ? "cuBLAS + bias_act_vec" : "cuBLASLt epilogue", unfused,
                 flop / unfused / 1e9);
+            // the same path on tuned cuBLASLt (the backend's -Djclip.cuda.gemmTune=on): the first call tunes
+            int tunedBefore = tunedLt.tuning().size();
+            double tuned = timeMs(stream, () -> {
+              if (!tunedLt.linear(m, n, k, CublasLt.dataType(p), a, w, act != 0 ? null : bias16, r, c)) throw new CudaException("cuBLASLt has no algorithm for " + at);
+              if (act != 0) ops.biasAct(c, bias, m, n, act, p);
+            });
+            log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the untuned path)%n", at, act != 0 ? "tuned cuBLASLt + bias_act" : "tuned cuBLASLt epilogue",
+                tuned, flop / tuned / 1e9, unfused / tuned);
+            for (String line : tunedLt.tuning().subList(tunedBefore, tunedLt.tuning().size())) log.println("[tune] " + line);
             for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
               double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, schedule));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + schedule.name().toLowerCase(),

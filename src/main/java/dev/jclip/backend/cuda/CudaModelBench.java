@@ -107,7 +107,7 @@ public final class CudaModelBench {
    * bits flash attention with cuBLASLt (the default; fp32: cuBLASLt and cuBLAS); with {@code
    * tuned}, in 16 bits the defaults with the opt-in kernels on (the pipelined flash kernel, the
    * shared-memory LayerNorm, every LINEAR without a residual on gemm_sm90's ping-pong schedule on
-   * Hopper).
+   * Hopper, the others on tuned cuBLASLt).
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
       Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
@@ -126,6 +126,7 @@ public final class CudaModelBench {
             backend.flashPipelined(true);
             backend.layerNormKernel(CudaOps.LayerNormKernel.SHARED);
             backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR);
+            backend.gemmTune(true); // the residual LINEARs (and the rest off Hopper) on tuned cuBLASLt
           }
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
@@ -230,37 +231,42 @@ public final class CudaModelBench {
    * One profile configuration: flash attention or WMMA, the LayerNorm kernel, the flash kernel's V
    * tile layout, the flash kernel for 4 blocks an SM and in blocks fitted to the sequence, the vector glue
    * kernels, gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), whether every LINEAR runs
-   * on it, and the pipelined flash kernel.
+   * on it, the pipelined flash kernel, and whether the cuBLASLt GEMMs are tuned ({@link
+   * CudaBackend#gemmTune}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe) {
+      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false);
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune);
+    }
+
+    ProfileConfig withTune(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (vecGlue ? " vector-glue" : " plain-glue")
-          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase());
+          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "");
     }
   }
 
@@ -268,15 +274,17 @@ public final class CudaModelBench {
   static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.DEFAULTS);
 
   /**
-   * Then, from today's defaults, one opt-in kernel at a time: the shared-memory LayerNorm, the
+   * Then, from today's defaults, one opt-in choice at a time: tuned cuBLASLt GEMMs (NVIDIA's
+   * kernels, timed first since they risk no fault of ours), the shared-memory LayerNorm, the
    * fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one gemm_sm90 kernel in its two
    * single-block schedules, every LINEAR without a residual on ping-pong, every LINEAR on both, the
    * pipelined flash kernel; then the pipelined flash kernel, the shared-memory LayerNorm and every
-   * LINEAR without a residual on gemm_sm90's ping-pong together.
+   * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel and
+   * the shared-memory LayerNorm with tuned cuBLASLt GEMMs.
    * The kernels that have never run come last (a fault leaves the context unusable for what
    * follows).
    */
-  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(true), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
       ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION),
@@ -284,7 +292,8 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withPipe(true),
-      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR));
+      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
+      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
@@ -300,7 +309,7 @@ public final class CudaModelBench {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("tower", tower)
+            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.scope() == CudaBackend.FusedScope.ALL).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
@@ -318,7 +327,9 @@ public final class CudaModelBench {
           backend.flashFitRows(cfg.fitRows());
           backend.flashPipelined(cfg.pipe());
           if (fused) backend.fusedLinear(true, cfg.fused(), cfg.scope());
-          ex.run(in); // parameters uploaded, GEMM plans made
+          backend.gemmTune(cfg.tune());
+          ex.run(in); // parameters uploaded, GEMM plans made (and tuned)
+          if (cfg.tune()) for (String line : backend.gemmTuning()) log.println("[tune] " + tower + ": " + line);
           backend.profile(prof);
           ex.run(in);
           backend.profile(null);

@@ -26,7 +26,7 @@ import org.junit.jupiter.api.TestMethodOrder;
 /**
  * A full-geometry ViT-B/32 with random weights: the GPU in every precision, with and without flash
  * attention, on the cuBLASLt path (residual ADDs folded into the GEMM epilogues) and on the cuBLAS
- * path, against the reference backend, and last, on Hopper in 16 bits, with the opt-in kernels
+ * path, then with tuned cuBLASLt GEMMs, against the reference backend, and last, on Hopper in 16 bits, with the opt-in kernels
  * (the shared-memory LayerNorm; gemm_sm90 for c_fc with V read by ldmatrix and fitted flash blocks;
  * gemm_sm90's ping-pong cluster schedule for every LINEAR with the pipelined flash kernel); and a
  * full-geometry RN50 image tower the same way.
@@ -62,23 +62,26 @@ class CudaFullGeometryTest {
       List<String> failures = new java.util.ArrayList<>();
       // {flash, cuBLASLt, vector LayerNorm and glue kernels (else the plain ones), opt-in kernels (Hopper: the
       // shared-memory LayerNorm and gemm_sm90), and of those the second set (every LINEAR on the ping-pong
-      // cluster schedule, the pipelined flash kernel) rather than the first (c_fc, V by ldmatrix, fitted rows)}, by precision;
+      // cluster schedule, the pipelined flash kernel) rather than the first (c_fc, V by ldmatrix, fitted rows),
+      // tuned cuBLASLt GEMMs}, by precision;
       // the opt-in kernels last, after every precision's proven configurations (a kernel that
       // faults leaves the CUDA context unusable for what follows)
       List<Map.Entry<Precision, boolean[]>> variants = new java.util.ArrayList<>();
       for (Precision p : Precision.values()) {
         for (boolean[] v : p == Precision.FP32
-            ? List.of(new boolean[] {false, true, false, false, false}, new boolean[] {false, false, false, false, false},
-                new boolean[] {false, true, true, false, false})
-            : List.of(new boolean[] {false, true, false, false, false}, new boolean[] {false, false, false, false, false},
-                new boolean[] {true, true, false, false, false}, new boolean[] {true, true, true, false, false})) {
+            ? List.of(new boolean[] {false, true, false, false, false, false}, new boolean[] {false, false, false, false, false, false},
+                new boolean[] {false, true, true, false, false, false})
+            : List.of(new boolean[] {false, true, false, false, false, false}, new boolean[] {false, false, false, false, false, false},
+                new boolean[] {true, true, false, false, false, false}, new boolean[] {true, true, true, false, false, false})) {
           variants.add(Map.entry(p, v));
         }
       }
+      // tuned cuBLASLt (NVIDIA's kernels, each problem's fastest of the heuristic's algorithms) with the defaults
+      for (Precision p : Precision.values()) variants.add(Map.entry(p, new boolean[] {p != Precision.FP32, true, true, false, false, true}));
       if (Sm90Gemm.available(device)) {
         for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-          variants.add(Map.entry(p, new boolean[] {true, true, true, true, false}));
-          variants.add(Map.entry(p, new boolean[] {true, true, true, true, true}));
+          variants.add(Map.entry(p, new boolean[] {true, true, true, true, false, false}));
+          variants.add(Map.entry(p, new boolean[] {true, true, true, true, true, false}));
         }
       }
       for (Map.Entry<Precision, boolean[]> e : variants) {
@@ -89,10 +92,10 @@ class CudaFullGeometryTest {
           case FP16 -> 5e-3;
           case BF16 -> 2e-2;
         };
-        boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4];
+        boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4], tune = v[5];
         String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
             + (optIn ? " shared-memory LayerNorm, gemm_sm90" + (cluster ? " ping-pong-cluster on every LINEAR, pipelined flash"
-                : " cooperative on c_fc, V by ldmatrix, fitted flash rows") : "");
+                : " cooperative on c_fc, V by ldmatrix, fitted flash rows") : "") + (tune ? ", tuned cuBLASLt" : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
           cuda.layerNormKernel(optIn ? CudaOps.LayerNormKernel.SHARED : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
           cuda.vectorGlue(v[2]);
@@ -100,6 +103,7 @@ class CudaFullGeometryTest {
           cuda.flashFitRows(optIn && !cluster);
           cuda.flashPipelined(optIn && cluster);
           cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
+          cuda.gemmTune(tune);
           check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
           check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
           if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());

@@ -29,7 +29,8 @@ import org.junit.jupiter.api.Test;
  * (GEMM, bias pass, ADD), in fp32, fp16 and bf16, against the reference backend: in_proj (D to 3D,
  * bias), out_proj and c_proj folded with their residual (D to D and 4D to D, bias + residual; one
  * also without bias), a plain out_proj (bias only) and c_fc (D to 4D, bias + QuickGELU: cuBLAS GEMM
- * + bias_act on both paths). Tolerances as in CudaBackendOpsTest: fp32 (parity) 1e-5 relative,
+ * + bias_act on both paths), and on tuned cuBLASLt ({@link CudaBackend#gemmTune}: every LINEAR's
+ * GEMM a cuBLASLt matmul with the fastest of the heuristic's algorithms, c_fc's then bias_act). Tolerances as in CudaBackendOpsTest: fp32 (parity) 1e-5 relative,
  * fp16 1e-2, bf16 5e-2. Each runs twice on one executor, the second time replaying a CUDA graph,
  * which must give the first run's bits. Weights are scaled by 1/√K so that x·Wᵀ, the bias and the
  * residual are all of size ~1: a missing bias or residual is an error of ~0.5 in every precision.
@@ -114,10 +115,14 @@ class CudaLinearEpilogueTest {
         case FP16 -> 1e-2;
         case BF16 -> 5e-2;
       };
-      for (boolean lt : new boolean[] {true, false}) {
+      // {cuBLASLt, tuned}: cuBLASLt, cuBLAS, tuned cuBLASLt (every LINEAR a cuBLASLt matmul, its algorithm timed)
+      for (boolean[] path : new boolean[][] {{true, false}, {false, false}, {true, true}}) {
+        boolean lt = path[0], tune = path[1];
         try (CudaBackend backend = new CudaBackend(device, p, false, lt)) {
+          backend.gemmTune(tune);
+          String library = backend.gemmLibrary() + (tune ? " tuned" : "");
           for (Case c : cases) {
-            String what = c + " " + p + " " + backend.gemmLibrary();
+            String what = c + " " + p + " " + library;
             try {
               float[] got, replayed;
               try (Executor ex = new Executor(c.graph, backend, List.of(), true)) {
@@ -127,7 +132,7 @@ class CudaLinearEpilogueTest {
               }
               assertArrayEquals(got, replayed, what + ": the CUDA-graph replay differs from the first run");
               double err = ReferenceOps.relativeError(got, c.want[0]);
-              System.out.printf("[cuda linear] %-48s %-4s %-8s relative error %.2e%n", c, p, backend.gemmLibrary(), err);
+              System.out.printf("[cuda linear] %-48s %-4s %-14s relative error %.2e%n", c, p, library, err);
               for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), what + ": element " + i + " is " + got[i]);
               assertTrue(err <= tol, what + ": relative error " + err + " > " + tol);
             } catch (AssertionError | RuntimeException e) {
@@ -141,6 +146,13 @@ class CudaLinearEpilogueTest {
             if (backend.cublasLtPlans() == 0) failures.add(p + ": no cuBLASLt matmul ran for " + epilogues + " epilogue cases");
           } else if (backend.cublasLtPlans() != 0) {
             failures.add(p + ": the cuBLAS path made cuBLASLt plans");
+          }
+          if (tune) {
+            // c_fc's GEMM is a cuBLASLt matmul when tuned: a plan for every case (no two cases are one
+            // problem: each differs in rows, columns, depth, bias or residual), and tuning measured something
+            if (backend.cublasLtPlans() < cases.size()) failures.add(p + " tuned: " + backend.cublasLtPlans() + " cuBLASLt plans for " + cases.size() + " cases");
+            if (backend.gemmTuning().isEmpty()) failures.add(p + " tuned: no problem was tuned (every heuristic offered one algorithm?)");
+            backend.gemmTuning().forEach(line -> System.out.println("[cuda linear tune] " + line));
           }
         }
       }
