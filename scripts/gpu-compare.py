@@ -180,7 +180,8 @@ def profile_label(p):
             + (" pipelined" if p.get("flash_pipelined") else "")
             + (" vec-glue" if p.get("vector_glue") else "")
             + ((" sm90-" + p["fused_linear"] + "-" + (p.get("fused_linear_scope") or ("all" if p.get("fused_linear_all") else "c_fc")))
-               if p.get("fused_linear") else ""))
+               if p.get("fused_linear") else "")
+            + (" tuned-cuBLASLt" if p.get("gemm_tuned") else ""))
 
 
 def kernel_tables(lines):
@@ -198,6 +199,11 @@ def kernel_tables(lines):
             shape = f"B={m.group(2)} N={m.group(3)} H={m.group(4)}{' causal' if m.group(5) else ''}"
             attention.setdefault(shape, {})[m.group(1)] = f"{float(m.group(6)):.3f}"
     table("LINEARs at batch-1024 shapes, ms (TFLOP/s of the product)", linear)
+    tuned = [line[len("[tune] "):].rstrip() for line in lines if line.startswith("[tune] ")]
+    if tuned:
+        print("\ncuBLASLt tuning (each problem's candidates, the heuristic's first against the fastest):\n")
+        for t in tuned:
+            print("- " + t)
     table("Attention kernels, ms a call", attention)
 
 
