@@ -27,6 +27,10 @@
 // rows' loads in flight before either's sums). Same conditions as add_layernorm_vec, P up to 4. Launch:
 // block 256 (8 warps; at most 128 registers a thread: 2 blocks an SM), grid = min(ceil(rows / 8),
 // 2 * SMs) (one resident wave; warps = grid * 8).
+//
+// layernorm_smem<P>_f32 / _f16 / _bf16 and layernorm_stream<P>_f32 / _f16 / _bf16: the same again,
+// gamma and beta in shared memory, many warps walking rows one at a time; the stream kernel also
+// loads the next row of its walk while it computes the current one (see each below).
 #include "common.cuh"
 
 template <typename T>
@@ -269,3 +273,86 @@ __device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, c
   LAYERNORM_WALK(layernorm_smem, 4, S, T, 1) LAYERNORM_WALK(layernorm_smem, 4, S, T, 2)                          \
   LAYERNORM_WALK(layernorm_smem, 4, S, T, 3) LAYERNORM_WALK(layernorm_smem, 4, S, T, 4)
 JCLIP_FOR_TYPES(LAYERNORM_SMEM_ALL)
+
+// layernorm_stream<P>_f32 / _f16 / _bf16 (no residual: the transformer's ln_1 and ln_2) and
+// layernorm_stream_res<P>_* (with one): layernorm_smem with the next row of each warp's walk
+// already on its way: the 16-byte packs of row i + warps (x, and the residual) are loaded into
+// registers before row i's statistics and stores, so a warp keeps a row's loads in flight while it
+// computes, where the smem kernel's warps wait for each row in turn (run 7: the LayerNorms moved
+// ~2.3 TB/s, half the card's bandwidth). The loaded packs stay 16-bit until they are used, and are
+// widened with ln_load's arithmetic: the vector kernel's bits. Rows are distinct, so the early
+// loads read nothing this warp's stores write (out may alias x; sum_out x or residual). Same
+// conditions as layernorm_smem; launch: block 256, grid = min(ceil(rows / 8), B * SMs), dynamic
+// shared memory 8 * D bytes, with B blocks an SM as below (the residual's packs, and at P = 4 the
+// wider row, do not fit in 64 registers).
+template <typename T, int P, bool RES>
+__device__ __forceinline__ void ln_fetch(LnPack<T> (&a)[P], LnPack<T>* b, const T* x, const T* residual, long long row, int D,
+                                         int packs, int lane) {
+  const LnPack<T>* xr = reinterpret_cast<const LnPack<T>*>(x + row * D);
+  const LnPack<T>* rr = RES ? reinterpret_cast<const LnPack<T>*>(residual + row * D) : nullptr;
+#pragma unroll
+  for (int j = 0; j < P; j++) {
+    const int q = lane + j * JCLIP_WARP;
+    if (q < packs) {
+      a[j] = xr[q];
+      if (RES) b[j] = rr[q];
+    }
+  }
+}
+
+template <typename T, int P, bool RES>
+__device__ __forceinline__ void layernorm_stream(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
+                                                 const float* __restrict__ beta, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T), K4 = V / 4;
+  extern __shared__ float4 ln_smem[];
+  const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
+  float4* g4 = ln_smem;
+  float4* b4 = ln_smem + K4 * packs;
+  for (int i = threadIdx.x; i < K4 * packs; i += blockDim.x) {
+    const int q = i % packs, k = i / packs;  // float4 k of pack q
+    g4[i] = *reinterpret_cast<const float4*>(gamma + q * V + 4 * k);
+    b4[i] = *reinterpret_cast<const float4*>(beta + q * V + 4 * k);
+  }
+  __syncthreads();
+  const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
+  long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP;
+  if (row >= rows) return;
+  LnPack<T> a[P], b[RES ? P : 1];
+  ln_fetch<T, P, RES>(a, b, x, residual, row, D, packs, lane);  // b: the residual's packs (RES only)
+  for (; row < rows; row += warps) {
+    float v[P][V];
+#pragma unroll
+    for (int j = 0; j < P; j++) {
+      if (lane + j * JCLIP_WARP < packs) {
+#pragma unroll
+        for (int k = 0; k < V; k++) v[j][k] = ld(a[j].v[k]) + (RES ? ld(b[j].v[k]) : 0.0f);  // ln_load's sum
+      }
+    }
+    if (row + warps < rows) ln_fetch<T, P, RES>(a, b, x, residual, row + warps, D, packs, lane);  // in flight during this row
+    ln_store<T, P>(v, [&](int, int q, float* g, float* bt) {
+#pragma unroll
+      for (int k = 0; k < K4; k++) {
+        const float4 ga = g4[k * packs + q], ba = b4[k * packs + q];
+        g[4 * k] = ga.x, g[4 * k + 1] = ga.y, g[4 * k + 2] = ga.z, g[4 * k + 3] = ga.w;
+        bt[4 * k] = ba.x, bt[4 * k + 1] = ba.y, bt[4 * k + 2] = ba.z, bt[4 * k + 3] = ba.w;
+      }
+    }, out, sum_out, row, D, packs, lane, eps);
+  }
+}
+
+// blocks an SM of layernorm_stream[_res]<P> (CudaOps.streamBlocksPerSm mirrors it): 4 (at most 64
+// registers a thread) without a residual up to P = 3, else 3 (85) without one and 2 (128) with one.
+#define LAYERNORM_STREAM(S, T, P, B)                                                                              \
+  extern "C" __global__ void __launch_bounds__(256, B) layernorm_stream##P##_##S(                                 \
+      T* out, T* sum_out, const T* x, const T* residual, const float* gamma, const float* beta, long long rows, int D, \
+      float eps) {                                                                                                \
+    layernorm_stream<T, P, false>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                          \
+  }                                                                                                               \
+  extern "C" __global__ void __launch_bounds__(256, 2) layernorm_stream_res##P##_##S(                             \
+      T* out, T* sum_out, const T* x, const T* residual, const float* gamma, const float* beta, long long rows, int D, \
+      float eps) {                                                                                                \
+    layernorm_stream<T, P, true>(out, sum_out, x, residual, gamma, beta, rows, D, eps);                           \
+  }
+#define LAYERNORM_STREAM_ALL(S, T) \
+  LAYERNORM_STREAM(S, T, 1, 4) LAYERNORM_STREAM(S, T, 2, 4) LAYERNORM_STREAM(S, T, 3, 4) LAYERNORM_STREAM(S, T, 4, 3)
+JCLIP_FOR_TYPES(LAYERNORM_STREAM_ALL)

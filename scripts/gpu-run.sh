@@ -215,11 +215,19 @@ section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
 # The machine may refuse performance counters (ERR_NVGPUCTRPERM): then this says so and moves on.
 t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
 ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
+# How many kernels one of KernelSample's two iterations launches here (it asks the device whether
+# gemm_sm90 runs): the profiler skips the first iteration and profiles the second.
+launches=""
 if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
-  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip 15 --launch-count 15 \
+  launches="$(timeout -k 5 60 "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample --count 2>>"$OUT/ncu.txt" | tail -1)"
+  case "$launches" in '' | *[!0-9]*) note "kernel metrics (ncu): KernelSample --count printed '$launches'"; launches="" ;; esac
+  t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
+fi
+if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ] && [ -n "$launches" ]; then
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip "$launches" --launch-count "$launches" \
     --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
     --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
-    "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample > "$OUT/ncu.txt" 2>&1
+    "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample >> "$OUT/ncu.txt" 2>&1
   stage "kernel metrics (ncu)" "$?"
   grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank|Stall|Issued Ipc|Eligible' "$OUT/ncu.txt" | head -120 | tee -a "$report"
 else

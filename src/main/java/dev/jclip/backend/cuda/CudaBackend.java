@@ -117,14 +117,16 @@ public final class CudaBackend implements Backend {
    * {@code layernorm_warps} (gamma and beta held in registers while a warp walks rows) where it
    * fits, else the plain kernel (docs/gpu.md, run 7: 24 LayerNorms of the image tower 1.87 → 1.62
    * ms); {@code -Djclip.cuda.layernorm=plain}, {@code vec} (the first vector kernel: 1.2x slower
-   * than the plain one) or {@code smem} (gamma and beta in shared memory, many warps: not yet
-   * timed) for backends built without saying.
+   * than the plain one), {@code smem} (gamma and beta in shared memory, many warps: not yet
+   * timed) or {@code stream} (smem with each warp's next row loading while it computes the current
+   * one: not yet timed) for backends built without saying.
    */
   private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty();
 
   private static CudaOps.LayerNormKernel layerNormProperty() {
     return option("jclip.cuda.layernorm", "the CUDA LayerNorm kernel", "warps", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
-        Map.entry("smem", CudaOps.LayerNormKernel.SHARED), Map.entry("vec", CudaOps.LayerNormKernel.VECTOR),
+        Map.entry("smem", CudaOps.LayerNormKernel.SHARED), Map.entry("stream", CudaOps.LayerNormKernel.STREAM),
+        Map.entry("vec", CudaOps.LayerNormKernel.VECTOR),
         Map.entry("plain", CudaOps.LayerNormKernel.PLAIN));
   }
 

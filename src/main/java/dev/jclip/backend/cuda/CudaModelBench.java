@@ -276,15 +276,17 @@ public final class CudaModelBench {
   /**
    * Then, from today's defaults, one opt-in choice at a time: tuned cuBLASLt GEMMs (NVIDIA's
    * kernels, timed first since they risk no fault of ours), the shared-memory LayerNorm, the
+   * streaming LayerNorm, the
    * fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one gemm_sm90 kernel in its two
    * single-block schedules, every LINEAR without a residual on ping-pong, every LINEAR on both, the
    * pipelined flash kernel; then the pipelined flash kernel, the shared-memory LayerNorm and every
-   * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel and
-   * the shared-memory LayerNorm with tuned cuBLASLt GEMMs.
+   * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel with
+   * each of the two new LayerNorms and tuned cuBLASLt GEMMs.
    * The kernels that have never run come last (a fault leaves the context unusable for what
    * follows).
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(true), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.STREAM),
       ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION),
@@ -293,7 +295,8 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withPipe(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
-      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true));
+      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
+      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower

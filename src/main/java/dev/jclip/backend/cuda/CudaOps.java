@@ -337,7 +337,7 @@ public final class CudaOps implements AutoCloseable {
     layerNorm(out, sumOut, x, residual, gamma, beta, rows, d, eps, Precision.FP32, LayerNormKernel.PLAIN);
   }
 
-  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows. */
+  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows (three ways). */
   public enum LayerNormKernel {
     /** layernorm.cu's {@code add_layernorm}: one warp a row, element by element (the reference). */
     PLAIN,
@@ -352,23 +352,47 @@ public final class CudaOps implements AutoCloseable {
      * {@code layernorm_smem<P>}: the vector kernel's arithmetic (the same bits) with gamma and beta
      * in shared memory, few registers and many warps, each walking rows one at a time.
      */
-    SHARED
+    SHARED,
+    /**
+     * {@code layernorm_stream[_res]<P>}: the shared-memory kernel with each warp's next row loaded
+     * while it computes the current one (the same bits).
+     */
+    STREAM
+  }
+
+  /**
+   * Blocks of 256 an SM of {@code layernorm_stream<P>} ({@code residual} false) or {@code
+   * layernorm_stream_res<P>}: their {@code __launch_bounds__} in layernorm.cu.
+   */
+  static int streamBlocksPerSm(int packs, boolean residual) {
+    return residual ? 2 : packs <= 3 ? 4 : 3;
   }
 
   /**
    * {@code s = x + residual; sumOut = s; out = LayerNorm(s)} over [rows, d] in {@code precision}
    * (residual and sumOut may be null; gamma, beta fp32) with {@code kernel}; the vector kernels
-   * where d and the buffers allow them ({@link #vectorLayerNormFits}; WARPS and SHARED up to 4
+   * where d and the buffers allow them ({@link #vectorLayerNormFits}; WARPS, SHARED and STREAM up to 4
    * packs a lane, else VECTOR), else the plain one.
    */
   public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
       DeviceBuffer beta, long rows, int d, float eps, Precision precision, LayerNormKernel kernel) {
     int p = kernel == LayerNormKernel.PLAIN ? 0 : vectorLayerNormPacks(d, precision, out, sumOut, x, residual);
     boolean gammaAligned = gamma.address() % 16 == 0 && beta.address() % 16 == 0;
-    if ((kernel == LayerNormKernel.WARPS || kernel == LayerNormKernel.SHARED) && p > 0 && p <= 4 && gammaAligned) {
+    if ((kernel == LayerNormKernel.WARPS || kernel == LayerNormKernel.SHARED || kernel == LayerNormKernel.STREAM) && p > 0 && p <= 4
+        && gammaAligned) {
       boolean warps = kernel == LayerNormKernel.WARPS;
-      long blocks = Math.min((rows + 7) / 8, (warps ? 2L : 4L) * multiprocessors);
-      layerNorm.launch((warps ? "layernorm_warps" : "layernorm_smem") + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1},
+      String name = switch (kernel) {
+        case WARPS -> "layernorm_warps";
+        case SHARED -> "layernorm_smem";
+        default -> residual != null ? "layernorm_stream_res" : "layernorm_stream";
+      };
+      int perSm = switch (kernel) {
+        case WARPS -> 2;
+        case SHARED -> 4;
+        default -> streamBlocksPerSm(p, residual != null);
+      };
+      long blocks = Math.min((rows + 7) / 8, (long) perSm * multiprocessors);
+      layerNorm.launch(name + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1},
           new int[] {THREADS, 1, 1}, warps ? 0 : 8 * d, stream, out, sumOut, x, residual, gamma, beta, rows, d, eps);
       return;
     }

@@ -27,8 +27,9 @@ import org.junit.jupiter.api.TestMethodOrder;
  * A full-geometry ViT-B/32 with random weights: the GPU in every precision, with and without flash
  * attention, on the cuBLASLt path (residual ADDs folded into the GEMM epilogues) and on the cuBLAS
  * path, then with tuned cuBLASLt GEMMs, against the reference backend, and last, on Hopper in 16 bits, with the opt-in kernels
- * (the shared-memory LayerNorm; gemm_sm90 for c_fc with V read by ldmatrix and fitted flash blocks;
- * gemm_sm90's ping-pong cluster schedule for every LINEAR with the pipelined flash kernel); and a
+ * (the streaming LayerNorm with gemm_sm90 for c_fc, V read by ldmatrix and fitted flash blocks;
+ * the shared-memory LayerNorm with gemm_sm90's ping-pong cluster schedule for every LINEAR and the
+ * pipelined flash kernel); and a
  * full-geometry RN50 image tower the same way.
  */
 @Tag("cuda")
@@ -94,10 +95,11 @@ class CudaFullGeometryTest {
         };
         boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4], tune = v[5];
         String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
-            + (optIn ? " shared-memory LayerNorm, gemm_sm90" + (cluster ? " ping-pong-cluster on every LINEAR, pipelined flash"
-                : " cooperative on c_fc, V by ldmatrix, fitted flash rows") : "") + (tune ? ", tuned cuBLASLt" : "");
+            + (optIn ? (cluster ? " shared-memory LayerNorm, gemm_sm90 ping-pong-cluster on every LINEAR, pipelined flash"
+                : " streaming LayerNorm, gemm_sm90 cooperative on c_fc, V by ldmatrix, fitted flash rows") : "") + (tune ? ", tuned cuBLASLt" : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
-          cuda.layerNormKernel(optIn ? CudaOps.LayerNormKernel.SHARED : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
+          cuda.layerNormKernel(optIn ? (cluster ? CudaOps.LayerNormKernel.SHARED : CudaOps.LayerNormKernel.STREAM)
+              : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
           cuda.vectorGlue(v[2]);
           cuda.flashV(optIn && !cluster ? CudaOps.FlashV.LDMATRIX : CudaOps.FlashV.ROWS);
           cuda.flashFitRows(optIn && !cluster);

@@ -214,9 +214,9 @@ class CudaOpsTest {
    * 1e-5 at every width it takes; fp16 and bf16 against the plain kernel on the same inputs within
    * one unit in the last place (the statistics are summed in another order), the residual sum bit
    * for bit; widths it does not take and misaligned buffers run the plain kernel, bit for bit. The
-   * warps kernel (gamma and beta in registers, warps walking rows) and the shared-memory kernel
-   * write the vector kernel's bits, with and without a residual, in place, on more rows than they
-   * have warps.
+   * warps kernel (gamma and beta in registers, warps walking rows), the shared-memory kernel and
+   * the streaming one (the next row loaded early) write the vector kernel's bits, with and without
+   * a residual, in place, on more rows than they have warps.
    */
   @Test
   void vectorLayerNormMatchesTheReferenceAndThePlainKernel() {
@@ -224,8 +224,9 @@ class CudaOpsTest {
     for (Precision p : Precision.values()) {
       int elem = p.bytes();
       for (int d : widths) {
-        // a few rows, or more rows than the warps kernel has warps (2 blocks of 8 warps an SM)
-        int rows = random.nextBoolean() ? 1 + random.nextInt(200) : 16 * device.multiprocessors() + 1 + random.nextInt(3000);
+        // a few rows, or more rows than the row-walking kernels have warps (up to 4 blocks of 8 an SM),
+        // up to 3 rows a warp (the streaming kernel's early loads of a next row)
+        int rows = random.nextBoolean() ? 1 + random.nextInt(200) : 32 * device.multiprocessors() * (1 + random.nextInt(3)) + 1 + random.nextInt(3000);
         boolean misalign = random.nextInt(4) == 0;
         float[] x = randn(rows * d, 1), res = randn(rows * d, 2), g = randn(d, 0.1), b = randn(d, 0.05);
         for (int i = 0; i < d; i++) g[i] += 1;
@@ -255,6 +256,12 @@ class CudaOpsTest {
           ops.layerNorm(warpsOut, warpsSum, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.SHARED);
           assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": residual sum, shared-memory kernel");
           assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": shared-memory kernel against the vector one");
+          // layernorm_stream_res: the shared-memory kernel loading each warp's next row early: the same bits
+          warpsOut.zero();
+          warpsSum.zero();
+          ops.layerNorm(warpsOut, warpsSum, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
+          assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": residual sum, streaming kernel");
+          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": streaming kernel against the vector one");
           // and without residual or sum (the transformer's ln_1 and ln_2), in place
           try (DeviceBuffer inPlace = uploadAs(p, res)) {
             ops.layerNorm(warpsSum, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.VECTOR);
@@ -264,6 +271,11 @@ class CudaOpsTest {
           try (DeviceBuffer inPlace = uploadAs(p, res)) {
             ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.SHARED);
             assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": shared-memory kernel in place, no residual");
+          }
+          try (DeviceBuffer inPlace = uploadAs(p, res)) {
+            // layernorm_stream (no residual): its early loads of the next row must not see this row's stores
+            ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
+            assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": streaming kernel in place, no residual");
           }
           if (!fits) {
             assertArrayEquals(bits(p, plainOut, x.length), bits(p, vecOut, x.length), what);
