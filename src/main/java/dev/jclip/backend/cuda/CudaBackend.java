@@ -172,9 +172,10 @@ public final class CudaBackend implements Backend {
   /**
    * Tunes (or not) the cuBLASLt GEMMs of graphs first run from now on ({@link CublasLt#tune}): the
    * first call of each LINEAR problem times up to {@value #TUNE_CANDIDATES} of the heuristic's
-   * algorithms on its own buffers and keeps the fastest, and a LINEAR with an activation runs its
-   * GEMM as a cuBLASLt matmul too (then the same bias_act pass). Problems already planned keep
-   * their algorithm. A no-op on the cuBLAS path.
+   * algorithms on its own buffers and keeps the fastest, and the GEMMs that run on cuBLAS untuned
+   * (a LINEAR with an activation before its bias_act pass, the patch embedding) become tuned
+   * cuBLASLt matmuls too. Problems already planned keep their
+   * algorithm. A no-op on the cuBLAS path.
    */
   public void gemmTune(boolean on) {
     if (lt != null) lt.tune(on ? TUNE_CANDIDATES : 1);
@@ -779,9 +780,14 @@ public final class CudaBackend implements Backend {
     return scratch[slot];
   }
 
-  /** {@code C[M,N] = A[M,K] · B[N,K]ᵀ} in the compute precision. */
+  /**
+   * {@code C[M,N] = A[M,K] · B[N,K]ᵀ} in the compute precision: cuBLAS, or when tuning ({@link
+   * #gemmTune}) a tuned cuBLASLt matmul (cuBLAS takes no algorithm choice): c_fc before its
+   * bias_act pass, the patch embedding (the ResNets' batched convolution GEMMs stay on cuBLAS).
+   */
   private void gemmNT(long m, int n, int k, DeviceBuffer a, DeviceBuffer b, DeviceBuffer c) {
     int rows = Math.toIntExact(m);
+    if (gemmTuned() && lt.linear(rows, n, k, CublasLt.dataType(precision), a, b, null, null, c)) return;
     if (precision == Precision.FP32) blas.sgemmNT(rows, n, k, 1f, a, b, 0f, c);
     else blas.gemmExNT(rows, n, k, cudaType(), a, b, c);
   }
@@ -830,10 +836,7 @@ public final class CudaBackend implements Backend {
         // gemm_sm90 takes the whole LINEAR.
         if (fusedLinear(n, x, null, y, m, cols, k, actCode(act))) return;
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
-        // Tuned, the GEMM before the bias_act pass is a cuBLASLt matmul too (cuBLAS takes no algorithm choice).
-        boolean tuned = act != null && gemmTuned()
-            && lt.linear(Math.toIntExact(m), cols, k, CublasLt.dataType(precision), x, gemmWeight(n), null, null, y);
-        if (!tuned) gemmNT(m, cols, k, x, gemmWeight(n), y);
+        gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
         if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision, vectorGlue);
       }
