@@ -233,19 +233,30 @@ __device__ __forceinline__ void layernorm_warps(T* out, T* sum_out, const T* x, 
   LAYERNORM_WALK(layernorm_warps, 2, S, T, 3) LAYERNORM_WALK(layernorm_warps, 2, S, T, 4)
 JCLIP_FOR_TYPES(LAYERNORM_WARPS_ALL)
 
-// layernorm_smem<P>_f32 / _f16 / _bf16: the vector kernel's arithmetic, bit for bit, with gamma
-// and beta in shared memory, laid out so that the lanes' 16-byte reads of them are consecutive
-// (conflict-free): float4 k of pack q at G4[k * packs + q]. Few registers, many warps (run 7: the
-// register-hoarding warps kernel ran 4 warps a scheduler and waited on memory); each warp walks
-// rows w, w + warps, ... one at a time. Same conditions as add_layernorm_vec, P up to 4. Launch:
-// block 256 (at most 64 registers a thread: 4 blocks, 32 warps an SM), grid = min(ceil(rows / 8),
-// 4 * SMs), dynamic shared memory 8 * D bytes (gamma and beta as fp32).
-template <typename T, int P>
-__device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
-                                               const float* __restrict__ beta, long long rows, int D, float eps) {
+// Gamma and beta in shared memory as float4s, laid out so that the lanes' 16-byte reads of them
+// are consecutive (conflict-free): float4 k of pack q at [k * packs + q]. smem_gamma_beta fills
+// them with the whole block (dynamic shared memory 8 * D bytes) and synchronises; the result is
+// ln_store's gamma_beta.
+template <typename T>
+struct SmemGammaBeta {
+  const float4* g4;
+  const float4* b4;
+  int packs;
+  __device__ __forceinline__ void operator()(int, int q, float* g, float* bt) const {
+    constexpr int K4 = 16 / sizeof(T) / 4;
+#pragma unroll
+    for (int k = 0; k < K4; k++) {
+      const float4 a = g4[k * packs + q], b = b4[k * packs + q];
+      g[4 * k] = a.x, g[4 * k + 1] = a.y, g[4 * k + 2] = a.z, g[4 * k + 3] = a.w;
+      bt[4 * k] = b.x, bt[4 * k + 1] = b.y, bt[4 * k + 2] = b.z, bt[4 * k + 3] = b.w;
+    }
+  }
+};
+
+template <typename T>
+__device__ __forceinline__ SmemGammaBeta<T> smem_gamma_beta(const float* __restrict__ gamma, const float* __restrict__ beta, int packs) {
   constexpr int V = 16 / sizeof(T), K4 = V / 4;
   extern __shared__ float4 ln_smem[];
-  const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
   float4* g4 = ln_smem;
   float4* b4 = ln_smem + K4 * packs;
   for (int i = threadIdx.x; i < K4 * packs; i += blockDim.x) {
@@ -254,18 +265,26 @@ __device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, c
     b4[i] = *reinterpret_cast<const float4*>(beta + q * V + 4 * k);
   }
   __syncthreads();
+  return SmemGammaBeta<T>{g4, b4, packs};
+}
+
+// layernorm_smem<P>_f32 / _f16 / _bf16: the vector kernel's arithmetic, bit for bit, with gamma
+// and beta in shared memory (smem_gamma_beta). Few registers, many warps (run 7: the
+// register-hoarding warps kernel ran 4 warps a scheduler and waited on memory); each warp walks
+// rows w, w + warps, ... one at a time. Same conditions as add_layernorm_vec, P up to 4. Launch:
+// block 256 (at most 64 registers a thread: 4 blocks, 32 warps an SM), grid = min(ceil(rows / 8),
+// 4 * SMs), dynamic shared memory 8 * D bytes (gamma and beta as fp32).
+template <typename T, int P>
+__device__ __forceinline__ void layernorm_smem(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
+                                               const float* __restrict__ beta, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
+  const SmemGammaBeta<T> held = smem_gamma_beta<T>(gamma, beta, packs);
   const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
   for (long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP; row < rows; row += warps) {
     float v[P][V];
     ln_load<T, P>(v, x, residual, row, D, packs, lane);
-    ln_store<T, P>(v, [&](int, int q, float* g, float* bt) {
-#pragma unroll
-      for (int k = 0; k < K4; k++) {
-        const float4 a = g4[k * packs + q], b = b4[k * packs + q];
-        g[4 * k] = a.x, g[4 * k + 1] = a.y, g[4 * k + 2] = a.z, g[4 * k + 3] = a.w;
-        bt[4 * k] = b.x, bt[4 * k + 1] = b.y, bt[4 * k + 2] = b.z, bt[4 * k + 3] = b.w;
-      }
-    }, out, sum_out, row, D, packs, lane, eps);
+    ln_store<T, P>(v, held, out, sum_out, row, D, packs, lane, eps);
   }
 }
 
@@ -303,17 +322,9 @@ __device__ __forceinline__ void ln_fetch(LnPack<T> (&a)[P], LnPack<T>* b, const 
 template <typename T, int P, bool RES>
 __device__ __forceinline__ void layernorm_stream(T* out, T* sum_out, const T* x, const T* residual, const float* __restrict__ gamma,
                                                  const float* __restrict__ beta, long long rows, int D, float eps) {
-  constexpr int V = 16 / sizeof(T), K4 = V / 4;
-  extern __shared__ float4 ln_smem[];
+  constexpr int V = 16 / sizeof(T);
   const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
-  float4* g4 = ln_smem;
-  float4* b4 = ln_smem + K4 * packs;
-  for (int i = threadIdx.x; i < K4 * packs; i += blockDim.x) {
-    const int q = i % packs, k = i / packs;  // float4 k of pack q
-    g4[i] = *reinterpret_cast<const float4*>(gamma + q * V + 4 * k);
-    b4[i] = *reinterpret_cast<const float4*>(beta + q * V + 4 * k);
-  }
-  __syncthreads();
+  const SmemGammaBeta<T> held = smem_gamma_beta<T>(gamma, beta, packs);
   const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
   long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP;
   if (row >= rows) return;
@@ -329,14 +340,7 @@ __device__ __forceinline__ void layernorm_stream(T* out, T* sum_out, const T* x,
       }
     }
     if (row + warps < rows) ln_fetch<T, P, RES>(a, b, x, residual, row + warps, D, packs, lane);  // in flight during this row
-    ln_store<T, P>(v, [&](int, int q, float* g, float* bt) {
-#pragma unroll
-      for (int k = 0; k < K4; k++) {
-        const float4 ga = g4[k * packs + q], ba = b4[k * packs + q];
-        g[4 * k] = ga.x, g[4 * k + 1] = ga.y, g[4 * k + 2] = ga.z, g[4 * k + 3] = ga.w;
-        bt[4 * k] = ba.x, bt[4 * k + 1] = ba.y, bt[4 * k + 2] = ba.z, bt[4 * k + 3] = ba.w;
-      }
-    }, out, sum_out, row, D, packs, lane, eps);
+    ln_store<T, P>(v, held, out, sum_out, row, D, packs, lane, eps);
   }
 }
 
