@@ -145,6 +145,8 @@ def goals(ours, peer, best_peer, gemm_lines):
         big, one = row(gemm, 1024), row(gemm, 1)
         if not big:
             continue
+        if big.get("config"):  # the tuned rows' kernel choices (chosen from the same run's profile)
+            print(f"| (tuned: {big['config']}) | | | |")
         def vs(k, variant, want):
             p = best_peer.get((1024, k), {}).get(variant)
             v = big.get(k.replace("_per_s", "_resident_per_s"))

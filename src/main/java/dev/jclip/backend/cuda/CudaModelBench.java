@@ -81,12 +81,12 @@ public final class CudaModelBench {
     if (prompts != null) promptSet(device, graphs, prompts, 1024, root.putObject("prompt_set"), log);
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
     ArrayNode profileRows = root.putArray("profile");
-    profile(device, graphs, PROFILE_PROVEN, profileRows, log);
+    Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>(profile(device, graphs, PROFILE_PROVEN, profileRows, log));
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
-    throughput(device, graphs, prompts, precisions, false, root, json, uploadMs, log);
+    throughput(device, graphs, prompts, precisions, null, root, json, uploadMs, log);
     if (!architectures.isEmpty()) {
       ArrayNode arch = root.putArray("architectures");
       for (String name : architectures) {
@@ -96,21 +96,30 @@ public final class CudaModelBench {
     }
     // Kernels that have not yet run on a GPU (the opt-in ones) come last, after everything else
     // has been measured: one that faults leaves the CUDA context unusable for what follows.
-    profile(device, graphs, PROFILE_OPT_IN, profileRows, log);
+    measured.putAll(profile(device, graphs, PROFILE_OPT_IN, profileRows, log));
+    // The tuned rows run what this run's profile measured fastest: the opt-in choices that beat
+    // the defaults, merged (profiled too, to see that they work together), or the best single one.
+    ProfileConfig merged = merge(measured);
+    if (merged != null && !measured.containsKey(merged)) measured.putAll(profile(device, graphs, List.of(merged), profileRows, log));
+    ProfileConfig chosen = fastest(measured);
+    root.put("tuned_config", chosen == null ? "none faster than the defaults" : chosen.label().trim());
+    log.println("[model] tuned rows: " + (chosen == null ? "none (no opt-in configuration beat the defaults in the profile)"
+        : chosen.label().trim() + String.format(" (image tower %.3f ms a pass in the profile, defaults %.3f)", measured.get(chosen)[0],
+            measured.get(ProfileConfig.DEFAULTS)[0])));
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
-    throughput(device, graphs, prompts, precisions, true, root, json, uploadMs, log);
+    if (chosen != null) throughput(device, graphs, prompts, precisions, chosen, root, json, uploadMs, log);
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
   }
 
   /**
-   * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} false, in 16
-   * bits flash attention with cuBLASLt (the default; fp32: cuBLASLt and cuBLAS); with {@code
-   * tuned}, in 16 bits the defaults with the opt-in kernels on (the pipelined flash kernel, the
-   * shared-memory LayerNorm, every LINEAR without a residual on gemm_sm90's ping-pong schedule on
-   * Hopper, the others on tuned cuBLASLt).
+   * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} null, in 16
+   * bits flash attention with cuBLASLt (the backend's defaults; fp32: cuBLASLt and cuBLAS); else,
+   * in 16 bits only, the kernel choices of {@code tuned} (gemm "cublaslt tuned", and the
+   * configuration's label in each row).
    */
-  static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, boolean tuned, ObjectNode root,
-      Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
+  static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, ProfileConfig tunedConfig,
+      ObjectNode root, Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
+    boolean tuned = tunedConfig != null;
     ObjectMapper mapper = new ObjectMapper();
     ArrayNode rows = (ArrayNode) root.get("results");
     for (Precision precision : precisions) {
@@ -122,12 +131,7 @@ public final class CudaModelBench {
         boolean flash = variant[0], useLt = variant[1];
         String gemm = (useLt ? "cublaslt" : "cublas") + (tuned ? " tuned" : "");
         try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
-          if (tuned) {
-            backend.flashPipelined(true);
-            backend.layerNormKernel(CudaOps.LayerNormKernel.SHARED);
-            backend.fusedLinear(backend.fusedLinearAvailable(), Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR);
-            backend.gemmTune(true); // the residual LINEARs (and the rest off Hopper) on tuned cuBLASLt
-          }
+          if (tuned) tunedConfig.apply(backend);
           for (int batch : new int[] {1, 32, 256, 1024}) {
             float[] pixels = new float[batch * 3 * 224 * 224];
             if (!uploadMs.containsKey(batch)) {
@@ -142,6 +146,7 @@ public final class CudaModelBench {
             for (boolean replay : batch <= 32 ? new boolean[] {false, true} : new boolean[] {true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
                   .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs.get(batch));
+              if (tuned) row.put("config", tunedConfig.label().trim());
               Rate img = measure(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
               Rate txt = measure(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay, log);
               row.put("image_per_s", img.perCall()).put("text77_per_s", txt.perCall())
@@ -263,10 +268,110 @@ public final class CudaModelBench {
       return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on);
     }
 
+    /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
+    void apply(CudaBackend backend) {
+      backend.layerNormKernel(ln);
+      backend.vectorGlue(vecGlue);
+      backend.flashV(v);
+      backend.flashFourBlocks(fourBlocks);
+      backend.flashFitRows(fitRows);
+      backend.flashPipelined(pipe);
+      backend.fusedLinear(fused != null, fused != null ? fused : Sm90Gemm.Schedule.PINGPONG, scope);
+      backend.gemmTune(tune);
+    }
+
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "");
+    }
+  }
+
+  /** A configuration must be this much faster than the defaults (image tower, one pass) to count as faster: the profile's noise. */
+  static final double FASTER = 0.995;
+
+  /**
+   * The defaults with every opt-in choice that the profile measured faster than them on the image
+   * tower, each alone (a configuration that differs from the defaults in that one choice): the
+   * fastest value of each choice; null when none is faster, or the defaults were not measured.
+   * The gemm_sm90 schedule and scope are one choice.
+   */
+  static ProfileConfig merge(Map<ProfileConfig, double[]> measured) {
+    double[] base = measured.get(ProfileConfig.DEFAULTS);
+    if (base == null || Double.isNaN(base[0])) return null;
+    ProfileConfig d = ProfileConfig.DEFAULTS, merged = d;
+    double[] best = new double[Choice.values().length];
+    Arrays.fill(best, base[0] * FASTER);
+    boolean any = false;
+    for (Map.Entry<ProfileConfig, double[]> e : measured.entrySet()) {
+      ProfileConfig c = e.getKey();
+      double ms = e.getValue()[0];
+      List<Choice> differ = Choice.differing(d, c);
+      if (differ.size() != 1 || Double.isNaN(ms)) continue;
+      Choice which = differ.get(0);
+      if (ms < best[which.ordinal()]) {
+        best[which.ordinal()] = ms;
+        merged = which.take(merged, c);
+        any = true;
+      }
+    }
+    return any ? merged : null;
+  }
+
+  /** The configuration with the fastest image tower in {@code measured}, if it beats the defaults (by {@link #FASTER}); else null. */
+  static ProfileConfig fastest(Map<ProfileConfig, double[]> measured) {
+    double[] base = measured.get(ProfileConfig.DEFAULTS);
+    if (base == null || Double.isNaN(base[0])) return null;
+    ProfileConfig best = null;
+    double bestMs = base[0] * FASTER;
+    for (Map.Entry<ProfileConfig, double[]> e : measured.entrySet()) {
+      double ms = e.getValue()[0];
+      if (!Double.isNaN(ms) && ms < bestMs) {
+        best = e.getKey();
+        bestMs = ms;
+      }
+    }
+    return best;
+  }
+
+  /** The independent kernel choices of a {@link ProfileConfig}. */
+  enum Choice {
+    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE;
+
+    static List<Choice> differing(ProfileConfig a, ProfileConfig b) {
+      List<Choice> out = new java.util.ArrayList<>();
+      for (Choice c : values()) if (!java.util.Objects.equals(c.value(a), c.value(b))) out.add(c);
+      return out;
+    }
+
+    Object value(ProfileConfig c) {
+      return switch (this) {
+        case FLASH -> c.flash();
+        case LAYERNORM -> c.ln();
+        case FLASH_V -> c.v();
+        case FOUR_BLOCKS -> c.fourBlocks();
+        case FIT_ROWS -> c.fitRows();
+        case GLUE -> c.vecGlue();
+        case FUSED_LINEAR -> c.fused() == null ? null : List.of(c.fused(), c.scope());
+        case PIPELINED -> c.pipe();
+        case TUNE -> c.tune();
+      };
+    }
+
+    /** {@code into} with this choice taken from {@code from}. */
+    ProfileConfig take(ProfileConfig into, ProfileConfig from) {
+      ProfileConfig i = into;
+      return switch (this) {
+        case FLASH -> new ProfileConfig(from.flash(), i.ln(), i.v(), i.fourBlocks(), i.fitRows(), i.vecGlue(), i.fused(), i.scope(), i.pipe(), i.tune());
+        case LAYERNORM -> i.withLn(from.ln());
+        case FLASH_V -> i.withV(from.v());
+        case FOUR_BLOCKS -> new ProfileConfig(i.flash(), i.ln(), i.v(), from.fourBlocks(), i.fitRows(), i.vecGlue(), i.fused(), i.scope(), i.pipe(), i.tune());
+        case FIT_ROWS -> i.withFitRows(from.fitRows());
+        case GLUE -> new ProfileConfig(i.flash(), i.ln(), i.v(), i.fourBlocks(), i.fitRows(), from.vecGlue(), i.fused(), i.scope(), i.pipe(), i.tune());
+        case FUSED_LINEAR -> i.withFused(from.fused(), from.scope());
+        case PIPELINED -> i.withPipe(from.pipe());
+        case TUNE -> i.withTune(from.tune());
+      };
     }
   }
 
@@ -304,12 +409,15 @@ public final class CudaModelBench {
    * with a timing event pair around each node ({@link KernelProfile}), after a warm-up run. The
    * totals come out a little above a CUDA-graph replay's (the events and the launches).
    */
-  static void profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows, PrintStream log) {
+  static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows, PrintStream log) {
+    Map<ProfileConfig, double[]> totals = new java.util.LinkedHashMap<>();
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
     int[] ids = texts77(batch);
     for (ProfileConfig cfg : configs) {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
+      double[] total = {Double.NaN, Double.NaN}; // image, text77: ms of one forward pass (NaN: failed)
+      totals.put(cfg, total);
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
             .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("tower", tower)
@@ -323,21 +431,19 @@ public final class CudaModelBench {
             row.put("error", "gemm_sm90 needs compute capability 9.0");
             continue;
           }
-          backend.layerNormKernel(cfg.ln());
-          backend.vectorGlue(cfg.vecGlue());
-          backend.flashV(cfg.v());
-          backend.flashFourBlocks(cfg.fourBlocks());
-          backend.flashFitRows(cfg.fitRows());
-          backend.flashPipelined(cfg.pipe());
-          if (fused) backend.fusedLinear(true, cfg.fused(), cfg.scope());
-          backend.gemmTune(cfg.tune());
+          cfg.apply(backend);
           ex.run(in); // parameters uploaded, GEMM plans made (and tuned)
           if (cfg.tune()) for (String line : backend.gemmTuning()) log.println("[tune] " + tower + ": " + line);
           backend.profile(prof);
           ex.run(in);
           backend.profile(null);
           ObjectNode ops = row.putObject("ms_by_node");
-          prof.totals().forEach((k, v) -> ops.put(k, v[0]));
+          double sum = 0;
+          for (Map.Entry<String, double[]> e : prof.totals().entrySet()) {
+            ops.put(e.getKey(), e.getValue()[0]);
+            sum += e.getValue()[0];
+          }
+          total[tower.equals("image") ? 0 : 1] = sum;
           log.printf("[profile] ViT-B/32 FP16%s %s tower, batch %d, one forward pass node by node:%n", cfg.label(), tower, batch);
           for (String line : prof.report(14)) log.println("[profile]   " + line);
         } catch (RuntimeException e) {
@@ -346,6 +452,7 @@ public final class CudaModelBench {
         }
       }
     }
+    return totals;
   }
 
   /**

@@ -1,0 +1,57 @@
+package dev.jclip.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNull;
+
+import dev.jclip.backend.cuda.CudaModelBench.ProfileConfig;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/**
+ * How the model benchmark picks its tuned rows' kernel choices from the same run's profile
+ * ({@link CudaModelBench#merge}, {@link CudaModelBench#fastest}), without a GPU: only choices
+ * measured faster than the defaults (by more than the profile's noise) are taken, each choice's
+ * fastest value, failed configurations never.
+ */
+class TunedConfigChoiceTest {
+  static final ProfileConfig D = ProfileConfig.DEFAULTS;
+
+  static Map<ProfileConfig, double[]> measured(Object... configAndMs) {
+    Map<ProfileConfig, double[]> m = new LinkedHashMap<>();
+    for (int i = 0; i < configAndMs.length; i += 2) m.put((ProfileConfig) configAndMs[i], new double[] {(double) configAndMs[i + 1], 17.0});
+    return m;
+  }
+
+  @Test
+  void eachChoiceThatBeatTheDefaultsIsMergedAtItsFastestValue() {
+    Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(true), 18.0, D.withLn(CudaOps.LayerNormKernel.SHARED), 18.3,
+        D.withLn(CudaOps.LayerNormKernel.STREAM), 17.9, D.withPipe(true), 18.6,
+        D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Double.NaN, // failed: never taken
+        D.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true), 17.95); // two choices at once: not merged
+    ProfileConfig merged = CudaModelBench.merge(m);
+    assertEquals(D.withTune(true).withLn(CudaOps.LayerNormKernel.STREAM), merged);
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m), "before the merged one is measured");
+    m.put(merged, new double[] {17.4, 16.0});
+    assertEquals(merged, CudaModelBench.fastest(m));
+    m.put(merged, new double[] {18.2, 16.0}); // the merged choices do not add up: the best single configuration stays
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m));
+  }
+
+  @Test
+  void gemmSm90ScheduleAndScopeAreOneChoice() {
+    ProfileConfig coop = D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION);
+    ProfileConfig ppAll = D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ALL);
+    assertEquals(ppAll, CudaModelBench.merge(measured(D, 18.5, coop, 18.0, ppAll, 17.5)));
+    assertEquals(coop, CudaModelBench.merge(measured(D, 18.5, coop, 17.0, ppAll, 17.5)));
+  }
+
+  @Test
+  void nothingFasterThanTheDefaultsBeyondTheNoiseChoosesNothing() {
+    Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(true), 18.45, D.withPipe(true), 19.0);
+    assertNull(CudaModelBench.merge(m));
+    assertNull(CudaModelBench.fastest(m));
+    assertNull(CudaModelBench.merge(measured(D.withTune(true), 17.0)), "no defaults measured: nothing to compare with");
+    assertNull(CudaModelBench.fastest(measured(D, Double.NaN, D.withTune(true), 17.0)), "the defaults failed");
+  }
+}
