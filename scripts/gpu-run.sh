@@ -19,7 +19,8 @@
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer,
 #                                compiled at 1024 only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
 #                                embed: only the embed stage. Stage order: self-test, CUDA tests, model benchmark,
-#                                GEMM/attention benchmark, PyTorch peer, embed end to end.
+#                                GEMM/attention benchmark, PyTorch peer, kernel metrics (ncu: diagnosis, so after the
+#                                figures the goals need), embed end to end.
 set -u
 mode="${1:-full}"
 # the model benchmark's other image towers (empty: none)
@@ -209,31 +210,6 @@ else
   note "model benchmark: SKIPPED (budget or mode)"
 fi
 
-section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
-# Why a kernel takes the time the profile shows: memory throughput, shared-memory bank conflicts,
-# occupancy of each hot kernel at ViT-B/32's batch-1024 fp16 shapes (the second of two launches).
-# The machine may refuse performance counters (ERR_NVGPUCTRPERM): then this says so and moves on.
-t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
-ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
-# How many kernels one of KernelSample's two iterations launches here (it asks the device whether
-# gemm_sm90 runs): the profiler skips the first iteration and profiles the second.
-launches=""
-if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
-  launches="$(timeout -k 5 60 "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample --count 2>>"$OUT/ncu.txt" | tail -1)"
-  case "$launches" in '' | *[!0-9]*) note "kernel metrics (ncu): KernelSample --count printed '$launches'"; launches="" ;; esac
-  t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
-fi
-if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ] && [ -n "$launches" ]; then
-  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip "$launches" --launch-count "$launches" \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
-    --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
-    "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample >> "$OUT/ncu.txt" 2>&1
-  stage "kernel metrics (ncu)" "$?"
-  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank|Stall|Issued Ipc|Eligible' "$OUT/ncu.txt" | head -120 | tee -a "$report"
-else
-  note "kernel metrics (ncu): SKIPPED (budget, mode, or no ncu on this machine)"
-fi
-
 section "cuBLAS GEMM peaks and attention kernels"
 t=0; want gemm && t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
 if [ "$t" -gt 0 ]; then
@@ -259,6 +235,31 @@ if [ "$t" -gt 0 ]; then
   grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
 else
   note "PyTorch peer: SKIPPED (budget or mode)"
+fi
+
+section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"
+# Why a kernel takes the time the profile shows: memory throughput, shared-memory bank conflicts,
+# occupancy of each hot kernel at ViT-B/32's batch-1024 fp16 shapes (the second of two launches).
+# The machine may refuse performance counters (ERR_NVGPUCTRPERM): then this says so and moves on.
+t=0; want model && t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
+ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
+# How many kernels one of KernelSample's two iterations launches here (it asks the device whether
+# gemm_sm90 runs): the profiler skips the first iteration and profiles the second.
+launches=""
+if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
+  launches="$(timeout -k 5 60 "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample --count 2>>"$OUT/ncu.txt" | tail -1)"
+  case "$launches" in '' | *[!0-9]*) note "kernel metrics (ncu): KernelSample --count printed '$launches'"; launches="" ;; esac
+  t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
+fi
+if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ] && [ -n "$launches" ]; then
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip "$launches" --launch-count "$launches" \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
+    --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
+    "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample >> "$OUT/ncu.txt" 2>&1
+  stage "kernel metrics (ncu)" "$?"
+  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank|Stall|Issued Ipc|Eligible' "$OUT/ncu.txt" | head -120 | tee -a "$report"
+else
+  note "kernel metrics (ncu): SKIPPED (budget, mode, or no ncu on this machine)"
 fi
 
 section "jclip embed end to end on the GPU (synthetic JPEGs, random ViT-B/32, fp16)"
