@@ -81,7 +81,8 @@ public final class CudaModelBench {
     if (prompts != null) promptSet(device, graphs, prompts, 1024, root.putObject("prompt_set"), log);
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
     ArrayNode profileRows = root.putArray("profile");
-    Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>(profile(device, graphs, PROFILE_PROVEN, profileRows, log));
+    Map<String, float[]> defaultsOutput = new java.util.HashMap<>(); // what the defaults compute, per tower: each other configuration must agree
+    Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>(profile(device, graphs, PROFILE_PROVEN, profileRows, defaultsOutput, log));
     if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
@@ -96,11 +97,11 @@ public final class CudaModelBench {
     }
     // Kernels that have not yet run on a GPU (the opt-in ones) come last, after everything else
     // has been measured: one that faults leaves the CUDA context unusable for what follows.
-    measured.putAll(profile(device, graphs, PROFILE_OPT_IN, profileRows, log));
+    measured.putAll(profile(device, graphs, PROFILE_OPT_IN, profileRows, defaultsOutput, log));
     // The tuned rows run what this run's profile measured fastest: the opt-in choices that beat
     // the defaults, merged (profiled too, to see that they work together), or the best single one.
     ProfileConfig merged = merge(measured);
-    if (merged != null && !measured.containsKey(merged)) measured.putAll(profile(device, graphs, List.of(merged), profileRows, log));
+    if (merged != null && !measured.containsKey(merged)) measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log));
     ProfileConfig chosen = fastest(measured);
     root.put("tuned_config", chosen == null ? "none faster than the defaults" : chosen.label().trim());
     log.println("[model] tuned rows: " + (chosen == null ? "none (no opt-in configuration beat the defaults in the profile)"
@@ -287,6 +288,25 @@ public final class CudaModelBench {
     }
   }
 
+  /**
+   * How far (relative, whole output) a profile configuration's features may be from the defaults'
+   * to be timed: 16-bit rounding differences (another summation order, the activation before one
+   * rounding) are ~1e-3; a kernel computing something else is off by ~1.
+   */
+  static final double AGREE = 1e-2;
+
+  /** {@code ‖a − b‖ / ‖b‖}, NaN when either holds a NaN or the lengths differ. */
+  static double relativeError(float[] a, float[] b) {
+    if (a.length != b.length) return Double.NaN;
+    double num = 0, den = 0;
+    for (int i = 0; i < a.length; i++) {
+      double d = (double) a[i] - b[i];
+      num += d * d;
+      den += (double) b[i] * b[i];
+    }
+    return Math.sqrt(num / den);
+  }
+
   /** A configuration must be this much faster than the defaults (image tower, one pass) to count as faster: the profile's noise. */
   static final double FASTER = 0.995;
 
@@ -407,12 +427,17 @@ public final class CudaModelBench {
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
    * on 77-token texts at batch 1024, fp16 with cuBLASLt, in each of {@code configs}, node by node
    * with a timing event pair around each node ({@link KernelProfile}), after a warm-up run. The
-   * totals come out a little above a CUDA-graph replay's (the events and the launches).
+   * totals come out a little above a CUDA-graph replay's (the events and the launches). Returns
+   * each configuration's milliseconds a pass (image, text77; NaN where it failed). The defaults'
+   * features are kept in {@code defaultsOutput}; any other configuration whose features are more
+   * than {@link #AGREE} off them is not timed (an error row, NaN).
    */
-  static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows, PrintStream log) {
+  static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
+      Map<String, float[]> defaultsOutput, PrintStream log) {
     Map<ProfileConfig, double[]> totals = new java.util.LinkedHashMap<>();
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
+    for (int i = 0; i < pixels.length; i++) pixels[i] = (float) Math.sin(i * 1e-3); // something to compute, for the agreement check
     int[] ids = texts77(batch);
     for (ProfileConfig cfg : configs) {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
@@ -432,7 +457,19 @@ public final class CudaModelBench {
             continue;
           }
           cfg.apply(backend);
-          ex.run(in); // parameters uploaded, GEMM plans made (and tuned)
+          float[] features = ex.run(in).values().iterator().next(); // parameters uploaded, GEMM plans made (and tuned)
+          if (cfg.equals(ProfileConfig.DEFAULTS)) {
+            defaultsOutput.put(tower, features);
+          } else if (defaultsOutput.containsKey(tower)) {
+            // a kernel that computes something else must not be timed into the tuned rows
+            double err = relativeError(features, defaultsOutput.get(tower));
+            row.put("relative_error_vs_defaults", err);
+            if (!(err <= AGREE)) {
+              row.put("error", String.format("features %.3g off the defaults' (more than %.0e)", err, AGREE));
+              log.printf("[profile] %s%s: features %.3g off the defaults' (more than %.0e): not timed%n", tower, cfg.label(), err, AGREE);
+              continue;
+            }
+          }
           if (cfg.tune()) for (String line : backend.gemmTuning()) log.println("[tune] " + tower + ": " + line);
           backend.profile(prof);
           ex.run(in);

@@ -1,7 +1,9 @@
 package dev.jclip.backend.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.cuda.CudaModelBench.ProfileConfig;
 import java.util.LinkedHashMap;
@@ -12,7 +14,7 @@ import org.junit.jupiter.api.Test;
  * How the model benchmark picks its tuned rows' kernel choices from the same run's profile
  * ({@link CudaModelBench#merge}, {@link CudaModelBench#fastest}), without a GPU: only choices
  * measured faster than the defaults (by more than the profile's noise) are taken, each choice's
- * fastest value, failed configurations never.
+ * fastest value, failed configurations never; and what counts as agreeing with the defaults' features.
  */
 class TunedConfigChoiceTest {
   static final ProfileConfig D = ProfileConfig.DEFAULTS;
@@ -53,5 +55,16 @@ class TunedConfigChoiceTest {
     assertNull(CudaModelBench.fastest(m));
     assertNull(CudaModelBench.merge(measured(D.withTune(true), 17.0)), "no defaults measured: nothing to compare with");
     assertNull(CudaModelBench.fastest(measured(D, Double.NaN, D.withTune(true), 17.0)), "the defaults failed");
+  }
+
+  @Test
+  void aConfigurationAgreesWithTheDefaultsOnlyWithinRounding() {
+    float[] want = {3, 4, 0}, near = {3.001f, 4f, 0.002f}, off = {4, 3, 0}, nan = {Float.NaN, 4, 0};
+    double e = CudaModelBench.relativeError(near, want);
+    assertEquals(Math.sqrt(0.001 * 0.001 + 0.002 * 0.002) / 5, e, 1e-6);
+    assertTrue(e <= CudaModelBench.AGREE);
+    assertFalse(CudaModelBench.relativeError(off, want) <= CudaModelBench.AGREE);
+    assertFalse(CudaModelBench.relativeError(nan, want) <= CudaModelBench.AGREE, "NaN never agrees");
+    assertFalse(CudaModelBench.relativeError(new float[2], want) <= CudaModelBench.AGREE, "nor another length");
   }
 }
