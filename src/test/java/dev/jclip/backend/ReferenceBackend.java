@@ -1,10 +1,8 @@
 package dev.jclip.backend;
 
-import dev.jclip.graph.Backend;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
 import dev.jclip.graph.TensorSpec;
-import dev.jclip.io.DType;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.Activation;
 import java.util.IdentityHashMap;
@@ -15,25 +13,8 @@ import java.util.Map;
  * The oracle backend: every op in plain loops with double accumulation, straight from the
  * formulas. Slow on purpose, used only by tests. Token ids are held as floats (exact below 2²⁴).
  */
-public final class ReferenceBackend implements Backend {
+public final class ReferenceBackend extends HostFloatBackend {
   private final Map<Tensor, float[]> params = new IdentityHashMap<>();
-
-  /** A host buffer of floats. */
-  public static final class HostBuffer implements Buffer {
-    final float[] data;
-
-    HostBuffer(long bytes) {
-      data = new float[(int) ((bytes + 3) / 4)];
-    }
-
-    @Override
-    public long bytes() {
-      return 4L * data.length;
-    }
-
-    @Override
-    public void close() {}
-  }
 
   @Override
   public String name() {
@@ -45,30 +26,6 @@ public final class ReferenceBackend implements Backend {
     return true;
   }
 
-  @Override
-  public Buffer allocate(long bytes) {
-    return new HostBuffer(bytes);
-  }
-
-  @Override
-  public void write(Buffer dst, TensorSpec spec, Object host) {
-    float[] d = ((HostBuffer) dst).data;
-    if (spec.dtype() == DType.I32) {
-      int[] ids = (int[]) host;
-      for (int i = 0; i < ids.length; i++) d[i] = ids[i];
-    } else {
-      float[] f = (float[]) host;
-      System.arraycopy(f, 0, d, 0, f.length);
-    }
-  }
-
-  @Override
-  public float[] read(Buffer src, TensorSpec spec) {
-    float[] out = new float[(int) spec.elements()];
-    System.arraycopy(((HostBuffer) src).data, 0, out, 0, out.length);
-    return out;
-  }
-
   private float[] p(Node n, String role) {
     Tensor t = n.param(role);
     return t == null ? null : params.computeIfAbsent(t, Tensor::toFloatArray);
@@ -76,8 +33,8 @@ public final class ReferenceBackend implements Backend {
 
   @Override
   public void execute(Node n, List<Buffer> inputs, Buffer output) {
-    float[] y = ((HostBuffer) output).data;
-    float[] x = ((HostBuffer) inputs.get(0)).data;
+    float[] y = data(output);
+    float[] x = data(inputs.get(0));
     TensorSpec in = n.input(0).spec(), out = n.output().spec();
     switch (n.op()) {
       case LINEAR -> {
@@ -91,7 +48,7 @@ public final class ReferenceBackend implements Backend {
       }
       case LINEAR_RESIDUAL -> {
         // LINEAR, rounded to float, then the ADD: the unfused graph's value, bit for bit.
-        float[] w = p(n, "weight"), b = p(n, "bias"), res = ((HostBuffer) inputs.get(1)).data;
+        float[] w = p(n, "weight"), b = p(n, "bias"), res = data(inputs.get(1));
         int k = in.dim(-1), m = (int) in.rows(), cols = out.dim(-1);
         float[] r = ReferenceOps.linear(slice(x, m * k), w, b, m, cols, k);
         for (int i = 0; i < r.length; i++) y[i] = res[i] + r[i];
@@ -113,7 +70,7 @@ public final class ReferenceBackend implements Backend {
         System.arraycopy(r, 0, y, 0, r.length);
       }
       case ADD -> {
-        float[] b = ((HostBuffer) inputs.get(1)).data;
+        float[] b = data(inputs.get(1));
         boolean relu = n.boolAttr("relu");
         for (int i = 0; i < out.elements(); i++) {
           float s = x[i] + b[i];
@@ -178,7 +135,7 @@ public final class ReferenceBackend implements Backend {
         for (int b = 0; b < batch; b++) System.arraycopy(x, (b * len + idx) * d, y, b * d, d);
       }
       case EOT_GATHER -> {
-        float[] ids = ((HostBuffer) inputs.get(1)).data;
+        float[] ids = data(inputs.get(1));
         int batch = in.dim(0), len = in.dim(1), d = in.dim(2);
         for (int b = 0; b < batch; b++) {
           int best = 0;
@@ -250,7 +207,7 @@ public final class ReferenceBackend implements Backend {
         }
       }
       case COSINE_LOGITS -> {
-        float[] t = ((HostBuffer) inputs.get(1)).data;
+        float[] t = data(inputs.get(1));
         int m = in.dim(0), e = in.dim(1), cols = out.dim(1);
         float[] r = ReferenceOps.cosineLogits(slice(x, m * e), slice(t, cols * e), m, cols, e, n.floatAttr("scale"));
         System.arraycopy(r, 0, y, 0, r.length);

@@ -1,8 +1,8 @@
 package dev.jclip.diag;
 
+import dev.jclip.backend.HostFloatBackend;
 import dev.jclip.backend.ReferenceOps;
 import dev.jclip.backend.cuda.HalfFloats;
-import dev.jclip.graph.Backend;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
@@ -214,7 +214,7 @@ public class Rn50RoundingDiagTest {
   }
 
   /** A CPU backend for the ops of a ModifiedResNet image graph, emulating the CUDA backend's 16-bit storage. */
-  static final class EmuBackend implements Backend {
+  static final class EmuBackend extends HostFloatBackend {
     final Variant v; // null: fp32, no rounding
     final Map<Tensor, float[]> params = new IdentityHashMap<>();
     boolean collectStats;
@@ -224,22 +224,6 @@ public class Rn50RoundingDiagTest {
 
     EmuBackend(Variant v) {
       this.v = v;
-    }
-
-    static final class Buf implements Buffer {
-      final float[] data;
-
-      Buf(long bytes) {
-        data = new float[(int) ((bytes + 3) / 4)];
-      }
-
-      @Override
-      public long bytes() {
-        return 4L * data.length;
-      }
-
-      @Override
-      public void close() {}
     }
 
     float r16(float x) {
@@ -257,21 +241,9 @@ public class Rn50RoundingDiagTest {
     }
 
     @Override
-    public Buffer allocate(long bytes) {
-      return new Buf(bytes);
-    }
-
-    @Override
     public void write(Buffer dst, TensorSpec spec, Object host) {
-      float[] d = ((Buf) dst).data, f = (float[]) host;
+      float[] d = data(dst), f = (float[]) host;
       for (int i = 0; i < f.length; i++) d[i] = v != null && v.inputs ? r16(f[i]) : f[i];
-    }
-
-    @Override
-    public float[] read(Buffer src, TensorSpec spec) {
-      float[] out = new float[(int) spec.elements()];
-      System.arraycopy(((Buf) src).data, 0, out, 0, out.length);
-      return out;
     }
 
     /** Biases and positional embeddings stay fp32 (the GPU keeps them fp32); GEMM weights may be rounded. */
@@ -287,8 +259,8 @@ public class Rn50RoundingDiagTest {
 
     @Override
     public void execute(Node n, List<Buffer> inputs, Buffer output) {
-      float[] y = ((Buf) output).data;
-      float[] x = ((Buf) inputs.get(0)).data;
+      float[] y = data(output);
+      float[] x = data(inputs.get(0));
       TensorSpec in = n.input(0).spec(), out = n.output().spec();
       boolean rn = v != null && v.outputs && v.roundNode.test(n);
       int total = (int) out.elements();
@@ -309,7 +281,7 @@ public class Rn50RoundingDiagTest {
           }
         }
         case ADD -> {
-          float[] b = ((Buf) inputs.get(1)).data;
+          float[] b = data(inputs.get(1));
           boolean relu = n.boolAttr("relu");
           for (int i = 0; i < total; i++) {
             float s = x[i] + b[i];

@@ -1,11 +1,10 @@
 package dev.jclip.backend.cpu;
 
+import dev.jclip.backend.HostFloatBackend;
 import dev.jclip.backend.Precision;
-import dev.jclip.graph.Backend;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
 import dev.jclip.graph.TensorSpec;
-import dev.jclip.io.DType;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.Activation;
 import java.util.ArrayList;
@@ -32,7 +31,7 @@ import java.util.concurrent.RecursiveAction;
  * }
  * }</pre>
  */
-public final class CpuBackend implements Backend {
+public final class CpuBackend extends HostFloatBackend {
   /** Below this many multiply-adds an op runs on the calling thread: forking costs more. */
   private static final long PARALLEL_WORK = 65_536;
 
@@ -196,49 +195,6 @@ public final class CpuBackend implements Backend {
     return true;
   }
 
-  /** A host buffer of floats. */
-  static final class HostBuffer implements Buffer {
-    final float[] data;
-
-    HostBuffer(long bytes) {
-      long n = (bytes + 3) / 4;
-      if (n > Integer.MAX_VALUE - 16) throw new IllegalArgumentException("a CPU buffer holds at most 2³¹ floats; asked for " + bytes + " bytes");
-      data = new float[(int) n];
-    }
-
-    @Override
-    public long bytes() {
-      return 4L * data.length;
-    }
-
-    @Override
-    public void close() {}
-  }
-
-  @Override
-  public Buffer allocate(long bytes) {
-    return new HostBuffer(bytes);
-  }
-
-  @Override
-  public void write(Buffer dst, TensorSpec spec, Object host) {
-    float[] d = ((HostBuffer) dst).data;
-    if (spec.dtype() == DType.I32) {
-      int[] ids = (int[]) host;
-      for (int i = 0; i < ids.length; i++) d[i] = ids[i];
-    } else {
-      float[] f = (float[]) host;
-      System.arraycopy(f, 0, d, 0, f.length);
-    }
-  }
-
-  @Override
-  public float[] read(Buffer src, TensorSpec spec) {
-    float[] out = new float[(int) spec.elements()];
-    System.arraycopy(((HostBuffer) src).data, 0, out, 0, out.length);
-    return out;
-  }
-
   private float[] p(Node n, String role) {
     Tensor t = n.param(role);
     if (t == null) return null;
@@ -264,8 +220,8 @@ public final class CpuBackend implements Backend {
 
   @Override
   public void execute(Node n, List<Buffer> inputs, Buffer output) {
-    float[] y = ((HostBuffer) output).data;
-    float[] x = ((HostBuffer) inputs.get(0)).data;
+    float[] y = data(output);
+    float[] x = data(inputs.get(0));
     TensorSpec in = n.input(0).spec(), out = n.output().spec();
     switch (n.op()) {
       case LINEAR -> linear(n, x, y, in, out);
@@ -274,7 +230,7 @@ public final class CpuBackend implements Backend {
         // not matter): the fused graph gives the unfused graph's bits. This backend does not fuse
         // (no prepare), so only a graph fused elsewhere runs this.
         linear(n, x, y, in, out);
-        float[] r = ((HostBuffer) inputs.get(1)).data;
+        float[] r = data(inputs.get(1));
         int e = (int) out.elements(), chunk = 4096;
         parallel((e + chunk - 1) / chunk, chunk, (c0, c1) -> kernels.add(r, y, y, c0 * chunk, Math.min(e, c1 * chunk), false));
       }
@@ -286,7 +242,7 @@ public final class CpuBackend implements Backend {
         parallel((int) in.rows(), 4L * d, (r0, r1) -> kernels.layerNorm(x, y, g, b, d, r0, r1, eps));
       }
       case ADD -> {
-        float[] b = ((HostBuffer) inputs.get(1)).data;
+        float[] b = data(inputs.get(1));
         boolean relu = n.boolAttr("relu");
         int e = (int) out.elements(), chunk = 4096;
         parallel((e + chunk - 1) / chunk, chunk, (c0, c1) -> kernels.add(x, b, y, c0 * chunk, Math.min(e, c1 * chunk), relu));
@@ -333,7 +289,7 @@ public final class CpuBackend implements Backend {
         for (int b = 0; b < in.dim(0); b++) System.arraycopy(x, (b * len + idx) * d, y, b * d, d);
       }
       case EOT_GATHER -> {
-        float[] ids = ((HostBuffer) inputs.get(1)).data;
+        float[] ids = data(inputs.get(1));
         int len = in.dim(1), d = in.dim(2);
         for (int b = 0; b < in.dim(0); b++) {
           int best = 0;
@@ -380,7 +336,7 @@ public final class CpuBackend implements Backend {
         }
       }
       case COSINE_LOGITS -> {
-        float[] t = ((HostBuffer) inputs.get(1)).data;
+        float[] t = data(inputs.get(1));
         int m = in.dim(0), e = in.dim(1), cols = out.dim(1);
         double scale = n.floatAttr("scale");
         double[] nt = new double[cols];
