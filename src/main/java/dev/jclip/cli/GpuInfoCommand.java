@@ -84,6 +84,7 @@ final class GpuInfoCommand implements Callable<Integer> {
     try {
       count = CudaDriver.deviceCount();
       out.println("CUDA driver " + CudaDriver.driverVersion() + ", " + count + " device(s)");
+      out.println("kernel choices (-Djclip.cuda.*, docs/gpu.md): " + dev.jclip.backend.cuda.CudaBackend.kernelChoices());
     } catch (CudaException e) {
       out.println("CUDA unavailable: " + e.getMessage());
       return 3;

@@ -136,7 +136,11 @@ public final class CudaBackend implements Backend {
    * QuickGELU, within one unit in the last place): on by default; {@code -Djclip.cuda.glue=plain}
    * keeps the plain kernels (their references) for backends built without saying.
    */
-  private volatile boolean vectorGlue = choice("jclip.cuda.glue", "the CUDA glue kernels", "vec", "plain", "vec");
+  private volatile boolean vectorGlue = glueProperty();
+
+  private static boolean glueProperty() {
+    return choice("jclip.cuda.glue", "the CUDA glue kernels", "vec", "plain", "vec");
+  }
 
 
   /**
@@ -153,7 +157,11 @@ public final class CudaBackend implements Backend {
    * {@code -Djclip.cuda.flashPipe=on} turns it on for backends built without saying (it then
    * replaces the V layout, block count and fitted-rows choices).
    */
-  private volatile boolean flashPipelined = choice("jclip.cuda.flashPipe", "the pipelined flash kernel", "on", "off", "off");
+  private volatile boolean flashPipelined = flashPipeProperty();
+
+  private static boolean flashPipeProperty() {
+    return choice("jclip.cuda.flashPipe", "the pipelined flash kernel", "on", "off", "off");
+  }
 
   /** {@link #gemmTuneByDefault}, read before the constructor allocates anything (a bad value fails first). */
   private final boolean tuneFromProperty = gemmTuneByDefault();
@@ -231,6 +239,7 @@ public final class CudaBackend implements Backend {
    */
   private static FusedLinearChoice fusedLinearProperty() {
     String v = System.getProperty("jclip.cuda.fusedLinear", "off");
+    RESOLVED.put("jclip.cuda.fusedLinear", v); // checked below: a bad value throws before kernelChoices reads it
     if (v.equals("off")) return null;
     FusedScope scope = v.endsWith("-all") ? FusedScope.ALL : v.endsWith("-linear") ? FusedScope.LINEAR : FusedScope.ACTIVATION;
     String name = scope == FusedScope.ACTIVATION ? v : v.substring(0, v.lastIndexOf('-'));
@@ -295,14 +304,22 @@ public final class CudaBackend implements Backend {
    * tower's attention); {@code -Djclip.cuda.flashBlocks=3} keeps the compiler's register count (3
    * blocks an SM) for backends built without saying.
    */
-  private volatile boolean flashFourBlocks = choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "3", "4");
+  private volatile boolean flashFourBlocks = flashBlocksProperty();
+
+  private static boolean flashBlocksProperty() {
+    return choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "3", "4");
+  }
 
   /**
    * The flash kernel in blocks fitted to sequences of up to 80 tokens (16 · ⌈n/16⌉ rows, one block
    * per batch and head: the text tower's 77 tokens, short prompts; the same bits): off by default
    * until timed; {@code -Djclip.cuda.flashRows=fit} turns it on for backends built without saying.
    */
-  private volatile boolean flashFitRows = choice("jclip.cuda.flashRows", "the flash kernel's rows a block", "fit", "64", "64");
+  private volatile boolean flashFitRows = flashRowsProperty();
+
+  private static boolean flashRowsProperty() {
+    return choice("jclip.cuda.flashRows", "the flash kernel's rows a block", "fit", "64", "64");
+  }
 
   /** Chooses, for graphs run from now on, flash blocks fitted to sequences of up to 80 tokens, or 64-row ones. */
   public void flashFitRows(boolean on) {
@@ -358,6 +375,33 @@ public final class CudaBackend implements Backend {
     return choice("jclip.cuda.gemm", "the CUDA GEMM library", "cublaslt", "cublas", "cublaslt");
   }
 
+  /** The value each kernel-choice property was last read with (by {@link #option} and {@link #fusedLinearProperty}). */
+  private static final Map<String, String> RESOLVED = new java.util.concurrent.ConcurrentHashMap<>();
+
+  /**
+   * The kernel choices a backend built now takes from the system properties (docs/gpu.md's
+   * table), as "property=value" pairs ("jclip.cuda." left out), each read and checked as the
+   * backend reads it: a bad value throws the backend's error. For reports: which kernels ran.
+   */
+  public static String kernelChoices() {
+    flashByDefault();
+    flashBlocksProperty();
+    flashVProperty();
+    flashRowsProperty();
+    flashPipeProperty();
+    layerNormProperty();
+    glueProperty();
+    cublasLtByDefault();
+    gemmTuneByDefault();
+    fusedLinearProperty();
+    List<String> out = new java.util.ArrayList<>();
+    for (String k : new String[] {"attention", "flashBlocks", "flashV", "flashRows", "flashPipe", "layernorm", "glue", "gemm", "gemmTune",
+      "fusedLinear"}) {
+      out.add(k + "=" + RESOLVED.get("jclip.cuda." + k));
+    }
+    return String.join(", ", out);
+  }
+
   /** Whether system property {@code key} (default {@code fallback}) names {@code yes} rather than {@code no}; anything else is refused. */
   private static boolean choice(String key, String what, String yes, String no, String fallback) {
     return option(key, what, fallback, Map.entry(yes, true), Map.entry(no, false));
@@ -372,7 +416,10 @@ public final class CudaBackend implements Backend {
     String v = System.getProperty(key, fallback);
     List<String> names = new java.util.ArrayList<>();
     for (Map.Entry<String, V> c : choices) {
-      if (c.getKey().equals(v)) return c.getValue();
+      if (c.getKey().equals(v)) {
+        RESOLVED.put(key, v);
+        return c.getValue();
+      }
       names.add(c.getKey());
     }
     String last = names.remove(names.size() - 1);

@@ -72,7 +72,8 @@ public final class CudaModelBench {
     ClipConfig cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
     ObjectMapper mapper = new ObjectMapper();
-    ObjectNode root = mapper.createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32");
+    ObjectNode root = mapper.createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32")
+        .put("kernel_choices", CudaBackend.kernelChoices()); // what the default rows run (the profile and tuned rows say their own)
     root.putArray("results");
     // What copying the pixels in costs by itself through pageable memory (DeviceBuffer.upload, the
     // path before the pinned staging), per batch size: a yardstick for the per-call rows, whose
