@@ -84,7 +84,11 @@ final class GpuInfoCommand implements Callable<Integer> {
     try {
       count = CudaDriver.deviceCount();
       out.println("CUDA driver " + CudaDriver.driverVersion() + ", " + count + " device(s)");
-      out.println("kernel choices (-Djclip.cuda.*, docs/gpu.md): " + dev.jclip.backend.cuda.CudaBackend.kernelChoices());
+      try {
+        out.println("kernel choices (-Djclip.cuda.*, docs/gpu.md): " + dev.jclip.backend.cuda.CudaBackend.kernelChoices());
+      } catch (IllegalArgumentException e) { // a misspelt -Djclip.cuda.* value: every backend would refuse it
+        throw new picocli.CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+      }
     } catch (CudaException e) {
       out.println("CUDA unavailable: " + e.getMessage());
       return 3;
