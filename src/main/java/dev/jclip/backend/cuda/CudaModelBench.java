@@ -42,9 +42,8 @@ import java.util.Map;
  * graph) and with the cuBLAS path (separate bias and ADD passes): the rows' {@code "gemm"} field
  * says which (16 bits: flash attention with cuBLASLt, the default, only: the WMMA attention and
  * the cuBLAS path were timed in docs/gpu.md's runs 1-6); in 16 bits also {@code "cublaslt tuned"}:
- * the defaults with the opt-in kernels on (the pipelined flash kernel, the shared-memory
- * LayerNorm, every LINEAR without a residual on gemm_sm90's ping-pong schedule where the GPU is a
- * Hopper), to time them in the configuration they would become the default of.
+ * the kernel choices this run's profile measured faster than the defaults ({@link #merge}, {@link
+ * #fastest}), to time them in the configuration they would become the default of.
  */
 public final class CudaModelBench {
   private CudaModelBench() {}
@@ -71,8 +70,7 @@ public final class CudaModelBench {
       List<String> architectures) throws IOException {
     ClipConfig cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
-    ObjectMapper mapper = new ObjectMapper();
-    ObjectNode root = mapper.createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32")
+    ObjectNode root = new ObjectMapper().createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32")
         .put("kernel_choices", CudaBackend.kernelChoices()); // what the default rows run (the profile and tuned rows say their own)
     root.putArray("results");
     // What copying the pixels in costs by itself through pageable memory (DeviceBuffer.upload, the
@@ -80,11 +78,11 @@ public final class CudaModelBench {
     // uploads go through the backend's pinned staging.
     Map<Integer, Double> uploadMs = new java.util.HashMap<>();
     if (prompts != null) promptSet(device, graphs, prompts, 1024, root.putObject("prompt_set"), log);
-    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+    save(json, root);
     ArrayNode profileRows = root.putArray("profile");
     Map<String, float[]> defaultsOutput = new java.util.HashMap<>(); // what the defaults compute, per tower: each other configuration must agree
     Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>(profile(device, graphs, PROFILE_PROVEN, profileRows, defaultsOutput, log));
-    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+    save(json, root);
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
@@ -93,7 +91,7 @@ public final class CudaModelBench {
       ArrayNode arch = root.putArray("architectures");
       for (String name : architectures) {
         architecture(device, name, arch.addObject(), log);
-        if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+        save(json, root);
       }
     }
     // Kernels that have not yet run on a GPU (the opt-in ones) come last, after everything else
@@ -108,9 +106,9 @@ public final class CudaModelBench {
     log.println("[model] tuned rows: " + (chosen == null ? "none (no opt-in configuration beat the defaults in the profile)"
         : chosen.label().trim() + String.format(" (image tower %.3f ms a pass in the profile, defaults %.3f)", measured.get(chosen)[0],
             measured.get(ProfileConfig.DEFAULTS)[0])));
-    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+    save(json, root);
     if (chosen != null) throughput(device, graphs, prompts, precisions, chosen, root, json, uploadMs, log);
-    if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+    save(json, root);
   }
 
   /**
@@ -122,7 +120,6 @@ public final class CudaModelBench {
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, ProfileConfig tunedConfig,
       ObjectNode root, Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
     boolean tuned = tunedConfig != null;
-    ObjectMapper mapper = new ObjectMapper();
     ArrayNode rows = (ArrayNode) root.get("results");
     for (Precision precision : precisions) {
       // {flash, cuBLASLt}
@@ -183,7 +180,7 @@ public final class CudaModelBench {
                 line += " [cuBLASLt had no algorithm for " + unsupported.size() + " problem(s): " + unsupported + "]";
               }
               log.println(line);
-              if (json != null) mapper.writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+              save(json, root);
             }
           }
         } catch (RuntimeException e) {
@@ -217,6 +214,11 @@ public final class CudaModelBench {
       row.put("error", String.valueOf(e));
       log.println("[arch] " + name + " failed: " + e);
     }
+  }
+
+  /** Writes the results so far to {@code json} (null: nowhere): after every row, so that a run cut short keeps what it measured. */
+  private static void save(Path json, ObjectNode root) throws IOException {
+    if (json != null) new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
   }
 
   /** Median of 5 timed copies of {@code data} into device memory, in milliseconds. */
@@ -381,18 +383,15 @@ public final class CudaModelBench {
 
     /** {@code into} with this choice taken from {@code from}. */
     ProfileConfig take(ProfileConfig into, ProfileConfig from) {
-      ProfileConfig i = into;
-      return switch (this) {
-        case FLASH -> new ProfileConfig(from.flash(), i.ln(), i.v(), i.fourBlocks(), i.fitRows(), i.vecGlue(), i.fused(), i.scope(), i.pipe(), i.tune());
-        case LAYERNORM -> i.withLn(from.ln());
-        case FLASH_V -> i.withV(from.v());
-        case FOUR_BLOCKS -> new ProfileConfig(i.flash(), i.ln(), i.v(), from.fourBlocks(), i.fitRows(), i.vecGlue(), i.fused(), i.scope(), i.pipe(), i.tune());
-        case FIT_ROWS -> i.withFitRows(from.fitRows());
-        case GLUE -> new ProfileConfig(i.flash(), i.ln(), i.v(), i.fourBlocks(), i.fitRows(), from.vecGlue(), i.fused(), i.scope(), i.pipe(), i.tune());
-        case FUSED_LINEAR -> i.withFused(from.fused(), from.scope());
-        case PIPELINED -> i.withPipe(from.pipe());
-        case TUNE -> i.withTune(from.tune());
-      };
+      return new ProfileConfig(pick(FLASH, into, from).flash(), pick(LAYERNORM, into, from).ln(), pick(FLASH_V, into, from).v(),
+          pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
+          pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
+          pick(TUNE, into, from).tune());
+    }
+
+    /** {@code from} for this choice's fields, {@code into} for the others'. */
+    private ProfileConfig pick(Choice field, ProfileConfig into, ProfileConfig from) {
+      return field == this ? from : into;
     }
   }
 
@@ -448,7 +447,7 @@ public final class CudaModelBench {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
             .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("tower", tower)
             .put("batch", batch);
-        if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_all", cfg.scope() == CudaBackend.FusedScope.ALL).put("fused_linear_scope", cfg.scope().name().toLowerCase());
+        if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device);
             Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
