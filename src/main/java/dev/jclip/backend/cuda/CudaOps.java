@@ -88,8 +88,7 @@ public final class CudaOps implements AutoCloseable {
    * becomes memory-bound); fp32 and the rest as the exact method.
    */
   public void biasAct(DeviceBuffer x, DeviceBuffer bias, long rows, int cols, int act, Precision precision, boolean fast) {
-    if (fast && precision != Precision.FP32 && cols % 8 == 0 && x.address() % 16 == 0 && (bias == null || bias.address() % 16 == 0)
-        && rows * cols / 8 < Integer.MAX_VALUE) {
+    if (fast && precision != Precision.FP32 && cols % 8 == 0 && aligned16(x, bias) && rows * cols / 8 < Integer.MAX_VALUE) {
       glue("bias_act_fast_" + suffix(precision), rows * cols / 8, x, bias, (int) rows, cols, act);
     } else {
       biasAct(x, bias, rows, cols, act, precision);
@@ -157,8 +156,9 @@ public final class CudaOps implements AutoCloseable {
     }
   }
 
+  /** Whether every buffer given (nulls skipped: absent optional operands) starts on a 16-byte boundary. */
   private static boolean aligned16(DeviceBuffer... buffers) {
-    for (DeviceBuffer b : buffers) if (b.address() % 16 != 0) return false;
+    for (DeviceBuffer b : buffers) if (b != null && b.address() % 16 != 0) return false;
     return true;
   }
 
@@ -377,23 +377,23 @@ public final class CudaOps implements AutoCloseable {
   public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
       DeviceBuffer beta, long rows, int d, float eps, Precision precision, LayerNormKernel kernel) {
     int p = kernel == LayerNormKernel.PLAIN ? 0 : vectorLayerNormPacks(d, precision, out, sumOut, x, residual);
-    boolean gammaAligned = gamma.address() % 16 == 0 && beta.address() % 16 == 0;
-    if ((kernel == LayerNormKernel.WARPS || kernel == LayerNormKernel.SHARED || kernel == LayerNormKernel.STREAM) && p > 0 && p <= 4
-        && gammaAligned) {
-      boolean warps = kernel == LayerNormKernel.WARPS;
-      String name = switch (kernel) {
-        case WARPS -> "layernorm_warps";
-        case SHARED -> "layernorm_smem";
-        default -> residual != null ? "layernorm_stream_res" : "layernorm_stream";
-      };
+    // the row-walking kernels: their name and blocks an SM (their __launch_bounds__)
+    String walker = switch (kernel) {
+      case WARPS -> "layernorm_warps";
+      case SHARED -> "layernorm_smem";
+      case STREAM -> residual != null ? "layernorm_stream_res" : "layernorm_stream";
+      case PLAIN, VECTOR -> null;
+    };
+    if (walker != null && p > 0 && p <= 4 && aligned16(gamma, beta)) {
       int perSm = switch (kernel) {
         case WARPS -> 2;
         case SHARED -> 4;
         default -> streamBlocksPerSm(p, residual != null);
       };
       long blocks = Math.min((rows + 7) / 8, (long) perSm * multiprocessors);
-      layerNorm.launch(name + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1},
-          new int[] {THREADS, 1, 1}, warps ? 0 : 8 * d, stream, out, sumOut, x, residual, gamma, beta, rows, d, eps);
+      int sharedBytes = kernel == LayerNormKernel.WARPS ? 0 : 8 * d; // gamma and beta as fp32
+      layerNorm.launch(walker + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1},
+          new int[] {THREADS, 1, 1}, sharedBytes, stream, out, sumOut, x, residual, gamma, beta, rows, d, eps);
       return;
     }
     String name = (p > 0 ? "add_layernorm_vec" + p + "_" : "add_layernorm_") + suffix(precision);
@@ -408,8 +408,7 @@ public final class CudaOps implements AutoCloseable {
 
   /** The vector kernel's packs per lane for these rows and buffers, or 0 where it does not fit. */
   private static int vectorLayerNormPacks(int d, Precision precision, DeviceBuffer... buffers) {
-    if (!vectorLayerNormFits(d, precision)) return 0;
-    for (DeviceBuffer b : buffers) if (b != null && b.address() % 16 != 0) return 0;
+    if (!vectorLayerNormFits(d, precision) || !aligned16(buffers)) return 0;
     return (d / (16 / precision.bytes()) + 31) / 32;
   }
 
