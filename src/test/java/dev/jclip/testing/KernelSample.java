@@ -34,9 +34,8 @@ public final class KernelSample {
         Sm90Gemm sm90 = Sm90Gemm.available(device) ? new Sm90Gemm(device, null) : null) {
       List<DeviceBuffer> buffers = new ArrayList<>();
       try {
-        List<Runnable> launches = count ? launches(null, ops, sm90, p, batch, width, imageTokens, textTokens, textWidth, imageRows, textRows)
-            : launches(keepAll(device, buffers, batch, width, imageTokens, textRows, textWidth, imageRows), ops, sm90, p, batch, width, imageTokens,
-                textTokens, textWidth, imageRows, textRows);
+        DeviceBuffer[] b = count ? new DeviceBuffer[10] : keepAll(device, buffers, batch, width, imageTokens, textRows, textWidth, imageRows);
+        List<Runnable> launches = launches(b, ops, sm90, p, batch, width, imageTokens, textTokens, textWidth, imageRows, textRows);
         if (count) {
           System.out.println(launches.size());
           return;
@@ -66,13 +65,12 @@ public final class KernelSample {
 
   /**
    * One kernel launch an entry (each default kernel beside the ones it replaced or may replace), on
-   * buffers {@code b} ({@link #keepAll}; null: only counted, never run).
+   * buffers {@code b} ({@link #keepAll}; all null when the launches are only counted, never run).
    */
   private static List<Runnable> launches(DeviceBuffer[] b, CudaOps ops, Sm90Gemm sm90, Precision p, int batch, int width, int imageTokens,
       int textTokens, int textWidth, long imageRows, long textRows) {
-    DeviceBuffer qkv = b == null ? null : b[0], out = b == null ? null : b[1], act = b == null ? null : b[2], gamma = b == null ? null : b[3],
-        beta = b == null ? null : b[4], bias = b == null ? null : b[5], pixels = b == null ? null : b[6], patches = b == null ? null : b[7],
-        weight = b == null ? null : b[8], pos = b == null ? null : b[9];
+    DeviceBuffer qkv = b[0], out = b[1], act = b[2], gamma = b[3], beta = b[4], bias = b[5], pixels = b[6], patches = b[7], weight = b[8],
+        pos = b[9];
     List<Runnable> l = new ArrayList<>();
     l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, false)); // image: N = 50, 12 heads, 3 blocks an SM
     l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, true)); // the same, 4 blocks an SM (the default)
