@@ -409,14 +409,14 @@ public final class CublasLt implements AutoCloseable {
   /** An algorithm's configuration ids, for the tuning report: "algo 66 tile 21 stages 31 split-K 1 cluster 2". */
   private static String describe(cublasLtMatmulAlgo_t algo) {
     StringBuilder b = new StringBuilder();
-    int[][] attrs = {{CUBLASLT_ALGO_CONFIG_ID}, {CUBLASLT_ALGO_CONFIG_TILE_ID}, {CUBLASLT_ALGO_CONFIG_STAGES_ID}, {CUBLASLT_ALGO_CONFIG_SPLITK_NUM},
-      {CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID}};
+    int[] attrs = {CUBLASLT_ALGO_CONFIG_ID, CUBLASLT_ALGO_CONFIG_TILE_ID, CUBLASLT_ALGO_CONFIG_STAGES_ID, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
+      CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID};
     String[] names = {"algo", "tile", "stages", "split-K", "cluster"};
     try (IntPointer value = new IntPointer(1);
         SizeTPointer written = new SizeTPointer(1)) {
       for (int i = 0; i < attrs.length; i++) {
         value.put(0, -1);
-        int status = cublasLtMatmulAlgoConfigGetAttribute(algo, attrs[i][0], value, 4, written);
+        int status = cublasLtMatmulAlgoConfigGetAttribute(algo, attrs[i], value, 4, written);
         if (i > 0) b.append(' ');
         b.append(names[i]).append(' ').append(status == CUBLAS_STATUS_SUCCESS ? Integer.toString(value.get()) : "?");
       }
