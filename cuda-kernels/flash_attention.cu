@@ -184,14 +184,44 @@ __device__ __forceinline__ void fa_store(T* __restrict__ out, const float (&o)[8
   }
 }
 
+// fa_store through shared memory: the warp's 16 output rows go into `st` (16 rows of 72, the
+// warp's own; 32-bit stores, conflict-free: lane (g, t) writes bank 4g + t + 4n), then each row
+// leaves as 8 lanes' 16-byte stores of its 128 contiguous bytes (fa_store's 32-bit stores fill
+// half a sector each: ncu, GPU run 7, 16 of 32 bytes a sector). The same values: the same bits.
+template <typename T>
+__device__ __forceinline__ void fa_store_staged(T* __restrict__ out, const float (&o)[8][4], float l_lo, float l_hi, int b, int h, int N,
+                                                int D, int row0, T (*st)[FA_HEAD + FA_PAD], int lane) {
+  const int g = lane / 4, t = lane % 4;
+  const float inv_lo = l_lo > 0.0f ? 1.0f / l_lo : 0.0f, inv_hi = l_hi > 0.0f ? 1.0f / l_hi : 0.0f;
+  __syncwarp();  // every lane has read what these rows held before (the warp's Q fragments)
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    const int d = n * 8 + 2 * t;
+    *reinterpret_cast<unsigned*>(&st[g][d]) = Mma<T>::pack(o[n][0] * inv_lo, o[n][1] * inv_lo);
+    *reinterpret_cast<unsigned*>(&st[g + 8][d]) = Mma<T>::pack(o[n][2] * inv_hi, o[n][3] * inv_hi);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const int r = 4 * i + lane / 8, c = (lane % 8) * 8;
+    if (row0 + r < N)
+      *reinterpret_cast<uint4*>(out + ((long long)b * N + row0 + r) * D + h * FA_HEAD + c) = *reinterpret_cast<const uint4*>(&st[r][c]);
+  }
+}
+
 // ROWS: query rows a block (16 a warp); 0: blockDim.x / 2, the block's warps' rows.
 // LDM: the V tile stored row-major as K is (16-byte stores, no transpose) and its B fragments read
 // with ldmatrix.trans: the same operands, so the same bits (V_BY_KEY is then ignored).
-template <typename T, bool V_BY_KEY, int ROWS = FA_ROWS, bool LDM = false>
+// STAGE: Q comes in and O goes out through shared memory (q_s), 16 bytes a thread, 8 threads a
+// 128-byte row, instead of 32-bit loads and stores straight from and to the fragments: the same
+// operands and values, the same bits.
+template <typename T, bool V_BY_KEY, int ROWS = FA_ROWS, bool LDM = false, bool STAGE = false>
 __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, int causal) {
   __shared__ __align__(16) T k_s[FA_TILE][FA_HEAD + FA_PAD];
   // V transposed ([dim][key]), or with LDM row-major ([key][dim]); 64 x 72 either way
   __shared__ __align__(16) T vt_s[FA_HEAD][FA_TILE + FA_PAD];
+  // STAGE: the block's Q rows (up to 80 in fitted blocks), then each warp's output rows
+  __shared__ __align__(16) T q_s[STAGE ? (ROWS > 0 ? ROWS : 80) : 1][FA_HEAD + FA_PAD];
 
   const int b = blockIdx.z, h = blockIdx.y;
   const int D = H * FA_HEAD;
@@ -203,9 +233,25 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
   const int row0 = blockIdx.x * rows + warp * 16;  // this warp's first query row
   const int r_lo = row0 + g, r_hi = row0 + g + 8;     // the two rows this thread holds
 
-  // Q fragments for 4 k-steps of 16 dims, straight from global memory (read once).
+  // Q fragments for 4 k-steps of 16 dims, straight from global memory (read once); with STAGE
+  // through q_s (rows past N zero: computed, never stored).
   unsigned qf[4][4];
-  {
+  if (STAGE) {
+    for (int e = threadIdx.x; e < rows * (FA_HEAD / 8); e += blockDim.x) {
+      const int r = e / (FA_HEAD / 8), c = (e % (FA_HEAD / 8)) * 8, row = blockIdx.x * rows + r;
+      uint4 qv = make_uint4(0, 0, 0, 0);
+      if (row < N) qv = *reinterpret_cast<const uint4*>(base + (long long)row * row_stride + c);
+      *reinterpret_cast<uint4*>(&q_s[r][c]) = qv;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int ks = 0; ks < 4; ks++) {
+      qf[ks][0] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t]);
+      qf[ks][1] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t]);
+      qf[ks][2] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t + 8]);
+      qf[ks][3] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t + 8]);
+    }
+  } else {
     const T* q_lo = base + (long long)min(r_lo, N - 1) * row_stride;
     const T* q_hi = base + (long long)min(r_hi, N - 1) * row_stride;
 #pragma unroll
@@ -272,15 +318,17 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
     fa_tile<T, LDM>(k_s, vt_s, qf, o, m_lo, m_hi, l_lo, l_hi, j0, N, causal, r_lo, r_hi, lane);
   }
   if (row0 >= N) return;
-  fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
+  if (STAGE) fa_store_staged<T>(out, o, l_lo, l_hi, b, h, N, D, row0, &q_s[warp * 16], lane);
+  else fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
 }
 
-// One entry point: NAME runs flash_attention<T, V_BY_KEY, ROWS, LDM> under the launch bounds given last.
-#define FA_ENTRY_LDM(NAME, T, V_BY_KEY, ROWS, LDM, ...)                                                        \
+// One entry point: NAME runs flash_attention<T, V_BY_KEY, ROWS, LDM, STAGE> under the launch bounds given last.
+#define FA_ENTRY_STAGE(NAME, T, V_BY_KEY, ROWS, LDM, STAGE, ...)                                               \
   extern "C" __global__ void __launch_bounds__(__VA_ARGS__) NAME(T* __restrict__ out, const T* __restrict__ qkv, int N, int H, \
                                                                  int causal) {                                \
-    flash_attention<T, V_BY_KEY, ROWS, LDM>(out, qkv, N, H, causal);                                          \
+    flash_attention<T, V_BY_KEY, ROWS, LDM, STAGE>(out, qkv, N, H, causal);                                   \
   }
+#define FA_ENTRY_LDM(NAME, T, V_BY_KEY, ROWS, LDM, ...) FA_ENTRY_STAGE(NAME, T, V_BY_KEY, ROWS, LDM, false, __VA_ARGS__)
 #define FA_ENTRY_ROWS(NAME, T, V_BY_KEY, ROWS, ...) FA_ENTRY_LDM(NAME, T, V_BY_KEY, ROWS, false, __VA_ARGS__)
 #define FA_ENTRY(NAME, T, V_BY_KEY, ...) FA_ENTRY_ROWS(NAME, T, V_BY_KEY, FA_ROWS, __VA_ARGS__)
 
@@ -318,6 +366,20 @@ FA_ENTRY_LDM(flash_attention_ldm_occ4_f16, __half, false, FA_ROWS, true, FA_WARP
 FA_ENTRY_LDM(flash_attention_ldm_occ4_bf16, __nv_bfloat16, false, FA_ROWS, true, FA_WARPS * 32, 4)
 FA_ENTRY_LDM(flash_attention_ldm_fit_f16, __half, false, 0, true, 160)
 FA_ENTRY_LDM(flash_attention_ldm_fit_bf16, __nv_bfloat16, false, 0, true, 160)
+
+// Every kernel above again with Q and O through shared memory (STAGE; GPU run 7's ncu on the text
+// shape: Q's 32-bit loads used 26 of a sector's 32 bytes, O's 32-bit stores 16): *_st_* after the
+// V layout's name, the same bits. Opt-in until timed.
+#define FA_STAGED(LAYOUT, V_BY_KEY, LDM)                                                                                  \
+  FA_ENTRY_STAGE(flash_attention_##LAYOUT##st_f16, __half, V_BY_KEY, FA_ROWS, LDM, true, FA_WARPS * 32)                  \
+  FA_ENTRY_STAGE(flash_attention_##LAYOUT##st_bf16, __nv_bfloat16, V_BY_KEY, FA_ROWS, LDM, true, FA_WARPS * 32)          \
+  FA_ENTRY_STAGE(flash_attention_##LAYOUT##st_occ4_f16, __half, V_BY_KEY, FA_ROWS, LDM, true, FA_WARPS * 32, 4)          \
+  FA_ENTRY_STAGE(flash_attention_##LAYOUT##st_occ4_bf16, __nv_bfloat16, V_BY_KEY, FA_ROWS, LDM, true, FA_WARPS * 32, 4)  \
+  FA_ENTRY_STAGE(flash_attention_##LAYOUT##st_fit_f16, __half, V_BY_KEY, 0, LDM, true, 160)                              \
+  FA_ENTRY_STAGE(flash_attention_##LAYOUT##st_fit_bf16, __nv_bfloat16, V_BY_KEY, 0, LDM, true, 160)
+FA_STAGED(, false, false)
+FA_STAGED(vkey_, true, false)
+FA_STAGED(ldm_, false, true)
 
 // ---- the pipelined version ---------------------------------------------------------------------
 // flash_attention_pipe_*: the same attention (fa_tile and fa_store: the same bits) in persistent
@@ -370,7 +432,10 @@ struct FaCursor {
   }
 };
 
-template <typename T>
+// STAGE: the output rows leave through the warp's rows of the stage's Q tile (fa_store_staged):
+// the warp alone reads them (its Q fragments, before), and no copy lands in this buffer until the
+// barrier that ends the stage.
+template <typename T, bool STAGE = false>
 __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {
   extern __shared__ __align__(16) unsigned char fa_pipe_smem[];
   typedef T Row[FA_HEAD + FA_PAD];
@@ -426,7 +491,7 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     const int u = s & 1;
     const Row* k_s = tiles + 3 * u * FA_TILE;
     const Row* v_s = k_s + FA_TILE;
-    const Row* q_s = v_s + FA_TILE;
+    Row* q_s = tiles + (3 * u + 2) * FA_TILE;
     const int qb = cur.it % qblocks, bh = cur.it / qblocks, h = bh % H, b = bh / H;
     const int row0 = qb * FA_ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
     if (cur.j == 0) {
@@ -443,17 +508,23 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
       m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
     }
     if (row0 < N) fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
-    if (cur.j + 1 == cur.tiles && row0 < N) fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
+    if (cur.j + 1 == cur.tiles && row0 < N) {
+      if (STAGE) fa_store_staged<T>(out, o, l_lo, l_hi, b, h, N, D, row0, &q_s[warp * 16], lane);
+      else fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
+    }
     __syncthreads();  // every warp is done with buffer u before stage s + 2's copies refill it
     cur.advance();
   }
   cp_async_wait<0>();
 }
 
-#define FA_PIPE_ENTRY(S, T)                                                                                    \
+#define FA_PIPE_ENTRY(NAME, T, STAGE)                                                                          \
   extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)                                                \
-      flash_attention_pipe_##S(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) { \
-    flash_attention_pipe<T>(out, qkv, B, N, H, causal);                                                        \
+      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
+    flash_attention_pipe<T, STAGE>(out, qkv, B, N, H, causal);                                                 \
   }
-FA_PIPE_ENTRY(f16, __half)
-FA_PIPE_ENTRY(bf16, __nv_bfloat16)
+FA_PIPE_ENTRY(flash_attention_pipe_f16, __half, false)
+FA_PIPE_ENTRY(flash_attention_pipe_bf16, __nv_bfloat16, false)
+// ... with the output through shared memory (STAGE; the kernel's Q already comes that way). Opt-in until timed.
+FA_PIPE_ENTRY(flash_attention_pipe_st_f16, __half, true)
+FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true)

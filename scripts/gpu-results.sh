@@ -51,6 +51,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 print("defaults:", j.get("kernel_choices", "(not recorded)"))
 print("tuned rows:", j.get("tuned_config", "(not recorded)"))
+print("tuned-text rows:", j.get("tuned_text_config", "(not recorded)"))
 for p in j.get("profile", []):
     if "error" in p:
         print("profile error:", p.get("tower"), p["error"][:160])

@@ -76,7 +76,10 @@ public final class KernelSample {
     l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, true)); // the same, 4 blocks an SM (the default)
     l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, CudaOps.FlashV.LDMATRIX, true, false)); // V row-major, ldmatrix
     l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, imageTokens, width / 64, false, p)); // persistent, the next tile copied meanwhile
+    l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, CudaOps.FlashV.LDMATRIX, true, false, true)); // Q, O staged
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, false, true)); // text: N = 77, 8 heads, causal
+    l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, CudaOps.FlashV.LDMATRIX, true, false));
+    l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, CudaOps.FlashV.LDMATRIX, true, false, true));
     for (CudaOps.LayerNormKernel k : new CudaOps.LayerNormKernel[] {
       CudaOps.LayerNormKernel.PLAIN, CudaOps.LayerNormKernel.WARPS, CudaOps.LayerNormKernel.SHARED, CudaOps.LayerNormKernel.STREAM}) {
       l.add(() -> ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, k));

@@ -163,6 +163,24 @@ public final class CudaBackend implements Backend {
     return choice("jclip.cuda.flashPipe", "the pipelined flash kernel", "on", "off", "off");
   }
 
+  /**
+   * The flash kernels with Q in and the output out through shared memory, in 16-byte accesses
+   * ({@code *_st_*}, {@link CudaOps#flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision,
+   * CudaOps.FlashV, boolean, boolean, boolean)}; the same bits): off by default until timed; {@code
+   * -Djclip.cuda.flashStage=on} turns it on for backends built without saying (with every other
+   * flash choice, the pipelined kernel's included).
+   */
+  private volatile boolean flashStaged = flashStageProperty();
+
+  private static boolean flashStageProperty() {
+    return choice("jclip.cuda.flashStage", "the flash kernel's staged Q and output", "on", "off", "off");
+  }
+
+  /** Chooses, for graphs run from now on, the flash kernels that stage Q and the output in shared memory, or the direct ones. */
+  public void flashStaged(boolean on) {
+    flashStaged = on;
+  }
+
   /** {@link #gemmTuneByDefault}, read before the constructor allocates anything (a bad value fails first). */
   private final boolean tuneFromProperty = gemmTuneByDefault();
 
@@ -389,13 +407,14 @@ public final class CudaBackend implements Backend {
     flashVProperty();
     flashRowsProperty();
     flashPipeProperty();
+    flashStageProperty();
     layerNormProperty();
     glueProperty();
     cublasLtByDefault();
     gemmTuneByDefault();
     fusedLinearProperty();
     List<String> out = new java.util.ArrayList<>();
-    for (String k : new String[] {"attention", "flashBlocks", "flashV", "flashRows", "flashPipe", "layernorm", "glue", "gemm", "gemmTune",
+    for (String k : new String[] {"attention", "flashBlocks", "flashV", "flashRows", "flashPipe", "flashStage", "layernorm", "glue", "gemm", "gemmTune",
       "fusedLinear"}) {
       out.add(k + "=" + RESOLVED.get("jclip.cuda." + k));
     }
@@ -904,9 +923,10 @@ public final class CudaBackend implements Backend {
           precision, layerNormKernel);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
-        if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
+        if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision,
+            flashStaged);
         else if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
-            flashFitRows);
+            flashFitRows, flashStaged);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);
       }
       case QUICK_GELU, GELU -> {

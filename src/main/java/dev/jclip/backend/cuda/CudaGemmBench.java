@@ -65,9 +65,17 @@ public final class CudaGemmBench {
               time(device, "flash-ldm-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, true, false), b, n,
                   h, causal, log);
               time(device, "flash-pipe " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
+              // Q and the output staged in shared memory (16-byte accesses)
+              time(device, "flash-st-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.ROWS, true, false, true), b, n,
+                  h, causal, log);
+              time(device, "flash-ldm-st-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, true, false, true),
+                  b, n, h, causal, log);
+              time(device, "flash-pipe-st " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
               if (n <= 80 && n != 64) {
                 time(device, "flash-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, false, true), b, n, h, causal, log);
                 time(device, "flash-vkey-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, false, true), b, n, h, causal, log);
+                time(device, "flash-ldm-st-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, false, true, true),
+                    b, n, h, causal, log);
               }
             }
           }

@@ -86,7 +86,7 @@ public final class CudaModelBench {
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
     // a failing configuration is recorded and skipped rather than ending the benchmark.
-    throughput(device, graphs, prompts, precisions, null, root, json, uploadMs, log);
+    throughput(device, graphs, prompts, precisions, null, "cublaslt", BATCHES, root, json, uploadMs, log);
     if (!architectures.isEmpty()) {
       ArrayNode arch = root.putArray("architectures");
       for (String name : architectures) {
@@ -97,28 +97,49 @@ public final class CudaModelBench {
     // Kernels that have not yet run on a GPU (the opt-in ones) come last, after everything else
     // has been measured: one that faults leaves the CUDA context unusable for what follows.
     measured.putAll(profile(device, graphs, PROFILE_OPT_IN, profileRows, defaultsOutput, log));
-    // The tuned rows run what this run's profile measured fastest: the opt-in choices that beat
-    // the defaults, merged (profiled too, to see that they work together), or the best single one.
-    ProfileConfig merged = merge(measured);
-    if (merged != null && !measured.containsKey(merged)) measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log));
-    ProfileConfig chosen = fastest(measured);
+    // The tuned rows run what this run's profile measured fastest on the image tower: the opt-in
+    // choices that beat the defaults, merged (profiled too, to see that they work together), or
+    // the best single one. The text tower's attention and GEMMs have other shapes (77 causal
+    // tokens, width 512), so its fastest configuration is chosen the same way on its own profile
+    // column; where it differs, the "tuned-text" rows run it at batch 1024.
+    for (int tower : new int[] {IMAGE, TEXT77}) {
+      ProfileConfig merged = merge(measured, tower);
+      if (merged != null && !measured.containsKey(merged)) measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log));
+    }
+    ProfileConfig chosen = fastest(measured, IMAGE), chosenText = fastest(measured, TEXT77);
     root.put("tuned_config", chosen == null ? "none faster than the defaults" : chosen.label().trim());
-    log.println("[model] tuned rows: " + (chosen == null ? "none (no opt-in configuration beat the defaults in the profile)"
-        : chosen.label().trim() + String.format(" (image tower %.3f ms a pass in the profile, defaults %.3f)", measured.get(chosen)[0],
-            measured.get(ProfileConfig.DEFAULTS)[0])));
+    root.put("tuned_text_config", chosenText == null ? "none faster than the defaults" : chosenText.label().trim());
+    log.println(tunedLine("tuned rows", "image", chosen, measured, IMAGE));
+    log.println(tunedLine("tuned-text rows", "77-token text", chosenText, measured, TEXT77));
     save(json, root);
-    if (chosen != null) throughput(device, graphs, prompts, precisions, chosen, root, json, uploadMs, log);
+    if (chosen != null) throughput(device, graphs, prompts, precisions, chosen, "cublaslt tuned", BATCHES, root, json, uploadMs, log);
+    if (chosenText != null && !chosenText.equals(chosen)) {
+      throughput(device, graphs, prompts, precisions, chosenText, "cublaslt tuned-text", new int[] {1024}, root, json, uploadMs, log);
+    }
     save(json, root);
   }
 
+  /** The profile's columns: milliseconds a pass of the image tower and of the 77-token text tower. */
+  static final int IMAGE = 0, TEXT77 = 1;
+
+  /** The throughput rows' batch sizes. */
+  static final int[] BATCHES = {1, 32, 256, 1024};
+
+  /** The log line saying which configuration the {@code rows} run, and why. */
+  private static String tunedLine(String rows, String tower, ProfileConfig chosen, Map<ProfileConfig, double[]> measured, int column) {
+    return "[model] " + rows + ": " + (chosen == null ? "none (no opt-in configuration beat the defaults on the " + tower + " tower in the profile)"
+        : chosen.label().trim() + String.format(" (%s tower %.3f ms a pass in the profile, defaults %.3f)", tower, measured.get(chosen)[column],
+            measured.get(ProfileConfig.DEFAULTS)[column]));
+  }
+
   /**
-   * The throughput rows ({@code "results"}) of {@code precisions}: with {@code tuned} null, in 16
-   * bits flash attention with cuBLASLt (the backend's defaults; fp32: cuBLASLt and cuBLAS); else,
-   * in 16 bits only, the kernel choices of {@code tuned} (gemm "cublaslt tuned", and the
-   * configuration's label in each row).
+   * The throughput rows ({@code "results"}) of {@code precisions} at {@code batches}: with {@code
+   * tuned} null, in 16 bits flash attention with cuBLASLt (the backend's defaults; fp32: cuBLASLt
+   * and cuBLAS); else, in 16 bits only, the kernel choices of {@code tuned}, each row's gemm
+   * {@code tunedTag} and its config the configuration's label.
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, ProfileConfig tunedConfig,
-      ObjectNode root, Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
+      String tunedTag, int[] batches, ObjectNode root, Path json, Map<Integer, Double> uploadMs, PrintStream log) throws IOException {
     boolean tuned = tunedConfig != null;
     ArrayNode rows = (ArrayNode) root.get("results");
     for (Precision precision : precisions) {
@@ -128,10 +149,10 @@ public final class CudaModelBench {
           : List.of(new boolean[] {true, true});
       for (boolean[] variant : variants) {
         boolean flash = variant[0], useLt = variant[1];
-        String gemm = (useLt ? "cublaslt" : "cublas") + (tuned ? " tuned" : "");
+        String gemm = tuned ? tunedTag : useLt ? "cublaslt" : "cublas";
         try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
           if (tuned) tunedConfig.apply(backend);
-          for (int batch : new int[] {1, 32, 256, 1024}) {
+          for (int batch : batches) {
             float[] pixels = new float[batch * 3 * 224 * 224];
             if (!uploadMs.containsKey(batch)) {
               uploadMs.put(batch, uploadMillis(device, pixels));
@@ -244,32 +265,36 @@ public final class CudaModelBench {
    * CudaBackend#gemmTune}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune) {
+      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false, false);
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage);
     }
 
     ProfileConfig withTune(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage);
+    }
+
+    ProfileConfig withStage(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on);
     }
 
     /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
@@ -280,13 +305,14 @@ public final class CudaModelBench {
       backend.flashFourBlocks(fourBlocks);
       backend.flashFitRows(fitRows);
       backend.flashPipelined(pipe);
+      backend.flashStaged(stage);
       backend.fusedLinear(fused != null, fused != null ? fused : Sm90Gemm.Schedule.PINGPONG, scope);
       backend.gemmTune(tune);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
-          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (vecGlue ? " vector-glue" : " plain-glue")
+          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "");
     }
   }
@@ -314,21 +340,21 @@ public final class CudaModelBench {
   static final double FASTER = 0.995;
 
   /**
-   * The defaults with every opt-in choice that the profile measured faster than them on the image
-   * tower, each alone (a configuration that differs from the defaults in that one choice): the
-   * fastest value of each choice; null when none is faster, or the defaults were not measured.
-   * The gemm_sm90 schedule and scope are one choice.
+   * The defaults with every opt-in choice that the profile measured faster than them on {@code
+   * tower} ({@link #IMAGE} or {@link #TEXT77}), each alone (a configuration that differs from the
+   * defaults in that one choice): the fastest value of each choice; null when none is faster, or
+   * the defaults were not measured. The gemm_sm90 schedule and scope are one choice.
    */
-  static ProfileConfig merge(Map<ProfileConfig, double[]> measured) {
+  static ProfileConfig merge(Map<ProfileConfig, double[]> measured, int tower) {
     double[] base = measured.get(ProfileConfig.DEFAULTS);
-    if (base == null || Double.isNaN(base[0])) return null;
+    if (base == null || Double.isNaN(base[tower])) return null;
     ProfileConfig d = ProfileConfig.DEFAULTS, merged = d;
     double[] best = new double[Choice.values().length];
-    Arrays.fill(best, base[0] * FASTER);
+    Arrays.fill(best, base[tower] * FASTER);
     boolean any = false;
     for (Map.Entry<ProfileConfig, double[]> e : measured.entrySet()) {
       ProfileConfig c = e.getKey();
-      double ms = e.getValue()[0];
+      double ms = e.getValue()[tower];
       List<Choice> differ = Choice.differing(d, c);
       if (differ.size() != 1 || Double.isNaN(ms)) continue;
       Choice which = differ.get(0);
@@ -341,14 +367,14 @@ public final class CudaModelBench {
     return any ? merged : null;
   }
 
-  /** The configuration with the fastest image tower in {@code measured}, if it beats the defaults (by {@link #FASTER}); else null. */
-  static ProfileConfig fastest(Map<ProfileConfig, double[]> measured) {
+  /** The configuration with the fastest {@code tower} in {@code measured}, if it beats the defaults (by {@link #FASTER}); else null. */
+  static ProfileConfig fastest(Map<ProfileConfig, double[]> measured, int tower) {
     double[] base = measured.get(ProfileConfig.DEFAULTS);
-    if (base == null || Double.isNaN(base[0])) return null;
+    if (base == null || Double.isNaN(base[tower])) return null;
     ProfileConfig best = null;
-    double bestMs = base[0] * FASTER;
+    double bestMs = base[tower] * FASTER;
     for (Map.Entry<ProfileConfig, double[]> e : measured.entrySet()) {
-      double ms = e.getValue()[0];
+      double ms = e.getValue()[tower];
       if (!Double.isNaN(ms) && ms < bestMs) {
         best = e.getKey();
         bestMs = ms;
@@ -359,7 +385,7 @@ public final class CudaModelBench {
 
   /** The independent kernel choices of a {@link ProfileConfig}. */
   enum Choice {
-    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE;
+    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE;
 
     static List<Choice> differing(ProfileConfig a, ProfileConfig b) {
       List<Choice> out = new java.util.ArrayList<>();
@@ -378,6 +404,7 @@ public final class CudaModelBench {
         case FUSED_LINEAR -> c.fused() == null ? null : List.of(c.fused(), c.scope());
         case PIPELINED -> c.pipe();
         case TUNE -> c.tune();
+        case STAGE -> c.stage();
       };
     }
 
@@ -386,7 +413,7 @@ public final class CudaModelBench {
       return new ProfileConfig(pick(FLASH, into, from).flash(), pick(LAYERNORM, into, from).ln(), pick(FLASH_V, into, from).v(),
           pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
           pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
-          pick(TUNE, into, from).tune());
+          pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage());
     }
 
     /** {@code from} for this choice's fields, {@code into} for the others'. */
@@ -401,10 +428,11 @@ public final class CudaModelBench {
   /**
    * Then, from today's defaults, one opt-in choice at a time: tuned cuBLASLt GEMMs (NVIDIA's
    * kernels, timed first since they risk no fault of ours), the shared-memory LayerNorm, the
-   * streaming LayerNorm, the
-   * fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one gemm_sm90 kernel in its two
-   * single-block schedules, every LINEAR without a residual on ping-pong, every LINEAR on both, the
-   * pipelined flash kernel; then the pipelined flash kernel, the shared-memory LayerNorm and every
+   * streaming LayerNorm, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
+   * gemm_sm90 kernel in its two single-block schedules, every LINEAR without a residual on
+   * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
+   * output staged in shared memory (alone, with V read by ldmatrix.trans, and pipelined); then the
+   * pipelined flash kernel, the shared-memory LayerNorm and every
    * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel with
    * each of the two new LayerNorms and tuned cuBLASLt GEMMs.
    * The kernels that have never run come last (a fault leaves the context unusable for what
@@ -419,6 +447,8 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withPipe(true),
+      ProfileConfig.DEFAULTS.withStage(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true),
+      ProfileConfig.DEFAULTS.withPipe(true).withStage(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true));
@@ -445,7 +475,7 @@ public final class CudaModelBench {
       totals.put(cfg, total);
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("tower", tower)
+            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);

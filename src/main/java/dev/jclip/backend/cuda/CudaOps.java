@@ -261,6 +261,17 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       FlashV v, boolean fourBlocks, boolean fitRows) {
+    flashAttention(out, qkv, batch, n, heads, causal, precision, v, fourBlocks, fitRows, false);
+  }
+
+  /**
+   * As {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision, FlashV, boolean, boolean)}; with
+   * {@code staged}, Q comes in and the output goes out through shared memory in 16-byte
+   * accesses, 8 threads a 128-byte row ({@code *_st_*}), instead of 32-bit accesses straight
+   * from and to the mma fragments: the same values, the same bits.
+   */
+  public void flashAttention(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      FlashV v, boolean fourBlocks, boolean fitRows, boolean staged) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
     int fitted = 16 * ((n + 15) / 16);
@@ -271,7 +282,7 @@ public final class CudaOps implements AutoCloseable {
       case KEYS -> "vkey_";
       case LDMATRIX -> "ldm_";
     };
-    String kernel = "flash_attention_" + layout + (fit ? "fit_" : fourBlocks ? "occ4_" : "") + suffix(precision);
+    String kernel = "flash_attention_" + layout + (staged ? "st_" : "") + (fit ? "fit_" : fourBlocks ? "occ4_" : "") + suffix(precision);
     flashAttention.launch(kernel, new int[] {(n + rows - 1) / rows, heads, batch}, new int[] {2 * rows, 1, 1}, 0, stream, out, qkv, n, heads,
         causal ? 1 : 0);
   }
@@ -288,12 +299,24 @@ public final class CudaOps implements AutoCloseable {
    * fp16 and bf16.
    */
   public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision) {
+    flashAttentionPipelined(out, qkv, batch, n, heads, causal, precision, false);
+  }
+
+  /**
+   * As {@link #flashAttentionPipelined(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision)}; with {@code staged}
+   * the output leaves through shared memory in 16-byte stores ({@code flash_attention_pipe_st_*}:
+   * the same bits; its Q already comes in that way).
+   */
+  public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean staged) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     long items = (long) batch * heads * ((n + 63) / 64);
     if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
-    String kernel = "flash_attention_pipe_" + suffix(precision);
+    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + suffix(precision);
     if (!flashPipeSharedMemory) {
-      for (String s : new String[] {"f16", "bf16"}) flashAttention.allowSharedMemory("flash_attention_pipe_" + s, FLASH_PIPE_SMEM);
+      for (String k : new String[] {"pipe_", "pipe_st_"}) {
+        for (String s : new String[] {"f16", "bf16"}) flashAttention.allowSharedMemory("flash_attention_" + k + s, FLASH_PIPE_SMEM);
+      }
       flashPipeSharedMemory = true;
     }
     int grid = (int) Math.max(1, Math.min(items, 4L * multiprocessors));

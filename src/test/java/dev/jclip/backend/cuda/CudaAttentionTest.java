@@ -98,21 +98,30 @@ class CudaAttentionTest {
                     "flash attention with V read key by key, " + p + " " + shape);
                 // both compiled for 4 resident blocks an SM, and in blocks fitted to sequences of
                 // up to 80 tokens: the same code, the same bits
-                // (and every V tile layout: transposed by rows or by keys, row-major read with ldmatrix.trans)
+                // (and every V tile layout: transposed by rows or by keys, row-major read with ldmatrix.trans;
+                // each with Q and the output straight from and to the fragments, or staged in shared memory)
                 for (CudaOps.FlashV v : CudaOps.FlashV.values()) {
-                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, false, false);
-                  org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
-                      "flash attention, V " + v + ", " + p + " " + shape);
-                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, true, false);
-                  org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
-                      "flash attention for 4 blocks an SM, V " + v + ", " + p + " " + shape);
-                  ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, false, true);
-                  org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
-                      "flash attention in fitted blocks, V " + v + ", " + p + " " + shape);
+                  for (boolean staged : new boolean[] {false, true}) {
+                    String how = "V " + v + (staged ? ", Q and output staged" : "") + ", " + p + " " + shape;
+                    dout.zero(); // a kernel that skips a row cannot pass on what the one before wrote
+                    ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, false, false, staged);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d), "flash attention, " + how);
+                    dout.zero();
+                    ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, true, false, staged);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                        "flash attention for 4 blocks an SM, " + how);
+                    dout.zero();
+                    ops.flashAttention(dout, dq, batch, n, heads, causal, p, v, false, true, staged);
+                    org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                        "flash attention in fitted blocks, " + how);
+                  }
                 }
-                ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p);
-                org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
-                    "pipelined flash attention, " + p + " " + shape);
+                for (boolean staged : new boolean[] {false, true}) {
+                  dout.zero();
+                  ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, staged);
+                  org.junit.jupiter.api.Assertions.assertArrayEquals(bits, dout.downloadShorts(batch * n * d),
+                      "pipelined flash attention" + (staged ? ", output staged, " : ", ") + p + " " + shape);
+                }
               }
             }
           }
@@ -143,10 +152,13 @@ class CudaAttentionTest {
               DeviceBuffer want = device.allocate(2L * batch * n * d);
               DeviceBuffer got = device.allocate(2L * batch * n * d)) {
             ops.flashAttention(want, dq, batch, n, heads, causal, p, CudaOps.FlashV.LDMATRIX, true, false);
-            got.zero();
-            ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p);
-            org.junit.jupiter.api.Assertions.assertArrayEquals(want.downloadShorts(batch * n * d), got.downloadShorts(batch * n * d),
-                "pipelined flash attention against the block kernel, " + shape);
+            short[] bits = want.downloadShorts(batch * n * d);
+            for (boolean staged : new boolean[] {false, true}) {
+              got.zero();
+              ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, staged);
+              org.junit.jupiter.api.Assertions.assertArrayEquals(bits, got.downloadShorts(batch * n * d),
+                  "pipelined flash attention" + (staged ? " (output staged)" : "") + " against the block kernel, " + shape);
+            }
           }
         }
       }

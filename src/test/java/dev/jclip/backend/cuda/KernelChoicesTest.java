@@ -20,7 +20,7 @@ class KernelChoicesTest {
     org.junit.jupiter.api.Assumptions.assumeTrue(System.getProperties().stringPropertyNames().stream().noneMatch(k -> k.startsWith("jclip.cuda.")),
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
-    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=off, layernorm=warps, glue=vec, gemm=cublaslt, "
+    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=off, flashStage=off, layernorm=warps, glue=vec, gemm=cublaslt, "
         + "gemmTune=off, fusedLinear=off", defaults);
     String old = System.getProperty("jclip.cuda.layernorm");
     try {

@@ -5,6 +5,9 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import static dev.jclip.backend.cuda.CudaModelBench.IMAGE;
+import static dev.jclip.backend.cuda.CudaModelBench.TEXT77;
+
 import dev.jclip.backend.cuda.CudaModelBench.ProfileConfig;
 import java.util.LinkedHashMap;
 import java.util.Map;
@@ -14,7 +17,8 @@ import org.junit.jupiter.api.Test;
  * How the model benchmark picks its tuned rows' kernel choices from the same run's profile
  * ({@link CudaModelBench#merge}, {@link CudaModelBench#fastest}), without a GPU: only choices
  * measured faster than the defaults (by more than the profile's noise) are taken, each choice's
- * fastest value, failed configurations never; and what counts as agreeing with the defaults' features.
+ * fastest value, failed configurations never, each tower on its own profile column; and what
+ * counts as agreeing with the defaults' features.
  */
 class TunedConfigChoiceTest {
   static final ProfileConfig D = ProfileConfig.DEFAULTS;
@@ -31,30 +35,49 @@ class TunedConfigChoiceTest {
         D.withLn(CudaOps.LayerNormKernel.STREAM), 17.9, D.withPipe(true), 18.6,
         D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Double.NaN, // failed: never taken
         D.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true), 17.95); // two choices at once: not merged
-    ProfileConfig merged = CudaModelBench.merge(m);
+    ProfileConfig merged = CudaModelBench.merge(m, IMAGE);
     assertEquals(D.withTune(true).withLn(CudaOps.LayerNormKernel.STREAM), merged);
-    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m), "before the merged one is measured");
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m, IMAGE), "before the merged one is measured");
     m.put(merged, new double[] {17.4, 16.0});
-    assertEquals(merged, CudaModelBench.fastest(m));
+    assertEquals(merged, CudaModelBench.fastest(m, IMAGE));
     m.put(merged, new double[] {18.2, 16.0}); // the merged choices do not add up: the best single configuration stays
-    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m));
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m, IMAGE));
   }
 
   @Test
   void gemmSm90ScheduleAndScopeAreOneChoice() {
     ProfileConfig coop = D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION);
     ProfileConfig ppAll = D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ALL);
-    assertEquals(ppAll, CudaModelBench.merge(measured(D, 18.5, coop, 18.0, ppAll, 17.5)));
-    assertEquals(coop, CudaModelBench.merge(measured(D, 18.5, coop, 17.0, ppAll, 17.5)));
+    assertEquals(ppAll, CudaModelBench.merge(measured(D, 18.5, coop, 18.0, ppAll, 17.5), IMAGE));
+    assertEquals(coop, CudaModelBench.merge(measured(D, 18.5, coop, 17.0, ppAll, 17.5), IMAGE));
   }
 
   @Test
   void nothingFasterThanTheDefaultsBeyondTheNoiseChoosesNothing() {
     Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(true), 18.45, D.withPipe(true), 19.0);
-    assertNull(CudaModelBench.merge(m));
-    assertNull(CudaModelBench.fastest(m));
-    assertNull(CudaModelBench.merge(measured(D.withTune(true), 17.0)), "no defaults measured: nothing to compare with");
-    assertNull(CudaModelBench.fastest(measured(D, Double.NaN, D.withTune(true), 17.0)), "the defaults failed");
+    assertNull(CudaModelBench.merge(m, IMAGE));
+    assertNull(CudaModelBench.fastest(m, IMAGE));
+    assertNull(CudaModelBench.merge(measured(D.withTune(true), 17.0), IMAGE), "no defaults measured: nothing to compare with");
+    assertNull(CudaModelBench.fastest(measured(D, Double.NaN, D.withTune(true), 17.0), IMAGE), "the defaults failed");
+  }
+
+  @Test
+  void eachTowerChoosesOnItsOwnColumn() {
+    Map<ProfileConfig, double[]> m = new LinkedHashMap<>();
+    m.put(D, new double[] {18.5, 17.0});
+    m.put(D.withTune(true), new double[] {18.0, 17.2}); // faster images, slower texts
+    m.put(D.withStage(true), new double[] {18.6, 16.0}); // the other way round
+    m.put(D.withV(CudaOps.FlashV.LDMATRIX), new double[] {18.4, 16.5}); // both
+    assertEquals(D.withTune(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, IMAGE));
+    assertEquals(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, TEXT77));
+    assertEquals(D.withTune(true), CudaModelBench.fastest(m, IMAGE));
+    assertEquals(D.withStage(true), CudaModelBench.fastest(m, TEXT77));
+    m.put(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), new double[] {18.55, 15.5});
+    assertEquals(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.fastest(m, TEXT77));
+    assertEquals(D.withTune(true), CudaModelBench.fastest(m, IMAGE));
+    m.put(D, new double[] {18.5, Double.NaN});
+    assertNull(CudaModelBench.merge(m, TEXT77), "the defaults' text tower failed: nothing to compare with");
+    assertEquals(D.withTune(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, IMAGE));
   }
 
   @Test
