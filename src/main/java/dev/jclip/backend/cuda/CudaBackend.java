@@ -121,10 +121,10 @@ public final class CudaBackend implements Backend {
    * timed) or {@code stream} (smem with each warp's next row loading while it computes the current
    * one: not yet timed) for backends built without saying.
    */
-  private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty();
+  private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty().value();
 
-  private static CudaOps.LayerNormKernel layerNormProperty() {
-    return option("jclip.cuda.layernorm", "the CUDA LayerNorm kernel", "warps", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
+  private static Setting<CudaOps.LayerNormKernel> layerNormProperty() {
+    return option("layernorm", "the CUDA LayerNorm kernel", "warps", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
         Map.entry("smem", CudaOps.LayerNormKernel.SHARED), Map.entry("stream", CudaOps.LayerNormKernel.STREAM),
         Map.entry("vec", CudaOps.LayerNormKernel.VECTOR),
         Map.entry("plain", CudaOps.LayerNormKernel.PLAIN));
@@ -136,10 +136,10 @@ public final class CudaBackend implements Backend {
    * QuickGELU, within one unit in the last place): on by default; {@code -Djclip.cuda.glue=plain}
    * keeps the plain kernels (their references) for backends built without saying.
    */
-  private volatile boolean vectorGlue = glueProperty();
+  private volatile boolean vectorGlue = glueProperty().value();
 
-  private static boolean glueProperty() {
-    return choice("jclip.cuda.glue", "the CUDA glue kernels", "vec", "plain", "vec");
+  private static Setting<Boolean> glueProperty() {
+    return choice("glue", "the CUDA glue kernels", "vec", "plain", "vec");
   }
 
 
@@ -149,7 +149,7 @@ public final class CudaBackend implements Backend {
    * thread a key: docs/gpu.md run 6, 14% slower) or {@code ldm} (row-major, read with ldmatrix.trans:
    * not yet timed) for backends built without saying.
    */
-  private volatile CudaOps.FlashV flashV = flashVProperty();
+  private volatile CudaOps.FlashV flashV = flashVProperty().value();
 
   /**
    * The pipelined flash kernel ({@link CudaOps#flashAttentionPipelined}: persistent blocks copying
@@ -157,10 +157,10 @@ public final class CudaBackend implements Backend {
    * {@code -Djclip.cuda.flashPipe=on} turns it on for backends built without saying (it then
    * replaces the V layout, block count and fitted-rows choices).
    */
-  private volatile boolean flashPipelined = flashPipeProperty();
+  private volatile boolean flashPipelined = flashPipeProperty().value();
 
-  private static boolean flashPipeProperty() {
-    return choice("jclip.cuda.flashPipe", "the pipelined flash kernel", "on", "off", "off");
+  private static Setting<Boolean> flashPipeProperty() {
+    return choice("flashPipe", "the pipelined flash kernel", "on", "off", "off");
   }
 
   /**
@@ -170,10 +170,10 @@ public final class CudaBackend implements Backend {
    * -Djclip.cuda.flashStage=on} turns it on for backends built without saying (with every other
    * flash choice, the pipelined kernel's included).
    */
-  private volatile boolean flashStaged = flashStageProperty();
+  private volatile boolean flashStaged = flashStageProperty().value();
 
-  private static boolean flashStageProperty() {
-    return choice("jclip.cuda.flashStage", "the flash kernel's staged Q and output", "on", "off", "off");
+  private static Setting<Boolean> flashStageProperty() {
+    return choice("flashStage", "the flash kernel's staged Q and output", "on", "off", "off");
   }
 
   /** Chooses, for graphs run from now on, the flash kernels that stage Q and the output in shared memory, or the direct ones. */
@@ -192,7 +192,11 @@ public final class CudaBackend implements Backend {
    * it has been timed on a GPU; {@code -Djclip.cuda.gemmTune=on} turns it on.
    */
   public static boolean gemmTuneByDefault() {
-    return choice("jclip.cuda.gemmTune", "cuBLASLt tuning", "on", "off", "off");
+    return gemmTuneProperty().value();
+  }
+
+  private static Setting<Boolean> gemmTuneProperty() {
+    return choice("gemmTune", "cuBLASLt tuning", "on", "off", "off");
   }
 
   /**
@@ -222,8 +226,8 @@ public final class CudaBackend implements Backend {
     flashPipelined = on;
   }
 
-  private static CudaOps.FlashV flashVProperty() {
-    return option("jclip.cuda.flashV", "the flash kernel's V tiles", "row", Map.entry("row", CudaOps.FlashV.ROWS),
+  private static Setting<CudaOps.FlashV> flashVProperty() {
+    return option("flashV", "the flash kernel's V tiles", "row", Map.entry("row", CudaOps.FlashV.ROWS),
         Map.entry("key", CudaOps.FlashV.KEYS), Map.entry("ldm", CudaOps.FlashV.LDMATRIX));
   }
 
@@ -234,7 +238,7 @@ public final class CudaBackend implements Backend {
    * -Djclip.cuda.fusedLinear=sm90} (or another of its schedules, {@link #fusedLinearProperty}; a
    * {@link FusedScope} suffix for more LINEARs) turns it on for backends built without saying. Null: off.
    */
-  private volatile FusedLinearChoice fusedLinear = fusedLinearProperty();
+  private volatile FusedLinearChoice fusedLinear = fusedLinearProperty().value();
 
   /** Which LINEARs run on gemm_sm90 when it is on. */
   public enum FusedScope {
@@ -255,10 +259,9 @@ public final class CudaBackend implements Backend {
    * (ping-pong, clusters of two), each optionally followed by {@code -linear} or {@code -all}
    * ({@link FusedScope}); anything else is refused.
    */
-  private static FusedLinearChoice fusedLinearProperty() {
-    String v = System.getProperty("jclip.cuda.fusedLinear", "off");
-    RESOLVED.put("jclip.cuda.fusedLinear", v); // checked below: a bad value throws before kernelChoices reads it
-    if (v.equals("off")) return null;
+  private static Setting<FusedLinearChoice> fusedLinearProperty() {
+    String v = System.getProperty(PROPERTY_PREFIX + "fusedLinear", "off");
+    if (v.equals("off")) return new Setting<>("fusedLinear", v, null);
     FusedScope scope = v.endsWith("-all") ? FusedScope.ALL : v.endsWith("-linear") ? FusedScope.LINEAR : FusedScope.ACTIVATION;
     String name = scope == FusedScope.ACTIVATION ? v : v.substring(0, v.lastIndexOf('-'));
     Sm90Gemm.Schedule schedule = switch (name) {
@@ -269,7 +272,7 @@ public final class CudaBackend implements Backend {
       default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp or"
           + " sm90ppc2, each optionally followed by -linear or -all; not '" + v + "'");
     };
-    return new FusedLinearChoice(schedule, scope);
+    return new Setting<>("fusedLinear", v, new FusedLinearChoice(schedule, scope));
   }
 
   /** gemm_sm90's launcher, loaded the first time a fused LINEAR runs; null before (or off Hopper). */
@@ -322,10 +325,10 @@ public final class CudaBackend implements Backend {
    * tower's attention); {@code -Djclip.cuda.flashBlocks=3} keeps the compiler's register count (3
    * blocks an SM) for backends built without saying.
    */
-  private volatile boolean flashFourBlocks = flashBlocksProperty();
+  private volatile boolean flashFourBlocks = flashBlocksProperty().value();
 
-  private static boolean flashBlocksProperty() {
-    return choice("jclip.cuda.flashBlocks", "the flash kernel's resident blocks", "4", "3", "4");
+  private static Setting<Boolean> flashBlocksProperty() {
+    return choice("flashBlocks", "the flash kernel's resident blocks", "4", "3", "4");
   }
 
   /**
@@ -333,10 +336,10 @@ public final class CudaBackend implements Backend {
    * per batch and head: the text tower's 77 tokens, short prompts; the same bits): off by default
    * until timed; {@code -Djclip.cuda.flashRows=fit} turns it on for backends built without saying.
    */
-  private volatile boolean flashFitRows = flashRowsProperty();
+  private volatile boolean flashFitRows = flashRowsProperty().value();
 
-  private static boolean flashRowsProperty() {
-    return choice("jclip.cuda.flashRows", "the flash kernel's rows a block", "fit", "64", "64");
+  private static Setting<Boolean> flashRowsProperty() {
+    return choice("flashRows", "the flash kernel's rows a block", "fit", "64", "64");
   }
 
   /** Chooses, for graphs run from now on, flash blocks fitted to sequences of up to 80 tokens, or 64-row ones. */
@@ -374,7 +377,11 @@ public final class CudaBackend implements Backend {
    * {@code -Djclip.cuda.attention=wmma} keeps the first kernel.
    */
   public static boolean flashByDefault() {
-    return choice("jclip.cuda.attention", "the CUDA attention kernel", "flash", "wmma", "flash");
+    return attentionProperty().value();
+  }
+
+  private static Setting<Boolean> attentionProperty() {
+    return choice("attention", "the CUDA attention kernel", "flash", "wmma", "flash");
   }
 
   /**
@@ -390,11 +397,23 @@ public final class CudaBackend implements Backend {
    * asks for the cuBLAS path ({@code cublaslt}, the default, asks for cuBLASLt).
    */
   public static boolean cublasLtByDefault() {
-    return choice("jclip.cuda.gemm", "the CUDA GEMM library", "cublaslt", "cublas", "cublaslt");
+    return gemmProperty().value();
   }
 
-  /** The value each kernel-choice property was last read with (by {@link #option} and {@link #fusedLinearProperty}). */
-  private static final Map<String, String> RESOLVED = new java.util.concurrent.ConcurrentHashMap<>();
+  private static Setting<Boolean> gemmProperty() {
+    return choice("gemm", "the CUDA GEMM library", "cublaslt", "cublas", "cublaslt");
+  }
+
+  /** The kernel-choice properties' common prefix: {@code -Djclip.cuda.<name>}. */
+  private static final String PROPERTY_PREFIX = "jclip.cuda.";
+
+  /** A kernel-choice property as read: its name (after {@link #PROPERTY_PREFIX}), its setting, and the choice it selects. */
+  private record Setting<V>(String name, String text, V value) {
+    @Override
+    public String toString() {
+      return name + "=" + text;
+    }
+  }
 
   /**
    * The kernel choices a backend built now takes from the system properties (docs/gpu.md's
@@ -402,43 +421,27 @@ public final class CudaBackend implements Backend {
    * backend reads it: a bad value throws the backend's error. For reports: which kernels ran.
    */
   public static String kernelChoices() {
-    flashByDefault();
-    flashBlocksProperty();
-    flashVProperty();
-    flashRowsProperty();
-    flashPipeProperty();
-    flashStageProperty();
-    layerNormProperty();
-    glueProperty();
-    cublasLtByDefault();
-    gemmTuneByDefault();
-    fusedLinearProperty();
-    List<String> out = new java.util.ArrayList<>();
-    for (String k : new String[] {"attention", "flashBlocks", "flashV", "flashRows", "flashPipe", "flashStage", "layernorm", "glue", "gemm", "gemmTune",
-      "fusedLinear"}) {
-      out.add(k + "=" + RESOLVED.get("jclip.cuda." + k));
-    }
-    return String.join(", ", out);
+    return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
+        flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty())
+        .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
-  /** Whether system property {@code key} (default {@code fallback}) names {@code yes} rather than {@code no}; anything else is refused. */
-  private static boolean choice(String key, String what, String yes, String no, String fallback) {
-    return option(key, what, fallback, Map.entry(yes, true), Map.entry(no, false));
+  /** Whether property {@code name} (default {@code fallback}) names {@code yes} rather than {@code no}; anything else is refused. */
+  private static Setting<Boolean> choice(String name, String what, String yes, String no, String fallback) {
+    return option(name, what, fallback, Map.entry(yes, true), Map.entry(no, false));
   }
 
   /**
-   * The value of system property {@code key} (default {@code fallback}) among {@code choices}
-   * (name, value); any other setting is refused, naming {@code what} and the names.
+   * The value of property {@code name} (default {@code fallback}) among {@code choices} (name,
+   * value); any other setting is refused, naming {@code what}, the property and the names.
    */
   @SafeVarargs
-  private static <V> V option(String key, String what, String fallback, Map.Entry<String, V>... choices) {
+  private static <V> Setting<V> option(String name, String what, String fallback, Map.Entry<String, V>... choices) {
+    String key = PROPERTY_PREFIX + name;
     String v = System.getProperty(key, fallback);
     List<String> names = new java.util.ArrayList<>();
     for (Map.Entry<String, V> c : choices) {
-      if (c.getKey().equals(v)) {
-        RESOLVED.put(key, v);
-        return c.getValue();
-      }
+      if (c.getKey().equals(v)) return new Setting<>(name, v, c.getValue());
       names.add(c.getKey());
     }
     String last = names.remove(names.size() - 1);
