@@ -23,6 +23,11 @@
 //                         P = exp(S - max) / sum times V. For CLIP's N <= 577 the extra Q K^T costs
 //                         less than the rescaling traffic it avoids.
 //                         Launch: grid (ceil(N/64), H, B), block 128, static shared memory (40 KB).
+//   attention_pooled_f32/_f16/_bf16
+//                         one query row a sequence: the pooled token of a tower's last block (the
+//                         class token, the end-of-text token, the attention pool's mean token),
+//                         whose row is all the tower reads of that block's attention
+//                         (Fusion.pooledAttention on the Java side); at the end of the file.
 #include "common.cuh"
 #include <mma.h>
 
@@ -259,3 +264,85 @@ extern "C" __global__ void __launch_bounds__(TC_WARPS * 32)
 attention_bf16(__nv_bfloat16* __restrict__ out, const __nv_bfloat16* __restrict__ qkv, int N, int H, int causal) {
   attention_tc<__nv_bfloat16>(out, qkv, N, H, causal);
 }
+
+// ---------------------------------------------------------------------------------------------
+// One query row a sequence
+// ---------------------------------------------------------------------------------------------
+// attention_pooled_<T>: for each batch b and head h,
+//   out[b, h] = sum_j softmax_j(scale * <q[b, h], k[b, j, h]>) v[b, j, h]
+// over the keys j < N, or j <= pos_b when causal; pos_b = index, or with ids the first argmax of
+// ids[b, :] (the end-of-text position, as glue.cu's eot_gather). PyTorch: row pos_b of
+// scaled_dot_product_attention(q, k, v, is_causal=causal), the only row a pooled tower reads.
+// Layout: q [B, D] (the pooled rows' queries), kv [B, N, 2, H, 64] (keys in columns [0, D),
+// values in [D, 2D): the in_proj rows of k and v), out [B, D]; D = 64 H.
+// fp32 scores, softmax and sums (scale applied to q: a power of two, exact), one rounding at the
+// end. A warp a key for the scores (two dimensions a lane), then two threads a dimension for the
+// sum over keys (coalesced 128-byte rows of V).
+// Launch: grid (H, B), block 128, dynamic shared memory 4 * N bytes (the scores).
+#define POOLED_THREADS 128
+#define POOLED_WARPS (POOLED_THREADS / 32)
+
+template <typename T>
+__device__ __forceinline__ void attention_pooled(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kv,
+                                                 const int* __restrict__ ids, int N, int H, int index, int causal) {
+  extern __shared__ float p_s[];  // the scores, then exp(score - max)
+  __shared__ float q_s[HEAD], o_s[HEAD], red[POOLED_WARPS];
+  __shared__ int pos_s;
+  const int h = blockIdx.x, b = blockIdx.y, D = H * HEAD;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (threadIdx.x == 0) {
+    int pos = index;
+    if (ids) {
+      const int* row = ids + (long long)b * N;
+      pos = 0;
+      for (int t = 1; t < N; t++) if (row[t] > row[pos]) pos = t;
+    }
+    pos_s = pos;
+  }
+  if (threadIdx.x < HEAD) q_s[threadIdx.x] = ld(q[(long long)b * D + h * HEAD + threadIdx.x]) * 0.125f;
+  __syncthreads();
+  const int keys = causal ? pos_s + 1 : N;
+  const T* kb = kv + (long long)b * N * 2 * D + h * HEAD;
+
+  float mx = -INFINITY;
+  for (int j = warp; j < keys; j += POOLED_WARPS) {
+    const T* k = kb + (long long)j * 2 * D;
+    const float s = warp_sum(ld(k[lane]) * q_s[lane] + ld(k[lane + 32]) * q_s[lane + 32]);
+    if (lane == 0) p_s[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  if (lane == 0) red[warp] = mx;
+  __syncthreads();
+  mx = red[0];
+#pragma unroll
+  for (int w = 1; w < POOLED_WARPS; w++) mx = fmaxf(mx, red[w]);
+  __syncthreads();  // every thread has read red before it holds the sums
+
+  float sum = 0.0f;
+  for (int j = threadIdx.x; j < keys; j += POOLED_THREADS) {
+    const float e = expf(p_s[j] - mx);
+    p_s[j] = e;
+    sum += e;
+  }
+  sum = warp_sum(sum);
+  if (lane == 0) red[warp] = sum;
+  __syncthreads();  // the sums, and every p_s
+  float total = red[0];
+#pragma unroll
+  for (int w = 1; w < POOLED_WARPS; w++) total += red[w];
+
+  const int d = threadIdx.x % HEAD, half = threadIdx.x / HEAD;  // POOLED_THREADS = 2 * HEAD
+  float o = 0.0f;
+  for (int j = half; j < keys; j += 2) o += p_s[j] * ld(kb[(long long)j * 2 * D + D + d]);
+  if (half == 1) o_s[d] = o;
+  __syncthreads();
+  if (half == 0) out[(long long)b * D + h * HEAD + d] = st<T>((o + o_s[d]) / total);
+}
+
+#define ATTENTION_POOLED_ENTRY(S, T)                                                                                   \
+  extern "C" __global__ void __launch_bounds__(POOLED_THREADS)                                                        \
+      attention_pooled_##S(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kv, const int* __restrict__ ids, \
+                           int N, int H, int index, int causal) {                                                    \
+    attention_pooled<T>(out, q, kv, ids, N, H, index, causal);                                                         \
+  }
+JCLIP_FOR_TYPES(ATTENTION_POOLED_ENTRY)

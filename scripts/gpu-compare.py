@@ -188,6 +188,7 @@ def profile_label(p):
             + (" fit-rows" if p.get("flash_fit_rows") else "")
             + (" pipelined" if p.get("flash_pipelined") else "")
             + (" staged" if p.get("flash_staged") else "")
+            + (" pooled" if p.get("pooled_attention") else "")
             + (" vec-glue" if p.get("vector_glue") else "")
             + ((" sm90-" + p["fused_linear"] + "-" + (p.get("fused_linear_scope") or ("all" if p.get("fused_linear_all") else "c_fc")))
                if p.get("fused_linear") else "")

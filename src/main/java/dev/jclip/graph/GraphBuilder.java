@@ -104,6 +104,26 @@ public final class GraphBuilder {
     return add(Op.ATTENTION, name, List.of(qkv), Map.of(), Map.of("heads", heads, "causal", causal), spec(name, s[0], s[1], s[2] / 3));
   }
 
+  /**
+   * One query row a sequence ({@link Op#ATTENTION_POOLED}): q [B, 64·heads], kv [B, N, 2·64·heads];
+   * the pooled position is {@code index}, or with {@code ids} [B, N] each sequence's end-of-text
+   * position (then {@code index} is ignored).
+   */
+  public Value attentionPooled(String name, Value q, Value kv, Value ids, int index, int heads, boolean causal) {
+    int d = 64 * heads;
+    int[] s = kv.shape();
+    if (q.shape().length != 2 || q.dim(1) != d || s.length != 3 || s[2] != 2 * d || s[0] != q.dim(0)) {
+      throw new IllegalArgumentException(name + ": pooled attention expects q [B, " + d + "] and kv [B, N, " + 2 * d + "], got " + q.spec() + " and " + kv.spec());
+    }
+    if (ids != null && (ids.dim(0) != s[0] || ids.dim(1) != s[1])) throw new IllegalArgumentException(name + ": " + kv.spec() + " vs ids " + ids.spec());
+    if (ids == null && (index < 0 || index >= s[1])) throw new IllegalArgumentException(name + ": pooled position " + index + " outside " + kv.spec());
+    Map<String, Object> a = new LinkedHashMap<>();
+    a.put("heads", heads);
+    a.put("causal", causal);
+    if (ids == null) a.put("index", index);
+    return add(Op.ATTENTION_POOLED, name, ids == null ? List.of(q, kv) : List.of(q, kv, ids), Map.of(), a, spec(name, s[0], d));
+  }
+
   public Value activation(String name, Value x, Activation act) {
     return add(act == Activation.GELU ? Op.GELU : Op.QUICK_GELU, name, List.of(x), Map.of(), Map.of(), spec(name, x.shape()));
   }

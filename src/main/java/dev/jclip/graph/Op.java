@@ -27,6 +27,15 @@ public enum Op {
   ADD,
   /** Multi-head self-attention, head size 64: qkv [B, N, 3D] (q, k, v; heads inside D) to [B, N, D]. */
   ATTENTION,
+  /**
+   * Multi-head attention of one query row a sequence, inputs (q [B, D], kv [B, N, 2D]) or (q, kv,
+   * ids [B, N]): q is the query of each sequence's pooled position (attribute {@code index}, or
+   * with ids its end-of-text position, the first argmax), kv the keys then values of every
+   * position (heads inside D); with {@code causal} only the keys up to the pooled position count.
+   * To [B, D]: row {@code index} (or the end-of-text row) of ATTENTION on the whole qkv, which the
+   * last block of a pooled tower reads alone ({@link Fusion#pooledAttention}).
+   */
+  ATTENTION_POOLED,
   /** {@code x · sigmoid(1.702 x)}. */
   QUICK_GELU,
   /** {@code 0.5 x (1 + erf(x / √2))}. */

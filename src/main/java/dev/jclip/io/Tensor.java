@@ -107,6 +107,20 @@ public final class Tensor {
     return new Tensor(name, dtype, newShape, data);
   }
 
+  /**
+   * Rows {@code from} (inclusive) to {@code to} (exclusive) along the first dimension, as a view of
+   * the same data (nothing copied) named {@code name[from:to]}.
+   */
+  public Tensor rows(long from, long to) {
+    if (shape.length == 0 || from < 0 || to > shape[0] || from > to) {
+      throw new IllegalArgumentException("tensor '" + name + "' " + Arrays.toString(shape) + ": no rows " + from + " to " + to);
+    }
+    long[] s = shape.clone();
+    s[0] = to - from;
+    long rowBytes = shape[0] == 0 ? 0 : byteSize() / shape[0];
+    return new Tensor(name + "[" + from + ":" + to + "]", dtype, s, data.slice(Math.toIntExact(from * rowBytes), Math.toIntExact((to - from) * rowBytes)));
+  }
+
   /** All elements converted to float32 (exact for F16, BF16 and F32; rounded for F64 and I64). */
   public float[] toFloatArray() {
     long n = numel();

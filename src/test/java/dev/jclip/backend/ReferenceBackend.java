@@ -82,6 +82,15 @@ public final class ReferenceBackend extends HostFloatBackend {
         float[] r = ReferenceOps.attention(slice(x, (int) in.elements()), batch, len, n.intAttr("heads"), n.boolAttr("causal"));
         System.arraycopy(r, 0, y, 0, r.length);
       }
+      case ATTENTION_POOLED -> {
+        TensorSpec kv = n.input(1).spec();
+        int batch = kv.dim(0), len = kv.dim(1);
+        int[] pos = inputs.size() > 2 ? ReferenceOps.eotPositions(data(inputs.get(2)), batch, len) : new int[batch];
+        if (inputs.size() <= 2) java.util.Arrays.fill(pos, n.intAttr("index"));
+        float[] r = ReferenceOps.attentionPooled(slice(x, (int) in.elements()), slice(data(inputs.get(1)), (int) kv.elements()), pos, batch, len,
+            n.intAttr("heads"), n.boolAttr("causal"));
+        System.arraycopy(r, 0, y, 0, r.length);
+      }
       case QUICK_GELU, GELU -> {
         int e = (int) in.elements();
         float[] r = n.op() == Op.GELU ? ReferenceOps.biasGelu(slice(x, e), null, 1) : ReferenceOps.biasQuickGelu(slice(x, e), null, 1);

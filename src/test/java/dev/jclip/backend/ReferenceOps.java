@@ -97,6 +97,45 @@ public final class ReferenceOps {
     return out;
   }
 
+  /**
+   * One query row a sequence: q [B, D] at position {@code pos[b]}, kv [B, N, 2D] (keys, then
+   * values); with {@code causal} the keys up to {@code pos[b]} only. In double, as {@link #attention}.
+   */
+  public static float[] attentionPooled(float[] q, float[] kv, int[] pos, int batch, int n, int heads, boolean causal) {
+    int d = heads * 64;
+    float[] out = new float[batch * d];
+    double[] p = new double[n];
+    for (int b = 0; b < batch; b++) {
+      int keys = causal ? pos[b] + 1 : n;
+      for (int h = 0; h < heads; h++) {
+        double max = Double.NEGATIVE_INFINITY;
+        for (int j = 0; j < keys; j++) {
+          double s = 0;
+          for (int t = 0; t < 64; t++) s += (double) q[b * d + h * 64 + t] * kv[(b * n + j) * 2 * d + h * 64 + t];
+          p[j] = s / 8;
+          max = Math.max(max, p[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
+        for (int t = 0; t < 64; t++) {
+          double o = 0;
+          for (int j = 0; j < keys; j++) o += p[j] * kv[(b * n + j) * 2 * d + d + h * 64 + t];
+          out[b * d + h * 64 + t] = (float) (o / sum);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Each sequence's end-of-text position: the first argmax of its ids [B, N] (as torch.argmax). */
+  public static int[] eotPositions(float[] ids, int batch, int n) {
+    int[] pos = new int[batch];
+    for (int b = 0; b < batch; b++) {
+      for (int t = 1; t < n; t++) if (ids[b * n + t] > ids[b * n + pos[b]]) pos[b] = t;
+    }
+    return pos;
+  }
+
   /** CLIP's logits: {@code scale · x̂ · ŷᵀ} with rows L2-normalised. */
   public static float[] cosineLogits(float[] x, float[] y, int m, int t, int e, double scale) {
     float[] out = new float[m * t];

@@ -29,7 +29,8 @@ import org.junit.jupiter.api.Test;
  * {@link Fusion#linearResidual}: which LINEARs it folds into their residual ADD, what the fused
  * graph looks like (names, parameters, order, outputs), and that the CPU and reference backends
  * give the fused graph exactly the unfused graph's bits. The reference models are checked the
- * same way in {@code dev.jclip.model.FusedGraphParityTest}.
+ * same way in {@code dev.jclip.model.FusedGraphParityTest}. And {@link Fusion#pooledAttention}:
+ * which attentions it pools, the graph it makes, and that it computes what the graph did.
  */
 class FusionTest {
   static final Random RNG = TestRandom.create("FusionTest");
@@ -138,6 +139,130 @@ class FusionTest {
       assertEquals(want.keySet(), got.keySet());
       for (String k : want.keySet()) assertArrayEquals(want.get(k), got.get(k), k);
     }
+  }
+
+  // ---- pooled attention ----------------------------------------------------------------------
+
+  /**
+   * {@link Fusion#pooledAttention} on the towers Clip runs: the last block's ATTENTION and in_proj
+   * of each pooled tower (ViT image: the class token; text: the end-of-text token; ModifiedResNet:
+   * the attention pool's mean token) become the pooled rows' gather, their query LINEAR, the keys'
+   * and values' LINEAR and one ATTENTION_POOLED under the gather's name, with the split weights as
+   * views of in_proj's; graphs keeping every token, and captured nodes, are left alone.
+   */
+  @Test
+  void poolsTheLastAttentionOfEachPooledTower() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, RNG.nextLong()));
+    String[][] towers = {{"visual.transformer.resblocks.11", "TAKE_TOKEN"}, {"transformer.resblocks.11", "EOT_GATHER"}};
+    Graph[] pooled = {graphs.image(2), graphs.text(3, 77)};
+    for (int t = 0; t < 2; t++) {
+      Graph g = pooled[t], f = Fusion.pooledAttention(g, Set.of());
+      String p = towers[t][0];
+      assertEquals(count(g, Op.ATTENTION) - 1, count(f, Op.ATTENTION));
+      assertEquals(1, count(f, Op.ATTENTION_POOLED));
+      assertEquals(count(g, Op.LINEAR) + 1, count(f, Op.LINEAR), "in_proj becomes q and kv");
+      assertEquals(g.nodes().size() + 1, f.nodes().size(), "in_proj and the attention out; the gather, q and kv in");
+      Node att = f.node(p + ".attn.pooled"), q = f.node(p + ".attn.in_proj.q"), kv = f.node(p + ".attn.in_proj.kv");
+      Node rows = f.node(p + ".attn.in_proj.query_rows"), inProj = g.node(p + ".attn.in_proj");
+      assertEquals(Op.ATTENTION_POOLED, att.op());
+      assertEquals(Op.valueOf(towers[t][1]), rows.op());
+      assertEquals(t == 1, att.boolAttr("causal"));
+      assertEquals(t == 0 ? 12 : 8, att.intAttr("heads"));
+      assertSame(q.output(), att.input(0));
+      assertSame(kv.output(), att.input(1));
+      assertEquals(t == 1 ? 3 : 2, att.inputs().size(), "the text's ids, for the end-of-text positions");
+      assertEquals(inProj.input(0).name(), kv.input(0).name());
+      assertSame(rows.output(), q.input(0));
+      assertEquals(g.node(p + ".attn.pooled").output().spec(), att.output().spec());
+      float[] w = inProj.param("weight").toFloatArray(), b = inProj.param("bias").toFloatArray();
+      int d = (int) inProj.param("weight").dim(1);
+      assertArrayEquals(java.util.Arrays.copyOfRange(w, 0, d * d), q.param("weight").toFloatArray());
+      assertArrayEquals(java.util.Arrays.copyOfRange(w, d * d, 3 * d * d), kv.param("weight").toFloatArray());
+      assertArrayEquals(java.util.Arrays.copyOfRange(b, 0, d), q.param("bias").toFloatArray());
+      assertArrayEquals(java.util.Arrays.copyOfRange(b, d, 3 * d), kv.param("bias").toFloatArray());
+      assertSame(q.param("weight"), Fusion.pooledAttention(g, Set.of()).node(p + ".attn.in_proj.q").param("weight"), "split once per weight");
+      assertTrue(f.node(p + ".attn") == null && f.node(p + ".attn.in_proj") == null);
+      checkOrder(f);
+      assertEquals(g.outputs().keySet(), f.outputs().keySet());
+      // captured: nothing changes
+      assertSame(g, Fusion.pooledAttention(g, Set.of(p + ".attn")));
+      assertSame(g, Fusion.pooledAttention(g, Set.of(p + ".attn.in_proj")));
+    }
+    for (Graph all : List.of(graphs.image(2, true), graphs.text(2, 9, true))) {
+      assertSame(all, Fusion.pooledAttention(all, Set.of()), "every token kept: nothing pooled right after an attention");
+    }
+
+    ClipConfig rn = RandomWeights.config("RN50");
+    Graph r = new ClipGraphs(rn, RandomWeights.generate(rn, RNG.nextLong())).image(1);
+    Graph rf = Fusion.pooledAttention(r, Set.of());
+    assertEquals(Op.ATTENTION_POOLED, rf.node("visual.attnpool.mean_token").op());
+    assertEquals(0, rf.node("visual.attnpool.mean_token").intAttr("index"));
+    assertEquals(0, count(rf, Op.ATTENTION));
+    checkOrder(rf);
+  }
+
+  /**
+   * The pooled graph computes what the graph did, on the reference backend (in double: within
+   * float rounding) and the CPU backend: a qkv LINEAR, attention (causal or not) and the class
+   * token or each sequence's end-of-text row, at CLIP's head size, for end-of-text tokens at the
+   * first, a middle and the last position.
+   */
+  @Test
+  void pooledAttentionComputesWhatTheGraphDid() {
+    int batch = 5, n = 13, heads = 3, d = 64 * heads;
+    for (boolean eot : new boolean[] {false, true}) {
+      for (boolean causal : new boolean[] {false, true}) {
+        Map<String, Object> inputs = new HashMap<>();
+        GraphBuilder b = new GraphBuilder();
+        Value x = input(b, inputs, "x", batch, n, d);
+        Value qkv = b.linear("in_proj", x, w(3 * d, d), w(3 * d), null);
+        Value a = b.attention("attn", qkv, heads, causal);
+        Value pooled;
+        if (eot) {
+          int[] ids = new int[batch * n];
+          int[] at = {0, n - 1, n / 2, 1, n - 2};
+          for (int i = 0; i < ids.length; i++) ids[i] = RNG.nextInt(1000);
+          for (int s = 0; s < batch; s++) ids[s * n + at[s]] = 49407;
+          inputs.put("ids", ids);
+          pooled = b.eotGather("pooled", a, b.input("ids", DType.I32, batch, n));
+        } else {
+          pooled = b.takeToken("pooled", a, causal ? 4 : 0);
+        }
+        b.output("y", b.linear("out", pooled, w(d, d), w(d), null));
+        Graph g = b.build(), f = Fusion.pooledAttention(g, Set.of());
+        assertEquals(Op.ATTENTION_POOLED, f.node("pooled").op());
+        try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true);
+            ReferenceBackend ref = new ReferenceBackend()) {
+          cpu.pooledAttention(false);
+          for (Backend backend : List.<Backend>of(ref, cpu)) {
+            float[] want, got;
+            try (Executor ex = new Executor(g, backend, List.of())) {
+              want = ex.run(inputs).get("y");
+            }
+            try (Executor ex = new Executor(f, backend, List.of())) {
+              got = ex.run(inputs).get("y");
+            }
+            double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
+            assertTrue(err <= 1e-6, backend.name() + (eot ? " end-of-text" : " class token") + (causal ? " causal" : "") + ": " + err);
+          }
+        }
+      }
+    }
+  }
+
+  /** Nodes come after their inputs. */
+  static void checkOrder(Graph f) {
+    Map<Node, Integer> position = new IdentityHashMap<>();
+    for (int i = 0; i < f.nodes().size(); i++) position.put(f.nodes().get(i), i);
+    for (int i = 0; i < f.nodes().size(); i++) {
+      for (Value v : f.nodes().get(i).inputs()) {
+        Integer at = position.get(v.producer());
+        assertNotNull(at, f.nodes().get(i) + ": input " + v + " is not produced in the graph");
+        assertTrue(at < i, f.nodes().get(i) + ": input " + v + " is produced later");
+      }
+    }
+    for (Value v : f.outputs().values()) assertTrue(position.containsKey(v.producer()));
   }
 
   // ---- helpers -------------------------------------------------------------------------------

@@ -80,6 +80,9 @@ public final class KernelSample {
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, false, true)); // text: N = 77, 8 heads, causal
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, CudaOps.FlashV.LDMATRIX, true, false));
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, CudaOps.FlashV.LDMATRIX, true, false, true));
+    // one query row a sequence (a pooled tower's last attention): the class token, the last text token
+    l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, imageTokens, width / 64, 0, false, p));
+    l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, textTokens, textWidth / 64, textTokens - 1, true, p));
     for (CudaOps.LayerNormKernel k : new CudaOps.LayerNormKernel[] {
       CudaOps.LayerNormKernel.PLAIN, CudaOps.LayerNormKernel.WARPS, CudaOps.LayerNormKernel.SHARED, CudaOps.LayerNormKernel.STREAM}) {
       l.add(() -> ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, k));

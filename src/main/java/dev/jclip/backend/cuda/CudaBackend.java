@@ -422,7 +422,8 @@ public final class CudaBackend implements Backend {
    */
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
-        flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty())
+        flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
+        pooledAttentionProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -529,11 +530,32 @@ public final class CudaBackend implements Backend {
 
   /**
    * With cuBLASLt, the graph with each residual ADD folded into the LINEAR it adds ({@link
-   * Fusion#linearResidual}); captured nodes are kept. On the cuBLAS path, the graph as given.
+   * Fusion#linearResidual}); with {@link #pooledAttention(boolean)} on, first the pooled towers'
+   * last attention for the pooled rows alone ({@link Fusion#pooledAttention}); captured nodes are
+   * kept. On the cuBLAS path without pooled attention, the graph as given.
    */
   @Override
   public Graph prepare(Graph graph, Set<String> keep) {
-    return lt == null ? graph : Fusion.linearResidual(graph, keep);
+    Graph g = pooledAttention ? Fusion.pooledAttention(graph, keep) : graph;
+    return lt == null ? g : Fusion.linearResidual(g, keep);
+  }
+
+  /**
+   * A pooled tower's last attention for the pooled rows alone ({@link Fusion#pooledAttention}:
+   * their gather, query LINEAR, every position's keys and values, and one ATTENTION_POOLED kernel
+   * instead of in_proj and the attention of every row; ~1.5% of the image tower and ~2% of the
+   * 77-token text tower by the run-7 profile): off by default until timed; {@code
+   * -Djclip.cuda.pooledAttention=on} turns it on for backends built without saying.
+   */
+  private volatile boolean pooledAttention = pooledAttentionProperty().value();
+
+  private static Setting<Boolean> pooledAttentionProperty() {
+    return choice("pooledAttention", "the pooled last attention", "on", "off", "off");
+  }
+
+  /** Chooses, for graphs prepared from now on (each executor prepares its graph once), whether the last attention is pooled. */
+  public void pooledAttention(boolean on) {
+    pooledAttention = on;
   }
 
   @Override
@@ -955,6 +977,12 @@ public final class CudaBackend implements Backend {
       }
       case TAKE_TOKEN -> ops.glue("take_token_" + s, out.elements(), y, x, in.dim(0), in.dim(1), in.dim(2), n.intAttr("index"));
       case EOT_GATHER -> ops.glue("eot_gather_" + s, out.elements(), y, x, inputs.get(1), in.dim(0), in.dim(1), in.dim(2));
+      case ATTENTION_POOLED -> {
+        TensorSpec kv = n.input(1).spec();
+        boolean eot = inputs.size() > 2;
+        ops.attentionPooled(y, x, (DeviceBuffer) inputs.get(1), eot ? (DeviceBuffer) inputs.get(2) : null, kv.dim(0), kv.dim(1), n.intAttr("heads"),
+            eot ? 0 : n.intAttr("index"), n.boolAttr("causal"), precision);
+      }
       case CONV2D -> conv2d(n, x, y, in, out);
       case AVG_POOL -> ops.glue("avg_pool_" + s, out.elements(), y, x, (long) in.dim(0) * in.dim(1), in.dim(2), in.dim(3),
           n.intAttr("kernel"), out.dim(2), out.dim(3));

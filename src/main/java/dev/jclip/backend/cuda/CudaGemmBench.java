@@ -55,6 +55,10 @@ public final class CudaGemmBench {
               DeviceBuffer out = device.allocate(qkvBytes / 3)) {
             qkv.zero();
             time(device, p.toString(), () -> ops.attention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
+            // one query row a sequence (a pooled tower's last attention): the last row when causal (every key)
+            DeviceBuffer q = out.view(0, (long) b * h * 64 * elem), pooled = out.view((long) b * h * 64 * elem, (long) b * h * 64 * elem);
+            report("pooled " + p, timings(device::synchronize, () -> ops.attentionPooled(pooled, q, qkv, null, b, n, h, causal ? n - 1 : 0, causal, p), 10),
+                b, n, h, causal, 1, log);
             if (p != Precision.FP32) {
               time(device, "flash " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p), b, n, h, causal, log);
               time(device, "flash-vkey " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
@@ -193,7 +197,7 @@ public final class CudaGemmBench {
   }
 
   private static void time(CudaDevice device, String what, Runnable call, int b, int n, int h, boolean causal, PrintStream log) {
-    report(what, timings(device::synchronize, call, 10), b, n, h, causal, log);
+    report(what, timings(device::synchronize, call, 10), b, n, h, causal, n, log);
   }
 
   /**
@@ -214,8 +218,9 @@ public final class CudaGemmBench {
     return ms;
   }
 
-  private static void report(String what, double[] ms, int b, int n, int h, boolean causal, PrintStream log) {
-    double flop = 4.0 * b * h * (double) n * n * 64;
+  /** One [attention] line; {@code rows}: the query rows a sequence computes (n, or 1 for the pooled kernel), for the FLOP count. */
+  private static void report(String what, double[] ms, int b, int n, int h, boolean causal, int rows, PrintStream log) {
+    double flop = 4.0 * b * h * (double) rows * n * 64;
     log.printf("[attention] %-10s B=%4d N=%3d H=%2d%s: %8.3f ms (min %.3f, max %.3f), %6.1f TFLOP/s%n", what, b, n, h,
         causal ? " causal" : "       ", ms[3], ms[0], ms[ms.length - 1], flop / (ms[3] / 1e3) / 1e12);
   }

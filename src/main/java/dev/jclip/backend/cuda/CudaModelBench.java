@@ -261,40 +261,45 @@ public final class CudaModelBench {
    * One profile configuration: flash attention or WMMA, the LayerNorm kernel, the flash kernel's V
    * tile layout, the flash kernel for 4 blocks an SM and in blocks fitted to the sequence, the vector glue
    * kernels, gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), whether every LINEAR runs
-   * on it, the pipelined flash kernel, and whether the cuBLASLt GEMMs are tuned ({@link
-   * CudaBackend#gemmTune}).
+   * on it, the pipelined flash kernel, whether the cuBLASLt GEMMs are tuned ({@link
+   * CudaBackend#gemmTune}), the flash kernels with Q and the output staged in shared memory, and
+   * the pooled last attention ({@link CudaBackend#pooledAttention}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage) {
+      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false, false, false);
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false, false, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled);
     }
 
     ProfileConfig withTune(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled);
     }
 
     ProfileConfig withStage(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled);
+    }
+
+    ProfileConfig withPooled(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on);
     }
 
     /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
@@ -306,13 +311,14 @@ public final class CudaModelBench {
       backend.flashFitRows(fitRows);
       backend.flashPipelined(pipe);
       backend.flashStaged(stage);
+      backend.pooledAttention(pooled);
       backend.fusedLinear(fused != null, fused != null ? fused : Sm90Gemm.Schedule.PINGPONG, scope);
       backend.gemmTune(tune);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
-          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (vecGlue ? " vector-glue" : " plain-glue")
+          + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "");
     }
   }
@@ -385,7 +391,7 @@ public final class CudaModelBench {
 
   /** The independent kernel choices of a {@link ProfileConfig}. */
   enum Choice {
-    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE;
+    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED;
 
     static List<Choice> differing(ProfileConfig a, ProfileConfig b) {
       List<Choice> out = new java.util.ArrayList<>();
@@ -405,6 +411,7 @@ public final class CudaModelBench {
         case PIPELINED -> c.pipe();
         case TUNE -> c.tune();
         case STAGE -> c.stage();
+        case POOLED -> c.pooled();
       };
     }
 
@@ -413,7 +420,8 @@ public final class CudaModelBench {
       return new ProfileConfig(pick(FLASH, into, from).flash(), pick(LAYERNORM, into, from).ln(), pick(FLASH_V, into, from).v(),
           pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
           pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
-          pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage());
+          pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage(),
+          pick(POOLED, into, from).pooled());
     }
 
     /** {@code from} for this choice's fields, {@code into} for the others'. */
@@ -431,7 +439,8 @@ public final class CudaModelBench {
    * streaming LayerNorm, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
    * gemm_sm90 kernel in its two single-block schedules, every LINEAR without a residual on
    * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
-   * output staged in shared memory (alone, with V read by ldmatrix.trans, and pipelined); then the
+   * output staged in shared memory (alone, with V read by ldmatrix.trans, and pipelined), the
+   * pooled last attention; then the
    * pipelined flash kernel, the shared-memory LayerNorm and every
    * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel with
    * each of the two new LayerNorms and tuned cuBLASLt GEMMs.
@@ -448,7 +457,7 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withPipe(true),
       ProfileConfig.DEFAULTS.withStage(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true),
-      ProfileConfig.DEFAULTS.withPipe(true).withStage(true),
+      ProfileConfig.DEFAULTS.withPipe(true).withStage(true), ProfileConfig.DEFAULTS.withPooled(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true));
@@ -475,44 +484,20 @@ public final class CudaModelBench {
       totals.put(cfg, total);
       for (String tower : new String[] {"image", "text77"}) {
         ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("tower", tower)
+            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("pooled_attention", cfg.pooled()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
-            KernelProfile prof = new KernelProfile(device);
-            Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
-          Map<String, ?> in = tower.equals("image") ? Map.of("pixels", pixels) : Map.of("tokens", ids);
+            KernelProfile prof = new KernelProfile(device)) {
           if (fused && !backend.fusedLinearAvailable()) {
             row.put("error", "gemm_sm90 needs compute capability 9.0");
             continue;
           }
-          cfg.apply(backend);
-          float[] features = ex.run(in).values().iterator().next(); // parameters uploaded, GEMM plans made (and tuned)
-          if (cfg.equals(ProfileConfig.DEFAULTS)) {
-            defaultsOutput.put(tower, features);
-          } else if (defaultsOutput.containsKey(tower)) {
-            // a kernel that computes something else must not be timed into the tuned rows
-            double err = relativeError(features, defaultsOutput.get(tower));
-            row.put("relative_error_vs_defaults", err);
-            if (!(err <= AGREE)) {
-              row.put("error", String.format("features %.3g off the defaults' (more than %.0e)", err, AGREE));
-              log.printf("[profile] %s%s: features %.3g off the defaults' (more than %.0e): not timed%n", tower, cfg.label(), err, AGREE);
-              continue;
-            }
+          cfg.apply(backend); // before the executor: it prepares (pools, fuses) its graph once
+          try (Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
+            Map<String, ?> in = tower.equals("image") ? Map.of("pixels", pixels) : Map.of("tokens", ids);
+            total[tower.equals("image") ? 0 : 1] = profileTower(cfg, tower, batch, backend, prof, ex, in, row, defaultsOutput, log);
           }
-          if (cfg.tune()) for (String line : backend.gemmTuning()) log.println("[tune] " + tower + ": " + line);
-          backend.profile(prof);
-          ex.run(in);
-          backend.profile(null);
-          ObjectNode ops = row.putObject("ms_by_node");
-          double sum = 0;
-          for (Map.Entry<String, double[]> e : prof.totals().entrySet()) {
-            ops.put(e.getKey(), e.getValue()[0]);
-            sum += e.getValue()[0];
-          }
-          total[tower.equals("image") ? 0 : 1] = sum;
-          log.printf("[profile] ViT-B/32 FP16%s %s tower, batch %d, one forward pass node by node:%n", cfg.label(), tower, batch);
-          for (String line : prof.report(14)) log.println("[profile]   " + line);
         } catch (RuntimeException e) {
           row.put("error", String.valueOf(e));
           log.println("[profile] " + tower + cfg.label() + " failed: " + e);
@@ -520,6 +505,42 @@ public final class CudaModelBench {
       }
     }
     return totals;
+  }
+
+  /**
+   * One tower of one profile configuration: a first run (parameters uploaded, GEMM plans made and
+   * tuned), its features kept (the defaults) or checked against the defaults' ({@link #AGREE}),
+   * then a run node by node. Returns the milliseconds of that pass, or NaN when the features
+   * disagree (recorded in {@code row}, not timed).
+   */
+  private static double profileTower(ProfileConfig cfg, String tower, int batch, CudaBackend backend, KernelProfile prof, Executor ex,
+      Map<String, ?> in, ObjectNode row, Map<String, float[]> defaultsOutput, PrintStream log) {
+    float[] features = ex.run(in).values().iterator().next();
+    if (cfg.equals(ProfileConfig.DEFAULTS)) {
+      defaultsOutput.put(tower, features);
+    } else if (defaultsOutput.containsKey(tower)) {
+      // a kernel that computes something else must not be timed into the tuned rows
+      double err = relativeError(features, defaultsOutput.get(tower));
+      row.put("relative_error_vs_defaults", err);
+      if (!(err <= AGREE)) {
+        row.put("error", String.format("features %.3g off the defaults' (more than %.0e)", err, AGREE));
+        log.printf("[profile] %s%s: features %.3g off the defaults' (more than %.0e): not timed%n", tower, cfg.label(), err, AGREE);
+        return Double.NaN;
+      }
+    }
+    if (cfg.tune()) for (String line : backend.gemmTuning()) log.println("[tune] " + tower + ": " + line);
+    backend.profile(prof);
+    ex.run(in);
+    backend.profile(null);
+    ObjectNode ops = row.putObject("ms_by_node");
+    double sum = 0;
+    for (Map.Entry<String, double[]> e : prof.totals().entrySet()) {
+      ops.put(e.getKey(), e.getValue()[0]);
+      sum += e.getValue()[0];
+    }
+    log.printf("[profile] ViT-B/32 FP16%s %s tower, batch %d, one forward pass node by node:%n", cfg.label(), tower, batch);
+    for (String line : prof.report(14)) log.println("[profile]   " + line);
+    return sum;
   }
 
   /**

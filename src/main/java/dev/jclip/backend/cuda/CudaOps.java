@@ -205,6 +205,21 @@ public final class CudaOps implements AutoCloseable {
   }
 
   /**
+   * One query row a sequence (attention.cu's {@code attention_pooled_*}, the graph's
+   * ATTENTION_POOLED): {@code q} [B, D] the pooled rows' queries, {@code kv} [B, N, 2, H, 64] every
+   * position's keys and values, to {@code out} [B, D]; the pooled position is {@code index}, or
+   * with {@code ids} (int32 [B, N], may be null) each sequence's first argmax; with {@code causal}
+   * only the keys up to it count. fp32 arithmetic in every precision.
+   */
+  public void attentionPooled(DeviceBuffer out, DeviceBuffer q, DeviceBuffer kv, DeviceBuffer ids, int batch, int n, int heads, int index,
+      boolean causal, Precision precision) {
+    if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
+    if (ids == null && (index < 0 || index >= n)) throw new IllegalArgumentException("pooled position " + index + " outside " + n + " tokens");
+    attention.launch("attention_pooled_" + suffix(precision), new int[] {heads, batch, 1}, new int[] {128, 1, 1}, 4 * n, stream, out, q, kv,
+        ids, n, heads, ids == null ? index : 0, causal ? 1 : 0);
+  }
+
+  /**
    * The same attention as {@link #attention} on tensor cores with the probabilities kept in
    * registers (cuda-kernels/flash_attention.cu, the second version); fp16 and bf16 only.
    */

@@ -191,6 +191,21 @@ public class CpuBackendOpsTest {
       g.output("y", g.eotGather("eot", in(g, m, "x", 1, 3, 77, 512), ids));
       return m;
     }));
+    // ATTENTION_POOLED: batch, tokens, heads, pooled at (-1: the end-of-text token), causal
+    for (int[] a : new int[][] {{2, 50, 12, 0, 0}, {3, 77, 8, -1, 1}, {2, 50, 32, 0, 0}, {4, 15, 8, -1, 1}, {2, 33, 2, 16, 1}}) {
+      c.add(new Case(Op.ATTENTION_POOLED, "B=" + a[0] + " N=" + a[1] + " H=" + a[2] + (a[3] < 0 ? " end-of-text" : " at " + a[3])
+          + (a[4] == 1 ? " causal" : ""), g -> {
+        Map<String, Object> m = new LinkedHashMap<>();
+        Value ids = null;
+        if (a[3] < 0) {
+          m.put("ids", ids(a[0], a[1], 49408));
+          ids = g.input("ids", DType.I32, a[0], a[1]);
+        }
+        Value q = in(g, m, "q", 1, a[0], 64 * a[2]), kv = in(g, m, "kv", 1, a[0], a[1], 2 * 64 * a[2]);
+        g.output("y", g.attentionPooled("pooled", q, kv, ids, Math.max(a[3], 0), a[2], a[4] == 1));
+        return m;
+      }));
+    }
     // CONV2D: batch, channels, size, out channels, kernel, stride, padding, relu
     int[][] conv = {{2, 3, 32, 32, 3, 2, 1, 1}, {1, 64, 56, 64, 3, 1, 1, 1}, {2, 64, 28, 256, 1, 1, 0, 0}, {1, 32, 15, 16, 3, 2, 0, 1},
         {1, 16, 14, 8, 1, 2, 0, 0}, {1, 8, 9, 4, 3, 1, 0, 0}};

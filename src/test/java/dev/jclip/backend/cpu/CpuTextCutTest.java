@@ -89,6 +89,10 @@ class CpuTextCutTest {
    * The graphs Clip runs compute the last block after its attention only for the pooled rows (the
    * class token, the end-of-text tokens): on the CPU backend the features equal those of the
    * all-tokens graph bit for bit, fp32 and bf16, images and texts, for every ViT reference model.
+   * And with the backend's pooled attention on (its default: the last attention and query GEMM for
+   * the pooled rows alone, {@link dev.jclip.graph.Fusion#pooledAttention}), within float rounding
+   * of them (fp32 1e-6, bf16 1e-2 relative: the pooled query's GEMM rounds its bf16 operands as
+   * in_proj does, in another summation order).
    */
   @Test
   void poolingTheLastBlockChangesNoBit() throws Exception {
@@ -101,7 +105,10 @@ class CpuTextCutTest {
         ClipConfig cfg = ClipConfig.infer(ck);
         ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
         for (dev.jclip.backend.Precision precision : precisions) {
-          try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision)) {
+          try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision);
+              CpuBackend pooled = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision)) {
+            cpu.pooledAttention(false);
+            double tol = precision == dev.jclip.backend.Precision.FP32 ? 1e-6 : 1e-2;
             for (int batch : new int[] {1, 3, 8}) {
               float[] pixels = new float[batch * 3 * cfg.imageResolution() * cfg.imageResolution()];
               for (int i = 0; i < pixels.length; i++) pixels[i] = (float) rnd.nextGaussian();
@@ -112,6 +119,9 @@ class CpuTextCutTest {
                 }
               }
               assertTrue(java.util.Arrays.equals(f[0], f[1]), model + " " + precision + " images, batch " + batch + ": pooled graph differs");
+              try (Executor ex = new Executor(graphs.image(batch), pooled, List.of())) {
+                closeTo(ex.run(Map.of("pixels", pixels)).get("image_features"), f[0], tol, model + " " + precision + " images, batch " + batch);
+              }
               List<String> texts = new ArrayList<>();
               for (int i = 0; i < batch; i++) texts.add("a photo of " + "a small red dog ".repeat(rnd.nextInt(6)).trim() + " number " + rnd.nextInt(1000));
               int[][] rows = tok.tokenize(texts, 77, false);
@@ -123,10 +133,20 @@ class CpuTextCutTest {
                 }
               }
               assertTrue(java.util.Arrays.equals(f[0], f[1]), model + " " + precision + " texts, batch " + batch + ": pooled graph differs");
+              try (Executor ex = new Executor(graphs.text(batch, 77), pooled, List.of())) {
+                closeTo(ex.run(Map.of("tokens", ids)).get("text_features"), f[0], tol, model + " " + precision + " texts, batch " + batch);
+              }
             }
           }
         }
       }
     }
+  }
+
+  /** The pooled-attention features against the all-rows ones: within {@code tol}, and never identical to a wrong answer's. */
+  private static void closeTo(float[] got, float[] want, double tol, String what) {
+    double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
+    System.out.printf("[pooled attention] %s: relative difference %.2e (tolerance %.0e)%n", what, err, tol);
+    assertTrue(err <= tol, what + ": pooled attention off by " + err);
   }
 }

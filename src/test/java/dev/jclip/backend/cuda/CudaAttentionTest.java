@@ -165,6 +165,62 @@ class CudaAttentionTest {
     }
   }
 
+  /**
+   * The pooled attention kernel ({@link CudaOps#attentionPooled}: one query row a sequence) against
+   * the double-precision oracle at CLIP's pooled shapes: the class token (ViT-B/32, ViT-B/16,
+   * ViT-L/14@336px; RN50's attention pool with its 32 heads), the end-of-text token of causal
+   * texts (77 tokens, and a 15-token prompt batch) at the first, last and random positions, and an
+   * index in the middle, causal; in every precision, with the keys past the pooled position holding
+   * huge values that a missing mask would let through.
+   */
+  @Test
+  void pooledAttentionMatchesReference() {
+    int[][] shapes = {{50, 12, 0}, {197, 12, 0}, {577, 16, 0}, {50, 32, 0}, {77, 8, 1}, {15, 8, 1}, {33, 8, 2}};
+    for (int[] sh : shapes) {
+      int n = sh[0], heads = sh[1], d = 64 * heads, batch = 3 + random.nextInt(3);
+      boolean eot = sh[2] == 1, causal = sh[2] >= 1;
+      int index = sh[2] == 2 ? n / 2 : 0;
+      float[] q = randn(batch * d, 0.6), kv = randn(batch * n * 2 * d, 0.6);
+      int[] ids = new int[batch * n], pos = new int[batch];
+      for (int b = 0; b < batch; b++) {
+        pos[b] = eot ? (b == 0 ? 0 : b == 1 ? n - 1 : random.nextInt(n)) : index;
+        for (int t = 0; t < n; t++) ids[b * n + t] = t == pos[b] ? 49407 : random.nextInt(49406);
+        // what a causal row must not see
+        if (causal) for (int t = pos[b] + 1; t < n; t++) for (int c = 0; c < 2 * d; c++) kv[(b * n + t) * 2 * d + c] = 1000f;
+      }
+      String shape = "B=" + batch + " N=" + n + " H=" + heads + (eot ? " end-of-text" : " index " + index) + (causal ? " causal" : "");
+      for (Precision p : Precision.values()) {
+        float[] qp = q, kvp = kv;
+        short[] qh = null, kvh = null;
+        if (p != Precision.FP32) {
+          qh = toHalf(q, p);
+          kvh = toHalf(kv, p);
+          qp = fromHalf(qh, p);
+          kvp = fromHalf(kvh, p);
+        }
+        float[] want = ReferenceOps.attentionPooled(qp, kvp, pos, batch, n, heads, causal);
+        int elem = p == Precision.FP32 ? 4 : 2;
+        try (DeviceBuffer dq = device.allocate((long) elem * q.length);
+            DeviceBuffer dkv = device.allocate((long) elem * kv.length);
+            DeviceBuffer dids = device.allocate(4L * ids.length).upload(ids);
+            DeviceBuffer dout = device.allocate((long) elem * batch * d)) {
+          if (p == Precision.FP32) {
+            dq.upload(q);
+            dkv.upload(kv);
+          } else {
+            dq.upload(qh);
+            dkv.upload(kvh);
+          }
+          dout.zero();
+          ops.attentionPooled(dout, dq, dkv, eot ? dids : null, batch, n, heads, index, causal, p);
+          float[] got = p == Precision.FP32 ? dout.downloadFloats(batch * d) : fromHalf(dout.downloadShorts(batch * d), p);
+          // fp32 arithmetic throughout: one rounding to 16 bits at the end
+          check("pooled attention " + p + " " + shape, got, want, p == Precision.FP32 ? 1e-5 : p == Precision.FP16 ? 1e-3 : 8e-3);
+        }
+      }
+    }
+  }
+
   @Test
   void cosineLogitsMatchReference() {
     int[][] shapes = {{1, 3, 512}, {8, 1000, 512}, {130, 77, 768}, {64, 4096, 1024}, {5, 7, 48}};

@@ -39,16 +39,20 @@ class CudaGoldenParityTest {
     return GoldenParityTest.models();
   }
 
-  /** Each model on cuBLASLt (the fused graph) and on cuBLAS, as separate cases. */
+  /**
+   * Each model on cuBLASLt (the fused graph), on cuBLAS, and on cuBLASLt with the pooled last
+   * attention ({@link CudaBackend#pooledAttention}: "cublaslt pooled"), as separate cases.
+   */
   static Stream<Arguments> fp32Models() throws IOException {
-    return models().flatMap(m -> Stream.of(Arguments.of(m, "cublaslt"), Arguments.of(m, "cublas")));
+    return models().flatMap(m -> Stream.of(Arguments.of(m, "cublaslt"), Arguments.of(m, "cublas"), Arguments.of(m, "cublaslt pooled")));
   }
 
   @ParameterizedTest(name = "{0} {1}")
   @MethodSource("fp32Models")
   void modelMatchesGoldenOnTheGpu(Path dir, String gemm) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
-    try (CudaBackend backend = new CudaBackend(device, Precision.FP32, false, gemm.equals("cublaslt"))) {
+    try (CudaBackend backend = new CudaBackend(device, Precision.FP32, false, gemm.startsWith("cublaslt"))) {
+      backend.pooledAttention(gemm.endsWith("pooled"));
       GoldenParityTest.check(dir, weights, backend, GoldenParityTest.Mode.FP32);
       assertUsedCublasLt(backend, gemm);
     }
@@ -56,12 +60,13 @@ class CudaGoldenParityTest {
 
   /**
    * Each model in fp16 and in bf16 as separate cases (a failing fp16 must not hide bf16's errors):
-   * on cuBLASLt with the flash attention kernel (the default), with the WMMA kernel, and on cuBLAS.
+   * on cuBLASLt with the flash attention kernel (the default), with the WMMA kernel, on cuBLAS, and on
+   * cuBLASLt with flash and the pooled last attention.
    */
   static Stream<Arguments> halfModels() throws IOException {
     return models().flatMap(m -> Stream.of(Precision.FP16, Precision.BF16)
         .flatMap(p -> Stream.of(Arguments.of(m, p, "cublaslt", "flash"), Arguments.of(m, p, "cublaslt", "wmma"),
-            Arguments.of(m, p, "cublas", "flash"))));
+            Arguments.of(m, p, "cublas", "flash"), Arguments.of(m, p, "cublaslt pooled", "flash"))));
   }
 
   /**
@@ -73,7 +78,8 @@ class CudaGoldenParityTest {
   @MethodSource("halfModels")
   void halfPrecisionKeepsFeaturesCloseAndTheArgmax(Path dir, Precision p, String gemm, String attention) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
-    try (CudaBackend backend = new CudaBackend(device, p, attention.equals("flash"), gemm.equals("cublaslt"))) {
+    try (CudaBackend backend = new CudaBackend(device, p, attention.equals("flash"), gemm.startsWith("cublaslt"))) {
+      backend.pooledAttention(gemm.endsWith("pooled"));
       GoldenParityTest.check(dir, weights, backend, p == Precision.BF16 ? GoldenParityTest.Mode.BF16_ACTIVATIONS : GoldenParityTest.Mode.HALF);
       assertUsedCublasLt(backend, gemm);
     }
@@ -81,7 +87,7 @@ class CudaGoldenParityTest {
 
   /** On the cuBLASLt path, the LINEARs did run as cuBLASLt matmuls, none on the cuBLAS fallback. */
   private static void assertUsedCublasLt(CudaBackend backend, String gemm) {
-    if (!gemm.equals("cublaslt")) return;
+    if (!gemm.startsWith("cublaslt")) return;
     org.junit.jupiter.api.Assertions.assertTrue(backend.cublasLtPlans() > 0, "no LINEAR ran through cuBLASLt");
     org.junit.jupiter.api.Assertions.assertTrue(backend.cublasLtUnsupported().isEmpty(),
         "cuBLASLt had no algorithm for " + backend.cublasLtUnsupported());
