@@ -184,6 +184,20 @@ __device__ __forceinline__ void fa_store(T* __restrict__ out, const float (&o)[8
   }
 }
 
+// A warp's Q fragments for 4 k-steps of 16 dims from its 16 rows of a Q tile in shared memory
+// (rows of 72: conflict-free 32-bit loads, lane (g, t) at bank 4g + t + 8ks).
+template <typename T>
+__device__ __forceinline__ void fa_q_fragments(unsigned (&qf)[4][4], const T (*rows)[FA_HEAD + FA_PAD], int lane) {
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++) {
+    qf[ks][0] = pair(&rows[g][ks * 16 + 2 * t]);
+    qf[ks][1] = pair(&rows[g + 8][ks * 16 + 2 * t]);
+    qf[ks][2] = pair(&rows[g][ks * 16 + 2 * t + 8]);
+    qf[ks][3] = pair(&rows[g + 8][ks * 16 + 2 * t + 8]);
+  }
+}
+
 // fa_store through shared memory: the warp's 16 output rows go into `st` (16 rows of 72, the
 // warp's own; 32-bit stores, conflict-free: lane (g, t) writes bank 4g + t + 4n), then each row
 // leaves as 8 lanes' 16-byte stores of its 128 contiguous bytes (fa_store's 32-bit stores fill
@@ -244,13 +258,7 @@ __device__ __forceinline__ void flash_attention(T* __restrict__ out, const T* __
       *reinterpret_cast<uint4*>(&q_s[r][c]) = qv;
     }
     __syncthreads();
-#pragma unroll
-    for (int ks = 0; ks < 4; ks++) {
-      qf[ks][0] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t]);
-      qf[ks][1] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t]);
-      qf[ks][2] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t + 8]);
-      qf[ks][3] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t + 8]);
-    }
+    fa_q_fragments<T>(qf, &q_s[warp * 16], lane);
   } else {
     const T* q_lo = base + (long long)min(r_lo, N - 1) * row_stride;
     const T* q_hi = base + (long long)min(r_hi, N - 1) * row_stride;
@@ -496,13 +504,7 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     const int row0 = qb * FA_ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
     if (cur.j == 0) {
       // a new item: its Q fragments (rows past N are zeros and are never written), fresh sums
-#pragma unroll
-      for (int ks = 0; ks < 4; ks++) {
-        qf[ks][0] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t]);
-        qf[ks][1] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t]);
-        qf[ks][2] = pair(&q_s[warp * 16 + g][ks * 16 + 2 * t + 8]);
-        qf[ks][3] = pair(&q_s[warp * 16 + g + 8][ks * 16 + 2 * t + 8]);
-      }
+      fa_q_fragments<T>(qf, &q_s[warp * 16], lane);
 #pragma unroll
       for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
       m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;

@@ -72,25 +72,11 @@ public final class ReferenceOps {
     float[] out = new float[batch * n * d];
     double[] p = new double[n];
     for (int b = 0; b < batch; b++) {
+      int seq = b * n * 3 * d;
       for (int h = 0; h < heads; h++) {
         for (int i = 0; i < n; i++) {
-          int qo = (b * n + i) * 3 * d + h * 64;
-          double max = Double.NEGATIVE_INFINITY;
-          int keys = causal ? i + 1 : n;
-          for (int j = 0; j < keys; j++) {
-            int ko = (b * n + j) * 3 * d + d + h * 64;
-            double s = 0;
-            for (int t = 0; t < 64; t++) s += (double) qkv[qo + t] * qkv[ko + t];
-            p[j] = s / 8;
-            max = Math.max(max, p[j]);
-          }
-          double sum = 0;
-          for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
-          for (int t = 0; t < 64; t++) {
-            double o = 0;
-            for (int j = 0; j < keys; j++) o += p[j] * qkv[(b * n + j) * 3 * d + 2 * d + h * 64 + t];
-            out[(b * n + i) * d + h * 64 + t] = (float) (o / sum);
-          }
+          attendRow(qkv, (b * n + i) * 3 * d + h * 64, qkv, seq + d + h * 64, seq + 2 * d + h * 64, 3 * d, causal ? i + 1 : n, p, out,
+              (b * n + i) * d + h * 64);
         }
       }
     }
@@ -106,25 +92,34 @@ public final class ReferenceOps {
     float[] out = new float[batch * d];
     double[] p = new double[n];
     for (int b = 0; b < batch; b++) {
-      int keys = causal ? pos[b] + 1 : n;
+      int seq = b * n * 2 * d;
       for (int h = 0; h < heads; h++) {
-        double max = Double.NEGATIVE_INFINITY;
-        for (int j = 0; j < keys; j++) {
-          double s = 0;
-          for (int t = 0; t < 64; t++) s += (double) q[b * d + h * 64 + t] * kv[(b * n + j) * 2 * d + h * 64 + t];
-          p[j] = s / 8;
-          max = Math.max(max, p[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
-        for (int t = 0; t < 64; t++) {
-          double o = 0;
-          for (int j = 0; j < keys; j++) o += p[j] * kv[(b * n + j) * 2 * d + d + h * 64 + t];
-          out[b * d + h * 64 + t] = (float) (o / sum);
-        }
+        attendRow(q, b * d + h * 64, kv, seq + h * 64, seq + d + h * 64, 2 * d, causal ? pos[b] + 1 : n, p, out, b * d + h * 64);
       }
     }
     return out;
+  }
+
+  /**
+   * One head's attention of one query row, in double: the query's 64 values at {@code q[qo..]},
+   * key j's at {@code kv[k0 + j·stride..]} and value j's at {@code kv[v0 + j·stride..]} for j below
+   * {@code keys}; scores scaled by 1/8, softmax, the weighted values into {@code out[oo..]}.
+   */
+  private static void attendRow(float[] q, int qo, float[] kv, int k0, int v0, int stride, int keys, double[] p, float[] out, int oo) {
+    double max = Double.NEGATIVE_INFINITY;
+    for (int j = 0; j < keys; j++) {
+      double s = 0;
+      for (int t = 0; t < 64; t++) s += (double) q[qo + t] * kv[k0 + j * stride + t];
+      p[j] = s / 8;
+      max = Math.max(max, p[j]);
+    }
+    double sum = 0;
+    for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
+    for (int t = 0; t < 64; t++) {
+      double o = 0;
+      for (int j = 0; j < keys; j++) o += p[j] * kv[v0 + j * stride + t];
+      out[oo + t] = (float) (o / sum);
+    }
   }
 
   /** Each sequence's end-of-text position: the first argmax of its ids [B, N] (as torch.argmax). */
