@@ -230,12 +230,24 @@ public final class CpuBackend extends HostFloatBackend {
     return pooledAttention ? Fusion.pooledAttention(graph, keep) : graph;
   }
 
-  private volatile boolean pooledAttention = true;
+  private volatile boolean pooledAttention = pooledAttentionProperty();
+
+  /** {@code -Djclip.cpu.pooledAttention}: on (the default) or off; anything else is refused. */
+  private static boolean pooledAttentionProperty() {
+    String v = System.getProperty("jclip.cpu.pooledAttention", "on");
+    return switch (v) {
+      case "on" -> true;
+      case "off" -> false;
+      default -> throw new IllegalArgumentException("the CPU backend's pooled last attention (-Djclip.cpu.pooledAttention) must be on or off, not '"
+          + v + "'");
+    };
+  }
 
   /**
    * Whether graphs prepared from now on compute a pooled tower's last attention for the pooled rows
-   * alone (the default; {@link #prepare}), or for every row as the graph says (the same values up
-   * to float rounding: the pooled rows' query GEMM and attention run in another order).
+   * alone (the default, {@code -Djclip.cpu.pooledAttention=off} for backends built without saying;
+   * {@link #prepare}), or for every row as the graph says (the same values up to float rounding:
+   * the pooled rows' query GEMM and attention run in another order).
    */
   public void pooledAttention(boolean on) {
     pooledAttention = on;
