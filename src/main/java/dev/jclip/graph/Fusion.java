@@ -76,16 +76,14 @@ public final class Fusion {
         for (Value v : n.inputs()) in.add(copies.get(v));
         copy = new Node(n.op(), n.name(), in, n.params(), n.attrs());
       }
-      Value v = new Value(n.output().id(), n.output().spec(), copy);
-      copy.setOutput(v);
-      copies.put(n.output(), v);
-      rebuilt.add(copy);
+      copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
     }
     Map<String, Value> inputs = new LinkedHashMap<>(), outs = new LinkedHashMap<>();
     graph.inputs().forEach((name, v) -> inputs.put(name, copies.get(v)));
     graph.outputs().forEach((name, v) -> outs.put(name, copies.get(v)));
     return new Graph(rebuilt, inputs, outs);
   }
+
   /**
    * Computes the attention of a pooled tower's last block for the pooled rows alone: where the
    * class token (TAKE_TOKEN) or the end-of-text token (EOT_GATHER) is taken from an ATTENTION's
