@@ -78,10 +78,7 @@ public final class Fusion {
       }
       copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
     }
-    Map<String, Value> inputs = new LinkedHashMap<>(), outs = new LinkedHashMap<>();
-    graph.inputs().forEach((name, v) -> inputs.put(name, copies.get(v)));
-    graph.outputs().forEach((name, v) -> outs.put(name, copies.get(v)));
-    return new Graph(rebuilt, inputs, outs);
+    return rebuilt(graph, rebuilt, copies);
   }
 
   /**
@@ -160,15 +157,20 @@ public final class Fusion {
       }
       copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
     }
-    Map<String, Value> inputs = new LinkedHashMap<>(), outs = new LinkedHashMap<>();
-    graph.inputs().forEach((name, v) -> inputs.put(name, copies.get(v)));
-    graph.outputs().forEach((name, v) -> outs.put(name, copies.get(v)));
-    return new Graph(rebuilt, inputs, outs);
+    return rebuilt(graph, rebuilt, copies);
   }
 
   /** Whether {@code n} may be rewritten: not kept, not a graph output, read by exactly one node. */
   private static boolean alone(Node n, Set<String> kept, Set<Value> outputs, Map<Value, Integer> readers) {
     return !kept.contains(n.name()) && !outputs.contains(n.output()) && readers.getOrDefault(n.output(), 0) == 1;
+  }
+
+  /** The graph of {@code nodes}, with {@code graph}'s inputs and outputs by name mapped through {@code copies}. */
+  private static Graph rebuilt(Graph graph, List<Node> nodes, Map<Value, Value> copies) {
+    Map<String, Value> inputs = new LinkedHashMap<>(), outs = new LinkedHashMap<>();
+    graph.inputs().forEach((name, v) -> inputs.put(name, copies.get(v)));
+    graph.outputs().forEach((name, v) -> outs.put(name, copies.get(v)));
+    return new Graph(nodes, inputs, outs);
   }
 
   /** Appends {@code n} with a new output value (id, spec) and returns the value. */
