@@ -291,6 +291,15 @@ __device__ __forceinline__ void load_floats(float (&f)[V], const float* p) {
   }
 }
 
+// Pack i of out (16 bytes of T) = a + b, each rounded once to T: the vector embeddings' last step.
+template <typename T, int V>
+__device__ __forceinline__ void store_sum(T* out, unsigned i, const float (&a)[V], const float (&b)[V]) {
+  Pack16<T> o;
+#pragma unroll
+  for (int k = 0; k < V; k++) o.v[k] = st<T>(a[k] + b[k]);
+  reinterpret_cast<Pack16<T>*>(out)[i] = o;
+}
+
 template <typename T>
 __device__ void class_pos_embed_vec(T* out, const T* patches, const float* cls, const float* pos, int B, int N, int D) {
   constexpr int V = 16 / sizeof(T);
@@ -306,10 +315,7 @@ __device__ void class_pos_embed_vec(T* out, const T* patches, const float* cls, 
       for (int k = 0; k < V; k++) v[k] = ld(q.v[k]);
     }
     load_floats<V>(p, pos + (size_t)t * D + d);
-    Pack16<T> o;
-#pragma unroll
-    for (int k = 0; k < V; k++) o.v[k] = st<T>(v[k] + p[k]);
-    reinterpret_cast<Pack16<T>*>(out)[i] = o;
+    store_sum<T, V>(out, i, v, p);
   }
 }
 
@@ -322,10 +328,7 @@ __device__ void token_embed_vec(T* out, const int* ids, const float* tok, const 
     float e[V], p[V];
     load_floats<V>(e, tok + (size_t)ids[bt] * D + d);
     load_floats<V>(p, pos + (size_t)t * D + d);
-    Pack16<T> o;
-#pragma unroll
-    for (int k = 0; k < V; k++) o.v[k] = st<T>(e[k] + p[k]);
-    reinterpret_cast<Pack16<T>*>(out)[i] = o;
+    store_sum<T, V>(out, i, e, p);
   }
 }
 
