@@ -204,9 +204,9 @@ class FusionTest {
 
   /**
    * The pooled graph computes what the graph did, on the reference backend (in double: within
-   * float rounding) and the CPU backend: a qkv LINEAR, attention (causal or not) and the class
-   * token or each sequence's end-of-text row, at CLIP's head size, for end-of-text tokens at the
-   * first, a middle and the last position.
+   * float rounding, 1e-6) and the CPU backend (float sums in another order: 1e-5): a qkv LINEAR,
+   * attention (causal or not) and the class token or each sequence's end-of-text row, at CLIP's
+   * head size, for end-of-text tokens at the first, a middle and the last position.
    */
   @Test
   void pooledAttentionComputesWhatTheGraphDid() {
@@ -244,7 +244,9 @@ class FusionTest {
               got = ex.run(inputs).get("y");
             }
             double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
-            assertTrue(err <= 1e-6, backend.name() + (eot ? " end-of-text" : " class token") + (causal ? " causal" : "") + ": " + err);
+            // the reference backend sums in double; the CPU backend in float, in another order
+            double tol = backend == ref ? 1e-6 : 1e-5;
+            assertTrue(err <= tol, backend.name() + (eot ? " end-of-text" : " class token") + (causal ? " causal" : "") + ": " + err);
           }
         }
       }

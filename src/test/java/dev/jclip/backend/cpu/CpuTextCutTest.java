@@ -91,7 +91,7 @@ class CpuTextCutTest {
    * all-tokens graph bit for bit, fp32 and bf16, images and texts, for every ViT reference model.
    * And with the backend's pooled attention on (its default: the last attention and query GEMM for
    * the pooled rows alone, {@link dev.jclip.graph.Fusion#pooledAttention}), within float rounding
-   * of them (fp32 1e-6, bf16 1e-2 relative: the pooled query's GEMM rounds its bf16 operands as
+   * of them (fp32 1e-5, bf16 1e-2 relative: the pooled query's GEMM rounds its bf16 operands as
    * in_proj does, in another summation order).
    */
   @Test
@@ -108,7 +108,7 @@ class CpuTextCutTest {
           try (CpuBackend cpu = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision);
               CpuBackend pooled = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, precision)) {
             cpu.pooledAttention(false);
-            double tol = precision == dev.jclip.backend.Precision.FP32 ? 1e-6 : 1e-2;
+            double tol = precision == dev.jclip.backend.Precision.FP32 ? 1e-5 : 1e-2;
             for (int batch : new int[] {1, 3, 8}) {
               float[] pixels = new float[batch * 3 * cfg.imageResolution() * cfg.imageResolution()];
               for (int i = 0; i < pixels.length; i++) pixels[i] = (float) rnd.nextGaussian();
