@@ -289,6 +289,10 @@ public final class CudaOps implements AutoCloseable {
       FlashV v, boolean fourBlocks, boolean fitRows, boolean staged) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
+    if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
+    // the staged kernels' 16-byte accesses need 16-byte aligned buffers (the arena's are); others
+    // take the unstaged kernel, the same bits
+    staged = staged && aligned16(out, qkv);
     int fitted = 16 * ((n + 15) / 16);
     boolean fit = fitRows && n <= 80 && fitted != 64;
     int rows = fit ? fitted : 64;
@@ -325,6 +329,12 @@ public final class CudaOps implements AutoCloseable {
   public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean staged) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
+    if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
+    if (!aligned16(out, qkv)) {
+      // cp.async copies 16 bytes at a time: buffers off a 16-byte boundary take the block kernel, the same bits
+      flashAttention(out, qkv, batch, n, heads, causal, precision, FlashV.LDMATRIX, true, false, false);
+      return;
+    }
     long items = (long) batch * heads * ((n + 63) / 64);
     if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
     String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + suffix(precision);

@@ -166,6 +166,39 @@ class CudaAttentionTest {
   }
 
   /**
+   * Buffers 4 bytes off a 16-byte boundary (a view into a larger allocation): the staged and the
+   * pipelined kernels, whose 16-byte accesses cannot take them, leave them to the unstaged block
+   * kernel, so every variant still writes the default kernel's bits.
+   */
+  @Test
+  void flashAttentionOnBuffersOffSixteenBytes() {
+    int n = 77, heads = 8, batch = 3, d = heads * 64;
+    for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+      short[] h = toHalf(randn(batch * n * 3 * d, 0.6), p);
+      long outBytes = 2L * batch * n * d;
+      try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
+          DeviceBuffer want = device.allocate(outBytes);
+          DeviceBuffer qBig = device.allocate(2L * h.length + 16);
+          DeviceBuffer outBig = device.allocate(outBytes + 16)) {
+        ops.flashAttention(want, dq, batch, n, heads, true, p);
+        short[] bits = want.downloadShorts(batch * n * d);
+        DeviceBuffer q4 = qBig.view(4, 2L * h.length).upload(h);
+        DeviceBuffer out4 = outBig.view(4, outBytes);
+        for (boolean staged : new boolean[] {false, true}) {
+          outBig.zero();
+          ops.flashAttention(out4, q4, batch, n, heads, true, p, CudaOps.FlashV.LDMATRIX, true, false, staged);
+          org.junit.jupiter.api.Assertions.assertArrayEquals(bits, out4.downloadShorts(batch * n * d),
+              "flash attention on misaligned buffers" + (staged ? " (staged asked for)" : "") + ", " + p);
+          outBig.zero();
+          ops.flashAttentionPipelined(out4, q4, batch, n, heads, true, p, staged);
+          org.junit.jupiter.api.Assertions.assertArrayEquals(bits, out4.downloadShorts(batch * n * d),
+              "pipelined flash attention on misaligned buffers" + (staged ? " (staged asked for)" : "") + ", " + p);
+        }
+      }
+    }
+  }
+
+  /**
    * The pooled attention kernel ({@link CudaOps#attentionPooled}: one query row a sequence) against
    * the double-precision oracle at CLIP's pooled shapes: the class token (ViT-B/32, ViT-B/16,
    * ViT-L/14@336px; RN50's attention pool with its 32 heads), the end-of-text token of causal
