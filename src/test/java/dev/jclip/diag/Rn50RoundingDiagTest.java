@@ -81,6 +81,8 @@ public class Rn50RoundingDiagTest {
       new Variant("K  one rounding only: attnpool.tokens (attnpool input)", f, false, false, true, false, false,
           n -> n.name().equals("visual.attnpool.tokens")),
       new Variant("L  one rounding only: visual.stem output", f, false, false, true, false, false, n -> n.name().equals("visual.stem")),
+      new Variant("M  as A, the bottlenecks' residual sums (ADD) in fp32", f, true, true, true, true, true, n -> n.op() != Op.ADD),
+      new Variant("N  as B, the bottlenecks' residual sums (ADD) in fp32", f, true, true, true, false, true, n -> n.op() != Op.ADD),
     };
   }
 
