@@ -166,6 +166,37 @@ class CudaAttentionTest {
   }
 
   /**
+   * The ModifiedResNets' attention pools (a mean token and the positional embedding prepended to
+   * the last feature map, every token attending to every other; N = (R/32)² + 1 at 32 to 64 heads:
+   * RN50 and RN101 at 224 px, RN50x4 at 288, RN50x16 at 384, RN50x64 at 448) through the fp32
+   * kernel and the flash kernel against the double-precision oracle.
+   */
+  @Test
+  void attentionAtEveryResNetAttentionPoolShape() {
+    int[][] shapes = {{50, 32}, {82, 40}, {145, 48}, {197, 64}};
+    for (int[] sh : shapes) {
+      int n = sh[0], heads = sh[1], d = heads * 64, batch = 1 + random.nextInt(2);
+      float[] qkv = randn(batch * n * 3 * d, 0.6);
+      String shape = "B=" + batch + " N=" + n + " H=" + heads;
+      try (DeviceBuffer dq = device.allocate(4L * qkv.length).upload(qkv);
+          DeviceBuffer dout = device.allocate(4L * batch * n * d)) {
+        ops.attention(dout, dq, batch, n, heads, false, Precision.FP32);
+        check("attention pool fp32 " + shape, dout.downloadFloats(batch * n * d), ReferenceOps.attention(qkv, batch, n, heads, false), 1e-5);
+      }
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        short[] h = toHalf(qkv, p);
+        float[] want = ReferenceOps.attention(fromHalf(h, p), batch, n, heads, false);
+        try (DeviceBuffer dq = device.allocate(2L * h.length).upload(h);
+            DeviceBuffer dout = device.allocate(2L * batch * n * d)) {
+          ops.flashAttention(dout, dq, batch, n, heads, false, p);
+          check("attention pool flash " + p + " " + shape, fromHalf(dout.downloadShorts(batch * n * d), p), want,
+              p == Precision.FP16 ? FP16_TOL : BF16_TOL);
+        }
+      }
+    }
+  }
+
+  /**
    * Buffers 4 bytes off a 16-byte boundary (a view into a larger allocation): the staged and the
    * pipelined kernels, whose 16-byte accesses cannot take them, leave them to the unstaged block
    * kernel, so every variant still writes the default kernel's bits.
@@ -208,7 +239,10 @@ class CudaAttentionTest {
    */
   @Test
   void pooledAttentionMatchesReference() {
-    int[][] shapes = {{50, 12, 0}, {197, 12, 0}, {577, 16, 0}, {50, 32, 0}, {77, 8, 1}, {15, 8, 1}, {33, 8, 2}};
+    // the class token (ViT-B/32, ViT-B/16, ViT-L/14, ViT-L/14@336px), the attention pools' mean token
+    // (RN50 and RN101, RN50x4, RN50x16, RN50x64), end-of-text tokens, a middle index
+    int[][] shapes = {{50, 12, 0}, {197, 12, 0}, {257, 16, 0}, {577, 16, 0}, {50, 32, 0}, {82, 40, 0}, {145, 48, 0}, {197, 64, 0},
+      {77, 8, 1}, {15, 8, 1}, {33, 8, 2}};
     for (int[] sh : shapes) {
       int n = sh[0], heads = sh[1], d = 64 * heads, batch = 3 + random.nextInt(3);
       boolean eot = sh[2] == 1, causal = sh[2] >= 1;
