@@ -349,7 +349,9 @@ public final class CudaModelBench {
    * The defaults with every opt-in choice that the profile measured faster than them on {@code
    * tower} ({@link #IMAGE} or {@link #TEXT77}), each alone (a configuration that differs from the
    * defaults in that one choice): the fastest value of each choice; null when none is faster, or
-   * the defaults were not measured. The gemm_sm90 schedule and scope are one choice.
+   * the defaults were not measured. The gemm_sm90 schedule and scope are one choice; so are the
+   * attention kernel's (V layout, blocks an SM, fitted rows, pipelining, staging: {@link
+   * Choice#group}), whose fastest measured combination is taken whole.
    */
   static ProfileConfig merge(Map<ProfileConfig, double[]> measured, int tower) {
     double[] base = measured.get(ProfileConfig.DEFAULTS);
@@ -361,12 +363,12 @@ public final class CudaModelBench {
     for (Map.Entry<ProfileConfig, double[]> e : measured.entrySet()) {
       ProfileConfig c = e.getKey();
       double ms = e.getValue()[tower];
-      List<Choice> differ = Choice.differing(d, c);
-      if (differ.size() != 1 || Double.isNaN(ms)) continue;
-      Choice which = differ.get(0);
-      if (ms < best[which.ordinal()]) {
-        best[which.ordinal()] = ms;
-        merged = which.take(merged, c);
+      List<Choice> groups = Choice.differing(d, c).stream().map(Choice::group).distinct().toList();
+      if (groups.size() != 1 || Double.isNaN(ms)) continue;
+      Choice group = groups.get(0);
+      if (ms < best[group.ordinal()]) {
+        best[group.ordinal()] = ms;
+        for (Choice which : Choice.values()) if (which.group() == group) merged = which.take(merged, c);
         any = true;
       }
     }
@@ -392,6 +394,18 @@ public final class CudaModelBench {
   /** The independent kernel choices of a {@link ProfileConfig}. */
   enum Choice {
     FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED;
+
+    /**
+     * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
+     * (its V layout, blocks, rows, pipelining and staging pick one kernel between them, and
+     * combinations such as staged fitted blocks are kernels of their own), else this one.
+     */
+    Choice group() {
+      return switch (this) {
+        case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE -> FLASH;
+        default -> this;
+      };
+    }
 
     static List<Choice> differing(ProfileConfig a, ProfileConfig b) {
       List<Choice> out = new java.util.ArrayList<>();
@@ -439,8 +453,8 @@ public final class CudaModelBench {
    * streaming LayerNorm, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
    * gemm_sm90 kernel in its two single-block schedules, every LINEAR without a residual on
    * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
-   * output staged in shared memory (alone, with V read by ldmatrix.trans, and pipelined), the
-   * pooled last attention; then the
+   * output staged in shared memory (alone, with V read by ldmatrix.trans, pipelined, and with V
+   * read by ldmatrix.trans in blocks fitted to the 77-token texts), the pooled last attention; then the
    * pipelined flash kernel, the shared-memory LayerNorm and every
    * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel with
    * each of the two new LayerNorms and tuned cuBLASLt GEMMs.
@@ -457,7 +471,8 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withPipe(true),
       ProfileConfig.DEFAULTS.withStage(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true),
-      ProfileConfig.DEFAULTS.withPipe(true).withStage(true), ProfileConfig.DEFAULTS.withPooled(true),
+      ProfileConfig.DEFAULTS.withPipe(true).withStage(true),
+      ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), ProfileConfig.DEFAULTS.withPooled(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true));

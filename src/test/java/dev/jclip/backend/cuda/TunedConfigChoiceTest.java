@@ -44,6 +44,27 @@ class TunedConfigChoiceTest {
     assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m, IMAGE));
   }
 
+  /**
+   * The attention kernel's choices are one: its fastest measured combination (staged, ldmatrix V,
+   * fitted rows) is taken whole, never a mix of the fastest value of each, and merged with the
+   * other choices' winners.
+   */
+  @Test
+  void theAttentionKernelsChoicesAreOne() {
+    ProfileConfig stFit = D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true);
+    Map<ProfileConfig, double[]> m = new LinkedHashMap<>();
+    m.put(D, new double[] {18.5, 17.0});
+    m.put(D.withFitRows(true), new double[] {18.5, 16.8});
+    m.put(D.withPipe(true), new double[] {18.1, 16.6});
+    m.put(stFit, new double[] {18.3, 15.6});
+    m.put(D.withLn(CudaOps.LayerNormKernel.STREAM), new double[] {18.2, 16.7});
+    m.put(D.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM), new double[] {17.0, 15.0}); // two groups: not merged
+    assertEquals(stFit.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.merge(m, TEXT77));
+    assertEquals(D.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.merge(m, IMAGE));
+    assertEquals(CudaModelBench.Choice.FLASH, CudaModelBench.Choice.STAGE.group());
+    assertEquals(CudaModelBench.Choice.TUNE, CudaModelBench.Choice.TUNE.group());
+  }
+
   @Test
   void gemmSm90ScheduleAndScopeAreOneChoice() {
     ProfileConfig coop = D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION);
@@ -69,7 +90,7 @@ class TunedConfigChoiceTest {
     m.put(D.withStage(true), new double[] {18.6, 16.0}); // the other way round
     m.put(D.withV(CudaOps.FlashV.LDMATRIX), new double[] {18.4, 16.5}); // both
     assertEquals(D.withTune(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, IMAGE));
-    assertEquals(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, TEXT77));
+    assertEquals(D.withStage(true), CudaModelBench.merge(m, TEXT77), "one attention kernel: the fastest measured, not a mix");
     assertEquals(D.withTune(true), CudaModelBench.fastest(m, IMAGE));
     assertEquals(D.withStage(true), CudaModelBench.fastest(m, TEXT77));
     m.put(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), new double[] {18.55, 15.5});
