@@ -423,7 +423,7 @@ public final class CudaBackend implements Backend {
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
         flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
-        pooledAttentionProperty())
+        pooledAttentionProperty(), actChunkProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -556,6 +556,54 @@ public final class CudaBackend implements Backend {
   /** Chooses, for graphs prepared from now on (each executor prepares its graph once), whether the last attention is pooled. */
   public void pooledAttention(boolean on) {
     pooledAttention = on;
+  }
+
+  /**
+   * A LINEAR with an activation (the MLP's c_fc) on the cuBLAS + bias_act path in row chunks whose
+   * GEMM output is about this many bytes (0: the whole LINEAR at once), each chunk's GEMM followed by
+   * its bias_act, so that bias_act reads the product back from L2 (50 MB on an H100 or H200)
+   * instead of from DRAM: at batch 1024 the product is 315-323 MB, read and written back by the
+   * separate pass (~0.17 ms a layer in run 7). Off by default until timed; {@code
+   * -Djclip.cuda.actChunk=8|16|32} (MB) for backends built without saying. The same arithmetic per
+   * row; cuBLAS may pick another kernel for the chunk's row count, so within 16-bit rounding of the
+   * whole LINEAR. No effect where gemm_sm90 takes the LINEAR.
+   */
+  private volatile long activationChunkBytes = (long) actChunkProperty().value() << 20;
+
+  private static Setting<Integer> actChunkProperty() {
+    return option("actChunk", "c_fc's row chunks (MB of GEMM output)", "off", Map.entry("off", 0), Map.entry("8", 8), Map.entry("16", 16),
+        Map.entry("32", 32));
+  }
+
+  /** Chooses, for graphs run from now on, c_fc in row chunks of about {@code megabytes} MB of GEMM output (0: whole). */
+  public void activationChunk(int megabytes) {
+    activationChunkBytes(((long) megabytes) << 20);
+  }
+
+  /** {@link #activationChunk} in bytes (tests: chunks smaller than a megabyte). */
+  void activationChunkBytes(long bytes) {
+    if (bytes < 0) throw new IllegalArgumentException("chunk of " + bytes + " bytes");
+    activationChunkBytes = bytes;
+  }
+
+  /** How many row chunks LINEARs with an activation ran in, beyond one a LINEAR ({@link #activationChunk}; for tests). */
+  long activationChunksLaunched() {
+    return activationChunksLaunched;
+  }
+
+  private long activationChunksLaunched;
+
+  /**
+   * Rows a chunk for {@code m} rows of {@code rowBytes} bytes of output in chunks of about {@code
+   * chunkBytes} (0: all {@code m}): as many chunks as that size asks for, balanced, each a multiple
+   * of 128 rows (whole GEMM tiles, 16-byte aligned views) but the last.
+   */
+  static long chunkRows(long m, long rowBytes, long chunkBytes) {
+    if (chunkBytes <= 0 || m * rowBytes <= chunkBytes) return m;
+    long chunks = (m * rowBytes + chunkBytes - 1) / chunkBytes;
+    long rows = (m + chunks - 1) / chunks;
+    rows = (rows + 127) / 128 * 128;
+    return Math.min(rows, m);
   }
 
   @Override
@@ -927,9 +975,15 @@ public final class CudaBackend implements Backend {
         // gemm_sm90 takes the whole LINEAR.
         if (fusedLinear(n, x, null, y, m, cols, k, actCode(act))) return;
         if (act == null && ltLinear(n, x, null, y, in, out)) return;
-        gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        if (bias != null || act != null) ops.biasAct(y, bias, m, cols, actCode(act), precision, vectorGlue);
+        long rows = act == null ? m : chunkRows(m, (long) elem * cols, activationChunkBytes);
+        for (long r0 = 0; r0 < m; r0 += rows) {
+          long r = Math.min(rows, m - r0);
+          DeviceBuffer xc = r == m ? x : x.view(r0 * k * elem, r * k * elem), yc = r == m ? y : y.view(r0 * cols * elem, r * cols * elem);
+          gemmNT(r, cols, k, xc, gemmWeight(n), yc);
+          if (bias != null || act != null) ops.biasAct(yc, bias, r, cols, actCode(act), precision, vectorGlue);
+          if (r0 > 0) activationChunksLaunched++;
+        }
       }
       case LINEAR_RESIDUAL -> {
         DeviceBuffer residual = (DeviceBuffer) inputs.get(1);

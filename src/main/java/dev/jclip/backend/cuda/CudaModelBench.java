@@ -266,40 +266,45 @@ public final class CudaModelBench {
    * the pooled last attention ({@link CudaBackend#pooledAttention}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled) {
-    /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null, CudaBackend.FusedScope.ACTIVATION, false, false, false, false);
+      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk) {
+    /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR, c_fc whole. */
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled, actChunk);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled, actChunk);
     }
 
     ProfileConfig withTune(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled, actChunk);
     }
 
     ProfileConfig withStage(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled, actChunk);
     }
 
     ProfileConfig withPooled(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on, actChunk);
+    }
+
+    ProfileConfig withActChunk(int megabytes) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, megabytes);
     }
 
     /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
@@ -314,12 +319,13 @@ public final class CudaModelBench {
       backend.pooledAttention(pooled);
       backend.fusedLinear(fused != null, fused != null ? fused : Sm90Gemm.Schedule.PINGPONG, scope);
       backend.gemmTune(tune);
+      backend.activationChunk(actChunk);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
-          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "");
+          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "");
     }
   }
 
@@ -393,7 +399,7 @@ public final class CudaModelBench {
 
   /** The independent kernel choices of a {@link ProfileConfig}. */
   enum Choice {
-    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED;
+    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED, ACT_CHUNK;
 
     /**
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
@@ -426,6 +432,7 @@ public final class CudaModelBench {
         case TUNE -> c.tune();
         case STAGE -> c.stage();
         case POOLED -> c.pooled();
+        case ACT_CHUNK -> c.actChunk();
       };
     }
 
@@ -435,7 +442,7 @@ public final class CudaModelBench {
           pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
           pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
           pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage(),
-          pick(POOLED, into, from).pooled());
+          pick(POOLED, into, from).pooled(), pick(ACT_CHUNK, into, from).actChunk());
     }
 
     /** {@code from} for this choice's fields, {@code into} for the others'. */
@@ -448,8 +455,9 @@ public final class CudaModelBench {
   static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.DEFAULTS);
 
   /**
-   * Then, from today's defaults, one opt-in choice at a time: tuned cuBLASLt GEMMs (NVIDIA's
-   * kernels, timed first since they risk no fault of ours), the shared-memory LayerNorm, the
+   * Then, from today's defaults, one opt-in choice at a time: tuned cuBLASLt GEMMs and c_fc in row
+   * chunks of 8, 16 and 32 MB of product (NVIDIA's kernels and ours that have run, timed first
+   * since they risk no fault of a new kernel), the shared-memory LayerNorm, the
    * streaming LayerNorm, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
    * gemm_sm90 kernel in its two single-block schedules, every LINEAR without a residual on
    * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
@@ -461,7 +469,9 @@ public final class CudaModelBench {
    * The kernels that have never run come last (a fault leaves the context unusable for what
    * follows).
    */
-  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(true), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(true),
+      ProfileConfig.DEFAULTS.withActChunk(8), ProfileConfig.DEFAULTS.withActChunk(16), ProfileConfig.DEFAULTS.withActChunk(32),
+      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.STREAM),
       ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION),

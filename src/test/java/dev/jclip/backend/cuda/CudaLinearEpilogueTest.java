@@ -159,4 +159,66 @@ class CudaLinearEpilogueTest {
     }
     assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
   }
+
+  /**
+   * c_fc in row chunks ({@link CudaBackend#activationChunk}; here chunks of 64 and 200 KB of
+   * product, so that the test's row counts make several, the last one short): within the
+   * precision's tolerance of the reference and within 16-bit rounding of the whole LINEAR (cuBLAS
+   * may take another kernel for the chunk's rows), the chunks launched, and a CUDA-graph replay
+   * giving the first run's bits; on cuBLAS and on tuned cuBLASLt GEMMs.
+   */
+  @Test
+  void cFcInRowChunksMatchesTheWholeLinear() {
+    List<Case> cases = new ArrayList<>();
+    for (int[] s : new int[][] {{768, 577}, {512, 154}, {1024, 257}}) {
+      cases.add(linear("c_fc (bias, QuickGELU) D=" + s[0] + " M=" + s[1], s[1], s[0], 4 * s[0], true, Activation.QUICK_GELU, false));
+    }
+    cases.add(linear("c_fc (no bias, GELU) D=768 M=300", 300, 768, 3072, false, Activation.GELU, false));
+    cases.parallelStream().forEach(c -> {
+      try (ReferenceBackend ref = new ReferenceBackend();
+          Executor ex = new Executor(c.graph, ref, List.of())) {
+        c.want[0] = ex.run(c.inputs).get("y");
+      }
+    });
+    List<String> failures = new ArrayList<>();
+    for (Precision p : Precision.values()) {
+      double tol = p == Precision.FP32 ? 1e-5 : p == Precision.FP16 ? 1e-2 : 5e-2;
+      double vsWhole = p == Precision.FP32 ? 1e-5 : p == Precision.FP16 ? 2e-3 : 1.6e-2;
+      for (boolean tune : new boolean[] {false, true}) {
+        for (Case c : cases) {
+          float[] whole;
+          try (CudaBackend backend = new CudaBackend(device, p, false, true)) {
+            backend.gemmTune(tune);
+            try (Executor ex = new Executor(c.graph, backend, List.of())) {
+              whole = ex.run(c.inputs).get("y");
+            }
+          }
+          for (long chunk : new long[] {64 * 1024, 200 * 1024}) {
+            String what = c + " " + p + (tune ? " tuned" : "") + ", chunks of " + chunk / 1024 + " KB";
+            try (CudaBackend backend = new CudaBackend(device, p, false, true)) {
+              backend.gemmTune(tune);
+              backend.activationChunkBytes(chunk);
+              float[] got, replayed;
+              try (Executor ex = new Executor(c.graph, backend, List.of(), true)) {
+                got = ex.run(c.inputs).get("y");
+                replayed = ex.run(c.inputs).get("y");
+                assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+              }
+              assertTrue(backend.activationChunksLaunched() > 0, what + ": ran in one piece");
+              assertArrayEquals(got, replayed, what + ": the CUDA-graph replay differs from the first run");
+              double err = ReferenceOps.relativeError(got, c.want[0]), whole1 = ReferenceOps.relativeError(got, whole);
+              System.out.printf("[cuda linear chunks] %-48s %-30s vs reference %.2e, vs the whole LINEAR %.2e (%d chunks after the first)%n",
+                  c, p + (tune ? " tuned" : "") + " " + chunk / 1024 + " KB", err, whole1, backend.activationChunksLaunched());
+              for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), what + ": element " + i + " is " + got[i]);
+              assertTrue(err <= tol, what + ": relative error " + err + " > " + tol);
+              assertTrue(whole1 <= vsWhole, what + ": " + whole1 + " off the whole LINEAR");
+            } catch (AssertionError | RuntimeException e) {
+              failures.add(what + ": " + e.getMessage());
+            }
+          }
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
 }

@@ -21,7 +21,7 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=off, flashStage=off, layernorm=warps, glue=vec, gemm=cublaslt, "
-        + "gemmTune=off, fusedLinear=off, pooledAttention=off", defaults);
+        + "gemmTune=off, fusedLinear=off, pooledAttention=off, actChunk=off", defaults);
     String old = System.getProperty("jclip.cuda.layernorm");
     try {
       System.setProperty("jclip.cuda.layernorm", "stream");
@@ -33,5 +33,33 @@ class KernelChoicesTest {
       if (old == null) System.clearProperty("jclip.cuda.layernorm");
       else System.setProperty("jclip.cuda.layernorm", old);
     }
+  }
+
+  /**
+   * c_fc's row chunks ({@link CudaBackend#chunkRows}): off or a product within one chunk is one
+   * whole LINEAR; otherwise balanced chunks of whole 128-row tiles, at most the size asked for
+   * (but for the tile rounding), covering every row, at the batch-1024 shapes and odd ones.
+   */
+  @Test
+  void chunkRowsAreBalancedWholeTiles() {
+    assertEquals(51200, CudaBackend.chunkRows(51200, 6144, 0));
+    assertEquals(100, CudaBackend.chunkRows(100, 6144, 16 << 20), "one chunk's worth: whole");
+    long mb = 1 << 20;
+    for (long[] c : new long[][] {{51200, 6144}, {78848, 4096}, {50 * 256, 6144}, {1000, 6144}, {129, 4096}, {577 * 3, 8192}}) {
+      long m = c[0], rowBytes = c[1];
+      for (long chunk : new long[] {64 * 1024, 8 * mb, 16 * mb, 32 * mb}) {
+        long rows = CudaBackend.chunkRows(m, rowBytes, chunk);
+        String what = m + " rows of " + rowBytes + " B in " + chunk + " B chunks: " + rows;
+        assertTrue(rows >= 1 && rows <= m, what);
+        if (rows < m) {
+          assertEquals(0, rows % 128, what);
+          long chunks = (m + rows - 1) / rows, asked = (m * rowBytes + chunk - 1) / chunk;
+          assertTrue(chunks <= asked, what + ": " + chunks + " chunks, " + asked + " asked for");
+          assertTrue(rows * rowBytes <= chunk + 128 * rowBytes, what + ": above the chunk by more than a tile");
+        }
+      }
+    }
+    assertEquals(2816, CudaBackend.chunkRows(51200, 3072 * 2, 16 * mb)); // ViT-B/32 c_fc, batch 1024: 19 chunks (18.75 asked for)
+    assertEquals(3968, CudaBackend.chunkRows(78848, 2048 * 2, 16 * mb)); // 77-token texts: 20 chunks (19.25 asked for)
   }
 }
