@@ -78,7 +78,8 @@ class CudaFullGeometryTest {
           variants.add(Map.entry(p, v));
         }
       }
-      // tuned cuBLASLt (NVIDIA's kernels, each problem's fastest of the heuristic's algorithms) with the defaults
+      // tuned cuBLASLt (NVIDIA's kernels, each problem's fastest of the heuristic's algorithms) with the defaults,
+      // and c_fc in row chunks
       for (Precision p : Precision.values()) variants.add(Map.entry(p, new boolean[] {p != Precision.FP32, true, true, false, false, true}));
       if (Sm90Gemm.available(device)) {
         for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
@@ -97,7 +98,7 @@ class CudaFullGeometryTest {
         boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4], tune = v[5];
         String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
             + (optIn ? (cluster ? " shared-memory LayerNorm, gemm_sm90 ping-pong-cluster on every LINEAR, pipelined flash"
-                : " streaming LayerNorm, gemm_sm90 cooperative on c_fc, V by ldmatrix, fitted flash rows") + ", Q and output staged, pooled last attention" : "") + (tune ? ", tuned cuBLASLt" : "");
+                : " streaming LayerNorm, gemm_sm90 cooperative on c_fc, V by ldmatrix, fitted flash rows") + ", Q and output staged, pooled last attention" : "") + (tune ? ", tuned cuBLASLt, c_fc in 64 KB row chunks" : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
           cuda.layerNormKernel(optIn ? (cluster ? CudaOps.LayerNormKernel.SHARED : CudaOps.LayerNormKernel.STREAM)
               : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
@@ -109,6 +110,7 @@ class CudaFullGeometryTest {
           cuda.pooledAttention(optIn);
           cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
           cuda.gemmTune(tune);
+          cuda.activationChunkBytes(tune ? 64 << 10 : 0); // 3 texts' 231 rows: two chunks (whole 128-row tiles)
           check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
           check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
           if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());
