@@ -287,6 +287,20 @@ __device__ __forceinline__ void release(uint32_t empty, uint32_t peer, int g, in
   if (CLUSTER > 1) mbar_arrive_cluster(peer + 8 * s);
 }
 
+// A LayerNorm folded into the GEMM (the gemm_ln_* kernels): A is the LayerNorm's input x and W
+// is W' = W gamma (each column k scaled by gamma[k]), so that LayerNorm(x) . W^T + b = rstd * (x .
+// W'^T - mean * colsum) + b' with colsum[n] = sum_k W'[n, k] and b' = b + W beta (the caller's
+// bias); each row's (mean, rstd) comes from layernorm.cu's layernorm_stats. Two neighbouring
+// accumulators (one row with statistics st, columns c and c + 1 with column sums cs) before the
+// epilogue adds b'.
+__device__ __forceinline__ void ln_fold_pair(float& a0, float& a1, float2 st, float2 cs) {
+  a0 = st.y * fmaf(-st.x, cs.x, a0);
+  a1 = st.y * fmaf(-st.x, cs.y, a1);
+}
+
+// A row's statistics for ln_fold_pair; rows past M (never stored) read the last row's.
+__device__ __forceinline__ float2 ln_row(const float2* __restrict__ stats, int r, int M) { return stats[min(r, M - 1)]; }
+
 // The bias of columns c and c + 1 (zero without one).
 __device__ __forceinline__ float2 bias_pair(const float* bias, int c) {
   return bias ? *reinterpret_cast<const float2*>(bias + c) : make_float2(0.0f, 0.0f);
@@ -314,10 +328,15 @@ __device__ __forceinline__ void store_pair(T* C, float2 b, const T* residual, in
 // (and residual) of CH column pairs are loaded before any of their stores: 8 without a residual,
 // 4 with one (its 16 more registers a chunk, within the 168 a thread); addresses are one base
 // pointer plus constants.
-template <typename T, int ACT, bool RES, int J>
+//
+// With LNF (the gemm_ln_* kernels, no residual): a LayerNorm folded in (ln_fold_pair, then the
+// bias, as the generic epilogue), st0 and st1 the statistics of rows r0 and r0 + 8, colsum W''s
+// column sums; 4 column pairs a chunk.
+template <typename T, int ACT, bool RES, int J, bool LNF = false>
 __device__ __forceinline__ void epilogue_inside(const float* d, T* __restrict__ C, const float* __restrict__ bias,
-                                                const T* __restrict__ residual, int N, int r0, int c0) {
-  constexpr int CH = RES ? 4 : 8;
+                                                const T* __restrict__ residual, int N, int r0, int c0, float2 st0 = {},
+                                                float2 st1 = {}, const float* __restrict__ colsum = nullptr) {
+  constexpr int CH = RES || LNF ? 4 : 8;
   T* out = C + (size_t)r0 * N + c0;
   const T* res = RES ? residual + (size_t)r0 * N + c0 : nullptr;
   const size_t down = (size_t)8 * N;
@@ -338,18 +357,34 @@ __device__ __forceinline__ void epilogue_inside(const float* d, T* __restrict__ 
         for (int h = 0; h < 2; h++) r[jj][h] = Pair<T>::load(res + h * down + 8 * (jc + jj));
       }
     }
+    float2 cs[LNF ? CH : 1];
+    if (LNF) {
+#pragma unroll
+      for (int jj = 0; jj < CH; jj++) cs[jj] = *reinterpret_cast<const float2*>(colsum + c0 + 8 * (jc + jj));
+    }
 #pragma unroll
     for (int jj = 0; jj < CH; jj++) {
 #pragma unroll
       for (int h = 0; h < 2; h++) {
         const int i = 4 * (jc + jj) + 2 * h;
-        float v0 = d[i] + b[jj].x, v1 = d[i + 1] + b[jj].y;
+        float a0 = d[i], a1 = d[i + 1];
+        if (LNF) ln_fold_pair(a0, a1, h == 0 ? st0 : st1, cs[jj]);
+        float v0 = a0 + b[jj].x, v1 = a1 + b[jj].y;
         if (ACT == 1) v0 = fast_act(v0, 1), v1 = fast_act(v1, 1);
         if (RES) v0 += r[jj][h].x, v1 += r[jj][h].y;
         Pair<T>::store(out + h * down + 8 * (jc + jj), v0, v1);
       }
     }
   }
+}
+
+// epilogue_inside with a LayerNorm folded in (no residual), for the launch's activation (0 or 1).
+template <typename T, int J>
+__device__ __forceinline__ void epilogue_inside_ln(const float* d, T* C, const float* bias, int act, int N, int r0, int c0,
+                                                   const float2* __restrict__ stats, const float* colsum) {
+  const float2 st0 = stats[r0], st1 = stats[r0 + 8];
+  if (act == 1) epilogue_inside<T, 1, false, J, true>(d, C, bias, nullptr, N, r0, c0, st0, st1, colsum);
+  else epilogue_inside<T, 0, false, J, true>(d, C, bias, nullptr, N, r0, c0, st0, st1, colsum);
 }
 
 // epilogue_inside for the activation and residual of the launch (act 0 or 1; others are not
@@ -370,9 +405,9 @@ __device__ __forceinline__ void epilogue_inside(const float* d, T* C, const floa
 // its own A tile and one half of the shared W tile (box 128 rows), multicast to both, so W crosses
 // L2 once per pair. A stage is refilled only when the consumers of both blocks have released it
 // (each consumer warp arrives on its own block's "empty" barrier and on its peer's).
-template <typename T, int CLUSTER>
+template <typename T, int CLUSTER, bool LNF = false>
 __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
-                                          int N, int K, int act) {
+                                          int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr) {
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * STAGE_BYTES, W right after
@@ -418,17 +453,23 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
       // Epilogue straight from the accumulators (the producer is already filling the ring with
       // the next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
       const int r0 = m0 + rows + warp * 16 + lane / 4;
-      const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + GEMM_BN <= N;
+      const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + GEMM_BN <= N && !(LNF && residual);
       if (inside) {
-        epilogue_inside<T, 32>(d, C, bias, residual, act, N, r0, n0 + 2 * (lane % 4));
+        if (LNF) epilogue_inside_ln<T, 32>(d, C, bias, act, N, r0, n0 + 2 * (lane % 4), ln_stats, colsum);
+        else epilogue_inside<T, 32>(d, C, bias, residual, act, N, r0, n0 + 2 * (lane % 4));
       } else {
+        const float2 st0 = LNF ? ln_row(ln_stats, r0, M) : float2{}, st1 = LNF ? ln_row(ln_stats, r0 + 8, M) : float2{};
 #pragma unroll
         for (int j = 0; j < 32; j++) {
           const int c = n0 + 8 * j + 2 * (lane % 4);
           if (c >= N) continue;  // N % 8 == 0: c + 1 < N as well
-          const float2 b = bias_pair(bias, c);
+          const float2 b = bias_pair(bias, c), cs = LNF ? *reinterpret_cast<const float2*>(colsum + c) : float2{};
 #pragma unroll
-          for (int h = 0; h < 2; h++) store_pair(C, b, residual, M, N, r0 + 8 * h, c, d[4 * j + 2 * h], d[4 * j + 2 * h + 1], act);
+          for (int h = 0; h < 2; h++) {
+            float a0 = d[4 * j + 2 * h], a1 = d[4 * j + 2 * h + 1];
+            if (LNF) ln_fold_pair(a0, a1, h == 0 ? st0 : st1, cs);
+            store_pair(C, b, residual, M, N, r0 + 8 * h, c, a0, a1, act);
+          }
         }
       }
     }
@@ -453,9 +494,9 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
 #define PP_STAGE_BYTES (PP_A_BYTES + PP_B_BYTES)
 #define PP_SMEM_BYTES (PP_STAGES * PP_STAGE_BYTES + 2 * PP_STAGES * 8 + 1024)
 
-template <typename T, int CLUSTER>
+template <typename T, int CLUSTER, bool LNF = false>
 __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
-                                             int N, int K, int act) {
+                                             int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr) {
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);
@@ -511,22 +552,26 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
       if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
       // epilogue, as the cooperative kernel's: register 64*half + 4j + e of lane l is row
       // 64*half + 16*warp + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2)
-      const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + PP_BN <= N;
+      const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + PP_BN <= N && !(LNF && residual);
 #pragma unroll
       for (int half = 0; half < 2; half++) {
         const int r0 = m0 + 64 * half + warp * 16 + lane / 4;
         if (inside) {
-          epilogue_inside<T, 16>(d + 64 * half, C, bias, residual, act, N, r0, n0 + 2 * (lane % 4));
+          if (LNF) epilogue_inside_ln<T, 16>(d + 64 * half, C, bias, act, N, r0, n0 + 2 * (lane % 4), ln_stats, colsum);
+          else epilogue_inside<T, 16>(d + 64 * half, C, bias, residual, act, N, r0, n0 + 2 * (lane % 4));
         } else {
+          const float2 st0 = LNF ? ln_row(ln_stats, r0, M) : float2{}, st1 = LNF ? ln_row(ln_stats, r0 + 8, M) : float2{};
 #pragma unroll
           for (int j = 0; j < 16; j++) {
             const int col = n0 + 8 * j + 2 * (lane % 4);
             if (col >= N) continue;
-            const float2 b = bias_pair(bias, col);
+            const float2 b = bias_pair(bias, col), cs = LNF ? *reinterpret_cast<const float2*>(colsum + col) : float2{};
 #pragma unroll
             for (int h = 0; h < 2; h++) {
               const int i = 64 * half + 4 * j + 2 * h;
-              store_pair(C, b, residual, M, N, r0 + 8 * h, col, d[i], d[i + 1], act);
+              float a0 = d[i], a1 = d[i + 1];
+              if (LNF) ln_fold_pair(a0, a1, h == 0 ? st0 : st1, cs);
+              store_pair(C, b, residual, M, N, r0 + 8 * h, col, a0, a1, act);
             }
           }
         }
@@ -559,3 +604,23 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
   }
 GEMM_SM90(f16, __half)
 GEMM_SM90(bf16, __nv_bfloat16)
+
+// gemm_ln_sm90_* and gemm_ln_sm90_pp_*: the cooperative and ping-pong kernels with a LayerNorm
+// folded in (ln_fold_pair above: A is the LayerNorm's input, W = W' = W gamma, bias = b', plus the rows'
+// statistics and W''s column sums), for the LINEAR a LayerNorm feeds (in_proj after ln_1, c_fc
+// after ln_2): the LayerNorm's pass writes nothing. Launch as their kernels.
+#define GEMM_LN_SM90(S, T)                                                                                               \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_ln_sm90_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,            \
+                       const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats,     \
+                       const float* colsum) {                                                                           \
+    gemm_sm90<T, 1, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);                                 \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_ln_sm90_pp_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,         \
+                          const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats,  \
+                          const float* colsum) {                                                                        \
+    gemm_sm90_pp<T, 1, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);                              \
+  }
+GEMM_LN_SM90(f16, __half)
+GEMM_LN_SM90(bf16, __nv_bfloat16)

@@ -360,3 +360,32 @@ __device__ __forceinline__ void layernorm_stream(T* out, T* sum_out, const T* x,
 #define LAYERNORM_STREAM_ALL(S, T) \
   LAYERNORM_STREAM(S, T, 1, 4) LAYERNORM_STREAM(S, T, 2, 4) LAYERNORM_STREAM(S, T, 3, 4) LAYERNORM_STREAM(S, T, 4, 3)
 JCLIP_FOR_TYPES(LAYERNORM_STREAM_ALL)
+
+// layernorm_stats<P>_f32 / _f16 / _bf16: each row's mean and 1 / sqrt(var + eps), computed as every
+// vector LayerNorm above computes them (ln_load, ln_stats: the same values, bit for bit), into
+// stats [rows] (float2: mean, rstd), for a LayerNorm folded into the GEMM that reads its input
+// (gemm_sm90.cu's gemm_ln_* kernels: rstd * (x . W'^T - mean * colsum(W')) + b', W' = W gamma,
+// b' = b + W beta). One read of x, no write of the normalised row. Same conditions as
+// add_layernorm_vec, P up to 4; launch: block 256, grid = min(ceil(rows / 8), 4 * SMs), each warp
+// walking rows w, w + warps, ...
+template <typename T, int P>
+__device__ __forceinline__ void layernorm_stats(float2* __restrict__ stats, const T* x, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
+  const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
+  for (long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP; row < rows; row += warps) {
+    float v[P][V];
+    ln_load<T, P>(v, x, nullptr, row, D, packs, lane);
+    const float2 st = ln_stats<T, P>(v, D, packs, lane, eps);
+    if (lane == 0) stats[row] = st;
+  }
+}
+
+#define LAYERNORM_STATS(S, T, P)                                                                                  \
+  extern "C" __global__ void __launch_bounds__(256, 4) layernorm_stats##P##_##S(float2* stats, const T* x,        \
+                                                                                long long rows, int D, float eps) { \
+    layernorm_stats<T, P>(stats, x, rows, D, eps);                                                                \
+  }
+#define LAYERNORM_STATS_ALL(S, T) \
+  LAYERNORM_STATS(S, T, 1) LAYERNORM_STATS(S, T, 2) LAYERNORM_STATS(S, T, 3) LAYERNORM_STATS(S, T, 4)
+JCLIP_FOR_TYPES(LAYERNORM_STATS_ALL)

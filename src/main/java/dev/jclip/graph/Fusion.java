@@ -160,6 +160,68 @@ public final class Fusion {
     return rebuilt(graph, rebuilt, copies);
   }
 
+  /**
+   * Folds each LayerNorm into the LINEAR that alone reads it: {@code in_proj(ln_1(x))} and {@code
+   * c_fc(ln_2(x))} of every ResidualAttentionBlock become one {@link Op#LAYER_NORM_LINEAR} node
+   * under the LINEAR's name, where it stood (after the LayerNorm's input), with the LINEAR's
+   * activation. A backend can then compute {@code rstd · (x · (W γ)ᵀ − mean · colsum(W γ)) + b + W
+   * β}: the rows' statistics from one read of x, no normalised rows written and read back.
+   *
+   * <p>A LAYER_NORM is folded when it is not in {@code keep} (the executor's captures) and not a
+   * graph output, its result is read by exactly one node, that node is a LINEAR reading it as its
+   * input, and the LINEAR's input width is the LayerNorm's. The graph is returned as it is when
+   * nothing applies.
+   */
+  public static Graph layerNormLinear(Graph graph, Collection<String> keep) {
+    Set<String> kept = Set.copyOf(keep);
+    List<Node> nodes = graph.nodes();
+    Map<Value, Integer> readers = new IdentityHashMap<>();
+    Map<Value, Node> reader = new IdentityHashMap<>();
+    for (Node n : nodes) {
+      for (Value v : n.inputs()) {
+        readers.merge(v, 1, Integer::sum);
+        reader.put(v, n);
+      }
+    }
+    Set<Value> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
+    outputs.addAll(graph.outputs().values());
+
+    Map<Node, Node> layerNormOf = new IdentityHashMap<>(); // LINEAR -> the LAYER_NORM it absorbs
+    for (Node n : nodes) {
+      if (n.op() != Op.LAYER_NORM || !alone(n, kept, outputs, readers)) continue;
+      Node linear = reader.get(n.output());
+      if (linear.op() != Op.LINEAR || linear.input(0) != n.output()) continue;
+      if (linear.param("weight").dim(1) != n.output().dim(-1)) continue;
+      layerNormOf.put(linear, n);
+    }
+    if (layerNormOf.isEmpty()) return graph;
+
+    Set<Node> absorbed = Collections.newSetFromMap(new IdentityHashMap<>());
+    absorbed.addAll(layerNormOf.values());
+    Map<Value, Value> copies = new IdentityHashMap<>();
+    List<Node> rebuilt = new ArrayList<>(nodes.size() - absorbed.size());
+    for (Node n : nodes) {
+      if (absorbed.contains(n)) continue;
+      Node ln = layerNormOf.get(n);
+      Node copy;
+      if (ln != null) {
+        Map<String, Tensor> params = new LinkedHashMap<>(n.params());
+        params.put("ln_weight", ln.param("weight"));
+        params.put("ln_bias", ln.param("bias"));
+        Map<String, Object> attrs = new LinkedHashMap<>(n.attrs());
+        attrs.put("eps", ln.floatAttr("eps"));
+        attrs.put("layer_norm", ln.name());
+        copy = new Node(Op.LAYER_NORM_LINEAR, n.name(), List.of(copies.get(ln.input(0))), params, attrs);
+      } else {
+        List<Value> in = new ArrayList<>(n.inputs().size());
+        for (Value v : n.inputs()) in.add(copies.get(v));
+        copy = new Node(n.op(), n.name(), in, n.params(), n.attrs());
+      }
+      copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
+    }
+    return rebuilt(graph, rebuilt, copies);
+  }
+
   /** Whether {@code n} may be rewritten: not kept, not a graph output, read by exactly one node. */
   private static boolean alone(Node n, Set<String> kept, Set<Value> outputs, Map<Value, Integer> readers) {
     return !kept.contains(n.name()) && !outputs.contains(n.output()) && readers.getOrDefault(n.output(), 0) == 1;

@@ -23,6 +23,15 @@ public enum Op {
   MATMUL,
   /** LayerNorm over the last dimension, fp32 statistics, biased variance. */
   LAYER_NORM,
+  /**
+   * {@code y = act(LayerNorm(x) · weight[N, K]ᵀ + bias[N])}: a LAYER_NORM read by nothing but a
+   * LINEAR, as one node under the LINEAR's name ({@link Fusion#layerNormLinear}); params {@code
+   * weight}, {@code bias} (optional), {@code ln_weight}, {@code ln_bias}; attributes {@code eps},
+   * {@code activation} (optional) and {@code layer_norm} (the absorbed node's name). Its value is
+   * LAYER_NORM then LINEAR; the CUDA backend folds gamma and beta into the GEMM's weights and
+   * bias and reads x once more for the rows' statistics instead of writing the normalised rows.
+   */
+  LAYER_NORM_LINEAR,
   /** {@code y = a + b} (optionally followed by ReLU), same shapes. */
   ADD,
   /** Multi-head self-attention, head size 64: qkv [B, N, 3D] (q, k, v; heads inside D) to [B, N, D]. */

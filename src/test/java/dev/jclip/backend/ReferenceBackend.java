@@ -69,6 +69,16 @@ public final class ReferenceBackend extends HostFloatBackend {
         float[] r = ReferenceOps.addLayerNorm(slice(x, rows * d), null, p(n, "weight"), p(n, "bias"), rows, d, n.floatAttr("eps"));
         System.arraycopy(r, 0, y, 0, r.length);
       }
+      case LAYER_NORM_LINEAR -> {
+        // LAYER_NORM, rounded to float, then the LINEAR: the unfused graph's value, bit for bit
+        int d = in.dim(-1), rows = (int) in.rows(), cols = out.dim(-1);
+        float[] normed = ReferenceOps.addLayerNorm(slice(x, rows * d), null, p(n, "ln_weight"), p(n, "ln_bias"), rows, d, n.floatAttr("eps"));
+        float[] r = ReferenceOps.linear(normed, p(n, "weight"), p(n, "bias"), rows, cols, d);
+        Activation act = n.enumAttr("activation", (Activation) null);
+        if (act == Activation.QUICK_GELU) r = ReferenceOps.biasQuickGelu(r, null, cols);
+        if (act == Activation.GELU) r = ReferenceOps.biasGelu(r, null, cols);
+        System.arraycopy(r, 0, y, 0, r.length);
+      }
       case ADD -> {
         float[] b = data(inputs.get(1));
         boolean relu = n.boolAttr("relu");

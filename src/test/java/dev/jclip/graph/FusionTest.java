@@ -98,6 +98,73 @@ class FusionTest {
     assertSameResults(g, f, inputs, List.of());
   }
 
+  /**
+   * ln_1 → in_proj and ln_2 → c_fc of every block fold into LAYER_NORM_LINEAR (24 in a
+   * full-geometry ViT-B/32 tower, whole or pooled, before or after the residuals fold), nothing
+   * else (ln_pre, ln_post, ln_final feed no LINEAR alone); a captured LayerNorm stays.
+   */
+  @Test
+  void foldsEachBlocksLayerNormsIntoTheLinearsTheyFeed() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, RNG.nextLong()));
+    for (Graph g : List.of(graphs.image(2), graphs.image(2, true), graphs.text(3, 77), graphs.text(1, 9, true))) {
+      for (Graph start : List.of(g, Fusion.linearResidual(g, Set.of()))) {
+        Graph f = Fusion.layerNormLinear(start, Set.of());
+        assertEquals(24, count(f, Op.LAYER_NORM_LINEAR), "two per block, 12 blocks");
+        assertEquals(count(start, Op.LAYER_NORM) - 24, count(f, Op.LAYER_NORM));
+        assertEquals(count(start, Op.LINEAR) - 24, count(f, Op.LINEAR));
+        assertEquals(start.nodes().size() - 24, f.nodes().size());
+        checkFused(start, f);
+      }
+    }
+    String p = "visual.transformer.resblocks.";
+    Graph g = graphs.image(1, true);
+    Graph f = Fusion.layerNormLinear(g, Set.of(p + "4.ln_2"));
+    assertEquals(23, count(f, Op.LAYER_NORM_LINEAR));
+    assertEquals(Op.LAYER_NORM, f.node(p + "4.ln_2").op());
+    assertEquals(Op.LINEAR, f.node(p + "4.mlp.c_fc").op());
+    assertEquals(Op.LAYER_NORM_LINEAR, f.node(p + "4.attn.in_proj").op());
+    checkFused(g, f);
+  }
+
+  /**
+   * Only a LayerNorm read by nothing but a LINEAR's input is folded (not one read twice, a graph
+   * output, or one feeding a LINEAR's residual or an ADD); the folded graph computes the same bits
+   * on the reference backend (LayerNorm, rounded to float, then the LINEAR), with and without the
+   * LINEAR's bias and activation.
+   */
+  @Test
+  void onlyALayerNormReadByALinearAloneIsFoldedAndItsValueIsKept() {
+    Map<String, Object> inputs = new HashMap<>();
+    GraphBuilder b = new GraphBuilder();
+    Value x = input(b, inputs, "x", 2, 5, 16);
+    b.output("a", b.linear("a", b.layerNorm("ln_a", x, w(16), w(16), 1e-5f), w(24, 16), w(24), Activation.QUICK_GELU));
+    b.output("b", b.linear("b", b.layerNorm("ln_b", x, w(16), w(16), 1e-5f), w(16, 16), null, null));
+    b.output("c", b.linear("c", b.layerNorm("ln_c", x, w(16), w(16), 1e-5f), w(8, 16), w(8), Activation.GELU));
+    Value twice = b.layerNorm("ln_twice", x, w(16), w(16), 1e-5f);
+    b.output("t1", b.linear("t1", twice, w(8, 16), w(8), null)).output("t2", b.linear("t2", twice, w(8, 16), w(8), null));
+    Value out = b.layerNorm("ln_out", x, w(16), w(16), 1e-5f);
+    b.output("ln_out", out).output("o", b.linear("o", out, w(8, 16), w(8), null));
+    b.output("add", b.add("add", b.layerNorm("ln_add", x, w(16), w(16), 1e-5f), x, false));
+    Graph g = b.build();
+    Graph f = Fusion.layerNormLinear(g, Set.of());
+    assertEquals(3, count(f, Op.LAYER_NORM_LINEAR), f.describe());
+    for (String folded : List.of("a", "b", "c")) assertEquals(Op.LAYER_NORM_LINEAR, f.node(folded).op(), folded);
+    for (String kept : List.of("ln_twice", "ln_out", "ln_add")) assertEquals(Op.LAYER_NORM, f.node(kept).op(), kept);
+    checkFused(g, f);
+    try (ReferenceBackend ref = new ReferenceBackend()) {
+      Map<String, float[]> want, got;
+      try (Executor ex = new Executor(g, ref, List.of())) {
+        want = ex.run(inputs);
+      }
+      try (Executor ex = new Executor(f, ref, List.of())) {
+        got = ex.run(inputs);
+      }
+      for (String k : want.keySet()) assertArrayEquals(want.get(k), got.get(k), k);
+    }
+    assertSame(g, Fusion.layerNormLinear(g, Set.of("ln_a", "ln_b", "ln_c")), "every foldable LayerNorm captured: nothing to fold");
+  }
+
   @Test
   void aGraphWithNothingToFoldIsReturnedAsIs() {
     GraphBuilder b = new GraphBuilder();
@@ -305,7 +372,7 @@ class FusionTest {
       Node old = g.node(n.name());
       assertNotNull(old, n.name());
       assertEquals(old.output().spec(), n.output().spec(), n.name());
-      if (n.op() == Op.LINEAR_RESIDUAL) {
+      if (n.op() == Op.LINEAR_RESIDUAL && old.op() != Op.LINEAR_RESIDUAL) { // folded by this pass
         assertEquals(Op.ADD, old.op(), n.name());
         Node linear = g.node((String) n.attrs().get("linear"));
         assertEquals(Op.LINEAR, linear.op());
@@ -315,6 +382,19 @@ class FusionTest {
         assertEquals(linear.input(0).name(), n.input(0).name(), n.name() + ": x");
         assertEquals(residual.name(), n.input(1).name(), n.name() + ": residual");
         assertTrue(f.node(linear.name()) == null, linear.name() + " should be gone");
+      } else if (n.op() == Op.LAYER_NORM_LINEAR && old.op() != Op.LAYER_NORM_LINEAR) {
+        assertEquals(Op.LINEAR, old.op(), n.name());
+        Node ln = g.node((String) n.attrs().get("layer_norm"));
+        assertEquals(Op.LAYER_NORM, ln.op());
+        assertSame(ln.output(), old.input(0), n.name() + ": the LINEAR reads the LayerNorm");
+        assertSame(old.param("weight"), n.param("weight"));
+        assertSame(old.param("bias"), n.param("bias"));
+        assertSame(ln.param("weight"), n.param("ln_weight"));
+        assertSame(ln.param("bias"), n.param("ln_bias"));
+        assertEquals(ln.floatAttr("eps"), n.floatAttr("eps"));
+        assertEquals(old.attrs().get("activation"), n.attrs().get("activation"));
+        assertEquals(ln.input(0).name(), n.input(0).name(), n.name() + ": x");
+        assertTrue(f.node(ln.name()) == null, ln.name() + " should be gone");
       } else {
         assertEquals(old.op(), n.op(), n.name());
         assertEquals(old.attrs(), n.attrs(), n.name());

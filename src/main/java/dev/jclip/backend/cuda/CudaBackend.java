@@ -423,7 +423,7 @@ public final class CudaBackend implements Backend {
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
         flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
-        pooledAttentionProperty(), actChunkProperty())
+        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -537,7 +537,8 @@ public final class CudaBackend implements Backend {
   @Override
   public Graph prepare(Graph graph, Set<String> keep) {
     Graph g = pooledAttention ? Fusion.pooledAttention(graph, keep) : graph;
-    return lt == null ? g : Fusion.linearResidual(g, keep);
+    if (lt != null) g = Fusion.linearResidual(g, keep);
+    return layerNormFold != null && fusedLinearAvailable() ? Fusion.layerNormLinear(g, keep) : g;
   }
 
   /**
@@ -604,6 +605,39 @@ public final class CudaBackend implements Backend {
     long rows = (m + chunks - 1) / chunks;
     rows = (rows + 127) / 128 * 128;
     return Math.min(rows, m);
+  }
+
+  /**
+   * Each transformer block's ln_1 and ln_2 folded into the LINEAR it feeds (in_proj, c_fc; {@link
+   * Fusion#layerNormLinear}): a statistics pass reading x (nothing written but 8 bytes a row) and
+   * one gemm_ln_sm90 kernel of this schedule on x, gamma folded into the weight and beta into the
+   * bias, instead of a LayerNorm pass writing the normalised rows and a GEMM reading them back
+   * (run 7: the 24 LayerNorms 1.62 ms of the image tower, 1.75 of the 77-token texts). Hopper,
+   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp} turns it
+   * on for backends built without saying. Null: off. Within 16-bit rounding of the unfolded
+   * LayerNorm and LINEAR (the weight is rounded once as W γ; the normalised rows are never rounded).
+   */
+  private volatile Sm90Gemm.Schedule layerNormFold = lnFoldProperty().value();
+
+  private static Setting<Sm90Gemm.Schedule> lnFoldProperty() {
+    Setting<String> v = option("lnFold", "the LayerNorm folded into its LINEAR", "off", Map.entry("off", "off"), Map.entry("sm90", "sm90"),
+        Map.entry("sm90pp", "sm90pp"));
+    Sm90Gemm.Schedule schedule = switch (v.value()) {
+      case "sm90" -> Sm90Gemm.Schedule.COOPERATIVE;
+      case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
+      default -> null;
+    };
+    return new Setting<>(v.name(), v.text(), schedule);
+  }
+
+  /**
+   * Folds, in graphs prepared from now on, each block's LayerNorms into the LINEARs they feed, run
+   * as gemm_ln_sm90 kernels of {@code schedule} (its one-block form; null: no folding). Only where
+   * gemm_sm90 can run ({@link #fusedLinearAvailable}).
+   */
+  public void layerNormFold(Sm90Gemm.Schedule schedule) {
+    layerNormFold = schedule;
+    if (schedule != null && fusedLinearAvailable()) sm90(); // loaded now, not while a graph records
   }
 
   @Override
@@ -882,11 +916,101 @@ public final class CudaBackend implements Backend {
    * one cuBLASLt matmul; false (nothing queued) on the cuBLAS path or when cuBLASLt has no
    * algorithm for the problem ({@link #cublasLtUnsupported}).
    */
-  private boolean ltLinear(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, TensorSpec in, TensorSpec out) {
+  private boolean ltLinear(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, long m, int cols, int k) {
     if (lt == null) return false;
-    return lt.linear(Math.toIntExact(in.rows()), out.dim(-1), in.dim(-1), CublasLt.dataType(precision), x, gemmWeight(n),
-        computeTypeParam(n, "bias"), residual, y);
+    return lt.linear(Math.toIntExact(m), cols, k, CublasLt.dataType(precision), x, gemmWeight(n), computeTypeParam(n, "bias"), residual, y);
   }
+
+  /**
+   * A LINEAR: on gemm_sm90 where it is asked for and takes the problem; else without activation
+   * one cuBLASLt matmul (bias in the epilogue); else a cuBLAS GEMM and the bias + activation pass
+   * (QuickGELU and erf-GELU are no cuBLASLt epilogue: its GELU is the tanh form), in row chunks
+   * where {@link #activationChunk} asks for them.
+   */
+  private void linear(Node n, DeviceBuffer x, DeviceBuffer y, long m, int cols, int k) {
+    Activation act = n.enumAttr("activation", (Activation) null);
+    if (fusedLinear(n, x, null, y, m, cols, k, actCode(act))) return;
+    if (act == null && ltLinear(n, x, null, y, m, cols, k)) return;
+    DeviceBuffer bias = param(n, "bias");
+    long rows = act == null ? m : chunkRows(m, (long) elem * cols, activationChunkBytes);
+    for (long r0 = 0; r0 < m; r0 += rows) {
+      long r = Math.min(rows, m - r0);
+      DeviceBuffer xc = r == m ? x : x.view(r0 * k * elem, r * k * elem), yc = r == m ? y : y.view(r0 * cols * elem, r * cols * elem);
+      gemmNT(r, cols, k, xc, gemmWeight(n), yc);
+      if (bias != null || act != null) ops.biasAct(yc, bias, r, cols, actCode(act), precision, vectorGlue);
+      if (r0 > 0) activationChunksLaunched++;
+    }
+  }
+
+  /**
+   * A LAYER_NORM_LINEAR ({@link #layerNormFold}): each row's statistics ({@link
+   * CudaOps#layerNormStats}, one read of x), then one gemm_ln_sm90 kernel on x with gamma folded into
+   * the weight and beta into the bias ({@link #folded}); where either kernel cannot take the
+   * problem, the LayerNorm into scratch and the LINEAR as {@link #linear} runs it.
+   */
+  private void layerNormLinear(Node n, DeviceBuffer x, DeviceBuffer y, long m, int cols, int k) {
+    float eps = n.floatAttr("eps");
+    Sm90Gemm.Schedule schedule = layerNormFold;
+    if (schedule != null && fusedLinearAvailable() && m <= Integer.MAX_VALUE) {
+      Folded f = folded(n);
+      DeviceBuffer stats = scratch(2, 8L * m);
+      if (Sm90Gemm.unsupported(precision, cols, k, x, f.weight(), f.bias(), null, y) == null
+          && ops.layerNormStats(stats, x, m, k, eps, precision)) {
+        sm90().runLayerNormFolded(precision, (int) m, cols, k, x, f.weight(), f.bias(), actCode(n.enumAttr("activation", (Activation) null)), y,
+            schedule, stats, f.colsum());
+        layerNormFoldLaunches++;
+        return;
+      }
+    }
+    DeviceBuffer normed = scratch(1, (long) elem * m * k);
+    ops.layerNorm(normed, null, x, null, param(n, "ln_weight"), param(n, "ln_bias"), m, k, eps, precision, layerNormKernel);
+    linear(n, normed, y, m, cols, k);
+  }
+
+  /** A LINEAR's weight with a LayerNorm's gamma and beta folded in ({@link #folded}). */
+  private record Folded(DeviceBuffer weight, DeviceBuffer bias, DeviceBuffer colsum) {}
+
+  /** Per LINEAR weight, then per LayerNorm gamma: the folded parameters, uploaded once. */
+  private final Map<Tensor, Map<Tensor, Folded>> folded = new IdentityHashMap<>();
+
+  /**
+   * The folded parameters of a LAYER_NORM_LINEAR, made and uploaded once: W' = W γ (column t of
+   * the weight times gamma[t], rounded once to the compute precision), colsum[j] = the sum of row j
+   * of W' as rounded, b'[j] = b[j] + Σ_t W[j, t] β[t] (fp32). Then LayerNorm(x) · Wᵀ + b =
+   * rstd · (x · W'ᵀ − mean · colsum) + b' for each row's mean and rstd.
+   */
+  private Folded folded(Node n) {
+    Tensor wt = n.param("weight"), gt = n.param("ln_weight");
+    return folded.computeIfAbsent(wt, k -> new IdentityHashMap<>()).computeIfAbsent(gt, k -> {
+      float[] w = wt.toFloatArray(), gamma = gt.toFloatArray(), beta = n.param("ln_bias").toFloatArray();
+      float[] bias = n.param("bias") == null ? null : n.param("bias").toFloatArray();
+      int cols = (int) wt.dim(0), d = (int) wt.dim(1);
+      short[] wq = new short[w.length];
+      float[] colsum = new float[cols], b2 = new float[cols];
+      for (int j = 0; j < cols; j++) {
+        double cs = 0, bb = bias == null ? 0 : bias[j];
+        for (int t = 0; t < d; t++) {
+          float v = (float) ((double) w[j * d + t] * gamma[t]);
+          short h = precision == Precision.FP16 ? HalfFloats.fp16(v) : HalfFloats.bf16(v);
+          wq[j * d + t] = h;
+          cs += precision == Precision.FP16 ? HalfFloats.fromFp16(h) : HalfFloats.fromBf16(h);
+          bb += (double) w[j * d + t] * beta[t];
+        }
+        colsum[j] = (float) cs;
+        b2[j] = (float) bb;
+      }
+      DeviceBuffer dw = device.allocate(2L * wq.length).upload(wq, stream);
+      DeviceBuffer db = device.allocate(4L * cols).upload(b2, stream), dc = device.allocate(4L * cols).upload(colsum, stream);
+      return new Folded(dw, db, dc);
+    });
+  }
+
+  /** How many LAYER_NORM_LINEARs have been queued as a statistics pass and one gemm_ln_sm90 kernel (outside CUDA-graph replays). */
+  public long layerNormFoldLaunches() {
+    return layerNormFoldLaunches;
+  }
+
+  private long layerNormFoldLaunches;
 
   /**
    * {@code y = act(x · Wᵀ + bias) (+ residual)} as one gemm_sm90 kernel; false (nothing queued)
@@ -966,29 +1090,12 @@ public final class CudaBackend implements Backend {
     DeviceBuffer x = (DeviceBuffer) inputs.get(0);
     TensorSpec in = n.input(0).spec(), out = n.output().spec();
     switch (n.op()) {
-      case LINEAR -> {
-        int k = in.dim(-1), cols = out.dim(-1);
-        long m = in.rows();
-        Activation act = n.enumAttr("activation", (Activation) null);
-        // QuickGELU and erf-GELU are no cuBLASLt epilogue (its GELU is the tanh form): with an
-        // activation, the bias pass stays too, since bias_act applies both in one pass, unless
-        // gemm_sm90 takes the whole LINEAR.
-        if (fusedLinear(n, x, null, y, m, cols, k, actCode(act))) return;
-        if (act == null && ltLinear(n, x, null, y, in, out)) return;
-        DeviceBuffer bias = param(n, "bias");
-        long rows = act == null ? m : chunkRows(m, (long) elem * cols, activationChunkBytes);
-        for (long r0 = 0; r0 < m; r0 += rows) {
-          long r = Math.min(rows, m - r0);
-          DeviceBuffer xc = r == m ? x : x.view(r0 * k * elem, r * k * elem), yc = r == m ? y : y.view(r0 * cols * elem, r * cols * elem);
-          gemmNT(r, cols, k, xc, gemmWeight(n), yc);
-          if (bias != null || act != null) ops.biasAct(yc, bias, r, cols, actCode(act), precision, vectorGlue);
-          if (r0 > 0) activationChunksLaunched++;
-        }
-      }
+      case LINEAR -> linear(n, x, y, in.rows(), out.dim(-1), in.dim(-1));
+      case LAYER_NORM_LINEAR -> layerNormLinear(n, x, y, in.rows(), out.dim(-1), in.dim(-1));
       case LINEAR_RESIDUAL -> {
         DeviceBuffer residual = (DeviceBuffer) inputs.get(1);
         if (fusedLinear(n, x, residual, y, in.rows(), out.dim(-1), in.dim(-1), 0)) return;
-        if (ltLinear(n, x, residual, y, in, out)) return;
+        if (ltLinear(n, x, residual, y, in.rows(), out.dim(-1), in.dim(-1))) return;
         // the cuBLAS path: LINEAR's GEMM and bias pass, then the ADD in place (elementwise)
         int k = in.dim(-1), cols = out.dim(-1);
         long m = in.rows();
@@ -1135,6 +1242,14 @@ public final class CudaBackend implements Backend {
     output = null;
     for (DeviceBuffer b : params.values()) b.close();
     for (DeviceBuffer b : gemmWeights.values()) b.close();
+    for (Map<Tensor, Folded> byGamma : folded.values()) {
+      for (Folded f : byGamma.values()) {
+        f.weight().close();
+        f.bias().close();
+        f.colsum().close();
+      }
+    }
+    folded.clear();
     params.clear();
     gemmWeights.clear();
     for (DeviceBuffer b : retired) b.close();

@@ -266,45 +266,50 @@ public final class CudaModelBench {
    * the pooled last attention ({@link CudaBackend#pooledAttention}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
-      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk) {
+      Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
+      Sm90Gemm.Schedule lnFold) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR, c_fc whole. */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled, actChunk);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled, actChunk);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withTune(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled, actChunk);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withStage(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled, actChunk);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled, actChunk, lnFold);
     }
 
     ProfileConfig withPooled(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on, actChunk);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on, actChunk, lnFold);
+    }
+
+    ProfileConfig withLnFold(Sm90Gemm.Schedule schedule) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, schedule);
     }
 
     ProfileConfig withActChunk(int megabytes) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, megabytes);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, megabytes, lnFold);
     }
 
     /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
@@ -320,12 +325,14 @@ public final class CudaModelBench {
       backend.fusedLinear(fused != null, fused != null ? fused : Sm90Gemm.Schedule.PINGPONG, scope);
       backend.gemmTune(tune);
       backend.activationChunk(actChunk);
+      backend.layerNormFold(lnFold);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
-          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "");
+          + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
+          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase());
     }
   }
 
@@ -399,7 +406,7 @@ public final class CudaModelBench {
 
   /** The independent kernel choices of a {@link ProfileConfig}. */
   enum Choice {
-    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED, ACT_CHUNK;
+    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED, ACT_CHUNK, LN_FOLD;
 
     /**
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
@@ -433,6 +440,7 @@ public final class CudaModelBench {
         case STAGE -> c.stage();
         case POOLED -> c.pooled();
         case ACT_CHUNK -> c.actChunk();
+        case LN_FOLD -> c.lnFold();
       };
     }
 
@@ -442,7 +450,7 @@ public final class CudaModelBench {
           pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
           pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
           pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage(),
-          pick(POOLED, into, from).pooled(), pick(ACT_CHUNK, into, from).actChunk());
+          pick(POOLED, into, from).pooled(), pick(ACT_CHUNK, into, from).actChunk(), pick(LN_FOLD, into, from).lnFold());
     }
 
     /** {@code from} for this choice's fields, {@code into} for the others'. */
@@ -462,7 +470,8 @@ public final class CudaModelBench {
    * gemm_sm90 kernel in its two single-block schedules, every LINEAR without a residual on
    * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
    * output staged in shared memory (alone, with V read by ldmatrix.trans, pipelined, and with V
-   * read by ldmatrix.trans in blocks fitted to the 77-token texts), the pooled last attention; then the
+   * read by ldmatrix.trans in blocks fitted to the 77-token texts), the pooled last attention, the
+   * blocks' LayerNorms folded into in_proj and c_fc on gemm_sm90 (cooperative, ping-pong); then the
    * pipelined flash kernel, the shared-memory LayerNorm and every
    * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel with
    * each of the two new LayerNorms and tuned cuBLASLt GEMMs.
@@ -483,6 +492,7 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withStage(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true),
       ProfileConfig.DEFAULTS.withPipe(true).withStage(true),
       ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), ProfileConfig.DEFAULTS.withPooled(true),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.COOPERATIVE), ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true));

@@ -448,6 +448,23 @@ public final class CudaOps implements AutoCloseable {
     launchRows(layerNorm, name, rows, out, sumOut, x, residual, gamma, beta, rows, d, eps);
   }
 
+  /**
+   * Each row's LayerNorm statistics, {@code stats[r] = (mean, 1 / sqrt(var + eps))} as float pairs,
+   * computed as the vector LayerNorms compute them (the same values): {@code layernorm_stats<P>},
+   * for a LayerNorm folded into the GEMM that reads x ({@link Sm90Gemm#runLayerNormFolded}). False
+   * (nothing queued) where the kernel does not take the rows: not a multiple of 16 bytes, more than
+   * 32 x 4 packs, or x not 16-byte aligned; stats must hold {@code rows} pairs, 8-byte aligned.
+   */
+  public boolean layerNormStats(DeviceBuffer stats, DeviceBuffer x, long rows, int d, float eps, Precision precision) {
+    int p = vectorLayerNormPacks(d, precision, x);
+    if (p == 0 || p > 4) return false;
+    if (stats.address() % 8 != 0 || stats.bytes() < 8 * rows) throw new IllegalArgumentException("statistics buffer of " + stats.bytes() + " bytes for " + rows + " rows");
+    long blocks = Math.min((rows + 7) / 8, 4L * multiprocessors);
+    layerNorm.launch("layernorm_stats" + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1}, new int[] {THREADS, 1, 1}, 0,
+        stream, stats, x, rows, d, eps);
+    return true;
+  }
+
   /** Whether the vector LayerNorm takes rows of {@code d} elements of {@code precision}: a multiple of 16 bytes, at most 32 x 5 packs. */
   public static boolean vectorLayerNormFits(int d, Precision precision) {
     int perPack = 16 / precision.bytes();

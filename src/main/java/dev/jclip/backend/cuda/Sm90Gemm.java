@@ -84,7 +84,10 @@ public final class Sm90Gemm implements AutoCloseable {
     CudaModule m = device.loadModule("gemm_sm90");
     try {
       for (Schedule sc : Schedule.values()) {
-        for (String s : new String[] {"f16", "bf16"}) m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
+        for (String s : new String[] {"f16", "bf16"}) {
+          m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
+          if (!sc.cluster) m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
+        }
       }
       int slots;
       String why = null;
@@ -170,6 +173,40 @@ public final class Sm90Gemm implements AutoCloseable {
       module.launch(schedule.kernel + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes, stream,
           mapA, mapW, c, bias, residual, m, n, k, act);
     }
+  }
+
+  /**
+   * Queues {@code c[m, n] = act(rstd · (a · wᵀ − mean · colsum) + bias)}: a LayerNorm folded into
+   * the GEMM ({@code gemm_ln_sm90_*}): {@code a} is the LayerNorm's input x [m, k], {@code w} the
+   * LINEAR's weight with each column scaled by the LayerNorm's gamma, {@code colsum} fp32 [n] the
+   * sums of w's rows as uploaded, {@code bias} fp32 [n] the LINEAR's bias plus its weight times the
+   * LayerNorm's beta, and {@code stats} [m] each row's (mean, rstd) as float pairs ({@link
+   * CudaOps#layerNormStats}). The cooperative or ping-pong kernel (a cluster schedule takes its
+   * one-block form); act 0 (none), 1 (QuickGELU) or 2 (GELU). The problem must pass {@link
+   * #unsupported} with colsum and stats 8-byte aligned.
+   */
+  public void runLayerNormFolded(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, int act,
+      DeviceBuffer c, Schedule schedule, DeviceBuffer stats, DeviceBuffer colsum) {
+    String why = unsupported(precision, n, k, a, w, bias, null, c);
+    if (why == null && (stats.address() % 8 != 0 || colsum.address() % 8 != 0)) why = "the statistics or the column sums are not 8-byte aligned";
+    if (why != null) throw new IllegalArgumentException("gemm_ln_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
+    if (m <= 0) return;
+    Schedule one = switch (schedule) {
+      case COOPERATIVE, COOPERATIVE_CLUSTER -> Schedule.COOPERATIVE;
+      case PINGPONG, PINGPONG_CLUSTER -> Schedule.PINGPONG;
+    };
+    int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    int grid = (int) Math.min((long) ((n + one.bn - 1) / one.bn) * ((m + BM - 1) / BM), multiprocessors);
+    try (CUtensorMap mapA = tensorMap(type, a, m, k, BM);
+        CUtensorMap mapW = tensorMap(type, w, n, k, one.bn)) {
+      module.launch(layerNormKernel(one) + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, one.sharedBytes, stream,
+          mapA, mapW, c, bias, null, m, n, k, act, stats, colsum);
+    }
+  }
+
+  /** The LayerNorm-folded kernel's name prefix of a one-block schedule. */
+  private static String layerNormKernel(Schedule schedule) {
+    return schedule == Schedule.COOPERATIVE ? "gemm_ln_sm90_" : "gemm_ln_sm90_pp_";
   }
 
   /**

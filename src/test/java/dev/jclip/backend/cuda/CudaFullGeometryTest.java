@@ -64,7 +64,8 @@ class CudaFullGeometryTest {
       // {flash, cuBLASLt, vector LayerNorm and glue kernels (else the plain ones), opt-in kernels (Hopper: the
       // shared-memory LayerNorm and gemm_sm90), and of those the second set (every LINEAR on the ping-pong
       // cluster schedule, the pipelined flash kernel) rather than the first (c_fc, V by ldmatrix, fitted rows),
-      // both with Q and the attention output staged in shared memory and the pooled last attention,
+      // both with Q and the attention output staged in shared memory, the pooled last attention and the
+      // blocks' LayerNorms folded into in_proj and c_fc (gemm_ln_sm90, cooperative or ping-pong),
       // tuned cuBLASLt GEMMs}, by precision;
       // the opt-in kernels last, after every precision's proven configurations (a kernel that
       // faults leaves the CUDA context unusable for what follows)
@@ -98,7 +99,7 @@ class CudaFullGeometryTest {
         boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4], tune = v[5];
         String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
             + (optIn ? (cluster ? " shared-memory LayerNorm, gemm_sm90 ping-pong-cluster on every LINEAR, pipelined flash"
-                : " streaming LayerNorm, gemm_sm90 cooperative on c_fc, V by ldmatrix, fitted flash rows") + ", Q and output staged, pooled last attention" : "") + (tune ? ", tuned cuBLASLt, c_fc in 64 KB row chunks" : "");
+                : " streaming LayerNorm, gemm_sm90 cooperative on c_fc, V by ldmatrix, fitted flash rows") + ", Q and output staged, pooled last attention, LayerNorms folded into in_proj and c_fc" : "") + (tune ? ", tuned cuBLASLt, c_fc in 64 KB row chunks" : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
           cuda.layerNormKernel(optIn ? (cluster ? CudaOps.LayerNormKernel.SHARED : CudaOps.LayerNormKernel.STREAM)
               : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
@@ -108,6 +109,7 @@ class CudaFullGeometryTest {
           cuda.flashPipelined(optIn && cluster);
           cuda.flashStaged(optIn);
           cuda.pooledAttention(optIn);
+          cuda.layerNormFold(optIn ? (cluster ? Sm90Gemm.Schedule.PINGPONG : Sm90Gemm.Schedule.COOPERATIVE) : null);
           cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
           cuda.gemmTune(tune);
           cuda.activationChunkBytes(tune ? 64 << 10 : 0); // 3 texts' 231 rows: two chunks (whole 128-row tiles)

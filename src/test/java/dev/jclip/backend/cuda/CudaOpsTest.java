@@ -79,6 +79,48 @@ class CudaOpsTest {
     }
   }
 
+  /**
+   * layernorm_stats (each row's mean and 1/sqrt(var + eps), for the LayerNorm folded into a GEMM)
+   * against double sums of the same 16-bit (or fp32) values, on rows with means of a few units,
+   * at every width the vector kernels take up to 4 packs a lane; wider rows (and fp32 past 512)
+   * are refused, nothing queued. Used as LayerNorm statistics, they normalise the row as the
+   * LayerNorm kernel does: within 1e-5 relative of it (fp32).
+   */
+  @Test
+  void layerNormStatsMatchTheRowsMeanAndSpread() {
+    for (Precision p : Precision.values()) {
+      for (int d : new int[] {64, 512, 640, 768, 1024, 1280}) {
+        int rows = 1 + random.nextInt(700);
+        float[] x = new float[rows * d];
+        for (int r = 0; r < rows; r++) {
+          double mean = 3 * random.nextGaussian(), spread = 0.2 + 2 * random.nextDouble();
+          for (int c = 0; c < d; c++) x[r * d + c] = (float) (mean + spread * random.nextGaussian());
+        }
+        float[] seen = p == Precision.FP32 ? x : CudaAttentionTest.fromHalf(CudaAttentionTest.toHalf(x, p), p);
+        boolean fits = d / (16 / p.bytes()) <= 128;
+        try (DeviceBuffer dx = p == Precision.FP32 ? upload(x) : device.allocate(2L * x.length).upload(CudaAttentionTest.toHalf(x, p));
+            DeviceBuffer stats = device.allocate(8L * rows).zero()) {
+          boolean ran = ops.layerNormStats(stats, dx, rows, d, 1e-5f, p);
+          org.junit.jupiter.api.Assertions.assertEquals(fits, ran, p + " D=" + d + ": taken or refused");
+          if (!ran) continue;
+          float[] got = stats.downloadFloats(2 * rows);
+          double worstMean = 0, worstRstd = 0;
+          for (int r = 0; r < rows; r++) {
+            double sum = 0, sq = 0;
+            for (int c = 0; c < d; c++) sum += seen[r * d + c];
+            double mean = sum / d;
+            for (int c = 0; c < d; c++) sq += (seen[r * d + c] - mean) * (seen[r * d + c] - mean);
+            double rstd = 1 / Math.sqrt(sq / d + 1e-5), std = 1 / rstd;
+            worstMean = Math.max(worstMean, Math.abs(got[2 * r] - mean) / (Math.abs(mean) + std));
+            worstRstd = Math.max(worstRstd, Math.abs(got[2 * r + 1] - rstd) / rstd);
+          }
+          System.out.printf("[cuda] layernorm_stats %-4s D=%-4d rows=%-3d mean error %.1e (of |mean| + std), rstd %.1e%n", p, d, rows, worstMean, worstRstd);
+          assertTrue(worstMean <= 1e-5 && worstRstd <= 1e-5, p + " D=" + d + ": mean " + worstMean + ", rstd " + worstRstd);
+        }
+      }
+    }
+  }
+
   @Test
   void addLayerNormMatchesReference() {
     // every CLIP width, and ViT-bigG's 1664

@@ -15,6 +15,7 @@ import dev.jclip.backend.ReferenceOps;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Graph;
 import dev.jclip.graph.GraphBuilder;
+import dev.jclip.graph.Op;
 import dev.jclip.graph.Value;
 import dev.jclip.io.DType;
 import dev.jclip.io.Tensor;
@@ -344,6 +345,77 @@ class CudaSm90GemmTest {
         }
       }
     }
+  }
+
+  /**
+   * A LayerNorm folded into the LINEAR it feeds ({@link CudaBackend#layerNormFold}: the rows'
+   * statistics, then gemm_ln_sm90 on x with gamma in the weight and beta in the bias), through the
+   * backend, at the shapes of in_proj and c_fc after ln_1 and ln_2 (text, ViT-B/32, ViT-L/14; M
+   * off the tile, N off the ping-pong tile with the erf GELU, no bias), on rows with means of a few
+   * units and spreads from 0.3 to 3 (so that a wrong mean or rstd shows), in fp16 and bf16, both
+   * schedules, against the reference backend's LayerNorm then LINEAR in double: within the
+   * tolerances of CudaLinearEpilogueTest's 16-bit LINEARs (the folded weight is rounded once; the
+   * normalised rows never are). The fold must run (one launch a LAYER_NORM_LINEAR), and a CUDA-graph
+   * replay must give the first run's bits.
+   */
+  @Test
+  void aLayerNormFoldedIntoItsLinearMatchesTheReference() {
+    // {rows, width D, columns, activation (0 none, 1 QuickGELU, 2 GELU), bias}
+    int[][] shapes = {{154, 512, 1536, 0, 1}, {154, 512, 2048, 1, 1}, {400, 768, 2304, 0, 1}, {400, 768, 3072, 1, 1}, {257, 1024, 4096, 1, 1},
+      {129, 768, 520, 2, 1}, {77, 512, 512, 0, 0}};
+    List<String> failures = new ArrayList<>();
+    for (int[] sh : shapes) {
+      int m = sh[0], d = sh[1], n = sh[2];
+      dev.jclip.model.Activation act = sh[3] == 1 ? dev.jclip.model.Activation.QUICK_GELU : sh[3] == 2 ? dev.jclip.model.Activation.GELU : null;
+      float[] x = new float[m * d];
+      for (int r = 0; r < m; r++) {
+        double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
+        for (int c = 0; c < d; c++) x[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
+      }
+      GraphBuilder g = new GraphBuilder();
+      Value in = g.input("x", DType.F32, m, d);
+      Tensor gamma = Tensor.ofFloats("gamma", new long[] {d}, plusOne(TestRandom.gaussian(RNG, d, 0.2)));
+      Tensor beta = Tensor.ofFloats("beta", new long[] {d}, TestRandom.gaussian(RNG, d, 0.2));
+      Tensor w = Tensor.ofFloats("w", new long[] {n, d}, TestRandom.gaussian(RNG, n * d, 1 / Math.sqrt(d)));
+      Tensor b = sh[4] == 1 ? Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1)) : null;
+      Graph graph = g.output("y", g.linear("lin", g.layerNorm("ln", in, gamma, beta, 1e-5f), w, b, act)).build();
+      Map<String, Object> inputs = Map.of("x", x);
+      String shape = "LayerNorm " + m + "x" + d + " -> LINEAR " + n + (act == null ? "" : " " + act) + (b == null ? " no bias" : "");
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        // the reference on the 16-bit input the GPU reads
+        float[] rounded = fromHalf(toHalf(x, p), p);
+        float[] want = onReference(graph, Map.of("x", rounded));
+        double tol = p == Precision.FP16 ? 1e-2 : 5e-2;
+        for (Sm90Gemm.Schedule schedule : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.COOPERATIVE, Sm90Gemm.Schedule.PINGPONG}) {
+          String what = shape + " " + p + " " + schedule;
+          try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
+            backend.layerNormFold(schedule);
+            float[] got, replayed;
+            try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+              assertEquals(Op.LAYER_NORM_LINEAR, ex.graph().node("lin").op(), what + ": not folded");
+              got = ex.run(inputs).get("y");
+              replayed = ex.run(inputs).get("y");
+              assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+            }
+            assertEquals(1, backend.layerNormFoldLaunches(), what + ": the folded kernel did not run");
+            org.junit.jupiter.api.Assertions.assertArrayEquals(got, replayed, what + ": the CUDA-graph replay differs");
+            for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), what + ": element " + i + " is " + got[i]);
+            double err = ReferenceOps.relativeError(got, want);
+            System.out.printf("[gemm_ln_sm90 backend] %-52s %-4s %-11s vs reference %.2e%n", shape, p, schedule, err);
+            assertTrue(err <= tol, "relative error " + err + " > " + tol);
+          } catch (AssertionError | RuntimeException e) {
+            failures.add(what + ": " + e.getMessage());
+            if (e instanceof CudaException) break;
+          }
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  private static float[] plusOne(float[] a) {
+    for (int i = 0; i < a.length; i++) a[i] += 1;
+    return a;
   }
 
   /** The graph's output "y" on the reference backend. */

@@ -21,7 +21,7 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=off, flashStage=off, layernorm=warps, glue=vec, gemm=cublaslt, "
-        + "gemmTune=off, fusedLinear=off, pooledAttention=off, actChunk=off", defaults);
+        + "gemmTune=off, fusedLinear=off, pooledAttention=off, actChunk=off, lnFold=off", defaults);
     String old = System.getProperty("jclip.cuda.layernorm");
     try {
       System.setProperty("jclip.cuda.layernorm", "stream");
