@@ -11,7 +11,8 @@ import java.util.List;
 /**
  * Launches each of jclip's hot kernels twice at ViT-B/32's batch-1024 fp16 shapes (each default
  * kernel beside the one it replaced; gemm_sm90, the fused c_fc, in its ping-pong and cooperative
- * schedules, last and on Hopper only) and
+ * schedules, then ln_2 folded into c_fc (the statistics pass and the cooperative gemm_ln kernel),
+ * last and on Hopper only) and
  * exits: a short process for a kernel profiler to attach to (scripts/gpu-run.sh runs it under
  * Nsight Compute, {@code ncu}, where the GPU machine allows it), so that the per-kernel metrics
  * (memory throughput, bank conflicts, occupancy) say why a kernel takes the time the model
@@ -34,7 +35,7 @@ public final class KernelSample {
         Sm90Gemm sm90 = Sm90Gemm.available(device) ? new Sm90Gemm(device, null) : null) {
       List<DeviceBuffer> buffers = new ArrayList<>();
       try {
-        DeviceBuffer[] b = count ? new DeviceBuffer[10] : keepAll(device, buffers, batch, width, imageTokens, textRows, textWidth, imageRows);
+        DeviceBuffer[] b = count ? new DeviceBuffer[11] : keepAll(device, buffers, batch, width, imageTokens, textRows, textWidth, imageRows);
         List<Runnable> launches = launches(b, ops, sm90, p, batch, width, imageTokens, textTokens, textWidth, imageRows, textRows);
         if (count) {
           System.out.println(launches.size());
@@ -50,7 +51,7 @@ public final class KernelSample {
     }
   }
 
-  /** The sample's buffers: qkv, out, act, gamma, beta, bias, pixels, patches, weight, pos. */
+  /** The sample's buffers: qkv, out, act, gamma, beta, bias, pixels, patches, weight, pos, stats (a LayerNorm's rows' mean and rstd). */
   private static DeviceBuffer[] keepAll(CudaDevice device, List<DeviceBuffer> buffers, int batch, int width, int imageTokens, long textRows,
       int textWidth, long imageRows) {
     DeviceBuffer[] b = {
@@ -58,7 +59,8 @@ public final class KernelSample {
       keep(buffers, device.allocate(2L * imageRows * 4 * width)), keep(buffers, device.allocate(4L * width).upload(new float[width])),
       keep(buffers, device.allocate(4L * width).upload(new float[width])), keep(buffers, device.allocate(4L * 4 * width).upload(new float[4 * width])),
       keep(buffers, device.allocate(2L * batch * 3 * 224 * 224)), keep(buffers, device.allocate(2L * batch * 49 * 3 * 32 * 32)),
-      keep(buffers, device.allocate(2L * 4 * width * width).zero()), keep(buffers, device.allocate(4L * imageTokens * width).zero())};
+      keep(buffers, device.allocate(2L * 4 * width * width).zero()), keep(buffers, device.allocate(4L * imageTokens * width).zero()),
+      keep(buffers, device.allocate(8L * imageRows).zero())};
     b[1].zero();
     return b;
   }
@@ -70,7 +72,7 @@ public final class KernelSample {
   private static List<Runnable> launches(DeviceBuffer[] b, CudaOps ops, Sm90Gemm sm90, Precision p, int batch, int width, int imageTokens,
       int textTokens, int textWidth, long imageRows, long textRows) {
     DeviceBuffer qkv = b[0], out = b[1], act = b[2], gamma = b[3], beta = b[4], bias = b[5], pixels = b[6], patches = b[7], weight = b[8],
-        pos = b[9];
+        pos = b[9], stats = b[10];
     List<Runnable> l = new ArrayList<>();
     l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, false)); // image: N = 50, 12 heads, 3 blocks an SM
     l.add(() -> ops.flashAttention(out, qkv, batch, imageTokens, width / 64, false, p, false, true)); // the same, 4 blocks an SM (the default)
@@ -96,6 +98,10 @@ public final class KernelSample {
       for (Sm90Gemm.Schedule sc : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.PINGPONG, Sm90Gemm.Schedule.COOPERATIVE}) {
         l.add(() -> sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc));
       }
+      // ln_2 folded into c_fc: the rows' statistics, then the cooperative gemm_ln kernel (bias as the column sums)
+      l.add(() -> ops.layerNormStats(stats, out, imageRows, width, 1e-5f, p));
+      l.add(() -> sm90.runLayerNormFolded(p, (int) imageRows, 4 * width, width, out, weight, bias, 1, act, Sm90Gemm.Schedule.COOPERATIVE, stats,
+          bias));
     }
     return l;
   }
