@@ -81,6 +81,30 @@ public final class GraphBuilder {
     return add(Op.MATMUL, name, List.of(x), Map.of("weight", weight), Map.of(), withLast(name, x, (int) weight.dim(1)));
   }
 
+  /**
+   * {@code act(LayerNorm(x) · weightᵀ + bias)}: LayerNorm with {@code lnWeight}, {@code lnBias},
+   * {@code eps}, then a LINEAR (weight [N, K], bias [N] or null). Model code builds LAYER_NORM and
+   * LINEAR; {@link Fusion#layerNormLinear} makes this node of them, and ops tests build it directly.
+   */
+  public Value layerNormLinear(String name, Value x, Tensor lnWeight, Tensor lnBias, float eps, Tensor weight, Tensor bias,
+      Activation activation) {
+    int k = x.dim(-1);
+    expectShape(name, "ln_weight", lnWeight, k);
+    expectShape(name, "ln_bias", lnBias, k);
+    expectShape(name, "weight", weight, -1, k);
+    int n = (int) weight.dim(0);
+    if (bias != null) expectShape(name, "bias", bias, n);
+    Map<String, Tensor> p = new LinkedHashMap<>();
+    p.put("weight", weight);
+    if (bias != null) p.put("bias", bias);
+    p.put("ln_weight", lnWeight);
+    p.put("ln_bias", lnBias);
+    Map<String, Object> a = new LinkedHashMap<>();
+    if (activation != null) a.put("activation", activation);
+    a.put("eps", eps);
+    return add(Op.LAYER_NORM_LINEAR, name, List.of(x), p, a, withLast(name, x, n));
+  }
+
   public Value layerNorm(String name, Value x, Tensor weight, Tensor bias, float eps) {
     int d = x.dim(-1);
     expectShape(name, "weight", weight, d);

@@ -57,7 +57,13 @@ public class VitRoundingDiagTest {
       boolean outputs, // the pixels on upload and every node's output
       boolean streamFp32, // ... except the residual stream's values
       boolean cfcTwice, // c_fc: the GEMM output rounded before bias + activation (cuBLAS + bias_act)
-      boolean attnP) {} // the flash kernel's probabilities packed to 16 bits
+      boolean attnP, // the flash kernel's probabilities packed to 16 bits
+      boolean lnFold) { // ln_1 and ln_2 folded into in_proj and c_fc (gemm_ln_sm90: W γ rounded, the normalised rows never)
+
+    Variant(String name, boolean weights, boolean outputs, boolean streamFp32, boolean cfcTwice, boolean attnP) {
+      this(name, weights, outputs, streamFp32, cfcTwice, attnP, false);
+    }
+  }
 
   static final Variant NONE = new Variant("fp32 (no rounding)", false, false, false, false, false);
 
@@ -68,7 +74,8 @@ public class VitRoundingDiagTest {
       new Variant("D  as C, c_fc fused", true, true, true, false, true),
       new Variant("E  weights only", true, false, false, false, false),
       new Variant("F  as A, weights fp32", false, true, false, true, true),
-      new Variant("G  as C, weights fp32", false, true, true, true, true));
+      new Variant("G  as C, weights fp32", false, true, true, true, true),
+      new Variant("H  as B, the blocks' LayerNorms folded into in_proj and c_fc", true, true, false, false, true, true));
 
   @Test
   void vitRounding() throws Exception {
@@ -89,7 +96,7 @@ public class VitRoundingDiagTest {
         System.out.printf("%n[diag] ===== %s: %d images, %d texts of %d tokens =====%n", model, images, texts, len);
         for (Fmt f : Fmt.values()) {
           for (Variant v : f == Fmt.FP16 ? prepend(NONE, VARIANTS) : VARIANTS) {
-            Map<String, Tensor> weights = v.weights ? rounded(cfg, ck.tensors(), f) : ck.tensors();
+            Map<String, Tensor> weights = v.weights ? rounded(cfg, ck.tensors(), f, v.lnFold) : ck.tensors();
             ClipGraphs graphs = new ClipGraphs(cfg, weights);
             float[] img, txt;
             try (Executor ex = new Executor(graphs.image(images), new Emu(f, v), List.of())) {
@@ -125,12 +132,15 @@ public class VitRoundingDiagTest {
    * The weights with what the CUDA backend uploads in 16 bits rounded: every GEMM weight (LINEAR,
    * LINEAR_RESIDUAL, PATCH_EMBED, MATMUL) and the biases of the LINEARs cuBLASLt runs with a bias
    * epilogue (those without activation); c_fc's bias (bias_act reads fp32), embeddings and
-   * LayerNorm parameters stay fp32.
+   * LayerNorm parameters stay fp32, and with {@code lnFold} so do the LayerNorm-fed LINEARs' weights
+   * and biases (the fold rounds W γ itself).
    */
-  static Map<String, Tensor> rounded(ClipConfig cfg, Map<String, Tensor> all, Fmt f) {
+  static Map<String, Tensor> rounded(ClipConfig cfg, Map<String, Tensor> all, Fmt f, boolean lnFold) {
     Set<Tensor> round = Collections.newSetFromMap(new IdentityHashMap<>());
     ClipGraphs g = new ClipGraphs(cfg, all);
-    for (Graph graph : List.of(Fusion.linearResidual(g.image(1, true), Set.of()), Fusion.linearResidual(g.text(1, 77, true), Set.of()))) {
+    for (Graph full : List.of(g.image(1, true), g.text(1, 77, true))) {
+      Graph graph = Fusion.linearResidual(full, Set.of());
+      if (lnFold) graph = Fusion.layerNormLinear(graph, Set.of()); // their weights stay fp32: the fold rounds W γ once
       for (Node n : graph.nodes()) {
         switch (n.op()) {
           case LINEAR, LINEAR_RESIDUAL, PATCH_EMBED, MATMUL -> {
@@ -194,6 +204,7 @@ public class VitRoundingDiagTest {
     @Override
     public Graph prepare(Graph graph, Set<String> keep) {
       Graph g = Fusion.linearResidual(graph, keep); // as the CUDA backend with cuBLASLt (pooled attention off)
+      if (v.lnFold) g = Fusion.layerNormLinear(g, keep);
       for (Node n : g.nodes()) {
         if (n.op() == Op.LINEAR_RESIDUAL || n.op() == Op.ADD) {
           stream.add(n);
@@ -224,6 +235,8 @@ public class VitRoundingDiagTest {
         for (int i = 0; i < r.length; i++) r[i] = r16(f, r[i]) + b[i % cols];
         r = act == Activation.QUICK_GELU ? ReferenceOps.biasQuickGelu(r, null, cols) : ReferenceOps.biasGelu(r, null, cols);
         System.arraycopy(r, 0, y, 0, r.length);
+      } else if (n.op() == Op.LAYER_NORM_LINEAR) {
+        layerNormLinear(n, data(inputs.get(0)), y, in, out);
       } else if (n.op() == Op.ATTENTION && v.attnP) {
         attention(n, data(inputs.get(0)), y, in);
       } else {
@@ -232,6 +245,46 @@ public class VitRoundingDiagTest {
       if (v.outputs && !(v.streamFp32 && stream.contains(n))) {
         for (int i = 0; i < out.elements(); i++) y[i] = r16(f, y[i]);
       }
+    }
+
+    /**
+     * gemm_ln_sm90 after layernorm_stats: each row's mean and rstd in fp32, x · W'ᵀ with W' = W γ
+     * rounded to 16 bits (the weights given here are the checkpoint's, unrounded), then rstd · (acc −
+     * mean · colsum(W')) + b + W β, the activation; the output rounded by execute.
+     */
+    private void layerNormLinear(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+      int d = in.dim(-1), rows = (int) in.rows(), cols = out.dim(-1);
+      float[] w = n.param("weight").toFloatArray(), gamma = n.param("ln_weight").toFloatArray(), beta = n.param("ln_bias").toFloatArray();
+      float[] bias = n.param("bias") == null ? new float[cols] : n.param("bias").toFloatArray();
+      float[] wq = new float[w.length], colsum = new float[cols], b2 = new float[cols];
+      for (int j = 0; j < cols; j++) {
+        double cs = 0, bb = bias[j];
+        for (int t = 0; t < d; t++) {
+          wq[j * d + t] = r16(f, (float) ((double) w[j * d + t] * gamma[t]));
+          cs += wq[j * d + t];
+          bb += (double) w[j * d + t] * beta[t];
+        }
+        colsum[j] = (float) cs;
+        b2[j] = (float) bb;
+      }
+      float eps = n.floatAttr("eps");
+      float[] r = new float[rows * cols];
+      for (int i = 0; i < rows; i++) {
+        double sum = 0, sq = 0;
+        for (int t = 0; t < d; t++) sum += x[i * d + t];
+        float mean = (float) (sum / d);
+        for (int t = 0; t < d; t++) sq += (x[i * d + t] - mean) * (x[i * d + t] - mean);
+        float rstd = (float) (1 / Math.sqrt(sq / d + eps));
+        for (int j = 0; j < cols; j++) {
+          double acc = 0;
+          for (int t = 0; t < d; t++) acc += (double) x[i * d + t] * wq[j * d + t];
+          r[i * cols + j] = rstd * ((float) acc - mean * colsum[j]) + b2[j];
+        }
+      }
+      Activation act = n.enumAttr("activation", (Activation) null);
+      if (act == Activation.QUICK_GELU) r = ReferenceOps.biasQuickGelu(r, null, cols);
+      if (act == Activation.GELU) r = ReferenceOps.biasGelu(r, null, cols);
+      System.arraycopy(r, 0, y, 0, r.length);
     }
 
     /** flash_attention.cu: scores in fp32, p = exp(s - max) packed to 16 bits for P·V, l summed from the fp32 p. */

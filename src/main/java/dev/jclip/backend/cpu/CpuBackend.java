@@ -269,6 +269,16 @@ public final class CpuBackend extends HostFloatBackend {
         int e = (int) out.elements(), chunk = 4096;
         parallel((e + chunk - 1) / chunk, chunk, (c0, c1) -> kernels.add(r, y, y, c0 * chunk, Math.min(e, c1 * chunk), false));
       }
+      case LAYER_NORM_LINEAR -> {
+        // Exactly LAYER_NORM then LINEAR: the fused graph gives the unfused graph's bits. This
+        // backend does not make this fusion (its prepare does not), so only a graph fused elsewhere runs this.
+        float[] g = p(n, "ln_weight"), b = p(n, "ln_bias");
+        int d = in.dim(-1);
+        float eps = n.floatAttr("eps");
+        float[] normed = new float[Math.toIntExact(in.elements())];
+        parallel((int) in.rows(), 4L * d, (r0, r1) -> kernels.layerNorm(x, normed, g, b, d, r0, r1, eps));
+        linear(n, normed, y, in, out);
+      }
       case MATMUL -> gemm(false, (int) in.rows(), out.dim(-1), in.dim(-1), x, 0, p(n, "weight"), 0, y, 0);
       case LAYER_NORM -> {
         float[] g = p(n, "weight"), b = p(n, "bias");

@@ -117,6 +117,18 @@ public class CpuBackendOpsTest {
         return m;
       }));
     }
+    // LAYER_NORM_LINEAR (act(LayerNorm(x) · Wᵀ + b)): ln_1 -> in_proj, ln_2 -> c_fc, a pooled row, the erf GELU without bias
+    int[][] lnLinear = {{50, 768, 2304, 0, 1}, {154, 512, 2048, 1, 1}, {3, 1024, 4096, 1, 1}, {7, 640, 520, 2, 0}};
+    for (int[] l : lnLinear) {
+      Activation act = l[3] == 1 ? Activation.QUICK_GELU : l[3] == 2 ? Activation.GELU : null;
+      c.add(new Case(Op.LAYER_NORM_LINEAR, "M=" + l[0] + " K=" + l[1] + " N=" + l[2] + " " + act + (l[4] == 1 ? " bias" : ""), g -> {
+        Map<String, Object> m = new LinkedHashMap<>();
+        Value x = in(g, m, "x", 3, l[0], l[1]);
+        g.output("y", g.layerNormLinear("lin", x, param("g", l[1]), param("beta", l[1]), 1e-5f, param("w", l[2], l[1]),
+            l[4] == 1 ? param("b", l[2]) : null, act));
+        return m;
+      }));
+    }
     for (int[] s : new int[][] {{2, 768, 512}, {5, 1280, 1024}, {1, 64, 64}}) {
       c.add(new Case(Op.MATMUL, s[0] + "x" + s[1] + "x" + s[2], g -> {
         Map<String, Object> m = new LinkedHashMap<>();
@@ -360,7 +372,7 @@ public class CpuBackendOpsTest {
     };
     org.junit.jupiter.api.Assumptions.assumeTrue(cpu != null, "no bf16 instructions on this CPU");
     // bf16 rounds the operands of the weight GEMMs only; every other op stays fp32.
-    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.PATCH_EMBED) ? BF16_TOL : TOL;
+    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.LAYER_NORM_LINEAR || c.op() == Op.PATCH_EMBED) ? BF16_TOL : TOL;
     GraphBuilder g = new GraphBuilder();
     Map<String, Object> inputs = c.build().apply(g);
     var graph = g.build();
