@@ -106,7 +106,7 @@ public final class CudaGemmBench {
     Object[][] shapes = {
       {"image c_fc", 1024 * 50, 3072, 768, 1, false}, {"text c_fc", 1024 * 77, 2048, 512, 1, false},
       {"ViT-L c_fc", 256 * 257, 4096, 1024, 1, false}, {"image in_proj", 1024 * 50, 2304, 768, 0, false},
-      {"image c_proj", 1024 * 50, 768, 3072, 0, true}};
+      {"text in_proj", 1024 * 77, 1536, 512, 0, false}, {"image c_proj", 1024 * 50, 768, 3072, 0, true}};
     try (CudaStream stream = new CudaStream(device);
         CudaOps ops = new CudaOps(device, stream.handle());
         Cublas blas = new Cublas(device);
@@ -158,6 +158,35 @@ public final class CudaGemmBench {
               double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, schedule));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + schedule.name().toLowerCase(),
                   fused, flop / fused / 1e9, unfused / fused);
+            }
+            if (!residual) {
+              // the LINEARs a LayerNorm feeds (in_proj, c_fc): the LayerNorm pass (the backend's
+              // default kernel) and the unfused path on its rows, against the rows' statistics and
+              // gemm_ln_sm90 on x (-Djclip.cuda.lnFold; the random bias stands in for the column sums)
+              try (DeviceBuffer gamma = random(device, k, Precision.FP32);
+                  DeviceBuffer beta = random(device, k, Precision.FP32);
+                  DeviceBuffer normed = device.allocate((long) m * k * 2);
+                  DeviceBuffer stats = device.allocate(8L * m)) {
+                double ln = timeMs(stream, () -> {
+                  ops.layerNorm(normed, null, a, null, gamma, beta, m, k, 1e-5f, p, CudaOps.LayerNormKernel.WARPS);
+                  if (act != 0) {
+                    blas.gemmExNT(m, n, k, type, normed, w, c);
+                    ops.biasAct(c, bias, m, n, act, p);
+                  } else if (!lt.linear(m, n, k, CublasLt.dataType(p), normed, w, bias16, null, c)) {
+                    throw new CudaException("cuBLASLt has no algorithm for " + at);
+                  }
+                });
+                log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "LayerNorm + " + (act != 0 ? "cuBLAS + bias_act" : "cuBLASLt"), ln,
+                    flop / ln / 1e9);
+                for (Sm90Gemm.Schedule schedule : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.COOPERATIVE, Sm90Gemm.Schedule.PINGPONG}) {
+                  double folded = timeMs(stream, () -> {
+                    if (!ops.layerNormStats(stats, a, m, k, 1e-5f, p)) throw new CudaException("layernorm_stats does not take " + at);
+                    sm90.runLayerNormFolded(p, m, n, k, a, w, bias, act, c, schedule, stats, bias);
+                  });
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx LayerNorm + the unfused path)%n", at,
+                      "sm90 ln-fold " + schedule.name().toLowerCase(), folded, flop / folded / 1e9, ln / folded);
+                }
+              }
             }
             // act -1: the mainloop alone (no epilogue, nothing written): what the epilogue costs
             for (Sm90Gemm.Schedule schedule : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.PINGPONG, Sm90Gemm.Schedule.COOPERATIVE}) {
