@@ -3,6 +3,7 @@ package dev.jclip.backend.cuda;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import static dev.jclip.backend.cuda.CudaModelBench.IMAGE;
@@ -11,6 +12,7 @@ import static dev.jclip.backend.cuda.CudaModelBench.TEXT77;
 import dev.jclip.backend.cuda.CudaModelBench.ProfileConfig;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Set;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -99,6 +101,29 @@ class TunedConfigChoiceTest {
     m.put(D, new double[] {18.5, Double.NaN});
     assertNull(CudaModelBench.merge(m, TEXT77), "the defaults' text tower failed: nothing to compare with");
     assertEquals(D.withTune(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, IMAGE));
+  }
+
+  /**
+   * A run leaves out of the profile the opt-in configurations whose kernels' tests failed
+   * (-Djclip.bench.skip, set by scripts/gpu-run.sh): by group, never the defaults; an unknown
+   * group is refused.
+   */
+  @Test
+  void configurationsOfFailedTestsAreLeftOut() {
+    assertEquals(Set.of(), CudaModelBench.skipGroups(""));
+    assertEquals(Set.of("sm90", "attention"), CudaModelBench.skipGroups("sm90, attention,"));
+    assertThrows(IllegalArgumentException.class, () -> CudaModelBench.skipGroups("flash"));
+    for (ProfileConfig c : CudaModelBench.PROFILE_OPT_IN) {
+      assertFalse(CudaModelBench.skipped(c, Set.of()), c.label());
+      assertTrue(CudaModelBench.skipped(c, CudaModelBench.SKIP_GROUPS), c.label() + ": in no group");
+    }
+    assertFalse(CudaModelBench.skipped(D, CudaModelBench.SKIP_GROUPS), "the defaults are always profiled");
+    ProfileConfig fold = D.withLnFold(Sm90Gemm.Schedule.COOPERATIVE);
+    assertTrue(CudaModelBench.skipped(fold, Set.of("sm90")) && CudaModelBench.skipped(fold, Set.of("layernorm")));
+    assertFalse(CudaModelBench.skipped(fold, Set.of("attention", "linear")));
+    assertTrue(CudaModelBench.skipped(D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), Set.of("attention")));
+    assertTrue(CudaModelBench.skipped(D.withActChunk(16), Set.of("linear")));
+    assertFalse(CudaModelBench.skipped(D.withActChunk(16), Set.of("sm90", "attention", "layernorm")));
   }
 
   @Test
