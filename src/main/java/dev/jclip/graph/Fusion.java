@@ -37,48 +37,19 @@ public final class Fusion {
    */
   public static Graph linearResidual(Graph graph, Collection<String> keep) {
     Set<String> kept = Set.copyOf(keep);
-    List<Node> nodes = graph.nodes();
-    Map<Value, Integer> readers = new IdentityHashMap<>();
-    Map<Value, Node> reader = new IdentityHashMap<>();
-    for (Node n : nodes) {
-      for (Value v : n.inputs()) {
-        readers.merge(v, 1, Integer::sum);
-        reader.put(v, n);
-      }
-    }
-    Set<Value> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
-    outputs.addAll(graph.outputs().values());
-
+    Readers readers = new Readers(graph);
     Map<Node, Node> linearOf = new IdentityHashMap<>(); // ADD -> the LINEAR it absorbs
-    for (Node n : nodes) {
-      if (n.op() != Op.LINEAR || n.attrs().get("activation") != null || kept.contains(n.name()) || outputs.contains(n.output())) continue;
-      if (readers.getOrDefault(n.output(), 0) != 1) continue; // also excludes an ADD reading it twice
-      Node add = reader.get(n.output());
+    for (Node n : graph.nodes()) {
+      if (n.op() != Op.LINEAR || n.attrs().get("activation") != null || !readers.alone(n, kept)) continue; // once: no ADD reading it twice
+      Node add = readers.reader(n.output());
       if (add.op() != Op.ADD || add.boolAttr("relu") || linearOf.containsKey(add)) continue;
       linearOf.put(add, n);
     }
-    if (linearOf.isEmpty()) return graph;
-
-    Set<Node> absorbed = Collections.newSetFromMap(new IdentityHashMap<>());
-    absorbed.addAll(linearOf.values());
-    Map<Value, Value> copies = new IdentityHashMap<>();
-    List<Node> rebuilt = new ArrayList<>(nodes.size() - absorbed.size());
-    for (Node n : nodes) {
-      if (absorbed.contains(n)) continue;
-      Node linear = linearOf.get(n);
-      Node copy;
-      if (linear != null) {
-        Value residual = n.input(0) == linear.output() ? n.input(1) : n.input(0);
-        copy = new Node(Op.LINEAR_RESIDUAL, n.name(), List.of(copies.get(linear.input(0)), copies.get(residual)), linear.params(),
-            Map.of("linear", linear.name()));
-      } else {
-        List<Value> in = new ArrayList<>(n.inputs().size());
-        for (Value v : n.inputs()) in.add(copies.get(v));
-        copy = new Node(n.op(), n.name(), in, n.params(), n.attrs());
-      }
-      copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
-    }
-    return rebuilt(graph, rebuilt, copies);
+    return merged(graph, linearOf, (add, linear, copies) -> {
+      Value residual = add.input(0) == linear.output() ? add.input(1) : add.input(0);
+      return new Node(Op.LINEAR_RESIDUAL, add.name(), List.of(copies.get(linear.input(0)), copies.get(residual)), linear.params(),
+          Map.of("linear", linear.name()));
+    });
   }
 
   /**
@@ -101,19 +72,16 @@ public final class Fusion {
   public static Graph pooledAttention(Graph graph, Collection<String> keep) {
     Set<String> kept = Set.copyOf(keep);
     List<Node> nodes = graph.nodes();
-    Map<Value, Integer> readers = new IdentityHashMap<>();
-    for (Node n : nodes) for (Value v : n.inputs()) readers.merge(v, 1, Integer::sum);
-    Set<Value> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
-    outputs.addAll(graph.outputs().values());
+    Readers readers = new Readers(graph);
 
     Set<Node> pools = Collections.newSetFromMap(new IdentityHashMap<>());
     Set<Node> absorbed = Collections.newSetFromMap(new IdentityHashMap<>()); // the ATTENTIONs and their qkv LINEARs
     for (Node pool : nodes) {
       if (pool.op() != Op.TAKE_TOKEN && pool.op() != Op.EOT_GATHER) continue;
       Node attention = pool.input(0).producer();
-      if (attention.op() != Op.ATTENTION || !alone(attention, kept, outputs, readers)) continue;
+      if (attention.op() != Op.ATTENTION || !readers.alone(attention, kept)) continue;
       Node linear = attention.input(0).producer();
-      if (linear.op() != Op.LINEAR || linear.attrs().get("activation") != null || !alone(linear, kept, outputs, readers)) continue;
+      if (linear.op() != Op.LINEAR || linear.attrs().get("activation") != null || !readers.alone(linear, kept)) continue;
       if (attention.intAttr("heads") * 64 * 3 != linear.param("weight").dim(0)) continue;
       pools.add(pool);
       absorbed.add(attention);
@@ -127,10 +95,12 @@ public final class Fusion {
     List<Node> rebuilt = new ArrayList<>(nodes.size() + pools.size());
     for (Node n : nodes) {
       if (absorbed.contains(n)) continue;
-      List<Value> in = new ArrayList<>(n.inputs().size());
-      for (Value v : n.inputs()) in.add(copies.get(v));
       Node copy;
-      if (pools.contains(n)) {
+      if (!pools.contains(n)) {
+        copy = copied(n, copies);
+      } else {
+        List<Value> in = new ArrayList<>(n.inputs().size()); // the first, the absorbed ATTENTION's value, has no copy
+        for (Value v : n.inputs()) in.add(copies.get(v));
         // where the gather was (its inputs, the LINEAR's input and any ids, all come before it):
         // the pooled rows' gather, their query, every position's keys and values, their attention
         Node attention = n.input(0).producer(), linear = attention.input(0).producer();
@@ -152,8 +122,6 @@ public final class Fusion {
         if (n.op() == Op.EOT_GATHER) pooledIn.add(in.get(1));
         else attrs.put("index", n.intAttr("index"));
         copy = new Node(Op.ATTENTION_POOLED, n.name(), pooledIn, Map.of(), attrs);
-      } else {
-        copy = new Node(n.op(), n.name(), in, n.params(), n.attrs());
       }
       copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
     }
@@ -174,57 +142,83 @@ public final class Fusion {
    */
   public static Graph layerNormLinear(Graph graph, Collection<String> keep) {
     Set<String> kept = Set.copyOf(keep);
-    List<Node> nodes = graph.nodes();
-    Map<Value, Integer> readers = new IdentityHashMap<>();
-    Map<Value, Node> reader = new IdentityHashMap<>();
-    for (Node n : nodes) {
-      for (Value v : n.inputs()) {
-        readers.merge(v, 1, Integer::sum);
-        reader.put(v, n);
-      }
-    }
-    Set<Value> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
-    outputs.addAll(graph.outputs().values());
-
+    Readers readers = new Readers(graph);
     Map<Node, Node> layerNormOf = new IdentityHashMap<>(); // LINEAR -> the LAYER_NORM it absorbs
-    for (Node n : nodes) {
-      if (n.op() != Op.LAYER_NORM || !alone(n, kept, outputs, readers)) continue;
-      Node linear = reader.get(n.output());
+    for (Node n : graph.nodes()) {
+      if (n.op() != Op.LAYER_NORM || !readers.alone(n, kept)) continue;
+      Node linear = readers.reader(n.output());
       if (linear.op() != Op.LINEAR || linear.input(0) != n.output()) continue;
       if (linear.param("weight").dim(1) != n.output().dim(-1)) continue;
       layerNormOf.put(linear, n);
     }
-    if (layerNormOf.isEmpty()) return graph;
+    return merged(graph, layerNormOf, (linear, ln, copies) -> {
+      Map<String, Tensor> params = new LinkedHashMap<>(linear.params());
+      params.put("ln_weight", ln.param("weight"));
+      params.put("ln_bias", ln.param("bias"));
+      Map<String, Object> attrs = new LinkedHashMap<>(linear.attrs());
+      attrs.put("eps", ln.floatAttr("eps"));
+      attrs.put("layer_norm", ln.name());
+      return new Node(Op.LAYER_NORM_LINEAR, linear.name(), List.of(copies.get(ln.input(0))), params, attrs);
+    });
+  }
 
-    Set<Node> absorbed = Collections.newSetFromMap(new IdentityHashMap<>());
-    absorbed.addAll(layerNormOf.values());
-    Map<Value, Value> copies = new IdentityHashMap<>();
-    List<Node> rebuilt = new ArrayList<>(nodes.size() - absorbed.size());
-    for (Node n : nodes) {
-      if (absorbed.contains(n)) continue;
-      Node ln = layerNormOf.get(n);
-      Node copy;
-      if (ln != null) {
-        Map<String, Tensor> params = new LinkedHashMap<>(n.params());
-        params.put("ln_weight", ln.param("weight"));
-        params.put("ln_bias", ln.param("bias"));
-        Map<String, Object> attrs = new LinkedHashMap<>(n.attrs());
-        attrs.put("eps", ln.floatAttr("eps"));
-        attrs.put("layer_norm", ln.name());
-        copy = new Node(Op.LAYER_NORM_LINEAR, n.name(), List.of(copies.get(ln.input(0))), params, attrs);
-      } else {
-        List<Value> in = new ArrayList<>(n.inputs().size());
-        for (Value v : n.inputs()) in.add(copies.get(v));
-        copy = new Node(n.op(), n.name(), in, n.params(), n.attrs());
+  /** How often each value of a graph is read, and by which node when read once; and the graph's outputs. */
+  private static final class Readers {
+    private final Map<Value, Integer> count = new IdentityHashMap<>();
+    private final Map<Value, Node> reader = new IdentityHashMap<>();
+    private final Set<Value> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
+
+    Readers(Graph graph) {
+      for (Node n : graph.nodes()) {
+        for (Value v : n.inputs()) {
+          count.merge(v, 1, Integer::sum);
+          reader.put(v, n);
+        }
       }
+      outputs.addAll(graph.outputs().values());
+    }
+
+    /** Whether {@code n} may be rewritten: not kept, not a graph output, read by exactly one node (once). */
+    boolean alone(Node n, Set<String> kept) {
+      return !kept.contains(n.name()) && !outputs.contains(n.output()) && count.getOrDefault(n.output(), 0) == 1;
+    }
+
+    /** The node that reads {@code v} (the last one, where several do). */
+    Node reader(Value v) {
+      return reader.get(v);
+    }
+  }
+
+  /** Builds the node that replaces {@code at}, absorbing {@code absorbed}, its inputs mapped through {@code copies}. */
+  private interface Merge {
+    Node node(Node at, Node absorbed, Map<Value, Value> copies);
+  }
+
+  /**
+   * {@code graph} with each key of {@code absorbs} replaced by {@code merge}'s node, which takes the
+   * key's place, name and value identity, and each value of it dropped (the graph itself when
+   * there is none); every other node copied as it is.
+   */
+  private static Graph merged(Graph graph, Map<Node, Node> absorbs, Merge merge) {
+    if (absorbs.isEmpty()) return graph;
+    Set<Node> absorbed = Collections.newSetFromMap(new IdentityHashMap<>());
+    absorbed.addAll(absorbs.values());
+    Map<Value, Value> copies = new IdentityHashMap<>();
+    List<Node> rebuilt = new ArrayList<>(graph.nodes().size() - absorbed.size());
+    for (Node n : graph.nodes()) {
+      if (absorbed.contains(n)) continue;
+      Node other = absorbs.get(n);
+      Node copy = other != null ? merge.node(n, other, copies) : copied(n, copies);
       copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
     }
     return rebuilt(graph, rebuilt, copies);
   }
 
-  /** Whether {@code n} may be rewritten: not kept, not a graph output, read by exactly one node. */
-  private static boolean alone(Node n, Set<String> kept, Set<Value> outputs, Map<Value, Integer> readers) {
-    return !kept.contains(n.name()) && !outputs.contains(n.output()) && readers.getOrDefault(n.output(), 0) == 1;
+  /** {@code n} reading the copies of its inputs. */
+  private static Node copied(Node n, Map<Value, Value> copies) {
+    List<Value> in = new ArrayList<>(n.inputs().size());
+    for (Value v : n.inputs()) in.add(copies.get(v));
+    return new Node(n.op(), n.name(), in, n.params(), n.attrs());
   }
 
   /** The graph of {@code nodes}, with {@code graph}'s inputs and outputs by name mapped through {@code copies}. */

@@ -42,16 +42,20 @@ public final class GraphBuilder {
 
   /** {@code act(x · weightᵀ + bias)}; weight [N, K], bias [N] or null; activation null for none. */
   public Value linear(String name, Value x, Tensor weight, Tensor bias, Activation activation) {
-    int k = x.dim(-1);
-    expectShape(name, "weight", weight, -1, k);
-    int n = (int) weight.dim(0);
-    if (bias != null) expectShape(name, "bias", bias, n);
+    Map<String, Tensor> p = linearParams(name, x, weight, bias);
+    Map<String, Object> a = new LinkedHashMap<>();
+    if (activation != null) a.put("activation", activation);
+    return add(Op.LINEAR, name, List.of(x), p, a, withLast(name, x, (int) weight.dim(0)));
+  }
+
+  /** A LINEAR's parameters, checked against x: weight [N, K] with K x's last dimension, bias [N] or null. */
+  private Map<String, Tensor> linearParams(String name, Value x, Tensor weight, Tensor bias) {
+    expectShape(name, "weight", weight, -1, x.dim(-1));
+    if (bias != null) expectShape(name, "bias", bias, weight.dim(0));
     Map<String, Tensor> p = new LinkedHashMap<>();
     p.put("weight", weight);
     if (bias != null) p.put("bias", bias);
-    Map<String, Object> a = new LinkedHashMap<>();
-    if (activation != null) a.put("activation", activation);
-    return add(Op.LINEAR, name, List.of(x), p, a, withLast(name, x, n));
+    return p;
   }
 
   /**
@@ -60,17 +64,11 @@ public final class GraphBuilder {
    * them, and ops tests build it directly.
    */
   public Value linearResidual(String name, Value x, Tensor weight, Tensor bias, Value residual) {
-    int k = x.dim(-1);
-    expectShape(name, "weight", weight, -1, k);
-    int n = (int) weight.dim(0);
-    if (bias != null) expectShape(name, "bias", bias, n);
-    TensorSpec out = withLast(name, x, n);
+    Map<String, Tensor> p = linearParams(name, x, weight, bias);
+    TensorSpec out = withLast(name, x, (int) weight.dim(0));
     if (!Arrays.equals(out.shape(), residual.shape())) {
       throw new IllegalArgumentException(name + ": residual " + residual.spec() + " does not match the linear's result " + out);
     }
-    Map<String, Tensor> p = new LinkedHashMap<>();
-    p.put("weight", weight);
-    if (bias != null) p.put("bias", bias);
     return add(Op.LINEAR_RESIDUAL, name, List.of(x, residual), p, Map.of(), out);
   }
 
@@ -88,21 +86,15 @@ public final class GraphBuilder {
    */
   public Value layerNormLinear(String name, Value x, Tensor lnWeight, Tensor lnBias, float eps, Tensor weight, Tensor bias,
       Activation activation) {
-    int k = x.dim(-1);
-    expectShape(name, "ln_weight", lnWeight, k);
-    expectShape(name, "ln_bias", lnBias, k);
-    expectShape(name, "weight", weight, -1, k);
-    int n = (int) weight.dim(0);
-    if (bias != null) expectShape(name, "bias", bias, n);
-    Map<String, Tensor> p = new LinkedHashMap<>();
-    p.put("weight", weight);
-    if (bias != null) p.put("bias", bias);
+    expectShape(name, "ln_weight", lnWeight, x.dim(-1));
+    expectShape(name, "ln_bias", lnBias, x.dim(-1));
+    Map<String, Tensor> p = linearParams(name, x, weight, bias);
     p.put("ln_weight", lnWeight);
     p.put("ln_bias", lnBias);
     Map<String, Object> a = new LinkedHashMap<>();
     if (activation != null) a.put("activation", activation);
     a.put("eps", eps);
-    return add(Op.LAYER_NORM_LINEAR, name, List.of(x), p, a, withLast(name, x, n));
+    return add(Op.LAYER_NORM_LINEAR, name, List.of(x), p, a, withLast(name, x, (int) weight.dim(0)));
   }
 
   public Value layerNorm(String name, Value x, Tensor weight, Tensor bias, float eps) {
