@@ -1,8 +1,7 @@
 package dev.jclip.diag;
 
-import dev.jclip.backend.HostFloatBackend;
 import dev.jclip.backend.ReferenceOps;
-import dev.jclip.backend.cuda.HalfFloats;
+import dev.jclip.diag.Emulation.Fmt;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
@@ -34,11 +33,6 @@ import org.junit.jupiter.api.Test;
  */
 @org.junit.jupiter.api.Tag("diag")
 public class Rn50RoundingDiagTest {
-
-  enum Fmt {
-    FP16,
-    BF16
-  }
 
   /** Where the emulation rounds to 16 bits. */
   record Variant(
@@ -216,7 +210,7 @@ public class Rn50RoundingDiagTest {
   }
 
   /** A CPU backend for the ops of a ModifiedResNet image graph, emulating the CUDA backend's 16-bit storage. */
-  static final class EmuBackend extends HostFloatBackend {
+  static final class EmuBackend extends Emulation.Backend {
     final Variant v; // null: fp32, no rounding
     final Map<Tensor, float[]> params = new IdentityHashMap<>();
     boolean collectStats;
@@ -229,17 +223,7 @@ public class Rn50RoundingDiagTest {
     }
 
     float r16(float x) {
-      return v.fmt == Fmt.FP16 ? HalfFloats.fromFp16(HalfFloats.fp16(x)) : HalfFloats.fromBf16(HalfFloats.bf16(x));
-    }
-
-    @Override
-    public String name() {
-      return "emu";
-    }
-
-    @Override
-    public boolean supports(Op op) {
-      return true;
+      return v.fmt.round(x);
     }
 
     @Override

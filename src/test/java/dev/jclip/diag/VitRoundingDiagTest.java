@@ -1,9 +1,8 @@
 package dev.jclip.diag;
 
-import dev.jclip.backend.HostFloatBackend;
 import dev.jclip.backend.ReferenceBackend;
 import dev.jclip.backend.ReferenceOps;
-import dev.jclip.backend.cuda.HalfFloats;
+import dev.jclip.diag.Emulation.Fmt;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Fusion;
 import dev.jclip.graph.Graph;
@@ -44,11 +43,6 @@ import org.junit.jupiter.api.Test;
  */
 @org.junit.jupiter.api.Tag("diag")
 public class VitRoundingDiagTest {
-
-  enum Fmt {
-    FP16,
-    BF16
-  }
 
   /** Where the emulation rounds to 16 bits. */
   record Variant(
@@ -125,7 +119,7 @@ public class VitRoundingDiagTest {
   }
 
   static float r16(Fmt f, float x) {
-    return f == Fmt.FP16 ? HalfFloats.fromFp16(HalfFloats.fp16(x)) : HalfFloats.fromBf16(HalfFloats.bf16(x));
+    return f.round(x);
   }
 
   /**
@@ -179,7 +173,7 @@ public class VitRoundingDiagTest {
   }
 
   /** The reference backend's ops with the CUDA backend's 16-bit storage emulated around them. */
-  static final class Emu extends HostFloatBackend {
+  static final class Emu extends Emulation.Backend {
     final ReferenceBackend ref = new ReferenceBackend();
     final Fmt f;
     final Variant v;
@@ -189,16 +183,6 @@ public class VitRoundingDiagTest {
     Emu(Fmt f, Variant v) {
       this.f = f;
       this.v = v;
-    }
-
-    @Override
-    public String name() {
-      return "emu";
-    }
-
-    @Override
-    public boolean supports(Op op) {
-      return true;
     }
 
     @Override
