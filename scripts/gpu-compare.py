@@ -192,7 +192,9 @@ def profile_label(p):
             + (" vec-glue" if p.get("vector_glue") else "")
             + ((" sm90-" + p["fused_linear"] + "-" + (p.get("fused_linear_scope") or ("all" if p.get("fused_linear_all") else "c_fc")))
                if p.get("fused_linear") else "")
-            + (" tuned-cuBLASLt" if p.get("gemm_tuned") else ""))
+            + (" tuned-cuBLASLt" if p.get("gemm_tuned") else "")
+            + (f" c_fc-chunks-{p['act_chunk_mb']}MB" if p.get("act_chunk_mb") else "")
+            + (f" LN-folded-{p['ln_fold']}" if p.get("ln_fold") else ""))
 
 
 def kernel_tables(lines):

@@ -307,7 +307,7 @@ public final class CudaBackend implements Backend {
     return sm90;
   }
 
-  /** How many LINEARs have been queued as gemm_sm90 kernels (outside CUDA-graph replays). */
+  /** How many LINEARs have been queued as gemm_sm90 kernels (the run that records a CUDA graph counts; replays do not). */
   public long fusedLinearLaunches() {
     return fusedLinearLaunches;
   }
@@ -951,16 +951,17 @@ public final class CudaBackend implements Backend {
   private void layerNormLinear(Node n, DeviceBuffer x, DeviceBuffer y, long m, int cols, int k) {
     float eps = n.floatAttr("eps");
     Sm90Gemm.Schedule schedule = layerNormFold;
-    if (schedule != null && fusedLinearAvailable() && m <= Integer.MAX_VALUE) {
+    // the weights are folded and uploaded only where both kernels take the problem (x stands in
+    // for the folded weight, allocated 16-byte aligned, in the check)
+    if (schedule != null && fusedLinearAvailable() && m <= Integer.MAX_VALUE && Sm90Gemm.unsupported(precision, cols, k, x, x, null, null, y) == null
+        && CudaOps.layerNormStatsFit(k, precision, x)) {
       Folded f = folded(n);
       DeviceBuffer stats = scratch(2, 8L * m);
-      if (Sm90Gemm.unsupported(precision, cols, k, x, f.weight(), f.bias(), null, y) == null
-          && ops.layerNormStats(stats, x, m, k, eps, precision)) {
-        sm90().runLayerNormFolded(precision, (int) m, cols, k, x, f.weight(), f.bias(), actCode(n.enumAttr("activation", (Activation) null)), y,
-            schedule, stats, f.colsum());
-        layerNormFoldLaunches++;
-        return;
-      }
+      if (!ops.layerNormStats(stats, x, m, k, eps, precision)) throw new IllegalStateException("layernorm_stats refused " + m + "x" + k);
+      sm90().runLayerNormFolded(precision, (int) m, cols, k, x, f.weight(), f.bias(), actCode(n.enumAttr("activation", (Activation) null)), y,
+          schedule, stats, f.colsum());
+      layerNormFoldLaunches++;
+      return;
     }
     DeviceBuffer normed = scratch(1, (long) elem * m * k);
     ops.layerNorm(normed, null, x, null, param(n, "ln_weight"), param(n, "ln_bias"), m, k, eps, precision, layerNormKernel);
@@ -970,8 +971,22 @@ public final class CudaBackend implements Backend {
   /** A LINEAR's weight with a LayerNorm's gamma and beta folded in ({@link #folded}). */
   private record Folded(DeviceBuffer weight, DeviceBuffer bias, DeviceBuffer colsum) {}
 
-  /** Per LINEAR weight, then per LayerNorm gamma: the folded parameters, uploaded once. */
-  private final Map<Tensor, Map<Tensor, Folded>> folded = new IdentityHashMap<>();
+  /** The folded parameters by what they are made of (the tensors, by identity), uploaded once. */
+  private final Map<FoldKey, Folded> folded = new java.util.HashMap<>();
+
+  /** A LINEAR's weight and bias and its LayerNorm's gamma and beta, compared by identity. */
+  private record FoldKey(Tensor weight, Tensor bias, Tensor gamma, Tensor beta) {
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof FoldKey f && weight == f.weight && bias == f.bias && gamma == f.gamma && beta == f.beta;
+    }
+
+    @Override
+    public int hashCode() {
+      return java.util.Arrays.hashCode(new int[] {System.identityHashCode(weight), System.identityHashCode(bias), System.identityHashCode(gamma),
+        System.identityHashCode(beta)});
+    }
+  }
 
   /**
    * The folded parameters of a LAYER_NORM_LINEAR, made and uploaded once: W' = W γ (column t of
@@ -981,7 +996,7 @@ public final class CudaBackend implements Backend {
    */
   private Folded folded(Node n) {
     Tensor wt = n.param("weight"), gt = n.param("ln_weight");
-    return folded.computeIfAbsent(wt, k -> new IdentityHashMap<>()).computeIfAbsent(gt, k -> {
+    return folded.computeIfAbsent(new FoldKey(wt, n.param("bias"), gt, n.param("ln_bias")), key -> {
       float[] w = wt.toFloatArray(), gamma = gt.toFloatArray(), beta = n.param("ln_bias").toFloatArray();
       float[] bias = n.param("bias") == null ? null : n.param("bias").toFloatArray();
       int cols = (int) wt.dim(0), d = (int) wt.dim(1);
@@ -999,13 +1014,23 @@ public final class CudaBackend implements Backend {
         colsum[j] = (float) cs;
         b2[j] = (float) bb;
       }
-      DeviceBuffer dw = device.allocate(2L * wq.length).upload(wq, stream);
-      DeviceBuffer db = device.allocate(4L * cols).upload(b2, stream), dc = device.allocate(4L * cols).upload(colsum, stream);
-      return new Folded(dw, db, dc);
+      List<DeviceBuffer> made = new java.util.ArrayList<>(3);
+      try {
+        made.add(device.allocate(2L * wq.length).upload(wq, stream));
+        made.add(device.allocate(4L * cols).upload(b2, stream));
+        made.add(device.allocate(4L * cols).upload(colsum, stream));
+        return new Folded(made.get(0), made.get(1), made.get(2));
+      } catch (RuntimeException e) { // out of memory: nothing kept
+        for (DeviceBuffer b : made) b.close();
+        throw e;
+      }
     });
   }
 
-  /** How many LAYER_NORM_LINEARs have been queued as a statistics pass and one gemm_ln_sm90 kernel (outside CUDA-graph replays). */
+  /**
+   * How many LAYER_NORM_LINEARs have been queued as a statistics pass and one gemm_ln_sm90 kernel
+   * (the run that records a CUDA graph queues its nodes again and counts; replays do not).
+   */
   public long layerNormFoldLaunches() {
     return layerNormFoldLaunches;
   }
@@ -1242,12 +1267,10 @@ public final class CudaBackend implements Backend {
     output = null;
     for (DeviceBuffer b : params.values()) b.close();
     for (DeviceBuffer b : gemmWeights.values()) b.close();
-    for (Map<Tensor, Folded> byGamma : folded.values()) {
-      for (Folded f : byGamma.values()) {
-        f.weight().close();
-        f.bias().close();
-        f.colsum().close();
-      }
+    for (Folded f : folded.values()) {
+      f.weight().close();
+      f.bias().close();
+      f.colsum().close();
     }
     folded.clear();
     params.clear();

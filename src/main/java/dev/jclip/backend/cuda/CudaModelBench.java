@@ -558,9 +558,11 @@ public final class CudaModelBench {
             .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("pooled_attention", cfg.pooled()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
+        if (cfg.actChunk() > 0) row.put("act_chunk_mb", cfg.actChunk());
+        if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device)) {
-          if (fused && !backend.fusedLinearAvailable()) {
+          if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {
             row.put("error", "gemm_sm90 needs compute capability 9.0");
             continue;
           }

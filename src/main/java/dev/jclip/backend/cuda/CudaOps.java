@@ -456,13 +456,19 @@ public final class CudaOps implements AutoCloseable {
    * 32 x 4 packs, or x not 16-byte aligned; stats must hold {@code rows} pairs, 8-byte aligned.
    */
   public boolean layerNormStats(DeviceBuffer stats, DeviceBuffer x, long rows, int d, float eps, Precision precision) {
+    if (!layerNormStatsFit(d, precision, x)) return false;
     int p = vectorLayerNormPacks(d, precision, x);
-    if (p == 0 || p > 4) return false;
     if (stats.address() % 8 != 0 || stats.bytes() < 8 * rows) throw new IllegalArgumentException("statistics buffer of " + stats.bytes() + " bytes for " + rows + " rows");
     long blocks = Math.min((rows + 7) / 8, 4L * multiprocessors);
     layerNorm.launch("layernorm_stats" + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1}, new int[] {THREADS, 1, 1}, 0,
         stream, stats, x, rows, d, eps);
     return true;
+  }
+
+  /** Whether {@link #layerNormStats} takes rows of {@code d} elements of {@code precision} in {@code x}: at most 32 x 4 packs, x 16-byte aligned. */
+  public static boolean layerNormStatsFit(int d, Precision precision, DeviceBuffer x) {
+    int p = vectorLayerNormPacks(d, precision, x);
+    return p > 0 && p <= 4;
   }
 
   /** Whether the vector LayerNorm takes rows of {@code d} elements of {@code precision}: a multiple of 16 bytes, at most 32 x 5 packs. */
