@@ -2,7 +2,7 @@
 # run.sh of the GPU bundle (built by scripts/gpu-bundle.sh from scripts/gpu-run.sh).
 # Runs on the GPU machine alone: finds its CUDA libraries, unpacks the Java runtime, runs the
 # self-test, every test tagged "cuda" (one JVM per test class, most important first), the
-# whole-model benchmark, the cuBLAS GEMM and attention benchmark, and the PyTorch peer, and writes
+# whole-model benchmark, the PyTorch peer, and the cuBLAS GEMM and attention benchmark, and writes
 # everything under $OUT (report.txt, junit/, junit-*.txt, jclip-model.json, bench-*.txt, peer.json).
 #
 # Time: the whole run keeps within JCLIP_BUDGET seconds (default 540: a device call may run 600 s,
@@ -19,8 +19,8 @@
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer,
 #                                compiled at 1024 only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
 #                                embed: only the embed stage. Stage order: self-test, CUDA tests, model benchmark,
-#                                GEMM/attention benchmark, PyTorch peer, kernel metrics (ncu: diagnosis, so after the
-#                                figures the goals need), embed end to end.
+#                                PyTorch peer, GEMM/attention benchmark and kernel metrics (ncu) (diagnosis, so after
+#                                the figures the goals need), embed end to end.
 set -u
 mode="${1:-full}"
 # the model benchmark's other image towers (empty: none)
@@ -226,17 +226,6 @@ else
   note "model benchmark: SKIPPED (budget or mode)"
 fi
 
-section "cuBLAS GEMM peaks and attention kernels"
-t=0; want gemm && t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
-if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
-  rc=$?
-  stage "GEMM/attention benchmark" "$rc"
-  grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
-else
-  note "GEMM/attention benchmark: SKIPPED (budget or mode)"
-fi
-
 section "PyTorch peer (HuggingFace CLIPModel, ViT-B/32 geometry, random weights)"
 case "$mode" in
   smoke|bench) peer_args=(--batches 1,32,256,1024 --compile-batches 1,1024) ;;
@@ -251,6 +240,19 @@ if [ "$t" -gt 0 ]; then
   grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
 else
   note "PyTorch peer: SKIPPED (budget or mode)"
+fi
+
+section "cuBLAS GEMM peaks and attention kernels"
+# After the peer: the figures the goals need (the model benchmark and the peer in the same call)
+# come first, the kernel-level diagnosis after them.
+t=0; want gemm && t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
+  rc=$?
+  stage "GEMM/attention benchmark" "$rc"
+  grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
+else
+  note "GEMM/attention benchmark: SKIPPED (budget or mode)"
 fi
 
 section "kernel metrics (Nsight Compute on dev.jclip.testing.KernelSample)"

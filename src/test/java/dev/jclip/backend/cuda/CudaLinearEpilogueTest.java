@@ -162,15 +162,15 @@ class CudaLinearEpilogueTest {
 
   /**
    * c_fc in row chunks ({@link CudaBackend#activationChunk}; here chunks of 64 and 200 KB of
-   * product, so that the test's row counts make several, the last one short): within the
-   * precision's tolerance of the reference and within 16-bit rounding of the whole LINEAR (cuBLAS
+   * product, so that the test's row counts make several, the last one short), fp16 and bf16:
+   * within the precision's tolerance of the reference and within 16-bit rounding of the whole LINEAR (cuBLAS
    * may take another kernel for the chunk's rows), the chunks launched, and a CUDA-graph replay
    * giving the first run's bits; on cuBLAS and on tuned cuBLASLt GEMMs.
    */
   @Test
   void cFcInRowChunksMatchesTheWholeLinear() {
     List<Case> cases = new ArrayList<>();
-    for (int[] s : new int[][] {{768, 577}, {512, 154}, {1024, 257}}) {
+    for (int[] s : new int[][] {{768, 577}, {512, 154}}) {
       cases.add(linear("c_fc (bias, QuickGELU) D=" + s[0] + " M=" + s[1], s[1], s[0], 4 * s[0], true, Activation.QUICK_GELU, false));
     }
     cases.add(linear("c_fc (no bias, GELU) D=768 M=300", 300, 768, 3072, false, Activation.GELU, false));
@@ -181,9 +181,9 @@ class CudaLinearEpilogueTest {
       }
     });
     List<String> failures = new ArrayList<>();
-    for (Precision p : Precision.values()) {
-      double tol = p == Precision.FP32 ? 1e-5 : p == Precision.FP16 ? 1e-2 : 5e-2;
-      double vsWhole = p == Precision.FP32 ? 1e-5 : p == Precision.FP16 ? 2e-3 : 1.6e-2;
+    for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) { // fp32 chunks run the same code
+      double tol = p == Precision.FP16 ? 1e-2 : 5e-2;
+      double vsWhole = p == Precision.FP16 ? 2e-3 : 1.6e-2;
       for (boolean tune : new boolean[] {false, true}) {
         for (Case c : cases) {
           float[] whole;
