@@ -289,12 +289,12 @@ __device__ __forceinline__ void release(uint32_t empty, uint32_t peer, int g, in
 
 // A LayerNorm folded into the GEMM (the gemm_ln_* kernels): A is the LayerNorm's input x and W
 // is W' = W gamma (each column k scaled by gamma[k]), so that LayerNorm(x) . W^T + b = rstd * (x .
-// W'^T - mean * colsum) + b' with colsum[n] = sum_k W'[n, k] and b' = b + W beta (the caller's
-// bias; colsum 8-byte aligned); each row's (mean, rstd) comes from layernorm.cu's layernorm_stats. Two neighbouring
-// accumulators (one row with statistics st, columns c and c + 1 with column sums cs) before the
-// epilogue adds b'.
-// The product is rounded on its own (__fmul_rn: never contracted with the bias add that follows
-// into one fma), so that the inside-tile and the generic epilogue give the same bits.
+// W'^T - mean * colsum) + b' with colsum[n] = sum_k W'[n, k] (fp32, 8-byte aligned) and b' = b +
+// W beta (the caller's bias); each row's (mean, rstd) comes from layernorm.cu's layernorm_stats.
+// Two neighbouring accumulators (one row with statistics st, columns c and c + 1 with column sums
+// cs) before the epilogue adds b'. The product is rounded on its own (__fmul_rn: never contracted
+// with the bias add that follows into one fma), so that the inside-tile and the generic epilogue
+// give the same bits.
 __device__ __forceinline__ void ln_fold_pair(float& a0, float& a1, float2 st, float2 cs) {
   a0 = __fmul_rn(st.y, fmaf(-st.x, cs.x, a0));
   a1 = __fmul_rn(st.y, fmaf(-st.x, cs.y, a1));
