@@ -128,6 +128,47 @@ class FusionTest {
   }
 
   /**
+   * The passes as the CUDA backend applies them, all three (pooled attention, residuals, then the
+   * LayerNorms): on the reference models' pooled graphs the last block's ln_1 feeds the pooled
+   * gather and the keys and values, so 23 LayerNorms fold; and the composed graph computes the
+   * plain graph's features on the reference backend within float rounding (1e-6).
+   */
+  @Test
+  void thePassesComposeAsTheCudaBackendAppliesThem() throws Exception {
+    for (String model : List.of("vit-b32-tiny", "vit-b16-336-tiny")) {
+      try (dev.jclip.io.Checkpoint ck = dev.jclip.io.Checkpoint.open(dev.jclip.testing.Reference.dir().resolve("models/" + model + "/state_dict.pt"))) {
+        ClipConfig cfg = ClipConfig.infer(ck);
+        ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
+        int layers = cfg.visionLayers().get(0);
+        int[] ids = new int[2 * 77];
+        for (int i = 0; i < ids.length; i++) ids[i] = RNG.nextInt(1000);
+        ids[20] = 49407;
+        ids[77 + 76] = 49407;
+        float[] pixels = TestRandom.gaussian(RNG, 2 * 3 * cfg.imageResolution() * cfg.imageResolution(), 1);
+        for (boolean image : new boolean[] {true, false}) {
+          Graph g = image ? graphs.image(2) : graphs.text(2, 77);
+          Graph f = Fusion.layerNormLinear(Fusion.linearResidual(Fusion.pooledAttention(g, Set.of()), Set.of()), Set.of());
+          int blocks = image ? layers : cfg.transformerLayers();
+          assertEquals(2 * blocks - 1, count(f, Op.LAYER_NORM_LINEAR), model + (image ? " image" : " text"));
+          assertEquals(1, count(f, Op.ATTENTION_POOLED));
+          Map<String, Object> in = image ? Map.of("pixels", pixels) : Map.of("tokens", ids);
+          try (ReferenceBackend ref = new ReferenceBackend()) {
+            float[] want, got;
+            try (Executor ex = new Executor(g, ref, List.of())) {
+              want = ex.run(in).values().iterator().next();
+            }
+            try (Executor ex = new Executor(f, ref, List.of())) {
+              got = ex.run(in).values().iterator().next();
+            }
+            double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
+            assertTrue(err <= 1e-6, model + (image ? " image" : " text") + ": " + err);
+          }
+        }
+      }
+    }
+  }
+
+  /**
    * Only a LayerNorm read by nothing but a LINEAR's input is folded (not one read twice, a graph
    * output, or one feeding a LINEAR's residual or an ADD); the folded graph computes the same bits
    * on the reference backend (LayerNorm, rounded to float, then the LINEAR), with and without the
