@@ -121,6 +121,9 @@ class TunedConfigChoiceTest {
     ProfileConfig fold = D.withLnFold(Sm90Gemm.Schedule.COOPERATIVE);
     assertTrue(CudaModelBench.skipped(fold, Set.of("sm90")) && CudaModelBench.skipped(fold, Set.of("layernorm")));
     assertFalse(CudaModelBench.skipped(fold, Set.of("attention", "linear")));
+    assertTrue(CudaModelBench.skipped(fold, Set.of("lnfold")));
+    assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Set.of("lnfold")),
+        "only the fold's own tests failed: gemm_sm90 itself stays");
     assertTrue(CudaModelBench.skipped(D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), Set.of("attention")));
     assertTrue(CudaModelBench.skipped(D.withActChunk(16), Set.of("linear")));
     assertFalse(CudaModelBench.skipped(D.withActChunk(16), Set.of("sm90", "attention", "layernorm")));
