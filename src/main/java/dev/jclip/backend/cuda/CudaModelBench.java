@@ -127,7 +127,7 @@ public final class CudaModelBench {
   }
 
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
-  static final Set<String> SKIP_GROUPS = Set.of("sm90", "lnfold", "attention", "layernorm", "linear");
+  static final Set<String> SKIP_GROUPS = Set.of("sm90", "lnfold", "attention", "ldm", "staged", "pipe", "pooled", "layernorm", "linear");
 
   /** The groups named in {@code list} (comma-separated; blank: none); an unknown name is refused. */
   static Set<String> skipGroups(String list) {
@@ -145,13 +145,17 @@ public final class CudaModelBench {
    * Whether configuration {@code c} uses a kernel of a group in {@code groups}: "sm90" gemm_sm90
    * and gemm_ln_sm90 (CudaSm90GemmTest), "lnfold" the LayerNorm fold alone (its own tests in
    * CudaSm90GemmTest and CudaOpsTest), "attention" the flash variants and the pooled attention
-   * (CudaAttentionTest), "layernorm" the shared-memory and streaming LayerNorms and the statistics
+   * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
+   * through shared memory, "pipe" the pipelined kernel, "pooled" the pooled attention (the
+   * families CudaAttentionTest names as failed), "layernorm" the shared-memory and streaming LayerNorms and the statistics
    * pass (CudaOpsTest), "linear" tuned cuBLASLt and c_fc in row chunks (CudaLinearEpilogueTest).
    */
   static boolean skipped(ProfileConfig c, Set<String> groups) {
     return groups.contains("sm90") && (c.fused() != null || c.lnFold() != null)
         || groups.contains("lnfold") && c.lnFold() != null
         || groups.contains("attention") && (c.v() != CudaOps.FlashV.ROWS || c.fitRows() || c.pipe() || c.stage() || c.pooled())
+        || groups.contains("ldm") && c.v() == CudaOps.FlashV.LDMATRIX || groups.contains("staged") && c.stage()
+        || groups.contains("pipe") && c.pipe() || groups.contains("pooled") && c.pooled()
         || groups.contains("layernorm")
             && (c.ln() == CudaOps.LayerNormKernel.SHARED || c.ln() == CudaOps.LayerNormKernel.STREAM || c.lnFold() != null)
         || groups.contains("linear") && (c.tune() || c.actChunk() > 0);

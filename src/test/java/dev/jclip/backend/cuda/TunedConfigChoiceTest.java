@@ -124,7 +124,12 @@ class TunedConfigChoiceTest {
     assertTrue(CudaModelBench.skipped(fold, Set.of("lnfold")));
     assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Set.of("lnfold")),
         "only the fold's own tests failed: gemm_sm90 itself stays");
-    assertTrue(CudaModelBench.skipped(D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), Set.of("attention")));
+    ProfileConfig stFit = D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true);
+    assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
+    assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")) && CudaModelBench.skipped(stFit, Set.of("staged")));
+    assertFalse(CudaModelBench.skipped(stFit, Set.of("pipe", "pooled")), "only the failed families leave");
+    assertFalse(CudaModelBench.skipped(D.withPooled(true), Set.of("ldm", "staged", "pipe")));
+    assertTrue(CudaModelBench.skipped(D.withPipe(true).withStage(true), Set.of("pipe")));
     assertTrue(CudaModelBench.skipped(D.withActChunk(16), Set.of("linear")));
     assertFalse(CudaModelBench.skipped(D.withActChunk(16), Set.of("sm90", "attention", "layernorm")));
   }
