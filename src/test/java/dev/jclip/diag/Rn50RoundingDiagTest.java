@@ -365,7 +365,7 @@ public class Rn50RoundingDiagTest {
 
     /** flash_attention.cu: scores in fp32, p = exp(s - max) packed to 16 bits for P·V, l summed from the fp32 p. */
     private void attention(Node n, float[] qkv, float[] out, TensorSpec in) {
-      int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads"), d = heads * 64;
+      int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads");
       boolean causal = n.boolAttr("causal");
       boolean rp = v != null && v.attnP && v.roundNode.test(n);
       float[] p = new float[len];
@@ -373,16 +373,8 @@ public class Rn50RoundingDiagTest {
         double maxRange = 0, sumMaxP = 0, minEff = Double.MAX_VALUE, maxAbsS = 0;
         for (int hh = 0; hh < heads; hh++) {
           for (int i = 0; i < len; i++) {
-            int qo = (b * len + i) * 3 * d + hh * 64;
             int keys = causal ? i + 1 : len;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int j = 0; j < keys; j++) {
-              int ko = (b * len + j) * 3 * d + d + hh * 64;
-              float sc = 0;
-              for (int t = 0; t < 64; t++) sc += qkv[qo + t] * qkv[ko + t];
-              p[j] = sc * 0.125f;
-              max = Math.max(max, p[j]);
-            }
+            float max = Emulation.scores(qkv, b, hh, i, len, heads, causal, p);
             if (collectStats && i == 0) {
               float min = Float.POSITIVE_INFINITY;
               for (int j = 0; j < keys; j++) {
@@ -396,17 +388,7 @@ public class Rn50RoundingDiagTest {
               sumMaxP += 1 / z;
               minEff = Math.min(minEff, 1 / z2);
             }
-            float l = 0;
-            for (int j = 0; j < keys; j++) {
-              p[j] = (float) Math.exp(p[j] - max);
-              l += p[j];
-              if (rp) p[j] = r16(p[j]);
-            }
-            for (int t = 0; t < 64; t++) {
-              float o = 0;
-              for (int j = 0; j < keys; j++) o += p[j] * qkv[(b * len + j) * 3 * d + 2 * d + hh * 64 + t];
-              out[(b * len + i) * d + hh * 64 + t] = o * (1 / l);
-            }
+            Emulation.softmaxTimesV(qkv, out, b, hh, i, len, heads, causal, p, max, rp ? v.fmt : null);
           }
         }
         if (collectStats) {

@@ -273,32 +273,14 @@ public class VitRoundingDiagTest {
 
     /** flash_attention.cu: scores in fp32, p = exp(s - max) packed to 16 bits for P·V, l summed from the fp32 p. */
     private void attention(Node n, float[] qkv, float[] o, TensorSpec in) {
-      int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads"), d = heads * 64;
+      int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads");
       boolean causal = n.boolAttr("causal");
       float[] p = new float[len];
       for (int b = 0; b < batch; b++) {
         for (int h = 0; h < heads; h++) {
           for (int i = 0; i < len; i++) {
-            int qo = (b * len + i) * 3 * d + h * 64, keys = causal ? i + 1 : len;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int j = 0; j < keys; j++) {
-              int ko = (b * len + j) * 3 * d + d + h * 64;
-              float s = 0;
-              for (int c = 0; c < 64; c++) s += qkv[qo + c] * qkv[ko + c];
-              p[j] = s * 0.125f;
-              max = Math.max(max, p[j]);
-            }
-            float l = 0;
-            for (int j = 0; j < keys; j++) {
-              p[j] = (float) Math.exp(p[j] - max);
-              l += p[j];
-              p[j] = r16(f, p[j]);
-            }
-            for (int c = 0; c < 64; c++) {
-              float acc = 0;
-              for (int j = 0; j < keys; j++) acc += p[j] * qkv[(b * len + j) * 3 * d + 2 * d + h * 64 + c];
-              o[(b * len + i) * d + h * 64 + c] = acc * (1 / l);
-            }
+            float max = Emulation.scores(qkv, b, h, i, len, heads, causal, p);
+            Emulation.softmaxTimesV(qkv, o, b, h, i, len, heads, causal, p, max, f);
           }
         }
       }

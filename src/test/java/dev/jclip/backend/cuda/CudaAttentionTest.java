@@ -110,6 +110,16 @@ class CudaAttentionTest {
     assertTrue(err <= tol, what + ": relative error " + err + " > " + tol);
   }
 
+  /** The fp32 kernel on {@code qkv} against the double-precision oracle, within 1e-5. */
+  static void checkFp32(float[] qkv, int batch, int n, int heads, boolean causal, String what) {
+    int d = heads * 64;
+    try (DeviceBuffer dq = device.allocate(4L * qkv.length).upload(qkv);
+        DeviceBuffer dout = device.allocate(4L * batch * n * d)) {
+      ops.attention(dout, dq, batch, n, heads, causal, Precision.FP32);
+      check(what, dout.downloadFloats(batch * n * d), ReferenceOps.attention(qkv, batch, n, heads, causal), 1e-5);
+    }
+  }
+
   @Test
   void attentionMatchesReferenceInEveryPrecision() {
     Variants variants = new Variants();
@@ -121,11 +131,7 @@ class CudaAttentionTest {
         // q, k at the scale of real CLIP activations after in_proj: scores of a few units
         float[] qkv = randn(batch * n * 3 * d, 0.6);
         String shape = "B=" + batch + " N=" + n + " H=" + heads + (causal ? " causal" : "");
-        try (DeviceBuffer dq = device.allocate(4L * qkv.length).upload(qkv);
-            DeviceBuffer dout = device.allocate(4L * batch * n * d)) {
-          ops.attention(dout, dq, batch, n, heads, causal, Precision.FP32);
-          check("attention fp32 " + shape, dout.downloadFloats(batch * n * d), ReferenceOps.attention(qkv, batch, n, heads, causal), 1e-5);
-        }
+        checkFp32(qkv, batch, n, heads, causal, "attention fp32 " + shape);
         for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
           short[] h = toHalf(qkv, p);
           float[] rounded = fromHalf(h, p);
@@ -234,11 +240,7 @@ class CudaAttentionTest {
       int n = sh[0], heads = sh[1], d = heads * 64, batch = 1 + random.nextInt(2);
       float[] qkv = randn(batch * n * 3 * d, 0.6);
       String shape = "B=" + batch + " N=" + n + " H=" + heads;
-      try (DeviceBuffer dq = device.allocate(4L * qkv.length).upload(qkv);
-          DeviceBuffer dout = device.allocate(4L * batch * n * d)) {
-        ops.attention(dout, dq, batch, n, heads, false, Precision.FP32);
-        check("attention pool fp32 " + shape, dout.downloadFloats(batch * n * d), ReferenceOps.attention(qkv, batch, n, heads, false), 1e-5);
-      }
+      checkFp32(qkv, batch, n, heads, false, "attention pool fp32 " + shape);
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
         short[] h = toHalf(qkv, p);
         float[] want = ReferenceOps.attention(fromHalf(h, p), batch, n, heads, false);
