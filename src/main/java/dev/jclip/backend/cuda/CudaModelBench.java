@@ -147,8 +147,9 @@ public final class CudaModelBench {
    * CudaSm90GemmTest and CudaOpsTest), "attention" the flash variants and the pooled attention
    * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
    * through shared memory, "pipe" the pipelined kernel, "pooled" the pooled attention (the
-   * families CudaAttentionTest names as failed), "layernorm" the shared-memory and streaming LayerNorms and the statistics
-   * pass (CudaOpsTest), "linear" tuned cuBLASLt and c_fc in row chunks (CudaLinearEpilogueTest).
+   * families CudaAttentionTest names as failed), "layernorm" the shared-memory and streaming
+   * LayerNorms and the statistics pass (CudaOpsTest), "linear" tuned cuBLASLt and c_fc in row
+   * chunks (CudaLinearEpilogueTest).
    */
   static boolean skipped(ProfileConfig c, Set<String> groups) {
     return groups.contains("sm90") && (c.fused() != null || c.lnFold() != null)

@@ -456,8 +456,8 @@ public final class CudaOps implements AutoCloseable {
    * 32 x 4 packs, or x not 16-byte aligned; stats must hold {@code rows} pairs, 8-byte aligned.
    */
   public boolean layerNormStats(DeviceBuffer stats, DeviceBuffer x, long rows, int d, float eps, Precision precision) {
-    if (!layerNormStatsFit(d, precision, x)) return false;
-    int p = vectorLayerNormPacks(d, precision, x);
+    int p = statsPacks(d, precision, x);
+    if (p == 0) return false;
     if (stats.address() % 8 != 0 || stats.bytes() < 8 * rows) throw new IllegalArgumentException("statistics buffer of " + stats.bytes() + " bytes for " + rows + " rows");
     long blocks = Math.min((rows + 7) / 8, 4L * multiprocessors);
     layerNorm.launch("layernorm_stats" + p + "_" + suffix(precision), new int[] {(int) Math.max(blocks, 1), 1, 1}, new int[] {THREADS, 1, 1}, 0,
@@ -467,8 +467,13 @@ public final class CudaOps implements AutoCloseable {
 
   /** Whether {@link #layerNormStats} takes rows of {@code d} elements of {@code precision} in {@code x}: at most 32 x 4 packs, x 16-byte aligned. */
   public static boolean layerNormStatsFit(int d, Precision precision, DeviceBuffer x) {
+    return statsPacks(d, precision, x) > 0;
+  }
+
+  /** layernorm_stats' packs per lane for these rows (1 to 4), or 0 where it does not take them. */
+  private static int statsPacks(int d, Precision precision, DeviceBuffer x) {
     int p = vectorLayerNormPacks(d, precision, x);
-    return p > 0 && p <= 4;
+    return p <= 4 ? p : 0;
   }
 
   /** Whether the vector LayerNorm takes rows of {@code d} elements of {@code precision}: a multiple of 16 bytes, at most 32 x 5 packs. */
