@@ -177,7 +177,7 @@ public final class Clip implements AutoCloseable {
 
   /**
    * A model from canonical (OpenAI state-dict) weights already in memory, e.g. {@link
-   * dev.jclip.model.RandomWeights} for benchmarks; CPU only.
+   * dev.jclip.model.RandomWeights} for benchmarks; on {@code options}' device, as {@link #load}.
    */
   public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
     return new Clip(null, config, weights, tokenizer, openBackend(options), options);
@@ -313,7 +313,8 @@ public final class Clip implements AutoCloseable {
    * is more than one batch, the texts are batched by length (shortest first, ties in the order
    * given) and each batch is cut after its last end-of-text token, so a batch of short prompts does
    * not pay for the longest prompt of the whole call. A text's features do not depend on its
-   * batch: its end-of-text row attends (causally) to its own tokens only.
+   * batch: its end-of-text row attends (causally) to its own tokens only. On a GPU each batch is
+   * queued before the previous one is read back, as {@link #submitText} does.
    */
   public float[][] encodeText(Tokens tokens) {
     return encode(tokens.count(), textParts(tokens), "text_features");
@@ -372,8 +373,18 @@ public final class Clip implements AutoCloseable {
         .sorted(java.util.Comparator.comparingInt(i -> eot[i])).mapToInt(Integer::intValue).toArray();
   }
 
-  /** Runs the parts one after the other: [count][E] of {@code output}. */
+  /**
+   * Runs the parts: [count][E] of {@code output}. On a GPU, more than one part runs as {@link
+   * #submit(int, List, String)} does, each submitted before the previous one is collected, so that
+   * its upload and the previous one's read-back overlap the device's work; elsewhere one after the
+   * other.
+   */
   private float[][] encode(int count, List<Part> parts, String output) {
+    if (serialized && parts.size() > 1) {
+      try (Pending p = submit(count, parts, output)) {
+        return p.finish();
+      }
+    }
     float[][] out = new float[count][];
     for (Part p : parts) scatter(run(p.shape(), p.graph(), p.inputs().get()).get(output), config.embedDim(), out, p.dest());
     return out;

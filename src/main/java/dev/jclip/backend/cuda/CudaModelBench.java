@@ -627,8 +627,21 @@ public final class CudaModelBench {
    * The whole prompt set (ImageNet: 1000 classes x 80 templates) through the text tower in fp16
    * (the backend's defaults), in batches of {@code batch}: in the given order, each batch cut after
    * its longest prompt (what the PyTorch peer's padding to the longest does), and batched by length
-   * first ({@code Clip.encodeText}'s order). One executor per batch shape, replaying its CUDA graph;
-   * inputs copied in and features out for every batch; median of 3 passes after 2 warm-up passes.
+   * first ({@code Clip.encodeText}'s order). Each order two ways, tokens copied in and features out
+   * for every batch, median of 3 passes after 2 warm-up passes:
+   *
+   * <ul>
+   *   <li>serial ({@code <order>_per_s}): {@code Executor.run} per batch, one executor per batch
+   *       shape replaying its CUDA graph; the device waits while the host reads a batch's features
+   *       and writes the next batch's tokens;
+   *   <li>pipelined ({@code <order>_pipelined_per_s}): each batch submitted before the previous one
+   *       is collected, as {@code Clip.encodeText} runs more than one batch on a GPU, so that the
+   *       next batch's upload and launch and this one's read-back run while the device computes; two
+   *       executors per shape, alternating.
+   * </ul>
+   *
+   * Whether the two ways gave every batch the same features, bit for bit, is recorded ({@code
+   * <order>_pipelined_same_features}) and logged: the same kernels on the same shapes should.
    */
   static void promptSet(CudaDevice device, ClipGraphs graphs, int[][] prompts, int batch, ObjectNode row, PrintStream log) {
     row.put("prompts", prompts.length).put("batch", batch).put("precision", "FP16");
@@ -664,31 +677,54 @@ public final class CudaModelBench {
         tokens += (long) n * l;
       }
       Map<String, Executor> executors = new java.util.HashMap<>();
+      java.util.function.BiFunction<Integer, Integer, Executor> executor = (i, copy) -> {
+        int n = shapes.get(i)[0], l = shapes.get(i)[1];
+        return executors.computeIfAbsent(n + "x" + l + "#" + copy, k -> new Executor(graphs.text(n, l), backend, List.of(), true));
+      };
+      int[] serialHash = new int[inputs.size()], pipedHash = new int[inputs.size()];
       try {
-        Runnable pass = () -> {
+        Runnable serial = () -> {
           for (int i = 0; i < inputs.size(); i++) {
-            int n = shapes.get(i)[0], l = shapes.get(i)[1];
-            executors.computeIfAbsent(n + "x" + l, k -> new Executor(graphs.text(n, l), backend, List.of(), true))
-                .run(Map.of("tokens", inputs.get(i)));
+            serialHash[i] = Arrays.hashCode(executor.apply(i, 0).run(Map.of("tokens", inputs.get(i))).get("text_features"));
           }
         };
-        pass.run();
-        pass.run();
-        double[] s = new double[3];
-        for (int r = 0; r < s.length; r++) {
-          long t0 = System.nanoTime();
-          pass.run();
-          s[r] = (System.nanoTime() - t0) / 1e9;
-        }
-        Arrays.sort(s);
-        double rate = count / s[1];
-        row.put(order + "_per_s", rate).put(order + "_tokens_per_prompt", (double) tokens / count).put(order + "_shapes", executors.size());
-        log.printf("[model] text tower on %s, all %d prompts, batch %d, %s: %.1f prompts/s (%.2f tokens per prompt, %d shapes)%n",
-            backend.name(), count, batch, order.replace('_', ' '), rate, (double) tokens / count, executors.size());
+        Runnable pipelined = () -> {
+          Executor last = null;
+          for (int i = 0; i < inputs.size(); i++) {
+            Executor ex = executor.apply(i, i % 2); // never the one in flight: that one is (i - 1) % 2 (or another shape)
+            ex.submit(Map.of("tokens", inputs.get(i)));
+            if (last != null) pipedHash[i - 1] = Arrays.hashCode(last.collect().get("text_features"));
+            last = ex;
+          }
+          if (last != null) pipedHash[inputs.size() - 1] = Arrays.hashCode(last.collect().get("text_features"));
+        };
+        double rate = count / medianSeconds(serial);
+        double piped = count / medianSeconds(pipelined);
+        boolean same = Arrays.equals(serialHash, pipedHash);
+        row.put(order + "_per_s", rate).put(order + "_tokens_per_prompt", (double) tokens / count).put(order + "_shapes", shapes.stream()
+            .map(s -> s[0] + "x" + s[1]).distinct().count());
+        row.put(order + "_pipelined_per_s", piped).put(order + "_pipelined_same_features", same);
+        log.printf("[model] text tower on %s, all %d prompts, batch %d, %s: %.1f prompts/s, pipelined %.1f%s (%.2f tokens per prompt, %d shapes)%n",
+            backend.name(), count, batch, order.replace('_', ' '), rate, piped, same ? "" : " BUT OTHER FEATURES THAN SERIAL",
+            (double) tokens / count, row.get(order + "_shapes").asInt());
       } finally {
         for (Executor e : executors.values()) e.close();
       }
     }
+  }
+
+  /** Median seconds of 3 runs of {@code pass}, after 2 warm-up runs. */
+  private static double medianSeconds(Runnable pass) {
+    pass.run();
+    pass.run();
+    double[] s = new double[3];
+    for (int r = 0; r < s.length; r++) {
+      long t0 = System.nanoTime();
+      pass.run();
+      s[r] = (System.nanoTime() - t0) / 1e9;
+    }
+    Arrays.sort(s);
+    return s[1];
   }
 
   private static int eot(int[] ids) {

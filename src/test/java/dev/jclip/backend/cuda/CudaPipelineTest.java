@@ -207,7 +207,13 @@ class CudaPipelineTest {
     try (Clip clip = Clip.create(cfg, RandomWeights.generate(cfg, 7), tok, o)) {
       int per = 3 * 224 * 224, e = cfg.embedDim();
       Clip.Pixels all = new Clip.Pixels(10, 224, TestRandom.gaussian(random, 10 * per, 1));
-      float[][] want = clip.encodeImage(all);
+      float[][] want = new float[10][]; // batch by batch: each call one batch, run serially
+      for (int b0 = 0; b0 < 10; b0 += 4) {
+        float[][] w = clip.encodeImage(all.slice(b0, Math.min(10, b0 + 4)));
+        System.arraycopy(w, 0, want, b0, w.length);
+      }
+      float[][] piped = clip.encodeImage(all); // three batches, pipelined on a GPU
+      for (int i = 0; i < want.length; i++) assertClose(want[i], piped[i], "image " + i + " by encodeImage");
       float[][] got;
       try (Clip.Pending pending = clip.submitImage(all)) { // three batches: 4, 4, 2
         got = pending.finish();
@@ -232,7 +238,10 @@ class CudaPipelineTest {
       List<String> texts = List.of("a photo of a dog", "a diagram", "a cat sitting on a mat in the sun", "x", "two", "a very long caption "
           + "that goes on and on", "seven", "eight", "nine", "ten");
       Clip.Tokens tokens = clip.tokenize(texts, true);
-      float[][] wantText = clip.encodeText(tokens);
+      float[][] wantText = new float[texts.size()][]; // one text a call: one batch, run serially
+      for (int i = 0; i < texts.size(); i++) wantText[i] = clip.encodeText(clip.tokenize(texts.subList(i, i + 1), true))[0];
+      float[][] pipedText = clip.encodeText(tokens); // three batches, pipelined on a GPU
+      for (int i = 0; i < texts.size(); i++) assertClose(wantText[i], pipedText[i], "text " + i + " by encodeText");
       try (Clip.Pending a = clip.submitText(tokens);
           Clip.Pending b = clip.submitText(clip.tokenize(texts.subList(0, 3), true))) {
         float[][] ga = a.finish(), gb = b.finish();

@@ -19,7 +19,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The model benchmark's whole-prompt-set measurement (what the GPU run times) on the CPU, on the
- * reference's tiny ViT-B/32: both orders run every prompt, and batching by length pads less.
+ * reference's tiny ViT-B/32: both orders run every prompt, serially and pipelined with the same
+ * features, and batching by length pads less.
  */
 class PromptSetBenchTest {
   @Test
@@ -37,6 +38,10 @@ class PromptSetBenchTest {
     }
     assertTrue(row.get("given_order_per_s").asDouble() > 0, row.toString());
     assertTrue(row.get("by_length_per_s").asDouble() > 0, row.toString());
+    for (String order : new String[] {"given_order", "by_length"}) {
+      assertTrue(row.get(order + "_pipelined_per_s").asDouble() > 0, row.toString());
+      assertTrue(row.get(order + "_pipelined_same_features").asBoolean(), row.toString());
+    }
     double given = row.get("given_order_tokens_per_prompt").asDouble(), byLength = row.get("by_length_tokens_per_prompt").asDouble();
     assertTrue(byLength < given, "by length " + byLength + " tokens per prompt, given order " + given);
     // by length, at most one batch shape per distinct length, and the cut is never below a prompt's own length
