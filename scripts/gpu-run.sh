@@ -11,7 +11,8 @@
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one;
 # JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
-# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left). JCLIP_TESTS=Class1,Class2 runs only those classes;
+# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left); JCLIP_TORCH16_TIMEOUT 60
+# (the reference models in PyTorch's own fp16 and bf16, after the peer). JCLIP_TESTS=Class1,Class2 runs only those classes;
 # JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
 # (random weights, fp16; default RN50,RN50x4,ViT-B/16,ViT-L/14@336px); JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
 # batch arguments; JCLIP_JAVA_OPTS="-D..." adds JVM options to every stage (the kernel choices: -Djclip.cuda.fusedLinear=...).
@@ -19,7 +20,7 @@
 #   ./run.sh [smoke|tests|full|bench|embed]  smoke: torch.compile peer at batch 1 and 1024 only; tests: eager peer,
 #                                compiled at 1024 only; full: torch.compile at every batch size; bench: as tests without the CUDA tests;
 #                                embed: only the embed stage. Stage order: self-test, CUDA tests, model benchmark,
-#                                PyTorch peer, GEMM/attention benchmark and kernel metrics (ncu) (diagnosis, so after
+#                                PyTorch peer, PyTorch's 16-bit reference, GEMM/attention benchmark and kernel metrics (ncu) (diagnosis, so after
 #                                the figures the goals need), embed end to end.
 set -u
 mode="${1:-full}"
@@ -257,6 +258,19 @@ if [ "$t" -gt 0 ]; then
   grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
 else
   note "PyTorch peer: SKIPPED (budget or mode)"
+fi
+
+section "the reference models in PyTorch's own 16 bits (torch-16bit.py)"
+# What the golden test's 5e-3 asks of 16-bit arithmetic: the reference models, built as
+# openai/CLIP builds them and run as clip.load runs them on a GPU (convert_weights), fp16 and bf16,
+# against the same golden features (TF32 off, so that the float32 check holds). Seconds.
+t=0; want peer && t="$(limit "${JCLIP_TORCH16_TIMEOUT:-60}")"
+if [ "$t" -gt 0 ]; then
+  timeout -k 10 "$t" python3 "$here/torch-16bit.py" --reference "$here/clip-reference" --device cuda --json "$OUT/torch16.json" > "$OUT/torch16.txt" 2>&1
+  stage "PyTorch 16-bit reference (limit $t s)" "$?"
+  grep -vE 'Warning|warn\(' "$OUT/torch16.txt" | tail -12 | tee -a "$report"
+else
+  note "PyTorch 16-bit reference: SKIPPED (budget or mode)"
 fi
 
 section "cuBLAS GEMM peaks and attention kernels"

@@ -1,0 +1,71 @@
+package dev.jclip.backend.cuda;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.jclip.testing.Reference;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * scripts/torch-16bit.py, which the GPU bundle runs after the peer (the reference models in
+ * PyTorch's own fp16 and bf16 against the golden features), runs here on the CPU where a Python
+ * with PyTorch is installed (Debian's python3-torch; skipped where none is): its float32 models are
+ * at the golden features (else its 16-bit rows would not count), and it reports a bf16 row per
+ * reference model.
+ */
+class TorchSixteenBitScriptTest {
+  @Test
+  void theScriptsFloat32ModelsAreAtTheGoldenFeatures(@TempDir Path tmp) throws Exception {
+    String python = pythonWithTorch();
+    assumeTrue(python != null, "no python3 with PyTorch here (Debian: apt-get install python3-torch)");
+    Path json = tmp.resolve("torch16.json");
+    Process p = new ProcessBuilder(python, "scripts/torch-16bit.py", "--reference", Reference.dir().toString(), "--device", "cpu",
+        "--precisions", "bf16", "--json", json.toString())
+        .redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(300, TimeUnit.SECONDS), out);
+    assertEquals(0, p.exitValue(), out);
+    JsonNode rows = new ObjectMapper().readTree(json.toFile()).get("rows");
+    List<String> fp32 = new ArrayList<>(), bf16 = new ArrayList<>();
+    for (JsonNode r : rows) {
+      assertTrue(!r.has("error"), r.toString());
+      String model = r.get("model").asText();
+      if (r.get("precision").asText().equals("fp32")) {
+        assertTrue(r.get("valid").asBoolean(), r.toString());
+        assertTrue(r.get("image_worst").asDouble() <= 1e-4 && r.get("text_worst").asDouble() <= 1e-4, r.toString());
+        fp32.add(model);
+      } else {
+        // bf16 rounds: a row at exactly the golden features would mean the cast never happened
+        assertTrue(r.get("image_worst").asDouble() > 1e-4 && r.get("text_worst").asDouble() > 1e-4, r.toString());
+        bf16.add(model);
+      }
+    }
+    assertTrue(fp32.size() >= 3, out);
+    assertEquals(fp32, bf16, out);
+  }
+
+  /** /usr/bin/python3 or python3 where it imports torch, else null. */
+  private static String pythonWithTorch() throws InterruptedException {
+    for (String python : new String[] {"/usr/bin/python3", "python3"}) {
+      try {
+        Process p = new ProcessBuilder(python, "-c", "import torch").redirectErrorStream(true).start();
+        p.getInputStream().readAllBytes();
+        if (p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0) return python;
+      } catch (IOException e) {
+        // not there: try the next
+      }
+    }
+    return null;
+  }
+}
