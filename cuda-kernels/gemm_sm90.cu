@@ -36,6 +36,9 @@
 // tiles 2i and 2i+1 with one N tile: each block loads its A tile and one half of W's tile (box {64,
 // 128}), multicast to both, so W's tiles cross L2 once per pair; grid 2 * min(tile pairs, resident
 // clusters).
+// *_tma_* (gemm_bias_act_sm90_{,pp_}tma_*, gemm_ln_sm90_{,pp_}tma_*): the one-block kernels with
+// their outputs staged in shared memory and written by the TMA unit (tma_chunk, below), for
+// launches without a residual; dynamic shared memory GEMM_TMA_SMEM_BYTES = 231,424.
 // gemm_bias_act_sm90_pp_* and _pp_c2_*: the ping-pong schedule (below): 128x128 tiles, each consumer
 // warpgroup on alternate tiles so that one's epilogue overlaps the other's mainloop; W box {64, 128}
 // ({64, 64} in clusters), 6 stages, dynamic shared memory PP_SMEM_BYTES = 197,728.
@@ -402,18 +405,102 @@ __device__ __forceinline__ void epilogue_inside(const float* d, T* C, const floa
   }
 }
 
+// ---- the TMA-store epilogue (the *_tma_* kernels) -----------------------------------------------
+// The epilogue above stores each thread's column pairs straight from its accumulators: 32-bit
+// stores, eight rows of 16 bytes a warp instruction, and the warps wait for nothing but issue
+// slots. The *_tma_* kernels instead write each 64 x 64 chunk of a consumer's outputs (after the
+// same arithmetic, the same rounding) into a shared-memory staging buffer in the 128-byte swizzled
+// layout, and one thread hands the chunk to the TMA unit (cp.async.bulk.tensor, shared to global,
+// clipped at M and N by the tensor map), which writes whole 128-byte rows while the warps go on:
+// to the next chunk, then to the next tile's mainloop. Two 8 KB buffers a consumer warpgroup,
+// used alternately; before a buffer is written again its store must have read it
+// (cp.async.bulk.wait_group.read 1 by the thread that committed the stores), and a named barrier
+// (3 + consumer: the ping-pong kernel's hand-over barriers are 1 and 2) orders the warpgroup's
+// writes, the async-proxy fence and the store. Launches without a residual only; with one, the
+// kernels run the register epilogue above.
+// Chunk layout (CU_TENSOR_MAP_SWIZZLE_128B, box 64 x 64 of 2-byte T, 1024-byte aligned buffer):
+// row r at byte 128 r, its 16-byte group g at (g ^ (r % 8)) * 16.
+#define TMA_CHUNK_BYTES 8192
+#define TMA_STORE_BYTES (4 * TMA_CHUNK_BYTES)  // two buffers for each of the two consumers
+// The TMA kernels' dynamic shared memory: the ring (4 x 48 KB or 6 x 32 KB: 196,608 bytes either
+// way), its barriers padded to 1 KB, the staging buffers, 1 KB to align (Sm90Gemm.TMA_SHARED_BYTES).
+#define GEMM_TMA_SMEM_BYTES (GEMM_STAGES * GEMM_STAGE_BYTES + 1024 + TMA_STORE_BYTES + 1024)
+
+// Traps (the launch fails) unless the block has the TMA kernels' shared memory: a launch with less
+// would have its staging buffers overrun the end silently.
+__device__ __forceinline__ void check_tma_smem() {
+  uint32_t size;
+  asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(size));
+  if (size < GEMM_TMA_SMEM_BYTES) asm volatile("trap;");
+}
+
+__device__ __forceinline__ void tma_store(const TensorMap* map, uint32_t src, int c0, int c1) {
+  asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];" ::"l"(reinterpret_cast<uint64_t>(map)),
+               "r"(src), "r"(c0), "r"(c1)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+}
+
+// Waits (the committing thread) until at most N of its bulk stores still read shared memory.
+template <int N>
+__device__ __forceinline__ void tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+}
+
+// Waits (the committing thread) until all its bulk stores have completed.
+__device__ __forceinline__ void tma_store_wait_all() { asm volatile("cp.async.bulk.wait_group 0;" ::: "memory"); }
+
+__device__ __forceinline__ void named_barrier(int id) { asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory"); }
+
+// One 64 x 64 chunk of a consumer warpgroup's outputs through staging buffer `buf` (shared
+// address; `sbuf` the same as a generic pointer) to C at (row0, col0): d holds the chunk's
+// accumulators as the wgmma layout gives them, d[4 jj + 2 h + e] row 16 warp + lane / 4 + 8 h,
+// column 8 jj + 2 (lane % 4) + e of the chunk. The arithmetic is the register epilogue's (bias,
+// with LNF the folded LayerNorm first, the activation, one rounding); columns past N are written
+// as zeros and rows past M computed from the last row's statistics: the store clips both.
+template <typename T, bool LNF>
+__device__ __forceinline__ void tma_chunk(const float* d, uint32_t buf, unsigned char* sbuf, const TensorMap* tmC, const float* bias,
+                                          int act, int M, int N, int row0, int col0, int warp, int lane, int tid, int barrier,
+                                          const float2* __restrict__ stats, const float* __restrict__ colsum) {
+  if (tid == 0) tma_store_wait_read<1>();  // the store that last read this buffer (two chunks ago) is done with it
+  named_barrier(barrier);
+  const int r = 16 * warp + lane / 4;
+  const float2 st0 = LNF ? ln_row(stats, row0 + r, M) : float2{}, st1 = LNF ? ln_row(stats, row0 + r + 8, M) : float2{};
+#pragma unroll
+  for (int jj = 0; jj < 8; jj++) {
+    const int c = col0 + 8 * jj + 2 * (lane % 4);
+    const bool in = c < N;  // N % 8 == 0: c + 1 < N as well
+    const float2 b = in ? bias_pair(bias, c) : make_float2(0.0f, 0.0f);
+    const float2 cs = LNF && in ? *reinterpret_cast<const float2*>(colsum + c) : make_float2(0.0f, 0.0f);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      float a0 = d[4 * jj + 2 * h], a1 = d[4 * jj + 2 * h + 1];
+      if (LNF) ln_fold_pair(a0, a1, h == 0 ? st0 : st1, cs);
+      const float v0 = in ? fast_act(a0 + b.x, act) : 0.0f, v1 = in ? fast_act(a1 + b.y, act) : 0.0f;
+      const int rr = r + 8 * h;
+      Pair<T>::store(reinterpret_cast<T*>(sbuf + rr * 128 + ((jj ^ (rr & 7)) << 4) + 4 * (lane % 4)), v0, v1);
+    }
+  }
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");  // the writes, visible to the TMA unit
+  named_barrier(barrier);
+  if (tid == 0) tma_store(tmC, buf, col0, row0);
+}
+
 // CLUSTER 1: one block a 128x256 tile, W tiles loaded whole (tensor map box 256 rows).
 // CLUSTER 2: a cluster of two blocks on M tiles 2i and 2i+1 with the same N tile: each block loads
 // its own A tile and one half of the shared W tile (box 128 rows), multicast to both, so W crosses
 // L2 once per pair. A stage is refilled only when the consumers of both blocks have released it
 // (each consumer warp arrives on its own block's "empty" barrier and on its peer's).
-template <typename T, int CLUSTER, bool LNF = false>
+// TMA: the TMA-store epilogue (tma_chunk, tmC the map of C) for launches without a residual.
+template <typename T, int CLUSTER, bool LNF = false, bool TMA = false>
 __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
-                                          int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr) {
+                                          int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr,
+                                          const TensorMap* tmC = nullptr) {
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * STAGE_BYTES, W right after
   const uint32_t full = base + GEMM_STAGES * GEMM_STAGE_BYTES, empty = full + GEMM_STAGES * 8;
+  if (TMA) check_tma_smem();
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const Tiles<CLUSTER, GEMM_BN> tiles(M, N);
@@ -432,6 +519,7 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
     const uint32_t peer = CLUSTER > 1 ? peer_addr(empty, tiles.rank ^ 1) : 0;  // the peer's empty barriers
     float d[128];
     int g = 0;
+    int chunks = 0;  // TMA: chunks staged so far (their buffers alternate)
     for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
       const int m0 = tiles.m0(u), n0 = tiles.n0(u);
 #pragma unroll
@@ -452,6 +540,17 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
       release<CLUSTER>(empty, peer, g - 1, GEMM_STAGES, lane);  // the tile's last step
       if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
 
+      if (TMA && residual == nullptr) {  // the consumer's 64 x 256 outputs as four chunks through the TMA unit
+        const uint32_t stage = base + GEMM_STAGES * GEMM_STAGE_BYTES + 1024 + (wg - 1) * 2 * TMA_CHUNK_BYTES;
+#pragma unroll  // whole: d's registers are indexed by constants only (a variable index would put them in local memory)
+        for (int cc = 0; cc < 4; cc++) {
+          if (m0 + rows >= M || n0 + 64 * cc >= N) continue;  // wholly outside C (the same for the whole warpgroup)
+          const uint32_t buf = stage + (chunks++ & 1) * TMA_CHUNK_BYTES;
+          tma_chunk<T, LNF>(d + 32 * cc, buf, gemm_smem + (buf - raw), tmC, bias, act, M, N, m0 + rows, n0 + 64 * cc, warp, lane,
+                            threadIdx.x % 128, 2 + wg, ln_stats, colsum);
+        }
+        continue;
+      }
       // Epilogue straight from the accumulators (the producer is already filling the ring with
       // the next tile): bias, activation, residual, one rounding, 32-bit stores of column pairs.
       const int r0 = m0 + rows + warp * 16 + lane / 4;
@@ -475,6 +574,7 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
         }
       }
     }
+    if (TMA && threadIdx.x % 128 == 0) tma_store_wait_all();  // the staged chunks are written before the block leaves
   }
   // A block may not leave while its peer can still arrive on its barriers.
   if (CLUSTER > 1) cluster_sync();
@@ -495,14 +595,17 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
 #define PP_B_BYTES (PP_BN * GEMM_BK * 2)
 #define PP_STAGE_BYTES (PP_A_BYTES + PP_B_BYTES)
 #define PP_SMEM_BYTES (PP_STAGES * PP_STAGE_BYTES + 2 * PP_STAGES * 8 + 1024)
+static_assert(PP_STAGES * PP_STAGE_BYTES == GEMM_STAGES * GEMM_STAGE_BYTES, "the TMA kernels' staging follows a ring of the same size");
 
-template <typename T, int CLUSTER, bool LNF = false>
+template <typename T, int CLUSTER, bool LNF = false, bool TMA = false>
 __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
-                                             int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr) {
+                                             int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr,
+                                             const TensorMap* tmC = nullptr) {
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);
   const uint32_t full = base + PP_STAGES * PP_STAGE_BYTES, empty = full + PP_STAGES * 8;
+  if (TMA) check_tma_smem();  // PP_STAGES * PP_STAGE_BYTES == GEMM_STAGES * GEMM_STAGE_BYTES: the same layout after the ring
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const Tiles<CLUSTER, PP_BN> tiles(M, N);
@@ -524,6 +627,7 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
     const uint32_t peer = CLUSTER > 1 ? peer_addr(empty, tiles.rank ^ 1) : 0;
     float d[128];  // d[0..63]: rows 0..63 of the tile, d[64..127]: rows 64..127
     int position = 0;
+    int chunks = 0;  // TMA: chunks staged so far (their buffers alternate)
     for (int u = tiles.first; u < tiles.units; u += tiles.stride, position++) {
       if ((position & 1) != c) continue;
       if (position > 0) asm volatile("bar.sync %0, 256;" ::"r"(1 + c) : "memory");
@@ -552,6 +656,18 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
       // nobody waits for would be left on the barrier)
       if (position + 1 < count) asm volatile("bar.arrive %0, 256;" ::"r"(1 + (c ^ 1)) : "memory");
       if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
+      if (TMA && residual == nullptr) {  // the 128 x 128 tile as four chunks through the TMA unit
+        const uint32_t stage = base + PP_STAGES * PP_STAGE_BYTES + 1024 + c * 2 * TMA_CHUNK_BYTES;
+#pragma unroll  // whole, as the cooperative kernel's
+        for (int q = 0; q < 4; q++) {
+          const int half = q >> 1, cc = q & 1;
+          if (m0 + 64 * half >= M || n0 + 64 * cc >= N) continue;  // wholly outside C
+          const uint32_t buf = stage + (chunks++ & 1) * TMA_CHUNK_BYTES;
+          tma_chunk<T, LNF>(d + 64 * half + 32 * cc, buf, gemm_smem + (buf - raw), tmC, bias, act, M, N, m0 + 64 * half, n0 + 64 * cc, warp,
+                            lane, threadIdx.x % 128, 3 + c, ln_stats, colsum);
+        }
+        continue;
+      }
       // epilogue, as the cooperative kernel's: register 64*half + 4j + e of lane l is row
       // 64*half + 16*warp + l/4 + 8*(e/2), column 8j + 2*(l%4) + (e%2)
       const bool inside = (act == 0 || act == 1) && m0 + GEMM_BM <= M && n0 + PP_BN <= N && !(LNF && residual);
@@ -579,6 +695,7 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
         }
       }
     }
+    if (TMA && threadIdx.x % 128 == 0) tma_store_wait_all();  // the staged chunks are written before the block leaves
   }
   if (CLUSTER > 1) cluster_sync();
 }
@@ -626,3 +743,37 @@ GEMM_SM90(bf16, __nv_bfloat16)
   }
 GEMM_LN_SM90(f16, __half)
 GEMM_LN_SM90(bf16, __nv_bfloat16)
+
+// The *_tma_* kernels: gemm_bias_act_sm90_{,pp_}tma_* and gemm_ln_sm90_{,pp_}tma_*, the one-block
+// kernels above with the TMA-store epilogue (tma_chunk) for launches without a residual; the
+// same values in the same places as their register-epilogue kernels. tmC: the map of C, dims {N,
+// M}, box {64, 64}, 128-byte swizzle. C 16-byte aligned. Dynamic shared memory
+// GEMM_TMA_SMEM_BYTES = 231,424: the ring (196,608 either way), its barriers padded to 1 KB, the
+// four staging buffers, 1 KB to align.
+#define GEMM_TMA_SM90(S, T)                                                                                              \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_tma_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,        \
+                                 const __grid_constant__ TensorMap tmC, T* C, const float* bias, const T* residual, int M, \
+                                 int N, int K, int act) {                                                               \
+    gemm_sm90<T, 1, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, &tmC);                    \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_pp_tma_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,     \
+                                    const __grid_constant__ TensorMap tmC, T* C, const float* bias, const T* residual,  \
+                                    int M, int N, int K, int act) {                                                     \
+    gemm_sm90_pp<T, 1, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, &tmC);                 \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_ln_sm90_tma_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,              \
+                           const __grid_constant__ TensorMap tmC, T* C, const float* bias, const T* residual, int M,    \
+                           int N, int K, int act, const float2* ln_stats, const float* colsum) {                        \
+    gemm_sm90<T, 1, true, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum, &tmC);                     \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_ln_sm90_pp_tma_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,           \
+                              const __grid_constant__ TensorMap tmC, T* C, const float* bias, const T* residual, int M, \
+                              int N, int K, int act, const float2* ln_stats, const float* colsum) {                     \
+    gemm_sm90_pp<T, 1, true, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum, &tmC);                  \
+  }
+GEMM_TMA_SM90(f16, __half)
+GEMM_TMA_SM90(bf16, __nv_bfloat16)

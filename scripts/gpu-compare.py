@@ -203,7 +203,8 @@ def profile_label(p):
                if p.get("fused_linear") else "")
             + (" tuned-cuBLASLt" if p.get("gemm_tuned") else "")
             + (f" c_fc-chunks-{p['act_chunk_mb']}MB" if p.get("act_chunk_mb") else "")
-            + (f" LN-folded-{p['ln_fold']}" if p.get("ln_fold") else ""))
+            + (f" LN-folded-{p['ln_fold']}" if p.get("ln_fold") else "")
+            + (" TMA-store" if p.get("gemm_store") == "tma" else ""))
 
 
 def kernel_tables(lines):

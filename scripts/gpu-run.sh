@@ -160,7 +160,7 @@ if want tests; then
 # unusable for the rest of the process), costs one class, not the others. Most important first:
 # what has never run on a GPU, then what has.
 pkg=dev.jclip.backend.cuda
-classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
+classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaSm90StoreTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
 junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
   local name="$1" t="$2"; shift 2
@@ -228,6 +228,7 @@ for cls in ${failed_classes:-}; do
       skip="$skip,${fams:-attention,}"; skip="${skip%,}" ;;
     CudaOpsTest) if only layerNormStats "$methods"; then skip="$skip,lnfold"; else skip="$skip,layernorm"; fi ;;
     CudaLinearEpilogueTest) skip="$skip,linear" ;;
+    CudaSm90StoreTest) skip="$skip,tma" ;;
   esac
 done
 skip="${skip#,}"
@@ -278,7 +279,7 @@ section "cuBLAS GEMM peaks and attention kernels"
 # come first, the kernel-level diagnosis after them.
 t=0; want gemm && t="$(limit "${JCLIP_BENCH_TIMEOUT:-45}")"
 if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
+  timeout -k 10 "$t" "$java" "${jflags[@]}" -Djclip.bench.skip="$skip" -jar "$here/lib/jclip.jar" gpu-info --gemm-bench > "$OUT/bench-gemm.txt" 2>&1
   rc=$?
   stage "GEMM/attention benchmark" "$rc"
   grep -E 'gemm|attention|TFLOP|rror|Exception|CUDA|failed' "$OUT/bench-gemm.txt" | head -60 | tee -a "$report"
@@ -296,17 +297,17 @@ ncu_bin="$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)"
 # gemm_sm90 runs): the profiler skips the first iteration and profiles the second.
 launches=""
 if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ]; then
-  launches="$(timeout -k 5 60 "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample --count 2>>"$OUT/ncu.txt" | tail -1)"
+  launches="$(timeout -k 5 60 "$java" "${jflags[@]}" -Djclip.bench.skip="$skip" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample --count 2>>"$OUT/ncu.txt" | tail -1)"
   case "$launches" in '' | *[!0-9]*) note "kernel metrics (ncu): KernelSample --count printed '$launches'"; launches="" ;; esac
   t="$(limit "${JCLIP_NCU_TIMEOUT:-45}")"
 fi
 if [ "$t" -gt 0 ] && [ -n "$ncu_bin" ] && [ -n "$launches" ]; then
-  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90' --launch-skip "$launches" --launch-count "$launches" \
+  timeout -k 10 "$t" "$ncu_bin" --kernel-name regex:'flash_attention|attention_pooled|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90|gemm_ln_sm90' --launch-skip "$launches" --launch-count "$launches" \
     --section SpeedOfLight --section MemoryWorkloadAnalysis_Tables --section Occupancy --section LaunchStats \
     --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis \
-    "$java" "${jflags[@]}" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample >> "$OUT/ncu.txt" 2>&1
+    "$java" "${jflags[@]}" -Djclip.bench.skip="$skip" -cp "$here/lib/jclip.jar:$here/lib/jclip-tests.jar" dev.jclip.testing.KernelSample >> "$OUT/ncu.txt" 2>&1
   stage "kernel metrics (ncu)" "$?"
-  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank|Stall|Issued Ipc|Eligible' "$OUT/ncu.txt" | head -120 | tee -a "$report"
+  grep -E 'ERR_|==PROF==|==ERROR==|flash_attention|attention_pooled|layernorm|bias_act|patchify|class_pos_embed|gemm_bias_act_sm90|gemm_ln_sm90|Duration|Memory Throughput|DRAM Throughput|Achieved Occupancy|Registers Per|Bank|Stall|Issued Ipc|Eligible' "$OUT/ncu.txt" | head -120 | tee -a "$report"
 else
   note "kernel metrics (ncu): SKIPPED (budget, mode, or no ncu on this machine)"
 fi

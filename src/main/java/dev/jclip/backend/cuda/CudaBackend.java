@@ -32,7 +32,8 @@ import java.util.WeakHashMap;
  * the {@code bias_act} kernel: cuBLASLt's GELU epilogue is the tanh approximation; on Hopper,
  * {@code -Djclip.cuda.fusedLinear=sm90} runs it as one gemm_sm90 kernel instead ({@link Sm90Gemm},
  * opt-in until timed; {@code sm90c2}, {@code sm90pp}, {@code sm90ppc2} its other schedules, and
- * {@code -all} after any of them every LINEAR, bias and residual included, instead of cuBLASLt). The cuBLAS path for everything
+ * {@code -all} after any of them every LINEAR, bias and residual included, instead of cuBLASLt;
+ * {@code -Djclip.cuda.gemmStore=tma} its outputs through the TMA unit, {@link #gemmTmaStore}). The cuBLAS path for everything
  * (GEMM, then bias, then ADD) is kept: {@code -Djclip.cuda.gemm=cublas} or the constructor's flag.
  *
  * <p>Precision is chosen per backend: {@link Precision#FP32} is the parity mode (fp32 GEMMs without
@@ -423,7 +424,7 @@ public final class CudaBackend implements Backend {
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
         flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
-        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty())
+        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), gemmStoreProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -638,6 +639,30 @@ public final class CudaBackend implements Backend {
   public void layerNormFold(Sm90Gemm.Schedule schedule) {
     layerNormFold = schedule;
     if (schedule != null && fusedLinearAvailable()) sm90(); // loaded now, not while a graph records
+  }
+
+  /**
+   * How gemm_sm90's kernels (the fused LINEARs, {@link #fusedLinear}, and the folded LayerNorms,
+   * {@link #layerNormFold}) write their outputs: from the accumulators' registers (the default), or
+   * staged in shared memory and written by the TMA unit ({@code -Djclip.cuda.gemmStore=tma}: the
+   * {@code *_tma_*} kernels, the same values; one-block schedules, launches without a residual
+   * and 16-byte aligned outputs only, {@link Sm90Gemm#tmaStore}; the others keep the register
+   * epilogue). Opt-in until timed.
+   */
+  private volatile boolean gemmTmaStore = gemmStoreProperty().value();
+
+  private static Setting<Boolean> gemmStoreProperty() {
+    return choice("gemmStore", "gemm_sm90's output stores", "tma", "registers", "registers");
+  }
+
+  /** Chooses, for graphs run from now on, gemm_sm90's TMA-store kernels where they apply, or its register epilogue. */
+  public void gemmTmaStore(boolean on) {
+    gemmTmaStore = on;
+  }
+
+  /** How many gemm_sm90 launches took a TMA-store kernel (the run that records a CUDA graph counts; replays do not). */
+  public long gemmTmaStoreLaunches() {
+    return sm90 == null ? 0 : sm90.tmaLaunches();
   }
 
   @Override
@@ -959,7 +984,7 @@ public final class CudaBackend implements Backend {
       DeviceBuffer stats = scratch(2, 8L * m);
       if (!ops.layerNormStats(stats, x, m, k, eps, precision)) throw new IllegalStateException("layernorm_stats refused " + m + "x" + k);
       sm90().runLayerNormFolded(precision, (int) m, cols, k, x, f.weight(), f.bias(), actCode(n.enumAttr("activation", (Activation) null)), y,
-          schedule, stats, f.colsum());
+          schedule, stats, f.colsum(), gemmTmaStore);
       layerNormFoldLaunches++;
       return;
     }
@@ -1053,7 +1078,7 @@ public final class CudaBackend implements Backend {
     if (!inScope) return false;
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
     if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
-    sm90().run(precision, (int) m, cols, k, x, w, bias, residual, act, y, choice.schedule());
+    sm90().run(precision, (int) m, cols, k, x, w, bias, residual, act, y, choice.schedule(), gemmTmaStore);
     fusedLinearLaunches++;
     return true;
   }

@@ -127,7 +127,7 @@ public final class CudaModelBench {
   }
 
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
-  static final Set<String> SKIP_GROUPS = Set.of("sm90", "lnfold", "attention", "ldm", "staged", "pipe", "pooled", "layernorm", "linear");
+  static final Set<String> SKIP_GROUPS = Set.of("sm90", "lnfold", "tma", "attention", "ldm", "staged", "pipe", "pooled", "layernorm", "linear");
 
   /** The groups named in {@code list} (comma-separated; blank: none); an unknown name is refused. */
   static Set<String> skipGroups(String list) {
@@ -144,7 +144,7 @@ public final class CudaModelBench {
   /**
    * Whether configuration {@code c} uses a kernel of a group in {@code groups}: "sm90" gemm_sm90
    * and gemm_ln_sm90 (CudaSm90GemmTest), "lnfold" the LayerNorm fold alone (its own tests in
-   * CudaSm90GemmTest and CudaOpsTest), "attention" the flash variants and the pooled attention
+   * CudaSm90GemmTest and CudaOpsTest), "tma" gemm_sm90's TMA-store kernels (CudaSm90StoreTest), "attention" the flash variants and the pooled attention
    * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
    * through shared memory, "pipe" the pipelined kernel, "pooled" the pooled attention (the
    * families CudaAttentionTest names as failed), "layernorm" the shared-memory and streaming
@@ -154,6 +154,7 @@ public final class CudaModelBench {
   static boolean skipped(ProfileConfig c, Set<String> groups) {
     return groups.contains("sm90") && (c.fused() != null || c.lnFold() != null)
         || groups.contains("lnfold") && c.lnFold() != null
+        || groups.contains("tma") && c.tmaStore()
         || groups.contains("attention") && (c.v() != CudaOps.FlashV.ROWS || c.fitRows() || c.pipe() || c.stage() || c.pooled())
         || groups.contains("ldm") && c.v() == CudaOps.FlashV.LDMATRIX || groups.contains("staged") && c.stage()
         || groups.contains("pipe") && c.pipe() || groups.contains("pooled") && c.pooled()
@@ -310,49 +311,53 @@ public final class CudaModelBench {
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
-      Sm90Gemm.Schedule lnFold) {
+      Sm90Gemm.Schedule lnFold, boolean tmaStore) {
     /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR, c_fc whole. */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withTune(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withStage(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withPooled(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on, actChunk, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on, actChunk, lnFold, tmaStore);
     }
 
     ProfileConfig withLnFold(Sm90Gemm.Schedule schedule) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, schedule);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, schedule, tmaStore);
     }
 
     ProfileConfig withActChunk(int megabytes) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, megabytes, lnFold);
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, megabytes, lnFold, tmaStore);
+    }
+
+    ProfileConfig withTmaStore(boolean on) {
+      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, on);
     }
 
     /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
@@ -369,13 +374,14 @@ public final class CudaModelBench {
       backend.gemmTune(tune);
       backend.activationChunk(actChunk);
       backend.layerNormFold(lnFold);
+      backend.gemmTmaStore(tmaStore);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
-          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase());
+          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "");
     }
   }
 
@@ -449,16 +455,19 @@ public final class CudaModelBench {
 
   /** The independent kernel choices of a {@link ProfileConfig}. */
   enum Choice {
-    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED, ACT_CHUNK, LN_FOLD;
+    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED, ACT_CHUNK, LN_FOLD, GEMM_STORE;
 
     /**
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
      * (its V layout, blocks, rows, pipelining and staging pick one kernel between them, and
-     * combinations such as staged fitted blocks are kernels of their own), else this one.
+     * combinations such as staged fitted blocks are kernels of their own), {@link #FUSED_LINEAR}
+     * for gemm_sm90's (which LINEARs it runs, the LayerNorms folded into it, its output stores:
+     * the stores mean nothing without one of the others), else this one.
      */
     Choice group() {
       return switch (this) {
         case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE -> FLASH;
+        case FUSED_LINEAR, LN_FOLD, GEMM_STORE -> FUSED_LINEAR;
         default -> this;
       };
     }
@@ -484,6 +493,7 @@ public final class CudaModelBench {
         case POOLED -> c.pooled();
         case ACT_CHUNK -> c.actChunk();
         case LN_FOLD -> c.lnFold();
+        case GEMM_STORE -> c.tmaStore();
       };
     }
 
@@ -493,7 +503,8 @@ public final class CudaModelBench {
           pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
           pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
           pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage(),
-          pick(POOLED, into, from).pooled(), pick(ACT_CHUNK, into, from).actChunk(), pick(LN_FOLD, into, from).lnFold());
+          pick(POOLED, into, from).pooled(), pick(ACT_CHUNK, into, from).actChunk(), pick(LN_FOLD, into, from).lnFold(),
+          pick(GEMM_STORE, into, from).tmaStore());
     }
 
     /** {@code from} for this choice's fields, {@code into} for the others'. */
@@ -514,7 +525,8 @@ public final class CudaModelBench {
    * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
    * output staged in shared memory (alone, with V read by ldmatrix.trans, pipelined, and with V
    * read by ldmatrix.trans in blocks fitted to the 77-token texts), the pooled last attention, the
-   * blocks' LayerNorms folded into in_proj and c_fc on gemm_sm90 (cooperative, ping-pong); then the
+   * blocks' LayerNorms folded into in_proj and c_fc on gemm_sm90 (cooperative, ping-pong), c_fc
+   * fused and the LayerNorms folded with gemm_sm90's TMA-store epilogue (ping-pong, cooperative); then the
    * pipelined flash kernel, the shared-memory LayerNorm and every
    * LINEAR without a residual on gemm_sm90's ping-pong together, and the pipelined flash kernel with
    * each of the two new LayerNorms and tuned cuBLASLt GEMMs.
@@ -536,6 +548,10 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withPipe(true).withStage(true),
       ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), ProfileConfig.DEFAULTS.withPooled(true),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.COOPERATIVE), ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION).withTmaStore(true),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION).withTmaStore(true),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG).withTmaStore(true),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.COOPERATIVE).withTmaStore(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
       ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true));
@@ -567,6 +583,7 @@ public final class CudaModelBench {
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         if (cfg.actChunk() > 0) row.put("act_chunk_mb", cfg.actChunk());
         if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
+        if (cfg.tmaStore()) row.put("gemm_store", "tma");
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device)) {
           if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {
@@ -596,6 +613,14 @@ public final class CudaModelBench {
   private static double profileTower(ProfileConfig cfg, String tower, int batch, CudaBackend backend, KernelProfile prof, Executor ex,
       Map<String, ?> in, ObjectNode row, Map<String, float[]> defaultsOutput, PrintStream log) {
     float[] features = ex.run(in).values().iterator().next();
+    if (cfg.tmaStore()) { // a TMA-store column whose launches all fell back to the register epilogue would time nothing new
+      row.put("gemm_tma_store_launches", backend.gemmTmaStoreLaunches());
+      if (backend.gemmTmaStoreLaunches() == 0) {
+        row.put("error", "no gemm_sm90 launch took a TMA-store kernel");
+        log.printf("[profile] %s%s: no gemm_sm90 launch took a TMA-store kernel: not timed%n", tower, cfg.label());
+        return Double.NaN;
+      }
+    }
     if (cfg.equals(ProfileConfig.DEFAULTS)) {
       defaultsOutput.put(tower, features);
     } else if (defaultsOutput.containsKey(tower)) {

@@ -26,7 +26,11 @@ import org.bytedeco.javacpp.LongPointer;
  * Four schedules ({@link Schedule}): both consumer warpgroups on one 128x256 tile, or each on its
  * own 128x128 tiles in turn (ping-pong, so that one's epilogue overlaps the other's mainloop); each
  * also in clusters of two blocks sharing (multicasting) the W tile of two neighbouring M tiles,
- * which halves W's traffic out of L2.
+ * which halves W's traffic out of L2. The one-block schedules also have TMA-store kernels ({@code
+ * *_tma_*}, {@link #run(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer,
+ * DeviceBuffer, int, DeviceBuffer, Schedule, boolean) run} with {@code tmaStore}): the same
+ * outputs, staged in shared memory in 64 x 64 chunks and written by the TMA unit while the warps
+ * go on, instead of stored from the accumulators' registers.
  */
 public final class Sm90Gemm implements AutoCloseable {
   /** The kernels' tile rows of A (and C) and K a stage. */
@@ -60,6 +64,16 @@ public final class Sm90Gemm implements AutoCloseable {
     }
   }
 
+  /**
+   * The shared memory of the TMA-store kernels ({@code *_tma_*}, GEMM_TMA_SMEM_BYTES): either
+   * schedule's ring of 196,608 bytes, its barriers padded to 1 KB, four 8 KB staging buffers, 1 KB
+   * to align; within the 227 KB a block may have on compute capability 9.0.
+   */
+  static final int TMA_SHARED_BYTES = 196_608 + 1024 + 4 * 8192 + 1024;
+
+  /** Outputs of a TMA-store chunk: 64 rows by 64 columns (the C map's box). */
+  static final int TMA_BOX = 64;
+
   private final CudaModule module;
   private final CUstream_st stream;
   private final int multiprocessors;
@@ -86,7 +100,11 @@ public final class Sm90Gemm implements AutoCloseable {
       for (Schedule sc : Schedule.values()) {
         for (String s : new String[] {"f16", "bf16"}) {
           m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
-          if (!sc.cluster) m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
+          if (!sc.cluster) {
+            m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
+            m.allowSharedMemory(tmaKernel(sc.kernel) + s, TMA_SHARED_BYTES);
+            m.allowSharedMemory(tmaKernel(layerNormKernel(sc)) + s, TMA_SHARED_BYTES);
+          }
         }
       }
       int slots;
@@ -155,6 +173,18 @@ public final class Sm90Gemm implements AutoCloseable {
    */
   public void run(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer residual,
       int act, DeviceBuffer c, Schedule schedule) {
+    run(precision, m, n, k, a, w, bias, residual, act, c, schedule, false);
+  }
+
+  /**
+   * As {@link #run(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer,
+   * int, DeviceBuffer, Schedule)}; with {@code tmaStore}, the schedule's TMA-store kernel ({@code
+   * gemm_bias_act_sm90_tma_*}, {@code gemm_bias_act_sm90_pp_tma_*}: the outputs staged in shared
+   * memory and written by the TMA unit; the same values) where it applies ({@link #tmaStore}), else
+   * its register-epilogue kernel.
+   */
+  public void run(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, DeviceBuffer residual,
+      int act, DeviceBuffer c, Schedule schedule, boolean tmaStore) {
     String why = unsupported(precision, n, k, a, w, bias, residual, c);
     if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
     if (schedule.cluster && clusterUnavailable != null) {
@@ -170,10 +200,36 @@ public final class Sm90Gemm implements AutoCloseable {
     // can go when it returns.
     try (CUtensorMap mapA = tensorMap(type, a, m, k, BM);
         CUtensorMap mapW = tensorMap(type, w, n, k, schedule.cluster ? schedule.bn / 2 : schedule.bn)) {
+      if (tmaStore && tmaStore(schedule, residual, c)) {
+        try (CUtensorMap mapC = tensorMap(type, c, m, n, TMA_BOX)) {
+          module.launch(tmaKernel(schedule.kernel) + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, TMA_SHARED_BYTES,
+              stream, mapA, mapW, mapC, c, bias, residual, m, n, k, act);
+        }
+        tmaLaunches++;
+        return;
+      }
       module.launch(schedule.kernel + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes, stream,
           mapA, mapW, c, bias, residual, m, n, k, act);
     }
   }
+
+  /**
+   * Whether a launch of {@code schedule} writing {@code c} with {@code residual} can take the
+   * TMA-store kernel: a one-block schedule (the cluster schedules have none), no residual (its
+   * epilogue reads the residual in the register layout: the TMA kernels would run that path
+   * anyway), and C 16-byte aligned (the TMA unit's global addresses). Otherwise the register
+   * epilogue runs: the same values.
+   */
+  public static boolean tmaStore(Schedule schedule, DeviceBuffer residual, DeviceBuffer c) {
+    return !schedule.cluster && residual == null && c.address() % 16 == 0;
+  }
+
+  /** How many launches took a TMA-store kernel. */
+  public long tmaLaunches() {
+    return tmaLaunches;
+  }
+
+  private long tmaLaunches;
 
   /**
    * Queues {@code c[m, n] = act(rstd · (a · wᵀ − mean · colsum) + bias)}: a LayerNorm folded into
@@ -187,6 +243,12 @@ public final class Sm90Gemm implements AutoCloseable {
    */
   public void runLayerNormFolded(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, int act,
       DeviceBuffer c, Schedule schedule, DeviceBuffer stats, DeviceBuffer colsum) {
+    runLayerNormFolded(precision, m, n, k, a, w, bias, act, c, schedule, stats, colsum, false);
+  }
+
+  /** As {@link #runLayerNormFolded(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer, int, DeviceBuffer, Schedule, DeviceBuffer, DeviceBuffer)}, with the TMA-store kernel ({@code gemm_ln_sm90_tma_*}, {@code gemm_ln_sm90_pp_tma_*}) where {@code tmaStore} asks for it and C is 16-byte aligned. */
+  public void runLayerNormFolded(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, int act,
+      DeviceBuffer c, Schedule schedule, DeviceBuffer stats, DeviceBuffer colsum, boolean tmaStore) {
     String why = unsupported(precision, n, k, a, w, bias, null, c);
     if (why == null && (stats.address() % 8 != 0 || colsum.address() % 8 != 0)) why = "the statistics or the column sums are not 8-byte aligned";
     if (why != null) throw new IllegalArgumentException("gemm_ln_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
@@ -199,9 +261,22 @@ public final class Sm90Gemm implements AutoCloseable {
     int grid = (int) Math.min((long) ((n + one.bn - 1) / one.bn) * ((m + BM - 1) / BM), multiprocessors);
     try (CUtensorMap mapA = tensorMap(type, a, m, k, BM);
         CUtensorMap mapW = tensorMap(type, w, n, k, one.bn)) {
+      if (tmaStore && tmaStore(one, null, c)) {
+        try (CUtensorMap mapC = tensorMap(type, c, m, n, TMA_BOX)) {
+          module.launch(tmaKernel(layerNormKernel(one)) + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1},
+              TMA_SHARED_BYTES, stream, mapA, mapW, mapC, c, bias, null, m, n, k, act, stats, colsum);
+        }
+        tmaLaunches++;
+        return;
+      }
       module.launch(layerNormKernel(one) + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, one.sharedBytes, stream,
           mapA, mapW, c, bias, null, m, n, k, act, stats, colsum);
     }
+  }
+
+  /** The TMA-store kernel's name prefix of a one-block kernel's: "..._sm90_" → "..._sm90_tma_", "..._sm90_pp_" → "..._sm90_pp_tma_". */
+  static String tmaKernel(String prefix) {
+    return prefix + "tma_";
   }
 
   /** The LayerNorm-folded kernel's name prefix of a one-block schedule. */
@@ -212,7 +287,8 @@ public final class Sm90Gemm implements AutoCloseable {
   /**
    * The TMA map of a row-major [rows, k] 16-bit matrix, read in boxes of {@code boxRows} rows by
    * {@link #BK} columns (128 bytes, the 128-byte swizzle the kernel's wgmma descriptors expect),
-   * zero-filled past the matrix.
+   * zero-filled past the matrix; for C ({@link #TMA_BOX} rows), the boxes its TMA stores write,
+   * clipped at the matrix's edges.
    */
   private static CUtensorMap tensorMap(int type, DeviceBuffer matrix, int rows, int k, int boxRows) {
     CUtensorMap map = new CUtensorMap(); // C++ new: aligned to 64 bytes as CUtensorMap declares

@@ -21,7 +21,7 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=off, flashStage=off, layernorm=warps, glue=vec, gemm=cublaslt, "
-        + "gemmTune=off, fusedLinear=off, pooledAttention=off, actChunk=off, lnFold=off", defaults);
+        + "gemmTune=off, fusedLinear=off, pooledAttention=off, actChunk=off, lnFold=off, gemmStore=registers", defaults);
     String old = System.getProperty("jclip.cuda.layernorm");
     try {
       System.setProperty("jclip.cuda.layernorm", "stream");
@@ -32,6 +32,15 @@ class KernelChoicesTest {
     } finally {
       if (old == null) System.clearProperty("jclip.cuda.layernorm");
       else System.setProperty("jclip.cuda.layernorm", old);
+    }
+    try {
+      System.setProperty("jclip.cuda.gemmStore", "tma");
+      assertTrue(CudaBackend.kernelChoices().endsWith("gemmStore=tma"), CudaBackend.kernelChoices());
+      System.setProperty("jclip.cuda.gemmStore", "smem");
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
+      assertTrue(e.getMessage().contains("-Djclip.cuda.gemmStore") && e.getMessage().contains("tma or registers"), e.getMessage());
+    } finally {
+      System.clearProperty("jclip.cuda.gemmStore");
     }
   }
 

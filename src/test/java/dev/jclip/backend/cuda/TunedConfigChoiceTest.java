@@ -67,6 +67,27 @@ class TunedConfigChoiceTest {
     assertEquals(CudaModelBench.Choice.TUNE, CudaModelBench.Choice.TUNE.group());
   }
 
+  /**
+   * gemm_sm90's choices (which LINEARs it runs, the folded LayerNorms, its output stores) are one
+   * when merging too: the TMA stores mean nothing alone, so the fastest measured gemm_sm90
+   * combination is taken whole.
+   */
+  @Test
+  void gemmSm90sChoicesAreOne() {
+    ProfileConfig fused = D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION);
+    ProfileConfig foldTma = D.withLnFold(Sm90Gemm.Schedule.COOPERATIVE).withTmaStore(true);
+    Map<ProfileConfig, double[]> m = new LinkedHashMap<>();
+    m.put(D, new double[] {18.5, 17.0});
+    m.put(fused, new double[] {17.6, 16.0});
+    m.put(fused.withTmaStore(true), new double[] {17.2, 16.4});
+    m.put(foldTma, new double[] {17.4, 15.5});
+    m.put(D.withTune(true), new double[] {18.3, 16.9});
+    assertEquals(fused.withTmaStore(true).withTune(true), CudaModelBench.merge(m, IMAGE));
+    assertEquals(foldTma.withTune(true), CudaModelBench.merge(m, TEXT77));
+    assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.GEMM_STORE.group());
+    assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.LN_FOLD.group());
+  }
+
   @Test
   void gemmSm90ScheduleAndScopeAreOneChoice() {
     ProfileConfig coop = D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION);
@@ -124,6 +145,12 @@ class TunedConfigChoiceTest {
     assertTrue(CudaModelBench.skipped(fold, Set.of("lnfold")));
     assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Set.of("lnfold")),
         "only the fold's own tests failed: gemm_sm90 itself stays");
+    ProfileConfig tma = D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION).withTmaStore(true);
+    assertTrue(CudaModelBench.skipped(tma, Set.of("tma")) && CudaModelBench.skipped(tma, Set.of("sm90")));
+    assertTrue(CudaModelBench.skipped(D.withLnFold(Sm90Gemm.Schedule.PINGPONG).withTmaStore(true), Set.of("tma")));
+    assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Set.of("tma")),
+        "only the TMA-store tests failed: gemm_sm90's register epilogue stays");
+    assertFalse(CudaModelBench.skipped(fold, Set.of("tma")));
     ProfileConfig stFit = D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
     assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")) && CudaModelBench.skipped(stFit, Set.of("staged")));
