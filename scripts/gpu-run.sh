@@ -131,7 +131,11 @@ say "CUDA JIT cache: $CUDA_CACHE_PATH (at most $CUDA_CACHE_MAXSIZE bytes)"
 
 section "Java runtime"
 jre=/tmp/jclip-jre
-if [ ! -x "$jre/bin/java" ]; then mkdir -p "$jre" && unpack "$jre" "$here/jre.tar.xz" || note "unpacking jre.tar.xz: FAILED"; fi
+# unpacked once per bundle: a runtime left in /tmp by another bundle (other modules) is replaced
+pack_id="$(cksum < "$here/jre.tar.xz")"
+if [ ! -x "$jre/bin/java" ] || [ "$(cat "$jre/.pack" 2>/dev/null)" != "$pack_id" ]; then
+  rm -rf "$jre" && mkdir -p "$jre" && unpack "$jre" "$here/jre.tar.xz" && echo "$pack_id" > "$jre/.pack" || note "unpacking jre.tar.xz: FAILED"
+fi
 java="$jre/bin/java"
 "$java" -version 2>&1 | sed 's/^/  /' | tee -a "$report"
 jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/javacpp-cache -Djclip.reference="$here/clip-reference")
