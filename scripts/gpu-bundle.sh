@@ -41,9 +41,35 @@ if [ ! -f "$jre_pack" ]; then
   rm -rf "$cache/jre"
 fi
 cp "$jre_pack" "$out/jre.tar.xz"
+# The kernels compiled ahead of time for the lent GPUs (H100/H200: compute capability 9.0), so
+# that the GPU machine's driver need not JIT-compile the PTX (gemm_sm90's 12 MB take ~20 s of
+# device time on each fresh machine): ptxas on each committed PTX (sm_90a for the sm_90a PTX),
+# cached by the PTX's hash; each cubin goes into the bundled jar as ptx/<name>.cc90.cubin with
+# the SHA-256 of its PTX beside it (CudaModule loads it only if that matches, else the PTX).
+cubins="$cache/cubin-jar"
+rm -rf "$cubins" && mkdir -p "$cubins/ptx"
+PTXAS="${PTXAS:-$(command -v ptxas || echo /usr/local/cuda/bin/ptxas)}"
+if [ -x "$PTXAS" ]; then
+  for ptx in src/main/resources/ptx/*.ptx; do
+    name="$(basename "$ptx" .ptx)"
+    arch=sm_90; grep -q '^\.target sm_90a' "$ptx" && arch=sm_90a
+    sha="$(sha256sum "$ptx" | cut -d' ' -f1)"
+    cached="$cache/cubin/$sha.$arch.cubin"
+    if [ ! -f "$cached" ]; then
+      mkdir -p "$cache/cubin"
+      echo "gpu-bundle: ptxas -arch=$arch $name.ptx (once per PTX)" >&2
+      "$PTXAS" -arch="$arch" -O3 "$ptx" -o "$cached.tmp" && mv "$cached.tmp" "$cached"
+    fi
+    cp "$cached" "$cubins/ptx/$name.cc90.cubin"
+    echo "$sha" > "$cubins/ptx/$name.cc90.cubin.sha256"
+  done
+else
+  echo "gpu-bundle: no ptxas here: the GPU machine will JIT-compile the PTX" >&2
+fi
+
 # The GPU machine needs no CPU GEMM libraries: leave their natives out of the bundled jar (size).
-python3 - target/jclip.jar "$out/lib/jclip.jar" <<'PY'
-import sys, zipfile
+python3 - target/jclip.jar "$out/lib/jclip.jar" "$cubins" <<'PY'
+import os, sys, zipfile
 skip = ("org/bytedeco/openblas/linux-x86_64/", "org/bytedeco/dnnl/linux-x86_64/")
 # The Parquet codecs' natives (zstd-jni, snappy-java, lz4-java) for every other platform too.
 native = (".so", ".dll", ".dylib", ".a", ".jnilib")
@@ -56,6 +82,16 @@ with zipfile.ZipFile(sys.argv[1]) as src, zipfile.ZipFile(sys.argv[2], "w", zipf
     for item in src.infolist():
         if wanted(item.filename):
             dst.writestr(item, src.read(item.filename))
+    for f in sorted(os.listdir(os.path.join(sys.argv[3], "ptx"))):  # the ahead-of-time cubins and their stamps
+        dst.write(os.path.join(sys.argv[3], "ptx", f), "ptx/" + f)
+# each stamp must name the PTX in the same jar (CudaModule ignores a cubin whose stamp does not)
+import hashlib
+with zipfile.ZipFile(sys.argv[2]) as jar:
+    for f in jar.namelist():
+        if f.endswith(".cubin.sha256"):
+            ptx = f.split(".cc")[0] + ".ptx"
+            if jar.read(f).decode().strip() != hashlib.sha256(jar.read(ptx)).hexdigest():
+                sys.exit(f"gpu-bundle: {f} does not match {ptx}")
 PY
 (cd target/test-classes && "$JAVA_HOME/bin/jar" --create --file "$out/lib/jclip-tests.jar" .)
 cp "$cache/junit-platform-console-standalone-$console_version.jar" "$out/lib/junit-console.jar"

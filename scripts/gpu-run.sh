@@ -122,9 +122,10 @@ if [ -f "$here/models.tar.xz" ] && [ ! -f "$here/clip-reference/.models-unpacked
 fi
 ls "$here/clip-reference/models" 2>/dev/null | sed 's/^/  model: /' | tee -a "$report"
 
-# The driver's JIT cache: PTX is compiled for the GPU on first load (gemm_sm90's 2.7 MB takes ~7 s)
+# The driver's JIT cache: PTX is compiled for the GPU on first load (gemm_sm90's 12 MB take ~20 s)
 # and every test class and benchmark is its own process, so keep the compiled code in one place
-# that is writable and large enough, whatever HOME is.
+# that is writable and large enough, whatever HOME is. (On compute capability 9.0 the bundled jar's
+# ahead-of-time cubins load instead: scripts/gpu-bundle.sh; a "not used" line on stderr says when not.)
 export CUDA_CACHE_PATH="${CUDA_CACHE_PATH:-/tmp/jclip-cuda-cache}" CUDA_CACHE_MAXSIZE="${CUDA_CACHE_MAXSIZE:-2147483648}"
 mkdir -p "$CUDA_CACHE_PATH"
 say "CUDA JIT cache: $CUDA_CACHE_PATH (at most $CUDA_CACHE_MAXSIZE bytes)"

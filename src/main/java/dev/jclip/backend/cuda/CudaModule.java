@@ -28,6 +28,13 @@ import org.bytedeco.javacpp.PointerPointer;
 /**
  * A PTX module built from {@code cuda-kernels/<name>.cu} and loaded with {@code cuModuleLoadData};
  * its kernels are launched with {@code cuLaunchKernel}.
+ *
+ * <p>The driver compiles PTX for the GPU when a module is first loaded (gemm_sm90's 12 MB of PTX
+ * take ~20 s; later loads find it in the driver's JIT cache). Where the jar also holds that
+ * compilation done ahead of time for the device's compute capability ({@link #cubinResource}: the
+ * GPU bundle adds them, {@code ptxas} run on the same PTX; a stamp beside each names the SHA-256 of
+ * the PTX it was made from), that binary is loaded instead, if its stamp matches the PTX in the
+ * jar; if the driver refuses it, the PTX is loaded as always.
  */
 public final class CudaModule implements AutoCloseable {
   private final CudaDevice device;
@@ -44,12 +51,22 @@ public final class CudaModule implements AutoCloseable {
 
   static CudaModule load(CudaDevice device, String name) {
     String resource = "/ptx/" + name + ".ptx";
-    byte[] ptx;
-    try (InputStream in = CudaModule.class.getResourceAsStream(resource)) {
-      if (in == null) throw new CudaException("PTX resource " + resource + " is missing from the jar (run scripts/build-ptx.sh)");
-      ptx = in.readAllBytes();
-    } catch (IOException e) {
-      throw new UncheckedIOException("reading " + resource, e);
+    byte[] ptx = resource(resource);
+    if (ptx == null) throw new CudaException("PTX resource " + resource + " is missing from the jar (run scripts/build-ptx.sh)");
+    String cubin = cubinResource(name, device.computeCapability());
+    byte[] binary = resource(cubin), stamp = resource(cubin + ".sha256");
+    if (binary != null) {
+      String why = stamp == null ? "it has no stamp" : !new String(stamp, java.nio.charset.StandardCharsets.US_ASCII).trim().equals(sha256(ptx))
+          ? "it was made from other PTX" : null;
+      if (why == null) {
+        CUmod_st module = new CUmod_st();
+        try (BytePointer image = new BytePointer(binary)) {
+          int status = cuModuleLoadData(module, image);
+          if (status == 0) return new CudaModule(device, name, module);
+          why = "cuModuleLoadData returned " + status;
+        }
+      }
+      System.err.println("jclip: " + cubin + " not used (" + why + "): compiling " + resource + " for the GPU instead");
     }
     CUmod_st module = new CUmod_st();
     try (BytePointer image = new BytePointer(ptx.length + 1)) {
@@ -57,6 +74,33 @@ public final class CudaModule implements AutoCloseable {
       check(cuModuleLoadData(module, image), "cuModuleLoadData(" + resource + ")");
     }
     return new CudaModule(device, name, module);
+  }
+
+  /**
+   * The resource that holds module {@code name} compiled ahead of time for compute capability
+   * {@code capability} ("9.0" → {@code /ptx/<name>.cc90.cubin}), with its stamp at the same name
+   * plus {@code .sha256}.
+   */
+  static String cubinResource(String name, String capability) {
+    return "/ptx/" + name + ".cc" + capability.replace(".", "") + ".cubin";
+  }
+
+  /** A resource's bytes, or null when the jar has none by that name. */
+  private static byte[] resource(String name) {
+    try (InputStream in = CudaModule.class.getResourceAsStream(name)) {
+      return in == null ? null : in.readAllBytes();
+    } catch (IOException e) {
+      throw new UncheckedIOException("reading " + name, e);
+    }
+  }
+
+  /** Lower-case hex SHA-256 of {@code bytes}. */
+  static String sha256(byte[] bytes) {
+    try {
+      return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(bytes));
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
   }
 
   /** The kernel {@code kernel} of this module. */
