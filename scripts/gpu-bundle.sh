@@ -98,6 +98,7 @@ cp "$cache/junit-platform-console-standalone-$console_version.jar" "$out/lib/jun
 cp scripts/gpu-run.sh "$out/run.sh"
 cp scripts/gpu-peer.py "$out/peer.py"
 cp scripts/torch-16bit.py "$out/torch-16bit.py"
+cp scripts/peers/clip_vit.py "$out/clip_vit.py" # torch-16bit.py's ViT blocks
 # libjpeg-turbo's TurboJPEG library (needs only libc, glibc 2.14): used on the GPU machine only when
 # it has none of its own, so that embed's decoding there is the fast, Pillow-exact one.
 turbo="$(ldconfig -p 2>/dev/null | grep -m1 '[[:space:]]libturbojpeg\.so\.0 ' | awk '{print $NF}' || true)"

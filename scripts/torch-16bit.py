@@ -22,6 +22,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# The ViT blocks, the reference's module structure: scripts/peers/clip_vit.py (beside this script
+# in the GPU bundle).
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [here, os.path.join(here, "peers")]
+from clip_vit import LayerNorm, Transformer, VisionTransformer  # noqa: E402
+
 
 # --- safetensors and state dicts ---------------------------------------------------------------
 
@@ -62,69 +68,7 @@ def load_weights(model_dir):
     return {k: v for k, v in sd.items()}
 
 
-# --- the model, as openai/CLIP's model.py structures it -------------------------------------
-
-class LayerNorm(nn.LayerNorm):
-    """Computes in float32 and gives back the input's type (as the reference's LayerNorm)."""
-
-    def forward(self, x):
-        return super().forward(x.float()).to(x.dtype)
-
-
-class QuickGELU(nn.Module):
-    def forward(self, x):
-        return x * torch.sigmoid(1.702 * x)
-
-
-class Block(nn.Module):
-    def __init__(self, width, heads, mask=None):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(width, heads)
-        self.ln_1 = LayerNorm(width)
-        self.mlp = nn.Sequential()
-        self.mlp.add_module("c_fc", nn.Linear(width, width * 4))
-        self.mlp.add_module("gelu", QuickGELU())
-        self.mlp.add_module("c_proj", nn.Linear(width * 4, width))
-        self.ln_2 = LayerNorm(width)
-        self.mask = mask
-
-    def forward(self, x):
-        m = None if self.mask is None else self.mask.to(dtype=x.dtype, device=x.device)
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False, attn_mask=m)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
-class Transformer(nn.Module):
-    def __init__(self, width, layers, heads, mask=None):
-        super().__init__()
-        self.resblocks = nn.Sequential(*[Block(width, heads, mask) for _ in range(layers)])
-
-    def forward(self, x):
-        return self.resblocks(x)
-
-
-class VisionTransformer(nn.Module):
-    def __init__(self, resolution, patch, width, layers, heads, out):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, width, patch, patch, bias=False)
-        s = width ** -0.5
-        self.class_embedding = nn.Parameter(s * torch.randn(width))
-        self.positional_embedding = nn.Parameter(s * torch.randn((resolution // patch) ** 2 + 1, width))
-        self.ln_pre = LayerNorm(width)
-        self.transformer = Transformer(width, layers, heads)
-        self.ln_post = LayerNorm(width)
-        self.proj = nn.Parameter(s * torch.randn(width, out))
-
-    def forward(self, x):
-        x = self.conv1(x)
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
-        x = self.ln_pre(x).permute(1, 0, 2)
-        x = self.transformer(x).permute(1, 0, 2)
-        return self.ln_post(x[:, 0, :]) @ self.proj
-
+# --- the model, as openai/CLIP's model.py structures it (the ResNet and the text side here) ----
 
 class Bottleneck(nn.Module):
     expansion = 4

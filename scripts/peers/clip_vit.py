@@ -86,7 +86,7 @@ class VisionTransformer(nn.Module):
     def forward(self, x):  # x: [B, 3, R, R]
         x = self.conv1(x)  # [B, D, G, G]
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # [B, G*G, D]
-        cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype)
+        cls = self.class_embedding.to(x.dtype) + torch.zeros(x.shape[0], 1, x.shape[-1], dtype=x.dtype, device=x.device)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # [B, N, D]
         x = self.ln_pre(x)
         x = self.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)  # NLD -> LND -> NLD
