@@ -246,7 +246,12 @@ public final class Sm90Gemm implements AutoCloseable {
     runLayerNormFolded(precision, m, n, k, a, w, bias, act, c, schedule, stats, colsum, false);
   }
 
-  /** As {@link #runLayerNormFolded(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer, int, DeviceBuffer, Schedule, DeviceBuffer, DeviceBuffer)}, with the TMA-store kernel ({@code gemm_ln_sm90_tma_*}, {@code gemm_ln_sm90_pp_tma_*}) where {@code tmaStore} asks for it and C is 16-byte aligned. */
+  /**
+   * As {@link #runLayerNormFolded(Precision, int, int, int, DeviceBuffer, DeviceBuffer,
+   * DeviceBuffer, int, DeviceBuffer, Schedule, DeviceBuffer, DeviceBuffer)}, with the TMA-store
+   * kernel ({@code gemm_ln_sm90_tma_*}, {@code gemm_ln_sm90_pp_tma_*}) where {@code tmaStore} asks
+   * for it and C is 16-byte aligned.
+   */
   public void runLayerNormFolded(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, int act,
       DeviceBuffer c, Schedule schedule, DeviceBuffer stats, DeviceBuffer colsum, boolean tmaStore) {
     String why = unsupported(precision, n, k, a, w, bias, null, c);
