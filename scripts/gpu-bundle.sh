@@ -58,7 +58,13 @@ if [ -x "$PTXAS" ]; then
     if [ ! -f "$cached" ]; then
       mkdir -p "$cache/cubin"
       echo "gpu-bundle: ptxas -arch=$arch $name.ptx (once per PTX)" >&2
-      "$PTXAS" -arch="$arch" -O3 "$ptx" -o "$cached.tmp" && mv "$cached.tmp" "$cached"
+      if "$PTXAS" -arch="$arch" -O3 "$ptx" -o "$cached.tmp"; then
+        mv "$cached.tmp" "$cached"
+      else
+        rm -f "$cached.tmp"
+        echo "gpu-bundle: ptxas failed on $name.ptx: the GPU machine will JIT-compile it" >&2
+        continue
+      fi
     fi
     cp "$cached" "$cubins/ptx/$name.cc90.cubin"
     echo "$sha" > "$cubins/ptx/$name.cc90.cubin.sha256"

@@ -230,6 +230,9 @@ def main():
     ap.add_argument("--precisions", default="fp16,bf16")
     ap.add_argument("--json", help="write the rows here")
     args = ap.parse_args()
+    wrong = [p for p in args.precisions.split(",") if p and p not in ("fp16", "bf16")]
+    if wrong:
+        ap.error(f"--precisions takes fp16 and bf16 (float32 always runs first, as the check), not {', '.join(wrong)}")
     dev = torch.device(args.device)
     # float32 means float32 (cuDNN's convolutions default to TF32 on Ampere and newer); the 16-bit
     # runs keep PyTorch's other defaults (fp16 GEMMs may reduce in reduced precision, attention

@@ -161,6 +161,8 @@ public final class Clip implements AutoCloseable {
   private final Map<String, ConcurrentLinkedDeque<Executor>> pools = new ConcurrentHashMap<>();
   private final AtomicInteger idle = new AtomicInteger();
   private volatile boolean closed;
+  /** Set when pipelined encoding ran out of device memory: encode calls run their batches one at a time from then on. */
+  private volatile boolean oneBatchAtATime;
 
   private Clip(Checkpoint checkpoint, ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Backend backend, Options options) {
     this.checkpoint = checkpoint;
@@ -376,13 +378,17 @@ public final class Clip implements AutoCloseable {
   /**
    * Runs the parts: [count][E] of {@code output}. On a GPU, more than one part runs as {@link
    * #submit(int, List, String)} does, each submitted before the previous one is collected, so that
-   * its upload and the previous one's read-back overlap the device's work; elsewhere one after the
-   * other.
+   * its upload and the previous one's read-back overlap the device's work; elsewhere, or when two
+   * batches' activations do not fit in the GPU's memory together (said once), one after the other.
    */
   private float[][] encode(int count, List<Part> parts, String output) {
-    if (serialized && parts.size() > 1) {
+    if (serialized && parts.size() > 1 && !oneBatchAtATime) {
       try (Pending p = submit(count, parts, output)) {
         return p.finish();
+      } catch (RuntimeException e) {
+        if (!Backends.outOfMemory(e)) throw e;
+        oneBatchAtATime = true;
+        System.err.println("jclip: two batches in flight do not fit in the GPU's memory (" + e.getMessage() + "): encoding one batch at a time");
       }
     }
     float[][] out = new float[count][];

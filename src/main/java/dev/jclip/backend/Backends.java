@@ -28,6 +28,14 @@ public final class Backends {
     return new CpuBackend(threads, true, precision);
   }
 
+  /** Whether {@code e} (or a cause of it) is a device allocation that did not fit (CUDA_ERROR_OUT_OF_MEMORY). */
+  public static boolean outOfMemory(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof dev.jclip.backend.cuda.CudaException && String.valueOf(t.getMessage()).contains("CUDA_ERROR_OUT_OF_MEMORY")) return true;
+    }
+    return false;
+  }
+
   /** Whether one executor at a time must use {@code backend} (a GPU stream), rather than many. */
   public static boolean serialized(Backend backend) {
     return backend instanceof CudaBackend;

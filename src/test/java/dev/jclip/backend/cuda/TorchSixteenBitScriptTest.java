@@ -29,12 +29,14 @@ class TorchSixteenBitScriptTest {
   void theScriptsFloat32ModelsAreAtTheGoldenFeatures(@TempDir Path tmp) throws Exception {
     String python = pythonWithTorch();
     assumeTrue(python != null, "no python3 with PyTorch here (Debian: apt-get install python3-torch)");
-    Path json = tmp.resolve("torch16.json");
+    Path json = tmp.resolve("torch16.json"), log = tmp.resolve("torch16.txt");
     Process p = new ProcessBuilder(python, "scripts/torch-16bit.py", "--reference", Reference.dir().toString(), "--device", "cpu",
         "--precisions", "bf16", "--json", json.toString())
-        .redirectErrorStream(true).start();
-    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    assertTrue(p.waitFor(300, TimeUnit.SECONDS), out);
+        .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+    boolean ended = p.waitFor(300, TimeUnit.SECONDS);
+    if (!ended) p.destroyForcibly().waitFor();
+    String out = Files.readString(log, StandardCharsets.UTF_8);
+    assertTrue(ended, "torch-16bit.py ran past 300 s:\n" + out);
     assertEquals(0, p.exitValue(), out);
     JsonNode rows = new ObjectMapper().readTree(json.toFile()).get("rows");
     List<String> fp32 = new ArrayList<>(), bf16 = new ArrayList<>();
