@@ -317,47 +317,89 @@ public final class CudaModelBench {
         CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
-      return new ProfileConfig(flash, k, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> c.ln = k);
     }
 
     ProfileConfig withFitRows(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, on, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> c.fitRows = on);
     }
 
     ProfileConfig withFused(Sm90Gemm.Schedule schedule, CudaBackend.FusedScope which) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, schedule, which, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> {
+        c.fused = schedule;
+        c.scope = which;
+      });
     }
 
     ProfileConfig withV(CudaOps.FlashV layout) {
-      return new ProfileConfig(flash, ln, layout, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> c.v = layout);
     }
 
     ProfileConfig withPipe(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, on, tune, stage, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> c.pipe = on);
     }
 
     ProfileConfig withTune(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, on, stage, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> c.tune = on);
     }
 
     ProfileConfig withStage(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, on, pooled, actChunk, lnFold, tmaStore);
+      return with(c -> c.stage = on);
     }
 
     ProfileConfig withPooled(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, on, actChunk, lnFold, tmaStore);
+      return with(c -> c.pooled = on);
     }
 
     ProfileConfig withLnFold(Sm90Gemm.Schedule schedule) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, schedule, tmaStore);
+      return with(c -> c.lnFold = schedule);
     }
 
     ProfileConfig withActChunk(int megabytes) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, megabytes, lnFold, tmaStore);
+      return with(c -> c.actChunk = megabytes);
     }
 
     ProfileConfig withTmaStore(boolean on) {
-      return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, on);
+      return with(c -> c.tmaStore = on);
+    }
+
+    /** This configuration with {@code change} made to a copy of its components. */
+    ProfileConfig with(java.util.function.Consumer<Components> change) {
+      Components c = new Components(this);
+      change.accept(c);
+      return c.build();
+    }
+
+    /** A configuration's components, to change: the one place besides the record that lists them all. */
+    static final class Components {
+      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore;
+      CudaOps.LayerNormKernel ln;
+      CudaOps.FlashV v;
+      Sm90Gemm.Schedule fused, lnFold;
+      CudaBackend.FusedScope scope;
+      int actChunk;
+
+      Components(ProfileConfig p) {
+        flash = p.flash;
+        ln = p.ln;
+        v = p.v;
+        fourBlocks = p.fourBlocks;
+        fitRows = p.fitRows;
+        vecGlue = p.vecGlue;
+        fused = p.fused;
+        scope = p.scope;
+        pipe = p.pipe;
+        tune = p.tune;
+        stage = p.stage;
+        pooled = p.pooled;
+        actChunk = p.actChunk;
+        lnFold = p.lnFold;
+        tmaStore = p.tmaStore;
+      }
+
+      ProfileConfig build() {
+        return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
+      }
     }
 
     /** Sets {@code backend}'s kernel choices to this configuration's (flash and cuBLASLt are the backend's own). */
@@ -499,17 +541,27 @@ public final class CudaModelBench {
 
     /** {@code into} with this choice taken from {@code from}. */
     ProfileConfig take(ProfileConfig into, ProfileConfig from) {
-      return new ProfileConfig(pick(FLASH, into, from).flash(), pick(LAYERNORM, into, from).ln(), pick(FLASH_V, into, from).v(),
-          pick(FOUR_BLOCKS, into, from).fourBlocks(), pick(FIT_ROWS, into, from).fitRows(), pick(GLUE, into, from).vecGlue(),
-          pick(FUSED_LINEAR, into, from).fused(), pick(FUSED_LINEAR, into, from).scope(), pick(PIPELINED, into, from).pipe(),
-          pick(TUNE, into, from).tune(), pick(STAGE, into, from).stage(),
-          pick(POOLED, into, from).pooled(), pick(ACT_CHUNK, into, from).actChunk(), pick(LN_FOLD, into, from).lnFold(),
-          pick(GEMM_STORE, into, from).tmaStore());
-    }
-
-    /** {@code from} for this choice's fields, {@code into} for the others'. */
-    private ProfileConfig pick(Choice field, ProfileConfig into, ProfileConfig from) {
-      return field == this ? from : into;
+      return into.with(c -> {
+        switch (this) {
+          case FLASH -> c.flash = from.flash();
+          case LAYERNORM -> c.ln = from.ln();
+          case FLASH_V -> c.v = from.v();
+          case FOUR_BLOCKS -> c.fourBlocks = from.fourBlocks();
+          case FIT_ROWS -> c.fitRows = from.fitRows();
+          case GLUE -> c.vecGlue = from.vecGlue();
+          case FUSED_LINEAR -> {
+            c.fused = from.fused();
+            c.scope = from.scope();
+          }
+          case PIPELINED -> c.pipe = from.pipe();
+          case TUNE -> c.tune = from.tune();
+          case STAGE -> c.stage = from.stage();
+          case POOLED -> c.pooled = from.pooled();
+          case ACT_CHUNK -> c.actChunk = from.actChunk();
+          case LN_FOLD -> c.lnFold = from.lnFold();
+          case GEMM_STORE -> c.tmaStore = from.tmaStore();
+        }
+      });
     }
   }
 
