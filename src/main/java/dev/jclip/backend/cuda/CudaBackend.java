@@ -1159,6 +1159,7 @@ public final class CudaBackend implements Backend {
           precision, layerNormKernel);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
+        boolean flash = this.flash && CudaOps.flashAligned(y, x); // (arena buffers always are)
         if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision,
             flashStaged);
         else if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,

@@ -290,9 +290,10 @@ public final class CudaOps implements AutoCloseable {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
     if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
-    // the staged kernels' 16-byte accesses need 16-byte aligned buffers (the arena's are); others
-    // take the unstaged kernel, the same bits
-    staged = staged && aligned16(out, qkv);
+    requireFlashAlignment(out, qkv);
+    // the staged kernels' 16-byte output stores need a 16-byte aligned output (the arena's are);
+    // another takes the unstaged kernel, the same bits
+    staged = staged && aligned16(out);
     int fitted = 16 * ((n + 15) / 16);
     boolean fit = fitRows && n <= 80 && fitted != 64;
     int rows = fit ? fitted : 64;
@@ -304,6 +305,24 @@ public final class CudaOps implements AutoCloseable {
     String kernel = "flash_attention_" + layout + (staged ? "st_" : "") + (fit ? "fit_" : fourBlocks ? "occ4_" : "") + suffix(precision);
     flashAttention.launch(kernel, new int[] {(n + rows - 1) / rows, heads, batch}, new int[] {2 * rows, 1, 1}, 0, stream, out, qkv, n, heads,
         causal ? 1 : 0);
+  }
+
+  /**
+   * Every flash kernel reads Q, K and V 16 bytes at a time (cp.async in the pipelined ones) and
+   * writes the output at least in 32-bit pairs: {@code qkv} must be 16-byte aligned and {@code out}
+   * 4-byte aligned (the activation arena's buffers are 256-byte aligned; {@link
+   * #flashAligned} tells a caller beforehand).
+   */
+  private static void requireFlashAlignment(DeviceBuffer out, DeviceBuffer qkv) {
+    if (!flashAligned(out, qkv)) {
+      throw new IllegalArgumentException("flash attention needs the qkv buffer 16-byte aligned and the output 4-byte aligned; they are at "
+          + qkv.address() % 16 + " and " + out.address() % 4 + " bytes past those boundaries");
+    }
+  }
+
+  /** Whether the flash kernels can take these buffers ({@link #requireFlashAlignment}). */
+  public static boolean flashAligned(DeviceBuffer out, DeviceBuffer qkv) {
+    return qkv.address() % 16 == 0 && out.address() % 4 == 0;
   }
 
   /** flash_attention.cu's FA_PIPE_SMEM: two buffers of K, V and Q tiles of 64 rows x 72 halves. */
@@ -330,8 +349,9 @@ public final class CudaOps implements AutoCloseable {
       boolean staged) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
-    if (!aligned16(out, qkv)) {
-      // cp.async copies 16 bytes at a time: buffers off a 16-byte boundary take the block kernel, the same bits
+    requireFlashAlignment(out, qkv);
+    if (!aligned16(out)) {
+      // an output off a 16-byte boundary takes the block kernel, the same bits
       flashAttention(out, qkv, batch, n, heads, causal, precision, FlashV.LDMATRIX, true, false, false);
       return;
     }

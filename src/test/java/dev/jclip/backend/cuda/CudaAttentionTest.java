@@ -255,9 +255,12 @@ class CudaAttentionTest {
   }
 
   /**
-   * Buffers 4 bytes off a 16-byte boundary (a view into a larger allocation): the staged and the
-   * pipelined kernels, whose 16-byte accesses cannot take them, leave them to the unstaged block
-   * kernel, so every variant still writes the default kernel's bits.
+   * An output 4 bytes off a 16-byte boundary (a view into a larger allocation): the staged and the
+   * pipelined kernels, whose 16-byte stores cannot take it, leave it to the unstaged block kernel,
+   * so every variant still writes the default kernel's bits. Q, K and V off a 16-byte boundary are
+   * refused before any launch: every flash kernel, the default too, reads them 16 bytes at a time
+   * (a desk review found that this test first asked the fallback kernel to read them there, a
+   * misaligned-address fault on the GPU).
    */
   @Test
   void flashAttentionOnBuffersOffSixteenBytes() {
@@ -282,16 +285,24 @@ class CudaAttentionTest {
         short[] bits = want.downloadShorts(batch * n * d);
         DeviceBuffer q4 = qBig.view(4, 2L * h.length).upload(h);
         DeviceBuffer out4 = outBig.view(4, outBytes);
+        // the output off 16 bytes: the staged and pipelined kernels fall back to the unstaged block kernel
         for (boolean staged : new boolean[] {false, true}) {
           outBig.zero();
-          ops.flashAttention(out4, q4, batch, n, heads, true, p, CudaOps.FlashV.LDMATRIX, true, false, staged);
+          ops.flashAttention(out4, dq, batch, n, heads, true, p, CudaOps.FlashV.LDMATRIX, true, false, staged);
           org.junit.jupiter.api.Assertions.assertArrayEquals(bits, out4.downloadShorts(batch * n * d),
-              "flash attention on misaligned buffers" + (staged ? " (staged asked for)" : "") + ", " + p);
+              "flash attention into a misaligned output" + (staged ? " (staged asked for)" : "") + ", " + p);
           outBig.zero();
-          ops.flashAttentionPipelined(out4, q4, batch, n, heads, true, p, staged);
+          ops.flashAttentionPipelined(out4, dq, batch, n, heads, true, p, staged);
           org.junit.jupiter.api.Assertions.assertArrayEquals(bits, out4.downloadShorts(batch * n * d),
-              "pipelined flash attention on misaligned buffers" + (staged ? " (staged asked for)" : "") + ", " + p);
+              "pipelined flash attention into a misaligned output" + (staged ? " (staged asked for)" : "") + ", " + p);
         }
+        // Q, K and V off 16 bytes: every flash kernel reads them 16 bytes at a time, so it is refused
+        // before anything is launched (the device stays usable)
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+            () -> ops.flashAttention(want, q4, batch, n, heads, true, p, CudaOps.FlashV.LDMATRIX, true, false, false));
+        org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+            () -> ops.flashAttentionPipelined(want, q4, batch, n, heads, true, p, false));
+        org.junit.jupiter.api.Assertions.assertArrayEquals(bits, want.downloadShorts(batch * n * d), "a refused call wrote its output");
       }
     }
   }
