@@ -141,6 +141,14 @@ public final class Fusion {
    * nothing applies.
    */
   public static Graph layerNormLinear(Graph graph, Collection<String> keep) {
+    return layerNormLinear(graph, keep, width -> true);
+  }
+
+  /**
+   * As {@link #layerNormLinear(Graph, Collection)}, for the LayerNorms whose row width {@code
+   * folds} accepts only (a backend whose kernels take some widths: the others stay as they are).
+   */
+  public static Graph layerNormLinear(Graph graph, Collection<String> keep, java.util.function.IntPredicate folds) {
     Set<String> kept = Set.copyOf(keep);
     Readers readers = new Readers(graph);
     Map<Node, Node> layerNormOf = new IdentityHashMap<>(); // LINEAR -> the LAYER_NORM it absorbs
@@ -148,7 +156,7 @@ public final class Fusion {
       if (n.op() != Op.LAYER_NORM || !readers.alone(n, kept)) continue;
       Node linear = readers.reader(n.output());
       if (linear.op() != Op.LINEAR || linear.input(0) != n.output()) continue;
-      if (linear.param("weight").dim(1) != n.output().dim(-1)) continue;
+      if (linear.param("weight").dim(1) != n.output().dim(-1) || !folds.test((int) n.output().dim(-1))) continue;
       layerNormOf.put(linear, n);
     }
     return merged(graph, layerNormOf, (linear, ln, copies) -> {

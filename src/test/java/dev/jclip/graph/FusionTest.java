@@ -125,6 +125,10 @@ class FusionTest {
     assertEquals(Op.LINEAR, f.node(p + "4.mlp.c_fc").op());
     assertEquals(Op.LAYER_NORM_LINEAR, f.node(p + "4.attn.in_proj").op());
     checkFused(g, f);
+    // a backend folds only the widths its kernels take: here the text tower's 512, not the image tower's 768
+    Graph both = graphs.text(2, 77);
+    assertEquals(24, count(Fusion.layerNormLinear(both, Set.of(), d -> d == 512), Op.LAYER_NORM_LINEAR));
+    assertSame(g, Fusion.layerNormLinear(g, Set.of(), d -> d == 512), "the image tower's 768-wide LayerNorms stay");
   }
 
   /**

@@ -539,7 +539,9 @@ public final class CudaBackend implements Backend {
   public Graph prepare(Graph graph, Set<String> keep) {
     Graph g = pooledAttention ? Fusion.pooledAttention(graph, keep) : graph;
     if (lt != null) g = Fusion.linearResidual(g, keep);
-    return layerNormFold != null && fusedLinearAvailable() ? Fusion.layerNormLinear(g, keep) : g;
+    // folded only where the statistics kernel takes the rows (widths up to 1024 in 16 bits): a
+    // wider fold would only fall back, through a scratch buffer the size of the LayerNorm's output
+    return layerNormFold != null && fusedLinearAvailable() ? Fusion.layerNormLinear(g, keep, d -> CudaOps.layerNormStatsFit(d, precision)) : g;
   }
 
   /**

@@ -490,6 +490,11 @@ public final class CudaOps implements AutoCloseable {
     return statsPacks(d, precision, x) > 0;
   }
 
+  /** Whether layernorm_stats takes rows of {@code d} elements of {@code precision} in 16-byte aligned buffers (the arena's). */
+  public static boolean layerNormStatsFit(int d, Precision precision) {
+    return vectorLayerNormFits(d, precision) && (d / (16 / precision.bytes()) + 31) / 32 <= 4;
+  }
+
   /** layernorm_stats' packs per lane for these rows (1 to 4), or 0 where it does not take them. */
   private static int statsPacks(int d, Precision precision, DeviceBuffer x) {
     int p = vectorLayerNormPacks(d, precision, x);

@@ -45,6 +45,22 @@ class KernelChoicesTest {
   }
 
   /**
+   * Which LayerNorm widths the CUDA backend folds ({@link CudaOps#layerNormStatsFit}: what
+   * layernorm_stats takes, 16-bit rows of up to 1024, 4 packs a lane), so that a wider one is not
+   * folded only to fall back through a scratch buffer the size of its output.
+   */
+  @Test
+  void theLayerNormFoldTakesTheWidthsItsStatisticsKernelTakes() {
+    for (int d : new int[] {512, 768, 1024}) {
+      assertTrue(CudaOps.layerNormStatsFit(d, dev.jclip.backend.Precision.FP16), "fp16 " + d);
+      assertTrue(CudaOps.layerNormStatsFit(d, dev.jclip.backend.Precision.BF16), "bf16 " + d);
+    }
+    for (int d : new int[] {1280, 1664, 100}) {
+      org.junit.jupiter.api.Assertions.assertFalse(CudaOps.layerNormStatsFit(d, dev.jclip.backend.Precision.FP16), "fp16 " + d);
+    }
+  }
+
+  /**
    * c_fc's row chunks ({@link CudaBackend#chunkRows}): off or a product within one chunk is one
    * whole LINEAR; otherwise balanced chunks of whole 128-row tiles, at most the size asked for
    * (but for the tile rounding), covering every row, at the batch-1024 shapes and odd ones.
