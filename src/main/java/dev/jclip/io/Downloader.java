@@ -325,6 +325,11 @@ public final class Downloader {
     }
   }
 
+  /** The SHA-256 of {@code bytes}, as lower-case hex. */
+  public static String sha256(byte[] bytes) {
+    return HexFormat.of().formatHex(sha().digest(bytes));
+  }
+
   /** The SHA-256 of a file, as lower-case hex. */
   public static String sha256(Path file) throws IOException {
     MessageDigest md = sha();

@@ -56,7 +56,7 @@ public final class CudaModule implements AutoCloseable {
     String cubin = cubinResource(name, device.computeCapability());
     byte[] binary = resource(cubin), stamp = resource(cubin + ".sha256");
     if (binary != null) {
-      String why = stamp == null ? "it has no stamp" : !new String(stamp, java.nio.charset.StandardCharsets.US_ASCII).trim().equals(sha256(ptx))
+      String why = stamp == null ? "it has no stamp" : !new String(stamp, java.nio.charset.StandardCharsets.US_ASCII).trim().equals(dev.jclip.io.Downloader.sha256(ptx))
           ? "it was made from other PTX" : null;
       if (why == null) {
         CUmod_st module = new CUmod_st();
@@ -91,15 +91,6 @@ public final class CudaModule implements AutoCloseable {
       return in == null ? null : in.readAllBytes();
     } catch (IOException e) {
       throw new UncheckedIOException("reading " + name, e);
-    }
-  }
-
-  /** Lower-case hex SHA-256 of {@code bytes}. */
-  static String sha256(byte[] bytes) {
-    try {
-      return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256").digest(bytes));
-    } catch (java.security.NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
     }
   }
 
