@@ -154,6 +154,33 @@ class CudaSm90GemmTest {
     /** Runs the problem with {@code schedule} and returns its relative error against the double product. */
     double check(Sm90Gemm gemm, CudaStream stream, Sm90Gemm.Schedule schedule, double tol) {
       int m = pr.m, n = pr.n, k = pr.k;
+      float[] got = fromHalf(run(gemm, stream, schedule, false, 0), p);
+      for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), "element " + i + " is " + got[i]);
+      if (want == null) want = reference(a, w, bias, res, m, n, k, pr.act);
+      double err = ReferenceOps.relativeError(got, want);
+      // and row by row, so that a few wrong rows or columns cannot hide in the whole product's norm
+      double worstRow = 0;
+      int worst = 0;
+      for (int r = 0; r < m; r++) {
+        double e = ReferenceOps.relativeError(java.util.Arrays.copyOfRange(got, r * n, r * n + n),
+            java.util.Arrays.copyOfRange(want, r * n, r * n + n));
+        if (e > worstRow) {
+          worstRow = e;
+          worst = r;
+        }
+      }
+      if (err > tol || worstRow > 2 * tol) System.out.print(errorMap(got, want, m, n, tol));
+      assertTrue(worstRow <= 2 * tol, "row " + worst + ": relative error " + worstRow + " > " + 2 * tol);
+      return err;
+    }
+
+    /**
+     * Runs the problem with {@code schedule}, register or TMA stores ({@code tma}), C {@code
+     * offset} bytes into its buffer, two guard rows past C set to a sentinel that must survive;
+     * returns C.
+     */
+    short[] run(Sm90Gemm gemm, CudaStream stream, Sm90Gemm.Schedule schedule, boolean tma, int offset) {
+      int m = pr.m, n = pr.n, k = pr.k;
       int guard = 2 * n; // two rows past C, which must keep their sentinel
       short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
       short[] cInit = new short[m * n + guard];
@@ -162,30 +189,15 @@ class CudaSm90GemmTest {
           DeviceBuffer dw = device.allocate(2L * wHalf.length).upload(wHalf);
           DeviceBuffer db = bias == null ? null : device.allocate(4L * n).upload(bias);
           DeviceBuffer dr = resHalf == null ? null : device.allocate(2L * resHalf.length).upload(resHalf);
-          DeviceBuffer dc = device.allocate(2L * cInit.length).upload(cInit)) {
+          DeviceBuffer whole = device.allocate(2L * cInit.length + offset)) {
+        DeviceBuffer dc = offset == 0 ? whole : whole.view(offset, 2L * cInit.length);
+        dc.upload(cInit);
         assertNull(Sm90Gemm.unsupported(p, n, k, da, dw, db, dr, dc));
-        gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc, schedule);
+        gemm.run(p, m, n, k, da, dw, db, dr, pr.act, dc, schedule, tma);
         stream.synchronize();
         short[] c = dc.downloadShorts(cInit.length);
         for (int i = m * n; i < c.length; i++) assertEquals(sentinel, c[i], "element " + i + " past C was written");
-        float[] got = fromHalf(java.util.Arrays.copyOf(c, m * n), p);
-        for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), "element " + i + " is " + got[i]);
-        if (want == null) want = reference(a, w, bias, res, m, n, k, pr.act);
-        double err = ReferenceOps.relativeError(got, want);
-        // and row by row, so that a few wrong rows or columns cannot hide in the whole product's norm
-        double worstRow = 0;
-        int worst = 0;
-        for (int r = 0; r < m; r++) {
-          double e = ReferenceOps.relativeError(java.util.Arrays.copyOfRange(got, r * n, r * n + n),
-              java.util.Arrays.copyOfRange(want, r * n, r * n + n));
-          if (e > worstRow) {
-            worstRow = e;
-            worst = r;
-          }
-        }
-        if (err > tol || worstRow > 2 * tol) System.out.print(errorMap(got, want, m, n, tol));
-        assertTrue(worstRow <= 2 * tol, "row " + worst + ": relative error " + worstRow + " > " + 2 * tol);
-        return err;
+        return java.util.Arrays.copyOf(c, m * n);
       }
     }
   }

@@ -74,8 +74,8 @@ class CudaSm90StoreTest {
             String what = pr + " " + p + " " + schedule;
             try {
               long before = gemm.tmaLaunches();
-              short[] registers = run(gemm, stream, in, schedule, false, 0);
-              short[] tma = run(gemm, stream, in, schedule, true, 0);
+              short[] registers = in.run(gemm, stream, schedule, false, 0);
+              short[] tma = in.run(gemm, stream, schedule, true, 0);
               assertEquals(before + 1, gemm.tmaLaunches(), "the TMA-store kernel did not run");
               int differ = compareWithinOneUlp(registers, tma, what);
               if (in.want == null) in.want = CudaSm90GemmTest.reference(in.a, in.w, in.bias, in.res, pr.m(), pr.n(), pr.k(), pr.act());
@@ -106,9 +106,9 @@ class CudaSm90StoreTest {
         CudaSm90GemmTest.Inputs plain = new CudaSm90GemmTest.Inputs(p, new CudaSm90GemmTest.Problem("c_fc", 200, 3072, 768, 1, true, false));
         for (Sm90Gemm.Schedule schedule : ONE_BLOCK) {
           long before = gemm.tmaLaunches();
-          assertArrayEquals(run(gemm, stream, residual, schedule, false, 0), run(gemm, stream, residual, schedule, true, 0),
+          assertArrayEquals(residual.run(gemm, stream, schedule, false, 0), residual.run(gemm, stream, schedule, true, 0),
               p + " " + schedule + " with a residual");
-          assertArrayEquals(run(gemm, stream, plain, schedule, false, 8), run(gemm, stream, plain, schedule, true, 8),
+          assertArrayEquals(plain.run(gemm, stream, schedule, false, 8), plain.run(gemm, stream, schedule, true, 8),
               p + " " + schedule + " with C 8 bytes into its buffer");
           assertEquals(before, gemm.tmaLaunches(), p + " " + schedule + ": a TMA-store kernel ran where it cannot");
         }
@@ -171,33 +171,6 @@ class CudaSm90StoreTest {
       }
     }
     assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
-  }
-
-  /**
-   * Runs {@code in}'s problem with {@code schedule}, register or TMA stores, C {@code offset}
-   * bytes into its buffer, two guard rows past C set to a sentinel that must survive; returns C.
-   */
-  private static short[] run(Sm90Gemm gemm, CudaStream stream, CudaSm90GemmTest.Inputs in, Sm90Gemm.Schedule schedule, boolean tma,
-      int offset) {
-    int m = in.pr.m(), n = in.pr.n(), k = in.pr.k();
-    Precision p = in.p;
-    int guard = 2 * n;
-    short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
-    short[] cInit = new short[m * n + guard];
-    java.util.Arrays.fill(cInit, sentinel);
-    try (DeviceBuffer da = device.allocate(2L * in.aHalf.length).upload(in.aHalf);
-        DeviceBuffer dw = device.allocate(2L * in.wHalf.length).upload(in.wHalf);
-        DeviceBuffer db = in.bias == null ? null : device.allocate(4L * n).upload(in.bias);
-        DeviceBuffer dr = in.resHalf == null ? null : device.allocate(2L * in.resHalf.length).upload(in.resHalf);
-        DeviceBuffer whole = device.allocate(2L * cInit.length + offset)) {
-      DeviceBuffer dc = offset == 0 ? whole : whole.view(offset, 2L * cInit.length);
-      dc.upload(cInit);
-      gemm.run(p, m, n, k, da, dw, db, dr, in.pr.act(), dc, schedule, tma);
-      stream.synchronize();
-      short[] c = dc.downloadShorts(cInit.length);
-      for (int i = m * n; i < c.length; i++) assertEquals(sentinel, c[i], "element " + i + " past C was written");
-      return java.util.Arrays.copyOf(c, m * n);
-    }
   }
 
   /**
