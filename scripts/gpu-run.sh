@@ -280,27 +280,29 @@ case "$mode" in
   *) peer_args=(--batches 1,32,256,1024) ;;
 esac
 [ -n "${JCLIP_PEER_ARGS:-}" ] && read -r -a peer_args <<< "$JCLIP_PEER_ARGS"
+# python_stage NAME SCRIPT OUTPUT LINES LIMIT ARGS...: one of the bundle's Python scripts within
+# LIMIT seconds (0: skipped), its output in $OUT/OUTPUT, its last LINES lines (warnings left out)
+# in the report.
+python_stage() {
+  local name="$1" script="$2" output="$3" lines="$4" t="$5"
+  shift 5
+  if [ "$t" -gt 0 ]; then
+    timeout -k 10 "$t" python3 "$here/$script" "$@" > "$OUT/$output" 2>&1
+    stage "$name (limit $t s)" "$?"
+    grep -vE 'Warning|warn\(' "$OUT/$output" | tail -"$lines" | tee -a "$report"
+  else
+    note "$name: SKIPPED (budget or mode)"
+  fi
+}
 t=0; want peer && t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
-if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" python3 "$here/peer.py" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}" > "$OUT/peer.txt" 2>&1
-  stage "PyTorch peer (limit $t s)" "$?"
-  grep -vE 'Warning|warn\(' "$OUT/peer.txt" | tail -30 | tee -a "$report"
-else
-  note "PyTorch peer: SKIPPED (budget or mode)"
-fi
+python_stage "PyTorch peer" peer.py peer.txt 30 "$t" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}"
 
 section "the reference models in PyTorch's own 16 bits (torch-16bit.py)"
 # What the golden test's 5e-3 asks of 16-bit arithmetic: the reference models, built as
 # openai/CLIP builds them and run as clip.load runs them on a GPU (convert_weights), fp16 and bf16,
 # against the same golden features (TF32 off, so that the float32 check holds). Seconds.
 t=0; want peer && t="$(limit "${JCLIP_TORCH16_TIMEOUT:-60}")"
-if [ "$t" -gt 0 ]; then
-  timeout -k 10 "$t" python3 "$here/torch-16bit.py" --reference "$here/clip-reference" --device cuda --json "$OUT/torch16.json" > "$OUT/torch16.txt" 2>&1
-  stage "PyTorch 16-bit reference (limit $t s)" "$?"
-  grep -vE 'Warning|warn\(' "$OUT/torch16.txt" | tail -12 | tee -a "$report"
-else
-  note "PyTorch 16-bit reference: SKIPPED (budget or mode)"
-fi
+python_stage "PyTorch 16-bit reference" torch-16bit.py torch16.txt 12 "$t" --reference "$here/clip-reference" --device cuda --json "$OUT/torch16.json"
 
 section "cuBLAS GEMM peaks and attention kernels"
 # After the peer: the figures the goals need (the model benchmark and the peer in the same call)
