@@ -104,8 +104,7 @@ public final class KernelSample {
           bias));
       // c_fc with the TMA-store epilogue, both schedules (left out where their tests failed in this
       // run: -Djclip.bench.skip names "tma" or "sm90")
-      String skip = System.getProperty("jclip.bench.skip", "");
-      if (java.util.Arrays.stream(skip.split(",")).map(String::trim).noneMatch(g -> g.equals("tma") || g.equals("sm90"))) {
+      if (!dev.jclip.backend.cuda.CudaModelBench.tmaStoreSkipped()) {
         for (Sm90Gemm.Schedule sc : new Sm90Gemm.Schedule[] {Sm90Gemm.Schedule.PINGPONG, Sm90Gemm.Schedule.COOPERATIVE}) {
           l.add(() -> sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc, true));
         }

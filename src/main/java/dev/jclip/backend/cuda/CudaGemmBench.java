@@ -119,9 +119,9 @@ public final class CudaGemmBench {
       tunedLt.bind(stream, workspace);
       tunedLt.tune(CudaBackend.TUNE_CANDIDATES);
       log.printf("[linear] gemm_sm90: %d SMs, %d 2-block clusters resident at once%n", device.multiprocessors(), sm90.clusterSlots());
-      String skip = System.getProperty("jclip.bench.skip", "");
-      boolean skipTma = java.util.Arrays.stream(skip.split(",")).map(String::trim).anyMatch(g -> g.equals("tma") || g.equals("sm90"));
-      if (skipTma) log.println("[linear] the TMA-store rows are left out: their tests failed in this run (-Djclip.bench.skip=" + skip + ")");
+      boolean skipTma = CudaModelBench.tmaStoreSkipped();
+      if (skipTma) log.println("[linear] the TMA-store rows are left out: their tests failed in this run (-Djclip.bench.skip="
+          + String.join(",", CudaModelBench.skipGroups()) + ")");
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
         int type = p == Precision.FP16 ? CUDA_R_16F : CUDA_R_16BF;
         for (Object[] s : shapes) {

@@ -97,7 +97,7 @@ public final class CudaModelBench {
     }
     // Kernels that have not yet run on a GPU (the opt-in ones) come last, after everything else
     // has been measured: one that faults leaves the CUDA context unusable for what follows.
-    Set<String> skip = skipGroups(System.getProperty("jclip.bench.skip", ""));
+    Set<String> skip = skipGroups();
     List<ProfileConfig> optIn = PROFILE_OPT_IN.stream().filter(c -> !skipped(c, skip)).toList();
     if (optIn.size() < PROFILE_OPT_IN.size()) {
       log.printf("[profile] %d opt-in configurations left out: their kernels' tests failed in this run (%s)%n", PROFILE_OPT_IN.size() - optIn.size(),
@@ -128,6 +128,17 @@ public final class CudaModelBench {
 
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
   static final Set<String> SKIP_GROUPS = Set.of("sm90", "lnfold", "tma", "attention", "ldm", "staged", "pipe", "pooled", "layernorm", "linear");
+
+  /** The groups {@code -Djclip.bench.skip} names ({@link #skipGroups(String)}). */
+  public static Set<String> skipGroups() {
+    return skipGroups(System.getProperty("jclip.bench.skip", ""));
+  }
+
+  /** Whether the groups {@code -Djclip.bench.skip} names leave out gemm_sm90's TMA-store kernels ("tma", or all of gemm_sm90: "sm90"). */
+  public static boolean tmaStoreSkipped() {
+    Set<String> skip = skipGroups();
+    return skip.contains("tma") || skip.contains("sm90");
+  }
 
   /** The groups named in {@code list} (comma-separated; blank: none); an unknown name is refused. */
   static Set<String> skipGroups(String list) {
