@@ -9,7 +9,10 @@
 //   bias_act_vec        bias_act, element for element the same arithmetic, 16 bytes a thread (8 halves or
 //                       4 floats): needs cols a multiple of that count and x 16-byte aligned; launched
 //                       over rows * cols / count items (the plain bias_act is its reference)
-//   bias_channel_act    y[b, o, p] += bias[o], then ReLU if relu (conv bias + folded BN + ReLU)
+//   channel_affine_act  y[b, o, p] = g[b, o, p] * scale[o] + bias[o], then ReLU if relu, from the conv
+//                       GEMM's fp32 output g (which may be y itself in fp32): an inference BatchNorm
+//                       (F.batch_norm's scale and shift) on the unrounded GEMM result, one rounding to
+//                       T; scale null for 1
 //   add                 y = a + b, then ReLU if relu (residual adds; Bottleneck's relu3(out + identity))
 //   patchify            pixels [B, C, H, W] -> rows [(b, gy, gx), (c, ky, kx)] for the patch GEMM
 //                       (conv1 of VisionTransformer with kernel = stride = P)
@@ -58,9 +61,11 @@ __device__ void bias_act_vec(T* x, const float* bias, long long rows, int cols, 
 }
 
 template <typename T>
-__device__ void bias_channel_act(T* y, const float* bias, long long batch, int channels, int plane, int relu) {
+__device__ void channel_affine_act(T* y, const float* g, const float* scale, const float* bias, long long batch, int channels,
+                                   int plane, int relu) {
   JCLIP_GRID_STRIDE(i, batch * channels * plane) {
-    float v = ld(y[i]) + bias[(i / plane) % channels];
+    const int o = (int)((i / plane) % channels);
+    const float v = fmaf(g[i], scale ? scale[o] : 1.0f, bias[o]);
     y[i] = st<T>(relu ? fmaxf(v, 0.0f) : v);
   }
 }
@@ -222,9 +227,9 @@ __device__ void softmax(T* y, const T* x, long long rows, int D) {
   extern "C" __global__ void patchify_rows_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                 \
     patchify_rows<T>(out, px, B, C, H, W, P);                                                                            \
   }                                                                                                                      \
-  extern "C" __global__ void bias_channel_act_##S(T* y, const float* bias, long long batch, int channels, int plane,     \
-                                                  int relu) {                                                            \
-    bias_channel_act<T>(y, bias, batch, channels, plane, relu);                                                          \
+  extern "C" __global__ void channel_affine_act_##S(T* y, const float* g, const float* scale, const float* bias,          \
+                                                    long long batch, int channels, int plane, int relu) {                \
+    channel_affine_act<T>(y, g, scale, bias, batch, channels, plane, relu);                                              \
   }                                                                                                                      \
   extern "C" __global__ void add_##S(T* y, const T* a, const T* b, long long n, int relu) { add<T>(y, a, b, n, relu); } \
   extern "C" __global__ void patchify_##S(T* out, const T* px, int B, int C, int H, int W, int P) {                      \

@@ -302,7 +302,7 @@ section "the reference models in PyTorch's own 16 bits (torch-16bit.py)"
 # openai/CLIP builds them and run as clip.load runs them on a GPU (convert_weights), fp16 and bf16,
 # against the same golden features (TF32 off, so that the float32 check holds). Seconds.
 t=0; want peer && t="$(limit "${JCLIP_TORCH16_TIMEOUT:-60}")"
-python_stage "PyTorch 16-bit reference" torch-16bit.py torch16.txt 12 "$t" --reference "$here/clip-reference" --device cuda --json "$OUT/torch16.json"
+python_stage "PyTorch 16-bit reference" torch-16bit.py torch16.txt 12 "$t" --reference "$here/clip-reference" --device cuda --ensemble 6 --json "$OUT/torch16.json"
 
 section "cuBLAS GEMM peaks and attention kernels"
 # After the peer: the figures the goals need (the model benchmark and the peer in the same call)

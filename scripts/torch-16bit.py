@@ -11,16 +11,27 @@ bound, or nothing below counts), then runs it as `clip.load` does on a GPU: `con
 MultiheadAttention and the projections in 16 bits; LayerNorm computing in float32 and giving back
 the input's type; BatchNorm, embeddings in float32) and the inputs cast to the weights' type.
 
+On a CPU, PyTorch lacks many operations in float16 (convolutions, matrix products, softmax,
+BatchNorm). There fp16 runs under `HalfOnCpu`: an operation this PyTorch refuses in Half computes in
+float32 on its inputs (already fp16 values) and rounds its outputs to fp16, which is what CUDA's
+fp16 kernels with float32 accumulation give up to the order of summation. Such rows say
+"fp16 emulated" and list the operations emulated; a GPU run gives the real ones.
+
 Usage: torch-16bit.py --reference DIR [--device cpu|cuda] [--precisions fp16,bf16] [--json OUT]
 Prints one line per model, precision and tower (worst and rms row error against the golden
 features, whether the probability rows keep their argmax) and writes them as JSON.
 """
-import argparse, json, math, os, struct, sys, time
+import argparse, contextlib, json, math, os, struct, sys, time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+try:  # private modules (PyTorch 1.13 to 2.x); only the CPU's fp16 emulation needs them
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_map
+except ImportError:  # pragma: no cover
+    TorchDispatchMode = None
 
 # The ViT blocks, the reference's module structure: scripts/peers/clip_vit.py (beside this script
 # in the GPU bundle).
@@ -210,6 +221,29 @@ def convert_weights(model, dtype):
     model.apply(convert)
 
 
+class HalfOnCpu(TorchDispatchMode or object):
+    """fp16 on a CPU: an aten operation that this PyTorch refuses in Half runs in float32 on the same
+    (fp16-valued) inputs and its float32 outputs are rounded to fp16; every other operation runs as
+    it is. `emulated` counts the operations that needed it."""
+
+    def __init__(self):
+        super().__init__()
+        self.emulated = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        try:
+            return func(*args, **kwargs)
+        except (RuntimeError, NotImplementedError) as e:
+            if "'Half'" not in str(e):
+                raise
+        name = str(func)
+        self.emulated[name] = self.emulated.get(name, 0) + 1
+        up = lambda t: t.float() if isinstance(t, torch.Tensor) and t.dtype == torch.float16 else t
+        down = lambda t: t.half() if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t
+        return tree_map(down, func(*tree_map(up, args), **tree_map(up, kwargs)))
+
+
 # --- measuring ---------------------------------------------------------------------------------
 
 def row_errors(got, want):
@@ -223,12 +257,32 @@ def probs(img, txt, scale):
     return (scale * img @ txt.t()).softmax(dim=-1)
 
 
+def ensemble(fp32_model, model, pixels, n, emulate):
+    """Image rows' errors of `model` against `fp32_model` over n seeded perturbations of `pixels`."""
+    errors = []
+    for seed in range(n):
+        g = torch.Generator().manual_seed(1234 + seed)
+        px = pixels + 1e-3 * torch.randn(pixels.shape, generator=g).to(pixels.device)
+        with torch.no_grad():
+            want = fp32_model.encode_image(px).float().cpu()
+            with (HalfOnCpu() if emulate else contextlib.nullcontext()):
+                got = model.encode_image(px).float().cpu()
+        errors += row_errors(got, want)
+    errors.sort()
+    return {"rows": len(errors), "rms": math.sqrt(sum(e * e for e in errors) / len(errors)), "median": errors[len(errors) // 2],
+            "p90": errors[int(len(errors) * 0.9)], "max": errors[-1]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, help="clip-reference folder (or the GPU bundle's copy)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--precisions", default="fp16,bf16")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--ensemble", type=int, default=0, metavar="N",
+                    help="also run N perturbed copies of the images (pixels + 1e-3 Gaussian noise, seeded) and give the "
+                         "16-bit image rows' spread against the float32 model on the same input (as jclip's "
+                         "Rn50RoundingDiagTest does for its own rounding)")
     args = ap.parse_args()
     wrong = [p for p in args.precisions.split(",") if p and p not in ("fp16", "bf16")]
     if wrong:
@@ -266,15 +320,21 @@ def main():
                     m.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
                     m = m.to(dev).eval()
                     convert_weights(m, dtypes[precision])
-                with torch.no_grad():
+                emulate = precision == "fp16" and dev.type == "cpu" and TorchDispatchMode is not None
+                emulation = HalfOnCpu() if emulate else contextlib.nullcontext()
+                with torch.no_grad(), emulation:
                     img = m.encode_image(pixels).float().cpu()
                     txt = m.encode_text(tokens).float().cpu()
+                if isinstance(emulation, HalfOnCpu):
+                    row["fp16_emulated"] = sorted(emulation.emulated)
                 for tower, got, want in (("image", img, golden["image_features"]), ("text", txt, golden["text_features"])):
                     e = row_errors(got, want)
                     row[tower + "_worst"] = max(e)
                     row[tower + "_rms"] = math.sqrt(sum(x * x for x in e) / len(e))
                 p = probs(img, txt, scale)
                 row["same_argmax"] = bool((p.argmax(dim=1) == want_p).all())
+                if args.ensemble > 0 and precision != "fp32":
+                    row["ensemble"] = ensemble(model, m, pixels, args.ensemble, emulate)
                 row["seconds"] = time.perf_counter() - t0
                 if precision == "fp32":
                     fp32 = row
@@ -289,6 +349,10 @@ def main():
             else:
                 print(f"{name:18s} {precision}: image worst {row['image_worst']:.2e} rms {row['image_rms']:.2e}, "
                       f"text worst {row['text_worst']:.2e} rms {row['text_rms']:.2e}, same argmax {row['same_argmax']}"
+                      + (f"; ensemble of {args.ensemble} x {len(pixels)} images: rms {row['ensemble']['rms']:.2e} "
+                         f"median {row['ensemble']['median']:.2e} p90 {row['ensemble']['p90']:.2e} max {row['ensemble']['max']:.2e}"
+                         if "ensemble" in row else "")
+                      + (f"  (fp16 emulated: {', '.join(row['fp16_emulated'])})" if "fp16_emulated" in row else "")
                       + ("" if row["valid"] else "  (NOT VALID: the float32 model is not at the golden features)"), flush=True)
     if args.json:
         with open(args.json, "w") as fh:

@@ -185,14 +185,24 @@ public final class GraphBuilder {
 
   /** Convolution, NCHW: weight [O, C, k, k], bias [O]; output size floor((H + 2p - k) / s) + 1. */
   public Value conv2d(String name, Value x, Tensor weight, Tensor bias, int stride, int padding, boolean relu) {
+    return conv2d(name, x, weight, null, bias, stride, padding, relu);
+  }
+
+  /**
+   * Convolution with a per-output-channel scale (an inference BatchNorm):
+   * {@code y[o] = scale[o] · (weight ∗ x)[o] + bias[o]}, then ReLU if asked; {@code scale} null for 1.
+   */
+  public Value conv2d(String name, Value x, Tensor weight, Tensor scale, Tensor bias, int stride, int padding, boolean relu) {
     int[] s = x.shape();
     if (s.length != 4 || weight.rank() != 4 || weight.dim(1) != s[1] || weight.dim(2) != weight.dim(3)) {
       throw new IllegalArgumentException(name + ": conv of " + x.spec() + " with weight " + Arrays.toString(weight.shape()));
     }
     int k = (int) weight.dim(2), o = (int) weight.dim(0);
     expectShape(name, "bias", bias, o);
+    if (scale != null) expectShape(name, "scale", scale, o);
     int h = (s[2] + 2 * padding - k) / stride + 1, w = (s[3] + 2 * padding - k) / stride + 1;
-    return add(Op.CONV2D, name, List.of(x), Map.of("weight", weight, "bias", bias),
+    Map<String, Tensor> params = scale == null ? Map.of("weight", weight, "bias", bias) : Map.of("weight", weight, "scale", scale, "bias", bias);
+    return add(Op.CONV2D, name, List.of(x), params,
         Map.of("stride", stride, "padding", padding, "kernel", k, "relu", relu), spec(name, s[0], o, h, w));
   }
 

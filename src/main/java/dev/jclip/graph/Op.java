@@ -59,7 +59,10 @@ public enum Op {
   TAKE_TOKEN,
   /** The row at each sequence's end-of-text position (first argmax of its ids): [B, L, D], ids [B, L] to [B, D]. */
   EOT_GATHER,
-  /** 2-D convolution with bias (BatchNorm folded in), optional ReLU; NCHW. */
+  /**
+   * 2-D convolution, then an optional per-channel {@code scale} (an inference BatchNorm), bias and
+   * optional ReLU: {@code y[o] = relu(scale[o] · (W ∗ x)[o] + bias[o])}; NCHW.
+   */
   CONV2D,
   /** Average pooling with kernel = stride = k; NCHW. */
   AVG_POOL,

@@ -12,8 +12,13 @@ import dev.jclip.io.Tensor;
  *   attnpool: mean token + positional embedding, multi-head attention read at the mean token,
  *             c_proj                                                              [B, E]
  * </pre>
- * BatchNorm (inference: running statistics, eps 1e-5) is folded into the preceding convolution's
- * weight and bias when the graph is built; the fold is computed in double.
+ * BatchNorm (inference: running statistics, eps 1e-5) becomes a per-channel scale and bias on the
+ * preceding convolution's output, {@code y = scale[o] · (W ∗ x)[o] + bias[o]} with {@code scale =
+ * γ / sqrt(var + eps)} and {@code bias = β - mean · scale} (computed in double). The convolution keeps
+ * the checkpoint's own weight: folding the scale into it would give weights that 16-bit storage
+ * rounds (OpenAI's ResNet weights are fp16 values, the folded ones are not), which alone costs
+ * rn50-tiny ~5e-3 of its fp16 features (docs/gpu.md, "ResNets in 16 bits"); PyTorch's fp16 keeps
+ * BatchNorm apart from the weights the same way.
  */
 public final class ModifiedResNet {
   private static final double BN_EPS = 1e-5;
@@ -56,16 +61,15 @@ public final class ModifiedResNet {
   }
 
   private static Value convBn(GraphBuilder g, Weights w, String conv, String bn, Value x, int stride, int padding, boolean relu) {
-    // folded once per model, shared by the graphs of every batch size (see Weights)
-    Tensor fw = w.derived(conv + ".weight+" + bn, () -> fold(w, conv, bn)[0]);
-    Tensor fb = w.derived(conv + ".bias+" + bn, () -> fold(w, conv, bn)[1]);
-    return g.conv2d(conv, x, fw, fb, stride, padding, relu);
+    // made once per model, shared by the graphs of every batch size (see Weights)
+    Tensor scale = w.derived(bn + ".scale", () -> batchNorm(w, conv, bn)[0]);
+    Tensor bias = w.derived(bn + ".shift", () -> batchNorm(w, conv, bn)[1]);
+    return g.conv2d(conv, x, w.get(conv + ".weight"), scale, bias, stride, padding, relu);
   }
 
-  /** The convolution's weight and bias with BatchNorm folded in: {weight, bias}. */
-  private static Tensor[] fold(Weights w, String conv, String bn) {
+  /** BatchNorm as a per-channel affine map of the convolution's output: {scale, bias}. */
+  private static Tensor[] batchNorm(Weights w, String conv, String bn) {
     Tensor weight = w.get(conv + ".weight");
-    float[] k = weight.toFloatArray();
     float[] gamma = w.get(bn + ".weight").toFloatArray();
     float[] beta = w.get(bn + ".bias").toFloatArray();
     float[] mean = w.get(bn + ".running_mean").toFloatArray();
@@ -74,15 +78,13 @@ public final class ModifiedResNet {
     if (gamma.length != out || beta.length != out || mean.length != out || var.length != out) {
       throw new IllegalArgumentException(bn + ": BatchNorm of " + gamma.length + " channels after " + conv + " with " + out + " outputs");
     }
-    int per = k.length / out;
-    float[] folded = new float[k.length];
-    float[] bias = new float[out];
+    float[] scale = new float[out], bias = new float[out];
     for (int o = 0; o < out; o++) {
-      double scale = gamma[o] / Math.sqrt((double) var[o] + BN_EPS);
-      for (int i = 0; i < per; i++) folded[o * per + i] = (float) (k[o * per + i] * scale);
-      bias[o] = (float) (beta[o] - mean[o] * scale);
+      double sc = gamma[o] / Math.sqrt((double) var[o] + BN_EPS);
+      scale[o] = (float) sc;
+      bias[o] = (float) (beta[o] - mean[o] * sc);
     }
-    return new Tensor[] {Tensor.ofFloats(conv + ".weight+" + bn, weight.shape(), folded), Tensor.ofFloats(conv + ".bias+" + bn, new long[] {out}, bias)};
+    return new Tensor[] {Tensor.ofFloats(bn + ".scale", new long[] {out}, scale), Tensor.ofFloats(bn + ".shift", new long[] {out}, bias)};
   }
 
   /** AttentionPool2d: q, k, v projections fused into one [3C, C] LINEAR over all tokens; the mean token's row is kept. */

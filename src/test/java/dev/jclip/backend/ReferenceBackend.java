@@ -163,7 +163,7 @@ public final class ReferenceBackend extends HostFloatBackend {
         }
       }
       case CONV2D -> {
-        float[] w = p(n, "weight"), bias = p(n, "bias");
+        float[] w = p(n, "weight"), scale = p(n, "scale"), bias = p(n, "bias");
         int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3);
         int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
         int k = n.intAttr("kernel"), s = n.intAttr("stride"), pad = n.intAttr("padding");
@@ -172,7 +172,7 @@ public final class ReferenceBackend extends HostFloatBackend {
           for (int oc = 0; oc < o; oc++) {
             for (int oy = 0; oy < oh; oy++) {
               for (int ox = 0; ox < ow; ox++) {
-                double acc = bias[oc];
+                double acc = 0;
                 for (int ic = 0; ic < c; ic++) {
                   for (int ky = 0; ky < k; ky++) {
                     int iy = oy * s - pad + ky;
@@ -184,7 +184,7 @@ public final class ReferenceBackend extends HostFloatBackend {
                     }
                   }
                 }
-                float v = (float) acc;
+                float v = (float) ((scale == null ? acc : acc * scale[oc]) + bias[oc]);
                 y[((b * o + oc) * oh + oy) * ow + ox] = relu ? Math.max(v, 0f) : v;
               }
             }

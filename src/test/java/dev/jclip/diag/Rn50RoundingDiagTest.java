@@ -41,12 +41,26 @@ public class Rn50RoundingDiagTest {
       boolean weights, // GEMM operand weights (conv, linear) in 16 bits
       boolean inputs, // the pixels cast to 16 bits on upload
       boolean outputs, // every node's output stored in 16 bits
-      boolean convPreBias, // the conv GEMM's output stored in 16 bits before bias_channel_act
+      boolean convPreBias, // the conv GEMM's output stored in 16 bits before the channel pass (bias_channel_act, before session 12)
       boolean attnP, // flash attention's unnormalised probabilities packed to 16 bits for P·V
-      Predicate<Node> roundNode) { // which nodes' outputs (and conv pre-bias values) are rounded
+      Predicate<Node> roundNode, // which nodes' outputs (and conv pre-bias values) are rounded
+      boolean fold) { // BatchNorm's scale folded into the conv weights before they are rounded (before session 12)
+
+    /** The rows A..N: the GPU before session 12, which folded BatchNorm into the 16-bit conv weights. */
+    Variant(String name, Fmt fmt, boolean weights, boolean inputs, boolean outputs, boolean convPreBias, boolean attnP, Predicate<Node> roundNode) {
+      this(name, fmt, weights, inputs, outputs, convPreBias, attnP, roundNode, true);
+    }
 
     static Variant gpu(String name, Fmt f, Predicate<Node> which) {
       return new Variant(name, f, true, true, true, true, true, which);
+    }
+
+    /**
+     * The GPU since session 12: the checkpoint's conv weights in 16 bits, the GEMM's output in fp32,
+     * BatchNorm's scale, the bias and ReLU on it before the one rounding.
+     */
+    static Variant unfolded(String name, Fmt f, Predicate<Node> which) {
+      return new Variant(name, f, true, true, true, false, true, which, false);
     }
   }
 
@@ -77,6 +91,9 @@ public class Rn50RoundingDiagTest {
       new Variant("L  one rounding only: visual.stem output", f, false, false, true, false, false, n -> n.name().equals("visual.stem")),
       new Variant("M  as A, the bottlenecks' residual sums (ADD) in fp32", f, true, true, true, true, true, n -> n.op() != Op.ADD),
       new Variant("N  as B, the bottlenecks' residual sums (ADD) in fp32", f, true, true, true, false, true, n -> n.op() != Op.ADD),
+      Variant.unfolded("P  gpu-like since session 12: BN unfolded, on the fp32 GEMM out", f, ALL),
+      Variant.unfolded("Q  as P, the bottlenecks' residual sums (ADD) in fp32", f, n -> n.op() != Op.ADD),
+      new Variant("R  weights 16-bit only, BN unfolded", f, true, false, false, false, false, ALL, false),
     };
   }
 
@@ -112,7 +129,7 @@ public class Rn50RoundingDiagTest {
         System.out.println("\n[diag] ===== " + f + " =====");
         for (Variant v : variants(f)) {
           EmuBackend b = new EmuBackend(v);
-          boolean trace = v.name().startsWith("A") || v.name().startsWith("B");
+          boolean trace = v.name().startsWith("A") || v.name().startsWith("B") || v.name().startsWith("P");
           if (trace) b.record = new LinkedHashMap<>();
           float[] got = run(graphs, images, b, pixels);
           report(f + " " + v.name(), got, want, images, e);
@@ -162,7 +179,7 @@ public class Rn50RoundingDiagTest {
       System.out.println("\n[diag] ensemble: " + seeds + " inputs x " + images + " images, error vs the fp32 emulation of the same input");
       for (Fmt f : Fmt.values()) {
         for (Variant v : variants(f)) {
-          if ("ABCDGHK".indexOf(v.name().charAt(0)) < 0) continue;
+          if ("ABCDGHKPQ".indexOf(v.name().charAt(0)) < 0) continue;
           double sq = 0, worst = 0;
           List<Double> all = new ArrayList<>();
           for (int sd = 0; sd < seeds; sd++) {
@@ -232,15 +249,28 @@ public class Rn50RoundingDiagTest {
       for (int i = 0; i < f.length; i++) d[i] = v != null && v.inputs ? r16(f[i]) : f[i];
     }
 
-    /** Biases and positional embeddings stay fp32 (the GPU keeps them fp32); GEMM weights may be rounded. */
+    /**
+     * Biases and positional embeddings stay fp32 (the GPU keeps them fp32); GEMM weights may be
+     * rounded, a conv's after its BatchNorm scale is folded in where the variant folds.
+     */
     float[] p(Node n, String role, boolean gemmWeight) {
       Tensor t = n.param(role);
       if (t == null) return null;
       return params.computeIfAbsent(t, k -> {
         float[] f = k.toFloatArray();
+        if (gemmWeight && folds(n)) {
+          float[] scale = n.param("scale").toFloatArray();
+          int per = f.length / scale.length;
+          for (int i = 0; i < f.length; i++) f[i] = (float) ((double) f[i] * scale[i / per]);
+        }
         if (gemmWeight && v != null && v.weights && v.roundNode.test(n)) for (int i = 0; i < f.length; i++) f[i] = r16(f[i]);
         return f;
       });
+    }
+
+    /** Whether this conv's BatchNorm scale is folded into its weights (the GPU before session 12). */
+    boolean folds(Node n) {
+      return v != null && v.fold && n.op() == Op.CONV2D && n.param("scale") != null;
     }
 
     @Override
@@ -311,7 +341,7 @@ public class Rn50RoundingDiagTest {
     }
 
     private void conv(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
-      float[] w = p(n, "weight", true), bias = p(n, "bias", false);
+      float[] w = p(n, "weight", true), bias = p(n, "bias", false), scale = folds(n) ? null : p(n, "scale", false);
       int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3);
       int o = out.dim(1), oh = out.dim(2), ow = out.dim(3), plane = oh * ow;
       int k = n.intAttr("kernel"), s = n.intAttr("stride"), pad = n.intAttr("padding");
@@ -344,11 +374,12 @@ public class Rn50RoundingDiagTest {
           for (int i = 0; i < plane; i++) {
             float g = (float) acc[i]; // the GEMM's fp32 result
             float gs = pre ? r16(g) : g; // what the GEMM stores
-            float val = gs + bias[oc]; // bias_channel_act (fp32 math), stored (rounded) by execute()
+            float val = (scale == null ? gs : gs * scale[oc]) + bias[oc]; // the channel pass (fp32 math), stored (rounded) by execute()
             y[base + i] = relu ? Math.max(val, 0f) : val;
             if (collectStats) {
-              sumPre += (double) g * g;
-              float post = g + bias[oc];
+              float scaled = scale == null ? g : g * scale[oc]; // the folded convolution's GEMM output
+              sumPre += (double) scaled * scaled;
+              float post = scaled + bias[oc];
               sumPost += (double) post * post;
               sumB += Math.abs(bias[oc]);
             }

@@ -516,9 +516,12 @@ public final class CpuBackend extends HostFloatBackend {
     });
   }
 
-  /** Per image: im2col [C·k·k, OH·OW] (skipped for 1×1 stride-1 convs), GEMM weight[O, C·k·k] · col, then bias and ReLU. */
+  /**
+   * Per image: im2col [C·k·k, OH·OW] (skipped for 1×1 stride-1 convs), GEMM weight[O, C·k·k] · col,
+   * then the channel scale (if any), bias and ReLU.
+   */
   private void conv2d(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
-    float[] w = p(n, "weight"), bias = p(n, "bias");
+    float[] w = p(n, "weight"), scale = p(n, "scale"), bias = p(n, "bias");
     int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3);
     int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
     int k = n.intAttr("kernel"), s = n.intAttr("stride"), pad = n.intAttr("padding");
@@ -532,9 +535,9 @@ public final class CpuBackend extends HostFloatBackend {
     }
     parallel(batch * o, cells, (r0, r1) -> {
       for (int r = r0; r < r1; r++) {
-        float bv = bias[r % o];
+        float bv = bias[r % o], sv = scale == null ? 1f : scale[r % o];
         for (int i = r * cells; i < (r + 1) * cells; i++) {
-          float v = y[i] + bv;
+          float v = y[i] * sv + bv;
           y[i] = relu ? Math.max(v, 0f) : v;
         }
       }

@@ -125,14 +125,24 @@ public final class Cublas implements AutoCloseable {
    */
   public void gemmStridedBatchedNN(int m, int n, int k, int dataType, DeviceBuffer a, long strideA, DeviceBuffer b, long strideB,
       DeviceBuffer c, long strideC, int count) {
+    gemmStridedBatchedNN(m, n, k, dataType, a, strideA, b, strideB, c, dataType, strideC, count);
+  }
+
+  /**
+   * As {@link #gemmStridedBatchedNN(int, int, int, int, DeviceBuffer, long, DeviceBuffer, long,
+   * DeviceBuffer, long, int)} with C in {@code outType}: CUDA_R_32F keeps 16-bit operands' fp32
+   * accumulators unrounded (cuBLAS takes fp16 or bf16 A and B with fp32 C).
+   */
+  public void gemmStridedBatchedNN(int m, int n, int k, int dataType, DeviceBuffer a, long strideA, DeviceBuffer b, long strideB,
+      DeviceBuffer c, int outType, long strideC, int count) {
     device.makeCurrent();
     // Per matrix as gemmExNN: row-major C = A · B is column-major Cᵀ = Bᵀ · Aᵀ.
     try (FloatPointer al = new FloatPointer(1).put(1f);
         FloatPointer be = new FloatPointer(1).put(0f)) {
       check(
           cublasGemmStridedBatchedEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, al, b.asPointer(), dataType, n, strideB, a.asPointer(),
-              dataType, k, strideA, be, c.asPointer(), dataType, n, strideC, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-          "cublasGemmStridedBatchedEx(NN " + count + " x " + m + "x" + n + "x" + k + ", type " + dataType + ")");
+              dataType, k, strideA, be, c.asPointer(), outType, n, strideC, count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmStridedBatchedEx(NN " + count + " x " + m + "x" + n + "x" + k + ", type " + dataType + ", C type " + outType + ")");
     }
   }
 

@@ -1242,37 +1242,45 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * k x k convolution as im2col + GEMM, then bias (folded BatchNorm) and ReLU. Images go in groups
-   * whose im2col fits {@link #im2colBytes}: one im2col launch and one strided-batched GEMM
-   * ({@code Y_i[O, P] = W[O, C·k·k] · col_i[C·k·k, P]}, W shared) per group. A 1x1 stride-1 conv
-   * reads the images as their own im2col.
+   * k x k convolution as im2col + GEMM, then the channel scale (an inference BatchNorm), bias and
+   * ReLU. Images go in groups whose im2col fits {@link #im2colBytes}: one im2col launch and one
+   * strided-batched GEMM ({@code Y_i[O, P] = W[O, C·k·k] · col_i[C·k·k, P]}, W shared) per group. A
+   * 1x1 stride-1 conv reads the images as their own im2col. In fp16/bf16 the GEMM writes its fp32
+   * accumulators (a group's, within the same budget) and {@code channel_affine_act} rounds once,
+   * after the scale, bias and ReLU: the weights stay the checkpoint's (no BatchNorm folded into
+   * them, which 16-bit storage would round) and the GEMM's result is not rounded before the
+   * BatchNorm (docs/gpu.md, "ResNets in 16 bits").
    */
   private void conv2d(Node n, DeviceBuffer x, DeviceBuffer y, TensorSpec in, TensorSpec out) {
     int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3);
     int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
     int k = n.intAttr("kernel"), stride = n.intAttr("stride"), pad = n.intAttr("padding");
-    int plane = oh * ow, kk = c * k * k;
-    DeviceBuffer weight = gemmWeight(n);
-    boolean direct = k == 1 && stride == 1 && pad == 0;
-    long colPerImage = (long) kk * plane;
+    int plane = oh * ow, kk = c * k * k, relu = n.boolAttr("relu") ? 1 : 0;
+    DeviceBuffer weight = gemmWeight(n), scale = param(n, "scale"), bias = param(n, "bias");
+    boolean direct = k == 1 && stride == 1 && pad == 0, wide = precision != Precision.FP32;
+    long colPerImage = (long) kk * plane, outPerImage = (long) o * plane;
     int group = direct ? b : (int) Math.max(1, Math.min(b, im2colBytes / (elem * colPerImage)));
+    if (wide) group = (int) Math.max(1, Math.min(group, im2colBytes / (4 * outPerImage)));
     DeviceBuffer col = direct ? null : scratch(1, (long) elem * colPerImage * group);
+    DeviceBuffer acc = wide ? scratch(0, 4L * outPerImage * group) : null;
     int type = precision == Precision.FP32 ? CUDA_R_32F : cudaType();
     for (int i0 = 0; i0 < b; i0 += group) {
       int g = Math.min(group, b - i0);
       DeviceBuffer img = x.view((long) elem * i0 * c * h * w, (long) elem * g * c * h * w);
-      DeviceBuffer dst = y.view((long) elem * i0 * o * plane, (long) elem * g * o * plane);
+      DeviceBuffer dst = y.view((long) elem * i0 * outPerImage, (long) elem * g * outPerImage);
       if (!direct) ops.glue("im2col_" + s, g * colPerImage, col, img, g, c, h, w, k, stride, pad, oh, ow);
       DeviceBuffer src = direct ? img : col;
       long srcStride = direct ? (long) c * h * w : colPerImage;
-      blas.gemmStridedBatchedNN(o, plane, kk, type, weight, 0, src, srcStride, dst, (long) o * plane, g);
+      blas.gemmStridedBatchedNN(o, plane, kk, type, weight, 0, src, srcStride, wide ? acc : dst, CUDA_R_32F, outPerImage, g);
+      if (wide) ops.glue("channel_affine_act_" + s, g * outPerImage, dst, acc, scale, bias, (long) g, o, plane, relu);
     }
-    ops.glue("bias_channel_act_" + s, out.elements(), y, param(n, "bias"), (long) b, o, plane, n.boolAttr("relu") ? 1 : 0);
+    if (!wide) ops.glue("channel_affine_act_" + s, out.elements(), y, y, scale, bias, (long) b, o, plane, relu);
   }
 
   /**
-   * The most im2col scratch one convolution group uses (all of RN50x64's images at batch 1024 at
-   * once would need tens of GB); {@code -Djclip.cuda.im2colBytes} lowers it for tests.
+   * The most im2col scratch one convolution group uses, and in fp16/bf16 the most fp32 GEMM output
+   * (all of RN50x64's images at batch 1024 at once would need tens of GB); {@code
+   * -Djclip.cuda.im2colBytes} lowers it for tests.
    */
   private final long im2colBytes = Long.getLong("jclip.cuda.im2colBytes", 256L << 20);
 

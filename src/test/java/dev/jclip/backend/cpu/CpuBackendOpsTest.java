@@ -218,15 +218,16 @@ public class CpuBackendOpsTest {
         return m;
       }));
     }
-    // CONV2D: batch, channels, size, out channels, kernel, stride, padding, relu
-    int[][] conv = {{2, 3, 32, 32, 3, 2, 1, 1}, {1, 64, 56, 64, 3, 1, 1, 1}, {2, 64, 28, 256, 1, 1, 0, 0}, {1, 32, 15, 16, 3, 2, 0, 1},
-        {1, 16, 14, 8, 1, 2, 0, 0}, {1, 8, 9, 4, 3, 1, 0, 0}};
+    // CONV2D: batch, channels, size, out channels, kernel, stride, padding, relu, BatchNorm scale
+    int[][] conv = {{2, 3, 32, 32, 3, 2, 1, 1, 1}, {1, 64, 56, 64, 3, 1, 1, 1, 1}, {2, 64, 28, 256, 1, 1, 0, 0, 1},
+        {1, 32, 15, 16, 3, 2, 0, 1, 0}, {1, 16, 14, 8, 1, 2, 0, 0, 1}, {1, 8, 9, 4, 3, 1, 0, 0, 0}};
     for (int[] v : conv) {
-      c.add(new Case(Op.CONV2D, String.format("B=%d C=%d %dx%d O=%d k=%d s=%d p=%d%s", v[0], v[1], v[2], v[2], v[3], v[4], v[5], v[6],
-          v[7] == 1 ? " relu" : ""), g -> {
+      c.add(new Case(Op.CONV2D, String.format("B=%d C=%d %dx%d O=%d k=%d s=%d p=%d%s%s", v[0], v[1], v[2], v[2], v[3], v[4], v[5], v[6],
+          v[7] == 1 ? " relu" : "", v[8] == 1 ? " scale" : ""), g -> {
         Map<String, Object> m = new LinkedHashMap<>();
         Value x = in(g, m, "x", 1, v[0], v[1], v[2], v[2]);
-        g.output("y", g.conv2d("conv", x, param("w", v[3], v[1], v[4], v[4]), param("b", v[3]), v[5], v[6], v[7] == 1));
+        Tensor scale = v[8] == 1 ? param("s", v[3]) : null;
+        g.output("y", g.conv2d("conv", x, param("w", v[3], v[1], v[4], v[4]), scale, param("b", v[3]), v[5], v[6], v[7] == 1));
         return m;
       }));
     }

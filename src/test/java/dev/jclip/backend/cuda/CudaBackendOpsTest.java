@@ -108,39 +108,44 @@ class CudaBackendOpsTest {
   }
 
   /**
-   * Convolutions run in groups of images whose im2col fits the scratch limit: with the limit
-   * lowered to two images' worth, a batch of 5 runs as groups of 2, 2 and 1, and must still match
-   * the reference (and a 1x1 conv, which needs no im2col, runs as one batched GEMM).
+   * Convolutions run in groups of images whose im2col (and in fp16/bf16, whose fp32 GEMM output)
+   * fits the scratch limit: with the limit lowered to two images' worth, a batch of 5 runs as groups
+   * of 2, 2 and 1, and must still match the reference (a 1x1 conv, which needs no im2col, runs as
+   * one batched GEMM in fp32 and in groups of its fp32 outputs in fp16).
    */
   @Test
   void convolutionsInGroupsOfImagesMatchTheReference() {
     int b = 5, c = 16, size = 14, o = 32;
-    long colPerImage = 4L * c * 9 * size * size;
     String key = "jclip.cuda.im2colBytes";
-    System.setProperty(key, Long.toString(2 * colPerImage));
-    try (CudaBackend grouped = new CudaBackend(device, Precision.FP32)) {
-      System.clearProperty(key);
-      for (int k : new int[] {3, 1}) {
-        GraphBuilder g = new GraphBuilder();
-        var rnd = TestRandom.create("conv groups " + k);
-        float[] x = TestRandom.gaussian(rnd, b * c * size * size, 1);
-        Tensor w = Tensor.ofFloats("w", new long[] {o, c, k, k}, TestRandom.gaussian(rnd, o * c * k * k, 0.1f));
-        Tensor bias = Tensor.ofFloats("b", new long[] {o}, TestRandom.gaussian(rnd, o, 0.1f));
-        g.output("y", g.conv2d("conv", g.input("x", DType.F32, b, c, size, size), w, bias, 1, k / 2, true));
-        var graph = g.build();
-        float[] want, got;
-        try (Executor ex = new Executor(graph, reference, List.of())) {
-          want = ex.run(Map.of("x", x)).get("y");
+    for (Precision p : List.of(Precision.FP32, Precision.FP16)) {
+      // fp32: two images' im2col (k = 3); fp16: two images' fp32 GEMM output (k = 1; k = 3's 16-bit im2col alone exceeds it)
+      long limit = p == Precision.FP32 ? 2L * 4 * c * 9 * size * size : 2L * 4 * o * size * size;
+      System.setProperty(key, Long.toString(limit));
+      try (CudaBackend grouped = new CudaBackend(device, p)) {
+        System.clearProperty(key);
+        for (int k : new int[] {3, 1}) {
+          GraphBuilder g = new GraphBuilder();
+          var rnd = TestRandom.create("conv groups " + k);
+          float[] x = TestRandom.gaussian(rnd, b * c * size * size, 1);
+          Tensor w = Tensor.ofFloats("w", new long[] {o, c, k, k}, TestRandom.gaussian(rnd, o * c * k * k, 0.1f));
+          Tensor scale = Tensor.ofFloats("s", new long[] {o}, TestRandom.gaussian(rnd, o, 1f));
+          Tensor bias = Tensor.ofFloats("b", new long[] {o}, TestRandom.gaussian(rnd, o, 0.1f));
+          g.output("y", g.conv2d("conv", g.input("x", DType.F32, b, c, size, size), w, scale, bias, 1, k / 2, true));
+          var graph = g.build();
+          float[] want, got;
+          try (Executor ex = new Executor(graph, reference, List.of())) {
+            want = ex.run(Map.of("x", x)).get("y");
+          }
+          try (Executor ex = new Executor(graph, grouped, List.of())) {
+            got = ex.run(Map.of("x", x)).get("y");
+          }
+          double err = ReferenceOps.relativeError(got, want), tol = p == Precision.FP32 ? 1e-5 : 2e-3;
+          System.out.printf("[cuda ops] conv k=%d %s in groups: relative error %.2e%n", k, p, err);
+          assertTrue(err <= tol, "k=" + k + " " + p + ": relative error " + err);
         }
-        try (Executor ex = new Executor(graph, grouped, List.of())) {
-          got = ex.run(Map.of("x", x)).get("y");
-        }
-        double err = ReferenceOps.relativeError(got, want);
-        System.out.printf("[cuda ops] conv k=%d in groups of 2 images: relative error %.2e%n", k, err);
-        assertTrue(err <= 1e-5, "k=" + k + ": relative error " + err);
+      } finally {
+        System.clearProperty(key);
       }
-    } finally {
-      System.clearProperty(key);
     }
   }
 

@@ -21,8 +21,9 @@ import org.junit.jupiter.api.io.TempDir;
  * scripts/torch-16bit.py, which the GPU bundle runs after the peer (the reference models in
  * PyTorch's own fp16 and bf16 against the golden features), runs here on the CPU where a Python
  * with PyTorch is installed (Debian's python3-torch; skipped where none is): its float32 models are
- * at the golden features (else its 16-bit rows would not count), and it reports a bf16 row per
- * reference model.
+ * at the golden features (else its 16-bit rows would not count), and it reports a bf16 and an fp16
+ * row per reference model (fp16 emulated on a CPU, which lacks convolutions and matrix products in
+ * Half: the row names the operations emulated).
  */
 class TorchSixteenBitScriptTest {
   @Test
@@ -31,7 +32,7 @@ class TorchSixteenBitScriptTest {
     assumeTrue(python != null, "no python3 with PyTorch here (Debian: apt-get install python3-torch)");
     Path json = tmp.resolve("torch16.json"), log = tmp.resolve("torch16.txt");
     Process p = new ProcessBuilder(python, "scripts/torch-16bit.py", "--reference", Reference.dir().toString(), "--device", "cpu",
-        "--precisions", "bf16", "--json", json.toString())
+        "--precisions", "fp16,bf16", "--json", json.toString())
         .redirectErrorStream(true).redirectOutput(log.toFile()).start();
     boolean ended = p.waitFor(300, TimeUnit.SECONDS);
     if (!ended) p.destroyForcibly().waitFor();
@@ -39,7 +40,7 @@ class TorchSixteenBitScriptTest {
     assertTrue(ended, "torch-16bit.py ran past 300 s:\n" + out);
     assertEquals(0, p.exitValue(), out);
     JsonNode rows = new ObjectMapper().readTree(json.toFile()).get("rows");
-    List<String> fp32 = new ArrayList<>(), bf16 = new ArrayList<>();
+    List<String> fp32 = new ArrayList<>(), bf16 = new ArrayList<>(), fp16 = new ArrayList<>();
     for (JsonNode r : rows) {
       assertTrue(!r.has("error"), r.toString());
       String model = r.get("model").asText();
@@ -48,13 +49,21 @@ class TorchSixteenBitScriptTest {
         assertTrue(r.get("image_worst").asDouble() <= 1e-4 && r.get("text_worst").asDouble() <= 1e-4, r.toString());
         fp32.add(model);
       } else {
-        // bf16 rounds: a row at exactly the golden features would mean the cast never happened
-        assertTrue(r.get("image_worst").asDouble() > 1e-4 && r.get("text_worst").asDouble() > 1e-4, r.toString());
-        bf16.add(model);
+        // 16 bits round: a row within float32's error of the golden features would mean the cast never happened
+        boolean half = r.get("precision").asText().equals("fp16");
+        double rounded = half ? 1e-4 : 1e-3;
+        assertTrue(r.get("image_worst").asDouble() > rounded && r.get("text_worst").asDouble() > rounded, r.toString());
+        if (half) {
+          assertTrue(r.has("fp16_emulated") && r.get("fp16_emulated").size() > 0, "a CPU fp16 row without its emulated operations: " + r);
+          fp16.add(model);
+        } else {
+          bf16.add(model);
+        }
       }
     }
     assertTrue(fp32.size() >= 3, out);
     assertEquals(fp32, bf16, out);
+    assertEquals(fp32, fp16, out);
   }
 
   /** /usr/bin/python3 or python3 where it imports torch, else null. */
