@@ -354,6 +354,9 @@ def main():
                          if "ensemble" in row else "")
                       + (f"  (fp16 emulated: {', '.join(row['fp16_emulated'])})" if "fp16_emulated" in row else "")
                       + ("" if row["valid"] else "  (NOT VALID: the float32 model is not at the golden features)"), flush=True)
+    if not result["rows"]:
+        print(f"torch-16bit.py: no reference model (models/*/golden.safetensors) under {args.reference}", file=sys.stderr)
+        return 2
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
