@@ -297,7 +297,7 @@ def main():
     result = {"torch": torch.__version__, "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
               "rows": []}
     models = os.path.join(args.reference, "models")
-    for name in sorted(os.listdir(models)):
+    for name in sorted(os.listdir(models)) if os.path.isdir(models) else []:
         mdir = os.path.join(models, name)
         if not os.path.exists(os.path.join(mdir, "golden.safetensors")):
             continue
