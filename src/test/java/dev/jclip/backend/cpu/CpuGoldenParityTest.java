@@ -35,6 +35,22 @@ class CpuGoldenParityTest {
     }
   }
 
+  /**
+   * The perturbed-image ensemble the GPU test measures 16-bit errors with ({@link
+   * GoldenParityTest#ensemble}), here in fp32: every row within 1e-4 of the reference backend on
+   * the same input, and the spread it reports is that of real, distinct rows.
+   */
+  @ParameterizedTest(name = "{0}")
+  @MethodSource("models")
+  void perturbedImagesMatchTheReference(Path dir) throws IOException {
+    try (CpuBackend cpu = new CpuBackend(); dev.jclip.backend.ReferenceBackend reference = new dev.jclip.backend.ReferenceBackend()) {
+      GoldenParityTest.Spread s = GoldenParityTest.ensemble(dir, dir.resolve("state_dict.pt"), cpu, reference, GoldenParityTest.Mode.FP32, 2);
+      org.junit.jupiter.api.Assertions.assertEquals(16, s.rows());
+      org.junit.jupiter.api.Assertions.assertTrue(s.max() <= 1e-4 && s.max() >= s.p90() && s.p90() >= s.median(), s.toString());
+      org.junit.jupiter.api.Assertions.assertTrue(s.max() > 0, "the CPU backend matched the reference bit for bit on every row: " + s);
+    }
+  }
+
   @ParameterizedTest(name = "{0}")
   @MethodSource("models")
   void scalarKernelsMatchTheReference(Path dir) throws IOException {

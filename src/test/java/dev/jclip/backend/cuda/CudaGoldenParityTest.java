@@ -85,6 +85,26 @@ class CudaGoldenParityTest {
     }
   }
 
+  static Stream<Arguments> halfPrecisions() throws IOException {
+    return models().flatMap(m -> Stream.of(Arguments.of(m, Precision.FP16), Arguments.of(m, Precision.BF16)));
+  }
+
+  /**
+   * The image tower in fp16 and bf16 (the defaults) over 6 perturbed copies of the golden images
+   * against the GPU's fp32 parity mode on the same input ({@link GoldenParityTest#ensemble}; fp32
+   * is held to the golden features above, within ~1e-5 on these models): every row within the
+   * golden test's bound, and the spread printed, to set beside PyTorch's own (torch-16bit.py
+   * --ensemble 6, the same run's torch16.txt).
+   */
+  @ParameterizedTest(name = "{0} {1}")
+  @MethodSource("halfPrecisions")
+  void halfPrecisionOverPerturbedImages(Path dir, Precision p) throws IOException {
+    Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
+    try (CudaBackend backend = new CudaBackend(device, p); CudaBackend fp32 = new CudaBackend(device, Precision.FP32)) {
+      GoldenParityTest.ensemble(dir, weights, backend, fp32, p == Precision.BF16 ? GoldenParityTest.Mode.BF16_ACTIVATIONS : GoldenParityTest.Mode.HALF, 6);
+    }
+  }
+
   /** On the cuBLASLt path, the LINEARs did run as cuBLASLt matmuls, none on the cuBLAS fallback. */
   private static void assertUsedCublasLt(CudaBackend backend, String gemm) {
     if (!gemm.startsWith("cublaslt")) return;
