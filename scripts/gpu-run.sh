@@ -199,7 +199,8 @@ for cls in ${classes//,/ }; do
   stage "$cls ($(( $(date +%s) - t0 )) s)" "$rc"
   say "-- $cls: exit $rc in $(( $(date +%s) - t0 )) s (limit $t s); full output in junit-$cls.txt"
   # the measured errors, then the failures and the counts
-  grep -E '^\[(cuda|parity)' "$OUT/junit-$cls.txt" | tail -60 | tee -a "$report"
+  # (the perturbed-image spreads apart: a few lines that must not fall out of the last 60)
+  { grep -E '^\[(cuda|parity)' "$OUT/junit-$cls.txt" | grep -v 'perturbed inputs' | tail -60; grep -E '^\[parity\].*perturbed inputs' "$OUT/junit-$cls.txt"; } | tee -a "$report"
   [ "$rc" != 0 ] && grep -E '=> |\[X\]|Exception' "$OUT/junit-$cls.txt" | grep -v '^\[' | head -30 | tee -a "$report"
   grep -E 'tests (successful|failed|aborted|skipped)|containers failed' "$OUT/junit-$cls.txt" | sed 's/^/  /' | tee -a "$report"
 done
