@@ -22,8 +22,8 @@ import org.junit.jupiter.api.io.TempDir;
  * PyTorch's own fp16 and bf16 against the golden features), runs here on the CPU where a Python
  * with PyTorch is installed (Debian's python3-torch; skipped where none is): its float32 models are
  * at the golden features (else its 16-bit rows would not count), and it reports a bf16 and an fp16
- * row per reference model (fp16 emulated on a CPU, which lacks convolutions and matrix products in
- * Half: the row names the operations emulated).
+ * row per reference model (on a CPU, fp16 operations this PyTorch lacks in Half are emulated: the
+ * row names them).
  */
 class TorchSixteenBitScriptTest {
   @Test
@@ -54,8 +54,7 @@ class TorchSixteenBitScriptTest {
         double rounded = half ? 1e-4 : 1e-3;
         assertTrue(r.get("image_worst").asDouble() > rounded && r.get("text_worst").asDouble() > rounded, r.toString());
         if (half) {
-          assertTrue(r.has("fp16_emulated") && r.get("fp16_emulated").size() > 0, "a CPU fp16 row without its emulated operations: " + r);
-          fp16.add(model);
+          fp16.add(model); // its "fp16_emulated" lists what this PyTorch lacks in Half on a CPU: empty where it lacks nothing
         } else {
           bf16.add(model);
         }
