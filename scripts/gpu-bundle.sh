@@ -74,15 +74,23 @@ else
 fi
 
 # The GPU machine needs no CPU GEMM libraries: leave their natives out of the bundled jar (size).
-python3 - target/jclip.jar "$out/lib/jclip.jar" "$cubins" <<'PY'
+# Of the CUDA preset's JNI libraries, only those of the presets jclip calls: the driver API and
+# runtime (cudart) and cuBLAS/cuBLASLt (cublas). The others (NPP, cuSOLVER, cuDNN, nvJPEG, ...: ~4 MB
+# packed) are never loaded. CudaBundleJniTest fails the build when the code starts using another
+# preset without it being added here. JNI_KEEP is read by that test: one line, names only.
+JNI_KEEP="libjnicudart.so libjnicublas.so"
+python3 - target/jclip.jar "$out/lib/jclip.jar" "$cubins" "$JNI_KEEP" <<'PY'
 import os, sys, zipfile
 skip = ("org/bytedeco/openblas/linux-x86_64/", "org/bytedeco/dnnl/linux-x86_64/")
+cuda_jni, jni_keep = "org/bytedeco/cuda/linux-x86_64/", set(sys.argv[4].split())
 # The Parquet codecs' natives (zstd-jni, snappy-java, lz4-java) for every other platform too.
 native = (".so", ".dll", ".dylib", ".a", ".jnilib")
 keep = ("linux/amd64/", "org/xerial/snappy/native/Linux/x86_64/", "net/jpountz/util/linux/amd64/")
 def wanted(name):
     if name.startswith(skip):
         return False
+    if name.startswith(cuda_jni) and name.endswith(native):
+        return name[len(cuda_jni):] in jni_keep
     return not name.endswith(native) or name.startswith(keep) or name.startswith("org/bytedeco/")
 with zipfile.ZipFile(sys.argv[1]) as src, zipfile.ZipFile(sys.argv[2], "w", zipfile.ZIP_DEFLATED) as dst:
     for item in src.infolist():
@@ -93,6 +101,9 @@ with zipfile.ZipFile(sys.argv[1]) as src, zipfile.ZipFile(sys.argv[2], "w", zipf
 # each stamp must name the PTX in the same jar (CudaModule ignores a cubin whose stamp does not)
 import hashlib
 with zipfile.ZipFile(sys.argv[2]) as jar:
+    missing = [n for n in jni_keep if cuda_jni + n not in jar.namelist()]
+    if missing:
+        sys.exit(f"gpu-bundle: the CUDA preset's {', '.join(missing)} is not in the jar")
     for f in jar.namelist():
         if f.endswith(".cubin.sha256"):
             ptx = f.split(".cc")[0] + ".ptx"
