@@ -7,7 +7,7 @@ import java.util.function.Supplier;
 
 /**
  * Looks up canonical (OpenAI state-dict) names, failing with the missing key named; and keeps the
- * tensors derived from them (BatchNorm folded into a convolution, q/k/v projections joined), so
+ * tensors derived from them (a BatchNorm's channel scale and shift, q/k/v projections joined), so
  * that every graph built from these weights shares one tensor object per derived weight.
  * Backends cache converted and uploaded parameters by tensor identity: a derived tensor made
  * afresh for each graph (each batch size) would be converted, and on a GPU uploaded, again each

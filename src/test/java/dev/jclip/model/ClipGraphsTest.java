@@ -17,8 +17,8 @@ import org.junit.jupiter.api.Test;
 class ClipGraphsTest {
   /**
    * Backends convert and upload parameters once per tensor object, so the graphs of every batch
-   * size must share their parameter tensors, the derived ones (BatchNorm folded into each
-   * convolution, AttentionPool2d's joined q/k/v) included: rebuilt per graph, every new batch
+   * size must share their parameter tensors, the derived ones (each BatchNorm's channel scale and
+   * shift, AttentionPool2d's joined q/k/v) included: rebuilt per graph, every new batch
    * size would upload another copy of the ResNet's weights to the GPU.
    */
   @Test

@@ -24,7 +24,7 @@ import org.junit.jupiter.params.provider.MethodSource;
 /**
  * The graph of every reference model, run on the reference backend, against the golden outputs of
  * openai/CLIP: features, logits, probabilities and the debug intermediates, relative error ≤ 1e-4
- * (features per row). Proves the model code (graph building, BN folding, layouts); the fast
+ * (features per row). Proves the model code (graph building, BatchNorm, layouts); the fast
  * backends are then tested against the reference backend.
  */
 public class GoldenParityTest {
