@@ -492,12 +492,12 @@ public final class CudaOps implements AutoCloseable {
 
   /** Whether layernorm_stats takes rows of {@code d} elements of {@code precision} in 16-byte aligned buffers (the arena's). */
   public static boolean layerNormStatsFit(int d, Precision precision) {
-    return vectorLayerNormFits(d, precision) && (d / (16 / precision.bytes()) + 31) / 32 <= 4;
+    return statsPacks(d, precision) > 0;
   }
 
-  /** layernorm_stats' packs per lane for these rows (1 to 4), or 0 where it does not take them. */
-  private static int statsPacks(int d, Precision precision, DeviceBuffer x) {
-    int p = vectorLayerNormPacks(d, precision, x);
+  /** layernorm_stats' packs per lane for these rows (1 to 4) in {@code buffers}, or 0 where it does not take them. */
+  private static int statsPacks(int d, Precision precision, DeviceBuffer... buffers) {
+    int p = vectorLayerNormPacks(d, precision, buffers);
     return p <= 4 ? p : 0;
   }
 
