@@ -506,9 +506,33 @@ public final class CudaModelBench {
     return best;
   }
 
-  /** The independent kernel choices of a {@link ProfileConfig}. */
+  /** The independent kernel choices of a {@link ProfileConfig}: each reads its value of a configuration and copies it into another. */
   enum Choice {
-    FLASH, LAYERNORM, FLASH_V, FOUR_BLOCKS, FIT_ROWS, GLUE, FUSED_LINEAR, PIPELINED, TUNE, STAGE, POOLED, ACT_CHUNK, LN_FOLD, GEMM_STORE;
+    FLASH(ProfileConfig::flash, (c, f) -> c.flash = f.flash()),
+    LAYERNORM(ProfileConfig::ln, (c, f) -> c.ln = f.ln()),
+    FLASH_V(ProfileConfig::v, (c, f) -> c.v = f.v()),
+    FOUR_BLOCKS(ProfileConfig::fourBlocks, (c, f) -> c.fourBlocks = f.fourBlocks()),
+    FIT_ROWS(ProfileConfig::fitRows, (c, f) -> c.fitRows = f.fitRows()),
+    GLUE(ProfileConfig::vecGlue, (c, f) -> c.vecGlue = f.vecGlue()),
+    FUSED_LINEAR(c -> c.fused() == null ? null : List.of(c.fused(), c.scope()), (c, f) -> {
+      c.fused = f.fused();
+      c.scope = f.scope();
+    }),
+    PIPELINED(ProfileConfig::pipe, (c, f) -> c.pipe = f.pipe()),
+    TUNE(ProfileConfig::tune, (c, f) -> c.tune = f.tune()),
+    STAGE(ProfileConfig::stage, (c, f) -> c.stage = f.stage()),
+    POOLED(ProfileConfig::pooled, (c, f) -> c.pooled = f.pooled()),
+    ACT_CHUNK(ProfileConfig::actChunk, (c, f) -> c.actChunk = f.actChunk()),
+    LN_FOLD(ProfileConfig::lnFold, (c, f) -> c.lnFold = f.lnFold()),
+    GEMM_STORE(ProfileConfig::tmaStore, (c, f) -> c.tmaStore = f.tmaStore());
+
+    private final java.util.function.Function<ProfileConfig, Object> value;
+    private final java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy;
+
+    Choice(java.util.function.Function<ProfileConfig, Object> value, java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy) {
+      this.value = value;
+      this.copy = copy;
+    }
 
     /**
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
@@ -532,47 +556,12 @@ public final class CudaModelBench {
     }
 
     Object value(ProfileConfig c) {
-      return switch (this) {
-        case FLASH -> c.flash();
-        case LAYERNORM -> c.ln();
-        case FLASH_V -> c.v();
-        case FOUR_BLOCKS -> c.fourBlocks();
-        case FIT_ROWS -> c.fitRows();
-        case GLUE -> c.vecGlue();
-        case FUSED_LINEAR -> c.fused() == null ? null : List.of(c.fused(), c.scope());
-        case PIPELINED -> c.pipe();
-        case TUNE -> c.tune();
-        case STAGE -> c.stage();
-        case POOLED -> c.pooled();
-        case ACT_CHUNK -> c.actChunk();
-        case LN_FOLD -> c.lnFold();
-        case GEMM_STORE -> c.tmaStore();
-      };
+      return value.apply(c);
     }
 
     /** {@code into} with this choice taken from {@code from}. */
     ProfileConfig take(ProfileConfig into, ProfileConfig from) {
-      return into.with(c -> {
-        switch (this) {
-          case FLASH -> c.flash = from.flash();
-          case LAYERNORM -> c.ln = from.ln();
-          case FLASH_V -> c.v = from.v();
-          case FOUR_BLOCKS -> c.fourBlocks = from.fourBlocks();
-          case FIT_ROWS -> c.fitRows = from.fitRows();
-          case GLUE -> c.vecGlue = from.vecGlue();
-          case FUSED_LINEAR -> {
-            c.fused = from.fused();
-            c.scope = from.scope();
-          }
-          case PIPELINED -> c.pipe = from.pipe();
-          case TUNE -> c.tune = from.tune();
-          case STAGE -> c.stage = from.stage();
-          case POOLED -> c.pooled = from.pooled();
-          case ACT_CHUNK -> c.actChunk = from.actChunk();
-          case LN_FOLD -> c.lnFold = from.lnFold();
-          case GEMM_STORE -> c.tmaStore = from.tmaStore();
-        }
-      });
+      return into.with(c -> copy.accept(c, from));
     }
   }
 

@@ -31,6 +31,35 @@ class TunedConfigChoiceTest {
     return m;
   }
 
+  /** Each choice reads and copies its own components and no other's (a configuration differing from the defaults in all of them). */
+  @Test
+  void eachChoiceTakesExactlyItsOwnComponents() {
+    ProfileConfig all = D.with(c -> {
+      c.flash = false;
+      c.ln = CudaOps.LayerNormKernel.SHARED;
+      c.v = CudaOps.FlashV.LDMATRIX;
+      c.fourBlocks = false;
+      c.fitRows = true;
+      c.vecGlue = false;
+      c.fused = Sm90Gemm.Schedule.PINGPONG;
+      c.scope = CudaBackend.FusedScope.LINEAR;
+      c.pipe = true;
+      c.tune = true;
+      c.stage = true;
+      c.pooled = true;
+      c.actChunk = 16;
+      c.lnFold = Sm90Gemm.Schedule.COOPERATIVE;
+      c.tmaStore = true;
+    });
+    assertEquals(java.util.List.of(CudaModelBench.Choice.values()), CudaModelBench.Choice.differing(D, all));
+    for (CudaModelBench.Choice ch : CudaModelBench.Choice.values()) {
+      ProfileConfig taken = ch.take(D, all);
+      assertEquals(java.util.List.of(ch), CudaModelBench.Choice.differing(D, taken), ch.name());
+      assertEquals(ch.value(all), ch.value(taken), ch.name());
+    }
+    assertEquals(CudaBackend.FusedScope.LINEAR, CudaModelBench.Choice.FUSED_LINEAR.take(D, all).scope());
+  }
+
   @Test
   void eachChoiceThatBeatTheDefaultsIsMergedAtItsFastestValue() {
     Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(true), 18.0, D.withLn(CudaOps.LayerNormKernel.SHARED), 18.3,
