@@ -62,7 +62,7 @@ public final class InspectCommand implements Callable<Integer> {
       out.println("format:       " + ck.formatDescription());
       out.println("naming:       " + ck.naming().name().toLowerCase(Locale.ROOT).replace('_', ' ') + " tensor names (mapped to OpenAI's state-dict keys)");
       if (!noSha) {
-        for (Path f : ck.files()) out.println("sha256:       " + sha256(f) + (f.equals(ck.path()) ? "" : "  " + f.getFileName()));
+        for (Path f : ck.files()) out.println("sha256:       " + dev.jclip.io.Downloader.sha256(f) + (f.equals(ck.path()) ? "" : "  " + f.getFileName()));
       }
       long params = ck.parameterCount();
       out.printf(Locale.ROOT, "parameters:   %,d in %d tensors%n", params, ck.tensors().size());
@@ -92,9 +92,5 @@ public final class InspectCommand implements Callable<Integer> {
       err.flush();
       return 1;
     }
-  }
-
-  static String sha256(Path f) throws IOException {
-    return dev.jclip.io.Downloader.sha256(f);
   }
 }

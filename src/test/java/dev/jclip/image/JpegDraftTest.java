@@ -7,14 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.jclip.image.ImageDecoder.JpegCodec;
+import dev.jclip.io.Downloader;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
-import java.security.MessageDigest;
-import java.util.HexFormat;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
@@ -33,9 +32,6 @@ class JpegDraftTest {
     }
   }
 
-  private static String sha256(byte[] b) throws Exception {
-    return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(b));
-  }
 
   @Test
   void draftDecodingEqualsPillowsDraftAndItsClipTransform() throws Exception {
@@ -56,12 +52,12 @@ class JpegDraftTest {
         assertEquals(c[2], im.mode().pillowName(), what);
         assertEquals(Integer.parseInt(c[3]), im.width(), what);
         assertEquals(Integer.parseInt(c[4]), im.height(), what);
-        assertEquals(c[5], sha256(im.numpyBytes()), what + ": decoded pixels");
+        assertEquals(c[5], Downloader.sha256(im.numpyBytes()), what + ": decoded pixels");
         // The size recorded for the metadata stays the file's.
         assertEquals(whole.width(), im.sourceWidth(), what);
         assertEquals(whole.height(), im.sourceHeight(), what);
         int resolution = draft == 0 ? 224 : draft;
-        assertEquals(c[6], sha256(new ClipPreprocessor(resolution).rgb8(im)), what + ": CLIP transform");
+        assertEquals(c[6], Downloader.sha256(new ClipPreprocessor(resolution).rgb8(im)), what + ": CLIP transform");
         rows++;
         if (im.width() < whole.width()) reduced++;
       }
@@ -100,7 +96,7 @@ class JpegDraftTest {
     DecodedImage a = d.decode(Path.of("x.webp"), webp);
     DecodedImage b = new ImageDecoder().decode(Path.of("x.webp"), webp);
     assertEquals(b.width(), a.width());
-    assertEquals(sha256(b.numpyBytes()), sha256(a.numpyBytes()));
+    assertEquals(Downloader.sha256(b.numpyBytes()), Downloader.sha256(a.numpyBytes()));
     assertEquals(8, d.jpegDraft());
   }
 }

@@ -10,6 +10,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.jclip.image.ImageDecoder.JpegCodec;
+import dev.jclip.io.Downloader;
 import dev.jclip.testing.Reference;
 import java.awt.image.BufferedImage;
 import java.io.ByteArrayOutputStream;
@@ -17,10 +18,8 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HexFormat;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Random;
@@ -244,9 +243,6 @@ class NativeJpegTest {
     }
   }
 
-  private static String sha256(byte[] b) throws Exception {
-    return HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(b));
-  }
 
   @Test
   void arithmeticCodedJpegsDecodeToPillowsPixels() throws Exception {
@@ -260,7 +256,7 @@ class NativeJpegTest {
       assertEquals(c[1], im.mode().pillowName(), c[0]);
       assertEquals(61, im.width(), c[0]);
       assertEquals(45, im.height(), c[0]);
-      assertEquals(c[2], sha256(im.numpyBytes()), c[0]);
+      assertEquals(c[2], Downloader.sha256(im.numpyBytes()), c[0]);
       // The Java path cannot: a clear error naming the file.
       ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> java.decode(Path.of(c[0]), fixture(c[0])));
       assertTrue(e.getMessage().contains(c[0]), e.getMessage());
@@ -296,7 +292,7 @@ class NativeJpegTest {
       assertEquals(DecodedImage.Mode.CMYK, im.mode(), c[0]);
       assertEquals(43, im.width(), c[0]);
       assertEquals(29, im.height(), c[0]);
-      assertEquals(c[1], sha256(im.numpyBytes()), c[0]);
+      assertEquals(c[1], Downloader.sha256(im.numpyBytes()), c[0]);
     }
     // (ImageDecoderTest checks the same fixtures through ImageDecoder on both paths.)
   }
@@ -381,12 +377,12 @@ class NativeJpegTest {
     String ra;
     String rb;
     try {
-      ra = sha256(a.decode(Path.of(name), file).numpyBytes());
+      ra = Downloader.sha256(a.decode(Path.of(name), file).numpyBytes());
     } catch (ImageDecodeException e) {
       ra = e.getMessage();
     }
     try {
-      rb = sha256(b.decode(Path.of(name), file).numpyBytes());
+      rb = Downloader.sha256(b.decode(Path.of(name), file).numpyBytes());
     } catch (ImageDecodeException e) {
       rb = e.getMessage();
     }
