@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.jclip.backend.Precision;
 import dev.jclip.backend.ReferenceBackend;
@@ -52,8 +51,7 @@ class CudaSm90GemmTest {
 
   @BeforeAll
   static void open() {
-    device = CudaTestSupport.openDevice();
-    assumeTrue(Sm90Gemm.available(device), "gemm_sm90 needs compute capability 9.0; " + device + " has " + device.computeCapability());
+    device = CudaTestSupport.openSm90Device();
   }
 
   @AfterAll

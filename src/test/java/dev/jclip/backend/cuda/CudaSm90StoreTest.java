@@ -5,7 +5,6 @@ import static dev.jclip.backend.cuda.CudaAttentionTest.toHalf;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.jclip.backend.Precision;
 import dev.jclip.backend.ReferenceOps;
@@ -48,8 +47,7 @@ class CudaSm90StoreTest {
 
   @BeforeAll
   static void open() {
-    device = CudaTestSupport.openDevice();
-    assumeTrue(Sm90Gemm.available(device), "gemm_sm90 needs compute capability 9.0; " + device + " has " + device.computeCapability());
+    device = CudaTestSupport.openSm90Device();
   }
 
   @AfterAll

@@ -19,4 +19,15 @@ final class CudaTestSupport {
       throw e; // unreachable
     }
   }
+
+  /** {@link #openDevice}, skipping the tests (device closed) where gemm_sm90 cannot run: off compute capability 9.0. */
+  static CudaDevice openSm90Device() {
+    CudaDevice device = openDevice();
+    if (!Sm90Gemm.available(device)) {
+      String why = "gemm_sm90 needs compute capability 9.0; " + device + " has " + device.computeCapability();
+      device.close();
+      assumeTrue(false, why);
+    }
+    return device;
+  }
 }
