@@ -78,6 +78,21 @@ class CudaAttentionTest {
       return f.toArray(String[]::new);
     }
 
+    /** Runs {@code body}; where it fails, names {@code family} as failed first. */
+    static void asFamily(String family, Runnable body) {
+      try {
+        body.run();
+      } catch (AssertionError | RuntimeException e) {
+        System.out.println("[attention-variant-failed] " + family);
+        throw e;
+      }
+    }
+
+    /** The families of the pipelined kernel, staged or not. */
+    static String[] pipelined(boolean staged) {
+      return staged ? new String[] {"pipe", "staged"} : new String[] {"pipe"};
+    }
+
     void same(short[] want, java.util.function.Supplier<short[]> got, String what, String... family) {
       short[] bits;
       try {
@@ -175,8 +190,7 @@ class CudaAttentionTest {
                     dout.zero();
                     ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, staged);
                     return dout.downloadShorts(e);
-                  }, "pipelined flash attention" + (staged ? ", output staged, " : ", ") + p + " " + shape, staged ? new String[] {"pipe", "staged"}
-                      : new String[] {"pipe"});
+                  }, "pipelined flash attention" + (staged ? ", output staged, " : ", ") + p + " " + shape, Variants.pipelined(staged));
                 }
               }
             }
@@ -218,7 +232,7 @@ class CudaAttentionTest {
                 ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, staged);
                 return got.downloadShorts(e);
               }, "pipelined flash attention" + (staged ? " (output staged)" : "") + " against the block kernel, " + shape,
-                  staged ? new String[] {"pipe", "staged"} : new String[] {"pipe"});
+                  Variants.pipelined(staged));
             }
           }
         }
@@ -264,12 +278,7 @@ class CudaAttentionTest {
    */
   @Test
   void flashAttentionOnBuffersOffSixteenBytes() {
-    try {
-      flashAttentionOffSixteenBytes();
-    } catch (AssertionError | RuntimeException e) {
-      System.out.println("[attention-variant-failed] ldm"); // the fallback runs the ldmatrix block kernel
-      throw e;
-    }
+    Variants.asFamily("ldm", this::flashAttentionOffSixteenBytes); // the fallback runs the ldmatrix block kernel
   }
 
   private void flashAttentionOffSixteenBytes() {
@@ -317,12 +326,7 @@ class CudaAttentionTest {
    */
   @Test
   void pooledAttentionMatchesReference() {
-    try {
-      pooledAttentionAtEveryPooledShape();
-    } catch (AssertionError | RuntimeException e) {
-      System.out.println("[attention-variant-failed] pooled");
-      throw e;
-    }
+    Variants.asFamily("pooled", this::pooledAttentionAtEveryPooledShape);
   }
 
   private void pooledAttentionAtEveryPooledShape() {
