@@ -135,7 +135,7 @@ class CudaSm90GemmTest {
     /** The 16-bit inputs as uploaded, and their values. */
     final short[] aHalf, wHalf, resHalf;
     final float[] a, w, bias, res;
-    float[] want;
+    private float[] want;
 
     Inputs(Precision p, Problem pr) {
       this.p = p;
@@ -149,12 +149,18 @@ class CudaSm90GemmTest {
       res = resHalf == null ? null : fromHalf(resHalf, p);
     }
 
+    /** The double product of the 16-bit inputs (with bias, activation and residual), made when first asked for. */
+    float[] want() {
+      if (want == null) want = reference(a, w, bias, res, pr.m, pr.n, pr.k, pr.act);
+      return want;
+    }
+
     /** Runs the problem with {@code schedule} and returns its relative error against the double product. */
     double check(Sm90Gemm gemm, CudaStream stream, Sm90Gemm.Schedule schedule, double tol) {
       int m = pr.m, n = pr.n, k = pr.k;
       float[] got = fromHalf(run(gemm, stream, schedule, false, 0), p);
       for (int i = 0; i < got.length; i++) assertTrue(Float.isFinite(got[i]), "element " + i + " is " + got[i]);
-      if (want == null) want = reference(a, w, bias, res, m, n, k, pr.act);
+      float[] want = want();
       double err = ReferenceOps.relativeError(got, want);
       // and row by row, so that a few wrong rows or columns cannot hide in the whole product's norm
       double worstRow = 0;
