@@ -165,3 +165,6 @@ git -C "$root" status --porcelain | grep -q . && echo "+uncommitted" >> "$out/CO
 size_kb="$(du -sk "$out" | cut -f1)"
 echo "gpu-bundle: $out is $((size_kb / 1024)) MB" >&2
 if [ "$size_kb" -gt $((limit_mb * 1024)) ]; then echo "gpu-bundle: over the ${limit_mb} MB limit" >&2; exit 1; fi
+# what the device tool would send with it (the checkout's files too): over 64 MiB, the PTX must
+# be untracked for the device calls (scripts/gpu-transfer.sh start / end)
+"$root/scripts/gpu-transfer.sh" size || true

@@ -114,18 +114,19 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * The LayerNorm kernel ({@link CudaOps.LayerNormKernel}): by default WARPS, layernorm.cu's
-   * {@code layernorm_warps} (gamma and beta held in registers while a warp walks rows) where it
-   * fits, else the plain kernel (docs/gpu.md, run 7: 24 LayerNorms of the image tower 1.87 → 1.62
-   * ms); {@code -Djclip.cuda.layernorm=plain}, {@code vec} (the first vector kernel: 1.2x slower
-   * than the plain one), {@code smem} (gamma and beta in shared memory, many warps: not yet
-   * timed) or {@code stream} (smem with each warp's next row loading while it computes the current
-   * one: not yet timed) for backends built without saying.
+   * The LayerNorm kernel ({@link CudaOps.LayerNormKernel}): by default STREAM, layernorm.cu's
+   * {@code layernorm_stream} (gamma and beta in shared memory, each warp's next row loading while
+   * it computes the current one) where it fits, else the plain kernel (docs/gpu.md, run 8: the
+   * image tower's 25 LayerNorms 1.69 → 1.07 ms against {@code warps}); {@code
+   * -Djclip.cuda.layernorm=plain}, {@code vec} (the first vector kernel: 1.2x slower than the
+   * plain one), {@code warps} (gamma and beta in registers while a warp walks rows: run 7's
+   * default) or {@code smem} (shared memory, no prefetch: run 8, 1.23 ms) for backends built
+   * without saying.
    */
   private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty().value();
 
   private static Setting<CudaOps.LayerNormKernel> layerNormProperty() {
-    return option("layernorm", "the CUDA LayerNorm kernel", "warps", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
+    return option("layernorm", "the CUDA LayerNorm kernel", "stream", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
         Map.entry("smem", CudaOps.LayerNormKernel.SHARED), Map.entry("stream", CudaOps.LayerNormKernel.STREAM),
         Map.entry("vec", CudaOps.LayerNormKernel.VECTOR),
         Map.entry("plain", CudaOps.LayerNormKernel.PLAIN));
@@ -154,27 +155,29 @@ public final class CudaBackend implements Backend {
 
   /**
    * The pipelined flash kernel ({@link CudaOps#flashAttentionPipelined}: persistent blocks copying
-   * the next K/V tile while computing the current one; the same bits): off by default until timed;
-   * {@code -Djclip.cuda.flashPipe=on} turns it on for backends built without saying (it then
-   * replaces the V layout, block count and fitted-rows choices).
+   * the next K/V tile while computing the current one; the same bits): on by default since run 8
+   * (docs/gpu.md: with staging, the image tower's 12 attentions 2.11 → 1.52 ms, the 77-token
+   * texts' 3.13 → 2.28 ms); {@code -Djclip.cuda.flashPipe=off} for backends built without saying
+   * takes the one-block-a-tile kernels (and their V layout, block count and fitted-rows choices).
    */
   private volatile boolean flashPipelined = flashPipeProperty().value();
 
   private static Setting<Boolean> flashPipeProperty() {
-    return choice("flashPipe", "the pipelined flash kernel", "on", "off", "off");
+    return choice("flashPipe", "the pipelined flash kernel", "on", "off", "on");
   }
 
   /**
    * The flash kernels with Q in and the output out through shared memory, in 16-byte accesses
    * ({@code *_st_*}, {@link CudaOps#flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision,
-   * CudaOps.FlashV, boolean, boolean, boolean)}; the same bits): off by default until timed; {@code
-   * -Djclip.cuda.flashStage=on} turns it on for backends built without saying (with every other
+   * CudaOps.FlashV, boolean, boolean, boolean)}; the same bits): on by default since run 8 (the
+   * pipelined kernel staged: 1.52 ms against 1.66 unstaged, image tower); {@code
+   * -Djclip.cuda.flashStage=off} turns it off for backends built without saying (with every other
    * flash choice, the pipelined kernel's included).
    */
   private volatile boolean flashStaged = flashStageProperty().value();
 
   private static Setting<Boolean> flashStageProperty() {
-    return choice("flashStage", "the flash kernel's staged Q and output", "on", "off", "off");
+    return choice("flashStage", "the flash kernel's staged Q and output", "on", "off", "on");
   }
 
   /** Chooses, for graphs run from now on, the flash kernels that stage Q and the output in shared memory, or the direct ones. */
@@ -189,15 +192,17 @@ public final class CudaBackend implements Backend {
   public static final int TUNE_CANDIDATES = 16;
 
   /**
-   * Whether backends built without saying tune their cuBLASLt GEMMs ({@link #gemmTune}): not until
-   * it has been timed on a GPU; {@code -Djclip.cuda.gemmTune=on} turns it on.
+   * Whether backends built without saying tune their cuBLASLt GEMMs ({@link #gemmTune}): yes since
+   * run 8 (docs/gpu.md: image tower 18.61 → 17.65 ms, 77-token texts 17.16 → 15.51);
+   * {@code -Djclip.cuda.gemmTune=off} takes the heuristic's first algorithm untimed, the same
+   * algorithm every run (a tuned choice can differ between runs, and so can the last bits).
    */
   public static boolean gemmTuneByDefault() {
     return gemmTuneProperty().value();
   }
 
   private static Setting<Boolean> gemmTuneProperty() {
-    return choice("gemmTune", "cuBLASLt tuning", "on", "off", "off");
+    return choice("gemmTune", "cuBLASLt tuning", "on", "off", "on");
   }
 
   /**
@@ -548,13 +553,14 @@ public final class CudaBackend implements Backend {
    * A pooled tower's last attention for the pooled rows alone ({@link Fusion#pooledAttention}:
    * their gather, query LINEAR, every position's keys and values, and one ATTENTION_POOLED kernel
    * instead of in_proj and the attention of every row; ~1.5% of the image tower and ~2% of the
-   * 77-token text tower by the run-7 profile): off by default until timed; {@code
-   * -Djclip.cuda.pooledAttention=on} turns it on for backends built without saying.
+   * 77-token text tower by the run-7 profile): on by default since run 8 (the image tower 18.61 →
+   * 18.45 ms, the texts 17.16 → 16.89); {@code -Djclip.cuda.pooledAttention=off} turns it off
+   * for backends built without saying.
    */
   private volatile boolean pooledAttention = pooledAttentionProperty().value();
 
   private static Setting<Boolean> pooledAttentionProperty() {
-    return choice("pooledAttention", "the pooled last attention", "on", "off", "off");
+    return choice("pooledAttention", "the pooled last attention", "on", "off", "on");
   }
 
   /** Chooses, for graphs prepared from now on (each executor prepares its graph once), whether the last attention is pooled. */

@@ -126,8 +126,13 @@ public final class CudaModelBench {
     save(json, root);
   }
 
+  /** The kernels each test group covers ({@link #features}' names). */
+  private static final Map<String, Set<String>> GROUP_FEATURES = Map.of("sm90", Set.of("sm90"), "lnfold", Set.of("lnfold"), "tma", Set.of("tma"),
+      "attention", Set.of("ldm", "fit", "staged", "pipe", "pooled"), "ldm", Set.of("ldm"), "staged", Set.of("staged"), "pipe", Set.of("pipe"),
+      "pooled", Set.of("pooled"), "layernorm", Set.of("ln-shared", "ln-stream", "lnfold"), "linear", Set.of("tune", "chunk"));
+
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
-  static final Set<String> SKIP_GROUPS = Set.of("sm90", "lnfold", "tma", "attention", "ldm", "staged", "pipe", "pooled", "layernorm", "linear");
+  static final Set<String> SKIP_GROUPS = GROUP_FEATURES.keySet();
 
   /** The groups {@code -Djclip.bench.skip} names ({@link #skipGroups(String)}). */
   public static Set<String> skipGroups() {
@@ -153,25 +158,43 @@ public final class CudaModelBench {
   }
 
   /**
-   * Whether configuration {@code c} uses a kernel of a group in {@code groups}: "sm90" gemm_sm90
-   * and gemm_ln_sm90 (CudaSm90GemmTest), "lnfold" the LayerNorm fold alone (its own tests in
-   * CudaSm90GemmTest and CudaOpsTest), "tma" gemm_sm90's TMA-store kernels (CudaSm90StoreTest), "attention" the flash variants and the pooled attention
+   * Whether configuration {@code c} runs a kernel of a group in {@code groups} that the defaults do
+   * not run: "sm90" gemm_sm90 and gemm_ln_sm90 (CudaSm90GemmTest), "lnfold" the LayerNorm fold
+   * alone (its own tests in CudaSm90GemmTest and CudaOpsTest), "tma" gemm_sm90's TMA-store kernels
+   * (CudaSm90StoreTest), "attention" the flash variants and the pooled attention
    * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
    * through shared memory, "pipe" the pipelined kernel, "pooled" the pooled attention (the
    * families CudaAttentionTest names as failed), "layernorm" the shared-memory and streaming
    * LayerNorms and the statistics pass (CudaOpsTest), "linear" tuned cuBLASLt and c_fc in row
-   * chunks (CudaLinearEpilogueTest).
+   * chunks (CudaLinearEpilogueTest). A kernel the defaults run too leaves nothing out: the
+   * defaults are always profiled (the run's report names the failed class), and so are the
+   * configurations that only turn a default off.
    */
   static boolean skipped(ProfileConfig c, Set<String> groups) {
-    return groups.contains("sm90") && (c.fused() != null || c.lnFold() != null)
-        || groups.contains("lnfold") && c.lnFold() != null
-        || groups.contains("tma") && c.tmaStore()
-        || groups.contains("attention") && (c.v() != CudaOps.FlashV.ROWS || c.fitRows() || c.pipe() || c.stage() || c.pooled())
-        || groups.contains("ldm") && c.v() == CudaOps.FlashV.LDMATRIX || groups.contains("staged") && c.stage()
-        || groups.contains("pipe") && c.pipe() || groups.contains("pooled") && c.pooled()
-        || groups.contains("layernorm")
-            && (c.ln() == CudaOps.LayerNormKernel.SHARED || c.ln() == CudaOps.LayerNormKernel.STREAM || c.lnFold() != null)
-        || groups.contains("linear") && (c.tune() || c.actChunk() > 0);
+    Set<String> added = new java.util.TreeSet<>(features(c));
+    added.removeAll(features(ProfileConfig.DEFAULTS));
+    for (String g : groups) {
+      for (String f : added) if (GROUP_FEATURES.get(g).contains(f)) return true;
+    }
+    return false;
+  }
+
+  /** The opt-in kernels {@code c} runs, by the names {@link #GROUP_FEATURES} covers. */
+  static Set<String> features(ProfileConfig c) {
+    Set<String> f = new java.util.TreeSet<>();
+    if (c.fused() != null || c.lnFold() != null) f.add("sm90");
+    if (c.lnFold() != null) f.add("lnfold");
+    if (c.tmaStore()) f.add("tma");
+    if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
+    if (c.fitRows()) f.add("fit");
+    if (c.stage()) f.add("staged");
+    if (c.pipe()) f.add("pipe");
+    if (c.pooled()) f.add("pooled");
+    if (c.ln() == CudaOps.LayerNormKernel.SHARED) f.add("ln-shared");
+    if (c.ln() == CudaOps.LayerNormKernel.STREAM) f.add("ln-stream");
+    if (c.tune()) f.add("tune");
+    if (c.actChunk() > 0) f.add("chunk");
+    return f;
   }
 
   /** The profile's columns: milliseconds a pass of the image tower and of the 77-token text tower. */
@@ -323,8 +346,17 @@ public final class CudaModelBench {
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
       Sm90Gemm.Schedule lnFold, boolean tmaStore) {
-    /** The backend's defaults: flash, layernorm_warps, V by rows, 4 blocks, 64-row blocks, vector glue, cuBLASLt for every LINEAR, c_fc whole. */
-    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
+    /**
+     * The backend's defaults (since run 8): flash, the pipelined flash kernel with Q and the output
+     * staged, the pooled last attention, layernorm_stream, vector glue, tuned cuBLASLt for every
+     * LINEAR, c_fc whole (V by rows, 4 blocks, 64-row blocks: the one-block kernels' choices,
+     * which the pipelined kernel replaces).
+     */
+    static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.STREAM, CudaOps.FlashV.ROWS, true, false, true, null,
+        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false);
+
+    /** Runs 7 and 8's defaults: the one-block flash kernel (4 blocks an SM, V by rows), layernorm_warps, untuned cuBLASLt, every attention whole. */
+    static final ProfileConfig RUN7_DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
         CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
@@ -565,47 +597,34 @@ public final class CudaModelBench {
     }
   }
 
-  /** Today's defaults (run 6's were timed beside them in run 7: docs/gpu.md). */
-  static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.DEFAULTS);
+  /** Today's defaults, and run 7's beside them (docs/gpu.md, run 8: every choice that changed, at once). */
+  static final List<ProfileConfig> PROFILE_PROVEN = List.of(ProfileConfig.DEFAULTS, ProfileConfig.RUN7_DEFAULTS);
 
   /**
-   * Then, from today's defaults, one opt-in choice at a time: tuned cuBLASLt GEMMs and c_fc in row
-   * chunks of 8, 16 and 32 MB of product (NVIDIA's kernels and ours that have run, timed first
-   * since they risk no fault of a new kernel), the shared-memory LayerNorm, the
-   * streaming LayerNorm, the fitted flash blocks, V tiles read with ldmatrix.trans, c_fc as one
-   * gemm_sm90 kernel in its two single-block schedules, every LINEAR without a residual on
-   * ping-pong, every LINEAR on both, the pipelined flash kernel, the flash kernels with Q and the
-   * output staged in shared memory (alone, with V read by ldmatrix.trans, pipelined, and with V
-   * read by ldmatrix.trans in blocks fitted to the 77-token texts), the pooled last attention, the
-   * blocks' LayerNorms folded into in_proj and c_fc on gemm_sm90 (cooperative, ping-pong), every
-   * LINEAR without a residual (in_proj, c_fc) on the cooperative kernel, whose mainloop alone ran
-   * in_proj faster than cuBLASLt in run 7 (0.245 ms against 0.286); then the pipelined flash kernel,
-   * the shared-memory LayerNorm and every LINEAR without a residual on gemm_sm90's ping-pong
-   * together, and the pipelined flash kernel with each of the two new LayerNorms and tuned cuBLASLt
-   * GEMMs; last, the newest, gemm_sm90's TMA-store epilogue: c_fc fused (ping-pong, cooperative),
-   * the LayerNorms folded (both), and in_proj with c_fc on the cooperative kernel.
-   * The kernels that have never run come last (a fault leaves the context unusable for what
-   * follows).
+   * Then, from today's defaults, one choice at a time. First each default turned back (untuned
+   * cuBLASLt; layernorm_warps and the shared-memory LayerNorm; every attention whole; the
+   * pipelined kernel unstaged; the one-block kernels staged, with V read by ldmatrix.trans, and in
+   * blocks fitted to the 77-token texts; run 7's attention kernel) and c_fc in row chunks of 32 MB
+   * (kernels that have run: what each default is worth, and whether the tuned GEMMs changed the
+   * chunks' loss); then gemm_sm90, which has run (c_fc fused in its two single-block schedules,
+   * every LINEAR without a residual on each, the blocks' LayerNorms folded into in_proj and c_fc
+   * on each), and last its TMA-store epilogue, which passed its tests once (session 13, not yet
+   * timed): c_fc fused (both schedules), the LayerNorms folded (both), in_proj and c_fc on the
+   * cooperative kernel. Every LINEAR on gemm_sm90 (run 8: 2 ms slower than cuBLASLt) and the
+   * 8 and 16 MB chunks (slower than 32) are no longer timed.
    */
-  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(true),
-      ProfileConfig.DEFAULTS.withActChunk(8), ProfileConfig.DEFAULTS.withActChunk(16), ProfileConfig.DEFAULTS.withActChunk(32),
-      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
-      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.STREAM),
-      ProfileConfig.DEFAULTS.withFitRows(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX),
+  static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
+      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+      ProfileConfig.DEFAULTS.withPooled(false), ProfileConfig.DEFAULTS.withStage(false), ProfileConfig.DEFAULTS.withPipe(false),
+      ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),
+      ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true),
+      ProfileConfig.DEFAULTS.withPipe(false).withStage(false),
+      ProfileConfig.DEFAULTS.withActChunk(32),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ALL),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL),
-      ProfileConfig.DEFAULTS.withPipe(true),
-      ProfileConfig.DEFAULTS.withStage(true), ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true),
-      ProfileConfig.DEFAULTS.withPipe(true).withStage(true),
-      ProfileConfig.DEFAULTS.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true), ProfileConfig.DEFAULTS.withPooled(true),
-      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.COOPERATIVE), ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.LINEAR),
-      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
-      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true),
-      ProfileConfig.DEFAULTS.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM).withTune(true),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.COOPERATIVE), ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION).withTmaStore(true),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION).withTmaStore(true),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG).withTmaStore(true),

@@ -25,6 +25,11 @@ public final class CudaStream implements AutoCloseable {
     check(cuStreamCreate(handle, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
   }
 
+  /** The device this stream belongs to. */
+  public CudaDevice device() {
+    return device;
+  }
+
   public CUstream_st handle() {
     if (closed) throw new IllegalStateException("CUDA stream is closed");
     return handle;

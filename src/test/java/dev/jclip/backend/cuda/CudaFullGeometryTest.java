@@ -79,8 +79,10 @@ class CudaFullGeometryTest {
           variants.add(Map.entry(p, v));
         }
       }
-      // tuned cuBLASLt (NVIDIA's kernels, each problem's fastest of the heuristic's algorithms) with the defaults,
-      // and c_fc in row chunks
+      // the backend as built without saying (its defaults: in 16 bits the pipelined, staged flash kernel, the pooled
+      // last attention, layernorm_stream, tuned cuBLASLt), then tuned cuBLASLt (NVIDIA's kernels, each problem's
+      // fastest of the heuristic's algorithms) with run 7's kernels and c_fc in row chunks
+      for (Precision p : Precision.values()) variants.add(Map.entry(p, new boolean[] {p != Precision.FP32, true, true, false, false, false, true}));
       for (Precision p : Precision.values()) variants.add(Map.entry(p, new boolean[] {p != Precision.FP32, true, true, false, false, true}));
       if (Sm90Gemm.available(device)) {
         for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
@@ -96,23 +98,12 @@ class CudaFullGeometryTest {
           case FP16 -> 5e-3;
           case BF16 -> 2e-2;
         };
-        boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4], tune = v[5];
-        String what = p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
+        boolean flash = v[0], lt = v[1], optIn = v[3], cluster = v[4], tune = v[5], asBuilt = v.length > 6 && v[6];
+        String what = asBuilt ? p + (flash ? "+flash" : "") + " the backend's defaults (" + CudaBackend.kernelChoices() + ")" : p + (flash ? "+flash" : "") + (lt ? " cuBLASLt" : " cuBLAS") + (v[2] ? " vector LayerNorm and glue" : " plain LayerNorm and glue")
             + (optIn ? (cluster ? " shared-memory LayerNorm, gemm_sm90 ping-pong-cluster on every LINEAR, pipelined flash"
                 : " streaming LayerNorm, gemm_sm90 cooperative on c_fc, V by ldmatrix, fitted flash rows") + ", Q and output staged, pooled last attention, LayerNorms folded into in_proj and c_fc" : "") + (tune ? ", tuned cuBLASLt, c_fc in 64 KB row chunks" : "");
         try (CudaBackend cuda = new CudaBackend(device, p, flash, lt)) {
-          cuda.layerNormKernel(optIn ? (cluster ? CudaOps.LayerNormKernel.SHARED : CudaOps.LayerNormKernel.STREAM)
-              : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
-          cuda.vectorGlue(v[2]);
-          cuda.flashV(optIn && !cluster ? CudaOps.FlashV.LDMATRIX : CudaOps.FlashV.ROWS);
-          cuda.flashFitRows(optIn && !cluster);
-          cuda.flashPipelined(optIn && cluster);
-          cuda.flashStaged(optIn);
-          cuda.pooledAttention(optIn);
-          cuda.layerNormFold(optIn ? (cluster ? Sm90Gemm.Schedule.PINGPONG : Sm90Gemm.Schedule.COOPERATIVE) : null);
-          cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
-          cuda.gemmTune(tune);
-          cuda.activationChunkBytes(tune ? 64 << 10 : 0); // 3 texts' 231 rows: two chunks (whole 128-row tiles)
+          if (!asBuilt) choose(cuda, v);
           check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
           check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
           if (lt && !cuda.cublasLtUnsupported().isEmpty()) failures.add(what + ": cuBLASLt had no algorithm for " + cuda.cublasLtUnsupported());
@@ -123,6 +114,23 @@ class CudaFullGeometryTest {
       }
       assertTrue(failures.isEmpty(), String.join("\n", failures));
     }
+  }
+
+  /** Sets every kernel choice of {@code cuda} to the variant's (see the variants' list). */
+  private static void choose(CudaBackend cuda, boolean[] v) {
+    boolean optIn = v[3], cluster = v[4], tune = v[5];
+    cuda.layerNormKernel(optIn ? (cluster ? CudaOps.LayerNormKernel.SHARED : CudaOps.LayerNormKernel.STREAM)
+        : v[2] ? CudaOps.LayerNormKernel.WARPS : CudaOps.LayerNormKernel.PLAIN);
+    cuda.vectorGlue(v[2]);
+    cuda.flashV(optIn && !cluster ? CudaOps.FlashV.LDMATRIX : CudaOps.FlashV.ROWS);
+    cuda.flashFitRows(optIn && !cluster);
+    cuda.flashPipelined(optIn && cluster);
+    cuda.flashStaged(optIn);
+    cuda.pooledAttention(optIn);
+    cuda.layerNormFold(optIn ? (cluster ? Sm90Gemm.Schedule.PINGPONG : Sm90Gemm.Schedule.COOPERATIVE) : null);
+    cuda.fusedLinear(optIn, cluster ? Sm90Gemm.Schedule.PINGPONG_CLUSTER : Sm90Gemm.Schedule.COOPERATIVE, cluster);
+    cuda.gemmTune(tune);
+    cuda.activationChunkBytes(tune ? 64 << 10 : 0); // 3 texts' 231 rows: two chunks (whole 128-row tiles)
   }
 
   /**

@@ -189,6 +189,8 @@ class CudaSm90GemmTest {
       short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
       short[] cInit = new short[m * n + guard];
       java.util.Arrays.fill(cInit, sentinel);
+      // the stream's device: CudaSm90StoreTest runs these inputs with a device of its own
+      CudaDevice device = stream.device();
       try (DeviceBuffer da = device.allocate(2L * aHalf.length).upload(aHalf);
           DeviceBuffer dw = device.allocate(2L * wHalf.length).upload(wHalf);
           DeviceBuffer db = bias == null ? null : device.allocate(4L * n).upload(bias);

@@ -20,12 +20,12 @@ class KernelChoicesTest {
     org.junit.jupiter.api.Assumptions.assumeTrue(System.getProperties().stringPropertyNames().stream().noneMatch(k -> k.startsWith("jclip.cuda.")),
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
-    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=off, flashStage=off, layernorm=warps, glue=vec, gemm=cublaslt, "
-        + "gemmTune=off, fusedLinear=off, pooledAttention=off, actChunk=off, lnFold=off, gemmStore=registers", defaults);
+    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, layernorm=stream, glue=vec, gemm=cublaslt, "
+        + "gemmTune=on, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, gemmStore=registers", defaults);
     String old = System.getProperty("jclip.cuda.layernorm");
     try {
-      System.setProperty("jclip.cuda.layernorm", "stream");
-      assertTrue(CudaBackend.kernelChoices().contains("layernorm=stream"), CudaBackend.kernelChoices());
+      System.setProperty("jclip.cuda.layernorm", "warps");
+      assertTrue(CudaBackend.kernelChoices().contains("layernorm=warps"), CudaBackend.kernelChoices());
       System.setProperty("jclip.cuda.layernorm", "fast");
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
       assertTrue(e.getMessage().contains("-Djclip.cuda.layernorm") && e.getMessage().contains("'fast'"), e.getMessage());

@@ -43,10 +43,10 @@ class TunedConfigChoiceTest {
       c.vecGlue = false;
       c.fused = Sm90Gemm.Schedule.PINGPONG;
       c.scope = CudaBackend.FusedScope.LINEAR;
-      c.pipe = true;
-      c.tune = true;
-      c.stage = true;
-      c.pooled = true;
+      c.pipe = !D.pipe();
+      c.tune = !D.tune();
+      c.stage = !D.stage();
+      c.pooled = !D.pooled();
       c.actChunk = 16;
       c.lnFold = Sm90Gemm.Schedule.COOPERATIVE;
       c.tmaStore = true;
@@ -62,17 +62,17 @@ class TunedConfigChoiceTest {
 
   @Test
   void eachChoiceThatBeatTheDefaultsIsMergedAtItsFastestValue() {
-    Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(true), 18.0, D.withLn(CudaOps.LayerNormKernel.SHARED), 18.3,
-        D.withLn(CudaOps.LayerNormKernel.STREAM), 17.9, D.withPipe(true), 18.6,
+    Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withActChunk(32), 18.0, D.withLn(CudaOps.LayerNormKernel.SHARED), 18.3,
+        D.withLn(CudaOps.LayerNormKernel.WARPS), 17.9, D.withPipe(false), 18.6,
         D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Double.NaN, // failed: never taken
-        D.withPipe(true).withLn(CudaOps.LayerNormKernel.SHARED).withTune(true), 17.95); // two choices at once: not merged
+        D.withPipe(false).withLn(CudaOps.LayerNormKernel.SHARED).withActChunk(32), 17.95); // two choices at once: not merged
     ProfileConfig merged = CudaModelBench.merge(m, IMAGE);
-    assertEquals(D.withTune(true).withLn(CudaOps.LayerNormKernel.STREAM), merged);
-    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m, IMAGE), "before the merged one is measured");
+    assertEquals(D.withActChunk(32).withLn(CudaOps.LayerNormKernel.WARPS), merged);
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.WARPS), CudaModelBench.fastest(m, IMAGE), "before the merged one is measured");
     m.put(merged, new double[] {17.4, 16.0});
     assertEquals(merged, CudaModelBench.fastest(m, IMAGE));
     m.put(merged, new double[] {18.2, 16.0}); // the merged choices do not add up: the best single configuration stays
-    assertEquals(D.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.fastest(m, IMAGE));
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.WARPS), CudaModelBench.fastest(m, IMAGE));
   }
 
   /**
@@ -82,16 +82,16 @@ class TunedConfigChoiceTest {
    */
   @Test
   void theAttentionKernelsChoicesAreOne() {
-    ProfileConfig stFit = D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true);
+    ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     Map<ProfileConfig, double[]> m = new LinkedHashMap<>();
     m.put(D, new double[] {18.5, 17.0});
-    m.put(D.withFitRows(true), new double[] {18.5, 16.8});
-    m.put(D.withPipe(true), new double[] {18.1, 16.6});
+    m.put(D.withPipe(false).withFitRows(true), new double[] {18.5, 16.8});
+    m.put(D.withStage(false), new double[] {18.1, 16.6});
     m.put(stFit, new double[] {18.3, 15.6});
-    m.put(D.withLn(CudaOps.LayerNormKernel.STREAM), new double[] {18.2, 16.7});
-    m.put(D.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM), new double[] {17.0, 15.0}); // two groups: not merged
-    assertEquals(stFit.withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.merge(m, TEXT77));
-    assertEquals(D.withPipe(true).withLn(CudaOps.LayerNormKernel.STREAM), CudaModelBench.merge(m, IMAGE));
+    m.put(D.withLn(CudaOps.LayerNormKernel.WARPS), new double[] {18.2, 16.7});
+    m.put(D.withStage(false).withLn(CudaOps.LayerNormKernel.WARPS), new double[] {17.0, 15.0}); // two groups: not merged
+    assertEquals(stFit.withLn(CudaOps.LayerNormKernel.WARPS), CudaModelBench.merge(m, TEXT77));
+    assertEquals(D.withStage(false).withLn(CudaOps.LayerNormKernel.WARPS), CudaModelBench.merge(m, IMAGE));
     assertEquals(CudaModelBench.Choice.FLASH, CudaModelBench.Choice.STAGE.group());
     assertEquals(CudaModelBench.Choice.TUNE, CudaModelBench.Choice.TUNE.group());
   }
@@ -110,9 +110,9 @@ class TunedConfigChoiceTest {
     m.put(fused, new double[] {17.6, 16.0});
     m.put(fused.withTmaStore(true), new double[] {17.2, 16.4});
     m.put(foldTma, new double[] {17.4, 15.5});
-    m.put(D.withTune(true), new double[] {18.3, 16.9});
-    assertEquals(fused.withTmaStore(true).withTune(true), CudaModelBench.merge(m, IMAGE));
-    assertEquals(foldTma.withTune(true), CudaModelBench.merge(m, TEXT77));
+    m.put(D.withTune(false), new double[] {18.3, 16.9});
+    assertEquals(fused.withTmaStore(true).withTune(false), CudaModelBench.merge(m, IMAGE));
+    assertEquals(foldTma.withTune(false), CudaModelBench.merge(m, TEXT77));
     assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.GEMM_STORE.group());
     assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.LN_FOLD.group());
   }
@@ -127,30 +127,30 @@ class TunedConfigChoiceTest {
 
   @Test
   void nothingFasterThanTheDefaultsBeyondTheNoiseChoosesNothing() {
-    Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(true), 18.45, D.withPipe(true), 19.0);
+    Map<ProfileConfig, double[]> m = measured(D, 18.5, D.withTune(false), 18.45, D.withPipe(false), 19.0);
     assertNull(CudaModelBench.merge(m, IMAGE));
     assertNull(CudaModelBench.fastest(m, IMAGE));
-    assertNull(CudaModelBench.merge(measured(D.withTune(true), 17.0), IMAGE), "no defaults measured: nothing to compare with");
-    assertNull(CudaModelBench.fastest(measured(D, Double.NaN, D.withTune(true), 17.0), IMAGE), "the defaults failed");
+    assertNull(CudaModelBench.merge(measured(D.withTune(false), 17.0), IMAGE), "no defaults measured: nothing to compare with");
+    assertNull(CudaModelBench.fastest(measured(D, Double.NaN, D.withTune(false), 17.0), IMAGE), "the defaults failed");
   }
 
   @Test
   void eachTowerChoosesOnItsOwnColumn() {
     Map<ProfileConfig, double[]> m = new LinkedHashMap<>();
     m.put(D, new double[] {18.5, 17.0});
-    m.put(D.withTune(true), new double[] {18.0, 17.2}); // faster images, slower texts
-    m.put(D.withStage(true), new double[] {18.6, 16.0}); // the other way round
-    m.put(D.withV(CudaOps.FlashV.LDMATRIX), new double[] {18.4, 16.5}); // both
-    assertEquals(D.withTune(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, IMAGE));
-    assertEquals(D.withStage(true), CudaModelBench.merge(m, TEXT77), "one attention kernel: the fastest measured, not a mix");
-    assertEquals(D.withTune(true), CudaModelBench.fastest(m, IMAGE));
-    assertEquals(D.withStage(true), CudaModelBench.fastest(m, TEXT77));
-    m.put(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), new double[] {18.55, 15.5});
-    assertEquals(D.withStage(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.fastest(m, TEXT77));
-    assertEquals(D.withTune(true), CudaModelBench.fastest(m, IMAGE));
+    m.put(D.withTune(false), new double[] {18.0, 17.2}); // faster images, slower texts
+    m.put(D.withStage(false), new double[] {18.6, 16.0}); // the other way round
+    m.put(D.withPipe(false), new double[] {18.4, 16.5}); // both
+    assertEquals(D.withTune(false).withPipe(false), CudaModelBench.merge(m, IMAGE));
+    assertEquals(D.withStage(false), CudaModelBench.merge(m, TEXT77), "one attention kernel: the fastest measured, not a mix");
+    assertEquals(D.withTune(false), CudaModelBench.fastest(m, IMAGE));
+    assertEquals(D.withStage(false), CudaModelBench.fastest(m, TEXT77));
+    m.put(D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX), new double[] {18.55, 15.5});
+    assertEquals(D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.fastest(m, TEXT77));
+    assertEquals(D.withTune(false), CudaModelBench.fastest(m, IMAGE));
     m.put(D, new double[] {18.5, Double.NaN});
     assertNull(CudaModelBench.merge(m, TEXT77), "the defaults' text tower failed: nothing to compare with");
-    assertEquals(D.withTune(true).withV(CudaOps.FlashV.LDMATRIX), CudaModelBench.merge(m, IMAGE));
+    assertEquals(D.withTune(false).withPipe(false), CudaModelBench.merge(m, IMAGE));
   }
 
   /**
@@ -165,9 +165,15 @@ class TunedConfigChoiceTest {
     assertThrows(IllegalArgumentException.class, () -> CudaModelBench.skipGroups("flash"));
     for (ProfileConfig c : CudaModelBench.PROFILE_OPT_IN) {
       assertFalse(CudaModelBench.skipped(c, Set.of()), c.label());
-      assertTrue(CudaModelBench.skipped(c, CudaModelBench.SKIP_GROUPS), c.label() + ": in no group");
+      // a configuration that runs a kernel the defaults do not is in a group; one that only turns defaults off is in none
+      boolean adds = !CudaModelBench.features(D).containsAll(CudaModelBench.features(c));
+      assertEquals(adds, CudaModelBench.skipped(c, CudaModelBench.SKIP_GROUPS), c.label() + (adds ? ": in no group" : ": only turns defaults off"));
     }
-    assertFalse(CudaModelBench.skipped(D, CudaModelBench.SKIP_GROUPS), "the defaults are always profiled");
+    assertTrue(CudaModelBench.PROFILE_OPT_IN.contains(D.withTune(false)) && CudaModelBench.PROFILE_OPT_IN.contains(D.withPipe(false)),
+        "the defaults turned off are profiled");
+    for (ProfileConfig c : CudaModelBench.PROFILE_PROVEN) {
+      assertFalse(CudaModelBench.skipped(c, CudaModelBench.SKIP_GROUPS), "always profiled: " + c.label());
+    }
     ProfileConfig fold = D.withLnFold(Sm90Gemm.Schedule.COOPERATIVE);
     assertTrue(CudaModelBench.skipped(fold, Set.of("sm90")) && CudaModelBench.skipped(fold, Set.of("layernorm")));
     assertFalse(CudaModelBench.skipped(fold, Set.of("attention", "linear")));
@@ -180,12 +186,14 @@ class TunedConfigChoiceTest {
     assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Set.of("tma")),
         "only the TMA-store tests failed: gemm_sm90's register epilogue stays");
     assertFalse(CudaModelBench.skipped(fold, Set.of("tma")));
-    ProfileConfig stFit = D.withV(CudaOps.FlashV.LDMATRIX).withStage(true).withFitRows(true);
+    ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
-    assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")) && CudaModelBench.skipped(stFit, Set.of("staged")));
-    assertFalse(CudaModelBench.skipped(stFit, Set.of("pipe", "pooled")), "only the failed families leave");
-    assertFalse(CudaModelBench.skipped(D.withPooled(true), Set.of("ldm", "staged", "pipe")));
-    assertTrue(CudaModelBench.skipped(D.withPipe(true).withStage(true), Set.of("pipe")));
+    assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")));
+    assertFalse(CudaModelBench.skipped(stFit, Set.of("staged", "pipe", "pooled")), "only the failed families the defaults do not run leave");
+    assertFalse(CudaModelBench.skipped(D.withPooled(false), CudaModelBench.SKIP_GROUPS), "a default turned off runs nothing new");
+    assertFalse(CudaModelBench.skipped(D.withPipe(false).withStage(false), Set.of("pipe", "staged")));
+    assertFalse(CudaModelBench.skipped(ProfileConfig.RUN7_DEFAULTS, CudaModelBench.SKIP_GROUPS), "run 7's defaults: nothing beyond today's");
+    assertTrue(CudaModelBench.skipped(ProfileConfig.RUN7_DEFAULTS.withV(CudaOps.FlashV.LDMATRIX), Set.of("ldm")));
     assertTrue(CudaModelBench.skipped(D.withActChunk(16), Set.of("linear")));
     assertFalse(CudaModelBench.skipped(D.withActChunk(16), Set.of("sm90", "attention", "layernorm")));
   }
