@@ -100,6 +100,9 @@ def main():
         print("| node | " + " | ".join(heads) + " |")
         print("| --- |" + " ---: |" * len(cols))
         print("| total | " + " | ".join(f"{sum(p['ms_by_node'].values()):.2f}" for p in cols) + " |")
+        if any("pass_ms" in p for p in cols):
+            print("| whole pass, kernels back to back | " + " | ".join(f"{p['pass_ms']:.2f}" if "pass_ms" in p else "-" for p in cols) + " |")
+            print("| host time to launch the pass | " + " | ".join(f"{p['pass_host_ms']:.2f}" if "pass_host_ms" in p else "-" for p in cols) + " |")
         for k in names:
             if max(p["ms_by_node"].get(k, 0) for p in cols) < 0.05:
                 continue

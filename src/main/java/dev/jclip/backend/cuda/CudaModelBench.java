@@ -522,6 +522,28 @@ public final class CudaModelBench {
     return any ? merged : null;
   }
 
+  /**
+   * One forward pass of {@code ex} (already run once) with its kernels queued back to back, no
+   * events between them: {milliseconds to the end of its work, milliseconds the host took to queue
+   * it}, medians of 5. Against the profile's node totals (each node between two events), the first
+   * shows what those hide: gaps between kernels, clocks under sustained load. At batch 1024 the
+   * device sets the pace, so the second is each configuration's launch cost without a CUDA graph.
+   */
+  static double[] wholePass(Executor ex) {
+    double[] pass = new double[5], host = new double[5];
+    for (int r = 0; r < pass.length; r++) {
+      long t0 = System.nanoTime();
+      ex.resubmit();
+      host[r] = (System.nanoTime() - t0) / 1e6;
+      ex.await();
+      pass[r] = (System.nanoTime() - t0) / 1e6;
+      ex.collect();
+    }
+    Arrays.sort(pass);
+    Arrays.sort(host);
+    return new double[] {pass[2], host[2]};
+  }
+
   /** The configuration with the fastest {@code tower} in {@code measured}, if it beats the defaults (by {@link #FASTER}); else null. */
   static ProfileConfig fastest(Map<ProfileConfig, double[]> measured, int tower) {
     double[] base = measured.get(ProfileConfig.DEFAULTS);
@@ -720,6 +742,10 @@ public final class CudaModelBench {
     }
     log.printf("[profile] ViT-B/32 FP16%s %s tower, batch %d, one forward pass node by node:%n", cfg.label(), tower, batch);
     for (String line : prof.report(14)) log.println("[profile]   " + line);
+    double[] pass = wholePass(ex);
+    row.put("pass_ms", pass[0]).put("pass_host_ms", pass[1]);
+    log.printf("[profile]   whole pass, kernels back to back: %.3f ms (%+.1f%% on the node totals); its launches took the host %.3f ms%n",
+        pass[0], 100 * (pass[0] / sum - 1), pass[1]);
     return sum;
   }
 

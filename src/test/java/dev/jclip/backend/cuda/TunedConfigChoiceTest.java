@@ -198,6 +198,27 @@ class TunedConfigChoiceTest {
     assertFalse(CudaModelBench.skipped(D.withActChunk(16), Set.of("sm90", "attention", "layernorm")));
   }
 
+  /**
+   * The profile's whole-pass timing ({@link CudaModelBench#wholePass}) reruns the executor on the
+   * inputs it already holds, leaving it usable, its outputs those of the inputs, and the host's
+   * share of the time within the whole.
+   */
+  @Test
+  void theWholePassRerunsTheExecutorOnItsInputs() {
+    dev.jclip.graph.GraphBuilder g = new dev.jclip.graph.GraphBuilder();
+    dev.jclip.graph.Value x = g.input("x", dev.jclip.io.DType.F32, 2, 3);
+    g.output("y", g.add("add", x, x, true));
+    float[] in = {1, -2, 3, -4, 5, -6};
+    try (dev.jclip.backend.ReferenceBackend b = new dev.jclip.backend.ReferenceBackend();
+        dev.jclip.graph.Executor ex = new dev.jclip.graph.Executor(g.build(), b, java.util.List.of())) {
+      float[] first = ex.run(Map.of("x", in)).get("y");
+      double[] ms = CudaModelBench.wholePass(ex);
+      assertTrue(ms[0] >= 0 && ms[1] >= 0 && ms[1] <= ms[0] && Double.isFinite(ms[0]), java.util.Arrays.toString(ms));
+      org.junit.jupiter.api.Assertions.assertArrayEquals(new float[] {2, 0, 6, 0, 10, 0}, first);
+      org.junit.jupiter.api.Assertions.assertArrayEquals(first, ex.run(Map.of("x", in)).get("y"), "the executor is usable after");
+    }
+  }
+
   @Test
   void aConfigurationAgreesWithTheDefaultsOnlyWithinRounding() {
     float[] want = {3, 4, 0}, near = {3.001f, 4f, 0.002f}, off = {4, 3, 0}, nan = {Float.NaN, 4, 0};
