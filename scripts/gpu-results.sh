@@ -63,6 +63,11 @@ PY
     python3 "$root/scripts/gpu-compare.py" "$work/jclip-model.json" "$work/peer.json" "${gemm[@]}"
   fi
 fi
+if [ -s "$work/bench-gemm.txt" ] && grep -q '^\[search\].*: heuristic' "$work/bench-gemm.txt"; then
+  echo
+  echo "== cuBLASLt: the heuristic's first, tuned, and searched (bench-gemm.txt, gemmTune=search)"
+  grep '^\[search\].*: heuristic' "$work/bench-gemm.txt"
+fi
 if [ -s "$work/torch16.txt" ]; then
   echo
   echo "== the reference models in PyTorch's own 16 bits (torch16.txt)"

@@ -102,6 +102,7 @@ final class GpuInfoCommand implements Callable<Integer> {
         if (gemmBench && i == 0) {
           CudaGemmBench.run(dev, System.out);
           CudaGemmBench.attention(dev, System.out);
+          CudaGemmBench.search(dev, System.out); // cuBLASLt's own kernels, before jclip's gemm_sm90
           CudaGemmBench.fusedLinear(dev, System.out); // last: a kernel that traps leaves the context unusable
         }
         if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out, benchPrecisions,

@@ -1,10 +1,21 @@
 package dev.jclip.backend.cuda;
 
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CAP_STAGES_IDS;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CAP_TILE_IDS;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_ID;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_SPLITK_NUM;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_STAGES_ID;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_ALGO_CONFIG_TILE_ID;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_CLUSTER_SHAPE_1x1x1;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_CLUSTER_SHAPE_1x2x1;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_CLUSTER_SHAPE_2x1x1;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_CLUSTER_SHAPE_2x2x1;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_CLUSTER_SHAPE_4x1x1;
+import static org.bytedeco.cuda.global.cublas.CUBLASLT_CLUSTER_SHAPE_AUTO;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_EPILOGUE_BIAS;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_EPILOGUE_DEFAULT;
 import static org.bytedeco.cuda.global.cublas.CUBLASLT_MATMUL_DESC_BIAS_POINTER;
@@ -26,7 +37,10 @@ import static org.bytedeco.cuda.global.cublas.cublasLtDestroy;
 import static org.bytedeco.cuda.global.cublas.cublasLtGetStatusString;
 import static org.bytedeco.cuda.global.cublas.cublasLtGetVersion;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmul;
+import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoCapGetAttribute;
+import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoCheck;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoConfigGetAttribute;
+import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoConfigSetAttribute;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulAlgoGetHeuristic;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulDescCreate;
 import static org.bytedeco.cuda.global.cublas.cublasLtMatmulDescDestroy;
@@ -49,6 +63,7 @@ import static org.bytedeco.cuda.global.cudart.cuEventSynchronize;
 import static org.bytedeco.cuda.global.cudart.cuStreamIsCapturing;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -68,6 +83,7 @@ import org.bytedeco.javacpp.Loader;
 import org.bytedeco.javacpp.LongPointer;
 import org.bytedeco.javacpp.Pointer;
 import org.bytedeco.javacpp.PointerPointer;
+import org.bytedeco.javacpp.ShortPointer;
 import org.bytedeco.javacpp.SizeTPointer;
 
 /**
@@ -119,6 +135,8 @@ public final class CublasLt implements AutoCloseable {
   private int candidates = 1;
   /** One line per tuned problem: what its candidates measured. */
   private final List<String> tuning = new ArrayList<>();
+  /** With tuning, whether a plan also searches around the heuristic's fastest ({@link #search}). */
+  private boolean search;
 
   /** Calls timed per candidate when tuning. */
   static final int TUNE_CALLS = 10;
@@ -168,6 +186,26 @@ public final class CublasLt implements AutoCloseable {
   /** How many algorithms a new plan times (1: none, the heuristic's first). */
   public int tuneCandidates() {
     return candidates;
+  }
+
+  /**
+   * From now on, with tuning on ({@link #tune}), a new plan also times the neighbours of the
+   * heuristic's fastest algorithm: the same algorithm with each other tile, then each other stage
+   * count, cluster shape and CTA swizzle that cuBLASLt accepts for the problem
+   * ({@code cublasLtMatmulAlgoCheck}), one dimension at a time, keeping a change only when it is
+   * faster by more than {@link Search#MARGIN} ({@link Search#descend}); at most {@link
+   * Search#BUDGET} candidates a problem, {@link Search#PER_DIMENSION} a dimension. The fastest
+   * found replaces the start only if it wins again, by the margin, in {@link Search#CONFIRM}
+   * timings each alternating with the start's. The heuristic ranks configurations by a model; this
+   * measures some it ranked below its first 8. Off by default: it has not run on a GPU yet.
+   */
+  public void search(boolean on) {
+    this.search = on;
+  }
+
+  /** Whether new tuned plans search around the heuristic's fastest ({@link #search}). */
+  public boolean searching() {
+    return search;
   }
 
   /**
@@ -312,6 +350,10 @@ public final class CublasLt implements AutoCloseable {
     cublasLtMatmulPreferenceOpaque_t pref;
     cublasLtMatmulHeuristicResult_t heuristic;
     cublasLtMatmulAlgo_t algo;
+    /** The search's choice ({@link #search}), owned by the plan; {@code algo} then points to it. */
+    cublasLtMatmulAlgo_t searched;
+    /** What tuning measured for the heuristic's fastest (NaN when not timed). */
+    double tunedMs = Double.NaN;
     String reason;
   }
 
@@ -340,6 +382,13 @@ public final class CublasLt implements AutoCloseable {
         if (wanted > 1 && found[0] > 1) {
           plan.algo = fastest(p, plan, found[0], x, w, residual, y);
           if (plan.algo == null) plan.reason = "cuBLASLt tuning: none of the heuristic's " + found[0] + " algorithms ran (see tuning())";
+        }
+        if (wanted > 1 && search && plan.algo != null) {
+          try {
+            searchAround(p, plan, x, w, residual, y);
+          } catch (RuntimeException e) { // the search is an extra: the tuned algorithm stands
+            tuning.add(p + ": search failed, the tuned algorithm kept: " + e);
+          }
         }
       }
       int destroyed = cublasLtMatmulPreferenceDestroy(plan.pref);
@@ -411,7 +460,312 @@ public final class CublasLt implements AutoCloseable {
     }
     int best = Tuning.fastest(ms);
     tuning.add(Tuning.report(p.toString(), ms, config, failed));
+    if (best >= 0) plan.tunedMs = ms[best];
     return best < 0 ? null : plan.heuristic.getPointer(best).algo();
+  }
+
+  /**
+   * {@link #search}: descends from {@code plan.algo} (the heuristic's fastest, timed or not) over
+   * its tiles, stages, cluster shapes and CTA swizzle; where a neighbour is faster, {@code
+   * plan.algo} becomes it (a copy the plan owns). Adds a line to {@link #tuning}. The stream is
+   * idle when this returns.
+   */
+  private void searchAround(Problem p, Plan plan, DeviceBuffer x, DeviceBuffer w, DeviceBuffer residual, DeviceBuffer y) {
+    cublasLtMatmulAlgo_t start = plan.algo;
+    Search.Config from = new Search.Config(configAttr(start, CUBLASLT_ALGO_CONFIG_TILE_ID), configAttr(start, CUBLASLT_ALGO_CONFIG_STAGES_ID),
+        configAttr(start, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID), configAttr(start, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING));
+    java.util.EnumMap<Search.Dim, int[]> values = new java.util.EnumMap<>(Search.Dim.class);
+    values.put(Search.Dim.TILE, capIds(start, CUBLASLT_ALGO_CAP_TILE_IDS));
+    values.put(Search.Dim.STAGES, capIds(start, CUBLASLT_ALGO_CAP_STAGES_IDS));
+    values.put(Search.Dim.CLUSTER, from.cluster() < 0 ? new int[0] : Search.CLUSTER_SHAPES);
+    int[] swizzle = capIds(start, CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT);
+    values.put(Search.Dim.SWIZZLE, from.swizzle() < 0 || swizzle.length == 0 || swizzle[0] == 0 ? new int[0] : new int[] {0, 1});
+    List<String> refused = new ArrayList<>();
+    Map<Search.Config, cublasLtMatmulAlgo_t> made = new HashMap<>();
+    try (cublasLtMatmulHeuristicResult_t checked = new cublasLtMatmulHeuristicResult_t()) {
+      Search.Timer timer = c -> {
+        cublasLtMatmulAlgo_t algo = new cublasLtMatmulAlgo_t();
+        Pointer.memcpy(algo, start, algo.sizeof());
+        String why = Search.apply(c, from, (attr, v) -> setConfigAttr(algo, attr, v));
+        if (why == null) {
+          int st = cublasLtMatmulAlgoCheck(handle, plan.desc, plan.a, plan.b, plan.c, plan.c, algo, checked);
+          if (st != CUBLAS_STATUS_SUCCESS) why = "check " + st;
+          else if (checked.workspaceSize() > workspace.bytes()) why = "workspace " + checked.workspaceSize();
+        }
+        if (why != null) {
+          algo.close();
+          return Double.NaN; // not a candidate: not timed, not counted
+        }
+        double ms;
+        try {
+          ms = time(plan, algo, x, w, residual, y, refused, c.toString());
+        } catch (RuntimeException e) {
+          algo.close();
+          throw e;
+        }
+        if (Double.isNaN(ms)) {
+          algo.close();
+          return Search.REFUSED;
+        }
+        made.put(c, algo);
+        return ms;
+      };
+      double startMs = Double.isNaN(plan.tunedMs) ? time(plan, start, x, w, residual, y, refused, "start") : plan.tunedMs;
+      if (Double.isNaN(startMs)) return; // the start itself no longer runs: keep it, as tuning chose it
+      Search.Result r = Search.descend(from, startMs, values, timer, Search.BUDGET);
+      String outcome;
+      if (r.best().equals(from)) {
+        outcome = String.format("none faster than the start's %.4f ms by %.0f%%", startMs, 100 * Search.MARGIN);
+      } else {
+        // the fastest of many noisy timings is flattered: time it and the start again, alternately,
+        // and move only if it still wins by the margin
+        cublasLtMatmulAlgo_t candidate = made.get(r.best());
+        double[] again = new double[2 * Search.CONFIRM];
+        for (int i = 0; i < again.length; i++) again[i] = time(plan, i % 2 == 0 ? start : candidate, x, w, residual, y, refused, "confirming");
+        double startAgain = Search.median(again, 0), bestAgain = Search.median(again, 1);
+        if (bestAgain < startAgain * (1 - Search.MARGIN)) {
+          made.remove(r.best());
+          plan.searched = candidate;
+          plan.algo = candidate;
+          outcome = String.format("fastest %s %.4f ms; again, alternating with the start: %.4f against %.4f ms, %.2fx", r.best(), r.bestMs(),
+              bestAgain, startAgain, startAgain / bestAgain);
+        } else {
+          outcome = String.format("fastest %s %.4f ms, but again, alternating with the start: %.4f against %.4f ms: the start kept", r.best(),
+              r.bestMs(), bestAgain, startAgain);
+        }
+      }
+      tuning.add(p + ": search from " + describe(start) + " (" + from + "): " + r.timed() + " candidates run; " + outcome
+          + (refused.isEmpty() ? "" : "; refused when run: " + String.join(", ", refused)));
+    } finally {
+      for (cublasLtMatmulAlgo_t a : made.values()) a.close();
+    }
+  }
+
+  /**
+   * Milliseconds a call of {@code plan} with {@code algo} takes (one warm-up call, then {@value
+   * #TUNE_CALLS} between two events), or NaN when a call is refused (named in {@code failed}).
+   */
+  private double time(Plan plan, cublasLtMatmulAlgo_t algo, DeviceBuffer x, DeviceBuffer w, DeviceBuffer residual, DeviceBuffer y,
+      List<String> failed, String what) {
+    int status = matmul(plan, algo, x, w, residual, y);
+    if (status != CUBLAS_STATUS_SUCCESS) {
+      failed.add(what + " status " + status + statusText(status));
+      return Double.NaN;
+    }
+    CUevent_st start = new CUevent_st(), stop = new CUevent_st();
+    CudaDriver.check(cuEventCreate(start, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt search)");
+    try {
+      CudaDriver.check(cuEventCreate(stop, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt search)");
+      try (FloatPointer elapsed = new FloatPointer(1)) {
+        CudaDriver.check(cuEventRecord(start, stream), "cuEventRecord(cuBLASLt search)");
+        int timed = CUBLAS_STATUS_SUCCESS;
+        for (int r = 0; r < TUNE_CALLS && timed == CUBLAS_STATUS_SUCCESS; r++) timed = matmul(plan, algo, x, w, residual, y);
+        CudaDriver.check(cuEventRecord(stop, stream), "cuEventRecord(cuBLASLt search)");
+        CudaDriver.check(cuEventSynchronize(stop), "cuEventSynchronize(cuBLASLt search)");
+        if (timed != CUBLAS_STATUS_SUCCESS) {
+          failed.add(what + " status " + timed + statusText(timed) + " when timed");
+          return Double.NaN;
+        }
+        CudaDriver.check(cuEventElapsedTime(elapsed, start, stop), "cuEventElapsedTime(cuBLASLt search)");
+        return elapsed.get() / TUNE_CALLS;
+      } finally {
+        CudaDriver.check(cuEventDestroy(stop), "cuEventDestroy(cuBLASLt search)");
+      }
+    } finally {
+      CudaDriver.check(cuEventDestroy(start), "cuEventDestroy(cuBLASLt search)");
+    }
+  }
+
+  /**
+   * The size cuBLASLt stores configuration attribute {@code attr} in (cublasLt.h): 2 bytes for the
+   * cluster and inner shape ids (uint16_t), 4 for the rest; a get or set of another size is refused.
+   */
+  static int configAttrBytes(int attr) {
+    return attr == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID || attr == CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID ? 2 : 4;
+  }
+
+  /** An algorithm's configuration attribute {@code attr}, or -1 where it has none. */
+  private static int configAttr(cublasLtMatmulAlgo_t algo, int attr) {
+    try (SizeTPointer written = new SizeTPointer(1)) {
+      if (configAttrBytes(attr) == 2) {
+        try (ShortPointer value = new ShortPointer(1)) {
+          int status = cublasLtMatmulAlgoConfigGetAttribute(algo, attr, value, 2, written);
+          return status == CUBLAS_STATUS_SUCCESS ? value.get() & 0xFFFF : -1;
+        }
+      }
+      try (IntPointer value = new IntPointer(1)) {
+        value.put(0, -1);
+        int status = cublasLtMatmulAlgoConfigGetAttribute(algo, attr, value, 4, written);
+        return status == CUBLAS_STATUS_SUCCESS ? value.get() : -1;
+      }
+    }
+  }
+
+  /** Sets {@code algo}'s configuration attribute {@code attr} to {@code value}; null, or why not. */
+  private static String setConfigAttr(cublasLtMatmulAlgo_t algo, int attr, int value) {
+    int status;
+    if (configAttrBytes(attr) == 2) {
+      try (ShortPointer v = new ShortPointer(1)) {
+        v.put(0, (short) value);
+        status = cublasLtMatmulAlgoConfigSetAttribute(algo, attr, v, 2);
+      }
+    } else {
+      try (IntPointer v = new IntPointer(1)) {
+        v.put(0, value);
+        status = cublasLtMatmulAlgoConfigSetAttribute(algo, attr, v, 4);
+      }
+    }
+    return status == CUBLAS_STATUS_SUCCESS ? null : "set " + attr + " = " + value + ": status " + status;
+  }
+
+  /** A capability of {@code algo} that is an array of 32-bit ids (tiles, stages) or one value (swizzle support); empty where it has none. */
+  private static int[] capIds(cublasLtMatmulAlgo_t algo, int cap) {
+    try (SizeTPointer written = new SizeTPointer(1)) {
+      int status = cublasLtMatmulAlgoCapGetAttribute(algo, cap, null, 0, written);
+      long bytes = written.get();
+      if (status != CUBLAS_STATUS_SUCCESS || bytes < 4) return new int[0];
+      try (IntPointer ids = new IntPointer(bytes / 4)) {
+        status = cublasLtMatmulAlgoCapGetAttribute(algo, cap, ids, 4 * (bytes / 4), written);
+        if (status != CUBLAS_STATUS_SUCCESS) return new int[0];
+        int[] out = new int[(int) (bytes / 4)];
+        ids.get(out);
+        return out;
+      }
+    }
+  }
+
+  /**
+   * The pure part of {@link #search} (tested without a GPU): a configuration's searched
+   * dimensions, and the descent over them.
+   */
+  static final class Search {
+    private Search() {}
+
+    /** A neighbour must be faster than the best so far by this fraction to replace it (timing noise is ~1%). */
+    static final double MARGIN = 0.01;
+
+    /** The most candidates a problem times in its search (those cuBLASLt refuses before running do not count). */
+    static final int BUDGET = 48;
+
+    /** The most candidates one dimension times, so that many tiles leave room for the stages, clusters and swizzle. */
+    static final int PER_DIMENSION = 24;
+
+    /** Alternate timings of the start and the search's fastest before a move (each). */
+    static final int CONFIRM = 3;
+
+    /** The median of every other element of {@code ms} from {@code first} (NaN counts as slowest). */
+    static double median(double[] ms, int first) {
+      double[] mine = new double[(ms.length - first + 1) / 2];
+      for (int i = 0; i < mine.length; i++) mine[i] = Double.isNaN(ms[first + 2 * i]) ? Double.POSITIVE_INFINITY : ms[first + 2 * i];
+      Arrays.sort(mine);
+      return mine[mine.length / 2];
+    }
+
+    /** What {@link Timer#ms} returns for a candidate that passed the check but was refused when run: counted, never chosen. */
+    static final double REFUSED = Double.POSITIVE_INFINITY;
+
+    /** The cluster shapes tried (cuBLASLt has no capability listing them; the check refuses those an algorithm lacks). */
+    static final int[] CLUSTER_SHAPES = {CUBLASLT_CLUSTER_SHAPE_AUTO, CUBLASLT_CLUSTER_SHAPE_1x1x1, CUBLASLT_CLUSTER_SHAPE_2x1x1,
+      CUBLASLT_CLUSTER_SHAPE_1x2x1, CUBLASLT_CLUSTER_SHAPE_2x2x1, CUBLASLT_CLUSTER_SHAPE_4x1x1};
+
+    /** The dimensions, in the order searched. */
+    enum Dim {
+      TILE(CUBLASLT_ALGO_CONFIG_TILE_ID),
+      STAGES(CUBLASLT_ALGO_CONFIG_STAGES_ID),
+      CLUSTER(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID),
+      SWIZZLE(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
+
+      final int attr;
+
+      Dim(int attr) {
+        this.attr = attr;
+      }
+    }
+
+    /** One configuration: tile, stages, cluster shape and CTA swizzle ids (-1: the algorithm has no such attribute). */
+    record Config(int tile, int stages, int cluster, int swizzle) {
+      int get(Dim d) {
+        return switch (d) {
+          case TILE -> tile;
+          case STAGES -> stages;
+          case CLUSTER -> cluster;
+          case SWIZZLE -> swizzle;
+        };
+      }
+
+      Config with(Dim d, int v) {
+        return new Config(d == Dim.TILE ? v : tile, d == Dim.STAGES ? v : stages, d == Dim.CLUSTER ? v : cluster, d == Dim.SWIZZLE ? v : swizzle);
+      }
+
+      @Override
+      public String toString() {
+        return "tile " + tile + " stages " + stages + " cluster " + cluster + " swizzle " + swizzle;
+      }
+    }
+
+    /** Times a configuration: milliseconds a call; NaN when cuBLASLt refuses it before it runs (not counted); {@link #REFUSED} when it fails running. */
+    interface Timer {
+      double ms(Config c);
+    }
+
+    /** Sets one attribute of the algorithm being built; null, or why it could not. */
+    interface Setter {
+      String set(int attr, int value);
+    }
+
+    /** The descent's outcome: the fastest configuration found (the start when none beat it), its milliseconds, and how many were timed. */
+    record Result(Config best, double bestMs, int timed) {}
+
+    /**
+     * Sets the attributes in which {@code c} differs from {@code from} (the algorithm being built is
+     * a copy of {@code from}'s); null, or the first refusal.
+     */
+    static String apply(Config c, Config from, Setter setter) {
+      for (Dim d : Dim.values()) {
+        if (c.get(d) == from.get(d)) continue;
+        String why = setter.set(d.attr, c.get(d));
+        if (why != null) return why;
+      }
+      return null;
+    }
+
+    /**
+     * Coordinate descent from {@code start} ({@code startMs}): for each dimension in order, times
+     * every other value of {@code values} (the rest of the best configuration so far kept), and
+     * moves to the fastest when it beats the best by more than {@link #MARGIN}; stops timing once
+     * {@code budget} candidates have been timed, and a dimension after {@link #PER_DIMENSION}. Each
+     * configuration is timed once.
+     */
+    static Result descend(Config start, double startMs, Map<Dim, int[]> values, Timer timer, int budget) {
+      Config best = start;
+      double bestMs = startMs;
+      int timed = 0;
+      java.util.Set<Config> seen = new java.util.HashSet<>();
+      seen.add(start);
+      for (Dim d : Dim.values()) {
+        Config dimBest = null;
+        double dimMs = Double.POSITIVE_INFINITY;
+        int dimTimed = 0;
+        for (int v : values.getOrDefault(d, new int[0])) {
+          if (timed >= budget || dimTimed >= PER_DIMENSION) break;
+          Config c = best.with(d, v);
+          if (!seen.add(c)) continue;
+          double ms = timer.ms(c);
+          if (Double.isNaN(ms)) continue;
+          timed++;
+          dimTimed++;
+          if (ms < dimMs) {
+            dimMs = ms;
+            dimBest = c;
+          }
+        }
+        if (dimBest != null && dimMs < bestMs * (1 - MARGIN)) {
+          best = dimBest;
+          bestMs = dimMs;
+        }
+      }
+      return new Result(best, bestMs, timed);
+    }
   }
 
   /** An algorithm's configuration ids, for the tuning report: "algo 66 tile 21 stages 31 split-K 1 cluster 2". */
@@ -420,14 +774,10 @@ public final class CublasLt implements AutoCloseable {
     int[] attrs = {CUBLASLT_ALGO_CONFIG_ID, CUBLASLT_ALGO_CONFIG_TILE_ID, CUBLASLT_ALGO_CONFIG_STAGES_ID, CUBLASLT_ALGO_CONFIG_SPLITK_NUM,
       CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID};
     String[] names = {"algo", "tile", "stages", "split-K", "cluster"};
-    try (IntPointer value = new IntPointer(1);
-        SizeTPointer written = new SizeTPointer(1)) {
-      for (int i = 0; i < attrs.length; i++) {
-        value.put(0, -1);
-        int status = cublasLtMatmulAlgoConfigGetAttribute(algo, attrs[i], value, 4, written);
-        if (i > 0) b.append(' ');
-        b.append(names[i]).append(' ').append(status == CUBLAS_STATUS_SUCCESS ? Integer.toString(value.get()) : "?");
-      }
+    for (int i = 0; i < attrs.length; i++) {
+      int value = configAttr(algo, attrs[i]);
+      if (i > 0) b.append(' ');
+      b.append(names[i]).append(' ').append(value == -1 ? "?" : Integer.toString(value));
     }
     return b.toString();
   }
@@ -522,6 +872,8 @@ public final class CublasLt implements AutoCloseable {
       plan.desc = null;
     }
     plan.algo = null;
+    if (plan.searched != null) plan.searched.close();
+    plan.searched = null;
     if (plan.heuristic != null) plan.heuristic.close();
     plan.heuristic = null;
     if (first != null) throw first;

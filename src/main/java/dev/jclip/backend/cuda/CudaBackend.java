@@ -185,8 +185,18 @@ public final class CudaBackend implements Backend {
     flashStaged = on;
   }
 
-  /** {@link #gemmTuneByDefault}, read before the constructor allocates anything (a bad value fails first). */
-  private final boolean tuneFromProperty = gemmTuneByDefault();
+  /** {@code -Djclip.cuda.gemmTune}, read before the constructor allocates anything (a bad value fails first). */
+  private final Tune tuneFromProperty = gemmTuneProperty().value();
+
+  /** The GEMM tuning levels of {@code -Djclip.cuda.gemmTune}. */
+  public enum Tune {
+    /** The heuristic's first algorithm, untimed. */
+    OFF,
+    /** The fastest of the heuristic's algorithms ({@link #gemmTune}). */
+    ON,
+    /** As ON, then a search around the fastest ({@link #gemmSearch}). */
+    SEARCH
+  }
 
   /** How many of cuBLASLt's algorithms a GEMM problem times when tuning is on ({@link #gemmTune}). */
   public static final int TUNE_CANDIDATES = 16;
@@ -198,11 +208,11 @@ public final class CudaBackend implements Backend {
    * algorithm every run (a tuned choice can differ between runs, and so can the last bits).
    */
   public static boolean gemmTuneByDefault() {
-    return gemmTuneProperty().value();
+    return gemmTuneProperty().value() != Tune.OFF;
   }
 
-  private static Setting<Boolean> gemmTuneProperty() {
-    return choice("gemmTune", "cuBLASLt tuning", "on", "off", "on");
+  private static Setting<Tune> gemmTuneProperty() {
+    return option("gemmTune", "cuBLASLt tuning", "on", Map.entry("on", Tune.ON), Map.entry("off", Tune.OFF), Map.entry("search", Tune.SEARCH));
   }
 
   /**
@@ -220,6 +230,22 @@ public final class CudaBackend implements Backend {
   /** Whether new GEMM problems are tuned ({@link #gemmTune}). */
   public boolean gemmTuned() {
     return lt != null && lt.tuneCandidates() > 1;
+  }
+
+  /**
+   * With tuning on, whether each new GEMM problem also searches around the heuristic's fastest
+   * algorithm ({@link CublasLt#search}: its other tiles, stage counts, cluster shapes and CTA
+   * swizzle, one at a time, up to 48 more candidates a problem); {@code -Djclip.cuda.gemmTune=search}
+   * for backends built without saying. Opt-in: not yet run on a GPU. Problems already planned keep
+   * their algorithm. A no-op on the cuBLAS path.
+   */
+  public void gemmSearch(boolean on) {
+    if (lt != null) lt.search(on);
+  }
+
+  /** Whether new tuned GEMM problems search around the heuristic's fastest ({@link #gemmSearch}). */
+  public boolean gemmSearched() {
+    return lt != null && lt.searching();
   }
 
   /** What tuning measured, a line per tuned problem ({@link CublasLt#tuning}); empty when nothing was tuned. */
@@ -500,7 +526,8 @@ public final class CudaBackend implements Backend {
     this.blas = b;
     this.lt = l;
     this.blasWorkspace = w;
-    gemmTune(tuneFromProperty);
+    gemmTune(tuneFromProperty != Tune.OFF);
+    gemmSearch(tuneFromProperty == Tune.SEARCH);
   }
 
   public CudaDevice device() {

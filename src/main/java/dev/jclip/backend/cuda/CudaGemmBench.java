@@ -222,6 +222,63 @@ public final class CudaGemmBench {
     }
   }
 
+  /**
+   * The transformer GEMMs of the ViT-B/32 image tower and the 77-token text tower at batch 1024,
+   * fp16, as the backend runs them on cuBLASLt (in_proj with its bias, out_proj and c_proj with bias
+   * and residual, c_fc's GEMM alone before its bias_act pass): the heuristic's first algorithm,
+   * the fastest of its 16 (gemmTune=on, the default), and that fastest's neighbourhood searched
+   * (gemmTune=search, {@link CublasLt#search}), each with what tuning and the search measured.
+   */
+  public static void search(CudaDevice device, PrintStream log) {
+    // name, M, N, K, bias, residual
+    Object[][] shapes = {
+      {"image in_proj", 1024 * 50, 2304, 768, true, false}, {"image out_proj", 1024 * 50, 768, 768, true, true},
+      {"image c_fc", 1024 * 50, 3072, 768, false, false}, {"image c_proj", 1024 * 50, 768, 3072, true, true},
+      {"text in_proj", 1024 * 77, 1536, 512, true, false}, {"text out_proj", 1024 * 77, 512, 512, true, true},
+      {"text c_fc", 1024 * 77, 2048, 512, false, false}, {"text c_proj", 1024 * 77, 512, 2048, true, true}};
+    Precision p = Precision.FP16;
+    try (CudaStream stream = new CudaStream(device);
+        DeviceBuffer workspace = device.allocate(32L << 20);
+        CublasLt first = new CublasLt(device);
+        CublasLt tuned = new CublasLt(device);
+        CublasLt searched = new CublasLt(device)) {
+      for (CublasLt lt : new CublasLt[] {first, tuned, searched}) lt.bind(stream, workspace);
+      tuned.tune(CudaBackend.TUNE_CANDIDATES);
+      searched.tune(CudaBackend.TUNE_CANDIDATES);
+      searched.search(true);
+      for (Object[] sh : shapes) {
+        String name = (String) sh[0];
+        int m = (int) sh[1], n = (int) sh[2], k = (int) sh[3];
+        boolean hasBias = (boolean) sh[4], hasResidual = (boolean) sh[5];
+        try (DeviceBuffer a = random(device, (long) m * k, p);
+            DeviceBuffer w = random(device, (long) n * k, p);
+            DeviceBuffer r = hasResidual ? random(device, (long) m * n, p) : null;
+            DeviceBuffer bias = hasBias ? random(device, n, p) : null;
+            DeviceBuffer c = device.allocate((long) m * n * 2)) {
+          double flop = 2.0 * m * n * k;
+          String at = String.format("%-14s %6d x %4d x %4d", name, m, n, k);
+          double[] ms = new double[3];
+          CublasLt[] libs = {first, tuned, searched};
+          for (int i = 0; i < libs.length; i++) {
+            CublasLt lt = libs[i];
+            int before = lt.tuning().size();
+            try {
+              ms[i] = timeMs(stream, () -> {
+                if (!lt.linear(m, n, k, CublasLt.dataType(p), a, w, bias, r, c)) throw new CudaException("cuBLASLt has no algorithm for " + at);
+              });
+            } catch (RuntimeException e) {
+              ms[i] = Double.NaN;
+              log.println("[search] " + at + " failed: " + e);
+            }
+            if (i == 2) for (String line : lt.tuning().subList(before, lt.tuning().size())) log.println("[search] " + line);
+          }
+          log.printf("[search] %s: heuristic's first %.4f ms (%.1f TFLOP/s), tuned %.4f (%.1f), searched %.4f (%.1f, %.2fx tuned)%n", at, ms[0],
+              flop / ms[0] / 1e9, ms[1], flop / ms[1] / 1e9, ms[2], flop / ms[2] / 1e9, ms[1] / ms[2]);
+        }
+      }
+    }
+  }
+
   /** A device buffer of n random values of size ~1 in precision p (a 1 Mi-value random block, repeated). */
   private static DeviceBuffer random(CudaDevice device, long n, Precision p) {
     java.util.Random rng = new java.util.Random(n);

@@ -30,7 +30,9 @@ import org.junit.jupiter.api.Test;
  * bias), out_proj and c_proj folded with their residual (D to D and 4D to D, bias + residual; one
  * also without bias), a plain out_proj (bias only) and c_fc (D to 4D, bias + QuickGELU: cuBLAS GEMM
  * + bias_act on both paths), and on tuned cuBLASLt ({@link CudaBackend#gemmTune}: every LINEAR's
- * GEMM a cuBLASLt matmul with the fastest of the heuristic's algorithms, c_fc's then bias_act). Tolerances as in CudaBackendOpsTest: fp32 (parity) 1e-5 relative,
+ * GEMM a cuBLASLt matmul with the fastest of the heuristic's algorithms, c_fc's then bias_act),
+ * also with the search around that fastest ({@link CudaBackend#gemmSearch}: whatever neighbour it
+ * keeps must compute the same product). Tolerances as in CudaBackendOpsTest: fp32 (parity) 1e-5 relative,
  * fp16 1e-2, bf16 5e-2. Each runs twice on one executor, the second time replaying a CUDA graph,
  * which must give the first run's bits. Weights are scaled by 1/√K so that x·Wᵀ, the bias and the
  * residual are all of size ~1: a missing bias or residual is an error of ~0.5 in every precision.
@@ -115,12 +117,14 @@ class CudaLinearEpilogueTest {
         case FP16 -> 1e-2;
         case BF16 -> 5e-2;
       };
-      // {cuBLASLt, tuned}: cuBLASLt, cuBLAS, tuned cuBLASLt (every LINEAR a cuBLASLt matmul, its algorithm timed)
-      for (boolean[] path : new boolean[][] {{true, false}, {false, false}, {true, true}}) {
-        boolean lt = path[0], tune = path[1];
+      // {cuBLASLt, tuned, searched}: cuBLASLt, cuBLAS, tuned cuBLASLt (every LINEAR a cuBLASLt matmul, its
+      // algorithm timed), and tuned with the search around the fastest (its neighbours' configurations timed too)
+      for (boolean[] path : new boolean[][] {{true, false, false}, {false, false, false}, {true, true, false}, {true, true, true}}) {
+        boolean lt = path[0], tune = path[1], search = path[2];
         try (CudaBackend backend = new CudaBackend(device, p, false, lt)) {
           backend.gemmTune(tune);
-          String library = backend.gemmLibrary() + (tune ? " tuned" : "");
+          backend.gemmSearch(search);
+          String library = backend.gemmLibrary() + (search ? " searched" : tune ? " tuned" : "");
           for (Case c : cases) {
             String what = c + " " + p + " " + library;
             try {
@@ -152,7 +156,10 @@ class CudaLinearEpilogueTest {
             // problem: each differs in rows, columns, depth, bias or residual), and tuning measured something
             if (backend.cublasLtPlans() < cases.size()) failures.add(p + " tuned: " + backend.cublasLtPlans() + " cuBLASLt plans for " + cases.size() + " cases");
             if (backend.gemmTuning().isEmpty()) failures.add(p + " tuned: no problem was tuned (every heuristic offered one algorithm?)");
-            backend.gemmTuning().forEach(line -> System.out.println("[cuda linear tune] " + line));
+            if (search && backend.gemmTuning().stream().noneMatch(line -> line.contains(": search from "))) {
+              failures.add(p + " searched: no problem was searched");
+            }
+            backend.gemmTuning().forEach(line -> System.out.println("[cuda linear " + (search ? "search" : "tune") + "] " + line));
           }
         }
       }

@@ -34,6 +34,18 @@ class KernelChoicesTest {
       else System.setProperty("jclip.cuda.layernorm", old);
     }
     try {
+      System.setProperty("jclip.cuda.gemmTune", "search");
+      assertTrue(CudaBackend.kernelChoices().contains("gemmTune=search"), CudaBackend.kernelChoices());
+      assertTrue(CudaBackend.gemmTuneByDefault(), "search tunes too");
+      System.setProperty("jclip.cuda.gemmTune", "off");
+      org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault());
+      System.setProperty("jclip.cuda.gemmTune", "all");
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
+      assertTrue(e.getMessage().contains("-Djclip.cuda.gemmTune") && e.getMessage().contains("on, off or search"), e.getMessage());
+    } finally {
+      System.clearProperty("jclip.cuda.gemmTune");
+    }
+    try {
       System.setProperty("jclip.cuda.gemmStore", "tma");
       assertTrue(CudaBackend.kernelChoices().endsWith("gemmStore=tma"), CudaBackend.kernelChoices());
       System.setProperty("jclip.cuda.gemmStore", "smem");
