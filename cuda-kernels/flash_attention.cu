@@ -422,7 +422,8 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // A position in a block's sequence of stages: work item `it` (valid while below `items`), its
-// K/V tile j of `tiles`.
+// K/V tile j of `tiles`; an item is ROWS query rows.
+template <int ROWS = FA_ROWS>
 struct FaCursor {
   int it, j, tiles, items, stride, qblocks, N, causal;
   __device__ __forceinline__ FaCursor(int first, int items_, int stride_, int qblocks_, int N_, int causal_)
@@ -432,7 +433,7 @@ struct FaCursor {
   // the item's K/V tiles: all keys, or with causal those up to the block's last row
   __device__ __forceinline__ int count() const {
     const int qb = it % qblocks;
-    const int kv_end = causal ? min(qb * FA_ROWS + FA_ROWS, N) : N;
+    const int kv_end = causal ? min(qb * ROWS + ROWS, N) : N;
     return (kv_end + FA_TILE - 1) / FA_TILE;
   }
   __device__ __forceinline__ bool valid() const { return it < items; }
@@ -448,22 +449,26 @@ struct FaCursor {
 // STAGE: the output rows leave through the warp's rows of the stage's Q tile (fa_store_staged):
 // the warp alone reads them (its Q fragments, before), and no copy lands in this buffer until the
 // barrier that ends the stage.
-template <typename T, bool STAGE = false>
+// ROWS: query rows an item (16 a warp, blockDim.x / 2): FA_ROWS (64), or FA_FIT_ROWS (80) for
+// sequences of 65 to 80 tokens, one item a (batch, head) (flash_attention_pipe_fit_*, below).
+template <typename T, bool STAGE = false, int ROWS = FA_ROWS>
 __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {
   extern __shared__ __align__(16) unsigned char fa_pipe_smem[];
   typedef T Row[FA_HEAD + FA_PAD];
-  Row* tiles = reinterpret_cast<Row*>(fa_pipe_smem);  // buffer u: K rows at 3u * 64, V at (3u + 1) * 64, Q at (3u + 2) * 64
+  // buffer u: K rows at u * BUF, V at u * BUF + 64, Q (ROWS rows) at u * BUF + 128
+  constexpr int BUF = 2 * FA_TILE + ROWS;
+  Row* tiles = reinterpret_cast<Row*>(fa_pipe_smem);
   const int D = H * FA_HEAD;
   const long long row_stride = 3LL * D;
-  const int qblocks = (N + FA_ROWS - 1) / FA_ROWS, items = B * H * qblocks;
+  const int qblocks = (N + ROWS - 1) / ROWS, items = B * H * qblocks;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 
   // Queues the copies of the stage at `c` into buffer u: its K and V tiles, and at an item's first
   // tile its Q tile; 8 consecutive threads a 128-byte row.
-  auto issue = [&](const FaCursor& c, int u) {
+  auto issue = [&](const FaCursor<ROWS>& c, int u) {
     const int qb = c.it % qblocks, bh = c.it / qblocks, h = bh % H, b = bh / H;
     const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
-    Row* k_s = tiles + 3 * u * FA_TILE;
+    Row* k_s = tiles + u * BUF;
     Row* v_s = k_s + FA_TILE;
     Row* q_s = v_s + FA_TILE;
     for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
@@ -472,15 +477,22 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
       const T* src = base + (long long)(ok ? key : 0) * row_stride + col;
       cp_async16(&k_s[r][col], src + D, ok);
       cp_async16(&v_s[r][col], src + 2 * D, ok);
-      if (c.j == 0) {
-        const int row = qb * FA_ROWS + r;
+      if (ROWS == FA_TILE && c.j == 0) {
+        const int row = qb * ROWS + r;
+        const bool in = row < N;
+        cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
+      }
+    }
+    if (ROWS != FA_TILE && c.j == 0) {  // a Q tile of another height than the K/V tiles: a loop of its own
+      for (int e = threadIdx.x; e < ROWS * (FA_HEAD / 8); e += blockDim.x) {
+        const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, row = qb * ROWS + r;
         const bool in = row < N;
         cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
       }
     }
   };
 
-  FaCursor cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
+  FaCursor<ROWS> cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
   if (next.valid()) {
     issue(next, 0);
     next.advance();
@@ -502,11 +514,11 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     __syncthreads();
 
     const int u = s & 1;
-    const Row* k_s = tiles + 3 * u * FA_TILE;
+    const Row* k_s = tiles + u * BUF;
     const Row* v_s = k_s + FA_TILE;
-    Row* q_s = tiles + (3 * u + 2) * FA_TILE;
+    Row* q_s = tiles + u * BUF + 2 * FA_TILE;
     const int qb = cur.it % qblocks, bh = cur.it / qblocks, h = bh % H, b = bh / H;
-    const int row0 = qb * FA_ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
+    const int row0 = qb * ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
     if (cur.j == 0) {
       // a new item: its Q fragments (rows past N are zeros and are never written), fresh sums
       fa_q_fragments<T>(qf, &q_s[warp * 16], lane);
@@ -514,7 +526,10 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
       for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
       m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
     }
-    if (row0 < N) fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
+    // (an item taller than a tile: with causal, a warp whose rows all lie before the tile skips it,
+    // as the 64-row items never reach such a tile; its keys would all be masked, adding nothing)
+    const bool before = ROWS != FA_TILE && causal && cur.j * FA_TILE > row0 + 15;
+    if (row0 < N && !before) fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
     if (cur.j + 1 == cur.tiles && row0 < N) {
       if (STAGE) fa_store_staged<T>(out, o, l_lo, l_hi, b, h, N, D, row0, &q_s[warp * 16], lane);
       else fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
@@ -535,3 +550,23 @@ FA_PIPE_ENTRY(flash_attention_pipe_bf16, __nv_bfloat16, false)
 // ... with the output through shared memory (STAGE; the kernel's Q already comes that way). Opt-in until timed.
 FA_PIPE_ENTRY(flash_attention_pipe_st_f16, __half, true)
 FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true)
+
+// flash_attention_pipe_fit_*: items of 80 query rows (5 warps) for sequences of 65 to 80 tokens (the
+// text tower's 77): one item a (batch, head), its Q tile of 80 rows loaded once, and its two K/V
+// tiles each loaded once. With 64-row items the 77 tokens took three stages, the second item's
+// 13 rows reading the first K/V tile again with three warps idle. Every row's arithmetic is the
+// 64-row kernel's in the same order (rows 0-63: the first tile; rows 64-79: both), so the same
+// bits. Launch: grid min(B * H * ceil(N/80), 3 * SMs), block 160, dynamic shared memory
+// FA_PIPE_FIT_SMEM = 2 x (K, V tiles of 64 rows and a Q tile of 80, rows of 72) = 59,904 bytes.
+// Opt-in until timed.
+#define FA_FIT_ROWS 80
+#define FA_PIPE_FIT_SMEM (2 * (2 * FA_TILE + FA_FIT_ROWS) * (FA_HEAD + FA_PAD) * 2)
+#define FA_PIPE_FIT_ENTRY(NAME, T, STAGE)                                                                      \
+  extern "C" __global__ void __launch_bounds__(FA_FIT_ROWS * 2, 3)                                              \
+      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
+    flash_attention_pipe<T, STAGE, FA_FIT_ROWS>(out, qkv, B, N, H, causal);                                     \
+  }
+FA_PIPE_FIT_ENTRY(flash_attention_pipe_fit_f16, __half, false)
+FA_PIPE_FIT_ENTRY(flash_attention_pipe_fit_bf16, __nv_bfloat16, false)
+FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_f16, __half, true)
+FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true)

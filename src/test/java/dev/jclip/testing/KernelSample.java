@@ -82,6 +82,9 @@ public final class KernelSample {
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, false, true)); // text: N = 77, 8 heads, causal
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, CudaOps.FlashV.LDMATRIX, true, false));
     l.add(() -> ops.flashAttention(out, qkv, batch, textTokens, textWidth / 64, true, p, CudaOps.FlashV.LDMATRIX, true, false, true));
+    // the text shape pipelined and staged (the default since run 8), in 64-row items and in 80-row ones (flashRows=fit)
+    l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, textTokens, textWidth / 64, true, p, true, false));
+    l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, textTokens, textWidth / 64, true, p, true, true));
     // one query row a sequence (a pooled tower's last attention): the class token, the last text token
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, imageTokens, width / 64, 0, false, p));
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, textTokens, textWidth / 64, textTokens - 1, true, p));

@@ -366,7 +366,11 @@ public final class CudaBackend implements Backend {
   /**
    * The flash kernel in blocks fitted to sequences of up to 80 tokens (16 · ⌈n/16⌉ rows, one block
    * per batch and head: the text tower's 77 tokens, short prompts; the same bits): off by default
-   * until timed; {@code -Djclip.cuda.flashRows=fit} turns it on for backends built without saying.
+   * (runs 6-8: no faster as one-block kernels); {@code -Djclip.cuda.flashRows=fit} turns it on for
+   * backends built without saying. With the pipelined kernel (the default since run 8) it takes
+   * sequences of 65 to 80 tokens as one 80-row item ({@link CudaOps#flashAttentionPipelined(DeviceBuffer,
+   * DeviceBuffer, int, int, int, boolean, Precision, boolean, boolean)}, session 13, not yet run;
+   * shorter and longer ones keep 64-row items).
    */
   private volatile boolean flashFitRows = flashRowsProperty().value();
 
@@ -1196,7 +1200,7 @@ public final class CudaBackend implements Backend {
       case ATTENTION -> {
         boolean flash = this.flash && CudaOps.flashAligned(y, x); // (arena buffers always are)
         if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision,
-            flashStaged);
+            flashStaged, flashFitRows);
         else if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
             flashFitRows, flashStaged);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);

@@ -75,6 +75,11 @@ public final class CudaGemmBench {
               time(device, "flash-ldm-st-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, true, false, true),
                   b, n, h, causal, log);
               time(device, "flash-pipe-st " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
+              if (CudaOps.flashPipeFits(n)) { // one 80-row item a sequence (flashRows=fit with the pipelined kernel)
+                time(device, "flash-pipe-fit " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, false, true), b, n, h, causal, log);
+                time(device, "flash-pipe-st-fit " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, true), b, n, h, causal,
+                    log);
+              }
               if (n <= 80 && n != 64) {
                 time(device, "flash-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, false, false, true), b, n, h, causal, log);
                 time(device, "flash-vkey-fit " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, true, false, true), b, n, h, causal, log);

@@ -328,6 +328,14 @@ public final class CudaOps implements AutoCloseable {
   /** flash_attention.cu's FA_PIPE_SMEM: two buffers of K, V and Q tiles of 64 rows x 72 halves. */
   static final int FLASH_PIPE_SMEM = 2 * 3 * 64 * 72 * 2;
 
+  /** flash_attention.cu's FA_PIPE_FIT_SMEM: two buffers of K and V tiles of 64 rows and a Q tile of 80, rows of 72 halves. */
+  static final int FLASH_PIPE_FIT_SMEM = 2 * (2 * 64 + 80) * 72 * 2;
+
+  /** Whether the fitted pipelined kernel takes sequences of {@code n} tokens: 65 to 80 (one 80-row item a sequence). */
+  public static boolean flashPipeFits(int n) {
+    return n > 64 && n <= 80;
+  }
+
   private volatile boolean flashPipeSharedMemory;
 
   /**
@@ -347,6 +355,18 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean staged) {
+    flashAttentionPipelined(out, qkv, batch, n, heads, causal, precision, staged, false);
+  }
+
+  /**
+   * As {@link #flashAttentionPipelined(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision, boolean)}; with
+   * {@code fit}, sequences of 65 to 80 tokens ({@link #flashPipeFits}) run as one 80-row item a
+   * (batch, head) ({@code flash_attention_pipe[_st]_fit_*}: 5 warps, Q loaded once and each K/V
+   * tile once, where 64-row items take three stages and read the first K/V tile twice; the same
+   * bits); other lengths take the 64-row kernel.
+   */
+  public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean staged, boolean fit) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
     requireFlashAlignment(out, qkv);
@@ -355,18 +375,24 @@ public final class CudaOps implements AutoCloseable {
       flashAttention(out, qkv, batch, n, heads, causal, precision, FlashV.LDMATRIX, true, false, false);
       return;
     }
-    long items = (long) batch * heads * ((n + 63) / 64);
+    boolean fitted = fit && flashPipeFits(n);
+    int rows = fitted ? 80 : 64;
+    long items = (long) batch * heads * ((n + rows - 1) / rows);
     if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
-    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + suffix(precision);
+    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + (fitted ? "fit_" : "") + suffix(precision);
     if (!flashPipeSharedMemory) {
       for (String k : new String[] {"pipe_", "pipe_st_"}) {
-        for (String s : new String[] {"f16", "bf16"}) flashAttention.allowSharedMemory("flash_attention_" + k + s, FLASH_PIPE_SMEM);
+        for (String s : new String[] {"f16", "bf16"}) {
+          flashAttention.allowSharedMemory("flash_attention_" + k + s, FLASH_PIPE_SMEM);
+          flashAttention.allowSharedMemory("flash_attention_" + k + "fit_" + s, FLASH_PIPE_FIT_SMEM);
+        }
       }
       flashPipeSharedMemory = true;
     }
-    int grid = (int) Math.max(1, Math.min(items, 4L * multiprocessors));
-    flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {128, 1, 1}, FLASH_PIPE_SMEM, stream, out, qkv, batch, n, heads,
-        causal ? 1 : 0);
+    // resident blocks an SM: the kernels' __launch_bounds__ (4 of 128 threads; fitted, 3 of 160)
+    int grid = (int) Math.max(1, Math.min(items, (fitted ? 3L : 4L) * multiprocessors));
+    flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {2 * rows, 1, 1}, fitted ? FLASH_PIPE_FIT_SMEM : FLASH_PIPE_SMEM, stream, out,
+        qkv, batch, n, heads, causal ? 1 : 0);
   }
 
   /**

@@ -60,7 +60,7 @@ class CudaAttentionTest {
   /**
    * The bit checks of the opt-in flash variants, collected by family ("ldm": V read with
    * ldmatrix.trans, "staged": Q and the output through shared memory, "pipe": the pipelined
-   * kernel; "attention": one that has run before) instead of stopping at the first: a test that
+   * kernel, "fit": its 80-row items; "attention": one that has run before) instead of stopping at the first: a test that
    * fails prints {@code [attention-variant-failed] <families>}, from which scripts/gpu-run.sh leaves
    * only those kernels out of the model benchmark's profile. A launch that throws (a fault leaves
    * the context unusable) names its families and ends the test.
@@ -91,6 +91,12 @@ class CudaAttentionTest {
     /** The families of the pipelined kernel, staged or not. */
     static String[] pipelined(boolean staged) {
       return staged ? new String[] {"pipe", "staged"} : new String[] {"pipe"};
+    }
+
+    /** The families of the pipelined kernel, staged or not, in 80-row items where the sequence takes them ("fit"). */
+    static String[] pipelined(boolean staged, boolean fit, int n) {
+      if (!fit || !CudaOps.flashPipeFits(n)) return pipelined(staged);
+      return staged ? new String[] {"pipe", "staged", "fit"} : new String[] {"pipe", "fit"};
     }
 
     void same(short[] want, java.util.function.Supplier<short[]> got, String what, String... family) {
@@ -186,11 +192,14 @@ class CudaAttentionTest {
                   }
                 }
                 for (boolean staged : new boolean[] {false, true}) {
-                  variants.same(bits, () -> {
-                    dout.zero();
-                    ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, staged);
-                    return dout.downloadShorts(e);
-                  }, "pipelined flash attention" + (staged ? ", output staged, " : ", ") + p + " " + shape, Variants.pipelined(staged));
+                  for (boolean fit : new boolean[] {false, true}) { // fit: 80-row items for 65 to 80 tokens
+                    variants.same(bits, () -> {
+                      dout.zero();
+                      ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, staged, fit);
+                      return dout.downloadShorts(e);
+                    }, "pipelined flash attention" + (staged ? ", output staged" : "") + (fit ? ", fitted items" : "") + ", " + p + " " + shape,
+                        Variants.pipelined(staged, fit, n));
+                  }
                 }
               }
             }
@@ -205,15 +214,18 @@ class CudaAttentionTest {
    * The pipelined flash kernel (persistent blocks, the next tile copied while the current one
    * computes) writes the one-block-a-tile kernel's bits where each block walks many items and
    * items have several tiles: CLIP's image and text shapes at batch sizes that give every block
-   * several items, causal and not, and 197 and 257 tokens (4 and 5 tiles an item).
+   * several items, causal and not, and 197 and 257 tokens (4 and 5 tiles an item); at 65, 77 and
+   * 80 tokens also in 80-row items (flashRows=fit: one item a sequence, 5 warps, the last warps'
+   * rows past the first tile).
    */
   @Test
   void pipelinedFlashAttentionMatchesTheBlockKernelOnManyItems() {
     Variants variants = new Variants();
     int items = 4 * device.multiprocessors();
-    int[][] shapes = {{50, 12}, {77, 8}, {15, 8}, {197, 12}, {257, 16}};
+    int[][] shapes = {{50, 12}, {77, 8}, {15, 8}, {197, 12}, {257, 16}, {65, 12}, {80, 8}};
     for (int[] sh : shapes) {
-      int n = sh[0], heads = sh[1], qblocks = (n + 63) / 64;
+      // (65 to 80 tokens: the fitted kernel's one item a sequence, so that its blocks too walk two or more)
+      int n = sh[0], heads = sh[1], qblocks = CudaOps.flashPipeFits(n) ? 1 : (n + 63) / 64;
       int batch = 2 * items / (heads * qblocks) + 1 + random.nextInt(7); // every block two items or more
       int d = heads * 64;
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
@@ -226,13 +238,15 @@ class CudaAttentionTest {
             ops.flashAttention(want, dq, batch, n, heads, causal, p, CudaOps.FlashV.LDMATRIX, true, false);
             short[] bits = want.downloadShorts(batch * n * d);
             for (boolean staged : new boolean[] {false, true}) {
-              int e = batch * n * d;
-              variants.same(bits, () -> {
-                got.zero();
-                ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, staged);
-                return got.downloadShorts(e);
-              }, "pipelined flash attention" + (staged ? " (output staged)" : "") + " against the block kernel, " + shape,
-                  Variants.pipelined(staged));
+              for (boolean fit : CudaOps.flashPipeFits(n) ? new boolean[] {false, true} : new boolean[] {false}) {
+                int e = batch * n * d;
+                variants.same(bits, () -> {
+                  got.zero();
+                  ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, staged, fit);
+                  return got.downloadShorts(e);
+                }, "pipelined flash attention" + (staged ? " (output staged)" : "") + (fit ? " (80-row items)" : "") + " against the block kernel, "
+                    + shape, Variants.pipelined(staged, fit, n));
+              }
             }
           }
         }
