@@ -207,7 +207,8 @@ def profile_label(p):
             + (" tuned-cuBLASLt" if p.get("gemm_tuned") else "")
             + (f" c_fc-chunks-{p['act_chunk_mb']}MB" if p.get("act_chunk_mb") else "")
             + (f" LN-folded-{p['ln_fold']}" if p.get("ln_fold") else "")
-            + (" TMA-store" if p.get("gemm_store") == "tma" else ""))
+            + (" TMA-store" if p.get("gemm_store") == "tma" else "")
+            + (" searched-cuBLASLt" if p.get("gemm_searched") else ""))
 
 
 def kernel_tables(lines):

@@ -132,7 +132,7 @@ public final class CudaModelBench {
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
       Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "lnfold")),
-      Map.entry("linear", Set.of("tune", "chunk")));
+      Map.entry("linear", Set.of("tune", "chunk", "search")));
 
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
   static final Set<String> SKIP_GROUPS = GROUP_FEATURES.keySet();
@@ -198,6 +198,7 @@ public final class CudaModelBench {
     if (c.ln() == CudaOps.LayerNormKernel.STREAM) f.add("ln-stream");
     if (c.tune()) f.add("tune");
     if (c.actChunk() > 0) f.add("chunk");
+    if (c.search()) f.add("search");
     return f;
   }
 
@@ -349,7 +350,7 @@ public final class CudaModelBench {
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
-      Sm90Gemm.Schedule lnFold, boolean tmaStore) {
+      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search) {
     /**
      * The backend's defaults (since run 8): flash, the pipelined flash kernel with Q and the output
      * staged, the pooled last attention, layernorm_stream, vector glue, tuned cuBLASLt for every
@@ -357,11 +358,11 @@ public final class CudaModelBench {
      * which the pipelined kernel replaces).
      */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.STREAM, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false);
+        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false);
 
     /** Runs 7 and 8's defaults: the one-block flash kernel (4 blocks an SM, V by rows), layernorm_warps, untuned cuBLASLt, every attention whole. */
     static final ProfileConfig RUN7_DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
       return with(c -> c.ln = k);
@@ -410,6 +411,10 @@ public final class CudaModelBench {
       return with(c -> c.tmaStore = on);
     }
 
+    ProfileConfig withSearch(boolean on) {
+      return with(c -> c.search = on);
+    }
+
     /** This configuration with {@code change} made to a copy of its components. */
     ProfileConfig with(java.util.function.Consumer<Components> change) {
       Components c = new Components(this);
@@ -419,7 +424,7 @@ public final class CudaModelBench {
 
     /** A configuration's components, to change: the one place besides the record that lists them all. */
     static final class Components {
-      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore;
+      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search;
       CudaOps.LayerNormKernel ln;
       CudaOps.FlashV v;
       Sm90Gemm.Schedule fused, lnFold;
@@ -442,10 +447,12 @@ public final class CudaModelBench {
         actChunk = p.actChunk;
         lnFold = p.lnFold;
         tmaStore = p.tmaStore;
+        search = p.search;
       }
 
       ProfileConfig build() {
-        return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore);
+        return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore,
+            search);
       }
     }
 
@@ -464,13 +471,14 @@ public final class CudaModelBench {
       backend.activationChunk(actChunk);
       backend.layerNormFold(lnFold);
       backend.gemmTmaStore(tmaStore);
+      backend.gemmSearch(tune && search);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
-          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "");
+          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "");
     }
   }
 
@@ -582,7 +590,8 @@ public final class CudaModelBench {
     POOLED(ProfileConfig::pooled, (c, f) -> c.pooled = f.pooled()),
     ACT_CHUNK(ProfileConfig::actChunk, (c, f) -> c.actChunk = f.actChunk()),
     LN_FOLD(ProfileConfig::lnFold, (c, f) -> c.lnFold = f.lnFold()),
-    GEMM_STORE(ProfileConfig::tmaStore, (c, f) -> c.tmaStore = f.tmaStore());
+    GEMM_STORE(ProfileConfig::tmaStore, (c, f) -> c.tmaStore = f.tmaStore()),
+    SEARCH(ProfileConfig::search, (c, f) -> c.search = f.search());
 
     private final java.util.function.Function<ProfileConfig, Object> value;
     private final java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy;
@@ -597,12 +606,14 @@ public final class CudaModelBench {
      * (its V layout, blocks, rows, pipelining and staging pick one kernel between them, and
      * combinations such as staged fitted blocks are kernels of their own), {@link #FUSED_LINEAR}
      * for gemm_sm90's (which LINEARs it runs, the LayerNorms folded into it, its output stores:
-     * the stores mean nothing without one of the others), else this one.
+     * the stores mean nothing without one of the others), {@link #TUNE} for cuBLASLt's (the search
+     * around the tuned algorithm means nothing untuned), else this one.
      */
     Choice group() {
       return switch (this) {
         case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE -> FLASH;
         case FUSED_LINEAR, LN_FOLD, GEMM_STORE -> FUSED_LINEAR;
+        case TUNE, SEARCH -> TUNE;
         default -> this;
       };
     }
@@ -633,7 +644,8 @@ public final class CudaModelBench {
    * 13, not yet run: the tests of this run decide whether it is timed); the one-block kernels staged, with V read by ldmatrix.trans, and in
    * blocks fitted to the 77-token texts; run 7's attention kernel) and c_fc in row chunks of 32 MB
    * (kernels that have run: what each default is worth, and whether the tuned GEMMs changed the
-   * chunks' loss); then gemm_sm90, which has run (c_fc fused in its two single-block schedules,
+   * chunks' loss), and the search around the tuned cuBLASLt algorithms (session 13, not yet run;
+   * cuBLASLt's own kernels, each configuration checked by cuBLASLt before it runs); then gemm_sm90, which has run (c_fc fused in its two single-block schedules,
    * every LINEAR without a residual on each, the blocks' LayerNorms folded into in_proj and c_fc
    * on each), and last its TMA-store epilogue, which passed its tests once (session 13, not yet
    * timed): c_fc fused (both schedules), the LayerNorms folded (both), in_proj and c_fc on the
@@ -647,7 +659,7 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true),
       ProfileConfig.DEFAULTS.withPipe(false).withStage(false),
-      ProfileConfig.DEFAULTS.withActChunk(32),
+      ProfileConfig.DEFAULTS.withActChunk(32), ProfileConfig.DEFAULTS.withSearch(true),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.LINEAR),
@@ -687,6 +699,7 @@ public final class CudaModelBench {
         if (cfg.actChunk() > 0) row.put("act_chunk_mb", cfg.actChunk());
         if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
         if (cfg.tmaStore()) row.put("gemm_store", "tma");
+        if (cfg.search()) row.put("gemm_searched", true);
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device)) {
           if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {

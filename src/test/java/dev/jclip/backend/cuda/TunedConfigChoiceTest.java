@@ -50,6 +50,7 @@ class TunedConfigChoiceTest {
       c.actChunk = 16;
       c.lnFold = Sm90Gemm.Schedule.COOPERATIVE;
       c.tmaStore = true;
+      c.search = !D.search();
     });
     assertEquals(java.util.List.of(CudaModelBench.Choice.values()), CudaModelBench.Choice.differing(D, all));
     for (CudaModelBench.Choice ch : CudaModelBench.Choice.values()) {
@@ -94,6 +95,7 @@ class TunedConfigChoiceTest {
     assertEquals(D.withStage(false).withLn(CudaOps.LayerNormKernel.WARPS), CudaModelBench.merge(m, IMAGE));
     assertEquals(CudaModelBench.Choice.FLASH, CudaModelBench.Choice.STAGE.group());
     assertEquals(CudaModelBench.Choice.TUNE, CudaModelBench.Choice.TUNE.group());
+    assertEquals(CudaModelBench.Choice.TUNE, CudaModelBench.Choice.SEARCH.group());
   }
 
   /**
