@@ -527,7 +527,8 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
       m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
     }
     // (an item taller than a tile: with causal, a warp whose rows all lie before the tile skips it,
-    // as the 64-row items never reach such a tile; its keys would all be masked, adding nothing)
+    // as the 64-row items never reach such a tile. Needed for the same bits, not only for speed: its
+    // keys are all masked, but running it would still compute o * 1 + 0, turning a -0 into +0)
     const bool before = ROWS != FA_TILE && causal && cur.j * FA_TILE > row0 + 15;
     if (row0 < N && !before) fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
     if (cur.j + 1 == cur.tiles && row0 < N) {
