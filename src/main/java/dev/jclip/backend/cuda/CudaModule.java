@@ -7,6 +7,7 @@ import static org.bytedeco.cuda.global.cudart.cuLaunchKernel;
 import static org.bytedeco.cuda.global.cudart.cuModuleGetFunction;
 import static org.bytedeco.cuda.global.cudart.cuModuleLoadData;
 import static org.bytedeco.cuda.global.cudart.cuModuleUnload;
+import static org.bytedeco.cuda.global.cudart.cuOccupancyMaxActiveBlocksPerMultiprocessor;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -115,6 +116,20 @@ public final class CudaModule implements AutoCloseable {
     device.makeCurrent();
     check(cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, bytes),
         "cuFuncSetAttribute(" + name + "." + kernel + ", MAX_DYNAMIC_SHARED_SIZE_BYTES, " + bytes + ")");
+  }
+
+  /**
+   * How many blocks of {@code kernel} (of {@code threads} threads and {@code sharedBytes} of dynamic
+   * shared memory) an SM of this device holds at once (cuOccupancyMaxActiveBlocksPerMultiprocessor:
+   * its registers, shared memory and threads), or {@code fallback} where the driver does not say.
+   * (Dynamic shared memory above 48 KB must have been allowed first: {@link #allowSharedMemory}.)
+   */
+  public int blocksPerMultiprocessor(String kernel, int threads, int sharedBytes, int fallback) {
+    CUfunc_st f = function(kernel);
+    device.makeCurrent();
+    int[] blocks = new int[1];
+    int status = cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, threads, sharedBytes);
+    return status == 0 && blocks[0] > 0 ? blocks[0] : fallback;
   }
 
   /**

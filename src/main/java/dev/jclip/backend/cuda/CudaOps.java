@@ -338,6 +338,9 @@ public final class CudaOps implements AutoCloseable {
 
   private volatile boolean flashPipeSharedMemory;
 
+  /** The pipelined kernels' resident blocks an SM on this device, by kernel name (asked of the driver once). */
+  private final java.util.Map<String, Integer> flashPipeBlocks = new java.util.concurrent.ConcurrentHashMap<>();
+
   /**
    * The flash attention of {@link #flashAttention(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision)} in
    * persistent blocks that copy the next K/V tile (cp.async, double-buffered) while computing the
@@ -389,10 +392,12 @@ public final class CudaOps implements AutoCloseable {
       }
       flashPipeSharedMemory = true;
     }
-    // resident blocks an SM: the kernels' __launch_bounds__ (4 of 128 threads; fitted, 3 of 160)
-    int grid = (int) Math.max(1, Math.min(items, (fitted ? 3L : 4L) * multiprocessors));
-    flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {2 * rows, 1, 1}, fitted ? FLASH_PIPE_FIT_SMEM : FLASH_PIPE_SMEM, stream, out,
-        qkv, batch, n, heads, causal ? 1 : 0);
+    // one wave of persistent blocks: as many as an SM holds (on an H100/H200 their __launch_bounds__:
+    // 4 of 128 threads, fitted 3 of 160; fewer where an SM has less shared memory, e.g. an A100)
+    int smem = fitted ? FLASH_PIPE_FIT_SMEM : FLASH_PIPE_SMEM, threads = 2 * rows;
+    int perSm = flashPipeBlocks.computeIfAbsent(kernel, k -> flashAttention.blocksPerMultiprocessor(k, threads, smem, fitted ? 3 : 4));
+    int grid = (int) Math.max(1, Math.min(items, (long) perSm * multiprocessors));
+    flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0);
   }
 
   /**
