@@ -103,6 +103,9 @@ def main():
         if any("pass_ms" in p for p in cols):
             print("| whole pass, kernels back to back | " + " | ".join(f"{p['pass_ms']:.2f}" if "pass_ms" in p else "-" for p in cols) + " |")
             print("| host time to launch the pass | " + " | ".join(f"{p['pass_host_ms']:.2f}" if "pass_host_ms" in p else "-" for p in cols) + " |")
+        if any("batch1_launched_ms" in p for p in cols):
+            print("| batch 1 without a CUDA graph, ms a pass | " + " | ".join(f"{p['batch1_launched_ms']:.3f}" if "batch1_launched_ms" in p else "-" for p in cols) + " |")
+            print("| of it, queueing the launches | " + " | ".join(f"{p['batch1_host_ms']:.3f}" if "batch1_host_ms" in p else "-" for p in cols) + " |")
         for k in names:
             if max(p["ms_by_node"].get(k, 0) for p in cols) < 0.05:
                 continue

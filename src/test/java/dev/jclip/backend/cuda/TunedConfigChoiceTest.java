@@ -201,7 +201,8 @@ class TunedConfigChoiceTest {
   }
 
   /**
-   * The profile's whole-pass timing ({@link CudaModelBench#wholePass}) reruns the executor on the
+   * The profile's whole-pass and batch-1 timings ({@link CudaModelBench#wholePass}, {@link
+   * CudaModelBench#batchOne}) rerun the executor on the
    * inputs it already holds, leaving it usable, its outputs those of the inputs, and the host's
    * share of the time within the whole.
    */
@@ -218,6 +219,9 @@ class TunedConfigChoiceTest {
       assertTrue(ms[0] >= 0 && ms[1] >= 0 && ms[1] <= ms[0] && Double.isFinite(ms[0]), java.util.Arrays.toString(ms));
       org.junit.jupiter.api.Assertions.assertArrayEquals(new float[] {2, 0, 6, 0, 10, 0}, first);
       org.junit.jupiter.api.Assertions.assertArrayEquals(first, ex.run(Map.of("x", in)).get("y"), "the executor is usable after");
+      double[] one = CudaModelBench.batchOne(ex, Map.of("x", in));
+      assertTrue(one[0] >= 0 && one[1] >= 0 && one[1] <= one[0] && Double.isFinite(one[0]), java.util.Arrays.toString(one));
+      org.junit.jupiter.api.Assertions.assertArrayEquals(first, ex.run(Map.of("x", in)).get("y"), "and after the batch-1 timing");
     }
   }
 
