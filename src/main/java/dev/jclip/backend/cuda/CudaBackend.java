@@ -192,9 +192,9 @@ public final class CudaBackend implements Backend {
   public enum Tune {
     /** The heuristic's first algorithm, untimed. */
     OFF,
-    /** The fastest of the heuristic's algorithms ({@link #gemmTune}). */
+    /** The fastest of the heuristic's algorithms ({@link CudaBackend#gemmTune}). */
     ON,
-    /** As ON, then a search around the fastest ({@link #gemmSearch}). */
+    /** As ON, then a search around the fastest ({@link CudaBackend#gemmSearch}). */
     SEARCH
   }
 
