@@ -190,6 +190,8 @@ public final class CudaBackend implements Backend {
 
   /** The GEMM tuning levels of {@code -Djclip.cuda.gemmTune}. */
   public enum Tune {
+    /** The default: ON for fp16 and bf16, OFF for fp32 (the parity mode: the same algorithm, and bits, every run). */
+    AUTO,
     /** The heuristic's first algorithm, untimed. */
     OFF,
     /** The fastest of the heuristic's algorithms ({@link CudaBackend#gemmTune}). */
@@ -202,17 +204,28 @@ public final class CudaBackend implements Backend {
   public static final int TUNE_CANDIDATES = 16;
 
   /**
-   * Whether backends built without saying tune their cuBLASLt GEMMs ({@link #gemmTune}): yes since
-   * run 8 (docs/gpu.md: image tower 18.61 → 17.65 ms, 77-token texts 17.16 → 15.51);
-   * {@code -Djclip.cuda.gemmTune=off} takes the heuristic's first algorithm untimed, the same
-   * algorithm every run (a tuned choice can differ between runs, and so can the last bits).
+   * Whether backends built without saying in {@code precision} tune their cuBLASLt GEMMs ({@link
+   * #gemmTune}): by default ({@code auto}) in fp16 and bf16 since run 8 (docs/gpu.md: image tower
+   * 18.61 → 17.65 ms, 77-token texts 17.16 → 15.51), not in fp32, the parity mode, whose GEMMs keep
+   * the heuristic's first algorithm and so the same bits every run (a tuned choice can differ
+   * between runs, and with it the last bits); {@code -Djclip.cuda.gemmTune=on} (or {@code search})
+   * tunes every precision, {@code off} none.
    */
-  public static boolean gemmTuneByDefault() {
-    return gemmTuneProperty().value() != Tune.OFF;
+  public static boolean gemmTuneByDefault(Precision precision) {
+    return tunes(gemmTuneProperty().value(), precision);
+  }
+
+  private static boolean tunes(Tune t, Precision precision) {
+    return switch (t) {
+      case AUTO -> precision != Precision.FP32;
+      case OFF -> false;
+      case ON, SEARCH -> true;
+    };
   }
 
   private static Setting<Tune> gemmTuneProperty() {
-    return option("gemmTune", "cuBLASLt tuning", "on", Map.entry("on", Tune.ON), Map.entry("off", Tune.OFF), Map.entry("search", Tune.SEARCH));
+    return option("gemmTune", "cuBLASLt tuning", "auto", Map.entry("auto", Tune.AUTO), Map.entry("on", Tune.ON), Map.entry("off", Tune.OFF),
+        Map.entry("search", Tune.SEARCH));
   }
 
   /**
@@ -530,7 +543,7 @@ public final class CudaBackend implements Backend {
     this.blas = b;
     this.lt = l;
     this.blasWorkspace = w;
-    gemmTune(tuneFromProperty != Tune.OFF);
+    gemmTune(tunes(tuneFromProperty, precision));
     gemmSearch(tuneFromProperty == Tune.SEARCH);
   }
 

@@ -21,7 +21,10 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, layernorm=stream, glue=vec, gemm=cublaslt, "
-        + "gemmTune=on, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, gemmStore=registers", defaults);
+        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, gemmStore=registers", defaults);
+    // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
+    assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));
+    org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32));
     String old = System.getProperty("jclip.cuda.layernorm");
     try {
       System.setProperty("jclip.cuda.layernorm", "warps");
@@ -36,12 +39,14 @@ class KernelChoicesTest {
     try {
       System.setProperty("jclip.cuda.gemmTune", "search");
       assertTrue(CudaBackend.kernelChoices().contains("gemmTune=search"), CudaBackend.kernelChoices());
-      assertTrue(CudaBackend.gemmTuneByDefault(), "search tunes too");
+      assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32), "search tunes every precision");
+      System.setProperty("jclip.cuda.gemmTune", "on");
+      assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32), "on tunes fp32 too");
       System.setProperty("jclip.cuda.gemmTune", "off");
-      org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault());
+      org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16));
       System.setProperty("jclip.cuda.gemmTune", "all");
       IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
-      assertTrue(e.getMessage().contains("-Djclip.cuda.gemmTune") && e.getMessage().contains("on, off or search"), e.getMessage());
+      assertTrue(e.getMessage().contains("-Djclip.cuda.gemmTune") && e.getMessage().contains("auto, on, off or search"), e.getMessage());
     } finally {
       System.clearProperty("jclip.cuda.gemmTune");
     }
