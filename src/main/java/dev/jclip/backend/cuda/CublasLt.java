@@ -422,41 +422,15 @@ public final class CublasLt implements AutoCloseable {
     double[] ms = new double[count];
     String[] config = new String[count];
     List<String> failed = new ArrayList<>();
-    CUevent_st start = new CUevent_st(), stop = new CUevent_st();
-    CudaDriver.check(cuEventCreate(start, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt tuning)");
-    try {
-      CudaDriver.check(cuEventCreate(stop, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt tuning)");
-      try (FloatPointer elapsed = new FloatPointer(1)) {
-        for (int i = 0; i < count; i++) {
-          ms[i] = Double.NaN;
-          cublasLtMatmulHeuristicResult_t h = plan.heuristic.getPointer(i);
-          config[i] = describe(h.algo());
-          if (h.state() != CUBLAS_STATUS_SUCCESS) {
-            failed.add("#" + i + " state " + h.state());
-            continue;
-          }
-          int status = matmul(plan, h.algo(), x, w, residual, y); // warm-up, and does it run at all
-          if (status != CUBLAS_STATUS_SUCCESS) {
-            failed.add("#" + i + " status " + status + statusText(status));
-            continue;
-          }
-          CudaDriver.check(cuEventRecord(start, stream), "cuEventRecord(cuBLASLt tuning)");
-          int timed = CUBLAS_STATUS_SUCCESS;
-          for (int r = 0; r < TUNE_CALLS && timed == CUBLAS_STATUS_SUCCESS; r++) timed = matmul(plan, h.algo(), x, w, residual, y);
-          CudaDriver.check(cuEventRecord(stop, stream), "cuEventRecord(cuBLASLt tuning)");
-          CudaDriver.check(cuEventSynchronize(stop), "cuEventSynchronize(cuBLASLt tuning)");
-          if (timed != CUBLAS_STATUS_SUCCESS) { // ran once, then refused: not a candidate either
-            failed.add("#" + i + " status " + timed + statusText(timed) + " when timed");
-            continue;
-          }
-          CudaDriver.check(cuEventElapsedTime(elapsed, start, stop), "cuEventElapsedTime(cuBLASLt tuning)");
-          ms[i] = elapsed.get() / TUNE_CALLS;
-        }
-      } finally {
-        CudaDriver.check(cuEventDestroy(stop), "cuEventDestroy(cuBLASLt tuning)");
+    for (int i = 0; i < count; i++) {
+      ms[i] = Double.NaN;
+      cublasLtMatmulHeuristicResult_t h = plan.heuristic.getPointer(i);
+      config[i] = describe(h.algo());
+      if (h.state() != CUBLAS_STATUS_SUCCESS) {
+        failed.add("#" + i + " state " + h.state());
+        continue;
       }
-    } finally {
-      CudaDriver.check(cuEventDestroy(start), "cuEventDestroy(cuBLASLt tuning)");
+      ms[i] = time(plan, h.algo(), x, w, residual, y, failed, "#" + i); // NaN (and named in failed) where a call is refused
     }
     int best = Tuning.fastest(ms);
     tuning.add(Tuning.report(p.toString(), ms, config, failed));
@@ -553,26 +527,26 @@ public final class CublasLt implements AutoCloseable {
       return Double.NaN;
     }
     CUevent_st start = new CUevent_st(), stop = new CUevent_st();
-    CudaDriver.check(cuEventCreate(start, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt search)");
+    CudaDriver.check(cuEventCreate(start, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt timing)");
     try {
-      CudaDriver.check(cuEventCreate(stop, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt search)");
+      CudaDriver.check(cuEventCreate(stop, CU_EVENT_DEFAULT), "cuEventCreate(cuBLASLt timing)");
       try (FloatPointer elapsed = new FloatPointer(1)) {
-        CudaDriver.check(cuEventRecord(start, stream), "cuEventRecord(cuBLASLt search)");
+        CudaDriver.check(cuEventRecord(start, stream), "cuEventRecord(cuBLASLt timing)");
         int timed = CUBLAS_STATUS_SUCCESS;
         for (int r = 0; r < TUNE_CALLS && timed == CUBLAS_STATUS_SUCCESS; r++) timed = matmul(plan, algo, x, w, residual, y);
-        CudaDriver.check(cuEventRecord(stop, stream), "cuEventRecord(cuBLASLt search)");
-        CudaDriver.check(cuEventSynchronize(stop), "cuEventSynchronize(cuBLASLt search)");
+        CudaDriver.check(cuEventRecord(stop, stream), "cuEventRecord(cuBLASLt timing)");
+        CudaDriver.check(cuEventSynchronize(stop), "cuEventSynchronize(cuBLASLt timing)");
         if (timed != CUBLAS_STATUS_SUCCESS) {
           failed.add(what + " status " + timed + statusText(timed) + " when timed");
           return Double.NaN;
         }
-        CudaDriver.check(cuEventElapsedTime(elapsed, start, stop), "cuEventElapsedTime(cuBLASLt search)");
+        CudaDriver.check(cuEventElapsedTime(elapsed, start, stop), "cuEventElapsedTime(cuBLASLt timing)");
         return elapsed.get() / TUNE_CALLS;
       } finally {
-        CudaDriver.check(cuEventDestroy(stop), "cuEventDestroy(cuBLASLt search)");
+        CudaDriver.check(cuEventDestroy(stop), "cuEventDestroy(cuBLASLt timing)");
       }
     } finally {
-      CudaDriver.check(cuEventDestroy(start), "cuEventDestroy(cuBLASLt search)");
+      CudaDriver.check(cuEventDestroy(start), "cuEventDestroy(cuBLASLt timing)");
     }
   }
 

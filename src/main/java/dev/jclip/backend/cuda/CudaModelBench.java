@@ -542,7 +542,12 @@ public final class CudaModelBench {
    * device sets the pace, so the second is each configuration's launch cost without a CUDA graph.
    */
   static double[] wholePass(Executor ex) {
-    double[] pass = new double[5], host = new double[5];
+    return passes(ex, 5);
+  }
+
+  /** {@code count} reruns of {@code ex}: {median milliseconds to the end of the work, median milliseconds the host took to queue it}. */
+  private static double[] passes(Executor ex, int count) {
+    double[] pass = new double[count], host = new double[count];
     for (int r = 0; r < pass.length; r++) {
       long t0 = System.nanoTime();
       ex.resubmit();
@@ -553,7 +558,7 @@ public final class CudaModelBench {
     }
     Arrays.sort(pass);
     Arrays.sort(host);
-    return new double[] {pass[2], host[2]};
+    return new double[] {pass[count / 2], host[count / 2]};
   }
 
   /**
@@ -564,18 +569,7 @@ public final class CudaModelBench {
    */
   static double[] batchOne(Executor ex, Map<String, ?> in) {
     for (int i = 0; i < 3; i++) ex.run(in);
-    double[] pass = new double[20], host = new double[20];
-    for (int r = 0; r < pass.length; r++) {
-      long t0 = System.nanoTime();
-      ex.resubmit();
-      host[r] = (System.nanoTime() - t0) / 1e6;
-      ex.await();
-      pass[r] = (System.nanoTime() - t0) / 1e6;
-      ex.collect();
-    }
-    Arrays.sort(pass);
-    Arrays.sort(host);
-    return new double[] {pass[pass.length / 2], host[host.length / 2]};
+    return passes(ex, 20);
   }
 
   /** The configuration with the fastest {@code tower} in {@code measured}, if it beats the defaults (by {@link #FASTER}); else null. */
