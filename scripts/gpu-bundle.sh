@@ -159,6 +159,13 @@ rm -rf "$cache/models"
 "$JAVA_HOME/bin/java" -cp "target/test-classes:target/classes:$(cat "$cache/test-classpath.txt")" dev.jclip.testing.BundleModels \
   "$ref" "$cache/models/clip-reference" >&2
 tar -C "$cache/models" -cf - clip-reference | xz -T0 -6 > "$out/models.tar.xz"
+# The nine OpenAI models at full geometry: random weights and inputs from a fresh seed, and their
+# features on this machine's CPU backend (oneDNN, which the bundle leaves out), for
+# CudaAllModelsTest; the GPU machine makes the weights and inputs again from the seed (~90 s here).
+echo "gpu-bundle: the nine models' CPU features (dev.jclip.testing.AllModelsFeatures)" >&2
+"$JAVA_HOME/bin/java" -Xmx12g --enable-native-access=ALL-UNNAMED --add-modules jdk.incubator.vector \
+  -cp "target/test-classes:target/classes:$(cat "$cache/test-classpath.txt")" dev.jclip.testing.AllModelsFeatures "$out/all-models.json" \
+  2> >(grep -v '^WARNING' >&2)
 git -C "$root" rev-parse HEAD > "$out/COMMIT" 2>/dev/null || echo unknown > "$out/COMMIT"
 git -C "$root" status --porcelain | grep -q . && echo "+uncommitted" >> "$out/COMMIT" || true
 

@@ -141,6 +141,8 @@ fi
 java="$jre/bin/java"
 "$java" -version 2>&1 | sed 's/^/  /' | tee -a "$report"
 jflags=(--enable-native-access=ALL-UNNAMED -Dorg.bytedeco.javacpp.cachedir=/tmp/javacpp-cache -Djclip.reference="$here/clip-reference")
+# the nine models' CPU features for CudaAllModelsTest (the bundle has no CPU GEMM library to make them)
+[ -f "$here/all-models.json" ] && jflags+=(-Djclip.cuda.allModels="$here/all-models.json")
 # extra JVM options for every stage, e.g. JCLIP_JAVA_OPTS="-Djclip.cuda.fusedLinear=sm90ppc2 -Djclip.cuda.layernorm=vec"
 # shellcheck disable=SC2206
 [ -n "${JCLIP_JAVA_OPTS:-}" ] && jflags+=(${JCLIP_JAVA_OPTS})
@@ -166,7 +168,7 @@ if want tests; then
 # unusable for the rest of the process), costs one class, not the others. Most important first:
 # what has never run on a GPU, then what has.
 pkg=dev.jclip.backend.cuda
-classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaSm90StoreTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest}"
+classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaSm90StoreTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest,CudaAllModelsTest}"
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
 junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
   local name="$1" t="$2"; shift 2

@@ -5,6 +5,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.stream.IntStream;
 
 /**
  * Random CLIP weights at any geometry, for benchmarks and for testing fast backends at full size
@@ -49,7 +50,18 @@ public final class RandomWeights {
         textWidth, textWidth / 64, textLayers, Activation.QUICK_GELU, "random");
   }
 
-  /** Canonical (OpenAI state-dict) float32 weights for {@code cfg}, deterministic in {@code seed}. */
+  /**
+   * {@code n} values of N(0, std²), as the weights are drawn: the same for the same seed on every
+   * machine and thread count (inputs for a model made by {@link #generate}).
+   */
+  public static float[] normal(long seed, int n, double std) {
+    return draw(new SplittableRandom(seed), n, 0, std);
+  }
+
+  /**
+   * Canonical (OpenAI state-dict) float32 weights for {@code cfg}, determined by {@code seed}: the
+   * same values on every machine and thread count.
+   */
   public static Map<String, Tensor> generate(ClipConfig cfg, long seed) {
     SplittableRandom r = new SplittableRandom(seed);
     Map<String, Tensor> w = new LinkedHashMap<>();
@@ -156,21 +168,52 @@ public final class RandomWeights {
     put(w, r, prefix + ".bias", 0.05, 0, d);
   }
 
+  /** Values a generator fills: tensors are filled in chunks of this many, in parallel. */
+  private static final int CHUNK = 1 << 16;
+
+  /**
+   * {@code name}: N(mean, std²) values of {@code shape}. Each tensor takes a generator of its own
+   * from {@code r}, and each chunk of it one from the tensor's, drawn in order before any value:
+   * the values depend on the seed only, not on how many threads fill the chunks.
+   */
   private static void put(Map<String, Tensor> w, SplittableRandom r, String name, double std, double mean, int... shape) {
     long[] s = new long[shape.length];
     int n = 1;
     for (int i = 0; i < shape.length; i++) {
       s[i] = shape[i];
-      n *= shape[i];
+      n = Math.multiplyExact(n, shape[i]);
     }
+    w.put(name, Tensor.ofFloats(name, s, draw(r.split(), n, mean, std)));
+  }
+
+  /** n values of N(mean, std²): each chunk of {@link #CHUNK} from its own generator, split from {@code r} in order, filled in parallel. */
+  private static float[] draw(SplittableRandom r, int n, double mean, double std) {
     float[] v = new float[n];
-    for (int i = 0; i < n; i++) v[i] = (float) (mean + std * gaussian(r));
-    w.put(name, Tensor.ofFloats(name, s, v));
+    int chunks = (n + CHUNK - 1) / CHUNK;
+    SplittableRandom[] rs = new SplittableRandom[chunks];
+    for (int c = 0; c < chunks; c++) rs[c] = r.split();
+    IntStream range = IntStream.range(0, chunks);
+    (chunks > 1 ? range.parallel() : range).forEach(c -> fill(v, c * CHUNK, Math.min(n, (c + 1) * CHUNK), rs[c], mean, std));
+    return v;
+  }
+
+  /**
+   * v[from, to): mean + std · N(0, 1), both values of each Box-Muller pair. StrictMath (fdlibm's
+   * results, bit for bit on every JVM and CPU), so that another machine regenerates the same values
+   * from the seed: the GPU bundle ships features computed here for weights the GPU machine makes
+   * again.
+   */
+  private static void fill(float[] v, int from, int to, SplittableRandom r, double mean, double std) {
+    for (int i = from; i < to; i += 2) {
+      double u = 1 - r.nextDouble(), a = 2 * Math.PI * r.nextDouble(), rad = std * StrictMath.sqrt(-2 * StrictMath.log(u));
+      v[i] = (float) (mean + rad * StrictMath.cos(a));
+      if (i + 1 < to) v[i + 1] = (float) (mean + rad * StrictMath.sin(a));
+    }
   }
 
   private static double gaussian(SplittableRandom r) {
     // Box-Muller: SplittableRandom has no nextGaussian before Java 17's RandomGenerator default
     double u = 1 - r.nextDouble(), v = r.nextDouble();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+    return StrictMath.sqrt(-2 * StrictMath.log(u)) * StrictMath.cos(2 * Math.PI * v);
   }
 }

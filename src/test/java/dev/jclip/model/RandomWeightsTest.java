@@ -84,4 +84,43 @@ class RandomWeightsTest {
     System.out.printf("[random] RN50 full geometry, cpu vs reference: relative error %.2e, feature rms %.3f%n", err, norm);
     assertTrue(err <= 1e-4, "relative error " + err);
   }
+  /**
+   * The values depend on the seed alone: the same with the filling on one thread as on many, and
+   * another seed gives others; and they have the moments asked for (c_fc's weights: mean 0, std
+   * (2 · 512)^-1/2; ln_1's weights: mean 1, std 0.1).
+   */
+  @Test
+  void valuesDependOnTheSeedOnlyAndHaveTheirMoments() throws Exception {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    long seed = TestRandom.create(getClass().getSimpleName()).nextLong();
+    Map<String, Tensor> many = RandomWeights.generate(cfg, seed);
+    Map<String, Tensor> one;
+    java.util.concurrent.ForkJoinPool pool = new java.util.concurrent.ForkJoinPool(1);
+    try {
+      one = pool.submit(() -> RandomWeights.generate(cfg, seed)).get();
+    } finally {
+      pool.shutdown();
+    }
+    Map<String, Tensor> other = RandomWeights.generate(cfg, seed + 1);
+    assertEquals(many.keySet(), one.keySet());
+    for (String k : many.keySet()) {
+      assertEquals(many.get(k).data(), one.get(k).data(), k + ": another thread count gave other values");
+    }
+    String fc = "transformer.resblocks.3.mlp.c_fc.weight";
+    assertTrue(!many.get(fc).data().equals(other.get(fc).data()), "another seed gave the same values");
+    moments(many.get(fc).toFloatArray(), 0, Math.pow(2 * 512, -0.5), fc);
+    moments(many.get("visual.transformer.resblocks.0.mlp.c_fc.weight").toFloatArray(), 0, Math.pow(2 * 768, -0.5), "visual c_fc");
+    moments(many.get("transformer.resblocks.0.ln_1.weight").toFloatArray(), 1, 0.1, "ln_1");
+  }
+
+  private static void moments(float[] v, double mean, double std, String what) {
+    double s = 0, ss = 0;
+    for (float x : v) s += x;
+    double m = s / v.length;
+    for (float x : v) ss += (x - m) * (x - m);
+    double sd = Math.sqrt(ss / v.length);
+    // the sample moments of n normal values: mean within 5 std/sqrt(n), std within 5 std/sqrt(2n) (and 2%)
+    assertTrue(Math.abs(m - mean) <= 5 * std / Math.sqrt(v.length), what + ": mean " + m + ", want " + mean);
+    assertTrue(Math.abs(sd - std) <= Math.max(5 * std / Math.sqrt(2.0 * v.length), 0.02 * std), what + ": std " + sd + ", want " + std);
+  }
 }
