@@ -30,7 +30,8 @@
 //
 // layernorm_smem<P>_f32 / _f16 / _bf16 and layernorm_stream<P>_f32 / _f16 / _bf16: the same again,
 // gamma and beta in shared memory, many warps walking rows one at a time; the stream kernel also
-// loads the next row of its walk while it computes the current one (see each below).
+// loads the next row of its walk while it computes the current one, layernorm_deep<P> the next two
+// (see each below).
 #include "common.cuh"
 
 template <typename T>
@@ -360,6 +361,61 @@ __device__ __forceinline__ void layernorm_stream(T* out, T* sum_out, const T* x,
 #define LAYERNORM_STREAM_ALL(S, T) \
   LAYERNORM_STREAM(S, T, 1, 4) LAYERNORM_STREAM(S, T, 2, 4) LAYERNORM_STREAM(S, T, 3, 4) LAYERNORM_STREAM(S, T, 4, 3)
 JCLIP_FOR_TYPES(LAYERNORM_STREAM_ALL)
+
+// layernorm_deep<P>_f32 / _f16 / _bf16 (no residual: the transformer's ln_1 and ln_2):
+// layernorm_stream with each warp's next two rows on their way, not one. Run 8's streaming kernel
+// moved 3.3 TB/s (text, D = 512: 1 KB a row) to 3.6 (image, D = 768), short of the card's ~4.8:
+// with 32 warps an SM each holding one row in flight, and none while it computes, too few bytes
+// are in flight to cover the memory's latency. Here rows i + warps and i + 2 * warps are loaded
+// before row i's statistics and stores (a ring of two: the walk goes two rows a step, each
+// buffer's index fixed by the unrolled step, so the packs stay in registers). The widening and
+// ln_store are layernorm_stream's: the same bits. Rows are distinct and each is walked by one warp
+// only, so the early loads read nothing any store before them writes (out may alias x). Same
+// conditions as layernorm_smem; launch: block 256, grid = min(ceil(rows / 8), B * SMs), dynamic
+// shared memory 8 * D bytes, B blocks an SM as below (the two rows' packs: 4 up to P = 2, 3 at P =
+// 3, 2 at P = 4; CudaOps.deepBlocksPerSm mirrors it). residual is not read (launch the stream
+// kernel for one); sum_out, when not NULL, gets x.
+template <typename T, int P>
+__device__ __forceinline__ void layernorm_deep(T* out, T* sum_out, const T* x, const float* __restrict__ gamma,
+                                               const float* __restrict__ beta, long long rows, int D, float eps) {
+  constexpr int V = 16 / sizeof(T);
+  const int packs = D / V, lane = threadIdx.x % JCLIP_WARP;
+  const SmemGammaBeta<T> held = smem_gamma_beta<T>(gamma, beta, packs);
+  const long long warps = (long long)gridDim.x * (blockDim.x / JCLIP_WARP);
+  long long row = (long long)blockIdx.x * (blockDim.x / JCLIP_WARP) + threadIdx.x / JCLIP_WARP;
+  if (row >= rows) return;
+  LnPack<T> a[2][P], none[1];
+  ln_fetch<T, P, false>(a[0], none, x, nullptr, row, D, packs, lane);
+  if (row + warps < rows) ln_fetch<T, P, false>(a[1], none, x, nullptr, row + warps, D, packs, lane);
+  for (; row < rows; row += 2 * warps) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {  // rows row and row + warps, from buffers 0 and 1
+      const long long r = row + h * warps;
+      if (r < rows) {
+        float v[P][V];
+#pragma unroll
+        for (int j = 0; j < P; j++) {
+          if (lane + j * JCLIP_WARP < packs) {
+#pragma unroll
+            for (int k = 0; k < V; k++) v[j][k] = ld(a[h][j].v[k]) + 0.0f;  // layernorm_stream's widening (x + 0)
+          }
+        }
+        if (r + 2 * warps < rows) ln_fetch<T, P, false>(a[h], none, x, nullptr, r + 2 * warps, D, packs, lane);  // in flight for two rows
+        ln_store<T, P>(v, held, out, sum_out, r, D, packs, lane, eps);
+      }
+    }
+  }
+}
+
+#define LAYERNORM_DEEP(S, T, P, B)                                                                                \
+  extern "C" __global__ void __launch_bounds__(256, B) layernorm_deep##P##_##S(                                   \
+      T* out, T* sum_out, const T* x, const T* residual, const float* gamma, const float* beta, long long rows, int D, \
+      float eps) {                                                                                                \
+    layernorm_deep<T, P>(out, sum_out, x, gamma, beta, rows, D, eps);                                             \
+  }
+#define LAYERNORM_DEEP_ALL(S, T) \
+  LAYERNORM_DEEP(S, T, 1, 4) LAYERNORM_DEEP(S, T, 2, 4) LAYERNORM_DEEP(S, T, 3, 3) LAYERNORM_DEEP(S, T, 4, 2)
+JCLIP_FOR_TYPES(LAYERNORM_DEEP_ALL)
 
 // layernorm_stats<P>_f32 / _f16 / _bf16: each row's mean and 1 / sqrt(var + eps), computed as every
 // vector LayerNorm above computes them (ln_load, ln_stats: the same values, bit for bit), into

@@ -131,7 +131,7 @@ public final class CudaModelBench {
       Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
-      Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "lnfold")),
+      Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "ln-deep", "lnfold")),
       Map.entry("linear", Set.of("tune", "chunk", "search")));
 
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
@@ -196,6 +196,7 @@ public final class CudaModelBench {
     if (c.pooled()) f.add("pooled");
     if (c.ln() == CudaOps.LayerNormKernel.SHARED) f.add("ln-shared");
     if (c.ln() == CudaOps.LayerNormKernel.STREAM) f.add("ln-stream");
+    if (c.ln() == CudaOps.LayerNormKernel.DEEP) f.add("ln-deep");
     if (c.tune()) f.add("tune");
     if (c.actChunk() > 0) f.add("chunk");
     if (c.search()) f.add("search");
@@ -670,6 +671,7 @@ public final class CudaModelBench {
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
+      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP),
       ProfileConfig.DEFAULTS.withPooled(false), ProfileConfig.DEFAULTS.withStage(false), ProfileConfig.DEFAULTS.withFitRows(true),
       ProfileConfig.DEFAULTS.withPipe(false),
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),

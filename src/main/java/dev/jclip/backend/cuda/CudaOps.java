@@ -436,7 +436,7 @@ public final class CudaOps implements AutoCloseable {
     layerNorm(out, sumOut, x, residual, gamma, beta, rows, d, eps, Precision.FP32, LayerNormKernel.PLAIN);
   }
 
-  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows (three ways). */
+  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows (four ways). */
   public enum LayerNormKernel {
     /** layernorm.cu's {@code add_layernorm}: one warp a row, element by element (the reference). */
     PLAIN,
@@ -456,7 +456,12 @@ public final class CudaOps implements AutoCloseable {
      * {@code layernorm_stream[_res]<P>}: the shared-memory kernel with each warp's next row loaded
      * while it computes the current one (the same bits).
      */
-    STREAM
+    STREAM,
+    /**
+     * {@code layernorm_deep<P>}: the streaming kernel with each warp's next two rows loaded (the
+     * same bits); with a residual, the streaming kernel.
+     */
+    DEEP
   }
 
   /**
@@ -467,10 +472,15 @@ public final class CudaOps implements AutoCloseable {
     return residual ? 2 : packs <= 3 ? 4 : 3;
   }
 
+  /** Blocks of 256 an SM of {@code layernorm_deep<P>}: its {@code __launch_bounds__} in layernorm.cu. */
+  static int deepBlocksPerSm(int packs) {
+    return packs <= 2 ? 4 : packs == 3 ? 3 : 2;
+  }
+
   /**
    * {@code s = x + residual; sumOut = s; out = LayerNorm(s)} over [rows, d] in {@code precision}
    * (residual and sumOut may be null; gamma, beta fp32) with {@code kernel}; the vector kernels
-   * where d and the buffers allow them ({@link #vectorLayerNormFits}; WARPS, SHARED and STREAM up to 4
+   * where d and the buffers allow them ({@link #vectorLayerNormFits}; WARPS, SHARED, STREAM and DEEP up to 4
    * packs a lane, else VECTOR), else the plain one.
    */
   public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
@@ -481,12 +491,14 @@ public final class CudaOps implements AutoCloseable {
       case WARPS -> "layernorm_warps";
       case SHARED -> "layernorm_smem";
       case STREAM -> residual != null ? "layernorm_stream_res" : "layernorm_stream";
+      case DEEP -> residual != null ? "layernorm_stream_res" : "layernorm_deep";
       case PLAIN, VECTOR -> null;
     };
     if (walker != null && p > 0 && p <= 4 && aligned16(gamma, beta)) {
       int perSm = switch (kernel) {
         case WARPS -> 2;
         case SHARED -> 4;
+        case DEEP -> residual != null ? streamBlocksPerSm(p, true) : deepBlocksPerSm(p);
         default -> streamBlocksPerSm(p, residual != null);
       };
       long blocks = Math.min((rows + 7) / 8, (long) perSm * multiprocessors);

@@ -258,7 +258,8 @@ class CudaOpsTest {
    * for bit; widths it does not take and misaligned buffers run the plain kernel, bit for bit. The
    * warps kernel (gamma and beta in registers, warps walking rows), the shared-memory kernel and
    * the streaming one (the next row loaded early) write the vector kernel's bits, with and without
-   * a residual, in place, on more rows than they have warps.
+   * a residual, in place, on more rows than they have warps; the two-row streaming one (no residual:
+   * the next two rows loaded early) the streaming one's, in place and with x written as the sum.
    */
   @Test
   void vectorLayerNormMatchesTheReferenceAndThePlainKernel() {
@@ -267,8 +268,8 @@ class CudaOpsTest {
       int elem = p.bytes();
       for (int d : widths) {
         // a few rows, or more rows than the row-walking kernels have warps (up to 4 blocks of 8 an SM),
-        // up to 3 rows a warp (the streaming kernel's early loads of a next row)
-        int rows = random.nextBoolean() ? 1 + random.nextInt(200) : 32 * device.multiprocessors() * (1 + random.nextInt(3)) + 1 + random.nextInt(3000);
+        // up to 5 rows a warp (the streaming kernels' early loads of the next row or two)
+        int rows = random.nextBoolean() ? 1 + random.nextInt(200) : 32 * device.multiprocessors() * (1 + random.nextInt(5)) + 1 + random.nextInt(3000);
         boolean misalign = random.nextInt(4) == 0;
         float[] x = randn(rows * d, 1), res = randn(rows * d, 2), g = randn(d, 0.1), b = randn(d, 0.05);
         for (int i = 0; i < d; i++) g[i] += 1;
@@ -319,6 +320,25 @@ class CudaOpsTest {
             ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
             assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": streaming kernel in place, no residual");
           }
+          try (DeviceBuffer inPlace = uploadAs(p, res)) {
+            // layernorm_deep (no residual): the next two rows loaded early, in place
+            ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.DEEP);
+            assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": two-row streaming kernel in place, no residual");
+          }
+          // and out of place with the sum written (x itself: no residual)
+          warpsOut.zero();
+          warpsSum.zero();
+          vecOut.zero();
+          vecSum.zero();
+          ops.layerNorm(vecOut, vecSum, dx, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
+          ops.layerNorm(warpsOut, warpsSum, dx, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.DEEP);
+          assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": x as the sum, two-row streaming kernel");
+          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": two-row streaming kernel against the streaming one");
+          // with a residual it is the streaming kernel
+          warpsOut.zero();
+          ops.layerNorm(warpsOut, null, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.DEEP);
+          ops.layerNorm(vecOut, null, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
+          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": with a residual, the streaming kernel");
           if (!fits) {
             assertArrayEquals(bits(p, plainOut, x.length), bits(p, vecOut, x.length), what);
           } else if (p == Precision.FP32) {
