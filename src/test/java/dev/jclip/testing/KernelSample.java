@@ -90,7 +90,7 @@ public final class KernelSample {
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, textTokens, textWidth / 64, textTokens - 1, true, p));
     for (CudaOps.LayerNormKernel k : new CudaOps.LayerNormKernel[] {
       CudaOps.LayerNormKernel.PLAIN, CudaOps.LayerNormKernel.WARPS, CudaOps.LayerNormKernel.SHARED, CudaOps.LayerNormKernel.STREAM,
-      CudaOps.LayerNormKernel.DEEP}) {
+      CudaOps.LayerNormKernel.DEEP, CudaOps.LayerNormKernel.DEEP_REVERSED}) {
       l.add(() -> ops.layerNorm(out, null, act, null, gamma, beta, imageRows, width, 1e-5f, p, k));
     }
     l.add(() -> ops.biasAct(act, bias, imageRows, 4 * width, 1, p, false)); // c_fc's bias + QuickGELU, exact

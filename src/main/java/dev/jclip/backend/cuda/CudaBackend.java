@@ -120,15 +120,16 @@ public final class CudaBackend implements Backend {
    * image tower's 25 LayerNorms 1.69 → 1.07 ms against {@code warps}); {@code
    * -Djclip.cuda.layernorm=plain}, {@code vec} (the first vector kernel: 1.2x slower than the
    * plain one), {@code warps} (gamma and beta in registers while a warp walks rows: run 7's
-   * default), {@code smem} (shared memory, no prefetch: run 8, 1.23 ms) or {@code deep} (the next
-   * two rows loading: session 14, not yet timed) for backends built without saying.
+   * default), {@code smem} (shared memory, no prefetch: run 8, 1.23 ms), {@code deep} (the next
+   * two rows loading) or {@code deep-rev} (the same, the rows last to first: both session 14, not
+   * yet timed) for backends built without saying.
    */
   private volatile CudaOps.LayerNormKernel layerNormKernel = layerNormProperty().value();
 
   private static Setting<CudaOps.LayerNormKernel> layerNormProperty() {
     return option("layernorm", "the CUDA LayerNorm kernel", "stream", Map.entry("warps", CudaOps.LayerNormKernel.WARPS),
         Map.entry("smem", CudaOps.LayerNormKernel.SHARED), Map.entry("stream", CudaOps.LayerNormKernel.STREAM),
-        Map.entry("deep", CudaOps.LayerNormKernel.DEEP),
+        Map.entry("deep", CudaOps.LayerNormKernel.DEEP), Map.entry("deep-rev", CudaOps.LayerNormKernel.DEEP_REVERSED),
         Map.entry("vec", CudaOps.LayerNormKernel.VECTOR),
         Map.entry("plain", CudaOps.LayerNormKernel.PLAIN));
   }

@@ -196,7 +196,7 @@ public final class CudaModelBench {
     if (c.pooled()) f.add("pooled");
     if (c.ln() == CudaOps.LayerNormKernel.SHARED) f.add("ln-shared");
     if (c.ln() == CudaOps.LayerNormKernel.STREAM) f.add("ln-stream");
-    if (c.ln() == CudaOps.LayerNormKernel.DEEP) f.add("ln-deep");
+    if (c.ln() == CudaOps.LayerNormKernel.DEEP || c.ln() == CudaOps.LayerNormKernel.DEEP_REVERSED) f.add("ln-deep");
     if (c.tune()) f.add("tune");
     if (c.actChunk() > 0) f.add("chunk");
     if (c.search()) f.add("search");
@@ -671,7 +671,7 @@ public final class CudaModelBench {
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
-      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP),
+      ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP_REVERSED),
       ProfileConfig.DEFAULTS.withPooled(false), ProfileConfig.DEFAULTS.withStage(false), ProfileConfig.DEFAULTS.withFitRows(true),
       ProfileConfig.DEFAULTS.withPipe(false),
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),

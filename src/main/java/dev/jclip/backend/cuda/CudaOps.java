@@ -436,7 +436,7 @@ public final class CudaOps implements AutoCloseable {
     layerNorm(out, sumOut, x, residual, gamma, beta, rows, d, eps, Precision.FP32, LayerNormKernel.PLAIN);
   }
 
-  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows (four ways). */
+  /** LayerNorm kernels: the plain one, the vector one (a warp a row), the vector one with warps walking rows (five ways). */
   public enum LayerNormKernel {
     /** layernorm.cu's {@code add_layernorm}: one warp a row, element by element (the reference). */
     PLAIN,
@@ -461,7 +461,12 @@ public final class CudaOps implements AutoCloseable {
      * {@code layernorm_deep<P>}: the streaming kernel with each warp's next two rows loaded (the
      * same bits); with a residual, the streaming kernel.
      */
-    DEEP
+    DEEP,
+    /**
+     * {@code layernorm_deep_rev<P>}: DEEP walking the rows from the last to the first (those the
+     * GEMM before it wrote last are the likeliest in L2); the same bits.
+     */
+    DEEP_REVERSED
   }
 
   /**
@@ -472,7 +477,7 @@ public final class CudaOps implements AutoCloseable {
     return residual ? 2 : packs <= 3 ? 4 : 3;
   }
 
-  /** Blocks of 256 an SM of {@code layernorm_deep<P>}: its {@code __launch_bounds__} in layernorm.cu. */
+  /** Blocks of 256 an SM of {@code layernorm_deep[_rev]<P>}: their {@code __launch_bounds__} in layernorm.cu. */
   static int deepBlocksPerSm(int packs) {
     return packs <= 2 ? 4 : packs == 3 ? 3 : 2;
   }
@@ -480,7 +485,7 @@ public final class CudaOps implements AutoCloseable {
   /**
    * {@code s = x + residual; sumOut = s; out = LayerNorm(s)} over [rows, d] in {@code precision}
    * (residual and sumOut may be null; gamma, beta fp32) with {@code kernel}; the vector kernels
-   * where d and the buffers allow them ({@link #vectorLayerNormFits}; WARPS, SHARED, STREAM and DEEP up to 4
+   * where d and the buffers allow them ({@link #vectorLayerNormFits}; the row-walking kernels up to 4
    * packs a lane, else VECTOR), else the plain one.
    */
   public void layerNorm(DeviceBuffer out, DeviceBuffer sumOut, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer gamma,
@@ -492,13 +497,14 @@ public final class CudaOps implements AutoCloseable {
       case SHARED -> "layernorm_smem";
       case STREAM -> residual != null ? "layernorm_stream_res" : "layernorm_stream";
       case DEEP -> residual != null ? "layernorm_stream_res" : "layernorm_deep";
+      case DEEP_REVERSED -> residual != null ? "layernorm_stream_res" : "layernorm_deep_rev";
       case PLAIN, VECTOR -> null;
     };
     if (walker != null && p > 0 && p <= 4 && aligned16(gamma, beta)) {
       int perSm = switch (kernel) {
         case WARPS -> 2;
         case SHARED -> 4;
-        case DEEP -> residual != null ? streamBlocksPerSm(p, true) : deepBlocksPerSm(p);
+        case DEEP, DEEP_REVERSED -> residual != null ? streamBlocksPerSm(p, true) : deepBlocksPerSm(p);
         default -> streamBlocksPerSm(p, residual != null);
       };
       long blocks = Math.min((rows + 7) / 8, (long) perSm * multiprocessors);

@@ -259,7 +259,8 @@ class CudaOpsTest {
    * warps kernel (gamma and beta in registers, warps walking rows), the shared-memory kernel and
    * the streaming one (the next row loaded early) write the vector kernel's bits, with and without
    * a residual, in place, on more rows than they have warps; the two-row streaming one (no residual:
-   * the next two rows loaded early) the streaming one's, in place and with x written as the sum.
+   * the next two rows loaded early), walking the rows first to last or last to first, the
+   * streaming one's, in place and with x written as the sum.
    */
   @Test
   void vectorLayerNormMatchesTheReferenceAndThePlainKernel() {
@@ -320,25 +321,28 @@ class CudaOpsTest {
             ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
             assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": streaming kernel in place, no residual");
           }
-          try (DeviceBuffer inPlace = uploadAs(p, res)) {
-            // layernorm_deep (no residual): the next two rows loaded early, in place
-            ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.DEEP);
-            assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": two-row streaming kernel in place, no residual");
+          for (CudaOps.LayerNormKernel deep : new CudaOps.LayerNormKernel[] {CudaOps.LayerNormKernel.DEEP, CudaOps.LayerNormKernel.DEEP_REVERSED}) {
+            String name = deep == CudaOps.LayerNormKernel.DEEP ? "two-row streaming kernel" : "two-row streaming kernel, rows last to first";
+            try (DeviceBuffer inPlace = uploadAs(p, res)) {
+              // layernorm_deep[_rev] (no residual): the next two rows loaded early, in place
+              ops.layerNorm(inPlace, null, inPlace, null, dg, db, rows, d, 1e-5f, p, deep);
+              assertArrayEquals(bits(p, warpsSum, x.length), bits(p, inPlace, x.length), what + ": " + name + " in place, no residual");
+            }
+            // and out of place with the sum written (x itself: no residual)
+            warpsOut.zero();
+            warpsSum.zero();
+            vecOut.zero();
+            vecSum.zero();
+            ops.layerNorm(vecOut, vecSum, dx, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
+            ops.layerNorm(warpsOut, warpsSum, dx, null, dg, db, rows, d, 1e-5f, p, deep);
+            assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": x as the sum, " + name);
+            assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": " + name + " against the streaming one");
+            // with a residual it is the streaming kernel
+            warpsOut.zero();
+            ops.layerNorm(warpsOut, null, dx, dr, dg, db, rows, d, 1e-5f, p, deep);
+            ops.layerNorm(vecOut, null, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
+            assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": with a residual, the streaming kernel (" + name + ")");
           }
-          // and out of place with the sum written (x itself: no residual)
-          warpsOut.zero();
-          warpsSum.zero();
-          vecOut.zero();
-          vecSum.zero();
-          ops.layerNorm(vecOut, vecSum, dx, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
-          ops.layerNorm(warpsOut, warpsSum, dx, null, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.DEEP);
-          assertArrayEquals(bits(p, vecSum, x.length), bits(p, warpsSum, x.length), what + ": x as the sum, two-row streaming kernel");
-          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": two-row streaming kernel against the streaming one");
-          // with a residual it is the streaming kernel
-          warpsOut.zero();
-          ops.layerNorm(warpsOut, null, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.DEEP);
-          ops.layerNorm(vecOut, null, dx, dr, dg, db, rows, d, 1e-5f, p, CudaOps.LayerNormKernel.STREAM);
-          assertArrayEquals(bits(p, vecOut, x.length), bits(p, warpsOut, x.length), what + ": with a residual, the streaming kernel");
           if (!fits) {
             assertArrayEquals(bits(p, plainOut, x.length), bits(p, vecOut, x.length), what);
           } else if (p == Precision.FP32) {
