@@ -25,40 +25,39 @@ class KernelChoicesTest {
     // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
     assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));
     org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32));
-    String old = System.getProperty("jclip.cuda.layernorm");
-    try {
-      System.setProperty("jclip.cuda.layernorm", "warps");
-      assertTrue(CudaBackend.kernelChoices().contains("layernorm=warps"), CudaBackend.kernelChoices());
-      System.setProperty("jclip.cuda.layernorm", "fast");
-      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
-      assertTrue(e.getMessage().contains("-Djclip.cuda.layernorm") && e.getMessage().contains("'fast'"), e.getMessage());
-    } finally {
-      if (old == null) System.clearProperty("jclip.cuda.layernorm");
-      else System.setProperty("jclip.cuda.layernorm", old);
+    for (String ln : new String[] {"warps", "deep", "deep-rev"}) {
+      withProperty("jclip.cuda.layernorm", ln, () -> assertTrue(CudaBackend.kernelChoices().contains("layernorm=" + ln), CudaBackend.kernelChoices()));
     }
-    try {
-      System.setProperty("jclip.cuda.gemmTune", "search");
+    assertRefused("jclip.cuda.layernorm", "fast", "'fast'");
+    withProperty("jclip.cuda.gemmTune", "search", () -> {
       assertTrue(CudaBackend.kernelChoices().contains("gemmTune=search"), CudaBackend.kernelChoices());
       assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32), "search tunes every precision");
-      System.setProperty("jclip.cuda.gemmTune", "on");
-      assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32), "on tunes fp32 too");
-      System.setProperty("jclip.cuda.gemmTune", "off");
-      org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16));
-      System.setProperty("jclip.cuda.gemmTune", "all");
-      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
-      assertTrue(e.getMessage().contains("-Djclip.cuda.gemmTune") && e.getMessage().contains("auto, on, off or search"), e.getMessage());
-    } finally {
-      System.clearProperty("jclip.cuda.gemmTune");
-    }
+    });
+    withProperty("jclip.cuda.gemmTune", "on", () -> assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32), "on tunes fp32 too"));
+    withProperty("jclip.cuda.gemmTune", "off", () -> org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16)));
+    assertRefused("jclip.cuda.gemmTune", "all", "auto, on, off or search");
+    withProperty("jclip.cuda.gemmStore", "tma", () -> assertTrue(CudaBackend.kernelChoices().endsWith("gemmStore=tma"), CudaBackend.kernelChoices()));
+    assertRefused("jclip.cuda.gemmStore", "smem", "tma or registers");
+  }
+
+  /** Runs {@code check} with system property {@code key} set to {@code value}, then puts back what was there. */
+  private static void withProperty(String key, String value, Runnable check) {
+    String old = System.getProperty(key);
     try {
-      System.setProperty("jclip.cuda.gemmStore", "tma");
-      assertTrue(CudaBackend.kernelChoices().endsWith("gemmStore=tma"), CudaBackend.kernelChoices());
-      System.setProperty("jclip.cuda.gemmStore", "smem");
-      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
-      assertTrue(e.getMessage().contains("-Djclip.cuda.gemmStore") && e.getMessage().contains("tma or registers"), e.getMessage());
+      System.setProperty(key, value);
+      check.run();
     } finally {
-      System.clearProperty("jclip.cuda.gemmStore");
+      if (old == null) System.clearProperty(key);
+      else System.setProperty(key, old);
     }
+  }
+
+  /** {@code -Dkey=bad} is refused by the backend's own error, which names the property and says {@code allowed}. */
+  private static void assertRefused(String key, String bad, String allowed) {
+    withProperty(key, bad, () -> {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend::kernelChoices);
+      assertTrue(e.getMessage().contains("-D" + key) && e.getMessage().contains(allowed), e.getMessage());
+    });
   }
 
   /**
