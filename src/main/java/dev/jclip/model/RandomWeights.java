@@ -198,22 +198,29 @@ public final class RandomWeights {
   }
 
   /**
-   * v[from, to): mean + std · N(0, 1), both values of each Box-Muller pair. StrictMath (fdlibm's
-   * results, bit for bit on every JVM and CPU), so that another machine regenerates the same values
-   * from the seed: the GPU bundle ships features computed here for weights the GPU machine makes
-   * again.
+   * v[from, to): mean + std · N(0, 1), both values of each pair of Marsaglia's polar method (a
+   * point drawn in the unit disc, one logarithm a pair, no sine or cosine). StrictMath's logarithm
+   * (fdlibm's results, bit for bit on every JVM and CPU; the square root is exact everywhere), so
+   * that another machine regenerates the same values from the seed: the GPU bundle ships features
+   * computed here for weights the GPU machine makes again.
    */
   private static void fill(float[] v, int from, int to, SplittableRandom r, double mean, double std) {
     for (int i = from; i < to; i += 2) {
-      double u = 1 - r.nextDouble(), a = 2 * Math.PI * r.nextDouble(), rad = std * StrictMath.sqrt(-2 * StrictMath.log(u));
-      v[i] = (float) (mean + rad * StrictMath.cos(a));
-      if (i + 1 < to) v[i + 1] = (float) (mean + rad * StrictMath.sin(a));
+      double x, y, s;
+      do {
+        x = 2 * r.nextDouble() - 1;
+        y = 2 * r.nextDouble() - 1;
+        s = x * x + y * y;
+      } while (s >= 1 || s == 0);
+      double f = std * Math.sqrt(-2 * StrictMath.log(s) / s);
+      v[i] = (float) (mean + f * x);
+      if (i + 1 < to) v[i + 1] = (float) (mean + f * y);
     }
   }
 
   private static double gaussian(SplittableRandom r) {
     // Box-Muller: SplittableRandom has no nextGaussian before Java 17's RandomGenerator default
     double u = 1 - r.nextDouble(), v = r.nextDouble();
-    return StrictMath.sqrt(-2 * StrictMath.log(u)) * StrictMath.cos(2 * Math.PI * v);
+    return Math.sqrt(-2 * StrictMath.log(u)) * StrictMath.cos(2 * Math.PI * v);
   }
 }

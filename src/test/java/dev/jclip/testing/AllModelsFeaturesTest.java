@@ -35,18 +35,14 @@ class AllModelsFeaturesTest {
     assertEquals(512, want[0].length);
     assertEquals(2 * 512, want[1].length);
 
+    // the GPU machine's side: the model made again from the stored seed gives the stored features, bit for bit
     AllModelsFeatures.Model again = AllModelsFeatures.model("ViT-B/32", stored.seed());
-    AllModelsFeatures.Model first = AllModelsFeatures.model("ViT-B/32", seed);
-    assertArrayEquals(first.pixels(), again.pixels());
-    assertArrayEquals(first.tokens(), again.tokens());
     assertEquals(49407, again.tokens()[76], "the first text fills the context");
     try (CpuBackend cpu = new CpuBackend()) {
       float[][] got = again.features(cpu);
       assertArrayEquals(want[0], got[0], "image features of the model made again");
       assertArrayEquals(want[1], got[1], "text features of the model made again");
     }
-    assertTrue(AllModelsFeatures.model("ViT-B/32", seed + 1).tokens()[1] != first.tokens()[1]
-        || AllModelsFeatures.model("ViT-B/32", seed + 1).pixels()[0] != first.pixels()[0], "another seed, the same inputs");
   }
 
   @Test
