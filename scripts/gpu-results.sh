@@ -8,7 +8,8 @@
 # (report.txt, bench-model.txt, bench-gemm.txt, jclip-model.json, peer.json, ncu.txt, torch16.*, and the
 # JUnit log of every test class that failed or timed out) to docs/gpu-runs/<date>-<card>-run<RUN>-*,
 # with the date and card read from report.txt, then prints the summary of report.txt, the tuned
-# rows' configuration and gpu-compare.py's tables (the goals among them).
+# rows' configuration, gpu-compare.py's tables (the goals among them) and the card's clocks and
+# power by stage (gpu-clocks.py).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ $# -eq 2 ] || { echo "usage: scripts/gpu-results.sh DIR RUN" >&2; exit 2; }
@@ -67,6 +68,11 @@ if [ -s "$work/bench-gemm.txt" ] && grep -q '^\[search\].*: heuristic' "$work/be
   echo
   echo "== cuBLASLt: the heuristic's first, tuned, and searched (bench-gemm.txt, gemmTune=search)"
   grep '^\[search\].*: heuristic' "$work/bench-gemm.txt"
+fi
+if [ -s "$work/gpu-clocks.csv" ]; then
+  echo
+  echo "== clocks and power by stage (gpu-clocks.csv, every 100 ms)"
+  python3 "$root/scripts/gpu-clocks.py" "$report" "$work/gpu-clocks.csv"
 fi
 if [ -s "$work/torch16.txt" ]; then
   echo

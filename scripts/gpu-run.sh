@@ -3,7 +3,7 @@
 # Runs on the GPU machine alone: finds its CUDA libraries, unpacks the Java runtime, runs the
 # self-test, every test tagged "cuda" (one JVM per test class, most important first), the
 # whole-model benchmark, the PyTorch peer, and the cuBLAS GEMM and attention benchmark, and writes
-# everything under $OUT (report.txt, junit/, junit-*.txt, jclip-model.json, bench-*.txt, peer.json).
+# everything under $OUT (report.txt, junit/, junit-*.txt, jclip-model.json, bench-*.txt, peer.json, gpu-clocks.csv).
 #
 # Time: the whole run keeps within JCLIP_BUDGET seconds (default 540: a device call may run 600 s,
 # and the session's 15 minutes include the machine's start), each stage within its own limit and
@@ -223,6 +223,18 @@ else
 fi
 
 section "whole-model benchmark (random ViT-B/32; every precision, launches and CUDA graph)"
+# The card's clocks, power and clock-event reasons every 100 ms from here to the summary, in
+# $OUT/gpu-clocks.csv (scripts/gpu-results.sh sums them up by stage): run 8's CUDA-graph replay was
+# 7% slower than its profile's node totals, and the GEMM benchmark ran 10% slower on random inputs
+# than on zeros; whether sustained power lowers the clocks shows here, the peer's stage included.
+clock_pid=""
+if want model && command -v nvidia-smi > /dev/null; then
+  clock_fields="timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active"
+  timeout -k 5 10 nvidia-smi --query-gpu="$clock_fields" --format=csv,noheader > /dev/null 2>&1 \
+    || clock_fields="timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active"
+  nvidia-smi --query-gpu="$clock_fields" --format=csv,nounits -lms 100 > "$OUT/gpu-clocks.csv" 2> /dev/null &
+  clock_pid=$!
+fi
 # The profile leaves out the opt-in kernels whose tests failed above (a kernel that faults would
 # leave the CUDA context unusable for every configuration after it; one that computes wrong can
 # never become a default): CudaModelBench.skipped reads the groups.
@@ -396,6 +408,7 @@ fi
 rejected="$(grep -h 'cubin not used' "$OUT"/*.txt 2>/dev/null | sort -u | head -5)"
 [ -n "$rejected" ] && note "cubins not used: $rejected"
 
+[ -n "$clock_pid" ] && kill "$clock_pid" 2> /dev/null
 section "summary"
 for s in "${summary[@]}"; do say "  $s"; done
 say "done in $(( $(date +%s) - started )) s"
