@@ -6,7 +6,7 @@
 #
 # Unpacks 0-results.tar.gz into /tmp/jclip-run<RUN>, copies what docs/gpu-runs keeps of a run
 # (report.txt, bench-model.txt, bench-gemm.txt, jclip-model.json, peer.json, ncu.txt, torch16.*, and the
-# JUnit log of every test class that failed or timed out) to docs/gpu-runs/<date>-<card>-run<RUN>-*,
+# JUnit log of every test class that failed or timed out, and the clocks' summary) to docs/gpu-runs/<date>-<card>-run<RUN>-*,
 # with the date and card read from report.txt, then prints the summary of report.txt, the tuned
 # rows' configuration, gpu-compare.py's tables (the goals among them) and the card's clocks and
 # power by stage (gpu-clocks.py).
@@ -72,7 +72,8 @@ fi
 if [ -s "$work/gpu-clocks.csv" ]; then
   echo
   echo "== clocks and power by stage (gpu-clocks.csv, every 100 ms)"
-  python3 "$root/scripts/gpu-clocks.py" "$report" "$work/gpu-clocks.csv"
+  python3 "$root/scripts/gpu-clocks.py" "$report" "$work/gpu-clocks.csv" | tee "$prefix-clocks.txt"
+  echo "(kept as ${prefix#$root/}-clocks.txt; the samples themselves stay in $work)"
 fi
 if [ -s "$work/torch16.txt" ]; then
   echo
