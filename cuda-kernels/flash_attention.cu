@@ -422,17 +422,19 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // A position in a block's sequence of stages: work item `it` (valid while below `items`), its
-// K/V tile j of `tiles`; an item is ROWS query rows.
-template <int ROWS = FA_ROWS>
+// K/V tile j of `tiles`; an item is ROWS query rows. The item's (batch, head, query block) is
+// item(): `it` itself, or with REV items - 1 - it (the walk from the last item to the first).
+template <int ROWS = FA_ROWS, bool REV = false>
 struct FaCursor {
   int it, j, tiles, items, stride, qblocks, N, causal;
   __device__ __forceinline__ FaCursor(int first, int items_, int stride_, int qblocks_, int N_, int causal_)
       : it(first), j(0), items(items_), stride(stride_), qblocks(qblocks_), N(N_), causal(causal_) {
     tiles = count();
   }
+  __device__ __forceinline__ int item() const { return REV ? items - 1 - it : it; }
   // the item's K/V tiles: all keys, or with causal those up to the block's last row
   __device__ __forceinline__ int count() const {
-    const int qb = it % qblocks;
+    const int qb = item() % qblocks;
     const int kv_end = causal ? min(qb * ROWS + ROWS, N) : N;
     return (kv_end + FA_TILE - 1) / FA_TILE;
   }
@@ -451,7 +453,8 @@ struct FaCursor {
 // barrier that ends the stage.
 // ROWS: query rows an item (16 a warp, blockDim.x / 2): FA_ROWS (64), or FA_FIT_ROWS (80) for
 // sequences of 65 to 80 tokens, one item a (batch, head) (flash_attention_pipe_fit_*, below).
-template <typename T, bool STAGE = false, int ROWS = FA_ROWS>
+// REV: the blocks walk the items from the last to the first (flash_attention_pipe_*rev_*, below).
+template <typename T, bool STAGE = false, int ROWS = FA_ROWS, bool REV = false>
 __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {
   extern __shared__ __align__(16) unsigned char fa_pipe_smem[];
   typedef T Row[FA_HEAD + FA_PAD];
@@ -465,8 +468,8 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
 
   // Queues the copies of the stage at `c` into buffer u: its K and V tiles, and at an item's first
   // tile its Q tile; 8 consecutive threads a 128-byte row.
-  auto issue = [&](const FaCursor<ROWS>& c, int u) {
-    const int qb = c.it % qblocks, bh = c.it / qblocks, h = bh % H, b = bh / H;
+  auto issue = [&](const FaCursor<ROWS, REV>& c, int u) {
+    const int qb = c.item() % qblocks, bh = c.item() / qblocks, h = bh % H, b = bh / H;
     const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
     Row* k_s = tiles + u * BUF;
     Row* v_s = k_s + FA_TILE;
@@ -492,7 +495,7 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     }
   };
 
-  FaCursor<ROWS> cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
+  FaCursor<ROWS, REV> cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
   if (next.valid()) {
     issue(next, 0);
     next.advance();
@@ -517,7 +520,7 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     const Row* k_s = tiles + u * BUF;
     const Row* v_s = k_s + FA_TILE;
     Row* q_s = tiles + u * BUF + 2 * FA_TILE;
-    const int qb = cur.it % qblocks, bh = cur.it / qblocks, h = bh % H, b = bh / H;
+    const int qb = cur.item() % qblocks, bh = cur.item() / qblocks, h = bh % H, b = bh / H;
     const int row0 = qb * ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
     if (cur.j == 0) {
       // a new item: its Q fragments (rows past N are zeros and are never written), fresh sums
@@ -571,3 +574,28 @@ FA_PIPE_FIT_ENTRY(flash_attention_pipe_fit_f16, __half, false)
 FA_PIPE_FIT_ENTRY(flash_attention_pipe_fit_bf16, __nv_bfloat16, false)
 FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_f16, __half, true)
 FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true)
+
+// flash_attention_pipe[_st][_fit]_rev_*: the pipelined kernels above with the blocks walking the
+// items from the last to the first (item i is i's mirror, items - 1 - i). in_proj's GEMM writes
+// qkv's rows roughly in order, so its last rows are the likeliest still in L2 (50 MB on an
+// H100/H200, against ~240 MB of qkv at batch 1024) when the attention starts; and the attention's
+// own last writes, then its first rows, are what out_proj's GEMM reads first. Each item is
+// computed as before: the same bits. Launch as the kernels they mirror. Opt-in until timed.
+#define FA_PIPE_REV_ENTRY(NAME, T, STAGE)                                                                      \
+  extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)                                                \
+      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
+    flash_attention_pipe<T, STAGE, FA_ROWS, true>(out, qkv, B, N, H, causal);                                   \
+  }
+#define FA_PIPE_FIT_REV_ENTRY(NAME, T, STAGE)                                                                  \
+  extern "C" __global__ void __launch_bounds__(FA_FIT_ROWS * 2, 3)                                              \
+      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
+    flash_attention_pipe<T, STAGE, FA_FIT_ROWS, true>(out, qkv, B, N, H, causal);                               \
+  }
+FA_PIPE_REV_ENTRY(flash_attention_pipe_rev_f16, __half, false)
+FA_PIPE_REV_ENTRY(flash_attention_pipe_rev_bf16, __nv_bfloat16, false)
+FA_PIPE_REV_ENTRY(flash_attention_pipe_st_rev_f16, __half, true)
+FA_PIPE_REV_ENTRY(flash_attention_pipe_st_rev_bf16, __nv_bfloat16, true)
+FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_fit_rev_f16, __half, false)
+FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_fit_rev_bf16, __nv_bfloat16, false)
+FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_st_fit_rev_f16, __half, true)
+FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_st_fit_rev_bf16, __nv_bfloat16, true)

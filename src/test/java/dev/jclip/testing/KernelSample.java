@@ -85,6 +85,8 @@ public final class KernelSample {
     // the text shape pipelined and staged (the default since run 8), in 64-row items and in 80-row ones (flashRows=fit)
     l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, textTokens, textWidth / 64, true, p, true, false));
     l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, textTokens, textWidth / 64, true, p, true, true));
+    // the image shape pipelined and staged with the items walked last to first (flashOrder=reversed)
+    l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, imageTokens, width / 64, false, p, true, false, true));
     // one query row a sequence (a pooled tower's last attention): the class token, the last text token
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, imageTokens, width / 64, 0, false, p));
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, textTokens, textWidth / 64, textTokens - 1, true, p));

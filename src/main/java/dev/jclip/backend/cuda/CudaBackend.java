@@ -187,6 +187,24 @@ public final class CudaBackend implements Backend {
     flashStaged = on;
   }
 
+  /**
+   * The order in which the pipelined flash kernel's blocks walk their items ({@link
+   * CudaOps#flashAttentionPipelined(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision, boolean, boolean,
+   * boolean)}; the same bits): first to last by default; {@code -Djclip.cuda.flashOrder=reversed}
+   * (session 14, not yet timed) walks them last to first, so that its first reads find in L2 the
+   * rows in_proj wrote last, and out_proj first reads what it wrote last.
+   */
+  private volatile boolean flashReversed = flashOrderProperty().value();
+
+  private static Setting<Boolean> flashOrderProperty() {
+    return choice("flashOrder", "the pipelined flash kernel's item order", "reversed", "forward", "forward");
+  }
+
+  /** Chooses, for graphs run from now on, the pipelined flash kernel walking its items last to first, or first to last. */
+  public void flashReversed(boolean on) {
+    flashReversed = on;
+  }
+
   /** {@code -Djclip.cuda.gemmTune}, read before the constructor allocates anything (a bad value fails first). */
   private final Tune tuneFromProperty = gemmTuneProperty().value();
 
@@ -473,7 +491,7 @@ public final class CudaBackend implements Backend {
    */
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
-        flashStageProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
+        flashStageProperty(), flashOrderProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
         pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), gemmStoreProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
@@ -1215,7 +1233,7 @@ public final class CudaBackend implements Backend {
       case ATTENTION -> {
         boolean flash = this.flash && CudaOps.flashAligned(y, x); // (arena buffers always are)
         if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision,
-            flashStaged, flashFitRows);
+            flashStaged, flashFitRows, flashReversed);
         else if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
             flashFitRows, flashStaged);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);

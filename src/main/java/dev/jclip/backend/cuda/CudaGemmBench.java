@@ -75,6 +75,9 @@ public final class CudaGemmBench {
               time(device, "flash-ldm-st-occ4 " + p, () -> ops.flashAttention(out, qkv, b, n, h, causal, p, CudaOps.FlashV.LDMATRIX, true, false, true),
                   b, n, h, causal, log);
               time(device, "flash-pipe-st " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true), b, n, h, causal, log);
+              // the items walked last to first (flashOrder=reversed: its L2 gain needs in_proj just before it, which this loop lacks)
+              time(device, "flash-pipe-st-rev " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, false, true), b, n, h,
+                  causal, log);
               if (CudaOps.flashPipeFits(n)) { // one 80-row item a sequence (flashRows=fit with the pipelined kernel)
                 time(device, "flash-pipe-fit " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, false, true), b, n, h, causal, log);
                 time(device, "flash-pipe-st-fit " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, true), b, n, h, causal,

@@ -129,7 +129,7 @@ public final class CudaModelBench {
   /** The kernels each test group covers ({@link #features}' names). */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
       Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")),
-      Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled")), Map.entry("ldm", Set.of("ldm")),
+      Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev")), Map.entry("ldm", Set.of("ldm")), Map.entry("rev", Set.of("rev")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
       Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "ln-deep", "lnfold")),
       Map.entry("linear", Set.of("tune", "chunk", "search")));
@@ -200,6 +200,7 @@ public final class CudaModelBench {
     if (c.tune()) f.add("tune");
     if (c.actChunk() > 0) f.add("chunk");
     if (c.search()) f.add("search");
+    if (c.rev() && c.pipe()) f.add("rev");
     return f;
   }
 
@@ -347,11 +348,13 @@ public final class CudaModelBench {
    * kernels, gemm_sm90's schedule for c_fc (null: cuBLAS + bias_act), whether every LINEAR runs
    * on it, the pipelined flash kernel, whether the cuBLASLt GEMMs are tuned ({@link
    * CudaBackend#gemmTune}), the flash kernels with Q and the output staged in shared memory, and
-   * the pooled last attention ({@link CudaBackend#pooledAttention}).
+   * the pooled last attention ({@link CudaBackend#pooledAttention}), gemm_sm90's TMA stores, the
+   * search around the tuned cuBLASLt algorithms, and the pipelined flash kernel's items walked last
+   * to first ({@link CudaBackend#flashReversed}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
-      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search) {
+      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev) {
     /**
      * The backend's defaults (since run 8): flash, the pipelined flash kernel with Q and the output
      * staged, the pooled last attention, layernorm_stream, vector glue, tuned cuBLASLt for every
@@ -359,11 +362,11 @@ public final class CudaModelBench {
      * which the pipelined kernel replaces).
      */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.STREAM, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false);
+        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false);
 
     /** Runs 7 and 8's defaults: the one-block flash kernel (4 blocks an SM, V by rows), layernorm_warps, untuned cuBLASLt, every attention whole. */
     static final ProfileConfig RUN7_DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
       return with(c -> c.ln = k);
@@ -416,6 +419,10 @@ public final class CudaModelBench {
       return with(c -> c.search = on);
     }
 
+    ProfileConfig withRev(boolean on) {
+      return with(c -> c.rev = on);
+    }
+
     /** This configuration with {@code change} made to a copy of its components. */
     ProfileConfig with(java.util.function.Consumer<Components> change) {
       Components c = new Components(this);
@@ -425,7 +432,7 @@ public final class CudaModelBench {
 
     /** A configuration's components, to change: the one place besides the record that lists them all. */
     static final class Components {
-      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search;
+      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search, rev;
       CudaOps.LayerNormKernel ln;
       CudaOps.FlashV v;
       Sm90Gemm.Schedule fused, lnFold;
@@ -449,11 +456,12 @@ public final class CudaModelBench {
         lnFold = p.lnFold;
         tmaStore = p.tmaStore;
         search = p.search;
+        rev = p.rev;
       }
 
       ProfileConfig build() {
         return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore,
-            search);
+            search, rev);
       }
     }
 
@@ -473,13 +481,15 @@ public final class CudaModelBench {
       backend.layerNormFold(lnFold);
       backend.gemmTmaStore(tmaStore);
       backend.gemmSearch(tune && search);
+      backend.flashReversed(rev);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
-          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "");
+          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "")
+          + (rev ? " flash-reversed" : "");
     }
   }
 
@@ -608,7 +618,8 @@ public final class CudaModelBench {
     ACT_CHUNK(ProfileConfig::actChunk, (c, f) -> c.actChunk = f.actChunk()),
     LN_FOLD(ProfileConfig::lnFold, (c, f) -> c.lnFold = f.lnFold()),
     GEMM_STORE(ProfileConfig::tmaStore, (c, f) -> c.tmaStore = f.tmaStore()),
-    SEARCH(ProfileConfig::search, (c, f) -> c.search = f.search());
+    SEARCH(ProfileConfig::search, (c, f) -> c.search = f.search()),
+    FLASH_ORDER(ProfileConfig::rev, (c, f) -> c.rev = f.rev());
 
     private final java.util.function.Function<ProfileConfig, Object> value;
     private final java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy;
@@ -620,7 +631,7 @@ public final class CudaModelBench {
 
     /**
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
-     * (its V layout, blocks, rows, pipelining and staging pick one kernel between them, and
+     * (its V layout, blocks, rows, pipelining, staging and item order pick one kernel between them, and
      * combinations such as staged fitted blocks are kernels of their own), {@link #FUSED_LINEAR}
      * for gemm_sm90's (which LINEARs it runs, the LayerNorms folded into it, its output stores:
      * the stores mean nothing without one of the others), {@link #TUNE} for cuBLASLt's (the search
@@ -628,7 +639,7 @@ public final class CudaModelBench {
      */
     Choice group() {
       return switch (this) {
-        case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE -> FLASH;
+        case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE, FLASH_ORDER -> FLASH;
         case FUSED_LINEAR, LN_FOLD, GEMM_STORE -> FUSED_LINEAR;
         case TUNE, SEARCH -> TUNE;
         default -> this;
@@ -667,11 +678,14 @@ public final class CudaModelBench {
    * on each), and last its TMA-store epilogue, which passed its tests once (session 13, not yet
    * timed): c_fc fused (both schedules), the LayerNorms folded (both), in_proj and c_fc on the
    * cooperative kernel. Every LINEAR on gemm_sm90 (run 8: 2 ms slower than cuBLASLt) and the
-   * 8 and 16 MB chunks (slower than 32) are no longer timed.
+   * 8 and 16 MB chunks (slower than 32) are no longer timed. Session 14's (not yet run): the
+   * LayerNorm with two rows in flight, walking the rows first to last and last to first, and the
+   * pipelined flash kernel walking its items last to first.
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP_REVERSED),
+      ProfileConfig.DEFAULTS.withRev(true),
       ProfileConfig.DEFAULTS.withPooled(false), ProfileConfig.DEFAULTS.withStage(false), ProfileConfig.DEFAULTS.withFitRows(true),
       ProfileConfig.DEFAULTS.withPipe(false),
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),
@@ -718,6 +732,7 @@ public final class CudaModelBench {
         if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
         if (cfg.tmaStore()) row.put("gemm_store", "tma");
         if (cfg.search()) row.put("gemm_searched", true);
+        if (cfg.rev()) row.put("flash_reversed", true);
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device)) {
           if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {

@@ -370,6 +370,17 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean staged, boolean fit) {
+    flashAttentionPipelined(out, qkv, batch, n, heads, causal, precision, staged, fit, false);
+  }
+
+  /**
+   * As {@link #flashAttentionPipelined(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision, boolean, boolean)};
+   * with {@code reversed}, the blocks walk the items from the last to the first ({@code
+   * flash_attention_pipe[_st][_fit]_rev_*}: in_proj's last rows are the likeliest in L2, and
+   * out_proj reads first what the attention wrote last; the same bits).
+   */
+  public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean staged, boolean fit, boolean reversed) {
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
     requireFlashAlignment(out, qkv);
@@ -382,12 +393,14 @@ public final class CudaOps implements AutoCloseable {
     int rows = fitted ? 80 : 64;
     long items = (long) batch * heads * ((n + rows - 1) / rows);
     if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
-    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + (fitted ? "fit_" : "") + suffix(precision);
+    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + (fitted ? "fit_" : "") + (reversed ? "rev_" : "") + suffix(precision);
     if (!flashPipeSharedMemory) {
       for (String k : new String[] {"pipe_", "pipe_st_"}) {
-        for (String s : new String[] {"f16", "bf16"}) {
-          flashAttention.allowSharedMemory("flash_attention_" + k + s, FLASH_PIPE_SMEM);
-          flashAttention.allowSharedMemory("flash_attention_" + k + "fit_" + s, FLASH_PIPE_FIT_SMEM);
+        for (String r : new String[] {"", "rev_"}) {
+          for (String s : new String[] {"f16", "bf16"}) {
+            flashAttention.allowSharedMemory("flash_attention_" + k + r + s, FLASH_PIPE_SMEM);
+            flashAttention.allowSharedMemory("flash_attention_" + k + "fit_" + r + s, FLASH_PIPE_FIT_SMEM);
+          }
         }
       }
       flashPipeSharedMemory = true;

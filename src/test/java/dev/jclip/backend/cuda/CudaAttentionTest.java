@@ -60,7 +60,7 @@ class CudaAttentionTest {
   /**
    * The bit checks of the opt-in flash variants, collected by family ("ldm": V read with
    * ldmatrix.trans, "staged": Q and the output through shared memory, "pipe": the pipelined
-   * kernel, "fit": its 80-row items; "attention": one that has run before) instead of stopping at the first: a test that
+   * kernel, "fit": its 80-row items, "rev": its items walked last to first; "attention": one that has run before) instead of stopping at the first: a test that
    * fails prints {@code [attention-variant-failed] <families>}, from which scripts/gpu-run.sh leaves
    * only those kernels out of the model benchmark's profile. A launch that throws (a fault leaves
    * the context unusable) names its families and ends the test.
@@ -97,6 +97,15 @@ class CudaAttentionTest {
     static String[] pipelined(boolean staged, boolean fit, int n) {
       if (!fit || !CudaOps.flashPipeFits(n)) return pipelined(staged);
       return staged ? new String[] {"pipe", "staged", "fit"} : new String[] {"pipe", "fit"};
+    }
+
+    /** As {@link #pipelined(boolean, boolean, int)}, and "rev" where the items are walked last to first. */
+    static String[] pipelined(boolean staged, boolean fit, int n, boolean reversed) {
+      String[] f = pipelined(staged, fit, n);
+      if (!reversed) return f;
+      String[] r = java.util.Arrays.copyOf(f, f.length + 1);
+      r[f.length] = "rev";
+      return r;
     }
 
     void same(short[] want, java.util.function.Supplier<short[]> got, String what, String... family) {
@@ -193,12 +202,14 @@ class CudaAttentionTest {
                 }
                 for (boolean staged : new boolean[] {false, true}) {
                   for (boolean fit : new boolean[] {false, true}) { // fit: 80-row items for 65 to 80 tokens
-                    variants.same(bits, () -> {
-                      dout.zero();
-                      ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, staged, fit);
-                      return dout.downloadShorts(e);
-                    }, "pipelined flash attention" + (staged ? ", output staged" : "") + (fit ? ", fitted items" : "") + ", " + p + " " + shape,
-                        Variants.pipelined(staged, fit, n));
+                    for (boolean rev : new boolean[] {false, true}) { // rev: the items walked last to first
+                      variants.same(bits, () -> {
+                        dout.zero();
+                        ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, staged, fit, rev);
+                        return dout.downloadShorts(e);
+                      }, "pipelined flash attention" + (staged ? ", output staged" : "") + (fit ? ", fitted items" : "") + (rev ? ", items last to first" : "")
+                          + ", " + p + " " + shape, Variants.pipelined(staged, fit, n, rev));
+                    }
                   }
                 }
               }
@@ -216,7 +227,7 @@ class CudaAttentionTest {
    * items have several tiles: CLIP's image and text shapes at batch sizes that give every block
    * several items, causal and not, and 197 and 257 tokens (4 and 5 tiles an item); at 65, 77 and
    * 80 tokens also in 80-row items (flashRows=fit: one item a sequence, 5 warps, the last warps'
-   * rows past the first tile).
+   * rows past the first tile); each also with the items walked last to first (flashOrder=reversed).
    */
   @Test
   void pipelinedFlashAttentionMatchesTheBlockKernelOnManyItems() {
@@ -239,13 +250,15 @@ class CudaAttentionTest {
             short[] bits = want.downloadShorts(batch * n * d);
             for (boolean staged : new boolean[] {false, true}) {
               for (boolean fit : CudaOps.flashPipeFits(n) ? new boolean[] {false, true} : new boolean[] {false}) {
-                int e = batch * n * d;
-                variants.same(bits, () -> {
-                  got.zero();
-                  ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, staged, fit);
-                  return got.downloadShorts(e);
-                }, "pipelined flash attention" + (staged ? " (output staged)" : "") + (fit ? " (80-row items)" : "") + " against the block kernel, "
-                    + shape, Variants.pipelined(staged, fit, n));
+                for (boolean rev : new boolean[] {false, true}) {
+                  int e = batch * n * d;
+                  variants.same(bits, () -> {
+                    got.zero();
+                    ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, staged, fit, rev);
+                    return got.downloadShorts(e);
+                  }, "pipelined flash attention" + (staged ? " (output staged)" : "") + (fit ? " (80-row items)" : "") + (rev ? " (items last to first)" : "")
+                      + " against the block kernel, " + shape, Variants.pipelined(staged, fit, n, rev));
+                }
               }
             }
           }

@@ -51,6 +51,7 @@ class TunedConfigChoiceTest {
       c.lnFold = Sm90Gemm.Schedule.COOPERATIVE;
       c.tmaStore = true;
       c.search = !D.search();
+      c.rev = !D.rev();
     });
     assertEquals(java.util.List.of(CudaModelBench.Choice.values()), CudaModelBench.Choice.differing(D, all));
     for (CudaModelBench.Choice ch : CudaModelBench.Choice.values()) {
