@@ -40,6 +40,10 @@
 //   bias_act_fast       bias_act_vec for fp16/bf16 with fast_act (QuickGELU through __expf and
 //                       __fdividef: within one unit in the last place of bias_act; none and GELU
 //                       alike): cols a multiple of 8, x and bias 16-byte aligned
+//   bias_act_fast_rev   bias_act_fast with the packs walked from the last to the first: the GEMM
+//                       before it wrote its last rows last, so they are the likeliest still in
+//                       L2, and c_proj's GEMM after it reads first the rows it wrote last; each
+//                       element computed alike (the same bits)
 #include "common.cuh"
 
 template <typename T>
@@ -337,12 +341,14 @@ __device__ void token_embed_vec(T* out, const int* ids, const float* tok, const 
   }
 }
 
-template <typename T>
+// REV: the threads walk the packs from the last to the first (bias_act_fast_rev_*, below).
+template <typename T, bool REV = false>
 __device__ void bias_act_fast(T* x, const float* bias, int rows, int cols, int act) {
   constexpr int V = 16 / sizeof(T);
   const unsigned CV = cols / V, n = rows * CV;
   Pack16<T>* xv = reinterpret_cast<Pack16<T>*>(x);
-  JCLIP_GRID_STRIDE32(j, n) {
+  JCLIP_GRID_STRIDE32(i, n) {
+    const unsigned j = REV ? n - 1 - i : i;
     const unsigned c = (j % CV) * V;
     float b[V];
     if (bias) {
@@ -380,6 +386,9 @@ JCLIP_FOR_TYPES(GLUE_VEC)
   PATCHIFY_V(S, T, 8)                                                                                                   \
   extern "C" __global__ void bias_act_fast_##S(T* x, const float* bias, int rows, int cols, int act) {                 \
     bias_act_fast<T>(x, bias, rows, cols, act);                                                                         \
+  }                                                                                                                     \
+  extern "C" __global__ void bias_act_fast_rev_##S(T* x, const float* bias, int rows, int cols, int act) {             \
+    bias_act_fast<T, true>(x, bias, rows, cols, act);                                                                   \
   }
 GLUE_VEC16(f16, __half)
 GLUE_VEC16(bf16, __nv_bfloat16)

@@ -205,6 +205,24 @@ public final class CudaBackend implements Backend {
     flashReversed = on;
   }
 
+  /**
+   * The order in which the bias + activation pass after a GEMM walks its elements ({@link
+   * CudaOps#biasAct(DeviceBuffer, DeviceBuffer, long, int, int, Precision, boolean, boolean)}, the
+   * fast kernel; the same bits): first to last by default; {@code -Djclip.cuda.actOrder=reversed}
+   * (session 14, not yet timed) last to first, so that its first reads find in L2 the rows c_fc
+   * wrote last, and c_proj first reads what it wrote last.
+   */
+  private volatile boolean actReversed = actOrderProperty().value();
+
+  private static Setting<Boolean> actOrderProperty() {
+    return choice("actOrder", "the bias + activation pass's order", "reversed", "forward", "forward");
+  }
+
+  /** Chooses, for graphs run from now on, the bias + activation pass walking its elements last to first, or first to last. */
+  public void actReversed(boolean on) {
+    actReversed = on;
+  }
+
   /** {@code -Djclip.cuda.gemmTune}, read before the constructor allocates anything (a bad value fails first). */
   private final Tune tuneFromProperty = gemmTuneProperty().value();
 
@@ -491,7 +509,7 @@ public final class CudaBackend implements Backend {
    */
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
-        flashStageProperty(), flashOrderProperty(), layerNormProperty(), glueProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
+        flashStageProperty(), flashOrderProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
         pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), gemmStoreProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
@@ -1034,7 +1052,7 @@ public final class CudaBackend implements Backend {
       long r = Math.min(rows, m - r0);
       DeviceBuffer xc = r == m ? x : x.view(r0 * k * elem, r * k * elem), yc = r == m ? y : y.view(r0 * cols * elem, r * cols * elem);
       gemmNT(r, cols, k, xc, gemmWeight(n), yc);
-      if (bias != null || act != null) ops.biasAct(yc, bias, r, cols, actCode(act), precision, vectorGlue);
+      if (bias != null || act != null) ops.biasAct(yc, bias, r, cols, actCode(act), precision, vectorGlue, actReversed);
       if (r0 > 0) activationChunksLaunched++;
     }
   }
@@ -1223,7 +1241,7 @@ public final class CudaBackend implements Backend {
         long m = in.rows();
         gemmNT(m, cols, k, x, gemmWeight(n), y);
         DeviceBuffer bias = param(n, "bias");
-        if (bias != null) ops.biasAct(y, bias, m, cols, 0, precision, vectorGlue);
+        if (bias != null) ops.biasAct(y, bias, m, cols, 0, precision, vectorGlue, actReversed);
         ops.glue("add_" + s, out.elements(), y, residual, y, out.elements(), 0);
       }
       case MATMUL -> gemmNN(in.rows(), out.dim(-1), in.dim(-1), x, gemmWeight(n), y);
@@ -1240,7 +1258,7 @@ public final class CudaBackend implements Backend {
       }
       case QUICK_GELU, GELU -> {
         copy(y, x, (long) elem * in.elements());
-        ops.biasAct(y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1, precision, vectorGlue);
+        ops.biasAct(y, null, in.rows(), in.dim(-1), n.op() == Op.GELU ? 2 : 1, precision, vectorGlue, actReversed);
       }
       case PATCH_EMBED -> {
         int b = in.dim(0), c = in.dim(1), h = in.dim(2), w = in.dim(3), p = n.intAttr("patch");

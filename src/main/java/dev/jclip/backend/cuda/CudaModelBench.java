@@ -126,12 +126,16 @@ public final class CudaModelBench {
     save(json, root);
   }
 
-  /** The kernels each test group covers ({@link #features}' names). */
+  /**
+   * The kernels each test group covers ({@link #features}' names); "layernorm" is all that
+   * CudaOpsTest checks but the fold's statistics (run.sh names it when that class fails): the
+   * LayerNorms and the reversed bias + activation pass.
+   */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
       Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev")), Map.entry("ldm", Set.of("ldm")), Map.entry("rev", Set.of("rev")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
-      Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "ln-deep", "lnfold")),
+      Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "ln-deep", "lnfold", "act-rev")),
       Map.entry("linear", Set.of("tune", "chunk", "search")));
 
   /** The groups of opt-in kernels a run may leave out of the profile ({@code -Djclip.bench.skip}: their tests failed in that run). */
@@ -201,6 +205,7 @@ public final class CudaModelBench {
     if (c.actChunk() > 0) f.add("chunk");
     if (c.search()) f.add("search");
     if (c.rev() && c.pipe()) f.add("rev");
+    if (c.actRev() && c.vecGlue()) f.add("act-rev");
     return f;
   }
 
@@ -349,12 +354,13 @@ public final class CudaModelBench {
    * on it, the pipelined flash kernel, whether the cuBLASLt GEMMs are tuned ({@link
    * CudaBackend#gemmTune}), the flash kernels with Q and the output staged in shared memory, and
    * the pooled last attention ({@link CudaBackend#pooledAttention}), gemm_sm90's TMA stores, the
-   * search around the tuned cuBLASLt algorithms, and the pipelined flash kernel's items walked last
-   * to first ({@link CudaBackend#flashReversed}).
+   * search around the tuned cuBLASLt algorithms, the pipelined flash kernel's items walked last to
+   * first ({@link CudaBackend#flashReversed}) and the bias + activation pass walked last to first
+   * ({@link CudaBackend#actReversed}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
-      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev) {
+      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev, boolean actRev) {
     /**
      * The backend's defaults (since run 8): flash, the pipelined flash kernel with Q and the output
      * staged, the pooled last attention, layernorm_stream, vector glue, tuned cuBLASLt for every
@@ -362,11 +368,11 @@ public final class CudaModelBench {
      * which the pipelined kernel replaces).
      */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.STREAM, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false);
+        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false, false);
 
     /** Runs 7 and 8's defaults: the one-block flash kernel (4 blocks an SM, V by rows), layernorm_warps, untuned cuBLASLt, every attention whole. */
     static final ProfileConfig RUN7_DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
       return with(c -> c.ln = k);
@@ -423,6 +429,10 @@ public final class CudaModelBench {
       return with(c -> c.rev = on);
     }
 
+    ProfileConfig withActRev(boolean on) {
+      return with(c -> c.actRev = on);
+    }
+
     /** This configuration with {@code change} made to a copy of its components. */
     ProfileConfig with(java.util.function.Consumer<Components> change) {
       Components c = new Components(this);
@@ -432,7 +442,7 @@ public final class CudaModelBench {
 
     /** A configuration's components, to change: the one place besides the record that lists them all. */
     static final class Components {
-      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search, rev;
+      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search, rev, actRev;
       CudaOps.LayerNormKernel ln;
       CudaOps.FlashV v;
       Sm90Gemm.Schedule fused, lnFold;
@@ -457,11 +467,12 @@ public final class CudaModelBench {
         tmaStore = p.tmaStore;
         search = p.search;
         rev = p.rev;
+        actRev = p.actRev;
       }
 
       ProfileConfig build() {
         return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore,
-            search, rev);
+            search, rev, actRev);
       }
     }
 
@@ -482,6 +493,7 @@ public final class CudaModelBench {
       backend.gemmTmaStore(tmaStore);
       backend.gemmSearch(tune && search);
       backend.flashReversed(rev);
+      backend.actReversed(actRev);
     }
 
     String label() {
@@ -489,7 +501,7 @@ public final class CudaModelBench {
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
           + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "")
-          + (rev ? " flash-reversed" : "");
+          + (rev ? " flash-reversed" : "") + (actRev ? " activation-reversed" : "");
     }
   }
 
@@ -619,7 +631,8 @@ public final class CudaModelBench {
     LN_FOLD(ProfileConfig::lnFold, (c, f) -> c.lnFold = f.lnFold()),
     GEMM_STORE(ProfileConfig::tmaStore, (c, f) -> c.tmaStore = f.tmaStore()),
     SEARCH(ProfileConfig::search, (c, f) -> c.search = f.search()),
-    FLASH_ORDER(ProfileConfig::rev, (c, f) -> c.rev = f.rev());
+    FLASH_ORDER(ProfileConfig::rev, (c, f) -> c.rev = f.rev()),
+    ACT_ORDER(ProfileConfig::actRev, (c, f) -> c.actRev = f.actRev());
 
     private final java.util.function.Function<ProfileConfig, Object> value;
     private final java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy;
@@ -679,13 +692,14 @@ public final class CudaModelBench {
    * timed): c_fc fused (both schedules), the LayerNorms folded (both), in_proj and c_fc on the
    * cooperative kernel. Every LINEAR on gemm_sm90 (run 8: 2 ms slower than cuBLASLt) and the
    * 8 and 16 MB chunks (slower than 32) are no longer timed. Session 14's (not yet run): the
-   * LayerNorm with two rows in flight, walking the rows first to last and last to first, and the
-   * pipelined flash kernel walking its items last to first.
+   * LayerNorm with two rows in flight, walking the rows first to last and last to first, the
+   * pipelined flash kernel walking its items last to first, and the bias + activation pass walking
+   * its elements last to first.
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP_REVERSED),
-      ProfileConfig.DEFAULTS.withRev(true),
+      ProfileConfig.DEFAULTS.withRev(true), ProfileConfig.DEFAULTS.withActRev(true),
       ProfileConfig.DEFAULTS.withPooled(false), ProfileConfig.DEFAULTS.withStage(false), ProfileConfig.DEFAULTS.withFitRows(true),
       ProfileConfig.DEFAULTS.withPipe(false),
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),
@@ -733,6 +747,7 @@ public final class CudaModelBench {
         if (cfg.tmaStore()) row.put("gemm_store", "tma");
         if (cfg.search()) row.put("gemm_searched", true);
         if (cfg.rev()) row.put("flash_reversed", true);
+        if (cfg.actRev()) row.put("activation_reversed", true);
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device)) {
           if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {

@@ -88,8 +88,18 @@ public final class CudaOps implements AutoCloseable {
    * becomes memory-bound); fp32 and the rest as the exact method.
    */
   public void biasAct(DeviceBuffer x, DeviceBuffer bias, long rows, int cols, int act, Precision precision, boolean fast) {
+    biasAct(x, bias, rows, cols, act, precision, fast, false);
+  }
+
+  /**
+   * As {@link #biasAct(DeviceBuffer, DeviceBuffer, long, int, int, Precision, boolean)}; with {@code
+   * reversed}, the fast kernel walks the packs from the last to the first ({@code
+   * bias_act_fast_rev}: the GEMM's last rows are the likeliest in L2, and the GEMM after it reads
+   * first what this wrote last; the same bits).
+   */
+  public void biasAct(DeviceBuffer x, DeviceBuffer bias, long rows, int cols, int act, Precision precision, boolean fast, boolean reversed) {
     if (fast && precision != Precision.FP32 && cols % 8 == 0 && aligned16(x, bias) && rows * cols / 8 < Integer.MAX_VALUE) {
-      glue("bias_act_fast_" + suffix(precision), rows * cols / 8, x, bias, (int) rows, cols, act);
+      glue("bias_act_fast_" + (reversed ? "rev_" : "") + suffix(precision), rows * cols / 8, x, bias, (int) rows, cols, act);
     } else {
       biasAct(x, bias, rows, cols, act, precision);
     }

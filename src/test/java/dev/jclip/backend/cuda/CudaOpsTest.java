@@ -365,7 +365,8 @@ class CudaOpsTest {
    * The fast bias + activation pass (fp16/bf16, QuickGELU through the fast intrinsics) is within one
    * unit in the last place of the exact kernel element by element, and bit for bit the same without
    * an activation and with the erf GELU, at every CLIP MLP width, with and without bias; shapes it
-   * cannot take fall back to the exact kernels.
+   * cannot take fall back to the exact kernels. Walked from the last pack to the first it writes
+   * the same bits.
    */
   @Test
   void fastBiasActIsWithinOneUlpOfTheExactKernel() {
@@ -379,10 +380,14 @@ class CudaOpsTest {
           String what = p + " act " + act + " " + rows + "x" + cols + (bias == null ? " no bias" : "");
           try (DeviceBuffer exact = uploadAs(p, x);
               DeviceBuffer fast = uploadAs(p, x);
+              DeviceBuffer reversed = uploadAs(p, x);
               DeviceBuffer db = bias == null ? null : upload(bias)) {
             ops.biasAct(exact, db, rows, cols, act, p, false);
             ops.biasAct(fast, db, rows, cols, act, p, true);
+            ops.biasAct(reversed, db, rows, cols, act, p, true, true);
             int[] want = bits(p, exact, x.length), got = bits(p, fast, x.length);
+            // bias_act_fast_rev: the packs walked last to first, each computed alike: the fast kernel's bits
+            assertArrayEquals(got, bits(p, reversed, x.length), what + ": the fast pass walked last to first");
             if (act != 1) {
               assertArrayEquals(want, got, what);
               continue;

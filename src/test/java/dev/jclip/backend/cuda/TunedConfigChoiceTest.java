@@ -52,6 +52,7 @@ class TunedConfigChoiceTest {
       c.tmaStore = true;
       c.search = !D.search();
       c.rev = !D.rev();
+      c.actRev = !D.actRev();
     });
     assertEquals(java.util.List.of(CudaModelBench.Choice.values()), CudaModelBench.Choice.differing(D, all));
     for (CudaModelBench.Choice ch : CudaModelBench.Choice.values()) {
