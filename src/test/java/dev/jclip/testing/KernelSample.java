@@ -97,6 +97,7 @@ public final class KernelSample {
     }
     l.add(() -> ops.biasAct(act, bias, imageRows, 4 * width, 1, p, false)); // c_fc's bias + QuickGELU, exact
     l.add(() -> ops.biasAct(act, bias, imageRows, 4 * width, 1, p, true)); // the same with the fast intrinsics
+    l.add(() -> ops.biasAct(act, bias, imageRows, 4 * width, 1, p, true, true)); // the same walked last to first
     l.add(() -> ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p)); // one block a patch row
     l.add(() -> ops.patchify(patches, pixels, batch, 3, 224, 224, 32, p, true)); // 8 pixels a thread
     l.add(() -> ops.classPosEmbed(out, patches, bias, pos, batch, imageTokens, width, p, true)); // patch GEMM rows to tokens
