@@ -374,7 +374,12 @@ JCLIP_FOR_TYPES(LAYERNORM_STREAM_ALL)
 // conditions as layernorm_smem; launch: block 256, grid = min(ceil(rows / 8), B * SMs), dynamic
 // shared memory 8 * D bytes, B blocks an SM as below (the two rows' packs: 4 up to P = 2, 3 at P =
 // 3, 2 at P = 4; CudaOps.deepBlocksPerSm mirrors it). residual is not read (launch the stream
-// kernel for one); sum_out, when not NULL, gets x.
+// kernel for one); sum_out, when not NULL, gets x exactly. The loaded values are widened without
+// the streaming kernel's "+ 0.0f" (its sum with a residual of zero, an add an element: run 8's
+// Nsight Compute had layernorm_stream issuing on 70% of cycles, so instructions count): that add
+// only turns -0 into +0, which changes neither the mean nor any nonzero v - mean, so no output bit
+// but the sign of a zero output (an element -0, its row's mean and its beta exactly 0); sum_out
+// keeps x's -0 where the streaming kernel writes +0.
 // layernorm_deep_rev<P>_*: the same walking the rows from the last to the first (warp w takes rows
 // rows - 1 - w, rows - 1 - w - warps, ...). The GEMM before a LayerNorm writes its rows roughly in
 // order, so its last rows are the likeliest still in L2 (50 MB on an H100/H200, against 77-81 MB
@@ -404,7 +409,7 @@ __device__ __forceinline__ void layernorm_deep(T* out, T* sum_out, const T* x, c
         for (int j = 0; j < P; j++) {
           if (lane + j * JCLIP_WARP < packs) {
 #pragma unroll
-            for (int k = 0; k < V; k++) v[j][k] = ld(a[h][j].v[k]) + 0.0f;  // layernorm_stream's widening (x + 0)
+            for (int k = 0; k < V; k++) v[j][k] = ld(a[h][j].v[k]);  // (not + 0.0f: one add an element less; see above)
           }
         }
         if (r + 2 * warps < rows) ln_fetch<T, P, false>(a[h], none, x, nullptr, at(r + 2 * warps), D, packs, lane);  // in flight for two rows
