@@ -211,7 +211,9 @@ def profile_label(p):
             + (f" c_fc-chunks-{p['act_chunk_mb']}MB" if p.get("act_chunk_mb") else "")
             + (f" LN-folded-{p['ln_fold']}" if p.get("ln_fold") else "")
             + (" TMA-store" if p.get("gemm_store") == "tma" else "")
-            + (" searched-cuBLASLt" if p.get("gemm_searched") else ""))
+            + (" searched-cuBLASLt" if p.get("gemm_searched") else "")
+            + (" reversed-flash" if p.get("flash_reversed") else "")
+            + (" reversed-activation" if p.get("activation_reversed") else ""))
 
 
 def kernel_tables(lines):

@@ -178,6 +178,13 @@ class TunedConfigChoiceTest {
     for (ProfileConfig c : CudaModelBench.PROFILE_PROVEN) {
       assertFalse(CudaModelBench.skipped(c, CudaModelBench.SKIP_GROUPS), "always profiled: " + c.label());
     }
+    // session 14's reversals: the flash walk with its own group and the attention tests' group, the
+    // activation pass's and the two-row LayerNorms with CudaOpsTest's ("layernorm")
+    assertTrue(CudaModelBench.skipped(D.withRev(true), Set.of("rev")) && CudaModelBench.skipped(D.withRev(true), Set.of("attention")));
+    assertFalse(CudaModelBench.skipped(D.withRev(true), Set.of("fit", "pipe", "staged", "layernorm")));
+    assertFalse(CudaModelBench.skipped(D.withRev(true).withPipe(false), CudaModelBench.SKIP_GROUPS), "no pipelined kernel: nothing reversed runs");
+    assertTrue(CudaModelBench.skipped(D.withActRev(true), Set.of("layernorm")) && !CudaModelBench.skipped(D.withActRev(true), Set.of("rev")));
+    assertTrue(CudaModelBench.skipped(D.withLn(CudaOps.LayerNormKernel.DEEP_REVERSED), Set.of("layernorm")));
     ProfileConfig fold = D.withLnFold(Sm90Gemm.Schedule.COOPERATIVE);
     assertTrue(CudaModelBench.skipped(fold, Set.of("sm90")) && CudaModelBench.skipped(fold, Set.of("layernorm")));
     assertFalse(CudaModelBench.skipped(fold, Set.of("attention", "linear")));
