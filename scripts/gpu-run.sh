@@ -166,7 +166,8 @@ section "CUDA tests (JUnit, tag cuda, one JVM per class)"
 if want tests; then
 # One JVM per class: a kernel that hangs, or an illegal address (which leaves the CUDA context
 # unusable for the rest of the process), costs one class, not the others. Most important first:
-# what has never run on a GPU, then what has.
+# what has never run on a GPU, then what has; last the nine models at full geometry
+# (CudaAllModelsTest, 1-2 minutes: in the documented plan a call of its own).
 pkg=dev.jclip.backend.cuda
 classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaSm90StoreTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest,CudaAllModelsTest}"
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
