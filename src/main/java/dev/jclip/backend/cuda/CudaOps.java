@@ -346,9 +346,10 @@ public final class CudaOps implements AutoCloseable {
     return n > 64 && n <= 80;
   }
 
-  private volatile boolean flashPipeSharedMemory;
-
-  /** The pipelined kernels' resident blocks an SM on this device, by kernel name (asked of the driver once). */
+  /**
+   * The pipelined kernels' resident blocks an SM on this device, by kernel name (asked of the driver
+   * once, after the kernel's dynamic shared memory above 48 KB is allowed).
+   */
   private final java.util.Map<String, Integer> flashPipeBlocks = new java.util.concurrent.ConcurrentHashMap<>();
 
   /**
@@ -404,21 +405,13 @@ public final class CudaOps implements AutoCloseable {
     long items = (long) batch * heads * ((n + rows - 1) / rows);
     if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
     String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + (fitted ? "fit_" : "") + (reversed ? "rev_" : "") + suffix(precision);
-    if (!flashPipeSharedMemory) {
-      for (String k : new String[] {"pipe_", "pipe_st_"}) {
-        for (String r : new String[] {"", "rev_"}) {
-          for (String s : new String[] {"f16", "bf16"}) {
-            flashAttention.allowSharedMemory("flash_attention_" + k + r + s, FLASH_PIPE_SMEM);
-            flashAttention.allowSharedMemory("flash_attention_" + k + "fit_" + r + s, FLASH_PIPE_FIT_SMEM);
-          }
-        }
-      }
-      flashPipeSharedMemory = true;
-    }
     // one wave of persistent blocks: as many as an SM holds (on an H100/H200 their __launch_bounds__:
     // 4 of 128 threads, fitted 3 of 160; fewer where an SM has less shared memory, e.g. an A100)
     int smem = fitted ? FLASH_PIPE_FIT_SMEM : FLASH_PIPE_SMEM, threads = 2 * rows;
-    int perSm = flashPipeBlocks.computeIfAbsent(kernel, k -> flashAttention.blocksPerMultiprocessor(k, threads, smem, fitted ? 3 : 4));
+    int perSm = flashPipeBlocks.computeIfAbsent(kernel, k -> {
+      flashAttention.allowSharedMemory(k, smem); // above the 48 KB default: once a kernel, before its first launch
+      return flashAttention.blocksPerMultiprocessor(k, threads, smem, fitted ? 3 : 4);
+    });
     int grid = (int) Math.max(1, Math.min(items, (long) perSm * multiprocessors));
     flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0);
   }
