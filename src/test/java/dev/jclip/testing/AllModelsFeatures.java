@@ -46,16 +46,17 @@ public final class AllModelsFeatures {
       return graphs.text(TEXTS, config.contextLength());
     }
 
-    public float[] run(String output, Graph graph, Map<String, ?> in, dev.jclip.graph.Backend backend) {
-      try (Executor e = new Executor(graph, backend, List.of())) {
-        return e.run(in).get(output);
-      }
-    }
-
     /** {image features, text features} on {@code backend}. */
     public float[][] features(dev.jclip.graph.Backend backend) {
       return new float[][] {run("image_features", image(), Map.of("pixels", pixels), backend),
           run("text_features", text(), Map.of("tokens", tokens), backend)};
+    }
+  }
+
+  /** Output {@code output} of one run of {@code graph} on {@code backend} (an executor made and closed for it). */
+  public static float[] run(String output, Graph graph, Map<String, ?> in, dev.jclip.graph.Backend backend) {
+    try (Executor e = new Executor(graph, backend, List.of())) {
+      return e.run(in).get(output);
     }
   }
 

@@ -3,7 +3,6 @@ package dev.jclip.backend.cuda;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.Precision;
-import dev.jclip.backend.ReferenceOps;
 import dev.jclip.backend.cpu.CpuBackend;
 import dev.jclip.model.GoldenParityTest;
 import dev.jclip.model.RandomWeights;
@@ -90,8 +89,8 @@ class CudaAllModelsTest {
       long t1 = System.nanoTime();
       try (CudaBackend cuda = new CudaBackend(device, p)) {
         float[][] got = model.features(cuda);
-        check(name, p + " image_features", got[0], want[0], tol, failures);
-        check(name, p + " text_features", got[1], want[1], tol, failures);
+        CudaFullGeometryTest.check(name, p + " image_features", got[0], want[0], tol, failures);
+        CudaFullGeometryTest.check(name, p + " text_features", got[1], want[1], tol, failures);
       } catch (RuntimeException e) {
         failures.add(name + " " + p + ": " + e);
         e.printStackTrace(System.out);
@@ -99,11 +98,5 @@ class CudaAllModelsTest {
       System.out.printf("[cuda] %s %s: %.1f s (uploads, plans, both towers' first runs)%n", name, p, (System.nanoTime() - t1) / 1e9);
     }
     assertTrue(failures.isEmpty(), String.join("\n", failures));
-  }
-
-  private static void check(String model, String what, float[] got, float[] want, double tol, List<String> failures) {
-    double err = ReferenceOps.relativeError(got, want);
-    System.out.printf("[cuda] %s full geometry %s: relative error %.2e (tolerance %.1e)%n", model, what, err, tol);
-    if (!(err <= tol)) failures.add(model + " " + what + ": relative error " + err + " > " + tol);
   }
 }

@@ -1,13 +1,11 @@
 package dev.jclip.backend.cuda;
 
 import dev.jclip.backend.Precision;
+import static dev.jclip.testing.AllModelsFeatures.run;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.ReferenceBackend;
 import dev.jclip.backend.ReferenceOps;
-import dev.jclip.graph.Backend;
-import dev.jclip.graph.Executor;
-import dev.jclip.graph.Graph;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.ClipConfig;
 import dev.jclip.model.ClipGraphs;
@@ -174,13 +172,8 @@ class CudaFullGeometryTest {
     }
   }
 
-  private static float[] run(String output, Graph graph, Map<String, ?> inputs, Backend backend) {
-    try (Executor e = new Executor(graph, backend, List.of())) {
-      return e.run(inputs).get(output);
-    }
-  }
-
-  private static void check(String model, String what, float[] got, float[] want, double tol, List<String> failures) {
+  /** Prints model {@code model}'s relative error for {@code what}, and adds a failure where it is above {@code tol}. */
+  static void check(String model, String what, float[] got, float[] want, double tol, List<String> failures) {
     double err = ReferenceOps.relativeError(got, want);
     System.out.printf("[cuda] %s full geometry %s: relative error %.2e (tolerance %.1e)%n", model, what, err, tol);
     if (!(err <= tol)) failures.add(model + " " + what + ": relative error " + err + " > " + tol);
