@@ -544,16 +544,18 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
   cp_async_wait<0>();
 }
 
-#define FA_PIPE_ENTRY(NAME, T, STAGE)                                                                          \
-  extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)                                                \
+// One entry of flash_attention_pipe: NAME runs it with T, STAGE, ROWS query rows an item (block
+// 2 * ROWS threads, at least BLOCKS resident an SM) and REV.
+#define FA_PIPE_ENTRY(NAME, T, STAGE, ROWS, BLOCKS, REV)                                                      \
+  extern "C" __global__ void __launch_bounds__(ROWS * 2, BLOCKS)                                                \
       NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
-    flash_attention_pipe<T, STAGE>(out, qkv, B, N, H, causal);                                                 \
+    flash_attention_pipe<T, STAGE, ROWS, REV>(out, qkv, B, N, H, causal);                                       \
   }
-FA_PIPE_ENTRY(flash_attention_pipe_f16, __half, false)
-FA_PIPE_ENTRY(flash_attention_pipe_bf16, __nv_bfloat16, false)
-// ... with the output through shared memory (STAGE; the kernel's Q already comes that way). Opt-in until timed.
-FA_PIPE_ENTRY(flash_attention_pipe_st_f16, __half, true)
-FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true)
+FA_PIPE_ENTRY(flash_attention_pipe_f16, __half, false, FA_ROWS, 4, false)
+FA_PIPE_ENTRY(flash_attention_pipe_bf16, __nv_bfloat16, false, FA_ROWS, 4, false)
+// ... with the output through shared memory (STAGE; the kernel's Q already comes that way). The default since run 8.
+FA_PIPE_ENTRY(flash_attention_pipe_st_f16, __half, true, FA_ROWS, 4, false)
+FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true, FA_ROWS, 4, false)
 
 // flash_attention_pipe_fit_*: items of 80 query rows (5 warps) for sequences of 65 to 80 tokens (the
 // text tower's 77): one item a (batch, head), its Q tile of 80 rows loaded once, and its two K/V
@@ -565,15 +567,10 @@ FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true)
 // Opt-in until timed.
 #define FA_FIT_ROWS 80
 #define FA_PIPE_FIT_SMEM (2 * (2 * FA_TILE + FA_FIT_ROWS) * (FA_HEAD + FA_PAD) * 2)
-#define FA_PIPE_FIT_ENTRY(NAME, T, STAGE)                                                                      \
-  extern "C" __global__ void __launch_bounds__(FA_FIT_ROWS * 2, 3)                                              \
-      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
-    flash_attention_pipe<T, STAGE, FA_FIT_ROWS>(out, qkv, B, N, H, causal);                                     \
-  }
-FA_PIPE_FIT_ENTRY(flash_attention_pipe_fit_f16, __half, false)
-FA_PIPE_FIT_ENTRY(flash_attention_pipe_fit_bf16, __nv_bfloat16, false)
-FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_f16, __half, true)
-FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true)
+FA_PIPE_ENTRY(flash_attention_pipe_fit_f16, __half, false, FA_FIT_ROWS, 3, false)
+FA_PIPE_ENTRY(flash_attention_pipe_fit_bf16, __nv_bfloat16, false, FA_FIT_ROWS, 3, false)
+FA_PIPE_ENTRY(flash_attention_pipe_st_fit_f16, __half, true, FA_FIT_ROWS, 3, false)
+FA_PIPE_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, false)
 
 // flash_attention_pipe[_st][_fit]_rev_*: the pipelined kernels above with the blocks walking the
 // items from the last to the first (item i is i's mirror, items - 1 - i). in_proj's GEMM writes
@@ -581,21 +578,11 @@ FA_PIPE_FIT_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true)
 // H100/H200, against ~240 MB of qkv at batch 1024) when the attention starts; and the attention's
 // own last writes, then its first rows, are what out_proj's GEMM reads first. Each item is
 // computed as before: the same bits. Launch as the kernels they mirror. Opt-in until timed.
-#define FA_PIPE_REV_ENTRY(NAME, T, STAGE)                                                                      \
-  extern "C" __global__ void __launch_bounds__(FA_WARPS * 32, 4)                                                \
-      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
-    flash_attention_pipe<T, STAGE, FA_ROWS, true>(out, qkv, B, N, H, causal);                                   \
-  }
-#define FA_PIPE_FIT_REV_ENTRY(NAME, T, STAGE)                                                                  \
-  extern "C" __global__ void __launch_bounds__(FA_FIT_ROWS * 2, 3)                                              \
-      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
-    flash_attention_pipe<T, STAGE, FA_FIT_ROWS, true>(out, qkv, B, N, H, causal);                               \
-  }
-FA_PIPE_REV_ENTRY(flash_attention_pipe_rev_f16, __half, false)
-FA_PIPE_REV_ENTRY(flash_attention_pipe_rev_bf16, __nv_bfloat16, false)
-FA_PIPE_REV_ENTRY(flash_attention_pipe_st_rev_f16, __half, true)
-FA_PIPE_REV_ENTRY(flash_attention_pipe_st_rev_bf16, __nv_bfloat16, true)
-FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_fit_rev_f16, __half, false)
-FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_fit_rev_bf16, __nv_bfloat16, false)
-FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_st_fit_rev_f16, __half, true)
-FA_PIPE_FIT_REV_ENTRY(flash_attention_pipe_st_fit_rev_bf16, __nv_bfloat16, true)
+FA_PIPE_ENTRY(flash_attention_pipe_rev_f16, __half, false, FA_ROWS, 4, true)
+FA_PIPE_ENTRY(flash_attention_pipe_rev_bf16, __nv_bfloat16, false, FA_ROWS, 4, true)
+FA_PIPE_ENTRY(flash_attention_pipe_st_rev_f16, __half, true, FA_ROWS, 4, true)
+FA_PIPE_ENTRY(flash_attention_pipe_st_rev_bf16, __nv_bfloat16, true, FA_ROWS, 4, true)
+FA_PIPE_ENTRY(flash_attention_pipe_fit_rev_f16, __half, false, FA_FIT_ROWS, 3, true)
+FA_PIPE_ENTRY(flash_attention_pipe_fit_rev_bf16, __nv_bfloat16, false, FA_FIT_ROWS, 3, true)
+FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_f16, __half, true, FA_FIT_ROWS, 3, true)
+FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, true)
