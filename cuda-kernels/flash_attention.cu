@@ -71,6 +71,17 @@ __device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* 
                : "r"(a));
 }
 
+// Four 8x8 matrices of 16-bit elements from shared memory, as stored: lane l gives the address of
+// row l % 8 of matrix l / 8 (16 contiguous bytes) and receives, in r[i], elements (g, 2t) and
+// (g, 2t + 1) of matrix i: the A fragment of a row-major 16x16 tile (matrices: rows 0-7 and 8-15
+// of columns 0-7, then of 8-15), or two k-steps' B fragments of a tile stored n-major (K, for K^T).
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row) {
+  const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
 // One K/V tile (keys j0 .. j0 + 63, in k_s and vt_s) of a warp's 16 query rows: S = Q K^T,
 // scale and mask, the online softmax's running maxima and sums, O rescaled, O += P V. Shared by
 // the kernels below, so that they compute alike (the same bits).
@@ -165,6 +176,118 @@ __device__ __forceinline__ void fa_tile(const T (*k_s)[FA_HEAD + FA_PAD], const 
   }
 }
 
+// 2^x by the SFU (ex2.approx.ftz.f32: ~2 ulp; -inf gives +0).
+__device__ __forceinline__ float fa_ex2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// fa_tile in fewer instructions, for the pipelined kernels' lean entries (flash_attention_pipe_*lean*).
+// GPU run 8's Nsight Compute had the pipelined kernel issuing on half its cycles at the base clock
+// and taking as many cycles at the boost clock (bound by the SM, not by memory), and its SASS spends
+// ~15 instructions an element of S around 2 tensor-core ones: a scale, two compares and a select for
+// the mask, a max, expf's 8 (range reduction around MUFU.EX2), a subtraction and a sum; and 64 32-bit
+// shared loads for K's fragments. Arguments as fa_tile's, but for the mask: lim_lo / lim_hi, how many
+// keys from the thread's first (j0 + 2t) are valid for rows r_lo / r_hi, min(N, causal ? row + 1 : N)
+// - j0 - 2t, so that element (n, u)'s key is valid when 8n + u < lim (fa_tile's two conditions as one
+// compare against a constant). first: the item's first tile (o and l zero, m -inf before; a branch,
+// not a second copy of the tile, which would not fit the 128 registers without spilling).
+// EXP2 false: fa_tile's arithmetic, so the same bits, in fewer instructions around it: K's B
+// fragments by ldmatrix (16 instructions instead of 64 loads), the mask as above, and at an item's
+// first tile no rescaling (fa_tile computes o * 0 and l * 0 + sum there: the same zeros and sums).
+// EXP2 true: besides, the softmax in base 2 with the scale folded in, as FlashAttention and PyTorch's
+// fused kernels compute it: the running max kept unscaled, p = 2^(s c - m c) with c = scale log2(e),
+// one FFMA and one MUFU.EX2 an element instead of a multiply, a subtraction and expf. Other bits:
+// p within ~1e-6 relative of fa_tile's before both are rounded to 16 bits for P V.
+template <typename T, bool EXP2>
+__device__ __forceinline__ void fa_tile_lean(const T (*k_s)[FA_HEAD + FA_PAD], const T (*v_s)[FA_HEAD + FA_PAD], const unsigned (&qf)[4][4],
+                                             float (&o)[8][4], float& m_lo, float& m_hi, float& l_lo, float& l_hi, int lim_lo, int lim_hi,
+                                             bool first, int lane) {
+  const float scale = 0.125f, c = 0.125f * 1.44269504088896341f;
+  // S = Q K^T: 8 blocks of 8 keys; ldmatrix gives two k-steps' B fragments (keys 8n + lane % 8,
+  // dims 32 kp + 8 (lane / 8): matrices 0 and 1 are k-step 2 kp's b0 and b1, 2 and 3 k-step 2 kp + 1's)
+  float s[8][4];
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kp = 0; kp < 2; kp++) {
+      unsigned kb[4];
+      ldmatrix_x4(kb, &k_s[n * 8 + lane % 8][kp * 32 + (lane / 8) * 8]);
+      Mma<T>::run(s[n], qf[2 * kp], kb);
+      Mma<T>::run(s[n], qf[2 * kp + 1], kb + 2);
+    }
+  }
+  // (EXP2: unscaled) scores, masked, and the row maxima
+  float mx_lo = -INFINITY, mx_hi = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+      s[n][u] = n * 8 + u < lim_lo ? (EXP2 ? s[n][u] : s[n][u] * scale) : -INFINITY;
+      s[n][2 + u] = n * 8 + u < lim_hi ? (EXP2 ? s[n][2 + u] : s[n][2 + u] * scale) : -INFINITY;
+      mx_lo = fmaxf(mx_lo, s[n][u]);
+      mx_hi = fmaxf(mx_hi, s[n][2 + u]);
+    }
+  }
+  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
+  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
+  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
+  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+  const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
+  // the reference subtracted (EXP2: in the exponent's units); 0 for a row with every key so far masked
+  const float ref_lo = mn_lo == -INFINITY ? 0.0f : (EXP2 ? mn_lo * c : mn_lo);
+  const float ref_hi = mn_hi == -INFINITY ? 0.0f : (EXP2 ? mn_hi * c : mn_hi);
+  float sum_lo = 0.0f, sum_hi = 0.0f;
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const float ref = e < 2 ? ref_lo : ref_hi;
+      s[n][e] = EXP2 ? fa_ex2(fmaf(s[n][e], c, -ref)) : expf(s[n][e] - ref);
+    }
+    sum_lo += s[n][0] + s[n][1];
+    sum_hi += s[n][2] + s[n][3];
+  }
+  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 1);
+  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 2);
+  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 1);
+  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 2);
+  if (first) {
+    l_lo = sum_lo;
+    l_hi = sum_hi;
+  } else {
+    const float corr_lo = m_lo == -INFINITY ? 0.0f : (EXP2 ? fa_ex2(fmaf(m_lo, c, -ref_lo)) : expf(m_lo - ref_lo));
+    const float corr_hi = m_hi == -INFINITY ? 0.0f : (EXP2 ? fa_ex2(fmaf(m_hi, c, -ref_hi)) : expf(m_hi - ref_hi));
+    l_lo = l_lo * corr_lo + sum_lo;
+    l_hi = l_hi * corr_hi + sum_hi;
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+      o[n][0] *= corr_lo;
+      o[n][1] *= corr_lo;
+      o[n][2] *= corr_hi;
+      o[n][3] *= corr_hi;
+    }
+  }
+  m_lo = mn_lo;
+  m_hi = mn_hi;
+  // O += P V, V row-major and read with ldmatrix.trans (fa_tile's LDM branch)
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++) {
+    unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
+                      Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
+    const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
+#pragma unroll
+    for (int n = 0; n < 8; n += 2) {
+      unsigned vb[4];
+      ldmatrix_x4_trans(vb, &v_s[key][(n + (mi >> 1)) * 8]);
+      Mma<T>::run(o[n], pa, vb);
+      Mma<T>::run(o[n + 1], pa, vb + 2);
+    }
+  }
+}
+
 // The warp's 16 output rows: O / l, rounded to T, rows past N left alone.
 template <typename T>
 __device__ __forceinline__ void fa_store(T* __restrict__ out, const float (&o)[8][4], float l_lo, float l_hi, int b, int h, int N, int D,
@@ -196,6 +319,14 @@ __device__ __forceinline__ void fa_q_fragments(unsigned (&qf)[4][4], const T (*r
     qf[ks][2] = pair(&rows[g][ks * 16 + 2 * t + 8]);
     qf[ks][3] = pair(&rows[g + 8][ks * 16 + 2 * t + 8]);
   }
+}
+
+// fa_q_fragments by ldmatrix: 4 instructions instead of 16 32-bit loads, the same values (lane l
+// gives row l % 8 + 8 ((l / 8) % 2), columns 16 ks + 8 (l / 16): matrices 0-3 are a0-a3).
+template <typename T>
+__device__ __forceinline__ void fa_q_fragments_ldm(unsigned (&qf)[4][4], const T (*rows)[FA_HEAD + FA_PAD], int lane) {
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++) ldmatrix_x4(qf[ks], &rows[lane % 8 + ((lane / 8) % 2) * 8][ks * 16 + (lane / 16) * 8]);
 }
 
 // fa_store through shared memory: the warp's 16 output rows go into `st` (16 rows of 72, the
@@ -424,7 +555,21 @@ __device__ __forceinline__ void cp_async_wait() {
 // A position in a block's sequence of stages: work item `it` (valid while below `items`), its
 // K/V tile j of `tiles`; an item is ROWS query rows. The item's (batch, head, query block) is
 // item(): `it` itself, or with REV items - 1 - it (the walk from the last item to the first).
-template <int ROWS = FA_ROWS, bool REV = false>
+// n / d for 0 <= n < 2^31 and 1 <= d < 2^31 by a multiply-high and a shift instead of the ~20
+// instructions of an integer division by a variable. The host computes (m, shift) per divisor
+// (CudaOps.FastDivisor, which documents the proof and tests it): d = 1 is m = 0 and divides by
+// nothing; otherwise n / d = umulhi(n, m) >> shift. Passed as kernel parameters, they stay in the
+// constant bank, not in registers.
+struct FaDiv {
+  unsigned m;
+  int shift;
+  __device__ __forceinline__ int div(int n) const { return m == 0 ? n : static_cast<int>(__umulhi(static_cast<unsigned>(n), m) >> shift); }
+};
+
+// FAST: no division where an item is a whole sequence (qblocks 1: the image tower's 50 tokens, the
+// text tower's 77 in 80-row items), and none for a sequence without the causal mask (every item has
+// all the tiles).
+template <int ROWS = FA_ROWS, bool REV = false, bool FAST = false>
 struct FaCursor {
   int it, j, tiles, items, stride, qblocks, N, causal;
   __device__ __forceinline__ FaCursor(int first, int items_, int stride_, int qblocks_, int N_, int causal_)
@@ -434,7 +579,7 @@ struct FaCursor {
   __device__ __forceinline__ int item() const { return REV ? items - 1 - it : it; }
   // the item's K/V tiles: all keys, or with causal those up to the block's last row
   __device__ __forceinline__ int count() const {
-    const int qb = item() % qblocks;
+    const int qb = FAST && (qblocks == 1 || !causal) ? 0 : item() % qblocks;
     const int kv_end = causal ? min(qb * ROWS + ROWS, N) : N;
     return (kv_end + FA_TILE - 1) / FA_TILE;
   }
@@ -454,8 +599,12 @@ struct FaCursor {
 // ROWS: query rows an item (16 a warp, blockDim.x / 2): FA_ROWS (64), or FA_FIT_ROWS (80) for
 // sequences of 65 to 80 tokens, one item a (batch, head) (flash_attention_pipe_fit_*, below).
 // REV: the blocks walk the items from the last to the first (flash_attention_pipe_*rev_*, below).
-template <typename T, bool STAGE = false, int ROWS = FA_ROWS, bool REV = false>
-__device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {
+// LEAN: 0 fa_tile; 1 fa_tile_lean (the same bits) and the items' indices by FaDiv; 2 fa_tile_lean
+// with the softmax in base 2 (other bits), the same indices.
+// qdiv, hdiv: division by qblocks (the items' query blocks a sequence) and by H, used with LEAN.
+template <typename T, bool STAGE = false, int ROWS = FA_ROWS, bool REV = false, int LEAN = 0>
+__device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal,
+                                                     FaDiv qdiv = FaDiv{0, 0}, FaDiv hdiv = FaDiv{0, 0}) {
   extern __shared__ __align__(16) unsigned char fa_pipe_smem[];
   typedef T Row[FA_HEAD + FA_PAD];
   // buffer u: K rows at u * BUF, V at u * BUF + 64, Q (ROWS rows) at u * BUF + 128
@@ -466,10 +615,19 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
   const int qblocks = (N + ROWS - 1) / ROWS, items = B * H * qblocks;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
 
+  // An item's query block, head and batch (LEAN: by FaDiv, the same values).
+  auto split = [&](int item, int& qb, int& h, int& b) {
+    const int bh = LEAN ? qdiv.div(item) : item / qblocks;
+    qb = LEAN ? item - bh * qblocks : item % qblocks;
+    b = LEAN ? hdiv.div(bh) : bh / H;
+    h = LEAN ? bh - b * H : bh % H;
+  };
+
   // Queues the copies of the stage at `c` into buffer u: its K and V tiles, and at an item's first
   // tile its Q tile; 8 consecutive threads a 128-byte row.
-  auto issue = [&](const FaCursor<ROWS, REV>& c, int u) {
-    const int qb = c.item() % qblocks, bh = c.item() / qblocks, h = bh % H, b = bh / H;
+  auto issue = [&](const FaCursor<ROWS, REV, LEAN != 0>& c, int u) {
+    int qb, h, b;
+    split(c.item(), qb, h, b);
     const T* base = qkv + (long long)b * N * row_stride + h * FA_HEAD;
     Row* k_s = tiles + u * BUF;
     Row* v_s = k_s + FA_TILE;
@@ -495,7 +653,7 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     }
   };
 
-  FaCursor<ROWS, REV> cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
+  FaCursor<ROWS, REV, LEAN != 0> cur(blockIdx.x, items, gridDim.x, qblocks, N, causal), next = cur;
   if (next.valid()) {
     issue(next, 0);
     next.advance();
@@ -520,11 +678,13 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     const Row* k_s = tiles + u * BUF;
     const Row* v_s = k_s + FA_TILE;
     Row* q_s = tiles + u * BUF + 2 * FA_TILE;
-    const int qb = cur.item() % qblocks, bh = cur.item() / qblocks, h = bh % H, b = bh / H;
+    int qb, h, b;
+    split(cur.item(), qb, h, b);
     const int row0 = qb * ROWS + warp * 16, r_lo = row0 + g, r_hi = row0 + g + 8;
     if (cur.j == 0) {
       // a new item: its Q fragments (rows past N are zeros and are never written), fresh sums
-      fa_q_fragments<T>(qf, &q_s[warp * 16], lane);
+      if (LEAN) fa_q_fragments_ldm<T>(qf, &q_s[warp * 16], lane);
+      else fa_q_fragments<T>(qf, &q_s[warp * 16], lane);
 #pragma unroll
       for (int n = 0; n < 8; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
       m_lo = -INFINITY, m_hi = -INFINITY, l_lo = 0.0f, l_hi = 0.0f;
@@ -533,7 +693,15 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     // as the 64-row items never reach such a tile. Needed for the same bits, not only for speed: its
     // keys are all masked, but running it would still compute o * 1 + 0, turning a -0 into +0)
     const bool before = ROWS != FA_TILE && causal && cur.j * FA_TILE > row0 + 15;
-    if (row0 < N && !before) fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
+    if (row0 < N && !before) {
+      if (LEAN) {
+        const int j0 = cur.j * FA_TILE;
+        const int lim_lo = (causal ? min(N, r_lo + 1) : N) - j0 - 2 * t, lim_hi = (causal ? min(N, r_hi + 1) : N) - j0 - 2 * t;
+        fa_tile_lean<T, LEAN == 2>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, lim_lo, lim_hi, cur.j == 0, lane);
+      } else {
+        fa_tile<T, true>(k_s, v_s, qf, o, m_lo, m_hi, l_lo, l_hi, cur.j * FA_TILE, N, causal, r_lo, r_hi, lane);
+      }
+    }
     if (cur.j + 1 == cur.tiles && row0 < N) {
       if (STAGE) fa_store_staged<T>(out, o, l_lo, l_hi, b, h, N, D, row0, &q_s[warp * 16], lane);
       else fa_store<T>(out, o, l_lo, l_hi, b, h, N, D, r_lo, r_hi, t);
@@ -586,3 +754,26 @@ FA_PIPE_ENTRY(flash_attention_pipe_fit_rev_f16, __half, false, FA_FIT_ROWS, 3, t
 FA_PIPE_ENTRY(flash_attention_pipe_fit_rev_bf16, __nv_bfloat16, false, FA_FIT_ROWS, 3, true)
 FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_f16, __half, true, FA_FIT_ROWS, 3, true)
 FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, true)
+
+// flash_attention_pipe_st[_fit][_rev]_lean_*: the staged pipelined kernels above (64- or 80-row
+// items, either order) in fewer instructions (fa_tile_lean, Q's fragments by ldmatrix, the items'
+// indices by FaDiv): the same bits as the kernels they mirror. *_lean2_*: besides, the softmax in
+// base 2 with the scale folded in (FlashAttention's), other bits within the fp16/bf16 tolerance.
+// Launch as the kernels they mirror, with four more parameters: FaDiv's (m, shift) for qblocks and
+// for H. Opt-in until timed (-Djclip.cuda.flashLean=on or exp2).
+#define FA_PIPE_LEAN_ENTRY(NAME, T, STAGE, ROWS, BLOCKS, REV, LEAN)                                                    \
+  extern "C" __global__ void __launch_bounds__(ROWS * 2, BLOCKS)                                                         \
+      NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal, unsigned qm, int qs, unsigned hm, int hs) { \
+    flash_attention_pipe<T, STAGE, ROWS, REV, LEAN>(out, qkv, B, N, H, causal, FaDiv{qm, qs}, FaDiv{hm, hs});            \
+  }
+#define FA_PIPE_LEAN(SUFFIX, LEAN)                                                                                         \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_##SUFFIX##_f16, __half, true, FA_ROWS, 4, false, LEAN)                       \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_##SUFFIX##_bf16, __nv_bfloat16, true, FA_ROWS, 4, false, LEAN)               \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_##SUFFIX##_f16, __half, true, FA_FIT_ROWS, 3, false, LEAN)               \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_##SUFFIX##_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, false, LEAN)       \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_rev_##SUFFIX##_f16, __half, true, FA_ROWS, 4, true, LEAN)                    \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_rev_##SUFFIX##_bf16, __nv_bfloat16, true, FA_ROWS, 4, true, LEAN)            \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_rev_##SUFFIX##_f16, __half, true, FA_FIT_ROWS, 3, true, LEAN)            \
+  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_rev_##SUFFIX##_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, true, LEAN)
+FA_PIPE_LEAN(lean, 1)
+FA_PIPE_LEAN(lean2, 2)

@@ -213,7 +213,8 @@ def profile_label(p):
             + (" TMA-store" if p.get("gemm_store") == "tma" else "")
             + (" searched-cuBLASLt" if p.get("gemm_searched") else "")
             + (" reversed-flash" if p.get("flash_reversed") else "")
-            + (" reversed-activation" if p.get("activation_reversed") else ""))
+            + (" reversed-activation" if p.get("activation_reversed") else "")
+            + (" lean-flash" if p.get("flash_lean") == "on" else " lean-flash-exp2" if p.get("flash_lean") == "exp2" else ""))
 
 
 def kernel_tables(lines):

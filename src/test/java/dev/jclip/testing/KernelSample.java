@@ -87,6 +87,14 @@ public final class KernelSample {
     l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, textTokens, textWidth / 64, true, p, true, true));
     // the image shape pipelined and staged with the items walked last to first (flashOrder=reversed)
     l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, imageTokens, width / 64, false, p, true, false, true));
+    // the lean tile (flashLean=on) and its base-2 softmax (exp2): the image shape, and the text shape
+    // in 80-row items (left out where their tests failed in this run: -Djclip.bench.skip)
+    java.util.Set<String> skip = dev.jclip.backend.cuda.CudaModelBench.skipGroups();
+    for (CudaOps.FlashLean lean : new CudaOps.FlashLean[] {CudaOps.FlashLean.ON, CudaOps.FlashLean.EXP2}) {
+      if (skip.contains("attention") || skip.contains(lean == CudaOps.FlashLean.ON ? "lean" : "lean2")) continue;
+      l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, imageTokens, width / 64, false, p, true, false, false, lean));
+      l.add(() -> ops.flashAttentionPipelined(out, qkv, batch, textTokens, textWidth / 64, true, p, true, true, false, lean));
+    }
     // one query row a sequence (a pooled tower's last attention): the class token, the last text token
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, imageTokens, width / 64, 0, false, p));
     l.add(() -> ops.attentionPooled(act, out, qkv, null, batch, textTokens, textWidth / 64, textTokens - 1, true, p));

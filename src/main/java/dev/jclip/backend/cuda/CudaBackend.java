@@ -206,6 +206,26 @@ public final class CudaBackend implements Backend {
   }
 
   /**
+   * The staged pipelined flash kernel's tile arithmetic ({@link CudaOps.FlashLean}): fa_tile by
+   * default; {@code -Djclip.cuda.flashLean=on} (session 15, not yet timed) the same arithmetic and
+   * bits in about a sixth fewer instructions (GPU run 8: the kernel is bound by the SM's issue, not by
+   * memory), {@code exp2} besides the softmax in base 2 with the scale folded in (a third fewer;
+   * other bits, within the 16-bit tolerance). The unstaged kernel ({@code flashStage=off}) has no
+   * lean version and ignores it.
+   */
+  private volatile CudaOps.FlashLean flashLean = flashLeanProperty().value();
+
+  private static Setting<CudaOps.FlashLean> flashLeanProperty() {
+    return option("flashLean", "the staged pipelined flash kernel's tile", "off", Map.entry("off", CudaOps.FlashLean.OFF),
+        Map.entry("on", CudaOps.FlashLean.ON), Map.entry("exp2", CudaOps.FlashLean.EXP2));
+  }
+
+  /** Chooses, for graphs run from now on, the staged pipelined flash kernel's tile arithmetic. */
+  public void flashLean(CudaOps.FlashLean lean) {
+    flashLean = java.util.Objects.requireNonNull(lean);
+  }
+
+  /**
    * The order in which the bias + activation pass after a GEMM walks its elements ({@link
    * CudaOps#biasAct(DeviceBuffer, DeviceBuffer, long, int, int, Precision, boolean, boolean)}, the
    * fast kernel; the same bits): first to last by default; {@code -Djclip.cuda.actOrder=reversed}
@@ -509,7 +529,7 @@ public final class CudaBackend implements Backend {
    */
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
-        flashStageProperty(), flashOrderProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
+        flashStageProperty(), flashOrderProperty(), flashLeanProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
         pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), gemmStoreProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
@@ -1251,7 +1271,7 @@ public final class CudaBackend implements Backend {
       case ATTENTION -> {
         boolean flash = this.flash && CudaOps.flashAligned(y, x); // (arena buffers always are)
         if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision,
-            flashStaged, flashFitRows, flashReversed);
+            flashStaged, flashFitRows, flashReversed, flashStaged ? flashLean : CudaOps.FlashLean.OFF);
         else if (flash) ops.flashAttention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision, flashV, flashFourBlocks,
             flashFitRows, flashStaged);
         else ops.attention(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision);

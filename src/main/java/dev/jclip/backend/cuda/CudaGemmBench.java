@@ -78,6 +78,16 @@ public final class CudaGemmBench {
               // the items walked last to first (flashOrder=reversed: its L2 gain needs in_proj just before it, which this loop lacks)
               time(device, "flash-pipe-st-rev " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, false, true), b, n, h,
                   causal, log);
+              // the lean tile (flashLean=on: the same bits) and its base-2 softmax (exp2)
+              for (CudaOps.FlashLean lean : new CudaOps.FlashLean[] {CudaOps.FlashLean.ON, CudaOps.FlashLean.EXP2}) {
+                String tag = lean == CudaOps.FlashLean.ON ? "-lean " : "-lean2 ";
+                time(device, "flash-pipe-st" + tag + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, false, false, lean), b, n, h,
+                    causal, log);
+                if (CudaOps.flashPipeFits(n)) {
+                  time(device, "flash-pipe-st-fit" + tag + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, true, false, lean), b, n,
+                      h, causal, log);
+                }
+              }
               if (CudaOps.flashPipeFits(n)) { // one 80-row item a sequence (flashRows=fit with the pipelined kernel)
                 time(device, "flash-pipe-fit " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, false, true), b, n, h, causal, log);
                 time(device, "flash-pipe-st-fit " + p, () -> ops.flashAttentionPipelined(out, qkv, b, n, h, causal, p, true, true), b, n, h, causal,

@@ -133,7 +133,8 @@ public final class CudaModelBench {
    */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
       Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")),
-      Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev")), Map.entry("ldm", Set.of("ldm")), Map.entry("rev", Set.of("rev")),
+      Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev", "lean", "lean2")), Map.entry("ldm", Set.of("ldm")),
+      Map.entry("rev", Set.of("rev")), Map.entry("lean", Set.of("lean")), Map.entry("lean2", Set.of("lean2")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
       Map.entry("fit", Set.of("fit")), Map.entry("layernorm", Set.of("ln-shared", "ln-stream", "ln-deep", "lnfold", "act-rev")),
       Map.entry("linear", Set.of("tune", "chunk", "search")));
@@ -206,6 +207,7 @@ public final class CudaModelBench {
     if (c.search()) f.add("search");
     if (c.rev() && c.pipe()) f.add("rev");
     if (c.actRev() && c.vecGlue()) f.add("act-rev");
+    if (c.lean() != CudaOps.FlashLean.OFF && c.pipe() && c.stage()) f.add(c.lean() == CudaOps.FlashLean.EXP2 ? "lean2" : "lean");
     return f;
   }
 
@@ -355,12 +357,13 @@ public final class CudaModelBench {
    * CudaBackend#gemmTune}), the flash kernels with Q and the output staged in shared memory, and
    * the pooled last attention ({@link CudaBackend#pooledAttention}), gemm_sm90's TMA stores, the
    * search around the tuned cuBLASLt algorithms, the pipelined flash kernel's items walked last to
-   * first ({@link CudaBackend#flashReversed}) and the bias + activation pass walked last to first
-   * ({@link CudaBackend#actReversed}).
+   * first ({@link CudaBackend#flashReversed}), the bias + activation pass walked last to first
+   * ({@link CudaBackend#actReversed}) and the staged pipelined flash kernel's tile ({@link
+   * CudaBackend#flashLean}).
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
-      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev, boolean actRev) {
+      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev, boolean actRev, CudaOps.FlashLean lean) {
     /**
      * The backend's defaults (since run 8): flash, the pipelined flash kernel with Q and the output
      * staged, the pooled last attention, layernorm_stream, vector glue, tuned cuBLASLt for every
@@ -368,11 +371,11 @@ public final class CudaModelBench {
      * which the pipelined kernel replaces).
      */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.STREAM, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false, false);
+        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false, false, CudaOps.FlashLean.OFF);
 
     /** Runs 7 and 8's defaults: the one-block flash kernel (4 blocks an SM, V by rows), layernorm_warps, untuned cuBLASLt, every attention whole. */
     static final ProfileConfig RUN7_DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false, false);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false, false, CudaOps.FlashLean.OFF);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
       return with(c -> c.ln = k);
@@ -433,6 +436,10 @@ public final class CudaModelBench {
       return with(c -> c.actRev = on);
     }
 
+    ProfileConfig withLean(CudaOps.FlashLean tile) {
+      return with(c -> c.lean = tile);
+    }
+
     /** This configuration with {@code change} made to a copy of its components. */
     ProfileConfig with(java.util.function.Consumer<Components> change) {
       Components c = new Components(this);
@@ -448,6 +455,7 @@ public final class CudaModelBench {
       Sm90Gemm.Schedule fused, lnFold;
       CudaBackend.FusedScope scope;
       int actChunk;
+      CudaOps.FlashLean lean;
 
       Components(ProfileConfig p) {
         flash = p.flash;
@@ -468,11 +476,12 @@ public final class CudaModelBench {
         search = p.search;
         rev = p.rev;
         actRev = p.actRev;
+        lean = p.lean;
       }
 
       ProfileConfig build() {
         return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore,
-            search, rev, actRev);
+            search, rev, actRev, lean);
       }
     }
 
@@ -494,6 +503,7 @@ public final class CudaModelBench {
       backend.gemmSearch(tune && search);
       backend.flashReversed(rev);
       backend.actReversed(actRev);
+      backend.flashLean(lean);
     }
 
     String label() {
@@ -501,7 +511,11 @@ public final class CudaModelBench {
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
           + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "")
-          + (rev ? " flash-reversed" : "") + (actRev ? " activation-reversed" : "");
+          + (rev ? " flash-reversed" : "") + (actRev ? " activation-reversed" : "") + switch (lean) {
+            case OFF -> "";
+            case ON -> " flash-lean";
+            case EXP2 -> " flash-lean-exp2";
+          };
     }
   }
 
@@ -632,7 +646,8 @@ public final class CudaModelBench {
     GEMM_STORE(ProfileConfig::tmaStore, (c, f) -> c.tmaStore = f.tmaStore()),
     SEARCH(ProfileConfig::search, (c, f) -> c.search = f.search()),
     FLASH_ORDER(ProfileConfig::rev, (c, f) -> c.rev = f.rev()),
-    ACT_ORDER(ProfileConfig::actRev, (c, f) -> c.actRev = f.actRev());
+    ACT_ORDER(ProfileConfig::actRev, (c, f) -> c.actRev = f.actRev()),
+    FLASH_LEAN(ProfileConfig::lean, (c, f) -> c.lean = f.lean());
 
     private final java.util.function.Function<ProfileConfig, Object> value;
     private final java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy;
@@ -644,7 +659,7 @@ public final class CudaModelBench {
 
     /**
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
-     * (its V layout, blocks, rows, pipelining, staging and item order pick one kernel between them, and
+     * (its V layout, blocks, rows, pipelining, staging, item order and tile pick one kernel between them, and
      * combinations such as staged fitted blocks are kernels of their own), {@link #FUSED_LINEAR}
      * for gemm_sm90's (which LINEARs it runs, the LayerNorms folded into it, its output stores:
      * the stores mean nothing without one of the others), {@link #TUNE} for cuBLASLt's (the search
@@ -652,7 +667,7 @@ public final class CudaModelBench {
      */
     Choice group() {
       return switch (this) {
-        case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE, FLASH_ORDER -> FLASH;
+        case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE, FLASH_ORDER, FLASH_LEAN -> FLASH;
         case FUSED_LINEAR, LN_FOLD, GEMM_STORE -> FUSED_LINEAR;
         case TUNE, SEARCH -> TUNE;
         default -> this;
@@ -694,12 +709,16 @@ public final class CudaModelBench {
    * 8 and 16 MB chunks (slower than 32) are no longer timed. Session 14's (not yet run): the
    * LayerNorm with two rows in flight, walking the rows first to last and last to first, the
    * pipelined flash kernel walking its items last to first, and the bias + activation pass walking
-   * its elements last to first.
+   * its elements last to first. Session 15's (not yet run): the staged pipelined flash kernel's lean
+   * tile, with fa_tile's arithmetic and with the base-2 softmax, each also in 80-row items for the
+   * 77-token texts.
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.DEEP_REVERSED),
       ProfileConfig.DEFAULTS.withRev(true), ProfileConfig.DEFAULTS.withActRev(true),
+      ProfileConfig.DEFAULTS.withLean(CudaOps.FlashLean.ON), ProfileConfig.DEFAULTS.withLean(CudaOps.FlashLean.EXP2),
+      ProfileConfig.DEFAULTS.withLean(CudaOps.FlashLean.ON).withFitRows(true), ProfileConfig.DEFAULTS.withLean(CudaOps.FlashLean.EXP2).withFitRows(true),
       ProfileConfig.DEFAULTS.withPooled(false), ProfileConfig.DEFAULTS.withStage(false), ProfileConfig.DEFAULTS.withFitRows(true),
       ProfileConfig.DEFAULTS.withPipe(false),
       ProfileConfig.DEFAULTS.withPipe(false).withV(CudaOps.FlashV.LDMATRIX),
@@ -748,6 +767,7 @@ public final class CudaModelBench {
         if (cfg.search()) row.put("gemm_searched", true);
         if (cfg.rev()) row.put("flash_reversed", true);
         if (cfg.actRev()) row.put("activation_reversed", true);
+        if (cfg.lean() != CudaOps.FlashLean.OFF) row.put("flash_lean", cfg.lean().name().toLowerCase());
         try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
             KernelProfile prof = new KernelProfile(device)) {
           if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {

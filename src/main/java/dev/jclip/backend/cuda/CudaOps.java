@@ -392,6 +392,51 @@ public final class CudaOps implements AutoCloseable {
    */
   public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean staged, boolean fit, boolean reversed) {
+    flashAttentionPipelined(out, qkv, batch, n, heads, causal, precision, staged, fit, reversed, FlashLean.OFF);
+  }
+
+  /** Which tile arithmetic the staged pipelined flash kernel runs ({@code flash_attention.cu}'s fa_tile or fa_tile_lean). */
+  public enum FlashLean {
+    /** fa_tile, as every other flash kernel. */
+    OFF,
+    /**
+     * fa_tile_lean, its arithmetic fa_tile's (the same bits) in fewer instructions: K's and Q's
+     * fragments by ldmatrix, the mask as one compare an element, no rescaling at an item's first
+     * tile, the items' indices by a multiply-high ({@code *_lean_*}).
+     */
+    ON,
+    /**
+     * fa_tile_lean with the softmax in base 2 and the scale folded in, as FlashAttention's: one FFMA
+     * and one ex2.approx an element instead of a multiply, a subtraction and expf (other bits,
+     * within the 16-bit tolerance; {@code *_lean2_*}).
+     */
+    EXP2
+  }
+
+  /**
+   * flash_attention.cu's FaDiv for divisor {@code d} ≥ 1: {@code (m, shift)} with {@code n / d ==
+   * umulhi(n, m) >>> shift} for every {@code 0 <= n < 2^31}, and {@code m == 0} standing for
+   * {@code d == 1} (n itself). With {@code l = ceil(log2 d)} and {@code m = ceil(2^(31+l) / d)}
+   * (below 2^32, since {@code d > 2^(l-1)}), {@code n m / 2^(31+l) = n / d + e} where {@code 0 <= e
+   * < n / 2^(31+l) < 2^-l <= 1/d}; n / d's fraction is at most {@code (d-1)/d}, so the floor is
+   * unchanged ({@code d = 2^l}: m is 2^31 exactly, e = 0). {@code CudaOpsFastDivisorTest} checks it.
+   */
+  static int[] fastDivisor(int d) {
+    if (d < 1) throw new IllegalArgumentException("divisor " + d);
+    if (d == 1) return new int[] {0, 0};
+    int l = 32 - Integer.numberOfLeadingZeros(d - 1);
+    long m = ((1L << (31 + l)) + d - 1) / d;
+    return new int[] {(int) m, l - 1};
+  }
+
+  /**
+   * As {@link #flashAttentionPipelined(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision, boolean, boolean,
+   * boolean)}; {@code lean} chooses the staged kernel's tile arithmetic ({@link FlashLean}: {@code
+   * flash_attention_pipe_st[_fit][_rev]_lean[2]_*}; not for the unstaged kernel, which has none).
+   */
+  public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
+      boolean staged, boolean fit, boolean reversed, FlashLean lean) {
+    if (lean != FlashLean.OFF && !staged) throw new IllegalArgumentException("the lean flash kernels are staged ones (flashStage=on)");
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
     requireFlashAlignment(out, qkv);
@@ -404,7 +449,12 @@ public final class CudaOps implements AutoCloseable {
     int rows = fitted ? 80 : 64;
     long items = (long) batch * heads * ((n + rows - 1) / rows);
     if (items > Integer.MAX_VALUE) throw new IllegalArgumentException("too many attention blocks for one launch: " + items);
-    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + (fitted ? "fit_" : "") + (reversed ? "rev_" : "") + suffix(precision);
+    String kernel = "flash_attention_pipe_" + (staged ? "st_" : "") + (fitted ? "fit_" : "") + (reversed ? "rev_" : "")
+        + switch (lean) {
+          case OFF -> "";
+          case ON -> "lean_";
+          case EXP2 -> "lean2_";
+        } + suffix(precision);
     // one wave of persistent blocks: as many as an SM holds (on an H100/H200 their __launch_bounds__:
     // 4 of 128 threads, fitted 3 of 160; fewer where an SM has less shared memory, e.g. an A100)
     int smem = fitted ? FLASH_PIPE_FIT_SMEM : FLASH_PIPE_SMEM, threads = 2 * rows;
@@ -413,7 +463,13 @@ public final class CudaOps implements AutoCloseable {
       return flashAttention.blocksPerMultiprocessor(k, threads, smem, fitted ? 3 : 4);
     });
     int grid = (int) Math.max(1, Math.min(items, (long) perSm * multiprocessors));
-    flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0);
+    if (lean == FlashLean.OFF) {
+      flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0);
+    } else {
+      int[] q = fastDivisor((n + rows - 1) / rows), h = fastDivisor(heads);
+      flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0,
+          q[0], q[1], h[0], h[1]);
+    }
   }
 
   /**

@@ -60,7 +60,9 @@ class CudaAttentionTest {
   /**
    * The bit checks of the opt-in flash variants, collected by family ("ldm": V read with
    * ldmatrix.trans, "staged": Q and the output through shared memory, "pipe": the pipelined
-   * kernel, "fit": its 80-row items, "rev": its items walked last to first; "attention": one that has run before) instead of stopping at the first: a test that
+   * kernel, "fit": its 80-row items, "rev": its items walked last to first, "lean": its lean tile
+   * (flashLean=on), "lean2": the lean tile's base-2 softmax, held to the tolerance, not to the bits;
+   * "attention": one that has run before) instead of stopping at the first: a test that
    * fails prints {@code [attention-variant-failed] <families>}, from which scripts/gpu-run.sh leaves
    * only those kernels out of the model benchmark's profile. A launch that throws (a fault leaves
    * the context unusable) names its families and ends the test.
@@ -108,6 +110,13 @@ class CudaAttentionTest {
       return r;
     }
 
+    /** {@code families} and the lean tile's family ("lean", or "lean2" for its base-2 softmax). */
+    static String[] lean(String[] families, CudaOps.FlashLean lean) {
+      String[] r = java.util.Arrays.copyOf(families, families.length + 1);
+      r[families.length] = lean == CudaOps.FlashLean.EXP2 ? "lean2" : "lean";
+      return r;
+    }
+
     void same(short[] want, java.util.function.Supplier<short[]> got, String what, String... family) {
       short[] bits;
       try {
@@ -119,6 +128,27 @@ class CudaAttentionTest {
       }
       if (!java.util.Arrays.equals(want, bits)) {
         failures.add(what + " (" + String.join(", ", family) + ")");
+        families.addAll(java.util.List.of(family));
+      }
+    }
+
+    /**
+     * A variant with other bits (the lean tile's base-2 softmax): its output within {@code tol}
+     * (relative, whole output) of {@code want} (the reference, or the default kernel's output).
+     */
+    void close(float[] want, java.util.function.Supplier<short[]> got, String what, Precision p, double tol, String... family) {
+      short[] bits;
+      try {
+        bits = got.get();
+      } catch (RuntimeException e) {
+        families.addAll(java.util.List.of(family));
+        report();
+        throw e;
+      }
+      double err = ReferenceOps.relativeError(fromHalf(bits, p), want);
+      System.out.printf("[cuda] %-44s relative error %.2e (tolerance %.0e)%n", what, err, tol);
+      if (!(err <= tol)) {
+        failures.add(what + ": relative error " + err + " > " + tol + " (" + String.join(", ", family) + ")");
         families.addAll(java.util.List.of(family));
       }
     }
@@ -209,6 +239,20 @@ class CudaAttentionTest {
                         return dout.downloadShorts(e);
                       }, "pipelined flash attention" + (staged ? ", output staged" : "") + (fit ? ", fitted items" : "") + (rev ? ", items last to first" : "")
                           + ", " + p + " " + shape, Variants.pipelined(staged, fit, n, rev));
+                      if (!staged) continue;
+                      // the lean tile: the same bits; its base-2 softmax: within the tolerance of the reference
+                      variants.same(bits, () -> {
+                        dout.zero();
+                        ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.ON);
+                        return dout.downloadShorts(e);
+                      }, "lean pipelined flash attention" + (fit ? ", fitted items" : "") + (rev ? ", items last to first" : "") + ", " + p + " " + shape,
+                          Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.ON));
+                      variants.close(want, () -> {
+                        dout.zero();
+                        ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.EXP2);
+                        return dout.downloadShorts(e);
+                      }, "lean2 flash " + (fit ? "fit " : "") + (rev ? "rev " : "") + p + " " + shape, p, p == Precision.FP16 ? FP16_TOL : BF16_TOL,
+                          Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.EXP2));
                     }
                   }
                 }
@@ -258,6 +302,21 @@ class CudaAttentionTest {
                     return got.downloadShorts(e);
                   }, "pipelined flash attention" + (staged ? " (output staged)" : "") + (fit ? " (80-row items)" : "") + (rev ? " (items last to first)" : "")
                       + " against the block kernel, " + shape, Variants.pipelined(staged, fit, n, rev));
+                  if (!staged) continue;
+                  // the lean tile (its indices by FaDiv over many items): the same bits; its base-2
+                  // softmax within the 16-bit tolerance of the block kernel's output
+                  variants.same(bits, () -> {
+                    got.zero();
+                    ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.ON);
+                    return got.downloadShorts(e);
+                  }, "lean pipelined flash attention" + (fit ? " (80-row items)" : "") + (rev ? " (items last to first)" : "") + " against the block kernel, "
+                      + shape, Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.ON));
+                  variants.close(fromHalf(bits, p), () -> {
+                    got.zero();
+                    ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.EXP2);
+                    return got.downloadShorts(e);
+                  }, "lean2 flash vs block " + (fit ? "fit " : "") + (rev ? "rev " : "") + shape, p, p == Precision.FP16 ? FP16_TOL : BF16_TOL,
+                      Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.EXP2));
                 }
               }
             }

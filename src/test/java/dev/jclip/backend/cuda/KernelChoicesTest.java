@@ -20,7 +20,7 @@ class KernelChoicesTest {
     org.junit.jupiter.api.Assumptions.assumeTrue(System.getProperties().stringPropertyNames().stream().noneMatch(k -> k.startsWith("jclip.cuda.")),
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
-    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
+    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, flashLean=off, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
         + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, gemmStore=registers", defaults);
     // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
     assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));
@@ -31,6 +31,10 @@ class KernelChoicesTest {
     assertRefused("jclip.cuda.layernorm", "fast", "'fast'");
     withProperty("jclip.cuda.flashOrder", "reversed", () -> assertTrue(CudaBackend.kernelChoices().contains("flashOrder=reversed"), CudaBackend.kernelChoices()));
     assertRefused("jclip.cuda.flashOrder", "backwards", "reversed");
+    for (String lean : new String[] {"on", "exp2"}) {
+      withProperty("jclip.cuda.flashLean", lean, () -> assertTrue(CudaBackend.kernelChoices().contains("flashLean=" + lean), CudaBackend.kernelChoices()));
+    }
+    assertRefused("jclip.cuda.flashLean", "fast", "exp2");
     withProperty("jclip.cuda.actOrder", "reversed", () -> assertTrue(CudaBackend.kernelChoices().contains("actOrder=reversed"), CudaBackend.kernelChoices()));
     withProperty("jclip.cuda.gemmTune", "search", () -> {
       assertTrue(CudaBackend.kernelChoices().contains("gemmTune=search"), CudaBackend.kernelChoices());

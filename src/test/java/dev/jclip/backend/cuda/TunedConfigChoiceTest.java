@@ -53,6 +53,7 @@ class TunedConfigChoiceTest {
       c.search = !D.search();
       c.rev = !D.rev();
       c.actRev = !D.actRev();
+      c.lean = CudaOps.FlashLean.EXP2;
     });
     assertEquals(java.util.List.of(CudaModelBench.Choice.values()), CudaModelBench.Choice.differing(D, all));
     for (CudaModelBench.Choice ch : CudaModelBench.Choice.values()) {
@@ -185,6 +186,13 @@ class TunedConfigChoiceTest {
     assertFalse(CudaModelBench.skipped(D.withRev(true).withPipe(false), CudaModelBench.SKIP_GROUPS), "no pipelined kernel: nothing reversed runs");
     assertTrue(CudaModelBench.skipped(D.withActRev(true), Set.of("layernorm")) && !CudaModelBench.skipped(D.withActRev(true), Set.of("rev")));
     assertTrue(CudaModelBench.skipped(D.withLn(CudaOps.LayerNormKernel.DEEP_REVERSED), Set.of("layernorm")));
+    // session 15's lean tiles: each its own family's group and the attention tests' group; none without the staged pipelined kernel
+    assertTrue(CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.ON), Set.of("lean")) && CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.ON), Set.of("attention")));
+    assertTrue(CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.EXP2), Set.of("lean2")));
+    assertFalse(CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.EXP2), Set.of("lean", "rev", "layernorm")), "only the base-2 tile's own tests");
+    assertFalse(CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.ON), Set.of("lean2")));
+    assertTrue(CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.ON).withFitRows(true), Set.of("fit")));
+    assertFalse(CudaModelBench.skipped(D.withLean(CudaOps.FlashLean.ON).withStage(false), CudaModelBench.SKIP_GROUPS), "unstaged: no lean kernel runs");
     ProfileConfig fold = D.withLnFold(Sm90Gemm.Schedule.COOPERATIVE);
     assertTrue(CudaModelBench.skipped(fold, Set.of("sm90")) && CudaModelBench.skipped(fold, Set.of("layernorm")));
     assertFalse(CudaModelBench.skipped(fold, Set.of("attention", "linear")));
