@@ -419,7 +419,7 @@ public final class CudaOps implements AutoCloseable {
    * {@code d == 1} (n itself). With {@code l = ceil(log2 d)} and {@code m = ceil(2^(31+l) / d)}
    * (below 2^32, since {@code d > 2^(l-1)}), {@code n m / 2^(31+l) = n / d + e} where {@code 0 <= e
    * < n / 2^(31+l) < 2^-l <= 1/d}; n / d's fraction is at most {@code (d-1)/d}, so the floor is
-   * unchanged ({@code d = 2^l}: m is 2^31 exactly, e = 0). {@code CudaOpsFastDivisorTest} checks it.
+   * unchanged ({@code d = 2^l}: m is 2^31 exactly, e = 0). {@code FastDivisorTest} checks it.
    */
   static int[] fastDivisor(int d) {
     if (d < 1) throw new IllegalArgumentException("divisor " + d);
@@ -433,15 +433,19 @@ public final class CudaOps implements AutoCloseable {
    * As {@link #flashAttentionPipelined(DeviceBuffer, DeviceBuffer, int, int, int, boolean, Precision, boolean, boolean,
    * boolean)}; {@code lean} chooses the staged kernel's tile arithmetic ({@link FlashLean}: {@code
    * flash_attention_pipe_st[_fit][_rev]_lean[2]_*}; not for the unstaged kernel, which has none).
+   * An output off a 16-byte boundary takes the unstaged block kernel whatever is asked, as for the
+   * other pipelined kernels: fa_tile's arithmetic (the same bits as {@code ON}, not as {@code EXP2}).
    */
   public void flashAttentionPipelined(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, boolean causal, Precision precision,
       boolean staged, boolean fit, boolean reversed, FlashLean lean) {
     if (lean != FlashLean.OFF && !staged) throw new IllegalArgumentException("the lean flash kernels are staged ones (flashStage=on)");
     if (precision == Precision.FP32) throw new IllegalArgumentException("flash attention runs in fp16 or bf16");
     if (n < 1) throw new IllegalArgumentException("flash attention over " + n + " tokens");
+    if (heads < 1 || batch < 0) throw new IllegalArgumentException("flash attention over " + heads + " heads of " + batch + " sequences");
     requireFlashAlignment(out, qkv);
     if (!aligned16(out)) {
-      // an output off a 16-byte boundary takes the block kernel, the same bits
+      // an output off a 16-byte boundary takes the block kernel, the same bits (lean: fa_tile's
+      // arithmetic, which is the lean tile's bits but not the base-2 softmax's)
       flashAttention(out, qkv, batch, n, heads, causal, precision, FlashV.LDMATRIX, true, false, false);
       return;
     }
