@@ -633,6 +633,37 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
     Row* k_s = tiles + u * BUF;
     Row* v_s = k_s + FA_TILE;
     Row* q_s = v_s + FA_TILE;
+    if (LEAN) {
+      // the same copies with the addresses stepped, not recomputed (64-bit products, ~48
+      // instructions a pass): thread i copies the 16 bytes at column 8 (i % 8) of rows i / 8,
+      // i / 8 + STEP, ... (STEP = the block's 2 * ROWS threads / 8: 16 or 20 rows a pass); a key or
+      // row past N is copied from the sequence's first row with no bytes read (zeros).
+      constexpr int STEP = 2 * ROWS / 8;
+      const int r0 = threadIdx.x / 8, col = (threadIdx.x % 8) * 8;
+      const T* first = base + col;
+      const long long step = (long long)STEP * row_stride;
+      const T* src = first + (long long)(c.j * FA_TILE + r0) * row_stride;
+#pragma unroll
+      for (int i = 0; i < (FA_TILE + STEP - 1) / STEP; i++, src += step) {
+        const int r = r0 + i * STEP;
+        if (FA_TILE % STEP != 0 && r >= FA_TILE) break;
+        const bool ok = c.j * FA_TILE + r < N;
+        const T* from = ok ? src : first;
+        cp_async16(&k_s[r][col], from + D, ok);
+        cp_async16(&v_s[r][col], from + 2 * D, ok);
+      }
+      if (c.j == 0) {
+        const T* q = first + (long long)(qb * ROWS + r0) * row_stride;
+#pragma unroll
+        for (int i = 0; i < (ROWS + STEP - 1) / STEP; i++, q += step) {
+          const int r = r0 + i * STEP;
+          if (ROWS % STEP != 0 && r >= ROWS) break;
+          const bool in = qb * ROWS + r < N;
+          cp_async16(&q_s[r][col], in ? q : first, in);
+        }
+      }
+      return;
+    }
     for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
       const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, key = c.j * FA_TILE + r;
       const bool ok = key < N;
