@@ -110,6 +110,23 @@ class CudaFullGeometryTest {
           ex.printStackTrace(System.out);
         }
       }
+      // last (not yet run on a GPU): the defaults with the lean flash tile's base-2 softmax
+      // (flashLean=exp2: other bits than the default tile's), in 64-row items and in 80-row ones
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        for (boolean fit : new boolean[] {false, true}) {
+          String what = p + "+flash the backend's defaults with flashLean=exp2" + (fit ? " and 80-row items" : "");
+          try (CudaBackend cuda = new CudaBackend(device, p, true, true)) {
+            cuda.flashLean(CudaOps.FlashLean.EXP2);
+            cuda.flashFitRows(fit);
+            double tol = p == Precision.FP16 ? 5e-3 : 2e-2;
+            check("ViT-B/32", what + " image_features", run("image_features", graphs.image(images), Map.of("pixels", pixels), cuda), refImage, tol, failures);
+            check("ViT-B/32", what + " text_features", run("text_features", graphs.text(texts, len), Map.of("tokens", ids), cuda), refText, tol, failures);
+          } catch (RuntimeException ex) {
+            failures.add(what + ": " + ex);
+            ex.printStackTrace(System.out);
+          }
+        }
+      }
       assertTrue(failures.isEmpty(), String.join("\n", failures));
     }
   }

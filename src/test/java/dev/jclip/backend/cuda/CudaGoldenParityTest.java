@@ -61,12 +61,13 @@ class CudaGoldenParityTest {
   /**
    * Each model in fp16 and in bf16 as separate cases (a failing fp16 must not hide bf16's errors):
    * on cuBLASLt with the flash attention kernel (the default), with the WMMA kernel, on cuBLAS, and on
-   * cuBLASLt with flash and the pooled last attention.
+   * cuBLASLt with flash and the pooled last attention, and (last, not yet run on a GPU) on the
+   * defaults with the lean flash tile's base-2 softmax ({@code flashLean=exp2}: "cublaslt lean2").
    */
   static Stream<Arguments> halfModels() throws IOException {
     return models().flatMap(m -> Stream.of(Precision.FP16, Precision.BF16)
         .flatMap(p -> Stream.of(Arguments.of(m, p, "cublaslt", "flash"), Arguments.of(m, p, "cublaslt", "wmma"),
-            Arguments.of(m, p, "cublas", "flash"), Arguments.of(m, p, "cublaslt pooled", "flash"))));
+            Arguments.of(m, p, "cublas", "flash"), Arguments.of(m, p, "cublaslt pooled", "flash"), Arguments.of(m, p, "cublaslt lean2", "flash"))));
   }
 
   /**
@@ -79,7 +80,8 @@ class CudaGoldenParityTest {
   void halfPrecisionKeepsFeaturesCloseAndTheArgmax(Path dir, Precision p, String gemm, String attention) throws IOException {
     Path weights = Files.exists(dir.resolve("model.safetensors")) ? dir.resolve("model.safetensors") : dir.resolve("state_dict.pt");
     try (CudaBackend backend = new CudaBackend(device, p, attention.equals("flash"), gemm.startsWith("cublaslt"))) {
-      backend.pooledAttention(gemm.endsWith("pooled"));
+      if (gemm.endsWith("lean2")) backend.flashLean(CudaOps.FlashLean.EXP2); // with the defaults (pooled last attention included)
+      else backend.pooledAttention(gemm.endsWith("pooled"));
       GoldenParityTest.check(dir, weights, backend, p == Precision.BF16 ? GoldenParityTest.Mode.BF16_ACTIVATIONS : GoldenParityTest.Mode.HALF);
       assertUsedCublasLt(backend, gemm);
     }
