@@ -117,15 +117,19 @@ class CudaAttentionTest {
       return r;
     }
 
-    void same(short[] want, java.util.function.Supplier<short[]> got, String what, String... family) {
-      short[] bits;
+    /** The variant's output; a launch that throws names its families and ends the test. */
+    private short[] run(java.util.function.Supplier<short[]> got, String... family) {
       try {
-        bits = got.get();
+        return got.get();
       } catch (RuntimeException e) {
         families.addAll(java.util.List.of(family));
         report();
         throw e;
       }
+    }
+
+    void same(short[] want, java.util.function.Supplier<short[]> got, String what, String... family) {
+      short[] bits = run(got, family);
       if (!java.util.Arrays.equals(want, bits)) {
         failures.add(what + " (" + String.join(", ", family) + ")");
         families.addAll(java.util.List.of(family));
@@ -137,14 +141,7 @@ class CudaAttentionTest {
      * (relative, whole output) of {@code want} (the reference, or the default kernel's output).
      */
     void close(float[] want, java.util.function.Supplier<short[]> got, String what, Precision p, double tol, String... family) {
-      short[] bits;
-      try {
-        bits = got.get();
-      } catch (RuntimeException e) {
-        families.addAll(java.util.List.of(family));
-        report();
-        throw e;
-      }
+      short[] bits = run(got, family);
       double err = ReferenceOps.relativeError(fromHalf(bits, p), want);
       System.out.printf("[cuda] %-44s relative error %.2e (tolerance %.0e)%n", what, err, tol);
       if (!(err <= tol)) {
