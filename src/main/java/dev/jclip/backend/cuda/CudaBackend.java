@@ -225,6 +225,16 @@ public final class CudaBackend implements Backend {
     flashLean = java.util.Objects.requireNonNull(lean);
   }
 
+  /** How many attentions ran a pipelined flash kernel (the run that records a CUDA graph counts, replays do not). */
+  public long flashPipelinedLaunches() {
+    return ops.flashPipelinedLaunches();
+  }
+
+  /** How many of those ran a lean one ({@link #flashLean}). */
+  public long flashLeanLaunches() {
+    return ops.flashLeanLaunches();
+  }
+
   /**
    * The order in which the bias + activation pass after a GEMM walks its elements ({@link
    * CudaOps#biasAct(DeviceBuffer, DeviceBuffer, long, int, int, Precision, boolean, boolean)}, the

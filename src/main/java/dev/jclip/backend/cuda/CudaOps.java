@@ -395,6 +395,19 @@ public final class CudaOps implements AutoCloseable {
     flashAttentionPipelined(out, qkv, batch, n, heads, causal, precision, staged, fit, reversed, FlashLean.OFF);
   }
 
+  private final java.util.concurrent.atomic.AtomicLong pipeLaunches = new java.util.concurrent.atomic.AtomicLong();
+  private final java.util.concurrent.atomic.AtomicLong leanLaunches = new java.util.concurrent.atomic.AtomicLong();
+
+  /** How many launches took a pipelined flash kernel (a recorded CUDA graph's launches count once). */
+  public long flashPipelinedLaunches() {
+    return pipeLaunches.get();
+  }
+
+  /** How many of those took a lean one ({@link FlashLean} ON or EXP2). */
+  public long flashLeanLaunches() {
+    return leanLaunches.get();
+  }
+
   /** Which tile arithmetic the staged pipelined flash kernel runs ({@code flash_attention.cu}'s fa_tile or fa_tile_lean). */
   public enum FlashLean {
     /** fa_tile, as every other flash kernel. */
@@ -467,6 +480,8 @@ public final class CudaOps implements AutoCloseable {
       return flashAttention.blocksPerMultiprocessor(k, threads, smem, fitted ? 3 : 4);
     });
     int grid = (int) Math.max(1, Math.min(items, (long) perSm * multiprocessors));
+    pipeLaunches.incrementAndGet();
+    if (lean != FlashLean.OFF) leanLaunches.incrementAndGet();
     if (lean == FlashLean.OFF) {
       flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0);
     } else {

@@ -84,6 +84,12 @@ class CudaGoldenParityTest {
       else backend.pooledAttention(gemm.endsWith("pooled"));
       GoldenParityTest.check(dir, weights, backend, p == Precision.BF16 ? GoldenParityTest.Mode.BF16_ACTIVATIONS : GoldenParityTest.Mode.HALF);
       assertUsedCublasLt(backend, gemm);
+      if (gemm.endsWith("lean2")) { // every pipelined attention (not a pooled one, nor a ResNet's attention pool) ran the lean kernel
+        System.out.printf("[cuda] %s %s lean2: %d of %d pipelined attention launches lean%n", dir.getFileName(), p, backend.flashLeanLaunches(),
+            backend.flashPipelinedLaunches());
+        org.junit.jupiter.api.Assertions.assertEquals(backend.flashPipelinedLaunches(), backend.flashLeanLaunches(),
+            "pipelined attention launches that did not take the lean kernel");
+      }
     }
   }
 
