@@ -751,11 +751,13 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
       NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal) {                    \
     flash_attention_pipe<T, STAGE, ROWS, REV>(out, qkv, B, N, H, causal);                                       \
   }
-FA_PIPE_ENTRY(flash_attention_pipe_f16, __half, false, FA_ROWS, 4, false)
-FA_PIPE_ENTRY(flash_attention_pipe_bf16, __nv_bfloat16, false, FA_ROWS, 4, false)
+// NAME_f16 and NAME_bf16.
+#define FA_PIPE_ENTRIES(NAME, STAGE, ROWS, BLOCKS, REV)                     \
+  FA_PIPE_ENTRY(NAME##_f16, __half, STAGE, ROWS, BLOCKS, REV)               \
+  FA_PIPE_ENTRY(NAME##_bf16, __nv_bfloat16, STAGE, ROWS, BLOCKS, REV)
+FA_PIPE_ENTRIES(flash_attention_pipe, false, FA_ROWS, 4, false)
 // ... with the output through shared memory (STAGE; the kernel's Q already comes that way). The default since run 8.
-FA_PIPE_ENTRY(flash_attention_pipe_st_f16, __half, true, FA_ROWS, 4, false)
-FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true, FA_ROWS, 4, false)
+FA_PIPE_ENTRIES(flash_attention_pipe_st, true, FA_ROWS, 4, false)
 
 // flash_attention_pipe_fit_*: items of 80 query rows (5 warps) for sequences of 65 to 80 tokens (the
 // text tower's 77): one item a (batch, head), its Q tile of 80 rows loaded once, and its two K/V
@@ -767,10 +769,8 @@ FA_PIPE_ENTRY(flash_attention_pipe_st_bf16, __nv_bfloat16, true, FA_ROWS, 4, fal
 // Opt-in until timed.
 #define FA_FIT_ROWS 80
 #define FA_PIPE_FIT_SMEM (2 * (2 * FA_TILE + FA_FIT_ROWS) * (FA_HEAD + FA_PAD) * 2)
-FA_PIPE_ENTRY(flash_attention_pipe_fit_f16, __half, false, FA_FIT_ROWS, 3, false)
-FA_PIPE_ENTRY(flash_attention_pipe_fit_bf16, __nv_bfloat16, false, FA_FIT_ROWS, 3, false)
-FA_PIPE_ENTRY(flash_attention_pipe_st_fit_f16, __half, true, FA_FIT_ROWS, 3, false)
-FA_PIPE_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, false)
+FA_PIPE_ENTRIES(flash_attention_pipe_fit, false, FA_FIT_ROWS, 3, false)
+FA_PIPE_ENTRIES(flash_attention_pipe_st_fit, true, FA_FIT_ROWS, 3, false)
 
 // flash_attention_pipe[_st][_fit]_rev_*: the pipelined kernels above with the blocks walking the
 // items from the last to the first (item i is i's mirror, items - 1 - i). in_proj's GEMM writes
@@ -778,14 +778,10 @@ FA_PIPE_ENTRY(flash_attention_pipe_st_fit_bf16, __nv_bfloat16, true, FA_FIT_ROWS
 // H100/H200, against ~240 MB of qkv at batch 1024) when the attention starts; and the attention's
 // own last writes, then its first rows, are what out_proj's GEMM reads first. Each item is
 // computed as before: the same bits. Launch as the kernels they mirror. Opt-in until timed.
-FA_PIPE_ENTRY(flash_attention_pipe_rev_f16, __half, false, FA_ROWS, 4, true)
-FA_PIPE_ENTRY(flash_attention_pipe_rev_bf16, __nv_bfloat16, false, FA_ROWS, 4, true)
-FA_PIPE_ENTRY(flash_attention_pipe_st_rev_f16, __half, true, FA_ROWS, 4, true)
-FA_PIPE_ENTRY(flash_attention_pipe_st_rev_bf16, __nv_bfloat16, true, FA_ROWS, 4, true)
-FA_PIPE_ENTRY(flash_attention_pipe_fit_rev_f16, __half, false, FA_FIT_ROWS, 3, true)
-FA_PIPE_ENTRY(flash_attention_pipe_fit_rev_bf16, __nv_bfloat16, false, FA_FIT_ROWS, 3, true)
-FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_f16, __half, true, FA_FIT_ROWS, 3, true)
-FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, true)
+FA_PIPE_ENTRIES(flash_attention_pipe_rev, false, FA_ROWS, 4, true)
+FA_PIPE_ENTRIES(flash_attention_pipe_st_rev, true, FA_ROWS, 4, true)
+FA_PIPE_ENTRIES(flash_attention_pipe_fit_rev, false, FA_FIT_ROWS, 3, true)
+FA_PIPE_ENTRIES(flash_attention_pipe_st_fit_rev, true, FA_FIT_ROWS, 3, true)
 
 // flash_attention_pipe_st[_fit][_rev]_lean_*: the staged pipelined kernels above (64- or 80-row
 // items, either order) in fewer instructions (fa_tile_lean, Q's fragments by ldmatrix, the items'
@@ -798,14 +794,13 @@ FA_PIPE_ENTRY(flash_attention_pipe_st_fit_rev_bf16, __nv_bfloat16, true, FA_FIT_
       NAME(T* __restrict__ out, const T* __restrict__ qkv, int B, int N, int H, int causal, unsigned qm, int qs, unsigned hm, int hs) { \
     flash_attention_pipe<T, STAGE, ROWS, REV, LEAN>(out, qkv, B, N, H, causal, FaDiv{qm, qs}, FaDiv{hm, hs});            \
   }
-#define FA_PIPE_LEAN(SUFFIX, LEAN)                                                                                         \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_##SUFFIX##_f16, __half, true, FA_ROWS, 4, false, LEAN)                       \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_##SUFFIX##_bf16, __nv_bfloat16, true, FA_ROWS, 4, false, LEAN)               \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_##SUFFIX##_f16, __half, true, FA_FIT_ROWS, 3, false, LEAN)               \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_##SUFFIX##_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, false, LEAN)       \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_rev_##SUFFIX##_f16, __half, true, FA_ROWS, 4, true, LEAN)                    \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_rev_##SUFFIX##_bf16, __nv_bfloat16, true, FA_ROWS, 4, true, LEAN)            \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_rev_##SUFFIX##_f16, __half, true, FA_FIT_ROWS, 3, true, LEAN)            \
-  FA_PIPE_LEAN_ENTRY(flash_attention_pipe_st_fit_rev_##SUFFIX##_bf16, __nv_bfloat16, true, FA_FIT_ROWS, 3, true, LEAN)
+#define FA_PIPE_LEAN_ENTRIES(NAME, ROWS, BLOCKS, REV, LEAN)                  \
+  FA_PIPE_LEAN_ENTRY(NAME##_f16, __half, true, ROWS, BLOCKS, REV, LEAN)         \
+  FA_PIPE_LEAN_ENTRY(NAME##_bf16, __nv_bfloat16, true, ROWS, BLOCKS, REV, LEAN)
+#define FA_PIPE_LEAN(SUFFIX, LEAN)                                                         \
+  FA_PIPE_LEAN_ENTRIES(flash_attention_pipe_st_##SUFFIX, FA_ROWS, 4, false, LEAN)          \
+  FA_PIPE_LEAN_ENTRIES(flash_attention_pipe_st_fit_##SUFFIX, FA_FIT_ROWS, 3, false, LEAN)  \
+  FA_PIPE_LEAN_ENTRIES(flash_attention_pipe_st_rev_##SUFFIX, FA_ROWS, 4, true, LEAN)       \
+  FA_PIPE_LEAN_ENTRIES(flash_attention_pipe_st_fit_rev_##SUFFIX, FA_FIT_ROWS, 3, true, LEAN)
 FA_PIPE_LEAN(lean, 1)
 FA_PIPE_LEAN(lean2, 2)
