@@ -662,25 +662,25 @@ __device__ __forceinline__ void flash_attention_pipe(T* __restrict__ out, const 
           cp_async16(&q_s[r][col], in ? q : first, in);
         }
       }
-      return;
-    }
-    for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
-      const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, key = c.j * FA_TILE + r;
-      const bool ok = key < N;
-      const T* src = base + (long long)(ok ? key : 0) * row_stride + col;
-      cp_async16(&k_s[r][col], src + D, ok);
-      cp_async16(&v_s[r][col], src + 2 * D, ok);
-      if (ROWS == FA_TILE && c.j == 0) {
-        const int row = qb * ROWS + r;
-        const bool in = row < N;
-        cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
+    } else {
+      for (int e = threadIdx.x; e < FA_TILE * (FA_HEAD / 8); e += blockDim.x) {
+        const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, key = c.j * FA_TILE + r;
+        const bool ok = key < N;
+        const T* src = base + (long long)(ok ? key : 0) * row_stride + col;
+        cp_async16(&k_s[r][col], src + D, ok);
+        cp_async16(&v_s[r][col], src + 2 * D, ok);
+        if (ROWS == FA_TILE && c.j == 0) {
+          const int row = qb * ROWS + r;
+          const bool in = row < N;
+          cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
+        }
       }
-    }
-    if (ROWS != FA_TILE && c.j == 0) {  // a Q tile of another height than the K/V tiles: a loop of its own
-      for (int e = threadIdx.x; e < ROWS * (FA_HEAD / 8); e += blockDim.x) {
-        const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, row = qb * ROWS + r;
-        const bool in = row < N;
-        cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
+      if (ROWS != FA_TILE && c.j == 0) {  // a Q tile of another height than the K/V tiles: a loop of its own
+        for (int e = threadIdx.x; e < ROWS * (FA_HEAD / 8); e += blockDim.x) {
+          const int r = e / (FA_HEAD / 8), col = (e % (FA_HEAD / 8)) * 8, row = qb * ROWS + r;
+          const bool in = row < N;
+          cp_async16(&q_s[r][col], base + (long long)(in ? row : 0) * row_stride + col, in);
+        }
       }
     }
   };
