@@ -481,10 +481,10 @@ public final class CudaOps implements AutoCloseable {
     });
     int grid = (int) Math.max(1, Math.min(items, (long) perSm * multiprocessors));
     pipeLaunches.incrementAndGet();
-    if (lean != FlashLean.OFF) leanLaunches.incrementAndGet();
     if (lean == FlashLean.OFF) {
       flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0);
     } else {
+      leanLaunches.incrementAndGet();
       int[] q = fastDivisor((n + rows - 1) / rows), h = fastDivisor(heads);
       flashAttention.launch(kernel, new int[] {grid, 1, 1}, new int[] {threads, 1, 1}, smem, stream, out, qkv, batch, n, heads, causal ? 1 : 0,
           q[0], q[1], h[0], h[1]);
