@@ -117,6 +117,17 @@ class CudaAttentionTest {
       return r;
     }
 
+    /**
+     * The staged pipelined kernel's lean tiles, {@code run} launching one into a zeroed output and
+     * returning its bits: ON must write {@code bits} (the default kernel's), EXP2 be within the
+     * 16-bit tolerance of {@code want}; {@code families} those of the kernel they mirror.
+     */
+    void lean(short[] bits, float[] want, java.util.function.Function<CudaOps.FlashLean, short[]> run, String what, Precision p, String[] families) {
+      same(bits, () -> run.apply(CudaOps.FlashLean.ON), "lean " + what, lean(families, CudaOps.FlashLean.ON));
+      close(want, () -> run.apply(CudaOps.FlashLean.EXP2), "lean2 " + what, p, p == Precision.FP16 ? FP16_TOL : BF16_TOL,
+          lean(families, CudaOps.FlashLean.EXP2));
+    }
+
     /** The variant's output; a launch that throws names its families and ends the test. */
     private short[] run(java.util.function.Supplier<short[]> got, String... family) {
       try {
@@ -238,18 +249,11 @@ class CudaAttentionTest {
                           + ", " + p + " " + shape, Variants.pipelined(staged, fit, n, rev));
                       if (!staged) continue;
                       // the lean tile: the same bits; its base-2 softmax: within the tolerance of the reference
-                      variants.same(bits, () -> {
+                      variants.lean(bits, want, lean -> {
                         dout.zero();
-                        ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.ON);
+                        ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, true, fit, rev, lean);
                         return dout.downloadShorts(e);
-                      }, "lean pipelined flash attention" + (fit ? ", fitted items" : "") + (rev ? ", items last to first" : "") + ", " + p + " " + shape,
-                          Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.ON));
-                      variants.close(want, () -> {
-                        dout.zero();
-                        ops.flashAttentionPipelined(dout, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.EXP2);
-                        return dout.downloadShorts(e);
-                      }, "lean2 flash " + (fit ? "fit " : "") + (rev ? "rev " : "") + p + " " + shape, p, p == Precision.FP16 ? FP16_TOL : BF16_TOL,
-                          Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.EXP2));
+                      }, "flash" + (fit ? " fit" : "") + (rev ? " rev" : "") + " " + p + " " + shape, p, Variants.pipelined(true, fit, n, rev));
                     }
                   }
                 }
@@ -302,18 +306,11 @@ class CudaAttentionTest {
                   if (!staged) continue;
                   // the lean tile (its indices by FaDiv over many items): the same bits; its base-2
                   // softmax within the 16-bit tolerance of the block kernel's output
-                  variants.same(bits, () -> {
+                  variants.lean(bits, fromHalf(bits, p), lean -> {
                     got.zero();
-                    ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.ON);
+                    ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, true, fit, rev, lean);
                     return got.downloadShorts(e);
-                  }, "lean pipelined flash attention" + (fit ? " (80-row items)" : "") + (rev ? " (items last to first)" : "") + " against the block kernel, "
-                      + shape, Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.ON));
-                  variants.close(fromHalf(bits, p), () -> {
-                    got.zero();
-                    ops.flashAttentionPipelined(got, dq, batch, n, heads, causal, p, true, fit, rev, CudaOps.FlashLean.EXP2);
-                    return got.downloadShorts(e);
-                  }, "lean2 flash vs block " + (fit ? "fit " : "") + (rev ? "rev " : "") + shape, p, p == Precision.FP16 ? FP16_TOL : BF16_TOL,
-                      Variants.lean(Variants.pipelined(true, fit, n, rev), CudaOps.FlashLean.EXP2));
+                  }, "flash vs block" + (fit ? " fit" : "") + (rev ? " rev" : "") + " " + shape, p, Variants.pipelined(true, fit, n, rev));
                 }
               }
             }
