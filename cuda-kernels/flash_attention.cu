@@ -82,6 +82,62 @@ __device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* row) {
                : "r"(a));
 }
 
+// Helpers shared by fa_tile and fa_tile_lean (inlined: the same instructions in either).
+// A row's 64 scores are spread over the 4 threads of a quad: its max and its sum over them.
+__device__ __forceinline__ void fa_quad_max(float& lo, float& hi) {
+  lo = fmaxf(lo, __shfl_xor_sync(0xffffffffu, lo, 1));
+  lo = fmaxf(lo, __shfl_xor_sync(0xffffffffu, lo, 2));
+  hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, 1));
+  hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, 2));
+}
+__device__ __forceinline__ void fa_quad_sum(float& lo, float& hi) {
+  lo += __shfl_xor_sync(0xffffffffu, lo, 1);
+  lo += __shfl_xor_sync(0xffffffffu, lo, 2);
+  hi += __shfl_xor_sync(0xffffffffu, hi, 1);
+  hi += __shfl_xor_sync(0xffffffffu, hi, 2);
+}
+
+// O's rows g (lo) and g + 8 (hi) scaled by the online softmax's corrections.
+__device__ __forceinline__ void fa_rescale(float (&o)[8][4], float corr_lo, float corr_hi) {
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+    o[n][0] *= corr_lo;
+    o[n][1] *= corr_lo;
+    o[n][2] *= corr_hi;
+    o[n][3] *= corr_hi;
+  }
+}
+
+// O += P V: P's A fragments are S's C fragments (p, the probabilities), two key blocks per 16-key
+// step; V's B fragments by ldmatrix.trans from a row-major tile (LDM), else by 32-bit loads from a
+// transposed one.
+template <typename T, bool LDM>
+__device__ __forceinline__ void fa_pv(float (&o)[8][4], const float (&p)[8][4], const T (*vt_s)[FA_TILE + FA_PAD], int lane) {
+  const int g = lane / 4, t = lane % 4;
+#pragma unroll
+  for (int ks = 0; ks < 4; ks++) {
+    unsigned pa[4] = {Mma<T>::pack(p[2 * ks][0], p[2 * ks][1]), Mma<T>::pack(p[2 * ks][2], p[2 * ks][3]),
+                      Mma<T>::pack(p[2 * ks + 1][0], p[2 * ks + 1][1]), Mma<T>::pack(p[2 * ks + 1][2], p[2 * ks + 1][3])};
+    if (LDM) {
+      // matrices: keys ks*16 + 0..7 and + 8..15 of dims 8n..8n+7, then the same of block n + 1
+      const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
+#pragma unroll
+      for (int n = 0; n < 8; n += 2) {
+        unsigned vb[4];
+        ldmatrix_x4_trans(vb, &vt_s[key][(n + (mi >> 1)) * 8]);
+        Mma<T>::run(o[n], pa, vb);
+        Mma<T>::run(o[n + 1], pa, vb + 2);
+      }
+    } else {
+#pragma unroll
+      for (int n = 0; n < 8; n++) {
+        unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
+        Mma<T>::run(o[n], pa, vb);
+      }
+    }
+  }
+}
+
 // One K/V tile (keys j0 .. j0 + 63, in k_s and vt_s) of a warp's 16 query rows: S = Q K^T,
 // scale and mask, the online softmax's running maxima and sums, O rescaled, O += P V. Shared by
 // the kernels below, so that they compute alike (the same bits).
@@ -117,10 +173,7 @@ __device__ __forceinline__ void fa_tile(const T (*k_s)[FA_HEAD + FA_PAD], const 
       mx_hi = fmaxf(mx_hi, s[n][2 + u]);
     }
   }
-  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
-  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
-  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
-  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+  fa_quad_max(mx_lo, mx_hi);
   const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
   // rows whose every key so far is masked keep max -inf: use 0 as the reference, all p are 0
   const float ref_lo = mn_lo == -INFINITY ? 0.0f : mn_lo, ref_hi = mn_hi == -INFINITY ? 0.0f : mn_hi;
@@ -136,44 +189,13 @@ __device__ __forceinline__ void fa_tile(const T (*k_s)[FA_HEAD + FA_PAD], const 
     sum_lo += s[n][0] + s[n][1];
     sum_hi += s[n][2] + s[n][3];
   }
-  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 1);
-  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 2);
-  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 1);
-  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 2);
+  fa_quad_sum(sum_lo, sum_hi);
   l_lo = l_lo * corr_lo + sum_lo;
   l_hi = l_hi * corr_hi + sum_hi;
   m_lo = mn_lo;
   m_hi = mn_hi;
-#pragma unroll
-  for (int n = 0; n < 8; n++) {
-    o[n][0] *= corr_lo;
-    o[n][1] *= corr_lo;
-    o[n][2] *= corr_hi;
-    o[n][3] *= corr_hi;
-  }
-  // O += P V: P's A fragments are S's C fragments, two key blocks per 16-key step.
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) {
-    unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
-                      Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
-    if (LDM) {
-      // matrices: keys ks*16 + 0..7 and + 8..15 of dims 8n..8n+7, then the same of block n + 1
-      const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
-#pragma unroll
-      for (int n = 0; n < 8; n += 2) {
-        unsigned vb[4];
-        ldmatrix_x4_trans(vb, &vt_s[key][(n + (mi >> 1)) * 8]);
-        Mma<T>::run(o[n], pa, vb);
-        Mma<T>::run(o[n + 1], pa, vb + 2);
-      }
-    } else {
-#pragma unroll
-      for (int n = 0; n < 8; n++) {
-        unsigned vb[2] = {pair(&vt_s[n * 8 + g][ks * 16 + 2 * t]), pair(&vt_s[n * 8 + g][ks * 16 + 2 * t + 8])};
-        Mma<T>::run(o[n], pa, vb);
-      }
-    }
-  }
+  fa_rescale(o, corr_lo, corr_hi);
+  fa_pv<T, LDM>(o, s, vt_s, lane);
 }
 
 // 2^x by the SFU (ex2.approx.ftz.f32: ~2 ulp; -inf gives +0).
@@ -232,10 +254,7 @@ __device__ __forceinline__ void fa_tile_lean(const T (*k_s)[FA_HEAD + FA_PAD], c
       mx_hi = fmaxf(mx_hi, s[n][2 + u]);
     }
   }
-  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 1));
-  mx_lo = fmaxf(mx_lo, __shfl_xor_sync(0xffffffffu, mx_lo, 2));
-  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 1));
-  mx_hi = fmaxf(mx_hi, __shfl_xor_sync(0xffffffffu, mx_hi, 2));
+  fa_quad_max(mx_lo, mx_hi);
   const float mn_lo = fmaxf(m_lo, mx_lo), mn_hi = fmaxf(m_hi, mx_hi);
   // the reference subtracted (EXP2: in the exponent's units); 0 for a row with every key so far masked
   const float ref_lo = mn_lo == -INFINITY ? 0.0f : (EXP2 ? mn_lo * c : mn_lo);
@@ -251,10 +270,7 @@ __device__ __forceinline__ void fa_tile_lean(const T (*k_s)[FA_HEAD + FA_PAD], c
     sum_lo += s[n][0] + s[n][1];
     sum_hi += s[n][2] + s[n][3];
   }
-  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 1);
-  sum_lo += __shfl_xor_sync(0xffffffffu, sum_lo, 2);
-  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 1);
-  sum_hi += __shfl_xor_sync(0xffffffffu, sum_hi, 2);
+  fa_quad_sum(sum_lo, sum_hi);
   if (first) {
     l_lo = sum_lo;
     l_hi = sum_hi;
@@ -263,30 +279,11 @@ __device__ __forceinline__ void fa_tile_lean(const T (*k_s)[FA_HEAD + FA_PAD], c
     const float corr_hi = m_hi == -INFINITY ? 0.0f : (EXP2 ? fa_ex2(fmaf(m_hi, c, -ref_hi)) : expf(m_hi - ref_hi));
     l_lo = l_lo * corr_lo + sum_lo;
     l_hi = l_hi * corr_hi + sum_hi;
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-      o[n][0] *= corr_lo;
-      o[n][1] *= corr_lo;
-      o[n][2] *= corr_hi;
-      o[n][3] *= corr_hi;
-    }
+    fa_rescale(o, corr_lo, corr_hi);
   }
   m_lo = mn_lo;
   m_hi = mn_hi;
-  // O += P V, V row-major and read with ldmatrix.trans (fa_tile's LDM branch)
-#pragma unroll
-  for (int ks = 0; ks < 4; ks++) {
-    unsigned pa[4] = {Mma<T>::pack(s[2 * ks][0], s[2 * ks][1]), Mma<T>::pack(s[2 * ks][2], s[2 * ks][3]),
-                      Mma<T>::pack(s[2 * ks + 1][0], s[2 * ks + 1][1]), Mma<T>::pack(s[2 * ks + 1][2], s[2 * ks + 1][3])};
-    const int mi = lane / 8, key = ks * 16 + (mi & 1) * 8 + lane % 8;
-#pragma unroll
-    for (int n = 0; n < 8; n += 2) {
-      unsigned vb[4];
-      ldmatrix_x4_trans(vb, &v_s[key][(n + (mi >> 1)) * 8]);
-      Mma<T>::run(o[n], pa, vb);
-      Mma<T>::run(o[n + 1], pa, vb + 2);
-    }
-  }
+  fa_pv<T, true>(o, s, v_s, lane);  // V row-major, read with ldmatrix.trans
 }
 
 // The warp's 16 output rows: O / l, rounded to T, rows past N left alone.
