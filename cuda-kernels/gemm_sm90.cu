@@ -256,10 +256,11 @@ __device__ __forceinline__ void init_ring(uint32_t full, uint32_t empty, int sta
 // The producer (one thread): the block's units in sequence order, k-step g of the whole sequence
 // into stage g % stages once its previous round has been released, A's 128 rows and W's BN rows
 // (CLUSTER 2: this block's half of them, multicast to both blocks).
-template <int CLUSTER, int BN>
+// BK: K a step (GEMM_BK; the epilogue-warps kernel's 32).
+template <int CLUSTER, int BN, int BK = GEMM_BK>
 __device__ __forceinline__ void produce(const Tiles<CLUSTER, BN>& tiles, const TensorMap* tmA, const TensorMap* tmB, uint32_t base,
                                         uint32_t full, uint32_t empty, int stages, int steps) {
-  constexpr uint32_t a_bytes = GEMM_BM * GEMM_BK * 2, stage_bytes = a_bytes + BN * GEMM_BK * 2;
+  constexpr uint32_t a_bytes = GEMM_BM * BK * 2, stage_bytes = a_bytes + BN * BK * 2;
   int g = 0;
   for (int u = tiles.first; u < tiles.units; u += tiles.stride) {
     const int m0 = tiles.m0(u), n0 = tiles.n0(u);
@@ -268,12 +269,12 @@ __device__ __forceinline__ void produce(const Tiles<CLUSTER, BN>& tiles, const T
       if (g >= stages) mbar_wait(empty + 8 * s, ((g / stages) + 1) & 1);
       const uint32_t a = base + s * stage_bytes;
       mbar_expect_tx(full + 8 * s, stage_bytes);
-      tma_load(a, tmA, full + 8 * s, kt * GEMM_BK, m0);
+      tma_load(a, tmA, full + 8 * s, kt * BK, m0);
       if (CLUSTER == 1) {
-        tma_load(a + a_bytes, tmB, full + 8 * s, kt * GEMM_BK, n0);
+        tma_load(a + a_bytes, tmB, full + 8 * s, kt * BK, n0);
       } else {
         const int half = BN / 2;
-        tma_load_multicast(a + a_bytes + tiles.rank * (half * GEMM_BK * 2), tmB, full + 8 * s, kt * GEMM_BK, n0 + tiles.rank * half,
+        tma_load_multicast(a + a_bytes + tiles.rank * (half * BK * 2), tmB, full + 8 * s, kt * BK, n0 + tiles.rank * half,
                            (uint16_t)0x3);
       }
     }
@@ -700,6 +701,268 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
   if (CLUSTER > 1) cluster_sync();
 }
 
+// ---- the epilogue-warps version (gemm_bias_act_sm90_ew_*) ----------------------------------------
+// The cooperative kernel's tensor cores wait while its consumers run the epilogue. GPU run 8 (H200)
+// timed its mainloop alone at 0.226 ms on the text tower's c_fc (78848 x 2048 x 512, fp16) and the
+// whole kernel at 0.482 ms: more than cuBLASLt's GEMM (0.235) plus the separate bias + QuickGELU
+// pass (0.139). Here the consumers hand their fp32 accumulators over through shared memory and go
+// straight on to the next tile's mainloop, while warps 1-3 of the producer warpgroup (idle in the
+// other kernels: one thread of warp 0 issues the TMA loads) apply the epilogue to the staged tile
+// (bias, activation, one rounding) and store it, 16 bytes a thread: a warp writes 512 consecutive
+// bytes of a row. The epilogue's work (two SFU operations an output for QuickGELU) then runs
+// beside the tensor cores instead of between their tiles.
+// Shared memory: the staged tile is 128 x 256 fp32 = 128 KB, so the ring is 4 stages of K 32 (A
+// 128 x 32 and W 256 x 32 halves, 24 KB a stage, 64-byte swizzle: 96 KB, where the cooperative
+// kernel's 4 stages of K 64 take 192 KB), then the staging buffer, then the barriers
+// (EW_SMEM_BYTES = 231,424, with 1 KB to align the tiles). The consumers issue the cooperative
+// kernel's wgmma sequence (the same k16 steps in the same order) and the epilogue does the register
+// epilogue's arithmetic, so the outputs are the cooperative kernel's bits.
+// Staging layout: row r (0..127 of the tile) at byte 1024 r, its 16-byte unit u (columns 4u..4u+3)
+// at unit u ^ (2 (r % 4)) (ew_unit). A consumer warp's float2 stores (8 rows x 32 bytes) then take
+// the minimum two wavefronts, and an epilogue warp's 16-byte loads (one row, 512 bytes a warp)
+// four: lane c takes its units 2c and 2c + 1 in the order p = (c >> 2) & 1 gives, so that any 8
+// neighbouring lanes cover the 8 bank groups.
+// Barriers: the ring's full and empty as the cooperative kernel's; "staged" (256 arrivals: every
+// consumer thread after its stores) and "drained" (96: every epilogue thread after its last read of
+// the tile) pass the buffer back and forth, the t-th tile of the block in phase t of each, told
+// apart by parity: the consumers write tile t only once the epilogue warps have drained tile t - 1,
+// which they read only once it was staged. Every wait traps after ~2 s (mbar_wait): no hang.
+// Launches without a residual, C 16-byte aligned (Sm90Gemm runs the cooperative kernel otherwise).
+#define EW_BK 32
+#define EW_STAGES 4
+#define EW_A_BYTES (GEMM_BM * EW_BK * 2)
+#define EW_STAGE_BYTES (EW_A_BYTES + GEMM_BN * EW_BK * 2)
+#define EW_STAGED_BYTES (GEMM_BM * GEMM_BN * 4)
+#define EW_SMEM_BYTES (EW_STAGES * EW_STAGE_BYTES + EW_STAGED_BYTES + 1024 + 1024)
+#define EW_EPILOGUE_THREADS 96
+
+// wgmma shared-memory descriptor of a K-major tile with 64-byte swizzle: rows of 64 bytes (32
+// halves of K), 8-row groups 512 bytes apart, start advanced by 32 bytes a k16 step in the row.
+__device__ __forceinline__ uint64_t smem_desc64(uint32_t addr) {
+  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)(16 >> 4) << 16) | ((uint64_t)(512 >> 4) << 32) | ((uint64_t)2 << 62);
+}
+
+// The byte offset of 16-byte unit u of row r in the staging buffer.
+__device__ __forceinline__ uint32_t ew_unit(int r, int u) { return (uint32_t)(1024 * r + 16 * (u ^ (2 * (r & 3)))); }
+
+// Two outputs rounded to T (as Pair<T>::store rounds them), as 32 bits.
+__device__ __forceinline__ uint32_t pack_pair(__half, float a, float b) {
+  const __half2 h = __floats2half2_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+__device__ __forceinline__ uint32_t pack_pair(__nv_bfloat16, float a, float b) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+// Traps (the launch fails) unless the block has `need` bytes of dynamic shared memory.
+__device__ __forceinline__ void check_smem(uint32_t need) {
+  uint32_t size;
+  asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(size));
+  if (size < need) asm volatile("trap;");
+}
+
+// The epilogue warps (e = 0..2): rows e, e + 3, ... of each staged tile; lane c columns 8c..8c+7
+// of the tile (bias loaded once a tile), C[m0 + r, n0 + 8c ..] = round(act(staged + bias)), 16
+// bytes a store; nothing past M or N (N % 8 == 0: a group of 8 columns is all in or all out).
+template <typename T, int ACT>
+__device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
+                                            uint32_t drained_bar, T* __restrict__ C, const float* __restrict__ bias, int M, int N, int e,
+                                            int lane) {
+  const int p = (lane >> 2) & 1;
+  int t = 0;
+  for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
+    const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
+    const bool in = col < N;
+    float b[8];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const float2 bb = in ? bias_pair(bias, col + 2 * i) : make_float2(0.0f, 0.0f);
+      b[2 * i] = bb.x, b[2 * i + 1] = bb.y;
+    }
+    T* out = C + (size_t)m0 * N + col;
+    mbar_wait(staged_bar, t & 1);
+#pragma unroll 2
+    for (int r = e; r < GEMM_BM; r += 3) {
+      const float4 f0 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + p));
+      const float4 f1 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + 1 - p));
+      const float4 lo = p ? f1 : f0, hi = p ? f0 : f1;
+      if (in && m0 + r < M) {
+        uint4 o;
+        o.x = pack_pair(T(), fast_act(lo.x + b[0], ACT), fast_act(lo.y + b[1], ACT));
+        o.y = pack_pair(T(), fast_act(lo.z + b[2], ACT), fast_act(lo.w + b[3], ACT));
+        o.z = pack_pair(T(), fast_act(hi.x + b[4], ACT), fast_act(hi.y + b[5], ACT));
+        o.w = pack_pair(T(), fast_act(hi.z + b[6], ACT), fast_act(hi.w + b[7], ACT));
+        *reinterpret_cast<uint4*>(out + (size_t)r * N) = o;
+      }
+    }
+    mbar_arrive(drained_bar);  // this thread's reads of the tile are done
+  }
+}
+
+// Eight values of T (16 bytes) as floats, added to v[0..7].
+__device__ __forceinline__ void add8(float* v, uint4 r, __half) {
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+    v[2 * i] += f.x, v[2 * i + 1] += f.y;
+  }
+}
+__device__ __forceinline__ void add8(float* v, uint4 r, __nv_bfloat16) {
+  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
+    v[2 * i] += f.x, v[2 * i + 1] += f.y;
+  }
+}
+
+// ew_epilogue with a residual of C's shape (the _res kernels: out_proj and c_proj):
+// C = round(act(staged + bias) + residual), the register epilogue's arithmetic (store_pair). The
+// warp's rows go in steps of EW_RES_ROWS (rows e + 3 (8 s + j)); each step's residual (16 bytes a
+// row and thread) is loaded one step ahead, the first step's before the tile is staged (the
+// residual does not depend on the GEMM), so that the loads' latency hides behind a step's work.
+// Each thread reads its residual bytes before it writes the same C bytes, and no other thread
+// touches them: C may be the residual itself.
+#define EW_RES_ROWS 8
+template <typename T, int ACT>
+__device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
+                                                uint32_t drained_bar, T* C, const float* __restrict__ bias, const T* residual, int M, int N,
+                                                int e, int lane) {
+  const int p = (lane >> 2) & 1;
+  constexpr int steps = (GEMM_BM / 3 + 1 + EW_RES_ROWS - 1) / EW_RES_ROWS;  // 43 rows at most a warp
+  int t = 0;
+  for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
+    const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
+    const bool in = col < N;
+    float b[8];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+      const float2 bb = in ? bias_pair(bias, col + 2 * i) : make_float2(0.0f, 0.0f);
+      b[2 * i] = bb.x, b[2 * i + 1] = bb.y;
+    }
+    T* out = C + (size_t)m0 * N + col;
+    const T* res = residual + (size_t)m0 * N + col;
+    uint4 cur[EW_RES_ROWS], next[EW_RES_ROWS];
+#pragma unroll
+    for (int j = 0; j < EW_RES_ROWS; j++) {
+      const int r = e + 3 * j;
+      cur[j] = in && m0 + r < M ? *reinterpret_cast<const uint4*>(res + (size_t)r * N) : make_uint4(0, 0, 0, 0);
+    }
+    mbar_wait(staged_bar, t & 1);
+#pragma unroll 1
+    for (int st = 0; st < steps; st++) {
+#pragma unroll
+      for (int j = 0; j < EW_RES_ROWS; j++) {  // the next step's residual
+        const int r = e + 3 * (EW_RES_ROWS * (st + 1) + j);
+        next[j] = st + 1 < steps && r < GEMM_BM && in && m0 + r < M ? *reinterpret_cast<const uint4*>(res + (size_t)r * N)
+                                                                   : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+      for (int j = 0; j < EW_RES_ROWS; j++) {
+        const int r = e + 3 * (EW_RES_ROWS * st + j);
+        if (r < GEMM_BM) {
+          const float4 f0 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + p));
+          const float4 f1 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + 1 - p));
+          const float4 lo = p ? f1 : f0, hi = p ? f0 : f1;
+          if (in && m0 + r < M) {
+            float v[8] = {fast_act(lo.x + b[0], ACT), fast_act(lo.y + b[1], ACT), fast_act(lo.z + b[2], ACT), fast_act(lo.w + b[3], ACT),
+                          fast_act(hi.x + b[4], ACT), fast_act(hi.y + b[5], ACT), fast_act(hi.z + b[6], ACT), fast_act(hi.w + b[7], ACT)};
+            add8(v, cur[j], T());
+            uint4 o;
+            o.x = pack_pair(T(), v[0], v[1]);
+            o.y = pack_pair(T(), v[2], v[3]);
+            o.z = pack_pair(T(), v[4], v[5]);
+            o.w = pack_pair(T(), v[6], v[7]);
+            *reinterpret_cast<uint4*>(out + (size_t)r * N) = o;
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < EW_RES_ROWS; j++) cur[j] = next[j];
+    }
+    mbar_arrive(drained_bar);  // this thread's reads of the tile are done
+  }
+}
+
+// RES: the _res kernels (a residual of C's shape, 16-byte aligned, added after the activation).
+template <typename T, bool RES = false>
+__device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
+                                             int N, int K, int act) {
+  extern __shared__ unsigned char gemm_smem[];
+  const uint32_t raw = smem_addr(gemm_smem);
+  const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * EW_STAGE_BYTES, W right after
+  const uint32_t staged_addr = base + EW_STAGES * EW_STAGE_BYTES;
+  const uint32_t full = staged_addr + EW_STAGED_BYTES, empty = full + EW_STAGES * 8, staged_bar = empty + EW_STAGES * 8,
+                 drained_bar = staged_bar + 8;
+  unsigned char* staged = gemm_smem + (staged_addr - raw);
+  check_smem(EW_SMEM_BYTES);
+  if ((residual != nullptr) != RES) asm volatile("trap;");  // a residual is the _res kernels', and theirs needs one
+
+  const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
+  const Tiles<1, GEMM_BN> tiles(M, N);
+  const int steps = (K + EW_BK - 1) / EW_BK;
+
+  if (threadIdx.x == 0) {
+    mbar_init(staged_bar, 256);
+    mbar_init(drained_bar, EW_EPILOGUE_THREADS);
+  }
+  init_ring<1>(full, empty, EW_STAGES, 8);  // fences thread 0's barrier inits, then __syncthreads
+
+  if (wg == 0) {
+    if (warp == 0) {  // the producer, as the cooperative kernel's in steps of K 32
+      if (lane == 0) produce<1, GEMM_BN, EW_BK>(tiles, &tmA, &tmB, base, full, empty, EW_STAGES, steps);
+    } else if (act >= 0) {  // the epilogue warps (none when timing the mainloop alone)
+      if (RES) {
+        if (act == 1) ew_epilogue_res<T, 1>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        else if (act == 2) ew_epilogue_res<T, 2>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        else ew_epilogue_res<T, 0>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+      } else {
+        if (act == 1) ew_epilogue<T, 1>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane);
+        else if (act == 2) ew_epilogue<T, 2>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane);
+        else ew_epilogue<T, 0>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane);  // as apply_act: none
+      }
+    }
+  } else {
+    // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
+    const int rows = (wg - 1) * 64;
+    float d[128];
+    int g = 0, t = 0;
+    for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
+#pragma unroll
+      for (int i = 0; i < 128; i++) d[i] = 0.0f;
+      for (int kt = 0; kt < steps; kt++, g++) {
+        const int s = g % EW_STAGES;
+        mbar_wait(full + 8 * s, (g / EW_STAGES) & 1);
+        const uint32_t a = base + s * EW_STAGE_BYTES + rows * (EW_BK * 2), b = base + s * EW_STAGE_BYTES + EW_A_BYTES;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < EW_BK / 16; kk++) Wgmma<T>::run(d, smem_desc64(a + 32 * kk), smem_desc64(b + 32 * kk));
+        wgmma_commit();
+        wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
+        if (kt > 0) release<1>(empty, 0, g - 1, EW_STAGES, lane);
+      }
+      wgmma_wait<0>();
+      fence_accumulators(d);
+      release<1>(empty, 0, g - 1, EW_STAGES, lane);  // the tile's last step
+      if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
+      if (t > 0) mbar_wait(drained_bar, (t - 1) & 1);  // the epilogue warps are done with the previous tile
+      // d[4j + 2h + e] is row r0 + 8h, column 8j + 2q + e of the tile (the wgmma layout)
+      const int r0 = rows + 16 * warp + lane / 4, q = lane % 4;
+#pragma unroll
+      for (int j = 0; j < 32; j++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+          *reinterpret_cast<float2*>(staged + ew_unit(r0 + 8 * h, 2 * j + (q >> 1)) + 8 * (q & 1)) =
+              make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+        }
+      }
+      mbar_arrive(staged_bar);  // this thread's part of the tile is staged
+    }
+  }
+}
+
 #define GEMM_SM90(S, T)                                                                                                  \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_bias_act_sm90_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,      \
@@ -777,3 +1040,22 @@ GEMM_LN_SM90(bf16, __nv_bfloat16)
   }
 GEMM_TMA_SM90(f16, __half)
 GEMM_TMA_SM90(bf16, __nv_bfloat16)
+
+// gemm_bias_act_sm90_ew_*: the epilogue-warps kernel above without a residual (the parameter is
+// kept so that every gemm_bias_act_* launch passes the same arguments; non-null traps);
+// gemm_bias_act_sm90_ew_res_*: with one (residual [M, N], 16-byte aligned; null traps). Launch:
+// grid min(tiles, SMs), block 384, dynamic shared memory EW_SMEM_BYTES = 231,424; the tensor maps of
+// A (box {32, 128}) and W (box {32, 256}) with 64-byte swizzle.
+#define GEMM_EW_SM90(S, T)                                                                                               \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_ew_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,   \
+                                const float* bias, const T* residual, int M, int N, int K, int act) {                   \
+    gemm_sm90_ew<T>(tmA, tmB, C, bias, residual, M, N, K, act);                                                         \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_ew_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,     \
+                                    T* C, const float* bias, const T* residual, int M, int N, int K, int act) {         \
+    gemm_sm90_ew<T, true>(tmA, tmB, C, bias, residual, M, N, K, act);                                                   \
+  }
+GEMM_EW_SM90(f16, __half)
+GEMM_EW_SM90(bf16, __nv_bfloat16)

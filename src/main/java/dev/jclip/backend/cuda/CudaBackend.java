@@ -369,7 +369,8 @@ public final class CudaBackend implements Backend {
   /**
    * {@code -Djclip.cuda.fusedLinear}: null for {@code off} (or unset); {@code sm90} (cooperative),
    * {@code sm90c2} (cooperative, clusters of two), {@code sm90pp} (ping-pong), {@code sm90ppc2}
-   * (ping-pong, clusters of two), each optionally followed by {@code -linear} or {@code -all}
+   * (ping-pong, clusters of two), {@code sm90ew} (cooperative with epilogue warps; launches with a
+   * residual run cooperative), each optionally followed by {@code -linear} or {@code -all}
    * ({@link FusedScope}); anything else is refused.
    */
   private static Setting<FusedLinearChoice> fusedLinearProperty() {
@@ -382,8 +383,9 @@ public final class CudaBackend implements Backend {
       case "sm90c2" -> Sm90Gemm.Schedule.COOPERATIVE_CLUSTER;
       case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
       case "sm90ppc2" -> Sm90Gemm.Schedule.PINGPONG_CLUSTER;
-      default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp or"
-          + " sm90ppc2, each optionally followed by -linear or -all; not '" + v + "'");
+      case "sm90ew" -> Sm90Gemm.Schedule.EPILOGUE_WARPS;
+      default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp,"
+          + " sm90ppc2 or sm90ew, each optionally followed by -linear or -all; not '" + v + "'");
     };
     return new Setting<>("fusedLinear", v, new FusedLinearChoice(schedule, scope));
   }
@@ -783,6 +785,14 @@ public final class CudaBackend implements Backend {
   /** How many gemm_sm90 launches took a TMA-store kernel (the run that records a CUDA graph counts; replays do not). */
   public long gemmTmaStoreLaunches() {
     return sm90 == null ? 0 : sm90.tmaLaunches();
+  }
+
+  /**
+   * How many gemm_sm90 launches took the epilogue-warps kernel ({@code fusedLinear=sm90ew}; those
+   * with a residual run the cooperative kernel).
+   */
+  public long epilogueWarpsLaunches() {
+    return sm90 == null ? 0 : sm90.epilogueWarpsLaunches();
   }
 
   @Override

@@ -137,7 +137,9 @@ public final class CudaGemmBench {
       tunedLt.bind(stream, workspace);
       tunedLt.tune(CudaBackend.TUNE_CANDIDATES);
       log.printf("[linear] gemm_sm90: %d SMs, %d 2-block clusters resident at once%n", device.multiprocessors(), sm90.clusterSlots());
-      boolean skipTma = CudaModelBench.tmaStoreSkipped();
+      boolean skipTma = CudaModelBench.tmaStoreSkipped(), skipEw = CudaModelBench.epilogueWarpsSkipped();
+      if (skipEw) log.println("[linear] the epilogue-warps rows are left out: their tests failed in this run (-Djclip.bench.skip="
+          + System.getProperty("jclip.bench.skip") + ")");
       if (skipTma) log.println("[linear] the TMA-store rows are left out: their tests failed in this run (-Djclip.bench.skip="
           + String.join(",", CudaModelBench.skipGroups()) + ")");
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
@@ -176,6 +178,7 @@ public final class CudaGemmBench {
                 tuned, flop / tuned / 1e9, unfused / tuned);
             for (String line : tunedLt.tuning().subList(tunedBefore, tunedLt.tuning().size())) log.println("[tune] " + line);
             for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
+              if (schedule == Sm90Gemm.Schedule.EPILOGUE_WARPS) continue; // the newest: last (below)
               double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, schedule));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + schedule.name().toLowerCase(),
                   fused, flop / fused / 1e9, unfused / fused);
@@ -233,6 +236,18 @@ public final class CudaGemmBench {
                       flop / folded / 1e9);
                 }
               }
+            }
+            // the epilogue-warps kernel (-Djclip.cuda.fusedLinear=sm90ew), last: the newest (left out
+            // where its tests failed in this run: -Djclip.bench.skip names "ew" or "sm90"; its residual
+            // kernel's rows also by "ewres"), and its mainloop alone (K 32 a stage, 4 stages: against
+            // the cooperative loop's K 64, what the smaller ring costs)
+            if (!skipEw && (!residual || !CudaModelBench.epilogueWarpsResidualSkipped())) {
+              double ew = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, Sm90Gemm.Schedule.EPILOGUE_WARPS));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 epilogue_warps", ew, flop / ew / 1e9,
+                  unfused / ew);
+              double loop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, null, -1, c, Sm90Gemm.Schedule.EPILOGUE_WARPS));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (mainloop only: no epilogue)%n", at, "sm90 epilogue_warps loop", loop,
+                  flop / loop / 1e9);
             }
           }
         }

@@ -132,7 +132,8 @@ public final class CudaModelBench {
    * LayerNorms and the reversed bias + activation pass.
    */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
-      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")),
+      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res")),
+      Map.entry("ewres", Set.of("ew-res")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev", "lean", "lean2")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("rev", Set.of("rev")), Map.entry("lean", Set.of("lean")), Map.entry("lean2", Set.of("lean2")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
@@ -145,6 +146,20 @@ public final class CudaModelBench {
   /** The groups {@code -Djclip.bench.skip} names ({@link #skipGroups(String)}). */
   public static Set<String> skipGroups() {
     return skipGroups(System.getProperty("jclip.bench.skip", ""));
+  }
+
+  /**
+   * Whether the groups {@code -Djclip.bench.skip} names leave out gemm_sm90's epilogue-warps kernel
+   * ("ew", or all of gemm_sm90: "sm90").
+   */
+  public static boolean epilogueWarpsSkipped() {
+    Set<String> skip = skipGroups();
+    return skip.contains("ew") || skip.contains("sm90");
+  }
+
+  /** Whether they leave out its residual kernel ("ewres", or the whole kernel: {@link #epilogueWarpsSkipped}). */
+  public static boolean epilogueWarpsResidualSkipped() {
+    return epilogueWarpsSkipped() || skipGroups().contains("ewres");
   }
 
   /** Whether the groups {@code -Djclip.bench.skip} names leave out gemm_sm90's TMA-store kernels ("tma", or all of gemm_sm90: "sm90"). */
@@ -169,7 +184,8 @@ public final class CudaModelBench {
    * Whether configuration {@code c} runs a kernel of a group in {@code groups} that the defaults do
    * not run: "sm90" gemm_sm90 and gemm_ln_sm90 (CudaSm90GemmTest), "lnfold" the LayerNorm fold
    * alone (its own tests in CudaSm90GemmTest and CudaOpsTest), "tma" gemm_sm90's TMA-store kernels
-   * (CudaSm90StoreTest), "attention" the flash variants and the pooled attention
+   * (CudaSm90StoreTest), "ew" its epilogue-warps kernels (CudaSm90EpilogueWarpsTest), "ewres" that
+   * kernel's residual version alone (the class's residual tests), "attention" the flash variants and the pooled attention
    * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
    * through shared memory, "pipe" the pipelined kernel, "fit" fitted rows (the one-block kernels'
    * and the pipelined kernel's 80-row items), "pooled" the pooled attention (the
@@ -194,6 +210,8 @@ public final class CudaModelBench {
     if (c.fused() != null || c.lnFold() != null) f.add("sm90");
     if (c.lnFold() != null) f.add("lnfold");
     if (c.tmaStore()) f.add("tma");
+    if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.add("ew");
+    if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS && c.scope() == CudaBackend.FusedScope.ALL) f.add("ew-res");
     if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
     if (c.fitRows()) f.add("fit");
     if (c.stage()) f.add("staged");
@@ -711,7 +729,9 @@ public final class CudaModelBench {
    * pipelined flash kernel walking its items last to first, and the bias + activation pass walking
    * its elements last to first. Session 15's (not yet run): the staged pipelined flash kernel's lean
    * tile, with fa_tile's arithmetic and with the base-2 softmax, each also in 80-row items for the
-   * 77-token texts.
+   * 77-token texts. Session 16's (not yet run), last: gemm_sm90's epilogue-warps kernel for c_fc
+   * (its activation fused), for every LINEAR without a residual, and for every LINEAR (the
+   * residual ones on its residual kernel).
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
@@ -734,7 +754,10 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ACTIVATION).withTmaStore(true),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.PINGPONG).withTmaStore(true),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.COOPERATIVE).withTmaStore(true),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.LINEAR).withTmaStore(true));
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.LINEAR).withTmaStore(true),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ACTIVATION),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.LINEAR),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower

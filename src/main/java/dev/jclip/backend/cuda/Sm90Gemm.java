@@ -7,6 +7,7 @@ import static org.bytedeco.cuda.global.cudart.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE;
 import static org.bytedeco.cuda.global.cudart.CU_TENSOR_MAP_INTERLEAVE_NONE;
 import static org.bytedeco.cuda.global.cudart.CU_TENSOR_MAP_L2_PROMOTION_L2_256B;
 import static org.bytedeco.cuda.global.cudart.CU_TENSOR_MAP_SWIZZLE_128B;
+import static org.bytedeco.cuda.global.cudart.CU_TENSOR_MAP_SWIZZLE_64B;
 import static org.bytedeco.cuda.global.cudart.cuOccupancyMaxActiveClusters;
 import static org.bytedeco.cuda.global.cudart.cuTensorMapEncodeTiled;
 
@@ -30,7 +31,9 @@ import org.bytedeco.javacpp.LongPointer;
  * *_tma_*}, {@link #run(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer,
  * DeviceBuffer, int, DeviceBuffer, Schedule, boolean) run} with {@code tmaStore}): the same
  * outputs, staged in shared memory in 64 x 64 chunks and written by the TMA unit while the warps
- * go on, instead of stored from the accumulators' registers.
+ * go on, instead of stored from the accumulators' registers. A fifth schedule, {@link
+ * Schedule#EPILOGUE_WARPS}, hands each 128x256 tile's accumulators over through shared memory to
+ * warps that apply the epilogue while the consumers run the next tile's mainloop.
  */
 public final class Sm90Gemm implements AutoCloseable {
   /** The kernels' tile rows of A (and C) and K a stage. */
@@ -49,20 +52,53 @@ public final class Sm90Gemm implements AutoCloseable {
     /** Each consumer warpgroup on its own 128x128 tiles, alternately: one's epilogue runs during the other's mainloop. */
     PINGPONG("gemm_bias_act_sm90_pp_", 128, 6, false),
     /** PINGPONG in clusters of two blocks, W's tile multicast. */
-    PINGPONG_CLUSTER("gemm_bias_act_sm90_pp_c2_", 128, 6, true);
+    PINGPONG_CLUSTER("gemm_bias_act_sm90_pp_c2_", 128, 6, true),
+    /**
+     * COOPERATIVE's tiles and wgmma sequence (K in steps of 32, 4 stages), but at a tile's end the
+     * consumers stage their fp32 accumulators in shared memory and go on to the next tile's
+     * mainloop, while the producer warpgroup's other three warps apply the epilogue and store:
+     * the epilogue beside the tensor cores instead of between their tiles. The same bits as
+     * COOPERATIVE. With a residual its {@code _res} kernel (the residual read 16 bytes a thread, a
+     * step of rows ahead). Launches with C or the residual not 16-byte aligned run COOPERATIVE.
+     */
+    EPILOGUE_WARPS("gemm_bias_act_sm90_ew_", 256, EW_SHARED_BYTES, false, EW_BK);
 
     final String kernel;
     final int bn;
     final int sharedBytes;
     final boolean cluster;
+    /** K a stage (the tensor maps' box): 64 with 128-byte swizzle, 32 with 64-byte swizzle. */
+    final int bk;
 
     Schedule(String kernel, int bn, int stages, boolean cluster) {
+      this(kernel, bn, stages * (BM * BK * 2 + bn * BK * 2) + 2 * stages * 8 + 1024, cluster, BK); // GEMM_SMEM_BYTES, PP_SMEM_BYTES
+    }
+
+    Schedule(String kernel, int bn, int sharedBytes, boolean cluster, int bk) {
       this.kernel = kernel;
       this.bn = bn;
-      this.sharedBytes = stages * (BM * BK * 2 + bn * BK * 2) + 2 * stages * 8 + 1024; // GEMM_SMEM_BYTES, PP_SMEM_BYTES
+      this.sharedBytes = sharedBytes;
       this.cluster = cluster;
+      this.bk = bk;
+    }
+
+    /** Whether the schedule has the LayerNorm-folded and TMA-store kernels (the cooperative and ping-pong one-block schedules). */
+    boolean hasVariants() {
+      return this == COOPERATIVE || this == PINGPONG;
     }
   }
+
+  /** The epilogue-warps kernel with a residual (its name prefix). */
+  static final String EW_RESIDUAL_KERNEL = "gemm_bias_act_sm90_ew_res_";
+
+  /** The epilogue-warps kernel's K a stage. */
+  static final int EW_BK = 32;
+
+  /**
+   * The epilogue-warps kernel's shared memory (EW_SMEM_BYTES): 4 stages of A 128x32 and W 256x32
+   * (98,304 bytes), the staged 128x256 fp32 tile (131,072), its barriers (1 KB), 1 KB to align.
+   */
+  static final int EW_SHARED_BYTES = 4 * (BM * EW_BK * 2 + 256 * EW_BK * 2) + BM * 256 * 4 + 1024 + 1024;
 
   /**
    * The shared memory of the TMA-store kernels ({@code *_tma_*}, GEMM_TMA_SMEM_BYTES): either
@@ -100,7 +136,8 @@ public final class Sm90Gemm implements AutoCloseable {
       for (Schedule sc : Schedule.values()) {
         for (String s : new String[] {"f16", "bf16"}) {
           m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
-          if (!sc.cluster) {
+          if (sc == Schedule.EPILOGUE_WARPS) m.allowSharedMemory(EW_RESIDUAL_KERNEL + s, sc.sharedBytes);
+          if (sc.hasVariants()) {
             m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
             m.allowSharedMemory(tmaKernel(sc.kernel) + s, TMA_SHARED_BYTES);
             m.allowSharedMemory(tmaKernel(layerNormKernel(sc)) + s, TMA_SHARED_BYTES);
@@ -187,10 +224,27 @@ public final class Sm90Gemm implements AutoCloseable {
       int act, DeviceBuffer c, Schedule schedule, boolean tmaStore) {
     String why = unsupported(precision, n, k, a, w, bias, residual, c);
     if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
+    if (schedule == Schedule.EPILOGUE_WARPS) {
+      if (epilogueWarps(residual, c)) {
+        if (m <= 0 || n <= 0) return;
+        int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+        int grid = (int) Math.min((long) ((n + schedule.bn - 1) / schedule.bn) * ((m + BM - 1) / BM), multiprocessors);
+        try (CUtensorMap mapA = tensorMap(type, a, m, k, BM, schedule.bk);
+            CUtensorMap mapW = tensorMap(type, w, n, k, schedule.bn, schedule.bk)) {
+          String kernel = residual == null ? schedule.kernel : EW_RESIDUAL_KERNEL;
+          module.launch(kernel + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes, stream, mapA,
+              mapW, c, bias, residual, m, n, k, act);
+        }
+        epilogueWarpsLaunches++;
+        if (residual != null) epilogueWarpsResidualLaunches++;
+        return;
+      }
+      schedule = Schedule.COOPERATIVE; // the same bits
+    }
     if (schedule.cluster && clusterUnavailable != null) {
       throw new CudaException("gemm_sm90's cluster versions cannot run here: " + clusterUnavailable);
     }
-    if (m <= 0) return;
+    if (m <= 0 || n <= 0) return;
     int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
     int tilesM = (m + BM - 1) / BM, tilesN = (n + schedule.bn - 1) / schedule.bn;
     // persistent: one block per SM at most (clusters: pairs of M tiles, as many clusters as fit at once)
@@ -223,6 +277,29 @@ public final class Sm90Gemm implements AutoCloseable {
   public static boolean tmaStore(Schedule schedule, DeviceBuffer residual, DeviceBuffer c) {
     return !schedule.cluster && residual == null && c.address() % 16 == 0;
   }
+
+  /**
+   * Whether a launch writing {@code c} with {@code residual} (or null) can take the epilogue-warps
+   * kernel: C and the residual 16-byte aligned (its 16-byte loads and stores). Otherwise
+   * COOPERATIVE runs it: the same bits.
+   */
+  public static boolean epilogueWarps(DeviceBuffer residual, DeviceBuffer c) {
+    return c.address() % 16 == 0 && (residual == null || residual.address() % 16 == 0);
+  }
+
+  /** How many of the epilogue-warps launches had a residual (its {@code _res} kernel). */
+  public long epilogueWarpsResidualLaunches() {
+    return epilogueWarpsResidualLaunches;
+  }
+
+  private long epilogueWarpsResidualLaunches;
+
+  /** How many launches took the epilogue-warps kernel. */
+  public long epilogueWarpsLaunches() {
+    return epilogueWarpsLaunches;
+  }
+
+  private long epilogueWarpsLaunches;
 
   /** How many launches took a TMA-store kernel. */
   public long tmaLaunches() {
@@ -259,7 +336,7 @@ public final class Sm90Gemm implements AutoCloseable {
     if (why != null) throw new IllegalArgumentException("gemm_ln_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
     if (m <= 0) return;
     Schedule one = switch (schedule) {
-      case COOPERATIVE, COOPERATIVE_CLUSTER -> Schedule.COOPERATIVE;
+      case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS -> Schedule.COOPERATIVE;
       case PINGPONG, PINGPONG_CLUSTER -> Schedule.PINGPONG;
     };
     int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
@@ -296,14 +373,22 @@ public final class Sm90Gemm implements AutoCloseable {
    * clipped at the matrix's edges.
    */
   private static CUtensorMap tensorMap(int type, DeviceBuffer matrix, int rows, int k, int boxRows) {
+    return tensorMap(type, matrix, rows, k, boxRows, BK);
+  }
+
+  /**
+   * As {@link #tensorMap(int, DeviceBuffer, int, int, int)} with boxes {@code bk} columns wide:
+   * 64 (128 bytes, 128-byte swizzle) or 32 (64 bytes, 64-byte swizzle: the epilogue-warps kernel's).
+   */
+  private static CUtensorMap tensorMap(int type, DeviceBuffer matrix, int rows, int k, int boxRows, int bk) {
     CUtensorMap map = new CUtensorMap(); // C++ new: aligned to 64 bytes as CUtensorMap declares
     try (LongPointer dims = new LongPointer(k, rows);
         LongPointer strides = new LongPointer(1).put(2L * k); // bytes between rows (rank - 1 strides)
-        IntPointer box = new IntPointer(BK, boxRows);
+        IntPointer box = new IntPointer(bk, boxRows);
         IntPointer elementStrides = new IntPointer(1, 1)) {
       check(cuTensorMapEncodeTiled(map, type, 2, matrix.asPointer(), dims, strides, box, elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-          CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
-          "cuTensorMapEncodeTiled(" + rows + "x" + k + ", box " + boxRows + "x" + BK + ")");
+          bk == BK ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE),
+          "cuTensorMapEncodeTiled(" + rows + "x" + k + ", box " + boxRows + "x" + bk + ")");
       return map;
     } catch (RuntimeException e) {
       map.close();

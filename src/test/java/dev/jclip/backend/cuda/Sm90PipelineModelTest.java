@@ -154,6 +154,13 @@ class Sm90PipelineModelTest {
     final String[] a, w0, w1;
     final Barrier[] full, empty;
     int namedArrivals1, namedArrivals2, namedSyncs1, namedSyncs2;
+    /**
+     * The epilogue-warps kernel's staging buffer (which unit's accumulators each consumer's half
+     * holds) and its barriers: staged (one arrival a consumer warpgroup here, its 128 threads in
+     * the kernel) and drained (one a epilogue warp here, its 32 threads in the kernel).
+     */
+    final String[] staging = new String[2];
+    final Barrier staged = new Barrier(2), drained = new Barrier(EPILOGUE_WARPS);
 
     Block(int stages, int emptyCount) {
       a = new String[stages];
@@ -174,6 +181,19 @@ class Sm90PipelineModelTest {
    * their counts, or throws on a protocol failure.
    */
   static Map<String, Integer> simulate(Sm90Gemm.Schedule sc, int m, int n, int steps, int grid, Random rnd) {
+    return simulate(sc, m, n, steps, grid, rnd, false);
+  }
+
+  /** The epilogue warps of the epilogue-warps kernel (warps 1-3 of the producer warpgroup). */
+  static final int EPILOGUE_WARPS = 3;
+
+  /**
+   * As {@link #simulate(Sm90Gemm.Schedule, int, int, int, int, Random)}; with {@code noDrainedWait}
+   * the epilogue-warps kernel's consumers leave out their wait for the previous tile to be drained
+   * (to show that the model sees what that wait is for).
+   */
+  static Map<String, Integer> simulate(Sm90Gemm.Schedule sc, int m, int n, int steps, int grid, Random rnd, boolean noDrainedWait) {
+    boolean ew = sc == Sm90Gemm.Schedule.EPILOGUE_WARPS;
     boolean pingpong = sc == Sm90Gemm.Schedule.PINGPONG || sc == Sm90Gemm.Schedule.PINGPONG_CLUSTER;
     int cluster = sc.cluster ? 2 : 1, stages = pingpong ? 6 : 4, bn = sc.bn;
     int tilesN = (n + bn - 1) / bn, tilesM = (m + 127) / 128, units = tilesN * ((tilesM + cluster - 1) / cluster);
@@ -248,12 +268,51 @@ class Sm90PipelineModelTest {
               if (wg == 0) me.namedArrivals2++;
               else me.namedArrivals1++;
             }
+            if (ew) { // the accumulators into the staging buffer, once the previous tile is drained
+              int t = position;
+              if (t > 0 && !noDrainedWait) q.await(() -> me.drained.tryWait((t - 1) & 1));
+              me.staging[wg] = "being written";
+              q.step();
+              me.staging[wg] = "unit " + u;
+              me.staged.arrive();
+              q.step();
+              continue; // the epilogue warps write the tile
+            }
             if (!pingpong && wg == 1) continue; // cooperative: the two consumers write one tile, counted once
             int m0 = ((u / tilesN) * cluster + rank) * 128, n0 = (u % tilesN) * bn;
             if (m0 < m) written.merge(m0 + "," + n0, 1, Integer::sum);
             q.step();
           }
         });
+      }
+    }
+    if (ew) {
+      for (int b = 0; b < grid; b++) {
+        Block me = blocks[b];
+        int first = b, stride = grid;
+        for (int e = 0; e < EPILOGUE_WARPS; e++) {
+          int warp = e;
+          sim.agent("block " + b + " epilogue warp " + e, q -> {
+            int t = 0;
+            for (int u = first; u < units; u += stride, t++) {
+              int phase = t;
+              q.await(() -> me.staged.tryWait(phase & 1));
+              String want = "unit " + u;
+              for (int read = 0; read < 2; read++) { // its rows' reads span turns: the tile must stay staged throughout
+                if (!want.equals(me.staging[0]) || !want.equals(me.staging[1])) {
+                  throw new AssertionError("epilogue warp " + warp + " of tile " + t + " read " + me.staging[0] + " / " + me.staging[1] + ", not " + want);
+                }
+                q.step();
+              }
+              if (warp == 0) {
+                int m0 = (u / tilesN) * 128, n0 = (u % tilesN) * bn;
+                if (m0 < m) written.merge(m0 + "," + n0, 1, Integer::sum);
+              }
+              me.drained.arrive();
+              q.step();
+            }
+          });
+        }
       }
     }
     if (!sim.run()) throw new AssertionError(sc + " M=" + m + " N=" + n + " steps=" + steps + " grid=" + grid + ": " + sim.failure);
@@ -289,6 +348,23 @@ class Sm90PipelineModelTest {
         }
       }
     }
+  }
+
+  /**
+   * Nor to the epilogue-warps kernel's: without the consumers' wait for the previous tile to be
+   * drained, some interleaving overwrites a staged tile while the epilogue warps still read it.
+   */
+  @Test
+  void withoutTheDrainedWaitTheConsumersOverwriteAStagedTile() {
+    boolean caught = false;
+    for (int trial = 0; trial < 200 && !caught; trial++) {
+      try {
+        simulate(Sm90Gemm.Schedule.EPILOGUE_WARPS, 1000, 768, 2, 2, new Random(RNG.nextLong()), true);
+      } catch (AssertionError e) {
+        caught = e.getMessage().contains("epilogue warp");
+      }
+    }
+    assertTrue(caught, "200 interleavings without the drained wait never showed an overwritten staged tile");
   }
 
   /**

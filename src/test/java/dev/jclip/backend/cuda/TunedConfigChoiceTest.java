@@ -205,6 +205,13 @@ class TunedConfigChoiceTest {
     assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.PINGPONG, CudaBackend.FusedScope.ACTIVATION), Set.of("tma")),
         "only the TMA-store tests failed: gemm_sm90's register epilogue stays");
     assertFalse(CudaModelBench.skipped(fold, Set.of("tma")));
+    // session 16's epilogue warps: their own group and gemm_sm90's; the residual kernel ("ewres") only for every LINEAR
+    ProfileConfig ew = D.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ACTIVATION);
+    ProfileConfig ewAll = D.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL);
+    assertTrue(CudaModelBench.skipped(ew, Set.of("ew")) && CudaModelBench.skipped(ew, Set.of("sm90")));
+    assertFalse(CudaModelBench.skipped(ew, Set.of("ewres", "tma", "lnfold")), "the residual kernel's tests alone leave c_fc on the epilogue warps");
+    assertTrue(CudaModelBench.skipped(ewAll, Set.of("ewres")) && CudaModelBench.skipped(ewAll, Set.of("ew")));
+    assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL), Set.of("ew", "ewres")));
     ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
     assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")));

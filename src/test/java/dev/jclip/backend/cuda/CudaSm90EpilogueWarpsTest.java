@@ -1,0 +1,300 @@
+package dev.jclip.backend.cuda;
+
+import static dev.jclip.backend.cuda.CudaAttentionTest.fromHalf;
+import static dev.jclip.backend.cuda.CudaAttentionTest.toHalf;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.backend.Precision;
+import dev.jclip.backend.ReferenceOps;
+import dev.jclip.graph.Executor;
+import dev.jclip.graph.Graph;
+import dev.jclip.graph.GraphBuilder;
+import dev.jclip.graph.Value;
+import dev.jclip.io.DType;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.Activation;
+import dev.jclip.testing.TestRandom;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.Test;
+
+/**
+ * gemm_sm90's epilogue-warps kernel ({@link Sm90Gemm.Schedule#EPILOGUE_WARPS}: the consumers stage
+ * each 128x256 tile's fp32 accumulators in shared memory and go on to the next tile, three other
+ * warps apply the epilogue and store), against the cooperative kernel it stands in for: the same
+ * wgmma sequence and the same arithmetic, so the same bits (allowed, as CudaSm90StoreTest allows
+ * the TMA stores: one unit of 16-bit rounding in at most 0.1% of the outputs, should nvcc order an
+ * epilogue's instructions differently). Every problem of CudaSm90GemmTest without a residual (the
+ * kernel's scope), and problems of its own: a single tile, N below a tile, K of one and of one and a
+ * quarter 32-wide steps, and enough tiles that every block goes round its persistent loop six
+ * times (the staged and drained barriers' phases wrap); where the double product is cheap, within
+ * its 16-bit tolerance too. Then what it does not take (C not 16-byte aligned: the cooperative
+ * kernel, no launch of its own), the mainloop alone (act -1: nothing written, no hang), the
+ * residual kernel (out_proj and c_proj; in place too), and the backend's LINEARs on it
+ * (fusedLinear=sm90ew, -linear, -all), CUDA-graph replay included. A class of its own: a fault
+ * leaves only these tests' context unusable, and run.sh then leaves only the "ew" profile columns
+ * out (only "ewres", every LINEAR with the residual kernel, where only the residual tests failed:
+ * their names start with "residual"). Skipped (with the reason) off compute capability 9.0.
+ */
+@Tag("cuda")
+class CudaSm90EpilogueWarpsTest {
+  static final Random RNG = TestRandom.create("CudaSm90EpilogueWarpsTest");
+  static final Sm90Gemm.Schedule EW = Sm90Gemm.Schedule.EPILOGUE_WARPS, COOPERATIVE = Sm90Gemm.Schedule.COOPERATIVE;
+  static CudaDevice device;
+
+  @BeforeAll
+  static void open() {
+    device = CudaTestSupport.openSm90Device();
+  }
+
+  @AfterAll
+  static void close() {
+    if (device != null) device.close();
+  }
+
+  @Test
+  void theEpilogueWarpsWriteWhatTheCooperativeKernelWrites() {
+    List<String> failures = new ArrayList<>();
+    List<CudaSm90GemmTest.Problem> problems = new ArrayList<>(CudaSm90GemmTest.problems().stream().filter(p -> !p.residual()).toList());
+    problems.add(new CudaSm90GemmTest.Problem("one tile", 128, 256, 64, 1, true, false));
+    problems.add(new CudaSm90GemmTest.Problem("N below a tile", 30, 56, 64, 1, true, false));
+    problems.add(new CudaSm90GemmTest.Problem("one K step", 200, 768, 32, 0, true, false));
+    problems.add(new CudaSm90GemmTest.Problem("K 1.25 steps", 200, 768, 40, 1, false, false));
+    // 132 SMs: 66 x 12 = 792 tiles, 6 a block (fewer SMs: more); the text tower's c_fc K
+    problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 1, true, false));
+    try (CudaStream stream = new CudaStream(device);
+        Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
+      problems:
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        double tol = p == Precision.FP16 ? 1e-3 : 8e-3;
+        for (CudaSm90GemmTest.Problem pr : problems) {
+          CudaSm90GemmTest.Inputs in = new CudaSm90GemmTest.Inputs(p, pr);
+          String what = pr + " " + p;
+          try {
+            short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
+            long before = gemm.epilogueWarpsLaunches();
+            short[] ew = in.run(gemm, stream, EW, false, 0);
+            assertEquals(before + 1, gemm.epilogueWarpsLaunches(), "the epilogue-warps kernel did not run");
+            int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
+            String vsDouble = "";
+            if ((double) pr.m() * pr.n() * pr.k() <= 1e8) { // the double product on the host: small problems only
+              double err = ReferenceOps.relativeError(fromHalf(ew, p), in.want());
+              vsDouble = String.format("; vs double %.2e", err);
+              assertTrue(err <= tol, "relative error " + err + " > " + tol);
+            }
+            System.out.printf("[gemm_sm90 ew] %-72s %d of %d outputs differ by one ulp%s%n", what, differ, ew.length, vsDouble);
+          } catch (AssertionError | RuntimeException e) {
+            failures.add(what + ": " + e.getMessage());
+            if (e instanceof CudaException) break problems; // a fault leaves the context unusable
+          }
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  /**
+   * A launch the kernel does not take runs the cooperative kernel: C not 16-byte aligned (8 bytes
+   * into a buffer), with or without a residual; the same bits as the cooperative kernel, and no
+   * epilogue-warps launch.
+   */
+  @Test
+  void whatItDoesNotTakeRunsTheCooperativeKernel() {
+    try (CudaStream stream = new CudaStream(device);
+        Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        CudaSm90GemmTest.Inputs residual = new CudaSm90GemmTest.Inputs(p, new CudaSm90GemmTest.Problem("c_proj", 200, 768, 3072, 0, true, true));
+        CudaSm90GemmTest.Inputs plain = new CudaSm90GemmTest.Inputs(p, new CudaSm90GemmTest.Problem("c_fc", 200, 3072, 768, 1, true, false));
+        long before = gemm.epilogueWarpsLaunches();
+        assertArrayEquals(residual.run(gemm, stream, COOPERATIVE, false, 8), residual.run(gemm, stream, EW, false, 8),
+            p + " with a residual, C 8 bytes into its buffer");
+        assertArrayEquals(plain.run(gemm, stream, COOPERATIVE, false, 8), plain.run(gemm, stream, EW, false, 8),
+            p + " with C 8 bytes into its buffer");
+        assertEquals(before, gemm.epilogueWarpsLaunches(), p + ": the epilogue-warps kernel ran where it cannot");
+      }
+    }
+  }
+
+  /**
+   * The residual kernel ({@code gemm_bias_act_sm90_ew_res_*}): every problem of CudaSm90GemmTest
+   * with a residual (c_proj and out_proj at every width, a residual without a bias, N off the
+   * tile), plus one with six tiles a block and the text tower's out_proj shape on 16 texts: within
+   * one ulp of the cooperative kernel (its register epilogue adds the residual the same way), the
+   * residual kernel launched; then, in place (C is the residual's buffer, as the backend may give
+   * it), the same bits as out of place.
+   */
+  @Test
+  void residualLinearsWriteWhatTheCooperativeKernelWrites() {
+    List<String> failures = new ArrayList<>();
+    List<CudaSm90GemmTest.Problem> problems = new ArrayList<>(CudaSm90GemmTest.problems().stream().filter(p -> p.residual()).toList());
+    problems.add(new CudaSm90GemmTest.Problem("out_proj 16 texts", 16 * 77, 512, 512, 0, true, true));
+    problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 0, true, true));
+    try (CudaStream stream = new CudaStream(device);
+        Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
+      problems:
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        for (CudaSm90GemmTest.Problem pr : problems) {
+          CudaSm90GemmTest.Inputs in = new CudaSm90GemmTest.Inputs(p, pr);
+          String what = pr + " " + p;
+          try {
+            short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
+            long before = gemm.epilogueWarpsResidualLaunches();
+            short[] ew = in.run(gemm, stream, EW, false, 0);
+            assertEquals(before + 1, gemm.epilogueWarpsResidualLaunches(), "the residual kernel did not run");
+            int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
+            assertArrayEquals(ew, inPlace(gemm, stream, in), what + ": in place differs from out of place");
+            System.out.printf("[gemm_sm90 ew residual] %-64s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+          } catch (AssertionError | RuntimeException e) {
+            failures.add(what + ": " + e.getMessage());
+            if (e instanceof CudaException) break problems; // a fault leaves the context unusable
+          }
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  /** {@code in}'s problem on the epilogue warps with C the residual's own buffer (loaded with it); returns C. */
+  private static short[] inPlace(Sm90Gemm gemm, CudaStream stream, CudaSm90GemmTest.Inputs in) {
+    CudaSm90GemmTest.Problem pr = in.pr;
+    CudaDevice device = stream.device();
+    try (DeviceBuffer da = device.allocate(2L * in.aHalf.length).upload(in.aHalf);
+        DeviceBuffer dw = device.allocate(2L * in.wHalf.length).upload(in.wHalf);
+        DeviceBuffer db = in.bias == null ? null : device.allocate(4L * pr.n()).upload(in.bias);
+        DeviceBuffer dc = device.allocate(2L * in.resHalf.length).upload(in.resHalf)) {
+      gemm.run(in.p, pr.m(), pr.n(), pr.k(), da, dw, db, dc, pr.act(), dc, EW);
+      stream.synchronize();
+      return dc.downloadShorts(in.resHalf.length);
+    }
+  }
+
+  /**
+   * act -1 (the benchmark's "mainloop only"): the consumers skip the staging and the epilogue
+   * warps wait for nothing, so the launch ends (a wait left hanging would trap after ~2 s and fail
+   * it) and C keeps its sentinel everywhere; then a real launch on the same module still works.
+   */
+  @Test
+  void theMainloopAloneEndsAndWritesNothing() {
+    try (CudaStream stream = new CudaStream(device);
+        Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        CudaSm90GemmTest.Problem loop = new CudaSm90GemmTest.Problem("mainloop", 66 * 128, 8 * 256, 256, -1, true, false);
+        short[] c = new CudaSm90GemmTest.Inputs(p, loop).run(gemm, stream, EW, false, 0);
+        short sentinel = p == Precision.FP16 ? HalfFloats.fp16(-7.25f) : HalfFloats.bf16(-7.25f);
+        for (int i = 0; i < c.length; i++) assertEquals(sentinel, c[i], p + ": output " + i + " was written by the mainloop alone");
+        CudaSm90GemmTest.Inputs after = new CudaSm90GemmTest.Inputs(p, new CudaSm90GemmTest.Problem("c_fc", 400, 3072, 768, 1, true, false));
+        CudaSm90StoreTest.compareWithinOneUlp(after.run(gemm, stream, COOPERATIVE, false, 0), after.run(gemm, stream, EW, false, 0),
+            p + " after the mainloop alone");
+      }
+    }
+  }
+
+  /**
+   * Through the backend ({@code fusedLinear=sm90ew-all}): out_proj and c_proj with their residuals
+   * (LINEAR_RESIDUAL) at ViT-B/32's and the text tower's widths, fp16 and bf16: within one ulp of
+   * the cooperative kernel's outputs, the residual kernel launched for both, and a CUDA-graph replay
+   * giving the first run's bits.
+   */
+  @Test
+  void residualLinearsThroughTheBackend() {
+    List<String> failures = new ArrayList<>();
+    cases:
+    for (int[] cs : new int[][] {{100, 768}, {154, 512}}) {
+      int m = cs[0], d = cs[1];
+      GraphBuilder g = new GraphBuilder();
+      Value x = g.input("x", DType.F32, m, d);
+      Tensor w1 = Tensor.ofFloats("w1", new long[] {d, d}, TestRandom.gaussian(RNG, d * d, 1 / Math.sqrt(d)));
+      Tensor b1 = Tensor.ofFloats("b1", new long[] {d}, TestRandom.gaussian(RNG, d, 1));
+      Tensor w2 = Tensor.ofFloats("w2", new long[] {d, 4 * d}, TestRandom.gaussian(RNG, 4 * d * d, 1 / Math.sqrt(4 * d)));
+      Tensor b2 = Tensor.ofFloats("b2", new long[] {d}, TestRandom.gaussian(RNG, d, 1));
+      Value h = g.linearResidual("out_proj", x, w1, b1, x);
+      Value wide = g.input("wide", DType.F32, m, 4 * d);
+      Graph graph = g.output("y", g.linearResidual("c_proj", wide, w2, b2, h)).build();
+      Map<String, Object> inputs = Map.of("x", TestRandom.gaussian(RNG, m * d, 1), "wide", TestRandom.gaussian(RNG, m * 4 * d, 1));
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        String what = "out_proj, c_proj + residual " + m + "x" + d + " " + p;
+        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
+          backend.gemmTmaStore(false);
+          backend.fusedLinear(true, COOPERATIVE, CudaBackend.FusedScope.ALL);
+          float[] cooperative;
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            cooperative = ex.run(inputs).get("y");
+          }
+          backend.fusedLinear(true, EW, CudaBackend.FusedScope.ALL);
+          float[] ew, replayed;
+          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+            ew = ex.run(inputs).get("y");
+            assertEquals(2, backend.epilogueWarpsLaunches(), what + ": out_proj and c_proj did not both run on the epilogue warps");
+            replayed = ex.run(inputs).get("y");
+            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+          }
+          assertArrayEquals(ew, replayed, what + ": the CUDA-graph replay differs from the first run");
+          int differ = CudaSm90StoreTest.compareWithinOneUlp(toHalf(cooperative, p), toHalf(ew, p), what);
+          System.out.printf("[gemm_sm90 ew residual backend] %-48s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+        } catch (AssertionError | RuntimeException e) {
+          failures.add(what + ": " + e.getMessage());
+          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  /**
+   * Through the backend ({@code fusedLinear=sm90ew}): c_fc (bias + QuickGELU) at ViT-B/32's and
+   * the text tower's widths on rows off the tile, and in_proj (bias, no activation) with every
+   * LINEAR without a residual on it, fp16 and bf16: within one ulp of the cooperative kernel's
+   * outputs, the epilogue-warps kernel launched, and a CUDA-graph replay giving the first run's bits.
+   */
+  @Test
+  void theBackendsLinearsOnTheEpilogueWarps() {
+    List<String> failures = new ArrayList<>();
+    // {rows, width, columns, activation (0 none, 1 QuickGELU)}
+    int[][] cases = {{400, 768, 3072, 1}, {154, 512, 2048, 1}, {400, 768, 2304, 0}};
+    cases:
+    for (int[] cs : cases) {
+      int m = cs[0], d = cs[1], n = cs[2];
+      GraphBuilder g = new GraphBuilder();
+      Value x = g.input("x", DType.F32, m, d);
+      Tensor w = Tensor.ofFloats("w", new long[] {n, d}, TestRandom.gaussian(RNG, n * d, 1 / Math.sqrt(d)));
+      Tensor b = Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1));
+      Graph graph = g.output("y", g.linear("lin", x, w, b, cs[3] == 1 ? Activation.QUICK_GELU : null)).build();
+      Map<String, Object> inputs = Map.of("x", TestRandom.gaussian(RNG, m * d, 2));
+      CudaBackend.FusedScope scope = cs[3] == 1 ? CudaBackend.FusedScope.ACTIVATION : CudaBackend.FusedScope.LINEAR;
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        String what = "LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : "") + " " + p;
+        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
+          backend.gemmTmaStore(false); // whatever -Djclip.cuda.gemmStore says
+          backend.fusedLinear(true, COOPERATIVE, scope);
+          float[] cooperative;
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            cooperative = ex.run(inputs).get("y");
+          }
+          assertEquals(0, backend.epilogueWarpsLaunches(), what + ": the epilogue-warps kernel ran while not asked for");
+          backend.fusedLinear(true, EW, scope);
+          float[] ew, replayed;
+          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+            ew = ex.run(inputs).get("y");
+            assertEquals(1, backend.epilogueWarpsLaunches(), what + ": the epilogue-warps kernel did not run");
+            replayed = ex.run(inputs).get("y");
+            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+          }
+          assertArrayEquals(ew, replayed, what + ": the CUDA-graph replay differs from the first run");
+          int differ = CudaSm90StoreTest.compareWithinOneUlp(toHalf(cooperative, p), toHalf(ew, p), what);
+          System.out.printf("[gemm_sm90 ew backend] %-48s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+        } catch (AssertionError | RuntimeException e) {
+          failures.add(what + ": " + e.getMessage());
+          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+}
