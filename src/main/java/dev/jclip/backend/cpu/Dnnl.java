@@ -46,6 +46,7 @@ final class Dnnl {
   private final MethodHandle memCreate, memDestroy, memSetHandle;
   private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
   private final MethodHandle ompSetNumThreads;
+  private final MethodHandle effectiveIsa;
   private final MethodHandle sigmask;
   /** The asynchronous signals {@link #execute} holds off (see there); built once, read-only. */
   private final MemorySegment asyncSignals;
@@ -82,6 +83,7 @@ final class Dnnl {
     postOpsCreate = h(lib, "dnnl_post_ops_create", ADDRESS);
     postOpsDestroy = h(lib, "dnnl_post_ops_destroy", ADDRESS);
     postOpsAppendEltwise = h(lib, "dnnl_post_ops_append_eltwise", ADDRESS, JAVA_INT, JAVA_FLOAT, JAVA_FLOAT);
+    effectiveIsa = LINKER.downcallHandle(find(lib, "dnnl_get_effective_cpu_isa"), FunctionDescriptor.of(JAVA_INT));
     ompSetNumThreads = LINKER.downcallHandle(
         omp.find("omp_set_num_threads").orElseThrow(() -> new IllegalStateException("no omp_set_num_threads in the preset's libgomp")),
         FunctionDescriptor.ofVoid(JAVA_INT));
@@ -131,12 +133,65 @@ final class Dnnl {
         Path gomp = Loader.cacheResource(Dnnl.class, base + "libgomp.so.1").toPath();
         SymbolLookup omp = SymbolLookup.libraryLookup(gomp, Arena.global());
         Path lib = Loader.cacheResource(Dnnl.class, base + "libdnnl.so.3").toPath();
-        instance = new Dnnl(SymbolLookup.libraryLookup(lib, Arena.global()), omp);
+        SymbolLookup dnnl = SymbolLookup.libraryLookup(lib, Arena.global());
+        capIsa(dnnl); // before anything of oneDNN picks its kernels
+        instance = new Dnnl(dnnl, omp);
         return instance;
       } catch (Exception | LinkageError e) {
         loadFailure = e;
         throw new IllegalStateException("oneDNN is not available: " + e.getMessage(), e);
       }
+    }
+  }
+
+  /** dnnl_cpu_isa_avx512_core_bf16: AVX-512 with BF16 dot products, no AMX. */
+  static final int ISA_AVX512_CORE_BF16 = 231;
+
+  /**
+   * oneDNN's effective instruction set (dnnl_get_effective_cpu_isa: a dnnl_cpu_isa_t bit mask;
+   * AMX's masks contain AVX-512 BF16's, 231, and more bits).
+   */
+  int effectiveIsa() {
+    try {
+      return (int) effectiveIsa.invokeExact();
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_get_effective_cpu_isa");
+    }
+  }
+
+  /** {@code -Djclip.cpu.amx}: whether oneDNN may use AMX ({@code on}) or stops at AVX-512 BF16 ({@code off}, the default). */
+  static boolean amxAllowed() {
+    return amxAllowed(System.getProperty("jclip.cpu.amx", "off"));
+  }
+
+  /** {@link #amxAllowed()} of the property's value {@code v}; anything but on or off is refused. */
+  static boolean amxAllowed(String v) {
+    return switch (v) {
+      case "on" -> true;
+      case "off" -> false;
+      default -> throw new IllegalArgumentException("-Djclip.cpu.amx must be on or off, not '" + v + "'");
+    };
+  }
+
+  /**
+   * Caps oneDNN's instruction set at AVX-512 BF16 unless {@link #amxAllowed}. On the 2-core KVM
+   * guest of session 16 (an Intel Xeon with AMX-BF16), oneDNN's AMX kernels gave wrong results
+   * inside the JVM: the bf16 golden features 0.07-0.66 off (2e-2 allowed), a row's result
+   * depending on how many rows the call had, and an fp32 patch embedding run afterwards differing
+   * between two runs; with the cap every test passed (docs/cpu-backend.md). Must run before any
+   * other oneDNN call that picks kernels; a refusal (oneDNN's environment variable
+   * ONEDNN_MAX_CPU_ISA set, or a call too late) leaves oneDNN's own choice and says so on stderr.
+   */
+  private static void capIsa(SymbolLookup lib) {
+    if (amxAllowed()) return;
+    try {
+      MethodHandle set = h(lib, "dnnl_set_max_cpu_isa", JAVA_INT);
+      int status = (int) set.invokeExact(ISA_AVX512_CORE_BF16);
+      if (status != 0) {
+        System.err.println("jclip: oneDNN refused to stop at AVX-512 BF16 (" + statusName(status) + "); AMX kernels may run");
+      }
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_set_max_cpu_isa");
     }
   }
 

@@ -21,6 +21,29 @@ import org.junit.jupiter.api.Test;
 class DnnlLinearTest {
   private final Random rnd = TestRandom.create("DnnlLinearTest");
 
+  /**
+   * oneDNN stops at AVX-512 BF16 unless -Djclip.cpu.amx=on (its AMX kernels computed wrong on a KVM
+   * guest: Dnnl.capIsa): on a CPU with AMX the effective ISA would otherwise contain AMX's bits.
+   * The property takes on or off only.
+   */
+  @Test
+  void oneDnnStopsAtAvx512Bf16UnlessAmxIsAllowed() {
+    Dnnl dnnl;
+    try {
+      dnnl = Dnnl.get();
+    } catch (IllegalStateException e) {
+      Assumptions.assumeTrue(false, e.getMessage());
+      return;
+    }
+    if (!Dnnl.amxAllowed()) {
+      int isa = dnnl.effectiveIsa();
+      assertEquals(isa, isa & Dnnl.ISA_AVX512_CORE_BF16, "effective ISA 0x" + Integer.toHexString(isa) + " goes beyond AVX-512 BF16");
+    }
+    org.junit.jupiter.api.Assertions.assertTrue(Dnnl.amxAllowed("on"));
+    org.junit.jupiter.api.Assertions.assertFalse(Dnnl.amxAllowed("off"));
+    org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Dnnl.amxAllowed("yes"));
+  }
+
   @Test
   void bf16ConversionRoundsToNearestEvenInBothKernels() {
     Assumptions.assumeTrue(CpuBackend.vectorAvailable(), "Vector API module absent");
