@@ -762,6 +762,37 @@ __device__ __forceinline__ void check_smem(uint32_t need) {
   if (size < need) asm volatile("trap;");
 }
 
+// The bias of an epilogue lane's 8 columns from col (zeros past N, or without a bias).
+__device__ __forceinline__ void ew_bias8(float* b, const float* __restrict__ bias, int col, bool in) {
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 bb = in ? bias_pair(bias, col + 2 * i) : make_float2(0.0f, 0.0f);
+    b[2 * i] = bb.x, b[2 * i + 1] = bb.y;
+  }
+}
+
+// v = act(staged row r's 8 accumulators of the lane + bias): its units 2 lane and 2 lane + 1, read
+// in the order p = (lane >> 2) & 1 gives (the layout's comment above).
+template <int ACT>
+__device__ __forceinline__ void ew_row8(float* v, const unsigned char* staged, int r, int lane, int p, const float* b) {
+  const float4 f0 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + p));
+  const float4 f1 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + 1 - p));
+  const float4 lo = p ? f1 : f0, hi = p ? f0 : f1;
+  v[0] = fast_act(lo.x + b[0], ACT), v[1] = fast_act(lo.y + b[1], ACT), v[2] = fast_act(lo.z + b[2], ACT), v[3] = fast_act(lo.w + b[3], ACT);
+  v[4] = fast_act(hi.x + b[4], ACT), v[5] = fast_act(hi.y + b[5], ACT), v[6] = fast_act(hi.z + b[6], ACT), v[7] = fast_act(hi.w + b[7], ACT);
+}
+
+// v rounded to T (as Pair<T>::store rounds) and stored as one 16-byte store at `at`.
+template <typename T>
+__device__ __forceinline__ void ew_store8(T* at, const float* v) {
+  uint4 o;
+  o.x = pack_pair(T(), v[0], v[1]);
+  o.y = pack_pair(T(), v[2], v[3]);
+  o.z = pack_pair(T(), v[4], v[5]);
+  o.w = pack_pair(T(), v[6], v[7]);
+  *reinterpret_cast<uint4*>(at) = o;
+}
+
 // The epilogue warps (e = 0..2): rows e, e + 3, ... of each staged tile; lane c columns 8c..8c+7
 // of the tile (bias loaded once a tile), C[m0 + r, n0 + 8c ..] = round(act(staged + bias)), 16
 // bytes a store; nothing past M or N (N % 8 == 0: a group of 8 columns is all in or all out).
@@ -775,25 +806,15 @@ __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, cons
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
     float b[8];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const float2 bb = in ? bias_pair(bias, col + 2 * i) : make_float2(0.0f, 0.0f);
-      b[2 * i] = bb.x, b[2 * i + 1] = bb.y;
-    }
+    ew_bias8(b, bias, col, in);
     T* out = C + (size_t)m0 * N + col;
     mbar_wait(staged_bar, t & 1);
 #pragma unroll 2
     for (int r = e; r < GEMM_BM; r += 3) {
-      const float4 f0 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + p));
-      const float4 f1 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + 1 - p));
-      const float4 lo = p ? f1 : f0, hi = p ? f0 : f1;
       if (in && m0 + r < M) {
-        uint4 o;
-        o.x = pack_pair(T(), fast_act(lo.x + b[0], ACT), fast_act(lo.y + b[1], ACT));
-        o.y = pack_pair(T(), fast_act(lo.z + b[2], ACT), fast_act(lo.w + b[3], ACT));
-        o.z = pack_pair(T(), fast_act(hi.x + b[4], ACT), fast_act(hi.y + b[5], ACT));
-        o.w = pack_pair(T(), fast_act(hi.z + b[6], ACT), fast_act(hi.w + b[7], ACT));
-        *reinterpret_cast<uint4*>(out + (size_t)r * N) = o;
+        float v[8];
+        ew_row8<ACT>(v, staged, r, lane, p, b);
+        ew_store8(out + (size_t)r * N, v);
       }
     }
     mbar_arrive(drained_bar);  // this thread's reads of the tile are done
@@ -837,11 +858,7 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
     float b[8];
-#pragma unroll
-    for (int i = 0; i < 4; i++) {
-      const float2 bb = in ? bias_pair(bias, col + 2 * i) : make_float2(0.0f, 0.0f);
-      b[2 * i] = bb.x, b[2 * i + 1] = bb.y;
-    }
+    ew_bias8(b, bias, col, in);
     T* out = C + (size_t)m0 * N + col;
     const T* res = residual + (size_t)m0 * N + col;
     uint4 cur[EW_RES_ROWS], next[EW_RES_ROWS];
@@ -862,21 +879,11 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
 #pragma unroll
       for (int j = 0; j < EW_RES_ROWS; j++) {
         const int r = e + 3 * (EW_RES_ROWS * st + j);
-        if (r < GEMM_BM) {
-          const float4 f0 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + p));
-          const float4 f1 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + 1 - p));
-          const float4 lo = p ? f1 : f0, hi = p ? f0 : f1;
-          if (in && m0 + r < M) {
-            float v[8] = {fast_act(lo.x + b[0], ACT), fast_act(lo.y + b[1], ACT), fast_act(lo.z + b[2], ACT), fast_act(lo.w + b[3], ACT),
-                          fast_act(hi.x + b[4], ACT), fast_act(hi.y + b[5], ACT), fast_act(hi.z + b[6], ACT), fast_act(hi.w + b[7], ACT)};
-            add8(v, cur[j], T());
-            uint4 o;
-            o.x = pack_pair(T(), v[0], v[1]);
-            o.y = pack_pair(T(), v[2], v[3]);
-            o.z = pack_pair(T(), v[4], v[5]);
-            o.w = pack_pair(T(), v[6], v[7]);
-            *reinterpret_cast<uint4*>(out + (size_t)r * N) = o;
-          }
+        if (r < GEMM_BM && in && m0 + r < M) {
+          float v[8];
+          ew_row8<ACT>(v, staged, r, lane, p, b);
+          add8(v, cur[j], T());
+          ew_store8(out + (size_t)r * N, v);
         }
       }
 #pragma unroll

@@ -61,7 +61,6 @@ class CudaSm90EpilogueWarpsTest {
 
   @Test
   void theEpilogueWarpsWriteWhatTheCooperativeKernelWrites() {
-    List<String> failures = new ArrayList<>();
     List<CudaSm90GemmTest.Problem> problems = new ArrayList<>(CudaSm90GemmTest.problems().stream().filter(p -> !p.residual()).toList());
     problems.add(new CudaSm90GemmTest.Problem("one tile", 128, 256, 64, 1, true, false));
     problems.add(new CudaSm90GemmTest.Problem("N below a tile", 30, 56, 64, 1, true, false));
@@ -69,30 +68,47 @@ class CudaSm90EpilogueWarpsTest {
     problems.add(new CudaSm90GemmTest.Problem("K 1.25 steps", 200, 768, 40, 1, false, false));
     // 132 SMs: 66 x 12 = 792 tiles, 6 a block (fewer SMs: more); the text tower's c_fc K
     problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 1, true, false));
+    eachProblem(problems, (gemm, stream, in, what) -> {
+      CudaSm90GemmTest.Problem pr = in.pr;
+      short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
+      long before = gemm.epilogueWarpsLaunches();
+      short[] ew = in.run(gemm, stream, EW, false, 0);
+      assertEquals(before + 1, gemm.epilogueWarpsLaunches(), "the epilogue-warps kernel did not run");
+      int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
+      String vsDouble = "";
+      if ((double) pr.m() * pr.n() * pr.k() <= 1e8) { // the double product on the host: small problems only
+        double tol = in.p == Precision.FP16 ? 1e-3 : 8e-3;
+        double err = ReferenceOps.relativeError(fromHalf(ew, in.p), in.want());
+        vsDouble = String.format("; vs double %.2e", err);
+        assertTrue(err <= tol, "relative error " + err + " > " + tol);
+      }
+      System.out.printf("[gemm_sm90 ew] %-72s %d of %d outputs differ by one ulp%s%n", what, differ, ew.length, vsDouble);
+    });
+  }
+
+  /** One problem's check in {@link #eachProblem}: throws (an assertion) on a failure. */
+  @FunctionalInterface
+  interface ProblemCheck {
+    void check(Sm90Gemm gemm, CudaStream stream, CudaSm90GemmTest.Inputs in, String what);
+  }
+
+  /**
+   * Runs {@code check} on every problem in fp16 and bf16 (fresh inputs each), collecting the
+   * failures and asserting none at the end; a CUDA fault ends the loop (it leaves the context unusable).
+   */
+  private static void eachProblem(List<CudaSm90GemmTest.Problem> problems, ProblemCheck check) {
+    List<String> failures = new ArrayList<>();
     try (CudaStream stream = new CudaStream(device);
         Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
       problems:
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        double tol = p == Precision.FP16 ? 1e-3 : 8e-3;
         for (CudaSm90GemmTest.Problem pr : problems) {
-          CudaSm90GemmTest.Inputs in = new CudaSm90GemmTest.Inputs(p, pr);
           String what = pr + " " + p;
           try {
-            short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
-            long before = gemm.epilogueWarpsLaunches();
-            short[] ew = in.run(gemm, stream, EW, false, 0);
-            assertEquals(before + 1, gemm.epilogueWarpsLaunches(), "the epilogue-warps kernel did not run");
-            int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
-            String vsDouble = "";
-            if ((double) pr.m() * pr.n() * pr.k() <= 1e8) { // the double product on the host: small problems only
-              double err = ReferenceOps.relativeError(fromHalf(ew, p), in.want());
-              vsDouble = String.format("; vs double %.2e", err);
-              assertTrue(err <= tol, "relative error " + err + " > " + tol);
-            }
-            System.out.printf("[gemm_sm90 ew] %-72s %d of %d outputs differ by one ulp%s%n", what, differ, ew.length, vsDouble);
+            check.check(gemm, stream, new CudaSm90GemmTest.Inputs(p, pr), what);
           } catch (AssertionError | RuntimeException e) {
             failures.add(what + ": " + e.getMessage());
-            if (e instanceof CudaException) break problems; // a fault leaves the context unusable
+            if (e instanceof CudaException) break problems;
           }
         }
       }
@@ -132,33 +148,18 @@ class CudaSm90EpilogueWarpsTest {
    */
   @Test
   void residualLinearsWriteWhatTheCooperativeKernelWrites() {
-    List<String> failures = new ArrayList<>();
     List<CudaSm90GemmTest.Problem> problems = new ArrayList<>(CudaSm90GemmTest.problems().stream().filter(p -> p.residual()).toList());
     problems.add(new CudaSm90GemmTest.Problem("out_proj 16 texts", 16 * 77, 512, 512, 0, true, true));
     problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 0, true, true));
-    try (CudaStream stream = new CudaStream(device);
-        Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
-      problems:
-      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        for (CudaSm90GemmTest.Problem pr : problems) {
-          CudaSm90GemmTest.Inputs in = new CudaSm90GemmTest.Inputs(p, pr);
-          String what = pr + " " + p;
-          try {
-            short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
-            long before = gemm.epilogueWarpsResidualLaunches();
-            short[] ew = in.run(gemm, stream, EW, false, 0);
-            assertEquals(before + 1, gemm.epilogueWarpsResidualLaunches(), "the residual kernel did not run");
-            int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
-            assertArrayEquals(ew, inPlace(gemm, stream, in), what + ": in place differs from out of place");
-            System.out.printf("[gemm_sm90 ew residual] %-64s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
-          } catch (AssertionError | RuntimeException e) {
-            failures.add(what + ": " + e.getMessage());
-            if (e instanceof CudaException) break problems; // a fault leaves the context unusable
-          }
-        }
-      }
-    }
-    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+    eachProblem(problems, (gemm, stream, in, what) -> {
+      short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
+      long before = gemm.epilogueWarpsResidualLaunches();
+      short[] ew = in.run(gemm, stream, EW, false, 0);
+      assertEquals(before + 1, gemm.epilogueWarpsResidualLaunches(), "the residual kernel did not run");
+      int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
+      assertArrayEquals(ew, inPlace(gemm, stream, in), what + ": in place differs from out of place");
+      System.out.printf("[gemm_sm90 ew residual] %-64s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+    });
   }
 
   /** {@code in}'s problem on the epilogue warps with C the residual's own buffer (loaded with it); returns C. */
