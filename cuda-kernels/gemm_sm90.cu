@@ -772,14 +772,20 @@ __device__ __forceinline__ void ew_bias8(float* b, const float* __restrict__ bia
 }
 
 // v = act(staged row r's 8 accumulators of the lane + bias): its units 2 lane and 2 lane + 1, read
-// in the order p = (lane >> 2) & 1 gives (the layout's comment above).
-template <int ACT>
-__device__ __forceinline__ void ew_row8(float* v, const unsigned char* staged, int r, int lane, int p, const float* b) {
+// in the order p = (lane >> 2) & 1 gives (the layout's comment above). With LNF, a LayerNorm folded
+// in first (ln_fold_pair's arithmetic: the row's statistics st, the columns' sums cs).
+template <int ACT, bool LNF = false>
+__device__ __forceinline__ void ew_row8(float* v, const unsigned char* staged, int r, int lane, int p, const float* b, float2 st = {},
+                                        const float* cs = nullptr) {
   const float4 f0 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + p));
   const float4 f1 = *reinterpret_cast<const float4*>(staged + ew_unit(r, 2 * lane + 1 - p));
   const float4 lo = p ? f1 : f0, hi = p ? f0 : f1;
-  v[0] = fast_act(lo.x + b[0], ACT), v[1] = fast_act(lo.y + b[1], ACT), v[2] = fast_act(lo.z + b[2], ACT), v[3] = fast_act(lo.w + b[3], ACT);
-  v[4] = fast_act(hi.x + b[4], ACT), v[5] = fast_act(hi.y + b[5], ACT), v[6] = fast_act(hi.z + b[6], ACT), v[7] = fast_act(hi.w + b[7], ACT);
+  float a[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+#pragma unroll
+  for (int i = 0; i < 8; i += 2) {
+    if (LNF) ln_fold_pair(a[i], a[i + 1], st, make_float2(cs[i], cs[i + 1]));
+    v[i] = fast_act(a[i] + b[i], ACT), v[i + 1] = fast_act(a[i + 1] + b[i + 1], ACT);
+  }
 }
 
 // v rounded to T (as Pair<T>::store rounds) and stored as one 16-byte store at `at`.
@@ -796,24 +802,28 @@ __device__ __forceinline__ void ew_store8(T* at, const float* v) {
 // The epilogue warps (e = 0..2): rows e, e + 3, ... of each staged tile; lane c columns 8c..8c+7
 // of the tile (bias loaded once a tile), C[m0 + r, n0 + 8c ..] = round(act(staged + bias)), 16
 // bytes a store; nothing past M or N (N % 8 == 0: a group of 8 columns is all in or all out).
-template <typename T, int ACT>
+// LNF (the gemm_ln_sm90_ew_* kernels): a LayerNorm folded in, as the gemm_ln kernels fold it:
+// the rows' statistics from layernorm_stats, W''s column sums colsum (loaded once a tile, as the bias).
+template <typename T, int ACT, bool LNF = false>
 __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
                                             uint32_t drained_bar, T* __restrict__ C, const float* __restrict__ bias, int M, int N, int e,
-                                            int lane) {
+                                            int lane, const float2* __restrict__ stats = nullptr, const float* __restrict__ colsum = nullptr) {
   const int p = (lane >> 2) & 1;
   int t = 0;
   for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
-    float b[8];
+    float b[8], cs[LNF ? 8 : 1];
     ew_bias8(b, bias, col, in);
+    if (LNF) ew_bias8(cs, colsum, col, in);
     T* out = C + (size_t)m0 * N + col;
     mbar_wait(staged_bar, t & 1);
 #pragma unroll 2
     for (int r = e; r < GEMM_BM; r += 3) {
       if (in && m0 + r < M) {
         float v[8];
-        ew_row8<ACT>(v, staged, r, lane, p, b);
+        if (LNF) ew_row8<ACT, true>(v, staged, r, lane, p, b, stats[m0 + r], cs);
+        else ew_row8<ACT>(v, staged, r, lane, p, b);
         ew_store8(out + (size_t)r * N, v);
       }
     }
@@ -894,9 +904,10 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
 }
 
 // RES: the _res kernels (a residual of C's shape, 16-byte aligned, added after the activation).
-template <typename T, bool RES = false>
+// LNF: the gemm_ln_sm90_ew_* kernels (a LayerNorm folded in; no residual).
+template <typename T, bool RES = false, bool LNF = false>
 __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
-                                             int N, int K, int act) {
+                                             int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr) {
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * EW_STAGE_BYTES, W right after
@@ -926,9 +937,9 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
         else if (act == 2) ew_epilogue_res<T, 2>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
         else ew_epilogue_res<T, 0>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
       } else {
-        if (act == 1) ew_epilogue<T, 1>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane);
-        else if (act == 2) ew_epilogue<T, 2>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane);
-        else ew_epilogue<T, 0>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane);  // as apply_act: none
+        if (act == 1) ew_epilogue<T, 1, LNF>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
+        else if (act == 2) ew_epilogue<T, 2, LNF>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
+        else ew_epilogue<T, 0, LNF>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);  // none
       }
     }
   } else {
@@ -1050,7 +1061,9 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
 
 // gemm_bias_act_sm90_ew_*: the epilogue-warps kernel above without a residual (the parameter is
 // kept so that every gemm_bias_act_* launch passes the same arguments; non-null traps);
-// gemm_bias_act_sm90_ew_res_*: with one (residual [M, N], 16-byte aligned; null traps). Launch:
+// gemm_bias_act_sm90_ew_res_*: with one (residual [M, N], 16-byte aligned; null traps);
+// gemm_ln_sm90_ew_*: a LayerNorm folded in as gemm_ln_sm90_* folds it (ln_stats [M] float pairs,
+// colsum [N], both 8-byte aligned; no residual). Launch:
 // grid min(tiles, SMs), block 384, dynamic shared memory EW_SMEM_BYTES = 231,424; the tensor maps of
 // A (box {32, 128}) and W (box {32, 256}) with 64-byte swizzle.
 #define GEMM_EW_SM90(S, T)                                                                                               \
@@ -1063,6 +1076,12 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
       gemm_bias_act_sm90_ew_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,     \
                                     T* C, const float* bias, const T* residual, int M, int N, int K, int act) {         \
     gemm_sm90_ew<T, true>(tmA, tmB, C, bias, residual, M, N, K, act);                                                   \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_ln_sm90_ew_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,         \
+                          const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats,  \
+                          const float* colsum) {                                                                        \
+    gemm_sm90_ew<T, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);                          \
   }
 GEMM_EW_SM90(f16, __half)
 GEMM_EW_SM90(bf16, __nv_bfloat16)

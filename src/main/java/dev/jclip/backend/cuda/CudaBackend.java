@@ -736,7 +736,7 @@ public final class CudaBackend implements Backend {
    * one gemm_ln_sm90 kernel of this schedule on x, gamma folded into the weight and beta into the
    * bias, instead of a LayerNorm pass writing the normalised rows and a GEMM reading them back
    * (run 7: the 24 LayerNorms 1.62 ms of the image tower, 1.75 of the 77-token texts). Hopper,
-   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp} turns it
+   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp|sm90ew} turns it
    * on for backends built without saying. Null: off. Within 16-bit rounding of the unfolded
    * LayerNorm and LINEAR (the weight is rounded once as W γ; the normalised rows are never rounded).
    */
@@ -744,10 +744,11 @@ public final class CudaBackend implements Backend {
 
   private static Setting<Sm90Gemm.Schedule> lnFoldProperty() {
     Setting<String> v = option("lnFold", "the LayerNorm folded into its LINEAR", "off", Map.entry("off", "off"), Map.entry("sm90", "sm90"),
-        Map.entry("sm90pp", "sm90pp"));
+        Map.entry("sm90pp", "sm90pp"), Map.entry("sm90ew", "sm90ew"));
     Sm90Gemm.Schedule schedule = switch (v.value()) {
       case "sm90" -> Sm90Gemm.Schedule.COOPERATIVE;
       case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
+      case "sm90ew" -> Sm90Gemm.Schedule.EPILOGUE_WARPS;
       default -> null;
     };
     return new Setting<>(v.name(), v.text(), schedule);

@@ -248,6 +248,15 @@ public final class CudaGemmBench {
               double loop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, null, -1, c, Sm90Gemm.Schedule.EPILOGUE_WARPS));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (mainloop only: no epilogue)%n", at, "sm90 epilogue_warps loop", loop,
                   flop / loop / 1e9);
+              if (!residual && !CudaModelBench.skipGroups().contains("ewln")) { // the LayerNorm fold on it, as the ln-fold rows above
+                try (DeviceBuffer stats = device.allocate(8L * m)) {
+                  double folded = timeMs(stream, () -> {
+                    if (!ops.layerNormStats(stats, a, m, k, 1e-5f, p)) throw new CudaException("layernorm_stats does not take " + at);
+                    sm90.runLayerNormFolded(p, m, n, k, a, w, bias, act, c, Sm90Gemm.Schedule.EPILOGUE_WARPS, stats, bias);
+                  });
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "sm90 ln-fold epilogue_warps", folded, flop / folded / 1e9);
+                }
+              }
             }
           }
         }

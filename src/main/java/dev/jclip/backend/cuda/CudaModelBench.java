@@ -132,8 +132,8 @@ public final class CudaModelBench {
    * LayerNorms and the reversed bias + activation pass.
    */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
-      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res")),
-      Map.entry("ewres", Set.of("ew-res")),
+      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res", "ew-ln")),
+      Map.entry("ewres", Set.of("ew-res")), Map.entry("ewln", Set.of("ew-ln")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev", "lean", "lean2")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("rev", Set.of("rev")), Map.entry("lean", Set.of("lean")), Map.entry("lean2", Set.of("lean2")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
@@ -185,7 +185,8 @@ public final class CudaModelBench {
    * not run: "sm90" gemm_sm90 and gemm_ln_sm90 (CudaSm90GemmTest), "lnfold" the LayerNorm fold
    * alone (its own tests in CudaSm90GemmTest and CudaOpsTest), "tma" gemm_sm90's TMA-store kernels
    * (CudaSm90StoreTest), "ew" its epilogue-warps kernels (CudaSm90EpilogueWarpsTest), "ewres" that
-   * kernel's residual version alone (the class's residual tests), "attention" the flash variants and the pooled attention
+   * kernel's residual version alone (the class's residual tests), "ewln" its LayerNorm fold alone
+   * (the class's layerNorm tests), "attention" the flash variants and the pooled attention
    * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
    * through shared memory, "pipe" the pipelined kernel, "fit" fitted rows (the one-block kernels'
    * and the pipelined kernel's 80-row items), "pooled" the pooled attention (the
@@ -212,6 +213,7 @@ public final class CudaModelBench {
     if (c.tmaStore()) f.add("tma");
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.add("ew");
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS && c.scope() == CudaBackend.FusedScope.ALL) f.add("ew-res");
+    if (c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.addAll(List.of("ew", "ew-ln"));
     if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
     if (c.fitRows()) f.add("fit");
     if (c.stage()) f.add("staged");
@@ -731,7 +733,8 @@ public final class CudaModelBench {
    * tile, with fa_tile's arithmetic and with the base-2 softmax, each also in 80-row items for the
    * 77-token texts. Session 16's (not yet run), last: gemm_sm90's epilogue-warps kernel for c_fc
    * (its activation fused), for every LINEAR without a residual, and for every LINEAR (the
-   * residual ones on its residual kernel).
+   * residual ones on its residual kernel); the LayerNorms folded on it, alone and with every
+   * LINEAR on it.
    */
   static final List<ProfileConfig> PROFILE_OPT_IN = List.of(ProfileConfig.DEFAULTS.withTune(false),
       ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.WARPS), ProfileConfig.DEFAULTS.withLn(CudaOps.LayerNormKernel.SHARED),
@@ -757,7 +760,9 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.LINEAR).withTmaStore(true),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.LINEAR),
-      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL));
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower

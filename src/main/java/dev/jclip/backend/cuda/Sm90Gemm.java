@@ -91,6 +91,9 @@ public final class Sm90Gemm implements AutoCloseable {
   /** The epilogue-warps kernel with a residual (its name prefix). */
   static final String EW_RESIDUAL_KERNEL = "gemm_bias_act_sm90_ew_res_";
 
+  /** The epilogue-warps kernel with a LayerNorm folded in (its name prefix). */
+  static final String EW_LAYER_NORM_KERNEL = "gemm_ln_sm90_ew_";
+
   /** The epilogue-warps kernel's K a stage. */
   static final int EW_BK = 32;
 
@@ -136,7 +139,10 @@ public final class Sm90Gemm implements AutoCloseable {
       for (Schedule sc : Schedule.values()) {
         for (String s : new String[] {"f16", "bf16"}) {
           m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
-          if (sc == Schedule.EPILOGUE_WARPS) m.allowSharedMemory(EW_RESIDUAL_KERNEL + s, sc.sharedBytes);
+          if (sc == Schedule.EPILOGUE_WARPS) {
+            m.allowSharedMemory(EW_RESIDUAL_KERNEL + s, sc.sharedBytes);
+            m.allowSharedMemory(EW_LAYER_NORM_KERNEL + s, sc.sharedBytes);
+          }
           if (sc.hasVariants()) {
             m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
             m.allowSharedMemory(tmaKernel(sc.kernel) + s, TMA_SHARED_BYTES);
@@ -315,7 +321,8 @@ public final class Sm90Gemm implements AutoCloseable {
    * sums of w's rows as uploaded, {@code bias} fp32 [n] the LINEAR's bias plus its weight times the
    * LayerNorm's beta, and {@code stats} [m] each row's (mean, rstd) as float pairs ({@link
    * CudaOps#layerNormStats}). The cooperative or ping-pong kernel (a cluster schedule takes its
-   * one-block form); act 0 (none), 1 (QuickGELU) or 2 (GELU). The problem must pass {@link
+   * one-block form), or the epilogue-warps one ({@code gemm_ln_sm90_ew_*}, C 16-byte aligned, else
+   * the cooperative kernel); act 0 (none), 1 (QuickGELU) or 2 (GELU). The problem must pass {@link
    * #unsupported} with colsum and stats 8-byte aligned.
    */
   public void runLayerNormFolded(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, int act,
@@ -334,7 +341,18 @@ public final class Sm90Gemm implements AutoCloseable {
     String why = unsupported(precision, n, k, a, w, bias, null, c);
     if (why == null && (stats.address() % 8 != 0 || colsum.address() % 8 != 0)) why = "the statistics or the column sums are not 8-byte aligned";
     if (why != null) throw new IllegalArgumentException("gemm_ln_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
-    if (m <= 0) return;
+    if (m <= 0 || n <= 0) return;
+    if (schedule == Schedule.EPILOGUE_WARPS && epilogueWarps(null, c)) { // else the cooperative kernel: the same bits
+      int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+      int grid = (int) Math.min((long) ((n + schedule.bn - 1) / schedule.bn) * ((m + BM - 1) / BM), multiprocessors);
+      try (CUtensorMap mapA = tensorMap(type, a, m, k, BM, schedule.bk);
+          CUtensorMap mapW = tensorMap(type, w, n, k, schedule.bn, schedule.bk)) {
+        module.launch(EW_LAYER_NORM_KERNEL + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes,
+            stream, mapA, mapW, c, bias, null, m, n, k, act, stats, colsum);
+      }
+      epilogueWarpsLaunches++;
+      return;
+    }
     Schedule one = switch (schedule) {
       case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS -> Schedule.COOPERATIVE;
       case PINGPONG, PINGPONG_CLUSTER -> Schedule.PINGPONG;

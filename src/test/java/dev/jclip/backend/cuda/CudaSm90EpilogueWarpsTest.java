@@ -37,11 +37,12 @@ import org.junit.jupiter.api.Test;
  * times (the staged and drained barriers' phases wrap); where the double product is cheap, within
  * its 16-bit tolerance too. Then what it does not take (C not 16-byte aligned: the cooperative
  * kernel, no launch of its own), the mainloop alone (act -1: nothing written, no hang), the
- * residual kernel (out_proj and c_proj; in place too), and the backend's LINEARs on it
- * (fusedLinear=sm90ew, -linear, -all), CUDA-graph replay included. A class of its own: a fault
- * leaves only these tests' context unusable, and run.sh then leaves only the "ew" profile columns
- * out (only "ewres", every LINEAR with the residual kernel, where only the residual tests failed:
- * their names start with "residual"). Skipped (with the reason) off compute capability 9.0.
+ * residual kernel (out_proj and c_proj; in place too), the LayerNorm-folded kernel, and the
+ * backend's LINEARs on it (fusedLinear=sm90ew, -linear, -all; lnFold=sm90ew), CUDA-graph replay
+ * included. A class of its own: a fault leaves only these tests' context unusable, and run.sh then
+ * leaves only the "ew" profile columns out (only "ewres", every LINEAR with the residual kernel,
+ * where only the residual tests failed: their names start with "residual"; only "ewln", the fold
+ * on it, where only the layerNorm tests failed). Skipped (with the reason) off compute capability 9.0.
  */
 @Tag("cuda")
 class CudaSm90EpilogueWarpsTest {
@@ -160,6 +161,110 @@ class CudaSm90EpilogueWarpsTest {
       assertArrayEquals(ew, inPlace(gemm, stream, in), what + ": in place differs from out of place");
       System.out.printf("[gemm_sm90 ew residual] %-64s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
     });
+  }
+
+  /**
+   * The LayerNorm-folded kernel ({@code gemm_ln_sm90_ew_*}, {@link Sm90Gemm#runLayerNormFolded}):
+   * in_proj and c_fc after a LayerNorm at the text tower's and ViT-B/32's widths, N off the tile
+   * with the erf GELU, no bias, and six tiles a block, on random rows' statistics (means of a few
+   * units, rstd 0.3-3) and column sums: within one ulp of the cooperative gemm_ln kernel (the
+   * same ln_fold_pair arithmetic), the epilogue-warps kernel launched.
+   */
+  @Test
+  void layerNormFoldedWritesWhatTheCooperativeKernelWrites() {
+    List<CudaSm90GemmTest.Problem> problems = List.of(new CudaSm90GemmTest.Problem("in_proj", 154, 1536, 512, 0, true, false),
+        new CudaSm90GemmTest.Problem("c_fc", 154, 2048, 512, 1, true, false), new CudaSm90GemmTest.Problem("c_fc", 400, 3072, 768, 1, true, false),
+        new CudaSm90GemmTest.Problem("N tail gelu", 129, 520, 768, 2, true, false),
+        new CudaSm90GemmTest.Problem("no bias", 77, 512, 512, 0, false, false),
+        new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 1, true, false));
+    eachProblem(problems, (gemm, stream, in, what) -> {
+      CudaSm90GemmTest.Problem pr = in.pr;
+      float[] stats = new float[2 * pr.m()], colsum = TestRandom.gaussian(RNG, pr.n(), 4);
+      for (int r = 0; r < pr.m(); r++) {
+        stats[2 * r] = (float) (4 * RNG.nextGaussian());
+        stats[2 * r + 1] = (float) (0.3 + 2.7 * RNG.nextDouble());
+      }
+      short[] cooperative = folded(gemm, stream, in, stats, colsum, COOPERATIVE);
+      long before = gemm.epilogueWarpsLaunches();
+      short[] ew = folded(gemm, stream, in, stats, colsum, EW);
+      assertEquals(before + 1, gemm.epilogueWarpsLaunches(), "the LayerNorm-folded epilogue-warps kernel did not run");
+      int differ = CudaSm90StoreTest.compareWithinOneUlp(cooperative, ew, what);
+      System.out.printf("[gemm_ln_sm90 ew] %-64s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+    });
+  }
+
+  /** {@code in}'s problem as a folded LayerNorm's LINEAR ({@code stats} mean/rstd pairs, {@code colsum}) with {@code schedule}; returns C. */
+  private static short[] folded(Sm90Gemm gemm, CudaStream stream, CudaSm90GemmTest.Inputs in, float[] stats, float[] colsum,
+      Sm90Gemm.Schedule schedule) {
+    CudaSm90GemmTest.Problem pr = in.pr;
+    CudaDevice device = stream.device();
+    try (DeviceBuffer da = device.allocate(2L * in.aHalf.length).upload(in.aHalf);
+        DeviceBuffer dw = device.allocate(2L * in.wHalf.length).upload(in.wHalf);
+        DeviceBuffer db = in.bias == null ? null : device.allocate(4L * pr.n()).upload(in.bias);
+        DeviceBuffer ds = device.allocate(4L * stats.length).upload(stats);
+        DeviceBuffer dcs = device.allocate(4L * colsum.length).upload(colsum);
+        DeviceBuffer dc = device.allocate(2L * pr.m() * pr.n())) {
+      gemm.runLayerNormFolded(in.p, pr.m(), pr.n(), pr.k(), da, dw, db, pr.act(), dc, schedule, ds, dcs);
+      stream.synchronize();
+      return dc.downloadShorts(pr.m() * pr.n());
+    }
+  }
+
+  /**
+   * Through the backend ({@code lnFold=sm90ew}): a LayerNorm folded into in_proj and into c_fc at
+   * the text tower's and ViT-B/32's widths on rows off the tile, fp16 and bf16: within one ulp of
+   * the cooperative fold, the fold run on the epilogue warps, and a CUDA-graph replay giving the
+   * first run's bits.
+   */
+  @Test
+  void layerNormFoldedThroughTheBackend() {
+    List<String> failures = new ArrayList<>();
+    cases:
+    for (int[] cs : new int[][] {{154, 512, 1536, 0}, {154, 512, 2048, 1}, {400, 768, 3072, 1}}) {
+      int m = cs[0], d = cs[1], n = cs[2];
+      GraphBuilder g = new GraphBuilder();
+      Value x = g.input("x", DType.F32, m, d);
+      float[] gamma = TestRandom.gaussian(RNG, d, 0.2);
+      for (int i = 0; i < d; i++) gamma[i] += 1;
+      Value normed = g.layerNorm("ln", x, Tensor.ofFloats("gamma", new long[] {d}, gamma), Tensor.ofFloats("beta", new long[] {d},
+          TestRandom.gaussian(RNG, d, 0.2)), 1e-5f);
+      Tensor w = Tensor.ofFloats("w", new long[] {n, d}, TestRandom.gaussian(RNG, n * d, 1 / Math.sqrt(d)));
+      Tensor b = Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1));
+      Graph graph = g.output("y", g.linear("lin", normed, w, b, cs[3] == 1 ? Activation.QUICK_GELU : null)).build();
+      float[] xs = new float[m * d];
+      for (int r = 0; r < m; r++) {
+        double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
+        for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
+      }
+      Map<String, Object> inputs = Map.of("x", xs);
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        String what = "LayerNorm -> LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : "") + " " + p;
+        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
+          backend.gemmTmaStore(false);
+          backend.layerNormFold(COOPERATIVE);
+          float[] cooperative;
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            cooperative = ex.run(inputs).get("y");
+          }
+          backend.layerNormFold(EW);
+          float[] ew, replayed;
+          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+            ew = ex.run(inputs).get("y");
+            assertEquals(2, backend.layerNormFoldLaunches(), what + ": the fold did not run again");
+            assertEquals(1, backend.epilogueWarpsLaunches(), what + ": the fold did not run on the epilogue warps");
+            replayed = ex.run(inputs).get("y");
+            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+          }
+          assertArrayEquals(ew, replayed, what + ": the CUDA-graph replay differs from the first run");
+          int differ = CudaSm90StoreTest.compareWithinOneUlp(toHalf(cooperative, p), toHalf(ew, p), what);
+          System.out.printf("[gemm_ln_sm90 ew backend] %-52s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+        } catch (AssertionError | RuntimeException e) {
+          failures.add(what + ": " + e.getMessage());
+          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
   }
 
   /** {@code in}'s problem on the epilogue warps with C the residual's own buffer (loaded with it); returns C. */

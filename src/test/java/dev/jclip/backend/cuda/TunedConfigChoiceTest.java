@@ -211,7 +211,12 @@ class TunedConfigChoiceTest {
     assertTrue(CudaModelBench.skipped(ew, Set.of("ew")) && CudaModelBench.skipped(ew, Set.of("sm90")));
     assertFalse(CudaModelBench.skipped(ew, Set.of("ewres", "tma", "lnfold")), "the residual kernel's tests alone leave c_fc on the epilogue warps");
     assertTrue(CudaModelBench.skipped(ewAll, Set.of("ewres")) && CudaModelBench.skipped(ewAll, Set.of("ew")));
-    assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL), Set.of("ew", "ewres")));
+    assertFalse(CudaModelBench.skipped(D.withFused(Sm90Gemm.Schedule.COOPERATIVE, CudaBackend.FusedScope.ALL), Set.of("ew", "ewres", "ewln")));
+    ProfileConfig ewFold = D.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS);
+    assertTrue(CudaModelBench.skipped(ewFold, Set.of("ewln")) && CudaModelBench.skipped(ewFold, Set.of("ew"))
+        && CudaModelBench.skipped(ewFold, Set.of("lnfold")));
+    assertFalse(CudaModelBench.skipped(ew, Set.of("ewln")), "the LayerNorm fold's tests alone leave c_fc on the epilogue warps");
+    assertFalse(CudaModelBench.skipped(fold, Set.of("ew", "ewln")), "the cooperative fold does not run the epilogue warps");
     ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
     assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")));
