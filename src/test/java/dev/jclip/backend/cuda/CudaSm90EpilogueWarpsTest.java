@@ -218,8 +218,7 @@ class CudaSm90EpilogueWarpsTest {
    */
   @Test
   void layerNormFoldedThroughTheBackend() {
-    List<String> failures = new ArrayList<>();
-    cases:
+    List<BackendCase> cases = new ArrayList<>();
     for (int[] cs : new int[][] {{154, 512, 1536, 0}, {154, 512, 2048, 1}, {400, 768, 3072, 1}}) {
       int m = cs[0], d = cs[1], n = cs[2];
       GraphBuilder g = new GraphBuilder();
@@ -236,28 +235,50 @@ class CudaSm90EpilogueWarpsTest {
         double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
         for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
       }
-      Map<String, Object> inputs = Map.of("x", xs);
+      cases.add(new BackendCase("LayerNorm -> LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : ""), graph, Map.of("x", xs),
+          CudaBackend::layerNormFold, 1));
+    }
+    onTheBackend(cases);
+  }
+
+  /**
+   * One case of {@link #onTheBackend}: a graph and its inputs, how to choose a gemm_sm90 schedule
+   * on a backend, and how many launches the epilogue warps must take with it.
+   */
+  record BackendCase(String what, Graph graph, Map<String, Object> inputs, java.util.function.BiConsumer<CudaBackend, Sm90Gemm.Schedule> choose,
+      int launches) {}
+
+  /**
+   * Runs each case on a backend in fp16 and bf16, first with the cooperative schedule, then with
+   * the epilogue warps under a CUDA graph: the epilogue warps take the case's launches (none with
+   * the cooperative schedule), the replay gives the first run's bits, and the outputs are within
+   * one ulp of the cooperative ones. Collects the failures and asserts none; a CUDA fault ends it.
+   */
+  private static void onTheBackend(List<BackendCase> cases) {
+    List<String> failures = new ArrayList<>();
+    cases:
+    for (BackendCase c : cases) {
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        String what = "LayerNorm -> LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : "") + " " + p;
+        String what = c.what() + " " + p;
         try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
-          backend.gemmTmaStore(false);
-          backend.layerNormFold(COOPERATIVE);
+          backend.gemmTmaStore(false); // whatever -Djclip.cuda.gemmStore says
+          c.choose().accept(backend, COOPERATIVE);
           float[] cooperative;
-          try (Executor ex = new Executor(graph, backend, List.of())) {
-            cooperative = ex.run(inputs).get("y");
+          try (Executor ex = new Executor(c.graph(), backend, List.of())) {
+            cooperative = ex.run(c.inputs()).get("y");
           }
-          backend.layerNormFold(EW);
+          assertEquals(0, backend.epilogueWarpsLaunches(), what + ": the epilogue warps ran while not asked for");
+          c.choose().accept(backend, EW);
           float[] ew, replayed;
-          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
-            ew = ex.run(inputs).get("y");
-            assertEquals(2, backend.layerNormFoldLaunches(), what + ": the fold did not run again");
-            assertEquals(1, backend.epilogueWarpsLaunches(), what + ": the fold did not run on the epilogue warps");
-            replayed = ex.run(inputs).get("y");
+          try (Executor ex = new Executor(c.graph(), backend, List.of(), true)) {
+            ew = ex.run(c.inputs()).get("y");
+            assertEquals(c.launches(), backend.epilogueWarpsLaunches(), what + ": not every launch asked for ran on the epilogue warps");
+            replayed = ex.run(c.inputs()).get("y");
             assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
           }
           assertArrayEquals(ew, replayed, what + ": the CUDA-graph replay differs from the first run");
           int differ = CudaSm90StoreTest.compareWithinOneUlp(toHalf(cooperative, p), toHalf(ew, p), what);
-          System.out.printf("[gemm_ln_sm90 ew backend] %-52s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
+          System.out.printf("[gemm_sm90 ew backend] %-56s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
         } catch (AssertionError | RuntimeException e) {
           failures.add(what + ": " + e.getMessage());
           if (e instanceof CudaException) break cases; // a fault leaves the context unusable
@@ -310,8 +331,7 @@ class CudaSm90EpilogueWarpsTest {
    */
   @Test
   void residualLinearsThroughTheBackend() {
-    List<String> failures = new ArrayList<>();
-    cases:
+    List<BackendCase> cases = new ArrayList<>();
     for (int[] cs : new int[][] {{100, 768}, {154, 512}}) {
       int m = cs[0], d = cs[1];
       GraphBuilder g = new GraphBuilder();
@@ -323,34 +343,11 @@ class CudaSm90EpilogueWarpsTest {
       Value h = g.linearResidual("out_proj", x, w1, b1, x);
       Value wide = g.input("wide", DType.F32, m, 4 * d);
       Graph graph = g.output("y", g.linearResidual("c_proj", wide, w2, b2, h)).build();
-      Map<String, Object> inputs = Map.of("x", TestRandom.gaussian(RNG, m * d, 1), "wide", TestRandom.gaussian(RNG, m * 4 * d, 1));
-      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        String what = "out_proj, c_proj + residual " + m + "x" + d + " " + p;
-        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
-          backend.gemmTmaStore(false);
-          backend.fusedLinear(true, COOPERATIVE, CudaBackend.FusedScope.ALL);
-          float[] cooperative;
-          try (Executor ex = new Executor(graph, backend, List.of())) {
-            cooperative = ex.run(inputs).get("y");
-          }
-          backend.fusedLinear(true, EW, CudaBackend.FusedScope.ALL);
-          float[] ew, replayed;
-          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
-            ew = ex.run(inputs).get("y");
-            assertEquals(2, backend.epilogueWarpsLaunches(), what + ": out_proj and c_proj did not both run on the epilogue warps");
-            replayed = ex.run(inputs).get("y");
-            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
-          }
-          assertArrayEquals(ew, replayed, what + ": the CUDA-graph replay differs from the first run");
-          int differ = CudaSm90StoreTest.compareWithinOneUlp(toHalf(cooperative, p), toHalf(ew, p), what);
-          System.out.printf("[gemm_sm90 ew residual backend] %-48s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
-        } catch (AssertionError | RuntimeException e) {
-          failures.add(what + ": " + e.getMessage());
-          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
-        }
-      }
+      cases.add(new BackendCase("out_proj, c_proj + residual " + m + "x" + d, graph,
+          Map.of("x", TestRandom.gaussian(RNG, m * d, 1), "wide", TestRandom.gaussian(RNG, m * 4 * d, 1)),
+          (backend, schedule) -> backend.fusedLinear(true, schedule, CudaBackend.FusedScope.ALL), 2));
     }
-    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+    onTheBackend(cases);
   }
 
   /**
@@ -361,46 +358,19 @@ class CudaSm90EpilogueWarpsTest {
    */
   @Test
   void theBackendsLinearsOnTheEpilogueWarps() {
-    List<String> failures = new ArrayList<>();
+    List<BackendCase> cases = new ArrayList<>();
     // {rows, width, columns, activation (0 none, 1 QuickGELU)}
-    int[][] cases = {{400, 768, 3072, 1}, {154, 512, 2048, 1}, {400, 768, 2304, 0}};
-    cases:
-    for (int[] cs : cases) {
+    for (int[] cs : new int[][] {{400, 768, 3072, 1}, {154, 512, 2048, 1}, {400, 768, 2304, 0}}) {
       int m = cs[0], d = cs[1], n = cs[2];
       GraphBuilder g = new GraphBuilder();
       Value x = g.input("x", DType.F32, m, d);
       Tensor w = Tensor.ofFloats("w", new long[] {n, d}, TestRandom.gaussian(RNG, n * d, 1 / Math.sqrt(d)));
       Tensor b = Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1));
       Graph graph = g.output("y", g.linear("lin", x, w, b, cs[3] == 1 ? Activation.QUICK_GELU : null)).build();
-      Map<String, Object> inputs = Map.of("x", TestRandom.gaussian(RNG, m * d, 2));
       CudaBackend.FusedScope scope = cs[3] == 1 ? CudaBackend.FusedScope.ACTIVATION : CudaBackend.FusedScope.LINEAR;
-      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        String what = "LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : "") + " " + p;
-        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
-          backend.gemmTmaStore(false); // whatever -Djclip.cuda.gemmStore says
-          backend.fusedLinear(true, COOPERATIVE, scope);
-          float[] cooperative;
-          try (Executor ex = new Executor(graph, backend, List.of())) {
-            cooperative = ex.run(inputs).get("y");
-          }
-          assertEquals(0, backend.epilogueWarpsLaunches(), what + ": the epilogue-warps kernel ran while not asked for");
-          backend.fusedLinear(true, EW, scope);
-          float[] ew, replayed;
-          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
-            ew = ex.run(inputs).get("y");
-            assertEquals(1, backend.epilogueWarpsLaunches(), what + ": the epilogue-warps kernel did not run");
-            replayed = ex.run(inputs).get("y");
-            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
-          }
-          assertArrayEquals(ew, replayed, what + ": the CUDA-graph replay differs from the first run");
-          int differ = CudaSm90StoreTest.compareWithinOneUlp(toHalf(cooperative, p), toHalf(ew, p), what);
-          System.out.printf("[gemm_sm90 ew backend] %-48s %d of %d outputs differ by one ulp%n", what, differ, ew.length);
-        } catch (AssertionError | RuntimeException e) {
-          failures.add(what + ": " + e.getMessage());
-          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
-        }
-      }
+      cases.add(new BackendCase("LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : ""), graph,
+          Map.of("x", TestRandom.gaussian(RNG, m * d, 2)), (backend, schedule) -> backend.fusedLinear(true, schedule, scope), 1));
     }
-    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+    onTheBackend(cases);
   }
 }
