@@ -321,7 +321,7 @@ __device__ __forceinline__ void store_pair(T* C, float2 b, const T* residual, in
   const size_t at = (size_t)r * N + c;
   if (residual) {
     const float2 rv = Pair<T>::load(residual + at);
-    v0 += rv.x, v1 += rv.y;
+    v0 = __fadd_rn(v0, rv.x), v1 = __fadd_rn(v1, rv.y);  // rounded on its own: never contracted with the activation's last multiply
   }
   Pair<T>::store(C + at, v0, v1);
 }
@@ -377,7 +377,7 @@ __device__ __forceinline__ void epilogue_inside(const float* d, T* __restrict__ 
         if (LNF) ln_fold_pair(a0, a1, h == 0 ? st0 : st1, cs[jj]);
         float v0 = a0 + b[jj].x, v1 = a1 + b[jj].y;
         if (ACT == 1) v0 = fast_act(v0, 1), v1 = fast_act(v1, 1);
-        if (RES) v0 += r[jj][h].x, v1 += r[jj][h].y;
+        if (RES) v0 = __fadd_rn(v0, r[jj][h].x), v1 = __fadd_rn(v1, r[jj][h].y);  // as store_pair
         Pair<T>::store(out + h * down + 8 * (jc + jj), v0, v1);
       }
     }
@@ -727,7 +727,7 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
 // the tile) pass the buffer back and forth, the t-th tile of the block in phase t of each, told
 // apart by parity: the consumers write tile t only once the epilogue warps have drained tile t - 1,
 // which they read only once it was staged. Every wait traps after ~2 s (mbar_wait): no hang.
-// Launches without a residual, C 16-byte aligned (Sm90Gemm runs the cooperative kernel otherwise).
+// C (and a residual, the _res kernels) 16-byte aligned (Sm90Gemm runs the cooperative kernel otherwise).
 #define EW_BK 32
 #define EW_STAGES 4
 #define EW_A_BYTES (GEMM_BM * EW_BK * 2)
@@ -831,13 +831,14 @@ __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, cons
   }
 }
 
-// Eight values of T (16 bytes) as floats, added to v[0..7].
+// Eight values of T (16 bytes) as floats, added to v[0..7], each add rounded on its own (as store_pair
+// adds the residual: never contracted into an fma with the activation's last multiply).
 __device__ __forceinline__ void add8(float* v, uint4 r, __half) {
   const uint32_t w[4] = {r.x, r.y, r.z, r.w};
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-    v[2 * i] += f.x, v[2 * i + 1] += f.y;
+    v[2 * i] = __fadd_rn(v[2 * i], f.x), v[2 * i + 1] = __fadd_rn(v[2 * i + 1], f.y);  // as store_pair
   }
 }
 __device__ __forceinline__ void add8(float* v, uint4 r, __nv_bfloat16) {
@@ -845,7 +846,7 @@ __device__ __forceinline__ void add8(float* v, uint4 r, __nv_bfloat16) {
 #pragma unroll
   for (int i = 0; i < 4; i++) {
     const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
-    v[2 * i] += f.x, v[2 * i + 1] += f.y;
+    v[2 * i] = __fadd_rn(v[2 * i], f.x), v[2 * i + 1] = __fadd_rn(v[2 * i + 1], f.y);  // as store_pair
   }
 }
 

@@ -142,7 +142,8 @@ class CudaSm90EpilogueWarpsTest {
   /**
    * The residual kernel ({@code gemm_bias_act_sm90_ew_res_*}): every problem of CudaSm90GemmTest
    * with a residual (c_proj and out_proj at every width, a residual without a bias, N off the
-   * tile), plus one with six tiles a block and the text tower's out_proj shape on 16 texts: within
+   * tile), plus one with six tiles a block, the text tower's out_proj shape on 16 texts and both
+   * activations before a residual: within
    * one ulp of the cooperative kernel (its register epilogue adds the residual the same way), the
    * residual kernel launched; then, in place (C is the residual's buffer, as the backend may give
    * it), the same bits as out of place.
@@ -151,6 +152,9 @@ class CudaSm90EpilogueWarpsTest {
   void residualLinearsWriteWhatTheCooperativeKernelWrites() {
     List<CudaSm90GemmTest.Problem> problems = new ArrayList<>(CudaSm90GemmTest.problems().stream().filter(p -> p.residual()).toList());
     problems.add(new CudaSm90GemmTest.Problem("out_proj 16 texts", 16 * 77, 512, 512, 0, true, true));
+    // both activations before a residual (no CLIP LINEAR has one: each residual add is rounded on its own in every kernel)
+    problems.add(new CudaSm90GemmTest.Problem("QuickGELU + residual", 200, 768, 768, 1, true, true));
+    problems.add(new CudaSm90GemmTest.Problem("GELU + residual", 200, 768, 768, 2, true, true));
     problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 0, true, true));
     eachProblem(problems, (gemm, stream, in, what) -> {
       short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
