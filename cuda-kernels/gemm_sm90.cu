@@ -813,7 +813,7 @@ __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, cons
   for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
-    float b[8], cs[LNF ? 8 : 1];
+    float b[8], cs[8];  // cs: the column sums (LNF only)
     ew_bias8(b, bias, col, in);
     if (LNF) ew_bias8(cs, colsum, col, in);
     T* out = C + (size_t)m0 * N + col;
