@@ -427,12 +427,13 @@ __device__ __forceinline__ void epilogue_inside(const float* d, T* C, const floa
 // way), its barriers padded to 1 KB, the staging buffers, 1 KB to align (Sm90Gemm.TMA_SHARED_BYTES).
 #define GEMM_TMA_SMEM_BYTES (GEMM_STAGES * GEMM_STAGE_BYTES + 1024 + TMA_STORE_BYTES + 1024)
 
-// Traps (the launch fails) unless the block has the TMA kernels' shared memory: a launch with less
-// would have its staging buffers overrun the end silently.
-__device__ __forceinline__ void check_tma_smem() {
+// Traps (the launch fails) unless the block has `need` bytes of dynamic shared memory: a launch
+// with less would have the buffers past the ring (the TMA kernels' and the epilogue-warps kernel's
+// staging) overrun the end silently.
+__device__ __forceinline__ void check_smem(uint32_t need) {
   uint32_t size;
   asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(size));
-  if (size < GEMM_TMA_SMEM_BYTES) asm volatile("trap;");
+  if (size < need) asm volatile("trap;");
 }
 
 __device__ __forceinline__ void tma_store(const TensorMap* map, uint32_t src, int c0, int c1) {
@@ -501,7 +502,7 @@ __device__ __forceinline__ void gemm_sm90(const TensorMap& tmA, const TensorMap&
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * STAGE_BYTES, W right after
   const uint32_t full = base + GEMM_STAGES * GEMM_STAGE_BYTES, empty = full + GEMM_STAGES * 8;
-  if (TMA) check_tma_smem();
+  if (TMA) check_smem(GEMM_TMA_SMEM_BYTES);
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const Tiles<CLUSTER, GEMM_BN> tiles(M, N);
@@ -606,7 +607,7 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);
   const uint32_t full = base + PP_STAGES * PP_STAGE_BYTES, empty = full + PP_STAGES * 8;
-  if (TMA) check_tma_smem();  // PP_STAGES * PP_STAGE_BYTES == GEMM_STAGES * GEMM_STAGE_BYTES: the same layout after the ring
+  if (TMA) check_smem(GEMM_TMA_SMEM_BYTES);  // PP_STAGES * PP_STAGE_BYTES == GEMM_STAGES * GEMM_STAGE_BYTES: the same layout after the ring
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const Tiles<CLUSTER, PP_BN> tiles(M, N);
@@ -753,13 +754,6 @@ __device__ __forceinline__ uint32_t pack_pair(__half, float a, float b) {
 __device__ __forceinline__ uint32_t pack_pair(__nv_bfloat16, float a, float b) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
   return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-// Traps (the launch fails) unless the block has `need` bytes of dynamic shared memory.
-__device__ __forceinline__ void check_smem(uint32_t need) {
-  uint32_t size;
-  asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(size));
-  if (size < need) asm volatile("trap;");
 }
 
 // The bias of an epilogue lane's 8 columns from col (zeros past N, or without a bias).
