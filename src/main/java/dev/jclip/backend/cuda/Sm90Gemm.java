@@ -230,28 +230,17 @@ public final class Sm90Gemm implements AutoCloseable {
       int act, DeviceBuffer c, Schedule schedule, boolean tmaStore) {
     String why = unsupported(precision, n, k, a, w, bias, residual, c);
     if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
-    if (schedule == Schedule.EPILOGUE_WARPS) {
-      if (epilogueWarps(residual, c)) {
-        if (m <= 0 || n <= 0) return;
-        int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-        int grid = (int) Math.min((long) ((n + schedule.bn - 1) / schedule.bn) * ((m + BM - 1) / BM), multiprocessors);
-        try (CUtensorMap mapA = tensorMap(type, a, m, k, BM, schedule.bk);
-            CUtensorMap mapW = tensorMap(type, w, n, k, schedule.bn, schedule.bk)) {
-          String kernel = residual == null ? schedule.kernel : EW_RESIDUAL_KERNEL;
-          module.launch(kernel + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes, stream, mapA,
-              mapW, c, bias, residual, m, n, k, act);
-        }
-        epilogueWarpsLaunches++;
-        if (residual != null) epilogueWarpsResidualLaunches++;
-        return;
-      }
-      schedule = Schedule.COOPERATIVE; // the same bits
-    }
+    if (schedule == Schedule.EPILOGUE_WARPS && !epilogueWarps(residual, c)) schedule = Schedule.COOPERATIVE; // the same bits
     if (schedule.cluster && clusterUnavailable != null) {
       throw new CudaException("gemm_sm90's cluster versions cannot run here: " + clusterUnavailable);
     }
     if (m <= 0 || n <= 0) return;
-    int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    if (schedule == Schedule.EPILOGUE_WARPS) {
+      launchEpilogueWarps(residual == null ? schedule.kernel : EW_RESIDUAL_KERNEL, precision, m, n, k, a, w, c, bias, residual, m, n, k, act);
+      if (residual != null) epilogueWarpsResidualLaunches++;
+      return;
+    }
+    int type = mapType(precision);
     int tilesM = (m + BM - 1) / BM, tilesN = (n + schedule.bn - 1) / schedule.bn;
     // persistent: one block per SM at most (clusters: pairs of M tiles, as many clusters as fit at once)
     int grid = schedule.cluster ? 2 * (int) Math.min((long) tilesN * ((tilesM + 1) / 2), clusterSlots)
@@ -282,6 +271,31 @@ public final class Sm90Gemm implements AutoCloseable {
    */
   public static boolean tmaStore(Schedule schedule, DeviceBuffer residual, DeviceBuffer c) {
     return !schedule.cluster && residual == null && c.address() % 16 == 0;
+  }
+
+  /**
+   * Queues epilogue-warps kernel {@code prefix} (its f16 or bf16 entry) on A [m, k] and W [n, k]:
+   * grid min(tiles, SMs), the tensor maps in boxes of {@link #EW_BK} with 64-byte swizzle, then
+   * {@code args} (C, bias, residual, M, N, K, act, and the folded LayerNorm's two buffers); counts
+   * the launch.
+   */
+  private void launchEpilogueWarps(String prefix, Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, Object... args) {
+    Schedule ew = Schedule.EPILOGUE_WARPS;
+    int grid = (int) Math.min((long) ((n + ew.bn - 1) / ew.bn) * ((m + BM - 1) / BM), multiprocessors);
+    try (CUtensorMap mapA = tensorMap(mapType(precision), a, m, k, BM, ew.bk);
+        CUtensorMap mapW = tensorMap(mapType(precision), w, n, k, ew.bn, ew.bk)) {
+      Object[] all = new Object[args.length + 2];
+      all[0] = mapA;
+      all[1] = mapW;
+      System.arraycopy(args, 0, all, 2, args.length);
+      module.launch(prefix + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, ew.sharedBytes, stream, all);
+    }
+    epilogueWarpsLaunches++;
+  }
+
+  /** The tensor maps' element type of a 16-bit {@code precision}. */
+  private static int mapType(Precision precision) {
+    return precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
   }
 
   /**
@@ -343,21 +357,14 @@ public final class Sm90Gemm implements AutoCloseable {
     if (why != null) throw new IllegalArgumentException("gemm_ln_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
     if (m <= 0 || n <= 0) return;
     if (schedule == Schedule.EPILOGUE_WARPS && epilogueWarps(null, c)) { // else the cooperative kernel: the same bits
-      int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
-      int grid = (int) Math.min((long) ((n + schedule.bn - 1) / schedule.bn) * ((m + BM - 1) / BM), multiprocessors);
-      try (CUtensorMap mapA = tensorMap(type, a, m, k, BM, schedule.bk);
-          CUtensorMap mapW = tensorMap(type, w, n, k, schedule.bn, schedule.bk)) {
-        module.launch(EW_LAYER_NORM_KERNEL + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, schedule.sharedBytes,
-            stream, mapA, mapW, c, bias, null, m, n, k, act, stats, colsum);
-      }
-      epilogueWarpsLaunches++;
+      launchEpilogueWarps(EW_LAYER_NORM_KERNEL, precision, m, n, k, a, w, c, bias, null, m, n, k, act, stats, colsum);
       return;
     }
     Schedule one = switch (schedule) {
       case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS -> Schedule.COOPERATIVE;
       case PINGPONG, PINGPONG_CLUSTER -> Schedule.PINGPONG;
     };
-    int type = precision == Precision.FP16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+    int type = mapType(precision);
     int grid = (int) Math.min((long) ((n + one.bn - 1) / one.bn) * ((m + BM - 1) / BM), multiprocessors);
     try (CUtensorMap mapA = tensorMap(type, a, m, k, BM);
         CUtensorMap mapW = tensorMap(type, w, n, k, one.bn)) {
