@@ -369,8 +369,9 @@ public final class CudaBackend implements Backend {
   /**
    * {@code -Djclip.cuda.fusedLinear}: null for {@code off} (or unset); {@code sm90} (cooperative),
    * {@code sm90c2} (cooperative, clusters of two), {@code sm90pp} (ping-pong), {@code sm90ppc2}
-   * (ping-pong, clusters of two), {@code sm90ew} (cooperative with epilogue warps; launches with a
-   * residual run cooperative), each optionally followed by {@code -linear} or {@code -all}
+   * (ping-pong, clusters of two), {@code sm90ew} (cooperative tiles with epilogue warps; a launch
+   * whose C or residual is not 16-byte aligned runs cooperative), each optionally followed by
+   * {@code -linear} or {@code -all}
    * ({@link FusedScope}); anything else is refused.
    */
   private static Setting<FusedLinearChoice> fusedLinearProperty() {
@@ -789,8 +790,8 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * How many gemm_sm90 launches took the epilogue-warps kernel ({@code fusedLinear=sm90ew}; those
-   * with a residual run the cooperative kernel).
+   * How many gemm_sm90 launches took an epilogue-warps kernel ({@code fusedLinear=sm90ew} or
+   * {@code lnFold=sm90ew}; those whose C or residual is not 16-byte aligned run the cooperative one).
    */
   public long epilogueWarpsLaunches() {
     return sm90 == null ? 0 : sm90.epilogueWarpsLaunches();

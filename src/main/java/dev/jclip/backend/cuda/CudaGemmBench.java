@@ -139,7 +139,7 @@ public final class CudaGemmBench {
       log.printf("[linear] gemm_sm90: %d SMs, %d 2-block clusters resident at once%n", device.multiprocessors(), sm90.clusterSlots());
       boolean skipTma = CudaModelBench.tmaStoreSkipped(), skipEw = CudaModelBench.epilogueWarpsSkipped();
       if (skipEw) log.println("[linear] the epilogue-warps rows are left out: their tests failed in this run (-Djclip.bench.skip="
-          + System.getProperty("jclip.bench.skip") + ")");
+          + String.join(",", CudaModelBench.skipGroups()) + ")");
       if (skipTma) log.println("[linear] the TMA-store rows are left out: their tests failed in this run (-Djclip.bench.skip="
           + String.join(",", CudaModelBench.skipGroups()) + ")");
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
