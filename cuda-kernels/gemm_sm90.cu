@@ -782,15 +782,17 @@ __device__ __forceinline__ void ew_row8(float* v, const unsigned char* staged, i
   }
 }
 
-// v rounded to T (as Pair<T>::store rounds) and stored as one 16-byte store at `at`.
+// v rounded to T (as Pair<T>::store rounds) and stored as one 16-byte store at `at`; returns the
+// stored bits.
 template <typename T>
-__device__ __forceinline__ void ew_store8(T* at, const float* v) {
+__device__ __forceinline__ uint4 ew_store8(T* at, const float* v) {
   uint4 o;
   o.x = pack_pair(T(), v[0], v[1]);
   o.y = pack_pair(T(), v[2], v[3]);
   o.z = pack_pair(T(), v[4], v[5]);
   o.w = pack_pair(T(), v[6], v[7]);
   *reinterpret_cast<uint4*>(at) = o;
+  return o;
 }
 
 // The epilogue warps (e = 0..2): rows e, e + 3, ... of each staged tile; lane c columns 8c..8c+7
@@ -825,23 +827,49 @@ __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, cons
   }
 }
 
-// Eight values of T (16 bytes) as floats, added to v[0..7], each add rounded on its own (as store_pair
-// adds the residual: never contracted into an fma with the activation's last multiply).
-__device__ __forceinline__ void add8(float* v, uint4 r, __half) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+// Eight values of T (16 bytes, as loaded or stored) as floats.
+template <typename T>
+__device__ __forceinline__ void unpack8(float* x, uint4 o) {
+  const uint32_t w[4] = {o.x, o.y, o.z, o.w};
 #pragma unroll
   for (int i = 0; i < 4; i++) {
-    const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-    v[2 * i] = __fadd_rn(v[2 * i], f.x), v[2 * i + 1] = __fadd_rn(v[2 * i + 1], f.y);  // as store_pair
+    const float2 f = Pair<T>::load(reinterpret_cast<const T*>(&w[i]));
+    x[2 * i] = f.x, x[2 * i + 1] = f.y;
   }
 }
-__device__ __forceinline__ void add8(float* v, uint4 r, __nv_bfloat16) {
-  const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+
+// Eight values of T (16 bytes) as floats, added to v[0..7], each add rounded on its own (as store_pair
+// adds the residual: never contracted into an fma with the activation's last multiply).
+template <typename T>
+__device__ __forceinline__ void add8(float* v, uint4 r) {
+  float x[8];
+  unpack8<T>(x, r);
 #pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
-    v[2 * i] = __fadd_rn(v[2 * i], f.x), v[2 * i + 1] = __fadd_rn(v[2 * i + 1], f.y);  // as store_pair
+  for (int i = 0; i < 8; i++) v[i] = __fadd_rn(v[i], x[i]);  // as store_pair
+}
+
+// The LayerNorm statistics' part of one output row in one column tile (the _res_st kernels): the
+// warp's row segment as stored (o, the lane's 8 rounded values; lanes past N give nothing), its
+// mean over the segment's n columns and the sum of squared deviations from that mean, both summed
+// in lane order then across the warp (warp_sum), written by lane 0 as one float pair at `at`.
+// layernorm_stats_combine turns a row's parts into its (mean, rstd) (Chan et al.'s pairwise
+// update: the variance's sum never subtracts two large sums, as E[x²] - mean² would).
+template <typename T>
+__device__ __forceinline__ void ew_row_stats(float2* at, uint4 o, bool in, int n, int lane) {
+  float x[8];
+  unpack8<T>(x, o);
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 8; i++) sum += in ? x[i] : 0.0f;
+  const float mean = warp_sum(sum) / (float)n;
+  float sq = 0.0f;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    const float d = x[i] - mean;
+    sq += in ? d * d : 0.0f;
   }
+  sq = warp_sum(sq);
+  if (lane == 0) *at = make_float2(mean, sq);
 }
 
 // ew_epilogue with a residual of C's shape (the _res kernels: out_proj and c_proj):
@@ -851,11 +879,14 @@ __device__ __forceinline__ void add8(float* v, uint4 r, __nv_bfloat16) {
 // residual does not depend on the GEMM), so that the loads' latency hides behind a step's work.
 // Each thread reads its residual bytes before it writes the same C bytes, and no other thread
 // touches them: C may be the residual itself.
+// ST (the _res_st kernels): besides, each output row's LayerNorm statistics' part in this column
+// tile (ew_row_stats) into part[row * ceil(N / 256) + tile column], for the LayerNorm a next
+// LINEAR folds in (layernorm_stats_combine, then gemm_ln_*): no pass of its own over C.
 #define EW_RES_ROWS 8
-template <typename T, int ACT>
+template <typename T, int ACT, bool ST = false>
 __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
                                                 uint32_t drained_bar, T* C, const float* __restrict__ bias, const T* residual, int M, int N,
-                                                int e, int lane) {
+                                                int e, int lane, float2* __restrict__ part = nullptr) {
   const int p = (lane >> 2) & 1;
   constexpr int steps = (GEMM_BM / 3 + 1 + EW_RES_ROWS - 1) / EW_RES_ROWS;  // 43 rows at most a warp
   int t = 0;
@@ -884,10 +915,22 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
 #pragma unroll
       for (int j = 0; j < EW_RES_ROWS; j++) {
         const int r = e + 3 * (EW_RES_ROWS * st + j);
-        if (r < GEMM_BM && in && m0 + r < M) {
+        if (ST) {  // every lane of the warp in the row (the statistics' shuffles), those past N with nothing
+          if (r < GEMM_BM && m0 + r < M) {
+            uint4 o = make_uint4(0, 0, 0, 0);
+            if (in) {
+              float v[8];
+              ew_row8<ACT>(v, staged, r, lane, p, b);
+              add8<T>(v, cur[j]);
+              o = ew_store8(out + (size_t)r * N, v);
+            }
+            const int n0 = tiles.n0(u);
+            ew_row_stats<T>(part + (size_t)(m0 + r) * ((N + GEMM_BN - 1) / GEMM_BN) + n0 / GEMM_BN, o, in, min(GEMM_BN, N - n0), lane);
+          }
+        } else if (r < GEMM_BM && in && m0 + r < M) {
           float v[8];
           ew_row8<ACT>(v, staged, r, lane, p, b);
-          add8(v, cur[j], T());
+          add8<T>(v, cur[j]);
           ew_store8(out + (size_t)r * N, v);
         }
       }
@@ -900,9 +943,11 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
 
 // RES: the _res kernels (a residual of C's shape, 16-byte aligned, added after the activation).
 // LNF: the gemm_ln_sm90_ew_* kernels (a LayerNorm folded in; no residual).
-template <typename T, bool RES = false, bool LNF = false>
+// ST: the _res_st kernels (RES, and the rows' LayerNorm statistics' parts into ln_part).
+template <typename T, bool RES = false, bool LNF = false, bool ST = false>
 __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
-                                             int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr) {
+                                             int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr,
+                                             float2* ln_part = nullptr) {
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * EW_STAGE_BYTES, W right after
@@ -912,6 +957,7 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
   unsigned char* staged = gemm_smem + (staged_addr - raw);
   check_smem(EW_SMEM_BYTES);
   if ((residual != nullptr) != RES) asm volatile("trap;");  // a residual is the _res kernels', and theirs needs one
+  if (ST && ln_part == nullptr) asm volatile("trap;");        // the _res_st kernels write the statistics' parts
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const Tiles<1, GEMM_BN> tiles(M, N);
@@ -927,7 +973,11 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
     if (warp == 0) {  // the producer, as the cooperative kernel's in steps of K 32
       if (lane == 0) produce<1, GEMM_BN, EW_BK>(tiles, &tmA, &tmB, base, full, empty, EW_STAGES, steps);
     } else if (act >= 0) {  // the epilogue warps (none when timing the mainloop alone)
-      if (RES) {
+      if (ST) {
+        if (act == 1) ew_epilogue_res<T, 1, true>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        else if (act == 2) ew_epilogue_res<T, 2, true>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        else ew_epilogue_res<T, 0, true>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+      } else if (RES) {
         if (act == 1) ew_epilogue_res<T, 1>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
         else if (act == 2) ew_epilogue_res<T, 2>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
         else ew_epilogue_res<T, 0>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
@@ -1058,7 +1108,10 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
 // kept so that every gemm_bias_act_* launch passes the same arguments; non-null traps);
 // gemm_bias_act_sm90_ew_res_*: with one (residual [M, N], 16-byte aligned; null traps);
 // gemm_ln_sm90_ew_*: a LayerNorm folded in as gemm_ln_sm90_* folds it (ln_stats [M] float pairs,
-// colsum [N], both 8-byte aligned; no residual). Launch:
+// colsum [N], both 8-byte aligned; no residual);
+// gemm_bias_act_sm90_ew_res_st_*: the _res kernel that also writes each row's LayerNorm
+// statistics' parts (ln_part [M, ceil(N / 256)] float pairs, 8-byte aligned: a tile column's mean
+// and sum of squared deviations; null traps) for layernorm_stats_combine. Launch:
 // grid min(tiles, SMs), block 384, dynamic shared memory EW_SMEM_BYTES = 231,424; the tensor maps of
 // A (box {32, 128}) and W (box {32, 256}) with 64-byte swizzle.
 #define GEMM_EW_SM90(S, T)                                                                                               \
@@ -1077,6 +1130,12 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
                           const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats,  \
                           const float* colsum) {                                                                        \
     gemm_sm90_ew<T, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);                          \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_ew_res_st_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,  \
+                                       T* C, const float* bias, const T* residual, int M, int N, int K, int act,        \
+                                       float2* ln_part) {                                                               \
+    gemm_sm90_ew<T, true, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part);           \
   }
 GEMM_EW_SM90(f16, __half)
 GEMM_EW_SM90(bf16, __nv_bfloat16)

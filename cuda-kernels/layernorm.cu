@@ -462,3 +462,27 @@ __device__ __forceinline__ void layernorm_stats(float2* __restrict__ stats, cons
 #define LAYERNORM_STATS_ALL(S, T) \
   LAYERNORM_STATS(S, T, 1) LAYERNORM_STATS(S, T, 2) LAYERNORM_STATS(S, T, 3) LAYERNORM_STATS(S, T, 4)
 JCLIP_FOR_TYPES(LAYERNORM_STATS_ALL)
+
+// layernorm_stats_combine: each row's (mean, rstd) for a folded LayerNorm (as layernorm_stats
+// writes them) from the parts gemm_sm90.cu's _res_st kernels wrote while storing the row: part
+// [rows, parts] float pairs, part j the mean m_j and the sum of squared deviations q_j of columns
+// 256 j .. min(256 (j + 1), D) - 1 (n_j of them). Combined in part order (Chan, Golub and LeVeque's
+// pairwise update, all parts at once): mean = sum n_j m_j / D, var = (sum q_j + n_j (m_j - mean)^2) / D,
+// rstd = 1 / sqrt(var + eps). No subtraction of two large sums, so fp32 keeps var's digits as the
+// two-pass layernorm_stats does; the sums run in another order, so the results may differ from
+// layernorm_stats' in the last bits. Launch: one thread a row, block 256, grid ceil(rows / 256).
+extern "C" __global__ void __launch_bounds__(256) layernorm_stats_combine(float2* __restrict__ stats, const float2* __restrict__ part,
+                                                                          long long rows, int parts, int D, float eps) {
+  const long long row = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= rows) return;
+  const float2* p = part + row * parts;
+  float mean = 0.0f;
+  for (int j = 0; j < parts; j++) mean += (float)min(256, D - 256 * j) * p[j].x;
+  mean /= D;
+  float q = 0.0f;
+  for (int j = 0; j < parts; j++) {
+    const float d = p[j].x - mean;
+    q += p[j].y + (float)min(256, D - 256 * j) * d * d;
+  }
+  stats[row] = make_float2(mean, 1.0f / sqrtf(q / D + eps));
+}

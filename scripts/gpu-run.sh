@@ -270,8 +270,9 @@ for cls in ${failed_classes:-}; do
     CudaOpsTest) if ! $whole && only layerNormStats "$methods"; then skip="$skip,lnfold"; else skip="$skip,layernorm"; fi ;;
     CudaLinearEpilogueTest) skip="$skip,linear" ;;
     CudaSm90StoreTest) skip="$skip,tma" ;;
-    CudaSm90EpilogueWarpsTest) # where only its residual (or only its LayerNorm-fold) tests failed, only those kernels go
+    CudaSm90EpilogueWarpsTest) # where only its residual (or LayerNorm-fold, or statistics) tests failed, only those kernels go
       if ! $whole && only residual "$methods"; then skip="$skip,ewres"; elif ! $whole && only layerNorm "$methods"; then skip="$skip,ewln"
+      elif ! $whole && only statistics "$methods"; then skip="$skip,ewst"
       else skip="$skip,ew"; fi ;;
     CudaGoldenParityTest | CudaBackendOpsTest | CudaFullGeometryTest)
       # the pooled attention through the backend (Fusion.pooledAttention) is tested here only

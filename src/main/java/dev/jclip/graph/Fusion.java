@@ -170,6 +170,21 @@ public final class Fusion {
     });
   }
 
+  /**
+   * The values of {@code graph} that a LINEAR_RESIDUAL writes and a LAYER_NORM_LINEAR reads as its
+   * x (after {@link #linearResidual} and {@link #layerNormLinear}: in a transformer, each block's
+   * out_proj output, which ln_2 normalises for c_fc, and its c_proj output, which the next block's
+   * ln_1 normalises for in_proj): a backend whose residual LINEAR can also write the row
+   * statistics of its output lets such a fold read them instead of x once more. By identity.
+   */
+  public static Set<Value> layerNormStatsProducers(Graph graph) {
+    Set<Value> written = Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Node n : graph.nodes()) if (n.op() == Op.LINEAR_RESIDUAL) written.add(n.output());
+    Set<Value> read = Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Node n : graph.nodes()) if (n.op() == Op.LAYER_NORM_LINEAR && written.contains(n.input(0))) read.add(n.input(0));
+    return read;
+  }
+
   /** How often each value of a graph is read, and by which node when read once; and the graph's outputs. */
   private static final class Readers {
     private final Map<Value, Integer> count = new IdentityHashMap<>();

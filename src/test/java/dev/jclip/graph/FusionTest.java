@@ -132,6 +132,40 @@ class FusionTest {
   }
 
   /**
+   * {@link Fusion#layerNormStatsProducers} after the CUDA backend's passes on a full-geometry
+   * ViT-B/32: every folded LayerNorm's input that a residual LINEAR writes, each block's ln_2 (after
+   * out_proj) and every ln_1 but the first block's (after the embeddings, ln_pre in the image
+   * tower): 23 with every token kept, 22 pooled (the last block's ln_1 then feeds the pooled
+   * gather and the keys and values, not folded); nothing without the folds or without the residuals fused.
+   */
+  @Test
+  void theResidualLinearsBeforeAFoldedLayerNormAreFound() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, RNG.nextLong()));
+    for (boolean pooled : new boolean[] {true, false}) {
+      for (Graph g : List.of(graphs.image(2, !pooled), graphs.text(3, 77, !pooled))) {
+        Graph withResiduals = Fusion.linearResidual(pooled ? Fusion.pooledAttention(g, Set.of()) : g, Set.of());
+        Graph f = Fusion.layerNormLinear(withResiduals, Set.of());
+        Set<Value> producers = Fusion.layerNormStatsProducers(f);
+        assertEquals(pooled ? 22 : 23, producers.size());
+        Map<Value, Node> writer = new IdentityHashMap<>();
+        for (Node n : f.nodes()) writer.put(n.output(), n);
+        int ln2 = 0;
+        for (Value v : producers) {
+          assertEquals(Op.LINEAR_RESIDUAL, writer.get(v).op(), v.name());
+          boolean foldedReader = false;
+          for (Node n : f.nodes()) foldedReader |= n.op() == Op.LAYER_NORM_LINEAR && n.input(0) == v;
+          assertTrue(foldedReader, v.name() + " is read as a folded LayerNorm's x");
+          if (writer.get(v).name().endsWith("attn.residual") || writer.get(v).name().endsWith(".pooled")) ln2++;
+        }
+        assertEquals(12, ln2, "every block's out_proj (the last block's on its pooled rows)");
+        assertTrue(Fusion.layerNormStatsProducers(withResiduals).isEmpty(), "no fold, no statistics wanted");
+        assertTrue(Fusion.layerNormStatsProducers(Fusion.layerNormLinear(g, Set.of())).isEmpty(), "no residual LINEAR, none");
+      }
+    }
+  }
+
+  /**
    * The passes as the CUDA backend applies them, all three (pooled attention, residuals, then the
    * LayerNorms): on the reference models' pooled graphs the last block's ln_1 feeds the pooled
    * gather and the keys and values, so 23 LayerNorms fold; and the composed graph computes the

@@ -11,6 +11,7 @@ import dev.jclip.graph.Graph;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
 import dev.jclip.graph.TensorSpec;
+import dev.jclip.graph.Value;
 import dev.jclip.io.DType;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.Activation;
@@ -63,7 +64,7 @@ public final class CudaBackend implements Backend {
   private final Map<Tensor, DeviceBuffer> params = new IdentityHashMap<>();
   /** 16-bit copies (fp16 or bf16) of GEMM weights, and of the biases cuBLASLt's epilogue reads. */
   private final Map<Tensor, DeviceBuffer> gemmWeights = new IdentityHashMap<>();
-  private final DeviceBuffer[] scratch = new DeviceBuffer[3];
+  private final DeviceBuffer[] scratch = new DeviceBuffer[4];
   private final java.util.List<DeviceBuffer> retired = new java.util.ArrayList<>();
   /** The compute stream: kernels, cuBLAS, CUDA graphs, parameter uploads. */
   private final CudaStream stream;
@@ -543,7 +544,7 @@ public final class CudaBackend implements Backend {
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
         flashStageProperty(), flashOrderProperty(), flashLeanProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
-        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), gemmStoreProperty())
+        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), lnStatsProperty(), gemmStoreProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -661,8 +662,52 @@ public final class CudaBackend implements Backend {
     if (lt != null) g = Fusion.linearResidual(g, keep);
     // folded only where the statistics kernel takes the rows (widths up to 1024 in 16 bits): a
     // wider fold would only fall back, through a scratch buffer the size of the LayerNorm's output
-    return layerNormFold != null && fusedLinearAvailable() ? Fusion.layerNormLinear(g, keep, d -> CudaOps.layerNormStatsFit(d, precision)) : g;
+    if (layerNormFold == null || !fusedLinearAvailable()) return g;
+    g = Fusion.layerNormLinear(g, keep, d -> CudaOps.layerNormStatsFit(d, precision));
+    // with lnStats=epilogue, the residual LINEARs whose output a fold reads write its statistics too (statsProducer)
+    if (layerNormStatsInEpilogue) statsWanted.addAll(Fusion.layerNormStatsProducers(g));
+    return g;
   }
+
+  /**
+   * The LayerNorm statistics of a folded LayerNorm computed by the residual LINEAR that writes its
+   * input ({@code -Djclip.cuda.lnStats=epilogue}, with {@code lnFold}; {@link
+   * Fusion#layerNormStatsProducers}): that LINEAR runs on
+   * gemm_sm90's epilogue-warps residual kernel, whose epilogue warps sum each stored row in parts
+   * of 256 columns (mean and squared deviations, {@link Sm90Gemm#runWithLayerNormParts}); the fold
+   * then combines a row's parts ({@link CudaOps#layerNormStatsCombine}, one small pass over 16
+   * bytes a row or so) instead of reading x once more for them ({@link CudaOps#layerNormStats}).
+   * The residual LINEARs so chosen run on that kernel whatever {@code fusedLinear} says (its
+   * outputs are the cooperative kernel's bits, within 16-bit rounding of cuBLASLt's); where it
+   * cannot take one (alignment), the fold reads x for its statistics as without. Off by default
+   * until timed.
+   */
+  private volatile boolean layerNormStatsInEpilogue = lnStatsProperty().value();
+
+  private static Setting<Boolean> lnStatsProperty() {
+    return choice("lnStats", "where a folded LayerNorm's statistics come from", "epilogue", "pass", "pass");
+  }
+
+  /** Chooses, for graphs prepared from now on, whether folded LayerNorms take their statistics from the residual LINEAR's epilogue. */
+  public void layerNormStatsInEpilogue(boolean on) {
+    layerNormStatsInEpilogue = on;
+  }
+
+  /** The values whose writer (a LINEAR_RESIDUAL) also writes a folded LayerNorm's statistics' parts ({@link Fusion#layerNormStatsProducers}). */
+  private final Set<Value> statsWanted = java.util.Collections.synchronizedSet(java.util.Collections.newSetFromMap(new java.util.WeakHashMap<>()));
+
+  /** A value and the buffer (scratch slot 3) its writer wrote its LayerNorm statistics' parts into. */
+  private record StatsParts(Value of, DeviceBuffer parts) {}
+
+  /** The statistics' parts the last residual LINEAR that wrote any wrote ({@link #statsProducer}), or null. */
+  private StatsParts statsParts;
+
+  /** How many folded LayerNorms took their statistics from a residual LINEAR's epilogue. */
+  public long layerNormEpilogueStats() {
+    return layerNormEpilogueStats;
+  }
+
+  private long layerNormEpilogueStats;
 
   /**
    * A pooled tower's last attention for the pooled rows alone ({@link Fusion#pooledAttention}:
@@ -1114,7 +1159,13 @@ public final class CudaBackend implements Backend {
         && CudaOps.layerNormStatsFit(k, precision, x)) {
       Folded f = folded(n);
       DeviceBuffer stats = scratch(2, 8L * m);
-      if (!ops.layerNormStats(stats, x, m, k, eps, precision)) throw new IllegalStateException("layernorm_stats refused " + m + "x" + k);
+      StatsParts parts = statsParts;
+      if (parts != null && parts.of() == n.input(0)) { // written by the residual LINEAR that wrote x (statsProducer)
+        ops.layerNormStatsCombine(stats, parts.parts(), m, k, eps);
+        layerNormEpilogueStats++;
+      } else if (!ops.layerNormStats(stats, x, m, k, eps, precision)) {
+        throw new IllegalStateException("layernorm_stats refused " + m + "x" + k);
+      }
       sm90().runLayerNormFolded(precision, (int) m, cols, k, x, f.weight(), f.bias(), actCode(n.enumAttr("activation", (Activation) null)), y,
           schedule, stats, f.colsum(), gemmTmaStore);
       layerNormFoldLaunches++;
@@ -1193,6 +1244,22 @@ public final class CudaBackend implements Backend {
   }
 
   private long layerNormFoldLaunches;
+
+  /**
+   * A LINEAR_RESIDUAL whose output a folded LayerNorm reads ({@link #layerNormStatsInEpilogue}) as
+   * gemm_sm90's statistics-writing residual kernel, the parts into scratch slot 3; false (nothing
+   * queued) for the others, or where the kernel cannot take the problem.
+   */
+  private boolean statsProducer(Node n, DeviceBuffer x, DeviceBuffer residual, DeviceBuffer y, long m, int cols, int k) {
+    if (!statsWanted.contains(n.output()) || !fusedLinearAvailable() || m > Integer.MAX_VALUE) return false;
+    statsParts = null; // slot 3 may be reallocated below, and may not be written
+    DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
+    if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
+    DeviceBuffer part = scratch(3, 8L * m * CudaOps.statsParts(cols));
+    if (!sm90().runWithLayerNormParts(precision, (int) m, cols, k, x, w, bias, residual, 0, y, part)) return false;
+    statsParts = new StatsParts(n.output(), part);
+    return true;
+  }
 
   /**
    * {@code y = act(x · Wᵀ + bias) (+ residual)} as one gemm_sm90 kernel; false (nothing queued)
@@ -1276,6 +1343,7 @@ public final class CudaBackend implements Backend {
       case LAYER_NORM_LINEAR -> layerNormLinear(n, x, y, in.rows(), out.dim(-1), in.dim(-1));
       case LINEAR_RESIDUAL -> {
         DeviceBuffer residual = (DeviceBuffer) inputs.get(1);
+        if (statsProducer(n, x, residual, y, in.rows(), out.dim(-1), in.dim(-1))) return;
         if (fusedLinear(n, x, residual, y, in.rows(), out.dim(-1), in.dim(-1), 0)) return;
         if (ltLinear(n, x, residual, y, in.rows(), out.dim(-1), in.dim(-1))) return;
         // the cuBLAS path: LINEAR's GEMM and bias pass, then the ADD in place (elementwise)

@@ -257,6 +257,25 @@ public final class CudaGemmBench {
                   log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "sm90 ln-fold epilogue_warps", folded, flop / folded / 1e9);
                 }
               }
+              if (residual && !CudaModelBench.skipGroups().contains("ewst")) {
+                // the next LayerNorm's statistics (-Djclip.cuda.lnStats=epilogue): the residual
+                // kernel writing them in parts and their combination, against the tuned cuBLASLt
+                // epilogue followed by the statistics pass over its output (what they replace)
+                try (DeviceBuffer stats = device.allocate(8L * m);
+                    DeviceBuffer parts = device.allocate(8L * m * CudaOps.statsParts(n))) {
+                  double pass = timeMs(stream, () -> {
+                    if (!tunedLt.linear(m, n, k, CublasLt.dataType(p), a, w, bias16, r, c)) throw new CudaException("cuBLASLt has no algorithm for " + at);
+                    if (!ops.layerNormStats(stats, c, m, n, 1e-5f, p)) throw new CudaException("layernorm_stats does not take " + at);
+                  });
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "tuned cuBLASLt + ln stats", pass, flop / pass / 1e9);
+                  double inEpilogue = timeMs(stream, () -> {
+                    if (!sm90.runWithLayerNormParts(p, m, n, k, a, w, bias, r, act, c, parts)) throw new CudaException("the statistics kernel does not take " + at);
+                    ops.layerNormStatsCombine(stats, parts, m, n, 1e-5f);
+                  });
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the statistics pass)%n", at, "sm90 ew + ln stats parts", inEpilogue,
+                      flop / inEpilogue / 1e9, pass / inEpilogue);
+                }
+              }
             }
           }
         }

@@ -132,8 +132,8 @@ public final class CudaModelBench {
    * LayerNorms and the reversed bias + activation pass.
    */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
-      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res", "ew-ln")),
-      Map.entry("ewres", Set.of("ew-res")), Map.entry("ewln", Set.of("ew-ln")),
+      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res", "ew-ln", "ew-st")),
+      Map.entry("ewres", Set.of("ew-res", "ew-st")), Map.entry("ewln", Set.of("ew-ln", "ew-st")), Map.entry("ewst", Set.of("ew-st")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev", "lean", "lean2")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("rev", Set.of("rev")), Map.entry("lean", Set.of("lean")), Map.entry("lean2", Set.of("lean2")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
@@ -214,6 +214,7 @@ public final class CudaModelBench {
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.add("ew");
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS && c.scope() == CudaBackend.FusedScope.ALL) f.add("ew-res");
     if (c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.addAll(List.of("ew", "ew-ln"));
+    if (c.lnFold() != null && c.lnStats()) f.addAll(List.of("ew", "ew-st"));
     if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
     if (c.fitRows()) f.add("fit");
     if (c.stage()) f.add("staged");
@@ -383,7 +384,7 @@ public final class CudaModelBench {
    */
   record ProfileConfig(boolean flash, CudaOps.LayerNormKernel ln, CudaOps.FlashV v, boolean fourBlocks, boolean fitRows, boolean vecGlue,
       Sm90Gemm.Schedule fused, CudaBackend.FusedScope scope, boolean pipe, boolean tune, boolean stage, boolean pooled, int actChunk,
-      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev, boolean actRev, CudaOps.FlashLean lean) {
+      Sm90Gemm.Schedule lnFold, boolean tmaStore, boolean search, boolean rev, boolean actRev, CudaOps.FlashLean lean, boolean lnStats) {
     /**
      * The backend's defaults (since run 8): flash, the pipelined flash kernel with Q and the output
      * staged, the pooled last attention, layernorm_stream, vector glue, tuned cuBLASLt for every
@@ -391,11 +392,11 @@ public final class CudaModelBench {
      * which the pipelined kernel replaces).
      */
     static final ProfileConfig DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.STREAM, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false, false, CudaOps.FlashLean.OFF);
+        CudaBackend.FusedScope.ACTIVATION, true, true, true, true, 0, null, false, false, false, false, CudaOps.FlashLean.OFF, false);
 
     /** Runs 7 and 8's defaults: the one-block flash kernel (4 blocks an SM, V by rows), layernorm_warps, untuned cuBLASLt, every attention whole. */
     static final ProfileConfig RUN7_DEFAULTS = new ProfileConfig(true, CudaOps.LayerNormKernel.WARPS, CudaOps.FlashV.ROWS, true, false, true, null,
-        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false, false, CudaOps.FlashLean.OFF);
+        CudaBackend.FusedScope.ACTIVATION, false, false, false, false, 0, null, false, false, false, false, CudaOps.FlashLean.OFF, false);
 
     ProfileConfig withLn(CudaOps.LayerNormKernel k) {
       return with(c -> c.ln = k);
@@ -460,6 +461,10 @@ public final class CudaModelBench {
       return with(c -> c.lean = tile);
     }
 
+    ProfileConfig withLnStats(boolean on) {
+      return with(c -> c.lnStats = on);
+    }
+
     /** This configuration with {@code change} made to a copy of its components. */
     ProfileConfig with(java.util.function.Consumer<Components> change) {
       Components c = new Components(this);
@@ -469,7 +474,7 @@ public final class CudaModelBench {
 
     /** A configuration's components, to change: the one place besides the record that lists them all. */
     static final class Components {
-      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search, rev, actRev;
+      boolean flash, fourBlocks, fitRows, vecGlue, pipe, tune, stage, pooled, tmaStore, search, rev, actRev, lnStats;
       CudaOps.LayerNormKernel ln;
       CudaOps.FlashV v;
       Sm90Gemm.Schedule fused, lnFold;
@@ -497,11 +502,12 @@ public final class CudaModelBench {
         rev = p.rev;
         actRev = p.actRev;
         lean = p.lean;
+        lnStats = p.lnStats;
       }
 
       ProfileConfig build() {
         return new ProfileConfig(flash, ln, v, fourBlocks, fitRows, vecGlue, fused, scope, pipe, tune, stage, pooled, actChunk, lnFold, tmaStore,
-            search, rev, actRev, lean);
+            search, rev, actRev, lean, lnStats);
       }
     }
 
@@ -524,13 +530,14 @@ public final class CudaModelBench {
       backend.flashReversed(rev);
       backend.actReversed(actRev);
       backend.flashLean(lean);
+      backend.layerNormStatsInEpilogue(lnStats);
     }
 
     String label() {
       return (flash ? "+flash" : "") + " cuBLASLt LayerNorm-" + ln.name().toLowerCase() + (v == CudaOps.FlashV.ROWS ? "" : " V-" + v.name().toLowerCase())
           + (fourBlocks ? " flash-4-blocks" : " flash-3-blocks") + (fitRows ? " flash-fitted-rows" : "") + (pipe ? " flash-pipelined" : "") + (stage ? " flash-staged" : "") + (pooled ? " pooled-attention" : "") + (vecGlue ? " vector-glue" : " plain-glue")
           + (fused == null ? "" : " gemm_sm90-" + fused.name().toLowerCase() + "-" + scope.name().toLowerCase()) + (tune ? " cuBLASLt-tuned" : "") + (actChunk > 0 ? " c_fc-in-" + actChunk + "MB-chunks" : "")
-          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "")
+          + (lnFold == null ? "" : " LayerNorm-folded-" + lnFold.name().toLowerCase()) + (lnFold != null && lnStats ? " LayerNorm-stats-in-epilogue" : "") + (tmaStore ? " gemm_sm90-TMA-store" : "") + (search ? " cuBLASLt-searched" : "")
           + (rev ? " flash-reversed" : "") + (actRev ? " activation-reversed" : "") + switch (lean) {
             case OFF -> "";
             case ON -> " flash-lean";
@@ -667,7 +674,8 @@ public final class CudaModelBench {
     SEARCH(ProfileConfig::search, (c, f) -> c.search = f.search()),
     FLASH_ORDER(ProfileConfig::rev, (c, f) -> c.rev = f.rev()),
     ACT_ORDER(ProfileConfig::actRev, (c, f) -> c.actRev = f.actRev()),
-    FLASH_LEAN(ProfileConfig::lean, (c, f) -> c.lean = f.lean());
+    FLASH_LEAN(ProfileConfig::lean, (c, f) -> c.lean = f.lean()),
+    LN_STATS(ProfileConfig::lnStats, (c, f) -> c.lnStats = f.lnStats());
 
     private final java.util.function.Function<ProfileConfig, Object> value;
     private final java.util.function.BiConsumer<ProfileConfig.Components, ProfileConfig> copy;
@@ -681,14 +689,15 @@ public final class CudaModelBench {
      * The choice that stands for this one when merging: {@link #FLASH} for the attention kernel's
      * (its V layout, blocks, rows, pipelining, staging, item order and tile pick one kernel between them, and
      * combinations such as staged fitted blocks are kernels of their own), {@link #FUSED_LINEAR}
-     * for gemm_sm90's (which LINEARs it runs, the LayerNorms folded into it, its output stores:
-     * the stores mean nothing without one of the others), {@link #TUNE} for cuBLASLt's (the search
+     * for gemm_sm90's (which LINEARs it runs, the LayerNorms folded into it and where their
+     * statistics come from, its output stores: the stores and the statistics mean nothing without
+     * one of the others), {@link #TUNE} for cuBLASLt's (the search
      * around the tuned algorithm means nothing untuned), else this one.
      */
     Choice group() {
       return switch (this) {
         case FLASH, FLASH_V, FOUR_BLOCKS, FIT_ROWS, PIPELINED, STAGE, FLASH_ORDER, FLASH_LEAN -> FLASH;
-        case FUSED_LINEAR, LN_FOLD, GEMM_STORE -> FUSED_LINEAR;
+        case FUSED_LINEAR, LN_FOLD, GEMM_STORE, LN_STATS -> FUSED_LINEAR;
         case TUNE, SEARCH -> TUNE;
         default -> this;
       };
@@ -762,7 +771,10 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.LINEAR),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS),
-      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL));
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withLnStats(true),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withLnStats(true).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS,
+          CudaBackend.FusedScope.ALL));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower
@@ -791,6 +803,7 @@ public final class CudaModelBench {
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
         if (cfg.actChunk() > 0) row.put("act_chunk_mb", cfg.actChunk());
         if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
+        if (cfg.lnFold() != null && cfg.lnStats()) row.put("ln_stats", "epilogue");
         if (cfg.tmaStore()) row.put("gemm_store", "tma");
         if (cfg.search()) row.put("gemm_searched", true);
         if (cfg.rev()) row.put("flash_reversed", true);

@@ -625,6 +625,32 @@ public final class CudaOps implements AutoCloseable {
     return true;
   }
 
+  /** Columns of one LayerNorm statistics part ({@link #layerNormStatsCombine}): the epilogue-warps GEMM's tile width. */
+  public static final int STATS_PART_COLUMNS = 256;
+
+  /** The statistics parts of a row of {@code d} columns: one a {@link #STATS_PART_COLUMNS} columns, the last maybe fewer. */
+  public static int statsParts(int d) {
+    return (d + STATS_PART_COLUMNS - 1) / STATS_PART_COLUMNS;
+  }
+
+  /**
+   * Each row's LayerNorm statistics, {@code stats[r] = (mean, 1 / sqrt(var + eps))} as {@link
+   * #layerNormStats} writes them, from the parts that {@link Sm90Gemm#runWithLayerNormParts} wrote
+   * while storing the rows ({@code layernorm_stats_combine}): {@code part} [rows, {@link
+   * #statsParts}(d)] float pairs, each a part's mean and its sum of squared deviations. The same
+   * statistics within fp32 rounding (another summation order), without reading the rows again.
+   */
+  public void layerNormStatsCombine(DeviceBuffer stats, DeviceBuffer part, long rows, int d, float eps) {
+    int parts = statsParts(d);
+    if (stats.address() % 8 != 0 || stats.bytes() < 8 * rows) throw new IllegalArgumentException("statistics buffer of " + stats.bytes() + " bytes for " + rows + " rows");
+    if (part.address() % 8 != 0 || part.bytes() < 8 * rows * parts) {
+      throw new IllegalArgumentException("statistics parts buffer of " + part.bytes() + " bytes for " + rows + " rows of " + parts + " parts");
+    }
+    if (rows <= 0) return;
+    layerNorm.launch("layernorm_stats_combine", new int[] {(int) ((rows + THREADS - 1) / THREADS), 1, 1}, new int[] {THREADS, 1, 1}, 0, stream,
+        stats, part, rows, parts, d, eps);
+  }
+
   /** Whether {@link #layerNormStats} takes rows of {@code d} elements of {@code precision} in {@code x}: at most 32 x 4 packs, x 16-byte aligned. */
   public static boolean layerNormStatsFit(int d, Precision precision, DeviceBuffer x) {
     return statsPacks(d, precision, x) > 0;

@@ -142,6 +142,7 @@ public final class Sm90Gemm implements AutoCloseable {
           if (sc == Schedule.EPILOGUE_WARPS) {
             m.allowSharedMemory(EW_RESIDUAL_KERNEL + s, sc.sharedBytes);
             m.allowSharedMemory(EW_LAYER_NORM_KERNEL + s, sc.sharedBytes);
+            m.allowSharedMemory(EW_STATS_KERNEL + s, sc.sharedBytes);
           }
           if (sc.hasVariants()) {
             m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
@@ -292,6 +293,39 @@ public final class Sm90Gemm implements AutoCloseable {
     }
     epilogueWarpsLaunches++;
   }
+
+  /**
+   * Queues the epilogue-warps residual kernel that also writes each output row's LayerNorm
+   * statistics in parts ({@code gemm_bias_act_sm90_ew_res_st_*}): {@code c = act(a · wᵀ + bias) +
+   * residual} as {@link #run} computes it with {@link Schedule#EPILOGUE_WARPS} (the same bits), and
+   * {@code part} [m, {@link CudaOps#statsParts}(n)] float pairs, part j of row r the mean of c's
+   * stored row r over columns 256 j .. 256 j + 255 and the sum of the squared deviations from it,
+   * for {@link CudaOps#layerNormStatsCombine}. False (nothing queued) where the kernel cannot take
+   * the launch: C or the residual not 16-byte aligned, or {@code part} not 8-byte aligned or too
+   * small; the problem must pass {@link #unsupported} with a residual.
+   */
+  public boolean runWithLayerNormParts(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias,
+      DeviceBuffer residual, int act, DeviceBuffer c, DeviceBuffer part) {
+    if (residual == null) throw new IllegalArgumentException("the statistics kernel is the residual one: no residual given");
+    String why = unsupported(precision, n, k, a, w, bias, residual, c);
+    if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
+    if (!epilogueWarps(residual, c) || part.address() % 8 != 0 || part.bytes() < 8L * m * CudaOps.statsParts(n)) return false;
+    if (m <= 0 || n <= 0) return true;
+    launchEpilogueWarps(EW_STATS_KERNEL, precision, m, n, k, a, w, c, bias, residual, m, n, k, act, part);
+    epilogueWarpsResidualLaunches++;
+    epilogueWarpsStatsLaunches++;
+    return true;
+  }
+
+  /** The epilogue-warps residual kernel that writes the LayerNorm statistics' parts (its name prefix). */
+  static final String EW_STATS_KERNEL = "gemm_bias_act_sm90_ew_res_st_";
+
+  /** How many launches took the statistics-writing residual kernel ({@link #runWithLayerNormParts}). */
+  public long epilogueWarpsStatsLaunches() {
+    return epilogueWarpsStatsLaunches;
+  }
+
+  private long epilogueWarpsStatsLaunches;
 
   /** The tensor maps' element type of a 16-bit {@code precision}. */
   private static int mapType(Precision precision) {

@@ -39,10 +39,13 @@ import org.junit.jupiter.api.Test;
  * kernel, no launch of its own), the mainloop alone (act -1: nothing written, no hang), the
  * residual kernel (out_proj and c_proj; in place too), the LayerNorm-folded kernel, and the
  * backend's LINEARs on it (fusedLinear=sm90ew, -linear, -all; lnFold=sm90ew), CUDA-graph replay
- * included. A class of its own: a fault leaves only these tests' context unusable, and run.sh then
- * leaves only the "ew" profile columns out (only "ewres", every LINEAR with the residual kernel,
- * where only the residual tests failed: their names start with "residual"; only "ewln", the fold
- * on it, where only the layerNorm tests failed). Skipped (with the reason) off compute capability 9.0.
+ * included; and the residual kernel that also writes the rows' LayerNorm statistics in parts, their
+ * combination, and the folds fed from it through the backend (lnStats=epilogue). A class of its
+ * own: a fault leaves only these tests' context unusable, and run.sh then leaves only the "ew"
+ * profile columns out (only "ewres", every LINEAR with the residual kernel, where only the
+ * residual tests failed: their names start with "residual"; only "ewln", the fold on it, where
+ * only the layerNorm tests failed; only "ewst", the statistics from the epilogue, where only the
+ * statistics tests failed). Skipped (with the reason) off compute capability 9.0.
  */
 @Tag("cuda")
 class CudaSm90EpilogueWarpsTest {
@@ -290,6 +293,182 @@ class CudaSm90EpilogueWarpsTest {
       }
     }
     assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  /**
+   * The residual kernel that also writes the rows' LayerNorm statistics in parts ({@code
+   * gemm_bias_act_sm90_ew_res_st_*}, {@link Sm90Gemm#runWithLayerNormParts}): out_proj at the text
+   * tower's width, c_proj at ViT-B/32's, RN50x4's text width 640 (parts of 256, 256 and 128), N
+   * off the tile (parts of 256, 256 and 8), no bias, QuickGELU before the residual (the kernel's
+   * other branch; no CLIP LINEAR has it), two tiles a block; residual rows with means of a few
+   * units, as the residual stream has. C: the residual kernel's bits. Parts past the rows' (a guard
+   * of NaN) left alone. Each part: the mean and the squared deviations of its columns of C as
+   * stored (in double on the host) within 1e-5 (the mean relative to |mean| + std, the sum
+   * relative). Combined ({@link
+   * CudaOps#layerNormStatsCombine}): each row's mean and rstd within 1e-5 of the row's, as
+   * layernorm_stats is held, and of layernorm_stats' own on the same C. Names start with
+   * "statistics": run.sh then leaves out only the "ewst" profile columns.
+   */
+  @Test
+  void statisticsOfTheStoredRowsInParts() {
+    List<CudaSm90GemmTest.Problem> problems = List.of(new CudaSm90GemmTest.Problem("out_proj", 154, 512, 512, 0, true, true),
+        new CudaSm90GemmTest.Problem("c_proj", 200, 768, 3072, 0, true, true),
+        new CudaSm90GemmTest.Problem("width 640", 130, 640, 640, 0, true, true),
+        new CudaSm90GemmTest.Problem("N tail", 129, 520, 768, 0, true, true), new CudaSm90GemmTest.Problem("no bias", 77, 512, 512, 0, false, true),
+        new CudaSm90GemmTest.Problem("QuickGELU + residual", 100, 768, 768, 1, true, true),
+        new CudaSm90GemmTest.Problem("2 tiles a block", 66 * 128, 4 * 256, 512, 0, true, true));
+    eachProblem(problems, (gemm, stream, in, what) -> {
+      CudaSm90GemmTest.Problem pr = in.pr;
+      int m = pr.m(), n = pr.n(), parts = CudaOps.statsParts(n);
+      float[] res = fromHalf(in.resHalf, in.p);
+      for (int r = 0; r < m; r++) {
+        double mean = 4 * RNG.nextGaussian();
+        for (int c = 0; c < n; c++) res[r * n + c] += (float) mean;
+      }
+      System.arraycopy(toHalf(res, in.p), 0, in.resHalf, 0, res.length);
+      System.arraycopy(fromHalf(in.resHalf, in.p), 0, in.res, 0, res.length); // the residual's values, as uploaded
+      short[] plain = in.run(gemm, stream, EW, false, 0);
+      CudaDevice device = stream.device();
+      float eps = 1e-5f;
+      short[] c;
+      float[] part, combined, pass;
+      try (CudaOps ops = new CudaOps(device, stream.handle());
+          DeviceBuffer da = device.allocate(2L * in.aHalf.length).upload(in.aHalf);
+          DeviceBuffer dw = device.allocate(2L * in.wHalf.length).upload(in.wHalf);
+          DeviceBuffer db = in.bias == null ? null : device.allocate(4L * n).upload(in.bias);
+          DeviceBuffer dr = device.allocate(2L * in.resHalf.length).upload(in.resHalf);
+          DeviceBuffer dc = device.allocate(2L * m * n);
+          DeviceBuffer dp = device.allocate(8L * (m * parts + GUARD_PARTS));
+          DeviceBuffer ds = device.allocate(8L * m);
+          DeviceBuffer ds2 = device.allocate(8L * m)) {
+        float[] sentinel = new float[2 * (m * parts + GUARD_PARTS)];
+        java.util.Arrays.fill(sentinel, Float.NaN); // a part never written stays NaN and fails the checks below
+        dp.upload(sentinel);
+        long before = gemm.epilogueWarpsStatsLaunches();
+        assertTrue(gemm.runWithLayerNormParts(in.p, m, n, pr.k(), da, dw, db, dr, pr.act(), dc, dp), "refused");
+        assertEquals(before + 1, gemm.epilogueWarpsStatsLaunches(), "the statistics kernel did not run");
+        ops.layerNormStatsCombine(ds, dp, m, n, eps);
+        boolean passRan = ops.layerNormStats(ds2, dc, m, n, eps, in.p);
+        stream.synchronize();
+        c = dc.downloadShorts(m * n);
+        float[] all = dp.downloadFloats(2 * (m * parts + GUARD_PARTS));
+        for (int i = 2 * m * parts; i < all.length; i++) assertTrue(Float.isNaN(all[i]), what + ": a part past the rows' was written");
+        part = java.util.Arrays.copyOf(all, 2 * m * parts);
+        combined = ds.downloadFloats(2 * m);
+        pass = passRan ? ds2.downloadFloats(2 * m) : null;
+      }
+      assertArrayEquals(plain, c, what + ": C differs from the residual kernel's");
+      float[] x = fromHalf(c, in.p);
+      double worstPartMean = 0, worstPartSq = 0, worstMean = 0, worstRstd = 0, worstVsPass = 0;
+      for (int r = 0; r < m; r++) {
+        for (int j = 0; j < parts; j++) {
+          int c0 = 256 * j, c1 = Math.min(n, c0 + 256);
+          double sum = 0, sq = 0;
+          for (int col = c0; col < c1; col++) sum += x[r * n + col];
+          double mean = sum / (c1 - c0);
+          for (int col = c0; col < c1; col++) sq += (x[r * n + col] - mean) * (x[r * n + col] - mean);
+          double std = Math.sqrt(sq / (c1 - c0));
+          worstPartMean = Math.max(worstPartMean, Math.abs(part[2 * (r * parts + j)] - mean) / (Math.abs(mean) + std));
+          worstPartSq = Math.max(worstPartSq, Math.abs(part[2 * (r * parts + j) + 1] - sq) / sq);
+        }
+        double sum = 0, sq = 0;
+        for (int col = 0; col < n; col++) sum += x[r * n + col];
+        double mean = sum / n;
+        for (int col = 0; col < n; col++) sq += (x[r * n + col] - mean) * (x[r * n + col] - mean);
+        double rstd = 1 / Math.sqrt(sq / n + eps), std = 1 / rstd;
+        worstMean = Math.max(worstMean, Math.abs(combined[2 * r] - mean) / (Math.abs(mean) + std));
+        worstRstd = Math.max(worstRstd, Math.abs(combined[2 * r + 1] - rstd) / rstd);
+        if (pass != null) {
+          worstVsPass = Math.max(worstVsPass, Math.max(Math.abs(combined[2 * r] - pass[2 * r]) / (Math.abs(pass[2 * r]) + 1 / pass[2 * r + 1]),
+              Math.abs(combined[2 * r + 1] - pass[2 * r + 1]) / pass[2 * r + 1]));
+        }
+      }
+      System.out.printf("[gemm_sm90 ew statistics] %-48s parts: mean %.1e, squares %.1e; combined: mean %.1e, rstd %.1e; vs layernorm_stats %.1e%n",
+          what, worstPartMean, worstPartSq, worstMean, worstRstd, worstVsPass);
+      assertTrue(worstPartMean <= 1e-5 && worstPartSq <= 1e-5, what + ": parts off by " + worstPartMean + " (mean), " + worstPartSq + " (squares)");
+      assertTrue(worstMean <= 1e-5 && worstRstd <= 1e-5, what + ": combined statistics off by " + worstMean + " (mean), " + worstRstd + " (rstd)");
+      assertTrue(worstVsPass <= 1e-5, what + ": " + worstVsPass + " from layernorm_stats' statistics");
+    });
+  }
+
+  /**
+   * Through the backend ({@code lnFold=sm90ew} with {@code lnStats=epilogue}): a transformer
+   * block's MLP half and the next block's in_proj at the text tower's and ViT-B/32's widths, rows
+   * off the tile, and at RN50x4's text width 640 (a short last part): h = out_proj(x) + x,
+   * c_fc(ln_2(h)), y = c_proj(..) + h, in_proj(ln_1(y)). Both residual LINEARs run on the
+   * statistics kernel and both folds combine their parts (no
+   * layernorm_stats pass); a CUDA-graph replay gives the first run's bits; the outputs within 16-bit
+   * rounding (fp16 2e-3, bf16 1.6e-2 relative) of the same graph with the statistics read by
+   * layernorm_stats, whose statistics differ in the last bits.
+   */
+  @Test
+  void statisticsFromTheResidualEpilogueThroughTheBackend() {
+    List<String> failures = new ArrayList<>();
+    cases:
+    for (int[] cs : new int[][] {{154, 512}, {100, 768}, {130, 640}}) { // 640: RN50x4's text width, a short last part
+      int m = cs[0], d = cs[1];
+      GraphBuilder g = new GraphBuilder();
+      Value x = g.input("x", DType.F32, m, d);
+      Value h = g.linearResidual("out_proj", x, weight("w1", d, d), bias("b1", d), x);
+      Value f = g.linear("c_fc", g.layerNorm("ln_2", h, gamma("g2", d), bias("be2", d), 1e-5f), weight("w2", 4 * d, d), bias("b2", 4 * d),
+          Activation.QUICK_GELU);
+      Value y = g.linearResidual("c_proj", f, weight("w3", d, 4 * d), bias("b3", d), h);
+      Graph graph = g.output("z", g.linear("in_proj", g.layerNorm("ln_1", y, gamma("g1", d), bias("be1", d), 1e-5f), weight("w4", 3 * d, d),
+          bias("b4", 3 * d), null)).build();
+      float[] xs = new float[m * d];
+      for (int r = 0; r < m; r++) {
+        double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
+        for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
+      }
+      Map<String, Object> inputs = Map.of("x", xs);
+      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
+        String what = "block " + m + "x" + d + " " + p;
+        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
+          backend.gemmTmaStore(false);
+          backend.fusedLinear(false, EW, CudaBackend.FusedScope.ACTIVATION);
+          backend.layerNormFold(EW);
+          backend.layerNormStatsInEpilogue(false);
+          float[] viaPass;
+          try (Executor ex = new Executor(graph, backend, List.of())) {
+            viaPass = ex.run(inputs).get("z");
+          }
+          assertEquals(0, backend.layerNormEpilogueStats(), what + ": statistics from the epilogue while not asked for");
+          backend.layerNormStatsInEpilogue(true);
+          float[] first, replayed;
+          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
+            first = ex.run(inputs).get("z");
+            assertEquals(2, backend.layerNormEpilogueStats(), what + ": not both folds took their statistics from the epilogue");
+            replayed = ex.run(inputs).get("z");
+            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
+          }
+          assertArrayEquals(first, replayed, what + ": the CUDA-graph replay differs from the first run");
+          double err = ReferenceOps.relativeError(first, viaPass), tol = p == Precision.FP16 ? 2e-3 : 1.6e-2;
+          System.out.printf("[gemm_sm90 ew statistics backend] %-40s %.2e from the statistics pass's outputs%n", what, err);
+          assertTrue(err <= tol, what + ": " + err + " from the statistics pass's outputs (> " + tol + ")");
+        } catch (AssertionError | RuntimeException e) {
+          failures.add(what + ": " + e.getMessage());
+          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
+        }
+      }
+    }
+    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  /** Float pairs past a statistics test's parts, which the kernel must leave alone. */
+  private static final int GUARD_PARTS = 4;
+
+  private static Tensor weight(String name, int rows, int cols) {
+    return Tensor.ofFloats(name, new long[] {rows, cols}, TestRandom.gaussian(RNG, rows * cols, 1 / Math.sqrt(cols)));
+  }
+
+  private static Tensor bias(String name, int n) {
+    return Tensor.ofFloats(name, new long[] {n}, TestRandom.gaussian(RNG, n, 0.2));
+  }
+
+  private static Tensor gamma(String name, int n) {
+    float[] g = TestRandom.gaussian(RNG, n, 0.2);
+    for (int i = 0; i < n; i++) g[i] += 1;
+    return Tensor.ofFloats(name, new long[] {n}, g);
   }
 
   /** {@code in}'s problem on the epilogue warps with C the residual's own buffer (loaded with it); returns C. */

@@ -54,6 +54,7 @@ class TunedConfigChoiceTest {
       c.rev = !D.rev();
       c.actRev = !D.actRev();
       c.lean = CudaOps.FlashLean.EXP2;
+      c.lnStats = !D.lnStats();
     });
     assertEquals(java.util.List.of(CudaModelBench.Choice.values()), CudaModelBench.Choice.differing(D, all));
     for (CudaModelBench.Choice ch : CudaModelBench.Choice.values()) {
@@ -120,6 +121,7 @@ class TunedConfigChoiceTest {
     assertEquals(foldTma.withTune(false), CudaModelBench.merge(m, TEXT77));
     assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.GEMM_STORE.group());
     assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.LN_FOLD.group());
+    assertEquals(CudaModelBench.Choice.FUSED_LINEAR, CudaModelBench.Choice.LN_STATS.group());
   }
 
   @Test
@@ -217,6 +219,13 @@ class TunedConfigChoiceTest {
         && CudaModelBench.skipped(ewFold, Set.of("lnfold")));
     assertFalse(CudaModelBench.skipped(ew, Set.of("ewln")), "the LayerNorm fold's tests alone leave c_fc on the epilogue warps");
     assertFalse(CudaModelBench.skipped(fold, Set.of("ew", "ewln")), "the cooperative fold does not run the epilogue warps");
+    // session 17's statistics in the residual epilogue: its own group ("ewst"), the residual kernel's and the fold's
+    ProfileConfig ewStats = ewFold.withLnStats(true);
+    for (String g : java.util.List.of("ewst", "ewres", "ewln", "ew", "sm90", "lnfold")) assertTrue(CudaModelBench.skipped(ewStats, Set.of(g)), g);
+    assertFalse(CudaModelBench.skipped(ewFold, Set.of("ewst")), "the statistics' tests alone leave the fold reading x for them");
+    assertFalse(CudaModelBench.skipped(ewAll, Set.of("ewst")));
+    assertTrue(CudaModelBench.skipped(fold.withLnStats(true), Set.of("ewst")), "the cooperative fold's statistics from the epilogue warps too");
+    assertFalse(CudaModelBench.skipped(D.withLnStats(true), CudaModelBench.SKIP_GROUPS), "no fold: no statistics wanted, nothing new runs");
     ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
     assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")));
