@@ -737,6 +737,22 @@ __device__ __forceinline__ void gemm_sm90_pp(const TensorMap& tmA, const TensorM
 #define EW_SMEM_BYTES (EW_STAGES * EW_STAGE_BYTES + EW_STAGED_BYTES + 1024 + 1024)
 #define EW_EPILOGUE_THREADS 96
 
+// The ew16 kernels (gemm_*_sm90_ew16_*): the same schedule with the tile staged in 16 bits. The
+// consumers add the bias (and fold the LayerNorm) and round once to T before staging, so the
+// staged tile is 64 KB and the ring 6 stages of K 32 (144 KB: five stages in flight while the
+// consumers read one, where the fp32 staging leaves room for 4); the epilogue warps apply the
+// activation and the residual to the rounded values and round again. Without an activation or a
+// residual (in_proj) the epilogue warps copy the staged bits: the cooperative kernel's outputs.
+// With either, the activation or the residual add sees the rounded sum: a second rounding, so
+// within a few units in the last place of the cooperative kernel's (QuickGELU's tail, where the
+// output is much smaller than its input, magnifies the first rounding's half unit).
+// Staging layout: row r at byte 512 r, its 16-byte unit u (columns 8u..8u+7) at unit u ^ (r % 8)
+// (ew16_unit): a consumer warp's 32-bit stores (8 rows x 16 bytes) and an epilogue warp's 16-byte
+// loads (one row) each take the minimum wavefronts (1 and 4).
+#define EW16_STAGES 6
+#define EW16_STAGED_BYTES (GEMM_BM * GEMM_BN * 2)
+#define EW16_SMEM_BYTES (EW16_STAGES * EW_STAGE_BYTES + EW16_STAGED_BYTES + 1024 + 1024)
+
 // wgmma shared-memory descriptor of a K-major tile with 64-byte swizzle: rows of 64 bytes (32
 // halves of K), 8-row groups 512 bytes apart, start advanced by 32 bytes a k16 step in the row.
 __device__ __forceinline__ uint64_t smem_desc64(uint32_t addr) {
@@ -745,6 +761,9 @@ __device__ __forceinline__ uint64_t smem_desc64(uint32_t addr) {
 
 // The byte offset of 16-byte unit u of row r in the staging buffer.
 __device__ __forceinline__ uint32_t ew_unit(int r, int u) { return (uint32_t)(1024 * r + 16 * (u ^ (2 * (r & 3)))); }
+
+// The same in the ew16 kernels' 16-bit staging buffer (8 columns a unit, 32 units a row).
+__device__ __forceinline__ uint32_t ew16_unit(int r, int u) { return (uint32_t)(512 * r + 16 * (u ^ (r & 7))); }
 
 // Two outputs rounded to T (as Pair<T>::store rounds them), as 32 bits.
 __device__ __forceinline__ uint32_t pack_pair(__half, float a, float b) {
@@ -795,12 +814,41 @@ __device__ __forceinline__ uint4 ew_store8(T* at, const float* v) {
   return o;
 }
 
+// Eight values of T (16 bytes, as loaded or stored) as floats.
+template <typename T>
+__device__ __forceinline__ void unpack8(float* x, uint4 o) {
+  const uint32_t w[4] = {o.x, o.y, o.z, o.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const float2 f = Pair<T>::load(reinterpret_cast<const T*>(&w[i]));
+    x[2 * i] = f.x, x[2 * i + 1] = f.y;
+  }
+}
+
+// The ew16 kernels' v = act(the staged row r's 8 values of the lane): the bias (and a folded
+// LayerNorm) are in them already, rounded to T.
+template <typename T, int ACT>
+__device__ __forceinline__ void ew16_row8(float* v, const unsigned char* staged, int r, int lane) {
+  unpack8<T>(v, *reinterpret_cast<const uint4*>(staged + ew16_unit(r, lane)));
+#pragma unroll
+  for (int i = 0; i < 8; i++) v[i] = fast_act(v[i], ACT);
+}
+
+// ew_row8, or with H16 ew16_row8 (b unused).
+template <typename T, int ACT, bool H16>
+__device__ __forceinline__ void ew_read8(float* v, const unsigned char* staged, int r, int lane, int p, const float* b) {
+  if (H16) ew16_row8<T, ACT>(v, staged, r, lane);
+  else ew_row8<ACT>(v, staged, r, lane, p, b);
+}
+
 // The epilogue warps (e = 0..2): rows e, e + 3, ... of each staged tile; lane c columns 8c..8c+7
 // of the tile (bias loaded once a tile), C[m0 + r, n0 + 8c ..] = round(act(staged + bias)), 16
 // bytes a store; nothing past M or N (N % 8 == 0: a group of 8 columns is all in or all out).
 // LNF (the gemm_ln_sm90_ew_* kernels): a LayerNorm folded in, as the gemm_ln kernels fold it:
 // the rows' statistics from layernorm_stats, W''s column sums colsum (loaded once a tile, as the bias).
-template <typename T, int ACT, bool LNF = false>
+// H16 (the ew16 kernels): the 16-bit staged values have their bias (and fold) already: the
+// activation and a second rounding, or without an activation the staged bits stored as they are.
+template <typename T, int ACT, bool LNF = false, bool H16 = false>
 __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
                                             uint32_t drained_bar, T* __restrict__ C, const float* __restrict__ bias, int M, int N, int e,
                                             int lane, const float2* __restrict__ stats = nullptr, const float* __restrict__ colsum = nullptr) {
@@ -810,31 +858,27 @@ __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, cons
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
     float b[8], cs[8];  // cs: the column sums (LNF only)
-    ew_bias8(b, bias, col, in);
-    if (LNF) ew_bias8(cs, colsum, col, in);
+    if (!H16) {
+      ew_bias8(b, bias, col, in);
+      if (LNF) ew_bias8(cs, colsum, col, in);
+    }
     T* out = C + (size_t)m0 * N + col;
     mbar_wait(staged_bar, t & 1);
 #pragma unroll 2
     for (int r = e; r < GEMM_BM; r += 3) {
       if (in && m0 + r < M) {
+        if (H16 && ACT == 0) {  // the staged bits are the outputs
+          *reinterpret_cast<uint4*>(out + (size_t)r * N) = *reinterpret_cast<const uint4*>(staged + ew16_unit(r, lane));
+          continue;
+        }
         float v[8];
-        if (LNF) ew_row8<ACT, true>(v, staged, r, lane, p, b, stats[m0 + r], cs);
+        if (H16) ew16_row8<T, ACT>(v, staged, r, lane);
+        else if (LNF) ew_row8<ACT, true>(v, staged, r, lane, p, b, stats[m0 + r], cs);
         else ew_row8<ACT>(v, staged, r, lane, p, b);
         ew_store8(out + (size_t)r * N, v);
       }
     }
     mbar_arrive(drained_bar);  // this thread's reads of the tile are done
-  }
-}
-
-// Eight values of T (16 bytes, as loaded or stored) as floats.
-template <typename T>
-__device__ __forceinline__ void unpack8(float* x, uint4 o) {
-  const uint32_t w[4] = {o.x, o.y, o.z, o.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    const float2 f = Pair<T>::load(reinterpret_cast<const T*>(&w[i]));
-    x[2 * i] = f.x, x[2 * i + 1] = f.y;
   }
 }
 
@@ -882,8 +926,9 @@ __device__ __forceinline__ void ew_row_stats(float2* at, uint4 o, bool in, int n
 // ST (the _res_st kernels): besides, each output row's LayerNorm statistics' part in this column
 // tile (ew_row_stats) into part[row * ceil(N / 256) + tile column], for the LayerNorm a next
 // LINEAR folds in (layernorm_stats_combine, then gemm_ln_*): no pass of its own over C.
+// H16 (the ew16 kernels): the staged values have their bias; the residual is added to them as rounded.
 #define EW_RES_ROWS 8
-template <typename T, int ACT, bool ST = false>
+template <typename T, int ACT, bool ST = false, bool H16 = false>
 __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
                                                 uint32_t drained_bar, T* C, const float* __restrict__ bias, const T* residual, int M, int N,
                                                 int e, int lane, float2* __restrict__ part = nullptr) {
@@ -894,7 +939,7 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
     float b[8];
-    ew_bias8(b, bias, col, in);
+    if (!H16) ew_bias8(b, bias, col, in);
     T* out = C + (size_t)m0 * N + col;
     const T* res = residual + (size_t)m0 * N + col;
     uint4 cur[EW_RES_ROWS], next[EW_RES_ROWS];
@@ -920,7 +965,7 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
             uint4 o = make_uint4(0, 0, 0, 0);
             if (in) {
               float v[8];
-              ew_row8<ACT>(v, staged, r, lane, p, b);
+              ew_read8<T, ACT, H16>(v, staged, r, lane, p, b);
               add8<T>(v, cur[j]);
               o = ew_store8(out + (size_t)r * N, v);
             }
@@ -929,7 +974,7 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
           }
         } else if (r < GEMM_BM && in && m0 + r < M) {
           float v[8];
-          ew_row8<ACT>(v, staged, r, lane, p, b);
+          ew_read8<T, ACT, H16>(v, staged, r, lane, p, b);
           add8<T>(v, cur[j]);
           ew_store8(out + (size_t)r * N, v);
         }
@@ -941,21 +986,51 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
   }
 }
 
+// The ew16 kernels' staging of a consumer thread's accumulators (rows r0 and r0 + 8 of the tile,
+// columns 8j + 2q and 8j + 2q + 1): with LNF the LayerNorm folded in (ln_fold_pair with the rows'
+// statistics and the columns' sums), then the bias, rounded once to T (the register epilogue's
+// arithmetic up to its activation and residual), two values a 32-bit store at ew16_unit. Columns
+// past N take no bias or column sums (nothing reads them); rows past M the last row's statistics.
+template <typename T, bool LNF>
+__device__ __forceinline__ void ew16_stage(const float* d, unsigned char* staged, const float* __restrict__ bias,
+                                           const float* __restrict__ colsum, const float2* __restrict__ stats, int m0, int n0, int M,
+                                           int N, int r0, int q) {
+  float2 st[2] = {};
+  if (LNF) st[0] = ln_row(stats, m0 + r0, M), st[1] = ln_row(stats, m0 + r0 + 8, M);
+#pragma unroll
+  for (int j = 0; j < 32; j++) {
+    const int c = n0 + 8 * j + 2 * q;
+    const bool in = c < N;  // N % 8 == 0: c + 1 < N too
+    const float2 b = in ? bias_pair(bias, c) : make_float2(0.0f, 0.0f);
+    float2 cs = make_float2(0.0f, 0.0f);
+    if (LNF && in) cs = *reinterpret_cast<const float2*>(colsum + c);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      float a0 = d[4 * j + 2 * h], a1 = d[4 * j + 2 * h + 1];
+      if (LNF) ln_fold_pair(a0, a1, st[h], cs);
+      *reinterpret_cast<uint32_t*>(staged + ew16_unit(r0 + 8 * h, j) + 4 * q) = pack_pair(T(), a0 + b.x, a1 + b.y);
+    }
+  }
+}
+
 // RES: the _res kernels (a residual of C's shape, 16-byte aligned, added after the activation).
 // LNF: the gemm_ln_sm90_ew_* kernels (a LayerNorm folded in; no residual).
 // ST: the _res_st kernels (RES, and the rows' LayerNorm statistics' parts into ln_part).
-template <typename T, bool RES = false, bool LNF = false, bool ST = false>
+// H16: the ew16 kernels (the tile staged in 16 bits after the bias and the fold; 6 stages).
+template <typename T, bool RES = false, bool LNF = false, bool ST = false, bool H16 = false>
 __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
                                              int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr,
                                              float2* ln_part = nullptr) {
+  constexpr int STAGES = H16 ? EW16_STAGES : EW_STAGES;
+  constexpr uint32_t STAGED_BYTES = H16 ? EW16_STAGED_BYTES : EW_STAGED_BYTES;
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * EW_STAGE_BYTES, W right after
-  const uint32_t staged_addr = base + EW_STAGES * EW_STAGE_BYTES;
-  const uint32_t full = staged_addr + EW_STAGED_BYTES, empty = full + EW_STAGES * 8, staged_bar = empty + EW_STAGES * 8,
+  const uint32_t staged_addr = base + STAGES * EW_STAGE_BYTES;
+  const uint32_t full = staged_addr + STAGED_BYTES, empty = full + STAGES * 8, staged_bar = empty + STAGES * 8,
                  drained_bar = staged_bar + 8;
   unsigned char* staged = gemm_smem + (staged_addr - raw);
-  check_smem(EW_SMEM_BYTES);
+  check_smem(H16 ? EW16_SMEM_BYTES : EW_SMEM_BYTES);
   if ((residual != nullptr) != RES) asm volatile("trap;");  // a residual is the _res kernels', and theirs needs one
   if (ST && ln_part == nullptr) asm volatile("trap;");        // the _res_st kernels write the statistics' parts
 
@@ -967,24 +1042,24 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
     mbar_init(staged_bar, 256);
     mbar_init(drained_bar, EW_EPILOGUE_THREADS);
   }
-  init_ring<1>(full, empty, EW_STAGES, 8);  // fences thread 0's barrier inits, then __syncthreads
+  init_ring<1>(full, empty, STAGES, 8);  // fences thread 0's barrier inits, then __syncthreads
 
   if (wg == 0) {
     if (warp == 0) {  // the producer, as the cooperative kernel's in steps of K 32
-      if (lane == 0) produce<1, GEMM_BN, EW_BK>(tiles, &tmA, &tmB, base, full, empty, EW_STAGES, steps);
+      if (lane == 0) produce<1, GEMM_BN, EW_BK>(tiles, &tmA, &tmB, base, full, empty, STAGES, steps);
     } else if (act >= 0) {  // the epilogue warps (none when timing the mainloop alone)
       if (ST) {
-        if (act == 1) ew_epilogue_res<T, 1, true>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
-        else if (act == 2) ew_epilogue_res<T, 2, true>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
-        else ew_epilogue_res<T, 0, true>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        if (act == 1) ew_epilogue_res<T, 1, true, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        else if (act == 2) ew_epilogue_res<T, 2, true, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        else ew_epilogue_res<T, 0, true, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
       } else if (RES) {
-        if (act == 1) ew_epilogue_res<T, 1>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
-        else if (act == 2) ew_epilogue_res<T, 2>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
-        else ew_epilogue_res<T, 0>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        if (act == 1) ew_epilogue_res<T, 1, false, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        else if (act == 2) ew_epilogue_res<T, 2, false, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        else ew_epilogue_res<T, 0, false, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
       } else {
-        if (act == 1) ew_epilogue<T, 1, LNF>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
-        else if (act == 2) ew_epilogue<T, 2, LNF>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
-        else ew_epilogue<T, 0, LNF>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);  // none
+        if (act == 1) ew_epilogue<T, 1, LNF, H16>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
+        else if (act == 2) ew_epilogue<T, 2, LNF, H16>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
+        else ew_epilogue<T, 0, LNF, H16>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);  // none
       }
     }
   } else {
@@ -996,29 +1071,32 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
 #pragma unroll
       for (int i = 0; i < 128; i++) d[i] = 0.0f;
       for (int kt = 0; kt < steps; kt++, g++) {
-        const int s = g % EW_STAGES;
-        mbar_wait(full + 8 * s, (g / EW_STAGES) & 1);
+        const int s = g % STAGES;
+        mbar_wait(full + 8 * s, (g / STAGES) & 1);
         const uint32_t a = base + s * EW_STAGE_BYTES + rows * (EW_BK * 2), b = base + s * EW_STAGE_BYTES + EW_A_BYTES;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < EW_BK / 16; kk++) Wgmma<T>::run(d, smem_desc64(a + 32 * kk), smem_desc64(b + 32 * kk));
         wgmma_commit();
         wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
-        if (kt > 0) release<1>(empty, 0, g - 1, EW_STAGES, lane);
+        if (kt > 0) release<1>(empty, 0, g - 1, STAGES, lane);
       }
       wgmma_wait<0>();
       fence_accumulators(d);
-      release<1>(empty, 0, g - 1, EW_STAGES, lane);  // the tile's last step
+      release<1>(empty, 0, g - 1, STAGES, lane);  // the tile's last step
       if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
       if (t > 0) mbar_wait(drained_bar, (t - 1) & 1);  // the epilogue warps are done with the previous tile
       // d[4j + 2h + e] is row r0 + 8h, column 8j + 2q + e of the tile (the wgmma layout)
       const int r0 = rows + 16 * warp + lane / 4, q = lane % 4;
+      if (H16) ew16_stage<T, LNF>(d, staged, bias, colsum, ln_stats, tiles.m0(u), tiles.n0(u), M, N, r0, q);
+      else {
 #pragma unroll
-      for (int j = 0; j < 32; j++) {
+        for (int j = 0; j < 32; j++) {
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-          *reinterpret_cast<float2*>(staged + ew_unit(r0 + 8 * h, 2 * j + (q >> 1)) + 8 * (q & 1)) =
-              make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+          for (int h = 0; h < 2; h++) {
+            *reinterpret_cast<float2*>(staged + ew_unit(r0 + 8 * h, 2 * j + (q >> 1)) + 8 * (q & 1)) =
+                make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+          }
         }
       }
       mbar_arrive(staged_bar);  // this thread's part of the tile is staged
@@ -1139,3 +1217,34 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
   }
 GEMM_EW_SM90(f16, __half)
 GEMM_EW_SM90(bf16, __nv_bfloat16)
+
+// The ew16 kernels: gemm_bias_act_sm90_ew16_*, gemm_bias_act_sm90_ew16_res_*, gemm_ln_sm90_ew16_* and
+// gemm_bias_act_sm90_ew16_res_st_*, the four kernels above with the tile staged in 16 bits (the
+// bias and a folded LayerNorm applied by the consumers, one rounding; the activation and the
+// residual by the epilogue warps, a second) and 6 stages; the same arguments and launch, dynamic
+// shared memory EW16_SMEM_BYTES = 215,040.
+#define GEMM_EW16_SM90(S, T)                                                                                             \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_ew16_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C, \
+                                  const float* bias, const T* residual, int M, int N, int K, int act) {                 \
+    gemm_sm90_ew<T, false, false, false, true>(tmA, tmB, C, bias, residual, M, N, K, act);                              \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_ew16_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,   \
+                                      T* C, const float* bias, const T* residual, int M, int N, int K, int act) {       \
+    gemm_sm90_ew<T, true, false, false, true>(tmA, tmB, C, bias, residual, M, N, K, act);                               \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_ln_sm90_ew16_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,       \
+                            const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats, \
+                            const float* colsum) {                                                                      \
+    gemm_sm90_ew<T, false, true, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);             \
+  }                                                                                                                     \
+  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
+      gemm_bias_act_sm90_ew16_res_st_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,\
+                                         T* C, const float* bias, const T* residual, int M, int N, int K, int act,      \
+                                         float2* ln_part) {                                                             \
+    gemm_sm90_ew<T, true, false, true, true>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part);     \
+  }
+GEMM_EW16_SM90(f16, __half)
+GEMM_EW16_SM90(bf16, __nv_bfloat16)

@@ -371,8 +371,9 @@ public final class CudaBackend implements Backend {
    * {@code -Djclip.cuda.fusedLinear}: null for {@code off} (or unset); {@code sm90} (cooperative),
    * {@code sm90c2} (cooperative, clusters of two), {@code sm90pp} (ping-pong), {@code sm90ppc2}
    * (ping-pong, clusters of two), {@code sm90ew} (cooperative tiles with epilogue warps; a launch
-   * whose C or residual is not 16-byte aligned runs cooperative), each optionally followed by
-   * {@code -linear} or {@code -all}
+   * whose C or residual is not 16-byte aligned runs cooperative), {@code sm90ew16} (the same with
+   * the tile staged in 16 bits and a deeper ring), each optionally followed by {@code -linear} or
+   * {@code -all}
    * ({@link FusedScope}); anything else is refused.
    */
   private static Setting<FusedLinearChoice> fusedLinearProperty() {
@@ -386,8 +387,9 @@ public final class CudaBackend implements Backend {
       case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
       case "sm90ppc2" -> Sm90Gemm.Schedule.PINGPONG_CLUSTER;
       case "sm90ew" -> Sm90Gemm.Schedule.EPILOGUE_WARPS;
+      case "sm90ew16" -> Sm90Gemm.Schedule.EPILOGUE_WARPS_16;
       default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp,"
-          + " sm90ppc2 or sm90ew, each optionally followed by -linear or -all; not '" + v + "'");
+          + " sm90ppc2, sm90ew or sm90ew16, each optionally followed by -linear or -all; not '" + v + "'");
     };
     return new Setting<>("fusedLinear", v, new FusedLinearChoice(schedule, scope));
   }
@@ -672,13 +674,15 @@ public final class CudaBackend implements Backend {
   /**
    * The LayerNorm statistics of a folded LayerNorm computed by the residual LINEAR that writes its
    * input ({@code -Djclip.cuda.lnStats=epilogue}, with {@code lnFold}; {@link
-   * Fusion#layerNormStatsProducers}): that LINEAR runs on
-   * gemm_sm90's epilogue-warps residual kernel, whose epilogue warps sum each stored row in parts
+   * Fusion#layerNormStatsProducers}): that LINEAR runs on gemm_sm90's epilogue-warps residual
+   * kernel (the fold's schedule's, ew or ew16; ew when the fold is not on epilogue warps), whose
+   * epilogue warps sum each stored row in parts
    * of 256 columns (mean and squared deviations, {@link Sm90Gemm#runWithLayerNormParts}); the fold
    * then combines a row's parts ({@link CudaOps#layerNormStatsCombine}, one small pass over 16
    * bytes a row or so) instead of reading x once more for them ({@link CudaOps#layerNormStats}).
    * The residual LINEARs so chosen run on that kernel whatever {@code fusedLinear} says (its
-   * outputs are the cooperative kernel's bits, within 16-bit rounding of cuBLASLt's); where it
+   * outputs are the cooperative kernel's bits with ew, within a second rounding of them with ew16,
+   * and within 16-bit rounding of cuBLASLt's either way); where it
    * cannot take one (alignment), the fold reads x for its statistics as without. Off by default
    * until timed.
    */
@@ -782,7 +786,7 @@ public final class CudaBackend implements Backend {
    * one gemm_ln_sm90 kernel of this schedule on x, gamma folded into the weight and beta into the
    * bias, instead of a LayerNorm pass writing the normalised rows and a GEMM reading them back
    * (run 7: the 24 LayerNorms 1.62 ms of the image tower, 1.75 of the 77-token texts). Hopper,
-   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp|sm90ew} turns it
+   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp|sm90ew|sm90ew16} turns it
    * on for backends built without saying. Null: off. Within 16-bit rounding of the unfolded
    * LayerNorm and LINEAR (the weight is rounded once as W γ; the normalised rows are never rounded).
    */
@@ -790,11 +794,12 @@ public final class CudaBackend implements Backend {
 
   private static Setting<Sm90Gemm.Schedule> lnFoldProperty() {
     Setting<String> v = option("lnFold", "the LayerNorm folded into its LINEAR", "off", Map.entry("off", "off"), Map.entry("sm90", "sm90"),
-        Map.entry("sm90pp", "sm90pp"), Map.entry("sm90ew", "sm90ew"));
+        Map.entry("sm90pp", "sm90pp"), Map.entry("sm90ew", "sm90ew"), Map.entry("sm90ew16", "sm90ew16"));
     Sm90Gemm.Schedule schedule = switch (v.value()) {
       case "sm90" -> Sm90Gemm.Schedule.COOPERATIVE;
       case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
       case "sm90ew" -> Sm90Gemm.Schedule.EPILOGUE_WARPS;
+      case "sm90ew16" -> Sm90Gemm.Schedule.EPILOGUE_WARPS_16;
       default -> null;
     };
     return new Setting<>(v.name(), v.text(), schedule);
@@ -835,11 +840,16 @@ public final class CudaBackend implements Backend {
   }
 
   /**
-   * How many gemm_sm90 launches took an epilogue-warps kernel ({@code fusedLinear=sm90ew} or
-   * {@code lnFold=sm90ew}; those whose C or residual is not 16-byte aligned run the cooperative one).
+   * How many gemm_sm90 launches took an epilogue-warps kernel ({@code fusedLinear=sm90ew[16]} or
+   * {@code lnFold=sm90ew[16]}; those whose C or residual is not 16-byte aligned run the cooperative one).
    */
   public long epilogueWarpsLaunches() {
     return sm90 == null ? 0 : sm90.epilogueWarpsLaunches();
+  }
+
+  /** How many of {@link #epilogueWarpsLaunches} took an ew16 kernel (the tile staged in 16 bits). */
+  public long epilogueWarps16Launches() {
+    return sm90 == null ? 0 : sm90.epilogueWarps16Launches();
   }
 
   @Override
@@ -1256,7 +1266,9 @@ public final class CudaBackend implements Backend {
     DeviceBuffer w = gemmWeight(n), bias = param(n, "bias");
     if (Sm90Gemm.unsupported(precision, cols, k, x, w, bias, residual, y) != null) return false;
     DeviceBuffer part = scratch(3, 8L * m * CudaOps.statsParts(cols));
-    if (!sm90().runWithLayerNormParts(precision, (int) m, cols, k, x, w, bias, residual, 0, y, part)) return false;
+    // the fold's epilogue-warps schedule where it has one (the ew16 kernels' rounding), else EPILOGUE_WARPS
+    Sm90Gemm.Schedule fold = layerNormFold, schedule = fold != null && fold.epilogueWarps() ? fold : Sm90Gemm.Schedule.EPILOGUE_WARPS;
+    if (!sm90().runWithLayerNormParts(precision, (int) m, cols, k, x, w, bias, residual, 0, y, part, schedule)) return false;
     statsParts = new StatsParts(n.output(), part);
     return true;
   }

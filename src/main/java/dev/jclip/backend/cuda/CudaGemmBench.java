@@ -137,9 +137,11 @@ public final class CudaGemmBench {
       tunedLt.bind(stream, workspace);
       tunedLt.tune(CudaBackend.TUNE_CANDIDATES);
       log.printf("[linear] gemm_sm90: %d SMs, %d 2-block clusters resident at once%n", device.multiprocessors(), sm90.clusterSlots());
-      boolean skipTma = CudaModelBench.tmaStoreSkipped(), skipEw = CudaModelBench.epilogueWarpsSkipped();
-      if (skipEw) log.println("[linear] the epilogue-warps rows are left out: their tests failed in this run (-Djclip.bench.skip="
-          + String.join(",", CudaModelBench.skipGroups()) + ")");
+      boolean skipTma = CudaModelBench.tmaStoreSkipped();
+      if (CudaModelBench.epilogueWarpsSchedules().size() < 2) {
+        log.println("[linear] epilogue-warps schedules left out of the rows (their tests failed in this run, -Djclip.bench.skip="
+            + String.join(",", CudaModelBench.skipGroups()) + "); those run: " + CudaModelBench.epilogueWarpsSchedules());
+      }
       if (skipTma) log.println("[linear] the TMA-store rows are left out: their tests failed in this run (-Djclip.bench.skip="
           + String.join(",", CudaModelBench.skipGroups()) + ")");
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
@@ -178,7 +180,7 @@ public final class CudaGemmBench {
                 tuned, flop / tuned / 1e9, unfused / tuned);
             for (String line : tunedLt.tuning().subList(tunedBefore, tunedLt.tuning().size())) log.println("[tune] " + line);
             for (Sm90Gemm.Schedule schedule : Sm90Gemm.Schedule.values()) {
-              if (schedule == Sm90Gemm.Schedule.EPILOGUE_WARPS) continue; // the newest: last (below)
+              if (schedule.epilogueWarps()) continue; // the newest: last (below)
               double fused = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, schedule));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + schedule.name().toLowerCase(),
                   fused, flop / fused / 1e9, unfused / fused);
@@ -237,27 +239,30 @@ public final class CudaGemmBench {
                 }
               }
             }
-            // the epilogue-warps kernel (-Djclip.cuda.fusedLinear=sm90ew), last: the newest (left out
-            // where its tests failed in this run: -Djclip.bench.skip names "ew" or "sm90"; its residual
-            // kernel's rows also by "ewres"), and its mainloop alone (K 32 a stage, 4 stages: against
-            // the cooperative loop's K 64, what the smaller ring costs)
-            if (!skipEw && (!residual || !CudaModelBench.epilogueWarpsResidualSkipped())) {
-              double ew = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, Sm90Gemm.Schedule.EPILOGUE_WARPS));
-              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 epilogue_warps", ew, flop / ew / 1e9,
+            // the epilogue-warps kernels (-Djclip.cuda.fusedLinear=sm90ew, sm90ew16), last: the newest
+            // (left out where their tests failed in this run: -Djclip.bench.skip names "ew", "ew16" or
+            // "sm90"; ew's residual kernel's rows also by "ewres"), and each mainloop alone (K 32 a
+            // stage, 4 stages (ew) or 6 (ew16): against the cooperative loop's 4 of K 64, what the
+            // smaller ring costs)
+            for (Sm90Gemm.Schedule ews : CudaModelBench.epilogueWarpsSchedules()) { // ew, then ew16 (each left out where its tests failed)
+              if (residual && CudaModelBench.epilogueWarpsResidualSkipped(ews)) continue;
+              String label = ews.name().toLowerCase();
+              double ew = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, ews));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path)%n", at, "sm90 " + label, ew, flop / ew / 1e9,
                   unfused / ew);
-              double loop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, null, -1, c, Sm90Gemm.Schedule.EPILOGUE_WARPS));
-              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (mainloop only: no epilogue)%n", at, "sm90 epilogue_warps loop", loop,
+              double loop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, null, -1, c, ews));
+              log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (mainloop only: no epilogue)%n", at, "sm90 " + label + " loop", loop,
                   flop / loop / 1e9);
-              if (!residual && !CudaModelBench.skipGroups().contains("ewln")) { // the LayerNorm fold on it, as the ln-fold rows above
+              if (!residual && !CudaModelBench.epilogueWarpsFoldSkipped(ews)) { // the LayerNorm fold on it, as the ln-fold rows above
                 try (DeviceBuffer stats = device.allocate(8L * m)) {
                   double folded = timeMs(stream, () -> {
                     if (!ops.layerNormStats(stats, a, m, k, 1e-5f, p)) throw new CudaException("layernorm_stats does not take " + at);
-                    sm90.runLayerNormFolded(p, m, n, k, a, w, bias, act, c, Sm90Gemm.Schedule.EPILOGUE_WARPS, stats, bias);
+                    sm90.runLayerNormFolded(p, m, n, k, a, w, bias, act, c, ews, stats, bias);
                   });
-                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "sm90 ln-fold epilogue_warps", folded, flop / folded / 1e9);
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "sm90 ln-fold " + label, folded, flop / folded / 1e9);
                 }
               }
-              if (residual && !CudaModelBench.skipGroups().contains("ewst")) {
+              if (residual && !CudaModelBench.epilogueWarpsStatsSkipped(ews)) {
                 // the next LayerNorm's statistics (-Djclip.cuda.lnStats=epilogue): the residual
                 // kernel writing them in parts and their combination, against the tuned cuBLASLt
                 // epilogue followed by the statistics pass over its output (what they replace)
@@ -269,10 +274,10 @@ public final class CudaGemmBench {
                   });
                   log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s%n", at, "tuned cuBLASLt + ln stats", pass, flop / pass / 1e9);
                   double inEpilogue = timeMs(stream, () -> {
-                    if (!sm90.runWithLayerNormParts(p, m, n, k, a, w, bias, r, act, c, parts)) throw new CudaException("the statistics kernel does not take " + at);
+                    if (!sm90.runWithLayerNormParts(p, m, n, k, a, w, bias, r, act, c, parts, ews)) throw new CudaException("the statistics kernel does not take " + at);
                     ops.layerNormStatsCombine(stats, parts, m, n, 1e-5f);
                   });
-                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the statistics pass)%n", at, "sm90 ew + ln stats parts", inEpilogue,
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the statistics pass)%n", at, "sm90 " + label + " + ln stats", inEpilogue,
                       flop / inEpilogue / 1e9, pass / inEpilogue);
                 }
               }

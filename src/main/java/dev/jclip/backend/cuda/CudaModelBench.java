@@ -132,8 +132,9 @@ public final class CudaModelBench {
    * LayerNorms and the reversed bias + activation pass.
    */
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
-      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res", "ew-ln", "ew-st")),
-      Map.entry("ewres", Set.of("ew-res", "ew-st")), Map.entry("ewln", Set.of("ew-ln", "ew-st")), Map.entry("ewst", Set.of("ew-st")),
+      Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res", "ew-ln", "ew-st", "ln-combine")),
+      Map.entry("ewres", Set.of("ew-res", "ew-st")), Map.entry("ewln", Set.of("ew-ln")), Map.entry("ewst", Set.of("ew-st", "ln-combine")),
+      Map.entry("ew16", Set.of("ew16")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev", "lean", "lean2")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("rev", Set.of("rev")), Map.entry("lean", Set.of("lean")), Map.entry("lean2", Set.of("lean2")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
@@ -162,6 +163,39 @@ public final class CudaModelBench {
     return epilogueWarpsSkipped() || skipGroups().contains("ewres");
   }
 
+  /**
+   * The epilogue-warps schedules the groups {@code -Djclip.bench.skip} names leave in: {@link
+   * Sm90Gemm.Schedule#EPILOGUE_WARPS} unless {@link #epilogueWarpsSkipped}, {@link
+   * Sm90Gemm.Schedule#EPILOGUE_WARPS_16} unless "ew16" or "sm90" (its own test class,
+   * CudaSm90EpilogueWarps16Test).
+   */
+  public static List<Sm90Gemm.Schedule> epilogueWarpsSchedules() {
+    Set<String> skip = skipGroups();
+    List<Sm90Gemm.Schedule> out = new java.util.ArrayList<>();
+    if (!epilogueWarpsSkipped()) out.add(Sm90Gemm.Schedule.EPILOGUE_WARPS);
+    if (!skip.contains("ew16") && !skip.contains("sm90")) out.add(Sm90Gemm.Schedule.EPILOGUE_WARPS_16);
+    return out;
+  }
+
+  /** Of a schedule {@link #epilogueWarpsSchedules} leaves in, whether its residual kernel is left out ("ewres" for ew; ew16 goes whole). */
+  public static boolean epilogueWarpsResidualSkipped(Sm90Gemm.Schedule schedule) {
+    return schedule == Sm90Gemm.Schedule.EPILOGUE_WARPS && epilogueWarpsResidualSkipped();
+  }
+
+  /** Of a schedule {@link #epilogueWarpsSchedules} leaves in, whether its LayerNorm fold is left out ("ewln" for ew; ew16 goes whole). */
+  public static boolean epilogueWarpsFoldSkipped(Sm90Gemm.Schedule schedule) {
+    return schedule == Sm90Gemm.Schedule.EPILOGUE_WARPS && skipGroups().contains("ewln");
+  }
+
+  /**
+   * Of a schedule {@link #epilogueWarpsSchedules} leaves in, whether its statistics kernel is left
+   * out: "ewst" (CudaSm90EpilogueWarpsTest's statistics tests, which also check the combination
+   * both schedules use), or for ew its residual kernel.
+   */
+  public static boolean epilogueWarpsStatsSkipped(Sm90Gemm.Schedule schedule) {
+    return skipGroups().contains("ewst") || epilogueWarpsResidualSkipped(schedule);
+  }
+
   /** Whether the groups {@code -Djclip.bench.skip} names leave out gemm_sm90's TMA-store kernels ("tma", or all of gemm_sm90: "sm90"). */
   public static boolean tmaStoreSkipped() {
     Set<String> skip = skipGroups();
@@ -186,7 +220,8 @@ public final class CudaModelBench {
    * alone (its own tests in CudaSm90GemmTest and CudaOpsTest), "tma" gemm_sm90's TMA-store kernels
    * (CudaSm90StoreTest), "ew" its epilogue-warps kernels (CudaSm90EpilogueWarpsTest), "ewres" that
    * kernel's residual version alone (the class's residual tests), "ewln" its LayerNorm fold alone
-   * (the class's layerNorm tests), "attention" the flash variants and the pooled attention
+   * (the class's layerNorm tests), "ewst" its statistics kernel and their combination (the class's
+   * statistics tests), "ew16" the ew16 kernels (CudaSm90EpilogueWarps16Test), "attention" the flash variants and the pooled attention
    * (CudaAttentionTest), of those "ldm" V read with ldmatrix.trans, "staged" Q and the output
    * through shared memory, "pipe" the pipelined kernel, "fit" fitted rows (the one-block kernels'
    * and the pipelined kernel's 80-row items), "pooled" the pooled attention (the
@@ -214,7 +249,11 @@ public final class CudaModelBench {
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.add("ew");
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS && c.scope() == CudaBackend.FusedScope.ALL) f.add("ew-res");
     if (c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.addAll(List.of("ew", "ew-ln"));
-    if (c.lnFold() != null && c.lnStats()) f.addAll(List.of("ew", "ew-st"));
+    if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 || c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16) f.add("ew16");
+    if (c.lnFold() != null && c.lnStats()) { // the statistics kernel of the fold's epilogue-warps schedule (ew where it has none), and their combination
+      f.add("ln-combine");
+      f.addAll(c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 ? List.of("ew16") : List.of("ew", "ew-st"));
+    }
     if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
     if (c.fitRows()) f.add("fit");
     if (c.stage()) f.add("staged");
@@ -774,6 +813,10 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withLnStats(true),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS).withLnStats(true).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS,
+          CudaBackend.FusedScope.ALL),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ACTIVATION),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ALL),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS_16).withLnStats(true).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16,
           CudaBackend.FusedScope.ALL));
 
   /**

@@ -31,9 +31,10 @@ import org.bytedeco.javacpp.LongPointer;
  * *_tma_*}, {@link #run(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer,
  * DeviceBuffer, int, DeviceBuffer, Schedule, boolean) run} with {@code tmaStore}): the same
  * outputs, staged in shared memory in 64 x 64 chunks and written by the TMA unit while the warps
- * go on, instead of stored from the accumulators' registers. A fifth schedule, {@link
- * Schedule#EPILOGUE_WARPS}, hands each 128x256 tile's accumulators over through shared memory to
- * warps that apply the epilogue while the consumers run the next tile's mainloop.
+ * go on, instead of stored from the accumulators' registers. Two more schedules, {@link
+ * Schedule#EPILOGUE_WARPS} and {@link Schedule#EPILOGUE_WARPS_16}, hand each 128x256 tile over
+ * through shared memory (in fp32, or in 16 bits after the bias) to warps that apply the epilogue
+ * while the consumers run the next tile's mainloop.
  */
 public final class Sm90Gemm implements AutoCloseable {
   /** The kernels' tile rows of A (and C) and K a stage. */
@@ -61,7 +62,16 @@ public final class Sm90Gemm implements AutoCloseable {
      * COOPERATIVE. With a residual its {@code _res} kernel (the residual read 16 bytes a thread, a
      * step of rows ahead). Launches with C or the residual not 16-byte aligned run COOPERATIVE.
      */
-    EPILOGUE_WARPS("gemm_bias_act_sm90_ew_", 256, EW_SHARED_BYTES, false, EW_BK);
+    EPILOGUE_WARPS("gemm_bias_act_sm90_ew_", 256, EW_SHARED_BYTES, false, EW_BK),
+    /**
+     * EPILOGUE_WARPS with the tile staged in 16 bits ({@code gemm_*_sm90_ew16_*}): the consumers
+     * add the bias (and fold a LayerNorm) and round once before staging, which halves the staged
+     * tile to 64 KB and leaves room for 6 stages of K 32 instead of 4 (five in flight instead of
+     * three); the epilogue warps apply the activation and the residual to the rounded values and
+     * round again. Without an activation or a residual (in_proj) the cooperative kernel's bits;
+     * with either, within a few units in the last place of them (the second rounding).
+     */
+    EPILOGUE_WARPS_16("gemm_bias_act_sm90_ew16_", 256, EW16_SHARED_BYTES, false, EW_BK);
 
     final String kernel;
     final int bn;
@@ -86,13 +96,27 @@ public final class Sm90Gemm implements AutoCloseable {
     boolean hasVariants() {
       return this == COOPERATIVE || this == PINGPONG;
     }
+
+    /** Whether the schedule hands its tiles to epilogue warps (with a residual kernel, a LayerNorm-folded one and a statistics one of its own). */
+    public boolean epilogueWarps() {
+      return this == EPILOGUE_WARPS || this == EPILOGUE_WARPS_16;
+    }
+
+    /** An epilogue-warps schedule's kernel with a residual (its name prefix). */
+    String residualKernel() {
+      return kernel + "res_";
+    }
+
+    /** An epilogue-warps schedule's kernel with a residual that also writes the LayerNorm statistics' parts (its name prefix). */
+    String statsKernel() {
+      return kernel + "res_st_";
+    }
+
+    /** An epilogue-warps schedule's kernel with a LayerNorm folded in (its name prefix). */
+    String layerNormKernel() {
+      return kernel.replace("gemm_bias_act_", "gemm_ln_");
+    }
   }
-
-  /** The epilogue-warps kernel with a residual (its name prefix). */
-  static final String EW_RESIDUAL_KERNEL = "gemm_bias_act_sm90_ew_res_";
-
-  /** The epilogue-warps kernel with a LayerNorm folded in (its name prefix). */
-  static final String EW_LAYER_NORM_KERNEL = "gemm_ln_sm90_ew_";
 
   /** The epilogue-warps kernel's K a stage. */
   static final int EW_BK = 32;
@@ -102,6 +126,9 @@ public final class Sm90Gemm implements AutoCloseable {
    * (98,304 bytes), the staged 128x256 fp32 tile (131,072), its barriers (1 KB), 1 KB to align.
    */
   static final int EW_SHARED_BYTES = 4 * (BM * EW_BK * 2 + 256 * EW_BK * 2) + BM * 256 * 4 + 1024 + 1024;
+
+  /** The ew16 kernels' shared memory (EW16_SMEM_BYTES): 6 stages (147,456 bytes), the staged 128x256 16-bit tile (65,536), barriers, alignment. */
+  static final int EW16_SHARED_BYTES = 6 * (BM * EW_BK * 2 + 256 * EW_BK * 2) + BM * 256 * 2 + 1024 + 1024;
 
   /**
    * The shared memory of the TMA-store kernels ({@code *_tma_*}, GEMM_TMA_SMEM_BYTES): either
@@ -139,10 +166,10 @@ public final class Sm90Gemm implements AutoCloseable {
       for (Schedule sc : Schedule.values()) {
         for (String s : new String[] {"f16", "bf16"}) {
           m.allowSharedMemory(sc.kernel + s, sc.sharedBytes);
-          if (sc == Schedule.EPILOGUE_WARPS) {
-            m.allowSharedMemory(EW_RESIDUAL_KERNEL + s, sc.sharedBytes);
-            m.allowSharedMemory(EW_LAYER_NORM_KERNEL + s, sc.sharedBytes);
-            m.allowSharedMemory(EW_STATS_KERNEL + s, sc.sharedBytes);
+          if (sc.epilogueWarps()) {
+            m.allowSharedMemory(sc.residualKernel() + s, sc.sharedBytes);
+            m.allowSharedMemory(sc.layerNormKernel() + s, sc.sharedBytes);
+            m.allowSharedMemory(sc.statsKernel() + s, sc.sharedBytes);
           }
           if (sc.hasVariants()) {
             m.allowSharedMemory(layerNormKernel(sc) + s, sc.sharedBytes);
@@ -231,13 +258,14 @@ public final class Sm90Gemm implements AutoCloseable {
       int act, DeviceBuffer c, Schedule schedule, boolean tmaStore) {
     String why = unsupported(precision, n, k, a, w, bias, residual, c);
     if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
-    if (schedule == Schedule.EPILOGUE_WARPS && !epilogueWarps(residual, c)) schedule = Schedule.COOPERATIVE; // the same bits
+    if (schedule.epilogueWarps() && !epilogueWarps(residual, c)) schedule = Schedule.COOPERATIVE; // the same bits (ew16: within its rounding)
     if (schedule.cluster && clusterUnavailable != null) {
       throw new CudaException("gemm_sm90's cluster versions cannot run here: " + clusterUnavailable);
     }
     if (m <= 0 || n <= 0) return;
-    if (schedule == Schedule.EPILOGUE_WARPS) {
-      launchEpilogueWarps(residual == null ? schedule.kernel : EW_RESIDUAL_KERNEL, precision, m, n, k, a, w, c, bias, residual, m, n, k, act);
+    if (schedule.epilogueWarps()) {
+      launchEpilogueWarps(schedule, residual == null ? schedule.kernel : schedule.residualKernel(), precision, m, n, k, a, w, c, bias, residual, m, n,
+          k, act);
       if (residual != null) epilogueWarpsResidualLaunches++;
       return;
     }
@@ -275,13 +303,13 @@ public final class Sm90Gemm implements AutoCloseable {
   }
 
   /**
-   * Queues epilogue-warps kernel {@code prefix} (its f16 or bf16 entry) on A [m, k] and W [n, k]:
-   * grid min(tiles, SMs), the tensor maps in boxes of {@link #EW_BK} with 64-byte swizzle, then
-   * {@code args} (C, bias, residual, M, N, K, act, and the folded LayerNorm's two buffers); counts
-   * the launch.
+   * Queues kernel {@code prefix} (its f16 or bf16 entry) of epilogue-warps schedule {@code ew} on A
+   * [m, k] and W [n, k]: grid min(tiles, SMs), the tensor maps in boxes of {@link #EW_BK} with
+   * 64-byte swizzle, the schedule's shared memory, then {@code args} (C, bias, residual, M, N, K,
+   * act, and the folded LayerNorm's two buffers or the statistics' parts); counts the launch.
    */
-  private void launchEpilogueWarps(String prefix, Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, Object... args) {
-    Schedule ew = Schedule.EPILOGUE_WARPS;
+  private void launchEpilogueWarps(Schedule ew, String prefix, Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w,
+      Object... args) {
     int grid = (int) Math.min((long) ((n + ew.bn - 1) / ew.bn) * ((m + BM - 1) / BM), multiprocessors);
     try (CUtensorMap mapA = tensorMap(mapType(precision), a, m, k, BM, ew.bk);
         CUtensorMap mapW = tensorMap(mapType(precision), w, n, k, ew.bn, ew.bk)) {
@@ -292,12 +320,14 @@ public final class Sm90Gemm implements AutoCloseable {
       module.launch(prefix + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, ew.sharedBytes, stream, all);
     }
     epilogueWarpsLaunches++;
+    if (ew == Schedule.EPILOGUE_WARPS_16) epilogueWarps16Launches++;
   }
 
   /**
-   * Queues the epilogue-warps residual kernel that also writes each output row's LayerNorm
-   * statistics in parts ({@code gemm_bias_act_sm90_ew_res_st_*}): {@code c = act(a · wᵀ + bias) +
-   * residual} as {@link #run} computes it with {@link Schedule#EPILOGUE_WARPS} (the same bits), and
+   * Queues the epilogue-warps residual kernel of {@code schedule} ({@link Schedule#epilogueWarps})
+   * that also writes each output row's LayerNorm statistics in parts ({@code
+   * gemm_bias_act_sm90_ew[16]_res_st_*}): {@code c = act(a · wᵀ + bias) + residual} as {@link #run}
+   * computes it with that schedule (the same bits), and
    * {@code part} [m, {@link CudaOps#statsParts}(n)] float pairs, part j of row r the mean of c's
    * stored row r over columns 256 j .. 256 j + 255 and the sum of the squared deviations from it,
    * for {@link CudaOps#layerNormStatsCombine}. False (nothing queued) where the kernel cannot take
@@ -305,20 +335,18 @@ public final class Sm90Gemm implements AutoCloseable {
    * small; the problem must pass {@link #unsupported} with a residual.
    */
   public boolean runWithLayerNormParts(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias,
-      DeviceBuffer residual, int act, DeviceBuffer c, DeviceBuffer part) {
+      DeviceBuffer residual, int act, DeviceBuffer c, DeviceBuffer part, Schedule schedule) {
+    if (!schedule.epilogueWarps()) throw new IllegalArgumentException("the statistics kernels are the epilogue warps': not " + schedule);
     if (residual == null) throw new IllegalArgumentException("the statistics kernel is the residual one: no residual given");
     String why = unsupported(precision, n, k, a, w, bias, residual, c);
     if (why != null) throw new IllegalArgumentException("gemm_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
     if (!epilogueWarps(residual, c) || part.address() % 8 != 0 || part.bytes() < 8L * m * CudaOps.statsParts(n)) return false;
     if (m <= 0 || n <= 0) return true;
-    launchEpilogueWarps(EW_STATS_KERNEL, precision, m, n, k, a, w, c, bias, residual, m, n, k, act, part);
+    launchEpilogueWarps(schedule, schedule.statsKernel(), precision, m, n, k, a, w, c, bias, residual, m, n, k, act, part);
     epilogueWarpsResidualLaunches++;
     epilogueWarpsStatsLaunches++;
     return true;
   }
-
-  /** The epilogue-warps residual kernel that writes the LayerNorm statistics' parts (its name prefix). */
-  static final String EW_STATS_KERNEL = "gemm_bias_act_sm90_ew_res_st_";
 
   /** How many launches took the statistics-writing residual kernel ({@link #runWithLayerNormParts}). */
   public long epilogueWarpsStatsLaunches() {
@@ -348,6 +376,13 @@ public final class Sm90Gemm implements AutoCloseable {
 
   private long epilogueWarpsResidualLaunches;
 
+  /** How many of the epilogue-warps launches took an ew16 kernel ({@link Schedule#EPILOGUE_WARPS_16}). */
+  public long epilogueWarps16Launches() {
+    return epilogueWarps16Launches;
+  }
+
+  private long epilogueWarps16Launches;
+
   /** How many launches took the epilogue-warps kernel. */
   public long epilogueWarpsLaunches() {
     return epilogueWarpsLaunches;
@@ -369,8 +404,8 @@ public final class Sm90Gemm implements AutoCloseable {
    * sums of w's rows as uploaded, {@code bias} fp32 [n] the LINEAR's bias plus its weight times the
    * LayerNorm's beta, and {@code stats} [m] each row's (mean, rstd) as float pairs ({@link
    * CudaOps#layerNormStats}). The cooperative or ping-pong kernel (a cluster schedule takes its
-   * one-block form), or the epilogue-warps one ({@code gemm_ln_sm90_ew_*}, C 16-byte aligned, else
-   * the cooperative kernel); act 0 (none), 1 (QuickGELU) or 2 (GELU). The problem must pass {@link
+   * one-block form), or an epilogue-warps one ({@code gemm_ln_sm90_ew[16]_*}, C 16-byte aligned,
+   * else the cooperative kernel); act 0 (none), 1 (QuickGELU) or 2 (GELU). The problem must pass {@link
    * #unsupported} with colsum and stats 8-byte aligned.
    */
   public void runLayerNormFolded(Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w, DeviceBuffer bias, int act,
@@ -390,12 +425,12 @@ public final class Sm90Gemm implements AutoCloseable {
     if (why == null && (stats.address() % 8 != 0 || colsum.address() % 8 != 0)) why = "the statistics or the column sums are not 8-byte aligned";
     if (why != null) throw new IllegalArgumentException("gemm_ln_sm90 cannot take " + m + "x" + n + "x" + k + ": " + why);
     if (m <= 0 || n <= 0) return;
-    if (schedule == Schedule.EPILOGUE_WARPS && epilogueWarps(null, c)) { // else the cooperative kernel: the same bits
-      launchEpilogueWarps(EW_LAYER_NORM_KERNEL, precision, m, n, k, a, w, c, bias, null, m, n, k, act, stats, colsum);
+    if (schedule.epilogueWarps() && epilogueWarps(null, c)) { // else the cooperative kernel: the same bits (ew16: within its rounding)
+      launchEpilogueWarps(schedule, schedule.layerNormKernel(), precision, m, n, k, a, w, c, bias, null, m, n, k, act, stats, colsum);
       return;
     }
     Schedule one = switch (schedule) {
-      case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS -> Schedule.COOPERATIVE;
+      case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS, EPILOGUE_WARPS_16 -> Schedule.COOPERATIVE;
       case PINGPONG, PINGPONG_CLUSTER -> Schedule.PINGPONG;
     };
     int type = mapType(precision);

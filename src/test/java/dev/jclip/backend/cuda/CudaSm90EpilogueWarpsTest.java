@@ -72,7 +72,7 @@ class CudaSm90EpilogueWarpsTest {
     problems.add(new CudaSm90GemmTest.Problem("K 1.25 steps", 200, 768, 40, 1, false, false));
     // 132 SMs: 66 x 12 = 792 tiles, 6 a block (fewer SMs: more); the text tower's c_fc K
     problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 1, true, false));
-    eachProblem(problems, (gemm, stream, in, what) -> {
+    eachProblem(device, problems, (gemm, stream, in, what) -> {
       CudaSm90GemmTest.Problem pr = in.pr;
       short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
       long before = gemm.epilogueWarpsLaunches();
@@ -97,10 +97,11 @@ class CudaSm90EpilogueWarpsTest {
   }
 
   /**
-   * Runs {@code check} on every problem in fp16 and bf16 (fresh inputs each), collecting the
-   * failures and asserting none at the end; a CUDA fault ends the loop (it leaves the context unusable).
+   * Runs {@code check} on every problem in fp16 and bf16 (fresh inputs each) on {@code device},
+   * collecting the failures and asserting none at the end; a CUDA fault ends the loop (it leaves
+   * the context unusable).
    */
-  private static void eachProblem(List<CudaSm90GemmTest.Problem> problems, ProblemCheck check) {
+  static void eachProblem(CudaDevice device, List<CudaSm90GemmTest.Problem> problems, ProblemCheck check) {
     List<String> failures = new ArrayList<>();
     try (CudaStream stream = new CudaStream(device);
         Sm90Gemm gemm = new Sm90Gemm(device, stream.handle())) {
@@ -159,7 +160,7 @@ class CudaSm90EpilogueWarpsTest {
     problems.add(new CudaSm90GemmTest.Problem("QuickGELU + residual", 200, 768, 768, 1, true, true));
     problems.add(new CudaSm90GemmTest.Problem("GELU + residual", 200, 768, 768, 2, true, true));
     problems.add(new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 0, true, true));
-    eachProblem(problems, (gemm, stream, in, what) -> {
+    eachProblem(device, problems, (gemm, stream, in, what) -> {
       short[] cooperative = in.run(gemm, stream, COOPERATIVE, false, 0);
       long before = gemm.epilogueWarpsResidualLaunches();
       short[] ew = in.run(gemm, stream, EW, false, 0);
@@ -184,7 +185,7 @@ class CudaSm90EpilogueWarpsTest {
         new CudaSm90GemmTest.Problem("N tail gelu", 129, 520, 768, 2, true, false),
         new CudaSm90GemmTest.Problem("no bias", 77, 512, 512, 0, false, false),
         new CudaSm90GemmTest.Problem("6 tiles a block", 66 * 128, 12 * 256, 512, 1, true, false));
-    eachProblem(problems, (gemm, stream, in, what) -> {
+    eachProblem(device, problems, (gemm, stream, in, what) -> {
       CudaSm90GemmTest.Problem pr = in.pr;
       float[] stats = new float[2 * pr.m()], colsum = TestRandom.gaussian(RNG, pr.n(), 4);
       for (int r = 0; r < pr.m(); r++) {
@@ -201,7 +202,7 @@ class CudaSm90EpilogueWarpsTest {
   }
 
   /** {@code in}'s problem as a folded LayerNorm's LINEAR ({@code stats} mean/rstd pairs, {@code colsum}) with {@code schedule}; returns C. */
-  private static short[] folded(Sm90Gemm gemm, CudaStream stream, CudaSm90GemmTest.Inputs in, float[] stats, float[] colsum,
+  static short[] folded(Sm90Gemm gemm, CudaStream stream, CudaSm90GemmTest.Inputs in, float[] stats, float[] colsum,
       Sm90Gemm.Schedule schedule) {
     CudaSm90GemmTest.Problem pr = in.pr;
     CudaDevice device = stream.device();
@@ -317,7 +318,7 @@ class CudaSm90EpilogueWarpsTest {
         new CudaSm90GemmTest.Problem("N tail", 129, 520, 768, 0, true, true), new CudaSm90GemmTest.Problem("no bias", 77, 512, 512, 0, false, true),
         new CudaSm90GemmTest.Problem("QuickGELU + residual", 100, 768, 768, 1, true, true),
         new CudaSm90GemmTest.Problem("2 tiles a block", 66 * 128, 4 * 256, 512, 0, true, true));
-    eachProblem(problems, (gemm, stream, in, what) -> {
+    eachProblem(device, problems, (gemm, stream, in, what) -> {
       CudaSm90GemmTest.Problem pr = in.pr;
       int m = pr.m(), n = pr.n(), parts = CudaOps.statsParts(n);
       float[] res = fromHalf(in.resHalf, in.p);
@@ -345,7 +346,7 @@ class CudaSm90EpilogueWarpsTest {
         java.util.Arrays.fill(sentinel, Float.NaN); // a part never written stays NaN and fails the checks below
         dp.upload(sentinel);
         long before = gemm.epilogueWarpsStatsLaunches();
-        assertTrue(gemm.runWithLayerNormParts(in.p, m, n, pr.k(), da, dw, db, dr, pr.act(), dc, dp), "refused");
+        assertTrue(gemm.runWithLayerNormParts(in.p, m, n, pr.k(), da, dw, db, dr, pr.act(), dc, dp, EW), "refused");
         assertEquals(before + 1, gemm.epilogueWarpsStatsLaunches(), "the statistics kernel did not run");
         ops.layerNormStatsCombine(ds, dp, m, n, eps);
         boolean passRan = ops.layerNormStats(ds2, dc, m, n, eps, in.p);
@@ -407,20 +408,8 @@ class CudaSm90EpilogueWarpsTest {
     cases:
     for (int[] cs : new int[][] {{154, 512}, {100, 768}, {130, 640}}) { // 640: RN50x4's text width, a short last part
       int m = cs[0], d = cs[1];
-      GraphBuilder g = new GraphBuilder();
-      Value x = g.input("x", DType.F32, m, d);
-      Value h = g.linearResidual("out_proj", x, weight("w1", d, d), bias("b1", d), x);
-      Value f = g.linear("c_fc", g.layerNorm("ln_2", h, gamma("g2", d), bias("be2", d), 1e-5f), weight("w2", 4 * d, d), bias("b2", 4 * d),
-          Activation.QUICK_GELU);
-      Value y = g.linearResidual("c_proj", f, weight("w3", d, 4 * d), bias("b3", d), h);
-      Graph graph = g.output("z", g.linear("in_proj", g.layerNorm("ln_1", y, gamma("g1", d), bias("be1", d), 1e-5f), weight("w4", 3 * d, d),
-          bias("b4", 3 * d), null)).build();
-      float[] xs = new float[m * d];
-      for (int r = 0; r < m; r++) {
-        double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
-        for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
-      }
-      Map<String, Object> inputs = Map.of("x", xs);
+      Graph graph = block(m, d);
+      Map<String, Object> inputs = Map.of("x", rowsOffCentre(m, d));
       for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
         String what = "block " + m + "x" + d + " " + p;
         try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
@@ -452,6 +441,32 @@ class CudaSm90EpilogueWarpsTest {
       }
     }
     assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+  }
+
+  /**
+   * A transformer block's MLP half and the next block's in_proj on rows of width {@code d}, input
+   * "x" [m, d], output "z": h = out_proj(x) + x, c_fc(ln_2(h)) with QuickGELU, y = c_proj(..) + h,
+   * in_proj(ln_1(y)); random weights (LayerNorm gains near 1).
+   */
+  static Graph block(int m, int d) {
+    GraphBuilder g = new GraphBuilder();
+    Value x = g.input("x", DType.F32, m, d);
+    Value h = g.linearResidual("out_proj", x, weight("w1", d, d), bias("b1", d), x);
+    Value f = g.linear("c_fc", g.layerNorm("ln_2", h, gamma("g2", d), bias("be2", d), 1e-5f), weight("w2", 4 * d, d), bias("b2", 4 * d),
+        Activation.QUICK_GELU);
+    Value y = g.linearResidual("c_proj", f, weight("w3", d, 4 * d), bias("b3", d), h);
+    return g.output("z", g.linear("in_proj", g.layerNorm("ln_1", y, gamma("g1", d), bias("be1", d), 1e-5f), weight("w4", 3 * d, d),
+        bias("b4", 3 * d), null)).build();
+  }
+
+  /** [m, d] rows of a residual stream: each row's mean a few units (4 σ), its spread 0.3-3. */
+  static float[] rowsOffCentre(int m, int d) {
+    float[] xs = new float[m * d];
+    for (int r = 0; r < m; r++) {
+      double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
+      for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
+    }
+    return xs;
   }
 
   /** Float pairs past a statistics test's parts, which the kernel must leave alone. */

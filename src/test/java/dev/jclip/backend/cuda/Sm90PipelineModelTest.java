@@ -193,9 +193,9 @@ class Sm90PipelineModelTest {
    * (to show that the model sees what that wait is for).
    */
   static Map<String, Integer> simulate(Sm90Gemm.Schedule sc, int m, int n, int steps, int grid, Random rnd, boolean noDrainedWait) {
-    boolean ew = sc == Sm90Gemm.Schedule.EPILOGUE_WARPS;
+    boolean ew = sc.epilogueWarps();
     boolean pingpong = sc == Sm90Gemm.Schedule.PINGPONG || sc == Sm90Gemm.Schedule.PINGPONG_CLUSTER;
-    int cluster = sc.cluster ? 2 : 1, stages = pingpong ? 6 : 4, bn = sc.bn;
+    int cluster = sc.cluster ? 2 : 1, stages = pingpong || sc == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 ? 6 : 4, bn = sc.bn;
     int tilesN = (n + bn - 1) / bn, tilesM = (m + 127) / 128, units = tilesN * ((tilesM + cluster - 1) / cluster);
     Sim sim = new Sim(rnd);
     Block[] blocks = new Block[grid];

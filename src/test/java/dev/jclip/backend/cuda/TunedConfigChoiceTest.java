@@ -226,6 +226,14 @@ class TunedConfigChoiceTest {
     assertFalse(CudaModelBench.skipped(ewAll, Set.of("ewst")));
     assertTrue(CudaModelBench.skipped(fold.withLnStats(true), Set.of("ewst")), "the cooperative fold's statistics from the epilogue warps too");
     assertFalse(CudaModelBench.skipped(D.withLnStats(true), CudaModelBench.SKIP_GROUPS), "no fold: no statistics wanted, nothing new runs");
+    // the ew16 kernels: their own class, one group ("ew16"); with the statistics, the combination's group too
+    ProfileConfig ew16All = D.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ALL);
+    assertTrue(CudaModelBench.skipped(ew16All, Set.of("ew16")) && CudaModelBench.skipped(ew16All, Set.of("sm90")));
+    assertFalse(CudaModelBench.skipped(ew16All, Set.of("ew", "ewres", "ewln", "ewst", "lnfold")), "the fp32-staged kernels' tests say nothing of ew16");
+    assertFalse(CudaModelBench.skipped(ewAll, Set.of("ew16")));
+    ProfileConfig ew16Stack = ew16All.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS_16).withLnStats(true);
+    for (String g : java.util.List.of("ew16", "ewst", "ew", "lnfold", "sm90")) assertTrue(CudaModelBench.skipped(ew16Stack, Set.of(g)), g);
+    assertFalse(CudaModelBench.skipped(ew16Stack, Set.of("ewres", "ewln", "tma")), "the fp32-staged residual and fold kernels do not run");
     ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
     assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")));
