@@ -1192,59 +1192,35 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
 // and sum of squared deviations; null traps) for layernorm_stats_combine. Launch:
 // grid min(tiles, SMs), block 384, dynamic shared memory EW_SMEM_BYTES = 231,424; the tensor maps of
 // A (box {32, 128}) and W (box {32, 256}) with 64-byte swizzle.
-#define GEMM_EW_SM90(S, T)                                                                                               \
+// The ew16 kernels (TAG ew16, H16): gemm_bias_act_sm90_ew16_*, gemm_bias_act_sm90_ew16_res_*,
+// gemm_ln_sm90_ew16_* and gemm_bias_act_sm90_ew16_res_st_*, the same four with the tile staged in
+// 16 bits (the bias and a folded LayerNorm applied by the consumers, one rounding; the activation
+// and the residual by the epilogue warps, a second) and 6 stages; the same arguments and launch,
+// dynamic shared memory EW16_SMEM_BYTES = 215,040.
+#define GEMM_EW_SM90(TAG, H16, S, T)                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_bias_act_sm90_ew_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,   \
-                                const float* bias, const T* residual, int M, int N, int K, int act) {                   \
-    gemm_sm90_ew<T>(tmA, tmB, C, bias, residual, M, N, K, act);                                                         \
+      gemm_bias_act_sm90_##TAG##_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,    \
+                                     T* C, const float* bias, const T* residual, int M, int N, int K, int act) {        \
+    gemm_sm90_ew<T, false, false, false, H16>(tmA, tmB, C, bias, residual, M, N, K, act);                               \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_bias_act_sm90_ew_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,     \
-                                    T* C, const float* bias, const T* residual, int M, int N, int K, int act) {         \
-    gemm_sm90_ew<T, true>(tmA, tmB, C, bias, residual, M, N, K, act);                                                   \
+      gemm_bias_act_sm90_##TAG##_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,\
+                                         T* C, const float* bias, const T* residual, int M, int N, int K, int act) {    \
+    gemm_sm90_ew<T, true, false, false, H16>(tmA, tmB, C, bias, residual, M, N, K, act);                                \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_ln_sm90_ew_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,         \
-                          const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats,  \
-                          const float* colsum) {                                                                        \
-    gemm_sm90_ew<T, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);                          \
+      gemm_ln_sm90_##TAG##_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,    \
+                               const float* bias, const T* residual, int M, int N, int K, int act,                      \
+                               const float2* ln_stats, const float* colsum) {                                           \
+    gemm_sm90_ew<T, false, true, false, H16>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);              \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_bias_act_sm90_ew_res_st_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,  \
-                                       T* C, const float* bias, const T* residual, int M, int N, int K, int act,        \
-                                       float2* ln_part) {                                                               \
-    gemm_sm90_ew<T, true, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part);           \
+      gemm_bias_act_sm90_##TAG##_res_st_##S(const __grid_constant__ TensorMap tmA,                                     \
+                                            const __grid_constant__ TensorMap tmB, T* C, const float* bias,             \
+                                            const T* residual, int M, int N, int K, int act, float2* ln_part) {         \
+    gemm_sm90_ew<T, true, false, true, H16>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part);      \
   }
-GEMM_EW_SM90(f16, __half)
-GEMM_EW_SM90(bf16, __nv_bfloat16)
-
-// The ew16 kernels: gemm_bias_act_sm90_ew16_*, gemm_bias_act_sm90_ew16_res_*, gemm_ln_sm90_ew16_* and
-// gemm_bias_act_sm90_ew16_res_st_*, the four kernels above with the tile staged in 16 bits (the
-// bias and a folded LayerNorm applied by the consumers, one rounding; the activation and the
-// residual by the epilogue warps, a second) and 6 stages; the same arguments and launch, dynamic
-// shared memory EW16_SMEM_BYTES = 215,040.
-#define GEMM_EW16_SM90(S, T)                                                                                             \
-  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_bias_act_sm90_ew16_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C, \
-                                  const float* bias, const T* residual, int M, int N, int K, int act) {                 \
-    gemm_sm90_ew<T, false, false, false, true>(tmA, tmB, C, bias, residual, M, N, K, act);                              \
-  }                                                                                                                     \
-  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_bias_act_sm90_ew16_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,   \
-                                      T* C, const float* bias, const T* residual, int M, int N, int K, int act) {       \
-    gemm_sm90_ew<T, true, false, false, true>(tmA, tmB, C, bias, residual, M, N, K, act);                               \
-  }                                                                                                                     \
-  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_ln_sm90_ew16_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,       \
-                            const float* bias, const T* residual, int M, int N, int K, int act, const float2* ln_stats, \
-                            const float* colsum) {                                                                      \
-    gemm_sm90_ew<T, false, true, false, true>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);             \
-  }                                                                                                                     \
-  extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
-      gemm_bias_act_sm90_ew16_res_st_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,\
-                                         T* C, const float* bias, const T* residual, int M, int N, int K, int act,      \
-                                         float2* ln_part) {                                                             \
-    gemm_sm90_ew<T, true, false, true, true>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part);     \
-  }
-GEMM_EW16_SM90(f16, __half)
-GEMM_EW16_SM90(bf16, __nv_bfloat16)
+GEMM_EW_SM90(ew, false, f16, __half)
+GEMM_EW_SM90(ew, false, bf16, __nv_bfloat16)
+GEMM_EW_SM90(ew16, true, f16, __half)
+GEMM_EW_SM90(ew16, true, bf16, __nv_bfloat16)
