@@ -266,7 +266,6 @@ public final class Sm90Gemm implements AutoCloseable {
     if (schedule.epilogueWarps()) {
       launchEpilogueWarps(schedule, residual == null ? schedule.kernel : schedule.residualKernel(), precision, m, n, k, a, w, c, bias, residual, m, n,
           k, act);
-      if (residual != null) epilogueWarpsResidualLaunches++;
       return;
     }
     int type = mapType(precision);
@@ -306,7 +305,8 @@ public final class Sm90Gemm implements AutoCloseable {
    * Queues kernel {@code prefix} (its f16 or bf16 entry) of epilogue-warps schedule {@code ew} on A
    * [m, k] and W [n, k]: grid min(tiles, SMs), the tensor maps in boxes of {@link #EW_BK} with
    * 64-byte swizzle, the schedule's shared memory, then {@code args} (C, bias, residual, M, N, K,
-   * act, and the folded LayerNorm's two buffers or the statistics' parts); counts the launch.
+   * act, and the folded LayerNorm's two buffers or the statistics' parts); counts the launch (and
+   * by the kernel, the residual and statistics launches).
    */
   private void launchEpilogueWarps(Schedule ew, String prefix, Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w,
       Object... args) {
@@ -321,6 +321,9 @@ public final class Sm90Gemm implements AutoCloseable {
     }
     epilogueWarpsLaunches++;
     if (ew == Schedule.EPILOGUE_WARPS_16) epilogueWarps16Launches++;
+    boolean stats = prefix.equals(ew.statsKernel());
+    if (stats || prefix.equals(ew.residualKernel())) epilogueWarpsResidualLaunches++;
+    if (stats) epilogueWarpsStatsLaunches++;
   }
 
   /**
@@ -343,8 +346,6 @@ public final class Sm90Gemm implements AutoCloseable {
     if (!epilogueWarps(residual, c) || part.address() % 8 != 0 || part.bytes() < 8L * m * CudaOps.statsParts(n)) return false;
     if (m <= 0 || n <= 0) return true;
     launchEpilogueWarps(schedule, schedule.statsKernel(), precision, m, n, k, a, w, c, bias, residual, m, n, k, act, part);
-    epilogueWarpsResidualLaunches++;
-    epilogueWarpsStatsLaunches++;
     return true;
   }
 

@@ -1,7 +1,6 @@
 package dev.jclip.backend.cuda;
 
 import static dev.jclip.backend.cuda.CudaAttentionTest.fromHalf;
-import static dev.jclip.backend.cuda.CudaAttentionTest.toHalf;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -9,12 +8,8 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 import dev.jclip.backend.Precision;
 import dev.jclip.backend.ReferenceOps;
-import dev.jclip.graph.Executor;
-import dev.jclip.graph.Graph;
 import dev.jclip.testing.TestRandom;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -187,20 +182,8 @@ class CudaSm90EpilogueWarps16Test {
         part = dp.downloadFloats(2 * m * parts);
       }
       assertArrayEquals(plain, c, what + ": C differs from the ew16 residual kernel's");
-      float[] x = fromHalf(c, in.p);
-      double worst = 0;
-      for (int r = 0; r < m; r++) {
-        for (int j = 0; j < parts; j++) {
-          int c0 = 256 * j, c1 = Math.min(n, c0 + 256);
-          double sum = 0, sq = 0;
-          for (int col = c0; col < c1; col++) sum += x[r * n + col];
-          double mean = sum / (c1 - c0);
-          for (int col = c0; col < c1; col++) sq += (x[r * n + col] - mean) * (x[r * n + col] - mean);
-          double std = Math.sqrt(sq / (c1 - c0));
-          worst = Math.max(worst, Math.abs(part[2 * (r * parts + j)] - mean) / (Math.abs(mean) + std));
-          worst = Math.max(worst, Math.abs(part[2 * (r * parts + j) + 1] - sq) / sq);
-        }
-      }
+      double[] errors = CudaSm90EpilogueWarpsTest.partErrors(fromHalf(c, in.p), part, m, n);
+      double worst = Math.max(errors[0], errors[1]);
       System.out.printf("[gemm_sm90 ew16 statistics] %-48s parts within %.1e%n", what, worst);
       assertTrue(worst <= 1e-5, what + ": parts off by " + worst);
     });
@@ -233,45 +216,17 @@ class CudaSm90EpilogueWarps16Test {
    */
   @Test
   void aBlockOnTheEw16KernelsThroughTheBackend() {
-    List<String> failures = new ArrayList<>();
-    cases:
-    for (int[] cs : new int[][] {{154, 512}, {100, 768}}) {
-      int m = cs[0], d = cs[1];
-      Graph graph = CudaSm90EpilogueWarpsTest.block(m, d);
-      Map<String, Object> inputs = Map.of("x", CudaSm90EpilogueWarpsTest.rowsOffCentre(m, d));
-      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        String what = "block " + m + "x" + d + " " + p;
-        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
-          backend.gemmTmaStore(false);
-          backend.fusedLinear(false, COOPERATIVE, CudaBackend.FusedScope.ACTIVATION);
-          backend.layerNormFold(null);
-          backend.layerNormStatsInEpilogue(false);
-          float[] defaults;
-          try (Executor ex = new Executor(graph, backend, List.of())) {
-            defaults = ex.run(inputs).get("z");
-          }
-          backend.fusedLinear(true, EW16, CudaBackend.FusedScope.ALL);
-          backend.layerNormFold(EW16);
-          backend.layerNormStatsInEpilogue(true);
-          float[] first, replayed;
-          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
-            first = ex.run(inputs).get("z");
-            // out_proj and c_proj (statistics kernels), c_fc and in_proj (folds)
-            assertEquals(4, backend.epilogueWarps16Launches(), what + ": not every GEMM ran on the ew16 kernels");
-            assertEquals(2, backend.layerNormEpilogueStats(), what + ": not both folds took their statistics from the epilogue");
-            replayed = ex.run(inputs).get("z");
-            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
-          }
-          assertArrayEquals(first, replayed, what + ": the CUDA-graph replay differs from the first run");
-          double err = ReferenceOps.relativeError(first, defaults), tol = p == Precision.FP16 ? 2e-3 : 1.6e-2;
-          System.out.printf("[gemm_sm90 ew16 backend] %-40s %.2e from the defaults' outputs%n", what, err);
-          assertTrue(err <= tol, what + ": " + err + " from the defaults' outputs (> " + tol + ")");
-        } catch (AssertionError | RuntimeException e) {
-          failures.add(what + ": " + e.getMessage());
-          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
-        }
-      }
-    }
-    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+    CudaSm90EpilogueWarpsTest.blockOnTheBackend(device, new int[][] {{154, 512}, {100, 768}}, "ew16", "the defaults'", backend -> {
+      backend.fusedLinear(false, COOPERATIVE, CudaBackend.FusedScope.ACTIVATION);
+      backend.layerNormFold(null);
+    }, (backend, what) -> {}, backend -> {
+      backend.fusedLinear(true, EW16, CudaBackend.FusedScope.ALL);
+      backend.layerNormFold(EW16);
+      backend.layerNormStatsInEpilogue(true);
+    }, (backend, what) -> {
+      // out_proj and c_proj (statistics kernels), c_fc and in_proj (folds)
+      assertEquals(4, backend.epilogueWarps16Launches(), what + ": not every GEMM ran on the ew16 kernels");
+      assertEquals(2, backend.layerNormEpilogueStats(), what + ": not both folds took their statistics from the epilogue");
+    });
   }
 }

@@ -231,19 +231,12 @@ class CudaSm90EpilogueWarpsTest {
       int m = cs[0], d = cs[1], n = cs[2];
       GraphBuilder g = new GraphBuilder();
       Value x = g.input("x", DType.F32, m, d);
-      float[] gamma = TestRandom.gaussian(RNG, d, 0.2);
-      for (int i = 0; i < d; i++) gamma[i] += 1;
-      Value normed = g.layerNorm("ln", x, Tensor.ofFloats("gamma", new long[] {d}, gamma), Tensor.ofFloats("beta", new long[] {d},
-          TestRandom.gaussian(RNG, d, 0.2)), 1e-5f);
-      Tensor w = Tensor.ofFloats("w", new long[] {n, d}, TestRandom.gaussian(RNG, n * d, 1 / Math.sqrt(d)));
+      Value normed = g.layerNorm("ln", x, gamma("gamma", d), bias("beta", d), 1e-5f);
+      Tensor w = weight("w", n, d);
       Tensor b = Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1));
       Graph graph = g.output("y", g.linear("lin", normed, w, b, cs[3] == 1 ? Activation.QUICK_GELU : null)).build();
-      float[] xs = new float[m * d];
-      for (int r = 0; r < m; r++) {
-        double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
-        for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
-      }
-      cases.add(new BackendCase("LayerNorm -> LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : ""), graph, Map.of("x", xs),
+      cases.add(new BackendCase("LayerNorm -> LINEAR " + m + "x" + d + " -> " + n + (cs[3] == 1 ? " QuickGELU" : ""), graph,
+          Map.of("x", rowsOffCentre(m, d)),
           CudaBackend::layerNormFold, 1));
     }
     onTheBackend(cases);
@@ -360,23 +353,11 @@ class CudaSm90EpilogueWarpsTest {
       }
       assertArrayEquals(plain, c, what + ": C differs from the residual kernel's");
       float[] x = fromHalf(c, in.p);
-      double worstPartMean = 0, worstPartSq = 0, worstMean = 0, worstRstd = 0, worstVsPass = 0;
+      double[] partErrors = partErrors(x, part, m, n);
+      double worstPartMean = partErrors[0], worstPartSq = partErrors[1], worstMean = 0, worstRstd = 0, worstVsPass = 0;
       for (int r = 0; r < m; r++) {
-        for (int j = 0; j < parts; j++) {
-          int c0 = 256 * j, c1 = Math.min(n, c0 + 256);
-          double sum = 0, sq = 0;
-          for (int col = c0; col < c1; col++) sum += x[r * n + col];
-          double mean = sum / (c1 - c0);
-          for (int col = c0; col < c1; col++) sq += (x[r * n + col] - mean) * (x[r * n + col] - mean);
-          double std = Math.sqrt(sq / (c1 - c0));
-          worstPartMean = Math.max(worstPartMean, Math.abs(part[2 * (r * parts + j)] - mean) / (Math.abs(mean) + std));
-          worstPartSq = Math.max(worstPartSq, Math.abs(part[2 * (r * parts + j) + 1] - sq) / sq);
-        }
-        double sum = 0, sq = 0;
-        for (int col = 0; col < n; col++) sum += x[r * n + col];
-        double mean = sum / n;
-        for (int col = 0; col < n; col++) sq += (x[r * n + col] - mean) * (x[r * n + col] - mean);
-        double rstd = 1 / Math.sqrt(sq / n + eps), std = 1 / rstd;
+        double[] row = meanAndSquares(x, r * n, r * n + n);
+        double mean = row[0], rstd = 1 / Math.sqrt(row[1] / n + eps), std = 1 / rstd;
         worstMean = Math.max(worstMean, Math.abs(combined[2 * r] - mean) / (Math.abs(mean) + std));
         worstRstd = Math.max(worstRstd, Math.abs(combined[2 * r + 1] - rstd) / rstd);
         if (pass != null) {
@@ -404,9 +385,30 @@ class CudaSm90EpilogueWarpsTest {
    */
   @Test
   void statisticsFromTheResidualEpilogueThroughTheBackend() {
+    blockOnTheBackend(device, new int[][] {{154, 512}, {100, 768}, {130, 640}}, // 640: RN50x4's text width, a short last part
+        "ew statistics", "the statistics pass's", backend -> {
+          backend.fusedLinear(false, EW, CudaBackend.FusedScope.ACTIVATION);
+          backend.layerNormFold(EW);
+        }, (backend, what) -> assertEquals(0, backend.layerNormEpilogueStats(), what + ": statistics from the epilogue while not asked for"),
+        backend -> backend.layerNormStatsInEpilogue(true),
+        (backend, what) -> assertEquals(2, backend.layerNormEpilogueStats(), what + ": not both folds took their statistics from the epilogue"));
+  }
+
+  /**
+   * {@link #block} at each {rows, width} of {@code shapes} on a backend in fp16 and bf16: run once
+   * as {@code baseline} sets the backend (besides the register stores and the statistics pass),
+   * {@code afterBaseline} checking it; then as {@code chosen} changes it, under a CUDA graph,
+   * {@code afterFirst} checking the first run. The replay gives the first run's bits and the
+   * outputs are within 16-bit rounding (fp16 2e-3, bf16 1.6e-2 relative) of the baseline's
+   * ({@code against} names it in the log and the failures). Collects the failures and asserts
+   * none; a CUDA fault ends it.
+   */
+  static void blockOnTheBackend(CudaDevice device, int[][] shapes, String label, String against, java.util.function.Consumer<CudaBackend> baseline,
+      java.util.function.BiConsumer<CudaBackend, String> afterBaseline, java.util.function.Consumer<CudaBackend> chosen,
+      java.util.function.BiConsumer<CudaBackend, String> afterFirst) {
     List<String> failures = new ArrayList<>();
     cases:
-    for (int[] cs : new int[][] {{154, 512}, {100, 768}, {130, 640}}) { // 640: RN50x4's text width, a short last part
+    for (int[] cs : shapes) {
       int m = cs[0], d = cs[1];
       Graph graph = block(m, d);
       Map<String, Object> inputs = Map.of("x", rowsOffCentre(m, d));
@@ -414,26 +416,25 @@ class CudaSm90EpilogueWarpsTest {
         String what = "block " + m + "x" + d + " " + p;
         try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
           backend.gemmTmaStore(false);
-          backend.fusedLinear(false, EW, CudaBackend.FusedScope.ACTIVATION);
-          backend.layerNormFold(EW);
           backend.layerNormStatsInEpilogue(false);
-          float[] viaPass;
+          baseline.accept(backend);
+          float[] want;
           try (Executor ex = new Executor(graph, backend, List.of())) {
-            viaPass = ex.run(inputs).get("z");
+            want = ex.run(inputs).get("z");
           }
-          assertEquals(0, backend.layerNormEpilogueStats(), what + ": statistics from the epilogue while not asked for");
-          backend.layerNormStatsInEpilogue(true);
+          afterBaseline.accept(backend, what);
+          chosen.accept(backend);
           float[] first, replayed;
           try (Executor ex = new Executor(graph, backend, List.of(), true)) {
             first = ex.run(inputs).get("z");
-            assertEquals(2, backend.layerNormEpilogueStats(), what + ": not both folds took their statistics from the epilogue");
+            afterFirst.accept(backend, what);
             replayed = ex.run(inputs).get("z");
             assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
           }
           assertArrayEquals(first, replayed, what + ": the CUDA-graph replay differs from the first run");
-          double err = ReferenceOps.relativeError(first, viaPass), tol = p == Precision.FP16 ? 2e-3 : 1.6e-2;
-          System.out.printf("[gemm_sm90 ew statistics backend] %-40s %.2e from the statistics pass's outputs%n", what, err);
-          assertTrue(err <= tol, what + ": " + err + " from the statistics pass's outputs (> " + tol + ")");
+          double err = ReferenceOps.relativeError(first, want), tol = p == Precision.FP16 ? 2e-3 : 1.6e-2;
+          System.out.printf("[gemm_sm90 %s backend] %-40s %.2e from %s outputs%n", label, what, err, against);
+          assertTrue(err <= tol, what + ": " + err + " from " + against + " outputs (> " + tol + ")");
         } catch (AssertionError | RuntimeException e) {
           failures.add(what + ": " + e.getMessage());
           if (e instanceof CudaException) break cases; // a fault leaves the context unusable
@@ -448,7 +449,7 @@ class CudaSm90EpilogueWarpsTest {
    * "x" [m, d], output "z": h = out_proj(x) + x, c_fc(ln_2(h)) with QuickGELU, y = c_proj(..) + h,
    * in_proj(ln_1(y)); random weights (LayerNorm gains near 1).
    */
-  static Graph block(int m, int d) {
+  private static Graph block(int m, int d) {
     GraphBuilder g = new GraphBuilder();
     Value x = g.input("x", DType.F32, m, d);
     Value h = g.linearResidual("out_proj", x, weight("w1", d, d), bias("b1", d), x);
@@ -460,13 +461,42 @@ class CudaSm90EpilogueWarpsTest {
   }
 
   /** [m, d] rows of a residual stream: each row's mean a few units (4 σ), its spread 0.3-3. */
-  static float[] rowsOffCentre(int m, int d) {
+  private static float[] rowsOffCentre(int m, int d) {
     float[] xs = new float[m * d];
     for (int r = 0; r < m; r++) {
       double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();
       for (int c = 0; c < d; c++) xs[r * d + c] = (float) (mean + spread * RNG.nextGaussian());
     }
     return xs;
+  }
+
+  /** The mean of x[from .. to - 1] and the sum of squared deviations from it, in double. */
+  private static double[] meanAndSquares(float[] x, int from, int to) {
+    double sum = 0, sq = 0;
+    for (int i = from; i < to; i++) sum += x[i];
+    double mean = sum / (to - from);
+    for (int i = from; i < to; i++) sq += (x[i] - mean) * (x[i] - mean);
+    return new double[] {mean, sq};
+  }
+
+  /**
+   * How far a statistics kernel's parts ({@code part}, [m, parts] float pairs) are from those of
+   * the rows of {@code x} [m, n] as stored, each part's 256 columns in double: the worst mean
+   * (relative to |mean| + std) and the worst sum of squared deviations (relative).
+   */
+  static double[] partErrors(float[] x, float[] part, int m, int n) {
+    int parts = CudaOps.statsParts(n);
+    double worstMean = 0, worstSq = 0;
+    for (int r = 0; r < m; r++) {
+      for (int j = 0; j < parts; j++) {
+        int c0 = r * n + 256 * j, c1 = r * n + Math.min(n, 256 * j + 256);
+        double[] ms = meanAndSquares(x, c0, c1);
+        double mean = ms[0], sq = ms[1], std = Math.sqrt(sq / (c1 - c0));
+        worstMean = Math.max(worstMean, Math.abs(part[2 * (r * parts + j)] - mean) / (Math.abs(mean) + std));
+        worstSq = Math.max(worstSq, Math.abs(part[2 * (r * parts + j) + 1] - sq) / sq);
+      }
+    }
+    return new double[] {worstMean, worstSq};
   }
 
   /** Float pairs past a statistics test's parts, which the kernel must leave alone. */
@@ -534,9 +564,9 @@ class CudaSm90EpilogueWarpsTest {
       int m = cs[0], d = cs[1];
       GraphBuilder g = new GraphBuilder();
       Value x = g.input("x", DType.F32, m, d);
-      Tensor w1 = Tensor.ofFloats("w1", new long[] {d, d}, TestRandom.gaussian(RNG, d * d, 1 / Math.sqrt(d)));
+      Tensor w1 = weight("w1", d, d);
       Tensor b1 = Tensor.ofFloats("b1", new long[] {d}, TestRandom.gaussian(RNG, d, 1));
-      Tensor w2 = Tensor.ofFloats("w2", new long[] {d, 4 * d}, TestRandom.gaussian(RNG, 4 * d * d, 1 / Math.sqrt(4 * d)));
+      Tensor w2 = weight("w2", d, 4 * d);
       Tensor b2 = Tensor.ofFloats("b2", new long[] {d}, TestRandom.gaussian(RNG, d, 1));
       Value h = g.linearResidual("out_proj", x, w1, b1, x);
       Value wide = g.input("wide", DType.F32, m, 4 * d);
@@ -562,7 +592,7 @@ class CudaSm90EpilogueWarpsTest {
       int m = cs[0], d = cs[1], n = cs[2];
       GraphBuilder g = new GraphBuilder();
       Value x = g.input("x", DType.F32, m, d);
-      Tensor w = Tensor.ofFloats("w", new long[] {n, d}, TestRandom.gaussian(RNG, n * d, 1 / Math.sqrt(d)));
+      Tensor w = weight("w", n, d);
       Tensor b = Tensor.ofFloats("b", new long[] {n}, TestRandom.gaussian(RNG, n, 1));
       Graph graph = g.output("y", g.linear("lin", x, w, b, cs[3] == 1 ? Activation.QUICK_GELU : null)).build();
       CudaBackend.FusedScope scope = cs[3] == 1 ? CudaBackend.FusedScope.ACTIVATION : CudaBackend.FusedScope.LINEAR;
