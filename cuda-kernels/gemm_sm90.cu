@@ -848,10 +848,14 @@ __device__ __forceinline__ void ew_read8(float* v, const unsigned char* staged, 
 // the rows' statistics from layernorm_stats, W''s column sums colsum (loaded once a tile, as the bias).
 // H16 (the ew16 kernels): the 16-bit staged values have their bias (and fold) already: the
 // activation and a second rounding, or without an activation the staged bits stored as they are.
-template <typename T, int ACT, bool LNF = false, bool H16 = false>
+// SPLIT (the ew16s kernels): the tile's two halves of rows (0..63, staged by consumer warpgroup 1,
+// and 64..127, by warpgroup 2) each with barriers of their own (staged_bar + 8 h, drained_bar +
+// 8 h): half 0's rows, then half 1's, each half handed back as soon as it is read.
+template <typename T, int ACT, bool LNF = false, bool H16 = false, bool SPLIT = false>
 __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
                                             uint32_t drained_bar, T* __restrict__ C, const float* __restrict__ bias, int M, int N, int e,
                                             int lane, const float2* __restrict__ stats = nullptr, const float* __restrict__ colsum = nullptr) {
+  constexpr int HALVES = SPLIT ? 2 : 1, HROWS = GEMM_BM / HALVES;
   const int p = (lane >> 2) & 1;
   int t = 0;
   for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
@@ -863,22 +867,25 @@ __device__ __forceinline__ void ew_epilogue(const Tiles<1, GEMM_BN>& tiles, cons
       if (LNF) ew_bias8(cs, colsum, col, in);
     }
     T* out = C + (size_t)m0 * N + col;
-    mbar_wait(staged_bar, t & 1);
+#pragma unroll 1
+    for (int h = 0; h < HALVES; h++) {
+      mbar_wait(staged_bar + 8 * h, t & 1);
 #pragma unroll 2
-    for (int r = e; r < GEMM_BM; r += 3) {
-      if (in && m0 + r < M) {
-        if (H16 && ACT == 0) {  // the staged bits are the outputs
-          *reinterpret_cast<uint4*>(out + (size_t)r * N) = *reinterpret_cast<const uint4*>(staged + ew16_unit(r, lane));
-          continue;
+      for (int r = HROWS * h + e; r < HROWS * (h + 1); r += 3) {
+        if (in && m0 + r < M) {
+          if (H16 && ACT == 0) {  // the staged bits are the outputs
+            *reinterpret_cast<uint4*>(out + (size_t)r * N) = *reinterpret_cast<const uint4*>(staged + ew16_unit(r, lane));
+            continue;
+          }
+          float v[8];
+          if (H16) ew16_row8<T, ACT>(v, staged, r, lane);
+          else if (LNF) ew_row8<ACT, true>(v, staged, r, lane, p, b, stats[m0 + r], cs);
+          else ew_row8<ACT>(v, staged, r, lane, p, b);
+          ew_store8(out + (size_t)r * N, v);
         }
-        float v[8];
-        if (H16) ew16_row8<T, ACT>(v, staged, r, lane);
-        else if (LNF) ew_row8<ACT, true>(v, staged, r, lane, p, b, stats[m0 + r], cs);
-        else ew_row8<ACT>(v, staged, r, lane, p, b);
-        ew_store8(out + (size_t)r * N, v);
       }
+      mbar_arrive(drained_bar + 8 * h);  // this thread's reads of the tile (or half) are done
     }
-    mbar_arrive(drained_bar);  // this thread's reads of the tile are done
   }
 }
 
@@ -927,62 +934,74 @@ __device__ __forceinline__ void ew_row_stats(float2* at, uint4 o, bool in, int n
 // tile (ew_row_stats) into part[row * ceil(N / 256) + tile column], for the LayerNorm a next
 // LINEAR folds in (layernorm_stats_combine, then gemm_ln_*): no pass of its own over C.
 // H16 (the ew16 kernels): the staged values have their bias; the residual is added to them as rounded.
+// SPLIT (the ew16s kernels): as ew_epilogue's, each half of the tile's rows a walk of its own,
+// handed back when read; half 1's first step's residual is loaded during half 0's last step.
 #define EW_RES_ROWS 8
-template <typename T, int ACT, bool ST = false, bool H16 = false>
+template <typename T, int ACT, bool ST = false, bool H16 = false, bool SPLIT = false>
 __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, const unsigned char* staged, uint32_t staged_bar,
                                                 uint32_t drained_bar, T* C, const float* __restrict__ bias, const T* residual, int M, int N,
                                                 int e, int lane, float2* __restrict__ part = nullptr) {
+  constexpr int HALVES = SPLIT ? 2 : 1, HROWS = GEMM_BM / HALVES;
   const int p = (lane >> 2) & 1;
-  constexpr int steps = (GEMM_BM / 3 + 1 + EW_RES_ROWS - 1) / EW_RES_ROWS;  // 43 rows at most a warp
+  constexpr int steps = (HROWS / 3 + 1 + EW_RES_ROWS - 1) / EW_RES_ROWS;  // 43 rows at most a warp (22 a half)
   int t = 0;
   for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
     const int m0 = tiles.m0(u), col = tiles.n0(u) + 8 * lane;
     const bool in = col < N;
     float b[8];
     if (!H16) ew_bias8(b, bias, col, in);
-    T* out = C + (size_t)m0 * N + col;
-    const T* res = residual + (size_t)m0 * N + col;
     uint4 cur[EW_RES_ROWS], next[EW_RES_ROWS];
+    const T* res_tile = residual + (size_t)m0 * N + col;
 #pragma unroll
-    for (int j = 0; j < EW_RES_ROWS; j++) {
+    for (int j = 0; j < EW_RES_ROWS; j++) {  // the first step's residual (half 0's), before the tile is staged
       const int r = e + 3 * j;
-      cur[j] = in && m0 + r < M ? *reinterpret_cast<const uint4*>(res + (size_t)r * N) : make_uint4(0, 0, 0, 0);
+      cur[j] = in && m0 + r < M ? *reinterpret_cast<const uint4*>(res_tile + (size_t)r * N) : make_uint4(0, 0, 0, 0);
     }
-    mbar_wait(staged_bar, t & 1);
 #pragma unroll 1
-    for (int st = 0; st < steps; st++) {
+    for (int h = 0; h < HALVES; h++) {
+      const int h0 = HROWS * h;  // the half's first row in the tile (rows h0 + e + 3 i, i = 0, 1, ... below HROWS)
+      T* out = C + (size_t)(m0 + h0) * N + col;
+      const T* res = residual + (size_t)(m0 + h0) * N + col;
+      const int mh = M - h0;  // rows past the half's first that exist
+      mbar_wait(staged_bar + 8 * h, t & 1);
+#pragma unroll 1
+      for (int st = 0; st < steps; st++) {
+        // the next step: this half's, or after its last (SPLIT) the next half's first, or none
+        const bool more = st + 1 < steps, next_half = SPLIT && !more;
 #pragma unroll
-      for (int j = 0; j < EW_RES_ROWS; j++) {  // the next step's residual
-        const int r = e + 3 * (EW_RES_ROWS * (st + 1) + j);
-        next[j] = st + 1 < steps && r < GEMM_BM && in && m0 + r < M ? *reinterpret_cast<const uint4*>(res + (size_t)r * N)
-                                                                   : make_uint4(0, 0, 0, 0);
-      }
-#pragma unroll
-      for (int j = 0; j < EW_RES_ROWS; j++) {
-        const int r = e + 3 * (EW_RES_ROWS * st + j);
-        if (ST) {  // every lane of the warp in the row (the statistics' shuffles), those past N with nothing
-          if (r < GEMM_BM && m0 + r < M) {
-            uint4 o = make_uint4(0, 0, 0, 0);
-            if (in) {
-              float v[8];
-              ew_read8<T, ACT, H16>(v, staged, r, lane, p, b);
-              add8<T>(v, cur[j]);
-              o = ew_store8(out + (size_t)r * N, v);
-            }
-            const int n0 = tiles.n0(u);
-            ew_row_stats<T>(part + (size_t)(m0 + r) * ((N + GEMM_BN - 1) / GEMM_BN) + n0 / GEMM_BN, o, in, min(GEMM_BN, N - n0), lane);
-          }
-        } else if (r < GEMM_BM && in && m0 + r < M) {
-          float v[8];
-          ew_read8<T, ACT, H16>(v, staged, r, lane, p, b);
-          add8<T>(v, cur[j]);
-          ew_store8(out + (size_t)r * N, v);
+        for (int j = 0; j < EW_RES_ROWS; j++) {  // the next step's residual (rn: its row from this half's first)
+          const int rn = next_half ? HROWS + e + 3 * j : e + 3 * (EW_RES_ROWS * (st + 1) + j);
+          next[j] = (next_half ? h + 1 < HALVES : more && rn < HROWS) && in && m0 + rn < mh
+                        ? *reinterpret_cast<const uint4*>(res + (size_t)rn * N)
+                        : make_uint4(0, 0, 0, 0);
         }
-      }
 #pragma unroll
-      for (int j = 0; j < EW_RES_ROWS; j++) cur[j] = next[j];
+        for (int j = 0; j < EW_RES_ROWS; j++) {
+          const int r = e + 3 * (EW_RES_ROWS * st + j);
+          if (ST) {  // every lane of the warp in the row (the statistics' shuffles), those past N with nothing
+            if (r < HROWS && m0 + r < mh) {
+              uint4 o = make_uint4(0, 0, 0, 0);
+              if (in) {
+                float v[8];
+                ew_read8<T, ACT, H16>(v, staged, h0 + r, lane, p, b);
+                add8<T>(v, cur[j]);
+                o = ew_store8(out + (size_t)r * N, v);
+              }
+              const int n0 = tiles.n0(u);
+              ew_row_stats<T>(part + (size_t)(m0 + h0 + r) * ((N + GEMM_BN - 1) / GEMM_BN) + n0 / GEMM_BN, o, in, min(GEMM_BN, N - n0), lane);
+            }
+          } else if (r < HROWS && in && m0 + r < mh) {
+            float v[8];
+            ew_read8<T, ACT, H16>(v, staged, h0 + r, lane, p, b);
+            add8<T>(v, cur[j]);
+            ew_store8(out + (size_t)r * N, v);
+          }
+        }
+#pragma unroll
+        for (int j = 0; j < EW_RES_ROWS; j++) cur[j] = next[j];
+      }
+      mbar_arrive(drained_bar + 8 * h);  // this thread's reads of the tile (or half) are done
     }
-    mbar_arrive(drained_bar);  // this thread's reads of the tile are done
   }
 }
 
@@ -1017,30 +1036,38 @@ __device__ __forceinline__ void ew16_stage(const float* d, unsigned char* staged
 // LNF: the gemm_ln_sm90_ew_* kernels (a LayerNorm folded in; no residual).
 // ST: the _res_st kernels (RES, and the rows' LayerNorm statistics' parts into ln_part).
 // H16: the ew16 kernels (the tile staged in 16 bits after the bias and the fold; 6 stages).
-template <typename T, bool RES = false, bool LNF = false, bool ST = false, bool H16 = false>
+// SPLIT: the ew16s kernels (H16 with each consumer warpgroup's half of the tile handed over on
+// barriers of its own, and warpgroup 2 starting `lag` k steps after warpgroup 1: below).
+template <typename T, bool RES = false, bool LNF = false, bool ST = false, bool H16 = false, bool SPLIT = false>
 __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorMap& tmB, T* C, const float* bias, const T* residual, int M,
                                              int N, int K, int act, const float2* ln_stats = nullptr, const float* colsum = nullptr,
-                                             float2* ln_part = nullptr) {
+                                             float2* ln_part = nullptr, int lag = 0) {
   constexpr int STAGES = H16 ? EW16_STAGES : EW_STAGES;
+  constexpr int HALVES = SPLIT ? 2 : 1;
   constexpr uint32_t STAGED_BYTES = H16 ? EW16_STAGED_BYTES : EW_STAGED_BYTES;
   extern __shared__ unsigned char gemm_smem[];
   const uint32_t raw = smem_addr(gemm_smem);
   const uint32_t base = raw + ((1024 - (raw & 1023)) & 1023);  // stage s: A at base + s * EW_STAGE_BYTES, W right after
   const uint32_t staged_addr = base + STAGES * EW_STAGE_BYTES;
+  // staged and drained: one barrier each, or with SPLIT one a half (half h at + 8 h); go: SPLIT's start
   const uint32_t full = staged_addr + STAGED_BYTES, empty = full + STAGES * 8, staged_bar = empty + STAGES * 8,
-                 drained_bar = staged_bar + 8;
+                 drained_bar = staged_bar + 8 * HALVES, go_bar = drained_bar + 8 * HALVES;
   unsigned char* staged = gemm_smem + (staged_addr - raw);
   check_smem(H16 ? EW16_SMEM_BYTES : EW_SMEM_BYTES);
   if ((residual != nullptr) != RES) asm volatile("trap;");  // a residual is the _res kernels', and theirs needs one
   if (ST && ln_part == nullptr) asm volatile("trap;");        // the _res_st kernels write the statistics' parts
+  if (SPLIT && (lag < 0 || lag > STAGES - 2)) asm volatile("trap;");  // Sm90Gemm keeps it within 0..4
 
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, warp = (threadIdx.x % 128) / 32;
   const Tiles<1, GEMM_BN> tiles(M, N);
   const int steps = (K + EW_BK - 1) / EW_BK;
 
   if (threadIdx.x == 0) {
-    mbar_init(staged_bar, 256);
-    mbar_init(drained_bar, EW_EPILOGUE_THREADS);
+    for (int h = 0; h < HALVES; h++) {
+      mbar_init(staged_bar + 8 * h, 256 / HALVES);
+      mbar_init(drained_bar + 8 * h, EW_EPILOGUE_THREADS);
+    }
+    if (SPLIT) mbar_init(go_bar, 1);
   }
   init_ring<1>(full, empty, STAGES, 8);  // fences thread 0's barrier inits, then __syncthreads
 
@@ -1049,22 +1076,28 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
       if (lane == 0) produce<1, GEMM_BN, EW_BK>(tiles, &tmA, &tmB, base, full, empty, STAGES, steps);
     } else if (act >= 0) {  // the epilogue warps (none when timing the mainloop alone)
       if (ST) {
-        if (act == 1) ew_epilogue_res<T, 1, true, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
-        else if (act == 2) ew_epilogue_res<T, 2, true, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
-        else ew_epilogue_res<T, 0, true, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        if (act == 1) ew_epilogue_res<T, 1, true, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        else if (act == 2) ew_epilogue_res<T, 2, true, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
+        else ew_epilogue_res<T, 0, true, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane, ln_part);
       } else if (RES) {
-        if (act == 1) ew_epilogue_res<T, 1, false, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
-        else if (act == 2) ew_epilogue_res<T, 2, false, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
-        else ew_epilogue_res<T, 0, false, H16>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        if (act == 1) ew_epilogue_res<T, 1, false, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        else if (act == 2) ew_epilogue_res<T, 2, false, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
+        else ew_epilogue_res<T, 0, false, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, residual, M, N, warp - 1, lane);
       } else {
-        if (act == 1) ew_epilogue<T, 1, LNF, H16>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
-        else if (act == 2) ew_epilogue<T, 2, LNF, H16>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
-        else ew_epilogue<T, 0, LNF, H16>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);  // none
+        if (act == 1) ew_epilogue<T, 1, LNF, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
+        else if (act == 2) ew_epilogue<T, 2, LNF, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);
+        else ew_epilogue<T, 0, LNF, H16, SPLIT>(tiles, staged, staged_bar, drained_bar, C, bias, M, N, warp - 1, lane, ln_stats, colsum);  // none
       }
     }
   } else {
     // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
     const int rows = (wg - 1) * 64;
+    // SPLIT: the half's barriers; warpgroup 2 starts once warpgroup 1 has issued its first `lag`
+    // k steps (all of its first tile's, if fewer). The lead stays: while one warpgroup hands its
+    // half over, the other's wgmma keep the tensor cores busy (at most STAGES - 2 steps, so that
+    // warpgroup 1 still finds stages loaded ahead while warpgroup 2 holds the older ones).
+    const int half = SPLIT ? wg - 1 : 0, go_step = min(lag, steps) - 1;
+    if (SPLIT && wg == 2 && lag > 0 && steps > 0 && tiles.first < tiles.units) mbar_wait(go_bar, 0);
     float d[128];
     int g = 0, t = 0;
     for (int u = tiles.first; u < tiles.units; u += tiles.stride, t++) {
@@ -1078,6 +1111,7 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
 #pragma unroll
         for (int kk = 0; kk < EW_BK / 16; kk++) Wgmma<T>::run(d, smem_desc64(a + 32 * kk), smem_desc64(b + 32 * kk));
         wgmma_commit();
+        if (SPLIT && wg == 1 && t == 0 && kt == go_step && threadIdx.x == 128) mbar_arrive(go_bar);  // lag > 0 only (go_step >= 0)
         wgmma_wait<1>();  // the previous step's wgmma are done: its stage can be refilled
         if (kt > 0) release<1>(empty, 0, g - 1, STAGES, lane);
       }
@@ -1085,7 +1119,7 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
       fence_accumulators(d);
       release<1>(empty, 0, g - 1, STAGES, lane);  // the tile's last step
       if (act < 0) continue;  // timing only: the mainloop without the epilogue (nothing written)
-      if (t > 0) mbar_wait(drained_bar, (t - 1) & 1);  // the epilogue warps are done with the previous tile
+      if (t > 0) mbar_wait(drained_bar + 8 * half, (t - 1) & 1);  // the epilogue warps are done with the previous tile (half)
       // d[4j + 2h + e] is row r0 + 8h, column 8j + 2q + e of the tile (the wgmma layout)
       const int r0 = rows + 16 * warp + lane / 4, q = lane % 4;
       if (H16) ew16_stage<T, LNF>(d, staged, bias, colsum, ln_stats, tiles.m0(u), tiles.n0(u), M, N, r0, q);
@@ -1099,7 +1133,7 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
           }
         }
       }
-      mbar_arrive(staged_bar);  // this thread's part of the tile is staged
+      mbar_arrive(staged_bar + 8 * half);  // this thread's part of the tile is staged
     }
   }
 }
@@ -1197,30 +1231,40 @@ GEMM_TMA_SM90(bf16, __nv_bfloat16)
 // 16 bits (the bias and a folded LayerNorm applied by the consumers, one rounding; the activation
 // and the residual by the epilogue warps, a second) and 6 stages; the same arguments and launch,
 // dynamic shared memory EW16_SMEM_BYTES = 215,040.
-#define GEMM_EW_SM90(TAG, H16, S, T)                                                                                     \
+// The ew16s kernels (TAG ew16s, SPLIT): the ew16 kernels with the two consumer warpgroups' halves
+// of a tile handed over apart and warpgroup 2 starting `lag` (0..4) k steps behind warpgroup 1, so
+// that one's hand-over overlaps the other's mainloop; the same bits as the ew16 kernels. One more
+// argument, int lag, after the others; the same launch.
+// LAGP: the entries' extra parameter (a macro: EW_LAG_PARAM, or EW_NO_PARAM for none); LAG what
+// they pass as gemm_sm90_ew's lag.
+#define EW_NO_PARAM
+#define EW_LAG_PARAM , int lag
+#define GEMM_EW_SM90(TAG, H16, SPLIT, S, T, LAGP, LAG)                                                                   \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_bias_act_sm90_##TAG##_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,    \
-                                     T* C, const float* bias, const T* residual, int M, int N, int K, int act) {        \
-    gemm_sm90_ew<T, false, false, false, H16>(tmA, tmB, C, bias, residual, M, N, K, act);                               \
+                                     T* C, const float* bias, const T* residual, int M, int N, int K, int act LAGP) {   \
+    gemm_sm90_ew<T, false, false, false, H16, SPLIT>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, nullptr, LAG); \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_bias_act_sm90_##TAG##_res_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB,\
-                                         T* C, const float* bias, const T* residual, int M, int N, int K, int act) {    \
-    gemm_sm90_ew<T, true, false, false, H16>(tmA, tmB, C, bias, residual, M, N, K, act);                                \
+                                         T* C, const float* bias, const T* residual, int M, int N, int K, int act LAGP) { \
+    gemm_sm90_ew<T, true, false, false, H16, SPLIT>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, nullptr, LAG); \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_ln_sm90_##TAG##_##S(const __grid_constant__ TensorMap tmA, const __grid_constant__ TensorMap tmB, T* C,    \
                                const float* bias, const T* residual, int M, int N, int K, int act,                      \
-                               const float2* ln_stats, const float* colsum) {                                           \
-    gemm_sm90_ew<T, false, true, false, H16>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum);              \
+                               const float2* ln_stats, const float* colsum LAGP) {                                      \
+    gemm_sm90_ew<T, false, true, false, H16, SPLIT>(tmA, tmB, C, bias, residual, M, N, K, act, ln_stats, colsum, nullptr, LAG); \
   }                                                                                                                     \
   extern "C" __global__ void __launch_bounds__(384, 1)                                                                  \
       gemm_bias_act_sm90_##TAG##_res_st_##S(const __grid_constant__ TensorMap tmA,                                     \
                                             const __grid_constant__ TensorMap tmB, T* C, const float* bias,             \
-                                            const T* residual, int M, int N, int K, int act, float2* ln_part) {         \
-    gemm_sm90_ew<T, true, false, true, H16>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part);      \
+                                            const T* residual, int M, int N, int K, int act, float2* ln_part LAGP) {    \
+    gemm_sm90_ew<T, true, false, true, H16, SPLIT>(tmA, tmB, C, bias, residual, M, N, K, act, nullptr, nullptr, ln_part, LAG); \
   }
-GEMM_EW_SM90(ew, false, f16, __half)
-GEMM_EW_SM90(ew, false, bf16, __nv_bfloat16)
-GEMM_EW_SM90(ew16, true, f16, __half)
-GEMM_EW_SM90(ew16, true, bf16, __nv_bfloat16)
+GEMM_EW_SM90(ew, false, false, f16, __half, EW_NO_PARAM, 0)
+GEMM_EW_SM90(ew, false, false, bf16, __nv_bfloat16, EW_NO_PARAM, 0)
+GEMM_EW_SM90(ew16, true, false, f16, __half, EW_NO_PARAM, 0)
+GEMM_EW_SM90(ew16, true, false, bf16, __nv_bfloat16, EW_NO_PARAM, 0)
+GEMM_EW_SM90(ew16s, true, true, f16, __half, EW_LAG_PARAM, lag)
+GEMM_EW_SM90(ew16s, true, true, bf16, __nv_bfloat16, EW_LAG_PARAM, lag)

@@ -124,9 +124,10 @@ public final class KernelSample {
           l.add(() -> sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc, true));
         }
       }
-      // c_fc on the epilogue-warps kernel ("ew" or "sm90" in -Djclip.bench.skip leave it out)
-      if (!dev.jclip.backend.cuda.CudaModelBench.epilogueWarpsSkipped()) {
-        l.add(() -> sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, Sm90Gemm.Schedule.EPILOGUE_WARPS));
+      // c_fc on each epilogue-warps kernel whose tests passed (ew; ew16; ew16s, the consumer
+      // warpgroups out of step: where the tensor cores wait during the hand-over)
+      for (Sm90Gemm.Schedule sc : dev.jclip.backend.cuda.CudaModelBench.epilogueWarpsSchedules()) {
+        l.add(() -> sm90.run(p, (int) imageRows, 4 * width, width, out, weight, bias, null, 1, act, sc));
       }
     }
     return l;

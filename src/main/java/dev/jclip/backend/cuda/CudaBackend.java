@@ -372,8 +372,9 @@ public final class CudaBackend implements Backend {
    * {@code sm90c2} (cooperative, clusters of two), {@code sm90pp} (ping-pong), {@code sm90ppc2}
    * (ping-pong, clusters of two), {@code sm90ew} (cooperative tiles with epilogue warps; a launch
    * whose C or residual is not 16-byte aligned runs cooperative), {@code sm90ew16} (the same with
-   * the tile staged in 16 bits and a deeper ring), each optionally followed by {@code -linear} or
-   * {@code -all}
+   * the tile staged in 16 bits and a deeper ring), {@code sm90ew16s} (sm90ew16 with the consumer
+   * warpgroups out of step by {@code -Djclip.cuda.ewLag} k steps), each optionally followed by
+   * {@code -linear} or {@code -all}
    * ({@link FusedScope}); anything else is refused.
    */
   private static Setting<FusedLinearChoice> fusedLinearProperty() {
@@ -388,8 +389,9 @@ public final class CudaBackend implements Backend {
       case "sm90ppc2" -> Sm90Gemm.Schedule.PINGPONG_CLUSTER;
       case "sm90ew" -> Sm90Gemm.Schedule.EPILOGUE_WARPS;
       case "sm90ew16" -> Sm90Gemm.Schedule.EPILOGUE_WARPS_16;
+      case "sm90ew16s" -> Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT;
       default -> throw new IllegalArgumentException("the fused LINEAR kernel (-Djclip.cuda.fusedLinear) must be off, or sm90, sm90c2, sm90pp,"
-          + " sm90ppc2, sm90ew or sm90ew16, each optionally followed by -linear or -all; not '" + v + "'");
+          + " sm90ppc2, sm90ew, sm90ew16 or sm90ew16s, each optionally followed by -linear or -all; not '" + v + "'");
     };
     return new Setting<>("fusedLinear", v, new FusedLinearChoice(schedule, scope));
   }
@@ -423,7 +425,31 @@ public final class CudaBackend implements Backend {
   /** gemm_sm90's launcher, loaded on first use. */
   private Sm90Gemm sm90() {
     if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
+    sm90.splitLag(splitLag);
     return sm90;
+  }
+
+  /**
+   * The k steps by which the ew16s kernels' second consumer warpgroup starts behind the first
+   * ({@link Sm90Gemm#splitLag(int)}; {@code -Djclip.cuda.ewLag=0..4}, default {@link
+   * Sm90Gemm#DEFAULT_SPLIT_LAG}): used where {@code fusedLinear} or {@code lnFold} is {@code sm90ew16s}.
+   */
+  private volatile int splitLag = ewLagProperty().value();
+
+  private static Setting<Integer> ewLagProperty() {
+    String dflt = Integer.toString(Sm90Gemm.DEFAULT_SPLIT_LAG);
+    @SuppressWarnings("unchecked")
+    Map.Entry<String, Integer>[] lags = java.util.stream.IntStream.rangeClosed(0, Sm90Gemm.MAX_SPLIT_LAG)
+        .mapToObj(i -> Map.entry(Integer.toString(i), i)).toArray(Map.Entry[]::new);
+    return option("ewLag", "the ew16s kernels' lag in k steps", dflt, lags);
+  }
+
+  /** Sets, for launches queued from now on, the ew16s kernels' lag ({@link Sm90Gemm#splitLag(int)}: 0 to {@link Sm90Gemm#MAX_SPLIT_LAG}). */
+  public void splitLag(int steps) {
+    if (steps < 0 || steps > Sm90Gemm.MAX_SPLIT_LAG) {
+      throw new IllegalArgumentException("the ew16s lag must be 0 to " + Sm90Gemm.MAX_SPLIT_LAG + " k steps, not " + steps);
+    }
+    splitLag = steps;
   }
 
   /** How many LINEARs have been queued as gemm_sm90 kernels (the run that records a CUDA graph counts; replays do not). */
@@ -546,7 +572,7 @@ public final class CudaBackend implements Backend {
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
         flashStageProperty(), flashOrderProperty(), flashLeanProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
-        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), lnStatsProperty(), gemmStoreProperty())
+        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), lnStatsProperty(), ewLagProperty(), gemmStoreProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -786,7 +812,7 @@ public final class CudaBackend implements Backend {
    * one gemm_ln_sm90 kernel of this schedule on x, gamma folded into the weight and beta into the
    * bias, instead of a LayerNorm pass writing the normalised rows and a GEMM reading them back
    * (run 7: the 24 LayerNorms 1.62 ms of the image tower, 1.75 of the 77-token texts). Hopper,
-   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp|sm90ew|sm90ew16} turns it
+   * fp16/bf16 only; off by default until timed; {@code -Djclip.cuda.lnFold=sm90|sm90pp|sm90ew|sm90ew16|sm90ew16s} turns it
    * on for backends built without saying. Null: off. Within 16-bit rounding of the unfolded
    * LayerNorm and LINEAR (the weight is rounded once as W γ; the normalised rows are never rounded).
    */
@@ -794,12 +820,13 @@ public final class CudaBackend implements Backend {
 
   private static Setting<Sm90Gemm.Schedule> lnFoldProperty() {
     Setting<String> v = option("lnFold", "the LayerNorm folded into its LINEAR", "off", Map.entry("off", "off"), Map.entry("sm90", "sm90"),
-        Map.entry("sm90pp", "sm90pp"), Map.entry("sm90ew", "sm90ew"), Map.entry("sm90ew16", "sm90ew16"));
+        Map.entry("sm90pp", "sm90pp"), Map.entry("sm90ew", "sm90ew"), Map.entry("sm90ew16", "sm90ew16"), Map.entry("sm90ew16s", "sm90ew16s"));
     Sm90Gemm.Schedule schedule = switch (v.value()) {
       case "sm90" -> Sm90Gemm.Schedule.COOPERATIVE;
       case "sm90pp" -> Sm90Gemm.Schedule.PINGPONG;
       case "sm90ew" -> Sm90Gemm.Schedule.EPILOGUE_WARPS;
       case "sm90ew16" -> Sm90Gemm.Schedule.EPILOGUE_WARPS_16;
+      case "sm90ew16s" -> Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT;
       default -> null;
     };
     return new Setting<>(v.name(), v.text(), schedule);
@@ -847,9 +874,14 @@ public final class CudaBackend implements Backend {
     return sm90 == null ? 0 : sm90.epilogueWarpsLaunches();
   }
 
-  /** How many of {@link #epilogueWarpsLaunches} took an ew16 kernel (the tile staged in 16 bits). */
+  /** How many of {@link #epilogueWarpsLaunches} took an ew16 or ew16s kernel (the tile staged in 16 bits). */
   public long epilogueWarps16Launches() {
     return sm90 == null ? 0 : sm90.epilogueWarps16Launches();
+  }
+
+  /** How many of {@link #epilogueWarpsLaunches} took an ew16s kernel (the consumer warpgroups out of step). */
+  public long epilogueWarpsSplitLaunches() {
+    return sm90 == null ? 0 : sm90.splitLaunches();
   }
 
   @Override

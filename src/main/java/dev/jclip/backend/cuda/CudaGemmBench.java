@@ -240,13 +240,13 @@ public final class CudaGemmBench {
                 }
               }
             }
-            // the epilogue-warps kernels (-Djclip.cuda.fusedLinear=sm90ew, sm90ew16), last: the newest
-            // (left out where their tests failed in this run: -Djclip.bench.skip names "ew", "ew16" or
-            // "sm90"; ew's residual kernel's rows also by "ewres"), and each mainloop alone (K 32 a
-            // stage, 4 stages (ew) or 6 (ew16): against the cooperative loop's 4 of K 64, what the
-            // smaller ring costs)
+            // the epilogue-warps kernels (-Djclip.cuda.fusedLinear=sm90ew, sm90ew16, sm90ew16s), last:
+            // the newest (left out where their tests failed in this run: -Djclip.bench.skip names
+            // "ew", "ew16", "ew16s" or "sm90"; ew's residual kernel's rows also by "ewres"), and each
+            // mainloop alone (K 32 a stage, 4 stages (ew) or 6 (ew16, ew16s): against the cooperative
+            // loop's 4 of K 64, what the smaller ring costs)
             double statsPass = Double.NaN; // tuned cuBLASLt + the statistics pass, timed once for the schedules' statistics rows
-            for (Sm90Gemm.Schedule ews : CudaModelBench.epilogueWarpsSchedules()) { // ew, then ew16 (each left out where its tests failed)
+            for (Sm90Gemm.Schedule ews : CudaModelBench.epilogueWarpsSchedules()) { // ew, ew16, ew16s (each left out where its tests failed)
               if (residual && CudaModelBench.epilogueWarpsResidualSkipped(ews)) continue;
               String label = ews.name().toLowerCase();
               double ew = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, ews));
@@ -255,6 +255,19 @@ public final class CudaGemmBench {
               double loop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, null, -1, c, ews));
               log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (mainloop only: no epilogue)%n", at, "sm90 " + label + " loop", loop,
                   flop / loop / 1e9);
+              if (ews == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT) {
+                // the rows above at the default lag; the others, whole and mainloop alone (what the
+                // lead costs the first warpgroup's ring against what it hides of the hand-over)
+                for (int lag = 0; lag <= Sm90Gemm.MAX_SPLIT_LAG; lag++) {
+                  if (lag == Sm90Gemm.DEFAULT_SPLIT_LAG) continue;
+                  sm90.splitLag(lag);
+                  double lagged = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, r, act, c, ews));
+                  double lagLoop = timeMs(stream, () -> sm90.run(p, m, n, k, a, w, bias, null, -1, c, ews));
+                  log.printf("[linear] %s %-24s %7.3f ms %6.1f TFLOP/s (%.2fx the unfused path); mainloop only %7.3f ms%n", at,
+                      "sm90 " + label + " lag " + lag, lagged, flop / lagged / 1e9, unfused / lagged, lagLoop);
+                }
+                sm90.splitLag(Sm90Gemm.DEFAULT_SPLIT_LAG);
+              }
               if (!residual && !CudaModelBench.epilogueWarpsFoldSkipped(ews)) { // the LayerNorm fold on it, as the ln-fold rows above
                 try (DeviceBuffer stats = device.allocate(8L * m)) {
                   double folded = timeMs(stream, () -> {

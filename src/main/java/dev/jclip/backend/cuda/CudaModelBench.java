@@ -134,7 +134,7 @@ public final class CudaModelBench {
   private static final Map<String, Set<String>> GROUP_FEATURES = Map.ofEntries(Map.entry("sm90", Set.of("sm90")),
       Map.entry("lnfold", Set.of("lnfold")), Map.entry("tma", Set.of("tma")), Map.entry("ew", Set.of("ew", "ew-res", "ew-ln", "ew-st", "ln-combine")),
       Map.entry("ewres", Set.of("ew-res", "ew-st")), Map.entry("ewln", Set.of("ew-ln")), Map.entry("ewst", Set.of("ew-st", "ln-combine")),
-      Map.entry("ew16", Set.of("ew16")),
+      Map.entry("ew16", Set.of("ew16", "ew16s")), Map.entry("ew16s", Set.of("ew16s")),
       Map.entry("attention", Set.of("ldm", "fit", "staged", "pipe", "pooled", "rev", "lean", "lean2")), Map.entry("ldm", Set.of("ldm")),
       Map.entry("rev", Set.of("rev")), Map.entry("lean", Set.of("lean")), Map.entry("lean2", Set.of("lean2")),
       Map.entry("staged", Set.of("staged")), Map.entry("pipe", Set.of("pipe")), Map.entry("pooled", Set.of("pooled")),
@@ -167,13 +167,19 @@ public final class CudaModelBench {
    * The epilogue-warps schedules the groups {@code -Djclip.bench.skip} names leave in: {@link
    * Sm90Gemm.Schedule#EPILOGUE_WARPS} unless {@link #epilogueWarpsSkipped}, {@link
    * Sm90Gemm.Schedule#EPILOGUE_WARPS_16} unless "ew16" or "sm90" (its own test class,
-   * CudaSm90EpilogueWarps16Test).
+   * CudaSm90EpilogueWarps16Test), {@link Sm90Gemm.Schedule#EPILOGUE_WARPS_16_SPLIT} unless "ew16s"
+   * (CudaSm90EpilogueWarpsSplitTest), "ew16" or "sm90".
    */
   public static List<Sm90Gemm.Schedule> epilogueWarpsSchedules() {
-    Set<String> skip = skipGroups();
+    return epilogueWarpsSchedules(skipGroups());
+  }
+
+  /** As {@link #epilogueWarpsSchedules()}, for the groups {@code skip}. */
+  static List<Sm90Gemm.Schedule> epilogueWarpsSchedules(Set<String> skip) {
     List<Sm90Gemm.Schedule> out = new java.util.ArrayList<>();
-    if (!epilogueWarpsSkipped()) out.add(Sm90Gemm.Schedule.EPILOGUE_WARPS);
+    if (!skip.contains("ew") && !skip.contains("sm90")) out.add(Sm90Gemm.Schedule.EPILOGUE_WARPS);
     if (!skip.contains("ew16") && !skip.contains("sm90")) out.add(Sm90Gemm.Schedule.EPILOGUE_WARPS_16);
+    if (!skip.contains("ew16s") && !skip.contains("ew16") && !skip.contains("sm90")) out.add(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT);
     return out;
   }
 
@@ -250,9 +256,12 @@ public final class CudaModelBench {
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS && c.scope() == CudaBackend.FusedScope.ALL) f.add("ew-res");
     if (c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS) f.addAll(List.of("ew", "ew-ln"));
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 || c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16) f.add("ew16");
+    if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT || c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT) f.add("ew16s");
     if (c.lnFold() != null && c.lnStats()) { // the statistics kernel of the fold's epilogue-warps schedule (ew where it has none), and their combination
       f.add("ln-combine");
-      f.addAll(c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 ? List.of("ew16") : List.of("ew", "ew-st"));
+      Sm90Gemm.Schedule fold = c.lnFold();
+      f.addAll(fold == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 ? List.of("ew16") : fold == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT ? List.of("ew16s")
+          : List.of("ew", "ew-st"));
     }
     if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
     if (c.fitRows()) f.add("fit");
@@ -817,7 +826,12 @@ public final class CudaModelBench {
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ACTIVATION),
       ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ALL),
       ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS_16).withLnStats(true).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16,
-          CudaBackend.FusedScope.ALL));
+          CudaBackend.FusedScope.ALL),
+      // the ew16s kernels (the consumer warpgroups out of step, at the backend's default lag)
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, CudaBackend.FusedScope.ACTIVATION),
+      ProfileConfig.DEFAULTS.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, CudaBackend.FusedScope.ALL),
+      ProfileConfig.DEFAULTS.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT).withLnStats(true)
+          .withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, CudaBackend.FusedScope.ALL));
 
   /**
    * Where the GPU time of one forward pass goes: the image tower at batch 1024 and the text tower

@@ -32,9 +32,10 @@ import org.bytedeco.javacpp.LongPointer;
  * DeviceBuffer, int, DeviceBuffer, Schedule, boolean) run} with {@code tmaStore}): the same
  * outputs, staged in shared memory in 64 x 64 chunks and written by the TMA unit while the warps
  * go on, instead of stored from the accumulators' registers. Two more schedules, {@link
- * Schedule#EPILOGUE_WARPS} and {@link Schedule#EPILOGUE_WARPS_16}, hand each 128x256 tile over
- * through shared memory (in fp32, or in 16 bits after the bias) to warps that apply the epilogue
- * while the consumers run the next tile's mainloop.
+ * Schedule#EPILOGUE_WARPS}, {@link Schedule#EPILOGUE_WARPS_16} and {@link
+ * Schedule#EPILOGUE_WARPS_16_SPLIT}, hand each 128x256 tile over through shared memory (in fp32, or
+ * in 16 bits after the bias; the last with the two consumer warpgroups out of step) to warps that
+ * apply the epilogue while the consumers run the next tile's mainloop.
  */
 public final class Sm90Gemm implements AutoCloseable {
   /** The kernels' tile rows of A (and C) and K a stage. */
@@ -71,7 +72,15 @@ public final class Sm90Gemm implements AutoCloseable {
      * round again. Without an activation or a residual (in_proj) the cooperative kernel's bits;
      * with either, within a few units in the last place of them (the second rounding).
      */
-    EPILOGUE_WARPS_16("gemm_bias_act_sm90_ew16_", 256, EW16_SHARED_BYTES, false, EW_BK);
+    EPILOGUE_WARPS_16("gemm_bias_act_sm90_ew16_", 256, EW16_SHARED_BYTES, false, EW_BK),
+    /**
+     * EPILOGUE_WARPS_16 with the consumer warpgroups out of step ({@code gemm_*_sm90_ew16s_*}):
+     * each hands its half of the tile's rows over on barriers of its own, and the second starts
+     * {@link #splitLag} k steps after the first, so that while one stages its half the other's
+     * wgmma keep the tensor cores busy (in EPILOGUE_WARPS_16 both hand over at once and the tensor
+     * cores wait). The same bits as EPILOGUE_WARPS_16.
+     */
+    EPILOGUE_WARPS_16_SPLIT("gemm_bias_act_sm90_ew16s_", 256, EW16_SHARED_BYTES, false, EW_BK);
 
     final String kernel;
     final int bn;
@@ -99,7 +108,12 @@ public final class Sm90Gemm implements AutoCloseable {
 
     /** Whether the schedule hands its tiles to epilogue warps (with a residual kernel, a LayerNorm-folded one and a statistics one of its own). */
     public boolean epilogueWarps() {
-      return this == EPILOGUE_WARPS || this == EPILOGUE_WARPS_16;
+      return this == EPILOGUE_WARPS || this == EPILOGUE_WARPS_16 || this == EPILOGUE_WARPS_16_SPLIT;
+    }
+
+    /** Whether the schedule stages its tiles in 16 bits (the ew16 and ew16s kernels). */
+    public boolean staged16() {
+      return this == EPILOGUE_WARPS_16 || this == EPILOGUE_WARPS_16_SPLIT;
     }
 
     /** An epilogue-warps schedule's kernel with a residual (its name prefix). */
@@ -129,6 +143,16 @@ public final class Sm90Gemm implements AutoCloseable {
 
   /** The ew16 kernels' shared memory (EW16_SMEM_BYTES): 6 stages (147,456 bytes), the staged 128x256 16-bit tile (65,536), barriers, alignment. */
   static final int EW16_SHARED_BYTES = 6 * (BM * EW_BK * 2 + 256 * EW_BK * 2) + BM * 256 * 2 + 1024 + 1024;
+
+  /**
+   * The most k steps the ew16s kernels' second consumer warpgroup may start behind the first: their
+   * 6 stages less 2, so that the first still finds stages loaded ahead while the second holds the
+   * older ones (the kernel traps above it).
+   */
+  public static final int MAX_SPLIT_LAG = 4;
+
+  /** The ew16s kernels' lag unless {@link #splitLag(int)} says otherwise. */
+  public static final int DEFAULT_SPLIT_LAG = 2;
 
   /**
    * The shared memory of the TMA-store kernels ({@code *_tma_*}, GEMM_TMA_SMEM_BYTES): either
@@ -215,6 +239,25 @@ public final class Sm90Gemm implements AutoCloseable {
     }
     return slots;
   }
+
+  /**
+   * Sets the k steps (0 to {@link #MAX_SPLIT_LAG}) by which {@link Schedule#EPILOGUE_WARPS_16_SPLIT}'s
+   * second consumer warpgroup starts behind the first, for launches queued from now on (the
+   * outputs do not depend on it; a CUDA graph replays the lag it recorded). A k step is 32 of K;
+   * while one warpgroup hands its half of a tile over, the other runs on, so the lag wants to be
+   * about as long as the hand-over.
+   */
+  public void splitLag(int steps) {
+    if (steps < 0 || steps > MAX_SPLIT_LAG) throw new IllegalArgumentException("the ew16s lag must be 0 to " + MAX_SPLIT_LAG + " k steps, not " + steps);
+    splitLag = steps;
+  }
+
+  /** The lag {@link #splitLag(int)} set. */
+  public int splitLag() {
+    return splitLag;
+  }
+
+  private int splitLag = DEFAULT_SPLIT_LAG;
 
   /** The 2-block clusters resident at once (the cluster version's grid at most); 0 when that version cannot run. */
   public int clusterSlots() {
@@ -311,16 +354,19 @@ public final class Sm90Gemm implements AutoCloseable {
   private void launchEpilogueWarps(Schedule ew, String prefix, Precision precision, int m, int n, int k, DeviceBuffer a, DeviceBuffer w,
       Object... args) {
     int grid = (int) Math.min((long) ((n + ew.bn - 1) / ew.bn) * ((m + BM - 1) / BM), multiprocessors);
+    boolean split = ew == Schedule.EPILOGUE_WARPS_16_SPLIT;
     try (CUtensorMap mapA = tensorMap(mapType(precision), a, m, k, BM, ew.bk);
         CUtensorMap mapW = tensorMap(mapType(precision), w, n, k, ew.bn, ew.bk)) {
-      Object[] all = new Object[args.length + 2];
+      Object[] all = new Object[args.length + (split ? 3 : 2)];
       all[0] = mapA;
       all[1] = mapW;
       System.arraycopy(args, 0, all, 2, args.length);
+      if (split) all[all.length - 1] = splitLag; // the ew16s kernels' last parameter
       module.launch(prefix + CudaOps.suffix(precision), new int[] {grid, 1, 1}, new int[] {384, 1, 1}, ew.sharedBytes, stream, all);
     }
     epilogueWarpsLaunches++;
-    if (ew == Schedule.EPILOGUE_WARPS_16) epilogueWarps16Launches++;
+    if (ew.staged16()) epilogueWarps16Launches++;
+    if (split) splitLaunches++;
     boolean stats = prefix.equals(ew.statsKernel());
     if (stats || prefix.equals(ew.residualKernel())) epilogueWarpsResidualLaunches++;
     if (stats) epilogueWarpsStatsLaunches++;
@@ -377,12 +423,19 @@ public final class Sm90Gemm implements AutoCloseable {
 
   private long epilogueWarpsResidualLaunches;
 
-  /** How many of the epilogue-warps launches took an ew16 kernel ({@link Schedule#EPILOGUE_WARPS_16}). */
+  /** How many of the epilogue-warps launches took an ew16 or ew16s kernel ({@link Schedule#staged16}). */
   public long epilogueWarps16Launches() {
     return epilogueWarps16Launches;
   }
 
   private long epilogueWarps16Launches;
+
+  /** How many of the epilogue-warps launches took an ew16s kernel ({@link Schedule#EPILOGUE_WARPS_16_SPLIT}). */
+  public long splitLaunches() {
+    return splitLaunches;
+  }
+
+  private long splitLaunches;
 
   /** How many launches took the epilogue-warps kernel. */
   public long epilogueWarpsLaunches() {
@@ -431,7 +484,7 @@ public final class Sm90Gemm implements AutoCloseable {
       return;
     }
     Schedule one = switch (schedule) {
-      case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS, EPILOGUE_WARPS_16 -> Schedule.COOPERATIVE;
+      case COOPERATIVE, COOPERATIVE_CLUSTER, EPILOGUE_WARPS, EPILOGUE_WARPS_16, EPILOGUE_WARPS_16_SPLIT -> Schedule.COOPERATIVE;
       case PINGPONG, PINGPONG_CLUSTER -> Schedule.PINGPONG;
     };
     int type = mapType(precision);

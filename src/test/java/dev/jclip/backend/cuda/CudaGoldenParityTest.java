@@ -6,9 +6,8 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.stream.Stream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -25,15 +24,8 @@ import org.junit.jupiter.params.provider.MethodSource;
 class CudaGoldenParityTest {
   static CudaDevice device;
 
-  @BeforeAll
-  static void open() {
-    device = CudaTestSupport.openDevice();
-  }
-
-  @AfterAll
-  static void close() {
-    if (device != null) device.close();
-  }
+  @RegisterExtension
+  static final CudaTestSupport.Gpu GPU = CudaTestSupport.gpu(d -> device = d);
 
   static Stream<Path> models() throws IOException {
     return GoldenParityTest.models();

@@ -18,10 +18,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * The LINEARs of CLIP's transformer blocks at every CLIP width and the row counts they run at, on
@@ -42,15 +41,8 @@ class CudaLinearEpilogueTest {
   static final Random RNG = TestRandom.create("CudaLinearEpilogueTest");
   static CudaDevice device;
 
-  @BeforeAll
-  static void open() {
-    device = CudaTestSupport.openDevice();
-  }
-
-  @AfterAll
-  static void close() {
-    if (device != null) device.close();
-  }
+  @RegisterExtension
+  static final CudaTestSupport.Gpu GPU = CudaTestSupport.gpu(d -> device = d);
 
   /** One single-node graph, its inputs, and the reference backend's answer. */
   record Case(String name, Graph graph, Map<String, Object> inputs, boolean epilogue, float[][] want) {

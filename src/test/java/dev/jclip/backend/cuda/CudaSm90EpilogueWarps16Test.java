@@ -11,10 +11,9 @@ import dev.jclip.backend.ReferenceOps;
 import dev.jclip.testing.TestRandom;
 import java.util.List;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * gemm_sm90's ew16 kernels ({@link Sm90Gemm.Schedule#EPILOGUE_WARPS_16}: the epilogue-warps
@@ -37,15 +36,8 @@ class CudaSm90EpilogueWarps16Test {
   static final Sm90Gemm.Schedule EW16 = Sm90Gemm.Schedule.EPILOGUE_WARPS_16, COOPERATIVE = Sm90Gemm.Schedule.COOPERATIVE;
   static CudaDevice device;
 
-  @BeforeAll
-  static void open() {
-    device = CudaTestSupport.openSm90Device();
-  }
-
-  @AfterAll
-  static void close() {
-    if (device != null) device.close();
-  }
+  @RegisterExtension
+  static final CudaTestSupport.Gpu GPU = CudaTestSupport.sm90(d -> device = d);
 
   /** in_proj-like problems (bias, no activation, no residual): the staged bits are the outputs, the cooperative kernel's. */
   @Test

@@ -20,10 +20,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * gemm_sm90's epilogue-warps kernel ({@link Sm90Gemm.Schedule#EPILOGUE_WARPS}: the consumers stage
@@ -53,15 +52,8 @@ class CudaSm90EpilogueWarpsTest {
   static final Sm90Gemm.Schedule EW = Sm90Gemm.Schedule.EPILOGUE_WARPS, COOPERATIVE = Sm90Gemm.Schedule.COOPERATIVE;
   static CudaDevice device;
 
-  @BeforeAll
-  static void open() {
-    device = CudaTestSupport.openSm90Device();
-  }
-
-  @AfterAll
-  static void close() {
-    if (device != null) device.close();
-  }
+  @RegisterExtension
+  static final CudaTestSupport.Gpu GPU = CudaTestSupport.sm90(d -> device = d);
 
   @Test
   void theEpilogueWarpsWriteWhatTheCooperativeKernelWrites() {
@@ -449,7 +441,7 @@ class CudaSm90EpilogueWarpsTest {
    * "x" [m, d], output "z": h = out_proj(x) + x, c_fc(ln_2(h)) with QuickGELU, y = c_proj(..) + h,
    * in_proj(ln_1(y)); random weights (LayerNorm gains near 1).
    */
-  private static Graph block(int m, int d) {
+  static Graph block(int m, int d) {
     GraphBuilder g = new GraphBuilder();
     Value x = g.input("x", DType.F32, m, d);
     Value h = g.linearResidual("out_proj", x, weight("w1", d, d), bias("b1", d), x);
@@ -461,7 +453,7 @@ class CudaSm90EpilogueWarpsTest {
   }
 
   /** [m, d] rows of a residual stream: each row's mean a few units (4 σ), its spread 0.3-3. */
-  private static float[] rowsOffCentre(int m, int d) {
+  static float[] rowsOffCentre(int m, int d) {
     float[] xs = new float[m * d];
     for (int r = 0; r < m; r++) {
       double mean = 4 * RNG.nextGaussian(), spread = 0.3 + 2.7 * RNG.nextDouble();

@@ -25,10 +25,9 @@ import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.stream.IntStream;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * gemm_sm90 (the Hopper GEMM with bias, activation and residual fused; {@link Sm90Gemm}) on fresh
@@ -56,15 +55,8 @@ class CudaSm90GemmTest {
   static final Sm90Gemm.Schedule[] SCHEDULES = {Sm90Gemm.Schedule.COOPERATIVE, Sm90Gemm.Schedule.COOPERATIVE_CLUSTER, Sm90Gemm.Schedule.PINGPONG,
     Sm90Gemm.Schedule.PINGPONG_CLUSTER};
 
-  @BeforeAll
-  static void open() {
-    device = CudaTestSupport.openSm90Device();
-  }
-
-  @AfterAll
-  static void close() {
-    if (device != null) device.close();
-  }
+  @RegisterExtension
+  static final CudaTestSupport.Gpu GPU = CudaTestSupport.sm90(d -> device = d);
 
   /** One problem: M x N x K, activation, with or without bias and residual. */
   record Problem(String name, int m, int n, int k, int act, boolean bias, boolean residual) {

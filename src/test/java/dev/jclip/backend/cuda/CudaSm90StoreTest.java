@@ -20,10 +20,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
 /**
  * gemm_sm90's TMA-store kernels ({@code *_tma_*}: each 64 x 64 chunk of outputs staged in shared
@@ -45,15 +44,8 @@ class CudaSm90StoreTest {
   static CudaDevice device;
   static final Sm90Gemm.Schedule[] ONE_BLOCK = {Sm90Gemm.Schedule.COOPERATIVE, Sm90Gemm.Schedule.PINGPONG};
 
-  @BeforeAll
-  static void open() {
-    device = CudaTestSupport.openSm90Device();
-  }
-
-  @AfterAll
-  static void close() {
-    if (device != null) device.close();
-  }
+  @RegisterExtension
+  static final CudaTestSupport.Gpu GPU = CudaTestSupport.sm90(d -> device = d);
 
   @Test
   void theTmaKernelsWriteWhatTheRegisterEpilogueWrites() {

@@ -21,7 +21,7 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, flashLean=off, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
-        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, gemmStore=registers", defaults);
+        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, ewLag=2, gemmStore=registers", defaults);
     // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
     assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));
     org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32));
@@ -43,6 +43,13 @@ class KernelChoicesTest {
     withProperty("jclip.cuda.gemmTune", "on", () -> assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32), "on tunes fp32 too"));
     withProperty("jclip.cuda.gemmTune", "off", () -> org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16)));
     assertRefused("jclip.cuda.gemmTune", "all", "auto, on, off or search");
+    for (String f : new String[] {"sm90ew16s", "sm90ew16s-all"}) {
+      withProperty("jclip.cuda.fusedLinear", f, () -> assertTrue(CudaBackend.kernelChoices().contains("fusedLinear=" + f), CudaBackend.kernelChoices()));
+    }
+    withProperty("jclip.cuda.lnFold", "sm90ew16s", () -> assertTrue(CudaBackend.kernelChoices().contains("lnFold=sm90ew16s"), CudaBackend.kernelChoices()));
+    withProperty("jclip.cuda.ewLag", "4", () -> assertTrue(CudaBackend.kernelChoices().contains("ewLag=4"), CudaBackend.kernelChoices()));
+    assertRefused("jclip.cuda.ewLag", "5", "0, 1, 2, 3 or 4");
+    assertRefused("jclip.cuda.fusedLinear", "sm90ew16t", "sm90ew16s");
     withProperty("jclip.cuda.gemmStore", "tma", () -> assertTrue(CudaBackend.kernelChoices().endsWith("gemmStore=tma"), CudaBackend.kernelChoices()));
     assertRefused("jclip.cuda.gemmStore", "smem", "tma or registers");
   }

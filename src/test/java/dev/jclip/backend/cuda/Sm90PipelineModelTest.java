@@ -161,6 +161,13 @@ class Sm90PipelineModelTest {
      */
     final String[] staging = new String[2];
     final Barrier staged = new Barrier(2), drained = new Barrier(EPILOGUE_WARPS);
+    /**
+     * The ew16s kernels' barriers: staged and drained a half (half h: consumer warpgroup h's rows;
+     * one arrival a warpgroup, one an epilogue warp), and go (the first warpgroup's arrival after
+     * its first {@code lag} k steps, which the second waits for before it starts).
+     */
+    final Barrier[] stagedHalf = {new Barrier(1), new Barrier(1)}, drainedHalf = {new Barrier(EPILOGUE_WARPS), new Barrier(EPILOGUE_WARPS)};
+    final Barrier go = new Barrier(1);
 
     Block(int stages, int emptyCount) {
       a = new String[stages];
@@ -193,9 +200,14 @@ class Sm90PipelineModelTest {
    * (to show that the model sees what that wait is for).
    */
   static Map<String, Integer> simulate(Sm90Gemm.Schedule sc, int m, int n, int steps, int grid, Random rnd, boolean noDrainedWait) {
-    boolean ew = sc.epilogueWarps();
+    return simulate(sc, m, n, steps, grid, rnd, noDrainedWait, Sm90Gemm.DEFAULT_SPLIT_LAG);
+  }
+
+  /** As above, the ew16s kernels' second consumer warpgroup starting {@code lag} k steps behind the first. */
+  static Map<String, Integer> simulate(Sm90Gemm.Schedule sc, int m, int n, int steps, int grid, Random rnd, boolean noDrainedWait, int lag) {
+    boolean ew = sc.epilogueWarps(), split = sc == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT;
     boolean pingpong = sc == Sm90Gemm.Schedule.PINGPONG || sc == Sm90Gemm.Schedule.PINGPONG_CLUSTER;
-    int cluster = sc.cluster ? 2 : 1, stages = pingpong || sc == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 ? 6 : 4, bn = sc.bn;
+    int cluster = sc.cluster ? 2 : 1, stages = pingpong || sc.staged16() ? 6 : 4, bn = sc.bn;
     int tilesN = (n + bn - 1) / bn, tilesM = (m + 127) / 128, units = tilesN * ((tilesM + cluster - 1) / cluster);
     Sim sim = new Sim(rnd);
     Block[] blocks = new Block[grid];
@@ -242,7 +254,9 @@ class Sm90PipelineModelTest {
         int wg = c;
         sim.agent("block " + b + " consumer " + c, q -> {
           int count = first < units ? (units - first + stride - 1) / stride : 0;
-          int position = 0, g = 0;
+          int position = 0, g = 0, goStep = Math.min(lag, steps) - 1;
+          // ew16s: the second warpgroup starts once the first has issued its first lag k steps
+          if (split && wg == 1 && lag > 0 && steps > 0 && first < units) q.await(() -> me.go.tryWait(0));
           for (int u = first; u < units; u += stride, position++) {
             if (pingpong && (position & 1) != wg) continue;
             if (pingpong && position > 0) { // bar.sync 1 + c: the other consumer's arrival for this position
@@ -258,6 +272,7 @@ class Sm90PipelineModelTest {
               read[kt] = me.a[s] + " " + me.w0[s] + (cluster > 1 ? " " + me.w1[s] : "");
               String expect = want + " " + want + (cluster > 1 ? " " + want : "");
               if (!read[kt].equals(expect)) throw new AssertionError("step " + g + " (unit " + u + ", k-step " + kt + ") read " + read[kt]);
+              if (split && wg == 0 && position == 0 && kt == goStep) me.go.arrive();
               q.step();
               // wgmma_wait<1>: the previous step's stage is released (its reads are over: they must still see their data)
               if (kt > 0) release(me, peer, g - 1, stages, u + "/" + (kt - 1), cluster);
@@ -268,13 +283,14 @@ class Sm90PipelineModelTest {
               if (wg == 0) me.namedArrivals2++;
               else me.namedArrivals1++;
             }
-            if (ew) { // the accumulators into the staging buffer, once the previous tile is drained
+            if (ew) { // the accumulators into the staging buffer, once the previous tile (ew16s: its half) is drained
               int t = position;
-              if (t > 0 && !noDrainedWait) q.await(() -> me.drained.tryWait((t - 1) & 1));
+              Barrier drained = split ? me.drainedHalf[wg] : me.drained;
+              if (t > 0 && !noDrainedWait) q.await(() -> drained.tryWait((t - 1) & 1));
               me.staging[wg] = "being written";
               q.step();
               me.staging[wg] = "unit " + u;
-              me.staged.arrive();
+              (split ? me.stagedHalf[wg] : me.staged).arrive();
               q.step();
               continue; // the epilogue warps write the tile
             }
@@ -296,20 +312,35 @@ class Sm90PipelineModelTest {
             int t = 0;
             for (int u = first; u < units; u += stride, t++) {
               int phase = t;
-              q.await(() -> me.staged.tryWait(phase & 1));
               String want = "unit " + u;
-              for (int read = 0; read < 2; read++) { // its rows' reads span turns: the tile must stay staged throughout
-                if (!want.equals(me.staging[0]) || !want.equals(me.staging[1])) {
-                  throw new AssertionError("epilogue warp " + warp + " of tile " + t + " read " + me.staging[0] + " / " + me.staging[1] + ", not " + want);
+              if (split) { // each half on its own barriers, half 0's rows first
+                for (int h = 0; h < 2; h++) {
+                  Barrier staged = me.stagedHalf[h];
+                  q.await(() -> staged.tryWait(phase & 1));
+                  for (int read = 0; read < 2; read++) { // the half must stay staged while its rows are read
+                    if (!want.equals(me.staging[h])) {
+                      throw new AssertionError("epilogue warp " + warp + " of tile " + t + " read half " + h + " as " + me.staging[h] + ", not " + want);
+                    }
+                    q.step();
+                  }
+                  me.drainedHalf[h].arrive();
+                  q.step();
                 }
+              } else {
+                q.await(() -> me.staged.tryWait(phase & 1));
+                for (int read = 0; read < 2; read++) { // its rows' reads span turns: the tile must stay staged throughout
+                  if (!want.equals(me.staging[0]) || !want.equals(me.staging[1])) {
+                    throw new AssertionError("epilogue warp " + warp + " of tile " + t + " read " + me.staging[0] + " / " + me.staging[1] + ", not " + want);
+                  }
+                  q.step();
+                }
+                me.drained.arrive();
                 q.step();
               }
               if (warp == 0) {
                 int m0 = (u / tilesN) * 128, n0 = (u % tilesN) * bn;
                 if (m0 < m) written.merge(m0 + "," + n0, 1, Integer::sum);
               }
-              me.drained.arrive();
-              q.step();
             }
           });
         }
@@ -348,6 +379,48 @@ class Sm90PipelineModelTest {
         }
       }
     }
+  }
+
+  /**
+   * The ew16s kernels at every lag the kernel takes (0 to {@link Sm90Gemm#MAX_SPLIT_LAG}), on
+   * problems with fewer k steps than the lag and more: every step reads its own data, every tile
+   * is written once, nothing deadlocks; and without a consumer's wait for its half to be drained,
+   * some interleaving overwrites a staged half while an epilogue warp reads it.
+   */
+  @Test
+  void theSplitKernelsAtEveryLag() {
+    Sm90Gemm.Schedule sc = Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT;
+    int[][] problems = {{300, 1024, 3, 4}, {129, 520, 1, 2}, {1000, 768, 5, 6}, {50, 3072, 12, 2}, {2000, 512, 2, 8}, {128, 256, 7, 2}};
+    for (int lag = 0; lag <= Sm90Gemm.MAX_SPLIT_LAG; lag++) {
+      for (int[] pr : problems) {
+        for (int trial = 0; trial < 8; trial++) {
+          Map<String, Integer> written = simulate(sc, pr[0], pr[1], pr[2], pr[3], new Random(RNG.nextLong()), false, lag);
+          assertEquals(((pr[1] + 255) / 256) * ((pr[0] + 127) / 128), written.size(), "lag " + lag + ": tiles written " + written.keySet());
+          for (var e : written.entrySet()) assertEquals(1, e.getValue(), "lag " + lag + ": tile " + e.getKey() + " written " + e.getValue() + " times");
+        }
+      }
+    }
+    boolean caught = false;
+    for (int trial = 0; trial < 200 && !caught; trial++) {
+      try {
+        simulate(sc, 1000, 768, 2, 2, new Random(RNG.nextLong()), true, 2);
+      } catch (AssertionError e) {
+        caught = e.getMessage().contains("epilogue warp");
+      }
+    }
+    assertTrue(caught, "200 interleavings without the drained wait never showed an overwritten staged half");
+  }
+
+  /**
+   * The bound on the lag is real: a first warpgroup asked to run one step more than the ring
+   * holds before the second starts waits for a stage only the second can release.
+   */
+  @Test
+  void aLagPastTheRingDeadlocks() {
+    AssertionError e = org.junit.jupiter.api.Assertions.assertThrows(AssertionError.class,
+        () -> simulate(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, 300, 512, 12, 1, new Random(RNG.nextLong()), false, 7));
+    assertTrue(e.getMessage().contains("deadlock"), e.getMessage());
+    simulate(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, 300, 512, 12, 1, new Random(RNG.nextLong()), false, 6); // the whole ring: no deadlock yet
   }
 
   /**

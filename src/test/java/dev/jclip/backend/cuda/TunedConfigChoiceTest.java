@@ -11,6 +11,7 @@ import static dev.jclip.backend.cuda.CudaModelBench.TEXT77;
 
 import dev.jclip.backend.cuda.CudaModelBench.ProfileConfig;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
@@ -234,6 +235,18 @@ class TunedConfigChoiceTest {
     ProfileConfig ew16Stack = ew16All.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS_16).withLnStats(true);
     for (String g : java.util.List.of("ew16", "ewst", "ew", "lnfold", "sm90")) assertTrue(CudaModelBench.skipped(ew16Stack, Set.of(g)), g);
     assertFalse(CudaModelBench.skipped(ew16Stack, Set.of("ewres", "ewln", "tma")), "the fp32-staged residual and fold kernels do not run");
+    // the ew16s kernels: their own class and group ("ew16s"), and the ew16 tests' (the same kernels, their halves handed over apart)
+    ProfileConfig splitAll = D.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, CudaBackend.FusedScope.ALL);
+    for (String g : java.util.List.of("ew16s", "ew16", "sm90")) assertTrue(CudaModelBench.skipped(splitAll, Set.of(g)), g);
+    assertFalse(CudaModelBench.skipped(ew16All, Set.of("ew16s")), "the split kernels' tests alone leave the ew16 kernels in");
+    assertFalse(CudaModelBench.skipped(splitAll, Set.of("ew", "ewres", "ewln", "ewst", "lnfold", "tma")));
+    ProfileConfig splitStack = splitAll.withLnFold(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT).withLnStats(true);
+    for (String g : java.util.List.of("ew16s", "ew16", "ewst", "ew", "lnfold", "sm90")) assertTrue(CudaModelBench.skipped(splitStack, Set.of(g)), g);
+    assertFalse(CudaModelBench.skipped(splitStack, Set.of("ewres", "ewln", "tma")), "the fp32-staged residual and fold kernels do not run");
+    assertEquals(List.of(Sm90Gemm.Schedule.EPILOGUE_WARPS, Sm90Gemm.Schedule.EPILOGUE_WARPS_16, Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT),
+        CudaModelBench.epilogueWarpsSchedules(Set.of()));
+    assertEquals(List.of(Sm90Gemm.Schedule.EPILOGUE_WARPS, Sm90Gemm.Schedule.EPILOGUE_WARPS_16), CudaModelBench.epilogueWarpsSchedules(Set.of("ew16s")));
+    assertEquals(List.of(Sm90Gemm.Schedule.EPILOGUE_WARPS), CudaModelBench.epilogueWarpsSchedules(Set.of("ew16")));
     ProfileConfig stFit = D.withPipe(false).withV(CudaOps.FlashV.LDMATRIX).withFitRows(true);
     assertTrue(CudaModelBench.skipped(stFit, Set.of("attention")));
     assertTrue(CudaModelBench.skipped(stFit, Set.of("ldm")));
