@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Builds the GPU benchmark table: jclip (gpu-info --model-bench --json) beside the PyTorch peer
-(peer.py --json) measured in the same run. Usage: gpu-compare.py JCLIP.json PEER.json [BENCH-GEMM.txt] > table.md
+(peer.py --json) measured in the same run. Usage: gpu-compare.py JCLIP.json PEER.json [BENCH-GEMM.txt] > table.md,
+or gpu-compare.py --kernels BENCH-GEMM.txt for the kernel tables alone
 (the optional third file, gpu-info --gemm-bench's output, adds the fused-LINEAR and attention-kernel tables
 and the bf16 GEMM peak for the goals table)
 
@@ -223,9 +224,10 @@ def kernel_tables(lines):
     import re
     linear, attention = {}, {}
     for line in lines:
-        m = re.match(r"\[linear\] (.+?) (FP16|BF16)\s+(\d+) x\s+(\d+) x\s+(\d+) (.+?)\s+([\d.]+) ms\s+([\d.]+) TFLOP/s", line)
+        # the precision as CudaGemmBench prints it (fp16; run 8's file), or upper case
+        m = re.match(r"\[linear\] (.+?) ((?i:fp16|bf16|fp32))\s+(\d+) x\s+(\d+) x\s+(\d+) (.+?)\s+([\d.]+) ms\s+([\d.]+) TFLOP/s", line)
         if m:
-            shape = f"{m.group(1).strip()} {m.group(2)} {m.group(3)}x{m.group(4)}x{m.group(5)}"
+            shape = f"{m.group(1).strip()} {m.group(2).lower()} {m.group(3)}x{m.group(4)}x{m.group(5)}"
             linear.setdefault(shape, {})[m.group(6).strip()] = f"{float(m.group(7)):.3f} ({float(m.group(8)):.0f})"
         m = re.match(r"\[attention\] (\S+(?: \S+)?)\s+B=\s*(\d+) N=\s*(\d+) H=\s*(\d+)( causal)?\s*:\s+([\d.]+) ms", line)
         if m:
@@ -257,4 +259,7 @@ def table(title, cells):
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--kernels":
+        kernel_tables(open(sys.argv[2]).read().splitlines())
+    else:
+        main()

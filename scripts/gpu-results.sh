@@ -64,6 +64,11 @@ PY
     python3 "$root/scripts/gpu-compare.py" "$work/jclip-model.json" "$work/peer.json" "${gemm[@]}"
   fi
 fi
+if { [ ! -s "$work/jclip-model.json" ] || [ ! -s "$work/peer.json" ]; } && [ -s "$work/bench-gemm.txt" ]; then
+  echo
+  echo "== the GEMM and attention kernels (bench-gemm.txt; no peer to compare the towers with)"
+  python3 "$root/scripts/gpu-compare.py" --kernels "$work/bench-gemm.txt"
+fi
 if [ -s "$work/bench-gemm.txt" ] && grep -q '^\[search\].*: heuristic' "$work/bench-gemm.txt"; then
   echo
   echo "== cuBLASLt: the heuristic's first, tuned, and searched (bench-gemm.txt, gemmTune=search)"

@@ -51,7 +51,8 @@ class GpuClocksScriptTest {
     assertTrue(lines[2].matches("PyTorch peer.*\\s20\\s+1800\\s+1710\\s+1700\\s+530\\s+539\\s+50%\\s+0%"), lines[2]);
   }
 
-  private static String python() {
+  /** The python3 that runs the scripts under test, or null where there is none. */
+  static String python() {
     for (String python : new String[] {"/usr/bin/python3", "python3"}) {
       try {
         Process p = new ProcessBuilder(python, "--version").redirectErrorStream(true).start();
