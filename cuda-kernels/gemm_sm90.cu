@@ -1010,26 +1010,42 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
 // statistics and the columns' sums), then the bias, rounded once to T (the register epilogue's
 // arithmetic up to its activation and residual), two values a 32-bit store at ew16_unit. Columns
 // past N take no bias or column sums (nothing reads them); rows past M the last row's statistics.
+// The consumers' tensor cores wait while this runs (ew16), or the other warpgroup's keep busy
+// (ew16s), so it is kept short: unit j = 8a + b of rows r0 and r0 + 8 lies at 128 a + 16 (b ^ (r0 %
+// 8)) past the row's start (r0 + 8 has r0's low bits), so each b takes one address and its 8
+// stores immediate offsets; and a tile inside N (all but a last column tile) tests no column.
+template <typename T, bool LNF, bool CHECK>
+__device__ __forceinline__ void ew16_stage_cols(const float* d, unsigned char* row, const float* __restrict__ bias,
+                                                const float* __restrict__ colsum, const float2* st, int n0, int N, int sw, int q) {
+#pragma unroll
+  for (int b = 0; b < 8; b++) {
+    unsigned char* at = row + 16 * (b ^ sw);
+#pragma unroll
+    for (int a = 0; a < 4; a++) {
+      const int j = 8 * a + b, c = n0 + 8 * j + 2 * q;
+      const bool in = !CHECK || c < N;  // N % 8 == 0: c + 1 < N too
+      const float2 bb = in ? bias_pair(bias, c) : make_float2(0.0f, 0.0f);
+      float2 cs = make_float2(0.0f, 0.0f);
+      if (LNF && in) cs = *reinterpret_cast<const float2*>(colsum + c);
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        float a0 = d[4 * j + 2 * h], a1 = d[4 * j + 2 * h + 1];
+        if (LNF) ln_fold_pair(a0, a1, st[h], cs);
+        *reinterpret_cast<uint32_t*>(at + 128 * a + 4096 * h) = pack_pair(T(), a0 + bb.x, a1 + bb.y);  // ew16_unit(r0 + 8 h, j) + 4 q
+      }
+    }
+  }
+}
+
 template <typename T, bool LNF>
 __device__ __forceinline__ void ew16_stage(const float* d, unsigned char* staged, const float* __restrict__ bias,
                                            const float* __restrict__ colsum, const float2* __restrict__ stats, int m0, int n0, int M,
                                            int N, int r0, int q) {
   float2 st[2] = {};
   if (LNF) st[0] = ln_row(stats, m0 + r0, M), st[1] = ln_row(stats, m0 + r0 + 8, M);
-#pragma unroll
-  for (int j = 0; j < 32; j++) {
-    const int c = n0 + 8 * j + 2 * q;
-    const bool in = c < N;  // N % 8 == 0: c + 1 < N too
-    const float2 b = in ? bias_pair(bias, c) : make_float2(0.0f, 0.0f);
-    float2 cs = make_float2(0.0f, 0.0f);
-    if (LNF && in) cs = *reinterpret_cast<const float2*>(colsum + c);
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      float a0 = d[4 * j + 2 * h], a1 = d[4 * j + 2 * h + 1];
-      if (LNF) ln_fold_pair(a0, a1, st[h], cs);
-      *reinterpret_cast<uint32_t*>(staged + ew16_unit(r0 + 8 * h, j) + 4 * q) = pack_pair(T(), a0 + b.x, a1 + b.y);
-    }
-  }
+  unsigned char* row = staged + 512 * r0 + 4 * q;
+  if (n0 + GEMM_BN <= N) ew16_stage_cols<T, LNF, false>(d, row, bias, colsum, st, n0, N, r0 & 7, q);
+  else ew16_stage_cols<T, LNF, true>(d, row, bias, colsum, st, n0, N, r0 & 7, q);
 }
 
 // RES: the _res kernels (a residual of C's shape, 16-byte aligned, added after the activation).

@@ -151,8 +151,14 @@ public final class Sm90Gemm implements AutoCloseable {
    */
   public static final int MAX_SPLIT_LAG = 4;
 
-  /** The ew16s kernels' lag unless {@link #splitLag(int)} says otherwise. */
-  public static final int DEFAULT_SPLIT_LAG = 2;
+  /**
+   * The ew16s kernels' lag unless {@link #splitLag(int)} says otherwise: a consumer warpgroup's
+   * hand-over is ~320 instructions a thread (ptxas 13.0's SASS of ew16_stage on a tile inside N),
+   * plus the last wgmma's wait, about 2 k steps of the other warpgroup's wgmma alone; one more,
+   * because a lead longer than the ring allows shortens itself (the leader waits for stages) where
+   * a shorter one does not grow.
+   */
+  public static final int DEFAULT_SPLIT_LAG = 3;
 
   /**
    * The shared memory of the TMA-store kernels ({@code *_tma_*}, GEMM_TMA_SMEM_BYTES): either

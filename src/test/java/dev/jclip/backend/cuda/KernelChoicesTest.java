@@ -21,7 +21,7 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, flashLean=off, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
-        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, ewLag=2, gemmStore=registers", defaults);
+        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, ewLag=3, gemmStore=registers", defaults);
     // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
     assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));
     org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32));
