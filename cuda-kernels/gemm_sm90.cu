@@ -1005,6 +1005,27 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
   }
 }
 
+// The ew kernels' staging of a consumer thread's fp32 accumulators (rows r0 and r0 + 8 of the
+// tile, columns 8j + 2q and 8j + 2q + 1) as float2 stores at ew_unit(r, 2j + q / 2) + 8 (q % 2).
+// Column pair j = 4a + b of rows r0 and r0 + 8 lies at 128 a + 32 (b ^ (r0 % 4)) past the thread's
+// place in row r0 (r0 + 8 has r0's low bits), so each b takes one address and its 16 stores
+// immediate offsets (the consumers' tensor cores wait while this runs).
+__device__ __forceinline__ void ew_stage(const float* d, unsigned char* staged, int r0, int q) {
+  unsigned char* row = staged + 1024 * r0 + 16 * (q >> 1) + 8 * (q & 1);
+#pragma unroll
+  for (int b = 0; b < 4; b++) {
+    unsigned char* at = row + 32 * (b ^ (r0 & 3));
+#pragma unroll
+    for (int a = 0; a < 8; a++) {
+      const int j = 4 * a + b;
+#pragma unroll
+      for (int h = 0; h < 2; h++) {  // ew_unit(r0 + 8 h, 2 j + q / 2) + 8 (q % 2)
+        *reinterpret_cast<float2*>(at + 128 * a + 8192 * h) = make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+      }
+    }
+  }
+}
+
 // The ew16 kernels' staging of a consumer thread's accumulators (rows r0 and r0 + 8 of the tile,
 // columns 8j + 2q and 8j + 2q + 1): with LNF the LayerNorm folded in (ln_fold_pair with the rows'
 // statistics and the columns' sums), then the bias, rounded once to T (the register epilogue's
@@ -1139,16 +1160,7 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
       // d[4j + 2h + e] is row r0 + 8h, column 8j + 2q + e of the tile (the wgmma layout)
       const int r0 = rows + 16 * warp + lane / 4, q = lane % 4;
       if (H16) ew16_stage<T, LNF>(d, staged, bias, colsum, ln_stats, tiles.m0(u), tiles.n0(u), M, N, r0, q);
-      else {
-#pragma unroll
-        for (int j = 0; j < 32; j++) {
-#pragma unroll
-          for (int h = 0; h < 2; h++) {
-            *reinterpret_cast<float2*>(staged + ew_unit(r0 + 8 * h, 2 * j + (q >> 1)) + 8 * (q & 1)) =
-                make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
-          }
-        }
-      }
+      else ew_stage(d, staged, r0, q);
       mbar_arrive(staged_bar + 8 * half);  // this thread's part of the tile is staged
     }
   }
