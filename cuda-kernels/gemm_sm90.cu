@@ -1130,9 +1130,11 @@ __device__ __forceinline__ void gemm_sm90_ew(const TensorMap& tmA, const TensorM
     // consumers: warpgroup 1 rows 0..63 of each tile, warpgroup 2 rows 64..127
     const int rows = (wg - 1) * 64;
     // SPLIT: the half's barriers; warpgroup 2 starts once warpgroup 1 has issued its first `lag`
-    // k steps (all of its first tile's, if fewer). The lead stays: while one warpgroup hands its
-    // half over, the other's wgmma keep the tensor cores busy (at most STAGES - 2 steps, so that
-    // warpgroup 1 still finds stages loaded ahead while warpgroup 2 holds the older ones).
+    // k steps (all of its first tile's, if fewer), and the lead holds: while one warpgroup hands
+    // its half over, the other has the tensor cores alone and gains what the first gains back at
+    // the other's hand-over. At most STAGES - 2 steps, so that warpgroup 1 still finds stages
+    // loaded ahead while warpgroup 2 holds the older ones; a longer lead shortens itself as
+    // warpgroup 1 waits for stages.
     const int half = SPLIT ? wg - 1 : 0, go_step = min(lag, steps) - 1;
     if (SPLIT && wg == 2 && lag > 0 && steps > 0 && tiles.first < tiles.units) mbar_wait(go_bar, 0);
     float d[128];

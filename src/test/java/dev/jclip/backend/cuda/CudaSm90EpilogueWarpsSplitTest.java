@@ -77,32 +77,28 @@ class CudaSm90EpilogueWarpsSplitTest {
   /** The plain kernel (in_proj, c_fc, the erf GELU): the ew16 kernel's bits at every lag, each launch an ew16s one. */
   @Test
   void splitWritesTheEw16KernelsBitsAtEveryLag() {
-    CudaSm90EpilogueWarpsTest.eachProblem(device, problems(false), (gemm, stream, in, what) -> {
-      short[] ew16 = in.run(gemm, stream, EW16, false, 0);
-      for (int lag = 0; lag <= Sm90Gemm.MAX_SPLIT_LAG; lag++) {
-        gemm.splitLag(lag);
-        long before = gemm.splitLaunches();
-        short[] split = in.run(gemm, stream, SPLIT, false, 0);
-        assertEquals(before + 1, gemm.splitLaunches(), "the ew16s kernel did not run");
-        sameBits(ew16, split, what, lag);
-      }
-      System.out.printf("[gemm_sm90 ew16s] %-60s the ew16 kernel's bits at lags 0-%d%n", what, Sm90Gemm.MAX_SPLIT_LAG);
-    });
+    atEveryLag(false);
   }
 
   /** The residual kernel (out_proj, c_proj, an activation before the residual): the ew16 residual kernel's bits at every lag. */
   @Test
   void splitResidualWritesTheEw16KernelsBitsAtEveryLag() {
-    CudaSm90EpilogueWarpsTest.eachProblem(device, problems(true), (gemm, stream, in, what) -> {
+    atEveryLag(true);
+  }
+
+  /** {@link #problems}({@code residual}) on the ew16 kernel, then on the ew16s kernel at every lag: the same bits, each an ew16s launch (a residual one with a residual). */
+  private static void atEveryLag(boolean residual) {
+    CudaSm90EpilogueWarpsTest.eachProblem(device, problems(residual), (gemm, stream, in, what) -> {
       short[] ew16 = in.run(gemm, stream, EW16, false, 0);
       for (int lag = 0; lag <= Sm90Gemm.MAX_SPLIT_LAG; lag++) {
         gemm.splitLag(lag);
-        long before = gemm.epilogueWarpsResidualLaunches();
-        short[] split = in.run(gemm, stream, SPLIT, false, 0);
-        assertEquals(before + 1, gemm.epilogueWarpsResidualLaunches(), "the ew16s residual kernel did not run");
-        sameBits(ew16, split, what, lag);
+        long split = gemm.splitLaunches(), withResidual = gemm.epilogueWarpsResidualLaunches();
+        short[] got = in.run(gemm, stream, SPLIT, false, 0);
+        assertEquals(split + 1, gemm.splitLaunches(), "the ew16s kernel did not run");
+        assertEquals(withResidual + (residual ? 1 : 0), gemm.epilogueWarpsResidualLaunches(), "not the residual kernel");
+        sameBits(ew16, got, what, lag);
       }
-      System.out.printf("[gemm_sm90 ew16s residual] %-52s the ew16 kernel's bits at lags 0-%d%n", what, Sm90Gemm.MAX_SPLIT_LAG);
+      System.out.printf("[gemm_sm90 ew16s%s] %-52s the ew16 kernel's bits at lags 0-%d%n", residual ? " residual" : "", what, Sm90Gemm.MAX_SPLIT_LAG);
     });
   }
 
