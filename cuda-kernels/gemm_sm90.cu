@@ -1032,9 +1032,10 @@ __device__ __forceinline__ void ew_stage(const float* d, unsigned char* staged, 
 // arithmetic up to its activation and residual), two values a 32-bit store at ew16_unit. Columns
 // past N take no bias or column sums (nothing reads them); rows past M the last row's statistics.
 // The consumers' tensor cores wait while this runs (ew16), or the other warpgroup's keep busy
-// (ew16s), so it is kept short: unit j = 8a + b of rows r0 and r0 + 8 lies at 128 a + 16 (b ^ (r0 %
-// 8)) past the row's start (r0 + 8 has r0's low bits), so each b takes one address and its 8
-// stores immediate offsets; and a tile inside N (all but a last column tile) tests no column.
+// (ew16s), so it is kept short: unit j = 8a + b of rows r0 and r0 + 8 lies at 128 a + 16 (b ^ (r0
+// % 8)) past the thread's place in row r0 (r0 + 8 has r0's low bits), so each b takes one address
+// and its 8 stores immediate offsets; and a tile inside N (all but a last column tile) tests no
+// column (N % 8 == 0: with n0 + 256 <= N every column of the tile is inside).
 template <typename T, bool LNF, bool CHECK>
 __device__ __forceinline__ void ew16_stage_cols(const float* d, unsigned char* row, const float* __restrict__ bias,
                                                 const float* __restrict__ colsum, const float2* st, int n0, int N, int sw, int q) {
