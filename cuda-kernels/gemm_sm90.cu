@@ -961,7 +961,7 @@ __device__ __forceinline__ void ew_epilogue_res(const Tiles<1, GEMM_BN>& tiles, 
     for (int h = 0; h < HALVES; h++) {
       const int h0 = HROWS * h;  // the half's first row in the tile (rows h0 + e + 3 i, i = 0, 1, ... below HROWS)
       T* out = C + (size_t)(m0 + h0) * N + col;
-      const T* res = residual + (size_t)(m0 + h0) * N + col;
+      const T* res = res_tile + (size_t)h0 * N;
       const int mh = M - h0;  // rows past the half's first that exist
       mbar_wait(staged_bar + 8 * h, t & 1);
 #pragma unroll 1

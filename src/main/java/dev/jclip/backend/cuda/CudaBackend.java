@@ -424,8 +424,10 @@ public final class CudaBackend implements Backend {
 
   /** gemm_sm90's launcher, loaded on first use. */
   private Sm90Gemm sm90() {
-    if (sm90 == null) sm90 = new Sm90Gemm(device, stream.handle());
-    sm90.splitLag(splitLag);
+    if (sm90 == null) {
+      sm90 = new Sm90Gemm(device, stream.handle());
+      sm90.splitLag(splitLag);
+    }
     return sm90;
   }
 
@@ -446,10 +448,8 @@ public final class CudaBackend implements Backend {
 
   /** Sets, for launches queued from now on, the ew16s kernels' lag ({@link Sm90Gemm#splitLag(int)}: 0 to {@link Sm90Gemm#MAX_SPLIT_LAG}). */
   public void splitLag(int steps) {
-    if (steps < 0 || steps > Sm90Gemm.MAX_SPLIT_LAG) {
-      throw new IllegalArgumentException("the ew16s lag must be 0 to " + Sm90Gemm.MAX_SPLIT_LAG + " k steps, not " + steps);
-    }
-    splitLag = steps;
+    splitLag = Sm90Gemm.checkedSplitLag(steps);
+    if (sm90 != null) sm90.splitLag(steps);
   }
 
   /** How many LINEARs have been queued as gemm_sm90 kernels (the run that records a CUDA graph counts; replays do not). */

@@ -154,8 +154,7 @@ public final class CudaModelBench {
    * ("ew", or all of gemm_sm90: "sm90").
    */
   public static boolean epilogueWarpsSkipped() {
-    Set<String> skip = skipGroups();
-    return skip.contains("ew") || skip.contains("sm90");
+    return !epilogueWarpsSchedules().contains(Sm90Gemm.Schedule.EPILOGUE_WARPS);
   }
 
   /** Whether they leave out its residual kernel ("ewres", or the whole kernel: {@link #epilogueWarpsSkipped}). */
@@ -165,7 +164,7 @@ public final class CudaModelBench {
 
   /**
    * The epilogue-warps schedules the groups {@code -Djclip.bench.skip} names leave in: {@link
-   * Sm90Gemm.Schedule#EPILOGUE_WARPS} unless {@link #epilogueWarpsSkipped}, {@link
+   * Sm90Gemm.Schedule#EPILOGUE_WARPS} unless "ew" or "sm90" (CudaSm90EpilogueWarpsTest), {@link
    * Sm90Gemm.Schedule#EPILOGUE_WARPS_16} unless "ew16" or "sm90" (its own test class,
    * CudaSm90EpilogueWarps16Test), {@link Sm90Gemm.Schedule#EPILOGUE_WARPS_16_SPLIT} unless "ew16s"
    * (CudaSm90EpilogueWarpsSplitTest), "ew16" or "sm90".
@@ -259,9 +258,7 @@ public final class CudaModelBench {
     if (c.fused() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT || c.lnFold() == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT) f.add("ew16s");
     if (c.lnFold() != null && c.lnStats()) { // the statistics kernel of the fold's epilogue-warps schedule (ew where it has none), and their combination
       f.add("ln-combine");
-      Sm90Gemm.Schedule fold = c.lnFold();
-      f.addAll(fold == Sm90Gemm.Schedule.EPILOGUE_WARPS_16 ? List.of("ew16") : fold == Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT ? List.of("ew16s")
-          : List.of("ew", "ew-st"));
+      if (!c.lnFold().staged16()) f.addAll(List.of("ew", "ew-st")); // a 16-bit fold's own statistics kernel: its feature above
     }
     if (c.v() == CudaOps.FlashV.LDMATRIX) f.add("ldm");
     if (c.fitRows()) f.add("fit");

@@ -31,7 +31,7 @@ import org.bytedeco.javacpp.LongPointer;
  * *_tma_*}, {@link #run(Precision, int, int, int, DeviceBuffer, DeviceBuffer, DeviceBuffer,
  * DeviceBuffer, int, DeviceBuffer, Schedule, boolean) run} with {@code tmaStore}): the same
  * outputs, staged in shared memory in 64 x 64 chunks and written by the TMA unit while the warps
- * go on, instead of stored from the accumulators' registers. Two more schedules, {@link
+ * go on, instead of stored from the accumulators' registers. Three more schedules, {@link
  * Schedule#EPILOGUE_WARPS}, {@link Schedule#EPILOGUE_WARPS_16} and {@link
  * Schedule#EPILOGUE_WARPS_16_SPLIT}, hand each 128x256 tile over through shared memory (in fp32, or
  * in 16 bits after the bias; the last with the two consumer warpgroups out of step) to warps that
@@ -254,8 +254,13 @@ public final class Sm90Gemm implements AutoCloseable {
    * about as long as the hand-over.
    */
   public void splitLag(int steps) {
+    splitLag = checkedSplitLag(steps);
+  }
+
+  /** {@code steps} if it is a lag the ew16s kernels take (0 to {@link #MAX_SPLIT_LAG}); else the error that says so. */
+  static int checkedSplitLag(int steps) {
     if (steps < 0 || steps > MAX_SPLIT_LAG) throw new IllegalArgumentException("the ew16s lag must be 0 to " + MAX_SPLIT_LAG + " k steps, not " + steps);
-    splitLag = steps;
+    return steps;
   }
 
   /** The lag {@link #splitLag(int)} set. */

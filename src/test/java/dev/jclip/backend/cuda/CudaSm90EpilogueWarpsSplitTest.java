@@ -1,16 +1,12 @@
 package dev.jclip.backend.cuda;
 
-import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.Precision;
-import dev.jclip.graph.Executor;
-import dev.jclip.graph.Graph;
 import dev.jclip.testing.TestRandom;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 import java.util.Random;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -199,42 +195,14 @@ class CudaSm90EpilogueWarpsSplitTest {
    */
   @Test
   void splitBlockThroughTheBackendGivesTheEw16Bits() {
-    List<String> failures = new ArrayList<>();
-    cases:
-    for (int[] cs : new int[][] {{154, 512}, {100, 768}}) {
-      int m = cs[0], d = cs[1];
-      Graph graph = CudaSm90EpilogueWarpsTest.block(m, d);
-      Map<String, Object> inputs = Map.of("x", CudaSm90EpilogueWarpsTest.rowsOffCentre(m, d));
-      for (Precision p : new Precision[] {Precision.FP16, Precision.BF16}) {
-        String what = "block " + m + "x" + d + " " + p;
-        try (CudaBackend backend = new CudaBackend(device, p, true, true)) {
-          backend.gemmTmaStore(false);
-          backend.layerNormStatsInEpilogue(true);
-          backend.fusedLinear(true, EW16, CudaBackend.FusedScope.ALL);
-          backend.layerNormFold(EW16);
-          float[] want;
-          try (Executor ex = new Executor(graph, backend, List.of())) {
-            want = ex.run(inputs).get("z");
-          }
-          backend.fusedLinear(true, SPLIT, CudaBackend.FusedScope.ALL);
-          backend.layerNormFold(SPLIT);
-          backend.splitLag(2);
-          float[] first, replayed;
-          try (Executor ex = new Executor(graph, backend, List.of(), true)) {
-            first = ex.run(inputs).get("z");
-            assertEquals(4, backend.epilogueWarpsSplitLaunches(), what + ": not every GEMM ran on the ew16s kernels");
-            replayed = ex.run(inputs).get("z");
-            assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
-          }
-          assertArrayEquals(want, first, what + ": not the ew16 kernels' bits");
-          assertArrayEquals(first, replayed, what + ": the CUDA-graph replay differs from the first run");
-          System.out.printf("[gemm_sm90 ew16s backend] %-40s the ew16 kernels' bits, replay included%n", what);
-        } catch (AssertionError | RuntimeException e) {
-          failures.add(what + ": " + e.getMessage());
-          if (e instanceof CudaException) break cases; // a fault leaves the context unusable
-        }
-      }
-    }
-    assertTrue(failures.isEmpty(), failures.size() + " failures:\n" + String.join("\n", failures));
+    CudaSm90EpilogueWarpsTest.blockOnTheBackend(device, new int[][] {{154, 512}, {100, 768}}, "ew16s", "the ew16 kernels'", backend -> {
+      backend.layerNormStatsInEpilogue(true);
+      backend.fusedLinear(true, EW16, CudaBackend.FusedScope.ALL);
+      backend.layerNormFold(EW16);
+    }, (backend, what) -> {}, backend -> {
+      backend.fusedLinear(true, SPLIT, CudaBackend.FusedScope.ALL);
+      backend.layerNormFold(SPLIT);
+      backend.splitLag(2);
+    }, (backend, what) -> assertEquals(4, backend.epilogueWarpsSplitLaunches(), what + ": not every GEMM ran on the ew16s kernels"), true);
   }
 }

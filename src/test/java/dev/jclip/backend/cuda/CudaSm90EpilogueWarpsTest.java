@@ -398,6 +398,13 @@ class CudaSm90EpilogueWarpsTest {
   static void blockOnTheBackend(CudaDevice device, int[][] shapes, String label, String against, java.util.function.Consumer<CudaBackend> baseline,
       java.util.function.BiConsumer<CudaBackend, String> afterBaseline, java.util.function.Consumer<CudaBackend> chosen,
       java.util.function.BiConsumer<CudaBackend, String> afterFirst) {
+    blockOnTheBackend(device, shapes, label, against, baseline, afterBaseline, chosen, afterFirst, false);
+  }
+
+  /** As above; with {@code sameBits}, the first run's outputs must also be the baseline's bits. */
+  static void blockOnTheBackend(CudaDevice device, int[][] shapes, String label, String against, java.util.function.Consumer<CudaBackend> baseline,
+      java.util.function.BiConsumer<CudaBackend, String> afterBaseline, java.util.function.Consumer<CudaBackend> chosen,
+      java.util.function.BiConsumer<CudaBackend, String> afterFirst, boolean sameBits) {
     List<String> failures = new ArrayList<>();
     cases:
     for (int[] cs : shapes) {
@@ -424,6 +431,7 @@ class CudaSm90EpilogueWarpsTest {
             assertTrue(ex.replaying(), what + ": the second run did not replay a CUDA graph: " + ex.recordingFailure());
           }
           assertArrayEquals(first, replayed, what + ": the CUDA-graph replay differs from the first run");
+          if (sameBits) assertArrayEquals(want, first, what + ": not " + against + " bits");
           double err = ReferenceOps.relativeError(first, want), tol = p == Precision.FP16 ? 2e-3 : 1.6e-2;
           System.out.printf("[gemm_sm90 %s backend] %-40s %.2e from %s outputs%n", label, what, err, against);
           assertTrue(err <= tol, what + ": " + err + " from " + against + " outputs (> " + tol + ")");
