@@ -32,6 +32,11 @@ public final class CpuFeatures {
     return FLAGS.contains("avx512_bf16") || FLAGS.contains("amx_bf16");
   }
 
+  /** Whether the CPU has AMX tiles with bf16 products (oneDNN's fastest bf16 kernels). */
+  public static boolean amx() {
+    return FLAGS.contains("amx_bf16") && FLAGS.contains("amx_tile");
+  }
+
   /** The bf16-relevant instruction sets found, for messages and benchmark reports. */
   public static String describe() {
     StringBuilder sb = new StringBuilder();

@@ -28,8 +28,11 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 final class Dnnl {
   static final int BF16 = 2, F32 = 3;
   static final int TAG_ANY = 1, TAG_AB = 3, TAG_BA = 14;
-  static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41;
-  static final int QUERY_WEIGHTS_MD = 131;
+  static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41, ARG_SCRATCHPAD = 80;
+  static final int QUERY_WEIGHTS_MD = 131, QUERY_SCRATCHPAD_MD = 136;
+  private static final int SCRATCHPAD_USER = 1;
+  /** dnnl_query_impl_info_str: the implementation's name, e.g. "brg_matmul:avx10_1_512_amx". */
+  private static final int QUERY_IMPL_INFO_STR = 8;
   static final int ELTWISE_SWISH = 44, ELTWISE_GELU_ERF = 49;
   static final int FPMATH_STRICT = 0, FPMATH_BF16 = 1;
   private static final int CPU = 1, STREAM_DEFAULT = 1, MAX_NDIMS = 12;
@@ -42,9 +45,9 @@ final class Dnnl {
 
   private final MethodHandle engineCreate, engineDestroy, streamCreate, streamWait, streamDestroy;
   private final MethodHandle mdCreateTag, mdDestroy, mdSize;
-  private final MethodHandle matmulPd, reorderPd, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
+  private final MethodHandle matmulPd, reorderPd, pdQuery, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
   private final MethodHandle memCreate, memDestroy, memSetHandle;
-  private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
+  private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, attrSetScratchpad, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
   private final MethodHandle ompSetNumThreads;
   private final MethodHandle effectiveIsa;
   private final MethodHandle sigmask;
@@ -68,6 +71,7 @@ final class Dnnl {
     mdSize = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_get_size"), FunctionDescriptor.of(JAVA_LONG, ADDRESS));
     matmulPd = h(lib, "dnnl_matmul_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
     reorderPd = h(lib, "dnnl_reorder_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    pdQuery = h(lib, "dnnl_primitive_desc_query", ADDRESS, JAVA_INT, JAVA_INT, ADDRESS);
     pdQueryMd = LINKER.downcallHandle(find(lib, "dnnl_primitive_desc_query_md"), FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_INT, JAVA_INT));
     pdDestroy = h(lib, "dnnl_primitive_desc_destroy", ADDRESS);
     primCreate = h(lib, "dnnl_primitive_create", ADDRESS, ADDRESS);
@@ -80,6 +84,7 @@ final class Dnnl {
     attrDestroy = h(lib, "dnnl_primitive_attr_destroy", ADDRESS);
     attrSetPostOps = h(lib, "dnnl_primitive_attr_set_post_ops", ADDRESS, ADDRESS);
     attrSetFpmath = h(lib, "dnnl_primitive_attr_set_fpmath_mode", ADDRESS, JAVA_INT);
+    attrSetScratchpad = h(lib, "dnnl_primitive_attr_set_scratchpad_mode", ADDRESS, JAVA_INT);
     postOpsCreate = h(lib, "dnnl_post_ops_create", ADDRESS);
     postOpsDestroy = h(lib, "dnnl_post_ops_destroy", ADDRESS);
     postOpsAppendEltwise = h(lib, "dnnl_post_ops_append_eltwise", ADDRESS, JAVA_INT, JAVA_FLOAT, JAVA_FLOAT);
@@ -159,9 +164,9 @@ final class Dnnl {
     }
   }
 
-  /** {@code -Djclip.cpu.amx}: whether oneDNN may use AMX ({@code on}) or stops at AVX-512 BF16 ({@code off}, the default). */
+  /** {@code -Djclip.cpu.amx}: whether oneDNN may use AMX ({@code on}, the default) or stops at AVX-512 BF16 ({@code off}). */
   static boolean amxAllowed() {
-    return amxAllowed(System.getProperty("jclip.cpu.amx", "off"));
+    return amxAllowed(System.getProperty("jclip.cpu.amx", "on"));
   }
 
   /** {@link #amxAllowed()} of the property's value {@code v}; anything but on or off is refused. */
@@ -173,14 +178,18 @@ final class Dnnl {
     };
   }
 
+  /** dnnl_cpu_isa_avx512_core_amx: AMX's bits with AVX-512 BF16's (an effective ISA holding all of them has AMX). */
+  static final int ISA_AMX = 0xfef;
+
   /**
-   * Caps oneDNN's instruction set at AVX-512 BF16 unless {@link #amxAllowed}. On the 2-core KVM
-   * guest of session 16 (an Intel Xeon with AMX-BF16), oneDNN's AMX kernels gave wrong results
-   * inside the JVM: the bf16 golden features 0.07-0.66 off (2e-2 allowed), a row's result
-   * depending on how many rows the call had, and an fp32 patch embedding run afterwards differing
-   * between two runs; with the cap every test passed (docs/cpu-backend.md). Must run before any
-   * other oneDNN call that picks kernels; a refusal (oneDNN's environment variable
-   * ONEDNN_MAX_CPU_ISA set, or a call too late) leaves oneDNN's own choice and says so on stderr.
+   * Caps oneDNN's instruction set at AVX-512 BF16 when {@code -Djclip.cpu.amx=off}. AMX was off by
+   * default until session 19: on a KVM guest with AMX-BF16, oneDNN's AMX kernels gave wrong bf16
+   * results inside the JVM. Both causes were found outside the JVM, in oneDNN 3.11 itself, and are
+   * worked around in {@link DnnlLinear} (rows fixed per primitive) and {@link #attr} (a scratchpad
+   * a thread); docs/cpu-backend.md has the measurements. {@code off} remains for a machine where
+   * AMX proves wrong again. Must run before any other oneDNN call that picks kernels; a refusal
+   * (oneDNN's environment variable ONEDNN_MAX_CPU_ISA set, or a call too late) leaves oneDNN's own
+   * choice and says so on stderr.
    */
   private static void capIsa(SymbolLookup lib) {
     if (amxAllowed()) return;
@@ -292,7 +301,11 @@ final class Dnnl {
    * Primitive attributes: an fpmath mode ({@link #FPMATH_STRICT}, or {@link #FPMATH_BF16} to let an
    * f32 primitive compute with bf16 operands) and optionally one eltwise post-op ({@code alg} <
    * 0 for none; {@link #ELTWISE_GELU_ERF}, or {@link #ELTWISE_SWISH} with alpha 1.702 for
-   * QuickGELU).
+   * QuickGELU). The scratchpad is the caller's ({@code dnnl_scratchpad_mode_user}: an execution
+   * passes its own as {@link #ARG_SCRATCHPAD}, sized by {@link #QUERY_SCRATCHPAD_MD}). With
+   * oneDNN's own (3.11 as the preset builds it), two threads running one primitive at once share
+   * its scratchpad: measured outside the JVM on AMX's bf16 matmul, 82-162 of 200 two-thread runs
+   * differed from one thread's; none with a scratchpad a thread.
    */
   MemorySegment attr(int fpmath, int alg, float alpha) {
     try (Arena a = Arena.ofConfined()) {
@@ -300,6 +313,7 @@ final class Dnnl {
       check((int) attrCreate.invokeExact(out), "dnnl_primitive_attr_create");
       MemorySegment attr = out.get(ADDRESS, 0);
       check((int) attrSetFpmath.invokeExact(attr, fpmath), "dnnl_primitive_attr_set_fpmath_mode");
+      check((int) attrSetScratchpad.invokeExact(attr, SCRATCHPAD_USER), "dnnl_primitive_attr_set_scratchpad_mode");
       if (alg >= 0) {
         check((int) postOpsCreate.invokeExact(out), "dnnl_post_ops_create");
         MemorySegment ops = out.get(ADDRESS, 0);
@@ -332,12 +346,28 @@ final class Dnnl {
 
   /** The descriptor a primitive descriptor chose (owned by the primitive descriptor: do not destroy). */
   MemorySegment queryMd(MemorySegment pd, int what) {
+    MemorySegment md = queryMdOrNull(pd, what);
+    if (md.equals(MemorySegment.NULL)) throw new IllegalStateException("dnnl_primitive_desc_query_md(" + what + ") gave no descriptor");
+    return md;
+  }
+
+  /** {@link #queryMd}, or {@link MemorySegment#NULL} where there is none (a primitive that needs no scratchpad, say). */
+  MemorySegment queryMdOrNull(MemorySegment pd, int what) {
     try {
-      MemorySegment md = (MemorySegment) pdQueryMd.invokeExact(pd, what, 0);
-      if (md.equals(MemorySegment.NULL)) throw new IllegalStateException("dnnl_primitive_desc_query_md(" + what + ") gave no descriptor");
-      return md;
+      return (MemorySegment) pdQueryMd.invokeExact(pd, what, 0);
     } catch (Throwable t) {
       throw wrap(t, "dnnl_primitive_desc_query_md");
+    }
+  }
+
+  /** The name of the implementation a primitive descriptor chose (dnnl_query_impl_info_str), e.g. "brg_matmul:avx10_1_512_amx". */
+  String implementation(MemorySegment pd) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) pdQuery.invokeExact(pd, QUERY_IMPL_INFO_STR, 0, out), "dnnl_primitive_desc_query(impl_info_str)");
+      return out.get(ADDRESS, 0).reinterpret(1024).getString(0);
+    } catch (Throwable t) {
+      throw wrap(t, "dnnl_primitive_desc_query(impl_info_str)");
     }
   }
 

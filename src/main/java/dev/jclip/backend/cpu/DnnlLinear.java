@@ -22,8 +22,10 @@ import java.util.Map;
  * end-of-text cut; oneDNN then picks its JIT gemm ({@code gemm:jit}, weights in plain K x N
  * layout, panels packed per call) rather than its brgemm with blocked weights, which it picks for
  * a fixed M (measured: no faster in fp32, 15-25% faster in bf16 at M = 50-77, one thread; but a
- * primitive per M would mean JIT-compiling 4 primitives per LINEAR for every new text length). A
- * call converts x once into native memory (bf16 rounded to nearest even, or a copy), then runs
+ * primitive per M would mean JIT-compiling 4 primitives per LINEAR for every new text length). The
+ * exception is bf16 on AMX, where oneDNN's runtime-M kernel computes wrong: there each call's rows
+ * are rounded up to a multiple of 8 (at most 256 a call) and run by a primitive made for that
+ * count, at most 32 a block ({@link #FIXED_ROW_STEP}). A call converts x once into native memory (bf16 rounded to nearest even, or a copy), then runs
  * (column block x row chunk) tasks over the backend's threads, each a single-threaded oneDNN call
  * writing its block of the result, copied back into {@code y}. Bias and QuickGELU (swish with α =
  * 1.702) or GELU (erf) run as the primitive's fused epilogue. Every element of y is computed by
@@ -63,8 +65,43 @@ final class DnnlLinear implements AutoCloseable {
     return dtype == Dnnl.BF16;
   }
 
-  /** One column block of one weight: its packed weights and its primitive. */
-  private record Block(int n0, int n1, MemorySegment primitive, MemorySegment pd, MemorySegment weights, MemorySegment bias) {}
+  /**
+   * One column block of one weight: its packed weights and its primitive (rows given at run time;
+   * {@code pd} is that primitive's descriptor, kept for {@code weightsMd}).
+   * {@code fixed} is non-null where that primitive would be oneDNN's AMX kernel, which computes wrong
+   * with rows given at run time (see {@link #FIXED_ROW_STEP}): {@code primitive} is then null, and
+   * {@code fixed} holds a primitive for each row count run, made for that count with the same packed
+   * weights ({@code weightsMd}, owned by {@code pd}) and epilogue ({@code alg}, {@code alpha}).
+   */
+  private record Block(int n0, int n1, Exec primitive, MemorySegment pd, MemorySegment weights, MemorySegment bias,
+      MemorySegment weightsMd, int alg, float alpha, java.util.concurrent.ConcurrentHashMap<Integer, Exec> fixed) {}
+
+  /** A primitive, its descriptor, and the scratchpad an execution must bring (its descriptor, owned by {@code pd}, and bytes). */
+  private record Exec(MemorySegment pd, MemorySegment primitive, MemorySegment scratchMd, long scratchBytes) {}
+
+  private Exec exec(MemorySegment pd) {
+    MemorySegment scratchMd = dnnl.queryMdOrNull(pd, Dnnl.QUERY_SCRATCHPAD_MD);
+    return new Exec(pd, dnnl.primitive(pd), scratchMd, scratchMd.equals(MemorySegment.NULL) ? 0 : dnnl.mdSize(scratchMd));
+  }
+
+  /**
+   * Where oneDNN runs a bf16 block on AMX ({@code brg_matmul:*_amx}), each call's rows are a
+   * multiple of this (padding rows repeat the last) and at most {@link #FIXED_MAX_ROWS}, and run
+   * through a primitive made for exactly that many rows: at most 32 primitives a block.
+   *
+   * <p>Why: oneDNN 3.11's (and 3.13's) AMX bf16 matmul with the row count given at run time
+   * ({@code DNNL_RUNTIME_DIM_VAL}) computes some rows wrong. Measured on a Xeon with AMX-BF16
+   * outside the JVM (docs/cpu-backend.md; {@code scripts/onednn-amx-check.c}): with K = 2560, 2816,
+   * 3072, 3328 or 5120 (not 512-2048 or 4096), rows 17-31 of a 49-row call came out 0.65-0.87
+   * off (relative), and 224 of the 246 row counts from 10 to 255 had such rows; with the row
+   * count fixed when the primitive is made, every count tried was right (1-130 and eight up to 1000), and a row's bits
+   * did not depend on the count (1-256 rows, one packed weight). CLIP's c_proj has K = 3072 (width
+   * 768) and ViT-B/32's patch embedding K = 3072.
+   */
+  static final int FIXED_ROW_STEP = 8;
+
+  /** The most rows one call runs where primitives are made per row count (see {@link #FIXED_ROW_STEP}). */
+  static final int FIXED_MAX_ROWS = 256;
 
   /** A weight packed for one (bias, activation) epilogue. */
   private record Packed(Tensor bias, int act, Block[] blocks) {}
@@ -75,9 +112,30 @@ final class DnnlLinear implements AutoCloseable {
   private final class Workspace {
     final MemorySegment stream = dnnl.stream(engine);
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
-    final MemorySegment args = arena.allocate(16 * 4, 8);
+    final MemorySegment args = arena.allocate(16 * 8, 8); // dnnl_exec_arg_t: src, weights, bias, dst, scratchpad
     /** Where {@link Dnnl#execute} keeps this thread's signal mask while a primitive runs. */
     final MemorySegment savedMask = arena.allocate(Dnnl.SIGSET_BYTES, 8);
+    /** This thread's scratchpad for every primitive it runs (see {@link Dnnl#attr}), grown as needed; memory objects over it by size. */
+    Arena scratchArena;
+    MemorySegment scratch;
+    final Map<Long, MemorySegment> scratchMemories = new java.util.HashMap<>();
+
+    /** A memory object over this thread's scratchpad for {@code e} (at least its {@code scratchBytes}). */
+    MemorySegment scratchpad(Exec e) {
+      if (scratch == null || scratch.byteSize() < e.scratchBytes) {
+        if (scratchArena != null) scratchArena.close();
+        scratchArena = Arena.ofShared();
+        scratch = scratchArena.allocate(Math.max(e.scratchBytes, scratch == null ? 0 : scratch.byteSize() * 2), 64);
+      }
+      MemorySegment m = scratchMemories.get(e.scratchBytes);
+      if (m == null) {
+        m = dnnl.memory(engine, e.scratchMd, scratch);
+        scratchMemories.put(e.scratchBytes, m);
+      } else {
+        dnnl.setHandle(m, scratch);
+      }
+      return m;
+    }
 
     /**
      * A memory object (with its descriptor) for a dense row-major [rows, cols] matrix, made once
@@ -142,19 +200,21 @@ final class DnnlLinear implements AutoCloseable {
     int esize = dtype == Dnnl.BF16 ? 2 : 4;
     // oneDNN runs a single row through another kernel (a matrix-vector product) that sums in
     // another order: one row is computed as two equal rows, so that a row's result never depends
-    // on how many rows the call has (DnnlLinearTest).
-    int rowsRun = Math.max(m, 2);
+    // on how many rows the call has (DnnlLinearTest). On AMX, rows are run in multiples of
+    // FIXED_ROW_STEP.
+    boolean fixed = java.util.Arrays.stream(blocks).anyMatch(blk -> blk.fixed != null);
+    int rowsRun = fixed ? roundUp(m, FIXED_ROW_STEP) : Math.max(m, 2);
     long srcBytes = (long) rowsRun * k * esize, dstBytes = 4L * rowsRun * n;
     long srcPadded = (srcBytes + 63) / 64 * 64;
     Scratch scratch = borrow(srcPadded + dstBytes);
     try {
-      run(m, n, k, x, blocks, y, kernels, parallel, esize, rowsRun, scratch.seg.asSlice(0, srcBytes), scratch.seg.asSlice(srcPadded, dstBytes));
+      run(m, n, k, x, blocks, fixed, y, kernels, parallel, esize, rowsRun, scratch.seg.asSlice(0, srcBytes), scratch.seg.asSlice(srcPadded, dstBytes));
     } finally {
       giveBack(scratch);
     }
   }
 
-  private void run(int m, int n, int k, float[] x, Block[] blocks, float[] y, ScalarKernels kernels, Parallel parallel, int esize,
+  private void run(int m, int n, int k, float[] x, Block[] blocks, boolean fixed, float[] y, ScalarKernels kernels, Parallel parallel, int esize,
       int rowsRun, MemorySegment src, MemorySegment dst) {
     parallel.run(rowsRun, k, (r0, r1) -> {
       for (int r = r0; r < r1; r++) {
@@ -170,7 +230,8 @@ final class DnnlLinear implements AutoCloseable {
     // there are many rows: every chunk streams its block's weights again, which at M = 50 or 77
     // (batch 1) costs more than the multiply.
     int chunks = m < 256 ? 1 : Math.max(1, Math.min((4 * threads + blocks.length - 1) / blocks.length, m / 128));
-    int per = (rowsRun + chunks - 1) / chunks;
+    int even = (rowsRun + chunks - 1) / chunks;
+    int per = fixed ? Math.min(FIXED_MAX_ROWS, roundUp(even, FIXED_ROW_STEP)) : even;
     int tasks = blocks.length * ((rowsRun + per - 1) / per);
     parallel.run(tasks, Long.MAX_VALUE / Math.max(1, tasks), (t0, t1) -> {
       Workspace ws = workspace.get();
@@ -188,10 +249,35 @@ final class DnnlLinear implements AutoCloseable {
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
         if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
         Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
-        dnnl.execute(blk.primitive, ws.stream, nargs, ws.args, ws.savedMask);
+        Exec e = blk.fixed == null ? blk.primitive : fixedPrimitive(blk, rows, k);
+        if (e.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(e));
+        dnnl.execute(e.primitive, ws.stream, nargs, ws.args, ws.savedMask);
         for (int r = r0; r < Math.min(r1, m); r++) {
           MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
         }
+      }
+    });
+  }
+
+  private static int roundUp(int v, int step) {
+    return (Math.max(v, 1) + step - 1) / step * step;
+  }
+
+  /** Block {@code blk}'s primitive made for exactly {@code rows} rows (see {@link #FIXED_ROW_STEP}), made on first use. */
+  private Exec fixedPrimitive(Block blk, int rows, int k) {
+    return blk.fixed.computeIfAbsent(rows, r -> {
+      int cols = blk.n1 - blk.n0;
+      MemorySegment srcMd = dnnl.md(r, k, dtype, Dnnl.TAG_AB);
+      MemorySegment biasMd = blk.bias == null ? MemorySegment.NULL : dnnl.md(1, cols, Dnnl.F32, Dnnl.TAG_AB);
+      MemorySegment dstMd = dnnl.md(r, cols, Dnnl.F32, Dnnl.TAG_AB);
+      MemorySegment attr = dnnl.attr(Dnnl.FPMATH_STRICT, blk.alg, blk.alpha);
+      try {
+        return exec(dnnl.matmulPd(engine, srcMd, blk.weightsMd, biasMd, dstMd, attr));
+      } finally {
+        dnnl.destroyAttr(attr);
+        dnnl.destroyMd(srcMd);
+        dnnl.destroyMd(dstMd);
+        if (blk.bias != null) dnnl.destroyMd(biasMd);
       }
     });
   }
@@ -285,7 +371,10 @@ final class DnnlLinear implements AutoCloseable {
         MemorySegment weights = arena.allocate(dnnl.mdSize(packedMd), 64);
         MemorySegment weightsMem = dnnl.memory(engine, packedMd, weights);
         reorder(w, n0, cols, k, weightsMem, packedMd);
-        blocks[j] = new Block(n0, n1, dnnl.primitive(pd), pd, weightsMem, biasMem);
+        // bf16 on AMX: primitives per row count (FIXED_ROW_STEP); the runtime-rows one is kept for its packed layout.
+        boolean amx = dtype == Dnnl.BF16 && dnnl.implementation(pd).contains("amx");
+        blocks[j] = new Block(n0, n1, amx ? null : exec(pd), pd, weightsMem, biasMem, packedMd, alg, alpha,
+            amx ? new java.util.concurrent.ConcurrentHashMap<>() : null);
       }
     } finally {
       dnnl.destroyAttr(attr);
@@ -323,7 +412,13 @@ final class DnnlLinear implements AutoCloseable {
       for (List<Packed> list : packed.values()) {
         for (Packed p : list) {
           for (Block b : p.blocks) {
-            dnnl.destroyPrimitive(b.primitive);
+            if (b.fixed != null) {
+              for (Exec f : b.fixed.values()) {
+                dnnl.destroyPrimitive(f.primitive);
+                dnnl.destroyPd(f.pd);
+              }
+            }
+            if (b.primitive != null) dnnl.destroyPrimitive(b.primitive.primitive);
             dnnl.destroyMemory(b.weights);
             if (b.bias != null) dnnl.destroyMemory(b.bias);
             dnnl.destroyPd(b.pd);
@@ -337,6 +432,8 @@ final class DnnlLinear implements AutoCloseable {
             dnnl.destroyMemory(m[1]);
             dnnl.destroyMd(m[0]);
           }
+          for (MemorySegment m : w.scratchMemories.values()) dnnl.destroyMemory(m);
+          if (w.scratchArena != null) w.scratchArena.close();
           dnnl.destroyStream(w.stream);
         }
         workspaces.clear();

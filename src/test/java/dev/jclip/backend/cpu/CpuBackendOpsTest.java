@@ -385,7 +385,7 @@ public class CpuBackendOpsTest {
       got = ex.run(inputs).get("y");
       // a second run on the same buffers gives the same answer (no state left behind)
       float[] again = ex.run(inputs).get("y");
-      assertTrue(java.util.Arrays.equals(got, again), c + ": a second run differs");
+      assertTrue(java.util.Arrays.equals(got, again), c + " (" + variant + "): a second run differs");
     }
     double err = ReferenceOps.relativeError(got, want);
     System.out.printf("[ops] %-55s %-8s relative error %.2e%n", c, variant, err);

@@ -22,12 +22,12 @@ class DnnlLinearTest {
   private final Random rnd = TestRandom.create("DnnlLinearTest");
 
   /**
-   * oneDNN stops at AVX-512 BF16 unless -Djclip.cpu.amx=on (its AMX kernels computed wrong on a KVM
-   * guest: Dnnl.capIsa): on a CPU with AMX the effective ISA would otherwise contain AMX's bits.
-   * The property takes on or off only.
+   * oneDNN may use AMX unless -Djclip.cpu.amx=off (Dnnl.capIsa): then on a CPU with AMX the
+   * effective ISA stops at AVX-512 BF16; otherwise it holds AMX's bits where the CPU has them. The
+   * property takes on or off only.
    */
   @Test
-  void oneDnnStopsAtAvx512Bf16UnlessAmxIsAllowed() {
+  void oneDnnUsesAmxUnlessTurnedOff() {
     Dnnl dnnl;
     try {
       dnnl = Dnnl.get();
@@ -35,13 +35,75 @@ class DnnlLinearTest {
       Assumptions.assumeTrue(false, e.getMessage());
       return;
     }
+    int isa = dnnl.effectiveIsa();
     if (!Dnnl.amxAllowed()) {
-      int isa = dnnl.effectiveIsa();
       assertEquals(isa, isa & Dnnl.ISA_AVX512_CORE_BF16, "effective ISA 0x" + Integer.toHexString(isa) + " goes beyond AVX-512 BF16");
+    } else if (CpuFeatures.amx()) {
+      assertEquals(Dnnl.ISA_AMX, isa & Dnnl.ISA_AMX, "effective ISA 0x" + Integer.toHexString(isa) + " lacks AMX on a CPU with AMX");
     }
     org.junit.jupiter.api.Assertions.assertTrue(Dnnl.amxAllowed("on"));
     org.junit.jupiter.api.Assertions.assertFalse(Dnnl.amxAllowed("off"));
     org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> Dnnl.amxAllowed("yes"));
+  }
+
+  /**
+   * bf16 LINEAR rows against a double-precision product of the same bf16-rounded operands, row by
+   * row, at the shapes where oneDNN 3.11's AMX kernel with run-time rows computed whole rows wrong
+   * (K = 3072 and 588; 15, 49, 77, 98, 112 and 333 rows: rows 17-31 of 49 were 0.65-0.87 off).
+   * fp32 accumulation of ≤ 3072 products keeps an honest row within ~1e-6; a wrong one is off by ~1.
+   */
+  @Test
+  void bf16RowsMatchADoubleProductAtEveryRowCount() {
+    Assumptions.assumeTrue(CpuFeatures.bf16(), "no bf16 instructions on this CPU");
+    try (CpuBackend cpu = new CpuBackend(2, true, Precision.BF16)) {
+      for (int k : new int[] {3072, 588}) {
+        int n = 384;
+        float[] w = bf16Values(n * k, 0.05);
+        for (int m : new int[] {15, 49, 77, 98, 112, 333}) {
+          float[] x = bf16Values(m * k, 1), y = new float[m * n];
+          cpu.gemmNT(m, n, k, x, w, y);
+          for (int r = 0; r < m; r++) {
+            double num = 0, den = 0;
+            for (int c = 0; c < n; c++) {
+              double want = 0;
+              for (int i = 0; i < k; i++) want += (double) x[r * k + i] * w[c * k + i];
+              num += (y[r * n + c] - want) * (y[r * n + c] - want);
+              den += want * want;
+            }
+            double err = Math.sqrt(num / den);
+            assertTrue(err < 1e-5, "K " + k + ", " + m + " rows: row " + r + " is " + err + " off (relative) in " + cpu.gemmLibrary());
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Two threads running one primitive at once (the backend's row chunks of one column block) give
+   * the bits of every other run: with oneDNN's own scratchpad they shared it (AMX's bf16 matmul:
+   * 82-162 of 200 two-thread runs differed in a C program; here 1-4 of 20 reruns did).
+   */
+  @Test
+  void rerunsOnTwoThreadsGiveTheSameBits() {
+    for (Precision p : new Precision[] {Precision.FP32, Precision.BF16}) {
+      if (p == Precision.BF16 && !CpuFeatures.bf16()) continue;
+      try (CpuBackend cpu = new CpuBackend(2, true, p)) {
+        int m = 576, n = 512, k = 588;
+        float[] w = bf16Values(n * k, 1), x = bf16Values(m * k, 1), first = new float[m * n], again = new float[m * n];
+        cpu.gemmNT(m, n, k, x, w, first);
+        for (int rep = 0; rep < 30; rep++) {
+          cpu.gemmNT(m, n, k, x, w, again);
+          assertArrayEquals(first, again, p + ": rerun " + rep + " differs from the first run");
+        }
+      }
+    }
+  }
+
+  /** Gaussian values times {@code scale}, each a bf16 value (so that rounding them to bf16 changes nothing). */
+  private float[] bf16Values(int count, double scale) {
+    float[] v = new float[count];
+    for (int i = 0; i < count; i++) v[i] = Float.intBitsToFloat(nearestEven((float) (rnd.nextGaussian() * scale)) << 16);
+    return v;
   }
 
   @Test
