@@ -25,12 +25,13 @@ import java.util.Map;
  * primitive per M would mean JIT-compiling 4 primitives per LINEAR for every new text length). The
  * exception is bf16 on AMX, where oneDNN's runtime-M kernel computes wrong: there each call's rows
  * are rounded up to a multiple of 8 (at most 256 a call) and run by a primitive made for that
- * count, at most 32 a block ({@link #FIXED_ROW_STEP}). A call converts x once into native memory (bf16 rounded to nearest even, or a copy), then runs
- * (column block x row chunk) tasks over the backend's threads, each a single-threaded oneDNN call
- * writing its block of the result, copied back into {@code y}. Bias and QuickGELU (swish with α =
- * 1.702) or GELU (erf) run as the primitive's fused epilogue. Every element of y is computed by
- * the same kernel whatever the number of rows (one row is run as two: see {@link #run}), so results
- * do not depend on batching.
+ * count, at most 32 a block ({@link #FIXED_ROW_STEP}). A call converts x once into native memory
+ * (bf16 rounded to nearest even, or a copy), then runs (column block x row chunk) tasks over the
+ * backend's threads, each a single-threaded oneDNN call writing its block of the result, copied
+ * back into {@code y}. Bias and QuickGELU (swish with α = 1.702) or GELU (erf) run as the
+ * primitive's fused epilogue. Every element of y is computed by the same kernel whatever the
+ * number of rows (one row is run as two: see {@link #run}), so results do not depend on batching.
+ * Each thread brings its own scratchpad to every primitive it runs (see {@link Dnnl#attr}).
  *
  * <p>Native memory (weights, scratch) belongs to this object and is freed by {@link #close}; the
  * garbage collector frees nothing here.
@@ -94,9 +95,9 @@ final class DnnlLinear implements AutoCloseable {
    * outside the JVM (docs/cpu-backend.md; {@code scripts/onednn-amx-check.c}): with K = 2560, 2816,
    * 3072, 3328 or 5120 (not 512-2048 or 4096), rows 17-31 of a 49-row call came out 0.65-0.87
    * off (relative), and 224 of the 246 row counts from 10 to 255 had such rows; with the row
-   * count fixed when the primitive is made, every count tried was right (1-130 and eight up to 1000), and a row's bits
-   * did not depend on the count (1-256 rows, one packed weight). CLIP's c_proj has K = 3072 (width
-   * 768) and ViT-B/32's patch embedding K = 3072.
+   * count fixed when the primitive is made, every count tried was right (1-130 and eight up to
+   * 1000), and a row's bits did not depend on the count (1-256 rows, one packed weight). CLIP's
+   * c_proj has K = 3072 (width 768) and ViT-B/32's patch embedding K = 3072.
    */
   static final int FIXED_ROW_STEP = 8;
 
