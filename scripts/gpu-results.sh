@@ -5,7 +5,7 @@
 #                                      RUN: this run's number in docs/gpu.md (8, 9, ...)
 #
 # Unpacks 0-results.tar.gz into /tmp/jclip-run<RUN>, copies what docs/gpu-runs keeps of a run
-# (report.txt, bench-model.txt, bench-gemm.txt, jclip-model.json, peer.json, ncu.txt, torch16.*, and the
+# (report.txt, bench-model.txt, bench-model-resumed.txt, bench-gemm.txt, jclip-model.json, peer.json, ncu.txt, torch16.*, and the
 # JUnit log of every test class that failed or timed out, and the clocks' summary) to docs/gpu-runs/<date>-<card>-run<RUN>-*,
 # with the date and card read from report.txt, then prints the summary of report.txt, the tuned
 # rows' configuration, gpu-compare.py's tables (the goals among them) and the card's clocks and
@@ -31,7 +31,7 @@ prefix="$root/docs/gpu-runs/$day-$card-run$run"
 if ls "$prefix"-* > /dev/null 2>&1; then echo "gpu-results: $prefix-* exist already; not overwriting" >&2; exit 1; fi
 
 copied=()
-for f in report.txt bench-model.txt bench-gemm.txt jclip-model.json peer.json ncu.txt torch16.txt torch16.json; do
+for f in report.txt bench-model.txt bench-model-resumed.txt bench-gemm.txt jclip-model.json peer.json ncu.txt torch16.txt torch16.json; do
   if [ -s "$work/$f" ]; then cp "$work/$f" "$prefix-$f"; copied+=("$prefix-$f"); fi
 done
 # the JUnit logs of the classes the summary does not call ok

@@ -319,6 +319,24 @@ python_stage() {
 t=0; want peer && t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
 python_stage "PyTorch peer" peer.py peer.txt 30 "$t" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}"
 
+# A kernel that faulted in the model benchmark's profile left that process's CUDA context unusable:
+# its tuned rows (the configurations measured fastest) run in a fresh process, into the same JSON.
+# After the peer, which the default rows need in any case and which must share the call.
+if grep -q '"context_lost"' "$OUT/jclip-model.json" 2>/dev/null && ! grep -q '"resumed"' "$OUT/jclip-model.json"; then
+  t="$(limit "${JCLIP_MODEL_RESUME_TIMEOUT:-90}")"
+  if [ "$t" -gt 0 ]; then
+    say "the model benchmark lost its CUDA context in the profile: its tuned rows in a fresh process"
+    timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench-resume "$OUT/jclip-model.json" \
+      --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" --prompts "$here/clip-reference/zeroshot" \
+      --vocab "$here/clip-reference/models/vit-b32-tiny/hf" > "$OUT/bench-model-resumed.txt" 2>&1
+    rc=$?
+    stage "model benchmark, tuned rows resumed" "$rc"
+    grep -E 'model|rror|Exception|CUDA|failed' "$OUT/bench-model-resumed.txt" | head -40 | tee -a "$report"
+  else
+    note "model benchmark, tuned rows resumed: SKIPPED (budget)"
+  fi
+fi
+
 section "the reference models in PyTorch's own 16 bits (torch-16bit.py)"
 # What the golden test's 5e-3 asks of 16-bit arithmetic: the reference models, built as
 # openai/CLIP builds them and run as clip.load runs them on a GPU (convert_weights), fp16 and bf16,

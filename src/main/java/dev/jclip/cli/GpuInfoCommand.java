@@ -46,6 +46,10 @@ final class GpuInfoCommand implements Callable<Integer> {
   @Option(names = "--model-bench", description = "Measure a random ViT-B/32 on device 0 in every precision (images, 77-token texts, prompts).")
   boolean modelBench;
 
+  @Option(names = "--model-bench-resume", paramLabel = "FILE",
+      description = "The tuned rows of a --model-bench run whose CUDA context was lost in its profile (FILE: its --json), in this fresh process, into FILE.")
+  java.nio.file.Path modelBenchResume;
+
   @Option(names = "--prompts", paramLabel = "DIR",
       description = "With --model-bench: a folder with imagenet_classes.json and imagenet_templates.json, for the prompt column (needs --vocab).")
   java.nio.file.Path promptsDir;
@@ -107,6 +111,9 @@ final class GpuInfoCommand implements Callable<Integer> {
         }
         if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out, benchPrecisions,
             architectures);
+        if (modelBenchResume != null && i == 0) {
+          CudaModelBench.resume(dev, promptsDir == null ? null : prompts(promptsDir, vocab), modelBenchResume, System.out, benchPrecisions);
+        }
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());
         failures++;

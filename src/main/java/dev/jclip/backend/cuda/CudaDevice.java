@@ -91,6 +91,20 @@ public final class CudaDevice implements AutoCloseable {
     check(cuCtxSynchronize(), "cuCtxSynchronize");
   }
 
+  /**
+   * Null while the context works; else the error every call now returns (cuCtxSynchronize's: a
+   * kernel that faulted, an illegal address or a trap, leaves the context unusable for good).
+   */
+  public String contextError() {
+    try {
+      makeCurrent();
+    } catch (CudaException e) {
+      return e.getMessage();
+    }
+    int rc = cuCtxSynchronize();
+    return rc == 0 ? null : CudaDriver.describe(rc);
+  }
+
   /** Allocates {@code bytes} of device memory (uninitialised). */
   public DeviceBuffer allocate(long bytes) {
     makeCurrent();

@@ -103,7 +103,90 @@ public final class CudaModelBench {
       log.printf("[profile] %d opt-in configurations left out: their kernels' tests failed in this run (%s)%n", PROFILE_OPT_IN.size() - optIn.size(),
           String.join(", ", skip));
     }
-    measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, log));
+    Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost",
+        "profile configuration" + hung.label() + " still running after " + seconds + " s (a kernel that never finishes?)", log);
+    try {
+      measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, log, onHang));
+      tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, uploadMs, log, onHang);
+    } catch (ContextLost e) {
+      root.put("context_lost", e.getMessage());
+      save(json, root);
+      log.println("[model] " + e.getMessage() + ": the tuned rows need a fresh process: gpu-info --model-bench-resume " + (json == null ? "FILE" : json)
+          + " (run.sh does it)");
+    }
+  }
+
+  /**
+   * The tuned rows of a run whose CUDA context was lost in its profile ({@link ContextLost}), in this
+   * fresh process: {@code json} is that run's file. Its profile rows give what was measured (each
+   * row's {@code config} and {@code total_ms}); the defaults run once more here for the features
+   * the merged configurations must agree with, and the results go into the same file.
+   */
+  public static void resume(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
+    ObjectNode root = (ObjectNode) new ObjectMapper().readTree(json.toFile());
+    if (!root.has("context_lost")) throw new IllegalArgumentException(json + " records no lost context: nothing to resume");
+    ArrayNode profileRows = (ArrayNode) root.get("profile");
+    Map<ProfileConfig, double[]> measured = measuredFromRows(profileRows);
+    log.println("[model] resuming " + json + " after \"" + root.get("context_lost").asText() + "\": " + measured.size() + " profile configurations read");
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1)); // the first process's weights (the same seed)
+    Map<String, float[]> defaultsOutput = new java.util.HashMap<>();
+    profile(device, graphs, List.of(ProfileConfig.DEFAULTS), new ObjectMapper().createArrayNode(), defaultsOutput, log);
+    root.put("resumed", true);
+    try {
+      tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, new java.util.HashMap<>(), log,
+          (c, seconds) -> giveUp(root, json, "context_lost_again", "profile configuration" + c.label() + " still running after " + seconds + " s", log));
+    } catch (ContextLost e) {
+      root.put("context_lost_again", e.getMessage());
+      save(json, root);
+      log.println("[model] " + e.getMessage() + " again, in the resumed process: no tuned rows");
+    }
+  }
+
+  /**
+   * A watchdog's way out of a hung kernel (see {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream, Hang)}):
+   * records {@code why} under {@code key} in the JSON, saves it, and ends the process (halt: no
+   * shutdown hook may wait on the device), so that run.sh resumes in a fresh process.
+   */
+  private static void giveUp(ObjectNode root, Path json, String key, String why, PrintStream log) {
+    log.println("[profile] " + why + ": ending this process; run.sh resumes the tuned rows in a fresh one");
+    log.flush();
+    try {
+      synchronized (root) {
+        root.put(key, why);
+        save(json, root);
+      }
+    } catch (IOException | RuntimeException e) {
+      log.println("[profile] could not save " + json + ": " + e);
+    } finally {
+      log.flush();
+      Runtime.getRuntime().halt(4);
+    }
+  }
+
+  /** Each configuration of the profile rows with its milliseconds {image, text77} ({@code total_ms}; NaN where a tower failed or is missing). */
+  static Map<ProfileConfig, double[]> measuredFromRows(com.fasterxml.jackson.databind.JsonNode rows) {
+    Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>();
+    for (com.fasterxml.jackson.databind.JsonNode row : rows) {
+      if (!row.has("config")) continue; // a row of an older build
+      double[] ms = measured.computeIfAbsent(ProfileConfig.fromJson(row.get("config")), c -> new double[] {Double.NaN, Double.NaN});
+      int tower = switch (row.path("tower").asText()) {
+        case "image" -> IMAGE;
+        case "text77" -> TEXT77;
+        default -> throw new IllegalArgumentException("profile row with tower " + row.get("tower"));
+      };
+      if (row.has("total_ms") && !row.has("error")) ms[tower] = row.get("total_ms").doubleValue();
+    }
+    return measured;
+  }
+
+  /**
+   * The merged configurations profiled, then the tuned rows (see below) of {@code measured}, into
+   * {@code root} (saved to {@code json} after each row).
+   */
+  private static void tunedRows(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, Map<ProfileConfig, double[]> measured,
+      ArrayNode profileRows, Map<String, float[]> defaultsOutput, ObjectNode root, Path json, Map<Integer, Double> uploadMs, PrintStream log,
+      Hang onHang) throws IOException {
     // The tuned rows run what this run's profile measured fastest on the image tower: the opt-in
     // choices that beat the defaults, merged (profiled too, to see that they work together), or
     // the best single one. The text tower's attention and GEMMs have other shapes (77 causal
@@ -111,7 +194,9 @@ public final class CudaModelBench {
     // column; where it differs, the "tuned-text" rows run it at batch 1024.
     for (int tower : new int[] {IMAGE, TEXT77}) {
       ProfileConfig merged = merge(measured, tower);
-      if (merged != null && !measured.containsKey(merged)) measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log));
+      if (merged != null && !measured.containsKey(merged)) {
+        measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log, onHang));
+      }
     }
     ProfileConfig chosen = fastest(measured, IMAGE), chosenText = fastest(measured, TEXT77);
     root.put("tuned_config", chosen == null ? "none faster than the defaults" : chosen.label().trim());
@@ -510,6 +595,69 @@ public final class CudaModelBench {
       return with(c -> c.lnStats = on);
     }
 
+    /** Every component by its name: booleans and ints as such, enums by name, null as null (see {@link #fromJson}). */
+    ObjectNode toJson() {
+      ObjectNode o = new ObjectMapper().createObjectNode();
+      for (java.lang.reflect.RecordComponent rc : ProfileConfig.class.getRecordComponents()) {
+        Object v;
+        try {
+          v = rc.getAccessor().invoke(this);
+        } catch (ReflectiveOperationException e) {
+          throw new IllegalStateException("reading " + rc.getName(), e);
+        }
+        switch (v) {
+          case null -> o.putNull(rc.getName());
+          case Boolean b -> o.put(rc.getName(), b);
+          case Integer i -> o.put(rc.getName(), i);
+          case Enum<?> e -> o.put(rc.getName(), e.name());
+          default -> throw new IllegalStateException(rc.getName() + ": no JSON form for " + v.getClass());
+        }
+      }
+      return o;
+    }
+
+    /**
+     * The configuration {@link #toJson} wrote. A component the JSON lacks is refused, as is a name or
+     * value this build does not know: a resumed benchmark must run what the first process measured.
+     */
+    static ProfileConfig fromJson(com.fasterxml.jackson.databind.JsonNode o) {
+      java.lang.reflect.RecordComponent[] rcs = ProfileConfig.class.getRecordComponents();
+      Object[] args = new Object[rcs.length];
+      Class<?>[] types = new Class<?>[rcs.length];
+      for (int i = 0; i < rcs.length; i++) {
+        String name = rcs[i].getName();
+        Class<?> t = types[i] = rcs[i].getType();
+        com.fasterxml.jackson.databind.JsonNode v = o.get(name);
+        if (v == null) throw new IllegalArgumentException("profile configuration without '" + name + "': " + o);
+        if (v.isNull()) {
+          if (t.isPrimitive()) throw new IllegalArgumentException("profile configuration: '" + name + "' is null: " + o);
+          args[i] = null;
+        } else if (t == boolean.class && v.isBoolean()) {
+          args[i] = v.booleanValue();
+        } else if (t == int.class && v.isInt()) {
+          args[i] = v.intValue();
+        } else if (t.isEnum() && v.isTextual()) {
+          args[i] = enumValue(t, v.textValue(), name);
+        } else {
+          throw new IllegalArgumentException("profile configuration: '" + name + "' is " + v + ", not a " + t.getSimpleName());
+        }
+      }
+      try {
+        return ProfileConfig.class.getDeclaredConstructor(types).newInstance(args);
+      } catch (ReflectiveOperationException e) {
+        throw new IllegalStateException("making a profile configuration", e);
+      }
+    }
+
+    @SuppressWarnings({"unchecked", "rawtypes"})
+    private static Object enumValue(Class<?> type, String value, String component) {
+      try {
+        return Enum.valueOf((Class) type, value);
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("profile configuration: '" + component + "' has no value " + value, e);
+      }
+    }
+
     /** This configuration with {@code change} made to a copy of its components. */
     ProfileConfig with(java.util.function.Consumer<Components> change) {
       Components c = new Components(this);
@@ -841,17 +989,66 @@ public final class CudaModelBench {
    */
   static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
       Map<String, float[]> defaultsOutput, PrintStream log) {
+    return profile(device, graphs, configs, rows, defaultsOutput, log, null);
+  }
+
+  /** What to do when a profile configuration is still running after {@link #configSeconds} (null: wait). */
+  @FunctionalInterface
+  interface Hang {
+    void hung(ProfileConfig cfg, int seconds);
+  }
+
+  /**
+   * {@code -Djclip.bench.configSeconds} (default 60): how long one profile configuration (both
+   * towers, its GEMMs tuned on first use) may take before its kernels count as hung. Run 8's 31
+   * configurations took ~70 s together.
+   */
+  static int configSeconds() {
+    return Integer.getInteger("jclip.bench.configSeconds", 60);
+  }
+
+  private static final java.util.concurrent.ScheduledExecutorService WATCHDOG = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+    Thread t = new Thread(r, "jclip-profile-watchdog");
+    t.setDaemon(true);
+    return t;
+  });
+
+  /**
+   * {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream)}, with {@code onHang}
+   * called (on a watchdog thread) for a configuration still running after {@link #configSeconds}:
+   * a kernel that never finishes holds the process until it exits, and no call can stop it.
+   */
+  static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
+      Map<String, float[]> defaultsOutput, PrintStream log, Hang onHang) {
     Map<ProfileConfig, double[]> totals = new java.util.LinkedHashMap<>();
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
     for (int i = 0; i < pixels.length; i++) pixels[i] = (float) Math.sin(i * 1e-3); // something to compute, for the agreement check
     int[] ids = texts77(batch);
     for (ProfileConfig cfg : configs) {
+      int seconds = configSeconds();
+      java.util.concurrent.ScheduledFuture<?> dog = onHang == null ? null
+          : WATCHDOG.schedule(() -> onHang.hung(cfg, seconds), seconds, java.util.concurrent.TimeUnit.SECONDS);
+      try {
+        profileConfig(device, graphs, cfg, rows, defaultsOutput, log, totals, batch, pixels, ids);
+      } finally {
+        if (dog != null) dog.cancel(false);
+      }
+    }
+    return totals;
+  }
+
+  /** One configuration of {@link #profile}: both towers, into {@code totals}. */
+  private static void profileConfig(CudaDevice device, ClipGraphs graphs, ProfileConfig cfg, ArrayNode rows, Map<String, float[]> defaultsOutput,
+      PrintStream log, Map<ProfileConfig, double[]> totals, int batch, float[] pixels, int[] ids) {
+    {
       boolean flash = cfg.flash(), fused = cfg.fused() != null;
       double[] total = {Double.NaN, Double.NaN}; // image, text77: ms of one forward pass (NaN: failed)
       totals.put(cfg, total);
       for (String tower : new String[] {"image", "text77"}) {
-        ObjectNode row = rows.addObject().put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
+        ObjectNode row = rows.addObject();
+        row.set("config", cfg.toJson()); // what gpu-info --model-bench-resume reads back
+        row.put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
             .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("pooled_attention", cfg.pooled()).put("tower", tower)
             .put("batch", batch);
         if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
@@ -886,10 +1083,31 @@ public final class CudaModelBench {
         } catch (RuntimeException e) {
           row.put("error", String.valueOf(e));
           log.println("[profile] " + tower + cfg.label() + " failed: " + e);
+          String lost = device.contextError();
+          if (lost != null) {
+            // a fault (an illegal address, a trap) poisons the context: every later call fails
+            row.put("context_lost", lost);
+            log.println("[profile] the CUDA context is lost (" + lost + "): the configurations after this one are not run here");
+            throw new ContextLost(lost, totals);
+          }
         }
       }
     }
-    return totals;
+  }
+
+  /**
+   * The CUDA context stopped working during a profile (a kernel faulted): {@code measured} is what
+   * the profile measured before, the failing configuration NaN. The rest, the tuned rows among it,
+   * can run only in a fresh process: {@link #resume}.
+   */
+  static final class ContextLost extends RuntimeException {
+    private static final long serialVersionUID = 1L;
+    final transient Map<ProfileConfig, double[]> measured;
+
+    ContextLost(String error, Map<ProfileConfig, double[]> measured) {
+      super("CUDA context lost: " + error);
+      this.measured = measured;
+    }
   }
 
   /**
@@ -933,6 +1151,7 @@ public final class CudaModelBench {
     }
     log.printf("[profile] ViT-B/32 FP16%s %s tower, batch %d, one forward pass node by node:%n", cfg.label(), tower, batch);
     for (String line : prof.report(14)) log.println("[profile]   " + line);
+    row.put("total_ms", sum);
     double[] pass = wholePass(ex);
     row.put("pass_ms", pass[0]).put("pass_host_ms", pass[1]);
     log.printf("[profile]   whole pass, kernels back to back: %.3f ms (%+.1f%% on the node totals); its launches took the host %.3f ms%n",

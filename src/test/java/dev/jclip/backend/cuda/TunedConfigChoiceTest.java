@@ -294,4 +294,67 @@ class TunedConfigChoiceTest {
     assertFalse(CudaModelBench.relativeError(nan, want) <= CudaModelBench.AGREE, "NaN never agrees");
     assertFalse(CudaModelBench.relativeError(new float[2], want) <= CudaModelBench.AGREE, "nor another length");
   }
+
+  /** Every profiled configuration survives its JSON form (what a resumed benchmark reads back), and a malformed one is refused by name. */
+  @Test
+  void profileConfigurationsRoundTripThroughTheirJson() {
+    List<ProfileConfig> all = new java.util.ArrayList<>(CudaModelBench.PROFILE_PROVEN);
+    all.addAll(CudaModelBench.PROFILE_OPT_IN);
+    for (ProfileConfig c : all) {
+      String text = c.toJson().toString();
+      try {
+        assertEquals(c, ProfileConfig.fromJson(new com.fasterxml.jackson.databind.ObjectMapper().readTree(text)), text);
+      } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+        throw new AssertionError(text, e);
+      }
+    }
+    com.fasterxml.jackson.databind.node.ObjectNode missing = D.toJson();
+    missing.remove("pipe");
+    assertTrue(assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(missing)).getMessage().contains("'pipe'"));
+    com.fasterxml.jackson.databind.node.ObjectNode unknown = D.toJson().put("ln", "SIDEWAYS");
+    assertTrue(assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(unknown)).getMessage().contains("SIDEWAYS"));
+    com.fasterxml.jackson.databind.node.ObjectNode wrongType = D.toJson().put("actChunk", "eight");
+    assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(wrongType));
+    com.fasterxml.jackson.databind.node.ObjectNode nullPrimitive = D.toJson().putNull("tune");
+    assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(nullPrimitive));
+  }
+
+  /**
+   * A resumed benchmark's measurements come from the profile rows as the profile writes them (a
+   * row a tower, {@code config}, {@code total_ms}; a failed tower has an {@code error}): the same
+   * map, so the same merge and the same tuned configuration as in the first process.
+   */
+  @Test
+  void theProfileRowsGiveBackWhatWasMeasured() {
+    ProfileConfig pipeOff = D.withPipe(false), ew = D.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ACTIVATION),
+        ln = D.withLn(CudaOps.LayerNormKernel.SHARED), faulted = D.withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16_SPLIT, CudaBackend.FusedScope.ALL);
+    Object[][] rows = {{D, 16.4, 13.9}, {pipeOff, 17.1, 14.6}, {ew, 15.9, 12.8}, {ln, 16.2, Double.NaN}, {faulted, Double.NaN, Double.NaN}};
+    com.fasterxml.jackson.databind.node.ArrayNode json = new com.fasterxml.jackson.databind.ObjectMapper().createArrayNode();
+    Map<ProfileConfig, double[]> direct = new LinkedHashMap<>();
+    for (Object[] r : rows) {
+      ProfileConfig c = (ProfileConfig) r[0];
+      direct.put(c, new double[] {(double) r[1], (double) r[2]});
+      for (String tower : new String[] {"image", "text77"}) {
+        double ms = (double) (tower.equals("image") ? r[1] : r[2]);
+        com.fasterxml.jackson.databind.node.ObjectNode row = json.addObject();
+        row.set("config", c.toJson());
+        row.put("tower", tower).put("batch", 1024);
+        if (Double.isNaN(ms)) {
+          row.put("error", "CUDA_ERROR_ILLEGAL_ADDRESS (700)");
+        } else {
+          row.put("total_ms", ms);
+        }
+      }
+    }
+    json.addObject().put("tower", "image").put("total_ms", 1.0); // an older build's row, without its configuration: skipped
+    Map<ProfileConfig, double[]> back = CudaModelBench.measuredFromRows(json);
+    assertEquals(direct.keySet(), back.keySet());
+    for (ProfileConfig c : direct.keySet()) org.junit.jupiter.api.Assertions.assertArrayEquals(direct.get(c), back.get(c), 0, c.label());
+    for (int tower : new int[] {IMAGE, TEXT77}) {
+      assertEquals(CudaModelBench.merge(direct, tower), CudaModelBench.merge(back, tower));
+      assertEquals(CudaModelBench.fastest(direct, tower), CudaModelBench.fastest(back, tower));
+    }
+    assertEquals(D.withLn(CudaOps.LayerNormKernel.SHARED).withFused(Sm90Gemm.Schedule.EPILOGUE_WARPS_16, CudaBackend.FusedScope.ACTIVATION),
+        CudaModelBench.merge(back, IMAGE), "the faster choices merged, the faulted one left out");
+  }
 }
