@@ -11,7 +11,7 @@
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one (less for
 # the classes known to be short: class_limit below);
-# JCLIP_MODEL_BENCH_TIMEOUT 150; JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
+# JCLIP_MODEL_BENCH_TIMEOUT 150, JCLIP_MODEL_RESUME_TIMEOUT 90 (its tuned rows in a fresh process, where it ended before them); JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left); JCLIP_TORCH16_TIMEOUT 60
 # (the reference models in PyTorch's own fp16 and bf16, after the peer). JCLIP_TESTS=Class1,Class2 runs only those classes;
 # JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
@@ -289,6 +289,7 @@ if [ "$t" -gt 0 ]; then
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
     > "$OUT/bench-model.txt" 2>&1
   rc=$?
+  model_rc=$rc
   stage "model benchmark" "$rc"
   grep -E 'model|profile|rror|Exception|CUDA|failed' "$OUT/bench-model.txt" | head -120 | tee -a "$report"
 else
@@ -319,14 +320,17 @@ python_stage() {
 t=0; want peer && t="$(limit "${JCLIP_PEER_TIMEOUT:-300}")"
 python_stage "PyTorch peer" peer.py peer.txt 30 "$t" --reference "$here/clip-reference" --json "$OUT/peer.json" "${peer_args[@]}"
 
-# A kernel that faulted in the model benchmark's profile left that process's CUDA context unusable:
-# its tuned rows (the configurations measured fastest) run in a fresh process, into the same JSON.
-# After the peer, which the default rows need in any case and which must share the call.
-if grep -q '"context_lost"' "$OUT/jclip-model.json" 2>/dev/null && ! grep -q '"resumed"' "$OUT/jclip-model.json"; then
+# A kernel that faulted in the model benchmark's profile left that process's CUDA context unusable
+# ("context_lost"; exit 4 where one hung), or the process was killed at its limit: its tuned rows
+# (the configurations measured fastest) run in a fresh process, into the same JSON. After the peer,
+# which the default rows need in any case and which must share the call.
+model_json="$OUT/jclip-model.json"
+if want model && [ -s "$model_json" ] && ! grep -q '"resumed"' "$model_json" \
+    && { grep -q '"context_lost"' "$model_json" || case "${model_rc:-0}" in 4|124|137) true ;; *) false ;; esac; }; then
   t="$(limit "${JCLIP_MODEL_RESUME_TIMEOUT:-90}")"
   if [ "$t" -gt 0 ]; then
     say "the model benchmark lost its CUDA context in the profile: its tuned rows in a fresh process"
-    timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench-resume "$OUT/jclip-model.json" \
+    timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench-resume "$model_json" \
       --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" --prompts "$here/clip-reference/zeroshot" \
       --vocab "$here/clip-reference/models/vit-b32-tiny/hf" > "$OUT/bench-model-resumed.txt" 2>&1
     rc=$?

@@ -47,18 +47,18 @@ final class GpuInfoCommand implements Callable<Integer> {
   boolean modelBench;
 
   @Option(names = "--model-bench-resume", paramLabel = "FILE",
-      description = "The tuned rows of a --model-bench run whose CUDA context was lost in its profile (FILE: its --json), in this fresh process, into FILE.")
+      description = "The tuned rows of a --model-bench run that ended before them (its CUDA context lost in the profile, or killed; FILE: its --json), in this fresh process, into FILE.")
   java.nio.file.Path modelBenchResume;
 
   @Option(names = "--prompts", paramLabel = "DIR",
-      description = "With --model-bench: a folder with imagenet_classes.json and imagenet_templates.json, for the prompt column (needs --vocab).")
+      description = "With --model-bench (or --model-bench-resume): a folder with imagenet_classes.json and imagenet_templates.json, for the prompt column (needs --vocab).")
   java.nio.file.Path promptsDir;
 
   @Option(names = "--vocab", paramLabel = "PATH", description = "With --prompts: bpe_simple_vocab_16e6.txt.gz, or a folder with vocab.json + merges.txt.")
   java.nio.file.Path vocab;
 
   @Option(names = "--precisions", paramLabel = "P[,P...]", split = ",", defaultValue = "fp16,bf16,fp32",
-      description = "With --model-bench: the precisions of the throughput rows, in order (default: ${DEFAULT-VALUE}).")
+      description = "With --model-bench (or --model-bench-resume): the precisions of the throughput rows, in order (default: ${DEFAULT-VALUE}).")
   java.util.List<String> precisions;
 
   @Option(names = "--architectures", paramLabel = "NAME[,NAME...]", split = ",",
@@ -109,10 +109,14 @@ final class GpuInfoCommand implements Callable<Integer> {
           CudaGemmBench.search(dev, System.out); // cuBLASLt's own kernels, before jclip's gemm_sm90
           CudaGemmBench.fusedLinear(dev, System.out); // last: a kernel that traps leaves the context unusable
         }
-        if (modelBench && i == 0) CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out, benchPrecisions,
-            architectures);
-        if (modelBenchResume != null && i == 0) {
-          CudaModelBench.resume(dev, promptsDir == null ? null : prompts(promptsDir, vocab), modelBenchResume, System.out, benchPrecisions);
+        // false: the CUDA context was lost before the tuned rows (the JSON says so; run.sh resumes them in a fresh process)
+        if (modelBench && i == 0 && !CudaModelBench.run(dev, promptsDir == null ? null : prompts(promptsDir, vocab), json, System.out,
+            benchPrecisions, architectures)) {
+          failures++;
+        }
+        if (modelBenchResume != null && i == 0
+            && !CudaModelBench.resume(dev, promptsDir == null ? null : prompts(promptsDir, vocab), modelBenchResume, System.out, benchPrecisions)) {
+          failures++;
         }
       } catch (CudaException e) {
         out.println("cuda:" + i + " failed: " + e.getMessage());

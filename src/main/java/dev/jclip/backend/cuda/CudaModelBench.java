@@ -53,13 +53,13 @@ public final class CudaModelBench {
    * @param prompts token ids of the prompts ([P][77], zero padded), or null to skip that column
    * @param json where to write all rows as JSON, or null
    */
-  public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log) throws IOException {
-    run(device, prompts, json, log, List.of(Precision.FP16, Precision.BF16, Precision.FP32));
+  public static boolean run(CudaDevice device, int[][] prompts, Path json, PrintStream log) throws IOException {
+    return run(device, prompts, json, log, List.of(Precision.FP16, Precision.BF16, Precision.FP32));
   }
 
   /** As {@link #run(CudaDevice, int[][], Path, PrintStream)}, with the throughput rows of {@code precisions} only (in that order). */
-  public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
-    run(device, prompts, json, log, precisions, List.of());
+  public static boolean run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
+    return run(device, prompts, json, log, precisions, List.of());
   }
 
   /**
@@ -67,7 +67,7 @@ public final class CudaModelBench {
    * RandomWeights#NAMES}) with random weights: fp16, flash attention, cuBLASLt, CUDA graph, at
    * batch 256 (64 from 336 px up), per call and resident (JSON {@code "architectures"}).
    */
-  public static void run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions,
+  public static boolean run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions,
       List<String> architectures) throws IOException {
     ClipConfig cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
@@ -82,7 +82,12 @@ public final class CudaModelBench {
     save(json, root);
     ArrayNode profileRows = root.putArray("profile");
     Map<String, float[]> defaultsOutput = new java.util.HashMap<>(); // what the defaults compute, per tower: each other configuration must agree
-    Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>(profile(device, graphs, PROFILE_PROVEN, profileRows, defaultsOutput, log));
+    Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>();
+    try {
+      measured.putAll(profile(device, graphs, PROFILE_PROVEN, profileRows, defaultsOutput, log));
+    } catch (ContextLost e) {
+      return lost(root, json, e, log);
+    }
     save(json, root);
     // The 16-bit modes first: they are the fast path, and a run cut short by its time limit
     // should have measured them. The JSON is rewritten after every row for the same reason, and
@@ -103,58 +108,91 @@ public final class CudaModelBench {
       log.printf("[profile] %d opt-in configurations left out: their kernels' tests failed in this run (%s)%n", PROFILE_OPT_IN.size() - optIn.size(),
           String.join(", ", skip));
     }
-    Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost",
-        "profile configuration" + hung.label() + " still running after " + seconds + " s (a kernel that never finishes?)", log);
+    Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost", hung,
+        "profile configuration " + hung.label().trim() + " still running after " + seconds + " s (a kernel that never finishes?)", log);
     try {
-      measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, log, onHang));
+      // saved after each configuration: a process killed at its time limit keeps what it measured
+      measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, log, onHang, () -> save(json, root)));
       tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, uploadMs, log, onHang);
     } catch (ContextLost e) {
-      root.put("context_lost", e.getMessage());
-      save(json, root);
-      log.println("[model] " + e.getMessage() + ": the tuned rows need a fresh process: gpu-info --model-bench-resume " + (json == null ? "FILE" : json)
-          + " (run.sh does it)");
+      return lost(root, json, e, log);
     }
+    return true;
+  }
+
+  /** Records a lost context ({@code context_lost}, and the configuration that lost it) and saves; false. */
+  private static boolean lost(ObjectNode root, Path json, ContextLost e, PrintStream log) throws IOException {
+    synchronized (SAVING) {
+      root.put("context_lost", e.getMessage());
+      root.set("context_lost_config", e.config.toJson());
+    }
+    save(json, root);
+    log.println("[model] " + e.getMessage() + ": the tuned rows need a fresh process: gpu-info --model-bench-resume " + (json == null ? "FILE" : json)
+        + " (run.sh does it)");
+    return false;
   }
 
   /**
-   * The tuned rows of a run whose CUDA context was lost in its profile ({@link ContextLost}), in this
-   * fresh process: {@code json} is that run's file. Its profile rows give what was measured (each
-   * row's {@code config} and {@code total_ms}); the defaults run once more here for the features
-   * the merged configurations must agree with, and the results go into the same file.
+   * The tuned rows of a run that ended before them, in this fresh process: its CUDA context was lost
+   * in the profile ({@link ContextLost}, or a configuration that never finished), or it was killed
+   * at its time limit. {@code json} is that run's file. Its profile rows give what was measured
+   * (each row's {@code config} and {@code total_ms}; the configuration that lost the context, and any
+   * other left unfinished, count as failed); the defaults run once more here for the features the
+   * merged configurations must agree with; the results go into the same file. False where the
+   * tuned rows could not run.
    */
-  public static void resume(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
+  public static boolean resume(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions) throws IOException {
     ObjectNode root = (ObjectNode) new ObjectMapper().readTree(json.toFile());
-    if (!root.has("context_lost")) throw new IllegalArgumentException(json + " records no lost context: nothing to resume");
-    ArrayNode profileRows = (ArrayNode) root.get("profile");
+    if (root.has("tuned_config") && !root.has("context_lost")) throw new IllegalArgumentException(json + " has its tuned rows: nothing to resume");
+    if (!(root.get("profile") instanceof ArrayNode profileRows)) throw new IllegalArgumentException(json + " has no profile rows to resume from");
     Map<ProfileConfig, double[]> measured = measuredFromRows(profileRows);
+    if (root.get("context_lost_config") instanceof ObjectNode culprit) measured.put(ProfileConfig.fromJson(culprit), new double[] {Double.NaN, Double.NaN});
+    if (!root.has("context_lost")) root.put("context_lost", "the first process ended before its tuned rows (killed at its time limit?)");
     log.println("[model] resuming " + json + " after \"" + root.get("context_lost").asText() + "\": " + measured.size() + " profile configurations read");
     ClipConfig cfg = RandomWeights.config("ViT-B/32");
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1)); // the first process's weights (the same seed)
     Map<String, float[]> defaultsOutput = new java.util.HashMap<>();
-    profile(device, graphs, List.of(ProfileConfig.DEFAULTS), new ObjectMapper().createArrayNode(), defaultsOutput, log);
     root.put("resumed", true);
+    Hang onHang = (c, seconds) -> giveUp(root, json, "context_lost_again", c,
+        "profile configuration " + c.label().trim() + " still running after " + seconds + " s", log);
     try {
-      tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, new java.util.HashMap<>(), log,
-          (c, seconds) -> giveUp(root, json, "context_lost_again", "profile configuration" + c.label() + " still running after " + seconds + " s", log));
+      profile(device, graphs, List.of(ProfileConfig.DEFAULTS), new ObjectMapper().createArrayNode(), defaultsOutput, log, onHang, null);
+      if (defaultsOutput.size() < 2) throw new IllegalStateException("the defaults failed in the resumed process: " + defaultsOutput.keySet() + " only");
+      tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, new java.util.HashMap<>(), log, onHang);
     } catch (ContextLost e) {
-      root.put("context_lost_again", e.getMessage());
+      synchronized (SAVING) {
+        root.put("context_lost_again", e.getMessage());
+      }
       save(json, root);
       log.println("[model] " + e.getMessage() + " again, in the resumed process: no tuned rows");
+      return false;
     }
+    save(json, root);
+    return true;
   }
 
   /**
-   * A watchdog's way out of a hung kernel (see {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream, Hang)}):
-   * records {@code why} under {@code key} in the JSON, saves it, and ends the process (halt: no
-   * shutdown hook may wait on the device), so that run.sh resumes in a fresh process.
+   * A watchdog's way out of a hung kernel (see {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream, Hang, AfterEach)}):
+   * records {@code why} under {@code key} and the configuration, saves the JSON, and ends the
+   * process (halt: no shutdown hook may wait on the device), so that run.sh resumes in a fresh
+   * process. The main thread is held in the device's wait meanwhile; {@link #SAVING} keeps a save
+   * of its own from interleaving.
    */
-  private static void giveUp(ObjectNode root, Path json, String key, String why, PrintStream log) {
+  private static void giveUp(ObjectNode root, Path json, String key, ProfileConfig hung, String why, PrintStream log) {
     log.println("[profile] " + why + ": ending this process; run.sh resumes the tuned rows in a fresh one");
     log.flush();
     try {
-      synchronized (root) {
+      synchronized (SAVING) {
         root.put(key, why);
-        save(json, root);
+        root.set(key + "_config", hung.toJson());
+        for (int attempt = 0; ; attempt++) {
+          try {
+            save(json, root);
+            break;
+          } catch (java.util.ConcurrentModificationException e) { // the main thread added a row meanwhile: it was not stuck after all
+            if (attempt == 2) throw e;
+          }
+        }
       }
     } catch (IOException | RuntimeException e) {
       log.println("[profile] could not save " + json + ": " + e);
@@ -177,6 +215,10 @@ public final class CudaModelBench {
       };
       if (row.has("total_ms") && !row.has("error")) ms[tower] = row.get("total_ms").doubleValue();
     }
+    for (com.fasterxml.jackson.databind.JsonNode row : rows) {
+      // the configuration that lost the context: its other tower may have been timed, but it runs no more
+      if (row.has("config") && row.has("context_lost")) measured.put(ProfileConfig.fromJson(row.get("config")), new double[] {Double.NaN, Double.NaN});
+    }
     return measured;
   }
 
@@ -195,7 +237,7 @@ public final class CudaModelBench {
     for (int tower : new int[] {IMAGE, TEXT77}) {
       ProfileConfig merged = merge(measured, tower);
       if (merged != null && !measured.containsKey(merged)) {
-        measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log, onHang));
+        measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log, onHang, null));
       }
     }
     ProfileConfig chosen = fastest(measured, IMAGE), chosenText = fastest(measured, TEXT77);
@@ -482,8 +524,17 @@ public final class CudaModelBench {
 
   /** Writes the results so far to {@code json} (null: nowhere): after every row, so that a run cut short keeps what it measured. */
   private static void save(Path json, ObjectNode root) throws IOException {
-    if (json != null) new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(json.toFile(), root);
+    if (json == null) return;
+    synchronized (SAVING) {
+      // a new file moved over the old: a process killed while saving leaves the last whole file
+      Path tmp = json.resolveSibling(json.getFileName() + ".tmp");
+      new ObjectMapper().writerWithDefaultPrettyPrinter().writeValue(tmp.toFile(), root);
+      java.nio.file.Files.move(tmp, json, java.nio.file.StandardCopyOption.REPLACE_EXISTING, java.nio.file.StandardCopyOption.ATOMIC_MOVE);
+    }
   }
+
+  /** Held while the JSON is written (the main thread's saves, the watchdog's). */
+  private static final Object SAVING = new Object();
 
   /** Median of 5 timed copies of {@code data} into device memory, in milliseconds. */
   private static double uploadMillis(CudaDevice device, float[] data) {
@@ -622,6 +673,12 @@ public final class CudaModelBench {
      */
     static ProfileConfig fromJson(com.fasterxml.jackson.databind.JsonNode o) {
       java.lang.reflect.RecordComponent[] rcs = ProfileConfig.class.getRecordComponents();
+      if (!o.isObject()) throw new IllegalArgumentException("profile configuration is not an object: " + o);
+      Set<String> names = Arrays.stream(rcs).map(java.lang.reflect.RecordComponent::getName).collect(java.util.stream.Collectors.toSet());
+      for (java.util.Iterator<String> it = o.fieldNames(); it.hasNext(); ) {
+        String f = it.next();
+        if (!names.contains(f)) throw new IllegalArgumentException("profile configuration: no component '" + f + "' in this build: " + o);
+      }
       Object[] args = new Object[rcs.length];
       Class<?>[] types = new Class<?>[rcs.length];
       for (int i = 0; i < rcs.length; i++) {
@@ -989,7 +1046,13 @@ public final class CudaModelBench {
    */
   static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
       Map<String, float[]> defaultsOutput, PrintStream log) {
-    return profile(device, graphs, configs, rows, defaultsOutput, log, null);
+    return profile(device, graphs, configs, rows, defaultsOutput, log, null, null);
+  }
+
+  /** What the profile does after each configuration (saving the JSON). */
+  @FunctionalInterface
+  interface AfterEach {
+    void done() throws IOException;
   }
 
   /** What to do when a profile configuration is still running after {@link #configSeconds} (null: wait). */
@@ -999,9 +1062,9 @@ public final class CudaModelBench {
   }
 
   /**
-   * {@code -Djclip.bench.configSeconds} (default 60): how long one profile configuration (both
-   * towers, its GEMMs tuned on first use) may take before its kernels count as hung. Run 8's 31
-   * configurations took ~70 s together.
+   * {@code -Djclip.bench.configSeconds} (default 60; 0 or less: no watchdog): how long one profile
+   * configuration (both towers, its GEMMs tuned on first use) may take before its kernels count as
+   * hung. Run 8's 31 configurations took ~70 s together.
    */
   static int configSeconds() {
     return Integer.getInteger("jclip.bench.configSeconds", 60);
@@ -1015,11 +1078,12 @@ public final class CudaModelBench {
 
   /**
    * {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream)}, with {@code onHang}
-   * called (on a watchdog thread) for a configuration still running after {@link #configSeconds}:
-   * a kernel that never finishes holds the process until it exits, and no call can stop it.
+   * called (on a watchdog thread) for a configuration still running after {@link #configSeconds}
+   * (a kernel that never finishes holds the process until it exits, and no call can stop it), and
+   * {@code afterEach} after each configuration; either may be null.
    */
   static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
-      Map<String, float[]> defaultsOutput, PrintStream log, Hang onHang) {
+      Map<String, float[]> defaultsOutput, PrintStream log, Hang onHang, AfterEach afterEach) {
     Map<ProfileConfig, double[]> totals = new java.util.LinkedHashMap<>();
     int batch = 1024;
     float[] pixels = new float[batch * 3 * 224 * 224];
@@ -1027,12 +1091,19 @@ public final class CudaModelBench {
     int[] ids = texts77(batch);
     for (ProfileConfig cfg : configs) {
       int seconds = configSeconds();
-      java.util.concurrent.ScheduledFuture<?> dog = onHang == null ? null
+      java.util.concurrent.ScheduledFuture<?> dog = onHang == null || seconds <= 0 ? null
           : WATCHDOG.schedule(() -> onHang.hung(cfg, seconds), seconds, java.util.concurrent.TimeUnit.SECONDS);
       try {
         profileConfig(device, graphs, cfg, rows, defaultsOutput, log, totals, batch, pixels, ids);
       } finally {
         if (dog != null) dog.cancel(false);
+      }
+      if (afterEach != null) {
+        try {
+          afterEach.done();
+        } catch (IOException e) {
+          log.println("[profile] saving after" + cfg.label() + " failed: " + e);
+        }
       }
     }
     return totals;
@@ -1088,7 +1159,7 @@ public final class CudaModelBench {
             // a fault (an illegal address, a trap) poisons the context: every later call fails
             row.put("context_lost", lost);
             log.println("[profile] the CUDA context is lost (" + lost + "): the configurations after this one are not run here");
-            throw new ContextLost(lost, totals);
+            throw new ContextLost(lost, cfg);
           }
         }
       }
@@ -1096,17 +1167,17 @@ public final class CudaModelBench {
   }
 
   /**
-   * The CUDA context stopped working during a profile (a kernel faulted): {@code measured} is what
-   * the profile measured before, the failing configuration NaN. The rest, the tuned rows among it,
-   * can run only in a fresh process: {@link #resume}.
+   * The CUDA context stopped working during a profile (a kernel of {@code config} faulted). The
+   * rest, the tuned rows among it, can run only in a fresh process: {@link #resume}.
    */
   static final class ContextLost extends RuntimeException {
     private static final long serialVersionUID = 1L;
-    final transient Map<ProfileConfig, double[]> measured;
+    /** The configuration whose run lost it. */
+    final transient ProfileConfig config;
 
-    ContextLost(String error, Map<ProfileConfig, double[]> measured) {
+    ContextLost(String error, ProfileConfig config) {
       super("CUDA context lost: " + error);
-      this.measured = measured;
+      this.config = config;
     }
   }
 

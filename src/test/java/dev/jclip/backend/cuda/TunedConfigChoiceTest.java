@@ -317,6 +317,32 @@ class TunedConfigChoiceTest {
     assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(wrongType));
     com.fasterxml.jackson.databind.node.ObjectNode nullPrimitive = D.toJson().putNull("tune");
     assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(nullPrimitive));
+    com.fasterxml.jackson.databind.node.ObjectNode extra = D.toJson().put("newComponent", true);
+    assertTrue(assertThrows(IllegalArgumentException.class, () -> ProfileConfig.fromJson(extra)).getMessage().contains("'newComponent'"));
+  }
+
+  /**
+   * The configuration that lost the context counts as failed on both towers, though one tower was
+   * timed before the other faulted: the resumed process must not run it again.
+   */
+  @Test
+  void theConfigurationThatLostTheContextIsNotChosen() {
+    ProfileConfig textFaults = D.withLean(CudaOps.FlashLean.ON).withFitRows(true);
+    com.fasterxml.jackson.databind.node.ArrayNode json = new com.fasterxml.jackson.databind.ObjectMapper().createArrayNode();
+    for (Object[] r : new Object[][] {{D, "image", 16.4}, {D, "text77", 13.9}, {textFaults, "image", 15.0}, {textFaults, "text77", Double.NaN}}) {
+      com.fasterxml.jackson.databind.node.ObjectNode row = json.addObject();
+      row.set("config", ((ProfileConfig) r[0]).toJson());
+      row.put("tower", (String) r[1]);
+      if (Double.isNaN((double) r[2])) {
+        row.put("error", "CUDA_ERROR_ILLEGAL_ADDRESS (700)").put("context_lost", "CUDA_ERROR_ILLEGAL_ADDRESS (700)");
+      } else {
+        row.put("total_ms", (double) r[2]);
+      }
+    }
+    Map<ProfileConfig, double[]> back = CudaModelBench.measuredFromRows(json);
+    assertTrue(Double.isNaN(back.get(textFaults)[IMAGE]) && Double.isNaN(back.get(textFaults)[TEXT77]));
+    assertNull(CudaModelBench.fastest(back, IMAGE));
+    assertNull(CudaModelBench.merge(back, IMAGE));
   }
 
   /**
