@@ -69,8 +69,7 @@ public final class CudaModelBench {
    */
   public static boolean run(CudaDevice device, int[][] prompts, Path json, PrintStream log, List<Precision> precisions,
       List<String> architectures) throws IOException {
-    ClipConfig cfg = RandomWeights.config("ViT-B/32");
-    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
+    ClipGraphs graphs = randomVitB32();
     ObjectNode root = new ObjectMapper().createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32")
         .put("kernel_choices", CudaBackend.kernelChoices()); // what the default rows run (the profile and tuned rows say their own)
     root.putArray("results");
@@ -108,8 +107,7 @@ public final class CudaModelBench {
       log.printf("[profile] %d opt-in configurations left out: their kernels' tests failed in this run (%s)%n", PROFILE_OPT_IN.size() - optIn.size(),
           String.join(", ", skip));
     }
-    Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost", hung,
-        "profile configuration " + hung.label().trim() + " still running after " + seconds + " s (a kernel that never finishes?)", log);
+    Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost", hung, seconds, log);
     try {
       // saved after each configuration: a process killed at its time limit keeps what it measured
       measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, log, onHang, () -> save(json, root)));
@@ -122,10 +120,7 @@ public final class CudaModelBench {
 
   /** Records a lost context ({@code context_lost}, and the configuration that lost it) and saves; false. */
   private static boolean lost(ObjectNode root, Path json, ContextLost e, PrintStream log) throws IOException {
-    synchronized (SAVING) {
-      root.put("context_lost", e.getMessage());
-      root.set("context_lost_config", e.config.toJson());
-    }
+    mark(root, "context_lost", e.getMessage(), e.config);
     save(json, root);
     log.println("[model] " + e.getMessage() + ": the tuned rows need a fresh process: gpu-info --model-bench-resume " + (json == null ? "FILE" : json)
         + " (run.sh does it)");
@@ -149,20 +144,16 @@ public final class CudaModelBench {
     if (root.get("context_lost_config") instanceof ObjectNode culprit) measured.put(ProfileConfig.fromJson(culprit), new double[] {Double.NaN, Double.NaN});
     if (!root.has("context_lost")) root.put("context_lost", "the first process ended before its tuned rows (killed at its time limit?)");
     log.println("[model] resuming " + json + " after \"" + root.get("context_lost").asText() + "\": " + measured.size() + " profile configurations read");
-    ClipConfig cfg = RandomWeights.config("ViT-B/32");
-    ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, 1)); // the first process's weights (the same seed)
+    ClipGraphs graphs = randomVitB32(); // the first process's weights (the same seed)
     Map<String, float[]> defaultsOutput = new java.util.HashMap<>();
     root.put("resumed", true);
-    Hang onHang = (c, seconds) -> giveUp(root, json, "context_lost_again", c,
-        "profile configuration " + c.label().trim() + " still running after " + seconds + " s", log);
+    Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost_again", hung, seconds, log);
     try {
       profile(device, graphs, List.of(ProfileConfig.DEFAULTS), new ObjectMapper().createArrayNode(), defaultsOutput, log, onHang, null);
       if (defaultsOutput.size() < 2) throw new IllegalStateException("the defaults failed in the resumed process: " + defaultsOutput.keySet() + " only");
       tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, new java.util.HashMap<>(), log, onHang);
     } catch (ContextLost e) {
-      synchronized (SAVING) {
-        root.put("context_lost_again", e.getMessage());
-      }
+      mark(root, "context_lost_again", e.getMessage(), null);
       save(json, root);
       log.println("[model] " + e.getMessage() + " again, in the resumed process: no tuned rows");
       return false;
@@ -173,18 +164,18 @@ public final class CudaModelBench {
 
   /**
    * A watchdog's way out of a hung kernel (see {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream, Hang, AfterEach)}):
-   * records {@code why} under {@code key} and the configuration, saves the JSON, and ends the
+   * records why under {@code key} and the configuration ({@link #mark}), saves the JSON, and ends the
    * process (halt: no shutdown hook may wait on the device), so that run.sh resumes in a fresh
    * process. The main thread is held in the device's wait meanwhile; {@link #SAVING} keeps a save
    * of its own from interleaving.
    */
-  private static void giveUp(ObjectNode root, Path json, String key, ProfileConfig hung, String why, PrintStream log) {
+  private static void giveUp(ObjectNode root, Path json, String key, ProfileConfig hung, int seconds, PrintStream log) {
+    String why = "profile configuration " + hung.label().trim() + " still running after " + seconds + " s (a kernel that never finishes?)";
     log.println("[profile] " + why + ": ending this process; run.sh resumes the tuned rows in a fresh one");
     log.flush();
     try {
       synchronized (SAVING) {
-        root.put(key, why);
-        root.set(key + "_config", hung.toJson());
+        mark(root, key, why, hung);
         for (int attempt = 0; ; attempt++) {
           try {
             save(json, root);
@@ -200,6 +191,20 @@ public final class CudaModelBench {
       log.flush();
       Runtime.getRuntime().halt(4);
     }
+  }
+
+  /** Records {@code why} under {@code key} and, where given, the configuration under {@code key + "_config"}, held against saves. */
+  private static void mark(ObjectNode root, String key, String why, ProfileConfig cfg) {
+    synchronized (SAVING) {
+      root.put(key, why);
+      if (cfg != null) root.set(key + "_config", cfg.toJson());
+    }
+  }
+
+  /** The random ViT-B/32 every model benchmark measures (seed 1: a resumed process builds the same weights). */
+  private static ClipGraphs randomVitB32() {
+    ClipConfig cfg = RandomWeights.config("ViT-B/32");
+    return new ClipGraphs(cfg, RandomWeights.generate(cfg, 1));
   }
 
   /** Each configuration of the profile rows with its milliseconds {image, text77} ({@code total_ms}; NaN where a tower failed or is missing). */
@@ -648,7 +653,7 @@ public final class CudaModelBench {
 
     /** Every component by its name: booleans and ints as such, enums by name, null as null (see {@link #fromJson}). */
     ObjectNode toJson() {
-      ObjectNode o = new ObjectMapper().createObjectNode();
+      ObjectNode o = com.fasterxml.jackson.databind.node.JsonNodeFactory.instance.objectNode();
       for (java.lang.reflect.RecordComponent rc : ProfileConfig.class.getRecordComponents()) {
         Object v;
         try {
@@ -1112,55 +1117,53 @@ public final class CudaModelBench {
   /** One configuration of {@link #profile}: both towers, into {@code totals}. */
   private static void profileConfig(CudaDevice device, ClipGraphs graphs, ProfileConfig cfg, ArrayNode rows, Map<String, float[]> defaultsOutput,
       PrintStream log, Map<ProfileConfig, double[]> totals, int batch, float[] pixels, int[] ids) {
-    {
-      boolean flash = cfg.flash(), fused = cfg.fused() != null;
-      double[] total = {Double.NaN, Double.NaN}; // image, text77: ms of one forward pass (NaN: failed)
-      totals.put(cfg, total);
-      for (String tower : new String[] {"image", "text77"}) {
-        ObjectNode row = rows.addObject();
-        row.set("config", cfg.toJson()); // what gpu-info --model-bench-resume reads back
-        row.put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
-            .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("pooled_attention", cfg.pooled()).put("tower", tower)
-            .put("batch", batch);
-        if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
-        if (cfg.actChunk() > 0) row.put("act_chunk_mb", cfg.actChunk());
-        if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
-        if (cfg.lnFold() != null && cfg.lnStats()) row.put("ln_stats", "epilogue");
-        if (cfg.tmaStore()) row.put("gemm_store", "tma");
-        if (cfg.search()) row.put("gemm_searched", true);
-        if (cfg.rev()) row.put("flash_reversed", true);
-        if (cfg.actRev()) row.put("activation_reversed", true);
-        if (cfg.lean() != CudaOps.FlashLean.OFF) row.put("flash_lean", cfg.lean().name().toLowerCase());
-        try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
-            KernelProfile prof = new KernelProfile(device)) {
-          if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {
-            row.put("error", "gemm_sm90 needs compute capability 9.0");
-            continue;
+    boolean flash = cfg.flash(), fused = cfg.fused() != null;
+    double[] total = {Double.NaN, Double.NaN}; // image, text77: ms of one forward pass (NaN: failed)
+    totals.put(cfg, total);
+    for (String tower : new String[] {"image", "text77"}) {
+      ObjectNode row = rows.addObject();
+      row.set("config", cfg.toJson()); // what gpu-info --model-bench-resume reads back
+      row.put("precision", "FP16").put("flash_attention", flash).put("gemm", "cublaslt")
+          .put("layernorm", cfg.ln().name().toLowerCase()).put("vector_glue", cfg.vecGlue()).put("flash_v", cfg.v().name().toLowerCase()).put("flash_four_blocks", cfg.fourBlocks()).put("flash_fit_rows", cfg.fitRows()).put("flash_pipelined", cfg.pipe()).put("gemm_tuned", cfg.tune()).put("flash_staged", cfg.stage()).put("pooled_attention", cfg.pooled()).put("tower", tower)
+          .put("batch", batch);
+      if (fused) row.put("fused_linear", cfg.fused().name().toLowerCase()).put("fused_linear_scope", cfg.scope().name().toLowerCase());
+      if (cfg.actChunk() > 0) row.put("act_chunk_mb", cfg.actChunk());
+      if (cfg.lnFold() != null) row.put("ln_fold", cfg.lnFold().name().toLowerCase());
+      if (cfg.lnFold() != null && cfg.lnStats()) row.put("ln_stats", "epilogue");
+      if (cfg.tmaStore()) row.put("gemm_store", "tma");
+      if (cfg.search()) row.put("gemm_searched", true);
+      if (cfg.rev()) row.put("flash_reversed", true);
+      if (cfg.actRev()) row.put("activation_reversed", true);
+      if (cfg.lean() != CudaOps.FlashLean.OFF) row.put("flash_lean", cfg.lean().name().toLowerCase());
+      try (CudaBackend backend = new CudaBackend(device, Precision.FP16, flash, true);
+          KernelProfile prof = new KernelProfile(device)) {
+        if ((fused || cfg.lnFold() != null) && !backend.fusedLinearAvailable()) {
+          row.put("error", "gemm_sm90 needs compute capability 9.0");
+          continue;
+        }
+        cfg.apply(backend); // before the executor: it prepares (pools, fuses) its graph once
+        try (Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
+          Map<String, ?> in = tower.equals("image") ? Map.of("pixels", pixels) : Map.of("tokens", ids);
+          total[tower.equals("image") ? 0 : 1] = profileTower(cfg, tower, batch, backend, prof, ex, in, row, defaultsOutput, log);
+        }
+        if (!Double.isNaN(total[tower.equals("image") ? 0 : 1])) {
+          // batch 1 launched node by node (no CUDA graph): where the launches, not the device, set the pace
+          try (Executor one = new Executor(tower.equals("image") ? graphs.image(1) : graphs.text(1, 77), backend, List.of(), false)) {
+            Map<String, ?> in1 = tower.equals("image") ? Map.of("pixels", Arrays.copyOf(pixels, 3 * 224 * 224)) : Map.of("tokens", Arrays.copyOf(ids, 77));
+            double[] b1 = batchOne(one, in1);
+            row.put("batch1_launched_ms", b1[0]).put("batch1_host_ms", b1[1]);
+            log.printf("[profile]   batch 1 launched node by node: %.3f ms a pass, %.3f ms of it queueing the launches%n", b1[0], b1[1]);
           }
-          cfg.apply(backend); // before the executor: it prepares (pools, fuses) its graph once
-          try (Executor ex = new Executor(tower.equals("image") ? graphs.image(batch) : graphs.text(batch, 77), backend, List.of(), false)) {
-            Map<String, ?> in = tower.equals("image") ? Map.of("pixels", pixels) : Map.of("tokens", ids);
-            total[tower.equals("image") ? 0 : 1] = profileTower(cfg, tower, batch, backend, prof, ex, in, row, defaultsOutput, log);
-          }
-          if (!Double.isNaN(total[tower.equals("image") ? 0 : 1])) {
-            // batch 1 launched node by node (no CUDA graph): where the launches, not the device, set the pace
-            try (Executor one = new Executor(tower.equals("image") ? graphs.image(1) : graphs.text(1, 77), backend, List.of(), false)) {
-              Map<String, ?> in1 = tower.equals("image") ? Map.of("pixels", Arrays.copyOf(pixels, 3 * 224 * 224)) : Map.of("tokens", Arrays.copyOf(ids, 77));
-              double[] b1 = batchOne(one, in1);
-              row.put("batch1_launched_ms", b1[0]).put("batch1_host_ms", b1[1]);
-              log.printf("[profile]   batch 1 launched node by node: %.3f ms a pass, %.3f ms of it queueing the launches%n", b1[0], b1[1]);
-            }
-          }
-        } catch (RuntimeException e) {
-          row.put("error", String.valueOf(e));
-          log.println("[profile] " + tower + cfg.label() + " failed: " + e);
-          String lost = device.contextError();
-          if (lost != null) {
-            // a fault (an illegal address, a trap) poisons the context: every later call fails
-            row.put("context_lost", lost);
-            log.println("[profile] the CUDA context is lost (" + lost + "): the configurations after this one are not run here");
-            throw new ContextLost(lost, cfg);
-          }
+        }
+      } catch (RuntimeException e) {
+        row.put("error", String.valueOf(e));
+        log.println("[profile] " + tower + cfg.label() + " failed: " + e);
+        String lost = device.contextError();
+        if (lost != null) {
+          // a fault (an illegal address, a trap) poisons the context: every later call fails
+          row.put("context_lost", lost);
+          log.println("[profile] the CUDA context is lost (" + lost + "): the configurations after this one are not run here");
+          throw new ContextLost(lost, cfg);
         }
       }
     }
