@@ -88,6 +88,16 @@ def main():
     def text_fn(m):
         return lambda ids, mask: features(m.get_text_features(input_ids=ids, attention_mask=mask))
 
+    # One compiled callable a tower sees two shapes a batch size (77 tokens, the prompts' length):
+    # in `full` mode 8 shapes, dynamo's default limit of recompilations, past which it would run
+    # eager without a word. Raise the limit (its name changed across versions).
+    try:
+        import torch._dynamo
+        for name in ("recompile_limit", "cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+    except Exception as e:  # a torch without dynamo: its compile rows fail and say so
+        print(f"torch._dynamo: {type(e).__name__}: {e}", flush=True)
     # torch.compile(model) compiles forward() alone: get_*_features on the wrapper would run eager.
     # So each tower's feature function is compiled itself (static shapes: one graph per batch size).
     compiled_image = torch.compile(image_fn(model), dynamic=False)
@@ -150,7 +160,7 @@ def main():
             for b in batches:
                 if variant == "compile" and args.compile_batches and b not in [int(x) for x in args.compile_batches.split(",")]:
                     continue
-                row = {"variant": variant, "batch": b}
+                row = {"variant": variant, "batch": b, "unix_time": time.time()}  # to set beside gpu-clocks.csv
                 try:
                     t0 = time.perf_counter()
                     px = torch.randn(b, 3, 224, 224, device=dev, dtype=torch.float16)

@@ -459,7 +459,8 @@ public final class CudaModelBench {
             // launches only where launch overhead matters (small batches); CUDA graphs at every size
             for (boolean replay : batch <= 32 ? new boolean[] {false, true} : new boolean[] {true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
-                  .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs.get(batch));
+                  .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs.get(batch))
+                  .put("unix_time", System.currentTimeMillis() / 1e3); // to set beside gpu-clocks.csv and the peer's rows
               if (tuned) row.put("config", tunedConfig.label().trim());
               Rate img = measure(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
               Rate txt = measure(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay, log);
@@ -1277,11 +1278,12 @@ public final class CudaModelBench {
         int n = shapes.get(i)[0], l = shapes.get(i)[1];
         return executors.computeIfAbsent(n + "x" + l + "#" + copy, k -> new Executor(graphs.text(n, l), backend, List.of(), true));
       };
-      int[] serialHash = new int[inputs.size()], pipedHash = new int[inputs.size()];
+      // each batch's features, compared after the timing (hashing them inside it cost ~0.5 ms a batch)
+      float[][] serialOut = new float[inputs.size()][], pipedOut = new float[inputs.size()][];
       try {
         Runnable serial = () -> {
           for (int i = 0; i < inputs.size(); i++) {
-            serialHash[i] = Arrays.hashCode(executor.apply(i, 0).run(Map.of("tokens", inputs.get(i))).get("text_features"));
+            serialOut[i] = executor.apply(i, 0).run(Map.of("tokens", inputs.get(i))).get("text_features");
           }
         };
         Runnable pipelined = () -> {
@@ -1289,14 +1291,14 @@ public final class CudaModelBench {
           for (int i = 0; i < inputs.size(); i++) {
             Executor ex = executor.apply(i, i % 2); // never the one in flight: that one is (i - 1) % 2 (or another shape)
             ex.submit(Map.of("tokens", inputs.get(i)));
-            if (last != null) pipedHash[i - 1] = Arrays.hashCode(last.collect().get("text_features"));
+            if (last != null) pipedOut[i - 1] = last.collect().get("text_features");
             last = ex;
           }
-          if (last != null) pipedHash[inputs.size() - 1] = Arrays.hashCode(last.collect().get("text_features"));
+          if (last != null) pipedOut[inputs.size() - 1] = last.collect().get("text_features");
         };
         double rate = count / medianSeconds(serial);
         double piped = count / medianSeconds(pipelined);
-        boolean same = Arrays.equals(serialHash, pipedHash);
+        boolean same = Arrays.deepEquals(serialOut, pipedOut);
         row.put(order + "_per_s", rate).put(order + "_tokens_per_prompt", (double) tokens / count).put(order + "_shapes", shapes.stream()
             .map(s -> s[0] + "x" + s[1]).distinct().count());
         row.put(order + "_pipelined_per_s", piped).put(order + "_pipelined_same_features", same);
@@ -1330,7 +1332,6 @@ public final class CudaModelBench {
     return ClipTokenizer.endOfTextPosition(ids, 0, ids.length);
   }
 
-  /** {@code batch} texts of 77 tokens: start of text, 75 word ids, end of text. */
   /**
    * The seeds of the benchmark's inputs: fixed, so that every configuration, precision and the
    * resumed process see the same values.
@@ -1368,7 +1369,8 @@ public final class CudaModelBench {
 
   private static Rate measure(CudaBackend backend, Graph graph, Map<String, ?> inputs, int batch, boolean replay, PrintStream log) {
     try (Executor ex = new Executor(graph, backend, List.of(), replay)) {
-      for (int i = 0; i < 2; i++) ex.run(inputs);
+      // 3 warm-ups as the peer's median_ms makes (the second run records the CUDA graph, the third replays it)
+      for (int i = 0; i < 3; i++) ex.run(inputs);
       if (replay && !ex.replaying()) {
         log.println("[model] warning: " + graph.nodes().size() + "-node graph at batch " + batch + " runs node by node, its CUDA graph "
             + "capture failed: " + ex.recordingFailure());

@@ -21,6 +21,36 @@ import org.junit.jupiter.api.io.TempDir;
  * 8's rows printed "fp16", which the script once read only in upper case, and dropped the table.
  */
 class GpuCompareScriptTest {
+  /**
+   * The tower table gives a ratio only where jclip's row is the peer's work: the same precision
+   * (the peer runs fp16; a bf16 row gets none) and, for prompts, the same length (a mismatch is
+   * flagged); texts and prompts have a column against torch.compile too.
+   */
+  @Test
+  void ratiosOnlyForTheSameWork(@TempDir Path dir) throws Exception {
+    String row = "{\"precision\": \"%s\", \"flash_attention\": true, \"gemm\": \"cublaslt\", \"cuda_graph\": true, \"batch\": 1024,"
+        + " \"image_per_s\": 1, \"text77_per_s\": 1, \"text_prompt_per_s\": 1, \"image_resident_per_s\": %d,"
+        + " \"text77_resident_per_s\": %d, \"text_prompt_resident_per_s\": %d, \"prompt_len\": %d}";
+    String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, "FP16", 60000, 90000, 300000, 14) + ", "
+        + String.format(row, "BF16", 61000, 91000, 310000, 14) + ", " + String.format(row, "FP16", 60000, 90000, 300000, 15).replace("1024", "1025")
+        + "]}";
+    String peerRow = "{\"variant\": \"%s\", \"batch\": %d, \"image_per_s\": %d, \"text77_per_s\": %d, \"text_prompt_per_s\": %d,"
+        + " \"prompt_padded_len\": 14}";
+    String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
+        + " \"sdpa\", \"results\": [" + String.format(peerRow, "eager", 1024, 30000, 45000, 100000) + ", "
+        + String.format(peerRow, "compile", 1024, 40000, 60000, 150000) + ", " + String.format(peerRow, "eager", 1025, 30000, 45000, 100000) + "]}";
+    Path o = Files.writeString(dir.resolve("jclip.json"), ours), q = Files.writeString(dir.resolve("peer.json"), peer);
+    String python = GpuClocksScriptTest.python();
+    assumeTrue(python != null, "no python3 here");
+    Process p = new ProcessBuilder(python, "scripts/gpu-compare.py", o.toString(), q.toString()).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), out);
+    assertTrue(out.contains("| FP16+flash cublaslt graph | 1024 | 60,000 | 2.00x | 1.50x | - | 1 | 90,000 | 2.00x | 1.50x | 300,000 | 3.00x | 2.00x |"), out);
+    assertTrue(out.contains("| BF16+flash cublaslt graph | 1024 | 61,000 | - | - | - | 1 | 91,000 | - | - | 310,000 | - | - |"), out);
+    assertTrue(out.contains("| 300,000 | 3.00x (jclip 15 tokens, peer 14: not the same work) | - |"), out);
+  }
+
   @Test
   void theLinearRowsBecomeATableOneColumnAMethod(@TempDir Path dir) throws Exception {
     String at = String.format("%-13s %s %6d x %4d x %4d", "text c_fc", Precision.FP16, 78848, 2048, 512);
