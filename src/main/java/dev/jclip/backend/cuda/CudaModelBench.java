@@ -1224,21 +1224,25 @@ public final class CudaModelBench {
    * The whole prompt set (ImageNet: 1000 classes x 80 templates) through the text tower in fp16
    * (the backend's defaults), in batches of {@code batch}: in the given order, each batch cut after
    * its longest prompt (what the PyTorch peer's padding to the longest does), and batched by length
-   * first ({@code Clip.encodeText}'s order). Each order two ways, tokens copied in and features out
-   * for every batch, median of 3 passes after 2 warm-up passes:
+   * first ({@code Clip.encodeText}'s order). Each order two ways:
    *
    * <ul>
-   *   <li>serial ({@code <order>_per_s}): {@code Executor.run} per batch, one executor per batch
-   *       shape replaying its CUDA graph; the device waits while the host reads a batch's features
-   *       and writes the next batch's tokens;
-   *   <li>pipelined ({@code <order>_pipelined_per_s}): each batch submitted before the previous one
-   *       is collected, as {@code Clip.encodeText} runs more than one batch on a GPU, so that the
-   *       next batch's upload and launch and this one's read-back run while the device computes; two
-   *       executors per shape, alternating.
+   *   <li>pipelined ({@code <order>_pipelined_per_s}), as {@code Clip.encodeText} runs more than
+   *       one batch on a GPU: tokens copied in and features out for every batch, each batch
+   *       submitted before the previous one is collected, so that the next batch's upload and
+   *       launch and this one's read-back run while the device computes; two executors per shape,
+   *       alternating; the median of 3 passes after 2 warm-up passes;
+   *   <li>resident ({@code <order>_resident_per_s}), as the peer measures its own prompt set
+   *       (gpu-peer.py's {@code prompt_set}): every batch's tokens on the device beforehand (an
+   *       executor a batch, each replaying its CUDA graph), the batches queued back to back, the
+   *       features read after the timing; timed as the peer times it, 3 warm-up passes, then at
+   *       least 3 passes and half a second ({@link #medianLikeThePeer}).
    * </ul>
    *
    * Whether the two ways gave every batch the same features, bit for bit, is recorded ({@code
-   * <order>_pipelined_same_features}) and logged: the same kernels on the same shapes should.
+   * <order>_pipelined_same_features}) and logged: the same kernels on the same shapes should. (Until
+   * session 20 the first way was a serial one, {@code <order>_per_s}: {@code Executor.run} a batch,
+   * the device waiting while the host read and wrote.)
    */
   static void promptSet(CudaDevice device, ClipGraphs graphs, int[][] prompts, int batch, ObjectNode row, PrintStream log) {
     row.put("prompts", prompts.length).put("batch", batch).put("precision", "FP16");
@@ -1278,13 +1282,17 @@ public final class CudaModelBench {
         int n = shapes.get(i)[0], l = shapes.get(i)[1];
         return executors.computeIfAbsent(n + "x" + l + "#" + copy, k -> new Executor(graphs.text(n, l), backend, List.of(), true));
       };
-      // each batch's features, compared after the timing (hashing them inside it cost ~0.5 ms a batch)
-      float[][] serialOut = new float[inputs.size()][], pipedOut = new float[inputs.size()][];
+      // each batch's features, compared after the timing
+      float[][] residentOut = new float[inputs.size()][], pipedOut = new float[inputs.size()][];
       try {
-        Runnable serial = () -> {
-          for (int i = 0; i < inputs.size(); i++) {
-            serialOut[i] = executor.apply(i, 0).run(Map.of("tokens", inputs.get(i))).get("text_features");
-          }
+        List<Executor> resident = new java.util.ArrayList<>();
+        for (int i = 0; i < inputs.size(); i++) resident.add(executor.apply(i, -1 - i)); // its own: its tokens stay written
+        Runnable queueAll = () -> {
+          for (Executor ex : resident) ex.resubmit();
+          for (Executor ex : resident) ex.await();
+        };
+        Runnable collectAll = () -> {
+          for (int i = 0; i < resident.size(); i++) residentOut[i] = resident.get(i).collect().get("text_features");
         };
         Runnable pipelined = () -> {
           Executor last = null;
@@ -1296,17 +1304,23 @@ public final class CudaModelBench {
           }
           if (last != null) pipedOut[inputs.size() - 1] = last.collect().get("text_features");
         };
-        double rate = count / medianSeconds(serial);
         double piped = count / medianSeconds(pipelined);
-        boolean same = Arrays.deepEquals(serialOut, pipedOut);
-        row.put(order + "_per_s", rate).put(order + "_tokens_per_prompt", (double) tokens / count).put(order + "_shapes", shapes.stream()
+        for (int i = 0; i < resident.size(); i++) resident.get(i).submit(Map.of("tokens", inputs.get(i))); // the tokens, once
+        collectAll.run();
+        for (int w = 0; w < 2; w++) { // 3 warm-ups in all, as the peer: the second records each CUDA graph
+          queueAll.run();
+          collectAll.run();
+        }
+        double rate = count / medianLikeThePeer(3, queueAll, collectAll);
+        boolean same = Arrays.deepEquals(residentOut, pipedOut);
+        row.put(order + "_resident_per_s", rate).put(order + "_tokens_per_prompt", (double) tokens / count).put(order + "_shapes", shapes.stream()
             .map(s -> s[0] + "x" + s[1]).distinct().count());
         row.put(order + "_pipelined_per_s", piped).put(order + "_pipelined_same_features", same);
         // an executor whose CUDA graph could not be recorded runs node by node: slower, and this says why
         long unrecorded = executors.values().stream().filter(e -> e.recordingFailure() != null).count();
         if (unrecorded > 0) row.put(order + "_executors_without_cuda_graph", unrecorded);
-        log.printf("[model] text tower on %s, all %d prompts, batch %d, %s: %.1f prompts/s, pipelined %.1f%s (%.2f tokens per prompt, %d shapes)%n",
-            backend.name(), count, batch, order.replace('_', ' '), rate, piped, same ? "" : " BUT OTHER FEATURES THAN SERIAL",
+        log.printf("[model] text tower on %s, all %d prompts, batch %d, %s: %.1f prompts/s resident, pipelined %.1f%s (%.2f tokens per prompt, %d shapes)%n",
+            backend.name(), count, batch, order.replace('_', ' '), rate, piped, same ? "" : " BUT OTHER FEATURES THAN RESIDENT",
             (double) tokens / count, row.get(order + "_shapes").asInt());
       } finally {
         for (Executor e : executors.values()) e.close();
@@ -1392,9 +1406,14 @@ public final class CudaModelBench {
    * jclip took 5 runs, ~0.1 s at batch 1024, where the peer kept at it for half a second).
    */
   static double medianLikeThePeer(Runnable timed, Runnable after) {
+    return medianLikeThePeer(5, timed, after);
+  }
+
+  /** {@link #medianLikeThePeer(Runnable, Runnable)} with at least {@code minRuns} runs (the peer's {@code min_reps}). */
+  static double medianLikeThePeer(int minRuns, Runnable timed, Runnable after) {
     List<Double> s = new java.util.ArrayList<>();
     long end = System.nanoTime() + 500_000_000L;
-    while ((s.size() < 5 || System.nanoTime() < end) && s.size() < 200) {
+    while ((s.size() < minRuns || System.nanoTime() < end) && s.size() < 200) {
       long t0 = System.nanoTime();
       timed.run();
       s.add((System.nanoTime() - t0) / 1e9);

@@ -24,7 +24,8 @@ class GpuCompareScriptTest {
   /**
    * The tower table gives a ratio only where jclip's row is the peer's work: the same precision
    * (the peer runs fp16; a bf16 row gets none) and, for prompts, the same length (a mismatch is
-   * flagged); texts and prompts have a column against torch.compile too.
+   * flagged); texts and prompts have a column against torch.compile too. The whole prompt set sets
+   * jclip's resident and pipelined passes beside the peer.
    */
   @Test
   void ratiosOnlyForTheSameWork(@TempDir Path dir) throws Exception {
@@ -33,12 +34,14 @@ class GpuCompareScriptTest {
         + " \"text77_resident_per_s\": %d, \"text_prompt_resident_per_s\": %d, \"prompt_len\": %d}";
     String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, "FP16", 60000, 90000, 300000, 14) + ", "
         + String.format(row, "BF16", 61000, 91000, 310000, 14) + ", " + String.format(row, "FP16", 60000, 90000, 300000, 15).replace("1024", "1025")
-        + "]}";
+        + "], \"prompt_set\": {\"batch\": 1024, \"given_order_resident_per_s\": 300000, \"given_order_pipelined_per_s\": 250000,"
+        + " \"given_order_tokens_per_prompt\": 15.28, \"given_order_pipelined_same_features\": true}}";
     String peerRow = "{\"variant\": \"%s\", \"batch\": %d, \"image_per_s\": %d, \"text77_per_s\": %d, \"text_prompt_per_s\": %d,"
         + " \"prompt_padded_len\": 14}";
     String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
         + " \"sdpa\", \"results\": [" + String.format(peerRow, "eager", 1024, 30000, 45000, 100000) + ", "
-        + String.format(peerRow, "compile", 1024, 40000, 60000, 150000) + ", " + String.format(peerRow, "eager", 1025, 30000, 45000, 100000) + "]}";
+        + String.format(peerRow, "compile", 1024, 40000, 60000, 150000) + ", " + String.format(peerRow, "eager", 1025, 30000, 45000, 100000) + "],"
+        + " \"prompt_set\": {\"batch\": 1024, \"given_order_per_s\": 120000, \"given_order_tokens_per_prompt\": 15.28}}";
     Path o = Files.writeString(dir.resolve("jclip.json"), ours), q = Files.writeString(dir.resolve("peer.json"), peer);
     String python = GpuClocksScriptTest.python();
     assumeTrue(python != null, "no python3 here");
@@ -49,6 +52,9 @@ class GpuCompareScriptTest {
     assertTrue(out.contains("| FP16+flash cublaslt graph | 1024 | 60,000 | 2.00x | 1.50x | - | 1 | 90,000 | 2.00x | 1.50x | 300,000 | 3.00x | 2.00x |"), out);
     assertTrue(out.contains("| BF16+flash cublaslt graph | 1024 | 61,000 | - | - | - | 1 | 91,000 | - | - | 310,000 | - | - |"), out);
     assertTrue(out.contains("| 300,000 | 3.00x (jclip 15 tokens, peer 14: not the same work) | - |"), out);
+    // the prompt set: the peer against jclip resident (as the peer times itself) and pipelined; no serial pass since session 20
+    assertTrue(out.contains("| given order | 120,000 (15.28) | 300,000 (15.28) | 2.50x | 250,000 (15.28) | 2.08x | - | - |"), out);
+    assertTrue(out.contains("| ImageNet prompt set, 2x eager, both given order | defaults, resident, as the peer | 2.50x | yes |"), out);
   }
 
   @Test

@@ -19,8 +19,8 @@ import org.junit.jupiter.api.Test;
 
 /**
  * The model benchmark's whole-prompt-set measurement (what the GPU run times) on the CPU, on the
- * reference's tiny ViT-B/32: both orders run every prompt, serially and pipelined with the same
- * features, and batching by length pads less.
+ * reference's tiny ViT-B/32: both orders run every prompt, pipelined and resident (as the peer times
+ * its own) with the same features, bit for bit, and batching by length pads less.
  */
 class PromptSetBenchTest {
   @Test
@@ -36,9 +36,8 @@ class PromptSetBenchTest {
       ClipGraphs graphs = new ClipGraphs(ClipConfig.infer(ck), ck.tensors());
       CudaModelBench.promptSet(cpu, graphs, prompts, 32, row, new PrintStream(log, true));
     }
-    assertTrue(row.get("given_order_per_s").asDouble() > 0, row.toString());
-    assertTrue(row.get("by_length_per_s").asDouble() > 0, row.toString());
     for (String order : new String[] {"given_order", "by_length"}) {
+      assertTrue(row.get(order + "_resident_per_s").asDouble() > 0, row.toString());
       assertTrue(row.get(order + "_pipelined_per_s").asDouble() > 0, row.toString());
       assertTrue(row.get(order + "_pipelined_same_features").asBoolean(), row.toString());
     }
