@@ -91,11 +91,13 @@ def main():
     # One compiled callable a tower sees two shapes a batch size (77 tokens, the prompts' length):
     # in `full` mode 8 shapes, dynamo's default limit of recompilations, past which it would run
     # eager without a word. Raise the limit (its name changed across versions).
+    # (imported under another name: "import torch._dynamo" here would make torch a local name of
+    # main() and its first use above fail)
     try:
-        import torch._dynamo
+        import torch._dynamo as _dynamo
         for name in ("recompile_limit", "cache_size_limit"):
-            if hasattr(torch._dynamo.config, name):
-                setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+            if hasattr(_dynamo.config, name):
+                setattr(_dynamo.config, name, max(64, getattr(_dynamo.config, name)))
     except Exception as e:  # a torch without dynamo: its compile rows fail and say so
         print(f"torch._dynamo: {type(e).__name__}: {e}", flush=True)
     # torch.compile(model) compiles forward() alone: get_*_features on the wrapper would run eager.
