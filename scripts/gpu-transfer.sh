@@ -24,8 +24,18 @@ tree_bytes() {
   git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}'
 }
 
+# A local run of the bundle's run.sh unpacks models.tar.xz inside the bundle (~59 MB more, over
+# the limit): such a bundle is rebuilt before it travels.
+bundle_fresh() {
+  if [ -e target/gpu-bundle/clip-reference/.models-unpacked ]; then
+    echo "gpu-transfer: target/gpu-bundle was run here (its reference models are unpacked, ~59 MB more): rebuild it, scripts/gpu-bundle.sh" >&2
+    exit 1
+  fi
+}
+
 case "${1:-}" in
   size)
+    bundle_fresh
     tree=$(tree_bytes)
     bundle=$( [ -d target/gpu-bundle ] && du -sb target/gpu-bundle | cut -f1 || echo 0)
     total=$((tree + bundle))
@@ -38,6 +48,7 @@ case "${1:-}" in
     fi
     ;;
   start)
+    bundle_fresh
     if git show-ref --verify --quiet "refs/heads/$branch"; then
       echo "gpu-transfer: branch $branch exists already: scripts/gpu-transfer.sh end first" >&2
       exit 1

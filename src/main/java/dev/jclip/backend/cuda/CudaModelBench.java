@@ -344,13 +344,22 @@ public final class CudaModelBench {
     return skip.contains("tma") || skip.contains("sm90");
   }
 
-  /** The groups named in {@code list} (comma-separated; blank: none); an unknown name is refused. */
+  /**
+   * The groups named in {@code list} (comma-separated; blank: none). A name this build does not
+   * know (a test's failure that run.sh names in words this class has not learnt) leaves out every
+   * group, with a warning: the defaults and the defaults turned off still run, where refusing the
+   * name would end the model benchmark, the GEMM benchmark and the kernel sample alike.
+   */
   static Set<String> skipGroups(String list) {
     Set<String> out = new java.util.TreeSet<>();
     for (String g : list.split(",")) {
       String t = g.trim();
       if (t.isEmpty()) continue;
-      if (!SKIP_GROUPS.contains(t)) throw new IllegalArgumentException("-Djclip.bench.skip: '" + t + "' is none of " + new java.util.TreeSet<>(SKIP_GROUPS));
+      if (!SKIP_GROUPS.contains(t)) {
+        System.err.println("jclip: -Djclip.bench.skip names '" + t + "', none of " + new java.util.TreeSet<>(SKIP_GROUPS)
+            + ": every opt-in kernel is left out");
+        return new java.util.TreeSet<>(SKIP_GROUPS);
+      }
       out.add(t);
     }
     return out;
