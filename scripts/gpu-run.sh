@@ -233,7 +233,8 @@ if want model && command -v nvidia-smi > /dev/null; then
   clock_fields="timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active"
   timeout -k 5 10 nvidia-smi --query-gpu="$clock_fields" --format=csv,noheader > /dev/null 2>&1 \
     || clock_fields="timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active"
-  nvidia-smi --query-gpu="$clock_fields" --format=csv,nounits -lms 100 > "$OUT/gpu-clocks.csv" 2> /dev/null &
+  # TZ=UTC: its timestamps are the machine's local time, and report.txt's stage times are UTC
+  TZ=UTC nvidia-smi --query-gpu="$clock_fields" --format=csv,nounits -lms 100 > "$OUT/gpu-clocks.csv" 2> /dev/null &
   clock_pid=$!
 fi
 # The profile leaves out the opt-in kernels whose tests failed above (a kernel that faults would
