@@ -34,7 +34,7 @@ public final class KernelSample {
         Sm90Gemm sm90 = Sm90Gemm.available(device) ? new Sm90Gemm(device, null) : null) {
       List<DeviceBuffer> buffers = new ArrayList<>();
       try {
-        DeviceBuffer[] b = count ? new DeviceBuffer[11] : keepAll(device, buffers, batch, width, imageTokens, textRows, textWidth, imageRows);
+        DeviceBuffer[] b = count ? new DeviceBuffer[10] : keepAll(device, buffers, batch, width, imageTokens, textRows, textWidth, imageRows);
         List<Runnable> launches = launches(b, ops, sm90, p, batch, width, imageTokens, textTokens, textWidth, imageRows, textRows);
         if (count) {
           System.out.println(launches.size());
@@ -50,7 +50,7 @@ public final class KernelSample {
     }
   }
 
-  /** The sample's buffers: qkv, out, act, gamma, beta, bias, pixels, patches, weight, pos, stats (a LayerNorm's rows' mean and rstd). */
+  /** The sample's buffers: qkv, out, act, gamma, beta, bias, pixels, patches, weight, pos. */
   private static DeviceBuffer[] keepAll(CudaDevice device, List<DeviceBuffer> buffers, int batch, int width, int imageTokens, long textRows,
       int textWidth, long imageRows) {
     DeviceBuffer[] b = {
@@ -58,8 +58,7 @@ public final class KernelSample {
       keep(buffers, device.allocate(2L * imageRows * 4 * width)), keep(buffers, device.allocate(4L * width).upload(new float[width])),
       keep(buffers, device.allocate(4L * width).upload(new float[width])), keep(buffers, device.allocate(4L * 4 * width).upload(new float[4 * width])),
       keep(buffers, device.allocate(2L * batch * 3 * 224 * 224)), keep(buffers, device.allocate(2L * batch * 49 * 3 * 32 * 32)),
-      keep(buffers, device.allocate(2L * 4 * width * width).zero()), keep(buffers, device.allocate(4L * imageTokens * width).zero()),
-      keep(buffers, device.allocate(8L * imageRows).zero())};
+      keep(buffers, device.allocate(2L * 4 * width * width).zero()), keep(buffers, device.allocate(4L * imageTokens * width).zero())};
     b[1].zero();
     return b;
   }

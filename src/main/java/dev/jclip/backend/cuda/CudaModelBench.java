@@ -78,9 +78,10 @@ public final class CudaModelBench {
     ObjectNode root = new ObjectMapper().createObjectNode().put("device", device.toString()).put("model", "random ViT-B/32")
         .put("kernel_choices", CudaBackend.kernelChoices()); // what the default rows run (the profile and tuned rows say their own)
     root.putArray("results");
-    // What copying the pixels in costs by itself through pageable memory (DeviceBuffer.upload, the
-    // path before the pinned staging), per batch size: a yardstick for the per-call rows, whose
-    // uploads go through the backend's pinned staging.
+    // The pixels, drawn once a batch size for the profile and every throughput row, and what copying
+    // them in costs by itself through pageable memory (DeviceBuffer.upload, the path before the
+    // pinned staging): a yardstick for the per-call rows, whose uploads go through the backend's
+    // pinned staging.
     Memo memo = new Memo();
     if (prompts != null) promptSet(device, graphs, prompts, 1024, root.putObject("prompt_set"), log);
     save(json, root);
@@ -88,7 +89,7 @@ public final class CudaModelBench {
     Map<String, float[]> defaultsOutput = new java.util.HashMap<>(); // what the defaults compute, per tower: each other configuration must agree
     Map<ProfileConfig, double[]> measured = new java.util.LinkedHashMap<>();
     try {
-      measured.putAll(profile(device, graphs, PROFILE_PROVEN, profileRows, defaultsOutput, log));
+      measured.putAll(profile(device, graphs, PROFILE_PROVEN, profileRows, defaultsOutput, memo, log));
     } catch (ContextLost e) {
       return lost(root, json, e, log);
     }
@@ -115,7 +116,7 @@ public final class CudaModelBench {
     Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost", hung, seconds, log);
     try {
       // saved after each configuration: a process killed at its time limit keeps what it measured
-      measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, log, onHang, () -> save(json, root)));
+      measured.putAll(profile(device, graphs, optIn, profileRows, defaultsOutput, memo, log, onHang, () -> save(json, root)));
       tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, memo, log, onHang);
     } catch (ContextLost e) {
       return lost(root, json, e, log);
@@ -153,10 +154,11 @@ public final class CudaModelBench {
     Map<String, float[]> defaultsOutput = new java.util.HashMap<>();
     root.put("resumed", true);
     Hang onHang = (hung, seconds) -> giveUp(root, json, "context_lost_again", hung, seconds, log);
+    Memo memo = new Memo();
     try {
-      profile(device, graphs, List.of(ProfileConfig.DEFAULTS), new ObjectMapper().createArrayNode(), defaultsOutput, log, onHang, null);
+      profile(device, graphs, List.of(ProfileConfig.DEFAULTS), new ObjectMapper().createArrayNode(), defaultsOutput, memo, log, onHang, null);
       if (defaultsOutput.size() < 2) throw new IllegalStateException("the defaults failed in the resumed process: " + defaultsOutput.keySet() + " only");
-      tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, new Memo(), log, onHang);
+      tunedRows(device, graphs, prompts, precisions, measured, profileRows, defaultsOutput, root, json, memo, log, onHang);
     } catch (ContextLost e) {
       mark(root, "context_lost_again", e.getMessage(), null);
       save(json, root);
@@ -247,7 +249,7 @@ public final class CudaModelBench {
     for (int tower : new int[] {IMAGE, TEXT77}) {
       ProfileConfig merged = merge(measured, tower);
       if (merged != null && !measured.containsKey(merged)) {
-        measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, log, onHang, null));
+        measured.putAll(profile(device, graphs, List.of(merged), profileRows, defaultsOutput, memo, log, onHang, null));
       }
     }
     ProfileConfig chosen = fastest(measured, IMAGE), chosenText = fastest(measured, TEXT77);
@@ -457,19 +459,14 @@ public final class CudaModelBench {
         try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
           if (tuned) tunedConfig.apply(backend);
           for (int batch : batches) {
-            float[] pixels = memo.pixels(batch)[0];
-            Map<Integer, Double> uploadMs = memo.uploadMs;
-            if (!uploadMs.containsKey(batch)) {
-              uploadMs.put(batch, uploadMillis(device, pixels));
-              log.printf("[model] host-to-device copy of the pixels through pageable memory at batch %4d: %.3f ms (%.1f GB/s)%n", batch, uploadMs.get(batch),
-                  4e-6 * pixels.length / uploadMs.get(batch));
-            }
+            float[] pixels = memo.pixels(batch);
+            double uploadMs = memo.uploadMs(device, batch, log);
             int[] ids77 = texts77(batch);
-            float[] pixels2 = memo.pixels(batch)[1]; // the pipelined stream's other batch
+            float[] pixels2 = memo.otherPixels(batch); // the pipelined stream's other batch
             // launches only where launch overhead matters (small batches); CUDA graphs at every size
             for (boolean replay : batch <= 32 ? new boolean[] {false, true} : new boolean[] {true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
-                  .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs.get(batch))
+                  .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs)
                   .put("unix_time", System.currentTimeMillis() / 1e3); // to set beside gpu-clocks.csv and the peer's rows
               if (tuned) row.put("config", tunedConfig.label().trim());
               Rate img = measure(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
@@ -542,17 +539,32 @@ public final class CudaModelBench {
   }
 
   /**
-   * What one run of the benchmark measures or draws once and reuses across its throughput rows
-   * (defaults, tuned, tuned for the texts): the pageable upload time and the pixels, with the
-   * pipelined stream's other batch, per batch size (ViT-B/32's 224 px; ~0.6 s to draw at batch 1024
-   * on 16 cores).
+   * What one run of the benchmark draws or measures once and reuses across its profile passes and
+   * throughput rows (defaults, tuned, tuned for the texts), per batch size: ViT-B/32's pixels (224
+   * px; ~0.6 s to draw at batch 1024 on 16 cores), the pipelined stream's other batch, and the
+   * pageable upload time.
    */
   static final class Memo {
-    final Map<Integer, Double> uploadMs = new java.util.HashMap<>();
-    private final Map<Integer, float[][]> pixels = new java.util.HashMap<>();
+    private final Map<Integer, float[]> pixels = new java.util.HashMap<>(), otherPixels = new java.util.HashMap<>();
+    private final Map<Integer, Double> uploadMs = new java.util.HashMap<>();
 
-    float[][] pixels(int batch) {
-      return pixels.computeIfAbsent(batch, b -> new float[][] {CudaModelBench.pixels(b, 224, PIXEL_SEED), CudaModelBench.pixels(b, 224, PIXEL_SEED + 1)});
+    float[] pixels(int batch) {
+      return pixels.computeIfAbsent(batch, b -> CudaModelBench.pixels(b, 224, PIXEL_SEED));
+    }
+
+    /** The pipelined stream's other batch. */
+    float[] otherPixels(int batch) {
+      return otherPixels.computeIfAbsent(batch, b -> CudaModelBench.pixels(b, 224, PIXEL_SEED + 1));
+    }
+
+    /** Milliseconds to copy the batch's pixels in through pageable memory ({@link #uploadMillis}), measured (and logged) once. */
+    double uploadMs(CudaDevice device, int batch, PrintStream log) {
+      return uploadMs.computeIfAbsent(batch, b -> {
+        double ms = uploadMillis(device, pixels(b));
+        log.printf("[model] host-to-device copy of the pixels through pageable memory at batch %4d: %.3f ms (%.1f GB/s)%n", b, ms,
+            4e-6 * pixels(b).length / ms);
+        return ms;
+      });
     }
   }
 
@@ -1063,8 +1075,8 @@ public final class CudaModelBench {
    * than {@link #AGREE} off them is not timed (an error row, NaN).
    */
   static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
-      Map<String, float[]> defaultsOutput, PrintStream log) {
-    return profile(device, graphs, configs, rows, defaultsOutput, log, null, null);
+      Map<String, float[]> defaultsOutput, Memo memo, PrintStream log) {
+    return profile(device, graphs, configs, rows, defaultsOutput, memo, log, null, null);
   }
 
   /** What the profile does after each configuration (saving the JSON). */
@@ -1095,16 +1107,16 @@ public final class CudaModelBench {
   });
 
   /**
-   * {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, PrintStream)}, with {@code onHang}
+   * {@link #profile(CudaDevice, ClipGraphs, List, ArrayNode, Map, Memo, PrintStream)}, with {@code onHang}
    * called (on a watchdog thread) for a configuration still running after {@link #configSeconds}
    * (a kernel that never finishes holds the process until it exits, and no call can stop it), and
    * {@code afterEach} after each configuration; either may be null.
    */
   static Map<ProfileConfig, double[]> profile(CudaDevice device, ClipGraphs graphs, List<ProfileConfig> configs, ArrayNode rows,
-      Map<String, float[]> defaultsOutput, PrintStream log, Hang onHang, AfterEach afterEach) {
+      Map<String, float[]> defaultsOutput, Memo memo, PrintStream log, Hang onHang, AfterEach afterEach) {
     Map<ProfileConfig, double[]> totals = new java.util.LinkedHashMap<>();
     int batch = 1024;
-    float[] pixels = pixels(batch, 224, PIXEL_SEED);
+    float[] pixels = memo.pixels(batch);
     int[] ids = texts77(batch);
     for (ProfileConfig cfg : configs) {
       int seconds = configSeconds();
@@ -1357,14 +1369,18 @@ public final class CudaModelBench {
   private static double medianSeconds(Runnable pass) {
     pass.run();
     pass.run();
-    double[] s = new double[3];
-    for (int r = 0; r < s.length; r++) {
+    return medianOf(3, pass);
+  }
+
+  /** The median of the seconds {@code runs} runs of {@code timed} take. */
+  private static double medianOf(int runs, Runnable timed) {
+    List<Double> s = new java.util.ArrayList<>(runs);
+    for (int r = 0; r < runs; r++) {
       long t0 = System.nanoTime();
-      pass.run();
-      s[r] = (System.nanoTime() - t0) / 1e9;
+      timed.run();
+      s.add((System.nanoTime() - t0) / 1e9);
     }
-    Arrays.sort(s);
-    return s[1];
+    return median(s);
   }
 
   private static int eot(int[] ids) {
@@ -1415,14 +1431,7 @@ public final class CudaModelBench {
             + "capture failed: " + ex.recordingFailure());
       }
       // per call (uploads and reads included: no peer figure to match) the median of 5; resident as the peer
-      double[] runs = new double[5];
-      for (int r = 0; r < runs.length; r++) {
-        long t0 = System.nanoTime();
-        ex.run(inputs);
-        runs[r] = (System.nanoTime() - t0) / 1e9;
-      }
-      Arrays.sort(runs);
-      double perCall = runs[2];
+      double perCall = medianOf(5, () -> ex.run(inputs));
       double resident = medianLikeThePeer(() -> {
         ex.resubmit();
         ex.await();
