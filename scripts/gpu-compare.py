@@ -82,6 +82,8 @@ def main():
               f"{num(ours_of('text77_per_s'))} | {ratio('text77_per_s', 'eager')} | {ratio('text77_per_s', 'compile')} | "
               f"{num(ours_of('text_prompt_per_s'))} | {ratio('text_prompt_per_s', 'eager')} | {ratio('text_prompt_per_s', 'compile')} |")
 
+    split_table(ours, best_peer, peer_precision)
+
     # The whole ImageNet prompt set (model bench "prompt_set", peer "prompt_set"): prompts/s.
     ps, pp = ours.get("prompt_set"), peer.get("prompt_set")
     if ps or pp:
@@ -157,6 +159,50 @@ def main():
     goals(ours, peer, best_peer, gemm_lines)
     if gemm_lines:
         kernel_tables(gemm_lines)
+
+
+def split_table(ours, best_peer, peer_precision):
+    """The rows that also timed the batch in parts (session 21): the parts one after the other on one
+    compute stream, and alternately on two (two backends); beside the same row's whole batch and the
+    peer's eager figure. A benchmark of whether smaller parts (activations nearer L2's size) or a
+    second stream pay: Clip does not run a batch this way yet."""
+    rows = []
+    for r in ours["results"]:
+        for parts in (2, 4):
+            if f"image_split{parts}_one_stream_per_s" in r or f"split{parts}_failed" in r:
+                rows.append((r, parts))
+    if not rows:
+        return
+    print("\nThe batch in parts (part-batch CUDA graphs), resident: one after the other on one compute stream, and "
+          "alternately on two (two backends), beside the same row's whole batch. Not yet what Clip does. A figure counts "
+          "only where the parts' features agree with the whole batch's (16-bit tuning may change the last bits: within "
+          "1e-2).\n")
+    print("| jclip config | batch | parts | images/s whole | one stream | vs whole | two streams | vs whole | best vs eager "
+          "| texts/s (77) whole | one stream | vs whole | two streams | vs whole | best vs eager | features vs whole, images / texts |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r, parts in rows:
+        cfg = r["precision"] + ("+flash" if r["flash_attention"] else "") + " " + r["gemm"]
+        if f"split{parts}_failed" in r:
+            print(f"| {cfg} | {r['batch']} | {parts} | failed: {r[f'split{parts}_failed'][:80]} |" + " |" * 13)
+            continue
+        same_precision = str(r.get("precision")).lower() == str(peer_precision).lower()
+        cells, errors = [], []
+        for tower, k in (("image", "image_per_s"), ("text77", "text77_per_s")):
+            whole = r.get(f"{tower}_resident_per_s")
+            one, two = r[f"{tower}_split{parts}_one_stream_per_s"], r[f"{tower}_split{parts}_two_streams_per_s"]
+            err = r[f"{tower}_split{parts}_error"]
+            errors.append(f"{err:.1e}")
+            agree = err <= 1e-2
+            eager = best_peer.get((r["batch"], k), {}).get("eager")
+
+            def fig(v):
+                return f"{v:,.0f}" if agree else f"({v:,.0f}: features differ)"
+
+            def vs_whole(v):
+                return f"{v / whole:.3f}x" if whole and agree else "-"
+            cells += ([f"{whole:,.0f}" if whole else "-", fig(one), vs_whole(one), fig(two), vs_whole(two),
+                       f"{max(one, two) / eager:.2f}x" if eager and agree and same_precision else "-"])
+        print(f"| {cfg} | {r['batch']} | {parts} | " + " | ".join(cells) + f" | {' / '.join(errors)} |")
 
 
 # ViT-B/32's image tower, GFLOP an image as jclip's bench counts them (the pooled graph).

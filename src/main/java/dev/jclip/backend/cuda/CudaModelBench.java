@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jclip.backend.Precision;
+import dev.jclip.graph.Backend;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Graph;
 import dev.jclip.model.ClipConfig;
@@ -36,7 +37,10 @@ import java.util.Set;
  *       the device);
  *   <li>pipelined ({@code image_pipelined_per_s}, CUDA-graph rows only): a stream of image
  *       batches through two executors, each batch submitted before the previous one is collected,
- *       so its upload runs while the previous one computes; uploads and reads included.
+ *       so its upload runs while the previous one computes; uploads and reads included;
+ *   <li>in parts ({@code image_split2_one_stream_per_s}, {@code ..._two_streams_per_s}, ...; batch
+ *       1024, 16 bits): the batch as 2 and as 4 part-batch graphs, resident, on one compute stream
+ *       and alternately on two ({@link #split}).
  * </ul>
  *
  * The inputs are drawn as the peer draws its own ({@link #pixels}, {@link #texts77}): N(0, 1)
@@ -456,8 +460,17 @@ public final class CudaModelBench {
       for (boolean[] variant : variants) {
         boolean flash = variant[0], useLt = variant[1];
         String gemm = tuned ? tunedTag : useLt ? "cublaslt" : "cublas";
-        try (CudaBackend backend = new CudaBackend(device, precision, flash, useLt)) {
-          if (tuned) tunedConfig.apply(backend);
+        java.util.function.Supplier<CudaBackend> make = () -> {
+          CudaBackend b = new CudaBackend(device, precision, flash, useLt);
+          try {
+            if (tuned) tunedConfig.apply(b);
+          } catch (RuntimeException e) {
+            b.close();
+            throw e;
+          }
+          return b;
+        };
+        try (CudaBackend backend = make.get(); Second second = new Second(make)) {
           for (int batch : batches) {
             float[] pixels = memo.pixels(batch);
             double uploadMs = memo.uploadMs(device, batch, log);
@@ -496,6 +509,33 @@ public final class CudaModelBench {
                 row.put("image_pipelined_per_s", piped);
                 line += String.format(", pipelined %9.1f images/s", piped);
               }
+              if (replay && precision != Precision.FP32 && Arrays.stream(SPLIT_BATCHES).anyMatch(h -> h == batch)) {
+                // the batch in parts, on one compute stream (do the parts' smaller activations stay in
+                // L2?) and alternately on two (two backends: does the second stream fill what one
+                // leaves idle, launch gaps, GEMM tails, memory-bound kernels?)
+                for (int parts : SPLIT_PARTS) {
+                  try {
+                    List<float[]> px = new java.util.ArrayList<>();
+                    List<int[]> tx = new java.util.ArrayList<>();
+                    for (int i = 0; i < parts; i++) {
+                      px.add(part(pixels, i, parts));
+                      tx.add(part(ids77, i, parts));
+                    }
+                    Split si = split(backend, second.get(), graphs.image(batch / parts), "pixels", px, img.features(), batch);
+                    Split st = split(backend, second.get(), graphs.text(batch / parts, 77), "tokens", tx, txt.features(), batch);
+                    String k = "_split" + parts;
+                    row.put("image" + k + "_one_stream_per_s", si.oneStream()).put("image" + k + "_two_streams_per_s", si.twoStreams())
+                        .put("image" + k + "_error", si.error()).put("text77" + k + "_one_stream_per_s", st.oneStream())
+                        .put("text77" + k + "_two_streams_per_s", st.twoStreams()).put("text77" + k + "_error", st.error());
+                    line += String.format("; in %d parts %9.1f images/s (two streams %9.1f), %9.1f texts/s (two streams %9.1f), features within "
+                        + "%.2g / %.2g of the whole batch's", parts, si.oneStream(), si.twoStreams(), st.oneStream(), st.twoStreams(), si.error(),
+                        st.error());
+                  } catch (RuntimeException | OutOfMemoryError e) { // the row's other figures stand
+                    row.put("split" + parts + "_failed", String.valueOf(e));
+                    line += "; in " + parts + " parts failed: " + e;
+                  }
+                }
+              }
               List<String> unsupported = backend.cublasLtUnsupported();
               if (!unsupported.isEmpty()) {
                 // those LINEARs ran on the cuBLAS path: the row does not measure cuBLASLt alone
@@ -512,6 +552,26 @@ public final class CudaModelBench {
           e.printStackTrace(log);
         }
       }
+    }
+  }
+
+  /** A second backend for {@link #split}, made on first use (another compute stream, its own weights), closed with the first. */
+  private static final class Second implements AutoCloseable {
+    private final java.util.function.Supplier<CudaBackend> make;
+    private CudaBackend made;
+
+    Second(java.util.function.Supplier<CudaBackend> make) {
+      this.make = make;
+    }
+
+    CudaBackend get() {
+      if (made == null) made = make.get();
+      return made;
+    }
+
+    @Override
+    public void close() {
+      if (made != null) made.close();
     }
   }
 
@@ -1419,8 +1479,8 @@ public final class CudaModelBench {
     return ids;
   }
 
-  /** Items per second: one call after the other with uploads, and on resident inputs. */
-  private record Rate(double perCall, double resident) {}
+  /** Items per second: one call after the other with uploads, and on resident inputs; the features of the last resident run. */
+  private record Rate(double perCall, double resident, float[] features) {}
 
   private static Rate measure(CudaBackend backend, Graph graph, Map<String, ?> inputs, int batch, boolean replay, PrintStream log) {
     try (Executor ex = new Executor(graph, backend, List.of(), replay)) {
@@ -1432,12 +1492,107 @@ public final class CudaModelBench {
       }
       // per call (uploads and reads included: no peer figure to match) the median of 5; resident as the peer
       double perCall = medianOf(5, () -> ex.run(inputs));
+      float[][] features = new float[1][];
       double resident = medianLikeThePeer(() -> {
         ex.resubmit();
         ex.await();
-      }, ex::collect); // the features, outside the timing
-      return new Rate(batch / perCall, batch / resident);
+      }, () -> features[0] = only(ex.collect())); // the features, outside the timing
+      return new Rate(batch / perCall, batch / resident, features[0]);
     }
+  }
+
+  /** A graph's one output (the towers' features). */
+  static float[] only(Map<String, float[]> outputs) {
+    return outputs.values().iterator().next();
+  }
+
+  /** The batch sizes whose throughput rows also time the batch in parts ({@link #split}). */
+  static final int[] SPLIT_BATCHES = {1024};
+
+  /** Into how many parts {@link #split} cuts those batches. */
+  static final int[] SPLIT_PARTS = {2, 4};
+
+  /**
+   * One batch in {@code parts} parts ({@code part}, the graph at the part's batch; {@code pieces}
+   * the parts' inputs under {@code input}, in order), resident as {@link #measure}'s figure: items
+   * per second with every part queued on {@code a} (one stream: each part's activations a
+   * quarter or half of the whole batch's, so more of them stay in L2 from one node to the next),
+   * and with the parts queued alternately on {@code a} and {@code b} (on a GPU two backends, so two
+   * compute streams: one part's memory-bound kernels, launch gaps and GEMM tails may run beside the
+   * other's GEMMs). Each way's features, the parts' joined in order, are compared with {@code
+   * whole}, the whole batch's, as {@code ‖a − b‖ / ‖b‖}: the parts compute the same rows, but each
+   * backend tunes its GEMMs for the part's shape on its own, so in 16 bits the last bits may
+   * differ. Every executor warms up 3 times (the second run records its CUDA graph).
+   */
+  static Split split(Backend a, Backend b, Graph part, String input, List<?> pieces, float[] whole, int batch) {
+    int parts = pieces.size();
+    List<Executor> made = new java.util.ArrayList<>();
+    try {
+      Executor[] one = new Executor[parts], two = new Executor[parts];
+      for (int i = 0; i < parts; i++) {
+        one[i] = new Executor(part, a, List.of(), true);
+        made.add(one[i]);
+        if (i % 2 == 0) {
+          two[i] = one[i];
+        } else {
+          two[i] = new Executor(part, b, List.of(), true);
+          made.add(two[i]);
+        }
+      }
+      for (int w = 0; w < 3; w++) {
+        for (int i = 0; i < parts; i++) {
+          one[i].run(Map.of(input, pieces.get(i)));
+          if (two[i] != one[i]) two[i].run(Map.of(input, pieces.get(i)));
+        }
+      }
+      double[] seconds = new double[2], errors = new double[2];
+      Executor[][] ways = {one, two};
+      for (int k = 0; k < 2; k++) {
+        Executor[] ex = ways[k];
+        float[][] out = new float[parts][];
+        seconds[k] = medianLikeThePeer(() -> {
+          for (Executor e : ex) e.resubmit();
+          for (Executor e : ex) e.await();
+        }, () -> {
+          for (int i = 0; i < parts; i++) out[i] = only(ex[i].collect());
+        });
+        errors[k] = relativeError(concat(out), whole);
+      }
+      return new Split(parts, batch / seconds[0], batch / seconds[1], errors[0], errors[1]);
+    } finally {
+      for (Executor e : made) e.close();
+    }
+  }
+
+  /**
+   * Items per second of {@link #split}: the parts one after the other on one stream, and
+   * alternately on two; and each way's features' relative error against the whole batch's.
+   */
+  record Split(int parts, double oneStream, double twoStreams, double oneStreamError, double twoStreamsError) {
+    double error() {
+      return Math.max(oneStreamError, twoStreamsError);
+    }
+  }
+
+  private static float[] concat(float[]... v) {
+    int n = 0;
+    for (float[] x : v) n += x.length;
+    float[] r = new float[n];
+    int at = 0;
+    for (float[] x : v) {
+      System.arraycopy(x, 0, r, at, x.length);
+      at += x.length;
+    }
+    return r;
+  }
+
+  /** Part {@code i} of {@code parts} equal parts of a batch's inputs. */
+  static float[] part(float[] v, int i, int parts) {
+    return Arrays.copyOfRange(v, i * (v.length / parts), (i + 1) * (v.length / parts));
+  }
+
+  static int[] part(int[] v, int i, int parts) {
+    return Arrays.copyOfRange(v, i * (v.length / parts), (i + 1) * (v.length / parts));
   }
 
   /**

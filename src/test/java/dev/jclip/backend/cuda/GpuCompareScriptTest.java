@@ -57,6 +57,38 @@ class GpuCompareScriptTest {
     assertTrue(out.contains("| ImageNet prompt set, 2x eager, both given order | defaults, resident, as the peer | 2.50x | yes |"), out);
   }
 
+  /**
+   * The rows that also timed the batch in parts (on one compute stream, and on two) get a table of
+   * their own: each way beside the same row's whole batch and the peer's eager figure, a figure
+   * whose parts' features disagree with the whole batch's shown but not set beside anything.
+   */
+  @Test
+  void partsBesideTheWholeBatch(@TempDir Path dir) throws Exception {
+    String row = "{\"precision\": \"FP16\", \"flash_attention\": true, \"gemm\": \"%s\", \"cuda_graph\": true, \"batch\": 1024,"
+        + " \"image_per_s\": 1, \"text77_per_s\": 1, \"image_resident_per_s\": 50000, \"text77_resident_per_s\": 60000,"
+        + " \"image_split2_one_stream_per_s\": 49000, \"image_split2_two_streams_per_s\": 55000, \"image_split2_error\": 2e-3,"
+        + " \"text77_split2_one_stream_per_s\": 59000, \"text77_split2_two_streams_per_s\": 66000, \"text77_split2_error\": %s,"
+        + " \"split4_failed\": \"out of memory\"}";
+    String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, "cublaslt", "1e-3") + ", "
+        + String.format(row, "cublaslt tuned", "0.5") + "]}";
+    String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
+        + " \"sdpa\", \"results\": [{\"variant\": \"eager\", \"batch\": 1024, \"image_per_s\": 27500, \"text77_per_s\": 40000,"
+        + " \"text_prompt_per_s\": 1}]}";
+    Path o = Files.writeString(dir.resolve("jclip.json"), ours), q = Files.writeString(dir.resolve("peer.json"), peer);
+    String python = GpuClocksScriptTest.python();
+    assumeTrue(python != null, "no python3 here");
+    Process p = new ProcessBuilder(python, "scripts/gpu-compare.py", o.toString(), q.toString()).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), out);
+    assertTrue(out.contains("| FP16+flash cublaslt | 1024 | 2 | 50,000 | 49,000 | 0.980x | 55,000 | 1.100x | 2.00x | 60,000 | 59,000 | 0.983x"
+        + " | 66,000 | 1.100x | 1.65x | 2.0e-03 / 1.0e-03 |"), out);
+    // the tuned row's texts disagree with its whole batch: shown, not compared
+    assertTrue(out.contains("| FP16+flash cublaslt tuned | 1024 | 2 | 50,000 | 49,000 | 0.980x | 55,000 | 1.100x | 2.00x | 60,000"
+        + " | (59,000: features differ) | - | (66,000: features differ) | - | - | 2.0e-03 / 5.0e-01 |"), out);
+    assertTrue(out.contains("| FP16+flash cublaslt | 1024 | 4 | failed: out of memory |"), out);
+  }
+
   @Test
   void theLinearRowsBecomeATableOneColumnAMethod(@TempDir Path dir) throws Exception {
     String at = String.format("%-13s %s %6d x %4d x %4d", "text c_fc", Precision.FP16, 78848, 2048, 512);
