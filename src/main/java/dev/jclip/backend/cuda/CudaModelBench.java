@@ -450,7 +450,7 @@ public final class CudaModelBench {
    */
   static void throughput(CudaDevice device, ClipGraphs graphs, int[][] prompts, List<Precision> precisions, ProfileConfig tunedConfig,
       String tunedTag, int[] batches, ObjectNode root, Path json, Memo memo, PrintStream log) throws IOException {
-    boolean tuned = tunedConfig != null;
+    boolean tuned = tunedConfig != null, textOnly = tuned && tunedTag.endsWith("-text");
     ArrayNode rows = (ArrayNode) root.get("results");
     for (Precision precision : precisions) {
       // {flash, cuBLASLt}
@@ -509,7 +509,9 @@ public final class CudaModelBench {
                 row.put("image_pipelined_per_s", piped);
                 line += String.format(", pipelined %9.1f images/s", piped);
               }
-              if (replay && precision != Precision.FP32 && Arrays.stream(SPLIT_BATCHES).anyMatch(h -> h == batch)) {
+              List<String> unsupported = backend.cublasLtUnsupported(); // before the parts' shapes join them
+              if (replay && precision != Precision.FP32 && splitOn() && Arrays.stream(SPLIT_BATCHES).anyMatch(h -> h == batch)) {
+                save(json, root); // the row's own figures, should the time limit fall during the parts'
                 // the batch in parts, on one compute stream (do the parts' smaller activations stay in
                 // L2?) and alternately on two (two backends: does the second stream fill what one
                 // leaves idle, launch gaps, GEMM tails, memory-bound kernels?)
@@ -521,22 +523,25 @@ public final class CudaModelBench {
                       px.add(part(pixels, i, parts));
                       tx.add(part(ids77, i, parts));
                     }
-                    Split si = split(backend, second.get(), graphs.image(batch / parts), "pixels", px, img.features(), batch);
-                    Split st = split(backend, second.get(), graphs.text(batch / parts, 77), "tokens", tx, txt.features(), batch);
                     String k = "_split" + parts;
-                    row.put("image" + k + "_one_stream_per_s", si.oneStream()).put("image" + k + "_two_streams_per_s", si.twoStreams())
-                        .put("image" + k + "_error", si.error()).put("text77" + k + "_one_stream_per_s", st.oneStream())
-                        .put("text77" + k + "_two_streams_per_s", st.twoStreams()).put("text77" + k + "_error", st.error());
-                    line += String.format("; in %d parts %9.1f images/s (two streams %9.1f), %9.1f texts/s (two streams %9.1f), features within "
-                        + "%.2g / %.2g of the whole batch's", parts, si.oneStream(), si.twoStreams(), st.oneStream(), st.twoStreams(), si.error(),
-                        st.error());
+                    line += "; in " + parts + " parts";
+                    if (!textOnly) { // the tuned-text rows' configuration was chosen for the texts alone
+                      Split si = split(backend, second.get(), graphs.image(batch / parts), "pixels", px, img.features(), batch);
+                      row.put("image" + k + "_one_stream_per_s", si.oneStream()).put("image" + k + "_two_streams_per_s", si.twoStreams())
+                          .put("image" + k + "_error", si.error());
+                      line += String.format(" %9.1f images/s (two streams %9.1f, features within %.2g of the whole batch's),", si.oneStream(),
+                          si.twoStreams(), si.error());
+                    }
+                    Split st = split(backend, second.get(), graphs.text(batch / parts, 77), "tokens", tx, txt.features(), batch);
+                    row.put("text77" + k + "_one_stream_per_s", st.oneStream()).put("text77" + k + "_two_streams_per_s", st.twoStreams())
+                        .put("text77" + k + "_error", st.error());
+                    line += String.format(" %9.1f texts/s (two streams %9.1f, within %.2g)", st.oneStream(), st.twoStreams(), st.error());
                   } catch (RuntimeException | OutOfMemoryError e) { // the row's other figures stand
                     row.put("split" + parts + "_failed", String.valueOf(e));
                     line += "; in " + parts + " parts failed: " + e;
                   }
                 }
               }
-              List<String> unsupported = backend.cublasLtUnsupported();
               if (!unsupported.isEmpty()) {
                 // those LINEARs ran on the cuBLAS path: the row does not measure cuBLASLt alone
                 row.put("cublaslt_unsupported", String.join("; ", unsupported));
@@ -1512,6 +1517,11 @@ public final class CudaModelBench {
   /** Into how many parts {@link #split} cuts those batches. */
   static final int[] SPLIT_PARTS = {2, 4};
 
+  /** Whether the throughput rows time the batch in parts: {@code -Djclip.bench.split=off} leaves them out (~6-8 s a row set on an H200). */
+  static boolean splitOn() {
+    return !"off".equals(System.getProperty("jclip.bench.split", "on"));
+  }
+
   /**
    * One batch in {@code parts} parts ({@code part}, the graph at the part's batch; {@code pieces}
    * the parts' inputs under {@code input}, in order), resident as {@link #measure}'s figure: items
@@ -1527,6 +1537,7 @@ public final class CudaModelBench {
   static Split split(Backend a, Backend b, Graph part, String input, List<?> pieces, float[] whole, int batch) {
     int parts = pieces.size();
     List<Executor> made = new java.util.ArrayList<>();
+    Split result;
     try {
       Executor[] one = new Executor[parts], two = new Executor[parts];
       for (int i = 0; i < parts; i++) {
@@ -1545,6 +1556,9 @@ public final class CudaModelBench {
           if (two[i] != one[i]) two[i].run(Map.of(input, pieces.get(i)));
         }
       }
+      for (Executor e : made) { // node by node, the parts would time the host's launches, not the device's work
+        if (e.recordingFailure() != null) throw new IllegalStateException("a part's CUDA graph capture failed", e.recordingFailure());
+      }
       double[] seconds = new double[2], errors = new double[2];
       Executor[][] ways = {one, two};
       for (int k = 0; k < 2; k++) {
@@ -1558,10 +1572,27 @@ public final class CudaModelBench {
         });
         errors[k] = relativeError(concat(out), whole);
       }
-      return new Split(parts, batch / seconds[0], batch / seconds[1], errors[0], errors[1]);
-    } finally {
-      for (Executor e : made) e.close();
+      result = new Split(parts, batch / seconds[0], batch / seconds[1], errors[0], errors[1]);
+    } catch (RuntimeException e) {
+      closeAll(made, e);
+      throw e;
     }
+    closeAll(made, null);
+    return result;
+  }
+
+  /** Closes every executor, each in its own try (after a CUDA error one may throw): the first error thrown, or added to {@code failure}. */
+  private static void closeAll(List<Executor> made, RuntimeException failure) {
+    RuntimeException first = failure;
+    for (Executor e : made) {
+      try {
+        e.close();
+      } catch (RuntimeException c) {
+        if (first == null) first = c;
+        else first.addSuppressed(c);
+      }
+    }
+    if (failure == null && first != null) throw first;
   }
 
   /**

@@ -70,7 +70,8 @@ class GpuCompareScriptTest {
         + " \"text77_split2_one_stream_per_s\": 59000, \"text77_split2_two_streams_per_s\": 66000, \"text77_split2_error\": %s,"
         + " \"split4_failed\": \"out of memory\"}";
     String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, "cublaslt", "1e-3") + ", "
-        + String.format(row, "cublaslt tuned", "0.5") + "]}";
+        + String.format(row, "cublaslt tuned", "0.5") + ", " + String.format(row, "cublaslt tuned-text", "\"NaN\"")
+            .replaceAll("\"image_split2_[a-z_]+\": [0-9e.-]+, ", "") + "]}";
     String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
         + " \"sdpa\", \"results\": [{\"variant\": \"eager\", \"batch\": 1024, \"image_per_s\": 27500, \"text77_per_s\": 40000,"
         + " \"text_prompt_per_s\": 1}]}";
@@ -87,6 +88,15 @@ class GpuCompareScriptTest {
     assertTrue(out.contains("| FP16+flash cublaslt tuned | 1024 | 2 | 50,000 | 49,000 | 0.980x | 55,000 | 1.100x | 2.00x | 60,000"
         + " | (59,000: features differ) | - | (66,000: features differ) | - | - | 2.0e-03 / 5.0e-01 |"), out);
     assertTrue(out.contains("| FP16+flash cublaslt | 1024 | 4 | failed: out of memory |"), out);
+    // the tuned-text rows time the texts alone; a NaN error (Jackson's "NaN") counts as disagreeing
+    assertTrue(out.contains("| FP16+flash cublaslt tuned-text | 1024 | 2 | 50,000 | - | - | - | - | - | 60,000 | (59,000: features differ) | - |"
+        + " (66,000: features differ) | - | - | - / nan |"), out);
+    // every line of the table has as many cells as its header
+    List<String> lines = out.lines().toList();
+    int header = lines.indexOf(lines.stream().filter(l -> l.startsWith("| jclip config | batch | parts |")).findFirst().orElseThrow());
+    List<String> table = lines.subList(header, lines.size()).stream().takeWhile(l -> l.startsWith("|")).toList();
+    assertEquals(2 + 6, table.size(), out); // header, rule, 3 rows in 2 parts and 3 failed in 4
+    for (String l : table) assertEquals(table.get(0).split("\\|", -1).length, l.split("\\|", -1).length, l);
   }
 
   @Test
