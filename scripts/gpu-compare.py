@@ -165,36 +165,41 @@ def split_table(ours, best_peer, peer_precision):
     """The rows that also timed the batch in parts (session 21): the parts one after the other on one
     compute stream, and alternately on two (two backends); beside the same row's whole batch and the
     peer's eager figure. A benchmark of whether smaller parts (activations nearer L2's size) or a
-    second stream pay: Clip does not run a batch this way yet."""
+    second stream pay: Clip does not run a batch this way yet. Also the rows that timed two batches of
+    their size at once ("lanes2"), on one stream and on two: what a second stream would give Clip's
+    pipeline."""
     rows = []
     for r in ours["results"]:
-        for parts in (2, 4):
-            if any(f"{t}_split{parts}_one_stream_per_s" in r for t in ("image", "text77")) or f"split{parts}_failed" in r:
-                rows.append((r, parts))
+        for key in ("split2", "split4", "lanes2"):
+            if any(f"{t}_{key}_one_stream_per_s" in r for t in ("image", "text77")) or f"{key}_failed" in r:
+                rows.append((r, key))
     if not rows:
         return
     print("\nThe batch in parts (part-batch CUDA graphs), resident: one after the other on one compute stream, and "
           "alternately on two (two backends), beside the same row's whole batch. Not yet what Clip does. A figure counts "
           "only where the parts' features agree with the whole batch's (16-bit tuning may change the last bits: within "
-          "1e-2).\n")
+          "1e-2). \"2 batches\": two batches of the row's size, each its own inputs, at once (what a second stream would "
+          "give Clip's pipeline); \"vs whole\" there is against the row's one batch, and the two streams' features "
+          "are checked against the one stream's.\n")
     print("| jclip config | batch | parts | images/s whole | one stream | vs whole | two streams | vs whole | best vs eager "
           "| texts/s (77) whole | one stream | vs whole | two streams | vs whole | best vs eager | features vs whole, images / texts |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    for r, parts in rows:
+    for r, key in rows:
         cfg = r["precision"] + ("+flash" if r["flash_attention"] else "") + " " + r["gemm"]
-        if f"split{parts}_failed" in r:
-            print(f"| {cfg} | {r['batch']} | {parts} | failed: {r[f'split{parts}_failed'][:80]} |" + " |" * 12)
+        parts = "2 batches" if key == "lanes2" else key[len("split"):]
+        if f"{key}_failed" in r:
+            print(f"| {cfg} | {r['batch']} | {parts} | failed: {r[f'{key}_failed'][:80]} |" + " |" * 12)
             continue
         same_precision = str(r.get("precision")).lower() == str(peer_precision).lower()
         cells, errors = [], []
         for tower, k in (("image", "image_per_s"), ("text77", "text77_per_s")):
             whole = r.get(f"{tower}_resident_per_s")
-            if f"{tower}_split{parts}_one_stream_per_s" not in r:  # the tuned-text rows time the texts alone
+            if f"{tower}_{key}_one_stream_per_s" not in r:  # the tuned-text rows time the texts alone
                 cells += [f"{whole:,.0f}" if whole else "-"] + ["-"] * 5
                 errors.append("-")
                 continue
-            one, two = r[f"{tower}_split{parts}_one_stream_per_s"], r[f"{tower}_split{parts}_two_streams_per_s"]
-            err = float(r[f"{tower}_split{parts}_error"])  # Jackson writes NaN as the string "NaN"
+            one, two = r[f"{tower}_{key}_one_stream_per_s"], r[f"{tower}_{key}_two_streams_per_s"]
+            err = float(r[f"{tower}_{key}_error"])  # Jackson writes NaN as the string "NaN"
             errors.append(f"{err:.1e}")
             agree = err <= 1e-2  # false for NaN
             eager = best_peer.get((r["batch"], k), {}).get("eager")

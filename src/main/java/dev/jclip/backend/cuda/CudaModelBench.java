@@ -542,6 +542,22 @@ public final class CudaModelBench {
                   }
                 }
               }
+              if (replay && precision != Precision.FP32 && splitOn() && !tuned && Arrays.stream(LANES_BATCHES).anyMatch(h -> h == batch)) {
+                save(json, root);
+                try { // two batches of this size, the second its own inputs (the pipelined stream's other pixels; the next texts)
+                  Split si = split(backend, second.get(), graphs.image(batch), "pixels", List.of(pixels, pixels2), null, 2 * batch);
+                  Split st = split(backend, second.get(), graphs.text(batch, 77), "tokens", List.of(ids77, part(texts77(2 * batch), 1, 2)), null,
+                      2 * batch);
+                  row.put("image_lanes2_one_stream_per_s", si.oneStream()).put("image_lanes2_two_streams_per_s", si.twoStreams())
+                      .put("image_lanes2_error", si.error()).put("text77_lanes2_one_stream_per_s", st.oneStream())
+                      .put("text77_lanes2_two_streams_per_s", st.twoStreams()).put("text77_lanes2_error", st.error());
+                  line += String.format("; two batches at once %9.1f images/s (two streams %9.1f, within %.2g), %9.1f texts/s (two streams %9.1f, "
+                      + "within %.2g)", si.oneStream(), si.twoStreams(), si.error(), st.oneStream(), st.twoStreams(), st.error());
+                } catch (RuntimeException | OutOfMemoryError e) { // the row's other figures stand
+                  row.put("lanes2_failed", String.valueOf(e));
+                  line += "; two batches at once failed: " + e;
+                }
+              }
               if (!unsupported.isEmpty()) {
                 // those LINEARs ran on the cuBLAS path: the row does not measure cuBLASLt alone
                 row.put("cublaslt_unsupported", String.join("; ", unsupported));
@@ -1517,6 +1533,14 @@ public final class CudaModelBench {
   /** Into how many parts {@link #split} cuts those batches. */
   static final int[] SPLIT_PARTS = {2, 4};
 
+  /**
+   * The batch sizes whose throughput rows (the defaults') also time two batches of that size at
+   * once, on one compute stream and on two ({@link #split} with batches of their own): what a second
+   * stream would give {@code Clip}'s pipeline (batches of 32 by default) and {@code jclip embed}
+   * (256 on a GPU).
+   */
+  static final int[] LANES_BATCHES = {32, 256};
+
   /** Whether the throughput rows time the batch in parts: {@code -Djclip.bench.split=off} leaves them out (~6-8 s a row set on an H200). */
   static boolean splitOn() {
     return !"off".equals(System.getProperty("jclip.bench.split", "on"));
@@ -1532,7 +1556,9 @@ public final class CudaModelBench {
    * other's GEMMs). Each way's features, the parts' joined in order, are compared with {@code
    * whole}, the whole batch's, as {@code ‖a − b‖ / ‖b‖}: the parts compute the same rows, but each
    * backend tunes its GEMMs for the part's shape on its own, so in 16 bits the last bits may
-   * differ. Every executor warms up 3 times (the second run records its CUDA graph).
+   * differ. With {@code whole} null (the pieces are batches of their own, {@link #LANES_BATCHES}),
+   * the two streams' features are compared with the one stream's. Every executor warms up 3 times
+   * (the second run records its CUDA graph).
    */
   static Split split(Backend a, Backend b, Graph part, String input, List<?> pieces, float[] whole, int batch) {
     int parts = pieces.size();
@@ -1570,7 +1596,9 @@ public final class CudaModelBench {
         }, () -> {
           for (int i = 0; i < parts; i++) out[i] = only(ex[i].collect());
         });
-        errors[k] = relativeError(concat(out), whole);
+        float[] joined = concat(out);
+        if (whole == null && k == 0) whole = joined; // two batches of their own: the reference is one stream's
+        errors[k] = relativeError(joined, whole);
       }
       result = new Split(parts, batch / seconds[0], batch / seconds[1], errors[0], errors[1]);
     } catch (RuntimeException e) {

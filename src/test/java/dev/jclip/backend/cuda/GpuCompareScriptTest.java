@@ -71,7 +71,11 @@ class GpuCompareScriptTest {
         + " \"split4_failed\": \"out of memory\"}";
     String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, "cublaslt", "1e-3") + ", "
         + String.format(row, "cublaslt tuned", "0.5") + ", " + String.format(row, "cublaslt tuned-text", "\"NaN\"")
-            .replaceAll("\"image_split2_[a-z_]+\": [0-9e.-]+, ", "") + "]}";
+            .replaceAll("\"image_split2_[a-z_]+\": [0-9e.-]+, ", "") + ", {\"precision\": \"FP16\", \"flash_attention\": true, \"gemm\": "
+        + "\"cublaslt\", \"cuda_graph\": true, \"batch\": 32, \"image_per_s\": 1, \"text77_per_s\": 1, \"image_resident_per_s\": 30000,"
+        + " \"text77_resident_per_s\": 40000, \"image_lanes2_one_stream_per_s\": 31000, \"image_lanes2_two_streams_per_s\": 45000,"
+        + " \"image_lanes2_error\": 0, \"text77_lanes2_one_stream_per_s\": 41000, \"text77_lanes2_two_streams_per_s\": 60000,"
+        + " \"text77_lanes2_error\": 1e-3}]}";
     String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
         + " \"sdpa\", \"results\": [{\"variant\": \"eager\", \"batch\": 1024, \"image_per_s\": 27500, \"text77_per_s\": 40000,"
         + " \"text_prompt_per_s\": 1}]}";
@@ -88,6 +92,9 @@ class GpuCompareScriptTest {
     assertTrue(out.contains("| FP16+flash cublaslt tuned | 1024 | 2 | 50,000 | 49,000 | 0.980x | 55,000 | 1.100x | 2.00x | 60,000"
         + " | (59,000: features differ) | - | (66,000: features differ) | - | - | 2.0e-03 / 5.0e-01 |"), out);
     assertTrue(out.contains("| FP16+flash cublaslt | 1024 | 4 | failed: out of memory |"), out);
+    // two batches of 32 at once, against the row's one batch
+    assertTrue(out.contains("| FP16+flash cublaslt | 32 | 2 batches | 30,000 | 31,000 | 1.033x | 45,000 | 1.500x | - | 40,000 | 41,000 | 1.025x"
+        + " | 60,000 | 1.500x | - | 0.0e+00 / 1.0e-03 |"), out);
     // the tuned-text rows time the texts alone; a NaN error (Jackson's "NaN") counts as disagreeing
     assertTrue(out.contains("| FP16+flash cublaslt tuned-text | 1024 | 2 | 50,000 | - | - | - | - | - | 60,000 | (59,000: features differ) | - |"
         + " (66,000: features differ) | - | - | - / nan |"), out);
@@ -95,7 +102,7 @@ class GpuCompareScriptTest {
     List<String> lines = out.lines().toList();
     int header = lines.indexOf(lines.stream().filter(l -> l.startsWith("| jclip config | batch | parts |")).findFirst().orElseThrow());
     List<String> table = lines.subList(header, lines.size()).stream().takeWhile(l -> l.startsWith("|")).toList();
-    assertEquals(2 + 6, table.size(), out); // header, rule, 3 rows in 2 parts and 3 failed in 4
+    assertEquals(2 + 7, table.size(), out); // header, rule, 3 rows in 2 parts and 3 failed in 4, 2 batches of 32
     for (String l : table) assertEquals(table.get(0).split("\\|", -1).length, l.split("\\|", -1).length, l);
   }
 

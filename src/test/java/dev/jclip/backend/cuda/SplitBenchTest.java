@@ -63,6 +63,35 @@ class SplitBenchTest {
     }
   }
 
+  /**
+   * Two batches of their own at once (the "2 batches" figures at batch 32 and 256): with no whole
+   * batch to compare with, the two streams' features are compared with the one stream's, so a
+   * backend computing something else is caught.
+   */
+  @Test
+  void twoBatchesCompareTheTwoStreamsWithTheOne() throws Exception {
+    int batch = 4;
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"));
+        CpuBackend a = new CpuBackend();
+        CpuBackend b = new CpuBackend()) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
+      List<float[]> px = List.of(CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED),
+          CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED + 1));
+      CudaModelBench.Split same = CudaModelBench.split(a, b, graphs.image(batch), "pixels", px, null, 2 * batch);
+      assertEquals(0, same.oneStreamError(), "the one stream is the reference");
+      assertTrue(same.twoStreamsError() < 1e-6, same.toString());
+      assertTrue(same.oneStream() > 0 && same.twoStreams() > 0, same.toString());
+      // a second backend that rounds otherwise (bf16 weights, where this CPU has them) shows in the error
+      if (dev.jclip.backend.cpu.CpuFeatures.bf16()) {
+        try (CpuBackend bf16 = new CpuBackend(1, true, dev.jclip.backend.Precision.BF16)) {
+          CudaModelBench.Split other = CudaModelBench.split(a, bf16, graphs.image(batch), "pixels", px, null, 2 * batch);
+          assertTrue(other.twoStreamsError() > 1e-4, other.toString());
+        }
+      }
+    }
+  }
+
   @Test
   void partsCutABatchInOrder() {
     float[] v = {1, 2, 3, 4, 5, 6, 7, 8};
