@@ -42,13 +42,7 @@ class GpuCompareScriptTest {
         + " \"sdpa\", \"results\": [" + String.format(peerRow, "eager", 1024, 30000, 45000, 100000) + ", "
         + String.format(peerRow, "compile", 1024, 40000, 60000, 150000) + ", " + String.format(peerRow, "eager", 1025, 30000, 45000, 100000) + "],"
         + " \"prompt_set\": {\"batch\": 1024, \"given_order_per_s\": 120000, \"given_order_tokens_per_prompt\": 15.28}}";
-    Path o = Files.writeString(dir.resolve("jclip.json"), ours), q = Files.writeString(dir.resolve("peer.json"), peer);
-    String python = GpuClocksScriptTest.python();
-    assumeTrue(python != null, "no python3 here");
-    Process p = new ProcessBuilder(python, "scripts/gpu-compare.py", o.toString(), q.toString()).redirectErrorStream(true).start();
-    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
-    assertEquals(0, p.exitValue(), out);
+    String out = compare(dir, ours, peer);
     assertTrue(out.contains("| FP16+flash cublaslt graph | 1024 | 60,000 | 2.00x | 1.50x | - | 1 | 90,000 | 2.00x | 1.50x | 300,000 | 3.00x | 2.00x |"), out);
     assertTrue(out.contains("| BF16+flash cublaslt graph | 1024 | 61,000 | - | - | - | 1 | 91,000 | - | - | 310,000 | - | - |"), out);
     assertTrue(out.contains("| 300,000 | 3.00x (jclip 15 tokens, peer 14: not the same work) | - |"), out);
@@ -79,13 +73,7 @@ class GpuCompareScriptTest {
     String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
         + " \"sdpa\", \"results\": [{\"variant\": \"eager\", \"batch\": 1024, \"image_per_s\": 27500, \"text77_per_s\": 40000,"
         + " \"text_prompt_per_s\": 1}]}";
-    Path o = Files.writeString(dir.resolve("jclip.json"), ours), q = Files.writeString(dir.resolve("peer.json"), peer);
-    String python = GpuClocksScriptTest.python();
-    assumeTrue(python != null, "no python3 here");
-    Process p = new ProcessBuilder(python, "scripts/gpu-compare.py", o.toString(), q.toString()).redirectErrorStream(true).start();
-    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
-    assertEquals(0, p.exitValue(), out);
+    String out = compare(dir, ours, peer);
     assertTrue(out.contains("| FP16+flash cublaslt | 1024 | 2 | 50,000 | 49,000 | 0.980x | 55,000 | 1.100x | 2.00x | 60,000 | 59,000 | 0.983x"
         + " | 66,000 | 1.100x | 1.65x | 2.0e-03 / 1.0e-03 |"), out);
     // the tuned row's texts disagree with its whole batch: shown, not compared
@@ -104,6 +92,18 @@ class GpuCompareScriptTest {
     List<String> table = lines.subList(header, lines.size()).stream().takeWhile(l -> l.startsWith("|")).toList();
     assertEquals(2 + 7, table.size(), out); // header, rule, 3 rows in 2 parts and 3 failed in 4, 2 batches of 32
     for (String l : table) assertEquals(table.get(0).split("\\|", -1).length, l.split("\\|", -1).length, l);
+  }
+
+  /** gpu-compare.py's output on a model benchmark's and a peer's JSON (it must exit 0); skipped without python3. */
+  private static String compare(Path dir, String ours, String peer) throws Exception {
+    Path o = Files.writeString(dir.resolve("jclip.json"), ours), q = Files.writeString(dir.resolve("peer.json"), peer);
+    String python = GpuClocksScriptTest.python();
+    assumeTrue(python != null, "no python3 here");
+    Process p = new ProcessBuilder(python, "scripts/gpu-compare.py", o.toString(), q.toString()).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(60, TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), out);
+    return out;
   }
 
   @Test
