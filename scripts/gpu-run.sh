@@ -11,7 +11,7 @@
 # that report.txt always ends with a summary. Stage limits (seconds, env): JCLIP_SELFTEST_TIMEOUT
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one (less for
 # the classes known to be short: class_limit below);
-# JCLIP_MODEL_BENCH_TIMEOUT 150, JCLIP_MODEL_RESUME_TIMEOUT 90 (its tuned rows in a fresh process, where it ended before them); JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
+# JCLIP_MODEL_BENCH_TIMEOUT 180, JCLIP_MODEL_RESUME_TIMEOUT 90 (its tuned rows in a fresh process, where it ended before them); JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
 # JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_PEER_TIMEOUT 300 (gets what is left); JCLIP_TORCH16_TIMEOUT 60
 # (the reference models in PyTorch's own fp16 and bf16, after the peer). JCLIP_TESTS=Class1,Class2 runs only those classes;
 # JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
@@ -284,7 +284,7 @@ for cls in ${failed_classes:-}; do
 done
 skip="${skip#,}"
 [ -n "$skip" ] && say "the profile skips the opt-in kernels of failed tests: $skip"
-t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-150}")"
+t=0; want model && t="$(limit "${JCLIP_MODEL_BENCH_TIMEOUT:-180}")"
 if [ "$t" -gt 0 ]; then
   timeout -k 10 "$t" "$java" "${jflags[@]}" -Djclip.bench.skip="$skip" -jar "$here/lib/jclip.jar" gpu-info --model-bench --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" ${JCLIP_MODEL_ARCHS:+--architectures "$JCLIP_MODEL_ARCHS"} \
     --prompts "$here/clip-reference/zeroshot" --vocab "$here/clip-reference/models/vit-b32-tiny/hf" --json "$OUT/jclip-model.json" \
