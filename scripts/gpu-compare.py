@@ -60,7 +60,7 @@ def main():
             # the resident figure of a peer column, where this file has it
             return r.get(k.replace("_per_s", "_resident_per_s")) if resident else r.get(k)
 
-        same_precision = str(r.get("precision")).lower() == str(peer_precision).lower()
+        same_precision = same_work_precision(r, peer_precision)
         # the prompt rows compare only where jclip's cut equals the peer's padded length
         len_ours, len_peer = r.get("prompt_len"), peer_prompt_len.get(b)
         prompt_mismatch = len_ours is not None and len_peer is not None and len_ours != len_peer
@@ -161,6 +161,11 @@ def main():
         kernel_tables(gemm_lines)
 
 
+def same_work_precision(r, peer_precision):
+    """Whether jclip's row ran in the peer's precision: a ratio needs the same work."""
+    return str(r.get("precision")).lower() == str(peer_precision).lower()
+
+
 def split_table(ours, best_peer, peer_precision):
     """The rows that also timed the batch in parts (session 21): the parts one after the other on one
     compute stream, and alternately on two (two backends); beside the same row's whole batch and the
@@ -190,7 +195,7 @@ def split_table(ours, best_peer, peer_precision):
         if f"{key}_failed" in r:
             print(f"| {cfg} | {r['batch']} | {parts} | failed: {r[f'{key}_failed'][:80]} |" + " |" * 12)
             continue
-        same_precision = str(r.get("precision")).lower() == str(peer_precision).lower()
+        same_precision = same_work_precision(r, peer_precision)
         cells, errors = [], []
         for tower, k in (("image", "image_per_s"), ("text77", "text77_per_s")):
             whole = r.get(f"{tower}_resident_per_s")

@@ -330,7 +330,7 @@ if want model && [ -s "$model_json" ] && ! grep -q '"resumed"' "$model_json" \
     && { grep -q '"context_lost"' "$model_json" || case "${model_rc:-0}" in 4|124|137) true ;; *) false ;; esac; }; then
   t="$(limit "${JCLIP_MODEL_RESUME_TIMEOUT:-90}")"
   if [ "$t" -gt 0 ]; then
-    say "the model benchmark lost its CUDA context in the profile: its tuned rows in a fresh process"
+    say "the model benchmark lost its CUDA context in the profile, or ended at its limit, before its tuned rows: they run in a fresh process"
     timeout -k 10 "$t" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" gpu-info --model-bench-resume "$model_json" \
       --precisions "${JCLIP_MODEL_PRECISIONS:-fp16,bf16,fp32}" --prompts "$here/clip-reference/zeroshot" \
       --vocab "$here/clip-reference/models/vit-b32-tiny/hf" > "$OUT/bench-model-resumed.txt" 2>&1

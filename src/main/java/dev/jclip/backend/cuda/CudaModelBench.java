@@ -510,52 +510,41 @@ public final class CudaModelBench {
                 line += String.format(", pipelined %9.1f images/s", piped);
               }
               List<String> unsupported = backend.cublasLtUnsupported(); // before the parts' shapes join them
-              if (replay && precision != Precision.FP32 && splitOn() && Arrays.stream(SPLIT_BATCHES).anyMatch(h -> h == batch)) {
+              boolean timeParts = replay && precision != Precision.FP32 && splitOn();
+              if (timeParts && Arrays.stream(SPLIT_BATCHES).anyMatch(h -> h == batch)) {
                 save(json, root); // the row's own figures, should the time limit fall during the parts'
                 // the batch in parts, on one compute stream (do the parts' smaller activations stay in
                 // L2?) and alternately on two (two backends: does the second stream fill what one
                 // leaves idle, launch gaps, GEMM tails, memory-bound kernels?)
                 for (int parts : SPLIT_PARTS) {
+                  String key = "split" + parts;
+                  line += "; in " + parts + " parts";
                   try {
-                    List<float[]> px = new java.util.ArrayList<>();
-                    List<int[]> tx = new java.util.ArrayList<>();
-                    for (int i = 0; i < parts; i++) {
-                      px.add(part(pixels, i, parts));
-                      tx.add(part(ids77, i, parts));
-                    }
-                    String k = "_split" + parts;
-                    line += "; in " + parts + " parts";
                     if (!textOnly) { // the tuned-text rows' configuration was chosen for the texts alone
-                      Split si = split(backend, second.get(), graphs.image(batch / parts), "pixels", px, img.features(), batch);
-                      row.put("image" + k + "_one_stream_per_s", si.oneStream()).put("image" + k + "_two_streams_per_s", si.twoStreams())
-                          .put("image" + k + "_error", si.error());
-                      line += String.format(" %9.1f images/s (two streams %9.1f, features within %.2g of the whole batch's),", si.oneStream(),
-                          si.twoStreams(), si.error());
+                      List<float[]> px = new java.util.ArrayList<>();
+                      for (int i = 0; i < parts; i++) px.add(part(pixels, i, parts));
+                      line += putSplit(row, "image", key, split(backend, second.get(), graphs.image(batch / parts), "pixels", px, img.features(), batch));
                     }
-                    Split st = split(backend, second.get(), graphs.text(batch / parts, 77), "tokens", tx, txt.features(), batch);
-                    row.put("text77" + k + "_one_stream_per_s", st.oneStream()).put("text77" + k + "_two_streams_per_s", st.twoStreams())
-                        .put("text77" + k + "_error", st.error());
-                    line += String.format(" %9.1f texts/s (two streams %9.1f, within %.2g)", st.oneStream(), st.twoStreams(), st.error());
+                    List<int[]> tx = new java.util.ArrayList<>();
+                    for (int i = 0; i < parts; i++) tx.add(part(ids77, i, parts));
+                    line += putSplit(row, "text77", key, split(backend, second.get(), graphs.text(batch / parts, 77), "tokens", tx, txt.features(), batch));
                   } catch (RuntimeException | OutOfMemoryError e) { // the row's other figures stand
-                    row.put("split" + parts + "_failed", String.valueOf(e));
-                    line += "; in " + parts + " parts failed: " + e;
+                    row.put(key + "_failed", String.valueOf(e));
+                    line += " failed: " + e;
                   }
                 }
               }
-              if (replay && precision != Precision.FP32 && splitOn() && !tuned && Arrays.stream(LANES_BATCHES).anyMatch(h -> h == batch)) {
+              if (timeParts && !tuned && Arrays.stream(LANES_BATCHES).anyMatch(h -> h == batch)) {
                 save(json, root);
+                line += "; two batches at once";
                 try { // two batches of this size, the second its own inputs (the pipelined stream's other pixels; the next texts)
-                  Split si = split(backend, second.get(), graphs.image(batch), "pixels", List.of(pixels, pixels2), null, 2 * batch);
-                  Split st = split(backend, second.get(), graphs.text(batch, 77), "tokens", List.of(ids77, part(texts77(2 * batch), 1, 2)), null,
-                      2 * batch);
-                  row.put("image_lanes2_one_stream_per_s", si.oneStream()).put("image_lanes2_two_streams_per_s", si.twoStreams())
-                      .put("image_lanes2_error", si.error()).put("text77_lanes2_one_stream_per_s", st.oneStream())
-                      .put("text77_lanes2_two_streams_per_s", st.twoStreams()).put("text77_lanes2_error", st.error());
-                  line += String.format("; two batches at once %9.1f images/s (two streams %9.1f, within %.2g), %9.1f texts/s (two streams %9.1f, "
-                      + "within %.2g)", si.oneStream(), si.twoStreams(), si.error(), st.oneStream(), st.twoStreams(), st.error());
+                  line += putSplit(row, "image", "lanes2", split(backend, second.get(), graphs.image(batch), "pixels", List.of(pixels, pixels2), null,
+                      2 * batch));
+                  line += putSplit(row, "text77", "lanes2", split(backend, second.get(), graphs.text(batch, 77), "tokens",
+                      List.of(ids77, part(texts77(2 * batch), 1, 2)), null, 2 * batch));
                 } catch (RuntimeException | OutOfMemoryError e) { // the row's other figures stand
                   row.put("lanes2_failed", String.valueOf(e));
-                  line += "; two batches at once failed: " + e;
+                  line += " failed: " + e;
                 }
               }
               if (!unsupported.isEmpty()) {
@@ -1607,6 +1596,16 @@ public final class CudaModelBench {
     }
     closeAll(made, null);
     return result;
+  }
+
+  /**
+   * Puts a {@link #split} figure into {@code row} as {@code <tower>_<key>_one_stream_per_s}, {@code
+   * ..._two_streams_per_s} and {@code ..._error} (what gpu-compare.py reads); returns its words for the log line.
+   */
+  private static String putSplit(ObjectNode row, String tower, String key, Split s) {
+    String k = tower + "_" + key;
+    row.put(k + "_one_stream_per_s", s.oneStream()).put(k + "_two_streams_per_s", s.twoStreams()).put(k + "_error", s.error());
+    return String.format(" %s %9.1f/s (two streams %9.1f, features within %.2g)", tower, s.oneStream(), s.twoStreams(), s.error());
   }
 
   /** Closes every executor, each in its own try (after a CUDA error one may throw): the first error thrown, or added to {@code failure}. */

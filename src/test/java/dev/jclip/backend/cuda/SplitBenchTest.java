@@ -13,6 +13,8 @@ import dev.jclip.testing.Reference;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -22,44 +24,60 @@ import org.junit.jupiter.api.Test;
  * the comparison with them catches parts that do not.
  */
 class SplitBenchTest {
+  /** The reference's tiny ViT-B/32 and two CPU backends, for every test (the backends' weights converted once). */
+  private static Checkpoint ck;
+  private static ClipConfig cfg;
+  private static ClipGraphs graphs;
+  private static CpuBackend a, b;
+
+  @BeforeAll
+  static void open() throws Exception {
+    ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"));
+    cfg = ClipConfig.infer(ck);
+    graphs = new ClipGraphs(cfg, ck.tensors());
+    a = new CpuBackend();
+    b = new CpuBackend();
+  }
+
+  @AfterAll
+  static void close() {
+    if (a != null) a.close();
+    if (b != null) b.close();
+    if (ck != null) ck.close();
+  }
+
   @Test
   void bothWaysComputeTheWholeBatchAndPartsOutOfOrderAreCaught() throws Exception {
     int batch = 8;
-    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"));
-        CpuBackend a = new CpuBackend();
-        CpuBackend b = new CpuBackend()) {
-      ClipConfig cfg = ClipConfig.infer(ck);
-      ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
-      float[] pixels = CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED);
-      int[] ids = CudaModelBench.texts77(batch);
-      float[] wholeImages, wholeTexts;
-      try (Executor ex = new Executor(graphs.image(batch), a, List.of())) {
-        wholeImages = CudaModelBench.only(ex.run(Map.of("pixels", pixels)));
+    float[] pixels = CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED);
+    int[] ids = CudaModelBench.texts77(batch);
+    float[] wholeImages, wholeTexts;
+    try (Executor ex = new Executor(graphs.image(batch), a, List.of())) {
+      wholeImages = CudaModelBench.only(ex.run(Map.of("pixels", pixels)));
+    }
+    try (Executor ex = new Executor(graphs.text(batch, 77), a, List.of())) {
+      wholeTexts = CudaModelBench.only(ex.run(Map.of("tokens", ids)));
+    }
+    for (int parts : new int[] {2, 4}) {
+      List<float[]> px = new ArrayList<>();
+      List<int[]> tx = new ArrayList<>();
+      for (int i = 0; i < parts; i++) {
+        px.add(CudaModelBench.part(pixels, i, parts));
+        tx.add(CudaModelBench.part(ids, i, parts));
       }
-      try (Executor ex = new Executor(graphs.text(batch, 77), a, List.of())) {
-        wholeTexts = CudaModelBench.only(ex.run(Map.of("tokens", ids)));
+      CudaModelBench.Split img = CudaModelBench.split(a, b, graphs.image(batch / parts), "pixels", px, wholeImages, batch);
+      CudaModelBench.Split txt = CudaModelBench.split(a, b, graphs.text(batch / parts, 77), "tokens", tx, wholeTexts, batch);
+      for (CudaModelBench.Split s : new CudaModelBench.Split[] {img, txt}) {
+        assertEquals(parts, s.parts());
+        assertTrue(s.oneStream() > 0 && s.twoStreams() > 0, s.toString());
+        // fp32 on the CPU: a row's values do not depend on how many rows share the call
+        assertTrue(s.error() < 1e-6, s.toString());
       }
-      for (int parts : new int[] {2, 4}) {
-        List<float[]> px = new ArrayList<>();
-        List<int[]> tx = new ArrayList<>();
-        for (int i = 0; i < parts; i++) {
-          px.add(CudaModelBench.part(pixels, i, parts));
-          tx.add(CudaModelBench.part(ids, i, parts));
-        }
-        CudaModelBench.Split img = CudaModelBench.split(a, b, graphs.image(batch / parts), "pixels", px, wholeImages, batch);
-        CudaModelBench.Split txt = CudaModelBench.split(a, b, graphs.text(batch / parts, 77), "tokens", tx, wholeTexts, batch);
-        for (CudaModelBench.Split s : new CudaModelBench.Split[] {img, txt}) {
-          assertEquals(parts, s.parts());
-          assertTrue(s.oneStream() > 0 && s.twoStreams() > 0, s.toString());
-          // fp32 on the CPU: a row's values do not depend on how many rows share the call
-          assertTrue(s.error() < 1e-6, s.toString());
-        }
-        // the parts given in another order compute other rows than the whole batch's, and the figures say so
-        List<float[]> swapped = new ArrayList<>(px);
-        java.util.Collections.swap(swapped, 0, 1);
-        CudaModelBench.Split wrong = CudaModelBench.split(a, b, graphs.image(batch / parts), "pixels", swapped, wholeImages, batch);
-        assertTrue(wrong.oneStreamError() > 1e-3 && wrong.twoStreamsError() > 1e-3, wrong.toString());
-      }
+      // the parts given in another order compute other rows than the whole batch's, and the figures say so
+      List<float[]> swapped = new ArrayList<>(px);
+      java.util.Collections.swap(swapped, 0, 1);
+      CudaModelBench.Split wrong = CudaModelBench.split(a, b, graphs.image(batch / parts), "pixels", swapped, wholeImages, batch);
+      assertTrue(wrong.oneStreamError() > 1e-3 && wrong.twoStreamsError() > 1e-3, wrong.toString());
     }
   }
 
@@ -71,23 +89,17 @@ class SplitBenchTest {
   @Test
   void twoBatchesCompareTheTwoStreamsWithTheOne() throws Exception {
     int batch = 4;
-    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"));
-        CpuBackend a = new CpuBackend();
-        CpuBackend b = new CpuBackend()) {
-      ClipConfig cfg = ClipConfig.infer(ck);
-      ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors());
-      List<float[]> px = List.of(CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED),
-          CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED + 1));
-      CudaModelBench.Split same = CudaModelBench.split(a, b, graphs.image(batch), "pixels", px, null, 2 * batch);
-      assertEquals(0, same.oneStreamError(), "the one stream is the reference");
-      assertTrue(same.twoStreamsError() < 1e-6, same.toString());
-      assertTrue(same.oneStream() > 0 && same.twoStreams() > 0, same.toString());
-      // a second backend that rounds otherwise (bf16 weights, where this CPU has them) shows in the error
-      if (dev.jclip.backend.cpu.CpuFeatures.bf16()) {
-        try (CpuBackend bf16 = new CpuBackend(1, true, dev.jclip.backend.Precision.BF16)) {
-          CudaModelBench.Split other = CudaModelBench.split(a, bf16, graphs.image(batch), "pixels", px, null, 2 * batch);
-          assertTrue(other.twoStreamsError() > 1e-4, other.toString());
-        }
+    List<float[]> px = List.of(CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED),
+        CudaModelBench.pixels(batch, cfg.imageResolution(), CudaModelBench.PIXEL_SEED + 1));
+    CudaModelBench.Split same = CudaModelBench.split(a, b, graphs.image(batch), "pixels", px, null, 2 * batch);
+    assertEquals(0, same.oneStreamError(), "the one stream is the reference");
+    assertTrue(same.twoStreamsError() < 1e-6, same.toString());
+    assertTrue(same.oneStream() > 0 && same.twoStreams() > 0, same.toString());
+    // a second backend that rounds otherwise (bf16 weights, where this CPU has them) shows in the error
+    if (dev.jclip.backend.cpu.CpuFeatures.bf16()) {
+      try (CpuBackend bf16 = new CpuBackend(1, true, dev.jclip.backend.Precision.BF16)) {
+        CudaModelBench.Split other = CudaModelBench.split(a, bf16, graphs.image(batch), "pixels", px, null, 2 * batch);
+        assertTrue(other.twoStreamsError() > 1e-4, other.toString());
       }
     }
   }
