@@ -26,6 +26,7 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.IntFunction;
 import java.util.function.Supplier;
 
 /**
@@ -42,10 +43,14 @@ import java.util.function.Supplier;
  * }</pre>
  *
  * <p><b>Batching.</b> Encoders take any number of items and run them in batches of at most
- * {@link Options#batchSize()}. Text batches are cut after the longest end-of-text position among
- * their texts: the causal mask makes the features those of the full 77 tokens (up to the GEMM
- * library's rounding, relative 1e-6), at a fraction of the work for short prompts (ImageNet
- * prompts average 10 tokens).
+ * {@link #batchSize()}: {@link Options#batchSize()} when the caller sets one, else the device's
+ * (32 on the CPU, 256 on a GPU, where batches of 32 ran a third slower). When a batch does not fit
+ * in the GPU's memory, a call first closes the idle executors, then halves the device's batch
+ * (said on stderr, kept for later calls), then runs a caller's batches one at a time instead of
+ * two in flight. Text batches are cut after the longest end-of-text position among their texts:
+ * the causal mask makes the features those of the full 77 tokens (up to the GEMM library's
+ * rounding, relative 1e-6), at a fraction of the work for short prompts (ImageNet prompts average
+ * 10 tokens).
  *
  * <p><b>Threads.</b> A {@code Clip} may be used from many threads at once. Each graph shape (batch
  * size, text length) has a pool of {@link Executor}s; a call borrows one for its batch (building a
@@ -66,17 +71,21 @@ import java.util.function.Supplier;
 public final class Clip implements AutoCloseable {
   /**
    * How to load: device ("auto", "cpu", "cuda", "cuda:N"), precision ("fp32", "fp16", "bf16"),
-   * vocabulary file, CPU threads, batch size.
+   * vocabulary file, CPU threads, batch size ({@link #DEVICE_BATCH}: the device's, see {@link
+   * Clip#batchSize()}).
    */
   public record Options(String device, String precision, Path vocabulary, int threads, int batchSize) {
+    /** {@link #batchSize()} that leaves the batch to the device: 32 on the CPU, 256 on a GPU. */
+    public static final int DEVICE_BATCH = 0;
+
     public Options {
       if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
-      if (batchSize < 1) throw new IllegalArgumentException("batch size must be at least 1, got " + batchSize);
+      if (batchSize < 0) throw new IllegalArgumentException("batch size must be at least 1 (or 0: the device's), got " + batchSize);
     }
 
-    /** The GPU when one works (else the CPU), fp32, the default vocabulary, all processors, batches of 32. */
+    /** The GPU when one works (else the CPU), fp32, the default vocabulary, all processors, the device's batch size. */
     public static Options defaults() {
-      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), 32);
+      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), DEVICE_BATCH);
     }
 
     public Options withDevice(String d) {
@@ -163,6 +172,8 @@ public final class Clip implements AutoCloseable {
   private volatile boolean closed;
   /** Set when pipelined encoding ran out of device memory: encode calls run their batches one at a time from then on. */
   private volatile boolean oneBatchAtATime;
+  /** The most items a graph runs: the caller's batch size, else the device's, halved when it did not fit (see {@link #batchSize()}). */
+  private volatile int batch;
 
   private Clip(Checkpoint checkpoint, ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Backend backend, Options options) {
     this.checkpoint = checkpoint;
@@ -172,6 +183,7 @@ public final class Clip implements AutoCloseable {
     this.backend = backend;
     this.serialized = Backends.serialized(backend);
     this.options = options;
+    this.batch = options.batchSize() != Options.DEVICE_BATCH ? options.batchSize() : backend.defaultBatch();
     this.resolution = config.imageResolution();
     this.preprocessors = ThreadLocal.withInitial(() -> new ClipPreprocessor(resolution));
     this.floatsPerImage = preprocessors.get().floatsPerImage();
@@ -183,6 +195,11 @@ public final class Clip implements AutoCloseable {
    */
   public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
     return new Clip(null, config, weights, tokenizer, openBackend(options), options);
+  }
+
+  /** {@link #create} on a backend of the caller's, which the Clip closes (the tests' backends). */
+  static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options, Backend backend) {
+    return new Clip(null, config, weights, tokenizer, backend, options);
   }
 
   /** {@link #load(String, Options)} with {@link Options#defaults()}. */
@@ -257,6 +274,16 @@ public final class Clip implements AutoCloseable {
     return tokenizer;
   }
 
+  /**
+   * The most items one graph runs (encode calls cut larger inputs into batches of this size):
+   * {@link Options#batchSize()} when the caller set one; else the device's ({@link
+   * Backend#defaultBatch()}: 32 on the CPU, 256 on a GPU), halved for good each time a batch of it
+   * did not fit in the GPU's memory.
+   */
+  public int batchSize() {
+    return batch;
+  }
+
   public Options options() {
     return options;
   }
@@ -307,7 +334,7 @@ public final class Clip implements AutoCloseable {
 
   /** {@code model.encode_image(pixels)}: [count][E], not normalised. */
   public float[][] encodeImage(Pixels pixels) {
-    return encode(pixels.count(), imageParts(pixels), "image_features");
+    return encode(pixels.count(), b -> imageParts(pixels, b), "image_features");
   }
 
   /**
@@ -319,7 +346,7 @@ public final class Clip implements AutoCloseable {
    * queued before the previous one is read back, as {@link #submitText} does.
    */
   public float[][] encodeText(Tokens tokens) {
-    return encode(tokens.count(), textParts(tokens), "text_features");
+    return encode(tokens.count(), b -> textParts(tokens, b), "text_features");
   }
 
   /**
@@ -328,14 +355,14 @@ public final class Clip implements AutoCloseable {
    */
   private record Part(int[] dest, String shape, Supplier<Graph> graph, Supplier<Map<String, ?>> inputs) {}
 
-  /** Batches of at most {@link Options#batchSize()} images. */
-  private List<Part> imageParts(Pixels pixels) {
+  /** Batches of at most {@code batch} images. */
+  private List<Part> imageParts(Pixels pixels, int batch) {
     if (pixels.resolution() != config.imageResolution()) {
       throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + config.imageResolution());
     }
     List<Part> parts = new java.util.ArrayList<>();
-    for (int b0 = 0; b0 < pixels.count(); b0 += options.batchSize()) {
-      int b1 = Math.min(pixels.count(), b0 + options.batchSize()), n = b1 - b0, from = b0;
+    for (int b0 = 0; b0 < pixels.count(); b0 += batch) {
+      int b1 = Math.min(pixels.count(), b0 + batch), n = b1 - b0, from = b0;
       parts.add(new Part(java.util.stream.IntStream.range(b0, b1).toArray(), "image:" + n, () -> graphs.image(n),
           () -> Map.of("pixels", (from == 0 && b1 == pixels.count() ? pixels : pixels.slice(from, b1)).data())));
     }
@@ -343,19 +370,19 @@ public final class Clip implements AutoCloseable {
   }
 
   /**
-   * Batches of at most {@link Options#batchSize()} texts, by length when there is more than one
-   * batch, each cut after its last end-of-text token.
+   * Batches of at most {@code batch} texts, by length when there is more than one batch, each cut
+   * after its last end-of-text token.
    */
-  private List<Part> textParts(Tokens tokens) {
+  private List<Part> textParts(Tokens tokens, int batch) {
     int len = tokens.length(), count = tokens.count();
     if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
     int[] ids = tokens.ids();
     int[] eot = new int[count];
     for (int b = 0; b < count; b++) eot[b] = ClipTokenizer.endOfTextPosition(ids, b * len, len);
-    int[] order = count > options.batchSize() ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
+    int[] order = count > batch ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
     List<Part> parts = new java.util.ArrayList<>();
-    for (int b0 = 0; b0 < count; b0 += options.batchSize()) {
-      int b1 = Math.min(count, b0 + options.batchSize()), n = b1 - b0;
+    for (int b0 = 0; b0 < count; b0 += batch) {
+      int b1 = Math.min(count, b0 + batch), n = b1 - b0;
       int[] dest = java.util.Arrays.copyOfRange(order, b0, b1);
       int cut = 1;
       for (int d : dest) cut = Math.max(cut, eot[d] + 1);
@@ -376,24 +403,97 @@ public final class Clip implements AutoCloseable {
   }
 
   /**
-   * Runs the parts: [count][E] of {@code output}. On a GPU, more than one part runs as {@link
-   * #submit(int, List, String)} does, each submitted before the previous one is collected, so that
-   * its upload and the previous one's read-back overlap the device's work; elsewhere, or when two
-   * batches' activations do not fit in the GPU's memory together (said once), one after the other.
+   * Runs the parts {@code partsOf} cuts the call into at the current batch size: [count][E] of
+   * {@code output}. On a GPU, more than one part runs as {@link #submit(int, List, String)} does,
+   * each submitted before the previous one is collected, so that its upload and the previous one's
+   * read-back overlap the device's work; elsewhere one after the other. When the GPU runs out of
+   * memory, {@link Retry} frees what it can and the call starts again.
    */
-  private float[][] encode(int count, List<Part> parts, String output) {
-    if (serialized && parts.size() > 1 && !oneBatchAtATime) {
-      try (Pending p = submit(count, parts, output)) {
-        return p.finish();
+  private float[][] encode(int count, IntFunction<List<Part>> partsOf, String output) {
+    Retry retry = new Retry();
+    while (true) {
+      int b = batch;
+      List<Part> parts = partsOf.apply(b);
+      boolean pipelined = serialized && parts.size() > 1 && !oneBatchAtATime;
+      try {
+        if (pipelined) {
+          try (Pending p = submit(count, parts, output)) {
+            return p.finish();
+          }
+        }
+        float[][] out = new float[count][];
+        for (Part p : parts) scatter(run(p.shape(), p.graph(), p.inputs().get()).get(output), config.embedDim(), out, p.dest());
+        return out;
       } catch (RuntimeException e) {
-        if (!Backends.outOfMemory(e)) throw e;
-        oneBatchAtATime = true;
-        System.err.println("jclip: two batches in flight do not fit in the GPU's memory (" + e.getMessage() + "): encoding one batch at a time");
+        retry.after(e, b, pipelined);
       }
     }
-    float[][] out = new float[count][];
-    for (Part p : parts) scatter(run(p.shape(), p.graph(), p.inputs().get()).get(output), config.embedDim(), out, p.dest());
-    return out;
+  }
+
+  /**
+   * What an encode call does when the GPU ran out of memory (a device allocation did not fit;
+   * anything else is thrown as it is), each step once before the next, then the call starts again:
+   * <ol>
+   *   <li>close the idle executors (of every shape: text lengths, other batch sizes), whose
+   *       activation memory the failed batch may need;
+   *   <li>with the device's batch size (none set by the caller), halve it, for this call and the
+   *       later ones, and go back to step 1;
+   *   <li>with more than one batch in flight, run one at a time (for this call and the later ones);
+   *   <li>throw the failure.
+   * </ol>
+   * Each step is said on stderr. On the CPU every failure is thrown as it is.
+   */
+  private final class Retry {
+    private boolean idleClosed;
+
+    void after(RuntimeException e, int triedBatch, boolean pipelined) {
+      if (!serialized || closed || !Backends.outOfMemory(e)) throw e;
+      if (!idleClosed) {
+        idleClosed = true;
+        int n = closeIdle();
+        if (n > 0) {
+          System.err.println("jclip: the GPU ran out of memory (" + e.getMessage() + "): closed " + n + " idle executor" + (n == 1 ? "" : "s")
+              + " and trying again");
+          return;
+        }
+      }
+      if (options.batchSize() == Options.DEVICE_BATCH && triedBatch > 1) {
+        halve(triedBatch, e);
+        idleClosed = false;
+        return;
+      }
+      if (pipelined) {
+        oneBatchAtATime = true;
+        System.err.println("jclip: two batches in flight do not fit in the GPU's memory (" + e.getMessage() + "): encoding one batch at a time");
+        return;
+      }
+      throw e;
+    }
+  }
+
+  /** Halves the batch size after a batch of {@code tried} did not fit (unless another call already has). */
+  private synchronized void halve(int tried, RuntimeException e) {
+    if (batch != tried) return;
+    batch = tried / 2;
+    System.err.println("jclip: a batch of " + tried + " does not fit in the GPU's memory (" + e.getMessage() + "): batches of " + batch
+        + " from now on");
+  }
+
+  /** Closes every idle executor, under the device lock; returns how many. */
+  private int closeIdle() {
+    int n = 0;
+    deviceLock.lock();
+    try {
+      for (ConcurrentLinkedDeque<Executor> pool : pools.values()) {
+        for (Executor ex; (ex = pool.pollFirst()) != null; n++) {
+          idle.decrementAndGet();
+          ex.close();
+        }
+      }
+    } finally {
+      deviceLock.unlock();
+    }
+    return n;
   }
 
   /**
@@ -411,19 +511,32 @@ public final class Clip implements AutoCloseable {
    *
    * <p>Each submitted batch holds an executor of its shape until it is finished (or closed), so a
    * caller keeps a few in flight (two are enough to hide the uploads). Batches above {@link
-   * Options#batchSize()} are split, the earlier parts finished here while the later ones compute.
+   * #batchSize()} are split, the earlier parts finished here while the later ones compute.
    */
   public Pending submitImage(Pixels pixels) {
-    return submit(pixels.count(), imageParts(pixels), "image_features");
+    return submit(pixels.count(), b -> imageParts(pixels, b), "image_features");
   }
 
   /** Starts {@link #encodeText}, as {@link #submitImage} starts encodeImage. */
   public Pending submitText(Tokens tokens) {
-    return submit(tokens.count(), textParts(tokens), "text_features");
+    return submit(tokens.count(), b -> textParts(tokens, b), "text_features");
+  }
+
+  /** {@link #submit(int, List, String)} at the current batch size, started again as {@link Retry} says when the GPU runs out of memory. */
+  private Pending submit(int count, IntFunction<List<Part>> partsOf, String output) {
+    if (!serialized) return new Pending(encode(count, partsOf, output), null, null, output);
+    Retry retry = new Retry();
+    while (true) {
+      int b = batch;
+      try {
+        return submit(count, partsOf.apply(b), output);
+      } catch (RuntimeException e) {
+        retry.after(e, b, false);
+      }
+    }
   }
 
   private Pending submit(int count, List<Part> parts, String output) {
-    if (!serialized) return new Pending(encode(count, parts, output), null, null, output);
     float[][] out = new float[count][];
     InFlight last = null;
     int[] lastDest = null;
@@ -668,6 +781,6 @@ public final class Clip implements AutoCloseable {
 
   /** A one-line description for logs. */
   public String describe() {
-    return config.summary() + " on " + backend.name() + (serialized ? "" : " (" + options.threads() + " threads)");
+    return config.summary() + " on " + backend.name() + (serialized ? "" : " (" + options.threads() + " threads)") + ", batches of up to " + batch;
   }
 }

@@ -28,16 +28,21 @@ public final class Backends {
     return new CpuBackend(threads, true, precision);
   }
 
-  /** Whether {@code e} (or a cause of it) is a device allocation that did not fit (CUDA_ERROR_OUT_OF_MEMORY). */
+  /**
+   * Whether {@code e} (or a cause of it) is a device allocation that did not fit: the driver's
+   * CUDA_ERROR_OUT_OF_MEMORY, or cuBLAS's CUBLAS_STATUS_ALLOC_FAILED.
+   */
   public static boolean outOfMemory(Throwable e) {
     for (Throwable t = e; t != null; t = t.getCause()) {
-      if (t instanceof dev.jclip.backend.cuda.CudaException && String.valueOf(t.getMessage()).contains("CUDA_ERROR_OUT_OF_MEMORY")) return true;
+      if (!(t instanceof dev.jclip.backend.cuda.CudaException)) continue;
+      String m = String.valueOf(t.getMessage());
+      if (m.contains("CUDA_ERROR_OUT_OF_MEMORY") || m.contains("CUBLAS_STATUS_ALLOC_FAILED")) return true;
     }
     return false;
   }
 
   /** Whether one executor at a time must use {@code backend} (a GPU stream), rather than many. */
   public static boolean serialized(Backend backend) {
-    return backend instanceof CudaBackend;
+    return backend.oneRunAtATime();
   }
 }

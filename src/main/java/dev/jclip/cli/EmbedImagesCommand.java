@@ -25,8 +25,8 @@ import picocli.CommandLine.Parameters;
 public final class EmbedImagesCommand implements Callable<Integer> {
   @Mixin ModelOptions model;
 
-  @Option(names = "--batch-size", paramLabel = "N", defaultValue = "32", description = "Images per forward pass (default: ${DEFAULT-VALUE}).")
-  int batchSize;
+  @Option(names = "--batch-size", paramLabel = "N", description = "Images per forward pass (default: the device's, 256 on a GPU, 32 on the CPU).")
+  Integer batchSize;
 
   @Option(names = "--no-normalize", description = "Write encode_image as is, without L2 normalisation.")
   boolean noNormalize;
@@ -47,18 +47,19 @@ public final class EmbedImagesCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    if (batchSize < 1) {
+    if (batchSize != null && batchSize < 1) {
       err.println("jclip embed-images: --batch-size must be at least 1, got " + batchSize);
       err.flush();
       return 2;
     }
-    try (Clip clip = model.load(batchSize); NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+    try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
+        NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
       ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
       List<String> skipped = new ArrayList<>();
-      int written = 0;
-      for (int i0 = 0; i0 < images.size(); i0 += batchSize) {
+      int written = 0, per = clip.batchSize();
+      for (int i0 = 0; i0 < images.size(); i0 += per) {
         List<Clip.Pixels> batch = new ArrayList<>();
-        for (Path p : images.subList(i0, Math.min(images.size(), i0 + batchSize))) {
+        for (Path p : images.subList(i0, Math.min(images.size(), i0 + per))) {
           try {
             batch.add(clip.preprocess(decoder.decode(p)));
           } catch (IOException | RuntimeException e) {

@@ -33,8 +33,8 @@ import picocli.CommandLine.Option;
 public final class EmbedTextsCommand implements Callable<Integer> {
   @Mixin ModelOptions model;
 
-  @Option(names = "--batch-size", paramLabel = "N", defaultValue = "32", description = "Texts per forward pass (default: ${DEFAULT-VALUE}).")
-  int batchSize;
+  @Option(names = "--batch-size", paramLabel = "N", description = "Texts per forward pass (default: the device's, 256 on a GPU, 32 on the CPU).")
+  Integer batchSize;
 
   @Option(names = "--no-normalize", description = "Write encode_text as is, without L2 normalisation.")
   boolean noNormalize;
@@ -53,16 +53,17 @@ public final class EmbedTextsCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    if (batchSize < 1) {
+    if (batchSize != null && batchSize < 1) {
       err.println("jclip embed-texts: --batch-size must be at least 1, got " + batchSize);
       err.flush();
       return 2;
     }
     ObjectMapper json = new ObjectMapper();
-    try (Clip clip = model.load(batchSize); NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+    try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
+        NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
       BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
       List<String> batch = new ArrayList<>();
-      int lineNo = 0, written = 0;
+      int lineNo = 0, written = 0, per = clip.batchSize();
       for (String raw; ; ) {
         raw = reader.readLine();
         if (raw != null) {
@@ -80,7 +81,7 @@ public final class EmbedTextsCommand implements Callable<Integer> {
           }
           batch.add(node.textValue());
         }
-        if (batch.size() == batchSize || (raw == null && !batch.isEmpty())) {
+        if (batch.size() == per || (raw == null && !batch.isEmpty())) {
           float[][] f = clip.encodeText(clip.tokenize(batch, truncate));
           for (float[] row : f) npy.writeRow(noNormalize ? row : normalized(row));
           written += f.length;

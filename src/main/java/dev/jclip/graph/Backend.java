@@ -16,6 +16,24 @@ public interface Backend extends AutoCloseable {
   boolean supports(Op op);
 
   /**
+   * Whether runs must take turns on this backend (a GPU's compute stream: one executor's work at a
+   * time, queued asynchronously) rather than run from many threads at once, each computing in
+   * {@link #execute} itself (a CPU backend's thread pool). False by default.
+   */
+  default boolean oneRunAtATime() {
+    return false;
+  }
+
+  /**
+   * The most items a caller who sets no batch size should run as one graph on this backend:
+   * enough rows for its GEMMs to run near their speed, few enough for the activations to fit.
+   * 32 by default (a CPU's).
+   */
+  default int defaultBatch() {
+    return 32;
+  }
+
+  /**
    * Bytes one element of {@code spec} takes in this backend's buffers (4 unless the backend keeps
    * activations in a 16-bit format).
    */

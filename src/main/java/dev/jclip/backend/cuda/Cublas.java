@@ -5,6 +5,7 @@ import static org.bytedeco.cuda.global.cublas.CUBLAS_DEFAULT_MATH;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_GEMM_DEFAULT;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_N;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_OP_T;
+import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_ALLOC_FAILED;
 import static org.bytedeco.cuda.global.cublas.CUBLAS_STATUS_SUCCESS;
 import static org.bytedeco.cuda.global.cublas.cublasCreate_v2;
 import static org.bytedeco.cuda.global.cublas.cublasDestroy_v2;
@@ -155,8 +156,16 @@ public final class Cublas implements AutoCloseable {
       } catch (RuntimeException | UnsatisfiedLinkError ignored) {
         // best effort
       }
-      throw new CudaException(call + " failed: cuBLAS status " + status + text);
+      throw new CudaException(call + " failed: cuBLAS status " + status + allocationFailure(status) + text);
     }
+  }
+
+  /**
+   * " (CUBLAS_STATUS_ALLOC_FAILED)" for cuBLAS's (or cuBLASLt's) failed allocation, which {@code
+   * Backends.outOfMemory} takes for the device's memory running out; else "".
+   */
+  static String allocationFailure(int status) {
+    return status == CUBLAS_STATUS_ALLOC_FAILED ? " (CUBLAS_STATUS_ALLOC_FAILED)" : "";
   }
 
   @Override

@@ -854,7 +854,7 @@ public final class CublasLt implements AutoCloseable {
   }
 
   static void check(int status, String call) {
-    if (status != CUBLAS_STATUS_SUCCESS) throw new CudaException(call + " failed: cuBLAS status " + status + statusText(status));
+    if (status != CUBLAS_STATUS_SUCCESS) throw new CudaException(call + " failed: cuBLAS status " + status + Cublas.allocationFailure(status) + statusText(status));
   }
 
   private static String statusText(int status) {

@@ -255,6 +255,57 @@ class CudaPipelineTest {
   }
 
   /**
+   * {@code Clip}'s own batch on a GPU, none set by the caller (session 22): 256, and what an encode
+   * call does when that does not fit. One batch of 256 is run to measure the device memory it
+   * takes (its arena, its fp32 pixel staging); then all but half of that is taken, so that 512
+   * images, two batches of 256 in flight, do not fit. The call closes the idle executors, then
+   * halves the batch (to 128 by this arithmetic, lower if the driver needs more), and gives the
+   * features of batches of 64; the smaller batch is kept after the memory comes back.
+   */
+  @Test
+  void clipRunsTheDevicesBatchAndHalvesItWhenTheGpuIsFull() throws Exception {
+    Random random = TestRandom.create("CudaPipelineTest.deviceBatch");
+    ClipTokenizer tok = ClipTokenizer.load(Reference.dir().resolve("models/vit-b32-tiny/hf"));
+    Map<String, dev.jclip.io.Tensor> weights = RandomWeights.generate(cfg, 11);
+    int per = 3 * 224 * 224, n = 512;
+    Clip.Pixels all = new Clip.Pixels(n, 224, TestRandom.gaussian(random, n * per, 1));
+    Clip.Options o = Clip.Options.defaults().withDevice("cuda:" + device.ordinal()).withPrecision("fp16");
+    float[][] want;
+    try (Clip small = Clip.create(cfg, weights, tok, o.withBatchSize(64))) {
+      want = small.encodeImage(all);
+    }
+    try (Clip clip = Clip.create(cfg, weights, tok, o)) {
+      assertEquals(256, clip.batchSize(), "a GPU's batch");
+      clip.encodeImage(all.slice(0, 1)); // the weights uploaded
+      long before = device.memoryInfo()[0];
+      clip.encodeImage(all.slice(0, 256)); // its executor stays idle in the pool
+      long oneBatch = before - device.memoryInfo()[0];
+      assertTrue(oneBatch > 0, "a batch of 256 took no device memory");
+      DeviceBuffer hog = null;
+      for (int i = 0; hog == null; i++) {
+        long take = device.memoryInfo()[0] - oneBatch / 2 - ((long) i << 26);
+        try {
+          hog = device.allocate(take);
+        } catch (CudaException e) {
+          if (i == 4) throw e;
+        }
+      }
+      float[][] got;
+      try (DeviceBuffer taken = hog) {
+        got = clip.encodeImage(all);
+      }
+      int b = clip.batchSize();
+      System.out.printf("[cuda] device batch: a batch of 256 took %.1f MB; with %.1f MB left beside it, 512 images ran in batches of %d%n",
+          oneBatch / 1e6, oneBatch / 2e6, b);
+      assertTrue(b < 256 && b >= 16, "the batch after the GPU filled up: " + b);
+      for (int i = 0; i < n; i++) assertClose(want[i], got[i], "image " + i + " with the GPU full");
+      float[][] again = clip.encodeImage(all.slice(0, 300));
+      assertEquals(b, clip.batchSize(), "the smaller batch is kept");
+      for (int i = 0; i < 300; i++) assertClose(want[i], again[i], "image " + i + " afterwards");
+    }
+  }
+
+  /**
    * Same features up to fp16 rounding (batches of another size may take other GEMM kernels): a row
    * of another image, or of a batch mixed with the next one's upload, is off by the order of 1.
    */
