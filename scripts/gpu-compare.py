@@ -83,6 +83,7 @@ def main():
               f"{num(ours_of('text_prompt_per_s'))} | {ratio('text_prompt_per_s', 'eager')} | {ratio('text_prompt_per_s', 'compile')} |")
 
     split_table(ours, best_peer, peer_precision)
+    upload_table(ours)
 
     # The whole ImageNet prompt set (model bench "prompt_set", peer "prompt_set"): prompts/s.
     ps, pp = ours.get("prompt_set"), peer.get("prompt_set")
@@ -164,6 +165,36 @@ def main():
 def same_work_precision(r, peer_precision):
     """Whether jclip's row ran in the peer's precision: a ratio needs the same work."""
     return str(r.get("precision")).lower() == str(peer_precision).lower()
+
+
+def upload_table(ours):
+    """Where a batch's pixels spend their time on the way in (session 22: the model bench's
+    "pixels_*_ms", each half of the pinned upload path timed alone, once per batch), beside the
+    default rows' resident and pipelined milliseconds per batch: whether the pipelined stream is
+    bound by the host copy or the DMA rather than by the model, and what rounding the pixels to fp16
+    on the host (half the bytes over the bus) would take instead."""
+    rows, seen = [], set()
+    for r in ours["results"]:
+        if "pixels_host_copy_ms" not in r or r.get("config") or r["batch"] in seen or "error" in r:
+            continue
+        seen.add(r["batch"])
+        rows.append(r)
+    if not rows:
+        return
+    print("\nThe pixels' way in, ms per batch (each part timed alone; resident and pipelined from the same row):\n")
+    print("| batch | resident | pipelined | host copy to pinned | DMA (GB/s) | fp16: host rounding | fp16: DMA |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+    def per_batch(r, k):
+        v = r.get(k)
+        return f"{1e3 * r['batch'] / v:.2f}" if v else "-"
+    for r in rows:
+        b = r["batch"]
+        dma = r.get("pixels_pinned_dma_ms")
+        gbs = f" ({4 * 3 * 224 * 224 * b / (dma * 1e6):.1f})" if dma else ""
+        print(f"| {b} | {per_batch(r, 'image_resident_per_s')} | {per_batch(r, 'image_pipelined_per_s')} | "
+              f"{r['pixels_host_copy_ms']:.2f} | {dma:.2f}{gbs} | "
+              f"{r['pixels_host_fp16_ms']:.2f} | {r['pixels_pinned_dma_fp16_ms']:.2f} |")
 
 
 def split_table(ours, best_peer, peer_precision):

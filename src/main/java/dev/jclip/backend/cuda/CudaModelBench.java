@@ -474,12 +474,15 @@ public final class CudaModelBench {
           for (int batch : batches) {
             float[] pixels = memo.pixels(batch);
             double uploadMs = memo.uploadMs(device, batch, log);
+            Staging staging = memo.staging(device, batch, log);
             int[] ids77 = texts77(batch);
             float[] pixels2 = memo.otherPixels(batch); // the pipelined stream's other batch
             // launches only where launch overhead matters (small batches); CUDA graphs at every size
             for (boolean replay : batch <= 32 ? new boolean[] {false, true} : new boolean[] {true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
                   .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs)
+                  .put("pixels_host_copy_ms", staging.hostCopyMs()).put("pixels_pinned_dma_ms", staging.dmaMs())
+                  .put("pixels_host_fp16_ms", staging.hostHalfMs()).put("pixels_pinned_dma_fp16_ms", staging.dmaHalfMs())
                   .put("unix_time", System.currentTimeMillis() / 1e3); // to set beside gpu-clocks.csv and the peer's rows
               if (tuned) row.put("config", tunedConfig.label().trim());
               Rate img = measure(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
@@ -617,6 +620,17 @@ public final class CudaModelBench {
   static final class Memo {
     private final Map<Integer, float[]> pixels = new java.util.HashMap<>(), otherPixels = new java.util.HashMap<>();
     private final Map<Integer, Double> uploadMs = new java.util.HashMap<>();
+    private final Map<Integer, Staging> staging = new java.util.HashMap<>();
+
+    /** The pinned upload path's two halves for the batch's pixels ({@link Staging}), measured (and logged) once. */
+    Staging staging(CudaDevice device, int batch, PrintStream log) {
+      return staging.computeIfAbsent(batch, b -> {
+        Staging st = Staging.measure(device, pixels(b));
+        log.printf("[model] pixels at batch %4d through pinned memory: host copy %.3f ms, DMA %.3f ms (%.1f GB/s); as fp16: host rounding "
+            + "%.3f ms, DMA %.3f ms%n", b, st.hostCopyMs(), st.dmaMs(), 4e-6 * pixels(b).length / st.dmaMs(), st.hostHalfMs(), st.dmaHalfMs());
+        return st;
+      });
+    }
 
     float[] pixels(int batch) {
       return pixels.computeIfAbsent(batch, b -> CudaModelBench.pixels(b, 224, PIXEL_SEED));
@@ -651,6 +665,48 @@ public final class CudaModelBench {
 
   /** Held while the JSON is written (the main thread's saves, the watchdog's). */
   private static final Object SAVING = new Object();
+
+  /**
+   * Where a batch's pixels spend their time on the way in, each half of {@link CudaBackend#write}'s
+   * path timed alone (medians of 5, milliseconds): the host copy of the float array into pinned
+   * staging (in parallel chunks, {@link HostCopy#put}); the DMA of those bytes to the device (a
+   * pinned host-to-device copy, waited for); and the same two with the pixels rounded to fp16 on the
+   * host instead ({@link HostCopy#putHalf}: half the bytes over the bus, no fp32 device staging or
+   * cast kernel). Set beside the resident and pipelined figures, they say whether the pipelined
+   * stream is bound by the upload, and whether rounding on the host would lift it.
+   */
+  record Staging(double hostCopyMs, double dmaMs, double hostHalfMs, double dmaHalfMs) {
+    static Staging measure(CudaDevice device, float[] pixels) {
+      long bytes = 4L * pixels.length;
+      try (PinnedBuffer pinned = PinnedBuffer.allocate(device, bytes);
+          DeviceBuffer target = device.allocate(bytes);
+          CudaStream stream = new CudaStream(device)) {
+        double copy = median(() -> pinned.put(pixels));
+        double dma = median(() -> {
+          target.copyFromHostAsync(pinned, bytes, stream);
+          stream.synchronize();
+        });
+        double half = median(() -> pinned.putHalf(pixels, Precision.FP16));
+        double dmaHalf = median(() -> {
+          target.copyFromHostAsync(pinned, bytes / 2, stream);
+          stream.synchronize();
+        });
+        return new Staging(copy, dma, half, dmaHalf);
+      }
+    }
+
+    private static double median(Runnable r) {
+      r.run(); // warm-up: the JIT, the pages' first touch
+      double[] ms = new double[5];
+      for (int i = 0; i < ms.length; i++) {
+        long t0 = System.nanoTime();
+        r.run();
+        ms[i] = (System.nanoTime() - t0) / 1e6;
+      }
+      Arrays.sort(ms);
+      return ms[2];
+    }
+  }
 
   /** Median of 5 timed copies of {@code data} into device memory, in milliseconds. */
   private static double uploadMillis(CudaDevice device, float[] data) {

@@ -30,6 +30,35 @@ final class HostCopy {
     copy(address, capacity, src.length, 4, (w, from, n) -> w.asIntBuffer().put(src, from, n));
   }
 
+  /**
+   * Writes {@code src} rounded to {@code half} (FP16 or BF16, to nearest even as the device's cast
+   * kernels do: {@link HalfFloats}) to the native memory at {@code address}, which holds {@code
+   * capacity} bytes: half the bytes of {@link #put(float[], long, long)}, for a 16-bit upload.
+   */
+  static void putHalf(float[] src, long address, long capacity, dev.jclip.backend.Precision half) {
+    boolean bf16 = switch (half) {
+      case FP16 -> false;
+      case BF16 -> true;
+      default -> throw new IllegalArgumentException("not a 16-bit format: " + half);
+    };
+    copy(address, capacity, src.length, 2, (w, from, n) -> {
+      short[] tmp = HALVES.get();
+      java.nio.ShortBuffer out = w.asShortBuffer();
+      for (int c = 0; c < n; c += tmp.length) {
+        int m = Math.min(tmp.length, n - c), o = from + c;
+        if (bf16) {
+          for (int i = 0; i < m; i++) tmp[i] = HalfFloats.bf16(src[o + i]);
+        } else {
+          for (int i = 0; i < m; i++) tmp[i] = HalfFloats.fp16(src[o + i]);
+        }
+        out.put(c, tmp, 0, m);
+      }
+    });
+  }
+
+  /** Each thread's conversion buffer (256 KiB: in cache while it is written out). */
+  private static final ThreadLocal<short[]> HALVES = ThreadLocal.withInitial(() -> new short[1 << 17]);
+
   /** Reads {@code dst.length} floats from the native memory at {@code address} ({@code capacity} bytes). */
   static void get(long address, long capacity, float[] dst) {
     copy(address, capacity, dst.length, 4, (w, from, n) -> w.asFloatBuffer().get(dst, from, n));

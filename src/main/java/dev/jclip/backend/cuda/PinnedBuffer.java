@@ -54,6 +54,12 @@ final class PinnedBuffer implements AutoCloseable {
     HostCopy.put(src, address, bytes);
   }
 
+  /** {@code src} rounded to fp16 or bf16 ({@link HostCopy#putHalf}). */
+  void putHalf(float[] src, dev.jclip.backend.Precision half) {
+    ensureOpen();
+    HostCopy.putHalf(src, address, bytes, half);
+  }
+
   void put(int[] src) {
     ensureOpen();
     HostCopy.put(src, address, bytes);

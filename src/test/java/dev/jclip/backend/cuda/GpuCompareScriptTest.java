@@ -1,6 +1,7 @@
 package dev.jclip.backend.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -92,6 +93,27 @@ class GpuCompareScriptTest {
     List<String> table = lines.subList(header, lines.size()).stream().takeWhile(l -> l.startsWith("|")).toList();
     assertEquals(2 + 7, table.size(), out); // header, rule, 3 rows in 2 parts and 3 failed in 4, 2 batches of 32
     for (String l : table) assertEquals(table.get(0).split("\\|", -1).length, l.split("\\|", -1).length, l);
+  }
+
+  /**
+   * The pixels' way in (session 22): one line a batch, from the first default row that has the
+   * timings (the tuned rows repeat them), with the row's resident and pipelined milliseconds per
+   * batch beside the host copy, the DMA and its GB/s, and the fp16 alternative.
+   */
+  @Test
+  void thePixelsWayInOneLineABatch(@TempDir Path dir) throws Exception {
+    String row = "{\"precision\": \"FP16\", \"flash_attention\": true, \"gemm\": \"cublaslt\", \"cuda_graph\": true, \"batch\": %d,%s"
+        + " \"image_per_s\": 1, \"text77_per_s\": 1, \"image_resident_per_s\": %d, \"image_pipelined_per_s\": %d, \"text77_resident_per_s\": 1,"
+        + " \"pixels_host_copy_ms\": %s, \"pixels_pinned_dma_ms\": %s, \"pixels_host_fp16_ms\": 9.5, \"pixels_pinned_dma_fp16_ms\": 3.1}";
+    String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, 256, "", 64000, 32000, "2.25", "6.165") + ", "
+        + String.format(row, 256, " \"config\": \"tuned\",", 1, 1, "99", "99") + ", " + String.format(row, 1024, "", 51200, 40960, "9", "0")
+        + "]}";
+    String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
+        + " \"sdpa\", \"results\": []}";
+    String out = compare(dir, ours, peer);
+    assertTrue(out.contains("| 256 | 4.00 | 8.00 | 2.25 | 6.17 (25.0) | 9.50 | 3.10 |"), out);
+    assertTrue(out.contains("| 1024 | 20.00 | 25.00 | 9.00 | 0.00 | 9.50 | 3.10 |"), out);
+    assertFalse(out.contains("99.00"), "the tuned row's repeat: " + out);
   }
 
   /** gpu-compare.py's output on a model benchmark's and a peer's JSON (it must exit 0); skipped without python3. */

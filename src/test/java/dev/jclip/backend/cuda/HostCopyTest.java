@@ -56,6 +56,41 @@ class HostCopyTest {
     }
   }
 
+  /**
+   * fp16 and bf16: each value at its own place, in machine order, at chunk boundaries and on the
+   * parallel path, rounded as {@link HalfFloats} rounds it (whose bits {@code
+   * CudaAttentionTest.castsRoundToNearestEven} checks against the device's cast kernels), ties,
+   * subnormals, overflow, infinities and NaN among the values; a float format is refused.
+   */
+  @Test
+  void halvesAreRoundedAsTheDeviceRoundsThem() {
+    int per = HostCopy.CHUNK_BYTES / 2;
+    float[] special = {0f, -0f, 1f, 65504f, 65520f, 1e6f, -1e6f, 5.96e-8f, 2.98e-8f, 1e-40f, Float.MIN_VALUE, Float.POSITIVE_INFINITY,
+        Float.NEGATIVE_INFINITY, Float.NaN, Float.intBitsToFloat(0x7f800001), Float.intBitsToFloat(0x3f808000),
+        Float.intBitsToFloat(0x3f818000), Float.intBitsToFloat(0x3f801000), Float.intBitsToFloat(0x3f803000)};
+    int parallel = (int) (HostCopy.PARALLEL_FROM / 2) + per / 3;
+    for (dev.jclip.backend.Precision p : new dev.jclip.backend.Precision[] {dev.jclip.backend.Precision.FP16, dev.jclip.backend.Precision.BF16}) {
+      for (int n : new int[] {0, 1, special.length, per - 1, per + 1, parallel}) {
+        float[] f = new float[n];
+        SplittableRandom r = new SplittableRandom(31L * n + p.ordinal());
+        for (int i = 0; i < n; i++) f[i] = i < special.length ? special[i] : (float) (r.nextGaussian() * Math.pow(2, r.nextInt(-30, 20)));
+        try (BytePointer mem = new BytePointer(Math.max(2L * n, 1))) {
+          HostCopy.putHalf(f, mem.address(), mem.capacity(), p);
+          short[] got = new short[n];
+          HostCopy.get(mem.address(), mem.capacity(), got);
+          for (int i = 0; i < n; i++) {
+            short want = p == dev.jclip.backend.Precision.FP16 ? HalfFloats.fp16(f[i]) : HalfFloats.bf16(f[i]);
+            if (want != got[i]) assertEquals(want, got[i], p + " value " + i + " of " + n + ": " + f[i]);
+          }
+        }
+      }
+    }
+    try (BytePointer mem = new BytePointer(8)) {
+      assertThrows(IllegalArgumentException.class, () -> HostCopy.putHalf(new float[5], mem.address(), 8, dev.jclip.backend.Precision.FP16));
+      assertThrows(IllegalArgumentException.class, () -> HostCopy.putHalf(new float[1], mem.address(), 8, dev.jclip.backend.Precision.FP32));
+    }
+  }
+
   @Test
   void shortsAreReadInMachineOrder() {
     short[] want = {0, 1, -1, 0x3c00, (short) 0xc000, 0x7bff, (short) 0x8001};
