@@ -181,20 +181,30 @@ def upload_table(ours):
         rows.append(r)
     if not rows:
         return
-    print("\nThe pixels' way in, ms per batch (each part timed alone; resident and pipelined from the same row):\n")
-    print("| batch | resident | pipelined | host copy to pinned | DMA (GB/s) | fp16: host rounding | fp16: DMA |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("\nThe pixels' way in, ms per batch (each part timed alone; resident and pipelined from the same row; "
+          "pipelined, rounded on the host: the backend with -Djclip.cuda.inputCast=host, and its features against the "
+          "device cast's):\n")
+    print("| batch | resident | pipelined | host copy to pinned | DMA (GB/s) | fp16: host rounding | fp16: DMA "
+          "| pipelined, rounded on the host (features off by) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
     def per_batch(r, k):
         v = r.get(k)
         return f"{1e3 * r['batch'] / v:.2f}" if v else "-"
+
+    def host_cast(r):
+        if not r.get("image_pipelined_host_cast_per_s"):
+            return "-"
+        err = r.get("image_host_cast_error")
+        return f"{per_batch(r, 'image_pipelined_host_cast_per_s')} ({err:.1e})" if isinstance(err, (int, float)) else \
+            f"{per_batch(r, 'image_pipelined_host_cast_per_s')} ({err})"
     for r in rows:
         b = r["batch"]
         dma = r.get("pixels_pinned_dma_ms")
         gbs = f" ({4 * 3 * 224 * 224 * b / (dma * 1e6):.1f})" if dma else ""
         print(f"| {b} | {per_batch(r, 'image_resident_per_s')} | {per_batch(r, 'image_pipelined_per_s')} | "
               f"{r['pixels_host_copy_ms']:.2f} | {dma:.2f}{gbs} | "
-              f"{r['pixels_host_fp16_ms']:.2f} | {r['pixels_pinned_dma_fp16_ms']:.2f} |")
+              f"{r['pixels_host_fp16_ms']:.2f} | {r['pixels_pinned_dma_fp16_ms']:.2f} | {host_cast(r)} |")
 
 
 def split_table(ours, best_peer, peer_precision):

@@ -254,6 +254,25 @@ public final class CudaBackend implements Backend {
     actReversed = on;
   }
 
+  /**
+   * Where a 16-bit backend rounds its float inputs (the pixels) to fp16 or bf16: on the device by
+   * default (the fp32 values uploaded into a device staging buffer, then the cast kernel); with
+   * {@code -Djclip.cuda.inputCast=host} (session 22, not yet timed) on the host while they are
+   * copied into the pinned staging ({@link HostCopy#putHalf}), so that half the bytes cross the
+   * bus and no fp32 device staging is kept. The same bits: {@link HalfFloats} rounds as the cast
+   * kernel does.
+   */
+  private volatile boolean hostInputCast = inputCastProperty().value();
+
+  private static Setting<Boolean> inputCastProperty() {
+    return choice("inputCast", "where 16-bit inputs are rounded", "host", "device", "device");
+  }
+
+  /** Rounds 16-bit float inputs written from now on on the host (true) or on the device (false); fp32 backends upload as they are. */
+  public void hostInputCast(boolean on) {
+    hostInputCast = on;
+  }
+
   /** {@code -Djclip.cuda.gemmTune}, read before the constructor allocates anything (a bad value fails first). */
   private final Tune tuneFromProperty = gemmTuneProperty().value();
 
@@ -572,7 +591,7 @@ public final class CudaBackend implements Backend {
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
         flashStageProperty(), flashOrderProperty(), flashLeanProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
-        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), lnStatsProperty(), ewLagProperty(), gemmStoreProperty())
+        pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), lnStatsProperty(), ewLagProperty(), gemmStoreProperty(), inputCastProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
 
@@ -954,6 +973,8 @@ public final class CudaBackend implements Backend {
       st.upload(ids, d);
     } else if (precision == Precision.FP32) {
       st.upload((float[]) host, d, null);
+    } else if (hostInputCast) {
+      st.uploadRounded((float[]) host, d, precision);
     } else {
       st.upload((float[]) host, d, precision);
     }
@@ -1024,6 +1045,13 @@ public final class CudaBackend implements Backend {
       copy(fp32, bytes);
       ops.cast(dst, castTo, fp32, Precision.FP32, values.length);
       cast.record(stream);
+    }
+
+    /** {@code values} rounded to {@code half} on the host into the pinned buffer, and uploaded into {@code dst} (16-bit) as they are. */
+    void uploadRounded(float[] values, DeviceBuffer dst, Precision half) {
+      long bytes = 2L * values.length;
+      pinned(bytes).putHalf(values, half);
+      copy(dst, bytes);
     }
 
     /** The pinned buffer, free again (its last upload done) and at least {@code bytes} long. */

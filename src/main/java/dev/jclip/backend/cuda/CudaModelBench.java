@@ -511,6 +511,11 @@ public final class CudaModelBench {
                 double piped = pipelined(backend, graphs.image(batch), pixels, pixels2, batch, true);
                 row.put("image_pipelined_per_s", piped);
                 line += String.format(", pipelined %9.1f images/s", piped);
+                if (!tuned && precision != Precision.FP32 && batch > 1) { // the inputs rounded on the host instead (session 22)
+                  double[] host = pipelinedHostCast(backend, graphs.image(batch), pixels, pixels2, batch);
+                  row.put("image_pipelined_host_cast_per_s", host[0]).put("image_host_cast_error", host[1]);
+                  line += String.format(" (pixels rounded on the host: %9.1f, features off by %.1e)", host[0], host[1]);
+                }
               }
               List<String> unsupported = backend.cublasLtUnsupported(); // before the parts' shapes join them
               boolean timeParts = replay && precision != Precision.FP32 && splitOn();
@@ -1748,6 +1753,29 @@ public final class CudaModelBench {
    * behind) nor the last compute counts twice; median of 3 streams of 5 batches, after each
    * executor has warmed up (and recorded its CUDA graph).
    */
+  /**
+   * {@link #pipelined} with the backend rounding the pixels to its 16-bit format on the host
+   * ({@link CudaBackend#hostInputCast}), and the relative error of one batch's features so
+   * computed against the device cast's (0 expected: the same bits); the backend's choice is put
+   * back afterwards.
+   */
+  private static double[] pipelinedHostCast(CudaBackend backend, Graph graph, float[] a, float[] b, int batch) {
+    float[] device;
+    try (Executor e = new Executor(graph, backend, List.of(), false)) {
+      device = e.run(Map.of("pixels", a)).get("image_features");
+    }
+    backend.hostInputCast(true);
+    try {
+      float[] host;
+      try (Executor e = new Executor(graph, backend, List.of(), false)) {
+        host = e.run(Map.of("pixels", a)).get("image_features");
+      }
+      return new double[] {pipelined(backend, graph, a, b, batch, true), relativeError(host, device)};
+    } finally {
+      backend.hostInputCast(false);
+    }
+  }
+
   private static double pipelined(CudaBackend backend, Graph graph, float[] a, float[] b, int batch, boolean replay) {
     try (Executor x = new Executor(graph, backend, List.of(), replay);
         Executor y = new Executor(graph, backend, List.of(), replay)) {

@@ -120,6 +120,35 @@ class CudaPipelineTest {
     }
   }
 
+  /**
+   * Pixels rounded to the backend's 16-bit format on the host ({@link CudaBackend#hostInputCast},
+   * session 22) give the features of the device's cast bit for bit, run by run and pipelined (two
+   * executors in flight, CUDA graphs replayed), at a batch that crosses the host copy's parallel
+   * threshold (64 images: 38 MB of floats, 19 MB rounded).
+   */
+  @ParameterizedTest(name = "{0}")
+  @org.junit.jupiter.params.provider.EnumSource(value = Precision.class, names = {"FP16", "BF16"})
+  void pixelsRoundedOnTheHostGiveTheDeviceCastsFeatures(Precision p) {
+    Random random = TestRandom.create("CudaPipelineTest.hostCast." + p);
+    int images = 64;
+    List<Map<String, ?>> pixels = new ArrayList<>();
+    for (int i = 0; i < 4; i++) pixels.add(Map.of("pixels", TestRandom.gaussian(random, images * 3 * 224 * 224, 1)));
+    try (CudaBackend backend = new CudaBackend(device, p)) {
+      Graph image = graphs.image(images);
+      List<float[]> want = new ArrayList<>();
+      try (Executor e = new Executor(image, backend, List.of(), true)) {
+        for (Map<String, ?> in : pixels) want.add(e.run(in).get("image_features"));
+      }
+      backend.hostInputCast(true);
+      try (Executor s = new Executor(image, backend, List.of(), true);
+          Executor a = new Executor(image, backend, List.of(), true);
+          Executor b = new Executor(image, backend, List.of(), true)) {
+        for (int i = 0; i < pixels.size(); i++) assertArrayEquals(want.get(i), s.run(pixels.get(i)).get("image_features"), p + " batch " + i);
+        assertInterleavedEqualsSerial(p + " rounded on the host", "image_features", s, a, b, pixels);
+      }
+    }
+  }
+
   @ParameterizedTest(name = "{0} replay {1}")
   @MethodSource("modes")
   void aBatchSurvivesTheNextBatchsUploadAndTheReuseOfItsArray(Precision p, boolean replay) {

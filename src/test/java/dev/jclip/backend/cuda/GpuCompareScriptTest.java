@@ -98,7 +98,8 @@ class GpuCompareScriptTest {
   /**
    * The pixels' way in (session 22): one line a batch, from the first default row that has the
    * timings (the tuned rows repeat them), with the row's resident and pipelined milliseconds per
-   * batch beside the host copy, the DMA and its GB/s, and the fp16 alternative.
+   * batch beside the host copy, the DMA and its GB/s, the fp16 alternative, and the pipelined
+   * stream with the pixels rounded on the host where the row has it.
    */
   @Test
   void thePixelsWayInOneLineABatch(@TempDir Path dir) throws Exception {
@@ -106,13 +107,13 @@ class GpuCompareScriptTest {
         + " \"image_per_s\": 1, \"text77_per_s\": 1, \"image_resident_per_s\": %d, \"image_pipelined_per_s\": %d, \"text77_resident_per_s\": 1,"
         + " \"pixels_host_copy_ms\": %s, \"pixels_pinned_dma_ms\": %s, \"pixels_host_fp16_ms\": 9.5, \"pixels_pinned_dma_fp16_ms\": 3.1}";
     String ours = "{\"device\": \"cuda:0\", \"results\": [" + String.format(row, 256, "", 64000, 32000, "2.25", "6.165") + ", "
-        + String.format(row, 256, " \"config\": \"tuned\",", 1, 1, "99", "99") + ", " + String.format(row, 1024, "", 51200, 40960, "9", "0")
-        + "]}";
+        + String.format(row, 256, " \"config\": \"tuned\",", 1, 1, "99", "99") + ", "
+        + String.format(row, 1024, " \"image_pipelined_host_cast_per_s\": 51200, \"image_host_cast_error\": 0,", 51200, 40960, "9", "0") + "]}";
     String peer = "{\"gpu\": \"H200\", \"torch\": \"2.11\", \"transformers\": \"5.17\", \"dtype\": \"float16\", \"attn_implementation\":"
         + " \"sdpa\", \"results\": []}";
     String out = compare(dir, ours, peer);
-    assertTrue(out.contains("| 256 | 4.00 | 8.00 | 2.25 | 6.17 (25.0) | 9.50 | 3.10 |"), out);
-    assertTrue(out.contains("| 1024 | 20.00 | 25.00 | 9.00 | 0.00 | 9.50 | 3.10 |"), out);
+    assertTrue(out.contains("| 256 | 4.00 | 8.00 | 2.25 | 6.17 (25.0) | 9.50 | 3.10 | - |"), out);
+    assertTrue(out.contains("| 1024 | 20.00 | 25.00 | 9.00 | 0.00 | 9.50 | 3.10 | 20.00 (0.0e+00) |"), out);
     assertFalse(out.contains("99.00"), "the tuned row's repeat: " + out);
   }
 

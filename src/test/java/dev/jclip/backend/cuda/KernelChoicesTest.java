@@ -21,7 +21,7 @@ class KernelChoicesTest {
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
     assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, flashLean=off, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
-        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, ewLag=3, gemmStore=registers", defaults);
+        + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, ewLag=3, gemmStore=registers, inputCast=device", defaults);
     // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
     assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));
     org.junit.jupiter.api.Assertions.assertFalse(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP32));
@@ -50,7 +50,9 @@ class KernelChoicesTest {
     withProperty("jclip.cuda.ewLag", "4", () -> assertTrue(CudaBackend.kernelChoices().contains("ewLag=4"), CudaBackend.kernelChoices()));
     assertRefused("jclip.cuda.ewLag", "5", "0, 1, 2, 3 or 4");
     assertRefused("jclip.cuda.fusedLinear", "sm90ew16t", "sm90ew16s");
-    withProperty("jclip.cuda.gemmStore", "tma", () -> assertTrue(CudaBackend.kernelChoices().endsWith("gemmStore=tma"), CudaBackend.kernelChoices()));
+    withProperty("jclip.cuda.gemmStore", "tma", () -> assertTrue(CudaBackend.kernelChoices().contains("gemmStore=tma"), CudaBackend.kernelChoices()));
+    withProperty("jclip.cuda.inputCast", "host", () -> assertTrue(CudaBackend.kernelChoices().endsWith("inputCast=host"), CudaBackend.kernelChoices()));
+    assertRefused("jclip.cuda.inputCast", "gpu", "host or device");
     assertRefused("jclip.cuda.gemmStore", "smem", "tma or registers");
   }
 
