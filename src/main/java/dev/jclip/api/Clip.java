@@ -45,9 +45,9 @@ import java.util.function.Supplier;
  * <p><b>Batching.</b> Encoders take any number of items and run them in batches of at most
  * {@link #batchSize()}: {@link Options#batchSize()} when the caller sets one, else the device's
  * (32 on the CPU, 256 on a GPU, where batches of 32 ran a third slower). When a batch does not fit
- * in the GPU's memory, a call first closes the idle executors, then halves the device's batch
- * (said on stderr, kept for later calls), then runs a caller's batches one at a time instead of
- * two in flight. Text batches are cut after the longest end-of-text position among their texts:
+ * in the GPU's memory, a call first closes the idle executors, then halves the device's batch,
+ * then runs its batches one at a time instead of two in flight (each step said on stderr, and kept
+ * for later calls when the call then succeeds). Text batches are cut after the longest end-of-text position among their texts:
  * the causal mask makes the features those of the full 77 tokens (up to the GEMM library's
  * rounding, relative 1e-6), at a fraction of the work for short prompts (ImageNet prompts average
  * 10 tokens).
@@ -277,8 +277,8 @@ public final class Clip implements AutoCloseable {
   /**
    * The most items one graph runs (encode calls cut larger inputs into batches of this size):
    * {@link Options#batchSize()} when the caller set one; else the device's ({@link
-   * Backend#defaultBatch()}: 32 on the CPU, 256 on a GPU), halved for good each time a batch of it
-   * did not fit in the GPU's memory.
+   * Backend#defaultBatch()}: 32 on the CPU, 256 on a GPU), halved for good when a batch did not
+   * fit in the GPU's memory and the smaller one did.
    */
   public int batchSize() {
     return batch;
@@ -425,7 +425,7 @@ public final class Clip implements AutoCloseable {
         for (Part p : parts) scatter(run(p.shape(), p.graph(), p.inputs().get()).get(output), config.embedDim(), out, p.dest());
         return out;
       } catch (RuntimeException e) {
-        retry.after(e, b, pipelined);
+        retry.after(e, Math.min(b, count), pipelined);
       }
     }
   }
@@ -436,47 +436,81 @@ public final class Clip implements AutoCloseable {
    * <ol>
    *   <li>close the idle executors (of every shape: text lengths, other batch sizes), whose
    *       activation memory the failed batch may need;
-   *   <li>with the device's batch size (none set by the caller), halve it, for this call and the
-   *       later ones, and go back to step 1;
-   *   <li>with more than one batch in flight, run one at a time (for this call and the later ones);
+   *   <li>with the device's batch size (none set by the caller), halve the largest batch the call
+   *       ran (so that a call of fewer items than the batch halves what it ran), and go back to
+   *       step 1;
+   *   <li>with more than one batch in flight, run one at a time;
    *   <li>throw the failure.
    * </ol>
-   * Each step is said on stderr. On the CPU every failure is thrown as it is.
+   * The smaller batch and the one-at-a-time mode are kept for later calls when the call then
+   * succeeds (the memory it lacked is likely still taken), and undone when it fails in the end
+   * (nothing learned). Each step is said on stderr. On the CPU every failure is thrown as it is.
    */
   private final class Retry {
     private boolean idleClosed;
+    /** What this call changed, to undo if it fails in the end: the batch it started with and the one it set (0: none), one at a time. */
+    private int batchBefore, batchSet;
+    private boolean setOneAtATime;
 
-    void after(RuntimeException e, int triedBatch, boolean pipelined) {
+    /** @param largest the most items one of the failed attempt's batches held */
+    void after(RuntimeException e, int largest, boolean pipelined) {
       if (!serialized || closed || !Backends.outOfMemory(e)) throw e;
       if (!idleClosed) {
         idleClosed = true;
-        int n = closeIdle();
+        int n;
+        try {
+          n = closeIdle();
+        } catch (RuntimeException x) {
+          e.addSuppressed(x);
+          throw failed(e);
+        }
         if (n > 0) {
           System.err.println("jclip: the GPU ran out of memory (" + e.getMessage() + "): closed " + n + " idle executor" + (n == 1 ? "" : "s")
               + " and trying again");
           return;
         }
       }
-      if (options.batchSize() == Options.DEVICE_BATCH && triedBatch > 1) {
-        halve(triedBatch, e);
+      if (options.batchSize() == Options.DEVICE_BATCH && largest > 1) {
+        int before = batch, now = halve(largest, e);
+        if (batchSet == 0) batchBefore = before;
+        batchSet = now;
         idleClosed = false;
         return;
       }
-      if (pipelined) {
-        oneBatchAtATime = true;
+      if (pipelined && !oneBatchAtATime) {
+        oneBatchAtATime = setOneAtATime = true;
         System.err.println("jclip: two batches in flight do not fit in the GPU's memory (" + e.getMessage() + "): encoding one batch at a time");
         return;
       }
-      throw e;
+      throw failed(e);
+    }
+
+    /** Undoes what this call changed (unless another call has changed it since), and returns {@code e} to throw. */
+    private RuntimeException failed(RuntimeException e) {
+      synchronized (Clip.this) {
+        if (batchSet != 0 && batch == batchSet) batch = batchBefore;
+      }
+      if (setOneAtATime) oneBatchAtATime = false;
+      if (batchSet != 0 || setOneAtATime) {
+        System.err.println("jclip: the call failed all the same; later calls run batches of " + batch
+            + (oneBatchAtATime ? ", one at a time" : ", two in flight"));
+      }
+      return e;
     }
   }
 
-  /** Halves the batch size after a batch of {@code tried} did not fit (unless another call already has). */
-  private synchronized void halve(int tried, RuntimeException e) {
-    if (batch != tried) return;
-    batch = tried / 2;
-    System.err.println("jclip: a batch of " + tried + " does not fit in the GPU's memory (" + e.getMessage() + "): batches of " + batch
-        + " from now on");
+  /**
+   * Sets the batch size to half of {@code largest} (the largest batch that did not fit), unless
+   * another call has already set it lower; returns the batch size now.
+   */
+  private synchronized int halve(int largest, RuntimeException e) {
+    int half = Math.max(1, largest / 2);
+    if (half < batch) {
+      System.err.println("jclip: a batch of " + largest + " does not fit in the GPU's memory (" + e.getMessage() + "): batches of " + half
+          + " from now on");
+      batch = half;
+    }
+    return batch;
   }
 
   /** Closes every idle executor, under the device lock; returns how many. */
@@ -528,20 +562,31 @@ public final class Clip implements AutoCloseable {
     Retry retry = new Retry();
     while (true) {
       int b = batch;
+      List<Part> parts = partsOf.apply(b);
+      boolean pipelined = parts.size() > 1 && !oneBatchAtATime;
       try {
-        return submit(count, partsOf.apply(b), output);
+        return submit(count, parts, output);
       } catch (RuntimeException e) {
-        retry.after(e, b, false);
+        retry.after(e, Math.min(b, count), pipelined);
       }
     }
   }
 
+  /**
+   * Submits the parts, each before the previous one is collected (one after the other when
+   * {@code oneBatchAtATime}), and returns with the last one in flight.
+   */
   private Pending submit(int count, List<Part> parts, String output) {
     float[][] out = new float[count][];
     InFlight last = null;
     int[] lastDest = null;
     try {
       for (Part p : parts) {
+        if (oneBatchAtATime && last != null) {
+          InFlight done = last;
+          last = null;
+          scatter(done.collect().get(output), config.embedDim(), out, lastDest);
+        }
         InFlight next = submit(p.shape(), p.graph(), p.inputs().get());
         InFlight done = last;
         last = next;

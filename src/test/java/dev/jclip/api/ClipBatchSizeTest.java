@@ -132,20 +132,77 @@ class ClipBatchSizeTest {
   }
 
   @Test
-  void aBatchSetByTheCallerIsKeptAndRunsOneAtATime() {
+  void aBatchSetByTheCallerRunsOneAtATime() {
     long one = peak(8, 8), two = peak(8, 16);
     assertTrue(one < two, "two batches in flight take no more than one: " + one + ", " + two);
-    Limited b = new Limited(256, one);
-    try (Clip c = clip(8, b)) {
-      assertFeatures(c.encodeImage(pixels));
-      assertTrue(b.failures > 0, "the limit was never reached: the test proves nothing");
-      assertEquals(8, c.batchSize());
+    for (boolean submit : new boolean[] {false, true}) {
+      Limited b = new Limited(256, one);
+      try (Clip c = clip(8, b)) {
+        if (submit) {
+          try (Clip.Pending p = c.submitImage(pixels)) {
+            assertFeatures(p.finish());
+          }
+        } else {
+          assertFeatures(c.encodeImage(pixels));
+        }
+        assertTrue(b.failures > 0, "the limit was never reached: the test proves nothing");
+      }
     }
     Limited tooSmall = new Limited(256, one - 1);
     try (Clip c = clip(8, tooSmall)) {
       RuntimeException e = assertThrows(RuntimeException.class, () -> c.encodeImage(pixels));
       assertTrue(Backends.outOfMemory(e), "the device's failure, as it was: " + e);
+    }
+  }
+
+  /** A call of fewer items than the batch halves what it ran (3 images: batches of 1), not the batch it did not run (256). */
+  @Test
+  void aSmallCallHalvesWhatItRan() {
+    long ones = peak(1, 3);
+    Limited b = new Limited(256, ones);
+    try (Clip c = clip(Clip.Options.DEVICE_BATCH, b)) {
+      float[][] got = c.encodeImage(pixels.slice(0, 3));
+      assertEquals(1, b.failures, "one failure, at 3 images; then batches of 1");
+      assertEquals(1, c.batchSize());
+      for (int i = 0; i < 3; i++) ClipTest.assertClose(want[i], got[i], 1e-5, "image " + i);
+    }
+  }
+
+  /** A call that fails all the same leaves the batch and the pipeline as they were. */
+  @Test
+  void aCallThatFailsAllTheSameChangesNothing() {
+    Limited b = new Limited(8, 1);
+    try (Clip c = clip(Clip.Options.DEVICE_BATCH, b)) {
+      RuntimeException e = assertThrows(RuntimeException.class, () -> c.encodeImage(pixels));
+      assertTrue(Backends.outOfMemory(e), String.valueOf(e));
+      assertTrue(b.failures > 4, "every step was tried: " + b.failures);
       assertEquals(8, c.batchSize());
+      b.limit = Long.MAX_VALUE;
+      assertFeatures(c.encodeImage(pixels));
+      assertEquals(8, c.batchSize());
+    }
+  }
+
+  /** The texts' batches (each cut at its own length) halve as the images' do. */
+  @Test
+  void textsHalveToo() {
+    List<String> prompts = new ArrayList<>();
+    for (int i = 0; i < 16; i++) prompts.add("a photo of " + "a very ".repeat(i % 5) + "good dog number " + i);
+    Clip.Tokens tokens;
+    float[][] wantText;
+    long fitsAtFour;
+    Limited free = new Limited(4, Long.MAX_VALUE);
+    try (Clip c = clip(Clip.Options.DEVICE_BATCH, free)) {
+      tokens = c.tokenize(prompts, false);
+      wantText = c.encodeText(tokens);
+      fitsAtFour = free.peak;
+    }
+    Limited b = new Limited(8, fitsAtFour);
+    try (Clip c = clip(Clip.Options.DEVICE_BATCH, b)) {
+      float[][] got = c.encodeText(tokens);
+      assertTrue(b.failures > 0, "the limit was never reached: the test proves nothing");
+      assertEquals(4, c.batchSize());
+      for (int i = 0; i < got.length; i++) ClipTest.assertClose(wantText[i], got[i], 1e-5, "text " + i);
     }
   }
 

@@ -273,6 +273,11 @@ public final class CudaBackend implements Backend {
     hostInputCast = on;
   }
 
+  /** Whether 16-bit float inputs are rounded on the host ({@link #hostInputCast(boolean)}). */
+  public boolean hostInputCast() {
+    return hostInputCast;
+  }
+
   /** {@code -Djclip.cuda.gemmTune}, read before the constructor allocates anything (a bad value fails first). */
   private final Tune tuneFromProperty = gemmTuneProperty().value();
 
@@ -958,7 +963,9 @@ public final class CudaBackend implements Backend {
    * Queues {@code host}'s upload into {@code dst} and returns without waiting for it: the array is
    * copied into the pinned staging of {@code dst} (after that staging's previous upload has left
    * it), copied to the device on the upload stream, and the compute stream waits for that copy
-   * before its next work (in 16-bit modes: the cast from the input's own fp32 device staging).
+   * before its next work (in 16-bit modes: the cast from the input's own fp32 device staging, or,
+   * with {@link #hostInputCast(boolean)}, the values rounded on the host into the pinned staging
+   * and copied into {@code dst} as they are).
    * Token ids are checked against the embedding table on the host first.
    */
   @Override
@@ -1047,10 +1054,18 @@ public final class CudaBackend implements Backend {
       cast.record(stream);
     }
 
-    /** {@code values} rounded to {@code half} on the host into the pinned buffer, and uploaded into {@code dst} (16-bit) as they are. */
+    /**
+     * {@code values} rounded to {@code half} on the host into the pinned buffer, and uploaded into
+     * {@code dst} (16-bit) as they are; an fp32 device staging left from the device cast is freed.
+     */
     void uploadRounded(float[] values, DeviceBuffer dst, Precision half) {
       long bytes = 2L * values.length;
       pinned(bytes).putHalf(values, half);
+      if (fp32 != null) { // the device cast's staging, unused from now on
+        cast.synchronize(); // its last cast, which writes dst too, has run
+        fp32.close();
+        fp32 = null;
+      }
       copy(dst, bytes);
     }
 

@@ -474,17 +474,20 @@ public final class CudaModelBench {
           for (int batch : batches) {
             float[] pixels = memo.pixels(batch);
             double uploadMs = memo.uploadMs(device, batch, log);
-            Staging staging = memo.staging(device, batch, log);
+            Staging staging = memo.staging(device, batch, log); // null if it failed (logged)
             int[] ids77 = texts77(batch);
             float[] pixels2 = memo.otherPixels(batch); // the pipelined stream's other batch
             // launches only where launch overhead matters (small batches); CUDA graphs at every size
             for (boolean replay : batch <= 32 ? new boolean[] {false, true} : new boolean[] {true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
                   .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs)
-                  .put("pixels_host_copy_ms", staging.hostCopyMs()).put("pixels_pinned_dma_ms", staging.dmaMs())
-                  .put("pixels_host_fp16_ms", staging.hostHalfMs()).put("pixels_pinned_dma_fp16_ms", staging.dmaHalfMs())
+
                   .put("unix_time", System.currentTimeMillis() / 1e3); // to set beside gpu-clocks.csv and the peer's rows
               if (tuned) row.put("config", tunedConfig.label().trim());
+              if (staging != null) {
+                row.put("pixels_host_copy_ms", staging.hostCopyMs()).put("pixels_pinned_dma_ms", staging.dmaMs())
+                    .put("pixels_host_fp16_ms", staging.hostHalfMs()).put("pixels_pinned_dma_fp16_ms", staging.dmaHalfMs());
+              }
               Rate img = measure(backend, graphs.image(batch), Map.of("pixels", pixels), batch, replay, log);
               Rate txt = measure(backend, graphs.text(batch, 77), Map.of("tokens", ids77), batch, replay, log);
               row.put("image_per_s", img.perCall()).put("text77_per_s", txt.perCall())
@@ -512,9 +515,14 @@ public final class CudaModelBench {
                 row.put("image_pipelined_per_s", piped);
                 line += String.format(", pipelined %9.1f images/s", piped);
                 if (!tuned && precision != Precision.FP32 && batch > 1) { // the inputs rounded on the host instead (session 22)
-                  double[] host = pipelinedHostCast(backend, graphs.image(batch), pixels, pixels2, batch);
-                  row.put("image_pipelined_host_cast_per_s", host[0]).put("image_host_cast_error", host[1]);
-                  line += String.format(" (pixels rounded on the host: %9.1f, features off by %.1e)", host[0], host[1]);
+                  try {
+                    double[] host = pipelinedHostCast(backend, graphs.image(batch), pixels, pixels2, batch);
+                    row.put("image_pipelined_host_cast_per_s", host[0]).put("image_host_cast_error", host[1]);
+                    line += String.format(" (pixels rounded on the host: %9.1f, features off by %.1e)", host[0], host[1]);
+                  } catch (RuntimeException | OutOfMemoryError e) { // the row's other figures stand
+                    row.put("host_cast_failed", String.valueOf(e));
+                    line += " (pixels rounded on the host: failed: " + e + ")";
+                  }
                 }
               }
               List<String> unsupported = backend.cublasLtUnsupported(); // before the parts' shapes join them
@@ -627,14 +635,23 @@ public final class CudaModelBench {
     private final Map<Integer, Double> uploadMs = new java.util.HashMap<>();
     private final Map<Integer, Staging> staging = new java.util.HashMap<>();
 
-    /** The pinned upload path's two halves for the batch's pixels ({@link Staging}), measured (and logged) once. */
+    /**
+     * The pinned upload path's two halves for the batch's pixels ({@link Staging}), measured (and
+     * logged) once; null when the measurement failed (logged: the rows' other figures stand).
+     */
     Staging staging(CudaDevice device, int batch, PrintStream log) {
-      return staging.computeIfAbsent(batch, b -> {
-        Staging st = Staging.measure(device, pixels(b));
+      if (staging.containsKey(batch)) return staging.get(batch);
+      Staging st = null;
+      try {
+        st = Staging.measure(device, pixels(batch));
         log.printf("[model] pixels at batch %4d through pinned memory: host copy %.3f ms, DMA %.3f ms (%.1f GB/s); as fp16: host rounding "
-            + "%.3f ms, DMA %.3f ms%n", b, st.hostCopyMs(), st.dmaMs(), 4e-6 * pixels(b).length / st.dmaMs(), st.hostHalfMs(), st.dmaHalfMs());
-        return st;
-      });
+            + "%.3f ms, DMA %.3f ms%n", batch, st.hostCopyMs(), st.dmaMs(), 4e-6 * pixels(batch).length / st.dmaMs(), st.hostHalfMs(),
+            st.dmaHalfMs());
+      } catch (RuntimeException | OutOfMemoryError e) {
+        log.println("[model] pixels at batch " + batch + " through pinned memory: failed: " + e);
+      }
+      staging.put(batch, st);
+      return st;
     }
 
     float[] pixels(int batch) {
@@ -1747,35 +1764,37 @@ public final class CudaModelBench {
   }
 
   /**
-   * Images per second in a stream of batches through two executors, batch i+1 submitted before
-   * batch i is collected (uploads and reads included): the steady state, timed from the first
-   * batch's collect to the last one's, so that neither the first upload (nothing to hide it
-   * behind) nor the last compute counts twice; median of 3 streams of 5 batches, after each
-   * executor has warmed up (and recorded its CUDA graph).
-   */
-  /**
    * {@link #pipelined} with the backend rounding the pixels to its 16-bit format on the host
    * ({@link CudaBackend#hostInputCast}), and the relative error of one batch's features so
-   * computed against the device cast's (0 expected: the same bits); the backend's choice is put
-   * back afterwards.
+   * computed against the device cast's (0 expected: the same bits); the backend's own choice is
+   * put back afterwards.
    */
   private static double[] pipelinedHostCast(CudaBackend backend, Graph graph, float[] a, float[] b, int batch) {
-    float[] device;
-    try (Executor e = new Executor(graph, backend, List.of(), false)) {
-      device = e.run(Map.of("pixels", a)).get("image_features");
-    }
-    backend.hostInputCast(true);
+    boolean own = backend.hostInputCast();
     try {
+      backend.hostInputCast(false);
+      float[] device;
+      try (Executor e = new Executor(graph, backend, List.of(), false)) {
+        device = e.run(Map.of("pixels", a)).get("image_features");
+      }
+      backend.hostInputCast(true);
       float[] host;
       try (Executor e = new Executor(graph, backend, List.of(), false)) {
         host = e.run(Map.of("pixels", a)).get("image_features");
       }
       return new double[] {pipelined(backend, graph, a, b, batch, true), relativeError(host, device)};
     } finally {
-      backend.hostInputCast(false);
+      backend.hostInputCast(own);
     }
   }
 
+  /**
+   * Images per second in a stream of batches through two executors, batch i+1 submitted before
+   * batch i is collected (uploads and reads included): the steady state, timed from the first
+   * batch's collect to the last one's, so that neither the first upload (nothing to hide it
+   * behind) nor the last compute counts twice; median of 3 streams of 5 batches, after each
+   * executor has warmed up (and recorded its CUDA graph).
+   */
   private static double pipelined(CudaBackend backend, Graph graph, float[] a, float[] b, int batch, boolean replay) {
     try (Executor x = new Executor(graph, backend, List.of(), replay);
         Executor y = new Executor(graph, backend, List.of(), replay)) {

@@ -123,8 +123,8 @@ class CudaPipelineTest {
   /**
    * Pixels rounded to the backend's 16-bit format on the host ({@link CudaBackend#hostInputCast},
    * session 22) give the features of the device's cast bit for bit, run by run and pipelined (two
-   * executors in flight, CUDA graphs replayed), at a batch that crosses the host copy's parallel
-   * threshold (64 images: 38 MB of floats, 19 MB rounded).
+   * executors in flight, CUDA graphs replayed), at a batch the host rounds in parallel chunks (64
+   * images: 9.6M floats, 10 chunks of {@link HostCopy#ROUNDING_CHUNK}; parallel from 4M).
    */
   @ParameterizedTest(name = "{0}")
   @org.junit.jupiter.params.provider.EnumSource(value = Precision.class, names = {"FP16", "BF16"})
@@ -285,11 +285,14 @@ class CudaPipelineTest {
 
   /**
    * {@code Clip}'s own batch on a GPU, none set by the caller (session 22): 256, and what an encode
-   * call does when that does not fit. One batch of 256 is run to measure the device memory it
-   * takes (its arena, its fp32 pixel staging); then all but half of that is taken, so that 512
-   * images, two batches of 256 in flight, do not fit. The call closes the idle executors, then
-   * halves the batch (to 128 by this arithmetic, lower if the driver needs more), and gives the
-   * features of batches of 64; the smaller batch is kept after the memory comes back.
+   * call does when that does not fit. A first {@code Clip} measures, from the free device memory:
+   * what its first batch of 256 takes ({@code first}: an executor's arena and fp32 pixel staging,
+   * plus the backend's scratch growing to that batch) and what a second one in flight takes
+   * ({@code one}: an executor alone). A second {@code Clip}, its weights uploaded, then finds
+   * {@code first + one / 2} free: its first batch of 256 fits, the second in flight does not, two
+   * of 128 do (with half a batch to spare either way). So encoding 512 images closes its idle
+   * executor, tries again, halves the batch to 128 and gives the features of batches of 64; the
+   * smaller batch is kept after the memory comes back.
    */
   @Test
   void clipRunsTheDevicesBatchAndHalvesItWhenTheGpuIsFull() throws Exception {
@@ -303,30 +306,47 @@ class CudaPipelineTest {
     try (Clip small = Clip.create(cfg, weights, tok, o.withBatchSize(64))) {
       want = small.encodeImage(all);
     }
+    long first, one;
+    try (Clip measure = Clip.create(cfg, weights, tok, o)) {
+      assertEquals(256, measure.batchSize(), "a GPU's batch");
+      measure.encodeImage(all.slice(0, 1)); // the weights uploaded
+      long f0 = device.memoryInfo()[0];
+      measure.encodeImage(all.slice(0, 256)); // one executor of 256, idle in the pool afterwards
+      long f1 = device.memoryInfo()[0];
+      measure.encodeImage(all); // two in flight: the idle one and a second
+      long f2 = device.memoryInfo()[0];
+      first = f0 - f1;
+      one = f1 - f2;
+      assertEquals(256, measure.batchSize(), "512 images fit in batches of 256 on an empty GPU");
+    }
+    assertTrue(one > 0 && first >= one, "batches of 256 took " + first + " and " + one + " bytes of device memory");
     try (Clip clip = Clip.create(cfg, weights, tok, o)) {
-      assertEquals(256, clip.batchSize(), "a GPU's batch");
       clip.encodeImage(all.slice(0, 1)); // the weights uploaded
-      long before = device.memoryInfo()[0];
-      clip.encodeImage(all.slice(0, 256)); // its executor stays idle in the pool
-      long oneBatch = before - device.memoryInfo()[0];
-      assertTrue(oneBatch > 0, "a batch of 256 took no device memory");
-      DeviceBuffer hog = null;
-      for (int i = 0; hog == null; i++) {
-        long take = device.memoryInfo()[0] - oneBatch / 2 - ((long) i << 26);
-        try {
-          hog = device.allocate(take);
-        } catch (CudaException e) {
-          if (i == 4) throw e;
-        }
-      }
+      long target = first + one / 2;
+      List<DeviceBuffer> hogs = new ArrayList<>(); // all but target: one big allocation, then top-ups backing off by 16 MiB
       float[][] got;
-      try (DeviceBuffer taken = hog) {
+      try {
+        hogs.add(device.allocate(device.memoryInfo()[0] - target - (512L << 20)));
+        for (int tries = 0; device.memoryInfo()[0] > target + one / 8 && tries < 64; tries++) {
+          long take = device.memoryInfo()[0] - target - ((long) tries << 24);
+          if (take <= 0) break;
+          try {
+            hogs.add(device.allocate(take));
+          } catch (CudaException refused) {
+            // less, next time
+          }
+        }
+        long left = device.memoryInfo()[0];
+        assertTrue(left < first + one * 3 / 4, "could not fill the GPU: " + left / 1e6 + " MB left, two batches of 256 take "
+            + (first + one) / 1e6);
         got = clip.encodeImage(all);
+        System.out.printf("[cuda] device batch: batches of 256 took %.1f MB (the first) and %.1f MB (the next); with %.1f MB free, 512 "
+            + "images ran in batches of %d%n", first / 1e6, one / 1e6, left / 1e6, clip.batchSize());
+      } finally {
+        for (DeviceBuffer h : hogs) h.close();
       }
       int b = clip.batchSize();
-      System.out.printf("[cuda] device batch: a batch of 256 took %.1f MB; with %.1f MB left beside it, 512 images ran in batches of %d%n",
-          oneBatch / 1e6, oneBatch / 2e6, b);
-      assertTrue(b < 256 && b >= 16, "the batch after the GPU filled up: " + b);
+      assertTrue(b < 256 && b >= 32, "the batch after the GPU filled up: " + b);
       for (int i = 0; i < n; i++) assertClose(want[i], got[i], "image " + i + " with the GPU full");
       float[][] again = clip.encodeImage(all.slice(0, 300));
       assertEquals(b, clip.batchSize(), "the smaller batch is kept");

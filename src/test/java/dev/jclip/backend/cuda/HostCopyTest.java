@@ -64,11 +64,11 @@ class HostCopyTest {
    */
   @Test
   void halvesAreRoundedAsTheDeviceRoundsThem() {
-    int per = HostCopy.CHUNK_BYTES / 2;
+    int per = HostCopy.ROUNDING_CHUNK;
     float[] special = {0f, -0f, 1f, 65504f, 65520f, 1e6f, -1e6f, 5.96e-8f, 2.98e-8f, 1e-40f, Float.MIN_VALUE, Float.POSITIVE_INFINITY,
         Float.NEGATIVE_INFINITY, Float.NaN, Float.intBitsToFloat(0x7f800001), Float.intBitsToFloat(0x3f808000),
         Float.intBitsToFloat(0x3f818000), Float.intBitsToFloat(0x3f801000), Float.intBitsToFloat(0x3f803000)};
-    int parallel = (int) (HostCopy.PARALLEL_FROM / 2) + per / 3;
+    int parallel = (int) (HostCopy.ROUNDING_PARALLEL_FROM / 4) + per / 3;
     for (dev.jclip.backend.Precision p : new dev.jclip.backend.Precision[] {dev.jclip.backend.Precision.FP16, dev.jclip.backend.Precision.BF16}) {
       for (int n : new int[] {0, 1, special.length, per - 1, per + 1, parallel}) {
         float[] f = new float[n];
