@@ -506,8 +506,8 @@ public final class Clip implements AutoCloseable {
   private synchronized int halve(int largest, RuntimeException e) {
     int half = Math.max(1, largest / 2);
     if (half < batch) {
-      System.err.println("jclip: a batch of " + largest + " does not fit in the GPU's memory (" + e.getMessage() + "): batches of " + half
-          + " from now on");
+      System.err.println("jclip: a batch of " + largest + " does not fit in the GPU's memory (" + e.getMessage() + "): trying batches of "
+          + half);
       batch = half;
     }
     return batch;
