@@ -481,7 +481,6 @@ public final class CudaModelBench {
             for (boolean replay : batch <= 32 ? new boolean[] {false, true} : new boolean[] {true}) {
               ObjectNode row = rows.addObject().put("precision", precision.toString()).put("flash_attention", flash).put("gemm", gemm)
                   .put("cuda_graph", replay).put("batch", batch).put("pixels_upload_ms", uploadMs)
-
                   .put("unix_time", System.currentTimeMillis() / 1e3); // to set beside gpu-clocks.csv and the peer's rows
               if (tuned) row.put("config", tunedConfig.label().trim());
               if (staging != null) {
@@ -717,31 +716,20 @@ public final class CudaModelBench {
       }
     }
 
+    /** Milliseconds: one warm-up run (the JIT, the pages' first touch), then the median of 5. */
     private static double median(Runnable r) {
-      r.run(); // warm-up: the JIT, the pages' first touch
-      double[] ms = new double[5];
-      for (int i = 0; i < ms.length; i++) {
-        long t0 = System.nanoTime();
-        r.run();
-        ms[i] = (System.nanoTime() - t0) / 1e6;
-      }
-      Arrays.sort(ms);
-      return ms[2];
+      r.run();
+      return 1e3 * medianOf(5, r);
     }
   }
 
   /** Median of 5 timed copies of {@code data} into device memory, in milliseconds. */
   private static double uploadMillis(CudaDevice device, float[] data) {
     try (DeviceBuffer d = device.allocate(4L * data.length)) {
-      double[] ms = new double[5];
-      for (int r = 0; r < ms.length; r++) {
-        long t0 = System.nanoTime();
+      return 1e3 * medianOf(5, () -> {
         d.upload(data);
         device.synchronize();
-        ms[r] = (System.nanoTime() - t0) / 1e6;
-      }
-      Arrays.sort(ms);
-      return ms[2];
+      });
     }
   }
 
@@ -1773,18 +1761,19 @@ public final class CudaModelBench {
     boolean own = backend.hostInputCast();
     try {
       backend.hostInputCast(false);
-      float[] device;
-      try (Executor e = new Executor(graph, backend, List.of(), false)) {
-        device = e.run(Map.of("pixels", a)).get("image_features");
-      }
+      float[] device = features(backend, graph, a);
       backend.hostInputCast(true);
-      float[] host;
-      try (Executor e = new Executor(graph, backend, List.of(), false)) {
-        host = e.run(Map.of("pixels", a)).get("image_features");
-      }
+      float[] host = features(backend, graph, a);
       return new double[] {pipelined(backend, graph, a, b, batch, true), relativeError(host, device)};
     } finally {
       backend.hostInputCast(own);
+    }
+  }
+
+  /** The image features of one run of {@code graph} on {@code pixels}, on an executor of its own. */
+  private static float[] features(CudaBackend backend, Graph graph, float[] pixels) {
+    try (Executor e = new Executor(graph, backend, List.of(), false)) {
+      return e.run(Map.of("pixels", pixels)).get("image_features");
     }
   }
 
