@@ -101,6 +101,9 @@ final class DnnlLinear implements AutoCloseable {
    */
   static final int FIXED_ROW_STEP = 8;
 
+  /** The most memory objects by shape a thread keeps (see {@code Workspace.makeRoom}). */
+  static final int MAX_MEMORIES = 256;
+
   /** The most rows one call runs where primitives are made per row count (see {@link #FIXED_ROW_STEP}). */
   static final int FIXED_MAX_ROWS = 256;
 
@@ -113,6 +116,8 @@ final class DnnlLinear implements AutoCloseable {
   private final class Workspace {
     final MemorySegment stream = dnnl.stream(engine);
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
+    /** How many times {@link #makeRoom} destroyed the memory objects (the tests). */
+    int evictions;
     final MemorySegment args = arena.allocate(16 * 8, 8); // dnnl_exec_arg_t: src, weights, bias, dst, scratchpad
     /** Where {@link Dnnl#execute} keeps this thread's signal mask while a primitive runs. */
     final MemorySegment savedMask = arena.allocate(Dnnl.SIGSET_BYTES, 8);
@@ -139,26 +144,43 @@ final class DnnlLinear implements AutoCloseable {
     }
 
     /**
+     * Makes room for the memory objects of one primitive's run: text batches bring a new row count
+     * with every end-of-text cut, so the objects by shape are kept to {@link #MAX_MEMORIES}, all
+     * destroyed when that many are held. Called before a run takes its objects, never between
+     * (destroying the source's object while it is about to be used crashed the JVM in
+     * {@code dnnl_memory::set_data_handle} under a service's load, session 23).
+     */
+    void makeRoom(int objects) {
+      if (memories.size() + objects <= MAX_MEMORIES) return;
+      for (MemorySegment[] old : memories.values()) {
+        dnnl.destroyMemory(old[1]);
+        dnnl.destroyMd(old[0]);
+      }
+      memories.clear();
+      evictions++;
+    }
+
+    /**
      * A memory object (with its descriptor) for a dense row-major [rows, cols] matrix, made once
-     * per shape; {@code slot} keeps the source and destination of one call apart.
+     * per shape; {@code slot} keeps the source and destination of one call apart. Room is made
+     * beforehand ({@link #makeRoom}).
      */
     MemorySegment memory(int rows, int cols, int type, int slot) {
       Shape key = new Shape(rows, cols, type, slot);
       MemorySegment[] m = memories.get(key);
-      if (m == null && memories.size() >= 256) {
-        // Text batches bring a new row count with every end-of-text cut: keep this bounded.
-        for (MemorySegment[] old : memories.values()) {
-          dnnl.destroyMemory(old[1]);
-          dnnl.destroyMd(old[0]);
-        }
-        memories.clear();
-      }
       if (m == null) {
         MemorySegment md = dnnl.md(rows, cols, type, Dnnl.TAG_AB);
         m = new MemorySegment[] {md, dnnl.memory(engine, md, MemorySegment.NULL)};
         memories.put(key, m);
       }
       return m[1];
+    }
+  }
+
+  /** How many times the threads' memory objects by shape were destroyed to make room (the tests). */
+  int memoryEvictions() {
+    synchronized (workspaces) {
+      return workspaces.stream().mapToInt(w -> w.evictions).sum();
     }
   }
 
@@ -241,6 +263,7 @@ final class DnnlLinear implements AutoCloseable {
         int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
         // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
         // rowsRun x n0), then copied row by row into y.
+        ws.makeRoom(2);
         MemorySegment sm = ws.memory(rows, k, dtype, 0), dm = ws.memory(rows, cols, Dnnl.F32, 1);
         long blockBase = 4L * ((long) rowsRun * blk.n0);
         dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));

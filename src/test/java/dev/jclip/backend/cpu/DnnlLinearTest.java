@@ -170,4 +170,39 @@ class DnnlLinearTest {
       }
     }
   }
+
+  /**
+   * Many row counts, two outputs per input shape (as in_proj and c_fc share their input's rows):
+   * the memory objects by shape fill up and are destroyed to make room between runs, never while a
+   * run holds them (session 23: a service's text batches of many lengths crashed the JVM in
+   * {@code dnnl_memory::set_data_handle} when the destination's lookup destroyed the source's
+   * object). Every result is checked against a double product.
+   */
+  @Test
+  void rowCountsPastTheMemoryObjectBoundStayCorrect() {
+    try (CpuBackend cpu = new CpuBackend(1, true)) {
+      Assumptions.assumeTrue(cpu.dnnlMemoryEvictions() >= 0, "no oneDNN on this machine");
+      int k = 32, n1 = 96, n2 = 64;
+      float[] w1 = new float[n1 * k], w2 = new float[n2 * k];
+      for (int i = 0; i < w1.length; i++) w1[i] = (float) rnd.nextGaussian();
+      for (int i = 0; i < w2.length; i++) w2[i] = (float) rnd.nextGaussian();
+      for (int m = 1; m <= 300; m++) {
+        float[] x = new float[m * k];
+        for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+        for (float[] w : new float[][] {w1, w2}) {
+          int n = w.length / k;
+          float[] y = new float[m * n];
+          cpu.gemmNT(m, n, k, x, w, y);
+          for (int r = 0; r < m; r++) {
+            for (int c = 0; c < n; c++) {
+              double d = 0;
+              for (int i = 0; i < k; i++) d += (double) x[r * k + i] * w[c * k + i];
+              assertEquals(d, y[r * n + c], 1e-4 * (1 + Math.abs(d)), "m " + m + ", n " + n + ", row " + r + ", column " + c);
+            }
+          }
+        }
+      }
+      assertTrue(cpu.dnnlMemoryEvictions() >= 2, "the bound was never reached: the test proves nothing (" + cpu.dnnlMemoryEvictions() + ")");
+    }
+  }
 }
