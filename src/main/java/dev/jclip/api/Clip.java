@@ -288,6 +288,16 @@ public final class Clip implements AutoCloseable {
     return options;
   }
 
+  /** The graph shapes this Clip has built executors for ("image:8", "text:2x16", ...), for the tests. */
+  java.util.Set<String> shapes() {
+    return java.util.Set.copyOf(pools.keySet());
+  }
+
+  /** Whether runs take turns on one device (a GPU's stream), so that batches are best merged and pipelined ({@link ClipBatcher}). */
+  boolean takesTurns() {
+    return serialized;
+  }
+
   /** The reference's {@code preprocess} (resize, center crop, normalise) of image files, in order. */
   public Pixels preprocess(Path... images) throws IOException {
     float[] d = new float[images.length * floatsPerImage];
@@ -346,7 +356,7 @@ public final class Clip implements AutoCloseable {
    * queued before the previous one is read back, as {@link #submitText} does.
    */
   public float[][] encodeText(Tokens tokens) {
-    return encode(tokens.count(), b -> textParts(tokens, b), "text_features");
+    return encode(tokens.count(), b -> textParts(tokens, b, 1), "text_features");
   }
 
   /**
@@ -371,9 +381,10 @@ public final class Clip implements AutoCloseable {
 
   /**
    * Batches of at most {@code batch} texts, by length when there is more than one batch, each cut
-   * after its last end-of-text token.
+   * after its last end-of-text token, rounded up to a multiple of {@code lengthStep} (at most the
+   * tokens' length): fewer graph shapes, the same features (the causal mask).
    */
-  private List<Part> textParts(Tokens tokens, int batch) {
+  private List<Part> textParts(Tokens tokens, int batch, int lengthStep) {
     int len = tokens.length(), count = tokens.count();
     if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
     int[] ids = tokens.ids();
@@ -386,7 +397,7 @@ public final class Clip implements AutoCloseable {
       int[] dest = java.util.Arrays.copyOfRange(order, b0, b1);
       int cut = 1;
       for (int d : dest) cut = Math.max(cut, eot[d] + 1);
-      int l = cut;
+      int l = Math.min(len, (cut + lengthStep - 1) / lengthStep * lengthStep);
       parts.add(new Part(dest, "text:" + n + "x" + l, () -> graphs.text(n, l), () -> {
         int[] part = new int[n * l];
         for (int b = 0; b < n; b++) System.arraycopy(ids, dest[b] * len, part, b * l, l);
@@ -553,7 +564,13 @@ public final class Clip implements AutoCloseable {
 
   /** Starts {@link #encodeText}, as {@link #submitImage} starts encodeImage. */
   public Pending submitText(Tokens tokens) {
-    return submit(tokens.count(), b -> textParts(tokens, b), "text_features");
+    return submitText(tokens, 1);
+  }
+
+  /** {@link #submitText} with each batch's length rounded up to a multiple of {@code lengthStep} ({@link ClipBatcher}: fewer shapes). */
+  Pending submitText(Tokens tokens, int lengthStep) {
+    if (lengthStep < 1) throw new IllegalArgumentException("length step must be at least 1, got " + lengthStep);
+    return submit(tokens.count(), b -> textParts(tokens, b, lengthStep), "text_features");
   }
 
   /** {@link #submit(int, List, String)} at the current batch size, started again as {@link Retry} says when the GPU runs out of memory. */

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.api.Clip;
 import dev.jclip.api.ClipBatchEncoder;
+import dev.jclip.api.ClipBatcher;
 import dev.jclip.backend.Precision;
 import dev.jclip.backend.ReferenceOps;
 import dev.jclip.graph.Executor;
@@ -351,6 +352,45 @@ class CudaPipelineTest {
       float[][] again = clip.encodeImage(all.slice(0, 300));
       assertEquals(b, clip.batchSize(), "the smaller batch is kept");
       for (int i = 0; i < 300; i++) assertClose(want[i], again[i], "image " + i + " afterwards");
+    }
+  }
+
+  /**
+   * {@link ClipBatcher} on a GPU (session 23): 48 one-image and 16 one-text requests submitted at
+   * once from a pool of threads merge into padded batches (executors of several shapes captured
+   * and in flight), and each request gets the features of its own call.
+   */
+  @Test
+  void aBatcherMergesConcurrentRequestsIntoPaddedBatches() throws Exception {
+    Random random = TestRandom.create("CudaPipelineTest.batcher");
+    ClipTokenizer tok = ClipTokenizer.load(Reference.dir().resolve("models/vit-b32-tiny/hf"));
+    Clip.Options o = Clip.Options.defaults().withDevice("cuda:" + device.ordinal()).withPrecision("fp16");
+    try (Clip clip = Clip.create(cfg, RandomWeights.generate(cfg, 7), tok, o)) {
+      int per = 3 * 224 * 224;
+      List<Clip.Pixels> images = new java.util.ArrayList<>();
+      for (int i = 0; i < 48; i++) images.add(new Clip.Pixels(1, 224, TestRandom.gaussian(random, per, 1)));
+      List<Clip.Tokens> texts = new java.util.ArrayList<>();
+      for (int i = 0; i < 16; i++) texts.add(clip.tokenize("a photo of " + "a very ".repeat(i % 4) + "small dog number " + i));
+      List<float[]> want = new java.util.ArrayList<>();
+      for (Clip.Pixels p : images) want.add(clip.encodeImage(p)[0]);
+      for (Clip.Tokens t : texts) want.add(clip.encodeText(t)[0]);
+      java.util.concurrent.ExecutorService callers = java.util.concurrent.Executors.newFixedThreadPool(16);
+      try (ClipBatcher b = ClipBatcher.of(clip)) {
+        List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
+        for (int i = 0; i < 64; i++) {
+          int k = i;
+          got.add(callers.submit(() -> k < 48 ? b.encodeImage(images.get(k)) : b.encodeText(texts.get(k - 48))));
+        }
+        for (int i = 0; i < 64; i++) assertClose(want.get(i), got.get(i).get(120, java.util.concurrent.TimeUnit.SECONDS)[0], "request " + i);
+        ClipBatcher.Stats s = b.stats();
+        assertEquals(64, s.requests());
+        assertEquals(64, s.items());
+        assertTrue(s.batches() < 64, "the requests queued behind a batch ran together: " + s);
+        for (int size : s.batchesBySize().keySet()) assertEquals(size, ClipBatcher.paddedSize(size, clip.batchSize()), "a size from the list: " + s);
+        assertEquals(0, s.failedBatches());
+      } finally {
+        callers.shutdown();
+      }
     }
   }
 

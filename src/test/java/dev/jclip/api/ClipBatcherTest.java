@@ -1,0 +1,537 @@
+package dev.jclip.api;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.backend.cpu.CpuBackend;
+import dev.jclip.io.Checkpoint;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.testing.Reference;
+import dev.jclip.testing.TestRandom;
+import dev.jclip.tokenizer.ClipTokenizer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.function.BooleanSupplier;
+import org.junit.jupiter.api.Test;
+
+/**
+ * {@link ClipBatcher}: requests from many threads merged into batches, each request given its own
+ * rows back. Most tests run a stand-in model whose features say which item they came from and
+ * which can hold a batch until the test lets it go, so that what queues up meanwhile is known; the
+ * last ones run the tiny reference ViT-B/32 on the CPU, and on the CPU backend taking turns as a
+ * GPU does, against {@link Clip}'s own calls.
+ */
+class ClipBatcherTest {
+  static final int RES = 2, PER = 3 * RES * RES, CONTEXT = 8, VOCAB = 100;
+
+  @Test
+  void paddedSizesComeFromAShortList() {
+    int[][] cases = {{1, 256, 1}, {2, 256, 2}, {3, 256, 4}, {5, 256, 8}, {9, 256, 16}, {16, 256, 16}, {17, 256, 32}, {33, 256, 64},
+        {200, 256, 224}, {255, 256, 256}, {256, 256, 256}, {97, 100, 100}, {20, 24, 24}, {3, 3, 3}, {7, 6, 7}};
+    for (int[] c : cases) assertEquals(c[2], ClipBatcher.paddedSize(c[0], c[1]), c[0] + " items, batch " + c[1]);
+    java.util.Set<Integer> sizes = new java.util.TreeSet<>();
+    for (int n = 1; n <= 256; n++) {
+      int s = ClipBatcher.paddedSize(n, 256);
+      assertTrue(s >= n && s <= 256, n + " -> " + s);
+      sizes.add(s);
+    }
+    assertEquals(List.of(1, 2, 4, 8, 16, 32, 64, 96, 128, 160, 192, 224, 256), List.copyOf(sizes), "13 shapes for batches of 256");
+  }
+
+  @Test
+  void requestsQueuedBehindABatchRunAsOneAndEachGetsItsOwnRows() throws Exception {
+    for (boolean padding : new boolean[] {true, false}) {
+      Fake m = new Fake(32, padding);
+      try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+        m.hold();
+        CompletableFuture<float[][]> first = b.submitImages(images(1, 1000));
+        m.awaitHeld();
+        List<CompletableFuture<float[][]>> rest = new ArrayList<>();
+        ExecutorService callers = Executors.newFixedThreadPool(10);
+        try {
+          List<Future<CompletableFuture<float[][]>>> submitted = new ArrayList<>();
+          for (int i = 0; i < 10; i++) {
+            int id = i;
+            submitted.add(callers.submit(() -> b.submitImages(images(1, id))));
+          }
+          for (Future<CompletableFuture<float[][]>> f : submitted) rest.add(f.get(10, TimeUnit.SECONDS));
+        } finally {
+          callers.shutdown();
+        }
+        await(() -> b.stats().queued() == 10);
+        m.release();
+        assertEquals(1000, id(first.get(10, TimeUnit.SECONDS)[0]));
+        for (int i = 0; i < 10; i++) assertEquals(i, id(rest.get(i).get(10, TimeUnit.SECONDS)[0]), "request " + i + "'s own row");
+        assertEquals(List.of(1, padding ? 16 : 10), m.sizes(), "the ten queued requests ran as one batch");
+        ClipBatcher.Stats s = b.stats();
+        assertEquals(11, s.requests());
+        assertEquals(11, s.items());
+        assertEquals(2, s.batches());
+        assertEquals(padding ? 6 : 0, s.paddedRows());
+        assertEquals(5.5, s.meanBatch(), 1e-12);
+      }
+    }
+  }
+
+  @Test
+  void aRequestLargerThanTheBatchIsCutAndComesBackInOrder() throws Exception {
+    Fake m = new Fake(4, true);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxQueued(100))) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 500));
+      m.awaitHeld();
+      CompletableFuture<float[][]> big = b.submitImages(images(10, 0));
+      CompletableFuture<float[][]> small = b.submitImages(images(1, 100));
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      float[][] rows = big.get(10, TimeUnit.SECONDS);
+      assertEquals(10, rows.length);
+      for (int i = 0; i < 10; i++) assertEquals(i, id(rows[i]));
+      assertEquals(100, id(small.get(10, TimeUnit.SECONDS)[0]));
+      assertEquals(List.of(1, 4, 4, 4), m.sizes(), "10 + 1 items in batches of 4 (the last padded from 3)");
+      assertEquals(1, b.stats().paddedRows());
+    }
+  }
+
+  @Test
+  void theOldestRequestsKindGoesFirstAndTextsKeepTheirLengths() throws Exception {
+    Fake m = new Fake(32, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> t1 = b.submitTexts(text(3, 7, 11));
+      CompletableFuture<float[][]> i1 = b.submitImages(images(2, 20));
+      CompletableFuture<float[][]> t2 = b.submitTexts(text(5, 9, 13, 17, 19, 23)); // longer than t1's texts
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      float[][] a = t1.get(10, TimeUnit.SECONDS), c = t2.get(10, TimeUnit.SECONDS), i = i1.get(10, TimeUnit.SECONDS);
+      assertEquals(List.of("image", "text", "image"), m.kinds());
+      assertEquals(List.of(1, 2, 2), m.sizes());
+      assertEquals(3 + 7 + 11, a[0][0], "t1's ids, whatever the batch's length");
+      assertEquals(6, a[0][1], "t1 ran at t2's length, in one batch");
+      assertEquals(5 + 9 + 13 + 17 + 19 + 23, c[0][0]);
+      assertEquals(20, id(i[0]));
+      assertEquals(21, id(i[1]));
+    }
+  }
+
+  @Test
+  void aFailedBatchFailsItsRequestsAndTheNextOnesRun() throws Exception {
+    Fake m = new Fake(32, false);
+    m.failRun = 2;
+    m.failure = new IllegalStateException("the device fell over");
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> x = b.submitImages(images(1, 1)), y = b.submitImages(images(2, 2));
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      for (CompletableFuture<float[][]> f : List.of(x, y)) {
+        java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class, () -> f.get(10, TimeUnit.SECONDS));
+        assertEquals("the device fell over", e.getCause().getMessage());
+      }
+      assertEquals(7, id(b.encodeImage(images(1, 7))[0]), "the batcher goes on");
+      assertEquals(1, b.stats().failedBatches());
+    }
+  }
+
+  @Test
+  void aBlockingCallThrowsTheDevicesFailureAsItIs() {
+    Fake m = new Fake(32, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.failRun = 1;
+      m.failure = new IllegalStateException("out of memory, say");
+      IllegalStateException e = assertThrows(IllegalStateException.class, () -> b.encodeImage(images(1, 0)));
+      assertEquals("out of memory, say", e.getMessage());
+    }
+  }
+
+  @Test
+  void badRequestsAreRefusedAloneWhenSubmitted() {
+    Fake m = new Fake(32, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      IllegalArgumentException res = assertThrows(IllegalArgumentException.class, () -> b.submitImages(new Clip.Pixels(1, 3, new float[27])));
+      assertTrue(res.getMessage().contains("3 px") && res.getMessage().contains("needs 2"), res.getMessage());
+      IllegalArgumentException id = assertThrows(IllegalArgumentException.class, () -> b.submitTexts(new Clip.Tokens(2, 3, new int[] {1, 2, 3, 4, VOCAB, 6})));
+      assertTrue(id.getMessage().contains("token id 100 of text 1, position 1") && id.getMessage().contains("[0, 100)"), id.getMessage());
+      assertThrows(IllegalArgumentException.class, () -> b.submitTexts(new Clip.Tokens(1, 1, new int[] {-1})));
+      IllegalArgumentException len = assertThrows(IllegalArgumentException.class, () -> b.submitTexts(new Clip.Tokens(1, CONTEXT + 1, new int[CONTEXT + 1])));
+      assertTrue(len.getMessage().contains("exceed the context length 8"), len.getMessage());
+      assertEquals(0, b.stats().requests());
+      assertEquals(0, m.sizes().size(), "nothing ran");
+      assertEquals(0, b.submitImages(new Clip.Pixels(0, RES, new float[0])).join().length, "an empty request is done at once");
+    }
+  }
+
+  @Test
+  void aFullQueueRefusesRequestsUntilItDrains() throws Exception {
+    Fake m = new Fake(4, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxQueued(5))) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> a = b.submitImages(images(3, 10));
+      CompletableFuture<float[][]> c = b.submitImages(images(2, 20));
+      RejectedExecutionException e = assertThrows(RejectedExecutionException.class, () -> b.submitImages(images(1, 30)));
+      assertTrue(e.getMessage().contains("holds 5 items (at most 5)"), e.getMessage());
+      assertEquals(1, b.stats().rejected());
+      m.release();
+      for (CompletableFuture<float[][]> f : List.of(first, a, c)) f.get(10, TimeUnit.SECONDS);
+      await(() -> b.stats().queued() == 0);
+      assertEquals(40, id(b.submitImages(images(9, 40)).get(10, TimeUnit.SECONDS)[0]), "a request above the bound, taken when nothing waits");
+    }
+  }
+
+  @Test
+  void closingRunsWhatIsQueuedAndRefusesTheRest() throws Exception {
+    Fake m = new Fake(32, false);
+    ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults());
+    m.hold();
+    CompletableFuture<float[][]> first = b.submitImages(images(1, 0));
+    m.awaitHeld();
+    CompletableFuture<float[][]> queued = b.submitTexts(text(4));
+    Thread closer = Thread.ofPlatform().start(b::close);
+    await(() -> closer.getState() == Thread.State.WAITING); // in close, waiting for the dispatcher
+    RejectedExecutionException refused = assertThrows(RejectedExecutionException.class, () -> b.submitImages(images(1, 9)));
+    assertTrue(refused.getMessage().contains("closed"), refused.getMessage());
+    assertTrue(closer.isAlive(), "close waits for the queued requests");
+    m.release();
+    closer.join(10_000);
+    assertFalse(closer.isAlive());
+    assertEquals(0, id(first.get()[0]));
+    assertEquals(4, queued.get()[0][0], "run before the batcher ended");
+  }
+
+  @Test
+  void aCancelledRequestsRowsAreNotRun() throws Exception {
+    Fake m = new Fake(32, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> gone = b.submitImages(images(5, 10));
+      CompletableFuture<float[][]> kept = b.submitImages(images(2, 20));
+      assertTrue(gone.cancel(false));
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      assertEquals(20, id(kept.get(10, TimeUnit.SECONDS)[0]));
+      assertEquals(List.of(1, 2), m.sizes());
+      assertThrows(CancellationException.class, gone::join);
+    }
+  }
+
+  @Test
+  void onADeviceThatTakesTurnsAFullBatchIsSubmittedBeforeThePreviousIsReadBack() throws Exception {
+    Fake m = new Fake(4, true);
+    m.async = true;
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(4, 0));
+      m.awaitHeld(); // the first batch is being submitted: the next two queue meanwhile
+      CompletableFuture<float[][]> full = b.submitImages(images(4, 10));
+      CompletableFuture<float[][]> partial = b.submitImages(images(1, 20));
+      m.release();
+      for (CompletableFuture<float[][]> f : List.of(first, full, partial)) f.get(10, TimeUnit.SECONDS);
+      assertEquals(List.of("submit 4", "submit 4", "finish 1", "finish 2", "submit 1", "finish 3"), m.events(),
+          "the full batch queued behind the first; the partial one waited for the device");
+    }
+  }
+
+  @Test
+  void aDelayWaitsForMoreRequestsButNotPastAFullBatch() throws Exception {
+    Fake m = new Fake(4, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxDelay(Duration.ofSeconds(30)))) {
+      CompletableFuture<float[][]> x = b.submitImages(images(1, 0)), y = b.submitImages(images(2, 1));
+      Thread.sleep(200);
+      assertEquals(0, m.sizes().size(), "the partial batch waits for more");
+      CompletableFuture<float[][]> z = b.submitImages(images(1, 3)); // fills the batch of 4
+      for (CompletableFuture<float[][]> f : List.of(x, y, z)) f.get(10, TimeUnit.SECONDS);
+      assertEquals(List.of(4), m.sizes());
+      CompletableFuture<float[][]> w = b.submitImages(images(1, 4));
+      Thread.sleep(100);
+      assertFalse(w.isDone());
+      b.close(); // closing cuts the wait short
+      assertEquals(4, id(w.get(10, TimeUnit.SECONDS)[0]));
+    }
+    assertThrows(IllegalArgumentException.class, () -> ClipBatcher.Options.defaults().withMaxDelay(Duration.ofMillis(-1)));
+    assertThrows(IllegalArgumentException.class, () -> ClipBatcher.Options.defaults().withMaxBatch(-1));
+  }
+
+  /** The tiny reference ViT-B/32: 12 threads' requests through the batcher give each its own features. */
+  @Test
+  void aRealModelGivesEachRequestTheFeaturesOfItsOwnCall() throws Exception {
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"))) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+      Clip.Options o = Clip.Options.defaults().withDevice("cpu").withThreads(2);
+      // the CPU as it is, and the CPU taking turns as a GPU does (padding, pipelined submits)
+      for (boolean turns : new boolean[] {false, true}) {
+        try (Clip clip = Clip.create(cfg, ck.tensors(), tok, o, turns ? new ClipBatchSizeTest.Limited(8, Long.MAX_VALUE) : new CpuBackend(2, true));
+            ClipBatcher b = ClipBatcher.of(clip)) {
+          assertEquals(turns, clip.takesTurns());
+          Random r = TestRandom.create("ClipBatcherTest" + turns);
+          int per = 3 * cfg.imageResolution() * cfg.imageResolution();
+          List<Object> inputs = new ArrayList<>();
+          for (int i = 0; i < 36; i++) {
+            int n = 1 + r.nextInt(3);
+            if (i % 3 == 2) {
+              List<String> words = new ArrayList<>();
+              for (int k = 0; k < n; k++) words.add("a photo of " + "a very ".repeat(r.nextInt(4)) + "good dog " + r.nextInt(1000));
+              inputs.add(clip.tokenize(words, false));
+            } else {
+              inputs.add(new Clip.Pixels(n, cfg.imageResolution(), TestRandom.gaussian(r, n * per, 1.0)));
+            }
+          }
+          List<float[][]> want = new ArrayList<>();
+          for (Object in : inputs) want.add(in instanceof Clip.Pixels p ? clip.encodeImage(p) : clip.encodeText((Clip.Tokens) in));
+          ExecutorService callers = Executors.newFixedThreadPool(12);
+          List<Future<float[][]>> got = new ArrayList<>();
+          try {
+            for (Object in : inputs) {
+              got.add(callers.submit(() -> in instanceof Clip.Pixels p ? b.encodeImage(p) : b.encodeText((Clip.Tokens) in)));
+            }
+            for (int i = 0; i < inputs.size(); i++) {
+              float[][] g = got.get(i).get(60, TimeUnit.SECONDS), w = want.get(i);
+              assertEquals(w.length, g.length);
+              for (int k = 0; k < w.length; k++) ClipTest.assertClose(w[k], g[k], 1e-5, "request " + i + " row " + k + " (turns " + turns + ")");
+            }
+          } finally {
+            callers.shutdown();
+          }
+          ClipBatcher.Stats s = b.stats();
+          assertEquals(inputs.size(), s.requests());
+          assertTrue(s.batches() <= inputs.size(), s.toString());
+          if (!turns) assertEquals(0, s.paddedRows(), "no padding on the CPU");
+        }
+      }
+    }
+  }
+
+  /** A text batch's length rounded up to a multiple of the step: another graph shape, the same features. */
+  @Test
+  void textLengthsRoundedUpGiveTheSameFeatures() throws Exception {
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"))) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+      try (Clip clip = Clip.create(cfg, ck.tensors(), tok, Clip.Options.defaults().withDevice("cpu").withThreads(2))) {
+        Clip.Tokens t = clip.tokenize("a dog", "a photo of a cat"); // end-of-text at 3 and 6: cut at 7
+        float[][] want = clip.encodeText(t);
+        assertEquals(java.util.Set.of("text:2x7"), clip.shapes());
+        for (int step : new int[] {8, 77, 100}) {
+          float[][] got;
+          try (Clip.Pending p = clip.submitText(t, step)) {
+            got = p.finish();
+          }
+          for (int k = 0; k < 2; k++) ClipTest.assertClose(want[k], got[k], 1e-5, "text " + k + ", step " + step);
+        }
+        assertEquals(java.util.Set.of("text:2x7", "text:2x8", "text:2x77"), clip.shapes(), "rounded up, never past the tokens' length");
+        assertThrows(IllegalArgumentException.class, () -> clip.submitText(t, 0));
+      }
+    }
+  }
+
+  // --- the stand-in model ---
+
+  /** Pixels whose item i carries the id {@code first + i} in every value. */
+  static Clip.Pixels images(int n, int first) {
+    float[] d = new float[n * PER];
+    for (int i = 0; i < n; i++) java.util.Arrays.fill(d, i * PER, (i + 1) * PER, first + i);
+    return new Clip.Pixels(n, RES, d);
+  }
+
+  static Clip.Tokens text(int... ids) {
+    return new Clip.Tokens(1, ids.length, ids);
+  }
+
+  static int id(float[] row) {
+    return (int) row[0];
+  }
+
+  static void await(BooleanSupplier condition) throws InterruptedException {
+    long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (!condition.getAsBoolean()) {
+      if (System.nanoTime() > end) throw new AssertionError("timed out waiting");
+      Thread.sleep(2);
+    }
+  }
+
+  /**
+   * A model whose image features are [the item's first value, the batch size] and whose text
+   * features are [the sum of the text's ids, the batch's length]; it logs every batch, can hold
+   * the next one until released, fail the next one, and return runs still in flight.
+   */
+  static final class Fake implements ClipBatcher.Model {
+    final int batch;
+    final boolean turns;
+    final List<Integer> sizes = new ArrayList<>();
+    final List<String> kinds = new ArrayList<>(), events = new ArrayList<>();
+    /** The run that fails (1 the first), and with what. */
+    volatile int failRun;
+    volatile RuntimeException failure;
+    volatile boolean async;
+    private volatile CountDownLatch held = new CountDownLatch(0), gate = new CountDownLatch(0);
+    private int runs;
+
+    Fake(int batch, boolean turns) {
+      this.batch = batch;
+      this.turns = turns;
+    }
+
+    /** The next batch waits in its submit until {@link #release}. */
+    void hold() {
+      held = new CountDownLatch(1);
+      gate = new CountDownLatch(1);
+    }
+
+    void awaitHeld() throws InterruptedException {
+      assertTrue(held.await(10, TimeUnit.SECONDS), "no batch came");
+    }
+
+    void release() {
+      gate.countDown();
+    }
+
+    synchronized List<Integer> sizes() {
+      return List.copyOf(sizes);
+    }
+
+    synchronized List<String> kinds() {
+      return List.copyOf(kinds);
+    }
+
+    synchronized List<String> events() {
+      return List.copyOf(events);
+    }
+
+    @Override
+    public int batchSize() {
+      return batch;
+    }
+
+    @Override
+    public int resolution() {
+      return RES;
+    }
+
+    @Override
+    public int contextLength() {
+      return CONTEXT;
+    }
+
+    @Override
+    public int vocabSize() {
+      return VOCAB;
+    }
+
+    @Override
+    public boolean takesTurns() {
+      return turns;
+    }
+
+    @Override
+    public String name() {
+      return "fake";
+    }
+
+    @Override
+    public ClipBatcher.Run submitImages(Clip.Pixels p) {
+      float[][] out = new float[p.count()][];
+      for (int i = 0; i < out.length; i++) out[i] = new float[] {p.data()[i * PER], p.count()};
+      return run("image", p.count(), out);
+    }
+
+    @Override
+    public ClipBatcher.Run submitTexts(Clip.Tokens t, int lengthStep) {
+      assertEquals(turns ? ClipBatcher.TEXT_LENGTH_STEP : 1, lengthStep, "lengths rounded where batches are padded");
+      float[][] out = new float[t.count()][];
+      for (int i = 0; i < out.length; i++) {
+        float s = 0;
+        for (int k = 0; k < t.length(); k++) s += t.ids()[i * t.length() + k];
+        out[i] = new float[] {s, t.length()};
+      }
+      return run("text", t.count(), out);
+    }
+
+    private ClipBatcher.Run run(String kind, int n, float[][] out) {
+      int number;
+      CountDownLatch waitFor = gate;
+      synchronized (this) {
+        number = ++runs;
+        sizes.add(n);
+        kinds.add(kind);
+        events.add("submit " + n);
+      }
+      held.countDown();
+      if (number == failRun) throw failure;
+      awaitGate(waitFor);
+      if (!async) return done(out);
+      return new ClipBatcher.Run() {
+        @Override
+        public boolean isDone() {
+          return false;
+        }
+
+        @Override
+        public float[][] finish() {
+          synchronized (Fake.this) {
+            events.add("finish " + number);
+          }
+          return out;
+        }
+
+        @Override
+        public void close() {}
+      };
+    }
+
+    private static void awaitGate(CountDownLatch g) {
+      try {
+        assertTrue(g.await(10, TimeUnit.SECONDS), "never released");
+      } catch (InterruptedException e) {
+        throw new IllegalStateException(e);
+      }
+    }
+
+    private static ClipBatcher.Run done(float[][] out) {
+      return new ClipBatcher.Run() {
+        @Override
+        public boolean isDone() {
+          return true;
+        }
+
+        @Override
+        public float[][] finish() {
+          return out;
+        }
+
+        @Override
+        public void close() {}
+      };
+    }
+  }
+
+  @Test
+  void theFakeSeesWhatTheBatcherSends() {
+    Fake m = new Fake(8, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      float[][] r = b.encodeImage(images(3, 5));
+      assertArrayEquals(new float[] {5, 3}, r[0]);
+      assertArrayEquals(new float[] {7, 3}, r[2]);
+    }
+  }
+}
