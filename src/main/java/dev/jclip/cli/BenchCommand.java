@@ -44,7 +44,7 @@ import picocli.CommandLine.Option;
     mixinStandardHelpOptions = true,
     description = {"Benchmarks: warm-up, then the median and spread of repeated runs.",
         "Without a subcommand: the model benchmark (--model or --random)."},
-    subcommands = {BenchTokenizerCommand.class})
+    subcommands = {BenchTokenizerCommand.class, BenchCallersCommand.class})
 public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--model", paramLabel = "MODEL", description = "A model name, .pt, .safetensors or HuggingFace folder.")
   String model;
@@ -208,7 +208,11 @@ public final class BenchCommand implements Callable<Integer> {
   }
 
   private Path vocabulary() throws IOException {
-    if (vocab != null) return vocab;
+    return vocab != null ? vocab : defaultVocabulary();
+  }
+
+  /** $JCLIP_VOCAB or the cache, else the reference folder's copy. */
+  static Path defaultVocabulary() throws IOException {
     try {
       return ClipTokenizer.defaultVocabulary();
     } catch (IOException e) {

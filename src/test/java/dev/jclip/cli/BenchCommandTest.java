@@ -47,6 +47,43 @@ class BenchCommandTest {
     assertEquals(BenchCommand.flops(g.text(1, 77, true)) - 2.0 * 76 * 512 * (512 + 2 * 2048), BenchCommand.flops(g.text(1, 77)), 1);
   }
 
+  /** {@code bench callers}: both ways timed in one run, one JSON object per number of callers, the batcher's batches counted. */
+  @Test
+  void callersComparesDirectCallsWithTheBatcher() throws Exception {
+    for (String kind : new String[] {"image", "text"}) {
+      StringWriter out = new StringWriter(), err = new StringWriter();
+      CommandLine cl = Main.commandLine();
+      cl.setOut(new PrintWriter(out));
+      cl.setErr(new PrintWriter(err));
+      int code = cl.execute("bench", "callers", "--model", Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt").toString(), "--vocab",
+          Reference.file("bpe_simple_vocab_16e6.txt.gz").toString(), "--device", "cpu", "--threads", "2", "--kind", kind, "--items", "2",
+          "--callers", "1,3", "--seconds", "0.3", "--warmup-seconds", "0.1", "--json");
+      assertEquals(0, code, err.toString());
+      java.util.List<JsonNode> rows = new java.util.ArrayList<>();
+      for (String l : out.toString().split("\n")) if (l.startsWith("{")) rows.add(new ObjectMapper().readTree(l));
+      assertEquals(2, rows.size(), out.toString());
+      for (int i = 0; i < 2; i++) {
+        JsonNode o = rows.get(i);
+        assertEquals(i == 0 ? 1 : 3, o.get("callers").asInt());
+        assertEquals(kind, o.get("kind").asText());
+        for (String k : new String[] {"direct_per_s", "batched_per_s", "ratio", "direct_p50_ms", "batched_p99_ms", "mean_batch"}) {
+          assertTrue(o.get(k).asDouble() > 0, k + " in " + o);
+        }
+        assertEquals(o.get("batched_per_s").asDouble() / o.get("direct_per_s").asDouble(), o.get("ratio").asDouble(), 1e-9);
+        long batches = 0;
+        for (JsonNode n : o.get("batches_by_size")) batches += n.asLong();
+        assertEquals(o.get("batches").asLong(), batches);
+        assertEquals(0, o.get("padded_rows").asLong(), "no padding on the CPU");
+        assertEquals(0, o.get("failed_batches").asLong());
+      }
+    }
+    StringWriter err = new StringWriter();
+    CommandLine cl = Main.commandLine();
+    cl.setErr(new PrintWriter(err));
+    assertEquals(2, cl.execute("bench", "callers", "--random", "ViT-B/32", "--kind", "audio"));
+    assertTrue(err.toString().contains("--kind is image or text"), err.toString());
+  }
+
   @Test
   void tokenizerSubcommandStillListed() {
     assertTrue(Main.commandLine().getSubcommands().get("bench").getSubcommands().containsKey("tokenizer"));

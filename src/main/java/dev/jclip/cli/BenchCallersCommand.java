@@ -1,0 +1,246 @@
+package dev.jclip.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import dev.jclip.api.Clip;
+import dev.jclip.api.ClipBatcher;
+import dev.jclip.io.Checkpoint;
+import dev.jclip.io.Downloader;
+import dev.jclip.io.ModelRegistry;
+import dev.jclip.io.Tensor;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.model.RandomWeights;
+import dev.jclip.tokenizer.ClipTokenizer;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Function;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * {@code jclip bench callers}: a service's load. N threads each send requests of a few items in a
+ * loop (the next once the last is answered), first each calling the {@link Clip} directly, then
+ * through a {@link ClipBatcher}; requests per second, latency percentiles and the batches the
+ * batcher ran, both ways in the same run and on the same model.
+ *
+ * <pre>
+ * scripts/jclip bench callers --random ViT-B/32 --device cuda --precision fp16 --callers 1,16,64
+ * </pre>
+ */
+@Command(
+    name = "callers",
+    mixinStandardHelpOptions = true,
+    description = {"Concurrent callers, each sending small requests: the Clip called directly against ClipBatcher, in the same run."})
+public final class BenchCallersCommand implements Callable<Integer> {
+  @Option(names = "--model", paramLabel = "MODEL", description = "A model name, .pt, .safetensors or HuggingFace folder.")
+  String model;
+
+  @Option(names = "--random", paramLabel = "NAME", description = "Random weights at the full geometry of an OpenAI model (ViT-B/32, RN50, ...).")
+  String random;
+
+  @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "auto", description = "auto, cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}).")
+  String device;
+
+  @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32", description = "fp32, bf16 or fp16 (default: ${DEFAULT-VALUE}).")
+  String precision;
+
+  @Option(names = "--threads", paramLabel = "N", description = "CPU threads of the backend (default: all processors).")
+  Integer threads;
+
+  @Option(names = "--callers", paramLabel = "N,N,...", split = ",", defaultValue = "1,8,32", description = "Concurrent callers (default: ${DEFAULT-VALUE}).")
+  int[] callers;
+
+  @Option(names = "--kind", paramLabel = "KIND", defaultValue = "image", description = "image or text: what each request carries (default: ${DEFAULT-VALUE}).")
+  String kind;
+
+  @Option(names = "--items", paramLabel = "N", defaultValue = "1", description = "Images or texts per request (default: ${DEFAULT-VALUE}).")
+  int items;
+
+  @Option(names = "--seconds", paramLabel = "S", defaultValue = "5", description = "Timed seconds per configuration (default: ${DEFAULT-VALUE}).")
+  double seconds;
+
+  @Option(names = "--warmup-seconds", paramLabel = "S", defaultValue = "3", description = "Untimed seconds first, per configuration (default: ${DEFAULT-VALUE}).")
+  double warmupSeconds;
+
+  @Option(names = "--max-delay-ms", paramLabel = "MS", defaultValue = "0",
+      description = "ClipBatcher's maxDelay: how long a partial batch may wait for more requests (default: ${DEFAULT-VALUE}).")
+  double maxDelayMs;
+
+  @Option(names = "--vocab", paramLabel = "FILE", description = "Vocabulary (default: $JCLIP_VOCAB, the cache, the reference folder's copy).")
+  java.nio.file.Path vocab;
+
+  @Option(names = "--json", description = "Also print one JSON object per number of callers.")
+  boolean json;
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  /** The prompts texts are drawn from (ImageNet-template-like, 7-15 tokens). */
+  static final String[] NOUNS = {"dog", "cat", "golden retriever", "tabby cat", "school bus", "espresso machine", "red fox", "sports car",
+      "grand piano", "lighthouse", "mountain bike", "hummingbird"};
+
+  static final String[] FORMS = {"a photo of a {}.", "a blurry photo of the {}.", "a close-up photo of a small {}.", "a drawing of a {}.",
+      "a bright photo of the large {} in the garden.", "itap of my {}."};
+
+  @Override
+  public Integer call() throws Exception {
+    PrintWriter out = spec.commandLine().getOut(), err = spec.commandLine().getErr();
+    if ((model == null) == (random == null)) {
+      err.println("jclip bench callers: give --model or --random (one of them)");
+      return 2;
+    }
+    if (callers.length == 0 || Arrays.stream(callers).anyMatch(c -> c < 1) || items < 1 || seconds <= 0 || warmupSeconds < 0 || maxDelayMs < 0) {
+      err.println("jclip bench callers: --callers and --items must be at least 1, --seconds above 0, --warmup-seconds and --max-delay-ms at least 0");
+      return 2;
+    }
+    if (!kind.equals("image") && !kind.equals("text")) {
+      err.println("jclip bench callers: --kind is image or text, not " + kind);
+      return 2;
+    }
+    int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();
+    Checkpoint ck = null;
+    try {
+      ClipConfig cfg;
+      Map<String, Tensor> weights;
+      if (random != null) {
+        cfg = RandomWeights.config(random);
+        weights = RandomWeights.generate(cfg, 1);
+      } else {
+        ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.builtin()));
+        cfg = ClipConfig.infer(ck);
+        weights = ck.tensors();
+      }
+      ClipTokenizer tok = ClipTokenizer.load(vocab != null ? vocab : BenchCommand.defaultVocabulary());
+      Clip.Options options = Clip.Options.defaults().withDevice(device).withPrecision(precision).withThreads(t);
+      try (Clip clip = Clip.create(cfg, weights, tok, options)) {
+        out.printf("model: %s; %s; %s requests of %d %s%s%n", random != null ? "random " + random : model, clip.describe(), kind, items,
+            kind.equals("image") ? "image" : "text", items == 1 ? "" : "s");
+        out.printf("%8s %12s %12s %9s %9s %12s %9s %9s %7s %10s %8s%n", "callers", "direct/s", "batched/s", "ratio", "p50 ms", "p99 ms", "p50 ms",
+            "p99 ms", "batch", "padding", "batches");
+        out.printf("%8s %12s %12s %9s %19s %21s%n", "", "requests", "requests", "", "direct", "batched");
+        out.flush();
+        ClipBatcher.Options bo = ClipBatcher.Options.defaults().withMaxDelay(Duration.ofNanos((long) (maxDelayMs * 1e6)));
+        for (int c : callers) {
+          List<Object> inputs = inputs(clip, cfg, c);
+          Load direct = load(c, inputs, in -> encode(clip, in));
+          Load batched;
+          ClipBatcher.Stats stats;
+          // a large enough queue that no caller is refused: each caller has at most one request waiting
+          try (ClipBatcher b = ClipBatcher.of(clip, bo.withMaxQueued(Math.max(4 * clip.batchSize(), c * items)))) {
+            batched = load(c, inputs, in -> in instanceof Clip.Pixels p ? b.encodeImage(p) : b.encodeText((Clip.Tokens) in));
+            stats = b.stats();
+          }
+          double ratio = batched.perSecond() / direct.perSecond();
+          out.printf("%8d %12.1f %12.1f %8.2fx %9.2f %12.2f %9.2f %9.2f %7.1f %9.1f%% %8d%n", c, direct.perSecond(), batched.perSecond(), ratio,
+              direct.percentile(0.5), direct.percentile(0.99), batched.percentile(0.5), batched.percentile(0.99), stats.meanBatch(),
+              100.0 * stats.paddedRows() / Math.max(1, stats.paddedRows() + stats.items()), stats.batches());
+          if (json) {
+            ObjectNode o = new ObjectMapper().createObjectNode();
+            o.put("model", random != null ? "random " + random : model).put("device", clip.device()).put("precision", precision).put("kind", kind)
+                .put("items", items).put("callers", c).put("seconds", seconds).put("max_delay_ms", maxDelayMs);
+            o.put("direct_per_s", direct.perSecond()).put("batched_per_s", batched.perSecond()).put("ratio", ratio);
+            o.put("direct_p50_ms", direct.percentile(0.5)).put("direct_p99_ms", direct.percentile(0.99));
+            o.put("batched_p50_ms", batched.percentile(0.5)).put("batched_p99_ms", batched.percentile(0.99));
+            o.put("mean_batch", stats.meanBatch()).put("batches", stats.batches()).put("padded_rows", stats.paddedRows())
+                .put("failed_batches", stats.failedBatches());
+            ObjectNode sizes = o.putObject("batches_by_size");
+            stats.batchesBySize().forEach((k, v) -> sizes.put(Integer.toString(k), v));
+            out.println(new ObjectMapper().writeValueAsString(o));
+          }
+          out.flush();
+        }
+        out.printf("each caller sends its next request when the last is answered; %.0f s warm-up, then %.0f s timed, per configuration;%n", warmupSeconds,
+            seconds);
+        out.println("batch = the batcher's items a batch (padding not counted); padding = padded rows among the rows it ran.");
+      }
+      return 0;
+    } catch (IOException | IllegalArgumentException e) {
+      err.println("jclip bench callers: " + e.getMessage());
+      return 1;
+    } finally {
+      if (ck != null) ck.close();
+    }
+  }
+
+  /** Requests a caller cycles through: 4 per caller, random pixels (N(0, 1)) or prompts. */
+  private List<Object> inputs(Clip clip, ClipConfig cfg, int callers) {
+    SplittableRandom r = new SplittableRandom(11);
+    List<Object> in = new ArrayList<>();
+    int per = 3 * cfg.imageResolution() * cfg.imageResolution();
+    for (int i = 0; i < 4 * callers; i++) {
+      if (kind.equals("image")) {
+        float[] d = new float[items * per];
+        for (int k = 0; k < d.length; k++) d[k] = (float) r.nextGaussian();
+        in.add(new Clip.Pixels(items, cfg.imageResolution(), d));
+      } else {
+        List<String> texts = new ArrayList<>();
+        for (int k = 0; k < items; k++) texts.add(FORMS[r.nextInt(FORMS.length)].replace("{}", NOUNS[r.nextInt(NOUNS.length)]));
+        in.add(clip.tokenize(texts, true));
+      }
+    }
+    return in;
+  }
+
+  private static float[][] encode(Clip clip, Object in) {
+    return in instanceof Clip.Pixels p ? clip.encodeImage(p) : clip.encodeText((Clip.Tokens) in);
+  }
+
+  /** Requests answered in the timed window (whenever sent), and their latencies in ms. */
+  record Load(long requests, double seconds, double[] latenciesMs) {
+    double perSecond() {
+      return requests / seconds;
+    }
+
+    double percentile(double q) {
+      if (latenciesMs.length == 0) return Double.NaN;
+      return latenciesMs[Math.min(latenciesMs.length - 1, (int) Math.floor(q * latenciesMs.length))];
+    }
+  }
+
+  /** {@code callers} threads, each sending its requests in turn until the time is up; the warm-up's requests are not counted. */
+  private Load load(int callers, List<Object> inputs, Function<Object, float[][]> send) throws InterruptedException {
+    AtomicBoolean stop = new AtomicBoolean();
+    long start = System.nanoTime(), timedFrom = start + (long) (warmupSeconds * 1e9), end = timedFrom + (long) (seconds * 1e9);
+    List<List<Double>> lat = new ArrayList<>();
+    List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
+    CountDownLatch done = new CountDownLatch(callers);
+    for (int c = 0; c < callers; c++) {
+      List<Double> mine = new ArrayList<>();
+      lat.add(mine);
+      int id = c;
+      Thread.ofPlatform().daemon().name("caller " + c).start(() -> {
+        try {
+          for (int i = 0; !stop.get(); i++) {
+            long t0 = System.nanoTime();
+            if (t0 >= end) break;
+            send.apply(inputs.get((id * 4 + i % 4) % inputs.size()));
+            long t1 = System.nanoTime();
+            if (t1 >= timedFrom && t1 <= end) mine.add((t1 - t0) / 1e6); // answered in the window
+          }
+        } catch (Throwable e) {
+          failures.add(e);
+          stop.set(true);
+        } finally {
+          done.countDown();
+        }
+      });
+    }
+    done.await();
+    if (!failures.isEmpty()) throw new IllegalStateException("a caller failed: " + failures.get(0), failures.get(0));
+    int n = lat.stream().mapToInt(List::size).sum();
+    double[] all = new double[n];
+    int k = 0;
+    for (List<Double> l : lat) for (double d : l) all[k++] = d;
+    Arrays.sort(all);
+    return new Load(n, seconds, all);
+  }
+}
