@@ -293,6 +293,11 @@ public final class Clip implements AutoCloseable {
     return java.util.Set.copyOf(pools.keySet());
   }
 
+  /** Whether encode calls run their batches one at a time (two in flight did not fit in the GPU's memory). */
+  boolean oneBatchAtATime() {
+    return oneBatchAtATime;
+  }
+
   /** Whether runs take turns on one device (a GPU's stream), so that batches are best merged and pipelined ({@link ClipBatcher}). */
   boolean takesTurns() {
     return serialized;

@@ -1,5 +1,6 @@
 package dev.jclip.api;
 
+import dev.jclip.backend.Backends;
 import java.time.Duration;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -44,7 +45,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * of 8 tokens, which the causal mask leaves without effect on the features. On the CPU, where
  * each row costs its share, batches are not padded. A batch that fills up while another is in
  * flight on a GPU is submitted before the first is read back (its upload overlaps that batch's
- * work), as {@link Clip#submitImage} does; a partial one waits for the device and grows meanwhile.
+ * work), as {@link Clip#submitImage} does, if its kind's oldest request is the oldest waiting (so
+ * that a stream of one kind cannot starve the other); a partial one waits for the device and grows
+ * meanwhile. When two batches in flight do not fit in the GPU's memory, the first is read back, the
+ * second tried again, and the batcher runs one batch at a time from then on (said on stderr).
  *
  * <p><b>Features</b> are those of {@link Clip#encodeImage} / {@link Clip#encodeText} on the
  * request alone, up to the GEMM library's rounding for another batch size (fp32: relative 1e-6; in
@@ -58,7 +62,10 @@ import java.util.concurrent.locks.ReentrantLock;
  * submitted when {@link Options#maxQueued()} items already wait is refused with a {@link
  * RejectedExecutionException} (the device is behind the requests: the service can answer "busy"
  * rather than queue without bound); a request larger than that bound is taken when nothing waits.
- * A cancelled future's rows not yet taken are dropped.
+ * A cancelled future's rows not yet taken are dropped. The futures handed out complete on the
+ * common {@link java.util.concurrent.ForkJoinPool}, so that what a caller chains to them (even a
+ * call that waits for the batcher) never runs on the dispatcher; a fault of the dispatcher itself
+ * fails every waiting request and closes the batcher, rather than leaving them waiting.
  *
  * <p><b>Closing</b> refuses new requests, lets the dispatcher finish every request already queued,
  * and waits for it. Close the batcher before its {@link Clip}.
@@ -75,7 +82,9 @@ public final class ClipBatcher implements AutoCloseable {
     public Options {
       if (maxBatch < 0) throw new IllegalArgumentException("maxBatch must be at least 1 (or 0: the Clip's batch size), got " + maxBatch);
       if (maxQueued < 0) throw new IllegalArgumentException("maxQueued must be at least 1 (or 0: four batches), got " + maxQueued);
-      if (maxDelay == null || maxDelay.isNegative()) throw new IllegalArgumentException("maxDelay must be zero or more, got " + maxDelay);
+      if (maxDelay == null || maxDelay.isNegative() || maxDelay.compareTo(Duration.ofHours(1)) > 0) {
+        throw new IllegalArgumentException("maxDelay must be from zero to an hour, got " + maxDelay);
+      }
     }
 
     /** The Clip's batch size, four batches queued at most, no waiting for more requests, padding on a GPU. */
@@ -126,6 +135,11 @@ public final class ClipBatcher implements AutoCloseable {
     /** Whether runs take turns on one device (a GPU): pipelining and padding pay there. */
     boolean takesTurns();
 
+    /** Whether the model runs one batch at a time (a Clip whose two batches in flight did not fit). */
+    default boolean oneBatchAtATime() {
+      return false;
+    }
+
     Run submitImages(Clip.Pixels pixels);
 
     /** @param lengthStep each batch's length (its longest text) rounded up to a multiple of this */
@@ -158,10 +172,15 @@ public final class ClipBatcher implements AutoCloseable {
     long seq;
     final float[][] rows;
     final CompletableFuture<float[][]> future = new CompletableFuture<>();
+    /** A blocking call's request: its future is never handed out, so it is completed on the dispatcher. */
+    final boolean direct;
+    /** Set by the dispatcher when a batch holding some of its rows failed (its future completes later, on another thread). */
+    volatile boolean failed;
     int taken, done;
 
-    Request(Kind kind, Clip.Pixels pixels, Clip.Tokens tokens, int count) {
+    Request(Kind kind, Clip.Pixels pixels, Clip.Tokens tokens, int count, boolean direct) {
       this.kind = kind;
+      this.direct = direct;
       this.pixels = pixels;
       this.tokens = tokens;
       this.count = count;
@@ -176,6 +195,9 @@ public final class ClipBatcher implements AutoCloseable {
   /** A batch: its kind, its slices, its size with padding. */
   private record Batch(Kind kind, List<Slice> slices, int size) {}
 
+  /** Where the futures handed out complete (see {@link #submitImages}). */
+  private static final java.util.concurrent.Executor COMPLETIONS = java.util.concurrent.ForkJoinPool.commonPool();
+
   /** With padding, a text batch's length (its longest text's) is rounded up to a multiple of this. */
   static final int TEXT_LENGTH_STEP = 8;
 
@@ -189,6 +211,8 @@ public final class ClipBatcher implements AutoCloseable {
   private long seq;
   private boolean closed;
   private final Thread dispatcher;
+  /** False once two batches in flight ran out of device memory (the dispatcher's own). */
+  private boolean pipelining = true;
   // statistics, under the lock
   private long requests, batches, paddedRows, failedBatches, rejected, ranItems;
   private final TreeMap<Integer, Long> bySize = new TreeMap<>();
@@ -210,18 +234,50 @@ public final class ClipBatcher implements AutoCloseable {
     dispatcher.start();
   }
 
-  /** The features of these images, [count][E] as {@link Clip#encodeImage}, once their batches have run. */
+  /**
+   * The features of these images, [count][E] as {@link Clip#encodeImage}, once their batches have
+   * run. The pixels are read when their batch is built: leave them as they are until the future
+   * completes. The future completes on the common {@link java.util.concurrent.ForkJoinPool}, never
+   * on the dispatcher, so that what is chained to it cannot hold up the batches.
+   *
+   * @throws IllegalArgumentException for images of another resolution than the model's
+   * @throws RejectedExecutionException when the queue is full or the batcher is closed
+   */
   public CompletableFuture<float[][]> submitImages(Clip.Pixels pixels) {
+    return images(pixels, false);
+  }
+
+  /**
+   * The features of these texts, [count][E] as {@link Clip#encodeText}, once their batches have
+   * run; as {@link #submitImages}.
+   *
+   * @throws IllegalArgumentException for texts longer than the context, of no tokens, or with ids outside the vocabulary
+   */
+  public CompletableFuture<float[][]> submitTexts(Clip.Tokens tokens) {
+    return texts(tokens, false);
+  }
+
+  /** {@link #submitImages}, waiting for the features; the device's failure is thrown as it is. */
+  public float[][] encodeImage(Clip.Pixels pixels) {
+    return join(images(pixels, true));
+  }
+
+  /** {@link #submitTexts}, waiting for the features. */
+  public float[][] encodeText(Clip.Tokens tokens) {
+    return join(texts(tokens, true));
+  }
+
+  private CompletableFuture<float[][]> images(Clip.Pixels pixels, boolean direct) {
     if (pixels.resolution() != model.resolution()) {
       throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + model.resolution());
     }
-    return enqueue(new Request(Kind.IMAGE, pixels, null, pixels.count()));
+    return enqueue(new Request(Kind.IMAGE, pixels, null, pixels.count(), direct));
   }
 
-  /** The features of these texts, [count][E] as {@link Clip#encodeText}, once their batches have run. */
-  public CompletableFuture<float[][]> submitTexts(Clip.Tokens tokens) {
+  private CompletableFuture<float[][]> texts(Clip.Tokens tokens, boolean direct) {
     int len = tokens.length(), vocab = model.vocabSize();
     if (len > model.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + model.contextLength());
+    if (len < 1 && tokens.count() > 0) throw new IllegalArgumentException("texts of no tokens: a text needs at least its start and end tokens");
     int[] ids = tokens.ids();
     for (int i = 0; i < ids.length; i++) {
       if (ids[i] < 0 || ids[i] >= vocab) {
@@ -229,17 +285,7 @@ public final class ClipBatcher implements AutoCloseable {
             + vocab + ")");
       }
     }
-    return enqueue(new Request(Kind.TEXT, null, tokens, tokens.count()));
-  }
-
-  /** {@link #submitImages}, waiting for the features; the device's failure is thrown as it is. */
-  public float[][] encodeImage(Clip.Pixels pixels) {
-    return join(submitImages(pixels));
-  }
-
-  /** {@link #submitTexts}, waiting for the features. */
-  public float[][] encodeText(Clip.Tokens tokens) {
-    return join(submitTexts(tokens));
+    return enqueue(new Request(Kind.TEXT, null, tokens, tokens.count(), direct));
   }
 
   private static float[][] join(CompletableFuture<float[][]> f) {
@@ -257,6 +303,8 @@ public final class ClipBatcher implements AutoCloseable {
     lock.lock();
     try {
       if (closed) throw new RejectedExecutionException("this batcher is closed");
+      dropCancelled(images); // a cancelled request's rows no longer count against the bound
+      dropCancelled(texts);
       int queued = queuedImages + queuedTexts, bound = maxQueued();
       if (queued > 0 && queued + r.count > bound) {
         rejected++;
@@ -301,47 +349,83 @@ public final class ClipBatcher implements AutoCloseable {
   private void dispatch() {
     Batch inFlightBatch = null;
     Run inFlight = null;
-    while (true) {
-      Batch next;
-      try {
-        // With a batch in flight, take the next now only if it is full (its upload overlaps that
-        // batch's work); a partial one grows while the device finishes.
-        next = take(inFlight == null);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        next = null;
-      }
-      if (next == null) {
-        if (inFlight != null) {
+    try {
+      while (true) {
+        if (inFlight != null && !pipelines()) { // one batch at a time: read it back before the next
           deliver(inFlightBatch, inFlight);
           inFlight = null;
           inFlightBatch = null;
+        }
+        Batch next;
+        try {
+          // With a batch in flight, take the next now only if it is full (its upload overlaps that
+          // batch's work); a partial one grows while the device finishes.
+          next = take(inFlight == null);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          next = null;
+        }
+        if (next == null) {
+          if (inFlight != null) {
+            deliver(inFlightBatch, inFlight);
+            inFlight = null;
+            inFlightBatch = null;
+            continue;
+          }
+          if (Thread.currentThread().isInterrupted()) {
+            failQueued(new IllegalStateException("the batcher's dispatcher was interrupted"));
+            return;
+          }
+          if (isClosedAndDrained()) return;
           continue;
         }
-        if (Thread.currentThread().isInterrupted()) {
-          failQueued(new IllegalStateException("the batcher's dispatcher was interrupted"));
-          return;
+        Run run;
+        try {
+          run = submit(next);
+        } catch (Throwable t) {
+          if (inFlight == null || !Backends.outOfMemory(t)) {
+            fail(next, t);
+            continue;
+          }
+          // Two batches in flight did not fit (Clip.Retry cannot see the first: it is another
+          // call's): read the first back, run one at a time from now on, and try again.
+          deliver(inFlightBatch, inFlight);
+          inFlight = null;
+          inFlightBatch = null;
+          pipelining = false;
+          System.err.println("jclip: ClipBatcher: two batches in flight do not fit in the GPU's memory (" + t.getMessage()
+              + "): running one batch at a time");
+          try {
+            run = submit(next);
+          } catch (Throwable again) {
+            fail(next, again);
+            continue;
+          }
         }
-        if (isClosedAndDrained()) return;
-        continue;
+        if (inFlight != null) deliver(inFlightBatch, inFlight);
+        inFlight = null;
+        inFlightBatch = null;
+        if (run.isDone()) {
+          deliver(next, run);
+        } else {
+          inFlight = run;
+          inFlightBatch = next;
+        }
       }
-      Run run;
-      try {
-        run = next.kind == Kind.IMAGE ? model.submitImages(pixelsOf(next)) : model.submitTexts(tokensOf(next), pad ? TEXT_LENGTH_STEP : 1);
-      } catch (Throwable t) {
-        fail(next, t);
-        continue;
-      }
-      if (inFlight != null) deliver(inFlightBatch, inFlight);
-      inFlight = null;
-      inFlightBatch = null;
-      if (run.isDone()) {
-        deliver(next, run);
-      } else {
-        inFlight = run;
-        inFlightBatch = next;
-      }
+    } catch (Throwable unexpected) { // a fault of the batcher's own: refuse new requests, fail the waiting ones
+      if (inFlight != null) fail(inFlightBatch, unexpected);
+      failQueued(unexpected);
+      if (unexpected instanceof Error e) throw e;
     }
+  }
+
+  private Run submit(Batch b) {
+    return b.kind == Kind.IMAGE ? model.submitImages(pixelsOf(b)) : model.submitTexts(tokensOf(b), pad ? TEXT_LENGTH_STEP : 1);
+  }
+
+  /** Whether the next full batch may be submitted while one is in flight: on a device that takes turns, until two did not fit. */
+  private boolean pipelines() {
+    return pipelining && !model.oneBatchAtATime();
   }
 
   private boolean isClosedAndDrained() {
@@ -366,8 +450,9 @@ public final class ClipBatcher implements AutoCloseable {
         dropCancelled(texts);
         int max = maxBatch();
         if (!wait) {
+          // only the oldest kind, so that a stream of full batches of one kind cannot starve the other
           Kind k = oldestFull(max);
-          return k == null ? null : cut(k, max);
+          return k == null || k != oldest() ? null : cut(k, max);
         }
         if (images.isEmpty() && texts.isEmpty()) {
           if (closed) return null;
@@ -419,7 +504,7 @@ public final class ClipBatcher implements AutoCloseable {
   /** Drops the untaken rows of requests that completed already (cancelled, or failed in an earlier batch). */
   private void dropCancelled(ArrayDeque<Request> q) {
     q.removeIf(r -> {
-      if (!r.future.isDone()) return false;
+      if (!r.failed && !r.future.isDone()) return false;
       int left = r.count - r.taken;
       if (r.kind == Kind.IMAGE) queuedImages -= left;
       else queuedTexts -= left;
@@ -450,9 +535,16 @@ public final class ClipBatcher implements AutoCloseable {
     return new Batch(k, slices, size);
   }
 
+  /** Whether the batch is exactly one request, all of its items and no padding. */
+  private static boolean whole(Batch b) {
+    if (b.slices.size() != 1) return false;
+    Slice s = b.slices.get(0);
+    return s.from == 0 && s.to == s.request.count && b.size == s.request.count;
+  }
+
   private Clip.Pixels pixelsOf(Batch b) {
     int res = model.resolution(), per = 3 * res * res;
-    if (b.slices.size() == 1 && b.size == b.slices.get(0).request.count) return b.slices.get(0).request.pixels; // a whole request, as it came
+    if (whole(b)) return b.slices.get(0).request.pixels; // one whole request, as it came
     float[] d = new float[b.size * per];
     for (Slice s : b.slices) System.arraycopy(s.request.pixels.data(), s.from * per, d, s.at * per, (s.to - s.from) * per);
     return new Clip.Pixels(b.size, res, d);
@@ -460,7 +552,7 @@ public final class ClipBatcher implements AutoCloseable {
 
   /** The batch's texts at the longest request's length; padding rows are all zeros (an empty text's features, dropped). */
   private Clip.Tokens tokensOf(Batch b) {
-    if (b.slices.size() == 1 && b.size == b.slices.get(0).request.count) return b.slices.get(0).request.tokens;
+    if (whole(b)) return b.slices.get(0).request.tokens;
     int len = 1;
     for (Slice s : b.slices) len = Math.max(len, s.request.tokens.length());
     int[] ids = new int[b.size * len];
@@ -493,8 +585,20 @@ public final class ClipBatcher implements AutoCloseable {
         r.done += s.to - s.from;
         complete = r.done == r.count;
       }
-      if (complete) r.future.complete(r.rows);
+      if (complete) complete(r);
     }
+  }
+
+  /** Completes a request's future: on the dispatcher for a blocking call, else on the common pool (see {@link #submitImages}). */
+  private static void complete(Request r) {
+    if (r.direct) r.future.complete(r.rows);
+    else r.future.completeAsync(() -> r.rows, COMPLETIONS);
+  }
+
+  private static void fail(Request r, Throwable t) {
+    r.failed = true;
+    if (r.direct) r.future.completeExceptionally(t);
+    else COMPLETIONS.execute(() -> r.future.completeExceptionally(t));
   }
 
   private void fail(Batch b, Throwable t) {
@@ -504,7 +608,7 @@ public final class ClipBatcher implements AutoCloseable {
     } finally {
       lock.unlock();
     }
-    for (Slice s : b.slices) s.request.future.completeExceptionally(t);
+    for (Slice s : b.slices) fail(s.request, t);
   }
 
   /** Fails every queued request (the dispatcher is ending without running them) and refuses new ones. */
@@ -521,7 +625,7 @@ public final class ClipBatcher implements AutoCloseable {
     } finally {
       lock.unlock();
     }
-    for (Request r : left) r.future.completeExceptionally(t);
+    for (Request r : left) fail(r, t);
   }
 
   /** What the batcher has done so far. */
@@ -582,6 +686,11 @@ public final class ClipBatcher implements AutoCloseable {
     @Override
     public boolean takesTurns() {
       return clip.takesTurns();
+    }
+
+    @Override
+    public boolean oneBatchAtATime() {
+      return clip.oneBatchAtATime();
     }
 
     @Override

@@ -272,6 +272,106 @@ class ClipBatcherTest {
     assertThrows(IllegalArgumentException.class, () -> ClipBatcher.Options.defaults().withMaxBatch(-1));
   }
 
+  /**
+   * A request's last rows run alone, padded up to exactly its size, are still its last rows (the
+   * batch is not the request as it came: a desk review found its first rows sent again).
+   */
+  @Test
+  void theRestOfASplitRequestPaddedToItsSizeIsStillItsRest() throws Exception {
+    Fake m = new Fake(8, true);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 500));
+      m.awaitHeld();
+      CompletableFuture<float[][]> seven = b.submitImages(images(7, 100)), four = b.submitImages(images(4, 0));
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      float[][] r7 = seven.get(10, TimeUnit.SECONDS), r4 = four.get(10, TimeUnit.SECONDS);
+      for (int i = 0; i < 7; i++) assertEquals(100 + i, id(r7[i]));
+      for (int i = 0; i < 4; i++) assertEquals(i, id(r4[i]), "row " + i + " of the request cut 1 + 3");
+      assertEquals(List.of(1, 8, 4), m.sizes(), "7 + 1 in one batch; the other 3 padded to 4");
+    }
+  }
+
+  /** Two batches in flight that do not fit: the first is read back, the second tried again, and the batcher runs one at a time from then on. */
+  @Test
+  void twoBatchesInFlightThatDoNotFitRunOneAtATime() throws Exception {
+    Fake m = new Fake(4, true);
+    m.async = true;
+    m.oneInFlightOnly = true;
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(4, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> second = b.submitImages(images(4, 10)), third = b.submitImages(images(4, 20));
+      CompletableFuture<float[][]> fourth = b.submitImages(images(4, 30));
+      m.release();
+      int k = 0;
+      for (CompletableFuture<float[][]> f : List.of(first, second, third, fourth)) assertEquals(10 * k++, id(f.get(10, TimeUnit.SECONDS)[0]));
+      assertEquals(1, m.outOfMemory, "one failure, then no two in flight");
+      assertEquals(List.of("submit 4", "submit 4", "finish 1", "submit 4", "finish 3", "submit 4", "finish 4", "submit 4", "finish 5"), m.events());
+      assertEquals(0, b.stats().failedBatches());
+    }
+  }
+
+  /** What a caller chains to a future runs off the dispatcher: it may wait for the batcher, or close it. */
+  @Test
+  void whatIsChainedToAFutureMayWaitForTheBatcher() throws Exception {
+    Fake m = new Fake(8, false);
+    ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults());
+    m.hold(); // chained before the future completes
+    CompletableFuture<Integer> chained = b.submitImages(images(1, 1)).thenApply(r -> id(b.encodeImage(images(1, 2))[0]));
+    m.awaitHeld();
+    m.release();
+    assertEquals(2, chained.get(10, TimeUnit.SECONDS));
+    m.hold();
+    CompletableFuture<Void> closing = b.submitImages(images(1, 3)).thenRun(b::close);
+    m.awaitHeld();
+    m.release();
+    closing.get(10, TimeUnit.SECONDS);
+    assertThrows(RejectedExecutionException.class, () -> b.submitImages(images(1, 4)));
+  }
+
+  /** A fault of the dispatcher itself fails the waiting requests and refuses new ones, rather than leaving them waiting forever. */
+  @Test
+  void aFaultOfTheDispatcherFailsTheWaitingRequests() throws Exception {
+    Fake m = new Fake(8, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(1, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> waiting = b.submitImages(images(1, 1));
+      m.brokenOnTheDispatcher = true; // the dispatcher's next look at the batch size throws
+      m.release();
+      assertEquals(0, id(first.get(10, TimeUnit.SECONDS)[0]));
+      java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class, () -> waiting.get(10, TimeUnit.SECONDS));
+      assertEquals("the batch size broke", e.getCause().getMessage());
+      m.brokenOnTheDispatcher = false;
+      assertThrows(RejectedExecutionException.class, () -> b.submitImages(images(1, 2)));
+    }
+    assertThrows(IllegalArgumentException.class, () -> ClipBatcher.Options.defaults().withMaxDelay(Duration.ofDays(400 * 365)));
+  }
+
+  /** Full batches of one kind queued without end do not keep an older request of the other kind waiting. */
+  @Test
+  void fullBatchesOfOneKindDoNotStarveTheOther() throws Exception {
+    Fake m = new Fake(4, true);
+    m.async = true;
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxQueued(100))) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitImages(images(4, 0));
+      m.awaitHeld();
+      CompletableFuture<float[][]> text = b.submitTexts(text(5));
+      List<CompletableFuture<float[][]>> more = new ArrayList<>();
+      for (int i = 0; i < 3; i++) more.add(b.submitImages(images(4, 10 * (i + 1))));
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      text.get(10, TimeUnit.SECONDS);
+      for (CompletableFuture<float[][]> f : more) f.get(10, TimeUnit.SECONDS);
+      assertEquals("text", m.kinds().get(1), "the text, older than the images queued after it, runs next: " + m.kinds());
+    }
+  }
+
   /** The tiny reference ViT-B/32: 12 threads' requests through the batcher give each its own features. */
   @Test
   void aRealModelGivesEachRequestTheFeaturesOfItsOwnCall() throws Exception {
@@ -384,6 +484,11 @@ class ClipBatcherTest {
     volatile int failRun;
     volatile RuntimeException failure;
     volatile boolean async;
+    /** A submit while a run is in flight fails as the GPU's memory running out does. */
+    volatile boolean oneInFlightOnly;
+    /** {@link #batchSize()} throws when the dispatcher asks. */
+    volatile boolean brokenOnTheDispatcher;
+    int outOfMemory, inFlight;
     private volatile CountDownLatch held = new CountDownLatch(0), gate = new CountDownLatch(0);
     private int runs;
 
@@ -420,6 +525,7 @@ class ClipBatcherTest {
 
     @Override
     public int batchSize() {
+      if (brokenOnTheDispatcher && Thread.currentThread().getName().startsWith("jclip-batcher")) throw new IllegalStateException("the batch size broke");
       return batch;
     }
 
@@ -480,6 +586,13 @@ class ClipBatcherTest {
       if (number == failRun) throw failure;
       awaitGate(waitFor);
       if (!async) return done(out);
+      synchronized (this) {
+        if (oneInFlightOnly && inFlight > 0) {
+          outOfMemory++;
+          throw new dev.jclip.backend.cuda.CudaException("cuMemAlloc(1 bytes) failed: CUDA_ERROR_OUT_OF_MEMORY (2): out of memory");
+        }
+        inFlight++;
+      }
       return new ClipBatcher.Run() {
         @Override
         public boolean isDone() {
@@ -490,6 +603,7 @@ class ClipBatcherTest {
         public float[][] finish() {
           synchronized (Fake.this) {
             events.add("finish " + number);
+            inFlight--;
           }
           return out;
         }

@@ -163,6 +163,58 @@ class ClipTest {
     }
   }
 
+  /**
+   * A service without a batcher: 8 threads calling with batches of many sizes and text lengths, so
+   * that the CPU backend meets hundreds of GEMM shapes on each thread (its oneDNN memory objects by
+   * shape are bounded per thread; {@code DnnlLinearTest} checks the bound itself, which crashed
+   * the JVM under such a load until session 23). Every row is the features of its item encoded
+   * alone.
+   */
+  @Test
+  void manyThreadsCallingWithManyShapesGetEachItemsFeatures() throws Exception {
+    Random rnd = TestRandom.create("ClipTest.shapes");
+    try (Clip c = Clip.load(dir.resolve("state_dict.pt").toString(),
+        Clip.Options.defaults().withVocabulary(Reference.file("bpe_simple_vocab_16e6.txt.gz")).withDevice("cpu").withThreads(2))) {
+      List<String> words = List.of("a", "photo", "of", "the", "small", "dog", "cat", "diagram", "red", "car", "on", "grass");
+      List<String> pool = new ArrayList<>();
+      for (int i = 0; i < 40; i++) {
+        StringBuilder t = new StringBuilder();
+        for (int w = 0; w <= i; w++) t.append(w == 0 ? "" : " ").append(words.get(rnd.nextInt(words.size())));
+        pool.add(t.toString()); // 1 to 40 words: cut lengths 3 to ~42
+      }
+      int per = 3 * c.config().imageResolution() * c.config().imageResolution();
+      Clip.Pixels pixels = new Clip.Pixels(8, c.config().imageResolution(), TestRandom.gaussian(rnd, 8 * per, 1.0));
+      float[][] wantTexts = new float[pool.size()][], wantImages = new float[8][];
+      for (int i = 0; i < pool.size(); i++) wantTexts[i] = c.encodeText(c.tokenize(pool.get(i)))[0];
+      for (int i = 0; i < 8; i++) wantImages[i] = c.encodeImage(pixels.slice(i, i + 1))[0];
+      ExecutorService threads = Executors.newFixedThreadPool(8);
+      try {
+        List<Future<?>> jobs = new ArrayList<>();
+        for (int job = 0; job < 240; job++) {
+          boolean image = job % 6 == 5;
+          int[] picks = rnd.ints(image ? 1 + rnd.nextInt(4) : 1 + rnd.nextInt(12), 0, image ? 8 : pool.size()).toArray();
+          jobs.add(threads.submit(() -> {
+            if (image) {
+              List<Clip.Pixels> parts = new ArrayList<>();
+              for (int p : picks) parts.add(pixels.slice(p, p + 1));
+              float[][] got = c.encodeImage(Clip.Pixels.concat(parts));
+              for (int k = 0; k < picks.length; k++) assertClose(wantImages[picks[k]], got[k], 1e-5, "image " + picks[k]);
+            } else {
+              List<String> t = new ArrayList<>();
+              for (int p : picks) t.add(pool.get(p));
+              float[][] got = c.encodeText(c.tokenize(t, false));
+              for (int k = 0; k < picks.length; k++) assertClose(wantTexts[picks[k]], got[k], 1e-5, "text " + picks[k]);
+            }
+            return null;
+          }));
+        }
+        for (Future<?> f : jobs) f.get();
+      } finally {
+        threads.shutdown();
+      }
+    }
+  }
+
   @Test
   void bufferedImagesAreTakenAsRgb() throws Exception {
     BufferedImage im = javax.imageio.ImageIO.read(Reference.file("images/grace_hopper.jpg").toFile());

@@ -358,7 +358,8 @@ class CudaPipelineTest {
   /**
    * {@link ClipBatcher} on a GPU (session 23): 48 one-image and 16 one-text requests submitted at
    * once from a pool of threads merge into padded batches (executors of several shapes captured
-   * and in flight), and each request gets the features of its own call.
+   * and in flight), and each request gets the features of its own call; then requests of 1-5
+   * images through batches of at most 8 (requests cut between batches, two batches in flight).
    */
   @Test
   void aBatcherMergesConcurrentRequestsIntoPaddedBatches() throws Exception {
@@ -375,22 +376,49 @@ class CudaPipelineTest {
       for (Clip.Pixels p : images) want.add(clip.encodeImage(p)[0]);
       for (Clip.Tokens t : texts) want.add(clip.encodeText(t)[0]);
       java.util.concurrent.ExecutorService callers = java.util.concurrent.Executors.newFixedThreadPool(16);
-      try (ClipBatcher b = ClipBatcher.of(clip)) {
-        List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
-        for (int i = 0; i < 64; i++) {
-          int k = i;
-          got.add(callers.submit(() -> k < 48 ? b.encodeImage(images.get(k)) : b.encodeText(texts.get(k - 48))));
-        }
-        for (int i = 0; i < 64; i++) assertClose(want.get(i), got.get(i).get(120, java.util.concurrent.TimeUnit.SECONDS)[0], "request " + i);
-        ClipBatcher.Stats s = b.stats();
-        assertEquals(64, s.requests());
-        assertEquals(64, s.items());
-        assertTrue(s.batches() < 64, "the requests queued behind a batch ran together: " + s);
-        for (int size : s.batchesBySize().keySet()) assertEquals(size, ClipBatcher.paddedSize(size, clip.batchSize()), "a size from the list: " + s);
-        assertEquals(0, s.failedBatches());
+      try {
+        batcherPhases(clip, callers, images, texts, want, random);
       } finally {
-        callers.shutdown();
+        callers.shutdownNow();
       }
+    }
+  }
+
+  private static void batcherPhases(Clip clip, java.util.concurrent.ExecutorService callers, List<Clip.Pixels> images, List<Clip.Tokens> texts,
+      List<float[]> want, Random random) throws Exception {
+    try (ClipBatcher b = ClipBatcher.of(clip)) {
+      List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
+      for (int i = 0; i < 64; i++) {
+        int k = i;
+        got.add(callers.submit(() -> k < 48 ? b.encodeImage(images.get(k)) : b.encodeText(texts.get(k - 48))));
+      }
+      for (int i = 0; i < 64; i++) assertClose(want.get(i), got.get(i).get(120, java.util.concurrent.TimeUnit.SECONDS)[0], "request " + i);
+      ClipBatcher.Stats s = b.stats();
+      assertEquals(64, s.requests());
+      assertEquals(64, s.items());
+      assertTrue(s.batches() < 64, "the requests queued behind a batch ran together: " + s);
+      for (int size : s.batchesBySize().keySet()) assertEquals(size, ClipBatcher.paddedSize(size, clip.batchSize()), "a size from the list: " + s);
+      assertEquals(0, s.failedBatches());
+    }
+    // batches of at most 8 and requests of 1-5 images: requests cut between batches, and full
+    // batches submitted while the previous one is in flight
+    try (ClipBatcher b = ClipBatcher.of(clip, ClipBatcher.Options.defaults().withMaxBatch(8))) {
+      List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
+      List<Integer> firsts = new java.util.ArrayList<>();
+      for (int i = 0, n; i < 48; i += n) {
+        n = Math.min(48 - i, 1 + random.nextInt(5));
+        Clip.Pixels req = Clip.Pixels.concat(images.subList(i, i + n));
+        firsts.add(i);
+        got.add(callers.submit(() -> b.encodeImage(req)));
+      }
+      for (int r = 0; r < got.size(); r++) {
+        float[][] rows = got.get(r).get(120, java.util.concurrent.TimeUnit.SECONDS);
+        for (int k = 0; k < rows.length; k++) assertClose(want.get(firsts.get(r) + k), rows[k], "image " + (firsts.get(r) + k) + " (batches of 8)");
+      }
+      ClipBatcher.Stats s = b.stats();
+      assertEquals(48, s.items());
+      for (int size : s.batchesBySize().keySet()) assertTrue(size == 1 || size == 2 || size == 4 || size == 8, "sizes up to 8: " + s);
+      assertEquals(0, s.failedBatches());
     }
   }
 
