@@ -140,6 +140,11 @@ public final class CpuBackend extends HostFloatBackend {
     gemm(true, m, n, k, a, 0, b, 0, c, 0);
   }
 
+  /** How many oneDNN workspaces (stream, memory objects, scratchpad) the GEMMs made, or -1 without oneDNN (the tests). */
+  int dnnlWorkspaces() {
+    return linear == null ? -1 : linear.workspaceCount();
+  }
+
   /** How many times oneDNN's memory objects by shape were destroyed to make room, or -1 without oneDNN (the tests). */
   int dnnlMemoryEvictions() {
     return linear == null ? -1 : linear.memoryEvictions();

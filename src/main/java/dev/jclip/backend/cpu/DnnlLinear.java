@@ -31,7 +31,11 @@ import java.util.Map;
  * back into {@code y}. Bias and QuickGELU (swish with α = 1.702) or GELU (erf) run as the
  * primitive's fused epilogue. Every element of y is computed by the same kernel whatever the
  * number of rows (one row is run as two: see {@link #run}), so results do not depend on batching.
- * Each thread brings its own scratchpad to every primitive it runs (see {@link Dnnl#attr}).
+ * Each task brings a scratchpad of its own to every primitive it runs (see {@link Dnnl#attr}),
+ * with its oneDNN stream and memory objects: a {@code Workspace} borrowed for the task from a pool
+ * and given back, so that there are as many as tasks ever ran at once, not one per thread that
+ * ever called (a service with a thread per request, virtual threads among them, kept one per
+ * request until {@link #close}: session 23).
  *
  * <p>Native memory (weights, scratch) belongs to this object and is freed by {@link #close}; the
  * garbage collector frees nothing here.
@@ -46,8 +50,9 @@ final class DnnlLinear implements AutoCloseable {
   private final int threads;
   private final Arena arena = Arena.ofShared();
   private final Map<Tensor, List<Packed>> packed = new IdentityHashMap<>();
+  /** Every workspace made (freed by {@link #close}); the idle ones are also in {@link #idleWorkspaces}. */
   private final List<Workspace> workspaces = new ArrayList<>();
-  private final ThreadLocal<Workspace> workspace = ThreadLocal.withInitial(this::newWorkspace);
+  private final java.util.concurrent.ConcurrentLinkedDeque<Workspace> idleWorkspaces = new java.util.concurrent.ConcurrentLinkedDeque<>();
   private volatile boolean closed;
 
   /**
@@ -112,7 +117,10 @@ final class DnnlLinear implements AutoCloseable {
 
   private record Shape(int rows, int cols, int type, int slot) {}
 
-  /** Per-thread state: a oneDNN stream and memory objects by shape (small; scratch is pooled, see {@link #borrow}). */
+  /**
+   * One task's state: a oneDNN stream, memory objects by shape and a scratchpad, used by one task at
+   * a time ({@link #takeWorkspace}); the x and y scratch of a call are pooled apart ({@link #borrow}).
+   */
   private final class Workspace {
     final MemorySegment stream = dnnl.stream(engine);
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
@@ -121,7 +129,7 @@ final class DnnlLinear implements AutoCloseable {
     final MemorySegment args = arena.allocate(16 * 8, 8); // dnnl_exec_arg_t: src, weights, bias, dst, scratchpad
     /** Where {@link Dnnl#execute} keeps this thread's signal mask while a primitive runs. */
     final MemorySegment savedMask = arena.allocate(Dnnl.SIGSET_BYTES, 8);
-    /** This thread's scratchpad for every primitive it runs (see {@link Dnnl#attr}), grown as needed; memory objects over it by size. */
+    /** The scratchpad of every primitive run on this workspace (see {@link Dnnl#attr}), grown as needed; memory objects over it by size. */
     Arena scratchArena;
     MemorySegment scratch;
     final Map<Long, MemorySegment> scratchMemories = new java.util.HashMap<>();
@@ -141,6 +149,17 @@ final class DnnlLinear implements AutoCloseable {
         dnnl.setHandle(m, scratch);
       }
       return m;
+    }
+
+    /** Frees its native objects (the backend closing). */
+    void destroy() {
+      for (MemorySegment[] m : memories.values()) {
+        dnnl.destroyMemory(m[1]);
+        dnnl.destroyMd(m[0]);
+      }
+      for (MemorySegment m : scratchMemories.values()) dnnl.destroyMemory(m);
+      if (scratchArena != null) scratchArena.close();
+      dnnl.destroyStream(stream);
     }
 
     /**
@@ -184,15 +203,36 @@ final class DnnlLinear implements AutoCloseable {
     }
   }
 
-  private Workspace newWorkspace() {
-    // This thread's oneDNN calls run on one OpenMP thread: the backend's tasks are the parallelism.
+  /**
+   * A workspace for one task, idle or new, to give back with {@link #giveBack(Workspace)}. Sets the
+   * calling thread's oneDNN calls to run on one OpenMP thread first (the backend's tasks are the
+   * parallelism): a per-thread setting, made for every task, so that no thread (a virtual thread's
+   * carrier included) runs a primitive without it.
+   */
+  private Workspace takeWorkspace() {
     dnnl.singleThreaded();
-    Workspace w = new Workspace();
+    Workspace w = idleWorkspaces.pollFirst();
+    if (w != null) return w;
+    w = new Workspace();
     synchronized (workspaces) {
-      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      if (closed) {
+        w.destroy();
+        throw new IllegalStateException("the oneDNN GEMMs were closed");
+      }
       workspaces.add(w);
     }
     return w;
+  }
+
+  private void giveBack(Workspace w) {
+    idleWorkspaces.addFirst(w);
+  }
+
+  /** How many workspaces were made (the tests: as many as tasks ran at once). */
+  int workspaceCount() {
+    synchronized (workspaces) {
+      return workspaces.size();
+    }
   }
 
   /** The parallel loop of the backend: runs body(i) for i in [0, n) over its threads. */
@@ -216,9 +256,9 @@ final class DnnlLinear implements AutoCloseable {
    */
   void run(int m, int n, int k, float[] x, Tensor weight, Tensor bias, float[] b, int act, float[] y, ScalarKernels kernels,
       Parallel parallel) {
-    // The workspace first: it sets this thread's OpenMP team to one thread, which oneDNN reads
-    // when a primitive is created (a primitive created with two would fork a team per call).
-    workspace.get();
+    // This thread's OpenMP team to one thread first, which oneDNN reads when a primitive is created
+    // (a primitive created with two would fork a team per call).
+    dnnl.singleThreaded();
     Block[] blocks = blocks(weight, bias, b, act, n, k);
     int esize = dtype == Dnnl.BF16 ? 2 : 4;
     // oneDNN runs a single row through another kernel (a matrix-vector product) that sums in
@@ -257,30 +297,40 @@ final class DnnlLinear implements AutoCloseable {
     int per = fixed ? Math.min(FIXED_MAX_ROWS, roundUp(even, FIXED_ROW_STEP)) : even;
     int tasks = blocks.length * ((rowsRun + per - 1) / per);
     parallel.run(tasks, Long.MAX_VALUE / Math.max(1, tasks), (t0, t1) -> {
-      Workspace ws = workspace.get();
-      for (int t = t0; t < t1; t++) {
-        Block blk = blocks[t % blocks.length];
-        int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
-        // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
-        // rowsRun x n0), then copied row by row into y.
-        ws.makeRoom(2);
-        MemorySegment sm = ws.memory(rows, k, dtype, 0), dm = ws.memory(rows, cols, Dnnl.F32, 1);
-        long blockBase = 4L * ((long) rowsRun * blk.n0);
-        dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
-        dnnl.setHandle(dm, dst.asSlice(blockBase + 4L * r0 * cols));
-        int nargs = 0;
-        Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, sm);
-        Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
-        if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
-        Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
-        Exec e = blk.fixed == null ? blk.primitive : fixedPrimitive(blk, rows, k);
-        if (e.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(e));
-        dnnl.execute(e.primitive, ws.stream, nargs, ws.args, ws.savedMask);
-        for (int r = r0; r < Math.min(r1, m); r++) {
-          MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
-        }
+      Workspace ws = takeWorkspace();
+      try {
+        runTasks(t0, t1, ws, m, n, k, blocks, y, rowsRun, per, esize, src, dst);
+      } finally {
+        giveBack(ws);
       }
     });
+  }
+
+  /** Tasks {@code t0..t1-1} of {@link #run}: (column block, row chunk) pairs, on one workspace. */
+  private void runTasks(int t0, int t1, Workspace ws, int m, int n, int k, Block[] blocks, float[] y, int rowsRun, int per, int esize,
+      MemorySegment src, MemorySegment dst) {
+    for (int t = t0; t < t1; t++) {
+      Block blk = blocks[t % blocks.length];
+      int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
+      // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
+      // rowsRun x n0), then copied row by row into y.
+      ws.makeRoom(2);
+      MemorySegment sm = ws.memory(rows, k, dtype, 0), dm = ws.memory(rows, cols, Dnnl.F32, 1);
+      long blockBase = 4L * ((long) rowsRun * blk.n0);
+      dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
+      dnnl.setHandle(dm, dst.asSlice(blockBase + 4L * r0 * cols));
+      int nargs = 0;
+      Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, sm);
+      Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
+      if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
+      Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
+      Exec e = blk.fixed == null ? blk.primitive : fixedPrimitive(blk, rows, k);
+      if (e.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(e));
+      dnnl.execute(e.primitive, ws.stream, nargs, ws.args, ws.savedMask);
+      for (int r = r0; r < Math.min(r1, m); r++) {
+        MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
+      }
+    }
   }
 
   private static int roundUp(int v, int step) {
@@ -415,10 +465,14 @@ final class DnnlLinear implements AutoCloseable {
       MemorySegment plainMem = dnnl.memory(engine, plainMd, plain);
       MemorySegment pd = dnnl.reorderPd(engine, plainMd, packedMd);
       MemorySegment prim = dnnl.primitive(pd);
-      Workspace ws = workspace.get();
-      Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, plainMem);
-      Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, packedMem);
-      dnnl.execute(prim, ws.stream, 2, ws.args, ws.savedMask);
+      Workspace ws = takeWorkspace();
+      try {
+        Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, plainMem);
+        Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, packedMem);
+        dnnl.execute(prim, ws.stream, 2, ws.args, ws.savedMask);
+      } finally {
+        giveBack(ws);
+      }
       dnnl.destroyPrimitive(prim);
       dnnl.destroyPd(pd);
       dnnl.destroyMemory(plainMem);
@@ -451,16 +505,9 @@ final class DnnlLinear implements AutoCloseable {
       }
       packed.clear();
       synchronized (workspaces) {
-        for (Workspace w : workspaces) {
-          for (MemorySegment[] m : w.memories.values()) {
-            dnnl.destroyMemory(m[1]);
-            dnnl.destroyMd(m[0]);
-          }
-          for (MemorySegment m : w.scratchMemories.values()) dnnl.destroyMemory(m);
-          if (w.scratchArena != null) w.scratchArena.close();
-          dnnl.destroyStream(w.stream);
-        }
+        for (Workspace w : workspaces) w.destroy();
         workspaces.clear();
+        idleWorkspaces.clear();
       }
       synchronized (allScratch) {
         for (Scratch sc : allScratch) sc.arena.close();

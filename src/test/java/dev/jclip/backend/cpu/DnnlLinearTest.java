@@ -205,4 +205,31 @@ class DnnlLinearTest {
       assertTrue(cpu.dnnlMemoryEvictions() >= 2, "the bound was never reached: the test proves nothing (" + cpu.dnnlMemoryEvictions() + ")");
     }
   }
+
+  /**
+   * A thread per call (a server's request threads, virtual threads among them): the oneDNN
+   * workspaces are as many as the tasks that ran at once, not one per thread that ever called
+   * (until session 23 each thread kept one, native stream and scratch included, until the backend
+   * closed).
+   */
+  @Test
+  void aThreadPerCallLeavesNoWorkspaceBehind() throws Exception {
+    try (CpuBackend cpu = new CpuBackend(2, true)) {
+      Assumptions.assumeTrue(cpu.dnnlWorkspaces() >= 0, "no oneDNN on this machine");
+      int m = 64, n = 256, k = 64;
+      float[] w = new float[n * k], x = new float[m * k];
+      for (int i = 0; i < w.length; i++) w[i] = (float) rnd.nextGaussian();
+      for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+      float[] want = new float[m * n];
+      cpu.gemmNT(m, n, k, x, w, want);
+      for (int i = 0; i < 40; i++) {
+        float[] y = new float[m * n];
+        Thread t = (i % 2 == 0 ? Thread.ofPlatform() : Thread.ofVirtual()).start(() -> cpu.gemmNT(m, n, k, x, w, y));
+        t.join();
+        assertArrayEquals(want, y, "call " + i);
+      }
+      // the pool's 2 threads and a caller at a time: a few, whatever the number of calling threads
+      assertTrue(cpu.dnnlWorkspaces() <= 4, cpu.dnnlWorkspaces() + " workspaces after 41 calls from 41 threads");
+    }
+  }
 }
