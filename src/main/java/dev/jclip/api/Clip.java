@@ -564,23 +564,35 @@ public final class Clip implements AutoCloseable {
    * #batchSize()} are split, the earlier parts finished here while the later ones compute.
    */
   public Pending submitImage(Pixels pixels) {
-    return submit(pixels.count(), b -> imageParts(pixels, b), "image_features");
+    return submitImage(pixels, true);
+  }
+
+  /** {@link #submitImage}; without {@code retry}, running out of device memory is thrown as it is ({@link ClipBatcher}: it reads its other batch back first). */
+  Pending submitImage(Pixels pixels, boolean retry) {
+    return submit(pixels.count(), b -> imageParts(pixels, b), "image_features", retry);
   }
 
   /** Starts {@link #encodeText}, as {@link #submitImage} starts encodeImage. */
   public Pending submitText(Tokens tokens) {
-    return submitText(tokens, 1);
+    return submitText(tokens, 1, true);
   }
 
-  /** {@link #submitText} with each batch's length rounded up to a multiple of {@code lengthStep} ({@link ClipBatcher}: fewer shapes). */
-  Pending submitText(Tokens tokens, int lengthStep) {
+  /**
+   * {@link #submitText} with each batch's length rounded up to a multiple of {@code lengthStep}
+   * ({@link ClipBatcher}: fewer shapes); without {@code retry} as {@link #submitImage(Pixels, boolean)}.
+   */
+  Pending submitText(Tokens tokens, int lengthStep, boolean retry) {
     if (lengthStep < 1) throw new IllegalArgumentException("length step must be at least 1, got " + lengthStep);
-    return submit(tokens.count(), b -> textParts(tokens, b, lengthStep), "text_features");
+    return submit(tokens.count(), b -> textParts(tokens, b, lengthStep), "text_features", retry);
   }
 
-  /** {@link #submit(int, List, String)} at the current batch size, started again as {@link Retry} says when the GPU runs out of memory. */
-  private Pending submit(int count, IntFunction<List<Part>> partsOf, String output) {
+  /**
+   * {@link #submit(int, List, String)} at the current batch size, started again as {@link Retry}
+   * says when the GPU runs out of memory ({@code mayRetry}; else thrown as it is).
+   */
+  private Pending submit(int count, IntFunction<List<Part>> partsOf, String output, boolean mayRetry) {
     if (!serialized) return new Pending(encode(count, partsOf, output), null, null, output);
+    if (!mayRetry) return submit(count, partsOf.apply(batch), output);
     Retry retry = new Retry();
     while (true) {
       int b = batch;

@@ -140,10 +140,15 @@ public final class ClipBatcher implements AutoCloseable {
       return false;
     }
 
-    Run submitImages(Clip.Pixels pixels);
+    /**
+     * @param retry whether the model may recover from running out of device memory on its own
+     *     ({@link Clip}'s retry: close idle executors, halve its batch); not while another batch is
+     *     in flight, which the model cannot see (the batcher reads it back first)
+     */
+    Run submitImages(Clip.Pixels pixels, boolean retry);
 
     /** @param lengthStep each batch's length (its longest text) rounded up to a multiple of this */
-    Run submitTexts(Clip.Tokens tokens, int lengthStep);
+    Run submitTexts(Clip.Tokens tokens, int lengthStep, boolean retry);
 
     String name();
   }
@@ -176,6 +181,8 @@ public final class ClipBatcher implements AutoCloseable {
     final boolean direct;
     /** Set by the dispatcher when a batch holding some of its rows failed (its future completes later, on another thread). */
     volatile boolean failed;
+    /** Completed or failed (under the lock): a request is settled once, whatever its batches do after. */
+    boolean settled;
     int taken, done;
 
     Request(Kind kind, Clip.Pixels pixels, Clip.Tokens tokens, int count, boolean direct) {
@@ -211,6 +218,11 @@ public final class ClipBatcher implements AutoCloseable {
   private long seq;
   private boolean closed;
   private final Thread dispatcher;
+  /**
+   * Requests cut into batches and not yet settled (under the lock): a fault of the dispatcher fails
+   * them, wherever their batches were.
+   */
+  private final java.util.Set<Request> active = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
   /** False once two batches in flight ran out of device memory (the dispatcher's own). */
   private boolean pipelining = true;
   // statistics, under the lock
@@ -302,7 +314,7 @@ public final class ClipBatcher implements AutoCloseable {
     if (r.count == 0) return CompletableFuture.completedFuture(new float[0][]);
     lock.lock();
     try {
-      if (closed) throw new RejectedExecutionException("this batcher is closed");
+      if (closed || !dispatcher.isAlive()) throw new RejectedExecutionException("this batcher is closed");
       dropCancelled(images); // a cancelled request's rows no longer count against the bound
       dropCancelled(texts);
       int queued = queuedImages + queuedTexts, bound = maxQueued();
@@ -348,13 +360,13 @@ public final class ClipBatcher implements AutoCloseable {
   /** The dispatcher: take a batch, submit it, read the previous one back; until closed and drained. */
   private void dispatch() {
     Batch inFlightBatch = null;
-    Run inFlight = null;
+    Run inFlight = null, run = null;
     try {
       while (true) {
         if (inFlight != null && !pipelines()) { // one batch at a time: read it back before the next
-          deliver(inFlightBatch, inFlight);
+          Run r = inFlight;
           inFlight = null;
-          inFlightBatch = null;
+          deliver(inFlightBatch, r);
         }
         Batch next;
         try {
@@ -367,9 +379,9 @@ public final class ClipBatcher implements AutoCloseable {
         }
         if (next == null) {
           if (inFlight != null) {
-            deliver(inFlightBatch, inFlight);
+            Run r = inFlight;
             inFlight = null;
-            inFlightBatch = null;
+            deliver(inFlightBatch, r);
             continue;
           }
           if (Thread.currentThread().isInterrupted()) {
@@ -379,48 +391,73 @@ public final class ClipBatcher implements AutoCloseable {
           if (isClosedAndDrained()) return;
           continue;
         }
-        Run run;
         try {
-          run = submit(next);
+          // the model's own out-of-memory retry only with nothing else in flight (it cannot see that batch)
+          run = submit(next, inFlight == null);
         } catch (Throwable t) {
           if (inFlight == null || !Backends.outOfMemory(t)) {
             fail(next, t);
             continue;
           }
-          // Two batches in flight did not fit (Clip.Retry cannot see the first: it is another
-          // call's): read the first back, run one at a time from now on, and try again.
-          deliver(inFlightBatch, inFlight);
+          // Two batches in flight did not fit: read the first back, run one at a time from now on,
+          // and try again (with the model's retry: idle executors closed, its batch halved).
+          Run r = inFlight;
           inFlight = null;
-          inFlightBatch = null;
+          deliver(inFlightBatch, r);
           pipelining = false;
           System.err.println("jclip: ClipBatcher: two batches in flight do not fit in the GPU's memory (" + t.getMessage()
               + "): running one batch at a time");
           try {
-            run = submit(next);
+            run = submit(next, true);
           } catch (Throwable again) {
             fail(next, again);
             continue;
           }
         }
-        if (inFlight != null) deliver(inFlightBatch, inFlight);
-        inFlight = null;
-        inFlightBatch = null;
-        if (run.isDone()) {
-          deliver(next, run);
+        if (inFlight != null) {
+          Run r = inFlight;
+          inFlight = null;
+          deliver(inFlightBatch, r);
+        }
+        Run r = run;
+        run = null;
+        if (r.isDone()) {
+          deliver(next, r);
         } else {
-          inFlight = run;
+          inFlight = r;
           inFlightBatch = next;
         }
       }
-    } catch (Throwable unexpected) { // a fault of the batcher's own: refuse new requests, fail the waiting ones
-      if (inFlight != null) fail(inFlightBatch, unexpected);
+    } catch (Throwable unexpected) { // a fault of the batcher's own: fail every request it holds, refuse new ones
+      for (Run r : new Run[] {inFlight, run}) {
+        try {
+          if (r != null) r.close();
+        } catch (Throwable x) {
+          unexpected.addSuppressed(x);
+        }
+      }
+      List<Request> held;
+      lock.lock();
+      try {
+        held = new ArrayList<>(active);
+      } finally {
+        lock.unlock();
+      }
+      for (Request r : held) fail(r, unexpected);
       failQueued(unexpected);
       if (unexpected instanceof Error e) throw e;
+    } finally {
+      lock.lock();
+      try {
+        closed = true; // nothing runs requests any more
+      } finally {
+        lock.unlock();
+      }
     }
   }
 
-  private Run submit(Batch b) {
-    return b.kind == Kind.IMAGE ? model.submitImages(pixelsOf(b)) : model.submitTexts(tokensOf(b), pad ? TEXT_LENGTH_STEP : 1);
+  private Run submit(Batch b, boolean retry) {
+    return b.kind == Kind.IMAGE ? model.submitImages(pixelsOf(b), retry) : model.submitTexts(tokensOf(b), pad ? TEXT_LENGTH_STEP : 1, retry);
   }
 
   /** Whether the next full batch may be submitted while one is in flight: on a device that takes turns, until two did not fit. */
@@ -462,10 +499,10 @@ public final class ClipBatcher implements AutoCloseable {
         Kind k = oldest();
         long delay = options.maxDelay().toNanos();
         if (delay > 0 && !closed && queued(k) < max) {
-          Kind full = oldestFull(max);
-          if (full != null) return cut(full, max);
           long left = head(k).arrived + delay - System.nanoTime();
-          if (left > 0) {
+          if (left > 0) { // the oldest may still wait: a full batch of either kind goes meanwhile
+            Kind full = oldestFull(max);
+            if (full != null) return cut(full, max);
             arrived.awaitNanos(left);
             continue;
           }
@@ -508,6 +545,8 @@ public final class ClipBatcher implements AutoCloseable {
       int left = r.count - r.taken;
       if (r.kind == Kind.IMAGE) queuedImages -= left;
       else queuedTexts -= left;
+      r.settled = true; // cancelled (or failed): its rows in flight, if any, are dropped when they come back
+      active.remove(r);
       return true;
     });
   }
@@ -519,6 +558,7 @@ public final class ClipBatcher implements AutoCloseable {
     int n = 0;
     while (n < max && !q.isEmpty()) {
       Request r = q.peekFirst();
+      active.add(r);
       int take = Math.min(max - n, r.count - r.taken);
       slices.add(new Slice(r, r.taken, r.taken + take, n));
       r.taken += take;
@@ -563,11 +603,14 @@ public final class ClipBatcher implements AutoCloseable {
     return new Clip.Tokens(b.size, len, ids);
   }
 
-  /** Reads the batch back and completes the requests whose last rows it held. */
+  /** Reads the batch back and completes the requests whose last rows it held; a failure fails the batch's requests. */
   private void deliver(Batch b, Run run) {
     float[][] out;
     try {
       out = run.finish();
+      if (out == null || out.length < b.size) {
+        throw new IllegalStateException("the model gave " + (out == null ? "no" : out.length) + " rows for a batch of " + b.size);
+      }
     } catch (Throwable t) {
       try {
         run.close();
@@ -580,23 +623,34 @@ public final class ClipBatcher implements AutoCloseable {
     for (Slice s : b.slices) {
       Request r = s.request;
       for (int i = s.from; i < s.to; i++) r.rows[i] = out[s.at + i - s.from];
-      boolean complete;
-      synchronized (r) {
-        r.done += s.to - s.from;
-        complete = r.done == r.count;
-      }
-      if (complete) complete(r);
+      r.done += s.to - s.from; // the dispatcher's alone
+      if (r.done == r.count) complete(r);
+    }
+  }
+
+  /** Settles a request (once: false if it was already), under the lock. */
+  private boolean settle(Request r) {
+    lock.lock();
+    try {
+      if (r.settled) return false;
+      r.settled = true;
+      active.remove(r);
+      return true;
+    } finally {
+      lock.unlock();
     }
   }
 
   /** Completes a request's future: on the dispatcher for a blocking call, else on the common pool (see {@link #submitImages}). */
-  private static void complete(Request r) {
+  private void complete(Request r) {
+    if (!settle(r)) return;
     if (r.direct) r.future.complete(r.rows);
     else r.future.completeAsync(() -> r.rows, COMPLETIONS);
   }
 
-  private static void fail(Request r, Throwable t) {
+  private void fail(Request r, Throwable t) {
     r.failed = true;
+    if (!settle(r)) return;
     if (r.direct) r.future.completeExceptionally(t);
     else COMPLETIONS.execute(() -> r.future.completeExceptionally(t));
   }
@@ -694,13 +748,13 @@ public final class ClipBatcher implements AutoCloseable {
     }
 
     @Override
-    public Run submitImages(Clip.Pixels pixels) {
-      return run(clip.submitImage(pixels));
+    public Run submitImages(Clip.Pixels pixels, boolean retry) {
+      return run(clip.submitImage(pixels, retry));
     }
 
     @Override
-    public Run submitTexts(Clip.Tokens tokens, int lengthStep) {
-      return run(clip.submitText(tokens, lengthStep));
+    public Run submitTexts(Clip.Tokens tokens, int lengthStep, boolean retry) {
+      return run(clip.submitText(tokens, lengthStep, retry));
     }
 
     @Override

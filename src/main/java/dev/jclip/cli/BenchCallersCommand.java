@@ -139,7 +139,8 @@ public final class BenchCallersCommand implements Callable<Integer> {
             batched = load(c, inputs, in -> in instanceof Clip.Pixels p ? b.encodeImage(p) : b.encodeText((Clip.Tokens) in));
             stats = b.stats();
           }
-          double ratio = batched.perSecond() / direct.perSecond();
+          // no request answered in a window (a first request longer than it): no ratio
+          double ratio = direct.requests() == 0 || batched.requests() == 0 ? Double.NaN : batched.perSecond() / direct.perSecond();
           out.printf("%8d %12.1f %12.1f %8.2fx %9.2f %12.2f %9.2f %9.2f %7.1f %9.1f%% %8d%n", c, direct.perSecond(), batched.perSecond(), ratio,
               direct.percentile(0.5), direct.percentile(0.99), batched.percentile(0.5), batched.percentile(0.99), stats.meanBatch(),
               100.0 * stats.paddedRows() / Math.max(1, stats.paddedRows() + stats.items()), stats.batches());
@@ -158,7 +159,7 @@ public final class BenchCallersCommand implements Callable<Integer> {
           }
           out.flush();
         }
-        out.printf("each caller sends its next request when the last is answered; %.0f s warm-up, then %.0f s timed, per configuration;%n", warmupSeconds,
+        out.printf("each caller sends its next request when the last is answered; %.1f s warm-up, then %.1f s timed, per configuration;%n", warmupSeconds,
             seconds);
         out.println("batch = the batcher's items a batch (padding not counted); padding = padded rows among the rows it ran.");
       }

@@ -309,6 +309,7 @@ class ClipBatcherTest {
       int k = 0;
       for (CompletableFuture<float[][]> f : List.of(first, second, third, fourth)) assertEquals(10 * k++, id(f.get(10, TimeUnit.SECONDS)[0]));
       assertEquals(1, m.outOfMemory, "one failure, then no two in flight");
+      assertEquals(List.of(true, false, true, true, true), m.retries(), "the model's own retry only with nothing else in flight");
       assertEquals(List.of("submit 4", "submit 4", "finish 1", "submit 4", "finish 3", "submit 4", "finish 4", "submit 4", "finish 5"), m.events());
       assertEquals(0, b.stats().failedBatches());
     }
@@ -350,6 +351,49 @@ class ClipBatcherTest {
       assertThrows(RejectedExecutionException.class, () -> b.submitImages(images(1, 2)));
     }
     assertThrows(IllegalArgumentException.class, () -> ClipBatcher.Options.defaults().withMaxDelay(Duration.ofDays(400 * 365)));
+  }
+
+  /**
+   * A model that gives too few rows fails that batch's requests, and those after it run: the
+   * dispatcher's own faults never leave a request waiting (a review found the batch just taken
+   * waiting forever when reading the previous one back failed this way).
+   */
+  @Test
+  void aBatchOfTooFewRowsFailsItsRequestsAndNoneIsLeftWaiting() throws Exception {
+    Fake m = new Fake(4, true);
+    m.async = true;
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxQueued(100))) {
+      m.hold();
+      m.shortBy = 1;
+      CompletableFuture<float[][]> first = b.submitImages(images(4, 0));
+      m.awaitHeld();
+      m.shortBy = 0;
+      CompletableFuture<float[][]> second = b.submitImages(images(4, 10)), third = b.submitImages(images(2, 20));
+      m.release();
+      java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class, () -> first.get(10, TimeUnit.SECONDS));
+      assertTrue(e.getCause().getMessage().contains("3 rows for a batch of 4"), e.getCause().getMessage());
+      assertEquals(10, id(second.get(10, TimeUnit.SECONDS)[0]));
+      assertEquals(21, id(third.get(10, TimeUnit.SECONDS)[1]));
+      assertEquals(1, b.stats().failedBatches());
+    }
+  }
+
+  /** With a delay, a request of one kind past its delay goes before full batches of the other kind. */
+  @Test
+  void aDelayedRequestIsNotStarvedByFullBatchesOfTheOtherKind() throws Exception {
+    Fake m = new Fake(4, false);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxDelay(Duration.ofMillis(20)).withMaxQueued(1000))) {
+      m.hold();
+      CompletableFuture<float[][]> first = b.submitTexts(text(1, 2, 3, 4)); // a text batch: the dispatcher waits in it
+      m.awaitHeld();
+      CompletableFuture<float[][]> image = b.submitImages(images(1, 7));
+      for (int i = 0; i < 40; i++) b.submitTexts(new Clip.Tokens(4, 2, new int[8]));
+      Thread.sleep(50); // the image is past its delay before the dispatcher looks again
+      m.release();
+      first.get(10, TimeUnit.SECONDS);
+      assertEquals(7, id(image.get(10, TimeUnit.SECONDS)[0]));
+      assertEquals("image", m.kinds().get(1), "the image, past its delay, before the queued full text batches: " + m.kinds());
+    }
   }
 
   /** Full batches of one kind queued without end do not keep an older request of the other kind waiting. */
@@ -434,13 +478,13 @@ class ClipBatcherTest {
         assertEquals(java.util.Set.of("text:2x7"), clip.shapes());
         for (int step : new int[] {8, 77, 100}) {
           float[][] got;
-          try (Clip.Pending p = clip.submitText(t, step)) {
+          try (Clip.Pending p = clip.submitText(t, step, true)) {
             got = p.finish();
           }
           for (int k = 0; k < 2; k++) ClipTest.assertClose(want[k], got[k], 1e-5, "text " + k + ", step " + step);
         }
         assertEquals(java.util.Set.of("text:2x7", "text:2x8", "text:2x77"), clip.shapes(), "rounded up, never past the tokens' length");
-        assertThrows(IllegalArgumentException.class, () -> clip.submitText(t, 0));
+        assertThrows(IllegalArgumentException.class, () -> clip.submitText(t, 0, true));
       }
     }
   }
@@ -488,6 +532,10 @@ class ClipBatcherTest {
     volatile boolean oneInFlightOnly;
     /** {@link #batchSize()} throws when the dispatcher asks. */
     volatile boolean brokenOnTheDispatcher;
+    /** Rows short in the next run's features (a broken model). */
+    volatile int shortBy;
+    /** Whether each submit allowed the model's own out-of-memory retry. */
+    final List<Boolean> retries = java.util.Collections.synchronizedList(new ArrayList<>());
     int outOfMemory, inFlight;
     private volatile CountDownLatch held = new CountDownLatch(0), gate = new CountDownLatch(0);
     private int runs;
@@ -517,6 +565,12 @@ class ClipBatcherTest {
 
     synchronized List<String> kinds() {
       return List.copyOf(kinds);
+    }
+
+    List<Boolean> retries() {
+      synchronized (retries) {
+        return List.copyOf(retries);
+      }
     }
 
     synchronized List<String> events() {
@@ -555,14 +609,16 @@ class ClipBatcherTest {
     }
 
     @Override
-    public ClipBatcher.Run submitImages(Clip.Pixels p) {
+    public ClipBatcher.Run submitImages(Clip.Pixels p, boolean retry) {
+      retries.add(retry);
       float[][] out = new float[p.count()][];
       for (int i = 0; i < out.length; i++) out[i] = new float[] {p.data()[i * PER], p.count()};
       return run("image", p.count(), out);
     }
 
     @Override
-    public ClipBatcher.Run submitTexts(Clip.Tokens t, int lengthStep) {
+    public ClipBatcher.Run submitTexts(Clip.Tokens t, int lengthStep, boolean retry) {
+      retries.add(retry);
       assertEquals(turns ? ClipBatcher.TEXT_LENGTH_STEP : 1, lengthStep, "lengths rounded where batches are padded");
       float[][] out = new float[t.count()][];
       for (int i = 0; i < out.length; i++) {
@@ -573,7 +629,8 @@ class ClipBatcherTest {
       return run("text", t.count(), out);
     }
 
-    private ClipBatcher.Run run(String kind, int n, float[][] out) {
+    private ClipBatcher.Run run(String kind, int n, float[][] full) {
+      float[][] out = java.util.Arrays.copyOf(full, full.length - shortBy);
       int number;
       CountDownLatch waitFor = gate;
       synchronized (this) {

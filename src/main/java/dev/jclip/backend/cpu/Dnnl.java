@@ -417,7 +417,7 @@ final class Dnnl {
    * primitive takes.
    *
    * @param args a native array of {@code dnnl_exec_arg_t} ({int arg; dnnl_memory_t memory}, 16 bytes each)
-   * @param savedMask {@link #SIGSET_BYTES} of scratch owned by the calling thread (holds its signal mask meanwhile)
+   * @param savedMask {@link #SIGSET_BYTES} of scratch the caller holds for the call alone (holds the calling thread's signal mask meanwhile)
    */
   void execute(MemorySegment primitive, MemorySegment stream, int nargs, MemorySegment args, MemorySegment savedMask) {
     try {

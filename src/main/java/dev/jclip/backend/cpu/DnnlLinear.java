@@ -54,6 +54,11 @@ final class DnnlLinear implements AutoCloseable {
   private final List<Workspace> workspaces = new ArrayList<>();
   private final java.util.concurrent.ConcurrentLinkedDeque<Workspace> idleWorkspaces = new java.util.concurrent.ConcurrentLinkedDeque<>();
   private volatile boolean closed;
+  /** Held for reading by every call and for writing by {@link #close}: closing waits for the calls running (a native use-after-free otherwise). */
+  private final java.util.concurrent.locks.ReentrantReadWriteLock use = new java.util.concurrent.locks.ReentrantReadWriteLock();
+  /** The most idle workspaces kept (more are destroyed when given back). */
+  private final int maxIdleWorkspaces;
+  private final java.util.concurrent.atomic.AtomicInteger idleCount = new java.util.concurrent.atomic.AtomicInteger();
 
   /**
    * @param dtype {@link Dnnl#F32} or {@link Dnnl#BF16}: the operands' type (accumulation is fp32 either way)
@@ -63,7 +68,8 @@ final class DnnlLinear implements AutoCloseable {
     this.dnnl = dnnl;
     this.dtype = dtype;
     this.threads = threads;
-    dnnl.singleThreaded(); // before anything of oneDNN runs on this thread (see Workspace)
+    this.maxIdleWorkspaces = Math.max(8, 4 * threads);
+    dnnl.singleThreaded(); // before anything of oneDNN runs on this thread (see takeWorkspace)
     this.engine = dnnl.engine();
   }
 
@@ -106,7 +112,7 @@ final class DnnlLinear implements AutoCloseable {
    */
   static final int FIXED_ROW_STEP = 8;
 
-  /** The most memory objects by shape a thread keeps (see {@code Workspace.makeRoom}). */
+  /** The most memory objects by shape a workspace keeps (see {@code Workspace.makeRoom}). */
   static final int MAX_MEMORIES = 256;
 
   /** The most rows one call runs where primitives are made per row count (see {@link #FIXED_ROW_STEP}). */
@@ -127,14 +133,14 @@ final class DnnlLinear implements AutoCloseable {
     /** How many times {@link #makeRoom} destroyed the memory objects (the tests). */
     int evictions;
     final MemorySegment args = arena.allocate(16 * 8, 8); // dnnl_exec_arg_t: src, weights, bias, dst, scratchpad
-    /** Where {@link Dnnl#execute} keeps this thread's signal mask while a primitive runs. */
+    /** Where {@link Dnnl#execute} keeps the running thread's signal mask while a primitive runs. */
     final MemorySegment savedMask = arena.allocate(Dnnl.SIGSET_BYTES, 8);
     /** The scratchpad of every primitive run on this workspace (see {@link Dnnl#attr}), grown as needed; memory objects over it by size. */
     Arena scratchArena;
     MemorySegment scratch;
     final Map<Long, MemorySegment> scratchMemories = new java.util.HashMap<>();
 
-    /** A memory object over this thread's scratchpad for {@code e} (at least its {@code scratchBytes}). */
+    /** A memory object over this workspace's scratchpad for {@code e} (at least its {@code scratchBytes}). */
     MemorySegment scratchpad(Exec e) {
       if (scratch == null || scratch.byteSize() < e.scratchBytes) {
         if (scratchArena != null) scratchArena.close();
@@ -196,7 +202,7 @@ final class DnnlLinear implements AutoCloseable {
     }
   }
 
-  /** How many times the threads' memory objects by shape were destroyed to make room (the tests). */
+  /** How many times the workspaces' memory objects by shape were destroyed to make room (the tests). */
   int memoryEvictions() {
     synchronized (workspaces) {
       return workspaces.stream().mapToInt(w -> w.evictions).sum();
@@ -210,22 +216,31 @@ final class DnnlLinear implements AutoCloseable {
    * carrier included) runs a primitive without it.
    */
   private Workspace takeWorkspace() {
+    if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
     dnnl.singleThreaded();
     Workspace w = idleWorkspaces.pollFirst();
-    if (w != null) return w;
+    if (w != null) {
+      idleCount.decrementAndGet();
+      return w;
+    }
     w = new Workspace();
     synchronized (workspaces) {
-      if (closed) {
-        w.destroy();
-        throw new IllegalStateException("the oneDNN GEMMs were closed");
-      }
       workspaces.add(w);
     }
     return w;
   }
 
+  /** Back to the idle ones, unless as many are idle already (after a burst of concurrent calls): then destroyed. */
   private void giveBack(Workspace w) {
-    idleWorkspaces.addFirst(w);
+    if (idleCount.incrementAndGet() <= maxIdleWorkspaces) {
+      idleWorkspaces.addFirst(w);
+      return;
+    }
+    idleCount.decrementAndGet();
+    synchronized (workspaces) {
+      workspaces.remove(w);
+    }
+    w.destroy();
   }
 
   /** How many workspaces were made (the tests: as many as tasks ran at once). */
@@ -255,6 +270,17 @@ final class DnnlLinear implements AutoCloseable {
    * @param kernels converts x to bf16
    */
   void run(int m, int n, int k, float[] x, Tensor weight, Tensor bias, float[] b, int act, float[] y, ScalarKernels kernels,
+      Parallel parallel) {
+    use.readLock().lock();
+    try {
+      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      runOpen(m, n, k, x, weight, bias, b, act, y, kernels, parallel);
+    } finally {
+      use.readLock().unlock();
+    }
+  }
+
+  private void runOpen(int m, int n, int k, float[] x, Tensor weight, Tensor bias, float[] b, int act, float[] y, ScalarKernels kernels,
       Parallel parallel) {
     // This thread's OpenMP team to one thread first, which oneDNN reads when a primitive is created
     // (a primitive created with two would fork a team per call).
@@ -346,6 +372,7 @@ final class DnnlLinear implements AutoCloseable {
       MemorySegment dstMd = dnnl.md(r, cols, Dnnl.F32, Dnnl.TAG_AB);
       MemorySegment attr = dnnl.attr(Dnnl.FPMATH_STRICT, blk.alg, blk.alpha);
       try {
+        dnnl.singleThreaded(); // this thread's, as the primitive is made (a virtual thread may have moved since the task began)
         return exec(dnnl.matmulPd(engine, srcMd, blk.weightsMd, biasMd, dstMd, attr));
       } finally {
         dnnl.destroyAttr(attr);
@@ -428,6 +455,7 @@ final class DnnlLinear implements AutoCloseable {
         MemorySegment dstMd = dnnl.md(Dnnl.RUNTIME, cols, Dnnl.F32, Dnnl.TAG_AB);
         MemorySegment pd;
         try {
+          dnnl.singleThreaded(); // as the primitive is made: a virtual thread waiting for the lock above may have moved
           pd = dnnl.matmulPd(engine, srcMd, anyMd, biasMd, dstMd, attr);
         } finally {
           dnnl.destroyMd(srcMd);
@@ -482,6 +510,15 @@ final class DnnlLinear implements AutoCloseable {
 
   @Override
   public void close() {
+    use.writeLock().lock(); // the calls running end first
+    try {
+      closeNow();
+    } finally {
+      use.writeLock().unlock();
+    }
+  }
+
+  private void closeNow() {
     synchronized (packed) {
       synchronized (workspaces) {
         if (closed) return;

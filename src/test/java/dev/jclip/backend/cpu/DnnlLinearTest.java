@@ -232,4 +232,63 @@ class DnnlLinearTest {
       assertTrue(cpu.dnnlWorkspaces() <= 4, cpu.dnnlWorkspaces() + " workspaces after 41 calls from 41 threads");
     }
   }
+
+  /**
+   * Closing waits for the calls running instead of freeing what they use (a native crash), and a
+   * call after closing is refused; after a burst of concurrent calls, the idle workspaces kept are
+   * bounded.
+   */
+  @Test
+  void closingWaitsForRunningCallsAndIdleWorkspacesAreBounded() throws Exception {
+    CpuBackend cpu = new CpuBackend(2, true);
+    Assumptions.assumeTrue(cpu.dnnlWorkspaces() >= 0, "no oneDNN on this machine");
+    int m = 256, n = 512, k = 256;
+    float[] w = new float[n * k], x = new float[m * k];
+    for (int i = 0; i < w.length; i++) w[i] = (float) rnd.nextGaussian();
+    for (int i = 0; i < x.length; i++) x[i] = (float) rnd.nextGaussian();
+    float[] want = new float[m * n];
+    cpu.gemmNT(m, n, k, x, w, want);
+    // 24 threads at once: each caller runs tasks too, so up to ~26 workspaces are busy together
+    java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+    java.util.List<Thread> callers = new java.util.ArrayList<>();
+    java.util.concurrent.atomic.AtomicInteger wrong = new java.util.concurrent.atomic.AtomicInteger();
+    for (int i = 0; i < 24; i++) {
+      callers.add(Thread.ofPlatform().start(() -> {
+        float[] y = new float[m * n];
+        try {
+          start.await();
+          for (int r = 0; r < 3; r++) {
+            cpu.gemmNT(m, n, k, x, w, y);
+            if (!java.util.Arrays.equals(want, y)) wrong.incrementAndGet();
+          }
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }));
+    }
+    start.countDown();
+    for (Thread t : callers) t.join();
+    assertEquals(0, wrong.get());
+    assertTrue(cpu.dnnlWorkspaces() <= 8, cpu.dnnlWorkspaces() + " workspaces kept after the burst (at most 8 idle for 2 threads)");
+    // close while calls run: it waits for them; the calls after it are refused
+    java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger(), refused = new java.util.concurrent.atomic.AtomicInteger();
+    java.util.List<Thread> late = new java.util.ArrayList<>();
+    for (int i = 0; i < 4; i++) {
+      late.add(Thread.ofPlatform().start(() -> {
+        float[] y = new float[m * n];
+        for (int r = 0; r < 20; r++) {
+          try {
+            cpu.gemmNT(m, n, k, x, w, y);
+            done.incrementAndGet();
+          } catch (IllegalStateException closed) {
+            refused.incrementAndGet();
+          }
+        }
+      }));
+    }
+    while (done.get() == 0) Thread.onSpinWait();
+    cpu.close();
+    for (Thread t : late) t.join();
+    assertTrue(refused.get() > 0, "no call came after close: " + done.get() + " done");
+  }
 }
