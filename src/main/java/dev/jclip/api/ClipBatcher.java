@@ -67,8 +67,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * call that waits for the batcher) never runs on the dispatcher; a fault of the dispatcher itself
  * fails every waiting request and closes the batcher, rather than leaving them waiting.
  *
- * <p><b>Closing</b> refuses new requests, lets the dispatcher finish every request already queued,
- * and waits for it. Close the batcher before its {@link Clip}.
+ * <p><b>Several devices.</b> {@link #of(List, Options)} puts one queue in front of several Clips of
+ * the same model, one dispatcher each: each takes the next batch when its device is free. One Clip
+ * a GPU spreads the requests over the GPUs; two Clips on one GPU run two batches at once, each on
+ * its own stream (each Clip holds its own copy of the weights).
+ *
+ * <p><b>Closing</b> refuses new requests, lets the dispatchers finish every request already
+ * queued, and waits for them. Close the batcher before its Clips.
  */
 public final class ClipBatcher implements AutoCloseable {
   /**
@@ -112,10 +117,10 @@ public final class ClipBatcher implements AutoCloseable {
   /**
    * What the batcher has done: requests accepted, items run (padding not counted), batches run (by
    * their size, padding included), rows of padding computed, batches that failed, requests refused,
-   * items waiting now.
+   * items waiting now, batches run by each model (in the order given to {@link #of(List, Options)}).
    */
   public record Stats(long requests, long items, long batches, SortedMap<Integer, Long> batchesBySize, long paddedRows, long failedBatches,
-      long rejected, int queued) {
+      long rejected, int queued, List<Long> batchesByModel) {
     /** Items a batch, padding not counted. */
     public double meanBatch() {
       return batches == 0 ? 0 : (double) items / batches;
@@ -208,26 +213,43 @@ public final class ClipBatcher implements AutoCloseable {
   /** With padding, a text batch's length (its longest text's) is rounded up to a multiple of this. */
   static final int TEXT_LENGTH_STEP = 8;
 
+  /** One a model (a Clip, a device): each takes the next batch when its model is free. */
+  private final List<Dispatcher> dispatchers;
+  /** The first model: the inputs' shape (every model has the same). */
   private final Model model;
   private final Options options;
-  private final boolean pad;
   private final ReentrantLock lock = new ReentrantLock();
   private final Condition arrived = lock.newCondition();
   private final ArrayDeque<Request> images = new ArrayDeque<>(), texts = new ArrayDeque<>();
   private int queuedImages, queuedTexts;
   private long seq;
   private boolean closed;
-  private final Thread dispatcher;
   /**
    * Requests cut into batches and not yet settled (under the lock): a fault of the dispatcher fails
    * them, wherever their batches were.
    */
   private final java.util.Set<Request> active = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
-  /** False once two batches in flight ran out of device memory (the dispatcher's own). */
-  private boolean pipelining = true;
+  /** A model and the thread that runs its batches. */
+  private final class Dispatcher {
+    final Model model;
+    final int index;
+    /** Whether batches are padded to the short list of sizes (a device whose runs take turns). */
+    final boolean pad;
+    /** False once two batches in flight ran out of device memory (this dispatcher's own). */
+    boolean pipelining = true;
+    final Thread thread;
+
+    Dispatcher(Model model, int index) {
+      this.model = model;
+      this.index = index;
+      this.pad = options.padding() != null ? options.padding() : model.takesTurns();
+      this.thread = Thread.ofPlatform().name("jclip-batcher " + model.name()).daemon().unstarted(() -> dispatch(this));
+    }
+  }
   // statistics, under the lock
   private long requests, batches, paddedRows, failedBatches, rejected, ranItems;
   private final TreeMap<Integer, Long> bySize = new TreeMap<>();
+  private final long[] byModel;
 
   /** A batcher over {@code clip} with {@link Options#defaults()}. */
   public static ClipBatcher of(Clip clip) {
@@ -238,12 +260,37 @@ public final class ClipBatcher implements AutoCloseable {
     return new ClipBatcher(new ClipModel(clip), options);
   }
 
+  /**
+   * A batcher over several Clips of the same model (one a GPU, say: {@code cuda:0}, {@code
+   * cuda:1}, ...; or two on one GPU, each its own stream), sharing one queue: each takes the next
+   * batch when its device is free.
+   *
+   * @throws IllegalArgumentException when the Clips differ in their inputs (resolution, context, vocabulary)
+   */
+  public static ClipBatcher of(List<Clip> clips, Options options) {
+    if (clips.isEmpty()) throw new IllegalArgumentException("no Clip to run batches on");
+    return new ClipBatcher(clips.stream().<Model>map(ClipModel::new).toList(), options);
+  }
+
   ClipBatcher(Model model, Options options) {
-    this.model = model;
+    this(List.of(model), options);
+  }
+
+  ClipBatcher(List<Model> models, Options options) {
     this.options = options;
-    this.pad = options.padding() != null ? options.padding() : model.takesTurns();
-    this.dispatcher = Thread.ofPlatform().name("jclip-batcher " + model.name()).daemon().unstarted(this::dispatch);
-    dispatcher.start();
+    this.model = models.get(0);
+    for (Model m : models) {
+      if (m.resolution() != model.resolution() || m.contextLength() != model.contextLength() || m.vocabSize() != model.vocabSize()) {
+        throw new IllegalArgumentException(m.name() + " takes " + m.resolution() + " px images and " + m.contextLength() + " tokens of a vocabulary of "
+            + m.vocabSize() + "; " + model.name() + " takes " + model.resolution() + ", " + model.contextLength() + " and " + model.vocabSize()
+            + ": one batcher runs one model");
+      }
+    }
+    List<Dispatcher> ds = new ArrayList<>();
+    for (int i = 0; i < models.size(); i++) ds.add(new Dispatcher(models.get(i), i));
+    this.dispatchers = List.copyOf(ds);
+    this.byModel = new long[models.size()];
+    for (Dispatcher d : dispatchers) d.thread.start();
   }
 
   /**
@@ -314,7 +361,7 @@ public final class ClipBatcher implements AutoCloseable {
     if (r.count == 0) return CompletableFuture.completedFuture(new float[0][]);
     lock.lock();
     try {
-      if (closed || !dispatcher.isAlive()) throw new RejectedExecutionException("this batcher is closed");
+      if (closed || dispatchers.stream().noneMatch(d -> d.thread.isAlive())) throw new RejectedExecutionException("this batcher is closed");
       dropCancelled(images); // a cancelled request's rows no longer count against the bound
       dropCancelled(texts);
       int queued = queuedImages + queuedTexts, bound = maxQueued();
@@ -339,12 +386,16 @@ public final class ClipBatcher implements AutoCloseable {
     }
   }
 
-  private int maxBatch() {
-    return options.maxBatch() > 0 ? options.maxBatch() : Math.max(1, model.batchSize());
+  private int maxBatch(Dispatcher d) {
+    return options.maxBatch() > 0 ? options.maxBatch() : Math.max(1, d.model.batchSize());
   }
 
+  /** The bound on waiting items: the option, else four batches of every model. */
   private int maxQueued() {
-    return options.maxQueued() > 0 ? options.maxQueued() : 4 * maxBatch();
+    if (options.maxQueued() > 0) return options.maxQueued();
+    int all = 0;
+    for (Dispatcher d : dispatchers) all += maxBatch(d);
+    return 4 * all;
   }
 
   /**
@@ -358,12 +409,13 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   /** The dispatcher: take a batch, submit it, read the previous one back; until closed and drained. */
-  private void dispatch() {
+  private void dispatch(Dispatcher d) {
+    Model model = d.model;
     Batch inFlightBatch = null;
     Run inFlight = null, run = null;
     try {
       while (true) {
-        if (inFlight != null && !pipelines()) { // one batch at a time: read it back before the next
+        if (inFlight != null && !pipelines(d)) { // one batch at a time: read it back before the next
           Run r = inFlight;
           inFlight = null;
           deliver(inFlightBatch, r);
@@ -372,7 +424,7 @@ public final class ClipBatcher implements AutoCloseable {
         try {
           // With a batch in flight, take the next now only if it is full (its upload overlaps that
           // batch's work); a partial one grows while the device finishes.
-          next = take(inFlight == null);
+          next = take(d, inFlight == null);
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
           next = null;
@@ -393,7 +445,7 @@ public final class ClipBatcher implements AutoCloseable {
         }
         try {
           // the model's own out-of-memory retry only with nothing else in flight (it cannot see that batch)
-          run = submit(next, inFlight == null);
+          run = submit(d, next, inFlight == null);
         } catch (Throwable t) {
           if (inFlight == null || !Backends.outOfMemory(t)) {
             fail(next, t);
@@ -404,11 +456,11 @@ public final class ClipBatcher implements AutoCloseable {
           Run r = inFlight;
           inFlight = null;
           deliver(inFlightBatch, r);
-          pipelining = false;
-          System.err.println("jclip: ClipBatcher: two batches in flight do not fit in the GPU's memory (" + t.getMessage()
+          d.pipelining = false;
+          System.err.println("jclip: ClipBatcher on " + model.name() + ": two batches in flight do not fit in the GPU's memory (" + t.getMessage()
               + "): running one batch at a time");
           try {
-            run = submit(next, true);
+            run = submit(d, next, true);
           } catch (Throwable again) {
             fail(next, again);
             continue;
@@ -456,13 +508,13 @@ public final class ClipBatcher implements AutoCloseable {
     }
   }
 
-  private Run submit(Batch b, boolean retry) {
-    return b.kind == Kind.IMAGE ? model.submitImages(pixelsOf(b), retry) : model.submitTexts(tokensOf(b), pad ? TEXT_LENGTH_STEP : 1, retry);
+  private Run submit(Dispatcher d, Batch b, boolean retry) {
+    return b.kind == Kind.IMAGE ? d.model.submitImages(pixelsOf(b), retry) : d.model.submitTexts(tokensOf(b), d.pad ? TEXT_LENGTH_STEP : 1, retry);
   }
 
   /** Whether the next full batch may be submitted while one is in flight: on a device that takes turns, until two did not fit. */
-  private boolean pipelines() {
-    return pipelining && !model.oneBatchAtATime();
+  private boolean pipelines(Dispatcher d) {
+    return d.pipelining && !d.model.oneBatchAtATime();
   }
 
   private boolean isClosedAndDrained() {
@@ -479,17 +531,17 @@ public final class ClipBatcher implements AutoCloseable {
    * waits for a request (and, with a delay, for a full batch until the oldest request has waited
    * that long); without, returns null unless a full batch is queued. Null when closed and drained.
    */
-  private Batch take(boolean wait) throws InterruptedException {
+  private Batch take(Dispatcher d, boolean wait) throws InterruptedException {
     lock.lock();
     try {
       while (true) {
         dropCancelled(images);
         dropCancelled(texts);
-        int max = maxBatch();
+        int max = maxBatch(d);
         if (!wait) {
           // only the oldest kind, so that a stream of full batches of one kind cannot starve the other
           Kind k = oldestFull(max);
-          return k == null || k != oldest() ? null : cut(k, max);
+          return k == null || k != oldest() ? null : cut(d, k, max);
         }
         if (images.isEmpty() && texts.isEmpty()) {
           if (closed) return null;
@@ -502,12 +554,12 @@ public final class ClipBatcher implements AutoCloseable {
           long left = head(k).arrived + delay - System.nanoTime();
           if (left > 0) { // the oldest may still wait: a full batch of either kind goes meanwhile
             Kind full = oldestFull(max);
-            if (full != null) return cut(full, max);
+            if (full != null) return cut(d, full, max);
             arrived.awaitNanos(left);
             continue;
           }
         }
-        return cut(k, max);
+        return cut(d, k, max);
       }
     } finally {
       lock.unlock();
@@ -552,7 +604,7 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   /** Up to {@code max} items of kind {@code k} from the front of its queue, oldest first. */
-  private Batch cut(Kind k, int max) {
+  private Batch cut(Dispatcher d, Kind k, int max) {
     ArrayDeque<Request> q = queue(k);
     List<Slice> slices = new ArrayList<>();
     int n = 0;
@@ -567,8 +619,9 @@ public final class ClipBatcher implements AutoCloseable {
     }
     if (k == Kind.IMAGE) queuedImages -= n;
     else queuedTexts -= n;
-    int size = pad ? paddedSize(n, max) : n;
+    int size = d.pad ? paddedSize(n, max) : n;
     batches++;
+    byModel[d.index]++;
     ranItems += n;
     paddedRows += size - n;
     bySize.merge(size, 1L, Long::sum);
@@ -687,7 +740,7 @@ public final class ClipBatcher implements AutoCloseable {
     lock.lock();
     try {
       return new Stats(requests, ranItems, batches, Collections.unmodifiableSortedMap(new TreeMap<>(bySize)), paddedRows, failedBatches, rejected,
-          queuedImages + queuedTexts);
+          queuedImages + queuedTexts, java.util.Arrays.stream(byModel).boxed().toList());
     } finally {
       lock.unlock();
     }
@@ -706,7 +759,7 @@ public final class ClipBatcher implements AutoCloseable {
     boolean interrupted = false;
     while (true) {
       try {
-        dispatcher.join();
+        for (Dispatcher d : dispatchers) d.thread.join();
         break;
       } catch (InterruptedException e) {
         interrupted = true;

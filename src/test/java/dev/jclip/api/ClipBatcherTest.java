@@ -466,6 +466,69 @@ class ClipBatcherTest {
     }
   }
 
+  /** Two models behind one queue: each takes batches while the other is busy, and each request gets its own rows. */
+  @Test
+  void severalModelsShareOneQueue() throws Exception {
+    Fake a = new Fake(4, false), c = new Fake(4, false);
+    try (ClipBatcher b = new ClipBatcher(List.of(a, c), ClipBatcher.Options.defaults())) {
+      a.hold();
+      c.hold();
+      CompletableFuture<float[][]> r1 = b.submitImages(images(1, 1000));
+      await(() -> a.sizes().size() + c.sizes().size() == 1);
+      CompletableFuture<float[][]> r2 = b.submitImages(images(1, 2000)); // the other model takes it: the first is busy
+      a.awaitHeld();
+      c.awaitHeld();
+      List<CompletableFuture<float[][]>> rest = new ArrayList<>();
+      for (int i = 0; i < 10; i++) rest.add(b.submitImages(images(1, i)));
+      a.release();
+      c.release();
+      assertEquals(1000, id(r1.get(10, TimeUnit.SECONDS)[0]));
+      assertEquals(2000, id(r2.get(10, TimeUnit.SECONDS)[0]));
+      for (int i = 0; i < 10; i++) assertEquals(i, id(rest.get(i).get(10, TimeUnit.SECONDS)[0]));
+      ClipBatcher.Stats s = b.stats();
+      assertEquals(2, s.batchesByModel().size());
+      assertTrue(s.batchesByModel().get(0) > 0 && s.batchesByModel().get(1) > 0, "both models ran batches: " + s);
+      assertEquals(s.batches(), s.batchesByModel().get(0) + s.batchesByModel().get(1));
+    }
+    Fake other = new Fake(4, false) {
+      @Override
+      public int resolution() {
+        return 3;
+      }
+    };
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> new ClipBatcher(List.of(a, other), ClipBatcher.Options.defaults()));
+    assertTrue(e.getMessage().contains("one batcher runs one model"), e.getMessage());
+  }
+
+  /** Two Clips of the tiny reference model behind one batcher: every request its own call's features. */
+  @Test
+  void twoRealClipsBehindOneBatcher() throws Exception {
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"))) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+      Clip.Options o = Clip.Options.defaults().withDevice("cpu").withThreads(1);
+      try (Clip one = Clip.create(cfg, ck.tensors(), tok, o); Clip two = Clip.create(cfg, ck.tensors(), tok, o);
+          ClipBatcher b = ClipBatcher.of(List.of(one, two), ClipBatcher.Options.defaults())) {
+        Random r = TestRandom.create("ClipBatcherTest.two");
+        int per = 3 * cfg.imageResolution() * cfg.imageResolution();
+        List<Clip.Pixels> inputs = new ArrayList<>();
+        for (int i = 0; i < 24; i++) inputs.add(new Clip.Pixels(1 + i % 3, cfg.imageResolution(), TestRandom.gaussian(r, (1 + i % 3) * per, 1.0)));
+        ExecutorService callers = Executors.newFixedThreadPool(8);
+        try {
+          List<Future<float[][]>> got = new ArrayList<>();
+          for (Clip.Pixels p : inputs) got.add(callers.submit(() -> b.encodeImage(p)));
+          for (int i = 0; i < inputs.size(); i++) {
+            float[][] w = one.encodeImage(inputs.get(i)), g = got.get(i).get(60, TimeUnit.SECONDS);
+            for (int k = 0; k < w.length; k++) ClipTest.assertClose(w[k], g[k], 1e-5, "request " + i + " row " + k);
+          }
+        } finally {
+          callers.shutdown();
+        }
+        assertEquals(24, b.stats().requests());
+      }
+    }
+  }
+
   /** A text batch's length rounded up to a multiple of the step: another graph shape, the same features. */
   @Test
   void textLengthsRoundedUpGiveTheSameFeatures() throws Exception {
@@ -519,7 +582,7 @@ class ClipBatcherTest {
    * features are [the sum of the text's ids, the batch's length]; it logs every batch, can hold
    * the next one until released, fail the next one, and return runs still in flight.
    */
-  static final class Fake implements ClipBatcher.Model {
+  static class Fake implements ClipBatcher.Model {
     final int batch;
     final boolean turns;
     final List<Integer> sizes = new ArrayList<>();

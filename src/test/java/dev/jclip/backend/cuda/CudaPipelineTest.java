@@ -359,7 +359,8 @@ class CudaPipelineTest {
    * {@link ClipBatcher} on a GPU (session 23): 48 one-image and 16 one-text requests submitted at
    * once from a pool of threads merge into padded batches (executors of several shapes captured
    * and in flight), and each request gets the features of its own call; then requests of 1-5
-   * images through batches of at most 8 (requests cut between batches, two batches in flight).
+   * images through batches of at most 8 (requests cut between batches, two batches in flight);
+   * then two Clips on this GPU behind one batcher (two backends, each its own stream, at once).
    */
   @Test
   void aBatcherMergesConcurrentRequestsIntoPaddedBatches() throws Exception {
@@ -419,6 +420,21 @@ class CudaPipelineTest {
       assertEquals(48, s.items());
       for (int size : s.batchesBySize().keySet()) assertTrue(size == 1 || size == 2 || size == 4 || size == 8, "sizes up to 8: " + s);
       assertEquals(0, s.failedBatches());
+    }
+    // two Clips on this GPU behind one batcher: two dispatcher threads, two backends (streams) at once
+    Clip.Options o = Clip.Options.defaults().withDevice("cuda:" + device.ordinal()).withPrecision("fp16");
+    try (Clip second = Clip.create(clip.config(), RandomWeights.generate(clip.config(), 7), clip.tokenizer(), o);
+        ClipBatcher b = ClipBatcher.of(List.of(clip, second), ClipBatcher.Options.defaults().withMaxBatch(8))) {
+      List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
+      for (int i = 0; i < 48; i++) {
+        int k = i;
+        got.add(callers.submit(() -> b.encodeImage(images.get(k))));
+      }
+      for (int i = 0; i < 48; i++) assertClose(want.get(i), got.get(i).get(120, java.util.concurrent.TimeUnit.SECONDS)[0], "image " + i + " (two Clips)");
+      ClipBatcher.Stats s = b.stats();
+      assertEquals(48, s.items());
+      assertEquals(0, s.failedBatches());
+      System.out.println("[batcher] two Clips on one GPU: batches by Clip " + s.batchesByModel());
     }
   }
 
