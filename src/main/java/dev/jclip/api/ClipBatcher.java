@@ -64,13 +64,16 @@ import java.util.concurrent.locks.ReentrantLock;
  * rather than queue without bound); a request larger than that bound is taken when nothing waits.
  * A cancelled future's rows not yet taken are dropped. The futures handed out complete on the
  * common {@link java.util.concurrent.ForkJoinPool}, so that what a caller chains to them (even a
- * call that waits for the batcher) never runs on the dispatcher; a fault of the dispatcher itself
- * fails every waiting request and closes the batcher, rather than leaving them waiting.
+ * call that waits for the batcher) never runs on the dispatcher; a fault of a dispatcher itself
+ * fails the requests of its batches and leaves the queue to the others, and the last one to end
+ * fails what is still queued and closes the batcher, rather than leaving requests waiting.
  *
  * <p><b>Several devices.</b> {@link #of(List, Options)} puts one queue in front of several Clips of
  * the same model, one dispatcher each: each takes the next batch when its device is free. One Clip
  * a GPU spreads the requests over the GPUs; two Clips on one GPU run two batches at once, each on
- * its own stream (each Clip holds its own copy of the weights).
+ * its own stream (each Clip holds its own copy of the weights). A dispatcher with a batch in
+ * flight leaves the next full batch to an idle one. Each Clip recovers from running out of device
+ * memory on its own: with two Clips on one GPU, one may halve its batch for memory the other holds.
  *
  * <p><b>Closing</b> refuses new requests, lets the dispatchers finish every request already
  * queued, and waits for them. Close the batcher before its Clips.
@@ -229,6 +232,11 @@ public final class ClipBatcher implements AutoCloseable {
    * them, wherever their batches were.
    */
   private final java.util.Set<Request> active = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+  /** Dispatchers not ended (under the lock): the last to end closes the batcher. */
+  private int liveDispatchers;
+  /** Dispatchers waiting for requests with nothing in flight (under the lock): a busy one leaves a full batch to them. */
+  private int idleDispatchers;
+
   /** A model and the thread that runs its batches. */
   private final class Dispatcher {
     final Model model;
@@ -238,12 +246,15 @@ public final class ClipBatcher implements AutoCloseable {
     /** False once two batches in flight ran out of device memory (this dispatcher's own). */
     boolean pipelining = true;
     final Thread thread;
+    /** The model's name, with its place in the list when there are several. */
+    final String name;
 
-    Dispatcher(Model model, int index) {
+    Dispatcher(Model model, int index, int of) {
       this.model = model;
       this.index = index;
       this.pad = options.padding() != null ? options.padding() : model.takesTurns();
-      this.thread = Thread.ofPlatform().name("jclip-batcher " + model.name()).daemon().unstarted(() -> dispatch(this));
+      this.name = of == 1 ? model.name() : model.name() + " #" + index;
+      this.thread = Thread.ofPlatform().name("jclip-batcher " + name).daemon().unstarted(() -> dispatch(this));
     }
   }
   // statistics, under the lock
@@ -269,6 +280,11 @@ public final class ClipBatcher implements AutoCloseable {
    */
   public static ClipBatcher of(List<Clip> clips, Options options) {
     if (clips.isEmpty()) throw new IllegalArgumentException("no Clip to run batches on");
+    for (int i = 0; i < clips.size(); i++) {
+      for (int j = 0; j < i; j++) {
+        if (clips.get(i) == clips.get(j)) throw new IllegalArgumentException("the same Clip twice: each dispatcher needs its own (its own device, or stream)");
+      }
+    }
     return new ClipBatcher(clips.stream().<Model>map(ClipModel::new).toList(), options);
   }
 
@@ -287,9 +303,15 @@ public final class ClipBatcher implements AutoCloseable {
       }
     }
     List<Dispatcher> ds = new ArrayList<>();
-    for (int i = 0; i < models.size(); i++) ds.add(new Dispatcher(models.get(i), i));
+    for (int i = 0; i < models.size(); i++) {
+      for (int j = 0; j < i; j++) {
+        if (models.get(j) == models.get(i)) throw new IllegalArgumentException("the same model twice (" + models.get(i).name() + ")");
+      }
+      ds.add(new Dispatcher(models.get(i), i, models.size()));
+    }
     this.dispatchers = List.copyOf(ds);
     this.byModel = new long[models.size()];
+    this.liveDispatchers = dispatchers.size();
     for (Dispatcher d : dispatchers) d.thread.start();
   }
 
@@ -361,7 +383,7 @@ public final class ClipBatcher implements AutoCloseable {
     if (r.count == 0) return CompletableFuture.completedFuture(new float[0][]);
     lock.lock();
     try {
-      if (closed || dispatchers.stream().noneMatch(d -> d.thread.isAlive())) throw new RejectedExecutionException("this batcher is closed");
+      if (closed || liveDispatchers == 0) throw new RejectedExecutionException("this batcher is closed");
       dropCancelled(images); // a cancelled request's rows no longer count against the bound
       dropCancelled(texts);
       int queued = queuedImages + queuedTexts, bound = maxQueued();
@@ -408,11 +430,17 @@ public final class ClipBatcher implements AutoCloseable {
     return Math.max(n, Math.min(s, max));
   }
 
-  /** The dispatcher: take a batch, submit it, read the previous one back; until closed and drained. */
+  /**
+   * A dispatcher: take a batch, submit it, read the previous one back; until closed and drained.
+   * When it ends otherwise (interrupted, or a fault of the batcher's own), it fails the requests
+   * of its own batches and leaves the queue to the other dispatchers; the last one to end fails
+   * what is still queued and closes the batcher.
+   */
   private void dispatch(Dispatcher d) {
     Model model = d.model;
-    Batch inFlightBatch = null;
+    Batch inFlightBatch = null, next = null;
     Run inFlight = null, run = null;
+    Throwable ended = null;
     try {
       while (true) {
         if (inFlight != null && !pipelines(d)) { // one batch at a time: read it back before the next
@@ -420,7 +448,7 @@ public final class ClipBatcher implements AutoCloseable {
           inFlight = null;
           deliver(inFlightBatch, r);
         }
-        Batch next;
+        next = null;
         try {
           // With a batch in flight, take the next now only if it is full (its upload overlaps that
           // batch's work); a partial one grows while the device finishes.
@@ -437,14 +465,14 @@ public final class ClipBatcher implements AutoCloseable {
             continue;
           }
           if (Thread.currentThread().isInterrupted()) {
-            failQueued(new IllegalStateException("the batcher's dispatcher was interrupted"));
+            ended = new IllegalStateException("the batcher's dispatcher on " + d.name + " was interrupted");
             return;
           }
           if (isClosedAndDrained()) return;
           continue;
         }
         try {
-          // the model's own out-of-memory retry only with nothing else in flight (it cannot see that batch)
+          // the model's own out-of-memory retry only with nothing of this dispatcher's in flight (it cannot see that batch)
           run = submit(d, next, inFlight == null);
         } catch (Throwable t) {
           if (inFlight == null || !Backends.outOfMemory(t)) {
@@ -457,7 +485,7 @@ public final class ClipBatcher implements AutoCloseable {
           inFlight = null;
           deliver(inFlightBatch, r);
           d.pipelining = false;
-          System.err.println("jclip: ClipBatcher on " + model.name() + ": two batches in flight do not fit in the GPU's memory (" + t.getMessage()
+          System.err.println("jclip: ClipBatcher on " + d.name + ": two batches in flight do not fit in the GPU's memory (" + t.getMessage()
               + "): running one batch at a time");
           try {
             run = submit(d, next, true);
@@ -473,14 +501,17 @@ public final class ClipBatcher implements AutoCloseable {
         }
         Run r = run;
         run = null;
+        Batch b = next;
+        next = null;
         if (r.isDone()) {
-          deliver(next, r);
+          deliver(b, r);
         } else {
           inFlight = r;
-          inFlightBatch = next;
+          inFlightBatch = b;
         }
       }
-    } catch (Throwable unexpected) { // a fault of the batcher's own: fail every request it holds, refuse new ones
+    } catch (Throwable unexpected) { // a fault of the batcher's own: this dispatcher's requests fail
+      ended = unexpected;
       for (Run r : new Run[] {inFlight, run}) {
         try {
           if (r != null) r.close();
@@ -488,22 +519,34 @@ public final class ClipBatcher implements AutoCloseable {
           unexpected.addSuppressed(x);
         }
       }
-      List<Request> held;
+      if (inFlight != null) fail(inFlightBatch, unexpected);
+      if (next != null) fail(next, unexpected);
+      if (unexpected instanceof Error e) throw e;
+    } finally {
+      boolean last;
       lock.lock();
       try {
-        held = new ArrayList<>(active);
+        last = --liveDispatchers == 0;
+        if (last) closed = true; // nothing runs requests any more
+        arrived.signalAll();
       } finally {
         lock.unlock();
       }
-      for (Request r : held) fail(r, unexpected);
-      failQueued(unexpected);
-      if (unexpected instanceof Error e) throw e;
-    } finally {
-      lock.lock();
-      try {
-        closed = true; // nothing runs requests any more
-      } finally {
-        lock.unlock();
+      if (ended != null) {
+        System.err.println("jclip: ClipBatcher: the dispatcher on " + d.name + " ended (" + ended + ")"
+            + (last ? "; no other is left: the batcher is closed" : "; the others go on"));
+      }
+      if (last && ended != null) {
+        // what this dispatcher held, and what the queue holds, with no one left to run it
+        List<Request> held;
+        lock.lock();
+        try {
+          held = new ArrayList<>(active);
+        } finally {
+          lock.unlock();
+        }
+        for (Request r : held) fail(r, ended);
+        failQueued(ended);
       }
     }
   }
@@ -539,13 +582,19 @@ public final class ClipBatcher implements AutoCloseable {
         dropCancelled(texts);
         int max = maxBatch(d);
         if (!wait) {
-          // only the oldest kind, so that a stream of full batches of one kind cannot starve the other
+          // only the oldest kind, so that a stream of full batches of one kind cannot starve the
+          // other; and not while another dispatcher is idle (its device would take it at once)
           Kind k = oldestFull(max);
-          return k == null || k != oldest() ? null : cut(d, k, max);
+          return k == null || k != oldest() || idleDispatchers > 0 ? null : cut(d, k, max);
         }
         if (images.isEmpty() && texts.isEmpty()) {
           if (closed) return null;
-          arrived.await();
+          idleDispatchers++;
+          try {
+            arrived.await();
+          } finally {
+            idleDispatchers--;
+          }
           continue;
         }
         Kind k = oldest();
@@ -676,8 +725,12 @@ public final class ClipBatcher implements AutoCloseable {
     for (Slice s : b.slices) {
       Request r = s.request;
       for (int i = s.from; i < s.to; i++) r.rows[i] = out[s.at + i - s.from];
-      r.done += s.to - s.from; // the dispatcher's alone
-      if (r.done == r.count) complete(r);
+      boolean last;
+      synchronized (r) { // two dispatchers may deliver parts of one request; the last to count sees every row
+        r.done += s.to - s.from;
+        last = r.done == r.count;
+      }
+      if (last) complete(r);
     }
   }
 
@@ -729,6 +782,7 @@ public final class ClipBatcher implements AutoCloseable {
       images.clear();
       texts.clear();
       queuedImages = queuedTexts = 0;
+      arrived.signalAll();
     } finally {
       lock.unlock();
     }

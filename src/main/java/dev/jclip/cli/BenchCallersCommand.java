@@ -5,11 +5,8 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jclip.api.Clip;
 import dev.jclip.api.ClipBatcher;
 import dev.jclip.io.Checkpoint;
-import dev.jclip.io.Downloader;
-import dev.jclip.io.ModelRegistry;
 import dev.jclip.io.Tensor;
 import dev.jclip.model.ClipConfig;
-import dev.jclip.model.RandomWeights;
 import dev.jclip.tokenizer.ClipTokenizer;
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -109,16 +106,10 @@ public final class BenchCallersCommand implements Callable<Integer> {
     int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();
     Checkpoint ck = null;
     try {
-      ClipConfig cfg;
-      Map<String, Tensor> weights;
-      if (random != null) {
-        cfg = RandomWeights.config(random);
-        weights = RandomWeights.generate(cfg, 1);
-      } else {
-        ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.builtin()));
-        cfg = ClipConfig.infer(ck);
-        weights = ck.tensors();
-      }
+      BenchCommand.Weights w = BenchCommand.Weights.of(model, random);
+      ck = w.checkpoint();
+      ClipConfig cfg = w.config();
+      Map<String, Tensor> weights = w.tensors();
       ClipTokenizer tok = ClipTokenizer.load(vocab != null ? vocab : BenchCommand.defaultVocabulary());
       Clip.Options options = Clip.Options.defaults().withDevice(device).withPrecision(precision).withThreads(t);
       try (Clip clip = Clip.create(cfg, weights, tok, options)) {

@@ -105,16 +105,10 @@ public final class BenchCommand implements Callable<Integer> {
     int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();
     Checkpoint ck = null;
     try {
-      ClipConfig cfg;
-      Map<String, Tensor> weights;
-      if (random != null) {
-        cfg = RandomWeights.config(random);
-        weights = RandomWeights.generate(cfg, 1);
-      } else {
-        ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.builtin()));
-        cfg = ClipConfig.infer(ck);
-        weights = ck.tensors();
-      }
+      Weights w = Weights.of(model, random);
+      ck = w.checkpoint();
+      ClipConfig cfg = w.config();
+      Map<String, Tensor> weights = w.tensors();
       ClipTokenizer tok = ClipTokenizer.load(vocabulary());
       List<String> prompts = prompts();
       Clip.Options options = Clip.Options.defaults().withDevice(device).withPrecision(precision).withThreads(t).withBatchSize(Integer.MAX_VALUE);
@@ -204,6 +198,24 @@ public final class BenchCommand implements Callable<Integer> {
       return 1;
     } finally {
       if (ck != null) ck.close();
+    }
+  }
+
+  /** A benchmark's model: random weights at an OpenAI model's geometry, or a checkpoint (open: the caller closes it). */
+  record Weights(ClipConfig config, Map<String, Tensor> tensors, Checkpoint checkpoint) {
+    /** {@code --random NAME} when given, else {@code --model MODEL}. */
+    static Weights of(String model, String random) throws IOException {
+      if (random != null) {
+        ClipConfig cfg = RandomWeights.config(random);
+        return new Weights(cfg, RandomWeights.generate(cfg, 1), null);
+      }
+      Checkpoint ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.builtin()));
+      try {
+        return new Weights(ClipConfig.infer(ck), ck.tensors(), ck);
+      } catch (IOException | RuntimeException e) {
+        ck.close();
+        throw e;
+      }
     }
   }
 

@@ -500,6 +500,49 @@ class ClipBatcherTest {
     assertTrue(e.getMessage().contains("one batcher runs one model"), e.getMessage());
   }
 
+  /** A request cut between two models' batches comes back whole and in order, whichever delivers last. */
+  @Test
+  void aRequestCutBetweenTwoModelsComesBackWhole() throws Exception {
+    for (int round = 0; round < 20; round++) {
+      Fake a = new Fake(4, false), c = new Fake(4, false);
+      try (ClipBatcher b = new ClipBatcher(List.of(a, c), ClipBatcher.Options.defaults().withMaxQueued(100))) {
+        a.hold();
+        c.hold();
+        CompletableFuture<float[][]> big = b.submitImages(images(8, 0)); // rows 0-3 to one model, 4-7 to the other
+        a.awaitHeld();
+        c.awaitHeld();
+        a.release();
+        c.release();
+        float[][] rows = big.get(10, TimeUnit.SECONDS);
+        for (int i = 0; i < 8; i++) assertEquals(i, id(rows[i]), "round " + round + ", row " + i);
+        assertEquals(List.of(1L, 1L), b.stats().batchesByModel());
+      }
+    }
+  }
+
+  /** A fault of one model's dispatcher fails its own batch; the other model runs the rest, and the batcher stays open. */
+  @Test
+  void aFaultOfOneDispatcherLeavesTheQueueToTheOther() throws Exception {
+    Fake a = new Fake(4, false), c = new Fake(4, false);
+    try (ClipBatcher b = new ClipBatcher(List.of(a, c), ClipBatcher.Options.defaults())) {
+      a.brokenOnTheDispatcher = true; // a's dispatcher fails at its first look at the batch size
+      List<CompletableFuture<float[][]>> all = new ArrayList<>();
+      for (int i = 0; i < 6; i++) all.add(b.submitImages(images(1, i)));
+      int ok = 0;
+      for (int i = 0; i < 6; i++) {
+        try {
+          assertEquals(i, id(all.get(i).get(10, TimeUnit.SECONDS)[0]));
+          ok++;
+        } catch (java.util.concurrent.ExecutionException e) {
+          assertEquals("the batch size broke", e.getCause().getMessage());
+        }
+      }
+      assertTrue(ok >= 5, ok + " of 6 answered: at most the broken dispatcher's one batch fails");
+      a.brokenOnTheDispatcher = false;
+      assertEquals(9, id(b.encodeImage(images(1, 9))[0]), "the other model goes on");
+    }
+  }
+
   /** Two Clips of the tiny reference model behind one batcher: every request its own call's features. */
   @Test
   void twoRealClipsBehindOneBatcher() throws Exception {
