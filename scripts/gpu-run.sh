@@ -12,7 +12,7 @@
 # 60; JCLIP_TEST_TIMEOUT 270 for all test classes together, JCLIP_CLASS_TIMEOUT 150 for one (less for
 # the classes known to be short: class_limit below);
 # JCLIP_MODEL_BENCH_TIMEOUT 180, JCLIP_MODEL_RESUME_TIMEOUT 90 (its tuned rows in a fresh process, where it ended before them); JCLIP_NCU_TIMEOUT 45 (kernel metrics); JCLIP_BENCH_TIMEOUT 45 (GEMM peaks, attention kernels);
-# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_CALLERS_TIMEOUT 60 (bench callers: ClipBatcher, last); JCLIP_PEER_TIMEOUT 300 (gets what is left); JCLIP_TORCH16_TIMEOUT 60
+# JCLIP_EMBED_TIMEOUT 150 (jclip embed end to end); JCLIP_CALLERS_TIMEOUT 90 (bench callers: ClipBatcher, last); JCLIP_PEER_TIMEOUT 300 (gets what is left); JCLIP_TORCH16_TIMEOUT 60
 # (the reference models in PyTorch's own fp16 and bf16, after the peer). JCLIP_TESTS=Class1,Class2 runs only those classes;
 # JCLIP_MODEL_PRECISIONS=fp16,... the model benchmark's throughput rows; JCLIP_MODEL_ARCHS=RN50,ViT-L/14,... adds those image towers
 # (random weights, fp16; default RN50,RN50x4,ViT-B/16,ViT-L/14@336px); JCLIP_PEER_ARGS="--batches 1024 ..." replaces the peer's
@@ -438,16 +438,19 @@ section "concurrent callers: Clip called directly against ClipBatcher (random Vi
 # its answer, through the Clip directly (each request its own batch, the requests taking turns) and
 # through ClipBatcher (the requests queued meanwhile merged into one batch). Last: a product
 # figure, not one of the issue's goals, so the first stage the budget cuts.
-t=0; want callers && t="$(limit "${JCLIP_CALLERS_TIMEOUT:-60}")"
+t=0; want callers && t="$(limit "${JCLIP_CALLERS_TIMEOUT:-90}")"
 if [ "$t" -gt 0 ]; then
   vocab="$here/clip-reference/models/vit-b32-tiny/hf"
   callers_deadline=$(( $(date +%s) + t ))
   {
-    for kind in image text; do
+    # then two Clips on the GPU behind one batcher (two streams), one-image requests
+    for run in image:1 text:1 image:2; do
+      ckind="${run%:*}"; nclips="${run#*:}"
       l=$(( callers_deadline - $(date +%s) )); [ "$l" -lt 5 ] && break
-      echo "-- $kind requests"
+      echo "-- $ckind requests, $nclips Clip(s)"
       JCLIP_REFERENCE="$here/clip-reference" timeout -k 5 "$l" "$java" "${jflags[@]}" -jar "$here/lib/jclip.jar" bench callers --random ViT-B/32 \
-        --vocab "$vocab" --device cuda --precision fp16 --kind "$kind" --callers "${JCLIP_CALLERS:-1,16,64,256}" --seconds 2 --warmup-seconds 1 --json
+        --vocab "$vocab" --device cuda --precision fp16 --kind "$ckind" --clips "$nclips" --callers "${JCLIP_CALLERS:-1,16,64,256}" --seconds 2 \
+        --warmup-seconds 1 --json
     done
   } > "$OUT/callers.txt" 2>&1
   rc=$?

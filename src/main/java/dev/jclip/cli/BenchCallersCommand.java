@@ -19,7 +19,6 @@ import java.util.SplittableRandom;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.function.Function;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -69,6 +68,11 @@ public final class BenchCallersCommand implements Callable<Integer> {
   @Option(names = "--warmup-seconds", paramLabel = "S", defaultValue = "3", description = "Untimed seconds first, per configuration (default: ${DEFAULT-VALUE}).")
   double warmupSeconds;
 
+  @Option(names = "--clips", paramLabel = "N", defaultValue = "1",
+      description = "Clips of the model on the device (each its own backend: on one GPU, its own stream); direct callers take them in turn, the batcher"
+          + " runs one queue over all (default: ${DEFAULT-VALUE}).")
+  int clipCount;
+
   @Option(names = "--max-delay-ms", paramLabel = "MS", defaultValue = "0",
       description = "ClipBatcher's maxDelay: how long a partial batch may wait for more requests (default: ${DEFAULT-VALUE}).")
   double maxDelayMs;
@@ -95,8 +99,9 @@ public final class BenchCallersCommand implements Callable<Integer> {
       err.println("jclip bench callers: give --model or --random (one of them)");
       return 2;
     }
-    if (callers.length == 0 || Arrays.stream(callers).anyMatch(c -> c < 1) || items < 1 || seconds <= 0 || warmupSeconds < 0 || maxDelayMs < 0) {
-      err.println("jclip bench callers: --callers and --items must be at least 1, --seconds above 0, --warmup-seconds and --max-delay-ms at least 0");
+    if (callers.length == 0 || Arrays.stream(callers).anyMatch(c -> c < 1) || items < 1 || clipCount < 1 || seconds <= 0 || warmupSeconds < 0
+        || maxDelayMs < 0) {
+      err.println("jclip bench callers: --callers, --items and --clips must be at least 1, --seconds above 0, --warmup-seconds and --max-delay-ms at least 0");
       return 2;
     }
     if (!kind.equals("image") && !kind.equals("text")) {
@@ -112,9 +117,13 @@ public final class BenchCallersCommand implements Callable<Integer> {
       Map<String, Tensor> weights = w.tensors();
       ClipTokenizer tok = ClipTokenizer.load(vocab != null ? vocab : BenchCommand.defaultVocabulary());
       Clip.Options options = Clip.Options.defaults().withDevice(device).withPrecision(precision).withThreads(t);
-      try (Clip clip = Clip.create(cfg, weights, tok, options)) {
-        out.printf("model: %s; %s; %s requests of %d %s%s%n", random != null ? "random " + random : model, clip.describe(), kind, items,
-            kind.equals("image") ? "image" : "text", items == 1 ? "" : "s");
+      List<Clip> clips = new ArrayList<>();
+      try {
+        for (int i = 0; i < clipCount; i++) clips.add(Clip.create(cfg, weights, tok, options));
+        Clip clip = clips.get(0);
+        int batchAll = clips.stream().mapToInt(Clip::batchSize).sum();
+        out.printf("model: %s; %s%s; %s requests of %d %s%s%n", random != null ? "random " + random : model, clip.describe(),
+            clipCount == 1 ? "" : " (" + clipCount + " Clips)", kind, items, kind.equals("image") ? "image" : "text", items == 1 ? "" : "s");
         out.printf("%8s %12s %12s %9s %9s %12s %9s %9s %7s %10s %8s%n", "callers", "direct/s", "batched/s", "ratio", "p50 ms", "p99 ms", "p50 ms",
             "p99 ms", "batch", "padding", "batches");
         out.printf("%8s %12s %12s %9s %19s %21s%n", "", "requests", "requests", "", "direct", "batched");
@@ -122,12 +131,12 @@ public final class BenchCallersCommand implements Callable<Integer> {
         ClipBatcher.Options bo = ClipBatcher.Options.defaults().withMaxDelay(Duration.ofNanos((long) (maxDelayMs * 1e6)));
         for (int c : callers) {
           List<Object> inputs = inputs(clip, cfg, c);
-          Load direct = load(c, inputs, in -> encode(clip, in));
+          Load direct = load(c, inputs, (caller, in) -> encode(clips.get(caller % clipCount), in));
           Load batched;
           ClipBatcher.Stats stats;
           // a large enough queue that no caller is refused: each caller has at most one request waiting
-          try (ClipBatcher b = ClipBatcher.of(clip, bo.withMaxQueued(Math.max(4 * clip.batchSize(), c * items)))) {
-            batched = load(c, inputs, in -> in instanceof Clip.Pixels p ? b.encodeImage(p) : b.encodeText((Clip.Tokens) in));
+          try (ClipBatcher b = ClipBatcher.of(clips, bo.withMaxQueued(Math.max(4 * batchAll, c * items)))) {
+            batched = load(c, inputs, (caller, in) -> in instanceof Clip.Pixels p ? b.encodeImage(p) : b.encodeText((Clip.Tokens) in));
             stats = b.stats();
           }
           // no request answered in a window (a first request longer than it): no ratio
@@ -138,7 +147,7 @@ public final class BenchCallersCommand implements Callable<Integer> {
           if (json) {
             ObjectNode o = new ObjectMapper().createObjectNode();
             o.put("model", random != null ? "random " + random : model).put("device", clip.device()).put("precision", precision).put("kind", kind)
-                .put("items", items).put("callers", c).put("seconds", seconds).put("max_delay_ms", maxDelayMs);
+                .put("items", items).put("callers", c).put("clips", clipCount).put("seconds", seconds).put("max_delay_ms", maxDelayMs);
             o.put("direct_per_s", direct.perSecond()).put("batched_per_s", batched.perSecond()).put("ratio", ratio);
             o.put("direct_p50_ms", direct.percentile(0.5)).put("direct_p99_ms", direct.percentile(0.99));
             o.put("batched_p50_ms", batched.percentile(0.5)).put("batched_p99_ms", batched.percentile(0.99));
@@ -146,6 +155,8 @@ public final class BenchCallersCommand implements Callable<Integer> {
                 .put("failed_batches", stats.failedBatches());
             ObjectNode sizes = o.putObject("batches_by_size");
             stats.batchesBySize().forEach((k, v) -> sizes.put(Integer.toString(k), v));
+            com.fasterxml.jackson.databind.node.ArrayNode byClip = o.putArray("batches_by_clip");
+            stats.batchesByModel().forEach(byClip::add);
             out.println(new ObjectMapper().writeValueAsString(o));
           }
           out.flush();
@@ -153,6 +164,8 @@ public final class BenchCallersCommand implements Callable<Integer> {
         out.printf("each caller sends its next request when the last is answered; %.1f s warm-up, then %.1f s timed, per configuration;%n", warmupSeconds,
             seconds);
         out.println("batch = the batcher's items a batch (padding not counted); padding = padded rows among the rows it ran.");
+      } finally {
+        for (Clip c : clips) c.close();
       }
       return 0;
     } catch (IOException | IllegalArgumentException e) {
@@ -199,7 +212,7 @@ public final class BenchCallersCommand implements Callable<Integer> {
   }
 
   /** {@code callers} threads, each sending its requests in turn until the time is up; the warm-up's requests are not counted. */
-  private Load load(int callers, List<Object> inputs, Function<Object, float[][]> send) throws InterruptedException {
+  private Load load(int callers, List<Object> inputs, java.util.function.BiFunction<Integer, Object, float[][]> send) throws InterruptedException {
     AtomicBoolean stop = new AtomicBoolean();
     long start = System.nanoTime(), timedFrom = start + (long) (warmupSeconds * 1e9), end = timedFrom + (long) (seconds * 1e9);
     List<List<Double>> lat = new ArrayList<>();
@@ -214,7 +227,7 @@ public final class BenchCallersCommand implements Callable<Integer> {
           for (int i = 0; !stop.get(); i++) {
             long t0 = System.nanoTime();
             if (t0 >= end) break;
-            send.apply(inputs.get((id * 4 + i % 4) % inputs.size()));
+            send.apply(id, inputs.get((id * 4 + i % 4) % inputs.size()));
             long t1 = System.nanoTime();
             if (t1 >= timedFrom && t1 <= end) mine.add((t1 - t0) / 1e6); // answered in the window
           }

@@ -77,6 +77,19 @@ class BenchCommandTest {
         assertEquals(0, o.get("failed_batches").asLong());
       }
     }
+    // two Clips behind the batcher: each ran batches, counted apart
+    StringWriter two = new StringWriter(), twoErr = new StringWriter();
+    CommandLine c2 = Main.commandLine();
+    c2.setOut(new PrintWriter(two));
+    c2.setErr(new PrintWriter(twoErr));
+    assertEquals(0, c2.execute("bench", "callers", "--model", Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt").toString(), "--vocab",
+        Reference.file("bpe_simple_vocab_16e6.txt.gz").toString(), "--device", "cpu", "--threads", "1", "--clips", "2", "--callers", "4", "--seconds",
+        "0.5", "--warmup-seconds", "0.1", "--json"), twoErr.toString());
+    JsonNode o2 = null;
+    for (String l : two.toString().split("\\n")) if (l.startsWith("{")) o2 = new ObjectMapper().readTree(l);
+    assertEquals(2, o2.get("clips").asInt());
+    assertEquals(2, o2.get("batches_by_clip").size());
+    assertEquals(o2.get("batches").asLong(), o2.get("batches_by_clip").get(0).asLong() + o2.get("batches_by_clip").get(1).asLong());
     StringWriter err = new StringWriter();
     CommandLine cl = Main.commandLine();
     cl.setErr(new PrintWriter(err));
