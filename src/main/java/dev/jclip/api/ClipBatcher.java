@@ -118,9 +118,10 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   /**
-   * What the batcher has done: requests accepted, items run (padding not counted), batches run (by
-   * their size, padding included), rows of padding computed, batches that failed, requests refused,
-   * items waiting now, batches run by each model (in the order given to {@link #of(List, Options)}).
+   * What the batcher has done: requests accepted, items cut into batches (padding not counted;
+   * those of failed batches and cancelled requests included), batches cut (by their size, padding
+   * included), rows of padding computed, batches that failed, requests refused, items waiting now,
+   * batches cut by each model (in the order given to {@link #of(List, Options)}).
    */
   public record Stats(long requests, long items, long batches, SortedMap<Integer, Long> batchesBySize, long paddedRows, long failedBatches,
       long rejected, int queued, List<Long> batchesByModel) {
@@ -187,8 +188,6 @@ public final class ClipBatcher implements AutoCloseable {
     final CompletableFuture<float[][]> future = new CompletableFuture<>();
     /** A blocking call's request: its future is never handed out, so it is completed on the dispatcher. */
     final boolean direct;
-    /** Set by the dispatcher when a batch holding some of its rows failed (its future completes later, on another thread). */
-    volatile boolean failed;
     /** Completed or failed (under the lock): a request is settled once, whatever its batches do after. */
     boolean settled;
     int taken, done;
@@ -312,7 +311,12 @@ public final class ClipBatcher implements AutoCloseable {
     this.dispatchers = List.copyOf(ds);
     this.byModel = new long[models.size()];
     this.liveDispatchers = dispatchers.size();
-    for (Dispatcher d : dispatchers) d.thread.start();
+    try {
+      for (Dispatcher d : dispatchers) d.thread.start();
+    } catch (Throwable t) { // the ones started end at once, nothing being queued
+      close();
+      throw t;
+    }
   }
 
   /**
@@ -444,9 +448,8 @@ public final class ClipBatcher implements AutoCloseable {
     try {
       while (true) {
         if (inFlight != null && !pipelines(d)) { // one batch at a time: read it back before the next
-          Run r = inFlight;
+          deliver(inFlightBatch, inFlight); // cleared after: a fault inside leaves the batch to the catch below
           inFlight = null;
-          deliver(inFlightBatch, r);
         }
         next = null;
         try {
@@ -459,9 +462,8 @@ public final class ClipBatcher implements AutoCloseable {
         }
         if (next == null) {
           if (inFlight != null) {
-            Run r = inFlight;
+            deliver(inFlightBatch, inFlight);
             inFlight = null;
-            deliver(inFlightBatch, r);
             continue;
           }
           if (Thread.currentThread().isInterrupted()) {
@@ -481,9 +483,8 @@ public final class ClipBatcher implements AutoCloseable {
           }
           // Two batches in flight did not fit: read the first back, run one at a time from now on,
           // and try again (with the model's retry: idle executors closed, its batch halved).
-          Run r = inFlight;
+          deliver(inFlightBatch, inFlight); // cleared after: a fault inside leaves the batch to the catch below
           inFlight = null;
-          deliver(inFlightBatch, r);
           d.pipelining = false;
           System.err.println("jclip: ClipBatcher on " + d.name + ": two batches in flight do not fit in the GPU's memory (" + t.getMessage()
               + "): running one batch at a time");
@@ -495,20 +496,17 @@ public final class ClipBatcher implements AutoCloseable {
           }
         }
         if (inFlight != null) {
-          Run r = inFlight;
+          deliver(inFlightBatch, inFlight); // cleared after: a fault inside leaves the batch to the catch below
           inFlight = null;
-          deliver(inFlightBatch, r);
         }
-        Run r = run;
-        run = null;
-        Batch b = next;
-        next = null;
-        if (r.isDone()) {
-          deliver(b, r);
+        if (run.isDone()) {
+          deliver(next, run);
         } else {
-          inFlight = r;
-          inFlightBatch = b;
+          inFlight = run;
+          inFlightBatch = next;
         }
+        run = null;
+        next = null;
       }
     } catch (Throwable unexpected) { // a fault of the batcher's own: this dispatcher's requests fail
       ended = unexpected;
@@ -642,7 +640,7 @@ public final class ClipBatcher implements AutoCloseable {
   /** Drops the untaken rows of requests that completed already (cancelled, or failed in an earlier batch). */
   private void dropCancelled(ArrayDeque<Request> q) {
     q.removeIf(r -> {
-      if (!r.failed && !r.future.isDone()) return false;
+      if (!r.settled && !r.future.isDone()) return false; // settled: failed in another batch (its future completes later, elsewhere)
       int left = r.count - r.taken;
       if (r.kind == Kind.IMAGE) queuedImages -= left;
       else queuedTexts -= left;
@@ -755,7 +753,6 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   private void fail(Request r, Throwable t) {
-    r.failed = true;
     if (!settle(r)) return;
     if (r.direct) r.future.completeExceptionally(t);
     else COMPLETIONS.execute(() -> r.future.completeExceptionally(t));

@@ -500,6 +500,69 @@ class ClipBatcherTest {
     assertTrue(e.getMessage().contains("one batcher runs one model"), e.getMessage());
   }
 
+  /**
+   * Many threads' requests of 1-12 items (cut between batches of three models), a tenth of the
+   * batches failing, some requests cancelled: every request ends, with its own rows or with the
+   * failure (a review's stress harness found a request cut between batches, its first batch
+   * failed, left waiting forever when a submit dropped its queued rest in between).
+   */
+  @Test
+  void underStressEveryRequestEndsWithItsRowsOrAFailure() throws Exception {
+    long until = System.nanoTime() + TimeUnit.SECONDS.toNanos(3); // rounds for 3 s: the races sit in narrow windows
+    for (int round = 0; round < 2 || System.nanoTime() < until; round++) {
+      boolean async = round % 2 == 1;
+      List<Fake> models = List.of(new Fake(3, async), new Fake(5, async), new Fake(8, async));
+      for (Fake f : models) {
+        f.async = async;
+        f.failRate = 0.1;
+      }
+      try (ClipBatcher b = new ClipBatcher(new ArrayList<>(models), ClipBatcher.Options.defaults().withMaxQueued(100_000))) {
+        ExecutorService submitters = Executors.newFixedThreadPool(8);
+        List<Future<List<Object[]>>> work = new ArrayList<>();
+        for (int t = 0; t < 8; t++) {
+          int thread = t;
+          work.add(submitters.submit(() -> {
+            java.util.Random r = new java.util.Random(thread);
+            List<Object[]> mine = new ArrayList<>(); // {future, first id, count, image?}
+            for (int i = 0; i < 150; i++) {
+              int n = 1 + r.nextInt(12), first = 100_000 * thread + 100 * i;
+              boolean image = r.nextInt(3) > 0;
+              int[] ids = new int[n * 2];
+              for (int k = 0; k < n; k++) ids[2 * k] = (first + k) % VOCAB; // one token a text, then 0
+              CompletableFuture<float[][]> f = image ? b.submitImages(images(n, first)) : b.submitTexts(new Clip.Tokens(n, 2, ids));
+              if (r.nextInt(20) == 0) f.cancel(false);
+              mine.add(new Object[] {f, first, n, image});
+            }
+            return mine;
+          }));
+        }
+        int ok = 0, failed = 0, cancelled = 0;
+        for (Future<List<Object[]>> w : work) {
+          for (Object[] req : w.get(60, TimeUnit.SECONDS)) {
+            @SuppressWarnings("unchecked")
+            CompletableFuture<float[][]> f = (CompletableFuture<float[][]>) req[0];
+            int first = (int) req[1], n = (int) req[2];
+            try {
+              float[][] rows = f.get(20, TimeUnit.SECONDS);
+              for (int k = 0; k < n; k++) assertEquals((boolean) req[3] ? first + k : (first + k) % VOCAB, id(rows[k]), "request at " + first + ", row " + k);
+              ok++;
+            } catch (java.util.concurrent.ExecutionException e) {
+              assertEquals("a random failure", e.getCause().getMessage());
+              failed++;
+            } catch (CancellationException e) {
+              cancelled++;
+            } catch (java.util.concurrent.TimeoutException e) {
+              throw new AssertionError("request at " + first + " of " + n + " items never ended (async " + async + ")", e);
+            }
+          }
+        }
+        submitters.shutdown();
+        assertEquals(1200, ok + failed + cancelled);
+        assertTrue(ok > 0 && failed > 0, ok + " answered, " + failed + " failed");
+      }
+    }
+  }
+
   /** A request cut between two models' batches comes back whole and in order, whichever delivers last. */
   @Test
   void aRequestCutBetweenTwoModelsComesBackWhole() throws Exception {
@@ -638,6 +701,8 @@ class ClipBatcherTest {
     volatile boolean oneInFlightOnly;
     /** {@link #batchSize()} throws when the dispatcher asks. */
     volatile boolean brokenOnTheDispatcher;
+    /** The share of runs that fail at random ("a random failure"). */
+    volatile double failRate;
     /** Rows short in the next run's features (a broken model). */
     volatile int shortBy;
     /** Whether each submit allowed the model's own out-of-memory retry. */
@@ -747,6 +812,7 @@ class ClipBatcherTest {
       }
       held.countDown();
       if (number == failRun) throw failure;
+      if (failRate > 0 && java.util.concurrent.ThreadLocalRandom.current().nextDouble() < failRate) throw new IllegalStateException("a random failure");
       awaitGate(waitFor);
       if (!async) return done(out);
       synchronized (this) {
