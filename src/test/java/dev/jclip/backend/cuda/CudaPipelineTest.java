@@ -404,18 +404,7 @@ class CudaPipelineTest {
     // batches of at most 8 and requests of 1-5 images: requests cut between batches, and full
     // batches submitted while the previous one is in flight
     try (ClipBatcher b = ClipBatcher.of(clip, ClipBatcher.Options.defaults().withMaxBatch(8))) {
-      List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
-      List<Integer> firsts = new java.util.ArrayList<>();
-      for (int i = 0, n; i < 48; i += n) {
-        n = Math.min(48 - i, 1 + random.nextInt(5));
-        Clip.Pixels req = Clip.Pixels.concat(images.subList(i, i + n));
-        firsts.add(i);
-        got.add(callers.submit(() -> b.encodeImage(req)));
-      }
-      for (int r = 0; r < got.size(); r++) {
-        float[][] rows = got.get(r).get(120, java.util.concurrent.TimeUnit.SECONDS);
-        for (int k = 0; k < rows.length; k++) assertClose(want.get(firsts.get(r) + k), rows[k], "image " + (firsts.get(r) + k) + " (batches of 8)");
-      }
+      imagesInRequestsOfOneToFive(b, callers, images, want, random, "batches of 8");
       ClipBatcher.Stats s = b.stats();
       assertEquals(48, s.items());
       for (int size : s.batchesBySize().keySet()) assertTrue(size == 1 || size == 2 || size == 4 || size == 8, "sizes up to 8: " + s);
@@ -425,27 +414,33 @@ class CudaPipelineTest {
     Clip.Options o = Clip.Options.defaults().withDevice("cuda:" + device.ordinal()).withPrecision("fp16");
     try (Clip second = Clip.create(clip.config(), RandomWeights.generate(clip.config(), 7), clip.tokenizer(), o);
         ClipBatcher b = ClipBatcher.of(List.of(clip, second), ClipBatcher.Options.defaults().withMaxBatch(8))) {
-      // requests of 1-5 images (some cut between the two Clips' batches) and the texts
-      List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
-      List<Integer> firsts = new java.util.ArrayList<>();
-      for (int i = 0, n; i < 48; i += n) {
-        n = Math.min(48 - i, 1 + random.nextInt(5));
-        Clip.Pixels req = Clip.Pixels.concat(images.subList(i, i + n));
-        firsts.add(i);
-        got.add(callers.submit(() -> b.encodeImage(req)));
-      }
+      // the texts, and requests of 1-5 images (some cut between the two Clips' batches)
       List<java.util.concurrent.Future<float[][]>> gotTexts = new java.util.ArrayList<>();
       for (Clip.Tokens t : texts) gotTexts.add(callers.submit(() -> b.encodeText(t)));
-      for (int r = 0; r < got.size(); r++) {
-        float[][] rows = got.get(r).get(120, java.util.concurrent.TimeUnit.SECONDS);
-        for (int k = 0; k < rows.length; k++) assertClose(want.get(firsts.get(r) + k), rows[k], "image " + (firsts.get(r) + k) + " (two Clips)");
-      }
+      imagesInRequestsOfOneToFive(b, callers, images, want, random, "two Clips");
       for (int i = 0; i < texts.size(); i++) assertClose(want.get(48 + i), gotTexts.get(i).get(120, java.util.concurrent.TimeUnit.SECONDS)[0], "text " + i + " (two Clips)");
       ClipBatcher.Stats s = b.stats();
       assertEquals(48 + texts.size(), s.items());
       assertEquals(0, s.failedBatches());
       assertTrue(s.batchesByModel().get(0) > 0 && s.batchesByModel().get(1) > 0, "both Clips ran batches: " + s);
       System.out.println("[batcher] two Clips on one GPU: batches by Clip " + s.batchesByModel());
+    }
+  }
+
+  /** The images in requests of 1-5 consecutive ones through {@code b}, from the callers: each row within fp16 rounding of {@code want}'s. */
+  private static void imagesInRequestsOfOneToFive(ClipBatcher b, java.util.concurrent.ExecutorService callers, List<Clip.Pixels> images,
+      List<float[]> want, Random random, String what) throws Exception {
+    List<java.util.concurrent.Future<float[][]>> got = new java.util.ArrayList<>();
+    List<Integer> firsts = new java.util.ArrayList<>();
+    for (int i = 0, n; i < images.size(); i += n) {
+      n = Math.min(images.size() - i, 1 + random.nextInt(5));
+      Clip.Pixels req = Clip.Pixels.concat(images.subList(i, i + n));
+      firsts.add(i);
+      got.add(callers.submit(() -> b.encodeImage(req)));
+    }
+    for (int r = 0; r < got.size(); r++) {
+      float[][] rows = got.get(r).get(120, java.util.concurrent.TimeUnit.SECONDS);
+      for (int k = 0; k < rows.length; k++) assertClose(want.get(firsts.get(r) + k), rows[k], "image " + (firsts.get(r) + k) + " (" + what + ")");
     }
   }
 
