@@ -132,9 +132,11 @@ final class DnnlLinear implements AutoCloseable {
     final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
     /** How many times {@link #makeRoom} destroyed the memory objects (the tests). */
     int evictions;
-    final MemorySegment args = arena.allocate(16 * 8, 8); // dnnl_exec_arg_t: src, weights, bias, dst, scratchpad
+    /** The workspace's own small native buffers, freed with it (a workspace destroyed after a burst frees them). */
+    final Arena own = Arena.ofShared();
+    final MemorySegment args = own.allocate(16 * 8, 8); // dnnl_exec_arg_t: src, weights, bias, dst, scratchpad
     /** Where {@link Dnnl#execute} keeps the running thread's signal mask while a primitive runs. */
-    final MemorySegment savedMask = arena.allocate(Dnnl.SIGSET_BYTES, 8);
+    final MemorySegment savedMask = own.allocate(Dnnl.SIGSET_BYTES, 8);
     /** The scratchpad of every primitive run on this workspace (see {@link Dnnl#attr}), grown as needed; memory objects over it by size. */
     Arena scratchArena;
     MemorySegment scratch;
@@ -166,6 +168,7 @@ final class DnnlLinear implements AutoCloseable {
       for (MemorySegment m : scratchMemories.values()) dnnl.destroyMemory(m);
       if (scratchArena != null) scratchArena.close();
       dnnl.destroyStream(stream);
+      own.close();
     }
 
     /**
