@@ -279,11 +279,6 @@ public final class ClipBatcher implements AutoCloseable {
    */
   public static ClipBatcher of(List<Clip> clips, Options options) {
     if (clips.isEmpty()) throw new IllegalArgumentException("no Clip to run batches on");
-    for (int i = 0; i < clips.size(); i++) {
-      for (int j = 0; j < i; j++) {
-        if (clips.get(i) == clips.get(j)) throw new IllegalArgumentException("the same Clip twice: each dispatcher needs its own (its own device, or stream)");
-      }
-    }
     return new ClipBatcher(clips.stream().<Model>map(ClipModel::new).toList(), options);
   }
 
@@ -304,7 +299,10 @@ public final class ClipBatcher implements AutoCloseable {
     List<Dispatcher> ds = new ArrayList<>();
     for (int i = 0; i < models.size(); i++) {
       for (int j = 0; j < i; j++) {
-        if (models.get(j) == models.get(i)) throw new IllegalArgumentException("the same model twice (" + models.get(i).name() + ")");
+        // a ClipModel is equal to another of the same Clip
+        if (models.get(j).equals(models.get(i))) {
+          throw new IllegalArgumentException("the same Clip twice (" + models.get(i).name() + "): each dispatcher needs its own (its own device, or stream)");
+        }
       }
       ds.add(new Dispatcher(models.get(i), i, models.size()));
     }
@@ -388,8 +386,7 @@ public final class ClipBatcher implements AutoCloseable {
     lock.lock();
     try {
       if (closed || liveDispatchers == 0) throw new RejectedExecutionException("this batcher is closed");
-      dropCancelled(images); // a cancelled request's rows no longer count against the bound
-      dropCancelled(texts);
+      dropSettled(); // a cancelled request's rows no longer count against the bound
       int queued = queuedImages + queuedTexts, bound = maxQueued();
       if (queued > 0 && queued + r.count > bound) {
         rejected++;
@@ -397,13 +394,8 @@ public final class ClipBatcher implements AutoCloseable {
             + " again later, or raise ClipBatcher.Options.maxQueued");
       }
       r.seq = seq++;
-      if (r.kind == Kind.IMAGE) {
-        images.addLast(r);
-        queuedImages += r.count;
-      } else {
-        texts.addLast(r);
-        queuedTexts += r.count;
-      }
+      queue(r.kind).addLast(r);
+      addQueued(r.kind, r.count);
       requests++;
       arrived.signalAll();
       return r.future;
@@ -441,7 +433,6 @@ public final class ClipBatcher implements AutoCloseable {
    * what is still queued and closes the batcher.
    */
   private void dispatch(Dispatcher d) {
-    Model model = d.model;
     Batch inFlightBatch = null, next = null;
     Run inFlight = null, run = null;
     Throwable ended = null;
@@ -576,8 +567,7 @@ public final class ClipBatcher implements AutoCloseable {
     lock.lock();
     try {
       while (true) {
-        dropCancelled(images);
-        dropCancelled(texts);
+        dropSettled();
         int max = maxBatch(d);
         if (!wait) {
           // only the oldest kind, so that a stream of full batches of one kind cannot starve the
@@ -621,6 +611,12 @@ public final class ClipBatcher implements AutoCloseable {
     return k == Kind.IMAGE ? queuedImages : queuedTexts;
   }
 
+  /** Adds {@code delta} to the count of kind {@code k}'s items waiting (under the lock). */
+  private void addQueued(Kind k, int delta) {
+    if (k == Kind.IMAGE) queuedImages += delta;
+    else queuedTexts += delta;
+  }
+
   private Request head(Kind k) {
     return queue(k).peekFirst();
   }
@@ -637,17 +633,17 @@ public final class ClipBatcher implements AutoCloseable {
     return i ? Kind.IMAGE : t ? Kind.TEXT : null;
   }
 
-  /** Drops the untaken rows of requests that completed already (cancelled, or failed in an earlier batch). */
-  private void dropCancelled(ArrayDeque<Request> q) {
-    q.removeIf(r -> {
-      if (!r.settled && !r.future.isDone()) return false; // settled: failed in another batch (its future completes later, elsewhere)
-      int left = r.count - r.taken;
-      if (r.kind == Kind.IMAGE) queuedImages -= left;
-      else queuedTexts -= left;
-      r.settled = true; // cancelled (or failed): its rows in flight, if any, are dropped when they come back
-      active.remove(r);
-      return true;
-    });
+  /** Drops from both queues the untaken rows of requests that completed already (cancelled, or failed in an earlier batch). */
+  private void dropSettled() {
+    for (ArrayDeque<Request> q : List.of(images, texts)) {
+      q.removeIf(r -> {
+        if (!r.settled && !r.future.isDone()) return false; // settled: failed in another batch (its future completes later, elsewhere)
+        addQueued(r.kind, -(r.count - r.taken));
+        r.settled = true; // cancelled (or failed): its rows in flight, if any, are dropped when they come back
+        active.remove(r);
+        return true;
+      });
+    }
   }
 
   /** Up to {@code max} items of kind {@code k} from the front of its queue, oldest first. */
@@ -664,8 +660,7 @@ public final class ClipBatcher implements AutoCloseable {
       n += take;
       if (r.taken == r.count) q.pollFirst();
     }
-    if (k == Kind.IMAGE) queuedImages -= n;
-    else queuedTexts -= n;
+    addQueued(k, -n);
     int size = d.pad ? paddedSize(n, max) : n;
     batches++;
     byModel[d.index]++;

@@ -631,6 +631,8 @@ class ClipBatcherTest {
           callers.shutdown();
         }
         assertEquals(24, b.stats().requests());
+        IllegalArgumentException twice = assertThrows(IllegalArgumentException.class, () -> ClipBatcher.of(List.of(one, one), ClipBatcher.Options.defaults()));
+        assertTrue(twice.getMessage().contains("the same Clip twice"), twice.getMessage());
       }
     }
   }
