@@ -328,38 +328,32 @@ final class DnnlLinear implements AutoCloseable {
     parallel.run(tasks, Long.MAX_VALUE / Math.max(1, tasks), (t0, t1) -> {
       Workspace ws = takeWorkspace();
       try {
-        runTasks(t0, t1, ws, m, n, k, blocks, y, rowsRun, per, esize, src, dst);
+        for (int t = t0; t < t1; t++) {
+          Block blk = blocks[t % blocks.length];
+          int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
+          // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
+          // rowsRun x n0), then copied row by row into y.
+          ws.makeRoom(2);
+          MemorySegment sm = ws.memory(rows, k, dtype, 0), dm = ws.memory(rows, cols, Dnnl.F32, 1);
+          long blockBase = 4L * ((long) rowsRun * blk.n0);
+          dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
+          dnnl.setHandle(dm, dst.asSlice(blockBase + 4L * r0 * cols));
+          int nargs = 0;
+          Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, sm);
+          Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
+          if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
+          Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
+          Exec e = blk.fixed == null ? blk.primitive : fixedPrimitive(blk, rows, k);
+          if (e.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(e));
+          dnnl.execute(e.primitive, ws.stream, nargs, ws.args, ws.savedMask);
+          for (int r = r0; r < Math.min(r1, m); r++) {
+            MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
+          }
+        }
       } finally {
         giveBack(ws);
       }
     });
-  }
-
-  /** Tasks {@code t0..t1-1} of {@link #run}: (column block, row chunk) pairs, on one workspace. */
-  private void runTasks(int t0, int t1, Workspace ws, int m, int n, int k, Block[] blocks, float[] y, int rowsRun, int per, int esize,
-      MemorySegment src, MemorySegment dst) {
-    for (int t = t0; t < t1; t++) {
-      Block blk = blocks[t % blocks.length];
-      int r0 = (t / blocks.length) * per, r1 = Math.min(rowsRun, r0 + per), rows = r1 - r0, cols = blk.n1 - blk.n0;
-      // Each block's part of y is dense in the scratch (block-major: rowsRun x cols from
-      // rowsRun x n0), then copied row by row into y.
-      ws.makeRoom(2);
-      MemorySegment sm = ws.memory(rows, k, dtype, 0), dm = ws.memory(rows, cols, Dnnl.F32, 1);
-      long blockBase = 4L * ((long) rowsRun * blk.n0);
-      dnnl.setHandle(sm, src.asSlice((long) r0 * k * esize));
-      dnnl.setHandle(dm, dst.asSlice(blockBase + 4L * r0 * cols));
-      int nargs = 0;
-      Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, sm);
-      Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
-      if (blk.bias != null) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_BIAS, blk.bias);
-      Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dm);
-      Exec e = blk.fixed == null ? blk.primitive : fixedPrimitive(blk, rows, k);
-      if (e.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(e));
-      dnnl.execute(e.primitive, ws.stream, nargs, ws.args, ws.savedMask);
-      for (int r = r0; r < Math.min(r1, m); r++) {
-        MemorySegment.copy(dst, ValueLayout.JAVA_FLOAT, blockBase + 4L * r * cols, y, r * n + blk.n0, cols);
-      }
-    }
   }
 
   private static int roundUp(int v, int step) {
