@@ -66,13 +66,16 @@ import java.util.concurrent.locks.ReentrantLock;
  * common {@link java.util.concurrent.ForkJoinPool}, so that what a caller chains to them (even a
  * call that waits for the batcher) never runs on the dispatcher; a fault of a dispatcher itself
  * fails the requests of its batches and leaves the queue to the others, and the last one to end
- * fails what is still queued and closes the batcher, rather than leaving requests waiting.
+ * fails what is still queued and closes the batcher, rather than leaving requests waiting. A
+ * dispatcher whose thread is interrupted does the same before its next batch, once it has read
+ * back the one in flight. The queue's default bound counts the dispatchers still running.
  *
  * <p><b>Several devices.</b> {@link #of(List, Options)} puts one queue in front of several Clips of
  * the same model, one dispatcher each: each takes the next batch when its device is free. One Clip
  * a GPU spreads the requests over the GPUs; two Clips on one GPU run two batches at once, each on
  * its own stream (each Clip holds its own copy of the weights). A dispatcher with a batch in
- * flight leaves the next full batch to an idle one. Each Clip recovers from running out of device
+ * flight leaves the next full batch to an idle one (one waiting for requests, or waiting out
+ * {@link Options#maxDelay()} with nothing in flight). Each Clip recovers from running out of device
  * memory on its own: with two Clips on one GPU, one may halve its batch for memory the other holds.
  *
  * <p><b>Closing</b> refuses new requests, lets the dispatchers finish every request already
@@ -81,7 +84,7 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class ClipBatcher implements AutoCloseable {
   /**
    * @param maxBatch the most items a batch holds; 0: the Clip's {@link Clip#batchSize()}
-   * @param maxQueued the most items waiting before requests are refused; 0: four batches
+   * @param maxQueued the most items waiting before requests are refused; 0: four batches of each dispatcher still running
    * @param maxDelay how long a batch that is not full may wait for more requests while the device
    *     is idle (a latency paid for fuller batches); zero: never
    * @param padding whether batches are padded to a short list of sizes; null: on a GPU (a device whose runs take turns)
@@ -244,6 +247,8 @@ public final class ClipBatcher implements AutoCloseable {
     final boolean pad;
     /** False once two batches in flight ran out of device memory (this dispatcher's own). */
     boolean pipelining = true;
+    /** Set (under the lock) when its thread ends: its batches no longer count in the queue's bound. */
+    boolean ended;
     final Thread thread;
     /** The model's name, with its place in the list when there are several. */
     final String name;
@@ -408,12 +413,34 @@ public final class ClipBatcher implements AutoCloseable {
     return options.maxBatch() > 0 ? options.maxBatch() : Math.max(1, d.model.batchSize());
   }
 
-  /** The bound on waiting items: the option, else four batches of every model. */
+  /** The bound on waiting items (under the lock): the option, else four batches of every model still running. */
   private int maxQueued() {
     if (options.maxQueued() > 0) return options.maxQueued();
     int all = 0;
-    for (Dispatcher d : dispatchers) all += maxBatch(d);
+    for (Dispatcher d : dispatchers) {
+      if (!d.ended) all += maxBatch(d);
+    }
     return 4 * all;
+  }
+
+  /** The bound on waiting items now (tests). */
+  int queueBound() {
+    lock.lock();
+    try {
+      return maxQueued();
+    } finally {
+      lock.unlock();
+    }
+  }
+
+  /** Dispatchers waiting for requests with nothing in flight (tests). */
+  int idleDispatchers() {
+    lock.lock();
+    try {
+      return idleDispatchers;
+    } finally {
+      lock.unlock();
+    }
   }
 
   /**
@@ -438,6 +465,14 @@ public final class ClipBatcher implements AutoCloseable {
     Throwable ended = null;
     try {
       while (true) {
+        if (Thread.currentThread().isInterrupted()) { // told to stop: what is in flight is read back, the queue left to the others
+          if (inFlight != null) {
+            deliver(inFlightBatch, inFlight); // cleared after: a fault inside leaves the batch to the catch below
+            inFlight = null;
+          }
+          ended = new IllegalStateException("the batcher's dispatcher on " + d.name + " was interrupted");
+          return;
+        }
         if (inFlight != null && !pipelines(d)) { // one batch at a time: read it back before the next
           deliver(inFlightBatch, inFlight); // cleared after: a fault inside leaves the batch to the catch below
           inFlight = null;
@@ -456,10 +491,6 @@ public final class ClipBatcher implements AutoCloseable {
             deliver(inFlightBatch, inFlight);
             inFlight = null;
             continue;
-          }
-          if (Thread.currentThread().isInterrupted()) {
-            ended = new IllegalStateException("the batcher's dispatcher on " + d.name + " was interrupted");
-            return;
           }
           if (isClosedAndDrained()) return;
           continue;
@@ -515,6 +546,7 @@ public final class ClipBatcher implements AutoCloseable {
       boolean last;
       lock.lock();
       try {
+        d.ended = true;
         last = --liveDispatchers == 0;
         if (last) closed = true; // nothing runs requests any more
         arrived.signalAll();
@@ -592,7 +624,12 @@ public final class ClipBatcher implements AutoCloseable {
           if (left > 0) { // the oldest may still wait: a full batch of either kind goes meanwhile
             Kind full = oldestFull(max);
             if (full != null) return cut(d, full, max);
-            arrived.awaitNanos(left);
+            idleDispatchers++; // nothing in flight: a busy dispatcher leaves a full batch to this one
+            try {
+              arrived.awaitNanos(left);
+            } finally {
+              idleDispatchers--;
+            }
             continue;
           }
         }

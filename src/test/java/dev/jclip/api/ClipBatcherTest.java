@@ -354,6 +354,61 @@ class ClipBatcherTest {
   }
 
   /**
+   * A dispatcher waiting out the delay has nothing in flight: it counts as idle, so that a busy one
+   * leaves it a full batch (a review found it counted as busy).
+   */
+  @Test
+  void aDispatcherWaitingOutTheDelayCountsAsIdle() throws Exception {
+    Fake m = new Fake(4, true);
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults().withMaxDelay(Duration.ofSeconds(30)))) {
+      Thread dispatcher = dispatcherThread();
+      await(() -> dispatcher.getState() == Thread.State.WAITING);
+      assertEquals(1, b.idleDispatchers(), "waiting for requests");
+      CompletableFuture<float[][]> one = b.submitImages(images(1, 7));
+      await(() -> dispatcher.getState() == Thread.State.TIMED_WAITING);
+      assertEquals(1, b.idleDispatchers(), "waiting out the delay for a fuller batch");
+      b.close();
+      assertEquals(7, id(one.get(10, TimeUnit.SECONDS)[0]));
+    }
+  }
+
+  /**
+   * A dispatcher whose thread is interrupted ends before its next batch, even with full batches
+   * queued (a review found it went on submitting full batches until the queue ran short): what it
+   * had in flight is read back, and the queue fails when no other dispatcher is left.
+   */
+  @Test
+  void anInterruptedDispatcherEndsBeforeItsNextBatch() throws Exception {
+    Fake m = new Fake(4, true);
+    m.async = true;
+    m.interruptOnRun = 2;
+    try (ClipBatcher b = new ClipBatcher(m, ClipBatcher.Options.defaults())) {
+      m.hold();
+      List<CompletableFuture<float[][]>> all = new ArrayList<>();
+      all.add(b.submitImages(images(4, 0)));
+      m.awaitHeld(); // the first batch is being submitted: three full ones queue behind it
+      for (int i = 1; i < 4; i++) all.add(b.submitImages(images(4, 10 * i)));
+      m.release();
+      assertEquals(0, id(all.get(0).get(10, TimeUnit.SECONDS)[0]));
+      assertEquals(10, id(all.get(1).get(10, TimeUnit.SECONDS)[0]), "the batch in flight when the interrupt came is read back");
+      for (int i = 2; i < 4; i++) {
+        CompletableFuture<float[][]> f = all.get(i);
+        java.util.concurrent.ExecutionException e = assertThrows(java.util.concurrent.ExecutionException.class, () -> f.get(10, TimeUnit.SECONDS));
+        assertTrue(e.getCause().getMessage().contains("interrupted"), e.getCause().getMessage());
+      }
+      assertEquals(List.of(4, 4), m.sizes(), "no batch submitted after the interrupt");
+      assertThrows(RejectedExecutionException.class, () -> b.submitImages(images(1, 0)));
+    }
+  }
+
+  private static Thread dispatcherThread() {
+    for (Thread t : Thread.getAllStackTraces().keySet()) {
+      if (t.getName().equals("jclip-batcher fake") && t.isAlive()) return t;
+    }
+    throw new AssertionError("no dispatcher thread");
+  }
+
+  /**
    * A model that gives too few rows fails that batch's requests, and those after it run: the
    * dispatcher's own faults never leave a request waiting (a review found the batch just taken
    * waiting forever when reading the previous one back failed this way).
@@ -601,6 +656,7 @@ class ClipBatcherTest {
         }
       }
       assertTrue(ok >= 5, ok + " of 6 answered: at most the broken dispatcher's one batch fails");
+      await(() -> b.queueBound() == 16); // four batches of the model still running, no longer of both
       a.brokenOnTheDispatcher = false;
       assertEquals(9, id(b.encodeImage(images(1, 9))[0]), "the other model goes on");
     }
@@ -707,6 +763,8 @@ class ClipBatcherTest {
     volatile double failRate;
     /** Rows short in the next run's features (a broken model). */
     volatile int shortBy;
+    /** The run (1 the first) whose submit leaves its thread interrupted, as a library told to stop would. */
+    volatile int interruptOnRun;
     /** Whether each submit allowed the model's own out-of-memory retry. */
     final List<Boolean> retries = java.util.Collections.synchronizedList(new ArrayList<>());
     int outOfMemory, inFlight;
@@ -816,6 +874,7 @@ class ClipBatcherTest {
       if (number == failRun) throw failure;
       if (failRate > 0 && java.util.concurrent.ThreadLocalRandom.current().nextDouble() < failRate) throw new IllegalStateException("a random failure");
       awaitGate(waitFor);
+      if (number == interruptOnRun) Thread.currentThread().interrupt();
       if (!async) return done(out);
       synchronized (this) {
         if (oneInFlightOnly && inFlight > 0) {
