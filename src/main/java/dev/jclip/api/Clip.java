@@ -6,6 +6,8 @@ import dev.jclip.backend.Precision;
 import dev.jclip.graph.Backend;
 import dev.jclip.graph.Executor;
 import dev.jclip.graph.Graph;
+import dev.jclip.graph.Node;
+import dev.jclip.graph.Op;
 import dev.jclip.image.ClipPreprocessor;
 import dev.jclip.image.DecodedImage;
 import dev.jclip.image.ImageDecoder;
@@ -194,7 +196,7 @@ public final class Clip implements AutoCloseable {
    * dev.jclip.model.RandomWeights} for benchmarks; on {@code options}' device, as {@link #load}.
    */
   public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
-    return new Clip(null, config, weights, tokenizer, openBackend(options), options);
+    return new Clip(null, config, weights, tokenizer, openBackend(options, config, weights), options);
   }
 
   /** {@link #create} on a backend of the caller's, which the Clip closes (the tests' backends). */
@@ -226,7 +228,7 @@ public final class Clip implements AutoCloseable {
     Backend backend = null;
     try {
       ClipConfig cfg = ClipConfig.infer(ck);
-      backend = openBackend(options);
+      backend = openBackend(options, cfg, ck.tensors());
       return new Clip(ck, cfg, ck.tensors(), tok, backend, options);
     } catch (IOException | RuntimeException e) {
       if (backend != null) backend.close();
@@ -235,9 +237,37 @@ public final class Clip implements AutoCloseable {
     }
   }
 
-  /** The backend {@code options} ask for; {@code auto} says on stderr which device it picked. */
-  private static Backend openBackend(Options options) {
-    return Backends.open(DeviceSpec.parse(options.device()), Precision.parse(options.precision()), options.threads(), System.err::println);
+  /**
+   * The backend {@code options} ask for; {@code auto} says on stderr which device it picked, and
+   * takes the CPU when the GPU's kernels cannot run this model (a head size other than 64).
+   */
+  private static Backend openBackend(Options options, ClipConfig config, Map<String, Tensor> weights) {
+    Backend b = Backends.open(DeviceSpec.parse(options.device()), Precision.parse(options.precision()), options.threads(), System.err::println);
+    String why;
+    try {
+      why = refusal(new ClipGraphs(config, weights), b);
+    } catch (RuntimeException e) {
+      b.close();
+      throw e;
+    }
+    if (why == null) return b;
+    b.close();
+    if (DeviceSpec.parse(options.device()).kind() == DeviceSpec.Kind.AUTO) {
+      System.err.println("jclip: " + why + "; using the CPU");
+      return Backends.open(DeviceSpec.parse("cpu"), Precision.parse(options.precision()), options.threads(), System.err::println);
+    }
+    throw new IllegalArgumentException(why);
+  }
+
+  /** Why {@code backend} cannot run the model's towers (the first node it refuses), or null. */
+  static String refusal(ClipGraphs graphs, Backend backend) {
+    for (Graph g : List.of(graphs.image(1), graphs.text(1, graphs.config().contextLength()))) {
+      for (Node n : g.nodes()) {
+        String why = n.op() == Op.INPUT ? null : backend.refuses(n);
+        if (why != null) return backend.name() + " cannot run node " + n.name() + " of this model: " + why;
+      }
+    }
+    return null;
   }
 
   private static Path vocabulary(Path model, Path given) throws IOException {

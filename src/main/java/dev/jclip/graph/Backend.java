@@ -16,6 +16,14 @@ public interface Backend extends AutoCloseable {
   boolean supports(Op op);
 
   /**
+   * Why this backend cannot run node {@code n} of an op it {@link #supports} (a shape its kernels
+   * do not take), or null when it can. Null by default.
+   */
+  default String refuses(Node n) {
+    return null;
+  }
+
+  /**
    * Whether runs must take turns on this backend (a GPU's compute stream: one executor's work at a
    * time, queued asynchronously) rather than run from many threads at once, each computing in
    * {@link #execute} itself (a CPU backend's thread pool). False by default.

@@ -59,6 +59,8 @@ public final class Executor implements AutoCloseable {
       if (n.op() != Op.INPUT && !backend.supports(n.op())) {
         throw new UnsupportedOperationException("backend " + backend.name() + " does not implement " + n.op() + " (node " + n.name() + ")");
       }
+      String why = n.op() == Op.INPUT ? null : backend.refuses(n);
+      if (why != null) throw new UnsupportedOperationException("backend " + backend.name() + " cannot run node " + n.name() + " (" + n.op() + "): " + why);
     }
     Set<String> wanted = Set.copyOf(capture);
     for (Node n : graph.nodes()) if (wanted.contains(n.name())) captured.put(n.name(), n.output());

@@ -111,24 +111,27 @@ public final class GraphBuilder {
     return add(Op.ADD, name, List.of(a, b), Map.of(), Map.of("relu", relu), spec(name, a.shape()));
   }
 
-  /** Self-attention over qkv [B, N, 3D], heads of 64: [B, N, D]. */
+  /**
+   * Self-attention over qkv [B, N, 3D] in {@code heads} heads of D / heads (64 in every OpenAI
+   * model; open_clip's ViT-H-14 80, ViT-g-14 88, ViT-bigG-14 104): [B, N, D].
+   */
   public Value attention(String name, Value qkv, int heads, boolean causal) {
     int[] s = qkv.shape();
-    if (s.length != 3 || s[2] != 3 * 64 * heads) {
-      throw new IllegalArgumentException(name + ": attention expects qkv [B, N, 3*64*" + heads + "], got " + qkv.spec());
+    if (heads < 1 || s.length != 3 || s[2] % (3 * heads) != 0) {
+      throw new IllegalArgumentException(name + ": attention expects qkv [B, N, 3*Dh*" + heads + "] (" + heads + " heads of Dh), got " + qkv.spec());
     }
     return add(Op.ATTENTION, name, List.of(qkv), Map.of(), Map.of("heads", heads, "causal", causal), spec(name, s[0], s[1], s[2] / 3));
   }
 
   /**
-   * One query row a sequence ({@link Op#ATTENTION_POOLED}): q [B, 64·heads], kv [B, N, 2·64·heads];
+   * One query row a sequence ({@link Op#ATTENTION_POOLED}): q [B, D], kv [B, N, 2·D], D = Dh·heads;
    * the pooled position is {@code index}, or with {@code ids} [B, N] each sequence's end-of-text
    * position (then {@code index} is ignored).
    */
   public Value attentionPooled(String name, Value q, Value kv, Value ids, int index, int heads, boolean causal) {
-    int d = 64 * heads;
     int[] s = kv.shape();
-    if (q.shape().length != 2 || q.dim(1) != d || s.length != 3 || s[2] != 2 * d || s[0] != q.dim(0)) {
+    int d = q.shape().length == 2 ? q.dim(1) : -1;
+    if (heads < 1 || d % heads != 0 || s.length != 3 || s[2] != 2 * d || s[0] != q.dim(0)) {
       throw new IllegalArgumentException(name + ": pooled attention expects q [B, " + d + "] and kv [B, N, " + 2 * d + "], got " + q.spec() + " and " + kv.spec());
     }
     if (ids != null && (ids.dim(0) != s[0] || ids.dim(1) != s[1])) throw new IllegalArgumentException(name + ": " + kv.spec() + " vs ids " + ids.spec());

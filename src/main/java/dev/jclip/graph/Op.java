@@ -34,7 +34,10 @@ public enum Op {
   LAYER_NORM_LINEAR,
   /** {@code y = a + b} (optionally followed by ReLU), same shapes. */
   ADD,
-  /** Multi-head self-attention, head size 64: qkv [B, N, 3D] (q, k, v; heads inside D) to [B, N, D]. */
+  /**
+   * Multi-head self-attention: qkv [B, N, 3D] (q, k, v; attribute {@code heads} heads of Dh = D /
+   * heads inside D, 64 in every OpenAI model) to [B, N, D], scores scaled by 1/√Dh.
+   */
   ATTENTION,
   /**
    * Multi-head attention of one query row a sequence, inputs (q [B, D], kv [B, N, 2D]) or (q, kv,

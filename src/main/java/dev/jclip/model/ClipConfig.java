@@ -21,7 +21,11 @@ import java.util.TreeSet;
  * transformer_heads, transformer_layers)}; {@code visionLayers} has one element for a ViT and four
  * for a ModifiedResNet, {@code visionPatchSize} is null for a ResNet. Heads are {@code width / 64}
  * (ViT and text) and {@code width * 32 / 64} (ResNet attention pool), as the reference computes
- * them, unless a HuggingFace config.json says otherwise.
+ * them, unless a HuggingFace config.json or an open_clip config says otherwise (open_clip's
+ * ViT-H-14, ViT-g-14 and ViT-bigG-14 have heads of 80, 88 and 104). The MLPs' hidden widths
+ * ({@code visionMlpWidth}, {@code transformerMlpWidth}; 4 × width in the reference, 6144 and 8192
+ * in ViT-g-14's and ViT-bigG-14's towers) come from the first block's {@code mlp.c_fc} weight; a
+ * ResNet's {@code visionMlpWidth} is 0.
  *
  * <pre>{@code
  * ClipConfig cfg = ClipConfig.infer(checkpoint);        // throws naming missing keys / wrong shapes
@@ -42,7 +46,9 @@ public record ClipConfig(
     int transformerHeads,
     int transformerLayers,
     Activation activation,
-    String activationSource) {
+    String activationSource,
+    int visionMlpWidth,
+    int transformerMlpWidth) {
 
   /** The image tower. */
   public enum Architecture {
@@ -65,9 +71,30 @@ public record ClipConfig(
     visionLayers = List.copyOf(visionLayers);
   }
 
+  /** The reference's architecture: MLPs 4 × their width wide. */
+  public ClipConfig(Architecture architecture, int embedDim, int imageResolution, List<Integer> visionLayers, int visionWidth, Integer visionPatchSize,
+      int visionHeads, int contextLength, int vocabSize, int transformerWidth, int transformerHeads, int transformerLayers, Activation activation,
+      String activationSource) {
+    this(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, visionHeads, contextLength, vocabSize, transformerWidth,
+        transformerHeads, transformerLayers, activation, activationSource, architecture == Architecture.VIT ? 4 * visionWidth : 0, 4 * transformerWidth);
+  }
+
   /** The same configuration with another activation (an explicit user choice). */
   public ClipConfig withActivation(Activation a) {
-    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, visionHeads, contextLength, vocabSize, transformerWidth, transformerHeads, transformerLayers, a, "override");
+    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, visionHeads, contextLength, vocabSize,
+        transformerWidth, transformerHeads, transformerLayers, a, "override", visionMlpWidth, transformerMlpWidth);
+  }
+
+  /** The same configuration with other head counts (tests and benchmarks of other head sizes). */
+  public ClipConfig withHeads(int vision, int text) {
+    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, vision, contextLength, vocabSize,
+        transformerWidth, text, transformerLayers, activation, activationSource, visionMlpWidth, transformerMlpWidth);
+  }
+
+  /** The same configuration with other MLP widths (a ViT's tower and the text's). */
+  public ClipConfig withMlpWidths(int vision, int text) {
+    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, visionHeads, contextLength, vocabSize,
+        transformerWidth, transformerHeads, transformerLayers, activation, activationSource, isVit() ? vision : 0, text);
   }
 
   public boolean isVit() {
@@ -121,6 +148,13 @@ public record ClipConfig(
     return c;
   }
 
+  /**
+   * ViT widths of open_clip models whose heads are not 64 wide, which no OpenAI model has: the
+   * model and its head width. Their state dicts alone cannot say the head count.
+   */
+  private static final Map<Integer, String[]> OPEN_CLIP_HEADS =
+      Map.of(1280, new String[] {"ViT-H-14", "80"}, 1408, new String[] {"ViT-g-14", "88"}, 1664, new String[] {"ViT-bigG-14", "104"});
+
   private static ClipConfig inferShapes(Path file, Map<String, Tensor> sd, ConfigHints hints) throws CheckpointException {
     boolean vit = sd.containsKey("visual.proj");
     List<String> required = new ArrayList<>(List.of("text_projection", "positional_embedding", "token_embedding.weight", "ln_final.weight"));
@@ -155,6 +189,7 @@ public record ClipConfig(
     Integer patch;
     int resolution;
     int visionHeads;
+    int visionMlp = 0;
     if (vit) {
       Tensor conv1 = rank(file, sd, "visual.conv1.weight", 4);
       visionWidth = dim(file, conv1, 0);
@@ -162,7 +197,15 @@ public record ClipConfig(
       patch = dim(file, conv1, 3);
       int grid = grid(file, rank(file, sd, "visual.positional_embedding", 2), 0);
       resolution = Math.multiplyExact(patch, grid);
+      if (hints.visionHeads() == null && OPEN_CLIP_HEADS.containsKey(visionWidth)) {
+        String[] known = OPEN_CLIP_HEADS.get(visionWidth);
+        throw new CheckpointException(file, "visual.conv1.weight", "a ViT " + visionWidth + " wide is open_clip's " + known[0] + ", whose heads are "
+            + known[1] + " wide, and this file does not say its heads (the reference's rule, heads of 64, would give " + visionWidth / 64
+            + " heads and wrong features): open the model's folder with its open_clip_config.json (open_clip) or config.json (HuggingFace),"
+            + " or put one beside the weights");
+      }
       visionHeads = hints.visionHeads() != null ? hints.visionHeads() : visionWidth / 64;
+      visionMlp = mlpWidth(file, sd, "visual.transformer.resblocks.0.mlp.c_fc.weight", visionWidth);
     } else {
       List<Integer> counts = new ArrayList<>();
       for (int b = 1; b <= 4; b++) {
@@ -182,7 +225,9 @@ public record ClipConfig(
     int width = dim(file, rank(file, sd, "ln_final.weight", 1), 0);
     int heads = hints.textHeads() != null ? hints.textHeads() : width / 64;
     int layers = (int) sd.keySet().stream().filter(k -> k.startsWith("transformer.resblocks")).map(k -> part(k, 2)).distinct().count();
-    ClipConfig c = new ClipConfig(vit ? Architecture.VIT : Architecture.MODIFIED_RESNET, embedDim, resolution, visionLayers, visionWidth, patch, visionHeads, contextLength, vocabSize, width, heads, layers, act, actSource);
+    int textMlp = mlpWidth(file, sd, "transformer.resblocks.0.mlp.c_fc.weight", width);
+    ClipConfig c = new ClipConfig(vit ? Architecture.VIT : Architecture.MODIFIED_RESNET, embedDim, resolution, visionLayers, visionWidth, patch, visionHeads,
+        contextLength, vocabSize, width, heads, layers, act, actSource, visionMlp, textMlp);
     List<String> zero = new ArrayList<>();
     if (visionWidth <= 0 || visionHeads <= 0) zero.add("vision width " + visionWidth + " / heads " + visionHeads);
     if (width <= 0 || heads <= 0) zero.add("text width " + width + " / heads " + heads);
@@ -193,6 +238,16 @@ public record ClipConfig(
       throw new CheckpointException(file, null, "widths (vision " + visionWidth + ", text " + width + ") are not divisible by the head counts (" + visionHeads + ", " + heads + ")");
     }
     return c;
+  }
+
+  /**
+   * The MLP's hidden width from a block's c_fc weight [hidden, width]; 4 × width when the tensor is
+   * missing or not 2-D (then {@link #validate} names it).
+   */
+  private static int mlpWidth(Path file, Map<String, Tensor> sd, String key, int width) throws CheckpointException {
+    Tensor t = sd.get(key);
+    if (t == null || t.rank() != 2 || t.dim(0) <= 0) return 4 * width;
+    return dim(file, t, 0);
   }
 
   private static String sample(Map<String, Tensor> sd) {
@@ -248,7 +303,7 @@ public record ClipConfig(
       m.put("visual.conv1.weight", new long[] {vw, 3, visionPatchSize, visionPatchSize});
       m.put("visual.ln_pre.weight", new long[] {vw});
       m.put("visual.ln_pre.bias", new long[] {vw});
-      for (int i = 0; i < visionLayers.get(0); i++) block(m, "visual.transformer.resblocks." + i + ".", vw);
+      for (int i = 0; i < visionLayers.get(0); i++) block(m, "visual.transformer.resblocks." + i + ".", vw, visionMlpWidth);
       m.put("visual.ln_post.weight", new long[] {vw});
       m.put("visual.ln_post.bias", new long[] {vw});
     } else {
@@ -288,23 +343,23 @@ public record ClipConfig(
       m.put("visual.attnpool.c_proj.weight", new long[] {e, ed});
       m.put("visual.attnpool.c_proj.bias", new long[] {e});
     }
-    for (int i = 0; i < transformerLayers; i++) block(m, "transformer.resblocks." + i + ".", tw);
+    for (int i = 0; i < transformerLayers; i++) block(m, "transformer.resblocks." + i + ".", tw, transformerMlpWidth);
     m.put("token_embedding.weight", new long[] {vocabSize, tw});
     m.put("ln_final.weight", new long[] {tw});
     m.put("ln_final.bias", new long[] {tw});
     return m;
   }
 
-  private static void block(Map<String, long[]> m, String p, long w) {
+  private static void block(Map<String, long[]> m, String p, long w, long mlp) {
     m.put(p + "attn.in_proj_weight", new long[] {3 * w, w});
     m.put(p + "attn.in_proj_bias", new long[] {3 * w});
     m.put(p + "attn.out_proj.weight", new long[] {w, w});
     m.put(p + "attn.out_proj.bias", new long[] {w});
     m.put(p + "ln_1.weight", new long[] {w});
     m.put(p + "ln_1.bias", new long[] {w});
-    m.put(p + "mlp.c_fc.weight", new long[] {4 * w, w});
-    m.put(p + "mlp.c_fc.bias", new long[] {4 * w});
-    m.put(p + "mlp.c_proj.weight", new long[] {w, 4 * w});
+    m.put(p + "mlp.c_fc.weight", new long[] {mlp, w});
+    m.put(p + "mlp.c_fc.bias", new long[] {mlp});
+    m.put(p + "mlp.c_proj.weight", new long[] {w, mlp});
     m.put(p + "mlp.c_proj.bias", new long[] {w});
     m.put(p + "ln_2.weight", new long[] {w});
     m.put(p + "ln_2.bias", new long[] {w});
@@ -355,9 +410,21 @@ public record ClipConfig(
   public String summary() {
     String vision =
         isVit()
-            ? "ViT (width " + visionWidth + ", " + visionLayers.get(0) + " layers, " + visionHeads + " heads, patch " + visionPatchSize + ", " + imageResolution + " px)"
+            ? "ViT (width " + visionWidth + ", " + visionLayers.get(0) + " layers, " + heads(visionHeads, visionWidth) + ", patch " + visionPatchSize + ", "
+                + imageResolution + " px" + mlp(visionMlpWidth, visionWidth) + ")"
             : "ModifiedResNet (width " + visionWidth + ", layers " + visionLayers + ", " + visionHeads + " heads, " + imageResolution + " px)";
-    return vision + " + text transformer (width " + transformerWidth + ", " + transformerLayers + " layers, " + transformerHeads + " heads, context " + contextLength + ", vocab " + vocabSize + "), embed " + embedDim + ", " + activation.hfName();
+    return vision + " + text transformer (width " + transformerWidth + ", " + transformerLayers + " layers, " + heads(transformerHeads, transformerWidth)
+        + ", context " + contextLength + ", vocab " + vocabSize + mlp(transformerMlpWidth, transformerWidth) + "), embed " + embedDim + ", " + activation.hfName();
+  }
+
+  /** "12 heads", or with a head size other than the reference's 64 "16 heads of 80". */
+  private static String heads(int heads, int width) {
+    return heads + " heads" + (width == 64 * heads ? "" : " of " + width / heads);
+  }
+
+  /** Nothing for the reference's MLP of 4 × width, else ", MLP 6144". */
+  private static String mlp(int hidden, int width) {
+    return hidden == 4 * width ? "" : ", MLP " + hidden;
   }
 
   /**

@@ -70,7 +70,7 @@ public final class RandomWeights {
     int tw = cfg.transformerWidth();
     put(w, r, "token_embedding.weight", 0.02, 0, cfg.vocabSize(), tw);
     put(w, r, "positional_embedding", 0.01, 0, cfg.contextLength(), tw);
-    blocks(w, r, "transformer", cfg.transformerLayers(), tw);
+    blocks(w, r, "transformer", cfg.transformerLayers(), tw, cfg.transformerMlpWidth());
     layerNorm(w, r, "ln_final", tw);
     put(w, r, "text_projection", Math.pow(tw, -0.5), 0, tw, cfg.embedDim());
     w.put("logit_scale", Tensor.ofFloats("logit_scale", new long[] {}, new float[] {(float) Math.log(1 / 0.07)}));
@@ -141,12 +141,12 @@ public final class RandomWeights {
     put(w, r, "visual.class_embedding", Math.pow(vw, -0.5), 0, vw);
     put(w, r, "visual.positional_embedding", Math.pow(vw, -0.5), 0, grid * grid + 1, vw);
     layerNorm(w, r, "visual.ln_pre", vw);
-    blocks(w, r, "visual.transformer", cfg.visionLayers().get(0), vw);
+    blocks(w, r, "visual.transformer", cfg.visionLayers().get(0), vw, cfg.visionMlpWidth());
     layerNorm(w, r, "visual.ln_post", vw);
     put(w, r, "visual.proj", Math.pow(vw, -0.5), 0, vw, cfg.embedDim());
   }
 
-  private static void blocks(Map<String, Tensor> w, SplittableRandom r, String prefix, int layers, int d) {
+  private static void blocks(Map<String, Tensor> w, SplittableRandom r, String prefix, int layers, int d, int mlp) {
     double proj = Math.pow(d, -0.5) * Math.pow(2 * layers, -0.5);
     for (int i = 0; i < layers; i++) {
       String b = prefix + ".resblocks." + i;
@@ -156,9 +156,9 @@ public final class RandomWeights {
       put(w, r, b + ".attn.out_proj.weight", proj, 0, d, d);
       put(w, r, b + ".attn.out_proj.bias", 0.05, 0, d);
       layerNorm(w, r, b + ".ln_2", d);
-      put(w, r, b + ".mlp.c_fc.weight", Math.pow(2 * d, -0.5), 0, 4 * d, d);
-      put(w, r, b + ".mlp.c_fc.bias", 0.05, 0, 4 * d);
-      put(w, r, b + ".mlp.c_proj.weight", proj, 0, d, 4 * d);
+      put(w, r, b + ".mlp.c_fc.weight", Math.pow(2 * d, -0.5), 0, mlp, d);
+      put(w, r, b + ".mlp.c_fc.bias", 0.05, 0, mlp);
+      put(w, r, b + ".mlp.c_proj.weight", proj, 0, d, mlp);
       put(w, r, b + ".mlp.c_proj.bias", 0.05, 0, d);
     }
   }

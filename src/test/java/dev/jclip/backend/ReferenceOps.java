@@ -64,19 +64,21 @@ public final class ReferenceOps {
   }
 
   /**
-   * Multi-head self-attention, head size 64, over packed {@code qkv} [B, N, 3, H, 64]; returns
-   * [B, N, H, 64]. PyTorch's scaled_dot_product_attention with scale 1/8 (and is_causal).
+   * Multi-head self-attention over packed {@code qkv} [B, N, 3, H, Dh] (Dh from the array's length:
+   * 64 in every OpenAI model); returns [B, N, H, Dh]. PyTorch's scaled_dot_product_attention with
+   * scale 1/√Dh (and is_causal).
    */
   public static float[] attention(float[] qkv, int batch, int n, int heads, boolean causal) {
-    int d = heads * 64;
+    int d = qkv.length / (3 * batch * n), hd = d / heads;
+    if (3L * batch * n * d != qkv.length || hd * heads != d) throw new IllegalArgumentException(qkv.length + " values are not [" + batch + ", " + n + ", 3, " + heads + ", Dh]");
     float[] out = new float[batch * n * d];
     double[] p = new double[n];
     for (int b = 0; b < batch; b++) {
       int seq = b * n * 3 * d;
       for (int h = 0; h < heads; h++) {
         for (int i = 0; i < n; i++) {
-          attendRow(qkv, (b * n + i) * 3 * d + h * 64, qkv, seq + d + h * 64, seq + 2 * d + h * 64, 3 * d, causal ? i + 1 : n, p, out,
-              (b * n + i) * d + h * 64);
+          attendRow(qkv, (b * n + i) * 3 * d + h * hd, qkv, seq + d + h * hd, seq + 2 * d + h * hd, 3 * d, causal ? i + 1 : n, hd, p, out,
+              (b * n + i) * d + h * hd);
         }
       }
     }
@@ -85,37 +87,40 @@ public final class ReferenceOps {
 
   /**
    * One query row a sequence: q [B, D] at position {@code pos[b]}, kv [B, N, 2D] (keys, then
-   * values); with {@code causal} the keys up to {@code pos[b]} only. In double, as {@link #attention}.
+   * values), D = heads·Dh; with {@code causal} the keys up to {@code pos[b]} only. In double, as {@link #attention}.
    */
   public static float[] attentionPooled(float[] q, float[] kv, int[] pos, int batch, int n, int heads, boolean causal) {
-    int d = heads * 64;
+    int d = q.length / batch, hd = d / heads;
+    if ((long) batch * d != q.length || hd * heads != d || 2L * batch * n * d != kv.length) {
+      throw new IllegalArgumentException(q.length + " and " + kv.length + " values are not [" + batch + ", " + heads + "·Dh] and [" + batch + ", " + n + ", 2, " + heads + "·Dh]");
+    }
     float[] out = new float[batch * d];
     double[] p = new double[n];
     for (int b = 0; b < batch; b++) {
       int seq = b * n * 2 * d;
       for (int h = 0; h < heads; h++) {
-        attendRow(q, b * d + h * 64, kv, seq + h * 64, seq + d + h * 64, 2 * d, causal ? pos[b] + 1 : n, p, out, b * d + h * 64);
+        attendRow(q, b * d + h * hd, kv, seq + h * hd, seq + d + h * hd, 2 * d, causal ? pos[b] + 1 : n, hd, p, out, b * d + h * hd);
       }
     }
     return out;
   }
 
   /**
-   * One head's attention of one query row, in double: the query's 64 values at {@code q[qo..]},
-   * key j's at {@code kv[k0 + j·stride..]} and value j's at {@code kv[v0 + j·stride..]} for j below
-   * {@code keys}; scores scaled by 1/8, softmax, the weighted values into {@code out[oo..]}.
+   * One head's attention of one query row, in double: the query's {@code hd} values at {@code
+   * q[qo..]}, key j's at {@code kv[k0 + j·stride..]} and value j's at {@code kv[v0 + j·stride..]}
+   * for j below {@code keys}; scores scaled by 1/√hd, softmax, the weighted values into {@code out[oo..]}.
    */
-  private static void attendRow(float[] q, int qo, float[] kv, int k0, int v0, int stride, int keys, double[] p, float[] out, int oo) {
-    double max = Double.NEGATIVE_INFINITY;
+  private static void attendRow(float[] q, int qo, float[] kv, int k0, int v0, int stride, int keys, int hd, double[] p, float[] out, int oo) {
+    double max = Double.NEGATIVE_INFINITY, scale = Math.sqrt(hd);
     for (int j = 0; j < keys; j++) {
       double s = 0;
-      for (int t = 0; t < 64; t++) s += (double) q[qo + t] * kv[k0 + j * stride + t];
-      p[j] = s / 8;
+      for (int t = 0; t < hd; t++) s += (double) q[qo + t] * kv[k0 + j * stride + t];
+      p[j] = s / scale;
       max = Math.max(max, p[j]);
     }
     double sum = 0;
     for (int j = 0; j < keys; j++) sum += p[j] = Math.exp(p[j] - max);
-    for (int t = 0; t < 64; t++) {
+    for (int t = 0; t < hd; t++) {
       double o = 0;
       for (int j = 0; j < keys; j++) o += p[j] * kv[v0 + j * stride + t];
       out[oo + t] = (float) (o / sum);

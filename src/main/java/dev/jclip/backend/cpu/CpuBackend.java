@@ -444,17 +444,19 @@ public final class CpuBackend extends HostFloatBackend {
   }
 
   private void attention(Node n, float[] x, float[] y, TensorSpec in) {
-    int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads");
+    int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads"), hd = in.dim(2) / (3 * heads);
     boolean causal = n.boolAttr("causal");
     int lanes = 16, np = (len + lanes - 1) / lanes * lanes;
     // Split rows too when (sequence, head) pairs alone cannot keep every thread busy.
     int pairs = batch * heads, parts = Math.max(1, Math.min(len / 16, (2 * threads + pairs - 1) / pairs));
     int rowsPer = (len + parts - 1) / parts;
     parallel(pairs * parts, (long) rowsPer * len * 128, (t0, t1) -> {
-      float[] kt = scratch(1, 64L * np), s = scratch(2, 2L * (np + lanes)); // room for two rows' scores
+      float[] kt = scratch(1, (long) hd * np), s = scratch(2, 2L * (np + lanes)); // room for two rows' scores
       for (int t = t0; t < t1; t++) {
         int pair = t / parts, part = t % parts, i0 = part * rowsPer, i1 = Math.min(len, i0 + rowsPer);
-        if (i0 < i1) kernels.attention(x, y, pair / heads, pair % heads, i0, i1, len, heads, causal, kt, s);
+        if (i0 >= i1) continue;
+        if (hd == 64) kernels.attention(x, y, pair / heads, pair % heads, i0, i1, len, heads, causal, kt, s);
+        else kernels.attentionAnyHead(x, y, pair / heads, pair % heads, i0, i1, len, heads, hd, causal, kt, s);
       }
     });
   }
@@ -465,33 +467,34 @@ public final class CpuBackend extends HostFloatBackend {
    */
   private void attentionPooled(Node n, float[] q, float[] kv, float[] ids, float[] y) {
     TensorSpec s = n.input(1).spec();
-    int batch = s.dim(0), len = s.dim(1), heads = n.intAttr("heads"), d = 64 * heads;
+    int batch = s.dim(0), len = s.dim(1), heads = n.intAttr("heads"), d = s.dim(2) / 2, hd = d / heads;
+    float scale = ScalarKernels.attentionScale(hd);
     boolean causal = n.boolAttr("causal");
     int index = ids == null ? n.intAttr("index") : 0;
-    parallel(batch * heads, 256L * len, (t0, t1) -> {
+    parallel(batch * heads, 4L * hd * len, (t0, t1) -> {
       float[] sc = scratch(2, len);
-      float[] o = new float[64];
+      float[] o = new float[hd];
       for (int t = t0; t < t1; t++) {
         int b = t / heads, h = t % heads, pos = index;
         if (ids != null) for (int i = 1; i < len; i++) if (ids[b * len + i] > ids[b * len + pos]) pos = i;
-        int keys = causal ? pos + 1 : len, qo = b * d + h * 64;
+        int keys = causal ? pos + 1 : len, qo = b * d + h * hd;
         float max = Float.NEGATIVE_INFINITY;
         for (int j = 0; j < keys; j++) {
-          int ko = (b * len + j) * 2 * d + h * 64;
+          int ko = (b * len + j) * 2 * d + h * hd;
           float dot = 0;
-          for (int k = 0; k < 64; k++) dot += q[qo + k] * kv[ko + k];
-          sc[j] = dot * 0.125f;
+          for (int k = 0; k < hd; k++) dot += q[qo + k] * kv[ko + k];
+          sc[j] = dot * scale;
           max = Math.max(max, sc[j]);
         }
         float total = 0;
         for (int j = 0; j < keys; j++) total += sc[j] = (float) Math.exp(sc[j] - max);
         java.util.Arrays.fill(o, 0f);
         for (int j = 0; j < keys; j++) {
-          int vo = (b * len + j) * 2 * d + d + h * 64;
+          int vo = (b * len + j) * 2 * d + d + h * hd;
           float p = sc[j];
-          for (int k = 0; k < 64; k++) o[k] += p * kv[vo + k];
+          for (int k = 0; k < hd; k++) o[k] += p * kv[vo + k];
         }
-        for (int k = 0; k < 64; k++) y[qo + k] = o[k] / total;
+        for (int k = 0; k < hd; k++) y[qo + k] = o[k] / total;
       }
     });
   }

@@ -87,30 +87,44 @@ class ScalarKernels {
   }
 
   /**
-   * Attention of head {@code h} of sequence {@code b}, query rows [i0, i1): qkv [B, N, 3, H, 64] to
-   * y [B, N, H, 64], scale 1/8, keys j ≤ i when causal. {@code kt} is scratch of 64·N floats
-   * (unused here), {@code s} scratch of N + 16.
+   * {@link #attentionAnyHead} at heads of 64 (every OpenAI model's): qkv [B, N, 3, H, 64] to y [B,
+   * N, H, 64], scale 1/8. {@code kt} is scratch of 64·(N + 16) floats, {@code s} of 2·(N + 16).
    */
   void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, boolean causal, float[] kt, float[] s) {
-    int d = heads * 64, row = 3 * d;
+    attentionAnyHead(qkv, y, b, h, i0, i1, n, heads, 64, causal, kt, s);
+  }
+
+  /** The scores' scale, 1/√hd in float (1/8 exactly at 64). */
+  static float attentionScale(int hd) {
+    return (float) (1 / Math.sqrt(hd));
+  }
+
+  /**
+   * Attention of head {@code h} of sequence {@code b}, query rows [i0, i1): qkv [B, N, 3, H, Dh] to
+   * y [B, N, H, Dh] (Dh = {@code hd}), scale 1/√Dh, keys j ≤ i when causal. {@code kt} is scratch
+   * of Dh·(N + 16) floats (unused here), {@code s} scratch of N + 16.
+   */
+  void attentionAnyHead(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, int hd, boolean causal, float[] kt, float[] s) {
+    int d = heads * hd, row = 3 * d;
+    float scale = attentionScale(hd);
     for (int i = i0; i < i1; i++) {
-      int q = (b * n + i) * row + h * 64;
+      int q = (b * n + i) * row + h * hd;
       int keys = causal ? i + 1 : n;
       float max = Float.NEGATIVE_INFINITY;
       for (int j = 0; j < keys; j++) {
-        int k = (b * n + j) * row + d + h * 64;
+        int k = (b * n + j) * row + d + h * hd;
         float dot = 0;
-        for (int t = 0; t < 64; t++) dot = Math.fma(qkv[q + t], qkv[k + t], dot);
-        s[j] = dot * 0.125f;
+        for (int t = 0; t < hd; t++) dot = Math.fma(qkv[q + t], qkv[k + t], dot);
+        s[j] = dot * scale;
         max = Math.max(max, s[j]);
       }
       float sum = 0;
       for (int j = 0; j < keys; j++) sum += s[j] = (float) Math.exp(s[j] - max);
       float inv = 1 / sum;
-      int out = (b * n + i) * d + h * 64;
-      for (int t = 0; t < 64; t++) {
+      int out = (b * n + i) * d + h * hd;
+      for (int t = 0; t < hd; t++) {
         float acc = 0;
-        for (int j = 0; j < keys; j++) acc = Math.fma(s[j], qkv[(b * n + j) * row + 2 * d + h * 64 + t], acc);
+        for (int j = 0; j < keys; j++) acc = Math.fma(s[j], qkv[(b * n + j) * row + 2 * d + h * hd + t], acc);
         y[out + t] = acc * inv;
       }
     }

@@ -186,6 +186,69 @@ final class VectorKernels extends ScalarKernels {
   }
 
   /**
+   * The head sizes of other models than OpenAI's (open_clip's ViT-H-14 80, ViT-g-14 88,
+   * ViT-bigG-14 104): the one-row path of the 64 kernel with the head's columns in vectors of L,
+   * the last one masked where L does not divide Dh. K is transposed into {@code kt} (Dh · ceil(N /
+   * L) · L floats) as there; scores scaled by 1/√Dh. At 64, {@link #attention}. (A method of its own,
+   * so that the 64 kernel's stays as C2 compiled it: see the class comment on its node budget.)
+   */
+  @Override
+  void attentionAnyHead(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, int hd, boolean causal, float[] kt, float[] s) {
+    if (hd == 64) {
+      attention(qkv, y, b, h, i0, i1, n, heads, causal, kt, s);
+      return;
+    }
+    int d = heads * hd, row = 3 * d, np = (n + L - 1) / L * L;
+    int lastKey = causal ? i1 : n;
+    for (int j = 0; j < lastKey; j++) {
+      int k = (b * n + j) * row + d + h * hd;
+      for (int t = 0; t < hd; t++) kt[t * np + j] = qkv[k + t];
+    }
+    for (int j = lastKey; j < (lastKey + L - 1) / L * L; j++) for (int t = 0; t < hd; t++) kt[t * np + j] = 0f;
+    int vBase = b * n * row + 2 * d + h * hd;
+    float scale = attentionScale(hd);
+    for (int i = i0; i < i1; i++) {
+      int keys = causal ? i + 1 : n;
+      scoresRowAnyHead(qkv, (b * n + i) * row + h * hd, hd, scale, kt, np, keys, s);
+      float inv = 1 / softmaxRow(s, 0, keys);
+      valuesRowAnyHead(qkv, vBase, row, hd, s, keys, inv, y, (b * n + i) * d + h * hd);
+    }
+  }
+
+  /** {@link #scoresRow} over {@code hd} columns, scaled by {@code scale}. */
+  private static void scoresRowAnyHead(float[] qkv, int q, int hd, float scale, float[] kt, int np, int keys, float[] s) {
+    int blocks = (keys + L - 1) / L, jb = 0;
+    for (; jb + 2 <= blocks; jb += 2) {
+      int j0 = jb * L;
+      FloatVector c0 = FloatVector.zero(S), c1 = c0;
+      for (int t = 0; t < hd; t++) {
+        FloatVector qt = FloatVector.broadcast(S, qkv[q + t]);
+        int o = t * np + j0;
+        c0 = FloatVector.fromArray(S, kt, o).fma(qt, c0);
+        c1 = FloatVector.fromArray(S, kt, o + L).fma(qt, c1);
+      }
+      c0.mul(scale).intoArray(s, j0);
+      c1.mul(scale).intoArray(s, j0 + L);
+    }
+    for (; jb < blocks; jb++) {
+      int j0 = jb * L;
+      FloatVector acc = FloatVector.zero(S);
+      for (int t = 0; t < hd; t++) acc = FloatVector.fromArray(S, kt, t * np + j0).fma(FloatVector.broadcast(S, qkv[q + t]), acc);
+      acc.mul(scale).intoArray(s, j0);
+    }
+  }
+
+  /** {@link #valuesRow} over {@code hd} columns, L at a time, the last vector masked when L does not divide hd. */
+  private static void valuesRowAnyHead(float[] qkv, int vBase, int row, int hd, float[] s, int keys, float inv, float[] y, int out) {
+    for (int c = 0; c < hd; c += L) {
+      VectorMask<Float> m = S.indexInRange(c, hd);
+      FloatVector acc = FloatVector.zero(S);
+      for (int j = 0; j < keys; j++) acc = FloatVector.fromArray(S, qkv, vBase + j * row + c, m).fma(FloatVector.broadcast(S, s[j]), acc);
+      acc.mul(inv).intoArray(y, out + c, m);
+    }
+  }
+
+  /**
    * 0.125 · q · k for keys [j0, j0 + L) into s[base + j0 ..]. Lanes past the row's keys hold
    * whatever the zero padding of K gives; {@link #softmaxRow} masks them. (Masking here, in every
    * store of the score loops, made those methods too large for C2 to compile all their vector

@@ -364,6 +364,24 @@ public final class CudaBackend implements Backend {
     flashPipelined = on;
   }
 
+  /**
+   * Heads other than 64 wide (open_clip's ViT-H-14 80, ViT-g-14 88, ViT-bigG-14 104) on jclip's
+   * plain kernels ({@link CudaOps#attentionAnyHead}, cuda-kernels/attention_any.cu: fp32 arithmetic,
+   * no tensor cores, heads up to 128): off by default until a GPU run has tested them, when a model
+   * with such heads is refused (run it on the CPU); {@code -Djclip.cuda.anyHead=on} for backends
+   * built without saying.
+   */
+  private volatile boolean anyHead = anyHeadProperty().value();
+
+  private static Setting<Boolean> anyHeadProperty() {
+    return choice("anyHead", "the kernels for heads other than 64", "on", "off", "off");
+  }
+
+  /** Chooses, for graphs run from now on, whether heads other than 64 run on the plain kernels or are refused. */
+  public void anyHead(boolean on) {
+    anyHead = on;
+  }
+
   private static Setting<CudaOps.FlashV> flashVProperty() {
     return option("flashV", "the flash kernel's V tiles", "row", Map.entry("row", CudaOps.FlashV.ROWS),
         Map.entry("key", CudaOps.FlashV.KEYS), Map.entry("ldm", CudaOps.FlashV.LDMATRIX));
@@ -595,7 +613,7 @@ public final class CudaBackend implements Backend {
    */
   public static String kernelChoices() {
     return java.util.stream.Stream.of(attentionProperty(), flashBlocksProperty(), flashVProperty(), flashRowsProperty(), flashPipeProperty(),
-        flashStageProperty(), flashOrderProperty(), flashLeanProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
+        flashStageProperty(), flashOrderProperty(), flashLeanProperty(), anyHeadProperty(), layerNormProperty(), glueProperty(), actOrderProperty(), gemmProperty(), gemmTuneProperty(), fusedLinearProperty(),
         pooledAttentionProperty(), actChunkProperty(), lnFoldProperty(), lnStatsProperty(), ewLagProperty(), gemmStoreProperty(), inputCastProperty())
         .map(Setting::toString).collect(java.util.stream.Collectors.joining(", "));
   }
@@ -911,6 +929,35 @@ public final class CudaBackend implements Backend {
   @Override
   public boolean supports(Op op) {
     return op != Op.INPUT;
+  }
+
+  @Override
+  public String refuses(Node n) {
+    String why = headSizeRefusal(n);
+    if (why == null || !anyHead) return why;
+    int hd = headSize(n);
+    return hd <= CudaOps.ANY_MAX_HEAD ? null : "heads of " + hd + ": jclip's CUDA kernels take heads of up to " + CudaOps.ANY_MAX_HEAD + "; run this model on the CPU (--device cpu)";
+  }
+
+  /** The head size of an attention node. */
+  private static int headSize(Node n) {
+    int d = n.op() == Op.ATTENTION ? n.input(0).dim(2) / 3 : n.input(0).dim(1);
+    return d / n.intAttr("heads");
+  }
+
+  /**
+   * Why the CUDA kernels cannot run an attention node: their head size is 64 (every OpenAI model's),
+   * and open_clip's ViT-H-14, ViT-g-14 and ViT-bigG-14 have heads of 80, 88 and 104. Null when they can.
+   */
+  public static String headSizeRefusal(Node n) {
+    int d, heads;
+    if (n.op() == Op.ATTENTION) d = n.input(0).dim(2) / 3;
+    else if (n.op() == Op.ATTENTION_POOLED) d = n.input(0).dim(1);
+    else return null;
+    heads = n.intAttr("heads");
+    if (d == 64 * heads) return null;
+    return heads + " heads of " + d / heads + " (width " + d + "): the CUDA attention kernels take heads of 64, as in every OpenAI CLIP model; run this model"
+        + " on the CPU (--device cpu), or try -Djclip.cuda.anyHead=on (plain kernels for other heads, not yet run on a GPU)";
   }
 
   /** One compute stream: executors take turns queueing their work on it. */
@@ -1465,6 +1512,11 @@ public final class CudaBackend implements Backend {
           precision, layerNormKernel);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
+        int heads = n.intAttr("heads"), hd = in.dim(2) / (3 * heads);
+        if (hd != 64) { // (refused unless anyHead: see refuses)
+          ops.attentionAnyHead(y, x, in.dim(0), in.dim(1), heads, hd, n.boolAttr("causal"), precision);
+          return;
+        }
         boolean flash = this.flash && CudaOps.flashAligned(y, x); // (arena buffers always are)
         if (flash && flashPipelined) ops.flashAttentionPipelined(y, x, in.dim(0), in.dim(1), n.intAttr("heads"), n.boolAttr("causal"), precision,
             flashStaged, flashFitRows, flashReversed, flashStaged ? flashLean : CudaOps.FlashLean.OFF);
@@ -1498,6 +1550,12 @@ public final class CudaBackend implements Backend {
       case ATTENTION_POOLED -> {
         TensorSpec kv = n.input(1).spec();
         boolean eot = inputs.size() > 2;
+        int heads = n.intAttr("heads"), hd = in.dim(1) / heads;
+        if (hd != 64) {
+          ops.attentionPooledAnyHead(y, x, (DeviceBuffer) inputs.get(1), eot ? (DeviceBuffer) inputs.get(2) : null, kv.dim(0), kv.dim(1), heads, hd,
+              eot ? 0 : n.intAttr("index"), n.boolAttr("causal"), precision);
+          return;
+        }
         ops.attentionPooled(y, x, (DeviceBuffer) inputs.get(1), eot ? (DeviceBuffer) inputs.get(2) : null, kv.dim(0), kv.dim(1), n.intAttr("heads"),
             eot ? 0 : n.intAttr("index"), n.boolAttr("causal"), precision);
       }

@@ -12,6 +12,7 @@ public final class CudaOps implements AutoCloseable {
   private final CudaModule gelu;
   private final CudaModule layerNorm;
   private final CudaModule attention;
+  private final CudaModule attentionAny;
   private final CudaModule flashAttention;
   private final CudaModule cosineLogits;
   private final CudaModule cast;
@@ -34,6 +35,7 @@ public final class CudaOps implements AutoCloseable {
       this.gelu = load(device, "gelu", loaded);
       this.layerNorm = load(device, "layernorm", loaded);
       this.attention = load(device, "attention", loaded);
+      this.attentionAny = load(device, "attention_any", loaded);
       this.flashAttention = load(device, "flash_attention", loaded);
       this.cosineLogits = load(device, "cosine_logits", loaded);
       this.cast = load(device, "cast", loaded);
@@ -212,6 +214,44 @@ public final class CudaOps implements AutoCloseable {
     int threads = precision == Precision.FP32 ? 256 : 128;
     attention.launch("attention_" + suffix(precision), new int[] {(n + rowsPerBlock - 1) / rowsPerBlock, heads, batch},
         new int[] {threads, 1, 1}, 0, stream, out, qkv, n, heads, causal ? 1 : 0);
+  }
+
+  /** The widest head {@link #attentionAnyHead} takes (attention_any.cu's ANY_MAX_HEAD). */
+  public static final int ANY_MAX_HEAD = 128;
+
+  /**
+   * Multi-head self-attention for heads of {@code hd} other than 64 (attention_any.cu's {@code
+   * attention_any_*}: one warp a query row, fp32 arithmetic, no tensor cores): {@code qkv} [B, N, 3,
+   * H, hd] to {@code out} [B, N, H, hd], scores scaled by 1/√hd rounded to float as the CPU backend
+   * rounds it.
+   */
+  public void attentionAnyHead(DeviceBuffer out, DeviceBuffer qkv, int batch, int n, int heads, int hd, boolean causal, Precision precision) {
+    checkAnyHead(batch, heads, hd);
+    int smem = 4 * (16 * hd + 32 * (hd + 1) + 32 * hd);
+    attentionAny.launch("attention_any_" + suffix(precision), new int[] {(n + 15) / 16, heads, batch}, new int[] {256, 1, 1}, smem, stream, out, qkv,
+        n, heads, hd, anyHeadScale(hd), causal ? 1 : 0);
+  }
+
+  /**
+   * {@link #attentionPooled} for heads of {@code hd} other than 64 (attention_any.cu's {@code
+   * attention_pooled_any_*}): {@code q} [B, H·hd], {@code kv} [B, N, 2, H, hd].
+   */
+  public void attentionPooledAnyHead(DeviceBuffer out, DeviceBuffer q, DeviceBuffer kv, DeviceBuffer ids, int batch, int n, int heads, int hd,
+      int index, boolean causal, Precision precision) {
+    checkAnyHead(batch, heads, hd);
+    if (ids == null && (index < 0 || index >= n)) throw new IllegalArgumentException("pooled position " + index + " outside " + n + " tokens");
+    attentionAny.launch("attention_pooled_any_" + suffix(precision), new int[] {heads, batch, 1}, new int[] {128, 1, 1}, 4 * (n + hd), stream, out,
+        q, kv, ids, n, heads, hd, anyHeadScale(hd), ids == null ? index : 0, causal ? 1 : 0);
+  }
+
+  private static void checkAnyHead(int batch, int heads, int hd) {
+    if (batch > 65535 || heads > 65535) throw new IllegalArgumentException("batch " + batch + " or heads " + heads + " above 65535");
+    if (hd < 1 || hd > ANY_MAX_HEAD) throw new IllegalArgumentException("heads of " + hd + ": the kernels take heads of 1 to " + ANY_MAX_HEAD);
+  }
+
+  /** 1/√hd in float, as the CPU backend's scale ({@code ScalarKernels.attentionScale}). */
+  static float anyHeadScale(int hd) {
+    return (float) (1 / Math.sqrt(hd));
   }
 
   /**
@@ -689,11 +729,12 @@ public final class CudaOps implements AutoCloseable {
     try (gelu;
         layerNorm;
         attention;
+        attentionAny;
         flashAttention;
         cosineLogits;
         cast;
         glue) {
-      // closes both modules, even if one close fails
+      // closes every module, even if one close fails
     }
   }
 }

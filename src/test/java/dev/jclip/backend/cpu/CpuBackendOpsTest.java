@@ -154,12 +154,13 @@ public class CpuBackendOpsTest {
         }));
       }
     }
-    // ATTENTION: batch, tokens, heads, causal
-    int[][] att = {{2, 50, 12, 0}, {1, 77, 8, 1}, {3, 77, 2, 1}, {1, 197, 12, 0}, {1, 257, 4, 0}, {1, 577, 16, 0}, {3, 13, 1, 1}, {2, 7, 3, 0}};
+    // ATTENTION: batch, tokens, heads, causal, head size (64 in OpenAI's models; open_clip's ViT-H-14 80, ViT-g-14 88, ViT-bigG-14 104)
+    int[][] att = {{2, 50, 12, 0, 64}, {1, 77, 8, 1, 64}, {3, 77, 2, 1, 64}, {1, 197, 12, 0, 64}, {1, 257, 4, 0, 64}, {1, 577, 16, 0, 64},
+        {3, 13, 1, 1, 64}, {2, 7, 3, 0, 64}, {1, 257, 2, 0, 80}, {2, 77, 3, 1, 88}, {1, 50, 2, 0, 104}, {3, 13, 1, 1, 40}, {1, 17, 2, 0, 72}};
     for (int[] a : att) {
-      c.add(new Case(Op.ATTENTION, "B=" + a[0] + " N=" + a[1] + " H=" + a[2] + (a[3] == 1 ? " causal" : ""), g -> {
+      c.add(new Case(Op.ATTENTION, "B=" + a[0] + " N=" + a[1] + " H=" + a[2] + (a[4] != 64 ? " Dh=" + a[4] : "") + (a[3] == 1 ? " causal" : ""), g -> {
         Map<String, Object> m = new LinkedHashMap<>();
-        g.output("y", g.attention("attn", in(g, m, "qkv", 1, a[0], a[1], 3 * 64 * a[2]), a[2], a[3] == 1));
+        g.output("y", g.attention("attn", in(g, m, "qkv", 1, a[0], a[1], 3 * a[4] * a[2]), a[2], a[3] == 1));
         return m;
       }));
     }
@@ -203,17 +204,18 @@ public class CpuBackendOpsTest {
       g.output("y", g.eotGather("eot", in(g, m, "x", 1, 3, 77, 512), ids));
       return m;
     }));
-    // ATTENTION_POOLED: batch, tokens, heads, pooled at (-1: the end-of-text token), causal
-    for (int[] a : new int[][] {{2, 50, 12, 0, 0}, {3, 77, 8, -1, 1}, {2, 50, 32, 0, 0}, {4, 15, 8, -1, 1}, {2, 33, 2, 16, 1}}) {
-      c.add(new Case(Op.ATTENTION_POOLED, "B=" + a[0] + " N=" + a[1] + " H=" + a[2] + (a[3] < 0 ? " end-of-text" : " at " + a[3])
-          + (a[4] == 1 ? " causal" : ""), g -> {
+    // ATTENTION_POOLED: batch, tokens, heads, pooled at (-1: the end-of-text token), causal, head size
+    for (int[] a : new int[][] {{2, 50, 12, 0, 0, 64}, {3, 77, 8, -1, 1, 64}, {2, 50, 32, 0, 0, 64}, {4, 15, 8, -1, 1, 64}, {2, 33, 2, 16, 1, 64},
+        {2, 257, 2, 0, 0, 80}, {3, 77, 2, -1, 1, 104}}) {
+      c.add(new Case(Op.ATTENTION_POOLED, "B=" + a[0] + " N=" + a[1] + " H=" + a[2] + (a[5] != 64 ? " Dh=" + a[5] : "")
+          + (a[3] < 0 ? " end-of-text" : " at " + a[3]) + (a[4] == 1 ? " causal" : ""), g -> {
         Map<String, Object> m = new LinkedHashMap<>();
         Value ids = null;
         if (a[3] < 0) {
           m.put("ids", ids(a[0], a[1], 49408));
           ids = g.input("ids", DType.I32, a[0], a[1]);
         }
-        Value q = in(g, m, "q", 1, a[0], 64 * a[2]), kv = in(g, m, "kv", 1, a[0], a[1], 2 * 64 * a[2]);
+        Value q = in(g, m, "q", 1, a[0], a[5] * a[2]), kv = in(g, m, "kv", 1, a[0], a[1], 2 * a[5] * a[2]);
         g.output("y", g.attentionPooled("pooled", q, kv, ids, Math.max(a[3], 0), a[2], a[4] == 1));
         return m;
       }));
@@ -330,7 +332,8 @@ public class CpuBackendOpsTest {
   /**
    * The vector attention's two-rows-at-a-time path gives every row the bits of the one-row path
    * (which a range of one row takes), at every CLIP sequence length, causal or not, whatever row
-   * the range starts at: so row splits between threads and the end-of-text cut change nothing.
+   * the range starts at: so row splits between threads and the end-of-text cut change nothing (heads of
+   * 64, and of 80 and 104, whose path runs a row at a time).
    */
   @Test
   void attentionInPairsEqualsOneRowAtATime() {
@@ -338,22 +341,23 @@ public class CpuBackendOpsTest {
     int lanes = VectorKernels.lanes();
     for (int n : new int[] {1, 2, 7, 16, 17, 33, 50, 64, 65, 77, 197, 257}) {
       for (boolean causal : new boolean[] {false, true}) {
-        int heads = 2, d = heads * 64, np = (n + lanes - 1) / lanes * lanes;
+        int hd = n % 3 == 0 ? 80 : n % 3 == 1 ? 64 : 104; // other head sizes run one row at a time: a range's bits are each row's too
+        int heads = 2, d = heads * hd, np = (n + lanes - 1) / lanes * lanes;
         float[] qkv = new float[2 * n * 3 * d];
         for (int i = 0; i < qkv.length; i++) qkv[i] = (float) (RNG.nextGaussian() * 2);
-        float[] kt = new float[64 * np], s = new float[2 * (np + lanes)];
+        float[] kt = new float[hd * np], s = new float[2 * (np + lanes)];
         for (int b = 0; b < 2; b++) {
           for (int h = 0; h < heads; h++) {
             float[] paired = new float[2 * n * d], single = new float[2 * n * d];
             int start = RNG.nextInt(2); // pairs (0,1), (2,3)... or (1,2), (3,4)...
-            if (start > 0) k.attention(qkv, paired, b, h, 0, start, n, heads, causal, kt, s);
-            k.attention(qkv, paired, b, h, start, n, n, heads, causal, kt, s);
-            for (int i = 0; i < n; i++) k.attention(qkv, single, b, h, i, i + 1, n, heads, causal, kt, s);
+            if (start > 0) k.attentionAnyHead(qkv, paired, b, h, 0, start, n, heads, hd, causal, kt, s);
+            k.attentionAnyHead(qkv, paired, b, h, start, n, n, heads, hd, causal, kt, s);
+            for (int i = 0; i < n; i++) k.attentionAnyHead(qkv, single, b, h, i, i + 1, n, heads, hd, causal, kt, s);
             for (int i = 0; i < n; i++) {
-              int o = (b * n + i) * d + h * 64;
-              for (int t = 0; t < 64; t++) {
+              int o = (b * n + i) * d + h * hd;
+              for (int t = 0; t < hd; t++) {
                 assertEquals(Float.floatToRawIntBits(single[o + t]), Float.floatToRawIntBits(paired[o + t]),
-                    "n " + n + (causal ? " causal" : "") + " seq " + b + " head " + h + " row " + i + " col " + t);
+                    "n " + n + " Dh " + hd + (causal ? " causal" : "") + " seq " + b + " head " + h + " row " + i + " col " + t);
               }
             }
           }

@@ -20,7 +20,7 @@ class KernelChoicesTest {
     org.junit.jupiter.api.Assumptions.assumeTrue(System.getProperties().stringPropertyNames().stream().noneMatch(k -> k.startsWith("jclip.cuda.")),
         "a -Djclip.cuda.* property is set for this JVM: the defaults cannot be seen");
     String defaults = CudaBackend.kernelChoices();
-    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, flashLean=off, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
+    assertEquals("attention=flash, flashBlocks=4, flashV=row, flashRows=64, flashPipe=on, flashStage=on, flashOrder=forward, flashLean=off, anyHead=off, layernorm=stream, glue=vec, actOrder=forward, gemm=cublaslt, "
         + "gemmTune=auto, fusedLinear=off, pooledAttention=on, actChunk=off, lnFold=off, lnStats=pass, ewLag=3, gemmStore=registers, inputCast=device", defaults);
     // auto: tuned in 16 bits, not in fp32 (the parity mode keeps one algorithm, and its bits, every run)
     assertTrue(CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.FP16) && CudaBackend.gemmTuneByDefault(dev.jclip.backend.Precision.BF16));

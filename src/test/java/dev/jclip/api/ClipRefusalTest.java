@@ -1,0 +1,74 @@
+package dev.jclip.api;
+
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.jclip.backend.cuda.CudaBackend;
+import dev.jclip.graph.Backend;
+import dev.jclip.graph.Node;
+import dev.jclip.graph.Op;
+import dev.jclip.graph.TensorSpec;
+import dev.jclip.model.Activation;
+import dev.jclip.model.ClipConfig;
+import dev.jclip.model.ClipGraphs;
+import dev.jclip.model.RandomWeights;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+
+/**
+ * What {@link Clip} checks when it opens a device: a backend that cannot run a node of the model's
+ * towers (the CUDA kernels and a head size other than 64) is named with the node before any batch
+ * runs; {@code auto} then takes the CPU.
+ */
+class ClipRefusalTest {
+  /** A backend that refuses as the CUDA backend does and is never run. */
+  static final class Refusing implements Backend {
+    @Override
+    public String name() {
+      return "cuda:0";
+    }
+
+    @Override
+    public boolean supports(Op op) {
+      return true;
+    }
+
+    @Override
+    public String refuses(Node n) {
+      return CudaBackend.headSizeRefusal(n);
+    }
+
+    @Override
+    public Buffer allocate(long bytes) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public void write(Buffer dst, TensorSpec spec, Object host) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public float[] read(Buffer src, TensorSpec spec) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public void execute(Node node, List<Buffer> inputs, Buffer output) {
+      throw new UnsupportedOperationException();
+    }
+
+    @Override
+    public void close() {}
+  }
+
+  @Test
+  void aModelWithHeadsOtherThan64IsRefusedByNodeBeforeItRuns() {
+    ClipConfig h = new ClipConfig(ClipConfig.Architecture.VIT, 64, 28, List.of(1), 160, 14, 2, 77, 49408, 128, 2, 1, Activation.GELU, "test");
+    String why = Clip.refusal(new ClipGraphs(h, RandomWeights.generate(h, 1)), new Refusing());
+    assertTrue(why != null && why.startsWith("cuda:0 cannot run node visual.transformer.resblocks.0.attn of this model: 2 heads of 80")
+        && why.contains("--device cpu"), why);
+    ClipConfig b32 = RandomWeights.config("ViT-B/32");
+    assertNull(Clip.refusal(new ClipGraphs(b32, RandomWeights.generate(b32, 1)), new Refusing()));
+  }
+}
