@@ -169,7 +169,7 @@ if want tests; then
 # what has never run on a GPU, then what has; last the nine models at full geometry
 # (CudaAllModelsTest, 1-2 minutes: in the documented plan a call of its own).
 pkg=dev.jclip.backend.cuda
-classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaSm90StoreTest,CudaSm90EpilogueWarpsTest,CudaSm90EpilogueWarps16Test,CudaSm90EpilogueWarpsSplitTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest,CudaAllModelsTest}"
+classes="${JCLIP_TESTS:-CudaSm90GemmTest,CudaSm90StoreTest,CudaSm90EpilogueWarpsTest,CudaSm90EpilogueWarps16Test,CudaSm90EpilogueWarpsSplitTest,CudaBackendOpsTest,CudaLinearEpilogueTest,CudaGraphReplayTest,CudaPipelineTest,CudaGoldenParityTest,CudaFullGeometryTest,CudaAttentionTest,CudaOpsTest,CudaAllModelsTest,CudaOtherHeadSizesTest}"
 tests_deadline=$(( $(date +%s) + ${JCLIP_TEST_TIMEOUT:-270} ))
 junit() { # junit NAME LIMIT ARGS...: one console-launcher run; output in $OUT/junit-NAME.txt
   local name="$1" t="$2"; shift 2
