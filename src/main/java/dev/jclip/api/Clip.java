@@ -177,10 +177,10 @@ public final class Clip implements AutoCloseable {
   /** The most items a graph runs: the caller's batch size, else the device's, halved when it did not fit (see {@link #batchSize()}). */
   private volatile int batch;
 
-  private Clip(Checkpoint checkpoint, ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Backend backend, Options options) {
+  private Clip(Checkpoint checkpoint, ClipConfig config, ClipGraphs graphs, ClipTokenizer tokenizer, Backend backend, Options options) {
     this.checkpoint = checkpoint;
     this.config = config;
-    this.graphs = new ClipGraphs(config, weights);
+    this.graphs = graphs;
     this.tokenizer = tokenizer;
     this.backend = backend;
     this.serialized = Backends.serialized(backend);
@@ -196,12 +196,13 @@ public final class Clip implements AutoCloseable {
    * dev.jclip.model.RandomWeights} for benchmarks; on {@code options}' device, as {@link #load}.
    */
   public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
-    return new Clip(null, config, weights, tokenizer, openBackend(options, config, weights), options);
+    ClipGraphs graphs = new ClipGraphs(config, weights);
+    return new Clip(null, config, graphs, tokenizer, openBackend(options, graphs), options);
   }
 
   /** {@link #create} on a backend of the caller's, which the Clip closes (the tests' backends). */
   static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options, Backend backend) {
-    return new Clip(null, config, weights, tokenizer, backend, options);
+    return new Clip(null, config, new ClipGraphs(config, weights), tokenizer, backend, options);
   }
 
   /** {@link #load(String, Options)} with {@link Options#defaults()}. */
@@ -228,8 +229,9 @@ public final class Clip implements AutoCloseable {
     Backend backend = null;
     try {
       ClipConfig cfg = ClipConfig.infer(ck);
-      backend = openBackend(options, cfg, ck.tensors());
-      return new Clip(ck, cfg, ck.tensors(), tok, backend, options);
+      ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors()); // one, so that weights derived for its graphs are made once
+      backend = openBackend(options, graphs);
+      return new Clip(ck, cfg, graphs, tok, backend, options);
     } catch (IOException | RuntimeException e) {
       if (backend != null) backend.close();
       ck.close();
@@ -241,22 +243,38 @@ public final class Clip implements AutoCloseable {
    * The backend {@code options} ask for; {@code auto} says on stderr which device it picked, and
    * takes the CPU when the GPU's kernels cannot run this model (a head size other than 64).
    */
-  private static Backend openBackend(Options options, ClipConfig config, Map<String, Tensor> weights) {
-    Backend b = Backends.open(DeviceSpec.parse(options.device()), Precision.parse(options.precision()), options.threads(), System.err::println);
+  private static Backend openBackend(Options options, ClipGraphs graphs) {
+    DeviceSpec device = DeviceSpec.parse(options.device());
+    Precision precision = Precision.parse(options.precision());
+    Backend b = Backends.open(device, precision, options.threads(), System.err::println);
+    return checked(b, graphs, device.kind() == DeviceSpec.Kind.AUTO,
+        () -> Backends.open(DeviceSpec.parse("cpu"), precision, options.threads(), System.err::println), System.err::println);
+  }
+
+  /**
+   * {@code b} when it can run the model's towers; else, closed, the CPU's backend from {@code cpu}
+   * when {@code fallBack} (said on {@code log}), or the refusal as an {@link IllegalArgumentException}
+   * (also when the CPU cannot take the model's precision either: both reasons in its message).
+   */
+  static Backend checked(Backend b, ClipGraphs graphs, boolean fallBack, Supplier<Backend> cpu, java.util.function.Consumer<String> log) {
     String why;
     try {
-      why = refusal(new ClipGraphs(config, weights), b);
+      why = refusal(graphs, b);
     } catch (RuntimeException e) {
       b.close();
       throw e;
     }
     if (why == null) return b;
     b.close();
-    if (DeviceSpec.parse(options.device()).kind() == DeviceSpec.Kind.AUTO) {
-      System.err.println("jclip: " + why + "; using the CPU");
-      return Backends.open(DeviceSpec.parse("cpu"), Precision.parse(options.precision()), options.threads(), System.err::println);
+    if (!fallBack) throw new IllegalArgumentException(why);
+    Backend c;
+    try {
+      c = cpu.get();
+    } catch (RuntimeException e) {
+      throw new IllegalArgumentException(why + "; the CPU cannot run it either: " + e.getMessage(), e);
     }
-    throw new IllegalArgumentException(why);
+    log.accept("jclip: " + why + "; using the CPU");
+    return c;
   }
 
   /** Why {@code backend} cannot run the model's towers (the first node it refuses), or null. */

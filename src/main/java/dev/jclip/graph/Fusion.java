@@ -82,7 +82,6 @@ public final class Fusion {
       if (attention.op() != Op.ATTENTION || !readers.alone(attention, kept)) continue;
       Node linear = attention.input(0).producer();
       if (linear.op() != Op.LINEAR || linear.attrs().get("activation") != null || !readers.alone(linear, kept)) continue;
-      if (attention.input(0).dim(2) != linear.param("weight").dim(0)) continue;
       pools.add(pool);
       absorbed.add(attention);
       absorbed.add(linear);

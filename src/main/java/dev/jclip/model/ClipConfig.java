@@ -153,7 +153,8 @@ public record ClipConfig(
    * model and its head width. Their state dicts alone cannot say the head count.
    */
   private static final Map<Integer, String[]> OPEN_CLIP_HEADS =
-      Map.of(1280, new String[] {"ViT-H-14", "80"}, 1408, new String[] {"ViT-g-14", "88"}, 1664, new String[] {"ViT-bigG-14", "104"});
+      Map.of(1280, new String[] {"ViT-H-14", "80"}, 1408, new String[] {"ViT-g-14", "88"}, 1664, new String[] {"ViT-bigG-14", "104"}, 1792,
+          new String[] {"ViT-e-14", "112"});
 
   private static ClipConfig inferShapes(Path file, Map<String, Tensor> sd, ConfigHints hints) throws CheckpointException {
     boolean vit = sd.containsKey("visual.proj");
@@ -201,8 +202,8 @@ public record ClipConfig(
         String[] known = OPEN_CLIP_HEADS.get(visionWidth);
         throw new CheckpointException(file, "visual.conv1.weight", "a ViT " + visionWidth + " wide is open_clip's " + known[0] + ", whose heads are "
             + known[1] + " wide, and this file does not say its heads (the reference's rule, heads of 64, would give " + visionWidth / 64
-            + " heads and wrong features): open the model's folder with its open_clip_config.json (open_clip) or config.json (HuggingFace),"
-            + " or put one beside the weights");
+            + " heads and wrong features): open the model's folder instead, with its open_clip_config.json (open_clip: beside"
+            + " open_clip_model.safetensors or open_clip_pytorch_model.bin) or config.json (HuggingFace)");
       }
       visionHeads = hints.visionHeads() != null ? hints.visionHeads() : visionWidth / 64;
       visionMlp = mlpWidth(file, sd, "visual.transformer.resblocks.0.mlp.c_fc.weight", visionWidth);

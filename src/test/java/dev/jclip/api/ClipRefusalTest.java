@@ -1,6 +1,8 @@
 package dev.jclip.api;
 
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.jclip.backend.cuda.CudaBackend;
@@ -23,6 +25,8 @@ import org.junit.jupiter.api.Test;
 class ClipRefusalTest {
   /** A backend that refuses as the CUDA backend does and is never run. */
   static final class Refusing implements Backend {
+    boolean closed;
+
     @Override
     public String name() {
       return "cuda:0";
@@ -59,7 +63,9 @@ class ClipRefusalTest {
     }
 
     @Override
-    public void close() {}
+    public void close() {
+      closed = true;
+    }
   }
 
   @Test
@@ -70,5 +76,35 @@ class ClipRefusalTest {
         && why.contains("--device cpu"), why);
     ClipConfig b32 = RandomWeights.config("ViT-B/32");
     assertNull(Clip.refusal(new ClipGraphs(b32, RandomWeights.generate(b32, 1)), new Refusing()));
+  }
+
+  /** auto takes the CPU for a model the GPU refuses, and says so; a named device refuses; a CPU that cannot take it either says both. */
+  @Test
+  void autoTakesTheCpuForAModelTheGpuRefuses() {
+    ClipConfig h = new ClipConfig(ClipConfig.Architecture.VIT, 64, 28, List.of(1), 160, 14, 2, 77, 49408, 128, 2, 1, Activation.GELU, "test");
+    ClipGraphs graphs = new ClipGraphs(h, RandomWeights.generate(h, 1));
+    List<String> log = new java.util.ArrayList<>();
+    try (dev.jclip.backend.cpu.CpuBackend cpu = new dev.jclip.backend.cpu.CpuBackend(1, false)) {
+      Refusing gpu = new Refusing();
+      assertSame(cpu, Clip.checked(gpu, graphs, true, () -> cpu, log::add));
+      assertTrue(gpu.closed, "the refusing backend is closed");
+      assertTrue(log.size() == 1 && log.get(0).contains("heads of 80") && log.get(0).endsWith("using the CPU"), log.toString());
+
+      Refusing named = new Refusing();
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Clip.checked(named, graphs, false, () -> cpu, log::add));
+      assertTrue(named.closed && e.getMessage().contains("2 heads of 80") && e.getMessage().contains("--device cpu"), e.getMessage());
+
+      Refusing fp16 = new Refusing();
+      e = assertThrows(IllegalArgumentException.class, () -> Clip.checked(fp16, graphs, true, () -> {
+        throw new IllegalArgumentException("--precision fp16 needs a GPU (--device cuda)");
+      }, log::add));
+      assertTrue(fp16.closed && e.getMessage().contains("heads of 80") && e.getMessage().contains("the CPU cannot run it either: --precision fp16 needs a GPU"),
+          e.getMessage());
+
+      ClipConfig b32 = RandomWeights.config("ViT-B/32");
+      Refusing fine = new Refusing();
+      assertSame(fine, Clip.checked(fine, new ClipGraphs(b32, RandomWeights.generate(b32, 1)), true, () -> cpu, log::add));
+      assertTrue(!fine.closed && log.size() == 1, "a backend that runs the model is kept, nothing said");
+    }
   }
 }

@@ -446,7 +446,7 @@ public final class CpuBackend extends HostFloatBackend {
   private void attention(Node n, float[] x, float[] y, TensorSpec in) {
     int batch = in.dim(0), len = in.dim(1), heads = n.intAttr("heads"), hd = in.dim(2) / (3 * heads);
     boolean causal = n.boolAttr("causal");
-    int lanes = 16, np = (len + lanes - 1) / lanes * lanes;
+    int lanes = kernels.attentionLanes(), np = (len + lanes - 1) / lanes * lanes;
     // Split rows too when (sequence, head) pairs alone cannot keep every thread busy.
     int pairs = batch * heads, parts = Math.max(1, Math.min(len / 16, (2 * threads + pairs - 1) / pairs));
     int rowsPer = (len + parts - 1) / parts;

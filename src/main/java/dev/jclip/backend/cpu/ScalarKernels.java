@@ -94,6 +94,11 @@ class ScalarKernels {
     attentionAnyHead(qkv, y, b, h, i0, i1, n, heads, 64, causal, kt, s);
   }
 
+  /** The multiple of keys the attention kernels pad K and the scores to (their scratch sizes: {@code kt}, {@code s}). */
+  int attentionLanes() {
+    return 16;
+  }
+
   /** The scores' scale, 1/√hd in float (1/8 exactly at 64). */
   static float attentionScale(int hd) {
     return (float) (1 / Math.sqrt(hd));

@@ -25,6 +25,11 @@ final class VectorKernels extends ScalarKernels {
     return L;
   }
 
+  @Override
+  int attentionLanes() {
+    return Math.max(16, L);
+  }
+
   private static final FloatVector MAGIC = FloatVector.broadcast(S, 12582912f); // 1.5·2²³: adding it rounds to an integer
 
   /**
