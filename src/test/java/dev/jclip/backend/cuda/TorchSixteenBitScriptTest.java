@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.jclip.testing.Reference;
-import java.io.IOException;
+import dev.jclip.testing.TorchOracle;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -28,7 +28,7 @@ import org.junit.jupiter.api.io.TempDir;
 class TorchSixteenBitScriptTest {
   @Test
   void theScriptsFloat32ModelsAreAtTheGoldenFeatures(@TempDir Path tmp) throws Exception {
-    String python = pythonWithTorch();
+    String python = TorchOracle.python();
     assumeTrue(python != null, "no python3 with PyTorch here (Debian: apt-get install python3-torch)");
     Path json = tmp.resolve("torch16.json"), log = tmp.resolve("torch16.txt");
     Process p = new ProcessBuilder(python, "scripts/torch-16bit.py", "--reference", Reference.dir().toString(), "--device", "cpu",
@@ -63,19 +63,5 @@ class TorchSixteenBitScriptTest {
     assertTrue(fp32.size() >= 3, out);
     assertEquals(fp32, bf16, out);
     assertEquals(fp32, fp16, out);
-  }
-
-  /** /usr/bin/python3 or python3 where it imports torch, else null. */
-  private static String pythonWithTorch() throws InterruptedException {
-    for (String python : new String[] {"/usr/bin/python3", "python3"}) {
-      try {
-        Process p = new ProcessBuilder(python, "-c", "import torch").redirectErrorStream(true).start();
-        p.getInputStream().readAllBytes();
-        if (p.waitFor(60, TimeUnit.SECONDS) && p.exitValue() == 0) return python;
-      } catch (IOException e) {
-        // not there: try the next
-      }
-    }
-    return null;
   }
 }
