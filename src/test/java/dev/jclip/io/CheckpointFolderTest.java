@@ -178,4 +178,34 @@ class CheckpointFolderTest {
       }
     }
   }
+
+  /**
+   * A HuggingFace folder of a model with heads of 80 and 88 and MLPs other than 4 × width (as
+   * laion's ViT-H-14 is published): the heads from config.json's num_attention_heads, the MLP widths
+   * from the weights, the tensors those of the canonical state dict.
+   */
+  @Test
+  void huggingFaceFolderWithOtherHeadSizes() throws IOException {
+    ClipConfig want = dev.jclip.model.OtherHeadSizesTest.config();
+    Map<String, Tensor> sd = dev.jclip.model.RandomWeights.generate(want, 9);
+    Path folder = Files.createDirectories(tmp.resolve("vit-h-like-hf"));
+    ObjectNode cfg = hfConfig(JSON.valueToTree(want.constructorArgs()), "gelu");
+    ((ObjectNode) cfg.get("vision_config")).put("num_attention_heads", want.visionHeads()).put("intermediate_size", want.visionMlpWidth());
+    ((ObjectNode) cfg.get("text_config")).put("intermediate_size", want.transformerMlpWidth());
+    JSON.writeValue(folder.resolve("config.json").toFile(), cfg);
+    java.util.List<Tensor> hf = new java.util.ArrayList<>();
+    for (var e : HfNames.toHuggingFace(sd).entrySet()) hf.add(new Tensor(e.getKey(), e.getValue().dtype(), e.getValue().shape(), e.getValue().data()));
+    SafetensorsWriter.write(folder.resolve("model.safetensors"), hf, Map.of());
+    try (Checkpoint ck = Checkpoint.open(folder)) {
+      assertEquals(Checkpoint.Format.HUGGINGFACE, ck.format());
+      CheckpointTest.assertSameTensors(sd, ck.tensors(), folder.toString());
+      ClipConfig c = ClipConfig.infer(ck);
+      assertEquals(want.visionHeads(), c.visionHeads());
+      assertEquals(want.transformerHeads(), c.transformerHeads());
+      assertEquals(want.visionMlpWidth(), c.visionMlpWidth());
+      assertEquals(want.transformerMlpWidth(), c.transformerMlpWidth());
+      assertEquals(Activation.GELU, c.activation());
+      assertEquals(want.summary(), c.summary());
+    }
+  }
 }
