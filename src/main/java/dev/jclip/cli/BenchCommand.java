@@ -49,7 +49,8 @@ public final class BenchCommand implements Callable<Integer> {
   @Option(names = "--model", paramLabel = "MODEL", description = "A model name, .pt, .safetensors or HuggingFace folder.")
   String model;
 
-  @Option(names = "--random", paramLabel = "NAME", description = "Random weights at the full geometry of an OpenAI model: RN50, RN101, RN50x4, RN50x16, RN50x64, ViT-B/32, ViT-B/16, ViT-L/14 or ViT-L/14@336px.")
+  @Option(names = "--random", paramLabel = "NAME", description = "Random weights at the full geometry of an OpenAI model: RN50, RN101, RN50x4, RN50x16, RN50x64, ViT-B/32, ViT-B/16, ViT-L/14 or ViT-L/14@336px;"
+      + " or of open_clip's ViT-H-14, ViT-g-14 or ViT-bigG-14 (heads other than 64: the CPU, or -Djclip.cuda.anyHead=on).")
   String random;
 
   @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "auto",

@@ -24,9 +24,22 @@ public final class RandomWeights {
   public static final List<String> NAMES =
       List.of("RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B/32", "ViT-B/16", "ViT-L/14", "ViT-L/14@336px");
 
-  /** The geometry of an OpenAI model by its release name (one of {@link #NAMES}), as clip/model.py's build_model infers it. */
+  /**
+   * open_clip's wider models of the OpenAI architecture, whose heads are not 64 wide (and, but for
+   * ViT-H-14, whose MLPs are not 4 × width): GELU, at the geometry whose parameter counts open_clip
+   * publishes (docs/model_profile.csv; RandomWeightsTest checks them).
+   */
+  public static final List<String> OPEN_CLIP_NAMES = List.of("ViT-H-14", "ViT-g-14", "ViT-bigG-14");
+
+  /**
+   * The geometry of an OpenAI model by its release name (one of {@link #NAMES}), as clip/model.py's
+   * build_model infers it; or of one of {@link #OPEN_CLIP_NAMES}, as open_clip's config gives it.
+   */
   public static ClipConfig config(String name) {
     return switch (name) {
+      case "ViT-H-14" -> openClip(1024, 32, 1280, 80, 5120, 1024, 16, 24);
+      case "ViT-g-14" -> openClip(1024, 40, 1408, 88, 6144, 1024, 16, 24);
+      case "ViT-bigG-14" -> openClip(1280, 48, 1664, 104, 8192, 1280, 20, 32);
       case "RN50" -> resnet(1024, 224, List.of(3, 4, 6, 3), 64, 512);
       case "RN101" -> resnet(512, 224, List.of(3, 4, 23, 3), 64, 512);
       case "RN50x4" -> resnet(640, 288, List.of(4, 6, 10, 6), 80, 640);
@@ -36,13 +49,20 @@ public final class RandomWeights {
       case "ViT-B/16" -> vit(512, 224, 12, 768, 16, 512, 12);
       case "ViT-L/14" -> vit(768, 224, 24, 1024, 14, 768, 12);
       case "ViT-L/14@336px" -> vit(768, 336, 24, 1024, 14, 768, 12);
-      default -> throw new IllegalArgumentException("no random geometry for '" + name + "' (" + String.join(", ", NAMES) + ")");
+      default -> throw new IllegalArgumentException("no random geometry for '" + name + "' (" + String.join(", ", NAMES) + ", "
+          + String.join(", ", OPEN_CLIP_NAMES) + ")");
     };
   }
 
   private static ClipConfig resnet(int embed, int res, List<Integer> layers, int width, int textWidth) {
     return new ClipConfig(ClipConfig.Architecture.MODIFIED_RESNET, embed, res, layers, width, null, width * 32 / 64, 77, 49408,
         textWidth, textWidth / 64, 12, Activation.QUICK_GELU, "random");
+  }
+
+  /** An open_clip ViT at 224 px, patch 14, GELU: vision layers, width, head width and MLP width; text width, heads and layers. */
+  private static ClipConfig openClip(int embed, int layers, int width, int headWidth, int mlp, int textWidth, int textHeads, int textLayers) {
+    return new ClipConfig(ClipConfig.Architecture.VIT, embed, 224, List.of(layers), width, 14, width / headWidth, 77, 49408, textWidth, textHeads,
+        textLayers, Activation.GELU, "random", mlp, 4 * textWidth);
   }
 
   private static ClipConfig vit(int embed, int res, int layers, int width, int patch, int textWidth, int textLayers) {

@@ -57,6 +57,30 @@ class RandomWeightsTest {
   }
 
   /**
+   * open_clip's wider models: the image and text parameter counts open_clip's docs/model_profile.csv
+   * gives (millions, two decimals), from the configuration's shapes alone (ViT-bigG-14 is 10 GB of
+   * float32); their heads are not 64 wide.
+   */
+  @Test
+  void openClipsWiderModelsHaveTheirPublishedParameterCounts() {
+    Map<String, double[]> published = Map.of("ViT-H-14", new double[] {632.08, 354.03}, "ViT-g-14", new double[] {1012.65, 354.03}, "ViT-bigG-14",
+        new double[] {1844.91, 694.66});
+    assertEquals(published.keySet(), java.util.Set.copyOf(RandomWeights.OPEN_CLIP_NAMES));
+    for (String name : RandomWeights.OPEN_CLIP_NAMES) {
+      ClipConfig cfg = RandomWeights.config(name);
+      long image = 0, text = 0;
+      for (var e : cfg.expectedShapes().entrySet()) {
+        if (e.getKey().equals("logit_scale")) continue;
+        if (e.getKey().startsWith("visual.")) image += Tensor.numel(e.getValue());
+        else text += Tensor.numel(e.getValue());
+      }
+      assertEquals(published.get(name)[0], Math.round(image / 1e4) / 100.0, 0, name + " image parameters");
+      assertEquals(published.get(name)[1], Math.round(text / 1e4) / 100.0, 0, name + " text parameters");
+      assertTrue(cfg.visionWidth() != 64 * cfg.visionHeads() && cfg.activation() == Activation.GELU, cfg.summary());
+    }
+  }
+
+  /**
    * A full-geometry RN50 image tower (stem, 16 bottlenecks, attention pool) on the CPU backend
    * against the reference backend, one image of random pixels: the features agree within 1e-4,
    * and the random weights keep them finite and O(1) (the GPU's full-geometry test runs the same).
