@@ -45,6 +45,22 @@ public class OtherHeadSizesTest {
     return new ClipConfig(ClipConfig.Architecture.VIT, 96, 56, List.of(2), 160, 14, 2, 77, 49408, 176, 2, 2, Activation.GELU, "test", 800, 528);
   }
 
+  /**
+   * {@code texts} token rows of {@code len}: the start token (vocab - 2), random ids below it, the
+   * end-of-text token (vocab - 1, the largest) at the last position in the first row and at a
+   * random one in the others, zeros after it.
+   */
+  public static int[] texts(Random random, int texts, int len, int vocab) {
+    int[] ids = new int[texts * len];
+    for (int t = 0; t < texts; t++) {
+      int eot = t == 0 ? len - 1 : 2 + random.nextInt(len - 2);
+      ids[t * len] = vocab - 2;
+      for (int i = 1; i < eot; i++) ids[t * len + i] = random.nextInt(vocab - 2);
+      ids[t * len + eot] = vocab - 1;
+    }
+    return ids;
+  }
+
   /** open_clip's open_clip_config.json for {@code c}: head_width and mlp_ratio as open_clip writes them. */
   static ObjectNode openClipConfig(ClipConfig c) {
     ObjectNode cfg = JSON.createObjectNode();
@@ -105,13 +121,7 @@ public class OtherHeadSizesTest {
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, random.nextLong()));
     int images = 2, texts = 3, len = 77, r = cfg.imageResolution();
     float[] pixels = TestRandom.gaussian(random, images * 3 * r * r, 1);
-    int[] ids = new int[texts * len];
-    for (int t = 0; t < texts; t++) {
-      int eot = t == 0 ? len - 1 : 2 + random.nextInt(len - 2);
-      ids[t * len] = 49406;
-      for (int i = 1; i < eot; i++) ids[t * len + i] = random.nextInt(49406);
-      ids[t * len + eot] = 49407;
-    }
+    int[] ids = texts(random, texts, len, cfg.vocabSize());
     List<Object[]> cases = List.of(new Object[] {"image", graphs.image(images), Map.of("pixels", pixels), "image_features"},
         new Object[] {"image (all tokens)", graphs.image(images, true), Map.of("pixels", pixels), "image_features"},
         new Object[] {"text", graphs.text(texts, len), Map.of("tokens", ids), "text_features"},

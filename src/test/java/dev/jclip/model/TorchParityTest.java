@@ -40,13 +40,7 @@ class TorchParityTest {
       ClipGraphs graphs = new ClipGraphs(cfg, weights);
       int images = 2, texts = 3, len = cfg.contextLength(), r = cfg.imageResolution();
       float[] pixels = TestRandom.gaussian(random, images * 3 * r * r, 1);
-      int[] ids = new int[texts * len];
-      for (int t = 0; t < texts; t++) {
-        int eot = t == 0 ? len - 1 : 2 + random.nextInt(len - 3);
-        ids[t * len] = vocab - 2; // the start token: below the end-of-text id, the largest
-        for (int i = 1; i < eot; i++) ids[t * len + i] = random.nextInt(vocab - 2);
-        ids[t * len + eot] = vocab - 1;
-      }
+      int[] ids = OtherHeadSizesTest.texts(random, texts, len, vocab);
       float[][] torch = TorchOracle.features(python, tmp.resolve(cfg.summary().hashCode() + ""), cfg, weights, pixels, ids);
       try (CpuBackend cpu = new CpuBackend()) {
         float[] image, text;

@@ -34,13 +34,7 @@ class CudaOtherHeadSizesTest {
     ClipGraphs graphs = new ClipGraphs(cfg, RandomWeights.generate(cfg, random.nextLong()));
     int images = 2, texts = 3, len = 77, r = cfg.imageResolution();
     float[] pixels = TestRandom.gaussian(random, images * 3 * r * r, 1);
-    int[] ids = new int[texts * len];
-    for (int t = 0; t < texts; t++) {
-      int eot = t == 0 ? len - 1 : 2 + random.nextInt(len - 2);
-      ids[t * len] = 49406;
-      for (int i = 1; i < eot; i++) ids[t * len + i] = random.nextInt(49406);
-      ids[t * len + eot] = 49407;
-    }
+    int[] ids = OtherHeadSizesTest.texts(random, texts, len, cfg.vocabSize());
     try (CudaDevice device = CudaTestSupport.openDevice();
         ReferenceBackend ref = new ReferenceBackend()) {
       float[] wantImage = run("image_features", graphs.image(images), Map.of("pixels", pixels), ref);
