@@ -212,7 +212,22 @@ final class VectorKernels extends ScalarKernels {
     for (int j = lastKey; j < (lastKey + L - 1) / L * L; j++) for (int t = 0; t < hd; t++) kt[t * np + j] = 0f;
     int vBase = b * n * row + 2 * d + h * hd;
     float scale = attentionScale(hd);
-    for (int i = i0; i < i1; i++) {
+    int first = i0;
+    if (s.length >= 2 * (np + L)) {
+      // Two query rows at a time, K and V loads shared, as the 64 kernel; each row's arithmetic is
+      // that of the one-row path below (the same bits whatever the rows' split).
+      int sb = np + L; // row B's scores
+      for (; first + 2 <= i1; first += 2) {
+        int keysA = causal ? first + 1 : n, keysB = causal ? first + 2 : n;
+        int q = (b * n + first) * row + h * hd, out = (b * n + first) * d + h * hd;
+        scoresPairAnyHead(qkv, q, q + row, hd, scale, kt, np, keysB, s, sb);
+        float invA = 1 / softmaxRow(s, 0, keysA), invB = 1 / softmaxRow(s, sb, keysB);
+        int c = valuesPairAnyHead(qkv, vBase, row, hd, s, sb, keysA, keysB, invA, invB, y, out, d);
+        valuesRest(qkv, vBase, row, hd, c, s, 0, keysA, invA, y, out);
+        valuesRest(qkv, vBase, row, hd, c, s, sb, keysB, invB, y, out + d);
+      }
+    }
+    for (int i = first; i < i1; i++) {
       int keys = causal ? i + 1 : n;
       scoresRowAnyHead(qkv, (b * n + i) * row + h * hd, hd, scale, kt, np, keys, s);
       float inv = 1 / softmaxRow(s, 0, keys);
@@ -220,20 +235,24 @@ final class VectorKernels extends ScalarKernels {
     }
   }
 
-  /** {@link #scoresRow} over {@code hd} columns, scaled by {@code scale}. */
+  /** {@link #scoresRow} over {@code hd} columns, scaled by {@code scale}: four key blocks at a time (four FMA chains), then one. */
   private static void scoresRowAnyHead(float[] qkv, int q, int hd, float scale, float[] kt, int np, int keys, float[] s) {
     int blocks = (keys + L - 1) / L, jb = 0;
-    for (; jb + 2 <= blocks; jb += 2) {
+    for (; jb + 4 <= blocks; jb += 4) {
       int j0 = jb * L;
-      FloatVector c0 = FloatVector.zero(S), c1 = c0;
+      FloatVector c0 = FloatVector.zero(S), c1 = c0, c2 = c0, c3 = c0;
       for (int t = 0; t < hd; t++) {
         FloatVector qt = FloatVector.broadcast(S, qkv[q + t]);
         int o = t * np + j0;
         c0 = FloatVector.fromArray(S, kt, o).fma(qt, c0);
         c1 = FloatVector.fromArray(S, kt, o + L).fma(qt, c1);
+        c2 = FloatVector.fromArray(S, kt, o + 2 * L).fma(qt, c2);
+        c3 = FloatVector.fromArray(S, kt, o + 3 * L).fma(qt, c3);
       }
       c0.mul(scale).intoArray(s, j0);
       c1.mul(scale).intoArray(s, j0 + L);
+      c2.mul(scale).intoArray(s, j0 + 2 * L);
+      c3.mul(scale).intoArray(s, j0 + 3 * L);
     }
     for (; jb < blocks; jb++) {
       int j0 = jb * L;
@@ -243,13 +262,133 @@ final class VectorKernels extends ScalarKernels {
     }
   }
 
-  /** {@link #valuesRow} over {@code hd} columns, L at a time, the last vector masked when L does not divide hd. */
+  /** {@link #scoresRowAnyHead} for two rows (A at {@code qkv[qa]} into s[0..], B at {@code qkv[qb]} into s[sb..]) over B's keys, K loads shared. */
+  private static void scoresPairAnyHead(float[] qkv, int qa, int qb, int hd, float scale, float[] kt, int np, int keysB, float[] s, int sb) {
+    int blocks = (keysB + L - 1) / L, jb = 0;
+    for (; jb + 4 <= blocks; jb += 4) {
+      int j0 = jb * L;
+      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int t = 0; t < hd; t++) {
+        FloatVector xa = FloatVector.broadcast(S, qkv[qa + t]), xb = FloatVector.broadcast(S, qkv[qb + t]);
+        int o = t * np + j0;
+        FloatVector k0 = FloatVector.fromArray(S, kt, o), k1 = FloatVector.fromArray(S, kt, o + L);
+        FloatVector k2 = FloatVector.fromArray(S, kt, o + 2 * L), k3 = FloatVector.fromArray(S, kt, o + 3 * L);
+        a0 = k0.fma(xa, a0);
+        a1 = k1.fma(xa, a1);
+        a2 = k2.fma(xa, a2);
+        a3 = k3.fma(xa, a3);
+        b0 = k0.fma(xb, b0);
+        b1 = k1.fma(xb, b1);
+        b2 = k2.fma(xb, b2);
+        b3 = k3.fma(xb, b3);
+      }
+      a0.mul(scale).intoArray(s, j0);
+      a1.mul(scale).intoArray(s, j0 + L);
+      a2.mul(scale).intoArray(s, j0 + 2 * L);
+      a3.mul(scale).intoArray(s, j0 + 3 * L);
+      b0.mul(scale).intoArray(s, sb + j0);
+      b1.mul(scale).intoArray(s, sb + j0 + L);
+      b2.mul(scale).intoArray(s, sb + j0 + 2 * L);
+      b3.mul(scale).intoArray(s, sb + j0 + 3 * L);
+    }
+    for (; jb < blocks; jb++) {
+      int j0 = jb * L;
+      FloatVector a0 = FloatVector.zero(S), b0 = a0;
+      for (int t = 0; t < hd; t++) {
+        FloatVector k0 = FloatVector.fromArray(S, kt, t * np + j0);
+        a0 = k0.fma(FloatVector.broadcast(S, qkv[qa + t]), a0);
+        b0 = k0.fma(FloatVector.broadcast(S, qkv[qb + t]), b0);
+      }
+      a0.mul(scale).intoArray(s, j0);
+      b0.mul(scale).intoArray(s, sb + j0);
+    }
+  }
+
+  /**
+   * {@link #valuesRow} over {@code hd} columns: four column vectors at a time with the keys inside
+   * (each key's V loads contiguous, four FMA chains over the keys in order), then the columns left
+   * ({@link #valuesRest}).
+   */
   private static void valuesRowAnyHead(float[] qkv, int vBase, int row, int hd, float[] s, int keys, float inv, float[] y, int out) {
-    for (int c = 0; c < hd; c += L) {
+    int c = 0;
+    for (; c + 4 * L <= hd; c += 4 * L) {
+      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+      for (int j = 0, v = vBase + c; j < keys; j++, v += row) {
+        FloatVector p = FloatVector.broadcast(S, s[j]);
+        a0 = FloatVector.fromArray(S, qkv, v).fma(p, a0);
+        a1 = FloatVector.fromArray(S, qkv, v + L).fma(p, a1);
+        a2 = FloatVector.fromArray(S, qkv, v + 2 * L).fma(p, a2);
+        a3 = FloatVector.fromArray(S, qkv, v + 3 * L).fma(p, a3);
+      }
+      a0.mul(inv).intoArray(y, out + c);
+      a1.mul(inv).intoArray(y, out + c + L);
+      a2.mul(inv).intoArray(y, out + c + 2 * L);
+      a3.mul(inv).intoArray(y, out + c + 3 * L);
+    }
+    valuesRest(qkv, vBase, row, hd, c, s, 0, keys, inv, y, out);
+  }
+
+  /**
+   * {@link #valuesRowAnyHead}'s groups of four column vectors for two rows (A: weights s[0..], keys
+   * keysA, output y[out..]; B: s[sb..], keysB ≥ keysA, y[out + d..]), V loads shared; returns the
+   * column where the rest ({@link #valuesRest}, a row at a time) starts.
+   */
+  private static int valuesPairAnyHead(
+      float[] qkv, int vBase, int row, int hd, float[] s, int sb, int keysA, int keysB, float invA, float invB, float[] y, int out, int d) {
+    int c = 0;
+    for (; c + 4 * L <= hd; c += 4 * L) {
+      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      int j = 0, v = vBase + c;
+      for (; j < keysA; j++, v += row) {
+        FloatVector pa = FloatVector.broadcast(S, s[j]), pb = FloatVector.broadcast(S, s[sb + j]);
+        FloatVector v0 = FloatVector.fromArray(S, qkv, v), v1 = FloatVector.fromArray(S, qkv, v + L);
+        FloatVector v2 = FloatVector.fromArray(S, qkv, v + 2 * L), v3 = FloatVector.fromArray(S, qkv, v + 3 * L);
+        a0 = v0.fma(pa, a0);
+        a1 = v1.fma(pa, a1);
+        a2 = v2.fma(pa, a2);
+        a3 = v3.fma(pa, a3);
+        b0 = v0.fma(pb, b0);
+        b1 = v1.fma(pb, b1);
+        b2 = v2.fma(pb, b2);
+        b3 = v3.fma(pb, b3);
+      }
+      for (; j < keysB; j++, v += row) {
+        FloatVector pb = FloatVector.broadcast(S, s[sb + j]);
+        b0 = FloatVector.fromArray(S, qkv, v).fma(pb, b0);
+        b1 = FloatVector.fromArray(S, qkv, v + L).fma(pb, b1);
+        b2 = FloatVector.fromArray(S, qkv, v + 2 * L).fma(pb, b2);
+        b3 = FloatVector.fromArray(S, qkv, v + 3 * L).fma(pb, b3);
+      }
+      a0.mul(invA).intoArray(y, out + c);
+      a1.mul(invA).intoArray(y, out + c + L);
+      a2.mul(invA).intoArray(y, out + c + 2 * L);
+      a3.mul(invA).intoArray(y, out + c + 3 * L);
+      b0.mul(invB).intoArray(y, out + d + c);
+      b1.mul(invB).intoArray(y, out + d + c + L);
+      b2.mul(invB).intoArray(y, out + d + c + 2 * L);
+      b3.mul(invB).intoArray(y, out + d + c + 3 * L);
+    }
+    return c;
+  }
+
+  /**
+   * Columns [c, hd) of one row's {@code P · V} (weights s[base..], {@code keys} keys), a vector at a
+   * time, the last masked where L does not divide hd; each vector sums its keys in four chains (keys
+   * j ≡ 0, 1, 2, 3 mod 4; the keys past the last multiple of 4 into the first), added in that order.
+   */
+  private static void valuesRest(float[] qkv, int vBase, int row, int hd, int c, float[] s, int base, int keys, float inv, float[] y, int out) {
+    for (; c < hd; c += L) {
       VectorMask<Float> m = S.indexInRange(c, hd);
-      FloatVector acc = FloatVector.zero(S);
-      for (int j = 0; j < keys; j++) acc = FloatVector.fromArray(S, qkv, vBase + j * row + c, m).fma(FloatVector.broadcast(S, s[j]), acc);
-      acc.mul(inv).intoArray(y, out + c, m);
+      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
+      int j = 0, v = vBase + c;
+      for (; j + 4 <= keys; j += 4, v += 4 * row) {
+        a0 = FloatVector.fromArray(S, qkv, v, m).fma(FloatVector.broadcast(S, s[base + j]), a0);
+        a1 = FloatVector.fromArray(S, qkv, v + row, m).fma(FloatVector.broadcast(S, s[base + j + 1]), a1);
+        a2 = FloatVector.fromArray(S, qkv, v + 2 * row, m).fma(FloatVector.broadcast(S, s[base + j + 2]), a2);
+        a3 = FloatVector.fromArray(S, qkv, v + 3 * row, m).fma(FloatVector.broadcast(S, s[base + j + 3]), a3);
+      }
+      for (; j < keys; j++, v += row) a0 = FloatVector.fromArray(S, qkv, v, m).fma(FloatVector.broadcast(S, s[base + j]), a0);
+      a0.add(a1).add(a2).add(a3).mul(inv).intoArray(y, out + c, m);
     }
   }
 

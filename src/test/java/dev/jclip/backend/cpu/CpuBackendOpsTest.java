@@ -333,15 +333,18 @@ public class CpuBackendOpsTest {
    * The vector attention's two-rows-at-a-time path gives every row the bits of the one-row path
    * (which a range of one row takes), at every CLIP sequence length, causal or not, whatever row
    * the range starts at: so row splits between threads and the end-of-text cut change nothing (heads of
-   * 64, and of 80 and 104, whose path runs a row at a time).
+   * 64, and the other heads' path, {@code attentionAnyHead}, at 40, 72, 80, 88 and 104).
    */
   @Test
   void attentionInPairsEqualsOneRowAtATime() {
     VectorKernels k = new VectorKernels();
     int lanes = VectorKernels.lanes();
-    for (int n : new int[] {1, 2, 7, 16, 17, 33, 50, 64, 65, 77, 197, 257}) {
+    int[] headSizes = {64, 80, 104, 40, 88, 72}; // a head size a sequence length, in turn
+    int[] lengths = {1, 2, 7, 16, 17, 33, 50, 64, 65, 77, 197, 257};
+    for (int ni = 0; ni < lengths.length; ni++) {
+      int n = lengths[ni];
       for (boolean causal : new boolean[] {false, true}) {
-        int hd = n % 3 == 0 ? 80 : n % 3 == 1 ? 64 : 104; // other head sizes run one row at a time: a range's bits are each row's too
+        int hd = headSizes[(ni + (causal ? 1 : 0)) % headSizes.length];
         int heads = 2, d = heads * hd, np = (n + lanes - 1) / lanes * lanes;
         float[] qkv = new float[2 * n * 3 * d];
         for (int i = 0; i < qkv.length; i++) qkv[i] = (float) (RNG.nextGaussian() * 2);
