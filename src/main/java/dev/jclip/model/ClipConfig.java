@@ -85,18 +85,6 @@ public record ClipConfig(
         transformerWidth, transformerHeads, transformerLayers, a, "override", visionMlpWidth, transformerMlpWidth);
   }
 
-  /** The same configuration with other head counts (tests and benchmarks of other head sizes). */
-  public ClipConfig withHeads(int vision, int text) {
-    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, vision, contextLength, vocabSize,
-        transformerWidth, text, transformerLayers, activation, activationSource, visionMlpWidth, transformerMlpWidth);
-  }
-
-  /** The same configuration with other MLP widths (a ViT's tower and the text's). */
-  public ClipConfig withMlpWidths(int vision, int text) {
-    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, visionHeads, contextLength, vocabSize,
-        transformerWidth, transformerHeads, transformerLayers, activation, activationSource, isVit() ? vision : 0, text);
-  }
-
   public boolean isVit() {
     return architecture == Architecture.VIT;
   }
