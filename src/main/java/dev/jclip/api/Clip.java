@@ -74,40 +74,54 @@ public final class Clip implements AutoCloseable {
   /**
    * How to load: device ("auto", "cpu", "cuda", "cuda:N"), precision ("fp32", "fp16", "bf16"),
    * vocabulary file, CPU threads, batch size ({@link #DEVICE_BATCH}: the device's, see {@link
-   * Clip#batchSize()}).
+   * Clip#batchSize()}), and the MLPs' activation ("quick_gelu", "gelu"; null: the checkpoint's, see
+   * {@link ClipConfig#infer}: its config.json or open_clip_config.json says, a bare state dict is read
+   * as OpenAI's QuickGELU, where open_clip's models trained without {@code -quickgelu}, LAION's among
+   * them, need "gelu").
    */
-  public record Options(String device, String precision, Path vocabulary, int threads, int batchSize) {
+  public record Options(String device, String precision, Path vocabulary, int threads, int batchSize, String activation) {
     /** {@link #batchSize()} that leaves the batch to the device: 32 on the CPU, 256 on a GPU. */
     public static final int DEVICE_BATCH = 0;
 
     public Options {
       if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
       if (batchSize < 0) throw new IllegalArgumentException("batch size must be at least 1 (or 0: the device's), got " + batchSize);
+      if (activation != null) dev.jclip.model.Activation.parse(activation); // a name it does not know is refused here
     }
 
-    /** The GPU when one works (else the CPU), fp32, the default vocabulary, all processors, the device's batch size. */
+    /** The GPU when one works (else the CPU), fp32, the default vocabulary, all processors, the device's batch size, the checkpoint's activation. */
     public static Options defaults() {
-      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), DEVICE_BATCH);
+      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), DEVICE_BATCH, null);
     }
 
     public Options withDevice(String d) {
-      return new Options(d, precision, vocabulary, threads, batchSize);
+      return new Options(d, precision, vocabulary, threads, batchSize, activation);
     }
 
     public Options withPrecision(String p) {
-      return new Options(device, p, vocabulary, threads, batchSize);
+      return new Options(device, p, vocabulary, threads, batchSize, activation);
     }
 
     public Options withVocabulary(Path v) {
-      return new Options(device, precision, v, threads, batchSize);
+      return new Options(device, precision, v, threads, batchSize, activation);
     }
 
     public Options withThreads(int t) {
-      return new Options(device, precision, vocabulary, t, batchSize);
+      return new Options(device, precision, vocabulary, t, batchSize, activation);
     }
 
     public Options withBatchSize(int b) {
-      return new Options(device, precision, vocabulary, threads, b);
+      return new Options(device, precision, vocabulary, threads, b, activation);
+    }
+
+    /** The MLPs' activation instead of the checkpoint's: "quick_gelu" or "gelu" (null: the checkpoint's). */
+    public Options withActivation(String a) {
+      return new Options(device, precision, vocabulary, threads, batchSize, a);
+    }
+
+    /** {@code config} with this activation, when one is set. */
+    ClipConfig applyTo(ClipConfig config) {
+      return activation == null ? config : config.withActivation(dev.jclip.model.Activation.parse(activation));
     }
   }
 
@@ -196,13 +210,15 @@ public final class Clip implements AutoCloseable {
    * dev.jclip.model.RandomWeights} for benchmarks; on {@code options}' device, as {@link #load}.
    */
   public static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options) {
-    ClipGraphs graphs = new ClipGraphs(config, weights);
-    return new Clip(null, config, graphs, tokenizer, openBackend(options, graphs), options);
+    ClipConfig cfg = options.applyTo(config);
+    ClipGraphs graphs = new ClipGraphs(cfg, weights);
+    return new Clip(null, cfg, graphs, tokenizer, openBackend(options, graphs), options);
   }
 
   /** {@link #create} on a backend of the caller's, which the Clip closes (the tests' backends). */
   static Clip create(ClipConfig config, Map<String, Tensor> weights, ClipTokenizer tokenizer, Options options, Backend backend) {
-    return new Clip(null, config, new ClipGraphs(config, weights), tokenizer, backend, options);
+    ClipConfig cfg = options.applyTo(config);
+    return new Clip(null, cfg, new ClipGraphs(cfg, weights), tokenizer, backend, options);
   }
 
   /** {@link #load(String, Options)} with {@link Options#defaults()}. */
@@ -228,7 +244,7 @@ public final class Clip implements AutoCloseable {
     Checkpoint ck = Checkpoint.open(path);
     Backend backend = null;
     try {
-      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipConfig cfg = options.applyTo(ClipConfig.infer(ck));
       ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors()); // one, so that weights derived for its graphs are made once
       backend = openBackend(options, graphs);
       return new Clip(ck, cfg, graphs, tok, backend, options);

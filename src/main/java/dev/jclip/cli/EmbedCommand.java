@@ -69,7 +69,7 @@ public final class EmbedCommand implements Callable<Integer> {
     EmbedJob.Options o;
     try {
       o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))
-          .precision(model.precision).progress(progress, 10_000).jpegDraft(decode.jpegDraft);
+          .precision(model.precision).activation(model.activation).progress(progress, 10_000).jpegDraft(decode.jpegDraft);
       if (workers != null) o = o.workers(workers);
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);

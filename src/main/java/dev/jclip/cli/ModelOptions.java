@@ -26,13 +26,19 @@ final class ModelOptions {
   @Option(names = "--threads", paramLabel = "N", description = "CPU threads (default: all processors).")
   Integer threads;
 
+  @Option(names = "--activation", paramLabel = "ACT",
+      description = "The MLPs' activation instead of the checkpoint's: quick_gelu or gelu (default: its config.json or open_clip_config.json,"
+          + " else OpenAI's quick_gelu; open_clip's models trained without -quickgelu, LAION's among them, need gelu when loaded from a bare state dict).")
+  String activation;
+
   Clip load(int batchSize) throws IOException {
     return load(batchSize, device);
   }
 
   /** The model on {@code onDevice} instead of {@code --device} (one model per GPU). */
   Clip load(int batchSize, String onDevice) throws IOException {
-    Clip.Options o = Clip.Options.defaults().withDevice(onDevice).withPrecision(precision).withVocabulary(vocab).withBatchSize(batchSize);
+    Clip.Options o = Clip.Options.defaults().withDevice(onDevice).withPrecision(precision).withVocabulary(vocab).withBatchSize(batchSize)
+        .withActivation(activation);
     if (threads != null) o = o.withThreads(threads);
     return Clip.load(model, o);
   }

@@ -89,6 +89,8 @@ public final class EmbedJob {
     String modelName;
     String modelSha256;
     String precision;
+    /** The activation the model was told to use instead of its checkpoint's, or null (a resume parameter when set). */
+    String activation;
     Progress.Mode progress = Progress.Mode.AUTO;
     long progressIntervalMillis = 10_000;
     long maxPixels = ImageDecoder.DEFAULT_MAX_PIXELS;
@@ -145,6 +147,12 @@ public final class EmbedJob {
 
     public Options precision(String v) {
       precision = v;
+      return this;
+    }
+
+    /** The activation override the model was loaded with ({@code --activation}), or null: recorded, and a resume must repeat it. */
+    public Options activation(String v) {
+      activation = v == null ? null : dev.jclip.model.Activation.parse(v).hfName();
       return this;
     }
 
@@ -764,6 +772,7 @@ public final class EmbedJob {
     p.put("id_column", source.idColumn());
     // Only when set, so that folders of jobs from before the option existed still resume.
     if (o.jpegDraft) p.put("jpeg_draft", true);
+    if (o.activation != null) p.put("activation", o.activation);
     byte[] want = json.writeValueAsBytes(p);
     Path f = out.work.resolve("params.json");
     if (Files.exists(f)) {
@@ -854,6 +863,7 @@ public final class EmbedJob {
     job.put("shard_size", o.shardSize);
     job.put("text_embeddings", source.hasCaptions());
     job.put("jpeg_draft", o.jpegDraft);
+    if (o.activation != null) job.put("activation", o.activation);
     job.put("jpeg_decoder", jpegDecoder);
     ObjectNode counts = job.putObject("counts");
     counts.put("items", items);

@@ -241,6 +241,25 @@ class ClipTest {
     assertThrows(java.nio.file.NoSuchFileException.class, () -> Clip.load(dir.resolve("missing.pt").toString()));
   }
 
+  /** Options.withActivation overrides the checkpoint's (a bare open_clip state dict trained without -quickgelu needs gelu). */
+  @Test
+  void anActivationOverrideReplacesTheCheckpoints() throws Exception {
+    Clip.Options o = Clip.Options.defaults().withVocabulary(Reference.file("bpe_simple_vocab_16e6.txt.gz")).withBatchSize(3).withDevice("cpu");
+    float[][] pixels = clip.encodeImage(clip.preprocess(Reference.file("images/" + images.get(0))));
+    try (Clip gelu = Clip.load(dir.resolve("state_dict.pt").toString(), o.withActivation("gelu"));
+        Clip quick = Clip.load(dir.resolve("state_dict.pt").toString(), o.withActivation("quick_gelu"))) {
+      assertEquals(dev.jclip.model.Activation.GELU, gelu.config().activation());
+      assertEquals("override", gelu.config().activationSource());
+      float[] g = gelu.encodeImage(gelu.preprocess(Reference.file("images/" + images.get(0))))[0];
+      float[] q = quick.encodeImage(quick.preprocess(Reference.file("images/" + images.get(0))))[0];
+      assertClose(pixels[0], q, 1e-6, "quick_gelu is the checkpoint's own");
+      double err = dev.jclip.backend.ReferenceOps.relativeError(g, pixels[0]);
+      assertTrue(err > 1e-3, "GELU's features within " + err + " of QuickGELU's");
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> o.withActivation("relu"));
+    assertTrue(e.getMessage().contains("quick_gelu and gelu"), e.getMessage());
+  }
+
   static void assertClose(float[] want, float[] got, double tol, String what) {
     double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
     assertTrue(err <= tol, what + ": relative error " + err);

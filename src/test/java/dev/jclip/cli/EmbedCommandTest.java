@@ -68,6 +68,47 @@ class EmbedCommandTest {
     assertTrue(java.util.Arrays.equals(before, after));
   }
 
+  /**
+   * {@code --activation} (a bare open_clip state dict trained without -quickgelu needs gelu): the
+   * vectors are those of embed-images with the same override and differ from the checkpoint's
+   * QuickGELU; job.json records it, and a folder started with it is not resumed without it.
+   */
+  @Test
+  void anActivationOverrideIsUsedRecordedAndKeptOnResume(@TempDir Path tmp) throws IOException {
+    Path in = Files.createDirectories(tmp.resolve("in"));
+    List<String> names = new ArrayList<>(ModelCommandsTest.images.subList(0, 3));
+    java.util.Collections.sort(names);
+    for (String n : names) Files.copy(Reference.file("images/" + n), in.resolve(n));
+    List<String> common = List.of("--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu");
+    List<String> job = new ArrayList<>(common);
+    job.addAll(List.of("--input", in.toString(), "--output", tmp.resolve("out").toString(), "--dtype", "float32", "--progress", "none",
+        "--workers", "2"));
+    List<String> gelu = new ArrayList<>(job);
+    gelu.addAll(List.of("--activation", "GELU"));
+    CliRun.Result r = ModelCommandsTest.run(new EmbedCommand(), "", gelu.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    float[][] rows = ModelCommandsTest.readNpy(tmp.resolve("out").resolve("img_emb").resolve("img_emb_0.npy"));
+    assertEquals("gelu", new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve("out").resolve("job.json").toFile()).get("activation").asText());
+    List<String> ei = new ArrayList<>(common);
+    ei.addAll(List.of("--activation", "gelu", "--out", tmp.resolve("ei.npy").toString()));
+    for (String n : names) ei.add(in.resolve(n).toString());
+    assertEquals(0, ModelCommandsTest.run(new EmbedImagesCommand(), "", ei.toArray(String[]::new)).code());
+    float[][] direct = ModelCommandsTest.readNpy(tmp.resolve("ei.npy"));
+    for (int i = 0; i < names.size(); i++) {
+      ModelCommandsTest.assertClose(direct[i], rows[i], 1e-5, "embed vs embed-images with --activation gelu " + names.get(i));
+      float[] quick = ModelCommandsTest.normalized(ModelCommandsTest.imageFeatures[ModelCommandsTest.images.indexOf(names.get(i))]);
+      double err = dev.jclip.backend.ReferenceOps.relativeError(rows[i], quick);
+      assertTrue(err > 1e-3, names.get(i) + ": GELU's features within " + err + " of QuickGELU's: the override did nothing");
+    }
+    r = ModelCommandsTest.run(new EmbedCommand(), "", job.toArray(String[]::new)); // the checkpoint's activation now
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("other options") && r.err().contains("\"activation\" : \"gelu\""), r.err());
+    List<String> bad = new ArrayList<>(common);
+    bad.addAll(List.of("--activation", "relu", "--out", tmp.resolve("bad.npy").toString(), in.resolve(names.get(0)).toString()));
+    r = ModelCommandsTest.run(new EmbedImagesCommand(), "", bad.toArray(String[]::new));
+    assertTrue(r.code() != 0 && r.err().contains("quick_gelu and gelu"), r.code() + ": " + r.err());
+  }
+
   @Test
   void jpegDraftGivesWhatEmbedImagesGivesWithIt(@TempDir Path tmp) throws IOException {
     org.junit.jupiter.api.Assumptions.assumeTrue(
