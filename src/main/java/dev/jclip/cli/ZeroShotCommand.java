@@ -346,7 +346,9 @@ public final class ZeroShotCommand implements Callable<Integer> {
     Path cacheFile = null;
     Path modelFile = clip.modelPath();
     if (!noCache && modelFile != null && Files.isRegularFile(modelFile)) {
-      String key = sha256(Downloader.sha256(modelFile) + "\n" + String.join("\n", classes) + "\n\n" + String.join("\n", templates));
+      // an --activation override computes other embeddings from the same file (keyed only then: earlier caches stay valid)
+      String override = "override".equals(clip.config().activationSource()) ? "\nactivation " + clip.config().activation().hfName() : "";
+      String key = sha256(Downloader.sha256(modelFile) + override + "\n" + String.join("\n", classes) + "\n\n" + String.join("\n", templates));
       cacheFile = Downloader.defaults(System.err).cache().resolve("zeroshot").resolve(key + ".safetensors");
       if (Files.exists(cacheFile)) {
         try (SafetensorsReader r = SafetensorsReader.open(cacheFile)) {

@@ -99,6 +99,16 @@ class ZeroShotCommandTest {
     assertEquals(0, r.code(), r.err());
     assertTrue(r.err().contains("from the cache"), r.err());
     assertEquals(first, Files.readString(out));
+    // another activation computes its own class embeddings (and other predictions), then reads them from the cache too
+    String[] gelu = java.util.stream.Stream.concat(java.util.Arrays.stream(args), java.util.stream.Stream.of("--activation", "gelu")).toArray(String[]::new);
+    r = ModelCommandsTest.run(new ZeroShotCommand(), "", gelu);
+    assertEquals(0, r.code(), r.err());
+    assertTrue(!r.err().contains("from the cache"), r.err());
+    assertTrue(!first.equals(Files.readString(out)), "GELU's predictions are QuickGELU's");
+    r = ModelCommandsTest.run(new ZeroShotCommand(), "", gelu);
+    assertTrue(r.err().contains("from the cache"), r.err());
+    r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
+    assertEquals(first, Files.readString(out), "the checkpoint's activation reads its own cache");
 
     // the same table as Parquet (DuckDB converts it, a list column added) gives the same predictions
     Path parquet = tmp.resolve("input.parquet");
