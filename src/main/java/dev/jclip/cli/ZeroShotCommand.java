@@ -346,8 +346,11 @@ public final class ZeroShotCommand implements Callable<Integer> {
     Path cacheFile = null;
     Path modelFile = clip.modelPath();
     if (!noCache && modelFile != null && Files.isRegularFile(modelFile)) {
-      // an --activation override computes other embeddings from the same file (keyed only then: earlier caches stay valid)
+      // an --activation override, or 16 bits, computes other embeddings from the same file (keyed only then: fp32 caches made
+      // before stay valid)
       String override = "override".equals(clip.config().activationSource()) ? "\nactivation " + clip.config().activation().hfName() : "";
+      dev.jclip.backend.Precision precision = dev.jclip.backend.Precision.parse(model.precision);
+      if (precision != dev.jclip.backend.Precision.FP32) override += "\nprecision " + precision;
       String key = sha256(Downloader.sha256(modelFile) + override + "\n" + String.join("\n", classes) + "\n\n" + String.join("\n", templates));
       cacheFile = Downloader.defaults(System.err).cache().resolve("zeroshot").resolve(key + ".safetensors");
       if (Files.exists(cacheFile)) {
