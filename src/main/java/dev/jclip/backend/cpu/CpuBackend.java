@@ -454,9 +454,7 @@ public final class CpuBackend extends HostFloatBackend {
       float[] kt = scratch(1, (long) hd * np), s = scratch(2, 2L * (np + lanes)); // room for two rows' scores
       for (int t = t0; t < t1; t++) {
         int pair = t / parts, part = t % parts, i0 = part * rowsPer, i1 = Math.min(len, i0 + rowsPer);
-        if (i0 >= i1) continue;
-        if (hd == 64) kernels.attention(x, y, pair / heads, pair % heads, i0, i1, len, heads, causal, kt, s);
-        else kernels.attentionAnyHead(x, y, pair / heads, pair % heads, i0, i1, len, heads, hd, causal, kt, s);
+        if (i0 < i1) kernels.attention(x, y, pair / heads, pair % heads, i0, i1, len, heads, hd, causal, kt, s);
       }
     });
   }

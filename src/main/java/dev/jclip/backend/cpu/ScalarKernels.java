@@ -86,14 +86,6 @@ class ScalarKernels {
     }
   }
 
-  /**
-   * {@link #attentionAnyHead} at heads of 64 (every OpenAI model's): qkv [B, N, 3, H, 64] to y [B,
-   * N, H, 64], scale 1/8. {@code kt} is scratch of 64·(N + 16) floats, {@code s} of 2·(N + 16).
-   */
-  void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, boolean causal, float[] kt, float[] s) {
-    attentionAnyHead(qkv, y, b, h, i0, i1, n, heads, 64, causal, kt, s);
-  }
-
   /** The multiple of keys the attention kernels pad K and the scores to (their scratch sizes: {@code kt}, {@code s}). */
   int attentionLanes() {
     return 16;
@@ -109,7 +101,7 @@ class ScalarKernels {
    * y [B, N, H, Dh] (Dh = {@code hd}), scale 1/√Dh, keys j ≤ i when causal. {@code kt} is scratch
    * of Dh·(N + 16) floats (unused here), {@code s} scratch of N + 16.
    */
-  void attentionAnyHead(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, int hd, boolean causal, float[] kt, float[] s) {
+  void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, int hd, boolean causal, float[] kt, float[] s) {
     int d = heads * hd, row = 3 * d;
     float scale = attentionScale(hd);
     for (int i = i0; i < i1; i++) {

@@ -143,10 +143,17 @@ final class VectorKernels extends ScalarKernels {
   }
 
   /**
-   * As the scalar twin; {@code kt} needs 64 · ceil(N / L) · L floats, {@code s} ceil(N / L) · L
-   * (twice that plus 2·L for the two-row path). Every score, exponential and sum of query i
-   * depends only on keys 0..i when causal (padding lanes are masked, never read), so cutting a
-   * text batch after its last token changes no bit here.
+   * As the scalar twin, at any head size Dh (64 in every OpenAI model; open_clip's ViT-H-14 80,
+   * ViT-g-14 88, ViT-bigG-14 104); {@code kt} needs Dh · ceil(N / L) · L floats, {@code s} twice
+   * ceil(N / L) · L plus 2·L (the two-row path). Every score, exponential and sum of query i depends
+   * only on keys 0..i when causal (padding lanes are masked, never read), so cutting a text batch
+   * after its last token changes no bit here.
+   *
+   * <p>Two query rows at a time: twice the independent FMA chains (one row's chains are
+   * latency-bound) and every K and V load shared; each row's arithmetic, and so its bits, is that
+   * of the one-row path (the same bits whatever the rows' split between threads). The head's columns
+   * go four vectors at a time, the rest a vector at a time, the last masked where L does not divide
+   * Dh.
    *
    * <p>The three phases (scores, softmax, {@code P · V}) are separate methods that exchange data
    * only through {@code s}: each is larger than C2 inlines, so each is compiled on its own. As one
@@ -155,54 +162,7 @@ final class VectorKernels extends ScalarKernels {
    * times slower.
    */
   @Override
-  void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, boolean causal, float[] kt, float[] s) {
-    if (64 % L != 0) {
-      super.attention(qkv, y, b, h, i0, i1, n, heads, causal, kt, s);
-      return;
-    }
-    int d = heads * 64, row = 3 * d, np = (n + L - 1) / L * L;
-    int lastKey = causal ? i1 : n; // keys this range of queries reads
-    for (int j = 0; j < lastKey; j++) {
-      int k = (b * n + j) * row + d + h * 64;
-      for (int t = 0; t < 64; t++) kt[t * np + j] = qkv[k + t];
-    }
-    for (int j = lastKey; j < (lastKey + L - 1) / L * L; j++) for (int t = 0; t < 64; t++) kt[t * np + j] = 0f;
-    int vBase = b * n * row + 2 * d + h * 64;
-    int first = i0;
-    if (L == 16 && s.length >= 2 * (np + L)) {
-      // Two query rows at a time: twice the independent FMA chains (one row's chains are
-      // latency-bound) and every K and V load shared. Each row's arithmetic, and so its bits, is
-      // that of the one-row path below.
-      int sb = np + L; // row B's scores
-      for (; first + 2 <= i1; first += 2) {
-        int keysA = causal ? first + 1 : n, keysB = causal ? first + 2 : n;
-        int q = (b * n + first) * row + h * 64;
-        scoresPair(qkv, q, q + row, kt, np, keysA, keysB, s, sb);
-        float invA = 1 / softmaxRow(s, 0, keysA), invB = 1 / softmaxRow(s, sb, keysB);
-        valuesPair(qkv, vBase, row, s, sb, keysA, keysB, invA, invB, y, (b * n + first) * d + h * 64, d);
-      }
-    }
-    for (int i = first; i < i1; i++) {
-      int keys = causal ? i + 1 : n;
-      scoresRow(qkv, (b * n + i) * row + h * 64, kt, np, keys, s);
-      float inv = 1 / softmaxRow(s, 0, keys);
-      valuesRow(qkv, vBase, row, s, keys, inv, y, (b * n + i) * d + h * 64);
-    }
-  }
-
-  /**
-   * The head sizes of other models than OpenAI's (open_clip's ViT-H-14 80, ViT-g-14 88,
-   * ViT-bigG-14 104): the one-row path of the 64 kernel with the head's columns in vectors of L,
-   * the last one masked where L does not divide Dh. K is transposed into {@code kt} (Dh · ceil(N /
-   * L) · L floats) as there; scores scaled by 1/√Dh. At 64, {@link #attention}. (A method of its own,
-   * so that the 64 kernel's stays as C2 compiled it: see the class comment on its node budget.)
-   */
-  @Override
-  void attentionAnyHead(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, int hd, boolean causal, float[] kt, float[] s) {
-    if (hd == 64) {
-      attention(qkv, y, b, h, i0, i1, n, heads, causal, kt, s);
-      return;
-    }
+  void attention(float[] qkv, float[] y, int b, int h, int i0, int i1, int n, int heads, int hd, boolean causal, float[] kt, float[] s) {
     int d = heads * hd, row = 3 * d, np = (n + L - 1) / L * L;
     int lastKey = causal ? i1 : n;
     for (int j = 0; j < lastKey; j++) {
@@ -214,29 +174,33 @@ final class VectorKernels extends ScalarKernels {
     float scale = attentionScale(hd);
     int first = i0;
     if (s.length >= 2 * (np + L)) {
-      // Two query rows at a time, K and V loads shared, as the 64 kernel; each row's arithmetic is
-      // that of the one-row path below (the same bits whatever the rows' split).
       int sb = np + L; // row B's scores
       for (; first + 2 <= i1; first += 2) {
         int keysA = causal ? first + 1 : n, keysB = causal ? first + 2 : n;
         int q = (b * n + first) * row + h * hd, out = (b * n + first) * d + h * hd;
-        scoresPairAnyHead(qkv, q, q + row, hd, scale, kt, np, keysB, s, sb);
+        scoresPair(qkv, q, q + row, hd, scale, kt, np, keysB, s, sb);
         float invA = 1 / softmaxRow(s, 0, keysA), invB = 1 / softmaxRow(s, sb, keysB);
-        int c = valuesPairAnyHead(qkv, vBase, row, hd, s, sb, keysA, keysB, invA, invB, y, out, d);
+        int c = valuesPair(qkv, vBase, row, hd, s, sb, keysA, keysB, invA, invB, y, out, d);
         valuesRest(qkv, vBase, row, hd, c, s, 0, keysA, invA, y, out);
         valuesRest(qkv, vBase, row, hd, c, s, sb, keysB, invB, y, out + d);
       }
     }
     for (int i = first; i < i1; i++) {
       int keys = causal ? i + 1 : n;
-      scoresRowAnyHead(qkv, (b * n + i) * row + h * hd, hd, scale, kt, np, keys, s);
+      scoresRow(qkv, (b * n + i) * row + h * hd, hd, scale, kt, np, keys, s);
       float inv = 1 / softmaxRow(s, 0, keys);
-      valuesRowAnyHead(qkv, vBase, row, hd, s, keys, inv, y, (b * n + i) * d + h * hd);
+      valuesRow(qkv, vBase, row, hd, s, keys, inv, y, (b * n + i) * d + h * hd);
     }
   }
 
-  /** {@link #scoresRow} over {@code hd} columns, scaled by {@code scale}: four key blocks at a time (four FMA chains), then one. */
-  private static void scoresRowAnyHead(float[] qkv, int q, int hd, float scale, float[] kt, int np, int keys, float[] s) {
+  /**
+   * One query row's scores (q at {@code qkv[q]}) against keys 0..keys-1, L at a time, scaled by
+   * {@code scale}, into {@code s[0, blocks·L)}. Four key blocks at a time: four independent FMA chains
+   * instead of one (a chain of Dh dependent FMAs per block is latency-bound). Each block's sum keeps
+   * its own order over t, whatever the grouping. Lanes past the row's keys hold whatever the zero
+   * padding of K gives; {@link #softmaxRow} masks them.
+   */
+  private static void scoresRow(float[] qkv, int q, int hd, float scale, float[] kt, int np, int keys, float[] s) {
     int blocks = (keys + L - 1) / L, jb = 0;
     for (; jb + 4 <= blocks; jb += 4) {
       int j0 = jb * L;
@@ -262,8 +226,8 @@ final class VectorKernels extends ScalarKernels {
     }
   }
 
-  /** {@link #scoresRowAnyHead} for two rows (A at {@code qkv[qa]} into s[0..], B at {@code qkv[qb]} into s[sb..]) over B's keys, K loads shared. */
-  private static void scoresPairAnyHead(float[] qkv, int qa, int qb, int hd, float scale, float[] kt, int np, int keysB, float[] s, int sb) {
+  /** {@link #scoresRow} for two rows (A at {@code qkv[qa]} into s[0..], B at {@code qkv[qb]} into s[sb..]) over B's keys, K loads shared. */
+  private static void scoresPair(float[] qkv, int qa, int qb, int hd, float scale, float[] kt, int np, int keysB, float[] s, int sb) {
     int blocks = (keysB + L - 1) / L, jb = 0;
     for (; jb + 4 <= blocks; jb += 4) {
       int j0 = jb * L;
@@ -305,11 +269,12 @@ final class VectorKernels extends ScalarKernels {
   }
 
   /**
-   * {@link #valuesRow} over {@code hd} columns: four column vectors at a time with the keys inside
+   * {@code P · V} of one row (the weights s[0, keys) times V rows 0..keys-1, times inv, into y[out ..]):
+   * four column vectors at a time with the keys inside
    * (each key's V loads contiguous, four FMA chains over the keys in order), then the columns left
    * ({@link #valuesRest}).
    */
-  private static void valuesRowAnyHead(float[] qkv, int vBase, int row, int hd, float[] s, int keys, float inv, float[] y, int out) {
+  private static void valuesRow(float[] qkv, int vBase, int row, int hd, float[] s, int keys, float inv, float[] y, int out) {
     int c = 0;
     for (; c + 4 * L <= hd; c += 4 * L) {
       FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
@@ -329,11 +294,11 @@ final class VectorKernels extends ScalarKernels {
   }
 
   /**
-   * {@link #valuesRowAnyHead}'s groups of four column vectors for two rows (A: weights s[0..], keys
+   * {@link #valuesRow}'s groups of four column vectors for two rows (A: weights s[0..], keys
    * keysA, output y[out..]; B: s[sb..], keysB ≥ keysA, y[out + d..]), V loads shared; returns the
    * column where the rest ({@link #valuesRest}, a row at a time) starts.
    */
-  private static int valuesPairAnyHead(
+  private static int valuesPair(
       float[] qkv, int vBase, int row, int hd, float[] s, int sb, int keysA, int keysB, float invA, float invB, float[] y, int out, int d) {
     int c = 0;
     for (; c + 4 * L <= hd; c += 4 * L) {
@@ -393,94 +358,6 @@ final class VectorKernels extends ScalarKernels {
   }
 
   /**
-   * 0.125 · q · k for keys [j0, j0 + L) into s[base + j0 ..]. Lanes past the row's keys hold
-   * whatever the zero padding of K gives; {@link #softmaxRow} masks them. (Masking here, in every
-   * store of the score loops, made those methods too large for C2 to compile all their vector
-   * calls.)
-   */
-  private static void store(FloatVector acc, int j0, float[] s, int base) {
-    acc.mul(0.125f).intoArray(s, base + j0);
-  }
-
-  /**
-   * One query row's scores (q at {@code qkv[q]}) against keys 0..keys-1, 16 at a time, into
-   * {@code s[0, blocks·L)}. Four key blocks at a time: four independent FMA chains instead of one
-   * (a chain of 64 dependent FMAs per block is latency-bound). Each block's sum keeps its own
-   * order over t, whatever the grouping.
-   */
-  private static void scoresRow(float[] qkv, int q, float[] kt, int np, int keys, float[] s) {
-    int blocks = (keys + L - 1) / L, jb = 0;
-    for (; jb + 4 <= blocks; jb += 4) {
-      int j0 = jb * L;
-      FloatVector c0 = FloatVector.zero(S), c1 = c0, c2 = c0, c3 = c0;
-      for (int t = 0; t < 64; t++) {
-        FloatVector qt = FloatVector.broadcast(S, qkv[q + t]);
-        int o = t * np + j0;
-        c0 = FloatVector.fromArray(S, kt, o).fma(qt, c0);
-        c1 = FloatVector.fromArray(S, kt, o + L).fma(qt, c1);
-        c2 = FloatVector.fromArray(S, kt, o + 2 * L).fma(qt, c2);
-        c3 = FloatVector.fromArray(S, kt, o + 3 * L).fma(qt, c3);
-      }
-      store(c0, j0, s, 0);
-      store(c1, j0 + L, s, 0);
-      store(c2, j0 + 2 * L, s, 0);
-      store(c3, j0 + 3 * L, s, 0);
-    }
-    for (; jb < blocks; jb++) {
-      int j0 = jb * L;
-      FloatVector acc = FloatVector.zero(S);
-      for (int t = 0; t < 64; t++) acc = FloatVector.fromArray(S, kt, t * np + j0).fma(FloatVector.broadcast(S, qkv[q + t]), acc);
-      store(acc, j0, s, 0);
-    }
-  }
-
-  /**
-   * {@link #scoresRow} for two rows at once (A at {@code qkv[qa]} into {@code s[0..]}, B at {@code
-   * qkv[qb]} into {@code s[sb..]}), sharing the K loads. When causal, B sees one key more than A,
-   * at most one block more: A's scores for that block are stored too, and never read.
-   */
-  private static void scoresPair(float[] qkv, int qa, int qb, float[] kt, int np, int keysA, int keysB, float[] s, int sb) {
-    int blocks = (keysB + L - 1) / L, jb = 0;
-    for (; jb + 4 <= blocks; jb += 4) {
-      int j0 = jb * L;
-      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      for (int t = 0; t < 64; t++) {
-        FloatVector xa = FloatVector.broadcast(S, qkv[qa + t]), xb = FloatVector.broadcast(S, qkv[qb + t]);
-        int o = t * np + j0;
-        FloatVector k0 = FloatVector.fromArray(S, kt, o), k1 = FloatVector.fromArray(S, kt, o + L);
-        FloatVector k2 = FloatVector.fromArray(S, kt, o + 2 * L), k3 = FloatVector.fromArray(S, kt, o + 3 * L);
-        a0 = k0.fma(xa, a0);
-        a1 = k1.fma(xa, a1);
-        a2 = k2.fma(xa, a2);
-        a3 = k3.fma(xa, a3);
-        b0 = k0.fma(xb, b0);
-        b1 = k1.fma(xb, b1);
-        b2 = k2.fma(xb, b2);
-        b3 = k3.fma(xb, b3);
-      }
-      store(a0, j0, s, 0);
-      store(a1, j0 + L, s, 0);
-      store(a2, j0 + 2 * L, s, 0);
-      store(a3, j0 + 3 * L, s, 0);
-      store(b0, j0, s, sb);
-      store(b1, j0 + L, s, sb);
-      store(b2, j0 + 2 * L, s, sb);
-      store(b3, j0 + 3 * L, s, sb);
-    }
-    for (; jb < blocks; jb++) {
-      int j0 = jb * L;
-      FloatVector a0 = FloatVector.zero(S), b0 = a0;
-      for (int t = 0; t < 64; t++) {
-        FloatVector k0 = FloatVector.fromArray(S, kt, t * np + j0);
-        a0 = k0.fma(FloatVector.broadcast(S, qkv[qa + t]), a0);
-        b0 = k0.fma(FloatVector.broadcast(S, qkv[qb + t]), b0);
-      }
-      store(a0, j0, s, 0);
-      store(b0, j0, s, sb);
-    }
-  }
-
-  /**
    * Softmax numerators of one row's scores {@code s[base, base + blocks·L)} in place: the maximum
    * over keys 0..keys-1 (exact in any order), then exp(score - max) with lanes past the keys 0; returns their sum, lanes
    * added one by one in a fixed order ({@link #sum}).
@@ -500,67 +377,5 @@ final class VectorKernels extends ScalarKernels {
       vsum = vsum.add(e);
     }
     return sum(vsum);
-  }
-
-  /** {@code P · V} of one row: the weights s[0, keys) times V rows 0..keys-1, times inv, into y[out ..]. */
-  private static void valuesRow(float[] qkv, int vBase, int row, float[] s, int keys, float inv, float[] y, int out) {
-    if (L == 16) {
-      FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0;
-      for (int j = 0; j < keys; j++) {
-        int v = vBase + j * row;
-        FloatVector p = FloatVector.broadcast(S, s[j]);
-        a0 = FloatVector.fromArray(S, qkv, v).fma(p, a0);
-        a1 = FloatVector.fromArray(S, qkv, v + 16).fma(p, a1);
-        a2 = FloatVector.fromArray(S, qkv, v + 32).fma(p, a2);
-        a3 = FloatVector.fromArray(S, qkv, v + 48).fma(p, a3);
-      }
-      a0.mul(inv).intoArray(y, out);
-      a1.mul(inv).intoArray(y, out + 16);
-      a2.mul(inv).intoArray(y, out + 32);
-      a3.mul(inv).intoArray(y, out + 48);
-    } else {
-      for (int c = 0; c < 64; c += L) {
-        FloatVector acc = FloatVector.zero(S);
-        for (int j = 0; j < keys; j++) acc = FloatVector.fromArray(S, qkv, vBase + j * row + c).fma(FloatVector.broadcast(S, s[j]), acc);
-        acc.mul(inv).intoArray(y, out + c);
-      }
-    }
-  }
-
-  /** {@link #valuesRow} for rows A (weights s[0..], output y[out..]) and B (s[sb..], y[out + d..]), L = 16. */
-  private static void valuesPair(
-      float[] qkv, int vBase, int row, float[] s, int sb, int keysA, int keysB, float invA, float invB, float[] y, int out, int d) {
-    FloatVector a0 = FloatVector.zero(S), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-    int j = 0;
-    for (; j < keysA; j++) {
-      int v = vBase + j * row;
-      FloatVector pa = FloatVector.broadcast(S, s[j]), pb = FloatVector.broadcast(S, s[sb + j]);
-      FloatVector v0 = FloatVector.fromArray(S, qkv, v), v1 = FloatVector.fromArray(S, qkv, v + 16);
-      FloatVector v2 = FloatVector.fromArray(S, qkv, v + 32), v3 = FloatVector.fromArray(S, qkv, v + 48);
-      a0 = v0.fma(pa, a0);
-      a1 = v1.fma(pa, a1);
-      a2 = v2.fma(pa, a2);
-      a3 = v3.fma(pa, a3);
-      b0 = v0.fma(pb, b0);
-      b1 = v1.fma(pb, b1);
-      b2 = v2.fma(pb, b2);
-      b3 = v3.fma(pb, b3);
-    }
-    for (; j < keysB; j++) {
-      int v = vBase + j * row;
-      FloatVector pb = FloatVector.broadcast(S, s[sb + j]);
-      b0 = FloatVector.fromArray(S, qkv, v).fma(pb, b0);
-      b1 = FloatVector.fromArray(S, qkv, v + 16).fma(pb, b1);
-      b2 = FloatVector.fromArray(S, qkv, v + 32).fma(pb, b2);
-      b3 = FloatVector.fromArray(S, qkv, v + 48).fma(pb, b3);
-    }
-    a0.mul(invA).intoArray(y, out);
-    a1.mul(invA).intoArray(y, out + 16);
-    a2.mul(invA).intoArray(y, out + 32);
-    a3.mul(invA).intoArray(y, out + 48);
-    b0.mul(invB).intoArray(y, out + d);
-    b1.mul(invB).intoArray(y, out + d + 16);
-    b2.mul(invB).intoArray(y, out + d + 32);
-    b3.mul(invB).intoArray(y, out + d + 48);
   }
 }

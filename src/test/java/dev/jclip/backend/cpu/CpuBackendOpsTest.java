@@ -333,7 +333,7 @@ public class CpuBackendOpsTest {
    * The vector attention's two-rows-at-a-time path gives every row the bits of the one-row path
    * (which a range of one row takes), at every CLIP sequence length, causal or not, whatever row
    * the range starts at: so row splits between threads and the end-of-text cut change nothing (heads of
-   * 64, and the other heads' path, {@code attentionAnyHead}, at 40, 72, 80, 88 and 104).
+   * 64, and 40, 72, 80, 88 and 104).
    */
   @Test
   void attentionInPairsEqualsOneRowAtATime() {
@@ -353,9 +353,9 @@ public class CpuBackendOpsTest {
           for (int h = 0; h < heads; h++) {
             float[] paired = new float[2 * n * d], single = new float[2 * n * d];
             int start = RNG.nextInt(2); // pairs (0,1), (2,3)... or (1,2), (3,4)...
-            if (start > 0) k.attentionAnyHead(qkv, paired, b, h, 0, start, n, heads, hd, causal, kt, s);
-            k.attentionAnyHead(qkv, paired, b, h, start, n, n, heads, hd, causal, kt, s);
-            for (int i = 0; i < n; i++) k.attentionAnyHead(qkv, single, b, h, i, i + 1, n, heads, hd, causal, kt, s);
+            if (start > 0) k.attention(qkv, paired, b, h, 0, start, n, heads, hd, causal, kt, s);
+            k.attention(qkv, paired, b, h, start, n, n, heads, hd, causal, kt, s);
+            for (int i = 0; i < n; i++) k.attention(qkv, single, b, h, i, i + 1, n, heads, hd, causal, kt, s);
             for (int i = 0; i < n; i++) {
               int o = (b * n + i) * d + h * hd;
               for (int t = 0; t < hd; t++) {
