@@ -939,7 +939,7 @@ public final class CudaBackend implements Backend {
     return hd <= CudaOps.ANY_MAX_HEAD ? null : "heads of " + hd + ": jclip's CUDA kernels take heads of up to " + CudaOps.ANY_MAX_HEAD + "; run this model on the CPU (--device cpu)";
   }
 
-  /** The head size of an attention node. */
+  /** The head size of an ATTENTION (qkv [B, N, 3D]) or ATTENTION_POOLED (q [B, D]) node: D / heads. */
   private static int headSize(Node n) {
     int d = n.op() == Op.ATTENTION ? n.input(0).dim(2) / 3 : n.input(0).dim(1);
     return d / n.intAttr("heads");
@@ -950,13 +950,10 @@ public final class CudaBackend implements Backend {
    * and open_clip's ViT-H-14, ViT-g-14 and ViT-bigG-14 have heads of 80, 88 and 104. Null when they can.
    */
   public static String headSizeRefusal(Node n) {
-    int d, heads;
-    if (n.op() == Op.ATTENTION) d = n.input(0).dim(2) / 3;
-    else if (n.op() == Op.ATTENTION_POOLED) d = n.input(0).dim(1);
-    else return null;
-    heads = n.intAttr("heads");
-    if (d == 64 * heads) return null;
-    return heads + " heads of " + d / heads + " (width " + d + "): the CUDA attention kernels take heads of 64, as in every OpenAI CLIP model; run this model"
+    if (n.op() != Op.ATTENTION && n.op() != Op.ATTENTION_POOLED) return null;
+    int heads = n.intAttr("heads"), hd = headSize(n);
+    if (hd == 64) return null;
+    return heads + " heads of " + hd + " (width " + heads * hd + "): the CUDA attention kernels take heads of 64, as in every OpenAI CLIP model; run this model"
         + " on the CPU (--device cpu), or try -Djclip.cuda.anyHead=on (plain kernels for other heads, not yet run on a GPU)";
   }
 
@@ -1512,7 +1509,7 @@ public final class CudaBackend implements Backend {
           precision, layerNormKernel);
       case ADD -> ops.glue("add_" + s, out.elements(), y, x, inputs.get(1), out.elements(), n.boolAttr("relu") ? 1 : 0);
       case ATTENTION -> {
-        int heads = n.intAttr("heads"), hd = in.dim(2) / (3 * heads);
+        int heads = n.intAttr("heads"), hd = headSize(n);
         if (hd != 64) { // (refused unless anyHead: see refuses)
           ops.attentionAnyHead(y, x, in.dim(0), in.dim(1), heads, hd, n.boolAttr("causal"), precision);
           return;
@@ -1550,7 +1547,7 @@ public final class CudaBackend implements Backend {
       case ATTENTION_POOLED -> {
         TensorSpec kv = n.input(1).spec();
         boolean eot = inputs.size() > 2;
-        int heads = n.intAttr("heads"), hd = in.dim(1) / heads;
+        int heads = n.intAttr("heads"), hd = headSize(n);
         if (hd != 64) {
           ops.attentionPooledAnyHead(y, x, (DeviceBuffer) inputs.get(1), eot ? (DeviceBuffer) inputs.get(2) : null, kv.dim(0), kv.dim(1), heads, hd,
               eot ? 0 : n.intAttr("index"), n.boolAttr("causal"), precision);
