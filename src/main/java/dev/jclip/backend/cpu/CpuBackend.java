@@ -528,10 +528,16 @@ public final class CpuBackend extends HostFloatBackend {
   }
 
   /**
-   * Per image: im2col [C·k·k, OH·OW] (skipped for 1×1 stride-1 convs), GEMM weight[O, C·k·k] · col,
-   * then the channel scale (if any), bias and ReLU.
+   * A convolution: through oneDNN's matmul ({@link #conv2dRows}) when the LINEARs run there and
+   * {@code -Djclip.cpu.conv} is not {@code openblas}, else per image: im2col [C·k·k, OH·OW] (skipped
+   * for 1×1 stride-1 convs), OpenBLAS GEMM weight[O, C·k·k] · col, then the channel scale (if any),
+   * bias and ReLU.
    */
   private void conv2d(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+    if (linear != null && convOnDnnl) {
+      conv2dRows(n, x, y, in, out);
+      return;
+    }
     float[] w = p(n, "weight"), scale = p(n, "scale"), bias = p(n, "bias");
     int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3);
     int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
@@ -554,6 +560,126 @@ public final class CpuBackend extends HostFloatBackend {
       }
     });
   }
+
+  /** Whether convolutions take oneDNN's matmul when the LINEARs do: {@code -Djclip.cpu.conv=onednn} (the default) or {@code openblas}. */
+  private final boolean convOnDnnl = convProperty();
+
+  private static boolean convProperty() {
+    String v = System.getProperty("jclip.cpu.conv", "onednn");
+    return switch (v) {
+      case "onednn" -> true;
+      case "openblas" -> false;
+      default -> throw new IllegalArgumentException("the CPU backend's convolutions (-Djclip.cpu.conv) must be onednn or openblas, not '" + v + "'");
+    };
+  }
+
+  /**
+   * The most floats of im2row rows (or of their product, or of the NHWC input) one oneDNN
+   * convolution call takes: a batch runs in groups of images under it (at least one image a
+   * group), so the scratch stays under 3 x 64 MB whatever the batch (an image larger than that
+   * takes what it needs).
+   */
+  private volatile long convRowsFloats = 1L << 24;
+
+  /** Sets the convolutions' group budget ({@link #convRowsFloats}; the tests run a batch in groups of one and two). */
+  void convRowsFloats(long floats) {
+    if (floats < 1) throw new IllegalArgumentException("a convolution group budget must be positive, got " + floats);
+    this.convRowsFloats = floats;
+  }
+
+  /** Rows a task of the NCHW/NHWC transposes takes: 16 floats, a cache line, of each column. */
+  private static final int CONV_TILE = 16;
+
+  /**
+   * A convolution as one matmul over a group of images: the input to NHWC, im2row [images·OH·OW,
+   * k·k·C] (each output cell's row: its k·k input cells' channels, copied whole), times the weight
+   * permuted to [O, k, k, C] through {@link DnnlLinear} (packed once; in bf16 mode both operands
+   * rounded to bf16 with fp32 accumulation, as a LINEAR), then back to NCHW with the channel scale,
+   * bias and ReLU in fp32. A 1×1 stride-1 convolution's rows are the NHWC input itself. Every
+   * output element is computed by the same kernel whatever the batch (the matmul's rows are
+   * independent), so an image's features do not depend on its batch.
+   */
+  private void conv2dRows(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+    float[] scale = p(n, "scale"), bias = p(n, "bias");
+    int batch = in.dim(0), c = in.dim(1), h = in.dim(2), wd = in.dim(3);
+    int o = out.dim(1), oh = out.dim(2), ow = out.dim(3);
+    int k = n.intAttr("kernel"), s = n.intAttr("stride"), pad = n.intAttr("padding");
+    boolean relu = n.boolAttr("relu"), direct = k == 1 && s == 1 && pad == 0;
+    int kk = c * k * k, cells = oh * ow, plane = h * wd;
+    Tensor weight = k == 1 ? n.param("weight") : channelsLast(n.param("weight"), o, c, k);
+    long perImage = Math.max((long) cells * Math.max(kk, o), (long) c * plane);
+    int group = (int) Math.max(1, Math.min(batch, convRowsFloats / perImage));
+    float[] nhwc = borrowColumns((long) group * c * plane);
+    float[] rows = direct ? null : borrowColumns((long) group * cells * kk);
+    float[] prod = borrowColumns((long) group * cells * o);
+    try {
+      for (int b0 = 0; b0 < batch; b0 += group) {
+        int images = Math.min(group, batch - b0), first = b0;
+        transposeTiles(x, first * c * plane, c, plane, images, nhwc, 0, null, null, false);
+        if (!direct) {
+          parallel(images * oh, (long) ow * kk, (t0, t1) -> {
+            for (int t = t0; t < t1; t++) {
+              int b = t / oh, oy = t % oh;
+              for (int ox = 0; ox < ow; ox++) {
+                int dst = (t * ow + ox) * kk;
+                for (int ky = 0; ky < k; ky++) {
+                  int iy = oy * s - pad + ky;
+                  for (int kx = 0; kx < k; kx++, dst += c) {
+                    int ix = ox * s - pad + kx;
+                    if (iy < 0 || iy >= h || ix < 0 || ix >= wd) java.util.Arrays.fill(rows, dst, dst + c, 0f);
+                    else System.arraycopy(nhwc, ((b * h + iy) * wd + ix) * c, rows, dst, c);
+                  }
+                }
+              }
+            }
+          });
+        }
+        linear.run(images * cells, o, kk, direct ? nhwc : rows, weight, null, null, 0, prod, kernels, this::parallel);
+        transposeTiles(prod, 0, cells, o, images, y, first * o * cells, scale, bias, relu);
+      }
+    } finally {
+      columns.addFirst(prod);
+      if (rows != null) columns.addFirst(rows);
+      columns.addFirst(nhwc);
+    }
+  }
+
+  /**
+   * For each of {@code images} matrices [r, cols] at {@code srcOff} (one after another), its
+   * transpose [cols, r] into {@code dst} from {@code dstOff}, CONV_TILE rows a task; with
+   * {@code bias}, each value of source column j becomes v·scale[j] + bias[j] (then ReLU'd if asked).
+   */
+  private void transposeTiles(float[] src, int srcOff, int r, int cols, int images, float[] dst, int dstOff, float[] scale, float[] bias,
+      boolean relu) {
+    int rt = (r + CONV_TILE - 1) / CONV_TILE;
+    parallel(images * rt, (long) CONV_TILE * cols, (t0, t1) -> {
+      for (int t = t0; t < t1; t++) {
+        int img = t / rt, i0 = (t % rt) * CONV_TILE, i1 = Math.min(r, i0 + CONV_TILE);
+        kernels.transpose(src, srcOff + img * r * cols, r, cols, dst, dstOff + img * r * cols, i0, i1, scale, bias, relu);
+      }
+    });
+  }
+
+  /** A convolution weight [O, C, k, k] permuted to [O, k, k, C] (the im2row rows' order), made once per weight. */
+  private Tensor channelsLast(Tensor w, int o, int c, int k) {
+    synchronized (permuted) {
+      Tensor t = permuted.get(w);
+      if (t == null) {
+        float[] f = w.toFloatArray(), g = new float[f.length];
+        for (int oc = 0; oc < o; oc++) {
+          for (int ic = 0; ic < c; ic++) {
+            for (int q = 0; q < k * k; q++) g[(oc * k * k + q) * c + ic] = f[(oc * c + ic) * k * k + q];
+          }
+        }
+        t = Tensor.ofFloats(w.name() + " (channels last)", new long[] {o, k, k, c}, g);
+        permuted.put(w, t);
+      }
+      return t;
+    }
+  }
+
+  /** Convolution weights permuted for {@link #conv2dRows}, by identity of the original. */
+  private final Map<Tensor, Tensor> permuted = new IdentityHashMap<>();
 
   private void convImage(float[] x, float[] y, float[] w, float[] cb, int b, boolean direct, int c, int h, int wd, int o, int oh, int ow,
       int k, int s, int pad, int kk, int cells) {

@@ -39,6 +39,29 @@ class ScalarKernels {
     }
   }
 
+  /**
+   * Rows i0..i1 of the matrix [r, cols] at {@code sOff} into its transpose [cols, r] at
+   * {@code dOff}: {@code dst[dOff + j·r + i] = src[sOff + i·cols + j]} for every column j; where
+   * {@code bias} is given, each value becomes {@code v·scale[j] + bias[j]} (scale 1 where null),
+   * then max(0, ·) if {@code relu}. The convolutions' NCHW/NHWC changes.
+   */
+  void transpose(float[] src, int sOff, int r, int cols, float[] dst, int dOff, int i0, int i1, float[] scale, float[] bias, boolean relu) {
+    for (int j0 = 0; j0 < cols; j0 += 16) {
+      for (int j = j0, j1 = Math.min(cols, j0 + 16); j < j1; j++) {
+        int d = dOff + j * r, sj = sOff + j;
+        if (bias == null) {
+          for (int i = i0; i < i1; i++) dst[d + i] = src[sj + i * cols];
+        } else {
+          float sv = scale == null ? 1f : scale[j], bv = bias[j];
+          for (int i = i0; i < i1; i++) {
+            float v = src[sj + i * cols] * sv + bv;
+            dst[d + i] = relu ? Math.max(v, 0f) : v;
+          }
+        }
+      }
+    }
+  }
+
   static float quickGelu(float v) {
     return (float) (v / (1 + Math.exp(-1.702 * v)));
   }

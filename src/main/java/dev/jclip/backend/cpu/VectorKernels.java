@@ -71,6 +71,29 @@ final class VectorKernels extends ScalarKernels {
     super.add(a, b, y, i, to, relu);
   }
 
+  /** A vector of rows at a time: each column's values gathered from L rows (a stride of {@code cols}), stored contiguously. */
+  @Override
+  void transpose(float[] src, int sOff, int r, int cols, float[] dst, int dOff, int i0, int i1, float[] scale, float[] bias, boolean relu) {
+    int end = i0 + (i1 - i0) / L * L;
+    if (end > i0) {
+      int[] index = new int[L];
+      for (int l = 0; l < L; l++) index[l] = l * cols;
+      for (int j = 0; j < cols; j++) {
+        int d = dOff + j * r, sj = sOff + j;
+        float sv = scale == null ? 1f : scale[j], bv = bias == null ? 0f : bias[j];
+        for (int i = i0; i < end; i += L) {
+          FloatVector v = FloatVector.fromArray(S, src, sj + i * cols, index, 0);
+          if (bias != null) {
+            v = v.mul(sv).add(bv);
+            if (relu) v = v.max(0f);
+          }
+          v.intoArray(dst, d + i);
+        }
+      }
+    }
+    if (end < i1) super.transpose(src, sOff, r, cols, dst, dOff, end, i1, scale, bias, relu);
+  }
+
   private static final VectorSpecies<Short> HALF = jdk.incubator.vector.ShortVector.SPECIES_PREFERRED.length() == 2 * L
       ? jdk.incubator.vector.VectorSpecies.of(short.class, jdk.incubator.vector.VectorShape.forBitSize(S.vectorBitSize() / 2))
       : null;

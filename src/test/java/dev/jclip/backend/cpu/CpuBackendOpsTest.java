@@ -222,7 +222,9 @@ public class CpuBackendOpsTest {
     }
     // CONV2D: batch, channels, size, out channels, kernel, stride, padding, relu, BatchNorm scale
     int[][] conv = {{2, 3, 32, 32, 3, 2, 1, 1, 1}, {1, 64, 56, 64, 3, 1, 1, 1, 1}, {2, 64, 28, 256, 1, 1, 0, 0, 1},
-        {1, 32, 15, 16, 3, 2, 0, 1, 0}, {1, 16, 14, 8, 1, 2, 0, 0, 1}, {1, 8, 9, 4, 3, 1, 0, 0, 0}};
+        {1, 32, 15, 16, 3, 2, 0, 1, 0}, {1, 16, 14, 8, 1, 2, 0, 0, 1}, {1, 8, 9, 4, 3, 1, 0, 0, 0},
+        // RN50's stem at 224 px, a layer2 3x3 and a layer4 expansion (C 512 -> 2048 at 7x7)
+        {1, 3, 224, 32, 3, 2, 1, 1, 1}, {1, 128, 28, 128, 3, 1, 1, 1, 1}, {2, 512, 7, 2048, 1, 1, 0, 0, 1}};
     for (int[] v : conv) {
       c.add(new Case(Op.CONV2D, String.format("B=%d C=%d %dx%d O=%d k=%d s=%d p=%d%s%s", v[0], v[1], v[2], v[2], v[3], v[4], v[5], v[6],
           v[7] == 1 ? " relu" : "", v[8] == 1 ? " scale" : ""), g -> {
@@ -369,6 +371,50 @@ public class CpuBackendOpsTest {
     }
   }
 
+  /**
+   * The convolutions on oneDNN run a batch in groups of images (a scratch budget): an image's
+   * output is the same bits whatever the group and whatever the batch, in fp32 and bf16, for a
+   * padded 3x3, a strided one and a 1x1 (whose rows are the NHWC input itself).
+   */
+  @Test
+  void convolutionGroupsAndBatchesGiveTheSameBits() {
+    int[][] shapes = {{16, 14, 24, 3, 1, 1}, {8, 15, 12, 3, 2, 0}, {32, 7, 48, 1, 1, 0}}; // C, size, O, k, stride, padding
+    for (dev.jclip.backend.Precision precision : new dev.jclip.backend.Precision[] {dev.jclip.backend.Precision.FP32, dev.jclip.backend.Precision.BF16}) {
+      if (precision == dev.jclip.backend.Precision.BF16 && bf16 == null) continue;
+      for (int[] v : shapes) {
+        int batch = 5, c = v[0], size = v[1], o = v[2], k = v[3], stride = v[4], pad = v[5];
+        Tensor w = param("w", o, c, k, k), scale = param("s", o), bias = param("b", o);
+        float[] x = values(batch * c * size * size, 1);
+        float[] whole = conv(precision, Long.MAX_VALUE / 4, x, batch, c, size, w, scale, bias, stride, pad);
+        int out = whole.length / batch;
+        String what = precision + " C=" + c + " " + size + "x" + size + " O=" + o + " k=" + k + " s=" + stride + " p=" + pad;
+        for (long budget : new long[] {1, (long) 2 * out * Math.max(c * k * k, o)}) {
+          assertTrue(java.util.Arrays.equals(whole, conv(precision, budget, x, batch, c, size, w, scale, bias, stride, pad)),
+              what + ": a batch run in groups (budget " + budget + " floats) differs from it run whole");
+        }
+        for (int b = 0; b < batch; b++) {
+          float[] one = conv(precision, Long.MAX_VALUE / 4, java.util.Arrays.copyOfRange(x, b * c * size * size, (b + 1) * c * size * size), 1, c,
+              size, w, scale, bias, stride, pad);
+          assertTrue(java.util.Arrays.equals(one, java.util.Arrays.copyOfRange(whole, b * out, (b + 1) * out)),
+              what + ": image " + b + " alone differs from it in a batch of " + batch);
+        }
+      }
+    }
+  }
+
+  private static float[] conv(dev.jclip.backend.Precision precision, long budget, float[] x, int batch, int c, int size, Tensor w, Tensor scale,
+      Tensor bias, int stride, int pad) {
+    try (CpuBackend cpu = new CpuBackend(2, true, precision)) {
+      cpu.convRowsFloats(budget);
+      GraphBuilder g = new GraphBuilder();
+      Value in = g.input("x", DType.F32, batch, c, size, size);
+      g.output("y", g.conv2d("conv", in, w, scale, bias, stride, pad, true));
+      try (Executor ex = new Executor(g.build(), cpu, List.of())) {
+        return ex.run(Map.of("x", x)).get("y");
+      }
+    }
+  }
+
   @ParameterizedTest(name = "{0} {1}")
   @MethodSource("runs")
   void matchesTheReferenceBackend(Case c, String variant) {
@@ -379,8 +425,8 @@ public class CpuBackendOpsTest {
       default -> bf16;
     };
     org.junit.jupiter.api.Assumptions.assumeTrue(cpu != null, "no bf16 instructions on this CPU");
-    // bf16 rounds the operands of the weight GEMMs only; every other op stays fp32.
-    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.LAYER_NORM_LINEAR || c.op() == Op.PATCH_EMBED) ? BF16_TOL : TOL;
+    // bf16 rounds the operands of the weight GEMMs (the convolutions' included) only; every other op stays fp32.
+    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.LAYER_NORM_LINEAR || c.op() == Op.PATCH_EMBED || c.op() == Op.CONV2D) ? BF16_TOL : TOL;
     GraphBuilder g = new GraphBuilder();
     Map<String, Object> inputs = c.build().apply(g);
     var graph = g.build();
