@@ -32,7 +32,19 @@ public final class Main implements Runnable {
   }
 
   public static void main(String[] args) {
-    System.exit(commandLine().execute(args));
+    CommandLine cl = commandLine();
+    System.exit(outputChecked(cl.execute(args), cl.getOut().checkError() | System.out.checkError(), System.err));
+  }
+
+  /**
+   * A command's exit code, made 1 where writing standard output failed (a full disk, a closed
+   * pipe: Java's print streams keep such errors to themselves), with a line on stderr saying so.
+   */
+  static int outputChecked(int rc, boolean outputFailed, java.io.PrintStream err) {
+    if (!outputFailed) return rc;
+    err.println("jclip: writing standard output failed (a full disk, or a closed pipe?): the output is incomplete");
+    err.flush();
+    return rc == 0 ? 1 : rc;
   }
 
   /** The configured command line, also used by tests to run subcommands in-process. */

@@ -93,6 +93,12 @@ public final class PreprocessCommand implements Callable<Integer> {
       spec.commandLine().getErr().println("jclip preprocess: --max-pixels must be positive");
       return 2;
     }
+    try {
+      dev.jclip.io.AtomicFile.resolveTarget(out); // a folder or a missing folder fails now, not after the images
+    } catch (IOException e) {
+      spec.commandLine().getErr().println("jclip preprocess: --out " + e.getMessage());
+      return 2;
+    }
     Set<String> names = new HashSet<>();
     List<SafetensorsWriter.Spec> specs = new ArrayList<>();
     for (Path p : images) {

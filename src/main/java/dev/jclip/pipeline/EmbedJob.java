@@ -328,6 +328,7 @@ public final class EmbedJob {
     jpegDecoder = decoder.jpegDecoder();
     try (InputSource source = InputSources.open(o.input, o.imageColumn, o.captionColumn)) {
       boolean captions = source.hasCaptions();
+      checkOutputFolder();
       Files.createDirectories(out.img);
       Files.createDirectories(out.meta);
       Files.createDirectories(out.work);
@@ -372,6 +373,7 @@ public final class EmbedJob {
           int shard = Math.toIntExact(item.index() / o.shardSize);
           if (complete.contains(shard)) {
             progress.skipped.incrementAndGet();
+            resumedItems.merge(shard, 1L, Long::sum);
             continue;
           }
           if (batch != null && (batch.shard != shard || batch.items.size() == o.batchSize)) {
@@ -393,6 +395,7 @@ public final class EmbedJob {
         }
         for (int i = 0; i < k; i++) toEncode.put(END);
         wr.join();
+        checkResumedShards(complete);
       } catch (InterruptedException | IOException ex) {
         // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
         if (failure.get() == null) throw ex;
@@ -757,10 +760,74 @@ public final class EmbedJob {
     }
   }
 
+  /** Inputs enumerated for each shard already committed (skipped): compared with the shard's count at the end. */
+  private final Map<Integer, Long> resumedItems = new java.util.concurrent.ConcurrentHashMap<>();
+
+  /**
+   * Says so on the log where a committed shard was enumerated with another number of inputs than
+   * it was committed with: the input changed since (files added or removed), and what changed
+   * there is not embedded by resuming.
+   */
+  private void checkResumedShards(Set<Integer> complete) throws IOException {
+    List<String> changed = new ArrayList<>();
+    for (int n : complete) {
+      long then = json.readTree(out.countsFile(n).toFile()).path("items").asLong(-1), now = resumedItems.getOrDefault(n, 0L);
+      if (then != now) changed.add("shard " + n + ": " + then + " inputs then, " + now + " now");
+    }
+    if (!changed.isEmpty()) {
+      o.log.println("embed: warning: the input is not what it was when these committed shards were written (" + String.join("; ", changed)
+          + "), and resuming does not embed them again: inputs added or removed there are missing from the output (or in it); embed into a new"
+          + " output folder to embed the input as it is now");
+    }
+  }
+
+  private static final Set<String> JOB_FOLDERS = Set.of("img_emb", "text_emb", "metadata", ".jclip");
+
+  /**
+   * Refuses an output folder that is a file, or that is not empty and holds no embed job
+   * ({@code .jclip/params.json}): resuming there would take another program's files for shards
+   * (and delete or replace the others). Empty job folders of a run that stopped before writing its
+   * parameters are accepted.
+   */
+  private void checkOutputFolder() throws IOException {
+    if (Files.exists(out.root) && !Files.isDirectory(out.root)) {
+      throw new IllegalArgumentException(o.output + " is a file; --output takes a folder (new, empty, or an embed job's to resume)");
+    }
+    if (Files.isRegularFile(out.work.resolve("params.json"))) return;
+    for (Path e : list(out.root)) {
+      String name = e.getFileName().toString();
+      boolean emptyJobFolder = JOB_FOLDERS.contains(name) && Files.isDirectory(e, java.nio.file.LinkOption.NOFOLLOW_LINKS)
+          && list(e).stream().allMatch(f -> f.getFileName().toString().startsWith(".") && f.getFileName().toString().endsWith(".tmp"));
+      if (!emptyJobFolder) {
+        throw new IllegalArgumentException(o.output + " is not empty and holds no jclip embed job (no .jclip/params.json; it has '" + name
+            + "'): choose a new or empty output folder, so that nothing in it is taken for a shard or replaced");
+      }
+    }
+  }
+
+  /**
+   * The input as params.json records it: a local path made absolute, normalised and with its links
+   * resolved where it exists (so that the same input named from another folder, or by a relative
+   * path, is the same job, and another input with the same name is not); a URL as given.
+   */
+  static String canonicalInput(String input) {
+    if (input.contains("://")) return input;
+    try {
+      Path p = Path.of(input).toAbsolutePath().normalize();
+      try {
+        return p.toRealPath().toString();
+      } catch (IOException e) {
+        return p.toString();
+      }
+    } catch (java.nio.file.InvalidPathException e) {
+      return input;
+    }
+  }
+
   /** Refuses to resume into a folder started with different options (the shards would not match). */
   private void checkParams(InputSource source, boolean captions) throws IOException {
     Map<String, Object> p = new LinkedHashMap<>();
-    p.put("input", o.input);
+    p.put("input", canonicalInput(o.input));
     p.put("shard_size", o.shardSize);
     p.put("dtype", o.dtype.name().toLowerCase(java.util.Locale.ROOT));
     p.put("embed_dim", encoder.embedDim());
@@ -778,14 +845,34 @@ public final class EmbedJob {
     if (Files.exists(f)) {
       byte[] have = Files.readAllBytes(f);
       if (!java.util.Arrays.equals(have, want)) {
-        throw new IllegalArgumentException(
-            o.output + " holds a job started with other options:\n" + new String(have, StandardCharsets.UTF_8)
-                + "\nnow:\n" + new String(want, StandardCharsets.UTF_8)
-                + "\nre-run with the same options to resume, or choose a new output folder");
+        List<String> differ = differences(json.readTree(have), json.valueToTree(p));
+        if (!differ.isEmpty()) {
+          throw new IllegalArgumentException(o.output + " holds a job started with other options (" + String.join("; ", differ)
+              + "): re-run with the same options to resume, or choose a new output folder");
+        }
       }
     } else {
       writeAtomically(f, want);
     }
+  }
+
+  /**
+   * The parameters that differ between a job's params.json and this run's, each as "name: then
+   * X, now Y". An input recorded as a relative path (jobs before session 25 recorded it as given)
+   * is taken relative to the current folder, as those jobs resumed.
+   */
+  private static List<String> differences(com.fasterxml.jackson.databind.JsonNode then, com.fasterxml.jackson.databind.JsonNode now) {
+    List<String> out = new ArrayList<>();
+    Set<String> names = new java.util.LinkedHashSet<>();
+    then.fieldNames().forEachRemaining(names::add);
+    now.fieldNames().forEachRemaining(names::add);
+    for (String name : names) {
+      com.fasterxml.jackson.databind.JsonNode a = then.get(name), b = now.get(name);
+      if (java.util.Objects.equals(a, b)) continue;
+      if (name.equals("input") && a != null && a.isTextual() && b != null && canonicalInput(a.asText()).equals(b.asText())) continue;
+      out.add(name + ": " + (a == null ? "not set" : a.toString()) + " then, " + (b == null ? "not set" : b.toString()) + " now");
+    }
+    return out;
   }
 
   /**
@@ -796,7 +883,8 @@ public final class EmbedJob {
     Set<Integer> complete = new java.util.TreeSet<>();
     for (Path f : list(out.meta)) {
       Matcher m = META_FILE.matcher(f.getFileName().toString());
-      if (m.matches()) complete.add(Integer.parseInt(m.group(1)));
+      // The counts under .jclip/ are committed before the metadata; without them it is no shard of this job's.
+      if (m.matches() && Files.isRegularFile(out.countsFile(Integer.parseInt(m.group(1))))) complete.add(Integer.parseInt(m.group(1)));
     }
     for (Path d : List.of(out.img, out.text, out.meta, out.work)) {
       for (Path f : list(d)) {

@@ -164,6 +164,8 @@ public final class InputSources {
       if (captionFile != null) {
         try {
           caption = Files.readString(root.resolve(captionFile), StandardCharsets.UTF_8).strip();
+        } catch (java.nio.charset.CharacterCodingException e) {
+          return InputItem.bad(index, rel, "caption file " + captionFile + " is not UTF-8 text");
         } catch (IOException e) {
           return InputItem.bad(index, rel, "cannot read caption file " + captionFile + ": " + e.getMessage());
         }
@@ -198,7 +200,19 @@ public final class InputSources {
 
     ListSource(Path list) throws IOException {
       base = list.toAbsolutePath().getParent();
-      for (String l : Files.readAllLines(list, StandardCharsets.UTF_8)) if (!l.isBlank()) lines.add(l.strip());
+      List<String> all;
+      try {
+        all = Files.readAllLines(list, StandardCharsets.UTF_8);
+      } catch (java.nio.charset.CharacterCodingException e) {
+        throw new java.io.IOException(list + " is not a list of images (a UTF-8 text file of paths or URLs, one a line): it is not UTF-8 text"
+            + (looksLikeImage(list) ? "; it looks like an image: to embed it, give its folder or a list that names it" : ""), e);
+      }
+      for (String l : all) if (!l.isBlank()) lines.add(l.strip());
+    }
+
+    private static boolean looksLikeImage(Path file) {
+      String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
+      return IMAGE_EXTENSIONS.stream().anyMatch(x -> name.endsWith("." + x));
     }
 
     @Override

@@ -40,4 +40,16 @@ class MainTest {
     assertTrue(r.err().contains("--precisions") && r.err().contains("fp61"), r.err());
     assertTrue(!r.out().contains("CUDA"), "touched the driver: " + r.out());
   }
+
+  /** A failed write to standard output (Java's print streams keep it to themselves) makes a successful command exit 1, with a line on stderr. */
+  @org.junit.jupiter.api.Test
+  void aFailedWriteToStandardOutputIsAnError() {
+    java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+    java.io.PrintStream e = new java.io.PrintStream(err, true, java.nio.charset.StandardCharsets.UTF_8);
+    org.junit.jupiter.api.Assertions.assertEquals(0, Main.outputChecked(0, false, e));
+    org.junit.jupiter.api.Assertions.assertEquals(0, err.size());
+    org.junit.jupiter.api.Assertions.assertEquals(1, Main.outputChecked(0, true, e));
+    org.junit.jupiter.api.Assertions.assertTrue(err.toString(java.nio.charset.StandardCharsets.UTF_8).contains("writing standard output failed"));
+    org.junit.jupiter.api.Assertions.assertEquals(2, Main.outputChecked(2, true, e));
+  }
 }

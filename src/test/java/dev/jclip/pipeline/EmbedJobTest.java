@@ -317,6 +317,92 @@ class EmbedJobTest {
     assertTrue(e.getMessage().contains("other options"), e.getMessage());
   }
 
+  /**
+   * An output folder that is not empty and holds no embed job is refused before anything in it is
+   * touched (a foreign clip-retrieval output was taken for finished shards, and other files were
+   * deleted); a folder left with only the empty job folders of a run stopped before its
+   * parameters is accepted; a file is refused.
+   */
+  @Test
+  void aFolderThatHoldsNoJobIsRefusedAndLeftAsItWas() throws Exception {
+    Path list = tmp.resolve("l.txt");
+    Files.write(list, GOOD_FILES.subList(0, 10).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path foreign = tmp.resolve("foreign");
+    Files.createDirectories(foreign.resolve("metadata"));
+    Files.createDirectories(foreign.resolve("img_emb"));
+    Files.writeString(foreign.resolve("metadata/metadata_0.parquet"), "not ours");
+    Files.writeString(foreign.resolve("img_emb/img_emb_5.npy"), "not ours either");
+    Files.writeString(foreign.resolve("job.json"), "{}");
+    Map<String, byte[]> before = files(foreign);
+    IllegalArgumentException e =
+        assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options(list.toString(), foreign, 8, 4), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("holds no jclip embed job"), e.getMessage());
+    assertEquals(before.keySet(), files(foreign).keySet());
+    for (String k : before.keySet()) assertArrayEquals(before.get(k), files(foreign).get(k), k);
+
+    Path skeleton = tmp.resolve("skeleton");
+    for (String d : List.of("img_emb", "metadata", ".jclip")) Files.createDirectories(skeleton.resolve(d));
+    assertEquals(10, EmbedJob.run(options(list.toString(), skeleton, 8, 4), new TestEncoder(R, 0)).embedded());
+
+    Path file = tmp.resolve("a-file");
+    Files.writeString(file, "x");
+    e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options(list.toString(), file, 8, 4), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("is a file"), e.getMessage());
+  }
+
+  /**
+   * The input is recorded as an absolute real path: the same list named another way resumes the
+   * job, another list of the same name is refused with the field named; an input that grew since
+   * its shards were committed is said on the log.
+   */
+  @Test
+  void resumingComparesTheInputsRealPathAndSaysWhenItChanged() throws Exception {
+    Path dir = tmp.resolve("lists");
+    Files.createDirectories(dir.resolve("other"));
+    Path list = dir.resolve("l.txt");
+    List<String> paths = GOOD_FILES.subList(0, 12).stream().map(s -> corpus.resolve(s).toString()).toList();
+    Files.write(list, paths.subList(0, 10));
+    Path out = tmp.resolve("out");
+    EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0));
+    String recorded = new ObjectMapper().readTree(out.resolve(".jclip/params.json").toFile()).get("input").asText();
+    assertEquals(list.toRealPath().toString(), recorded);
+    // the same file by another name: resumed, every shard skipped
+    EmbedJob.Result again = EmbedJob.run(options(dir.resolve("other/../l.txt").toString(), out, 8, 4), new TestEncoder(R, 0));
+    assertEquals(3, again.shardsSkipped());
+    // another file of the same name: refused, naming the input
+    Path other = dir.resolve("other/l.txt");
+    Files.write(other, paths.subList(0, 10));
+    IllegalArgumentException e =
+        assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options(other.toString(), out, 8, 4), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("input: \"" + recorded + "\" then, \"" + other.toRealPath() + "\" now"), e.getMessage());
+    assertFalse(e.getMessage().contains("shard_size"), e.getMessage());
+    // the list grew: shard 2 was committed with 2 inputs and has 4 now
+    Files.write(list, paths);
+    java.io.ByteArrayOutputStream log = new java.io.ByteArrayOutputStream();
+    EmbedJob.run(options(list.toString(), out, 8, 4).log(new PrintStream(log, true, java.nio.charset.StandardCharsets.UTF_8)), new TestEncoder(R, 0));
+    String said = log.toString(java.nio.charset.StandardCharsets.UTF_8);
+    assertTrue(said.contains("warning: the input is not what it was") && said.contains("shard 2: 2 inputs then, 4 now"), said);
+  }
+
+  /** A params.json from before session 25 recorded the input as given: a relative one is read against the current folder. */
+  @Test
+  void aJobThatRecordedARelativeInputStillResumes() throws Exception {
+    Path cwd = Path.of("").toAbsolutePath();
+    Path list = cwd.resolve("target").resolve("embedjob-relative-" + ProcessHandle.current().pid() + ".txt");
+    try {
+      Files.write(list, GOOD_FILES.subList(0, 6).stream().map(s -> corpus.resolve(s).toString()).toList());
+      Path out = tmp.resolve("old");
+      EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0));
+      Path params = out.resolve(".jclip/params.json");
+      ObjectNode p = (ObjectNode) new ObjectMapper().readTree(params.toFile());
+      p.put("input", cwd.relativize(list).toString());
+      Files.write(params, new ObjectMapper().writerWithDefaultPrettyPrinter().writeValueAsBytes(p));
+      assertEquals(2, EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0)).shardsSkipped());
+    } finally {
+      Files.deleteIfExists(list);
+    }
+  }
+
   @Test
   void captionsFromATableGiveTextEmbeddingsAndCarriedColumns() throws Exception {
     Path csv = tmp.resolve("t.csv");
