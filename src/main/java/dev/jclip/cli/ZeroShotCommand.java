@@ -116,6 +116,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
     try (Clip clip = model.load(batchSize)) {
       double loadSeconds = (System.nanoTime() - t0) / 1e9;
       List<String> classes = Prompts.readList(classesFile), templates = Prompts.readList(templatesFile);
+      checkClassesAndTemplates(classes, templates, err);
       long c0 = System.nanoTime();
       ZeroShotClassifier zs = classifier(clip, classes, templates, err);
       double classSeconds = (System.nanoTime() - c0) / 1e9;
@@ -137,6 +138,12 @@ public final class ZeroShotCommand implements Callable<Integer> {
       if (run.labelled > 0) {
         err.printf("jclip zeroshot: top-1 accuracy %.4f, top-5 accuracy %.4f (%d labelled images)%n", (double) run.top1 / run.labelled,
             (double) run.top5 / run.labelled, run.labelled);
+        if (run.unknownLabels > 0) {
+          err.printf("jclip zeroshot: warning: %d labelled images have a label that is none of the classes (such as '%s'); they count as wrong%n",
+              run.unknownLabels, run.unknownLabel);
+        }
+      } else if (spec.commandLine().getParseResult().hasMatchedOption("--label-column") && run.seen > 0) {
+        err.println("jclip zeroshot: warning: no input has a '" + labelColumn + "' value, so there is no accuracy");
       }
       err.flush();
       return 0;
@@ -171,7 +178,9 @@ public final class ZeroShotCommand implements Callable<Integer> {
     final int k;
     final int fpi;
     final ObjectMapper json = new ObjectMapper();
-    long seen, labelled, top1, top5, bad;
+    long seen, labelled, top1, top5, bad, unknownLabels;
+    String unknownLabel;
+    private java.util.Set<String> classSet;
     long encodeNanos, waitNanos, classifyNanos, writeNanos;
     final Map<String, Double> timings = new LinkedHashMap<>();
 
@@ -323,6 +332,11 @@ public final class ZeroShotCommand implements Callable<Integer> {
         String label = it.extra().get(labelColumn);
         if (label != null) {
           labelled++;
+          if (classSet == null) classSet = new java.util.HashSet<>(classes);
+          if (!classSet.contains(label)) {
+            unknownLabels++;
+            if (unknownLabel == null) unknownLabel = label;
+          }
           if (classes.get(top[0]).equals(label)) top1++;
           for (int j = 0; j < Math.min(5, top.length); j++) if (classes.get(top[j]).equals(label)) top5++;
         }
@@ -342,6 +356,26 @@ public final class ZeroShotCommand implements Callable<Integer> {
   }
 
   /** Class embeddings from the cache when the same model, classes and templates were seen before. */
+  /**
+   * Refuses a class named twice (the two would share its probability); warns of a template with no
+   * {@code {}} for the class name (it gives every class the same embedding).
+   */
+  static void checkClassesAndTemplates(List<String> classes, List<String> templates, PrintWriter err) {
+    Map<String, Integer> first = new java.util.HashMap<>();
+    for (int i = 0; i < classes.size(); i++) {
+      Integer j = first.putIfAbsent(classes.get(i), i);
+      if (j != null) {
+        throw new IllegalArgumentException("--classes names '" + classes.get(i) + "' twice (classes " + (j + 1) + " and " + (i + 1)
+            + "): the two would split its probability");
+      }
+    }
+    for (String t : templates) {
+      if (!t.contains("{}")) {
+        err.println("jclip zeroshot: warning: the template '" + t + "' has no {} for the class name: it gives every class the same embedding");
+      }
+    }
+  }
+
   private ZeroShotClassifier classifier(Clip clip, List<String> classes, List<String> templates, PrintWriter err) throws IOException {
     Path cacheFile = null;
     Path modelFile = clip.modelPath();

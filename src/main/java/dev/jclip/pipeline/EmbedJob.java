@@ -158,7 +158,7 @@ public final class EmbedJob {
 
     /** "auto" (bar on a terminal, lines otherwise), "bar", "lines" or "none". */
     public Options progress(String mode, long intervalMillis) {
-      progress = Progress.Mode.valueOf(mode.toUpperCase(java.util.Locale.ROOT));
+      progress = Progress.mode(mode);
       progressIntervalMillis = Math.max(50, intervalMillis);
       return this;
     }

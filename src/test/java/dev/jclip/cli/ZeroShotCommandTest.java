@@ -180,4 +180,18 @@ class ZeroShotCommandTest {
     assertTrue(m.find(), "no class embeddings read from the cache: " + err);
     return m.group(1);
   }
+
+  /** A class named twice is refused (the two would split its probability); a template without {} is warned of. */
+  @org.junit.jupiter.api.Test
+  void duplicateClassesAreRefusedAndATemplateWithoutTheClassIsWarnedOf() {
+    java.io.StringWriter w = new java.io.StringWriter();
+    java.io.PrintWriter err = new java.io.PrintWriter(w, true);
+    ZeroShotCommand.checkClassesAndTemplates(java.util.List.of("rose", "tulip"), java.util.List.of("a photo of a {}."), err);
+    org.junit.jupiter.api.Assertions.assertEquals("", w.toString());
+    IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> ZeroShotCommand.checkClassesAndTemplates(java.util.List.of("rose", "tulip", "rose"), java.util.List.of("{}"), err));
+    org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("'rose' twice (classes 1 and 3)"), e.getMessage());
+    ZeroShotCommand.checkClassesAndTemplates(java.util.List.of("rose"), java.util.List.of("a photo", "a {}"), err);
+    org.junit.jupiter.api.Assertions.assertTrue(w.toString().contains("the template 'a photo' has no {}"), w.toString());
+  }
 }
