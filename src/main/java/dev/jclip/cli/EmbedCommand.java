@@ -73,6 +73,7 @@ public final class EmbedCommand implements Callable<Integer> {
       if (workers != null) o = o.workers(workers);
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);
+      EmbedJob.checkOutputFolder(output); // before the model loads (the job checks again)
     } catch (IllegalArgumentException e) {
       err.println("jclip embed: " + e.getMessage());
       err.flush();

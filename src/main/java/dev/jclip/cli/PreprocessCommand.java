@@ -148,7 +148,9 @@ public final class PreprocessCommand implements Callable<Integer> {
     } finally {
       pool.shutdownNow();
     }
-    spec.commandLine().getOut().println("wrote " + images.size() + " image(s) at " + size + " to " + out);
+    // beside the file on stdout, unless the file is stdout (or another device): then on stderr
+    (dev.jclip.io.AtomicFile.writesInPlace(out) ? spec.commandLine().getErr() : spec.commandLine().getOut())
+        .println("wrote " + images.size() + " image(s) at " + size + " to " + out);
     return 0;
   }
 }

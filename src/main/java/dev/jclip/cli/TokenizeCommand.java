@@ -32,8 +32,9 @@ import picocli.CommandLine.Option;
     name = "tokenize",
     mixinStandardHelpOptions = true,
     description = {
-      "Tokenize texts as CLIP does. Reads JSON Lines from standard input, one JSON string per line,",
-      "and writes one JSON array of token ids per line, in the same order.",
+      "Tokenize texts as CLIP does: JSON strings on stdin to arrays of token ids on stdout.",
+      "Reads JSON Lines from standard input, one JSON string per line, and writes one JSON array of",
+      "token ids per line, in the same order.",
     })
 public final class TokenizeCommand implements Callable<Integer> {
   @Option(

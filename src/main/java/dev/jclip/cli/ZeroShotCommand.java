@@ -112,11 +112,19 @@ public final class ZeroShotCommand implements Callable<Integer> {
     } catch (IllegalArgumentException e) {
       return fail(err, 2, e.getMessage());
     }
+    List<String> classes, templates;
+    try {
+      classes = Prompts.readList(classesFile);
+      templates = Prompts.readList(templatesFile);
+      checkClassesAndTemplates(classes, templates, err);
+    } catch (IOException e) {
+      return fail(err, 1, e.getMessage());
+    } catch (IllegalArgumentException e) {
+      return fail(err, 2, e.getMessage());
+    }
     long t0 = System.nanoTime();
     try (Clip clip = model.load(batchSize)) {
       double loadSeconds = (System.nanoTime() - t0) / 1e9;
-      List<String> classes = Prompts.readList(classesFile), templates = Prompts.readList(templatesFile);
-      checkClassesAndTemplates(classes, templates, err);
       long c0 = System.nanoTime();
       ZeroShotClassifier zs = classifier(clip, classes, templates, err);
       double classSeconds = (System.nanoTime() - c0) / 1e9;
@@ -355,7 +363,6 @@ public final class ZeroShotCommand implements Callable<Integer> {
     return s.toString().stripTrailing();
   }
 
-  /** Class embeddings from the cache when the same model, classes and templates were seen before. */
   /**
    * Refuses a class named twice (the two would share its probability); warns of a template with no
    * {@code {}} for the class name (it gives every class the same embedding).
@@ -376,6 +383,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
     }
   }
 
+  /** Class embeddings from the cache when the same model, classes and templates were seen before. */
   private ZeroShotClassifier classifier(Clip clip, List<String> classes, List<String> templates, PrintWriter err) throws IOException {
     Path cacheFile = null;
     Path modelFile = clip.modelPath();

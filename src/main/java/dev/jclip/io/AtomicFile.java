@@ -46,50 +46,84 @@ public final class AtomicFile implements AutoCloseable {
 
   /**
    * What writing {@code file} would replace: for a regular file or a path that does not exist yet,
-   * the path with its symbolic links followed (a dangling link gives the path it points to), in a
-   * folder that must exist; for an existing file that is not a regular one (a device, a FIFO,
-   * {@code /dev/stdout}), the path as given, to be written in place. A folder is refused. The
-   * commands call it before their work, so that a bad output path fails at once.
+   * the path with its symbolic links followed (a dangling link gives the path it points to) in the
+   * real path of its folder, which must exist; for an existing file that is not a regular one (a
+   * device, a FIFO) or a process's open file ({@code /dev/stdout}, {@code /dev/fd/N},
+   * {@code /proc/PID/fd/N}, whatever they lead to), the path as given, to be written in place. A
+   * folder is refused. The commands call it before their work, so that a bad output path fails at
+   * once.
    */
   public static Path resolveTarget(Path file) throws IOException {
-    Path p = file.toAbsolutePath().normalize();
+    Path p = file.toAbsolutePath();
     if (Files.isDirectory(p)) throw new IOException(file + " is a folder; give a file name");
-    if (Files.exists(p) && !Files.isRegularFile(p)) return p;
+    if (inPlace(p)) return p;
     for (int hops = 0; Files.isSymbolicLink(p); hops++) {
       if (hops == 40) throw new IOException(file + ": too many levels of symbolic links");
-      Path parent = p.getParent();
-      Path link = Files.readSymbolicLink(p);
-      p = (parent == null ? link : parent.resolve(link)).toAbsolutePath().normalize();
+      // not normalised: ".." after a linked folder is the OS's to resolve, as it would when opening the path
+      p = p.getParent().resolve(Files.readSymbolicLink(p));
+      if (inPlace(p)) return file.toAbsolutePath();
     }
-    Path dir = p.getParent();
-    if (dir != null && !Files.isDirectory(dir)) throw new NoSuchFileException(file.toString(), null, "folder " + dir + " does not exist");
-    return p;
+    Path dir = p.getParent(), name = p.getFileName();
+    if (dir == null || name == null || !Files.isDirectory(dir)) {
+      throw new NoSuchFileException(file.toString(), null, "folder " + dir + " does not exist");
+    }
+    Path target = dir.toRealPath().resolve(name);
+    if (Files.isDirectory(target)) throw new IOException(file + " is a folder; give a file name");
+    return target;
+  }
+
+  private static final java.util.regex.Pattern OPEN_FILE = java.util.regex.Pattern.compile("/dev/(stdout|stderr|stdin|fd/.*)|/proc/[^/]+/fd/.*");
+
+  /** Whether {@code p} is written in place: an existing file that is not a regular one, or a process's open file. */
+  private static boolean inPlace(Path p) {
+    return OPEN_FILE.matcher(p.toString()).matches() || (Files.exists(p) && !Files.isRegularFile(p));
   }
 
   /** Opens a temporary file beside {@code file}'s target (see {@link #resolveTarget}), whose folder must exist. */
   public static AtomicFile create(Path file) throws IOException {
     Path abs = resolveTarget(file);
-    boolean inPlace = Files.exists(abs) && !Files.isRegularFile(abs);
+    boolean inPlace = inPlace(abs);
     Path dir = inPlace ? Path.of(System.getProperty("java.io.tmpdir")) : abs.getParent();
     Path tmp;
     FileChannel ch;
     for (int attempt = 0; ; attempt++) {
-      // Made with CREATE_NEW and no attributes, so that it gets a new file's default permissions
-      // (Files.createTempFile would make it 0600).
+      // Private (0600) while it is written; commit gives it its final permissions.
       tmp = dir.resolve("." + abs.getFileName() + "." + Long.toUnsignedString(RANDOM.nextLong(), 36) + ".tmp");
       try {
-        ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, StandardOpenOption.READ);
+        ch = FileChannel.open(tmp, java.util.Set.of(StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, StandardOpenOption.READ), PRIVATE);
         break;
       } catch (java.nio.file.FileAlreadyExistsException e) {
         if (attempt == 100) throw e;
       } catch (java.nio.file.AccessDeniedException e) {
         throw new java.nio.file.AccessDeniedException(file.toString(), null, "cannot write in folder " + dir + " (permission denied)");
+      } catch (UnsupportedOperationException e) { // a file system without POSIX permissions
+        ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, StandardOpenOption.READ);
+        break;
       }
     }
     return new AtomicFile(abs, tmp, ch, inPlace);
   }
 
+  private static final java.nio.file.attribute.FileAttribute<?>[] PRIVATE =
+      {java.nio.file.attribute.PosixFilePermissions.asFileAttribute(java.nio.file.attribute.PosixFilePermissions.fromString("rw-------"))};
+
   private static final java.security.SecureRandom RANDOM = new java.security.SecureRandom();
+
+  /** A new file's permissions in this process (0666 less the umask), found once by making a file. */
+  private static volatile java.util.Set<java.nio.file.attribute.PosixFilePermission> newFilePermissions;
+
+  private static java.util.Set<java.nio.file.attribute.PosixFilePermission> newFilePermissions(Path dir) throws IOException {
+    if (newFilePermissions == null) {
+      Path probe = dir.resolve(".jclip-umask-" + Long.toUnsignedString(RANDOM.nextLong(), 36) + ".tmp");
+      Files.createFile(probe);
+      try {
+        newFilePermissions = Files.getPosixFilePermissions(probe);
+      } finally {
+        Files.deleteIfExists(probe);
+      }
+    }
+    return newFilePermissions;
+  }
 
   /** The absolute path the file will have once committed. */
   public Path target() {
@@ -113,21 +147,21 @@ public final class AtomicFile implements AutoCloseable {
   public void commit() throws IOException {
     if (closed || committed) throw new IllegalStateException(target + ": already " + (committed ? "committed" : "closed"));
     if (inPlace) {
-      try (FileChannel out = FileChannel.open(target, StandardOpenOption.WRITE)) {
-        long size = channel.size();
-        for (long at = 0; at < size; ) at += channel.transferTo(at, size - at, out);
+      try {
+        writeInPlace();
+      } finally {
+        channel.close();
+        Files.deleteIfExists(tmp);
       }
-      channel.close();
-      Files.deleteIfExists(tmp);
       committed = true;
       return;
     }
     channel.force(true);
     channel.close();
     try {
-      Files.setPosixFilePermissions(tmp, Files.getPosixFilePermissions(target));
-    } catch (NoSuchFileException | UnsupportedOperationException e) {
-      // a new file keeps its default permissions; a file system without POSIX permissions has none to copy
+      Files.setPosixFilePermissions(tmp, Files.exists(target) ? Files.getPosixFilePermissions(target) : newFilePermissions(tmp.getParent()));
+    } catch (IOException | UnsupportedOperationException e) {
+      // a file system without POSIX permissions, or one that refuses them: the file keeps what it has
     }
     try {
       Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
@@ -135,6 +169,49 @@ public final class AtomicFile implements AutoCloseable {
       Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
     }
     committed = true;
+  }
+
+  /**
+   * The temporary file's bytes into the target: standard output and error through the process's
+   * own descriptors (whatever they are: a terminal, a pipe, a file opened for appending), anything
+   * else opened for writing.
+   */
+  private void writeInPlace() throws IOException {
+    String t = target.toString();
+    java.io.FileDescriptor fd = t.matches("/dev/stdout|/dev/fd/1|/proc/self/fd/1") ? java.io.FileDescriptor.out
+        : t.matches("/dev/stderr|/dev/fd/2|/proc/self/fd/2") ? java.io.FileDescriptor.err : null;
+    long size = channel.size();
+    if (fd != null) {
+      System.out.flush();
+      System.err.flush();
+      try (java.io.FileOutputStream stream = new java.io.FileOutputStream(fd) {
+        @Override
+        public void close() {} // the process's descriptor stays open
+      }) {
+        java.io.OutputStream buffered = new java.io.BufferedOutputStream(stream, 1 << 16);
+        java.nio.channels.WritableByteChannel into = java.nio.channels.Channels.newChannel(buffered);
+        for (long at = 0; at < size; ) at += channel.transferTo(at, size - at, into);
+        buffered.flush();
+      }
+      return;
+    }
+    try (FileChannel out = FileChannel.open(target, StandardOpenOption.WRITE)) {
+      for (long at = 0; at < size; ) at += channel.transferTo(at, size - at, out);
+    }
+  }
+
+  /** Whether the target is written in place at commit (a device, a FIFO, a process's open file) rather than renamed over. */
+  public boolean inPlace() {
+    return inPlace;
+  }
+
+  /** Whether {@code file} would be written in place (see {@link #resolveTarget}): its commands then say what they wrote on stderr, not beside it. */
+  public static boolean writesInPlace(Path file) {
+    try {
+      return inPlace(resolveTarget(file));
+    } catch (IOException e) {
+      return false;
+    }
   }
 
   /** Releases the file; without a preceding {@link #commit()} the partial output is deleted. */

@@ -790,16 +790,27 @@ public final class EmbedJob {
    * parameters are accepted.
    */
   private void checkOutputFolder() throws IOException {
+    checkOutputFolder(o.output);
+  }
+
+  /**
+   * As {@link #checkOutputFolder()}, for {@code output}: the embed command calls it before it loads
+   * the model. Besides empty job folders, a volume's {@code lost+found} and hidden files (a
+   * desktop's {@code .DS_Store}) do not count, since a job neither reads nor removes them.
+   */
+  public static void checkOutputFolder(Path output) throws IOException {
+    Layout out = new Layout(output);
     if (Files.exists(out.root) && !Files.isDirectory(out.root)) {
-      throw new IllegalArgumentException(o.output + " is a file; --output takes a folder (new, empty, or an embed job's to resume)");
+      throw new IllegalArgumentException(output + " is a file; --output takes a folder (new, empty, or an embed job's to resume)");
     }
     if (Files.isRegularFile(out.work.resolve("params.json"))) return;
     for (Path e : list(out.root)) {
       String name = e.getFileName().toString();
       boolean emptyJobFolder = JOB_FOLDERS.contains(name) && Files.isDirectory(e, java.nio.file.LinkOption.NOFOLLOW_LINKS)
           && list(e).stream().allMatch(f -> f.getFileName().toString().startsWith(".") && f.getFileName().toString().endsWith(".tmp"));
-      if (!emptyJobFolder) {
-        throw new IllegalArgumentException(o.output + " is not empty and holds no jclip embed job (no .jclip/params.json; it has '" + name
+      boolean ignored = !JOB_FOLDERS.contains(name) && (name.equals("lost+found") || (name.startsWith(".") && !name.endsWith(".tmp")));
+      if (!emptyJobFolder && !ignored) {
+        throw new IllegalArgumentException(output + " is not empty and holds no jclip embed job (no .jclip/params.json; it has '" + name
             + "'): choose a new or empty output folder, so that nothing in it is taken for a shard or replaced");
       }
     }
@@ -813,11 +824,16 @@ public final class EmbedJob {
   static String canonicalInput(String input) {
     if (input.contains("://")) return input;
     try {
-      Path p = Path.of(input).toAbsolutePath().normalize();
+      Path p = Path.of(input).toAbsolutePath();
       try {
         return p.toRealPath().toString();
       } catch (IOException e) {
-        return p.toString();
+        // a pattern (shards/{000..009}.tar): its folder's real path, so that a linked folder names the same shards
+        try {
+          return p.getParent().toRealPath().resolve(p.getFileName()).toString();
+        } catch (IOException | RuntimeException again) {
+          return p.normalize().toString();
+        }
       }
     } catch (java.nio.file.InvalidPathException e) {
       return input;

@@ -52,4 +52,16 @@ class MainTest {
     org.junit.jupiter.api.Assertions.assertTrue(err.toString(java.nio.charset.StandardCharsets.UTF_8).contains("writing standard output failed"));
     org.junit.jupiter.api.Assertions.assertEquals(2, Main.outputChecked(2, true, e));
   }
+
+  /** A real process whose stdout is /dev/full: exit 1 and the line on stderr. */
+  @org.junit.jupiter.api.Test
+  void aCommandPrintingIntoAFullDiskExitsOne() throws Exception {
+    org.junit.jupiter.api.Assumptions.assumeTrue(java.nio.file.Files.exists(java.nio.file.Path.of("/dev/full")), "no /dev/full here");
+    Process p = new ProcessBuilder(dev.jclip.io.AtomicFileTest.java(), "-cp", System.getProperty("java.class.path"), Main.class.getName(), "--version")
+        .redirectOutput(new java.io.File("/dev/full")).redirectError(ProcessBuilder.Redirect.PIPE).start();
+    String err = new String(p.getErrorStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+    org.junit.jupiter.api.Assertions.assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS));
+    org.junit.jupiter.api.Assertions.assertEquals(1, p.exitValue(), err);
+    org.junit.jupiter.api.Assertions.assertTrue(err.contains("writing standard output failed"), err);
+  }
 }

@@ -72,4 +72,19 @@ class PreprocessCommandTest {
     assertEquals(2, r.code());
     assertTrue(r.err().contains("unique"), r.err());
   }
+
+  /** {@code --out /dev/stdout}: stdout holds the safetensors file alone, byte for byte the file --out FILE writes; the summary goes to stderr. */
+  @Test
+  void toStandardOutputTheFileAloneGoesThere() throws Exception {
+    Path file = tmp.resolve("file.safetensors"), piped = tmp.resolve("piped.safetensors");
+    String image = Reference.file("images/rose.jpg").toString();
+    assertEquals(0, run("preprocess", "--size", "32", "--out", file.toString(), image).code());
+    Process p = new ProcessBuilder(dev.jclip.io.AtomicFileTest.java(), "-cp", System.getProperty("java.class.path"), Main.class.getName(), "preprocess",
+        "--size", "32", "--out", "/dev/stdout", image).redirectOutput(piped.toFile()).redirectError(ProcessBuilder.Redirect.PIPE).start();
+    String err = new String(p.getErrorStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), err);
+    assertArrayEquals(Files.readAllBytes(file), Files.readAllBytes(piped));
+    assertTrue(err.contains("wrote 1 image(s) at 32 to /dev/stdout"), err);
+  }
 }

@@ -344,6 +344,12 @@ class EmbedJobTest {
     for (String d : List.of("img_emb", "metadata", ".jclip")) Files.createDirectories(skeleton.resolve(d));
     assertEquals(10, EmbedJob.run(options(list.toString(), skeleton, 8, 4), new TestEncoder(R, 0)).embedded());
 
+    Path volume = tmp.resolve("volume"); // a fresh volume's root, with a desktop's hidden file
+    Files.createDirectories(volume.resolve("lost+found"));
+    Files.writeString(volume.resolve(".DS_Store"), "x");
+    assertEquals(10, EmbedJob.run(options(list.toString(), volume, 8, 4), new TestEncoder(R, 0)).embedded());
+    assertEquals("x", Files.readString(volume.resolve(".DS_Store")));
+
     Path file = tmp.resolve("a-file");
     Files.writeString(file, "x");
     e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options(list.toString(), file, 8, 4), new TestEncoder(R, 0)));
@@ -592,5 +598,15 @@ class EmbedJobTest {
         EmbedJob.run(options(list.toString(), three, 4, 50), List.of(new TestEncoder(R, 0), new TestEncoder(R, 7), new TestEncoder(R, 3)));
     assertEquals(200, r.embedded());
     assertSameTree(one, three);
+  }
+
+  /** A brace pattern of .tar shards is recorded with its folder's real path: through a linked folder it is the same input. */
+  @Test
+  void aShardPatternThroughALinkedFolderIsTheSameInput() throws IOException {
+    Path real = Files.createDirectories(tmp.resolve("real/shards"));
+    Path link = Files.createSymbolicLink(tmp.resolve("link"), tmp.resolve("real"));
+    assertEquals(real.toRealPath().resolve("{000..009}.tar").toString(), EmbedJob.canonicalInput(link.resolve("shards/{000..009}.tar").toString()));
+    assertEquals(EmbedJob.canonicalInput(real.resolve("{000..009}.tar").toString()), EmbedJob.canonicalInput(link.resolve("shards/{000..009}.tar").toString()));
+    assertEquals("https://example.com/list.csv", EmbedJob.canonicalInput("https://example.com/list.csv"));
   }
 }

@@ -794,6 +794,9 @@ public final class CpuBackend extends HostFloatBackend {
   public void close() {
     if (linear != null) linear.close();
     pool.shutdown();
+    synchronized (permuted) {
+      permuted.clear();
+    }
     synchronized (params) {
       params.clear();
     }
