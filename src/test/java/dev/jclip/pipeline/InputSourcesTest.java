@@ -273,4 +273,17 @@ class InputSourcesTest {
         List.of(Path.of("a/007.tar"), Path.of("a/008.tar"), Path.of("a/009.tar"), Path.of("a/010.tar")),
         InputSources.expandBraces("a/{007..010}.tar"));
   }
+
+  /** An input that is not UTF-8 text (an image given as --input, a Latin-1 list) says so, naming it; an image is recognised. */
+  @Test
+  void aListThatIsNotUtf8IsNamedAsSuch() throws IOException {
+    Path image = dir.resolve("rose.jpg");
+    Files.write(image, new byte[] {(byte) 0xff, (byte) 0xd8, (byte) 0xff, (byte) 0xe0, 0, 0x10});
+    IOException e = assertThrows(IOException.class, () -> InputSources.open(image.toString(), null, null));
+    assertTrue(e.getMessage().contains(image + " is not a list of images") && e.getMessage().contains("it looks like an image"), e.getMessage());
+    Path latin = dir.resolve("list.txt");
+    Files.write(latin, "caf\u00e9.jpg\n".getBytes(StandardCharsets.ISO_8859_1));
+    e = assertThrows(IOException.class, () -> InputSources.open(latin.toString(), null, null));
+    assertTrue(e.getMessage().contains("it is not UTF-8 text") && !e.getMessage().contains("looks like an image"), e.getMessage());
+  }
 }
