@@ -31,6 +31,7 @@ public final class OpProfile {
       Backend timed = new Backend() {
         public String name() { return cpu.name(); }
         public boolean supports(Op op) { return cpu.supports(op); }
+        public dev.jclip.graph.Graph prepare(dev.jclip.graph.Graph g, java.util.Set<String> keep) { return cpu.prepare(g, keep); } // as the backend runs it
         public Buffer allocate(long bytes) { return cpu.allocate(bytes); }
         public void write(Buffer dst, TensorSpec spec, Object host) { cpu.write(dst, spec, host); }
         public float[] read(Buffer src, TensorSpec spec) { return cpu.read(src, spec); }
