@@ -332,6 +332,49 @@ public final class EmbedJob {
       Files.createDirectories(out.img);
       Files.createDirectories(out.meta);
       Files.createDirectories(out.work);
+      try (FileLockHolder lock = FileLockHolder.take(out.work.resolve("lock"), o.output)) {
+        return runLocked(source, captions, decoder, t0, e, r, floatsPerImage);
+      }
+    }
+  }
+
+  /**
+   * The output folder's lock ({@code .jclip/lock}, held for the whole run): a second embed into the
+   * same folder, from this process or another, is refused instead of racing the first's shards.
+   */
+  private record FileLockHolder(java.nio.channels.FileChannel channel, java.nio.channels.FileLock lock) implements AutoCloseable {
+    static FileLockHolder take(Path file, Path output) throws IOException {
+      java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE);
+      java.nio.channels.FileLock lock;
+      try {
+        lock = ch.tryLock();
+      } catch (java.nio.channels.OverlappingFileLockException held) {
+        lock = null;
+      } catch (IOException | RuntimeException ex) {
+        ch.close();
+        throw ex;
+      }
+      if (lock == null) {
+        ch.close();
+        throw new IllegalStateException("another jclip embed is writing to " + output + " (it holds " + file
+            + "): wait for it to finish, or choose another output folder");
+      }
+      return new FileLockHolder(ch, lock);
+    }
+
+    @Override
+    public void close() throws IOException {
+      try {
+        lock.release();
+      } finally {
+        channel.close();
+      }
+    }
+  }
+
+  private Result runLocked(InputSource source, boolean captions, ImageDecoder decoder, long t0, int e, int r, int floatsPerImage)
+      throws IOException, InterruptedException {
+    {
       if (captions) Files.createDirectories(out.text);
       checkParams(source, captions);
       Set<Integer> complete = recover();

@@ -609,4 +609,20 @@ class EmbedJobTest {
     assertEquals(EmbedJob.canonicalInput(real.resolve("{000..009}.tar").toString()), EmbedJob.canonicalInput(link.resolve("shards/{000..009}.tar").toString()));
     assertEquals("https://example.com/list.csv", EmbedJob.canonicalInput("https://example.com/list.csv"));
   }
+
+  /** While a run holds the output folder's lock, another run into it is refused; once it is released, the folder resumes. */
+  @Test
+  void aSecondRunIntoAFolderInUseIsRefused() throws Exception {
+    Path list = tmp.resolve("l.txt");
+    Files.write(list, GOOD_FILES.subList(0, 6).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path out = tmp.resolve("busy");
+    EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0));
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(out.resolve(".jclip/lock"), java.nio.file.StandardOpenOption.WRITE);
+        java.nio.channels.FileLock held = ch.lock()) {
+      IllegalStateException e =
+          assertThrows(IllegalStateException.class, () -> EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0)));
+      assertTrue(e.getMessage().contains("another jclip embed is writing to " + out), e.getMessage());
+    }
+    assertEquals(2, EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0)).shardsSkipped());
+  }
 }
