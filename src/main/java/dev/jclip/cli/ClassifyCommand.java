@@ -44,6 +44,11 @@ public final class ClassifyCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut(), err = spec.commandLine().getErr();
+    if (model.invalid() != null) {
+      err.println("jclip classify: " + model.invalid());
+      err.flush();
+      return 2;
+    }
     try (Clip clip = model.load(32)) {
       float[][] imageFeatures = clip.encodeImage(clip.preprocess(image));
       float[][] textFeatures = clip.encodeText(clip.tokenize(labels.toArray(String[]::new)));

@@ -66,6 +66,11 @@ public final class EmbedCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter err = spec.commandLine().getErr();
+    if (model.invalid() != null) {
+      err.println("jclip embed: " + model.invalid());
+      err.flush();
+      return 2;
+    }
     EmbedJob.Options o;
     try {
       o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))

@@ -47,6 +47,11 @@ public final class EmbedImagesCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
+    if (model.invalid() != null) {
+      err.println("jclip embed-images: " + model.invalid());
+      err.flush();
+      return 2;
+    }
     if (batchSize != null && batchSize < 1) {
       err.println("jclip embed-images: --batch-size must be at least 1, got " + batchSize);
       err.flush();

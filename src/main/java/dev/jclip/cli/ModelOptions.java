@@ -31,6 +31,22 @@ final class ModelOptions {
           + " else OpenAI's quick_gelu; open_clip's models trained without -quickgelu, LAION's among them, need gelu when loaded from a bare state dict).")
   String activation;
 
+  /**
+   * What is wrong with the device, precision, threads or activation given, or null: the commands
+   * check it before they load anything, and exit 2 (a usage error) on it, as on their own options.
+   */
+  String invalid() {
+    try {
+      dev.jclip.backend.DeviceSpec.parse(device);
+      dev.jclip.backend.Precision.parse(precision);
+      Clip.Options o = Clip.Options.defaults().withActivation(activation);
+      if (threads != null) o.withThreads(threads);
+      return null;
+    } catch (IllegalArgumentException e) {
+      return e.getMessage();
+    }
+  }
+
   Clip load(int batchSize) throws IOException {
     return load(batchSize, device);
   }

@@ -194,4 +194,23 @@ class ModelCommandsTest {
     assertEquals(1, r.code());
     assertTrue(r.err().contains("line 2"), r.err());
   }
+
+  /** A bad --device, --precision, --threads or --activation is a usage error (exit 2) on every model command, said before anything loads. */
+  @Test
+  void badModelOptionsAreUsageErrors(@org.junit.jupiter.api.io.TempDir Path tmp) {
+    String image = images.isEmpty() ? "x.png" : Reference.file("images/" + images.get(0)).toString();
+    String[][] bad = {{"--device", "cuda:x"}, {"--precision", "fp64"}, {"--threads", "0"}, {"--activation", "relu"}};
+    for (String[] b : bad) {
+      List<String> common = List.of("--model", model.toString(), "--vocab", vocab(), b[0], b[1]);
+      List<String> ei = new java.util.ArrayList<>(common);
+      ei.addAll(List.of("--out", tmp.resolve("x.npy").toString(), image));
+      CliRun.Result r = run(new EmbedImagesCommand(), "", ei.toArray(String[]::new));
+      assertEquals(2, r.code(), String.join(" ", b) + ": " + r.err());
+      List<String> cl = new java.util.ArrayList<>(common);
+      cl.addAll(List.of(image, "a dog"));
+      r = run(new ClassifyCommand(), "", cl.toArray(String[]::new));
+      assertEquals(2, r.code(), String.join(" ", b) + ": " + r.err());
+      assertTrue(!r.err().isBlank(), r.err());
+    }
+  }
 }
