@@ -850,7 +850,7 @@ public final class EmbedJob {
     for (Path e : list(out.root)) {
       String name = e.getFileName().toString();
       boolean emptyJobFolder = JOB_FOLDERS.contains(name) && Files.isDirectory(e, java.nio.file.LinkOption.NOFOLLOW_LINKS)
-          && list(e).stream().allMatch(f -> f.getFileName().toString().startsWith(".") && f.getFileName().toString().endsWith(".tmp"));
+          && list(e).stream().map(f -> f.getFileName().toString()).allMatch(f -> (f.startsWith(".") && f.endsWith(".tmp")) || f.equals("lock"));
       boolean ignored = !JOB_FOLDERS.contains(name) && (name.equals("lost+found") || (name.startsWith(".") && !name.endsWith(".tmp")));
       if (!emptyJobFolder && !ignored) {
         throw new IllegalArgumentException(output + " is not empty and holds no jclip embed job (no .jclip/params.json; it has '" + name

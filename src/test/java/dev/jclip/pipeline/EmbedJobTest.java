@@ -342,6 +342,7 @@ class EmbedJobTest {
 
     Path skeleton = tmp.resolve("skeleton");
     for (String d : List.of("img_emb", "metadata", ".jclip")) Files.createDirectories(skeleton.resolve(d));
+    Files.createFile(skeleton.resolve(".jclip/lock")); // a run stopped after taking its lock, before its parameters
     assertEquals(10, EmbedJob.run(options(list.toString(), skeleton, 8, 4), new TestEncoder(R, 0)).embedded());
 
     Path volume = tmp.resolve("volume"); // a fresh volume's root, with a desktop's hidden file
