@@ -177,7 +177,16 @@ public final class Clip implements AutoCloseable {
   /** A GPU backend runs one executor at a time (one stream); the CPU backend runs many at once. */
   private final boolean serialized;
   private final ReentrantLock deviceLock = new ReentrantLock();
-  private final ClipTokenizer tokenizer;
+  /** The tokenizer, once loaded ({@link #tokenizer()}). */
+  private volatile ClipTokenizer tokenizer;
+  /** Where the tokenizer comes from when it was not given: the default vocabulary, looked up (or downloaded) on first use. */
+  private final TokenizerSource tokenizerSource;
+
+  /** Loads a tokenizer (the default vocabulary may need a download). */
+  @FunctionalInterface
+  private interface TokenizerSource {
+    ClipTokenizer load() throws IOException;
+  }
   /** ClipPreprocessor reuses scratch buffers and is not thread-safe: one per thread. */
   private final ThreadLocal<ClipPreprocessor> preprocessors;
   private final int resolution, floatsPerImage;
@@ -192,10 +201,16 @@ public final class Clip implements AutoCloseable {
   private volatile int batch;
 
   private Clip(Checkpoint checkpoint, ClipConfig config, ClipGraphs graphs, ClipTokenizer tokenizer, Backend backend, Options options) {
+    this(checkpoint, config, graphs, tokenizer, null, backend, options);
+  }
+
+  private Clip(Checkpoint checkpoint, ClipConfig config, ClipGraphs graphs, ClipTokenizer tokenizer, TokenizerSource tokenizerSource, Backend backend,
+      Options options) {
     this.checkpoint = checkpoint;
     this.config = config;
     this.graphs = graphs;
     this.tokenizer = tokenizer;
+    this.tokenizerSource = tokenizerSource;
     this.backend = backend;
     this.serialized = Backends.serialized(backend);
     this.options = options;
@@ -240,14 +255,20 @@ public final class Clip implements AutoCloseable {
     DeviceSpec.parse(options.device());
     Precision.parse(options.precision());
     Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
-    ClipTokenizer tok = ClipTokenizer.load(vocabulary(path, options.vocabulary()));
+    // A vocabulary the caller names (or the model folder's) is read now, so that a bad one fails
+    // here; the default one is looked up, or downloaded, when the first text is tokenized, so that
+    // image-only use needs none.
+    boolean named = options.vocabulary() != null
+        || (Files.isDirectory(path) && Files.exists(path.resolve("vocab.json")) && Files.exists(path.resolve("merges.txt")));
+    ClipTokenizer tok = named ? ClipTokenizer.load(vocabulary(path, options.vocabulary())) : null;
+    TokenizerSource later = named ? null : () -> ClipTokenizer.load(vocabulary(path, null));
     Checkpoint ck = Checkpoint.open(path);
     Backend backend = null;
     try {
       ClipConfig cfg = options.applyTo(ClipConfig.infer(ck));
       ClipGraphs graphs = new ClipGraphs(cfg, ck.tensors()); // one, so that weights derived for its graphs are made once
       backend = openBackend(options, graphs);
-      return new Clip(ck, cfg, graphs, tok, backend, options);
+      return new Clip(ck, cfg, graphs, tok, later, backend, options);
     } catch (IOException | RuntimeException e) {
       if (backend != null) backend.close();
       ck.close();
@@ -334,8 +355,25 @@ public final class Clip implements AutoCloseable {
     return backend.name();
   }
 
+  /**
+   * The tokenizer; the default vocabulary is found (or downloaded) on the first call.
+   *
+   * @throws IllegalStateException when that vocabulary cannot be had (the message says how to give one)
+   */
   public ClipTokenizer tokenizer() {
-    return tokenizer;
+    ClipTokenizer t = tokenizer;
+    if (t != null) return t;
+    if (tokenizerSource == null) throw new IllegalStateException("this Clip was made without a tokenizer: it encodes token ids, not texts");
+    synchronized (tokenizerSource) {
+      if (tokenizer == null) {
+        try {
+          tokenizer = tokenizerSource.load();
+        } catch (IOException e) {
+          throw new IllegalStateException(e.getMessage() + " (texts need the BPE vocabulary: give --vocab FILE, or Clip.Options.withVocabulary)", e);
+        }
+      }
+      return tokenizer;
+    }
   }
 
   /**
@@ -407,7 +445,7 @@ public final class Clip implements AutoCloseable {
   public Tokens tokenize(List<String> texts, boolean truncate) {
     int len = config.contextLength();
     int[] ids = new int[texts.size() * len];
-    for (int i = 0; i < texts.size(); i++) System.arraycopy(tokenizer.tokenize(texts.get(i), len, truncate), 0, ids, i * len, len);
+    for (int i = 0; i < texts.size(); i++) System.arraycopy(tokenizer().tokenize(texts.get(i), len, truncate), 0, ids, i * len, len);
     return new Tokens(texts.size(), len, ids);
   }
 

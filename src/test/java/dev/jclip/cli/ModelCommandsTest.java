@@ -213,4 +213,20 @@ class ModelCommandsTest {
       assertTrue(!r.err().isBlank(), r.err());
     }
   }
+
+  /** embed-images needs no vocabulary: with none to be found (a fresh home, no $JCLIP_VOCAB), a bare state dict's images embed. */
+  @Test
+  void imagesNeedNoVocabulary(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+    Path out = tmp.resolve("x.npy");
+    ProcessBuilder pb = new ProcessBuilder(dev.jclip.io.AtomicFileTest.java(), "-Duser.home=" + tmp, "-Djclip.cache=" + tmp.resolve("cache"),
+        "--add-modules", "jdk.incubator.vector", "-cp", System.getProperty("java.class.path"), Main.class.getName(), "embed-images", "--model",
+        model.toString(), "--device", "cpu", "--out", out.toString(), Reference.file("images/CLIP.png").toString());
+    pb.environment().remove("JCLIP_VOCAB");
+    pb.environment().remove("JCLIP_CACHE");
+    Process p = pb.redirectErrorStream(true).start();
+    String said = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(180, java.util.concurrent.TimeUnit.SECONDS));
+    assertEquals(0, p.exitValue(), said);
+    assertEquals(1, readNpy(out).length, said);
+  }
 }
