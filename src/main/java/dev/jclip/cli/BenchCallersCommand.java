@@ -168,7 +168,7 @@ public final class BenchCallersCommand implements Callable<Integer> {
         for (Clip c : clips) c.close();
       }
       return 0;
-    } catch (IOException | IllegalArgumentException e) {
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       err.println("jclip bench callers: " + e.getMessage());
       return 1;
     } finally {

@@ -194,7 +194,7 @@ public final class BenchCommand implements Callable<Integer> {
         }
       }
       return 0;
-    } catch (IOException | IllegalArgumentException e) {
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       err.println("jclip bench: " + e.getMessage());
       return 1;
     } finally {

@@ -69,7 +69,7 @@ public final class ClassifyCommand implements Callable<Integer> {
       }
       out.flush();
       return 0;
-    } catch (IOException | IllegalArgumentException e) {
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       err.println("jclip classify: " + e.getMessage());
       err.flush();
       return 1;

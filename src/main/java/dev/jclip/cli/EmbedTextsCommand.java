@@ -98,7 +98,7 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.println("jclip embed-texts: wrote " + written + " x " + clip.config().embedDim() + " to " + out);
       err.flush();
       return 0;
-    } catch (IOException | IllegalArgumentException e) {
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       err.println("jclip embed-texts: " + e.getMessage());
       err.flush();
       return 1;
