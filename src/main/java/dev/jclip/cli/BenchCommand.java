@@ -92,8 +92,10 @@ public final class BenchCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut(), err = spec.commandLine().getErr();
     if (model == null && random == null) {
-      spec.commandLine().usage(out);
-      return 0;
+      err.println("jclip bench: give --model MODEL or --random NAME, or a subcommand (tokenizer, callers)");
+      spec.commandLine().usage(err);
+      err.flush();
+      return 2;
     }
     if (model != null && random != null) {
       err.println("jclip bench: give --model or --random, not both");

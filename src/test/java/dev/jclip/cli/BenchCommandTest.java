@@ -101,4 +101,12 @@ class BenchCommandTest {
   void tokenizerSubcommandStillListed() {
     assertTrue(Main.commandLine().getSubcommands().get("bench").getSubcommands().containsKey("tokenizer"));
   }
+
+  /** Neither --model nor --random: a usage error (exit 2) with the usage on stderr. */
+  @Test
+  void withoutAModelItIsAUsageError() {
+    CliRun.Result r = CliRun.run(Main.commandLine(), "bench");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("give --model MODEL or --random NAME"), r.err());
+  }
 }
