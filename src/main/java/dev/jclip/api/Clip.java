@@ -258,8 +258,7 @@ public final class Clip implements AutoCloseable {
     // A vocabulary the caller names (or the model folder's) is read now, so that a bad one fails
     // here; the default one is looked up, or downloaded, when the first text is tokenized, so that
     // image-only use needs none.
-    boolean named = options.vocabulary() != null
-        || (Files.isDirectory(path) && Files.exists(path.resolve("vocab.json")) && Files.exists(path.resolve("merges.txt")));
+    boolean named = options.vocabulary() != null || hasOwnVocabulary(path);
     ClipTokenizer tok = named ? ClipTokenizer.load(vocabulary(path, options.vocabulary())) : null;
     TokenizerSource later = named ? null : () -> ClipTokenizer.load(vocabulary(path, null));
     Checkpoint ck = Checkpoint.open(path);
@@ -325,9 +324,14 @@ public final class Clip implements AutoCloseable {
     return null;
   }
 
+  /** Whether {@code model} is a folder with its own vocabulary (HuggingFace's vocab.json and merges.txt). */
+  private static boolean hasOwnVocabulary(Path model) {
+    return Files.isDirectory(model) && Files.exists(model.resolve("vocab.json")) && Files.exists(model.resolve("merges.txt"));
+  }
+
   private static Path vocabulary(Path model, Path given) throws IOException {
     if (given != null) return given;
-    if (Files.isDirectory(model) && Files.exists(model.resolve("vocab.json")) && Files.exists(model.resolve("merges.txt"))) return model;
+    if (hasOwnVocabulary(model)) return model;
     try {
       return ClipTokenizer.defaultVocabulary();
     } catch (IOException missing) {

@@ -44,8 +44,9 @@ public final class ClassifyCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut(), err = spec.commandLine().getErr();
-    if (model.invalid() != null) {
-      err.println("jclip classify: " + model.invalid());
+    String invalid = model.invalid();
+    if (invalid != null) {
+      err.println("jclip classify: " + invalid);
       err.flush();
       return 2;
     }

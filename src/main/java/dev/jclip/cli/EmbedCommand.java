@@ -66,8 +66,9 @@ public final class EmbedCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter err = spec.commandLine().getErr();
-    if (model.invalid() != null) {
-      err.println("jclip embed: " + model.invalid());
+    String invalid = model.invalid();
+    if (invalid != null) {
+      err.println("jclip embed: " + invalid);
       err.flush();
       return 2;
     }

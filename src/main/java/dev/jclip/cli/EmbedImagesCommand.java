@@ -47,8 +47,9 @@ public final class EmbedImagesCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    if (model.invalid() != null) {
-      err.println("jclip embed-images: " + model.invalid());
+    String invalid = model.invalid();
+    if (invalid != null) {
+      err.println("jclip embed-images: " + invalid);
       err.flush();
       return 2;
     }

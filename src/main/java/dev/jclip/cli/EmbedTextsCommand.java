@@ -53,8 +53,9 @@ public final class EmbedTextsCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    if (model.invalid() != null) {
-      err.println("jclip embed-texts: " + model.invalid());
+    String invalid = model.invalid();
+    if (invalid != null) {
+      err.println("jclip embed-texts: " + invalid);
       err.flush();
       return 2;
     }

@@ -100,7 +100,8 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    if (model.invalid() != null) return fail(err, 2, model.invalid());
+    String invalid = model.invalid();
+    if (invalid != null) return fail(err, 2, invalid);
     String name = output.getFileName().toString().toLowerCase(Locale.ROOT);
     boolean jsonl = name.endsWith(".jsonl") || name.endsWith(".json");
     if (!jsonl && !name.endsWith(".csv")) return fail(err, 2, "--output must end in .csv or .jsonl: " + output);

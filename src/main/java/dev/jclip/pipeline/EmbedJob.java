@@ -328,7 +328,7 @@ public final class EmbedJob {
     jpegDecoder = decoder.jpegDecoder();
     try (InputSource source = InputSources.open(o.input, o.imageColumn, o.captionColumn)) {
       boolean captions = source.hasCaptions();
-      checkOutputFolder();
+      checkOutputFolder(o.output);
       Files.createDirectories(out.img);
       Files.createDirectories(out.meta);
       Files.createDirectories(out.work);
@@ -374,90 +374,88 @@ public final class EmbedJob {
 
   private Result runLocked(InputSource source, boolean captions, ImageDecoder decoder, long t0, int e, int r, int floatsPerImage)
       throws IOException, InterruptedException {
-    {
-      if (captions) Files.createDirectories(out.text);
-      checkParams(source, captions);
-      Set<Integer> complete = recover();
-      int skippedShards = complete.size();
+    if (captions) Files.createDirectories(out.text);
+    checkParams(source, captions);
+    Set<Integer> complete = recover();
+    int skippedShards = complete.size();
 
-      o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + " workers");
-      Progress progress = new Progress(o.progress, o.log, source.size());
-      ScheduledExecutorService ticker =
-          Executors.newSingleThreadScheduledExecutor(
-              rr -> {
-                Thread t = new Thread(rr, "embed-progress");
-                t.setDaemon(true);
-                return t;
-              });
-      ticker.scheduleAtFixedRate(() -> progress.report(false), o.progressIntervalMillis, o.progressIntervalMillis, TimeUnit.MILLISECONDS);
+    o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + " workers");
+    Progress progress = new Progress(o.progress, o.log, source.size());
+    ScheduledExecutorService ticker =
+        Executors.newSingleThreadScheduledExecutor(
+            rr -> {
+              Thread t = new Thread(rr, "embed-progress");
+              t.setDaemon(true);
+              return t;
+            });
+    ticker.scheduleAtFixedRate(() -> progress.report(false), o.progressIntervalMillis, o.progressIntervalMillis, TimeUnit.MILLISECONDS);
 
-      int k = encoders.size();
-      // Each model holds one buffer while it runs; the rest are being filled by the workers.
-      int buffers = Math.max(o.bufferedBatches, k + 2);
-      BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
-      for (int i = 0; i < buffers; i++) pool.add(new float[o.batchSize * floatsPerImage]);
-      BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
-      BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(k + 1);
-      ExecutorService workers = Executors.newFixedThreadPool(o.workers, daemon("embed-decode"));
-      ThreadLocal<ClipPreprocessor> pre = ThreadLocal.withInitial(() -> new ClipPreprocessor(r));
-      Thread feeder = Thread.currentThread();
+    int k = encoders.size();
+    // Each model holds one buffer while it runs; the rest are being filled by the workers.
+    int buffers = Math.max(o.bufferedBatches, k + 2);
+    BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
+    for (int i = 0; i < buffers; i++) pool.add(new float[o.batchSize * floatsPerImage]);
+    BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
+    BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(k + 1);
+    ExecutorService workers = Executors.newFixedThreadPool(o.workers, daemon("embed-decode"));
+    ThreadLocal<ClipPreprocessor> pre = ThreadLocal.withInitial(() -> new ClipPreprocessor(r));
+    Thread feeder = Thread.currentThread();
 
-      List<Thread> enc = new ArrayList<>();
-      for (BatchEncoder model : encoders) {
-        enc.add(daemon("embed-encode").newThread(() -> guard(feeder, () -> encodeLoop(model, toEncode, toWrite, pool, captions, e, floatsPerImage))));
-      }
-      Thread wr = daemon("embed-write").newThread(() -> guard(feeder, () -> writeLoop(toWrite, source, captions, e, progress, k)));
-      enc.forEach(Thread::start);
-      wr.start();
-      try {
-        Batch batch = null;
-        InputItem item;
-        while ((item = source.next()) != null) {
-          int shard = Math.toIntExact(item.index() / o.shardSize);
-          if (complete.contains(shard)) {
-            progress.skipped.incrementAndGet();
-            resumedItems.merge(shard, 1L, Long::sum);
-            continue;
-          }
-          if (batch != null && (batch.shard != shard || batch.items.size() == o.batchSize)) {
-            batch.lastOfShard = batch.shard != shard;
-            closeBatch(batch, toEncode);
-            batch = null;
-          }
-          if (batch == null) batch = new Batch(shard, take(pool), o.batchSize);
-          int slot = batch.items.size();
-          batch.items.add(item);
-          batch.pending.incrementAndGet();
-          Batch b = batch;
-          InputItem it = item;
-          workers.execute(() -> prepare(b, slot, it, decoder, pre.get(), floatsPerImage));
-        }
-        if (batch != null) {
-          batch.lastOfShard = true;
-          closeBatch(batch, toEncode);
-        }
-        for (int i = 0; i < k; i++) toEncode.put(END);
-        wr.join();
-        checkResumedShards(complete);
-      } catch (InterruptedException | IOException ex) {
-        // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
-        if (failure.get() == null) throw ex;
-      } finally {
-        workers.shutdownNow();
-        enc.forEach(Thread::interrupt);
-        wr.interrupt();
-        ticker.shutdownNow();
-      }
-      Throwable f = failure.get();
-      if (f != null) {
-        if (f instanceof IOException io) throw io;
-        if (f instanceof RuntimeException re) throw re;
-        if (f instanceof Error er) throw er;
-        throw new IOException(f);
-      }
-      progress.report(true);
-      return finish(source, skippedShards, t0);
+    List<Thread> enc = new ArrayList<>();
+    for (BatchEncoder model : encoders) {
+      enc.add(daemon("embed-encode").newThread(() -> guard(feeder, () -> encodeLoop(model, toEncode, toWrite, pool, captions, e, floatsPerImage))));
     }
+    Thread wr = daemon("embed-write").newThread(() -> guard(feeder, () -> writeLoop(toWrite, source, captions, e, progress, k)));
+    enc.forEach(Thread::start);
+    wr.start();
+    try {
+      Batch batch = null;
+      InputItem item;
+      while ((item = source.next()) != null) {
+        int shard = Math.toIntExact(item.index() / o.shardSize);
+        if (complete.contains(shard)) {
+          progress.skipped.incrementAndGet();
+          resumedItems.merge(shard, 1L, Long::sum);
+          continue;
+        }
+        if (batch != null && (batch.shard != shard || batch.items.size() == o.batchSize)) {
+          batch.lastOfShard = batch.shard != shard;
+          closeBatch(batch, toEncode);
+          batch = null;
+        }
+        if (batch == null) batch = new Batch(shard, take(pool), o.batchSize);
+        int slot = batch.items.size();
+        batch.items.add(item);
+        batch.pending.incrementAndGet();
+        Batch b = batch;
+        InputItem it = item;
+        workers.execute(() -> prepare(b, slot, it, decoder, pre.get(), floatsPerImage));
+      }
+      if (batch != null) {
+        batch.lastOfShard = true;
+        closeBatch(batch, toEncode);
+      }
+      for (int i = 0; i < k; i++) toEncode.put(END);
+      wr.join();
+      checkResumedShards(complete);
+    } catch (InterruptedException | IOException ex) {
+      // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
+      if (failure.get() == null) throw ex;
+    } finally {
+      workers.shutdownNow();
+      enc.forEach(Thread::interrupt);
+      wr.interrupt();
+      ticker.shutdownNow();
+    }
+    Throwable f = failure.get();
+    if (f != null) {
+      if (f instanceof IOException io) throw io;
+      if (f instanceof RuntimeException re) throw re;
+      if (f instanceof Error er) throw er;
+      throw new IOException(f);
+    }
+    progress.report(true);
+    return finish(source, skippedShards, t0);
   }
 
   private float[] take(BlockingQueue<float[]> pool) throws InterruptedException {
@@ -830,16 +828,9 @@ public final class EmbedJob {
    * Refuses an output folder that is a file, or that is not empty and holds no embed job
    * ({@code .jclip/params.json}): resuming there would take another program's files for shards
    * (and delete or replace the others). Empty job folders of a run that stopped before writing its
-   * parameters are accepted.
-   */
-  private void checkOutputFolder() throws IOException {
-    checkOutputFolder(o.output);
-  }
-
-  /**
-   * As {@link #checkOutputFolder()}, for {@code output}: the embed command calls it before it loads
-   * the model. Besides empty job folders, a volume's {@code lost+found} and hidden files (a
-   * desktop's {@code .DS_Store}) do not count, since a job neither reads nor removes them.
+   * parameters are accepted, and a volume's {@code lost+found} and hidden files (a desktop's
+   * {@code .DS_Store}) do not count, since a job neither reads nor removes them. The embed command
+   * also calls it before it loads the model.
    */
   public static void checkOutputFolder(Path output) throws IOException {
     Layout out = new Layout(output);

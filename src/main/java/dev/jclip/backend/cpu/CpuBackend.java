@@ -244,13 +244,18 @@ public final class CpuBackend extends HostFloatBackend {
 
   /** {@code -Djclip.cpu.pooledAttention}: on (the default) or off; anything else is refused. */
   private static boolean pooledAttentionProperty() {
-    String v = System.getProperty("jclip.cpu.pooledAttention", "on");
-    return switch (v) {
-      case "on" -> true;
-      case "off" -> false;
-      default -> throw new IllegalArgumentException("the CPU backend's pooled last attention (-Djclip.cpu.pooledAttention) must be on or off, not '"
-          + v + "'");
-    };
+    return twoWayProperty("jclip.cpu.pooledAttention", "on", "off", "pooled last attention");
+  }
+
+  /**
+   * A choice between two values of a system property: true for {@code yes} (also when unset), false
+   * for {@code no}; anything else is refused with a message naming the CPU backend's {@code what}.
+   */
+  private static boolean twoWayProperty(String property, String yes, String no, String what) {
+    String v = System.getProperty(property, yes);
+    if (v.equals(yes)) return true;
+    if (v.equals(no)) return false;
+    throw new IllegalArgumentException("the CPU backend's " + what + " (-D" + property + ") must be " + yes + " or " + no + ", not '" + v + "'");
   }
 
   /**
@@ -562,16 +567,7 @@ public final class CpuBackend extends HostFloatBackend {
   }
 
   /** Whether convolutions take oneDNN's matmul when the LINEARs do: {@code -Djclip.cpu.conv=onednn} (the default) or {@code openblas}. */
-  private final boolean convOnDnnl = convProperty();
-
-  private static boolean convProperty() {
-    String v = System.getProperty("jclip.cpu.conv", "onednn");
-    return switch (v) {
-      case "onednn" -> true;
-      case "openblas" -> false;
-      default -> throw new IllegalArgumentException("the CPU backend's convolutions (-Djclip.cpu.conv) must be onednn or openblas, not '" + v + "'");
-    };
-  }
+  private final boolean convOnDnnl = twoWayProperty("jclip.cpu.conv", "onednn", "openblas", "convolutions");
 
   /**
    * The most floats of im2row rows (or of their product, or of the NHWC input) one oneDNN

@@ -46,17 +46,15 @@ class ScalarKernels {
    * then max(0, ·) if {@code relu}. The convolutions' NCHW/NHWC changes.
    */
   void transpose(float[] src, int sOff, int r, int cols, float[] dst, int dOff, int i0, int i1, float[] scale, float[] bias, boolean relu) {
-    for (int j0 = 0; j0 < cols; j0 += 16) {
-      for (int j = j0, j1 = Math.min(cols, j0 + 16); j < j1; j++) {
-        int d = dOff + j * r, sj = sOff + j;
-        if (bias == null) {
-          for (int i = i0; i < i1; i++) dst[d + i] = src[sj + i * cols];
-        } else {
-          float sv = scale == null ? 1f : scale[j], bv = bias[j];
-          for (int i = i0; i < i1; i++) {
-            float v = src[sj + i * cols] * sv + bv;
-            dst[d + i] = relu ? Math.max(v, 0f) : v;
-          }
+    for (int j = 0; j < cols; j++) {
+      int d = dOff + j * r, sj = sOff + j;
+      if (bias == null) {
+        for (int i = i0; i < i1; i++) dst[d + i] = src[sj + i * cols];
+      } else {
+        float sv = scale == null ? 1f : scale[j], bv = bias[j];
+        for (int i = i0; i < i1; i++) {
+          float v = src[sj + i * cols] * sv + bv;
+          dst[d + i] = relu ? Math.max(v, 0f) : v;
         }
       }
     }
