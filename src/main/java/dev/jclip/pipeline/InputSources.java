@@ -8,16 +8,22 @@ import java.io.BufferedInputStream;
 import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.AccessDeniedException;
+import java.nio.file.FileSystemLoopException;
+import java.nio.file.FileVisitOption;
+import java.nio.file.FileVisitResult;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.nio.file.SimpleFileVisitor;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.EnumSet;
+import java.util.HashMap;
 import java.util.HashSet;
-import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -25,7 +31,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import java.util.stream.Stream;
 import org.apache.commons.compress.archivers.tar.TarArchiveEntry;
 import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
 
@@ -120,31 +125,71 @@ public final class InputSources {
     return null;
   }
 
-  /** A folder tree of images. */
+  /**
+   * A folder tree of images, walked in sorted order. Symbolic links are followed (to files and to
+   * folders, as torchvision's {@code ImageFolder} does); what cannot be listed or followed is an
+   * item with its reason rather than left out unseen: a broken link, a link loop, a folder that
+   * cannot be read, a socket or a device.
+   */
   static final class DirectorySource implements InputSource {
     private final List<String> files;
     private final Map<String, String> captionFiles;
+    private final Map<String, String> problems = new HashMap<>();
     private final Path root;
     private int pos;
 
     DirectorySource(Path root) throws IOException {
       this.root = root;
       List<String> all = new ArrayList<>();
-      try (Stream<Path> s = Files.walk(root)) {
-        Iterator<Path> it = s.iterator();
-        while (it.hasNext()) {
-          Path f = it.next();
-          Path rel = root.relativize(f);
-          boolean hidden = false;
-          for (Path part : rel) hidden |= part.toString().startsWith(".");
-          if (!hidden && Files.isRegularFile(f)) all.add(rel.toString().replace('\\', '/'));
+      Files.walkFileTree(root, EnumSet.of(FileVisitOption.FOLLOW_LINKS), Integer.MAX_VALUE, new SimpleFileVisitor<>() {
+        private String rel(Path f) {
+          return root.relativize(f).toString().replace('\\', '/');
         }
-      } catch (UncheckedIOException e) {
-        throw e.getCause();
-      }
+
+        private boolean hidden(Path f) {
+          for (Path part : root.relativize(f)) if (part.toString().startsWith(".")) return true;
+          return false;
+        }
+
+        @Override
+        public FileVisitResult preVisitDirectory(Path d, BasicFileAttributes a) {
+          return d.equals(root) || !hidden(d) ? FileVisitResult.CONTINUE : FileVisitResult.SKIP_SUBTREE;
+        }
+
+        @Override
+        public FileVisitResult visitFile(Path f, BasicFileAttributes a) {
+          if (hidden(f)) return FileVisitResult.CONTINUE;
+          String r = rel(f);
+          all.add(r);
+          if (!a.isRegularFile()) problems.put(r, a.isSymbolicLink() ? brokenLink(f) : "not a regular file (a socket, pipe or device)");
+          return FileVisitResult.CONTINUE;
+        }
+
+        @Override
+        public FileVisitResult visitFileFailed(Path f, IOException e) throws IOException {
+          if (f.equals(root)) throw e;
+          if (hidden(f)) return FileVisitResult.CONTINUE;
+          String r = rel(f);
+          all.add(r);
+          problems.put(r, e instanceof FileSystemLoopException
+              ? "symbolic link loop: it leads back to a folder above it, not followed"
+              : e instanceof AccessDeniedException ? "cannot be read: permission denied" : "cannot be read: " + e);
+          return FileVisitResult.CONTINUE;
+        }
+
+        @Override
+        public FileVisitResult postVisitDirectory(Path d, IOException e) throws IOException {
+          if (e == null) return FileVisitResult.CONTINUE;
+          if (d.equals(root)) throw e;
+          String r = rel(d);
+          all.add(r);
+          problems.put(r, "folder could not be listed to the end: " + e.getMessage());
+          return FileVisitResult.CONTINUE;
+        }
+      });
       Collections.sort(all);
       Map<String, String> imageStems = new LinkedHashMap<>();
-      for (String f : all) if (IMAGE_EXTENSIONS.contains(extension(f))) imageStems.put(stem(f), f);
+      for (String f : all) if (IMAGE_EXTENSIONS.contains(extension(f)) && !problems.containsKey(f)) imageStems.put(stem(f), f);
       captionFiles = new LinkedHashMap<>();
       files = new ArrayList<>();
       for (String f : all) {
@@ -154,11 +199,21 @@ public final class InputSources {
       }
     }
 
+    private static String brokenLink(Path link) {
+      try {
+        return "broken symbolic link to " + Files.readSymbolicLink(link) + " (no such file)";
+      } catch (IOException e) {
+        return "broken symbolic link";
+      }
+    }
+
     @Override
     public InputItem next() {
       if (pos >= files.size()) return null;
       long index = pos;
       String rel = files.get(pos++);
+      String problem = problems.get(rel);
+      if (problem != null) return InputItem.bad(index, rel, problem);
       String captionFile = captionFiles.get(rel);
       String caption = null;
       if (captionFile != null) {

@@ -161,4 +161,67 @@ class ZipArchiveTest {
     // empty
     assertThrows(CheckpointException.class, () -> ZipArchive.read(MappedFile.ofBytes("empty.pt", new byte[0])));
   }
+
+  /**
+   * A flipped bit inside a tensor's bytes leaves every size and offset intact; only the CRC-32 can
+   * see it. Reading the entry fails naming the file and the entry, so does loading the checkpoint,
+   * and {@code -Djclip.zip.crc=off} reads the damaged bytes as they are.
+   */
+  @Test
+  void damagedEntryBytesFailTheirCrc() throws IOException {
+    Path real = Reference.file("models/vit-b32-tiny/state_dict.pt");
+    byte[] bytes = Files.readAllBytes(real);
+    ZipArchive.Entry big = ZipArchive.read(MappedFile.ofBytes("good.pt", bytes)).entries().stream()
+        .filter(x -> x.name().contains("/data/"))
+        .max(java.util.Comparator.comparingLong(ZipArchive.Entry::size))
+        .orElseThrow();
+    int at = (int) (big.dataOffset() + big.size() / 2);
+    bytes[at] ^= 0x10;
+    ZipArchive z = ZipArchive.read(MappedFile.ofBytes("bitrot.pt", bytes));
+    var e = assertThrows(CheckpointException.class, () -> z.bytes(z.entry(big.name())));
+    assertTrue(e.getMessage().startsWith("bitrot.pt: '" + big.name() + "': CRC-32"), e.getMessage());
+    assertTrue(e.getMessage().contains("damaged"), e.getMessage());
+    // a second read fails the same way: a failed entry is never marked as checked
+    assertThrows(CheckpointException.class, () -> z.bytes(z.entry(big.name())));
+    Path copy = tmp.resolve("bitrot.pt");
+    Files.write(copy, bytes);
+    var e2 = assertThrows(CheckpointException.class, () -> Checkpoint.open(copy).close());
+    assertTrue(e2.getMessage().contains(copy.toString()) && e2.getMessage().contains("CRC-32"), e2.getMessage());
+    String old = System.getProperty("jclip.zip.crc");
+    System.setProperty("jclip.zip.crc", "off");
+    try {
+      ZipArchive unchecked = ZipArchive.read(MappedFile.ofBytes("bitrot.pt", bytes));
+      assertEquals(bytes[at], unchecked.bytes(unchecked.entry(big.name())).get((int) (at - big.dataOffset())));
+    } finally {
+      if (old == null) System.clearProperty("jclip.zip.crc");
+      else System.setProperty("jclip.zip.crc", old);
+    }
+  }
+
+  /** A deflated entry whose inflated bytes do not match its CRC-32 fails the same way. */
+  @Test
+  void deflatedEntriesAreCrcChecked() throws IOException {
+    ByteArrayOutputStream bo = new ByteArrayOutputStream();
+    byte[] text = "hello hello hello".repeat(100).getBytes(StandardCharsets.US_ASCII);
+    try (ZipOutputStream z = new ZipOutputStream(bo)) {
+      z.putNextEntry(new ZipEntry("x/data.pkl"));
+      z.write(text);
+    }
+    byte[] zip = bo.toByteArray();
+    ZipArchive good = ZipArchive.read(MappedFile.ofBytes("d.zip", zip));
+    long crc = good.entry("x/data.pkl").crc();
+    // damage the central directory's CRC field (offset 16 of the record) instead of the data
+    int cd = 0;
+    for (int i = zip.length - 22; i >= 0; i--) {
+      if (zip[i] == 0x50 && zip[i + 1] == 0x4b && zip[i + 2] == 1 && zip[i + 3] == 2) {
+        cd = i;
+        break;
+      }
+    }
+    zip[cd + 16] ^= 1;
+    ZipArchive z = ZipArchive.read(MappedFile.ofBytes("d.zip", zip));
+    assertEquals(crc ^ 1, z.entry("x/data.pkl").crc());
+    var e = assertThrows(CheckpointException.class, () -> z.bytes(z.entry("x/data.pkl")));
+    assertTrue(e.getMessage().contains("CRC-32"), e.getMessage());
+  }
 }

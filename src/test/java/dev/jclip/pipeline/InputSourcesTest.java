@@ -65,6 +65,46 @@ class InputSourcesTest {
     }
   }
 
+  /**
+   * Links are followed, to files and to folders; what cannot be followed or read is an item with
+   * its reason (so the job lists it as skipped), never left out unseen.
+   */
+  @Test
+  void directoryFollowsLinksAndNamesWhatItCannotRead() throws IOException {
+    Path root = dir.resolve("imgs");
+    touch("imgs/a/1.jpg", "x");
+    touch("elsewhere/2.png", "x");
+    touch("elsewhere/2.txt", "caption through a linked folder");
+    touch("other.jpg", "x");
+    Files.createSymbolicLink(root.resolve("linked"), dir.resolve("elsewhere"));
+    Files.createSymbolicLink(root.resolve("file-link.jpg"), dir.resolve("other.jpg"));
+    Files.createSymbolicLink(root.resolve("gone.jpg"), dir.resolve("no-such.jpg"));
+    Files.createSymbolicLink(root.resolve("a/loop"), root);
+    Files.createSymbolicLink(root.resolve("gone.txt"), dir.resolve("no-such.txt"));
+    Path locked = Files.createDirectories(root.resolve("locked"));
+    touch("imgs/locked/3.jpg", "x");
+    boolean canLock = locked.toFile().setReadable(false) && !Files.isReadable(locked); // root ignores modes
+    try (InputSource s = InputSources.open(root.toString(), null, null)) {
+      Map<String, InputItem> items = new java.util.TreeMap<>();
+      for (InputItem it : all(s)) items.put(it.id(), it);
+      List<String> expected = new ArrayList<>(List.of("a/1.jpg", "a/loop", "file-link.jpg", "gone.jpg", "gone.txt", "linked/2.png"));
+      expected.add(canLock ? "locked" : "locked/3.jpg");
+      assertEquals(expected.stream().sorted().toList(), List.copyOf(items.keySet()));
+      assertNull(items.get("a/1.jpg").error());
+      assertNull(items.get("file-link.jpg").error());
+      assertEquals(root.resolve("linked/2.png"), items.get("linked/2.png").file());
+      assertEquals("caption through a linked folder", items.get("linked/2.png").caption());
+      assertTrue(items.get("gone.jpg").error().startsWith("broken symbolic link to "), items.get("gone.jpg").error());
+      assertTrue(items.get("gone.jpg").error().contains("no-such.jpg"), items.get("gone.jpg").error());
+      assertTrue(items.get("gone.txt").error().startsWith("broken symbolic link"), items.get("gone.txt").error());
+      assertTrue(items.get("a/loop").error().contains("loop"), items.get("a/loop").error());
+      if (canLock) assertTrue(items.get("locked").error().contains("permission denied"), items.get("locked").error());
+      assertEquals(items.size(), s.size());
+    } finally {
+      locked.toFile().setReadable(true);
+    }
+  }
+
   @Test
   void listOfPathsResolvesAgainstItsFolderAndRejectsUrls() throws IOException {
     Path list = touch("lists/l.txt", "a.jpg\n\n  /abs/b.png \nhttps://example.com/c.jpg\n");
