@@ -2,10 +2,13 @@ package dev.jclip.cli;
 
 import dev.jclip.api.Clip;
 import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.AtomicFile;
 import dev.jclip.io.DType;
 import dev.jclip.io.NpyWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.nio.channels.Channels;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -19,7 +22,8 @@ import picocli.CommandLine.Parameters;
 /**
  * {@code jclip embed-images}: float32 [N, E] image embeddings in argument order, L2-normalised
  * unless {@code --no-normalize} (which gives {@code encode_image} exactly). An image that cannot be
- * decoded stops the command with its name, or with {@code --skip-bad} is left out and reported.
+ * decoded stops the command with its name, or with {@code --skip-bad} is left out and reported;
+ * {@code --ids} then writes each row's image, so that the rows can still be told apart.
  */
 @Command(name = "embed-images", mixinStandardHelpOptions = true, description = "Embed images into a .npy file (float32 [N, E], argument order).")
 public final class EmbedImagesCommand implements Callable<Integer> {
@@ -33,6 +37,10 @@ public final class EmbedImagesCommand implements Callable<Integer> {
 
   @Option(names = "--skip-bad", description = "Leave out images that cannot be read (reported on standard error) instead of failing.")
   boolean skipBad;
+
+  @Option(names = "--ids", paramLabel = "FILE.txt",
+      description = "Also write each row's image, one a line, as given (with --skip-bad the rows skip the bad images).")
+  Path ids;
 
   @Mixin DecodeOptions decode;
 
@@ -58,16 +66,38 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
+    for (Path p : images) {
+      if (ids != null && p.toString().contains("\n")) {
+        err.println("jclip embed-images: --ids writes one image a line, and '" + p.toString().replace("\n", "\\n") + "' has a line break in its name");
+        err.flush();
+        return 2;
+      }
+    }
+    try {
+      Path target = AtomicFile.resolveTarget(out);
+      if (ids != null && AtomicFile.resolveTarget(ids).equals(target)) {
+        err.println("jclip embed-images: --ids and --out name the same file: " + out);
+        err.flush();
+        return 2;
+      }
+    } catch (IOException e) {
+      err.println("jclip embed-images: cannot write " + e.getMessage());
+      err.flush();
+      return 2;
+    }
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
-        NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+        NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim());
+        AtomicFile idFile = ids == null ? null : AtomicFile.create(ids)) {
       ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
       List<String> skipped = new ArrayList<>();
+      StringBuilder rowIds = new StringBuilder();
       int written = 0, per = clip.batchSize();
       for (int i0 = 0; i0 < images.size(); i0 += per) {
         List<Clip.Pixels> batch = new ArrayList<>();
         for (Path p : images.subList(i0, Math.min(images.size(), i0 + per))) {
           try {
             batch.add(clip.preprocess(decoder.decode(p)));
+            rowIds.append(p).append('\n');
           } catch (IOException | RuntimeException e) {
             if (!skipBad) throw new IOException("cannot embed " + p + ": " + e.getMessage() + " (use --skip-bad to leave such images out)", e);
             skipped.add(p.toString());
@@ -80,7 +110,14 @@ public final class EmbedImagesCommand implements Callable<Integer> {
         written += f.length;
       }
       npy.finish();
-      if (!skipped.isEmpty()) err.println("jclip embed-images: " + skipped.size() + " of " + images.size() + " images skipped");
+      if (idFile != null) {
+        Channels.newOutputStream(idFile.channel()).write(rowIds.toString().getBytes(StandardCharsets.UTF_8));
+        idFile.commit();
+      }
+      if (!skipped.isEmpty()) {
+        err.println("jclip embed-images: " + skipped.size() + " of " + images.size() + " images skipped"
+            + (ids != null ? "; " + ids + " names each row's image" : "; the rows are the other images in order (--ids FILE names each row's image)"));
+      }
       err.println("jclip embed-images: wrote " + written + " x " + clip.config().embedDim() + " to " + out);
       err.flush();
       return 0;

@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.jclip.api.Clip;
 import dev.jclip.image.ImageDecoder;
+import dev.jclip.io.AtomicFile;
 import dev.jclip.io.Downloader;
 import dev.jclip.io.SafetensorsReader;
 import dev.jclip.io.SafetensorsWriter;
@@ -19,6 +20,7 @@ import dev.jclip.zeroshot.ZeroShotClassifier;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
+import java.nio.channels.Channels;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -67,6 +69,10 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Option(names = "--output", required = true, paramLabel = "FILE", description = "Predictions: FILE.csv or FILE.jsonl.")
   Path output;
 
+  @Option(names = "--errors", paramLabel = "FILE.jsonl",
+      description = "Also write the inputs that were skipped, one JSON object a line: index, id, error (input order).")
+  Path errors;
+
   @Option(names = "--top-k", paramLabel = "K", defaultValue = "5", description = "Classes per prediction (default: ${DEFAULT-VALUE}).")
   int topK;
 
@@ -106,6 +112,13 @@ public final class ZeroShotCommand implements Callable<Integer> {
     boolean jsonl = name.endsWith(".jsonl") || name.endsWith(".json");
     if (!jsonl && !name.endsWith(".csv")) return fail(err, 2, "--output must end in .csv or .jsonl: " + output);
     if (topK < 1 || batchSize < 1) return fail(err, 2, "--top-k and --batch-size must be at least 1");
+    try {
+      // a folder, or a folder that does not exist, fails now rather than after the images
+      Path target = AtomicFile.resolveTarget(output);
+      if (errors != null && AtomicFile.resolveTarget(errors).equals(target)) return fail(err, 2, "--errors and --output name the same file: " + output);
+    } catch (IOException e) {
+      return fail(err, 2, "cannot write " + e.getMessage());
+    }
     int threads = workers == null ? Math.max(1, Runtime.getRuntime().availableProcessors()) : workers;
     if (threads < 1) return fail(err, 2, "--workers must be at least 1");
     Progress.Mode mode;
@@ -132,10 +145,20 @@ public final class ZeroShotCommand implements Callable<Integer> {
       double classSeconds = (System.nanoTime() - c0) / 1e9;
       ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
       Run run;
-      try (InputSource source = InputSources.open(input, imageColumn, null);
-          BufferedWriter out = Files.newBufferedWriter(output, StandardCharsets.UTF_8)) {
-        run = new Run(clip, zs, classes, source, out, jsonl, err);
+      // Both files are written whole or not at all: a run that fails leaves what was there before.
+      try (AtomicFile file = AtomicFile.create(output);
+          AtomicFile errorFile = errors == null ? null : AtomicFile.create(errors);
+          InputSource source = InputSources.open(input, imageColumn, null)) {
+        BufferedWriter out = new BufferedWriter(Channels.newWriter(file.channel(), StandardCharsets.UTF_8), 1 << 16);
+        BufferedWriter errOut = errorFile == null ? null : new BufferedWriter(Channels.newWriter(errorFile.channel(), StandardCharsets.UTF_8));
+        run = new Run(clip, zs, classes, source, out, errOut, jsonl, err);
         run.go(decoder, threads, mode);
+        out.flush();
+        file.commit();
+        if (errorFile != null) {
+          errOut.flush();
+          errorFile.commit();
+        }
       }
       Map<String, Double> timings = new LinkedHashMap<>();
       timings.put("model_load_s", loadSeconds);
@@ -143,8 +166,8 @@ public final class ZeroShotCommand implements Callable<Integer> {
       timings.putAll(run.timings);
       timings.put("wall_s", (System.nanoTime() - t0) / 1e9);
       err.println(summary(timings));
-      err.printf("jclip zeroshot: %d images classified into %d classes (%d templates), %d skipped%n", run.seen, classes.size(), templates.size(),
-          run.bad);
+      err.printf("jclip zeroshot: %d images classified into %d classes (%d templates), %d skipped%s%n", run.seen, classes.size(), templates.size(),
+          run.bad, run.bad == 0 ? "" : errors != null ? " (listed in " + errors + ")" : " (listed above; --errors FILE.jsonl writes them to a file)");
       if (run.labelled > 0) {
         err.printf("jclip zeroshot: top-1 accuracy %.4f, top-5 accuracy %.4f (%d labelled images)%n", (double) run.top1 / run.labelled,
             (double) run.top5 / run.labelled, run.labelled);
@@ -183,6 +206,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
     final List<String> classes;
     final InputSource source;
     final BufferedWriter out;
+    final BufferedWriter errOut; // or null
     final boolean jsonl;
     final PrintWriter err;
     final int k;
@@ -194,12 +218,14 @@ public final class ZeroShotCommand implements Callable<Integer> {
     long encodeNanos, waitNanos, classifyNanos, writeNanos;
     final Map<String, Double> timings = new LinkedHashMap<>();
 
-    Run(Clip clip, ZeroShotClassifier zs, List<String> classes, InputSource source, BufferedWriter out, boolean jsonl, PrintWriter err) {
+    Run(Clip clip, ZeroShotClassifier zs, List<String> classes, InputSource source, BufferedWriter out, BufferedWriter errOut, boolean jsonl,
+        PrintWriter err) {
       this.clip = clip;
       this.zs = zs;
       this.classes = classes;
       this.source = source;
       this.out = out;
+      this.errOut = errOut;
       this.jsonl = jsonl;
       this.err = err;
       this.k = Math.min(topK, classes.size());
@@ -313,6 +339,10 @@ public final class ZeroShotCommand implements Callable<Integer> {
         if (d.error() != null) {
           bad++;
           progress.message("jclip zeroshot: skipped " + d.item().id() + ": " + d.error());
+          if (errOut != null) {
+            errOut.write(json.writeValueAsString(json.createObjectNode().put("index", d.item().index()).put(source.idColumn(), d.item().id()).put("error", d.error())));
+            errOut.write('\n');
+          }
           progress.advance(true);
           continue;
         }

@@ -172,6 +172,19 @@ class ModelCommandsTest {
     float[][] got = readNpy(out);
     assertEquals(2, got.length);
     assertClose(normalized(imageFeatures[images.indexOf("chelsea.png")]), got[1], 1e-4, "chelsea");
+    assertTrue(r.err().contains("--ids FILE names each row's image"), r.err());
+    // --ids names each row's image: the bad one in the middle is not there
+    String coins = Reference.file("images/coins.png").toString();
+    Path ids = tmp.resolve("ids.txt");
+    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--skip-bad", "--ids", ids.toString(), "--out",
+        out.toString(), good, bad.toString(), coins);
+    assertEquals(0, r.code(), r.err());
+    assertEquals(List.of(good, coins), Files.readAllLines(ids));
+    got = readNpy(out);
+    assertClose(normalized(imageFeatures[images.indexOf("coins.png")]), got[1], 1e-4, "coins");
+    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--ids", out.toString(), "--out", out.toString(), good);
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("the same file"), r.err());
   }
 
   @Test

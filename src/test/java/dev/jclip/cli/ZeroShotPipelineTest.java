@@ -175,8 +175,8 @@ class ZeroShotPipelineTest {
 
   @Test
   void aBadInputNeverStopsTheRun(@TempDir Path tmp) throws IOException {
-    Path out = tmp.resolve("pred.csv");
-    CliRun.Result r = zeroshot(out, "--workers", "3");
+    Path out = tmp.resolve("pred.csv"), errors = tmp.resolve("skipped.jsonl");
+    CliRun.Result r = zeroshot(out, "--workers", "3", "--errors", errors.toString());
     assertEquals(0, r.code(), r.err());
     // every good image has its row, in input order; every bad one a message naming it, in input order
     List<String> rows = Files.readAllLines(out);
@@ -189,6 +189,44 @@ class ZeroShotPipelineTest {
     for (int i = 0; i < skipped.size(); i++) {
       assertTrue(skipped.get(i).startsWith("jclip zeroshot: skipped " + wantSkipped.get(i) + ": "), skipped.get(i));
     }
+    // --errors lists them too, in input order, with their index in the input and the same reason
+    List<String> errorLines = Files.readAllLines(errors);
+    assertEquals(wantSkipped.size(), errorLines.size(), String.join("\n", errorLines));
+    var json = new com.fasterxml.jackson.databind.ObjectMapper();
+    for (int i = 0, k = 0; i < ROWS.size(); i++) {
+      if (ROW_GOOD.get(i)) continue;
+      var o = json.readTree(errorLines.get(k));
+      assertEquals(i, o.get("index").asInt(), errorLines.get(k));
+      assertEquals(ROWS.get(i), o.get("image_path").asText(), errorLines.get(k));
+      assertEquals(skipped.get(k), "jclip zeroshot: skipped " + ROWS.get(i) + ": " + o.get("error").asText());
+      k++;
+    }
+    assertTrue(r.err().contains(" skipped (listed in " + errors + ")"), r.err());
+  }
+
+  /** The predictions are written whole or not at all: a run that stops leaves the file that was there. */
+  @Test
+  void aFailedRunLeavesTheOldOutput(@TempDir Path tmp) throws IOException {
+    Path out = tmp.resolve("pred.csv");
+    Files.writeString(out, "yesterday's predictions\n");
+    Path noImageColumn = tmp.resolve("t.csv");
+    Files.writeString(noImageColumn, "name,label\na,b\n");
+    List<String> args = new ArrayList<>(List.of("--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device",
+        "cpu", "--classes", classes.toString(), "--templates", templates.toString(), "--input", noImageColumn.toString(), "--output",
+        out.toString(), "--no-cache", "--progress", "none"));
+    CliRun.Result r = ModelCommandsTest.run(new ZeroShotCommand(), "", args.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    assertEquals("yesterday's predictions\n", Files.readString(out));
+    try (var left = Files.list(tmp)) {
+      assertEquals(List.of("pred.csv", "t.csv"), left.map(p -> p.getFileName().toString()).sorted().toList(), "no temporary file is left");
+    }
+    // an output folder that does not exist, and --errors naming the output, are usage errors before the model loads
+    r = zeroshot(tmp.resolve("no/such/pred.csv"));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("does not exist"), r.err());
+    r = zeroshot(out, "--errors", out.toString());
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("the same file"), r.err());
   }
 
   @Test
