@@ -539,7 +539,11 @@ public final class CpuBackend extends HostFloatBackend {
    * bias and ReLU.
    */
   private void conv2d(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
-    if (linear != null && convOnDnnl) {
+    if (linear != null && convMode.equals("primitive")) {
+      conv2dPrimitive(n, x, y, in, out);
+      return;
+    }
+    if (linear != null && convMode.equals("matmul")) {
       conv2dRows(n, x, y, in, out);
       return;
     }
@@ -566,8 +570,44 @@ public final class CpuBackend extends HostFloatBackend {
     });
   }
 
-  /** Whether convolutions take oneDNN's matmul when the LINEARs do: {@code -Djclip.cpu.conv=onednn} (the default) or {@code openblas}. */
-  private final boolean convOnDnnl = twoWayProperty("jclip.cpu.conv", "onednn", "openblas", "convolutions");
+  /**
+   * How convolutions run when the LINEARs run on oneDNN ({@code -Djclip.cpu.conv}): {@code
+   * primitive} (the default: oneDNN's convolution primitive, {@link #conv2dPrimitive}), {@code
+   * matmul} (im2row and LINEAR's matmul, {@link #conv2dRows}) or {@code openblas} (per-image im2col
+   * and sgemm, as when the LINEARs run on OpenBLAS).
+   */
+  private volatile String convMode = convProperty();
+
+  /** Sets how convolutions run ({@link #convMode}'s values; the tests run both oneDNN paths). */
+  void convMode(String mode) {
+    if (!List.of("primitive", "matmul", "openblas").contains(mode)) throw new IllegalArgumentException("no convolution mode " + mode);
+    this.convMode = mode;
+  }
+
+  private static String convProperty() {
+    String v = System.getProperty("jclip.cpu.conv", "primitive");
+    return switch (v) {
+      case "primitive", "matmul", "openblas" -> v;
+      default -> throw new IllegalArgumentException("the CPU backend's convolutions (-Djclip.cpu.conv) must be primitive, matmul or openblas, not '" + v + "'");
+    };
+  }
+
+  /**
+   * A convolution through oneDNN's convolution primitive ({@link DnnlLinear#conv}: each image alone,
+   * NCHW fp32 in and out; in bf16 mode bf16 operands and fp32 accumulation), then the channel
+   * scale, bias and ReLU in fp32.
+   */
+  private void conv2dPrimitive(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
+    float[] scale = p(n, "scale"), bias = p(n, "bias");
+    int batch = in.dim(0), o = out.dim(1), cells = out.dim(2) * out.dim(3);
+    boolean relu = n.boolAttr("relu");
+    DnnlLinear.ConvShape g = new DnnlLinear.ConvShape(in.dim(1), in.dim(2), in.dim(3), o, out.dim(2), out.dim(3), n.intAttr("kernel"),
+        n.intAttr("stride"), n.intAttr("padding"));
+    linear.conv(batch, g, x, n.param("weight"), y, this::parallel);
+    parallel(batch * o, cells, (r0, r1) -> {
+      for (int r = r0; r < r1; r++) kernels.scaleBias(y, r * cells, cells, scale == null ? 1f : scale[r % o], bias == null ? 0f : bias[r % o], relu);
+    });
+  }
 
   /**
    * The most floats of im2row rows (or of their product, or of the NHWC input) one oneDNN

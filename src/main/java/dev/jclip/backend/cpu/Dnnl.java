@@ -27,9 +27,10 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  */
 final class Dnnl {
   static final int BF16 = 2, F32 = 3;
-  static final int TAG_ANY = 1, TAG_AB = 3, TAG_BA = 14;
+  static final int TAG_ANY = 1, TAG_AB = 3, TAG_BA = 14, TAG_NCHW = 5, TAG_NHWC = 22;
   static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41, ARG_SCRATCHPAD = 80;
-  static final int QUERY_WEIGHTS_MD = 131, QUERY_SCRATCHPAD_MD = 136;
+  static final int QUERY_SRC_MD = 129, QUERY_WEIGHTS_MD = 131, QUERY_DST_MD = 133, QUERY_SCRATCHPAD_MD = 136;
+  private static final int FORWARD_INFERENCE = 96, CONVOLUTION_DIRECT = 1;
   private static final int SCRATCHPAD_USER = 1;
   /** dnnl_query_impl_info_str: the implementation's name, e.g. "brg_matmul:avx10_1_512_amx". */
   private static final int QUERY_IMPL_INFO_STR = 8;
@@ -45,7 +46,7 @@ final class Dnnl {
 
   private final MethodHandle engineCreate, engineDestroy, streamCreate, streamWait, streamDestroy;
   private final MethodHandle mdCreateTag, mdDestroy, mdSize;
-  private final MethodHandle matmulPd, reorderPd, pdQuery, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
+  private final MethodHandle matmulPd, convPd, reorderPd, pdQuery, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
   private final MethodHandle memCreate, memDestroy, memSetHandle;
   private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, attrSetScratchpad, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
   private final MethodHandle ompSetNumThreads;
@@ -70,6 +71,8 @@ final class Dnnl {
     mdDestroy = h(lib, "dnnl_memory_desc_destroy", ADDRESS);
     mdSize = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_get_size"), FunctionDescriptor.of(JAVA_LONG, ADDRESS));
     matmulPd = h(lib, "dnnl_matmul_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
+    convPd = h(lib, "dnnl_convolution_forward_primitive_desc_create", ADDRESS, ADDRESS, JAVA_INT, JAVA_INT, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
+        ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
     reorderPd = h(lib, "dnnl_reorder_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
     pdQuery = h(lib, "dnnl_primitive_desc_query", ADDRESS, JAVA_INT, JAVA_INT, ADDRESS);
     pdQueryMd = LINKER.downcallHandle(find(lib, "dnnl_primitive_desc_query_md"), FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_INT, JAVA_INT));
@@ -285,6 +288,15 @@ final class Dnnl {
     }
   }
 
+  /** A memory descriptor of {@code dims} (up to 12) with a format tag ({@link #TAG_NCHW}, {@link #TAG_NHWC}, {@link #TAG_ANY}, ...). */
+  MemorySegment md(long[] dims, int dtype, int tag) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment d = a.allocate(JAVA_LONG, MAX_NDIMS);
+      for (int i = 0; i < dims.length; i++) d.setAtIndex(JAVA_LONG, i, dims[i]);
+      return create("dnnl_memory_desc_create_with_tag", out -> (int) mdCreateTag.invokeExact(out, dims.length, d, dtype, tag));
+    }
+  }
+
   void destroyMd(MemorySegment md) {
     call(mdDestroy, md, "dnnl_memory_desc_destroy");
   }
@@ -340,8 +352,29 @@ final class Dnnl {
     return create("dnnl_matmul_primitive_desc_create", out -> (int) matmulPd.invokeExact(out, engine, src, weights, bias, dst, attr));
   }
 
+  /**
+   * A 2-D convolution's forward-inference primitive descriptor (direct algorithm, no bias, no
+   * dilation), square {@code stride} and symmetric {@code pad}.
+   */
+  MemorySegment convPd(MemorySegment engine, MemorySegment src, MemorySegment weights, MemorySegment dst, int stride, int pad, MemorySegment attr) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment strides = a.allocate(JAVA_LONG, MAX_NDIMS), dilates = a.allocate(JAVA_LONG, MAX_NDIMS), padding = a.allocate(JAVA_LONG, MAX_NDIMS);
+      for (int i = 0; i < 2; i++) {
+        strides.setAtIndex(JAVA_LONG, i, stride);
+        padding.setAtIndex(JAVA_LONG, i, pad);
+      }
+      return create("dnnl_convolution_forward_primitive_desc_create", out -> (int) convPd.invokeExact(out, engine, FORWARD_INFERENCE, CONVOLUTION_DIRECT,
+          src, weights, MemorySegment.NULL, dst, strides, dilates, padding, padding, attr));
+    }
+  }
+
   MemorySegment reorderPd(MemorySegment engine, MemorySegment from, MemorySegment to) {
-    return create("dnnl_reorder_primitive_desc_create", out -> (int) reorderPd.invokeExact(out, from, engine, to, engine, MemorySegment.NULL));
+    return reorderPd(engine, from, to, MemorySegment.NULL);
+  }
+
+  /** A reorder with attributes ({@link #attr}: a reorder that several threads run at once needs a scratchpad each). */
+  MemorySegment reorderPd(MemorySegment engine, MemorySegment from, MemorySegment to, MemorySegment attr) {
+    return create("dnnl_reorder_primitive_desc_create", out -> (int) reorderPd.invokeExact(out, from, engine, to, engine, attr));
   }
 
   /** The descriptor a primitive descriptor chose (owned by the primitive descriptor: do not destroy). */

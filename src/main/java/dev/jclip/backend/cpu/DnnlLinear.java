@@ -129,7 +129,34 @@ final class DnnlLinear implements AutoCloseable {
    */
   private final class Workspace {
     final MemorySegment stream = dnnl.stream(engine);
-    final Map<Shape, MemorySegment[]> memories = new java.util.HashMap<>();
+    final Map<Object, MemorySegment[]> memories = new java.util.HashMap<>();
+    /** Growable native buffers of a convolution task, by slot, in their own arenas. */
+    final Arena[] bufferArenas = new Arena[3];
+    final MemorySegment[] buffers = new MemorySegment[3];
+
+    /** Slot {@code slot}'s buffer, at least {@code bytes} (contents not kept when it grows). */
+    MemorySegment buffer(int slot, long bytes) {
+      if (buffers[slot] == null || buffers[slot].byteSize() < bytes) {
+        if (bufferArenas[slot] != null) bufferArenas[slot].close();
+        bufferArenas[slot] = Arena.ofShared();
+        buffers[slot] = bufferArenas[slot].allocate(bytes, 64);
+      }
+      return buffers[slot].asSlice(0, bytes);
+    }
+
+    /**
+     * A memory object (with its own descriptor: {@code dims}, {@code type}, {@code tag}) kept under
+     * {@code key}, made on first use. Room is made beforehand ({@link #makeRoom}).
+     */
+    MemorySegment memory(Object key, long[] dims, int type, int tag) {
+      MemorySegment[] m = memories.get(key);
+      if (m == null) {
+        MemorySegment md = dnnl.md(dims, type, tag);
+        m = new MemorySegment[] {md, dnnl.memory(engine, md, MemorySegment.NULL)};
+        memories.put(key, m);
+      }
+      return m[1];
+    }
     /** How many times {@link #makeRoom} destroyed the memory objects (the tests). */
     int evictions;
     /** The workspace's own small native buffers, freed with it (a workspace destroyed after a burst frees them). */
@@ -167,6 +194,7 @@ final class DnnlLinear implements AutoCloseable {
       }
       for (MemorySegment m : scratchMemories.values()) dnnl.destroyMemory(m);
       if (scratchArena != null) scratchArena.close();
+      for (Arena a : bufferArenas) if (a != null) a.close();
       dnnl.destroyStream(stream);
       own.close();
     }
@@ -356,6 +384,248 @@ final class DnnlLinear implements AutoCloseable {
     });
   }
 
+
+  /** A convolution's geometry for one image: input [c, h, w], output [o, oh, ow], a k x k kernel. */
+  record ConvShape(int c, int h, int w, int o, int oh, int ow, int k, int stride, int pad) {}
+
+  /**
+   * One convolution weight made ready for one geometry: the reorder of an image from NCHW fp32 to
+   * NHWC in the operands' type, and the output channels in blocks, each a convolution primitive
+   * for one image with its packed weights, writing NCHW fp32 directly ({@code dstReorder} null) or
+   * NHWC fp32 then reordered.
+   */
+  private record ConvPlan(ConvShape shape, Exec srcReorder, ConvBlock[] blocks) {}
+
+  private record ConvBlock(int o0, int o1, Exec conv, MemorySegment weights, int dstTag, Exec dstReorder) {}
+
+  /** Keys of a workspace's memory objects for a convolution plan's steps. */
+  private record ConvMemory(Object owner, int slot) {}
+
+  private final Map<Tensor, List<ConvPlan>> convPlans = new IdentityHashMap<>();
+
+  /**
+   * {@code y[b] = conv(x[b], weight)} for each of {@code batch} images (NCHW fp32 in and out, no
+   * bias; the caller applies the channel scale, bias and ReLU) through oneDNN's convolution
+   * primitive: in bf16 mode with bf16 operands and fp32 accumulation, as PyTorch's autocast runs
+   * it. Each image is run alone through primitives made for one image, so an image's bits do not
+   * depend on its batch; its output channels are cut into blocks ({@link #pack}'s rule), so that one
+   * image still keeps every thread busy.
+   *
+   * @param weight [o, c, k, k] (packed on first use; its identity is a key)
+   */
+  void conv(int batch, ConvShape g, float[] x, Tensor weight, float[] y, Parallel parallel) {
+    use.readLock().lock();
+    try {
+      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      dnnl.singleThreaded();
+      ConvPlan plan = convPlan(weight, g);
+      int esize = dtype == Dnnl.BF16 ? 2 : 4;
+      long inFloats = (long) g.c() * g.h() * g.w(), cells = (long) g.oh() * g.ow();
+      long srcBytes = (inFloats * esize + 63) / 64 * 64;
+      // Images in groups whose NHWC copies stay under 64 MB (at least one image a group).
+      int group = (int) Math.max(1, Math.min(batch, (64L << 20) / srcBytes));
+      Scratch scratch = borrow(group * srcBytes);
+      try {
+        for (int b0 = 0; b0 < batch; b0 += group) {
+          int first = b0, images = Math.min(group, batch - b0);
+          parallel.run(images, inFloats, (i0, i1) -> {
+            Workspace ws = takeWorkspace();
+            try {
+              for (int i = i0; i < i1; i++) {
+                MemorySegment stage = ws.buffer(0, 4 * inFloats);
+                MemorySegment.copy(x, (int) ((first + i) * inFloats), stage, ValueLayout.JAVA_FLOAT, 0, (int) inFloats);
+                ws.makeRoom(2);
+                MemorySegment from = ws.memory(new ConvMemory(plan, 0), new long[] {1, g.c(), g.h(), g.w()}, Dnnl.F32, Dnnl.TAG_NCHW);
+                MemorySegment to = ws.memory(new ConvMemory(plan, 1), new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
+                dnnl.setHandle(from, stage);
+                dnnl.setHandle(to, scratch.seg.asSlice(i * srcBytes, inFloats * esize));
+                runReorder(ws, plan.srcReorder, from, to);
+              }
+            } finally {
+              giveBack(ws);
+            }
+          });
+          ConvBlock[] blocks = plan.blocks;
+          parallel.run(images * blocks.length, Long.MAX_VALUE / Math.max(1, images * blocks.length), (t0, t1) -> {
+            Workspace ws = takeWorkspace();
+            try {
+              for (int t = t0; t < t1; t++) {
+                int i = t / blocks.length;
+                ConvBlock blk = blocks[t % blocks.length];
+                int ob = blk.o1 - blk.o0;
+                long outBytes = 4L * ob * cells;
+                ws.makeRoom(4);
+                MemorySegment src = ws.memory(new ConvMemory(plan, 1), new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
+                MemorySegment dst = ws.memory(new ConvMemory(blk, 0), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, blk.dstTag);
+                dnnl.setHandle(src, scratch.seg.asSlice(i * srcBytes, inFloats * esize));
+                MemorySegment out = ws.buffer(1, outBytes);
+                dnnl.setHandle(dst, out);
+                int nargs = 0;
+                Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, src);
+                Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
+                Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dst);
+                if (blk.conv.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(blk.conv));
+                dnnl.execute(blk.conv.primitive, ws.stream, nargs, ws.args, ws.savedMask);
+                if (blk.dstReorder != null) {
+                  MemorySegment nchw = ws.memory(new ConvMemory(blk, 1), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NCHW);
+                  MemorySegment back = ws.buffer(2, outBytes);
+                  dnnl.setHandle(nchw, back);
+                  runReorder(ws, blk.dstReorder, dst, nchw);
+                  out = back;
+                }
+                // The block's channels are contiguous in NCHW: [o0, o1) x cells of image first + i.
+                MemorySegment.copy(out, ValueLayout.JAVA_FLOAT, 0, y, (int) (((long) (first + i) * g.o() + blk.o0) * cells), (int) (ob * cells));
+              }
+            } finally {
+              giveBack(ws);
+            }
+          });
+        }
+      } finally {
+        giveBack(scratch);
+      }
+    } finally {
+      use.readLock().unlock();
+    }
+  }
+
+  private void runReorder(Workspace ws, Exec reorder, MemorySegment from, MemorySegment to) {
+    Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, from);
+    Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, to);
+    int nargs = 2;
+    if (reorder.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(reorder));
+    dnnl.execute(reorder.primitive, ws.stream, nargs, ws.args, ws.savedMask);
+  }
+
+  /** The implementations oneDNN chose for {@code weight}'s convolution at geometry {@code g} (the tests and the profile). */
+  List<String> convImplementations(Tensor weight, ConvShape g) {
+    ConvPlan plan = convPlan(weight, g);
+    List<String> names = new ArrayList<>();
+    names.add("src reorder: " + dnnl.implementation(plan.srcReorder.pd));
+    for (ConvBlock b : plan.blocks) {
+      names.add("conv [" + b.o0 + ", " + b.o1 + "): " + dnnl.implementation(b.conv.pd)
+          + (b.dstReorder == null ? "" : ", dst reorder: " + dnnl.implementation(b.dstReorder.pd)));
+    }
+    return names;
+  }
+
+  private ConvPlan convPlan(Tensor weight, ConvShape g) {
+    synchronized (convPlans) {
+      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      List<ConvPlan> list = convPlans.computeIfAbsent(weight, t -> new ArrayList<>(1));
+      for (ConvPlan p : list) if (p.shape.equals(g)) return p;
+      if (weight.numel() != (long) g.o() * g.c() * g.k() * g.k()) {
+        throw new IllegalArgumentException("weight " + weight.name() + " has " + weight.numel() + " elements, expected " + g.o() + " x " + g.c() + " x "
+            + g.k() + " x " + g.k());
+      }
+      dnnl.singleThreaded(); // as the primitives are made
+      float[] w = weight.toFloatArray();
+      MemorySegment attr = dnnl.attr(Dnnl.FPMATH_STRICT, -1, 0f);
+      try {
+        long[] image = {1, g.c(), g.h(), g.w()};
+        MemorySegment nchw = dnnl.md(image, Dnnl.F32, Dnnl.TAG_NCHW), nhwc = dnnl.md(image, dtype, Dnnl.TAG_NHWC);
+        Exec srcReorder;
+        try {
+          srcReorder = exec(dnnl.reorderPd(engine, nchw, nhwc, attr));
+        } finally {
+          dnnl.destroyMd(nchw);
+        }
+        int count = Math.max(1, Math.min(threads, g.o() / MIN_BLOCK));
+        int per = (g.o() + count - 1) / count;
+        per = (per + 15) / 16 * 16;
+        count = (g.o() + per - 1) / per;
+        ConvBlock[] blocks = new ConvBlock[count];
+        try {
+          for (int j = 0; j < count; j++) {
+            int o0 = j * per, o1 = Math.min(g.o(), o0 + per), ob = o1 - o0;
+            blocks[j] = convBlock(w, g, o0, ob, nhwc, attr);
+          }
+        } finally {
+          dnnl.destroyMd(nhwc);
+        }
+        ConvPlan plan = new ConvPlan(g, srcReorder, blocks);
+        list.add(plan);
+        return plan;
+      } finally {
+        dnnl.destroyAttr(attr);
+      }
+    }
+  }
+
+  /**
+   * Output channels [o0, o0 + ob) of w: a convolution primitive and its weights packed in the layout
+   * it asks for. NCHW output where oneDNN has a fast kernel for it, else NHWC and a reorder.
+   */
+  private ConvBlock convBlock(float[] w, ConvShape g, int o0, int ob, MemorySegment srcMd, MemorySegment attr) {
+    long[] out = {1, ob, g.oh(), g.ow()};
+    long[] wdims = {ob, g.c(), g.k(), g.k()};
+    MemorySegment anyWeights = dnnl.md(wdims, dtype, Dnnl.TAG_ANY);
+    MemorySegment pd = null;
+    int dstTag = Dnnl.TAG_NCHW;
+    try {
+      if (!CONV_NHWC_OUT) {
+        MemorySegment dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
+        try {
+          pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), attr);
+        } finally {
+          dnnl.destroyMd(dstMd);
+        }
+        if (dnnl.implementation(pd).startsWith("ref")) {
+          dnnl.destroyPd(pd);
+          pd = null;
+        }
+      }
+      if (pd == null) {
+        dstTag = Dnnl.TAG_NHWC;
+        MemorySegment dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC);
+        try {
+          pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), attr);
+        } finally {
+          dnnl.destroyMd(dstMd);
+        }
+      }
+    } finally {
+      dnnl.destroyMd(anyWeights);
+    }
+    MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
+    MemorySegment weights = dnnl.memory(engine, packedMd, arena.allocate(dnnl.mdSize(packedMd), 64));
+    try (Arena tmp = Arena.ofConfined()) {
+      int count = ob * g.c() * g.k() * g.k();
+      MemorySegment plain = tmp.allocate(4L * count, 64);
+      MemorySegment.copy(w, o0 * g.c() * g.k() * g.k(), plain, ValueLayout.JAVA_FLOAT, 0, count);
+      MemorySegment plainMd = dnnl.md(wdims, Dnnl.F32, Dnnl.TAG_NCHW); // oihw
+      MemorySegment plainMem = dnnl.memory(engine, plainMd, plain);
+      MemorySegment rpd = dnnl.reorderPd(engine, plainMd, packedMd);
+      MemorySegment prim = dnnl.primitive(rpd);
+      Workspace ws = takeWorkspace();
+      try {
+        Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, plainMem);
+        Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, weights);
+        dnnl.execute(prim, ws.stream, 2, ws.args, ws.savedMask);
+      } finally {
+        giveBack(ws);
+        dnnl.destroyPrimitive(prim);
+        dnnl.destroyPd(rpd);
+        dnnl.destroyMemory(plainMem);
+        dnnl.destroyMd(plainMd);
+      }
+    }
+    Exec dstReorder = null;
+    if (dstTag == Dnnl.TAG_NHWC) {
+      MemorySegment a = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC), b = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
+      try {
+        dstReorder = exec(dnnl.reorderPd(engine, a, b, attr));
+      } finally {
+        dnnl.destroyMd(a);
+        dnnl.destroyMd(b);
+      }
+    }
+    return new ConvBlock(o0, o0 + ob, exec(pd), weights, dstTag, dstReorder);
+  }
+
+  /** {@code -Djclip.cpu.convOut=nhwc}: always NHWC convolution output and a reorder (for measuring against NCHW output). */
+  private static final boolean CONV_NHWC_OUT = "nhwc".equals(System.getProperty("jclip.cpu.convOut"));
+
   private static int roundUp(int v, int step) {
     return (Math.max(v, 1) + step - 1) / step * step;
   }
@@ -505,6 +775,11 @@ final class DnnlLinear implements AutoCloseable {
     }
   }
 
+  private void destroy(Exec e) {
+    dnnl.destroyPrimitive(e.primitive);
+    dnnl.destroyPd(e.pd);
+  }
+
   @Override
   public void close() {
     use.writeLock().lock(); // the calls running end first
@@ -538,6 +813,17 @@ final class DnnlLinear implements AutoCloseable {
         }
       }
       packed.clear();
+      for (List<ConvPlan> list : convPlans.values()) {
+        for (ConvPlan p : list) {
+          destroy(p.srcReorder);
+          for (ConvBlock b : p.blocks) {
+            destroy(b.conv);
+            if (b.dstReorder != null) destroy(b.dstReorder);
+            dnnl.destroyMemory(b.weights);
+          }
+        }
+      }
+      convPlans.clear();
       synchronized (workspaces) {
         for (Workspace w : workspaces) w.destroy();
         workspaces.clear();

@@ -42,7 +42,7 @@ public class CpuBackendOpsTest {
   static final Random RNG = TestRandom.create("CpuBackendOpsTest");
   /** bf16 LINEAR operands: each product carries two roundings of 2⁻⁹, sums of K terms stay near 4e-3. */
   static final double BF16_TOL = 1e-2;
-  static CpuBackend vector, scalar, openblas, bf16;
+  static CpuBackend vector, scalar, openblas, bf16, matmul, bf16Matmul;
   static ReferenceBackend reference;
 
   @BeforeAll
@@ -52,6 +52,11 @@ public class CpuBackendOpsTest {
     openblas = new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.FP32, "openblas");
     bf16 = CpuFeatures.bf16() ? new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.BF16) : null;
     if (bf16 == null) System.out.println("[ops] this CPU has no bf16 instructions (" + CpuFeatures.describe() + "): bf16 cases skipped");
+    // the convolutions' other oneDNN path (im2row and LINEAR's matmul), fp32 and bf16
+    matmul = new CpuBackend(Runtime.getRuntime().availableProcessors(), true);
+    matmul.convMode("matmul");
+    bf16Matmul = CpuFeatures.bf16() ? new CpuBackend(Runtime.getRuntime().availableProcessors(), true, dev.jclip.backend.Precision.BF16) : null;
+    if (bf16Matmul != null) bf16Matmul.convMode("matmul");
     reference = new ReferenceBackend();
   }
 
@@ -61,6 +66,8 @@ public class CpuBackendOpsTest {
     scalar.close();
     openblas.close();
     if (bf16 != null) bf16.close();
+    matmul.close();
+    if (bf16Matmul != null) bf16Matmul.close();
     reference.close();
   }
 
@@ -282,6 +289,7 @@ public class CpuBackendOpsTest {
     List<Arguments> a = new ArrayList<>();
     for (Case c : cases()) {
       for (String v : new String[] {"vector", "scalar", "openblas", "bf16"}) a.add(Arguments.of(c, v));
+      if (c.op() == Op.CONV2D) for (String v : new String[] {"matmul", "bf16-matmul"}) a.add(Arguments.of(c, v));
     }
     return a.stream();
   }
@@ -372,12 +380,17 @@ public class CpuBackendOpsTest {
   }
 
   /**
-   * The convolutions on oneDNN run a batch in groups of images (a scratch budget): an image's
-   * output is the same bits whatever the group and whatever the batch, in fp32 and bf16, for a
+   * The convolutions on oneDNN (the convolution primitive, and im2row with the matmul) run a batch in
+   * groups of images (a scratch budget): an image's output is the same bits whatever the group and
+   * whatever the batch, in fp32 and bf16, for a
    * padded 3x3, a strided one and a 1x1 (whose rows are the NHWC input itself).
    */
   @Test
   void convolutionGroupsAndBatchesGiveTheSameBits() {
+    for (String mode : new String[] {"primitive", "matmul"}) convolutionGroupsAndBatchesGiveTheSameBits(mode);
+  }
+
+  private static void convolutionGroupsAndBatchesGiveTheSameBits(String mode) {
     int[][] shapes = {{16, 14, 24, 3, 1, 1}, {8, 15, 12, 3, 2, 0}, {32, 7, 48, 1, 1, 0}}; // C, size, O, k, stride, padding
     for (dev.jclip.backend.Precision precision : new dev.jclip.backend.Precision[] {dev.jclip.backend.Precision.FP32, dev.jclip.backend.Precision.BF16}) {
       if (precision == dev.jclip.backend.Precision.BF16 && bf16 == null) continue;
@@ -385,15 +398,15 @@ public class CpuBackendOpsTest {
         int batch = 5, c = v[0], size = v[1], o = v[2], k = v[3], stride = v[4], pad = v[5];
         Tensor w = param("w", o, c, k, k), scale = param("s", o), bias = param("b", o);
         float[] x = values(batch * c * size * size, 1);
-        float[] whole = conv(precision, Long.MAX_VALUE / 4, x, batch, c, size, w, scale, bias, stride, pad);
+        float[] whole = conv(mode, precision, Long.MAX_VALUE / 4, x, batch, c, size, w, scale, bias, stride, pad);
         int out = whole.length / batch;
-        String what = precision + " C=" + c + " " + size + "x" + size + " O=" + o + " k=" + k + " s=" + stride + " p=" + pad;
+        String what = mode + " " + precision + " C=" + c + " " + size + "x" + size + " O=" + o + " k=" + k + " s=" + stride + " p=" + pad;
         for (long budget : new long[] {1, (long) 2 * out * Math.max(c * k * k, o)}) {
-          assertTrue(java.util.Arrays.equals(whole, conv(precision, budget, x, batch, c, size, w, scale, bias, stride, pad)),
+          assertTrue(java.util.Arrays.equals(whole, conv(mode, precision, budget, x, batch, c, size, w, scale, bias, stride, pad)),
               what + ": a batch run in groups (budget " + budget + " floats) differs from it run whole");
         }
         for (int b = 0; b < batch; b++) {
-          float[] one = conv(precision, Long.MAX_VALUE / 4, java.util.Arrays.copyOfRange(x, b * c * size * size, (b + 1) * c * size * size), 1, c,
+          float[] one = conv(mode, precision, Long.MAX_VALUE / 4, java.util.Arrays.copyOfRange(x, b * c * size * size, (b + 1) * c * size * size), 1, c,
               size, w, scale, bias, stride, pad);
           assertTrue(java.util.Arrays.equals(one, java.util.Arrays.copyOfRange(whole, b * out, (b + 1) * out)),
               what + ": image " + b + " alone differs from it in a batch of " + batch);
@@ -402,9 +415,10 @@ public class CpuBackendOpsTest {
     }
   }
 
-  private static float[] conv(dev.jclip.backend.Precision precision, long budget, float[] x, int batch, int c, int size, Tensor w, Tensor scale,
-      Tensor bias, int stride, int pad) {
+  private static float[] conv(String mode, dev.jclip.backend.Precision precision, long budget, float[] x, int batch, int c, int size, Tensor w,
+      Tensor scale, Tensor bias, int stride, int pad) {
     try (CpuBackend cpu = new CpuBackend(2, true, precision)) {
+      cpu.convMode(mode);
       cpu.convRowsFloats(budget);
       GraphBuilder g = new GraphBuilder();
       Value in = g.input("x", DType.F32, batch, c, size, size);
@@ -422,11 +436,13 @@ public class CpuBackendOpsTest {
       case "vector" -> vector;
       case "scalar" -> scalar;
       case "openblas" -> openblas;
+      case "matmul" -> matmul;
+      case "bf16-matmul" -> bf16Matmul;
       default -> bf16;
     };
     org.junit.jupiter.api.Assumptions.assumeTrue(cpu != null, "no bf16 instructions on this CPU");
     // bf16 rounds the operands of the weight GEMMs (the convolutions' included) only; every other op stays fp32.
-    double tol = variant.equals("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.LAYER_NORM_LINEAR || c.op() == Op.PATCH_EMBED || c.op() == Op.CONV2D) ? BF16_TOL : TOL;
+    double tol = variant.startsWith("bf16") && (c.op() == Op.LINEAR || c.op() == Op.LINEAR_RESIDUAL || c.op() == Op.LAYER_NORM_LINEAR || c.op() == Op.PATCH_EMBED || c.op() == Op.CONV2D) ? BF16_TOL : TOL;
     GraphBuilder g = new GraphBuilder();
     Map<String, Object> inputs = c.build().apply(g);
     var graph = g.build();
