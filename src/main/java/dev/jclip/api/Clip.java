@@ -427,17 +427,14 @@ public final class Clip implements AutoCloseable {
     return new Pixels(1, resolution, d);
   }
 
-  /** {@link #preprocess(Path...)} of an AWT image, taken as RGB (alpha dropped, as Pillow's convert("RGB")). */
+  /**
+   * {@link #preprocess(Path...)} of an AWT image: the same pixels as the file they were read from
+   * ({@link ImageDecoder#fromImage}: gray stays gray, alpha is resized premultiplied as Pillow
+   * does, no colour conversion), so {@code preprocess(ImageIO.read(f))} equals {@code
+   * preprocess(f)} wherever the JDK's reader gives the file's samples.
+   */
   public Pixels preprocess(BufferedImage image) {
-    int w = image.getWidth(), h = image.getHeight();
-    int[] argb = image.getRGB(0, 0, w, h, null, 0, w);
-    byte[] rgb = new byte[3 * argb.length];
-    for (int i = 0; i < argb.length; i++) {
-      rgb[3 * i] = (byte) (argb[i] >> 16);
-      rgb[3 * i + 1] = (byte) (argb[i] >> 8);
-      rgb[3 * i + 2] = (byte) argb[i];
-    }
-    return preprocess(DecodedImage.of("PNG", DecodedImage.Mode.RGB, w, h, rgb));
+    return preprocess(ImageDecoder.fromImage(image));
   }
 
   /** {@code clip.tokenize(texts)}: context length 77 (the model's), too-long texts rejected with their text named. */

@@ -671,6 +671,63 @@ public final class ImageDecoder {
     return true;
   }
 
+  // ---------------------------------------------------------------- AWT images
+
+  /**
+   * An AWT image as the decoders give the same pixels read from a file, in the Pillow mode of its
+   * layout: 8-bit gray "L", 16-bit gray "I" (its values, which the preprocessing clips to 255 as
+   * the reference does), gray with alpha "LA", indexed "P" (alpha in the palette ignored, as
+   * Pillow's convert("RGB") does), RGB, and RGBA with straight alpha (resized premultiplied, as
+   * Pillow does); 16-bit colour samples keep their high byte, as Pillow reads 16-bit RGB PNGs.
+   * Samples are taken as the raster holds them, with no colour conversion (Pillow does none).
+   * Premultiplied images and other colour spaces (CMYK, YCbCr) go through AWT's sRGB conversion
+   * ({@code getRGB}), with their alpha where they have one.
+   */
+  public static DecodedImage fromImage(BufferedImage im) {
+    java.util.Objects.requireNonNull(im, "image");
+    Raster r = im.getRaster();
+    int w = r.getWidth(), h = r.getHeight(), nb = r.getNumBands();
+    if (w <= 0 || h <= 0) throw new IllegalArgumentException("the image is empty (" + w + " x " + h + ")");
+    ColorModel cm = im.getColorModel();
+    String fmt = "AWT";
+    if (cm instanceof IndexColorModel icm && nb == 1) {
+      int n = icm.getMapSize();
+      byte[] pal = new byte[768];
+      System.arraycopy(paletteOf(icm), 0, pal, 0, 3 * Math.min(256, n));
+      byte[] idx = bands(r, new int[] {0}, 0, 1);
+      if (n > 256) throw new IllegalArgumentException("an indexed image with " + n + " colours (at most 256) is not supported");
+      return DecodedImage.palette(fmt, w, h, idx, pal);
+    }
+    int bits = r.getSampleModel().getSampleSize(0);
+    for (int b = 1; b < nb; b++) if (r.getSampleModel().getSampleSize(b) != bits) bits = -1;
+    boolean straight = !cm.isAlphaPremultiplied() && (bits == 8 || bits == 16) && !(cm instanceof IndexColorModel);
+    int shift = bits == 16 ? 8 : 0;
+    int space = cm.getColorSpace().getType();
+    if (straight && space == java.awt.color.ColorSpace.TYPE_GRAY) {
+      if (nb == 1 && bits == 16) {
+        int[] v = new int[w * h];
+        r.getSamples(0, 0, w, h, 0, v);
+        return DecodedImage.ofInts(fmt, w, h, v);
+      }
+      if (nb == 1) return DecodedImage.of(fmt, DecodedImage.Mode.L, w, h, bands(r, new int[] {0}, 0, 1));
+      if (nb == 2 && cm.hasAlpha()) return DecodedImage.of(fmt, DecodedImage.Mode.LA, w, h, bands(r, new int[] {0, 1}, shift, 1));
+    }
+    if (straight && space == java.awt.color.ColorSpace.TYPE_RGB) {
+      if (nb == 3 && !cm.hasAlpha()) return DecodedImage.of(fmt, DecodedImage.Mode.RGB, w, h, bands(r, new int[] {0, 1, 2}, shift, 1));
+      if (nb == 4 && cm.hasAlpha()) return DecodedImage.of(fmt, DecodedImage.Mode.RGBA, w, h, bands(r, new int[] {0, 1, 2, 3}, shift, 1));
+    }
+    int[] argb = im.getRGB(0, 0, w, h, null, 0, w);
+    boolean alpha = cm.hasAlpha();
+    byte[] px = new byte[(alpha ? 4 : 3) * argb.length];
+    for (int i = 0, o = 0; i < argb.length; i++) {
+      px[o++] = (byte) (argb[i] >> 16);
+      px[o++] = (byte) (argb[i] >> 8);
+      px[o++] = (byte) argb[i];
+      if (alpha) px[o++] = (byte) (argb[i] >>> 24);
+    }
+    return DecodedImage.of(fmt, alpha ? DecodedImage.Mode.RGBA : DecodedImage.Mode.RGB, w, h, px);
+  }
+
   // ---------------------------------------------------------------- helpers
 
   private static byte[] paletteOf(IndexColorModel icm) {
