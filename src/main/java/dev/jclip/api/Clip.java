@@ -349,6 +349,11 @@ public final class Clip implements AutoCloseable {
     return config;
   }
 
+  /** {@link ClipGraphs#fingerprint()} of this model's weights (the batcher checks that its Clips hold the same). */
+  String weightsFingerprint() {
+    return graphs.fingerprint();
+  }
+
   /** The checkpoint file or folder this model was loaded from, or null for in-memory weights. */
   public Path modelPath() {
     return checkpoint == null ? null : checkpoint.path();

@@ -280,10 +280,25 @@ public final class ClipBatcher implements AutoCloseable {
    * cuda:1}, ...; or two on one GPU, each its own stream), sharing one queue: each takes the next
    * batch when its device is free.
    *
-   * @throws IllegalArgumentException when the Clips differ in their inputs (resolution, context, vocabulary)
+   * @throws IllegalArgumentException when the Clips are not of one model: another configuration, or
+   *     other weights (a request would get one model's features or the other's, whichever was free)
    */
   public static ClipBatcher of(List<Clip> clips, Options options) {
+    java.util.Objects.requireNonNull(clips, "clips");
+    java.util.Objects.requireNonNull(options, "options");
     if (clips.isEmpty()) throw new IllegalArgumentException("no Clip to run batches on");
+    Clip first = clips.get(0);
+    for (Clip c : clips) {
+      java.util.Objects.requireNonNull(c, "a Clip in the list");
+      if (c == first) continue;
+      if (!c.config().sameModel(first.config())) {
+        throw new IllegalArgumentException("different models: " + c.config().summary() + " and " + first.config().summary() + "; one batcher runs one model");
+      }
+      if (!c.weightsFingerprint().equals(first.weightsFingerprint())) {
+        throw new IllegalArgumentException("two Clips of " + c.config().summary() + " with different weights"
+            + (c.modelPath() != null || first.modelPath() != null ? " (" + c.modelPath() + ", " + first.modelPath() + ")" : "") + "; one batcher runs one model");
+      }
+    }
     return new ClipBatcher(clips.stream().<Model>map(ClipModel::new).toList(), options);
   }
 

@@ -67,6 +67,12 @@ public record ClipConfig(
     }
   }
 
+  /** Whether {@code o} computes the same functions given the same weights: every field but where the activation was read from. */
+  public boolean sameModel(ClipConfig o) {
+    return new ClipConfig(architecture, embedDim, imageResolution, visionLayers, visionWidth, visionPatchSize, visionHeads, contextLength, vocabSize,
+        transformerWidth, transformerHeads, transformerLayers, activation, o.activationSource, visionMlpWidth, transformerMlpWidth).equals(o);
+  }
+
   public ClipConfig {
     visionLayers = List.copyOf(visionLayers);
   }

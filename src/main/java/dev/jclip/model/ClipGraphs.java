@@ -14,10 +14,39 @@ import java.util.Map;
 public final class ClipGraphs {
   private final ClipConfig config;
   private final Weights weights;
+  private final Map<String, Tensor> canonical;
+  private volatile String fingerprint;
 
   public ClipGraphs(ClipConfig config, Map<String, Tensor> canonicalWeights) {
     this.config = config;
     this.weights = new Weights(canonicalWeights);
+    this.canonical = canonicalWeights;
+  }
+
+  /**
+   * A fingerprint of the weights (SHA-256 of every tensor's name, type, shape and first and last 4
+   * KiB): equal for the same weights from any file or format holding them in the same type, and in
+   * practice different for other weights. Made on first call.
+   */
+  public String fingerprint() {
+    String f = fingerprint;
+    if (f != null) return f;
+    try {
+      java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+      for (String name : new java.util.TreeSet<>(canonical.keySet())) {
+        Tensor t = canonical.get(name);
+        md.update((name + " " + t.dtype() + " " + java.util.Arrays.toString(t.shape()) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        java.nio.ByteBuffer b = t.data().duplicate();
+        int n = b.remaining(), head = Math.min(n, 4096);
+        md.update(b.duplicate().limit(b.position() + head));
+        if (n > head) md.update(b.position(b.position() + Math.max(head, n - 4096)));
+      }
+      f = java.util.HexFormat.of().formatHex(md.digest());
+    } catch (java.security.NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+    fingerprint = f;
+    return f;
   }
 
   public ClipConfig config() {

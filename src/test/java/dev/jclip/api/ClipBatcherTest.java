@@ -12,6 +12,7 @@ import dev.jclip.model.ClipConfig;
 import dev.jclip.testing.Reference;
 import dev.jclip.testing.TestRandom;
 import dev.jclip.tokenizer.ClipTokenizer;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -689,6 +690,38 @@ class ClipBatcherTest {
         assertEquals(24, b.stats().requests());
         IllegalArgumentException twice = assertThrows(IllegalArgumentException.class, () -> ClipBatcher.of(List.of(one, one), ClipBatcher.Options.defaults()));
         assertTrue(twice.getMessage().contains("the same Clip twice"), twice.getMessage());
+      }
+    }
+  }
+
+  /**
+   * Clips of different models, or of one configuration with other weights, are refused: a request
+   * would get whichever model's features was free. The same weights from another file format are
+   * one model.
+   */
+  @Test
+  void clipsOfDifferentModelsAreRefused() throws Exception {
+    Path models = Reference.dir().resolve("models");
+    Clip.Options o = Clip.Options.defaults().withDevice("cpu").withThreads(1).withVocabulary(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+    try (Clip vit = Clip.load(models.resolve("vit-b32-tiny/state_dict.pt").toString(), o);
+        Clip jit = Clip.load(models.resolve("vit-b32-tiny/openai-jit.pt").toString(), o);
+        Clip rn = Clip.load(models.resolve("rn50-tiny/state_dict.pt").toString(), o)) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ClipBatcher.of(List.of(vit, rn), ClipBatcher.Options.defaults()));
+      assertTrue(e.getMessage().contains("different models"), e.getMessage());
+      try (ClipBatcher b = ClipBatcher.of(List.of(vit, jit), ClipBatcher.Options.defaults())) {
+        assertEquals(2, b.stats().batchesByModel().size());
+      }
+      java.util.Map<String, dev.jclip.io.Tensor> other = new java.util.HashMap<>();
+      try (Checkpoint ck = Checkpoint.open(models.resolve("vit-b32-tiny/state_dict.pt"))) {
+        other.putAll(ck.tensors());
+        dev.jclip.io.Tensor t = other.get("text_projection");
+        float[] v = t.toFloatArray();
+        v[v.length - 1] += 1f; // one weight changed, in the tensor's last bytes
+        other.put("text_projection", dev.jclip.io.Tensor.ofFloats("text_projection", t.shape(), v));
+        try (Clip changed = Clip.create(vit.config(), other, null, o)) {
+          IllegalArgumentException w = assertThrows(IllegalArgumentException.class, () -> ClipBatcher.of(List.of(vit, changed), ClipBatcher.Options.defaults()));
+          assertTrue(w.getMessage().contains("different weights"), w.getMessage());
+        }
       }
     }
   }
