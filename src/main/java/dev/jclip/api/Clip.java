@@ -66,9 +66,16 @@ import java.util.function.Supplier;
  * running (or batches are in flight) is an error of the caller.
  *
  * <p><b>Devices.</b> {@code Options.device} is {@code auto} (the default: the first GPU when one
- * works, else the CPU; which one is said on stderr), {@code cpu}, {@code cuda} or {@code cuda:N};
- * {@code Options.precision} is {@code fp32} (the parity mode, everywhere), {@code bf16} (a GPU, or a
- * CPU with AVX-512 BF16 or AMX: bf16 weight GEMMs) or {@code fp16} (a GPU).
+ * works, else the CPU; which one is said on stderr), {@code cpu}, {@code cuda} or {@code cuda:N}
+ * ({@code gpu} is read as {@code cuda}; {@code cuda:all}, one model per GPU, is for batch jobs and
+ * refused here); {@code Options.precision} is {@code fp32} (the parity mode, everywhere), {@code
+ * bf16} (a GPU, or a CPU with AVX-512 BF16 or AMX: bf16 weight GEMMs) or {@code fp16} (a GPU).
+ * Error messages shared with the command line name its options ({@code --device cpu} is {@code
+ * Options.withDevice("cpu")}, {@code --precision}, {@code --vocab} likewise).
+ *
+ * <p><b>Interrupts.</b> Encoding calls run to the end whatever the calling thread's interrupt
+ * status (which they leave set); loading a checkpoint on an interrupted thread fails with an
+ * {@link java.io.InterruptedIOException} naming the file.
  */
 public final class Clip implements AutoCloseable {
   /**
@@ -84,6 +91,8 @@ public final class Clip implements AutoCloseable {
     public static final int DEVICE_BATCH = 0;
 
     public Options {
+      java.util.Objects.requireNonNull(device, "device (\"auto\", \"cpu\" or \"cuda[:N]\")");
+      java.util.Objects.requireNonNull(precision, "precision (\"fp32\", \"fp16\" or \"bf16\")");
       if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
       if (batchSize < 0) throw new IllegalArgumentException("batch size must be at least 1 (or 0: the device's), got " + batchSize);
       if (activation != null) dev.jclip.model.Activation.parse(activation); // a name it does not know is refused here
@@ -128,6 +137,8 @@ public final class Clip implements AutoCloseable {
   /** Preprocessed images: float32 [count, 3, R, R], row-major. */
   public record Pixels(int count, int resolution, float[] data) {
     public Pixels {
+      java.util.Objects.requireNonNull(data, "data");
+      if (count < 0 || resolution < 1) throw new IllegalArgumentException("a count of at least 0 and a resolution of at least 1 px, got " + count + " and " + resolution);
       if ((long) count * 3 * resolution * resolution != data.length) {
         throw new IllegalArgumentException(count + " images of " + resolution + " px need " + (long) count * 3 * resolution * resolution
             + " floats, got " + data.length);
@@ -136,6 +147,7 @@ public final class Clip implements AutoCloseable {
 
     /** Images {@code from..to-1}. */
     public Pixels slice(int from, int to) {
+      if (from < 0 || to < from || to > count) throw new IndexOutOfBoundsException("images " + from + ".." + to + " of " + count);
       int per = 3 * resolution * resolution;
       float[] d = new float[(to - from) * per];
       System.arraycopy(data, from * per, d, 0, d.length);
@@ -163,6 +175,8 @@ public final class Clip implements AutoCloseable {
   /** Token ids: int32 [count, length] (clip.tokenize's layout, zero-padded after end-of-text). */
   public record Tokens(int count, int length, int[] ids) {
     public Tokens {
+      java.util.Objects.requireNonNull(ids, "ids");
+      if (count < 0 || length < 1) throw new IllegalArgumentException("a count of at least 0 and a length of at least 1, got " + count + " and " + length);
       if ((long) count * length != ids.length) throw new IllegalArgumentException(count + " x " + length + " token ids, got " + ids.length);
     }
   }
@@ -252,6 +266,9 @@ public final class Clip implements AutoCloseable {
    * @throws IllegalArgumentException for a device or precision this build does not offer
    */
   public static Clip load(String modelNameOrPath, Options options) throws IOException {
+    java.util.Objects.requireNonNull(modelNameOrPath, "modelNameOrPath");
+    java.util.Objects.requireNonNull(options, "options");
+    if (modelNameOrPath.isBlank()) throw new IllegalArgumentException("no model named: give an OpenAI name such as ViT-B/32, a checkpoint file or a model folder");
     DeviceSpec.parse(options.device());
     Precision.parse(options.precision());
     Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
@@ -359,7 +376,7 @@ public final class Clip implements AutoCloseable {
     return checkpoint == null ? null : checkpoint.path();
   }
 
-  /** The backend's name: "cpu", "cuda:0", "cuda:0/fp16", ... */
+  /** The backend's name: "cpu", "cpu/bf16", "cuda:0", "cuda:0/fp16", ... (the precision where it is not fp32). */
   public String device() {
     return backend.name();
   }
@@ -416,6 +433,7 @@ public final class Clip implements AutoCloseable {
 
   /** The reference's {@code preprocess} (resize, center crop, normalise) of image files, in order. */
   public Pixels preprocess(Path... images) throws IOException {
+    for (int i = 0; i < images.length; i++) java.util.Objects.requireNonNull(images[i], "image " + i);
     float[] d = new float[images.length * floatsPerImage];
     ClipPreprocessor pre = preprocessors.get();
     for (int i = 0; i < images.length; i++) {
@@ -427,6 +445,7 @@ public final class Clip implements AutoCloseable {
 
   /** {@link #preprocess(Path...)} of a decoded image. */
   public Pixels preprocess(DecodedImage image) {
+    java.util.Objects.requireNonNull(image, "image");
     float[] d = new float[floatsPerImage];
     preprocessors.get().toTensor(image, d, 0);
     return new Pixels(1, resolution, d);
@@ -444,11 +463,12 @@ public final class Clip implements AutoCloseable {
 
   /** {@code clip.tokenize(texts)}: context length 77 (the model's), too-long texts rejected with their text named. */
   public Tokens tokenize(String... texts) {
-    return tokenize(List.of(texts), false);
+    return tokenize(java.util.Arrays.asList(texts), false);
   }
 
   /** {@code clip.tokenize(texts, truncate=truncate)}. */
   public Tokens tokenize(List<String> texts, boolean truncate) {
+    for (int i = 0; i < texts.size(); i++) java.util.Objects.requireNonNull(texts.get(i), "text " + i);
     int len = config.contextLength();
     int[] ids = new int[texts.size() * len];
     for (int i = 0; i < texts.size(); i++) System.arraycopy(tokenizer().tokenize(texts.get(i), len, truncate), 0, ids, i * len, len);
@@ -501,6 +521,12 @@ public final class Clip implements AutoCloseable {
     int len = tokens.length(), count = tokens.count();
     if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
     int[] ids = tokens.ids();
+    int vocab = config.vocabSize();
+    for (int i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= vocab) {
+        throw new IllegalArgumentException("token id " + ids[i] + " of text " + i / len + ", position " + i % len + " is outside the vocabulary [0, " + vocab + ")");
+      }
+    }
     int[] eot = new int[count];
     for (int b = 0; b < count; b++) eot[b] = ClipTokenizer.endOfTextPosition(ids, b * len, len);
     int[] order = count > batch ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
@@ -534,6 +560,7 @@ public final class Clip implements AutoCloseable {
    * memory, {@link Retry} frees what it can and the call starts again.
    */
   private float[][] encode(int count, IntFunction<List<Part>> partsOf, String output) {
+    checkOpen(); // a call of no items too
     Retry retry = new Retry();
     while (true) {
       int b = batch;
@@ -637,6 +664,16 @@ public final class Clip implements AutoCloseable {
     return batch;
   }
 
+  /**
+   * Frees the buffers kept for the batch shapes run so far (up to 64 executors, each with its
+   * activations: tens of MB a shape on a large model), as a service with varied request sizes may
+   * want after a burst; the next call of each shape builds its executor again. Calls running keep
+   * theirs. Returns how many were freed.
+   */
+  public int releaseIdle() {
+    return closeIdle();
+  }
+
   /** Closes every idle executor, under the device lock; returns how many. */
   private int closeIdle() {
     int n = 0;
@@ -699,6 +736,7 @@ public final class Clip implements AutoCloseable {
    * says when the GPU runs out of memory ({@code mayRetry}; else thrown as it is).
    */
   private Pending submit(int count, IntFunction<List<Part>> partsOf, String output, boolean mayRetry) {
+    checkOpen();
     if (!serialized) return new Pending(encode(count, partsOf, output), null, null, output);
     if (!mayRetry) return submit(count, partsOf.apply(batch), output);
     Retry retry = new Retry();
@@ -805,6 +843,7 @@ public final class Clip implements AutoCloseable {
   }
 
   private float[][] similarity(float[][] img, float[][] txt, String output) {
+    checkOpen();
     int i = img.length, t = txt.length, e = config.embedDim();
     if (i == 0 || t == 0) return new float[i][0];
     float[] a = flatten(img, e, "image"), b = flatten(txt, e, "text");
@@ -817,6 +856,7 @@ public final class Clip implements AutoCloseable {
   private static float[] flatten(float[][] rows, int e, String what) {
     float[] f = new float[rows.length * e];
     for (int r = 0; r < rows.length; r++) {
+      if (rows[r] == null) throw new IllegalArgumentException(what + " feature row " + r + " is null");
       if (rows[r].length != e) throw new IllegalArgumentException(what + " feature row " + r + " has " + rows[r].length + " values; the model's embedding is " + e);
       System.arraycopy(rows[r], 0, f, r * e, e);
     }
@@ -833,6 +873,10 @@ public final class Clip implements AutoCloseable {
       out[first + r] = new float[cols];
       System.arraycopy(flat, r * cols, out[first + r], 0, cols);
     }
+  }
+
+  private void checkOpen() {
+    if (closed) throw new IllegalStateException("this Clip is closed");
   }
 
   /** Borrows an executor of this shape (or builds one), runs, and gives it back. */

@@ -34,6 +34,7 @@ public final class ClipBatchEncoder implements BatchEncoder {
 
   @Override
   public void encodeImages(float[] pixels, int count, float[] out) {
+    checkOut(count, out);
     copy(clip.encodeImage(pixels(pixels, count)), out);
   }
 
@@ -43,12 +44,14 @@ public final class ClipBatchEncoder implements BatchEncoder {
    */
   @Override
   public Pending submitImages(float[] pixels, int count, float[] out) {
+    checkOut(count, out);
     return pending(clip.submitImage(pixels(pixels, count)), out);
   }
 
   /** {@link Clip#submitText} of the texts tokenized with truncation, as {@link #encodeTexts}. */
   @Override
   public Pending submitTexts(List<String> texts, float[] out) {
+    checkOut(texts.size(), out);
     return pending(clip.submitText(clip.tokenize(texts, true)), out);
   }
 
@@ -70,8 +73,17 @@ public final class ClipBatchEncoder implements BatchEncoder {
     };
   }
 
+  /** {@code out} must hold {@code rows} features: refused before any work, naming the sizes. */
+  private void checkOut(int rows, float[] out) {
+    long need = (long) rows * embedDim();
+    if (out.length < need) throw new IllegalArgumentException("out holds " + out.length + " floats; " + rows + " features of " + embedDim() + " need " + need);
+  }
+
   private Clip.Pixels pixels(float[] pixels, int count) {
     int per = 3 * imageSize() * imageSize();
+    if (count < 0 || (long) count * per > pixels.length) {
+      throw new IllegalArgumentException(count + " images of " + imageSize() + " px need " + (long) count * per + " floats; pixels holds " + pixels.length);
+    }
     float[] data = pixels;
     if (pixels.length != count * per) { // a pooled buffer holds more than this batch
       data = new float[count * per];
@@ -82,6 +94,7 @@ public final class ClipBatchEncoder implements BatchEncoder {
 
   @Override
   public void encodeTexts(List<String> texts, float[] out) {
+    checkOut(texts.size(), out);
     copy(clip.encodeText(clip.tokenize(texts, true)), out);
   }
 

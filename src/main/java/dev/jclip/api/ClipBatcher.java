@@ -272,6 +272,8 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   public static ClipBatcher of(Clip clip, Options options) {
+    java.util.Objects.requireNonNull(clip, "clip");
+    java.util.Objects.requireNonNull(options, "options");
     return new ClipBatcher(new ClipModel(clip), options);
   }
 
@@ -371,6 +373,7 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   private CompletableFuture<float[][]> images(Clip.Pixels pixels, boolean direct) {
+    java.util.Objects.requireNonNull(pixels, "pixels");
     if (pixels.resolution() != model.resolution()) {
       throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + model.resolution());
     }
@@ -378,6 +381,7 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   private CompletableFuture<float[][]> texts(Clip.Tokens tokens, boolean direct) {
+    java.util.Objects.requireNonNull(tokens, "tokens");
     int len = tokens.length(), vocab = model.vocabSize();
     if (len > model.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + model.contextLength());
     if (len < 1 && tokens.count() > 0) throw new IllegalArgumentException("texts of no tokens: a text needs at least its start and end tokens");
@@ -402,10 +406,10 @@ public final class ClipBatcher implements AutoCloseable {
   }
 
   private CompletableFuture<float[][]> enqueue(Request r) {
-    if (r.count == 0) return CompletableFuture.completedFuture(new float[0][]);
     lock.lock();
     try {
-      if (closed || liveDispatchers == 0) throw new RejectedExecutionException("this batcher is closed");
+      if (closed || liveDispatchers == 0) throw new RejectedExecutionException("this batcher is closed"); // a request of no items too
+      if (r.count == 0) return CompletableFuture.completedFuture(new float[0][]);
       dropSettled(); // a cancelled request's rows no longer count against the bound
       int queued = queuedImages + queuedTexts, bound = maxQueued();
       if (queued > 0 && queued + r.count > bound) {

@@ -37,6 +37,11 @@ public final class MappedFile {
       long size = ch.size();
       MemorySegment seg = size == 0 ? MemorySegment.NULL : ch.map(FileChannel.MapMode.READ_ONLY, 0, size, Arena.ofAuto());
       return new MappedFile(path, seg);
+    } catch (java.nio.channels.ClosedByInterruptException e) {
+      // the calling thread was interrupted (before or while opening): its interrupt status stays set
+      java.io.InterruptedIOException io = new java.io.InterruptedIOException(path + ": opening the file was interrupted (the thread's interrupt)");
+      io.initCause(e);
+      throw io;
     }
   }
 

@@ -224,8 +224,10 @@ public record ClipConfig(
     ClipConfig c = new ClipConfig(vit ? Architecture.VIT : Architecture.MODIFIED_RESNET, embedDim, resolution, visionLayers, visionWidth, patch, visionHeads,
         contextLength, vocabSize, width, heads, layers, act, actSource, visionMlp, textMlp);
     List<String> zero = new ArrayList<>();
-    if (visionWidth <= 0 || visionHeads <= 0) zero.add("vision width " + visionWidth + " / heads " + visionHeads);
-    if (width <= 0 || heads <= 0) zero.add("text width " + width + " / heads " + heads);
+    if (visionWidth <= 0 || visionHeads <= 0) {
+      zero.add("vision width " + visionWidth + " (from " + (vit ? "visual.conv1.weight" : "visual.layer1.0.conv1.weight") + ") / heads " + visionHeads);
+    }
+    if (width <= 0 || heads <= 0) zero.add("text width " + width + " (from ln_final.weight) / heads " + heads);
     if (layers == 0) zero.add("no transformer.resblocks.* (text layers)");
     if (visionLayers.contains(0)) zero.add("vision layers " + visionLayers);
     if (!zero.isEmpty()) throw new CheckpointException(file, null, "cannot infer a usable CLIP configuration: " + String.join("; ", zero));

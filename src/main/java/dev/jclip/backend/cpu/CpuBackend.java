@@ -200,7 +200,7 @@ public final class CpuBackend extends HostFloatBackend {
 
   @Override
   public String name() {
-    return "cpu";
+    return linear != null && linear.bf16() ? "cpu/bf16" : "cpu";
   }
 
   @Override
@@ -338,7 +338,7 @@ public final class CpuBackend extends HostFloatBackend {
         for (int r = 0; r < out.dim(0) * len; r++) {
           int id = (int) x[r];
           if (id < 0 || id >= vocab || id != x[r]) {
-            throw new IllegalArgumentException(n.name() + ": token id " + x[r] + " at sequence " + r / len + ", position " + r % len
+            throw new IllegalArgumentException(n.name() + ": token id " + (x[r] == (long) x[r] ? String.valueOf((long) x[r]) : String.valueOf(x[r])) + " at sequence " + r / len + ", position " + r % len
                 + " is outside the vocabulary [0, " + vocab + ")");
           }
           int t = r % len;

@@ -20,20 +20,29 @@ import org.bytedeco.javacpp.Loader;
 public final class CudaDriver {
   private CudaDriver() {}
 
+  /** Why the CUDA libraries could not be loaded, the first time it was tried (null: not tried, or loaded). */
+  private static volatile CudaUnavailableException loadFailure;
+
   /**
    * Loads the CUDA libraries and initialises the driver (idempotent).
    *
    * @throws CudaUnavailableException with the reason when CUDA cannot be used on this machine
    */
   public static void init() {
+    // The first failure is kept: a second Loader.load fails with another, misleading reason ("no
+    // jnicudart in java.library.path") where the first named the missing library.
+    CudaUnavailableException failed = loadFailure;
+    if (failed != null) throw new CudaUnavailableException(failed.getMessage(), failed);
     try {
       Loader.load(cudart.class);
     } catch (UnsatisfiedLinkError | NoClassDefFoundError e) {
-      throw new CudaUnavailableException(
+      failed = new CudaUnavailableException(
           "CUDA libraries could not be loaded ("
               + rootMessage(e)
               + "): install the NVIDIA driver and the CUDA 13 toolkit, and put its lib64 directory on LD_LIBRARY_PATH",
           e);
+      loadFailure = failed;
+      throw failed;
     }
     int rc = cuInit(0);
     if (rc != CUDA_SUCCESS) {
