@@ -43,7 +43,13 @@ import java.util.regex.Pattern;
  *   <li>without a network the error says where to put the file by hand.
  * </ul>
  *
- * Two processes downloading the same file at once are not coordinated.
+ * Two downloads of the same file at once (two processes, or two threads) take turns: the second
+ * waits on a lock file ({@code .NAME.lock} beside it) and then finds the file done. A server that
+ * sends nothing for {@link #stallSeconds} seconds mid-body is given up on (the partial file kept
+ * for a resume). A file without a pinned hash whose length the server did not say is checked by
+ * its type before it is kept (JSON parses, a safetensors header matches its size, a zip has its
+ * directory): a connection closed early cannot end such a download as if complete. A local write
+ * failure (disk full, permissions) is named as such, not as a lost connection.
  */
 public final class Downloader {
   private static final Pattern SHA256 = Pattern.compile("[0-9a-f]{64}");
@@ -130,11 +136,65 @@ public final class Downloader {
     return m.source().equals("huggingface") ? dir : single;
   }
 
+  /** Seconds without a byte from the server, mid-body, before a download is given up on (resumable). */
+  private volatile int stallSeconds = Integer.getInteger("jclip.download.stallSeconds", 60);
+
+  /** Sets {@link #stallSeconds} (the tests use 1). */
+  public void stallSeconds(int seconds) {
+    if (seconds < 1) throw new IllegalArgumentException("stall timeout must be at least 1 s, got " + seconds);
+    this.stallSeconds = seconds;
+  }
+
+  /** In-process turns, by lock file (a FileLock is held per process: threads of one JVM wait here first). */
+  private static final java.util.concurrent.ConcurrentHashMap<Path, java.util.concurrent.locks.ReentrantLock> TURNS = new java.util.concurrent.ConcurrentHashMap<>();
+
   /** Fetches one file into {@code dir} (or finds it verified in a legacy cache) and returns its path. */
   public Path fetch(ModelRegistry.FileSpec f, Path dir) throws IOException {
     Optional<Path> have = available(f, dir);
     if (have.isPresent()) return have.get();
-    Files.createDirectories(dir);
+    try {
+      Files.createDirectories(dir);
+    } catch (IOException e) {
+      throw new DownloadException("cannot create the cache folder " + dir + ": " + describeLocal(e), e);
+    }
+    Path lockFile = dir.resolve("." + f.name() + ".lock");
+    java.util.concurrent.locks.ReentrantLock turn = TURNS.computeIfAbsent(lockFile.toAbsolutePath().normalize(), k -> new java.util.concurrent.locks.ReentrantLock());
+    turn.lock();
+    try (java.nio.channels.FileChannel ch = openLock(lockFile)) {
+      java.nio.channels.FileLock lock = ch.tryLock();
+      if (lock == null) {
+        if (progress != null) progress.println("jclip: another process is downloading " + f.name() + " into " + dir + "; waiting for it");
+        lock = ch.lock();
+      }
+      try {
+        have = available(f, dir); // the other download may have finished it
+        if (have.isPresent()) return have.get();
+        return fetchLocked(f, dir);
+      } finally {
+        lock.release();
+      }
+    } finally {
+      turn.unlock();
+    }
+  }
+
+  private static java.nio.channels.FileChannel openLock(Path lockFile) throws DownloadException {
+    try {
+      return java.nio.channels.FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+    } catch (IOException e) {
+      throw new DownloadException("cannot write in the cache folder " + lockFile.getParent() + " (" + describeLocal(e) + ")", e);
+    }
+  }
+
+  /** A local file error in words: permission denied, disk full, a folder in the way, or the exception's own message. */
+  static String describeLocal(IOException e) {
+    if (e instanceof java.nio.file.AccessDeniedException) return "permission denied";
+    if (e instanceof java.nio.file.FileSystemException fs && fs.getReason() != null) return fs.getFile() + ": " + fs.getReason();
+    String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+    return m.contains("No space left") ? "the disk is full (" + m + ")" : m;
+  }
+
+  private Path fetchLocked(ModelRegistry.FileSpec f, Path dir) throws IOException {
     Path target = dir.resolve(f.name());
     Path part = dir.resolve(f.name() + ".part");
     String got = download(f, part, target);
@@ -237,25 +297,69 @@ public final class Downloader {
     long done = have;
     long lastPrint = 0;
     long start = System.nanoTime();
-    try (InputStream in = resp.body();
-        OutputStream out =
-            append
-                ? Files.newOutputStream(part, StandardOpenOption.APPEND)
-                : Files.newOutputStream(part, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+    OutputStream out;
+    try {
+      out = append
+          ? Files.newOutputStream(part, StandardOpenOption.APPEND)
+          : Files.newOutputStream(part, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE);
+    } catch (IOException e) {
+      resp.body().close();
+      throw new DownloadException("cannot write " + part + ": " + describeLocal(e), e);
+    }
+    // A watchdog interrupts this thread when no byte has come for stallSeconds (the body's read
+    // blocks without a timeout of its own once the headers are in).
+    Thread reader = Thread.currentThread();
+    java.util.concurrent.atomic.AtomicLong lastByte = new java.util.concurrent.atomic.AtomicLong(System.nanoTime());
+    java.util.concurrent.atomic.AtomicBoolean stalled = new java.util.concurrent.atomic.AtomicBoolean();
+    long stallNanos = stallSeconds * 1_000_000_000L;
+    java.util.concurrent.ScheduledExecutorService watch = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
+      Thread t = new Thread(r, "jclip-download-watchdog");
+      t.setDaemon(true);
+      return t;
+    });
+    watch.scheduleAtFixedRate(() -> {
+      if (System.nanoTime() - lastByte.get() > stallNanos && stalled.compareAndSet(false, true)) reader.interrupt();
+    }, 200, 200, java.util.concurrent.TimeUnit.MILLISECONDS);
+    boolean printed = false;
+    try (InputStream in = resp.body(); OutputStream o = out) {
       byte[] buf = new byte[1 << 16];
-      for (int n; (n = in.read(buf)) > 0; ) {
-        out.write(buf, 0, n);
+      while (true) {
+        int n;
+        try {
+          n = in.read(buf);
+        } catch (IOException e) {
+          if (printed) progress.println();
+          if (stalled.get()) {
+            throw new DownloadException(f.url() + ": the server sent nothing for " + stallSeconds + " s after " + done
+                + " bytes; run the same command again to resume from " + part, e);
+          }
+          throw new DownloadException(
+              f.url() + ": connection lost after " + done + " bytes (" + e.getMessage() + "); run the same command again to resume from " + part, e);
+        }
+        if (n <= 0) break;
+        lastByte.set(System.nanoTime());
+        try {
+          o.write(buf, 0, n);
+        } catch (IOException e) {
+          if (printed) progress.println();
+          throw new DownloadException("cannot write " + part + " after " + done + " bytes: " + describeLocal(e)
+              + "; free the space (or fix the folder) and run the same command again to resume", e);
+        }
         md.update(buf, 0, n);
         done += n;
         long now = System.nanoTime();
         if (progress != null && now - lastPrint > 100_000_000L) {
           lastPrint = now;
+          printed = true;
           bar(f.name(), done, total, have, now - start);
         }
       }
     } catch (IOException e) {
-      throw new DownloadException(
-          f.url() + ": connection lost after " + done + " bytes (" + e.getMessage() + "); run the same command again to resume from " + part, e);
+      if (e instanceof DownloadException d) throw d;
+      throw new DownloadException("cannot write " + part + ": " + describeLocal(e), e); // closing (flushing) the file
+    } finally {
+      watch.shutdownNow();
+      if (stalled.get()) Thread.interrupted(); // the watchdog's interrupt, not the caller's
     }
     if (progress != null) {
       bar(f.name(), done, total, have, System.nanoTime() - start);
@@ -264,6 +368,7 @@ public final class Downloader {
     if (total >= 0 && done != total) {
       throw new DownloadException(f.url() + ": got " + done + " of " + total + " bytes; run the same command again to resume from " + part);
     }
+    if (total < 0 && f.sha256() == null) checkComplete(f, part);
     String got = HexFormat.of().formatHex(md.digest());
     if (f.sha256() == null) {
       Optional<String> etag = linkedEtag(resp);
@@ -273,6 +378,32 @@ public final class Downloader {
       }
     }
     return got;
+  }
+
+  /**
+   * A file the server sent without its length and that no hash pins: a connection closed early
+   * looks like the end, so the file is checked by its type (JSON parses, a safetensors header
+   * matches the file's size, a zip archive has its directory); a file that fails is deleted.
+   */
+  private static void checkComplete(ModelRegistry.FileSpec f, Path part) throws IOException {
+    String name = f.name().toLowerCase(Locale.ROOT);
+    String problem = null;
+    try {
+      if (name.endsWith(".json")) {
+        new com.fasterxml.jackson.databind.ObjectMapper().readTree(part.toFile());
+      } else if (name.endsWith(".safetensors")) {
+        SafetensorsReader.open(part).close();
+      } else if (name.endsWith(".bin") || name.endsWith(".pt") || name.endsWith(".pth")) {
+        ZipArchive.read(MappedFile.open(part));
+      }
+    } catch (IOException | RuntimeException e) {
+      problem = e.getMessage();
+    }
+    if (problem != null) {
+      Files.deleteIfExists(part);
+      throw new DownloadException(f.url() + ": the server did not say the file's length, and what came is not a whole " + f.name() + " (" + problem
+          + "): the connection was probably cut; the partial file was deleted, try again");
+    }
   }
 
   /** HuggingFace sends the SHA-256 of LFS files as X-Linked-Etag on the (redirect) response. */
@@ -313,7 +444,8 @@ public final class Downloader {
             + u
             + " by other means and place it at "
             + target
-            + (f.sha256() == null ? "" : " (SHA-256 " + f.sha256() + ")"),
+            + (f.sha256() == null ? "" : " (SHA-256 " + f.sha256() + ")")
+            + (f.sha256() != null && Files.isRegularFile(target) ? "; the file there now is not that one (its SHA-256 differs), and was left as it is" : ""),
         e);
   }
 

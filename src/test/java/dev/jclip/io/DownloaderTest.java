@@ -15,6 +15,7 @@ import java.net.InetSocketAddress;
 import java.net.ServerSocket;
 import java.net.URI;
 import java.net.http.HttpClient;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.MessageDigest;
@@ -37,6 +38,11 @@ class DownloaderTest {
   private final List<String> ranges = new ArrayList<>();
   /** When > 0, the next full response is cut after this many bytes. */
   private volatile int cutAfter;
+  /** When > 0, the next full response stops sending after this many bytes, for {@link #stallMillis}, then sends the rest. */
+  private volatile int stallAfter;
+  private volatile int stallMillis;
+  /** Milliseconds to wait between 64 KB pieces of a body (a slow server). */
+  private volatile int slowMillis;
   private String sha;
 
   @BeforeEach
@@ -72,7 +78,29 @@ class DownloaderTest {
           out.flush();
           throw new IOException("cut"); // drops the connection mid-body
         }
-        out.write(body, from, body.length - from);
+        int stall = stallAfter;
+        if (stall > 0 && from == 0) {
+          stallAfter = 0;
+          out.write(body, 0, stall);
+          out.flush();
+          try {
+            Thread.sleep(stallMillis);
+          } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+          }
+          from = stall;
+        }
+        for (int at = from; at < body.length; at += 65536) {
+          out.write(body, at, Math.min(65536, body.length - at));
+          out.flush();
+          if (slowMillis > 0) {
+            try {
+              Thread.sleep(slowMillis);
+            } catch (InterruptedException e) {
+              Thread.currentThread().interrupt();
+            }
+          }
+        }
       }
     });
     server.start();
@@ -137,6 +165,97 @@ class DownloaderTest {
     assertTrue(e404.getMessage().contains("HTTP 404"), e404.getMessage());
   }
 
+  /** Two downloads of one file at once take turns: one request for the body, both get the whole file. */
+  @Test
+  void twoDownloadsAtOnceTakeTurns() throws Exception {
+    slowMillis = 100; // 5 pieces: ~500 ms, so that the second starts (at 60 ms) while the first runs
+    ModelRegistry.FileSpec f = new ModelRegistry.FileSpec("ViT-T.pt", url("ViT-T.pt"), sha);
+    java.util.concurrent.ExecutorService two = java.util.concurrent.Executors.newFixedThreadPool(2);
+    try {
+      List<java.util.concurrent.Future<Path>> got = new ArrayList<>();
+      for (int i = 0; i < 2; i++) {
+        Downloader d = downloader(tmp.resolve("cache"), tmp.resolve("legacy"), null);
+        got.add(two.submit(() -> d.fetch(f, d.cache())));
+        Thread.sleep(60);
+      }
+      for (var g : got) assertArrayEquals(body, Files.readAllBytes(g.get(30, java.util.concurrent.TimeUnit.SECONDS)));
+    } finally {
+      two.shutdownNow();
+    }
+    assertEquals(1, requests.get(), "the second found the file done");
+    assertFalse(Files.exists(tmp.resolve("cache/ViT-T.pt.part")));
+  }
+
+  /** A server that goes silent mid-body is given up on after the stall timeout; the partial file resumes. */
+  @Test
+  void aStalledServerIsGivenUpOnAndResumed() throws IOException {
+    Downloader d = downloader(tmp.resolve("cache"), tmp.resolve("legacy"), null);
+    d.stallSeconds(1);
+    stallAfter = 100_000;
+    stallMillis = 4000;
+    ModelRegistry.FileSpec f = new ModelRegistry.FileSpec("ViT-T.pt", url("ViT-T.pt"), sha);
+    long t0 = System.nanoTime();
+    var e = assertThrows(DownloadException.class, () -> d.fetch(f, d.cache()));
+    assertTrue((System.nanoTime() - t0) / 1e9 < 3.5, "gave up after the stall timeout, not the server's pause");
+    assertTrue(e.getMessage().contains("sent nothing for 1 s") && e.getMessage().contains("resume"), e.getMessage());
+    assertFalse(Thread.currentThread().isInterrupted(), "the watchdog's interrupt is not left on the caller");
+    assertTrue(Files.size(tmp.resolve("cache/ViT-T.pt.part")) >= 100_000);
+    assertArrayEquals(body, Files.readAllBytes(d.fetch(f, d.cache())));
+  }
+
+  /**
+   * A server that sends no length and closes early: an unpinned file is checked by its type and not
+   * kept (here a JSON file cut in half); a whole one is kept.
+   */
+  @Test
+  void anUnpinnedFileCutWithoutALengthIsNotKept() throws Exception {
+    byte[] json = "{\"architectures\": [\"CLIPModel\"], \"projection_dim\": 512, \"padding\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}".getBytes(StandardCharsets.UTF_8);
+    for (boolean whole : new boolean[] {false, true}) {
+      try (ServerSocket raw = new ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+        Thread t = new Thread(() -> {
+          try (java.net.Socket s = raw.accept()) {
+            java.io.InputStream in = s.getInputStream();
+            for (int state = 0; state < 4; ) { // the request's end: CRLF CRLF
+              int c = in.read();
+              if (c < 0) return;
+              state = (c == '\r' && state % 2 == 0) || (c == '\n' && state % 2 == 1) ? state + 1 : 0;
+            }
+            OutputStream out = s.getOutputStream();
+            out.write("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".getBytes(StandardCharsets.US_ASCII));
+            out.write(json, 0, whole ? json.length : json.length / 2);
+            out.flush();
+          } catch (IOException ignored) {
+            // the client went away
+          }
+        });
+        t.start();
+        Downloader d = downloader(tmp.resolve("cache"), tmp.resolve("legacy"), null);
+        ModelRegistry.FileSpec f = new ModelRegistry.FileSpec("config.json", URI.create("http://127.0.0.1:" + raw.getLocalPort() + "/config.json"), null);
+        Path dir = tmp.resolve("cache/hf");
+        if (whole) {
+          assertArrayEquals(json, Files.readAllBytes(d.fetch(f, dir)));
+        } else {
+          var e = assertThrows(DownloadException.class, () -> d.fetch(f, dir));
+          assertTrue(e.getMessage().contains("not a whole config.json"), e.getMessage());
+          assertFalse(Files.exists(dir.resolve("config.json")));
+          assertFalse(Files.exists(dir.resolve("config.json.part")));
+        }
+        t.join(10_000);
+      }
+    }
+  }
+
+  /** A partial file that cannot be written (a folder in its place) is named as a local problem, not a lost connection. */
+  @Test
+  void aLocalWriteFailureIsNamedAsSuch() throws IOException {
+    Downloader d = downloader(tmp.resolve("cache"), tmp.resolve("legacy"), null);
+    Files.createDirectories(tmp.resolve("cache/ViT-T.pt.part"));
+    ModelRegistry.FileSpec f = new ModelRegistry.FileSpec("ViT-T.pt", url("ViT-T.pt"), sha);
+    var e = assertThrows(DownloadException.class, () -> d.fetch(f, d.cache()));
+    assertTrue(e.getMessage().startsWith("cannot write") || e.getMessage().contains("cannot write"), e.getMessage());
+    assertFalse(e.getMessage().contains("connection lost"), e.getMessage());
+  }
+
   @Test
   void reusesOpenAiCacheWithoutNetwork() throws IOException {
     Path legacy = Files.createDirectories(tmp.resolve("legacy"));
@@ -160,6 +279,11 @@ class DownloaderTest {
     ModelRegistry.FileSpec f = new ModelRegistry.FileSpec("ViT-T.pt", URI.create("http://127.0.0.1:" + port + "/ViT-T.pt"), sha);
     var e = assertThrows(DownloadException.class, () -> d.fetch(f, d.cache()));
     assertTrue(e.getMessage().contains("cannot reach 127.0.0.1") && e.getMessage().contains(tmp.resolve("cache/ViT-T.pt").toString()) && e.getMessage().contains(sha), e.getMessage());
+    // another file where it goes: said, and left alone
+    Files.write(tmp.resolve("cache/ViT-T.pt"), new byte[] {1, 2, 3});
+    e = assertThrows(DownloadException.class, () -> d.fetch(f, d.cache()));
+    assertTrue(e.getMessage().contains("the file there now is not that one"), e.getMessage());
+    assertEquals(3, Files.size(tmp.resolve("cache/ViT-T.pt")));
   }
 
   @Test
