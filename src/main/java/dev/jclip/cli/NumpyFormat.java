@@ -72,10 +72,13 @@ final class NumpyFormat {
     if (Float.isNaN(v)) return pad("nan", padLeft + padRight + 1 + (exp ? expDigits + 2 : 0));
     if (Float.isInfinite(v)) return pad(v > 0 ? "inf" : "-inf", padLeft + padRight + 1 + (exp ? expDigits + 2 : 0));
     String[] p = exp ? scientific(v) : positional(v);
+    // Scientific: every mantissa to the same digits, a shorter one with the float's own further
+    // digits (numpy's min_digits: the exact value rounded there), not zeros.
+    if (exp && p[1].length() < padRight && v != 0) p = scientific(new BigDecimal((double) v).round(new MathContext(padRight + 1, RoundingMode.HALF_EVEN)));
     StringBuilder b = new StringBuilder();
     b.append(" ".repeat(padLeft - p[0].length())).append(p[0]).append('.');
     if (exp) {
-      b.append(p[1]).append("0".repeat(padRight - p[1].length())); // scientific: all mantissas to the same digits
+      b.append(p[1]).append("0".repeat(padRight - p[1].length()));
       String e = p[2];
       char sign = e.charAt(0);
       String digits = e.substring(1);
@@ -106,7 +109,11 @@ final class NumpyFormat {
     if (v == 0) return new String[] {Float.floatToRawIntBits(v) < 0 ? "-0" : "0", "", "+0"};
     BigDecimal d = new BigDecimal(Float.toString(v));
     if (d.precision() > PRECISION + 1) d = d.round(new MathContext(PRECISION + 1, RoundingMode.HALF_EVEN));
-    d = d.stripTrailingZeros();
+    return scientific(d.stripTrailingZeros());
+  }
+
+  /** {integer digit, fraction, exponent with sign} of {@code d} in scientific form, its digits as they are. */
+  private static String[] scientific(BigDecimal d) {
     int exponent = d.precision() - d.scale() - 1;
     BigDecimal mantissa = d.movePointLeft(exponent);
     String m = mantissa.toPlainString();
