@@ -90,10 +90,13 @@ public final class Clip implements AutoCloseable {
     /** {@link #batchSize()} that leaves the batch to the device: 32 on the CPU, 256 on a GPU. */
     public static final int DEVICE_BATCH = 0;
 
+    /** The most CPU threads taken (far above any machine's cores; a thread pool has a limit of its own). */
+    public static final int MAX_THREADS = 4096;
+
     public Options {
       java.util.Objects.requireNonNull(device, "device (\"auto\", \"cpu\" or \"cuda[:N]\")");
       java.util.Objects.requireNonNull(precision, "precision (\"fp32\", \"fp16\" or \"bf16\")");
-      if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, got " + threads);
+      if (threads < 1 || threads > MAX_THREADS) throw new IllegalArgumentException("threads must be from 1 to " + MAX_THREADS + ", got " + threads);
       if (batchSize < 0) throw new IllegalArgumentException("batch size must be at least 1 (or 0: the device's), got " + batchSize);
       if (activation != null) dev.jclip.model.Activation.parse(activation); // a name it does not know is refused here
     }

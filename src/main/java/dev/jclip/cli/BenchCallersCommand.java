@@ -108,6 +108,10 @@ public final class BenchCallersCommand implements Callable<Integer> {
       err.println("jclip bench callers: --kind is image or text, not " + kind);
       return 2;
     }
+    if (threads != null && (threads < 1 || threads > dev.jclip.api.Clip.Options.MAX_THREADS)) {
+      err.println("jclip bench callers: --threads must be from 1 to " + dev.jclip.api.Clip.Options.MAX_THREADS + ", got " + threads);
+      return 2;
+    }
     int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();
     Checkpoint ck = null;
     try {

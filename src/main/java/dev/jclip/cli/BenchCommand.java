@@ -101,8 +101,14 @@ public final class BenchCommand implements Callable<Integer> {
       err.println("jclip bench: give --model or --random, not both");
       return 2;
     }
-    if (repeats < 1 || warmup < 0 || minSeconds < 0 || warmupSeconds < 0 || batches.length == 0 || Arrays.stream(batches).anyMatch(b -> b < 1)) {
-      err.println("jclip bench: --repeats and batch sizes must be at least 1, --warmup, --min-seconds and --warmup-seconds at least 0");
+    // !(x >= 0 && x < 1e6) refuses NaN and infinity too
+    if (repeats < 1 || warmup < 0 || !(minSeconds >= 0 && minSeconds < 1e6) || !(warmupSeconds >= 0 && warmupSeconds < 1e6) || batches.length == 0
+        || Arrays.stream(batches).anyMatch(b -> b < 1)) {
+      err.println("jclip bench: --repeats and batch sizes must be at least 1, --warmup at least 0, --min-seconds and --warmup-seconds from 0 to 1e6");
+      return 2;
+    }
+    if (threads != null && (threads < 1 || threads > dev.jclip.api.Clip.Options.MAX_THREADS)) {
+      err.println("jclip bench: --threads must be from 1 to " + dev.jclip.api.Clip.Options.MAX_THREADS + ", got " + threads);
       return 2;
     }
     int t = threads != null ? threads : Runtime.getRuntime().availableProcessors();

@@ -62,8 +62,12 @@ public final class BenchTokenizerCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    if (repeats < 1 || (threads != null && threads < 1)) {
-      err.println("jclip bench tokenizer: --repeats and --threads must be at least 1");
+    if (repeats < 1 || (threads != null && (threads < 1 || threads > dev.jclip.api.Clip.Options.MAX_THREADS))) {
+      err.println("jclip bench tokenizer: --repeats must be at least 1 and --threads from 1 to " + dev.jclip.api.Clip.Options.MAX_THREADS);
+      return 2;
+    }
+    if (!(warmupSeconds >= 0 && warmupSeconds < 1e6)) {
+      err.println("jclip bench tokenizer: --warmup (seconds) must be from 0 to 1e6, got " + warmupSeconds);
       return 2;
     }
     List<String> texts;

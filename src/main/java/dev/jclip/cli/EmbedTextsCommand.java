@@ -64,7 +64,8 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
-    ObjectMapper json = new ObjectMapper();
+    // one JSON string a line: anything after it (a second string, a comma) is an error, not dropped
+    ObjectMapper json = new ObjectMapper().enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
         NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
       BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);

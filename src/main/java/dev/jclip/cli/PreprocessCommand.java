@@ -85,8 +85,8 @@ public final class PreprocessCommand implements Callable<Integer> {
       spec.commandLine().getErr().println("jclip preprocess: --size must be between 1 and 4096, got " + size);
       return 2;
     }
-    if (threads <= 0) {
-      spec.commandLine().getErr().println("jclip preprocess: --threads must be positive");
+    if (threads <= 0 || threads > dev.jclip.api.Clip.Options.MAX_THREADS) {
+      spec.commandLine().getErr().println("jclip preprocess: --threads must be from 1 to " + dev.jclip.api.Clip.Options.MAX_THREADS);
       return 2;
     }
     if (maxPixels <= 0) {

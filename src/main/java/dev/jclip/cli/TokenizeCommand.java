@@ -57,14 +57,21 @@ public final class TokenizeCommand implements Callable<Integer> {
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
+  /** The longest --context-length taken (a line's output holds that many ids). */
+  static final int MAX_CONTEXT = 1 << 20;
+
   /** Standard input; tests replace it. */
   InputStream in = System.in;
 
   @Override
   public Integer call() throws IOException {
     PrintWriter err = spec.commandLine().getErr();
-    if (contextLength < 1) {
-      err.println("jclip tokenize: --context-length must be at least 1, got " + contextLength);
+    if (contextLength < 1 || contextLength > MAX_CONTEXT) {
+      err.println("jclip tokenize: --context-length must be from 1 to " + MAX_CONTEXT + ", got " + contextLength);
+      return 2;
+    }
+    if (bpeOnly && spec.commandLine().getParseResult().hasMatchedOption("--context-length")) {
+      err.println("jclip tokenize: --context-length has no effect with --bpe (which prints each text's BPE ids, unpadded)");
       return 2;
     }
     ClipTokenizer tokenizer;
@@ -74,7 +81,8 @@ public final class TokenizeCommand implements Callable<Integer> {
       err.println("jclip tokenize: " + e.getMessage());
       return 1;
     }
-    ObjectMapper json = new ObjectMapper();
+    // one JSON string a line: anything after it (a second string, a comma) is an error, not dropped
+    ObjectMapper json = new ObjectMapper().enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     Writer out = spec.commandLine().getOut();
     if (out == null) out = new BufferedWriter(new OutputStreamWriter(System.out, StandardCharsets.UTF_8));
     BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);

@@ -54,6 +54,18 @@ class TokenizeCommandTest {
     assertTrue(r.err().contains("line 2") && r.err().contains("JSON string"), r.err());
     r = run("\"unterminated\n", "--vocab", vocab(), "--bpe");
     assertTrue(r.err().contains("line 1") && r.err().contains("not valid JSON"), r.err());
+    // anything after the string is an error, never dropped
+    for (String trailing : new String[] {"\"a\" \"b\"\n", "\"a\",\n", "\"a\" xyz\n"}) {
+      r = run("\"ok\"\n" + trailing, "--vocab", vocab(), "--bpe");
+      assertEquals(1, r.code(), trailing);
+      assertTrue(r.err().contains("line 2") && r.err().contains("not valid JSON"), trailing + ": " + r.err());
+    }
+    // a context length no text could fill, and one --bpe would not use, are usage errors
+    r = run("\"a\"\n", "--vocab", vocab(), "--context-length", "2147483647");
+    assertEquals(2, r.code(), r.err());
+    r = run("\"a\"\n", "--vocab", vocab(), "--bpe", "--context-length", "3");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("no effect with --bpe"), r.err());
   }
 
   @Test
