@@ -65,6 +65,13 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       return 2;
     }
     // one JSON string a line: anything after it (a second string, a comma) is an error, not dropped
+    try {
+      dev.jclip.io.AtomicFile.resolveTarget(out); // a folder, or a folder that does not exist, fails before the model loads
+    } catch (IOException e) {
+      err.println("jclip embed-texts: cannot write " + e.getMessage());
+      err.flush();
+      return 2;
+    }
     ObjectMapper json = new ObjectMapper().enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
         NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {

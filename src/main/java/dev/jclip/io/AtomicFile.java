@@ -146,6 +146,14 @@ public final class AtomicFile implements AutoCloseable {
    */
   public void commit() throws IOException {
     if (closed || committed) throw new IllegalStateException(target + ": already " + (committed ? "committed" : "closed"));
+    try {
+      commitNow();
+    } catch (IOException e) {
+      throw SafetensorsWriter.named(target, e); // a full disk at the sync, a failed rename: the file named
+    }
+  }
+
+  private void commitNow() throws IOException {
     if (inPlace) {
       try {
         writeInPlace();

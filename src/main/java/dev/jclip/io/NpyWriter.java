@@ -53,7 +53,7 @@ public final class NpyWriter implements AutoCloseable {
     byte[] h = header(dtype, prepend(0, rowShape));
     this.headerLength = h.length;
     this.staging = ByteBuffer.allocate(1 << 16).order(ByteOrder.LITTLE_ENDIAN);
-    SafetensorsWriter.writeFully(ch, ByteBuffer.wrap(h)); // placeholder, rewritten by finish()
+    SafetensorsWriter.writeFully(ch, ByteBuffer.wrap(h), target); // placeholder, rewritten by finish()
   }
 
   /**
@@ -129,7 +129,7 @@ public final class NpyWriter implements AutoCloseable {
     if (h.length != headerLength) {
       throw new IllegalStateException("npy header length changed: " + headerLength + " -> " + h.length);
     }
-    SafetensorsWriter.writeFully(ch.position(0), ByteBuffer.wrap(h));
+    SafetensorsWriter.writeFully(ch.position(0), ByteBuffer.wrap(h), target);
     file.commit();
     finished = true;
   }
@@ -144,7 +144,7 @@ public final class NpyWriter implements AutoCloseable {
 
   private void flush() throws IOException {
     staging.flip();
-    SafetensorsWriter.writeFully(ch, staging);
+    SafetensorsWriter.writeFully(ch, staging, target);
     staging.clear();
   }
 

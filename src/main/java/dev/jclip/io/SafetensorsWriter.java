@@ -69,8 +69,8 @@ public final class SafetensorsWriter {
     byte[] header = header(specs, metadata);
     AtomicFile out = AtomicFile.create(file);
     try {
-      writeFully(out.channel(), ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length));
-      writeFully(out.channel(), ByteBuffer.wrap(header));
+      writeFully(out.channel(), ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length), out.target());
+      writeFully(out.channel(), ByteBuffer.wrap(header), out.target());
       return new Stream(out, List.copyOf(specs));
     } catch (IOException | RuntimeException e) {
       out.close();
@@ -104,7 +104,7 @@ public final class SafetensorsWriter {
         throw new IllegalArgumentException(
             "tensor '" + s.name() + "' needs " + s.byteSize() + " bytes, got " + data.remaining());
       }
-      writeFully(ch, data.duplicate());
+      writeFully(ch, data.duplicate(), target);
       next++;
     }
 
@@ -162,7 +162,19 @@ public final class SafetensorsWriter {
     return out;
   }
 
-  static void writeFully(FileChannel ch, ByteBuffer b) throws IOException {
-    while (b.hasRemaining()) ch.write(b);
+  /** Writes all of {@code b}; a failure (a full disk, say) names {@code target}, the file being written. */
+  static void writeFully(FileChannel ch, ByteBuffer b, Path target) throws IOException {
+    try {
+      while (b.hasRemaining()) ch.write(b);
+    } catch (IOException e) {
+      throw named(target, e);
+    }
+  }
+
+  /** {@code e} with the file it happened to, unless its message names it already. */
+  static IOException named(Path target, IOException e) {
+    String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+    if (m.contains(target.toString())) return e;
+    return new IOException("cannot write " + target + ": " + (m.contains("No space left") ? "the disk is full (" + m + ")" : m), e);
   }
 }

@@ -103,6 +103,17 @@ class NpyWriterTest {
     assertEquals(0, oneD.length % 64);
   }
 
+  /** A full disk names the file (here /dev/full, written in place at the commit). */
+  @Test
+  void aFullDiskNamesTheFile() throws IOException {
+    org.junit.jupiter.api.Assumptions.assumeTrue(Files.exists(Path.of("/dev/full")), "no /dev/full here");
+    try (NpyWriter w = NpyWriter.create(Path.of("/dev/full"), DType.F32, 4)) {
+      w.writeRow(new float[4]);
+      IOException e = assertThrows(IOException.class, w::finish);
+      assertTrue(e.getMessage().contains("/dev/full") && e.getMessage().contains("disk is full"), e.getMessage());
+    }
+  }
+
   @Test
   void closeWithoutFinishLeavesNothing() throws IOException {
     Path f = tmp.resolve("partial.npy");
