@@ -49,7 +49,17 @@ public final class Main implements Runnable {
 
   /** The configured command line, also used by tests to run subcommands in-process. */
   public static CommandLine commandLine() {
-    return new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true);
+    CommandLine cl = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true);
+    versions(cl);
+    return cl;
+  }
+
+  /** Every subcommand's {@code -V} prints jclip's version too (picocli gives a subcommand none of its own). */
+  private static void versions(CommandLine cl) {
+    for (CommandLine sub : cl.getSubcommands().values()) {
+      if (sub.getCommandSpec().version().length == 0) sub.getCommandSpec().versionProvider(new Version());
+      versions(sub);
+    }
   }
 
   /** The version from the jar manifest (or "dev" when run from classes). */

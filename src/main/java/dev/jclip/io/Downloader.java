@@ -76,10 +76,14 @@ public final class Downloader {
    * target/), else {@code $JCLIP_CACHE}, else {@code ~/.cache/jclip}; reusing {@code ~/.cache/clip}.
    */
   public static Downloader defaults(PrintStream progress) {
+    return withCache(defaultCache(), progress);
+  }
+
+  /** The cache folder {@link #defaults} uses: {@code -Djclip.cache}, else {@code $JCLIP_CACHE}, else {@code ~/.cache/jclip}. */
+  public static Path defaultCache() {
     String dir = System.getProperty("jclip.cache");
     if (dir == null || dir.isBlank()) dir = System.getenv("JCLIP_CACHE");
-    Path home = Path.of(System.getProperty("user.home"));
-    return withCache(dir != null && !dir.isBlank() ? Path.of(dir) : home.resolve(".cache/jclip"), progress);
+    return dir != null && !dir.isBlank() ? Path.of(dir) : Path.of(System.getProperty("user.home")).resolve(".cache/jclip");
   }
 
   /** Like {@link #defaults} with another cache folder. */

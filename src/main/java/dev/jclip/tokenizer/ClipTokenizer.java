@@ -77,8 +77,9 @@ public final class ClipTokenizer {
             + " HuggingFace folder with vocab.json and merges.txt works too.");
   }
 
+  /** Where {@code jclip download tokenizer} puts it: the cache of {@link dev.jclip.io.Downloader#defaultCache()} ($JCLIP_CACHE honoured). */
   private static Path userCache() {
-    return Path.of(System.getProperty("user.home"), ".cache", "jclip");
+    return dev.jclip.io.Downloader.defaultCache();
   }
 
   public Vocabulary vocabulary() {

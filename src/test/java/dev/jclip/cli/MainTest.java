@@ -22,6 +22,9 @@ class MainTest {
     String v = run("--version");
     assertTrue(v.startsWith("jclip "), v);
     assertTrue(v.contains("Java 25"), v);
+    // every subcommand's -V says the same (picocli printed nothing for them)
+    for (String sub : new String[] {"classify", "tokenize", "download", "inspect", "bench", "embed"}) assertEquals(v, run(sub, "-V"), sub);
+    assertEquals(v, run("bench", "tokenizer", "-V"));
   }
 
   @Test
