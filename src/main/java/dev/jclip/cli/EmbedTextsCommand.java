@@ -1,17 +1,11 @@
 package dev.jclip.cli;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.jclip.api.Clip;
 import dev.jclip.io.DType;
 import dev.jclip.io.NpyWriter;
-import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -64,7 +58,6 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
-    // one JSON string a line: anything after it (a second string, a comma) is an error, not dropped
     try {
       dev.jclip.io.AtomicFile.resolveTarget(out); // a folder, or a folder that does not exist, fails before the model loads
     } catch (IOException e) {
@@ -72,28 +65,19 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
-    ObjectMapper json = new ObjectMapper().enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
         NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
-      BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
+      JsonTextLines lines = new JsonTextLines(in);
       List<String> batch = new ArrayList<>();
-      int lineNo = 0, written = 0, per = clip.batchSize();
+      int written = 0, per = clip.batchSize();
       for (String raw; ; ) {
-        raw = reader.readLine();
+        raw = lines.next();
         if (raw != null) {
-          lineNo++;
-          JsonNode node;
-          try {
-            node = json.readTree(raw);
-          } catch (JsonProcessingException e) {
-            throw new IllegalArgumentException("stdin line " + lineNo + ": not valid JSON (" + e.getOriginalMessage() + ")");
-          }
-          if (node == null || !node.isTextual()) throw new IllegalArgumentException("stdin line " + lineNo + ": expected a JSON string such as \"a dog\"");
-          if (!truncate && clip.tokenizer().isTooLong(node.textValue(), clip.config().contextLength())) {
-            throw new IllegalArgumentException("stdin line " + lineNo + ": text is too long for context length " + clip.config().contextLength()
+          if (!truncate && clip.tokenizer().isTooLong(raw, clip.config().contextLength())) {
+            throw new IllegalArgumentException("stdin line " + lines.lineNo() + ": text is too long for context length " + clip.config().contextLength()
                 + "; use --truncate to cut it");
           }
-          batch.add(node.textValue());
+          batch.add(raw);
         }
         if (batch.size() == per || (raw == null && !batch.isEmpty())) {
           float[][] f = clip.encodeText(clip.tokenize(batch, truncate));

@@ -1,14 +1,9 @@
 package dev.jclip.cli;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.jclip.tokenizer.ClipTokenizer;
-import java.io.BufferedReader;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.io.OutputStreamWriter;
 import java.io.PrintWriter;
 import java.io.Writer;
@@ -81,30 +76,21 @@ public final class TokenizeCommand implements Callable<Integer> {
       err.println("jclip tokenize: " + e.getMessage());
       return 1;
     }
-    // one JSON string a line: anything after it (a second string, a comma) is an error, not dropped
-    ObjectMapper json = new ObjectMapper().enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
     Writer out = spec.commandLine().getOut();
     if (out == null) out = new BufferedWriter(new OutputStreamWriter(System.out, StandardCharsets.UTF_8));
-    BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8), 1 << 16);
+    JsonTextLines lines = new JsonTextLines(in);
     StringBuilder line = new StringBuilder();
-    int lineNo = 0;
-    for (String raw; (raw = reader.readLine()) != null; ) {
-      lineNo++;
+    while (true) {
       String text;
       try {
-        JsonNode node = json.readTree(raw);
-        if (node == null || !node.isTextual()) {
-          err.println("jclip tokenize: stdin line " + lineNo + ": expected a JSON string such as \"a photo of a cat\", got "
-              + (raw.isBlank() ? "an empty line" : abbreviate(raw)));
-          out.flush();
-          return 1;
-        }
-        text = node.textValue();
-      } catch (JsonProcessingException e) {
-        err.println("jclip tokenize: stdin line " + lineNo + ": not valid JSON (" + e.getOriginalMessage() + "): " + abbreviate(raw));
+        text = lines.next();
+      } catch (IllegalArgumentException e) {
+        err.println("jclip tokenize: " + e.getMessage());
         out.flush();
         return 1;
       }
+      if (text == null) break;
+      int lineNo = lines.lineNo();
       int[] ids;
       try {
         ids = bpeOnly ? tokenizer.encode(text) : tokenizer.tokenize(text, contextLength, truncate);
@@ -128,7 +114,4 @@ public final class TokenizeCommand implements Callable<Integer> {
     return 0;
   }
 
-  private static String abbreviate(String s) {
-    return s.length() > 80 ? s.substring(0, 80) + "..." : s;
-  }
 }

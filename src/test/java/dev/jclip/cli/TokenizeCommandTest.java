@@ -16,9 +16,38 @@ import picocli.CommandLine;
 
 class TokenizeCommandTest {
   private static CliRun.Result run(String stdin, String... args) {
+    return run(stdin.getBytes(StandardCharsets.UTF_8), args);
+  }
+
+  private static CliRun.Result run(byte[] stdin, String... args) {
     TokenizeCommand cmd = new TokenizeCommand();
-    cmd.in = new ByteArrayInputStream(stdin.getBytes(StandardCharsets.UTF_8));
+    cmd.in = new ByteArrayInputStream(stdin);
     return CliRun.run(new CommandLine(cmd), args);
+  }
+
+  /**
+   * The input's edges: a byte-order mark and blank lines at the very end are taken; a blank line
+   * before a text, bytes that are not UTF-8 and a lone surrogate are errors naming the line.
+   */
+  @Test
+  void inputEdges() {
+    CliRun.Result plain = run("\"a dog\"\n\"a cat\"\n", "--vocab", vocab(), "--bpe");
+    assertEquals(0, plain.code(), plain.err());
+    CliRun.Result r = run("\uFEFF\"a dog\"\n\"a cat\"\n\n\n", "--vocab", vocab(), "--bpe");
+    assertEquals(0, r.code(), r.err());
+    assertEquals(plain.out(), r.out());
+    r = run("\"a dog\"\n\n\"a cat\"\n", "--vocab", vocab(), "--bpe");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line 2") && r.err().contains("empty line"), r.err());
+    byte[] latin = "\"caf\u00e9\"\n".getBytes(StandardCharsets.ISO_8859_1);
+    r = run(latin, "--vocab", vocab(), "--bpe");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line 1") && r.err().contains("not UTF-8"), r.err());
+    r = run("\"ok\"\n\"\\ud83d\"\n", "--vocab", vocab(), "--bpe");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line 2") && r.err().contains("lone surrogate (\\ud83d)"), r.err());
+    r = run("\"\\ud83d\\ude00\"\n", "--vocab", vocab(), "--bpe");
+    assertEquals(0, r.code(), "a surrogate pair is a character: " + r.err());
   }
 
   private static String vocab() {

@@ -1,0 +1,82 @@
+package dev.jclip.cli;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.DeserializationFeature;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * Standard input as texts, one JSON string a line ({@code tokenize}, {@code embed-texts}): strict
+ * UTF-8 (a byte that is not is an error, not U+FFFD), a byte-order mark at the start skipped, blank
+ * lines at the very end ignored (an editor's trailing newline) but a blank line before a text an
+ * error, anything after the string on its line an error, and a text holding a lone surrogate
+ * ({@code "\ud83d"}) refused as the reference's Python refuses to encode it. Errors are {@link
+ * IllegalArgumentException}s starting "stdin line N: ".
+ */
+final class JsonTextLines {
+  private final BufferedReader reader;
+  private final ObjectMapper json = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
+  private int lineNo;
+  /** Blank lines read and not yet known to be the end. */
+  private int blanks;
+
+  JsonTextLines(InputStream in) {
+    this.reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8.newDecoder()
+        .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT)), 1 << 16);
+  }
+
+  /** The number of the line {@link #next} returned last. */
+  int lineNo() {
+    return lineNo;
+  }
+
+  /** The next text, or null at the end. */
+  String next() throws IOException {
+    while (true) {
+      String raw;
+      try {
+        raw = reader.readLine();
+      } catch (CharacterCodingException e) {
+        throw new IllegalArgumentException("stdin line " + (lineNo + blanks + 1) + ": not UTF-8 text");
+      }
+      if (raw == null) return null; // blank lines at the end: ignored
+      if (lineNo + blanks == 0 && raw.startsWith("\uFEFF")) raw = raw.substring(1);
+      if (raw.isBlank()) {
+        blanks++;
+        continue;
+      }
+      if (blanks > 0) throw new IllegalArgumentException("stdin line " + (lineNo + 1) + ": expected a JSON string such as \"a dog\", got an empty line");
+      lineNo++;
+      JsonNode node;
+      try {
+        node = json.readTree(raw);
+      } catch (JsonProcessingException e) {
+        throw new IllegalArgumentException("stdin line " + lineNo + ": not valid JSON (" + e.getOriginalMessage() + "): " + abbreviate(raw));
+      }
+      if (node == null || !node.isTextual()) {
+        throw new IllegalArgumentException("stdin line " + lineNo + ": expected a JSON string such as \"a dog\", got " + abbreviate(raw));
+      }
+      String text = node.textValue();
+      for (int i = 0; i < text.length(); i++) {
+        char c = text.charAt(i);
+        if (Character.isHighSurrogate(c) && i + 1 < text.length() && Character.isLowSurrogate(text.charAt(i + 1))) {
+          i++;
+        } else if (Character.isSurrogate(c)) {
+          throw new IllegalArgumentException(String.format("stdin line %d: the text holds a lone surrogate (\\u%04x), which is not Unicode text", lineNo, (int) c));
+        }
+      }
+      return text;
+    }
+  }
+
+  static String abbreviate(String s) {
+    return s.length() > 80 ? s.substring(0, 80) + "..." : s;
+  }
+}
