@@ -108,6 +108,14 @@ public final class BenchCallersCommand implements Callable<Integer> {
       err.println("jclip bench callers: --kind is image or text, not " + kind);
       return 2;
     }
+    if (random != null) {
+      try {
+        dev.jclip.model.RandomWeights.config(random); // an unknown name is a usage error, before anything is made
+      } catch (IllegalArgumentException e) {
+        err.println("jclip bench callers: " + e.getMessage());
+        return 2;
+      }
+    }
     if (threads != null && (threads < 1 || threads > dev.jclip.api.Clip.Options.MAX_THREADS)) {
       err.println("jclip bench callers: --threads must be from 1 to " + dev.jclip.api.Clip.Options.MAX_THREADS + ", got " + threads);
       return 2;

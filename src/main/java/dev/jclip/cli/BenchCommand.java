@@ -101,6 +101,14 @@ public final class BenchCommand implements Callable<Integer> {
       err.println("jclip bench: give --model or --random, not both");
       return 2;
     }
+    if (random != null) {
+      try {
+        RandomWeights.config(random); // an unknown name is a usage error, before anything is made
+      } catch (IllegalArgumentException e) {
+        err.println("jclip bench: " + e.getMessage());
+        return 2;
+      }
+    }
     // !(x >= 0 && x < 1e6) refuses NaN and infinity too
     if (repeats < 1 || warmup < 0 || !(minSeconds >= 0 && minSeconds < 1e6) || !(warmupSeconds >= 0 && warmupSeconds < 1e6) || batches.length == 0
         || Arrays.stream(batches).anyMatch(b -> b < 1)) {
