@@ -169,6 +169,66 @@ public final class Fusion {
     });
   }
 
+  /** The ops that may read and write a 4-D activation in channels-last order ({@link #channelsLast}). */
+  private static final Set<Op> CHANNELS_LAST_OPS = Set.of(Op.CONV2D, Op.AVG_POOL, Op.ADD, Op.ATTNPOOL_TOKENS);
+
+  /**
+   * Marks the 4-D activations of a ModifiedResNet that may stay channels last (NHWC) between the
+   * ops that read and write them, for a backend whose convolutions run in that order: the values
+   * written by a CONV2D, AVG_POOL or ADD, read only by such ops or ATTNPOOL_TOKENS, and neither kept
+   * ({@code keep}: the executor's captures) nor graph outputs, which callers read as NCHW. The
+   * shapes in the graph stay [N, C, H, W]; only the memory order changes, said by attributes the
+   * backend reads: CONV2D's {@code nhwcIn} and {@code nhwcOut}, AVG_POOL's and ATTNPOOL_TOKENS'
+   * {@code nhwc} (an AVG_POOL or ADD reads and writes one order: where its values cannot all be
+   * NHWC, none is). The graph is returned as it is when no value qualifies.
+   */
+  public static Graph channelsLast(Graph graph, Collection<String> keep) {
+    Set<String> kept = Set.copyOf(keep);
+    Set<Value> outputs = Collections.newSetFromMap(new IdentityHashMap<>());
+    outputs.addAll(graph.outputs().values());
+    Map<Value, List<Node>> readers = new IdentityHashMap<>();
+    for (Node n : graph.nodes()) for (Value v : n.inputs()) readers.computeIfAbsent(v, k -> new ArrayList<>()).add(n);
+    Set<Value> nhwc = Collections.newSetFromMap(new IdentityHashMap<>());
+    for (Node n : graph.nodes()) {
+      Value v = n.output();
+      if (n.op() == Op.ATTNPOOL_TOKENS || !CHANNELS_LAST_OPS.contains(n.op()) || v.spec().rank() != 4) continue;
+      if (kept.contains(n.name()) || outputs.contains(v)) continue;
+      List<Node> r = readers.getOrDefault(v, List.of());
+      if (!r.isEmpty() && r.stream().allMatch(x -> CHANNELS_LAST_OPS.contains(x.op()))) nhwc.add(v);
+    }
+    // An AVG_POOL or ADD works in one order: its inputs and output all NHWC, or none.
+    for (boolean changed = true; changed; ) {
+      changed = false;
+      for (Node n : graph.nodes()) {
+        if (n.op() != Op.AVG_POOL && n.op() != Op.ADD) continue;
+        if (n.output().spec().rank() != 4) continue;
+        boolean all = nhwc.contains(n.output());
+        for (Value v : n.inputs()) all &= nhwc.contains(v);
+        if (all) continue;
+        for (Value v : n.inputs()) changed |= nhwc.remove(v);
+        changed |= nhwc.remove(n.output());
+      }
+    }
+    if (nhwc.isEmpty()) return graph;
+    Map<Value, Value> copies = new IdentityHashMap<>();
+    List<Node> rebuilt = new ArrayList<>(graph.nodes().size());
+    for (Node n : graph.nodes()) {
+      Node copy = copied(n, copies);
+      Map<String, Object> attrs = null;
+      if (n.op() == Op.CONV2D && (nhwc.contains(n.input(0)) || nhwc.contains(n.output()))) {
+        attrs = new LinkedHashMap<>(n.attrs());
+        if (nhwc.contains(n.input(0))) attrs.put("nhwcIn", true);
+        if (nhwc.contains(n.output())) attrs.put("nhwcOut", true);
+      } else if ((n.op() == Op.AVG_POOL || n.op() == Op.ATTNPOOL_TOKENS) && nhwc.contains(n.input(0))) {
+        attrs = new LinkedHashMap<>(n.attrs());
+        attrs.put("nhwc", true);
+      }
+      if (attrs != null) copy = new Node(n.op(), n.name(), copy.inputs(), n.params(), attrs);
+      copies.put(n.output(), emit(rebuilt, copy, n.output().id(), n.output().spec()));
+    }
+    return rebuilt(graph, rebuilt, copies);
+  }
+
   /**
    * The values of {@code graph} that a LINEAR_RESIDUAL writes and a LAYER_NORM_LINEAR reads as its
    * x (after {@link #linearResidual} and {@link #layerNormLinear}: in a transformer, each block's

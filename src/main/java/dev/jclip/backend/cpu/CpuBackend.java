@@ -237,7 +237,19 @@ public final class CpuBackend extends HostFloatBackend {
    */
   @Override
   public Graph prepare(Graph graph, Set<String> keep) {
-    return pooledAttention ? Fusion.pooledAttention(graph, keep) : graph;
+    Graph g = pooledAttention ? Fusion.pooledAttention(graph, keep) : graph;
+    // ResNet activations stay channels last between the convolutions where these run on oneDNN's
+    // convolution primitive (its order: no reorders there and back around each convolution)
+    if (linear != null && convMode.equals("primitive") && channelsLast) g = Fusion.channelsLast(g, keep);
+    return g;
+  }
+
+  /** {@code -Djclip.cpu.channelsLast=on|off}: whether {@link #prepare} keeps ResNet activations NHWC between convolutions (on by default). */
+  private volatile boolean channelsLast = twoWayProperty("jclip.cpu.channelsLast", "on", "off", "channels-last ResNet activations");
+
+  /** Whether graphs prepared from now on keep ResNet activations channels last ({@link #prepare}; the tests compare both). */
+  public void channelsLast(boolean on) {
+    channelsLast = on;
   }
 
   private volatile boolean pooledAttention = pooledAttentionProperty();
@@ -362,6 +374,26 @@ public final class CpuBackend extends HostFloatBackend {
       case AVG_POOL -> {
         int c = in.dim(1), h = in.dim(2), wd = in.dim(3), k = n.intAttr("kernel"), oh = out.dim(2), ow = out.dim(3);
         float inv = 1f / (k * k);
+        if (n.boolAttr("nhwc")) { // each output cell's channels at once, summed in the NCHW loop's order
+          parallel(in.dim(0) * oh, (long) k * wd * c, (p0, p1) -> {
+            float[] s = new float[c];
+            for (int bo = p0; bo < p1; bo++) {
+              int b = bo / oh, oy = bo % oh;
+              for (int ox = 0; ox < ow; ox++) {
+                java.util.Arrays.fill(s, 0f);
+                for (int ky = 0; ky < k; ky++) {
+                  for (int kx = 0; kx < k; kx++) {
+                    int at = ((b * h + oy * k + ky) * wd + ox * k + kx) * c;
+                    for (int ch = 0; ch < c; ch++) s[ch] += x[at + ch];
+                  }
+                }
+                int to = ((b * oh + oy) * ow + ox) * c;
+                for (int ch = 0; ch < c; ch++) y[to + ch] = s[ch] * inv;
+              }
+            }
+          });
+          break;
+        }
         parallel(in.dim(0) * c, (long) h * wd, (p0, p1) -> {
           for (int bc = p0; bc < p1; bc++) {
             for (int oy = 0; oy < oh; oy++) {
@@ -377,6 +409,21 @@ public final class CpuBackend extends HostFloatBackend {
       case ATTNPOOL_TOKENS -> {
         float[] pos = p(n, "positional");
         int c = in.dim(1), hw = in.dim(2) * in.dim(3), len = hw + 1;
+        if (n.boolAttr("nhwc")) { // x is [B, HW, C] already: the tokens are its rows, the mean first (summed in the NCHW loop's order)
+          parallel(in.dim(0), (long) hw * c, (b0, b1) -> {
+            double[] mean = new double[c];
+            for (int b = b0; b < b1; b++) {
+              java.util.Arrays.fill(mean, 0);
+              for (int i = 0; i < hw; i++) for (int ch = 0; ch < c; ch++) mean[ch] += x[(b * hw + i) * c + ch];
+              for (int ch = 0; ch < c; ch++) y[(b * len) * c + ch] = (float) (mean[ch] / hw) + pos[ch];
+              for (int i = 0; i < hw; i++) {
+                int src = (b * hw + i) * c, dst = (b * len + 1 + i) * c, p = (1 + i) * c;
+                for (int ch = 0; ch < c; ch++) y[dst + ch] = x[src + ch] + pos[p + ch];
+              }
+            }
+          });
+          break;
+        }
         parallel(in.dim(0) * c, hw, (p0, p1) -> {
           for (int bc = p0; bc < p1; bc++) {
             int b = bc / c, ch = bc % c;
@@ -543,6 +590,9 @@ public final class CpuBackend extends HostFloatBackend {
       conv2dPrimitive(n, x, y, in, out);
       return;
     }
+    if (n.boolAttr("nhwcIn") || n.boolAttr("nhwcOut")) {
+      throw new IllegalStateException(n.name() + ": a graph prepared for channels-last convolutions run with -Djclip.cpu.conv=" + convMode);
+    }
     if (linear != null && convMode.equals("matmul")) {
       conv2dRows(n, x, y, in, out);
       return;
@@ -594,19 +644,14 @@ public final class CpuBackend extends HostFloatBackend {
 
   /**
    * A convolution through oneDNN's convolution primitive ({@link DnnlLinear#conv}: each image alone,
-   * NCHW fp32 in and out; in bf16 mode bf16 operands and fp32 accumulation), then the channel
-   * scale, bias and ReLU in fp32.
+   * fp32 in and out, NCHW or channels last as the graph's marks say; in bf16 mode bf16 operands and
+   * fp32 accumulation), the channel scale, bias and ReLU in fp32 as the primitive's post-ops.
    */
   private void conv2dPrimitive(Node n, float[] x, float[] y, TensorSpec in, TensorSpec out) {
-    float[] scale = p(n, "scale"), bias = p(n, "bias");
-    int batch = in.dim(0), o = out.dim(1), cells = out.dim(2) * out.dim(3);
-    boolean relu = n.boolAttr("relu");
-    DnnlLinear.ConvShape g = new DnnlLinear.ConvShape(in.dim(1), in.dim(2), in.dim(3), o, out.dim(2), out.dim(3), n.intAttr("kernel"),
+    DnnlLinear.ConvShape g = new DnnlLinear.ConvShape(in.dim(1), in.dim(2), in.dim(3), out.dim(1), out.dim(2), out.dim(3), n.intAttr("kernel"),
         n.intAttr("stride"), n.intAttr("padding"));
-    linear.conv(batch, g, x, n.param("weight"), y, this::parallel);
-    parallel(batch * o, cells, (r0, r1) -> {
-      for (int r = r0; r < r1; r++) kernels.scaleBias(y, r * cells, cells, scale == null ? 1f : scale[r % o], bias == null ? 0f : bias[r % o], relu);
-    });
+    linear.conv(in.dim(0), g, x, n.boolAttr("nhwcIn"), n.param("weight"), n.param("scale"), n.param("bias"), n.boolAttr("relu"), y,
+        n.boolAttr("nhwcOut"), kernels, this::parallel);
   }
 
   /**

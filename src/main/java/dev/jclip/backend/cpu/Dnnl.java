@@ -34,7 +34,12 @@ final class Dnnl {
   private static final int SCRATCHPAD_USER = 1;
   /** dnnl_query_impl_info_str: the implementation's name, e.g. "brg_matmul:avx10_1_512_amx". */
   private static final int QUERY_IMPL_INFO_STR = 8;
-  static final int ELTWISE_SWISH = 44, ELTWISE_GELU_ERF = 49;
+  static final int ELTWISE_SWISH = 44, ELTWISE_GELU_ERF = 49, ELTWISE_RELU = 32;
+  static final int BINARY_ADD = 131056, BINARY_MUL = 131057;
+  /** DNNL_ARG_ATTR_MULTIPLE_POST_OP(i) | DNNL_ARG_SRC_1: the second operand of post-op {@code i}. */
+  static int postOpSrc1(int i) {
+    return 32768 * (i + 1) | 2;
+  }
   static final int FPMATH_STRICT = 0, FPMATH_BF16 = 1;
   private static final int CPU = 1, STREAM_DEFAULT = 1, MAX_NDIMS = 12;
   /** DNNL_RUNTIME_DIM_VAL: a dimension given only at execution (INT64_MIN). */
@@ -45,10 +50,11 @@ final class Dnnl {
   private static volatile Throwable loadFailure;
 
   private final MethodHandle engineCreate, engineDestroy, streamCreate, streamWait, streamDestroy;
-  private final MethodHandle mdCreateTag, mdDestroy, mdSize;
+  private final MethodHandle mdCreateTag, mdCreateStrides, mdDestroy, mdSize;
   private final MethodHandle matmulPd, convPd, reorderPd, pdQuery, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
   private final MethodHandle memCreate, memDestroy, memSetHandle;
-  private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, attrSetScratchpad, postOpsCreate, postOpsDestroy, postOpsAppendEltwise;
+  private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, attrSetScratchpad, postOpsCreate, postOpsDestroy, postOpsAppendEltwise,
+      postOpsAppendBinary;
   private final MethodHandle ompSetNumThreads;
   private final MethodHandle effectiveIsa;
   private final MethodHandle sigmask;
@@ -68,6 +74,7 @@ final class Dnnl {
     streamWait = h(lib, "dnnl_stream_wait", ADDRESS);
     streamDestroy = h(lib, "dnnl_stream_destroy", ADDRESS);
     mdCreateTag = h(lib, "dnnl_memory_desc_create_with_tag", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
+    mdCreateStrides = h(lib, "dnnl_memory_desc_create_with_strides", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS);
     mdDestroy = h(lib, "dnnl_memory_desc_destroy", ADDRESS);
     mdSize = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_get_size"), FunctionDescriptor.of(JAVA_LONG, ADDRESS));
     matmulPd = h(lib, "dnnl_matmul_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
@@ -91,6 +98,7 @@ final class Dnnl {
     postOpsCreate = h(lib, "dnnl_post_ops_create", ADDRESS);
     postOpsDestroy = h(lib, "dnnl_post_ops_destroy", ADDRESS);
     postOpsAppendEltwise = h(lib, "dnnl_post_ops_append_eltwise", ADDRESS, JAVA_INT, JAVA_FLOAT, JAVA_FLOAT);
+    postOpsAppendBinary = h(lib, "dnnl_post_ops_append_binary", ADDRESS, JAVA_INT, ADDRESS);
     effectiveIsa = LINKER.downcallHandle(find(lib, "dnnl_get_effective_cpu_isa"), FunctionDescriptor.of(JAVA_INT));
     ompSetNumThreads = LINKER.downcallHandle(
         omp.find("omp_set_num_threads").orElseThrow(() -> new IllegalStateException("no omp_set_num_threads in the preset's libgomp")),
@@ -297,6 +305,18 @@ final class Dnnl {
     }
   }
 
+  /** A memory descriptor of {@code dims} with explicit {@code strides} (in elements). */
+  MemorySegment mdStrided(long[] dims, int dtype, long[] strides) {
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment d = a.allocate(JAVA_LONG, MAX_NDIMS), st = a.allocate(JAVA_LONG, MAX_NDIMS);
+      for (int i = 0; i < dims.length; i++) {
+        d.setAtIndex(JAVA_LONG, i, dims[i]);
+        st.setAtIndex(JAVA_LONG, i, strides[i]);
+      }
+      return create("dnnl_memory_desc_create_with_strides", out -> (int) mdCreateStrides.invokeExact(out, dims.length, d, dtype, st));
+    }
+  }
+
   void destroyMd(MemorySegment md) {
     call(mdDestroy, md, "dnnl_memory_desc_destroy");
   }
@@ -339,6 +359,33 @@ final class Dnnl {
       return attr;
     } catch (Throwable t) {
       throw wrap(t, "primitive attributes");
+    }
+  }
+
+  /**
+   * {@link #attr} (strict fpmath, a scratchpad per call) with the post-ops of a convolution's
+   * epilogue: {@code acc · scale[o] + bias[o]} (binary mul then add, each a [1, O, 1, 1] operand
+   * given at execution as {@link #postOpSrc1} 0 and 1; the mul left out where {@code channelMd}'s
+   * scale is not wanted: {@code scale} false), then ReLU if {@code relu}.
+   */
+  MemorySegment convAttr(MemorySegment channelMd, boolean scale, boolean relu) {
+    MemorySegment attr = attr(FPMATH_STRICT, -1, 0f);
+    try (Arena a = Arena.ofConfined()) {
+      MemorySegment out = a.allocate(ADDRESS);
+      check((int) postOpsCreate.invokeExact(out), "dnnl_post_ops_create");
+      MemorySegment ops = out.get(ADDRESS, 0);
+      try {
+        if (scale) check((int) postOpsAppendBinary.invokeExact(ops, BINARY_MUL, channelMd), "dnnl_post_ops_append_binary(mul)");
+        check((int) postOpsAppendBinary.invokeExact(ops, BINARY_ADD, channelMd), "dnnl_post_ops_append_binary(add)");
+        if (relu) check((int) postOpsAppendEltwise.invokeExact(ops, ELTWISE_RELU, 0f, 0f), "dnnl_post_ops_append_eltwise(relu)");
+        check((int) attrSetPostOps.invokeExact(attr, ops), "dnnl_primitive_attr_set_post_ops");
+      } finally {
+        check((int) postOpsDestroy.invokeExact(ops), "dnnl_post_ops_destroy");
+      }
+      return attr;
+    } catch (Throwable t) {
+      destroyAttr(attr);
+      throw wrap(t, "convolution attributes");
     }
   }
 

@@ -391,12 +391,12 @@ final class DnnlLinear implements AutoCloseable {
   /**
    * One convolution weight made ready for one geometry: the reorder of an image from NCHW fp32 to
    * NHWC in the operands' type, and the output channels in blocks, each a convolution primitive
-   * for one image with its packed weights, writing NCHW fp32 directly ({@code dstReorder} null) or
-   * NHWC fp32 then reordered.
+   * for one image with its packed weights writing NHWC fp32, and the reorder of that to NCHW.
    */
-  private record ConvPlan(ConvShape shape, Exec srcReorder, ConvBlock[] blocks) {}
+  private record ConvPlan(ConvShape shape, Tensor scale, Tensor bias, boolean relu, Exec srcReorder, ConvBlock[] blocks) {}
 
-  private record ConvBlock(int o0, int o1, Exec conv, MemorySegment weights, int dstTag, Exec dstReorder) {}
+  /** A block's primitive, packed weights, the memory objects of its scale (null: none) and bias, and its output's reorder to NCHW. */
+  private record ConvBlock(int o0, int o1, Exec conv, MemorySegment weights, MemorySegment scale, MemorySegment bias, Exec dstReorder) {}
 
   /** Keys of a workspace's memory objects for a convolution plan's steps. */
   private record ConvMemory(Object owner, int slot) {}
@@ -414,11 +414,23 @@ final class DnnlLinear implements AutoCloseable {
    * @param weight [o, c, k, k] (packed on first use; its identity is a key)
    */
   void conv(int batch, ConvShape g, float[] x, Tensor weight, float[] y, Parallel parallel) {
+    conv(batch, g, x, false, weight, null, null, false, y, false, null, parallel);
+  }
+
+  /**
+   * {@link #conv(int, ConvShape, float[], Tensor, float[], Parallel)} with the input, the output or
+   * both in channels-last order ([N, H, W, C]: {@code inNhwc}, {@code outNhwc}), as a graph marked
+   * by {@link dev.jclip.graph.Fusion#channelsLast} keeps them between convolutions: an NHWC input
+   * goes to the primitive as it is (rounded to bf16 in bf16 mode: {@code kernels}), an NHWC output
+   * comes back without a reorder. The same primitives, hence the same bits, as in NCHW.
+   */
+  void conv(int batch, ConvShape g, float[] x, boolean inNhwc, Tensor weight, Tensor scale, Tensor bias, boolean relu, float[] y, boolean outNhwc,
+      ScalarKernels kernels, Parallel parallel) {
     use.readLock().lock();
     try {
       if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
       dnnl.singleThreaded();
-      ConvPlan plan = convPlan(weight, g);
+      ConvPlan plan = convPlan(weight, g, scale, bias, relu);
       int esize = dtype == Dnnl.BF16 ? 2 : 4;
       long inFloats = (long) g.c() * g.h() * g.w(), cells = (long) g.oh() * g.ow();
       long srcBytes = (inFloats * esize + 63) / 64 * 64;
@@ -432,8 +444,14 @@ final class DnnlLinear implements AutoCloseable {
             Workspace ws = takeWorkspace();
             try {
               for (int i = i0; i < i1; i++) {
+                int at = (int) ((first + i) * inFloats);
+                if (inNhwc) { // already in the primitive's order: rounded to bf16 or copied as it is
+                  if (dtype == Dnnl.BF16) kernels.toBf16(x, at, (int) inFloats, scratch.seg, i * srcBytes);
+                  else MemorySegment.copy(x, at, scratch.seg, ValueLayout.JAVA_FLOAT, i * srcBytes, (int) inFloats);
+                  continue;
+                }
                 MemorySegment stage = ws.buffer(0, 4 * inFloats);
-                MemorySegment.copy(x, (int) ((first + i) * inFloats), stage, ValueLayout.JAVA_FLOAT, 0, (int) inFloats);
+                MemorySegment.copy(x, at, stage, ValueLayout.JAVA_FLOAT, 0, (int) inFloats);
                 ws.makeRoom(2);
                 MemorySegment from = ws.memory(new ConvMemory(plan, 0), new long[] {1, g.c(), g.h(), g.w()}, Dnnl.F32, Dnnl.TAG_NCHW);
                 MemorySegment to = ws.memory(new ConvMemory(plan, 1), new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
@@ -456,7 +474,7 @@ final class DnnlLinear implements AutoCloseable {
                 long outBytes = 4L * ob * cells;
                 ws.makeRoom(4);
                 MemorySegment src = ws.memory(new ConvMemory(plan, 1), new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
-                MemorySegment dst = ws.memory(new ConvMemory(blk, 0), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, blk.dstTag);
+                MemorySegment dst = ws.memory(new ConvMemory(blk, 0), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NHWC);
                 dnnl.setHandle(src, scratch.seg.asSlice(i * srcBytes, inFloats * esize));
                 MemorySegment out = ws.buffer(1, outBytes);
                 dnnl.setHandle(dst, out);
@@ -464,17 +482,29 @@ final class DnnlLinear implements AutoCloseable {
                 Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SRC, src);
                 Dnnl.arg(ws.args, nargs++, Dnnl.ARG_WEIGHTS, blk.weights);
                 Dnnl.arg(ws.args, nargs++, Dnnl.ARG_DST, dst);
+                int post = 0;
+                if (blk.scale != null) Dnnl.arg(ws.args, nargs++, Dnnl.postOpSrc1(post++), blk.scale);
+                Dnnl.arg(ws.args, nargs++, Dnnl.postOpSrc1(post), blk.bias);
                 if (blk.conv.scratchBytes > 0) Dnnl.arg(ws.args, nargs++, Dnnl.ARG_SCRATCHPAD, ws.scratchpad(blk.conv));
                 dnnl.execute(blk.conv.primitive, ws.stream, nargs, ws.args, ws.savedMask);
-                if (blk.dstReorder != null) {
-                  MemorySegment nchw = ws.memory(new ConvMemory(blk, 1), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NCHW);
-                  MemorySegment back = ws.buffer(2, outBytes);
-                  dnnl.setHandle(nchw, back);
-                  runReorder(ws, blk.dstReorder, dst, nchw);
-                  out = back;
+                if (outNhwc) {
+                  // [cells, ob] of this block into each cell's channels [o0, o1) of [cells, o]
+                  long base = (long) (first + i) * cells * g.o() + blk.o0;
+                  if (ob == g.o()) {
+                    MemorySegment.copy(out, ValueLayout.JAVA_FLOAT, 0, y, (int) base, (int) (ob * cells));
+                  } else {
+                    for (int cell = 0; cell < cells; cell++) {
+                      MemorySegment.copy(out, ValueLayout.JAVA_FLOAT, 4L * cell * ob, y, (int) (base + (long) cell * g.o()), ob);
+                    }
+                  }
+                  continue;
                 }
+                MemorySegment nchw = ws.memory(new ConvMemory(blk, 1), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NCHW);
+                MemorySegment back = ws.buffer(2, outBytes);
+                dnnl.setHandle(nchw, back);
+                runReorder(ws, blk.dstReorder, dst, nchw);
                 // The block's channels are contiguous in NCHW: [o0, o1) x cells of image first + i.
-                MemorySegment.copy(out, ValueLayout.JAVA_FLOAT, 0, y, (int) (((long) (first + i) * g.o() + blk.o0) * cells), (int) (ob * cells));
+                MemorySegment.copy(back, ValueLayout.JAVA_FLOAT, 0, y, (int) (((long) (first + i) * g.o() + blk.o0) * cells), (int) (ob * cells));
               }
             } finally {
               giveBack(ws);
@@ -498,28 +528,28 @@ final class DnnlLinear implements AutoCloseable {
   }
 
   /** The implementations oneDNN chose for {@code weight}'s convolution at geometry {@code g} (the tests and the profile). */
-  List<String> convImplementations(Tensor weight, ConvShape g) {
-    ConvPlan plan = convPlan(weight, g);
+  List<String> convImplementations(Tensor weight, ConvShape g, Tensor scale, Tensor bias, boolean relu) {
+    ConvPlan plan = convPlan(weight, g, scale, bias, relu);
     List<String> names = new ArrayList<>();
     names.add("src reorder: " + dnnl.implementation(plan.srcReorder.pd));
     for (ConvBlock b : plan.blocks) {
-      names.add("conv [" + b.o0 + ", " + b.o1 + "): " + dnnl.implementation(b.conv.pd)
-          + (b.dstReorder == null ? "" : ", dst reorder: " + dnnl.implementation(b.dstReorder.pd)));
+      names.add("conv [" + b.o0 + ", " + b.o1 + "): " + dnnl.implementation(b.conv.pd) + ", dst reorder: " + dnnl.implementation(b.dstReorder.pd));
     }
     return names;
   }
 
-  private ConvPlan convPlan(Tensor weight, ConvShape g) {
+  private ConvPlan convPlan(Tensor weight, ConvShape g, Tensor scale, Tensor bias, boolean relu) {
     synchronized (convPlans) {
       if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
       List<ConvPlan> list = convPlans.computeIfAbsent(weight, t -> new ArrayList<>(1));
-      for (ConvPlan p : list) if (p.shape.equals(g)) return p;
+      for (ConvPlan p : list) if (p.shape.equals(g) && p.scale == scale && p.bias == bias && p.relu == relu) return p;
       if (weight.numel() != (long) g.o() * g.c() * g.k() * g.k()) {
         throw new IllegalArgumentException("weight " + weight.name() + " has " + weight.numel() + " elements, expected " + g.o() + " x " + g.c() + " x "
             + g.k() + " x " + g.k());
       }
       dnnl.singleThreaded(); // as the primitives are made
       float[] w = weight.toFloatArray();
+      float[] sc = scale == null ? null : scale.toFloatArray(), bi = bias == null ? new float[g.o()] : bias.toFloatArray();
       MemorySegment attr = dnnl.attr(Dnnl.FPMATH_STRICT, -1, 0f);
       try {
         long[] image = {1, g.c(), g.h(), g.w()};
@@ -538,12 +568,12 @@ final class DnnlLinear implements AutoCloseable {
         try {
           for (int j = 0; j < count; j++) {
             int o0 = j * per, o1 = Math.min(g.o(), o0 + per), ob = o1 - o0;
-            blocks[j] = convBlock(w, g, o0, ob, nhwc, attr);
+            blocks[j] = convBlock(w, sc, bi, relu, g, o0, ob, nhwc, attr);
           }
         } finally {
           dnnl.destroyMd(nhwc);
         }
-        ConvPlan plan = new ConvPlan(g, srcReorder, blocks);
+        ConvPlan plan = new ConvPlan(g, scale, bias, relu, srcReorder, blocks);
         list.add(plan);
         return plan;
       } finally {
@@ -553,39 +583,26 @@ final class DnnlLinear implements AutoCloseable {
   }
 
   /**
-   * Output channels [o0, o0 + ob) of w: a convolution primitive and its weights packed in the layout
-   * it asks for. NCHW output where oneDNN has a fast kernel for it, else NHWC and a reorder.
+   * Output channels [o0, o0 + ob) of w: a convolution primitive writing NHWC fp32 (oneDNN 3.11's
+   * brgemm kernels take no NCHW output: it would run its reference kernel), its weights packed in
+   * the layout it asks for, and the reorder of its output to NCHW.
    */
-  private ConvBlock convBlock(float[] w, ConvShape g, int o0, int ob, MemorySegment srcMd, MemorySegment attr) {
+  private ConvBlock convBlock(float[] w, float[] scale, float[] bias, boolean relu, ConvShape g, int o0, int ob, MemorySegment srcMd, MemorySegment attr) {
     long[] out = {1, ob, g.oh(), g.ow()};
     long[] wdims = {ob, g.c(), g.k(), g.k()};
-    MemorySegment anyWeights = dnnl.md(wdims, dtype, Dnnl.TAG_ANY);
-    MemorySegment pd = null;
-    int dstTag = Dnnl.TAG_NCHW;
+    // The epilogue as post-ops: acc · scale + bias, then ReLU (the channel operands [1, ob, 1, 1])
+    MemorySegment channelMd = dnnl.md(new long[] {1, ob, 1, 1}, Dnnl.F32, Dnnl.TAG_NCHW);
+    MemorySegment scaleMem = scale == null ? null : channelMemory(channelMd, scale, o0, ob), biasMem = channelMemory(channelMd, bias, o0, ob);
+    MemorySegment convAttr = dnnl.convAttr(channelMd, scale != null, relu);
+    MemorySegment anyWeights = dnnl.md(wdims, dtype, Dnnl.TAG_ANY), dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC);
+    MemorySegment pd;
     try {
-      if (!CONV_NHWC_OUT) {
-        MemorySegment dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
-        try {
-          pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), attr);
-        } finally {
-          dnnl.destroyMd(dstMd);
-        }
-        if (dnnl.implementation(pd).startsWith("ref")) {
-          dnnl.destroyPd(pd);
-          pd = null;
-        }
-      }
-      if (pd == null) {
-        dstTag = Dnnl.TAG_NHWC;
-        MemorySegment dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC);
-        try {
-          pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), attr);
-        } finally {
-          dnnl.destroyMd(dstMd);
-        }
-      }
+      pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), convAttr);
     } finally {
       dnnl.destroyMd(anyWeights);
+      dnnl.destroyMd(dstMd);
+      dnnl.destroyAttr(convAttr);
+      dnnl.destroyMd(channelMd);
     }
     MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
     MemorySegment weights = dnnl.memory(engine, packedMd, arena.allocate(dnnl.mdSize(packedMd), 64));
@@ -610,21 +627,23 @@ final class DnnlLinear implements AutoCloseable {
         dnnl.destroyMd(plainMd);
       }
     }
-    Exec dstReorder = null;
-    if (dstTag == Dnnl.TAG_NHWC) {
-      MemorySegment a = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC), b = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
-      try {
-        dstReorder = exec(dnnl.reorderPd(engine, a, b, attr));
-      } finally {
-        dnnl.destroyMd(a);
-        dnnl.destroyMd(b);
-      }
+    Exec dstReorder;
+    MemorySegment a = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC), b = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
+    try {
+      dstReorder = exec(dnnl.reorderPd(engine, a, b, attr));
+    } finally {
+      dnnl.destroyMd(a);
+      dnnl.destroyMd(b);
     }
-    return new ConvBlock(o0, o0 + ob, exec(pd), weights, dstTag, dstReorder);
+    return new ConvBlock(o0, o0 + ob, exec(pd), weights, scaleMem, biasMem, dstReorder);
   }
 
-  /** {@code -Djclip.cpu.convOut=nhwc}: always NHWC convolution output and a reorder (for measuring against NCHW output). */
-  private static final boolean CONV_NHWC_OUT = "nhwc".equals(System.getProperty("jclip.cpu.convOut"));
+  /** A memory object over values [o0, o0 + ob) of {@code v}, copied into this object's arena. */
+  private MemorySegment channelMemory(MemorySegment md, float[] v, int o0, int ob) {
+    MemorySegment data = arena.allocate(4L * ob, 64);
+    MemorySegment.copy(v, o0, data, ValueLayout.JAVA_FLOAT, 0, ob);
+    return dnnl.memory(engine, md, data);
+  }
 
   private static int roundUp(int v, int step) {
     return (Math.max(v, 1) + step - 1) / step * step;
@@ -818,8 +837,10 @@ final class DnnlLinear implements AutoCloseable {
           destroy(p.srcReorder);
           for (ConvBlock b : p.blocks) {
             destroy(b.conv);
-            if (b.dstReorder != null) destroy(b.dstReorder);
+            destroy(b.dstReorder);
             dnnl.destroyMemory(b.weights);
+            if (b.scale != null) dnnl.destroyMemory(b.scale);
+            dnnl.destroyMemory(b.bias);
           }
         }
       }

@@ -39,14 +39,6 @@ class ScalarKernels {
     }
   }
 
-  /** {@code y[off, off + count) = v·scale + bias} (a product then a sum, not fused), then max(0, ·) if {@code relu}: a convolution's channel. */
-  void scaleBias(float[] y, int off, int count, float scale, float bias, boolean relu) {
-    for (int i = off; i < off + count; i++) {
-      float v = y[i] * scale + bias;
-      y[i] = relu ? Math.max(v, 0f) : v;
-    }
-  }
-
   /**
    * Rows i0..i1 of the matrix [r, cols] at {@code sOff} into its transpose [cols, r] at
    * {@code dOff}: {@code dst[dOff + j·r + i] = src[sOff + i·cols + j]} for every column j; where

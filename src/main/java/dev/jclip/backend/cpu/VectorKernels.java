@@ -94,16 +94,6 @@ final class VectorKernels extends ScalarKernels {
     if (end < i1) super.transpose(src, sOff, r, cols, dst, dOff, end, i1, scale, bias, relu);
   }
 
-  @Override
-  void scaleBias(float[] y, int off, int count, float scale, float bias, boolean relu) {
-    int i = off;
-    for (int end = off + S.loopBound(count); i < end; i += L) {
-      FloatVector v = FloatVector.fromArray(S, y, i).mul(scale).add(bias);
-      (relu ? v.max(0f) : v).intoArray(y, i);
-    }
-    super.scaleBias(y, i, off + count - i, scale, bias, relu);
-  }
-
   private static final VectorSpecies<Short> HALF = jdk.incubator.vector.ShortVector.SPECIES_PREFERRED.length() == 2 * L
       ? jdk.incubator.vector.VectorSpecies.of(short.class, jdk.incubator.vector.VectorShape.forBitSize(S.vectorBitSize() / 2))
       : null;
