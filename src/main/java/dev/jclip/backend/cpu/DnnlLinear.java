@@ -606,27 +606,8 @@ final class DnnlLinear implements AutoCloseable {
     }
     MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
     MemorySegment weights = dnnl.memory(engine, packedMd, arena.allocate(dnnl.mdSize(packedMd), 64));
-    try (Arena tmp = Arena.ofConfined()) {
-      int count = ob * g.c() * g.k() * g.k();
-      MemorySegment plain = tmp.allocate(4L * count, 64);
-      MemorySegment.copy(w, o0 * g.c() * g.k() * g.k(), plain, ValueLayout.JAVA_FLOAT, 0, count);
-      MemorySegment plainMd = dnnl.md(wdims, Dnnl.F32, Dnnl.TAG_NCHW); // oihw
-      MemorySegment plainMem = dnnl.memory(engine, plainMd, plain);
-      MemorySegment rpd = dnnl.reorderPd(engine, plainMd, packedMd);
-      MemorySegment prim = dnnl.primitive(rpd);
-      Workspace ws = takeWorkspace();
-      try {
-        Dnnl.arg(ws.args, 0, Dnnl.ARG_SRC, plainMem);
-        Dnnl.arg(ws.args, 1, Dnnl.ARG_DST, weights);
-        dnnl.execute(prim, ws.stream, 2, ws.args, ws.savedMask);
-      } finally {
-        giveBack(ws);
-        dnnl.destroyPrimitive(prim);
-        dnnl.destroyPd(rpd);
-        dnnl.destroyMemory(plainMem);
-        dnnl.destroyMd(plainMd);
-      }
-    }
+    int per = g.c() * g.k() * g.k();
+    reorder(w, o0 * per, ob * per, dnnl.md(wdims, Dnnl.F32, Dnnl.TAG_NCHW) /* oihw */, weights, packedMd);
     Exec dstReorder;
     MemorySegment a = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC), b = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
     try {
@@ -758,7 +739,8 @@ final class DnnlLinear implements AutoCloseable {
         MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
         MemorySegment weights = arena.allocate(dnnl.mdSize(packedMd), 64);
         MemorySegment weightsMem = dnnl.memory(engine, packedMd, weights);
-        reorder(w, n0, cols, k, weightsMem, packedMd);
+        // rows [n0, n0 + cols) of w [n, k]: a [k, cols] matrix in "ba" order
+        reorder(w, n0 * k, cols * k, dnnl.md(k, cols, Dnnl.F32, Dnnl.TAG_BA), weightsMem, packedMd);
         // bf16 on AMX: primitives per row count (FIXED_ROW_STEP); the runtime-rows one is kept for its packed layout.
         boolean amx = dtype == Dnnl.BF16 && dnnl.implementation(pd).contains("amx");
         blocks[j] = new Block(n0, n1, amx ? null : exec(pd), pd, weightsMem, biasMem, packedMd, alg, alpha,
@@ -770,12 +752,14 @@ final class DnnlLinear implements AutoCloseable {
     return blocks;
   }
 
-  /** Rows [n0, n0 + cols) of w [n, k] (fp32, row-major: a [k, cols] matrix in "ba" order) into the packed layout. */
-  private void reorder(float[] w, int n0, int cols, int k, MemorySegment packedMem, MemorySegment packedMd) {
+  /**
+   * Values [from, from + count) of w, laid out as {@code plainMd} says (fp32; destroyed here), into
+   * {@code packedMem}, whose layout is {@code packedMd}: a weight block packed for its primitive.
+   */
+  private void reorder(float[] w, int from, int count, MemorySegment plainMd, MemorySegment packedMem, MemorySegment packedMd) {
     try (Arena tmp = Arena.ofConfined()) {
-      MemorySegment plain = tmp.allocate(4L * cols * k, 64);
-      MemorySegment.copy(w, n0 * k, plain, ValueLayout.JAVA_FLOAT, 0, cols * k);
-      MemorySegment plainMd = dnnl.md(k, cols, Dnnl.F32, Dnnl.TAG_BA);
+      MemorySegment plain = tmp.allocate(4L * count, 64);
+      MemorySegment.copy(w, from, plain, ValueLayout.JAVA_FLOAT, 0, count);
       MemorySegment plainMem = dnnl.memory(engine, plainMd, plain);
       MemorySegment pd = dnnl.reorderPd(engine, plainMd, packedMd);
       MemorySegment prim = dnnl.primitive(pd);
@@ -786,11 +770,11 @@ final class DnnlLinear implements AutoCloseable {
         dnnl.execute(prim, ws.stream, 2, ws.args, ws.savedMask);
       } finally {
         giveBack(ws);
+        dnnl.destroyPrimitive(prim);
+        dnnl.destroyPd(pd);
+        dnnl.destroyMemory(plainMem);
+        dnnl.destroyMd(plainMd);
       }
-      dnnl.destroyPrimitive(prim);
-      dnnl.destroyPd(pd);
-      dnnl.destroyMemory(plainMem);
-      dnnl.destroyMd(plainMd);
     }
   }
 
