@@ -4,10 +4,8 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import java.io.BufferedReader;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.InputStreamReader;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
@@ -21,15 +19,45 @@ import java.nio.charset.StandardCharsets;
  * IllegalArgumentException}s starting "stdin line N: ".
  */
 final class JsonTextLines {
-  private final BufferedReader reader;
+  private final InputStream in;
+  private final java.nio.charset.CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder()
+      .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT);
+  private final java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+  private boolean ended;
   private final ObjectMapper json = new ObjectMapper().enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
   private int lineNo;
   /** Blank lines read and not yet known to be the end. */
   private int blanks;
 
   JsonTextLines(InputStream in) {
-    this.reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.UTF_8.newDecoder()
-        .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT)), 1 << 16);
+    this.in = in instanceof java.io.BufferedInputStream ? in : new java.io.BufferedInputStream(in, 1 << 16);
+  }
+
+  /**
+   * The next line's bytes decoded (its "\n" or "\r\n" dropped), or null at the end. Lines are cut
+   * as bytes and each decoded alone, so that a line that is not UTF-8 is named by its own number,
+   * whatever came before it.
+   */
+  private String readLine(int number) throws IOException {
+    if (ended) return null;
+    line.reset();
+    for (int b; ; ) {
+      b = in.read();
+      if (b < 0) {
+        ended = true;
+        if (line.size() == 0) return null;
+        break;
+      }
+      if (b == '\n') break;
+      line.write(b);
+    }
+    byte[] bytes = line.toByteArray();
+    int len = bytes.length > 0 && bytes[bytes.length - 1] == '\r' ? bytes.length - 1 : bytes.length;
+    try {
+      return utf8.reset().decode(java.nio.ByteBuffer.wrap(bytes, 0, len)).toString();
+    } catch (CharacterCodingException e) {
+      throw new IllegalArgumentException("stdin line " + number + ": not UTF-8 text");
+    }
   }
 
   /** The number of the line {@link #next} returned last. */
@@ -40,12 +68,7 @@ final class JsonTextLines {
   /** The next text, or null at the end. */
   String next() throws IOException {
     while (true) {
-      String raw;
-      try {
-        raw = reader.readLine();
-      } catch (CharacterCodingException e) {
-        throw new IllegalArgumentException("stdin line " + (lineNo + blanks + 1) + ": not UTF-8 text");
-      }
+      String raw = readLine(lineNo + blanks + 1);
       if (raw == null) return null; // blank lines at the end: ignored
       if (lineNo + blanks == 0 && raw.startsWith("\uFEFF")) raw = raw.substring(1);
       if (raw.isBlank()) {

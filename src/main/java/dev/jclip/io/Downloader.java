@@ -141,13 +141,21 @@ public final class Downloader {
   }
 
   /** Seconds without a byte from the server, mid-body, before a download is given up on (resumable). */
-  private volatile int stallSeconds = Integer.getInteger("jclip.download.stallSeconds", 60);
+  private volatile int stallSeconds = stallProperty();
+
+  private static int stallProperty() {
+    int s = Integer.getInteger("jclip.download.stallSeconds", 60);
+    if (s < 1) throw new IllegalArgumentException("-Djclip.download.stallSeconds must be at least 1, got " + s);
+    return s;
+  }
 
   /** Sets {@link #stallSeconds} (the tests use 1). */
   public void stallSeconds(int seconds) {
     if (seconds < 1) throw new IllegalArgumentException("stall timeout must be at least 1 s, got " + seconds);
     this.stallSeconds = seconds;
   }
+
+  private static final int READING = 0, DONE = 1, STALLED = 2;
 
   /** In-process turns, by lock file (a FileLock is held per process: threads of one JVM wait here first). */
   private static final java.util.concurrent.ConcurrentHashMap<Path, java.util.concurrent.locks.ReentrantLock> TURNS = new java.util.concurrent.ConcurrentHashMap<>();
@@ -162,20 +170,37 @@ public final class Downloader {
       throw new DownloadException("cannot create the cache folder " + dir + ": " + describeLocal(e), e);
     }
     Path lockFile = dir.resolve("." + f.name() + ".lock");
-    java.util.concurrent.locks.ReentrantLock turn = TURNS.computeIfAbsent(lockFile.toAbsolutePath().normalize(), k -> new java.util.concurrent.locks.ReentrantLock());
-    turn.lock();
+    // keyed by the folder's real path: two threads reaching one cache through a link and its target take turns too
+    java.util.concurrent.locks.ReentrantLock turn = TURNS.computeIfAbsent(lockFile.getParent().toRealPath().resolve(lockFile.getFileName()),
+        k -> new java.util.concurrent.locks.ReentrantLock());
+    try {
+      turn.lockInterruptibly();
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new DownloadException(f.url() + ": interrupted while waiting for another download of " + f.name(), e);
+    }
     try (java.nio.channels.FileChannel ch = openLock(lockFile)) {
-      java.nio.channels.FileLock lock = ch.tryLock();
-      if (lock == null) {
-        if (progress != null) progress.println("jclip: another process is downloading " + f.name() + " into " + dir + "; waiting for it");
-        lock = ch.lock();
+      java.nio.channels.FileLock lock = null;
+      try {
+        lock = ch.tryLock();
+        if (lock == null) {
+          if (progress != null) progress.println("jclip: another process is downloading " + f.name() + " into " + dir + "; waiting for it");
+          lock = ch.lock();
+        }
+      } catch (java.nio.channels.OverlappingFileLockException e) {
+        // this JVM holds it under another path (a hard link?): the turn above is held, go on
+      } catch (java.nio.channels.FileLockInterruptionException e) {
+        throw new DownloadException(f.url() + ": interrupted while waiting for another download of " + f.name(), e);
+      } catch (IOException e) {
+        // a file system without locks (NFS without lockd, some FUSE mounts): downloads go on uncoordinated, as before locks
+        if (progress != null) progress.println("jclip: cannot lock " + lockFile + " (" + e.getMessage() + "); two downloads of " + f.name() + " at once would not take turns");
       }
       try {
         have = available(f, dir); // the other download may have finished it
         if (have.isPresent()) return have.get();
         return fetchLocked(f, dir);
       } finally {
-        lock.release();
+        if (lock != null) lock.release();
       }
     } finally {
       turn.unlock();
@@ -311,10 +336,12 @@ public final class Downloader {
       throw new DownloadException("cannot write " + part + ": " + describeLocal(e), e);
     }
     // A watchdog interrupts this thread when no byte has come for stallSeconds (the body's read
-    // blocks without a timeout of its own once the headers are in).
+    // blocks without a timeout of its own once the headers are in). One state, changed by
+    // compare-and-set: reading, then done (this thread) or stalled (the watchdog, which alone
+    // interrupts, and only on winning), so that no interrupt outlives the download.
     Thread reader = Thread.currentThread();
     java.util.concurrent.atomic.AtomicLong lastByte = new java.util.concurrent.atomic.AtomicLong(System.nanoTime());
-    java.util.concurrent.atomic.AtomicBoolean stalled = new java.util.concurrent.atomic.AtomicBoolean();
+    java.util.concurrent.atomic.AtomicInteger state = new java.util.concurrent.atomic.AtomicInteger(READING);
     long stallNanos = stallSeconds * 1_000_000_000L;
     java.util.concurrent.ScheduledExecutorService watch = java.util.concurrent.Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "jclip-download-watchdog");
@@ -322,7 +349,7 @@ public final class Downloader {
       return t;
     });
     watch.scheduleAtFixedRate(() -> {
-      if (System.nanoTime() - lastByte.get() > stallNanos && stalled.compareAndSet(false, true)) reader.interrupt();
+      if (System.nanoTime() - lastByte.get() > stallNanos && state.compareAndSet(READING, STALLED)) reader.interrupt();
     }, 200, 200, java.util.concurrent.TimeUnit.MILLISECONDS);
     boolean printed = false;
     try (InputStream in = resp.body(); OutputStream o = out) {
@@ -333,7 +360,7 @@ public final class Downloader {
           n = in.read(buf);
         } catch (IOException e) {
           if (printed) progress.println();
-          if (stalled.get()) {
+          if (state.get() == STALLED) {
             throw new DownloadException(f.url() + ": the server sent nothing for " + stallSeconds + " s after " + done
                 + " bytes; run the same command again to resume from " + part, e);
           }
@@ -346,6 +373,7 @@ public final class Downloader {
           o.write(buf, 0, n);
         } catch (IOException e) {
           if (printed) progress.println();
+          if (state.get() == STALLED) throw new DownloadException("writing " + part + " took over " + stallSeconds + " s; run the same command again to resume", e);
           throw new DownloadException("cannot write " + part + " after " + done + " bytes: " + describeLocal(e)
               + "; free the space (or fix the folder) and run the same command again to resume", e);
         }
@@ -358,12 +386,22 @@ public final class Downloader {
           bar(f.name(), done, total, have, now - start);
         }
       }
+      if (!state.compareAndSet(READING, DONE)) {
+        throw new DownloadException(f.url() + ": the server sent nothing for " + stallSeconds + " s after " + done
+            + " bytes; run the same command again to resume from " + part);
+      }
     } catch (IOException e) {
       if (e instanceof DownloadException d) throw d;
       throw new DownloadException("cannot write " + part + ": " + describeLocal(e), e); // closing (flushing) the file
     } finally {
+      state.compareAndSet(READING, DONE);
       watch.shutdownNow();
-      if (stalled.get()) Thread.interrupted(); // the watchdog's interrupt, not the caller's
+      try {
+        watch.awaitTermination(5, java.util.concurrent.TimeUnit.SECONDS); // a tick running now has interrupted, or will not
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      if (state.get() == STALLED) Thread.interrupted(); // the watchdog's interrupt, not the caller's
     }
     if (progress != null) {
       bar(f.name(), done, total, have, System.nanoTime() - start);

@@ -43,6 +43,14 @@ class TokenizeCommandTest {
     r = run(latin, "--vocab", vocab(), "--bpe");
     assertEquals(1, r.code());
     assertTrue(r.err().contains("line 1") && r.err().contains("not UTF-8"), r.err());
+    // after 100 good lines: the bad one named by its own number, the good ones answered
+    byte[] good = "\"a dog\"\r\n".repeat(100).getBytes(StandardCharsets.UTF_8);
+    byte[] mixed = java.util.Arrays.copyOf(good, good.length + latin.length);
+    System.arraycopy(latin, 0, mixed, good.length, latin.length);
+    r = run(mixed, "--vocab", vocab(), "--bpe");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("line 101") && r.err().contains("not UTF-8"), r.err());
+    assertEquals(100, r.out().lines().count(), "the 100 good lines answered (CRLF taken)");
     r = run("\"ok\"\n\"\\ud83d\"\n", "--vocab", vocab(), "--bpe");
     assertEquals(1, r.code());
     assertTrue(r.err().contains("line 2") && r.err().contains("lone surrogate (\\ud83d)"), r.err());
