@@ -384,7 +384,6 @@ public final class ClipBatcher implements AutoCloseable {
     java.util.Objects.requireNonNull(tokens, "tokens");
     int len = tokens.length(), vocab = model.vocabSize();
     if (len > model.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + model.contextLength());
-    if (len < 1 && tokens.count() > 0) throw new IllegalArgumentException("texts of no tokens: a text needs at least its start and end tokens");
     int[] ids = tokens.ids();
     for (int i = 0; i < ids.length; i++) {
       if (ids[i] < 0 || ids[i] >= vocab) {

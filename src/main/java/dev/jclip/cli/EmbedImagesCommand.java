@@ -67,8 +67,8 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       return 2;
     }
     for (Path p : images) {
-      if (ids != null && p.toString().contains("\n")) {
-        err.println("jclip embed-images: --ids writes one image a line, and '" + p.toString().replace("\n", "\\n") + "' has a line break in its name");
+      if (ids != null && (p.toString().contains("\n") || p.toString().contains("\r"))) {
+        err.println("jclip embed-images: --ids writes one image a line, and '" + p.toString().replace("\n", "\\n").replace("\r", "\\r") + "' has a line break in its name");
         err.flush();
         return 2;
       }
@@ -109,11 +109,10 @@ public final class EmbedImagesCommand implements Callable<Integer> {
         for (float[] row : f) npy.writeRow(noNormalize ? row : EmbedTextsCommand.normalized(row));
         written += f.length;
       }
+      // both written before either is moved into place: a full disk fails the pair, not the second alone
+      if (idFile != null) Channels.newOutputStream(idFile.channel()).write(rowIds.toString().getBytes(StandardCharsets.UTF_8));
       npy.finish();
-      if (idFile != null) {
-        Channels.newOutputStream(idFile.channel()).write(rowIds.toString().getBytes(StandardCharsets.UTF_8));
-        idFile.commit();
-      }
+      if (idFile != null) idFile.commit();
       if (!skipped.isEmpty()) {
         err.println("jclip embed-images: " + skipped.size() + " of " + images.size() + " images skipped"
             + (ids != null ? "; " + ids + " names each row's image" : "; the rows are the other images in order (--ids FILE names each row's image)"));

@@ -153,12 +153,10 @@ public final class ZeroShotCommand implements Callable<Integer> {
         BufferedWriter errOut = errorFile == null ? null : new BufferedWriter(Channels.newWriter(errorFile.channel(), StandardCharsets.UTF_8));
         run = new Run(clip, zs, classes, source, out, errOut, jsonl, err);
         run.go(decoder, threads, mode);
-        out.flush();
+        out.flush(); // both written before either is moved into place
+        if (errOut != null) errOut.flush();
         file.commit();
-        if (errorFile != null) {
-          errOut.flush();
-          errorFile.commit();
-        }
+        if (errorFile != null) errorFile.commit();
       }
       Map<String, Double> timings = new LinkedHashMap<>();
       timings.put("model_load_s", loadSeconds);

@@ -24,22 +24,23 @@ public final class ClipGraphs {
   }
 
   /**
-   * A fingerprint of the weights (SHA-256 of every tensor's name, type, shape and first and last 4
-   * KiB): equal for the same weights from any file or format holding them in the same type, and in
-   * practice different for other weights. Made on first call.
+   * A fingerprint of the weights: SHA-256 over every tensor's name, type, shape and the CRC-32C of
+   * all its bytes (CRC-32C runs at several GB/s: ViT-L/14's 0.9 GB in about a tenth of a second).
+   * Equal for the same weights from any file or format holding them in the same type; for other
+   * weights, different unless a CRC collides. Made on first call.
    */
   public String fingerprint() {
     String f = fingerprint;
     if (f != null) return f;
     try {
       java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+      java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
       for (String name : new java.util.TreeSet<>(canonical.keySet())) {
         Tensor t = canonical.get(name);
-        md.update((name + " " + t.dtype() + " " + java.util.Arrays.toString(t.shape()) + "\n").getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        java.nio.ByteBuffer b = t.data().duplicate();
-        int n = b.remaining(), head = Math.min(n, 4096);
-        md.update(b.duplicate().limit(b.position() + head));
-        if (n > head) md.update(b.position(b.position() + Math.max(head, n - 4096)));
+        crc.reset();
+        crc.update(t.data().duplicate());
+        md.update((name + " " + t.dtype() + " " + java.util.Arrays.toString(t.shape()) + " " + Long.toHexString(crc.getValue()) + "\n")
+            .getBytes(java.nio.charset.StandardCharsets.UTF_8));
       }
       f = java.util.HexFormat.of().formatHex(md.digest());
     } catch (java.security.NoSuchAlgorithmException e) {

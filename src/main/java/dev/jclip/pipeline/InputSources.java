@@ -193,7 +193,8 @@ public final class InputSources {
       captionFiles = new LinkedHashMap<>();
       files = new ArrayList<>();
       for (String f : all) {
-        String img = extension(f).equals("txt") ? imageStems.get(stem(f)) : null;
+        // a .txt beside an image is its caption, unless it cannot be read as a file (a broken link): then an input with its reason
+        String img = extension(f).equals("txt") && !problems.containsKey(f) ? imageStems.get(stem(f)) : null;
         if (img != null) captionFiles.put(img, f);
         else files.add(f);
       }

@@ -666,6 +666,7 @@ public final class CpuBackend extends HostFloatBackend {
   void convRowsFloats(long floats) {
     if (floats < 1) throw new IllegalArgumentException("a convolution group budget must be positive, got " + floats);
     this.convRowsFloats = floats;
+    if (linear != null) linear.convGroupBytes(Math.max(1, Math.min(Long.MAX_VALUE / 4, floats) * 4)); // the primitive's groups likewise
   }
 
   /** Rows a task of the NCHW/NHWC transposes takes: 16 floats, a cache line, of each column. */

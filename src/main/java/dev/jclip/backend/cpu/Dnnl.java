@@ -29,7 +29,7 @@ final class Dnnl {
   static final int BF16 = 2, F32 = 3;
   static final int TAG_ANY = 1, TAG_AB = 3, TAG_BA = 14, TAG_NCHW = 5, TAG_NHWC = 22;
   static final int ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41, ARG_SCRATCHPAD = 80;
-  static final int QUERY_SRC_MD = 129, QUERY_WEIGHTS_MD = 131, QUERY_DST_MD = 133, QUERY_SCRATCHPAD_MD = 136;
+  static final int QUERY_WEIGHTS_MD = 131, QUERY_SCRATCHPAD_MD = 136;
   private static final int FORWARD_INFERENCE = 96, CONVOLUTION_DIRECT = 1;
   private static final int SCRATCHPAD_USER = 1;
   /** dnnl_query_impl_info_str: the implementation's name, e.g. "brg_matmul:avx10_1_512_amx". */
@@ -50,7 +50,7 @@ final class Dnnl {
   private static volatile Throwable loadFailure;
 
   private final MethodHandle engineCreate, engineDestroy, streamCreate, streamWait, streamDestroy;
-  private final MethodHandle mdCreateTag, mdCreateStrides, mdDestroy, mdSize;
+  private final MethodHandle mdCreateTag, mdDestroy, mdSize;
   private final MethodHandle matmulPd, convPd, reorderPd, pdQuery, pdQueryMd, pdDestroy, primCreate, primDestroy, primExecute;
   private final MethodHandle memCreate, memDestroy, memSetHandle;
   private final MethodHandle attrCreate, attrDestroy, attrSetPostOps, attrSetFpmath, attrSetScratchpad, postOpsCreate, postOpsDestroy, postOpsAppendEltwise,
@@ -74,7 +74,6 @@ final class Dnnl {
     streamWait = h(lib, "dnnl_stream_wait", ADDRESS);
     streamDestroy = h(lib, "dnnl_stream_destroy", ADDRESS);
     mdCreateTag = h(lib, "dnnl_memory_desc_create_with_tag", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, JAVA_INT);
-    mdCreateStrides = h(lib, "dnnl_memory_desc_create_with_strides", ADDRESS, JAVA_INT, ADDRESS, JAVA_INT, ADDRESS);
     mdDestroy = h(lib, "dnnl_memory_desc_destroy", ADDRESS);
     mdSize = LINKER.downcallHandle(find(lib, "dnnl_memory_desc_get_size"), FunctionDescriptor.of(JAVA_LONG, ADDRESS));
     matmulPd = h(lib, "dnnl_matmul_primitive_desc_create", ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS);
@@ -302,18 +301,6 @@ final class Dnnl {
       MemorySegment d = a.allocate(JAVA_LONG, MAX_NDIMS);
       for (int i = 0; i < dims.length; i++) d.setAtIndex(JAVA_LONG, i, dims[i]);
       return create("dnnl_memory_desc_create_with_tag", out -> (int) mdCreateTag.invokeExact(out, dims.length, d, dtype, tag));
-    }
-  }
-
-  /** A memory descriptor of {@code dims} with explicit {@code strides} (in elements). */
-  MemorySegment mdStrided(long[] dims, int dtype, long[] strides) {
-    try (Arena a = Arena.ofConfined()) {
-      MemorySegment d = a.allocate(JAVA_LONG, MAX_NDIMS), st = a.allocate(JAVA_LONG, MAX_NDIMS);
-      for (int i = 0; i < dims.length; i++) {
-        d.setAtIndex(JAVA_LONG, i, dims[i]);
-        st.setAtIndex(JAVA_LONG, i, strides[i]);
-      }
-      return create("dnnl_memory_desc_create_with_strides", out -> (int) mdCreateStrides.invokeExact(out, dims.length, d, dtype, st));
     }
   }
 

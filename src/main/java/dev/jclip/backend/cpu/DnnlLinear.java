@@ -398,10 +398,26 @@ final class DnnlLinear implements AutoCloseable {
   /** A block's primitive, packed weights, the memory objects of its scale (null: none) and bias, and its output's reorder to NCHW. */
   private record ConvBlock(int o0, int o1, Exec conv, MemorySegment weights, MemorySegment scale, MemorySegment bias, Exec dstReorder) {}
 
-  /** Keys of a workspace's memory objects for a convolution plan's steps. */
-  private record ConvMemory(Object owner, int slot) {}
+  /**
+   * Keys of a workspace's memory objects for the convolutions' steps: by shape, type, order and
+   * role ({@code slot}), not by convolution, so that a model's many convolutions of one shape share
+   * them (and a workspace's objects stay under {@link #MAX_MEMORIES} on many threads).
+   */
+  private record ConvMemory(long n, long c, long h, long w, int type, int tag, int slot) {}
+
+  private static MemorySegment convMemory(Workspace ws, int slot, long[] dims, int type, int tag) {
+    return ws.memory(new ConvMemory(dims[0], dims[1], dims[2], dims[3], type, tag, slot), dims, type, tag);
+  }
 
   private final Map<Tensor, List<ConvPlan>> convPlans = new IdentityHashMap<>();
+
+  /** The most bytes of NHWC images one convolution call converts at once: 64 MB (the tests set less, down to one image a group). */
+  private volatile long convGroupBytes = 64L << 20;
+
+  void convGroupBytes(long bytes) {
+    if (bytes < 1) throw new IllegalArgumentException("a convolution group budget must be positive, got " + bytes);
+    convGroupBytes = bytes;
+  }
 
   /**
    * {@code y[b] = conv(x[b], weight)} for each of {@code batch} images (NCHW fp32 in and out, no
@@ -434,8 +450,8 @@ final class DnnlLinear implements AutoCloseable {
       int esize = dtype == Dnnl.BF16 ? 2 : 4;
       long inFloats = (long) g.c() * g.h() * g.w(), cells = (long) g.oh() * g.ow();
       long srcBytes = (inFloats * esize + 63) / 64 * 64;
-      // Images in groups whose NHWC copies stay under 64 MB (at least one image a group).
-      int group = (int) Math.max(1, Math.min(batch, (64L << 20) / srcBytes));
+      // Images in groups whose NHWC copies stay under convGroupBytes (at least one image a group).
+      int group = (int) Math.max(1, Math.min(batch, convGroupBytes / srcBytes));
       Scratch scratch = borrow(group * srcBytes);
       try {
         for (int b0 = 0; b0 < batch; b0 += group) {
@@ -453,8 +469,8 @@ final class DnnlLinear implements AutoCloseable {
                 MemorySegment stage = ws.buffer(0, 4 * inFloats);
                 MemorySegment.copy(x, at, stage, ValueLayout.JAVA_FLOAT, 0, (int) inFloats);
                 ws.makeRoom(2);
-                MemorySegment from = ws.memory(new ConvMemory(plan, 0), new long[] {1, g.c(), g.h(), g.w()}, Dnnl.F32, Dnnl.TAG_NCHW);
-                MemorySegment to = ws.memory(new ConvMemory(plan, 1), new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
+                MemorySegment from = convMemory(ws, 0, new long[] {1, g.c(), g.h(), g.w()}, Dnnl.F32, Dnnl.TAG_NCHW);
+                MemorySegment to = convMemory(ws, 1, new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
                 dnnl.setHandle(from, stage);
                 dnnl.setHandle(to, scratch.seg.asSlice(i * srcBytes, inFloats * esize));
                 runReorder(ws, plan.srcReorder, from, to);
@@ -473,8 +489,8 @@ final class DnnlLinear implements AutoCloseable {
                 int ob = blk.o1 - blk.o0;
                 long outBytes = 4L * ob * cells;
                 ws.makeRoom(4);
-                MemorySegment src = ws.memory(new ConvMemory(plan, 1), new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
-                MemorySegment dst = ws.memory(new ConvMemory(blk, 0), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NHWC);
+                MemorySegment src = convMemory(ws, 1, new long[] {1, g.c(), g.h(), g.w()}, dtype, Dnnl.TAG_NHWC);
+                MemorySegment dst = convMemory(ws, 2, new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NHWC);
                 dnnl.setHandle(src, scratch.seg.asSlice(i * srcBytes, inFloats * esize));
                 MemorySegment out = ws.buffer(1, outBytes);
                 dnnl.setHandle(dst, out);
@@ -499,7 +515,7 @@ final class DnnlLinear implements AutoCloseable {
                   }
                   continue;
                 }
-                MemorySegment nchw = ws.memory(new ConvMemory(blk, 1), new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NCHW);
+                MemorySegment nchw = convMemory(ws, 3, new long[] {1, ob, g.oh(), g.ow()}, Dnnl.F32, Dnnl.TAG_NCHW);
                 MemorySegment back = ws.buffer(2, outBytes);
                 dnnl.setHandle(nchw, back);
                 runReorder(ws, blk.dstReorder, dst, nchw);
@@ -529,13 +545,20 @@ final class DnnlLinear implements AutoCloseable {
 
   /** The implementations oneDNN chose for {@code weight}'s convolution at geometry {@code g} (the tests and the profile). */
   List<String> convImplementations(Tensor weight, ConvShape g, Tensor scale, Tensor bias, boolean relu) {
-    ConvPlan plan = convPlan(weight, g, scale, bias, relu);
-    List<String> names = new ArrayList<>();
-    names.add("src reorder: " + dnnl.implementation(plan.srcReorder.pd));
-    for (ConvBlock b : plan.blocks) {
-      names.add("conv [" + b.o0 + ", " + b.o1 + "): " + dnnl.implementation(b.conv.pd) + ", dst reorder: " + dnnl.implementation(b.dstReorder.pd));
+    use.readLock().lock(); // as conv: close waits, and a closed object refuses
+    try {
+      if (closed) throw new IllegalStateException("the oneDNN GEMMs were closed");
+      dnnl.singleThreaded();
+      ConvPlan plan = convPlan(weight, g, scale, bias, relu);
+      List<String> names = new ArrayList<>();
+      names.add("src reorder: " + dnnl.implementation(plan.srcReorder.pd));
+      for (ConvBlock b : plan.blocks) {
+        names.add("conv [" + b.o0 + ", " + b.o1 + "): " + dnnl.implementation(b.conv.pd) + ", dst reorder: " + dnnl.implementation(b.dstReorder.pd));
+      }
+      return names;
+    } finally {
+      use.readLock().unlock();
     }
-    return names;
   }
 
   private ConvPlan convPlan(Tensor weight, ConvShape g, Tensor scale, Tensor bias, boolean relu) {
@@ -570,6 +593,11 @@ final class DnnlLinear implements AutoCloseable {
             int o0 = j * per, o1 = Math.min(g.o(), o0 + per), ob = o1 - o0;
             blocks[j] = convBlock(w, sc, bi, relu, g, o0, ob, nhwc, attr);
           }
+        } catch (RuntimeException | Error e) {
+          // nothing made for a plan that failed is kept: a retry would leak it again
+          for (ConvBlock b : blocks) if (b != null) destroy(b);
+          destroy(srcReorder);
+          throw e;
         } finally {
           dnnl.destroyMd(nhwc);
         }
@@ -590,33 +618,57 @@ final class DnnlLinear implements AutoCloseable {
   private ConvBlock convBlock(float[] w, float[] scale, float[] bias, boolean relu, ConvShape g, int o0, int ob, MemorySegment srcMd, MemorySegment attr) {
     long[] out = {1, ob, g.oh(), g.ow()};
     long[] wdims = {ob, g.c(), g.k(), g.k()};
-    // The epilogue as post-ops: acc · scale + bias, then ReLU (the channel operands [1, ob, 1, 1])
-    MemorySegment channelMd = dnnl.md(new long[] {1, ob, 1, 1}, Dnnl.F32, Dnnl.TAG_NCHW);
-    MemorySegment scaleMem = scale == null ? null : channelMemory(channelMd, scale, o0, ob), biasMem = channelMemory(channelMd, bias, o0, ob);
-    MemorySegment convAttr = dnnl.convAttr(channelMd, scale != null, relu);
-    MemorySegment anyWeights = dnnl.md(wdims, dtype, Dnnl.TAG_ANY), dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC);
-    MemorySegment pd;
+    // What is made is undone, last first, if a later step fails (a retry would leak it again).
+    java.util.ArrayDeque<Runnable> undo = new java.util.ArrayDeque<>();
     try {
-      pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), convAttr);
-    } finally {
-      dnnl.destroyMd(anyWeights);
-      dnnl.destroyMd(dstMd);
-      dnnl.destroyAttr(convAttr);
-      dnnl.destroyMd(channelMd);
+      // The epilogue as post-ops: acc · scale + bias, then ReLU (the channel operands [1, ob, 1, 1])
+      MemorySegment channelMd = dnnl.md(new long[] {1, ob, 1, 1}, Dnnl.F32, Dnnl.TAG_NCHW);
+      MemorySegment scaleMem, biasMem, pd;
+      try {
+        scaleMem = scale == null ? null : channelMemory(channelMd, scale, o0, ob);
+        if (scaleMem != null) undo.push(() -> dnnl.destroyMemory(scaleMem));
+        biasMem = channelMemory(channelMd, bias, o0, ob);
+        undo.push(() -> dnnl.destroyMemory(biasMem));
+        MemorySegment convAttr = dnnl.convAttr(channelMd, scale != null, relu);
+        MemorySegment anyWeights = dnnl.md(wdims, dtype, Dnnl.TAG_ANY), dstMd = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC);
+        try {
+          pd = dnnl.convPd(engine, srcMd, anyWeights, dstMd, g.stride(), g.pad(), convAttr);
+        } finally {
+          dnnl.destroyMd(anyWeights);
+          dnnl.destroyMd(dstMd);
+          dnnl.destroyAttr(convAttr);
+        }
+      } finally {
+        dnnl.destroyMd(channelMd);
+      }
+      MemorySegment convPd = pd;
+      undo.push(() -> dnnl.destroyPd(convPd));
+      MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
+      MemorySegment weights = dnnl.memory(engine, packedMd, arena.allocate(dnnl.mdSize(packedMd), 64));
+      undo.push(() -> dnnl.destroyMemory(weights));
+      int per = g.c() * g.k() * g.k();
+      reorder(w, o0 * per, ob * per, dnnl.md(wdims, Dnnl.F32, Dnnl.TAG_NCHW) /* oihw */, weights, packedMd);
+      Exec dstReorder;
+      MemorySegment a = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC), b = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
+      try {
+        dstReorder = exec(dnnl.reorderPd(engine, a, b, attr));
+      } finally {
+        dnnl.destroyMd(a);
+        dnnl.destroyMd(b);
+      }
+      undo.push(() -> destroy(dstReorder));
+      Exec conv = exec(pd);
+      return new ConvBlock(o0, o0 + ob, conv, weights, scaleMem, biasMem, dstReorder);
+    } catch (RuntimeException | Error e) {
+      while (!undo.isEmpty()) {
+        try {
+          undo.pop().run();
+        } catch (RuntimeException suppressed) {
+          e.addSuppressed(suppressed);
+        }
+      }
+      throw e;
     }
-    MemorySegment packedMd = dnnl.queryMd(pd, Dnnl.QUERY_WEIGHTS_MD);
-    MemorySegment weights = dnnl.memory(engine, packedMd, arena.allocate(dnnl.mdSize(packedMd), 64));
-    int per = g.c() * g.k() * g.k();
-    reorder(w, o0 * per, ob * per, dnnl.md(wdims, Dnnl.F32, Dnnl.TAG_NCHW) /* oihw */, weights, packedMd);
-    Exec dstReorder;
-    MemorySegment a = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NHWC), b = dnnl.md(out, Dnnl.F32, Dnnl.TAG_NCHW);
-    try {
-      dstReorder = exec(dnnl.reorderPd(engine, a, b, attr));
-    } finally {
-      dnnl.destroyMd(a);
-      dnnl.destroyMd(b);
-    }
-    return new ConvBlock(o0, o0 + ob, exec(pd), weights, scaleMem, biasMem, dstReorder);
   }
 
   /** A memory object over values [o0, o0 + ob) of {@code v}, copied into this object's arena. */
@@ -783,6 +835,14 @@ final class DnnlLinear implements AutoCloseable {
     dnnl.destroyPd(e.pd);
   }
 
+  private void destroy(ConvBlock b) {
+    destroy(b.conv);
+    destroy(b.dstReorder);
+    dnnl.destroyMemory(b.weights);
+    if (b.scale != null) dnnl.destroyMemory(b.scale);
+    dnnl.destroyMemory(b.bias);
+  }
+
   @Override
   public void close() {
     use.writeLock().lock(); // the calls running end first
@@ -816,19 +876,15 @@ final class DnnlLinear implements AutoCloseable {
         }
       }
       packed.clear();
-      for (List<ConvPlan> list : convPlans.values()) {
-        for (ConvPlan p : list) {
-          destroy(p.srcReorder);
-          for (ConvBlock b : p.blocks) {
-            destroy(b.conv);
-            destroy(b.dstReorder);
-            dnnl.destroyMemory(b.weights);
-            if (b.scale != null) dnnl.destroyMemory(b.scale);
-            dnnl.destroyMemory(b.bias);
+      synchronized (convPlans) {
+        for (List<ConvPlan> list : convPlans.values()) {
+          for (ConvPlan p : list) {
+            destroy(p.srcReorder);
+            for (ConvBlock b : p.blocks) destroy(b);
           }
         }
+        convPlans.clear();
       }
-      convPlans.clear();
       synchronized (workspaces) {
         for (Workspace w : workspaces) w.destroy();
         workspaces.clear();

@@ -10,6 +10,7 @@ import dev.jclip.graph.Executor;
 import dev.jclip.graph.Graph;
 import dev.jclip.graph.Node;
 import dev.jclip.graph.Op;
+import dev.jclip.graph.Value;
 import dev.jclip.io.Checkpoint;
 import dev.jclip.io.SafetensorsReader;
 import dev.jclip.model.ClipConfig;
@@ -104,11 +105,21 @@ class ChannelsLastTest {
       assertEquals(55, convs);
       assertEquals(55, out, "every convolution writes channels last");
       assertEquals(54, in, "all but the stem's first read channels last");
+      // visual.layer1 is its last block's ADD: captured, its output stays NCHW, so its inputs (an ADD
+      // works in one order) and every reader of it do too
       Graph kept = cpu.prepare(graphs.image(1, true), Set.of("visual.layer1"));
       Node layer1 = kept.node("visual.layer1");
-      assertFalse(layer1.boolAttr("nhwc") || layer1.boolAttr("nhwcOut"), "a captured value stays NCHW");
+      assertEquals(Op.ADD, layer1.op());
+      int readers = 0;
       for (Node n : kept.nodes()) {
-        if (n.inputs().contains(layer1.output()) && n.op() == Op.CONV2D) assertFalse(n.boolAttr("nhwcIn"), n.name() + " reads the captured value");
+        if (!n.inputs().contains(layer1.output())) continue;
+        readers++;
+        assertFalse(n.boolAttr("nhwcIn") || n.boolAttr("nhwc"), n.name() + " reads the captured value as NHWC");
+      }
+      assertTrue(readers >= 2, "layer2's first block and its downsample read it");
+      for (Value v : layer1.inputs()) {
+        Node p = v.producer();
+        assertFalse(p.boolAttr("nhwcOut") || p.boolAttr("nhwc"), p.name() + " writes an input of the captured ADD as NHWC");
       }
       cpu.channelsLast(false);
       assertTrue(cpu.prepare(graphs.image(1), Set.of()).nodes().stream().noneMatch(n -> n.boolAttr("nhwcOut")), "off: nothing marked");
