@@ -186,6 +186,27 @@ class DownloaderTest {
     assertFalse(Files.exists(tmp.resolve("cache/ViT-T.pt.part")));
   }
 
+  /** Another process downloading the same file (holding its lock file): this one says so, waits, then downloads. */
+  @Test
+  void anotherProcessHoldingTheLockIsWaitedFor() throws Exception {
+    Path cache = Files.createDirectories(tmp.resolve("cache"));
+    Process child = new ProcessBuilder(AtomicFileTest.java(), "-cp", System.getProperty("java.class.path"), LockHolderMain.class.getName(),
+        cache.resolve(".ViT-T.pt.lock").toString(), "1500").redirectErrorStream(true).start();
+    try {
+      java.io.BufferedReader r = new java.io.BufferedReader(new java.io.InputStreamReader(child.getInputStream(), StandardCharsets.UTF_8));
+      assertEquals("locked", r.readLine());
+      ByteArrayOutputStream said = new ByteArrayOutputStream();
+      Downloader d = downloader(cache, tmp.resolve("legacy"), new PrintStream(said, true));
+      long t0 = System.nanoTime();
+      Path p = d.fetch(new ModelRegistry.FileSpec("ViT-T.pt", url("ViT-T.pt"), sha), cache);
+      assertTrue((System.nanoTime() - t0) / 1e6 > 500, "it waited for the other process");
+      assertArrayEquals(body, Files.readAllBytes(p));
+      assertTrue(said.toString().contains("another process is downloading ViT-T.pt"), said.toString());
+    } finally {
+      child.destroyForcibly();
+    }
+  }
+
   /** A server that goes silent mid-body is given up on after the stall timeout; the partial file resumes. */
   @Test
   void aStalledServerIsGivenUpOnAndResumed() throws IOException {
