@@ -296,6 +296,10 @@ public final class ClipBatcher implements AutoCloseable {
       if (!c.config().sameModel(first.config())) {
         throw new IllegalArgumentException("different models: " + c.config().summary() + " and " + first.config().summary() + "; one batcher runs one model");
       }
+      dev.jclip.backend.Precision pc = dev.jclip.backend.Precision.parse(c.options().precision()), pf = dev.jclip.backend.Precision.parse(first.options().precision());
+      if (pc != pf) {
+        throw new IllegalArgumentException("Clips of one model in " + pc + " and " + pf + ": a request would get either precision's numbers; one batcher runs one precision");
+      }
       if (!c.weightsFingerprint().equals(first.weightsFingerprint())) {
         throw new IllegalArgumentException("two Clips of " + c.config().summary() + " with different weights"
             + (c.modelPath() != null || first.modelPath() != null ? " (" + c.modelPath() + ", " + first.modelPath() + ")" : "") + "; one batcher runs one model");

@@ -45,7 +45,13 @@ public final class DownloadCommand implements Callable<Integer> {
     PrintWriter err = spec.commandLine().getErr();
     ModelRegistry registry = ModelRegistry.builtin();
     Downloader d = downloader;
-    if (d == null) d = cacheDir == null ? Downloader.defaults(System.err) : Downloader.withCache(cacheDir, System.err);
+    try {
+      if (d == null) d = cacheDir == null ? Downloader.defaults(System.err) : Downloader.withCache(cacheDir, System.err);
+    } catch (IllegalArgumentException e) { // a bad -Djclip.download.* value
+      err.println("jclip download: " + e.getMessage());
+      err.flush();
+      return 2;
+    }
     if (list || names.isEmpty()) {
       for (ModelRegistry.Model m : registry.models()) {
         Optional<Path> p = d.cached(m);

@@ -7,7 +7,6 @@ import dev.jclip.io.DType;
 import dev.jclip.io.NpyWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.channels.Channels;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -110,7 +109,7 @@ public final class EmbedImagesCommand implements Callable<Integer> {
         written += f.length;
       }
       // both written before either is moved into place: a full disk fails the pair, not the second alone
-      if (idFile != null) Channels.newOutputStream(idFile.channel()).write(rowIds.toString().getBytes(StandardCharsets.UTF_8));
+      if (idFile != null) idFile.write(java.nio.ByteBuffer.wrap(rowIds.toString().getBytes(StandardCharsets.UTF_8)));
       npy.finish();
       if (idFile != null) idFile.commit();
       if (!skipped.isEmpty()) {

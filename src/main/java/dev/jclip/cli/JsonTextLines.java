@@ -81,7 +81,11 @@ final class JsonTextLines {
       try {
         node = json.readTree(raw);
       } catch (JsonProcessingException e) {
-        throw new IllegalArgumentException("stdin line " + lineNo + ": not valid JSON (" + e.getOriginalMessage() + "): " + abbreviate(raw));
+        // in the user's words, not the parser's (its messages name its own classes and features)
+        String m = e.getOriginalMessage() == null ? "" : e.getOriginalMessage();
+        String why = m.startsWith("Trailing token") ? "not a single JSON string: something follows it" : "not valid JSON";
+        int column = e.getLocation() == null ? -1 : e.getLocation().getColumnNr();
+        throw new IllegalArgumentException("stdin line " + lineNo + ": " + why + (column > 0 ? " (at column " + column + ")" : "") + ": " + abbreviate(raw));
       }
       if (node == null || !node.isTextual()) {
         throw new IllegalArgumentException("stdin line " + lineNo + ": expected a JSON string such as \"a dog\", got " + abbreviate(raw));

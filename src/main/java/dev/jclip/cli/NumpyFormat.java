@@ -18,9 +18,19 @@ final class NumpyFormat {
 
   private NumpyFormat() {}
 
+  /** NumPy's print threshold: an array of more elements prints its first and last {@link #EDGE_ITEMS} of each axis. */
+  private static final int THRESHOLD = 1000, EDGE_ITEMS = 3;
+
   static String format(float[][] rows) {
+    int cols = rows.length == 0 ? 0 : rows[0].length;
+    boolean summarize = (long) rows.length * cols > THRESHOLD;
+    int[] rowsShown = shown(rows.length, summarize), colsShown = shown(cols, summarize);
+    // The format is learnt from the values shown, as NumPy does.
     List<Float> finite = new ArrayList<>();
-    for (float[] r : rows) for (float v : r) if (Float.isFinite(v)) finite.add(v);
+    for (int r : rowsShown) {
+      if (r < 0) continue;
+      for (int c : colsShown) if (c >= 0 && Float.isFinite(rows[r][c])) finite.add(rows[r][c]);
+    }
     boolean exp = false;
     float max = 0, min = Float.POSITIVE_INFINITY;
     for (float v : finite) {
@@ -38,16 +48,31 @@ final class NumpyFormat {
       padRight = Math.max(padRight, p[1].length());
       if (exp) expDigits = Math.max(expDigits, Math.max(2, p[2].length() - 1)); // at least two digits, as C printf
     }
-    List<String> lines = new ArrayList<>();
     StringBuilder out = new StringBuilder("[");
-    for (int r = 0; r < rows.length; r++) {
-      String[] words = new String[rows[r].length];
-      for (int i = 0; i < words.length; i++) words[i] = word(rows[r][i], exp, padLeft, padRight, expDigits);
-      if (r > 0) out.append('\n').append(' ');
+    for (int k = 0; k < rowsShown.length; k++) {
+      if (k > 0) out.append('\n').append(' ');
+      int r = rowsShown[k];
+      if (r < 0) {
+        out.append("...");
+        continue;
+      }
+      String[] words = new String[colsShown.length];
+      for (int i = 0; i < words.length; i++) words[i] = colsShown[i] < 0 ? "..." : word(rows[r][colsShown[i]], exp, padLeft, padRight, expDigits);
       out.append(row(words));
     }
-    lines.add(out.append(']').toString());
-    return String.join("\n", lines);
+    return out.append(']').toString();
+  }
+
+  /** The indices an axis of {@code n} shows: all, or the first and last {@link #EDGE_ITEMS} with -1 ("...") between. */
+  private static int[] shown(int n, boolean summarize) {
+    if (!summarize || n <= 2 * EDGE_ITEMS) return java.util.stream.IntStream.range(0, n).toArray();
+    int[] s = new int[2 * EDGE_ITEMS + 1];
+    for (int i = 0; i < EDGE_ITEMS; i++) {
+      s[i] = i;
+      s[EDGE_ITEMS + 1 + i] = n - EDGE_ITEMS + i;
+    }
+    s[EDGE_ITEMS] = -1;
+    return s;
   }
 
   /** One row as NumPy's _formatArray wraps it: "[a b c]", continuation lines indented by two. */
@@ -96,7 +121,8 @@ final class NumpyFormat {
   /** {integer part, fraction} of the shortest float32 decimal, at most 8 fractional digits, no trailing zeros. */
   static String[] positional(float v) {
     BigDecimal d = new BigDecimal(Float.toString(v));
-    if (d.scale() > PRECISION) d = d.setScale(PRECISION, RoundingMode.HALF_EVEN);
+    // more digits than shown: the float's exact value rounded there (rounding the shortest decimal would round twice)
+    if (d.scale() > PRECISION) d = new BigDecimal((double) v).setScale(PRECISION, RoundingMode.HALF_EVEN);
     d = d.stripTrailingZeros();
     String s = d.scale() <= 0 ? d.toBigInteger().toString() + "." : d.toPlainString();
     if (v == 0 && (Float.floatToRawIntBits(v) < 0)) s = "-0.";

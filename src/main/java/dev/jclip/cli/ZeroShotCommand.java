@@ -20,7 +20,6 @@ import dev.jclip.zeroshot.ZeroShotClassifier;
 import java.io.BufferedWriter;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.channels.Channels;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -70,7 +69,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
   Path output;
 
   @Option(names = "--errors", paramLabel = "FILE.jsonl",
-      description = "Also write the inputs that were skipped, one JSON object a line: index, id, error (input order).")
+      description = "Also write the inputs that were skipped, one JSON object a line: index, the input's id (image_path or key, as in the output), error; input order.")
   Path errors;
 
   @Option(names = "--top-k", paramLabel = "K", defaultValue = "5", description = "Classes per prediction (default: ${DEFAULT-VALUE}).")
@@ -149,8 +148,8 @@ public final class ZeroShotCommand implements Callable<Integer> {
       try (AtomicFile file = AtomicFile.create(output);
           AtomicFile errorFile = errors == null ? null : AtomicFile.create(errors);
           InputSource source = InputSources.open(input, imageColumn, null)) {
-        BufferedWriter out = new BufferedWriter(Channels.newWriter(file.channel(), StandardCharsets.UTF_8), 1 << 16);
-        BufferedWriter errOut = errorFile == null ? null : new BufferedWriter(Channels.newWriter(errorFile.channel(), StandardCharsets.UTF_8));
+        BufferedWriter out = new BufferedWriter(new java.io.OutputStreamWriter(file.stream(), StandardCharsets.UTF_8), 1 << 16);
+        BufferedWriter errOut = errorFile == null ? null : new BufferedWriter(new java.io.OutputStreamWriter(errorFile.stream(), StandardCharsets.UTF_8));
         run = new Run(clip, zs, classes, source, out, errOut, jsonl, err);
         run.go(decoder, threads, mode);
         out.flush(); // both written before either is moved into place

@@ -42,6 +42,54 @@ public final class AtomicFile implements AutoCloseable {
     this.tmp = tmp;
     this.channel = channel;
     this.inPlace = inPlace;
+    PENDING.add(tmp);
+  }
+
+  /**
+   * Temporary files not yet committed or closed: deleted when the JVM is stopped (SIGTERM, Ctrl-C)
+   * while they are written, so that a killed command leaves no {@code .NAME.*.tmp} beside its
+   * outputs. A SIGKILL runs no hook; a job resumed later removes what it finds (EmbedJob).
+   */
+  private static final java.util.Set<Path> PENDING = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+  static {
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      for (Path p : PENDING) {
+        try {
+          Files.deleteIfExists(p);
+        } catch (IOException | RuntimeException e) {
+          // the JVM is stopping: nothing more to do
+        }
+      }
+    }, "jclip-temporary-files"));
+  }
+
+  /** Writes all of {@code b} at the channel's position; a failure (a full disk) names the target. */
+  public void write(java.nio.ByteBuffer b) throws IOException {
+    SafetensorsWriter.writeFully(channel(), b, target);
+  }
+
+  /** The file as a stream (not buffered) whose failures name the target. */
+  public java.io.OutputStream stream() {
+    java.io.OutputStream raw = java.nio.channels.Channels.newOutputStream(channel());
+    return new java.io.FilterOutputStream(raw) {
+      @Override
+      public void write(byte[] b, int off, int len) throws IOException {
+        try {
+          raw.write(b, off, len);
+        } catch (IOException e) {
+          throw SafetensorsWriter.named(target, e);
+        }
+      }
+
+      @Override
+      public void write(int b) throws IOException {
+        write(new byte[] {(byte) b}, 0, 1);
+      }
+
+      @Override
+      public void close() {} // the AtomicFile commits or closes the channel
+    };
   }
 
   /**
@@ -154,6 +202,7 @@ public final class AtomicFile implements AutoCloseable {
   }
 
   private void commitNow() throws IOException {
+    PENDING.remove(tmp); // moved into place below, or deleted
     if (inPlace) {
       try {
         writeInPlace();
@@ -227,6 +276,7 @@ public final class AtomicFile implements AutoCloseable {
   public void close() throws IOException {
     if (closed) return;
     closed = true;
+    PENDING.remove(tmp);
     if (!committed) {
       try {
         channel.close();

@@ -144,9 +144,14 @@ public final class Downloader {
   private volatile int stallSeconds = stallProperty();
 
   private static int stallProperty() {
-    int s = Integer.getInteger("jclip.download.stallSeconds", 60);
-    if (s < 1) throw new IllegalArgumentException("-Djclip.download.stallSeconds must be at least 1, got " + s);
-    return s;
+    String v = System.getProperty("jclip.download.stallSeconds", "60");
+    try {
+      int s = Integer.parseInt(v.trim());
+      if (s >= 1) return s;
+    } catch (NumberFormatException e) {
+      // said below
+    }
+    throw new IllegalArgumentException("-Djclip.download.stallSeconds must be a whole number of seconds, at least 1, not '" + v + "'");
   }
 
   /** Sets {@link #stallSeconds} (the tests use 1). */

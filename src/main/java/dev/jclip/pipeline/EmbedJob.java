@@ -795,8 +795,7 @@ public final class EmbedJob {
   /** Writes a file under a temporary sibling name and renames it into place. */
   static void writeAtomically(Path target, byte[] content) throws IOException {
     try (AtomicFile file = AtomicFile.create(target)) {
-      var buf = java.nio.ByteBuffer.wrap(content);
-      while (buf.hasRemaining()) file.channel().write(buf);
+      file.write(java.nio.ByteBuffer.wrap(content)); // a full disk names the file
       file.commit();
     }
   }

@@ -711,6 +711,12 @@ class ClipBatcherTest {
       try (ClipBatcher b = ClipBatcher.of(List.of(vit, jit), ClipBatcher.Options.defaults())) {
         assertEquals(2, b.stats().batchesByModel().size());
       }
+      if (dev.jclip.backend.cpu.CpuFeatures.bf16()) {
+        try (Clip bf16 = Clip.load(models.resolve("vit-b32-tiny/state_dict.pt").toString(), o.withPrecision("bf16"))) {
+          IllegalArgumentException p = assertThrows(IllegalArgumentException.class, () -> ClipBatcher.of(List.of(vit, bf16), ClipBatcher.Options.defaults()));
+          assertTrue(p.getMessage().contains("one precision"), p.getMessage());
+        }
+      }
       java.util.Map<String, dev.jclip.io.Tensor> other = new java.util.HashMap<>();
       try (Checkpoint ck = Checkpoint.open(models.resolve("vit-b32-tiny/state_dict.pt"))) {
         other.putAll(ck.tensors());
