@@ -436,6 +436,7 @@ public final class Clip implements AutoCloseable {
 
   /** The reference's {@code preprocess} (resize, center crop, normalise) of image files, in order. */
   public Pixels preprocess(Path... images) throws IOException {
+    java.util.Objects.requireNonNull(images, "images");
     for (int i = 0; i < images.length; i++) java.util.Objects.requireNonNull(images[i], "image " + i);
     float[] d = new float[images.length * floatsPerImage];
     ClipPreprocessor pre = preprocessors.get();
@@ -466,11 +467,13 @@ public final class Clip implements AutoCloseable {
 
   /** {@code clip.tokenize(texts)}: context length 77 (the model's), too-long texts rejected with their text named. */
   public Tokens tokenize(String... texts) {
+    java.util.Objects.requireNonNull(texts, "texts");
     return tokenize(java.util.Arrays.asList(texts), false);
   }
 
   /** {@code clip.tokenize(texts, truncate=truncate)}. */
   public Tokens tokenize(List<String> texts, boolean truncate) {
+    java.util.Objects.requireNonNull(texts, "texts");
     for (int i = 0; i < texts.size(); i++) java.util.Objects.requireNonNull(texts.get(i), "text " + i);
     int len = config.contextLength();
     int[] ids = new int[texts.size() * len];
@@ -480,6 +483,7 @@ public final class Clip implements AutoCloseable {
 
   /** {@code model.encode_image(pixels)}: [count][E], not normalised. */
   public float[][] encodeImage(Pixels pixels) {
+    java.util.Objects.requireNonNull(pixels, "pixels");
     return encode(pixels.count(), b -> imageParts(pixels, b), "image_features");
   }
 
@@ -492,6 +496,7 @@ public final class Clip implements AutoCloseable {
    * queued before the previous one is read back, as {@link #submitText} does.
    */
   public float[][] encodeText(Tokens tokens) {
+    java.util.Objects.requireNonNull(tokens, "tokens");
     return encode(tokens.count(), b -> textParts(tokens, b, 1), "text_features");
   }
 
@@ -712,6 +717,7 @@ public final class Clip implements AutoCloseable {
    * #batchSize()} are split, the earlier parts finished here while the later ones compute.
    */
   public Pending submitImage(Pixels pixels) {
+    java.util.Objects.requireNonNull(pixels, "pixels");
     return submitImage(pixels, true);
   }
 
@@ -722,6 +728,7 @@ public final class Clip implements AutoCloseable {
 
   /** Starts {@link #encodeText}, as {@link #submitImage} starts encodeImage. */
   public Pending submitText(Tokens tokens) {
+    java.util.Objects.requireNonNull(tokens, "tokens");
     return submitText(tokens, 1, true);
   }
 
@@ -846,6 +853,8 @@ public final class Clip implements AutoCloseable {
   }
 
   private float[][] similarity(float[][] img, float[][] txt, String output) {
+    java.util.Objects.requireNonNull(img, "imageFeatures");
+    java.util.Objects.requireNonNull(txt, "textFeatures");
     checkOpen();
     int i = img.length, t = txt.length, e = config.embedDim();
     if (i == 0 || t == 0) return new float[i][0];

@@ -60,6 +60,12 @@ class ClipArgumentsTest {
     try {
       NullPointerException t = assertThrows(NullPointerException.class, () -> clip.tokenize("a", null));
       assertTrue(t.getMessage().contains("text 1"), t.getMessage());
+      // a whole argument null: named too
+      assertEquals("texts", assertThrows(NullPointerException.class, () -> clip.tokenize((String[]) null)).getMessage());
+      assertEquals("pixels", assertThrows(NullPointerException.class, () -> clip.encodeImage(null)).getMessage());
+      assertEquals("tokens", assertThrows(NullPointerException.class, () -> clip.encodeText(null)).getMessage());
+      assertEquals("imageFeatures", assertThrows(NullPointerException.class, () -> clip.probs((float[][]) null, new float[0][])).getMessage());
+      assertEquals("images", assertThrows(NullPointerException.class, () -> clip.preprocess((Path[]) null)).getMessage());
       assertThrows(NullPointerException.class, () -> clip.preprocess(MODEL, null));
       IllegalArgumentException row = assertThrows(IllegalArgumentException.class, () -> clip.probs(new float[][] {null}, new float[][] {new float[e]}));
       assertTrue(row.getMessage().contains("row 0 is null"), row.getMessage());
