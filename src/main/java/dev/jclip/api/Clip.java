@@ -506,11 +506,28 @@ public final class Clip implements AutoCloseable {
    */
   private record Part(int[] dest, String shape, Supplier<Graph> graph, Supplier<Map<String, ?>> inputs) {}
 
+  /** Refuses images preprocessed at another resolution than the model's {@code resolution} (this class and the batcher). */
+  static void checkPixels(Pixels pixels, int resolution) {
+    if (pixels.resolution() != resolution) {
+      throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + resolution);
+    }
+  }
+
+  /** Refuses texts longer than the model's context or with ids outside its vocabulary, naming the text and position (this class and the batcher). */
+  static void checkTokens(Tokens tokens, int contextLength, int vocab) {
+    int len = tokens.length();
+    if (len > contextLength) throw new IllegalArgumentException(len + " tokens exceed the context length " + contextLength);
+    int[] ids = tokens.ids();
+    for (int i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= vocab) {
+        throw new IllegalArgumentException("token id " + ids[i] + " of text " + i / len + ", position " + i % len + " is outside the vocabulary [0, " + vocab + ")");
+      }
+    }
+  }
+
   /** Batches of at most {@code batch} images. */
   private List<Part> imageParts(Pixels pixels, int batch) {
-    if (pixels.resolution() != config.imageResolution()) {
-      throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + config.imageResolution());
-    }
+    checkPixels(pixels, config.imageResolution());
     List<Part> parts = new java.util.ArrayList<>();
     for (int b0 = 0; b0 < pixels.count(); b0 += batch) {
       int b1 = Math.min(pixels.count(), b0 + batch), n = b1 - b0, from = b0;
@@ -526,15 +543,9 @@ public final class Clip implements AutoCloseable {
    * tokens' length): fewer graph shapes, the same features (the causal mask).
    */
   private List<Part> textParts(Tokens tokens, int batch, int lengthStep) {
+    checkTokens(tokens, config.contextLength(), config.vocabSize());
     int len = tokens.length(), count = tokens.count();
-    if (len > config.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + config.contextLength());
     int[] ids = tokens.ids();
-    int vocab = config.vocabSize();
-    for (int i = 0; i < ids.length; i++) {
-      if (ids[i] < 0 || ids[i] >= vocab) {
-        throw new IllegalArgumentException("token id " + ids[i] + " of text " + i / len + ", position " + i % len + " is outside the vocabulary [0, " + vocab + ")");
-      }
-    }
     int[] eot = new int[count];
     for (int b = 0; b < count; b++) eot[b] = ClipTokenizer.endOfTextPosition(ids, b * len, len);
     int[] order = count > batch ? byLength(eot) : java.util.stream.IntStream.range(0, count).toArray();
@@ -893,7 +904,7 @@ public final class Clip implements AutoCloseable {
 
   /** Borrows an executor of this shape (or builds one), runs, and gives it back. */
   private Map<String, float[]> run(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
-    if (closed) throw new IllegalStateException("this Clip is closed");
+    checkOpen();
     ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
     Executor ex = borrow(pool);
     boolean ok = false;
@@ -939,7 +950,7 @@ public final class Clip implements AutoCloseable {
    * order, so the two runs do not mix; each waits for its own fence.
    */
   private InFlight submit(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
-    if (closed) throw new IllegalStateException("this Clip is closed");
+    checkOpen();
     ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
     Executor ex = borrow(pool);
     boolean ok = false;

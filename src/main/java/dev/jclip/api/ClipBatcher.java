@@ -378,23 +378,13 @@ public final class ClipBatcher implements AutoCloseable {
 
   private CompletableFuture<float[][]> images(Clip.Pixels pixels, boolean direct) {
     java.util.Objects.requireNonNull(pixels, "pixels");
-    if (pixels.resolution() != model.resolution()) {
-      throw new IllegalArgumentException("images are preprocessed at " + pixels.resolution() + " px; this model needs " + model.resolution());
-    }
+    Clip.checkPixels(pixels, model.resolution());
     return enqueue(new Request(Kind.IMAGE, pixels, null, pixels.count(), direct));
   }
 
   private CompletableFuture<float[][]> texts(Clip.Tokens tokens, boolean direct) {
     java.util.Objects.requireNonNull(tokens, "tokens");
-    int len = tokens.length(), vocab = model.vocabSize();
-    if (len > model.contextLength()) throw new IllegalArgumentException(len + " tokens exceed the context length " + model.contextLength());
-    int[] ids = tokens.ids();
-    for (int i = 0; i < ids.length; i++) {
-      if (ids[i] < 0 || ids[i] >= vocab) {
-        throw new IllegalArgumentException("token id " + ids[i] + " of text " + i / len + ", position " + i % len + " is outside the vocabulary [0, "
-            + vocab + ")");
-      }
-    }
+    Clip.checkTokens(tokens, model.contextLength(), model.vocabSize());
     return enqueue(new Request(Kind.TEXT, null, tokens, tokens.count(), direct));
   }
 

@@ -72,15 +72,9 @@ public final class EmbedImagesCommand implements Callable<Integer> {
         return 2;
       }
     }
-    try {
-      Path target = AtomicFile.resolveTarget(out);
-      if (ids != null && AtomicFile.resolveTarget(ids).equals(target)) {
-        err.println("jclip embed-images: --ids and --out name the same file: " + out);
-        err.flush();
-        return 2;
-      }
-    } catch (IOException e) {
-      err.println("jclip embed-images: cannot write " + e.getMessage());
+    String badOut = ModelOptions.outputsInvalid(out, "--out", ids, "--ids");
+    if (badOut != null) {
+      err.println("jclip embed-images: " + badOut);
       err.flush();
       return 2;
     }

@@ -58,10 +58,9 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
-    try {
-      dev.jclip.io.AtomicFile.resolveTarget(out); // a folder, or a folder that does not exist, fails before the model loads
-    } catch (IOException e) {
-      err.println("jclip embed-texts: cannot write " + e.getMessage());
+    String badOut = ModelOptions.outputsInvalid(out, "--out", null, null);
+    if (badOut != null) {
+      err.println("jclip embed-texts: " + badOut);
       err.flush();
       return 2;
     }

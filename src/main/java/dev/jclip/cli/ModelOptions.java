@@ -47,6 +47,22 @@ final class ModelOptions {
     }
   }
 
+  /**
+   * What is wrong with a command's output file {@code out} and its optional second output {@code
+   * other} (given as {@code otherOption}, null for none), or null: a folder, a folder that does not
+   * exist, or both naming one file. The model commands check it before they load anything, and
+   * exit 2 on it.
+   */
+  static String outputsInvalid(Path out, String outOption, Path other, String otherOption) {
+    try {
+      Path target = dev.jclip.io.AtomicFile.resolveTarget(out);
+      if (other != null && dev.jclip.io.AtomicFile.resolveTarget(other).equals(target)) return otherOption + " and " + outOption + " name the same file: " + out;
+      return null;
+    } catch (IOException e) {
+      return "cannot write " + e.getMessage();
+    }
+  }
+
   Clip load(int batchSize) throws IOException {
     return load(batchSize, device);
   }

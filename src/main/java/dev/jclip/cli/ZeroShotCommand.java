@@ -111,13 +111,8 @@ public final class ZeroShotCommand implements Callable<Integer> {
     boolean jsonl = name.endsWith(".jsonl") || name.endsWith(".json");
     if (!jsonl && !name.endsWith(".csv")) return fail(err, 2, "--output must end in .csv or .jsonl: " + output);
     if (topK < 1 || batchSize < 1) return fail(err, 2, "--top-k and --batch-size must be at least 1");
-    try {
-      // a folder, or a folder that does not exist, fails now rather than after the images
-      Path target = AtomicFile.resolveTarget(output);
-      if (errors != null && AtomicFile.resolveTarget(errors).equals(target)) return fail(err, 2, "--errors and --output name the same file: " + output);
-    } catch (IOException e) {
-      return fail(err, 2, "cannot write " + e.getMessage());
-    }
+    String badOut = ModelOptions.outputsInvalid(output, "--output", errors, "--errors"); // now rather than after the images
+    if (badOut != null) return fail(err, 2, badOut);
     int threads = workers == null ? Math.max(1, Runtime.getRuntime().availableProcessors()) : workers;
     if (threads < 1) return fail(err, 2, "--workers must be at least 1");
     Progress.Mode mode;

@@ -692,11 +692,10 @@ public final class ImageDecoder {
     String fmt = "AWT";
     if (cm instanceof IndexColorModel icm && nb == 1) {
       int n = icm.getMapSize();
-      byte[] pal = new byte[768];
-      System.arraycopy(paletteOf(icm), 0, pal, 0, 3 * Math.min(256, n));
-      byte[] idx = bands(r, new int[] {0}, 0, 1);
       if (n > 256) throw new IllegalArgumentException("an indexed image with " + n + " colours (at most 256) is not supported");
-      return DecodedImage.palette(fmt, w, h, idx, pal);
+      byte[] pal = new byte[768];
+      System.arraycopy(paletteOf(icm), 0, pal, 0, 3 * n);
+      return DecodedImage.palette(fmt, w, h, bands(r, new int[] {0}, 0, 1), pal);
     }
     int bits = r.getSampleModel().getSampleSize(0);
     for (int b = 1; b < nb; b++) if (r.getSampleModel().getSampleSize(b) != bits) bits = -1;

@@ -224,8 +224,7 @@ public final class Downloader {
   static String describeLocal(IOException e) {
     if (e instanceof java.nio.file.AccessDeniedException) return "permission denied";
     if (e instanceof java.nio.file.FileSystemException fs && fs.getReason() != null) return fs.getFile() + ": " + fs.getReason();
-    String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
-    return m.contains("No space left") ? "the disk is full (" + m + ")" : m;
+    return SafetensorsWriter.diskFullSaid(e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage());
   }
 
   private Path fetchLocked(ModelRegistry.FileSpec f, Path dir) throws IOException {
@@ -366,8 +365,7 @@ public final class Downloader {
         } catch (IOException e) {
           if (printed) progress.println();
           if (state.get() == STALLED) {
-            throw new DownloadException(f.url() + ": the server sent nothing for " + stallSeconds + " s after " + done
-                + " bytes; run the same command again to resume from " + part, e);
+            throw new DownloadException(stalledAfter(f, done, part), e);
           }
           throw new DownloadException(
               f.url() + ": connection lost after " + done + " bytes (" + e.getMessage() + "); run the same command again to resume from " + part, e);
@@ -392,8 +390,7 @@ public final class Downloader {
         }
       }
       if (!state.compareAndSet(READING, DONE)) {
-        throw new DownloadException(f.url() + ": the server sent nothing for " + stallSeconds + " s after " + done
-            + " bytes; run the same command again to resume from " + part);
+        throw new DownloadException(stalledAfter(f, done, part));
       }
     } catch (IOException e) {
       if (e instanceof DownloadException d) throw d;
@@ -425,6 +422,10 @@ public final class Downloader {
       }
     }
     return got;
+  }
+
+  private String stalledAfter(ModelRegistry.FileSpec f, long done, Path part) {
+    return f.url() + ": the server sent nothing for " + stallSeconds + " s after " + done + " bytes; run the same command again to resume from " + part;
   }
 
   /**

@@ -175,6 +175,11 @@ public final class SafetensorsWriter {
   static IOException named(Path target, IOException e) {
     String m = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
     if (m.contains(target.toString())) return e;
-    return new IOException("cannot write " + target + ": " + (m.contains("No space left") ? "the disk is full (" + m + ")" : m), e);
+    return new IOException("cannot write " + target + ": " + diskFullSaid(m), e);
+  }
+
+  /** A failed write's message, said plainly when it is a full disk ("the disk is full (...)"): here and in {@link Downloader}. */
+  static String diskFullSaid(String message) {
+    return message.contains("No space left") ? "the disk is full (" + message + ")" : message;
   }
 }

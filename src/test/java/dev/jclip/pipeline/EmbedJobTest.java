@@ -298,10 +298,16 @@ class EmbedJobTest {
     return m;
   }
 
+  /** A list file {@code name} in the test's folder naming the first {@code n} good corpus images. */
+  private Path goodList(String name, int n) throws IOException {
+    Path list = tmp.resolve(name);
+    Files.write(list, GOOD_FILES.subList(0, n).stream().map(s -> corpus.resolve(s).toString()).toList());
+    return list;
+  }
+
   @Test
   void reRunOfAFinishedJobChangesNothingAndOtherOptionsAreRefused() throws Exception {
-    Path list = tmp.resolve("l.txt");
-    Files.write(list, GOOD_FILES.subList(0, 50).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path list = goodList("l.txt", 50);
     Path a = tmp.resolve("a");
     EmbedJob.run(options(list.toString(), a, 8, 20), new TestEncoder(R, 0));
     Path copy = tmp.resolve("copy");
@@ -325,8 +331,7 @@ class EmbedJobTest {
    */
   @Test
   void aFolderThatHoldsNoJobIsRefusedAndLeftAsItWas() throws Exception {
-    Path list = tmp.resolve("l.txt");
-    Files.write(list, GOOD_FILES.subList(0, 10).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path list = goodList("l.txt", 10);
     Path foreign = tmp.resolve("foreign");
     Files.createDirectories(foreign.resolve("metadata"));
     Files.createDirectories(foreign.resolve("img_emb"));
@@ -533,8 +538,7 @@ class EmbedJobTest {
 
   @Test
   void aFailingModelStopsTheJobWithItsErrorAndTheRerunCompletesIt() throws Exception {
-    Path list = tmp.resolve("f.txt");
-    Files.write(list, GOOD_FILES.subList(0, 100).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path list = goodList("f.txt", 100);
     Path reference = tmp.resolve("fref");
     EmbedJob.run(options(list.toString(), reference, 8, 16), new TestEncoder(R, 0));
     Path out = tmp.resolve("fout");
@@ -614,8 +618,7 @@ class EmbedJobTest {
   /** While a run holds the output folder's lock, another run into it is refused; once it is released, the folder resumes. */
   @Test
   void aSecondRunIntoAFolderInUseIsRefused() throws Exception {
-    Path list = tmp.resolve("l.txt");
-    Files.write(list, GOOD_FILES.subList(0, 6).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path list = goodList("l.txt", 6);
     Path out = tmp.resolve("busy");
     EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0));
     try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(out.resolve(".jclip/lock"), java.nio.file.StandardOpenOption.WRITE);

@@ -630,16 +630,16 @@ public final class CpuBackend extends HostFloatBackend {
 
   /** Sets how convolutions run ({@link #convMode}'s values; the tests run both oneDNN paths). */
   void convMode(String mode) {
-    if (!List.of("primitive", "matmul", "openblas").contains(mode)) throw new IllegalArgumentException("no convolution mode " + mode);
+    if (!CONV_MODES.contains(mode)) throw new IllegalArgumentException("no convolution mode " + mode);
     this.convMode = mode;
   }
 
+  private static final List<String> CONV_MODES = List.of("primitive", "matmul", "openblas");
+
   private static String convProperty() {
     String v = System.getProperty("jclip.cpu.conv", "primitive");
-    return switch (v) {
-      case "primitive", "matmul", "openblas" -> v;
-      default -> throw new IllegalArgumentException("the CPU backend's convolutions (-Djclip.cpu.conv) must be primitive, matmul or openblas, not '" + v + "'");
-    };
+    if (CONV_MODES.contains(v)) return v;
+    throw new IllegalArgumentException("the CPU backend's convolutions (-Djclip.cpu.conv) must be primitive, matmul or openblas, not '" + v + "'");
   }
 
   /**
@@ -666,7 +666,7 @@ public final class CpuBackend extends HostFloatBackend {
   void convRowsFloats(long floats) {
     if (floats < 1) throw new IllegalArgumentException("a convolution group budget must be positive, got " + floats);
     this.convRowsFloats = floats;
-    if (linear != null) linear.convGroupBytes(Math.max(1, Math.min(Long.MAX_VALUE / 4, floats) * 4)); // the primitive's groups likewise
+    if (linear != null) linear.convGroupBytes(Math.min(Long.MAX_VALUE / 4, floats) * 4); // the primitive's groups likewise
   }
 
   /** Rows a task of the NCHW/NHWC transposes takes: 16 floats, a cache line, of each column. */
