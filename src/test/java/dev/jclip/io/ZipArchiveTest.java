@@ -85,15 +85,20 @@ class ZipArchiveTest {
     assertEquals((byte) (69999 >> 8), b.get(1));
   }
 
-  @Test
-  void deflatedEntriesAreInflated() throws IOException {
+  /** A zip of one deflated entry, x/data.pkl, holding {@code content} (as java.util.zip writes it). */
+  private static byte[] deflatedZip(byte[] content) throws IOException {
     ByteArrayOutputStream bo = new ByteArrayOutputStream();
-    byte[] text = "hello hello hello hello hello".repeat(1000).getBytes(StandardCharsets.US_ASCII);
     try (ZipOutputStream z = new ZipOutputStream(bo)) {
       z.putNextEntry(new ZipEntry("x/data.pkl"));
-      z.write(text);
+      z.write(content);
     }
-    ZipArchive z = ZipArchive.read(MappedFile.ofBytes("deflated.zip", bo.toByteArray()));
+    return bo.toByteArray();
+  }
+
+  @Test
+  void deflatedEntriesAreInflated() throws IOException {
+    byte[] text = "hello hello hello hello hello".repeat(1000).getBytes(StandardCharsets.US_ASCII);
+    ZipArchive z = ZipArchive.read(MappedFile.ofBytes("deflated.zip", deflatedZip(text)));
     assertArrayEquals(text, array(z.bytes(z.entry("x/data.pkl"))));
   }
 
@@ -201,13 +206,7 @@ class ZipArchiveTest {
   /** A deflated entry whose inflated bytes do not match its CRC-32 fails the same way. */
   @Test
   void deflatedEntriesAreCrcChecked() throws IOException {
-    ByteArrayOutputStream bo = new ByteArrayOutputStream();
-    byte[] text = "hello hello hello".repeat(100).getBytes(StandardCharsets.US_ASCII);
-    try (ZipOutputStream z = new ZipOutputStream(bo)) {
-      z.putNextEntry(new ZipEntry("x/data.pkl"));
-      z.write(text);
-    }
-    byte[] zip = bo.toByteArray();
+    byte[] zip = deflatedZip("hello hello hello".repeat(100).getBytes(StandardCharsets.US_ASCII));
     ZipArchive good = ZipArchive.read(MappedFile.ofBytes("d.zip", zip));
     long crc = good.entry("x/data.pkl").crc();
     // damage the central directory's CRC field (offset 16 of the record) instead of the data
