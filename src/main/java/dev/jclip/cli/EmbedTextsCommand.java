@@ -64,6 +64,12 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
+    String closed = JsonTextLines.closedStdin(in);
+    if (closed != null) {
+      err.println("jclip embed-texts: " + closed);
+      err.flush();
+      return 1;
+    }
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
         NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
       JsonTextLines lines = new JsonTextLines(in);

@@ -29,6 +29,33 @@ final class JsonTextLines {
   /** Blank lines read and not yet known to be the end. */
   private int blanks;
 
+  /**
+   * Why {@code in}, the process's standard input, cannot hold texts, or null. Run with standard
+   * input closed ({@code <&-}), the JVM finds descriptor 0 free and its first file opened takes it
+   * (on Linux the runtime's {@code lib/modules}), so reading System.in would read that file: a
+   * descriptor 0 that names a file of the Java runtime or this program's jar is taken as closed.
+   * Null for any other stream, and where {@code /proc/self/fd} is not there to ask.
+   */
+  static String closedStdin(InputStream in) {
+    if (in != System.in) return null;
+    try {
+      java.nio.file.Path fd0 = java.nio.file.Path.of("/proc/self/fd/0");
+      if (!java.nio.file.Files.isSymbolicLink(fd0)) return null;
+      java.nio.file.Path target = java.nio.file.Files.readSymbolicLink(fd0);
+      if (!target.isAbsolute()) return null; // pipe:[...], socket:[...]: a real input
+      java.nio.file.Path home = java.nio.file.Path.of(System.getProperty("java.home")).toRealPath();
+      boolean ours = target.startsWith(home);
+      java.security.CodeSource code = JsonTextLines.class.getProtectionDomain().getCodeSource();
+      if (!ours && code != null && code.getLocation() != null && "file".equals(code.getLocation().getProtocol())) {
+        java.nio.file.Path jar = java.nio.file.Path.of(code.getLocation().toURI());
+        ours = java.nio.file.Files.isRegularFile(jar) && target.equals(jar.toRealPath());
+      }
+      return ours ? "standard input is closed: pipe the texts in, one JSON string a line (such as \"a dog\")" : null;
+    } catch (IOException | java.net.URISyntaxException | RuntimeException e) {
+      return null;
+    }
+  }
+
   JsonTextLines(InputStream in) {
     this.in = in instanceof java.io.BufferedInputStream ? in : new java.io.BufferedInputStream(in, 1 << 16);
   }

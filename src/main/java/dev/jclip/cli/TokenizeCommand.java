@@ -69,6 +69,11 @@ public final class TokenizeCommand implements Callable<Integer> {
       err.println("jclip tokenize: --context-length has no effect with --bpe (which prints each text's BPE ids, unpadded)");
       return 2;
     }
+    String closed = JsonTextLines.closedStdin(in);
+    if (closed != null) {
+      err.println("jclip tokenize: " + closed);
+      return 1;
+    }
     ClipTokenizer tokenizer;
     try {
       tokenizer = ClipTokenizer.load(vocab != null ? vocab : ClipTokenizer.defaultVocabulary());

@@ -106,6 +106,35 @@ class TokenizeCommandTest {
     assertTrue(r.err().contains("no effect with --bpe"), r.err());
   }
 
+  /**
+   * A closed standard input ({@code <&-}) is said to be closed: the JVM's own {@code lib/modules}
+   * then sits on descriptor 0, and reading it used to be "not UTF-8 text" (or worse, its bytes); a
+   * file or /dev/null on standard input is read as before.
+   */
+  @Test
+  void closedStandardInputIsSaidToBeClosed(@TempDir Path dir) throws Exception {
+    Path texts = Files.writeString(dir.resolve("texts.jsonl"), "\"a dog\"\n");
+    String vocab = Reference.dir().resolve("bpe_simple_vocab_16e6.txt.gz").toString();
+    String[] closed = child("<&-", vocab);
+    assertEquals("1", closed[0], closed[1]);
+    assertTrue(closed[1].contains("jclip tokenize: standard input is closed"), closed[1]);
+    String[] file = child("< '" + texts + "'", vocab);
+    assertEquals("0", file[0], file[1]);
+    assertTrue(file[1].startsWith("[49406,320,1929,49407,0,"), file[1]);
+    String[] empty = child("< /dev/null", vocab);
+    assertEquals("0", empty[0], empty[1]);
+    assertEquals("", empty[1].strip());
+  }
+
+  /** {@code jclip tokenize} in a child JVM with standard input set by the shell's {@code redirect}: exit status and output. */
+  private static String[] child(String redirect, String vocab) throws Exception {
+    Process p = new ProcessBuilder("/bin/sh", "-c", "exec \"$0\" -cp \"$1\" dev.jclip.cli.Main tokenize --vocab \"$2\" " + redirect,
+        dev.jclip.io.AtomicFileTest.java(), System.getProperty("java.class.path"), vocab).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS));
+    return new String[] {String.valueOf(p.exitValue()), out};
+  }
+
   @Test
   void missingVocabularySaysHowToGetIt(@TempDir Path dir) {
     CliRun.Result r = run("\"x\"\n", "--vocab", dir.resolve("missing.gz").toString());
