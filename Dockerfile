@@ -7,9 +7,13 @@ COPY mvnw pom.xml ./
 RUN ./mvnw -B -q dependency:go-offline
 COPY src/ src/
 COPY weights/ weights/
+# The runtime's modules: a fixed list (DockerfileModulesTest checks that it holds every module jclip's
+# own classes use) plus whatever jdeps finds the jar's dependencies need.
 RUN ./mvnw -B -q -DskipTests package \
- && jlink --add-modules java.base,java.desktop,java.logging,java.management,java.naming,java.sql,java.xml,jdk.unsupported,jdk.incubator.vector,jdk.zipfs \
-      --strip-debug --no-man-pages --no-header-files --output /opt/jre
+ && modules="$( (echo java.base,java.desktop,java.logging,java.management,java.naming,java.net.http,java.sql,java.xml,jdk.unsupported,jdk.incubator.vector,jdk.zipfs; \
+      jdeps --print-module-deps --ignore-missing-deps --multi-release 25 target/jclip.jar) | tr ',' '\n' | sort -u | paste -sd, -)" \
+ && echo "jlink: $modules" \
+ && jlink --add-modules "$modules" --strip-debug --no-man-pages --no-header-files --output /opt/jre
 
 # Runtime: CUDA 13 runtime libraries (cudart, cuBLAS) from NVIDIA's image; the driver comes from the host.
 # libwebp and libturbojpeg: Pillow's WebP and JPEG codecs, for Pillow-exact and fast decoding (Ubuntu
