@@ -272,8 +272,8 @@ public final class Clip implements AutoCloseable {
     java.util.Objects.requireNonNull(modelNameOrPath, "modelNameOrPath");
     java.util.Objects.requireNonNull(options, "options");
     if (modelNameOrPath.isBlank()) throw new IllegalArgumentException("no model named: give an OpenAI name such as ViT-B/32, a checkpoint file or a model folder");
-    DeviceSpec.parse(options.device());
-    Precision.parse(options.precision());
+    String cpuOnly = fp16Refusal(DeviceSpec.parse(options.device()), Precision.parse(options.precision()));
+    if (cpuOnly != null) throw new IllegalArgumentException(cpuOnly);
     Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
     // A vocabulary the caller names (or the model folder's) is read now, so that a bad one fails
     // here; the default one is looked up, or downloaded, when the first text is tokenized, so that
@@ -293,6 +293,21 @@ public final class Clip implements AutoCloseable {
       ck.close();
       throw e;
     }
+  }
+
+  /**
+   * Why {@code precision} cannot run on {@code device}, or null: fp16 on the CPU, named or the one
+   * {@code auto} would take (checked before a model is downloaded or read).
+   */
+  static String fp16Refusal(DeviceSpec device, Precision precision) {
+    if (precision != Precision.FP16) return null;
+    String cpu = "precision fp16 runs on a GPU only; the CPU computes in fp32 or bf16";
+    if (device.kind() == DeviceSpec.Kind.CPU) return cpu;
+    if (device.kind() != DeviceSpec.Kind.AUTO) return null;
+    List<String> said = new java.util.ArrayList<>();
+    if (device.resolve(said::add).get(0).isCuda()) return null;
+    String why = said.isEmpty() ? "no usable GPU" : said.get(said.size() - 1).replaceFirst("^jclip: ", "").replaceFirst("; using the CPU$", "");
+    return cpu + " (device auto: " + why + ")";
   }
 
   /**

@@ -107,4 +107,27 @@ class ClipRefusalTest {
       assertTrue(!fine.closed && log.size() == 1, "a backend that runs the model is kept, nothing said");
     }
   }
+
+  /**
+   * fp16 on the CPU is refused before the model is read or downloaded, in words for the API and the
+   * CLI alike; {@code auto} on a machine without a usable GPU says why it found none.
+   */
+  @Test
+  void fp16OnTheCpuIsRefusedFirst() {
+    String cpu = Clip.fp16Refusal(dev.jclip.backend.DeviceSpec.parse("cpu"), dev.jclip.backend.Precision.FP16);
+    assertTrue(cpu != null && cpu.equals("precision fp16 runs on a GPU only; the CPU computes in fp32 or bf16"), cpu);
+    assertTrue(Clip.fp16Refusal(dev.jclip.backend.DeviceSpec.parse("cpu"), dev.jclip.backend.Precision.BF16) == null);
+    assertTrue(Clip.fp16Refusal(dev.jclip.backend.DeviceSpec.parse("cuda:0"), dev.jclip.backend.Precision.FP16) == null, "a named GPU decides for itself");
+    String auto = Clip.fp16Refusal(dev.jclip.backend.DeviceSpec.AUTO, dev.jclip.backend.Precision.FP16);
+    boolean gpu = dev.jclip.backend.DeviceSpec.AUTO.resolve(m -> {}).get(0).isCuda();
+    if (gpu) {
+      assertTrue(auto == null, auto);
+    } else {
+      assertTrue(auto != null && auto.startsWith(cpu + " (device auto: ") && !auto.contains("using the CPU"), auto);
+    }
+    // before the checkpoint is opened: a path that does not exist is not what fails
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> Clip.load("/nonexistent/model.pt", Clip.Options.defaults().withDevice("cpu").withPrecision("fp16")));
+    assertTrue(e.getMessage().equals(cpu), e.getMessage());
+  }
 }

@@ -100,7 +100,7 @@ public final class CpuBackend extends HostFloatBackend {
    */
   private static DnnlLinear openLinear(Precision precision, int threads, String gemm) {
     if (precision == Precision.FP16) {
-      throw new IllegalArgumentException("the CPU backend computes in fp32 or bf16; --precision fp16 needs a GPU (--device cuda)");
+      throw new IllegalArgumentException("precision fp16 runs on a GPU only; the CPU computes in fp32 or bf16");
     }
     boolean bf16 = precision == Precision.BF16;
     if (!bf16 && gemm.equals("openblas")) return null;
