@@ -928,7 +928,7 @@ public final class Clip implements AutoCloseable {
     // on that stream (a capturing stream must not be synchronised).
     if (serialized) deviceLock.lock();
     try {
-      if (ex == null) ex = new Executor(graph.get(), backend, List.of(), serialized); // a GPU replays a CUDA graph per shape
+      if (ex == null) ex = newExecutor(graph); // a GPU replays a CUDA graph per shape
       Map<String, float[]> out = ex.run(inputs);
       ok = true;
       return out;
@@ -939,6 +939,20 @@ public final class Clip implements AutoCloseable {
         if (serialized) deviceLock.unlock();
       }
     }
+  }
+
+  /**
+   * A new executor for {@code graph}: building it reads the weights it needs from the checkpoint's
+   * mapped files, so first the checkpoint must still hold what was loaded ({@link
+   * Checkpoint#checkUnchanged}).
+   */
+  private Executor newExecutor(Supplier<Graph> graph) {
+    try {
+      if (checkpoint != null) checkpoint.checkUnchanged(); // null: weights given in memory
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e.getMessage(), e);
+    }
+    return new Executor(graph.get(), backend, List.of(), serialized);
   }
 
   private Executor borrow(ConcurrentLinkedDeque<Executor> pool) {
@@ -971,7 +985,7 @@ public final class Clip implements AutoCloseable {
     boolean ok = false;
     if (serialized) deviceLock.lock();
     try {
-      if (ex == null) ex = new Executor(graph.get(), backend, List.of(), serialized);
+      if (ex == null) ex = newExecutor(graph);
       ex.submit(inputs);
       ok = true;
       return new InFlight(pool, ex);

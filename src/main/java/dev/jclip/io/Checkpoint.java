@@ -69,6 +69,7 @@ public final class Checkpoint implements AutoCloseable {
   private final Map<String, Tensor> extras;
   private final ConfigHints hints;
   private final List<AutoCloseable> resources;
+  private final Guard guard;
 
   private Checkpoint(Path path, Format format, String detail, CanonicalNames.Result names, List<Path> files, ConfigHints hints, List<AutoCloseable> resources) {
     this.path = path;
@@ -80,6 +81,104 @@ public final class Checkpoint implements AutoCloseable {
     this.extras = Collections.unmodifiableMap(new LinkedHashMap<>(names.extras()));
     this.hints = hints;
     this.resources = List.copyOf(resources);
+    this.guard = new Guard(path, this.files, this.tensors);
+  }
+
+  /**
+   * What the files looked like when this checkpoint was opened, and a CRC-32C of every tensor's
+   * bytes then (one pass over the weights, several GB/s), for {@link #checkUnchanged}.
+   */
+  private static final class Guard {
+    private final Path path;
+    private final List<Path> files;
+    private final FileState[] states;
+    private final Map<String, Tensor> tensors;
+    private final Map<String, Long> crcs = new LinkedHashMap<>();
+
+    Guard(Path path, List<Path> files, Map<String, Tensor> tensors) {
+      this.path = path;
+      this.files = files;
+      this.states = new FileState[files.size()];
+      for (int i = 0; i < states.length; i++) states[i] = FileState.of(files.get(i));
+      this.tensors = tensors;
+      for (Map.Entry<String, Tensor> e : tensors.entrySet()) crcs.put(e.getKey(), crc(e.getValue()));
+    }
+
+    private static long crc(Tensor t) {
+      java.util.zip.CRC32C c = new java.util.zip.CRC32C();
+      c.update(t.data().duplicate());
+      return c.getValue();
+    }
+
+    synchronized void check() throws CheckpointException {
+      FileState[] now = new FileState[states.length];
+      boolean changed = false;
+      for (int i = 0; i < states.length; i++) {
+        if (states[i] == null) continue; // not a file that could be asked (a byte array in the tests)
+        now[i] = FileState.of(files.get(i));
+        if (!states[i].equals(now[i])) changed = true;
+      }
+      if (!changed) return;
+      String again = "load the model again (to update a model file in use, write the new file beside it and rename it over the old"
+          + " one, which leaves the loaded one intact)";
+      for (int i = 0; i < states.length; i++) {
+        FileState was = states[i], is = now[i];
+        if (was != null && is != null && was.key() != null && was.key().equals(is.key()) && is.size() < was.size()) {
+          throw new CheckpointException(files.get(i), null,
+              "was cut short on disk after it was loaded (" + was.size() + " bytes then, " + is.size() + " now), so its weights can no longer be read; " + again);
+        }
+      }
+      // Written in place, or only touched (a new time, owner or mode), or replaced by a rename
+      // (the mapping keeps the old file): the bytes decide.
+      for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+        long c;
+        try {
+          c = crc(e.getValue());
+        } catch (InternalError fault) { // a page of the mapping no longer backed by the file
+          throw new CheckpointException(path, e.getKey(), "changed on disk after it was loaded (reading its bytes faulted); " + again, fault);
+        }
+        if (c != crcs.get(e.getKey())) {
+          throw new CheckpointException(path, e.getKey(),
+              "changed on disk after the model was loaded: the bytes of this tensor are no longer those that were read then, and the ones that"
+                  + " were are gone; " + again);
+        }
+      }
+      System.arraycopy(now, 0, states, 0, states.length);
+    }
+  }
+
+  /** A file's size, times and identity (inode), as stat gives them; null where it cannot be read. */
+  private record FileState(long size, Object modified, Object changed, Object key) {
+    static FileState of(Path p) {
+      try {
+        java.nio.file.attribute.BasicFileAttributes a = Files.readAttributes(p, java.nio.file.attribute.BasicFileAttributes.class);
+        Object ctime = null;
+        try {
+          ctime = Files.getAttribute(p, "unix:ctime");
+        } catch (UnsupportedOperationException | IllegalArgumentException | IOException e) {
+          // not a Unix file system: size, modification time and key only
+        }
+        return new FileState(a.size(), a.lastModifiedTime(), ctime, a.fileKey());
+      } catch (IOException | RuntimeException e) {
+        return null;
+      }
+    }
+  }
+
+  /**
+   * Refuses to go on with weights that changed on disk after this checkpoint was opened. Tensors
+   * are views of the mapped files, read when a tower is first prepared, so a file written into in
+   * place (a copy, a save to the same name, {@code rsync --inplace}) would otherwise give wrong
+   * features without a word, or fault where it became shorter. Cheap when nothing changed (a stat
+   * of each file); where a file's size, times or identity changed, every tensor's bytes are
+   * checked against their CRC-32C taken at opening, so a file that was only touched, or replaced by
+   * a rename (the mapping keeps the old one), passes. {@code Clip} calls it before it prepares a
+   * tower.
+   *
+   * @throws CheckpointException naming the file (and the first tensor found changed)
+   */
+  public void checkUnchanged() throws CheckpointException {
+    guard.check();
   }
 
   /** Opens a checkpoint file or HuggingFace folder. */
