@@ -332,8 +332,17 @@ public final class Checkpoint implements AutoCloseable {
 
   private static ConfigHints huggingFaceHints(Path config) throws CheckpointException {
     JsonNode root = readJson(config);
-    JsonNode text = root.path("text_config");
-    JsonNode vision = root.path("vision_config");
+    // transformers' CLIPConfig lets text_config_dict / vision_config_dict override text_config /
+    // vision_config, field by field
+    JsonNode text = merged(root.path("text_config"), root.path("text_config_dict"));
+    JsonNode vision = merged(root.path("vision_config"), root.path("vision_config_dict"));
+    for (String tower : List.of("text_config", "vision_config")) {
+      JsonNode n = tower.equals("text_config") ? text : vision;
+      JsonNode eps = n.get("layer_norm_eps");
+      if (eps != null && !(eps.isNumber() && eps.doubleValue() == 1e-5)) {
+        throw unsupported(config, tower + ".layer_norm_eps", eps, "LayerNorms with eps 1e-5, as the reference CLIP");
+      }
+    }
     // CLIPConfig's defaults (transformers' configuration_clip.py) when a field is omitted.
     String textAct = text.path("hidden_act").asText("quick_gelu");
     String visionAct = vision.path("hidden_act").asText("quick_gelu");
@@ -362,6 +371,7 @@ public final class Checkpoint implements AutoCloseable {
     if (!cfg.isObject()) throw new CheckpointException(config, "model_cfg", "missing or not an object");
     JsonNode vision = cfg.path("vision_cfg");
     JsonNode text = cfg.path("text_cfg");
+    refuseOpenClipVariants(config, cfg, vision, text);
     String act = cfg.path("quick_gelu").asBoolean(false) ? "quick_gelu" : "gelu";
     Integer visionHeads = null;
     Integer width = intOrNull(vision, "width");
@@ -380,6 +390,56 @@ public final class Checkpoint implements AutoCloseable {
     declare(declared, "transformer_width", text, "width");
     declare(declared, "transformer_layers", text, "layers");
     return new ConfigHints(act, visionHeads, intOrNull(text, "heads"), declared, config);
+  }
+
+  /** {@code base} with the fields of {@code override} put over it (an object, else {@code base} as it is). */
+  private static JsonNode merged(JsonNode base, JsonNode override) {
+    if (!override.isObject()) return base;
+    com.fasterxml.jackson.databind.node.ObjectNode m = base.isObject()
+        ? ((com.fasterxml.jackson.databind.node.ObjectNode) base).deepCopy()
+        : com.fasterxml.jackson.databind.node.JsonNodeFactory.instance.objectNode();
+    m.setAll((com.fasterxml.jackson.databind.node.ObjectNode) override);
+    return m;
+  }
+
+  private static CheckpointException unsupported(Path config, String field, JsonNode value, String what) {
+    return new CheckpointException(config, field, "is " + value + ", which jclip does not run: it runs " + what
+        + " (the weights alone would not show the difference, so the model is refused rather than run another way)");
+  }
+
+  /**
+   * The open_clip settings that change what a model computes without changing its weights' names,
+   * which jclip would otherwise run as the reference CLIP without a word: each is refused by name
+   * unless it has the value (or absence) that means the reference's computation.
+   */
+  private static void refuseOpenClipVariants(Path config, JsonNode cfg, JsonNode vision, JsonNode text) throws CheckpointException {
+    record Rule(JsonNode node, String prefix, String field, java.util.function.Predicate<JsonNode> ok, String what) {}
+    java.util.function.Predicate<JsonNode> falseOrAbsent = v -> v.isNull() || (v.isBoolean() && !v.booleanValue());
+    java.util.function.Predicate<JsonNode> nullOrAbsent = JsonNode::isNull;
+    java.util.function.Predicate<JsonNode> emptyOrAbsent = v -> v.isNull() || (v.isObject() && v.isEmpty());
+    java.util.function.Predicate<JsonNode> defaultEps = v -> v.isNull() || (v.isObject() && (!v.has("eps") || v.get("eps").isNumber()
+        && v.get("eps").doubleValue() == 1e-5) && v.size() == (v.has("eps") ? 1 : 0));
+    String ln = "LayerNorms with eps 1e-5, as the reference CLIP";
+    List<Rule> rules = List.of(
+        new Rule(text, "text_cfg.", "no_causal_mask", falseOrAbsent, "the reference's causal text mask"),
+        new Rule(text, "text_cfg.", "pool_type", v -> v.isNull() || v.asText().equals("argmax"), "the text pooled at the end-of-text token (pool_type argmax)"),
+        new Rule(text, "text_cfg.", "embed_cls", falseOrAbsent, "the reference text tower, without a class token"),
+        new Rule(text, "text_cfg.", "hf_model_name", nullOrAbsent, "the reference text tower, not a HuggingFace one"),
+        new Rule(text, "text_cfg.", "norm_kwargs", defaultEps, ln),
+        new Rule(text, "text_cfg.", "act_kwargs", emptyOrAbsent, "the activation without arguments"),
+        new Rule(vision, "vision_cfg.", "pool_type", v -> v.isNull() || v.asText().equals("tok"), "the image pooled at the class token (pool_type tok)"),
+        new Rule(vision, "vision_cfg.", "global_average_pool", falseOrAbsent, "the image pooled at the class token"),
+        new Rule(vision, "vision_cfg.", "attentional_pool", falseOrAbsent, "the image pooled at the class token"),
+        new Rule(vision, "vision_cfg.", "input_patchnorm", falseOrAbsent, "the reference patch embedding"),
+        new Rule(vision, "vision_cfg.", "timm_model_name", nullOrAbsent, "the reference image towers, not a timm one"),
+        new Rule(vision, "vision_cfg.", "norm_kwargs", defaultEps, ln),
+        new Rule(vision, "vision_cfg.", "act_kwargs", emptyOrAbsent, "the activation without arguments"),
+        new Rule(cfg, "model_cfg.", "norm_kwargs", defaultEps, ln));
+    for (Rule r : rules) {
+      JsonNode v = r.node().path(r.field());
+      if (v.isMissingNode()) continue;
+      if (!r.ok().test(v)) throw unsupported(config, r.prefix() + r.field(), v, r.what());
+    }
   }
 
   private static void declare(Map<String, Integer> m, String arg, JsonNode n, String field) {

@@ -208,4 +208,82 @@ class CheckpointFolderTest {
       assertEquals(want.summary(), c.summary());
     }
   }
+
+  /**
+   * transformers' text_config_dict / vision_config_dict override text_config / vision_config field
+   * by field (they were ignored: a "gelu" there ran QuickGELU); a LayerNorm eps other than 1e-5 is
+   * refused by name, as are the open_clip settings that change the computation without changing
+   * the weights' names, while their reference values, written out, are taken.
+   */
+  @Test
+  void configSettingsThatChangeTheComputationAreTakenOrRefusedByName() throws IOException {
+    Path hf = dev.jclip.testing.Reference.file("models/vit-b32-tiny/hf");
+    Path folder = Files.createDirectories(tmp.resolve("hf-dicts"));
+    for (String f : new String[] {"model.safetensors", "vocab.json", "merges.txt"}) Files.copy(hf.resolve(f), folder.resolve(f));
+    ObjectNode base = (ObjectNode) JSON.readTree(hf.resolve("config.json").toFile());
+    ObjectNode cfg = base.deepCopy();
+    ((ObjectNode) cfg.get("text_config")).remove("hidden_act");
+    ((ObjectNode) cfg.get("vision_config")).remove("hidden_act");
+    cfg.putObject("text_config_dict").put("hidden_act", "gelu");
+    cfg.putObject("vision_config_dict").put("hidden_act", "gelu");
+    JSON.writeValue(folder.resolve("config.json").toFile(), cfg);
+    try (Checkpoint ck = Checkpoint.open(folder)) {
+      assertEquals(Activation.GELU, ClipConfig.infer(ck).activation(), "the *_config_dict value wins");
+    }
+    for (String tower : new String[] {"text_config", "vision_config"}) {
+      ObjectNode eps = base.deepCopy();
+      ((ObjectNode) eps.get(tower)).put("layer_norm_eps", 1e-6);
+      JSON.writeValue(folder.resolve("config.json").toFile(), eps);
+      CheckpointException e = assertThrows(CheckpointException.class, () -> Checkpoint.open(folder));
+      assertTrue(e.getMessage().contains("'" + tower + ".layer_norm_eps': is 1.0E-6, which jclip does not run"), e.getMessage());
+      ((ObjectNode) eps.get(tower)).put("layer_norm_eps", 1e-5);
+      JSON.writeValue(folder.resolve("config.json").toFile(), eps);
+      assertDoesNotThrowOpen(folder);
+    }
+
+    Path dir = TorchArchiveTest.modelDirs().stream().filter(d -> d.getFileName().toString().equals("vit-b32-tiny")).findFirst().orElseThrow();
+    JsonNode ctor = JSON.readTree(dir.resolve("manifest.json").toFile()).get("constructor");
+    Path oc = Files.createDirectories(tmp.resolve("open_clip-variants"));
+    try (Checkpoint sd = Checkpoint.open(dir.resolve("state_dict.pt"))) {
+      Files.write(oc.resolve("open_clip_pytorch_model.bin"), TorchSaveWriter.write(sd.tensors(), "", false));
+    }
+    String[][] refused = {
+      {"text_cfg", "no_causal_mask", "true"}, {"text_cfg", "pool_type", "\"last\""}, {"text_cfg", "embed_cls", "true"},
+      {"text_cfg", "norm_kwargs", "{\"eps\": 1e-6}"}, {"vision_cfg", "pool_type", "\"avg\""}, {"vision_cfg", "global_average_pool", "true"},
+      {"vision_cfg", "attentional_pool", "true"}, {"vision_cfg", "norm_kwargs", "{\"eps\": 1e-6}"}, {"vision_cfg", "act_kwargs", "{\"approximate\": \"tanh\"}"},
+      {"model_cfg", "norm_kwargs", "{\"eps\": 1e-6}"},
+    };
+    for (String[] r : refused) {
+      JSON.writeValue(oc.resolve("open_clip_config.json").toFile(), openClipConfig(ctor, r[0], r[1], JSON.readTree(r[2])));
+      CheckpointException e = assertThrows(CheckpointException.class, () -> Checkpoint.open(oc), r[0] + "." + r[1]);
+      assertTrue(e.getMessage().contains("'" + r[0] + "." + r[1] + "': is ") && e.getMessage().contains("which jclip does not run"), e.getMessage());
+    }
+    String[][] taken = {
+      {"text_cfg", "no_causal_mask", "false"}, {"text_cfg", "pool_type", "\"argmax\""}, {"text_cfg", "norm_kwargs", "{\"eps\": 1e-5}"},
+      {"vision_cfg", "pool_type", "\"tok\""}, {"vision_cfg", "global_average_pool", "false"}, {"vision_cfg", "final_ln_after_pool", "true"},
+      {"vision_cfg", "norm_kwargs", "{}"}, {"text_cfg", "hf_model_name", "null"},
+    };
+    for (String[] r : taken) {
+      JSON.writeValue(oc.resolve("open_clip_config.json").toFile(), openClipConfig(ctor, r[0], r[1], JSON.readTree(r[2])));
+      assertDoesNotThrowOpen(oc);
+    }
+  }
+
+  private static void assertDoesNotThrowOpen(Path folder) throws IOException {
+    try (Checkpoint ck = Checkpoint.open(folder)) {
+      ClipConfig.infer(ck);
+    }
+  }
+
+  /** An open_clip_config.json for the manifest's constructor arguments, with {@code field} set to {@code value} in {@code where}. */
+  private static ObjectNode openClipConfig(JsonNode ctor, String where, String field, JsonNode value) {
+    ObjectNode cfg = JSON.createObjectNode();
+    ObjectNode model = cfg.putObject("model_cfg");
+    model.put("embed_dim", ctor.get("embed_dim").asInt()).put("quick_gelu", true);
+    ObjectNode text = model.putObject("text_cfg").put("width", ctor.get("transformer_width").asInt()).put("heads", ctor.get("transformer_heads").asInt())
+        .put("layers", ctor.get("transformer_layers").asInt()).put("context_length", ctor.get("context_length").asInt());
+    ObjectNode vision = model.putObject("vision_cfg").put("image_size", ctor.get("image_resolution").asInt()).put("width", ctor.get("vision_width").asInt());
+    (where.equals("text_cfg") ? text : where.equals("vision_cfg") ? vision : model).set(field, value);
+    return cfg;
+  }
 }
