@@ -164,10 +164,27 @@ public final class Unpickler {
             + " dicts, lists and TorchScript modules (allowed: collections.OrderedDict,"
             + " torch._utils._rebuild_tensor_v2/_rebuild_parameter, torch.*Storage, torch dtypes,"
             + " torch.Size, __torch__.*)"
-            + (module.startsWith("torch") || module.equals("builtins") || module.equals("__builtin__") || module.equals("os")
-                    || module.equals("posix") || module.equals("subprocess")
-                ? ""
-                : ". If this file is a whole model saved with torch.save(model), save model.state_dict() instead"));
+            + hint(module));
+  }
+
+  /**
+   * What to do about a refused global: nothing for those only an attack would name; for a module
+   * class ({@code torch.nn.*}), save the state dict; for anything else (argparse.Namespace, numpy
+   * scalars: a training checkpoint's metadata beside its weights, or a model class of one's own),
+   * either.
+   */
+  private static String hint(String module) {
+    List<String> hostile = List.of("builtins", "__builtin__", "os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "importlib",
+        "runpy", "pty", "code", "pickle", "marshal", "ctypes", "types", "webbrowser", "commands");
+    String top = module.contains(".") ? module.substring(0, module.indexOf('.')) : module;
+    if (hostile.contains(top)) return "";
+    if (module.equals("torch.nn") || module.startsWith("torch.nn.")) {
+      return ". This file is a whole model saved with torch.save(model): save model.state_dict() instead";
+    }
+    if (top.equals("torch")) return "";
+    return ". If this is a training checkpoint holding Python objects beside its weights (arguments, numpy values), save its state dict"
+        + " alone (torch.save(checkpoint[\"state_dict\"], \"weights.pt\")); if it is a whole model saved with torch.save(model),"
+        + " save model.state_dict() instead";
   }
 
   private static final Object MARK = new Object() {

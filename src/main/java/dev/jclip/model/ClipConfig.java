@@ -379,12 +379,16 @@ public record ClipConfig(
    */
   public void validate(Path file, Map<String, Tensor> sd) throws CheckpointException {
     Map<String, long[]> want = expectedShapes();
-    List<String> missing = want.keySet().stream().filter(k -> !sd.containsKey(k)).toList();
+    // BatchNorm's num_batches_tracked counts training steps and is never read at inference; state
+    // dicts saved without it load in PyTorch too (BatchNorm's _load_from_state_dict fills it in)
+    List<String> missing = want.keySet().stream().filter(k -> !sd.containsKey(k) && !k.endsWith(".num_batches_tracked")).toList();
     if (!missing.isEmpty()) {
-      throw new CheckpointException(file, missing.get(0), missing.size() + " weight(s) of the inferred " + summary() + " are missing: " + abbreviate(missing));
+      throw new CheckpointException(file, missing.get(0), missing.size() + " weight" + (missing.size() == 1 ? "" : "s") + " of the inferred " + summary()
+          + (missing.size() == 1 ? " is" : " are") + " missing: " + abbreviate(missing));
     }
     for (var e : want.entrySet()) {
       Tensor t = sd.get(e.getKey());
+      if (t == null) continue; // a num_batches_tracked left out
       if (!Arrays.equals(t.shape(), e.getValue())) {
         throw new CheckpointException(file, e.getKey(), "shape " + Arrays.toString(t.shape()) + " does not match the inferred " + summary() + ", which expects " + Arrays.toString(e.getValue()));
       }
@@ -395,7 +399,7 @@ public record ClipConfig(
     List<String> unexpected = new ArrayList<>(new TreeSet<>(sd.keySet()));
     unexpected.removeAll(want.keySet());
     if (!unexpected.isEmpty()) {
-      throw new CheckpointException(file, unexpected.get(0), unexpected.size() + " tensor(s) that the inferred " + summary() + " does not have: " + abbreviate(unexpected) + " (not an OpenAI-architecture CLIP?)");
+      throw new CheckpointException(file, unexpected.get(0), unexpected.size() + (unexpected.size() == 1 ? " tensor" : " tensors") + " that the inferred " + summary() + " does not have: " + abbreviate(unexpected) + " (not an OpenAI-architecture CLIP?)");
     }
   }
 

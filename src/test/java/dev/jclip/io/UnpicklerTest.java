@@ -56,6 +56,26 @@ class UnpicklerTest {
     assertFalse(Files.exists(marker), "a command from the pickle ran");
   }
 
+  /** A refused global's hint fits it: metadata beside the weights, a whole model, or none for what only an attack names. */
+  @Test
+  void refusedGlobalsSayWhatToDo() {
+    String[][] cases = {
+      {"argparse", "Namespace", "training checkpoint holding Python objects"},
+      {"numpy.core.multiarray", "scalar", "training checkpoint holding Python objects"},
+      {"torch.nn.modules.linear", "Linear", "This file is a whole model saved with torch.save(model): save model.state_dict() instead"},
+      {"os", "system", null}, {"builtins", "eval", null}, {"torch", "load", null},
+    };
+    for (String[] c : cases) {
+      byte[] p = new PickleBuilder().proto(2).global(c[0], c[1]).mark().tuple().reduce().stop().bytes();
+      var e = assertThrows(CheckpointException.class, () -> load(p));
+      if (c[2] == null) {
+        assertFalse(e.getMessage().contains("torch.save"), e.getMessage());
+      } else {
+        assertTrue(e.getMessage().contains(c[2]), e.getMessage());
+      }
+    }
+  }
+
   @Test
   void readsTheValueTypesCheckpointsUse() throws CheckpointException {
     byte[] p = new PickleBuilder().proto(2).op('}').mark()

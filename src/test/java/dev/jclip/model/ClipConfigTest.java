@@ -94,6 +94,26 @@ class ClipConfigTest {
     }
   }
 
+  /** A ResNet state dict without BatchNorm's num_batches_tracked (training counters) loads, as in PyTorch; its other weights stay required. */
+  @Test
+  void numBatchesTrackedMayBeLeftOut() throws IOException {
+    Path f = Path.of("m.pt");
+    Map<String, Tensor> sd = stateDict("rn50-tiny");
+    ClipConfig want = ClipConfig.infer(f, sd, ConfigHints.NONE);
+    int removed = 0;
+    for (String k : List.copyOf(sd.keySet())) {
+      if (k.endsWith(".num_batches_tracked")) {
+        sd.remove(k);
+        removed++;
+      }
+    }
+    assertTrue(removed > 10, "rn50-tiny has " + removed + " num_batches_tracked");
+    assertEquals(want.summary(), ClipConfig.infer(f, sd, ConfigHints.NONE).summary());
+    sd.remove("visual.bn1.running_var");
+    var e = assertThrows(CheckpointException.class, () -> ClipConfig.infer(f, sd, ConfigHints.NONE));
+    assertTrue(e.getMessage().contains("1 weight of the inferred") && e.getMessage().contains("is missing: [visual.bn1.running_var]"), e.getMessage());
+  }
+
   @Test
   void missingAndUnexpectedKeysAreListed() throws IOException {
     Path f = Path.of("m.pt");
