@@ -203,7 +203,13 @@ public final class CanonicalNames {
       if (first == null) first = t;
       if (t.dtype() != first.dtype() || t.rank() != first.rank() || t.rank() == 0
           || !Arrays.equals(Arrays.copyOfRange(t.shape(), 1, t.rank()), Arrays.copyOfRange(first.shape(), 1, first.rank()))) {
-        throw new CheckpointException(file, k, t.dtype() + Arrays.toString(t.shape()) + " does not match " + keys[0] + " " + first.dtype() + Arrays.toString(first.shape()));
+        StringBuilder all = new StringBuilder();
+        for (String each : keys) {
+          Tensor x = in.get(each);
+          all.append(all.isEmpty() ? "" : ", ").append(each.substring(each.lastIndexOf('.', each.lastIndexOf('.') - 1) + 1)).append(' ')
+              .append(x == null ? "missing" : x.dtype() + Arrays.toString(x.shape()));
+        }
+        throw new CheckpointException(file, keys[0], "the q, k and v projections must share a type and all but their first dimension to build " + name + ": " + all);
       }
       rows += t.dim(0);
     }

@@ -212,10 +212,22 @@ public final class Checkpoint implements AutoCloseable {
 
   private static Loaded loadFile(Path path, List<AutoCloseable> resources) throws IOException {
     MappedFile mf = MappedFile.open(path);
-    if (!isZip(mf) && mf.size() >= 9 && mf.segment().get(ValueLayout.JAVA_BYTE, 8) == '{') {
+    if (!isZip(mf) && looksLikeSafetensors(mf)) {
       return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
     }
     return load(mf);
+  }
+
+  /**
+   * safetensors: an 8-byte little-endian header length that fits the file, then JSON (a '{', or,
+   * for a damaged header the reader then names, another JSON start after any white space).
+   */
+  private static boolean looksLikeSafetensors(MappedFile mf) {
+    if (mf.size() < 9) return false;
+    byte b = mf.segment().get(ValueLayout.JAVA_BYTE, 8);
+    if (b == '{') return true;
+    long n = mf.segment().get(ValueLayout.JAVA_LONG_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN), 0);
+    return n > 0 && n <= mf.size() - 8 && (b == '[' || b == '"' || b == ' ' || b == '\n' || b == '\r' || b == '\t');
   }
 
   private static boolean isZip(MappedFile mf) {

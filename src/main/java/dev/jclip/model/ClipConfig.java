@@ -176,7 +176,8 @@ public record ClipConfig(
       } catch (IllegalArgumentException e) {
         throw new CheckpointException(hints.source(), "hidden_act", e.getMessage());
       }
-      actSource = "hidden_act in " + hints.source();
+      boolean openClip = hints.source() != null && hints.source().getFileName().toString().equals("open_clip_config.json");
+      actSource = (openClip ? (act == Activation.QUICK_GELU ? "quick_gelu true" : "no quick_gelu") : "hidden_act") + " in " + hints.source();
     }
 
     int visionWidth;

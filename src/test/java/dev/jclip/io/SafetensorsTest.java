@@ -161,6 +161,32 @@ class SafetensorsTest {
     assertBad(file("zero-header.safetensors", new byte[8]), "header");
   }
 
+  /** A safetensors file whose header is JSON but not an object is named as such through Checkpoint.open, not as an unknown format. */
+  @Test
+  void aHeaderThatIsNotAnObjectIsSaidToBeSo() throws IOException {
+    byte[] json = "[1, 2]  ".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+    ByteBuffer b = ByteBuffer.allocate(8 + json.length + 16).order(ByteOrder.LITTLE_ENDIAN);
+    b.putLong(json.length).put(json);
+    Path f = file("array.safetensors", b.array());
+    CheckpointException e = assertThrows(CheckpointException.class, () -> Checkpoint.open(f).close());
+    assertTrue(e.getMessage().contains("header is not a JSON object"), e.getMessage());
+  }
+
+  /** HuggingFace q, k and v projections of different types: all three are listed. */
+  @Test
+  void qkvProjectionsThatDifferAreAllNamed() throws IOException {
+    Map<String, Tensor> hf = new java.util.LinkedHashMap<>();
+    try (Checkpoint ck = Checkpoint.open(dev.jclip.testing.Reference.file("models/vit-b32-tiny/state_dict.pt"))) {
+      hf.putAll(HfNames.toHuggingFace(ck.tensors()));
+    }
+    String q = "text_model.encoder.layers.0.self_attn.q_proj.weight";
+    Tensor t = hf.get(q);
+    hf.put(q, new Tensor(q, DType.I16, t.shape(), ByteBuffer.allocate((int) (t.numel() * 2)).order(ByteOrder.LITTLE_ENDIAN)));
+    CheckpointException e = assertThrows(CheckpointException.class, () -> CanonicalNames.canonicalize(Path.of("model.safetensors"), hf));
+    assertTrue(e.getMessage().contains("q_proj.weight I16[") && e.getMessage().contains(", k_proj.weight ") && e.getMessage().contains(", v_proj.weight "),
+        e.getMessage());
+  }
+
   @Test
   void headerLengthClaims() throws IOException {
     assertBad(lengthClaim(tmp.resolve("trunc.safetensors"), 100, 50), "header length 100", "file size 50");
