@@ -274,7 +274,7 @@ public final class Clip implements AutoCloseable {
     if (modelNameOrPath.isBlank()) throw new IllegalArgumentException("no model named: give an OpenAI name such as ViT-B/32, a checkpoint file or a model folder");
     String cpuOnly = fp16Refusal(DeviceSpec.parse(options.device()), Precision.parse(options.precision()));
     if (cpuOnly != null) throw new IllegalArgumentException(cpuOnly);
-    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.builtin());
+    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.defaults());
     // A vocabulary the caller names (or the model folder's) is read now, so that a bad one fails
     // here; the default one is looked up, or downloaded, when the first text is tokenized, so that
     // image-only use needs none.
@@ -367,15 +367,27 @@ public final class Clip implements AutoCloseable {
   private static Path vocabulary(Path model, Path given) throws IOException {
     if (given != null) return given;
     if (hasOwnVocabulary(model)) return model;
+    return defaultVocabulary();
+  }
+
+  /**
+   * The default BPE vocabulary: {@code $JCLIP_VOCAB}, else the cache's, else downloaded into the
+   * cache (as {@code jclip download tokenizer} does). Where none is found and the download fails,
+   * the message says both and how to give one.
+   */
+  public static Path defaultVocabulary() throws IOException {
+    if (System.getenv(ClipTokenizer.VOCAB_ENV) != null && !System.getenv(ClipTokenizer.VOCAB_ENV).isBlank()) return ClipTokenizer.defaultVocabulary();
     try {
       return ClipTokenizer.defaultVocabulary();
     } catch (IOException missing) {
+      Downloader d = Downloader.defaults(System.err);
       try {
-        Downloader d = Downloader.defaults(System.err);
-        return d.fetch(ModelRegistry.builtin().tokenizer(), d.cache());
+        return d.fetch(ModelRegistry.defaults().tokenizer(), d.cache());
       } catch (IOException e) {
-        missing.addSuppressed(e);
-        throw missing;
+        IOException both = new IOException("no BPE vocabulary in " + d.cache() + ", and downloading it failed (" + e.getMessage() + ")"
+            + ClipTokenizer.HOW_TO_GET, e);
+        both.addSuppressed(missing);
+        throw both;
       }
     }
   }
@@ -413,7 +425,7 @@ public final class Clip implements AutoCloseable {
         try {
           tokenizer = tokenizerSource.load();
         } catch (IOException e) {
-          throw new IllegalStateException(e.getMessage() + " (texts need the BPE vocabulary: give --vocab FILE, or Clip.Options.withVocabulary)", e);
+          throw new IllegalStateException(e.getMessage(), e);
         }
       }
       return tokenizer;

@@ -43,7 +43,7 @@ public final class DownloadCommand implements Callable<Integer> {
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    ModelRegistry registry = ModelRegistry.builtin();
+    ModelRegistry registry = ModelRegistry.defaults();
     Downloader d = downloader;
     try {
       if (d == null) d = cacheDir == null ? Downloader.defaults(System.err) : Downloader.withCache(cacheDir, System.err);

@@ -37,7 +37,8 @@ public final class TokenizeCommand implements Callable<Integer> {
       paramLabel = "FILE",
       description = {
         "bpe_simple_vocab_16e6.txt.gz, or a folder with HuggingFace vocab.json and merges.txt.",
-        "Default: $JCLIP_VOCAB, then ~/.cache/jclip/bpe_simple_vocab_16e6.txt.gz."
+        "Default: $JCLIP_VOCAB, then the cache's bpe_simple_vocab_16e6.txt.gz ($JCLIP_CACHE, else ~/.cache/jclip),",
+        "downloaded there when missing."
       })
   Path vocab;
 
@@ -76,7 +77,7 @@ public final class TokenizeCommand implements Callable<Integer> {
     }
     ClipTokenizer tokenizer;
     try {
-      tokenizer = ClipTokenizer.load(vocab != null ? vocab : ClipTokenizer.defaultVocabulary());
+      tokenizer = ClipTokenizer.load(vocab != null ? vocab : dev.jclip.api.Clip.defaultVocabulary());
     } catch (IOException e) {
       err.println("jclip tokenize: " + e.getMessage());
       return 1;

@@ -53,6 +53,25 @@ public final class ModelRegistry {
     this.tokenizer = tokenizer;
   }
 
+  /**
+   * The registry in effect: a file of the same form named by {@code -Djclip.registry} or {@code
+   * $JCLIP_REGISTRY} (a mirror's URLs, for a network that cannot reach the public ones; pinned
+   * SHA-256s still checked), else {@link #builtin()}.
+   */
+  public static ModelRegistry defaults() throws IOException {
+    String file = System.getProperty("jclip.registry");
+    if (file == null || file.isBlank()) file = System.getenv("JCLIP_REGISTRY");
+    if (file == null || file.isBlank()) return builtin();
+    Path p = Path.of(file);
+    try (InputStream in = java.nio.file.Files.newInputStream(p)) {
+      return parse(in, p);
+    } catch (java.nio.file.NoSuchFileException e) {
+      throw new java.nio.file.NoSuchFileException(file, null, "the model registry named by -Djclip.registry or JCLIP_REGISTRY does not exist");
+    } catch (com.fasterxml.jackson.core.JacksonException e) {
+      throw new CheckpointException(p, null, "not a model registry (JSON as weights/registry.json): " + e.getOriginalMessage(), e);
+    }
+  }
+
   /** The registry shipped with jclip. */
   public static ModelRegistry builtin() throws IOException {
     try (InputStream in = ModelRegistry.class.getResourceAsStream(RESOURCE)) {

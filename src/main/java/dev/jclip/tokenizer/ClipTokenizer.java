@@ -70,12 +70,13 @@ public final class ClipTokenizer {
     }
     Path cached = userCache().resolve(VOCAB_FILE_NAME);
     if (Files.exists(cached)) return cached;
-    throw new IOException(
-        "no BPE vocabulary: pass --vocab FILE, set " + VOCAB_ENV + "=FILE, or copy "
-            + VOCAB_FILE_NAME + " to " + cached + ". The file is clip/" + VOCAB_FILE_NAME
-            + " of the openai/CLIP repository (also in the clip-reference data folder); a"
-            + " HuggingFace folder with vocab.json and merges.txt works too.");
+    throw new IOException("no BPE vocabulary (" + VOCAB_ENV + " is not set and " + cached + " does not exist)" + HOW_TO_GET);
   }
+
+  /** How to get the vocabulary, for messages that lack it. */
+  public static final String HOW_TO_GET = ": run `jclip download tokenizer` when online, or name one with --vocab FILE (in Java:"
+      + " Clip.Options.withVocabulary) or " + VOCAB_ENV + "=FILE. The file is clip/" + VOCAB_FILE_NAME
+      + " of the openai/CLIP repository; a HuggingFace folder with vocab.json and merges.txt works too.";
 
   /** Where {@code jclip download tokenizer} puts it: the cache of {@link dev.jclip.io.Downloader#defaultCache()} ($JCLIP_CACHE honoured). */
   private static Path userCache() {
