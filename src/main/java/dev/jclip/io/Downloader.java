@@ -289,14 +289,14 @@ public final class Downloader {
     try {
       resp = http.send(req.build(), HttpResponse.BodyHandlers.ofInputStream());
     } catch (ConnectException | HttpConnectTimeoutException | UnresolvedAddressException e) {
-      throw offline(f, target, e);
+      throw offline(f, target, e, legacyNote(f));
     } catch (HttpTimeoutException e) {
-      throw offline(f, target, e);
+      throw offline(f, target, e, legacyNote(f));
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
       throw new DownloadException(f.url() + ": interrupted", e);
     } catch (IOException e) {
-      if (e.getCause() instanceof UnresolvedAddressException || e.getCause() instanceof ConnectException) throw offline(f, target, e);
+      if (e.getCause() instanceof UnresolvedAddressException || e.getCause() instanceof ConnectException) throw offline(f, target, e, legacyNote(f));
       throw new DownloadException(f.url() + ": " + e, e);
     }
     int status = resp.statusCode();
@@ -478,7 +478,22 @@ public final class Downloader {
     progress.flush();
   }
 
-  private static DownloadException offline(ModelRegistry.FileSpec f, Path target, Exception e) {
+  /** What the legacy caches hold under {@code f}'s name that was not used (another SHA-256), for messages; "" when nothing. */
+  private String legacyNote(ModelRegistry.FileSpec f) {
+    if (f.sha256() == null) return "";
+    StringBuilder b = new StringBuilder();
+    for (Path legacy : legacyCaches) {
+      Path p = legacy.resolve(f.name());
+      try {
+        if (Files.isRegularFile(p) && !sha256(p).equals(f.sha256())) b.append("; ").append(p).append(" was found but not used: its SHA-256 differs");
+      } catch (IOException e) {
+        b.append("; ").append(p).append(" was found but could not be read (").append(describeLocal(e)).append(')');
+      }
+    }
+    return b.toString();
+  }
+
+  private static DownloadException offline(ModelRegistry.FileSpec f, Path target, Exception e, String legacyNote) {
     URI u = f.url();
     return new DownloadException(
         "cannot reach "
@@ -493,7 +508,8 @@ public final class Downloader {
             + " by other means and place it at "
             + target
             + (f.sha256() == null ? "" : " (SHA-256 " + f.sha256() + ")")
-            + (f.sha256() != null && Files.isRegularFile(target) ? "; the file there now is not that one (its SHA-256 differs), and was left as it is" : ""),
+            + (f.sha256() != null && Files.isRegularFile(target) ? "; the file there now is not that one (its SHA-256 differs), and was left as it is" : "")
+            + legacyNote,
         e);
   }
 

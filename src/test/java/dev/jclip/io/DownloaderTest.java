@@ -305,6 +305,10 @@ class DownloaderTest {
     e = assertThrows(DownloadException.class, () -> d.fetch(f, d.cache()));
     assertTrue(e.getMessage().contains("the file there now is not that one"), e.getMessage());
     assertEquals(3, Files.size(tmp.resolve("cache/ViT-T.pt")));
+    // a file of that name in OpenAI's cache that is not that one: said too
+    Files.write(Files.createDirectories(tmp.resolve("legacy")).resolve("ViT-T.pt"), new byte[] {4, 5});
+    e = assertThrows(DownloadException.class, () -> d.fetch(f, d.cache()));
+    assertTrue(e.getMessage().contains(tmp.resolve("legacy/ViT-T.pt") + " was found but not used: its SHA-256 differs"), e.getMessage());
   }
 
   @Test
