@@ -16,8 +16,12 @@ final class ModelOptions {
   Path vocab;
 
   @Option(names = "--device", paramLabel = "DEVICE", defaultValue = "auto",
-      description = "auto (the GPU when one works, else the CPU; says which), cpu, cuda or cuda:N (default: ${DEFAULT-VALUE}).")
+      description = "auto (the GPU when one works, else the CPU; says which), cpu, cuda or cuda:N; embed also takes cuda:all"
+          + " (one model per GPU) (default: ${DEFAULT-VALUE}).")
   String device;
+
+  /** The command these options belong to (embed alone takes cuda:all). */
+  @picocli.CommandLine.Spec(picocli.CommandLine.Spec.Target.MIXEE) picocli.CommandLine.Model.CommandSpec command;
 
   @Option(names = "--precision", paramLabel = "P", defaultValue = "fp32",
       description = "fp32 (reference parity, any device), bf16 (GPU, or a CPU with AVX-512 BF16 / AMX), fp16 (GPU) (default: ${DEFAULT-VALUE}).")
@@ -37,8 +41,14 @@ final class ModelOptions {
    */
   String invalid() {
     try {
-      dev.jclip.backend.DeviceSpec.parse(device);
-      dev.jclip.backend.Precision.parse(precision);
+      dev.jclip.backend.DeviceSpec d = dev.jclip.backend.DeviceSpec.parse(device);
+      dev.jclip.backend.Precision p = dev.jclip.backend.Precision.parse(precision);
+      if (d.kind() == dev.jclip.backend.DeviceSpec.Kind.CUDA_ALL && (command == null || !command.name().equals("embed"))) {
+        return "--device cuda:all runs one model per GPU in jclip embed only; here, pick one GPU (cuda:N)";
+      }
+      if (d.kind() == dev.jclip.backend.DeviceSpec.Kind.CPU && p == dev.jclip.backend.Precision.FP16) {
+        return "--precision fp16 runs on a GPU only; with --device cpu, give fp32 or bf16";
+      }
       Clip.Options o = Clip.Options.defaults().withActivation(activation);
       if (threads != null) o.withThreads(threads);
       return null;

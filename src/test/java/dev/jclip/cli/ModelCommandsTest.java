@@ -212,9 +212,11 @@ class ModelCommandsTest {
   @Test
   void badModelOptionsAreUsageErrors(@org.junit.jupiter.api.io.TempDir Path tmp) {
     String image = images.isEmpty() ? "x.png" : Reference.file("images/" + images.get(0)).toString();
-    String[][] bad = {{"--device", "cuda:x"}, {"--precision", "fp64"}, {"--threads", "0"}, {"--activation", "relu"}};
+    String[][] bad = {{"--device", "cuda:x"}, {"--precision", "fp64"}, {"--threads", "0"}, {"--activation", "relu"}, {"--device", "cuda:all"},
+      {"--device", "cpu", "--precision", "fp16"}};
     for (String[] b : bad) {
-      List<String> common = List.of("--model", model.toString(), "--vocab", vocab(), b[0], b[1]);
+      List<String> common = new java.util.ArrayList<>(List.of("--model", model.toString(), "--vocab", vocab()));
+      common.addAll(List.of(b));
       List<String> ei = new java.util.ArrayList<>(common);
       ei.addAll(List.of("--out", tmp.resolve("x.npy").toString(), image));
       CliRun.Result r = run(new EmbedImagesCommand(), "", ei.toArray(String[]::new));
@@ -224,6 +226,8 @@ class ModelCommandsTest {
       r = run(new ClassifyCommand(), "", cl.toArray(String[]::new));
       assertEquals(2, r.code(), String.join(" ", b) + ": " + r.err());
       assertTrue(!r.err().isBlank(), r.err());
+      if (b[1].equals("cuda:all")) assertTrue(r.err().contains("in jclip embed only"), r.err());
+      if (b.length == 4) assertTrue(r.err().contains("fp16 runs on a GPU only"), r.err());
     }
   }
 
