@@ -30,6 +30,8 @@ import picocli.CommandLine.Parameters;
 public final class ClassifyCommand implements Callable<Integer> {
   @Mixin ModelOptions model;
 
+  @Mixin DecodeOptions decode;
+
   @Option(names = "--json", description = "Print {\"labels\": [...], \"logits\": [...], \"probs\": [...]} instead.")
   boolean json;
 
@@ -44,14 +46,14 @@ public final class ClassifyCommand implements Callable<Integer> {
   @Override
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut(), err = spec.commandLine().getErr();
-    String invalid = model.invalid();
+    String invalid = model.invalid() != null ? model.invalid() : decode.invalid();
     if (invalid != null) {
       err.println("jclip classify: " + invalid);
       err.flush();
       return 2;
     }
     try (Clip clip = model.load(32)) {
-      float[][] imageFeatures = clip.encodeImage(clip.preprocess(image));
+      float[][] imageFeatures = clip.encodeImage(clip.preprocess(decode.decoder(clip.config().imageResolution()).decode(image)));
       float[][] textFeatures = clip.encodeText(clip.tokenize(labels.toArray(String[]::new)));
       float[][] probs = clip.probs(imageFeatures, textFeatures);
       if (json) {

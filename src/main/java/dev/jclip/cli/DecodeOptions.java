@@ -10,8 +10,18 @@ final class DecodeOptions {
           + "cheaper decoding of large photos (how much depends on their bitrate); features differ slightly from the reference preprocess.")
   boolean jpegDraft;
 
+  @Option(names = "--max-pixels", paramLabel = "N",
+      description = "Refuse images of more than N pixels (decompression bombs; the default is where Pillow refuses, twice its"
+          + " MAX_IMAGE_PIXELS: ${DEFAULT-VALUE}).")
+  long maxPixels = ImageDecoder.DEFAULT_MAX_PIXELS;
+
+  /** What is wrong with these options, or null (a usage error). */
+  String invalid() {
+    return maxPixels <= 0 ? "--max-pixels must be positive, got " + maxPixels : null;
+  }
+
   /** The decoder these options ask for, for a model whose input is {@code resolution} pixels square. */
   ImageDecoder decoder(int resolution) {
-    return new ImageDecoder().withJpegDraft(jpegDraft ? resolution : 0);
+    return new ImageDecoder(maxPixels).withJpegDraft(jpegDraft ? resolution : 0);
   }
 }

@@ -66,7 +66,7 @@ public final class EmbedCommand implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     PrintWriter err = spec.commandLine().getErr();
-    String invalid = model.invalid();
+    String invalid = model.invalid() != null ? model.invalid() : decode.invalid();
     if (invalid != null) {
       err.println("jclip embed: " + invalid);
       err.flush();
@@ -75,7 +75,7 @@ public final class EmbedCommand implements Callable<Integer> {
     EmbedJob.Options o;
     try {
       o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))
-          .precision(model.precision).activation(model.activation).progress(progress, 10_000).jpegDraft(decode.jpegDraft);
+          .precision(model.precision).activation(model.activation).progress(progress, 10_000).jpegDraft(decode.jpegDraft).maxPixels(decode.maxPixels);
       if (workers != null) o = o.workers(workers);
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);

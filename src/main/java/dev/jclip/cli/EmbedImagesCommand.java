@@ -54,7 +54,7 @@ public final class EmbedImagesCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    String invalid = model.invalid();
+    String invalid = model.invalid() != null ? model.invalid() : decode.invalid();
     if (invalid != null) {
       err.println("jclip embed-images: " + invalid);
       err.flush();

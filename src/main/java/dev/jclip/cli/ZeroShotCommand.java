@@ -105,7 +105,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
   @Override
   public Integer call() {
     PrintWriter err = spec.commandLine().getErr();
-    String invalid = model.invalid();
+    String invalid = model.invalid() != null ? model.invalid() : decode.invalid();
     if (invalid != null) return fail(err, 2, invalid);
     String name = output.getFileName().toString().toLowerCase(Locale.ROOT);
     boolean jsonl = name.endsWith(".jsonl") || name.endsWith(".json");

@@ -135,6 +135,24 @@ class ModelCommandsTest {
     assertTrue(r.err().contains("cuda:7"), r.err());
   }
 
+  /** --max-pixels on the commands that decode images: an image over it is refused (or skipped) with the option named; 0 is a usage error. */
+  @Test
+  void maxPixelsIsTakenByTheImageCommands(@TempDir Path tmp) throws IOException {
+    String rose = Reference.file("images/rose.jpg").toString(); // 70 x 46
+    CliRun.Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--max-pixels", "1000", rose, "a dog", "a rose");
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("decompression bomb") && r.err().contains("--max-pixels"), r.err());
+    r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--max-pixels", "3220", rose, "a dog", "a rose");
+    assertEquals(0, r.code(), r.err());
+    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--max-pixels", "1000", "--skip-bad", "--out", tmp.resolve("e.npy").toString(),
+        rose, Reference.file("images/debian-logo-256.png").toString());
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("rose.jpg") && r.err().contains("decompression bomb"), r.err());
+    r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--max-pixels", "0", rose, "a dog");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--max-pixels must be positive"), r.err());
+  }
+
   @Test
   void embedImagesInArgumentOrder(@TempDir Path tmp) throws IOException {
     List<String> args = new ArrayList<>(List.of("--model", model.toString(), "--vocab", vocab(), "--batch-size", "3", "--out",
