@@ -85,6 +85,13 @@ public final class EmbedCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
+    try {
+      EmbedJob.precheck(o); // before a long model load: the input, the output folder, its lock, a resumed job's options
+    } catch (IOException | IllegalArgumentException | IllegalStateException e) {
+      err.println("jclip embed: " + e.getMessage());
+      err.flush();
+      return 1; // as when the job itself finds these
+    }
     List<Clip> clips = new ArrayList<>();
     try {
       // --device cuda:all: one model per GPU, each taking the next batch; otherwise one model
@@ -106,9 +113,15 @@ public final class EmbedCommand implements Callable<Integer> {
       o = o.model(model.model, sha);
       err.flush();
       EmbedJob.Result r = EmbedJob.run(o, encoders);
-      err.printf("jclip embed: %d inputs, %d embedded, %d skipped (errors.jsonl), %d shards (%d already done)%n", r.items(), r.embedded(),
-          r.errors(), r.shards(), r.shardsSkipped());
+      err.printf("jclip embed: %s, %d embedded, %d skipped%s, %s (%d already done)%n", Words.count(r.items(), "input"), r.embedded(),
+          r.errors(), r.errors() > 0 ? " (errors.jsonl)" : "", Words.count(r.shards(), "shard"), r.shardsSkipped());
+      if (r.items() == 0) err.println("jclip embed: warning: " + input + " holds no inputs");
       err.flush();
+      if (r.items() > 0 && r.errors() == r.items()) {
+        err.println("jclip embed: nothing was embedded: every input was skipped (errors.jsonl in " + output + " says why)");
+        err.flush();
+        return 1;
+      }
       return 0;
     } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       err.println("jclip embed: " + e.getMessage());

@@ -106,8 +106,13 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       if (idFile != null) idFile.write(java.nio.ByteBuffer.wrap(rowIds.toString().getBytes(StandardCharsets.UTF_8)));
       npy.finish();
       if (idFile != null) idFile.commit();
+      if (!skipped.isEmpty() && written == 0) {
+        err.println("jclip embed-images: nothing was embedded: every image was skipped; " + out + " holds 0 rows");
+        err.flush();
+        return 1;
+      }
       if (!skipped.isEmpty()) {
-        err.println("jclip embed-images: " + skipped.size() + " of " + images.size() + " images skipped"
+        err.println("jclip embed-images: " + skipped.size() + " of " + Words.count(images.size(), "image") + " skipped"
             + (ids != null ? "; " + ids + " names each row's image" : "; the rows are the other images in order (--ids FILE names each row's image)"));
       }
       err.println("jclip embed-images: wrote " + written + " x " + clip.config().embedDim() + " to " + out);

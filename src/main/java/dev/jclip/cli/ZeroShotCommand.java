@@ -158,8 +158,8 @@ public final class ZeroShotCommand implements Callable<Integer> {
       timings.putAll(run.timings);
       timings.put("wall_s", (System.nanoTime() - t0) / 1e9);
       err.println(summary(timings));
-      err.printf("jclip zeroshot: %d images classified into %d classes (%d templates), %d skipped%s%n", run.seen, classes.size(), templates.size(),
-          run.bad, run.bad == 0 ? "" : errors != null ? " (listed in " + errors + ")" : " (listed above; --errors FILE.jsonl writes them to a file)");
+      err.printf("jclip zeroshot: %s classified into %s (%s), %d skipped%s%n", Words.count(run.seen, "image"), Words.count(classes.size(), "class"),
+          Words.count(templates.size(), "template"), run.bad, run.bad == 0 ? "" : errors != null ? " (listed in " + errors + ")" : " (listed above; --errors FILE.jsonl writes them to a file)");
       if (run.labelled > 0) {
         err.printf("jclip zeroshot: top-1 accuracy %.4f, top-5 accuracy %.4f (%d labelled images)%n", (double) run.top1 / run.labelled,
             (double) run.top5 / run.labelled, run.labelled);
@@ -171,6 +171,7 @@ public final class ZeroShotCommand implements Callable<Integer> {
         err.println("jclip zeroshot: warning: no input has a '" + labelColumn + "' value, so there is no accuracy");
       }
       err.flush();
+      if (run.seen == 0 && run.bad > 0) return fail(err, 1, "nothing was classified: every input was skipped");
       return 0;
     } catch (IOException | IllegalArgumentException | IllegalStateException e) {
       return fail(err, 1, e.getMessage());

@@ -873,22 +873,68 @@ public final class EmbedJob {
     }
   }
 
-  /** Refuses to resume into a folder started with different options (the shards would not match). */
-  private void checkParams(InputSource source, boolean captions) throws IOException {
+  /**
+   * What can be checked before the model is loaded, so that a job that cannot run says so before a
+   * long load: the input exists, the output folder is a job folder or new, no other embed holds
+   * its lock, and a job started there had the same options where they depend neither on the model
+   * nor on the input's contents.
+   *
+   * @throws IOException or IllegalArgumentException / IllegalStateException with the reason, as
+   *     {@link #run} would throw it
+   */
+  public static void precheck(Options o) throws IOException {
+    Objects.requireNonNull(o.input, "input");
+    Objects.requireNonNull(o.output, "output");
+    // the input's existence only: opening it may walk a large folder, which the job does once
+    if (!o.input.toLowerCase(java.util.Locale.ROOT).endsWith(".tar") && !Files.exists(Path.of(o.input))) {
+      throw new java.nio.file.NoSuchFileException(o.input, null, "input not found (expected a folder, a list, a .csv/.jsonl/.parquet table or .tar shards)");
+    }
+    checkOutputFolder(o.output);
+    Layout out = new Layout(o.output);
+    Path lockFile = out.work.resolve("lock");
+    if (Files.isRegularFile(lockFile)) FileLockHolder.take(lockFile, o.output).close();
+    Path f = out.work.resolve("params.json");
+    if (Files.isRegularFile(f)) {
+      com.fasterxml.jackson.databind.ObjectMapper json = new com.fasterxml.jackson.databind.ObjectMapper();
+      com.fasterxml.jackson.databind.node.ObjectNode then = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(f.toFile());
+      com.fasterxml.jackson.databind.node.ObjectNode now = json.valueToTree(params(o, false, null, null));
+      // what the model or the opened input decides is checked by the job itself
+      for (String later : List.of("embed_dim", "image_size", "model", "model_sha256", "captions", "id_column")) {
+        then.remove(later);
+        now.remove(later);
+      }
+      List<String> differ = differences(then, now);
+      if (!differ.isEmpty()) {
+        throw new IllegalArgumentException(o.output + " holds a job started with other options (" + String.join("; ", differ)
+            + "): re-run with the same options to resume, or choose a new output folder");
+      }
+    }
+  }
+
+  /** A job's parameters as params.json records them ({@code encoder} null: the model's left out). */
+  private static Map<String, Object> params(Options o, boolean captions, String idColumn, BatchEncoder encoder) {
     Map<String, Object> p = new LinkedHashMap<>();
     p.put("input", canonicalInput(o.input));
     p.put("shard_size", o.shardSize);
     p.put("dtype", o.dtype.name().toLowerCase(java.util.Locale.ROOT));
-    p.put("embed_dim", encoder.embedDim());
-    p.put("image_size", encoder.imageSize());
-    p.put("model", o.modelName == null ? encoder.name() : o.modelName);
-    p.put("model_sha256", o.modelSha256);
+    if (encoder != null) {
+      p.put("embed_dim", encoder.embedDim());
+      p.put("image_size", encoder.imageSize());
+      p.put("model", o.modelName == null ? encoder.name() : o.modelName);
+      p.put("model_sha256", o.modelSha256);
+    }
     p.put("precision", o.precision);
     p.put("captions", captions);
-    p.put("id_column", source.idColumn());
+    p.put("id_column", idColumn);
     // Only when set, so that folders of jobs from before the option existed still resume.
     if (o.jpegDraft) p.put("jpeg_draft", true);
     if (o.activation != null) p.put("activation", o.activation);
+    return p;
+  }
+
+  /** Refuses to resume into a folder started with different options (the shards would not match). */
+  private void checkParams(InputSource source, boolean captions) throws IOException {
+    Map<String, Object> p = params(o, captions, source.idColumn(), encoder);
     byte[] want = json.writeValueAsBytes(p);
     Path f = out.work.resolve("params.json");
     if (Files.exists(f)) {

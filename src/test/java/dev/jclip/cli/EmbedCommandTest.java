@@ -179,4 +179,48 @@ class EmbedCommandTest {
       return s.sorted().findFirst().orElseThrow();
     }
   }
+
+  /**
+   * What embed can tell before loading the model it tells first (the model path here does not
+   * exist, so a later check could not be reached): a missing input, a folder another embed holds,
+   * a job folder started with other options. A job whose every input is skipped exits 1.
+   */
+  @Test
+  void checksBeforeTheModelLoadsAndFailsWhenNothingIsEmbedded(@TempDir Path tmp) throws IOException {
+    Path in = Files.createDirectories(tmp.resolve("in"));
+    Files.writeString(in.resolve("a.jpg"), "not a jpeg");
+    Files.write(in.resolve("b.png"), new byte[0]);
+    Path out = tmp.resolve("out");
+    List<String> base = List.of("--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu", "--output",
+        out.toString(), "--progress", "none", "--shard-size", "5");
+    List<String> args = new ArrayList<>(base);
+    args.addAll(List.of("--input", in.toString()));
+    CliRun.Result r = ModelCommandsTest.run(new EmbedCommand(), "", args.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("2 inputs, 0 embedded, 2 skipped (errors.jsonl)") && r.err().contains("nothing was embedded"), r.err());
+
+    List<String> noModel = new ArrayList<>(base);
+    noModel.set(1, tmp.resolve("no-such-model.pt").toString());
+    List<String> missing = new ArrayList<>(noModel);
+    missing.addAll(List.of("--input", tmp.resolve("nowhere").toString()));
+    r = ModelCommandsTest.run(new EmbedCommand(), "", missing.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("nowhere") && r.err().contains("input not found") && !r.err().contains("no-such-model"), r.err());
+
+    List<String> other = new ArrayList<>(noModel);
+    other.addAll(List.of("--input", in.toString()));
+    other.set(other.indexOf("5"), "7");
+    r = ModelCommandsTest.run(new EmbedCommand(), "", other.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("holds a job started with other options (shard_size: 5 then, 7 now)") && !r.err().contains("no-such-model"), r.err());
+
+    try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(out.resolve(".jclip/lock"), java.nio.file.StandardOpenOption.WRITE);
+        java.nio.channels.FileLock held = ch.lock()) {
+      List<String> same = new ArrayList<>(noModel);
+      same.addAll(List.of("--input", in.toString()));
+      r = ModelCommandsTest.run(new EmbedCommand(), "", same.toArray(String[]::new));
+      assertEquals(1, r.code(), r.err());
+      assertTrue(r.err().contains("another jclip embed is writing to " + out) && !r.err().contains("no-such-model"), r.err());
+    }
+  }
 }

@@ -144,10 +144,15 @@ class ModelCommandsTest {
     assertTrue(r.err().contains("decompression bomb") && r.err().contains("--max-pixels"), r.err());
     r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--max-pixels", "3220", rose, "a dog", "a rose");
     assertEquals(0, r.code(), r.err());
-    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--max-pixels", "1000", "--skip-bad", "--out", tmp.resolve("e.npy").toString(),
+    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--max-pixels", "5000", "--skip-bad", "--out", tmp.resolve("e.npy").toString(),
         rose, Reference.file("images/debian-logo-256.png").toString());
     assertEquals(0, r.code(), r.err());
-    assertTrue(r.err().contains("rose.jpg") && r.err().contains("decompression bomb"), r.err());
+    assertTrue(r.err().contains("skipped " + Reference.file("images/debian-logo-256.png")) && r.err().contains("decompression bomb"), r.err());
+    assertEquals(1, readNpy(tmp.resolve("e.npy")).length);
+    // every image skipped: a failure, not an empty success
+    r = run(new EmbedImagesCommand(), "", "--model", model.toString(), "--max-pixels", "1000", "--skip-bad", "--out", tmp.resolve("f.npy").toString(), rose);
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("nothing was embedded: every image was skipped"), r.err());
     r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--max-pixels", "0", rose, "a dog");
     assertEquals(2, r.code(), r.err());
     assertTrue(r.err().contains("--max-pixels must be positive"), r.err());

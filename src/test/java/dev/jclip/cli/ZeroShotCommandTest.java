@@ -194,4 +194,21 @@ class ZeroShotCommandTest {
     ZeroShotCommand.checkClassesAndTemplates(java.util.List.of("rose"), java.util.List.of("a photo", "a {}"), err);
     org.junit.jupiter.api.Assertions.assertTrue(w.toString().contains("the template 'a photo' has no {}"), w.toString());
   }
+
+  /** Every input skipped: exit 1, with the output still written (the skipped rows are in --errors). */
+  @Test
+  void everyInputSkippedIsAFailure(@TempDir Path tmp) throws IOException {
+    Path classes = Files.writeString(tmp.resolve("classes.txt"), String.join("\n", CLASSES) + "\n");
+    Path templates = Files.writeString(tmp.resolve("templates.json"), new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(TEMPLATES));
+    Path in = Files.createDirectories(tmp.resolve("in"));
+    Files.writeString(in.resolve("a.jpg"), "not a jpeg");
+    Files.writeString(in.resolve("b.png"), "nor a png");
+    String[] args = {"--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu", "--classes",
+        classes.toString(), "--templates", templates.toString(), "--input", in.toString(), "--output", tmp.resolve("p.csv").toString(),
+        "--errors", tmp.resolve("e.jsonl").toString()};
+    CliRun.Result r = ModelCommandsTest.run(new ZeroShotCommand(), "", args);
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("0 images classified") && r.err().contains("2 skipped") && r.err().contains("nothing was classified"), r.err());
+    assertEquals(2, Files.readAllLines(tmp.resolve("e.jsonl")).size());
+  }
 }
