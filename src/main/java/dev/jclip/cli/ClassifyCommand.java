@@ -35,6 +35,9 @@ public final class ClassifyCommand implements Callable<Integer> {
   @Option(names = "--json", description = "Print {\"labels\": [...], \"logits\": [...], \"probs\": [...]} instead.")
   boolean json;
 
+  @Option(names = "--truncate", description = "Cut labels longer than the context (77 tokens) instead of failing (clip.tokenize(truncate=True)).")
+  boolean truncate;
+
   @Parameters(index = "0", paramLabel = "IMAGE", description = "The image file.")
   Path image;
 
@@ -54,7 +57,12 @@ public final class ClassifyCommand implements Callable<Integer> {
     }
     try (Clip clip = model.load(32)) {
       float[][] imageFeatures = clip.encodeImage(clip.preprocess(decode.decoder(clip.config().imageResolution()).decode(image)));
-      float[][] textFeatures = clip.encodeText(clip.tokenize(labels.toArray(String[]::new)));
+      float[][] textFeatures;
+      try {
+        textFeatures = clip.encodeText(clip.tokenize(labels, truncate));
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException(e.getMessage() + (truncate || !e.getMessage().contains("too long") ? "" : "; use --truncate to cut it"), e);
+      }
       float[][] probs = clip.probs(imageFeatures, textFeatures);
       if (json) {
         float[][] logits = clip.logits(imageFeatures, textFeatures);

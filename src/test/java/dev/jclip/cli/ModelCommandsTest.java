@@ -124,6 +124,19 @@ class ModelCommandsTest {
     assertEquals(Math.exp(o.get("logits").get(0).asDouble() - max) / s, o.get("probs").get(0).asDouble(), 1e-5);
   }
 
+  /** A label over the 77 tokens fails with --truncate named, and with --truncate is cut as clip.tokenize(truncate=True) cuts it. */
+  @Test
+  void classifyTruncatesLongLabelsWhenAsked() {
+    String rose = Reference.file("images/rose.jpg").toString();
+    String longLabel = "a photo of a rose " + "and a very red petal ".repeat(20);
+    CliRun.Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), rose, "a dog", longLabel);
+    assertEquals(1, r.code(), r.err());
+    assertTrue(r.err().contains("too long for context length 77") && r.err().contains("use --truncate"), r.err());
+    r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "--truncate", "--json", rose, "a dog", longLabel);
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.out().contains("\"probs\""), r.out());
+  }
+
   @Test
   void classifyFailsCleanly() {
     CliRun.Result r = run(new ClassifyCommand(), "", "--model", model.toString(), "--vocab", vocab(), "missing.png", "a dog");
