@@ -28,6 +28,11 @@ public final class ClipBatchEncoder implements BatchEncoder {
   }
 
   @Override
+  public String precision() {
+    return clip.options().precision().toLowerCase(java.util.Locale.ROOT);
+  }
+
+  @Override
   public String name() {
     return name;
   }

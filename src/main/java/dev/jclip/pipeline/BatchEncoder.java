@@ -23,6 +23,11 @@ public interface BatchEncoder {
     return getClass().getSimpleName();
   }
 
+  /** The precision the encoder computes in ("fp32", "fp16", "bf16"), for job.json; null when it cannot say. */
+  default String precision() {
+    return null;
+  }
+
   /**
    * @param pixels {@code count × 3 × R × R} float32, CHW per image, as {@code ClipPreprocessor} writes them
    * @param out receives {@code count × E} floats

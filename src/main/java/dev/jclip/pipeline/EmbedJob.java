@@ -264,6 +264,11 @@ public final class EmbedJob {
         throw new IllegalArgumentException("all encoders must have the same embedding size and resolution");
       }
     }
+    String computes = encoder.precision();
+    if (o.precision != null && computes != null && !o.precision.equalsIgnoreCase(computes)) {
+      throw new IllegalArgumentException("the job's options say precision " + o.precision + ", but the model was loaded to compute in " + computes
+          + ": load it with that precision (Clip.Options.withPrecision), or leave Options.precision unset");
+    }
     this.out = new Layout(o.output);
   }
 
@@ -1036,7 +1041,7 @@ public final class EmbedJob {
     ObjectNode model = job.putObject("model");
     model.put("name", o.modelName == null ? encoder.name() : o.modelName);
     model.put("sha256", o.modelSha256);
-    job.put("precision", o.precision);
+    job.put("precision", encoder.precision() != null ? encoder.precision() : o.precision); // what the model computed in
     job.put("input", o.input);
     job.put("id_column", source.idColumn());
     job.put("dtype", o.dtype.name().toLowerCase(java.util.Locale.ROOT));

@@ -139,6 +139,23 @@ class ClipTest {
     for (int i = 0; i < files.length; i++) assertArrayEquals(want[i], java.util.Arrays.copyOfRange(out, i * e, (i + 1) * e), "row " + i);
   }
 
+  /** A job records the precision its model computes in; options that say another are refused, not recorded. */
+  @Test
+  void anEmbedJobRecordsThePrecisionItsModelComputesIn(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
+    ClipBatchEncoder enc = new ClipBatchEncoder(clip, "tiny");
+    assertEquals("fp32", enc.precision());
+    Path in = java.nio.file.Files.createDirectories(tmp.resolve("in"));
+    java.nio.file.Files.copy(Reference.file("images/rose.jpg"), in.resolve("rose.jpg"));
+    dev.jclip.pipeline.EmbedJob.Options o = new dev.jclip.pipeline.EmbedJob.Options().input(in.toString()).output(tmp.resolve("out"))
+        .progress("none", 1000).log(new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
+    IllegalArgumentException bad = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+        () -> dev.jclip.pipeline.EmbedJob.run(o.precision("fp16"), enc));
+    assertTrue(bad.getMessage().contains("say precision fp16, but the model was loaded to compute in fp32"), bad.getMessage());
+    dev.jclip.pipeline.EmbedJob.run(o.precision(null), enc);
+    String job = java.nio.file.Files.readString(tmp.resolve("out/job.json"));
+    assertTrue(job.contains("\"precision\":\"fp32\"") || job.contains("\"precision\" : \"fp32\""), job);
+  }
+
   @Test
   void manyThreadsGetTheSameResults() throws Exception {
     Random rnd = TestRandom.create("ClipTest.threads");
