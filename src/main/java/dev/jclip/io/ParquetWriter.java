@@ -98,7 +98,9 @@ public final class ParquetWriter implements AutoCloseable {
   private static final int CODEC_UNCOMPRESSED = ParquetFormat.CODEC_UNCOMPRESSED;
 
   /** parquet-java parses "NAME version X (build Y)" to decide whether to trust statistics. */
-  private static final String CREATED_BY = "jclip version 0.1.0 (build hand-written writer)";
+  /** The writer, as Parquet's created_by names it: the jar's own version (as {@code jclip --version} prints it). */
+  private static final String CREATED_BY = "jclip version "
+      + java.util.Objects.requireNonNullElse(ParquetWriter.class.getPackage().getImplementationVersion(), "dev") + " (build hand-written writer)";
 
   private final Path target;
   private final List<Column> columns;
