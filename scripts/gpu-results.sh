@@ -37,6 +37,11 @@ done
 # the JUnit logs of the classes the summary does not call ok
 for cls in $(sed -n 's/^  \(Cuda[A-Za-z0-9]*Test\) ([0-9]* s): \(.*\)$/\1 \2/p' "$report" | awk '$2 != "ok" {print $1}'); do
   if [ -s "$work/junit-$cls.txt" ]; then cp "$work/junit-$cls.txt" "$prefix-junit-$cls.txt"; copied+=("$prefix-junit-$cls.txt"); fi
+  # a class that hung ran again without the hung tests (run.sh): those logs too
+  for again in "$work/junit-$cls-rerun"*.txt; do
+    [ -s "$again" ] || continue
+    cp "$again" "$prefix-${again##*/}"; copied+=("$prefix-${again##*/}")
+  done
 done
 
 echo "== run $run: $card, $day; unpacked in $work; copied:"
