@@ -186,6 +186,13 @@ public final class Clip implements AutoCloseable {
 
   /** Idle executors kept across all shapes; more are closed when returned. */
   private static final int MAX_IDLE = 64;
+  /**
+   * On the CPU, whose executors' activations live on the Java heap, idle executors are also kept
+   * only while their activations take at most this share of the heap's maximum (tens of MB each
+   * on a large model: 64 of them could fill a small heap).
+   */
+  private static final int IDLE_HEAP_SHARE = 4;
+  private final java.util.concurrent.atomic.AtomicLong idleBytes = new java.util.concurrent.atomic.AtomicLong();
 
   private final Checkpoint checkpoint;
   private final ClipConfig config;
@@ -204,13 +211,23 @@ public final class Clip implements AutoCloseable {
   private interface TokenizerSource {
     ClipTokenizer load() throws IOException;
   }
-  /** ClipPreprocessor reuses scratch buffers and is not thread-safe: one per thread. */
-  private final ThreadLocal<ClipPreprocessor> preprocessors;
+  /**
+   * ClipPreprocessor reuses scratch buffers and is not thread-safe: a call borrows one from this
+   * pool and gives it back (at most one per processor are kept). The pool is the Clip's, not the
+   * threads' (a ThreadLocal would keep one per thread and per Clip alive after close()); {@link
+   * #close()} and {@link #releaseIdle()} empty it.
+   */
+  private final ConcurrentLinkedDeque<ClipPreprocessor> preprocessors = new ConcurrentLinkedDeque<>();
+  private final AtomicInteger preprocessorsKept = new AtomicInteger();
   private final int resolution, floatsPerImage;
   private final ImageDecoder decoder = new ImageDecoder();
   private final Options options;
   private final Map<String, ConcurrentLinkedDeque<Executor>> pools = new ConcurrentHashMap<>();
   private final AtomicInteger idle = new AtomicInteger();
+  /** Runs at once on a CPU backend: {@link #MAX_CPU_RUNS} at most, fewer with fewer threads. */
+  private final java.util.concurrent.Semaphore running;
+  /** The most runs a CPU backend computes at once; more callers wait (each run builds its activations). */
+  static final int MAX_CPU_RUNS = 8;
   private volatile boolean closed;
   /** Set when pipelined encoding ran out of device memory: encode calls run their batches one at a time from then on. */
   private volatile boolean oneBatchAtATime;
@@ -233,8 +250,29 @@ public final class Clip implements AutoCloseable {
     this.options = options;
     this.batch = options.batchSize() != Options.DEVICE_BATCH ? options.batchSize() : backend.defaultBatch();
     this.resolution = config.imageResolution();
-    this.preprocessors = ThreadLocal.withInitial(() -> new ClipPreprocessor(resolution));
-    this.floatsPerImage = preprocessors.get().floatsPerImage();
+    this.floatsPerImage = new ClipPreprocessor(resolution).floatsPerImage();
+    this.running = new java.util.concurrent.Semaphore(Math.max(2, Math.min(MAX_CPU_RUNS, options.threads())), true);
+  }
+
+  private ClipPreprocessor borrowPreprocessor() {
+    ClipPreprocessor p = preprocessors.pollFirst();
+    if (p == null) return new ClipPreprocessor(resolution);
+    preprocessorsKept.decrementAndGet();
+    return p;
+  }
+
+  private void giveBack(ClipPreprocessor p) {
+    if (closed || preprocessorsKept.incrementAndGet() > Runtime.getRuntime().availableProcessors()) {
+      preprocessorsKept.decrementAndGet();
+      return;
+    }
+    preprocessors.offerFirst(p);
+  }
+
+  /** Drops the kept preprocessors and the decoder's kept native buffers. */
+  private void releasePreprocessing() {
+    for (ClipPreprocessor p; (p = preprocessors.pollFirst()) != null; ) preprocessorsKept.decrementAndGet();
+    decoder.releaseBuffers();
   }
 
   /**
@@ -446,6 +484,11 @@ public final class Clip implements AutoCloseable {
     return options;
   }
 
+  /** Idle executors and kept preprocessors, for the tests. */
+  int[] kept() {
+    return new int[] {idle.get(), preprocessorsKept.get()};
+  }
+
   /** The graph shapes this Clip has built executors for ("image:8", "text:2x16", ...), for the tests. */
   java.util.Set<String> shapes() {
     return java.util.Set.copyOf(pools.keySet());
@@ -465,11 +508,16 @@ public final class Clip implements AutoCloseable {
   public Pixels preprocess(Path... images) throws IOException {
     java.util.Objects.requireNonNull(images, "images");
     for (int i = 0; i < images.length; i++) java.util.Objects.requireNonNull(images[i], "image " + i);
+    checkOpen();
     float[] d = new float[images.length * floatsPerImage];
-    ClipPreprocessor pre = preprocessors.get();
-    for (int i = 0; i < images.length; i++) {
-      // ImageDecodeException names the file and the problem
-      pre.toTensor(decoder.decode(images[i]), d, i * floatsPerImage);
+    ClipPreprocessor pre = borrowPreprocessor();
+    try {
+      for (int i = 0; i < images.length; i++) {
+        // ImageDecodeException names the file and the problem
+        pre.toTensor(decoder.decode(images[i]), d, i * floatsPerImage);
+      }
+    } finally {
+      giveBack(pre);
     }
     return new Pixels(images.length, resolution, d);
   }
@@ -477,8 +525,14 @@ public final class Clip implements AutoCloseable {
   /** {@link #preprocess(Path...)} of a decoded image. */
   public Pixels preprocess(DecodedImage image) {
     java.util.Objects.requireNonNull(image, "image");
+    checkOpen();
     float[] d = new float[floatsPerImage];
-    preprocessors.get().toTensor(image, d, 0);
+    ClipPreprocessor pre = borrowPreprocessor();
+    try {
+      pre.toTensor(image, d, 0);
+    } finally {
+      giveBack(pre);
+    }
     return new Pixels(1, resolution, d);
   }
 
@@ -714,9 +768,11 @@ public final class Clip implements AutoCloseable {
    * Frees the buffers kept for the batch shapes run so far (up to 64 executors, each with its
    * activations: tens of MB a shape on a large model), as a service with varied request sizes may
    * want after a burst; the next call of each shape builds its executor again. Calls running keep
-   * theirs. Returns how many were freed.
+   * theirs. Also drops the preprocessing scratch kept between calls and the JPEG decoder's native
+   * buffers. Returns how many executors were freed.
    */
   public int releaseIdle() {
+    releasePreprocessing();
     return closeIdle();
   }
 
@@ -726,10 +782,7 @@ public final class Clip implements AutoCloseable {
     deviceLock.lock();
     try {
       for (ConcurrentLinkedDeque<Executor> pool : pools.values()) {
-        for (Executor ex; (ex = pool.pollFirst()) != null; n++) {
-          idle.decrementAndGet();
-          ex.close();
-        }
+        for (Executor ex; (ex = taken(pool.pollFirst())) != null; n++) ex.close();
       }
     } finally {
       deviceLock.unlock();
@@ -925,6 +978,11 @@ public final class Clip implements AutoCloseable {
     }
   }
 
+  /** Whether {@link #close()} was called. */
+  public boolean isClosed() {
+    return closed;
+  }
+
   private void checkOpen() {
     if (closed) throw new IllegalStateException("this Clip is closed");
   }
@@ -932,6 +990,28 @@ public final class Clip implements AutoCloseable {
   /** Borrows an executor of this shape (or builds one), runs, and gives it back. */
   private Map<String, float[]> run(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
     checkOpen();
+    try {
+      if (serialized) return runBorrowed(shape, graph, inputs);
+      // On the CPU each run holds an executor (its activations) while it computes with every
+      // thread: more runs at once than a few only add memory, so callers past that wait their turn
+      // (an interrupt does not stop the wait, as it does not stop the run).
+      running.acquireUninterruptibly();
+      try {
+        checkOpen();
+        return runBorrowed(shape, graph, inputs);
+      } finally {
+        running.release();
+      }
+    } catch (RuntimeException e) {
+      // closed while this call ran: say so, not what the closed backend said
+      if (closed && !(e instanceof IllegalStateException ise && "this Clip is closed".equals(ise.getMessage()))) {
+        throw new IllegalStateException("this Clip was closed while this call ran", e);
+      }
+      throw e;
+    }
+  }
+
+  private Map<String, float[]> runBorrowed(String shape, Supplier<Graph> graph, Map<String, ?> inputs) {
     ConcurrentLinkedDeque<Executor> pool = pools.computeIfAbsent(shape, k -> new ConcurrentLinkedDeque<>());
     Executor ex = borrow(pool);
     boolean ok = false;
@@ -968,19 +1048,30 @@ public final class Clip implements AutoCloseable {
   }
 
   private Executor borrow(ConcurrentLinkedDeque<Executor> pool) {
-    Executor ex = pool.pollFirst();
-    if (ex != null) idle.decrementAndGet();
-    return ex;
+    return taken(pool.pollFirst());
   }
 
   /** Returns a borrowed executor to its pool after a successful run, else (or when the pool is full) closes it. */
   private void giveBack(ConcurrentLinkedDeque<Executor> pool, Executor ex, boolean ok) {
+    long bytes = ex == null || serialized ? 0 : ex.plannedBytes();
     if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
-      pool.addFirst(ex);
-    } else {
-      if (ok && !closed) idle.decrementAndGet();
-      if (ex != null) ex.close();
+      if (bytes == 0 || idleBytes.addAndGet(bytes) <= Runtime.getRuntime().maxMemory() / IDLE_HEAP_SHARE) {
+        pool.addFirst(ex);
+        return;
+      }
+      idleBytes.addAndGet(-bytes);
     }
+    if (ok && !closed) idle.decrementAndGet();
+    if (ex != null) ex.close();
+  }
+
+  /** An idle executor taken from a pool: no longer counted as idle. */
+  private Executor taken(Executor ex) {
+    if (ex != null) {
+      idle.decrementAndGet();
+      if (!serialized) idleBytes.addAndGet(-ex.plannedBytes());
+    }
+    return ex;
   }
 
   /**
@@ -1061,10 +1152,11 @@ public final class Clip implements AutoCloseable {
   @Override
   public void close() {
     closed = true;
+    releasePreprocessing();
     if (serialized) deviceLock.lock(); // a GPU run in flight ends (and returns its executor) first
     try {
       for (ConcurrentLinkedDeque<Executor> pool : pools.values()) {
-        for (Executor ex; (ex = pool.pollFirst()) != null;) ex.close();
+        for (Executor ex; (ex = taken(pool.pollFirst())) != null;) ex.close();
       }
       pools.clear();
       backend.close();

@@ -152,6 +152,11 @@ public final class ClipBatcher implements AutoCloseable {
       return false;
     }
 
+    /** Whether the model was closed (its dispatcher then ends rather than fail every batch one by one). */
+    default boolean isClosed() {
+      return false;
+    }
+
     /**
      * @param retry whether the model may recover from running out of device memory on its own
      *     ({@link Clip}'s retry: close idle executors, halve its batch); not while another batch is
@@ -513,6 +518,16 @@ public final class ClipBatcher implements AutoCloseable {
         } catch (Throwable t) {
           if (inFlight == null || !Backends.outOfMemory(t)) {
             fail(next, t);
+            next = null;
+            if (d.model.isClosed()) { // closed under the batcher: the queue is left to the others, or failed with this reason
+              ended = new IllegalStateException("its Clip was closed before the batcher (close the batcher first)");
+              if (inFlight != null) { // read back (or failed) before this dispatcher ends
+                Run r = inFlight;
+                inFlight = null;
+                deliver(inFlightBatch, r);
+              }
+              return;
+            }
             continue;
           }
           // Two batches in flight did not fit: read the first back, run one at a time from now on,
@@ -893,6 +908,11 @@ public final class ClipBatcher implements AutoCloseable {
     @Override
     public boolean oneBatchAtATime() {
       return clip.oneBatchAtATime();
+    }
+
+    @Override
+    public boolean isClosed() {
+      return clip.isClosed();
     }
 
     @Override

@@ -31,6 +31,13 @@ public final class ClipPreprocessor {
   /** Normalised value of each byte per channel: ((v / 255f) - mean) / std in float32, as torch computes it. */
   private final float[][] lut = new float[3][256];
 
+  /**
+   * Scratch arrays up to this size are kept for the next image; a larger one (an RGBA image of
+   * over 4 megapixels) is made for the call and dropped, so that a preprocessor kept for a thread
+   * does not hold the largest image it ever saw.
+   */
+  static final int RETAINED_BYTES = 16 << 20;
+
   private byte[] premultiplied = new byte[0];
   private byte[] window = new byte[0];
   private byte[] rgb;
@@ -209,8 +216,8 @@ public final class ClipPreprocessor {
 
   /** RGBA → RGBa (or LA → La): colour channels multiplied by alpha, Pillow's rounding. */
   private byte[] premultiply(byte[] px, int c) {
-    if (premultiplied.length < px.length) premultiplied = new byte[px.length];
-    byte[] out = premultiplied;
+    byte[] out = premultiplied.length >= px.length ? premultiplied : new byte[px.length];
+    if (px.length <= RETAINED_BYTES) premultiplied = out;
     int a = c - 1;
     for (int i = 0; i < px.length; i += c) {
       int alpha = px[i + a] & 0xff;
@@ -234,7 +241,13 @@ public final class ClipPreprocessor {
   }
 
   private byte[] window(int n) {
-    if (window.length < n) window = new byte[n];
-    return window;
+    byte[] w = window.length >= n ? window : new byte[n];
+    if (n <= RETAINED_BYTES) window = w;
+    return w;
+  }
+
+  /** The bytes of scratch this preprocessor keeps between images (for tests). */
+  long retainedBytes() {
+    return (long) premultiplied.length + window.length;
   }
 }

@@ -47,8 +47,9 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * DecodedImage im = new ImageDecoder().decode(Path.of("cat.jpg"));   // RGB 640x480
  * }</pre>
  *
- * <p>Instances are thread-safe: the native JPEG decoder keeps one handle and its buffers per
- * thread.
+ * <p>Instances are thread-safe: each decoding in progress borrows a native JPEG handle with its
+ * buffers, kept for the next decoding (at most one per processor; {@link #releaseBuffers()} drops
+ * them, and they go with the instance).
  */
 public final class ImageDecoder {
   /** Which decoder reads JPEG files; the default comes from the system property {@code jclip.jpeg}. */
@@ -124,7 +125,50 @@ public final class ImageDecoder {
   private final boolean javaJpeg;
   /** libjpeg-turbo, or null for the Java path. */
   private final NativeJpeg nativeJpeg;
-  private final ThreadLocal<NativeJpeg.Session> jpegSessions;
+  /**
+   * TurboJPEG handles with their native buffers, one per decoding in progress, kept for the next
+   * (at most one per processor): the decoder's own, so that they go with it (a ThreadLocal would
+   * keep one per thread and per decoder), and {@link #releaseBuffers()} drops them. Shared with
+   * the instances {@link #withJpegDraft} derives.
+   */
+  private final JpegSessions jpegSessions;
+
+  private static final class JpegSessions {
+    private final NativeJpeg lib;
+    private final java.util.concurrent.ConcurrentLinkedDeque<NativeJpeg.Session> kept = new java.util.concurrent.ConcurrentLinkedDeque<>();
+    private final java.util.concurrent.atomic.AtomicInteger count = new java.util.concurrent.atomic.AtomicInteger();
+
+    JpegSessions(NativeJpeg lib) {
+      this.lib = lib;
+    }
+
+    NativeJpeg.Session borrow() {
+      NativeJpeg.Session s = kept.pollFirst();
+      if (s == null) return lib.newSession();
+      count.decrementAndGet();
+      return s;
+    }
+
+    void giveBack(NativeJpeg.Session s) {
+      if (count.incrementAndGet() > Runtime.getRuntime().availableProcessors()) {
+        count.decrementAndGet();
+        return; // dropped: its handle is destroyed and its buffers freed once unreachable
+      }
+      kept.offerFirst(s);
+    }
+
+    void clear() {
+      for (NativeJpeg.Session s; (s = kept.pollFirst()) != null; ) count.decrementAndGet();
+    }
+  }
+
+  /**
+   * Drops the native JPEG handles and buffers kept between decodings (freed once unreachable); the
+   * next decoding makes new ones. For a long-running service after a burst of large images.
+   */
+  public void releaseBuffers() {
+    if (jpegSessions != null) jpegSessions.clear();
+  }
   private final PngCodec pngCodec;
   /** Pillow's draft size for JPEGs (see {@link #withJpegDraft}), or 0 for full-size decoding. */
   private final int jpegDraft;
@@ -187,8 +231,8 @@ public final class ImageDecoder {
           "the native JPEG decoder was requested but libturbojpeg.so.0 (Debian/Ubuntu package libturbojpeg0) could not be loaded");
     }
     this.nativeJpeg = lib;
-    // One TurboJPEG handle per thread that decodes with this instance (created on first use).
-    this.jpegSessions = lib == null ? null : ThreadLocal.withInitial(lib::newSession);
+    // TurboJPEG handles, made as decodings need them and kept for the next.
+    this.jpegSessions = lib == null ? null : new JpegSessions(lib);
     this.jpegDraft = 0;
   }
 
@@ -460,7 +504,13 @@ public final class ImageDecoder {
     int components = jpegComponents(b);
     if ((components == 1 || components == 3 || components == 4) && nativeJpeg != null) {
       // Pillow's own codec; null hands the file to the Java path (warnings, errors).
-      DecodedImage im = nativeJpeg.decode(jpegSessions.get(), file, b, this, jpegDraft);
+      NativeJpeg.Session session = jpegSessions.borrow();
+      DecodedImage im;
+      try {
+        im = nativeJpeg.decode(session, file, b, this, jpegDraft);
+      } finally {
+        jpegSessions.giveBack(session);
+      }
       if (im != null) return im;
     }
     if ((components == 1 || components == 3) && javaJpeg) {

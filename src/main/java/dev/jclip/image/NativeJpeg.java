@@ -56,10 +56,11 @@ final class NativeJpeg {
   static final String PREMATURE_END = "Premature end of JPEG file";
 
   /**
-   * Per-thread buffers up to this size are kept for the next image; larger ones (rare, above about
-   * 21 megapixels of RGB) are freed after the call so that an idle worker does not hold them.
+   * A session's buffers up to this size are kept for the next image; larger ones (above about 11
+   * megapixels of RGB) are freed after the call, so that the sessions a decoder keeps (one per
+   * processor at most) do not hold the largest image each ever saw.
    */
-  private static final long RETAINED_BYTES = 64L << 20;
+  private static final long RETAINED_BYTES = 32L << 20;
 
   private final MethodHandle initDecompress;
   private final MethodHandle decompressHeader3;
@@ -94,8 +95,8 @@ final class NativeJpeg {
   }
 
   /**
-   * One decompressor handle and its reusable native buffers. Not thread-safe: one per thread
-   * (TurboJPEG handles are single-threaded, and its error text is thread-local). The handle is
+   * One decompressor handle and its reusable native buffers. Not thread-safe: one decoding at a
+   * time (TurboJPEG handles are single-threaded; its error text is read back from the handle). The handle is
    * destroyed when the session becomes unreachable; the buffers are GC-managed ({@code
    * Arena.ofAuto}), so nothing leaks whichever thread lets it go.
    */

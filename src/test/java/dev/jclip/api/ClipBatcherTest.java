@@ -21,6 +21,7 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.RejectedExecutionException;
@@ -518,6 +519,41 @@ class ClipBatcherTest {
           assertTrue(s.batches() <= inputs.size(), s.toString());
           if (!turns) assertEquals(0, s.paddedRows(), "no padding on the CPU");
         }
+      }
+    }
+  }
+
+  /**
+   * A Clip closed before its batcher: the first batch that fails on it ends its dispatcher, so the
+   * batcher closes and refuses what comes next at once (it used to take every request and fail it
+   * in a batch of its own, over a million a second).
+   */
+  @Test
+  void aClipClosedUnderItsBatcherClosesTheBatcher() throws Exception {
+    try (Checkpoint ck = Checkpoint.open(Reference.dir().resolve("models/vit-b32-tiny/state_dict.pt"))) {
+      ClipConfig cfg = ClipConfig.infer(ck);
+      ClipTokenizer tok = ClipTokenizer.load(Reference.file("bpe_simple_vocab_16e6.txt.gz"));
+      Clip clip = Clip.create(cfg, ck.tensors(), tok, Clip.Options.defaults().withDevice("cpu").withThreads(1));
+      try (ClipBatcher b = ClipBatcher.of(clip)) {
+        Clip.Tokens t = clip.tokenize("a dog");
+        assertEquals(1, b.encodeText(t).length);
+        clip.close();
+        CompletableFuture<float[][]> f = b.submitTexts(t);
+        ExecutionException e = assertThrows(ExecutionException.class, () -> f.get(30, TimeUnit.SECONDS));
+        assertTrue(e.getCause().getMessage().contains("closed"), e.getCause().toString());
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (true) {
+          try {
+            b.submitTexts(t).get(30, TimeUnit.SECONDS);
+          } catch (RejectedExecutionException refused) {
+            assertTrue(refused.getMessage().contains("closed"), refused.getMessage());
+            break;
+          } catch (ExecutionException failed) {
+            // the dispatcher may still be ending: try again
+          }
+          assertTrue(System.nanoTime() < deadline, "the batcher still takes requests 30 s after its Clip was closed");
+        }
+        assertTrue(b.stats().failedBatches() <= 3, b.stats().toString());
       }
     }
   }

@@ -18,6 +18,7 @@ import java.util.Random;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -137,6 +138,48 @@ class ClipTest {
       f.finish();
     }
     for (int i = 0; i < files.length; i++) assertArrayEquals(want[i], java.util.Arrays.copyOfRange(out, i * e, (i + 1) * e), "row " + i);
+  }
+
+  /**
+   * What a Clip keeps between calls is bounded and goes with it: many callers at once on the CPU
+   * take turns past a few runs (so only that many executors were built for one shape), the kept
+   * preprocessors are dropped by releaseIdle() and close(), a closed Clip refuses to preprocess,
+   * and an interrupted caller gets its result with its interrupt flag kept.
+   */
+  @Test
+  void whatAClipKeepsIsBoundedAndGoesWithIt() throws Exception {
+    Path rose = Reference.file("images/rose.jpg");
+    try (dev.jclip.io.Checkpoint ck = dev.jclip.io.Checkpoint.open(Reference.file("models/vit-b32-tiny/state_dict.pt"))) {
+      dev.jclip.model.ClipConfig cfg = dev.jclip.model.ClipConfig.infer(ck);
+      Clip c = Clip.create(cfg, ck.tensors(), null, Clip.Options.defaults().withDevice("cpu").withThreads(2));
+      Clip.Pixels px = c.preprocess(rose);
+      float[] want = c.encodeImage(px)[0];
+      c.releaseIdle();
+      ExecutorService pool = Executors.newFixedThreadPool(16);
+      try {
+        List<Future<float[]>> got = new ArrayList<>();
+        for (int i = 0; i < 64; i++) got.add(pool.submit(() -> c.encodeImage(c.preprocess(rose))[0]));
+        for (Future<float[]> f : got) assertArrayEquals(want, f.get(120, TimeUnit.SECONDS));
+      } finally {
+        pool.shutdown();
+      }
+      int[] kept = c.kept();
+      assertTrue(kept[0] <= 2, "idle executors of one shape after 16 callers on 2 threads: " + kept[0]);
+      assertTrue(kept[1] >= 1 && kept[1] <= Runtime.getRuntime().availableProcessors(), "kept preprocessors: " + kept[1]);
+      c.releaseIdle();
+      assertArrayEquals(new int[] {0, 0}, c.kept());
+      Thread.currentThread().interrupt();
+      try {
+        assertArrayEquals(want, c.encodeImage(px)[0]);
+      } finally {
+        assertTrue(Thread.interrupted(), "the interrupt flag is kept");
+      }
+      c.preprocess(rose);
+      c.close();
+      assertArrayEquals(new int[] {0, 0}, c.kept());
+      IllegalStateException closed = assertThrows(IllegalStateException.class, () -> c.preprocess(rose));
+      assertTrue(closed.getMessage().contains("closed"), closed.getMessage());
+    }
   }
 
   /** A job records the precision its model computes in; options that say another are refused, not recorded. */

@@ -9,6 +9,26 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 class ClipPreprocessorTest {
+  /** A large RGBA image's premultiplied copy is made for the call and not kept; a small one's is, and both give what a fresh preprocessor gives. */
+  @Test
+  void scratchForALargeImageIsNotKept() {
+    ClipPreprocessor kept = new ClipPreprocessor(32);
+    Random r = new Random(3);
+    byte[] big = new byte[2400 * 2000 * 4], small = new byte[300 * 200 * 4];
+    r.nextBytes(big);
+    r.nextBytes(small);
+    float[] a = new float[kept.floatsPerImage()], b = new float[kept.floatsPerImage()];
+    kept.toTensor(DecodedImage.of("PNG", DecodedImage.Mode.RGBA, 300, 200, small), a, 0);
+    assertTrue(kept.retainedBytes() >= small.length, "a small image's scratch is kept: " + kept.retainedBytes());
+    kept.toTensor(DecodedImage.of("PNG", DecodedImage.Mode.RGBA, 2400, 2000, big), a, 0);
+    assertTrue(kept.retainedBytes() <= ClipPreprocessor.RETAINED_BYTES, "after a 19 MB RGBA image it keeps " + kept.retainedBytes() + " bytes");
+    new ClipPreprocessor(32).toTensor(DecodedImage.of("PNG", DecodedImage.Mode.RGBA, 2400, 2000, big), b, 0);
+    assertArrayEquals(b, a);
+    kept.toTensor(DecodedImage.of("PNG", DecodedImage.Mode.RGBA, 300, 200, small), a, 0);
+    new ClipPreprocessor(32).toTensor(DecodedImage.of("PNG", DecodedImage.Mode.RGBA, 300, 200, small), b, 0);
+    assertArrayEquals(b, a);
+  }
+
   @Test
   void geometryFollowsTorchvision() {
     // short side to R, long side int(R * long / short) truncated

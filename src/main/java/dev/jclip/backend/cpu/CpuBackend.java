@@ -865,7 +865,14 @@ public final class CpuBackend extends HostFloatBackend {
     };
     for (int i = 0, helpers = Math.min(threads - 1, count - 1); i < helpers; i++) pool.execute(work);
     work.run();
-    while (done.get() < count) java.util.concurrent.locks.LockSupport.park(this);
+    // park() returns at once while the interrupt flag is set: clear it for the wait (the region
+    // finishes either way) and set it again after, so an interrupted caller waits, not spins
+    boolean interrupted = false;
+    while (done.get() < count) {
+      java.util.concurrent.locks.LockSupport.park(this);
+      if (Thread.interrupted()) interrupted = true;
+    }
+    if (interrupted) Thread.currentThread().interrupt();
     Throwable t = failure.get();
     if (t instanceof RuntimeException r) throw r;
     if (t instanceof Error e) throw e;
