@@ -224,10 +224,12 @@ public final class Clip implements AutoCloseable {
   private final Options options;
   private final Map<String, ConcurrentLinkedDeque<Executor>> pools = new ConcurrentHashMap<>();
   private final AtomicInteger idle = new AtomicInteger();
-  /** Runs at once on a CPU backend: {@link #MAX_CPU_RUNS} at most, fewer with fewer threads. */
+  /**
+   * Runs at once on a CPU backend: each run computes on its caller's thread and the backend's
+   * {@code threads - 1} workers, so past {@code processors - threads + 1} runs (at least 2) more
+   * add memory (their activations) and no speed; further callers wait.
+   */
   private final java.util.concurrent.Semaphore running;
-  /** The most runs a CPU backend computes at once; more callers wait (each run builds its activations). */
-  static final int MAX_CPU_RUNS = 8;
   private volatile boolean closed;
   /** Set when pipelined encoding ran out of device memory: encode calls run their batches one at a time from then on. */
   private volatile boolean oneBatchAtATime;
@@ -251,7 +253,7 @@ public final class Clip implements AutoCloseable {
     this.batch = options.batchSize() != Options.DEVICE_BATCH ? options.batchSize() : backend.defaultBatch();
     this.resolution = config.imageResolution();
     this.floatsPerImage = new ClipPreprocessor(resolution).floatsPerImage();
-    this.running = new java.util.concurrent.Semaphore(Math.max(2, Math.min(MAX_CPU_RUNS, options.threads())), true);
+    this.running = new java.util.concurrent.Semaphore(Math.max(2, Runtime.getRuntime().availableProcessors() - options.threads() + 1), true);
   }
 
   private ClipPreprocessor borrowPreprocessor() {
