@@ -314,7 +314,7 @@ public final class Clip implements AutoCloseable {
     if (modelNameOrPath.isBlank()) throw new IllegalArgumentException("no model named: give an OpenAI name such as ViT-B/32, a checkpoint file or a model folder");
     String cpuOnly = fp16Refusal(DeviceSpec.parse(options.device()), Precision.parse(options.precision()));
     if (cpuOnly != null) throw new IllegalArgumentException(cpuOnly);
-    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath, ModelRegistry.defaults());
+    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath);
     // A vocabulary the caller names (or the model folder's) is read now, so that a bad one fails
     // here; the default one is looked up, or downloaded, when the first text is tokenized, so that
     // image-only use needs none.
@@ -999,16 +999,14 @@ public final class Clip implements AutoCloseable {
       // (an interrupt does not stop the wait, as it does not stop the run).
       running.acquireUninterruptibly();
       try {
-        checkOpen();
+        if (closed) throw new IllegalStateException("this Clip was closed while this call waited its turn");
         return runBorrowed(shape, graph, inputs);
       } finally {
         running.release();
       }
     } catch (RuntimeException e) {
       // closed while this call ran: say so, not what the closed backend said
-      if (closed && !(e instanceof IllegalStateException ise && "this Clip is closed".equals(ise.getMessage()))) {
-        throw new IllegalStateException("this Clip was closed while this call ran", e);
-      }
+      if (closed && !String.valueOf(e.getMessage()).startsWith("this Clip was closed while")) throw new IllegalStateException("this Clip was closed while this call ran", e);
       throw e;
     }
   }

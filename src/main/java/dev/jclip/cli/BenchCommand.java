@@ -226,7 +226,7 @@ public final class BenchCommand implements Callable<Integer> {
         ClipConfig cfg = RandomWeights.config(random);
         return new Weights(cfg, RandomWeights.generate(cfg, 1), null);
       }
-      Checkpoint ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.defaults()));
+      Checkpoint ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model));
       try {
         return new Weights(ClipConfig.infer(ck), ck.tensors(), ck);
       } catch (IOException | RuntimeException e) {

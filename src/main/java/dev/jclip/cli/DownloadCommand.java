@@ -43,7 +43,14 @@ public final class DownloadCommand implements Callable<Integer> {
   public Integer call() throws IOException {
     PrintWriter out = spec.commandLine().getOut();
     PrintWriter err = spec.commandLine().getErr();
-    ModelRegistry registry = ModelRegistry.defaults();
+    ModelRegistry registry;
+    try {
+      registry = ModelRegistry.defaults();
+    } catch (IOException e) {
+      err.println("jclip download: " + e.getMessage());
+      err.flush();
+      return 1;
+    }
     Downloader d = downloader;
     try {
       if (d == null) d = cacheDir == null ? Downloader.defaults(System.err) : Downloader.withCache(cacheDir, System.err);
@@ -77,7 +84,7 @@ public final class DownloadCommand implements Callable<Integer> {
 
   private static Path fetch(Downloader d, ModelRegistry registry, String name) throws IOException {
     Optional<ModelRegistry.Model> m = registry.find(name);
-    if (m.isEmpty()) throw new IOException("'" + name + "' is not a registered model; 'jclip download --list' shows them");
+    if (m.isEmpty()) throw new IOException("'" + name + "' is not a registered model" + registry.sourceSaid() + "; 'jclip download --list' shows them");
     return d.fetch(m.get());
   }
 }

@@ -85,6 +85,7 @@ public final class EmbedCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
+    o = o.model(model.model, null); // the name now, for the check below; its SHA-256 once loaded
     try {
       EmbedJob.precheck(o); // before a long model load: the input, the output folder, its lock, a resumed job's options
     } catch (IOException | IllegalArgumentException | IllegalStateException e) {
@@ -118,7 +119,8 @@ public final class EmbedCommand implements Callable<Integer> {
       if (r.items() == 0) err.println("jclip embed: warning: " + input + " holds no inputs");
       err.flush();
       if (r.items() > 0 && r.errors() == r.items()) {
-        err.println("jclip embed: nothing was embedded: every input was skipped (errors.jsonl in " + output + " says why)");
+        err.println("jclip embed: nothing was embedded: every input was skipped (errors.jsonl in " + output + " says why; a run into a new"
+            + " output folder tries them again, where this one's resume does not)");
         err.flush();
         return 1;
       }

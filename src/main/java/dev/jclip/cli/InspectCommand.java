@@ -57,7 +57,7 @@ public final class InspectCommand implements Callable<Integer> {
         return 2;
       }
     }
-    try (Checkpoint ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model, ModelRegistry.defaults()))) {
+    try (Checkpoint ck = Checkpoint.open(Downloader.defaults(System.err).resolve(model))) {
       out.println("path:         " + ck.path());
       out.println("format:       " + ck.formatDescription());
       out.println("naming:       " + ck.naming().name().toLowerCase(Locale.ROOT).replace('_', ' ') + " tensor names (mapped to OpenAI's state-dict keys)");

@@ -119,6 +119,11 @@ public final class Checkpoint implements AutoCloseable {
         if (!states[i].equals(now[i])) changed = true;
       }
       if (!changed) return;
+      List<String> which = new ArrayList<>();
+      for (int i = 0; i < states.length; i++) {
+        if (states[i] != null && !states[i].equals(now[i])) which.add(files.get(i).getFileName() + (now[i] == null ? " (gone from its path)" : ""));
+      }
+      String where = files.size() > 1 || !files.get(0).equals(path) ? " (changed: " + String.join(", ", which) + ")" : "";
       String again = "load the model again (to update a model file in use, write the new file beside it and rename it over the old"
           + " one, which leaves the loaded one intact)";
       for (int i = 0; i < states.length; i++) {
@@ -135,15 +140,17 @@ public final class Checkpoint implements AutoCloseable {
         try {
           c = crc(e.getValue());
         } catch (InternalError fault) { // a page of the mapping no longer backed by the file
-          throw new CheckpointException(path, e.getKey(), "changed on disk after it was loaded (reading its bytes faulted); " + again, fault);
+          throw new CheckpointException(path, e.getKey(), "changed on disk after it was loaded (reading its bytes faulted)" + where + "; " + again, fault);
         }
         if (c != crcs.get(e.getKey())) {
           throw new CheckpointException(path, e.getKey(),
-              "changed on disk after the model was loaded: the bytes of this tensor are no longer those that were read then, and the ones that"
-                  + " were are gone; " + again);
+              "changed on disk after the model was loaded" + where + ": the bytes of this tensor are no longer those that were read then, and the"
+                  + " ones that were are gone; " + again);
         }
       }
-      System.arraycopy(now, 0, states, 0, states.length);
+      // the bytes are those loaded: what stat says now is the new normal; a file gone from its
+      // path (the mapping keeps it) keeps its old state, to be compared again if it comes back
+      for (int i = 0; i < states.length; i++) if (now[i] != null) states[i] = now[i];
     }
   }
 
@@ -439,6 +446,10 @@ public final class Checkpoint implements AutoCloseable {
         new Rule(text, "text_cfg.", "hf_model_name", nullOrAbsent, "the reference text tower, not a HuggingFace one"),
         new Rule(text, "text_cfg.", "norm_kwargs", defaultEps, ln),
         new Rule(text, "text_cfg.", "act_kwargs", emptyOrAbsent, "the activation without arguments"),
+        new Rule(text, "text_cfg.", "hf_tokenizer_name", nullOrAbsent, "the reference's BPE tokenizer"),
+        new Rule(text, "text_cfg.", "tokenizer_kwargs", emptyOrAbsent, "the reference's BPE tokenizer and its text cleaning"),
+        new Rule(vision, "vision_cfg.", "no_ln_pre", falseOrAbsent, "the reference image tower, with ln_pre"),
+        new Rule(cfg, "model_cfg.", "init_logit_bias", nullOrAbsent, "logits without a bias (SigLIP's)"),
         new Rule(vision, "vision_cfg.", "pool_type", v -> v.isNull() || v.asText().equals("tok"), "the image pooled at the class token (pool_type tok)"),
         new Rule(vision, "vision_cfg.", "global_average_pool", falseOrAbsent, "the image pooled at the class token"),
         new Rule(vision, "vision_cfg.", "attentional_pool", falseOrAbsent, "the image pooled at the class token"),

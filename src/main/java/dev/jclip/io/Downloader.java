@@ -103,13 +103,25 @@ public final class Downloader {
    *
    * @throws java.nio.file.NoSuchFileException when it is neither (the message lists the names)
    */
+  /**
+   * {@link #resolve(String, ModelRegistry)} with {@link ModelRegistry#defaults()}, read only when
+   * {@code pathOrName} is no existing file or folder (so that a bad registry file does not stop a
+   * command given a local model).
+   */
+  public Path resolve(String pathOrName) throws IOException {
+    Path p = Path.of(pathOrName);
+    if (Files.exists(p)) return p;
+    return resolve(pathOrName, ModelRegistry.defaults());
+  }
+
   public Path resolve(String pathOrName, ModelRegistry registry) throws IOException {
     Path p = Path.of(pathOrName);
     if (Files.exists(p)) return p;
     Optional<ModelRegistry.Model> m = registry.find(pathOrName);
     if (m.isEmpty()) {
       throw new java.nio.file.NoSuchFileException(
-          pathOrName, null, "no such file, and not a registered model name (known: " + registry.models().stream().map(ModelRegistry.Model::name).toList() + ")");
+          pathOrName, null, "no such file, and not a registered model name (known: " + registry.models().stream().map(ModelRegistry.Model::name).toList() + ")"
+              + registry.sourceSaid());
     }
     return fetch(m.get());
   }

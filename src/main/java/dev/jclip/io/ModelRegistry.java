@@ -48,9 +48,22 @@ public final class ModelRegistry {
   private final List<Model> models;
   private final FileSpec tokenizer;
 
-  private ModelRegistry(List<Model> models, FileSpec tokenizer) {
+  private final Path source;
+
+  private ModelRegistry(List<Model> models, FileSpec tokenizer, Path source) {
     this.models = List.copyOf(models);
     this.tokenizer = tokenizer;
+    this.source = source;
+  }
+
+  /** Where this registry came from: the file given in place of the shipped one, or null for the shipped one. */
+  public Path source() {
+    return source;
+  }
+
+  /** " (the registry of FILE, in place of jclip's own)" for a registry read from a file, else "": for messages. */
+  public String sourceSaid() {
+    return source == null ? "" : " (the registry " + source + ", given by -Djclip.registry or JCLIP_REGISTRY in place of jclip's own)";
   }
 
   /**
@@ -64,7 +77,8 @@ public final class ModelRegistry {
     if (file == null || file.isBlank()) return builtin();
     Path p = Path.of(file);
     try (InputStream in = java.nio.file.Files.newInputStream(p)) {
-      return parse(in, p);
+      ModelRegistry r = parse(in, p);
+      return new ModelRegistry(r.models, r.tokenizer, p);
     } catch (java.nio.file.NoSuchFileException e) {
       throw new java.nio.file.NoSuchFileException(file, null, "the model registry named by -Djclip.registry or JCLIP_REGISTRY does not exist");
     } catch (com.fasterxml.jackson.core.JacksonException e) {
@@ -83,6 +97,9 @@ public final class ModelRegistry {
   /** Parses a registry file, checking every entry. */
   public static ModelRegistry parse(InputStream in, Path label) throws IOException {
     JsonNode root = new ObjectMapper().readTree(in);
+    if (root == null || !root.isObject()) throw new CheckpointException(label, null, "not a model registry: expected a JSON object with \"tokenizer\" and \"models\"");
+    if (!root.path("tokenizer").isObject()) throw new CheckpointException(label, "tokenizer", "missing or not an object (the vocabulary's name, url and sha256)");
+    if (!root.path("models").isArray()) throw new CheckpointException(label, "models", "missing or not a list");
     List<Model> models = new ArrayList<>();
     for (JsonNode m : root.path("models")) {
       String name = text(m, "name", label);
@@ -93,7 +110,7 @@ public final class ModelRegistry {
       if (files.isEmpty()) throw new CheckpointException(label, name, "model has no files");
       models.add(new Model(name, aliases, text(m, "source", label), m.path("description").asText(""), files));
     }
-    return new ModelRegistry(models, file(root.path("tokenizer"), label, "tokenizer"));
+    return new ModelRegistry(models, file(root.path("tokenizer"), label, "tokenizer"), null);
   }
 
   private static String text(JsonNode n, String field, Path label) throws CheckpointException {

@@ -904,7 +904,8 @@ public final class EmbedJob {
       com.fasterxml.jackson.databind.node.ObjectNode then = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(f.toFile());
       com.fasterxml.jackson.databind.node.ObjectNode now = json.valueToTree(params(o, false, null, null));
       // what the model or the opened input decides is checked by the job itself
-      for (String later : List.of("embed_dim", "image_size", "model", "model_sha256", "captions", "id_column")) {
+      for (String later : o.modelName == null ? List.of("embed_dim", "image_size", "model", "model_sha256", "captions", "id_column")
+          : List.of("embed_dim", "image_size", "model_sha256", "captions", "id_column")) {
         then.remove(later);
         now.remove(later);
       }
@@ -925,15 +926,17 @@ public final class EmbedJob {
     if (encoder != null) {
       p.put("embed_dim", encoder.embedDim());
       p.put("image_size", encoder.imageSize());
-      p.put("model", o.modelName == null ? encoder.name() : o.modelName);
-      p.put("model_sha256", o.modelSha256);
     }
+    if (encoder != null || o.modelName != null) p.put("model", o.modelName == null ? encoder.name() : o.modelName);
+    if (encoder != null) p.put("model_sha256", o.modelSha256);
     p.put("precision", o.precision);
     p.put("captions", captions);
     p.put("id_column", idColumn);
     // Only when set, so that folders of jobs from before the option existed still resume.
     if (o.jpegDraft) p.put("jpeg_draft", true);
     if (o.activation != null) p.put("activation", o.activation);
+    // a resumed job keeps one skip rule for its large images
+    if (o.maxPixels != ImageDecoder.DEFAULT_MAX_PIXELS) p.put("max_pixels", o.maxPixels);
     return p;
   }
 
@@ -1074,7 +1077,8 @@ public final class EmbedJob {
 
   private static String summary(Map<String, Double> t, long items, long embedded, long errors) {
     StringBuilder s = new StringBuilder();
-    s.append(String.format(java.util.Locale.ROOT, "embed: %d items, %d embedded, %d skipped (see errors.jsonl) in %.1f s%n", items, embedded, errors, t.get("wall_s")));
+    s.append(String.format(java.util.Locale.ROOT, "embed: %d items, %d embedded, %d skipped%s in %.1f s%n", items, embedded, errors, errors > 0 ? " (see errors.jsonl)" : "",
+        t.get("wall_s")));
     s.append("where the time went (decode/preprocess: *_cpu_s the workers' CPU time, *_wall_s their elapsed time, both summed over the"
         + " workers; encode_s the model; write_s the writer):\n");
     Iterator<Map.Entry<String, Double>> it = t.entrySet().iterator();

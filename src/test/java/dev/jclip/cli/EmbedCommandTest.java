@@ -212,7 +212,8 @@ class EmbedCommandTest {
     other.set(other.indexOf("5"), "7");
     r = ModelCommandsTest.run(new EmbedCommand(), "", other.toArray(String[]::new));
     assertEquals(1, r.code(), r.err());
-    assertTrue(r.err().contains("holds a job started with other options (shard_size: 5 then, 7 now)") && !r.err().contains("no-such-model"), r.err());
+    // the options and the model's name both differ, and both are said before any model is read
+    assertTrue(r.err().contains("holds a job started with other options (shard_size: 5 then, 7 now; model: ") && !r.err().contains("no such file"), r.err());
 
     try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(out.resolve(".jclip/lock"), java.nio.file.StandardOpenOption.WRITE);
         java.nio.channels.FileLock held = ch.lock()) {

@@ -118,6 +118,23 @@ class MirrorRegistryTest {
     System.setProperty("jclip.registry", bad.toString());
     CliRun.Result r = run(null, "download", "--list", "--cache", tmp.toString());
     assertEquals(1, r.code());
-    assertTrue(r.err().contains(bad.toString()) && r.err().contains("not a model registry"), r.err());
+    assertTrue(r.err().startsWith("jclip download: " + bad) && r.err().contains("not a model registry") && !r.err().contains("\tat "), r.err());
+    Path noTokenizer = Files.writeString(tmp.resolve("no-tokenizer.json"), "{\"models\": []}");
+    System.setProperty("jclip.registry", noTokenizer.toString());
+    r = run(null, "download", "--list", "--cache", tmp.toString());
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("'tokenizer': missing or not an object"), r.err());
+    // a command given a local model does not need the registry, bad as it is
+    r = run(null, "inspect", "--no-sha256", Reference.file("models/vit-b32-tiny/state_dict.pt").toString());
+    assertEquals(0, r.code(), r.err());
+  }
+
+  @Test
+  void aNameNotInAGivenRegistrySaysWhichRegistry() throws Exception {
+    Path registry = registry("bpe_simple_vocab_16e6.txt.gz");
+    System.setProperty("jclip.registry", registry.toString());
+    CliRun.Result r = run(null, "download", "--cache", tmp.toString(), "ViT-B/32");
+    assertEquals(1, r.code());
+    assertTrue(r.err().contains("'ViT-B/32' is not a registered model (the registry " + registry + ", given by -Djclip.registry or JCLIP_REGISTRY"), r.err());
   }
 }

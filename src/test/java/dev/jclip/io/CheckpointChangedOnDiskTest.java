@@ -84,6 +84,34 @@ class CheckpointChangedOnDiskTest {
     }
   }
 
+  /** A folder's message names the file that changed; a file moved away and back is still watched. */
+  @Test
+  void aFolderNamesTheChangedFileAndAFileMovedBackIsStillWatched() throws IOException {
+    Path hf = Files.createDirectories(dir.resolve("hf"));
+    for (String f : new String[] {"config.json", "model.safetensors", "vocab.json", "merges.txt"}) {
+      Files.copy(Reference.file("models/vit-b32-tiny/hf/" + f), hf.resolve(f));
+    }
+    Path st = hf.resolve("model.safetensors");
+    try (Checkpoint ck = Checkpoint.open(hf)) {
+      Tensor t = ck.tensors().values().stream().filter(x -> x.byteSize() >= 4096).findFirst().orElseThrow();
+      writeAt(st, offsetOf(st, t) + 100, new byte[] {9, 9, 9, 9});
+      CheckpointException e = assertThrows(CheckpointException.class, ck::checkUnchanged);
+      assertTrue(e.getMessage().contains("(changed: model.safetensors)"), e.getMessage());
+    }
+    Path pt = copy("models/vit-b32-tiny/state_dict.pt", "m.pt");
+    try (Checkpoint ck = Checkpoint.open(pt)) {
+      Path away = dir.resolve("m.bak");
+      Files.move(pt, away);
+      assertDoesNotThrow(ck::checkUnchanged, "moved away: the mapping keeps it");
+      Files.move(away, pt);
+      try (FileChannel ch = FileChannel.open(pt, StandardOpenOption.WRITE)) {
+        ch.truncate(100_000);
+      }
+      CheckpointException e = assertThrows(CheckpointException.class, ck::checkUnchanged);
+      assertTrue(e.getMessage().contains("was cut short"), e.getMessage());
+    }
+  }
+
   @Test
   void aFileReplacedByARenameLeavesTheLoadedWeights() throws IOException {
     Path file = copy("models/vit-b32-tiny/state_dict.pt", "m.pt");

@@ -251,7 +251,8 @@ class CheckpointFolderTest {
       {"text_cfg", "no_causal_mask", "true"}, {"text_cfg", "pool_type", "\"last\""}, {"text_cfg", "embed_cls", "true"},
       {"text_cfg", "norm_kwargs", "{\"eps\": 1e-6}"}, {"vision_cfg", "pool_type", "\"avg\""}, {"vision_cfg", "global_average_pool", "true"},
       {"vision_cfg", "attentional_pool", "true"}, {"vision_cfg", "norm_kwargs", "{\"eps\": 1e-6}"}, {"vision_cfg", "act_kwargs", "{\"approximate\": \"tanh\"}"},
-      {"model_cfg", "norm_kwargs", "{\"eps\": 1e-6}"},
+      {"model_cfg", "norm_kwargs", "{\"eps\": 1e-6}"}, {"text_cfg", "hf_tokenizer_name", "\"bert-base-uncased\""},
+      {"text_cfg", "tokenizer_kwargs", "{\"clean\": \"canonicalize\"}"}, {"vision_cfg", "no_ln_pre", "true"}, {"model_cfg", "init_logit_bias", "-10"},
     };
     for (String[] r : refused) {
       JSON.writeValue(oc.resolve("open_clip_config.json").toFile(), openClipConfig(ctor, r[0], r[1], JSON.readTree(r[2])));
