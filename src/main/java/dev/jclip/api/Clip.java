@@ -193,6 +193,10 @@ public final class Clip implements AutoCloseable {
    */
   private static final int IDLE_HEAP_SHARE = 4;
   private final java.util.concurrent.atomic.AtomicLong idleBytes = new java.util.concurrent.atomic.AtomicLong();
+  /** The bytes idle executors may keep on the CPU (a quarter of the heap's maximum; tests set less). */
+  volatile long idleBytesCap = Runtime.getRuntime().maxMemory() / IDLE_HEAP_SHARE;
+  /** The CPU's idle executors with their pools, least recently returned first: evicted in this order past {@link #idleBytesCap}. */
+  private final ConcurrentLinkedDeque<Map.Entry<ConcurrentLinkedDeque<Executor>, Executor>> idleOrder = new ConcurrentLinkedDeque<>();
 
   private final Checkpoint checkpoint;
   private final ClipConfig config;
@@ -489,6 +493,19 @@ public final class Clip implements AutoCloseable {
   /** Idle executors and kept preprocessors, for the tests. */
   int[] kept() {
     return new int[] {idle.get(), preprocessorsKept.get()};
+  }
+
+  /** The shapes with an idle executor, and the idle executors' bytes, for the tests. */
+  java.util.SortedSet<String> idleShapes() {
+    java.util.SortedSet<String> s = new java.util.TreeSet<>();
+    pools.forEach((shape, pool) -> {
+      if (!pool.isEmpty()) s.add(shape);
+    });
+    return s;
+  }
+
+  long idleBytes() {
+    return idleBytes.get();
   }
 
   /** The graph shapes this Clip has built executors for ("image:8", "text:2x16", ...), for the tests. */
@@ -1051,15 +1068,39 @@ public final class Clip implements AutoCloseable {
     return taken(pool.pollFirst());
   }
 
-  /** Returns a borrowed executor to its pool after a successful run, else (or when the pool is full) closes it. */
+  /**
+   * Returns a borrowed executor to its pool after a successful run, else (or when 64 are idle)
+   * closes it. On the CPU, past {@link #idleBytesCap} the least recently returned idle executors
+   * (of any shape) are closed first, so that the shapes in use stay.
+   */
   private void giveBack(ConcurrentLinkedDeque<Executor> pool, Executor ex, boolean ok) {
     long bytes = ex == null || serialized ? 0 : ex.plannedBytes();
     if (ok && !closed && idle.incrementAndGet() <= MAX_IDLE) {
-      if (bytes == 0 || idleBytes.addAndGet(bytes) <= Runtime.getRuntime().maxMemory() / IDLE_HEAP_SHARE) {
+      if (bytes == 0) {
         pool.addFirst(ex);
         return;
       }
-      idleBytes.addAndGet(-bytes);
+      if (bytes > idleBytesCap) { // over the cap by itself: the others stay
+        idle.decrementAndGet();
+        ex.close();
+        return;
+      }
+      long now = idleBytes.addAndGet(bytes);
+      while (now > idleBytesCap) {
+        Map.Entry<ConcurrentLinkedDeque<Executor>, Executor> oldest = idleOrder.pollFirst();
+        if (oldest == null) break;
+        if (oldest.getKey().remove(oldest.getValue())) { // not borrowed meanwhile
+          idle.decrementAndGet();
+          now = idleBytes.addAndGet(-oldest.getValue().plannedBytes());
+          oldest.getValue().close();
+        }
+      }
+      if (now <= idleBytesCap) {
+        pool.addFirst(ex);
+        idleOrder.addLast(Map.entry(pool, ex));
+        return;
+      }
+      idleBytes.addAndGet(-bytes); // larger than the cap by itself
     }
     if (ok && !closed) idle.decrementAndGet();
     if (ex != null) ex.close();
@@ -1069,7 +1110,10 @@ public final class Clip implements AutoCloseable {
   private Executor taken(Executor ex) {
     if (ex != null) {
       idle.decrementAndGet();
-      if (!serialized) idleBytes.addAndGet(-ex.plannedBytes());
+      if (!serialized) {
+        idleBytes.addAndGet(-ex.plannedBytes());
+        idleOrder.removeIf(e -> e.getValue() == ex);
+      }
     }
     return ex;
   }

@@ -183,6 +183,40 @@ class ClipTest {
     }
   }
 
+  /** Past the idle bytes' cap the least recently used shape goes, not the one just used. */
+  @Test
+  void idleExecutorsPastTheCapGoLeastRecentlyUsedFirst() throws Exception {
+    Path rose = Reference.file("images/rose.jpg");
+    try (dev.jclip.io.Checkpoint ck = dev.jclip.io.Checkpoint.open(Reference.file("models/vit-b32-tiny/state_dict.pt"))) {
+      dev.jclip.model.ClipConfig cfg = dev.jclip.model.ClipConfig.infer(ck);
+      try (Clip c = Clip.create(cfg, ck.tensors(), null, Clip.Options.defaults().withDevice("cpu").withThreads(1))) {
+        Clip.Pixels one = c.preprocess(rose), two = c.preprocess(rose, rose);
+        int[] ids = new int[cfg.contextLength()];
+        ids[0] = 49406;
+        ids[1] = 320;
+        ids[2] = 49407;
+        Clip.Tokens text = new Clip.Tokens(1, ids.length, ids); // a text's activations: less than two images
+        c.encodeImage(one);
+        long a = c.idleBytes();
+        c.encodeImage(two);
+        long ab = c.idleBytes();
+        assertTrue(a > 0 && ab > a, a + " then " + ab);
+        c.idleBytesCap = ab;
+        java.util.SortedSet<String> before = c.idleShapes();
+        assertEquals(2, before.size(), before.toString());
+        c.encodeImage(one); // the one-image shape is now the more recent
+        c.encodeText(text); // over the cap: the two-image shape, least recently used, goes
+        java.util.SortedSet<String> after = c.idleShapes();
+        assertEquals(2, after.size(), before + " -> " + after);
+        assertTrue(after.contains("image:1") && !after.contains("image:2"), before + " -> " + after);
+        assertTrue(c.idleBytes() <= ab, c.idleBytes() + " > " + ab);
+        c.idleBytesCap = 1; // each over the cap by itself: none is kept, and those kept stay
+        c.encodeImage(two);
+        assertEquals(after, c.idleShapes());
+      }
+    }
+  }
+
   /** A job records the precision its model computes in; options that say another are refused, not recorded. */
   @Test
   void anEmbedJobRecordsThePrecisionItsModelComputesIn(@org.junit.jupiter.api.io.TempDir Path tmp) throws Exception {
