@@ -366,7 +366,9 @@ public final class Checkpoint implements AutoCloseable {
     String textAct = text.path("hidden_act").asText("quick_gelu");
     String visionAct = vision.path("hidden_act").asText("quick_gelu");
     if (!textAct.equals(visionAct)) {
-      throw new CheckpointException(config, "hidden_act", "text_config uses '" + textAct + "' but vision_config '" + visionAct + "': jclip runs one activation in both towers");
+      String t = root.path("text_config_dict").has("hidden_act") ? "text_config_dict" : "text_config";
+      String v = root.path("vision_config_dict").has("hidden_act") ? "vision_config_dict" : "vision_config";
+      throw new CheckpointException(config, "hidden_act", t + " uses '" + textAct + "' but " + v + " '" + visionAct + "': jclip runs one activation in both towers");
     }
     Map<String, Integer> declared = new LinkedHashMap<>();
     declare(declared, "embed_dim", root, "projection_dim");

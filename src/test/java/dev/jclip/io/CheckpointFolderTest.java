@@ -230,6 +230,10 @@ class CheckpointFolderTest {
     try (Checkpoint ck = Checkpoint.open(folder)) {
       assertEquals(Activation.GELU, ClipConfig.infer(ck).activation(), "the *_config_dict value wins");
     }
+    ((ObjectNode) cfg.get("vision_config_dict")).put("hidden_act", "quick_gelu");
+    JSON.writeValue(folder.resolve("config.json").toFile(), cfg);
+    CheckpointException mixed = assertThrows(CheckpointException.class, () -> Checkpoint.open(folder));
+    assertTrue(mixed.getMessage().contains("text_config_dict uses 'gelu' but vision_config_dict 'quick_gelu'"), mixed.getMessage());
     for (String tower : new String[] {"text_config", "vision_config"}) {
       ObjectNode eps = base.deepCopy();
       ((ObjectNode) eps.get(tower)).put("layer_norm_eps", 1e-6);
