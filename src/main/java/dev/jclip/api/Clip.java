@@ -221,8 +221,7 @@ public final class Clip implements AutoCloseable {
    * threads' (a ThreadLocal would keep one per thread and per Clip alive after close()); {@link
    * #close()} and {@link #releaseIdle()} empty it.
    */
-  private final ConcurrentLinkedDeque<ClipPreprocessor> preprocessors = new ConcurrentLinkedDeque<>();
-  private final AtomicInteger preprocessorsKept = new AtomicInteger();
+  private final dev.jclip.image.ReusePool<ClipPreprocessor> preprocessors;
   private final int resolution, floatsPerImage;
   private final ImageDecoder decoder = new ImageDecoder();
   private final Options options;
@@ -256,28 +255,18 @@ public final class Clip implements AutoCloseable {
     this.options = options;
     this.batch = options.batchSize() != Options.DEVICE_BATCH ? options.batchSize() : backend.defaultBatch();
     this.resolution = config.imageResolution();
+    this.preprocessors = new dev.jclip.image.ReusePool<>(() -> new ClipPreprocessor(resolution));
     this.floatsPerImage = new ClipPreprocessor(resolution).floatsPerImage();
     this.running = new java.util.concurrent.Semaphore(Math.max(2, Runtime.getRuntime().availableProcessors() - options.threads() + 1), true);
   }
 
-  private ClipPreprocessor borrowPreprocessor() {
-    ClipPreprocessor p = preprocessors.pollFirst();
-    if (p == null) return new ClipPreprocessor(resolution);
-    preprocessorsKept.decrementAndGet();
-    return p;
-  }
-
   private void giveBack(ClipPreprocessor p) {
-    if (closed || preprocessorsKept.incrementAndGet() > Runtime.getRuntime().availableProcessors()) {
-      preprocessorsKept.decrementAndGet();
-      return;
-    }
-    preprocessors.offerFirst(p);
+    if (!closed) preprocessors.giveBack(p);
   }
 
   /** Drops the kept preprocessors and the decoder's kept native buffers. */
   private void releasePreprocessing() {
-    for (ClipPreprocessor p; (p = preprocessors.pollFirst()) != null; ) preprocessorsKept.decrementAndGet();
+    preprocessors.clear();
     decoder.releaseBuffers();
   }
 
@@ -420,10 +409,11 @@ public final class Clip implements AutoCloseable {
    * the message says both and how to give one.
    */
   public static Path defaultVocabulary() throws IOException {
-    if (System.getenv(ClipTokenizer.VOCAB_ENV) != null && !System.getenv(ClipTokenizer.VOCAB_ENV).isBlank()) return ClipTokenizer.defaultVocabulary();
     try {
       return ClipTokenizer.defaultVocabulary();
     } catch (IOException missing) {
+      String env = System.getenv(ClipTokenizer.VOCAB_ENV);
+      if (env != null && !env.isBlank()) throw missing; // a vocabulary named that is not there: nothing to download in its place
       Downloader d = Downloader.defaults(System.err);
       try {
         return d.fetch(ModelRegistry.defaults().tokenizer(), d.cache());
@@ -492,10 +482,10 @@ public final class Clip implements AutoCloseable {
 
   /** Idle executors and kept preprocessors, for the tests. */
   int[] kept() {
-    return new int[] {idle.get(), preprocessorsKept.get()};
+    return new int[] {idle.get(), preprocessors.size()};
   }
 
-  /** The shapes with an idle executor, and the idle executors' bytes, for the tests. */
+  /** The shapes with an idle executor, for the tests. */
   java.util.SortedSet<String> idleShapes() {
     java.util.SortedSet<String> s = new java.util.TreeSet<>();
     pools.forEach((shape, pool) -> {
@@ -504,6 +494,7 @@ public final class Clip implements AutoCloseable {
     return s;
   }
 
+  /** The idle executors' bytes, for the tests. */
   long idleBytes() {
     return idleBytes.get();
   }
@@ -529,7 +520,7 @@ public final class Clip implements AutoCloseable {
     for (int i = 0; i < images.length; i++) java.util.Objects.requireNonNull(images[i], "image " + i);
     checkOpen();
     float[] d = new float[images.length * floatsPerImage];
-    ClipPreprocessor pre = borrowPreprocessor();
+    ClipPreprocessor pre = preprocessors.borrow();
     try {
       for (int i = 0; i < images.length; i++) {
         // ImageDecodeException names the file and the problem
@@ -546,7 +537,7 @@ public final class Clip implements AutoCloseable {
     java.util.Objects.requireNonNull(image, "image");
     checkOpen();
     float[] d = new float[floatsPerImage];
-    ClipPreprocessor pre = borrowPreprocessor();
+    ClipPreprocessor pre = preprocessors.borrow();
     try {
       pre.toTensor(image, d, 0);
     } finally {

@@ -131,36 +131,7 @@ public final class ImageDecoder {
    * keep one per thread and per decoder), and {@link #releaseBuffers()} drops them. Shared with
    * the instances {@link #withJpegDraft} derives.
    */
-  private final JpegSessions jpegSessions;
-
-  private static final class JpegSessions {
-    private final NativeJpeg lib;
-    private final java.util.concurrent.ConcurrentLinkedDeque<NativeJpeg.Session> kept = new java.util.concurrent.ConcurrentLinkedDeque<>();
-    private final java.util.concurrent.atomic.AtomicInteger count = new java.util.concurrent.atomic.AtomicInteger();
-
-    JpegSessions(NativeJpeg lib) {
-      this.lib = lib;
-    }
-
-    NativeJpeg.Session borrow() {
-      NativeJpeg.Session s = kept.pollFirst();
-      if (s == null) return lib.newSession();
-      count.decrementAndGet();
-      return s;
-    }
-
-    void giveBack(NativeJpeg.Session s) {
-      if (count.incrementAndGet() > Runtime.getRuntime().availableProcessors()) {
-        count.decrementAndGet();
-        return; // dropped: its handle is destroyed and its buffers freed once unreachable
-      }
-      kept.offerFirst(s);
-    }
-
-    void clear() {
-      for (NativeJpeg.Session s; (s = kept.pollFirst()) != null; ) count.decrementAndGet();
-    }
-  }
+  private final ReusePool<NativeJpeg.Session> jpegSessions;
 
   /**
    * Drops the native JPEG handles and buffers kept between decodings (freed once unreachable); the
@@ -169,6 +140,7 @@ public final class ImageDecoder {
   public void releaseBuffers() {
     if (jpegSessions != null) jpegSessions.clear();
   }
+
   private final PngCodec pngCodec;
   /** Pillow's draft size for JPEGs (see {@link #withJpegDraft}), or 0 for full-size decoding. */
   private final int jpegDraft;
@@ -232,7 +204,7 @@ public final class ImageDecoder {
     }
     this.nativeJpeg = lib;
     // TurboJPEG handles, made as decodings need them and kept for the next.
-    this.jpegSessions = lib == null ? null : new JpegSessions(lib);
+    this.jpegSessions = lib == null ? null : new ReusePool<>(lib::newSession);
     this.jpegDraft = 0;
   }
 
