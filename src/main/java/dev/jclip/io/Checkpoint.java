@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteBuffer;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -71,7 +72,8 @@ public final class Checkpoint implements AutoCloseable {
   private final List<AutoCloseable> resources;
   private final Guard guard;
 
-  private Checkpoint(Path path, Format format, String detail, CanonicalNames.Result names, List<Path> files, ConfigHints hints, List<AutoCloseable> resources) {
+  private Checkpoint(Path path, Format format, String detail, CanonicalNames.Result names, List<Path> files, ConfigHints hints, List<AutoCloseable> resources,
+      List<ZipArchive.Verified> verified) {
     this.path = path;
     this.format = format;
     this.detail = detail;
@@ -81,32 +83,84 @@ public final class Checkpoint implements AutoCloseable {
     this.extras = Collections.unmodifiableMap(new LinkedHashMap<>(names.extras()));
     this.hints = hints;
     this.resources = List.copyOf(resources);
-    this.guard = new Guard(path, this.files, this.tensors);
+    this.guard = new Guard(path, this.files, this.tensors, verified);
   }
 
   /**
-   * What the files looked like when this checkpoint was opened, and a CRC-32C of every tensor's
-   * bytes then (one pass over the weights, several GB/s), for {@link #checkUnchanged}.
+   * What the files looked like when this checkpoint was opened, and a checksum of every byte a
+   * tensor may still read from them, for {@link #checkUnchanged}: the CRC-32 of each zip entry
+   * read as a view of the mapped file (checked against the zip directory's when it was first
+   * read, so taking it costs nothing more), and a CRC-32C of each other tensor that is a view of a
+   * mapped file (safetensors; zip entries with {@code -Djclip.zip.crc=off}), one pass over those
+   * bytes at opening. Tensors on the Java heap (inflated entries, strided views, renamed or joined
+   * copies) are copies made at opening, which no change of a file reaches.
    */
   private static final class Guard {
     private final Path path;
     private final List<Path> files;
     private final FileState[] states;
-    private final Map<String, Tensor> tensors;
+    /** Zip entries: the name used in a message (the first tensor in it, else the entry), the view and its CRC-32. */
+    private final List<Region> entries = new ArrayList<>();
+    /** Other mapped tensors and their CRC-32C at opening. */
+    private final Map<String, Tensor> tensors = new LinkedHashMap<>();
     private final Map<String, Long> crcs = new LinkedHashMap<>();
 
-    Guard(Path path, List<Path> files, Map<String, Tensor> tensors) {
+    private record Region(String name, ByteBuffer view, long crc, long start, long end) {}
+
+    Guard(Path path, List<Path> files, Map<String, Tensor> all, List<ZipArchive.Verified> verified) {
       this.path = path;
       this.files = files;
       this.states = new FileState[files.size()];
       for (int i = 0; i < states.length; i++) states[i] = FileState.of(files.get(i));
-      this.tensors = tensors;
-      for (Map.Entry<String, Tensor> e : tensors.entrySet()) crcs.put(e.getKey(), crc(e.getValue()));
+      List<Region> regions = new ArrayList<>();
+      for (ZipArchive.Verified v : verified) {
+        long start = java.lang.foreign.MemorySegment.ofBuffer(v.view()).address();
+        regions.add(new Region(v.name(), v.view(), v.crc(), start, start + v.view().remaining()));
+      }
+      regions.sort(java.util.Comparator.comparingLong(Region::start));
+      String[] firstTensor = new String[regions.size()];
+      for (Map.Entry<String, Tensor> e : all.entrySet()) {
+        ByteBuffer b = e.getValue().data();
+        if (!b.isDirect()) continue; // a copy on the heap
+        long a = java.lang.foreign.MemorySegment.ofBuffer(b).address(), z = a + b.remaining();
+        int i = containing(regions, a, z);
+        if (i >= 0) {
+          if (firstTensor[i] == null) firstTensor[i] = e.getKey();
+        } else {
+          tensors.put(e.getKey(), e.getValue());
+          crcs.put(e.getKey(), crc32c(e.getValue().data()));
+        }
+      }
+      for (int i = 0; i < regions.size(); i++) {
+        Region r = regions.get(i);
+        if (firstTensor[i] != null) entries.add(new Region(firstTensor[i], r.view(), r.crc(), r.start(), r.end()));
+      }
     }
 
-    private static long crc(Tensor t) {
+    /** The region (sorted by start, not overlapping) holding [a, z), or -1. */
+    private static int containing(List<Region> regions, long a, long z) {
+      int lo = 0, hi = regions.size() - 1, found = -1;
+      while (lo <= hi) { // the last region starting at or before a
+        int mid = (lo + hi) >>> 1;
+        if (regions.get(mid).start() <= a) {
+          found = mid;
+          lo = mid + 1;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      return found >= 0 && z <= regions.get(found).end() ? found : -1;
+    }
+
+    private static long crc32c(ByteBuffer b) {
       java.util.zip.CRC32C c = new java.util.zip.CRC32C();
-      c.update(t.data().duplicate());
+      c.update(b.duplicate());
+      return c.getValue();
+    }
+
+    private static long crc32(ByteBuffer b) {
+      java.util.zip.CRC32 c = new java.util.zip.CRC32();
+      c.update(b.duplicate());
       return c.getValue();
     }
 
@@ -135,22 +189,25 @@ public final class Checkpoint implements AutoCloseable {
       }
       // Written in place, or only touched (a new time, owner or mode), or replaced by a rename
       // (the mapping keeps the old file): the bytes decide.
-      for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
-        long c;
-        try {
-          c = crc(e.getValue());
-        } catch (InternalError fault) { // a page of the mapping no longer backed by the file
-          throw new CheckpointException(path, e.getKey(), "changed on disk after it was loaded (reading its bytes faulted)" + where + "; " + again, fault);
-        }
-        if (c != crcs.get(e.getKey())) {
-          throw new CheckpointException(path, e.getKey(),
-              "changed on disk after the model was loaded" + where + ": the bytes of this tensor are no longer those that were read then, and the"
-                  + " ones that were are gone; " + again);
-        }
-      }
+      for (Region r : entries) same(r.name(), () -> crc32(r.view()), r.crc(), where, again);
+      for (Map.Entry<String, Tensor> e : tensors.entrySet()) same(e.getKey(), () -> crc32c(e.getValue().data()), crcs.get(e.getKey()), where, again);
       // the bytes are those loaded: what stat says now is the new normal; a file gone from its
       // path (the mapping keeps it) keeps its old state, to be compared again if it comes back
       for (int i = 0; i < states.length; i++) if (now[i] != null) states[i] = now[i];
+    }
+
+    private void same(String tensor, java.util.function.LongSupplier crc, long then, String where, String again) throws CheckpointException {
+      long c;
+      try {
+        c = crc.getAsLong();
+      } catch (InternalError fault) { // a page of the mapping no longer backed by the file
+        throw new CheckpointException(path, tensor, "changed on disk after it was loaded (reading its bytes faulted)" + where + "; " + again, fault);
+      }
+      if (c != then) {
+        throw new CheckpointException(path, tensor,
+            "changed on disk after the model was loaded" + where + ": the bytes of this tensor are no longer those that were read then, and the"
+                + " ones that were are gone; " + again);
+      }
     }
   }
 
@@ -195,7 +252,7 @@ public final class Checkpoint implements AutoCloseable {
     List<AutoCloseable> resources = new ArrayList<>();
     try {
       Loaded l = loadFile(path, resources);
-      Checkpoint ck = new Checkpoint(path, l.format, l.detail, CanonicalNames.canonicalize(path, l.tensors), List.of(path), ConfigHints.NONE, resources);
+      Checkpoint ck = new Checkpoint(path, l.format, l.detail, CanonicalNames.canonicalize(path, l.tensors), List.of(path), ConfigHints.NONE, resources, l.verified);
       resources = null;
       return ck;
     } finally {
@@ -211,16 +268,16 @@ public final class Checkpoint implements AutoCloseable {
    */
   public static Checkpoint read(MappedFile file) throws IOException {
     Loaded l = load(file);
-    return new Checkpoint(file.path(), l.format, l.detail, CanonicalNames.canonicalize(file.path(), l.tensors), List.of(file.path()), ConfigHints.NONE, List.of());
+    return new Checkpoint(file.path(), l.format, l.detail, CanonicalNames.canonicalize(file.path(), l.tensors), List.of(file.path()), ConfigHints.NONE, List.of(), l.verified);
   }
 
   /** Raw tensors of one file, under its own names. */
-  private record Loaded(Format format, String detail, Map<String, Tensor> tensors) {}
+  private record Loaded(Format format, String detail, Map<String, Tensor> tensors, List<ZipArchive.Verified> verified) {}
 
   private static Loaded loadFile(Path path, List<AutoCloseable> resources) throws IOException {
     MappedFile mf = MappedFile.open(path);
     if (!isZip(mf) && looksLikeSafetensors(mf)) {
-      return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources));
+      return new Loaded(Format.SAFETENSORS, null, readSafetensors(path, resources), List.of());
     }
     return load(mf);
   }
@@ -248,9 +305,10 @@ public final class Checkpoint implements AutoCloseable {
     int b0 = mf.segment().get(ValueLayout.JAVA_BYTE, 0) & 0xff;
     int b1 = mf.segment().get(ValueLayout.JAVA_BYTE, 1) & 0xff;
     if (b0 == 'P' && b1 == 'K') {
-      TorchArchive a = TorchArchive.read(mf);
+      ZipArchive zip = ZipArchive.read(mf);
+      TorchArchive a = TorchArchive.read(zip);
       Format f = a.format().equals(TorchArchive.TORCHSCRIPT) ? Format.TORCHSCRIPT : Format.TORCH_SAVE;
-      return new Loaded(f, a.wrapper() == null ? null : "state dict under '" + a.wrapper() + "'", a.tensors());
+      return new Loaded(f, a.wrapper() == null ? null : "state dict under '" + a.wrapper() + "'", a.tensors(), zip.verified());
     }
     if (b0 == 0x80 && b1 <= 5) {
       throw new CheckpointException(
@@ -315,17 +373,19 @@ public final class Checkpoint implements AutoCloseable {
     List<AutoCloseable> resources = new ArrayList<>();
     try {
       Map<String, Tensor> raw = new LinkedHashMap<>();
+      List<ZipArchive.Verified> verified = new ArrayList<>();
       Set<String> detail = new LinkedHashSet<>();
       for (Path f : files) {
         Loaded l = loadFile(f, resources);
         detail.add(l.format.description() + (l.detail == null ? "" : ", " + l.detail));
+        verified.addAll(l.verified);
         for (var e : l.tensors.entrySet()) {
           if (raw.put(e.getKey(), e.getValue()) != null) throw new CheckpointException(f, e.getKey(), "tensor appears in two shards");
         }
       }
       if (indexFile != null) checkIndex(indexFile, raw.keySet());
       String d = String.join(", ", detail) + (files.size() > 1 ? ", " + files.size() + " shards" : "");
-      Checkpoint ck = new Checkpoint(dir, format, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources);
+      Checkpoint ck = new Checkpoint(dir, format, d, CanonicalNames.canonicalize(dir, raw), files, hints, resources, verified);
       resources = null;
       return ck;
     } finally {

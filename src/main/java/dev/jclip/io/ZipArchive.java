@@ -64,6 +64,14 @@ public final class ZipArchive {
   private final Map<String, Entry> entries;
   private final boolean checkCrc = crcProperty();
   private final Set<String> checked = ConcurrentHashMap.newKeySet();
+  private final java.util.Queue<Verified> verified = new java.util.concurrent.ConcurrentLinkedQueue<>();
+
+  /**
+   * A stored entry read as a view of the mapped file whose bytes matched its CRC-32 when first
+   * read: what {@link Checkpoint}'s guard checks again if the file changes, instead of taking a
+   * checksum of its own at opening.
+   */
+  public record Verified(Path file, String name, ByteBuffer view, long crc) {}
 
   private ZipArchive(Path file, MemorySegment data, Map<String, Entry> entries) {
     this.file = file;
@@ -79,6 +87,14 @@ public final class ZipArchive {
   /** The file, as used in error messages. */
   public Path file() {
     return file;
+  }
+
+  /**
+   * The stored entries read so far whose CRC-32 was checked (none with {@code
+   * -Djclip.zip.crc=off}), each once: views of the mapped file.
+   */
+  public List<Verified> verified() {
+    return List.copyOf(verified);
   }
 
   /** All entries in central-directory order. */
@@ -113,6 +129,7 @@ public final class ZipArchive {
             String.format("CRC-32 of the entry's %d bytes is %08x, the zip directory says %08x: the file is damaged (a bad download, copy or disk); fetch it again", e.size(), crc.getValue(), e.crc()));
       }
       checked.add(e.name());
+      if (e.method() == STORED) verified.add(new Verified(file, e.name(), b.duplicate(), e.crc()));
     }
     return b;
   }

@@ -55,8 +55,29 @@ class CheckpointChangedOnDiskTest {
   }
 
   @ParameterizedTest
-  @ValueSource(strings = {"models/vit-b32-tiny/state_dict.pt", "models/vit-b32-tiny/hf/model.safetensors"})
+  @ValueSource(strings = {"models/vit-b32-tiny/state_dict.pt", "models/vit-b32-tiny/openai-jit.pt", "models/vit-b32-tiny/hf/model.safetensors"})
   void aTensorWrittenInPlaceIsCaught(String relative) throws IOException {
+    writtenInPlace(relative);
+  }
+
+  /**
+   * Zip checkpoints are guarded by their entries' CRC-32, checked when first read; with that
+   * check off, by a CRC-32C of each tensor taken at opening, as safetensors files are.
+   */
+  @ParameterizedTest
+  @ValueSource(strings = {"models/vit-b32-tiny/state_dict.pt", "models/rn50-tiny/openai-jit.pt"})
+  void aTensorWrittenInPlaceIsCaughtWithTheZipCheckOff(String relative) throws IOException {
+    String was = System.getProperty("jclip.zip.crc");
+    System.setProperty("jclip.zip.crc", "off");
+    try {
+      writtenInPlace(relative);
+    } finally {
+      if (was == null) System.clearProperty("jclip.zip.crc");
+      else System.setProperty("jclip.zip.crc", was);
+    }
+  }
+
+  private void writtenInPlace(String relative) throws IOException {
     Path file = copy(relative, Path.of(relative).getFileName().toString());
     try (Checkpoint ck = Checkpoint.open(file)) {
       Tensor t = ck.tensors().values().stream().filter(x -> x.byteSize() >= 4096).findFirst().orElseThrow();
@@ -67,7 +88,7 @@ class CheckpointChangedOnDiskTest {
       writeAt(file, at, new byte[] {(byte) ~Files.readAllBytes(file)[(int) at]});
       CheckpointException e = assertThrows(CheckpointException.class, ck::checkUnchanged);
       assertTrue(e.getMessage().contains(file.toString()) && e.getMessage().contains("changed on disk after the model was loaded")
-          && e.getMessage().contains("rename it over the old"), e.getMessage());
+          && e.getMessage().contains("rename it over the old") && e.getMessage().contains(t.name()), e.getMessage());
     }
   }
 
