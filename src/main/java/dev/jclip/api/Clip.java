@@ -148,6 +148,22 @@ public final class Clip implements AutoCloseable {
       }
     }
 
+    /** Equal when the counts, resolutions and every value are (as {@link java.util.Arrays#equals(float[], float[])}). */
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof Pixels p && count == p.count && resolution == p.resolution && java.util.Arrays.equals(data, p.data);
+    }
+
+    @Override
+    public int hashCode() {
+      return 31 * (31 * count + resolution) + java.util.Arrays.hashCode(data);
+    }
+
+    @Override
+    public String toString() {
+      return "Pixels[" + count + " x 3 x " + resolution + " x " + resolution + "]";
+    }
+
     /** Images {@code from..to-1}. */
     public Pixels slice(int from, int to) {
       if (from < 0 || to < from || to > count) throw new IndexOutOfBoundsException("images " + from + ".." + to + " of " + count);
@@ -181,6 +197,29 @@ public final class Clip implements AutoCloseable {
       java.util.Objects.requireNonNull(ids, "ids");
       if (count < 0 || length < 1) throw new IllegalArgumentException("a count of at least 0 and a length of at least 1, got " + count + " and " + length);
       if ((long) count * length != ids.length) throw new IllegalArgumentException(count + " x " + length + " token ids, got " + ids.length);
+    }
+
+    /** Equal when the counts, lengths and every id are. */
+    @Override
+    public boolean equals(Object o) {
+      return o instanceof Tokens t && count == t.count && length == t.length && java.util.Arrays.equals(ids, t.ids);
+    }
+
+    @Override
+    public int hashCode() {
+      return 31 * (31 * count + length) + java.util.Arrays.hashCode(ids);
+    }
+
+    /** The shape and, for up to 4 texts, each text's ids up to its end-of-text token. */
+    @Override
+    public String toString() {
+      StringBuilder b = new StringBuilder("Tokens[" + count + " x " + length);
+      for (int i = 0; i < Math.min(count, 4); i++) {
+        int end = length;
+        while (end > 1 && ids[i * length + end - 1] == 0) end--;
+        b.append(i == 0 ? ": " : ", ").append(java.util.Arrays.toString(java.util.Arrays.copyOfRange(ids, i * length, i * length + end)));
+      }
+      return b.append(count > 4 ? ", ...]" : "]").toString();
     }
   }
 
@@ -556,13 +595,34 @@ public final class Clip implements AutoCloseable {
     return preprocess(ImageDecoder.fromImage(image));
   }
 
-  /** {@code clip.tokenize(texts)}: context length 77 (the model's), too-long texts rejected with their text named. */
+  /**
+   * {@code clip.tokenize(texts)}: context length 77 (the model's), too-long texts rejected with their text named.
+   *
+   * @throws IllegalArgumentException for a text of more than 75 tokens (its text named)
+   * @throws IllegalStateException when the vocabulary cannot be had ({@link #tokenizer()}; the message says how to give one)
+   */
   public Tokens tokenize(String... texts) {
     java.util.Objects.requireNonNull(texts, "texts");
     return tokenize(java.util.Arrays.asList(texts), false);
   }
 
-  /** {@code clip.tokenize(texts, truncate=truncate)}. */
+  /**
+   * {@code clip.tokenize(texts)}, from a list.
+   *
+   * @throws IllegalArgumentException for a text of more than 75 tokens (its text named)
+   * @throws IllegalStateException when the vocabulary cannot be had ({@link #tokenizer()})
+   */
+  public Tokens tokenize(List<String> texts) {
+    return tokenize(texts, false);
+  }
+
+  /**
+   * {@code clip.tokenize(texts, truncate=truncate)}: with {@code truncate}, a text of more than 75
+   * tokens keeps its first 75 and still ends with the end-of-text token.
+   *
+   * @throws IllegalArgumentException without {@code truncate}, for a text of more than 75 tokens (its text named)
+   * @throws IllegalStateException when the vocabulary cannot be had ({@link #tokenizer()})
+   */
   public Tokens tokenize(List<String> texts, boolean truncate) {
     java.util.Objects.requireNonNull(texts, "texts");
     for (int i = 0; i < texts.size(); i++) java.util.Objects.requireNonNull(texts.get(i), "text " + i);
@@ -938,9 +998,42 @@ public final class Clip implements AutoCloseable {
     return logits(encodeImage(images), encodeText(texts));
   }
 
-  /** Logits from features (e.g. cached text features of class prompts). */
+  /**
+   * Logits from features (e.g. cached text features of class prompts), as {@code model(image,
+   * text)} makes them: each row is L2-normalised here (the features need not be), then {@code
+   * exp(logit_scale) · image · textᵀ}; [images][texts] ({@code logits_per_text} is its transpose).
+   */
   public float[][] logits(float[][] imageFeatures, float[][] textFeatures) {
     return similarity(imageFeatures, textFeatures, "logits_per_image");
+  }
+
+  /**
+   * The model's {@code logit_scale} parameter, the natural log of the temperature: the logits are
+   * {@code Math.exp(logitScale())} times the cosine similarities (4.6052 = ln 100 in OpenAI's
+   * released models).
+   */
+  public float logitScale() {
+    return graphs.logitScaleParameter();
+  }
+
+  /**
+   * {@code features / features.norm(dim=-1, keepdim=True)}: each row divided by its L2 norm (in
+   * double precision), as new arrays; a row of zeros stays zeros. For averaging prompt embeddings
+   * and for cosine similarities of one's own.
+   */
+  public static float[][] normalize(float[][] features) {
+    java.util.Objects.requireNonNull(features, "features");
+    float[][] out = new float[features.length][];
+    for (int r = 0; r < features.length; r++) {
+      float[] row = features[r];
+      if (row == null) throw new NullPointerException("feature row " + r + " is null");
+      double sum = 0;
+      for (float v : row) sum += (double) v * v;
+      double inv = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+      out[r] = new float[row.length];
+      for (int i = 0; i < row.length; i++) out[r][i] = (float) (row[i] * inv);
+    }
+    return out;
   }
 
   /** {@code logits_per_image.softmax(dim=-1)}: [images][texts]. */
@@ -948,7 +1041,7 @@ public final class Clip implements AutoCloseable {
     return probs(encodeImage(images), encodeText(texts));
   }
 
-  /** Probabilities from features. */
+  /** Probabilities from features: {@link #logits(float[][], float[][])}, softmax over each image's texts. */
   public float[][] probs(float[][] imageFeatures, float[][] textFeatures) {
     return similarity(imageFeatures, textFeatures, "probs");
   }

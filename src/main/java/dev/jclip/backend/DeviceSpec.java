@@ -76,13 +76,13 @@ public record DeviceSpec(Kind kind, int ordinal) {
       case CUDA: {
         int count = cudaDevices();
         if (ordinal >= count) {
-          throw new IllegalArgumentException("--device " + this + ": this machine has " + count + " CUDA device(s)");
+          throw new IllegalArgumentException("device " + this + ": this machine has " + count + " CUDA device(s)" + ELSE);
         }
         return List.of(this);
       }
       case CUDA_ALL: {
         int count = cudaDevices();
-        if (count == 0) throw new IllegalArgumentException("--device cuda:all: this machine has no CUDA device");
+        if (count == 0) throw new IllegalArgumentException("device cuda:all: this machine has no CUDA device" + ELSE);
         List<DeviceSpec> all = new ArrayList<>();
         for (int i = 0; i < count; i++) all.add(new DeviceSpec(Kind.CUDA, i));
         return all;
@@ -92,12 +92,15 @@ public record DeviceSpec(Kind kind, int ordinal) {
     }
   }
 
+  /** What to do instead, for the command line and for Java callers. */
+  private static final String ELSE = "; use the CPU: --device cpu or auto (in Java: Clip.Options.withDevice(\"cpu\") or \"auto\")";
+
   /** The number of CUDA devices; an explicit request for a GPU on a machine without one names itself and the reason. */
   private int cudaDevices() {
     try {
       return CudaDriver.deviceCount();
     } catch (CudaException | LinkageError e) {
-      throw new IllegalArgumentException("--device " + this + ": no usable GPU (" + e.getMessage() + "); use --device cpu or auto", e);
+      throw new IllegalArgumentException("device " + this + ": no usable GPU (" + e.getMessage() + ")" + ELSE, e);
     }
   }
 

@@ -90,6 +90,11 @@ public final class ClipGraphs {
     return g.output("text_features", TextTransformer.build(g, config, weights, ids, allTokens)).build();
   }
 
+  /** The stored {@code logit_scale} (its natural log: see {@link #logitScale}). */
+  public float logitScaleParameter() {
+    return weights.get("logit_scale").toFloatArray()[0];
+  }
+
   /** {@code exp(logit_scale)}, the temperature applied to cosine similarities. */
   public float logitScale() {
     return (float) Math.exp(weights.get("logit_scale").toFloatArray()[0]);

@@ -355,6 +355,43 @@ class ClipTest {
     assertTrue(e.getMessage().contains("quick_gelu and gelu"), e.getMessage());
   }
 
+  /**
+   * The Python API's pieces: logits from features equal {@code exp(logit_scale)} times the cosines
+   * of {@link Clip#normalize}d rows (the golden logits), {@code logitScale()} is the stored
+   * parameter (3.9 for vit-b32-tiny, from its manifest), {@code tokenize(List)} refuses as {@code
+   * tokenize(String...)} does, and the records compare and print by content.
+   */
+  @Test
+  void pythonApiPieces() throws Exception {
+    assertEquals(3.9f, clip.logitScale(), 1e-6f);
+    Clip.Pixels px = clip.preprocess(Reference.file("images/rose.jpg"), Reference.file("images/coins.png"));
+    Clip.Tokens tk = clip.tokenize(List.of("a red rose", "a pile of old coins", "a dog"));
+    assertEquals(tk, clip.tokenize("a red rose", "a pile of old coins", "a dog"));
+    assertEquals(tk.hashCode(), clip.tokenize("a red rose", "a pile of old coins", "a dog").hashCode());
+    assertTrue(!tk.equals(clip.tokenize("a red rose", "a pile of old coins", "a cat")));
+    assertEquals(px, clip.preprocess(Reference.file("images/rose.jpg"), Reference.file("images/coins.png")));
+    assertEquals("Pixels[2 x 3 x 224 x 224]", px.toString());
+    assertTrue(tk.toString().startsWith("Tokens[3 x 77: [49406, "), tk.toString());
+    assertTrue(tk.toString().contains(", 49407], ["), tk.toString());
+    float[][] img = Clip.normalize(clip.encodeImage(px)), txt = Clip.normalize(clip.encodeText(tk));
+    float[][] logits = clip.logits(clip.encodeImage(px), clip.encodeText(tk));
+    for (int i = 0; i < 2; i++) {
+      double norm = 0;
+      for (float v : img[i]) norm += v * v;
+      assertEquals(1, norm, 1e-6, "normalised row " + i);
+      for (int t = 0; t < 3; t++) {
+        double dot = 0;
+        for (int e = 0; e < img[i].length; e++) dot += img[i][e] * txt[t][e];
+        assertEquals(Math.exp(clip.logitScale()) * dot, logits[i][t], 1e-4 * Math.abs(logits[i][t]) + 1e-5, "logit " + i + "," + t);
+      }
+    }
+    assertArrayEquals(new float[] {0, 0}, Clip.normalize(new float[][] {{0, 0}})[0]);
+    String longText = "a caption that goes on " + "and on ".repeat(80);
+    assertThrows(IllegalArgumentException.class, () -> clip.tokenize(List.of(longText)));
+    assertEquals(1, clip.tokenize(List.of(longText), true).count());
+    assertThrows(NullPointerException.class, () -> Clip.normalize(new float[][] {{1}, null}));
+  }
+
   static void assertClose(float[] want, float[] got, double tol, String what) {
     double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
     assertTrue(err <= tol, what + ": relative error " + err);

@@ -38,7 +38,7 @@ class DeviceSpecTest {
     try {
       cuda7.resolve(m -> {});
     } catch (IllegalArgumentException e) {
-      assertTrue(e.getMessage().startsWith("--device cuda:7"), e.getMessage());
+      assertTrue(e.getMessage().startsWith("device cuda:7"), e.getMessage());
       return;
     }
     // only a machine with eight GPUs gets here

@@ -83,6 +83,7 @@ public final class CpuBackend extends HostFloatBackend {
     this.threads = threads;
     this.pool = new ForkJoinPool(threads);
     this.kernels = vector && vectorAvailable() ? newVectorKernels() : new ScalarKernels();
+    if (vector && !vectorAvailable() && SAID_SCALAR.compareAndSet(false, true)) System.err.println(SCALAR_NOTE);
     // GEMMs are split over this backend's own threads, each calling single-threaded OpenBLAS:
     // OpenBLAS's own threads spin while waiting and collapse when the cores are shared (see
     // docs/cpu-backend.md); -Djclip.cpu.openblasThreads=true restores OpenBLAS threading to compare.
@@ -179,6 +180,13 @@ public final class CpuBackend extends HostFloatBackend {
       }
     });
   }
+
+  private static final java.util.concurrent.atomic.AtomicBoolean SAID_SCALAR = new java.util.concurrent.atomic.AtomicBoolean();
+
+  /** Said once per JVM on stderr when a backend that would run the vector kernels cannot. */
+  static final String SCALAR_NOTE = "jclip: this JVM was started without --add-modules jdk.incubator.vector, so the CPU runs its scalar kernels"
+      + " (up to ~10x slower on long sequences); start java with --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED"
+      + " (scripts/jclip does)";
 
   /** Whether the Vector API module was added to this JVM ({@code --add-modules jdk.incubator.vector}). */
   public static boolean vectorAvailable() {
