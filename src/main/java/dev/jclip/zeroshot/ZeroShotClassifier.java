@@ -27,7 +27,12 @@ public final class ZeroShotClassifier {
     this.classEmbeddings = classEmbeddings;
   }
 
-  /** Encodes every class in every template (templates use {@code {}} for the class name). */
+  /**
+   * Encodes every class in every template (templates use {@code {}} for the class name) and
+   * averages each class's normalised prompt embeddings, as the paper's prompt-ensembling notebook
+   * does. A prompt of more than 75 tokens is cut to its first 75 ({@code clip.tokenize(...,
+   * truncate=True)}), where the notebook's {@code clip.tokenize} would refuse it.
+   */
   public static ZeroShotClassifier build(Clip clip, List<String> classes, List<String> templates) {
     if (classes.isEmpty()) throw new IllegalArgumentException("no classes");
     if (templates.isEmpty()) throw new IllegalArgumentException("no templates");
@@ -39,6 +44,13 @@ public final class ZeroShotClassifier {
   public static ZeroShotClassifier of(Clip clip, List<String> classes, float[][] classEmbeddings) {
     if (classEmbeddings.length != classes.size()) {
       throw new IllegalArgumentException(classes.size() + " classes but " + classEmbeddings.length + " class embeddings");
+    }
+    int e = clip.config().embedDim();
+    for (int c = 0; c < classEmbeddings.length; c++) {
+      if (classEmbeddings[c] == null || classEmbeddings[c].length != e) {
+        throw new IllegalArgumentException("class embedding " + c + " (" + classes.get(c) + ") has "
+            + (classEmbeddings[c] == null ? "no values" : classEmbeddings[c].length + " values") + "; the model's embedding is " + e);
+      }
     }
     return new ZeroShotClassifier(clip, classes, classEmbeddings);
   }

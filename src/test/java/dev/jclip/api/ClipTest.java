@@ -392,6 +392,19 @@ class ClipTest {
     assertThrows(NullPointerException.class, () -> Clip.normalize(new float[][] {{1}, null}));
   }
 
+  /** A classifier rebuilt from cached class embeddings scores as the one built; rows of another width are refused by class. */
+  @Test
+  void zeroShotClassifierFromCachedEmbeddings() throws Exception {
+    List<String> classes = List.of("rose", "coin", "dog");
+    dev.jclip.zeroshot.ZeroShotClassifier built = dev.jclip.zeroshot.ZeroShotClassifier.build(clip, classes, List.of("a photo of a {}.", "a {}."));
+    dev.jclip.zeroshot.ZeroShotClassifier again = dev.jclip.zeroshot.ZeroShotClassifier.of(clip, classes, built.classEmbeddings());
+    float[][] f = clip.encodeImage(clip.preprocess(Reference.file("images/rose.jpg")));
+    assertArrayEquals(built.probs(f)[0], again.probs(f)[0]);
+    float[][] narrow = new float[3][clip.config().embedDim() - 1];
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> dev.jclip.zeroshot.ZeroShotClassifier.of(clip, classes, narrow));
+    assertTrue(e.getMessage().contains("class embedding 0 (rose) has " + (clip.config().embedDim() - 1) + " values"), e.getMessage());
+  }
+
   static void assertClose(float[] want, float[] got, double tol, String what) {
     double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
     assertTrue(err <= tol, what + ": relative error " + err);
