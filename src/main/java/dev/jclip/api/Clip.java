@@ -571,6 +571,19 @@ public final class Clip implements AutoCloseable {
     return new Pixels(images.length, resolution, d);
   }
 
+  /**
+   * {@link #preprocess(Path...)} of an image file's bytes (from a stream, a database, an HTTP
+   * body); {@code name} is only used in error messages.
+   *
+   * @throws dev.jclip.image.ImageDecodeException naming {@code name} and the problem
+   */
+  public Pixels preprocess(Path name, byte[] bytes) throws IOException {
+    java.util.Objects.requireNonNull(name, "name");
+    java.util.Objects.requireNonNull(bytes, "bytes");
+    checkOpen();
+    return preprocess(decoder.decode(name, bytes));
+  }
+
   /** {@link #preprocess(Path...)} of a decoded image. */
   public Pixels preprocess(DecodedImage image) {
     java.util.Objects.requireNonNull(image, "image");

@@ -361,7 +361,7 @@ public final class ImageDecoder {
               + n
               + " pixels, above the limit of "
               + maxPixels
-              + " (possible decompression bomb; raise the limit if the image is genuine: --max-pixels, or new ImageDecoder(maxPixels) in Java)");
+              + " (possible decompression bomb; raise the limit if the image is genuine: --max-pixels, or in Java clip.preprocess(new ImageDecoder(maxPixels).decode(path)))");
     }
     if (n > Integer.MAX_VALUE / 4 - 8) {
       // Java arrays stop at 2^31 elements: 4 bytes per pixel must fit in one.

@@ -405,6 +405,15 @@ class ClipTest {
     assertTrue(e.getMessage().contains("class embedding 0 (rose) has " + (clip.config().embedDim() - 1) + " values"), e.getMessage());
   }
 
+  /** Bytes in memory preprocess as the file does; bad bytes are named by the name given. */
+  @Test
+  void preprocessFromBytes() throws Exception {
+    Path rose = Reference.file("images/rose.jpg");
+    assertEquals(clip.preprocess(rose), clip.preprocess(Path.of("upload-17"), Files.readAllBytes(rose)));
+    Exception e = assertThrows(java.io.IOException.class, () -> clip.preprocess(Path.of("upload-18"), new byte[] {1, 2, 3}));
+    assertTrue(e.getMessage().contains("upload-18"), e.getMessage());
+  }
+
   static void assertClose(float[] want, float[] got, double tol, String what) {
     double err = dev.jclip.backend.ReferenceOps.relativeError(got, want);
     assertTrue(err <= tol, what + ": relative error " + err);
