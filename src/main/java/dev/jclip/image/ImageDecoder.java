@@ -308,6 +308,10 @@ public final class ImageDecoder {
   private byte[] readFile(Path file) throws ImageDecodeException {
     try {
       if (Files.isDirectory(file)) throw new ImageDecodeException(file, "is a directory, not an image file");
+      if (!Files.isRegularFile(file) && Files.exists(file)) {
+        // a named pipe would block the reader for good, a device (/dev/zero) never end
+        throw new ImageDecodeException(file, "not a regular file (a pipe, socket or device), not read");
+      }
       long size = Files.size(file);
       if (size > maxFileBytes) {
         throw new ImageDecodeException(file, "file of " + size + " bytes is larger than the limit of " + maxFileBytes);

@@ -399,7 +399,14 @@ public final class EmbedJob {
     // Each model holds one buffer while it runs; the rest are being filled by the workers.
     int buffers = Math.max(o.bufferedBatches, k + 2);
     BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
-    for (int i = 0; i < buffers; i++) pool.add(new float[o.batchSize * floatsPerImage]);
+    // A batch never holds more than a shard, nor more than the input (where its size is known).
+    long known = source.size();
+    int batchSize = (int) Math.min(o.batchSize, Math.min(o.shardSize, known > 0 ? known : Long.MAX_VALUE));
+    if ((long) batchSize * floatsPerImage > Integer.MAX_VALUE - 8) {
+      throw new IllegalArgumentException("--batch-size " + o.batchSize + ": a batch of " + batchSize + " images of " + r + " px would take "
+          + (long) batchSize * floatsPerImage * 4 / (1 << 20) + " MiB, over a Java array's 2 GiB; give at most " + (Integer.MAX_VALUE - 8) / floatsPerImage);
+    }
+    for (int i = 0; i < buffers; i++) pool.add(new float[batchSize * floatsPerImage]);
     BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
     BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(k + 1);
     ExecutorService workers = Executors.newFixedThreadPool(o.workers, daemon("embed-decode"));
@@ -416,19 +423,30 @@ public final class EmbedJob {
     try {
       Batch batch = null;
       InputItem item;
+      int resumed = -1; // the committed shard whose inputs are being enumerated
+      InputsDigest seen = null;
       while ((item = source.next()) != null) {
         int shard = Math.toIntExact(item.index() / o.shardSize);
+        if (resumed >= 0 && shard != resumed) {
+          checkResumedShard(resumed, seen);
+          resumed = -1;
+        }
         if (complete.contains(shard)) {
           progress.skipped.incrementAndGet();
           resumedItems.merge(shard, 1L, Long::sum);
+          if (resumed != shard) {
+            resumed = shard;
+            seen = new InputsDigest();
+          }
+          seen.add(item.id());
           continue;
         }
-        if (batch != null && (batch.shard != shard || batch.items.size() == o.batchSize)) {
+        if (batch != null && (batch.shard != shard || batch.items.size() == batchSize)) {
           batch.lastOfShard = batch.shard != shard;
           closeBatch(batch, toEncode);
           batch = null;
         }
-        if (batch == null) batch = new Batch(shard, take(pool), o.batchSize);
+        if (batch == null) batch = new Batch(shard, take(pool), batchSize);
         int slot = batch.items.size();
         batch.items.add(item);
         batch.pending.incrementAndGet();
@@ -436,6 +454,7 @@ public final class EmbedJob {
         InputItem it = item;
         workers.execute(() -> prepare(b, slot, it, decoder, pre.get(), floatsPerImage));
       }
+      if (resumed >= 0) checkResumedShard(resumed, seen);
       if (batch != null) {
         batch.lastOfShard = true;
         closeBatch(batch, toEncode);
@@ -687,6 +706,7 @@ public final class EmbedJob {
     final List<Map<String, String>> extras = new ArrayList<>();
     final Set<String> extraColumns = new LinkedHashSet<>();
     final StringBuilder errors = new StringBuilder();
+    final InputsDigest inputs = new InputsDigest();
     long items;
     long errorCount;
 
@@ -726,6 +746,7 @@ public final class EmbedJob {
           for (int i = 0; i < b.items.size(); i++) {
             InputItem it = b.items.get(i);
             s.items++;
+            s.inputs.add(it.id());
             if (b.errors[i] != null) {
               ObjectNode line = jsonLine.createObjectNode();
               line.put("index", it.index());
@@ -773,6 +794,7 @@ public final class EmbedJob {
     counts.put("items", s.items);
     counts.put("embedded", s.rows.size());
     counts.put("errors", s.errorCount);
+    counts.put("inputs_sha256", s.inputs.hex());
     writeAtomically(out.countsFile(s.n), json.writeValueAsBytes(counts));
     List<ParquetWriter.Column> cols = new ArrayList<>();
     cols.add(ParquetWriter.Column.required(source.idColumn(), ParquetWriter.Type.STRING));
@@ -808,22 +830,62 @@ public final class EmbedJob {
   /** Inputs enumerated for each shard already committed (skipped): compared with the shard's count at the end. */
   private final Map<Integer, Long> resumedItems = new java.util.concurrent.ConcurrentHashMap<>();
 
+  /** A SHA-256 of a shard's input ids in order (each UTF-8, then a 0 byte), recorded when it is committed. */
+  static final class InputsDigest {
+    private final java.security.MessageDigest md;
+
+    InputsDigest() {
+      try {
+        md = java.security.MessageDigest.getInstance("SHA-256");
+      } catch (java.security.NoSuchAlgorithmException e) {
+        throw new IllegalStateException(e);
+      }
+    }
+
+    void add(String id) {
+      md.update(String.valueOf(id).getBytes(StandardCharsets.UTF_8));
+      md.update((byte) 0);
+    }
+
+    String hex() {
+      return java.util.HexFormat.of().formatHex(md.digest());
+    }
+  }
+
   /**
-   * Says so on the log where a committed shard was enumerated with another number of inputs than
-   * it was committed with: the input changed since (files added or removed), and what changed
-   * there is not embedded by resuming.
+   * Stops the job where a committed shard's inputs, enumerated again, are not those it was
+   * committed with (their ids in order; the count alone for shards of jclip before it recorded
+   * them): the input changed since (files added, removed or renamed at or before it), so the
+   * committed shards no longer hold the inputs at their places, and resuming would leave inputs
+   * out and embed others twice.
    */
+  private void checkResumedShard(int n, InputsDigest seen) throws IOException {
+    com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
+    long then = c.path("items").asLong(-1), now = resumedItems.getOrDefault(n, 0L);
+    String digest = c.path("inputs_sha256").asText(null);
+    boolean same = then == now && (digest == null || seen == null || digest.equals(seen.hex()));
+    if (!same) throw inputChanged("shard " + n + " was committed with " + inputs(then) + (then == now ? ", not these" : ", and "
+        + now + " are at its places now"));
+  }
+
+  /** Committed shards that no input reached this time (the input shrank): see {@link #checkResumedShard}. */
   private void checkResumedShards(Set<Integer> complete) throws IOException {
-    List<String> changed = new ArrayList<>();
     for (int n : complete) {
-      long then = json.readTree(out.countsFile(n).toFile()).path("items").asLong(-1), now = resumedItems.getOrDefault(n, 0L);
-      if (then != now) changed.add("shard " + n + ": " + then + " inputs then, " + now + " now");
+      if (!resumedItems.containsKey(n)) {
+        long then = json.readTree(out.countsFile(n).toFile()).path("items").asLong(-1);
+        throw inputChanged("shard " + n + " was committed with " + inputs(then) + ", and the input now ends before it");
+      }
     }
-    if (!changed.isEmpty()) {
-      o.log.println("embed: warning: the input is not what it was when these committed shards were written (" + String.join("; ", changed)
-          + "), and resuming does not embed them again: inputs added or removed there are missing from the output (or in it); embed into a new"
-          + " output folder to embed the input as it is now");
-    }
+  }
+
+  private static String inputs(long n) {
+    return n + (n == 1 ? " input" : " inputs");
+  }
+
+  private IOException inputChanged(String what) {
+    return new IOException(out.root + ": the input is not what it was when the committed shards were written (" + what
+        + ": inputs were added, removed or renamed at or before it); resuming would leave inputs out and embed others twice, so the job"
+        + " stopped there: embed into a new output folder, or restore the input as it was");
   }
 
   private static final Set<String> JOB_FOLDERS = Set.of("img_emb", "text_emb", "metadata", ".jclip");
@@ -859,6 +921,19 @@ public final class EmbedJob {
    * resolved where it exists (so that the same input named from another folder, or by a relative
    * path, is the same job, and another input with the same name is not); a URL as given.
    */
+  /** A model named by a local file or folder: its real path, as {@link #canonicalInput}; a registered name as given. */
+  static String canonicalModel(String name) {
+    try {
+      if (name.contains("://")) return name;
+      Path p = Path.of(name);
+      if (Files.exists(p)) return canonicalInput(name);
+      Path n = p.toAbsolutePath().normalize(); // "x/../m.pt" with no folder x
+      return Files.exists(n) ? canonicalInput(n.toString()) : name;
+    } catch (java.nio.file.InvalidPathException e) {
+      return name;
+    }
+  }
+
   static String canonicalInput(String input) {
     if (input.contains("://")) return input;
     try {
@@ -927,7 +1002,7 @@ public final class EmbedJob {
       p.put("embed_dim", encoder.embedDim());
       p.put("image_size", encoder.imageSize());
     }
-    if (encoder != null || o.modelName != null) p.put("model", o.modelName == null ? encoder.name() : o.modelName);
+    if (encoder != null || o.modelName != null) p.put("model", canonicalModel(o.modelName == null ? encoder.name() : o.modelName));
     if (encoder != null) p.put("model_sha256", o.modelSha256);
     p.put("precision", o.precision);
     p.put("captions", captions);
@@ -973,6 +1048,10 @@ public final class EmbedJob {
       com.fasterxml.jackson.databind.JsonNode a = then.get(name), b = now.get(name);
       if (java.util.Objects.equals(a, b)) continue;
       if (name.equals("input") && a != null && a.isTextual() && b != null && canonicalInput(a.asText()).equals(b.asText())) continue;
+      // a model file named another way (relative, through a link), or the same weights (one SHA-256) under another name
+      if (name.equals("model") && a != null && a.isTextual() && b != null && b.isTextual()
+          && (canonicalModel(a.asText()).equals(canonicalModel(b.asText()))
+              || (then.hasNonNull("model_sha256") && then.get("model_sha256").equals(now.get("model_sha256"))))) continue;
       out.add(name + ": " + (a == null ? "not set" : a.toString()) + " then, " + (b == null ? "not set" : b.toString()) + " now");
     }
     return out;
@@ -1045,7 +1124,7 @@ public final class EmbedJob {
     model.put("name", o.modelName == null ? encoder.name() : o.modelName);
     model.put("sha256", o.modelSha256);
     job.put("precision", encoder.precision() != null ? encoder.precision() : o.precision); // what the model computed in
-    job.put("input", o.input);
+    job.put("input", canonicalInput(o.input));
     job.put("id_column", source.idColumn());
     job.put("dtype", o.dtype.name().toLowerCase(java.util.Locale.ROOT));
     job.put("embed_dim", encoder.embedDim());

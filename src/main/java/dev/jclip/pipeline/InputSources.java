@@ -143,7 +143,10 @@ public final class InputSources {
       List<String> all = new ArrayList<>();
       Files.walkFileTree(root, EnumSet.of(FileVisitOption.FOLLOW_LINKS), Integer.MAX_VALUE, new SimpleFileVisitor<>() {
         private String rel(Path f) {
-          return root.relativize(f).toString().replace('\\', '/');
+          // names joined by '/', the platform's separator aside: a '\\' is a character of a Linux file name
+          StringBuilder b = new StringBuilder();
+          for (Path part : root.relativize(f)) b.append(b.isEmpty() ? "" : "/").append(part);
+          return b.toString();
         }
 
         private boolean hidden(Path f) {
@@ -202,7 +205,15 @@ public final class InputSources {
 
     private static String brokenLink(Path link) {
       try {
-        return "broken symbolic link to " + Files.readSymbolicLink(link) + " (no such file)";
+        Path target = Files.readSymbolicLink(link);
+        try {
+          link.toRealPath();
+        } catch (java.nio.file.FileSystemException e) {
+          if (String.valueOf(e.getReason()).contains("Too many levels of symbolic links")) {
+            return "symbolic link loop: " + link.getFileName() + " -> " + target + " leads back to itself";
+          }
+        }
+        return "broken symbolic link to " + target + " (no such file)";
       } catch (IOException e) {
         return "broken symbolic link";
       }
@@ -382,9 +393,14 @@ public final class InputSources {
       try {
         if (jsonl) {
           this.header = null;
-          // JSON Lines has no header: the columns are checked per row.
+          // JSON Lines has no header: the first object's fields stand for it (a named column it
+          // lacks stops the job, as a CSV header's would; the caption column is "caption" when it
+          // has one), and each row is checked again.
+          List<String> fields = firstObjectFields();
+          String where = file + (fields == null ? "" : " (line " + lastObjectLine + ")");
+          if (fields != null) TableRows.imageColumn(Path.of(where), fields, imageColumn);
           this.imageColumn = imageColumn;
-          this.captionColumn = captionColumn == null ? "caption" : captionColumn;
+          this.captionColumn = fields == null ? captionColumn : TableRows.captionColumn(Path.of(where), fields, captionColumn);
         } else {
           List<String> h = readRecord();
           if (h == null) throw new IOException(file + ": empty CSV file (a header row is needed)");
@@ -399,17 +415,62 @@ public final class InputSources {
       }
     }
 
+    private record Line(String text, long lineNo) {}
+
+    /** Lines read ahead by {@link #firstObjectFields}, returned by {@link #next} first. */
+    private final java.util.ArrayDeque<Line> pending = new java.util.ArrayDeque<>();
+
+    /** The next line (a byte-order mark at the file's start dropped), or null at the end. */
+    private Line readLine() throws IOException {
+      if (!pending.isEmpty()) return pending.pollFirst();
+      String l = in.readLine();
+      if (l == null) return null;
+      line++;
+      if (line == 1 && l.startsWith("\uFEFF")) l = l.substring(1);
+      return new Line(l, line);
+    }
+
+    /**
+     * The fields of the first JSON object within the first 1000 lines (kept to be read again), or
+     * null where there is none (each row then says what is wrong with it).
+     */
+    private List<String> firstObjectFields() throws IOException {
+      List<Line> seen = new ArrayList<>();
+      try {
+        for (int i = 0; i < 1000; i++) {
+          Line l = readLine();
+          if (l == null) return null;
+          seen.add(l);
+          if (l.text().isBlank()) continue;
+          try {
+            if (json.readTree(l.text()) instanceof ObjectNode o) {
+              List<String> f = new ArrayList<>();
+              o.fieldNames().forEachRemaining(f::add);
+              return f;
+            }
+          } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            // a bad row: reported when it is read; look further
+          }
+        }
+        return null;
+      } finally {
+        pending.addAll(seen);
+        if (!seen.isEmpty()) lastObjectLine = seen.get(seen.size() - 1).lineNo();
+      }
+    }
+
+    private long lastObjectLine;
+
     @Override
     public InputItem next() throws IOException {
       while (true) {
-        long startLine = line + 1;
         if (jsonl) {
-          String l = in.readLine();
+          Line l = readLine();
           if (l == null) return null;
-          line++;
-          if (l.isBlank()) continue;
-          return jsonRow(l, startLine);
+          if (l.text().isBlank()) continue;
+          return jsonRow(l.text(), l.lineNo());
         }
+        long startLine = line + 1;
         List<String> rec;
         try {
           rec = readRecord();

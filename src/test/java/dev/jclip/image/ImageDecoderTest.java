@@ -73,6 +73,16 @@ class ImageDecoderTest {
     bad(tmp, "directory");
   }
 
+  /** A named pipe would block the reader for good and /dev/zero never end: both refused before reading. */
+  @Test
+  @org.junit.jupiter.api.Timeout(30)
+  void pipesAndDevicesAreNotRead() throws Exception {
+    Path fifo = tmp.resolve("fifo.jpg");
+    Process p = new ProcessBuilder("mkfifo", fifo.toString()).redirectErrorStream(true).start();
+    if (p.waitFor() == 0) bad(fifo, "not a regular file (a pipe, socket or device)");
+    if (Files.exists(Path.of("/dev/zero"))) bad(Path.of("/dev/zero"), "not a regular file");
+  }
+
   @Test
   void truncatedJpeg() throws IOException {
     for (String name : new String[] {"grace_hopper.jpg", "FreshFlower.jpg"}) { // baseline, progressive

@@ -81,13 +81,15 @@ class InputSourcesTest {
     Files.createSymbolicLink(root.resolve("gone.jpg"), dir.resolve("no-such.jpg"));
     Files.createSymbolicLink(root.resolve("a/loop"), root);
     Files.createSymbolicLink(root.resolve("gone.txt"), dir.resolve("no-such.txt"));
+    Files.createSymbolicLink(root.resolve("self.jpg"), root.resolve("self.jpg"));
+    touch("imgs/back\\slash.jpg", "x"); // a '\\' is a character of a Linux file name, not a separator
     Path locked = Files.createDirectories(root.resolve("locked"));
     touch("imgs/locked/3.jpg", "x");
     boolean canLock = locked.toFile().setReadable(false) && !Files.isReadable(locked); // root ignores modes
     try (InputSource s = InputSources.open(root.toString(), null, null)) {
       Map<String, InputItem> items = new java.util.TreeMap<>();
       for (InputItem it : all(s)) items.put(it.id(), it);
-      List<String> expected = new ArrayList<>(List.of("a/1.jpg", "a/loop", "file-link.jpg", "gone.jpg", "gone.txt", "linked/2.png"));
+      List<String> expected = new ArrayList<>(List.of("a/1.jpg", "a/loop", "back\\slash.jpg", "file-link.jpg", "gone.jpg", "gone.txt", "linked/2.png", "self.jpg"));
       expected.add(canLock ? "locked" : "locked/3.jpg");
       assertEquals(expected.stream().sorted().toList(), List.copyOf(items.keySet()));
       assertNull(items.get("a/1.jpg").error());
@@ -98,6 +100,9 @@ class InputSourcesTest {
       assertTrue(items.get("gone.jpg").error().contains("no-such.jpg"), items.get("gone.jpg").error());
       assertTrue(items.get("gone.txt").error().startsWith("broken symbolic link"), items.get("gone.txt").error());
       assertTrue(items.get("a/loop").error().contains("loop"), items.get("a/loop").error());
+      assertTrue(items.get("self.jpg").error().startsWith("symbolic link loop: self.jpg -> "), items.get("self.jpg").error());
+      assertNull(items.get("back\\slash.jpg").error());
+      assertEquals(root.resolve("back\\slash.jpg"), items.get("back\\slash.jpg").file());
       if (canLock) assertTrue(items.get("locked").error().contains("permission denied"), items.get("locked").error());
       assertEquals(items.size(), s.size());
     } finally {
@@ -170,6 +175,40 @@ class InputSourcesTest {
       assertTrue(items.get(3).error().contains("line 5: no image field"), items.get(3).error());
       assertEquals(dir.resolve("b.jpg"), items.get(4).file());
     }
+  }
+
+  /**
+   * JSON Lines has no header: the first object's fields stand for one. A named image or caption
+   * column it lacks stops the job as a CSV header's would (a typo used to embed "" for every
+   * caption, or skip every row); without a "caption" field there are no captions; a byte-order
+   * mark does not cost the first row.
+   */
+  @Test
+  void jsonLinesColumnsAreCheckedOnTheFirstObject() throws IOException {
+    Path f = touch("c.jsonl", "\uFEFF{\"image_path\": \"a.jpg\", \"caption\": \"cat\"}\n{\"image_path\": \"b.jpg\", \"caption\": \"dog\"}\n");
+    try (InputSource s = InputSources.open(f.toString(), null, null)) {
+      List<InputItem> items = all(s);
+      assertEquals(2, items.size());
+      assertEquals("cat", items.get(0).caption(), String.valueOf(items.get(0).error()));
+      assertTrue(s.hasCaptions());
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(f.toString(), null, "nope"));
+    assertTrue(e.getMessage().contains("no caption column 'nope'") && e.getMessage().contains("[image_path, caption]")
+        && e.getMessage().contains("c.jsonl (line 1)"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(f.toString(), "nope", null));
+    assertTrue(e.getMessage().contains("no image column 'nope'"), e.getMessage());
+    Path bare = touch("d.jsonl", "\nnot json\n{\"url\": \"a.jpg\"}\n{\"file\": \"b.jpg\"}\n");
+    try (InputSource s = InputSources.open(bare.toString(), null, null)) {
+      assertTrue(!s.hasCaptions());
+      List<InputItem> items = all(s);
+      assertEquals(3, items.size());
+      assertTrue(items.get(0).error().contains("line 2: not valid JSON"), items.get(0).error());
+      assertEquals(dir.resolve("a.jpg"), items.get(1).file());
+      assertEquals(dir.resolve("b.jpg"), items.get(2).file());
+    }
+    Path noImage = touch("e.jsonl", "{\"caption\": \"a cat\"}\n");
+    e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(noImage.toString(), null, null));
+    assertTrue(e.getMessage().contains("--image-column"), e.getMessage());
   }
 
   private static void entry(TarArchiveOutputStream t, String name, byte[] content) throws IOException {
