@@ -69,7 +69,8 @@ final class ModelOptions {
       if (other != null && dev.jclip.io.AtomicFile.resolveTarget(other).equals(target)) return otherOption + " and " + outOption + " name the same file: " + out;
       return null;
     } catch (IOException e) {
-      return "cannot write " + e.getMessage();
+      String m = String.valueOf(e.getMessage());
+      return "cannot write " + (m.startsWith(out.toString()) ? m : out + ": " + m);
     }
   }
 

@@ -144,6 +144,8 @@ public final class AtomicFile implements AutoCloseable {
         if (attempt == 100) throw e;
       } catch (java.nio.file.AccessDeniedException e) {
         throw new java.nio.file.AccessDeniedException(file.toString(), null, "cannot write in folder " + dir + " (permission denied)");
+      } catch (java.nio.file.FileSystemException e) { // a read-only file system: name the file asked for, not the temporary one
+        throw new java.nio.file.FileSystemException(file.toString(), null, "cannot write in folder " + dir + " (" + e.getReason() + ")");
       } catch (UnsupportedOperationException e) { // a file system without POSIX permissions
         ch = FileChannel.open(tmp, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, StandardOpenOption.READ);
         break;

@@ -384,7 +384,7 @@ public final class EmbedJob {
     Set<Integer> complete = recover();
     int skippedShards = complete.size();
 
-    o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + " workers");
+    o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + (o.workers == 1 ? " worker" : " workers"));
     Progress progress = new Progress(o.progress, o.log, source.size());
     ScheduledExecutorService ticker =
         Executors.newSingleThreadScheduledExecutor(
@@ -966,10 +966,25 @@ public final class EmbedJob {
     Objects.requireNonNull(o.input, "input");
     Objects.requireNonNull(o.output, "output");
     // the input's existence only: opening it may walk a large folder, which the job does once
+    if (o.input.equals("-")) {
+      throw new IllegalArgumentException("--input -: the input is read twice or more (to resume), so not from standard input; write the list to a file");
+    }
     if (!o.input.toLowerCase(java.util.Locale.ROOT).endsWith(".tar") && !Files.exists(Path.of(o.input))) {
       throw new java.nio.file.NoSuchFileException(o.input, null, "input not found (expected a folder, a list, a .csv/.jsonl/.parquet table or .tar shards)");
     }
+    Path in = Path.of(o.input);
+    if (Files.exists(in) && !Files.isRegularFile(in) && !Files.isDirectory(in)) {
+      throw new IllegalArgumentException(o.input + ": not a regular file or folder (a pipe or device); the input is read twice or more (to resume): give a file");
+    }
     checkOutputFolder(o.output);
+    try {
+      Files.createDirectories(o.output);
+    } catch (java.nio.file.FileSystemException e) {
+      throw new java.nio.file.FileSystemException(o.output.toString(), null, "cannot create the output folder (" + e.getReason() + ")");
+    }
+    if (!Files.isWritable(o.output)) {
+      throw new java.nio.file.AccessDeniedException(o.output.toString(), null, "cannot write in the output folder (read-only, or permission denied)");
+    }
     Layout out = new Layout(o.output);
     Path lockFile = out.work.resolve("lock");
     if (Files.isRegularFile(lockFile)) FileLockHolder.take(lockFile, o.output).close();
@@ -1156,7 +1171,7 @@ public final class EmbedJob {
 
   private static String summary(Map<String, Double> t, long items, long embedded, long errors) {
     StringBuilder s = new StringBuilder();
-    s.append(String.format(java.util.Locale.ROOT, "embed: %d items, %d embedded, %d skipped%s in %.1f s%n", items, embedded, errors, errors > 0 ? " (see errors.jsonl)" : "",
+    s.append(String.format(java.util.Locale.ROOT, "embed: %d item%s, %d embedded, %d skipped%s in %.1f s%n", items, items == 1 ? "" : "s", embedded, errors, errors > 0 ? " (see errors.jsonl)" : "",
         t.get("wall_s")));
     s.append("where the time went (decode/preprocess: *_cpu_s the workers' CPU time, *_wall_s their elapsed time, both summed over the"
         + " workers; encode_s the model; write_s the writer):\n");

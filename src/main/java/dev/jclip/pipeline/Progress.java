@@ -64,7 +64,7 @@ public final class Progress {
       }
       s.append(d).append('/').append(all).append(String.format(Locale.ROOT, " (%.0f%%)", 100 * frac));
     } else {
-      s.append(d).append(" items");
+      s.append(d).append(d == 1 ? " item" : " items");
     }
     s.append(String.format(Locale.ROOT, ", %.1f items/s", rate));
     if (all > 0 && rate > 0 && d < all) s.append(", ETA ").append(duration((all - d) / rate));

@@ -432,6 +432,25 @@ class EmbedJobTest {
     assertTrue(e.getMessage().contains("model: "), e.getMessage());
   }
 
+  /** Before the model loads: standard input and pipes are refused as inputs, and an output folder that cannot be made is named. */
+  @Test
+  void precheckRefusesPipesAndAnOutputItCannotMake() throws Exception {
+    Path list = tmp.resolve("p.txt");
+    Files.write(list, GOOD_FILES.subList(0, 2).stream().map(s -> corpus.resolve(s).toString()).toList());
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.precheck(options("-", tmp.resolve("o1"), 8, 4)));
+    assertTrue(e.getMessage().contains("not from standard input"), e.getMessage());
+    Path fifo = tmp.resolve("fifo.txt");
+    if (new ProcessBuilder("mkfifo", fifo.toString()).start().waitFor() == 0) {
+      e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.precheck(options(fifo.toString(), tmp.resolve("o2"), 8, 4)));
+      assertTrue(e.getMessage().contains("not a regular file or folder"), e.getMessage());
+    }
+    Path out = list.resolve("out"); // under a file
+    java.nio.file.FileSystemException fe = assertThrows(java.nio.file.FileSystemException.class, () -> EmbedJob.precheck(options(list.toString(), out, 8, 4)));
+    assertTrue(fe.getMessage().contains(out.toString()) && fe.getMessage().contains("cannot create the output folder"), fe.getMessage());
+    EmbedJob.precheck(options(list.toString(), tmp.resolve("o3"), 8, 4));
+    assertTrue(Files.isDirectory(tmp.resolve("o3")));
+  }
+
   /** A params.json from before session 25 recorded the input as given: a relative one is read against the current folder. */
   @Test
   void aJobThatRecordedARelativeInputStillResumes() throws Exception {
