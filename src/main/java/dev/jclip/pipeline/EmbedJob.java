@@ -333,6 +333,11 @@ public final class EmbedJob {
     jpegDecoder = decoder.jpegDecoder();
     try (InputSource source = InputSources.open(o.input, o.imageColumn, o.captionColumn)) {
       boolean captions = source.hasCaptions();
+      boolean table = source instanceof InputSources.TableSource || source instanceof InputSources.ParquetSource;
+      if (!table && (o.imageColumn != null || o.captionColumn != null)) {
+        o.log.println("embed: note: --image-column and --caption-column name a table's columns; " + o.input + " is not a table (.csv, .jsonl,"
+            + " .parquet), so they are not used");
+      }
       checkOutputFolder(o.output);
       Files.createDirectories(out.img);
       Files.createDirectories(out.meta);

@@ -432,6 +432,18 @@ class EmbedJobTest {
     assertTrue(e.getMessage().contains("model: "), e.getMessage());
   }
 
+  /** The column options on a list (not a table) are said not to be used. */
+  @Test
+  void columnOptionsOnAListAreSaidUnused() throws Exception {
+    Path list = tmp.resolve("cols.txt");
+    Files.write(list, GOOD_FILES.subList(0, 2).stream().map(s -> corpus.resolve(s).toString()).toList());
+    java.io.ByteArrayOutputStream log = new java.io.ByteArrayOutputStream();
+    EmbedJob.run(options(list.toString(), tmp.resolve("o-cols"), 8, 4).imageColumn("url").log(new PrintStream(log, true, java.nio.charset.StandardCharsets.UTF_8)),
+        new TestEncoder(R, 0));
+    String said = log.toString(java.nio.charset.StandardCharsets.UTF_8);
+    assertTrue(said.contains("--image-column and --caption-column name a table's columns") && said.contains("is not a table"), said);
+  }
+
   /** Before the model loads: standard input and pipes are refused as inputs, and an output folder that cannot be made is named. */
   @Test
   void precheckRefusesPipesAndAnOutputItCannotMake() throws Exception {
