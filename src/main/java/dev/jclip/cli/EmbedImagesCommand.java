@@ -43,6 +43,13 @@ public final class EmbedImagesCommand implements Callable<Integer> {
 
   @Mixin DecodeOptions decode;
 
+  @Option(names = "--progress", paramLabel = "MODE", defaultValue = "auto",
+      description = "auto (a bar on a terminal, lines every 10 s otherwise), bar, lines or none (default: ${DEFAULT-VALUE}).")
+  String progress;
+
+  /** Milliseconds between progress reports (a test shortens it). */
+  long progressIntervalMillis = 10_000;
+
   @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "Output file.")
   Path out;
 
@@ -65,6 +72,14 @@ public final class EmbedImagesCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
+    dev.jclip.pipeline.Progress.Mode mode;
+    try {
+      mode = dev.jclip.pipeline.Progress.mode(progress);
+    } catch (IllegalArgumentException e) {
+      err.println("jclip embed-images: " + e.getMessage());
+      err.flush();
+      return 2;
+    }
     for (Path p : images) {
       if (ids != null && (p.toString().contains("\n") || p.toString().contains("\r"))) {
         err.println("jclip embed-images: --ids writes one image a line, and '" + p.toString().replace("\n", "\\n").replace("\r", "\\r") + "' has a line break in its name");
@@ -80,7 +95,8 @@ public final class EmbedImagesCommand implements Callable<Integer> {
     }
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
         NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim());
-        AtomicFile idFile = ids == null ? null : AtomicFile.create(ids)) {
+        AtomicFile idFile = ids == null ? null : AtomicFile.create(ids);
+        ProgressTicker ticker = new ProgressTicker(mode, err, images.size(), "jclip embed-images", progressIntervalMillis)) {
       ImageDecoder decoder = decode.decoder(clip.config().imageResolution());
       List<String> skipped = new ArrayList<>();
       StringBuilder rowIds = new StringBuilder();
@@ -94,14 +110,19 @@ public final class EmbedImagesCommand implements Callable<Integer> {
           } catch (IOException | RuntimeException e) {
             if (!skipBad) throw new IOException("cannot embed " + p + ": " + e.getMessage() + " (use --skip-bad to leave such images out)", e);
             skipped.add(p.toString());
-            err.println("jclip embed-images: skipped " + p + ": " + e.getMessage());
+            ticker.message("jclip embed-images: skipped " + p + ": " + e.getMessage());
+            ticker.progress.advance(true);
           }
         }
         if (batch.isEmpty()) continue;
         float[][] f = clip.encodeImage(Clip.Pixels.concat(batch));
-        for (float[] row : f) npy.writeRow(noNormalize ? row : EmbedTextsCommand.normalized(row));
+        for (float[] row : f) {
+          npy.writeRow(noNormalize ? row : EmbedTextsCommand.normalized(row));
+          ticker.progress.advance(false);
+        }
         written += f.length;
       }
+      ticker.close();
       // both written before either is moved into place: a full disk fails the pair, not the second alone
       if (idFile != null) idFile.write(java.nio.ByteBuffer.wrap(rowIds.toString().getBytes(StandardCharsets.UTF_8)));
       npy.finish();

@@ -36,6 +36,13 @@ public final class EmbedTextsCommand implements Callable<Integer> {
   @Option(names = "--truncate", description = "Cut texts longer than the context instead of failing (clip.tokenize(truncate=True)).")
   boolean truncate;
 
+  @Option(names = "--progress", paramLabel = "MODE", defaultValue = "auto",
+      description = "auto (a bar on a terminal, lines every 10 s otherwise), bar, lines or none (default: ${DEFAULT-VALUE}).")
+  String progress;
+
+  /** Milliseconds between progress reports (a test shortens it). */
+  long progressIntervalMillis = 10_000;
+
   @Option(names = "--out", required = true, paramLabel = "FILE.npy", description = "Output file.")
   Path out;
 
@@ -64,6 +71,14 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       err.flush();
       return 2;
     }
+    dev.jclip.pipeline.Progress.Mode mode;
+    try {
+      mode = dev.jclip.pipeline.Progress.mode(progress);
+    } catch (IllegalArgumentException e) {
+      err.println("jclip embed-texts: " + e.getMessage());
+      err.flush();
+      return 2;
+    }
     String closed = JsonTextLines.closedStdin(in);
     if (closed != null) {
       err.println("jclip embed-texts: " + closed);
@@ -71,7 +86,8 @@ public final class EmbedTextsCommand implements Callable<Integer> {
       return 1;
     }
     try (Clip clip = model.load(batchSize != null ? batchSize : Clip.Options.DEVICE_BATCH);
-        NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim())) {
+        NpyWriter npy = NpyWriter.create(out, DType.F32, clip.config().embedDim());
+        ProgressTicker ticker = new ProgressTicker(mode, err, -1, "jclip embed-texts", progressIntervalMillis)) {
       JsonTextLines lines = new JsonTextLines(in);
       List<String> batch = new ArrayList<>();
       int written = 0, per = clip.batchSize();
@@ -86,12 +102,16 @@ public final class EmbedTextsCommand implements Callable<Integer> {
         }
         if (batch.size() == per || (raw == null && !batch.isEmpty())) {
           float[][] f = clip.encodeText(clip.tokenize(batch, truncate));
-          for (float[] row : f) npy.writeRow(noNormalize ? row : normalized(row));
+          for (float[] row : f) {
+            npy.writeRow(noNormalize ? row : normalized(row));
+            ticker.progress.advance(false);
+          }
           written += f.length;
           batch.clear();
         }
         if (raw == null) break;
       }
+      ticker.close();
       npy.finish();
       err.println("jclip embed-texts: wrote " + written + " x " + clip.config().embedDim() + " to " + out);
       err.flush();

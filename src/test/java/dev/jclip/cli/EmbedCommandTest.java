@@ -109,6 +109,42 @@ class EmbedCommandTest {
     assertTrue(r.code() != 0 && r.err().contains("quick_gelu and gelu"), r.code() + ": " + r.err());
   }
 
+  /**
+   * embed-images and embed-texts report progress as embed does: lines (here every millisecond) with
+   * counts and a last report, nothing with --progress none, and a bad mode exits 2.
+   */
+  @Test
+  void embedImagesAndTextsReportProgress(@TempDir Path tmp) throws IOException {
+    String[] common = {"--model", ModelCommandsTest.model.toString(), "--vocab", ModelCommandsTest.vocab(), "--device", "cpu"};
+    String rose = dev.jclip.testing.Reference.file("images/rose.jpg").toString();
+    EmbedImagesCommand ei = new EmbedImagesCommand();
+    ei.progressIntervalMillis = 1;
+    List<String> args = new ArrayList<>(List.of(common));
+    args.addAll(List.of("--progress", "lines", "--batch-size", "1", "--out", tmp.resolve("i.npy").toString(), rose, rose, rose));
+    CliRun.Result r = ModelCommandsTest.run(ei, "", args.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("jclip embed-images: 3/3 (100%)"), r.err());
+    EmbedTextsCommand et = new EmbedTextsCommand();
+    et.progressIntervalMillis = 1;
+    args = new ArrayList<>(List.of(common));
+    args.addAll(List.of("--progress", "lines", "--batch-size", "1", "--out", tmp.resolve("t.npy").toString()));
+    r = ModelCommandsTest.run(et, "\"a dog\"\n\"a cat\"\n", args.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("jclip embed-texts: 2 items"), r.err());
+    args = new ArrayList<>(List.of(common));
+    args.addAll(List.of("--progress", "none", "--out", tmp.resolve("n.npy").toString(), rose));
+    EmbedImagesCommand quiet = new EmbedImagesCommand();
+    quiet.progressIntervalMillis = 1;
+    r = ModelCommandsTest.run(quiet, "", args.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(!r.err().contains("(100%)"), r.err());
+    args = new ArrayList<>(List.of(common));
+    args.addAll(List.of("--progress", "loud", "--out", tmp.resolve("x.npy").toString(), rose));
+    r = ModelCommandsTest.run(new EmbedImagesCommand(), "", args.toArray(String[]::new));
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--progress must be auto, bar, lines or none"), r.err());
+  }
+
   @Test
   void jpegDraftGivesWhatEmbedImagesGivesWithIt(@TempDir Path tmp) throws IOException {
     org.junit.jupiter.api.Assumptions.assumeTrue(
