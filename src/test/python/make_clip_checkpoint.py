@@ -37,40 +37,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class LayerNorm(nn.LayerNorm):
-    def forward(self, x):
-        return super().forward(x.type(torch.float32)).type(x.dtype)
+from torch_clip_features import LayerNorm, Transformer as _Transformer  # the text and ViT blocks, one definition
 
 
-class QuickGELU(nn.Module):
-    def forward(self, x):
-        return x * torch.sigmoid(1.702 * x)
-
-
-class Block(nn.Module):
-    def __init__(self, width, heads, mask=None):
-        super().__init__()
-        self.attn = nn.MultiheadAttention(width, heads)
-        self.ln_1 = LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([("c_fc", nn.Linear(width, 4 * width)), ("gelu", QuickGELU()),
-                                              ("c_proj", nn.Linear(4 * width, width))]))
-        self.ln_2 = LayerNorm(width)
-        self.attn_mask = mask
-
-    def forward(self, x):  # [L, N, D]
-        h = self.ln_1(x)
-        x = x + self.attn(h, h, h, need_weights=False, attn_mask=self.attn_mask)[0]
-        return x + self.mlp(self.ln_2(x))
-
-
-class Transformer(nn.Module):
-    def __init__(self, width, layers, heads, mask=None):
-        super().__init__()
-        self.resblocks = nn.Sequential(*[Block(width, heads, mask) for _ in range(layers)])
-
-    def forward(self, x):
-        return self.resblocks(x)
+def Transformer(width, layers, heads, mask=None):
+    """clip/model.py's Transformer: QuickGELU MLPs of 4 x width."""
+    return _Transformer(width, layers, heads, 4 * width, "quick_gelu", mask)
 
 
 class VisionTransformer(nn.Module):

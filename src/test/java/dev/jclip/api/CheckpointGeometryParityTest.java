@@ -15,8 +15,6 @@ import dev.jclip.testing.Reference;
 import dev.jclip.testing.TestRandom;
 import dev.jclip.testing.TorchOracle;
 import dev.jclip.tokenizer.ClipTokenizer;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -25,7 +23,6 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -118,7 +115,7 @@ class CheckpointGeometryParityTest {
     float[] idsF = new float[ids.length];
     for (int i = 0; i < ids.length; i++) idsF[i] = ids[i];
     NpyWriter.write(dir.resolve("tokens.npy"), DType.F32, new long[] {rows.length, 77}, idsF);
-    runPython(python, dir);
+    System.out.print(TorchOracle.runScript(python, "make_clip_checkpoint.py", dir));
     float[] wantImage = TorchOracle.readFloats(dir.resolve("image_features.npy"));
     float[] wantText = TorchOracle.readFloats(dir.resolve("text_features.npy"));
     float[] wantLogits = TorchOracle.readFloats(dir.resolve("logits_per_image.npy"));
@@ -155,16 +152,5 @@ class CheckpointGeometryParityTest {
     double err = ReferenceOps.relativeError(got, w);
     assertTrue(err <= 1e-4, what + ": relative error " + err + " against PyTorch");
     return err;
-  }
-
-  private static void runPython(String python, Path dir) throws IOException, InterruptedException {
-    Path log = dir.resolve("torch.txt");
-    Process p = new ProcessBuilder(python, "src/test/python/make_clip_checkpoint.py", dir.toString()).redirectErrorStream(true)
-        .redirectOutput(log.toFile()).start();
-    boolean ended = p.waitFor(300, TimeUnit.SECONDS);
-    if (!ended) p.destroyForcibly().waitFor();
-    String out = Files.readString(log, StandardCharsets.UTF_8);
-    if (!ended || p.exitValue() != 0) throw new IllegalStateException("make_clip_checkpoint.py " + (ended ? "failed" : "ran past 300 s") + ":\n" + out);
-    System.out.print(out);
   }
 }

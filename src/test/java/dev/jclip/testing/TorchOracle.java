@@ -60,14 +60,20 @@ public final class TorchOracle {
     float[] ids = new float[tokens.length];
     for (int i = 0; i < ids.length; i++) ids[i] = tokens[i]; // exact below 2^24
     NpyWriter.write(dir.resolve("tokens.npy"), DType.F32, new long[] {tokens.length / ctx, ctx}, ids);
+    runScript(python, "torch_clip_features.py", dir);
+    return new float[][] {readFloats(dir.resolve("image_features.npy")), readFloats(dir.resolve("text_features.npy"))};
+  }
+
+  /** Runs {@code src/test/python/SCRIPT DIR} (at most 300 s); its output, or an exception with it. */
+  public static String runScript(String python, String script, Path dir) throws IOException, InterruptedException {
     Path log = dir.resolve("torch.txt");
-    Process p = new ProcessBuilder(python, "src/test/python/torch_clip_features.py", dir.toString()).redirectErrorStream(true)
+    Process p = new ProcessBuilder(python, "src/test/python/" + script, dir.toString()).redirectErrorStream(true)
         .redirectOutput(log.toFile()).start();
     boolean ended = p.waitFor(300, TimeUnit.SECONDS);
     if (!ended) p.destroyForcibly().waitFor();
     String out = Files.readString(log, StandardCharsets.UTF_8);
-    if (!ended || p.exitValue() != 0) throw new IllegalStateException("torch_clip_features.py " + (ended ? "failed" : "ran past 300 s") + ":\n" + out);
-    return new float[][] {readFloats(dir.resolve("image_features.npy")), readFloats(dir.resolve("text_features.npy"))};
+    if (!ended || p.exitValue() != 0) throw new IllegalStateException(script + " " + (ended ? "failed" : "ran past 300 s") + ":\n" + out);
+    return out;
   }
 
   /** The values of a little-endian float32 .npy file, in C order. */
