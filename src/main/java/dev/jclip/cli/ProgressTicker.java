@@ -35,8 +35,12 @@ final class ProgressTicker implements AutoCloseable {
     progress.message(line);
   }
 
+  private final AtomicBoolean closed = new AtomicBoolean();
+
+  /** Stops the reports; the last one is printed once, here, where any was printed before. Closing again does nothing. */
   @Override
   public void close() {
+    if (!closed.compareAndSet(false, true)) return;
     ticker.shutdownNow();
     try {
       ticker.awaitTermination(1, TimeUnit.SECONDS);

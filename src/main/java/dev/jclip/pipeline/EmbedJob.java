@@ -324,6 +324,7 @@ public final class EmbedJob {
   private static final Encoded END_ENCODED = new Encoded(END, null, null, 0);
 
   private Result run() throws IOException, InterruptedException {
+    checkInput(o.input);
     long t0 = System.nanoTime();
     int e = encoder.embedDim();
     int r = encoder.imageSize();
@@ -389,6 +390,13 @@ public final class EmbedJob {
     Set<Integer> complete = recover();
     int skippedShards = complete.size();
 
+    // A batch never holds more than a shard, nor more than the input (where its size is known).
+    long known = source.size();
+    int batchSize = (int) Math.min(o.batchSize, Math.min(o.shardSize, known > 0 ? known : Long.MAX_VALUE));
+    if ((long) batchSize * floatsPerImage > Integer.MAX_VALUE - 8) {
+      throw new IllegalArgumentException("--batch-size " + o.batchSize + ": a batch of " + batchSize + " images of " + r + " px would take "
+          + (long) batchSize * floatsPerImage * 4 / (1 << 20) + " MiB, over a Java array's 2 GiB; give at most " + (Integer.MAX_VALUE - 8) / floatsPerImage);
+    }
     o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + (o.workers == 1 ? " worker" : " workers"));
     Progress progress = new Progress(o.progress, o.log, source.size());
     ScheduledExecutorService ticker =
@@ -404,13 +412,6 @@ public final class EmbedJob {
     // Each model holds one buffer while it runs; the rest are being filled by the workers.
     int buffers = Math.max(o.bufferedBatches, k + 2);
     BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
-    // A batch never holds more than a shard, nor more than the input (where its size is known).
-    long known = source.size();
-    int batchSize = (int) Math.min(o.batchSize, Math.min(o.shardSize, known > 0 ? known : Long.MAX_VALUE));
-    if ((long) batchSize * floatsPerImage > Integer.MAX_VALUE - 8) {
-      throw new IllegalArgumentException("--batch-size " + o.batchSize + ": a batch of " + batchSize + " images of " + r + " px would take "
-          + (long) batchSize * floatsPerImage * 4 / (1 << 20) + " MiB, over a Java array's 2 GiB; give at most " + (Integer.MAX_VALUE - 8) / floatsPerImage);
-    }
     for (int i = 0; i < buffers; i++) pool.add(new float[batchSize * floatsPerImage]);
     BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
     BlockingQueue<Encoded> toWrite = new ArrayBlockingQueue<>(k + 1);
@@ -922,10 +923,45 @@ public final class EmbedJob {
   }
 
   /**
-   * The input as params.json records it: a local path made absolute, normalised and with its links
-   * resolved where it exists (so that the same input named from another folder, or by a relative
-   * path, is the same job, and another input with the same name is not); a URL as given.
+   * The input's existence and kind only (opening it may walk a large folder, which the job does
+   * once): it is read again when the job is resumed, so standard input and pipes are refused.
    */
+  static void checkInput(String input) throws IOException {
+    if (input.equals("-")) {
+      throw new IllegalArgumentException("--input -: the input is read again when the job is resumed, so not from standard input; write the list to a file");
+    }
+    if (!input.toLowerCase(java.util.Locale.ROOT).endsWith(".tar") && !Files.exists(Path.of(input))) {
+      throw new java.nio.file.NoSuchFileException(input, null, "input not found (expected a folder, a list, a .csv/.jsonl/.parquet table or .tar shards)");
+    }
+    Path in = Path.of(input);
+    if (Files.exists(in) && !Files.isRegularFile(in) && !Files.isDirectory(in)) {
+      throw new IllegalArgumentException(input + ": not a regular file or folder (a pipe or device); the input is read again when the job is resumed: give a file");
+    }
+  }
+
+  /** The output folder, or the nearest folder above it that exists, can be written in (nothing is created here). */
+  static void checkWritable(Path output) throws IOException {
+    Path p = output.toAbsolutePath();
+    while (p != null && !Files.exists(p)) p = p.getParent();
+    if (p == null) return;
+    if (!Files.isDirectory(p)) {
+      throw new java.nio.file.FileSystemException(output.toString(), null, "cannot create the output folder: " + p + " is a file");
+    }
+    if (!Files.isWritable(p)) {
+      throw new java.nio.file.AccessDeniedException(output.toString(), null, (p.equals(output.toAbsolutePath()) ? "cannot write in the output folder" : "cannot create the output folder in " + p)
+          + " (a read-only file system, or permission denied)");
+    }
+  }
+
+  /** Whether {@code name} is a model of the registry in effect (a download's name, not a path). */
+  private static boolean registered(String name) {
+    try {
+      return dev.jclip.io.ModelRegistry.defaults().models().stream().anyMatch(m -> m.matches(name));
+    } catch (IOException | RuntimeException e) {
+      return false;
+    }
+  }
+
   /** A model named by a local file or folder: its real path, as {@link #canonicalInput}; a registered name as given. */
   static String canonicalModel(String name) {
     try {
@@ -939,6 +975,11 @@ public final class EmbedJob {
     }
   }
 
+  /**
+   * The input as params.json records it: a local path made absolute, normalised and with its links
+   * resolved where it exists (so that the same input named from another folder, or by a relative
+   * path, is the same job, and another input with the same name is not); a URL as given.
+   */
   static String canonicalInput(String input) {
     if (input.contains("://")) return input;
     try {
@@ -970,26 +1011,9 @@ public final class EmbedJob {
   public static void precheck(Options o) throws IOException {
     Objects.requireNonNull(o.input, "input");
     Objects.requireNonNull(o.output, "output");
-    // the input's existence only: opening it may walk a large folder, which the job does once
-    if (o.input.equals("-")) {
-      throw new IllegalArgumentException("--input -: the input is read twice or more (to resume), so not from standard input; write the list to a file");
-    }
-    if (!o.input.toLowerCase(java.util.Locale.ROOT).endsWith(".tar") && !Files.exists(Path.of(o.input))) {
-      throw new java.nio.file.NoSuchFileException(o.input, null, "input not found (expected a folder, a list, a .csv/.jsonl/.parquet table or .tar shards)");
-    }
-    Path in = Path.of(o.input);
-    if (Files.exists(in) && !Files.isRegularFile(in) && !Files.isDirectory(in)) {
-      throw new IllegalArgumentException(o.input + ": not a regular file or folder (a pipe or device); the input is read twice or more (to resume): give a file");
-    }
+    checkInput(o.input);
     checkOutputFolder(o.output);
-    try {
-      Files.createDirectories(o.output);
-    } catch (java.nio.file.FileSystemException e) {
-      throw new java.nio.file.FileSystemException(o.output.toString(), null, "cannot create the output folder (" + e.getReason() + ")");
-    }
-    if (!Files.isWritable(o.output)) {
-      throw new java.nio.file.AccessDeniedException(o.output.toString(), null, "cannot write in the output folder (read-only, or permission denied)");
-    }
+    checkWritable(o.output);
     Layout out = new Layout(o.output);
     Path lockFile = out.work.resolve("lock");
     if (Files.isRegularFile(lockFile)) FileLockHolder.take(lockFile, o.output).close();
@@ -999,7 +1023,15 @@ public final class EmbedJob {
       com.fasterxml.jackson.databind.node.ObjectNode then = (com.fasterxml.jackson.databind.node.ObjectNode) json.readTree(f.toFile());
       com.fasterxml.jackson.databind.node.ObjectNode now = json.valueToTree(params(o, false, null, null));
       // what the model or the opened input decides is checked by the job itself
-      for (String later : o.modelName == null ? List.of("embed_dim", "image_size", "model", "model_sha256", "captions", "id_column")
+      // another name for the model is the same model where the file it names has the recorded SHA-256
+      // (a registered name is left to the job, which knows the file's hash)
+      boolean sameWeights = false;
+      if (o.modelName != null && then.hasNonNull("model") && then.hasNonNull("model_sha256")
+          && !canonicalModel(then.get("model").asText()).equals(canonicalModel(o.modelName))) {
+        Path m = Path.of(canonicalModel(o.modelName));
+        sameWeights = Files.isRegularFile(m) ? then.get("model_sha256").asText().equals(dev.jclip.io.Downloader.sha256(m)) : registered(o.modelName);
+      }
+      for (String later : o.modelName == null || sameWeights ? List.of("embed_dim", "image_size", "model", "model_sha256", "captions", "id_column")
           : List.of("embed_dim", "image_size", "model_sha256", "captions", "id_column")) {
         then.remove(later);
         now.remove(later);

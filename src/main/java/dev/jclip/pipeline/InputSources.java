@@ -206,12 +206,13 @@ public final class InputSources {
     private static String brokenLink(Path link) {
       try {
         Path target = Files.readSymbolicLink(link);
-        try {
-          link.toRealPath();
-        } catch (java.nio.file.FileSystemException e) {
-          if (String.valueOf(e.getReason()).contains("Too many levels of symbolic links")) {
-            return "symbolic link loop: " + link.getFileName() + " -> " + target + " leads back to itself";
+        // follow the chain (the OS's error text differs by locale): a link met twice is a loop
+        Set<Path> seen = new java.util.HashSet<>();
+        for (Path p = link.toAbsolutePath().normalize(); Files.isSymbolicLink(p); ) {
+          if (!seen.add(p) || seen.size() > 40) {
+            return "symbolic link loop: " + link.getFileName() + " -> " + target + " leads back to " + (seen.size() > 1 ? "a link on its way" : "itself");
           }
+          p = p.resolveSibling(Files.readSymbolicLink(p)).normalize();
         }
         return "broken symbolic link to " + target + " (no such file)";
       } catch (IOException e) {
@@ -396,11 +397,13 @@ public final class InputSources {
           // JSON Lines has no header: the first object's fields stand for it (a named column it
           // lacks stops the job, as a CSV header's would; the caption column is "caption" when it
           // has one), and each row is checked again.
-          List<String> fields = firstObjectFields();
-          String where = file + (fields == null ? "" : " (line " + lastObjectLine + ")");
+          List<String> fields = readAhead();
+          String where = file + (fields == null ? "" : " (line " + firstObjectLine + ")");
           if (fields != null) TableRows.imageColumn(Path.of(where), fields, imageColumn);
           this.imageColumn = imageColumn;
-          this.captionColumn = fields == null ? captionColumn : TableRows.captionColumn(Path.of(where), fields, captionColumn);
+          // a caption field may be left out of some rows: any object read ahead having it makes it the column
+          this.captionColumn = fields == null ? captionColumn : TableRows.captionColumn(Path.of(file + " (the first " + pending.size() + " lines)"),
+              List.copyOf(aheadFields), captionColumn);
         } else {
           List<String> h = readRecord();
           if (h == null) throw new IOException(file + ": empty CSV file (a header row is needed)");
@@ -417,12 +420,15 @@ public final class InputSources {
 
     private record Line(String text, long lineNo) {}
 
-    /** Lines read ahead by {@link #firstObjectFields}, returned by {@link #next} first. */
+    /** Lines read ahead by {@link #readAhead}, returned by {@link #next} first. */
     private final java.util.ArrayDeque<Line> pending = new java.util.ArrayDeque<>();
 
     /** The next line (a byte-order mark at the file's start dropped), or null at the end. */
     private Line readLine() throws IOException {
-      if (!pending.isEmpty()) return pending.pollFirst();
+      return pending.isEmpty() ? readRawLine() : pending.pollFirst();
+    }
+
+    private Line readRawLine() throws IOException {
       String l = in.readLine();
       if (l == null) return null;
       line++;
@@ -431,35 +437,36 @@ public final class InputSources {
     }
 
     /**
-     * The fields of the first JSON object within the first 1000 lines (kept to be read again), or
-     * null where there is none (each row then says what is wrong with it).
+     * Reads up to 1000 lines ahead (kept to be read again): the fields of the first JSON object
+     * among them (null where there is none: each row then says what is wrong with it), and in
+     * {@link #aheadFields} those of every object read.
      */
-    private List<String> firstObjectFields() throws IOException {
-      List<Line> seen = new ArrayList<>();
-      try {
-        for (int i = 0; i < 1000; i++) {
-          Line l = readLine();
-          if (l == null) return null;
-          seen.add(l);
-          if (l.text().isBlank()) continue;
-          try {
-            if (json.readTree(l.text()) instanceof ObjectNode o) {
-              List<String> f = new ArrayList<>();
-              o.fieldNames().forEachRemaining(f::add);
-              return f;
+    private List<String> readAhead() throws IOException {
+      List<String> first = null;
+      for (int i = 0; i < 1000; i++) {
+        Line l = readRawLine();
+        if (l == null) break;
+        pending.addLast(l);
+        if (l.text().isBlank()) continue;
+        try {
+          if (json.readTree(l.text()) instanceof ObjectNode o) {
+            List<String> f = new ArrayList<>();
+            o.fieldNames().forEachRemaining(f::add);
+            aheadFields.addAll(f);
+            if (first == null) {
+              first = f;
+              firstObjectLine = l.lineNo();
             }
-          } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            // a bad row: reported when it is read; look further
           }
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+          // a bad row: reported when it is read
         }
-        return null;
-      } finally {
-        pending.addAll(seen);
-        if (!seen.isEmpty()) lastObjectLine = seen.get(seen.size() - 1).lineNo();
       }
+      return first;
     }
 
-    private long lastObjectLine;
+    private long firstObjectLine;
+    private final Set<String> aheadFields = new java.util.LinkedHashSet<>();
 
     @Override
     public InputItem next() throws IOException {

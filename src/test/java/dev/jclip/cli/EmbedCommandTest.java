@@ -124,6 +124,12 @@ class EmbedCommandTest {
     CliRun.Result r = ModelCommandsTest.run(ei, "", args.toArray(String[]::new));
     assertEquals(0, r.code(), r.err());
     assertTrue(r.err().contains("jclip embed-images: 3/3 (100%)"), r.err());
+    assertTrue(r.err().lastIndexOf("(100%)") < r.err().indexOf("wrote 3 x"), "the last report before the summary: " + r.err());
+    args = new ArrayList<>(List.of(common));
+    args.addAll(List.of("--progress", "lines", "--out", tmp.resolve("s.npy").toString(), rose));
+    r = ModelCommandsTest.run(new EmbedImagesCommand(), "", args.toArray(String[]::new)); // shorter than its 10 s
+    assertEquals(0, r.code(), r.err());
+    assertTrue(!r.err().contains("(100%)") && r.err().contains("wrote 1 x"), "a short run prints its summary alone: " + r.err());
     EmbedTextsCommand et = new EmbedTextsCommand();
     et.progressIntervalMillis = 1;
     args = new ArrayList<>(List.of(common));

@@ -425,8 +425,18 @@ class EmbedJobTest {
     assertEquals(list.toRealPath().toString(), new ObjectMapper().readTree(out.resolve("job.json").toFile()).get("input").asText());
     assertEquals(2, EmbedJob.run(options(list.toString(), out, 8, 4).model(link.toString(), "aa"), new TestEncoder(R, 0)).shardsSkipped());
     EmbedJob.precheck(options(list.toString(), out, 8, 4).model(tmp.resolve("x/../model.pt").toString(), null));
+    EmbedJob.precheck(options(list.toString(), out, 8, 4).model("RN50", null)); // a registered name: the job compares the hashes
     assertEquals(2, EmbedJob.run(options(list.toString(), out, 8, 4).model("RN50", "aa"), new TestEncoder(R, 0)).shardsSkipped());
     Path other = Files.writeString(tmp.resolve("other.pt"), "other weights");
+    IllegalArgumentException pre = assertThrows(IllegalArgumentException.class, () -> EmbedJob.precheck(options(list.toString(), out, 8, 4).model(other.toString(), null)));
+    assertTrue(pre.getMessage().contains("model: "), pre.getMessage());
+    // a copy of the checkpoint (the recorded hash) under another path passes the precheck
+    Path copy = Files.writeString(tmp.resolve("copy.pt"), "weights");
+    String sha = dev.jclip.io.Downloader.sha256(model);
+    Path out2 = tmp.resolve("out-m2");
+    EmbedJob.run(options(list.toString(), out2, 8, 4).model(model.toString(), sha), new TestEncoder(R, 0));
+    EmbedJob.precheck(options(list.toString(), out2, 8, 4).model(copy.toString(), null));
+    assertEquals(2, EmbedJob.run(options(list.toString(), out2, 8, 4).model(copy.toString(), sha), new TestEncoder(R, 0)).shardsSkipped());
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> EmbedJob.run(options(list.toString(), out, 8, 4).model(other.toString(), "bb"), new TestEncoder(R, 0)));
     assertTrue(e.getMessage().contains("model: "), e.getMessage());
@@ -459,8 +469,11 @@ class EmbedJobTest {
     Path out = list.resolve("out"); // under a file
     java.nio.file.FileSystemException fe = assertThrows(java.nio.file.FileSystemException.class, () -> EmbedJob.precheck(options(list.toString(), out, 8, 4)));
     assertTrue(fe.getMessage().contains(out.toString()) && fe.getMessage().contains("cannot create the output folder"), fe.getMessage());
-    EmbedJob.precheck(options(list.toString(), tmp.resolve("o3"), 8, 4));
-    assertTrue(Files.isDirectory(tmp.resolve("o3")));
+    EmbedJob.precheck(options(list.toString(), tmp.resolve("o3/deeper"), 8, 4));
+    assertTrue(!Files.exists(tmp.resolve("o3")), "the precheck creates nothing");
+    // the job itself refuses standard input too
+    e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options("-", tmp.resolve("o4"), 8, 4), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("not from standard input"), e.getMessage());
   }
 
   /** A params.json from before session 25 recorded the input as given: a relative one is read against the current folder. */

@@ -194,7 +194,7 @@ class InputSourcesTest {
     }
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(f.toString(), null, "nope"));
     assertTrue(e.getMessage().contains("no caption column 'nope'") && e.getMessage().contains("[image_path, caption]")
-        && e.getMessage().contains("c.jsonl (line 1)"), e.getMessage());
+        && e.getMessage().contains("c.jsonl (the first 2 lines)"), e.getMessage());
     e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(f.toString(), "nope", null));
     assertTrue(e.getMessage().contains("no image column 'nope'"), e.getMessage());
     Path bare = touch("d.jsonl", "\nnot json\n{\"url\": \"a.jpg\"}\n{\"file\": \"b.jpg\"}\n");
@@ -205,6 +205,15 @@ class InputSourcesTest {
       assertTrue(items.get(0).error().contains("line 2: not valid JSON"), items.get(0).error());
       assertEquals(dir.resolve("a.jpg"), items.get(1).file());
       assertEquals(dir.resolve("b.jpg"), items.get(2).file());
+    }
+    // a caption left out of the first row: the column is the one later rows have
+    Path sparse = touch("f.jsonl", "{\"image_path\": \"a.jpg\"}\n{\"image_path\": \"b.jpg\", \"caption\": \"a dog\"}\n");
+    try (InputSource s = InputSources.open(sparse.toString(), null, null)) {
+      assertTrue(s.hasCaptions());
+      List<InputItem> items = all(s);
+      assertEquals(2, items.size());
+      assertNull(items.get(0).caption());
+      assertEquals("a dog", items.get(1).caption());
     }
     Path noImage = touch("e.jsonl", "{\"caption\": \"a cat\"}\n");
     e = assertThrows(IllegalArgumentException.class, () -> InputSources.open(noImage.toString(), null, null));
