@@ -60,7 +60,7 @@ public final class PreprocessCommand implements Callable<Integer> {
   @Option(names = "--threads", paramLabel = "N", description = "images decoded in parallel (default: the number of cores, ${DEFAULT-VALUE})")
   int threads = Runtime.getRuntime().availableProcessors();
 
-  @Parameters(arity = "1..*", paramLabel = "IMAGE", description = "image files (JPEG, PNG, GIF, BMP, WebP)")
+  @Parameters(arity = "1..*", paramLabel = "IMAGE", description = "image files (JPEG, PNG, GIF, BMP, WebP, TIFF)")
   List<Path> images;
 
   /** The task's result, with its own exception (an ImageDecodeException naming the file) rethrown. */

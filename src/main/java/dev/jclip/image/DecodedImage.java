@@ -106,7 +106,7 @@ public final class DecodedImage {
     return new DecodedImage(format, Mode.I, width, height, null, values, null);
   }
 
-  /** "JPEG", "PNG", "GIF", "BMP" or "WEBP". */
+  /** "JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF" (or "AWT" for {@link ImageDecoder#fromImage}). */
   public String format() {
     return format;
   }

@@ -33,7 +33,9 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * PngDecoder}: zlib through {@code java.util.zip.Inflater}, the filters written into Pillow's
  * layout) with the JDK's ImageIO reader for interlaced and unusual files ({@code jclip.png=imageio}
  * or {@link PngCodec} forces ImageIO for all); GIF and BMP by the JDK's ImageIO readers
- * (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed.
+ * (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed; TIFF (first
+ * page) by TwelveMonkeys' reader with Pillow's modes ({@link TiffDecoder}), lossy and wide-sample
+ * kinds refused by name.
  * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
  * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
  * "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored, a GIF's first frame sits on its logical
@@ -279,7 +281,7 @@ public final class ImageDecoder {
     Format format = Format.sniff(bytes);
     if (format == null) {
       throw new ImageDecodeException(
-          file, "not a recognised image format (JPEG, PNG, GIF, BMP or WebP expected; the content does not start with any of their signatures)");
+          file, "not a recognised image format (JPEG, PNG, GIF, BMP, WebP or TIFF expected; the content does not start with any of their signatures)");
     }
     try {
       return switch (format) {
@@ -290,6 +292,7 @@ public final class ImageDecoder {
           yield webp != null ? webp.decode(file, bytes, this) : decodeOther(file, bytes, format);
         }
         case GIF, BMP -> decodeOther(file, bytes, format);
+        case TIFF -> TiffDecoder.decode(file, bytes, this);
       };
     } catch (ImageDecodeException e) {
       throw e;
@@ -333,7 +336,8 @@ public final class ImageDecoder {
     JPEG,
     GIF,
     BMP,
-    WEBP;
+    WEBP,
+    TIFF;
 
     static Format sniff(byte[] b) {
       if (startsWith(b, 0, 0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A)) return PNG;
@@ -341,6 +345,9 @@ public final class ImageDecoder {
       if (startsWith(b, 0, 'G', 'I', 'F', '8')) return GIF;
       if (startsWith(b, 0, 'B', 'M')) return BMP;
       if (startsWith(b, 0, 'R', 'I', 'F', 'F') && startsWith(b, 8, 'W', 'E', 'B', 'P')) return WEBP;
+      // Classic TIFF, then BigTIFF (recognised so that it is refused by name).
+      if (startsWith(b, 0, 'I', 'I', 42, 0) || startsWith(b, 0, 'M', 'M', 0, 42)) return TIFF;
+      if (startsWith(b, 0, 'I', 'I', 43, 0) || startsWith(b, 0, 'M', 'M', 0, 43)) return TIFF;
       return null;
     }
 
@@ -771,7 +778,7 @@ public final class ImageDecoder {
    * Selected bands of a raster as interleaved bytes: each sample shifted right by {@code shift}
    * (16-bit to its high byte) and multiplied by {@code scale} (low bit depths to 8 bits).
    */
-  private static byte[] bands(Raster r, int[] which, int shift, int scale) {
+  static byte[] bands(Raster r, int[] which, int shift, int scale) {
     int w = r.getWidth();
     int h = r.getHeight();
     int nb = r.getNumBands();

@@ -1,0 +1,435 @@
+package dev.jclip.image;
+
+import java.awt.image.BufferedImage;
+import java.awt.image.ColorModel;
+import java.awt.image.IndexColorModel;
+import java.awt.image.Raster;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Iterator;
+import java.util.List;
+import javax.imageio.ImageIO;
+import javax.imageio.ImageReader;
+import javax.imageio.stream.MemoryCacheImageInputStream;
+
+/**
+ * TIFF files as Pillow 9.4's {@code Image.open} gives them: the first page, in the mode of
+ * Pillow's {@code OPEN_INFO} table, with its pixel bytes.
+ *
+ * <p>The first IFD is read here, to decide the mode exactly as Pillow's {@code
+ * TiffImageFile._setup} does (its defaults: photometric 0, one sample, BitsPerSample 1; the
+ * SamplesPerPixel rules; the key of byte order, photometric, sample format, fill order, bits and
+ * extra samples) and to refuse, naming what, every kind that is not decoded exactly: the pixels
+ * then come from TwelveMonkeys' {@code imageio-tiff} reader (strips and tiles, planar
+ * configurations 1 and 2, fill orders, the horizontal predictor, uncompressed, LZW, Deflate,
+ * PackBits and CCITT data), whose raster holds the stored samples; the few places where Pillow's
+ * unpacking changes them are written here:
+ *
+ * <ul>
+ *   <li>"1" and 2/4-bit gray: the gray of each index in the reader's colour model (0/255, x85, x17,
+ *       inverted for MinIsWhite, as Pillow's {@code 1;I}, {@code L;2I}, {@code L;4I} unpackers);
+ *   <li>8-bit MinIsWhite: inverted ({@code L;I}); the reader's raster already is;
+ *   <li>associated alpha (ExtraSamples 1, Pillow's {@code RGBa}): un-premultiplied as Pillow's
+ *       unpacker does, {@code min(255, c * 255 / a)} in integers, 0 where alpha is 0;
+ *   <li>palette: Pillow's {@code ColorMap // 256} (the reader rounds instead).
+ * </ul>
+ *
+ * Orientation and ICC profiles are ignored, as {@code Image.open} ignores them.
+ */
+final class TiffDecoder {
+  private TiffDecoder() {}
+
+  private static final String SUPPORTED =
+      "supported: 8-bit RGB, RGBA, CMYK, gray, gray+alpha, 1/2/4/8-bit gray and palette; uncompressed, LZW, Deflate, PackBits or CCITT";
+
+  // Baseline and extension tags used here.
+  static final int IMAGE_WIDTH = 256, IMAGE_LENGTH = 257, BITS_PER_SAMPLE = 258, COMPRESSION = 259, PHOTOMETRIC = 262,
+      FILL_ORDER = 266, STRIP_OFFSETS = 273, SAMPLES_PER_PIXEL = 277, ROWS_PER_STRIP = 278, STRIP_BYTE_COUNTS = 279,
+      PLANAR_CONFIGURATION = 284, PREDICTOR = 317, COLOR_MAP = 320, TILE_WIDTH = 322, TILE_LENGTH = 323, TILE_OFFSETS = 324,
+      TILE_BYTE_COUNTS = 325, EXTRA_SAMPLES = 338, SAMPLE_FORMAT = 339;
+
+  /** What Pillow makes of the first IFD, and how to get its bytes from the reader's raster. */
+  enum Kind {
+    BILEVEL,
+    /** 2-, 4- or 8-bit gray. */
+    GRAY,
+    GRAY_ALPHA,
+    PALETTE,
+    RGB,
+    RGBA,
+    /** RGB with associated (premultiplied) alpha: Pillow's "RGBa" raw mode. */
+    RGBA_ASSOCIATED,
+    CMYK
+  }
+
+  static DecodedImage decode(Path file, byte[] b, ImageDecoder limits) throws IOException {
+    Ifd ifd = Ifd.parse(file, b);
+    long w = ifd.one(IMAGE_WIDTH, -1);
+    long h = ifd.one(IMAGE_LENGTH, -1);
+    if (w < 0 || h < 0) throw new ImageDecodeException(file, "corrupt TIFF file: no ImageWidth or ImageLength tag in the first IFD");
+    limits.checkPixels(file, ImageDecoder.Format.TIFF, w, h);
+    Kind kind = kind(file, ifd);
+    int[] bits = ifd.bits;
+    checkSegments(file, b, ifd, limits);
+
+    ImageReader reader = twelveMonkeys(file);
+    List<String> warnings = new ArrayList<>();
+    Raster r;
+    ColorModel cm;
+    try {
+      reader.setInput(new MemoryCacheImageInputStream(new ByteArrayInputStream(b)), true, true);
+      reader.addIIOReadWarningListener((src, msg) -> warnings.add(msg));
+      BufferedImage im = reader.read(0);
+      r = im.getRaster();
+      cm = im.getColorModel();
+    } finally {
+      reader.dispose();
+    }
+    for (String msg : warnings) {
+      String l = msg.toLowerCase(java.util.Locale.ROOT);
+      if (l.contains("truncat") || l.contains("end of") || l.contains("eof")) {
+        throw new ImageDecodeException(file, "truncated TIFF file (" + String.join("; ", warnings) + ")");
+      }
+    }
+    int W = (int) w, H = (int) h;
+    if (r.getWidth() != W || r.getHeight() != H) {
+      throw new ImageDecodeException(file, "TIFF decoder returned " + r.getWidth() + "x" + r.getHeight() + ", the IFD says " + w + "x" + h);
+    }
+    String fmt = "TIFF";
+    return switch (kind) {
+      case BILEVEL -> DecodedImage.of(fmt, DecodedImage.Mode.BILEVEL, W, H, indexedGray(file, r, cm));
+      case GRAY -> bits[0] == 8
+          ? DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, bandsOf(file, r, 1))
+          : DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, indexedGray(file, r, cm));
+      case GRAY_ALPHA -> DecodedImage.of(fmt, DecodedImage.Mode.LA, W, H, bandsOf(file, r, 2));
+      case RGB -> DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bandsOf(file, r, 3));
+      case RGBA -> DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bandsOf(file, r, 4));
+      case RGBA_ASSOCIATED -> DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, unpremultiply(bandsOf(file, r, 4)));
+      case CMYK -> DecodedImage.of(fmt, DecodedImage.Mode.CMYK, W, H, bandsOf(file, r, 4));
+      case PALETTE -> {
+        if (r.getNumBands() != 1) throw new ImageDecodeException(file, "TIFF palette image decoded with " + r.getNumBands() + " bands");
+        byte[] idx = new byte[W * H];
+        int[] row = new int[W];
+        for (int y = 0; y < H; y++) {
+          r.getSamples(0, y, W, 1, 0, row);
+          for (int x = 0; x < W; x++) idx[y * W + x] = (byte) row[x];
+        }
+        yield DecodedImage.palette(fmt, W, H, idx, ifd.palette);
+      }
+    };
+  }
+
+  /** The mode Pillow opens the first IFD in, or a refusal naming what is not supported. */
+  static Kind kind(Path file, Ifd ifd) throws ImageDecodeException {
+    int compression = (int) ifd.one(COMPRESSION, 1);
+    int photometric = (int) ifd.one(PHOTOMETRIC, 0);
+    int planar = (int) ifd.one(PLANAR_CONFIGURATION, 1);
+    int fillOrder = (int) ifd.one(FILL_ORDER, 1);
+    int predictor = (int) ifd.one(PREDICTOR, 1);
+    if (compression == 6 || compression == 7) {
+      throw unsupported(file, "JPEG compression (lossy: its decoding is not exact with Pillow's libjpeg-through-libtiff)");
+    }
+    String comp = switch (compression) {
+      case 1, 2, 3, 4, 5, 8, 32946, 32773 -> null;
+      case 34712 -> "JPEG 2000 compression";
+      case 34925 -> "LZMA compression";
+      case 50000 -> "Zstandard compression";
+      case 50001 -> "WebP compression";
+      default -> "compression scheme " + compression;
+    };
+    if (comp != null) throw unsupported(file, comp);
+    String photo = switch (photometric) {
+      case 0, 1, 2, 3, 5 -> null;
+      case 4 -> "transparency mask images (photometric 4)";
+      case 6 -> "YCbCr colour (photometric 6)";
+      case 8, 9, 10 -> "CIE L*a*b* colour (photometric " + photometric + ")";
+      case 32844, 32845 -> "LogLuv colour (photometric " + photometric + ")";
+      default -> "photometric interpretation " + photometric;
+    };
+    if (photo != null) throw unsupported(file, photo);
+
+    // Pillow's _setup: the per-sample SampleFormat collapses to one value when all are unsigned.
+    long[] fmt = ifd.values(SAMPLE_FORMAT, new long[] {1});
+    boolean unsigned = Arrays.stream(fmt).allMatch(v -> v == 1);
+    if (!unsigned) {
+      long f = Arrays.stream(fmt).filter(v -> v != 1).findFirst().orElse(1);
+      throw unsupported(file, f == 2 ? "signed integer samples" : f == 3 ? "floating-point samples" : "sample format " + f);
+    }
+    long[] bps = ifd.values(BITS_PER_SAMPLE, new long[] {1});
+    long[] extra = ifd.values(EXTRA_SAMPLES, new long[0]);
+    long spp = ifd.one(SAMPLES_PER_PIXEL, 1);
+    if (spp > 6) throw new ImageDecodeException(file, "corrupt TIFF file: " + spp + " samples per pixel");
+    if (spp < bps.length) bps = Arrays.copyOf(bps, (int) spp);
+    else if (spp > bps.length && bps.length == 1) {
+      long[] all = new long[(int) spp];
+      Arrays.fill(all, bps[0]);
+      bps = all;
+    }
+    if (bps.length != spp) {
+      throw new ImageDecodeException(file, "corrupt TIFF file: " + bps.length + " BitsPerSample values for " + spp + " samples per pixel");
+    }
+    for (long v : bps) {
+      if (v != bps[0]) throw unsupported(file, "samples of different sizes " + Arrays.toString(bps));
+    }
+    int depth = (int) bps[0];
+    if (depth != 1 && depth != 2 && depth != 4 && depth != 8) throw unsupported(file, depth + "-bit samples");
+    String layout = "photometric " + photometric + ", " + spp + " sample(s) of " + depth + " bits, extra samples " + Arrays.toString(extra)
+        + (fillOrder != 1 ? ", fill order " + fillOrder : "");
+
+    // Pillow's OPEN_INFO entries for unsigned samples of 1 to 8 bits, fill order 2 only where it has one.
+    boolean gray = photometric == 0 || photometric == 1;
+    boolean anyFill = fillOrder == 1 || fillOrder == 2;
+    Kind kind = null;
+    if (gray && spp == 1 && extra.length == 0 && anyFill) kind = depth == 1 ? Kind.BILEVEL : Kind.GRAY;
+    else if (photometric == 3 && spp == 1 && extra.length == 0 && anyFill) kind = Kind.PALETTE;
+    else if (depth == 8 && photometric == 2 && spp == 3 && extra.length == 0 && anyFill) kind = Kind.RGB;
+    else if (depth == 8 && fillOrder == 1) {
+      if (photometric == 1 && spp == 2 && Arrays.equals(extra, new long[] {2})) kind = Kind.GRAY_ALPHA;
+      else if (photometric == 5 && spp == 4 && extra.length == 0) kind = Kind.CMYK;
+      else if (photometric == 2 && spp == 4) {
+        // No ExtraSamples, unassociated alpha (2) and Corel Draw 10's 999 are straight RGBA to Pillow.
+        long e = extra.length == 0 ? 2 : extra.length == 1 ? extra[0] : -1;
+        if (e == 2 || e == 999) kind = Kind.RGBA;
+        else if (e == 1) kind = Kind.RGBA_ASSOCIATED;
+        else if (e == 0) throw unsupported(file, "an unspecified extra sample after RGB (Pillow's mode RGBX)");
+      } else if ((photometric == 2 || photometric == 5) && spp > 4 && spp <= 6) {
+        throw unsupported(file, "extra samples besides alpha (" + layout + ")");
+      }
+    }
+    if (kind == null) {
+      if (photometric == 3 && depth == 8 && spp == 2 && Arrays.equals(extra, new long[] {2})) {
+        throw unsupported(file, "a palette with an alpha sample (Pillow's mode PA)");
+      }
+      if (depth != 8 && !gray && photometric != 3) throw unsupported(file, depth + "-bit samples");
+      throw unsupported(file, "this layout, which Pillow 9.4 cannot open either (" + layout + ")");
+    }
+
+    if (compression >= 2 && compression <= 4 && kind != Kind.BILEVEL) {
+      throw new ImageDecodeException(file, "corrupt TIFF file: CCITT compression for a " + depth + "-bit " + kind + " image");
+    }
+    if (compression == 1 && fillOrder == 2 && ((photometric == 0 && depth == 8) || (kind == Kind.PALETTE && depth < 8))) {
+      // OPEN_INFO names raw modes (L;IR, P;1R, P;2R, P;4R) that Pillow's unpackers lack.
+      throw unsupported(file, "this layout, which Pillow 9.4 cannot open either (" + layout + ", uncompressed)");
+    }
+    if (predictor == 3) throw unsupported(file, "the floating-point predictor (Predictor 3)");
+    if (predictor != 1 && predictor != 2) throw unsupported(file, "Predictor " + predictor);
+    if (predictor == 2 && compression != 1 && compression != 5 && compression != 8 && compression != 32946) {
+      // libtiff undoes the predictor for LZW and Deflate only (and Pillow leaves uncompressed data
+      // alone, as the reader does); the reader also applies it to PackBits data.
+      throw unsupported(file, "the horizontal predictor on " + (compression == 32773 ? "PackBits" : "CCITT") + " data (libtiff ignores it there)");
+    }
+    if (predictor == 2 && depth != 8 && compression != 1) {
+      // libtiff refuses horizontal differencing below 8 bits, so Pillow cannot read such files.
+      throw unsupported(file, "the horizontal predictor on " + depth + "-bit samples");
+    }
+    if (planar != 1 && planar != 2) throw new ImageDecodeException(file, "corrupt TIFF file: PlanarConfiguration " + planar);
+    if (planar == 2 && spp == 1 && compression == 1) {
+      // Pillow's uncompressed path unpacks each plane with the first letter of the raw mode:
+      // "L;I" loses its inversion, "L;4" reads 4-bit samples as bytes.
+      throw unsupported(file, "one sample per pixel in separate planes, uncompressed (PlanarConfiguration 2: Pillow 9.4 unpacks it in another raw mode)");
+    }
+    if (planar == 2 && spp > 1 && !(kind == Kind.RGB || kind == Kind.CMYK || (kind == Kind.RGBA && extra.length == 1 && extra[0] == 2))) {
+      // Measured against Pillow 9.4: gray+alpha planes lose their alpha, RGBA without ExtraSamples
+      // is split as if it had 3 planes, associated alpha is not read at all; and the reader drops
+      // a 999 (Corel) plane.
+      throw unsupported(file, (kind == Kind.GRAY_ALPHA ? "gray+alpha" : kind == Kind.RGBA_ASSOCIATED ? "associated alpha"
+              : extra.length == 0 ? "RGBA without ExtraSamples" : "RGBA with ExtraSamples " + extra[0])
+          + " in separate planes (PlanarConfiguration 2: Pillow 9.4 does not read them as stored)");
+    }
+    if (kind == Kind.PALETTE) {
+      long[] map = ifd.values(COLOR_MAP, null);
+      if (map == null) throw new ImageDecodeException(file, "corrupt TIFF file: a palette image without a ColorMap");
+      int n = 1 << depth;
+      if (map.length != 3 * n) throw new ImageDecodeException(file, "corrupt TIFF file: ColorMap of " + map.length + " values for " + depth + "-bit indices (" + 3 * n + " expected)");
+      // Pillow: o8(v // 256) for each value, laid out "RGB;L" (all reds, then greens, then blues).
+      byte[] pal = new byte[3 * n];
+      for (int i = 0; i < n; i++) {
+        for (int c = 0; c < 3; c++) pal[3 * i + c] = (byte) (map[c * n + i] >> 8);
+      }
+      ifd.palette = pal;
+    }
+    ifd.bits = Arrays.stream(bps).mapToInt(v -> (int) v).toArray();
+    return kind;
+  }
+
+  private static ImageDecodeException unsupported(Path file, String what) {
+    return new ImageDecodeException(file, "TIFF with " + what + " is not supported (" + SUPPORTED + ")");
+  }
+
+  /**
+   * Strips or tiles must lie inside the file (a truncated file is refused here, as Pillow's
+   * libtiff fails on it, rather than decoded with missing rows), and a tile must pass the pixel
+   * limit (the reader allocates one).
+   */
+  private static void checkSegments(Path file, byte[] b, Ifd ifd, ImageDecoder limits) throws ImageDecodeException {
+    boolean tiled = ifd.has(TILE_OFFSETS);
+    long[] offsets = ifd.values(tiled ? TILE_OFFSETS : STRIP_OFFSETS, null);
+    long[] counts = ifd.values(tiled ? TILE_BYTE_COUNTS : STRIP_BYTE_COUNTS, null);
+    String what = tiled ? "tile" : "strip";
+    if (offsets == null) throw new ImageDecodeException(file, "corrupt TIFF file: no " + (tiled ? "TileOffsets" : "StripOffsets") + " tag");
+    if (tiled) {
+      long tw = ifd.one(TILE_WIDTH, -1), th = ifd.one(TILE_LENGTH, -1);
+      if (tw <= 0 || th <= 0) throw new ImageDecodeException(file, "corrupt TIFF file: tiles without a TileWidth and TileLength");
+      if (tw * th > limits.maxPixels()) {
+        throw new ImageDecodeException(file, "corrupt TIFF file: tiles of " + tw + "x" + th + " pixels, above the pixel limit of " + limits.maxPixels());
+      }
+    }
+    if (counts == null) {
+      if (ifd.one(COMPRESSION, 1) != 1) {
+        throw new ImageDecodeException(file, "corrupt TIFF file: compressed data without " + (tiled ? "TileByteCounts" : "StripByteCounts"));
+      }
+      return; // uncompressed: the reader computes them, as Pillow's raw decoder does not need them
+    }
+    if (counts.length < offsets.length) {
+      throw new ImageDecodeException(file, "corrupt TIFF file: " + offsets.length + " " + what + " offsets but " + counts.length + " byte counts");
+    }
+    for (int i = 0; i < offsets.length; i++) {
+      if (offsets[i] + counts[i] > b.length) {
+        throw new ImageDecodeException(
+            file, "truncated TIFF file: " + what + " " + i + " ends at byte " + (offsets[i] + counts[i]) + ", after the end of the file (" + b.length + " bytes)");
+      }
+    }
+  }
+
+  private static ImageReader twelveMonkeys(Path file) throws ImageDecodeException {
+    Iterator<ImageReader> it = ImageIO.getImageReadersByFormatName("tiff");
+    while (it.hasNext()) {
+      ImageReader r = it.next();
+      if (r.getClass().getName().startsWith("com.twelvemonkeys.")) return r;
+      r.dispose();
+    }
+    throw new ImageDecodeException(file, "no TIFF decoder available (TwelveMonkeys imageio-tiff missing from the class path?)");
+  }
+
+  private static byte[] bandsOf(Path file, Raster r, int n) throws ImageDecodeException {
+    if (r.getNumBands() != n) throw new ImageDecodeException(file, "TIFF decoded with " + r.getNumBands() + " bands, " + n + " expected");
+    for (int k = 0; k < n; k++) {
+      if (r.getSampleModel().getSampleSize(k) != 8) throw new ImageDecodeException(file, "TIFF decoded with " + r.getSampleModel().getSampleSize(k) + "-bit samples");
+    }
+    int[] which = new int[n];
+    for (int k = 0; k < n; k++) which[k] = k;
+    return ImageDecoder.bands(r, which, 0, 1);
+  }
+
+  /** Gray levels of an indexed low-depth raster: the colour model's gray of each index. */
+  private static byte[] indexedGray(Path file, Raster r, ColorModel cm) throws ImageDecodeException {
+    if (!(cm instanceof IndexColorModel icm) || r.getNumBands() != 1) {
+      throw new ImageDecodeException(file, "low bit-depth TIFF decoded without a gray palette (" + cm.getClass().getSimpleName() + ")");
+    }
+    int w = r.getWidth(), h = r.getHeight();
+    byte[] gray = new byte[icm.getMapSize()];
+    for (int i = 0; i < gray.length; i++) gray[i] = (byte) icm.getRed(i);
+    byte[] out = new byte[w * h];
+    int[] row = new int[w];
+    for (int y = 0; y < h; y++) {
+      r.getSamples(0, y, w, 1, 0, row);
+      for (int x = 0; x < w; x++) out[y * w + x] = gray[row[x]];
+    }
+    return out;
+  }
+
+  /** Pillow's unpackRGBa: each colour min(255, c * 255 / a) in integers; all 0 where a is 0. */
+  static byte[] unpremultiply(byte[] px) {
+    for (int i = 0; i < px.length; i += 4) {
+      int a = px[i + 3] & 0xff;
+      if (a == 255) continue;
+      for (int c = 0; c < 3; c++) px[i + c] = (byte) (a == 0 ? 0 : Math.min(255, (px[i + c] & 0xff) * 255 / a));
+    }
+    return px;
+  }
+
+  /** The first IFD's entries, values read on demand (numbers only). */
+  static final class Ifd {
+    private final byte[] b;
+    private final boolean little;
+    /** tag → {type, count, value offset} */
+    private final java.util.Map<Integer, long[]> entries = new java.util.HashMap<>();
+    private final Path file;
+    byte[] palette;
+    int[] bits;
+
+    private Ifd(Path file, byte[] b, boolean little) {
+      this.file = file;
+      this.b = b;
+      this.little = little;
+    }
+
+    static Ifd parse(Path file, byte[] b) throws ImageDecodeException {
+      if (b.length < 8) throw new ImageDecodeException(file, "truncated TIFF file: " + b.length + " bytes, shorter than the header");
+      boolean little = b[0] == 'I';
+      Ifd ifd = new Ifd(file, b, little);
+      int magic = ifd.u16(2);
+      if (magic == 43) throw new ImageDecodeException(file, "BigTIFF files are not supported (" + SUPPORTED + ", in classic TIFF)");
+      long at = ifd.u32(4);
+      if (at < 8 || at + 2 > b.length) {
+        throw new ImageDecodeException(file, "truncated TIFF file: the first IFD is at byte " + at + ", the file has " + b.length);
+      }
+      int n = ifd.u16((int) at);
+      if (n == 0) throw new ImageDecodeException(file, "corrupt TIFF file: the first IFD has no entries");
+      if (at + 2 + 12L * n > b.length) {
+        throw new ImageDecodeException(file, "truncated TIFF file: the first IFD's " + n + " entries end after the end of the file");
+      }
+      for (int i = 0; i < n; i++) {
+        int e = (int) at + 2 + 12 * i;
+        int tag = ifd.u16(e);
+        int type = ifd.u16(e + 2);
+        long count = ifd.u32(e + 4);
+        int size = switch (type) {
+          case 1, 2, 6, 7 -> 1;
+          case 3, 8 -> 2;
+          case 4, 9, 11, 13 -> 4;
+          case 5, 10, 12, 16, 17, 18 -> 8;
+          default -> 0; // unknown type: the entry is skipped, as the specification says
+        };
+        if (size == 0) continue;
+        long bytes = count * size;
+        long off = bytes <= 4 ? e + 8 : ifd.u32(e + 8);
+        ifd.entries.putIfAbsent(tag, new long[] {type, count, off, bytes});
+      }
+      return ifd;
+    }
+
+    boolean has(int tag) {
+      return entries.containsKey(tag);
+    }
+
+    /** The first value of a numeric tag, or {@code otherwise} when absent. */
+    long one(int tag, long otherwise) throws ImageDecodeException {
+      long[] v = values(tag, null);
+      return v == null || v.length == 0 ? otherwise : v[0];
+    }
+
+    /** The values of a BYTE, SHORT or LONG tag, or {@code otherwise} when absent. */
+    long[] values(int tag, long[] otherwise) throws ImageDecodeException {
+      long[] e = entries.get(tag);
+      if (e == null) return otherwise;
+      int type = (int) e[0];
+      long count = e[1], off = e[2], bytes = e[3];
+      if (type != 1 && type != 3 && type != 4) {
+        throw new ImageDecodeException(file, "corrupt TIFF file: tag " + tag + " has type " + type + ", not an unsigned integer");
+      }
+      if (off + bytes > b.length || count > Integer.MAX_VALUE / 8) {
+        throw new ImageDecodeException(file, "truncated TIFF file: tag " + tag + "'s " + count + " values end after the end of the file");
+      }
+      long[] v = new long[(int) count];
+      for (int i = 0; i < count; i++) {
+        int p = (int) off + i * (type == 1 ? 1 : type == 3 ? 2 : 4);
+        v[i] = type == 1 ? b[p] & 0xff : type == 3 ? u16(p) : u32(p);
+      }
+      return v;
+    }
+
+    private int u16(int p) {
+      int x = b[p] & 0xff, y = b[p + 1] & 0xff;
+      return little ? x | y << 8 : x << 8 | y;
+    }
+
+    private long u32(int p) {
+      long lo = u16(little ? p : p + 2), hi = u16(little ? p + 2 : p);
+      return hi << 16 | lo;
+    }
+  }
+}
