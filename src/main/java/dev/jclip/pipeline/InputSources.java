@@ -55,7 +55,7 @@ import org.apache.commons.compress.archivers.tar.TarArchiveInputStream;
  *       group stops the job with an IOException naming it;
  *   <li>{@code *.tar}, or a brace range such as {@code shards/{00000..00009}.tar}: webdataset
  *       shards as img2dataset writes them, members grouped by key (the member name up to the first
- *       '.' of its file name): the image member ({@code jpg jpeg png webp gif bmp}), an optional
+ *       '.' of its file name): the image member ({@code jpg jpeg png webp gif bmp tif tiff}), an optional
  *       {@code .txt} caption and an optional {@code .json} whose fields are carried;
  *   <li>any other file: a list of image paths, one per line (blank lines skipped).
  * </ul>
@@ -68,7 +68,7 @@ public final class InputSources {
   public static final String DEFAULT_IMAGE_COLUMNS = "image_path, filepath, file_path, path, image, file, url";
 
   private static final List<String> IMAGE_COLUMNS = List.of(DEFAULT_IMAGE_COLUMNS.split(", "));
-  private static final Set<String> IMAGE_EXTENSIONS = Set.of("jpg", "jpeg", "png", "webp", "gif", "bmp");
+  private static final Set<String> IMAGE_EXTENSIONS = Set.of("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff");
   private static final Pattern BRACE = Pattern.compile("\\{(\\d+)\\.\\.(\\d+)\\}");
 
   private InputSources() {}

@@ -51,16 +51,19 @@ class InputSourcesTest {
     touch("imgs/b/1.jpg", "x");
     touch("imgs/b/1.txt", " a caption \n");
     touch("imgs/a.webp", "x");
+    touch("imgs/c.tiff", "x");
+    touch("imgs/c.txt", "scanned page");
     touch("imgs/readme.txt", "not a caption: no image named readme");
     touch("imgs/.hidden.jpg", "x");
     touch("imgs/.cache/x.jpg", "x");
     try (InputSource s = InputSources.open(root.toString(), null, null)) {
       List<InputItem> items = all(s);
-      assertEquals(List.of("a.webp", "b/1.jpg", "b/2.png", "readme.txt"), items.stream().map(InputItem::id).toList());
+      assertEquals(List.of("a.webp", "b/1.jpg", "b/2.png", "c.tiff", "readme.txt"), items.stream().map(InputItem::id).toList());
       assertEquals("a caption", items.get(1).caption());
       assertNull(items.get(2).caption());
+      assertEquals("scanned page", items.get(3).caption());
       assertTrue(s.hasCaptions());
-      assertEquals(4, s.size());
+      assertEquals(5, s.size());
       assertEquals(root.resolve("b/1.jpg"), items.get(1).file());
     }
   }
