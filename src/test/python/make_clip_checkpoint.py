@@ -7,7 +7,9 @@ at the geometry config.json gives, draws its weights under torch.manual_seed(see
 tensor is trivial, rounds the tensors to fp16 that clip.model.convert_weights rounds (as OpenAI's
 released files hold them), and writes:
 
-  state_dict.pt          torch.save(state_dict), PyTorch's zip format (open_clip-style files)
+  state_dict.pt          torch.save(state_dict), PyTorch's zip format (open_clip-style files); with
+                         "all_fp16" every floating tensor in fp16 (LayerNorm, BatchNorm statistics,
+                         embeddings, logit_scale too), which a loader must take as well
   openai-jit.pt          torch.jit.trace_module of the model (forward, encode_image, encode_text),
                          traced in fp32, then set back to the stored dtypes, with the int64 0-d
                          input_resolution, context_length and vocab_size of OpenAI's release files
@@ -332,7 +334,8 @@ def main():
     assert not unknown, unknown
     stored = OrderedDict()
     for name, t in model.state_dict().items():
-        half = name in halves or (name == "token_embedding.weight" and c.get("token_embedding_fp16", False))
+        half = (name in halves or (name == "token_embedding.weight" and c.get("token_embedding_fp16", False))
+                or (c.get("all_fp16", False) and t.is_floating_point()))  # a loader must take either dtype for any tensor
         stored[name] = t.half() if half else t.clone()
     torch.save(stored, os.path.join(d, "state_dict.pt"))
     # What clip.load(..., device="cpu") computes: the stored tensors upcast to float32.
@@ -352,8 +355,8 @@ def main():
         traced = torch.jit.trace_module(model, {"forward": (pixels, tokens), "encode_image": (pixels,), "encode_text": (tokens,)},
                                         check_trace=False)
         with torch.no_grad():
-            for name, p in list(traced.named_parameters()):
-                if name in stored:
+            for name, p in list(traced.named_parameters()) + list(traced.named_buffers()):
+                if name in stored and stored[name].dtype != p.dtype:
                     p.data = stored[name].clone()
         torch.jit.save(traced, os.path.join(d, "openai-jit.pt"))
     if not c["resnet"] and c.get("hf", True):

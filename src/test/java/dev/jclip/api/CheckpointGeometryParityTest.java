@@ -30,7 +30,7 @@ import org.junit.jupiter.api.io.TempDir;
  * Model geometries the reference data does not hold, end to end as a user meets them: PyTorch
  * builds a random-weight CLIP at a geometry drawn anew each run (a ModifiedResNet and a ViT: stage
  * depths, widths, resolutions 224-384, patches 14/16/32, text widths, heads and depths, embedding
- * sizes, the token table in fp32 or fp16) and writes it as the real files are written
+ * sizes, the token table in fp32 or fp16, at times every tensor in fp16) and writes it as the real files are written
  * (src/test/python/make_clip_checkpoint.py: {@code torch.save} state dict, a traced TorchScript
  * archive in the style of OpenAI's releases, HuggingFace safetensors for the ViT), with its own
  * features on real and random images and on real texts. Each file then goes through {@link
@@ -88,6 +88,7 @@ class CheckpointGeometryParityTest {
     c.put("logit_scale", Math.round((2.5 + 2.1 * random.nextDouble()) * 1000) / 1000.0);
     c.put("seed", random.nextInt(1 << 30));
     c.put("token_embedding_fp16", random.nextBoolean());
+    c.put("all_fp16", random.nextInt(3) == 0); // every floating tensor stored in fp16, BatchNorm statistics and LayerNorms too
     return c;
   }
 
