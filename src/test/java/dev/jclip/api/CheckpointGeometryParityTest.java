@@ -66,13 +66,19 @@ class CheckpointGeometryParityTest {
     return c;
   }
 
-  /** A ViT: patch 14, 16 or 32 at 224 or 336 (the grids of every OpenAI ViT), 1-3 layers, width 64-192. */
+  /**
+   * A ViT: patch 32, 16 or 14 at 224, or 16 or 14 at 336 (the grids of every OpenAI ViT, and the
+   * reference data's 336-px B/16; a resolution is a whole number of patches, as build_model infers
+   * it), 1-3 layers, width 64-192.
+   */
   static Map<String, Object> vit(Random random) {
     Map<String, Object> c = text(random);
-    c.put("image_resolution", pick(random, 224, 336));
+    int[][] grids = {{32, 224}, {16, 224}, {14, 224}, {16, 336}, {14, 336}};
+    int[] g = grids[random.nextInt(grids.length)];
+    c.put("image_resolution", g[1]);
     c.put("vision_layers", 1 + random.nextInt(3));
     c.put("vision_width", pick(random, 64, 128, 192));
-    c.put("vision_patch_size", pick(random, 14, 16, 32));
+    c.put("vision_patch_size", g[0]);
     return c;
   }
 
