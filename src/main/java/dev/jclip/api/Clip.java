@@ -1031,7 +1031,8 @@ public final class Clip implements AutoCloseable {
 
   /**
    * {@code features / features.norm(dim=-1, keepdim=True)}: each row divided by its L2 norm (in
-   * double precision), as new arrays; a row of zeros stays zeros. For averaging prompt embeddings
+   * double precision), as new arrays; a row of zeros stays zeros (PyTorch's division gives NaN), a
+   * row with a NaN is all NaN. For averaging prompt embeddings
    * and for cosine similarities of one's own.
    */
   public static float[][] normalize(float[][] features) {
@@ -1042,7 +1043,7 @@ public final class Clip implements AutoCloseable {
       if (row == null) throw new NullPointerException("feature row " + r + " is null");
       double sum = 0;
       for (float v : row) sum += (double) v * v;
-      double inv = sum > 0 ? 1 / Math.sqrt(sum) : 0;
+      double inv = sum > 0 || Double.isNaN(sum) ? 1 / Math.sqrt(sum) : 0; // a NaN anywhere makes the row NaN, as in PyTorch
       out[r] = new float[row.length];
       for (int i = 0; i < row.length; i++) out[r][i] = (float) (row[i] * inv);
     }

@@ -80,6 +80,9 @@ public final class EmbedCommand implements Callable<Integer> {
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);
       EmbedJob.checkOutputFolder(output); // before the model loads (the job checks again)
+      // the pixel buffers at the smallest CLIP resolution (the job checks again with the model's)
+      String tooLarge = dev.jclip.pipeline.BatchBuffers.tooLarge(Math.min(batchSize, shardSize), dev.jclip.pipeline.BatchBuffers.SMALLEST_RESOLUTION, 3);
+      if (tooLarge != null) throw new IllegalArgumentException(tooLarge);
     } catch (IllegalArgumentException e) {
       err.println("jclip embed: " + e.getMessage());
       err.flush();

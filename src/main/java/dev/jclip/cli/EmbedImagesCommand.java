@@ -110,7 +110,8 @@ public final class EmbedImagesCommand implements Callable<Integer> {
           } catch (IOException | RuntimeException e) {
             if (!skipBad) throw new IOException("cannot embed " + p + ": " + e.getMessage() + " (use --skip-bad to leave such images out)", e);
             skipped.add(p.toString());
-            ticker.message("jclip embed-images: skipped " + p + ": " + e.getMessage());
+            String why = String.valueOf(e.getMessage());
+            ticker.message("jclip embed-images: skipped " + (why.startsWith(p + ": ") ? why : p + ": " + why));
             ticker.progress.advance(true);
           }
         }

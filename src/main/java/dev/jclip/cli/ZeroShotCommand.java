@@ -111,6 +111,9 @@ public final class ZeroShotCommand implements Callable<Integer> {
     boolean jsonl = name.endsWith(".jsonl") || name.endsWith(".json");
     if (!jsonl && !name.endsWith(".csv")) return fail(err, 2, "--output must end in .csv or .jsonl: " + output);
     if (topK < 1 || batchSize < 1) return fail(err, 2, "--top-k and --batch-size must be at least 1");
+    // three pixel buffers in flight, checked at the smallest CLIP resolution now and at the model's once loaded
+    String tooLarge = dev.jclip.pipeline.BatchBuffers.tooLarge(batchSize, dev.jclip.pipeline.BatchBuffers.SMALLEST_RESOLUTION, 3);
+    if (tooLarge != null) return fail(err, 2, tooLarge);
     String badOut = ModelOptions.outputsInvalid(output, "--output", errors, "--errors"); // now rather than after the images
     if (badOut != null) return fail(err, 2, badOut);
     int threads = workers == null ? Math.max(1, Runtime.getRuntime().availableProcessors()) : workers;
@@ -242,6 +245,8 @@ public final class ZeroShotCommand implements Callable<Integer> {
       int window = Math.max(8, 4 * threads);
       Clip.Pending inFlight = null;
       try (OrderedDecoder dec = new OrderedDecoder(source, decoder, clip.config().imageResolution(), threads, window)) {
+        String tooLarge = dev.jclip.pipeline.BatchBuffers.tooLarge(batchSize, clip.config().imageResolution(), 3);
+        if (tooLarge != null) throw new IllegalArgumentException(tooLarge);
         for (int i = 0; i < 3; i++) pool.add(new float[batchSize * fpi]);
         Thread assembler = new Thread(() -> {
           try {

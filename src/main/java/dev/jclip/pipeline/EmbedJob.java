@@ -332,7 +332,10 @@ public final class EmbedJob {
     // Before anything is opened: --jpeg-draft without libjpeg-turbo is refused here.
     ImageDecoder decoder = new ImageDecoder(o.maxPixels).withJpegDraft(o.jpegDraft ? r : 0);
     jpegDecoder = decoder.jpegDecoder();
-    try (InputSource source = InputSources.open(o.input, o.imageColumn, o.captionColumn)) {
+    // opened by its real path, so that the errors it records are the same however the input is named
+    try (InputSource source = InputSources.open(canonicalInput(o.input), o.imageColumn, o.captionColumn)) {
+      String tooLarge = BatchBuffers.tooLarge(batchSize(source), r, buffers(encoders.size())); // before anything is created
+      if (tooLarge != null) throw new IllegalArgumentException(tooLarge);
       boolean captions = source.hasCaptions();
       boolean table = source instanceof InputSources.TableSource || source instanceof InputSources.ParquetSource;
       if (!table && (o.imageColumn != null || o.captionColumn != null)) {
@@ -390,13 +393,7 @@ public final class EmbedJob {
     Set<Integer> complete = recover();
     int skippedShards = complete.size();
 
-    // A batch never holds more than a shard, nor more than the input (where its size is known).
-    long known = source.size();
-    int batchSize = (int) Math.min(o.batchSize, Math.min(o.shardSize, known > 0 ? known : Long.MAX_VALUE));
-    if ((long) batchSize * floatsPerImage > Integer.MAX_VALUE - 8) {
-      throw new IllegalArgumentException("--batch-size " + o.batchSize + ": a batch of " + batchSize + " images of " + r + " px would take "
-          + (long) batchSize * floatsPerImage * 4 / (1 << 20) + " MiB, over a Java array's 2 GiB; give at most " + (Integer.MAX_VALUE - 8) / floatsPerImage);
-    }
+    int batchSize = batchSize(source);
     o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + (o.workers == 1 ? " worker" : " workers"));
     Progress progress = new Progress(o.progress, o.log, source.size());
     ScheduledExecutorService ticker =
@@ -410,7 +407,7 @@ public final class EmbedJob {
 
     int k = encoders.size();
     // Each model holds one buffer while it runs; the rest are being filled by the workers.
-    int buffers = Math.max(o.bufferedBatches, k + 2);
+    int buffers = buffers(k);
     BlockingQueue<float[]> pool = new ArrayBlockingQueue<>(buffers);
     for (int i = 0; i < buffers; i++) pool.add(new float[batchSize * floatsPerImage]);
     BlockingQueue<Batch> toEncode = new ArrayBlockingQueue<>(buffers + k);
@@ -429,6 +426,7 @@ public final class EmbedJob {
     try {
       Batch batch = null;
       InputItem item;
+      boolean summaryRemoved = false;
       int resumed = -1; // the committed shard whose inputs are being enumerated
       InputsDigest seen = null;
       while ((item = source.next()) != null) {
@@ -446,6 +444,12 @@ public final class EmbedJob {
           }
           seen.add(item.id());
           continue;
+        }
+        if (!summaryRemoved) {
+          // a shard is to be written: the finished job's summary no longer holds until the end rewrites it
+          // (kept where the run stops before, e.g. at a changed input, or where every shard was done)
+          for (String name : List.of("errors.jsonl", "job.json")) Files.deleteIfExists(out.root.resolve(name));
+          summaryRemoved = true;
         }
         if (batch != null && (batch.shard != shard || batch.items.size() == batchSize)) {
           batch.lastOfShard = batch.shard != shard;
@@ -953,6 +957,17 @@ public final class EmbedJob {
     }
   }
 
+  /** A batch never holds more than a shard, nor more than the input (where its size is known). */
+  private int batchSize(InputSource source) {
+    long known = source.size();
+    return (int) Math.min(o.batchSize, Math.min(o.shardSize, known > 0 ? known : Long.MAX_VALUE));
+  }
+
+  /** Pixel buffers in flight with {@code models} models: each holds one while it runs, the rest are being filled by the workers. */
+  private int buffers(int models) {
+    return Math.max(o.bufferedBatches, models + 2);
+  }
+
   /** Whether {@code name} is a model of the registry in effect (a download's name, not a path). */
   private static boolean registered(String name) {
     try {
@@ -1012,6 +1027,8 @@ public final class EmbedJob {
     Objects.requireNonNull(o.input, "input");
     Objects.requireNonNull(o.output, "output");
     checkInput(o.input);
+    String tooLarge = BatchBuffers.tooLarge(Math.min(o.batchSize, o.shardSize), BatchBuffers.SMALLEST_RESOLUTION, Math.max(o.bufferedBatches, 3));
+    if (tooLarge != null) throw new IllegalArgumentException(tooLarge);
     checkOutputFolder(o.output);
     checkWritable(o.output);
     Layout out = new Layout(o.output);
@@ -1131,7 +1148,6 @@ public final class EmbedJob {
         if (m.matches() && !complete.contains(Integer.parseInt(m.group(1)))) Files.deleteIfExists(f);
       }
     }
-    for (String name : List.of("errors.jsonl", "job.json")) Files.deleteIfExists(out.root.resolve(name));
     return complete;
   }
 
@@ -1173,7 +1189,7 @@ public final class EmbedJob {
 
     ObjectNode job = json.createObjectNode();
     ObjectNode model = job.putObject("model");
-    model.put("name", o.modelName == null ? encoder.name() : o.modelName);
+    model.put("name", canonicalModel(o.modelName == null ? encoder.name() : o.modelName));
     model.put("sha256", o.modelSha256);
     job.put("precision", encoder.precision() != null ? encoder.precision() : o.precision); // what the model computed in
     job.put("input", canonicalInput(o.input));

@@ -45,11 +45,19 @@ public final class ZeroShotClassifier {
     if (classEmbeddings.length != classes.size()) {
       throw new IllegalArgumentException(classes.size() + " classes but " + classEmbeddings.length + " class embeddings");
     }
+    if (classes.isEmpty()) throw new IllegalArgumentException("no classes");
     int e = clip.config().embedDim();
     for (int c = 0; c < classEmbeddings.length; c++) {
-      if (classEmbeddings[c] == null || classEmbeddings[c].length != e) {
+      float[] row = classEmbeddings[c];
+      if (row == null || row.length != e) {
         throw new IllegalArgumentException("class embedding " + c + " (" + classes.get(c) + ") has "
-            + (classEmbeddings[c] == null ? "no values" : classEmbeddings[c].length + " values") + "; the model's embedding is " + e);
+            + (row == null ? "no values" : row.length + " values") + "; the model's embedding is " + e);
+      }
+      double norm = 0;
+      for (float v : row) norm += (double) v * v;
+      if (!(norm > 0) || Double.isInfinite(norm)) { // zero, NaN or infinite: every class's probability would be NaN
+        throw new IllegalArgumentException("class embedding " + c + " (" + classes.get(c) + ") is " + (norm == 0 ? "all zeros" : "not finite")
+            + ": it has no direction to score against");
       }
     }
     return new ZeroShotClassifier(clip, classes, classEmbeddings);

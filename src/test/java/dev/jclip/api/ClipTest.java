@@ -386,6 +386,7 @@ class ClipTest {
       }
     }
     assertArrayEquals(new float[] {0, 0}, Clip.normalize(new float[][] {{0, 0}})[0]);
+    assertArrayEquals(new float[] {Float.NaN, Float.NaN}, Clip.normalize(new float[][] {{Float.NaN, 1}})[0]);
     String longText = "a caption that goes on " + "and on ".repeat(80);
     assertThrows(IllegalArgumentException.class, () -> clip.tokenize(List.of(longText)));
     assertEquals(1, clip.tokenize(List.of(longText), true).count());
@@ -403,6 +404,10 @@ class ClipTest {
     float[][] narrow = new float[3][clip.config().embedDim() - 1];
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> dev.jclip.zeroshot.ZeroShotClassifier.of(clip, classes, narrow));
     assertTrue(e.getMessage().contains("class embedding 0 (rose) has " + (clip.config().embedDim() - 1) + " values"), e.getMessage());
+    float[][] zero = {built.classEmbeddings()[0], new float[clip.config().embedDim()], built.classEmbeddings()[2]};
+    e = assertThrows(IllegalArgumentException.class, () -> dev.jclip.zeroshot.ZeroShotClassifier.of(clip, classes, zero));
+    assertTrue(e.getMessage().contains("class embedding 1 (coin) is all zeros"), e.getMessage());
+    assertThrows(IllegalArgumentException.class, () -> dev.jclip.zeroshot.ZeroShotClassifier.of(clip, List.of(), new float[0][]));
   }
 
   /** Bytes in memory preprocess as the file does; bad bytes are named by the name given. */

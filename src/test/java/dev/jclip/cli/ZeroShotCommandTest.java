@@ -100,6 +100,12 @@ class ZeroShotCommandTest {
     assertTrue(r.err().contains("from the cache"), r.err());
     assertEquals(first, Files.readString(out));
     String cached = cacheFile(r.err());
+    // a batch whose pixel buffers cannot fit is refused before anything is loaded (it used to overflow an int)
+    String[] huge = args.clone();
+    huge[java.util.Arrays.asList(huge).indexOf("--batch-size") + 1] = "20000";
+    r = ModelCommandsTest.run(new ZeroShotCommand(), "", huge);
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--batch-size 20000: 3 batches of 20000 images of 224 px") && r.err().contains("give at most"), r.err());
     // another activation has class embeddings (and predictions) of its own, cached under another key
     String[] gelu = java.util.stream.Stream.concat(java.util.Arrays.stream(args), java.util.stream.Stream.of("--activation", "gelu")).toArray(String[]::new);
     r = ModelCommandsTest.run(new ZeroShotCommand(), "", gelu);

@@ -394,6 +394,7 @@ class EmbedJobTest {
     java.io.IOException grew = assertThrows(java.io.IOException.class, () -> EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0)));
     assertTrue(grew.getMessage().contains("the input is not what it was") && grew.getMessage().contains("shard 2 was committed with 2 inputs, and 4 are at its places now")
         && grew.getMessage().contains("embed into a new output folder"), grew.getMessage());
+    assertTrue(Files.exists(out.resolve("job.json")) && Files.exists(out.resolve("errors.jsonl")), "a refused resume keeps the finished job's summary");
     // as many inputs as before, but one added in front and the last removed: every shard's inputs moved
     List<String> shifted = new ArrayList<>(paths.subList(0, 9));
     shifted.add(0, paths.get(11));
@@ -440,6 +441,22 @@ class EmbedJobTest {
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> EmbedJob.run(options(list.toString(), out, 8, 4).model(other.toString(), "bb"), new TestEncoder(R, 0)));
     assertTrue(e.getMessage().contains("model: "), e.getMessage());
+  }
+
+  /** A batch whose pixel buffers cannot fit the heap (or one array) is refused by name, before anything is created. */
+  @Test
+  void aBatchTooLargeForTheHeapIsRefusedBeforeAnythingIsCreated() throws Exception {
+    Path list = tmp.resolve("big.txt");
+    Files.write(list, GOOD_FILES.subList(0, 2).stream().map(s -> corpus.resolve(s).toString()).toList());
+    int huge = (int) Math.min(Integer.MAX_VALUE, Runtime.getRuntime().maxMemory() / (3L * 224 * 224 * 4) + 1); // over the heap at 224 px
+    Path out = tmp.resolve("o-big");
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.precheck(options(list.toString(), out, huge, huge)));
+    assertTrue(e.getMessage().startsWith("--batch-size " + huge + ": ") && e.getMessage().contains("give at most"), e.getMessage());
+    assertFalse(Files.exists(out));
+    assertEquals(null, BatchBuffers.tooLarge(256, 224, 3));
+    assertTrue(BatchBuffers.tooLarge(Integer.MAX_VALUE, 224, 3).contains("more than a Java array holds"));
+    // the job itself: a 2-input list caps the batch at 2, which fits
+    assertEquals(2, EmbedJob.run(options(list.toString(), out, huge, huge), new TestEncoder(R, 0)).embedded());
   }
 
   /** The column options on a list (not a table) are said not to be used. */
