@@ -1021,6 +1021,20 @@ public final class Clip implements AutoCloseable {
   }
 
   /**
+   * The MLPs' activation the checkpoint itself gives (its config, or OpenAI's QuickGELU for a bare
+   * state dict), whatever {@link Options#withActivation} chose: {@link #config()} has the one that
+   * runs.
+   */
+  public dev.jclip.model.Activation checkpointActivation() {
+    if (checkpoint == null) return config.activation();
+    try {
+      return ClipConfig.infer(checkpoint).activation();
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+  }
+
+  /**
    * The model's {@code logit_scale} parameter, the natural log of the temperature: the logits are
    * {@code Math.exp(logitScale())} times the cosine similarities (4.6052 = ln 100 in OpenAI's
    * released models).

@@ -115,6 +115,9 @@ public final class EmbedCommand implements Callable<Integer> {
       Path file = clips.get(0).modelPath();
       String sha = file != null && Files.isRegularFile(file) ? Downloader.sha256(file) : null;
       o = o.model(model.model, sha);
+      // --activation naming the checkpoint's own is no override: the job records and compares it as not set
+      if (model.activation != null && dev.jclip.model.Activation.parse(model.activation) == clips.get(0).checkpointActivation()) o = o.activation(null);
+      o = o.checkpointActivation(clips.get(0).checkpointActivation().hfName());
       err.flush();
       EmbedJob.Result r = EmbedJob.run(o, encoders);
       err.printf("jclip embed: %s, %d embedded, %d skipped%s, %s (%d already done)%n", Words.count(r.items(), "input"), r.embedded(),

@@ -87,6 +87,7 @@ public final class EmbedJob {
     String imageColumn;
     String captionColumn;
     String modelName;
+    String checkpointActivation;
     String modelSha256;
     String precision;
     /** The activation the model was told to use instead of its checkpoint's, or null (a resume parameter when set). */
@@ -153,6 +154,15 @@ public final class EmbedJob {
     /** The activation override the model was loaded with ({@code --activation}), or null: recorded, and a resume must repeat it. */
     public Options activation(String v) {
       activation = v == null ? null : dev.jclip.model.Activation.parse(v).hfName();
+      return this;
+    }
+
+    /**
+     * The activation the checkpoint itself gives ("quick_gelu" or "gelu"; null: not known): a job
+     * recorded with that activation named resumes without it, and the other way round.
+     */
+    public Options checkpointActivation(String v) {
+      checkpointActivation = v == null ? null : dev.jclip.model.Activation.parse(v).hfName();
       return this;
     }
 
@@ -1053,6 +1063,11 @@ public final class EmbedJob {
         then.remove(later);
         now.remove(later);
       }
+      // an activation named on one side only may be the checkpoint's own: the job, which knows it, decides
+      if (then.has("activation") != now.has("activation")) {
+        then.remove("activation");
+        now.remove("activation");
+      }
       List<String> differ = differences(then, now);
       if (!differ.isEmpty()) {
         throw new IllegalArgumentException(o.output + " holds a job started with other options (" + String.join("; ", differ)
@@ -1092,7 +1107,14 @@ public final class EmbedJob {
     if (Files.exists(f)) {
       byte[] have = Files.readAllBytes(f);
       if (!java.util.Arrays.equals(have, want)) {
-        List<String> differ = differences(json.readTree(have), json.valueToTree(p));
+        com.fasterxml.jackson.databind.JsonNode then = json.readTree(have);
+        com.fasterxml.jackson.databind.JsonNode now = json.valueToTree(p);
+        // an activation named then that is the checkpoint's own is what runs without the option now
+        if (o.checkpointActivation != null && then instanceof com.fasterxml.jackson.databind.node.ObjectNode t && !now.has("activation")
+            && o.checkpointActivation.equals(t.path("activation").asText(null))) {
+          t.remove("activation");
+        }
+        List<String> differ = differences(then, now);
         if (!differ.isEmpty()) {
           throw new IllegalArgumentException(o.output + " holds a job started with other options (" + String.join("; ", differ)
               + "): re-run with the same options to resume, or choose a new output folder");

@@ -103,6 +103,19 @@ class EmbedCommandTest {
     r = ModelCommandsTest.run(new EmbedCommand(), "", job.toArray(String[]::new)); // the checkpoint's activation now
     assertEquals(1, r.code(), r.err());
     assertTrue(r.err().contains("other options (activation: \"gelu\" then, not set now)"), r.err());
+    // --activation naming the checkpoint's own (QuickGELU for a bare state dict) is no override: with or without it, the job resumes
+    List<String> own = new ArrayList<>(job);
+    own.set(own.indexOf(tmp.resolve("out").toString()), tmp.resolve("out-own").toString());
+    List<String> ownNamed = new ArrayList<>(own);
+    ownNamed.addAll(List.of("--activation", "quick_gelu"));
+    r = ModelCommandsTest.run(new EmbedCommand(), "", ownNamed.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(!new com.fasterxml.jackson.databind.ObjectMapper().readTree(tmp.resolve("out-own/.jclip/params.json").toFile()).has("activation"));
+    r = ModelCommandsTest.run(new EmbedCommand(), "", own.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("already done"), r.err());
+    r = ModelCommandsTest.run(new EmbedCommand(), "", ownNamed.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
     List<String> bad = new ArrayList<>(common);
     bad.addAll(List.of("--activation", "relu", "--out", tmp.resolve("bad.npy").toString(), in.resolve(names.get(0)).toString()));
     r = ModelCommandsTest.run(new EmbedImagesCommand(), "", bad.toArray(String[]::new));

@@ -459,6 +459,19 @@ class EmbedJobTest {
     assertEquals(2, EmbedJob.run(options(list.toString(), out, huge, huge), new TestEncoder(R, 0)).embedded());
   }
 
+  /** A job that recorded the checkpoint's own activation by name (as jclip before session 28 did) resumes without the option. */
+  @Test
+  void anActivationRecordedThatIsTheCheckpointsOwnResumesWithoutTheOption() throws Exception {
+    Path list = tmp.resolve("act.txt");
+    Files.write(list, GOOD_FILES.subList(0, 3).stream().map(s -> corpus.resolve(s).toString()).toList());
+    Path out = tmp.resolve("o-act");
+    EmbedJob.run(options(list.toString(), out, 8, 4).activation("quick_gelu"), new TestEncoder(R, 0));
+    assertEquals(1, EmbedJob.run(options(list.toString(), out, 8, 4).checkpointActivation("quick_gelu"), new TestEncoder(R, 0)).shardsSkipped());
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> EmbedJob.run(options(list.toString(), out, 8, 4).checkpointActivation("gelu"), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("activation: \"quick_gelu\" then, not set now"), e.getMessage());
+  }
+
   /** The column options on a list (not a table) are said not to be used. */
   @Test
   void columnOptionsOnAListAreSaidUnused() throws Exception {
