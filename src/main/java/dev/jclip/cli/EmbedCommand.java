@@ -80,8 +80,7 @@ public final class EmbedCommand implements Callable<Integer> {
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);
       EmbedJob.checkOutputFolder(output); // before the model loads (the job checks again)
-      // the pixel buffers at the smallest CLIP resolution (the job checks again with the model's)
-      String tooLarge = dev.jclip.pipeline.BatchBuffers.tooLarge(Math.min(batchSize, shardSize), dev.jclip.pipeline.BatchBuffers.SMALLEST_RESOLUTION, 3);
+      String tooLarge = EmbedJob.batchTooLargeBeforeLoad(o); // an option's error: exit 2 (the job checks again with the model's resolution)
       if (tooLarge != null) throw new IllegalArgumentException(tooLarge);
     } catch (IllegalArgumentException e) {
       err.println("jclip embed: " + e.getMessage());
@@ -116,8 +115,9 @@ public final class EmbedCommand implements Callable<Integer> {
       String sha = file != null && Files.isRegularFile(file) ? Downloader.sha256(file) : null;
       o = o.model(model.model, sha);
       // --activation naming the checkpoint's own is no override: the job records and compares it as not set
-      if (model.activation != null && dev.jclip.model.Activation.parse(model.activation) == clips.get(0).checkpointActivation()) o = o.activation(null);
-      o = o.checkpointActivation(clips.get(0).checkpointActivation().hfName());
+      dev.jclip.model.Activation own = clips.get(0).checkpointActivation();
+      if (model.activation != null && dev.jclip.model.Activation.parse(model.activation) == own) o = o.activation(null);
+      o = o.checkpointActivation(own.hfName());
       err.flush();
       EmbedJob.Result r = EmbedJob.run(o, encoders);
       err.printf("jclip embed: %s, %d embedded, %d skipped%s, %s (%d already done)%n", Words.count(r.items(), "input"), r.embedded(),

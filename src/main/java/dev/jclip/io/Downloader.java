@@ -525,6 +525,11 @@ public final class Downloader {
         e);
   }
 
+  /** A new SHA-256 digest (every JDK has one). */
+  public static MessageDigest sha256Digest() {
+    return sha();
+  }
+
   private static MessageDigest sha() {
     try {
       return MessageDigest.getInstance("SHA-256");

@@ -855,11 +855,7 @@ public final class EmbedJob {
     private final java.security.MessageDigest md;
 
     InputsDigest() {
-      try {
-        md = java.security.MessageDigest.getInstance("SHA-256");
-      } catch (java.security.NoSuchAlgorithmException e) {
-        throw new IllegalStateException(e);
-      }
+      md = dev.jclip.io.Downloader.sha256Digest();
     }
 
     void add(String id) {
@@ -975,7 +971,20 @@ public final class EmbedJob {
 
   /** Pixel buffers in flight with {@code models} models: each holds one while it runs, the rest are being filled by the workers. */
   private int buffers(int models) {
+    return buffers(o, models);
+  }
+
+  private static int buffers(Options o, int models) {
     return Math.max(o.bufferedBatches, models + 2);
+  }
+
+  /**
+   * Why the pixel buffers of one model's job cannot fit, at the smallest CLIP resolution (before a
+   * model is loaded; the job checks again at its model's), or null. The embed command asks it with
+   * its other option checks, {@link #precheck} again.
+   */
+  public static String batchTooLargeBeforeLoad(Options o) {
+    return BatchBuffers.tooLarge(Math.min(o.batchSize, o.shardSize), BatchBuffers.SMALLEST_RESOLUTION, buffers(o, 1));
   }
 
   /** Whether {@code name} is a model of the registry in effect (a download's name, not a path). */
@@ -1037,7 +1046,7 @@ public final class EmbedJob {
     Objects.requireNonNull(o.input, "input");
     Objects.requireNonNull(o.output, "output");
     checkInput(o.input);
-    String tooLarge = BatchBuffers.tooLarge(Math.min(o.batchSize, o.shardSize), BatchBuffers.SMALLEST_RESOLUTION, Math.max(o.bufferedBatches, 3));
+    String tooLarge = batchTooLargeBeforeLoad(o);
     if (tooLarge != null) throw new IllegalArgumentException(tooLarge);
     checkOutputFolder(o.output);
     checkWritable(o.output);
