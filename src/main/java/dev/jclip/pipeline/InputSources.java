@@ -394,14 +394,13 @@ public final class InputSources {
       try {
         if (jsonl) {
           this.header = null;
-          // JSON Lines has no header: the first object's fields stand for it (a named column it
-          // lacks stops the job, as a CSV header's would; the caption column is "caption" when it
-          // has one), and each row is checked again.
+          // JSON Lines has no header: the first object's fields stand for it for the image column
+          // (a named one it lacks stops the job, as a CSV header's would), those of the objects in
+          // the first 1000 lines for the caption column, and each row is checked again.
           List<String> fields = readAhead();
           String where = file + (fields == null ? "" : " (line " + firstObjectLine + ")");
           if (fields != null) TableRows.imageColumn(Path.of(where), fields, imageColumn);
           this.imageColumn = imageColumn;
-          // a caption field may be left out of some rows: any object read ahead having it makes it the column
           this.captionColumn = fields == null ? captionColumn : TableRows.captionColumn(Path.of(file + " (the first " + pending.size() + " lines)"),
               List.copyOf(aheadFields), captionColumn);
         } else {
