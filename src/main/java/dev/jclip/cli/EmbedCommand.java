@@ -56,6 +56,10 @@ public final class EmbedCommand implements Callable<Integer> {
   @Option(names = "--caption-column", paramLabel = "NAME", description = "Table column with the caption (default: caption, when present).")
   String captionColumn;
 
+  @Option(names = "--retry-skipped", description = "When resuming, compute again the finished shards that skipped inputs (errors.jsonl)"
+      + " and replace them once done; otherwise what a run skipped stays skipped.")
+  boolean retrySkipped;
+
   @Mixin DecodeOptions decode;
 
   @Option(names = "--progress", paramLabel = "MODE", defaultValue = "auto", description = "auto, bar, lines or none (default: ${DEFAULT-VALUE}).")
@@ -75,7 +79,8 @@ public final class EmbedCommand implements Callable<Integer> {
     EmbedJob.Options o;
     try {
       o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))
-          .precision(model.precision).activation(model.activation).progress(progress, 10_000).jpegDraft(decode.jpegDraft).maxPixels(decode.maxPixels);
+          .precision(model.precision).activation(model.activation).progress(progress, 10_000).jpegDraft(decode.jpegDraft).maxPixels(decode.maxPixels)
+          .retrySkipped(retrySkipped);
       if (workers != null) o = o.workers(workers);
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);
@@ -126,7 +131,7 @@ public final class EmbedCommand implements Callable<Integer> {
       err.flush();
       if (r.items() > 0 && r.errors() == r.items()) {
         err.println("jclip embed: nothing was embedded: every input was skipped (errors.jsonl in " + output + " says why; a run into a new"
-            + " output folder tries them again, where this one's resume does not)");
+            + " output folder tries them again, and so does a resume with --retry-skipped)");
         err.flush();
         return 1;
       }

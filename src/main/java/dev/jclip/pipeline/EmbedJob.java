@@ -96,6 +96,7 @@ public final class EmbedJob {
     long progressIntervalMillis = 10_000;
     long maxPixels = ImageDecoder.DEFAULT_MAX_PIXELS;
     boolean jpegDraft;
+    boolean retrySkipped;
     int bufferedBatches = 3;
     PrintStream log = System.err;
 
@@ -185,6 +186,16 @@ public final class EmbedJob {
      */
     public Options jpegDraft(boolean v) {
       jpegDraft = v;
+      return this;
+    }
+
+    /**
+     * Whether a resumed job computes again the committed shards that skipped inputs (and replaces
+     * them, rows and errors, once the new shard is complete); otherwise what a run skipped stays
+     * skipped. Not a job parameter: any run of a job may set it.
+     */
+    public Options retrySkipped(boolean v) {
+      retrySkipped = v;
       return this;
     }
 
@@ -401,7 +412,10 @@ public final class EmbedJob {
     if (captions) Files.createDirectories(out.text);
     checkParams(source, captions);
     Set<Integer> complete = recover();
-    int skippedShards = complete.size();
+    redo.putAll(redoShards(complete));
+    complete.removeAll(redo.keySet());
+    Redo growable = growable(complete);
+    int growableShard = growable == null ? -1 : java.util.Collections.max(complete);
 
     int batchSize = batchSize(source);
     o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + (o.workers == 1 ? " worker" : " workers"));
@@ -436,14 +450,30 @@ public final class EmbedJob {
     try {
       Batch batch = null;
       InputItem item;
-      boolean summaryRemoved = false;
       int resumed = -1; // the committed shard whose inputs are being enumerated
       InputsDigest seen = null;
-      while ((item = source.next()) != null) {
+      // The growable shard's inputs, held while it is skipped (none carrying its bytes), to be fed again if the input grew into it.
+      List<InputItem> held = growable != null ? new ArrayList<>() : null;
+      java.util.ArrayDeque<InputItem> replay = new java.util.ArrayDeque<>();
+      while ((item = !replay.isEmpty() ? replay.poll() : source.next()) != null) {
         int shard = Math.toIntExact(item.index() / o.shardSize);
         if (resumed >= 0 && shard != resumed) {
           checkResumedShard(resumed, seen);
           resumed = -1;
+        }
+        if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items() && held != null
+            && growable.digest().equals(seen.snapshotHex())) {
+          // One input more than the input's last shard was committed with, after the same ones: the input grew into it.
+          o.log.println("embed: shard " + shard + ": computed again: the input ended in it (" + inputs(growable.items()) + ") and has grown since");
+          redo.put(shard, growable);
+          complete.remove(shard);
+          resumedItems.remove(shard);
+          progress.skipped.addAndGet(-held.size());
+          resumed = -1;
+          replay.addAll(held);
+          replay.add(item);
+          held = null;
+          continue;
         }
         if (complete.contains(shard)) {
           progress.skipped.incrementAndGet();
@@ -453,13 +483,11 @@ public final class EmbedJob {
             seen = new InputsDigest();
           }
           seen.add(item.id());
+          if (shard == growableShard && held != null) {
+            if (item.bytes() == null) held.add(item);
+            else held = null; // an archive's bytes are not held: a grown archive stops the job as any changed input does
+          }
           continue;
-        }
-        if (!summaryRemoved) {
-          // a shard is to be written: the finished job's summary no longer holds until the end rewrites it
-          // (kept where the run stops before, e.g. at a changed input, or where every shard was done)
-          for (String name : List.of("errors.jsonl", "job.json")) Files.deleteIfExists(out.root.resolve(name));
-          summaryRemoved = true;
         }
         if (batch != null && (batch.shard != shard || batch.items.size() == batchSize)) {
           batch.lastOfShard = batch.shard != shard;
@@ -482,6 +510,9 @@ public final class EmbedJob {
       for (int i = 0; i < k; i++) toEncode.put(END);
       wr.join();
       checkResumedShards(complete);
+      for (int n : redo.keySet()) {
+        if (!redone.contains(n)) throw inputChanged("shard " + n + " was committed with " + inputs(redo.get(n).items()) + ", and the input now ends before it");
+      }
     } catch (InterruptedException | IOException ex) {
       // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
       if (failure.get() == null) throw ex;
@@ -499,7 +530,7 @@ public final class EmbedJob {
       throw new IOException(f);
     }
     progress.report(true);
-    return finish(source, skippedShards, t0);
+    return finish(source, complete.size(), t0); // the committed shards skipped (not those computed again)
   }
 
   private float[] take(BlockingQueue<float[]> pool) throws InterruptedException {
@@ -727,11 +758,16 @@ public final class EmbedJob {
     final Set<String> extraColumns = new LinkedHashSet<>();
     final StringBuilder errors = new StringBuilder();
     final InputsDigest inputs = new InputsDigest();
+    /** Where this shard is committed already and computed again: what its first inputs must be. */
+    final Redo redo;
+    /** The digest of the first {@code redo.items} inputs, once that many were written. */
+    String redoPrefix;
     long items;
     long errorCount;
 
     ShardState(int n, boolean captions, int e) throws IOException {
       this.n = n;
+      this.redo = EmbedJob.this.redo.get(n);
       img = NpyWriter.create(out.imgFile(n), o.dtype.dtype, e);
       text = captions ? NpyWriter.create(out.textFile(n), o.dtype.dtype, e) : null;
     }
@@ -767,6 +803,7 @@ public final class EmbedJob {
             InputItem it = b.items.get(i);
             s.items++;
             s.inputs.add(it.id());
+            if (s.redo != null && s.items == s.redo.items()) s.redoPrefix = s.inputs.snapshotHex();
             if (b.errors[i] != null) {
               ObjectNode line = jsonLine.createObjectNode();
               line.put("index", it.index());
@@ -803,6 +840,17 @@ public final class EmbedJob {
    * metadata parquet, whose appearance marks the shard complete.
    */
   private void commit(ShardState s, InputSource source, boolean captions) throws IOException {
+    if (s.redo != null) checkRedone(s);
+    if (!summaryRemoved) {
+      // A shard is to be committed: the finished job's summary no longer holds until the end rewrites it
+      // (kept where the run stops before, e.g. at a changed input, or where every shard was done).
+      for (String name : List.of("errors.jsonl", "job.json")) Files.deleteIfExists(out.root.resolve(name));
+      summaryRemoved = true;
+    }
+    if (s.redo != null) {
+      Files.deleteIfExists(out.metaFile(s.n)); // the old shard's commit goes first: a crash from here on leaves it to be redone, never mixed
+      redone.add(s.n);
+    }
     s.img.finish();
     s.img.close();
     if (s.text != null) {
@@ -839,6 +887,20 @@ public final class EmbedJob {
     }
   }
 
+  /** Only the writer thread commits, and the summary goes before its first commit. */
+  private boolean summaryRemoved;
+
+  /**
+   * A committed shard computed again keeps its old files until these inputs are known to be its
+   * own: its first inputs must be those it was committed with (all of them, unless the input grew).
+   */
+  private void checkRedone(ShardState s) throws IOException {
+    Redo r = s.redo;
+    boolean same = r.digest() != null ? s.items >= r.items() && r.digest().equals(s.redoPrefix) : s.items == r.items();
+    if (!same) throw inputChanged("shard " + s.n + " was committed with " + inputs(r.items()) + (s.items >= r.items() ? ", not these" : ", and "
+        + s.items + " are at its places now"));
+  }
+
   /** Writes a file under a temporary sibling name and renames it into place. */
   static void writeAtomically(Path target, byte[] content) throws IOException {
     try (AtomicFile file = AtomicFile.create(target)) {
@@ -866,6 +928,53 @@ public final class EmbedJob {
     String hex() {
       return java.util.HexFormat.of().formatHex(md.digest());
     }
+
+    /** The digest of the ids added so far, leaving this one open for more. */
+    String snapshotHex() {
+      try {
+        return java.util.HexFormat.of().formatHex(((java.security.MessageDigest) md.clone()).digest());
+      } catch (CloneNotSupportedException e) {
+        throw new IllegalStateException("SHA-256 digest cannot be cloned", e);
+      }
+    }
+  }
+
+  /** A committed shard computed again: its first {@code items} inputs must be those it was committed with ({@code digest}, when recorded). */
+  private record Redo(long items, String digest) {}
+
+  /** The committed shards this run computes again, set before any is written. */
+  private final Map<Integer, Redo> redo = new java.util.concurrent.ConcurrentHashMap<>();
+  private final Set<Integer> redone = java.util.concurrent.ConcurrentHashMap.newKeySet();
+
+  /**
+   * The committed shards to compute again from the start (with {@link Options#retrySkipped}, those
+   * that skipped inputs). Each is replaced only once its new version is complete and its first
+   * inputs are found to be those it was committed with.
+   */
+  private Map<Integer, Redo> redoShards(Set<Integer> complete) throws IOException {
+    Map<Integer, Redo> r = new TreeMap<>();
+    if (!o.retrySkipped) return r;
+    for (int n : complete) {
+      com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
+      long errors = c.path("errors").asLong(0);
+      if (errors <= 0) continue;
+      r.put(n, new Redo(c.path("items").asLong(-1), c.path("inputs_sha256").asText(null)));
+      o.log.println("embed: shard " + n + ": computed again: " + inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)");
+    }
+    return r;
+  }
+
+  /**
+   * The input's last committed shard when the input ended in it (fewer inputs than a shard holds)
+   * and it recorded its inputs, else null: if the input has grown since, its new inputs join it
+   * (the shard is computed again) instead of stopping the job.
+   */
+  private Redo growable(Set<Integer> complete) throws IOException {
+    if (complete.isEmpty()) return null;
+    com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(java.util.Collections.max(complete)).toFile());
+    long items = c.path("items").asLong(-1);
+    String digest = c.path("inputs_sha256").asText(null);
+    return digest != null && items > 0 && items < o.shardSize ? new Redo(items, digest) : null;
   }
 
   /**

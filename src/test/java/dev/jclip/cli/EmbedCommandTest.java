@@ -252,7 +252,19 @@ class EmbedCommandTest {
     args.addAll(List.of("--input", in.toString()));
     CliRun.Result r = ModelCommandsTest.run(new EmbedCommand(), "", args.toArray(String[]::new));
     assertEquals(1, r.code(), r.err());
-    assertTrue(r.err().contains("2 inputs, 0 embedded, 2 skipped (errors.jsonl)") && r.err().contains("nothing was embedded"), r.err());
+    assertTrue(r.err().contains("2 inputs, 0 embedded, 2 skipped (errors.jsonl)") && r.err().contains("nothing was embedded")
+        && r.err().contains("--retry-skipped"), r.err());
+    // the inputs mended: a plain resume keeps them skipped, --retry-skipped embeds them
+    Path mended = tmp.resolve("mended");
+    Files.copy(dev.jclip.testing.Reference.file("images/rose.jpg"), mended);
+    Files.copy(mended, in.resolve("a.jpg"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+    r = ModelCommandsTest.run(new EmbedCommand(), "", args.toArray(String[]::new));
+    assertEquals(1, r.code(), r.err());
+    List<String> retry = new ArrayList<>(args);
+    retry.add("--retry-skipped");
+    r = ModelCommandsTest.run(new EmbedCommand(), "", retry.toArray(String[]::new));
+    assertEquals(0, r.code(), r.err());
+    assertTrue(r.err().contains("2 inputs, 1 embedded, 1 skipped (errors.jsonl), 1 shard (0 already done)"), r.err());
 
     List<String> noModel = new ArrayList<>(base);
     noModel.set(1, tmp.resolve("no-such-model.pt").toString());

@@ -365,7 +365,7 @@ class EmbedJobTest {
   /**
    * The input is recorded as an absolute real path: the same list named another way resumes the
    * job, another list of the same name is refused with the field named; an input that changed
-   * since its shards were committed (grown into a committed shard, shifted, shrunk) stops the job
+   * since its shards were committed (grown inside a committed shard, shifted, shrunk) stops the job
    * with the shard named, and the same input resumes again.
    */
   @Test
@@ -389,10 +389,12 @@ class EmbedJobTest {
         assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options(other.toString(), out, 8, 4), new TestEncoder(R, 0)));
     assertTrue(e.getMessage().contains("input: \"" + recorded + "\" then, \"" + other.toRealPath() + "\" now"), e.getMessage());
     assertFalse(e.getMessage().contains("shard_size"), e.getMessage());
-    // the list grew: shard 2 was committed with 2 inputs and has 4 now: stopped, nothing written again
-    Files.write(list, paths);
+    // the list grew into shard 1: shard 1 was committed with 4 inputs, and has others now: stopped, nothing written again
+    List<String> inserted = new ArrayList<>(paths.subList(0, 10));
+    inserted.add(5, paths.get(11));
+    Files.write(list, inserted);
     java.io.IOException grew = assertThrows(java.io.IOException.class, () -> EmbedJob.run(options(list.toString(), out, 8, 4), new TestEncoder(R, 0)));
-    assertTrue(grew.getMessage().contains("the input is not what it was") && grew.getMessage().contains("shard 2 was committed with 2 inputs, and 4 are at its places now")
+    assertTrue(grew.getMessage().contains("the input is not what it was") && grew.getMessage().contains("shard 1 was committed with 4 inputs, not these")
         && grew.getMessage().contains("embed into a new output folder"), grew.getMessage());
     assertTrue(Files.exists(out.resolve("job.json")) && Files.exists(out.resolve("errors.jsonl")), "a refused resume keeps the finished job's summary");
     // as many inputs as before, but one added in front and the last removed: every shard's inputs moved
@@ -659,35 +661,7 @@ class EmbedJobTest {
     Path reference = tmp.resolve("fref");
     EmbedJob.run(options(list.toString(), reference, 8, 16), new TestEncoder(R, 0));
     Path out = tmp.resolve("fout");
-    BatchEncoder failing =
-        new BatchEncoder() {
-          final TestEncoder inner = new TestEncoder(R, 0);
-          int calls;
-
-          @Override
-          public int embedDim() {
-            return inner.embedDim();
-          }
-
-          @Override
-          public int imageSize() {
-            return R;
-          }
-
-          @Override
-          public String name() {
-            return inner.name();
-          }
-
-          @Override
-          public void encodeImages(float[] pixels, int count, float[] o) {
-            if (++calls == 7) throw new IllegalStateException("device lost");
-            inner.encodeImages(pixels, count, o);
-          }
-
-          @Override
-          public void encodeTexts(List<String> texts, float[] o) {}
-        };
+    BatchEncoder failing = failingAt(7, "device lost");
     IllegalStateException e =
         assertThrows(IllegalStateException.class, () -> EmbedJob.run(options(list.toString(), out, 8, 16), failing));
     assertEquals("device lost", e.getMessage());
@@ -703,6 +677,183 @@ class EmbedJobTest {
     EmbedJob.Result r = EmbedJob.run(options(list.toString(), out, 8, 16), new TestEncoder(R, 0));
     assertEquals(committed, r.shardsSkipped());
     assertSameTree(reference, out);
+  }
+
+  /** The test model, except that its {@code call}-th image batch throws {@code message}. */
+  static BatchEncoder failingAt(int call, String message) {
+    return new BatchEncoder() {
+      final TestEncoder inner = new TestEncoder(R, 0);
+      int calls;
+
+      @Override
+      public int embedDim() {
+        return inner.embedDim();
+      }
+
+      @Override
+      public int imageSize() {
+        return R;
+      }
+
+      @Override
+      public String name() {
+        return inner.name();
+      }
+
+      @Override
+      public void encodeImages(float[] pixels, int count, float[] o) {
+        if (++calls == call) throw new IllegalStateException(message);
+        inner.encodeImages(pixels, count, o);
+      }
+
+      @Override
+      public void encodeTexts(List<String> texts, float[] o) {}
+    };
+  }
+
+  /** The absolute paths of the good corpus images {@code from} (inclusive) to {@code to} (exclusive). */
+  private static List<String> goodPaths(int from, int to) {
+    return GOOD_FILES.subList(from, to).stream().map(s -> corpus.resolve(s).toString()).toList();
+  }
+
+  /**
+   * An input that grew after the job ended in a short last shard: the new inputs join that shard,
+   * which is computed again, and the output is byte for byte a new job's on the grown input, for a
+   * list (size known), a CSV (size unknown) and through a new shard; a grown archive, whose bytes
+   * are not held, and an input whose last shard changed as it grew, stop the job as before.
+   */
+  @Test
+  void anInputGrownPastItsShortLastShardJoinsIt() throws Exception {
+    List<String> paths = goodPaths(0, 14);
+    Path list = tmp.resolve("grow.txt");
+    Files.write(list, paths.subList(0, 10)); // shards of 4: 4, 4, 2
+    Path out = tmp.resolve("grow-out");
+    EmbedJob.run(options(list.toString(), out, 3, 4), new TestEncoder(R, 0));
+    byte[] shard0 = Files.readAllBytes(out.resolve("img_emb/img_emb_0.npy"));
+    for (int n : new int[] {12, 14}) { // shard 2 filled; then shard 2 stays, shard 3 is new (2 inputs)
+      Files.write(list, paths.subList(0, n));
+      java.io.ByteArrayOutputStream log = new java.io.ByteArrayOutputStream();
+      EmbedJob.Result r = EmbedJob.run(options(list.toString(), out, 3, 4).log(new PrintStream(log, true)), new TestEncoder(R, 0));
+      assertEquals(n, r.items());
+      assertEquals(n == 12 ? 2 : 3, r.shardsSkipped(), log.toString());
+      assertEquals(n == 12, log.toString().contains("shard 2: computed again: the input ended in it (2 inputs) and has grown since"), log.toString());
+      Path fresh = tmp.resolve("grow-fresh-" + n);
+      EmbedJob.run(options(list.toString(), fresh, 3, 4), new TestEncoder(R, 0));
+      assertSameTree(fresh, out);
+    }
+    assertArrayEquals(shard0, Files.readAllBytes(out.resolve("img_emb/img_emb_0.npy")), "a full shard is not written again");
+    // a finished job run again writes nothing
+    assertEquals(4, EmbedJob.run(options(list.toString(), out, 3, 4), new TestEncoder(R, 0)).shardsSkipped());
+
+    // a CSV, whose size is not known in advance
+    Path csv = tmp.resolve("grow.csv");
+    Files.write(csv, java.util.stream.Stream.concat(java.util.stream.Stream.of("filepath"), paths.subList(0, 5).stream()).toList());
+    Path outCsv = tmp.resolve("grow-csv");
+    EmbedJob.run(options(csv.toString(), outCsv, 3, 4), new TestEncoder(R, 0));
+    Files.write(csv, java.util.stream.Stream.concat(java.util.stream.Stream.of("filepath"), paths.subList(0, 7).stream()).toList());
+    assertEquals(1, EmbedJob.run(options(csv.toString(), outCsv, 3, 4), new TestEncoder(R, 0)).shardsSkipped());
+    Path freshCsv = tmp.resolve("grow-csv-fresh");
+    EmbedJob.run(options(csv.toString(), freshCsv, 3, 4), new TestEncoder(R, 0));
+    assertSameTree(freshCsv, outCsv);
+
+    // the last shard's inputs changed as the input grew: stopped, the shard named, nothing rewritten
+    Path out2 = tmp.resolve("grow-changed");
+    Files.write(list, paths.subList(0, 10));
+    EmbedJob.run(options(list.toString(), out2, 3, 4), new TestEncoder(R, 0));
+    Map<String, byte[]> before = files(out2);
+    List<String> changed = new ArrayList<>(paths.subList(0, 12));
+    changed.set(9, paths.get(13));
+    Files.write(list, changed);
+    java.io.IOException e = assertThrows(java.io.IOException.class, () -> EmbedJob.run(options(list.toString(), out2, 3, 4), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("shard 2 was committed with 2 inputs, and 4 are at its places now"), e.getMessage());
+    assertSameFiles(before, files(out2));
+
+    // a grown archive: its members' bytes are not held while the shard is skipped, so the job stops
+    Path tar = tmp.resolve("grow.tar");
+    writeTar(tar, 3);
+    Path outTar = tmp.resolve("grow-tar");
+    EmbedJob.run(options(tar.toString(), outTar, 3, 2), new TestEncoder(R, 0));
+    writeTar(tar, 4);
+    e = assertThrows(java.io.IOException.class, () -> EmbedJob.run(options(tar.toString(), outTar, 3, 2), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("shard 1 was committed with 1 input, and 2 are at its places now"), e.getMessage());
+  }
+
+  /** A webdataset archive of the first {@code n} good corpus images, keyed 000000000, 000000001, ... */
+  private static void writeTar(Path t, int n) throws IOException {
+    try (var os = Files.newOutputStream(t);
+        var tar = new org.apache.commons.compress.archivers.tar.TarArchiveOutputStream(os)) {
+      for (int i = 0; i < n; i++) {
+        byte[] img = Files.readAllBytes(corpus.resolve(GOOD_FILES.get(i)));
+        var entry = new org.apache.commons.compress.archivers.tar.TarArchiveEntry(String.format("%09d", i) + GOOD_FILES.get(i).substring(GOOD_FILES.get(i).lastIndexOf('.')));
+        entry.setSize(img.length);
+        tar.putArchiveEntry(entry);
+        tar.write(img);
+        tar.closeArchiveEntry();
+      }
+    }
+  }
+
+  private static void assertSameFiles(Map<String, byte[]> before, Map<String, byte[]> after) {
+    assertEquals(before.keySet(), after.keySet());
+    for (String k : before.keySet()) assertArrayEquals(before.get(k), after.get(k), k);
+  }
+
+  /**
+   * Inputs missing at the first run (a mount not yet there) are skipped and stay skipped on a plain
+   * resume; with {@code retrySkipped} the shards that skipped them are computed again and the
+   * output is a new job's byte for byte. A model failing inside a shard being computed again, or
+   * the shard's inputs having changed, leaves the committed shard as it was.
+   */
+  @Test
+  void retrySkippedComputesAgainTheShardsThatSkippedInputs() throws Exception {
+    Path dir = tmp.resolve("late");
+    Files.createDirectories(dir);
+    List<String> names = new ArrayList<>();
+    for (int i = 0; i < 10; i++) names.add(dir.resolve("img" + i + GOOD_FILES.get(i).substring(GOOD_FILES.get(i).lastIndexOf('.'))).toString());
+    for (int i = 0; i < 10; i++) if (i != 1 && i != 2 && i != 9) Files.copy(corpus.resolve(GOOD_FILES.get(i)), Path.of(names.get(i)));
+    Path list = tmp.resolve("late.txt");
+    Files.write(list, names);
+    Path out = tmp.resolve("late-out");
+    EmbedJob.Result first = EmbedJob.run(options(list.toString(), out, 3, 4), new TestEncoder(R, 0));
+    assertEquals(3, first.errors());
+    for (int i : new int[] {1, 2, 9}) Files.copy(corpus.resolve(GOOD_FILES.get(i)), Path.of(names.get(i)));
+    Map<String, byte[]> before = files(out);
+    EmbedJob.Result plain = EmbedJob.run(options(list.toString(), out, 3, 4), new TestEncoder(R, 0));
+    assertEquals(3, plain.errors(), "a plain resume keeps what was skipped");
+    assertEquals(3, plain.shardsSkipped());
+
+    // the model fails inside shard 0 computed again: shard 0 stays as it was
+    IllegalStateException failed = assertThrows(IllegalStateException.class,
+        () -> EmbedJob.run(options(list.toString(), out, 3, 4).retrySkipped(true), failingAt(2, "device lost")));
+    assertEquals("device lost", failed.getMessage());
+    for (String k : List.of("img_emb/img_emb_0.npy", "metadata/metadata_0.parquet", ".jclip/errors_0.jsonl", ".jclip/shard_0.json")) {
+      assertArrayEquals(before.get(k), Files.readAllBytes(out.resolve(k)), k);
+    }
+
+    java.io.ByteArrayOutputStream log = new java.io.ByteArrayOutputStream();
+    EmbedJob.Result retried = EmbedJob.run(options(list.toString(), out, 3, 4).retrySkipped(true).log(new PrintStream(log, true)), new TestEncoder(R, 0));
+    assertEquals(0, retried.errors());
+    assertEquals(1, retried.shardsSkipped(), "shard 1 skipped nothing and is kept");
+    assertTrue(log.toString().contains("shard 0: computed again: 2 inputs were skipped (--retry-skipped)"), log.toString());
+    assertTrue(log.toString().contains("shard 2: computed again: 1 input was skipped (--retry-skipped)"), log.toString());
+    Path fresh = tmp.resolve("late-fresh");
+    EmbedJob.run(options(list.toString(), fresh, 3, 4), new TestEncoder(R, 0));
+    assertSameTree(fresh, out);
+    assertEquals(3, EmbedJob.run(options(list.toString(), out, 3, 4).retrySkipped(true), new TestEncoder(R, 0)).shardsSkipped(),
+        "nothing left to retry");
+
+    // a shard to retry whose inputs are others now: stopped, the committed shard kept
+    Path out2 = tmp.resolve("late-out2");
+    Files.delete(Path.of(names.get(9)));
+    EmbedJob.run(options(list.toString(), out2, 3, 4), new TestEncoder(R, 0));
+    Map<String, byte[]> kept = files(out2);
+    List<String> renamed = new ArrayList<>(names);
+    renamed.set(8, names.get(0));
+    Files.write(list, renamed);
+    java.io.IOException e = assertThrows(java.io.IOException.class,
+        () -> EmbedJob.run(options(list.toString(), out2, 3, 4).retrySkipped(true), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("shard 2 was committed with 2 inputs, not these"), e.getMessage());
+    assertSameFiles(kept, files(out2));
   }
 
   @Test
