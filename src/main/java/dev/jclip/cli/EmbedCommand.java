@@ -80,7 +80,7 @@ public final class EmbedCommand implements Callable<Integer> {
     try {
       o = new EmbedJob.Options().input(input).output(output).batchSize(batchSize).shardSize(shardSize).dtype(EmbedJob.Dtype.parse(dtype))
           .precision(model.precision).activation(model.activation).progress(progress, 10_000).jpegDraft(decode.jpegDraft).maxPixels(decode.maxPixels)
-          .retrySkipped(retrySkipped);
+          .retrySkipped(retrySkipped).log(err, "jclip embed");
       if (workers != null) o = o.workers(workers);
       if (imageColumn != null) o = o.imageColumn(imageColumn);
       if (captionColumn != null) o = o.captionColumn(captionColumn);

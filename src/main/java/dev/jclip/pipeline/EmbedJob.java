@@ -98,7 +98,8 @@ public final class EmbedJob {
     boolean jpegDraft;
     boolean retrySkipped;
     int bufferedBatches = 3;
-    PrintStream log = System.err;
+    java.io.PrintWriter log = new java.io.PrintWriter(System.err, true);
+    String logPrefix = "embed";
 
     public Options input(String v) {
       input = v;
@@ -205,8 +206,15 @@ public final class EmbedJob {
       return this;
     }
 
+    /** Where the job says what it does (its progress included), each line starting {@code embed: }. */
     public Options log(PrintStream v) {
+      return log(new java.io.PrintWriter(Objects.requireNonNull(v), true), "embed");
+    }
+
+    /** Where the job says what it does, each line starting {@code prefix + ": "} (a command's own stream and name). */
+    public Options log(java.io.PrintWriter v, String prefix) {
       log = Objects.requireNonNull(v);
+      logPrefix = Objects.requireNonNull(prefix);
       return this;
     }
 
@@ -360,7 +368,7 @@ public final class EmbedJob {
       boolean captions = source.hasCaptions();
       boolean table = source instanceof InputSources.TableSource || source instanceof InputSources.ParquetSource;
       if (!table && (o.imageColumn != null || o.captionColumn != null)) {
-        o.log.println("embed: note: --image-column and --caption-column name a table's columns; " + o.input + " is not a table (.csv, .jsonl,"
+        o.log.println(o.logPrefix + ": note: --image-column and --caption-column name a table's columns; " + o.input + " is not a table (.csv, .jsonl,"
             + " .parquet), so they are not used");
       }
       checkOutputFolder(o.output);
@@ -418,8 +426,8 @@ public final class EmbedJob {
     int growableShard = growable == null ? -1 : java.util.Collections.max(complete);
 
     int batchSize = batchSize(source);
-    o.log.println("embed: JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + (o.workers == 1 ? " worker" : " workers"));
-    Progress progress = new Progress(o.progress, o.log, source.size());
+    o.log.println(o.logPrefix + ": JPEG decoder: " + decoder.jpegDecoder() + ", " + o.workers + (o.workers == 1 ? " worker" : " workers"));
+    Progress progress = new Progress(o.progress, o.log, source.size(), o.logPrefix);
     ScheduledExecutorService ticker =
         Executors.newSingleThreadScheduledExecutor(
             rr -> {
@@ -464,7 +472,7 @@ public final class EmbedJob {
         if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items() && held != null
             && growable.digest().equals(seen.snapshotHex())) {
           // One input more than the input's last shard was committed with, after the same ones: the input grew into it.
-          o.log.println("embed: shard " + shard + ": computed again: the input ended in it (" + inputs(growable.items()) + ") and has grown since");
+          o.log.println(o.logPrefix + ": shard " + shard + ": computed again: the input ended in it (" + inputs(growable.items()) + ") and has grown since");
           redo.put(shard, growable);
           complete.remove(shard);
           resumedItems.remove(shard);
@@ -959,7 +967,7 @@ public final class EmbedJob {
       long errors = c.path("errors").asLong(0);
       if (errors <= 0) continue;
       r.put(n, new Redo(c.path("items").asLong(-1), c.path("inputs_sha256").asText(null)));
-      o.log.println("embed: shard " + n + ": computed again: " + inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)");
+      o.log.println(o.logPrefix + ": shard " + n + ": computed again: " + inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)");
     }
     return r;
   }
@@ -1358,13 +1366,13 @@ public final class EmbedJob {
     timings.forEach(t::put);
     writeAtomically(out.root.resolve("job.json"), json.writeValueAsBytes(job));
 
-    o.log.println(summary(timings, items, embedded, errors));
+    o.log.println(summary(o.logPrefix, timings, items, embedded, errors));
     return new Result(items, embedded, errors, shards.size(), skipped, timings);
   }
 
-  private static String summary(Map<String, Double> t, long items, long embedded, long errors) {
+  private static String summary(String prefix, Map<String, Double> t, long items, long embedded, long errors) {
     StringBuilder s = new StringBuilder();
-    s.append(String.format(java.util.Locale.ROOT, "embed: %d item%s, %d embedded, %d skipped%s in %.1f s%n", items, items == 1 ? "" : "s", embedded, errors, errors > 0 ? " (see errors.jsonl)" : "",
+    s.append(String.format(java.util.Locale.ROOT, "%s: %d item%s, %d embedded, %d skipped%s in %.1f s%n", prefix, items, items == 1 ? "" : "s", embedded, errors, errors > 0 ? " (see errors.jsonl)" : "",
         t.get("wall_s")));
     s.append("where the time went (decode/preprocess: *_cpu_s the workers' CPU time, *_wall_s their elapsed time, both summed over the"
         + " workers; encode_s the model; write_s the writer):\n");

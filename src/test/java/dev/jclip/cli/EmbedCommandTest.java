@@ -264,7 +264,8 @@ class EmbedCommandTest {
     retry.add("--retry-skipped");
     r = ModelCommandsTest.run(new EmbedCommand(), "", retry.toArray(String[]::new));
     assertEquals(0, r.code(), r.err());
-    assertTrue(r.err().contains("2 inputs, 1 embedded, 1 skipped (errors.jsonl), 1 shard (0 already done)"), r.err());
+    assertTrue(r.err().contains("jclip embed: shard 0: computed again: 2 inputs were skipped (--retry-skipped)")
+        && r.err().contains("2 inputs, 1 embedded, 1 skipped (errors.jsonl), 1 shard (0 already done)"), r.err());
 
     List<String> noModel = new ArrayList<>(base);
     noModel.set(1, tmp.resolve("no-such-model.pt").toString());
