@@ -123,13 +123,8 @@ public final class EmbedTextsCommand implements Callable<Integer> {
     }
   }
 
-  /** {@code x / ‖x‖₂} (as {@code features / features.norm(dim=-1, keepdim=True)}). */
+  /** {@code x / ‖x‖₂}, as {@link dev.jclip.api.Clip#normalize} computes it (a zero row stays zero). */
   static float[] normalized(float[] x) {
-    double s = 0;
-    for (float v : x) s += (double) v * v;
-    float[] y = new float[x.length];
-    double inv = 1 / Math.sqrt(s);
-    for (int i = 0; i < x.length; i++) y[i] = (float) (x[i] * inv);
-    return y;
+    return dev.jclip.api.Clip.normalize(new float[][] {x})[0];
   }
 }
