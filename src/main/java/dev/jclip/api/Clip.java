@@ -20,6 +20,7 @@ import dev.jclip.model.ClipGraphs;
 import dev.jclip.tokenizer.ClipTokenizer;
 import java.awt.image.BufferedImage;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -86,7 +87,8 @@ public final class Clip implements AutoCloseable {
    * as OpenAI's QuickGELU, where open_clip's models trained without {@code -quickgelu}, LAION's among
    * them, need "gelu").
    */
-  public record Options(String device, String precision, Path vocabulary, int threads, int batchSize, String activation) {
+  public record Options(
+      String device, String precision, Path vocabulary, int threads, int batchSize, String activation, java.util.function.Consumer<String> messages) {
     /** {@link #batchSize()} that leaves the batch to the device: 32 on the CPU, 256 on a GPU. */
     public static final int DEVICE_BATCH = 0;
 
@@ -103,32 +105,53 @@ public final class Clip implements AutoCloseable {
 
     /** The GPU when one works (else the CPU), fp32, the default vocabulary, all processors, the device's batch size, the checkpoint's activation. */
     public static Options defaults() {
-      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), DEVICE_BATCH, null);
+      return new Options("auto", "fp32", null, Runtime.getRuntime().availableProcessors(), DEVICE_BATCH, null, null);
+    }
+
+    /** As jclip before {@code messages}: the notes go to stderr. */
+    public Options(String device, String precision, Path vocabulary, int threads, int batchSize, String activation) {
+      this(device, precision, vocabulary, threads, batchSize, activation, null);
     }
 
     public Options withDevice(String d) {
-      return new Options(d, precision, vocabulary, threads, batchSize, activation);
+      return new Options(d, precision, vocabulary, threads, batchSize, activation, messages);
     }
 
     public Options withPrecision(String p) {
-      return new Options(device, p, vocabulary, threads, batchSize, activation);
+      return new Options(device, p, vocabulary, threads, batchSize, activation, messages);
     }
 
     public Options withVocabulary(Path v) {
-      return new Options(device, precision, v, threads, batchSize, activation);
+      return new Options(device, precision, v, threads, batchSize, activation, messages);
     }
 
     public Options withThreads(int t) {
-      return new Options(device, precision, vocabulary, t, batchSize, activation);
+      return new Options(device, precision, vocabulary, t, batchSize, activation, messages);
     }
 
     public Options withBatchSize(int b) {
-      return new Options(device, precision, vocabulary, threads, b, activation);
+      return new Options(device, precision, vocabulary, threads, b, activation, messages);
     }
 
     /** The MLPs' activation instead of the checkpoint's: "quick_gelu" or "gelu" (null: the checkpoint's). */
     public Options withActivation(String a) {
-      return new Options(device, precision, vocabulary, threads, batchSize, a);
+      return new Options(device, precision, vocabulary, threads, batchSize, a, messages);
+    }
+
+    /**
+     * Where this Clip's notes go, one line each, instead of stderr: which device {@code auto} took,
+     * a download's progress (whole lines, no carriage returns), the steps taken when the GPU's
+     * memory runs out, and those of the {@link ClipBatcher}s in front of it. For a service's own
+     * logging ({@code log::info}), or {@code m -> {}} for none. Null: stderr. Process-wide notes
+     * said once (the CPU's scalar kernels, a GPU kernel compiled at load) go to the first Clip's.
+     */
+    public Options withMessages(java.util.function.Consumer<String> m) {
+      return new Options(device, precision, vocabulary, threads, batchSize, activation, m);
+    }
+
+    /** {@link #messages()}, or stderr's when none is set. */
+    java.util.function.Consumer<String> say() {
+      return messages != null ? messages : System.err::println;
     }
 
     /** {@code config} with this activation, when one is set. */
@@ -346,13 +369,14 @@ public final class Clip implements AutoCloseable {
     if (modelNameOrPath.isBlank()) throw new IllegalArgumentException("no model named: give an OpenAI name such as ViT-B/32, a checkpoint file or a model folder");
     String cpuOnly = fp16Refusal(DeviceSpec.parse(options.device()), Precision.parse(options.precision()));
     if (cpuOnly != null) throw new IllegalArgumentException(cpuOnly);
-    Path path = Downloader.defaults(System.err).resolve(modelNameOrPath);
+    PrintStream said = MessageStream.of(options.messages());
+    Path path = Downloader.defaults(said).resolve(modelNameOrPath);
     // A vocabulary the caller names (or the model folder's) is read now, so that a bad one fails
     // here; the default one is looked up, or downloaded, when the first text is tokenized, so that
     // image-only use needs none.
     boolean named = options.vocabulary() != null || hasOwnVocabulary(path);
-    ClipTokenizer tok = named ? ClipTokenizer.load(vocabulary(path, options.vocabulary())) : null;
-    TokenizerSource later = named ? null : () -> ClipTokenizer.load(vocabulary(path, null));
+    ClipTokenizer tok = named ? ClipTokenizer.load(vocabulary(path, options.vocabulary(), said)) : null;
+    TokenizerSource later = named ? null : () -> ClipTokenizer.load(vocabulary(path, null, said));
     Checkpoint ck = Checkpoint.open(path);
     Backend backend = null;
     try {
@@ -389,9 +413,9 @@ public final class Clip implements AutoCloseable {
   private static Backend openBackend(Options options, ClipGraphs graphs) {
     DeviceSpec device = DeviceSpec.parse(options.device());
     Precision precision = Precision.parse(options.precision());
-    Backend b = Backends.open(device, precision, options.threads(), System.err::println);
+    Backend b = Backends.open(device, precision, options.threads(), options.say());
     return checked(b, graphs, device.kind() == DeviceSpec.Kind.AUTO,
-        () -> Backends.open(DeviceSpec.parse("cpu"), precision, options.threads(), System.err::println), System.err::println);
+        () -> Backends.open(DeviceSpec.parse("cpu"), precision, options.threads(), options.say()), options.say());
   }
 
   /**
@@ -436,10 +460,10 @@ public final class Clip implements AutoCloseable {
     return Files.isDirectory(model) && Files.exists(model.resolve("vocab.json")) && Files.exists(model.resolve("merges.txt"));
   }
 
-  private static Path vocabulary(Path model, Path given) throws IOException {
+  private static Path vocabulary(Path model, Path given, PrintStream said) throws IOException {
     if (given != null) return given;
     if (hasOwnVocabulary(model)) return model;
-    return defaultVocabulary();
+    return defaultVocabulary(said);
   }
 
   /**
@@ -448,12 +472,17 @@ public final class Clip implements AutoCloseable {
    * the message says both and how to give one.
    */
   public static Path defaultVocabulary() throws IOException {
+    return defaultVocabulary(System.err);
+  }
+
+  /** {@link #defaultVocabulary()}, a download's progress going to {@code progress}. */
+  private static Path defaultVocabulary(PrintStream progress) throws IOException {
     try {
       return ClipTokenizer.defaultVocabulary();
     } catch (IOException missing) {
       String env = System.getenv(ClipTokenizer.VOCAB_ENV);
       if (env != null && !env.isBlank()) throw missing; // a vocabulary named that is not there: nothing to download in its place
-      Downloader d = Downloader.defaults(System.err);
+      Downloader d = Downloader.defaults(progress);
       try {
         return d.fetch(ModelRegistry.defaults().tokenizer(), d.cache());
       } catch (IOException e) {
@@ -799,7 +828,7 @@ public final class Clip implements AutoCloseable {
           throw failed(e);
         }
         if (n > 0) {
-          System.err.println("jclip: the GPU ran out of memory (" + e.getMessage() + "): closed " + n + " idle executor" + (n == 1 ? "" : "s")
+          options.say().accept("jclip: the GPU ran out of memory (" + e.getMessage() + "): closed " + n + " idle executor" + (n == 1 ? "" : "s")
               + " and trying again");
           return;
         }
@@ -813,7 +842,7 @@ public final class Clip implements AutoCloseable {
       }
       if (pipelined && !oneBatchAtATime) {
         oneBatchAtATime = setOneAtATime = true;
-        System.err.println("jclip: two batches in flight do not fit in the GPU's memory (" + e.getMessage() + "): encoding one batch at a time");
+        options.say().accept("jclip: two batches in flight do not fit in the GPU's memory (" + e.getMessage() + "): encoding one batch at a time");
         return;
       }
       throw failed(e);
@@ -826,7 +855,7 @@ public final class Clip implements AutoCloseable {
       }
       if (setOneAtATime) oneBatchAtATime = false;
       if (batchSet != 0 || setOneAtATime) {
-        System.err.println("jclip: the call failed all the same; later calls run batches of " + batch
+        options.say().accept("jclip: the call failed all the same; later calls run batches of " + batch
             + (oneBatchAtATime ? ", one at a time" : ", two in flight"));
       }
       return e;
@@ -840,7 +869,7 @@ public final class Clip implements AutoCloseable {
   private synchronized int halve(int largest, RuntimeException e) {
     int half = Math.max(1, largest / 2);
     if (half < batch) {
-      System.err.println("jclip: a batch of " + largest + " does not fit in the GPU's memory (" + e.getMessage() + "): trying batches of "
+      options.say().accept("jclip: a batch of " + largest + " does not fit in the GPU's memory (" + e.getMessage() + "): trying batches of "
           + half);
       batch = half;
     }

@@ -152,6 +152,11 @@ public final class ClipBatcher implements AutoCloseable {
       return false;
     }
 
+    /** Says a note (a fallback taken): the Clip's {@link Clip.Options#withMessages messages}. */
+    default void say(String message) {
+      System.err.println(message);
+    }
+
     /** Whether the model was closed (its dispatcher then ends rather than fail every batch one by one). */
     default boolean isClosed() {
       return false;
@@ -535,7 +540,7 @@ public final class ClipBatcher implements AutoCloseable {
           deliver(inFlightBatch, inFlight); // cleared after: a fault inside leaves the batch to the catch below
           inFlight = null;
           d.pipelining = false;
-          System.err.println("jclip: ClipBatcher on " + d.name + ": two batches in flight do not fit in the GPU's memory (" + t.getMessage()
+          d.model.say("jclip: ClipBatcher on " + d.name + ": two batches in flight do not fit in the GPU's memory (" + t.getMessage()
               + "): running one batch at a time");
           try {
             run = submit(d, next, true);
@@ -581,7 +586,7 @@ public final class ClipBatcher implements AutoCloseable {
         lock.unlock();
       }
       if (ended != null) {
-        System.err.println("jclip: ClipBatcher: the dispatcher on " + d.name + " ended (" + ended + ")"
+        d.model.say("jclip: ClipBatcher: the dispatcher on " + d.name + " ended (" + ended + ")"
             + (last ? "; no other is left: the batcher is closed" : "; the others go on"));
       }
       if (last && ended != null) {
@@ -903,6 +908,11 @@ public final class ClipBatcher implements AutoCloseable {
     @Override
     public boolean takesTurns() {
       return clip.takesTurns();
+    }
+
+    @Override
+    public void say(String message) {
+      clip.options().say().accept(message);
     }
 
     @Override

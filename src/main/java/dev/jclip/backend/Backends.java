@@ -25,7 +25,9 @@ public final class Backends {
     List<DeviceSpec> resolved = device.resolve(log);
     DeviceSpec d = resolved.get(0);
     if (d.isCuda()) return CudaBackend.open(d.ordinal(), precision);
-    return new CpuBackend(threads, true, precision);
+    CpuBackend cpu = new CpuBackend(threads, true, precision);
+    cpu.noteIfScalar(log);
+    return cpu;
   }
 
   /**

@@ -83,7 +83,7 @@ public final class CpuBackend extends HostFloatBackend {
     this.threads = threads;
     this.pool = new ForkJoinPool(threads);
     this.kernels = vector && vectorAvailable() ? newVectorKernels() : new ScalarKernels();
-    if (vector && !vectorAvailable() && SAID_SCALAR.compareAndSet(false, true)) System.err.println(SCALAR_NOTE);
+    this.scalar = vector && !vectorAvailable();
     // GEMMs are split over this backend's own threads, each calling single-threaded OpenBLAS:
     // OpenBLAS's own threads spin while waiting and collapse when the cores are shared (see
     // docs/cpu-backend.md); -Djclip.cpu.openblasThreads=true restores OpenBLAS threading to compare.
@@ -183,7 +183,18 @@ public final class CpuBackend extends HostFloatBackend {
 
   private static final java.util.concurrent.atomic.AtomicBoolean SAID_SCALAR = new java.util.concurrent.atomic.AtomicBoolean();
 
-  /** Said once per JVM on stderr when a backend that would run the vector kernels cannot. */
+  /** Whether vector kernels were asked for and the JVM lacks the incubator module: the scalar ones run. */
+  private final boolean scalar;
+
+  /**
+   * Says {@link #SCALAR_NOTE} on {@code say}, once per process, where this backend runs the scalar
+   * kernels for want of the vector module.
+   */
+  public void noteIfScalar(java.util.function.Consumer<String> say) {
+    if (scalar && SAID_SCALAR.compareAndSet(false, true)) say.accept(SCALAR_NOTE);
+  }
+
+  /** Said once per JVM (by {@link #noteIfScalar}) when a backend that would run the vector kernels cannot. */
   static final String SCALAR_NOTE = "jclip: this JVM was started without --add-modules jdk.incubator.vector, so the CPU runs its scalar kernels"
       + " (up to ~10x slower on long sequences); start java with --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED"
       + " (scripts/jclip does)";

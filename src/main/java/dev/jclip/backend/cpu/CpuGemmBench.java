@@ -93,6 +93,7 @@ public final class CpuGemmBench {
     int threads = args.length > 0 ? Integer.parseInt(args[0]) : Runtime.getRuntime().availableProcessors();
     dev.jclip.backend.Precision precision = dev.jclip.backend.Precision.parse(args.length > 1 ? args[1] : "fp32");
     try (CpuBackend cpu = new CpuBackend(threads, true, precision)) {
+      cpu.noteIfScalar(System.err::println);
       measure(cpu.gemmLibrary().replace(' ', '-'), backend(cpu), new int[] {50, 77, 1600}, CLIP_KN, 1.0, System.out);
     }
   }

@@ -10,15 +10,18 @@ import org.junit.jupiter.api.Test;
 
 /**
  * A JVM started without {@code --add-modules jdk.incubator.vector} (a library user's plain {@code
- * java -cp}) runs the scalar kernels, several times slower: the first CPU backend says so on
- * stderr, once per JVM, with the flags to add; a JVM with the module says nothing.
+ * java -cp}) runs the scalar kernels, several times slower: the first CPU backend says so where its
+ * opener says (stderr, or Clip.Options.withMessages), once per JVM, with the flags to add; a JVM
+ * with the module says nothing.
  */
 class ScalarNoteTest {
   /** Makes two CPU backends and prints whether they run the vector kernels. */
   public static final class Child {
     public static void main(String[] args) {
       for (int i = 0; i < 2; i++) {
-        try (CpuBackend b = new CpuBackend(1, true, Precision.FP32)) {
+        // as Clip.load opens it, its notes going where Clip.Options.withMessages says
+        try (CpuBackend b = (CpuBackend) dev.jclip.backend.Backends.open(dev.jclip.backend.DeviceSpec.parse("cpu"), Precision.FP32, 1,
+            m -> System.out.println("said: " + m))) {
           System.out.println("vectorized=" + b.vectorized());
         }
       }
@@ -41,6 +44,7 @@ class ScalarNoteTest {
     String without = run(false);
     assertTrue(without.contains("vectorized=false"), without);
     assertEquals(1, without.split(java.util.regex.Pattern.quote(CpuBackend.SCALAR_NOTE), -1).length - 1, without);
+    assertTrue(without.contains("said: " + CpuBackend.SCALAR_NOTE), "the note goes where the caller says: " + without);
     assertTrue(CpuBackend.SCALAR_NOTE.contains("--add-modules jdk.incubator.vector"));
     String with = run(true);
     assertTrue(with.contains("vectorized=true") && !with.contains("scalar kernels"), with);
