@@ -1078,7 +1078,15 @@ public final class EmbedJob {
       throw new java.nio.file.AccessDeniedException(output.toString(), null, (p.equals(output.toAbsolutePath()) ? "cannot write in the output folder" : "cannot create the output folder in " + p)
           + " (a read-only file system, or permission denied)");
     }
+    // The kernel's own file systems say writable to root (isWritable) but hold no files of ours.
+    String type = Files.getFileStore(p).type();
+    if (KERNEL_FILE_SYSTEMS.contains(type)) {
+      throw new java.nio.file.FileSystemException(output.toString(), null, "cannot hold an output folder: " + p + " is on the kernel's " + type
+          + " file system");
+    }
   }
+
+  private static final Set<String> KERNEL_FILE_SYSTEMS = Set.of("proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "configfs", "pstore", "bpf");
 
   /** A batch never holds more than a shard, nor more than the input (where its size is known). */
   private int batchSize(InputSource source) {

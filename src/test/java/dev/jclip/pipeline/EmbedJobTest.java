@@ -486,7 +486,10 @@ class EmbedJobTest {
     assertTrue(said.contains("--image-column and --caption-column name a table's columns") && said.contains("is not a table"), said);
   }
 
-  /** Before the model loads: standard input and pipes are refused as inputs, and an output folder that cannot be made is named. */
+  /**
+   * Before the model loads: standard input and pipes are refused as inputs, and an output folder
+   * that cannot be made is named (under a file; on /proc, which says writable to root).
+   */
   @Test
   void precheckRefusesPipesAndAnOutputItCannotMake() throws Exception {
     Path list = tmp.resolve("p.txt");
@@ -503,6 +506,11 @@ class EmbedJobTest {
     assertTrue(fe.getMessage().contains(out.toString()) && fe.getMessage().contains("cannot create the output folder"), fe.getMessage());
     EmbedJob.precheck(options(list.toString(), tmp.resolve("o3/deeper"), 8, 4));
     assertTrue(!Files.exists(tmp.resolve("o3")), "the precheck creates nothing");
+    if (Files.isDirectory(Path.of("/proc/self"))) { // the kernel's file system: writable to root, but no place for files
+      fe = assertThrows(java.nio.file.FileSystemException.class, () -> EmbedJob.precheck(options(list.toString(), Path.of("/proc/jclip-out"), 8, 4)));
+      assertTrue(fe.getMessage().contains("/proc/jclip-out") && (fe.getMessage().contains("kernel's proc file system")
+          || fe.getMessage().contains("read-only file system, or permission denied")), fe.getMessage());
+    }
     // the job itself refuses standard input too
     e = assertThrows(IllegalArgumentException.class, () -> EmbedJob.run(options("-", tmp.resolve("o4"), 8, 4), new TestEncoder(R, 0)));
     assertTrue(e.getMessage().contains("not from standard input"), e.getMessage());
