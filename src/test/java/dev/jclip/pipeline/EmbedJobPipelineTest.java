@@ -60,8 +60,7 @@ class EmbedJobPipelineTest {
    * and then overwrites the caller's buffer with NaN: the job may refill the buffer as soon as
    * submit returns, and must not read it again.
    */
-  static final class DeferredEncoder implements BatchEncoder {
-    final TestEncoder inner = new TestEncoder(R, 0);
+  static final class DeferredEncoder extends TestEncoder.Wrapping {
     int submits;
     int inFlight;
     int maxInFlight;
@@ -70,19 +69,8 @@ class EmbedJobPipelineTest {
     final List<Integer> finished = new ArrayList<>();
     final List<Integer> abandoned = new ArrayList<>();
 
-    @Override
-    public int embedDim() {
-      return inner.embedDim();
-    }
-
-    @Override
-    public int imageSize() {
-      return R;
-    }
-
-    @Override
-    public String name() {
-      return inner.name();
+    DeferredEncoder() {
+      super(R);
     }
 
     @Override

@@ -689,24 +689,8 @@ class EmbedJobTest {
 
   /** The test model, except that its {@code call}-th image batch throws {@code message}. */
   static BatchEncoder failingAt(int call, String message) {
-    return new BatchEncoder() {
-      final TestEncoder inner = new TestEncoder(R, 0);
+    return new TestEncoder.Wrapping(R) {
       int calls;
-
-      @Override
-      public int embedDim() {
-        return inner.embedDim();
-      }
-
-      @Override
-      public int imageSize() {
-        return R;
-      }
-
-      @Override
-      public String name() {
-        return inner.name();
-      }
 
       @Override
       public void encodeImages(float[] pixels, int count, float[] o) {

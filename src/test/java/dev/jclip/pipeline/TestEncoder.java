@@ -70,4 +70,28 @@ final class TestEncoder implements BatchEncoder {
       for (int i = 0; i < s.length(); i++) out[t * E + (i % E)] += s.charAt(i) * (1 + i % 3);
     }
   }
+
+  /** An encoder that answers as the test model does (its width, size and name), for tests that change how its batches run. */
+  abstract static class Wrapping implements BatchEncoder {
+    final TestEncoder inner;
+
+    Wrapping(int r) {
+      inner = new TestEncoder(r, 0);
+    }
+
+    @Override
+    public int embedDim() {
+      return inner.embedDim();
+    }
+
+    @Override
+    public int imageSize() {
+      return inner.imageSize();
+    }
+
+    @Override
+    public String name() {
+      return inner.name();
+    }
+  }
 }
