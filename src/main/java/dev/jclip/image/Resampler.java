@@ -444,9 +444,14 @@ public final class Resampler {
     }
   }
 
-  /** Pillow's ROUND_UP: half away from zero, then C's truncating int conversion. */
-  private static int roundUp(double f) {
-    return (int) (f >= 0.0 ? f + 0.5f : f - 0.5f);
+  /**
+   * Pillow's ROUND_UP: half away from zero, then C's truncating int conversion, which on x86-64
+   * ({@code cvttsd2si}) gives Integer.MIN_VALUE for a value outside the int range where Java's
+   * cast would saturate (a bicubic overshoot of 32-bit samples near the ends of their range).
+   */
+  static int roundUp(double f) {
+    double r = f >= 0.0 ? f + 0.5f : f - 0.5f;
+    return r < 2147483648.0 && r > -2147483649.0 ? (int) r : Integer.MIN_VALUE;
   }
 
   private static void checkWindow(int w, int h, int channels, long outW, long outH, int x0, int y0, int cw, int ch) {

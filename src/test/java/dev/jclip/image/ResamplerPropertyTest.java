@@ -178,6 +178,24 @@ class ResamplerPropertyTest {
     }
   }
 
+  /**
+   * Mode I's rounding is Pillow's ROUND_UP compiled for x86-64: half away from zero, truncated, and
+   * Integer.MIN_VALUE (cvttsd2si's "integer indefinite") where the value leaves the int range, where
+   * a Java cast would saturate (32-bit TIFF samples near the ends of their range overshoot there).
+   */
+  @Test
+  void intRoundingOutsideTheIntRangeIsIntMinAsOnX86() {
+    assertEquals(3, Resampler.roundUp(2.5));
+    assertEquals(-3, Resampler.roundUp(-2.5));
+    assertEquals(2, Resampler.roundUp(2.4999));
+    assertEquals(Integer.MAX_VALUE, Resampler.roundUp(2147483646.6));
+    assertEquals(Integer.MIN_VALUE, Resampler.roundUp(2147483647.5));
+    assertEquals(Integer.MIN_VALUE, Resampler.roundUp(3e12));
+    assertEquals(Integer.MIN_VALUE, Resampler.roundUp(-2147483648.4));
+    assertEquals(Integer.MIN_VALUE, Resampler.roundUp(-3e12));
+    assertEquals(Integer.MIN_VALUE, Resampler.roundUp(Double.NaN));
+  }
+
   @Test
   void nearestMatchesThePlainImplementation() {
     Random r = new Random(5);
