@@ -34,8 +34,8 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * layout) with the JDK's ImageIO reader for interlaced and unusual files ({@code jclip.png=imageio}
  * or {@link PngCodec} forces ImageIO for all); GIF and BMP by the JDK's ImageIO readers
  * (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed; TIFF (first
- * page) by TwelveMonkeys' reader with Pillow's modes ({@link TiffDecoder}), lossy and wide-sample
- * kinds refused by name.
+ * page) by TwelveMonkeys' reader with Pillow's modes ({@link TiffDecoder}), lossy kinds and those
+ * Pillow cannot open or preprocess refused by name.
  * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
  * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
  * "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored, a GIF's first frame sits on its logical
@@ -345,8 +345,11 @@ public final class ImageDecoder {
       if (startsWith(b, 0, 'G', 'I', 'F', '8')) return GIF;
       if (startsWith(b, 0, 'B', 'M')) return BMP;
       if (startsWith(b, 0, 'R', 'I', 'F', 'F') && startsWith(b, 8, 'W', 'E', 'B', 'P')) return WEBP;
-      // Classic TIFF, then BigTIFF (recognised so that it is refused by name).
+      // Pillow 9.4's TIFF PREFIXES: classic TIFF, the same with the version bytes swapped (which
+      // Pillow reads in the byte order of "II" / "MM"), then BigTIFF (big-endian recognised so
+      // that it is refused by name).
       if (startsWith(b, 0, 'I', 'I', 42, 0) || startsWith(b, 0, 'M', 'M', 0, 42)) return TIFF;
+      if (startsWith(b, 0, 'I', 'I', 0, 42) || startsWith(b, 0, 'M', 'M', 42, 0)) return TIFF;
       if (startsWith(b, 0, 'I', 'I', 43, 0) || startsWith(b, 0, 'M', 'M', 0, 43)) return TIFF;
       return null;
     }

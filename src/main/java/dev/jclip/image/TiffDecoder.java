@@ -34,7 +34,14 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  *   <li>8-bit MinIsWhite: inverted ({@code L;I}); the reader's raster already is;
  *   <li>associated alpha (ExtraSamples 1, Pillow's {@code RGBa}): un-premultiplied as Pillow's
  *       unpacker does, {@code min(255, c * 255 / a)} in integers, 0 where alpha is 0;
- *   <li>palette: Pillow's {@code ColorMap // 256} (the reader rounds instead).
+ *   <li>palette: Pillow's {@code ColorMap // 256} (the reader rounds instead);
+ *   <li>16-bit RGB, RGBA and CMYK: the high byte of each sample (Pillow's {@code RGB;16L}, {@code
+ *       RGBA;16B}, ... unpackers), associated alpha then un-premultiplied on those bytes;
+ *   <li>unspecified extra samples after RGB, RGBA or CMYK (Pillow's RGBX, RGBAX, CMYKX, ...):
+ *       dropped. Pillow's mode for RGB with them is RGBX, which resizes channel by channel and
+ *       whose {@code convert("RGB")} drops X, so jclip decodes it as RGB;
+ *   <li>signed 16-bit and 32-bit integer gray: Pillow's mode I, the samples as 32-bit integers
+ *       (unsigned 32-bit ones reinterpreted as signed, as Pillow's {@code I;32N} does).
  * </ul>
  *
  * Orientation and ICC profiles are ignored, as {@code Image.open} ignores them.
@@ -43,7 +50,8 @@ final class TiffDecoder {
   private TiffDecoder() {}
 
   private static final String SUPPORTED =
-      "supported: 8-bit RGB, RGBA, CMYK, gray, gray+alpha, 1/2/4/8-bit gray and palette; uncompressed, LZW, Deflate, PackBits or CCITT";
+      "supported: 8 and 16-bit RGB, RGBX, RGBA, CMYK; 8-bit gray+alpha; 1/2/4/8-bit gray and palette; signed 16-bit and 32-bit integer gray;"
+          + " uncompressed, LZW, Deflate, PackBits or CCITT";
 
   // Baseline and extension tags used here.
   static final int IMAGE_WIDTH = 256, IMAGE_LENGTH = 257, BITS_PER_SAMPLE = 258, COMPRESSION = 259, PHOTOMETRIC = 262,
@@ -62,7 +70,9 @@ final class TiffDecoder {
     RGBA,
     /** RGB with associated (premultiplied) alpha: Pillow's "RGBa" raw mode. */
     RGBA_ASSOCIATED,
-    CMYK
+    CMYK,
+    /** Signed 16-bit, or 32-bit, gray: Pillow's mode I. */
+    INT
   }
 
   static DecodedImage decode(Path file, byte[] b, ImageDecoder limits) throws IOException {
@@ -74,6 +84,12 @@ final class TiffDecoder {
     Kind kind = kind(file, ifd);
     int[] bits = ifd.bits;
     checkSegments(file, b, ifd, limits);
+    if (ifd.oddSignature) {
+      // Pillow reads these uncompressed (kind() refused the others); the reader wants 42 as stored.
+      b = b.clone();
+      b[2] = (byte) (ifd.little ? 42 : 0);
+      b[3] = (byte) (ifd.little ? 0 : 42);
+    }
 
     ImageReader reader = twelveMonkeys(file);
     List<String> warnings = new ArrayList<>();
@@ -99,16 +115,18 @@ final class TiffDecoder {
       throw new ImageDecodeException(file, "TIFF decoder returned " + r.getWidth() + "x" + r.getHeight() + ", the IFD says " + w + "x" + h);
     }
     String fmt = "TIFF";
+    int spp = bits.length;
     return switch (kind) {
       case BILEVEL -> DecodedImage.of(fmt, DecodedImage.Mode.BILEVEL, W, H, indexedGray(file, r, cm));
       case GRAY -> bits[0] == 8
-          ? DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, bandsOf(file, r, 1))
+          ? DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, bandsOf(file, r, 1, 1, 8))
           : DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, indexedGray(file, r, cm));
-      case GRAY_ALPHA -> DecodedImage.of(fmt, DecodedImage.Mode.LA, W, H, bandsOf(file, r, 2));
-      case RGB -> DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bandsOf(file, r, 3));
-      case RGBA -> DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bandsOf(file, r, 4));
-      case RGBA_ASSOCIATED -> DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, unpremultiply(bandsOf(file, r, 4)));
-      case CMYK -> DecodedImage.of(fmt, DecodedImage.Mode.CMYK, W, H, bandsOf(file, r, 4));
+      case GRAY_ALPHA -> DecodedImage.of(fmt, DecodedImage.Mode.LA, W, H, bandsOf(file, r, 2, 2, 8));
+      case RGB -> DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bandsOf(file, r, spp, 3, ifd.depth));
+      case RGBA -> DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, bandsOf(file, r, spp, 4, ifd.depth));
+      case RGBA_ASSOCIATED -> DecodedImage.of(fmt, DecodedImage.Mode.RGBA, W, H, unpremultiply(bandsOf(file, r, spp, 4, ifd.depth)));
+      case CMYK -> DecodedImage.of(fmt, DecodedImage.Mode.CMYK, W, H, bandsOf(file, r, spp, 4, ifd.depth));
+      case INT -> DecodedImage.ofInts(fmt, W, H, ints(file, r, ifd.depth));
       case PALETTE -> {
         if (r.getNumBands() != 1) throw new ImageDecodeException(file, "TIFF palette image decoded with " + r.getNumBands() + " bands");
         byte[] idx = new byte[W * H];
@@ -141,6 +159,12 @@ final class TiffDecoder {
       default -> "compression scheme " + compression;
     };
     if (comp != null) throw unsupported(file, comp);
+    if (ifd.oddSignature && compression != 1) {
+      // Pillow hands compressed data to libtiff, which stops at the header: "Not a TIFF file, bad
+      // version number 10752 (0x2a00)". Uncompressed data Pillow reads itself, whatever the header.
+      throw unsupported(file, "the non-standard signature \"" + (ifd.little ? "II\\0*" : "MM*\\0") + "\" and compressed data (compression "
+          + compression + "), which Pillow 9.4 cannot open either (its libtiff refuses the header; it reads such files only uncompressed)");
+    }
     String photo = switch (photometric) {
       case 0, 1, 2, 3, 5 -> null;
       case 4 -> "transparency mask images (photometric 4)";
@@ -154,10 +178,7 @@ final class TiffDecoder {
     // Pillow's _setup: the per-sample SampleFormat collapses to one value when all are unsigned.
     long[] fmt = ifd.values(SAMPLE_FORMAT, new long[] {1});
     boolean unsigned = Arrays.stream(fmt).allMatch(v -> v == 1);
-    if (!unsigned) {
-      long f = Arrays.stream(fmt).filter(v -> v != 1).findFirst().orElse(1);
-      throw unsupported(file, f == 2 ? "signed integer samples" : f == 3 ? "floating-point samples" : "sample format " + f);
-    }
+    long sampleFormat = unsigned ? 1 : fmt.length == 1 ? fmt[0] : -1;
     long[] bps = ifd.values(BITS_PER_SAMPLE, new long[] {1});
     long[] extra = ifd.values(EXTRA_SAMPLES, new long[0]);
     long spp = ifd.one(SAMPLES_PER_PIXEL, 1);
@@ -175,37 +196,82 @@ final class TiffDecoder {
       if (v != bps[0]) throw unsupported(file, "samples of different sizes " + Arrays.toString(bps));
     }
     int depth = (int) bps[0];
-    if (depth != 1 && depth != 2 && depth != 4 && depth != 8) throw unsupported(file, depth + "-bit samples");
     String layout = "photometric " + photometric + ", " + spp + " sample(s) of " + depth + " bits, extra samples " + Arrays.toString(extra)
-        + (fillOrder != 1 ? ", fill order " + fillOrder : "");
-
-    // Pillow's OPEN_INFO entries for unsigned samples of 1 to 8 bits, fill order 2 only where it has one.
+        + (fillOrder != 1 ? ", fill order " + fillOrder : "") + (sampleFormat != 1 ? ", sample format " + Arrays.toString(fmt) : "")
+        + (ifd.little ? "" : ", big-endian");
     boolean gray = photometric == 0 || photometric == 1;
-    boolean anyFill = fillOrder == 1 || fillOrder == 2;
+    boolean fill1 = fillOrder == 1;
+    // Bands of the reader's raster that make Pillow's image (RGBX: RGB; RGBAX, RGBaX, CMYKX: 4).
+    int keep = (int) spp;
     Kind kind = null;
-    if (gray && spp == 1 && extra.length == 0 && anyFill) kind = depth == 1 ? Kind.BILEVEL : Kind.GRAY;
-    else if (photometric == 3 && spp == 1 && extra.length == 0 && anyFill) kind = Kind.PALETTE;
-    else if (depth == 8 && photometric == 2 && spp == 3 && extra.length == 0 && anyFill) kind = Kind.RGB;
-    else if (depth == 8 && fillOrder == 1) {
-      if (photometric == 1 && spp == 2 && Arrays.equals(extra, new long[] {2})) kind = Kind.GRAY_ALPHA;
-      else if (photometric == 5 && spp == 4 && extra.length == 0) kind = Kind.CMYK;
-      else if (photometric == 2 && spp == 4) {
-        // No ExtraSamples, unassociated alpha (2) and Corel Draw 10's 999 are straight RGBA to Pillow.
+
+    if (!unsigned) {
+      // Pillow's keys with signed or float samples are all one-sample gray of 16 or 32 bits.
+      boolean oneGray = gray && spp == 1 && extra.length == 0 && fill1;
+      if (sampleFormat == 2 && oneGray && photometric == 1 && (depth == 16 || depth == 32)) {
+        kind = Kind.INT; // Pillow's I;16S, I;16BS, I;32S, I;32BS: mode I
+      } else if (sampleFormat == 3 && oneGray && depth == 32) {
+        throw unsupported(file, "32-bit floating-point gray (Pillow's mode F, which jclip has no mode for)");
+      } else {
+        throw unsupported(file, (sampleFormat == 2 ? "signed integer samples" : sampleFormat == 3 ? "floating-point samples" : "sample format " + Arrays.toString(fmt))
+            + " in this layout, which Pillow 9.4 cannot open either (" + layout + ")");
+      }
+    } else if (depth == 16 || depth == 12 || depth == 32) {
+      // Pillow's OPEN_INFO entries for wide unsigned samples (fill order 1 only, some little-endian only).
+      boolean i16 = gray && spp == 1 && extra.length == 0
+          && ((ifd.little && depth == 12 && photometric == 1 && fill1)
+              || (ifd.little && depth == 16 && (fill1 || (photometric == 1 && fillOrder == 2)))
+              || (!ifd.little && depth == 16 && photometric == 1 && fill1));
+      if (i16) {
+        throw unsupported(file, depth + "-bit gray (Pillow's mode I;16" + (ifd.little ? "" : "B") + ": its convert(\"RGB\") clips to 0..255, but CLIP's bicubic"
+            + " Resize fails on that mode with 'image has wrong mode', so Pillow cannot preprocess it)");
+      }
+      if (depth == 32 && photometric == 1 && spp == 1 && extra.length == 0 && fill1 && ifd.little) kind = Kind.INT; // I;32N
+      else if (depth == 16 && fill1 && photometric == 2 && spp == 3 && extra.length == 0) kind = Kind.RGB;
+      else if (depth == 16 && fill1 && photometric == 2 && spp == 4) {
         long e = extra.length == 0 ? 2 : extra.length == 1 ? extra[0] : -1;
-        if (e == 2 || e == 999) kind = Kind.RGBA;
+        if (e == 2) kind = Kind.RGBA;
         else if (e == 1) kind = Kind.RGBA_ASSOCIATED;
-        else if (e == 0) throw unsupported(file, "an unspecified extra sample after RGB (Pillow's mode RGBX)");
-      } else if ((photometric == 2 || photometric == 5) && spp > 4 && spp <= 6) {
-        throw unsupported(file, "extra samples besides alpha (" + layout + ")");
+        else if (e == 0) {
+          kind = Kind.RGB;
+          keep = 3;
+        }
+      } else if (depth == 16 && fill1 && photometric == 5 && spp == 4 && extra.length == 0 && ifd.little) kind = Kind.CMYK;
+      if (kind == null) throw unsupported(file, "this layout, which Pillow 9.4 cannot open either (" + layout + ")");
+    } else if (depth != 1 && depth != 2 && depth != 4 && depth != 8) {
+      throw unsupported(file, depth + "-bit samples");
+    } else {
+      // Pillow's OPEN_INFO entries for unsigned samples of 1 to 8 bits, fill order 2 only where it has one.
+      boolean anyFill = fillOrder == 1 || fillOrder == 2;
+      if (gray && spp == 1 && extra.length == 0 && anyFill) kind = depth == 1 ? Kind.BILEVEL : Kind.GRAY;
+      else if (photometric == 3 && spp == 1 && extra.length == 0 && anyFill) kind = Kind.PALETTE;
+      else if (depth == 8 && photometric == 2 && spp == 3 && extra.length == 0 && anyFill) kind = Kind.RGB;
+      else if (depth == 8 && fill1) {
+        if (photometric == 1 && spp == 2 && Arrays.equals(extra, new long[] {2})) kind = Kind.GRAY_ALPHA;
+        else if (photometric == 5 && spp >= 4 && extra.length == spp - 4 && Arrays.stream(extra).allMatch(v -> v == 0)) {
+          kind = Kind.CMYK; // CMYK, CMYKX, CMYKXX
+          keep = 4;
+        } else if (photometric == 2 && spp >= 4) {
+          // RGB(A/a/X) then unspecified extra samples: RGBX(XX), RGBA(XX), RGBa(XX). No
+          // ExtraSamples, and Corel Draw 10's 999, are straight RGBA to Pillow.
+          long e = extra.length == 0 && spp == 4 ? 2 : extra.length == spp - 3 ? extra[0] : -1;
+          boolean restUnspecified = extra.length == 0 || Arrays.stream(extra, 1, extra.length).allMatch(v -> v == 0);
+          if (e == 999 && spp == 4) kind = Kind.RGBA;
+          else if (restUnspecified && e == 2) kind = Kind.RGBA;
+          else if (restUnspecified && e == 1) kind = Kind.RGBA_ASSOCIATED;
+          else if (restUnspecified && e == 0) kind = Kind.RGB;
+          keep = kind == Kind.RGB ? 3 : 4;
+        }
       }
-    }
-    if (kind == null) {
-      if (photometric == 3 && depth == 8 && spp == 2 && Arrays.equals(extra, new long[] {2})) {
-        throw unsupported(file, "a palette with an alpha sample (Pillow's mode PA)");
+      if (kind == null && photometric == 3 && depth == 8 && spp == 2 && Arrays.equals(extra, new long[] {2}) && fill1) {
+        throw unsupported(file, "a palette with an alpha sample (Pillow's mode PA: CLIP's bicubic Resize of it loses the palette, so"
+            + " Pillow's preprocessed image is the gray of the resized indices unless no resize is needed)");
       }
-      if (depth != 8 && !gray && photometric != 3) throw unsupported(file, depth + "-bit samples");
-      throw unsupported(file, "this layout, which Pillow 9.4 cannot open either (" + layout + ")");
+      if (kind == null && depth != 8 && !gray && photometric != 3) throw unsupported(file, depth + "-bit samples");
+      if (kind == null) throw unsupported(file, "this layout, which Pillow 9.4 cannot open either (" + layout + ")");
     }
+    ifd.keep = keep;
+    ifd.depth = depth;
 
     if (compression >= 2 && compression <= 4 && kind != Kind.BILEVEL) {
       throw new ImageDecodeException(file, "corrupt TIFF file: CCITT compression for a " + depth + "-bit " + kind + " image");
@@ -214,6 +280,10 @@ final class TiffDecoder {
       // OPEN_INFO names raw modes (L;IR, P;1R, P;2R, P;4R) that Pillow's unpackers lack.
       throw unsupported(file, "this layout, which Pillow 9.4 cannot open either (" + layout + ", uncompressed)");
     }
+    if (kind == Kind.INT && depth == 32 && !ifd.little && compression != 1) {
+      // libtiff hands Pillow native-order (little-endian) samples, which it unpacks as I;32BS.
+      throw unsupported(file, "big-endian 32-bit integer gray, compressed (Pillow 9.4 reads it byte-swapped)");
+    }
     if (predictor == 3) throw unsupported(file, "the floating-point predictor (Predictor 3)");
     if (predictor != 1 && predictor != 2) throw unsupported(file, "Predictor " + predictor);
     if (predictor == 2 && compression != 1 && compression != 5 && compression != 8 && compression != 32946) {
@@ -221,7 +291,7 @@ final class TiffDecoder {
       // alone, as the reader does); the reader also applies it to PackBits data.
       throw unsupported(file, "the horizontal predictor on " + (compression == 32773 ? "PackBits" : "CCITT") + " data (libtiff ignores it there)");
     }
-    if (predictor == 2 && depth != 8 && compression != 1) {
+    if (predictor == 2 && depth < 8 && compression != 1) {
       // libtiff refuses horizontal differencing below 8 bits, so Pillow cannot read such files.
       throw unsupported(file, "the horizontal predictor on " + depth + "-bit samples");
     }
@@ -230,6 +300,15 @@ final class TiffDecoder {
       // Pillow's uncompressed path unpacks each plane with the first letter of the raw mode:
       // "L;I" loses its inversion, "L;4" reads 4-bit samples as bytes.
       throw unsupported(file, "one sample per pixel in separate planes, uncompressed (PlanarConfiguration 2: Pillow 9.4 unpacks it in another raw mode)");
+    }
+    if (planar == 2 && spp > 1 && depth > 8 && compression == 1) {
+      // Pillow's uncompressed path unpacks each plane with one letter of the raw mode ("R" of
+      // "RGB;16L"): 8-bit samples, not the high bytes of 16-bit ones.
+      throw unsupported(file, depth + "-bit samples in separate planes, uncompressed (PlanarConfiguration 2: Pillow 9.4 unpacks each plane as 8-bit samples)");
+    }
+    if (planar == 2 && spp > 4) {
+      // Measured: Pillow 9.4 cannot open CMYKX planes, nor RGBXX / RGBXXX compressed ones.
+      throw unsupported(file, "more than one extra sample, or CMYK with one, in separate planes (PlanarConfiguration 2: Pillow 9.4 cannot open most of them)");
     }
     if (planar == 2 && spp > 1 && !(kind == Kind.RGB || kind == Kind.CMYK || (kind == Kind.RGBA && extra.length == 1 && extra[0] == 2))) {
       // Measured against Pillow 9.4: gray+alpha planes lose their alpha, RGBA without ExtraSamples
@@ -304,14 +383,36 @@ final class TiffDecoder {
     throw new ImageDecodeException(file, "no TIFF decoder available (TwelveMonkeys imageio-tiff missing from the class path?)");
   }
 
-  private static byte[] bandsOf(Path file, Raster r, int n) throws ImageDecodeException {
-    if (r.getNumBands() != n) throw new ImageDecodeException(file, "TIFF decoded with " + r.getNumBands() + " bands, " + n + " expected");
-    for (int k = 0; k < n; k++) {
-      if (r.getSampleModel().getSampleSize(k) != 8) throw new ImageDecodeException(file, "TIFF decoded with " + r.getSampleModel().getSampleSize(k) + "-bit samples");
+  /**
+   * The first {@code keep} of the raster's {@code n} bands as bytes: 8-bit samples as they are,
+   * 16-bit ones by their high byte (Pillow's {@code RGB;16L}, {@code RGBA;16B}, ... unpackers).
+   */
+  private static byte[] bandsOf(Path file, Raster r, int n, int keep, int depth) throws ImageDecodeException {
+    // In separate planes the reader leaves out unspecified extra samples (RGBX: 3 bands).
+    if (r.getNumBands() != n && r.getNumBands() != keep) {
+      throw new ImageDecodeException(file, "TIFF decoded with " + r.getNumBands() + " bands, " + n + " expected");
     }
-    int[] which = new int[n];
-    for (int k = 0; k < n; k++) which[k] = k;
-    return ImageDecoder.bands(r, which, 0, 1);
+    for (int k = 0; k < keep; k++) {
+      int size = r.getSampleModel().getSampleSize(k);
+      if (size != depth) throw new ImageDecodeException(file, "TIFF decoded with " + size + "-bit samples, " + depth + " expected");
+    }
+    int[] which = new int[keep];
+    for (int k = 0; k < keep; k++) which[k] = k;
+    return ImageDecoder.bands(r, which, depth - 8, 1);
+  }
+
+  /**
+   * Pillow's mode I from one band of 16 or 32-bit integers: signed 16-bit samples sign-extended,
+   * 32-bit ones (signed, or unsigned as Pillow's {@code I;32N} reads them) as their 32 bits.
+   */
+  private static int[] ints(Path file, Raster r, int depth) throws ImageDecodeException {
+    int tt = r.getTransferType();
+    boolean ok = r.getNumBands() == 1 && (depth == 16 ? tt == java.awt.image.DataBuffer.TYPE_SHORT : tt == java.awt.image.DataBuffer.TYPE_INT);
+    if (!ok) throw new ImageDecodeException(file, "TIFF of " + depth + "-bit integers decoded with " + r.getNumBands() + " band(s) of transfer type " + tt);
+    int w = r.getWidth(), h = r.getHeight();
+    int[] out = new int[w * h];
+    r.getSamples(0, 0, w, h, 0, out);
+    return out;
   }
 
   /** Gray levels of an indexed low-depth raster: the colour model's gray of each index. */
@@ -348,8 +449,12 @@ final class TiffDecoder {
     /** tag → {type, count, value offset} */
     private final java.util.Map<Integer, long[]> entries = new java.util.HashMap<>();
     private final Path file;
+    /** BigTIFF; a classic header with the version bytes swapped ("II\0*", "MM*\0"). */
+    boolean big, oddSignature;
     byte[] palette;
     int[] bits;
+    /** Bits per sample, and how many of the reader's bands make Pillow's image. */
+    int depth, keep;
 
     private Ifd(Path file, byte[] b, boolean little) {
       this.file = file;
@@ -357,26 +462,44 @@ final class TiffDecoder {
       this.little = little;
     }
 
+    /**
+     * The header (any of the signatures Pillow's {@code PREFIXES} accept: "II*\0", "MM\0*", the
+     * swapped "II\0*" and "MM*\0" read in the byte order of their first two bytes, and
+     * little-endian BigTIFF "II+\0") and the first IFD.
+     */
     static Ifd parse(Path file, byte[] b) throws ImageDecodeException {
       if (b.length < 8) throw new ImageDecodeException(file, "truncated TIFF file: " + b.length + " bytes, shorter than the header");
       boolean little = b[0] == 'I';
       Ifd ifd = new Ifd(file, b, little);
       int magic = ifd.u16(2);
-      if (magic == 43) throw new ImageDecodeException(file, "BigTIFF files are not supported (" + SUPPORTED + ", in classic TIFF)");
-      long at = ifd.u32(4);
-      if (at < 8 || at + 2 > b.length) {
-        throw new ImageDecodeException(file, "truncated TIFF file: the first IFD is at byte " + at + ", the file has " + b.length);
+      if (magic == 43) {
+        if (!little) {
+          // Pillow 9.4 tests byte 2 for 43 ('+'), which in "MM\0+" is 0: it reads the header as
+          // classic TIFF, its first IFD offset from the BigTIFF's offset size and padding.
+          throw new ImageDecodeException(file, "big-endian BigTIFF files are not supported (Pillow 9.4 cannot open them either; little-endian BigTIFF is)");
+        }
+        ifd.big = true;
+      } else if (magic != 42) {
+        ifd.oddSignature = true; // "II\0*" or "MM*\0": Pillow reads them in the byte order of "II" / "MM"
       }
-      int n = ifd.u16((int) at);
+      int head = ifd.big ? 16 : 8;
+      if (b.length < head) throw new ImageDecodeException(file, "truncated TIFF file: " + b.length + " bytes, shorter than the BigTIFF header");
+      long at = ifd.big ? ifd.u64(8) : ifd.u32(4);
+      int countSize = ifd.big ? 8 : 2, entrySize = ifd.big ? 20 : 12, inline = ifd.big ? 8 : 4;
+      if (at < head || at > b.length - countSize) {
+        throw new ImageDecodeException(file, "truncated TIFF file: the first IFD is at byte " + Long.toUnsignedString(at) + ", the file has " + b.length);
+      }
+      long n = ifd.big ? ifd.u64((int) at) : ifd.u16((int) at);
       if (n == 0) throw new ImageDecodeException(file, "corrupt TIFF file: the first IFD has no entries");
-      if (at + 2 + 12L * n > b.length) {
-        throw new ImageDecodeException(file, "truncated TIFF file: the first IFD's " + n + " entries end after the end of the file");
+      if (n < 0 || n > b.length || at + countSize + entrySize * n > b.length) {
+        throw new ImageDecodeException(file, "truncated TIFF file: the first IFD's " + Long.toUnsignedString(n) + " entries end after the end of the file");
       }
       for (int i = 0; i < n; i++) {
-        int e = (int) at + 2 + 12 * i;
+        int e = (int) at + countSize + entrySize * i;
         int tag = ifd.u16(e);
         int type = ifd.u16(e + 2);
-        long count = ifd.u32(e + 4);
+        long count = ifd.big ? ifd.u64(e + 4) : ifd.u32(e + 4);
+        if (count < 0 || count > b.length) count = b.length + 1L; // ends after the end of the file: refused when read
         int size = switch (type) {
           case 1, 2, 6, 7 -> 1;
           case 3, 8 -> 2;
@@ -386,7 +509,9 @@ final class TiffDecoder {
         };
         if (size == 0) continue;
         long bytes = count * size;
-        long off = bytes <= 4 ? e + 8 : ifd.u32(e + 8);
+        int value = e + (ifd.big ? 12 : 8);
+        long off = bytes <= inline ? value : ifd.big ? ifd.u64(value) : ifd.u32(value);
+        if (off < 0) off = b.length + 1L;
         ifd.entries.putIfAbsent(tag, new long[] {type, count, off, bytes});
       }
       return ifd;
@@ -402,22 +527,32 @@ final class TiffDecoder {
       return v == null || v.length == 0 ? otherwise : v[0];
     }
 
-    /** The values of a BYTE, SHORT or LONG tag, or {@code otherwise} when absent. */
+    /** The values of a BYTE, SHORT, LONG or (BigTIFF) LONG8 tag, or {@code otherwise} when absent. */
     long[] values(int tag, long[] otherwise) throws ImageDecodeException {
       long[] e = entries.get(tag);
       if (e == null) return otherwise;
       int type = (int) e[0];
       long count = e[1], off = e[2], bytes = e[3];
-      if (type != 1 && type != 3 && type != 4) {
+      if (type != 1 && type != 3 && type != 4 && type != 16) {
         throw new ImageDecodeException(file, "corrupt TIFF file: tag " + tag + " has type " + type + ", not an unsigned integer");
       }
       if (off + bytes > b.length || count > Integer.MAX_VALUE / 8) {
         throw new ImageDecodeException(file, "truncated TIFF file: tag " + tag + "'s " + count + " values end after the end of the file");
       }
       long[] v = new long[(int) count];
+      int size = type == 1 ? 1 : type == 3 ? 2 : type == 4 ? 4 : 8;
       for (int i = 0; i < count; i++) {
-        int p = (int) off + i * (type == 1 ? 1 : type == 3 ? 2 : 4);
-        v[i] = type == 1 ? b[p] & 0xff : type == 3 ? u16(p) : u32(p);
+        int p = (int) off + i * size;
+        v[i] = switch (size) {
+          case 1 -> b[p] & 0xff;
+          case 2 -> u16(p);
+          case 4 -> u32(p);
+          default -> {
+            long x = u64(p);
+            // Beyond any file: an offset or count past its end, refused where it is used.
+            yield x < 0 || x > Long.MAX_VALUE / 4 ? Long.MAX_VALUE / 4 : x;
+          }
+        };
       }
       return v;
     }
@@ -430,6 +565,12 @@ final class TiffDecoder {
     private long u32(int p) {
       long lo = u16(little ? p : p + 2), hi = u16(little ? p + 2 : p);
       return hi << 16 | lo;
+    }
+
+    /** An unsigned 64-bit value; negative when above {@code Long.MAX_VALUE}. */
+    private long u64(int p) {
+      long lo = u32(little ? p : p + 4), hi = u32(little ? p + 4 : p);
+      return hi << 32 | lo;
     }
   }
 }

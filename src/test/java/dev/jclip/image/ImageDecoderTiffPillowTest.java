@@ -46,7 +46,7 @@ class ImageDecoderTiffPillowTest {
 
       def content(mode, w, h):
           # A gradient with noise (runs for PackBits, structure for the predictor), alpha with 0 and 255.
-          bands = {"1": 1, "L": 1, "LA": 2, "P": 3, "RGB": 3, "RGBA": 4, "CMYK": 4}[mode]
+          bands = {"1": 1, "L": 1, "LA": 2, "P": 3, "RGB": 3, "RGBA": 4, "CMYK": 4, "RGBX": 4, "I": 4}[mode]
           data = bytearray()
           for y in range(h):
               for x in range(w):
@@ -59,11 +59,17 @@ class ImageDecoderTiffPillowTest {
               return Image.frombytes("L", (w, h), bytes(data)).convert("1")
           if mode == "P":
               return Image.frombytes("RGB", (w, h), bytes(data)).quantize(rnd.choice((7, 60, 256)))
+          if mode == "I":
+              # 32-bit signed: values over the whole range, and some in 0..255
+              ints = [int.from_bytes(data[i:i + 4], "little", signed=True) >> rnd.choice((0, 20, 24)) for i in range(0, len(data), 4)]
+              im = Image.new("I", (w, h))
+              im.putdata(ints)
+              return im
           return Image.frombytes(mode, (w, h), bytes(data))
 
       sizes = [(1, 1), (37, 23), (250, 180), (64, 300), (301, 7)]
       n = 0
-      for mode in ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK"]:
+      for mode in ["1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "RGBX", "I"]:
           comps = [None, "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits"]
           if mode == "1":
               comps += ["group3", "group4", "tiff_ccitt"]
@@ -76,14 +82,12 @@ class ImageDecoderTiffPillowTest {
               n += 1
               for comp in ("tiff_lzw", "tiff_adobe_deflate"):
                   content(mode, w, h).save(os.path.join(pildir, f"ok-{mode}-{comp}-predictor-{w}x{h}.tif"), compression=comp, tiffinfo={317: 2})
-      # Kinds jclip refuses: wide or float samples, lossy JPEG, RGBX, YCbCr, Lab, palette+alpha.
+      # Kinds jclip refuses: 16-bit unsigned or float gray, lossy JPEG, YCbCr, Lab, palette+alpha.
       g = content("L", 40, 30)
       rgb = content("RGB", 40, 30)
       refuse = {
           "i16": lambda: g.convert("I").point(lambda v: v * 200).convert("I;16"),
-          "i32": lambda: g.convert("I"),
           "f32": lambda: g.convert("F"),
-          "rgbx": lambda: rgb.convert("RGBX"),
           "ycbcr": lambda: rgb.convert("YCbCr"),
           "lab": lambda: rgb.convert("LAB"),
           "pa": lambda: content("P", 40, 30).convert("PA"),
@@ -114,10 +118,12 @@ class ImageDecoderTiffPillowTest {
                       im.load()
                       rec.update(mode=im.mode, width=im.size[0], height=im.size[1])
                       px = (im.convert("L") if im.mode == "1" else im).tobytes()
+                      if im.mode == "RGBX":
+                          px = im.convert("RGB").tobytes()  # jclip's RGB: X dropped
                       open(os.path.join(outdir, f + ".px"), "wb").write(px)
                       if im.mode == "P":
                           open(os.path.join(outdir, f + ".pal"), "wb").write(bytes(im.getpalette()))
-                      if im.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK"):
+                      if im.mode in ("1", "L", "LA", "P", "RGB", "RGBA", "CMYK", "RGBX", "I"):
                           open(os.path.join(outdir, f + ".rgb8"), "wb").write(transform(im))
                   except Exception as e:
                       rec["error"] = repr(e)
@@ -150,6 +156,8 @@ class ImageDecoderTiffPillowTest {
     Map<String, Boolean> mustDecode = new TreeMap<>();
     List<ImageDecoderTiffTest.Case> built = new ArrayList<>(ImageDecoderTiffTest.builtCases(new Random(21)));
     built.addAll(ImageDecoderTiffTest.jdkCases(new Random(22)));
+    built.addAll(ImageDecoderTiffTest.wideCases(new Random(25)));
+    built.addAll(ImageDecoderTiffTest.headerCases(new Random(26)));
     for (ImageDecoderTiffTest.Case c : built) {
       Files.write(in.resolve(c.name()), c.file());
       mustDecode.put(c.name(), true);
@@ -158,7 +166,9 @@ class ImageDecoderTiffPillowTest {
       Files.write(in.resolve(e.getKey()), e.getValue());
       mustDecode.put(e.getKey(), true);
     }
-    for (Map.Entry<String, byte[]> e : edgeCases(new Random(23)).entrySet()) {
+    Map<String, byte[]> edges = edgeCases(new Random(23));
+    edges.putAll(wideEdgeCases(new Random(27)));
+    for (Map.Entry<String, byte[]> e : edges.entrySet()) {
       Files.write(in.resolve(e.getKey()), e.getValue());
       mustDecode.put(e.getKey(), false);
     }
@@ -205,7 +215,8 @@ class ImageDecoderTiffPillowTest {
         }
         if (fromPillow && name.startsWith("refuse-")) failures.add(name + ": expected a refusal, decoded " + im);
         String mode = rec.get("mode").asText();
-        if (!mode.equals(im.mode().pillowName()) || rec.get("width").asInt() != im.width() || rec.get("height").asInt() != im.height()) {
+        // Pillow's RGBX is jclip's RGB (the oracle wrote its pixels converted to RGB).
+        if (!(mode.equals("RGBX") ? "RGB" : mode).equals(im.mode().pillowName()) || rec.get("width").asInt() != im.width() || rec.get("height").asInt() != im.height()) {
           failures.add(name + ": Pillow " + mode + " " + rec.get("width") + "x" + rec.get("height") + ", jclip " + im);
           continue;
         }
@@ -235,7 +246,7 @@ class ImageDecoderTiffPillowTest {
     refusedByJclip.forEach(s -> System.out.println("  refused: " + s));
     assertEquals(List.of(), failures);
     assertTrue(compared >= mustDecode.values().stream().filter(b -> b).count() + 50, "compared only " + compared);
-    for (String kind : new String[] {"i16", "i32", "f32", "rgbx", "ycbcr", "lab", "pa", "jpeg"}) {
+    for (String kind : new String[] {"i16", "f32", "ycbcr", "lab", "pa", "jpeg"}) {
       // Refused by jclip, or Pillow could not write it or read it back (YCbCr) and jclip refused it too.
       String f = "refuse-" + kind + ".tif";
       assertTrue(refusedByJclip.stream().anyMatch(s -> s.startsWith(f)) || refusedByBoth.contains(f) || log.contains(f), f);
@@ -247,6 +258,120 @@ class ImageDecoderTiffPillowTest {
     long d = 0;
     for (int i = 0; i < a.length; i++) if (a[i] != b[i]) d++;
     return d;
+  }
+
+  /**
+   * Wide and extra-sample layouts where jclip may refuse (it must then match Pillow or refuse):
+   * separate planes (uncompressed and Deflate), fill order 2, big-endian where Pillow has only
+   * little-endian keys, 16-bit unsigned and 12-bit gray (I;16), float gray, palette+alpha, ExtraSamples
+   * 999 on 16 bits, the predictor on uncompressed wide samples, swapped signatures on compressed
+   * data, big-endian BigTIFF.
+   */
+  static Map<String, byte[]> wideEdgeCases(Random r) {
+    Map<String, byte[]> files = new LinkedHashMap<>();
+    int w = 29, h = 19;
+    for (ImageDecoderTiffTest.Wide k : ImageDecoderTiffTest.WIDE) {
+      for (int comp : new int[] {TestTiff.NONE, TestTiff.DEFLATE}) {
+        if (k.samples() > 1) {
+          TestTiff t = k.tiff(w, h);
+          t.planar = 2;
+          t.compression = comp;
+          t.order = k.littleOnly() ? ByteOrder.LITTLE_ENDIAN : ByteOrder.BIG_ENDIAN;
+          files.put("wedge-planar-" + k.name() + "-c" + comp + ".tif", filled(r, t));
+        }
+        TestTiff f = k.tiff(w, h);
+        f.fillOrder = 2;
+        f.compression = comp;
+        files.put("wedge-fill2-" + k.name() + "-c" + comp + ".tif", filled(r, f));
+        if (k.littleOnly() || (k.bits() == 32 && comp != TestTiff.NONE)) {
+          TestTiff m = k.tiff(w, h);
+          m.order = ByteOrder.BIG_ENDIAN;
+          m.compression = comp;
+          files.put("wedge-mm-" + k.name() + "-c" + comp + ".tif", filled(r, m));
+        }
+      }
+      TestTiff p = k.tiff(w, h);
+      p.predictor = 2;
+      files.put("wedge-predictor-raw-" + k.name() + ".tif", filled(r, p));
+    }
+    for (int comp : new int[] {TestTiff.NONE, TestTiff.DEFLATE}) {
+      for (ByteOrder order : new ByteOrder[] {ByteOrder.LITTLE_ENDIAN, ByteOrder.BIG_ENDIAN}) {
+        String o = (order == ByteOrder.BIG_ENDIAN ? "-mm" : "-ii") + "-c" + comp + ".tif";
+        for (int photo : new int[] {0, 1}) {
+          for (int bits : new int[] {12, 16}) {
+            TestTiff g = new TestTiff(w, h, photo, bits);
+            g.order = order;
+            g.compression = comp;
+            if (bits == 12) {
+              g.pixels(new byte[h * g.rowBytes(w)]);
+              files.put("wedge-gray12-p" + photo + o, g.build());
+            } else {
+              files.put("wedge-gray16-p" + photo + o, filled(r, g));
+            }
+          }
+          TestTiff f = new TestTiff(w, h, photo, 32);
+          f.sampleFormat = 3;
+          f.order = order;
+          f.compression = comp;
+          byte[] fl = new byte[w * h * 4];
+          java.nio.ByteBuffer fb = java.nio.ByteBuffer.wrap(fl).order(order);
+          for (int i = 0; i < w * h; i++) fb.putFloat(4 * i, (float) (r.nextGaussian() * 100 + 100));
+          files.put("wedge-float-p" + photo + o, f.pixels(fl).build());
+          TestTiff u = new TestTiff(w, h, photo, 32);
+          u.order = order;
+          u.compression = comp;
+          files.put("wedge-uint32-p" + photo + o, filled(r, u));
+        }
+        TestTiff g16f2 = new TestTiff(w, h, 1, 16);
+        g16f2.order = order;
+        g16f2.compression = comp;
+        g16f2.fillOrder = 2;
+        files.put("wedge-gray16-fill2" + o, filled(r, g16f2));
+        TestTiff pa = new TestTiff(w, h, 3, 8, 8);
+        pa.extraSamples = new int[] {2};
+        pa.order = order;
+        pa.compression = comp;
+        pa.colorMap = new int[768];
+        for (int i = 0; i < 768; i++) pa.colorMap[i] = r.nextInt(65536);
+        files.put("wedge-pa" + o, filled(r, pa));
+        TestTiff corel = new TestTiff(w, h, 2, 16, 16, 16, 16);
+        corel.extraSamples = new int[] {999};
+        corel.order = order;
+        corel.compression = comp;
+        files.put("wedge-rgba16-999" + o, filled(r, corel));
+        TestTiff s8 = new TestTiff(w, h, 1, 8);
+        s8.sampleFormat = 2;
+        s8.order = order;
+        s8.compression = comp;
+        files.put("wedge-int8s" + o, filled(r, s8));
+      }
+    }
+    for (int comp : new int[] {TestTiff.LZW, TestTiff.DEFLATE, TestTiff.PACKBITS}) {
+      for (ByteOrder order : new ByteOrder[] {ByteOrder.LITTLE_ENDIAN, ByteOrder.BIG_ENDIAN}) {
+        TestTiff t = new TestTiff(w, h, 2, 8, 8, 8);
+        t.order = order;
+        t.compression = comp;
+        t.signature = order == ByteOrder.LITTLE_ENDIAN ? new byte[] {'I', 'I', 0, 42} : new byte[] {'M', 'M', 42, 0};
+        files.put("wedge-swapped-c" + comp + (order == ByteOrder.BIG_ENDIAN ? "-mm" : "-ii") + ".tif", filled(r, t));
+      }
+    }
+    // Big-endian BigTIFF: TestTiff writes it little-endian, so this is a hand-made header over a
+    // little-endian BigTIFF's body, enough for what Pillow and jclip do with it.
+    TestTiff big = new TestTiff(w, h, 2, 8, 8, 8);
+    big.bigTiff = true;
+    byte[] b = filled(r, big);
+    b[0] = b[1] = 'M';
+    b[2] = 0;
+    b[3] = 43;
+    files.put("wedge-bigtiff-mm.tif", b);
+    return files;
+  }
+
+  /** The file of {@code t} over random samples. */
+  private static byte[] filled(Random r, TestTiff t) {
+    byte[] px = new byte[t.height * (t.planar == 2 ? t.width * t.samples() * t.bits[0] / 8 : t.rowBytes(t.width))];
+    r.nextBytes(px);
+    return t.pixels(px).build();
   }
 
   /** Separate planes for every kind decoded from them, every compression, strips and tiles. */

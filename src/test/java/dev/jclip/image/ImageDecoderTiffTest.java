@@ -54,32 +54,52 @@ class ImageDecoderTiffTest {
 
   /**
    * The Pillow pixels of a TestTiff's stored samples: "1" 0/255, L;2 x85, L;4 x17, MinIsWhite
-   * inverted, P indices, 8-bit samples as stored, associated alpha un-premultiplied.
+   * inverted, P indices, 8-bit samples as stored, 16-bit ones by their high byte, associated alpha
+   * un-premultiplied, unspecified extra samples after RGB, RGBA or CMYK dropped (Pillow's RGBX is
+   * jclip's RGB), signed 16-bit and 32-bit gray as 32-bit integers (mode I, little-endian bytes).
    */
   static Case expect(String name, TestTiff t, byte[] src) {
     int w = t.width, h = t.height, depth = t.bits[0], spp = t.samples();
     int rb = (w * depth * spp + 7) / 8;
     boolean inverted = t.photometric == 0;
-    byte[] px = new byte[w * h * spp];
-    for (int y = 0; y < h; y++) {
-      byte[] row = Arrays.copyOfRange(src, y * rb, (y + 1) * rb);
-      for (int i = 0; i < w * spp; i++) {
-        int v = sample(row, i, depth);
-        if (t.photometric <= 1) {
-          v = v * 255 / ((1 << depth) - 1);
-          if (inverted) v = 255 - v;
-        }
-        px[y * w * spp + i] = (byte) v;
-      }
-    }
+    int first = t.extraSamples.length > 0 ? t.extraSamples[0] : spp == 4 ? 2 : -1;
     String mode = switch (t.photometric) {
-      case 0, 1 -> spp == 2 ? "LA" : depth == 1 ? "1" : "L";
-      case 2 -> spp == 3 ? "RGB" : "RGBA";
+      case 0, 1 -> depth >= 16 ? "I" : spp == 2 ? "LA" : depth == 1 ? "1" : "L";
+      case 2 -> spp == 3 || first == 0 ? "RGB" : "RGBA";
       case 3 -> "P";
       case 5 -> "CMYK";
       default -> throw new IllegalArgumentException();
     };
-    if (t.photometric == 2 && spp == 4 && t.extraSamples.length == 1 && t.extraSamples[0] == 1) {
+    int keep = switch (mode) {
+      case "RGB" -> 3;
+      case "RGBA", "CMYK" -> 4;
+      case "I" -> 4; // bytes of one int
+      default -> spp;
+    };
+    byte[] px = new byte[w * h * keep];
+    java.nio.ByteBuffer in = java.nio.ByteBuffer.wrap(src).order(t.order);
+    java.nio.ByteBuffer out = java.nio.ByteBuffer.wrap(px).order(ByteOrder.LITTLE_ENDIAN);
+    for (int y = 0; y < h; y++) {
+      byte[] row = Arrays.copyOfRange(src, y * rb, (y + 1) * rb);
+      for (int x = 0; x < w; x++) {
+        for (int k = 0; k < spp; k++) {
+          int i = x * spp + k, o = (y * w + x) * keep + k;
+          if (mode.equals("I")) {
+            int v = depth == 16 ? in.getShort(y * rb + 2 * i) : in.getInt(y * rb + 4 * i);
+            out.putInt((y * w + x) * 4, v);
+            continue;
+          }
+          if (k >= keep) continue;
+          int v = depth == 16 ? (in.getShort(y * rb + 2 * i) & 0xffff) >> 8 : sample(row, i, depth);
+          if (t.photometric <= 1 && depth <= 8) {
+            v = v * 255 / ((1 << depth) - 1);
+            if (inverted) v = 255 - v;
+          }
+          px[o] = (byte) v;
+        }
+      }
+    }
+    if (t.photometric == 2 && first == 1) {
       for (int p = 0; p < px.length; p += 4) {
         int a = px[p + 3] & 0xff;
         for (int c = 0; c < 3; c++) {
@@ -174,6 +194,93 @@ class ImageDecoderTiffTest {
       }
     }
     return cases;
+  }
+
+  /** A kind of wide or extra-sample TIFF: photometric, SampleFormat, bits, extra samples. */
+  record Wide(String name, int photometric, int format, int bits, int samples, int[] extra, boolean littleOnly) {
+    TestTiff tiff(int w, int h) {
+      int[] b = new int[samples];
+      Arrays.fill(b, bits);
+      TestTiff t = new TestTiff(w, h, photometric, b);
+      t.extraSamples = extra;
+      t.sampleFormat = format;
+      return t;
+    }
+  }
+
+  /** The 16-bit, 32-bit integer and extra-sample kinds Pillow 9.4 opens, as the oracle showed. */
+  static final List<Wide> WIDE = List.of(
+      new Wide("rgb16", 2, 1, 16, 3, new int[] {}, false),
+      new Wide("rgba16-noextra", 2, 1, 16, 4, new int[] {}, false),
+      new Wide("rgba16", 2, 1, 16, 4, new int[] {2}, false),
+      new Wide("rgba16-assoc", 2, 1, 16, 4, new int[] {1}, false),
+      new Wide("rgbx16", 2, 1, 16, 4, new int[] {0}, false),
+      new Wide("cmyk16", 5, 1, 16, 4, new int[] {}, true),
+      new Wide("rgbx", 2, 1, 8, 4, new int[] {0}, false),
+      new Wide("rgbxx", 2, 1, 8, 5, new int[] {0, 0}, false),
+      new Wide("rgbxxx", 2, 1, 8, 6, new int[] {0, 0, 0}, false),
+      new Wide("rgbax", 2, 1, 8, 5, new int[] {2, 0}, false),
+      new Wide("rgbaxx", 2, 1, 8, 6, new int[] {2, 0, 0}, false),
+      new Wide("rgbax-assoc", 2, 1, 8, 5, new int[] {1, 0}, false),
+      new Wide("rgbaxx-assoc", 2, 1, 8, 6, new int[] {1, 0, 0}, false),
+      new Wide("cmykx", 5, 1, 8, 5, new int[] {0}, false),
+      new Wide("cmykxx", 5, 1, 8, 6, new int[] {0, 0}, false),
+      new Wide("int16s", 1, 2, 16, 1, new int[] {}, false),
+      new Wide("int32s", 1, 2, 32, 1, new int[] {}, false),
+      new Wide("int32u", 1, 1, 32, 1, new int[] {}, true));
+
+  /**
+   * Every {@link #WIDE} kind in every compression TestTiff writes (uncompressed, LZW, PackBits,
+   * Deflate, Adobe Deflate), each kind in both byte orders where Pillow reads both, with and without
+   * the predictor on LZW and Deflate (alternating by compression and kind), strips or tiles; random
+   * samples (alpha 0 and 255 among them, 32-bit integers over their whole range).
+   */
+  static List<Case> wideCases(Random r) {
+    List<Case> cases = new ArrayList<>();
+    int[][] sizes = {{1, 1}, {37, 23}, {64, 32}, {70, 33}, {5, 97}, {300, 20}};
+    int[] compressions = {TestTiff.NONE, TestTiff.LZW, TestTiff.PACKBITS, TestTiff.DEFLATE, TestTiff.ADOBE_DEFLATE};
+    int n = 0;
+    for (int ki = 0; ki < WIDE.size(); ki++) {
+      Wide k = WIDE.get(ki);
+      for (int ci = 0; ci < compressions.length; ci++) {
+        int comp = compressions[ci];
+        int[] size = sizes[n++ % sizes.length];
+        int w = size[0], h = size[1];
+        TestTiff t = k.tiff(w, h);
+        t.compression = comp;
+        // Pillow reads compressed big-endian 32-bit gray byte-swapped (refused, see the oracle's
+        // wideEdgeCases), so those are uncompressed.
+        boolean mm = !k.littleOnly && (k.bits == 32 ? comp == TestTiff.NONE : (ki + ci) % 2 == 1);
+        t.order = mm ? ByteOrder.BIG_ENDIAN : ByteOrder.LITTLE_ENDIAN;
+        if (comp != TestTiff.NONE && comp != TestTiff.PACKBITS && (ki + ci) % 2 == 0) t.predictor = 2;
+        switch (r.nextInt(3)) {
+          case 0 -> {}
+          case 1 -> t.rowsPerStrip = 1 + r.nextInt(7);
+          default -> {
+            t.tileWidth = 16 * (1 + r.nextInt(2));
+            t.tileHeight = 16 * (1 + r.nextInt(2));
+          }
+        }
+        byte[] src = new byte[h * w * k.samples * k.bits / 8];
+        r.nextBytes(src);
+        if (k.extra.length > 0 && k.extra[0] != 0 && k.bits == 8) {
+          // Some alpha 0 and 255, the un-premultiply's special cases.
+          for (int i = 3; i < src.length; i += k.samples) if (r.nextInt(4) == 0) src[i] = (byte) (r.nextBoolean() ? 0 : 255);
+        }
+        t.pixels(src);
+        String name = "wide-" + k.name + "-c" + comp + (t.predictor == 2 ? "-pred" : "") + (t.tileWidth > 0 ? "-tiles" : t.rowsPerStrip > 0 ? "-strips" : "")
+            + (t.order == ByteOrder.BIG_ENDIAN ? "-mm" : "-ii") + "-" + w + "x" + h + ".tif";
+        cases.add(expect(name, t, src));
+      }
+    }
+    return cases;
+  }
+
+  @Test
+  void wideAndExtraSampleFilesDecodeToPillowsUnpackingOfTheirSamples() {
+    List<Case> cases = wideCases(new Random(31));
+    for (Case c : cases) check(decoder, c);
+    assertEquals(WIDE.size() * 5, cases.size());
   }
 
   static String kindName(int[] k) {
@@ -295,6 +402,58 @@ class ImageDecoderTiffTest {
     assertEquals(5 * 5 + 3, cases.size());
   }
 
+  /**
+   * Headers Pillow accepts besides "II*\0" and "MM\0*": the swapped "II\0*" and "MM*\0" on
+   * uncompressed files, little-endian BigTIFF (uncompressed, LZW, Deflate, PackBits; strips and
+   * tiles).
+   */
+  static List<Case> headerCases(Random r) {
+    List<Case> cases = new ArrayList<>();
+    int w = 41, h = 27;
+    int n = 0;
+    for (int[] k : new int[][] {{2, 8, 8, 8}, {1, 8}, {2, 16, 16, 16, 16}, {1, 1}}) {
+      for (ByteOrder order : new ByteOrder[] {ByteOrder.LITTLE_ENDIAN, ByteOrder.BIG_ENDIAN}) {
+        TestTiff t = new TestTiff(w, h, k[0], Arrays.copyOfRange(k, 1, k.length));
+        t.order = order;
+        t.rowsPerStrip = 5;
+        t.signature = order == ByteOrder.LITTLE_ENDIAN ? new byte[] {'I', 'I', 0, 42} : new byte[] {'M', 'M', 42, 0};
+        byte[] src = new byte[h * t.rowBytes(w)];
+        r.nextBytes(src);
+        cases.add(expect("header-swapped-" + n++ + (order == ByteOrder.BIG_ENDIAN ? "-mm" : "-ii") + ".tif", t.pixels(src), src));
+      }
+      for (int comp : new int[] {TestTiff.NONE, TestTiff.LZW, TestTiff.DEFLATE, TestTiff.PACKBITS}) {
+        TestTiff t = new TestTiff(w, h, k[0], Arrays.copyOfRange(k, 1, k.length));
+        t.bigTiff = true;
+        t.compression = comp;
+        if (n % 2 == 0) {
+          t.tileWidth = 16;
+          t.tileHeight = 32;
+        } else {
+          t.rowsPerStrip = 4;
+        }
+        if (comp == TestTiff.LZW && k[1] >= 8) t.predictor = 2;
+        byte[] src = new byte[h * t.rowBytes(w)];
+        r.nextBytes(src);
+        cases.add(expect("header-bigtiff-" + n++ + "-c" + comp + ".tif", t.pixels(src), src));
+      }
+    }
+    return cases;
+  }
+
+  @Test
+  void swappedSignaturesAndLittleEndianBigTiffDecode() {
+    List<Case> cases = headerCases(new Random(32));
+    for (Case c : cases) check(decoder, c);
+    assertEquals(4 * 6, cases.size());
+    // The signatures are what the format sniffing goes by, and what it tells other formats by.
+    for (String sig : new String[] {"II*\0", "MM\0*", "II\0*", "MM*\0", "II+\0", "MM\0+"}) {
+      byte[] b = Arrays.copyOf(sig.getBytes(java.nio.charset.StandardCharsets.ISO_8859_1), 16);
+      assertEquals(ImageDecoder.Format.TIFF, ImageDecoder.Format.sniff(b), sig);
+    }
+    assertEquals(null, ImageDecoder.Format.sniff(new byte[] {'I', 'I', 43, 43, 0, 0, 0, 0}));
+    assertEquals(null, ImageDecoder.Format.sniff(new byte[] {'M', 'I', 0, 42, 0, 0, 0, 0}));
+  }
+
   // ---- pages, tags Pillow ignores ----
 
   @Test
@@ -325,12 +484,46 @@ class ImageDecoderTiffTest {
   void unsupportedKindsAreRefusedByName() {
     byte[] px = new byte[16 * 8 * 8];
     TestTiff t16 = new TestTiff(16, 8, 1, 16).pixels(px);
-    refused("gray16.tif", t16.build(), "TIFF with 16-bit samples is not supported", "8-bit RGB");
-    TestTiff rgb16 = new TestTiff(16, 8, 2, 16, 16, 16).pixels(new byte[16 * 8 * 6]);
-    refused("rgb16.tif", rgb16.build(), "16-bit samples");
+    refused("gray16.tif", t16.build(), "TIFF with 16-bit gray (Pillow's mode I;16:", "Resize fails on that mode", "is not supported", "8 and 16-bit RGB");
+    TestTiff g16mm = new TestTiff(16, 8, 1, 16).pixels(px);
+    g16mm.order = ByteOrder.BIG_ENDIAN;
+    refused("gray16-mm.tif", g16mm.build(), "16-bit gray (Pillow's mode I;16B:");
+    TestTiff rgb16fill2 = new TestTiff(16, 8, 2, 16, 16, 16).pixels(new byte[16 * 8 * 6]);
+    rgb16fill2.fillOrder = 2;
+    refused("rgb16-fill2.tif", rgb16fill2.build(), "Pillow 9.4 cannot open either", "fill order 2");
+    TestTiff cmyk16mm = new TestTiff(4, 4, 5, 16, 16, 16, 16).pixels(new byte[4 * 4 * 8]);
+    cmyk16mm.order = ByteOrder.BIG_ENDIAN;
+    refused("cmyk16-mm.tif", cmyk16mm.build(), "Pillow 9.4 cannot open either", "big-endian");
+    TestTiff rgb16planar = new TestTiff(4, 4, 2, 16, 16, 16);
+    rgb16planar.planar = 2;
+    refused("rgb16-planar.tif", rgb16planar.pixels(new byte[4 * 4 * 6]).build(), "16-bit samples in separate planes, uncompressed");
+    TestTiff cmykxPlanar = new TestTiff(4, 4, 5, 8, 8, 8, 8, 8);
+    cmykxPlanar.extraSamples = new int[] {0};
+    cmykxPlanar.planar = 2;
+    cmykxPlanar.compression = TestTiff.DEFLATE;
+    refused("cmykx-planar.tif", cmykxPlanar.pixels(new byte[4 * 4 * 5]).build(), "in separate planes");
+    TestTiff i32mm = new TestTiff(4, 4, 1, 32).pixels(new byte[4 * 4 * 4]);
+    i32mm.sampleFormat = 2;
+    i32mm.order = ByteOrder.BIG_ENDIAN;
+    i32mm.compression = TestTiff.LZW;
+    refused("int32-mm-lzw.tif", i32mm.build(), "big-endian 32-bit integer gray, compressed", "byte-swapped");
+    TestTiff u32mm = new TestTiff(4, 4, 1, 32).pixels(new byte[4 * 4 * 4]);
+    u32mm.order = ByteOrder.BIG_ENDIAN;
+    refused("uint32-mm.tif", u32mm.build(), "Pillow 9.4 cannot open either");
     TestTiff f32 = new TestTiff(4, 4, 1, 32).pixels(new byte[4 * 4 * 4]);
     f32.sampleFormat = 3;
-    refused("float.tif", f32.build(), "floating-point samples");
+    refused("float.tif", f32.build(), "32-bit floating-point gray (Pillow's mode F");
+    TestTiff f16 = new TestTiff(4, 4, 1, 16).pixels(new byte[4 * 4 * 2]);
+    f16.sampleFormat = 3;
+    refused("float16.tif", f16.build(), "floating-point samples");
+    TestTiff pa = new TestTiff(4, 4, 3, 8, 8).pixels(new byte[32]);
+    pa.extraSamples = new int[] {2};
+    pa.colorMap = new int[768];
+    refused("pa.tif", pa.build(), "palette with an alpha sample (Pillow's mode PA", "loses the palette");
+    TestTiff swapped = new TestTiff(4, 4, 1, 8).pixels(new byte[16]);
+    swapped.compression = TestTiff.DEFLATE;
+    swapped.signature = new byte[] {'I', 'I', 0, 42};
+    refused("swapped-deflate.tif", swapped.build(), "non-standard signature", "II\\0*", "compression 8");
     TestTiff s8 = new TestTiff(4, 4, 1, 8).pixels(new byte[16]);
     s8.sampleFormat = 2;
     refused("signed.tif", s8.build(), "signed integer samples");
@@ -339,9 +532,9 @@ class ImageDecoderTiffTest {
     TestTiff jpeg = new TestTiff(4, 4, 2, 8, 8, 8).pixels(new byte[48]);
     refused("jpeg.tif", withCompression(jpeg, 7), "JPEG compression");
     refused("lzma.tif", withCompression(new TestTiff(4, 4, 1, 8).pixels(new byte[16]), 34925), "LZMA compression");
-    TestTiff rgbx = new TestTiff(4, 4, 2, 8, 8, 8, 8).pixels(new byte[64]);
-    rgbx.extraSamples = new int[] {0};
-    refused("rgbx.tif", rgbx.build(), "RGBX");
+    TestTiff rgbax = new TestTiff(4, 4, 2, 8, 8, 8, 8, 8).pixels(new byte[80]);
+    rgbax.extraSamples = new int[] {0, 2};
+    refused("rgbx-then-alpha.tif", rgbax.build(), "Pillow 9.4 cannot open either");
     TestTiff corel = new TestTiff(4, 4, 2, 8, 8, 8, 8).pixels(new byte[64]);
     corel.extraSamples = new int[] {999};
     corel.planar = 2;
@@ -365,8 +558,8 @@ class ImageDecoderTiffTest {
     TestTiff fill2 = new TestTiff(4, 4, 0, 8).pixels(new byte[16]);
     fill2.fillOrder = 2;
     refused("miniswhite-fill2.tif", fill2.build(), "Pillow 9.4 cannot open either");
-    byte[] big = {'I', 'I', 43, 0, 8, 0, 0, 0, 16, 0, 0, 0, 0, 0, 0, 0};
-    refused("big.tif", big, "BigTIFF");
+    byte[] big = {'M', 'M', 0, 43, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 16};
+    refused("big.tif", big, "big-endian BigTIFF", "Pillow 9.4 cannot open them either");
   }
 
   /** The file with its Compression value replaced (the data stays uncompressed). */
@@ -435,6 +628,8 @@ class ImageDecoderTiffTest {
     List<Case> sources = new ArrayList<>();
     for (Case c : builtCases(new Random(15))) if (c.file.length > 300) sources.add(c);
     for (Case c : jdkCases(new Random(16))) if (c.file.length > 300) sources.add(c);
+    for (Case c : wideCases(new Random(33))) if (c.file.length > 300) sources.add(c);
+    for (Case c : headerCases(new Random(34))) if (c.file.length > 300) sources.add(c);
     int cuts = 0;
     for (int s = 0; s < sources.size(); s += 3) {
       Case c = sources.get(s);
@@ -460,6 +655,8 @@ class ImageDecoderTiffTest {
     Random r = new Random(17);
     List<Case> sources = new ArrayList<>(builtCases(new Random(18)));
     sources.addAll(jdkCases(new Random(19)));
+    sources.addAll(wideCases(new Random(35)));
+    sources.addAll(headerCases(new Random(36)));
     int n = 0;
     for (int s = 0; s < sources.size(); s += 2) {
       byte[] file = sources.get(s).file;

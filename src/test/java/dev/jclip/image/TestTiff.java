@@ -12,13 +12,15 @@ import java.util.zip.Deflater;
 
 /**
  * Builds baseline TIFF files byte by byte for the tests: any photometric interpretation, bit
- * depth, extra samples, planar configuration, fill order, byte order, strips or tiles, and the
- * compressions that are a few lines to write (none, PackBits, Deflate), with or without the
- * horizontal predictor. The samples are given as the file stores them (before any compression,
- * prediction or bit reversal), so a test knows what a reader must give back.
+ * depth (1 to 8 packed, 16 or 32 as whole bytes), extra samples, planar configuration, fill order,
+ * byte order, strips or tiles, and the compressions that are a few lines to write (none, PackBits,
+ * Deflate, LZW), with or without the horizontal predictor (on 8, 16 or 32-bit samples); classic
+ * TIFF with any 4-byte signature, or little-endian BigTIFF. The samples are given as the file
+ * stores them (before any compression, prediction or bit reversal; 16 and 32-bit ones in the
+ * file's byte order), so a test knows what a reader must give back.
  */
 final class TestTiff {
-  static final int NONE = 1, PACKBITS = 32773, DEFLATE = 8, ADOBE_DEFLATE = 32946;
+  static final int NONE = 1, LZW = 5, PACKBITS = 32773, DEFLATE = 8, ADOBE_DEFLATE = 32946;
 
   final int width, height;
   final int photometric;
@@ -30,6 +32,10 @@ final class TestTiff {
   int compression = NONE;
   int predictor = 1;
   ByteOrder order = ByteOrder.LITTLE_ENDIAN;
+  /** The first 4 bytes instead of the standard "II*\0" / "MM\0*" (classic TIFF only). */
+  byte[] signature;
+  /** BigTIFF ("II+\0", 8-byte offsets and counts, 20-byte IFD entries); little-endian only. */
+  boolean bigTiff;
   /** Strips of this many rows (0: one strip), unless tiles are set. */
   int rowsPerStrip = 0;
   int tileWidth = 0, tileHeight = 0;
@@ -60,15 +66,21 @@ final class TestTiff {
     return (w * perPixel + 7) / 8;
   }
 
-  /** The samples from a chunky 8-bit (or packed low-depth, one sample) buffer, rows of {@link #rowBytes}. */
+  /**
+   * The samples from a chunky buffer (8, 16 or 32-bit samples as whole bytes, or packed low-depth
+   * ones for one sample), rows of {@link #rowBytes}.
+   */
   TestTiff pixels(byte[] packed) {
     int rb = rowBytes(width);
     if (planar == 2 && samples() > 1) {
       int s = samples();
-      planes = new byte[s][height][width];
+      int bytes = bits[0] / 8;
+      planes = new byte[s][height][width * bytes];
       for (int y = 0; y < height; y++) {
         for (int x = 0; x < width; x++) {
-          for (int k = 0; k < s; k++) planes[k][y][x] = packed[(y * width + x) * s + k];
+          for (int k = 0; k < s; k++) {
+            System.arraycopy(packed, ((y * width + x) * s + k) * bytes, planes[k][y], x * bytes, bytes);
+          }
         }
       }
     } else {
@@ -79,17 +91,27 @@ final class TestTiff {
   }
 
   byte[] build() {
+    if (bigTiff && order != ByteOrder.LITTLE_ENDIAN) throw new IllegalStateException("BigTIFF is written little-endian only");
     ByteArrayOutputStream out = new ByteArrayOutputStream();
     out.write(order == ByteOrder.LITTLE_ENDIAN ? 'I' : 'M');
     out.write(order == ByteOrder.LITTLE_ENDIAN ? 'I' : 'M');
-    out.writeBytes(u16(42));
+    out.writeBytes(u16(bigTiff ? 43 : 42));
     List<long[]> patches = new ArrayList<>(); // [position of a next-IFD pointer]
-    out.writeBytes(u32(0));
-    patches.add(new long[] {4});
+    if (bigTiff) {
+      out.writeBytes(u16(8));
+      out.writeBytes(u16(0));
+      out.writeBytes(u64(0));
+      patches.add(new long[] {8});
+    } else {
+      out.writeBytes(u32(0));
+      patches.add(new long[] {4});
+    }
     byte[] file = out.toByteArray();
     for (TestTiff page : concat()) {
+      page.bigTiff = bigTiff;
       file = page.append(file, patches);
     }
+    if (signature != null) System.arraycopy(signature, 0, file, 0, 4);
     return file;
   }
 
@@ -123,7 +145,7 @@ final class TestTiff {
             if (y >= height) break;
             copyBits(plane[y], tx * segW, seg, r * rb, Math.min(segW, width - tx * segW));
           }
-          if (predictor == 2) predict(seg, rows, rb);
+          if (predictor == 2) predict(seg, rows, rb, segW);
           byte[] data = compress(seg);
           // FillOrder 2 reverses the bits of every byte as stored, compressed or not (libtiff
           // reverses a segment before decompressing it).
@@ -168,7 +190,7 @@ final class TestTiff {
     Map<Integer, Long> valueAt = new TreeMap<>();
     for (var e : tags.entrySet()) {
       byte[] v = values(e.getKey(), e.getValue());
-      if (v.length > 4) {
+      if (v.length > (bigTiff ? 8 : 4)) {
         if (out.size() % 2 == 1) out.write(0);
         valueAt.put(e.getKey(), (long) out.size());
         out.writeBytes(v);
@@ -176,21 +198,23 @@ final class TestTiff {
     }
     if (out.size() % 2 == 1) out.write(0);
     long ifd = out.size();
-    out.writeBytes(u16(tags.size()));
+    int inline = bigTiff ? 8 : 4;
+    out.writeBytes(bigTiff ? u64(tags.size()) : u16(tags.size()));
     for (var e : tags.entrySet()) {
       int tag = e.getKey();
       out.writeBytes(u16(tag));
-      out.writeBytes(u16(isLong(tag) ? 4 : 3));
-      out.writeBytes(u32(e.getValue().length));
+      out.writeBytes(u16(type(tag)));
+      out.writeBytes(bigTiff ? u64(e.getValue().length) : u32(e.getValue().length));
       byte[] v = values(tag, e.getValue());
-      if (v.length > 4) out.writeBytes(u32(valueAt.get(tag)));
-      else out.writeBytes(Arrays.copyOf(v, 4));
+      if (v.length > inline) out.writeBytes(bigTiff ? u64(valueAt.get(tag)) : u32(valueAt.get(tag)));
+      else out.writeBytes(Arrays.copyOf(v, inline));
     }
     long next = out.size();
-    out.writeBytes(u32(0));
+    out.writeBytes(bigTiff ? u64(0) : u32(0));
     byte[] b = out.toByteArray();
     long at = patches.removeLast()[0];
-    ByteBuffer.wrap(b).order(order).putInt((int) at, (int) ifd);
+    if (bigTiff) ByteBuffer.wrap(b).order(order).putLong((int) at, ifd);
+    else ByteBuffer.wrap(b).order(order).putInt((int) at, (int) ifd);
     patches.add(new long[] {next});
     return b;
   }
@@ -199,10 +223,18 @@ final class TestTiff {
     return tag == 256 || tag == 257 || tag == 273 || tag == 278 || tag == 279 || tag == 322 || tag == 323 || tag == 324 || tag == 325;
   }
 
+  /** SHORT, LONG, or in BigTIFF LONG8 for the strip and tile offsets and byte counts. */
+  private int type(int tag) {
+    if (bigTiff && (tag == 273 || tag == 279 || tag == 324 || tag == 325)) return 16;
+    return isLong(tag) ? 4 : 3;
+  }
+
   private byte[] values(int tag, long[] v) {
-    ByteBuffer b = ByteBuffer.allocate(v.length * (isLong(tag) ? 4 : 2)).order(order);
+    int t = type(tag);
+    ByteBuffer b = ByteBuffer.allocate(v.length * (t == 16 ? 8 : t == 4 ? 4 : 2)).order(order);
     for (long x : v) {
-      if (isLong(tag)) b.putInt((int) x);
+      if (t == 16) b.putLong(x);
+      else if (t == 4) b.putInt((int) x);
       else b.putShort((short) x);
     }
     return b.array();
@@ -221,11 +253,29 @@ final class TestTiff {
     }
   }
 
-  /** Horizontal differencing of 8-bit samples, per row, per sample of a pixel. */
-  private void predict(byte[] seg, int rows, int rb) {
+  /**
+   * Horizontal differencing, per row, per sample of a pixel: of bytes for 8-bit samples, of 16 or
+   * 32-bit words in the file's byte order for wider ones (libtiff's horDiff8/16/32); below 8 bits
+   * (which libtiff refuses) of bytes too.
+   */
+  private void predict(byte[] seg, int rows, int rb, int segW) {
     int stride = planar == 2 ? 1 : samples();
+    int bytes = bits[0] / 8;
+    ByteBuffer b = ByteBuffer.wrap(seg).order(order);
+    // Below 8 bits (which libtiff refuses), bytes differenced as if they were samples.
+    int n = bytes == 0 ? rb : segW * stride; // samples in a row
+    if (bytes == 0) bytes = 1;
     for (int r = 0; r < rows; r++) {
-      for (int i = rb - 1; i >= stride; i--) seg[r * rb + i] -= seg[r * rb + i - stride];
+      int row = r * rb;
+      for (int i = n - 1; i >= stride; i--) {
+        int p = row + i * bytes, q = row + (i - stride) * bytes;
+        switch (bytes) {
+          case 1 -> seg[p] -= seg[q];
+          case 2 -> b.putShort(p, (short) (b.getShort(p) - b.getShort(q)));
+          case 4 -> b.putInt(p, b.getInt(p) - b.getInt(q));
+          default -> throw new IllegalArgumentException("predictor on " + bits[0] + "-bit samples");
+        }
+      }
     }
   }
 
@@ -233,6 +283,7 @@ final class TestTiff {
     return switch (compression) {
       case NONE -> seg;
       case PACKBITS -> packBits(seg);
+      case LZW -> lzw(seg);
       case DEFLATE, ADOBE_DEFLATE -> {
         Deflater d = new Deflater();
         d.setInput(seg);
@@ -267,6 +318,69 @@ final class TestTiff {
       out.write(in, start, i - start);
     }
     return out.toByteArray();
+  }
+
+  /**
+   * TIFF's LZW (TIFF 6.0 section 13) as libtiff writes it: MSB-first codes of 9 to 12 bits, Clear
+   * (256) first and when the next free code reaches 4094, EndOfInformation (257) last, the code
+   * width growing when the next free code reaches 512, 1024, 2048.
+   */
+  static byte[] lzw(byte[] in) {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    long[] acc = {0, 0}; // bit buffer, bits in it
+    java.util.function.IntBinaryOperator emit = (code, width) -> {
+      acc[0] = acc[0] << width | code;
+      acc[1] += width;
+      while (acc[1] >= 8) {
+        out.write((int) (acc[0] >>> (acc[1] - 8)) & 0xff);
+        acc[1] -= 8;
+      }
+      acc[0] &= (1L << acc[1]) - 1;
+      return 0;
+    };
+    Map<Long, Integer> table = new java.util.HashMap<>(); // (prefix code << 8 | byte) -> code
+    int width = 9, next = 258;
+    emit.applyAsInt(256, width);
+    int prefix = -1;
+    for (byte x : in) {
+      int c = x & 0xff;
+      if (prefix < 0) {
+        prefix = c;
+        continue;
+      }
+      Integer code = table.get((long) prefix << 8 | c);
+      if (code != null) {
+        prefix = code;
+        continue;
+      }
+      emit.applyAsInt(prefix, width);
+      table.put((long) prefix << 8 | c, next++);
+      if (next == 4094) {
+        emit.applyAsInt(256, width);
+        table.clear();
+        width = 9;
+        next = 258;
+      } else if (next == 1 << width) {
+        width++;
+      }
+      prefix = c;
+    }
+    if (prefix >= 0) {
+      emit.applyAsInt(prefix, width);
+      if (++next == 4094) {
+        emit.applyAsInt(256, width);
+        width = 9;
+      } else if (next == 1 << width) {
+        width++;
+      }
+    }
+    emit.applyAsInt(257, width);
+    if (acc[1] > 0) out.write((int) (acc[0] << (8 - acc[1])) & 0xff);
+    return out.toByteArray();
+  }
+
+  private byte[] u64(long v) {
+    return ByteBuffer.allocate(8).order(order).putLong(v).array();
   }
 
   private byte[] u16(int v) {
