@@ -142,8 +142,10 @@ public final class Clip implements AutoCloseable {
      * Where this Clip's notes go, one line each, instead of stderr: which device {@code auto} took,
      * a download's progress (whole lines, no carriage returns), the steps taken when the GPU's
      * memory runs out, and those of the {@link ClipBatcher}s in front of it. For a service's own
-     * logging ({@code log::info}), or {@code m -> {}} for none. Null: stderr. Process-wide notes
-     * said once (the CPU's scalar kernels, a GPU kernel compiled at load) go to the first Clip's.
+     * logging ({@code log::info}), or {@code m -> {}} for none. Null: stderr. The note said once
+     * per process (the CPU's scalar kernels) goes to the first Clip's; a few notes of the native
+     * libraries' loading (a GPU kernel compiled at load, oneDNN's CPU dispatch) still go to stderr.
+     * The consumer is part of the record's equality (as the lambda's identity).
      */
     public Options withMessages(java.util.function.Consumer<String> m) {
       return new Options(device, precision, vocabulary, threads, batchSize, activation, m);

@@ -131,7 +131,7 @@ public final class EmbedCommand implements Callable<Integer> {
       err.flush();
       if (r.items() > 0 && r.errors() == r.items()) {
         err.println("jclip embed: nothing was embedded: every input was skipped (errors.jsonl in " + output + " says why; a run into a new"
-            + " output folder tries them again, and so does a resume with --retry-skipped)");
+            + " output folder tries them again" + (retrySkipped ? ")" : ", and so does a resume with --retry-skipped)"));
         err.flush();
         return 1;
       }

@@ -363,7 +363,12 @@ public final class ImageDecoder {
 
   void checkPixels(Path file, Format f, long w, long h) throws ImageDecodeException {
     if (w <= 0 || h <= 0) throw new ImageDecodeException(file, f + " header gives an empty size " + w + "x" + h);
-    long n = w * h;
+    long n; // a BigTIFF's sizes may be up to 2^61: their product must not wrap round below the limit
+    try {
+      n = Math.multiplyExact(w, h);
+    } catch (ArithmeticException overflow) {
+      n = Long.MAX_VALUE;
+    }
     if (n > maxPixels) {
       throw new ImageDecodeException(
           file,
@@ -372,7 +377,7 @@ public final class ImageDecoder {
               + "x"
               + h
               + " = "
-              + n
+              + (n == Long.MAX_VALUE ? "more than " + Long.MAX_VALUE : n)
               + " pixels, above the limit of "
               + maxPixels
               + " (possible decompression bomb; raise the limit if the image is genuine: --max-pixels, or in Java clip.preprocess(new ImageDecoder(maxPixels).decode(path)))");

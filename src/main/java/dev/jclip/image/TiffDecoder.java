@@ -352,7 +352,7 @@ final class TiffDecoder {
     if (tiled) {
       long tw = ifd.one(TILE_WIDTH, -1), th = ifd.one(TILE_LENGTH, -1);
       if (tw <= 0 || th <= 0) throw new ImageDecodeException(file, "corrupt TIFF file: tiles without a TileWidth and TileLength");
-      if (tw * th > limits.maxPixels()) {
+      if (tw > limits.maxPixels() || th > limits.maxPixels() || tw * th > limits.maxPixels()) { // no product of two huge sizes
         throw new ImageDecodeException(file, "corrupt TIFF file: tiles of " + tw + "x" + th + " pixels, above the pixel limit of " + limits.maxPixels());
       }
     }
@@ -522,9 +522,12 @@ final class TiffDecoder {
     }
 
     /** The first value of a numeric tag, or {@code otherwise} when absent. */
+    /** A single-valued tag (a size, a code); a BigTIFF LONG8 beyond 32 bits is refused, never cut to its low bits. */
     long one(int tag, long otherwise) throws ImageDecodeException {
       long[] v = values(tag, null);
-      return v == null || v.length == 0 ? otherwise : v[0];
+      if (v == null || v.length == 0) return otherwise;
+      if (v[0] > 0xFFFFFFFFL) throw new ImageDecodeException(file, "corrupt TIFF file: tag " + tag + " has the value " + v[0] + ", beyond 32 bits");
+      return v[0];
     }
 
     /** The values of a BYTE, SHORT, LONG or (BigTIFF) LONG8 tag, or {@code otherwise} when absent. */

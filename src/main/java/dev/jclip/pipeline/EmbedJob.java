@@ -472,7 +472,7 @@ public final class EmbedJob {
         if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items() && held != null
             && growable.digest().equals(seen.snapshotHex())) {
           // One input more than the input's last shard was committed with, after the same ones: the input grew into it.
-          o.log.println(o.logPrefix + ": shard " + shard + ": computed again: the input ended in it (" + inputs(growable.items()) + ") and has grown since");
+          progress.message(o.logPrefix + ": shard " + shard + ": computed again: the input ended in it (" + inputs(growable.items()) + ") and has grown since");
           redo.put(shard, growable);
           complete.remove(shard);
           resumedItems.remove(shard);
@@ -525,10 +525,12 @@ public final class EmbedJob {
       // A failing stage interrupts the feeder, which may surface here as ClosedByInterruptException.
       if (failure.get() == null) throw ex;
     } finally {
+      stopping = true; // a stage failing now, as it is stopped, must not interrupt the caller's thread after run() returns
       workers.shutdownNow();
       enc.forEach(Thread::interrupt);
       wr.interrupt();
       ticker.shutdownNow();
+      joinQuietly(wr, 30_000); // no file of the job's is written after run() returns and the folder's lock is released
     }
     Throwable f = failure.get();
     if (f != null) {
@@ -564,7 +566,18 @@ public final class EmbedJob {
     } catch (InterruptedException e) {
       // Stopped because another stage failed.
     } catch (Throwable t) {
-      if (failure.compareAndSet(null, t)) feeder.interrupt();
+      if (failure.compareAndSet(null, t) && !stopping) feeder.interrupt();
+    }
+  }
+
+  /** Set when the feeder stops the other stages (its own end, or its failure). */
+  private volatile boolean stopping;
+
+  private static void joinQuietly(Thread t, long millis) {
+    try {
+      t.join(millis);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
   }
 
@@ -1079,7 +1092,12 @@ public final class EmbedJob {
           + " (a read-only file system, or permission denied)");
     }
     // The kernel's own file systems say writable to root (isWritable) but hold no files of ours.
-    String type = Files.getFileStore(p).type();
+    String type;
+    try {
+      type = Files.getFileStore(p).type();
+    } catch (IOException unknown) {
+      return; // no mount table to tell (a sandbox without /proc): the job finds out when it writes
+    }
     if (KERNEL_FILE_SYSTEMS.contains(type)) {
       throw new java.nio.file.FileSystemException(output.toString(), null, "cannot hold an output folder: " + p + " is on the kernel's " + type
           + " file system");

@@ -581,6 +581,27 @@ class ImageDecoderTiffTest {
     return b;
   }
 
+  /**
+   * Declared sizes whose product is beyond a long (classic TIFF's 2^32-1 squared) cannot wrap round
+   * below the pixel limit, and a BigTIFF size beyond 32 bits is refused, not cut to its low bits
+   * (such a file once decoded 20000x20000 pixels past the limit).
+   */
+  @Test
+  void sizesWhoseProductOverflowsAreRefused() {
+    TestTiff wrap = new TestTiff(2, 2, 1, 8).pixels(new byte[4]);
+    wrap.declaredWidth = 0xFFFFFFFFL;
+    wrap.declaredHeight = 0xFFFFFFFFL;
+    refused("wrap.tif", wrap.build(), "4294967295x4294967295 = more than " + Long.MAX_VALUE + " pixels, above the limit");
+    TestTiff big = new TestTiff(2, 2, 1, 8).pixels(new byte[4]);
+    big.bigTiff = true;
+    big.declaredWidth = (1L << 40) + 20000;
+    big.declaredHeight = 107119L * (1L << 32) + 20000;
+    refused("big-wrap.tif", big.build(), "tag 256 has the value " + ((1L << 40) + 20000) + ", beyond 32 bits");
+    ImageDecodeException e = assertThrows(ImageDecodeException.class,
+        () -> decoder.checkPixels(Path.of("x.tif"), ImageDecoder.Format.TIFF, 1L << 40, 107119L * (1L << 32) + 20000));
+    assertTrue(e.getMessage().contains("above the limit"), e.getMessage());
+  }
+
   @Test
   void pixelLimitIsCheckedFromTheIfd() {
     // A 30000x30000 header over one byte of data: refused before any pixel buffer exists.

@@ -36,6 +36,11 @@ final class TestTiff {
   byte[] signature;
   /** BigTIFF ("II+\0", 8-byte offsets and counts, 20-byte IFD entries); little-endian only. */
   boolean bigTiff;
+  /**
+   * The ImageWidth and ImageLength the file declares, when not {@link #width} and {@link #height}
+   * (a hostile header; -1: the real ones); in BigTIFF one beyond 32 bits is written as a LONG8.
+   */
+  long declaredWidth = -1, declaredHeight = -1;
   /** Strips of this many rows (0: one strip), unless tiles are set. */
   int rowsPerStrip = 0;
   int tileWidth = 0, tileHeight = 0;
@@ -158,8 +163,8 @@ final class TestTiff {
       }
     }
     Map<Integer, long[]> tags = new TreeMap<>(extraTags);
-    tags.put(256, new long[] {width});
-    tags.put(257, new long[] {height});
+    tags.put(256, new long[] {declaredWidth >= 0 ? declaredWidth : width});
+    tags.put(257, new long[] {declaredHeight >= 0 ? declaredHeight : height});
     tags.put(258, Arrays.stream(bits).asLongStream().toArray());
     tags.put(259, new long[] {compression});
     tags.put(262, new long[] {photometric});
@@ -226,6 +231,7 @@ final class TestTiff {
   /** SHORT, LONG, or in BigTIFF LONG8 for the strip and tile offsets and byte counts. */
   private int type(int tag) {
     if (bigTiff && (tag == 273 || tag == 279 || tag == 324 || tag == 325)) return 16;
+    if (bigTiff && (tag == 256 && declaredWidth > 0xFFFFFFFFL || tag == 257 && declaredHeight > 0xFFFFFFFFL)) return 16;
     return isLong(tag) ? 4 : 3;
   }
 
