@@ -306,7 +306,13 @@ public final class Checkpoint implements AutoCloseable {
     int b1 = mf.segment().get(ValueLayout.JAVA_BYTE, 1) & 0xff;
     if (b0 == 'P' && b1 == 'K') {
       ZipArchive zip = ZipArchive.read(mf);
-      TorchArchive a = TorchArchive.read(zip);
+      TorchArchive a;
+      try {
+        a = TorchArchive.read(zip);
+      } catch (StackOverflowError deep) {
+        // The unpickler builds values without recursion; this guards whatever walks them.
+        throw new CheckpointException(path, null, "its pickled structure is nested too deeply to read", deep);
+      }
       Format f = a.format().equals(TorchArchive.TORCHSCRIPT) ? Format.TORCHSCRIPT : Format.TORCH_SAVE;
       return new Loaded(f, a.wrapper() == null ? null : "state dict under '" + a.wrapper() + "'", a.tensors(), zip.verified());
     }

@@ -50,6 +50,9 @@ import java.util.Map;
  * handle. This keeps model loaders free to close the reader as soon as the weights are wrapped.
  */
 public final class SafetensorsReader implements AutoCloseable {
+  /** The most dimensions a tensor's shape may list (NumPy 2's limit; PyTorch's are lower). */
+  static final int MAX_DIMS = 64;
+
   /** The header cap of the reference implementation (safetensors' MAX_HEADER_SIZE). */
   public static final long MAX_HEADER_BYTES = 100_000_000L;
 
@@ -149,6 +152,10 @@ public final class SafetensorsReader implements AutoCloseable {
       root = JSON.readTree(headerText);
     } catch (JsonProcessingException e) {
       throw new CheckpointException(file, null, "header is not valid JSON: " + e.getOriginalMessage(), e);
+    } catch (OutOfMemoryError oom) {
+      headerText = null;
+      throw new CheckpointException(file, null, "header of " + headerLen + " bytes does not fit in the Java heap of "
+          + Runtime.getRuntime().maxMemory() / (1 << 20) + " MB as a JSON tree (a real model's header is well under a megabyte)", oom);
     }
     if (root == null || !root.isObject()) {
       throw new CheckpointException(file, null, "header is not a JSON object");
@@ -244,6 +251,9 @@ public final class SafetensorsReader implements AutoCloseable {
     }
     JsonNode sh = v.get("shape");
     if (sh == null || !sh.isArray()) throw new CheckpointException(file, name, "missing or non-array 'shape'");
+    if (sh.size() > MAX_DIMS) {
+      throw new CheckpointException(file, name, "'shape' has " + sh.size() + " dimensions, more than the " + MAX_DIMS + " a tensor may have");
+    }
     long[] shape = new long[sh.size()];
     for (int i = 0; i < shape.length; i++) {
       shape[i] = nonNegativeLong(file, name, "shape", sh.get(i));

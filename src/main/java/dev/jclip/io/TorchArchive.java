@@ -164,7 +164,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
     if (!(t.get(2) instanceof String key) || key.isEmpty() || key.contains("/") || key.contains("..")) {
       throw new CheckpointException(src, pkl, "storage key " + describe(t.get(2)) + " is not a plain name");
     }
-    String location = t.get(3) instanceof String s ? s : String.valueOf(t.get(3));
+    String location = t.get(3) instanceof String s ? s : Unpickler.brief(t.get(3), 80);
     if (!(t.get(4) instanceof Long numel) || numel < 0) {
       throw new CheckpointException(src, pkl + ":" + key, "storage size " + describe(t.get(4)) + " is not a non-negative int");
     }
@@ -172,8 +172,7 @@ public record TorchArchive(String format, String wrapper, Map<String, Tensor> te
   }
 
   private static String describe(Object o) {
-    String s = o instanceof Tuple t ? t.items().toString() : String.valueOf(o);
-    return s.length() > 80 ? s.substring(0, 80) + "..." : s;
+    return Unpickler.brief(o, 80);
   }
 
   /**

@@ -187,6 +187,48 @@ public final class Unpickler {
         + " save model.state_dict() instead";
   }
 
+  /**
+   * A short text for an unpickled value in an error message: at most {@code maxChars} characters
+   * and 3 levels of tuples, lists and dicts, so that a value nested thousands deep or holding
+   * itself (a list appended to itself) is described, never walked to the end.
+   */
+  public static String brief(Object o, int maxChars) {
+    StringBuilder b = new StringBuilder();
+    brief(o, 0, b, maxChars);
+    return b.length() > maxChars ? b.substring(0, maxChars) + "..." : b.toString();
+  }
+
+  private static void brief(Object o, int depth, StringBuilder b, int maxChars) {
+    if (b.length() > maxChars) return;
+    java.util.Collection<?> items = o instanceof Tuple t ? t.items() : o instanceof java.util.Collection<?> c ? c : null;
+    if (items != null || o instanceof java.util.Map<?, ?>) {
+      String open = o instanceof Tuple ? "(" : items != null ? "[" : "{", close = o instanceof Tuple ? ")" : items != null ? "]" : "}";
+      if (depth >= 3) {
+        b.append(open).append("...").append(close);
+        return;
+      }
+      b.append(open);
+      int i = 0;
+      Iterable<?> it = items != null ? items : ((java.util.Map<?, ?>) o).entrySet();
+      for (Object x : it) {
+        if (b.length() > maxChars) break;
+        if (i++ > 0) b.append(", ");
+        if (x instanceof java.util.Map.Entry<?, ?> e) {
+          brief(e.getKey(), depth + 1, b, maxChars);
+          b.append(": ");
+          brief(e.getValue(), depth + 1, b, maxChars);
+        } else {
+          brief(x, depth + 1, b, maxChars);
+        }
+      }
+      b.append(close);
+      return;
+    }
+    String s = o instanceof String str ? "'" + str + "'" : o instanceof Long || o instanceof Double || o instanceof Boolean ? String.valueOf(o) : typeName(o);
+    int room = Math.max(0, maxChars + 1 - b.length()); // one over, so that the caller sees it was cut
+    b.append(s.length() > room ? s.substring(0, room) : s);
+  }
+
   private static final Object MARK = new Object() {
     @Override
     public String toString() {

@@ -171,6 +171,10 @@ public final class ZipArchive {
       return ByteBuffer.wrap(out, 0, n).slice().order(ByteOrder.LITTLE_ENDIAN);
     } catch (DataFormatException ex) {
       throw new CheckpointException(file, e.name(), "corrupt deflated data: " + ex.getMessage(), ex);
+    } catch (OutOfMemoryError oom) {
+      throw new CheckpointException(file, e.name(), "not enough memory to inflate the entry's " + e.size() + " bytes (" + e.compressedSize()
+          + " deflated) with a Java heap of " + Runtime.getRuntime().maxMemory() / (1 << 20) + " MB: give the JVM more (-Xmx), or re-save the"
+          + " checkpoint uncompressed (torch.save stores its tensors uncompressed, and they are then mapped, not copied)", oom);
     } finally {
       inf.end();
     }

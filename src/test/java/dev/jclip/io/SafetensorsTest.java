@@ -214,6 +214,9 @@ class SafetensorsTest {
             2),
             "not valid JSON", "Duplicate");
     assertBad(withHeader("entry.safetensors", "{\"a\": 5}", 0), "'a'", "expected an object");
+    // a shape of a million zeros (a header that would take hundreds of MB as longs): refused by its length
+    String dims = "[" + "0,".repeat(999_999) + "0]";
+    assertBad(withHeader("dims.safetensors", "{" + entry("a", "F32", dims, 0, 0) + "}", 0), "'shape' has 1000000 dimensions, more than the 64");
     assertBad(withHeader("md.safetensors", "{\"__metadata__\": {\"k\": 1}}", 0), "__metadata__", "not a string");
     byte[] latin = {'{', '"', (byte) 0xff, '"', ':', '1', '}'};
     ByteBuffer b = ByteBuffer.allocate(8 + latin.length).order(ByteOrder.LITTLE_ENDIAN).putLong(latin.length).put(latin);

@@ -195,4 +195,31 @@ class TorchArchiveTest {
     var e6 = assertThrows(CheckpointException.class, () -> TorchArchive.read(MappedFile.ofBytes("nopkl.pt", zip)));
     assertTrue(e6.getMessage().contains("data.pkl"), e6.getMessage());
   }
+
+  /**
+   * A persistent id that holds itself (a list appended into a tuple inside it), or is nested
+   * 200,000 deep, is refused with a short description, never walked to a StackOverflowError.
+   */
+  @Test
+  void cyclicOrDeepPersistentIdsAreDescribedBriefly() throws IOException {
+    // [] (memo 0); MARK, the list, TUPLE; APPEND: the list now holds a tuple holding the list
+    byte[] cyclic = new PickleBuilder().proto(2).op(']').raw('q', 0).mark().raw('h', 0).op('t').op('a').op('Q').stop().bytes();
+    var e = assertThrows(CheckpointException.class,
+        () -> TorchArchive.read(MappedFile.ofBytes("cyc.pt", new TorchZipWriter("x").put("data.pkl", cyclic).bytes())));
+    assertTrue(e.getMessage().contains("persistent id [([(...)])]") && e.getMessage().contains("is not a ('storage'"), e.getMessage());
+
+    PickleBuilder deep = new PickleBuilder().proto(2);
+    for (int i = 0; i < 200_000; i++) deep.op(']');
+    for (int i = 0; i < 199_999; i++) deep.op('a');
+    byte[] deepPkl = deep.op('Q').stop().bytes();
+    e = assertThrows(CheckpointException.class,
+        () -> TorchArchive.read(MappedFile.ofBytes("deep.pt", new TorchZipWriter("x").put("data.pkl", deepPkl).bytes())));
+    assertTrue(e.getMessage().contains("persistent id [[[[...]]]]"), e.getMessage());
+
+    List<Object> self = new ArrayList<>();
+    self.add("a");
+    self.add(self);
+    assertEquals("['a', ['a', ['a', [...]]]]", Unpickler.brief(self, 80));
+    assertEquals("'" + "x".repeat(10) + "...", Unpickler.brief("x".repeat(100), 11));
+  }
 }

@@ -223,4 +223,39 @@ class ZipArchiveTest {
     var e = assertThrows(CheckpointException.class, () -> z.bytes(z.entry("x/data.pkl")));
     assertTrue(e.getMessage().contains("CRC-32"), e.getMessage());
   }
+
+  /** Opens a zip and reads its first entry; prints what happened. Run in a JVM with a small heap. */
+  public static final class InflateChild {
+    public static void main(String[] args) throws Exception {
+      try {
+        ZipArchive z = ZipArchive.read(MappedFile.open(Path.of(args[0])));
+        z.bytes(z.entries().get(0));
+        System.out.println("read");
+      } catch (CheckpointException e) {
+        System.out.println("refused: " + e.getMessage());
+      }
+    }
+  }
+
+  /**
+   * A deflated entry larger than the heap (a 256 MB storage of zeros, 250 KB in the file) is
+   * refused with a CheckpointException naming it and the memory, not an OutOfMemoryError.
+   */
+  @Test
+  void aDeflatedEntryLargerThanTheHeapIsRefusedByName() throws Exception {
+    Path zip = tmp.resolve("bomb.pt");
+    try (ZipOutputStream z = new ZipOutputStream(Files.newOutputStream(zip))) {
+      z.putNextEntry(new ZipEntry("bomb/data/0"));
+      byte[] zeros = new byte[1 << 20];
+      for (int i = 0; i < 256; i++) z.write(zeros);
+      z.closeEntry();
+    }
+    assertTrue(Files.size(zip) < 1 << 20, Files.size(zip) + " bytes");
+    Process p = new ProcessBuilder(AtomicFileTest.java(), "-Xmx64m", "-cp", System.getProperty("java.class.path"), InflateChild.class.getName(),
+        zip.toString()).redirectErrorStream(true).start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(120, java.util.concurrent.TimeUnit.SECONDS), "the child JVM ran past 120 s");
+    assertTrue(out.contains("refused: ") && out.contains("bomb.pt") && out.contains("bomb/data/0")
+        && out.contains("not enough memory to inflate the entry's 268435456 bytes"), out);
+  }
 }
