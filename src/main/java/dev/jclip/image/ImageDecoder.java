@@ -492,6 +492,7 @@ public final class ImageDecoder {
   // ---------------------------------------------------------------- JPEG
 
   private DecodedImage decodeJpeg(Path file, byte[] b) throws IOException {
+    checkJpegScans(file, b);
     int components = jpegComponents(b);
     if ((components == 1 || components == 3 || components == 4) && nativeJpeg != null) {
       // Pillow's own codec; null hands the file to the Java path (warnings, errors).
@@ -596,6 +597,43 @@ public final class ImageDecoder {
   static boolean jpegArithmetic(byte[] b) {
     int i = jpegSof(b);
     return i >= 0 && (b[i + 1] & 0xff) >= 0xC9;
+  }
+
+  /** The most scans a JPEG may have (a progressive one has about 10; each scan walks every block). */
+  static final int MAX_JPEG_SCANS = 1000;
+
+  /** The most scans times pixels: about 64 passes over an image at the default pixel limit. */
+  static final long MAX_JPEG_SCAN_PIXELS = 64 * DEFAULT_MAX_PIXELS;
+
+  /**
+   * Refuses a JPEG whose scans would take minutes to decode however small the file (thousands of
+   * tiny progressive scans, each a pass over every block): more than {@link #MAX_JPEG_SCANS}, or
+   * more scans times pixels than {@link #MAX_JPEG_SCAN_PIXELS}. Pillow has no such limit (it
+   * would decode them, slowly); libjpeg-turbo's own tools and TurboJPEG 3 offer one for this reason.
+   */
+  static void checkJpegScans(Path file, byte[] b) throws ImageDecodeException {
+    int sof = jpegSof(b);
+    long pixels = sof < 0 ? 0 : (long) (((b[sof + 5] & 0xff) << 8) | (b[sof + 6] & 0xff)) * (((b[sof + 7] & 0xff) << 8) | (b[sof + 8] & 0xff));
+    int scans = 0;
+    int i = 2;
+    while (i + 3 < b.length) {
+      if ((b[i] & 0xff) != 0xFF) {
+        i++; // entropy-coded data, or bytes between segments: on to the next marker
+        continue;
+      }
+      int m = b[i + 1] & 0xff;
+      if (m == 0xFF || m == 0x00 || (m >= 0xD0 && m <= 0xD7) || m == 0x01) {
+        i++; // fill byte, stuffed zero, restart marker or TEM: no segment
+        continue;
+      }
+      if (m == 0xD9) break;
+      int len = ((b[i + 2] & 0xff) << 8) | (b[i + 3] & 0xff);
+      if (m == 0xDA && (++scans > MAX_JPEG_SCANS || scans * pixels > MAX_JPEG_SCAN_PIXELS)) {
+        throw new ImageDecodeException(file, "JPEG with " + (scans > MAX_JPEG_SCANS ? "more than " + MAX_JPEG_SCANS : "at least " + scans)
+            + " scans of " + pixels + " pixels: refused, as decoding it would take minutes (a progressive JPEG has about 10 scans)");
+      }
+      i += 2 + Math.max(len, 2);
+    }
   }
 
   /** Offset of the first SOF marker (its 0xFF byte), or -1. */

@@ -146,6 +146,18 @@ final class PngDecoder {
     // Filters work on whole pixels, or on bytes below 8 bits per pixel.
     int bpp = Math.max(1, bitsPerPixel >>> 3);
 
+    // Deflate expands at most ~1032:1: image data that cannot hold the rows is refused as truncated
+    // before an image-sized buffer exists (a 100-byte file declaring 13000x13000 pixels).
+    long compressed = 0;
+    for (long p = pos; p <= b.length - 8 && be32(b, (int) p + 4) == IDAT; ) {
+      long len = be32(b, (int) p) & 0xffffffffL;
+      compressed += Math.min(len, b.length - p - 8);
+      p += 12 + len;
+    }
+    if (compressed * 1100 + 64 < (rowBytesL + 1) * h) {
+      throw truncated("its " + compressed + " bytes of image data cannot hold " + h + " rows of " + rowBytesL + " bytes");
+    }
+
     Inflater inflater = new Inflater();
     try {
       Idat idat = new Idat(inflater, pos);

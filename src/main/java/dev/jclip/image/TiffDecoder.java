@@ -84,6 +84,7 @@ final class TiffDecoder {
     Kind kind = kind(file, ifd);
     int[] bits = ifd.bits;
     checkSegments(file, b, ifd, limits);
+    checkDataCanHoldPixels(file, b, ifd, w, h);
     if (ifd.oddSignature) {
       // Pillow reads these uncompressed (kind() refused the others); the reader wants 42 as stored.
       b = b.clone();
@@ -182,7 +183,8 @@ final class TiffDecoder {
     long[] bps = ifd.values(BITS_PER_SAMPLE, new long[] {1});
     long[] extra = ifd.values(EXTRA_SAMPLES, new long[0]);
     long spp = ifd.one(SAMPLES_PER_PIXEL, 1);
-    if (spp > 6) throw new ImageDecodeException(file, "corrupt TIFF file: " + spp + " samples per pixel");
+    if (spp > 6 || spp < 1) throw new ImageDecodeException(file, "corrupt TIFF file: " + spp + " samples per pixel");
+    if (bps.length == 0) throw new ImageDecodeException(file, "corrupt TIFF file: an empty BitsPerSample tag");
     if (spp < bps.length) bps = Arrays.copyOf(bps, (int) spp);
     else if (spp > bps.length && bps.length == 1) {
       long[] all = new long[(int) spp];
@@ -371,6 +373,41 @@ final class TiffDecoder {
             file, "truncated TIFF file: " + what + " " + i + " ends at byte " + (offsets[i] + counts[i]) + ", after the end of the file (" + b.length + " bytes)");
       }
     }
+  }
+
+  /**
+   * Refuses as truncated a file whose strips or tiles, at their compression's greatest expansion,
+   * cannot hold the image's samples, before the reader allocates an image of the declared size (a
+   * 1 KB file declaring 8,000,000x17 pixels). Uncompressed data must hold them all; PackBits
+   * expands at most 64:1, Deflate ~1032:1, LZW's 12-bit codes at most 4096 bytes each. Other
+   * compressions (CCITT: a blank row is a bit) are left to the reader.
+   */
+  private static void checkDataCanHoldPixels(Path file, byte[] b, Ifd ifd, long w, long h) throws ImageDecodeException {
+    long compression = ifd.one(COMPRESSION, 1);
+    long ratio = switch ((int) compression) {
+      case 1 -> 1;
+      case 32773 -> 64;
+      case 8, 32946 -> 1100;
+      case 5 -> 3700;
+      default -> 0;
+    };
+    if (ratio == 0) return;
+    long bitsPerPixel = 0;
+    for (int v : ifd.bits) bitsPerPixel += v;
+    long needed = w * bitsPerPixel / 8 * h; // whole rows, without padding: a lower bound (w, h passed the pixel limit)
+    boolean tiled = ifd.has(TILE_OFFSETS);
+    long[] offsets = ifd.values(tiled ? TILE_OFFSETS : STRIP_OFFSETS, new long[0]);
+    long[] counts = ifd.values(tiled ? TILE_BYTE_COUNTS : STRIP_BYTE_COUNTS, null);
+    long have = 0;
+    if (counts == null || ratio == 1) {
+      // uncompressed: Pillow reads each strip from its offset on, whatever its byte count says
+      for (long o : offsets) have += b.length - Math.min(o, b.length);
+    } else {
+      for (int i = 0; i < Math.min(offsets.length, counts.length); i++) have += Math.min(counts[i], b.length);
+    }
+    if (have > Long.MAX_VALUE / ratio || have * ratio + 4096 >= needed) return;
+    throw new ImageDecodeException(file, "truncated TIFF file: its " + have + " bytes of image data" + (ratio > 1 ? ", compressed," : "")
+        + " cannot hold the " + w + "x" + h + " image's " + needed + " bytes");
   }
 
   private static ImageReader twelveMonkeys(Path file) throws ImageDecodeException {

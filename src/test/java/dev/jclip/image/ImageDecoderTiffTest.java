@@ -602,6 +602,27 @@ class ImageDecoderTiffTest {
     assertTrue(e.getMessage().contains("above the limit"), e.getMessage());
   }
 
+  /**
+   * A 1 KB file declaring a large image under the pixel limit is refused as truncated before the
+   * reader allocates it: its strips, at their compression's greatest expansion, cannot hold the
+   * samples. (The 366 files of the Pillow oracle, truncated ones included, decide as before.)
+   */
+  @Test
+  void dataThatCannotHoldTheImageIsRefusedBeforeAllocating() throws Exception {
+    for (int compression : new int[] {TestTiff.NONE, TestTiff.DEFLATE, TestTiff.LZW, TestTiff.PACKBITS}) {
+      TestTiff t = new TestTiff(4, 4, 2, 8, 8, 8).pixels(new byte[4 * 4 * 3]);
+      t.compression = compression;
+      t.declaredWidth = 8_323_095;
+      t.declaredHeight = 17;
+      byte[] file = t.build();
+      long before = ((com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean()).getCurrentThreadAllocatedBytes();
+      refused("big-" + compression + ".tif", file, "truncated TIFF file: its ", "cannot hold the 8323095x17 image's 424477845 bytes");
+      long allocated = ((com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean()).getCurrentThreadAllocatedBytes() - before;
+      assertTrue(allocated < 64 << 20, compression + ": " + allocated + " bytes allocated");
+    }
+    refused("nosamples.tif", new TestTiff(2, 2, 1).pixels(new byte[0]).build(), "0 samples per pixel");
+  }
+
   @Test
   void pixelLimitIsCheckedFromTheIfd() {
     // A 30000x30000 header over one byte of data: refused before any pixel buffer exists.

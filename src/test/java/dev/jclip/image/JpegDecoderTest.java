@@ -126,4 +126,39 @@ class JpegDecoderTest {
       }
     }
   }
+
+  /** SOI, an SOF0 of {@code w}x{@code h} gray, {@code scans} SOS segments each with a byte of data (and a stuffed 0xFF 0x00 and a restart marker), EOI. */
+  private static byte[] scanHeavy(int w, int h, int scans) {
+    ByteArrayOutputStream o = new ByteArrayOutputStream();
+    o.writeBytes(new byte[] {(byte) 0xFF, (byte) 0xD8});
+    o.writeBytes(new byte[] {(byte) 0xFF, (byte) 0xC2, 0, 11, 8, (byte) (h >> 8), (byte) h, (byte) (w >> 8), (byte) w, 1, 1, 0x11, 0});
+    for (int k = 0; k < scans; k++) {
+      o.writeBytes(new byte[] {(byte) 0xFF, (byte) 0xDA, 0, 8, 1, 1, 0, 1, 63, 0});
+      o.writeBytes(new byte[] {0x12, (byte) 0xFF, 0x00, 0x34, (byte) 0xFF, (byte) 0xD3, 0x56});
+    }
+    o.writeBytes(new byte[] {(byte) 0xFF, (byte) 0xD9});
+    return o.toByteArray();
+  }
+
+  /**
+   * A JPEG of thousands of tiny scans (minutes of decoding for a file of kilobytes) is refused
+   * before any decoder runs: more than 1000 scans, or scans times pixels beyond 64 passes over an
+   * image at the pixel limit; ordinary counts pass the check.
+   */
+  @Test
+  void scanBombsAreRefusedBeforeDecoding() throws Exception {
+    Path f = Path.of("scans.jpg");
+    ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> ImageDecoder.checkJpegScans(f, scanHeavy(16, 16, 1001)));
+    org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().startsWith("scans.jpg: JPEG with more than 1000 scans"), e.getMessage());
+    ImageDecoder.checkJpegScans(f, scanHeavy(16, 16, 1000));
+    e = assertThrows(ImageDecodeException.class, () -> ImageDecoder.checkJpegScans(f, scanHeavy(8192, 8192, 200)));
+    org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("at least 171 scans of 67108864 pixels"), e.getMessage());
+    ImageDecoder.checkJpegScans(f, scanHeavy(8192, 8192, 12));
+    // and through the decoder itself, whatever JPEG path is installed
+    e = assertThrows(ImageDecodeException.class, () -> new ImageDecoder().decode(f, scanHeavy(64, 64, 5000)));
+    org.junit.jupiter.api.Assertions.assertTrue(e.getMessage().contains("more than 1000 scans"), e.getMessage());
+    for (String name : new String[] {"grace_hopper.jpg", "FreshFlower.jpg", "rose.jpg"}) {
+      ImageDecoder.checkJpegScans(Path.of(name), Files.readAllBytes(Reference.file("images/" + name)));
+    }
+  }
 }

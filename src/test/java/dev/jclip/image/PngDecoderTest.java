@@ -448,6 +448,29 @@ class PngDecoderTest {
     assertTrue(errors > 20, "most corruptions are detected (CRC before IDAT, zlib): " + errors);
   }
 
+  /**
+   * A small file whose header declares a large image (13000x13000 RGBA under the pixel limit) is
+   * refused as truncated before a 676 MB buffer exists: deflate cannot expand its few bytes to the
+   * rows. The same image data for a small image still decodes.
+   */
+  @Test
+  void imageDataTooShortForTheRowsIsRefusedBeforeAllocating() throws IOException {
+    byte[] z = TestPng.deflate(new byte[4096], 9);
+    java.io.ByteArrayOutputStream o = new java.io.ByteArrayOutputStream();
+    o.writeBytes(TestPng.SIGNATURE);
+    o.writeBytes(TestPng.ihdr(13000, 13000, 8, 6));
+    o.writeBytes(TestPng.chunk("IDAT", z));
+    o.writeBytes(TestPng.chunk("IEND", new byte[0]));
+    long before = ((com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean()).getCurrentThreadAllocatedBytes();
+    ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> fast.decode(Path.of("huge.png"), o.toByteArray()));
+    long allocated = ((com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean()).getCurrentThreadAllocatedBytes() - before;
+    assertTrue(e.getMessage().startsWith("huge.png: truncated PNG file: its " + z.length + " bytes of image data cannot hold 13000 rows of 52000 bytes"),
+        e.getMessage());
+    assertTrue(allocated < 64 << 20, allocated + " bytes allocated");
+    byte[] small = TestPng.png(31, 33, 8, 6, new byte[33][31 * 4], null); // 4 KB of rows: decodes
+    assertEquals(31, fast.decode(Path.of("small.png"), small).width());
+  }
+
   @Test
   void chunkChecksAsPillow() throws IOException {
     byte[] good = TestPng.png(3, 2, 8, 3, new byte[][] {{0, 1, 2}, {2, 1, 0}}, new byte[] {1, 2, 3, 4, 5, 6, 7, 8, 9});
