@@ -32,14 +32,14 @@ import javax.imageio.stream.MemoryCacheImageInputStream;
  * or {@link JpegCodec} in the constructor chooses the JPEG path. PNG by our own reader ({@link
  * PngDecoder}: zlib through {@code java.util.zip.Inflater}, the filters written into Pillow's
  * layout) with the JDK's ImageIO reader for interlaced and unusual files ({@code jclip.png=imageio}
- * or {@link PngCodec} forces ImageIO for all); GIF and BMP by the JDK's ImageIO readers
- * (lossless); WebP by the system's libwebp, Pillow's own decoder, when installed; TIFF (first
- * page) by TwelveMonkeys' reader with Pillow's modes ({@link TiffDecoder}), lossy kinds and those
+ * or {@link PngCodec} forces ImageIO for all); GIF (first frame) by our reader with the rules
+ * of Pillow's LZW decoder ({@link GifDecoder}); BMP by the JDK's ImageIO reader (lossless); WebP
+ * by the system's libwebp, Pillow's own decoder, when installed; TIFF (first page) by TwelveMonkeys' reader with Pillow's modes ({@link TiffDecoder}), lossy kinds and those
  * Pillow cannot open or preprocess refused by name.
  * The mode follows Pillow's rules: palette PNG and GIF stay palette indices ("P"), 16-bit
  * RGB/RGBA keep the high byte, 16-bit gray+alpha becomes RGBA, 16-bit gray 32-bit "I", 1-bit gray
  * "1", 2/4-bit gray are scaled to 8 bits, tRNS is ignored, a GIF's first frame sits on its logical
- * screen.
+ * screen (grown to hold the frame).
  *
  * <p>Guard rails: the pixel count is read from the header and checked against {@link
  * #maxPixels()} before any pixel buffer is allocated (decompression bombs); a truncated or corrupt
@@ -291,7 +291,8 @@ public final class ImageDecoder {
           NativeWebp webp = NativeWebp.get();
           yield webp != null ? webp.decode(file, bytes, this) : decodeOther(file, bytes, format);
         }
-        case GIF, BMP -> decodeOther(file, bytes, format);
+        case GIF -> GifDecoder.decode(file, bytes, this);
+        case BMP -> decodeOther(file, bytes, format);
         case TIFF -> TiffDecoder.decode(file, bytes, this);
       };
     } catch (ImageDecodeException e) {
@@ -655,7 +656,7 @@ public final class ImageDecoder {
     return -1;
   }
 
-  // ---------------------------------------------------------------- GIF, BMP, WebP
+  // ---------------------------------------------------------------- BMP, WebP
 
   private DecodedImage decodeOther(Path file, byte[] b, Format f) throws IOException {
     List<String> warnings = new ArrayList<>();
@@ -665,40 +666,20 @@ public final class ImageDecoder {
     int W = r.getWidth();
     int H = r.getHeight();
     String fmt = f.name();
-    // (W, H may grow to the GIF's logical screen below.)
     ColorModel cm = im.getColorModel();
     if (cm instanceof IndexColorModel icm) {
       byte[] idx = bands(r, new int[] {0}, 0, 1);
       byte[] pal = paletteOf(icm);
       int n = icm.getMapSize();
-      // Pillow drops a palette that is the identity gray ramp: GIF gives "L", BMP "L" (or "1"
-      // for a two-entry black/white palette); otherwise the image stays "P".
+      // Pillow drops a palette that is the identity gray ramp: BMP gives "L" (or "1" for a
+      // two-entry black/white palette); otherwise the image stays "P".
       if (f == Format.BMP && n == 2 && isGray(pal, new int[] {0, 255})) {
         for (int i = 0; i < idx.length; i++) idx[i] = (byte) (idx[i] != 0 ? 255 : 0);
         return DecodedImage.of(fmt, DecodedImage.Mode.BILEVEL, W, H, idx);
       }
       int[] ramp = new int[n];
       for (int i = 0; i < n; i++) ramp[i] = i;
-      if (f == Format.GIF) {
-        // Pillow's first frame fills the whole logical screen: the frame at its offset, the rest
-        // the transparent index (or 0).
-        GifLayout g = GifLayout.parse(b);
-        if (g != null && (g.screenW != W || g.screenH != H)) {
-          checkPixels(file, f, g.screenW, g.screenH);
-          byte[] canvas = new byte[g.screenW * g.screenH];
-          java.util.Arrays.fill(canvas, (byte) Math.max(g.transparent, 0));
-          for (int y = 0; y < H; y++) {
-            int cy = g.top + y;
-            if (cy >= g.screenH) break;
-            int len = Math.min(W, g.screenW - g.left);
-            if (len > 0) System.arraycopy(idx, y * W, canvas, cy * g.screenW + g.left, len);
-          }
-          idx = canvas;
-          W = g.screenW;
-          H = g.screenH;
-        }
-      }
-      if ((f == Format.GIF || f == Format.BMP) && isGray(pal, ramp)) {
+      if (f == Format.BMP && isGray(pal, ramp)) {
         return DecodedImage.of(fmt, DecodedImage.Mode.L, W, H, idx);
       }
       return DecodedImage.palette(fmt, W, H, idx, pal);
@@ -710,36 +691,6 @@ public final class ImageDecoder {
     }
     if (bands >= 3) return DecodedImage.of(fmt, DecodedImage.Mode.RGB, W, H, bands(r, new int[] {0, 1, 2}, 0, 1));
     throw new ImageDecodeException(file, fmt + " image with " + bands + " bands is not supported");
-  }
-
-  /** The GIF logical screen, the first frame's position and its transparent index (-1 if none). */
-  record GifLayout(int screenW, int screenH, int left, int top, int transparent) {
-    static GifLayout parse(byte[] b) {
-      if (b.length < 13) return null;
-      int sw = le16(b, 6);
-      int sh = le16(b, 8);
-      int flags = b[10] & 0xff;
-      int i = 13 + ((flags & 0x80) != 0 ? 3 << ((flags & 7) + 1) : 0);
-      int transparent = -1;
-      while (i < b.length) {
-        int block = b[i] & 0xff;
-        if (block == 0x2C) {
-          if (i + 9 > b.length) return null;
-          return new GifLayout(sw, sh, le16(b, i + 1), le16(b, i + 3), transparent);
-        }
-        if (block != 0x21 || i + 2 >= b.length) return null;
-        int label = b[i + 1] & 0xff;
-        if (label == 0xF9 && i + 6 < b.length && (b[i + 3] & 1) != 0) transparent = b[i + 6] & 0xff;
-        i += 2;
-        while (i < b.length && (b[i] & 0xff) != 0) i += (b[i] & 0xff) + 1;
-        i++;
-      }
-      return null;
-    }
-
-    private static int le16(byte[] b, int off) {
-      return (b[off] & 0xff) | ((b[off + 1] & 0xff) << 8);
-    }
   }
 
   private static boolean isGray(byte[] pal, int[] expected) {
