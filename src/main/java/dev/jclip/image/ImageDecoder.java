@@ -301,6 +301,8 @@ public final class ImageDecoder {
       // ImageIO reports corrupt data with IIOException and, for some malformed headers, with
       // runtime exceptions from deep inside the codec: either way the file is unusable.
       String msg = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+      // a codec's own bug on hostile data says little by its message alone ("-2"): name what it threw
+      if (e instanceof RuntimeException && e.getMessage() != null) msg = "the decoder failed (" + e.getClass().getSimpleName() + ": " + msg + ")";
       Throwable c = e.getCause();
       if (c != null && c.getMessage() != null && !msg.contains(c.getMessage())) msg += " (" + c.getMessage() + ")";
       throw new ImageDecodeException(file, "corrupt or truncated " + format + " file: " + msg, e);

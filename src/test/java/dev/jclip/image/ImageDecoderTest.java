@@ -57,6 +57,19 @@ class ImageDecoderTest {
     return e;
   }
 
+  /**
+   * A codec failing on hostile data with a runtime exception of its own (a fuzzed 93-byte BMP makes
+   * the JDK's reader throw IllegalArgumentException) gives an ImageDecodeException naming the
+   * file, the format and what the codec threw.
+   */
+  @Test
+  void aCodecsOwnFailureIsNamed() {
+    byte[] bmp = java.util.HexFormat.of().parseHex("424d820000000000000046000000280000001700000011000000010001000000000044000000c40e0000c40e0000020000000200"
+        + "000000000000ffffffff00eaf600015faa0004757e0000efec0014949200f0a9020082534000c89402");
+    ImageDecodeException e = assertThrows(ImageDecodeException.class, () -> new ImageDecoder().decode(Path.of("fuzzed.bmp"), bmp));
+    assertTrue(e.getMessage().startsWith("fuzzed.bmp: corrupt or truncated BMP file: the decoder failed (IllegalArgumentException: "), e.getMessage());
+  }
+
   @Test
   void emptyFile() throws IOException {
     bad(write("empty.jpg", new byte[0]), "empty file");
