@@ -421,6 +421,7 @@ public final class EmbedJob {
     checkParams(source, captions);
     Set<Integer> complete = recover();
     redo.putAll(redoShards(complete));
+    if (!redo.isEmpty()) checkCommittedInputs(complete); // before any shard is computed again: a changed input then stops the run with nothing written
     complete.removeAll(redo.keySet());
     Redo growable = growable(complete);
     int growableShard = growable == null ? -1 : java.util.Collections.max(complete);
@@ -461,7 +462,7 @@ public final class EmbedJob {
       int resumed = -1; // the committed shard whose inputs are being enumerated
       InputsDigest seen = null;
       // The growable shard's inputs, held while it is skipped (none carrying its bytes), to be fed again if the input grew into it.
-      List<InputItem> held = growable != null ? new ArrayList<>() : null;
+      List<InputItem> held = growable != null && growable.rec().digest() != null ? new ArrayList<>() : null;
       java.util.ArrayDeque<InputItem> replay = new java.util.ArrayDeque<>();
       while ((item = !replay.isEmpty() ? replay.poll() : source.next()) != null) {
         int shard = Math.toIntExact(item.index() / o.shardSize);
@@ -469,10 +470,15 @@ public final class EmbedJob {
           checkResumedShard(resumed, seen);
           resumed = -1;
         }
+        if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items()
+            && (growable.rec().digest() == null || held == null && growable.rec().digest().equals(growable.rec().of(seen)))) {
+          growthRefused = growable.rec().digest() == null
+              ? "the input grew past its end, and this job's shards were written before jclip recorded their inputs (session 28), so its last shard cannot be joined"
+              : "the input grew past its end, and a webdataset archive's inputs are not held to join a short last shard: embed the grown archives into a new output folder";
+        }
         if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items() && held != null
-            && growable.digest().equals(seen.snapshotHex())) {
+            && growable.rec().digest() != null && growable.rec().digest().equals(growable.rec().of(seen))) {
           // One input more than the input's last shard was committed with, after the same ones: the input grew into it.
-          progress.message(o.logPrefix + ": shard " + shard + ": computed again: the input ended in it (" + inputs(growable.items()) + ") and has grown since");
           redo.put(shard, growable);
           complete.remove(shard);
           resumedItems.remove(shard);
@@ -490,7 +496,7 @@ public final class EmbedJob {
             resumed = shard;
             seen = new InputsDigest();
           }
-          seen.add(item.id());
+          seen.add(item);
           if (shard == growableShard && held != null) {
             if (item.bytes() == null) held.add(item);
             else held = null; // an archive's bytes are not held: a grown archive stops the job as any changed input does
@@ -817,14 +823,17 @@ public final class EmbedJob {
           next++;
           long t = System.nanoTime();
           Batch b = enc.batch();
-          if (s == null) s = new ShardState(b.shard, captions, e);
+          if (s == null) {
+            s = new ShardState(b.shard, captions, e);
+            if (s.redo != null) progress.message(o.logPrefix + ": shard " + s.n + ": computed again: " + s.redo.why());
+          }
           s.img.writeRows(enc.img(), 0, enc.good());
           if (s.text != null) s.text.writeRows(enc.text(), 0, enc.good());
           for (int i = 0; i < b.items.size(); i++) {
             InputItem it = b.items.get(i);
             s.items++;
-            s.inputs.add(it.id());
-            if (s.redo != null && s.items == s.redo.items()) s.redoPrefix = s.inputs.snapshotHex();
+            s.inputs.add(it);
+            if (s.redo != null && s.items == s.redo.items()) s.redoPrefix = s.redo.rec().of(s.inputs);
             if (b.errors[i] != null) {
               ObjectNode line = jsonLine.createObjectNode();
               line.put("index", it.index());
@@ -883,7 +892,8 @@ public final class EmbedJob {
     counts.put("items", s.items);
     counts.put("embedded", s.rows.size());
     counts.put("errors", s.errorCount);
-    counts.put("inputs_sha256", s.inputs.hex());
+    counts.put("inputs_sha256", s.inputs.idsHex());
+    counts.put("rows_sha256", s.inputs.rowsHex());
     writeAtomically(out.countsFile(s.n), json.writeValueAsBytes(counts));
     List<ParquetWriter.Column> cols = new ArrayList<>();
     cols.add(ParquetWriter.Column.required(source.idColumn(), ParquetWriter.Type.STRING));
@@ -917,7 +927,7 @@ public final class EmbedJob {
    */
   private void checkRedone(ShardState s) throws IOException {
     Redo r = s.redo;
-    boolean same = r.digest() != null ? s.items >= r.items() && r.digest().equals(s.redoPrefix) : s.items == r.items();
+    boolean same = r.rec().digest() != null ? s.items >= r.items() && r.rec().digest().equals(s.redoPrefix) : s.items == r.items();
     if (!same) throw inputChanged("shard " + s.n + " was committed with " + inputs(r.items()) + (s.items >= r.items() ? ", not these" : ", and "
         + s.items + " are at its places now"));
   }
@@ -933,25 +943,45 @@ public final class EmbedJob {
   /** Inputs enumerated for each shard already committed (skipped): compared with the shard's count at the end. */
   private final Map<Integer, Long> resumedItems = new java.util.concurrent.ConcurrentHashMap<>();
 
-  /** A SHA-256 of a shard's input ids in order (each UTF-8, then a 0 byte), recorded when it is committed. */
+  /**
+   * SHA-256 digests of a shard's inputs in order, recorded when it is committed: of their ids
+   * ({@code inputs_sha256}: each UTF-8, then a 0 byte), and of their whole rows ({@code
+   * rows_sha256}, since session 29: id, caption and carried columns), which is what a resumed job
+   * compares, so that a caption edited or a column renamed in a committed shard stops it.
+   */
   static final class InputsDigest {
-    private final java.security.MessageDigest md;
+    private final java.security.MessageDigest ids = dev.jclip.io.Downloader.sha256Digest();
+    private final java.security.MessageDigest rows = dev.jclip.io.Downloader.sha256Digest();
 
-    InputsDigest() {
-      md = dev.jclip.io.Downloader.sha256Digest();
+    void add(InputItem it) {
+      byte[] id = String.valueOf(it.id()).getBytes(StandardCharsets.UTF_8);
+      ids.update(id);
+      ids.update((byte) 0);
+      rows.update(id);
+      field(it.caption());
+      for (Map.Entry<String, String> e : it.extra().entrySet()) {
+        field(e.getKey());
+        field(e.getValue());
+      }
+      rows.update((byte) 1);
     }
 
-    void add(String id) {
-      md.update(String.valueOf(id).getBytes(StandardCharsets.UTF_8));
-      md.update((byte) 0);
+    private void field(String v) {
+      rows.update((byte) 0);
+      if (v == null) rows.update((byte) 2);
+      else rows.update(v.getBytes(StandardCharsets.UTF_8));
     }
 
-    String hex() {
-      return java.util.HexFormat.of().formatHex(md.digest());
+    String idsHex() {
+      return hex(ids);
     }
 
-    /** The digest of the ids added so far, leaving this one open for more. */
-    String snapshotHex() {
+    String rowsHex() {
+      return hex(rows);
+    }
+
+    /** The digest of what was added so far, leaving the digest open for more. */
+    private static String hex(java.security.MessageDigest md) {
       try {
         return java.util.HexFormat.of().formatHex(((java.security.MessageDigest) md.clone()).digest());
       } catch (CloneNotSupportedException e) {
@@ -960,12 +990,39 @@ public final class EmbedJob {
     }
   }
 
-  /** A committed shard computed again: its first {@code items} inputs must be those it was committed with ({@code digest}, when recorded). */
-  private record Redo(long items, String digest) {}
+  /**
+   * What a committed shard recorded of its inputs: their count, and the digest to compare (of
+   * whole rows since session 29, of ids in session 28; none before, when the count alone is compared).
+   */
+  record Recorded(long items, String digest, boolean rows) {
+    String of(InputsDigest d) {
+      return rows ? d.rowsHex() : d.idsHex();
+    }
+
+    /** Whether {@code n} inputs with digest {@code d} are those recorded. */
+    boolean same(long n, InputsDigest d) {
+      return n == items && (digest == null || d == null || digest.equals(of(d)));
+    }
+  }
+
+  private Recorded recorded(int n) throws IOException {
+    com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
+    String rows = c.path("rows_sha256").asText(null);
+    return new Recorded(c.path("items").asLong(-1), rows != null ? rows : c.path("inputs_sha256").asText(null), rows != null);
+  }
+
+  /** A committed shard computed again: its first {@code rec.items} inputs must be those recorded; {@code why} is said when it starts. */
+  private record Redo(Recorded rec, String why) {
+    long items() {
+      return rec.items();
+    }
+  }
 
   /** The committed shards this run computes again, set before any is written. */
   private final Map<Integer, Redo> redo = new java.util.concurrent.ConcurrentHashMap<>();
   private final Set<Integer> redone = java.util.concurrent.ConcurrentHashMap.newKeySet();
+  /** Why an input that grew past its short last shard cannot join it (said when the job stops there), or null. */
+  private String growthRefused;
 
   /**
    * The committed shards to compute again from the start (with {@link Options#retrySkipped}, those
@@ -979,8 +1036,7 @@ public final class EmbedJob {
       com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
       long errors = c.path("errors").asLong(0);
       if (errors <= 0) continue;
-      r.put(n, new Redo(c.path("items").asLong(-1), c.path("inputs_sha256").asText(null)));
-      o.log.println(o.logPrefix + ": shard " + n + ": computed again: " + inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)");
+      r.put(n, new Redo(recorded(n), inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)"));
     }
     return r;
   }
@@ -992,10 +1048,9 @@ public final class EmbedJob {
    */
   private Redo growable(Set<Integer> complete) throws IOException {
     if (complete.isEmpty()) return null;
-    com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(java.util.Collections.max(complete)).toFile());
-    long items = c.path("items").asLong(-1);
-    String digest = c.path("inputs_sha256").asText(null);
-    return digest != null && items > 0 && items < o.shardSize ? new Redo(items, digest) : null;
+    Recorded rec = recorded(java.util.Collections.max(complete));
+    return rec.items() > 0 && rec.items() < o.shardSize
+        ? new Redo(rec, "the input ended in it (" + inputs(rec.items()) + ") and has grown since") : null;
   }
 
   /**
@@ -1006,12 +1061,64 @@ public final class EmbedJob {
    * out and embed others twice.
    */
   private void checkResumedShard(int n, InputsDigest seen) throws IOException {
-    com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
-    long then = c.path("items").asLong(-1), now = resumedItems.getOrDefault(n, 0L);
-    String digest = c.path("inputs_sha256").asText(null);
-    boolean same = then == now && (digest == null || seen == null || digest.equals(seen.hex()));
-    if (!same) throw inputChanged("shard " + n + " was committed with " + inputs(then) + (then == now ? ", not these" : ", and "
-        + now + " are at its places now"));
+    Recorded rec = recorded(n);
+    long then = rec.items(), now = resumedItems.getOrDefault(n, 0L);
+    if (rec.same(now, seen)) return;
+    String what = "shard " + n + " was committed with " + inputs(then) + (then == now ? ", not these" : ", and " + now + " are at its places now");
+    if (now > then && growthRefused != null) {
+      throw new IOException(out.root + ": the input is not what it was when the committed shards were written (" + what + "): " + growthRefused);
+    }
+    throw inputChanged(what);
+  }
+
+  /**
+   * Enumerates the input once, before anything is written, and stops the job where a committed
+   * shard's inputs are not those it recorded (as the run itself would, but only after computing
+   * the shards before it again). The input's last shard may have grown where it was short. For
+   * webdataset archives this reads them a first time.
+   */
+  private void checkCommittedInputs(Set<Integer> committed) throws IOException {
+    int last = java.util.Collections.max(committed);
+    Map<Integer, InputsDigest> seen = new TreeMap<>();
+    Map<Integer, Long> counts = new TreeMap<>();
+    Map<Integer, Recorded> recs = new TreeMap<>();
+    for (int n : committed) recs.put(n, recorded(n));
+    String prefixOfLast = null;
+    boolean archive = false;
+    try (InputSource again = InputSources.open(canonicalInput(o.input), o.imageColumn, o.captionColumn)) {
+      InputItem it;
+      while ((it = again.next()) != null) {
+        int shard = Math.toIntExact(it.index() / o.shardSize);
+        if (shard > last) break;
+        Recorded rec = recs.get(shard);
+        if (rec == null) continue;
+        long k = counts.merge(shard, 1L, Long::sum);
+        if (k > rec.items()) {
+          if (shard == last && rec.items() < o.shardSize) continue; // grown past the input's end: the new inputs join it
+          break; // more inputs than recorded: the check below names the shard
+        }
+        seen.computeIfAbsent(shard, x -> new InputsDigest()).add(it);
+        archive |= it.bytes() != null;
+        if (shard == last && k == rec.items()) prefixOfLast = rec.of(seen.get(shard));
+      }
+    }
+    for (int n : committed) {
+      Recorded rec = recs.get(n);
+      long now = counts.getOrDefault(n, 0L);
+      if (now == 0) throw inputChanged("shard " + n + " was committed with " + inputs(rec.items()) + ", and the input now ends before it");
+      boolean grown = n == last && now > rec.items() && rec.items() < o.shardSize;
+      boolean same = grown ? rec.digest() != null && rec.digest().equals(prefixOfLast) && !archive : rec.same(now, seen.get(n));
+      if (!same && grown && (rec.digest() == null || rec.digest().equals(prefixOfLast))) {
+        throw new IOException(out.root + ": the input is not what it was when the committed shards were written (shard " + n + " was committed with "
+            + inputs(rec.items()) + ", and more are at its places now): the input grew past its end, and " + (rec.digest() == null
+                ? "this job's shards were written before jclip recorded their inputs (session 28), so its last shard cannot be joined"
+                : "a webdataset archive's inputs are not held to join a short last shard: embed the grown archives into a new output folder"));
+      }
+      if (!same) {
+        throw inputChanged("shard " + n + " was committed with " + inputs(rec.items()) + (now == rec.items() ? ", not these" : ", and " + now
+            + (now > rec.items() ? " or more" : "") + " are at its places now"));
+      }
+    }
   }
 
   /** Committed shards that no input reached this time (the input shrank): see {@link #checkResumedShard}. */
@@ -1030,7 +1137,7 @@ public final class EmbedJob {
 
   private IOException inputChanged(String what) {
     return new IOException(out.root + ": the input is not what it was when the committed shards were written (" + what
-        + ": inputs were added, removed or renamed at or before it); resuming would leave inputs out and embed others twice, so the job"
+        + ": inputs were added, removed, renamed or edited at or before it); resuming would leave inputs out and embed others twice, so the job"
         + " stopped there: embed into a new output folder, or restore the input as it was");
   }
 
@@ -1351,7 +1458,9 @@ public final class EmbedJob {
       errors += c.get("errors").asLong();
       merged.write(Files.readAllBytes(out.errorsFile(en.getKey())));
     }
-    writeAtomically(out.root.resolve("errors.jsonl"), merged.toByteArray());
+    // A run that committed nothing (a finished job run again) keeps the summary of the run that made it, its timings included.
+    boolean keep = !summaryRemoved && Files.isRegularFile(out.root.resolve("errors.jsonl")) && Files.isRegularFile(out.root.resolve("job.json"));
+    if (!keep) writeAtomically(out.root.resolve("errors.jsonl"), merged.toByteArray());
     writeNanos += System.nanoTime() - wStart;
 
     Map<String, Double> timings = new LinkedHashMap<>();
@@ -1390,7 +1499,7 @@ public final class EmbedJob {
     run.put("shards_resumed", skipped);
     ObjectNode t = run.putObject("timings");
     timings.forEach(t::put);
-    writeAtomically(out.root.resolve("job.json"), json.writeValueAsBytes(job));
+    if (!keep) writeAtomically(out.root.resolve("job.json"), json.writeValueAsBytes(job));
 
     o.log.println(summary(o.logPrefix, timings, items, embedded, errors));
     return new Result(items, embedded, errors, shards.size(), skipped, timings);
@@ -1400,7 +1509,7 @@ public final class EmbedJob {
     StringBuilder s = new StringBuilder();
     s.append(String.format(java.util.Locale.ROOT, "%s: %d item%s, %d embedded, %d skipped%s in %.1f s%n", prefix, items, items == 1 ? "" : "s", embedded, errors, errors > 0 ? " (see errors.jsonl)" : "",
         t.get("wall_s")));
-    s.append("where the time went (decode/preprocess: *_cpu_s the workers' CPU time, *_wall_s their elapsed time, both summed over the"
+    s.append(prefix).append(": where the time went (decode/preprocess: *_cpu_s the workers' CPU time, *_wall_s their elapsed time, both summed over the"
         + " workers; encode_s the model; write_s the writer):\n");
     Iterator<Map.Entry<String, Double>> it = t.entrySet().iterator();
     while (it.hasNext()) {

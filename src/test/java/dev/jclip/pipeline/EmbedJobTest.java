@@ -599,10 +599,11 @@ class EmbedJobTest {
     for (String k : fa.keySet()) {
       // job.json and the resume parameters name the input; error records name the row without a path differently.
       if (k.equals("job.json") || k.endsWith("params.json") || k.contains("errors")) continue;
-      if (k.startsWith(".jclip/shard_")) { // so do the digests of the inputs' ids: the rest is the same
+      if (k.startsWith(".jclip/shard_")) { // so do the digests of the inputs' ids and rows: the rest is the same
         com.fasterxml.jackson.databind.node.ObjectNode ja = (com.fasterxml.jackson.databind.node.ObjectNode) new ObjectMapper().readTree(fa.get(k));
         com.fasterxml.jackson.databind.node.ObjectNode jb = (com.fasterxml.jackson.databind.node.ObjectNode) new ObjectMapper().readTree(fb.get(k));
         assertTrue(ja.remove("inputs_sha256") != null && jb.remove("inputs_sha256") != null, k);
+        assertTrue(ja.remove("rows_sha256") != null && jb.remove("rows_sha256") != null, k);
         assertEquals(ja, jb, k);
         continue;
       }
@@ -734,8 +735,10 @@ class EmbedJobTest {
       assertSameTree(fresh, out);
     }
     assertArrayEquals(shard0, Files.readAllBytes(out.resolve("img_emb/img_emb_0.npy")), "a full shard is not written again");
-    // a finished job run again writes nothing
+    // a finished job run again writes nothing, its summary (the timings of the run that made it) included
+    Map<String, byte[]> done = files(out);
     assertEquals(4, EmbedJob.run(options(list.toString(), out, 3, 4), new TestEncoder(R, 0)).shardsSkipped());
+    assertSameFiles(done, files(out));
 
     // a CSV, whose size is not known in advance
     Path csv = tmp.resolve("grow.csv");
@@ -767,7 +770,23 @@ class EmbedJobTest {
     EmbedJob.run(options(tar.toString(), outTar, 3, 2), new TestEncoder(R, 0));
     writeTar(tar, 4);
     e = assertThrows(java.io.IOException.class, () -> EmbedJob.run(options(tar.toString(), outTar, 3, 2), new TestEncoder(R, 0)));
-    assertTrue(e.getMessage().contains("shard 1 was committed with 1 input, and 2 are at its places now"), e.getMessage());
+    assertTrue(e.getMessage().contains("shard 1 was committed with 1 input, and 2 are at its places now")
+        && e.getMessage().contains("a webdataset archive's inputs are not held to join a short last shard"), e.getMessage());
+
+    // a caption edited in a committed shard (the ids the same) stops the job: its text embeddings would be stale
+    Path captioned = tmp.resolve("cap.csv");
+    List<String> rows = new ArrayList<>(List.of("filepath,caption"));
+    for (int i = 0; i < 6; i++) rows.add(paths.get(i) + ",caption " + i);
+    Files.write(captioned, rows);
+    Path outCap = tmp.resolve("grow-cap");
+    EmbedJob.run(options(captioned.toString(), outCap, 3, 4), new TestEncoder(R, 0));
+    rows.set(2, paths.get(1) + ",another caption");
+    rows.add(paths.get(6) + ",caption 6");
+    Files.write(captioned, rows);
+    Map<String, byte[]> capBefore = files(outCap);
+    e = assertThrows(java.io.IOException.class, () -> EmbedJob.run(options(captioned.toString(), outCap, 3, 4), new TestEncoder(R, 0)));
+    assertTrue(e.getMessage().contains("shard 0 was committed with 4 inputs, not these") && e.getMessage().contains("edited"), e.getMessage());
+    assertSameFiles(capBefore, files(outCap));
   }
 
   /** A webdataset archive of the first {@code n} good corpus images, keyed 000000000, 000000001, ... */
@@ -834,10 +853,14 @@ class EmbedJobTest {
     assertEquals(3, EmbedJob.run(options(list.toString(), out, 3, 4).retrySkipped(true), new TestEncoder(R, 0)).shardsSkipped(),
         "nothing left to retry");
 
-    // a shard to retry whose inputs are others now: stopped, the committed shard kept
+    // shards to retry (0 and 2), and shard 2's inputs are others now: stopped before anything is written
+    // (shard 0 is not computed again first), the summary kept
     Path out2 = tmp.resolve("late-out2");
+    Path moved = tmp.resolve("moved");
+    Files.move(Path.of(names.get(1)), moved);
     Files.delete(Path.of(names.get(9)));
     EmbedJob.run(options(list.toString(), out2, 3, 4), new TestEncoder(R, 0));
+    Files.move(moved, Path.of(names.get(1)));
     Map<String, byte[]> kept = files(out2);
     List<String> renamed = new ArrayList<>(names);
     renamed.set(8, names.get(0));
@@ -846,6 +869,7 @@ class EmbedJobTest {
         () -> EmbedJob.run(options(list.toString(), out2, 3, 4).retrySkipped(true), new TestEncoder(R, 0)));
     assertTrue(e.getMessage().contains("shard 2 was committed with 2 inputs, not these"), e.getMessage());
     assertSameFiles(kept, files(out2));
+    assertTrue(kept.containsKey("job.json") && kept.containsKey("errors.jsonl"));
   }
 
   @Test
