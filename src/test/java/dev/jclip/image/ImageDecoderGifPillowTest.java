@@ -196,15 +196,9 @@ class ImageDecoderGifPillowTest {
       for junk in (60000, 65400, 65536, 65600, 70000):
           put(f"small-end-junk{junk}.gif", small + bytes(junk))
 
-      def transform(im):
-          w, h = im.size
-          short, long = (w, h) if w <= h else (h, w)
-          new_long = int(R * long / short)
-          nw, nh = (R, new_long) if w <= h else (new_long, R)
-          if (nw, nh) != (w, h):
-              im = im.resize((nw, nh), Image.BICUBIC)
-          top, left = int(round((nh - R) / 2.0)), int(round((nw - R) / 2.0))
-          return im.crop((left, top, left + R, top + R)).convert("RGB").tobytes()
+      """
+      + PillowOracle.TRANSFORM
+      + """
 
       with open(os.path.join(outdir, "manifest.jsonl"), "w") as m:
           for d in (indir, gendir):

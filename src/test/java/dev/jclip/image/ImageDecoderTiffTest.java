@@ -161,14 +161,7 @@ class ImageDecoderTiffTest {
         int depth = bits[0];
         // Deflate with the horizontal predictor (8-bit only), strips of a few rows or tiles.
         if (depth == 8 && (comp == TestTiff.DEFLATE || comp == TestTiff.ADOBE_DEFLATE) && r.nextBoolean()) t.predictor = 2;
-        switch (r.nextInt(3)) {
-          case 0 -> {}
-          case 1 -> t.rowsPerStrip = 1 + r.nextInt(7);
-          default -> {
-            t.tileWidth = 16 * (1 + r.nextInt(2));
-            t.tileHeight = 16 * (1 + r.nextInt(2));
-          }
-        }
+        stripsOrTiles(t, r);
         // Separate planes where Pillow reads them as stored: RGB, RGBA with ExtraSamples 2, CMYK.
         boolean planar = (k[0] == 2 && (bits.length == 3 || k[k.length - 1] == 2)) || k[0] == 5;
         if (planar && r.nextInt(3) == 0) t.planar = 2;
@@ -253,14 +246,7 @@ class ImageDecoderTiffTest {
         boolean mm = !k.littleOnly && (k.bits == 32 ? comp == TestTiff.NONE : (ki + ci) % 2 == 1);
         t.order = mm ? ByteOrder.BIG_ENDIAN : ByteOrder.LITTLE_ENDIAN;
         if (comp != TestTiff.NONE && comp != TestTiff.PACKBITS && (ki + ci) % 2 == 0) t.predictor = 2;
-        switch (r.nextInt(3)) {
-          case 0 -> {}
-          case 1 -> t.rowsPerStrip = 1 + r.nextInt(7);
-          default -> {
-            t.tileWidth = 16 * (1 + r.nextInt(2));
-            t.tileHeight = 16 * (1 + r.nextInt(2));
-          }
-        }
+        stripsOrTiles(t, r);
         byte[] src = new byte[h * w * k.samples * k.bits / 8];
         r.nextBytes(src);
         if (k.extra.length > 0 && k.extra[0] != 0 && k.bits == 8) {
@@ -470,6 +456,18 @@ class ImageDecoderTiffTest {
     // Orientation 6 (rotate 90) and a bogus ICC profile pointer: Image.open ignores both.
     t.extraTags.put(274, new long[] {6});
     check(decoder, new Case("orientation-6.tif", t.build(), "RGB", 20, 10, first, null));
+  }
+
+  /** One strip, strips of 1-7 rows, or tiles of 16 or 32 pixels a side, at random. */
+  private static void stripsOrTiles(TestTiff t, Random r) {
+    switch (r.nextInt(3)) {
+      case 0 -> {}
+      case 1 -> t.rowsPerStrip = 1 + r.nextInt(7);
+      default -> {
+        t.tileWidth = 16 * (1 + r.nextInt(2));
+        t.tileHeight = 16 * (1 + r.nextInt(2));
+      }
+    }
   }
 
   // ---- refusals ----
