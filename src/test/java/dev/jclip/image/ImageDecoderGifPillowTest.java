@@ -9,7 +9,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -244,7 +243,7 @@ class ImageDecoderGifPillowTest {
     Map<String, Integer> refusedByBoth = new TreeMap<>();
     List<String> refusedByJclip = new ArrayList<>();
     List<String> failures = new ArrayList<>();
-    long pixelBytes = 0, differingPixelBytes = 0, rgb8Bytes = 0, differingRgb8Bytes = 0;
+    PillowOracle.Tally tally = new PillowOracle.Tally();
     int files = 0;
     try (Stream<String> lines = Files.lines(out.resolve("manifest.jsonl"))) {
       for (String line : (Iterable<String>) lines::iterator) {
@@ -283,44 +282,23 @@ class ImageDecoderGifPillowTest {
           failures.add(name + ": Pillow " + mode + " (" + rec.get("core").asText() + ") " + rec.get("width") + "x" + rec.get("height") + ", jclip " + im);
           continue;
         }
-        byte[] want = Files.readAllBytes(out.resolve(name + ".px"));
-        byte[] got = im.numpyBytes();
-        long d = differing(want, got);
-        pixelBytes += want.length;
-        differingPixelBytes += d;
-        if (d != 0) failures.add(name + ": " + d + " of " + want.length + " decoded bytes differ (first at " + Arrays.mismatch(want, got) + ")");
-        if (mode.equals("P")) {
-          byte[] pal = Files.readAllBytes(out.resolve(name + ".pal"));
-          if (!Arrays.equals(pal, Arrays.copyOf(im.palette(), pal.length))) failures.add(name + ": palette differs");
-        }
+        tally.pixels(out, name, im, mode, failures);
         if (rec.has("transform_error")) {
           failures.add(name + ": Pillow's transform failed (" + rec.get("transform_error").asText() + ")");
           continue;
         }
-        byte[] wantRgb = Files.readAllBytes(out.resolve(name + ".rgb8"));
-        byte[] gotRgb = pre.rgb8(im);
-        long dr = differing(wantRgb, gotRgb);
-        rgb8Bytes += wantRgb.length;
-        differingRgb8Bytes += dr;
-        if (dr != 0) failures.add(name + ": " + dr + " of " + wantRgb.length + " rgb8 bytes at 224 differ");
+        tally.rgb8(out, name, pre.rgb8(im), failures);
         comparedByMode.merge(mode, 1, Integer::sum);
       }
     }
     int compared = comparedByMode.values().stream().mapToInt(Integer::intValue).sum();
     System.out.println("GIF against Pillow 9.4: " + files + " files (" + cases.size() + " from ImageDecoderGifTest), " + compared + " decoded by both " + comparedByMode + ", "
-        + differingPixelBytes + " of " + pixelBytes + " decoded bytes and " + differingRgb8Bytes + " of " + rgb8Bytes + " rgb8 bytes at 224 differ; refused by both: " + refusedByBoth
+        + tally.summary() + "; refused by both: " + refusedByBoth
         + "; refused by jclip only: " + refusedByJclip.size());
     refusedByJclip.forEach(s -> System.out.println("  refused: " + s));
     assertEquals(List.of(), failures);
     assertTrue(compared >= 300, "compared only " + compared);
     assertTrue(refusedByBoth.getOrDefault("truncated", 0) >= 50 && refusedByBoth.getOrDefault("broken", 0) >= 20, refusedByBoth.toString());
     assertTrue(refusedByJclip.stream().allMatch(s -> s.startsWith("tables-")), refusedByJclip.toString());
-  }
-
-  private static long differing(byte[] a, byte[] b) {
-    if (a.length != b.length) return Math.max(a.length, b.length);
-    long d = 0;
-    for (int i = 0; i < a.length; i++) if (a[i] != b[i]) d++;
-    return d;
   }
 }

@@ -12,7 +12,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -182,7 +181,7 @@ class ImageDecoderTiffPillowTest {
     List<String> refusedByJclip = new ArrayList<>();
     List<String> refusedByBoth = new ArrayList<>();
     List<String> failures = new ArrayList<>();
-    long pixelBytes = 0, differingPixelBytes = 0, rgb8Bytes = 0, differingRgb8Bytes = 0;
+    PillowOracle.Tally tally = new PillowOracle.Tally();
     int pillowWritten = 0;
     try (Stream<String> lines = Files.lines(out.resolve("manifest.jsonl"))) {
       for (String line : (Iterable<String>) lines::iterator) {
@@ -214,28 +213,14 @@ class ImageDecoderTiffPillowTest {
           failures.add(name + ": Pillow " + mode + " " + rec.get("width") + "x" + rec.get("height") + ", jclip " + im);
           continue;
         }
-        byte[] want = Files.readAllBytes(out.resolve(name + ".px"));
-        byte[] got = im.numpyBytes();
-        long d = differing(want, got);
-        pixelBytes += want.length;
-        differingPixelBytes += d;
-        if (d != 0) failures.add(name + ": " + d + " of " + want.length + " decoded bytes differ (first at " + Arrays.mismatch(want, got) + ")");
-        if (mode.equals("P")) {
-          byte[] pal = Files.readAllBytes(out.resolve(name + ".pal"));
-          if (!Arrays.equals(pal, Arrays.copyOf(im.palette(), pal.length))) failures.add(name + ": palette differs");
-        }
-        byte[] wantRgb = Files.readAllBytes(out.resolve(name + ".rgb8"));
-        byte[] gotRgb = pre.rgb8(im);
-        long dr = differing(wantRgb, gotRgb);
-        rgb8Bytes += wantRgb.length;
-        differingRgb8Bytes += dr;
-        if (dr != 0) failures.add(name + ": " + dr + " of " + wantRgb.length + " rgb8 bytes at 224 differ");
+        tally.pixels(out, name, im, mode, failures);
+        tally.rgb8(out, name, pre.rgb8(im), failures);
         comparedByMode.merge(mode, 1, Integer::sum);
       }
     }
     int compared = comparedByMode.values().stream().mapToInt(Integer::intValue).sum();
     System.out.println("TIFF against Pillow 9.4: " + compared + " files compared " + comparedByMode + " (" + pillowWritten + " written by Pillow, the rest by the test), "
-        + differingPixelBytes + " of " + pixelBytes + " decoded bytes and " + differingRgb8Bytes + " of " + rgb8Bytes + " rgb8 bytes at 224 differ; refused by jclip where Pillow reads them: "
+        + tally.summary() + "; refused by jclip where Pillow reads them: "
         + refusedByJclip.size() + "; refused by both: " + refusedByBoth);
     refusedByJclip.forEach(s -> System.out.println("  refused: " + s));
     assertEquals(List.of(), failures);
@@ -245,13 +230,6 @@ class ImageDecoderTiffPillowTest {
       String f = "refuse-" + kind + ".tif";
       assertTrue(refusedByJclip.stream().anyMatch(s -> s.startsWith(f)) || refusedByBoth.contains(f) || log.contains(f), f);
     }
-  }
-
-  private static long differing(byte[] a, byte[] b) {
-    if (a.length != b.length) return Math.max(a.length, b.length);
-    long d = 0;
-    for (int i = 0; i < a.length; i++) if (a[i] != b[i]) d++;
-    return d;
   }
 
   /**
