@@ -98,6 +98,15 @@ final class GifDecoder {
       int codeSize,
       int dataStart) {
 
+    /** The colour table of {@code 3 << (size + 1)} bytes that {@code flags} announce, read at {@code in} ({@link #palette}'s result). */
+    private static byte[] colourTable(Path file, byte[] b, Reader in, int flags, String which) throws ImageDecodeException {
+      int n = 3 << ((flags & 7) + 1);
+      if (b.length - in.pos < n) throw corrupt(file, "the file ends inside the " + which + " colour table (" + n + " bytes)");
+      byte[] table = palette(b, in.pos, n);
+      in.pos += n;
+      return table;
+    }
+
     static Header parse(Path file, byte[] b) throws ImageDecodeException {
       if (b.length < 13) throw corrupt(file, "the file (" + b.length + " bytes) ends inside the 13-byte header");
       if (!(b[0] == 'G' && b[1] == 'I' && b[2] == 'F' && b[3] == '8' && (b[4] == '7' || b[4] == '9') && b[5] == 'a')) {
@@ -106,12 +115,7 @@ final class GifDecoder {
       Reader in = new Reader(b, 13);
       int flags = b[10] & 0xff;
       byte[] global = null;
-      if ((flags & 0x80) != 0) {
-        int n = 3 << ((flags & 7) + 1);
-        if (b.length - in.pos < n) throw corrupt(file, "the file ends inside the global colour table (" + n + " bytes)");
-        global = palette(b, in.pos, n);
-        in.pos += n;
-      }
+      if ((flags & 0x80) != 0) global = colourTable(file, b, in, flags, "global");
       int transparent = -1;
       while (true) {
         int s = in.read();
@@ -144,10 +148,7 @@ final class GifDecoder {
           in.pos += 9;
           byte[] pal = global;
           if ((iflags & 0x80) != 0) {
-            int n = 3 << ((iflags & 7) + 1);
-            if (b.length - in.pos < n) throw corrupt(file, "the file ends inside the local colour table (" + n + " bytes)");
-            pal = palette(b, in.pos, n);
-            in.pos += n;
+            pal = colourTable(file, b, in, iflags, "local");
             if (pal == null && global != null) {
               // Pillow 9.4 then says "L" but realises the global palette on the image ("P"
               // underneath): its convert("RGB") maps the indices through the global palette, and
