@@ -470,24 +470,22 @@ public final class EmbedJob {
           checkResumedShard(resumed, seen);
           resumed = -1;
         }
-        if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items()
-            && (growable.rec().digest() == null || held == null && growable.rec().digest().equals(growable.rec().of(seen)))) {
-          growthRefused = growable.rec().digest() == null
-              ? "the input grew past its end, and this job's shards were written before jclip recorded their inputs (session 28), so its last shard cannot be joined"
-              : "the input grew past its end, and a webdataset archive's inputs are not held to join a short last shard: embed the grown archives into a new output folder";
-        }
-        if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items() && held != null
-            && growable.rec().digest() != null && growable.rec().digest().equals(growable.rec().of(seen))) {
-          // One input more than the input's last shard was committed with, after the same ones: the input grew into it.
-          redo.put(shard, growable);
-          complete.remove(shard);
-          resumedItems.remove(shard);
-          progress.skipped.addAndGet(-held.size());
-          resumed = -1;
-          replay.addAll(held);
-          replay.add(item);
-          held = null;
-          continue;
+        if (shard == growableShard && complete.contains(shard) && resumedItems.getOrDefault(shard, 0L) == growable.items()) {
+          // One input more than the input's last shard was committed with: if after the same ones, the input grew into it.
+          String digest = growable.rec().digest();
+          boolean same = digest != null && digest.equals(growable.rec().of(seen));
+          if (same && held != null) {
+            redo.put(shard, growable);
+            complete.remove(shard);
+            resumedItems.remove(shard);
+            progress.skipped.addAndGet(-held.size());
+            resumed = -1;
+            replay.addAll(held);
+            replay.add(item);
+            held = null;
+            continue;
+          }
+          if (same || digest == null) growthRefused = growthRefusal(digest != null); // said where the shard's check stops the job
         }
         if (complete.contains(shard)) {
           progress.skipped.incrementAndGet();
@@ -994,7 +992,7 @@ public final class EmbedJob {
    * What a committed shard recorded of its inputs: their count, and the digest to compare (of
    * whole rows since session 29, of ids in session 28; none before, when the count alone is compared).
    */
-  record Recorded(long items, String digest, boolean rows) {
+  record Recorded(long items, long errors, String digest, boolean rows) {
     String of(InputsDigest d) {
       return rows ? d.rowsHex() : d.idsHex();
     }
@@ -1005,11 +1003,18 @@ public final class EmbedJob {
     }
   }
 
+  /** A committed shard's record, read once a run (a shard computed again is not asked for after). */
   private Recorded recorded(int n) throws IOException {
+    Recorded r = recordedShards.get(n);
+    if (r != null) return r;
     com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
     String rows = c.path("rows_sha256").asText(null);
-    return new Recorded(c.path("items").asLong(-1), rows != null ? rows : c.path("inputs_sha256").asText(null), rows != null);
+    r = new Recorded(c.path("items").asLong(-1), c.path("errors").asLong(0), rows != null ? rows : c.path("inputs_sha256").asText(null), rows != null);
+    recordedShards.put(n, r);
+    return r;
   }
+
+  private final Map<Integer, Recorded> recordedShards = new java.util.concurrent.ConcurrentHashMap<>();
 
   /** A committed shard computed again: its first {@code rec.items} inputs must be those recorded; {@code why} is said when it starts. */
   private record Redo(Recorded rec, String why) {
@@ -1024,6 +1029,18 @@ public final class EmbedJob {
   /** Why an input that grew past its short last shard cannot join it (said when the job stops there), or null. */
   private String growthRefused;
 
+  /** Why a grown input cannot join its short last shard: its shards recorded no inputs ({@code recorded} false), or it is an archive. */
+  private static String growthRefusal(boolean recorded) {
+    return recorded
+        ? "the input grew past its end, and a webdataset archive's inputs are not held to join a short last shard: embed the grown archives into a new output folder"
+        : "the input grew past its end, and this job's shards were written before jclip recorded their inputs (session 28), so its last shard cannot be joined";
+  }
+
+  /** The job stopped at a committed shard ({@code what}) that the input grew past and cannot join, for the reason given. */
+  private IOException grownPastShard(String what, String refusal) {
+    return new IOException(out.root + ": the input is not what it was when the committed shards were written (" + what + "): " + refusal);
+  }
+
   /**
    * The committed shards to compute again from the start (with {@link Options#retrySkipped}, those
    * that skipped inputs). Each is replaced only once its new version is complete and its first
@@ -1033,10 +1050,8 @@ public final class EmbedJob {
     Map<Integer, Redo> r = new TreeMap<>();
     if (!o.retrySkipped) return r;
     for (int n : complete) {
-      com.fasterxml.jackson.databind.JsonNode c = json.readTree(out.countsFile(n).toFile());
-      long errors = c.path("errors").asLong(0);
-      if (errors <= 0) continue;
-      r.put(n, new Redo(recorded(n), inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)"));
+      long errors = recorded(n).errors();
+      if (errors > 0) r.put(n, new Redo(recorded(n), inputs(errors) + (errors == 1 ? " was" : " were") + " skipped (--retry-skipped)"));
     }
     return r;
   }
@@ -1065,9 +1080,7 @@ public final class EmbedJob {
     long then = rec.items(), now = resumedItems.getOrDefault(n, 0L);
     if (rec.same(now, seen)) return;
     String what = "shard " + n + " was committed with " + inputs(then) + (then == now ? ", not these" : ", and " + now + " are at its places now");
-    if (now > then && growthRefused != null) {
-      throw new IOException(out.root + ": the input is not what it was when the committed shards were written (" + what + "): " + growthRefused);
-    }
+    if (now > then && growthRefused != null) throw grownPastShard(what, growthRefused);
     throw inputChanged(what);
   }
 
@@ -1081,8 +1094,6 @@ public final class EmbedJob {
     int last = java.util.Collections.max(committed);
     Map<Integer, InputsDigest> seen = new TreeMap<>();
     Map<Integer, Long> counts = new TreeMap<>();
-    Map<Integer, Recorded> recs = new TreeMap<>();
-    for (int n : committed) recs.put(n, recorded(n));
     String prefixOfLast = null;
     boolean archive = false;
     try (InputSource again = InputSources.open(canonicalInput(o.input), o.imageColumn, o.captionColumn)) {
@@ -1090,8 +1101,8 @@ public final class EmbedJob {
       while ((it = again.next()) != null) {
         int shard = Math.toIntExact(it.index() / o.shardSize);
         if (shard > last) break;
-        Recorded rec = recs.get(shard);
-        if (rec == null) continue;
+        if (!committed.contains(shard)) continue;
+        Recorded rec = recorded(shard);
         long k = counts.merge(shard, 1L, Long::sum);
         if (k > rec.items()) {
           if (shard == last && rec.items() < o.shardSize) continue; // grown past the input's end: the new inputs join it
@@ -1103,16 +1114,13 @@ public final class EmbedJob {
       }
     }
     for (int n : committed) {
-      Recorded rec = recs.get(n);
+      Recorded rec = recorded(n);
       long now = counts.getOrDefault(n, 0L);
       if (now == 0) throw inputChanged("shard " + n + " was committed with " + inputs(rec.items()) + ", and the input now ends before it");
       boolean grown = n == last && now > rec.items() && rec.items() < o.shardSize;
       boolean same = grown ? rec.digest() != null && rec.digest().equals(prefixOfLast) && !archive : rec.same(now, seen.get(n));
       if (!same && grown && (rec.digest() == null || rec.digest().equals(prefixOfLast))) {
-        throw new IOException(out.root + ": the input is not what it was when the committed shards were written (shard " + n + " was committed with "
-            + inputs(rec.items()) + ", and more are at its places now): the input grew past its end, and " + (rec.digest() == null
-                ? "this job's shards were written before jclip recorded their inputs (session 28), so its last shard cannot be joined"
-                : "a webdataset archive's inputs are not held to join a short last shard: embed the grown archives into a new output folder"));
+        throw grownPastShard("shard " + n + " was committed with " + inputs(rec.items()) + ", and more are at its places now", growthRefusal(rec.digest() != null));
       }
       if (!same) {
         throw inputChanged("shard " + n + " was committed with " + inputs(rec.items()) + (now == rec.items() ? ", not these" : ", and " + now
@@ -1125,8 +1133,7 @@ public final class EmbedJob {
   private void checkResumedShards(Set<Integer> complete) throws IOException {
     for (int n : complete) {
       if (!resumedItems.containsKey(n)) {
-        long then = json.readTree(out.countsFile(n).toFile()).path("items").asLong(-1);
-        throw inputChanged("shard " + n + " was committed with " + inputs(then) + ", and the input now ends before it");
+        throw inputChanged("shard " + n + " was committed with " + inputs(recorded(n).items()) + ", and the input now ends before it");
       }
     }
   }
