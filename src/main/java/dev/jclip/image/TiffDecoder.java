@@ -83,8 +83,7 @@ final class TiffDecoder {
     limits.checkPixels(file, ImageDecoder.Format.TIFF, w, h);
     Kind kind = kind(file, ifd);
     int[] bits = ifd.bits;
-    checkSegments(file, b, ifd, limits);
-    checkDataCanHoldPixels(file, b, ifd, w, h);
+    checkSegments(file, b, ifd, limits, w, h);
     if (ifd.oddSignature) {
       // Pillow reads these uncompressed (kind() refused the others); the reader wants 42 as stored.
       b = b.clone();
@@ -342,10 +341,11 @@ final class TiffDecoder {
 
   /**
    * Strips or tiles must lie inside the file (a truncated file is refused here, as Pillow's
-   * libtiff fails on it, rather than decoded with missing rows), and a tile must pass the pixel
-   * limit (the reader allocates one).
+   * libtiff fails on it, rather than decoded with missing rows), a tile must pass the pixel
+   * limit (the reader allocates one), and together they must be able to hold the {@code w}x{@code
+   * h} image ({@link #checkDataCanHoldPixels}).
    */
-  private static void checkSegments(Path file, byte[] b, Ifd ifd, ImageDecoder limits) throws ImageDecodeException {
+  private static void checkSegments(Path file, byte[] b, Ifd ifd, ImageDecoder limits, long w, long h) throws ImageDecodeException {
     boolean tiled = ifd.has(TILE_OFFSETS);
     long[] offsets = ifd.values(tiled ? TILE_OFFSETS : STRIP_OFFSETS, null);
     long[] counts = ifd.values(tiled ? TILE_BYTE_COUNTS : STRIP_BYTE_COUNTS, null);
@@ -362,6 +362,7 @@ final class TiffDecoder {
       if (ifd.one(COMPRESSION, 1) != 1) {
         throw new ImageDecodeException(file, "corrupt TIFF file: compressed data without " + (tiled ? "TileByteCounts" : "StripByteCounts"));
       }
+      checkDataCanHoldPixels(file, b, ifd, w, h, offsets, null);
       return; // uncompressed: the reader computes them, as Pillow's raw decoder does not need them
     }
     if (counts.length < offsets.length) {
@@ -373,6 +374,7 @@ final class TiffDecoder {
             file, "truncated TIFF file: " + what + " " + i + " ends at byte " + (offsets[i] + counts[i]) + ", after the end of the file (" + b.length + " bytes)");
       }
     }
+    checkDataCanHoldPixels(file, b, ifd, w, h, offsets, counts);
   }
 
   /**
@@ -382,7 +384,8 @@ final class TiffDecoder {
    * expands at most 64:1, Deflate ~1032:1, LZW's 12-bit codes at most 4096 bytes each. Other
    * compressions (CCITT: a blank row is a bit) are left to the reader.
    */
-  private static void checkDataCanHoldPixels(Path file, byte[] b, Ifd ifd, long w, long h) throws ImageDecodeException {
+  private static void checkDataCanHoldPixels(Path file, byte[] b, Ifd ifd, long w, long h, long[] offsets, long[] counts)
+      throws ImageDecodeException {
     long compression = ifd.one(COMPRESSION, 1);
     long ratio = switch ((int) compression) {
       case 1 -> 1;
@@ -395,9 +398,6 @@ final class TiffDecoder {
     long bitsPerPixel = 0;
     for (int v : ifd.bits) bitsPerPixel += v;
     long needed = w * bitsPerPixel / 8 * h; // whole rows, without padding: a lower bound (w, h passed the pixel limit)
-    boolean tiled = ifd.has(TILE_OFFSETS);
-    long[] offsets = ifd.values(tiled ? TILE_OFFSETS : STRIP_OFFSETS, new long[0]);
-    long[] counts = ifd.values(tiled ? TILE_BYTE_COUNTS : STRIP_BYTE_COUNTS, null);
     long have = 0;
     if (counts == null || ratio == 1) {
       // uncompressed: Pillow reads each strip from its offset on, whatever its byte count says

@@ -153,7 +153,6 @@ public final class SafetensorsReader implements AutoCloseable {
     } catch (JsonProcessingException e) {
       throw new CheckpointException(file, null, "header is not valid JSON: " + e.getOriginalMessage(), e);
     } catch (OutOfMemoryError oom) {
-      headerText = null;
       throw new CheckpointException(file, null, "header of " + headerLen + " bytes does not fit in the Java heap of "
           + Runtime.getRuntime().maxMemory() / (1 << 20) + " MB as a JSON tree (a real model's header is well under a megabyte)", oom);
     }
